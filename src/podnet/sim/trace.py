@@ -12,7 +12,6 @@ candidate gets its own fate, because a policy may allow some backends and not ot
 
 from __future__ import annotations
 
-import hashlib
 import ipaddress
 import re
 from dataclasses import dataclass, field
@@ -24,8 +23,9 @@ from podnet import images
 from podnet.controlplane import Cluster
 from podnet.controlplane.nodes import NodeInfo
 from podnet.errors import UsageError
+from podnet.semantics.loadbalancer import announced_ips, load_balancer_ips
 from podnet.semantics.routing import Addressing, Hop, Party
-from podnet.semantics.services import Backend, Frontend, ServiceTable, Translation, affinity_choice
+from podnet.semantics.services import Backend, ServiceTable, Translation, affinity_choice
 
 PROTOCOLS = ("TCP", "UDP", "SCTP")
 
@@ -389,11 +389,9 @@ class Tracer:
             hops.append(Hop("LAN", "route", f"{dst_ip} is node/{node.name} on the LAN {self.addresses.lan}"))
             packet.at, packet.origin = node, "external"
             return None
-        frontend = self.services.frontend(dst_ip, port, protocol)
         svc = self.services.service_at(dst_ip)
-        if svc is not None and svc.spec.get("type") == "LoadBalancer" and dst_ip in _lb_ips(svc) \
-                or svc is not None and dst_ip in (svc.spec.get("externalIPs") or []) and IPv4Address(dst_ip) in self.addresses.lan:
-            node = self.announcing_node(svc, dst_ip, frontend)
+        if svc is not None and dst_ip in announced_ips(svc, self.addresses.lan):
+            node = self.announcing_node(svc, dst_ip)
             if node is None:
                 return f"nothing answers ARP for {dst_ip}: no node has a ready endpoint of Service {svc.ref}"
             hops.append(Hop("LAN", "arp", f"{dst_ip} is answered by node/{node.name} (L2 announcement)"))
@@ -408,19 +406,11 @@ class Tracer:
             return None if packet.source.kind == "external" else "no route"
         return f"no route to {dst_ip}: nothing on the LAN has that address"
 
-    def announcing_node(self, svc, ip: str, frontend: Frontend | None) -> NodeInfo | None:
-        """The node that answers ARP for a LoadBalancer IP (MetalLB L2): among nodes with a ready
-        endpoint (with externalTrafficPolicy Local: only those; else any node), chosen stably."""
-        nodes = list(self.cluster.nodes)
-        ports = [frontend.port] if frontend else list(svc.spec.get("ports") or [])
-        ready = {b.node for p in ports for b in self.services.backends(svc, p) if b.ready}
-        if svc.spec.get("externalTrafficPolicy") == "Local":
-            nodes = [n for n in nodes if n.name in ready]
-        elif not ready:
-            nodes = []
-        if not nodes:
-            return None
-        return min(nodes, key=lambda n: hashlib.sha256(f"{n.name}#{ip}".encode()).digest())
+    def announcing_node(self, svc, ip: str) -> NodeInfo | None:
+        """The node that answers ARP for a LoadBalancer IP (MetalLB L2; semantics/loadbalancer)."""
+        from podnet.semantics.loadbalancer import announcing_node
+
+        return announcing_node(self.cluster, self.services, svc, ip)
 
     def _to_other_node(self, src: Party, packet: Packet, node: NodeInfo, port: int, protocol: str,
                        hops: list[Hop]) -> str | None:
@@ -662,4 +652,4 @@ class Tracer:
 
 
 def _lb_ips(svc) -> list[str]:
-    return [i["ip"] for i in (svc.body.get("status") or {}).get("loadBalancer", {}).get("ingress") or [] if i.get("ip")]
+    return load_balancer_ips(svc)
