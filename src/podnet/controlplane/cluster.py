@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from ipaddress import IPv4Address
@@ -55,7 +56,10 @@ def _clone(obj: KubeObject) -> KubeObject:
     return KubeObject(obj.kind, obj.namespace, obj.name, json.loads(json.dumps(obj.body)), obj.source)
 
 
-def compute(store: ObjectStore, config: ClusterConfig) -> Cluster:
+def compute(store: ObjectStore, config: ClusterConfig,
+            live_readiness: Callable[[KubeObject], bool | None] | None = None) -> Cluster:
+    """The cluster for `store`. `live_readiness` is kubelet's word on a running cluster: for a
+    pod, whether its containers are ready (its probes), or None to keep the offline rule."""
     cluster = Cluster(config=config, warnings=list(store.warnings), lines=store.lines)
     errors: list[str] = []
 
@@ -92,7 +96,7 @@ def compute(store: ObjectStore, config: ClusterConfig) -> Cluster:
         cluster.add(node)
 
     all_pods = _run_workloads(cluster, by_kind, node_objects)
-    _schedule_and_address(cluster, all_pods, node_infos, node_objects, error)
+    _schedule_and_address(cluster, all_pods, node_infos, node_objects, error, live_readiness)
     _workload_status(cluster, by_kind, all_pods)
 
     # The cluster's own Services (generated, no source) claim their fixed addresses first.
@@ -176,7 +180,7 @@ def _run_workloads(cluster: Cluster, by_kind: dict[str, list[KubeObject]], nodes
 
 
 def _schedule_and_address(cluster: Cluster, pods: list[KubeObject], infos: list[NodeInfo],
-                          nodes: list[KubeObject], error) -> None:
+                          nodes: list[KubeObject], error, live_readiness=None) -> None:
     scheduler = Scheduler(nodes, {n.name: n.max_pods for n in infos})
     by_name = {n.name: n for n in infos}
     allocators = {n.name: RangeAllocator(n.pod_cidr) for n in infos}
@@ -219,6 +223,9 @@ def _schedule_and_address(cluster: Cluster, pods: list[KubeObject], infos: list[
         if info is None:
             pod.body["status"] = pod_status.pending_status(pod, "NodeNotFound", f"node {node} does not exist in this cluster")
             continue
+        live = live_readiness(pod) if live_readiness is not None else None
+        if live is not None:
+            pod_status.set_containers_ready(pod, live)
         ready = not pod_status.input_says_not_ready(pod)
         if pod.spec.get("hostNetwork"):
             address = str(info.ip)

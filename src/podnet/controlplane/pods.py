@@ -79,6 +79,15 @@ def input_says_containers_not_ready(pod: KubeObject) -> bool:
     return conditions.get("Ready") == "False" and "ContainersReady" not in conditions
 
 
+def set_containers_ready(pod: KubeObject, ready: bool) -> None:
+    """Record kubelet's verdict on the pod's containers (from its probes) as the input condition
+    the rules above read; Ready itself still waits for the readiness gates."""
+    status = pod.body.setdefault("status", {})
+    conditions = [c for c in status.get("conditions") or [] if c.get("type") not in ("ContainersReady", "Ready")]
+    conditions.append({"type": "ContainersReady", "status": "True" if ready else "False"})
+    status["conditions"] = conditions
+
+
 def readiness_gates_open(pod: KubeObject) -> bool:
     conditions = _input_conditions(pod)
     return all(conditions.get(g.get("conditionType")) == "True" for g in pod.spec.get("readinessGates") or [])
