@@ -1,0 +1,245 @@
+"""Kubelet's probe rules (podnet.probes) and the prober that runs them (podnet.linux.prober),
+the latter with fake executors, a fake clock and fake sandboxes: no root, no sockets."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pytest
+
+from podnet.probes import (
+    ContainerProbes,
+    Event,
+    Exec,
+    HTTPGet,
+    ProbeError,
+    TCPSocket,
+    parse_container_probes,
+    parse_probe,
+)
+
+HTTP = {"httpGet": {"port": 8080, "path": "/healthz"}}
+
+
+# ---- parsing ------------------------------------------------------------------------------
+
+CONTAINER = {"name": "app", "ports": [{"name": "http", "containerPort": 8080}, {"name": "admin", "containerPort": 9000}]}
+
+PARSE_CASES = [
+    # (rule, kind, probe spec, expected attributes)
+    ("defaults are kubelet's", "readiness", {"tcpSocket": {"port": 80}},
+     dict(initial_delay=0, period=10, timeout=1, success_threshold=1, failure_threshold=3, handler="tcpSocket",
+          action=TCPSocket(80, ""))),
+    ("zero counters are defaulted like missing ones", "liveness",
+     {"exec": {"command": ["true"]}, "periodSeconds": 0, "timeoutSeconds": 0, "failureThreshold": 0},
+     dict(period=10, timeout=1, failure_threshold=3, action=Exec(("true",)))),
+    ("given counters are kept", "readiness",
+     {"tcpSocket": {"port": 80}, "initialDelaySeconds": 5, "periodSeconds": 1, "timeoutSeconds": 2,
+      "successThreshold": 2, "failureThreshold": 1},
+     dict(initial_delay=5, period=1, timeout=2, success_threshold=2, failure_threshold=1)),
+    ("httpGet defaults: path /, scheme HTTP, the pod IP", "liveness", {"httpGet": {"port": 80}},
+     dict(action=HTTPGet(80, "/", "", "HTTP", ()))),
+    ("httpGet keeps host, scheme and headers in order", "readiness",
+     {"httpGet": {"port": 443, "path": "/ready", "host": "10.1.2.3", "scheme": "HTTPS",
+                  "httpHeaders": [{"name": "X-A", "value": "1"}, {"name": "Host", "value": "example"}]}},
+     dict(action=HTTPGet(443, "/ready", "10.1.2.3", "HTTPS", (("X-A", "1"), ("Host", "example"))))),
+    ("a path without a leading slash gets one", "readiness", {"httpGet": {"port": 80, "path": "ok"}},
+     dict(action=HTTPGet(80, "/ok"))),
+    ("a named port is the container's port of that name", "readiness", {"httpGet": {"port": "admin"}},
+     dict(action=HTTPGet(9000), error=None)),
+    ("a numeric string is a port number", "readiness", {"tcpSocket": {"port": "8080"}},
+     dict(action=TCPSocket(8080), error=None)),
+    ("an unknown port name makes a probe that always fails", "readiness", {"tcpSocket": {"port": "nope"}},
+     dict(handler="tcpSocket", error="readinessProbe.tcpSocket: port 'nope' is not the name of one of the container's ports")),
+    ("grpc is unsupported", "liveness", {"grpc": {"port": 9090}}, dict(handler="unsupported", action=None)),
+    ("readiness may ask for several successes", "readiness", {"tcpSocket": {"port": 80}, "successThreshold": 3},
+     dict(success_threshold=3)),
+]
+
+
+@pytest.mark.parametrize("rule,kind,spec,expected", PARSE_CASES, ids=[c[0] for c in PARSE_CASES])
+def test_parse(rule, kind, spec, expected):
+    probe = parse_probe(kind, spec, CONTAINER)
+    assert probe.kind == kind
+    assert {key: getattr(probe, key) for key in expected} == expected
+
+
+PARSE_ERRORS = [
+    ("liveness needs successThreshold 1", "liveness", {"tcpSocket": {"port": 80}, "successThreshold": 2}, "must be 1"),
+    ("startup needs successThreshold 1", "startup", {"tcpSocket": {"port": 80}, "successThreshold": 3}, "must be 1"),
+    ("exactly one handler", "readiness", {"tcpSocket": {"port": 80}, "exec": {"command": ["true"]}}, "exactly one"),
+    ("a handler is required", "readiness", {"periodSeconds": 3}, "exactly one"),
+    ("scheme is HTTP or HTTPS", "readiness", {"httpGet": {"port": 80, "scheme": "FTP"}}, "HTTP nor HTTPS"),
+    ("exec needs a command", "liveness", {"exec": {"command": []}}, "non-empty list"),
+    ("a port is required", "readiness", {"httpGet": {"path": "/"}}, "port is required"),
+    ("counters are not negative", "readiness", {"tcpSocket": {"port": 80}, "periodSeconds": -1}, "non-negative"),
+    ("counters are integers", "readiness", {"tcpSocket": {"port": 80}, "timeoutSeconds": "1"}, "non-negative"),
+]
+
+
+@pytest.mark.parametrize("rule,kind,spec,message", PARSE_ERRORS, ids=[c[0] for c in PARSE_ERRORS])
+def test_parse_error(rule, kind, spec, message):
+    with pytest.raises(ProbeError, match=message):
+        parse_probe(kind, spec, CONTAINER)
+
+
+def test_port_out_of_range_is_an_error_kept_on_the_probe():
+    assert "1-65535" in parse_probe("readiness", {"tcpSocket": {"port": 70000}}).error
+
+
+def test_container_probes_leave_out_invalid_ones_with_a_reason():
+    probes, errors = parse_container_probes({"name": "c", "livenessProbe": {"tcpSocket": {"port": 1}, "successThreshold": 2},
+                                             "readinessProbe": HTTP})
+    assert list(probes) == ["readiness"]
+    assert errors == ["container c: livenessProbe.successThreshold: must be 1, not 2"]
+
+
+# ---- the state machine --------------------------------------------------------------------
+
+
+@dataclass
+class Run:
+    """A container run second by second; each due probe answers from its script (the last
+    answer repeats)."""
+
+    probes: ContainerProbes
+    script: dict[str, list[bool]]
+    runs: list[tuple[float, str]] = field(default_factory=list)
+    events: list[tuple[float, Event]] = field(default_factory=list)
+    answered: dict[str, int] = field(default_factory=dict)
+
+    def until(self, end: float, start: float = 0.0) -> Run:
+        t = start
+        while t <= end:
+            for kind in self.probes.due(t):
+                answers = self.script[kind]
+                n = self.answered.get(kind, 0)
+                self.answered[kind] = n + 1
+                self.runs.append((t, kind))
+                self.events += [(t, e) for e in self.probes.record(kind, answers[min(n, len(answers) - 1)], t)]
+            t += 1
+        return self
+
+    def times(self, kind: str) -> list[float]:
+        return [t for t, k in self.runs if k == kind]
+
+
+def run(container: dict, end: float, **script: list[bool]) -> Run:
+    probes, errors = parse_container_probes(container)
+    assert not errors
+    return Run(ContainerProbes(probes, start=0.0), script).until(end)
+
+
+def test_first_run_after_initial_delay_then_every_period():
+    r = run({"readinessProbe": {**HTTP, "initialDelaySeconds": 5, "periodSeconds": 10}}, 40, readiness=[True])
+    assert r.times("readiness") == [5, 15, 25, 35]
+
+
+def test_no_initial_delay_runs_at_start():
+    r = run({"livenessProbe": {**HTTP, "periodSeconds": 3}}, 10, liveness=[True])
+    assert r.times("liveness") == [0, 3, 6, 9]
+
+
+def test_readiness_is_initially_not_ready():
+    probes = ContainerProbes(parse_container_probes({"readinessProbe": {**HTTP, "initialDelaySeconds": 30}})[0])
+    assert probes.started and not probes.ready
+    assert probes.due(0) == []
+
+
+def test_without_readiness_probe_ready_once_started():
+    probes = ContainerProbes(parse_container_probes({"livenessProbe": HTTP})[0])
+    assert probes.ready and probes.started and not probes.liveness_failed
+
+
+THRESHOLD_CASES = [
+    # (rule, probe counters, readiness answers, seconds run, expected ready, expected events as (time, result))
+    ("one success makes ready", {}, [True], 0, True, [(0, True)]),
+    ("successThreshold counts consecutive successes", {"successThreshold": 3}, [True, True, False, True, True, True], 5,
+     True, [(5, True)]),
+    ("not yet ready before successThreshold", {"successThreshold": 3}, [True, True], 1, False, []),
+    ("failureThreshold consecutive failures make unready", {}, [True, False, False, False], 3, False,
+     [(0, True), (3, False)]),
+    ("failures broken by a success do not count", {}, [True, False, False, True, False, False, True], 6, True,
+     [(0, True)]),
+    ("failureThreshold 1 flips at once", {"failureThreshold": 1}, [True, False], 1, False, [(0, True), (1, False)]),
+    ("failures while not ready change nothing", {}, [False], 5, False, []),
+]
+
+
+@pytest.mark.parametrize("rule,counters,answers,end,ready,events", THRESHOLD_CASES, ids=[c[0] for c in THRESHOLD_CASES])
+def test_readiness_thresholds(rule, counters, answers, end, ready, events):
+    r = run({"readinessProbe": {**HTTP, "periodSeconds": 1, **counters}}, end, readiness=answers)
+    assert r.probes.ready is ready
+    assert [(t, e.result) for t, e in r.events] == events
+
+
+def test_startup_gates_liveness_and_readiness():
+    container = {"startupProbe": {**HTTP, "periodSeconds": 1, "failureThreshold": 10},
+                 "livenessProbe": {**HTTP, "periodSeconds": 5}, "readinessProbe": {**HTTP, "periodSeconds": 5}}
+    r = run(container, 2, startup=[False, False, False, True], liveness=[True], readiness=[True])
+    assert not r.probes.started and not r.probes.ready
+    assert {k for _, k in r.runs} == {"startup"}
+    r.until(12, start=3)
+    assert r.times("startup") == [0, 1, 2, 3]  # never again once it succeeded
+    # liveness and readiness run on their own ticks (0, 5, 10, …), the first after startup succeeded
+    assert r.times("liveness") == r.times("readiness") == [5, 10]
+    assert r.probes.started and r.probes.ready
+
+
+def test_startup_failure_asks_for_one_restart():
+    r = run({"startupProbe": {**HTTP, "periodSeconds": 1, "failureThreshold": 3}, "livenessProbe": HTTP}, 10,
+            startup=[False], liveness=[True])
+    assert r.times("startup") == [0, 1, 2]
+    assert r.events == [(2, Event("startup", False, restart=True))]
+    assert r.probes.liveness_failed and not r.probes.started
+
+
+def test_liveness_failure_asks_for_one_restart_and_readiness_goes_on():
+    container = {"livenessProbe": {**HTTP, "periodSeconds": 1}, "readinessProbe": {**HTTP, "periodSeconds": 1}}
+    r = run(container, 10, liveness=[True, False], readiness=[True])
+    assert r.times("liveness") == [0, 1, 2, 3]  # held after the third failure
+    assert [e for _, e in r.events if e.restart] == [Event("liveness", False, restart=True)]
+    assert r.probes.liveness_failed
+    assert r.times("readiness") == list(range(11))  # kubelet's readiness worker keeps probing
+
+
+def test_new_instance_starts_every_worker_over():
+    container = {"livenessProbe": {**HTTP, "periodSeconds": 1, "initialDelaySeconds": 2},
+                 "readinessProbe": {**HTTP, "periodSeconds": 1, "initialDelaySeconds": 2}}
+    r = run(container, 10, liveness=[False], readiness=[True])
+    assert r.probes.liveness_failed and r.probes.ready
+    r.probes.observe(running=True, instance=1, now=20)
+    assert not r.probes.liveness_failed
+    assert not r.probes.ready  # readiness back to its initial Failure
+    assert r.probes.due(21) == [] and r.probes.due(22) == ["liveness", "readiness"]  # initial delay again
+    r.probes.observe(running=True, instance=1, now=22)  # the same instance: nothing reset
+    assert r.probes.due(22) == ["liveness", "readiness"]
+
+
+def test_a_stopped_container_is_neither_ready_nor_started_nor_probed():
+    probes = ContainerProbes(parse_container_probes({"readinessProbe": HTTP})[0])
+    probes.record("readiness", True, 0)
+    probes.observe(running=False, instance=0, now=1)
+    assert not probes.ready and not probes.started
+    assert probes.due(100) == [] and probes.next_due() is None
+
+
+def test_late_results_for_probes_that_no_longer_run_are_ignored():
+    probes = ContainerProbes(parse_container_probes({"startupProbe": HTTP, "livenessProbe": HTTP})[0])
+    assert probes.record("liveness", False, 0) == []  # not started yet: liveness does not count
+    assert probes.record("readiness", True, 0) == []  # there is no readiness probe
+
+
+def test_unsupported_probes_count_as_absent():
+    probes = ContainerProbes(parse_container_probes({"readinessProbe": {"grpc": {"port": 1}},
+                                                     "livenessProbe": {"grpc": {"port": 1}}})[0])
+    assert probes.unsupported == ("liveness", "readiness")
+    assert probes.ready and probes.due(0) == []
+
+
+def test_an_attempt_that_overran_its_period_keeps_to_the_period_grid():
+    probes = ContainerProbes(parse_container_probes({"readinessProbe": {**HTTP, "periodSeconds": 2}})[0])
+    probes.record("readiness", True, 5)  # due at 0, answered at 5: the ticks at 2 and 4 are lost
+    assert probes.next_due() == 6
+    probes.record("readiness", True, 6.5)
+    assert probes.next_due() == 8
