@@ -158,8 +158,7 @@ class ServiceTable:
             if origin != "pod":
                 masquerade = "traffic from outside the pod network to a ClusterIP is masqueraded"
         candidates = [b for b in backends if b.node == via_node] if local_policy else backends
-        usable = ([b for b in candidates if b.ready and not b.terminating]
-                  or [b for b in candidates if b.serving and b.terminating])
+        usable = usable_endpoints(candidates)
         if local_policy and not usable:
             return Translation(frontend, (), tuple(backends), "drop",
                                f"{local_policy} and no ready endpoint on {via_node}: dropped", masquerade, None)
@@ -183,6 +182,14 @@ class ServiceTable:
 
     def service_at(self, ip: str) -> KubeObject | None:
         return self._service_by_ip.get(ip)
+
+
+def usable_endpoints(backends: list[Backend] | tuple[Backend, ...]) -> list[Backend]:
+    """The endpoints traffic may go to, as kube-proxy's CategorizeEndpoints picks them: the ready
+    ones; when none is ready, those still serving while terminating (so a rolling update does
+    not drop connections); otherwise none."""
+    return ([b for b in backends if b.ready and not b.terminating]
+            or [b for b in backends if b.serving and b.terminating])
 
 
 def affinity_choice(candidates: tuple[Backend, ...], client_ip: str, service_ref: str) -> Backend:

@@ -1,0 +1,122 @@
+"""What one node's kube-proxy must program: every Service port with the endpoints each kind of
+traffic may use there, as pure data.
+
+This is kube-proxy's ServicePort/Endpoint view after CategorizeEndpoints, derived from the
+simulator's ServiceTable so the kernel and `podnet trace` agree by construction:
+  - cluster_endpoints: the usable endpoints of the whole cluster (ready, or serving-terminating
+    when none is ready) — what ClusterIP traffic uses, and what pods reaching an external
+    frontend of an externalTrafficPolicy Local Service are short-circuited to;
+  - local_endpoints: the usable endpoints on this node, chosen among this node's own (so a
+    node's terminating endpoint is used when it has no ready one, as kube-proxy does);
+  - internal_local / external_local: internalTrafficPolicy / externalTrafficPolicy Local.
+Headless and ExternalName Services have no ServicePort: kube-proxy ignores them.
+Renderers (nftables, iptables, userspace) turn a list of these into rules.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from podnet.controlplane import Cluster
+from podnet.semantics.loadbalancer import load_balancer_ips
+from podnet.semantics.services import ServiceTable, usable_endpoints
+
+DEFAULT_AFFINITY_TIMEOUT = 10800  # seconds, the API default for sessionAffinityConfig
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    ip: str
+    port: int
+    pod: str | None = None  # "ns/name"
+
+    @property
+    def address(self) -> str:
+        return f"{self.ip}:{self.port}"
+
+
+@dataclass(frozen=True)
+class ServicePort:
+    namespace: str
+    name: str
+    port_name: str  # "" for a single unnamed port
+    protocol: str  # "TCP" | "UDP" | "SCTP"
+    cluster_ip: str | None
+    port: int
+    node_port: int | None = None
+    external_ips: tuple[str, ...] = ()  # LoadBalancer ingress IPs, then spec.externalIPs
+    cluster_endpoints: tuple[Endpoint, ...] = ()
+    local_endpoints: tuple[Endpoint, ...] = ()
+    internal_local: bool = False
+    external_local: bool = False
+    affinity_timeout: int | None = None  # sessionAffinity ClientIP
+
+    @property
+    def service(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+    @property
+    def port_ref(self) -> str:
+        """kube-proxy's ServicePortName as it prints it: ns/name:port (`ns/name` when unnamed)."""
+        return f"{self.service}:{self.port_name}" if self.port_name else self.service
+
+    @property
+    def proto(self) -> str:
+        return self.protocol.lower()
+
+    @property
+    def internal_endpoints(self) -> tuple[Endpoint, ...]:
+        """What traffic to the ClusterIP uses."""
+        return self.local_endpoints if self.internal_local else self.cluster_endpoints
+
+    @property
+    def external_endpoints(self) -> tuple[Endpoint, ...]:
+        """What traffic from outside to a NodePort, LoadBalancer IP or externalIP uses."""
+        return self.local_endpoints if self.external_local else self.cluster_endpoints
+
+    @property
+    def has_external(self) -> bool:
+        return bool(self.node_port or self.external_ips)
+
+    @property
+    def uses_cluster_chain(self) -> bool:
+        """Whether some traffic is spread over all the cluster's endpoints: ClusterIP traffic
+        with policy Cluster, external traffic with policy Cluster, or pods and the node
+        short-circuited from an external frontend of a Local Service."""
+        return bool(self.cluster_endpoints) and (not self.internal_local or self.has_external)
+
+    @property
+    def uses_local_chain(self) -> bool:
+        return bool(self.local_endpoints) and (self.internal_local or (self.external_local and self.has_external))
+
+
+def service_ports(cluster: Cluster, node: str, services: ServiceTable | None = None) -> list[ServicePort]:
+    """Every Service port the proxy on `node` programs, in a stable order."""
+    services = services or ServiceTable(cluster)
+    out = []
+    for svc in cluster.of_kind("Service"):
+        spec = svc.spec
+        if spec.get("type") == "ExternalName" or spec.get("clusterIP") in (None, "", "None"):
+            continue
+        external_ips = tuple(load_balancer_ips(svc) if spec.get("type") == "LoadBalancer" else [])
+        external_ips += tuple(ip for ip in spec.get("externalIPs") or [] if ip not in external_ips)
+        timeout = None
+        if spec.get("sessionAffinity") == "ClientIP":
+            config = (spec.get("sessionAffinityConfig") or {}).get("clientIP") or {}
+            timeout = int(config.get("timeoutSeconds", DEFAULT_AFFINITY_TIMEOUT))
+        for port in spec.get("ports") or []:
+            backends = services.backends(svc, port)
+            cluster_eps = usable_endpoints(backends)
+            local_eps = usable_endpoints([b for b in backends if b.node == node])
+            out.append(ServicePort(
+                namespace=svc.namespace, name=svc.name, port_name=port.get("name") or "",
+                protocol=port.get("protocol", "TCP"), cluster_ip=spec["clusterIP"], port=int(port["port"]),
+                node_port=int(port["nodePort"]) if port.get("nodePort") else None,
+                external_ips=external_ips,
+                cluster_endpoints=tuple(Endpoint(b.ip, b.port, b.pod) for b in cluster_eps),
+                local_endpoints=tuple(Endpoint(b.ip, b.port, b.pod) for b in local_eps),
+                internal_local=spec.get("internalTrafficPolicy") == "Local",
+                external_local=spec.get("externalTrafficPolicy") == "Local",
+                affinity_timeout=timeout,
+            ))
+    return out

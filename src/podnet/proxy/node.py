@@ -1,0 +1,236 @@
+"""The kube-proxy of one node: desired state in, one transaction per sync, rate-limited, retried.
+
+`NodeProxy.update(cluster)` may be called as often as the cluster changes; a background thread
+syncs at most once per `min_sync_interval` (kube-proxy's minSyncPeriod) with the latest state,
+and retries a failed sync with back-off, as kube-proxy's bounded-frequency runner does. The
+first sync, and the first after a failure, rewrites everything; the others only the service
+ports that changed. Before its first sync a proxy removes what the other modes may have left
+in the node (kube-proxy's CleanupLeftovers), so switching modes leaves no stale rules.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+
+from podnet.controlplane import Cluster
+from podnet.proxy import iptables, nftables
+from podnet.proxy.loader import LoadError, Runner, in_netns, run_command
+from podnet.proxy.model import ServicePort, service_ports
+
+log = logging.getLogger("podnet.proxy")
+MODES = ("nftables", "iptables", "userspace")
+RETRY_MAX = 5.0  # seconds between retries of a failing sync, at most
+USERSPACE_TABLE = "podnet-userspace"
+
+
+class NftablesProxier:
+    def __init__(self, netns: str | None, pod_subnet: str, service_subnet: str, run: Runner = run_command):
+        self.netns, self.pod_subnet, self.service_subnet, self.run = netns, pod_subnet, service_subnet, run
+        self.state = nftables.TableState()
+        self.cache: dict[ServicePort, nftables.PortRules] = {}
+        self.full = True
+
+    def sync(self, ports: list[ServicePort]) -> int:
+        text, state, rewritten = nftables.transaction(self.state, ports, self.pod_subnet, self.service_subnet,
+                                                      self.full, self.cache)
+        if text:
+            try:
+                self.run(in_netns(self.netns, ["nft", "-f", "-"]), text)
+            except LoadError:
+                self.full = True  # the kernel's table is no longer known: rewrite it all next time
+                raise
+        self.state, self.full = state, False
+        self.cache = {sp: rules for sp, rules in state.ports.values()}
+        return rewritten
+
+    def cleanup(self) -> None:
+        _delete_nft_table(self.run, self.netns, nftables.FAMILY, nftables.TABLE)
+        self.state, self.full = nftables.TableState(), True
+
+
+class IptablesProxier:
+    def __init__(self, netns: str | None, pod_subnet: str, service_subnet: str, run: Runner = run_command):
+        self.netns, self.pod_subnet, self.run = netns, pod_subnet, run
+        self.state = iptables.TablesState()
+        self.cache: dict[ServicePort, iptables.PortRules] = {}
+        self.full = True
+
+    def sync(self, ports: list[ServicePort]) -> int:
+        listing = self.run(in_netns(self.netns, ["iptables-save"])) if self.full else ""
+        text, state, rewritten = iptables.restore_input(self.state, ports, self.pod_subnet, self.full, self.cache, listing)
+        try:
+            self.run(in_netns(self.netns, ["iptables-restore", "-w", "--noflush"]), text)
+        except LoadError:
+            self.full = True
+            raise
+        self.state, self.full = state, False
+        self.cache = {sp: rules for sp, rules in state.ports.values()}
+        return rewritten
+
+    def cleanup(self) -> None:
+        cleanup_iptables(self.run, self.netns)
+        self.state, self.full = iptables.TablesState(), True
+
+
+def _delete_nft_table(run: Runner, netns: str | None, family: str, table: str) -> None:
+    # `add` first makes the delete succeed whether or not the table exists, in one transaction
+    run(in_netns(netns, ["nft", "-f", "-"]), f"add table {family} {table}\ndelete table {family} {table}\n")
+
+
+def cleanup_iptables(run: Runner, netns: str | None) -> None:
+    """Remove every KUBE- chain and the jumps to them, in one iptables-restore."""
+    try:
+        listing = run(in_netns(netns, ["iptables-save"]))
+    except (LoadError, OSError):
+        return  # no iptables here: nothing of ours either
+    lines: list[str] = []
+    table, chains, jumps = None, [], []
+    for line in listing.splitlines() + ["*end"]:
+        if line.startswith("*"):
+            if table and (chains or jumps):
+                lines += [f"*{table}", *(f":{c} - [0:0]" for c in chains), *jumps, *(f"-X {c}" for c in chains), "COMMIT"]
+            table, chains, jumps = line[1:].strip(), [], []
+        elif line.startswith(":KUBE-"):
+            chains.append(line[1:].split()[0])
+        elif line.startswith("-A ") and " -j KUBE-" in line and not line.split()[1].startswith("KUBE-"):
+            jumps.append("-D " + line[3:])
+    if lines:
+        run(in_netns(netns, ["iptables-restore", "-w", "--noflush"]), "\n".join(lines) + "\n")
+
+
+def cleanup_leftovers(netns: str | None, keep: str | None = None, run: Runner = run_command) -> None:
+    """Remove every proxy mode's rules from a node, except those of mode `keep`."""
+    if keep != "nftables":
+        _delete_nft_table(run, netns, nftables.FAMILY, nftables.TABLE)
+    if keep != "iptables":
+        cleanup_iptables(run, netns)
+    if keep != "userspace":
+        _delete_nft_table(run, netns, "ip", USERSPACE_TABLE)
+
+
+def make_proxier(mode: str, netns: str | None, pod_subnet: str, service_subnet: str, run: Runner = run_command):
+    if mode == "nftables":
+        return NftablesProxier(netns, pod_subnet, service_subnet, run)
+    if mode == "iptables":
+        return IptablesProxier(netns, pod_subnet, service_subnet, run)
+    if mode == "userspace":
+        from podnet.proxy.userspace import UserspaceProxier
+
+        return UserspaceProxier(netns, run)
+    if mode == "ipvs":
+        raise ValueError("proxyMode ipvs needs the kernel's IP_VS module, which this machine does not have; "
+                         "use nftables, iptables or userspace")
+    raise ValueError(f"unknown proxyMode {mode!r}: use one of {', '.join(MODES)}")
+
+
+@dataclass
+class SyncStatus:
+    syncs: int = 0
+    failures: int = 0
+    last_error: str | None = None
+    last_duration: float = 0.0
+    last_rewritten: int = 0
+    synced_at: float = 0.0  # time.monotonic() of the last successful sync
+
+
+class NodeProxy:
+    def __init__(self, cluster_name: str, node: str, netns: str | None, mode: str, pod_subnet: str,
+                 service_subnet: str = "10.96.0.0/12", run: Runner = run_command, min_sync_interval: float = 0.1):
+        self.cluster_name, self.node, self.netns, self.mode = cluster_name, node, netns, mode
+        self.run = run
+        self.proxier = make_proxier(mode, netns, pod_subnet, service_subnet, run)
+        self.min_sync_interval = min_sync_interval
+        self.status = SyncStatus()
+        self._pending: list[ServicePort] | None = None
+        self._wake = threading.Condition()
+        self._stopping = False
+        self._thread: threading.Thread | None = None
+        self._cleaned = False
+        self._busy = False
+
+    # -- syncing --------------------------------------------------------------------------------
+
+    def sync_now(self, cluster: Cluster) -> None:
+        """Program the node for `cluster` before returning (raises if the loader refuses)."""
+        self._sync(service_ports(cluster, self.node))
+
+    def update(self, cluster: Cluster) -> None:
+        """Ask for a sync to `cluster`'s state soon; returns at once."""
+        self.update_ports(service_ports(cluster, self.node))
+
+    def update_ports(self, ports: list[ServicePort]) -> None:
+        with self._wake:
+            self._pending = ports
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._loop, name=f"proxy:{self.node}", daemon=True)
+                self._thread.start()
+            self._wake.notify()
+
+    def _sync(self, ports: list[ServicePort]) -> None:
+        if not self._cleaned:
+            cleanup_leftovers(self.netns, keep=self.mode, run=self.run)
+            self._cleaned = True
+        started = time.monotonic()
+        try:
+            rewritten = self.proxier.sync(ports)
+        except Exception as exc:
+            self.status.failures += 1
+            self.status.last_error = str(exc)
+            raise
+        self.status.syncs += 1
+        self.status.last_error = None
+        self.status.last_rewritten = rewritten
+        self.status.synced_at = time.monotonic()
+        self.status.last_duration = self.status.synced_at - started
+
+    def _loop(self) -> None:
+        delay = self.min_sync_interval
+        while True:
+            with self._wake:
+                while self._pending is None and not self._stopping:
+                    self._wake.wait()
+                if self._stopping:
+                    return
+                wait = self.status.synced_at + self.min_sync_interval - time.monotonic()
+            if wait > 0:  # rate limit: gather the changes of the meantime into one sync
+                time.sleep(wait)
+            with self._wake:
+                ports, self._pending = self._pending, None
+                self._busy = ports is not None
+            if ports is None:
+                continue
+            try:
+                self._sync(ports)
+                delay = self.min_sync_interval
+                with self._wake:
+                    self._busy = False
+            except Exception as exc:
+                log.warning("proxy sync on node %s failed (retrying in %.1fs): %s", self.node, delay, exc)
+                with self._wake:
+                    self._busy = False
+                    if self._pending is None:
+                        self._pending = ports
+                    self._wake.wait(timeout=delay)
+                delay = min(RETRY_MAX, delay * 2)
+
+    def wait_synced(self, timeout: float = 5.0) -> bool:
+        """True once nothing is pending (for tests and `apply`'s callers)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self._wake:
+                if self._pending is None and not self._busy:
+                    return True
+            time.sleep(0.01)
+        return False
+
+    def stop(self, cleanup: bool = True) -> None:
+        with self._wake:
+            self._stopping = True
+            self._wake.notify_all()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        if cleanup or self.mode == "userspace":  # the userspace proxy's listeners must close either way
+            self.proxier.cleanup()

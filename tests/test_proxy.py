@@ -1,0 +1,413 @@
+"""kube-proxy's rules as podnet renders them (nftables, iptables), on fakes: no root needed.
+
+The rules are followed like a packet would follow them (a small walker over the rendered
+chains), and what they reach is compared with the simulator's ServiceTable.translate, so the
+kernel rules and `podnet trace` cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import re
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from podnet.proxy import iptables, nftables
+from podnet.proxy.loader import LoadError, RecordingRunner
+from podnet.proxy.model import Endpoint, ServicePort, service_ports
+from podnet.proxy.node import NodeProxy, cleanup_leftovers, make_proxier
+from podnet.semantics.services import ServiceTable
+from tests.conftest import cluster_of
+
+POD_SUBNET, SERVICE_SUBNET = "10.244.0.0/16", "10.96.0.0/12"
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+
+MANIFESTS = textwrap.dedent("""
+    apiVersion: apps/v1
+    kind: Deployment
+    metadata: {name: web}
+    spec:
+      replicas: 3
+      selector: {matchLabels: {app: web}}
+      template:
+        metadata: {labels: {app: web}}
+        spec:
+          containers:
+          - {name: c, image: registry.k8s.io/e2e-test-images/agnhost:2.47, args: [netexec, --http-port=8080],
+             ports: [{containerPort: 8080, name: http}]}
+    ---
+    apiVersion: v1
+    kind: Service
+    metadata: {name: web}
+    spec:
+      type: LoadBalancer
+      selector: {app: web}
+      ports: [{name: http, port: 80, targetPort: http}, {name: dns, port: 53, protocol: UDP, targetPort: 8081}]
+    ---
+    apiVersion: v1
+    kind: Service
+    metadata: {name: sticky}
+    spec:
+      sessionAffinity: ClientIP
+      sessionAffinityConfig: {clientIP: {timeoutSeconds: 60}}
+      selector: {app: web}
+      ports: [{port: 80, targetPort: 8080}]
+    ---
+    apiVersion: v1
+    kind: Service
+    metadata: {name: local}
+    spec:
+      type: NodePort
+      externalTrafficPolicy: Local
+      selector: {app: web}
+      ports: [{port: 80, targetPort: 8080}]
+    ---
+    apiVersion: v1
+    kind: Service
+    metadata: {name: itp}
+    spec:
+      internalTrafficPolicy: Local
+      selector: {app: web}
+      ports: [{port: 80, targetPort: 8080}]
+    ---
+    apiVersion: v1
+    kind: Service
+    metadata: {name: empty}
+    spec:
+      type: NodePort
+      selector: {app: nobody}
+      ports: [{port: 80, protocol: SCTP}]
+    ---
+    apiVersion: v1
+    kind: Service
+    metadata: {name: headless}
+    spec:
+      clusterIP: None
+      selector: {app: web}
+      ports: [{port: 80}]
+    ---
+    apiVersion: v1
+    kind: Service
+    metadata: {name: ext}
+    spec:
+      type: ExternalName
+      externalName: example.com
+""")
+FOUR_NODES = "kind: Cluster\napiVersion: podnet.dev/v1alpha1\nname: t\nnodes: 4\n"
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    return cluster_of(MANIFESTS, FOUR_NODES)
+
+
+def by_ref(ports: list[ServicePort]) -> dict[str, ServicePort]:
+    return {p.port_ref: p for p in ports}
+
+
+def node_without_web(cluster) -> str:
+    busy = {p.spec["nodeName"] for p in cluster.of_kind("Pod") if p.labels.get("app") == "web"}
+    return next(n.name for n in cluster.nodes if n.name not in busy)
+
+
+def node_with_web(cluster) -> str:
+    return next(p.spec["nodeName"] for p in cluster.of_kind("Pod") if p.labels.get("app") == "web")
+
+
+# -- the model: what each node programs ---------------------------------------------------------
+
+def test_headless_and_external_name_services_get_no_rules(cluster):
+    refs = by_ref(service_ports(cluster, "node1"))
+    assert not any(r.startswith(("default/headless", "default/ext")) for r in refs)
+    assert {"default/web:http", "default/web:dns", "default/sticky", "default/local", "default/empty"} <= set(refs)
+
+
+def test_local_endpoints_are_the_nodes_own(cluster):
+    busy = node_with_web(cluster)
+    idle = node_without_web(cluster)
+    assert by_ref(service_ports(cluster, idle))["default/local"].local_endpoints == ()
+    here = by_ref(service_ports(cluster, busy))["default/local"]
+    pods = {p.name: p for p in cluster.of_kind("Pod")}
+    assert here.local_endpoints and all(pods[e.pod.split("/")[1]].spec["nodeName"] == busy for e in here.local_endpoints)
+    assert len(here.cluster_endpoints) == 3
+
+
+# -- nftables ---------------------------------------------------------------------------------
+
+def full_nft(ports):
+    return nftables.transaction(nftables.TableState(), ports, POD_SUBNET, SERVICE_SUBNET, True)
+
+
+def test_nft_table_is_kube_proxys_layout(cluster):
+    text, _, rewritten = full_nft(service_ports(cluster, "node1"))
+    assert text.startswith("add table ip kube-proxy\ndelete table ip kube-proxy\n")
+    assert "add rule ip kube-proxy services ip daddr . meta l4proto . th dport vmap @service-ips" in text
+    assert "meta l4proto . th dport vmap @service-nodeports" in text
+    assert "type ipv4_addr . inet_proto . inet_service : verdict" in text
+    web = by_ref(service_ports(cluster, "node1"))["default/web:http"]
+    chain = f"service-{nftables.port_chain_base(web)}"
+    assert re.match(r"service-[A-Z2-7]{8}-default/web/tcp/http$", chain)
+    assert f"{web.cluster_ip} . tcp . 80 : goto {chain}" in text
+    assert f"add rule ip kube-proxy {chain} numgen random mod 3 vmap {{ 0 : goto endpoint-" in text
+    for ep in web.cluster_endpoints:
+        assert f"meta l4proto tcp dnat to {ep.ip}:{ep.port}" in text
+        assert f"ip saddr {ep.ip} jump mark-for-masquerade" in text  # hairpin
+    assert f"ip daddr {web.cluster_ip} tcp dport 80 ip saddr != {POD_SUBNET} jump mark-for-masquerade" in text
+    assert rewritten == len(service_ports(cluster, "node1"))
+
+
+def test_nft_no_endpoints_rejects_and_local_policy_without_local_endpoint_drops(cluster):
+    idle = node_without_web(cluster)
+    ports = by_ref(service_ports(cluster, idle))
+    text, _, _ = full_nft(list(ports.values()))
+    empty, local = ports["default/empty"], ports["default/local"]
+    assert f"{empty.cluster_ip} . sctp . 80 : goto reject-chain" in text
+    assert f"sctp . {empty.node_port} : goto reject-chain" in text
+    assert f"tcp . {local.node_port} : drop" in text  # eTP Local, nothing on this node
+    assert f"tcp . {local.node_port} : goto external-" in text  # ...but pods are short-circuited
+
+
+def test_nft_affinity_uses_a_timeout_set_per_endpoint(cluster):
+    sticky = by_ref(service_ports(cluster, "node1"))["default/sticky"]
+    rules = nftables.port_rules(sticky, POD_SUBNET)
+    assert len(rules.sets) == 3 and all("timeout 60s" in d for d in rules.sets.values())
+    chain = rules.chains[f"service-{nftables.port_chain_base(sticky)}"]
+    assert sum(r.startswith("ip saddr @affinity-") for r in chain) == 3
+    assert any("update @affinity-" in r for name, rs in rules.chains.items() if name.startswith("endpoint-") for r in rs)
+
+
+def test_nft_partial_sync_rewrites_only_what_changed(cluster):
+    ports = service_ports(cluster, "node1")
+    _, state, _ = full_nft(ports)
+    text, state2, rewritten = nftables.transaction(state, ports, POD_SUBNET, SERVICE_SUBNET, False)
+    assert (text, rewritten) == ("", 0)
+    web = by_ref(ports)["default/web:http"]
+    fewer = ServicePort(**{**web.__dict__, "cluster_endpoints": web.cluster_endpoints[:2]})
+    changed = [fewer if p is web else p for p in ports]
+    text, _, rewritten = nftables.transaction(state2, changed, POD_SUBNET, SERVICE_SUBNET, False)
+    assert rewritten == 1
+    assert "default/web/tcp/http" in text and "default/sticky" not in text and "kube-dns" not in text
+    gone = f"endpoint-{nftables.endpoint_chain_base(web, web.cluster_endpoints[2])}"
+    assert f"delete chain ip kube-proxy {gone}" in text
+    assert "numgen random mod 2" in text
+    assert text.index(f"flush chain ip kube-proxy {gone}") < text.index(f"delete chain ip kube-proxy {gone}")
+
+
+def test_nft_removed_service_loses_its_chains_elements_and_cluster_ip(cluster):
+    ports = service_ports(cluster, "node1")
+    _, state, _ = full_nft(ports)
+    sticky = by_ref(ports)["default/sticky"]
+    text, _, _ = nftables.transaction(state, [p for p in ports if p is not sticky], POD_SUBNET, SERVICE_SUBNET, False)
+    assert f"delete element ip kube-proxy service-ips {{ {sticky.cluster_ip} . tcp . 80 }}" in text
+    assert f"delete element ip kube-proxy cluster-ips {{ {sticky.cluster_ip} }}" in text
+    assert text.count("delete set ip kube-proxy affinity-") == 3
+    assert f"delete chain ip kube-proxy service-{nftables.port_chain_base(sticky)}" in text
+
+
+# -- a walker over the rendered rules, compared with the simulator ----------------------------
+
+def walk_nft(rules_by_port, sp: ServicePort, frontend: str, source: str) -> set[str]:
+    """The endpoints an nft packet can reach: follow the map element to chains, take every
+    numgen branch, honour the `ip saddr POD` / `fib saddr type local` short-circuits."""
+    chains = {name: r for rules in rules_by_port for name, r in rules.chains.items()}
+    elements = {k: v for rules in rules_by_port for k, v in rules.elements.items()}
+    if frontend == "cluster":
+        verdict = elements.get((nftables.SERVICE_IPS, f"{sp.cluster_ip} . {sp.proto} . {sp.port}"))
+    else:
+        verdict = elements.get((nftables.SERVICE_NODEPORTS, f"{sp.proto} . {sp.node_port}"))
+    reached: set[str] = set()
+
+    def follow(chain: str) -> None:
+        for rule in chains[chain]:
+            if rule.startswith(f"ip saddr {POD_SUBNET} goto ") and source == "pod":
+                return follow(rule.split()[-1])
+            if rule.startswith("fib saddr type local goto ") and source == "local":
+                return follow(rule.split()[-1])
+            if rule.startswith("goto "):
+                return follow(rule.split()[-1])
+            if "numgen random" in rule:
+                for target in re.findall(r"goto (\S+)", rule):
+                    follow(target)
+                return
+            if " dnat to " in rule:
+                reached.add(rule.split()[-1])
+                return
+
+    if verdict and verdict.startswith("goto "):
+        follow(verdict.split()[1])
+    return reached
+
+
+@pytest.mark.parametrize("source", ["pod", "external"])
+def test_rules_reach_what_the_simulator_predicts(source):
+    compared = 0
+    for example in sorted(EXAMPLES.glob("**/*.yaml")):
+        if "cluster" in example.name:
+            continue
+        try:
+            cluster = cluster_of(example.read_text(), FOUR_NODES)
+        except Exception:
+            continue
+        table = ServiceTable(cluster)
+        for node in cluster.nodes:
+            ports = service_ports(cluster, node.name, table)
+            rules = [nftables.port_rules(sp, POD_SUBNET) for sp in ports]
+            svcs = {s.ref: s for s in cluster.of_kind("Service")}
+            for sp in ports:
+                svc = svcs[sp.service]
+                port = next(p for p in svc.spec["ports"] if (p.get("name") or "") == sp.port_name
+                            and p.get("protocol", "TCP") == sp.protocol)
+                cases = [("cluster", sp.cluster_ip, sp.port)] if source == "pod" else []
+                if sp.node_port:
+                    cases.append(("nodeport", str(node.ip), sp.node_port))
+                for frontend, ip, number in cases:
+                    fe = table.frontend(ip, number, sp.protocol, frozenset({str(node.ip)}))
+                    predicted = table.translate(fe, "10.244.9.9" if source == "pod" else "192.168.1.100",
+                                                node.name, source)
+                    expect = {f"{b.ip}:{b.port}" for b in predicted.candidates}
+                    got = walk_nft(rules, sp, frontend, source)
+                    assert got == expect, (example.name, node.name, sp.port_ref, frontend, source)
+                    compared += 1
+    assert compared >= 20
+
+
+def test_walker_sees_local_policy_from_outside(cluster):
+    idle, busy = node_without_web(cluster), node_with_web(cluster)
+    for node, want_local in ((idle, False), (busy, True)):
+        ports = service_ports(cluster, node)
+        rules = [nftables.port_rules(sp, POD_SUBNET) for sp in ports]
+        local = by_ref(ports)["default/local"]
+        outside = walk_nft(rules, local, "nodeport", "external")
+        assert outside == {e.address for e in local.local_endpoints}
+        assert bool(outside) == want_local
+        assert walk_nft(rules, local, "nodeport", "pod") == {e.address for e in local.cluster_endpoints}
+
+
+# -- iptables ---------------------------------------------------------------------------------
+
+def test_iptables_layout_statistic_and_comments(cluster):
+    ports = service_ports(cluster, "node1")
+    text, _, _ = iptables.restore_input(iptables.TablesState(), ports, POD_SUBNET, True)
+    web = by_ref(ports)["default/web:http"]
+    svc, _, ext = iptables.chain_names(web)
+    assert re.match(r"KUBE-SVC-[A-Z2-7]{16}$", svc)
+    assert f'-A KUBE-SERVICES -m comment --comment "default/web:http cluster IP" -m tcp -p tcp -d {web.cluster_ip}/32 --dport 80 -j {svc}' in text
+    probabilities = re.findall(rf"-A {svc} .*?--probability (\S+)", text)
+    assert probabilities == ["0.3333333333", "0.5000000000"]
+    assert len(re.findall(rf"-A {svc} .* -j KUBE-SEP-", text)) == 3
+    assert f"-A KUBE-SERVICES -m comment --comment \"default/web:http external IP\" -m tcp -p tcp -d {web.external_ips[0]}/32 --dport 80 -j {ext}" in text
+    assert "-j MASQUERADE --random-fully" in text and "-j MARK --or-mark 0x4000" in text
+    nat = text.split("*filter")[0]
+    assert nat.index("-j KUBE-NODEPORTS") > nat.rindex("-A KUBE-SERVICES -m comment --comment \"default/")
+    assert '-A KUBE-SERVICES -m comment --comment "default/empty has no endpoints"' in text
+    # jumps from the built-in chains, once
+    assert '-I PREROUTING -m comment --comment "kubernetes service portals" -j KUBE-SERVICES' in text
+    listing = "*nat\n-A PREROUTING -m comment --comment \"kubernetes service portals\" -j KUBE-SERVICES\nCOMMIT\n"
+    again, _, _ = iptables.restore_input(iptables.TablesState(), ports, POD_SUBNET, True, listing=listing)
+    assert "-I PREROUTING" not in again and "-I OUTPUT" in again
+
+
+def test_iptables_partial_sync_declares_only_changed_chains_and_deletes_dead_ones(cluster):
+    ports = service_ports(cluster, "node1")
+    _, state, _ = iptables.restore_input(iptables.TablesState(), ports, POD_SUBNET, True)
+    web = by_ref(ports)["default/web:http"]
+    fewer = ServicePort(**{**web.__dict__, "cluster_endpoints": web.cluster_endpoints[:1]})
+    text, _, rewritten = iptables.restore_input(state, [fewer if p is web else p for p in ports], POD_SUBNET, False)
+    assert rewritten == 1
+    svc, _, _ = iptables.chain_names(web)
+    declared = [line for line in text.splitlines() if line.startswith(":KUBE-S")]
+    sticky_svc = iptables.chain_names(by_ref(ports)["default/sticky"])[0]
+    assert f":{svc} - [0:0]" in declared and f":{sticky_svc} - [0:0]" not in declared
+    dead = [iptables.endpoint_chain(web, ep) for ep in web.cluster_endpoints[1:]]
+    assert all(f"-X {c}" in text for c in dead)
+    assert not re.search(rf"-A {svc} .*--probability", text)  # one endpoint left: no statistic match
+
+
+def test_iptables_full_sync_sweeps_stale_chains_of_an_earlier_proxy(cluster):
+    listing = "*nat\n:KUBE-SVC-AAAAAAAAAAAAAAAA - [0:0]\n:KUBE-SEP-BBBBBBBBBBBBBBBB - [0:0]\nCOMMIT\n"
+    text, _, _ = iptables.restore_input(iptables.TablesState(), service_ports(cluster, "node1"), POD_SUBNET, True,
+                                        listing=listing)
+    assert "-X KUBE-SVC-AAAAAAAAAAAAAAAA" in text and "-X KUBE-SEP-BBBBBBBBBBBBBBBB" in text
+
+
+# -- the node's proxy: one transaction per sync, rate-limited, retried ------------------------
+
+def test_node_proxy_syncs_once_per_change_and_cleans_other_modes_first(cluster):
+    run = RecordingRunner()
+    proxy = NodeProxy("t", "node1", "podnet-t.node-node1", "nftables", POD_SUBNET, SERVICE_SUBNET, run=run)
+    proxy.sync_now(cluster)
+    tools = [next(a for a in argv if a in ("nft", "iptables-save", "iptables-restore")) for argv, _ in run.calls]
+    assert tools[:-1] == ["iptables-save", "nft"]  # leftovers: iptables chains, the userspace table
+    assert run.calls[-1][0][:4] == ["ip", "netns", "exec", "podnet-t.node-node1"]
+    assert "add table ip kube-proxy" in run.calls[-1][1]
+    before = len(run.calls)
+    proxy.sync_now(cluster)
+    assert len(run.calls) == before  # nothing changed: nothing loaded
+
+
+def test_node_proxy_rate_limits_and_takes_the_latest_state(cluster):
+    run = RecordingRunner()
+    proxy = NodeProxy("t", "node1", None, "nftables", POD_SUBNET, SERVICE_SUBNET, run=run, min_sync_interval=0.3)
+    ports = service_ports(cluster, "node1")
+    proxy.sync_now(cluster)
+    loads = len(run.inputs("nft"))
+    for n in range(1, 8):
+        proxy.update_ports(ports[:-n])
+    assert proxy.wait_synced(3)
+    assert len(run.inputs("nft")) - loads <= 2
+    assert len(proxy.proxier.state.ports) == len(ports) - 7
+    proxy.stop(cleanup=False)
+
+
+def test_failed_sync_is_reported_retried_and_followed_by_a_full_rewrite(cluster):
+    run = RecordingRunner()
+    proxy = NodeProxy("t", "node1", None, "nftables", POD_SUBNET, SERVICE_SUBNET, run=run, min_sync_interval=0.05)
+    proxy.sync_now(cluster)
+    run.fail = {"nft"}
+    proxy.update_ports(service_ports(cluster, "node1")[:-1])
+    deadline = __import__("time").monotonic() + 2
+    while proxy.status.failures < 2 and __import__("time").monotonic() < deadline:
+        __import__("time").sleep(0.02)
+    assert proxy.status.failures >= 2 and "refused" in proxy.status.last_error
+    run.fail = set()
+    assert proxy.wait_synced(5)
+    assert proxy.status.last_error is None
+    assert run.inputs("nft")[-1].startswith("add table ip kube-proxy\ndelete table ip kube-proxy")
+    proxy.stop(cleanup=False)
+
+
+def test_ipvs_and_unknown_modes_are_refused_clearly():
+    with pytest.raises(ValueError, match="IP_VS"):
+        make_proxier("ipvs", None, POD_SUBNET, SERVICE_SUBNET)
+    with pytest.raises(ValueError, match="unknown proxyMode"):
+        make_proxier("ebpf", None, POD_SUBNET, SERVICE_SUBNET)
+
+
+def test_cleanup_leftovers_removes_kube_chains_and_their_jumps():
+    listing = textwrap.dedent("""\
+        *nat
+        :PREROUTING ACCEPT [0:0]
+        :KUBE-SERVICES - [0:0]
+        :KUBE-SVC-X - [0:0]
+        -A PREROUTING -m comment --comment "kubernetes service portals" -j KUBE-SERVICES
+        -A KUBE-SERVICES -j KUBE-SVC-X
+        COMMIT
+        """)
+    run = RecordingRunner(replies={"iptables-save": listing})
+    cleanup_leftovers(None, keep="nftables", run=run)
+    restore = run.inputs("iptables-restore")[0]
+    assert '-D PREROUTING -m comment --comment "kubernetes service portals" -j KUBE-SERVICES' in restore
+    assert "-X KUBE-SERVICES" in restore and "-X KUBE-SVC-X" in restore
+    assert not any("delete table ip kube-proxy" in s for s in run.inputs("nft"))
+    assert any("delete table ip podnet-userspace" in s for s in run.inputs("nft"))
+
+
+def test_loader_errors_name_the_command():
+    run = RecordingRunner(fail={"nft"})
+    with pytest.raises(LoadError, match="nft"):
+        run(["nft", "-f", "-"], "x")
+
+
+def test_endpoint_addresses():
+    assert Endpoint("10.244.1.2", 8080).address == "10.244.1.2:8080"
