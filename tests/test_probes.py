@@ -3,10 +3,15 @@ the latter with fake executors, a fake clock and fake sandboxes: no root, no soc
 
 from __future__ import annotations
 
+import threading
+import time
 from dataclasses import dataclass, field
 
 import pytest
 
+from podnet.api.objects import KubeObject
+from podnet.linux.layout import ClusterLayout
+from podnet.linux.prober import ProbeManager
 from podnet.probes import (
     ContainerProbes,
     Event,
@@ -14,6 +19,8 @@ from podnet.probes import (
     HTTPGet,
     ProbeError,
     TCPSocket,
+    http_request,
+    http_success,
     parse_container_probes,
     parse_probe,
 )
@@ -92,6 +99,32 @@ def test_container_probes_leave_out_invalid_ones_with_a_reason():
                                              "readinessProbe": HTTP})
     assert list(probes) == ["readiness"]
     assert errors == ["container c: livenessProbe.successThreshold: must be 1, not 2"]
+
+
+REQUEST_CASES = [
+    ("kubelet's default headers", HTTPGet(8080, "/healthz"), "10.0.0.5",
+     ["GET /healthz HTTP/1.1", "Host: 10.0.0.5:8080", "User-Agent: kube-probe/1.31", "Accept: */*",
+      "Connection: close"]),
+    ("configured headers follow the defaults", HTTPGet(80, "/", headers=(("X-Echo", "hi"), ("X-Echo", "again"))), "10.0.0.5",
+     ["GET / HTTP/1.1", "Host: 10.0.0.5:80", "User-Agent: kube-probe/1.31", "Accept: */*", "X-Echo: hi",
+      "X-Echo: again", "Connection: close"]),
+    ("a configured Host or User-Agent replaces the default", HTTPGet(80, "/", headers=(("host", "web.local"), ("User-Agent", "me"))),
+     "10.0.0.5", ["GET / HTTP/1.1", "Accept: */*", "host: web.local", "User-Agent: me", "Connection: close"]),
+    ("the connection is always closed", HTTPGet(80, "/", headers=(("Connection", "keep-alive"),)), "10.0.0.5",
+     ["GET / HTTP/1.1", "Host: 10.0.0.5:80", "User-Agent: kube-probe/1.31", "Accept: */*", "Connection: close"]),
+    ("an IPv6 host is bracketed", HTTPGet(80, "/"), "fd00::5",
+     ["GET / HTTP/1.1", "Host: [fd00::5]:80", "User-Agent: kube-probe/1.31", "Accept: */*", "Connection: close"]),
+]
+
+
+@pytest.mark.parametrize("rule,action,host,lines", REQUEST_CASES, ids=[c[0] for c in REQUEST_CASES])
+def test_http_request(rule, action, host, lines):
+    assert http_request(action, host) == ("\r\n".join(lines) + "\r\n\r\n").encode()
+
+
+@pytest.mark.parametrize("status,success", [(199, False), (200, True), (302, True), (399, True), (400, False), (500, False)])
+def test_http_success_is_2xx_or_3xx(status, success):
+    assert http_success(status) is success
 
 
 # ---- the state machine --------------------------------------------------------------------
@@ -243,3 +276,181 @@ def test_an_attempt_that_overran_its_period_keeps_to_the_period_grid():
     assert probes.next_due() == 6
     probes.record("readiness", True, 6.5)
     assert probes.next_due() == 8
+
+
+# ---- the prober, with fakes ---------------------------------------------------------------
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@dataclass
+class FakeContainer:
+    name: str
+    running: bool = True
+    restarts: int = 0
+
+
+@dataclass
+class FakeSandbox:
+    ref: str
+    pod: KubeObject
+    containers: list[FakeContainer]
+    netns: str = "pod-netns"
+    host_network: bool = False
+
+
+def sandbox(ref: str, *containers: dict, ip: str = "10.244.1.5", node: str = "worker") -> FakeSandbox:
+    namespace, name = ref.split("/")
+    body = {"metadata": {"namespace": namespace, "name": name},
+            "spec": {"nodeName": node, "containers": list(containers)}, "status": {"podIP": ip}}
+    return FakeSandbox(ref, KubeObject("Pod", namespace, name, body), [FakeContainer(c["name"]) for c in containers])
+
+
+class FakeRuntime:
+    def enter_argv(self, sandbox, argv):
+        return ["enter", sandbox.ref, *argv]
+
+
+class FakeExecutors:
+    """Answers from `answer(call)`, where call is ("http", netns, host, port, path) or
+    ("tcp", netns, host, port) or ("exec", *argv); every call is kept."""
+
+    def __init__(self, answer=lambda call: True):
+        self.answer, self.calls = answer, []
+
+    def _ask(self, call):
+        self.calls.append(call)
+        return self.answer(call)
+
+    def http_get(self, netns, host, action, timeout):
+        return self._ask(("http", netns, host, action.port, action.path))
+
+    def tcp_socket(self, netns, host, port, timeout):
+        return self._ask(("tcp", netns, host, port))
+
+    def exec(self, argv, timeout):
+        return self._ask(("exec", *argv))
+
+
+class Harness:
+    def __init__(self, answer=lambda call: True, **options):
+        self.clock = FakeClock()
+        self.executors = FakeExecutors(answer)
+        self.changes: list[tuple[str, str, bool, bool]] = []
+        self.restarts: list[tuple[str, str]] = []
+        options = {"threads": 0, "start": False, **options}
+        self.manager = ProbeManager(FakeRuntime(), ClusterLayout("t"), lambda *a: self.changes.append(a),
+                                    lambda *a: self.restarts.append(a), executors=self.executors, clock=self.clock,
+                                    **options)
+
+    def at(self, t: float) -> Harness:
+        self.clock.now = t
+        self.manager.tick()
+        return self
+
+
+NODE_NETNS = ClusterLayout("t").node_netns("worker")
+
+
+def test_prober_reports_initial_state_of_every_container_on_add():
+    h = Harness(answer=lambda call: False)
+    h.manager.add_pod(sandbox("default/web", {"name": "app", "readinessProbe": {**HTTP, "initialDelaySeconds": 5}},
+                              {"name": "sidecar"}))
+    h.at(0)
+    assert h.changes == [("default/web", "app", False, True), ("default/web", "sidecar", True, True)]
+    assert h.executors.calls == []  # initial delay
+
+
+def test_prober_probes_the_pod_ip_from_the_node_namespace():
+    h = Harness()
+    h.manager.add_pod(sandbox("default/web", {"name": "app", "readinessProbe": HTTP,
+                                              "livenessProbe": {"tcpSocket": {"port": 80, "host": "10.0.0.9"}},
+                                              "startupProbe": {"exec": {"command": ["cat", "/ready"]}}}))
+    h.at(0)  # startup runs first, alone
+    assert h.executors.calls == [("exec", "enter", "default/web", "cat", "/ready")]
+    h.at(1)  # then liveness and readiness, on their own ticks (0, 10, …): the one at 0 is overdue
+    assert h.executors.calls[1:] == [("tcp", NODE_NETNS, "10.0.0.9", 80), ("http", NODE_NETNS, "10.244.1.5", 8080, "/healthz")]
+    h.at(9)
+    assert len(h.executors.calls) == 3
+    h.at(10)
+    assert len(h.executors.calls) == 5
+    # inline attempts land in the same pass: the first report is already after the startup probe
+    assert h.changes == [("default/web", "app", False, True), ("default/web", "app", True, True)]
+
+
+def test_prober_asks_for_one_restart_and_starts_over_on_the_new_instance():
+    h = Harness(answer=lambda call: call[0] != "tcp")
+    web = sandbox("default/web", {"name": "app", "livenessProbe": {"tcpSocket": {"port": 80}, "periodSeconds": 1},
+                                  "readinessProbe": {**HTTP, "periodSeconds": 1}})
+    h.manager.add_pod(web)
+    for t in range(6):
+        h.at(t)
+    assert h.restarts == [("default/web", "app")]  # once, though liveness kept failing
+    assert [c[0] for c in h.executors.calls].count("tcp") == 3  # held after the restart was asked for
+    app = web.containers[0]
+    app.running = False  # the caller killed it
+    h.at(6)
+    assert h.changes[-1] == ("default/web", "app", False, False)
+    app.running, app.restarts = True, 1  # its reaper started a new instance
+    h.at(7)  # readiness started over (not ready) and passed again within the pass
+    assert h.changes[-1] == ("default/web", "app", True, True)
+    assert [c[0] for c in h.executors.calls].count("tcp") == 4  # liveness probes the new instance
+
+
+def test_prober_fails_a_probe_on_an_undeclared_port_without_running_it():
+    h = Harness()
+    h.manager.add_pod(sandbox("default/web", {"name": "app", "readinessProbe": {"httpGet": {"port": "metrics"}}}))
+    h.at(0)
+    assert h.executors.calls == [] and h.changes == [("default/web", "app", False, True)]
+
+
+def test_prober_counts_an_executor_exception_as_failure():
+    def answer(call):
+        raise OSError("connection refused")
+
+    h = Harness(answer=answer)
+    h.manager.add_pod(sandbox("default/web", {"name": "app", "livenessProbe": {**HTTP, "failureThreshold": 1}}))
+    h.at(0)
+    assert h.restarts == [("default/web", "app")]
+
+
+def test_prober_forgets_a_removed_pod():
+    h = Harness(answer=lambda call: False)
+    h.manager.add_pod(sandbox("default/web", {"name": "app", "livenessProbe": {**HTTP, "periodSeconds": 1}}))
+    h.at(0)
+    h.manager.remove_pod("default/web")
+    for t in range(1, 5):
+        h.at(t)
+    assert len(h.executors.calls) == 1 and h.restarts == []
+
+
+def test_prober_slow_probe_does_not_stall_other_pods():
+    release = threading.Event()
+
+    def answer(call):
+        if call[2] == "10.244.1.5":  # the slow pod
+            release.wait(5)
+        return True
+
+    h = Harness(answer=answer, threads=4, start=True, poll=0.01)
+    ready = threading.Event()
+    h.manager.on_change = lambda ref, name, r, s: (h.changes.append((ref, name, r, s)), r and ready.set())
+    h.manager.add_pod(sandbox("default/slow", {"name": "app", "readinessProbe": HTTP}))
+    h.manager.add_pod(sandbox("default/fast", {"name": "app", "readinessProbe": HTTP}, ip="10.244.1.6"))
+    try:
+        assert ready.wait(2)
+        assert ("default/fast", "app", True, True) in h.changes
+        assert ("default/slow", "app", True, True) not in h.changes
+    finally:
+        release.set()
+        h.manager.stop()
+        h.manager.stop()  # idempotent
+    count = len(h.changes)
+    time.sleep(0.05)
+    assert len(h.changes) == count  # nothing after stop()

@@ -165,6 +165,23 @@ def parse_container_probes(container: dict) -> tuple[dict[str, Probe], list[str]
     return probes, errors
 
 
+def http_request(action: HTTPGet, host: str) -> bytes:
+    """The request kubelet's httpGet probe sends to host:port. Configured headers come after
+    the defaults and replace a default of the same name (Host, User-Agent, Accept)."""
+    authority = f"[{host}]:{action.port}" if ":" in host else f"{host}:{action.port}"
+    configured = {name.lower() for name, _ in action.headers}
+    defaults = [(n, v) for n, v in (("Host", authority), ("User-Agent", USER_AGENT), ("Accept", "*/*"))
+                if n.lower() not in configured]
+    headers = [*defaults, *((n, v) for n, v in action.headers if n.lower() != "connection"), ("Connection", "close")]
+    lines = [f"GET {action.path} HTTP/1.1", *(f"{n}: {v}" for n, v in headers), "", ""]
+    return "\r\n".join(lines).encode("latin-1", "replace")
+
+
+def http_success(status: int) -> bool:
+    """kubelet: 2xx and 3xx succeed (it follows redirects; podnet takes the 3xx as it is)."""
+    return 200 <= status < 400
+
+
 # ---- the state machine ---------------------------------------------------------------------
 
 
