@@ -17,7 +17,7 @@ import pytest
 from podnet.proxy.loader import LoadError, RecordingRunner
 from podnet.proxy.model import Endpoint, ServicePort
 from podnet.proxy.node import make_proxier
-from podnet.proxy.userspace import UserspaceProxier
+from podnet.proxy.userspace import UserspaceProxier, ruleset
 
 EPS = (Endpoint("10.244.1.5", 8080, "default/web-a"), Endpoint("10.244.2.7", 8080, "default/web-b"))
 WEB = ServicePort("default", "web", "http", "TCP", "10.96.0.10", 80, node_port=30080,
@@ -41,6 +41,69 @@ def last_table(p) -> str:
 
 
 # -- the table --------------------------------------------------------------------------------
+
+
+EXPECTED_TABLE = """
+    table ip podnet-userspace
+    delete table ip podnet-userspace
+    table ip podnet-userspace {
+        map service-ips {
+            type ipv4_addr . inet_proto . inet_service : inet_service
+            elements = { 10.96.0.10 . tcp . 80 : 40001, 192.0.2.10 . tcp . 80 : 40002, 10.96.0.12 . tcp . 80 : 40003 }
+        }
+        map service-nodeports {
+            type inet_proto . inet_service : inet_service
+            elements = { tcp . 30080 : 40002 }
+        }
+        map no-endpoint-services {
+            type ipv4_addr . inet_proto . inet_service : verdict
+            elements = { 10.96.0.11 . tcp . 80 : goto reject-chain }
+        }
+        map no-endpoint-nodeports {
+            type inet_proto . inet_service : verdict
+            elements = { tcp . 30081 : goto reject-chain, tcp . 30082 : drop }
+        }
+        chain services {
+            meta l4proto { tcp, udp } redirect to ip daddr . meta l4proto . th dport map @service-ips
+            fib daddr type local ip daddr != 127.0.0.0/8 meta l4proto { tcp, udp } redirect to meta l4proto . th dport map @service-nodeports
+        }
+        chain reject-chain {
+            meta l4proto tcp reject with tcp reset
+            reject
+        }
+        chain endpoints-check {
+            ip daddr . meta l4proto . th dport vmap @no-endpoint-services
+            fib daddr type local ip daddr != 127.0.0.0/8 meta l4proto . th dport vmap @no-endpoint-nodeports
+        }
+        chain nat-prerouting {
+            type nat hook prerouting priority dstnat; policy accept;
+            jump services
+        }
+        chain nat-output {
+            type nat hook output priority -100; policy accept;
+            jump services
+        }
+        chain filter-input {
+            type filter hook input priority -110; policy accept;
+            ct state new jump endpoints-check
+        }
+        chain filter-forward {
+            type filter hook forward priority -110; policy accept;
+            ct state new jump endpoints-check
+        }
+        chain filter-output {
+            type filter hook output priority -90; policy accept;
+            ct state new jump endpoints-check
+        }
+    }
+"""
+
+
+def test_the_whole_table_reads_as_expected():
+    """Redirects for frontends with a listener, reject without endpoints, drop for Local."""
+    text = ruleset([WEB, EMPTY, LOCAL], {(WEB.port_ref, "internal"): 40001, (WEB.port_ref, "external"): 40002,
+                                         (LOCAL.port_ref, "internal"): 40003})
+    assert [line.strip() for line in text.splitlines()] == [line.strip() for line in EXPECTED_TABLE.strip().splitlines()]
 
 
 def test_every_frontend_is_redirected_to_the_listener_of_its_kind(proxier):

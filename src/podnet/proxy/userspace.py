@@ -42,6 +42,23 @@ CONNECT_TIMEOUTS = (0.25, 0.5, 1.0, 2.0)  # the userspace proxy's: one per endpo
 UDP_IDLE = 30.0  # seconds a UDP session lives without traffic
 BUFFER = 65536
 NO_ENDPOINT = {"service-ips": "no-endpoint-services", "service-nodeports": "no-endpoint-nodeports"}
+MAPS = {"service-ips": "ipv4_addr . inet_proto . inet_service : inet_service",  # frontend -> listener port
+        "service-nodeports": "inet_proto . inet_service : inet_service",
+        "no-endpoint-services": "ipv4_addr . inet_proto . inet_service : verdict",
+        "no-endpoint-nodeports": "inet_proto . inet_service : verdict"}
+_LOCAL = "fib daddr type local ip daddr != 127.0.0.0/8"
+CHAINS = {
+    "services": ["meta l4proto { tcp, udp } redirect to ip daddr . meta l4proto . th dport map @service-ips",
+                 f"{_LOCAL} meta l4proto {{ tcp, udp }} redirect to meta l4proto . th dport map @service-nodeports"],
+    "reject-chain": ["meta l4proto tcp reject with tcp reset", "reject"],
+    "endpoints-check": ["ip daddr . meta l4proto . th dport vmap @no-endpoint-services",
+                        f"{_LOCAL} meta l4proto . th dport vmap @no-endpoint-nodeports"],
+    "nat-prerouting": ["type nat hook prerouting priority dstnat; policy accept;", "jump services"],
+    "nat-output": ["type nat hook output priority -100; policy accept;", "jump services"],
+    "filter-input": ["type filter hook input priority -110; policy accept;", "ct state new jump endpoints-check"],
+    "filter-forward": ["type filter hook forward priority -110; policy accept;", "ct state new jump endpoints-check"],
+    "filter-output": ["type filter hook output priority -90; policy accept;", "ct state new jump endpoints-check"],
+}
 
 
 def endpoints_for(sp: ServicePort, kind: str) -> tuple[Endpoint, ...]:
@@ -59,8 +76,7 @@ def frontends(sp: ServicePort, kind: str) -> list[tuple[str, str]]:
 def ruleset(ports: list[ServicePort], listener_ports: dict[tuple[str, str], int]) -> str:
     """The `nft -f` input replacing the table: frontends with a listener (keyed by
     (port_ref, kind)) are redirected to its port, those without endpoints rejected or dropped."""
-    elements: dict[str, dict[str, str]] = {name: {} for name in (
-        "service-ips", "service-nodeports", "no-endpoint-services", "no-endpoint-nodeports")}
+    elements: dict[str, dict[str, str]] = {name: {} for name in MAPS}
     for sp in ports:
         if sp.protocol == "SCTP":
             continue
@@ -73,31 +89,13 @@ def ruleset(ports: list[ServicePort], listener_ports: dict[tuple[str, str], int]
                     elements[name].setdefault(key, str(port))  # a frontend taken twice: first wins
                 elif not endpoints_for(sp, kind):
                     elements[NO_ENDPOINT[name]].setdefault(key, verdict)
-    types = {"service-ips": "ipv4_addr . inet_proto . inet_service : inet_service",
-             "service-nodeports": "inet_proto . inet_service : inet_service",
-             "no-endpoint-services": "ipv4_addr . inet_proto . inet_service : verdict",
-             "no-endpoint-nodeports": "inet_proto . inet_service : verdict"}
     lines = [f"table {TABLE}", f"delete table {TABLE}", f"table {TABLE} {{"]
     for name, entries in elements.items():
-        lines.append(f"\tmap {name} {{")
-        lines.append(f"\t\ttype {types[name]}")
+        lines += [f"\tmap {name} {{", f"\t\ttype {MAPS[name]}"]
         if entries:
             lines.append("\t\telements = { " + ", ".join(f"{k} : {v}" for k, v in entries.items()) + " }")
         lines.append("\t}")
-    local = "fib daddr type local ip daddr != 127.0.0.0/8"
-    chains = {
-        "services": ["meta l4proto { tcp, udp } redirect to ip daddr . meta l4proto . th dport map @service-ips",
-                     f"{local} meta l4proto {{ tcp, udp }} redirect to meta l4proto . th dport map @service-nodeports"],
-        "reject-chain": ["meta l4proto tcp reject with tcp reset", "reject"],
-        "endpoints-check": ["ip daddr . meta l4proto . th dport vmap @no-endpoint-services",
-                            f"{local} meta l4proto . th dport vmap @no-endpoint-nodeports"],
-        "nat-prerouting": ["type nat hook prerouting priority dstnat; policy accept;", "jump services"],
-        "nat-output": ["type nat hook output priority -100; policy accept;", "jump services"],
-        "filter-input": ["type filter hook input priority -110; policy accept;", "ct state new jump endpoints-check"],
-        "filter-forward": ["type filter hook forward priority -110; policy accept;", "ct state new jump endpoints-check"],
-        "filter-output": ["type filter hook output priority -90; policy accept;", "ct state new jump endpoints-check"],
-    }
-    for name, rules in chains.items():
+    for name, rules in CHAINS.items():
         lines += [f"\tchain {name} {{", *(f"\t\t{rule}" for rule in rules), "\t}"]
     return "\n".join(lines + ["}"]) + "\n"
 
@@ -125,6 +123,7 @@ class _Listener:
         self.server: asyncio.AbstractServer | None = None
         self.transport: asyncio.DatagramTransport | None = None
         self.sweeper: asyncio.TimerHandle | None = None
+        self.closed = False
 
     def choose(self, client_ip: str, tried: list[Endpoint]) -> Endpoint | None:
         now = time.monotonic()
@@ -149,6 +148,7 @@ class _Listener:
             self.sweeper = loop.call_later(UDP_IDLE / 6, self._sweep)
 
     async def close(self) -> None:
+        self.closed = True
         if self.server:
             self.server.close()
         if self.transport:
@@ -168,6 +168,8 @@ class _Listener:
         self.tasks.add(task)
         upstream = None
         try:
+            if self.closed:  # accepted just before close(), started after it
+                return
             upstream = await self._connect(writer.get_extra_info("peername")[0])
             if upstream is not None:
                 await asyncio.gather(_pipe(reader, upstream[1]), _pipe(upstream[0], writer))
@@ -212,8 +214,13 @@ class _Listener:
             if ep is None:
                 return
             sock = self.proxier.socket(socket.SOCK_DGRAM)
-            sock.setblocking(False)
-            sock.connect((ep.ip, ep.port))
+            try:
+                sock.setblocking(False)
+                sock.connect((ep.ip, ep.port))
+            except OSError as exc:  # no route to it from the node, say
+                sock.close()
+                log.info("%s: endpoint %s: %s", self.name, ep.address, exc)
+                return
             session = self.sessions[addr] = _Session(sock, ep, time.monotonic())
             asyncio.get_running_loop().add_reader(sock.fileno(), self._reply, addr, session)
             self.used(addr[0], ep)
