@@ -31,6 +31,8 @@ class Attached:
 
 
 class DataPlane:
+    real = True  # the kernel's; a test's fake has no proxies, prober or announcer behind it
+
     def __init__(self, layout: ClusterLayout, cluster: Cluster):
         self.layout = layout
         self.cluster = cluster

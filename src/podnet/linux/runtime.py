@@ -181,7 +181,10 @@ class Runtime:
             except OSError:
                 return None
             if not kids:
-                cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+                try:  # the process may be exec'ing or gone by now: not (yet) the sandbox
+                    cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+                except OSError:
+                    return None
                 return pid if cmdline[:2] == [b"sleep", b"infinity"] else None
             pid = int(kids[0])
         return None
@@ -231,6 +234,13 @@ class Runtime:
                     container.next_start = 0.0
                     container.last_exit = None
                     self._start(sandbox, container)
+
+    def kill_container(self, ref: str, name: str) -> None:
+        """What kubelet does to a container that fails liveness: kill it; reap() restarts it."""
+        sandbox = self.pods.get(ref)
+        for container in sandbox.containers if sandbox else []:
+            if container.name == name and container.running:
+                _signal_group(container.process, signal.SIGKILL)
 
     def _recreate_sandbox(self, sandbox: PodSandbox) -> None:
         for container in sandbox.containers:

@@ -17,10 +17,10 @@ import logging
 import os
 import signal
 import socketserver
+import subprocess
 import sys
 import threading
 import time
-from pathlib import Path
 from typing import Any
 
 import yaml
@@ -30,7 +30,8 @@ from podnet.api.store import admit
 from podnet.config import parse_config
 from podnet.controlplane import Cluster, compute
 from podnet.errors import PodnetError
-from podnet.linux.layout import ClusterLayout
+from podnet.linux.layout import BRIDGE, ClusterLayout
+from podnet.linux.netns import write_sysctls
 from podnet.linux.runtime import Runtime
 
 log = logging.getLogger("podnet.supervisor")
@@ -65,12 +66,18 @@ class Supervisor:
             from podnet.linux.dataplane import DataPlane as dataplane_factory
         self.dataplane_factory = dataplane_factory
         self.dataplane = None
+        self.proxies: dict[str, Any] = {}  # node -> its kube-proxy (podnet.proxy.NodeProxy)
+        self.announcer = None  # LoadBalancer IPs on the LAN (podnet.linux.l2announce)
+        self.prober = None  # kubelet's probes (podnet.linux.prober.ProbeManager)
+        # kubelet's word on each running pod's containers: ref -> container -> {"ready", "started"}
+        self.container_state: dict[str, dict[str, dict[str, bool]]] = {}
+        self.state_changed = threading.Event()
 
     # -- computing ------------------------------------------------------------------------------
 
     def _compute(self, inputs: list[dict[str, Any]], keep: Cluster | None) -> Cluster:
         """The cluster for `inputs`; pods of `keep` that still belong are carried over as they are."""
-        fresh = compute(admitted(documents_text(inputs), "desired"), self.config)
+        fresh = compute(admitted(documents_text(inputs), "desired"), self.config, self._live_readiness)
         if keep is None:
             return fresh
         carried = []
@@ -80,7 +87,18 @@ class Supervisor:
                 carried.append(old.body)
         carried_keys = {_key(c) for c in carried}
         merged = [b for b in inputs if _key(b) not in carried_keys] + [_as_input(c) for c in carried]
-        return compute(admitted(documents_text(merged), "desired"), self.config)
+        return compute(admitted(documents_text(merged), "desired"), self.config, self._live_readiness)
+
+    def _live_readiness(self, pod) -> bool | None:
+        """Whether kubelet counts the pod's containers ready: its probes' verdict once it runs;
+        before that, a pod with a readiness or startup probe starts out not ready (kubelet's
+        initial result is Failure), others follow the offline rule."""
+        state = self.container_state.get(pod.ref)
+        if state:
+            return all(c.get("ready") for c in state.values())
+        if any(c.get("readinessProbe") or c.get("startupProbe") for c in pod.spec.get("containers") or []):
+            return False
+        return None
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -89,9 +107,69 @@ class Supervisor:
         self.dataplane = self.dataplane_factory(self.layout, self.cluster)
         self.runtime = Runtime(self.layout, self.cluster)
         self.dataplane.build()
+        self._start_services()
         self.runtime.node_files(self.cluster)
         for pod in self._running_pods(self.cluster):
             self._start_pod(pod)
+
+    def _start_services(self) -> None:
+        """kube-proxy on every node, the L2 announcer and the prober — each only where the
+        data plane is real (tests drive the supervisor with a fake data plane)."""
+        if not getattr(self.dataplane, "real", False):
+            return
+        from podnet.linux.l2announce import L2Announcer
+        from podnet.linux.prober import ProbeManager
+        from podnet.proxy import NodeProxy
+
+        networking = self.config.networking
+        for node in self.cluster.nodes:
+            netns = self.layout.node_netns(node.name)
+            # kube-proxy needs bridged packets to see netfilter (br_netfilter): a pod reaching a
+            # Service backed by a pod on its own bridge gets its replies un-NATed on the way back.
+            # The node's own packets to a ClusterIP need a route before the proxy's DNAT
+            # picks the real destination (nodes have no default route: the sandbox rule). It
+            # points into cni0, so a pod's packet to a VIP nobody serves is "forwarded" back out
+            # the interface it came in on: no ICMP redirects for that, or they would use up the
+            # ICMP rate limit the proxy's port-unreachable rejects need.
+            write_sysctls(netns, {"net.bridge.bridge-nf-call-iptables": "1",
+                                  "net.ipv4.conf.all.send_redirects": "0",
+                                  f"net.ipv4.conf.{BRIDGE}.send_redirects": "0"})
+            subprocess.run(["ip", "-n", netns, "route", "replace", str(networking.service_subnet), "dev", BRIDGE],
+                           check=True, capture_output=True)
+            proxy = NodeProxy(self.layout.cluster, node.name, netns, networking.proxy_mode,
+                              pod_subnet=str(networking.pod_subnet), service_subnet=str(networking.service_subnet))
+            proxy.sync_now(self.cluster)
+            self.proxies[node.name] = proxy
+        self.announcer = L2Announcer(self.layout)
+        self.announcer.sync(self.cluster)
+        self.prober = ProbeManager(self.runtime, self.layout, self._probe_changed, self._probe_restart)
+
+    def _probe_changed(self, ref: str, container: str, ready: bool, started: bool) -> None:
+        """From the prober's thread: note it, and let the reconciler recompute."""
+        self.container_state.setdefault(ref, {})[container] = {"ready": ready, "started": started}
+        self.state_changed.set()
+
+    def _probe_restart(self, ref: str, container: str) -> None:
+        """Liveness (or startup) failed: kill the container; the reaper restarts it with back-off."""
+        with self.lock:
+            log.info("%s: container %s failed its liveness probe and will be restarted", ref, container)
+            self.runtime.kill_container(ref, container)
+
+    def _reconcile(self) -> None:
+        """Readiness changed: recompute the pods' conditions and EndpointSlices (the pods keep
+        their names and addresses), then the proxies' rules and the L2 announcements."""
+        with self.lock:
+            cluster = self._compute(self.inputs, self.cluster)
+            self.cluster = cluster
+            self.dataplane.cluster = cluster
+            self.runtime.cluster = cluster
+            self._publish()
+
+    def _publish(self) -> None:
+        for proxy in self.proxies.values():
+            proxy.update(self.cluster)
+        if self.announcer is not None:
+            self.announcer.sync(self.cluster)
 
     @staticmethod
     def _running_pods(cluster: Cluster):
@@ -101,9 +179,14 @@ class Supervisor:
         netns = self.dataplane.attach(pod)
         self.attached[pod.ref] = netns
         self.runtime.cluster = self.cluster
-        self.runtime.start_pod(pod, netns)
+        sandbox = self.runtime.start_pod(pod, netns)
+        if self.prober is not None:
+            self.prober.add_pod(sandbox)
 
     def _stop_pod(self, ref: str) -> None:
+        if self.prober is not None:
+            self.prober.remove_pod(ref)
+        self.container_state.pop(ref, None)
         self.runtime.stop_pod(ref)
         netns = self.attached.pop(ref, None)
         if netns is not None:
@@ -147,6 +230,7 @@ class Supervisor:
                     failed.append(f"{ref}: {exc}")
             self.inputs = inputs
             (self.state / MANIFESTS).write_text(documents_text(inputs))
+            self._publish()
             def verb(key) -> str:
                 return "deleted" if delete else "created" if key in created else "configured"
 
@@ -157,6 +241,13 @@ class Supervisor:
 
     def stop(self) -> None:
         with self.lock:
+            if self.prober is not None:
+                self.prober.stop()
+            for proxy in self.proxies.values():
+                try:
+                    proxy.stop(cleanup=False)  # the node's namespace goes with the teardown
+                except Exception:
+                    log.exception("stopping a proxy failed")
             if self.runtime is not None:
                 self.runtime.stop_all()
             if self.dataplane is not None:
@@ -172,7 +263,7 @@ class Supervisor:
                 if obj.kind == "Pod" and obj.ref in self.runtime.pods:
                     body = json.loads(json.dumps(body))
                     sandbox = self.runtime.pods[obj.ref]
-                    _runtime_status(body, sandbox)
+                    _runtime_status(body, sandbox, self.container_state.get(obj.ref) or {})
                 bodies.append(body)
             return bodies
 
@@ -278,18 +369,28 @@ class Supervisor:
                         self.runtime.reap()
                     except Exception:  # one pod's trouble must never take the cluster down
                         log.exception("reaping containers failed")
+                if self.state_changed.is_set():
+                    self.state_changed.clear()
+                    try:
+                        self._reconcile()
+                    except Exception:
+                        log.exception("recomputing after a readiness change failed")
         finally:
             server.shutdown()
             server.server_close()
 
 
-def _runtime_status(body: dict[str, Any], sandbox) -> None:
-    """What kubelet reports once containers run: restarts, terminated or waiting states, and the
-    pod's phase when every container has finished (restartPolicy Never / OnFailure)."""
+def _runtime_status(body: dict[str, Any], sandbox, probed: dict[str, dict[str, bool]]) -> None:
+    """What kubelet reports once containers run: readiness and started from the probes,
+    restarts, terminated or waiting states, and the pod's phase when every container has
+    finished (restartPolicy Never / OnFailure)."""
     status = body["status"]
     finished = []
     for entry, container in zip(status.get("containerStatuses") or [], sandbox.containers):
         entry["restartCount"] = container.restarts
+        if container.name in probed:
+            entry["ready"] = bool(probed[container.name].get("ready"))
+            entry["started"] = bool(probed[container.name].get("started"))
         if container.running:
             continue
         entry["ready"] = False
