@@ -10,6 +10,7 @@ namespaces and compare the result JSON and the state each leaves behind.
 from __future__ import annotations
 
 import json
+import time
 import os
 import re
 import secrets
@@ -163,6 +164,22 @@ def normalise_result(result: dict, pods: dict[str, str]) -> dict:
 
 
 def snapshot(node: str, pods: list[str], data_dir: Path) -> dict:
+    """snapshot_once() after the kernel settled: a bridge left without ports loses its carrier
+    (NO-CARRIER, routes flagged linkdown) asynchronously, through linkwatch, up to about a
+    second later — not something either plugin decides."""
+    deadline = time.monotonic() + 3
+    while time.monotonic() < deadline:
+        links = json.loads(sh("ip", "-n", node, "-j", "-d", "link", "show").stdout)
+        bridges = {l["ifname"]: l for l in links if l.get("linkinfo", {}).get("info_kind") == "bridge"}
+        with_ports = {l.get("master") for l in links}
+        if all("NO-CARRIER" in b["flags"] or name in with_ports or "UP" not in b["flags"]
+               for name, b in bridges.items()):
+            break
+        time.sleep(0.05)
+    return snapshot_once(node, pods, data_dir)
+
+
+def snapshot_once(node: str, pods: list[str], data_dir: Path) -> dict:
     """What a plugin leaves behind, without the parts that are random by design (MACs, veth
     names, ifindexes, IPv6 link-local addresses)."""
     def links(ns: str) -> list:
