@@ -478,3 +478,24 @@ def test_a_pod_bound_to_a_node_whose_host_port_is_taken_is_rejected():
     assert c.get("Pod", "default", "first").status["phase"] == "Running"
     second = c.get("Pod", "default", "second").status
     assert second["phase"] == "Failed" and "didn't have free ports" in second["message"]
+
+
+def test_live_readiness_from_probes_sets_conditions_and_slices_but_gates_still_hold():
+    from podnet.config import ClusterConfig
+    from tests.conftest import load_yaml
+    from podnet.controlplane import compute
+
+    text = (pod("probed") + pod("gated", extra="  readinessGates: [{conditionType: example.com/gate}]")
+            + service("web", "{selector: {app: web}, ports: [{port: 80, targetPort: 8080}]}"))
+    verdicts = {"probed": False, "gated": True}
+    c = compute(load_yaml(text), ClusterConfig(), lambda p: verdicts.get(p.name))
+    ready = {e["targetRef"]["name"]: e["conditions"]["ready"] for s in slices_of(c, "web") for e in s.body["endpoints"]}
+    assert ready == {"probed": False, "gated": False}
+    probed = {x["type"]: x["status"] for x in c.get("Pod", "default", "probed").status["conditions"]}
+    assert probed["ContainersReady"] == probed["Ready"] == "False"
+    gated = {x["type"]: (x["status"], x.get("reason")) for x in c.get("Pod", "default", "gated").status["conditions"]}
+    assert gated["ContainersReady"] == ("True", None) and gated["Ready"] == ("False", "ReadinessGatesNotReady")
+    verdicts["probed"] = True
+    c = compute(load_yaml(text), ClusterConfig(), lambda p: verdicts.get(p.name))
+    assert {e["targetRef"]["name"]: e["conditions"]["ready"] for s in slices_of(c, "web")
+            for e in s.body["endpoints"]}["probed"] is True

@@ -149,7 +149,9 @@ def test_nft_table_is_kube_proxys_layout(cluster):
     chain = f"service-{nftables.port_chain_base(web)}"
     assert re.match(r"service-[A-Z2-7]{8}-default/web/tcp/http$", chain)
     assert f"{web.cluster_ip} . tcp . 80 : goto {chain}" in text
-    assert f"add rule ip kube-proxy {chain} numgen random mod 3 vmap {{ 0 : goto endpoint-" in text
+    assert f"add rule ip kube-proxy {chain} numgen random mod 3 0 goto endpoint-" in text
+    assert f"add rule ip kube-proxy {chain} numgen random mod 2 0 goto endpoint-" in text
+    assert "vmap {" not in text  # no anonymous sets (their kernel cost grows quadratically)
     for ep in web.cluster_endpoints:
         assert f"meta l4proto tcp dnat to {ep.ip}:{ep.port}" in text
         assert f"ip saddr {ep.ip} jump mark-for-masquerade" in text  # hairpin
@@ -190,7 +192,7 @@ def test_nft_partial_sync_rewrites_only_what_changed(cluster):
     assert "default/web/tcp/http" in text and "default/sticky" not in text and "kube-dns" not in text
     gone = f"endpoint-{nftables.endpoint_chain_base(web, web.cluster_endpoints[2])}"
     assert f"delete chain ip kube-proxy {gone}" in text
-    assert "numgen random mod 2" in text
+    assert "numgen random mod 2 0 goto" in text and "numgen random mod 3" not in text
     assert text.index(f"flush chain ip kube-proxy {gone}") < text.index(f"delete chain ip kube-proxy {gone}")
 
 
@@ -226,10 +228,9 @@ def walk_nft(rules_by_port, sp: ServicePort, frontend: str, source: str) -> set[
                 return follow(rule.split()[-1])
             if rule.startswith("goto "):
                 return follow(rule.split()[-1])
-            if "numgen random" in rule:
-                for target in re.findall(r"goto (\S+)", rule):
-                    follow(target)
-                return
+            if "numgen random" in rule:  # one branch of the random choice; the others follow
+                follow(rule.split()[-1])
+                continue
             if " dnat to " in rule:
                 reached.add(rule.split()[-1])
                 return

@@ -250,7 +250,7 @@ def test_local_policy_keeps_the_client_ip_and_drops_on_nodes_without_endpoints(n
 def test_kube_proxy_table_on_the_node(nft_cluster):
     name, _, services = nft_cluster
     table = podnet("exec", "node/node1", "--name", name, "--", "nft", "list", "table", "ip", "kube-proxy").stdout
-    assert "map service-ips" in table and "numgen random mod 3" in table
+    assert "map service-ips" in table and "numgen random mod 3 0 goto endpoint-" in table
     assert f"{ip_of(services, 'web')} . tcp . 80 : goto service-" in table
     assert "KUBE-SERVICES" not in podnet("exec", "node/node1", "--name", name, "--", "iptables-save").stdout
 

@@ -1,0 +1,201 @@
+"""kube-proxy figures: programming time, first-packet latency, throughput through a ClusterIP.
+
+    sudo PYTHONPATH=src python bench/proxy.py            # everything (a few minutes)
+    sudo PYTHONPATH=src python bench/proxy.py --quick    # 1,000 Services only, fewer connections
+
+Everything runs in two namespaces this script makes (`pb<hex>-node`, `pb<hex>-pod`, a veth
+between them, no route anywhere else) and removes in a finally:
+(1) programming time: N Services x 10 endpoints (synthetic ServicePorts: the proxy's desired
+    state), a full sync — render + one `nft -f` / `iptables-restore` — and then a change to one
+    Service (one endpoint replaced) with all N installed; nftables mode beside iptables mode;
+(2) first-packet latency: a TCP server in the pod namespace behind a ClusterIP; the client in
+    the node namespace opens new connections (connect + one request/response) through it with
+    10 and with 5,000 other Services installed (the measured one last, the worst place for
+    iptables' linear KUBE-SERVICES); the ratio 5,000 / 10 per mode;
+(3) throughput: iperf3 from the node to the pod, through the ClusterIP versus to the pod IP.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import secrets
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from ipaddress import IPv4Address
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+
+from podnet.linux.netns import socket_in_netns  # noqa: E402
+from podnet.proxy.model import Endpoint, ServicePort  # noqa: E402
+from podnet.proxy.node import IptablesProxier, NftablesProxier, cleanup_leftovers  # noqa: E402
+
+POD_SUBNET, SERVICE_SUBNET = "10.244.0.0/16", "10.96.0.0/12"
+NODE_IP, POD_IP = "10.244.0.1", "10.244.0.2"
+TARGET_VIP, PORT, SERVER_PORT = "10.111.255.254", 80, 8080
+PROXIERS = {"nftables": NftablesProxier, "iptables": IptablesProxier}
+
+
+def sh(*argv: str, check: bool = True, **kw) -> subprocess.CompletedProcess:
+    return subprocess.run(argv, check=check, text=True, capture_output=True, **kw)
+
+
+def synthetic(n: int, endpoints: int = 10) -> list[ServicePort]:
+    base = int(IPv4Address("10.96.0.10"))
+    out = []
+    for i in range(n):
+        eps = tuple(Endpoint(str(IPv4Address(int(IPv4Address("10.244.1.0")) + (i * endpoints + j) % 60000)), 8080,
+                             f"ns{i % 100}/svc{i}-{j}") for j in range(endpoints))
+        out.append(ServicePort(f"ns{i % 100}", f"svc{i}", "http", "TCP", str(IPv4Address(base + i)), 80,
+                               cluster_endpoints=eps))
+    return out
+
+
+def target() -> ServicePort:
+    return ServicePort("bench", "target", "", "TCP", TARGET_VIP, PORT, cluster_endpoints=(Endpoint(POD_IP, SERVER_PORT),))
+
+
+def one_changed(ports: list[ServicePort], round_: int) -> list[ServicePort]:
+    """One endpoint of one Service (a different one each round) replaced."""
+    i = (len(ports) // 2 + round_) % len(ports)
+    sp = ports[i]
+    eps = sp.cluster_endpoints[:-1] + (Endpoint(f"10.244.250.{round_ + 1}", 8080),)
+    return ports[:i] + [ServicePort(**{**sp.__dict__, "cluster_endpoints": eps})] + ports[i + 1:]
+
+
+def programming(node: str, mode: str, n: int) -> dict[str, float]:
+    cleanup_leftovers(node)
+    ports = synthetic(n)
+    proxier = PROXIERS[mode](node, POD_SUBNET, SERVICE_SUBNET)
+    t0 = time.perf_counter()
+    proxier.sync(ports)
+    full = time.perf_counter() - t0
+    changes = []
+    for round_ in range(5):
+        ports = one_changed(ports, round_)
+        t0 = time.perf_counter()
+        rewritten = proxier.sync(ports)
+        changes.append(time.perf_counter() - t0)
+        assert rewritten == 1, rewritten
+    proxier.cleanup()
+    return {"full": full, "change": statistics.median(changes)}
+
+
+def server(pod: str) -> subprocess.Popen:
+    code = ("import socket\ns=socket.socket();s.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1)\n"
+            f"s.bind(('0.0.0.0',{SERVER_PORT}));s.listen(512)\n"
+            "while True:\n c,_=s.accept();c.recv(16);c.sendall(b'ok');c.close()\n")
+    proc = subprocess.Popen(["ip", "netns", "exec", pod, sys.executable, "-c", code])
+    time.sleep(0.3)
+    return proc
+
+
+def connect_latency(node: str, ip: str, connections: int) -> float:
+    """Median seconds for connect + request + response over new connections from the node."""
+    times = []
+    for _ in range(connections):
+        s = socket_in_netns(node, socket.AF_INET, socket.SOCK_STREAM)
+        t0 = time.perf_counter()
+        s.connect((ip, PORT if ip == TARGET_VIP else SERVER_PORT))
+        s.sendall(b"x")
+        s.recv(16)
+        times.append(time.perf_counter() - t0)
+        s.close()
+    return statistics.median(times)
+
+
+def latency(node: str, mode: str, others: int, connections: int) -> float:
+    cleanup_leftovers(node)
+    proxier = PROXIERS[mode](node, POD_SUBNET, SERVICE_SUBNET)
+    proxier.sync(synthetic(others) + [target()])
+    try:
+        connect_latency(node, TARGET_VIP, 50)  # warm up
+        return connect_latency(node, TARGET_VIP, connections)
+    finally:
+        proxier.cleanup()
+
+
+def iperf(node: str, ip: str, seconds: int) -> float:
+    out = sh("ip", "netns", "exec", node, "iperf3", "-c", ip, "-p", str(PORT if ip == TARGET_VIP else SERVER_PORT + 1),
+             "-t", str(seconds), "-J").stdout
+    import json
+
+    return json.loads(out)["end"]["sum_received"]["bits_per_second"] / 1e9
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--connections", type=int, default=2000)
+    parser.add_argument("--seconds", type=int, default=5)
+    args = parser.parse_args()
+    if os.geteuid() != 0:
+        print("bench/proxy.py needs root (network namespaces)", file=sys.stderr)
+        return 2
+    tag = f"pb{secrets.token_hex(3)}"
+    node, pod = f"{tag}-node", f"{tag}-pod"
+    procs: list[subprocess.Popen] = []
+    try:
+        for ns in (node, pod):
+            sh("ip", "netns", "add", ns)
+            sh("ip", "-n", ns, "link", "set", "lo", "up")
+        sh("ip", "-n", node, "link", "add", "veth0", "type", "veth", "peer", "name", "eth0", "netns", pod)
+        sh("ip", "-n", node, "addr", "add", f"{NODE_IP}/24", "dev", "veth0")
+        sh("ip", "-n", pod, "addr", "add", f"{POD_IP}/24", "dev", "eth0")
+        for ns, dev in ((node, "veth0"), (pod, "eth0")):
+            sh("ip", "-n", ns, "link", "set", dev, "up")
+        # the node's own packets to a ClusterIP need a route before DNAT picks the real one (podnet
+        # nodes have the same route towards cni0; there is no default route in the sandbox)
+        sh("ip", "-n", node, "route", "add", SERVICE_SUBNET, "dev", "veth0")
+
+        sizes = [1000] if args.quick else [1000, 10000]
+        print("(1) programming time, N Services x 10 endpoints (seconds; render + one load)")
+        print("| Services | nftables full sync | nftables one change | iptables full sync | iptables one change |")
+        print("|---:|---:|---:|---:|---:|")
+        for n in sizes:
+            row = {mode: programming(node, mode, n) for mode in PROXIERS}
+            print(f"| {n:,} | {row['nftables']['full']:.2f} | {row['nftables']['change'] * 1000:.0f} ms | "
+                  f"{row['iptables']['full']:.2f} | {row['iptables']['change'] * 1000:.0f} ms |", flush=True)
+
+        procs.append(server(pod))
+        connections = 300 if args.quick else args.connections
+        print(f"\n(2) first-packet latency through a ClusterIP: connect + request + response, median of {connections} "
+              "new connections from the node")
+        print("| mode | 10 Services | 5,000 Services | ratio |")
+        print("|---|---:|---:|---:|")
+        for mode in PROXIERS:
+            small = latency(node, mode, 10, connections)
+            big = latency(node, mode, 5000, connections)
+            print(f"| {mode} | {small * 1e6:.0f} µs | {big * 1e6:.0f} µs | {big / small:.2f} |", flush=True)
+        direct = connect_latency(node, POD_IP, connections)
+        print(f"| (pod IP, no proxy) | {direct * 1e6:.0f} µs | | |")
+
+        print(f"\n(3) iperf3 -t {args.seconds}, one TCP stream, node → pod")
+        procs.append(subprocess.Popen(["ip", "netns", "exec", pod, "iperf3", "-s", "-p", str(SERVER_PORT + 1)],
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        time.sleep(0.5)
+        proxier = NftablesProxier(node, POD_SUBNET, SERVICE_SUBNET)
+        vip_target = ServicePort("bench", "iperf", "", "TCP", TARGET_VIP, PORT,
+                                 cluster_endpoints=(Endpoint(POD_IP, SERVER_PORT + 1),))
+        proxier.sync(synthetic(1000) + [vip_target])
+        via_vip = iperf(node, TARGET_VIP, args.seconds)
+        straight = iperf(node, POD_IP, args.seconds)
+        proxier.cleanup()
+        print("| path | Gbit/s |\n|---|---:|")
+        print(f"| to the pod IP | {straight:.2f} |\n| through the ClusterIP (nftables, 1,001 Services) | {via_vip:.2f} |")
+        print(f"| ratio | {via_vip / straight:.2f} |")
+    finally:
+        for proc in procs:
+            proc.kill()
+            proc.wait()
+        for ns in (node, pod):
+            sh("ip", "netns", "del", ns, check=False)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
