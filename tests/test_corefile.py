@@ -14,7 +14,8 @@ from podnet.dns.corefile import (
 )
 from podnet.semantics.dns import KubernetesPlugin, parse_corefile
 
-# kubeadm's Corefile (cmd/kubeadm/app/phases/addons/dns/manifests.go), byte for byte.
+# kubeadm's Corefile template (cmd/kubeadm/app/phases/addons/dns/manifests.go, recent releases) rendered for
+# cluster.local and the node's /etc/resolv.conf (indentation aside).
 KUBEADM = """\
 .:53 {
     errors
@@ -280,6 +281,7 @@ def test_address_port_rejects(addr):
     (". {\n cache {\n  success 0\n }\n}", "Corefile:3: cache: success capacity must be a positive integer, got '0'"),
     (". {\n cache {\n  prefetch\n }\n}", "Corefile:3: cache: prefetch takes AMOUNT [[DURATION] [PERCENTAGE%]]"),
     (". {\n cache {\n  disable all\n }\n}", "Corefile:3: cache: disable takes success or denial, then zones"),
+    (". {\n health {\n  lameduck\n }\n}", "Corefile:3: health: lameduck takes 1 argument, got 0"),
     (". {\n health {\n  lameduck 5\n }\n}",
      "Corefile:3: health: lameduck must be a duration such as 5s or 1m30s, got '5'"),
     (". {\n reload 1x\n}", "Corefile:2: reload: interval must be a duration such as 5s or 1m30s, got '1x'"),
@@ -307,17 +309,18 @@ def test_address_port_rejects(addr):
     (". {\n hosts {\n  10.0.0.1\n }\n}", "Corefile:3: hosts: inline entry for 10.0.0.1 needs host names"),
     (". {\n hosts {\n  webserver 10.0.0.1\n }\n}", "Corefile:3: hosts: unknown property 'webserver'"),
     (". {\n hosts {\n  ttl 0\n }\n}", "Corefile:3: hosts: ttl must be an integer in 1..65535, got '0'"),
-    (". {\n health :80 :81\n}", "Corefile:2: health: health takes at most 1 argument, got 2"),
+    (". {\n health :80 :81\n}", "Corefile:2: health: takes at most 1 argument, got 2"),
     (". {\n ready :http\n}", "Corefile:2: ready: bad port 'http' in address ':http'"),
-    (". {\n loop now\n}", "Corefile:2: loop: loop takes at most 0 arguments, got 1"),
+    (". {\n loop now\n}", "Corefile:2: loop: takes no arguments, got 1"),
     (". {\n loop {\n  x\n }\n}", "Corefile:3: loop: takes no block"),
     (". {\n loadbalance weighted\n}", "Corefile:2: loadbalance: only round_robin is supported, got 'weighted'"),
-    (". {\n bufsize 100\n}", "Corefile:2: bufsize: bufsize must be an integer in 512..4096, got '100'"),
+    (". {\n bufsize 100\n}", "Corefile:2: bufsize: size must be an integer in 512..4096, got '100'"),
     (". {\n bind\n}", "Corefile:2: bind: needs at least one address or interface"),
     (". {\n log {\n  class everything\n }\n}",
      "Corefile:3: log: class must be all, denial, error or success, got 'everything'"),
     (". {\n errors /var/log/errors\n}", "Corefile:2: errors: errors are written to stdout only, got '/var/log/errors'"),
     (".:53a {\n}", "Corefile:1: bad port '53a' in server key '.:53a'"),
+    (".:" + "9" * 5000 + " {\n}", "Corefile:1: bad port '" + "9" * 5000 + "' in server key '.:" + "9" * 5000 + "'"),
     (".:0 {\n}", "Corefile:1: bad port '0' in server key '.:0'"),
     ("\n\nexample.org:70000 {\n}", "Corefile:3: bad port '70000' in server key 'example.org:70000'"),
     ("a.example:53 a.example:54 {\n}", "Corefile:1: the keys of one server block must share a port, got [53, 54]"),

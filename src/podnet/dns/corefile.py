@@ -18,6 +18,9 @@ from typing import Iterator
 
 from podnet.semantics.dns import KubernetesPlugin
 
+__all__ = ["Cache", "Corefile", "CorefileError", "Directive", "Forward", "Health", "Hosts", "Reload", "ServerBlock",
+           "ServerConfig", "address_port", "duration", "load", "parse", "server_config"]
+
 
 class CorefileError(ValueError):
     def __init__(self, source: str, line: int, what: str):
@@ -199,8 +202,14 @@ def _server_key(key: str, source: str, line: int) -> tuple[str, int]:
         raise CorefileError(source, line, f"bad zone in server key {key!r}: {e}") from None
 
 
+def _int(text: str) -> int | None:
+    """A non-negative decimal integer (ASCII digits only, as Go's strconv.Atoi), else None."""
+    return int(text) if text.isascii() and text.isdigit() and len(text) <= 10 else None
+
+
 def _port(text: str) -> int | None:
-    return int(text) if text.isascii() and text.isdigit() and 0 < int(text) < 65536 else None
+    number = _int(text)
+    return number if number is not None and 0 < number < 65536 else None
 
 
 _LABEL = re.compile(r"[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?")
@@ -219,7 +228,7 @@ def _zone(name: str) -> str:
 # Values
 
 
-_DURATION = re.compile(r"(\d+\.?\d*|\.\d+)(ns|us|µs|μs|ms|s|m|h)")
+_DURATION = re.compile(r"([0-9]+\.?[0-9]*|\.[0-9]+)(ns|us|µs|μs|ms|s|m|h)")
 _UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "μs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
 
 
@@ -350,22 +359,26 @@ class _Checker:
     def fail(self, what: str, line: int | None = None) -> CorefileError:
         return CorefileError(self.source, line or self.d.line, f"{self.d.name}: {what}")
 
-    def at_most(self, n: int, d: Directive | None = None) -> tuple[str, ...]:
+    def _count(self, d: Directive | None, ok: bool, n: int, at_most: str) -> tuple[str, ...]:
         d = d or self.d
-        if len(d.args) > n:
-            raise self.fail(f"{d.name} takes at most {n} argument{'s' * (n != 1)}, got {len(d.args)}", d.line)
+        if not ok:
+            what = f"{d.name} takes" if d is not self.d else "takes"
+            count = "no arguments" if n == 0 else f"{at_most}{n} argument{'s' * (n != 1)}"
+            raise self.fail(f"{what} {count}, got {len(d.args)}", d.line)
         return d.args
+
+    def at_most(self, n: int, d: Directive | None = None) -> tuple[str, ...]:
+        return self._count(d, len((d or self.d).args) <= n, n, "at most ")
 
     def exactly(self, n: int, d: Directive) -> tuple[str, ...]:
-        if len(d.args) != n:
-            raise self.fail(f"{d.name} takes {n} argument{'s' * (n != 1)}, got {len(d.args)}", d.line)
-        return d.args
+        return self._count(d, len(d.args) == n, n, "")
 
     def integer(self, text: str, what: str, low: int = 1, high: int = 2**31 - 1, line: int | None = None) -> int:
-        if not (text.isascii() and text.isdigit()) or not low <= int(text) <= high:
+        number = _int(text)
+        if number is None or not low <= number <= high:
             kind = "a positive integer" if (low, high) == (1, 2**31 - 1) else f"an integer in {low}..{high}"
             raise self.fail(f"{what} must be {kind}, got {text!r}", line)
-        return int(text)
+        return number
 
     def seconds(self, text: str, what: str, line: int | None = None) -> float:
         try:
@@ -394,8 +407,6 @@ class _Checker:
                 raise self.fail(f"{sub.name} takes no block", sub.line)
             yield sub
 
-    def none(self) -> None:
-        self.at_most(0)
 
 
 def _forward(c: _Checker) -> Forward:
@@ -594,9 +605,9 @@ def server_config(block: ServerBlock) -> ServerConfig:
         elif name == "cancel":
             values["cancel_seconds"] = c.seconds(c.at_most(1)[0], "timeout") if d.args else 5.0
         elif name == "bufsize":
-            values[name] = c.integer(c.at_most(1)[0], "bufsize", 512, 4096) if d.args else 1232
+            values[name] = c.integer(c.at_most(1)[0], "size", 512, 4096) if d.args else 1232
         else:  # loop, debug, whoami, any, minimal
-            c.none()
+            c.at_most(0)
             values[name] = True
     return ServerConfig(block.zones, block.port, block.line, **values)
 
