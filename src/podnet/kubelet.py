@@ -141,6 +141,8 @@ def container_argv(container: dict[str, Any], env: dict[str, str]) -> list[str] 
     if image == "agnhost":
         words = command[1:] if command and command[0].endswith("agnhost") else command
         return [sys.executable, "-m", "podnet.agnhost", *words, *args]
+    if image == "coredns" and not command:  # podnet's CoreDNS-compatible server, same flags
+        return [sys.executable, "-m", "podnet.dns", *args]
     if image == "pause":  # registry.k8s.io/pause exits 0 on SIGTERM (agnhost pause does not)
         return [sys.executable, "-m", "podnet.agnhost.pause_image"]
     if image in ("nginx", "nginx-unprivileged") and not command:

@@ -109,6 +109,8 @@ class Runtime:
         for spec in pod.spec.get("containers") or []:
             env = container_environment(pod, spec, self.cluster)
             argv = container_argv(spec, env)
+            if argv and argv[1:3] == ["-m", "podnet.dns"]:  # the cluster DNS watches the live state,
+                env = {**env, "PODNET_CONTROL_SOCKET": str(self.layout.socket_path)}  # as CoreDNS the API
             container = Container(spec.get("name"), argv or [], env,
                                   self.logs / f"{pod.namespace}_{pod.name}_{spec.get('name')}.log",
                                   pod.spec.get("restartPolicy", "Always"))

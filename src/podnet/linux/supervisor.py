@@ -59,7 +59,8 @@ class Supervisor:
         self.inputs: list[dict[str, Any]] = yaml.safe_load((self.state / MANIFESTS).read_text()).get("items") or []
         self.lock = threading.RLock()
         self.stopping = threading.Event()
-        self.cluster: Cluster | None = None
+        self._cluster: Cluster | None = None
+        self.generation = 0  # bumped whenever the cluster state changes (watchers poll it)
         self.runtime: Runtime | None = None
         self.attached: dict[str, str] = {}  # pod ref -> the netns its processes run in
         if dataplane_factory is None:
@@ -72,6 +73,15 @@ class Supervisor:
         # kubelet's word on each running pod's containers: ref -> container -> {"ready", "started"}
         self.container_state: dict[str, dict[str, dict[str, bool]]] = {}
         self.state_changed = threading.Event()
+
+    @property
+    def cluster(self) -> Cluster | None:
+        return self._cluster
+
+    @cluster.setter
+    def cluster(self, value: Cluster) -> None:
+        self._cluster = value
+        self.generation += 1
 
     # -- computing ------------------------------------------------------------------------------
 
@@ -324,7 +334,10 @@ class Supervisor:
         if op == "status":
             return self.status()
         if op == "objects":
-            return {"items": self.objects(), "config": self.config.to_dict()}
+            generation = self.generation  # read first: a change during objects() shows next time
+            return {"items": self.objects(), "config": self.config.to_dict(), "generation": generation}
+        if op == "generation":  # cheap, for watchers such as the cluster DNS
+            return {"generation": self.generation}
         if op == "exec":
             return {"argv": self.exec_argv(message["target"], message.get("container"))}
         if op == "logs":

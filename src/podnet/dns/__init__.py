@@ -1,0 +1,1 @@
+"""podnet's cluster DNS server: CoreDNS's behaviour, configured by a Corefile."""

@@ -1,0 +1,5 @@
+import sys
+
+from podnet.dns.server import main
+
+sys.exit(main())

@@ -1,0 +1,570 @@
+"""The cluster DNS server: asyncio (uvloop when installed) on UDP and TCP, CoreDNS's side ports
+(health :8080, ready :8181, prometheus :9153), forward, loop detection and reload.
+
+State comes from a `StateSource`: in a podnet cluster, the supervisor's control socket (polled
+for its generation number, the way CoreDNS watches the API server); standalone, manifests
+computed once. Each new state builds new Engines off the event loop, then swaps them in: the
+next query is answered from the new state.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import random
+import secrets
+import socket
+import sys
+import time
+from pathlib import Path
+
+import dns.message
+import dns.rcode
+import dns.rdatatype
+
+from podnet.controlplane import Cluster
+from podnet.dns import corefile as corefile_mod
+from podnet.dns import wire
+from podnet.dns.engine import Engine, Forwarding, in_zone
+from podnet.dns.metrics import Metrics
+
+log = logging.getLogger("podnet.dns")
+POLL_INTERVAL = 0.25  # seconds between looks at the cluster's generation
+FORWARD_TIMEOUT = 2.0
+TCP_IDLE = 10.0
+
+
+# -- where the cluster and the Corefile come from ---------------------------------------------
+
+class StaticState:
+    """A cluster computed once (standalone: benchmarks, tests) and a Corefile from a file."""
+
+    def __init__(self, cluster: Cluster | None, corefile_path: str | None):
+        self.cluster = cluster
+        self.corefile_path = corefile_path
+        self.generation = 1
+
+    def poll(self) -> bool:
+        return False
+
+    def corefile(self) -> str:
+        if self.corefile_path:
+            return Path(self.corefile_path).read_text()
+        from podnet.controlplane.system import corefile
+
+        return corefile(self.cluster.config) if self.cluster is not None else ".:53 {\n    errors\n}\n"
+
+
+class ControlSocketState:
+    """The live cluster from podnet's supervisor; the Corefile from the kube-system/coredns
+    ConfigMap (what the pod's /etc/coredns/Corefile volume holds in Kubernetes)."""
+
+    def __init__(self, socket_path: str):
+        self.path = Path(socket_path)
+        self.generation = -1
+        self.cluster: Cluster | None = None
+
+    def _request(self, op: str) -> dict:
+        from podnet.linux.control import send
+
+        return send(self.path, {"op": op}, timeout=10)
+
+    def poll(self) -> bool:
+        """Fetch the state if it changed since the last look (blocking: run it off the loop)."""
+        from podnet.cli.load import cluster_from_objects
+
+        generation = self._request("generation")["generation"]
+        if generation == self.generation:
+            return False
+        reply = self._request("objects")
+        self.cluster = cluster_from_objects(reply["items"], reply["config"])
+        self.generation = reply.get("generation", generation)
+        return True
+
+    def corefile(self) -> str:
+        configmap = self.cluster.get("ConfigMap", "kube-system", "coredns") if self.cluster else None
+        return ((configmap.body.get("data") or {}).get("Corefile") if configmap else None) or ""
+
+
+# -- the server ---------------------------------------------------------------------------------
+
+class Block:
+    """One server block at run time: its config, metrics and the engine of the current state."""
+
+    def __init__(self, config, cluster: Cluster | None):
+        self.config = config
+        self.metrics = Metrics(f"dns://:{config.port}", config.zones[0] if config.zones else ".")
+        self.metrics.plugins = plugin_names(config)
+        self.engine = Engine(config, cluster, self.metrics, _hosts_file(config))
+
+
+def plugin_names(config) -> list[str]:
+    names = ["errors", "health", "ready", "kubernetes", "prometheus", "forward", "cache", "loop", "reload",
+             "hosts", "log", "loadbalance"]
+    return [n for n in names if getattr(config, n, None) not in (None, False)]
+
+
+def _hosts_file(config) -> str:
+    hosts = config.hosts
+    if hosts is None:
+        return ""
+    try:  # without a file argument CoreDNS reads /etc/hosts (in a pod: the pod's own)
+        return Path(hosts.file or "/etc/hosts").read_text()
+    except OSError as exc:
+        log.error("plugin/hosts: %s", exc)
+        return ""
+
+
+class DnsServer:
+    def __init__(self, state, port_override: int | None = None, host: str = "0.0.0.0"):
+        self.state = state
+        self.port_override = port_override
+        self.host = host
+        self.blocks: dict[int, list[Block]] = {}
+        self.corefile_text = ""
+        self.configs: list = []
+        self.transports: list = []
+        self.protocols: list[UdpProtocol] = []
+        self.servers: list[asyncio.AbstractServer] = []
+        self.ready = False
+        self.loop_probe: bytes | None = None
+        self.loop_hits = 0
+
+    # -- configuration ----------------------------------------------------------------------------
+
+    def configure(self, text: str) -> None:
+        """Parse the Corefile (raises CorefileError naming the line) and build the blocks."""
+        configs = corefile_mod.load(text)
+        if self.port_override is not None:
+            configs = [_with_port(c, self.port_override) for c in configs]
+        self.corefile_text, self.configs = text, configs
+        self._rebuild()
+
+    def _rebuild(self) -> None:
+        self._install(self._build_blocks())
+
+    def _build_blocks(self) -> dict[int, list[Block]]:
+        """Engines for the current state and config: the slow part, safe off the loop thread."""
+        blocks: dict[int, list[Block]] = {}
+        for config in self.configs:
+            blocks.setdefault(config.port, []).append(Block(config, self.state.cluster))
+        for group in blocks.values():  # most specific zone first
+            group.sort(key=lambda b: -max(len(z) for z in b.config.zones))
+        return blocks
+
+    def _install(self, blocks: dict[int, list[Block]]) -> None:
+        """Swap the new engines in (on the loop thread: no query is half-way through)."""
+        for port, group in blocks.items():
+            for block in group:
+                old = next((b for b in self.blocks.get(port, []) if b.config.zones == block.config.zones), None)
+                if old is not None:  # counters survive a new state and a reload, as CoreDNS's registry does
+                    old.engine.retire()
+                    old.metrics.plugins = block.metrics.plugins
+                    block.metrics = block.engine.metrics = old.metrics
+        self.blocks = blocks
+        for protocol in self.protocols:
+            group = blocks.get(protocol.port) or []
+            # the general path when loop detection is on or the port has several zones
+            simple = len(group) == 1 and self.loop_probe is None and not group[0].engine.log_queries
+            protocol.respond = group[0].engine.respond if simple else None
+            protocol.hot = group[0].engine.hot_udp if simple else None
+
+    def block_for(self, port: int, data: bytes) -> Block | None:
+        group = self.blocks.get(port)
+        if not group:
+            return None
+        if len(group) == 1:
+            return group[0]
+        try:
+            name = dns.message.from_wire(data).question[0].name.to_text().lower()
+        except Exception:
+            return group[-1]
+        return next((b for b in group if any(in_zone(name, z.lower()) for z in b.config.zones)), None)
+
+    # -- serving ----------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        for port in sorted(self.blocks):
+            sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+            sock.bind((self.host, port))
+            transport, protocol = await loop.create_datagram_endpoint(lambda p=port: UdpProtocol(self, p), sock=sock)
+            self.transports.append(transport)
+            self.protocols.append(protocol)
+            self.servers.append(await asyncio.start_server(
+                lambda r, w, p=port: self._tcp(r, w, p), self.host, port, reuse_address=True))
+        for config in self.configs[:1]:
+            if config.health:
+                self.servers.append(await _http(self, config.health.addr, 8080, self._health))
+            if config.ready:
+                self.servers.append(await _http(self, config.ready, 8181, self._ready))
+            if config.prometheus:
+                self.servers.append(await _http(self, config.prometheus, 9153, self._metrics))
+        self._install(self.blocks)
+        for block in (b for group in self.blocks.values() for b in group):
+            if block.config.loop and block.config.forward is not None:
+                asyncio.create_task(self._loop_probe(block))
+
+    async def _tcp(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, port: int) -> None:
+        peer = writer.get_extra_info("peername")
+        try:
+            while True:
+                size = int.from_bytes(await asyncio.wait_for(reader.readexactly(2), TCP_IDLE), "big")
+                data = await asyncio.wait_for(reader.readexactly(size), TCP_IDLE)
+                out = await self.answer(data, port, True, peer)
+                if out is None:
+                    continue
+                writer.write(len(out).to_bytes(2, "big") + out)
+                await writer.drain()
+        except (asyncio.IncompleteReadError, asyncio.TimeoutError, ConnectionError, OSError):
+            pass
+        finally:
+            writer.close()
+
+    async def answer(self, data: bytes, port: int, tcp: bool, peer) -> bytes | None:
+        block = self.block_for(port, data)
+        if block is None:
+            return wire.error_response(data, dns.rcode.REFUSED)
+        out = block.engine.respond(data, tcp, peer)
+        if isinstance(out, Forwarding):
+            return await self.forward(block, out)
+        return out
+
+    def note_loop(self, data: bytes) -> None:
+        if self.loop_probe is not None and self.loop_probe in data.lower():
+            self.loop_hits += 1
+            if self.loop_hits > 2:
+                print(f"[FATAL] plugin/loop: Loop ({self.host}:53 -> ...) detected for zone \".\", see "
+                      "https://coredns.io/plugins/loop#troubleshooting. Query: \"HINFO "
+                      f"{self.loop_probe.decode(errors='replace')}\"", file=sys.stderr, flush=True)
+                os._exit(1)  # CoreDNS exits: a loop would otherwise eat every query it is sent
+
+    # -- forward ----------------------------------------------------------------------------------
+
+    async def forward(self, block: Block, request: Forwarding) -> bytes | None:
+        engine = block.engine
+        cached = engine.cached_forward(request.data, request.tcp)
+        if cached is not None:
+            return cached
+        upstreams = _upstreams(block.config.forward)
+        if not upstreams:
+            return _servfail(request)
+        policy = block.config.forward.policy
+        if policy == "random":
+            random.shuffle(upstreams)
+        query_bytes = request.data
+        for ip, port in upstreams[:3]:
+            to = f"{ip}:{port}"
+            block.metrics.forward_requests[to] += 1
+            try:
+                if block.config.forward.force_tcp or request.tcp:
+                    reply = await _tcp_exchange(query_bytes, ip, port)
+                else:
+                    reply = await _udp_exchange(query_bytes, ip, port)
+                    if reply and reply[2] & 0x02 and not block.config.forward.prefer_udp:  # truncated: TCP
+                        reply = await _tcp_exchange(query_bytes, ip, port)
+                response = dns.message.from_wire(reply)
+            except (OSError, asyncio.TimeoutError, dns.exception.DNSException) as exc:
+                log.warning("plugin/forward: %s: %s", to, exc)
+                continue
+            block.metrics.forward_responses[(to, dns.rcode.to_text(response.rcode()))] += 1
+            engine.store_forward(request, response)
+            block.metrics.observe("tcp" if request.tcp else "udp", _qtype(request), dns.rcode.to_text(response.rcode()),
+                                  "forward", 0.0)
+            return reply
+        return _servfail(request)
+
+    async def _loop_probe(self, block: Block) -> None:
+        """plugin/loop: ask ourselves, through forward, a name only we would know; if it comes
+        back to us, the forwarder points at this server and every query would loop."""
+        zone = block.config.zones[0].rstrip(".")
+        name = f"{secrets.randbelow(10**19)}.{secrets.randbelow(10**19)}.{zone}".strip(".") + "."
+        # matched against raw queries: the name in wire form (length-prefixed labels)
+        self.loop_probe = b"".join(bytes((len(p),)) + p for p in name.lower().encode().rstrip(b".").split(b"."))
+        self._install(self.blocks)  # every datagram through the general path while probing
+        query = dns.message.make_query(name, "HINFO")
+        for _ in range(3):
+            await self.forward(block, Forwarding(query, query.to_wire(), False, 512))
+            await asyncio.sleep(0.5)
+        self.loop_probe = None  # no loop: stop looking
+        self._install(self.blocks)
+
+    # -- state and reload -------------------------------------------------------------------------
+
+    async def watch(self) -> None:
+        """Follow the cluster state; reload a changed Corefile when `reload` is configured."""
+        loop = asyncio.get_running_loop()
+        next_reload = time.monotonic() + self._reload_interval()
+        while True:
+            try:
+                changed = await loop.run_in_executor(None, self.state.poll)
+            except Exception as exc:  # the supervisor may be busy or restarting: keep serving
+                log.warning("cluster state: %s", exc)
+                changed = False
+            if changed:
+                self._install(await loop.run_in_executor(None, self._build_blocks))
+                self.ready = True
+            if self.configs and any(c.reload for c in self.configs) and time.monotonic() >= next_reload:
+                next_reload = time.monotonic() + self._reload_interval()
+                await self._reload()
+            await asyncio.sleep(POLL_INTERVAL)
+
+    def _reload_interval(self) -> float:
+        config = next((c for c in self.configs if c.reload), None)
+        if config is None:
+            return 3600.0
+        return max(2.0, config.reload.interval_seconds + random.uniform(-1, 1) * config.reload.jitter_seconds)
+
+    async def _reload(self) -> None:
+        try:
+            text = self.state.corefile()
+        except OSError as exc:
+            log.error("plugin/reload: %s", exc)
+            return
+        if text == self.corefile_text:
+            return
+        try:
+            configs = corefile_mod.load(text)
+        except corefile_mod.CorefileError as exc:
+            for block in (b for g in self.blocks.values() for b in g):
+                block.metrics.reload_failed += 1
+            print(f"[ERROR] Restart failed: {exc}", file=sys.stderr, flush=True)
+            self.corefile_text = text  # do not retry the same broken text every interval
+            return
+        if self.port_override is not None:
+            configs = [_with_port(c, self.port_override) for c in configs]
+        if {c.port for c in configs} != set(self.blocks):
+            print("[ERROR] plugin/reload: the new Corefile listens on other ports; restart to apply",
+                  file=sys.stderr, flush=True)
+            return
+        self.corefile_text, self.configs = text, configs
+        self._rebuild()
+        print("[INFO] Reloading complete", file=sys.stdout, flush=True)
+
+    # -- side ports -------------------------------------------------------------------------------
+
+    def _health(self, path: str) -> tuple[int, str]:
+        return (200, "OK") if path == "/health" else (404, "404 page not found\n")
+
+    def _ready(self, path: str) -> tuple[int, str]:
+        if path != "/ready":
+            return 404, "404 page not found\n"
+        return (200, "OK") if self.ready else (503, "kubernetes\n")
+
+    def _metrics(self, path: str) -> tuple[int, str]:
+        if path != "/metrics":
+            return 404, "404 page not found\n"
+        for block in (b for g in self.blocks.values() for b in g):
+            block.metrics.absorb(block.engine.entries(), block.engine.cache_enabled)
+        return 200, "".join(b.metrics.render() for g in self.blocks.values() for b in g[:1])
+
+
+class UdpProtocol(asyncio.DatagramProtocol):
+    """The hot path: one engine call and one sendto per datagram (see DnsServer._install)."""
+
+    def __init__(self, server: DnsServer, port: int):
+        self.server, self.port = server, port
+        self.respond = None  # the port's only engine's respond(), when it has just one block
+        self.hot = None  # and its hot table
+
+    def connection_made(self, transport) -> None:
+        self.transport = transport
+        self.sendto = transport.sendto
+
+    def datagram_received(self, data: bytes, addr) -> None:
+        hot = self.hot
+        if hot is not None:  # Engine.respond's first step, inlined: this is where the time goes
+            hit = hot.get(data[2:])
+            if hit is not None:
+                entry = hit[1]
+                entry.udp += 1
+                self.sendto(data[:2] + hit[0], addr)
+                return
+        respond = self.respond
+        if respond is not None:
+            try:
+                out = respond(data, False, addr)
+            except Exception:  # one bad query must never take the server down
+                log.exception("answering a query failed")
+                out = wire.error_response(data, dns.rcode.SERVFAIL)
+            if out.__class__ is bytes:
+                self.sendto(out, addr)
+                return
+        self._general(data, addr, out if respond is not None else None)
+
+    def _general(self, data: bytes, addr, out) -> None:
+        server = self.server
+        if server.loop_probe is not None:
+            server.note_loop(data)
+        block = server.block_for(self.port, data)
+        if out is None:
+            try:
+                out = block.engine.respond(data, False, addr) if block else wire.error_response(data, dns.rcode.REFUSED)
+            except Exception:
+                log.exception("answering a query failed")
+                out = wire.error_response(data, dns.rcode.SERVFAIL)
+        if isinstance(out, Forwarding):
+            asyncio.ensure_future(self._forward(block, out, addr))
+        elif out is not None:
+            self.transport.sendto(out, addr)
+
+    async def _forward(self, block: Block, request: Forwarding, addr) -> None:
+        out = await self.server.forward(block, request)
+        if out is not None:
+            self.transport.sendto(out, addr)
+
+    def error_received(self, exc) -> None:  # ICMP errors from clients that went away
+        pass
+
+
+async def _http(server: DnsServer, addr: str, default_port: int, handler):
+    host, port = corefile_mod.address_port(addr, default_port)
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            request = await asyncio.wait_for(reader.readline(), 5)
+            while (await asyncio.wait_for(reader.readline(), 5)).strip():
+                pass
+            parts = request.decode("latin-1").split()
+            status, body = handler(parts[1].split("?")[0] if len(parts) > 1 else "/")
+            kind = "text/plain; version=0.0.4; charset=utf-8" if "# TYPE" in body else "text/plain; charset=utf-8"
+            data = body.encode()
+            writer.write(f"HTTP/1.1 {status} {'OK' if status == 200 else 'Error'}\r\nContent-Type: {kind}\r\n"
+                         f"Content-Length: {len(data)}\r\nConnection: close\r\n\r\n".encode() + data)
+            await writer.drain()
+        except (asyncio.TimeoutError, ConnectionError, OSError):
+            pass
+        finally:
+            writer.close()
+
+    return await asyncio.start_server(serve, host or "0.0.0.0", port, reuse_address=True)
+
+
+def _with_port(config, port: int):
+    from dataclasses import replace
+
+    return replace(config, port=port)
+
+
+def _upstreams(forward) -> list[tuple[str, int]]:
+    upstreams = list(forward.upstreams)
+    for path in forward.paths:  # a resolv.conf: its nameservers (inside the pod: the node's file)
+        try:
+            for line in Path(path).read_text().splitlines():
+                words = line.split()
+                if len(words) >= 2 and words[0] == "nameserver":
+                    upstreams.append((words[1], 53))
+        except OSError as exc:
+            log.error("plugin/forward: %s", exc)
+    return upstreams
+
+
+def _qtype(request: Forwarding) -> str:
+    return dns.rdatatype.to_text(request.query.question[0].rdtype) if request.query.question else "other"
+
+
+def _servfail(request: Forwarding) -> bytes:
+    response = dns.message.make_response(request.query)
+    response.set_rcode(dns.rcode.SERVFAIL)
+    return response.to_wire()
+
+
+async def _udp_exchange(data: bytes, ip: str, port: int) -> bytes:
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future = loop.create_future()
+
+    class Client(asyncio.DatagramProtocol):
+        def datagram_received(self, reply, addr):
+            if reply[:2] == data[:2] and not future.done():
+                future.set_result(reply)
+
+        def error_received(self, exc):
+            if not future.done():
+                future.set_exception(exc)
+
+    transport, _ = await loop.create_datagram_endpoint(Client, remote_addr=(ip, port))
+    try:
+        transport.sendto(data)
+        return await asyncio.wait_for(future, FORWARD_TIMEOUT)
+    finally:
+        transport.close()
+
+
+async def _tcp_exchange(data: bytes, ip: str, port: int) -> bytes:
+    reader, writer = await asyncio.wait_for(asyncio.open_connection(ip, port), FORWARD_TIMEOUT)
+    try:
+        writer.write(len(data).to_bytes(2, "big") + data)
+        await writer.drain()
+        size = int.from_bytes(await asyncio.wait_for(reader.readexactly(2), FORWARD_TIMEOUT), "big")
+        return await asyncio.wait_for(reader.readexactly(size), FORWARD_TIMEOUT)
+    finally:
+        writer.close()
+
+
+# -- the command line ---------------------------------------------------------------------------
+
+def main(argv: list[str] | None = None) -> int:
+    """coredns's flags where they make sense: -conf, -dns.port; plus -f/--config to serve
+    manifests standalone. In a podnet cluster PODNET_CONTROL_SOCKET names the supervisor."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="podnet-dns", description=main.__doc__)
+    parser.add_argument("-conf", dest="conf", help="Corefile to load (standalone; in a cluster, the ConfigMap's)")
+    parser.add_argument("-dns.port", dest="port", type=int, help="override the port of every server block")
+    parser.add_argument("-f", dest="files", action="append", help="manifests to serve (standalone)")
+    parser.add_argument("--config", help="cluster config for -f")
+    parser.add_argument("--host", default="0.0.0.0")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="[%(levelname)s] %(message)s")
+    control = os.environ.get("PODNET_CONTROL_SOCKET")
+    if control:
+        state = ControlSocketState(control)
+        state.poll()
+    else:
+        from podnet.cli.load import cluster_from_args
+
+        cluster = cluster_from_args(args.files, args.config) if args.files else _default_cluster()
+        state = StaticState(cluster, args.conf)
+    server = DnsServer(state, args.port, args.host)
+    try:
+        server.configure(state.corefile())
+    except corefile_mod.CorefileError as exc:
+        print(f"[FATAL] {exc}", file=sys.stderr)
+        return 1
+    server.ready = state.cluster is not None
+    try:
+        import uvloop  # the event loop matters at 100,000 queries per second
+
+        uvloop.install()
+    except ImportError:
+        pass
+    import gc
+
+    gc.collect()
+    gc.freeze()  # the cluster's objects are long-lived: the collector need not rescan them
+
+    async def run() -> None:
+        await server.start()
+        print(f".:{','.join(str(p) for p in sorted(server.blocks))}\nCoreDNS-{'1.12.0'} (podnet)", flush=True)
+        await server.watch()
+
+    try:
+        asyncio.run(run())
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+def _default_cluster() -> Cluster:
+    from podnet.api.store import ObjectStore
+    from podnet.config import ClusterConfig
+    from podnet.controlplane import compute
+
+    return compute(ObjectStore(), ClusterConfig())
+
+
+if __name__ == "__main__":
+    sys.exit(main())
