@@ -412,3 +412,18 @@ def test_loader_errors_name_the_command():
 
 def test_endpoint_addresses():
     assert Endpoint("10.244.1.2", 8080).address == "10.244.1.2:8080"
+
+
+def test_udp_conntrack_entries_of_removed_endpoints_are_cleared(cluster):
+    run = RecordingRunner()
+    proxy = NodeProxy("t", "node1", None, "nftables", POD_SUBNET, SERVICE_SUBNET, run=run)
+    ports = service_ports(cluster, "node1")
+    proxy._sync(ports)
+    dns_udp = by_ref(ports)["default/web:dns"]
+    gone = dns_udp.cluster_endpoints[0]
+    fewer = ServicePort(**{**dns_udp.__dict__, "cluster_endpoints": dns_udp.cluster_endpoints[1:]})
+    run.calls.clear()
+    proxy._sync([fewer if p is dns_udp else p for p in ports])
+    deletes = [argv for argv, _ in run.calls if argv[0] == "conntrack"]
+    assert deletes == [["conntrack", "-D", "-p", "udp", "--orig-dst", dns_udp.cluster_ip, "--dport", "53",
+                        "--reply-src", gone.ip]]

@@ -90,16 +90,58 @@ def run(args) -> int:
         lookup = Lookup([fqdn], answer, fqdn if answer.positive else None,
                         str(cluster.config.networking.dns_service_ip), None, fqdn)
         resolv, source = None, None
+    predicted = None
+    if args.source and not args.filename:  # a running cluster: ask the real server from the pod
+        predicted, lookup = lookup, live_lookup(args.name, source, qname, qtype)
     out = sys.stdout
+    differs = predicted is not None and _summary(predicted) != _summary(lookup)
     if args.output == "json":
         document = {"rcode": lookup.final.rcode, "answers": [r.to_dict() for r in lookup.final.answers],
                     "tried": list(lookup.tried)}
+        if differs:
+            document["predicted"] = {"rcode": predicted.final.rcode, "tried": list(predicted.tried),
+                                     "answers": [r.to_dict() for r in predicted.final.answers]}
         out.write(json.dumps(document, indent=2) + "\n")
         if lookup.error:
             print(f"podnet dig: {lookup.error}", file=sys.stderr)
     else:
         out.write(render_text(qname, qtype, lookup, source, resolv))
+        if differs:
+            out.write("\n;; the simulator predicted otherwise:\n" + render_text(qname, qtype, predicted, source, resolv))
     return 9 if lookup.error else 0  # dig's exit status when no server answered
+
+
+def _summary(lookup: Lookup) -> tuple:
+    """What must agree between the real answer and the prediction (TTLs and order aside)."""
+    if lookup.error:
+        return ("error",)
+    return (lookup.final.rcode, (lookup.final_qname or "").lower(),
+            frozenset((r.name.lower(), r.type, r.data.lower()) for r in lookup.final.answers))
+
+
+def live_lookup(cluster_name: str | None, pod: str, qname: str, qtype: str) -> Lookup:
+    """Run podnet.dns.probe inside the pod: its resolv.conf, its libc's walk, the real server."""
+    import os
+    import subprocess
+
+    from podnet.linux.control import pick_cluster, request
+    from podnet.semantics.dns import DnsAnswer, Record
+
+    argv = request(pick_cluster(cluster_name), "exec", target=pod, container=None)["argv"]
+    src = os.pathsep.join(p for p in sys.path if p)
+    result = subprocess.run(argv + [f"PYTHONPATH={src}", sys.executable, "-m", "podnet.dns.probe", qname, qtype],
+                            capture_output=True, text=True, timeout=60)
+    if result.returncode != 0:
+        raise UsageError(f"error: resolving from {pod} failed: {result.stderr.strip()}")
+    doc = json.loads(result.stdout)
+
+    def records(items) -> tuple:
+        return tuple(Record(i["name"], i["type"], i["ttl"], i["data"]) for i in items)
+
+    final = DnsAnswer(doc["rcode"], records(doc["answers"]), records(doc["authority"]), records(doc["additional"]),
+                      doc["authoritative"])
+    return Lookup(doc["tried"], final, doc["final_qname"] if final.positive else None, doc["server"], doc["error"],
+                  doc["final_qname"])
 
 
 def render_text(qname: str, qtype: str, lookup: Lookup, source: str | None, resolv) -> str:

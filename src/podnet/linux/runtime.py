@@ -135,9 +135,19 @@ class Runtime:
             if pod.spec.get("setHostnameAsFQDN") and pod.spec.get("subdomain"):
                 domain = self.cluster.config.networking.dns_domain
                 hostname = f"{hostname}.{pod.spec['subdomain']}.{pod.namespace}.svc.{domain}"
+        script, extra = 'hostname "$0" && exec sleep infinity', []
+        if pod.spec.get("hostNetwork") and pod.spec.get("dnsPolicy") == "ClusterFirstWithHostNet":
+            # the node's network but the cluster DNS: kubelet's resolv.conf for this pod alone,
+            # bound over the node's in the mount namespace `ip netns exec` made for the sandbox
+            from podnet.semantics.dns import resolv_conf
+
+            own = self.layout.state_dir / "hostnet" / f"{pod.namespace}_{pod.name}.resolv.conf"
+            own.parent.mkdir(parents=True, exist_ok=True)
+            own.write_text(resolv_conf(pod, self.cluster).render())
+            script, extra = 'mount --bind "$1" /etc/resolv.conf && ' + script, [str(own)]
         return subprocess.Popen(
             ["ip", "netns", "exec", netns, "unshare", "--uts", "--fork", "--kill-child", "--",
-             "sh", "-c", 'hostname "$0" && exec sleep infinity', hostname[:64]],
+             "sh", "-c", script, hostname[:64], *extra],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
         )
 

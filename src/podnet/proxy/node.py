@@ -150,6 +150,7 @@ class NodeProxy:
         self._thread: threading.Thread | None = None
         self._cleaned = False
         self._busy = False
+        self._udp: dict[tuple[str, str, str], tuple[tuple[str, int], frozenset[str]]] = {}
 
     # -- syncing --------------------------------------------------------------------------------
 
@@ -180,11 +181,34 @@ class NodeProxy:
             self.status.failures += 1
             self.status.last_error = str(exc)
             raise
+        self._clear_udp_conntrack(ports)
         self.status.syncs += 1
         self.status.last_error = None
         self.status.last_rewritten = rewritten
         self.status.synced_at = time.monotonic()
         self.status.last_duration = self.status.synced_at - started
+
+    def _clear_udp_conntrack(self, ports: list[ServicePort]) -> None:
+        """kube-proxy's conntrack cleanup for UDP: a flow to an endpoint that is gone, or to a
+        frontend that rejected while it had no endpoints, would otherwise stick (UDP has no
+        connection to end) and black-hole its client until the entry times out."""
+        udp = {(sp.namespace, sp.name, sp.port_name): ((sp.cluster_ip, sp.port), frozenset(e.ip for e in sp.cluster_endpoints))
+               for sp in ports if sp.protocol == "UDP" and sp.cluster_ip}
+        commands = []
+        for key, ((vip, port), endpoints) in udp.items():
+            before = self._udp.get(key)
+            if before is None:
+                continue
+            for gone in sorted(before[1] - endpoints):
+                commands.append(["conntrack", "-D", "-p", "udp", "--orig-dst", vip, "--dport", str(port), "--reply-src", gone])
+            if endpoints and not before[1]:
+                commands.append(["conntrack", "-D", "-p", "udp", "--orig-dst", vip, "--dport", str(port)])
+        self._udp = udp
+        for argv in commands:
+            try:
+                self.run(in_netns(self.netns, argv))
+            except (LoadError, OSError):  # exit status 1: no such entry, the usual case
+                pass
 
     def _loop(self) -> None:
         delay = self.min_sync_interval

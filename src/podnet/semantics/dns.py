@@ -686,66 +686,76 @@ class ClusterDNS:
                        f"(the cluster DNS is {self.cluster.config.networking.dns_service_ip})")
         else:
             failure = None
-        tried: list[str] = []
-        answers: list[DnsAnswer] = []
+        return res_search(name, resolv, None if failure else (lambda fqdn: self.answer(fqdn, qtype)), server, failure)
 
-        def send(fqdn: str) -> DnsAnswer | None:
-            tried.append(fqdn)
-            if failure:
-                return None
-            answers.append(self.answer(fqdn, qtype))
-            return answers[-1]
 
-        def done(final: DnsAnswer | None, answered: str | None = None) -> Lookup:
-            if final is None:
-                return Lookup(tried, SERVFAIL, None, server, failure, None)
-            final_qname = tried[next(i for i, a in enumerate(answers) if a is final)]
-            return Lookup(tried, final, answered, server, None, final_qname)
+def res_search(name: str, resolv: ResolvConf, ask: Callable[[str], DnsAnswer | None] | None,
+               server: str | None, failure: str | None = None) -> Lookup:
+    """glibc's __res_context_search over `resolv`: `ask(fqdn)` sends one query (None: no
+    response at all). The simulator asks ClusterDNS; `podnet dig --from` on a running cluster
+    asks the real server from inside the pod, through this same walk."""
+    tried: list[str] = []
+    answers: list[DnsAnswer] = []
 
-        dots = name.count(".")
-        trailing = name.endswith(".")
-        absolute = name if trailing else name + "."
-        saved: DnsAnswer | None = None
-        tried_as_is = False
-        if dots >= resolv.ndots or trailing:
-            result = send(absolute)
-            if result is not None and result.positive:
-                return done(result, absolute)
-            if trailing:
-                return done(result)
-            saved, tried_as_is = result, True
+    def send(fqdn: str) -> DnsAnswer | None:
+        tried.append(fqdn)
+        if ask is None:
+            return None
+        result = ask(fqdn)
+        if result is not None:
+            answers.append(result)
+        return result
 
-        searched = root_on_list = False
-        nodata: DnsAnswer | None = None
-        last: DnsAnswer | None = None
-        if not trailing:  # RES_DEFNAMES and RES_DNSRCH are on by default
-            for domain in resolv.searches:
-                searched = True
-                domain = domain[1:] if domain.startswith(".") else domain
-                if not domain:
-                    root_on_list = True
-                fqdn = absolute if not domain else f"{name}.{domain}" + ("" if domain.endswith(".") else ".")
-                result = send(fqdn)
-                if result is None:
-                    if failure and failure.startswith("connection refused"):
-                        return done(None)  # ECONNREFUSED: give up at once
-                    break  # timed out: stop searching, try the name as is below
-                last = result
-                if result.positive:
-                    return done(result, fqdn)
-                if result.rcode == "NOERROR":
-                    nodata = nodata or result  # NO_DATA: keep trying
-                elif result.rcode not in ("NXDOMAIN", "SERVFAIL"):
-                    break  # REFUSED and the like: done with the search list
+    def done(final: DnsAnswer | None, answered: str | None = None) -> Lookup:
+        if final is None:
+            return Lookup(tried, SERVFAIL, None, server, failure or "no response from the DNS server", None)
+        final_qname = tried[next(i for i, a in enumerate(answers) if a is final)]
+        return Lookup(tried, final, answered, server, None, final_qname)
 
-        if (dots or not searched or not resolv.no_tld_query) and not (tried_as_is or root_on_list):
-            result = send(absolute)
-            if result is not None and result.positive:
-                return done(result, absolute)
-            last = result if result is not None else last
-        if failure:
-            return done(None)
-        return done(saved or nodata or last)
+    dots = name.count(".")
+    trailing = name.endswith(".")
+    absolute = name if trailing else name + "."
+    saved: DnsAnswer | None = None
+    tried_as_is = False
+    if dots >= resolv.ndots or trailing:
+        result = send(absolute)
+        if result is not None and result.positive:
+            return done(result, absolute)
+        if trailing:
+            return done(result)
+        saved, tried_as_is = result, True
+
+    searched = root_on_list = False
+    nodata: DnsAnswer | None = None
+    last: DnsAnswer | None = None
+    if not trailing:  # RES_DEFNAMES and RES_DNSRCH are on by default
+        for domain in resolv.searches:
+            searched = True
+            domain = domain[1:] if domain.startswith(".") else domain
+            if not domain:
+                root_on_list = True
+            fqdn = absolute if not domain else f"{name}.{domain}" + ("" if domain.endswith(".") else ".")
+            result = send(fqdn)
+            if result is None:
+                if failure and failure.startswith("connection refused"):
+                    return done(None)  # ECONNREFUSED: give up at once
+                break  # timed out: stop searching, try the name as is below
+            last = result
+            if result.positive:
+                return done(result, fqdn)
+            if result.rcode == "NOERROR":
+                nodata = nodata or result  # NO_DATA: keep trying
+            elif result.rcode not in ("NXDOMAIN", "SERVFAIL"):
+                break  # REFUSED and the like: done with the search list
+
+    if (dots or not searched or not resolv.no_tld_query) and not (tried_as_is or root_on_list):
+        result = send(absolute)
+        if result is not None and result.positive:
+            return done(result, absolute)
+        last = result if result is not None else last
+    if failure:
+        return done(None)
+    return done(saved or nodata or last)
 
 
 @dataclass(frozen=True)
