@@ -32,3 +32,25 @@ $PODNET exec "shop/$FRONTEND" --name "$NAME" -- curl -s --max-time 3 "http://$BA
 echo "# node1's routes and the VXLAN forwarding entries"
 $PODNET exec node/node1 --name "$NAME" -- ip route
 $PODNET exec node/node1 --name "$NAME" -- bridge fdb show dev flannel.1
+echo
+echo "# Services: kube-proxy's rules on every node, the cluster DNS behind 10.96.0.10"
+$PODNET get svc -A --name "$NAME"
+for _ in $(seq 1 60); do  # the coredns pods turn Ready at their first successful readiness probe
+  $PODNET exec "shop/$FRONTEND" --name "$NAME" -- getent hosts backend >/dev/null 2>&1 && break
+  sleep 0.5
+done
+echo "# shop/$FRONTEND → http://backend/hostname: the pod's search list, CoreDNS, then kube-proxy picks a backend"
+for _ in 1 2 3 4; do
+  $PODNET exec "shop/$FRONTEND" --name "$NAME" -- curl -s --max-time 3 http://backend/hostname; echo
+done
+$PODNET dig backend --from "shop/$FRONTEND" --name "$NAME"
+LB=$($PODNET get svc shop-public -n shop -o json --name "$NAME" \
+  | python3 -c 'import json,sys; print(json.load(sys.stdin)["status"]["loadBalancer"]["ingress"][0]["ip"])')
+echo "# from outside: the LoadBalancer IP $LB (a node answers ARP for it), sessionAffinity ClientIP"
+for _ in 1 2 3; do
+  $PODNET exec external --name "$NAME" -- curl -s --max-time 3 "http://$LB/hostname"; echo
+done
+echo "# what podnet trace predicts for that request, from the live state"
+$PODNET trace external "$LB" -p 80 --name "$NAME" | tail -8
+echo "# node1's kube-proxy table (nftables mode), first lines"
+$PODNET exec node/node1 --name "$NAME" -- nft list table ip kube-proxy | head -25
