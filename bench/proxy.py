@@ -67,12 +67,26 @@ def one_changed(ports: list[ServicePort], round_: int) -> list[ServicePort]:
     return ports[:i] + [ServicePort(**{**sp.__dict__, "cluster_endpoints": eps})] + ports[i + 1:]
 
 
-def programming(node: str, mode: str, n: int) -> dict[str, float]:
-    cleanup_leftovers(node)
+def bounded_runner(limit: float):
+    """run_command with a time limit: iptables-restore (nf_tables backend) slows down
+    superlinearly with the number of chains, and one run must not take the whole bench."""
+    def run(argv: list[str], stdin: str | None = None) -> str:
+        result = subprocess.run(argv, input=stdin, text=True, capture_output=True, timeout=limit)
+        if result.returncode != 0:
+            raise RuntimeError(f"{' '.join(argv)}: {result.stderr.strip()}")
+        return result.stdout
+    return run
+
+
+def programming(node: str, mode: str, n: int, limit: float) -> dict[str, float]:
     ports = synthetic(n)
-    proxier = PROXIERS[mode](node, POD_SUBNET, SERVICE_SUBNET)
+    proxier = PROXIERS[mode](node, POD_SUBNET, SERVICE_SUBNET, bounded_runner(limit))
     t0 = time.perf_counter()
-    proxier.sync(ports)
+    try:
+        proxier.sync(ports)
+    except subprocess.TimeoutExpired:
+        cleanup_leftovers(node)
+        return {"full": float("inf"), "change": float("inf")}
     full = time.perf_counter() - t0
     changes = []
     for round_ in range(5):
@@ -108,10 +122,14 @@ def connect_latency(node: str, ip: str, connections: int) -> float:
     return statistics.median(times)
 
 
-def latency(node: str, mode: str, others: int, connections: int) -> float:
+def latency(node: str, mode: str, others: int, connections: int, limit: float) -> float:
     cleanup_leftovers(node)
-    proxier = PROXIERS[mode](node, POD_SUBNET, SERVICE_SUBNET)
-    proxier.sync(synthetic(others) + [target()])
+    proxier = PROXIERS[mode](node, POD_SUBNET, SERVICE_SUBNET, bounded_runner(limit))
+    try:
+        proxier.sync(synthetic(others) + [target()])
+    except subprocess.TimeoutExpired:
+        cleanup_leftovers(node)
+        return float("inf")
     try:
         connect_latency(node, TARGET_VIP, 50)  # warm up
         return connect_latency(node, TARGET_VIP, connections)
@@ -132,6 +150,7 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--connections", type=int, default=2000)
     parser.add_argument("--seconds", type=int, default=5)
+    parser.add_argument("--limit", type=float, default=120.0, help="seconds allowed per load (default 120)")
     args = parser.parse_args()
     if os.geteuid() != 0:
         print("bench/proxy.py needs root (network namespaces)", file=sys.stderr)
@@ -156,10 +175,16 @@ def main() -> int:
         print("(1) programming time, N Services x 10 endpoints (seconds; render + one load)")
         print("| Services | nftables full sync | nftables one change | iptables full sync | iptables one change |")
         print("|---:|---:|---:|---:|---:|")
+        def fmt(seconds: float, unit: str) -> str:
+            if seconds == float("inf"):
+                return f"> {args.limit:.0f} s (stopped)"
+            return f"{seconds * 1000:.0f} ms" if unit == "ms" else f"{seconds:.2f}"
+
         for n in sizes:
-            row = {mode: programming(node, mode, n) for mode in PROXIERS}
-            print(f"| {n:,} | {row['nftables']['full']:.2f} | {row['nftables']['change'] * 1000:.0f} ms | "
-                  f"{row['iptables']['full']:.2f} | {row['iptables']['change'] * 1000:.0f} ms |", flush=True)
+            cleanup_leftovers(node)
+            row = {mode: programming(node, mode, n, args.limit) for mode in PROXIERS}
+            print(f"| {n:,} | {fmt(row['nftables']['full'], 's')} | {fmt(row['nftables']['change'], 'ms')} | "
+                  f"{fmt(row['iptables']['full'], 's')} | {fmt(row['iptables']['change'], 'ms')} |", flush=True)
 
         procs.append(server(pod))
         connections = 300 if args.quick else args.connections
@@ -168,8 +193,11 @@ def main() -> int:
         print("| mode | 10 Services | 5,000 Services | ratio |")
         print("|---|---:|---:|---:|")
         for mode in PROXIERS:
-            small = latency(node, mode, 10, connections)
-            big = latency(node, mode, 5000, connections)
+            small = latency(node, mode, 10, connections, args.limit)
+            big = latency(node, mode, 5000, connections, args.limit)
+            if big == float("inf"):
+                print(f"| {mode} | {small * 1e6:.0f} µs | loading 5,000 Services took > {args.limit:.0f} s | |")
+                continue
             print(f"| {mode} | {small * 1e6:.0f} µs | {big * 1e6:.0f} µs | {big / small:.2f} |", flush=True)
         direct = connect_latency(node, POD_IP, connections)
         print(f"| (pod IP, no proxy) | {direct * 1e6:.0f} µs | | |")
