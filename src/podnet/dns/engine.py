@@ -181,6 +181,24 @@ class Engine:
         hot = [e for table in (self.hot_udp, self.hot_tcp) for _, e in table.values()]
         return list({id(e): e for e in [*self.memo.values(), *hot]}.values())
 
+    def same_answers(self, other: "Engine") -> bool:
+        """Whether `other`'s memoised answers are still right here: the same Corefile block and
+        the same DNS data (ClusterDNS's serial covers Services, endpoints and namespaces; pod
+        records depend on pods only under `pods verified`). A pod or probe change elsewhere in
+        the cluster then keeps the memo warm instead of answering cold again."""
+        if self.config != other.config or (self.kubernetes is None) != (other.kubernetes is None):
+            return False
+        if self.kubernetes is None:
+            return True
+        return (self.kubernetes.serial == other.kubernetes.serial and self.kubernetes.plugin.pods != "verified"
+                and self.kubernetes.server_ips == other.kubernetes.server_ips)
+
+    def adopt(self, other: "Engine") -> None:
+        """Take over `other`'s memo, hot tables and forward cache (and their uncounted hits)."""
+        self.memo, self.hot_udp, self.hot_tcp = other.memo, other.hot_udp, other.hot_tcp
+        self.forward_cache = other.forward_cache
+        other.memo, other.hot_udp, other.hot_tcp, other.forward_cache = {}, {}, {}, {}
+
     def retire(self) -> None:
         """This engine is replaced: its entries' counts go into the metrics for good."""
         self.metrics.absorb(self.entries(), self.cache_enabled)

@@ -159,7 +159,10 @@ class DnsServer:
             for block in group:
                 old = next((b for b in self.blocks.get(port, []) if b.config.zones == block.config.zones), None)
                 if old is not None:  # counters survive a new state and a reload, as CoreDNS's registry does
-                    old.engine.retire()
+                    if block.engine.same_answers(old.engine):
+                        block.engine.adopt(old.engine)  # nothing the answers depend on changed
+                    else:
+                        old.engine.retire()
                     old.metrics.plugins = block.metrics.plugins
                     block.metrics = block.engine.metrics = old.metrics
         self.blocks = blocks
