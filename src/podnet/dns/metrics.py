@@ -48,8 +48,9 @@ class Metrics:
             n = e.udp + e.tcp
             if not n:
                 continue
-            self.requests[("udp", e.qtype)] += e.udp
-            self.requests[("tcp", e.qtype)] += e.tcp
+            for proto, count in (("udp", e.udp), ("tcp", e.tcp)):
+                if count:
+                    self.requests[(proto, e.qtype)] += count
             self.responses[(e.rcode, e.plugin)] += n
             buckets = self.durations.get(e.qtype)
             if buckets is None:
