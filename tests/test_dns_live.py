@@ -184,3 +184,13 @@ def test_reload_applies_a_changed_corefile_and_keeps_the_old_on_errors(server):
     _, text = http(server, "metrics", "/metrics")
     assert "coredns_reload_failed_total 1" in text
     assert server["proc"].poll() is None
+
+
+def test_loop_plugin_stops_a_server_that_forwards_to_itself(tmp_path):
+    port = free_port(socket.SOCK_DGRAM)
+    (tmp_path / "Corefile").write_text(f".:{port} {{\n    errors\n    forward . 127.0.0.1:{port}\n    loop\n}}\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+    env.pop("PODNET_CONTROL_SOCKET", None)
+    proc = subprocess.run([sys.executable, "-m", "podnet.dns", "-conf", str(tmp_path / "Corefile"), "--host", "127.0.0.1"],
+                          env=env, capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 1 and "plugin/loop: Loop" in proc.stderr and "HINFO" in proc.stderr

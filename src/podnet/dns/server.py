@@ -129,6 +129,7 @@ class DnsServer:
         self.servers: list[asyncio.AbstractServer] = []
         self.ready = False
         self.loop_probe: bytes | None = None
+        self.loop_name = ""
         self.loop_hits = 0
 
     # -- configuration ----------------------------------------------------------------------------
@@ -240,9 +241,10 @@ class DnsServer:
         if self.loop_probe is not None and self.loop_probe in data.lower():
             self.loop_hits += 1
             if self.loop_hits > 2:
-                print(f"[FATAL] plugin/loop: Loop ({self.host}:53 -> ...) detected for zone \".\", see "
-                      "https://coredns.io/plugins/loop#troubleshooting. Query: \"HINFO "
-                      f"{self.loop_probe.decode(errors='replace')}\"", file=sys.stderr, flush=True)
+                port = next(iter(self.blocks), 53)
+                print(f"[FATAL] plugin/loop: Loop ({self.host}:{port} -> :{port}) detected for zone \".\", see "
+                      f"https://coredns.io/plugins/loop#troubleshooting. Query: \"HINFO {self.loop_name}\"",
+                      file=sys.stderr, flush=True)
                 os._exit(1)  # CoreDNS exits: a loop would otherwise eat every query it is sent
 
     # -- forward ----------------------------------------------------------------------------------
@@ -285,6 +287,7 @@ class DnsServer:
         back to us, the forwarder points at this server and every query would loop."""
         zone = block.config.zones[0].rstrip(".")
         name = f"{secrets.randbelow(10**19)}.{secrets.randbelow(10**19)}.{zone}".strip(".") + "."
+        self.loop_name = name
         # matched against raw queries: the name in wire form (length-prefixed labels)
         self.loop_probe = b"".join(bytes((len(p),)) + p for p in name.lower().encode().rstrip(b".").split(b"."))
         self._install(self.blocks)  # every datagram through the general path while probing
