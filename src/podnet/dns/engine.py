@@ -289,15 +289,16 @@ class Engine:
         response = answer.to_message(query)
         if query.edns >= 0:
             response.use_edns(0, payload=EDNS_PAYLOAD)
-        try:
-            return response.to_wire(max_size=limit)
+        try:  # in our order: dnspython shuffles each RRset unless told not to, which would make
+            # loadbalance's rotations random (two of them often the same) and plain answers vary
+            return response.to_wire(max_size=limit, want_shuffle=False)
         except dns.exception.TooBig:  # UDP: tell the client to ask again over TCP
             truncated = dns.message.make_response(query)
             truncated.set_rcode(response.rcode())
             truncated.flags = response.flags | dns.flags.TC
             if query.edns >= 0:
                 truncated.use_edns(0, payload=EDNS_PAYLOAD)
-            return truncated.to_wire(max_size=limit)
+            return truncated.to_wire(max_size=limit, want_shuffle=False)
 
     def _reply(self, query, answer: DnsAnswer, tcp: bool, started: float, data: bytes, client, plugin: str) -> bytes:
         limit = 65535 if tcp else (max(query.payload, 512) if query.edns >= 0 else 512)
