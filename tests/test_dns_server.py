@@ -261,11 +261,11 @@ def http_get(port: int, path: str) -> tuple[int, str]:
         return e.code, e.read().decode()
 
 
-def metric(text: str, name: str, **labels) -> float:
+def metric(text: str, series: str, **labels) -> float:
     """The value of one series (labels given must match; others are ignored); 0 when absent."""
     total = None
     for line in text.splitlines():
-        m = re.match(rf"{name}(?:{{(.*)}})? (\S+)$", line)
+        m = re.match(rf"{series}(?:{{(.*)}})? (\S+)$", line)
         if not m:
             continue
         have = dict(re.findall(r'(\w+)="([^"]*)"', m.group(1) or ""))
@@ -869,50 +869,59 @@ def test_the_command_line_serves_manifests_with_dns_port_and_ready(tmp_path):
         assert proc.poll() is None
 
 
+FLOODER = textwrap.dedent("""
+    import signal, socket, sys, time
+    import dns.message
+    signal.signal(signal.SIGTERM, lambda *_: (print(sent, flush=True), sys.exit(0)))
+    port, burst, pause, seconds = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4])
+    hot = dns.message.make_query("nope.web.svc.cluster.local", "A").to_wire()
+    cold = [dns.message.make_query(f"r{i}.web.svc.cluster.local", "A").to_wire() for i in range(5000)]
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.connect(("127.0.0.1", port))
+    sent, i, end = 0, 0, time.monotonic() + seconds
+    while time.monotonic() < end:
+        for _ in range(burst):  # never waits for an answer; a tenth are names never asked before
+            i += 1
+            try:
+                s.send(cold[i % 5000] if i % 10 == 0 else hot)
+                sent += 1
+            except OSError:
+                pass
+        time.sleep(pause)
+    print(sent, flush=True)
+""")
+
+
 def test_a_flood_from_one_client_does_not_starve_another(tmp_path):
-    ports = {"dns": free_port()}
+    port = free_port()
     path = tmp_path / "Corefile"
-    path.write_text(corefile(KUBERNETES + "    cache 30\n", ports["dns"]))
-    with process(["-conf", str(path), "--host", "127.0.0.1"]) as proc:
-        _wait_for_answers(ports["dns"], proc)
-        port = ports["dns"]
-        hot = dns.message.make_query("nope.web.svc.cluster.local", "A").to_wire()
-        cold = [dns.message.make_query(f"r{i}.web.svc.cluster.local", "A").to_wire() for i in range(5000)]
-        stop = threading.Event()
-        sent = 0
-
-        def blast() -> None:
-            nonlocal sent
-            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as flood:
-                flood.setblocking(False)
-                i = 0
-                while not stop.is_set():
-                    payload = cold[i % len(cold)] if i % 10 == 0 else hot  # a tenth never seen before
-                    i += 1
-                    try:
-                        flood.sendto(payload, ("127.0.0.1", port))
-                        sent += 1
-                    except BlockingIOError:
-                        time.sleep(0)
-
-        thread = threading.Thread(target=blast)
-        thread.start()
+    path.write_text(corefile(KUBERNETES + "    cache 30\n", port))
+    manifests = tmp_path / "manifests.yaml"
+    manifests.write_text(MANIFESTS)
+    with process(["-conf", str(path), "--host", "127.0.0.1", "-f", str(manifests)]) as proc:
+        _wait_for_answers(port, proc)
+        flooder = subprocess.Popen([sys.executable, "-c", FLOODER, str(port), "2000", "0.02", "4"], env=_env(),
+                                   stdout=subprocess.PIPE, text=True)
         try:
-            time.sleep(0.3)  # the flood is on
+            time.sleep(0.5)  # the flood is on
             answered = 0
+            started = time.monotonic()
             with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as client:
-                for i in range(200):
+                client.bind(("127.0.0.1", 0))
+                client.setblocking(False)  # dnspython expects a non-blocking socket of its caller
+                for _ in range(200):
                     query = dns.message.make_query("api.web.svc.cluster.local", "A")
-                    try:
+                    with contextlib.suppress(dns.exception.Timeout):
                         response = dns.query.udp(query, "127.0.0.1", port=port, timeout=1.0, sock=client)
                         answered += response.rcode() == dns.rcode.NOERROR
-                    except dns.exception.Timeout:
-                        pass
+            during = flooder.poll() is None  # still flooding when the last query was answered
+            elapsed = time.monotonic() - started
         finally:
-            stop.set()
-            thread.join()
+            if flooder.poll() is None:
+                flooder.terminate()  # it prints how many it sent
+            out, _ = flooder.communicate(timeout=10)
         assert proc.poll() is None
-    assert sent >= 20_000 and answered >= 190, (sent, answered)
+    assert answered >= 190 and during and int(out) >= 20_000, (answered, elapsed, out)
 
 
 # -- robustness: Engine.respond on hostile input --------------------------------------------------
