@@ -318,6 +318,7 @@ class Engine:
     def cached_forward(self, data: bytes, tcp: bool) -> bytes | None:
         if not self.cache_enabled:
             return None
+        started = time.perf_counter()
         question = wire.parse_question(data, tcp)
         if question is None:
             return None
@@ -333,7 +334,11 @@ class Engine:
                 rrset.ttl = max(0, rrset.ttl - elapsed)
         response.id = wire.query_id(data) or 0
         self.metrics.cache_hits["denial" if response.rcode() == dns.rcode.NXDOMAIN or not response.answer else "success"] += 1
-        return response.to_wire()
+        out = response.to_wire()
+        # a request like any other for the metrics plugin, which wraps cache in CoreDNS's chain
+        self.metrics.observe("tcp" if tcp else "udp", dns.rdatatype.to_text(question.qtype),
+                             dns.rcode.to_text(response.rcode()), "cache", time.perf_counter() - started)
+        return out
 
     def store_forward(self, forwarding: Forwarding, response: dns.message.Message) -> None:
         if not self.cache_enabled or response.rcode() not in (dns.rcode.NOERROR, dns.rcode.NXDOMAIN):

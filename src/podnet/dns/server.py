@@ -251,6 +251,7 @@ class DnsServer:
 
     async def forward(self, block: Block, request: Forwarding) -> bytes | None:
         engine = block.engine
+        started = time.perf_counter()
         cached = engine.cached_forward(request.data, request.tcp)
         if cached is not None:
             return cached
@@ -278,8 +279,10 @@ class DnsServer:
             block.metrics.forward_responses[(to, dns.rcode.to_text(response.rcode()))] += 1
             engine.store_forward(request, response)
             block.metrics.observe("tcp" if request.tcp else "udp", _qtype(request), dns.rcode.to_text(response.rcode()),
-                                  "forward", 0.0)
+                                  "forward", time.perf_counter() - started)
             return reply
+        block.metrics.observe("tcp" if request.tcp else "udp", _qtype(request), "SERVFAIL", "forward",
+                              time.perf_counter() - started)  # no upstream answered: still a request
         return _servfail(request)
 
     async def _loop_probe(self, block: Block) -> None:
