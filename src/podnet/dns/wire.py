@@ -45,7 +45,7 @@ def parse_question(data: bytes, tcp: bool) -> Question | None:
         if length > 63:  # a pointer (or a reserved label type) in a question: slow path
             return None
         i += length + 1
-        if i - HEADER > MAX_NAME:
+        if i - HEADER >= MAX_NAME:  # the labels so far plus the root byte still to come
             return None
     end = i + 5
     if end > n:
