@@ -61,12 +61,18 @@ class Forwarding:
 
 class Entry:
     """A memoised response: its wire variants (loadbalance rotations), its metric labels, and
-    the counts of the hot path (summed into the Metrics when scraped or retired)."""
-    __slots__ = ("variants", "turn", "qtype", "rcode", "plugin", "denial", "udp", "tcp", "seconds")
+    the counts of the hot path (summed into the Metrics when scraped or retired).
+
+    `udp` has one writer: the server's UDP listener thread (or whoever calls respond() for UDP
+    when there is none). The Metrics never reset it; they remember how much they have counted
+    (`udp_seen`, `tcp_seen`), so reading it from the loop thread loses nothing."""
+    __slots__ = ("variants", "turn", "qtype", "rcode", "plugin", "denial", "udp", "tcp", "seconds",
+                 "udp_seen", "tcp_seen")
 
     def __init__(self, variants: list[bytes], qtype: str, rcode: str, plugin: str, denial: bool):
         self.variants, self.turn, self.qtype, self.rcode, self.plugin, self.denial = variants, 0, qtype, rcode, plugin, denial
         self.udp = self.tcp = 0  # answered from the hot table (a dict look-up: well under 250 µs)
+        self.udp_seen = self.tcp_seen = 0  # how much of udp/tcp the Metrics have counted
         self.seconds = 0.0  # their total time
 
     def next(self) -> bytes:
@@ -145,9 +151,12 @@ class Engine:
 
     # -- the query path -------------------------------------------------------------------------
 
-    def respond(self, data: bytes, tcp: bool = False, client=None) -> bytes | Forwarding | None:
+    def respond(self, data: bytes, tcp: bool = False, client=None, hot: bool = True) -> bytes | Forwarding | None:
+        """The response to one query (None: send nothing). `hot=False` skips the hot tables'
+        counters: the UDP listener's thread owns `Entry.udp`, so the loop thread answering a UDP
+        query it handed over counts through the Metrics instead."""
         started = time.perf_counter()
-        if not self.log_queries:
+        if hot and not self.log_queries:
             hot = (self.hot_tcp if tcp else self.hot_udp).get(data[2:])
             if hot is not None:
                 entry = hot[1]
@@ -201,7 +210,7 @@ class Engine:
 
     def retire(self) -> None:
         """This engine is replaced: its entries' counts go into the metrics for good."""
-        self.metrics.absorb(self.entries(), self.cache_enabled)
+        self.metrics.bury(self.entries(), self.cache_enabled)
         self.memo, self.hot_udp, self.hot_tcp = {}, {}, {}
 
     def _observe(self, tcp, qtype, rcode, plugin, started, data, out, client) -> None:
@@ -264,7 +273,7 @@ class Engine:
     # -- building responses ---------------------------------------------------------------------
 
     def _forget(self) -> None:
-        self.metrics.absorb(self.entries(), self.cache_enabled)
+        self.metrics.bury(self.entries(), self.cache_enabled)
         self.memo.clear()
         self.hot_udp.clear()
         self.hot_tcp.clear()

@@ -29,6 +29,11 @@ class Metrics:
         self.forward_responses: dict[tuple[str, str], int] = defaultdict(int)  # (to, rcode)
         self.reload_failed = 0
         self.plugins: list[str] = []
+        # Entries dropped from the tables while another thread may still be counting on one of
+        # them (the UDP listener's, one datagram behind): counted again at each scrape until the
+        # listener confirms it has moved on (`settle`). [entries, cache_enabled, barrier or None]
+        self.graveyard: list[list] = []
+        self.deferred = False  # whether a listener thread counts (then bury keeps entries here)
 
     def observe(self, proto: str, qtype: str, rcode: str, plugin: str, seconds: float) -> None:
         self.requests[(proto, qtype)] += 1
@@ -43,12 +48,15 @@ class Metrics:
         self.duration_sums[qtype] += seconds
 
     def absorb(self, entries, cache_enabled: bool) -> None:
-        """Add what memoised answers counted on the hot path (engine.Entry) and zero them."""
+        """Add what memoised answers counted on the hot path (engine.Entry) since last time."""
         for e in entries:
-            n = e.udp + e.tcp
+            udp, tcp = e.udp, e.tcp  # read once: another thread may be adding to udp
+            du, dt = udp - e.udp_seen, tcp - e.tcp_seen
+            n = du + dt
             if not n:
                 continue
-            for proto, count in (("udp", e.udp), ("tcp", e.tcp)):
+            e.udp_seen, e.tcp_seen = udp, tcp
+            for proto, count in (("udp", du), ("tcp", dt)):
                 if count:
                     self.requests[(proto, e.qtype)] += count
             self.responses[(e.rcode, e.plugin)] += n
@@ -59,8 +67,40 @@ class Metrics:
             self.duration_sums[e.qtype] += e.seconds
             if cache_enabled:
                 self.cache_hits["denial" if e.denial else "success"] += n
-            e.udp = e.tcp = 0
-            e.seconds = 0.0
+            e.seconds = 0.0  # written by the loop thread only (TCP hot hits)
+
+    def bury(self, entries, cache_enabled: bool) -> None:
+        """Entries leaving the tables: counted now, and kept (when a listener thread counts too)
+        until `settle` says no datagram can still be counting on them."""
+        entries = list(entries)
+        self.absorb(entries, cache_enabled)
+        if self.deferred and entries:
+            self.graveyard.append([entries, cache_enabled, None])
+
+    def absorb_all(self, live, cache_enabled: bool) -> None:
+        """A scrape: the live entries and the buried ones not yet settled."""
+        self.absorb(live, cache_enabled)
+        for entries, enabled, _ in self.graveyard:
+            self.absorb(entries, enabled)
+
+    def unmarked(self) -> bool:
+        return any(item[2] is None for item in self.graveyard)
+
+    def mark(self, barrier: int) -> None:
+        """The listener sent barrier number `barrier` after these entries left its tables."""
+        for item in self.graveyard:
+            if item[2] is None:
+                item[2] = barrier
+
+    def settle(self, barrier: int) -> None:
+        """Barrier `barrier` came back: the listener has finished every datagram before it."""
+        keep = []
+        for item in self.graveyard:
+            if item[2] is not None and item[2] <= barrier:
+                self.absorb(item[0], item[1])
+            else:
+                keep.append(item)
+        self.graveyard = keep
 
     def render(self) -> str:
         s, z = self.server, self.zone
