@@ -656,6 +656,7 @@ def test_forward_outside_the_cluster_zone_and_cache_the_answer(cluster, live, up
                            f"    prometheus 127.0.0.1:{metrics_port}\n"))
     first = server.ask("www.example.org")
     assert first.answer[0][0].to_text() == "192.0.2.7"
+    assert first.answer[0].ttl == 30  # the upstream's 60, capped at the cache's TTL as CoreDNS does
     time.sleep(1.1)
     second = server.ask("www.example.org")
     assert second.answer[0][0].to_text() == "192.0.2.7"

@@ -338,9 +338,7 @@ class Engine:
         expires, stored, message = found
         response = dns.message.from_wire(message.to_wire())
         elapsed = int(now - stored)
-        for section in (response.answer, response.authority, response.additional):
-            for rrset in section:
-                rrset.ttl = max(0, rrset.ttl - elapsed)
+        self.cap_ttls(response, elapsed)
         response.id = wire.query_id(data) or 0
         self.metrics.cache_hits["denial" if response.rcode() == dns.rcode.NXDOMAIN or not response.answer else "success"] += 1
         out = response.to_wire()
@@ -348,6 +346,14 @@ class Engine:
         self.metrics.observe("tcp" if tcp else "udp", dns.rdatatype.to_text(question.qtype),
                              dns.rcode.to_text(response.rcode()), "cache", time.perf_counter() - started)
         return out
+
+    def cap_ttls(self, response: dns.message.Message, elapsed: int = 0) -> None:
+        """TTLs as the cache plugin serves them: at most its TTL, counting down while cached
+        (CoreDNS caps the first, forwarded answer too, so clients never see 1799 then 8)."""
+        cap = self.config.cache.ttl
+        for section in (response.answer, response.authority, response.additional):
+            for rrset in section:
+                rrset.ttl = max(0, min(rrset.ttl, cap) - elapsed)
 
     def store_forward(self, forwarding: Forwarding, response: dns.message.Message) -> None:
         if not self.cache_enabled or response.rcode() not in (dns.rcode.NOERROR, dns.rcode.NXDOMAIN):

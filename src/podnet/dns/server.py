@@ -259,7 +259,9 @@ class DnsServer:
         if cached is not None:
             return cached
         upstreams = _upstreams(block.config.forward)
-        if not upstreams:
+        if not upstreams:  # e.g. a resolv.conf without nameservers: still a request
+            block.metrics.observe("tcp" if request.tcp else "udp", _qtype(request), "SERVFAIL", "forward",
+                                  time.perf_counter() - started)
             return _servfail(request)
         policy = block.config.forward.policy
         if policy == "random":
@@ -281,6 +283,9 @@ class DnsServer:
                 continue
             block.metrics.forward_responses[(to, dns.rcode.to_text(response.rcode()))] += 1
             engine.store_forward(request, response)
+            if engine.cache_enabled:
+                engine.cap_ttls(response)
+                reply = response.to_wire()
             block.metrics.observe("tcp" if request.tcp else "udp", _qtype(request), dns.rcode.to_text(response.rcode()),
                                   "forward", time.perf_counter() - started)
             return reply
