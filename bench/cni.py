@@ -6,8 +6,10 @@ Three ways to attach N pods to a fresh node namespace each, all with the same co
 (bridge cni0, isGateway, hairpinMode, mtu 1400, host-local 10.99.0.0/24):
 
   podnet in-process   podnet.cni.bridge.add(..., node_netns=NODE), as the node agent calls it
-  podnet-cni          ip netns exec NODE python -c 'from podnet.cni.main import main; ...'
-                      (what the console script `podnet-cni` runs), config on stdin
+  podnet-cni          ip netns exec NODE <bin>/podnet-cni, the launcher that
+                      `python -m podnet.cni.install <bin>` writes (python -IS), config on stdin
+  python -c           ip netns exec NODE python -c 'from podnet.cni.main import main; ...'
+                      (what pip's console script `podnet-cni` amounts to, with site-packages)
   reference           ip netns exec NODE /usr/lib/cni/bridge (which execs host-local)
 
 Median and 90th percentile per ADD, and the ratios to the reference (goals: in-process <= 1x,
@@ -60,8 +62,9 @@ class Namespaces:
 
 
 def run_mode(mode: str, n: int, spaces: Namespaces, tmp: str, backend: str = "raw") -> list[float]:
-    node = spaces.add(f"{mode[:4]}-node")
-    pods = [spaces.add(f"{mode[:4]}-p{i}") for i in range(n)]
+    tag = mode.replace("-", "")[:5]
+    node = spaces.add(f"{tag}-node")
+    pods = [spaces.add(f"{tag}-p{i}") for i in range(n)]
     data_dir = os.path.join(tmp, f"{mode}-{backend}")
     text = json.dumps(conf(data_dir))
     times = []
@@ -75,7 +78,12 @@ def run_mode(mode: str, n: int, spaces: Namespaces, tmp: str, backend: str = "ra
             bridge.add(netconf, f"c{i}", f"/run/netns/{pod}", "eth0", node_netns=node)
             times.append(time.perf_counter() - start)
         return times
-    binary = [sys.executable, "-c", ENTRY] if mode == "exec" else [REFERENCE]
+    if mode == "exec":
+        from podnet.cni import install
+
+        binary = [install.install(os.path.join(tmp, "bin"))]
+    else:
+        binary = [sys.executable, "-c", ENTRY] if mode == "exec-c" else [REFERENCE]
     for i, pod in enumerate(pods):
         env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PYTHONPATH": SRC, "CNI_COMMAND": "ADD",
                "CNI_CONTAINERID": f"c{i}", "CNI_NETNS": f"/run/netns/{pod}", "CNI_IFNAME": "eth0",
@@ -101,7 +109,7 @@ def main() -> int:
     rows = []
     try:
         modes = [("reference", "ref", "raw"), ("podnet in-process", "inproc", "raw"),
-                 ("podnet-cni executable", "exec", "raw")]
+                 ("podnet-cni executable", "exec", "raw"), ("python -c (console script)", "exec-c", "raw")]
         if opts.pyroute2:
             modes.append(("podnet in-process (pyroute2)", "inproc", "pyroute2"))
         for label, mode, backend in modes:

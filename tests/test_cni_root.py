@@ -150,7 +150,14 @@ def plugin(binary: list[str], node: str, command: str, conf: dict, cid: str, pod
     return proc.returncode, (json.loads(proc.stdout) if proc.stdout.strip() else {})
 
 
-PODNET = [sys.executable, "-m", "podnet.cni"]
+@pytest.fixture(scope="module")
+def podnet_cni(tmp_path_factory) -> list[str]:
+    """podnet-cni as a runtime execs it: the launcher `python -m podnet.cni.install DIR` writes."""
+    from podnet.cni import install
+
+    return [install.install(str(tmp_path_factory.mktemp("cni-bin")))]
+
+
 REF = [str(REFERENCE)]
 
 
@@ -246,10 +253,10 @@ REFERENCE_CHECK_FAILS_ON_OWN_RESULT = {"promisc-ranges-dns"}
 
 @pytest.mark.skipif(not REFERENCE.exists(), reason="reference CNI plugins not installed (/usr/lib/cni)")
 @pytest.mark.parametrize("name", sorted(CONFORMANCE_CONFIGS))
-def test_conformance_with_the_reference_bridge_plugin(netns, tmp_path, name):
+def test_conformance_with_the_reference_bridge_plugin(netns, tmp_path, name, podnet_cni):
     overrides = dict(CONFORMANCE_CONFIGS[name])
     twins = {}
-    for label, binary in (("reference", REF), ("podnet", PODNET)):
+    for label, binary in (("reference", REF), ("podnet", podnet_cni)):
         node = netns(f"{label[:3]}-node")
         pods = [netns(f"{label[:3]}-p1"), netns(f"{label[:3]}-p2")]
         data_dir = tmp_path / label
@@ -296,14 +303,14 @@ def test_conformance_with_the_reference_bridge_plugin(netns, tmp_path, name):
 
 
 @pytest.mark.skipif(not REFERENCE.exists(), reason="reference CNI plugins not installed (/usr/lib/cni)")
-def test_conformance_exhaustion_and_store_interoperability(netns, tmp_path):
+def test_conformance_exhaustion_and_store_interoperability(netns, tmp_path, podnet_cni):
     """Both plugins fail the same way on an exhausted range, and read each other's store."""
     node, p1, p2, p3 = netns("node"), netns("p1"), netns("p2"), netns("p3")
     conf = conf_dict(tmp_path, ipam={"type": "host-local", "subnet": "10.99.0.0/30"})  # one address: .2
     assert plugin(REF, node, "ADD", conf, "ref", p1)[0] == 0
-    ours = plugin(PODNET, node, "ADD", conf, "ours", p2)
+    ours = plugin(podnet_cni, node, "ADD", conf, "ours", p2)
     assert sh("ip", "-n", p2, "link").stdout.count("eth0") == 0  # rolled back
-    assert plugin(PODNET, node, "DEL", conf, "ref", p1)[0] == 0  # podnet releases the reference's address
+    assert plugin(podnet_cni, node, "DEL", conf, "ref", p1)[0] == 0  # podnet releases the reference's address
     theirs = plugin(REF, node, "ADD", conf, "ref2", p3)
     assert theirs[0] == 0 and theirs[1]["ips"][0]["address"] == "10.99.0.2/30"
     assert plugin(REF, node, "DEL", conf, "ref2", p3)[0] == 0

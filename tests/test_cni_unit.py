@@ -6,8 +6,11 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
+import subprocess
+import sys
 import threading
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network
+from pathlib import Path
 
 import pytest
 
@@ -16,6 +19,8 @@ from podnet.cni.netlink import FakeNetlink, NetlinkError
 from podnet.cni.spec import CniError, Result
 from podnet.cni.store import DiskStore, MemoryStore
 from podnet.naming import host_veth_name as pod_veth_name
+
+SRC = str(Path(__file__).resolve().parents[1] / "src")
 
 POD = "/run/netns/pod1"
 POD2 = "/run/netns/pod2"
@@ -589,3 +594,29 @@ def test_the_executable_refuses_the_hosts_namespace(monkeypatch):
     monkeypatch.setattr(netlink_module, "current_is_host", lambda: True)
     monkeypatch.delenv(bridge.ALLOW_HOST_ENV, raising=False)
     expect_error(spec.INVALID_ENVIRONMENT, bridge.open_netlink, None, "raw", match="host's network namespace")
+
+
+# --- the installed executable ----------------------------------------------------------------
+
+def test_installed_launcher_answers_version_without_the_callers_environment(tmp_path):
+    from podnet.cni import install
+
+    path = install.install(str(tmp_path / "bin"))
+    assert os.access(path, os.X_OK) and open(path).readline().endswith(" -IS\n")
+    proc = subprocess.run([path], input="{}", capture_output=True, text=True, timeout=30,
+                          env={"CNI_COMMAND": "VERSION", "PATH": "/usr/bin:/bin"})  # no PYTHONPATH
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["supportedVersions"] == ["0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"]
+
+
+def test_a_plugin_run_imports_nothing_slow():
+    """What the executable imports for ADD/DEL/CHECK stays off the modules that cost a run
+    milliseconds each (re, json, dataclasses, typing, ctypes, hashlib/OpenSSL, threading)."""
+    slow = ("re", "json", "dataclasses", "typing", "ctypes", "hashlib", "threading", "inspect", "enum", "socket")
+    code = ("import sys; sys.path.insert(0, sys.argv[1]); "
+            "import podnet.cni.main, podnet.cni.bridge, podnet.cni.config, podnet.cni.rtnl, podnet.cni.hostlocal, "
+            "podnet.ipam; from podnet.cni import nsenter; nsenter._libc_setns(); "
+            f"print(' '.join(m for m in {slow!r} if m in sys.modules))")
+    proc = subprocess.run([sys.executable, "-IS", "-c", code, SRC], capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == []

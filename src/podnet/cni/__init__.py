@@ -11,7 +11,9 @@ Modules
     rtnl       the same Protocol on a bare rtnetlink socket (the executable's, for start-up)
     nsenter    setns on the calling thread, sysctls inside a namespace
     bridge     ADD/DEL/CHECK/GC/STATUS with rollback: the in-process API
+    jsonio     JSON through the stdlib's C half `_json` (the json package's import costs a run ~5 ms)
     main       the executable (`podnet-cni`, or `python -m podnet.cni`)
+    install    writes the `podnet-cni` launcher (python -IS) into a CNI bin directory
 
 In-process API (podnet.cni.bridge; same code path as the executable):
 
@@ -26,7 +28,8 @@ In-process API (podnet.cni.bridge; same code path as the executable):
 Failures raise spec.CniError(code, msg, details). The node side is the node's network
 namespace (podnet's "host"), entered with setns on the calling thread only.
 
-The executable runs inside the node's namespace, like any CNI plugin in its runtime's:
+Install the executable with `python -m podnet.cni.install /opt/cni/bin`. It runs inside the
+node's namespace, like any CNI plugin in its runtime's:
 
     ip netns exec <node-netns> podnet-cni      (env CNI_COMMAND=ADD CNI_CONTAINERID=... CNI_NETNS=...
                                                 CNI_IFNAME=eth0; config on stdin)

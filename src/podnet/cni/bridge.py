@@ -30,12 +30,15 @@ re-derives the state from the kernel and the store and compares it with prevResu
 
 from __future__ import annotations
 
-import hashlib
 import os
 import time
 from contextlib import contextmanager
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network
-from typing import TYPE_CHECKING, Iterator
+
+try:  # the SHA-256 C module alone: hashlib loads OpenSSL, ~1.5 ms of every plugin run
+    from _sha256 import sha256
+except ImportError:  # Python 3.12+ names it _sha2
+    from hashlib import sha256
 
 from podnet.cni import hostlocal
 from podnet.cni.config import NetConf
@@ -45,7 +48,10 @@ from podnet.cni.spec import (
 )
 from podnet.cni.store import DiskStore
 
+TYPE_CHECKING = False  # not typing's: importing typing costs the executable ~3 ms
 if TYPE_CHECKING:
+    from typing import Iterator
+
     from podnet.cni.netlink import Netlink
     from podnet.cni.store import Store
 
@@ -61,14 +67,12 @@ def host_veth_name(container_id: str, ifname: str = DEFAULT_IFNAME, args: dict |
     args = args or {}
     namespace, pod = args.get("K8S_POD_NAMESPACE"), args.get("K8S_POD_NAME")
     if namespace and pod:
-        if ifname == DEFAULT_IFNAME:
-            from podnet.naming import host_veth_name as pod_veth
-
-            return pod_veth(namespace, pod)
-        seed = f"{namespace}/{pod}/{ifname}"
+        # eth0: podnet.naming.host_veth_name's seed, so the plan knows the name (not imported
+        # from there: the executable would pay for naming's imports)
+        seed = f"{namespace}/{pod}" if ifname == DEFAULT_IFNAME else f"{namespace}/{pod}/{ifname}"
     else:
         seed = container_id if ifname == DEFAULT_IFNAME else f"{container_id}/{ifname}"
-    return "veth" + hashlib.sha256(seed.encode()).hexdigest()[:8]
+    return "veth" + sha256(seed.encode()).hexdigest()[:8]
 
 
 def open_netlink(node_netns: str | None, backend: str | None = None) -> "Netlink":
@@ -76,6 +80,12 @@ def open_netlink(node_netns: str | None, backend: str | None = None) -> "Netlink
     allow_host = os.environ.get(ALLOW_HOST_ENV, "") in ("1", "true")
     try:
         if backend == "pyroute2":
+            import sys
+
+            if sys.flags.no_site:  # the installed launcher runs with -S; pyroute2 is in site-packages
+                import site
+
+                site.main()
             from podnet.cni.netlink import Pyroute2Netlink
 
             return Pyroute2Netlink(node_netns, allow_host=allow_host)

@@ -13,11 +13,11 @@ more than what the plugin does. Invalid values are code 7, a bad version code 1.
 
 from __future__ import annotations
 
-import json
 import os
-from dataclasses import dataclass
+from collections import namedtuple  # not dataclasses (see spec.py)
 from ipaddress import IPv4Address, IPv4Network, ip_address, ip_network
 
+from podnet.cni import jsonio
 from podnet.cni.spec import (
     DECODING_FAILURE, DNS, INCOMPATIBLE_VERSION, INVALID_CONFIG, SUPPORTED_VERSIONS,
     UNSUPPORTED_FIELD, CniError, Result, Route, validate_network_name,
@@ -40,14 +40,14 @@ _IPAM_KEYS = {"type", "subnet", "rangeStart", "rangeEnd", "gateway", "ranges", "
 _RANGE_KEYS = {"subnet", "rangeStart", "rangeEnd", "gateway"}
 
 
-@dataclass(frozen=True)
-class Range:
-    """One host-local range: addresses rangeStart..rangeEnd of subnet, never the gateway."""
+# Frozen records as named tuples (compared by value, cheap to import); fields and types in
+# each docstring.
 
-    subnet: IPv4Network
-    range_start: IPv4Address
-    range_end: IPv4Address
-    gateway: IPv4Address
+class Range(namedtuple("Range", "subnet range_start range_end gateway")):
+    """One host-local range: addresses rangeStart..rangeEnd of subnet, never the gateway.
+    subnet: IPv4Network; range_start, range_end, gateway: IPv4Address."""
+
+    __slots__ = ()
 
     def __contains__(self, address: object) -> bool:
         return isinstance(address, IPv4Address) and self.range_start <= address <= self.range_end
@@ -56,11 +56,11 @@ class Range:
         return f"{self.range_start}-{self.range_end}"
 
 
-@dataclass(frozen=True)
-class RangeSet:
-    """A pool of ranges that together yield one address (host-local's `ranges` inner list)."""
+class RangeSet(namedtuple("RangeSet", "ranges")):
+    """A pool of ranges that together yield one address (host-local's `ranges` inner list).
+    ranges: tuple[Range, ...]."""
 
-    ranges: tuple[Range, ...]
+    __slots__ = ()
 
     def range_for(self, address: IPv4Address) -> Range | None:
         return next((r for r in self.ranges if address in r), None)
@@ -72,35 +72,27 @@ class RangeSet:
         return ",".join(str(r) for r in self.ranges)
 
 
-@dataclass(frozen=True)
-class IPAMConf:
-    type: str
-    range_sets: tuple[RangeSet, ...] = ()
-    routes: tuple[Route, ...] = ()
-    data_dir: str = DEFAULT_DATA_DIR
-    resolv_conf: str = ""
-    requested_ips: tuple[IPv4Address, ...] = ()  # CNI_ARGS IP=, args.cni.ips, runtimeConfig.ips
+class IPAMConf(namedtuple("IPAMConf", "type range_sets routes data_dir resolv_conf requested_ips",
+                          defaults=((), (), DEFAULT_DATA_DIR, "", ()))):
+    """type: str; range_sets: tuple[RangeSet, ...]; routes: tuple[Route, ...]; data_dir,
+    resolv_conf: str; requested_ips: tuple[IPv4Address, ...] (CNI_ARGS IP=, args.cni.ips,
+    runtimeConfig.ips)."""
+
+    __slots__ = ()
 
 
-@dataclass(frozen=True)
-class NetConf:
-    cni_version: str
-    name: str
-    type: str
-    bridge: str = DEFAULT_BRIDGE
-    is_gateway: bool = False
-    is_default_gateway: bool = False
-    force_address: bool = False
-    mtu: int = 0  # 0: the kernel's default
-    hairpin_mode: bool = False
-    promisc_mode: bool = False
-    enable_dad: bool = False
-    mac: str = ""  # requested container MAC (CNI_ARGS MAC=, args.cni.mac, runtimeConfig.mac)
-    ipam: IPAMConf | None = None  # None: pure L2 (`"ipam": {}`), no addresses
-    dns: DNS = DNS()
-    prev_result: Result | None = None
-    valid_attachments: tuple[tuple[str, str], ...] | None = None  # GC: (containerID, ifname)
-    raw: str = ""  # the stdin text, for error messages
+class NetConf(namedtuple("NetConf", (
+        "cni_version name type bridge is_gateway is_default_gateway force_address mtu hairpin_mode "
+        "promisc_mode enable_dad mac ipam dns prev_result valid_attachments raw"),
+        defaults=(DEFAULT_BRIDGE, False, False, False, 0, False, False, False, "", None, DNS(), None, None, ""))):
+    """One plugin configuration. cni_version, name, type, bridge: str; is_gateway,
+    is_default_gateway, force_address, hairpin_mode, promisc_mode, enable_dad: bool; mtu: int
+    (0: the kernel's default); mac: str, the requested container MAC (CNI_ARGS MAC=,
+    args.cni.mac, runtimeConfig.mac); ipam: IPAMConf | None (None: pure L2, `"ipam": {}`, no
+    addresses); dns: DNS; prev_result: Result | None; valid_attachments: tuple[tuple[str, str],
+    ...] | None, GC's (containerID, ifname); raw: str, the stdin text, for error messages."""
+
+    __slots__ = ()
 
 
 def _fail(code: int, msg: str, details: str = "") -> CniError:
@@ -110,26 +102,26 @@ def _fail(code: int, msg: str, details: str = "") -> CniError:
 def _bool(obj: dict, key: str, where: str) -> bool:
     value = obj.get(key, False)
     if not isinstance(value, bool):
-        raise _fail(INVALID_CONFIG, f"{where}{key} must be true or false, not {json.dumps(value)}")
+        raise _fail(INVALID_CONFIG, f"{where}{key} must be true or false, not {jsonio.dumps(value)}")
     return value
 
 
 def _str(obj: dict, key: str, where: str, default: str = "") -> str:
     value = obj.get(key, default)
     if not isinstance(value, str):
-        raise _fail(INVALID_CONFIG, f"{where}{key} must be a string, not {json.dumps(value)}")
+        raise _fail(INVALID_CONFIG, f"{where}{key} must be a string, not {jsonio.dumps(value)}")
     return value
 
 
 def _unsupported(key: str, value: object, why: str) -> CniError:
-    return _fail(UNSUPPORTED_FIELD, f"unsupported field {key}={json.dumps(value)}", why)
+    return _fail(UNSUPPORTED_FIELD, f"unsupported field {key}={jsonio.dumps(value)}", why)
 
 
 def _ipv4(text: object, what: str) -> IPv4Address:
     try:
         address = ip_address(text)  # type: ignore[arg-type]
     except ValueError:
-        raise _fail(INVALID_CONFIG, f"invalid {what} {json.dumps(text)}") from None
+        raise _fail(INVALID_CONFIG, f"invalid {what} {jsonio.dumps(text)}") from None
     if address.version != 4:
         raise _unsupported(what, text, "podnet-cni allocates IPv4 addresses only")
     return address
@@ -139,7 +131,7 @@ def _subnet(text: object) -> IPv4Network:
     try:
         network = ip_network(text, strict=False)  # type: ignore[arg-type]
     except (ValueError, TypeError):
-        raise _fail(INVALID_CONFIG, f"invalid subnet {json.dumps(text)}") from None
+        raise _fail(INVALID_CONFIG, f"invalid subnet {jsonio.dumps(text)}") from None
     if network.version != 4:
         raise _unsupported("subnet", text, "podnet-cni allocates IPv4 addresses only")
     if network.prefixlen > 30:
@@ -189,7 +181,7 @@ def parse_route(obj: object, where: str) -> Route:
     try:
         dst = ip_network(obj["dst"], strict=False)
     except (ValueError, TypeError):
-        raise _fail(INVALID_CONFIG, f"{where}: invalid dst {json.dumps(obj['dst'])}") from None
+        raise _fail(INVALID_CONFIG, f"{where}: invalid dst {jsonio.dumps(obj['dst'])}") from None
     if dst.version != 4:
         raise _unsupported(f"{where}.dst", obj["dst"], "podnet-cni configures IPv4 only")
     gw = _ipv4(obj["gw"], f"{where}.gw") if obj.get("gw") else None
@@ -338,7 +330,7 @@ def parse(text: str | bytes, cni_args: dict | None = None) -> NetConf:
     if isinstance(text, bytes):
         text = text.decode("utf-8", "replace")
     try:
-        conf = json.loads(text)
+        conf = jsonio.loads(text)
     except ValueError as exc:
         raise _fail(DECODING_FAILURE, f"error unmarshall network config: {exc}") from None
     if not isinstance(conf, dict):
@@ -353,7 +345,7 @@ def from_dict(conf: dict, cni_args: dict | None = None, raw: str = "") -> NetCon
     version = conf.get("cniVersion", "")
     if not isinstance(version, str) or version not in SUPPORTED_VERSIONS:
         raise _fail(INCOMPATIBLE_VERSION, "incompatible CNI versions",
-                    f"config is {json.dumps(version)}, plugin supports {list(SUPPORTED_VERSIONS)}")
+                    f"config is {jsonio.dumps(version)}, plugin supports {list(SUPPORTED_VERSIONS)}")
     if "plugins" in conf:
         raise _unsupported("plugins", "[...]", "this is a network configuration list; a runtime hands "
                            "each plugin its own object, with name and cniVersion inserted")
@@ -372,7 +364,7 @@ def from_dict(conf: dict, cni_args: dict | None = None, raw: str = "") -> NetCon
         raise _unsupported(key, value, "not a bridge/host-local configuration key")
     mtu = conf.get("mtu", 0)
     if not isinstance(mtu, int) or isinstance(mtu, bool) or not (mtu == 0 or 68 <= mtu <= 65535):
-        raise _fail(INVALID_CONFIG, f"invalid mtu {json.dumps(mtu)}: 68-65535, or 0 for the kernel's default")
+        raise _fail(INVALID_CONFIG, f"invalid mtu {jsonio.dumps(mtu)}: 68-65535, or 0 for the kernel's default")
     bridge = _str(conf, "bridge", "", DEFAULT_BRIDGE) or DEFAULT_BRIDGE
     if len(bridge.encode()) > 15 or "/" in bridge or " " in bridge:
         raise _fail(INVALID_CONFIG, f"invalid bridge name {bridge!r}: at most 15 characters, no '/' or spaces")

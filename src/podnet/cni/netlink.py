@@ -14,9 +14,14 @@ namespace (the sandbox rule) unless explicitly allowed.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field, replace
+from collections import namedtuple  # not dataclasses: its import costs the executable ~10 ms
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network, IPv6Interface
-from typing import Protocol
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Protocol
+else:
+    Protocol = object  # the Protocols are for type checkers; `typing` costs the executable ~3 ms
 
 from podnet.cni.nsenter import current_is_host, entered, netns_path, write_sysctl
 
@@ -24,26 +29,21 @@ IFF_UP = 0x1
 IFF_PROMISC = 0x100
 
 
-@dataclass(frozen=True)
-class Link:
-    name: str
-    index: int
-    kind: str  # "bridge", "veth", ... ("" for links without linkinfo, e.g. lo)
-    mac: str
-    mtu: int
-    up: bool  # administratively (IFF_UP)
-    oper_up: bool  # operstate UP
-    promisc: bool
-    master: int = 0  # ifindex of the bridge it is a port of
-    peer: int = 0  # veth: the peer's ifindex (in the peer's namespace)
-    hairpin: bool | None = None  # bridge ports only
+class Link(namedtuple("Link", "name index kind mac mtu up oper_up promisc master peer hairpin",
+                      defaults=(0, 0, None))):
+    """A link as the plugin sees it. name, mac: str; index, mtu: int; kind: "bridge", "veth",
+    ... ("" for links without linkinfo, e.g. lo); up: administratively (IFF_UP); oper_up:
+    operstate UP; promisc: bool; master: ifindex of the bridge it is a port of (0: none);
+    peer: a veth's peer's ifindex (in the peer's namespace); hairpin: bool, bridge ports only
+    (None otherwise)."""
+
+    __slots__ = ()
 
 
-@dataclass(frozen=True)
-class RouteEntry:
-    dst: IPv4Network
-    gw: IPv4Address | None
-    oif: int
+class RouteEntry(namedtuple("RouteEntry", "dst gw oif")):
+    """dst: IPv4Network; gw: IPv4Address | None; oif: int."""
+
+    __slots__ = ()
 
 
 class NetlinkError(OSError):
@@ -89,27 +89,21 @@ def netns_exists(netns: str) -> bool:
 
 # --- the fake ------------------------------------------------------------------------------
 
-@dataclass
 class _FakeLink:
-    name: str
-    index: int
-    kind: str
-    mac: str
-    mtu: int = 1500
-    up: bool = False
-    promisc: bool = False
-    master: int = 0
-    hairpin: bool = False
-    peer: tuple[str | None, str] | None = None  # (namespace key, name) of the veth peer
+    def __init__(self, name: str, index: int, kind: str, mac: str, mtu: int = 1500) -> None:
+        self.name, self.index, self.kind, self.mac, self.mtu = name, index, kind, mac, mtu
+        self.up = self.promisc = self.hairpin = False
+        self.master = 0
+        self.peer: tuple[str | None, str] | None = None  # (namespace key, name) of the veth peer
 
 
-@dataclass
 class _FakeNamespace:
-    links: dict[str, _FakeLink] = field(default_factory=dict)
-    addresses: dict[str, list] = field(default_factory=dict)
-    routes: list[RouteEntry] = field(default_factory=list)
-    sysctls: dict[str, str] = field(default_factory=dict)
-    next_index: int = 2  # 1 is lo
+    def __init__(self) -> None:
+        self.links: dict[str, _FakeLink] = {}
+        self.addresses: dict[str, list] = {}
+        self.routes: list[RouteEntry] = []
+        self.sysctls: dict[str, str] = {}
+        self.next_index = 2  # 1 is lo
 
 
 class FakeNetlink:
@@ -297,7 +291,7 @@ class FakeNetlink:
     # for assertions
     def state(self, netns: str | None = None) -> dict:
         ns = self._ns(netns)
-        return {name: replace(self.link(name, netns), mac="*") for name in ns.links}  # type: ignore[type-var]
+        return {name: self.link(name, netns)._replace(mac="*") for name in ns.links}  # type: ignore[type-var]
 
 
 # --- pyroute2 ------------------------------------------------------------------------------

@@ -8,10 +8,10 @@ are produced by `Result.to_dict(version)` for runtimes that ask for them.
 
 from __future__ import annotations
 
-import json
-import re
-from dataclasses import dataclass, field
+from collections import namedtuple  # not dataclasses: its import (inspect, ast) costs ~10 ms a run
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network, ip_address, ip_interface, ip_network
+
+from podnet.cni import jsonio
 
 # Spec 0.1.0/0.2.0 results have another shape (ip4/ip6 objects); nobody needs them any more.
 SUPPORTED_VERSIONS = ("0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0")
@@ -69,14 +69,19 @@ def require_version(version: str, minimum: str, command: str) -> None:
 
 # --- the environment ---------------------------------------------------------------------
 
-_CONTAINER_ID = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.\-]*$")
-_NETWORK_NAME = _CONTAINER_ID
+_ALNUM = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789")
+_ID_CHARS = _ALNUM | frozenset("_.-")
+
+
+def _valid_id(text: str) -> bool:
+    """libcni's ^[a-zA-Z0-9][a-zA-Z0-9_.-]*$ (without `re`: its import costs a run ~4 ms)."""
+    return bool(text) and text[0] in _ALNUM and all(ch in _ID_CHARS for ch in text)
 
 
 def validate_container_id(container_id: str) -> None:
     if not container_id:
         raise CniError(INVALID_ENVIRONMENT, "missing containerID")
-    if not _CONTAINER_ID.match(container_id):
+    if not _valid_id(container_id):
         raise CniError(INVALID_ENVIRONMENT, "invalid characters in containerID", container_id)
 
 
@@ -97,7 +102,7 @@ def validate_ifname(ifname: str) -> None:
 def validate_network_name(name: str) -> None:
     if not name:
         raise CniError(INVALID_CONFIG, "missing network name")
-    if not _NETWORK_NAME.match(name):
+    if not _valid_id(name):
         raise CniError(INVALID_CONFIG, "invalid characters found in network name", name)
 
 
@@ -122,21 +127,17 @@ def parse_cni_args(text: str) -> dict[str, str]:
     ignore = args.get("IgnoreUnknown", "").lower() in ("1", "true")
     unknown = [f"{k}={v}" for k, v in args.items() if k not in KNOWN_ARGS]
     if unknown and not ignore:
-        raise CniError(INVALID_ENVIRONMENT, f"ARGS: unknown args {json.dumps(unknown)}",
+        raise CniError(INVALID_ENVIRONMENT, f"ARGS: unknown args {jsonio.dumps(unknown)}",
                        "CNI_ARGS (set IgnoreUnknown=true to ignore unknown keys)")
     return {k: v for k, v in args.items() if k in KNOWN_ARGS}
 
 
-@dataclass(frozen=True)
-class Invocation:
-    """One call of the plugin: the CNI_* environment, decoded and checked."""
+class Invocation(namedtuple("Invocation", "command container_id netns ifname args path",
+                            defaults=("", "", "", None, ()))):
+    """One call of the plugin: the CNI_* environment, decoded and checked.
+    command: str; container_id, netns, ifname: str; args: dict (CNI_ARGS); path: tuple[str, ...]"""
 
-    command: str
-    container_id: str = ""
-    netns: str = ""
-    ifname: str = ""
-    args: dict = field(default_factory=dict)
-    path: tuple[str, ...] = ()
+    __slots__ = ()
 
 
 # Which variables each command needs (SPEC.md "Parameters"); CNI_PATH is only needed by
@@ -175,32 +176,27 @@ def invocation_from_env(environ) -> Invocation:
 
 # --- results -------------------------------------------------------------------------------
 
-@dataclass(frozen=True)
-class Interface:
-    name: str
-    mac: str = ""
-    sandbox: str = ""  # the CNI_NETNS path for interfaces inside the container
+# The result types are frozen records (named tuples: cheap to import, compared by value).
+
+class Interface(namedtuple("Interface", "name mac sandbox", defaults=("", ""))):
+    """name: str; mac: str; sandbox: the CNI_NETNS path for interfaces inside the container."""
+    __slots__ = ()
 
 
-@dataclass(frozen=True)
-class IPConfig:
-    address: IPv4Interface  # address with prefix length, e.g. 10.22.0.5/16
-    gateway: IPv4Address | None = None
-    interface: int | None = None  # index into Result.interfaces
+class IPConfig(namedtuple("IPConfig", "address gateway interface", defaults=(None, None))):
+    """address: IPv4Interface (with prefix length, e.g. 10.22.0.5/16); gateway: IPv4Address |
+    None; interface: int | None, an index into Result.interfaces."""
+    __slots__ = ()
 
 
-@dataclass(frozen=True)
-class Route:
-    dst: IPv4Network
-    gw: IPv4Address | None = None
+class Route(namedtuple("Route", "dst gw", defaults=(None,))):
+    """dst: IPv4Network; gw: IPv4Address | None."""
+    __slots__ = ()
 
 
-@dataclass(frozen=True)
-class DNS:
-    nameservers: tuple[str, ...] = ()
-    domain: str = ""
-    search: tuple[str, ...] = ()
-    options: tuple[str, ...] = ()
+class DNS(namedtuple("DNS", "nameservers domain search options", defaults=((), "", (), ()))):
+    """nameservers, search, options: tuple[str, ...]; domain: str."""
+    __slots__ = ()
 
     def __bool__(self) -> bool:
         return bool(self.nameservers or self.domain or self.search or self.options)
@@ -218,13 +214,11 @@ class DNS:
         return out
 
 
-@dataclass(frozen=True)
-class Result:
-    cni_version: str = CURRENT_VERSION
-    interfaces: tuple[Interface, ...] = ()
-    ips: tuple[IPConfig, ...] = ()
-    routes: tuple[Route, ...] = ()
-    dns: DNS = DNS()
+class Result(namedtuple("Result", "cni_version interfaces ips routes dns",
+                        defaults=(CURRENT_VERSION, (), (), (), DNS()))):
+    """cni_version: str; interfaces: tuple[Interface, ...]; ips: tuple[IPConfig, ...];
+    routes: tuple[Route, ...]; dns: DNS."""
+    __slots__ = ()
 
     def to_dict(self, version: str | None = None) -> dict:
         """The result JSON object for `version` (default: the result's own), with keys in the
@@ -293,7 +287,7 @@ class Result:
 
 def dumps(obj: dict) -> str:
     """JSON as the reference plugins print it (4-space indent)."""
-    return json.dumps(obj, indent=4)
+    return jsonio.dumps(obj, indent=4)
 
 
 def version_dict(requested: str | None) -> dict:
