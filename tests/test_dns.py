@@ -20,7 +20,7 @@ import pytest
 
 from podnet.cli import dig
 from podnet.errors import UsageError
-from podnet.semantics.dns import ClusterDNS, DnsAnswer, Record, ResolvConf, resolv_conf
+from podnet.semantics.dns import DNS_KINDS, ClusterDNS, DnsAnswer, Record, ResolvConf, dns_view, resolv_conf
 from tests.conftest import cluster_of
 
 AGNHOST = "registry.k8s.io/e2e-test-images/agnhost:2.53"
@@ -418,6 +418,17 @@ def test_answers_leave_nothing_behind(cluster, server):
 
 def test_same_cluster_same_serial(cluster, server):
     assert ClusterDNS(cluster).serial == server.serial
+
+
+def test_the_dns_view_of_a_cluster_answers_the_same(cluster, server):
+    """What the DNS server keeps to rebuild from: only the kinds ClusterDNS reads, same answers."""
+    view = dns_view(cluster)
+    assert {o.kind for o in view.objects.values()} <= DNS_KINDS < {o.kind for o in cluster.objects.values()}
+    slim = ClusterDNS(view)
+    assert (slim.serial, slim.server_ips, slim.plugin) == (server.serial, server.server_ips, server.plugin)
+    for rule, qname, qtype, *_ in ANSWERS:
+        name = expand(re.sub(r"\{rev:([^}]+)\}", lambda m: _reverse(cluster, m.group(1)), qname), cluster, server)
+        assert slim.answer(name, qtype) == server.answer(name, qtype), rule
 
 
 def test_answer_becomes_a_wire_response(server):

@@ -129,6 +129,26 @@ def test_rd_bit_and_id_follow_each_query(cluster):
         assert bool(response.flags & dns.flags.RD) == rd and response.id == query.id
 
 
+def test_the_usual_query_shares_its_bytes_between_the_memo_and_the_hot_table(cluster):
+    """Memory: for a query spelled as resolvers send it, the hot table's key and response are
+    the memo's key and template, not copies; any other spelling gets its own, and its own RD."""
+    engine = engine_for(cluster, corefile(cluster.config).replace("    loadbalance\n", ""))
+    for name in ("web.default.svc.cluster.local", "nope.default.svc.cluster.local"):
+        data = dns.message.make_query(name, "A", id=7).to_wire()
+        out = engine.respond(data)
+        [(key, entry)] = [(k, e) for k, e in engine.memo.items() if k == data[2:]]
+        hot_key = next(k for k in engine.hot_udp if k == data[2:])
+        body, hot_entry = engine.hot_udp[data[2:]]
+        assert hot_key is key and body is entry.variants[0] and hot_entry is entry
+        assert out == data[:2] + body
+        plain = dns.message.make_query(name, "A", id=8)
+        plain.flags &= ~dns.flags.RD
+        other = engine.respond(plain.to_wire())
+        body = engine.hot_udp[plain.to_wire()[2:]][0]
+        assert body is not entry.variants[0] and not dns.message.from_wire(other).flags & dns.flags.RD
+        assert other[3:] == out[3:]
+
+
 def test_udp_truncates_a_big_answer_and_tcp_and_edns_carry_it(cluster):
     engine = engine_for(cluster, corefile(cluster.config).replace("    loadbalance\n", ""))
     name = "wide.default.svc.cluster.local"

@@ -92,7 +92,8 @@ def test_the_fast_path_takes_plain_queries(rule, data, tcp, limit, edns):
     name_end = data.index(b"\x00", wire.HEADER) if data[wire.HEADER] else wire.HEADER
     assert question.end == name_end + 5
     assert question.qtype == struct.unpack("!H", data[name_end + 1:name_end + 3])[0]
-    assert question.key == data[wire.HEADER:question.end].lower() + limit.to_bytes(2, "big") + (b"E" if edns else b"-")
+    name = data[wire.HEADER:name_end + 1].lower() + data[name_end + 1:question.end]
+    assert question.key == wire.memo_key(name, limit, edns, tcp)
 
 
 @pytest.mark.parametrize("rule,data", SLOW, ids=[r[0] for r in SLOW])
@@ -108,6 +109,24 @@ def test_the_key_ignores_case_and_id_but_not_type_size_or_edns():
     others = [header() + NAME + b"\x00\x1c\x00\x01", header(ar=1) + NAME + A_IN + opt(512)]
     assert all(wire.parse_question(o, False).key != key for o in others)
     assert wire.parse_question(header() + NAME + A_IN, True).key != key
+    # only the name is lowercased: QTYPE 65 (HTTPS, 0x0041 -- an "A" byte) is not QTYPE 97
+    https, type97 = (wire.parse_question(header() + NAME + qtype + b"\x00\x01", False).key
+                     for qtype in (b"\x00\x41", b"\x00\x61"))
+    assert https != type97
+
+
+@pytest.mark.parametrize("rule,data,tcp,shared", [
+    ("RD, lower case, no EDNS", header() + NAME.lower() + A_IN, False, True),
+    ("RD, lower case, a plain OPT", header(ar=1) + NAME.lower() + A_IN + opt(1232), False, True),
+    ("upper case", header() + NAME + A_IN, False, False),
+    ("RD clear", header(flags=0) + NAME.lower() + A_IN, False, False),
+    ("AD set (dig)", header(flags=0x0120) + NAME.lower() + A_IN, False, False),
+    ("an OPT size above 4096 counts as 4096", header(ar=1) + NAME.lower() + A_IN + opt(65000), False, False),
+    ("over TCP", header() + NAME.lower() + A_IN, True, False),
+])
+def test_the_usual_query_is_its_own_key(rule, data, tcp, shared):
+    """The key is spelled as the usual query after its ID, so the hot table can share it."""
+    assert (wire.parse_question(data, tcp).key == data[2:]) == shared, rule
 
 
 def test_the_fast_path_agrees_with_dnspython_on_real_queries():
@@ -127,21 +146,26 @@ def _template(name: str = "web.default.svc.cluster.local", qtype: str = "A") -> 
     response = dns.message.make_response(canonical)
     response.flags |= dns.flags.AA
     response.answer.append(dns.rrset.from_text(name + ".", 30, "IN", "A", "10.96.0.5"))
-    return response.to_wire()
+    return response.to_wire()[2:]  # templates are kept without the ID
 
 
-@pytest.mark.parametrize("rule,qid,rd,name", [
-    ("the query's ID", 0xBEEF, True, "web.default.svc.cluster.local"),
-    ("RD clear stays clear", 0x0001, False, "web.default.svc.cluster.local"),
-    ("the question's case, and the answer owner's through the pointer", 0x7777, True, "WEB.default.SVC.Cluster.local"),
+@pytest.mark.parametrize("rule,qid,rd,name,template_rd", [
+    ("the query's ID", 0xBEEF, True, "web.default.svc.cluster.local", False),
+    ("RD clear stays clear", 0x0001, False, "web.default.svc.cluster.local", False),
+    ("RD clear stays clear with a template that has RD", 0x0001, False, "web.default.svc.cluster.local", True),
+    ("RD set with a template that has RD", 0x0002, True, "web.default.svc.cluster.local", True),
+    ("the question's case, and the answer owner's through the pointer", 0x7777, True, "WEB.default.SVC.Cluster.local",
+     False),
 ])
-def test_splice_takes_id_rd_and_question_from_the_query(rule, qid, rd, name):
+def test_splice_takes_id_rd_and_question_from_the_query(rule, qid, rd, name, template_rd):
     query = dns.message.make_query(name, "A", id=qid)
     if not rd:
         query.flags &= ~dns.flags.RD
     data = query.to_wire()
     end = wire.parse_question(data, False).end
-    out = dns.message.from_wire(wire.splice(_template(), data, end))
+    template = bytearray(_template())
+    template[0] |= 0x01 if template_rd else 0
+    out = dns.message.from_wire(wire.splice(bytes(template), data, end))
     assert out.id == qid, rule
     assert bool(out.flags & dns.flags.RD) == rd and out.flags & dns.flags.AA and out.flags & dns.flags.QR
     assert out.question[0].name.to_text() == name + "."
@@ -149,13 +173,13 @@ def test_splice_takes_id_rd_and_question_from_the_query(rule, qid, rd, name):
 
 
 def test_splice_keeps_the_templates_rcode_and_flags_byte():
-    template = bytearray(_template())
-    template[3] = (template[3] & 0xF0) | dns.rcode.NXDOMAIN
+    template = bytearray(_template())  # from the flags on: template[i] is the response's byte i + 2
+    template[1] = (template[1] & 0xF0) | dns.rcode.NXDOMAIN
     data = dns.message.make_query("web.default.svc.cluster.local", "A").to_wire()
     end = wire.parse_question(data, False).end
     out = wire.splice(bytes(template), data, end)
-    assert out[3] == template[3] and out[4:wire.HEADER] == template[4:wire.HEADER]
-    assert out[wire.HEADER:end] == data[wire.HEADER:end] and out[end:] == template[end:]
+    assert out[3] == template[1] and out[4:wire.HEADER] == template[2:wire.HEADER - 2]
+    assert out[wire.HEADER:end] == data[wire.HEADER:end] and out[end:] == template[end - 2:]
 
 
 # -- error_response and query_id ----------------------------------------------------------------

@@ -30,6 +30,7 @@ from podnet.dns import corefile as corefile_mod
 from podnet.dns import wire
 from podnet.dns.engine import Engine, Forwarding, in_zone
 from podnet.dns.metrics import Metrics
+from podnet.semantics.dns import dns_view
 
 log = logging.getLogger("podnet.dns")
 POLL_INTERVAL = 0.25  # seconds between looks at the cluster's generation
@@ -43,7 +44,7 @@ class StaticState:
     """A cluster computed once (standalone: benchmarks, tests) and a Corefile from a file."""
 
     def __init__(self, cluster: Cluster | None, corefile_path: str | None):
-        self.cluster = cluster
+        self.cluster = dns_view(cluster) if cluster is not None else None  # all a rebuild reads
         self.corefile_path = corefile_path
         self.generation = 1
 
@@ -80,7 +81,7 @@ class ControlSocketState:
         if generation == self.generation:
             return False
         reply = self._request("objects")
-        self.cluster = cluster_from_objects(reply["items"], reply["config"])
+        self.cluster = dns_view(cluster_from_objects(reply["items"], reply["config"]))  # all a rebuild reads
         self.generation = reply.get("generation", generation)
         return True
 
@@ -635,8 +636,8 @@ def main(argv: list[str] | None = None) -> int:
     else:
         from podnet.cli.load import cluster_from_args
 
-        cluster = cluster_from_args(args.files, args.config) if args.files else _default_cluster()
-        state = StaticState(cluster, args.conf)
+        # no name for the full cluster here: only the state's DNS view of it stays in memory
+        state = StaticState(cluster_from_args(args.files, args.config) if args.files else _default_cluster(), args.conf)
     server = DnsServer(state, args.port, args.host)
     try:
         server.configure(state.corefile())

@@ -1,10 +1,11 @@
 """Just enough of the DNS wire format to answer a query from a precomputed response.
 
 The cluster zone is a pure function of the cluster state, so every answer can be built once
-(with dnspython) and served many times: a response to the lowercased question, with the query's
-own ID, RD bit and question bytes spliced in. Owner names that repeat the question are
-compression pointers to it, so the answer echoes the query's case, as CoreDNS does. Anything
-this module does not recognise as a plain one-question query goes to the slow path (dnspython).
+(with dnspython) and served many times: a response to the lowercased question, kept without its
+ID (the hot table sends it after the query's own ID), with the query's own ID, RD bit and
+question bytes spliced in. Owner names that repeat the question are compression pointers to it,
+so the answer echoes the query's case, as CoreDNS does. Anything this module does not recognise
+as a plain one-question query goes to the slow path (dnspython).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ MAX_UDP = 4096  # EDNS sizes above this are treated alike (our answers never nee
 
 class Question(NamedTuple):
     end: int  # offset just past QTYPE/QCLASS
-    key: bytes  # lowercased question + how big the answer may be: the cache key
+    key: bytes  # the cache key: the lowercased question and how big the answer may be (memo_key)
     qtype: int
     limit: int  # bytes the response may take (UDP: 512 or the EDNS size; TCP: 65535)
     edns: bool
@@ -64,14 +65,30 @@ def parse_question(data: bytes, tcp: bool) -> Question | None:
             return None  # extended RCODE, EDNS version > 0, the DO bit, or options: slow path
     elif end != n:
         return None
-    key = data[HEADER:end].lower() + (limit.to_bytes(2, "big") + (b"E" if edns else b"-"))
+    # the name alone is lowercased: QTYPE 65 (HTTPS) must not become 97
+    key = memo_key(data[HEADER:i + 1].lower() + data[i + 1:end], limit, edns, tcp)
     return Question(end, key, qtype, limit, edns)
 
 
+_PLAIN = b"\x01\x00\x00\x01\x00\x00\x00\x00\x00"  # flags RD, QDCOUNT 1, no AN/NS, ARCOUNT's high byte
+
+
+def memo_key(question: bytes, limit: int, edns: bool, tcp: bool) -> bytes:
+    """What the answer depends on, spelled as the usual client's query after its ID: flags RD
+    alone, `question` (name lowercased), EDNS as a bare OPT carrying the size limit. For such a
+    query (glibc's, dnsperf's) the key equals data[2:], the hot table's key, so both tables can
+    hold one bytes object. Over TCP (limit 65535 either way) a trailing b"T" keeps it apart."""
+    if edns:
+        return b"".join((_PLAIN, b"\x01", question, b"\x00\x00\x29", limit.to_bytes(2, "big"), b"\x00" * 6,
+                         b"T" if tcp else b""))
+    return b"".join((_PLAIN, b"\x00", question, b"T" if tcp else b""))
+
+
 def splice(template: bytes, query: bytes, question_end: int) -> bytes:
-    """The template response with the query's ID, its RD bit and its question (case as sent)."""
-    return b"".join((query[:2], bytes((template[2] | (query[2] & 0x01),)), template[3:HEADER],
-                     query[HEADER:question_end], template[question_end:]))
+    """The response: `template` (a response to the same question, from its flags on: without
+    the ID) with the query's ID, its RD bit and its question (case as sent)."""
+    return b"".join((query[:2], bytes(((template[0] & 0xFE) | (query[2] & 0x01),)), template[1:HEADER - 2],
+                     query[HEADER:question_end], template[question_end - 2:]))
 
 
 def query_id(data: bytes) -> int | None:
