@@ -35,11 +35,6 @@ import time
 from contextlib import contextmanager
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 
-try:  # the SHA-256 C module alone: hashlib loads OpenSSL, ~1.5 ms of every plugin run
-    from _sha256 import sha256
-except ImportError:  # Python 3.12+ names it _sha2
-    from hashlib import sha256
-
 from podnet.cni import hostlocal
 from podnet.cni.config import NetConf
 from podnet.cni.spec import (
@@ -47,6 +42,7 @@ from podnet.cni.spec import (
     CniError, Interface, IPConfig, Result, Route,
 )
 from podnet.cni.store import DiskStore
+from podnet.naming import host_veth_name as pod_veth_name, veth_name
 
 TYPE_CHECKING = False  # not typing's: importing typing costs the executable ~3 ms
 if TYPE_CHECKING:
@@ -67,12 +63,10 @@ def host_veth_name(container_id: str, ifname: str = DEFAULT_IFNAME, args: dict |
     args = args or {}
     namespace, pod = args.get("K8S_POD_NAMESPACE"), args.get("K8S_POD_NAME")
     if namespace and pod:
-        # eth0: podnet.naming.host_veth_name's seed, so the plan knows the name (not imported
-        # from there: the executable would pay for naming's imports)
-        seed = f"{namespace}/{pod}" if ifname == DEFAULT_IFNAME else f"{namespace}/{pod}/{ifname}"
-    else:
-        seed = container_id if ifname == DEFAULT_IFNAME else f"{container_id}/{ifname}"
-    return "veth" + sha256(seed.encode()).hexdigest()[:8]
+        if ifname == DEFAULT_IFNAME:
+            return pod_veth_name(namespace, pod)
+        return veth_name(f"{namespace}/{pod}/{ifname}")
+    return veth_name(container_id if ifname == DEFAULT_IFNAME else f"{container_id}/{ifname}")
 
 
 def open_netlink(node_netns: str | None, backend: str | None = None) -> "Netlink":

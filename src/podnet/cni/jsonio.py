@@ -28,7 +28,6 @@ class _Options:
     parse_float = float
     parse_int = int
     parse_constant = _CONSTANTS.__getitem__
-    memo: dict = {}
 
 
 _scan = _make_scanner(_Options()) if _make_scanner is not None else None
@@ -54,7 +53,7 @@ def loads(data: str | bytes):
 def dumps(obj, indent: int | None = None) -> str:
     """json.dumps(obj, indent=indent) for JSON values (dict with str keys, list, tuple, str,
     int, float, bool, None)."""
-    if _make_scanner is None:
+    if _scan is None:
         import json
 
         return json.dumps(obj, indent=indent)

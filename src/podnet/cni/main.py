@@ -23,10 +23,10 @@ def run(environ, stdin: bytes, *, netlink=None, store=None) -> tuple[int, str]:
     try:
         inv = invocation_from_env(environ)
         if inv.command == "VERSION":
-            import json
+            from podnet.cni import jsonio
 
             try:
-                requested = json.loads(stdin or b"{}").get("cniVersion")
+                requested = jsonio.loads(stdin or b"{}").get("cniVersion")
             except (ValueError, AttributeError):
                 requested = None
             return 0, dumps(version_dict(requested))
