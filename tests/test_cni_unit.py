@@ -3,18 +3,24 @@ or in a temporary directory. Each case is named after the rule it proves."""
 
 from __future__ import annotations
 
+import copy
+import ipaddress
 import json
 import multiprocessing
 import os
+import pickle
 import subprocess
 import sys
 import threading
-from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from podnet.cni import bridge, config, hostlocal, main, spec
+from podnet.cni import addr, bridge, config, hostlocal, main, spec
+from podnet.cni.addr import ip_address, ip_interface, ip_network
+from podnet.cni.record import Record
 from podnet.cni.netlink import FakeNetlink, NetlinkError
 from podnet.cni.spec import CniError, Result
 from podnet.cni.store import DiskStore, MemoryStore
@@ -130,7 +136,7 @@ def test_requested_ip_errors(requested, message, store):
     hostlocal.allocate(ipam(subnet="10.99.0.0/24"), store, "holder", "eth0")  # holds .2
     conf = config.from_dict(conf_dict(), {"IP": requested})
     expect_error(spec.INTERNAL, hostlocal.allocate, conf.ipam, store, "c9", "eth0", match=message)
-    assert set(store.owners) == {IPv4Address("10.99.0.2")}  # nothing half-reserved
+    assert set(store.owners) == {ip_address("10.99.0.2")}  # nothing half-reserved
 
 
 def test_requested_ip_is_granted(store):
@@ -174,7 +180,7 @@ def test_restart_never_reuses_a_held_address(tmp_path):
 def test_files_from_before_ifnames_are_released_by_container_id(tmp_path):
     store = DiskStore(str(tmp_path), "testnet")
     (tmp_path / "testnet" / "10.99.0.9").write_bytes(b"oldcontainer")
-    assert hostlocal.release(store, "oldcontainer", "eth0") == [IPv4Address("10.99.0.9")]
+    assert hostlocal.release(store, "oldcontainer", "eth0") == [ip_address("10.99.0.9")]
 
 
 def test_concurrent_adds_from_threads_never_collide(tmp_path):
@@ -231,8 +237,8 @@ def test_gc_releases_attachments_not_listed(tmp_path):
     conf = config.from_dict(conf_dict(cniVersion="1.1.0", **{"cni.dev/valid-attachments": [
         {"containerID": "a", "ifname": "eth0"}]}))
     released = bridge.gc(conf, store=store)
-    assert released == [IPv4Address("10.99.0.3"), IPv4Address("10.99.0.4")]
-    assert sorted(store.reserved()) == [IPv4Address("10.99.0.2"), IPv4Address("10.99.0.50")]
+    assert released == [ip_address("10.99.0.3"), ip_address("10.99.0.4")]
+    assert sorted(store.reserved()) == [ip_address("10.99.0.2"), ip_address("10.99.0.50")]
 
 
 # --- ADD / DEL / CHECK on the fake kernel ----------------------------------------------------------
@@ -292,9 +298,9 @@ def test_add_builds_the_bridge_veth_addresses_and_routes(kernel, store):
     host = node["vethd0f631ca"]
     assert host.master == node["cni0"].index and host.hairpin is True and host.oper_up and host.mtu == 1400
     assert pod["eth0"].peer == host.index and pod["eth0"].up
-    assert kernel.addresses("cni0") == [IPv4Interface("10.99.0.1/24")]
-    assert kernel.addresses("eth0", POD) == [IPv4Interface("10.99.0.2/24")]
-    assert (IPv4Network("0.0.0.0/0"), IPv4Address("10.99.0.1")) in [(r.dst, r.gw) for r in kernel.routes(POD)]
+    assert kernel.addresses("cni0") == [ip_interface("10.99.0.1/24")]
+    assert kernel.addresses("eth0", POD) == [ip_interface("10.99.0.2/24")]
+    assert (ip_network("0.0.0.0/0"), ip_address("10.99.0.1")) in [(r.dst, r.gw) for r in kernel.routes(POD)]
     assert kernel.namespaces[None].sysctls["net/ipv4/ip_forward"] == "1"
     assert kernel.namespaces[POD].sysctls == {"net/ipv6/conf/eth0/accept_dad": "0", "net/ipv4/conf/eth0/arp_notify": "1"}
 
@@ -303,7 +309,7 @@ def test_second_pod_reuses_bridge_and_gateway(kernel, store):
     add(kernel, store)
     second = add(kernel, store, cid="c2", netns=POD2)
     assert str(second.ips[0].address) == "10.99.0.3/24"
-    assert kernel.addresses("cni0") == [IPv4Interface("10.99.0.1/24")]
+    assert kernel.addresses("cni0") == [ip_interface("10.99.0.1/24")]
 
 
 def test_is_default_gateway_adds_a_default_route(kernel, store):
@@ -314,11 +320,11 @@ def test_is_default_gateway_adds_a_default_route(kernel, store):
 
 def test_bridge_with_another_address_needs_force_address(kernel, store):
     kernel.create_bridge("cni0", 0)
-    kernel.add_address("cni0", IPv4Interface("10.50.0.1/24"))
+    kernel.add_address("cni0", ip_interface("10.50.0.1/24"))
     expect_error(spec.INTERNAL, add, kernel, store, match="already has an IP address different from 10.99.0.1/24")
     assert store.owners == {} and "eth0" not in kernel.namespaces[POD].links  # rolled back
     add(kernel, store, netconf(forceAddress=True))
-    assert kernel.addresses("cni0") == [IPv4Interface("10.99.0.1/24")]
+    assert kernel.addresses("cni0") == [ip_interface("10.99.0.1/24")]
 
 
 def test_name_taken_by_a_non_bridge(kernel, store):
@@ -413,7 +419,7 @@ def test_check_needs_the_reservation_and_prev_result(kernel, store):
                  match="host-local: Failed to find address added by container other")
     expect_error(spec.INVALID_CONFIG, check, kernel, store, None, match="Required prevResult missing")
     store.owners.clear()
-    store.owners[IPv4Address("10.99.0.5")] = ("c1", "eth0")
+    store.owners[ip_address("10.99.0.5")] = ("c1", "eth0")
     expect_error(spec.INTERNAL, check, kernel, store, result, match="10.99.0.2 is not reserved for c1/eth0")
 
 
@@ -609,14 +615,248 @@ def test_installed_launcher_answers_version_without_the_callers_environment(tmp_
     assert json.loads(proc.stdout)["supportedVersions"] == ["0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"]
 
 
-def test_a_plugin_run_imports_nothing_slow():
-    """What the executable imports for ADD/DEL/CHECK stays off the modules that cost a run
-    milliseconds each (re, json, dataclasses, typing, ctypes, hashlib/OpenSSL, threading)."""
-    slow = ("re", "json", "dataclasses", "typing", "ctypes", "hashlib", "threading", "inspect", "enum", "socket")
-    code = ("import sys; sys.path.insert(0, sys.argv[1]); "
-            "import podnet.cni.main, podnet.cni.bridge, podnet.cni.config, podnet.cni.rtnl, podnet.cni.hostlocal, "
-            "podnet.ipam; from podnet.cni import nsenter; nsenter._libc_setns(); "
-            f"print(' '.join(m for m in {slow!r} if m in sys.modules))")
-    proc = subprocess.run([sys.executable, "-IS", "-c", code, SRC], capture_output=True, text=True, timeout=30)
+# What a run of the executable must not import: each costs it a millisecond or more, or (the
+# second row) a few tenths of one. None is loaded by `python -IS` itself.
+SLOW_MODULES = ("re", "json", "dataclasses", "typing", "ctypes", "hashlib", "threading", "inspect", "enum", "socket",
+                "ipaddress", "functools", "collections", "contextlib", "encodings.ascii")
+
+# VERSION, ADD, CHECK and DEL through main.run in a fresh `python -IS`, on the fake kernel and a
+# real on-disk store, after importing the raw netlink backend and setns as the executable does.
+_PLUGIN_RUN = """
+import sys
+sys.path.insert(0, sys.argv[1])
+import podnet.cni.main, podnet.cni.rtnl
+from podnet.cni import jsonio, nsenter
+from podnet.cni.netlink import FakeNetlink
+from podnet.cni.store import DiskStore
+nsenter._libc_setns()
+kernel, store = FakeNetlink(existing_netns=("/run/netns/pod1",)), DiskStore(sys.argv[2], "testnet")
+conf = {"cniVersion": "1.0.0", "name": "testnet", "type": "bridge", "isGateway": True,
+        "ipam": {"type": "host-local", "subnet": "10.99.0.0/24", "routes": [{"dst": "0.0.0.0/0"}]}}
+env = {"CNI_CONTAINERID": "c1", "CNI_NETNS": "/run/netns/pod1", "CNI_IFNAME": "eth0"}
+assert podnet.cni.main.run({"CNI_COMMAND": "VERSION"}, b"{}")[0] == 0
+status, out = podnet.cni.main.run(dict(env, CNI_COMMAND="ADD"), jsonio.dumps(conf).encode(), netlink=kernel, store=store)
+assert status == 0, out
+"""
+_PLUGIN_RUN_AFTER_ADD = """
+conf["prevResult"] = jsonio.loads(out)
+for command in ("CHECK", "DEL"):
+    status, out = podnet.cni.main.run(dict(env, CNI_COMMAND=command), jsonio.dumps(conf).encode(), netlink=kernel, store=store)
+    assert status == 0, (command, out)
+print(" ".join(m for m in sys.argv[3:] if m in sys.modules))
+"""
+
+
+def test_a_plugin_run_imports_nothing_slow(tmp_path):
+    """What the executable imports for VERSION/ADD/CHECK/DEL stays off the modules that cost a
+    run milliseconds each (re, json, dataclasses, typing, ctypes, hashlib/OpenSSL, threading)
+    and the ones podnet.cni.addr and .record replace (ipaddress with functools, collections'
+    named tuples, contextlib)."""
+    preloaded = subprocess.run([sys.executable, "-IS", "-c", "import sys; print(' '.join(sys.modules))"],
+                               capture_output=True, text=True, timeout=30).stdout.split()
+    assert not set(SLOW_MODULES) & set(preloaded)  # else this test could not tell
+    proc = subprocess.run([sys.executable, "-IS", "-c", _PLUGIN_RUN + _PLUGIN_RUN_AFTER_ADD, SRC, str(tmp_path),
+                           *SLOW_MODULES], capture_output=True, text=True, timeout=30)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.split() == []
+
+
+def test_the_launcher_exits_without_the_interpreters_teardown(tmp_path):
+    """main_and_exit: the answer is flushed before os._exit, and the status is main()'s."""
+    from podnet.cni import install
+
+    path = install.install(str(tmp_path / "bin"))
+    assert "main_and_exit()" in open(path).read()
+    proc = subprocess.run([path], input="{bad", capture_output=True, text=True, timeout=30,
+                          env={"CNI_COMMAND": "ADD", "CNI_CONTAINERID": "c1", "CNI_NETNS": POD, "CNI_IFNAME": "eth0",
+                               "PATH": "/usr/bin:/bin"})
+    assert proc.returncode == 1 and json.loads(proc.stdout)["code"] == spec.DECODING_FAILURE
+
+
+# --- podnet.cni.addr against the stdlib's ipaddress ---------------------------------------------
+
+def _stdlib_prints_mapped_as_dotted() -> bool:
+    """Newer Pythons print ::ffff:1.2.3.4 as such; 3.11 (and podnet.cni.addr) as ::ffff:102:304."""
+    return str(ipaddress.IPv6Address("::ffff:1.2.3.4")) != "::ffff:102:304"
+
+
+def _outcome(module, function: str, value, **kwargs) -> tuple:
+    """What parsing `value` gives: the error message, or the parts of the value we rely on."""
+    try:
+        parsed = getattr(module, function)(value, **kwargs)
+    except ValueError as exc:
+        return ("error", str(exc))
+    ip = {"ip_address": lambda: parsed, "ip_interface": lambda: parsed.ip, "ip_network": lambda: parsed.network_address}[function]()
+    if ip.version == 6 and int(ip) >> 32 == 0xFFFF and _stdlib_prints_mapped_as_dotted():
+        text = None  # the one spelling that depends on the Python version
+    else:
+        text = str(parsed)
+    out = ("ok", ip.version, int(ip), text, ip.packed)
+    if function == "ip_interface":
+        network = parsed.network
+        out += (str(network) if text else None, int(network.network_address), network.prefixlen)
+    if function == "ip_network":
+        out += (parsed.prefixlen, int(parsed.broadcast_address), int(parsed.netmask))
+    return out
+
+
+def _same_as_stdlib(value) -> None:
+    for function, kwargs in (("ip_address", {}), ("ip_interface", {}), ("ip_network", {"strict": False}),
+                             ("ip_network", {"strict": True})):
+        assert _outcome(addr, function, value, **kwargs) == _outcome(ipaddress, function, value, **kwargs), \
+            (function, kwargs, value)
+
+
+def _v6_spellings(value: int, draw) -> str:
+    """One of the many ways to write an IPv6 address: leading zeros, upper case, "::" for any
+    run of zero groups, an IPv4 tail."""
+    groups = [value >> shift & 0xFFFF for shift in range(112, -1, -16)]
+    words = [draw(st.sampled_from(["%x", "%X", "%04x", "%02x"])) % g for g in groups]
+    if draw(st.booleans()):  # the low 32 bits as a dotted quad
+        words[6:] = [str(ipaddress.IPv4Address(value & 0xFFFFFFFF))]
+    zero_runs = [(i, j) for i in range(len(words)) for j in range(i + 1, len(words) + 1)
+                 if all(groups[k] == 0 for k in range(i, j)) and (j <= 6 or len(words) == 8)]
+    if zero_runs and draw(st.booleans()):
+        i, j = draw(st.sampled_from(zero_runs))
+        return ":".join(words[:i]) + "::" + ":".join(words[j:])
+    return ":".join(words)
+
+
+@st.composite
+def address_texts(draw) -> str:
+    if draw(st.booleans()):
+        text = str(ipaddress.IPv4Address(draw(st.integers(0, 2**32 - 1))))
+    else:
+        value = draw(st.integers(0, 2**128 - 1) | st.sampled_from([0, 1, 0xFFFF << 32 | 0x0A000001, 0xFE80 << 112]))
+        text = _v6_spellings(value, draw)
+        if draw(st.integers(0, 5)) == 0:
+            text += "%" + draw(st.sampled_from(["eth0", "1", "a%b", ""]))
+    suffix = draw(st.sampled_from(["", "/", "/{n}", "/{n}", "/0{n}", "/{mask}", "/{hostmask}", "/-1", "/1/2"]))
+    n = draw(st.integers(0, 130))
+    mask = str(ipaddress.IPv4Address((2**32 - 1) ^ (2**32 - 1) >> min(n, 32)))
+    hostmask = str(ipaddress.IPv4Address((2**32 - 1) >> min(n, 32)))
+    return text + suffix.format(n=n, mask=mask, hostmask=hostmask)
+
+
+@st.composite
+def mangled(draw) -> str:
+    """A valid spelling with one character inserted, deleted or replaced."""
+    text = draw(address_texts())
+    at = draw(st.integers(0, len(text)))
+    char = draw(st.sampled_from(list("0123456789afAF:./% x")) | st.characters())
+    how = draw(st.sampled_from(["insert", "delete", "replace"]))
+    if how == "insert":
+        return text[:at] + char + text[at:]
+    return text[:at] + ("" if how == "delete" else char) + text[at + 1:]
+
+
+@settings(max_examples=400)
+@given(address_texts())
+def test_addr_parses_and_prints_what_ipaddress_does(text):
+    _same_as_stdlib(text)
+
+
+@settings(max_examples=400)
+@given(mangled() | st.text(alphabet="0123456789abcdefABCDEF:./%", max_size=45) | st.text(max_size=12))
+def test_addr_refuses_what_ipaddress_refuses_with_its_message(text):
+    _same_as_stdlib(text)
+
+
+@pytest.mark.filterwarnings("ignore:__int__ returned non-int:DeprecationWarning")  # ipaddress keeps True as is
+@given(st.integers(-2, 2**129) | st.booleans() | st.none() | st.floats(allow_nan=False) | st.lists(st.integers(), max_size=2))
+def test_addr_takes_the_other_json_values_as_ipaddress_does(value):
+    _same_as_stdlib(value)  # ints are addresses (IPv4 below 2**32); anything else is read as its str()
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("2001:db8:0:0:1:0:0:1", "2001:db8::1:0:0:1"),  # the first of two equally long zero runs
+    ("2001:0:0:1:0:0:0:1", "2001:0:0:1::1"),  # the longest run, not the first
+    ("2001:db8:0:1:1:1:1:1", "2001:db8:0:1:1:1:1:1"),  # a single zero group stays
+    ("0:0:0:0:0:0:0:0", "::"),
+    ("FE80::0001", "fe80::1"),
+    ("::ffff:10.0.0.1", "::ffff:a00:1"),
+    ("fe80::1%eth0", "fe80::1%eth0"),
+])
+def test_addr_ipv6_text_is_compressed_as_ipaddress_prints_it(text, expected):
+    assert str(ip_address(text)) == expected
+    if "ffff" not in text or not _stdlib_prints_mapped_as_dotted():
+        assert str(ipaddress.ip_address(text)) == expected
+
+
+@settings(max_examples=200)
+@given(st.lists(address_texts() | mangled(), min_size=2, max_size=4))
+def test_addr_equality_order_and_containment_agree_with_ipaddress(texts):
+    for function in ("ip_address", "ip_interface"):
+        ours, theirs = [], []
+        for text in texts:
+            try:
+                theirs.append(getattr(ipaddress, function)(text))
+            except ValueError:
+                continue
+            ours.append(getattr(addr, function)(text))
+        for (a, b), (x, y) in zip(((a, b) for a in ours for b in ours), ((x, y) for x in theirs for y in theirs)):
+            assert (a == b) == (x == y) and ((hash(a) == hash(b)) or a != b)
+            if function == "ip_address":
+                try:
+                    expected = (x < y, x <= y, x > y, x >= y)
+                except TypeError:
+                    with pytest.raises(TypeError):
+                        a < b  # noqa: B015 - IPv4 and IPv6 addresses have no order
+                    continue
+                assert (a < b, a <= b, a > b, a >= b) == expected
+            else:
+                assert (a.ip in b.network) == (x.ip in y.network)
+                assert (a == a.ip, a == a.network) == (x == x.ip, x == x.network) == (False, False)
+
+
+def test_addr_arithmetic_packing_and_values():
+    gateway = ip_address("10.99.0.1")
+    assert gateway + 1 == ip_address("10.99.0.2") and gateway - 1 == ip_address("10.99.0.0")
+    assert int(gateway) == 0x0A630001 and gateway.packed == bytes([10, 99, 0, 1])
+    assert addr.Address.from_packed(bytes([10, 99, 0, 1])) == gateway
+    assert addr.Address.from_packed(ipaddress.IPv6Address("fe80::1").packed) == ip_address("fe80::1")
+    assert {ip_address("10.0.0.1"), ip_address("10.0.0.1")} == {ip_address("10.0.0.1")}
+    assert ip_address("fe80::1%eth0") != ip_address("fe80::1")  # the scope counts, as in ipaddress
+    assert ip_address("10.0.0.1") != ip_address("::a00:1")  # same value, other version
+    interface = addr.Interface(gateway, 24)
+    assert str(interface) == "10.99.0.1/24" and interface == ip_interface("10.99.0.1/255.255.255.0")
+    assert str(interface.network) == "10.99.0.0/24" and interface.network.broadcast_address == ip_address("10.99.0.255")
+    assert addr.Network(ip_address("10.99.0.0"), 24) == ip_network("10.99.0.0/24") == interface.network
+    with pytest.raises(ValueError, match="has host bits set"):
+        addr.Network(gateway, 24)
+    with pytest.raises(ValueError, match="10.99.0.1/24 has host bits set"):
+        ip_network("10.99.0.1/24")
+    for bad in (lambda: addr.Interface(gateway, 33), lambda: ip_address("255.255.255.255") + 1,
+                lambda: addr.Address.from_packed(b"\0" * 5)):
+        with pytest.raises(ValueError):
+            bad()
+    assert repr(interface) == "Interface('10.99.0.1/24')" and repr(gateway) == "Address('10.99.0.1')"
+    for value in (interface, ip_interface("fe80::1%eth0/64"), interface.network, gateway):
+        assert pickle.loads(pickle.dumps(value)) == value == copy.deepcopy(value)
+
+
+# --- podnet.cni.record ----------------------------------------------------------------------------
+
+class _Pair(Record):
+    __slots__ = ("left", "right")
+    _defaults = {"right": None}
+
+
+class _OtherPair(Record):
+    __slots__ = ("left", "right")
+
+
+def test_records_are_frozen_values():
+    pair = _Pair(1, right=(2, 3))
+    assert pair == _Pair(left=1, right=(2, 3)) and hash(pair) == hash(_Pair(1, (2, 3)))
+    assert _Pair(1) == _Pair(1, None) and _Pair(1) != _Pair(2)
+    assert pair != _OtherPair(1, (2, 3)) and pair != (1, (2, 3))  # not a tuple, unlike a named tuple
+    assert pair._replace(right=4) == _Pair(1, 4) and pair.right == (2, 3)
+    assert repr(pair) == "_Pair(left=1, right=(2, 3))"
+    assert pickle.loads(pickle.dumps(pair)) == pair and copy.deepcopy(pair) == pair
+    with pytest.raises(AttributeError, match="frozen"):
+        pair.left = 5  # type: ignore[misc]
+    for bad in (lambda: _Pair(), lambda: _Pair(1, 2, 3), lambda: _Pair(1, left=1), lambda: _Pair(1, other=2),
+                lambda: pair._replace(other=1)):
+        with pytest.raises(TypeError):
+            bad()

@@ -14,10 +14,10 @@ more than what the plugin does. Invalid values are code 7, a bad version code 1.
 from __future__ import annotations
 
 import os
-from collections import namedtuple  # not dataclasses (see spec.py)
-from ipaddress import IPv4Address, IPv4Network, ip_address, ip_network
 
 from podnet.cni import jsonio
+from podnet.cni.addr import Address, Network, ip_address, ip_network
+from podnet.cni.record import Record
 from podnet.cni.spec import (
     DECODING_FAILURE, DNS, INCOMPATIBLE_VERSION, INVALID_CONFIG, SUPPORTED_VERSIONS,
     UNSUPPORTED_FIELD, CniError, Result, Route, validate_network_name,
@@ -40,51 +40,52 @@ _IPAM_KEYS = {"type", "subnet", "rangeStart", "rangeEnd", "gateway", "ranges", "
 _RANGE_KEYS = {"subnet", "rangeStart", "rangeEnd", "gateway"}
 
 
-# Frozen records as named tuples (compared by value, cheap to import); fields and types in
-# each docstring.
+# Frozen records (podnet.cni.record: compared by value, cheap to import); fields and types in
+# each docstring. Addresses are podnet.cni.addr's, all IPv4.
 
-class Range(namedtuple("Range", "subnet range_start range_end gateway")):
+def _is_ipv4(address: object) -> bool:
+    return isinstance(address, Address) and address.version == 4
+
+
+class Range(Record):
     """One host-local range: addresses rangeStart..rangeEnd of subnet, never the gateway.
-    subnet: IPv4Network; range_start, range_end, gateway: IPv4Address."""
+    subnet: Network; range_start, range_end, gateway: Address."""
 
-    __slots__ = ()
+    __slots__ = ("subnet", "range_start", "range_end", "gateway")
 
     def __contains__(self, address: object) -> bool:
-        return isinstance(address, IPv4Address) and self.range_start <= address <= self.range_end
+        return _is_ipv4(address) and self.range_start <= address <= self.range_end  # type: ignore[operator]
 
     def __str__(self) -> str:
         return f"{self.range_start}-{self.range_end}"
 
 
-class RangeSet(namedtuple("RangeSet", "ranges")):
+class RangeSet(Record):
     """A pool of ranges that together yield one address (host-local's `ranges` inner list).
     ranges: tuple[Range, ...]."""
 
-    __slots__ = ()
+    __slots__ = ("ranges",)
 
-    def range_for(self, address: IPv4Address) -> Range | None:
+    def range_for(self, address: Address) -> Range | None:
         return next((r for r in self.ranges if address in r), None)
 
     def __contains__(self, address: object) -> bool:
-        return isinstance(address, IPv4Address) and self.range_for(address) is not None
+        return _is_ipv4(address) and self.range_for(address) is not None  # type: ignore[arg-type]
 
     def __str__(self) -> str:
         return ",".join(str(r) for r in self.ranges)
 
 
-class IPAMConf(namedtuple("IPAMConf", "type range_sets routes data_dir resolv_conf requested_ips",
-                          defaults=((), (), DEFAULT_DATA_DIR, "", ()))):
+class IPAMConf(Record):
     """type: str; range_sets: tuple[RangeSet, ...]; routes: tuple[Route, ...]; data_dir,
-    resolv_conf: str; requested_ips: tuple[IPv4Address, ...] (CNI_ARGS IP=, args.cni.ips,
+    resolv_conf: str; requested_ips: tuple[Address, ...] (CNI_ARGS IP=, args.cni.ips,
     runtimeConfig.ips)."""
 
-    __slots__ = ()
+    __slots__ = ("type", "range_sets", "routes", "data_dir", "resolv_conf", "requested_ips")
+    _defaults = {"range_sets": (), "routes": (), "data_dir": DEFAULT_DATA_DIR, "resolv_conf": "", "requested_ips": ()}
 
 
-class NetConf(namedtuple("NetConf", (
-        "cni_version name type bridge is_gateway is_default_gateway force_address mtu hairpin_mode "
-        "promisc_mode enable_dad mac ipam dns prev_result valid_attachments raw"),
-        defaults=(DEFAULT_BRIDGE, False, False, False, 0, False, False, False, "", None, DNS(), None, None, ""))):
+class NetConf(Record):
     """One plugin configuration. cni_version, name, type, bridge: str; is_gateway,
     is_default_gateway, force_address, hairpin_mode, promisc_mode, enable_dad: bool; mtu: int
     (0: the kernel's default); mac: str, the requested container MAC (CNI_ARGS MAC=,
@@ -92,7 +93,12 @@ class NetConf(namedtuple("NetConf", (
     addresses); dns: DNS; prev_result: Result | None; valid_attachments: tuple[tuple[str, str],
     ...] | None, GC's (containerID, ifname); raw: str, the stdin text, for error messages."""
 
-    __slots__ = ()
+    __slots__ = ("cni_version", "name", "type", "bridge", "is_gateway", "is_default_gateway", "force_address",
+                 "mtu", "hairpin_mode", "promisc_mode", "enable_dad", "mac", "ipam", "dns", "prev_result",
+                 "valid_attachments", "raw")
+    _defaults = {"bridge": DEFAULT_BRIDGE, "is_gateway": False, "is_default_gateway": False, "force_address": False,
+                 "mtu": 0, "hairpin_mode": False, "promisc_mode": False, "enable_dad": False, "mac": "", "ipam": None,
+                 "dns": DNS(), "prev_result": None, "valid_attachments": None, "raw": ""}
 
 
 def _fail(code: int, msg: str, details: str = "") -> CniError:
@@ -117,7 +123,7 @@ def _unsupported(key: str, value: object, why: str) -> CniError:
     return _fail(UNSUPPORTED_FIELD, f"unsupported field {key}={jsonio.dumps(value)}", why)
 
 
-def _ipv4(text: object, what: str) -> IPv4Address:
+def _ipv4(text: object, what: str) -> Address:
     try:
         address = ip_address(text)  # type: ignore[arg-type]
     except ValueError:
@@ -127,7 +133,7 @@ def _ipv4(text: object, what: str) -> IPv4Address:
     return address
 
 
-def _subnet(text: object) -> IPv4Network:
+def _subnet(text: object) -> Network:
     try:
         network = ip_network(text, strict=False)  # type: ignore[arg-type]
     except (ValueError, TypeError):
@@ -228,8 +234,8 @@ def parse_resolv_conf(path: str) -> DNS:
     return DNS(nameservers=tuple(servers), domain=domain, search=tuple(search), options=tuple(options))
 
 
-def _requested_ips(conf: dict, cni_args: dict) -> tuple[IPv4Address, ...]:
-    found: list[IPv4Address] = []
+def _requested_ips(conf: dict, cni_args: dict) -> tuple[Address, ...]:
+    found: list[Address] = []
     if cni_args.get("IP"):
         found.append(_ipv4(cni_args["IP"], "CNI_ARGS IP"))
     args = conf.get("args") or {}

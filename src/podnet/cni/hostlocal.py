@@ -10,14 +10,13 @@ addresses afresh, so concurrent ADDs never collide and a restart never reuses a 
 
 from __future__ import annotations
 
-from ipaddress import IPv4Address, IPv4Interface
-
+from podnet.cni.addr import Address, Interface
 from podnet.cni.config import IPAMConf, Range, RangeSet
 from podnet.cni.spec import INTERNAL, CniError, IPConfig
 from podnet.cni.store import Store
 
 
-def _segments(rangeset: RangeSet, last: IPv4Address | None) -> list[tuple[Range, IPv4Address, IPv4Address]]:
+def _segments(rangeset: RangeSet, last: Address | None) -> list[tuple[Range, Address, Address]]:
     """The ring of candidate addresses as (range, first, last) pieces in host-local's order."""
     ranges = rangeset.ranges
     home = next((i for i, r in enumerate(ranges) if last is not None and last in r), None)
@@ -34,7 +33,7 @@ def _segments(rangeset: RangeSet, last: IPv4Address | None) -> list[tuple[Range,
     return pieces
 
 
-def _next_free(rangeset: RangeSet, last: IPv4Address | None, taken: set[IPv4Address]) -> tuple[Range, IPv4Address] | None:
+def _next_free(rangeset: RangeSet, last: Address | None, taken: set[Address]) -> tuple[Range, Address] | None:
     from podnet.ipam import RangeAllocator, RangeFull  # deferred: only ADD needs it
 
     for r, first, final in _segments(rangeset, last):
@@ -53,7 +52,7 @@ def allocate(ipam: IPAMConf, store: Store, container_id: str, ifname: str) -> li
     results: list[IPConfig] = []
     requested = list(ipam.requested_ips)
     with store.lock():
-        done: list[IPv4Address] = []
+        done: list[Address] = []
         try:
             for index, rangeset in enumerate(ipam.range_sets):
                 wanted = next((a for a in requested if a in rangeset), None)
@@ -84,7 +83,7 @@ def allocate(ipam: IPAMConf, store: Store, container_id: str, ifname: str) -> li
                             break
                         taken.add(address)  # a file appeared that the listing missed
                 done.append(address)
-                results.append(IPConfig(address=IPv4Interface(f"{address}/{r.subnet.prefixlen}"), gateway=r.gateway))
+                results.append(IPConfig(address=Interface(address, r.subnet.prefixlen), gateway=r.gateway))
             if requested:
                 raise CniError(INTERNAL, "failed to allocate all requested IPs: " + " ".join(map(str, requested)))
         except BaseException:
@@ -94,19 +93,19 @@ def allocate(ipam: IPAMConf, store: Store, container_id: str, ifname: str) -> li
     return results
 
 
-def release(store: Store, container_id: str, ifname: str) -> list[IPv4Address]:
+def release(store: Store, container_id: str, ifname: str) -> list[Address]:
     """host-local DEL: drop every address the attachment holds; nothing held is fine."""
     with store.lock():
         return store.release_by_id(container_id, ifname)
 
 
-def holds(store: Store, container_id: str, ifname: str) -> list[IPv4Address]:
+def holds(store: Store, container_id: str, ifname: str) -> list[Address]:
     """host-local CHECK: the addresses the attachment holds."""
     with store.lock():
         return store.get_by_id(container_id, ifname)
 
 
-def gc(store: Store, valid: tuple[tuple[str, str], ...]) -> list[IPv4Address]:
+def gc(store: Store, valid: tuple[tuple[str, str], ...]) -> list[Address]:
     """Spec 1.1 GC: release every address whose attachment is not in cni.dev/valid-attachments.
     Files from before ifnames were recorded name only a container: they stay if that container
     has any valid attachment."""

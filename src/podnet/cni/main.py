@@ -72,5 +72,14 @@ def main() -> int:
     return status
 
 
+def main_and_exit() -> None:
+    """The installed launcher's entry: main(), then the process ends at once. Everything is
+    written, flushed and closed by then, so the interpreter's teardown (freeing every module,
+    about 1.5 ms of a run) is skipped."""
+    status = main()
+    sys.stderr.flush()
+    os._exit(status)
+
+
 if __name__ == "__main__":
     sys.exit(main())

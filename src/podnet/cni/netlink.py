@@ -14,8 +14,9 @@ namespace (the sandbox rule) unless explicitly allowed.
 from __future__ import annotations
 
 import os
-from collections import namedtuple  # not dataclasses: its import costs the executable ~10 ms
-from ipaddress import IPv4Address, IPv4Interface, IPv4Network, IPv6Interface
+
+from podnet.cni.addr import Address, Interface, Network, ip_address, ip_interface, ip_network
+from podnet.cni.record import Record
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -29,21 +30,21 @@ IFF_UP = 0x1
 IFF_PROMISC = 0x100
 
 
-class Link(namedtuple("Link", "name index kind mac mtu up oper_up promisc master peer hairpin",
-                      defaults=(0, 0, None))):
+class Link(Record):
     """A link as the plugin sees it. name, mac: str; index, mtu: int; kind: "bridge", "veth",
     ... ("" for links without linkinfo, e.g. lo); up: administratively (IFF_UP); oper_up:
     operstate UP; promisc: bool; master: ifindex of the bridge it is a port of (0: none);
     peer: a veth's peer's ifindex (in the peer's namespace); hairpin: bool, bridge ports only
     (None otherwise)."""
 
-    __slots__ = ()
+    __slots__ = ("name", "index", "kind", "mac", "mtu", "up", "oper_up", "promisc", "master", "peer", "hairpin")
+    _defaults = {"master": 0, "peer": 0, "hairpin": None}
 
 
-class RouteEntry(namedtuple("RouteEntry", "dst gw oif")):
-    """dst: IPv4Network; gw: IPv4Address | None; oif: int."""
+class RouteEntry(Record):
+    """dst: addr.Network; gw: addr.Address | None; oif: int."""
 
-    __slots__ = ()
+    __slots__ = ("dst", "gw", "oif")
 
 
 class NetlinkError(OSError):
@@ -64,11 +65,11 @@ class Netlink(Protocol):
                  master: int | None = None, mac: str | None = None, promisc: bool | None = None,
                  hairpin: bool | None = None) -> None: ...
     def delete_link(self, name: str, netns: str | None = None) -> bool: ...
-    def addresses(self, name: str, netns: str | None = None) -> list[IPv4Interface | IPv6Interface]: ...
-    def add_address(self, name: str, address: IPv4Interface, netns: str | None = None) -> None: ...
-    def del_address(self, name: str, address: IPv4Interface, netns: str | None = None) -> None: ...
+    def addresses(self, name: str, netns: str | None = None) -> list[Interface]: ...
+    def add_address(self, name: str, address: Interface, netns: str | None = None) -> None: ...
+    def del_address(self, name: str, address: Interface, netns: str | None = None) -> None: ...
     def routes(self, netns: str | None = None) -> list[RouteEntry]: ...
-    def add_route(self, name: str, dst: IPv4Network, gw: IPv4Address | None, netns: str | None = None) -> None: ...
+    def add_route(self, name: str, dst: Network, gw: Address | None, netns: str | None = None) -> None: ...
     def sysctl(self, key: str, value: str, netns: str | None = None) -> bool: ...
     def netns_exists(self, netns: str) -> bool: ...
     def close(self) -> None: ...
@@ -246,7 +247,7 @@ class FakeNetlink:
         self._find(name, netns)
         return list(self._ns(netns).addresses[name])
 
-    def add_address(self, name: str, address: IPv4Interface, netns: str | None = None) -> None:
+    def add_address(self, name: str, address: Interface, netns: str | None = None) -> None:
         self._maybe_fail("add_address")
         link = self._find(name, netns)
         ns = self._ns(netns)
@@ -255,7 +256,7 @@ class FakeNetlink:
         ns.addresses[name].append(address)
         ns.routes.append(RouteEntry(dst=address.network, gw=None, oif=link.index))
 
-    def del_address(self, name: str, address: IPv4Interface, netns: str | None = None) -> None:
+    def del_address(self, name: str, address: Interface, netns: str | None = None) -> None:
         self._maybe_fail("del_address")
         link = self._find(name, netns)
         ns = self._ns(netns)
@@ -266,7 +267,7 @@ class FakeNetlink:
         self._maybe_fail("routes")
         return list(self._ns(netns).routes)
 
-    def add_route(self, name: str, dst: IPv4Network, gw: IPv4Address | None, netns: str | None = None) -> None:
+    def add_route(self, name: str, dst: Network, gw: Address | None, netns: str | None = None) -> None:
         self._maybe_fail("add_route")
         link = self._find(name, netns)
         ns = self._ns(netns)
@@ -408,8 +409,6 @@ class Pyroute2Netlink:
         return True
 
     def addresses(self, name: str, netns: str | None = None) -> list:
-        from ipaddress import ip_interface
-
         ipr = self._open(netns)
         index = self._index(ipr, name)
         if index is None:
@@ -420,7 +419,7 @@ class Pyroute2Netlink:
             out.append(ip_interface(f"{addr}/{msg['prefixlen']}"))
         return out
 
-    def add_address(self, name: str, address: IPv4Interface, netns: str | None = None) -> None:
+    def add_address(self, name: str, address: Interface, netns: str | None = None) -> None:
         ipr = self._open(netns)
         index = self._index(ipr, name)
         extra = {}
@@ -428,7 +427,7 @@ class Pyroute2Netlink:
             extra["broadcast"] = str(address.network.broadcast_address)
         self._call(ipr.addr, "add", index=index, address=str(address.ip), prefixlen=address.network.prefixlen, **extra)
 
-    def del_address(self, name: str, address: IPv4Interface, netns: str | None = None) -> None:
+    def del_address(self, name: str, address: Interface, netns: str | None = None) -> None:
         ipr = self._open(netns)
         index = self._index(ipr, name)
         self._call(ipr.addr, "del", index=index, address=str(address.ip), prefixlen=address.network.prefixlen)
@@ -441,11 +440,11 @@ class Pyroute2Netlink:
                 continue
             dst = msg.get_attr("RTA_DST") or "0.0.0.0"
             gw = msg.get_attr("RTA_GATEWAY")
-            out.append(RouteEntry(dst=IPv4Network(f"{dst}/{msg['dst_len']}"),
-                                  gw=IPv4Address(gw) if gw else None, oif=msg.get_attr("RTA_OIF") or 0))
+            out.append(RouteEntry(dst=ip_network(f"{dst}/{msg['dst_len']}"),
+                                  gw=ip_address(gw) if gw else None, oif=msg.get_attr("RTA_OIF") or 0))
         return out
 
-    def add_route(self, name: str, dst: IPv4Network, gw: IPv4Address | None, netns: str | None = None) -> None:
+    def add_route(self, name: str, dst: Network, gw: Address | None, netns: str | None = None) -> None:
         ipr = self._open(netns)
         index = self._index(ipr, name)
         spec: dict = {"dst": str(dst), "oif": index, "table": 254, "proto": 3}

@@ -9,11 +9,6 @@ shows the namespace of the thread that opens a file, so sysctls are written insi
 from __future__ import annotations
 
 import os
-from contextlib import contextmanager
-
-TYPE_CHECKING = False  # not typing's: importing typing costs the executable ~3 ms
-if TYPE_CHECKING:
-    from typing import Iterator
 
 CLONE_NEWNET = 0x40000000
 NETNS_DIR = "/run/netns"
@@ -88,31 +83,50 @@ def current_is_host() -> bool:
     return True
 
 
-@contextmanager
-def entered(netns: str | None) -> Iterator[None]:
-    """Run the body in `netns` (None: stay where we are)."""
-    if netns is None:
-        yield
-        return
-    target = os.open(netns_path(netns), os.O_RDONLY | os.O_CLOEXEC)
-    home = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        _setns(target)
+class entered:
+    """`with entered(netns):` runs the body in `netns` (None: stay where we are) and comes back
+    to this thread's namespace however the body ends. A class, not @contextmanager: contextlib
+    costs a plugin run ~0.4 ms."""
+
+    def __init__(self, netns: str | None) -> None:
+        self.netns = netns
+        self.fds: tuple[int, int] | None = None  # (target, home) while inside
+
+    def __enter__(self) -> None:
+        if self.netns is None:
+            return
+        target = os.open(netns_path(self.netns), os.O_RDONLY | os.O_CLOEXEC)
         try:
-            yield
-        finally:
+            home = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+        except BaseException:
+            os.close(target)
+            raise
+        try:
+            _setns(target)
+        except BaseException:
+            os.close(target)
+            os.close(home)
+            raise
+        self.fds = (target, home)
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self.fds is None:
+            return
+        target, home = self.fds
+        self.fds = None
+        try:
             _setns(home)
-    finally:
-        os.close(target)
-        os.close(home)
+        finally:
+            os.close(target)
+            os.close(home)
 
 
 def write_sysctl(key: str, value: str) -> bool:
     """`key` slash-separated (net/ipv4/conf/eth0/arp_notify: interface names may hold dots).
     Best effort, like the reference (`_, _ = sysctl.Sysctl(...)`): False if it could not."""
     try:
-        with open("/proc/sys/" + key, "w") as fh:
-            fh.write(value)
+        with open("/proc/sys/" + key, "wb") as fh:  # bytes: no text layer, no locale's codec
+            fh.write(value.encode())
         return True
     except OSError:
         return False

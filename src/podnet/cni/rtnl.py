@@ -10,8 +10,7 @@ from __future__ import annotations
 import os
 import struct
 from _socket import socket as _socket_type  # the C module: `socket` costs ~6 ms to import
-from ipaddress import IPv4Address, IPv4Interface, IPv4Network, IPv6Interface, ip_interface
-
+from podnet.cni.addr import Address, Interface, Network
 from podnet.cni.netlink import IFF_PROMISC, IFF_UP, Link, LinkExists, NetlinkError, RouteEntry, guard_node_netns, netns_exists
 from podnet.cni.nsenter import entered, netns_path, write_sysctl
 
@@ -233,7 +232,7 @@ class RawNetlink:
             raise
         return True
 
-    def addresses(self, name: str, netns: str | None = None) -> list[IPv4Interface | IPv6Interface]:
+    def addresses(self, name: str, netns: str | None = None) -> list[Interface]:
         sock = self._open(netns)
         index = self._index(sock, name)
         out = []
@@ -244,10 +243,10 @@ class RawNetlink:
             attrs = _attrs(payload, _IFADDRMSG.size)
             raw = attrs.get(IFA_LOCAL) or attrs.get(IFA_ADDRESS)
             if raw:
-                out.append(ip_interface((raw, prefixlen)))
+                out.append(Interface(Address.from_packed(raw), prefixlen))
         return out
 
-    def _address(self, kind: int, flags: int, name: str, address: IPv4Interface, netns: str | None) -> None:
+    def _address(self, kind: int, flags: int, name: str, address: Interface, netns: str | None) -> None:
         sock = self._open(netns)
         index = self._index(sock, name)
         packed = address.ip.packed
@@ -257,10 +256,10 @@ class RawNetlink:
             body += _attr(IFA_BROADCAST, address.network.broadcast_address.packed)
         sock.request(kind, flags | NLM_F_ACK, body)
 
-    def add_address(self, name: str, address: IPv4Interface, netns: str | None = None) -> None:
+    def add_address(self, name: str, address: Interface, netns: str | None = None) -> None:
         self._address(RTM_NEWADDR, NLM_F_CREATE | NLM_F_EXCL, name, address, netns)
 
-    def del_address(self, name: str, address: IPv4Interface, netns: str | None = None) -> None:
+    def del_address(self, name: str, address: Interface, netns: str | None = None) -> None:
         self._address(RTM_DELADDR, 0, name, address, netns)
 
     def routes(self, netns: str | None = None) -> list[RouteEntry]:
@@ -272,13 +271,13 @@ class RawNetlink:
                 table = struct.unpack("=I", attrs[RTA_TABLE])[0]
             if table != RT_TABLE_MAIN or rtype != RTN_UNICAST:
                 continue
-            dst = IPv4Address(attrs[RTA_DST]) if RTA_DST in attrs else IPv4Address(0)
-            gw = IPv4Address(attrs[RTA_GATEWAY]) if RTA_GATEWAY in attrs else None
+            dst = Address.from_packed(attrs[RTA_DST]) if RTA_DST in attrs else Address(0)
+            gw = Address.from_packed(attrs[RTA_GATEWAY]) if RTA_GATEWAY in attrs else None
             oif = struct.unpack("=I", attrs[RTA_OIF])[0] if RTA_OIF in attrs else 0
-            out.append(RouteEntry(dst=IPv4Network((dst, dst_len)), gw=gw, oif=oif))
+            out.append(RouteEntry(dst=Network(dst, dst_len), gw=gw, oif=oif))
         return out
 
-    def add_route(self, name: str, dst: IPv4Network, gw: IPv4Address | None, netns: str | None = None) -> None:
+    def add_route(self, name: str, dst: Network, gw: Address | None, netns: str | None = None) -> None:
         """Like the reference's RouteAddEcmp: append (a second interface may add the same
         destination), scope universe, proto boot, main table."""
         sock = self._open(netns)

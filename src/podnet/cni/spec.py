@@ -8,10 +8,9 @@ are produced by `Result.to_dict(version)` for runtimes that ask for them.
 
 from __future__ import annotations
 
-from collections import namedtuple  # not dataclasses: its import (inspect, ast) costs ~10 ms a run
-from ipaddress import IPv4Address, IPv4Interface, IPv4Network, ip_address, ip_interface, ip_network
-
 from podnet.cni import jsonio
+from podnet.cni.addr import ip_address, ip_interface, ip_network
+from podnet.cni.record import Record
 
 # Spec 0.1.0/0.2.0 results have another shape (ip4/ip6 objects); nobody needs them any more.
 SUPPORTED_VERSIONS = ("0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0")
@@ -132,12 +131,12 @@ def parse_cni_args(text: str) -> dict[str, str]:
     return {k: v for k, v in args.items() if k in KNOWN_ARGS}
 
 
-class Invocation(namedtuple("Invocation", "command container_id netns ifname args path",
-                            defaults=("", "", "", None, ()))):
+class Invocation(Record):
     """One call of the plugin: the CNI_* environment, decoded and checked.
     command: str; container_id, netns, ifname: str; args: dict (CNI_ARGS); path: tuple[str, ...]"""
 
-    __slots__ = ()
+    __slots__ = ("command", "container_id", "netns", "ifname", "args", "path")
+    _defaults = {"container_id": "", "netns": "", "ifname": "", "args": None, "path": ()}
 
 
 # Which variables each command needs (SPEC.md "Parameters"); CNI_PATH is only needed by
@@ -176,27 +175,32 @@ def invocation_from_env(environ) -> Invocation:
 
 # --- results -------------------------------------------------------------------------------
 
-# The result types are frozen records (named tuples: cheap to import, compared by value).
+# The result types are frozen records (podnet.cni.record: compared by value); addresses are
+# podnet.cni.addr's Address, Interface (address/prefix) and Network.
 
-class Interface(namedtuple("Interface", "name mac sandbox", defaults=("", ""))):
+class Interface(Record):
     """name: str; mac: str; sandbox: the CNI_NETNS path for interfaces inside the container."""
-    __slots__ = ()
+    __slots__ = ("name", "mac", "sandbox")
+    _defaults = {"mac": "", "sandbox": ""}
 
 
-class IPConfig(namedtuple("IPConfig", "address gateway interface", defaults=(None, None))):
-    """address: IPv4Interface (with prefix length, e.g. 10.22.0.5/16); gateway: IPv4Address |
+class IPConfig(Record):
+    """address: addr.Interface (with prefix length, e.g. 10.22.0.5/16); gateway: addr.Address |
     None; interface: int | None, an index into Result.interfaces."""
-    __slots__ = ()
+    __slots__ = ("address", "gateway", "interface")
+    _defaults = {"gateway": None, "interface": None}
 
 
-class Route(namedtuple("Route", "dst gw", defaults=(None,))):
-    """dst: IPv4Network; gw: IPv4Address | None."""
-    __slots__ = ()
+class Route(Record):
+    """dst: addr.Network; gw: addr.Address | None."""
+    __slots__ = ("dst", "gw")
+    _defaults = {"gw": None}
 
 
-class DNS(namedtuple("DNS", "nameservers domain search options", defaults=((), "", (), ()))):
+class DNS(Record):
     """nameservers, search, options: tuple[str, ...]; domain: str."""
-    __slots__ = ()
+    __slots__ = ("nameservers", "domain", "search", "options")
+    _defaults = {"nameservers": (), "domain": "", "search": (), "options": ()}
 
     def __bool__(self) -> bool:
         return bool(self.nameservers or self.domain or self.search or self.options)
@@ -214,11 +218,11 @@ class DNS(namedtuple("DNS", "nameservers domain search options", defaults=((), "
         return out
 
 
-class Result(namedtuple("Result", "cni_version interfaces ips routes dns",
-                        defaults=(CURRENT_VERSION, (), (), (), DNS()))):
+class Result(Record):
     """cni_version: str; interfaces: tuple[Interface, ...]; ips: tuple[IPConfig, ...];
     routes: tuple[Route, ...]; dns: DNS."""
-    __slots__ = ()
+    __slots__ = ("cni_version", "interfaces", "ips", "routes", "dns")
+    _defaults = {"cni_version": CURRENT_VERSION, "interfaces": (), "ips": (), "routes": (), "dns": DNS()}
 
     def to_dict(self, version: str | None = None) -> dict:
         """The result JSON object for `version` (default: the result's own), with keys in the
