@@ -671,6 +671,23 @@ def test_the_launcher_exits_without_the_interpreters_teardown(tmp_path):
                           env={"CNI_COMMAND": "ADD", "CNI_CONTAINERID": "c1", "CNI_NETNS": POD, "CNI_IFNAME": "eth0",
                                "PATH": "/usr/bin:/bin"})
     assert proc.returncode == 1 and json.loads(proc.stdout)["code"] == spec.DECODING_FAILURE
+    # stdin that cannot be read (opened write-only): the IO error JSON still reaches the runtime
+    fd = os.open(tmp_path / "write-only", os.O_WRONLY | os.O_CREAT)
+    try:
+        proc = subprocess.run([path], stdin=fd, capture_output=True, text=True, timeout=30,
+                              env={"CNI_COMMAND": "ADD", "PATH": "/usr/bin:/bin"})
+    finally:
+        os.close(fd)
+    assert proc.returncode == 1 and json.loads(proc.stdout)["code"] == spec.IO_FAILURE, proc
+
+
+def test_an_interface_is_in_its_network_as_with_ipaddress():
+    from podnet.cni import addr
+
+    iface = addr.ip_interface("10.22.0.5/16")
+    assert iface in iface.network and ipaddress.ip_interface("10.22.0.5/16") in ipaddress.ip_network("10.22.0.0/16")
+    assert iface not in addr.ip_network("10.23.0.0/16")
+    assert iface._replace(prefixlen=24) == addr.ip_interface("10.22.0.5/24")
 
 
 # --- podnet.cni.addr against the stdlib's ipaddress ---------------------------------------------

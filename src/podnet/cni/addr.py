@@ -2,14 +2,15 @@
 podnet-cni needs of the stdlib's `ipaddress`, as three small value classes on plain ints.
 
 `import ipaddress` (with the functools and collections it pulls in) costs a plugin run about
-2.5 ms. The parsers here accept exactly what ipaddress's ip_address, ip_interface and
-ip_network accept: dotted quads without leading zeros, IPv4 prefixes as lengths, netmasks or
+2.5 ms. The parsers here accept exactly the text and ints that ipaddress's ip_address,
+ip_interface and ip_network accept (packed bytes go through Address.from_packed): dotted quads without leading zeros, IPv4 prefixes as lengths, netmasks or
 hostmasks, every IPv6 spelling (:: and an IPv4 tail) with an optional %scope, and ints; they
 raise ValueError with ipaddress's messages. str() is ipaddress's text: IPv6 in lower case with
 the first longest run of two or more zero groups as "::" (IPv4-mapped addresses too, as Python
-3.11 prints them; newer versions print those as ::ffff:a.b.c.d). Equality, hashing and
-ordering follow ipaddress as well: an interface equals neither its address nor its network,
-and comparing the order of an IPv4 and an IPv6 address is a TypeError. tests/test_cni_unit.py
+3.11 prints them; newer versions print those as ::ffff:a.b.c.d). Equality and hashing follow
+ipaddress, and so does the ordering of addresses (comparing an IPv4 and an IPv6 one is a
+TypeError); an interface equals neither its address nor its network. Unlike ipaddress, an
+Interface is not an Address, and interfaces and networks have no order: nothing here needs it. tests/test_cni_unit.py
 checks all of this against ipaddress with hypothesis.
 """
 
@@ -121,12 +122,11 @@ class Network(Record):
         host_bits = (1 << (self.network_address.max_prefixlen - self.prefixlen)) - 1
         return Address(self.network_address.value | host_bits, self.version)
 
-    @property
-    def num_addresses(self) -> int:
-        return 1 << (self.network_address.max_prefixlen - self.prefixlen)
-
     def __contains__(self, address: object) -> bool:
-        """Addresses only, as with ipaddress (a network is never "in" another)."""
+        """Addresses, and interfaces by their address (ipaddress's IPv4Interface is an
+        address); a network is never "in" another."""
+        if isinstance(address, Interface):
+            address = address.ip
         return (isinstance(address, Address) and address.version == self.version
                 and address.value & _mask(self.prefixlen, self.version) == self.network_address.value)
 
@@ -155,9 +155,8 @@ class Interface(Record):
     def version(self) -> int:
         return self.ip.version
 
-    @property
-    def prefixlen(self) -> int:
-        return self.network.prefixlen
+    def _replace(self, **changes: object) -> "Interface":
+        return Interface(changes.get("ip", self.ip), changes.get("prefixlen", self.network.prefixlen))  # type: ignore[arg-type]
 
     def __reduce__(self):  # built from (ip, prefixlen), not from its fields
         return Interface, (self.ip, self.network.prefixlen)

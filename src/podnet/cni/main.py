@@ -60,7 +60,8 @@ def main() -> int:
     try:
         stdin = b"" if os.environ.get("CNI_COMMAND") == "VERSION" and sys.stdin.isatty() else sys.stdin.buffer.read()
     except OSError as exc:
-        sys.stdout.write(dumps(CniError(IO_FAILURE, f"error reading from stdin: {exc}").to_dict()))
+        sys.stdout.write(dumps(CniError(IO_FAILURE, f"error reading from stdin: {exc}").to_dict()) + "\n")
+        sys.stdout.flush()
         return 1
     if not os.environ.get("CNI_COMMAND"):
         sys.stderr.write("CNI podnet-cni plugin (bridge + host-local)\nCNI protocol versions supported: "
@@ -77,6 +78,7 @@ def main_and_exit() -> None:
     written, flushed and closed by then, so the interpreter's teardown (freeing every module,
     about 1.5 ms of a run) is skipped."""
     status = main()
+    sys.stdout.flush()
     sys.stderr.flush()
     os._exit(status)
 

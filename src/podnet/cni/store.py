@@ -185,8 +185,9 @@ class _FileLock:
                 pause = min(pause * 2, 0.01)
 
     def __exit__(self, *exc_info: object) -> None:
-        os.close(self.fd)  # closing the last descriptor drops the flock
-        self.fd = -1
+        if self.fd >= 0:
+            os.close(self.fd)  # closing the last descriptor drops the flock
+            self.fd = -1
 
 
 class MemoryStore:
