@@ -239,14 +239,18 @@ def transaction(old: TableState, desired: list[ServicePort], pod_subnet: str, se
     del_elems: dict[str, list[str]] = {}
     for before, after in changed:
         before = before or PortRules()
+        replaced = []
         for name, definition in after.sets.items():
             if before.sets.get(name) != definition:
                 if name in before.sets:
                     del_sets.append(name)
+                    replaced.append(f"@{name} ")
                 add_sets.append(f"add set {t} {name} {{ {definition} }}")
         del_sets += [name for name in before.sets if name not in after.sets]
         for name, rules in after.chains.items():
-            if before.chains.get(name) != rules:
+            # A chain using a replaced set is rewritten too, even if its text is the same: the
+            # kernel refuses to delete a set that a rule still refers to.
+            if before.chains.get(name) != rules or any(ref in f"{rule} " for ref in replaced for rule in rules):
                 new_chains.append(f"add chain {t} {name}")
                 if name in before.chains:
                     fill.append(f"flush chain {t} {name}")
