@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass
 
 from podnet.controlplane import Cluster
-from podnet.proxy import iptables, nftables
+from podnet.proxy import iptables, nftables, nftnl
 from podnet.proxy.loader import LoadError, Runner, in_netns, run_command
 from podnet.proxy.model import ServicePort, service_ports
 
@@ -27,18 +27,32 @@ USERSPACE_TABLE = "podnet-userspace"
 
 
 class NftablesProxier:
-    def __init__(self, netns: str | None, pod_subnet: str, service_subnet: str, run: Runner = run_command):
+    """Full syncs go to `nft -f`; incremental ones, which it would spend most of their time on
+    reading the table back, go straight to the kernel as one netlink batch (nftnl) when the
+    proxier runs the real tools (`netlink`: by default when `run` is run_command)."""
+
+    def __init__(self, netns: str | None, pod_subnet: str, service_subnet: str, run: Runner = run_command,
+                 netlink: bool | None = None):
         self.netns, self.pod_subnet, self.service_subnet, self.run = netns, pod_subnet, service_subnet, run
         self.state = nftables.TableState()
         self.cache: dict[ServicePort, nftables.PortRules] = {}
         self.full = True
+        self.loader = nftnl.Loader(netns) if (run is run_command if netlink is None else netlink) else None
+
+    def _load(self, text: str, full: bool) -> None:
+        if self.loader is not None and not full:
+            try:
+                return self.loader.load(text)
+            except nftnl.Unsupported as exc:
+                log.info("nftables sync through nft -f: %s", exc)
+        self.run(in_netns(self.netns, ["nft", "-f", "-"]), text)
 
     def sync(self, ports: list[ServicePort]) -> int:
         text, state, rewritten = nftables.transaction(self.state, ports, self.pod_subnet, self.service_subnet,
                                                       self.full, self.cache)
         if text:
             try:
-                self.run(in_netns(self.netns, ["nft", "-f", "-"]), text)
+                self._load(text, self.full)
             except LoadError:
                 self.full = True  # the kernel's table is no longer known: rewrite it all next time
                 raise
@@ -49,6 +63,8 @@ class NftablesProxier:
     def cleanup(self) -> None:
         _delete_nft_table(self.run, self.netns, nftables.FAMILY, nftables.TABLE)
         self.state, self.full = nftables.TableState(), True
+        if self.loader is not None:
+            self.loader.close()
 
 
 class IptablesProxier:

@@ -1,0 +1,73 @@
+"""podnet.proxy.nftnl without privileges: what it compiles, how, and what it leaves to nft.
+(tests/test_nftnl_root.py loads the same transactions through nft and netlink and compares.)"""
+
+from __future__ import annotations
+
+import struct
+
+import pytest
+
+from podnet.proxy import nftables, nftnl
+from podnet.proxy.loader import RecordingRunner
+from podnet.proxy.model import Endpoint, ServicePort
+from podnet.proxy.node import NftablesProxier
+
+
+def test_concatenated_keys_pad_every_field_to_four_bytes():
+    # `nft --debug=netlink` prints 10.96.0.10 . udp . 53 as the host-order words 0a00600a 00000011 00003500
+    assert nftnl.element_key("10.96.0.10 . udp . 53") == bytes.fromhex("0a60000a" "11000000" "00350000")
+    assert nftnl.element_key("sctp . 30000") == bytes.fromhex("84000000" "75300000")
+    assert nftnl.element_key("10.96.0.1") == bytes([10, 96, 0, 1])  # a single field: no padding
+
+
+@pytest.mark.parametrize("line", [
+    "add table ip kube-proxy",  # full syncs: nft's job
+    "add chain ip kube-proxy services { type nat hook prerouting priority dstnat ; policy accept ; }",
+    "add rule ip kube-proxy x counter",
+    "add rule ip kube-proxy x ip saddr 10.0.0.0/0 drop",
+    "add rule ip kube-proxy x ip6 saddr ::1 drop",
+    "add rule ip6 kube-proxy x drop",
+    "add rule ip kube-proxy x meta l4proto icmp drop",
+    "add rule ip kube-proxy x numgen inc mod 2 0 drop",
+    "add element ip kube-proxy service-ips { 10.96.0.300 . tcp . 80 : goto x }",
+    "add element ip kube-proxy service-ips { 10.96.0.3 . tcp . 80 : continue }",
+    "add set ip kube-proxy s { type ipv4_addr; }",
+])
+def test_anything_outside_the_subset_is_left_to_nft(line):
+    with pytest.raises(nftnl.Unsupported):
+        nftnl.compile_transaction(line + "\n")
+
+
+def test_a_batch_is_framed_and_only_its_last_message_asks_for_an_ack():
+    messages = nftnl.compile_transaction("add chain ip kube-proxy a\nadd rule ip kube-proxy a goto b\n"
+                                         "delete element ip kube-proxy cluster-ips { 10.96.0.1 , 10.96.0.2 }\n")
+    data = nftnl.batch(messages, first_seq=100)
+    headers, offset = [], 0
+    while offset < len(data):
+        length, kind, flags, seq = struct.unpack_from("=IHHI", data, offset)
+        headers.append((kind, flags, seq))
+        offset += length
+    assert offset == len(data)
+    assert [h[0] for h in headers] == [0x10, 0xA03, 0xA06, 0xA0E, 0x11]
+    assert [h[2] for h in headers] == [100, 101, 102, 103, 104]
+    assert [bool(h[1] & nftnl.NLM_F_ACK) for h in headers] == [False, False, False, True, False]
+    assert headers[2][1] & nftnl.NLM_F_APPEND and headers[1][1] & nftnl.NLM_F_CREATE
+
+
+def test_every_incremental_transaction_of_the_renderer_compiles():
+    eps = tuple(Endpoint(f"10.244.{i}.2", 8080) for i in range(1, 4))
+    ports = [ServicePort("default", "web", "http", "TCP", "10.96.0.10", 80, cluster_endpoints=eps, affinity_timeout=60),
+             ServicePort("default", "lb", "", "UDP", "10.96.0.30", 53, node_port=30053, external_ips=("192.168.1.200",),
+                         cluster_endpoints=eps, local_endpoints=eps[:1], external_local=True, internal_local=True),
+             ServicePort("default", "none", "", "SCTP", "10.96.0.40", 9, node_port=30009)]
+    state = nftables.TableState()
+    _, state, _ = nftables.transaction(state, ports, "10.244.0.0/16", "10.96.0.0/12", full=True)
+    changed = [ServicePort(**{**ports[0].__dict__, "affinity_timeout": 30, "cluster_endpoints": eps[1:]}), ports[2]]
+    text, _, rewritten = nftables.transaction(state, changed, "10.244.0.0/16", "10.96.0.0/12", full=False)
+    assert rewritten == 2
+    assert len(nftnl.compile_transaction(text)) == len(text.splitlines())
+
+
+def test_the_proxier_uses_netlink_only_with_the_real_tools():
+    assert NftablesProxier("n", "10.244.0.0/16", "10.96.0.0/12", RecordingRunner()).loader is None
+    assert NftablesProxier("n", "10.244.0.0/16", "10.96.0.0/12").loader is not None
