@@ -179,6 +179,24 @@ def test_nft_affinity_uses_a_timeout_set_per_endpoint(cluster):
     assert any("update @affinity-" in r for name, rs in rules.chains.items() if name.startswith("endpoint-") for r in rs)
 
 
+def test_nft_affinity_timeout_change_replaces_the_sets_after_emptying_every_chain_using_them(cluster):
+    ports = service_ports(cluster, "node1")
+    _, state, _ = full_nft(ports)
+    sticky = by_ref(ports)["default/sticky"]
+    longer = ServicePort(**{**sticky.__dict__, "affinity_timeout": 120})
+    text, _, rewritten = nftables.transaction(state, [longer if p is sticky else p for p in ports],
+                                              POD_SUBNET, SERVICE_SUBNET, False)
+    lines = text.splitlines()
+    assert rewritten == 1
+    for name in nftables.port_rules(sticky, POD_SUBNET).sets:
+        users = [c for c, rules in nftables.port_rules(longer, POD_SUBNET).chains.items()
+                 if any(f"@{name} " in f"{r} " for r in rules)]
+        assert len(users) == 2  # the service chain's stickiness rule and the endpoint's update
+        deleted = lines.index(f"delete set ip kube-proxy {name}")
+        assert all(lines.index(f"flush chain ip kube-proxy {c}") < deleted for c in users)
+        assert f"add set ip kube-proxy {name} {{ type ipv4_addr; flags dynamic,timeout; timeout 120s; }}" in lines
+
+
 def test_nft_partial_sync_rewrites_only_what_changed(cluster):
     ports = service_ports(cluster, "node1")
     _, state, _ = full_nft(ports)
