@@ -33,7 +33,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from podnet.linux.netns import socket_in_netns  # noqa: E402
-from podnet.proxy import nftables  # noqa: E402
+from podnet.proxy import nftables, nftnl  # noqa: E402
 from podnet.proxy.model import Endpoint, ServicePort  # noqa: E402
 from podnet.proxy.node import IptablesProxier, NftablesProxier, cleanup_leftovers  # noqa: E402
 
@@ -121,7 +121,29 @@ def programming(node: str, mode: str, n: int, limit: float) -> dict[str, float]:
                 loader.load(f"flush chain {t} bench-floor\ndelete chain {t} bench-floor\n")
             out[key] = statistics.median(times)
     proxier.cleanup()
+    if mode == "nftables" and n >= 10000:
+        out.update(kernel_floor_full(node, ports, limit))
     return out
+
+
+def kernel_floor_full(node: str, ports: list[ServicePort], limit: float) -> dict[str, float]:
+    """What the kernel alone takes to accept the whole table: the skeleton loaded by nft first,
+    then everything else compiled (timed apart) and sent as one netlink batch."""
+    text, _, _ = nftables.transaction(nftables.TableState(), ports, POD_SUBNET, SERVICE_SUBNET, True)
+    lines = text.splitlines()
+    head = 2 + len(nftables.skeleton(SERVICE_SUBNET))  # add table, delete table, the skeleton
+    bounded_runner(limit)(["ip", "netns", "exec", node, "nft", "-f", "-"], "\n".join(lines[:head]) + "\n")
+    loader = nftnl.Loader(node)
+    try:
+        t0 = time.perf_counter()
+        messages = nftnl.compile_transaction("\n".join(lines[head:]))
+        t1 = time.perf_counter()
+        loader.send(messages)
+        t2 = time.perf_counter()
+    finally:
+        loader.close()
+        cleanup_leftovers(node)
+    return {"floor_full": t2 - t1, "compile_full": t1 - t0}
 
 
 def server(pod: str) -> subprocess.Popen:
@@ -207,7 +229,9 @@ def main() -> int:
         def fmt(seconds: float, unit: str) -> str:
             if seconds == float("inf"):
                 return f"> {args.limit:.0f} s (stopped)"
-            return f"{seconds * 1000:.0f} ms" if unit == "ms" else f"{seconds:.2f}"
+            if unit == "ms":
+                return f"{seconds * 1000:.1f} ms" if seconds < 0.01 else f"{seconds * 1000:.0f} ms"
+            return f"{seconds:.2f}"
 
         for n in sizes:
             cleanup_leftovers(node)
@@ -217,6 +241,9 @@ def main() -> int:
                      if "floor_match" in nft else "")
             print(f"| {n:,} | {fmt(nft['full'], 's')} | {fmt(nft['change'], 'ms')} | {fmt(nft.get('change_nft', 0), 'ms')} | "
                   f"{floor} | {fmt(row['iptables']['full'], 's')} | {fmt(row['iptables']['change'], 'ms')} |", flush=True)
+            if "floor_full" in nft:
+                print(f"  the kernel alone, for the whole table of {n:,} Services: {nft['floor_full']:.2f} s in one netlink "
+                      f"batch (compiling it took {nft['compile_full']:.2f} s more)", flush=True)
 
         procs.append(server(pod))
         connections = 300 if args.quick else args.connections

@@ -71,3 +71,10 @@ def test_every_incremental_transaction_of_the_renderer_compiles():
 def test_the_proxier_uses_netlink_only_with_the_real_tools():
     assert NftablesProxier("n", "10.244.0.0/16", "10.96.0.0/12", RecordingRunner()).loader is None
     assert NftablesProxier("n", "10.244.0.0/16", "10.96.0.0/12").loader is not None
+
+
+def test_a_long_element_list_is_split_into_messages_under_the_attribute_limit():
+    entries = " , ".join(f"10.{i // 65536 % 256}.{i // 256 % 256}.{i % 256} . tcp . 80 : goto service-x" for i in range(5000))
+    messages = nftnl.compile_transaction(f"add element ip kube-proxy service-ips {{ {entries} }}\n")
+    assert len(messages) > 1 and all(len(attrs) < 65535 for _, _, attrs, _ in messages)
+    assert sum(attrs.count(b"service-x\0") for _, _, attrs, _ in messages) == 5000

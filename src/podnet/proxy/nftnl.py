@@ -34,6 +34,7 @@ NLMSG_ERROR = 2
 NLM_F_REQUEST, NLM_F_ACK, NLM_F_EXCL, NLM_F_CREATE, NLM_F_APPEND = 0x1, 0x4, 0x200, 0x400, 0x800
 NLA_F_NESTED = 0x8000
 SO_SNDBUFFORCE = 32
+ELEMENTS_PER_MESSAGE_BYTES = 32_000  # netlink attribute lengths are 16 bits
 ANSWER_TIMEOUT = 30.0  # seconds; the kernel answers every batch, this only guards against a bug
 
 # nf_tables message types (linux/netfilter/nf_tables.h, enum nf_tables_msg_types)
@@ -309,10 +310,10 @@ def compile_transaction(text: str) -> list[tuple[int, int, bytes, str]]:
         elif kind == "rule" and verb == "add" and body:
             messages.append((NEWRULE, NLM_F_CREATE | NLM_F_APPEND, t + _str(2, name) + rule_expressions(body), line))
         elif kind == "element" and verb in ("add", "delete") and body.startswith("{ ") and body.endswith(" }"):
-            entries = body[2:-2].split(" , ")
-            elements = _nest(3, *(_element(e, with_data=verb == "add" and " : " in e) for e in entries))
-            messages.append((NEWSETELEM if verb == "add" else DELSETELEM, NLM_F_CREATE if verb == "add" else 0,
-                             t + _str(2, name) + elements, line))
+            encoded = [_element(e, with_data=verb == "add" and " : " in e) for e in body[2:-2].split(" , ")]
+            for chunk in _chunks(encoded, ELEMENTS_PER_MESSAGE_BYTES):  # an attribute holds < 64 KiB
+                messages.append((NEWSETELEM if verb == "add" else DELSETELEM, NLM_F_CREATE if verb == "add" else 0,
+                                 t + _str(2, name) + _nest(3, *chunk), line))
         elif kind == "set" and verb == "add" and body:
             set_ids += 1
             messages.append((NEWSET, NLM_F_CREATE, t + _str(2, name) + b"".join(_affinity_set(body)) + _u32(10, set_ids), line))
@@ -321,6 +322,18 @@ def compile_transaction(text: str) -> list[tuple[int, int, bytes, str]]:
         else:
             raise Unsupported(line)
     return messages
+
+
+def _chunks(items: list[bytes], limit: int) -> list[list[bytes]]:
+    out: list[list[bytes]] = [[]]
+    size = 0
+    for item in items:
+        if out[-1] and size + len(item) > limit:
+            out.append([])
+            size = 0
+        out[-1].append(item)
+        size += len(item)
+    return out
 
 
 def _message(kind: int, flags: int, seq: int, family: int, attrs: bytes, res_id: int = 0) -> bytes:
@@ -364,7 +377,10 @@ class Loader:
     def load(self, text: str) -> None:
         """Apply the transaction `text` (compiled here; Unsupported if it cannot be) as one batch.
         Raises LoadError naming the first line the kernel refused; nothing is applied then."""
-        messages = compile_transaction(text)
+        self.send(compile_transaction(text))
+
+    def send(self, messages: list[tuple[int, int, bytes, str]]) -> None:
+        """Send compiled messages as one batch and wait for the kernel's answer."""
         if not messages:
             return
         sock = self._socket()
