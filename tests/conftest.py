@@ -1,8 +1,9 @@
-"""Shared helpers: compute a cluster from inline YAML, as a user would from a file."""
+"""Shared helpers: compute a cluster from inline YAML, as a user would from a file; free ports."""
 
 from __future__ import annotations
 
 import io
+import socket
 import textwrap
 
 import pytest
@@ -42,3 +43,28 @@ def run_cli(capsys, *argv):
     code = main(list(argv))
     out, err = capsys.readouterr()
     return code, out, err
+
+
+_HANDED_OUT: set[int] = set()
+
+
+def free_port(tcp: bool = True, udp: bool = False) -> int:
+    """A port on 127.0.0.1 free for TCP and/or UDP, and not handed out before in this run: the
+    kernel may give a just-closed port again, and a test asking for several (a server and its
+    health, ready and metrics ports) would then bind two listeners to one."""
+    kinds = [kind for kind, wanted in ((socket.SOCK_STREAM, tcp), (socket.SOCK_DGRAM, udp)) if wanted]
+    for _ in range(100):
+        with socket.socket(socket.AF_INET, kinds[0]) as first:
+            first.bind(("127.0.0.1", 0))
+            port = first.getsockname()[1]
+            if port in _HANDED_OUT:
+                continue
+            try:
+                for kind in kinds[1:]:
+                    with socket.socket(socket.AF_INET, kind) as other:
+                        other.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _HANDED_OUT.add(port)
+        return port
+    raise RuntimeError("no free port")

@@ -25,6 +25,7 @@ from podnet.agnhost import cli
 from podnet.agnhost.golang import format_duration, json_marshal, parse_duration, GoError
 from podnet.agnhost.ports import listens
 from podnet.images import behaviour_of
+from tests.conftest import free_port as shared_free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 LOOPBACK = "127.0.0.1"
@@ -42,19 +43,7 @@ def _env(extra: dict[str, str] | None = None) -> dict[str, str]:
 
 def free_port(both: bool = False) -> int:
     """A port free on 127.0.0.1 for TCP (and UDP too, with both)."""
-    for _ in range(50):
-        with socket.socket() as s:
-            s.bind((LOOPBACK, 0))
-            port = s.getsockname()[1]
-        if not both:
-            return port
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
-            try:
-                u.bind((LOOPBACK, port))
-                return port
-            except OSError:
-                continue
-    raise RuntimeError("no free port")
+    return shared_free_port(udp=both)
 
 
 def wait_tcp(port: int, proc: "Agnhost | None" = None) -> None:

@@ -19,11 +19,11 @@ import dns.rcode
 import dns.rrset
 import pytest
 
+from tests.conftest import free_port as shared_free_port
+
 
 def free_port(kind=socket.SOCK_STREAM) -> int:
-    with socket.socket(socket.AF_INET, kind) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    return shared_free_port(tcp=kind == socket.SOCK_STREAM, udp=kind == socket.SOCK_DGRAM)
 
 
 def corefile(ports: dict[str, int], extra: str = "") -> str:

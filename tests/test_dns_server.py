@@ -46,6 +46,7 @@ from podnet.dns.metrics import Metrics
 from podnet.dns.server import DnsServer, StaticState
 from podnet.semantics.dns import ClusterDNS
 from tests.conftest import cluster_of
+from tests.conftest import free_port as shared_free_port
 
 MANIFESTS = textwrap.dedent("""
     apiVersion: v1
@@ -129,18 +130,7 @@ def pod_ip(cluster, namespace: str, name: str) -> str:
 
 
 def free_port() -> int:
-    """A port free for both UDP and TCP on 127.0.0.1 (the DNS port needs both)."""
-    for _ in range(50):
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
-            udp.bind(("127.0.0.1", 0))
-            port = udp.getsockname()[1]
-            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
-                try:
-                    tcp.bind(("127.0.0.1", port))
-                except OSError:
-                    continue
-            return port
-    raise RuntimeError("no free port")
+    return shared_free_port(udp=True)  # the DNS port needs both
 
 
 def corefile(body: str = KUBERNETES, port: int = 53) -> str:
