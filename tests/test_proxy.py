@@ -8,6 +8,7 @@ kernel rules and `podnet trace` cannot drift apart.
 from __future__ import annotations
 
 import re
+from ipaddress import IPv4Address, IPv4Network
 import textwrap
 from pathlib import Path
 
@@ -445,3 +446,98 @@ def test_udp_conntrack_entries_of_removed_endpoints_are_cleared(cluster):
     deletes = [argv for argv, _ in run.calls if argv[0] == "conntrack"]
     assert deletes == [["conntrack", "-D", "-p", "udp", "--orig-dst", dns_udp.cluster_ip, "--dport", "53",
                         "--reply-src", gone.ip]]
+
+
+# -- loadBalancerSourceRanges: kube-proxy's LoadBalancer firewall -------------------------------
+
+GUARDED = textwrap.dedent("""
+    apiVersion: apps/v1
+    kind: Deployment
+    metadata: {name: web}
+    spec:
+      replicas: 2
+      selector: {matchLabels: {app: web}}
+      template:
+        metadata: {labels: {app: web}}
+        spec:
+          containers:
+          - {name: c, image: registry.k8s.io/e2e-test-images/agnhost:2.47, args: [netexec, --http-port=8080]}
+    ---
+    apiVersion: v1
+    kind: Service
+    metadata: {name: office}
+    spec: {type: LoadBalancer, selector: {app: web}, ports: [{port: 80, targetPort: 8080}],
+           loadBalancerSourceRanges: [192.168.1.96/28, 203.0.113.0/24]}
+    ---
+    apiVersion: v1
+    kind: Service
+    metadata: {name: lan}
+    spec: {type: LoadBalancer, selector: {app: web}, ports: [{port: 80, targetPort: 8080}],
+           loadBalancerSourceRanges: [192.168.1.0/24]}
+    ---
+    apiVersion: v1
+    kind: Service
+    metadata: {name: nobody}
+    spec: {type: LoadBalancer, selector: {app: nobody}, ports: [{port: 80}], loadBalancerSourceRanges: [10.0.0.0/8]}
+""")
+
+
+@pytest.fixture(scope="module")
+def guarded():
+    return cluster_of(GUARDED, FOUR_NODES)
+
+
+def test_firewall_sources_are_the_ranges_plus_the_lb_ips_when_a_range_holds_the_node(guarded):
+    ports = by_ref(service_ports(guarded, "node1"))
+    office, lan, nobody = ports["default/office"], ports["default/lan"], ports["default/nobody"]
+    assert office.firewall_sources == ("192.168.1.96/28", "203.0.113.0/24") and office.uses_firewall
+    assert lan.firewall_sources == ("192.168.1.0/24", *lan.load_balancer_ips)  # node1 is 192.168.1.11
+    assert lan.load_balancer_ips and lan.load_balancer_ips == lan.external_ips
+    assert not nobody.uses_firewall  # no endpoints: rejected, as kube-proxy does, not firewalled
+
+
+def test_nft_firewall_chain_drops_other_sources_before_dnat(guarded):
+    office = by_ref(service_ports(guarded, "node1"))["default/office"]
+    rules = nftables.port_rules(office, POD_SUBNET)
+    chain = f"firewall-{nftables.port_chain_base(office)}"
+    assert rules.chains[chain] == ("ip saddr != { 192.168.1.96/28, 203.0.113.0/24 } drop",)
+    (lb,) = office.load_balancer_ips
+    assert rules.elements[(nftables.FIREWALL_IPS, f"{lb} . tcp . 80")] == f"goto {chain}"
+    assert (nftables.FIREWALL_IPS, f"{office.cluster_ip} . tcp . 80") not in rules.elements
+    skeleton = "\n".join(nftables.skeleton(SERVICE_SUBNET))
+    assert "filter-prerouting { type filter hook prerouting priority -110" in skeleton
+    assert "filter-output { type filter hook output priority -110" in skeleton
+    assert "firewall-check ip daddr . meta l4proto . th dport vmap @firewall-ips" in skeleton
+
+
+def test_iptables_firewall_chain_passes_allowed_sources_and_the_filter_table_drops_the_rest(guarded):
+    office = by_ref(service_ports(guarded, "node1"))["default/office"]
+    rules = iptables.port_rules(office, POD_SUBNET)
+    fw, ext = iptables.firewall_chain(office), iptables.chain_names(office)[2]
+    (lb,) = office.load_balancer_ips
+    assert rules.chains[fw] == [f'-A {fw} -m comment --comment "default/office loadbalancer IP" -s {src} -j {ext}'
+                                for src in ("192.168.1.96/28", "203.0.113.0/24")]
+    assert f"-d {lb}/32 --dport 80 -j {fw}" in "\n".join(rules.services)
+    assert rules.filter_firewall == [f'-A KUBE-PROXY-FIREWALL -m comment --comment "default/office traffic not accepted '
+                                     f'by {fw}" -m tcp -p tcp -d {lb}/32 --dport 80 -j DROP']
+    text, _, _ = iptables.restore_input(iptables.TablesState(), [office], POD_SUBNET, True)
+    assert '-I INPUT -m conntrack --ctstate NEW -m comment --comment "kubernetes load balancer firewall" ' \
+           "-j KUBE-PROXY-FIREWALL" in text
+
+
+@pytest.mark.parametrize("client, allowed", [("192.168.1.100", True), ("192.168.1.50", False), ("203.0.113.9", True)])
+def test_simulator_and_rules_agree_on_who_passes_the_firewall(guarded, client, allowed):
+    table = ServiceTable(guarded)
+    office_svc = guarded.get("Service", "default", "office")
+    (lb,) = office_svc.body["status"]["loadBalancer"]["ingress"]
+    for node in guarded.nodes:
+        office = by_ref(service_ports(guarded, node.name, table))["default/office"]
+        rules = nftables.port_rules(office, POD_SUBNET)
+        fw_verdict = rules.elements[(nftables.FIREWALL_IPS, f"{lb['ip']} . tcp . 80")]
+        (rule,) = rules.chains[fw_verdict.split()[1]]
+        sources = rule.split("{")[1].split("}")[0].replace(",", " ").split()
+        passes = any(IPv4Address(client) in IPv4Network(s) for s in sources)
+        predicted = table.translate(table.frontend(lb["ip"], 80, "TCP"), client, node.name, "external")
+        assert passes == allowed == (predicted.verdict == "dnat"), (node.name, predicted.reason)
+        if not allowed:
+            assert "loadBalancerSourceRanges" in predicted.reason and client in predicted.reason

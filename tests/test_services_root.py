@@ -66,6 +66,8 @@ def app(marks: str) -> str:
         service("web", "", ports="[{name: http, port: 80, targetPort: http}, {name: udp, port: 81, protocol: UDP, targetPort: udp}]"),
         service("web-lb", "  type: LoadBalancer"),
         service("web-local", "  type: LoadBalancer\n  externalTrafficPolicy: Local"),
+        service("web-office", "  type: LoadBalancer\n  loadBalancerSourceRanges: [203.0.113.0/24]"),
+        service("web-lan", "  type: LoadBalancer\n  loadBalancerSourceRanges: [192.168.1.96/28]"),
         service("sticky", "  sessionAffinity: ClientIP\n  sessionAffinityConfig: {clientIP: {timeoutSeconds: 300}}"),
         service("itp", "  internalTrafficPolicy: Local"),
         service("hairpin", "", selector="hair: pin"),
@@ -228,6 +230,20 @@ def test_node_port_and_load_balancer_from_outside_with_policy_cluster(nft_cluste
     assert not any(c.startswith(EXTERNAL_IP + ":") for c in clients), clients  # SNAT to the node
 
 
+def test_load_balancer_source_ranges_let_only_their_clients_in_as_trace_predicts(nft_cluster):
+    name, _, services = nft_cluster
+    everyone = {"web-1", "web-2", "web-3"}
+    lan, office = lb_of(services, "web-lan"), lb_of(services, "web-office")
+    assert set(reach(name, "external", lan, 80, n=30)) == everyone == trace_endpoints(name, "external", lan, 80)
+    assert reach(name, "external", office, 80, n=3) == {"ERR:timeout": 3}  # dropped, not rejected
+    assert trace_endpoints(name, "external", office, 80) == set()
+    # only the LoadBalancer IP is guarded: its NodePort and ClusterIP stay open, as with kube-proxy
+    assert set(reach(name, "external", "192.168.1.11", node_port(services, "web-office"), n=20)) == everyone
+    assert set(reach(name, "client-1", ip_of(services, "web-office"), 80, n=20)) == everyone
+    table = podnet("exec", "node/node1", "--name", name, "--", "nft", "list", "table", "ip", "kube-proxy").stdout
+    assert "ip saddr != 203.0.113.0/24 drop" in table and f"{office} . tcp . 80 : goto firewall-" in table
+
+
 def test_local_policy_keeps_the_client_ip_and_drops_on_nodes_without_endpoints(nft_cluster):
     name, _, services = nft_cluster
     nodes = {n: next(a["address"] for a in body["status"]["addresses"] if a["type"] == "InternalIP")
@@ -299,6 +315,7 @@ def test_liveness_failure_restarts_the_container(nft_cluster):
 
 SMALL = "\n".join([netexec("web-1", "node1"), netexec("web-2", "node2"),
                    service("web", "  type: LoadBalancer"), service("empty", "", selector="app: nobody"),
+                   service("office", "  type: LoadBalancer\n  loadBalancerSourceRanges: [203.0.113.0/24]"),
                    "apiVersion: v1\nkind: Pod\nmetadata: {name: client}\nspec:\n  nodeName: node1\n  containers: "
                    f"[{{name: c, image: {AGNHOST}, args: [pause]}}]\n"])
 
@@ -317,6 +334,7 @@ def test_other_proxy_modes_over_host_gw(tmp_path, mode):
         for node_ip in ("192.168.1.11", "192.168.1.12"):
             assert set(reach(name, "external", node_ip, node_port(services, "web"), n=30)) == both
         assert set(reach(name, "external", lb_of(services, "web"), 80, n=30)) == both
+        assert reach(name, "external", lb_of(services, "office"), 80, n=2) == {"ERR:timeout": 2}  # source ranges
         assert reach(name, "client", ip_of(services, "empty"), 80, n=2) == {"ERR:refused": 2}
         tables = podnet("exec", "node/node1", "--name", name, "--", "nft", "list", "tables").stdout
         assert "kube-proxy" not in tables

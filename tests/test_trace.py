@@ -128,6 +128,19 @@ def test_internal_traffic_policy_local_uses_only_the_nodes_endpoints():
     assert r.endpoints == ["default/c"]
 
 
+def test_load_balancer_source_ranges_drop_other_clients_before_dnat():
+    manifests = PODS + service("lb", "{type: LoadBalancer, selector: {app: web}, ports: [{port: 80, targetPort: 8080}], "
+                                     "loadBalancerSourceRanges: [203.0.113.0/24]}")
+    r = trace(manifests, "external", "192.168.1.200:80")
+    assert r.verdict == "dropped" and not r.endpoints
+    assert "192.168.1.100 is not in the loadBalancerSourceRanges (203.0.113.0/24)" in r.reason
+    allowed = trace(manifests.replace("203.0.113.0/24", "192.168.1.96/28"), "external", "192.168.1.200:80")
+    assert allowed.verdict == "delivered" and allowed.endpoints
+    # the ranges guard the LoadBalancer IP only: the NodePort is open to anyone, as with kube-proxy
+    node_port = cluster_of(manifests, TWO_NODES).get("Service", "default", "lb").spec["ports"][0]["nodePort"]
+    assert trace(manifests, "external", f"192.168.1.11:{node_port}").verdict == "delivered"
+
+
 def test_load_balancer_ip_is_announced_by_a_node_from_outside():
     manifests = PODS + service("lb", "{type: LoadBalancer, selector: {app: web}, ports: [{port: 80, targetPort: 8080}]}")
     r = trace(manifests, "external", "192.168.1.200:80")

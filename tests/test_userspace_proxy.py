@@ -63,6 +63,9 @@ EXPECTED_TABLE = """
             type inet_proto . inet_service : verdict
             elements = { tcp . 30081 : goto reject-chain, tcp . 30082 : drop }
         }
+        map firewall-ips {
+            type ipv4_addr . inet_proto . inet_service : verdict
+        }
         chain services {
             meta l4proto { tcp, udp } redirect to ip daddr . meta l4proto . th dport map @service-ips
             fib daddr type local ip daddr != 127.0.0.0/8 meta l4proto { tcp, udp } redirect to meta l4proto . th dport map @service-nodeports
@@ -91,9 +94,20 @@ EXPECTED_TABLE = """
             type filter hook forward priority -110; policy accept;
             ct state new jump endpoints-check
         }
-        chain filter-output {
+        chain filter-output-post-dnat {
             type filter hook output priority -90; policy accept;
             ct state new jump endpoints-check
+        }
+        chain firewall-check {
+            ip daddr . meta l4proto . th dport vmap @firewall-ips
+        }
+        chain filter-prerouting {
+            type filter hook prerouting priority -110; policy accept;
+            ct state new jump firewall-check
+        }
+        chain filter-output {
+            type filter hook output priority -110; policy accept;
+            ct state new jump firewall-check
         }
     }
 """

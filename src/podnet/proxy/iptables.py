@@ -9,7 +9,9 @@ and KUBE-SEP-<hash> DNATs to it. KUBE-EXT-<hash> handles NodePort / LoadBalancer
 traffic (masquerade for policy Cluster; short-circuit pods and the node for Local).
 KUBE-MARK-MASQ sets 0x4000 and KUBE-POSTROUTING masquerades marked packets. The filter
 table's KUBE-SERVICES rejects ClusterIPs without endpoints and KUBE-EXTERNAL-SERVICES rejects
-or drops external frontends without (local) endpoints. Every rule carries a comment naming
+or drops external frontends without (local) endpoints. loadBalancerSourceRanges: KUBE-SERVICES
+sends a LoadBalancer IP to KUBE-FW-<hash>, which passes the allowed sources on to KUBE-EXT;
+the others are not DNATed, so the filter table's KUBE-PROXY-FIREWALL drops them. Every rule carries a comment naming
 its Service, so `iptables -t nat -L | grep web` shows a Service's rules as the seeds show them.
 
 Each sync writes both tables with one `iptables-restore --noflush`: the chains it declares
@@ -27,17 +29,21 @@ from dataclasses import dataclass, field
 from podnet.proxy.model import Endpoint, ServicePort
 
 MASQ_MARK = "0x4000"
-JUMPS = {  # (table, built-in chain, kube chain, comment): what kube-proxy ensures with `iptables -I`
-    ("nat", "PREROUTING", "KUBE-SERVICES", "kubernetes service portals"),
-    ("nat", "OUTPUT", "KUBE-SERVICES", "kubernetes service portals"),
-    ("nat", "POSTROUTING", "KUBE-POSTROUTING", "kubernetes postrouting rules"),
-    ("filter", "FORWARD", "KUBE-SERVICES", "kubernetes service portals"),
-    ("filter", "OUTPUT", "KUBE-SERVICES", "kubernetes service portals"),
-    ("filter", "INPUT", "KUBE-EXTERNAL-SERVICES", "kubernetes externally-visible service portals"),
-    ("filter", "FORWARD", "KUBE-EXTERNAL-SERVICES", "kubernetes externally-visible service portals"),
+NEW = "-m conntrack --ctstate NEW "
+JUMPS = {  # (table, built-in chain, kube chain, comment, match): what kube-proxy ensures with `iptables -I`
+    ("nat", "PREROUTING", "KUBE-SERVICES", "kubernetes service portals", ""),
+    ("nat", "OUTPUT", "KUBE-SERVICES", "kubernetes service portals", ""),
+    ("nat", "POSTROUTING", "KUBE-POSTROUTING", "kubernetes postrouting rules", ""),
+    ("filter", "FORWARD", "KUBE-SERVICES", "kubernetes service portals", ""),
+    ("filter", "OUTPUT", "KUBE-SERVICES", "kubernetes service portals", ""),
+    ("filter", "INPUT", "KUBE-EXTERNAL-SERVICES", "kubernetes externally-visible service portals", ""),
+    ("filter", "FORWARD", "KUBE-EXTERNAL-SERVICES", "kubernetes externally-visible service portals", ""),
+    ("filter", "INPUT", "KUBE-PROXY-FIREWALL", "kubernetes load balancer firewall", NEW),
+    ("filter", "FORWARD", "KUBE-PROXY-FIREWALL", "kubernetes load balancer firewall", NEW),
+    ("filter", "OUTPUT", "KUBE-PROXY-FIREWALL", "kubernetes load balancer firewall", NEW),
 }
 NAT_CHAINS = ("KUBE-SERVICES", "KUBE-NODEPORTS", "KUBE-POSTROUTING", "KUBE-MARK-MASQ")
-FILTER_CHAINS = ("KUBE-SERVICES", "KUBE-EXTERNAL-SERVICES")
+FILTER_CHAINS = ("KUBE-SERVICES", "KUBE-EXTERNAL-SERVICES", "KUBE-PROXY-FIREWALL")
 
 
 def port_proto_hash(port_ref: str, protocol: str, endpoint: str = "") -> str:
@@ -48,6 +54,10 @@ def port_proto_hash(port_ref: str, protocol: str, endpoint: str = "") -> str:
 def chain_names(sp: ServicePort) -> tuple[str, str, str]:
     h = port_proto_hash(sp.port_ref, sp.proto)
     return f"KUBE-SVC-{h}", f"KUBE-SVL-{h}", f"KUBE-EXT-{h}"
+
+
+def firewall_chain(sp: ServicePort) -> str:
+    return f"KUBE-FW-{port_proto_hash(sp.port_ref, sp.proto)}"
 
 
 def endpoint_chain(sp: ServicePort, ep: Endpoint) -> str:
@@ -66,6 +76,7 @@ class PortRules:
     nodeports: list[str] = field(default_factory=list)  # nat KUBE-NODEPORTS
     filter_services: list[str] = field(default_factory=list)
     filter_external: list[str] = field(default_factory=list)
+    filter_firewall: list[str] = field(default_factory=list)  # filter KUBE-PROXY-FIREWALL
 
 
 def port_rules(sp: ServicePort, pod_subnet: str) -> PortRules:
@@ -127,8 +138,20 @@ def port_rules(sp: ServicePort, pod_subnet: str) -> PortRules:
             out.chains[ext_chain] = rules
         external_verdict = None if sp.external_endpoints else ("DROP" if sp.cluster_endpoints else "REJECT")
         why = "has no local endpoints" if sp.cluster_endpoints else "has no endpoints"
+        if sp.uses_firewall and sp.cluster_endpoints:
+            # loadBalancerSourceRanges: allowed sources go on to KUBE-EXT; the others are not
+            # DNATed and so still match KUBE-PROXY-FIREWALL's drop for the LoadBalancer IP
+            fw = firewall_chain(sp)
+            out.chains[fw] = [f"-A {fw} {_c(f'{name} loadbalancer IP')} -s {source} -j {ext_chain}"
+                              for source in sp.firewall_sources]
+            out.filter_firewall += [f"-A KUBE-PROXY-FIREWALL {_c(f'{name} traffic not accepted by {fw}')} {match} "
+                                    f"-d {ip}/32 --dport {sp.port} -j DROP" for ip in sp.load_balancer_ips]
         for ip in sp.external_ips:
             if sp.cluster_endpoints:
+                if sp.uses_firewall and ip in sp.load_balancer_ips:
+                    out.services.append(f"-A KUBE-SERVICES {_c(f'{name} loadbalancer IP')} {match} -d {ip}/32 "
+                                        f"--dport {sp.port} -j {firewall_chain(sp)}")
+                    continue
                 out.services.append(f"-A KUBE-SERVICES {_c(f'{name} external IP')} {match} -d {ip}/32 "
                                     f"--dport {sp.port} -j {ext_chain}")
             if external_verdict:
@@ -174,8 +197,8 @@ def restore_input(old: TablesState, desired: list[ServicePort], pod_subnet: str,
         dead = sorted(set(stale_chains(_table(listing, "nat"), new)))
     jumps = {"nat": [], "filter": []}
     if full:
-        for table, builtin, chain, comment in sorted(JUMPS):
-            rule = f"{builtin} {_c(comment)} -j {chain}"
+        for table, builtin, chain, comment, extra in sorted(JUMPS):
+            rule = f"{builtin} {extra}{_c(comment)} -j {chain}"
             if f"-A {rule}" not in _table(listing, table):
                 jumps[table].append(f"-I {rule}")
 
@@ -199,6 +222,7 @@ def restore_input(old: TablesState, desired: list[ServicePort], pod_subnet: str,
     filt = ["*filter", *(f":{c} - [0:0]" for c in FILTER_CHAINS), *jumps["filter"]]
     filt += [line for rules in everything for line in rules.filter_services]
     filt += [line for rules in everything for line in rules.filter_external]
+    filt += [line for rules in everything for line in rules.filter_firewall]
     filt.append("COMMIT")
     return "\n".join(nat + filt) + "\n", new, len(rewrite)
 

@@ -8,7 +8,9 @@ simulator's ServiceTable so the kernel and `podnet trace` agree by construction:
     frontend of an externalTrafficPolicy Local Service are short-circuited to;
   - local_endpoints: the usable endpoints on this node, chosen among this node's own (so a
     node's terminating endpoint is used when it has no ready one, as kube-proxy does);
-  - internal_local / external_local: internalTrafficPolicy / externalTrafficPolicy Local.
+  - internal_local / external_local: internalTrafficPolicy / externalTrafficPolicy Local;
+  - firewall_sources: who may reach the load_balancer_ips (loadBalancerSourceRanges, plus the
+    LoadBalancer IPs when a range holds this node's address); empty: anyone.
 Headless and ExternalName Services have no ServicePort: kube-proxy ignores them.
 Renderers (nftables, iptables, userspace) turn a list of these into rules.
 """
@@ -19,7 +21,7 @@ from dataclasses import dataclass
 
 from podnet.controlplane import Cluster
 from podnet.semantics.loadbalancer import load_balancer_ips
-from podnet.semantics.services import ServiceTable, usable_endpoints
+from podnet.semantics.services import ServiceTable, firewall_sources, usable_endpoints
 
 DEFAULT_AFFINITY_TIMEOUT = 10800  # seconds, the API default for sessionAffinityConfig
 
@@ -50,6 +52,8 @@ class ServicePort:
     internal_local: bool = False
     external_local: bool = False
     affinity_timeout: int | None = None  # sessionAffinity ClientIP
+    load_balancer_ips: tuple[str, ...] = ()  # the LoadBalancer ingress IPs among external_ips
+    firewall_sources: tuple[str, ...] = ()
 
     @property
     def service(self) -> str:
@@ -86,6 +90,11 @@ class ServicePort:
         return bool(self.cluster_endpoints) and (not self.internal_local or self.has_external)
 
     @property
+    def uses_firewall(self) -> bool:
+        """kube-proxy's usesFWChain: source ranges, LoadBalancer IPs, and some endpoint."""
+        return bool(self.firewall_sources and self.load_balancer_ips and (self.cluster_endpoints or self.local_endpoints))
+
+    @property
     def uses_local_chain(self) -> bool:
         return bool(self.local_endpoints) and (self.internal_local or (self.external_local and self.has_external))
 
@@ -93,13 +102,15 @@ class ServicePort:
 def service_ports(cluster: Cluster, node: str, services: ServiceTable | None = None) -> list[ServicePort]:
     """Every Service port the proxy on `node` programs, in a stable order."""
     services = services or ServiceTable(cluster)
+    node_info = cluster.node(node)
     out = []
     for svc in cluster.of_kind("Service"):
         spec = svc.spec
         if spec.get("type") == "ExternalName" or spec.get("clusterIP") in (None, "", "None"):
             continue
-        external_ips = tuple(load_balancer_ips(svc) if spec.get("type") == "LoadBalancer" else [])
-        external_ips += tuple(ip for ip in spec.get("externalIPs") or [] if ip not in external_ips)
+        lb_ips = tuple(load_balancer_ips(svc) if spec.get("type") == "LoadBalancer" else [])
+        external_ips = lb_ips + tuple(ip for ip in spec.get("externalIPs") or [] if ip not in lb_ips)
+        sources = firewall_sources(svc, str(node_info.ip) if node_info else None) if lb_ips else ()
         timeout = None
         if spec.get("sessionAffinity") == "ClientIP":
             config = (spec.get("sessionAffinityConfig") or {}).get("clientIP") or {}
@@ -117,6 +128,6 @@ def service_ports(cluster: Cluster, node: str, services: ServiceTable | None = N
                 local_endpoints=tuple(Endpoint(b.ip, b.port, b.pod) for b in local_eps),
                 internal_local=spec.get("internalTrafficPolicy") == "Local",
                 external_local=spec.get("externalTrafficPolicy") == "Local",
-                affinity_timeout=timeout,
+                affinity_timeout=timeout, load_balancer_ips=lb_ips, firewall_sources=sources,
             ))
     return out

@@ -10,7 +10,9 @@ port (`service-<hash>-ns/name/proto/port` over all endpoints, `local-…` over t
 without endpoints are in `no-endpoint-services` / `no-endpoint-nodeports`, checked by filter
 chains on new connections: reject (ICMP port unreachable) when the Service has no endpoint at
 all, drop when a Local traffic policy leaves this node none. Masquerading is a mark (0x4000)
-set by `mark-for-masquerade` and acted on in `masquerading` at postrouting.
+set by `mark-for-masquerade` and acted on in `masquerading` at postrouting. A LoadBalancer IP
+of a Service with loadBalancerSourceRanges is in `firewall-ips`, checked before DNAT
+(`filter-prerouting`, `filter-output`), whose `firewall-…` chain drops other sources.
 
 Two deviations, both measured. kube-proxy picks an endpoint with one anonymous verdict map,
 `numgen random mod N vmap { 0 : goto …, 1 : goto … }`; the kernel names each anonymous set by
@@ -44,6 +46,7 @@ SERVICE_IPS = "service-ips"
 SERVICE_NODEPORTS = "service-nodeports"
 NO_ENDPOINT_SERVICES = "no-endpoint-services"
 NO_ENDPOINT_NODEPORTS = "no-endpoint-nodeports"
+FIREWALL_IPS = "firewall-ips"
 CLUSTER_IPS = "cluster-ips"
 REJECT = "goto reject-chain"
 DROP = "drop"
@@ -108,6 +111,12 @@ def port_rules(sp: ServicePort, pod_subnet: str) -> PortRules:
         rules.append(f"meta l4proto {proto} dnat to {ep.ip}:{ep.port}")
         out.chains[f"endpoint-{ep_base}"] = tuple(rules)
 
+    if sp.uses_firewall:  # loadBalancerSourceRanges: checked before DNAT (filter-prerouting / -output)
+        firewall_chain = f"firewall-{base}"
+        out.chains[firewall_chain] = (f"ip saddr != {{ {', '.join(sp.firewall_sources)} }} drop",)
+        for ip in sp.load_balancer_ips:
+            out.elements[(FIREWALL_IPS, f"{ip} . {proto} . {sp.port}")] = f"goto {firewall_chain}"
+
     internal = sp.internal_endpoints
     internal_chain = local_chain if sp.internal_local else cluster_chain
     key = f"{sp.cluster_ip} . {proto} . {sp.port}"
@@ -156,6 +165,8 @@ def skeleton(service_subnet: str) -> list[str]:
         f"comment \"vmap to drop or reject packets to services with no endpoints\" ; }}",
         f"add map {t} {NO_ENDPOINT_NODEPORTS} {{ type inet_proto . inet_service : verdict ; "
         f"comment \"vmap to drop or reject packets to service nodeports with no endpoints\" ; }}",
+        f"add map {t} {FIREWALL_IPS} {{ type ipv4_addr . inet_proto . inet_service : verdict ; "
+        f"comment \"destinations that are subject to LoadBalancerSourceRanges\" ; }}",
         f"add chain {t} reject-chain {{ comment \"helper for @no-endpoint-services / @no-endpoint-nodeports\" ; }}",
         f"add rule {t} reject-chain reject",
         f"add chain {t} mark-for-masquerade",
@@ -175,12 +186,18 @@ def skeleton(service_subnet: str) -> list[str]:
         f"add chain {t} cluster-ips-check",
         f"add rule {t} cluster-ips-check ip daddr @{CLUSTER_IPS} reject comment \"Reject traffic to invalid ports of ClusterIPs\"",
         f"add rule {t} cluster-ips-check ip daddr {service_subnet} drop comment \"Drop traffic to unallocated ClusterIPs\"",
+        f"add chain {t} firewall-check",
+        f"add rule {t} firewall-check ip daddr . meta l4proto . th dport vmap @{FIREWALL_IPS}",
+        f"add chain {t} filter-prerouting {{ type filter hook prerouting priority -110 ; policy accept ; }}",
+        f"add rule {t} filter-prerouting ct state new jump firewall-check",
         f"add chain {t} filter-input {{ type filter hook input priority -110 ; policy accept ; }}",
         f"add rule {t} filter-input ct state new jump nodeport-endpoints-check",
         f"add rule {t} filter-input ct state new jump service-endpoints-check",
         f"add chain {t} filter-forward {{ type filter hook forward priority -110 ; policy accept ; }}",
         f"add rule {t} filter-forward ct state new jump service-endpoints-check",
         f"add rule {t} filter-forward ct state new jump cluster-ips-check",
+        f"add chain {t} filter-output {{ type filter hook output priority -110 ; policy accept ; }}",
+        f"add rule {t} filter-output ct state new jump firewall-check",
         f"add chain {t} filter-output-post-dnat {{ type filter hook output priority -90 ; policy accept ; }}",
         f"add rule {t} filter-output-post-dnat ct state new jump service-endpoints-check",
         f"add rule {t} filter-output-post-dnat ct state new jump cluster-ips-check",

@@ -5,9 +5,10 @@ kernel picks) accepts the traffic and forwards it itself: TCP connections are sp
 to an endpoint, UDP datagrams go through per-client sessions that end after UDP_IDLE seconds
 without traffic. SCTP is not proxied, as the userspace proxy never did it. The table
 `ip podnet-userspace` only redirects the frontends (ClusterIP, externalIPs and LoadBalancer
-IPs, NodePorts on the node's own addresses) to the listeners' ports, and rejects the
+IPs, NodePorts on the node's own addresses) to the listeners' ports, rejects the
 frontends of Services without endpoints (drops them when only a Local traffic policy leaves
-this node none), as kube-proxy does. It is replaced as a whole, in one `nft -f`, every sync.
+this node none), as kube-proxy does, and drops sources outside a Service's
+loadBalancerSourceRanges before the redirect (nftables mode's firewall chains). It is replaced as a whole, in one `nft -f`, every sync.
 
 ClusterIP traffic and external traffic (NodePort, external IPs) have a listener each, so each
 uses its own endpoint list (`internal_endpoints`, `external_endpoints`). An endpoint is chosen
@@ -33,6 +34,7 @@ from dataclasses import dataclass
 from podnet.linux.netns import socket_in_netns
 from podnet.proxy.loader import Runner, in_netns, run_command
 from podnet.proxy.model import Endpoint, ServicePort
+from podnet.proxy.nftables import port_chain_base
 from podnet.proxy.node import USERSPACE_TABLE
 
 log = logging.getLogger("podnet.proxy")
@@ -45,7 +47,8 @@ NO_ENDPOINT = {"service-ips": "no-endpoint-services", "service-nodeports": "no-e
 MAPS = {"service-ips": "ipv4_addr . inet_proto . inet_service : inet_service",  # frontend -> listener port
         "service-nodeports": "inet_proto . inet_service : inet_service",
         "no-endpoint-services": "ipv4_addr . inet_proto . inet_service : verdict",
-        "no-endpoint-nodeports": "inet_proto . inet_service : verdict"}
+        "no-endpoint-nodeports": "inet_proto . inet_service : verdict",
+        "firewall-ips": "ipv4_addr . inet_proto . inet_service : verdict"}  # loadBalancerSourceRanges
 _LOCAL = "fib daddr type local ip daddr != 127.0.0.0/8"
 CHAINS = {
     "services": ["meta l4proto { tcp, udp } redirect to ip daddr . meta l4proto . th dport map @service-ips",
@@ -57,7 +60,10 @@ CHAINS = {
     "nat-output": ["type nat hook output priority -100; policy accept;", "jump services"],
     "filter-input": ["type filter hook input priority -110; policy accept;", "ct state new jump endpoints-check"],
     "filter-forward": ["type filter hook forward priority -110; policy accept;", "ct state new jump endpoints-check"],
-    "filter-output": ["type filter hook output priority -90; policy accept;", "ct state new jump endpoints-check"],
+    "filter-output-post-dnat": ["type filter hook output priority -90; policy accept;", "ct state new jump endpoints-check"],
+    "firewall-check": ["ip daddr . meta l4proto . th dport vmap @firewall-ips"],
+    "filter-prerouting": ["type filter hook prerouting priority -110; policy accept;", "ct state new jump firewall-check"],
+    "filter-output": ["type filter hook output priority -110; policy accept;", "ct state new jump firewall-check"],
 }
 
 
@@ -77,9 +83,15 @@ def ruleset(ports: list[ServicePort], listener_ports: dict[tuple[str, str], int]
     """The `nft -f` input replacing the table: frontends with a listener (keyed by
     (port_ref, kind)) are redirected to its port, those without endpoints rejected or dropped."""
     elements: dict[str, dict[str, str]] = {name: {} for name in MAPS}
+    firewalls: dict[str, str] = {}  # chain -> its rule
     for sp in ports:
         if sp.protocol == "SCTP":
             continue
+        if sp.uses_firewall:  # the same firewall as kube-proxy's nftables mode, before the redirect
+            chain = f"firewall-{port_chain_base(sp)}"
+            firewalls[chain] = f"ip saddr != {{ {', '.join(sp.firewall_sources)} }} drop"
+            for ip in sp.load_balancer_ips:
+                elements["firewall-ips"].setdefault(f"{ip} . {sp.proto} . {sp.port}", f"goto {chain}")
         for kind in KINDS:
             port = listener_ports.get((sp.port_ref, kind))
             # no endpoint at all: reject; only a Local policy leaves this node none: drop
@@ -95,7 +107,7 @@ def ruleset(ports: list[ServicePort], listener_ports: dict[tuple[str, str], int]
         if entries:
             lines.append("\t\telements = { " + ", ".join(f"{k} : {v}" for k, v in entries.items()) + " }")
         lines.append("\t}")
-    for name, rules in CHAINS.items():
+    for name, rules in [*((c, [r]) for c, r in firewalls.items()), *CHAINS.items()]:
         lines += [f"\tchain {name} {{", *(f"\t\t{rule}" for rule in rules), "\t}"]
     return "\n".join(lines + ["}"]) + "\n"
 

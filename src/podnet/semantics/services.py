@@ -11,7 +11,9 @@ traffic may use (kube-proxy's CategorizeEndpoints):
     the endpoints on the node doing the translation, and drop when there are none;
   - pods reaching an external frontend of an eTP Local Service are sent to all endpoints
     (kube-proxy short-circuits in-cluster traffic so it does not black-hole);
-  - sessionAffinity ClientIP pins a client IP to one endpoint for timeoutSeconds.
+  - sessionAffinity ClientIP pins a client IP to one endpoint for timeoutSeconds;
+  - loadBalancerSourceRanges: traffic to a LoadBalancer IP from any other source is dropped
+    (kube-proxy's firewall, checked before DNAT; only while the Service has endpoints).
 Masquerade (SNAT to the node) happens for traffic not from the pod network to a ClusterIP,
 for external traffic with policy Cluster, and for hairpin (an endpoint reaching itself).
 """
@@ -21,7 +23,7 @@ from __future__ import annotations
 import hashlib
 from collections import defaultdict
 from dataclasses import dataclass
-from ipaddress import IPv4Address
+from ipaddress import IPv4Address, ip_address, ip_network
 
 from podnet.api.objects import KubeObject
 from podnet.controlplane import Cluster
@@ -142,6 +144,14 @@ class ServiceTable:
         node's endpoints (pods and the node itself are short-circuited to all endpoints)."""
         svc, spec = frontend.service, frontend.service.spec
         backends = self.backends(svc, frontend.port)
+        if frontend.kind == "LoadBalancer" and usable_endpoints(backends):
+            node = self.cluster.node(via_node) if via_node else None
+            allowed = firewall_sources(svc, str(node.ip) if node else None)
+            if allowed and not source_allowed(client_ip, allowed):
+                ranges = ", ".join(spec.get("loadBalancerSourceRanges") or [])
+                return Translation(frontend, (), tuple(backends), "drop",
+                                   f"{client_ip} is not in the loadBalancerSourceRanges ({ranges}): dropped by "
+                                   "kube-proxy's firewall before DNAT", None, None)
         local_policy = None
         masquerade = None
         if frontend.external:
@@ -182,6 +192,26 @@ class ServiceTable:
 
     def service_at(self, ip: str) -> KubeObject | None:
         return self._service_by_ip.get(ip)
+
+
+def firewall_sources(svc: KubeObject, node_ip: str | None) -> tuple[str, ...]:
+    """The sources kube-proxy's firewall lets through to the LoadBalancer IPs of `svc` on the
+    node with `node_ip`: its loadBalancerSourceRanges, and the LoadBalancer IPs themselves when
+    a range holds the node's address (a node reaching a VIP-like load balancer loops back with
+    the VIP as its source). Empty: no firewall."""
+    ranges = tuple(str(ip_network(r.strip(), strict=False)) for r in svc.spec.get("loadBalancerSourceRanges") or [])
+    if not ranges:
+        return ()
+    if node_ip and source_allowed(node_ip, ranges):
+        from podnet.semantics.loadbalancer import load_balancer_ips
+
+        ranges += tuple(load_balancer_ips(svc))
+    return ranges
+
+
+def source_allowed(client_ip: str, sources: tuple[str, ...]) -> bool:
+    address = ip_address(client_ip)
+    return any(address in ip_network(source, strict=False) for source in sources)
 
 
 def usable_endpoints(backends: list[Backend] | tuple[Backend, ...]) -> list[Backend]:
