@@ -105,7 +105,7 @@ class Supervisor:
         initial result is Failure), others follow the offline rule."""
         state = self.container_state.get(pod.ref)
         if state:
-            return all(c.get("ready") for c in state.values())
+            return all(c.get("ready") for c in list(state.values()))  # the prober's thread adds to it
         if any(c.get("readinessProbe") or c.get("startupProbe") for c in pod.spec.get("containers") or []):
             return False
         return None
@@ -167,9 +167,17 @@ class Supervisor:
 
     def _reconcile(self) -> None:
         """Readiness changed: recompute the pods' conditions and EndpointSlices (the pods keep
-        their names and addresses), then the proxies' rules and the L2 announcements."""
+        their names and addresses), then the proxies' rules and the L2 announcements. The
+        computing runs outside the lock, so `get` and `exec` are answered meanwhile (with 300
+        pods it takes most of a second); if an apply or delete replaced the cluster in the
+        meantime, this result is dropped and the next round recomputes from that one."""
         with self.lock:
-            cluster = self._compute(self.inputs, self.cluster)
+            inputs, keep, generation = list(self.inputs), self.cluster, self.generation
+        cluster = self._compute(inputs, keep)
+        with self.lock:
+            if self.generation != generation:
+                self.state_changed.set()
+                return
             self.cluster = cluster
             self.dataplane.cluster = cluster
             self.runtime.cluster = cluster
