@@ -143,7 +143,8 @@ def kernel_floor_full(node: str, ports: list[ServicePort], limit: float) -> dict
     finally:
         loader.close()
         cleanup_leftovers(node)
-    return {"floor_full": t2 - t1, "compile_full": t1 - t0}
+    return {"floor_full": t2 - t1, "compile_full": t1 - t0, "messages": len(messages),
+            "batch_mb": len(nftnl.batch(messages, 1)) / 1e6}
 
 
 def server(pod: str) -> subprocess.Popen:
@@ -243,7 +244,8 @@ def main() -> int:
                   f"{floor} | {fmt(row['iptables']['full'], 's')} | {fmt(row['iptables']['change'], 'ms')} |", flush=True)
             if "floor_full" in nft:
                 print(f"  the kernel alone, for the whole table of {n:,} Services: {nft['floor_full']:.2f} s in one netlink "
-                      f"batch (compiling it took {nft['compile_full']:.2f} s more)", flush=True)
+                      f"batch of {nft['messages']:,} messages, {nft['batch_mb']:.0f} MB (compiling it took "
+                      f"{nft['compile_full']:.2f} s more)", flush=True)
 
         procs.append(server(pod))
         connections = 300 if args.quick else args.connections

@@ -78,3 +78,35 @@ def test_a_long_element_list_is_split_into_messages_under_the_attribute_limit():
     messages = nftnl.compile_transaction(f"add element ip kube-proxy service-ips {{ {entries} }}\n")
     assert len(messages) > 1 and all(len(attrs) < 65535 for _, _, attrs, _ in messages)
     assert sum(attrs.count(b"service-x\0") for _, _, attrs, _ in messages) == 5000
+
+
+class _Answers:
+    """A socket that answers from a list (what the kernel queued)."""
+
+    def __init__(self, *answers: bytes):
+        self.answers = list(answers)
+
+    def recv(self, _size: int) -> bytes:
+        return self.answers.pop(0)
+
+
+def _error(seq: int, code: int, reason: str = "") -> bytes:
+    tlvs = b""
+    if reason:
+        text = reason.encode() + b"\0"
+        tlvs = struct.pack("=HH", 4 + len(text), nftnl.NLMSGERR_ATTR_MSG) + text + b"\0" * (-len(text) % 4)
+    body = struct.pack("=i", code) + struct.pack("=IHHII", 16, 0, 0, seq, 0) + tlvs
+    flags = nftnl.NLM_F_ACK_TLVS if reason else 0
+    return struct.pack("=IHHII", 16 + len(body), nftnl.NLMSG_ERROR, flags, seq, 0) + body
+
+
+def test_answers_of_an_earlier_batch_are_not_taken_for_this_ones():
+    messages = nftnl.compile_transaction("add chain ip kube-proxy a\nadd chain ip kube-proxy b\n")
+    stale = _error(7, -2)  # an ENOENT left over from a batch at seq 7
+    assert nftnl.Loader._answers(_Answers(stale + _error(52, 0)), messages, first=50) == []
+
+
+def test_a_refusal_names_the_line_and_the_kernels_reason():
+    messages = nftnl.compile_transaction("add chain ip kube-proxy a\nadd rule ip kube-proxy a goto nowhere\n")
+    errors = nftnl.Loader._answers(_Answers(_error(52, -2, "Chain not found"), _error(52, 0)), messages, first=50)
+    assert errors == ["No such file or directory (ENOENT) - Chain not found: add rule ip kube-proxy a goto nowhere"]

@@ -471,9 +471,15 @@ GUARDED = textwrap.dedent("""
     ---
     apiVersion: v1
     kind: Service
-    metadata: {name: lan}
+    metadata: {name: nodes}
     spec: {type: LoadBalancer, selector: {app: web}, ports: [{port: 80, targetPort: 8080}],
-           loadBalancerSourceRanges: [192.168.1.0/24]}
+           loadBalancerSourceRanges: [192.168.1.8/29, 010.0.0.0/8, "2001:db8::/32"]}
+    ---
+    apiVersion: v1
+    kind: Service
+    metadata: {name: anyone}
+    spec: {type: LoadBalancer, selector: {app: web}, ports: [{port: 80, targetPort: 8080}],
+           loadBalancerSourceRanges: [10.0.0.0/8, 0.0.0.0/0]}
     ---
     apiVersion: v1
     kind: Service
@@ -487,13 +493,28 @@ def guarded():
     return cluster_of(GUARDED, FOUR_NODES)
 
 
-def test_firewall_sources_are_the_ranges_plus_the_lb_ips_when_a_range_holds_the_node(guarded):
+def test_firewall_sources_are_parsed_as_kube_proxy_does(guarded):
     ports = by_ref(service_ports(guarded, "node1"))
-    office, lan, nobody = ports["default/office"], ports["default/lan"], ports["default/nobody"]
+    office, nodes, anyone = ports["default/office"], ports["default/nodes"], ports["default/anyone"]
     assert office.firewall_sources == ("192.168.1.96/28", "203.0.113.0/24") and office.uses_firewall
-    assert lan.firewall_sources == ("192.168.1.0/24", *lan.load_balancer_ips)  # node1 is 192.168.1.11
-    assert lan.load_balancer_ips and lan.load_balancer_ips == lan.external_ips
-    assert not nobody.uses_firewall  # no endpoints: rejected, as kube-proxy does, not firewalled
+    # sloppy IPv4 ("010."), IPv6 ranges left to an IPv6 proxy, and the LoadBalancer IPs too because
+    # a range holds node1's own address (192.168.1.11)
+    assert nodes.firewall_sources == ("192.168.1.8/29", "10.0.0.0/8", *nodes.load_balancer_ips)
+    assert nodes.load_balancer_ips and nodes.load_balancer_ips == nodes.external_ips
+    assert not anyone.uses_firewall  # a /0 lets everyone in
+
+
+def test_without_endpoints_nftables_mode_still_firewalls_and_iptables_mode_rejects_everyone(guarded):
+    nobody = by_ref(service_ports(guarded, "node1"))["default/nobody"]
+    (lb,) = nobody.load_balancer_ips
+    nft = nftables.port_rules(nobody, POD_SUBNET)
+    assert nft.elements[(nftables.FIREWALL_IPS, f"{lb} . tcp . 80")].startswith("goto firewall-")
+    assert nft.elements[(nftables.NO_ENDPOINT_SERVICES, f"{lb} . tcp . 80")] == nftables.REJECT
+    ipt = iptables.port_rules(nobody, POD_SUBNET)
+    assert not ipt.filter_firewall and not [c for c in ipt.chains if c.startswith("KUBE-FW-")]
+    for mode, verdict in (("nftables", "drop"), ("iptables", "reject")):
+        table = ServiceTable(cluster_of(GUARDED, FOUR_NODES + f"networking: {{proxyMode: {mode}}}\n"))
+        assert table.translate(table.frontend(lb, 80, "TCP"), "192.168.1.100", "node1", "external").verdict == verdict
 
 
 def test_nft_firewall_chain_drops_other_sources_before_dnat(guarded):

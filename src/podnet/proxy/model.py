@@ -91,8 +91,9 @@ class ServicePort:
 
     @property
     def uses_firewall(self) -> bool:
-        """kube-proxy's usesFWChain: source ranges, LoadBalancer IPs, and some endpoint."""
-        return bool(self.firewall_sources and self.load_balancer_ips and (self.cluster_endpoints or self.local_endpoints))
+        """kube-proxy's nftables usesFWChain: source ranges and LoadBalancer IPs (its iptables
+        mode also wants an endpoint: that renderer checks it)."""
+        return bool(self.firewall_sources and self.load_balancer_ips)
 
     @property
     def uses_local_chain(self) -> bool:

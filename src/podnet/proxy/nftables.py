@@ -76,6 +76,12 @@ class PortRules:
     cluster_ip: str | None = None
 
 
+def firewall(sp: ServicePort) -> tuple[str, str]:
+    """kube-proxy's firewall chain for a Service port with loadBalancerSourceRanges, and its
+    one rule (an anonymous set, as kube-proxy writes it)."""
+    return f"firewall-{port_chain_base(sp)}", f"ip saddr != {{ {', '.join(sp.firewall_sources)} }} drop"
+
+
 def port_rules(sp: ServicePort, pod_subnet: str) -> PortRules:
     base = port_chain_base(sp)
     cluster_chain, local_chain, external_chain = f"service-{base}", f"local-{base}", f"external-{base}"
@@ -112,10 +118,10 @@ def port_rules(sp: ServicePort, pod_subnet: str) -> PortRules:
         out.chains[f"endpoint-{ep_base}"] = tuple(rules)
 
     if sp.uses_firewall:  # loadBalancerSourceRanges: checked before DNAT (filter-prerouting / -output)
-        firewall_chain = f"firewall-{base}"
-        out.chains[firewall_chain] = (f"ip saddr != {{ {', '.join(sp.firewall_sources)} }} drop",)
+        chain, rule = firewall(sp)
+        out.chains[chain] = (rule,)
         for ip in sp.load_balancer_ips:
-            out.elements[(FIREWALL_IPS, f"{ip} . {proto} . {sp.port}")] = f"goto {firewall_chain}"
+            out.elements[(FIREWALL_IPS, f"{ip} . {proto} . {sp.port}")] = f"goto {chain}"
 
     internal = sp.internal_endpoints
     internal_chain = local_chain if sp.internal_local else cluster_chain

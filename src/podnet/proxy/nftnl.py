@@ -10,7 +10,8 @@ Only the statements podnet's renderer (nftables.py) writes into incremental sync
 compiled: add/flush/delete chain, add rule with the matches and statements of service,
 endpoint and external chains, add/delete element in the verdict maps and the ClusterIP set,
 add/delete of affinity sets. Anything else raises Unsupported and the caller hands the text
-to `nft -f` (full syncs always go there: the skeleton uses far more of nft's language).
+to `nft -f`: full syncs (the skeleton uses far more of nft's language), and changes that
+write a loadBalancerSourceRanges firewall chain (its anonymous interval set).
 Expressions are encoded as nft 1.0.6 encodes them (`nft --debug=netlink` shows them); the
 root tests load the same transactions through both and compare `nft list table`.
 
@@ -31,9 +32,12 @@ NETLINK_NETFILTER = 12
 NFNL_SUBSYS_NFTABLES = 10
 NFNL_MSG_BATCH_BEGIN, NFNL_MSG_BATCH_END = 0x10, 0x11
 NLMSG_ERROR = 2
-NLM_F_REQUEST, NLM_F_ACK, NLM_F_EXCL, NLM_F_CREATE, NLM_F_APPEND = 0x1, 0x4, 0x200, 0x400, 0x800
+NLM_F_REQUEST, NLM_F_ACK, NLM_F_CREATE, NLM_F_APPEND = 0x1, 0x4, 0x400, 0x800
+NLM_F_ACK_TLVS = 0x200  # in an error answer: extended-ACK attributes follow
+NLMSGERR_ATTR_MSG = 1
 NLA_F_NESTED = 0x8000
-SO_SNDBUFFORCE = 32
+SO_SNDBUFFORCE, SO_RCVBUFFORCE = 32, 33
+SOL_NETLINK, NETLINK_EXT_ACK, NETLINK_CAP_ACK = 270, 11, 10
 ELEMENTS_PER_MESSAGE_BYTES = 32_000  # netlink attribute lengths are 16 bits
 ANSWER_TIMEOUT = 30.0  # seconds; the kernel answers every batch, this only guards against a bug
 
@@ -355,7 +359,9 @@ def batch(messages: list[tuple[int, int, bytes, str]], first_seq: int) -> bytes:
 
 
 class Loader:
-    """A netfilter netlink socket in one network namespace, sending compiled transactions."""
+    """A netfilter netlink socket in one network namespace, sending compiled transactions.
+    One sync at a time uses it (the node proxy's thread); a socket that failed is closed and
+    the next batch opens a fresh one, so no stale answer is ever read as a new one."""
 
     def __init__(self, netns: str | None):
         self.netns = netns
@@ -367,50 +373,84 @@ class Loader:
             if self.netns:
                 from podnet.linux.netns import socket_in_netns
 
-                self._sock = socket_in_netns(self.netns, socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_NETFILTER)
+                sock = socket_in_netns(self.netns, socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_NETFILTER)
             else:
-                self._sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_NETFILTER)
-            self._sock.bind((0, 0))
-            self._sock.settimeout(ANSWER_TIMEOUT)
+                sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_NETFILTER)
+            sock.bind((0, 0))
+            # errors carry only the refused message's header, plus the kernel's reason text
+            sock.setsockopt(SOL_NETLINK, NETLINK_CAP_ACK, 1)
+            sock.setsockopt(SOL_NETLINK, NETLINK_EXT_ACK, 1)
+            sock.settimeout(ANSWER_TIMEOUT)
+            self._sock = sock
         return self._sock
 
     def load(self, text: str) -> None:
-        """Apply the transaction `text` (compiled here; Unsupported if it cannot be) as one batch.
-        Raises LoadError naming the first line the kernel refused; nothing is applied then."""
+        """Apply the transaction `text` (compiled here; Unsupported if it cannot be) as one
+        batch. If the kernel refuses any line, nothing of it is applied and LoadError names
+        every line refused, with the kernel's reason."""
         self.send(compile_transaction(text))
 
     def send(self, messages: list[tuple[int, int, bytes, str]]) -> None:
         """Send compiled messages as one batch and wait for the kernel's answer."""
         if not messages:
             return
-        sock = self._socket()
         first, self._seq = self._seq, self._seq + len(messages) + 2
         data = batch(messages, first)
-        if len(data) > 200_000:
-            sock.setsockopt(socket.SOL_SOCKET, SO_SNDBUFFORCE, len(data) + 65536)
-        sock.send(data)
+        try:
+            sock = self._socket()
+            if len(data) + 32 > sock.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF):
+                sock.setsockopt(socket.SOL_SOCKET, SO_SNDBUFFORCE, len(data) + 65536)
+            # room for an error per message, should the kernel refuse them all
+            sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, max(1 << 20, 256 * len(messages)))
+            sock.send(data)
+            errors = self._answers(sock, messages, first)
+        except (OSError, TimeoutError) as exc:
+            self.close()
+            if isinstance(exc, TimeoutError):
+                raise LoadError(f"nf_tables did not answer a batch of {len(messages)} messages") from None
+            raise LoadError(f"netlink batch of {len(messages)} messages: {exc}") from exc
+        if errors:
+            raise LoadError("nf_tables refused the transaction, nothing of it applied: " + "; ".join(errors))
+
+    @staticmethod
+    def _answers(sock: socket.socket, messages: list[tuple[int, int, bytes, str]], first: int) -> list[str]:
+        """Read answers until the last message's ACK (the kernel sends it whether or not the
+        batch applied) or an error about the batch itself; the errors, one line each."""
         last = first + len(messages)
         errors: list[str] = []
         while True:
-            try:
-                reply = sock.recv(1 << 16)
-            except TimeoutError:
-                raise LoadError(f"nf_tables did not answer a batch of {len(messages)} messages") from None
+            reply = sock.recv(1 << 16)
             offset = 0
             while offset + 16 <= len(reply):
-                length, kind, _flags, seq = struct.unpack_from("=IHHI", reply, offset)
-                if kind == NLMSG_ERROR:
+                length, kind, flags, seq = struct.unpack_from("=IHHI", reply, offset)
+                if kind == NLMSG_ERROR and first <= seq <= last + 1:
                     (code,) = struct.unpack_from("=i", reply, offset + 16)
                     if code:
                         line = messages[seq - first - 1][3] if first < seq <= last else "the batch"
-                        errors.append(f"{os.strerror(-code)} ({errno.errorcode.get(-code, code)}): {line}")
+                        reason = _ext_ack_message(reply[offset:offset + length], flags)
+                        errors.append(f"{os.strerror(-code)} ({errno.errorcode.get(-code, code)})"
+                                      f"{f' - {reason}' if reason else ''}: {line}")
                     if seq == last or (code and not first < seq <= last):
-                        if errors:
-                            raise LoadError("nf_tables refused the transaction, nothing of it applied: " + "; ".join(errors))
-                        return
-                offset += max(length, 16)
+                        return errors
+                offset += max((length + 3) & ~3, 16)
 
     def close(self) -> None:
         if self._sock is not None:
             self._sock.close()
             self._sock = None
+
+
+def _ext_ack_message(answer: bytes, flags: int) -> str:
+    """The kernel's reason text (NLMSGERR_ATTR_MSG) of an error answer, if it gave one. With
+    NETLINK_CAP_ACK the answer is: header, error code, the refused message's header, TLVs."""
+    if not flags & NLM_F_ACK_TLVS:
+        return ""
+    offset = 16 + 4 + 16
+    while offset + 4 <= len(answer):
+        length, kind = struct.unpack_from("=HH", answer, offset)
+        if length < 4:
+            break
+        if kind & 0x3FFF == NLMSGERR_ATTR_MSG:
+            return answer[offset + 4:offset + length].rstrip(b"\0").decode(errors="replace")
+        offset += (length + 3) & ~3
+    return ""

@@ -27,9 +27,9 @@ USERSPACE_TABLE = "podnet-userspace"
 
 
 class NftablesProxier:
-    """Full syncs go to `nft -f`; incremental ones, which it would spend most of their time on
-    reading the table back, go straight to the kernel as one netlink batch (nftnl) when the
-    proxier runs the real tools (`netlink`: by default when `run` is run_command)."""
+    """Full syncs go to `nft -f`. Incremental ones go to the kernel as one netlink batch
+    (nftnl), since nft would spend most of their time reading the table back; that is, when
+    the proxier runs the real tools (`netlink`: by default when `run` is run_command)."""
 
     def __init__(self, netns: str | None, pod_subnet: str, service_subnet: str, run: Runner = run_command,
                  netlink: bool | None = None):
@@ -63,6 +63,10 @@ class NftablesProxier:
     def cleanup(self) -> None:
         _delete_nft_table(self.run, self.netns, nftables.FAMILY, nftables.TABLE)
         self.state, self.full = nftables.TableState(), True
+        self.close()
+
+    def close(self) -> None:
+        """Let go of the netlink socket: it holds the node's namespace alive."""
         if self.loader is not None:
             self.loader.close()
 
@@ -271,6 +275,8 @@ class NodeProxy:
             self._stopping = True
             self._wake.notify_all()
         if self._thread is not None:
-            self._thread.join(timeout=5)
+            self._thread.join(timeout=nftnl.ANSWER_TIMEOUT + 5)  # a sync waiting on the kernel ends first
         if cleanup or self.mode == "userspace":  # the userspace proxy's listeners must close either way
             self.proxier.cleanup()
+        if hasattr(self.proxier, "close"):
+            self.proxier.close()

@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from podnet.linux.netns import socket_in_netns
 from podnet.proxy.loader import Runner, in_netns, run_command
 from podnet.proxy.model import Endpoint, ServicePort
-from podnet.proxy.nftables import port_chain_base
+from podnet.proxy.nftables import firewall
 from podnet.proxy.node import USERSPACE_TABLE
 
 log = logging.getLogger("podnet.proxy")
@@ -88,8 +88,7 @@ def ruleset(ports: list[ServicePort], listener_ports: dict[tuple[str, str], int]
         if sp.protocol == "SCTP":
             continue
         if sp.uses_firewall:  # the same firewall as kube-proxy's nftables mode, before the redirect
-            chain = f"firewall-{port_chain_base(sp)}"
-            firewalls[chain] = f"ip saddr != {{ {', '.join(sp.firewall_sources)} }} drop"
+            chain, firewalls[chain] = firewall(sp)
             for ip in sp.load_balancer_ips:
                 elements["firewall-ips"].setdefault(f"{ip} . {sp.proto} . {sp.port}", f"goto {chain}")
         for kind in KINDS:

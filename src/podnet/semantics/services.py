@@ -13,7 +13,8 @@ traffic may use (kube-proxy's CategorizeEndpoints):
     (kube-proxy short-circuits in-cluster traffic so it does not black-hole);
   - sessionAffinity ClientIP pins a client IP to one endpoint for timeoutSeconds;
   - loadBalancerSourceRanges: traffic to a LoadBalancer IP from any other source is dropped
-    (kube-proxy's firewall, checked before DNAT; only while the Service has endpoints).
+    (kube-proxy's firewall, checked before DNAT; in iptables mode only while the Service has
+    endpoints, in nftables mode always).
 Masquerade (SNAT to the node) happens for traffic not from the pod network to a ClusterIP,
 for external traffic with policy Cluster, and for hairpin (an endpoint reaching itself).
 """
@@ -80,6 +81,7 @@ class ServiceTable:
 
     def __init__(self, cluster: Cluster):
         self.cluster = cluster
+        self._proxy_mode = cluster.config.networking.proxy_mode
         self._node_ips = {str(n.ip) for n in cluster.nodes}
         self._by_vip: dict[tuple[str, int, str], Frontend] = {}
         self._by_nodeport: dict[tuple[int, str], Frontend] = {}
@@ -144,7 +146,9 @@ class ServiceTable:
         node's endpoints (pods and the node itself are short-circuited to all endpoints)."""
         svc, spec = frontend.service, frontend.service.spec
         backends = self.backends(svc, frontend.port)
-        if frontend.kind == "LoadBalancer" and usable_endpoints(backends):
+        # iptables mode builds the firewall only while the Service has endpoints (its usesFWChain);
+        # nftables mode always, so other sources are dropped rather than rejected when it has none
+        if frontend.kind == "LoadBalancer" and (usable_endpoints(backends) or self._proxy_mode != "iptables"):
             node = self.cluster.node(via_node) if via_node else None
             allowed = firewall_sources(svc, str(node.ip) if node else None)
             if allowed and not source_allowed(client_ip, allowed):
@@ -198,14 +202,20 @@ def firewall_sources(svc: KubeObject, node_ip: str | None) -> tuple[str, ...]:
     """The sources kube-proxy's firewall lets through to the LoadBalancer IPs of `svc` on the
     node with `node_ip`: its loadBalancerSourceRanges, and the LoadBalancer IPs themselves when
     a range holds the node's address (a node reaching a VIP-like load balancer loops back with
-    the VIP as its source). Empty: no firewall."""
-    ranges = tuple(str(ip_network(r.strip(), strict=False)) for r in svc.spec.get("loadBalancerSourceRanges") or [])
-    if not ranges:
+    the VIP as its source). Empty: no firewall. As kube-proxy parses them: sloppily
+    ("010.0.0.0/8"), only the ranges of the proxy's IP family (IPv4 here); a /0 among them
+    lets everyone in."""
+    from podnet.api.names import parse_cidr
+
+    parsed = [parse_cidr(str(r).strip()) for r in svc.spec.get("loadBalancerSourceRanges") or []]
+    ipv4 = [n for n in parsed if n is not None and n.version == 4]
+    if not ipv4 or any(n.prefixlen == 0 for n in ipv4):
         return ()
+    ranges = tuple(dict.fromkeys(str(n) for n in ipv4))
     if node_ip and source_allowed(node_ip, ranges):
         from podnet.semantics.loadbalancer import load_balancer_ips
 
-        ranges += tuple(load_balancer_ips(svc))
+        ranges += tuple(ip for ip in load_balancer_ips(svc) if not source_allowed(ip, ranges))
     return ranges
 
 
