@@ -110,3 +110,23 @@ def test_a_refusal_names_the_line_and_the_kernels_reason():
     messages = nftnl.compile_transaction("add chain ip kube-proxy a\nadd rule ip kube-proxy a goto nowhere\n")
     errors = nftnl.Loader._answers(_Answers(_error(52, -2, "Chain not found"), _error(52, 0)), messages, first=50)
     assert errors == ["No such file or directory (ENOENT) - Chain not found: add rule ip kube-proxy a goto nowhere"]
+
+
+def test_a_change_the_compiler_does_not_know_goes_to_nft_f_whole():
+    """A firewall chain (loadBalancerSourceRanges: an anonymous interval set) is not compiled:
+    that sync's whole text goes to `nft -f`, the next ones through netlink again."""
+    runner = RecordingRunner()
+    proxier = NftablesProxier("n", "10.244.0.0/16", "10.96.0.0/12", runner, netlink=True)
+    batches: list[str] = []
+    proxier.loader.send = lambda messages: batches.append(messages)
+    eps = (Endpoint("10.244.1.2", 8080),)
+    web = ServicePort("default", "web", "", "TCP", "10.96.0.10", 80, cluster_endpoints=eps)
+    guarded = ServicePort("default", "lb", "", "TCP", "10.96.0.30", 80, external_ips=("192.168.1.200",),
+                          load_balancer_ips=("192.168.1.200",), firewall_sources=("203.0.113.0/24",),
+                          cluster_endpoints=eps)
+    proxier.sync([web])  # full: nft -f
+    proxier.sync([web, guarded])  # writes a firewall chain: nft -f
+    assert len(runner.inputs("nft")) == 2 and not batches
+    assert "ip saddr != { 203.0.113.0/24 } drop" in runner.inputs("nft")[1]
+    proxier.sync([ServicePort(**{**web.__dict__, "cluster_endpoints": eps + (Endpoint("10.244.2.2", 8080),)}), guarded])
+    assert len(runner.inputs("nft")) == 2 and len(batches) == 1  # back to netlink
