@@ -228,13 +228,25 @@ def test_nft_removed_service_loses_its_chains_elements_and_cluster_ip(cluster):
 
 # -- a walker over the rendered rules, compared with the simulator ----------------------------
 
-def walk_nft(rules_by_port, sp: ServicePort, frontend: str, source: str) -> set[str]:
-    """The endpoints an nft packet can reach: follow the map element to chains, take every
-    numgen branch, honour the `ip saddr POD` / `fib saddr type local` short-circuits."""
+CLIENTS = {"pod": "10.244.9.9", "external": "192.168.1.100"}
+
+
+def walk_nft(rules_by_port, sp: ServicePort, frontend: str, source: str, ip: str = "") -> set[str]:
+    """The endpoints an nft packet can reach: the firewall of a LoadBalancer IP first, then
+    follow the map element to chains, take every numgen branch, honour the `ip saddr POD` /
+    `fib saddr type local` short-circuits."""
     chains = {name: r for rules in rules_by_port for name, r in rules.chains.items()}
     elements = {k: v for rules in rules_by_port for k, v in rules.elements.items()}
     if frontend == "cluster":
         verdict = elements.get((nftables.SERVICE_IPS, f"{sp.cluster_ip} . {sp.proto} . {sp.port}"))
+    elif frontend == "lb":
+        firewall = elements.get((nftables.FIREWALL_IPS, f"{ip} . {sp.proto} . {sp.port}"))
+        if firewall:
+            (rule,) = chains[firewall.split()[1]]
+            sources = rule.split("{")[1].split("}")[0].replace(",", " ").split()
+            if not any(IPv4Address(CLIENTS[source]) in IPv4Network(s) for s in sources):
+                return set()
+        verdict = elements.get((nftables.SERVICE_IPS, f"{ip} . {sp.proto} . {sp.port}"))
     else:
         verdict = elements.get((nftables.SERVICE_NODEPORTS, f"{sp.proto} . {sp.node_port}"))
     reached: set[str] = set()
@@ -261,35 +273,31 @@ def walk_nft(rules_by_port, sp: ServicePort, frontend: str, source: str) -> set[
 
 @pytest.mark.parametrize("source", ["pod", "external"])
 def test_rules_reach_what_the_simulator_predicts(source):
-    compared = 0
-    for example in sorted(EXAMPLES.glob("**/*.yaml")):
-        if "cluster" in example.name:
-            continue
+    compared = lb_compared = 0
+    texts = [(e.name, e.read_text()) for e in sorted(EXAMPLES.glob("**/*.yaml")) if "cluster" not in e.name]
+    for name, text in texts + [("GUARDED (loadBalancerSourceRanges)", GUARDED)]:
         try:
-            cluster = cluster_of(example.read_text(), FOUR_NODES)
+            cluster = cluster_of(text, FOUR_NODES)
         except Exception:
             continue
         table = ServiceTable(cluster)
         for node in cluster.nodes:
             ports = service_ports(cluster, node.name, table)
             rules = [nftables.port_rules(sp, POD_SUBNET) for sp in ports]
-            svcs = {s.ref: s for s in cluster.of_kind("Service")}
             for sp in ports:
-                svc = svcs[sp.service]
-                port = next(p for p in svc.spec["ports"] if (p.get("name") or "") == sp.port_name
-                            and p.get("protocol", "TCP") == sp.protocol)
                 cases = [("cluster", sp.cluster_ip, sp.port)] if source == "pod" else []
                 if sp.node_port:
                     cases.append(("nodeport", str(node.ip), sp.node_port))
+                cases += [("lb", ip, sp.port) for ip in sp.load_balancer_ips]
                 for frontend, ip, number in cases:
                     fe = table.frontend(ip, number, sp.protocol, frozenset({str(node.ip)}))
-                    predicted = table.translate(fe, "10.244.9.9" if source == "pod" else "192.168.1.100",
-                                                node.name, source)
+                    predicted = table.translate(fe, CLIENTS[source], node.name, source)
                     expect = {f"{b.ip}:{b.port}" for b in predicted.candidates}
-                    got = walk_nft(rules, sp, frontend, source)
-                    assert got == expect, (example.name, node.name, sp.port_ref, frontend, source)
+                    got = walk_nft(rules, sp, frontend, source, ip)
+                    assert got == expect, (name, node.name, sp.port_ref, frontend, source)
                     compared += 1
-    assert compared >= 20
+                    lb_compared += frontend == "lb"
+    assert compared >= 20 and lb_compared >= 8
 
 
 def test_walker_sees_local_policy_from_outside(cluster):
