@@ -138,13 +138,13 @@ def kernel_floor_full(node: str, ports: list[ServicePort], limit: float) -> dict
         t0 = time.perf_counter()
         messages = nftnl.compile_transaction("\n".join(lines[head:]))
         t1 = time.perf_counter()
-        loader.send(messages)
+        size = loader.send(messages)
         t2 = time.perf_counter()
     finally:
         loader.close()
         cleanup_leftovers(node)
     return {"floor_full": t2 - t1, "compile_full": t1 - t0, "messages": len(messages),
-            "batch_mb": len(nftnl.batch(messages, 1)) / 1e6}
+            "batch_mb": size / 1e6}
 
 
 def server(pod: str) -> subprocess.Popen:

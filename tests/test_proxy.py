@@ -231,6 +231,12 @@ def test_nft_removed_service_loses_its_chains_elements_and_cluster_ip(cluster):
 CLIENTS = {"pod": "10.244.9.9", "external": "192.168.1.100"}
 
 
+def firewall_admits(rule: str, client: str) -> bool:
+    """Whether `ip saddr != { a, b } drop` lets `client` through."""
+    sources = rule.split("{")[1].split("}")[0].replace(",", " ").split()
+    return any(IPv4Address(client) in IPv4Network(s) for s in sources)
+
+
 def walk_nft(rules_by_port, sp: ServicePort, frontend: str, source: str, ip: str = "") -> set[str]:
     """The endpoints an nft packet can reach: the firewall of a LoadBalancer IP first, then
     follow the map element to chains, take every numgen branch, honour the `ip saddr POD` /
@@ -243,8 +249,7 @@ def walk_nft(rules_by_port, sp: ServicePort, frontend: str, source: str, ip: str
         firewall = elements.get((nftables.FIREWALL_IPS, f"{ip} . {sp.proto} . {sp.port}"))
         if firewall:
             (rule,) = chains[firewall.split()[1]]
-            sources = rule.split("{")[1].split("}")[0].replace(",", " ").split()
-            if not any(IPv4Address(CLIENTS[source]) in IPv4Network(s) for s in sources):
+            if not firewall_admits(rule, CLIENTS[source]):
                 return set()
         verdict = elements.get((nftables.SERVICE_IPS, f"{ip} . {sp.proto} . {sp.port}"))
     else:
@@ -564,8 +569,7 @@ def test_simulator_and_rules_agree_on_who_passes_the_firewall(guarded, client, a
         rules = nftables.port_rules(office, POD_SUBNET)
         fw_verdict = rules.elements[(nftables.FIREWALL_IPS, f"{lb['ip']} . tcp . 80")]
         (rule,) = rules.chains[fw_verdict.split()[1]]
-        sources = rule.split("{")[1].split("}")[0].replace(",", " ").split()
-        passes = any(IPv4Address(client) in IPv4Network(s) for s in sources)
+        passes = firewall_admits(rule, client)
         predicted = table.translate(table.frontend(lb["ip"], 80, "TCP"), client, node.name, "external")
         assert passes == allowed == (predicted.verdict == "dnat"), (node.name, predicted.reason)
         if not allowed:

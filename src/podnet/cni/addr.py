@@ -102,8 +102,7 @@ class Network(Record):
     __slots__ = ("network_address", "prefixlen")
 
     def __init__(self, network_address: Address, prefixlen: int) -> None:
-        if not 0 <= prefixlen <= network_address.max_prefixlen:
-            raise ValueError(f"{prefixlen} is not a valid IPv{network_address.version} prefix length")
+        _check_prefixlen(prefixlen, network_address)
         if network_address.value & ~_mask(prefixlen, network_address.version):
             raise ValueError(f"{network_address}/{prefixlen} has host bits set")
         object.__setattr__(self, "network_address", network_address)
@@ -143,8 +142,7 @@ class Interface(Record):
     __slots__ = ("ip", "network")
 
     def __init__(self, ip: Address, prefixlen: int) -> None:
-        if not 0 <= prefixlen <= ip.max_prefixlen:
-            raise ValueError(f"{prefixlen} is not a valid IPv{ip.version} prefix length")
+        _check_prefixlen(prefixlen, ip)
         masked = ip.value & _mask(prefixlen, ip.version)
         # ipaddress keeps an IPv6 scope on the network only when the address was the network's
         network_address = ip if masked == ip.value else Address(masked, ip.version)
@@ -166,6 +164,11 @@ class Interface(Record):
 
     def __repr__(self) -> str:
         return f"Interface('{self}')"
+
+
+def _check_prefixlen(prefixlen: int, address: Address) -> None:
+    if not 0 <= prefixlen <= address.max_prefixlen:
+        raise ValueError(f"{prefixlen} is not a valid IPv{address.version} prefix length")
 
 
 def _mask(prefixlen: int, version: int) -> int:

@@ -390,10 +390,11 @@ class Loader:
         every line refused, with the kernel's reason."""
         self.send(compile_transaction(text))
 
-    def send(self, messages: list[tuple[int, int, bytes, str]]) -> None:
-        """Send compiled messages as one batch and wait for the kernel's answer."""
+    def send(self, messages: list[tuple[int, int, bytes, str]]) -> int:
+        """Send compiled messages as one batch and wait for the kernel's answer; the batch's
+        size in bytes."""
         if not messages:
-            return
+            return 0
         first, self._seq = self._seq, self._seq + len(messages) + 2
         data = batch(messages, first)
         try:
@@ -411,6 +412,7 @@ class Loader:
             raise LoadError(f"netlink batch of {len(messages)} messages: {exc}") from exc
         if errors:
             raise LoadError("nf_tables refused the transaction, nothing of it applied: " + "; ".join(errors))
+        return len(data)
 
     @staticmethod
     def _answers(sock: socket.socket, messages: list[tuple[int, int, bytes, str]], first: int) -> list[str]:

@@ -94,6 +94,9 @@ class IptablesProxier:
         cleanup_iptables(self.run, self.netns)
         self.state, self.full = iptables.TablesState(), True
 
+    def close(self) -> None:
+        """Nothing held between syncs (iptables-restore is a process per sync)."""
+
 
 def _delete_nft_table(run: Runner, netns: str | None, family: str, table: str) -> None:
     # `add` first makes the delete succeed whether or not the table exists, in one transaction
@@ -278,5 +281,4 @@ class NodeProxy:
             self._thread.join(timeout=nftnl.ANSWER_TIMEOUT + 5)  # a sync waiting on the kernel ends first
         if cleanup or self.mode == "userspace":  # the userspace proxy's listeners must close either way
             self.proxier.cleanup()
-        if hasattr(self.proxier, "close"):
-            self.proxier.close()
+        self.proxier.close()

@@ -342,6 +342,9 @@ class UserspaceProxier:
                 self._call(self._retired.pop().close())
             return changed
 
+    def close(self) -> None:
+        """Nothing beyond what cleanup() ends (it runs on every stop of this mode)."""
+
     def cleanup(self) -> None:
         """Close every listener and connection, stop the loop, delete the table."""
         with self._lock:
