@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import io
+import os
+import secrets
+import shutil
 import socket
+import sys
 import textwrap
 
 import pytest
@@ -12,6 +16,7 @@ from podnet.api.loader import LoadedFiles, _parse_text
 from podnet.api.store import admit
 from podnet.config import ClusterConfig, parse_config
 from podnet.controlplane import Cluster, compute
+from podnet.linux.netns import create_netns, delete_netns
 
 
 def load_yaml(text: str, name: str = "test.yaml"):
@@ -68,3 +73,33 @@ def free_port(tcp: bool = True, udp: bool = False) -> int:
         _HANDED_OUT.add(port)
         return port
     raise RuntimeError("no free port")
+
+
+_ROOT_UNAVAILABLE: list[str | None] = []  # filled by the first root test: None or why not
+
+
+def _why_no_namespaces() -> str | None:
+    """None when this process can make network namespaces, else why not (checked once, when the
+    first root test runs, never at collection)."""
+    if not sys.platform.startswith("linux") or os.geteuid() != 0:
+        return "needs root and network namespaces"
+    if shutil.which("ip") is None:
+        return "needs iproute2 (ip)"
+    probe = f"podnet-probe-{secrets.token_hex(3)}"
+    try:
+        create_netns(probe)
+    except OSError as error:
+        return f"cannot make a network namespace: {error}"
+    delete_netns(probe)
+    return None
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item):
+    """Tests marked `root` run in real namespaces; without root they are skipped, with a reason."""
+    if item.get_closest_marker("root") is None:
+        return
+    if not _ROOT_UNAVAILABLE:
+        _ROOT_UNAVAILABLE.append(_why_no_namespaces())
+    if _ROOT_UNAVAILABLE[0]:
+        pytest.skip(_ROOT_UNAVAILABLE[0])

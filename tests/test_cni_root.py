@@ -26,11 +26,7 @@ from podnet.cni.spec import CniError
 REFERENCE = Path("/usr/lib/cni/bridge")
 SRC = str(Path(__file__).resolve().parents[1] / "src")
 
-pytestmark = [
-    pytest.mark.skipif(os.geteuid() != 0, reason="needs root (network namespaces)"),
-    pytest.mark.skipif(not Path("/run").exists() or subprocess.run(["which", "ip"], capture_output=True).returncode,
-                       reason="needs iproute2"),
-]
+pytestmark = pytest.mark.root  # tests/conftest.py skips it without root and namespaces
 
 
 def sh(*cmd: str, check: bool = True, **kw) -> subprocess.CompletedProcess:

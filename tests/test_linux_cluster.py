@@ -13,7 +13,9 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root: real network namespaces")
+from tests.livecluster import leftovers, podnet
+
+pytestmark = pytest.mark.root  # tests/conftest.py skips it without root and namespaces
 
 AGNHOST = "registry.k8s.io/e2e-test-images/agnhost:2.53"
 APP = f"""
@@ -42,27 +44,10 @@ spec:
 """
 
 
-def podnet(*argv, check=True, timeout=90):
-    proc = subprocess.run([sys.executable, "-m", "podnet", *argv], capture_output=True, text=True, timeout=timeout,
-                          env={**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)})
-    if check and proc.returncode != 0:
-        raise AssertionError(f"podnet {' '.join(argv)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
-    return proc
-
-
 def host_network_state() -> str:
     return "\n".join(subprocess.run(cmd, capture_output=True, text=True).stdout
                      for cmd in (["ip", "-o", "link"], ["ip", "-o", "addr"], ["ip", "route", "show", "table", "all"],
                                  ["ip", "rule"]))
-
-
-def leftovers(name: str) -> list[str]:
-    prefix = f"podnet-{name}."
-    found = [n for n in os.listdir("/run/netns") if n.startswith(prefix)] if os.path.isdir("/run/netns") else []
-    found += [str(p) for p in Path("/etc/netns").glob(f"{prefix}*")] if Path("/etc/netns").is_dir() else []
-    if Path(f"/run/podnet/{name}").exists():
-        found.append(f"/run/podnet/{name}")
-    return found
 
 
 @pytest.fixture

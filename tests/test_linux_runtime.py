@@ -11,7 +11,7 @@ import pytest
 from podnet.linux.layout import ClusterLayout
 from podnet.linux.runtime import ETC_NETNS, Runtime
 
-pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root: real network namespaces")
+pytestmark = pytest.mark.root  # tests/conftest.py skips it without root and namespaces
 
 from tests.conftest import cluster_of  # noqa: E402
 

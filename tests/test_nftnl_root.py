@@ -18,7 +18,7 @@ from podnet.proxy.loader import LoadError
 from podnet.proxy.model import Endpoint, ServicePort
 from podnet.proxy.node import NftablesProxier
 
-pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root: real network namespaces")
+pytestmark = pytest.mark.root  # tests/conftest.py skips it without root and namespaces
 
 POD_SUBNET, SERVICE_SUBNET = "10.244.0.0/16", "10.96.0.0/12"
 

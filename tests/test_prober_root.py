@@ -24,7 +24,7 @@ from podnet.linux.netns import list_netns
 from podnet.linux.prober import ProbeManager, http_get, run_exec, tcp_socket
 from podnet.probes import HTTPGet
 
-pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (network namespaces)")
+pytestmark = pytest.mark.root  # tests/conftest.py skips it without root and namespaces
 
 NODE_IP, POD_IP, NOBODY = "10.213.77.1", "10.213.77.2", "10.213.77.3"  # NOBODY: on the link, never answers ARP
 HTTP_PORT, HTTPS_PORT, SILENT_PORT, CLOSED_PORT = 8080, 8443, 8081, 8082

@@ -16,9 +16,9 @@ import time
 
 import pytest
 
-from tests.test_linux_cluster import leftovers, podnet
+from tests.livecluster import leftovers, podnet
 
-pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root: real network namespaces")
+pytestmark = pytest.mark.root  # tests/conftest.py skips it without root and namespaces
 
 AGNHOST = "registry.k8s.io/e2e-test-images/agnhost:2.53"
 EXTERNAL_IP = "192.168.1.100"

@@ -23,7 +23,7 @@ from podnet.linux.netns import socket_in_netns
 from podnet.proxy.model import Endpoint, ServicePort
 from podnet.proxy.userspace import UserspaceProxier
 
-pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root and network namespaces")
+pytestmark = pytest.mark.root  # tests/conftest.py skips it without root and namespaces
 
 NODE_IP, POD_IP = "10.123.77.1", "10.123.77.2"
 POD = Endpoint(POD_IP, 8080, "default/server")
