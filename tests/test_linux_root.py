@@ -9,7 +9,6 @@ was and that no namespace of this module is left.
 
 from __future__ import annotations
 
-import functools
 import json
 import os
 import re
@@ -33,24 +32,9 @@ from podnet.linux.plan import NetworkPlan, plan_network
 from podnet.linux.teardown import status, teardown
 from tests.conftest import cluster_of
 
-
-@functools.cache
-def _can_make_namespaces() -> bool:
-    if not sys.platform.startswith("linux") or os.geteuid() != 0:
-        return False
-    probe = f"{PREFIX}probe-{secrets.token_hex(3)}-lan"
-    try:
-        create_netns(probe)
-    except OSError:
-        return False
-    delete_netns(probe)
-    return True
-
-
-pytestmark = pytest.mark.skipif(not _can_make_namespaces(), reason="needs root and network namespaces")
+pytestmark = pytest.mark.root  # tests/conftest.py skips it without root and namespaces
 
 USED: list[str] = []  # every cluster name this module used
-TIMINGS: dict[str, float] = {}
 
 
 # ---- the host's own namespace ---------------------------------------------------------------------
@@ -74,7 +58,15 @@ def root_snapshot() -> str:
     return _VOLATILE.sub(lambda m: "" if m.group(1) is None else m.group(1), "\n".join(parts))
 
 
-ROOT_BEFORE = root_snapshot() if _can_make_namespaces() else ""
+@pytest.fixture(scope="module", autouse=True)
+def host_namespace_unchanged():
+    """Around the whole module: nothing of its clusters is left, and the host's own namespace
+    (links, addresses, routes, rules, the sysctls podnet must not touch) is as it was."""
+    before = root_snapshot()
+    yield
+    assert [n for n in list_netns() for name in USED if ClusterLayout(name).owns_netns(n)] == []
+    assert not [name for name in USED if (STATE_ROOT / name).exists()]
+    assert root_snapshot() == before
 
 
 def host_ipv4_addresses() -> list[str]:
@@ -100,8 +92,7 @@ def clusters():
         made.append(name)
         USED.append(name)
         plan = plan_network(cluster_of("", config(name, nodes, overlay)))
-        report = build(plan)
-        TIMINGS[f"{nodes} nodes {overlay}"] = report.seconds
+        build(plan)
         return plan
 
     try:
@@ -378,18 +369,3 @@ def test_status_lists_what_exists(clusters):
     for expected in ["netns " + plan.layout.lan_netns, "link lan0 bridge", "link flannel.1 vxlan id 1 port 8472",
                      "route 10.244.2.0/24 via 10.244.2.0 dev flannel.1 onlink", "sysctl net.ipv4.ip_forward = 1"]:
         assert expected in text
-
-
-def test_zz_build_time_of_a_three_node_cluster():
-    """Runs after the builds above (file order); reports how long they took."""
-    if not TIMINGS:
-        pytest.skip("no cluster was built")
-    print("\nbuild times: " + ", ".join(f"{k}: {v:.3f}s" for k, v in sorted(TIMINGS.items())))
-    assert max(TIMINGS.values()) < 10
-
-
-def test_zz_nothing_is_left_and_the_host_namespace_is_as_it_was():
-    leftovers = [n for n in list_netns() for name in USED if ClusterLayout(name).owns_netns(n)]
-    assert leftovers == []
-    assert not [name for name in USED if (STATE_ROOT / name).exists()]
-    assert root_snapshot() == ROOT_BEFORE
