@@ -19,11 +19,11 @@ from podnet.controlplane import Cluster
 from podnet.proxy import iptables, nftables, nftnl
 from podnet.proxy.loader import LoadError, Runner, in_netns, run_command
 from podnet.proxy.model import ServicePort, service_ports
+from podnet.proxy.userspace import USERSPACE_TABLE, UserspaceProxier
 
 log = logging.getLogger("podnet.proxy")
 MODES = ("nftables", "iptables", "userspace")
 RETRY_MAX = 5.0  # seconds between retries of a failing sync, at most
-USERSPACE_TABLE = "podnet-userspace"
 
 
 class NftablesProxier:
@@ -140,8 +140,6 @@ def make_proxier(mode: str, netns: str | None, pod_subnet: str, service_subnet: 
     if mode == "iptables":
         return IptablesProxier(netns, pod_subnet, service_subnet, run)
     if mode == "userspace":
-        from podnet.proxy.userspace import UserspaceProxier
-
         return UserspaceProxier(netns, run)
     if mode == "ipvs":
         raise ValueError("proxyMode ipvs needs the kernel's IP_VS module, which this machine does not have; "

@@ -35,9 +35,9 @@ from podnet.linux.netns import socket_in_netns
 from podnet.proxy.loader import Runner, in_netns, run_command
 from podnet.proxy.model import Endpoint, ServicePort
 from podnet.proxy.nftables import firewall
-from podnet.proxy.node import USERSPACE_TABLE
 
 log = logging.getLogger("podnet.proxy")
+USERSPACE_TABLE = "podnet-userspace"  # the nft table of the redirects to the proxy
 TABLE = f"ip {USERSPACE_TABLE}"
 KINDS = ("internal", "external")  # ClusterIP traffic; NodePort and external-IP traffic
 CONNECT_TIMEOUTS = (0.25, 0.5, 1.0, 2.0)  # the userspace proxy's: one per endpoint tried
