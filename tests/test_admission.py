@@ -5,8 +5,7 @@ import textwrap
 
 import pytest
 
-from podnet.api.loader import load_files
-from podnet.api.store import admit, load_store
+from podnet.api.store import load_store
 from podnet.errors import InvalidInput
 from tests.conftest import load_yaml
 

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 
-from podnet.cli.main import main
 from tests.conftest import run_cli
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -12,7 +12,7 @@ from podnet.linux.layout import ClusterLayout
 from podnet.linux.netlink import (Address, Change, FakeNetlink, KernelError, Link, Neighbour, NetnsState, Route,
                                   Sysctl, VethPeer)
 from podnet.linux.plan import plan_network
-from podnet.linux.teardown import cluster_namespaces, record_namespace, sweep_all, teardown
+from podnet.linux.teardown import cluster_namespaces, sweep_all, teardown
 from tests.conftest import cluster_of
 
 

@@ -7,7 +7,6 @@ Each test makes two namespaces of its own with unique names and removes them in 
 
 from __future__ import annotations
 
-import os
 import secrets
 import subprocess
 

@@ -10,7 +10,6 @@ Every cluster has a unique name and is removed in a finally, also when a test fa
 from __future__ import annotations
 
 import json
-import os
 import secrets
 import time
 

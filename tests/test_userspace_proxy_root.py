@@ -7,7 +7,6 @@ server in the pod answers its name; clients run with `ip netns exec`.
 
 from __future__ import annotations
 
-import os
 import secrets
 import socket
 import socketserver

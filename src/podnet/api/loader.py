@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -139,7 +138,3 @@ def _is_list(document: dict) -> bool:
     """`kind: List` as `kubectl get -o yaml` prints it (and typed lists such as PodList)."""
     kind = document.get("kind")
     return isinstance(kind, str) and kind.endswith("List") and "items" in document
-
-
-def display_name(path: str) -> str:
-    return path if path == "<stdin>" else os.path.normpath(path)

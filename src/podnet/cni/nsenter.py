@@ -130,11 +130,3 @@ def write_sysctl(key: str, value: str) -> bool:
         return True
     except OSError:
         return False
-
-
-def read_sysctl(key: str) -> str | None:
-    try:
-        with open("/proc/sys/" + key) as fh:
-            return fh.read().strip()
-    except OSError:
-        return None

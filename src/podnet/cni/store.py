@@ -55,11 +55,6 @@ def _owner(content: str) -> Owner:
     return container_id.strip(), ifname.strip()
 
 
-def _matches(owner: Owner, container_id: str, ifname: str) -> bool:
-    """host-local's match: "<id>\\r\\n<ifname>", or just "<id>" in files written before ifnames."""
-    return owner == (container_id.strip(), ifname) or owner == (container_id.strip(), "")
-
-
 def _by_id(owners: dict[Address, Owner], container_id: str, ifname: str) -> list[Address]:
     exact = [a for a, o in owners.items() if o == (container_id.strip(), ifname)]
     return exact or [a for a, o in owners.items() if o == (container_id.strip(), "")]

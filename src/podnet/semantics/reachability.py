@@ -85,9 +85,6 @@ class Matrix:
     def allowed(self, src: str, dst: str) -> bool:
         return bool(self.rows[self.index[src]] >> self.index[dst] & 1)
 
-    def allowed_from(self, src: str) -> list[str]:
-        return [self.pods[j] for j in indices_of(self.rows[self.index[src]])]
-
     def count(self) -> int:
         """How many ordered pairs are allowed (self pairs included)."""
         return sum(row.bit_count() for row in self.rows)
