@@ -7,7 +7,7 @@ labelled pod=<name>, one container per (port, protocol) for 80/81 × TCP/UDP/SCT
 
 Each `Scenario` is one `It(...)` of network_policy.go, under its upstream title. Upstream creates
 only the pods a test needs (x/a, x/b, y/a …); here all 9 pods always exist (spec rule 42), so
-every table is the complete 9×9 one, derived by hand from /work/shared/specs/networkpolicy.md,
+every table is the complete 9×9 one, derived by hand from docs/specs/networkpolicy.md,
 not from podnet. Steps are the upstream test's phases (a policy created, updated or deleted, a
 pod or namespace label added); the cluster is recomputed for each step.
 

@@ -6,7 +6,7 @@ Sources of the expected values (each table says which):
 - kubernetes-sigs/ingress-controller-conformance features/{host_rules,path_rules,default_backend}.feature;
 - kubernetes/ingress-nginx: docs/user-guide/ingress-path-matching.md, docs/examples/rewrite,
   the e2e tests, and the controller source (location.go, controller.go, template.go,
-  internal/k8s/main.go), as summarised in /work/shared/specs/ingress-nginx.md;
+  internal/k8s/main.go), as summarised in docs/specs/ingress-nginx.md;
 - the bundled examples' own comments.
 
 Where ingress-nginx departs from the spec or the conformance suite, the case says so in its name
@@ -367,7 +367,7 @@ REWRITE_H = docs(
                                                               "service3:80")]}],
             annotations={"nginx.ingress.kubernetes.io/rewrite-target": "/$1"}))
 
-# specs/ingress-nginx.md §4, every row of examples A–H: (world, url, backend, upstream path).
+# docs/specs/ingress-nginx.md §4, every row of examples A–H: (world, url, backend, upstream path).
 REWRITES = [
     ("capture_group_something_alone_is_root", REWRITE_A, "http://rewrite.bar.com/something", "http-svc:80", "/"),
     ("capture_group_something_slash_is_root", REWRITE_A, "http://rewrite.bar.com/something/", "http-svc:80", "/"),
@@ -459,7 +459,7 @@ def test_regex_is_per_host_not_per_controller():
 
 
 def test_rewrite_oracle_of_the_spec():
-    """specs/ingress-nginx.md §3's Python model and nginx_rewrite agree."""
+    """docs/specs/ingress-nginx.md §3's Python model and nginx_rewrite agree."""
     def oracle(path_regex, target, uri):
         path, _, query = uri.partition("?")
         m = re.match(path_regex, path, re.IGNORECASE)

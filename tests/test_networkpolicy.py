@@ -2,7 +2,7 @@
 
 - The upstream e2e suite (tests/netpol_cases.py): every scenario's complete 9×9 truth table,
   checked against the matrix and against `PolicyEngine.evaluate` pair by pair.
-- One table-driven case per rule of /work/shared/specs/networkpolicy.md (rule numbers in ids).
+- One table-driven case per rule of docs/specs/networkpolicy.md (rule numbers in ids).
 - A property test: the fast matrix equals `evaluate` for every pair of random small clusters.
 - IBM's network-config-analyzer 2.1.0 as an independent oracle on the e2e scenarios where it
   implements the same semantics (spec §J lists where it does not); skipped when not installed.

@@ -1,7 +1,7 @@
 """Ingress routing as ingress-nginx does it: which Ingresses a controller serves, the nginx
 servers and locations it builds from them, and where one HTTP request goes.
 
-Two layers, kept apart on purpose (/work/shared/specs/ingress-nginx.md §5):
+Two layers, kept apart on purpose (docs/specs/ingress-nginx.md §5):
 
 - **the Ingress spec** (`host_matches`, `path_matches`, `spec_best_match`): exact and wildcard
   hosts, Exact and element-wise Prefix paths, longest path first and Exact over Prefix on a tie —

@@ -1,6 +1,6 @@
 """NetworkPolicy (networking.k8s.io/v1): which connections a cluster's policies allow, and why.
 
-The rules are those of /work/shared/specs/networkpolicy.md (numbers below refer to it). Policies
+The rules are those of docs/specs/networkpolicy.md (numbers below refer to it). Policies
 are compiled once into plain, frozen data (`CompiledPolicy` → `Rule` → `Peer` / `PortMatch`),
 which three consumers share:
 
