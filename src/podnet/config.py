@@ -13,6 +13,7 @@ from typing import Any
 
 import yaml
 
+from podnet.api import names
 from podnet.errors import InvalidInput
 
 API_VERSION = "podnet.dev/v1alpha1"
@@ -164,8 +165,6 @@ def _unknown(data: dict, allowed: set[str], path: tuple, problems: _Problems) ->
 
 
 def _build(data: Any, problems: _Problems) -> ClusterConfig | None:
-    from podnet.api import names
-
     if not isinstance(data, dict):
         problems.add((), "the cluster config must be a mapping")
         return None
@@ -188,8 +187,6 @@ def _build(data: Any, problems: _Problems) -> ClusterConfig | None:
 
 
 def _nodes(value: Any, problems: _Problems) -> tuple[NodeConfig, ...] | None:
-    from podnet.api import names
-
     if isinstance(value, bool) or not isinstance(value, (int, list)):
         problems.add(("nodes",), "must be a count or a list of nodes")
         return None
@@ -234,8 +231,6 @@ def _nodes(value: Any, problems: _Problems) -> tuple[NodeConfig, ...] | None:
 
 
 def _networking(data: Any, problems: _Problems) -> Networking | None:
-    from podnet.api import names
-
     if not isinstance(data, dict):
         problems.add(("networking",), "must be a mapping")
         return None

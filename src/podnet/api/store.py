@@ -19,8 +19,9 @@ from podnet.api.objects import KubeObject, Source
 from podnet.api.positions import LineFinder
 from podnet.api.problems import FieldPath, Problem
 from podnet.api.schema import SchemaValidator
-from podnet.naming import generate_name
+from podnet.api.validation import validate_object
 from podnet.errors import InvalidInput
+from podnet.naming import generate_name
 
 _schema = SchemaValidator()
 
@@ -59,8 +60,6 @@ def load_store(paths: Iterable[str], stdin: TextIO | None = None) -> ObjectStore
 
 
 def admit(loaded: LoadedFiles) -> ObjectStore:
-    from podnet.api.validation import validate_object  # the API server's rules
-
     store = ObjectStore(lines=LineFinder(loaded.texts))
     errors: list[str] = list(loaded.problems)
     unknown: dict[tuple[str, str], list[Source]] = defaultdict(list)

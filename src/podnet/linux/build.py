@@ -26,7 +26,7 @@ from typing import Protocol
 
 from podnet.linux import diff as _diff
 from podnet.linux.layout import NETNS_DIR, NODE_UPLINK, STATE_ROOT, VXLAN, ClusterLayout
-from podnet.linux.netlink import Change, FdbEntry, Item, Link, Neighbour, Netlink, NetnsState, Route
+from podnet.linux.netlink import Change, FdbEntry, Item, Link, Neighbour, Netlink, NetnsState, Pyroute2Netlink, Route
 from podnet.linux.plan import NetworkPlan, NodePlan, PodAttachment
 from podnet.linux.teardown import RECORD, cluster_namespaces, record_namespace, remove_namespaces
 
@@ -102,8 +102,6 @@ def build(plan: NetworkPlan, netlink: Netlink | None = None, *, reconcile: bool 
     state_root None: keep no state files (tests with a fake kernel)."""
     own = netlink is None
     if own:
-        from podnet.linux.netlink import Pyroute2Netlink
-
         netlink = Pyroute2Netlink(netns_dir)
     try:
         return _Builder(plan, netlink, pods, state_root, netns_dir).run(reconcile)

@@ -32,6 +32,10 @@ from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 from pathlib import Path
 from typing import Protocol, Union
 
+from pyroute2 import IPRoute
+from pyroute2.netlink.exceptions import NetlinkError
+from pyroute2.netlink.rtnl.ndmsg import states
+
 from podnet.linux import netns as _netns
 from podnet.linux.layout import NETNS_DIR
 
@@ -515,8 +519,6 @@ class Pyroute2Netlink:
 
     def _ipr(self, netns: str):
         if netns not in self._iproute:
-            from pyroute2 import IPRoute
-
             sock = _netns.socket_in_netns(netns, socket.AF_NETLINK, socket.SOCK_DGRAM, 0, self.netns_dir)
             self._iproute[netns] = IPRoute(use_socket=sock)
         return self._iproute[netns]
@@ -617,8 +619,6 @@ class Pyroute2Netlink:
         return found[0]
 
     def _link(self, netns: str, change: Change) -> None:
-        from pyroute2.netlink.exceptions import NetlinkError
-
         ipr, link = self._ipr(netns), change.item
         try:
             if change.action == "delete":
@@ -696,8 +696,6 @@ class Pyroute2Netlink:
     @staticmethod
     def _compile(ipr, change: Change, dev: int) -> bytes:
         """The request as bytes: pyroute2 appends to `batch` instead of sending while it is set."""
-        from pyroute2.netlink.rtnl.ndmsg import states
-
         item = change.item
         command = {"add": "add", "set": "replace", "delete": "del"}[change.action]
         ipr.asyncore.batch = bytearray()

@@ -22,6 +22,7 @@ from podnet.api.objects import KubeObject
 from podnet.controlplane import Cluster
 from podnet.kubelet import container_argv, container_environment, hosts_file
 from podnet.linux.layout import ClusterLayout
+from podnet.semantics.dns import resolv_conf
 
 ETC_NETNS = Path("/etc/netns")
 RESTART_BACKOFF_MAX = 10.0  # seconds; kubelet caps at 5 minutes, a simulator should not wait that long
@@ -72,8 +73,6 @@ class Runtime:
     # -- files the pod sees ---------------------------------------------------------------------
 
     def write_pod_files(self, pod: KubeObject, netns: str) -> None:
-        from podnet.semantics.dns import resolv_conf
-
         etc = ETC_NETNS / netns
         etc.mkdir(parents=True, exist_ok=True)
         (etc / "resolv.conf").write_text(resolv_conf(pod, self.cluster).render())
@@ -139,8 +138,6 @@ class Runtime:
         if pod.spec.get("hostNetwork") and pod.spec.get("dnsPolicy") == "ClusterFirstWithHostNet":
             # the node's network but the cluster DNS: kubelet's resolv.conf for this pod alone,
             # bound over the node's in the mount namespace `ip netns exec` made for the sandbox
-            from podnet.semantics.dns import resolv_conf
-
             own = self.layout.state_dir / "hostnet" / f"{pod.namespace}_{pod.name}.resolv.conf"
             own.parent.mkdir(parents=True, exist_ok=True)
             own.write_text(resolv_conf(pod, self.cluster).render())

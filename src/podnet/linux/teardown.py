@@ -23,7 +23,7 @@ from pathlib import Path
 
 from podnet.linux import netns as _netns
 from podnet.linux.layout import NETNS_DIR, PREFIX, STATE_ROOT, ClusterLayout, valid_cluster_name
-from podnet.linux.netlink import NetnsState
+from podnet.linux.netlink import NetnsState, Pyroute2Netlink
 
 RECORD = "netns"  # in the state directory: every namespace the builder created, one a line
 _KINDS = ("lan", "external")
@@ -181,8 +181,6 @@ SYSCTLS_SHOWN = ("net.ipv4.ip_forward", "net.ipv4.conf.all.rp_filter", "net.ipv4
 def status(cluster: str, netlink=None, *, netns_dir: Path = NETNS_DIR,
            state_root: Path = STATE_ROOT) -> ClusterStatus:
     """What exists of the cluster: its namespaces (what is in them), processes and files."""
-    from podnet.linux.netlink import Pyroute2Netlink
-
     own = netlink is None
     netlink = netlink or Pyroute2Netlink(netns_dir)
     try:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
+from podnet.api import labels
 from podnet.api.objects import KubeObject
 
 Row = list[str]
@@ -26,7 +27,6 @@ def _more(items: list[str]) -> str:
 def _selector_text(selector: dict[str, Any] | None) -> str:
     if not selector:
         return NONE
-    from podnet.api import labels
 
     return str(labels.from_label_selector(selector)) or NONE
 

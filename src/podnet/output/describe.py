@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import yaml
+
 from podnet.api.objects import KubeObject
 from podnet.output.columns import NONE, _map_text, _selector_text
 
@@ -210,8 +212,6 @@ def describe_ingress(o: KubeObject) -> Lines:
 
 
 def describe_generic(o: KubeObject) -> Lines:
-    import yaml
-
     lines = _common(o)
     body = {k: v for k, v in o.body.items() if k not in ("apiVersion", "kind", "metadata")}
     lines += yaml.safe_dump(body, sort_keys=True, default_flow_style=False).rstrip().splitlines()

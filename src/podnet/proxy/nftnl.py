@@ -26,6 +26,7 @@ import os
 import socket
 import struct
 
+from podnet.linux.netns import socket_in_netns
 from podnet.proxy.loader import LoadError
 
 NETLINK_NETFILTER = 12
@@ -371,8 +372,6 @@ class Loader:
     def _socket(self) -> socket.socket:
         if self._sock is None:
             if self.netns:
-                from podnet.linux.netns import socket_in_netns
-
                 sock = socket_in_netns(self.netns, socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_NETFILTER)
             else:
                 sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_NETFILTER)

@@ -11,6 +11,7 @@ from podnet.api import labels as selectors
 from podnet.api.objects import KubeObject
 from podnet.controlplane import Cluster
 from podnet.controlplane.pods import find_named_port
+from podnet.semantics.networkpolicy import EGRESS, INGRESS, PolicyEngine
 
 SEVERITY_ORDER = {"error": 0, "warning": 1, "info": 2}
 # host:port or scheme://host[:port] inside env values and args
@@ -152,8 +153,6 @@ class Explainer:
     # -- NetworkPolicy --------------------------------------------------------------------------
 
     def _policies(self) -> list[Finding]:
-        from podnet.semantics.networkpolicy import EGRESS, INGRESS, PolicyEngine
-
         engine = PolicyEngine(self.cluster)
         namespaces = self.cluster.of_kind("Namespace")
         out = []
