@@ -8,6 +8,7 @@ import sys
 
 from podnet.cli.load import add_source_options, cluster_from_args
 from podnet.errors import UsageError
+from podnet.sim.check import Checker, load_expectations
 
 EXAMPLES = """examples:
   podnet check -f examples/shop --expect examples/shop-expectations.yaml
@@ -31,8 +32,6 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    from podnet.sim.check import Checker, load_expectations
-
     if not args.filename:
         raise UsageError("check computes offline: give the manifests with -f FILE|DIR|-")
     expectations = load_expectations(args.expect)

@@ -6,8 +6,12 @@ import argparse
 import json
 import sys
 
+from podnet.api.store import load_store
 from podnet.cli.load import add_source_options
+from podnet.config import load_config
+from podnet.controlplane import compute
 from podnet.errors import InvalidInput, UsageError
+from podnet.sim.explain import Explainer, findings_from_errors
 
 EXAMPLES = """examples:
   podnet explain -f examples/shop
@@ -23,11 +27,6 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    from podnet.api.store import load_store
-    from podnet.config import load_config
-    from podnet.controlplane import compute
-    from podnet.sim.explain import Explainer, findings_from_errors
-
     if not args.filename:
         raise UsageError("explain computes offline: give the manifests with -f FILE|DIR|-")
     try:

@@ -11,6 +11,7 @@ import sys
 import yaml
 
 from podnet import __version__
+from podnet.config import load_config
 from podnet.errors import PodnetError
 
 TOP_EXAMPLES = """examples:
@@ -27,13 +28,17 @@ CONFIG_EXAMPLES = """examples:
 """
 
 
-# Each command is a module of podnet.cli with add_parser(subparsers) and run(args).
+# Each command is a module of podnet.cli with add_parser(subparsers) and run(args), imported
+# only when that command runs (or for the top-level help): a command's module imports what it
+# needs at module level, and `podnet get` must not pay for the data plane's imports (pyroute2,
+# the supervisor, the DNS server: about 150 ms).
 COMMANDS = {name: name for name in ("up", "down", "get", "describe", "logs", "apply", "delete", "trace", "dig",
                                      "matrix", "check", "explain")}
 COMMANDS["exec"] = "exec_"  # the module name avoids shadowing the builtin exec
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The whole command line, or with `only` (a command's name) just that command's part."""
     parser = argparse.ArgumentParser(
         prog="podnet",
         description="Kubernetes cluster networking, for real: reads ordinary Kubernetes YAML and "
@@ -44,7 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"podnet {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    for name in COMMANDS:
+    for name in [only] if only in COMMANDS else COMMANDS:
         importlib.import_module(f"podnet.cli.{COMMANDS[name]}").add_parser(sub)
 
     config = sub.add_parser("config", help="cluster config", epilog=CONFIG_EXAMPLES,
@@ -61,8 +66,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _config_view(args) -> int:
-    from podnet.config import load_config
-
     document = load_config(args.config).to_dict()
     if args.output == "json":
         print(json.dumps(document, indent=2))
@@ -97,9 +100,10 @@ def _subparser(parser: argparse.ArgumentParser, name: str | None) -> argparse.Ar
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else argv
+    parser = build_parser(only=argv[0] if argv else None)
     try:
-        args = _parse(parser, sys.argv[1:] if argv is None else argv)
+        args = _parse(parser, argv)
         if args.command in COMMANDS:
             return importlib.import_module(f"podnet.cli.{COMMANDS[args.command]}").run(args)
         if args.command == "config":

@@ -7,6 +7,7 @@ import json
 import sys
 
 from podnet.cli.load import add_source_options, cluster_from_args
+from podnet.sim.trace import Tracer
 
 EXAMPLES = """examples:
   # pod to Service by name, through the pod's DNS search list and kube-proxy
@@ -37,8 +38,6 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    from podnet.sim.trace import Tracer
-
     cluster = cluster_from_args(args.filename, args.config, args.name)
     result = Tracer(cluster).trace(args.src, args.dst, args.port, args.protocol)
     if args.output == "json":
