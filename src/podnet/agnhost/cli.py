@@ -12,6 +12,8 @@ very parser the container runs (see podnet.agnhost.ports).
 
 from __future__ import annotations
 
+from podnet.agnhost.golang import GoError, format_duration, parse_duration, stderr, stdout
+
 TYPE_CHECKING = False  # typing itself costs ~12 ms to import
 if TYPE_CHECKING:
     from typing import Any
@@ -200,7 +202,6 @@ def _convert(flag: Flag, value: str) -> Any:
     if flag.kind == "bool":
         return parse_go_bool(value)
     if flag.kind == "duration":
-        from podnet.agnhost.golang import GoError, parse_duration
         try:
             return parse_duration(value)
         except GoError as err:
@@ -307,7 +308,6 @@ def _flag_usages(flags: tuple[Flag, ...], help_for: str | None) -> str:
         elif f.kind in ("int",) and f.default:
             usage += f" (default {f.default})"
         elif f.kind == "duration" and f.default:
-            from podnet.agnhost.golang import format_duration
             usage += f" (default {format_duration(f.default)})"
         rows.append((left, usage))
     width = max((len(left) for left, _ in rows), default=0)
@@ -419,8 +419,6 @@ def resolve(argv: list[str]) -> Invocation:
 
 
 def main(argv: list[str]) -> int:
-    from podnet.agnhost.golang import stderr, stdout
-
     try:
         inv = resolve(argv)
     except FlagError as err:

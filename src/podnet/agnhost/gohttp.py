@@ -17,8 +17,18 @@ import socket
 import threading
 import time
 
-from podnet.agnhost.golang import (GoError, addr_string, clean_path, escape_path, go_quote, join_host_port,
-                                   log, parse_query, unescape)
+from podnet.agnhost.golang import (
+    GoError,
+    addr_string,
+    clean_path,
+    errno_text,
+    escape_path,
+    go_quote,
+    join_host_port,
+    log,
+    parse_query,
+    unescape,
+)
 
 STATUS_TEXT = {
     100: "Continue", 101: "Switching Protocols", 102: "Processing", 103: "Early Hints",
@@ -755,7 +765,6 @@ def _listen(kind: int, host: str, port: int, backlog: int) -> socket.socket:
             if family == socket.AF_INET6 and host == "" and err.errno in (97, 99, 22):
                 continue  # no IPv6 in this namespace: IPv4 only
             break
-    from podnet.agnhost.golang import errno_text
     where = join_host_port(host, port) if host else f":{port}"
     raise GoError(f"listen {net} {where}: {op}: {errno_text(last) if last else 'failed'}")
 
@@ -779,7 +788,6 @@ def load_tls(certfile: str, keyfile: str):
             with open(path, "rb"):
                 pass
         except OSError as err:
-            from podnet.agnhost.golang import errno_text
             raise GoError(f"open {path}: {errno_text(err)}") from None
     try:
         return tls_context(certfile, keyfile)

@@ -9,7 +9,9 @@ start-up path of every agnhost container (300 pods start at once).
 
 from __future__ import annotations
 
+import errno as _errno
 import os
+import signal
 import socket
 import time
 
@@ -179,7 +181,6 @@ def errno_text(err: BaseException) -> str:
 
 
 def is_timeout(err: BaseException) -> bool:
-    import errno as _errno
     return isinstance(err, TimeoutError) or (isinstance(err, OSError) and err.errno in (
         _errno.ETIMEDOUT, _errno.EAGAIN))
 
@@ -443,8 +444,6 @@ def signal_pipe(*signums: int) -> int:
     The kernel may deliver a process signal to any thread, and only the main thread runs
     Python's handlers, so a main thread blocked in a read would never hear of a signal a server
     thread took. The wakeup fd is written by the C-level handler in whichever thread caught it."""
-    import signal
-
     r, w = os.pipe()
     os.set_blocking(w, False)
     signal.set_wakeup_fd(w, warn_on_full_buffer=False)
@@ -463,8 +462,6 @@ def next_signal(fd: int) -> int:
 
 def die_on_sigint() -> None:
     """Go's default: SIGINT ends the process (Python would raise KeyboardInterrupt instead)."""
-    import signal
-
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 

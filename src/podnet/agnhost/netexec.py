@@ -16,14 +16,38 @@ podnet differs on purpose:
 from __future__ import annotations
 
 import os
+import random
+import signal
 import socket
 import threading
 import time
+import zlib
 
 from podnet.agnhost import gohttp
-from podnet.agnhost.golang import (GoError, addr_string, bind_address, errno_text, fatal, format_duration,
-                                   format_map, go_quote, hostname, is_timeout, join_host_port, json_marshal,
-                                   log, next_signal, now_string, parse_duration, resolve, signal_pipe, unmap)
+from podnet.agnhost.golang import (
+    GoError,
+    addr_string,
+    bind_address,
+    die_on_sigint,
+    errno_text,
+    escape_path,
+    fatal,
+    format_duration,
+    format_map,
+    go_quote,
+    hostname,
+    is_timeout,
+    join_host_port,
+    json_marshal,
+    log,
+    next_signal,
+    now_string,
+    parse_duration,
+    resolve,
+    signal_pipe,
+    unescape,
+    unmap,
+)
 
 MAX_DIAL_TRIES = 1000
 DIAL_TIMEOUT = 5.0
@@ -362,7 +386,6 @@ class Netexec:
 
     def run(self) -> int:
         term = signal_pipe(15)  # SIGTERM; SIGINT keeps Go's default (the process dies)
-        from podnet.agnhost.golang import die_on_sigint
         die_on_sigint()
         handler = self.handler()
         host = bind_address()
@@ -441,7 +464,7 @@ def _atoi(s: str) -> int:
 
 def run_shell(cmd: str) -> tuple[str, str]:
     """exec.Command("/bin/sh", "-c", cmd).CombinedOutput(): (output, error text or "")."""
-    import subprocess
+    import subprocess  # deferred: only /shell runs commands; every netexec start would pay for it
 
     try:
         proc = subprocess.run([SHELL_PATH, "-c", cmd], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
@@ -454,7 +477,6 @@ def run_shell(cmd: str) -> tuple[str, str]:
         return out, ""
     if code > 0:
         return out, f"exit status {code}"
-    import signal
 
     try:
         name = signal.strsignal(-code) or f"signal {-code}"
@@ -465,8 +487,6 @@ def run_shell(cmd: str) -> tuple[str, str]:
 
 def create_temp(directory: str, prefix: str) -> tuple[str, int]:
     """os.CreateTemp(dir, prefix): dir/prefix<random digits>, created exclusively, mode 0600."""
-    import random
-
     for _ in range(10000):
         path = os.path.join(directory, f"{prefix}{random.getrandbits(32)}")
         try:
@@ -487,7 +507,6 @@ def dial_http(request: str, family: int, ip: str, port: int) -> str:
         raise GoError(f"Get {go_quote(url)}: http: no Host in request URL")
     target = "/" + request.partition("#")[0]
     path_part, q, query = target.partition("?")
-    from podnet.agnhost.golang import escape_path, unescape
 
     try:
         path = unescape(path_part, query=False)
@@ -610,7 +629,6 @@ def _http_roundtrip(family: int, ip: str, port: int, hostport: str, request_uri:
                     chunks.append(data)
                 body = b"".join(chunks)
             if headers.get("content-encoding", "").lower() == "gzip":
-                import zlib
                 body = zlib.decompress(body, 16 + zlib.MAX_WBITS)
         except (OSError, ValueError, TimeoutError, Exception):  # noqa: B014
             return status, headers, "", False

@@ -97,7 +97,7 @@ def serve_file(w: gohttp.ResponseWriter, r: gohttp.Request, url_path: str) -> No
     ext = os.path.splitext(full)[1].lower()
     ctype = _GO_TYPES.get(ext)
     if ctype is None and ext:
-        import mimetypes
+        import mimetypes  # deferred: only for extensions Go's table lacks; it reads the system's types
         ctype = mimetypes.types_map.get(ext)
     w.header.set("Content-Type", ctype or gohttp.sniff(data))
     w.header.set("Accept-Ranges", "bytes")

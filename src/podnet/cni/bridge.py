@@ -71,17 +71,17 @@ def open_netlink(node_netns: str | None, backend: str | None = None) -> "Netlink
     allow_host = os.environ.get(ALLOW_HOST_ENV, "") in ("1", "true")
     try:
         if backend == "pyroute2":
-            import sys
+            import sys  # the backends load lazily: a plugin run pays only for the one it uses
 
             if sys.flags.no_site:  # the installed launcher runs with -S; pyroute2 is in site-packages
-                import site
+                import site  # -S skipped site; pyroute2 lives in site-packages
 
                 site.main()
-            from podnet.cni.netlink import Pyroute2Netlink
+            from podnet.cni.netlink import Pyroute2Netlink  # pyroute2: ~120 ms, only when asked for
 
             return Pyroute2Netlink(node_netns, allow_host=allow_host)
         if backend == "raw":
-            from podnet.cni.rtnl import RawNetlink
+            from podnet.cni.rtnl import RawNetlink  # the default backend, loaded with the choice
 
             return RawNetlink(node_netns, allow_host=allow_host)
     except PermissionError as exc:
@@ -136,7 +136,7 @@ def _store(conf: NetConf, given: "Store | None") -> "Store":
 def _require_netns(nl: "Netlink", netns: str, node_netns: str | None) -> None:
     if not nl.netns_exists(netns):
         raise CniError(UNKNOWN_CONTAINER, f"failed to open netns {netns!r}", "no such network namespace")
-    from podnet.cni.nsenter import netns_path, same_netns
+    from podnet.cni.nsenter import netns_path, same_netns  # off the plugin's start-up path (bench/cni.py)
 
     node = netns_path(node_netns) if node_netns else "/proc/thread-self/ns/net"
     try:
@@ -149,7 +149,7 @@ def _require_netns(nl: "Netlink", netns: str, node_netns: str | None) -> None:
 # --- ADD -------------------------------------------------------------------------------------
 
 def _ensure_bridge(nl: "Netlink", conf: NetConf):
-    from podnet.cni.netlink import LinkExists
+    from podnet.cni.netlink import LinkExists  # off the plugin's start-up path
 
     with _step(f'failed to create bridge "{conf.bridge}"'):
         created = True
@@ -234,7 +234,7 @@ def add(conf: NetConf, container_id: str, netns: str, ifname: str, *, node_netns
         args: dict | None = None, netlink: "Netlink | None" = None, store: "Store | None" = None) -> Result:
     """Attach the container: a veth pair with `ifname` in `netns` and its peer on the bridge,
     an address from host-local, routes, the gateway address on the bridge."""
-    from podnet.cni.netlink import LinkExists
+    from podnet.cni.netlink import LinkExists  # off the plugin's start-up path
 
     with _netlink(node_netns, netlink) as nl:
         _require_netns(nl, netns, node_netns)
@@ -270,7 +270,7 @@ def add(conf: NetConf, container_id: str, netns: str, ifname: str, *, node_netns
                 allocated = hostlocal.allocate(conf.ipam, store_, container_id, ifname)
                 undo.append(lambda: hostlocal.release(store_, container_id, ifname))
                 if conf.ipam.resolv_conf:
-                    from podnet.cni.config import parse_resolv_conf
+                    from podnet.cni.config import parse_resolv_conf  # only ADD with a resolv.conf reads it
 
                     dns = parse_resolv_conf(conf.ipam.resolv_conf)
                 ips, routes = _gateways_and_routes(conf, allocated)
@@ -315,7 +315,7 @@ def delete(conf: NetConf, container_id: str, netns: str, ifname: str, *, node_ne
     """Detach: the container's interface (taking the host end with it), then the address.
     Whatever is already gone is fine; the bridge and forwarding stay, as with the reference."""
     if netns:
-        from podnet.cni.netlink import netns_exists
+        from podnet.cni.netlink import netns_exists  # off the plugin's start-up path
 
         if netlink is not None and netlink.netns_exists(netns) or netlink is None and netns_exists(netns):
             with _netlink(node_netns, netlink) as nl, _step(f'failed to delete "{ifname}"'):

@@ -13,15 +13,16 @@ teardown. The console script `podnet-cni` that pip installs works too, about 3 m
 
 from __future__ import annotations
 
+import compileall
 import os
 import sys
+
+import podnet
 
 NAME = "podnet-cni"
 
 
 def launcher_text(python: str | None = None) -> str:
-    import podnet
-
     root = os.path.dirname(os.path.dirname(os.path.abspath(podnet.__file__)))
     return (f"#!{python or sys.executable} -IS\n"
             f"# {NAME}: the CNI plugin, written by `python -m podnet.cni.install`\n"
@@ -34,9 +35,6 @@ def launcher_text(python: str | None = None) -> str:
 def install(directory: str, python: str | None = None) -> str:
     """Write DIRECTORY/podnet-cni (atomically: a runtime may be exec'ing the old one) and
     byte-compile what a plugin run imports. Returns the path."""
-    import compileall
-
-    import podnet
 
     package = os.path.dirname(os.path.abspath(podnet.__file__))
     for sub in ("cni", ""):

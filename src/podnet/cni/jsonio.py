@@ -45,7 +45,7 @@ def loads(data: str | bytes):
                     return value
         except Exception:  # noqa: BLE001 - StopIteration, a decode error: json explains it below
             pass
-    import json
+    import json  # only to explain an error: json costs ms that _json does not
 
     return json.loads(data)
 
@@ -54,7 +54,7 @@ def dumps(obj, indent: int | None = None) -> str:
     """json.dumps(obj, indent=indent) for JSON values (dict with str keys, list, tuple, str,
     int, float, bool, None)."""
     if _scan is None:
-        import json
+        import json  # only to explain an error
 
         return json.dumps(obj, indent=indent)
     return "".join(_encode(obj, 0, None if indent is None else " " * indent))

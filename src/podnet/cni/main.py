@@ -23,14 +23,14 @@ def run(environ, stdin: bytes, *, netlink=None, store=None) -> tuple[int, str]:
     try:
         inv = invocation_from_env(environ)
         if inv.command == "VERSION":
-            from podnet.cni import jsonio
+            from podnet.cni import jsonio  # VERSION needs nothing else
 
             try:
                 requested = jsonio.loads(stdin or b"{}").get("cniVersion")
             except (ValueError, AttributeError):
                 requested = None
             return 0, dumps(version_dict(requested))
-        from podnet.cni import bridge, config
+        from podnet.cni import bridge, config  # VERSION answers without loading the plugin
 
         conf = config.parse(stdin, inv.args)
         version = conf.cni_version

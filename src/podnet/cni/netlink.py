@@ -325,7 +325,7 @@ class Pyroute2Netlink:
         return found[0] if found else None
 
     def link(self, name: str, netns: str | None = None) -> Link | None:
-        from pyroute2.netlink.exceptions import NetlinkError as P2Error
+        from pyroute2.netlink.exceptions import NetlinkError as P2Error  # pyroute2 only with the pyroute2 backend
 
         ipr = self._open(netns)
         try:
@@ -350,7 +350,7 @@ class Pyroute2Netlink:
                     peer=msg.get_attr("IFLA_LINK") or 0, hairpin=hairpin)
 
     def _call(self, fn, *args, exists: tuple[str, str | None] | None = None, **kwargs):
-        from pyroute2.netlink.exceptions import NetlinkError as P2Error
+        from pyroute2.netlink.exceptions import NetlinkError as P2Error  # pyroute2 only with the pyroute2 backend
 
         try:
             return fn(*args, **kwargs)

@@ -38,7 +38,7 @@ def _libc_setns():
     """libc's setns(2) as ctypes.CDLL(None, use_errno=True).setns calls it, built on _ctypes
     (the C half of ctypes) because importing ctypes costs every plugin run ~2.5 ms."""
     try:
-        import _ctypes
+        import _ctypes  # _ctypes, not ctypes: ctypes costs every plugin run ~2.5 ms
 
         class CInt(_ctypes._SimpleCData):  # ctypes.c_int
             _type_ = "i"
@@ -50,7 +50,7 @@ def _libc_setns():
         handle = _ctypes.dlopen(None, _ctypes.RTLD_LOCAL)
         return LibcFunction(_ctypes.dlsym(handle, "setns")), _ctypes.get_errno
     except (ImportError, AttributeError, OSError):  # another interpreter's _ctypes: ctypes itself
-        import ctypes
+        import ctypes  # fallback: another interpreter's _ctypes
 
         return ctypes.CDLL(None, use_errno=True).setns, ctypes.get_errno
 
@@ -68,8 +68,6 @@ def current_is_host() -> bool:
         return same_netns("/proc/thread-self/ns/net", "/proc/1/ns/net")
     except OSError:
         pass
-    import os
-
     try:
         names = os.listdir("/run/netns")
     except OSError:

@@ -9,8 +9,8 @@ from typing import TextIO
 def render(headers: list[str], rows: list[list[str]], out: TextIO | None = None) -> None:
     out = out or sys.stdout
     if out.isatty():
-        from rich.console import Console
-        from rich.table import Table, box
+        from rich.console import Console  # deferred: rich only for a terminal (piped output is plain)
+        from rich.table import Table, box  # with Console, only for a terminal
 
         table = Table(box=box.SIMPLE_HEAD, header_style="bold", pad_edge=False, show_edge=False)
         for header in headers:
