@@ -143,7 +143,7 @@ def _namespaces(cluster: Cluster, by_kind: dict[str, list[KubeObject]]) -> None:
             declared[name] = system.namespace_object(name)
             cluster.warnings.append(f"warning: namespace {name} is used but not defined in the input; created it")
     for name, ns in sorted(declared.items()):
-        ns.metadata.setdefault("labels", {})[system.NAMESPACE_NAME_LABEL] = name
+        ns.metadata_for_update().setdefault("labels", {})[system.NAMESPACE_NAME_LABEL] = name
         ns.body.setdefault("spec", {"finalizers": ["kubernetes"]})
         ns.body["status"] = {"phase": "Active"}
         cluster.add(ns)

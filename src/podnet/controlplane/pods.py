@@ -82,7 +82,7 @@ def input_says_containers_not_ready(pod: KubeObject) -> bool:
 def set_containers_ready(pod: KubeObject, ready: bool) -> None:
     """Record kubelet's verdict on the pod's containers (from its probes) as the input condition
     the rules above read; Ready itself still waits for the readiness gates."""
-    status = pod.body.setdefault("status", {})
+    status = pod.status_for_update()
     conditions = [c for c in status.get("conditions") or [] if c.get("type") not in ("ContainersReady", "Ready")]
     conditions.append({"type": "ContainersReady", "status": "True" if ready else "False"})
     status["conditions"] = conditions

@@ -88,7 +88,7 @@ class PodIndex:
                 if ref.get("kind") == owner.kind and ref.get("name") == owner.name:
                     claimed.append(pod)
             elif selector.matches(pod.labels):
-                pod.metadata["ownerReferences"] = [*(pod.metadata.get("ownerReferences") or []), owner_reference(owner)]
+                pod.metadata_for_update()["ownerReferences"] = [*(pod.metadata.get("ownerReferences") or []), owner_reference(owner)]
                 claimed.append(pod)
         return claimed
 
