@@ -16,6 +16,7 @@ import re
 import sys
 from typing import Any
 
+from podnet.api import fields
 from podnet.api.objects import KubeObject
 from podnet.controlplane import Cluster
 from podnet.images import _image_name
@@ -52,9 +53,9 @@ def service_environment(pod: KubeObject, cluster: Cluster) -> dict[str, str]:
             if port.get("name"):
                 env[f"{name}_SERVICE_PORT_{_env_name(port['name'])}"] = str(port["port"])
         first = ports[0]
-        env[f"{name}_PORT"] = f"{first.get('protocol', 'TCP').lower()}://{ip}:{first['port']}"
+        env[f"{name}_PORT"] = f"{fields.protocol(first).lower()}://{ip}:{first['port']}"
         for port in ports:
-            protocol = port.get("protocol", "TCP")
+            protocol = fields.protocol(port)
             prefix = f"{name}_PORT_{port['port']}_{protocol}"
             env[prefix] = f"{protocol.lower()}://{ip}:{port['port']}"
             env[f"{prefix}_PROTO"] = protocol.lower()

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Any
 
+from podnet.api import fields
 from podnet.api import labels as selectors
 from podnet.api.objects import KubeObject, deterministic_uid
 from podnet import naming
@@ -31,7 +32,7 @@ def resolve_ports(svc: KubeObject, pod: KubeObject) -> tuple[tuple[str, int, str
     out = []
     for port in svc.spec.get("ports") or []:
         target = port.get("targetPort", port.get("port"))
-        protocol = port.get("protocol") or "TCP"
+        protocol = fields.protocol(port)
         if isinstance(target, str):
             number = find_named_port(pod, target, protocol) if not target.isdigit() else int(target)
             if number is None:
@@ -181,7 +182,7 @@ def mirror_endpoints(svc: KubeObject, endpoints: KubeObject) -> list[KubeObject]
     owned by the Endpoints, labelled like it, with only the ready condition set."""
     slices = []
     for i, subset in enumerate(endpoints.body.get("subsets") or []):
-        ports = tuple((p.get("name") or "", int(p["port"]), p.get("protocol") or "TCP", p.get("appProtocol"))
+        ports = tuple((p.get("name") or "", int(p["port"]), fields.protocol(p), p.get("appProtocol"))
                       for p in subset.get("ports") or [])
         items = []
         for ready, key in ((True, "addresses"), (False, "notReadyAddresses")):

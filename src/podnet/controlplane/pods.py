@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from podnet.api import fields
 from podnet.api.objects import KubeObject
 from podnet.controlplane.defaults import default
 
@@ -24,7 +25,7 @@ def apply_pod_spec_defaults(spec: dict[str, Any]) -> None:
             container = containers[i] = dict(container)
             ports = container.get("ports")
             if ports:
-                container["ports"] = [{**port, "protocol": port.get("protocol") or "TCP"} for port in ports]
+                container["ports"] = [{**port, "protocol": fields.protocol(port)} for port in ports]
             image = str(container.get("image") or "")
             default(container, "imagePullPolicy", "Always" if image.endswith(":latest") or ":" not in image.rsplit("/", 1)[-1] else "IfNotPresent")
             for probe_name in ("livenessProbe", "readinessProbe", "startupProbe"):
@@ -54,7 +55,7 @@ def find_named_port(pod: KubeObject, name: str, protocol: str) -> int | None:
     """A named targetPort resolved in one pod, as the endpoints controllers do (FindPort)."""
     for container in _serving_containers(pod):
         for port in container.get("ports") or []:
-            if port.get("name") == name and (port.get("protocol") or "TCP") == protocol:
+            if port.get("name") == name and fields.protocol(port) == protocol:
                 return int(port["containerPort"])
     return None
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import subprocess
 from dataclasses import dataclass
 
+from podnet.api import fields
 from podnet.api.objects import KubeObject
 from podnet.controlplane import Cluster
 from podnet.linux.layout import BRIDGE, CNI_NETWORK, ClusterLayout
@@ -139,7 +140,7 @@ def host_ports(pod: KubeObject) -> list[tuple[int, str, int, str]]:
     for container in pod.spec.get("containers") or []:
         for port in container.get("ports") or []:
             if port.get("hostPort"):
-                out.append((int(port["hostPort"]), (port.get("protocol") or "TCP").lower(),
+                out.append((int(port["hostPort"]), fields.protocol(port).lower(),
                             int(port["containerPort"]), port.get("hostIP") or ""))
     return out
 

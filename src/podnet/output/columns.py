@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
+from podnet.api import fields
 from podnet.api.objects import KubeObject
 
 Row = list[str]
@@ -72,7 +73,7 @@ def _service_ports(spec: dict[str, Any]) -> str:
         text = str(p.get("port"))
         if p.get("nodePort"):
             text += f":{p['nodePort']}"
-        parts.append(f"{text}/{p.get('protocol', 'TCP')}")
+        parts.append(f"{text}/{fields.protocol(p)}")
     return ",".join(parts) or NONE
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from podnet.api import fields
 from podnet.api.objects import KubeObject
 from podnet.output.columns import NONE, _map_text, _selector_text
 
@@ -61,10 +62,10 @@ def describe_pod(o: KubeObject) -> Lines:
     for c in o.spec.get("containers") or []:
         lines.append(f"  {c.get('name')}:")
         lines.append(_kv("Image", c.get("image", ""), 4))
-        ports = [f"{p['containerPort']}/{p.get('protocol', 'TCP')}" + (f" ({p['name']})" if p.get("name") else "")
+        ports = [f"{p['containerPort']}/{fields.protocol(p)}" + (f" ({p['name']})" if p.get("name") else "")
                  for p in c.get("ports") or []]
         lines.append(_kv("Port", ", ".join(ports) or NONE, 4))
-        host_ports = [f"{p['hostPort']}/{p.get('protocol', 'TCP')}" for p in c.get("ports") or [] if p.get("hostPort")]
+        host_ports = [f"{p['hostPort']}/{fields.protocol(p)}" for p in c.get("ports") or [] if p.get("hostPort")]
         lines.append(_kv("Host Port", ", ".join(host_ports) or NONE, 4))
         if c.get("command"):
             lines.append(_kv("Command", " ".join(map(str, c["command"])), 4))
@@ -103,11 +104,11 @@ def describe_service(o: KubeObject, endpoints: list[str]) -> Lines:
         lines.append(_kv("LoadBalancer Ingress", ", ".join(i.get("ip") or i.get("hostname") for i in ingress)))
     for p in spec.get("ports") or []:
         name = p.get("name") or "<unset>"
-        lines.append(_kv("Port", f"{name}  {p.get('port')}/{p.get('protocol', 'TCP')}"))
+        lines.append(_kv("Port", f"{name}  {p.get('port')}/{fields.protocol(p)}"))
         if "targetPort" in p:
-            lines.append(_kv("TargetPort", f"{p['targetPort']}/{p.get('protocol', 'TCP')}"))
+            lines.append(_kv("TargetPort", f"{p['targetPort']}/{fields.protocol(p)}"))
         if p.get("nodePort"):
-            lines.append(_kv("NodePort", f"{name}  {p['nodePort']}/{p.get('protocol', 'TCP')}"))
+            lines.append(_kv("NodePort", f"{name}  {p['nodePort']}/{fields.protocol(p)}"))
         lines.append(_kv("Endpoints", ",".join(endpoints_for_port(endpoints, p)) or NONE))
     lines.append(_kv("Session Affinity", spec.get("sessionAffinity", "None")))
     if spec.get("externalTrafficPolicy"):
@@ -158,7 +159,7 @@ def describe_networkpolicy(o: KubeObject) -> Lines:
         for i, rule in enumerate(rules):
             if i:
                 lines.append("    ----------")
-            ports = [f"{p.get('port', '<any>')}" + (f"-{p['endPort']}" if p.get("endPort") else "") + f"/{p.get('protocol', 'TCP')}"
+            ports = [f"{p.get('port', '<any>')}" + (f"-{p['endPort']}" if p.get("endPort") else "") + f"/{fields.protocol(p)}"
                      for p in rule.get("ports") or []]
             lines.append(f"    {'To Port' if direction == 'Ingress' else 'To Port'}: {', '.join(ports) or '<any> (traffic allowed to all ports)'}")
             peers = rule.get("from" if direction == "Ingress" else "to") or []

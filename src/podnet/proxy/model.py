@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from podnet.api import fields
 from podnet.controlplane import Cluster
 from podnet.semantics.loadbalancer import load_balancer_ips
 from podnet.semantics.services import ServiceTable, firewall_sources, usable_endpoints
@@ -122,7 +123,7 @@ def service_ports(cluster: Cluster, node: str, services: ServiceTable | None = N
             local_eps = usable_endpoints([b for b in backends if b.node == node])
             out.append(ServicePort(
                 namespace=svc.namespace, name=svc.name, port_name=port.get("name") or "",
-                protocol=port.get("protocol", "TCP"), cluster_ip=spec["clusterIP"], port=int(port["port"]),
+                protocol=fields.protocol(port), cluster_ip=spec["clusterIP"], port=int(port["port"]),
                 node_port=int(port["nodePort"]) if port.get("nodePort") else None,
                 external_ips=external_ips,
                 cluster_endpoints=tuple(Endpoint(b.ip, b.port, b.pod) for b in cluster_eps),

@@ -68,6 +68,7 @@ import dns.rdataclass
 import dns.rdatatype
 import dns.reversename
 
+from podnet.api import fields
 from podnet.api.objects import KubeObject
 from podnet.api.positions import LineFinder
 from podnet.controlplane import Cluster
@@ -339,7 +340,7 @@ class ClusterDNS:
             kind = "ExternalName" if spec.get("type") == "ExternalName" else (
                 "Headless" if spec.get("clusterIP") == "None" else "ClusterIP")
             ips = tuple(ip for ip in (spec.get("clusterIPs") or [spec.get("clusterIP")]) if ip and ip != "None")
-            ports = one(tuple(_Port((p.get("name") or "").lower(), (p.get("protocol") or "TCP").lower(),
+            ports = one(tuple(_Port((p.get("name") or "").lower(), fields.protocol(p).lower(),
                                     int(p.get("port") or 0)) for p in spec.get("ports") or []))
             self._services[(one(svc.namespace.lower()), one(svc.name.lower()))] = _Service(
                 svc.name, svc.namespace, kind, ips if kind == "ClusterIP" else (), ports, spec.get("externalName"))

@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Union
 
+from podnet.api import fields
 from podnet.api import labels as label_selectors
 from podnet.api.labels import Selector
 from podnet.api.objects import KubeObject
@@ -134,7 +135,7 @@ def pod_named_ports(pod: KubeObject) -> tuple[NamedPort, ...]:
             name = port.get("name")
             number = port.get("containerPort")
             if name and isinstance(number, int):
-                found.add(NamedPort(name, str(port.get("protocol") or "TCP").upper(), number))
+                found.add(NamedPort(name, str(fields.protocol(port)).upper(), number))
     return tuple(sorted(found, key=lambda p: (p.name, p.protocol, p.port)))
 
 
@@ -331,7 +332,7 @@ def compile_peer(namespace: str, peer: Mapping[str, Any]) -> Peer:
 
 
 def compile_port(entry: Mapping[str, Any]) -> PortMatch:
-    protocol = normalize_protocol(entry.get("protocol") or "TCP")  # rule 27
+    protocol = normalize_protocol(fields.protocol(entry))  # rule 27
     port = entry.get("port")
     if port is None:
         return PortMatch(protocol)

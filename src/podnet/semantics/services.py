@@ -26,6 +26,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from ipaddress import IPv4Address, ip_address, ip_network
 
+from podnet.api import fields
 from podnet.api.objects import KubeObject
 from podnet.controlplane import Cluster
 
@@ -46,7 +47,7 @@ class Frontend:
     @property
     def describe(self) -> str:
         port = self.port.get("nodePort") if self.kind == "NodePort" else self.port.get("port")
-        return f"{self.kind} {self.ip}:{port}/{self.port.get('protocol', 'TCP')} of Service {self.service.ref}"
+        return f"{self.kind} {self.ip}:{port}/{fields.protocol(self.port)} of Service {self.service.ref}"
 
 
 @dataclass(frozen=True)
@@ -93,7 +94,7 @@ class ServiceTable:
             if spec.get("type") == "ExternalName":
                 continue
             for port in spec.get("ports") or []:
-                proto = port.get("protocol", "TCP")
+                proto = fields.protocol(port)
                 if spec.get("clusterIP") not in (None, "", "None"):
                     self._by_vip[(spec["clusterIP"], int(port["port"]), proto)] = Frontend(svc, port, "ClusterIP", spec["clusterIP"])
                 if port.get("nodePort"):
@@ -119,11 +120,11 @@ class ServiceTable:
     def backends(self, svc: KubeObject, port: dict) -> list[Backend]:
         """Endpoints for one Service port, from its EndpointSlices (matched by port name)."""
         wanted_name = port.get("name") or ""
-        protocol = port.get("protocol", "TCP")
+        protocol = fields.protocol(port)
         out = []
         for slice_ in self._slices.get((svc.namespace, svc.name), ()):
             for slice_port in slice_.body.get("ports") or []:
-                if (slice_port.get("name") or "") != wanted_name or slice_port.get("protocol", "TCP") != protocol:
+                if (slice_port.get("name") or "") != wanted_name or fields.protocol(slice_port) != protocol:
                     continue
                 for endpoint in slice_.body.get("endpoints") or []:
                     conditions = endpoint.get("conditions") or {}

@@ -7,6 +7,7 @@ import re
 from dataclasses import dataclass
 
 from podnet import images
+from podnet.api import fields
 from podnet.api import labels as selectors
 from podnet.api.objects import KubeObject
 from podnet.controlplane import Cluster
@@ -84,7 +85,7 @@ class Explainer:
         out = []
         for port in svc.spec.get("ports") or []:
             target = port.get("targetPort", port.get("port"))
-            protocol = port.get("protocol", "TCP")
+            protocol = fields.protocol(port)
             label = f"port {port.get('name') or port.get('port')}"
             if isinstance(target, str) and not target.isdigit():
                 missing = [p.name for p in pods if find_named_port(p, target, protocol) is None]

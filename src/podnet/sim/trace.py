@@ -20,6 +20,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from podnet import images
+from podnet.api import fields
 from podnet.controlplane import Cluster
 from podnet.controlplane.nodes import NodeInfo
 from podnet.errors import UsageError
@@ -306,7 +307,7 @@ class Tracer:
         if isinstance(port, str):
             if svc is not None:
                 for p in svc.spec.get("ports") or []:
-                    if p.get("name") == port and p.get("protocol", "TCP") == protocol:
+                    if p.get("name") == port and fields.protocol(p) == protocol:
                         return int(p["port"])
                 raise UsageError(f"DST {text}: Service {svc.ref} has no {protocol} port named {port!r}")
             if pod is not None:
@@ -318,12 +319,12 @@ class Tracer:
                 return number
             raise UsageError(f"DST {text}: a port name needs a Service or pod to look it up in")
         if svc is not None:
-            ports = [int(p["port"]) for p in svc.spec.get("ports") or [] if p.get("protocol", "TCP") == protocol]
+            ports = [int(p["port"]) for p in svc.spec.get("ports") or [] if fields.protocol(p) == protocol]
             if len(ports) == 1:
                 return ports[0]
         if pod is not None:
             declared = [p for c in pod.spec.get("containers") or [] for p in c.get("ports") or []
-                        if (p.get("protocol") or "TCP") == protocol]
+                        if fields.protocol(p) == protocol]
             if len(declared) == 1:
                 return int(declared[0]["containerPort"])
         raise UsageError(f"DST {text}: which port? give -p PORT (a number or a name), or NAME:PORT")
@@ -440,7 +441,7 @@ class Tracer:
                 continue
             for container in pod.spec.get("containers") or []:
                 for p in container.get("ports") or []:
-                    if p.get("hostPort") == port and (p.get("protocol") or "TCP") == protocol:
+                    if p.get("hostPort") == port and fields.protocol(p) == protocol:
                         target = self.addresses.pod_party(pod)
                         hop = Hop(f"node/{packet.at.name}", "dnat",
                                   f"hostPort {port}/{protocol} → {pod.ref} {target.ip}:{p['containerPort']} (CNI portmap)")
@@ -632,7 +633,7 @@ class Tracer:
         hops.append(Hop(controller.name, "proxy", f"upstream {backend.ref}:{service_port.get('port')} → "
                                                   f"{ingress_json.get('upstream_path')} (nginx proxies to the endpoints itself)"))
         frontend = self.services.frontend(backend.spec.get("clusterIP") or "", int(service_port["port"]),
-                                          service_port.get("protocol", "TCP"))
+                                          fields.protocol(service_port))
         if frontend is None:
             return self._dropped(hops, f"Service {backend.ref} is headless or has no such port", entry, port, ingress_json)
         translation = self.services.translate(frontend, controller.ip, controller.node.name, "pod")
