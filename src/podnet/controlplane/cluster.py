@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 
 from ipaddress import IPv4Address
 
+from podnet.api import fields
 from podnet.api.objects import KubeObject
 from podnet.api.positions import LineFinder
 from podnet.api.problems import FieldPath
@@ -121,14 +122,14 @@ def _ingress_status(cluster: Cluster) -> None:
     controller = cluster.get("Service", system.INGRESS_NAMESPACE, system.INGRESS_SERVICE)
     if controller is None:
         return
-    published = (controller.body.get("status") or {}).get("loadBalancer", {}).get("ingress") or []
+    published = fields.load_balancer_ips(controller)
     ours = {c.name for c in cluster.of_kind("IngressClass") if c.spec.get("controller") == system.INGRESS_CONTROLLER}
     default = {c.name for c in cluster.of_kind("IngressClass")
                if c.annotations.get("ingressclass.kubernetes.io/is-default-class") == "true"} & ours
     for ingress in cluster.of_kind("Ingress"):
         name = ingress.spec.get("ingressClassName") or ingress.annotations.get("kubernetes.io/ingress.class")
         if (name in ours) or (name is None and default):
-            ingress.body["status"] = {"loadBalancer": {"ingress": [{"ip": p["ip"]} for p in published if p.get("ip")]}}
+            ingress.body["status"] = {"loadBalancer": {"ingress": [{"ip": ip} for ip in published]}}
         else:
             ingress.body["status"] = {"loadBalancer": {}}
 

@@ -84,7 +84,7 @@ def _external_ip(o: KubeObject) -> str:
     if stype == "ExternalName":
         return spec.get("externalName") or NONE
     if stype == "LoadBalancer":
-        ingress = [i.get("ip") or i.get("hostname") for i in (o.body.get("status") or {}).get("loadBalancer", {}).get("ingress") or []]
+        ingress = fields.load_balancer_addresses(o)
         return ",".join(sorted(ingress + external)) or "<pending>"
     return ",".join(external) or NONE
 
@@ -158,7 +158,7 @@ def networkpolicy_row(o: KubeObject, wide: bool) -> Row:
 
 def ingress_row(o: KubeObject, wide: bool) -> Row:
     hosts = [r.get("host") or "*" for r in o.spec.get("rules") or []] or ["*"]
-    ingress = [i.get("ip") or i.get("hostname") for i in (o.body.get("status") or {}).get("loadBalancer", {}).get("ingress") or []]
+    ingress = fields.load_balancer_addresses(o)
     ports = "80, 443" if o.spec.get("tls") else "80"
     return [o.name, o.spec.get("ingressClassName") or NONE, ",".join(dict.fromkeys(hosts)), ",".join(ingress), ports, _age(o)]
 

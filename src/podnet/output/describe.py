@@ -99,9 +99,9 @@ def describe_service(o: KubeObject, endpoints: list[str]) -> Lines:
                   _kv("IP", spec.get("clusterIP", NONE)), _kv("IPs", ",".join(spec.get("clusterIPs") or [NONE]))]
     if spec.get("externalIPs"):
         lines.append(_kv("External IPs", ",".join(spec["externalIPs"])))
-    ingress = (o.body.get("status") or {}).get("loadBalancer", {}).get("ingress") or []
+    ingress = fields.load_balancer_addresses(o)
     if ingress:
-        lines.append(_kv("LoadBalancer Ingress", ", ".join(i.get("ip") or i.get("hostname") for i in ingress)))
+        lines.append(_kv("LoadBalancer Ingress", ", ".join(ingress)))
     for p in spec.get("ports") or []:
         name = p.get("name") or "<unset>"
         lines.append(_kv("Port", f"{name}  {p.get('port')}/{fields.protocol(p)}"))

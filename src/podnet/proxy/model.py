@@ -21,7 +21,6 @@ from dataclasses import dataclass
 
 from podnet.api import fields
 from podnet.controlplane import Cluster
-from podnet.semantics.loadbalancer import load_balancer_ips
 from podnet.semantics.services import ServiceTable, firewall_sources, usable_endpoints
 
 DEFAULT_AFFINITY_TIMEOUT = 10800  # seconds, the API default for sessionAffinityConfig
@@ -110,7 +109,7 @@ def service_ports(cluster: Cluster, node: str, services: ServiceTable | None = N
         spec = svc.spec
         if spec.get("type") == "ExternalName" or spec.get("clusterIP") in (None, "", "None"):
             continue
-        lb_ips = tuple(load_balancer_ips(svc) if spec.get("type") == "LoadBalancer" else [])
+        lb_ips = tuple(fields.load_balancer_ips(svc) if spec.get("type") == "LoadBalancer" else [])
         external_ips = lb_ips + tuple(ip for ip in spec.get("externalIPs") or [] if ip not in lb_ips)
         sources = firewall_sources(svc, str(node_info.ip) if node_info else None) if lb_ips else ()
         timeout = None

@@ -99,9 +99,8 @@ class ServiceTable:
                     self._by_vip[(spec["clusterIP"], int(port["port"]), proto)] = Frontend(svc, port, "ClusterIP", spec["clusterIP"])
                 if port.get("nodePort"):
                     self._by_nodeport[(int(port["nodePort"]), proto)] = Frontend(svc, port, "NodePort", "")
-                for ingress in (svc.body.get("status") or {}).get("loadBalancer", {}).get("ingress") or []:
-                    if ingress.get("ip"):
-                        self._by_vip[(ingress["ip"], int(port["port"]), proto)] = Frontend(svc, port, "LoadBalancer", ingress["ip"])
+                for ip in fields.load_balancer_ips(svc):
+                    self._by_vip[(ip, int(port["port"]), proto)] = Frontend(svc, port, "LoadBalancer", ip)
                 for ip in spec.get("externalIPs") or []:
                     self._by_vip[(ip, int(port["port"]), proto)] = Frontend(svc, port, "ExternalIP", ip)
         self._virtual_ips = {key[0] for key in self._by_vip}
@@ -214,9 +213,7 @@ def firewall_sources(svc: KubeObject, node_ip: str | None) -> tuple[str, ...]:
         return ()
     ranges = tuple(dict.fromkeys(str(n) for n in ipv4))
     if node_ip and source_allowed(node_ip, ranges):
-        from podnet.semantics.loadbalancer import load_balancer_ips
-
-        ranges += tuple(ip for ip in load_balancer_ips(svc) if not source_allowed(ip, ranges))
+        ranges += tuple(ip for ip in fields.load_balancer_ips(svc) if not source_allowed(ip, ranges))
     return ranges
 
 

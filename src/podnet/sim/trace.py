@@ -24,7 +24,7 @@ from podnet.api import fields
 from podnet.controlplane import Cluster
 from podnet.controlplane.nodes import NodeInfo
 from podnet.errors import UsageError
-from podnet.semantics.loadbalancer import announced_ips, load_balancer_ips
+from podnet.semantics.loadbalancer import announced_ips
 from podnet.semantics.routing import Addressing, Hop, Party
 from podnet.semantics.services import Backend, ServiceTable, Translation, affinity_choice
 
@@ -653,4 +653,4 @@ class Tracer:
 
 
 def _lb_ips(svc) -> list[str]:
-    return load_balancer_ips(svc)
+    return fields.load_balancer_ips(svc)
