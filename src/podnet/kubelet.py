@@ -80,13 +80,12 @@ def container_environment(pod: KubeObject, container: dict[str, Any], cluster: C
 
 def _value_from(source: dict[str, Any], pod: KubeObject, container: dict[str, Any]) -> str:
     field = (source.get("fieldRef") or {}).get("fieldPath")
-    status = pod.body.get("status") or {}
     known = {
         "metadata.name": pod.name, "metadata.namespace": pod.namespace,
         "metadata.uid": pod.metadata.get("uid", ""), "spec.nodeName": pod.spec.get("nodeName", ""),
         "spec.serviceAccountName": pod.spec.get("serviceAccountName", "default"),
-        "status.podIP": status.get("podIP", ""), "status.hostIP": status.get("hostIP", ""),
-        "status.podIPs": ",".join(i["ip"] for i in status.get("podIPs") or []),
+        "status.podIP": fields.pod_ip(pod), "status.hostIP": fields.host_ip(pod),
+        "status.podIPs": ",".join(fields.pod_ips(pod)),
     }
     if field in known:
         return str(known[field])
@@ -107,7 +106,7 @@ def _expand(value: str, env: dict[str, str]) -> str:
 
 def hosts_file(pod: KubeObject, cluster: Cluster) -> str:
     """kubelet's managed /etc/hosts (ensureHostsFile / managedHostsFileContent)."""
-    ip = (pod.body.get("status") or {}).get("podIP", "")
+    ip = fields.pod_ip(pod)
     lines = [
         "# Kubernetes-managed hosts file.",
         "127.0.0.1\tlocalhost",

@@ -189,7 +189,7 @@ def _schedule_and_address(cluster: Cluster, pods: list[KubeObject], infos: list[
     unbound = []
     for pod in pods:  # pods already bound are counted before any spreading
         node = pod.spec.get("nodeName")
-        if pod_status.is_terminal(pod):
+        if fields.is_terminal(pod):
             continue
         if node and scheduler.has_node(node):
             if not scheduler.fits_host_ports(pod, node):
@@ -208,8 +208,8 @@ def _schedule_and_address(cluster: Cluster, pods: list[KubeObject], infos: list[
         else:
             pod.body["status"] = pod_status.pending_status(pod, "Unschedulable", message)
     for pod in pods:  # addresses that pods piped from a live cluster already have are kept
-        ip, node = (pod.body.get("status") or {}).get("podIP"), pod.spec.get("nodeName")
-        if ip and node in allocators and not pod.spec.get("hostNetwork") and not pod_status.is_terminal(pod):
+        ip, node = fields.pod_ip(pod), pod.spec.get("nodeName")
+        if ip and node in allocators and not pod.spec.get("hostNetwork") and not fields.is_terminal(pod):
             try:
                 if allocators[node].reserve(IPv4Address(ip)):
                     kept[pod.key] = ip
@@ -218,7 +218,7 @@ def _schedule_and_address(cluster: Cluster, pods: list[KubeObject], infos: list[
     for pod in pods:
         cluster.add(pod)
         node = pod.spec.get("nodeName")
-        if pod_status.is_terminal(pod) or not node:
+        if fields.is_terminal(pod) or not node:
             continue
         info = by_name.get(node)
         if info is None:
@@ -255,7 +255,7 @@ def _workload_status(cluster: Cluster, by_kind: dict[str, list[KubeObject]], pod
     owned: dict[tuple[str, str, str], list[KubeObject]] = defaultdict(list)
     for pod in pods:
         ref = workloads.controller_of(pod)
-        if ref and not pod_status.is_terminal(pod) and not pod_status.is_terminating(pod):
+        if ref and not fields.is_terminal(pod) and not fields.is_terminating(pod):
             owned[(ref.get("kind"), pod.namespace, ref.get("name"))].append(pod)
     for rs in cluster.of_kind("ReplicaSet"):
         workloads.fill_workload_status(rs, owned[("ReplicaSet", rs.namespace, rs.name)])

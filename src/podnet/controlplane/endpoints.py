@@ -16,7 +16,7 @@ from podnet.api import fields
 from podnet.api import labels as selectors
 from podnet.api.objects import KubeObject, deterministic_uid
 from podnet import naming
-from podnet.controlplane.pods import find_named_port, is_ready, is_terminal, is_terminating
+from podnet.controlplane.pods import find_named_port
 from podnet.controlplane.workloads import owner_reference
 
 MAX_ENDPOINTS_PER_SLICE = 100
@@ -47,7 +47,7 @@ class EndpointsController:
     def __init__(self, pods: list[KubeObject], nodes: list[KubeObject]):
         self._pods_by_namespace: dict[str, list[KubeObject]] = defaultdict(list)
         for pod in pods:
-            if pod.status.get("podIP") and not is_terminal(pod):
+            if fields.pod_ip(pod) and not fields.is_terminal(pod):
                 self._pods_by_namespace[pod.namespace].append(pod)
         self._zones = {n.name: n.labels.get(ZONE_LABEL) for n in nodes}
 
@@ -73,10 +73,10 @@ class EndpointsController:
         return slices
 
     def _endpoint(self, svc: KubeObject, pod: KubeObject, publish_not_ready: bool) -> dict[str, Any]:
-        terminating = is_terminating(pod)
-        ready = is_ready(pod)
+        terminating = fields.is_terminating(pod)
+        ready = fields.is_ready(pod)
         endpoint: dict[str, Any] = {
-            "addresses": [pod.status["podIP"]],
+            "addresses": [fields.pod_ip(pod)],
             "conditions": {
                 "ready": publish_not_ready or (ready and not terminating),
                 "serving": ready,

@@ -9,7 +9,6 @@ from podnet.api.objects import KubeObject
 from podnet.controlplane.defaults import default
 
 _PROBE_DEFAULTS = {"timeoutSeconds": 1, "periodSeconds": 10, "successThreshold": 1, "failureThreshold": 3}
-TERMINAL_PHASES = ("Succeeded", "Failed")
 
 
 def apply_pod_spec_defaults(spec: dict[str, Any]) -> None:
@@ -60,20 +59,8 @@ def find_named_port(pod: KubeObject, name: str, protocol: str) -> int | None:
     return None
 
 
-def is_terminal(pod: KubeObject) -> bool:
-    return (pod.body.get("status") or {}).get("phase") in TERMINAL_PHASES
-
-
-def is_terminating(pod: KubeObject) -> bool:
-    return bool(pod.body.get("metadata", {}).get("deletionTimestamp"))
-
-
-def _input_conditions(pod: KubeObject) -> dict[str, str]:
-    return {c.get("type"): c.get("status") for c in (pod.body.get("status") or {}).get("conditions") or []}
-
-
 def input_says_containers_not_ready(pod: KubeObject) -> bool:
-    conditions = _input_conditions(pod)
+    conditions = fields.condition_statuses(pod)
     if conditions.get("ContainersReady") == "False":
         return True
     # a Ready=False without a ContainersReady condition: the containers are what is not ready
@@ -90,7 +77,7 @@ def set_containers_ready(pod: KubeObject, ready: bool) -> None:
 
 
 def readiness_gates_open(pod: KubeObject) -> bool:
-    conditions = _input_conditions(pod)
+    conditions = fields.condition_statuses(pod)
     return all(conditions.get(g.get("conditionType")) == "True" for g in pod.spec.get("readinessGates") or [])
 
 
@@ -124,7 +111,7 @@ def _condition(kind: str, ok: bool, reason: str | None = None, message: str | No
 
 
 def running_status(pod: KubeObject, host_ip: str, pod_ip: str, ready: bool) -> dict[str, Any]:
-    previous = pod.body.get("status") or {}
+    previous = pod.status
     extra = [c for c in previous.get("conditions") or []
              if c.get("type") not in ("PodScheduled", "Initialized", "ContainersReady", "Ready")]
     containers_ready = not input_says_containers_not_ready(pod)
@@ -166,10 +153,3 @@ def pending_status(pod: KubeObject, reason: str, message: str) -> dict[str, Any]
         "conditions": [_condition("PodScheduled", False, reason, message)],
         "qosClass": qos_class(pod.spec),
     }
-
-
-def is_ready(pod: KubeObject) -> bool:
-    for condition in (pod.body.get("status") or {}).get("conditions") or []:
-        if condition.get("type") == "Ready":
-            return condition.get("status") == "True"
-    return False

@@ -12,10 +12,11 @@ import json
 from collections import defaultdict
 from typing import Any, Callable
 
+from podnet.api import fields
 from podnet.api import labels as selectors
 from podnet.api.objects import KubeObject, deterministic_uid
 from podnet import naming
-from podnet.controlplane.pods import apply_pod_spec_defaults, is_ready, is_terminal, is_terminating
+from podnet.controlplane.pods import apply_pod_spec_defaults
 
 
 def owner_reference(owner: KubeObject) -> dict[str, Any]:
@@ -81,7 +82,7 @@ class PodIndex:
         """Pods the owner controls, adopting matching orphans (ControllerRefManager)."""
         claimed = []
         for pod in self.by_namespace.get(owner.namespace, ()):
-            if is_terminal(pod) or is_terminating(pod):
+            if fields.is_terminal(pod) or fields.is_terminating(pod):
                 continue  # FilterActivePods: finished or deleted pods are no replicas
             ref = controller_of(pod)
             if ref is not None:
@@ -101,7 +102,7 @@ def deployment_replicasets(deployment: KubeObject, existing: list[KubeObject]) -
     if owned:
         return []
     template = copy.deepcopy(deployment.spec.get("template") or {})
-    pod_hash = naming.template_hash(template, int((deployment.body.get("status") or {}).get("collisionCount") or 0))
+    pod_hash = naming.template_hash(template, int(deployment.status.get("collisionCount") or 0))
     name = f"{deployment.name}-{pod_hash}"
     template.setdefault("metadata", {}).setdefault("labels", {})["pod-template-hash"] = pod_hash
     selector = copy.deepcopy(deployment.spec.get("selector") or {})
@@ -191,7 +192,7 @@ def daemonset_pods(ds: KubeObject, node_names: list[str], index: PodIndex,
 
 def fill_workload_status(obj: KubeObject, pods: list[KubeObject], desired: int | None = None) -> None:
     total = len(pods)
-    ready = sum(1 for p in pods if is_ready(p))
+    ready = sum(1 for p in pods if fields.is_ready(p))
     if obj.kind == "DaemonSet":
         obj.body["status"] = {
             "currentNumberScheduled": total, "desiredNumberScheduled": desired or 0, "numberMisscheduled": 0,

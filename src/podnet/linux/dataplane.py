@@ -58,7 +58,7 @@ class DataPlane:
     def _conf(self, node, pod: KubeObject):
         from podnet.cni import config
 
-        ip = (pod.body.get("status") or {}).get("podIP")
+        ip = fields.pod_ip(pod)
         return config.from_dict({
             "cniVersion": "1.0.0", "name": CNI_NETWORK, "type": "podnet-cni", "bridge": BRIDGE,
             "isGateway": True, "ipMasq": False, "hairpinMode": True, "mtu": self._pod_mtu(node.name),

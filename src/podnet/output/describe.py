@@ -51,11 +51,10 @@ def _probe_text(probe: dict[str, Any]) -> str:
 
 
 def describe_pod(o: KubeObject) -> Lines:
-    status = o.body.get("status") or {}
-    lines = _common(o)[:2] + [_kv("Node", f"{o.spec.get('nodeName') or NONE}/{status.get('hostIP', '')}".rstrip("/"))]
+    lines = _common(o)[:2] + [_kv("Node", f"{o.spec.get('nodeName') or NONE}/{fields.host_ip(o)}".rstrip("/"))]
     lines += _common(o)[2:]
-    lines += [_kv("Status", status.get("phase", "Pending")), _kv("IP", status.get("podIP") or "")]
-    lines += ["IPs:"] + ([f"  IP:  {i['ip']}" for i in status.get("podIPs") or []] or [f"  {NONE}"])
+    lines += [_kv("Status", fields.phase(o) or "Pending"), _kv("IP", fields.pod_ip(o))]
+    lines += ["IPs:"] + ([f"  IP:  {ip}" for ip in fields.pod_ips(o)] or [f"  {NONE}"])
     owner = next((r for r in o.metadata.get("ownerReferences") or [] if r.get("controller")), None)
     lines.append(_kv("Controlled By", f"{owner['kind']}/{owner['name']}" if owner else NONE))
     lines.append("Containers:")
@@ -76,7 +75,7 @@ def describe_pod(o: KubeObject) -> Lines:
                 lines.append(_kv(label, _probe_text(c[probe_name]), 4))
     lines.append("Conditions:")
     lines.append(f"  {'Type':<27}Status")
-    for condition in status.get("conditions") or []:
+    for condition in fields.conditions(o):
         lines.append(f"  {condition.get('type', ''):<27}{condition.get('status', '')}")
         if condition.get("message"):
             lines.append(f"    {condition.get('reason', '')}: {condition['message']}")
@@ -125,7 +124,7 @@ def endpoints_for_port(endpoints: list[str], port: dict[str, Any]) -> list[str]:
 
 
 def describe_node(o: KubeObject, pods: list[KubeObject]) -> Lines:
-    status = o.body.get("status") or {}
+    status = o.status
     roles = sorted(k.split("/", 1)[1] for k in o.labels if k.startswith("node-role.kubernetes.io/")) or [NONE]
     lines = [_kv("Name", o.name), _kv("Roles", ",".join(roles))] + _common(o)[1:]
     taints = [f"{t['key']}" + (f"={t['value']}" if t.get("value") else "") + f":{t['effect']}" for t in o.spec.get("taints") or []]
@@ -136,7 +135,7 @@ def describe_node(o: KubeObject, pods: list[KubeObject]) -> Lines:
     lines.append(f"Non-terminated Pods:          ({len(pods)} in total)")
     lines.append(f"  {'Namespace':<20}{'Name':<45}IP")
     for pod in pods:
-        lines.append(f"  {pod.namespace:<20}{pod.name:<45}{(pod.body.get('status') or {}).get('podIP', '')}")
+        lines.append(f"  {pod.namespace:<20}{pod.name:<45}{fields.pod_ip(pod)}")
     return lines
 
 

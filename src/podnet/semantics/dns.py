@@ -374,7 +374,7 @@ class ClusterDNS:
                 self._reverse[ip] = tuple(dict.fromkeys(names))
 
         for pod in self.cluster.of_kind("Pod"):
-            status = pod.body.get("status") or {}
+            status = pod.status
             for ip in [p.get("ip") for p in status.get("podIPs") or []] or [status.get("podIP")]:
                 if ip:
                     self._pod_ips.add((pod.namespace.lower(), ip))

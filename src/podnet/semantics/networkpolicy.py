@@ -47,7 +47,6 @@ IPNetwork = Union[ipaddress.IPv4Network, ipaddress.IPv6Network]
 PROTOCOLS = ("TCP", "UDP", "SCTP")
 INGRESS, EGRESS = "ingress", "egress"
 NAMESPACE_NAME_LABEL = "kubernetes.io/metadata.name"
-_TERMINAL_PHASES = ("Succeeded", "Failed")
 _EMPTY: Mapping[str, str] = MappingProxyType({})
 
 
@@ -140,8 +139,7 @@ def pod_named_ports(pod: KubeObject) -> tuple[NamedPort, ...]:
 
 
 def pod_endpoint(pod: KubeObject, namespace_labels: Mapping[str, str]) -> Endpoint:
-    status = pod.body.get("status") or {}
-    address = status.get("podIP")
+    address = fields.pod_ip(pod)
     return Endpoint(
         kind="pod",
         ip=ipaddress.ip_address(address) if address else None,
@@ -157,8 +155,7 @@ def pod_endpoint(pod: KubeObject, namespace_labels: Mapping[str, str]) -> Endpoi
 
 def has_network(pod: KubeObject) -> bool:
     """A pod that can take part in connections: it has an IP and has not terminated."""
-    status = pod.body.get("status") or {}
-    return bool(status.get("podIP")) and status.get("phase") not in _TERMINAL_PHASES
+    return bool(fields.pod_ip(pod)) and not fields.is_terminal(pod)
 
 
 # ---------------------------------------------------------------- compiled policies

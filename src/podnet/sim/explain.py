@@ -189,8 +189,8 @@ class Explainer:
     def _pod(self, pod: KubeObject) -> list[Finding]:
         from podnet.sim.trace import Tracer
 
-        if not (pod.body.get("status") or {}).get("podIP"):
-            reason = next((c.get("message") for c in (pod.body.get("status") or {}).get("conditions") or []
+        if not fields.pod_ip(pod):
+            reason = next((c.get("message") for c in fields.conditions(pod)
                            if c.get("status") == "False"), "")
             return [Finding("warning", f"Pod {pod.ref}", f"is not running: {reason or 'no IP'}")]
         owner = next((r for r in pod.metadata.get("ownerReferences") or [] if r.get("controller")), None)

@@ -221,7 +221,7 @@ class Tracer:
             raise UsageError(f"SRC {text!r}: no such pod (SRC is NS/POD, node/NAME or external)")
         party = self.addresses.pod_party(pod)
         if not party.ip or party.node is None:
-            raise UsageError(f"SRC {text}: the pod is not running ({(pod.body.get('status') or {}).get('phase')}), "
+            raise UsageError(f"SRC {text}: the pod is not running ({pod.status.get('phase')}), "
                              "so it sends nothing")
         if party.host_network:
             party = Party("pod", str(party.node.ip), party.name, pod, party.node)
@@ -278,7 +278,7 @@ class Tracer:
             pod = self._pod(text)
             if pod is None:
                 raise UsageError(f"DST {text!r}: no such pod")
-            ip = (pod.body.get("status") or {}).get("podIP")
+            ip = fields.pod_ip(pod)
             if not ip:
                 return [], port if isinstance(port, int) else None, f"{text} is not running: it has no IP"
             return [ip], self._numeric(port, text, pod, protocol, ip), None
@@ -647,7 +647,7 @@ class Tracer:
 
         for pod in self.cluster.of_kind("Pod", INGRESS_NAMESPACE):
             if all(pod.labels.get(k) == v for k, v in INGRESS_CONTROLLER_LABELS.items()) and \
-                    (pod.body.get("status") or {}).get("podIP"):
+                    fields.pod_ip(pod):
                 return self.addresses.pod_party(pod)
         return None
 
