@@ -34,8 +34,7 @@ def service_environment(pod: KubeObject, cluster: Cluster) -> dict[str, str]:
     """Service link variables, as kubelet's getServiceEnvVarMap builds them."""
     services = []
     for svc in cluster.of_kind("Service"):
-        ip = svc.spec.get("clusterIP")
-        if not ip or ip == "None" or svc.spec.get("type") == "ExternalName":
+        if not fields.cluster_ip(svc) or svc.spec.get("type") == "ExternalName":
             continue
         if svc.namespace == "default" and svc.name == "kubernetes":
             services.append(svc)
@@ -43,7 +42,7 @@ def service_environment(pod: KubeObject, cluster: Cluster) -> dict[str, str]:
             services.append(svc)
     env: dict[str, str] = {}
     for svc in services:
-        name, ip = _env_name(svc.name), svc.spec["clusterIP"]
+        name, ip = _env_name(svc.name), fields.cluster_ip(svc)
         ports = svc.spec.get("ports") or []
         if not ports:
             continue

@@ -99,7 +99,7 @@ class EndpointsController:
         labels = {k: v for k, v in (labels_from or svc).labels.items() if k not in (SERVICE_NAME, MANAGED_BY)}
         labels[SERVICE_NAME] = svc.name
         labels[MANAGED_BY] = manager
-        if svc.spec.get("clusterIP") == "None":
+        if fields.is_headless(svc):
             labels["service.kubernetes.io/headless"] = ""
         body: dict[str, Any] = {
             "apiVersion": "discovery.k8s.io/v1",
@@ -130,7 +130,7 @@ class EndpointsController:
         """The legacy v1 Endpoints from the same selection (endpoints controller): ready and
         not-ready addresses per port set, subsets repacked so each port set appears once."""
         publish_not_ready = bool(svc.spec.get("publishNotReadyAddresses"))
-        headless = svc.spec.get("clusterIP") == "None"
+        headless = fields.is_headless(svc)
         by_ports: dict[tuple, tuple[dict, dict]] = {}
         for slice_ in slices:
             ports = tuple((p["name"], p["port"], p["protocol"]) for p in slice_.body.get("ports") or [])

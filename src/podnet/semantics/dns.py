@@ -338,8 +338,8 @@ class ClusterDNS:
         for svc in self.cluster.of_kind("Service"):
             spec = svc.spec
             kind = "ExternalName" if spec.get("type") == "ExternalName" else (
-                "Headless" if spec.get("clusterIP") == "None" else "ClusterIP")
-            ips = tuple(ip for ip in (spec.get("clusterIPs") or [spec.get("clusterIP")]) if ip and ip != "None")
+                "Headless" if fields.is_headless(svc) else "ClusterIP")
+            ips = tuple(fields.cluster_ips(svc))
             ports = one(tuple(_Port((p.get("name") or "").lower(), fields.protocol(p).lower(),
                                     int(p.get("port") or 0)) for p in spec.get("ports") or []))
             self._services[(one(svc.namespace.lower()), one(svc.name.lower()))] = _Service(

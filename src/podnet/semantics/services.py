@@ -95,8 +95,8 @@ class ServiceTable:
                 continue
             for port in spec.get("ports") or []:
                 proto = fields.protocol(port)
-                if spec.get("clusterIP") not in (None, "", "None"):
-                    self._by_vip[(spec["clusterIP"], int(port["port"]), proto)] = Frontend(svc, port, "ClusterIP", spec["clusterIP"])
+                if cluster_ip := fields.cluster_ip(svc):
+                    self._by_vip[(cluster_ip, int(port["port"]), proto)] = Frontend(svc, port, "ClusterIP", cluster_ip)
                 if port.get("nodePort"):
                     self._by_nodeport[(int(port["nodePort"]), proto)] = Frontend(svc, port, "NodePort", "")
                 for ip in fields.load_balancer_ips(svc):

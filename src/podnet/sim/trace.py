@@ -590,7 +590,7 @@ class Tracer:
 
     def _is_controller_address(self, ip: str) -> bool:
         svc = self._controller()
-        return svc is not None and (ip == svc.spec.get("clusterIP") or ip in _lb_ips(svc))
+        return svc is not None and (ip == fields.cluster_ip(svc) or ip in _lb_ips(svc))
 
     def _via_ingress(self, src: Party, url: str, port: int, hops: list[Hop]) -> TraceResult:
         """Client → the controller's LoadBalancer → nginx routes by host and path → backend endpoints."""
@@ -632,7 +632,7 @@ class Tracer:
         service_port = result.service_port
         hops.append(Hop(controller.name, "proxy", f"upstream {backend.ref}:{service_port.get('port')} → "
                                                   f"{ingress_json.get('upstream_path')} (nginx proxies to the endpoints itself)"))
-        frontend = self.services.frontend(backend.spec.get("clusterIP") or "", int(service_port["port"]),
+        frontend = self.services.frontend(fields.cluster_ip(backend), int(service_port["port"]),
                                           fields.protocol(service_port))
         if frontend is None:
             return self._dropped(hops, f"Service {backend.ref} is headless or has no such port", entry, port, ingress_json)
