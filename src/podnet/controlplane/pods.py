@@ -112,7 +112,7 @@ def _condition(kind: str, ok: bool, reason: str | None = None, message: str | No
 
 def running_status(pod: KubeObject, host_ip: str, pod_ip: str, ready: bool) -> dict[str, Any]:
     previous = pod.status
-    extra = [c for c in previous.get("conditions") or []
+    extra = [c for c in fields.conditions(pod)
              if c.get("type") not in ("PodScheduled", "Initialized", "ContainersReady", "Ready")]
     containers_ready = not input_says_containers_not_ready(pod)
     restarts = {c.get("name"): int(c.get("restartCount") or 0) for c in previous.get("containerStatuses") or []}
