@@ -169,3 +169,25 @@ def test_no_reader_changes_the_object(status):
         except (AttributeError, TypeError, KeyError):
             pass  # nonsense shapes may fail validation-style, but still must not write
     assert obj.body == before
+
+
+@pytest.mark.parametrize("conditions, ready, serving, terminating", [
+    (None, True, True, False),  # no conditions: ready, as consumers of the API read it
+    ({}, True, True, False),
+    ({"ready": None}, True, True, False),  # null is unknown, not false
+    ({"ready": False}, False, False, False),  # serving follows ready when unset
+    ({"ready": False, "serving": True, "terminating": True}, False, True, True),  # a draining pod still serves
+    ({"ready": True, "serving": False}, True, False, False),
+], ids=["no-conditions", "empty", "null-ready", "not-ready", "terminating-serving", "not-serving"])
+def test_endpoint_conditions(conditions, ready, serving, terminating):
+    endpoint = {"addresses": ["10.244.1.5"]} if conditions is None else {"addresses": ["10.244.1.5"], "conditions": conditions}
+    assert (fields.endpoint_ready(endpoint), fields.endpoint_serving(endpoint), fields.endpoint_terminating(endpoint)) == \
+        (ready, serving, terminating)
+
+
+def test_controller_of_is_the_controlling_owner_reference():
+    rs = {"kind": "ReplicaSet", "name": "web-1", "controller": True}
+    pod = _pod({"metadata": {"ownerReferences": [{"kind": "ConfigMap", "name": "x"}, rs]}})
+    assert fields.controller_of(pod) == rs
+    assert fields.controller_of(_pod({"metadata": {"ownerReferences": [{"kind": "ConfigMap", "name": "x"}]}})) is None
+    assert fields.controller_of(_pod({})) is None

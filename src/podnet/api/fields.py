@@ -78,6 +78,11 @@ def is_terminating(obj: KubeObject) -> bool:
     return bool(obj.metadata.get("deletionTimestamp"))
 
 
+def controller_of(obj: KubeObject) -> Mapping[str, Any] | None:
+    """The ownerReference with controller: true (the ReplicaSet of a pod, …), None when none is."""
+    return next((ref for ref in obj.metadata.get("ownerReferences") or [] if ref.get("controller")), None)
+
+
 def pod_ip(pod: KubeObject) -> str:
     """status.podIP, "" when the pod has none yet."""
     return pod.status.get("podIP") or ""
@@ -115,6 +120,24 @@ def is_ready(obj: KubeObject) -> bool:
     """The Ready condition is True (a Pod or a Node); without one, not ready."""
     ready = condition(obj, "Ready")
     return ready is not None and ready.get("status") == "True"
+
+
+# ---------------------------------------------------------------- EndpointSlice endpoints
+# The API leaves a condition unset when it is unknown, and consumers read unset as ready.
+
+
+def endpoint_ready(endpoint: Mapping[str, Any]) -> bool:
+    """conditions.ready of one EndpointSlice endpoint; only an explicit false is not ready."""
+    return (endpoint.get("conditions") or {}).get("ready") is not False
+
+
+def endpoint_serving(endpoint: Mapping[str, Any]) -> bool:
+    """conditions.serving, which is ready when unset; only an explicit false is not serving."""
+    return (endpoint.get("conditions") or {}).get("serving", endpoint_ready(endpoint)) is not False
+
+
+def endpoint_terminating(endpoint: Mapping[str, Any]) -> bool:
+    return bool((endpoint.get("conditions") or {}).get("terminating"))
 
 
 # ---------------------------------------------------------------- Nodes

@@ -254,14 +254,14 @@ def _priority(pod: KubeObject) -> int:
 def _workload_status(cluster: Cluster, by_kind: dict[str, list[KubeObject]], pods: list[KubeObject]) -> None:
     owned: dict[tuple[str, str, str], list[KubeObject]] = defaultdict(list)
     for pod in pods:
-        ref = workloads.controller_of(pod)
+        ref = fields.controller_of(pod)
         if ref and not fields.is_terminal(pod) and not fields.is_terminating(pod):
             owned[(ref.get("kind"), pod.namespace, ref.get("name"))].append(pod)
     for rs in cluster.of_kind("ReplicaSet"):
         workloads.fill_workload_status(rs, owned[("ReplicaSet", rs.namespace, rs.name)])
     rs_by_deployment: dict[tuple[str, str], list[KubeObject]] = defaultdict(list)
     for rs in cluster.of_kind("ReplicaSet"):
-        ref = workloads.controller_of(rs)
+        ref = fields.controller_of(rs)
         if ref and ref.get("kind") == "Deployment":
             rs_by_deployment[(rs.namespace, ref.get("name"))].extend(owned[("ReplicaSet", rs.namespace, rs.name)])
     for deployment in cluster.of_kind("Deployment"):

@@ -30,13 +30,6 @@ def owner_reference(owner: KubeObject) -> dict[str, Any]:
     }
 
 
-def controller_of(obj: KubeObject) -> dict[str, Any] | None:
-    for ref in obj.metadata.get("ownerReferences") or []:
-        if ref.get("controller"):
-            return ref
-    return None
-
-
 def template_json(owner: KubeObject) -> str:
     """The owner's pod template, serialised once; each pod parses its own copy from it
     (json's C code copies far faster than copy.deepcopy)."""
@@ -84,7 +77,7 @@ class PodIndex:
         for pod in self.by_namespace.get(owner.namespace, ()):
             if fields.is_terminal(pod) or fields.is_terminating(pod):
                 continue  # FilterActivePods: finished or deleted pods are no replicas
-            ref = controller_of(pod)
+            ref = fields.controller_of(pod)
             if ref is not None:
                 if ref.get("kind") == owner.kind and ref.get("name") == owner.name:
                     claimed.append(pod)
@@ -97,7 +90,7 @@ class PodIndex:
 def deployment_replicasets(deployment: KubeObject, existing: list[KubeObject]) -> list[KubeObject]:
     """The ReplicaSets a Deployment has: those already owned by it, or one new one."""
     owned = [rs for rs in existing
-             if (ref := controller_of(rs)) and ref.get("kind") == "Deployment" and ref.get("name") == deployment.name
+             if (ref := fields.controller_of(rs)) and ref.get("kind") == "Deployment" and ref.get("name") == deployment.name
              and rs.namespace == deployment.namespace]
     if owned:
         return []
@@ -177,7 +170,7 @@ def daemonset_pods(ds: KubeObject, node_names: list[str], index: PodIndex,
     template_spec = (ds.spec.get("template") or {}).get("spec") or {}
     revision = naming.template_hash(ds.spec.get("template") or {})[:10]
     present = {p.spec.get("nodeName") for p in index.by_namespace.get(ds.namespace, ())
-               if (ref := controller_of(p)) and ref.get("kind") == "DaemonSet" and ref.get("name") == ds.name}
+               if (ref := fields.controller_of(p)) and ref.get("kind") == "DaemonSet" and ref.get("name") == ds.name}
     template = template_json(ds)
     created = []
     for node in feasible(template_spec):

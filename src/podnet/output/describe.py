@@ -55,7 +55,7 @@ def describe_pod(o: KubeObject) -> Lines:
     lines += _common(o)[2:]
     lines += [_kv("Status", fields.phase(o) or "Pending"), _kv("IP", fields.pod_ip(o))]
     lines += ["IPs:"] + ([f"  IP:  {ip}" for ip in fields.pod_ips(o)] or [f"  {NONE}"])
-    owner = next((r for r in o.metadata.get("ownerReferences") or [] if r.get("controller")), None)
+    owner = fields.controller_of(o)
     lines.append(_kv("Controlled By", f"{owner['kind']}/{owner['name']}" if owner else NONE))
     lines.append("Containers:")
     for c in o.spec.get("containers") or []:

@@ -361,7 +361,7 @@ class ClusterDNS:
                               for p in body.get("ports") or []) or _NO_PORTS)
             svc = self._services.get((slice_.namespace.lower(), service_name.lower()))
             for endpoint in body.get("endpoints") or []:
-                if (endpoint.get("conditions") or {}).get("ready") is False:
+                if not fields.endpoint_ready(endpoint):
                     continue
                 for ip in endpoint.get("addresses") or []:
                     label = self._endpoint_label(endpoint, ip)

@@ -993,7 +993,7 @@ def _slice_endpoints(cluster: Cluster, service: KubeObject, port: dict[str, Any]
             if number:
                 numbers.append(number)
         for endpoint in endpoint_slice.body.get("endpoints") or []:
-            if (endpoint.get("conditions") or {}).get("ready") is False:
+            if not fields.endpoint_ready(endpoint):
                 continue
             for number in numbers:
                 for address in endpoint.get("addresses") or []:

@@ -126,14 +126,12 @@ class ServiceTable:
                 if (slice_port.get("name") or "") != wanted_name or fields.protocol(slice_port) != protocol:
                     continue
                 for endpoint in slice_.body.get("endpoints") or []:
-                    conditions = endpoint.get("conditions") or {}
-                    ready = conditions.get("ready") is not False
+                    ready = fields.endpoint_ready(endpoint)
                     ref = endpoint.get("targetRef") or {}
                     pod = f"{ref.get('namespace', svc.namespace)}/{ref['name']}" if ref.get("kind") == "Pod" else None
                     for address in endpoint.get("addresses") or []:
                         out.append(Backend(address, int(slice_port["port"]), pod, endpoint.get("nodeName"), ready,
-                                           conditions.get("serving", ready) is not False,
-                                           bool(conditions.get("terminating"))))
+                                           fields.endpoint_serving(endpoint), fields.endpoint_terminating(endpoint)))
         return sorted(out, key=lambda b: (IPv4Address(b.ip), b.port))
 
     def translate(self, frontend: Frontend, client_ip: str, via_node: str | None, origin: str) -> Translation:

@@ -193,7 +193,7 @@ class Explainer:
             reason = next((c.get("message") for c in fields.conditions(pod)
                            if c.get("status") == "False"), "")
             return [Finding("warning", f"Pod {pod.ref}", f"is not running: {reason or 'no IP'}")]
-        owner = next((r for r in pod.metadata.get("ownerReferences") or [] if r.get("controller")), None)
+        owner = fields.controller_of(pod)
         if owner:  # replicas share their template: look at one pod per controller
             key = (pod.namespace, owner.get("kind"), owner.get("name"))
             if key in self._checked_owners:
