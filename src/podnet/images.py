@@ -12,6 +12,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from podnet.api import fields
+
 AGNHOST = "agnhost"
 
 
@@ -72,7 +74,7 @@ def serving(pod_spec: dict[str, Any], port: int, protocol: str) -> ServingAnswer
     declared = []
     for container in pod_spec.get("containers") or []:
         behaviour = behaviour_of(container)
-        ports = [(int(p["containerPort"]), p.get("protocol") or "TCP") for p in container.get("ports") or []]
+        ports = [(int(p["containerPort"]), fields.protocol(p)) for p in container.get("ports") or []]
         declared += ports
         if behaviour.known:
             if behaviour.serves(port, protocol):

@@ -16,6 +16,7 @@ import re
 import sys
 from typing import Any
 
+from podnet.api import fields
 from podnet.api.objects import KubeObject
 from podnet.controlplane import Cluster
 from podnet.images import _image_name
@@ -33,8 +34,7 @@ def service_environment(pod: KubeObject, cluster: Cluster) -> dict[str, str]:
     """Service link variables, as kubelet's getServiceEnvVarMap builds them."""
     services = []
     for svc in cluster.of_kind("Service"):
-        ip = svc.spec.get("clusterIP")
-        if not ip or ip == "None" or svc.spec.get("type") == "ExternalName":
+        if not fields.cluster_ip(svc) or svc.spec.get("type") == "ExternalName":
             continue
         if svc.namespace == "default" and svc.name == "kubernetes":
             services.append(svc)
@@ -42,7 +42,7 @@ def service_environment(pod: KubeObject, cluster: Cluster) -> dict[str, str]:
             services.append(svc)
     env: dict[str, str] = {}
     for svc in services:
-        name, ip = _env_name(svc.name), svc.spec["clusterIP"]
+        name, ip = _env_name(svc.name), fields.cluster_ip(svc)
         ports = svc.spec.get("ports") or []
         if not ports:
             continue
@@ -52,9 +52,9 @@ def service_environment(pod: KubeObject, cluster: Cluster) -> dict[str, str]:
             if port.get("name"):
                 env[f"{name}_SERVICE_PORT_{_env_name(port['name'])}"] = str(port["port"])
         first = ports[0]
-        env[f"{name}_PORT"] = f"{first.get('protocol', 'TCP').lower()}://{ip}:{first['port']}"
+        env[f"{name}_PORT"] = f"{fields.protocol(first).lower()}://{ip}:{first['port']}"
         for port in ports:
-            protocol = port.get("protocol", "TCP")
+            protocol = fields.protocol(port)
             prefix = f"{name}_PORT_{port['port']}_{protocol}"
             env[prefix] = f"{protocol.lower()}://{ip}:{port['port']}"
             env[f"{prefix}_PROTO"] = protocol.lower()
@@ -79,13 +79,12 @@ def container_environment(pod: KubeObject, container: dict[str, Any], cluster: C
 
 def _value_from(source: dict[str, Any], pod: KubeObject, container: dict[str, Any]) -> str:
     field = (source.get("fieldRef") or {}).get("fieldPath")
-    status = pod.body.get("status") or {}
     known = {
         "metadata.name": pod.name, "metadata.namespace": pod.namespace,
         "metadata.uid": pod.metadata.get("uid", ""), "spec.nodeName": pod.spec.get("nodeName", ""),
         "spec.serviceAccountName": pod.spec.get("serviceAccountName", "default"),
-        "status.podIP": status.get("podIP", ""), "status.hostIP": status.get("hostIP", ""),
-        "status.podIPs": ",".join(i["ip"] for i in status.get("podIPs") or []),
+        "status.podIP": fields.pod_ip(pod), "status.hostIP": fields.host_ip(pod),
+        "status.podIPs": ",".join(fields.pod_ips(pod)),
     }
     if field in known:
         return str(known[field])
@@ -106,7 +105,7 @@ def _expand(value: str, env: dict[str, str]) -> str:
 
 def hosts_file(pod: KubeObject, cluster: Cluster) -> str:
     """kubelet's managed /etc/hosts (ensureHostsFile / managedHostsFileContent)."""
-    ip = (pod.body.get("status") or {}).get("podIP", "")
+    ip = fields.pod_ip(pod)
     lines = [
         "# Kubernetes-managed hosts file.",
         "127.0.0.1\tlocalhost",

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any
+
+_EMPTY: Mapping[str, Any] = MappingProxyType({})
 
 
 @dataclass(frozen=True)
@@ -22,6 +26,10 @@ class KubeObject:
 
     Objects made by the control plane (pods of a Deployment, EndpointSlices) carry the
     source of the object that caused them, so messages about them can point somewhere useful.
+
+    `metadata` and `status` are read-only views that never change the body (printing an object
+    after reading it shows what it had); code that writes asks for `metadata_for_update()` or
+    `status_for_update()`, so a write is visible as one.
     """
 
     kind: str
@@ -40,23 +48,33 @@ class KubeObject:
         return f"{self.namespace}/{self.name}" if self.namespace else self.name
 
     @property
-    def metadata(self) -> dict[str, Any]:
+    def metadata(self) -> Mapping[str, Any]:
+        metadata = self.body.get("metadata")
+        return MappingProxyType(metadata) if metadata else _EMPTY
+
+    def metadata_for_update(self) -> dict[str, Any]:
+        """The body's metadata, created if absent, to write into."""
         return self.body.setdefault("metadata", {})
 
     @property
     def labels(self) -> dict[str, str]:
-        return self.body.get("metadata", {}).get("labels") or {}
+        return (self.body.get("metadata") or _EMPTY).get("labels") or {}
 
     @property
     def annotations(self) -> dict[str, str]:
-        return self.body.get("metadata", {}).get("annotations") or {}
+        return (self.body.get("metadata") or _EMPTY).get("annotations") or {}
 
     @property
     def spec(self) -> dict[str, Any]:
         return self.body.get("spec") or {}
 
     @property
-    def status(self) -> dict[str, Any]:
+    def status(self) -> Mapping[str, Any]:
+        status = self.body.get("status")
+        return MappingProxyType(status) if status else _EMPTY
+
+    def status_for_update(self) -> dict[str, Any]:
+        """The body's status, created if absent, to write into."""
         return self.body.setdefault("status", {})
 
 

@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from podnet.api import labels, names
+from podnet.api.fields import DEFAULT_PROTOCOL
 from podnet.api.kinds import BY_KIND
 from podnet.api.objects import KubeObject
 from podnet.api.problems import FieldPath, Problem
@@ -180,7 +181,7 @@ def _check_port_number_or_name(path: FieldPath, port: Any) -> list[Problem]:
 
 def _check_protocol(path: FieldPath, protocol: Any) -> list[Problem]:
     """A port protocol; absent or "" is defaulted to TCP."""
-    text = _str(protocol) or "TCP"
+    text = _str(protocol) or DEFAULT_PROTOCOL
     return [] if text in _PROTOCOLS else [_not_supported(path, text, _PROTOCOLS)]
 
 
@@ -599,7 +600,7 @@ def _validate_service_ports(spec: dict, service_type: str) -> list[Problem]:
         number = _int(port.get("port")) or 0
         problems += _check_port_number(port_path + ("port",), number)
         problems += _check_protocol(port_path + ("protocol",), port.get("protocol"))
-        protocol = _str(port.get("protocol")) or "TCP"
+        protocol = _str(port.get("protocol")) or DEFAULT_PROTOCOL
         target = port.get("targetPort")
         if target not in (None, 0, ""):  # unset targetPort is defaulted to port
             problems += _check_port_number_or_name(port_path + ("targetPort",), target)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 
+from podnet.api import fields
 from podnet.api.store import load_store
 from podnet.config import ClusterConfig, load_config
 from podnet.controlplane import Cluster, compute
@@ -66,7 +67,7 @@ def cluster_from_objects(items: list[dict], config_doc: dict) -> Cluster:
         namespace = body["metadata"].get("namespace", "") if BY_KIND[kind].namespaced else ""
         cluster.objects[(kind, namespace, body["metadata"]["name"])] = KubeObject(kind, namespace, body["metadata"]["name"], body)
     for index, node in enumerate(cluster.of_kind("Node"), start=1):
-        ip = next(a["address"] for a in node.status["addresses"] if a["type"] == "InternalIP")
+        ip = fields.node_addresses(node)["InternalIP"]
         role = "control-plane" if "node-role.kubernetes.io/control-plane" in node.labels else "worker"
         cluster.nodes.append(NodeInfo(node.name, index, IPv4Address(ip), IPv4Network(node.spec["podCIDR"]), role,
                                       int(node.status["capacity"]["pods"])))

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 
 from ipaddress import IPv4Address
 
+from podnet.api import fields
 from podnet.api.objects import KubeObject
 from podnet.api.positions import LineFinder
 from podnet.api.problems import FieldPath
@@ -121,14 +122,14 @@ def _ingress_status(cluster: Cluster) -> None:
     controller = cluster.get("Service", system.INGRESS_NAMESPACE, system.INGRESS_SERVICE)
     if controller is None:
         return
-    published = (controller.body.get("status") or {}).get("loadBalancer", {}).get("ingress") or []
+    published = fields.load_balancer_ips(controller)
     ours = {c.name for c in cluster.of_kind("IngressClass") if c.spec.get("controller") == system.INGRESS_CONTROLLER}
     default = {c.name for c in cluster.of_kind("IngressClass")
                if c.annotations.get("ingressclass.kubernetes.io/is-default-class") == "true"} & ours
     for ingress in cluster.of_kind("Ingress"):
         name = ingress.spec.get("ingressClassName") or ingress.annotations.get("kubernetes.io/ingress.class")
         if (name in ours) or (name is None and default):
-            ingress.body["status"] = {"loadBalancer": {"ingress": [{"ip": p["ip"]} for p in published if p.get("ip")]}}
+            ingress.body["status"] = {"loadBalancer": {"ingress": [{"ip": ip} for ip in published]}}
         else:
             ingress.body["status"] = {"loadBalancer": {}}
 
@@ -143,7 +144,7 @@ def _namespaces(cluster: Cluster, by_kind: dict[str, list[KubeObject]]) -> None:
             declared[name] = system.namespace_object(name)
             cluster.warnings.append(f"warning: namespace {name} is used but not defined in the input; created it")
     for name, ns in sorted(declared.items()):
-        ns.metadata.setdefault("labels", {})[system.NAMESPACE_NAME_LABEL] = name
+        ns.metadata_for_update().setdefault("labels", {})[system.NAMESPACE_NAME_LABEL] = name
         ns.body.setdefault("spec", {"finalizers": ["kubernetes"]})
         ns.body["status"] = {"phase": "Active"}
         cluster.add(ns)
@@ -188,7 +189,7 @@ def _schedule_and_address(cluster: Cluster, pods: list[KubeObject], infos: list[
     unbound = []
     for pod in pods:  # pods already bound are counted before any spreading
         node = pod.spec.get("nodeName")
-        if pod_status.is_terminal(pod):
+        if fields.is_terminal(pod):
             continue
         if node and scheduler.has_node(node):
             if not scheduler.fits_host_ports(pod, node):
@@ -207,8 +208,8 @@ def _schedule_and_address(cluster: Cluster, pods: list[KubeObject], infos: list[
         else:
             pod.body["status"] = pod_status.pending_status(pod, "Unschedulable", message)
     for pod in pods:  # addresses that pods piped from a live cluster already have are kept
-        ip, node = (pod.body.get("status") or {}).get("podIP"), pod.spec.get("nodeName")
-        if ip and node in allocators and not pod.spec.get("hostNetwork") and not pod_status.is_terminal(pod):
+        ip, node = fields.pod_ip(pod), pod.spec.get("nodeName")
+        if ip and node in allocators and not pod.spec.get("hostNetwork") and not fields.is_terminal(pod):
             try:
                 if allocators[node].reserve(IPv4Address(ip)):
                     kept[pod.key] = ip
@@ -217,7 +218,7 @@ def _schedule_and_address(cluster: Cluster, pods: list[KubeObject], infos: list[
     for pod in pods:
         cluster.add(pod)
         node = pod.spec.get("nodeName")
-        if pod_status.is_terminal(pod) or not node:
+        if fields.is_terminal(pod) or not node:
             continue
         info = by_name.get(node)
         if info is None:
@@ -253,14 +254,14 @@ def _priority(pod: KubeObject) -> int:
 def _workload_status(cluster: Cluster, by_kind: dict[str, list[KubeObject]], pods: list[KubeObject]) -> None:
     owned: dict[tuple[str, str, str], list[KubeObject]] = defaultdict(list)
     for pod in pods:
-        ref = workloads.controller_of(pod)
-        if ref and not pod_status.is_terminal(pod) and not pod_status.is_terminating(pod):
+        ref = fields.controller_of(pod)
+        if ref and not fields.is_terminal(pod) and not fields.is_terminating(pod):
             owned[(ref.get("kind"), pod.namespace, ref.get("name"))].append(pod)
     for rs in cluster.of_kind("ReplicaSet"):
         workloads.fill_workload_status(rs, owned[("ReplicaSet", rs.namespace, rs.name)])
     rs_by_deployment: dict[tuple[str, str], list[KubeObject]] = defaultdict(list)
     for rs in cluster.of_kind("ReplicaSet"):
-        ref = workloads.controller_of(rs)
+        ref = fields.controller_of(rs)
         if ref and ref.get("kind") == "Deployment":
             rs_by_deployment[(rs.namespace, ref.get("name"))].extend(owned[("ReplicaSet", rs.namespace, rs.name)])
     for deployment in cluster.of_kind("Deployment"):

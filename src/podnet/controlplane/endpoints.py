@@ -12,10 +12,11 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Any
 
+from podnet.api import fields
 from podnet.api import labels as selectors
 from podnet.api.objects import KubeObject, deterministic_uid
 from podnet import naming
-from podnet.controlplane.pods import find_named_port, is_ready, is_terminal, is_terminating
+from podnet.controlplane.pods import find_named_port
 from podnet.controlplane.workloads import owner_reference
 
 MAX_ENDPOINTS_PER_SLICE = 100
@@ -31,7 +32,7 @@ def resolve_ports(svc: KubeObject, pod: KubeObject) -> tuple[tuple[str, int, str
     out = []
     for port in svc.spec.get("ports") or []:
         target = port.get("targetPort", port.get("port"))
-        protocol = port.get("protocol") or "TCP"
+        protocol = fields.protocol(port)
         if isinstance(target, str):
             number = find_named_port(pod, target, protocol) if not target.isdigit() else int(target)
             if number is None:
@@ -46,7 +47,7 @@ class EndpointsController:
     def __init__(self, pods: list[KubeObject], nodes: list[KubeObject]):
         self._pods_by_namespace: dict[str, list[KubeObject]] = defaultdict(list)
         for pod in pods:
-            if pod.status.get("podIP") and not is_terminal(pod):
+            if fields.pod_ip(pod) and not fields.is_terminal(pod):
                 self._pods_by_namespace[pod.namespace].append(pod)
         self._zones = {n.name: n.labels.get(ZONE_LABEL) for n in nodes}
 
@@ -72,10 +73,10 @@ class EndpointsController:
         return slices
 
     def _endpoint(self, svc: KubeObject, pod: KubeObject, publish_not_ready: bool) -> dict[str, Any]:
-        terminating = is_terminating(pod)
-        ready = is_ready(pod)
+        terminating = fields.is_terminating(pod)
+        ready = fields.is_ready(pod)
         endpoint: dict[str, Any] = {
-            "addresses": [pod.status["podIP"]],
+            "addresses": [fields.pod_ip(pod)],
             "conditions": {
                 "ready": publish_not_ready or (ready and not terminating),
                 "serving": ready,
@@ -98,7 +99,7 @@ class EndpointsController:
         labels = {k: v for k, v in (labels_from or svc).labels.items() if k not in (SERVICE_NAME, MANAGED_BY)}
         labels[SERVICE_NAME] = svc.name
         labels[MANAGED_BY] = manager
-        if svc.spec.get("clusterIP") == "None":
+        if fields.is_headless(svc):
             labels["service.kubernetes.io/headless"] = ""
         body: dict[str, Any] = {
             "apiVersion": "discovery.k8s.io/v1",
@@ -129,7 +130,7 @@ class EndpointsController:
         """The legacy v1 Endpoints from the same selection (endpoints controller): ready and
         not-ready addresses per port set, subsets repacked so each port set appears once."""
         publish_not_ready = bool(svc.spec.get("publishNotReadyAddresses"))
-        headless = svc.spec.get("clusterIP") == "None"
+        headless = fields.is_headless(svc)
         by_ports: dict[tuple, tuple[dict, dict]] = {}
         for slice_ in slices:
             ports = tuple((p["name"], p["port"], p["protocol"]) for p in slice_.body.get("ports") or [])
@@ -181,7 +182,7 @@ def mirror_endpoints(svc: KubeObject, endpoints: KubeObject) -> list[KubeObject]
     owned by the Endpoints, labelled like it, with only the ready condition set."""
     slices = []
     for i, subset in enumerate(endpoints.body.get("subsets") or []):
-        ports = tuple((p.get("name") or "", int(p["port"]), p.get("protocol") or "TCP", p.get("appProtocol"))
+        ports = tuple((p.get("name") or "", int(p["port"]), fields.protocol(p), p.get("appProtocol"))
                       for p in subset.get("ports") or [])
         items = []
         for ready, key in ((True, "addresses"), (False, "notReadyAddresses")):

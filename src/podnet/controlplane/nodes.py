@@ -109,7 +109,7 @@ def _wanted_cidr(manifest: KubeObject | None, config: ClusterConfig) -> IPv4Netw
 def _wanted_ip(manifest: KubeObject | None, config: ClusterConfig) -> IPv4Address | None:
     if manifest is None:
         return None
-    for address in (manifest.body.get("status") or {}).get("addresses") or []:
+    for address in manifest.status.get("addresses") or []:
         if address.get("type") == "InternalIP":
             try:
                 ip = IPv4Address(address.get("address"))

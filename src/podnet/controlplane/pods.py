@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from podnet.api import fields
 from podnet.api.objects import KubeObject
 from podnet.controlplane.defaults import default
 
 _PROBE_DEFAULTS = {"timeoutSeconds": 1, "periodSeconds": 10, "successThreshold": 1, "failureThreshold": 3}
-TERMINAL_PHASES = ("Succeeded", "Failed")
 
 
 def apply_pod_spec_defaults(spec: dict[str, Any]) -> None:
@@ -24,7 +24,7 @@ def apply_pod_spec_defaults(spec: dict[str, Any]) -> None:
             container = containers[i] = dict(container)
             ports = container.get("ports")
             if ports:
-                container["ports"] = [{**port, "protocol": port.get("protocol") or "TCP"} for port in ports]
+                container["ports"] = [{**port, "protocol": fields.protocol(port)} for port in ports]
             image = str(container.get("image") or "")
             default(container, "imagePullPolicy", "Always" if image.endswith(":latest") or ":" not in image.rsplit("/", 1)[-1] else "IfNotPresent")
             for probe_name in ("livenessProbe", "readinessProbe", "startupProbe"):
@@ -54,25 +54,13 @@ def find_named_port(pod: KubeObject, name: str, protocol: str) -> int | None:
     """A named targetPort resolved in one pod, as the endpoints controllers do (FindPort)."""
     for container in _serving_containers(pod):
         for port in container.get("ports") or []:
-            if port.get("name") == name and (port.get("protocol") or "TCP") == protocol:
+            if port.get("name") == name and fields.protocol(port) == protocol:
                 return int(port["containerPort"])
     return None
 
 
-def is_terminal(pod: KubeObject) -> bool:
-    return (pod.body.get("status") or {}).get("phase") in TERMINAL_PHASES
-
-
-def is_terminating(pod: KubeObject) -> bool:
-    return bool(pod.body.get("metadata", {}).get("deletionTimestamp"))
-
-
-def _input_conditions(pod: KubeObject) -> dict[str, str]:
-    return {c.get("type"): c.get("status") for c in (pod.body.get("status") or {}).get("conditions") or []}
-
-
 def input_says_containers_not_ready(pod: KubeObject) -> bool:
-    conditions = _input_conditions(pod)
+    conditions = fields.condition_statuses(pod)
     if conditions.get("ContainersReady") == "False":
         return True
     # a Ready=False without a ContainersReady condition: the containers are what is not ready
@@ -82,14 +70,14 @@ def input_says_containers_not_ready(pod: KubeObject) -> bool:
 def set_containers_ready(pod: KubeObject, ready: bool) -> None:
     """Record kubelet's verdict on the pod's containers (from its probes) as the input condition
     the rules above read; Ready itself still waits for the readiness gates."""
-    status = pod.body.setdefault("status", {})
+    status = pod.status_for_update()
     conditions = [c for c in status.get("conditions") or [] if c.get("type") not in ("ContainersReady", "Ready")]
     conditions.append({"type": "ContainersReady", "status": "True" if ready else "False"})
     status["conditions"] = conditions
 
 
 def readiness_gates_open(pod: KubeObject) -> bool:
-    conditions = _input_conditions(pod)
+    conditions = fields.condition_statuses(pod)
     return all(conditions.get(g.get("conditionType")) == "True" for g in pod.spec.get("readinessGates") or [])
 
 
@@ -123,8 +111,8 @@ def _condition(kind: str, ok: bool, reason: str | None = None, message: str | No
 
 
 def running_status(pod: KubeObject, host_ip: str, pod_ip: str, ready: bool) -> dict[str, Any]:
-    previous = pod.body.get("status") or {}
-    extra = [c for c in previous.get("conditions") or []
+    previous = pod.status
+    extra = [c for c in fields.conditions(pod)
              if c.get("type") not in ("PodScheduled", "Initialized", "ContainersReady", "Ready")]
     containers_ready = not input_says_containers_not_ready(pod)
     restarts = {c.get("name"): int(c.get("restartCount") or 0) for c in previous.get("containerStatuses") or []}
@@ -165,10 +153,3 @@ def pending_status(pod: KubeObject, reason: str, message: str) -> dict[str, Any]
         "conditions": [_condition("PodScheduled", False, reason, message)],
         "qosClass": qos_class(pod.spec),
     }
-
-
-def is_ready(pod: KubeObject) -> bool:
-    for condition in (pod.body.get("status") or {}).get("conditions") or []:
-        if condition.get("type") == "Ready":
-            return condition.get("status") == "True"
-    return False

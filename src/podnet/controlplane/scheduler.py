@@ -12,6 +12,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+from podnet.api import fields
 from podnet.api.objects import KubeObject
 
 AFFINITY_MISMATCH = "node(s) didn't match Pod's node affinity/selector"
@@ -150,5 +151,5 @@ def _host_ports(pod: KubeObject) -> set[tuple[str, int]]:
         for port in container.get("ports") or []:
             host_port = port.get("hostPort") or (port.get("containerPort") if pod.spec.get("hostNetwork") else 0)
             if host_port:
-                ports.add((port.get("protocol") or "TCP", int(host_port)))
+                ports.add((fields.protocol(port), int(host_port)))
     return ports

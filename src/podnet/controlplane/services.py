@@ -14,6 +14,7 @@ import hashlib
 from ipaddress import IPv4Address
 from typing import Any, Callable
 
+from podnet.api import fields
 from podnet.api.objects import KubeObject
 from podnet.api.problems import FieldPath
 from podnet.config import Networking
@@ -86,7 +87,7 @@ def apply_service_defaults(svc: KubeObject) -> None:
     ports = spec.get("ports") or []
     for i, port in enumerate(ports):
         port = ports[i] = dict(port)
-        default(port, "protocol", "TCP")
+        default(port, "protocol", fields.DEFAULT_PROTOCOL)
         default(port, "targetPort", port.get("port"))
 
 

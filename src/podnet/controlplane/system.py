@@ -123,7 +123,7 @@ def dns_addon(config: ClusterConfig) -> list[KubeObject]:
 
 
 def stamp_uid(obj: KubeObject) -> None:
-    obj.metadata.setdefault("uid", deterministic_uid(obj.kind, obj.namespace, obj.name))
+    obj.metadata_for_update().setdefault("uid", deterministic_uid(obj.kind, obj.namespace, obj.name))
 
 
 # ingress-nginx, as its standard manifest installs it; added when the input has Ingresses.

@@ -12,10 +12,11 @@ import json
 from collections import defaultdict
 from typing import Any, Callable
 
+from podnet.api import fields
 from podnet.api import labels as selectors
 from podnet.api.objects import KubeObject, deterministic_uid
 from podnet import naming
-from podnet.controlplane.pods import apply_pod_spec_defaults, is_ready, is_terminal, is_terminating
+from podnet.controlplane.pods import apply_pod_spec_defaults
 
 
 def owner_reference(owner: KubeObject) -> dict[str, Any]:
@@ -27,13 +28,6 @@ def owner_reference(owner: KubeObject) -> dict[str, Any]:
         "controller": True,
         "blockOwnerDeletion": True,
     }
-
-
-def controller_of(obj: KubeObject) -> dict[str, Any] | None:
-    for ref in obj.metadata.get("ownerReferences") or []:
-        if ref.get("controller"):
-            return ref
-    return None
 
 
 def template_json(owner: KubeObject) -> str:
@@ -81,14 +75,14 @@ class PodIndex:
         """Pods the owner controls, adopting matching orphans (ControllerRefManager)."""
         claimed = []
         for pod in self.by_namespace.get(owner.namespace, ()):
-            if is_terminal(pod) or is_terminating(pod):
+            if fields.is_terminal(pod) or fields.is_terminating(pod):
                 continue  # FilterActivePods: finished or deleted pods are no replicas
-            ref = controller_of(pod)
+            ref = fields.controller_of(pod)
             if ref is not None:
                 if ref.get("kind") == owner.kind and ref.get("name") == owner.name:
                     claimed.append(pod)
             elif selector.matches(pod.labels):
-                pod.metadata["ownerReferences"] = [*(pod.metadata.get("ownerReferences") or []), owner_reference(owner)]
+                pod.metadata_for_update()["ownerReferences"] = [*(pod.metadata.get("ownerReferences") or []), owner_reference(owner)]
                 claimed.append(pod)
         return claimed
 
@@ -96,12 +90,12 @@ class PodIndex:
 def deployment_replicasets(deployment: KubeObject, existing: list[KubeObject]) -> list[KubeObject]:
     """The ReplicaSets a Deployment has: those already owned by it, or one new one."""
     owned = [rs for rs in existing
-             if (ref := controller_of(rs)) and ref.get("kind") == "Deployment" and ref.get("name") == deployment.name
+             if (ref := fields.controller_of(rs)) and ref.get("kind") == "Deployment" and ref.get("name") == deployment.name
              and rs.namespace == deployment.namespace]
     if owned:
         return []
     template = copy.deepcopy(deployment.spec.get("template") or {})
-    pod_hash = naming.template_hash(template, int((deployment.body.get("status") or {}).get("collisionCount") or 0))
+    pod_hash = naming.template_hash(template, int(deployment.status.get("collisionCount") or 0))
     name = f"{deployment.name}-{pod_hash}"
     template.setdefault("metadata", {}).setdefault("labels", {})["pod-template-hash"] = pod_hash
     selector = copy.deepcopy(deployment.spec.get("selector") or {})
@@ -176,7 +170,7 @@ def daemonset_pods(ds: KubeObject, node_names: list[str], index: PodIndex,
     template_spec = (ds.spec.get("template") or {}).get("spec") or {}
     revision = naming.template_hash(ds.spec.get("template") or {})[:10]
     present = {p.spec.get("nodeName") for p in index.by_namespace.get(ds.namespace, ())
-               if (ref := controller_of(p)) and ref.get("kind") == "DaemonSet" and ref.get("name") == ds.name}
+               if (ref := fields.controller_of(p)) and ref.get("kind") == "DaemonSet" and ref.get("name") == ds.name}
     template = template_json(ds)
     created = []
     for node in feasible(template_spec):
@@ -191,7 +185,7 @@ def daemonset_pods(ds: KubeObject, node_names: list[str], index: PodIndex,
 
 def fill_workload_status(obj: KubeObject, pods: list[KubeObject], desired: int | None = None) -> None:
     total = len(pods)
-    ready = sum(1 for p in pods if is_ready(p))
+    ready = sum(1 for p in pods if fields.is_ready(p))
     if obj.kind == "DaemonSet":
         obj.body["status"] = {
             "currentNumberScheduled": total, "desiredNumberScheduled": desired or 0, "numberMisscheduled": 0,

@@ -11,6 +11,7 @@ from __future__ import annotations
 import subprocess
 from dataclasses import dataclass
 
+from podnet.api import fields
 from podnet.api.objects import KubeObject
 from podnet.controlplane import Cluster
 from podnet.linux.layout import BRIDGE, CNI_NETWORK, ClusterLayout
@@ -57,7 +58,7 @@ class DataPlane:
     def _conf(self, node, pod: KubeObject):
         from podnet.cni import config
 
-        ip = (pod.body.get("status") or {}).get("podIP")
+        ip = fields.pod_ip(pod)
         return config.from_dict({
             "cniVersion": "1.0.0", "name": CNI_NETWORK, "type": "podnet-cni", "bridge": BRIDGE,
             "isGateway": True, "ipMasq": False, "hairpinMode": True, "mtu": self._pod_mtu(node.name),
@@ -139,7 +140,7 @@ def host_ports(pod: KubeObject) -> list[tuple[int, str, int, str]]:
     for container in pod.spec.get("containers") or []:
         for port in container.get("ports") or []:
             if port.get("hostPort"):
-                out.append((int(port["hostPort"]), (port.get("protocol") or "TCP").lower(),
+                out.append((int(port["hostPort"]), fields.protocol(port).lower(),
                             int(port["containerPort"]), port.get("hostIP") or ""))
     return out
 

@@ -26,6 +26,7 @@ import hashlib
 from dataclasses import dataclass
 from ipaddress import IPv4Interface, IPv4Network
 
+from podnet.api import fields
 from podnet.controlplane import Cluster
 from podnet.linux.layout import BRIDGE, LAN_BRIDGE, NODE_UPLINK, VXLAN, ClusterLayout
 from podnet.linux.netlink import (Address, FdbEntry, Link, NetnsState, Neighbour, Route, Sysctl, VethPeer,
@@ -245,7 +246,7 @@ def _pods_by_node(cluster: Cluster, layout: ClusterLayout, pod_mtu: int) -> dict
     nodes = {n.name: n for n in cluster.nodes}
     for pod in sorted(cluster.of_kind("Pod"), key=lambda p: (p.namespace, p.name)):
         node = nodes.get(pod.spec.get("nodeName") or "")
-        ip = (pod.body.get("status") or {}).get("podIP")
+        ip = fields.pod_ip(pod)
         if node is None or not ip or pod.spec.get("hostNetwork"):
             continue
         by_node.setdefault(node.name, []).append(PodAttachment(

@@ -26,6 +26,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from podnet.api import fields
 from podnet.linux.layout import ClusterLayout
 from podnet.linux.netns import socket_in_netns
 from podnet.probes import ContainerProbes, HTTPGet, Probe, http_request, http_success, parse_container_probes
@@ -287,7 +288,7 @@ class ProbeManager:
         if probe.handler == "exec":
             return self.executors.exec(self.runtime.enter_argv(sandbox, list(action.command)), timeout)
         netns = self.layout.node_netns(sandbox.pod.spec["nodeName"])
-        host = action.host or (sandbox.pod.body.get("status") or {}).get("podIP") or ""
+        host = action.host or fields.pod_ip(sandbox.pod)
         if probe.handler == "httpGet":
             return self.executors.http_get(netns, host, action, timeout)
         return self.executors.tcp_socket(netns, host, action.port, timeout)

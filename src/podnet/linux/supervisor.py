@@ -25,6 +25,7 @@ from typing import Any
 
 import yaml
 
+from podnet.api import fields
 from podnet.api.loader import LoadedFiles, _parse_text
 from podnet.api.store import admit
 from podnet.config import parse_config
@@ -93,7 +94,7 @@ class Supervisor:
         carried = []
         for pod in fresh.of_kind("Pod"):
             old = keep.get("Pod", pod.namespace, pod.name)
-            if old is not None and (old.body.get("status") or {}).get("podIP"):
+            if old is not None and fields.pod_ip(old):
                 carried.append(old.body)
         carried_keys = {_key(c) for c in carried}
         merged = [b for b in inputs if _key(b) not in carried_keys] + [_as_input(c) for c in carried]
@@ -191,7 +192,7 @@ class Supervisor:
 
     @staticmethod
     def _running_pods(cluster: Cluster):
-        return [p for p in cluster.of_kind("Pod") if (p.body.get("status") or {}).get("phase") == "Running"]
+        return [p for p in cluster.of_kind("Pod") if fields.phase(p) == "Running"]
 
     def _start_pod(self, pod) -> None:
         netns = self.dataplane.attach(pod)
@@ -326,8 +327,8 @@ class Supervisor:
             for pod in self.cluster.of_kind("Pod"):
                 sandbox = self.runtime.pods.get(pod.ref)
                 pods.append({"pod": pod.ref, "node": pod.spec.get("nodeName"),
-                             "ip": (pod.body.get("status") or {}).get("podIP"),
-                             "phase": (pod.body.get("status") or {}).get("phase"),
+                             "ip": pod.status.get("podIP"),
+                             "phase": pod.status.get("phase"),
                              "running": bool(sandbox) and all(c.process is not None for c in sandbox.containers),
                              "restarting": [c.name for c in (sandbox.containers if sandbox else []) if c.restarts]})
             return {"cluster": self.layout.cluster, "pods": pods,

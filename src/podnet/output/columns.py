@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from podnet.api import labels
+from podnet.api import fields, labels
 from podnet.api.objects import KubeObject
 
 Row = list[str]
@@ -44,25 +44,25 @@ def _containers(spec: dict[str, Any]) -> tuple[str, str]:
 
 
 def pod_row(o: KubeObject, wide: bool) -> Row:
-    status = o.body.get("status") or {}
+    status = o.status
     statuses = status.get("containerStatuses") or []
     total = len(o.spec.get("containers") or [])
     ready = sum(1 for c in statuses if c.get("ready"))
-    phase = status.get("phase") or "Pending"
+    phase = fields.phase(o) or "Pending"
     shown = status.get("reason") or phase
     for c in statuses:  # kubectl shows a terminated container's reason (Completed, Error, OOMKilled)
         terminated = (c.get("state") or {}).get("terminated")
         if terminated and terminated.get("reason"):
             shown = terminated["reason"]
-    if o.metadata.get("deletionTimestamp"):
+    if fields.is_terminating(o):
         shown = "Terminating"
     restarts = str(sum(int(c.get("restartCount") or 0) for c in statuses))
     row = [o.name, f"{ready}/{total}", shown, restarts, _age(o)]
     if wide:
         gates = o.spec.get("readinessGates") or []
-        conditions = {c.get("type"): c.get("status") for c in status.get("conditions") or []}
+        conditions = fields.condition_statuses(o)
         gate_text = f"{sum(1 for g in gates if conditions.get(g.get('conditionType')) == 'True')}/{len(gates)}" if gates else NONE
-        row += [status.get("podIP") or NONE, o.spec.get("nodeName") or NONE, NONE, gate_text]
+        row += [fields.pod_ip(o) or NONE, o.spec.get("nodeName") or NONE, NONE, gate_text]
     return row
 
 
@@ -72,7 +72,7 @@ def _service_ports(spec: dict[str, Any]) -> str:
         text = str(p.get("port"))
         if p.get("nodePort"):
             text += f":{p['nodePort']}"
-        parts.append(f"{text}/{p.get('protocol', 'TCP')}")
+        parts.append(f"{text}/{fields.protocol(p)}")
     return ",".join(parts) or NONE
 
 
@@ -83,7 +83,7 @@ def _external_ip(o: KubeObject) -> str:
     if stype == "ExternalName":
         return spec.get("externalName") or NONE
     if stype == "LoadBalancer":
-        ingress = [i.get("ip") or i.get("hostname") for i in (o.body.get("status") or {}).get("loadBalancer", {}).get("ingress") or []]
+        ingress = fields.load_balancer_addresses(o)
         return ",".join(sorted(ingress + external)) or "<pending>"
     return ",".join(external) or NONE
 
@@ -114,7 +114,7 @@ def endpointslice_row(o: KubeObject, wide: bool) -> Row:
 
 
 def deployment_row(o: KubeObject, wide: bool) -> Row:
-    status = o.body.get("status") or {}
+    status = o.status
     replicas = o.spec.get("replicas", 1)
     row = [o.name, f"{status.get('readyReplicas', 0)}/{replicas}", str(status.get("updatedReplicas", 0)),
            str(status.get("availableReplicas", 0)), _age(o)]
@@ -124,7 +124,7 @@ def deployment_row(o: KubeObject, wide: bool) -> Row:
 
 
 def replicaset_row(o: KubeObject, wide: bool) -> Row:
-    status = o.body.get("status") or {}
+    status = o.status
     row = [o.name, str(o.spec.get("replicas", 1)), str(status.get("replicas", 0)), str(status.get("readyReplicas", 0)), _age(o)]
     if wide:
         row += [*_containers(o.spec), _selector_text(o.spec.get("selector"))]
@@ -132,7 +132,7 @@ def replicaset_row(o: KubeObject, wide: bool) -> Row:
 
 
 def statefulset_row(o: KubeObject, wide: bool) -> Row:
-    status = o.body.get("status") or {}
+    status = o.status
     row = [o.name, f"{status.get('readyReplicas', 0)}/{o.spec.get('replicas', 1)}", _age(o)]
     if wide:
         row += list(_containers(o.spec))
@@ -140,7 +140,7 @@ def statefulset_row(o: KubeObject, wide: bool) -> Row:
 
 
 def daemonset_row(o: KubeObject, wide: bool) -> Row:
-    s = o.body.get("status") or {}
+    s = o.status
     node_selector = ((o.spec.get("template") or {}).get("spec") or {}).get("nodeSelector")
     row = [o.name, str(s.get("desiredNumberScheduled", 0)), str(s.get("currentNumberScheduled", 0)),
            str(s.get("numberReady", 0)), str(s.get("updatedNumberScheduled", 0)), str(s.get("numberAvailable", 0)),
@@ -157,7 +157,7 @@ def networkpolicy_row(o: KubeObject, wide: bool) -> Row:
 
 def ingress_row(o: KubeObject, wide: bool) -> Row:
     hosts = [r.get("host") or "*" for r in o.spec.get("rules") or []] or ["*"]
-    ingress = [i.get("ip") or i.get("hostname") for i in (o.body.get("status") or {}).get("loadBalancer", {}).get("ingress") or []]
+    ingress = fields.load_balancer_addresses(o)
     ports = "80, 443" if o.spec.get("tls") else "80"
     return [o.name, o.spec.get("ingressClassName") or NONE, ",".join(dict.fromkeys(hosts)), ",".join(ingress), ports, _age(o)]
 
@@ -169,22 +169,22 @@ def ingressclass_row(o: KubeObject, wide: bool) -> Row:
 
 
 def node_row(o: KubeObject, wide: bool) -> Row:
-    ready = any(c.get("type") == "Ready" and c.get("status") == "True" for c in (o.body.get("status") or {}).get("conditions") or [])
+    ready = fields.is_ready(o)
     roles = sorted(k.split("/", 1)[1] for k in o.labels if k.startswith("node-role.kubernetes.io/")) or [NONE]
-    info = (o.body.get("status") or {}).get("nodeInfo") or {}
+    info = o.status.get("nodeInfo") or {}
     state = "Ready" if ready else "NotReady"
     if o.spec.get("unschedulable"):
         state += ",SchedulingDisabled"
     row = [o.name, state, ",".join(roles), _age(o), info.get("kubeletVersion", "")]
     if wide:
-        addresses = {a.get("type"): a.get("address") for a in (o.body.get("status") or {}).get("addresses") or []}
+        addresses = fields.node_addresses(o)
         row += [addresses.get("InternalIP", NONE), addresses.get("ExternalIP", NONE), info.get("osImage", ""),
                 info.get("kernelVersion") or "<unknown>", info.get("containerRuntimeVersion") or "<unknown>"]
     return row
 
 
 def namespace_row(o: KubeObject, wide: bool) -> Row:
-    return [o.name, (o.body.get("status") or {}).get("phase", "Active"), _age(o)]
+    return [o.name, fields.phase(o) or "Active", _age(o)]
 
 
 def secret_row(o: KubeObject, wide: bool) -> Row:

@@ -6,6 +6,7 @@ from typing import Any
 
 import yaml
 
+from podnet.api import fields
 from podnet.api.objects import KubeObject
 from podnet.output.columns import NONE, _map_text, _selector_text
 
@@ -52,21 +53,20 @@ def _probe_text(probe: dict[str, Any]) -> str:
 
 
 def describe_pod(o: KubeObject) -> Lines:
-    status = o.body.get("status") or {}
-    lines = _common(o)[:2] + [_kv("Node", f"{o.spec.get('nodeName') or NONE}/{status.get('hostIP', '')}".rstrip("/"))]
+    lines = _common(o)[:2] + [_kv("Node", f"{o.spec.get('nodeName') or NONE}/{fields.host_ip(o)}".rstrip("/"))]
     lines += _common(o)[2:]
-    lines += [_kv("Status", status.get("phase", "Pending")), _kv("IP", status.get("podIP") or "")]
-    lines += ["IPs:"] + ([f"  IP:  {i['ip']}" for i in status.get("podIPs") or []] or [f"  {NONE}"])
-    owner = next((r for r in o.metadata.get("ownerReferences") or [] if r.get("controller")), None)
+    lines += [_kv("Status", fields.phase(o) or "Pending"), _kv("IP", fields.pod_ip(o))]
+    lines += ["IPs:"] + ([f"  IP:  {ip}" for ip in fields.pod_ips(o)] or [f"  {NONE}"])
+    owner = fields.controller_of(o)
     lines.append(_kv("Controlled By", f"{owner['kind']}/{owner['name']}" if owner else NONE))
     lines.append("Containers:")
     for c in o.spec.get("containers") or []:
         lines.append(f"  {c.get('name')}:")
         lines.append(_kv("Image", c.get("image", ""), 4))
-        ports = [f"{p['containerPort']}/{p.get('protocol', 'TCP')}" + (f" ({p['name']})" if p.get("name") else "")
+        ports = [f"{p['containerPort']}/{fields.protocol(p)}" + (f" ({p['name']})" if p.get("name") else "")
                  for p in c.get("ports") or []]
         lines.append(_kv("Port", ", ".join(ports) or NONE, 4))
-        host_ports = [f"{p['hostPort']}/{p.get('protocol', 'TCP')}" for p in c.get("ports") or [] if p.get("hostPort")]
+        host_ports = [f"{p['hostPort']}/{fields.protocol(p)}" for p in c.get("ports") or [] if p.get("hostPort")]
         lines.append(_kv("Host Port", ", ".join(host_ports) or NONE, 4))
         if c.get("command"):
             lines.append(_kv("Command", " ".join(map(str, c["command"])), 4))
@@ -77,7 +77,7 @@ def describe_pod(o: KubeObject) -> Lines:
                 lines.append(_kv(label, _probe_text(c[probe_name]), 4))
     lines.append("Conditions:")
     lines.append(f"  {'Type':<27}Status")
-    for condition in status.get("conditions") or []:
+    for condition in fields.conditions(o):
         lines.append(f"  {condition.get('type', ''):<27}{condition.get('status', '')}")
         if condition.get("message"):
             lines.append(f"    {condition.get('reason', '')}: {condition['message']}")
@@ -100,16 +100,16 @@ def describe_service(o: KubeObject, endpoints: list[str]) -> Lines:
                   _kv("IP", spec.get("clusterIP", NONE)), _kv("IPs", ",".join(spec.get("clusterIPs") or [NONE]))]
     if spec.get("externalIPs"):
         lines.append(_kv("External IPs", ",".join(spec["externalIPs"])))
-    ingress = (o.body.get("status") or {}).get("loadBalancer", {}).get("ingress") or []
+    ingress = fields.load_balancer_addresses(o)
     if ingress:
-        lines.append(_kv("LoadBalancer Ingress", ", ".join(i.get("ip") or i.get("hostname") for i in ingress)))
+        lines.append(_kv("LoadBalancer Ingress", ", ".join(ingress)))
     for p in spec.get("ports") or []:
         name = p.get("name") or "<unset>"
-        lines.append(_kv("Port", f"{name}  {p.get('port')}/{p.get('protocol', 'TCP')}"))
+        lines.append(_kv("Port", f"{name}  {p.get('port')}/{fields.protocol(p)}"))
         if "targetPort" in p:
-            lines.append(_kv("TargetPort", f"{p['targetPort']}/{p.get('protocol', 'TCP')}"))
+            lines.append(_kv("TargetPort", f"{p['targetPort']}/{fields.protocol(p)}"))
         if p.get("nodePort"):
-            lines.append(_kv("NodePort", f"{name}  {p['nodePort']}/{p.get('protocol', 'TCP')}"))
+            lines.append(_kv("NodePort", f"{name}  {p['nodePort']}/{fields.protocol(p)}"))
         lines.append(_kv("Endpoints", ",".join(endpoints_for_port(endpoints, p)) or NONE))
     lines.append(_kv("Session Affinity", spec.get("sessionAffinity", "None")))
     if spec.get("externalTrafficPolicy"):
@@ -126,7 +126,7 @@ def endpoints_for_port(endpoints: list[str], port: dict[str, Any]) -> list[str]:
 
 
 def describe_node(o: KubeObject, pods: list[KubeObject]) -> Lines:
-    status = o.body.get("status") or {}
+    status = o.status
     roles = sorted(k.split("/", 1)[1] for k in o.labels if k.startswith("node-role.kubernetes.io/")) or [NONE]
     lines = [_kv("Name", o.name), _kv("Roles", ",".join(roles))] + _common(o)[1:]
     taints = [f"{t['key']}" + (f"={t['value']}" if t.get("value") else "") + f":{t['effect']}" for t in o.spec.get("taints") or []]
@@ -137,7 +137,7 @@ def describe_node(o: KubeObject, pods: list[KubeObject]) -> Lines:
     lines.append(f"Non-terminated Pods:          ({len(pods)} in total)")
     lines.append(f"  {'Namespace':<20}{'Name':<45}IP")
     for pod in pods:
-        lines.append(f"  {pod.namespace:<20}{pod.name:<45}{(pod.body.get('status') or {}).get('podIP', '')}")
+        lines.append(f"  {pod.namespace:<20}{pod.name:<45}{fields.pod_ip(pod)}")
     return lines
 
 
@@ -160,7 +160,7 @@ def describe_networkpolicy(o: KubeObject) -> Lines:
         for i, rule in enumerate(rules):
             if i:
                 lines.append("    ----------")
-            ports = [f"{p.get('port', '<any>')}" + (f"-{p['endPort']}" if p.get("endPort") else "") + f"/{p.get('protocol', 'TCP')}"
+            ports = [f"{p.get('port', '<any>')}" + (f"-{p['endPort']}" if p.get("endPort") else "") + f"/{fields.protocol(p)}"
                      for p in rule.get("ports") or []]
             lines.append(f"    {'To Port' if direction == 'Ingress' else 'To Port'}: {', '.join(ports) or '<any> (traffic allowed to all ports)'}")
             peers = rule.get("from" if direction == "Ingress" else "to") or []

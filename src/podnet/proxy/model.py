@@ -19,8 +19,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from podnet.api import fields
 from podnet.controlplane import Cluster
-from podnet.semantics.loadbalancer import load_balancer_ips
 from podnet.semantics.services import ServiceTable, firewall_sources, usable_endpoints
 
 DEFAULT_AFFINITY_TIMEOUT = 10800  # seconds, the API default for sessionAffinityConfig
@@ -107,9 +107,9 @@ def service_ports(cluster: Cluster, node: str, services: ServiceTable | None = N
     out = []
     for svc in cluster.of_kind("Service"):
         spec = svc.spec
-        if spec.get("type") == "ExternalName" or spec.get("clusterIP") in (None, "", "None"):
+        if spec.get("type") == "ExternalName" or not fields.cluster_ip(svc):
             continue
-        lb_ips = tuple(load_balancer_ips(svc) if spec.get("type") == "LoadBalancer" else [])
+        lb_ips = tuple(fields.load_balancer_ips(svc) if spec.get("type") == "LoadBalancer" else [])
         external_ips = lb_ips + tuple(ip for ip in spec.get("externalIPs") or [] if ip not in lb_ips)
         sources = firewall_sources(svc, str(node_info.ip) if node_info else None) if lb_ips else ()
         timeout = None
@@ -122,7 +122,7 @@ def service_ports(cluster: Cluster, node: str, services: ServiceTable | None = N
             local_eps = usable_endpoints([b for b in backends if b.node == node])
             out.append(ServicePort(
                 namespace=svc.namespace, name=svc.name, port_name=port.get("name") or "",
-                protocol=port.get("protocol", "TCP"), cluster_ip=spec["clusterIP"], port=int(port["port"]),
+                protocol=fields.protocol(port), cluster_ip=fields.cluster_ip(svc), port=int(port["port"]),
                 node_port=int(port["nodePort"]) if port.get("nodePort") else None,
                 external_ips=external_ips,
                 cluster_endpoints=tuple(Endpoint(b.ip, b.port, b.pod) for b in cluster_eps),

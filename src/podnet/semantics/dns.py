@@ -68,6 +68,7 @@ import dns.rdataclass
 import dns.rdatatype
 import dns.reversename
 
+from podnet.api import fields
 from podnet.api.objects import KubeObject
 from podnet.api.positions import LineFinder
 from podnet.controlplane import Cluster
@@ -337,9 +338,9 @@ class ClusterDNS:
         for svc in self.cluster.of_kind("Service"):
             spec = svc.spec
             kind = "ExternalName" if spec.get("type") == "ExternalName" else (
-                "Headless" if spec.get("clusterIP") == "None" else "ClusterIP")
-            ips = tuple(ip for ip in (spec.get("clusterIPs") or [spec.get("clusterIP")]) if ip and ip != "None")
-            ports = one(tuple(_Port((p.get("name") or "").lower(), (p.get("protocol") or "TCP").lower(),
+                "Headless" if fields.is_headless(svc) else "ClusterIP")
+            ips = tuple(fields.cluster_ips(svc))
+            ports = one(tuple(_Port((p.get("name") or "").lower(), fields.protocol(p).lower(),
                                     int(p.get("port") or 0)) for p in spec.get("ports") or []))
             self._services[(one(svc.namespace.lower()), one(svc.name.lower()))] = _Service(
                 svc.name, svc.namespace, kind, ips if kind == "ClusterIP" else (), ports, spec.get("externalName"))
@@ -360,7 +361,7 @@ class ClusterDNS:
                               for p in body.get("ports") or []) or _NO_PORTS)
             svc = self._services.get((slice_.namespace.lower(), service_name.lower()))
             for endpoint in body.get("endpoints") or []:
-                if (endpoint.get("conditions") or {}).get("ready") is False:
+                if not fields.endpoint_ready(endpoint):
                     continue
                 for ip in endpoint.get("addresses") or []:
                     label = self._endpoint_label(endpoint, ip)
@@ -373,7 +374,7 @@ class ClusterDNS:
                 self._reverse[ip] = tuple(dict.fromkeys(names))
 
         for pod in self.cluster.of_kind("Pod"):
-            status = pod.body.get("status") or {}
+            status = pod.status
             for ip in [p.get("ip") for p in status.get("podIPs") or []] or [status.get("podIP")]:
                 if ip:
                     self._pod_ips.add((pod.namespace.lower(), ip))

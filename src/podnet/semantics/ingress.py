@@ -61,6 +61,7 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Sequence
 from urllib.parse import unquote, urlsplit
 
+from podnet.api import fields
 from podnet.api.objects import KubeObject
 
 if TYPE_CHECKING:
@@ -982,7 +983,7 @@ def _slice_endpoints(cluster: Cluster, service: KubeObject, port: dict[str, Any]
         if not slice_ports and numeric_target:
             numbers.append(numeric_target)
         for slice_port in slice_ports:
-            if (slice_port.get("protocol") or "TCP") != "TCP":
+            if fields.protocol(slice_port) != "TCP":
                 continue
             number = 0
             if not name or name == (slice_port.get("name") or ""):
@@ -992,7 +993,7 @@ def _slice_endpoints(cluster: Cluster, service: KubeObject, port: dict[str, Any]
             if number:
                 numbers.append(number)
         for endpoint in endpoint_slice.body.get("endpoints") or []:
-            if (endpoint.get("conditions") or {}).get("ready") is False:
+            if not fields.endpoint_ready(endpoint):
                 continue
             for number in numbers:
                 for address in endpoint.get("addresses") or []:

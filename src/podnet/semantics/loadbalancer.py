@@ -16,20 +16,16 @@ from __future__ import annotations
 import hashlib
 from ipaddress import IPv4Address, IPv4Network
 
+from podnet.api import fields
 from podnet.api.objects import KubeObject
 from podnet.controlplane import Cluster
 from podnet.controlplane.nodes import NodeInfo
 from podnet.semantics.services import ServiceTable
 
 
-def load_balancer_ips(svc: KubeObject) -> list[str]:
-    """status.loadBalancer.ingress addresses."""
-    return [i["ip"] for i in (svc.body.get("status") or {}).get("loadBalancer", {}).get("ingress") or [] if i.get("ip")]
-
-
 def announced_ips(svc: KubeObject, lan: IPv4Network) -> list[str]:
     """The addresses of a Service that some node answers ARP for on the LAN."""
-    ips = load_balancer_ips(svc) if svc.spec.get("type") == "LoadBalancer" else []
+    ips = fields.load_balancer_ips(svc) if svc.spec.get("type") == "LoadBalancer" else []
     ips += [ip for ip in svc.spec.get("externalIPs") or [] if IPv4Address(ip) in lan and ip not in ips]
     return ips
 

@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Union
 
+from podnet.api import fields
 from podnet.api import labels as label_selectors
 from podnet.api.labels import Selector
 from podnet.api.objects import KubeObject
@@ -46,7 +47,6 @@ IPNetwork = Union[ipaddress.IPv4Network, ipaddress.IPv6Network]
 PROTOCOLS = ("TCP", "UDP", "SCTP")
 INGRESS, EGRESS = "ingress", "egress"
 NAMESPACE_NAME_LABEL = "kubernetes.io/metadata.name"
-_TERMINAL_PHASES = ("Succeeded", "Failed")
 _EMPTY: Mapping[str, str] = MappingProxyType({})
 
 
@@ -134,13 +134,12 @@ def pod_named_ports(pod: KubeObject) -> tuple[NamedPort, ...]:
             name = port.get("name")
             number = port.get("containerPort")
             if name and isinstance(number, int):
-                found.add(NamedPort(name, str(port.get("protocol") or "TCP").upper(), number))
+                found.add(NamedPort(name, str(fields.protocol(port)).upper(), number))
     return tuple(sorted(found, key=lambda p: (p.name, p.protocol, p.port)))
 
 
 def pod_endpoint(pod: KubeObject, namespace_labels: Mapping[str, str]) -> Endpoint:
-    status = pod.body.get("status") or {}
-    address = status.get("podIP")
+    address = fields.pod_ip(pod)
     return Endpoint(
         kind="pod",
         ip=ipaddress.ip_address(address) if address else None,
@@ -156,8 +155,7 @@ def pod_endpoint(pod: KubeObject, namespace_labels: Mapping[str, str]) -> Endpoi
 
 def has_network(pod: KubeObject) -> bool:
     """A pod that can take part in connections: it has an IP and has not terminated."""
-    status = pod.body.get("status") or {}
-    return bool(status.get("podIP")) and status.get("phase") not in _TERMINAL_PHASES
+    return bool(fields.pod_ip(pod)) and not fields.is_terminal(pod)
 
 
 # ---------------------------------------------------------------- compiled policies
@@ -331,7 +329,7 @@ def compile_peer(namespace: str, peer: Mapping[str, Any]) -> Peer:
 
 
 def compile_port(entry: Mapping[str, Any]) -> PortMatch:
-    protocol = normalize_protocol(entry.get("protocol") or "TCP")  # rule 27
+    protocol = normalize_protocol(fields.protocol(entry))  # rule 27
     port = entry.get("port")
     if port is None:
         return PortMatch(protocol)

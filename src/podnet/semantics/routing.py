@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Network
 
+from podnet.api import fields
 from podnet.api.objects import KubeObject
 from podnet.controlplane import Cluster
 from podnet.controlplane.nodes import NodeInfo
@@ -62,13 +63,13 @@ class Addressing:
         self.pods: dict[str, KubeObject] = {}
         for pod in cluster.of_kind("Pod"):
             self.pods[pod.ref] = pod
-            ip = (pod.body.get("status") or {}).get("podIP")
+            ip = fields.pod_ip(pod)
             if ip and not pod.spec.get("hostNetwork"):
                 self.pod_by_ip[ip] = pod
 
     def pod_party(self, pod: KubeObject) -> Party:
         node = self.nodes.get(pod.spec.get("nodeName") or "")
-        return Party("pod", (pod.body.get("status") or {}).get("podIP") or "", pod.ref, pod, node)
+        return Party("pod", fields.pod_ip(pod), pod.ref, pod, node)
 
     def node_party(self, node: NodeInfo) -> Party:
         return Party("node", str(node.ip), f"node/{node.name}", None, node)

@@ -26,6 +26,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from ipaddress import IPv4Address, ip_address, ip_network
 
+from podnet.api import fields
 from podnet.api.objects import KubeObject
 from podnet.controlplane import Cluster
 
@@ -46,7 +47,7 @@ class Frontend:
     @property
     def describe(self) -> str:
         port = self.port.get("nodePort") if self.kind == "NodePort" else self.port.get("port")
-        return f"{self.kind} {self.ip}:{port}/{self.port.get('protocol', 'TCP')} of Service {self.service.ref}"
+        return f"{self.kind} {self.ip}:{port}/{fields.protocol(self.port)} of Service {self.service.ref}"
 
 
 @dataclass(frozen=True)
@@ -93,14 +94,13 @@ class ServiceTable:
             if spec.get("type") == "ExternalName":
                 continue
             for port in spec.get("ports") or []:
-                proto = port.get("protocol", "TCP")
-                if spec.get("clusterIP") not in (None, "", "None"):
-                    self._by_vip[(spec["clusterIP"], int(port["port"]), proto)] = Frontend(svc, port, "ClusterIP", spec["clusterIP"])
+                proto = fields.protocol(port)
+                if cluster_ip := fields.cluster_ip(svc):
+                    self._by_vip[(cluster_ip, int(port["port"]), proto)] = Frontend(svc, port, "ClusterIP", cluster_ip)
                 if port.get("nodePort"):
                     self._by_nodeport[(int(port["nodePort"]), proto)] = Frontend(svc, port, "NodePort", "")
-                for ingress in (svc.body.get("status") or {}).get("loadBalancer", {}).get("ingress") or []:
-                    if ingress.get("ip"):
-                        self._by_vip[(ingress["ip"], int(port["port"]), proto)] = Frontend(svc, port, "LoadBalancer", ingress["ip"])
+                for ip in fields.load_balancer_ips(svc):
+                    self._by_vip[(ip, int(port["port"]), proto)] = Frontend(svc, port, "LoadBalancer", ip)
                 for ip in spec.get("externalIPs") or []:
                     self._by_vip[(ip, int(port["port"]), proto)] = Frontend(svc, port, "ExternalIP", ip)
         self._virtual_ips = {key[0] for key in self._by_vip}
@@ -119,21 +119,19 @@ class ServiceTable:
     def backends(self, svc: KubeObject, port: dict) -> list[Backend]:
         """Endpoints for one Service port, from its EndpointSlices (matched by port name)."""
         wanted_name = port.get("name") or ""
-        protocol = port.get("protocol", "TCP")
+        protocol = fields.protocol(port)
         out = []
         for slice_ in self._slices.get((svc.namespace, svc.name), ()):
             for slice_port in slice_.body.get("ports") or []:
-                if (slice_port.get("name") or "") != wanted_name or slice_port.get("protocol", "TCP") != protocol:
+                if (slice_port.get("name") or "") != wanted_name or fields.protocol(slice_port) != protocol:
                     continue
                 for endpoint in slice_.body.get("endpoints") or []:
-                    conditions = endpoint.get("conditions") or {}
-                    ready = conditions.get("ready") is not False
+                    ready = fields.endpoint_ready(endpoint)
                     ref = endpoint.get("targetRef") or {}
                     pod = f"{ref.get('namespace', svc.namespace)}/{ref['name']}" if ref.get("kind") == "Pod" else None
                     for address in endpoint.get("addresses") or []:
                         out.append(Backend(address, int(slice_port["port"]), pod, endpoint.get("nodeName"), ready,
-                                           conditions.get("serving", ready) is not False,
-                                           bool(conditions.get("terminating"))))
+                                           fields.endpoint_serving(endpoint), fields.endpoint_terminating(endpoint)))
         return sorted(out, key=lambda b: (IPv4Address(b.ip), b.port))
 
     def translate(self, frontend: Frontend, client_ip: str, via_node: str | None, origin: str) -> Translation:
@@ -213,9 +211,7 @@ def firewall_sources(svc: KubeObject, node_ip: str | None) -> tuple[str, ...]:
         return ()
     ranges = tuple(dict.fromkeys(str(n) for n in ipv4))
     if node_ip and source_allowed(node_ip, ranges):
-        from podnet.semantics.loadbalancer import load_balancer_ips
-
-        ranges += tuple(ip for ip in load_balancer_ips(svc) if not source_allowed(ip, ranges))
+        ranges += tuple(ip for ip in fields.load_balancer_ips(svc) if not source_allowed(ip, ranges))
     return ranges
 
 

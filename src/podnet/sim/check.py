@@ -27,6 +27,7 @@ from typing import Any
 
 import yaml
 
+from podnet.api import fields
 from podnet.controlplane import Cluster
 from podnet.errors import InvalidInput, UsageError
 from podnet.sim.trace import Tracer
@@ -85,7 +86,7 @@ class Checker:
             labels = spec.get("labels") or {}
             pods = [p for p in self.cluster.of_kind("Pod", namespace)
                     if all(p.labels.get(k) == str(v) for k, v in labels.items())
-                    and (p.body.get("status") or {}).get("podIP")]
+                    and fields.pod_ip(p)]
             if not pods:
                 raise UsageError(f"{spec}: selects no running pod")
             return [p.ref for p in pods]
@@ -110,7 +111,7 @@ class Checker:
         for pod in self.cluster.of_kind("Pod", namespace):
             for ref in pod.metadata.get("ownerReferences") or []:
                 if (ref.get("kind"), ref.get("name")) in owners or (ref.get("kind") == "ReplicaSet" and ref.get("name") in replicasets):
-                    if (pod.body.get("status") or {}).get("podIP"):
+                    if fields.pod_ip(pod):
                         pods.append(pod.ref)
         return pods
 

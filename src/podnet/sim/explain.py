@@ -7,6 +7,7 @@ import re
 from dataclasses import dataclass
 
 from podnet import images
+from podnet.api import fields
 from podnet.api import labels as selectors
 from podnet.api.objects import KubeObject
 from podnet.controlplane import Cluster
@@ -85,7 +86,7 @@ class Explainer:
         out = []
         for port in svc.spec.get("ports") or []:
             target = port.get("targetPort", port.get("port"))
-            protocol = port.get("protocol", "TCP")
+            protocol = fields.protocol(port)
             label = f"port {port.get('name') or port.get('port')}"
             if isinstance(target, str) and not target.isdigit():
                 missing = [p.name for p in pods if find_named_port(p, target, protocol) is None]
@@ -187,11 +188,11 @@ class Explainer:
     def _pod(self, pod: KubeObject) -> list[Finding]:
         from podnet.sim.trace import Tracer
 
-        if not (pod.body.get("status") or {}).get("podIP"):
-            reason = next((c.get("message") for c in (pod.body.get("status") or {}).get("conditions") or []
+        if not fields.pod_ip(pod):
+            reason = next((c.get("message") for c in fields.conditions(pod)
                            if c.get("status") == "False"), "")
             return [Finding("warning", f"Pod {pod.ref}", f"is not running: {reason or 'no IP'}")]
-        owner = next((r for r in pod.metadata.get("ownerReferences") or [] if r.get("controller")), None)
+        owner = fields.controller_of(pod)
         if owner:  # replicas share their template: look at one pod per controller
             key = (pod.namespace, owner.get("kind"), owner.get("name"))
             if key in self._checked_owners:

@@ -20,10 +20,11 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from podnet import images
+from podnet.api import fields
 from podnet.controlplane import Cluster
 from podnet.controlplane.nodes import NodeInfo
 from podnet.errors import UsageError
-from podnet.semantics.loadbalancer import announced_ips, load_balancer_ips
+from podnet.semantics.loadbalancer import announced_ips
 from podnet.semantics.routing import Addressing, Hop, Party
 from podnet.semantics.services import Backend, ServiceTable, Translation, affinity_choice
 
@@ -220,7 +221,7 @@ class Tracer:
             raise UsageError(f"SRC {text!r}: no such pod (SRC is NS/POD, node/NAME or external)")
         party = self.addresses.pod_party(pod)
         if not party.ip or party.node is None:
-            raise UsageError(f"SRC {text}: the pod is not running ({(pod.body.get('status') or {}).get('phase')}), "
+            raise UsageError(f"SRC {text}: the pod is not running ({pod.status.get('phase')}), "
                              "so it sends nothing")
         if party.host_network:
             party = Party("pod", str(party.node.ip), party.name, pod, party.node)
@@ -277,7 +278,7 @@ class Tracer:
             pod = self._pod(text)
             if pod is None:
                 raise UsageError(f"DST {text!r}: no such pod")
-            ip = (pod.body.get("status") or {}).get("podIP")
+            ip = fields.pod_ip(pod)
             if not ip:
                 return [], port if isinstance(port, int) else None, f"{text} is not running: it has no IP"
             return [ip], self._numeric(port, text, pod, protocol, ip), None
@@ -306,7 +307,7 @@ class Tracer:
         if isinstance(port, str):
             if svc is not None:
                 for p in svc.spec.get("ports") or []:
-                    if p.get("name") == port and p.get("protocol", "TCP") == protocol:
+                    if p.get("name") == port and fields.protocol(p) == protocol:
                         return int(p["port"])
                 raise UsageError(f"DST {text}: Service {svc.ref} has no {protocol} port named {port!r}")
             if pod is not None:
@@ -318,12 +319,12 @@ class Tracer:
                 return number
             raise UsageError(f"DST {text}: a port name needs a Service or pod to look it up in")
         if svc is not None:
-            ports = [int(p["port"]) for p in svc.spec.get("ports") or [] if p.get("protocol", "TCP") == protocol]
+            ports = [int(p["port"]) for p in svc.spec.get("ports") or [] if fields.protocol(p) == protocol]
             if len(ports) == 1:
                 return ports[0]
         if pod is not None:
             declared = [p for c in pod.spec.get("containers") or [] for p in c.get("ports") or []
-                        if (p.get("protocol") or "TCP") == protocol]
+                        if fields.protocol(p) == protocol]
             if len(declared) == 1:
                 return int(declared[0]["containerPort"])
         raise UsageError(f"DST {text}: which port? give -p PORT (a number or a name), or NAME:PORT")
@@ -440,7 +441,7 @@ class Tracer:
                 continue
             for container in pod.spec.get("containers") or []:
                 for p in container.get("ports") or []:
-                    if p.get("hostPort") == port and (p.get("protocol") or "TCP") == protocol:
+                    if p.get("hostPort") == port and fields.protocol(p) == protocol:
                         target = self.addresses.pod_party(pod)
                         hop = Hop(f"node/{packet.at.name}", "dnat",
                                   f"hostPort {port}/{protocol} → {pod.ref} {target.ip}:{p['containerPort']} (CNI portmap)")
@@ -589,7 +590,7 @@ class Tracer:
 
     def _is_controller_address(self, ip: str) -> bool:
         svc = self._controller()
-        return svc is not None and (ip == svc.spec.get("clusterIP") or ip in _lb_ips(svc))
+        return svc is not None and (ip == fields.cluster_ip(svc) or ip in _lb_ips(svc))
 
     def _via_ingress(self, src: Party, url: str, port: int, hops: list[Hop]) -> TraceResult:
         """Client → the controller's LoadBalancer → nginx routes by host and path → backend endpoints."""
@@ -631,8 +632,8 @@ class Tracer:
         service_port = result.service_port
         hops.append(Hop(controller.name, "proxy", f"upstream {backend.ref}:{service_port.get('port')} → "
                                                   f"{ingress_json.get('upstream_path')} (nginx proxies to the endpoints itself)"))
-        frontend = self.services.frontend(backend.spec.get("clusterIP") or "", int(service_port["port"]),
-                                          service_port.get("protocol", "TCP"))
+        frontend = self.services.frontend(fields.cluster_ip(backend), int(service_port["port"]),
+                                          fields.protocol(service_port))
         if frontend is None:
             return self._dropped(hops, f"Service {backend.ref} is headless or has no such port", entry, port, ingress_json)
         translation = self.services.translate(frontend, controller.ip, controller.node.name, "pod")
@@ -646,10 +647,10 @@ class Tracer:
 
         for pod in self.cluster.of_kind("Pod", INGRESS_NAMESPACE):
             if all(pod.labels.get(k) == v for k, v in INGRESS_CONTROLLER_LABELS.items()) and \
-                    (pod.body.get("status") or {}).get("podIP"):
+                    fields.pod_ip(pod):
                 return self.addresses.pod_party(pod)
         return None
 
 
 def _lb_ips(svc) -> list[str]:
-    return load_balancer_ips(svc)
+    return fields.load_balancer_ips(svc)
