@@ -24,6 +24,7 @@ from podnet.controlplane import Cluster
 from podnet.controlplane.nodes import NodeInfo
 from podnet.errors import UsageError
 from podnet.semantics.loadbalancer import announced_ips, load_balancer_ips
+from podnet.semantics.nodenat import IpMasq, host_port_for, node_host_ports
 from podnet.semantics.routing import Addressing, Hop, Party
 from podnet.semantics.services import Backend, ServiceTable, Translation, affinity_choice
 
@@ -101,6 +102,7 @@ class Tracer:
         self.cluster = cluster
         self.addresses = Addressing(cluster)
         self.services = ServiceTable(cluster)
+        self.ip_masq = IpMasq.for_pod_subnet(self.addresses.pod_subnet)
         self._dns = None
         self._policy = None
         self._ingress = None
@@ -422,7 +424,7 @@ class Tracer:
             packet.egress_checked = True
             if not sides.egress_allowed:
                 return sides.egress_reason
-        if packet.source.kind == "pod" and not packet.source.host_network:
+        if packet.source.kind == "pod" and self.ip_masq.applies(packet.source.ip, target.ip):
             masq = self.addresses.node_party(packet.at)
             hops.append(Hop(f"node/{packet.at.name}", "snat", f"→ {masq.ip}: leaves the pod network (flannel ip-masq)"))
             packet.source = masq
@@ -431,21 +433,17 @@ class Tracer:
         return None
 
     def _host_port(self, packet: Packet, dst_ip: str, port: int, protocol: str):
-        """CNI portmap: a pod's hostPort on its node's address is DNATed to the pod."""
+        """CNI portmap (semantics/nodenat): a pod's hostPort on its node's address (or only on
+        the hostIP it names) is DNATed to the pod."""
         dst = self.addresses.party_for_ip(dst_ip)
-        if packet.at is None or dst_ip != str(packet.at.ip):
+        if packet.at is None:
             return dst, port, []
-        for pod in self.cluster.of_kind("Pod"):
-            if pod.spec.get("nodeName") != packet.at.name or pod.spec.get("hostNetwork"):
-                continue
-            for container in pod.spec.get("containers") or []:
-                for p in container.get("ports") or []:
-                    if p.get("hostPort") == port and (p.get("protocol") or "TCP") == protocol:
-                        target = self.addresses.pod_party(pod)
-                        hop = Hop(f"node/{packet.at.name}", "dnat",
-                                  f"hostPort {port}/{protocol} → {pod.ref} {target.ip}:{p['containerPort']} (CNI portmap)")
-                        return target, int(p["containerPort"]), [hop]
-        return dst, port, []
+        mapping = host_port_for(node_host_ports(self.cluster.of_kind("Pod"), packet.at.name), dst_ip, port, protocol,
+                                self.addresses.local_addresses(packet.at))
+        if mapping is None:
+            return dst, port, []
+        hop = Hop(f"node/{packet.at.name}", "dnat", f"{mapping.describe()} (CNI portmap)")
+        return self.addresses.pod_party(self.addresses.pods[mapping.pod]), mapping.container_port, [hop]
 
     def _masquerade_address(self, at: NodeInfo, dst: Party) -> str:
         """MASQUERADE takes the address of the interface the packet leaves by."""
@@ -517,9 +515,10 @@ class Tracer:
             if not sides.egress_allowed:
                 return EndpointFate(holder, False, sides.egress_reason, hops)
         # masquerade in POSTROUTING: kube-proxy's, or flannel's for pods leaving the pod network
+        # (a packet for the node's own address is delivered locally and never reaches POSTROUTING)
         if at is not None:
-            if masquerade is None and source.kind == "pod" and not source.host_network \
-                    and IPv4Address(dst.ip) not in self.addresses.pod_subnet:
+            if masquerade is None and source.kind == "pod" and self.ip_masq.applies(source.ip, dst.ip) \
+                    and dst.ip not in self.addresses.local_addresses(at):
                 masquerade = "leaves the pod network (flannel ip-masq)"
             if masquerade:
                 address = self._masquerade_address(at, dst)
