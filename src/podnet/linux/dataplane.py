@@ -13,11 +13,10 @@ from dataclasses import dataclass
 
 from podnet.api.objects import KubeObject
 from podnet.controlplane import Cluster
-from podnet.linux.layout import BRIDGE, CNI_NETWORK, ClusterLayout
+from podnet.linux.layout import CNI_NETWORK, ClusterLayout
 from podnet.linux.netns import NETNS_DIR, create_netns, delete_netns
 from podnet.semantics.nodenat import HostPort, IpMasq, host_ports
-
-IFNAME = "eth0"
+from podnet.semantics.topology import BRIDGE, POD_IFNAME
 
 
 @dataclass(frozen=True)
@@ -85,7 +84,7 @@ class DataPlane:
         try:
             subprocess.run(["ip", "-n", netns, "link", "set", "lo", "up"], check=True)
             conf = self._conf(node, pod)
-            bridge.add(conf, container_id, str(NETNS_DIR / netns), IFNAME, node_netns=self.layout.node_netns(node.name),
+            bridge.add(conf, container_id, str(NETNS_DIR / netns), POD_IFNAME, node_netns=self.layout.node_netns(node.name),
                        args={"K8S_POD_NAMESPACE": pod.namespace, "K8S_POD_NAME": pod.name})
         except BaseException:
             delete_netns(netns)
@@ -112,7 +111,7 @@ class DataPlane:
         if self.host_ports.pop(f"{namespace}/{name}", None):
             self.sync_host_ports(attached.node)
         try:
-            bridge.delete(attached.conf, attached.container_id, str(NETNS_DIR / attached.netns), IFNAME,
+            bridge.delete(attached.conf, attached.container_id, str(NETNS_DIR / attached.netns), POD_IFNAME,
                           node_netns=self.layout.node_netns(attached.node))
         finally:
             delete_netns(attached.netns)

@@ -16,11 +16,7 @@ from podnet.api.objects import KubeObject
 from podnet.controlplane import Cluster
 from podnet.controlplane.nodes import NodeInfo
 from podnet.naming import host_veth_name
-
-VXLAN_DEVICE = "flannel.1"
-VXLAN_VNI = 1
-VXLAN_PORT = 8472
-BRIDGE = "cni0"
+from podnet.semantics.topology import BRIDGE, VXLAN_DEVICE, VXLAN_PORT, VXLAN_VNI
 
 
 @dataclass(frozen=True)
