@@ -24,6 +24,7 @@ from podnet.semantics.loadbalancer import load_balancer_ips
 from podnet.semantics.services import ServiceTable, firewall_sources, usable_endpoints
 
 DEFAULT_AFFINITY_TIMEOUT = 10800  # seconds, the API default for sessionAffinityConfig
+MASQ_MARK = "0x4000"  # kube-proxy's --masquerade-bit 14, the same in every proxy mode
 
 
 @dataclass(frozen=True)
