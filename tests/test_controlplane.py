@@ -4,6 +4,7 @@ from ipaddress import IPv4Address, IPv4Network
 
 import pytest
 
+from podnet.controlplane.pods import find_named_port, serving_containers
 from podnet.errors import InvalidInput
 from tests.conftest import cluster_of
 
@@ -499,3 +500,26 @@ def test_live_readiness_from_probes_sets_conditions_and_slices_but_gates_still_h
     c = compute(load_yaml(text), ClusterConfig(), lambda p: verdicts.get(p.name))
     assert {e["targetRef"]["name"]: e["conditions"]["ready"] for s in slices_of(c, "web")
             for e in s.body["endpoints"]}["probed"] is True
+
+
+@pytest.mark.parametrize("containers, name, protocol, expected", [
+    ([{"ports": [{"name": "http", "containerPort": 80, "protocol": "TCP"}]}], "http", "TCP", 80),
+    ([{"ports": [{"name": "dns", "containerPort": 53, "protocol": "UDP"}]}], "dns", "TCP", None),  # protocol must match
+    ([{"ports": [{"name": "dns", "containerPort": 53, "protocol": "UDP"}]}], "dns", None, 53),  # kubelet: any protocol
+    ([{"ports": [{"name": "dns", "containerPort": 53}]}], "dns", "TCP", 53),  # an unset protocol is TCP
+    ([{"ports": [{"name": "a", "containerPort": 1}]}, {"ports": [{"name": "a", "containerPort": 2}]}], "a", "TCP", 1),
+    ([{"ports": [{"containerPort": 80}]}], "http", "TCP", None),  # unnamed ports are not found by name
+    ([{}, {"ports": None}], "http", "TCP", None),
+], ids=["by-name-and-protocol", "other-protocol", "any-protocol", "protocol-defaulted", "first-container-wins",
+        "unnamed", "no-ports"])
+def test_the_one_named_port_lookup(containers, name, protocol, expected):
+    assert find_named_port(containers, name, protocol) == expected
+
+
+def test_named_ports_of_a_pod_include_sidecars_but_not_plain_init_containers():
+    p = cluster_of(pod("side", ports="[{name: http, containerPort: 8080}]").replace(
+        "  containers:", "  initContainers:\n  - {name: proxy, image: busybox, restartPolicy: Always, "
+                         "ports: [{name: admin, containerPort: 15000}]}\n"
+                         "  - {name: setup, image: busybox, ports: [{name: setup, containerPort: 9999}]}\n  containers:"))
+    containers = serving_containers(p.get("Pod", "default", "side"))
+    assert find_named_port(containers, "admin", "TCP") == 15000 and find_named_port(containers, "setup", "TCP") is None

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 from podnet.api.objects import KubeObject
@@ -35,28 +37,39 @@ def apply_pod_spec_defaults(spec: dict[str, Any]) -> None:
                         probe["httpGet"] = {"path": "/", "scheme": "HTTP", **probe["httpGet"]}
 
 
-def container_ports(pod: KubeObject) -> list[dict[str, Any]]:
-    """Every declared containerPort of the pod's (app) containers, protocol defaulted."""
-    out = []
-    for container in pod.spec.get("containers") or []:
-        for port in container.get("ports") or []:
-            out.append(port)
-    return out
+@dataclass(frozen=True)
+class NamedPort:
+    """A container port with a name: what a Service's targetPort, a NetworkPolicy's port or a
+    probe's port may refer to by that name."""
+
+    name: str
+    protocol: str  # "TCP" | "UDP" | "SCTP"
+    port: int
 
 
-def _serving_containers(pod: KubeObject) -> list[dict[str, Any]]:
+def serving_containers(pod: KubeObject) -> list[dict[str, Any]]:
     """App containers, and sidecars (init containers with restartPolicy Always), which serve too."""
-    sidecars = [c for c in pod.spec.get("initContainers") or [] if c.get("restartPolicy") == "Always"]
+    sidecars = [c for c in pod.spec.get("initContainers") or [] if (c or {}).get("restartPolicy") == "Always"]
     return list(pod.spec.get("containers") or []) + sidecars
 
 
-def find_named_port(pod: KubeObject, name: str, protocol: str) -> int | None:
-    """A named targetPort resolved in one pod, as the endpoints controllers do (FindPort)."""
-    for container in _serving_containers(pod):
-        for port in container.get("ports") or []:
-            if port.get("name") == name and (port.get("protocol") or "TCP") == protocol:
-                return int(port["containerPort"])
-    return None
+def named_ports(containers: Iterable[dict[str, Any]]) -> list[NamedPort]:
+    """Every named containerPort of the containers, in declaration order, protocol defaulted."""
+    out = []
+    for container in containers:
+        for port in (container or {}).get("ports") or []:
+            name, number = port.get("name"), port.get("containerPort")
+            if name and isinstance(number, (int, float)) and not isinstance(number, bool):
+                out.append(NamedPort(name, str(port.get("protocol") or "TCP").upper(), int(number)))
+    return out
+
+
+def find_named_port(containers: Iterable[dict[str, Any]], name: str, protocol: str | None = None) -> int | None:
+    """The one lookup of a port by name: the first containerPort called `name` (for `protocol`,
+    unless None). Over serving_containers(pod) it is the endpoints controllers' FindPort (a
+    Service's targetPort; NetworkPolicy ports likewise); over one container, with any
+    protocol, kubelet's findPortByName for that container's probes."""
+    return next((p.port for p in named_ports(containers) if p.name == name and protocol in (None, p.protocol)), None)
 
 
 def is_terminal(pod: KubeObject) -> bool:

@@ -22,6 +22,7 @@ from urllib.parse import urlsplit
 from podnet import images
 from podnet.controlplane import Cluster
 from podnet.controlplane.nodes import NodeInfo
+from podnet.controlplane.pods import find_named_port, serving_containers
 from podnet.errors import UsageError
 from podnet.semantics.loadbalancer import announced_ips, load_balancer_ips
 from podnet.semantics.nodenat import IpMasq, host_port_for, node_host_ports
@@ -312,9 +313,7 @@ class Tracer:
                         return int(p["port"])
                 raise UsageError(f"DST {text}: Service {svc.ref} has no {protocol} port named {port!r}")
             if pod is not None:
-                from podnet.controlplane.pods import find_named_port
-
-                number = find_named_port(pod, port, protocol)
+                number = find_named_port(serving_containers(pod), port, protocol)
                 if number is None:
                     raise UsageError(f"DST {text}: pod {pod.ref} has no {protocol} containerPort named {port!r}")
                 return number
