@@ -4,6 +4,7 @@ from ipaddress import IPv4Address, IPv4Network
 
 import pytest
 
+from podnet.api import defaults as api_defaults
 from podnet.controlplane.pods import find_named_port, serving_containers
 from podnet.errors import InvalidInput
 from tests.conftest import cluster_of
@@ -284,6 +285,20 @@ def test_external_name_and_target_port_defaults():
     assert "clusterIP" not in c.get("Service", "default", "ext").spec
     assert not [s for s in c.of_kind("EndpointSlice") if s.labels.get("kubernetes.io/service-name") == "ext"]
     assert c.get("Service", "default", "plain").spec["ports"][0]["targetPort"] == 8080
+
+
+def test_service_defaults_are_the_api_servers_from_one_table():
+    c = cluster_of(service("sticky", "{type: LoadBalancer, sessionAffinity: ClientIP, selector: {app: web}, "
+                                     "ports: [{port: 80}]}")
+                   + service("plain", "{selector: {app: web}, ports: [{port: 80}]}"))
+    plain, sticky = c.get("Service", "default", "plain").spec, c.get("Service", "default", "sticky").spec
+    assert (plain["type"], plain["sessionAffinity"], plain["internalTrafficPolicy"], plain["ipFamilyPolicy"],
+            plain["ipFamilies"]) == (api_defaults.SERVICE_TYPE, api_defaults.SESSION_AFFINITY,
+                                     api_defaults.TRAFFIC_POLICY, api_defaults.IP_FAMILY_POLICY,
+                                     list(api_defaults.IP_FAMILIES))
+    assert "externalTrafficPolicy" not in plain and sticky["externalTrafficPolicy"] == api_defaults.TRAFFIC_POLICY
+    assert sticky["sessionAffinityConfig"]["clientIP"]["timeoutSeconds"] == api_defaults.SESSION_AFFINITY_TIMEOUT == 10800
+    assert sticky["allocateLoadBalancerNodePorts"] is api_defaults.ALLOCATE_LOAD_BALANCER_NODE_PORTS
 
 
 # --- EndpointSlices -----------------------------------------------------------------------
