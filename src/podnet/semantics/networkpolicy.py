@@ -570,18 +570,6 @@ class PolicyEngine:
         )
         return Side(direction, subject.ref, bool(allowed_by), True, names, allowed_by, connection=connection)
 
-    def explain_policy(self, policy: CompiledPolicy) -> list[str]:
-        """Human lines for a compiled policy: what it selects and each rule."""
-        lines = [f"{policy.ref}: selects {{{policy.pod_selector}}} in {policy.namespace} "
-                 f"(policyTypes {', '.join(policy.policy_types)})"]
-        for direction in (INGRESS, EGRESS):
-            if policy.isolates(direction):
-                rules = policy.rules(direction)
-                if not rules:
-                    lines.append(f"  {direction}: deny all")
-                lines += [f"  {r}" for r in rules]
-        return lines
-
 
 def networked_pods(engine: PolicyEngine, namespaces: Iterable[str] | None = None) -> list[Endpoint]:
     """Pods that can take part in connections (an IP, not terminated), sorted by namespace/name."""

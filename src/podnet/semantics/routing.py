@@ -89,11 +89,6 @@ class Addressing:
             own.add(str(node.pod_cidr.network_address))
         return frozenset(own)
 
-    def node_owning(self, ip: str) -> NodeInfo | None:
-        """The node whose podCIDR holds ip."""
-        address = IPv4Address(ip)
-        return next((n for n in self.cluster.nodes if address in n.pod_cidr), None)
-
     # ---- hops -------------------------------------------------------------------------------
 
     def leave_pod(self, src: Party) -> list[Hop]:
