@@ -496,6 +496,23 @@ def test_a_pod_bound_to_a_node_whose_host_port_is_taken_is_rejected():
     assert second["phase"] == "Failed" and "didn't have free ports" in second["message"]
 
 
+@pytest.mark.parametrize("first, second, conflict", [
+    ("{containerPort: 80, hostPort: 8088}", "{containerPort: 81, hostPort: 8088}", True),
+    ("{containerPort: 80, hostPort: 8088, hostIP: 192.168.1.11}", "{containerPort: 81, hostPort: 8088}", True),
+    ("{containerPort: 80, hostPort: 8088, hostIP: 0.0.0.0}", "{containerPort: 81, hostPort: 8088, hostIP: 10.244.1.1}",
+     True),
+    ("{containerPort: 80, hostPort: 8088, hostIP: 192.168.1.11}",
+     "{containerPort: 81, hostPort: 8088, hostIP: 10.244.1.1}", False),  # two addresses of one node
+    ("{containerPort: 80, hostPort: 8088}", "{containerPort: 81, hostPort: 8088, protocol: UDP}", False),
+], ids=["same-port", "one-address-and-any", "all-zeros-is-any", "different-addresses", "different-protocols"])
+def test_host_ports_conflict_as_kube_scheduler_checks_them(first, second, conflict):
+    """HostPortInfo.CheckConflict: a hostIP narrows a hostPort to one address, so two pods may
+    share the port on one node when they bind different addresses."""
+    c = cluster_of(pod("first", ports=f"[{first}]", extra="  nodeName: node1")
+                   + pod("second", ports=f"[{second}]", extra="  nodeName: node1"))
+    assert (c.get("Pod", "default", "second").status["phase"] == "Failed") is conflict
+
+
 def test_live_readiness_from_probes_sets_conditions_and_slices_but_gates_still_hold():
     from podnet.config import ClusterConfig
     from tests.conftest import load_yaml

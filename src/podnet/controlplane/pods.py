@@ -47,6 +47,38 @@ class NamedPort:
     port: int
 
 
+@dataclass(frozen=True)
+class DeclaredHostPort:
+    """A hostPort a container asks for, as the API server defaults it."""
+
+    host_ip: str  # "": every address of the node (also what 0.0.0.0 means)
+    protocol: str  # "TCP" | "UDP" | "SCTP"
+    host_port: int
+    container_port: int
+
+    def conflicts(self, other: DeclaredHostPort) -> bool:
+        """kube-scheduler's HostPortInfo.CheckConflict: the same port and protocol, on the same
+        address or with either one bound to every address."""
+        return (self.protocol, self.host_port) == (other.protocol, other.host_port) and \
+            (not self.host_ip or not other.host_ip or self.host_ip == other.host_ip)
+
+
+def declared_host_ports(pod: KubeObject) -> list[DeclaredHostPort]:
+    """The hostPorts of the pod's containers, in declaration order. A hostNetwork pod's
+    containerPorts are its hostPorts (the API server defaults hostPort to containerPort)."""
+    host_network = bool(pod.spec.get("hostNetwork"))
+    out = []
+    for container in pod.spec.get("containers") or []:
+        for port in container.get("ports") or []:
+            host_port = port.get("hostPort") or (port.get("containerPort") if host_network else 0)
+            if host_port:
+                host_ip = port.get("hostIP") or ""
+                out.append(DeclaredHostPort("" if host_ip == "0.0.0.0" else host_ip,
+                                            str(port.get("protocol") or "TCP").upper(), int(host_port),
+                                            int(port.get("containerPort") or host_port)))
+    return out
+
+
 def serving_containers(pod: KubeObject) -> list[dict[str, Any]]:
     """App containers, and sidecars (init containers with restartPolicy Always), which serve too."""
     sidecars = [c for c in pod.spec.get("initContainers") or [] if (c or {}).get("restartPolicy") == "Always"]

@@ -23,8 +23,7 @@ from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Network, ip_network
 
 from podnet.api.objects import KubeObject
-
-ANY_ADDRESS = "0.0.0.0"
+from podnet.controlplane.pods import declared_host_ports
 
 
 @dataclass(frozen=True)
@@ -56,14 +55,8 @@ def host_ports(pod: KubeObject) -> list[HostPort]:
     pod_ip = (pod.body.get("status") or {}).get("podIP")
     if pod.spec.get("hostNetwork") or not pod_ip:
         return []
-    out = []
-    for container in pod.spec.get("containers") or []:
-        for port in container.get("ports") or []:
-            if port.get("hostPort"):
-                host_ip = port.get("hostIP") or ""
-                out.append(HostPort(pod.ref, pod_ip, int(port["hostPort"]), (port.get("protocol") or "TCP").upper(),
-                                    int(port["containerPort"]), "" if host_ip == ANY_ADDRESS else host_ip))
-    return out
+    return [HostPort(pod.ref, pod_ip, d.host_port, d.protocol, d.container_port, d.host_ip)
+            for d in declared_host_ports(pod)]
 
 
 def node_host_ports(pods: Iterable[KubeObject], node: str) -> list[HostPort]:
