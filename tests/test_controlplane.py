@@ -4,6 +4,8 @@ from ipaddress import IPv4Address, IPv4Network
 
 import pytest
 
+from podnet.api import defaults as api_defaults
+from podnet.controlplane.pods import find_named_port, serving_containers
 from podnet.errors import InvalidInput
 from tests.conftest import cluster_of
 
@@ -285,6 +287,20 @@ def test_external_name_and_target_port_defaults():
     assert c.get("Service", "default", "plain").spec["ports"][0]["targetPort"] == 8080
 
 
+def test_service_defaults_are_the_api_servers_from_one_table():
+    c = cluster_of(service("sticky", "{type: LoadBalancer, sessionAffinity: ClientIP, selector: {app: web}, "
+                                     "ports: [{port: 80}]}")
+                   + service("plain", "{selector: {app: web}, ports: [{port: 80}]}"))
+    plain, sticky = c.get("Service", "default", "plain").spec, c.get("Service", "default", "sticky").spec
+    assert (plain["type"], plain["sessionAffinity"], plain["internalTrafficPolicy"], plain["ipFamilyPolicy"],
+            plain["ipFamilies"]) == (api_defaults.SERVICE_TYPE, api_defaults.SESSION_AFFINITY,
+                                     api_defaults.TRAFFIC_POLICY, api_defaults.IP_FAMILY_POLICY,
+                                     list(api_defaults.IP_FAMILIES))
+    assert "externalTrafficPolicy" not in plain and sticky["externalTrafficPolicy"] == api_defaults.TRAFFIC_POLICY
+    assert sticky["sessionAffinityConfig"]["clientIP"]["timeoutSeconds"] == api_defaults.SESSION_AFFINITY_TIMEOUT == 10800
+    assert sticky["allocateLoadBalancerNodePorts"] is api_defaults.ALLOCATE_LOAD_BALANCER_NODE_PORTS
+
+
 # --- EndpointSlices -----------------------------------------------------------------------
 
 def slices_of(c, name, ns="default"):
@@ -480,6 +496,23 @@ def test_a_pod_bound_to_a_node_whose_host_port_is_taken_is_rejected():
     assert second["phase"] == "Failed" and "didn't have free ports" in second["message"]
 
 
+@pytest.mark.parametrize("first, second, conflict", [
+    ("{containerPort: 80, hostPort: 8088}", "{containerPort: 81, hostPort: 8088}", True),
+    ("{containerPort: 80, hostPort: 8088, hostIP: 192.168.1.11}", "{containerPort: 81, hostPort: 8088}", True),
+    ("{containerPort: 80, hostPort: 8088, hostIP: 0.0.0.0}", "{containerPort: 81, hostPort: 8088, hostIP: 10.244.1.1}",
+     True),
+    ("{containerPort: 80, hostPort: 8088, hostIP: 192.168.1.11}",
+     "{containerPort: 81, hostPort: 8088, hostIP: 10.244.1.1}", False),  # two addresses of one node
+    ("{containerPort: 80, hostPort: 8088}", "{containerPort: 81, hostPort: 8088, protocol: UDP}", False),
+], ids=["same-port", "one-address-and-any", "all-zeros-is-any", "different-addresses", "different-protocols"])
+def test_host_ports_conflict_as_kube_scheduler_checks_them(first, second, conflict):
+    """HostPortInfo.CheckConflict: a hostIP narrows a hostPort to one address, so two pods may
+    share the port on one node when they bind different addresses."""
+    c = cluster_of(pod("first", ports=f"[{first}]", extra="  nodeName: node1")
+                   + pod("second", ports=f"[{second}]", extra="  nodeName: node1"))
+    assert (c.get("Pod", "default", "second").status["phase"] == "Failed") is conflict
+
+
 def test_live_readiness_from_probes_sets_conditions_and_slices_but_gates_still_hold():
     from podnet.config import ClusterConfig
     from tests.conftest import load_yaml
@@ -499,3 +532,26 @@ def test_live_readiness_from_probes_sets_conditions_and_slices_but_gates_still_h
     c = compute(load_yaml(text), ClusterConfig(), lambda p: verdicts.get(p.name))
     assert {e["targetRef"]["name"]: e["conditions"]["ready"] for s in slices_of(c, "web")
             for e in s.body["endpoints"]}["probed"] is True
+
+
+@pytest.mark.parametrize("containers, name, protocol, expected", [
+    ([{"ports": [{"name": "http", "containerPort": 80, "protocol": "TCP"}]}], "http", "TCP", 80),
+    ([{"ports": [{"name": "dns", "containerPort": 53, "protocol": "UDP"}]}], "dns", "TCP", None),  # protocol must match
+    ([{"ports": [{"name": "dns", "containerPort": 53, "protocol": "UDP"}]}], "dns", None, 53),  # kubelet: any protocol
+    ([{"ports": [{"name": "dns", "containerPort": 53}]}], "dns", "TCP", 53),  # an unset protocol is TCP
+    ([{"ports": [{"name": "a", "containerPort": 1}]}, {"ports": [{"name": "a", "containerPort": 2}]}], "a", "TCP", 1),
+    ([{"ports": [{"containerPort": 80}]}], "http", "TCP", None),  # unnamed ports are not found by name
+    ([{}, {"ports": None}], "http", "TCP", None),
+], ids=["by-name-and-protocol", "other-protocol", "any-protocol", "protocol-defaulted", "first-container-wins",
+        "unnamed", "no-ports"])
+def test_the_one_named_port_lookup(containers, name, protocol, expected):
+    assert find_named_port(containers, name, protocol) == expected
+
+
+def test_named_ports_of_a_pod_include_sidecars_but_not_plain_init_containers():
+    p = cluster_of(pod("side", ports="[{name: http, containerPort: 8080}]").replace(
+        "  containers:", "  initContainers:\n  - {name: proxy, image: busybox, restartPolicy: Always, "
+                         "ports: [{name: admin, containerPort: 15000}]}\n"
+                         "  - {name: setup, image: busybox, ports: [{name: setup, containerPort: 9999}]}\n  containers:"))
+    containers = serving_containers(p.get("Pod", "default", "side"))
+    assert find_named_port(containers, "admin", "TCP") == 15000 and find_named_port(containers, "setup", "TCP") is None

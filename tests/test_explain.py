@@ -1,5 +1,6 @@
 """podnet explain: each kind of finding, with its severity, object and hint."""
 
+from podnet.probes import ProbeError, resolve_port
 from podnet.sim.explain import Explainer
 from tests.conftest import cluster_of
 
@@ -122,3 +123,47 @@ def test_invalid_input_becomes_findings(tmp_path, capsys):
     assert main(["explain", "-f", str(bad)]) == 1
     out = capsys.readouterr().out
     assert "ERROR   Service default/s: spec.ports[0].nodePort" in out and "not in the valid range" in out
+
+
+PROBED = f"""
+apiVersion: v1
+kind: Pod
+metadata: {{name: probed}}
+spec:
+  containers:
+  - name: web
+    image: {AGNHOST}
+    args: ["netexec", "--http-port=8080"]
+    ports: [{{name: http, containerPort: 8080}}]
+  - name: elsewhere  # names a port only the web container declares
+    image: {AGNHOST}
+    args: ["netexec", "--http-port=8081"]
+    readinessProbe: {{httpGet: {{port: http}}}}
+  - name: any-protocol  # a UDP port by name: kubelet's lookup ignores the protocol
+    image: {AGNHOST}
+    args: ["netexec", "--http-port=8082"]
+    ports: [{{name: both, containerPort: 8082, protocol: UDP}}]
+    livenessProbe: {{tcpSocket: {{port: both}}}}
+"""
+
+
+def test_a_probe_port_name_is_looked_up_in_its_own_container_as_kubelet_and_the_prober_do():
+    """explain and the prober (probes.resolve_port) use one lookup: kubelet's findPortByName,
+    the probe's own container, any protocol."""
+    cluster = cluster_of(PROBED)
+    explained = [f for f in Explainer(cluster).findings() if f.object == "Pod default/probed"]
+    [missing] = [f for f in explained if "names port" in f.message]
+    assert missing.severity == "error" and missing.message.startswith("container elsewhere:")
+    for container in cluster.get("Pod", "default", "probed").spec["containers"]:
+        probe = container.get("readinessProbe") or container.get("livenessProbe")
+        if probe is None:
+            continue
+        port = (probe.get("httpGet") or probe.get("tcpSocket"))["port"]
+        try:
+            resolve_port(port, container)
+            prober_finds = True
+        except ProbeError:
+            prober_finds = False
+        explain_finds = not any(f.message.startswith(f"container {container['name']}:") and "names port" in f.message
+                                for f in explained)
+        assert prober_finds == explain_finds, container["name"]

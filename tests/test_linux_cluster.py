@@ -227,6 +227,43 @@ def test_host_port_host_network_same_node_and_pod_node_traffic(cluster):
     assert podnet("logs", "default/shell", "--name", name).stdout.splitlines()[-2:] == ["/tmp", "hello world"]
 
 
+BOUND = f"""
+apiVersion: v1
+kind: Pod
+metadata: {{name: bound}}
+spec:
+  nodeName: node2
+  containers:
+  - name: c
+    image: {AGNHOST}
+    args: [netexec, --http-port=8080, --udp-port=-1]
+    ports: [{{containerPort: 8080, hostPort: 8090, hostIP: 10.244.2.1}}]
+"""
+
+
+def test_a_host_port_bound_to_a_host_ip_answers_only_there_as_trace_predicts(cluster):
+    """The kernel (CNI portmap's table) and the simulator's trace on the same cluster: a hostPort
+    bound to a hostIP (here node2's cni0 address) is DNATed at that address only, not at the
+    node's LAN address (which the simulator used to map whatever the hostIP said)."""
+    up, tmp = cluster
+    name = up()
+    (tmp / "bound.yaml").write_text(BOUND)
+    podnet("apply", "-f", str(tmp / "bound.yaml"), "--name", name)
+    all_pods = pods(name)
+    client = next(p for p in sorted(all_pods) if p.startswith("web-") and all_pods[p]["spec"]["nodeName"] == "node2")
+    node2, gateway2 = all_pods["bound"]["status"]["hostIP"], "10.244.2.1"  # node N has 10.244.N.0/24
+    seen = {}
+    for src, dst in (("external", node2), (f"default/{client}", node2), (f"default/{client}", gateway2)):
+        got = podnet("exec", src, "--name", name, "--", "curl", "-s", "--max-time", "3",
+                     f"http://{dst}:8090/hostname", check=False)
+        kernel = got.stdout if got.returncode == 0 else None
+        trace = json.loads(podnet("trace", src, f"{dst}:8090", "-o", "json", "--name", name, check=False).stdout)
+        predicted = trace["destination"]["pod"]
+        assert kernel == (predicted.split("/")[1] if predicted else None), (src, dst, got.stderr, trace["reason"])
+        seen[(src, dst)] = kernel
+    assert list(seen.values()) == [None, None, "bound"]
+
+
 NGINX = """
 apiVersion: v1
 kind: Pod

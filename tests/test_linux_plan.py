@@ -281,6 +281,34 @@ def test_routes_between_nodes_are_the_ones_the_simulator_traces(overlay):
         assert traced.startswith(str(planned).removeprefix("route ")), (traced, planned)
 
 
+def test_the_simulator_names_the_devices_and_addresses_the_plan_builds():
+    """One copy of the network's constants (semantics/topology): the hops the trace shows for a
+    crossing name the plan's bridge and VXLAN device with its VNI and port, and the addresses
+    the simulator takes as a node's own (hostPorts answer on them) are the plan's."""
+    cluster = cluster_of(PODS, config())
+    plan = plan_network(cluster)
+    addressing = Addressing(cluster)
+    web = addressing.pod_party(addressing.pods["default/web"])
+    other = next(n for n in cluster.nodes if n.name != web.node.name)
+    hops, _ = addressing.deliver(other, web, web.ip)
+    text = " ".join(h.detail for h in hops)
+    for node in cluster.nodes:
+        state = plan.netns(plan.layout.node_netns(node.name)).state
+        vxlan = next(link for link in state.links if link.kind == "vxlan")
+        bridge = next(link for link in state.links if link.kind == "bridge")
+        assert {a.cidr.split("/")[0] for a in state.addresses} == addressing.local_addresses(node)
+        if node.name == other.name:
+            assert f"VNI {vxlan.vxlan.vni}" in text and f"UDP {vxlan.vxlan.port}" in text
+            assert f"dev {vxlan.name}" in text
+        if node.name == web.node.name:
+            assert f"is on {bridge.name}" in text
+    host_gw = cluster_of(PODS, config(overlay="host-gw"))
+    plan, addressing = plan_network(host_gw), Addressing(host_gw)
+    for node in host_gw.nodes:
+        state = plan.netns(plan.layout.node_netns(node.name)).state
+        assert {a.cidr.split("/")[0] for a in state.addresses} == addressing.local_addresses(node)
+
+
 def test_pods_are_listed_per_node_for_the_cni_plugin():
     plan = plan_network(cluster_of(PODS, config()))
     layout = ClusterLayout("golden")

@@ -18,7 +18,7 @@ from podnet.proxy import iptables, nftables
 from podnet.proxy.loader import LoadError, RecordingRunner
 from podnet.proxy.model import Endpoint, ServicePort, service_ports
 from podnet.proxy.node import NodeProxy, cleanup_leftovers, make_proxier
-from podnet.semantics.services import ServiceTable
+from podnet.semantics.services import ServiceTable, affinity_timeout
 from tests.conftest import cluster_of
 
 POD_SUBNET, SERVICE_SUBNET = "10.244.0.0/16", "10.96.0.0/12"
@@ -574,3 +574,25 @@ def test_simulator_and_rules_agree_on_who_passes_the_firewall(guarded, client, a
         assert passes == allowed == (predicted.verdict == "dnat"), (node.name, predicted.reason)
         if not allowed:
             assert "loadBalancerSourceRanges" in predicted.reason and client in predicted.reason
+
+
+@pytest.mark.parametrize("spec, timeout", [
+    ({"sessionAffinity": "ClientIP"}, 10800),  # the API default, read where defaulting has not run
+    ({"sessionAffinity": "ClientIP", "sessionAffinityConfig": {"clientIP": {"timeoutSeconds": 60}}}, 60),
+    ({"sessionAffinity": "ClientIP", "sessionAffinityConfig": {"clientIP": {"timeoutSeconds": None}}}, 10800),
+    ({"sessionAffinity": "None", "sessionAffinityConfig": {"clientIP": {"timeoutSeconds": 60}}}, None),
+    ({}, None),
+])
+def test_one_affinity_timeout_rule(spec, timeout):
+    assert affinity_timeout(spec) == timeout
+
+
+def test_the_proxy_and_the_simulator_pin_clients_for_the_same_time(cluster):
+    table = ServiceTable(cluster)
+    compared = {}
+    for sp in service_ports(cluster, "node1", table):
+        translation = table.translate(table.frontend(sp.cluster_ip, sp.port, sp.protocol), "10.244.1.99", "node1", "pod")
+        if translation.verdict == "dnat":
+            assert translation.affinity_timeout == sp.affinity_timeout, sp.name
+            compared[sp.name] = sp.affinity_timeout
+    assert compared["sticky"] == 60 and compared["web"] is None

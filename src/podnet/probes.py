@@ -22,6 +22,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+from podnet.controlplane.pods import find_named_port
+
 KINDS = ("startup", "liveness", "readiness")  # the order they are looked at
 SPEC_FIELDS = {"startup": "startupProbe", "liveness": "livenessProbe", "readiness": "readinessProbe"}
 DEFAULTS = {"initialDelaySeconds": 0, "periodSeconds": 10, "timeoutSeconds": 1,
@@ -82,12 +84,10 @@ def resolve_port(port: object, container: dict) -> int:
     if isinstance(port, str) and port.isdigit():
         port = int(port)
     if isinstance(port, str):
-        for declared in container.get("ports") or []:
-            if declared.get("name") == port:
-                port = declared.get("containerPort")
-                break
-        else:
+        number = find_named_port([container], port)  # kubelet's findPortByName: this container, any protocol
+        if number is None:
             raise ProbeError(f"port {port!r} is not the name of one of the container's ports")
+        port = number
     if isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536:
         raise ProbeError(f"port {port!r} is not a port number (1-65535)")
     return port

@@ -19,6 +19,7 @@ import json
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
+from podnet.api import defaults as api_defaults
 from podnet.api import labels, names
 from podnet.api.fields import DEFAULT_PROTOCOL
 from podnet.api.kinds import BY_KIND
@@ -682,7 +683,7 @@ def _validate_service(body: dict) -> list[Problem]:
     spec = _map(body.get("spec"))
     path: FieldPath = ("spec",)
     problems = []
-    service_type = _str(spec.get("type")) or "ClusterIP"
+    service_type = _str(spec.get("type")) or api_defaults.SERVICE_TYPE
     if service_type not in _SERVICE_TYPES:
         problems.append(_not_supported(path + ("type",), service_type, _SERVICE_TYPES))
 
@@ -716,7 +717,7 @@ def _validate_service(body: dict) -> list[Problem]:
     if spec.get("selector") is not None:
         problems += _validate_labels(spec.get("selector"), path + ("selector",))
 
-    affinity = _str(spec.get("sessionAffinity")) or "None"
+    affinity = _str(spec.get("sessionAffinity")) or api_defaults.SESSION_AFFINITY
     if affinity not in _SESSION_AFFINITIES:
         problems.append(_not_supported(path + ("sessionAffinity",), affinity, _SESSION_AFFINITIES))
     if affinity == "ClientIP":

@@ -16,7 +16,7 @@ from podnet.api import fields
 from podnet.api import labels as selectors
 from podnet.api.objects import KubeObject, deterministic_uid
 from podnet import naming
-from podnet.controlplane.pods import find_named_port
+from podnet.controlplane.pods import find_named_port, serving_containers
 from podnet.controlplane.workloads import owner_reference
 
 MAX_ENDPOINTS_PER_SLICE = 100
@@ -34,7 +34,7 @@ def resolve_ports(svc: KubeObject, pod: KubeObject) -> tuple[tuple[str, int, str
         target = port.get("targetPort", port.get("port"))
         protocol = fields.protocol(port)
         if isinstance(target, str):
-            number = find_named_port(pod, target, protocol) if not target.isdigit() else int(target)
+            number = find_named_port(serving_containers(pod), target, protocol) if not target.isdigit() else int(target)
             if number is None:
                 continue
         else:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 from podnet.api import fields
@@ -35,28 +37,71 @@ def apply_pod_spec_defaults(spec: dict[str, Any]) -> None:
                         probe["httpGet"] = {"path": "/", "scheme": "HTTP", **probe["httpGet"]}
 
 
-def container_ports(pod: KubeObject) -> list[dict[str, Any]]:
-    """Every declared containerPort of the pod's (app) containers, protocol defaulted."""
+@dataclass(frozen=True)
+class NamedPort:
+    """A container port with a name: what a Service's targetPort, a NetworkPolicy's port or a
+    probe's port may refer to by that name."""
+
+    name: str
+    protocol: str  # "TCP" | "UDP" | "SCTP"
+    port: int
+
+
+@dataclass(frozen=True)
+class DeclaredHostPort:
+    """A hostPort a container asks for, as the API server defaults it."""
+
+    host_ip: str  # "": every address of the node (also what 0.0.0.0 means)
+    protocol: str  # "TCP" | "UDP" | "SCTP"
+    host_port: int
+    container_port: int
+
+    def conflicts(self, other: DeclaredHostPort) -> bool:
+        """kube-scheduler's HostPortInfo.CheckConflict: the same port and protocol, on the same
+        address or with either one bound to every address."""
+        return (self.protocol, self.host_port) == (other.protocol, other.host_port) and \
+            (not self.host_ip or not other.host_ip or self.host_ip == other.host_ip)
+
+
+def declared_host_ports(pod: KubeObject) -> list[DeclaredHostPort]:
+    """The hostPorts of the pod's containers, in declaration order. A hostNetwork pod's
+    containerPorts are its hostPorts (the API server defaults hostPort to containerPort)."""
+    host_network = bool(pod.spec.get("hostNetwork"))
     out = []
     for container in pod.spec.get("containers") or []:
         for port in container.get("ports") or []:
-            out.append(port)
+            host_port = port.get("hostPort") or (port.get("containerPort") if host_network else 0)
+            if host_port:
+                host_ip = port.get("hostIP") or ""
+                out.append(DeclaredHostPort("" if host_ip == "0.0.0.0" else host_ip,
+                                            fields.protocol(port), int(host_port),
+                                            int(port.get("containerPort") or host_port)))
     return out
 
 
-def _serving_containers(pod: KubeObject) -> list[dict[str, Any]]:
+def serving_containers(pod: KubeObject) -> list[dict[str, Any]]:
     """App containers, and sidecars (init containers with restartPolicy Always), which serve too."""
-    sidecars = [c for c in pod.spec.get("initContainers") or [] if c.get("restartPolicy") == "Always"]
+    sidecars = [c for c in pod.spec.get("initContainers") or [] if (c or {}).get("restartPolicy") == "Always"]
     return list(pod.spec.get("containers") or []) + sidecars
 
 
-def find_named_port(pod: KubeObject, name: str, protocol: str) -> int | None:
-    """A named targetPort resolved in one pod, as the endpoints controllers do (FindPort)."""
-    for container in _serving_containers(pod):
-        for port in container.get("ports") or []:
-            if port.get("name") == name and fields.protocol(port) == protocol:
-                return int(port["containerPort"])
-    return None
+def named_ports(containers: Iterable[dict[str, Any]]) -> list[NamedPort]:
+    """Every named containerPort of the containers, in declaration order, protocol defaulted."""
+    out = []
+    for container in containers:
+        for port in (container or {}).get("ports") or []:
+            name, number = port.get("name"), port.get("containerPort")
+            if name and isinstance(number, (int, float)) and not isinstance(number, bool):
+                out.append(NamedPort(name, fields.protocol(port), int(number)))
+    return out
+
+
+def find_named_port(containers: Iterable[dict[str, Any]], name: str, protocol: str | None = None) -> int | None:
+    """The one lookup of a port by name: the first containerPort called `name` (for `protocol`,
+    unless None). Over serving_containers(pod) it is the endpoints controllers' FindPort (a
+    Service's targetPort; NetworkPolicy ports likewise); over one container, with any
+    protocol, kubelet's findPortByName for that container's probes."""
+    return next((p.port for p in named_ports(containers) if p.name == name and protocol in (None, p.protocol)), None)
 
 
 def input_says_containers_not_ready(pod: KubeObject) -> bool:

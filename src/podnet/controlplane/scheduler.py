@@ -12,8 +12,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from podnet.api import fields
 from podnet.api.objects import KubeObject
+from podnet.controlplane.pods import DeclaredHostPort, declared_host_ports
 
 AFFINITY_MISMATCH = "node(s) didn't match Pod's node affinity/selector"
 NO_FREE_PORTS = "node(s) didn't have free ports for the requested pod ports"
@@ -25,7 +25,10 @@ class _NodeState:
     obj: KubeObject
     max_pods: int
     pods: int = 0
-    host_ports: set[tuple[str, int]] = field(default_factory=set)
+    host_ports: list[DeclaredHostPort] = field(default_factory=list)
+
+    def ports_free(self, wanted: list[DeclaredHostPort]) -> bool:
+        return not any(w.conflicts(used) for w in wanted for used in self.host_ports)
 
 
 class Scheduler:
@@ -38,13 +41,13 @@ class Scheduler:
         return name in self._by_name
 
     def fits_host_ports(self, pod: KubeObject, node_name: str) -> bool:
-        return not (_host_ports(pod) & self._by_name[node_name].host_ports)
+        return self._by_name[node_name].ports_free(declared_host_ports(pod))
 
     def bind(self, pod: KubeObject, node_name: str) -> None:
         """Account for a pod that is already bound (spec.nodeName or a DaemonSet pod)."""
         state = self._by_name[node_name]
         state.pods += 1
-        state.host_ports.update(_host_ports(pod))
+        state.host_ports += declared_host_ports(pod)
 
     def statically_feasible(self, pod_spec: dict[str, Any]) -> list[str]:
         return [s.obj.name for s in self._static(pod_spec)[0]]
@@ -53,12 +56,12 @@ class Scheduler:
         """The chosen node, or None and the scheduler's message."""
         candidates, reasons = self._static(pod.spec)
         reasons = Counter(reasons)
-        ports = _host_ports(pod)
+        ports = declared_host_ports(pod)
         best: _NodeState | None = None
         for state in candidates:
             if state.pods >= state.max_pods:
                 reasons[TOO_MANY_PODS] += 1
-            elif ports and ports & state.host_ports:
+            elif ports and not state.ports_free(ports):
                 reasons[NO_FREE_PORTS] += 1
             elif best is None or state.pods < best.pods:
                 best = state
@@ -144,12 +147,3 @@ def _expression_matches(expression: dict[str, Any], labels: dict[str, str]) -> b
             return False
     return False
 
-
-def _host_ports(pod: KubeObject) -> set[tuple[str, int]]:
-    ports = set()
-    for container in pod.spec.get("containers") or []:
-        for port in container.get("ports") or []:
-            host_port = port.get("hostPort") or (port.get("containerPort") if pod.spec.get("hostNetwork") else 0)
-            if host_port:
-                ports.add((fields.protocol(port), int(host_port)))
-    return ports

@@ -15,6 +15,7 @@ from ipaddress import IPv4Address
 from typing import Any, Callable
 
 from podnet.api import fields
+from podnet.api import defaults as api_defaults
 from podnet.api.objects import KubeObject
 from podnet.api.problems import FieldPath
 from podnet.config import Networking
@@ -72,18 +73,18 @@ def apply_service_defaults(svc: KubeObject) -> None:
     if svc.body.get("spec") is None:
         svc.body["spec"] = {}
     spec = svc.body["spec"]
-    stype = default(spec, "type", "ClusterIP")
-    if default(spec, "sessionAffinity", "None") == "ClientIP":
+    stype = default(spec, "type", api_defaults.SERVICE_TYPE)
+    if default(spec, "sessionAffinity", api_defaults.SESSION_AFFINITY) == "ClientIP":
         config = default(default(spec, "sessionAffinityConfig", {}), "clientIP", {})
-        default(config, "timeoutSeconds", 10800)
+        default(config, "timeoutSeconds", api_defaults.SESSION_AFFINITY_TIMEOUT)
     if stype != "ExternalName":
-        default(spec, "ipFamilies", ["IPv4"])
-        default(spec, "ipFamilyPolicy", "SingleStack")
-        default(spec, "internalTrafficPolicy", "Cluster")
+        default(spec, "ipFamilies", list(api_defaults.IP_FAMILIES))
+        default(spec, "ipFamilyPolicy", api_defaults.IP_FAMILY_POLICY)
+        default(spec, "internalTrafficPolicy", api_defaults.TRAFFIC_POLICY)
     if stype in SERVICE_TYPES_WITH_NODEPORTS:
-        default(spec, "externalTrafficPolicy", "Cluster")
+        default(spec, "externalTrafficPolicy", api_defaults.TRAFFIC_POLICY)
     if stype == "LoadBalancer":
-        default(spec, "allocateLoadBalancerNodePorts", True)
+        default(spec, "allocateLoadBalancerNodePorts", api_defaults.ALLOCATE_LOAD_BALANCER_NODE_PORTS)
     ports = spec.get("ports") or []
     for i, port in enumerate(ports):
         port = ports[i] = dict(port)

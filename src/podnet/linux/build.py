@@ -25,10 +25,11 @@ from pathlib import Path
 from typing import Protocol
 
 from podnet.linux import diff as _diff
-from podnet.linux.layout import NETNS_DIR, NODE_UPLINK, STATE_ROOT, VXLAN, ClusterLayout
+from podnet.linux.layout import NETNS_DIR, STATE_ROOT, ClusterLayout
 from podnet.linux.netlink import Change, FdbEntry, Item, Link, Neighbour, Netlink, NetnsState, Pyroute2Netlink, Route
 from podnet.linux.plan import NetworkPlan, NodePlan, PodAttachment
 from podnet.linux.teardown import RECORD, cluster_namespaces, record_namespace, remove_namespaces
+from podnet.semantics.topology import NODE_UPLINK, VXLAN_DEVICE
 
 PLAN_FILE = "network.plan"
 
@@ -84,11 +85,11 @@ def plan_prune(plan: NetworkPlan) -> _diff.Prune:
         if netns not in node_namespaces:
             return False
         if isinstance(item, Link):
-            return item.name == VXLAN
+            return item.name == VXLAN_DEVICE
         if isinstance(item, Route):
-            return item.dev in (VXLAN, NODE_UPLINK) and IPv4Network(item.dst).subnet_of(pod_network)
+            return item.dev in (VXLAN_DEVICE, NODE_UPLINK) and IPv4Network(item.dst).subnet_of(pod_network)
         if isinstance(item, (Neighbour, FdbEntry)):
-            return item.dev == VXLAN
+            return item.dev == VXLAN_DEVICE
         return False
 
     return prune

@@ -14,10 +14,10 @@ from dataclasses import dataclass
 from podnet.api import fields
 from podnet.api.objects import KubeObject
 from podnet.controlplane import Cluster
-from podnet.linux.layout import BRIDGE, CNI_NETWORK, ClusterLayout
+from podnet.linux.layout import CNI_NETWORK, ClusterLayout
 from podnet.linux.netns import NETNS_DIR, create_netns, delete_netns
-
-IFNAME = "eth0"
+from podnet.semantics.nodenat import HostPort, IpMasq, host_ports
+from podnet.semantics.topology import BRIDGE, POD_IFNAME
 
 
 @dataclass(frozen=True)
@@ -39,7 +39,7 @@ class DataPlane:
         self.cluster = cluster
         self.plan = None
         self.attached: dict[str, Attached] = {}
-        self.host_ports: dict[str, tuple[str, str, list[tuple[int, str, int, str]]]] = {}
+        self.host_ports: dict[str, tuple[str, list[HostPort]]] = {}  # pod → (node, its mappings)
 
     def build(self) -> None:
         from podnet.linux.build import build
@@ -48,7 +48,7 @@ class DataPlane:
         self.plan = plan_network(self.cluster)
         build(self.plan)
         for node in self.cluster.nodes:
-            self._nft(node.name, node_nat_ruleset(str(self.cluster.config.networking.pod_subnet)))
+            self._nft(node.name, node_nat_ruleset(IpMasq.for_pod_subnet(self.cluster.config.networking.pod_subnet)))
             subprocess.run(["ip", "netns", "exec", self.layout.node_netns(node.name), "sysctl", "-q", "-w",
                             "net.ipv4.conf.all.route_localnet=1"], check=True, capture_output=True)
 
@@ -85,16 +85,22 @@ class DataPlane:
         try:
             subprocess.run(["ip", "-n", netns, "link", "set", "lo", "up"], check=True)
             conf = self._conf(node, pod)
-            bridge.add(conf, container_id, str(NETNS_DIR / netns), IFNAME, node_netns=self.layout.node_netns(node.name),
+            bridge.add(conf, container_id, str(NETNS_DIR / netns), POD_IFNAME, node_netns=self.layout.node_netns(node.name),
                        args={"K8S_POD_NAMESPACE": pod.namespace, "K8S_POD_NAME": pod.name})
         except BaseException:
             delete_netns(netns)
             raise
         self.attached[pod.ref] = Attached(pod.namespace, pod.name, node.name, netns, container_id, conf, False)
-        if host_ports(pod):
-            self.host_ports[pod.ref] = (node.name, pod.status.get("podIP"), host_ports(pod))
-            self.sync_host_ports(node.name)
+        self.map_host_ports(pod)
         return netns
+
+    def map_host_ports(self, pod: KubeObject) -> None:
+        """Add the pod's hostPort mappings (if it has any) to its node's portmap table."""
+        mappings = host_ports(pod)
+        if mappings:
+            node = pod.spec.get("nodeName")
+            self.host_ports[pod.ref] = (node, mappings)
+            self.sync_host_ports(node)
 
     def detach(self, namespace: str, name: str) -> None:
         """CNI DEL (the address goes back to host-local), then the namespace."""
@@ -106,7 +112,7 @@ class DataPlane:
         if self.host_ports.pop(f"{namespace}/{name}", None):
             self.sync_host_ports(attached.node)
         try:
-            bridge.delete(attached.conf, attached.container_id, str(NETNS_DIR / attached.netns), IFNAME,
+            bridge.delete(attached.conf, attached.container_id, str(NETNS_DIR / attached.netns), POD_IFNAME,
                           node_netns=self.layout.node_netns(attached.node))
         finally:
             delete_netns(attached.netns)
@@ -115,8 +121,8 @@ class DataPlane:
         """CNI portmap, for every hostPort pod of the node, in one nft transaction in the node's
         namespace: DNAT from any of the node's addresses (or the hostIP asked for) to the pod,
         for packets arriving and for the node's own; masquerade a pod reaching its own hostPort."""
-        rules = [(ip, m) for ref, (n, ip, mappings) in sorted(self.host_ports.items()) if n == node for m in mappings]
-        self._nft(node, portmap_ruleset(rules))
+        self._nft(node, portmap_ruleset([m for _, (n, mappings) in sorted(self.host_ports.items()) if n == node
+                                         for m in mappings]))
 
     def _nft(self, node: str, ruleset: str) -> None:
         """One `nft -f` transaction in the node's namespace: all of it applies, or none."""
@@ -134,24 +140,14 @@ class DataPlane:
 PORTMAP_TABLE = "podnet-portmap"
 
 
-def host_ports(pod: KubeObject) -> list[tuple[int, str, int, str]]:
-    """(hostPort, protocol, containerPort, hostIP) for each mapped port of the pod."""
-    out = []
-    for container in pod.spec.get("containers") or []:
-        for port in container.get("ports") or []:
-            if port.get("hostPort"):
-                out.append((int(port["hostPort"]), fields.protocol(port).lower(),
-                            int(port["containerPort"]), port.get("hostIP") or ""))
-    return out
-
-
-def portmap_ruleset(rules: list[tuple[str, tuple[int, str, int, str]]]) -> str:
-    """The node's whole portmap table: replaced at once, so it is never half-written."""
+def portmap_ruleset(mappings: list[HostPort]) -> str:
+    """The node's whole portmap table (semantics/nodenat's mappings, first match wins):
+    replaced at once, so it is never half-written."""
     lines = [f"table ip {PORTMAP_TABLE}", f"delete table ip {PORTMAP_TABLE}", f"table ip {PORTMAP_TABLE} {{",
              "  chain hostports {"]
-    for pod_ip, (host_port, protocol, container_port, host_ip) in rules:
-        match = f"ip daddr {host_ip} " if host_ip and host_ip != "0.0.0.0" else ""
-        lines.append(f"    {match}{protocol} dport {host_port} dnat to {pod_ip}:{container_port}")
+    for m in mappings:
+        match = f"ip daddr {m.host_ip} " if m.host_ip else ""
+        lines.append(f"    {match}{m.protocol.lower()} dport {m.host_port} dnat to {m.pod_ip}:{m.container_port}")
     lines += [
         "  }",
         "  chain prerouting {",
@@ -165,9 +161,9 @@ def portmap_ruleset(rules: list[tuple[str, tuple[int, str, int, str]]]) -> str:
         "  chain postrouting {",
         "    type nat hook postrouting priority srcnat; policy accept;",
     ]
-    for pod_ip in sorted({ip for ip, _ in rules}):
+    for pod_ip in sorted({m.pod_ip for m in mappings}):
         lines.append(f"    ip saddr {pod_ip} ip daddr {pod_ip} masquerade")  # hairpin
-    if rules:  # the node reaching its hostPorts on 127.0.0.1 (portmap's snat, with route_localnet)
+    if mappings:  # the node reaching its hostPorts on 127.0.0.1 (portmap's snat, with route_localnet)
         lines.append("    ip saddr 127.0.0.0/8 ip daddr != 127.0.0.0/8 masquerade")
     lines += ["  }", "}"]
     return "\n".join(lines) + "\n"
@@ -176,12 +172,13 @@ def portmap_ruleset(rules: list[tuple[str, tuple[int, str, int, str]]]) -> str:
 NAT_TABLE = "podnet-nat"
 
 
-def node_nat_ruleset(pod_subnet: str) -> str:
-    """flannel's ip-masq: pod traffic leaving the pod network is masqueraded to the node (what
-    the simulator's trace shows); traffic between pods keeps its addresses."""
+def node_nat_ruleset(masq: IpMasq) -> str:
+    """flannel's ip-masq (semantics/nodenat, the rule the simulator's trace follows): pod traffic
+    leaving the pod network is masqueraded to the node; traffic between pods keeps its addresses."""
+    exempt = " ".join(f"ip daddr != {net}" for net in masq.exempt)
     return "\n".join([
         f"table ip {NAT_TABLE}", f"delete table ip {NAT_TABLE}", f"table ip {NAT_TABLE} {{",
         "  chain postrouting {",
         "    type nat hook postrouting priority srcnat + 10; policy accept;",
-        f"    ip saddr {pod_subnet} ip daddr != {pod_subnet} ip daddr != 224.0.0.0/4 masquerade",
+        f"    ip saddr {masq.source} {exempt} masquerade",
         "  }", "}", ""])

@@ -15,8 +15,9 @@ import subprocess
 from collections.abc import Callable
 
 from podnet.controlplane import Cluster
-from podnet.linux.layout import NODE_UPLINK, ClusterLayout
+from podnet.linux.layout import ClusterLayout
 from podnet.semantics.loadbalancer import announcements
+from podnet.semantics.topology import NODE_UPLINK
 
 log = logging.getLogger("podnet.l2announce")
 ANNOUNCE_DEVICE = "lo"

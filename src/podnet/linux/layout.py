@@ -5,7 +5,7 @@ everything a cluster creates carries the prefix `podnet-<cluster>.` — cluster 
 a dot, so no cluster's prefix is another's (`a` and `a-b` stay apart). Nothing is created in
 the host's own network namespace (the sandbox rule): links are born inside the cluster's
 namespaces, so interface names only need to be unique within one namespace, and the usual
-names (eth0, cni0, flannel.1) can be used as on a real node.
+names (eth0, cni0, flannel.1: semantics/topology) can be used as on a real node.
 """
 
 from __future__ import annotations
@@ -21,10 +21,6 @@ PREFIX = "podnet-"
 STATE_ROOT = Path("/run/podnet")
 NETNS_DIR = Path("/run/netns")
 CNI_NETWORK = "podnet"
-NODE_UPLINK = "eth0"  # a node's interface on the LAN
-BRIDGE = "cni0"
-VXLAN = "flannel.1"
-LAN_BRIDGE = "lan0"
 
 
 def _short(text: str, limit: int) -> str:

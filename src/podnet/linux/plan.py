@@ -28,15 +28,12 @@ from ipaddress import IPv4Interface, IPv4Network
 
 from podnet.api import fields
 from podnet.controlplane import Cluster
-from podnet.linux.layout import BRIDGE, LAN_BRIDGE, NODE_UPLINK, VXLAN, ClusterLayout
+from podnet.linux.layout import ClusterLayout
 from podnet.linux.netlink import (Address, FdbEntry, Link, NetnsState, Neighbour, Route, Sysctl, VethPeer,
                                   Vxlan)
 from podnet.naming import IFNAMSIZ
-
-VXLAN_VNI = 1
-VXLAN_PORT = 8472  # flannel's (the Linux kernel's IANA default is 4789)
-VXLAN_OVERHEAD = 50  # outer Ethernet 14 + IPv4 20 + UDP 8 + VXLAN 8
-DEFAULT_MTU = 1500
+from podnet.semantics.topology import (BRIDGE, DEFAULT_MTU, LAN_BRIDGE, NODE_UPLINK, POD_IFNAME, VXLAN_DEVICE,
+                                       VXLAN_OVERHEAD, VXLAN_PORT, VXLAN_VNI)
 EXTERNAL = "external"
 
 # Loose reverse-path filtering: a packet is dropped only if its source is unreachable from
@@ -157,7 +154,7 @@ def plan_network(cluster: Cluster, mtu: int = DEFAULT_MTU) -> NetworkPlan:
     nodes = sorted(cluster.nodes, key=lambda n: n.index)
 
     def vtep_mac(node_name: str) -> str:
-        return link_mac(config.name, f"node/{node_name}", VXLAN)
+        return link_mac(config.name, f"node/{node_name}", VXLAN_DEVICE)
 
     # -- the LAN: a bridge and one port per member --------------------------------------------
     members = [(EXTERNAL, layout.external_netns)] + [(n.name, layout.node_netns(n.name)) for n in nodes]
@@ -201,16 +198,16 @@ def plan_network(cluster: Cluster, mtu: int = DEFAULT_MTU) -> NetworkPlan:
         routes, neighbours, fdb = [], [], []
         others = [n for n in nodes if n.name != node.name]
         if overlay == "vxlan":
-            links.append(Link(VXLAN, "vxlan", mtu=mtu - VXLAN_OVERHEAD, mac=vtep_mac(node.name),
+            links.append(Link(VXLAN_DEVICE, "vxlan", mtu=mtu - VXLAN_OVERHEAD, mac=vtep_mac(node.name),
                               vxlan=Vxlan(VXLAN_VNI, VXLAN_PORT, str(node.ip), NODE_UPLINK)))
             # flannel gives flannel.1 the podCIDR's network address, so traffic the node itself
             # sends across the overlay has a source the other nodes route back through it
-            addresses.append(Address(VXLAN, f"{node.pod_cidr.network_address}/32"))
+            addresses.append(Address(VXLAN_DEVICE, f"{node.pod_cidr.network_address}/32"))
             for other in others:
                 vtep = str(other.pod_cidr.network_address)
-                routes.append(Route(str(other.pod_cidr), VXLAN, via=vtep, onlink=True))
-                neighbours.append(Neighbour(VXLAN, vtep, vtep_mac(other.name)))
-                fdb.append(FdbEntry(VXLAN, vtep_mac(other.name), str(other.ip)))
+                routes.append(Route(str(other.pod_cidr), VXLAN_DEVICE, via=vtep, onlink=True))
+                neighbours.append(Neighbour(VXLAN_DEVICE, vtep, vtep_mac(other.name)))
+                fdb.append(FdbEntry(VXLAN_DEVICE, vtep_mac(other.name), str(other.ip)))
         else:
             for other in others:
                 routes.append(Route(str(other.pod_cidr), NODE_UPLINK, via=str(other.ip)))
@@ -251,7 +248,7 @@ def _pods_by_node(cluster: Cluster, layout: ClusterLayout, pod_mtu: int) -> dict
             continue
         by_node.setdefault(node.name, []).append(PodAttachment(
             pod.namespace, pod.name, layout.pod_netns(pod.namespace, pod.name),
-            layout.pod_host_veth(pod.namespace, pod.name), "eth0", f"{ip}/{node.pod_cidr.prefixlen}",
+            layout.pod_host_veth(pod.namespace, pod.name), POD_IFNAME, f"{ip}/{node.pod_cidr.prefixlen}",
             str(node.gateway), pod_mtu))
     return by_node
 

@@ -31,9 +31,10 @@ from podnet.api.store import admit
 from podnet.config import parse_config
 from podnet.controlplane import Cluster, compute
 from podnet.errors import PodnetError
-from podnet.linux.layout import BRIDGE, ClusterLayout
+from podnet.linux.layout import ClusterLayout
 from podnet.linux.netns import write_sysctls
 from podnet.linux.runtime import Runtime
+from podnet.semantics.topology import BRIDGE
 
 log = logging.getLogger("podnet.supervisor")
 MANIFESTS = "manifests.yaml"

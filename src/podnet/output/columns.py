@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from podnet.api import fields, labels
+from podnet.api.defaults import SERVICE_TYPE
 from podnet.api.objects import KubeObject
 
 Row = list[str]
@@ -78,7 +79,7 @@ def _service_ports(spec: dict[str, Any]) -> str:
 
 def _external_ip(o: KubeObject) -> str:
     spec = o.spec
-    stype = spec.get("type", "ClusterIP")
+    stype = spec.get("type", SERVICE_TYPE)
     external = list(spec.get("externalIPs") or [])
     if stype == "ExternalName":
         return spec.get("externalName") or NONE
@@ -90,7 +91,7 @@ def _external_ip(o: KubeObject) -> str:
 
 def service_row(o: KubeObject, wide: bool) -> Row:
     spec = o.spec
-    row = [o.name, spec.get("type", "ClusterIP"), spec.get("clusterIP") or NONE, _external_ip(o), _service_ports(spec), _age(o)]
+    row = [o.name, spec.get("type", SERVICE_TYPE), spec.get("clusterIP") or NONE, _external_ip(o), _service_ports(spec), _age(o)]
     if wide:
         row.append(_map_text(spec.get("selector")))
     return row

@@ -6,6 +6,7 @@ from typing import Any
 
 import yaml
 
+from podnet.api import defaults as api_defaults
 from podnet.api import fields
 from podnet.api.objects import KubeObject
 from podnet.output.columns import NONE, _map_text, _selector_text
@@ -91,12 +92,12 @@ def describe_pod(o: KubeObject) -> Lines:
 def describe_service(o: KubeObject, endpoints: list[str]) -> Lines:
     spec = o.spec
     lines = _common(o)
-    lines += [_kv("Selector", _map_text(spec.get("selector"))), _kv("Type", spec.get("type", "ClusterIP"))]
+    lines += [_kv("Selector", _map_text(spec.get("selector"))), _kv("Type", spec.get("type", api_defaults.SERVICE_TYPE))]
     if spec.get("type") == "ExternalName":
         lines.append(_kv("External Name", spec.get("externalName")))
     else:
-        lines += [_kv("IP Family Policy", spec.get("ipFamilyPolicy", "SingleStack")),
-                  _kv("IP Families", ",".join(spec.get("ipFamilies") or ["IPv4"])),
+        lines += [_kv("IP Family Policy", spec.get("ipFamilyPolicy", api_defaults.IP_FAMILY_POLICY)),
+                  _kv("IP Families", ",".join(spec.get("ipFamilies") or api_defaults.IP_FAMILIES)),
                   _kv("IP", spec.get("clusterIP", NONE)), _kv("IPs", ",".join(spec.get("clusterIPs") or [NONE]))]
     if spec.get("externalIPs"):
         lines.append(_kv("External IPs", ",".join(spec["externalIPs"])))
@@ -111,10 +112,10 @@ def describe_service(o: KubeObject, endpoints: list[str]) -> Lines:
         if p.get("nodePort"):
             lines.append(_kv("NodePort", f"{name}  {p['nodePort']}/{fields.protocol(p)}"))
         lines.append(_kv("Endpoints", ",".join(endpoints_for_port(endpoints, p)) or NONE))
-    lines.append(_kv("Session Affinity", spec.get("sessionAffinity", "None")))
+    lines.append(_kv("Session Affinity", spec.get("sessionAffinity", api_defaults.SESSION_AFFINITY)))
     if spec.get("externalTrafficPolicy"):
         lines.append(_kv("External Traffic Policy", spec["externalTrafficPolicy"]))
-    lines.append(_kv("Internal Traffic Policy", spec.get("internalTrafficPolicy", "Cluster")))
+    lines.append(_kv("Internal Traffic Policy", spec.get("internalTrafficPolicy", api_defaults.TRAFFIC_POLICY)))
     if spec.get("healthCheckNodePort"):
         lines.append(_kv("HealthCheck NodePort", spec["healthCheckNodePort"]))
     return lines

@@ -26,9 +26,8 @@ import base64
 import hashlib
 from dataclasses import dataclass, field
 
-from podnet.proxy.model import Endpoint, ServicePort
+from podnet.proxy.model import MASQ_MARK, Endpoint, ServicePort
 
-MASQ_MARK = "0x4000"
 NEW = "-m conntrack --ctstate NEW "
 JUMPS = {  # (table, built-in chain, kube chain, comment, match): what kube-proxy ensures with `iptables -I`
     ("nat", "PREROUTING", "KUBE-SERVICES", "kubernetes service portals", ""),

@@ -21,9 +21,9 @@ from dataclasses import dataclass
 
 from podnet.api import fields
 from podnet.controlplane import Cluster
-from podnet.semantics.services import ServiceTable, firewall_sources, usable_endpoints
+from podnet.semantics.services import ServiceTable, affinity_timeout, firewall_sources, usable_endpoints
 
-DEFAULT_AFFINITY_TIMEOUT = 10800  # seconds, the API default for sessionAffinityConfig
+MASQ_MARK = "0x4000"  # kube-proxy's --masquerade-bit 14, the same in every proxy mode
 
 
 @dataclass(frozen=True)
@@ -112,10 +112,7 @@ def service_ports(cluster: Cluster, node: str, services: ServiceTable | None = N
         lb_ips = tuple(fields.load_balancer_ips(svc) if spec.get("type") == "LoadBalancer" else [])
         external_ips = lb_ips + tuple(ip for ip in spec.get("externalIPs") or [] if ip not in lb_ips)
         sources = firewall_sources(svc, str(node_info.ip) if node_info else None) if lb_ips else ()
-        timeout = None
-        if spec.get("sessionAffinity") == "ClientIP":
-            config = (spec.get("sessionAffinityConfig") or {}).get("clientIP") or {}
-            timeout = int(config.get("timeoutSeconds", DEFAULT_AFFINITY_TIMEOUT))
+        timeout = affinity_timeout(spec)
         for port in spec.get("ports") or []:
             backends = services.backends(svc, port)
             cluster_eps = usable_endpoints(backends)

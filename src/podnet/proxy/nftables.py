@@ -36,11 +36,10 @@ import base64
 import hashlib
 from dataclasses import dataclass, field
 
-from podnet.proxy.model import Endpoint, ServicePort
+from podnet.proxy.model import MASQ_MARK, Endpoint, ServicePort
 
 TABLE = "kube-proxy"
 FAMILY = "ip"
-MASQ_MARK = "0x4000"
 CHAIN_NAME_MAX = 256
 SERVICE_IPS = "service-ips"
 SERVICE_NODEPORTS = "service-nodeports"

@@ -37,6 +37,7 @@ from podnet.api import fields
 from podnet.api import labels as label_selectors
 from podnet.api.labels import Selector
 from podnet.api.objects import KubeObject
+from podnet.controlplane.pods import NamedPort, named_ports, serving_containers
 
 if TYPE_CHECKING:
     from podnet.controlplane import Cluster
@@ -58,15 +59,6 @@ def normalize_protocol(protocol: str) -> str:
 
 
 # ---------------------------------------------------------------- endpoints
-
-
-@dataclass(frozen=True)
-class NamedPort:
-    """A container port with a name: what a NetworkPolicy's string `port` refers to."""
-
-    name: str
-    protocol: str
-    port: int
 
 
 @dataclass(frozen=True)
@@ -125,16 +117,7 @@ class Endpoint:
 
 def pod_named_ports(pod: KubeObject) -> tuple[NamedPort, ...]:
     """Every named container port of the pod's containers (and restartable init containers)."""
-    spec = pod.spec
-    containers = list(spec.get("containers") or [])
-    containers += [c for c in spec.get("initContainers") or [] if (c or {}).get("restartPolicy") == "Always"]
-    found = set()
-    for container in containers:
-        for port in (container or {}).get("ports") or []:
-            name = port.get("name")
-            number = port.get("containerPort")
-            if name and isinstance(number, int):
-                found.add(NamedPort(name, str(fields.protocol(port)).upper(), number))
+    found = set(named_ports(serving_containers(pod)))
     return tuple(sorted(found, key=lambda p: (p.name, p.protocol, p.port)))
 
 

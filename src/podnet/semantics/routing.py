@@ -17,11 +17,7 @@ from podnet.api.objects import KubeObject
 from podnet.controlplane import Cluster
 from podnet.controlplane.nodes import NodeInfo
 from podnet.naming import host_veth_name
-
-VXLAN_DEVICE = "flannel.1"
-VXLAN_VNI = 1
-VXLAN_PORT = 8472
-BRIDGE = "cni0"
+from podnet.semantics.topology import BRIDGE, VXLAN_DEVICE, VXLAN_PORT, VXLAN_VNI
 
 
 @dataclass(frozen=True)
@@ -86,10 +82,13 @@ class Addressing:
             return self.external_party()
         return Party("ip", ip, ip)
 
-    def node_owning(self, ip: str) -> NodeInfo | None:
-        """The node whose podCIDR holds ip."""
-        address = IPv4Address(ip)
-        return next((n for n in self.cluster.nodes if address in n.pod_cidr), None)
+    def local_addresses(self, node: NodeInfo) -> frozenset[str]:
+        """The node's own addresses: eth0 on the LAN, cni0 (its pods' gateway) and, with the
+        VXLAN overlay, flannel.1 (its podCIDR's network address)."""
+        own = {str(node.ip), str(node.gateway)}
+        if self.overlay == "vxlan":
+            own.add(str(node.pod_cidr.network_address))
+        return frozenset(own)
 
     # ---- hops -------------------------------------------------------------------------------
 
@@ -155,11 +154,3 @@ class Addressing:
                 f"(static FDB/neighbour entry for node/{to_node.name})"),
             Hop(f"node/{to_node.name}", "decapsulate", f"in on {VXLAN_DEVICE}, inner packet for {dst_ip}"),
         ]
-
-    def pod_masquerade(self, src: Party, dst_ip: str) -> str | None:
-        """flannel's ip-masq: pod traffic leaving the pod network is SNATed to the node."""
-        if src.kind != "pod" or src.host_network:
-            return None
-        if IPv4Address(dst_ip) in self.pod_subnet:
-            return None
-        return f"leaves the pod network: masqueraded to {src.node.ip} (node/{src.node.name})"

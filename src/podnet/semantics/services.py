@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from ipaddress import IPv4Address, ip_address, ip_network
 
 from podnet.api import fields
+from podnet.api.defaults import SESSION_AFFINITY_TIMEOUT
 from podnet.api.objects import KubeObject
 from podnet.controlplane import Cluster
 
@@ -178,9 +179,7 @@ class ServiceTable:
             return Translation(frontend, (), tuple(backends), "reject",
                                f"Service {svc.ref} has no ready endpoints: rejected (ICMP port unreachable / TCP reset)",
                                masquerade, None)
-        timeout = None
-        if spec.get("sessionAffinity") == "ClientIP":
-            timeout = int(((spec.get("sessionAffinityConfig") or {}).get("clientIP") or {}).get("timeoutSeconds", 10800))
+        timeout = affinity_timeout(spec)
         reason = f"{len(usable)} candidate endpoint{'s' if len(usable) != 1 else ''}, equal probability"
         if timeout:
             reason += f"; sessionAffinity ClientIP pins {client_ip} to one for {timeout}s"
@@ -194,6 +193,15 @@ class ServiceTable:
 
     def service_at(self, ip: str) -> KubeObject | None:
         return self._service_by_ip.get(ip)
+
+
+def affinity_timeout(spec: dict) -> int | None:
+    """How long sessionAffinity ClientIP pins a client to an endpoint, in seconds; None without
+    affinity. The simulator's translation and every proxy renderer read it here."""
+    if spec.get("sessionAffinity") != "ClientIP":
+        return None
+    client_ip = (spec.get("sessionAffinityConfig") or {}).get("clientIP") or {}
+    return int(client_ip.get("timeoutSeconds") or SESSION_AFFINITY_TIMEOUT)
 
 
 def firewall_sources(svc: KubeObject, node_ip: str | None) -> tuple[str, ...]:

@@ -11,8 +11,9 @@ from podnet.api import fields
 from podnet.api import labels as selectors
 from podnet.api.objects import KubeObject
 from podnet.controlplane import Cluster
-from podnet.controlplane.pods import find_named_port
+from podnet.controlplane.pods import find_named_port, serving_containers
 from podnet.semantics.networkpolicy import EGRESS, INGRESS, PolicyEngine
+from podnet.sim.trace import Tracer
 
 SEVERITY_ORDER = {"error": 0, "warning": 1, "info": 2}
 # host:port or scheme://host[:port] inside env values and args
@@ -89,7 +90,7 @@ class Explainer:
             protocol = fields.protocol(port)
             label = f"port {port.get('name') or port.get('port')}"
             if isinstance(target, str) and not target.isdigit():
-                missing = [p.name for p in pods if find_named_port(p, target, protocol) is None]
+                missing = [p.name for p in pods if find_named_port(serving_containers(p), target, protocol) is None]
                 if len(missing) == len(pods):
                     out.append(Finding("error", where, f"{label}: no selected pod has a containerPort named "
                                                        f"{target!r} ({protocol})",
@@ -99,7 +100,8 @@ class Explainer:
                     out.append(Finding("warning", where, f"{label}: targetPort {target!r} is missing on "
                                                          f"{', '.join(missing[:3])}{' …' if len(missing) > 3 else ''}",
                                        "those pods are left out of this port's endpoints"))
-                numbers = [(p, find_named_port(p, target, protocol)) for p in pods if p.name not in missing]
+                numbers = [(p, find_named_port(serving_containers(p), target, protocol)) for p in pods
+                           if p.name not in missing]
             else:
                 numbers = [(p, int(target)) for p in pods]
             refused = [p.name for p, number in numbers if images.serving(p.spec, number, protocol).serving is False]
@@ -186,8 +188,6 @@ class Explainer:
     # -- names in env and args ------------------------------------------------------------------
 
     def _pod(self, pod: KubeObject) -> list[Finding]:
-        from podnet.sim.trace import Tracer
-
         if not fields.pod_ip(pod):
             reason = next((c.get("message") for c in fields.conditions(pod)
                            if c.get("status") == "False"), "")
@@ -228,17 +228,16 @@ class Explainer:
 
     def _probe(self, pod: KubeObject, container: dict, kind: str) -> list[Finding]:
         """A probe on a port that nothing in a known image serves never succeeds."""
-        from podnet.controlplane.pods import find_named_port
-
         probe = container.get(kind) or {}
         handler = probe.get("httpGet") or probe.get("tcpSocket")
         if not handler or handler.get("host"):
             return []
         port = handler.get("port")
         if isinstance(port, str) and not port.isdigit():
-            port = find_named_port(pod, port, "TCP")
+            port = find_named_port([container], port)  # kubelet looks in the probe's own container only
             if port is None:
-                return [Finding("error", f"Pod {pod.ref}", f"{kind} names port {handler.get('port')!r}, which no container declares")]
+                return [Finding("error", f"Pod {pod.ref}", f"container {container.get('name')}: {kind} names port "
+                                                            f"{handler.get('port')!r}, which the container does not declare")]
         answer = images.serving(pod.spec, int(port), "TCP")
         if answer.serving is False:
             effect = "the pod never becomes Ready" if kind == "readinessProbe" else "the container keeps being restarted"

@@ -23,8 +23,13 @@ from podnet import images
 from podnet.api import fields
 from podnet.controlplane import Cluster
 from podnet.controlplane.nodes import NodeInfo
+from podnet.controlplane.pods import find_named_port, serving_containers
+from podnet.controlplane.system import INGRESS_CONTROLLER_LABELS, INGRESS_NAMESPACE, INGRESS_SERVICE
 from podnet.errors import UsageError
-from podnet.semantics.loadbalancer import announced_ips
+from podnet.semantics import dns, ingress, networkpolicy
+from podnet.semantics.loadbalancer import announced_ips, announcing_node
+from podnet.semantics.networkpolicy import Endpoint
+from podnet.semantics.nodenat import IpMasq, host_port_for, node_host_ports
 from podnet.semantics.routing import Addressing, Hop, Party
 from podnet.semantics.services import Backend, ServiceTable, Translation, affinity_choice
 
@@ -102,6 +107,7 @@ class Tracer:
         self.cluster = cluster
         self.addresses = Addressing(cluster)
         self.services = ServiceTable(cluster)
+        self.ip_masq = IpMasq.for_pod_subnet(self.addresses.pod_subnet)
         self._dns = None
         self._policy = None
         self._ingress = None
@@ -109,16 +115,12 @@ class Tracer:
     # ---- the semantics this composes (each lives in podnet.semantics) ---------------------
 
     def _dns_server(self):
-        from podnet.semantics import dns
-
         if self._dns is None:
             self._dns = dns.ClusterDNS(self.cluster)
         return self._dns
 
     def resolve(self, src: Party, name: str) -> tuple[list[Hop], list[str], str | None]:
         """Name → addresses through the cluster DNS; (hops, IPs, reason when it fails)."""
-        from podnet.semantics import dns
-
         if src.pod is not None:
             resolv = dns.resolv_conf(src.pod, self.cluster)
             blocked = self._dns_blocked(src, resolv)
@@ -169,8 +171,6 @@ class Tracer:
     def policy(self, egress_src: Party, ingress_src: Party, dst: Party, port: int, protocol: str) -> PolicySides:
         """NetworkPolicy: the source pod's egress (its own address, after DNAT) and the
         destination's ingress (seeing the packet's source as it arrives, after any SNAT)."""
-        from podnet.semantics import networkpolicy
-
         if self._policy is None:
             self._policy = networkpolicy.PolicyEngine(self.cluster)
         engine = self._policy
@@ -188,8 +188,6 @@ class Tracer:
 
     @staticmethod
     def _policy_endpoint(engine, party: Party):
-        from podnet.semantics.networkpolicy import Endpoint
-
         if party.kind == "pod" and party.pod is not None:
             return engine.pod(party.pod.namespace, party.pod.name)
         if party.kind == "node" and party.node is not None:
@@ -200,8 +198,6 @@ class Tracer:
         return engine.endpoint_for_ip(party.ip)
 
     def route_http(self, url: str):
-        from podnet.semantics import ingress
-
         if self._ingress is None:
             self._ingress = ingress.IngressController(self.cluster)
         return self._ingress.route(url)
@@ -311,9 +307,7 @@ class Tracer:
                         return int(p["port"])
                 raise UsageError(f"DST {text}: Service {svc.ref} has no {protocol} port named {port!r}")
             if pod is not None:
-                from podnet.controlplane.pods import find_named_port
-
-                number = find_named_port(pod, port, protocol)
+                number = find_named_port(serving_containers(pod), port, protocol)
                 if number is None:
                     raise UsageError(f"DST {text}: pod {pod.ref} has no {protocol} containerPort named {port!r}")
                 return number
@@ -409,8 +403,6 @@ class Tracer:
 
     def announcing_node(self, svc, ip: str) -> NodeInfo | None:
         """The node that answers ARP for a LoadBalancer IP (MetalLB L2; semantics/loadbalancer)."""
-        from podnet.semantics.loadbalancer import announcing_node
-
         return announcing_node(self.cluster, self.services, svc, ip)
 
     def _to_other_node(self, src: Party, packet: Packet, node: NodeInfo, port: int, protocol: str,
@@ -423,7 +415,7 @@ class Tracer:
             packet.egress_checked = True
             if not sides.egress_allowed:
                 return sides.egress_reason
-        if packet.source.kind == "pod" and not packet.source.host_network:
+        if packet.source.kind == "pod" and self.ip_masq.applies(packet.source.ip, target.ip):
             masq = self.addresses.node_party(packet.at)
             hops.append(Hop(f"node/{packet.at.name}", "snat", f"→ {masq.ip}: leaves the pod network (flannel ip-masq)"))
             packet.source = masq
@@ -432,21 +424,17 @@ class Tracer:
         return None
 
     def _host_port(self, packet: Packet, dst_ip: str, port: int, protocol: str):
-        """CNI portmap: a pod's hostPort on its node's address is DNATed to the pod."""
+        """CNI portmap (semantics/nodenat): a pod's hostPort on its node's address (or only on
+        the hostIP it names) is DNATed to the pod."""
         dst = self.addresses.party_for_ip(dst_ip)
-        if packet.at is None or dst_ip != str(packet.at.ip):
+        if packet.at is None:
             return dst, port, []
-        for pod in self.cluster.of_kind("Pod"):
-            if pod.spec.get("nodeName") != packet.at.name or pod.spec.get("hostNetwork"):
-                continue
-            for container in pod.spec.get("containers") or []:
-                for p in container.get("ports") or []:
-                    if p.get("hostPort") == port and fields.protocol(p) == protocol:
-                        target = self.addresses.pod_party(pod)
-                        hop = Hop(f"node/{packet.at.name}", "dnat",
-                                  f"hostPort {port}/{protocol} → {pod.ref} {target.ip}:{p['containerPort']} (CNI portmap)")
-                        return target, int(p["containerPort"]), [hop]
-        return dst, port, []
+        mapping = host_port_for(node_host_ports(self.cluster.of_kind("Pod"), packet.at.name), dst_ip, port, protocol,
+                                self.addresses.local_addresses(packet.at))
+        if mapping is None:
+            return dst, port, []
+        hop = Hop(f"node/{packet.at.name}", "dnat", f"{mapping.describe()} (CNI portmap)")
+        return self.addresses.pod_party(self.addresses.pods[mapping.pod]), mapping.container_port, [hop]
 
     def _masquerade_address(self, at: NodeInfo, dst: Party) -> str:
         """MASQUERADE takes the address of the interface the packet leaves by."""
@@ -518,9 +506,10 @@ class Tracer:
             if not sides.egress_allowed:
                 return EndpointFate(holder, False, sides.egress_reason, hops)
         # masquerade in POSTROUTING: kube-proxy's, or flannel's for pods leaving the pod network
+        # (a packet for the node's own address is delivered locally and never reaches POSTROUTING)
         if at is not None:
-            if masquerade is None and source.kind == "pod" and not source.host_network \
-                    and IPv4Address(dst.ip) not in self.addresses.pod_subnet:
+            if masquerade is None and source.kind == "pod" and self.ip_masq.applies(source.ip, dst.ip) \
+                    and dst.ip not in self.addresses.local_addresses(at):
                 masquerade = "leaves the pod network (flannel ip-masq)"
             if masquerade:
                 address = self._masquerade_address(at, dst)
@@ -584,8 +573,6 @@ class Tracer:
         return self._via_ingress(src, url, port, hops)
 
     def _controller(self):
-        from podnet.controlplane.system import INGRESS_NAMESPACE, INGRESS_SERVICE
-
         return self.cluster.get("Service", INGRESS_NAMESPACE, INGRESS_SERVICE)
 
     def _is_controller_address(self, ip: str) -> bool:
@@ -643,8 +630,6 @@ class Tracer:
         return self._through_service(controller, packet, translation, hops, "TCP", ingress_json)
 
     def _controller_party(self) -> Party | None:
-        from podnet.controlplane.system import INGRESS_CONTROLLER_LABELS, INGRESS_NAMESPACE
-
         for pod in self.cluster.of_kind("Pod", INGRESS_NAMESPACE):
             if all(pod.labels.get(k) == v for k, v in INGRESS_CONTROLLER_LABELS.items()) and \
                     fields.pod_ip(pod):
