@@ -48,7 +48,7 @@ def run_up(args) -> int:
     from podnet.controlplane import compute
     from podnet.linux.control import running_clusters, send
     from podnet.linux.layout import ClusterLayout, valid_cluster_name
-    from podnet.linux.supervisor import CONFIG, MANIFESTS, documents_text
+    from podnet.linux.supervisor.core import CONFIG, MANIFESTS, documents_text
 
     require_root("podnet up")
     config = load_config(args.config)
@@ -298,7 +298,7 @@ def add_change(sub, verb: str) -> None:
 def run_change(args, delete: bool) -> int:
     from podnet.api.store import load_store
     from podnet.linux.control import pick_cluster, request
-    from podnet.linux.supervisor import documents_text
+    from podnet.linux.supervisor.core import documents_text
 
     require_root(f"podnet {'delete' if delete else 'apply'}")
     store = load_store(args.filename)  # every problem reported here, before the cluster is touched

@@ -1,4 +1,4 @@
-"""The per-cluster supervisor: owns a running cluster from `podnet up` to `podnet down`.
+"""The supervisor's core: owns a running cluster from `podnet up` to `podnet down`.
 
 It keeps the desired state on disk (the admitted manifests and the cluster config, in the
 state directory), computes the cluster with the same control plane as the simulator, builds
@@ -18,7 +18,6 @@ import os
 import signal
 import socketserver
 import subprocess
-import sys
 import threading
 import time
 from typing import Any
@@ -476,6 +475,3 @@ def main(argv: list[str] | None = None) -> int:
     log.info("cluster %s stopped", args.name)
     return 0
 
-
-if __name__ == "__main__":
-    sys.exit(main())
