@@ -22,20 +22,16 @@ import threading
 import time
 from typing import Any
 
-import yaml
-
 from podnet.api.loader import LoadedFiles, _parse_text
 from podnet.api.store import admit
-from podnet.config import parse_config
 from podnet.controlplane import Cluster, compute
 from podnet.errors import PodnetError
 from podnet.linux.layout import BRIDGE, ClusterLayout
 from podnet.linux.netns import write_sysctls
 from podnet.linux.runtime import Runtime
+from podnet.linux.supervisor.state import ClusterState, documents_text
 
 log = logging.getLogger("podnet.supervisor")
-MANIFESTS = "manifests.yaml"
-CONFIG = "cluster.yaml"
 REAP_INTERVAL = 0.2
 
 
@@ -46,16 +42,12 @@ def admitted(text: str, name: str):
     return admit(loaded)
 
 
-def documents_text(bodies: list[dict[str, Any]]) -> str:
-    return yaml.safe_dump({"apiVersion": "v1", "kind": "List", "items": bodies}, sort_keys=False)
-
-
 class Supervisor:
     def __init__(self, layout: ClusterLayout, dataplane_factory=None):
         self.layout = layout
-        self.state = layout.state_dir
-        self.config = parse_config((self.state / CONFIG).read_text(), str(self.state / CONFIG))
-        self.inputs: list[dict[str, Any]] = yaml.safe_load((self.state / MANIFESTS).read_text()).get("items") or []
+        self.state = ClusterState(layout)
+        self.config = self.state.config()
+        self.inputs: list[dict[str, Any]] = self.state.manifests()
         self.lock = threading.RLock()
         self.stopping = threading.Event()
         self._cluster: Cluster | None = None
@@ -246,7 +238,7 @@ class Supervisor:
                     log.exception("starting %s failed", ref)
                     failed.append(f"{ref}: {exc}")
             self.inputs = inputs
-            (self.state / MANIFESTS).write_text(documents_text(inputs))
+            self.state.save_manifests(inputs)
             self._publish()
             def verb(key) -> str:
                 return "deleted" if delete else "created" if key in created else "configured"
@@ -454,22 +446,21 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     layout = ClusterLayout(args.name)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s",
-                        handlers=[logging.FileHandler(layout.state_dir / "supervisor.log")])
+                        handlers=[logging.FileHandler(ClusterState(layout).log_path)])
     supervisor = Supervisor(layout)
     signal.signal(signal.SIGTERM, lambda *_: supervisor.stopping.set())
     signal.signal(signal.SIGINT, lambda *_: supervisor.stopping.set())
     started = time.monotonic()
     try:
         supervisor.start()
-        (layout.state_dir / "ready").write_text(f"{time.monotonic() - started:.3f}\n")
+        supervisor.state.mark_ready(time.monotonic() - started)
         log.info("cluster %s up in %.2fs", args.name, time.monotonic() - started)
         supervisor.serve()
     except Exception as exc:
         log.exception("supervisor failed")
         reason = str(exc) if isinstance(exc, PodnetError) else f"{type(exc).__name__}: {exc}"
         supervisor.stop()
-        # the state directory is gone with the teardown: leave the reason beside it for `up`
-        (layout.state_dir.parent / f".{layout.cluster}.failed").write_text(reason + "\n")
+        supervisor.state.record_failure(reason)  # beside the state directory, gone with the teardown
         return 1
     supervisor.stop()
     log.info("cluster %s stopped", args.name)
