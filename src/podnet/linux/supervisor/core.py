@@ -30,6 +30,7 @@ from podnet.linux.layout import BRIDGE, ClusterLayout
 from podnet.linux.netns import write_sysctls
 from podnet.linux.runtime import Runtime
 from podnet.linux.supervisor.state import ClusterState, documents_text
+from podnet.linux.supervisor.status import live_readiness, object_bodies, pods_status
 
 log = logging.getLogger("podnet.supervisor")
 REAP_INTERVAL = 0.2
@@ -91,15 +92,7 @@ class Supervisor:
         return compute(admitted(documents_text(merged), "desired"), self.config, self._live_readiness)
 
     def _live_readiness(self, pod) -> bool | None:
-        """Whether kubelet counts the pod's containers ready: its probes' verdict once it runs;
-        before that, a pod with a readiness or startup probe starts out not ready (kubelet's
-        initial result is Failure), others follow the offline rule."""
-        state = self.container_state.get(pod.ref)
-        if state:
-            return all(c.get("ready") for c in list(state.values()))  # the prober's thread adds to it
-        if any(c.get("readinessProbe") or c.get("startupProbe") for c in pod.spec.get("containers") or []):
-            return False
-        return None
+        return live_readiness(self.container_state, pod)
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -266,15 +259,7 @@ class Supervisor:
 
     def objects(self) -> list[dict[str, Any]]:
         with self.lock:
-            bodies = []
-            for obj in sorted(self.cluster.objects.values(), key=lambda o: o.key):
-                body = obj.body
-                if obj.kind == "Pod" and obj.ref in self.runtime.pods:
-                    body = json.loads(json.dumps(body))
-                    sandbox = self.runtime.pods[obj.ref]
-                    _runtime_status(body, sandbox, self.container_state.get(obj.ref) or {})
-                bodies.append(body)
-            return bodies
+            return object_bodies(self.cluster, self.runtime.pods, self.container_state)
 
     def exec_argv(self, target: str, container: str | None) -> list[str]:
         with self.lock:
@@ -313,16 +298,7 @@ class Supervisor:
 
     def status(self) -> dict[str, Any]:
         with self.lock:
-            pods = []
-            for pod in self.cluster.of_kind("Pod"):
-                sandbox = self.runtime.pods.get(pod.ref)
-                pods.append({"pod": pod.ref, "node": pod.spec.get("nodeName"),
-                             "ip": (pod.body.get("status") or {}).get("podIP"),
-                             "phase": (pod.body.get("status") or {}).get("phase"),
-                             "running": bool(sandbox) and all(c.process is not None for c in sandbox.containers),
-                             "restarting": [c.name for c in (sandbox.containers if sandbox else []) if c.restarts]})
-            return {"cluster": self.layout.cluster, "pods": pods,
-                    "ready": all(p["running"] for p in pods if p["phase"] == "Running")}
+            return pods_status(self.layout.cluster, self.cluster, self.runtime.pods)
 
     # -- serving --------------------------------------------------------------------------------
 
@@ -390,37 +366,6 @@ class Supervisor:
         finally:
             server.shutdown()
             server.server_close()
-
-
-def _runtime_status(body: dict[str, Any], sandbox, probed: dict[str, dict[str, bool]]) -> None:
-    """What kubelet reports once containers run: readiness and started from the probes,
-    restarts, terminated or waiting states, and the pod's phase when every container has
-    finished (restartPolicy Never / OnFailure)."""
-    status = body["status"]
-    finished = []
-    for entry, container in zip(status.get("containerStatuses") or [], sandbox.containers):
-        entry["restartCount"] = container.restarts
-        if container.name in probed:
-            entry["ready"] = bool(probed[container.name].get("ready"))
-            entry["started"] = bool(probed[container.name].get("started"))
-        if container.running:
-            continue
-        entry["ready"] = False
-        entry["started"] = False
-        if container.next_start:
-            entry["state"] = {"waiting": {"reason": "CrashLoopBackOff",
-                                          "message": f"back-off restarting failed container {container.name}"}}
-        else:
-            code = container.last_exit if container.last_exit is not None else 0
-            entry["state"] = {"terminated": {"exitCode": code, "reason": "Completed" if code == 0 else "Error"}}
-            finished.append(code)
-    if any(not (c.get("ready")) for c in status.get("containerStatuses") or []):
-        for condition in status.get("conditions") or []:
-            if condition.get("type") in ("Ready", "ContainersReady"):
-                condition["status"] = "False"
-                condition["reason"] = "ContainersNotReady"
-    if finished and len(finished) == len(sandbox.containers):
-        status["phase"] = "Succeeded" if all(code == 0 for code in finished) else "Failed"
 
 
 def _key(body: dict[str, Any]) -> tuple[str, str, str]:
