@@ -22,31 +22,31 @@ import threading
 import time
 from typing import Any
 
-from podnet.api.loader import LoadedFiles, _parse_text
-from podnet.api.store import admit
-from podnet.controlplane import Cluster, compute
+from podnet.controlplane import Cluster
 from podnet.errors import PodnetError
+from podnet.linux.dataplane import DataPlane
+from podnet.linux.l2announce import L2Announcer
 from podnet.linux.layout import BRIDGE, ClusterLayout
 from podnet.linux.netns import write_sysctls
+from podnet.linux.prober import ProbeManager
 from podnet.linux.runtime import Runtime
-from podnet.linux.supervisor.state import ClusterState, documents_text
+from podnet.linux.supervisor import reconcile
+from podnet.linux.supervisor.state import ClusterState
 from podnet.linux.supervisor.status import live_readiness, object_bodies, pods_status
+from podnet.proxy import NodeProxy
 
 log = logging.getLogger("podnet.supervisor")
 REAP_INTERVAL = 0.2
 
 
-def admitted(text: str, name: str):
-    loaded = LoadedFiles()
-    loaded.texts[name] = text
-    _parse_text(name, text, loaded)
-    return admit(loaded)
-
-
 class Supervisor:
-    def __init__(self, layout: ClusterLayout, dataplane_factory=None):
+    """The running cluster. The kernel and the processes are reached through the data plane
+    and the runtime its factories make (tests pass fakes: tests/supervisor_fakes.py)."""
+
+    def __init__(self, layout: ClusterLayout, state: ClusterState | None = None, *,
+                 dataplane_factory=DataPlane, runtime_factory=Runtime):
         self.layout = layout
-        self.state = ClusterState(layout)
+        self.state = state or ClusterState(layout)
         self.config = self.state.config()
         self.inputs: list[dict[str, Any]] = self.state.manifests()
         self.lock = threading.RLock()
@@ -54,9 +54,11 @@ class Supervisor:
         self._cluster: Cluster | None = None
         self.generation = 0  # bumped whenever the cluster state changes (watchers poll it)
         self.runtime: Runtime | None = None
+        self.runtime_factory = runtime_factory
         self.attached: dict[str, str] = {}  # pod ref -> the netns its processes run in
-        if dataplane_factory is None:
-            from podnet.linux.dataplane import DataPlane as dataplane_factory
+        # the observed state: pods handed to the data plane and the runtime, whether or not
+        # they started (one that failed is not tried again until it is deleted and applied)
+        self.started: set[str] = set()
         self.dataplane_factory = dataplane_factory
         self.dataplane = None
         self.proxies: dict[str, Any] = {}  # node -> its kube-proxy (podnet.proxy.NodeProxy)
@@ -78,18 +80,7 @@ class Supervisor:
     # -- computing ------------------------------------------------------------------------------
 
     def _compute(self, inputs: list[dict[str, Any]], keep: Cluster | None) -> Cluster:
-        """The cluster for `inputs`; pods of `keep` that still belong are carried over as they are."""
-        fresh = compute(admitted(documents_text(inputs), "desired"), self.config, self._live_readiness)
-        if keep is None:
-            return fresh
-        carried = []
-        for pod in fresh.of_kind("Pod"):
-            old = keep.get("Pod", pod.namespace, pod.name)
-            if old is not None and (old.body.get("status") or {}).get("podIP"):
-                carried.append(old.body)
-        carried_keys = {_key(c) for c in carried}
-        merged = [b for b in inputs if _key(b) not in carried_keys] + [_as_input(c) for c in carried]
-        return compute(admitted(documents_text(merged), "desired"), self.config, self._live_readiness)
+        return reconcile.desired_cluster(inputs, self.config, self._live_readiness, keep)
 
     def _live_readiness(self, pod) -> bool | None:
         return live_readiness(self.container_state, pod)
@@ -99,11 +90,11 @@ class Supervisor:
     def start(self) -> None:
         self.cluster = self._compute(self.inputs, None)
         self.dataplane = self.dataplane_factory(self.layout, self.cluster)
-        self.runtime = Runtime(self.layout, self.cluster)
+        self.runtime = self.runtime_factory(self.layout, self.cluster)
         self.dataplane.build()
         self._start_services()
         self.runtime.node_files(self.cluster)
-        for pod in self._running_pods(self.cluster):
+        for pod in reconcile.running_pods(self.cluster):
             self._start_pod(pod)
 
     def _start_services(self) -> None:
@@ -111,10 +102,6 @@ class Supervisor:
         data plane is real (tests drive the supervisor with a fake data plane)."""
         if not getattr(self.dataplane, "real", False):
             return
-        from podnet.linux.l2announce import L2Announcer
-        from podnet.linux.prober import ProbeManager
-        from podnet.proxy import NodeProxy
-
         networking = self.config.networking
         for node in self.cluster.nodes:
             netns = self.layout.node_netns(node.name)
@@ -173,11 +160,8 @@ class Supervisor:
         if self.announcer is not None:
             self.announcer.sync(self.cluster)
 
-    @staticmethod
-    def _running_pods(cluster: Cluster):
-        return [p for p in cluster.of_kind("Pod") if (p.body.get("status") or {}).get("phase") == "Running"]
-
     def _start_pod(self, pod) -> None:
+        self.started.add(pod.ref)
         netns = self.dataplane.attach(pod)
         self.attached[pod.ref] = netns
         self.runtime.cluster = self.cluster
@@ -190,6 +174,7 @@ class Supervisor:
             self.prober.remove_pod(ref)
         self.container_state.pop(ref, None)
         self.runtime.stop_pod(ref)
+        self.started.discard(ref)
         netns = self.attached.pop(ref, None)
         if netns is not None:
             namespace, name = ref.split("/", 1)
@@ -197,49 +182,27 @@ class Supervisor:
 
     def change(self, text: str, delete: bool) -> dict[str, Any]:
         """apply -f / delete -f: recompute, then stop what went away and start what came."""
-        store = admitted(text, "request")
-        keys = {(o.kind, o.namespace, o.name) for o in store.objects.values()}
-        created: set = set()
+        store = reconcile.admitted(text, "request")  # an invalid request is refused before the lock
         with self.lock:
-            current = {_key(b): b for b in self.inputs}
-            if delete:
-                missing = [k for k in keys if k not in current]
-                for key in keys:
-                    current.pop(key, None)
-            else:
-                missing = []
-                created = {obj.key for obj in store.objects.values() if obj.key not in current}
-                for obj in store.objects.values():
-                    current[obj.key] = obj.body
-            inputs = list(current.values())
-            cluster = self._compute(inputs, self.cluster)
-            new_nodes = sorted({n.name for n in cluster.nodes} - {n.name for n in self.cluster.nodes})
-            if new_nodes:
-                raise PodnetError(f"node {new_nodes[0]} does not exist in the running cluster {self.layout.cluster} "
-                                  f"(its nodes: {', '.join(n.name for n in self.cluster.nodes)}); nothing was changed")
-            before = {p.ref for p in self._running_pods(self.cluster)}
-            after = {p.ref: p for p in self._running_pods(cluster)}
-            for ref in sorted(before - set(after)):
+            request = reconcile.change_request(self.inputs, store, delete)
+            cluster = self._compute(request.inputs, self.cluster)
+            reconcile.check_nodes(self.cluster, cluster, self.layout.cluster)
+            actions = reconcile.pod_actions(cluster, self.started)
+            for ref in actions.stop:
                 self._stop_pod(ref)
             self.cluster = cluster
             self.dataplane.cluster = cluster
             failed = []
-            for ref in sorted(set(after) - before):
+            for pod in actions.start:
                 try:
-                    self._start_pod(after[ref])
+                    self._start_pod(pod)
                 except Exception as exc:  # the pod fails, the cluster goes on
-                    log.exception("starting %s failed", ref)
-                    failed.append(f"{ref}: {exc}")
-            self.inputs = inputs
-            self.state.save_manifests(inputs)
+                    log.exception("starting %s failed", pod.ref)
+                    failed.append(f"{pod.ref}: {exc}")
+            self.inputs = request.inputs
+            self.state.save_manifests(request.inputs)
             self._publish()
-            def verb(key) -> str:
-                return "deleted" if delete else "created" if key in created else "configured"
-
-            lines = [f"{k[0].lower()}/{k[2]} {verb(k)}" for k in sorted(keys) if k not in missing]
-            lines += [f'Error from server (NotFound): {k[0].lower()} "{k[2]}" not found' for k in missing]
-            lines += [f"Error: pod {f} could not start" for f in failed]
-            return {"lines": lines, "started": sorted(set(after) - before), "stopped": sorted(before - set(after))}
+            return {"lines": request.lines(failed), "started": actions.started, "stopped": list(actions.stop)}
 
     def stop(self) -> None:
         with self.lock:
@@ -366,23 +329,6 @@ class Supervisor:
         finally:
             server.shutdown()
             server.server_close()
-
-
-def _key(body: dict[str, Any]) -> tuple[str, str, str]:
-    from podnet.api.kinds import BY_KIND
-
-    kind = body.get("kind")
-    namespace = (body.get("metadata") or {}).get("namespace") or ("default" if BY_KIND[kind].namespaced else "")
-    return (kind, namespace, body["metadata"]["name"])
-
-
-def _as_input(body: dict[str, Any]) -> dict[str, Any]:
-    """A running pod fed back as input: spec, metadata and the status that holds its address."""
-    metadata = {k: v for k, v in body["metadata"].items() if k not in ("uid",)}
-    status = body.get("status") or {}
-    return {"apiVersion": "v1", "kind": "Pod", "metadata": metadata, "spec": body.get("spec"),
-            "status": {k: status[k] for k in ("phase", "podIP", "podIPs", "hostIP", "hostIPs", "containerStatuses",
-                                              "conditions") if k in status}}
 
 
 def main(argv: list[str] | None = None) -> int:
