@@ -3,12 +3,17 @@ apply and delete ask of the kernel and the processes, and what they leave on dis
 
 from __future__ import annotations
 
+import os
+import stat
+
 import pytest
 import yaml
 
 from podnet.errors import PodnetError
+from podnet.linux.control import NotRunning, send
 from podnet.linux.layout import ClusterLayout
 from podnet.linux.supervisor.core import Supervisor
+from podnet.linux.supervisor.server import handle, serving
 from podnet.linux.supervisor.state import ClusterState, documents_text
 from tests.supervisor_fakes import FakeDataPlane, FakeRuntime
 
@@ -177,3 +182,42 @@ def test_stop_stops_every_pod_and_tears_the_network_down(supervisor):
     supervisor.stop()
     assert supervisor.runtime.pods == {} and supervisor.runtime.calls[-1] == ("stop_all",)
     assert supervisor.dataplane.calls[-1] == ("teardown",)
+
+
+# ---- the control socket -------------------------------------------------------------------------
+
+
+def test_requests_are_dispatched_to_the_supervisor(supervisor):
+    assert handle(supervisor, {"op": "ping"}) == {"cluster": "sup", "pid": os.getpid()}
+    assert handle(supervisor, {"op": "status"})["ready"] is True
+    objects = handle(supervisor, {"op": "objects"})
+    assert objects["generation"] == handle(supervisor, {"op": "generation"})["generation"]
+    assert objects["config"]["name"] == "sup" and len(objects["items"]) == len(supervisor.cluster.objects)
+    assert handle(supervisor, {"op": "apply", "documents": documents_text([pod("x")])})["started"] == ["default/x"]
+    assert handle(supervisor, {"op": "delete", "documents": documents_text([pod("x")])})["stopped"] == ["default/x"]
+    assert handle(supervisor, {"op": "exec", "target": "external"})["argv"][-1] == supervisor.layout.external_netns
+    assert handle(supervisor, {"op": "logs", "target": running(supervisor)[0]}) == {"text": ""}
+    assert not supervisor.stopping.is_set()
+    assert handle(supervisor, {"op": "down"}) == {"stopping": True}
+    assert supervisor.stopping.is_set()
+    with pytest.raises(PodnetError, match="unknown request 'reboot'"):
+        handle(supervisor, {"op": "reboot"})
+
+
+def test_the_socket_answers_errors_as_one_line_and_keeps_serving(supervisor, tmp_path):
+    def handler(message):
+        if message["op"] == "crash":
+            raise KeyError("boom")
+        return handle(supervisor, message)
+
+    path = tmp_path / "s.sock"
+    with serving(path, handler):
+        assert stat.S_IMODE(path.stat().st_mode) & 0o077 == 0  # only its owner, root, talks to a cluster
+        assert send(path, {"op": "ping"})["cluster"] == "sup"
+        with pytest.raises(PodnetError, match="^supervisor error: KeyError: 'boom'$"):
+            send(path, {"op": "crash"})
+        with pytest.raises(PodnetError, match="^unknown request 'nope'$"):
+            send(path, {"op": "nope"})
+        assert send(path, {"op": "apply", "documents": documents_text([pod("y")])})["lines"] == ["pod/y created"]
+    with pytest.raises(NotRunning):
+        send(path, {"op": "ping"}, timeout=1)

@@ -12,11 +12,8 @@ in, so pods that stay keep their names and addresses, as in a real cluster.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
-import os
 import signal
-import socketserver
 import subprocess
 import threading
 import time
@@ -31,6 +28,7 @@ from podnet.linux.netns import write_sysctls
 from podnet.linux.prober import ProbeManager
 from podnet.linux.runtime import Runtime
 from podnet.linux.supervisor import reconcile
+from podnet.linux.supervisor.server import handle, serving
 from podnet.linux.supervisor.state import ClusterState
 from podnet.linux.supervisor.status import live_readiness, object_bodies, pods_status
 from podnet.proxy import NodeProxy
@@ -265,55 +263,10 @@ class Supervisor:
 
     # -- serving --------------------------------------------------------------------------------
 
-    def handle(self, message: dict[str, Any]) -> dict[str, Any]:
-        op = message.get("op")
-        if op == "ping":
-            return {"cluster": self.layout.cluster, "pid": os.getpid()}
-        if op == "status":
-            return self.status()
-        if op == "objects":
-            generation = self.generation  # read first: a change during objects() shows next time
-            return {"items": self.objects(), "config": self.config.to_dict(), "generation": generation}
-        if op == "generation":  # cheap, for watchers such as the cluster DNS
-            return {"generation": self.generation}
-        if op == "exec":
-            return {"argv": self.exec_argv(message["target"], message.get("container"))}
-        if op == "logs":
-            return {"text": self.logs(message["target"], message.get("container"))}
-        if op in ("apply", "delete"):
-            return self.change(message["documents"], delete=op == "delete")
-        if op == "down":
-            self.stopping.set()
-            return {"stopping": True}
-        raise PodnetError(f"unknown request {op!r}")
-
     def serve(self) -> None:
-        supervisor = self
-
-        class Handler(socketserver.StreamRequestHandler):
-            def handle(self) -> None:
-                try:
-                    message = json.loads(self.rfile.read(64 * 1024 * 1024) or b"{}")
-                    reply = {"ok": True, **supervisor.handle(message)}
-                except PodnetError as exc:
-                    reply = {"ok": False, "error": str(exc)}
-                except Exception as exc:  # keep serving; the client gets one line
-                    log.exception("request failed")
-                    reply = {"ok": False, "error": f"supervisor error: {type(exc).__name__}: {exc}"}
-                self.wfile.write(json.dumps(reply).encode())
-
-        class Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
-            daemon_threads = True
-
-        path = self.layout.socket_path
-        path.unlink(missing_ok=True)
-        old_umask = os.umask(0o077)
-        try:
-            server = Server(str(path), Handler)
-        finally:
-            os.umask(old_umask)
-        threading.Thread(target=server.serve_forever, daemon=True).start()
-        try:
+        """Answer the control socket, reap containers and recompute after readiness changes,
+        until asked to stop."""
+        with serving(self.layout.socket_path, lambda message: handle(self, message)):
             while not self.stopping.wait(REAP_INTERVAL):
                 with self.lock:
                     try:
@@ -326,9 +279,6 @@ class Supervisor:
                         self._reconcile()
                     except Exception:
                         log.exception("recomputing after a readiness change failed")
-        finally:
-            server.shutdown()
-            server.server_close()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -83,7 +83,7 @@ class ClusterState:
         self.directory.parent.mkdir(parents=True, exist_ok=True)
         self.directory.mkdir()
         # 0711: others may traverse (nginx's workers read their page below it); the control
-        # socket itself is 0600, so only root can talk to the cluster.
+        # socket itself is made with umask 077, so only root can talk to the cluster.
         os.chmod(self.directory, 0o711)
         atomic_write(self.directory / CONFIG, yaml.safe_dump(config, sort_keys=False))
         self.save_manifests(bodies)
