@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import os
 import stat
+import threading
+import time
 
 import pytest
 import yaml
@@ -13,6 +15,7 @@ from podnet.errors import PodnetError
 from podnet.linux.control import NotRunning, send
 from podnet.linux.layout import ClusterLayout
 from podnet.linux.supervisor.core import Supervisor
+from podnet.linux.supervisor.loop import run, step
 from podnet.linux.supervisor.server import handle, serving
 from podnet.linux.supervisor.state import ClusterState, documents_text
 from tests.supervisor_fakes import FakeDataPlane, FakeRuntime
@@ -149,7 +152,7 @@ def test_a_readiness_change_recomputes_and_keeps_the_pods(supervisor):
     before, generation = addresses(supervisor), supervisor.generation
     supervisor._probe_changed(ref, "c", ready=False, started=True)
     assert supervisor.state_changed.is_set()
-    supervisor._reconcile()
+    supervisor.recompute()
     assert supervisor.generation == generation + 1 and addresses(supervisor) == before
     bodies = supervisor.objects()
     [body] = [b for b in bodies if b["kind"] == "Pod" and b["metadata"]["name"] == ref.split("/")[1]]
@@ -221,3 +224,45 @@ def test_the_socket_answers_errors_as_one_line_and_keeps_serving(supervisor, tmp
         assert send(path, {"op": "apply", "documents": documents_text([pod("y")])})["lines"] == ["pod/y created"]
     with pytest.raises(NotRunning):
         send(path, {"op": "ping"}, timeout=1)
+
+
+# ---- the loop -----------------------------------------------------------------------------------
+
+
+def test_a_step_reaps_and_recomputes_only_after_a_readiness_change(supervisor):
+    generation = supervisor.generation
+    step(supervisor)
+    assert supervisor.runtime.calls[-1] == ("reap",) and supervisor.generation == generation
+    supervisor._probe_changed(running(supervisor)[0], "c", ready=False, started=True)
+    step(supervisor)
+    assert supervisor.generation == generation + 1 and not supervisor.state_changed.is_set()
+
+
+def test_a_failing_step_is_logged_and_the_loop_goes_on(supervisor, monkeypatch, caplog):
+    def broken():
+        raise RuntimeError("no such process")
+
+    monkeypatch.setattr(supervisor.runtime, "reap", broken)
+    monkeypatch.setattr(supervisor, "recompute", broken)
+    supervisor.state_changed.set()
+    step(supervisor)
+    assert [r.getMessage() for r in caplog.records] == ["reaping containers failed",
+                                                        "recomputing after a readiness change failed"]
+
+
+def test_run_serves_until_down(supervisor, tmp_path):
+    path = tmp_path / "s.sock"
+    loop = threading.Thread(target=run, args=(supervisor, path, 0.01))
+    loop.start()
+    try:
+        deadline = time.monotonic() + 10
+        while not path.exists() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert send(path, {"op": "status"})["ready"] is True
+        assert send(path, {"op": "down"}) == {"ok": True, "stopping": True}
+        loop.join(10)
+        assert not loop.is_alive()
+        assert ("reap",) in supervisor.runtime.calls
+    finally:
+        supervisor.stopping.set()
+        loop.join(10)

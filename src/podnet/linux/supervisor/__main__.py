@@ -2,6 +2,6 @@
 
 import sys
 
-from podnet.linux.supervisor.core import main
+from podnet.linux.supervisor.loop import main
 
 sys.exit(main())

@@ -1,22 +1,19 @@
-"""The supervisor's core: owns a running cluster from `podnet up` to `podnet down`.
+"""The supervisor's core: the running cluster, from `podnet up` to `podnet down`.
 
-It keeps the desired state on disk (the admitted manifests and the cluster config, in the
-state directory), computes the cluster with the same control plane as the simulator, builds
-the network, attaches and starts every pod, and then serves the control socket and reaps
-containers. Changes (`apply`, `delete`) recompute the cluster with the running pods fed back
-in, so pods that stay keep their names and addresses, as in a real cluster.
-
-    python -m podnet.linux.supervisor --name NAME     (started by `podnet up`)
+`Supervisor` reads the desired state (state.py), computes the cluster with the same control
+plane as the simulator, builds the network, attaches and starts every pod, and changes all of
+that on `apply`, `delete` and readiness changes — deciding what to do with reconcile.py,
+doing it through the data plane (the kernel) and the runtime (the processes). Pods that stay
+keep their names and addresses, as in a real cluster. What `get` and `describe` show of
+running pods comes from status.py; the process around it (main, the loop that reaps and
+recomputes) is loop.py, the control socket server.py.
 """
 
 from __future__ import annotations
 
-import argparse
 import logging
-import signal
 import subprocess
 import threading
-import time
 from typing import Any
 
 from podnet.controlplane import Cluster
@@ -28,13 +25,11 @@ from podnet.linux.netns import write_sysctls
 from podnet.linux.prober import ProbeManager
 from podnet.linux.runtime import Runtime
 from podnet.linux.supervisor import reconcile
-from podnet.linux.supervisor.server import handle, serving
 from podnet.linux.supervisor.state import ClusterState
 from podnet.linux.supervisor.status import live_readiness, object_bodies, pods_status
 from podnet.proxy import NodeProxy
 
 log = logging.getLogger("podnet.supervisor")
-REAP_INTERVAL = 0.2
 
 
 class Supervisor:
@@ -134,7 +129,12 @@ class Supervisor:
             log.info("%s: container %s failed its liveness probe and will be restarted", ref, container)
             self.runtime.kill_container(ref, container)
 
-    def _reconcile(self) -> None:
+    def reap(self) -> None:
+        """Restart containers that exited, by their restartPolicy (called by the loop)."""
+        with self.lock:
+            self.runtime.reap()
+
+    def recompute(self) -> None:
         """Readiness changed: recompute the pods' conditions and EndpointSlices (the pods keep
         their names and addresses), then the proxies' rules and the L2 announcements. The
         computing runs outside the lock, so `get` and `exec` are answered meanwhile (with 300
@@ -260,50 +260,3 @@ class Supervisor:
     def status(self) -> dict[str, Any]:
         with self.lock:
             return pods_status(self.layout.cluster, self.cluster, self.runtime.pods)
-
-    # -- serving --------------------------------------------------------------------------------
-
-    def serve(self) -> None:
-        """Answer the control socket, reap containers and recompute after readiness changes,
-        until asked to stop."""
-        with serving(self.layout.socket_path, lambda message: handle(self, message)):
-            while not self.stopping.wait(REAP_INTERVAL):
-                with self.lock:
-                    try:
-                        self.runtime.reap()
-                    except Exception:  # one pod's trouble must never take the cluster down
-                        log.exception("reaping containers failed")
-                if self.state_changed.is_set():
-                    self.state_changed.clear()
-                    try:
-                        self._reconcile()
-                    except Exception:
-                        log.exception("recomputing after a readiness change failed")
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m podnet.linux.supervisor")
-    parser.add_argument("--name", required=True)
-    args = parser.parse_args(argv)
-    layout = ClusterLayout(args.name)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s",
-                        handlers=[logging.FileHandler(ClusterState(layout).log_path)])
-    supervisor = Supervisor(layout)
-    signal.signal(signal.SIGTERM, lambda *_: supervisor.stopping.set())
-    signal.signal(signal.SIGINT, lambda *_: supervisor.stopping.set())
-    started = time.monotonic()
-    try:
-        supervisor.start()
-        supervisor.state.mark_ready(time.monotonic() - started)
-        log.info("cluster %s up in %.2fs", args.name, time.monotonic() - started)
-        supervisor.serve()
-    except Exception as exc:
-        log.exception("supervisor failed")
-        reason = str(exc) if isinstance(exc, PodnetError) else f"{type(exc).__name__}: {exc}"
-        supervisor.stop()
-        supervisor.state.record_failure(reason)  # beside the state directory, gone with the teardown
-        return 1
-    supervisor.stop()
-    log.info("cluster %s stopped", args.name)
-    return 0
-
