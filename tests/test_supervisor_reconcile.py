@@ -10,6 +10,7 @@ import yaml
 
 from podnet.config import ClusterConfig
 from podnet.errors import PodnetError
+from podnet.linux.netlink import Change, FakeNetlink, KernelError, Link, Route
 from podnet.linux.supervisor import reconcile
 from podnet.linux.supervisor.state import documents_text
 
@@ -127,3 +128,44 @@ def test_nothing_to_do_when_what_runs_is_what_should():
     cluster = desired([DEPLOYMENT])
     actions = reconcile.pod_actions(cluster, [p.ref for p in reconcile.running_pods(cluster)])
     assert actions == reconcile.PodActions(stop=(), start=())
+
+
+# ---- what every node needs for kube-proxy -------------------------------------------------------
+
+
+@pytest.fixture
+def node_kernel():
+    """A node's namespace in the fake kernel, with cni0 up, as the network build leaves it."""
+    kernel = FakeNetlink()
+    kernel.create_namespace("node1")
+    kernel.apply("node1", [Change("add", Link("cni0", "bridge", up=True))])
+    kernel.ns["node1"].sysctls.update({"net.ipv4.conf.all.send_redirects": "1",
+                                       "net.ipv4.conf.cni0.send_redirects": "1"})
+    return kernel
+
+
+def test_a_node_routes_the_service_network_into_cni0_without_redirects(node_kernel):
+    node_kernel.apply("node1", reconcile.node_changes(ClusterConfig().networking))
+    state = node_kernel.observe("node1", ["net.bridge.bridge-nf-call-iptables", "net.ipv4.conf.all.send_redirects",
+                                          "net.ipv4.conf.cni0.send_redirects"])
+    assert Route("10.96.0.0/12", "cni0") in state.routes
+    assert {s.key_name: s.value for s in state.sysctls} == {"net.bridge.bridge-nf-call-iptables": "1",
+                                                            "net.ipv4.conf.all.send_redirects": "0",
+                                                            "net.ipv4.conf.cni0.send_redirects": "0"}
+    assert node_kernel.batches == 2  # the link, then one batch for all of it
+
+
+def test_node_changes_can_be_applied_again(node_kernel):
+    changes = reconcile.node_changes(ClusterConfig().networking)
+    node_kernel.apply("node1", changes)
+    before = node_kernel.observe("node1")
+    node_kernel.apply("node1", changes)  # a replace, as `ip route replace` was
+    assert node_kernel.observe("node1") == before
+
+
+def test_without_br_netfilter_a_node_cannot_be_prepared():
+    kernel = FakeNetlink(br_netfilter=False)
+    kernel.create_namespace("node1")
+    kernel.apply("node1", [Change("add", Link("cni0", "bridge", up=True))])
+    with pytest.raises(KernelError, match="net.bridge.bridge-nf-call-iptables"):
+        kernel.apply("node1", reconcile.node_changes(ClusterConfig().networking))

@@ -12,7 +12,6 @@ recomputes) is loop.py, the control socket server.py.
 from __future__ import annotations
 
 import logging
-import subprocess
 import threading
 from typing import Any
 
@@ -20,8 +19,8 @@ from podnet.controlplane import Cluster
 from podnet.errors import PodnetError
 from podnet.linux.dataplane import DataPlane
 from podnet.linux.l2announce import L2Announcer
-from podnet.linux.layout import BRIDGE, ClusterLayout
-from podnet.linux.netns import write_sysctls
+from podnet.linux.layout import ClusterLayout
+from podnet.linux.netlink import Pyroute2Netlink
 from podnet.linux.prober import ProbeManager
 from podnet.linux.runtime import Runtime
 from podnet.linux.supervisor import reconcile
@@ -33,11 +32,11 @@ log = logging.getLogger("podnet.supervisor")
 
 
 class Supervisor:
-    """The running cluster. The kernel and the processes are reached through the data plane
-    and the runtime its factories make (tests pass fakes: tests/supervisor_fakes.py)."""
+    """The running cluster. The kernel and the processes are reached through the data plane,
+    the runtime and the netlink its factories make (tests pass fakes: tests/supervisor_fakes.py)."""
 
     def __init__(self, layout: ClusterLayout, state: ClusterState | None = None, *,
-                 dataplane_factory=DataPlane, runtime_factory=Runtime):
+                 dataplane_factory=DataPlane, runtime_factory=Runtime, netlink_factory=Pyroute2Netlink):
         self.layout = layout
         self.state = state or ClusterState(layout)
         self.config = self.state.config()
@@ -53,6 +52,7 @@ class Supervisor:
         # they started (one that failed is not tried again until it is deleted and applied)
         self.started: set[str] = set()
         self.dataplane_factory = dataplane_factory
+        self.netlink_factory = netlink_factory
         self.dataplane = None
         self.proxies: dict[str, Any] = {}  # node -> its kube-proxy (podnet.proxy.NodeProxy)
         self.announcer = None  # LoadBalancer IPs on the LAN (podnet.linux.l2announce)
@@ -96,24 +96,18 @@ class Supervisor:
         if not getattr(self.dataplane, "real", False):
             return
         networking = self.config.networking
-        for node in self.cluster.nodes:
-            netns = self.layout.node_netns(node.name)
-            # kube-proxy needs bridged packets to see netfilter (br_netfilter): a pod reaching a
-            # Service backed by a pod on its own bridge gets its replies un-NATed on the way back.
-            # The node's own packets to a ClusterIP need a route before the proxy's DNAT
-            # picks the real destination (nodes have no default route: the sandbox rule). It
-            # points into cni0, so a pod's packet to a VIP nobody serves is "forwarded" back out
-            # the interface it came in on: no ICMP redirects for that, or they would use up the
-            # ICMP rate limit the proxy's port-unreachable rejects need.
-            write_sysctls(netns, {"net.bridge.bridge-nf-call-iptables": "1",
-                                  "net.ipv4.conf.all.send_redirects": "0",
-                                  f"net.ipv4.conf.{BRIDGE}.send_redirects": "0"})
-            subprocess.run(["ip", "-n", netns, "route", "replace", str(networking.service_subnet), "dev", BRIDGE],
-                           check=True, capture_output=True)
-            proxy = NodeProxy(self.layout.cluster, node.name, netns, networking.proxy_mode,
-                              pod_subnet=str(networking.pod_subnet), service_subnet=str(networking.service_subnet))
-            proxy.sync_now(self.cluster)
-            self.proxies[node.name] = proxy
+        netlink = self.netlink_factory()
+        try:
+            for node in self.cluster.nodes:
+                netns = self.layout.node_netns(node.name)
+                netlink.apply(netns, reconcile.node_changes(networking))
+                proxy = NodeProxy(self.layout.cluster, node.name, netns, networking.proxy_mode,
+                                  pod_subnet=str(networking.pod_subnet),
+                                  service_subnet=str(networking.service_subnet))
+                proxy.sync_now(self.cluster)
+                self.proxies[node.name] = proxy
+        finally:
+            netlink.close()  # an open socket would keep the node's namespace alive after down
         self.announcer = L2Announcer(self.layout)
         self.announcer.sync(self.cluster)
         self.prober = ProbeManager(self.runtime, self.layout, self._probe_changed, self._probe_restart)

@@ -23,9 +23,11 @@ from podnet.api.kinds import BY_KIND
 from podnet.api.loader import LoadedFiles, _parse_text
 from podnet.api.objects import KubeObject
 from podnet.api.store import ObjectStore, admit
-from podnet.config import ClusterConfig
+from podnet.config import ClusterConfig, Networking
 from podnet.controlplane import Cluster, compute
 from podnet.errors import PodnetError
+from podnet.linux.layout import BRIDGE
+from podnet.linux.netlink import Change, Route, Sysctl
 from podnet.linux.supervisor.state import documents_text
 
 Key = tuple[str, str, str]  # (kind, namespace, name); namespace "" for cluster-scoped kinds
@@ -147,3 +149,22 @@ def pod_actions(desired: Cluster, started: Iterable[str]) -> PodActions:
     wanted = {p.ref: p for p in running_pods(desired)}
     return PodActions(stop=tuple(sorted(started - set(wanted))),
                       start=tuple(wanted[ref] for ref in sorted(set(wanted) - started)))
+
+
+# ---- nodes --------------------------------------------------------------------------------------
+
+
+def node_changes(networking: Networking) -> list[Change]:
+    """What kube-proxy needs of every node beyond the network plan, as one batch of changes.
+
+    Bridged packets must see netfilter (br_netfilter): a pod reaching a Service backed by a
+    pod on its own bridge gets its replies un-NATed on the way back. The node's own packets to
+    a ClusterIP need a route before the proxy's DNAT picks the real destination (nodes have no
+    default route: the sandbox rule). It points into cni0, so a pod's packet to a VIP nobody
+    serves is "forwarded" back out the interface it came in on: no ICMP redirects for that, or
+    they would use up the ICMP rate limit the proxy's port-unreachable rejects need. "set"
+    replaces, so applying it again changes nothing (as `ip route replace` did)."""
+    return [Change("set", Sysctl("net.bridge.bridge-nf-call-iptables", "1")),
+            Change("set", Sysctl("net.ipv4.conf.all.send_redirects", "0")),
+            Change("set", Sysctl(f"net.ipv4.conf.{BRIDGE}.send_redirects", "0")),
+            Change("set", Route(str(networking.service_subnet), BRIDGE))]
