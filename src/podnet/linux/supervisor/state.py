@@ -11,6 +11,10 @@ The state directory (ClusterLayout.state_dir, /run/podnet/<cluster>) holds:
 and, beside it, `.<cluster>.failed`: why a supervisor gave up, kept outside because the state
 directory goes with the teardown. Files are replaced atomically (a temporary file in the same
 directory, fsync, rename), so a crash leaves the old manifests or the new, never half of them.
+
+Other parts keep their own files in the directory: the network builder (network.plan),
+teardown's record of the cluster's namespaces (netns), host-local (ipam/) and the runtime
+(logs/, hostnet/, nginx/).
 """
 
 from __future__ import annotations
