@@ -45,15 +45,14 @@ class Supervisor:
         self.stopping = threading.Event()
         self._cluster: Cluster | None = None
         self.generation = 0  # bumped whenever the cluster state changes (watchers poll it)
+        self.dataplane_factory, self.runtime_factory = dataplane_factory, runtime_factory
+        self.netlink_factory = netlink_factory
+        self.dataplane = None
         self.runtime: Runtime | None = None
-        self.runtime_factory = runtime_factory
         self.attached: dict[str, str] = {}  # pod ref -> the netns its processes run in
         # the observed state: pods handed to the data plane and the runtime, whether or not
         # they started (one that failed is not tried again until it is deleted and applied)
         self.started: set[str] = set()
-        self.dataplane_factory = dataplane_factory
-        self.netlink_factory = netlink_factory
-        self.dataplane = None
         self.proxies: dict[str, Any] = {}  # node -> its kube-proxy (podnet.proxy.NodeProxy)
         self.announcer = None  # LoadBalancer IPs on the LAN (podnet.linux.l2announce)
         self.prober = None  # kubelet's probes (podnet.linux.prober.ProbeManager)
