@@ -13,6 +13,7 @@ from pathlib import Path
 import yaml
 
 from podnet.errors import PodnetError, UsageError
+from podnet.linux.supervisor.state import ClusterState, documents_text
 
 UP_TIMEOUT = 180.0
 
@@ -48,7 +49,6 @@ def run_up(args) -> int:
     from podnet.controlplane import compute
     from podnet.linux.control import running_clusters, send
     from podnet.linux.layout import ClusterLayout, valid_cluster_name
-    from podnet.linux.supervisor import CONFIG, MANIFESTS, documents_text
 
     require_root("podnet up")
     config = load_config(args.config)
@@ -66,30 +66,24 @@ def run_up(args) -> int:
     cluster = compute(store, config)  # validates everything before anything is built
     for warning in cluster.warnings:
         print(warning, file=sys.stderr)
-    state = layout.state_dir
-    state.parent.mkdir(parents=True, exist_ok=True)
+    state = ClusterState(layout)
     try:
-        state.mkdir()  # atomic: of two `up`s with one name, exactly one gets here
+        state.create(config_doc, [o.body for o in sorted(store.objects.values(), key=lambda o: o.key)])
     except FileExistsError:
         raise PodnetError(f"a cluster named {name} already exists: use another --name, or remove it with "
                           f"`podnet down --name {name}`") from None
-    # 0711: others may traverse (nginx's workers read their page below it); the control socket
-    # itself is 0600, so only root can talk to the cluster.
-    os.chmod(state, 0o711)
-    (state / CONFIG).write_text(yaml.safe_dump(config_doc, sort_keys=False))
-    (state / MANIFESTS).write_text(documents_text([o.body for o in sorted(store.objects.values(), key=lambda o: o.key)]))
     started = time.monotonic()
-    with open(state / "supervisor.out", "ab") as out:
+    with open(state.out_path, "ab") as out:
         supervisor = subprocess.Popen([sys.executable, "-m", "podnet.linux.supervisor", "--name", name],
                                       stdin=subprocess.DEVNULL, stdout=out, stderr=out, start_new_session=True,
                                       env={**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)})
     deadline = started + args.timeout
     while time.monotonic() < deadline:
         if supervisor.poll() is not None:
-            reason = _failure_reason(name)
+            reason = state.take_failure() or "the supervisor exited"
             _down(name)
             raise PodnetError(f"cluster {name} failed to start: {reason}; everything it made was removed")
-        if (state / "ready").exists():
+        if state.is_ready():
             try:
                 status = send(layout.socket_path, {"op": "status"}, timeout=10)
                 if status.get("ready"):
@@ -101,7 +95,7 @@ def run_up(args) -> int:
         waiting = [p["pod"] for p in _status_or_empty(layout)["pods"] if p["phase"] == "Running" and not p["running"]]
         raise PodnetError(f"cluster {name} did not get every pod running within {args.timeout:.0f}s"
                           + (f" (waiting for {', '.join(waiting[:5])})" if waiting else "")
-                          + f"; see {state / 'supervisor.log'}, or remove it with `podnet down --name {name}`")
+                          + f"; see {state.log_path}, or remove it with `podnet down --name {name}`")
     pods = [p for p in status["pods"] if p["phase"] == "Running"]
     elapsed = time.monotonic() - started
     print(f"cluster {name} is up: {len(cluster.nodes)} nodes, {len(pods)} pods running ({elapsed:.1f}s)")
@@ -114,17 +108,6 @@ def run_up(args) -> int:
     print(f"  podnet exec external{flag} -- ping -c1 {cluster.nodes[0].ip}")
     print(f"  podnet down{flag}")
     return 0
-
-
-def _failure_reason(name: str) -> str:
-    from podnet.linux.layout import STATE_ROOT
-
-    for path in (STATE_ROOT / f".{name}.failed", STATE_ROOT / name / "failed"):
-        if path.exists():
-            reason = path.read_text().strip()
-            path.unlink(missing_ok=True)
-            return reason
-    return "the supervisor exited"
 
 
 def _status_or_empty(layout) -> dict:
@@ -298,7 +281,6 @@ def add_change(sub, verb: str) -> None:
 def run_change(args, delete: bool) -> int:
     from podnet.api.store import load_store
     from podnet.linux.control import pick_cluster, request
-    from podnet.linux.supervisor import documents_text
 
     require_root(f"podnet {'delete' if delete else 'apply'}")
     store = load_store(args.filename)  # every problem reported here, before the cluster is touched

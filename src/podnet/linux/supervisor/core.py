@@ -1,0 +1,255 @@
+"""The supervisor's core: the running cluster, from `podnet up` to `podnet down`.
+
+`Supervisor` reads the desired state (state.py), computes the cluster with the same control
+plane as the simulator, builds the network, attaches and starts every pod, and changes all of
+that on `apply`, `delete` and readiness changes — deciding what to do with reconcile.py,
+doing it through the data plane (the kernel) and the runtime (the processes). Pods that stay
+keep their names and addresses, as in a real cluster. What `get` and `describe` show of
+running pods comes from status.py; the process around it (main, the loop that reaps and
+recomputes) is loop.py, the control socket server.py.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any
+
+from podnet.controlplane import Cluster
+from podnet.errors import PodnetError
+from podnet.linux.dataplane import DataPlane
+from podnet.linux.l2announce import L2Announcer
+from podnet.linux.layout import ClusterLayout
+from podnet.linux.netlink import Pyroute2Netlink
+from podnet.linux.prober import ProbeManager
+from podnet.linux.runtime import Runtime
+from podnet.linux.supervisor import reconcile
+from podnet.linux.supervisor.state import ClusterState
+from podnet.linux.supervisor.status import live_readiness, object_bodies, pods_status
+from podnet.proxy import NodeProxy
+
+log = logging.getLogger("podnet.supervisor")
+
+
+class Supervisor:
+    """The running cluster. The kernel and the processes are reached through the data plane,
+    the runtime and the netlink its factories make (tests pass fakes: tests/supervisor_fakes.py)."""
+
+    def __init__(self, layout: ClusterLayout, state: ClusterState | None = None, *,
+                 dataplane_factory=DataPlane, runtime_factory=Runtime, netlink_factory=Pyroute2Netlink):
+        self.layout = layout
+        self.state = state or ClusterState(layout)
+        self.config = self.state.config()
+        self.inputs: list[dict[str, Any]] = self.state.manifests()
+        self.lock = threading.RLock()
+        self.stopping = threading.Event()
+        self._cluster: Cluster | None = None
+        self.generation = 0  # bumped whenever the cluster state changes (watchers poll it)
+        self.dataplane_factory, self.runtime_factory = dataplane_factory, runtime_factory
+        self.netlink_factory = netlink_factory
+        self.dataplane = None
+        self.runtime: Runtime | None = None
+        self.attached: dict[str, str] = {}  # pod ref -> the netns its processes run in
+        # the observed state: pods handed to the data plane and the runtime, whether or not
+        # they started (one that failed is not tried again until it is deleted and applied)
+        self.started: set[str] = set()
+        self.proxies: dict[str, Any] = {}  # node -> its kube-proxy (podnet.proxy.NodeProxy)
+        self.announcer = None  # LoadBalancer IPs on the LAN (podnet.linux.l2announce)
+        self.prober = None  # kubelet's probes (podnet.linux.prober.ProbeManager)
+        # kubelet's word on each running pod's containers: ref -> container -> {"ready", "started"}
+        self.container_state: dict[str, dict[str, dict[str, bool]]] = {}
+        self.state_changed = threading.Event()
+
+    @property
+    def cluster(self) -> Cluster | None:
+        return self._cluster
+
+    @cluster.setter
+    def cluster(self, value: Cluster) -> None:
+        self._cluster = value
+        self.generation += 1
+
+    # -- computing ------------------------------------------------------------------------------
+
+    def _compute(self, inputs: list[dict[str, Any]], keep: Cluster | None) -> Cluster:
+        return reconcile.desired_cluster(inputs, self.config, self._live_readiness, keep)
+
+    def _live_readiness(self, pod) -> bool | None:
+        return live_readiness(self.container_state, pod)
+
+    # -- lifecycle ------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self.cluster = self._compute(self.inputs, None)
+        self.dataplane = self.dataplane_factory(self.layout, self.cluster)
+        self.runtime = self.runtime_factory(self.layout, self.cluster)
+        self.dataplane.build()
+        self._start_services()
+        self.runtime.node_files(self.cluster)
+        for pod in reconcile.running_pods(self.cluster):
+            self._start_pod(pod)
+
+    def _start_services(self) -> None:
+        """kube-proxy on every node, the L2 announcer and the prober — each only where the
+        data plane is real (tests drive the supervisor with a fake data plane)."""
+        if not getattr(self.dataplane, "real", False):
+            return
+        networking = self.config.networking
+        netlink = self.netlink_factory()
+        try:
+            for node in self.cluster.nodes:
+                netns = self.layout.node_netns(node.name)
+                netlink.apply(netns, reconcile.node_changes(networking))
+                proxy = NodeProxy(self.layout.cluster, node.name, netns, networking.proxy_mode,
+                                  pod_subnet=str(networking.pod_subnet),
+                                  service_subnet=str(networking.service_subnet))
+                proxy.sync_now(self.cluster)
+                self.proxies[node.name] = proxy
+        finally:
+            netlink.close()  # an open socket would keep the node's namespace alive after down
+        self.announcer = L2Announcer(self.layout)
+        self.announcer.sync(self.cluster)
+        self.prober = ProbeManager(self.runtime, self.layout, self._probe_changed, self._probe_restart)
+
+    def _probe_changed(self, ref: str, container: str, ready: bool, started: bool) -> None:
+        """From the prober's thread: note it, and let the reconciler recompute."""
+        self.container_state.setdefault(ref, {})[container] = {"ready": ready, "started": started}
+        self.state_changed.set()
+
+    def _probe_restart(self, ref: str, container: str) -> None:
+        """Liveness (or startup) failed: kill the container; the reaper restarts it with back-off."""
+        with self.lock:
+            log.info("%s: container %s failed its liveness probe and will be restarted", ref, container)
+            self.runtime.kill_container(ref, container)
+
+    def reap(self) -> None:
+        """Restart containers that exited, by their restartPolicy (called by the loop)."""
+        with self.lock:
+            self.runtime.reap()
+
+    def recompute(self) -> None:
+        """Readiness changed: recompute the pods' conditions and EndpointSlices (the pods keep
+        their names and addresses), then the proxies' rules and the L2 announcements. The
+        computing runs outside the lock, so `get` and `exec` are answered meanwhile (with 300
+        pods it takes most of a second); if an apply or delete replaced the cluster in the
+        meantime, this result is dropped and the next round recomputes from that one."""
+        with self.lock:
+            inputs, keep, generation = list(self.inputs), self.cluster, self.generation
+        cluster = self._compute(inputs, keep)
+        with self.lock:
+            if self.generation != generation:
+                self.state_changed.set()
+                return
+            self.cluster = cluster
+            self.dataplane.cluster = cluster
+            self.runtime.cluster = cluster
+            self._publish()
+
+    def _publish(self) -> None:
+        for proxy in self.proxies.values():
+            proxy.update(self.cluster)
+        if self.announcer is not None:
+            self.announcer.sync(self.cluster)
+
+    def _start_pod(self, pod) -> None:
+        self.started.add(pod.ref)
+        netns = self.dataplane.attach(pod)
+        self.attached[pod.ref] = netns
+        self.runtime.cluster = self.cluster
+        sandbox = self.runtime.start_pod(pod, netns)
+        if self.prober is not None:
+            self.prober.add_pod(sandbox)
+
+    def _stop_pod(self, ref: str) -> None:
+        if self.prober is not None:
+            self.prober.remove_pod(ref)
+        self.container_state.pop(ref, None)
+        self.runtime.stop_pod(ref)
+        self.started.discard(ref)
+        netns = self.attached.pop(ref, None)
+        if netns is not None:
+            namespace, name = ref.split("/", 1)
+            self.dataplane.detach(namespace, name)
+
+    def change(self, text: str, delete: bool) -> dict[str, Any]:
+        """apply -f / delete -f: recompute, then stop what went away and start what came."""
+        store = reconcile.admitted(text, "request")  # an invalid request is refused before the lock
+        with self.lock:
+            request = reconcile.change_request(self.inputs, store, delete)
+            cluster = self._compute(request.inputs, self.cluster)
+            reconcile.check_nodes(self.cluster, cluster, self.layout.cluster)
+            actions = reconcile.pod_actions(cluster, self.started)
+            for ref in actions.stop:
+                self._stop_pod(ref)
+            self.cluster = cluster
+            self.dataplane.cluster = cluster
+            failed = []
+            for pod in actions.start:
+                try:
+                    self._start_pod(pod)
+                except Exception as exc:  # the pod fails, the cluster goes on
+                    log.exception("starting %s failed", pod.ref)
+                    failed.append(f"{pod.ref}: {exc}")
+            self.inputs = request.inputs
+            self.state.save_manifests(request.inputs)
+            self._publish()
+            return {"lines": request.lines(failed), "started": actions.started, "stopped": list(actions.stop)}
+
+    def stop(self) -> None:
+        with self.lock:
+            if self.prober is not None:
+                self.prober.stop()
+            for proxy in self.proxies.values():
+                try:
+                    proxy.stop(cleanup=False)  # the node's namespace goes with the teardown
+                except Exception:
+                    log.exception("stopping a proxy failed")
+            if self.runtime is not None:
+                self.runtime.stop_all()
+            if self.dataplane is not None:
+                self.dataplane.teardown()
+
+    # -- status for the CLI ---------------------------------------------------------------------
+
+    def objects(self) -> list[dict[str, Any]]:
+        with self.lock:
+            return object_bodies(self.cluster, self.runtime.pods, self.container_state)
+
+    def exec_argv(self, target: str, container: str | None) -> list[str]:
+        with self.lock:
+            if target == "external":
+                return ["ip", "netns", "exec", self.layout.external_netns]
+            if target.startswith("node/"):
+                node = target[5:]
+                if self.cluster.node(node) is None:
+                    raise PodnetError(f'node "{node}" not found')
+                return ["ip", "netns", "exec", self.layout.node_netns(node)]
+            sandbox = self.runtime.pods.get(target)
+            if sandbox is None:
+                raise PodnetError(f'pod "{target}" is not running in cluster {self.layout.cluster}')
+            names = [c.name for c in sandbox.containers]
+            if container and container not in names:
+                raise PodnetError(f"container {container} is not valid for pod {target}, choose one of: [{' '.join(names)}]")
+            chosen = next((c for c in sandbox.containers if c.name == (container or names[0])), None)
+            env = [f"{k}={v}" for k, v in (chosen.env.items() if chosen else ())]
+            return self.runtime.enter_argv(sandbox, ["env", *env], chosen.workdir if chosen else None)
+
+    def logs(self, target: str, container: str | None) -> str:
+        with self.lock:
+            sandbox = self.runtime.pods.get(target)
+            if sandbox is None:
+                raise PodnetError(f'pod "{target}" is not running in cluster {self.layout.cluster}')
+            names = [c.name for c in sandbox.containers]
+            if container is None:
+                if len(names) > 1:
+                    raise PodnetError(f"a container name must be specified for pod {target}, choose one of: "
+                                      f"[{' '.join(names)}]")
+                container = names[0]
+            chosen = next((c for c in sandbox.containers if c.name == container), None)
+            if chosen is None:
+                raise PodnetError(f"container {container} is not valid for pod {target}")
+            return chosen.log.read_text(errors="replace") if chosen.log.exists() else ""
+
+    def status(self) -> dict[str, Any]:
+        with self.lock:
+            return pods_status(self.layout.cluster, self.cluster, self.runtime.pods)

@@ -1,0 +1,75 @@
+"""The supervisor's process: start the cluster, then loop until `podnet down` (or a signal).
+
+    python -m podnet.linux.supervisor --name NAME     (started by `podnet up`)
+
+The loop is thin on purpose: the control socket answers in its own threads (server.py),
+and every REAP_INTERVAL the main thread reaps containers (restartPolicy, back-off) and, when
+the prober reported a readiness change, recomputes the cluster (core.Supervisor.recompute).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import time
+from pathlib import Path
+
+from podnet.errors import PodnetError
+from podnet.linux.layout import ClusterLayout
+from podnet.linux.supervisor.core import Supervisor
+from podnet.linux.supervisor.server import handle, serving
+from podnet.linux.supervisor.state import ClusterState
+
+log = logging.getLogger("podnet.supervisor")
+REAP_INTERVAL = 0.2
+
+
+def step(supervisor: Supervisor) -> None:
+    """One round: reap, then recompute if readiness changed. Errors are logged, never
+    raised: one pod's trouble must never take the cluster down."""
+    try:
+        supervisor.reap()
+    except Exception:
+        log.exception("reaping containers failed")
+    if supervisor.state_changed.is_set():
+        supervisor.state_changed.clear()
+        try:
+            supervisor.recompute()
+        except Exception:
+            log.exception("recomputing after a readiness change failed")
+
+
+def run(supervisor: Supervisor, socket_path: Path | None = None, interval: float = REAP_INTERVAL) -> None:
+    """Answer the control socket and step until asked to stop."""
+    with serving(socket_path or supervisor.layout.socket_path, lambda message: handle(supervisor, message)):
+        while not supervisor.stopping.wait(interval):
+            step(supervisor)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m podnet.linux.supervisor")
+    parser.add_argument("--name", required=True)
+    args = parser.parse_args(argv)
+    layout = ClusterLayout(args.name)
+    state = ClusterState(layout)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s",
+                        handlers=[logging.FileHandler(state.log_path)])
+    supervisor = Supervisor(layout, state)
+    signal.signal(signal.SIGTERM, lambda *_: supervisor.stopping.set())
+    signal.signal(signal.SIGINT, lambda *_: supervisor.stopping.set())
+    started = time.monotonic()
+    try:
+        supervisor.start()
+        state.mark_ready(time.monotonic() - started)
+        log.info("cluster %s up in %.2fs", args.name, time.monotonic() - started)
+        run(supervisor)
+    except Exception as exc:
+        log.exception("supervisor failed")
+        reason = str(exc) if isinstance(exc, PodnetError) else f"{type(exc).__name__}: {exc}"
+        supervisor.stop()
+        state.record_failure(reason)  # beside the state directory, which went with the teardown
+        return 1
+    supervisor.stop()
+    log.info("cluster %s stopped", args.name)
+    return 0

@@ -1,0 +1,171 @@
+"""What the supervisor should do, decided without doing it: desired state in, actions out.
+
+Desired state is the cluster the control plane computes from the admitted manifests (the
+same `compute` the simulator uses); observed state is which pods the supervisor has started.
+From the two come the actions: the pods to stop, the pods to start — then the proxies and
+the L2 announcer are given the new cluster (published), always, since Services and
+EndpointSlices may change without any pod doing so. Pure: nothing here touches the kernel,
+a process or a file, so every rule is tested without root (tests/test_supervisor_reconcile.py).
+
+Running pods are carried over: when the cluster is recomputed after an apply, a delete or a
+readiness change, every pod that still belongs and already has an address is fed back in as
+it is, so it keeps its name (a ReplicaSet's generated suffix) and its address, as pods do in
+a real cluster.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from podnet.api import fields
+from podnet.api.kinds import BY_KIND
+from podnet.api.loader import LoadedFiles, _parse_text
+from podnet.api.objects import KubeObject
+from podnet.api.store import ObjectStore, admit
+from podnet.config import ClusterConfig, Networking
+from podnet.controlplane import Cluster, compute
+from podnet.errors import PodnetError
+from podnet.linux.netlink import Change, Route, Sysctl
+from podnet.linux.supervisor.state import documents_text
+from podnet.semantics.topology import BRIDGE
+
+Key = tuple[str, str, str]  # (kind, namespace, name); namespace "" for cluster-scoped kinds
+Readiness = Callable[[KubeObject], "bool | None"]
+
+
+def admitted(text: str, name: str) -> ObjectStore:
+    """The objects of a List text (manifests.yaml, an apply's documents), admitted."""
+    loaded = LoadedFiles()
+    loaded.texts[name] = text
+    _parse_text(name, text, loaded)
+    return admit(loaded)
+
+
+def object_key(body: dict[str, Any]) -> Key:
+    kind = body.get("kind")
+    namespace = (body.get("metadata") or {}).get("namespace") or ("default" if BY_KIND[kind].namespaced else "")
+    return (kind, namespace, body["metadata"]["name"])
+
+
+def as_input(body: dict[str, Any]) -> dict[str, Any]:
+    """A running pod fed back as input: spec, metadata and the status that holds its address."""
+    metadata = {k: v for k, v in body["metadata"].items() if k not in ("uid",)}
+    status = body.get("status") or {}
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": metadata, "spec": body.get("spec"),
+            "status": {k: status[k] for k in ("phase", "podIP", "podIPs", "hostIP", "hostIPs", "containerStatuses",
+                                              "conditions") if k in status}}
+
+
+def desired_cluster(inputs: list[dict[str, Any]], config: ClusterConfig, readiness: Readiness,
+                    keep: Cluster | None = None) -> Cluster:
+    """The cluster for `inputs`; pods of `keep` that still belong are carried over as they are."""
+    fresh = compute(admitted(documents_text(inputs), "desired"), config, readiness)
+    if keep is None:
+        return fresh
+    carried = []
+    for pod in fresh.of_kind("Pod"):
+        old = keep.get("Pod", pod.namespace, pod.name)
+        if old is not None and fields.pod_ip(old):
+            carried.append(old.body)
+    carried_keys = {object_key(c) for c in carried}
+    merged = [b for b in inputs if object_key(b) not in carried_keys] + [as_input(c) for c in carried]
+    return compute(admitted(documents_text(merged), "desired"), config, readiness)
+
+
+def running_pods(cluster: Cluster) -> list[KubeObject]:
+    """The pods that should have processes: phase Running."""
+    return [p for p in cluster.of_kind("Pod") if fields.phase(p) == "Running"]
+
+
+# ---- apply and delete ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ChangeRequest:
+    """`podnet apply -f` or `delete -f`, merged into the current inputs."""
+
+    delete: bool
+    inputs: list[dict[str, Any]]  # the desired inputs afterwards
+    keys: tuple[Key, ...]  # the request's objects, sorted
+    missing: frozenset[Key]  # delete: objects that were not there
+    created: frozenset[Key]  # apply: objects that were not there before
+
+    def lines(self, failed: Iterable[str] = ()) -> list[str]:
+        """kubectl's answer: one line per object, NotFound for what delete did not find, and
+        one line per pod that could not start."""
+        def verb(key: Key) -> str:
+            return "deleted" if self.delete else "created" if key in self.created else "configured"
+
+        lines = [f"{k[0].lower()}/{k[2]} {verb(k)}" for k in self.keys if k not in self.missing]
+        lines += [f'Error from server (NotFound): {k[0].lower()} "{k[2]}" not found' for k in self.keys
+                  if k in self.missing]
+        lines += [f"Error: pod {f} could not start" for f in failed]
+        return lines
+
+
+def change_request(inputs: list[dict[str, Any]], store: ObjectStore, delete: bool) -> ChangeRequest:
+    """Merge the request's objects (admitted: see `admitted`) into `inputs`: apply adds or
+    replaces by key, delete removes."""
+    keys = {(o.kind, o.namespace, o.name) for o in store.objects.values()}
+    current = {object_key(b): b for b in inputs}
+    created: set[Key] = set()
+    if delete:
+        missing = {k for k in keys if k not in current}
+        for key in keys:
+            current.pop(key, None)
+    else:
+        missing = set()
+        created = {obj.key for obj in store.objects.values() if obj.key not in current}
+        for obj in store.objects.values():
+            current[obj.key] = obj.body
+    return ChangeRequest(delete, list(current.values()), tuple(sorted(keys)), frozenset(missing), frozenset(created))
+
+
+def check_nodes(running: Cluster, desired: Cluster, cluster_name: str) -> None:
+    """A running cluster's nodes are fixed: a change that needs a new one is refused whole."""
+    new_nodes = sorted({n.name for n in desired.nodes} - {n.name for n in running.nodes})
+    if new_nodes:
+        raise PodnetError(f"node {new_nodes[0]} does not exist in the running cluster {cluster_name} "
+                          f"(its nodes: {', '.join(n.name for n in running.nodes)}); nothing was changed")
+
+
+# ---- pods ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PodActions:
+    stop: tuple[str, ...]  # pod refs, sorted
+    start: tuple[KubeObject, ...]  # sorted by ref
+
+    @property
+    def started(self) -> list[str]:
+        return [p.ref for p in self.start]
+
+
+def pod_actions(desired: Cluster, started: Iterable[str]) -> PodActions:
+    """Stop what was started and should no longer run; start what should run and was not."""
+    started = set(started)
+    wanted = {p.ref: p for p in running_pods(desired)}
+    return PodActions(stop=tuple(sorted(started - set(wanted))),
+                      start=tuple(wanted[ref] for ref in sorted(set(wanted) - started)))
+
+
+# ---- nodes --------------------------------------------------------------------------------------
+
+
+def node_changes(networking: Networking) -> list[Change]:
+    """What kube-proxy needs of every node beyond the network plan, as one batch of changes.
+
+    Bridged packets must see netfilter (br_netfilter): a pod reaching a Service backed by a
+    pod on its own bridge gets its replies un-NATed on the way back. The node's own packets to
+    a ClusterIP need a route before the proxy's DNAT picks the real destination (nodes have no
+    default route: the sandbox rule). It points into cni0, so a pod's packet to a VIP nobody
+    serves is "forwarded" back out the interface it came in on: no ICMP redirects for that, or
+    they would use up the ICMP rate limit the proxy's port-unreachable rejects need. "set"
+    replaces, so applying it again changes nothing (as `ip route replace` did)."""
+    return [Change("set", Sysctl("net.bridge.bridge-nf-call-iptables", "1")),
+            Change("set", Sysctl("net.ipv4.conf.all.send_redirects", "0")),
+            Change("set", Sysctl(f"net.ipv4.conf.{BRIDGE}.send_redirects", "0")),
+            Change("set", Route(str(networking.service_subnet), BRIDGE))]

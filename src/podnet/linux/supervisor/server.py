@@ -1,0 +1,89 @@
+"""The supervisor's side of the control socket (the client's is podnet.linux.control).
+
+One JSON request per connection, one JSON reply: {"ok": true, ...} or {"ok": false,
+"error": "..."}. `handle` maps a request to the supervisor's answer; `serving` runs the
+socket server in a thread for as long as its block lasts. The socket is made with umask 077,
+so only its owner, root, can talk to a cluster.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socketserver
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from podnet.errors import PodnetError
+from podnet.linux.control import MAX_MESSAGE
+
+log = logging.getLogger("podnet.supervisor")
+
+Handler = Callable[[dict[str, Any]], dict[str, Any]]
+
+
+def handle(supervisor, message: dict[str, Any]) -> dict[str, Any]:
+    """The answer to one request (podnet.linux.supervisor.core.Supervisor does the work)."""
+    op = message.get("op")
+    if op == "ping":
+        return {"cluster": supervisor.layout.cluster, "pid": os.getpid()}
+    if op == "status":
+        return supervisor.status()
+    if op == "objects":
+        generation = supervisor.generation  # read first: a change during objects() shows next time
+        return {"items": supervisor.objects(), "config": supervisor.config.to_dict(), "generation": generation}
+    if op == "generation":  # cheap, for watchers such as the cluster DNS
+        return {"generation": supervisor.generation}
+    if op == "exec":
+        return {"argv": supervisor.exec_argv(message["target"], message.get("container"))}
+    if op == "logs":
+        return {"text": supervisor.logs(message["target"], message.get("container"))}
+    if op in ("apply", "delete"):
+        return supervisor.change(message["documents"], delete=op == "delete")
+    if op == "down":
+        supervisor.stopping.set()
+        return {"stopping": True}
+    raise PodnetError(f"unknown request {op!r}")
+
+
+def reply(handler: Handler, request: bytes) -> bytes:
+    """A request's bytes to the reply's: a PodnetError is the client's one-line error; any
+    other exception too, logged, so one bad request never stops the server."""
+    try:
+        answer = {"ok": True, **handler(json.loads(request or b"{}"))}
+    except PodnetError as exc:
+        answer = {"ok": False, "error": str(exc)}
+    except Exception as exc:
+        log.exception("request failed")
+        answer = {"ok": False, "error": f"supervisor error: {type(exc).__name__}: {exc}"}
+    return json.dumps(answer).encode()
+
+
+class _Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
+    daemon_threads = True
+
+
+@contextmanager
+def serving(path: Path, handler: Handler) -> Iterator[None]:
+    """Answer requests on the UNIX socket `path` (replacing a stale one) until the block ends."""
+
+    class Connection(socketserver.StreamRequestHandler):
+        def handle(self) -> None:
+            self.wfile.write(reply(handler, self.rfile.read(MAX_MESSAGE)))
+
+    path.unlink(missing_ok=True)
+    old_umask = os.umask(0o077)
+    try:
+        server = _Server(str(path), Connection)
+    finally:
+        os.umask(old_umask)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -1,0 +1,123 @@
+"""A running cluster's state on disk: the one reader and writer of its files.
+
+The state directory (ClusterLayout.state_dir, /run/podnet/<cluster>) holds:
+
+    cluster.yaml      the cluster config (`podnet up --config`, with its --name)
+    manifests.yaml    the admitted objects as a kubectl `List`; apply and delete rewrite it
+    ready             written once every pod was started: the seconds that took
+    supervisor.log    the supervisor's log (supervisor.out: its stdout and stderr)
+    supervisor.sock   the control socket (ClusterLayout.socket_path)
+
+and, beside it, `.<cluster>.failed`: why a supervisor gave up, kept outside because the state
+directory goes with the teardown. Files are replaced atomically (a temporary file in the same
+directory, fsync, rename), so a crash leaves the old manifests or the new, never half of them.
+
+Other parts keep their own files in the directory: the network builder (network.plan),
+teardown's record of the cluster's namespaces (netns), host-local (ipam/) and the runtime
+(logs/, hostnet/, nginx/).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from podnet.config import ClusterConfig, parse_config
+from podnet.linux.layout import ClusterLayout
+
+CONFIG = "cluster.yaml"
+MANIFESTS = "manifests.yaml"
+READY = "ready"
+LOG = "supervisor.log"
+OUT = "supervisor.out"
+FILE_MODE = 0o644
+
+
+def documents_text(bodies: list[dict[str, Any]]) -> str:
+    """Objects as one kubectl `List`: manifests.yaml, and the documents of an apply or delete."""
+    return yaml.safe_dump({"apiVersion": "v1", "kind": "List", "items": bodies}, sort_keys=False)
+
+
+def atomic_write(path: Path, text: str) -> None:
+    """Replace `path` with `text` all at once: readers see the old file or the new one."""
+    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            os.fchmod(out.fileno(), FILE_MODE)
+            out.write(text)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    directory = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(directory)  # the rename itself survives a crash
+    finally:
+        os.close(directory)
+
+
+class ClusterState:
+    def __init__(self, layout: ClusterLayout, directory: Path | None = None):
+        self.layout = layout
+        self.directory = directory or layout.state_dir  # another directory: for tests
+
+    @property
+    def log_path(self) -> Path:
+        return self.directory / LOG
+
+    @property
+    def out_path(self) -> Path:
+        return self.directory / OUT
+
+    @property
+    def _failure_path(self) -> Path:
+        return self.directory.parent / f".{self.layout.cluster}.failed"
+
+    # -- written by `podnet up`, read by the supervisor ------------------------------------------
+
+    def create(self, config: dict[str, Any], bodies: list[dict[str, Any]]) -> None:
+        """A new state directory with the config and the manifests. FileExistsError if there is
+        one: mkdir is atomic, so of two `up`s with one name exactly one gets past it."""
+        self.directory.parent.mkdir(parents=True, exist_ok=True)
+        self.directory.mkdir()
+        # 0711: others may traverse (nginx's workers read their page below it); the control
+        # socket itself is made with umask 077, so only root can talk to the cluster.
+        os.chmod(self.directory, 0o711)
+        atomic_write(self.directory / CONFIG, yaml.safe_dump(config, sort_keys=False))
+        self.save_manifests(bodies)
+
+    def config(self) -> ClusterConfig:
+        path = self.directory / CONFIG
+        return parse_config(path.read_text(), str(path))
+
+    def manifests(self) -> list[dict[str, Any]]:
+        return yaml.safe_load((self.directory / MANIFESTS).read_text()).get("items") or []
+
+    def save_manifests(self, bodies: list[dict[str, Any]]) -> None:
+        atomic_write(self.directory / MANIFESTS, documents_text(bodies))
+
+    # -- written by the supervisor, read by `podnet up` -----------------------------------------
+
+    def mark_ready(self, seconds: float) -> None:
+        atomic_write(self.directory / READY, f"{seconds:.3f}\n")
+
+    def is_ready(self) -> bool:
+        return (self.directory / READY).exists()
+
+    def record_failure(self, reason: str) -> None:
+        self._failure_path.write_text(reason + "\n")
+
+    def take_failure(self) -> str | None:
+        """Why the supervisor failed, if it said (read once: the note is removed)."""
+        for path in (self._failure_path, self.directory / "failed"):
+            if path.exists():
+                reason = path.read_text().strip()
+                path.unlink(missing_ok=True)
+                return reason
+        return None

@@ -1,0 +1,91 @@
+"""Kubelet's word on running pods: what `get` shows and what readiness the control plane uses.
+
+The control plane computes each pod's status as it would be once started; once its
+containers run, kubelet knows better: probes decide readiness, containers restart, exit or
+back off. These functions lay that over the computed bodies. Pure: they read the runtime's
+sandboxes (podnet.linux.runtime.PodSandbox) and the prober's verdicts, and change nothing.
+
+`probed` / `container_state`: pod ref -> container name -> {"ready": bool, "started": bool},
+as the prober reported it.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from podnet.api.objects import KubeObject
+from podnet.controlplane import Cluster
+
+ContainerState = Mapping[str, Mapping[str, Mapping[str, bool]]]
+
+
+def live_readiness(container_state: ContainerState, pod: KubeObject) -> bool | None:
+    """Whether kubelet counts the pod's containers ready: its probes' verdict once it runs;
+    before that, a pod with a readiness or startup probe starts out not ready (kubelet's
+    initial result is Failure), others follow the offline rule (None)."""
+    state = container_state.get(pod.ref)
+    if state:
+        return all(c.get("ready") for c in list(state.values()))  # the prober's thread adds to it
+    if any(c.get("readinessProbe") or c.get("startupProbe") for c in pod.spec.get("containers") or []):
+        return False
+    return None
+
+
+def runtime_status(body: dict[str, Any], sandbox, probed: Mapping[str, Mapping[str, bool]]) -> None:
+    """What kubelet reports once containers run: readiness and started from the probes,
+    restarts, terminated or waiting states, and the pod's phase when every container has
+    finished (restartPolicy Never / OnFailure). Changes `body` in place."""
+    status = body["status"]
+    finished = []
+    for entry, container in zip(status.get("containerStatuses") or [], sandbox.containers):
+        entry["restartCount"] = container.restarts
+        if container.name in probed:
+            entry["ready"] = bool(probed[container.name].get("ready"))
+            entry["started"] = bool(probed[container.name].get("started"))
+        if container.running:
+            continue
+        entry["ready"] = False
+        entry["started"] = False
+        if container.next_start:
+            entry["state"] = {"waiting": {"reason": "CrashLoopBackOff",
+                                          "message": f"back-off restarting failed container {container.name}"}}
+        else:
+            code = container.last_exit if container.last_exit is not None else 0
+            entry["state"] = {"terminated": {"exitCode": code, "reason": "Completed" if code == 0 else "Error"}}
+            finished.append(code)
+    if any(not (c.get("ready")) for c in status.get("containerStatuses") or []):
+        for condition in status.get("conditions") or []:
+            if condition.get("type") in ("Ready", "ContainersReady"):
+                condition["status"] = "False"
+                condition["reason"] = "ContainersNotReady"
+    if finished and len(finished) == len(sandbox.containers):
+        status["phase"] = "Succeeded" if all(code == 0 for code in finished) else "Failed"
+
+
+def object_bodies(cluster: Cluster, sandboxes: Mapping[str, Any], container_state: ContainerState) -> list[dict[str, Any]]:
+    """Every object of the cluster, in key order; running pods with kubelet's status laid over
+    a copy of the computed one (the cluster's own bodies are never changed)."""
+    bodies = []
+    for obj in sorted(cluster.objects.values(), key=lambda o: o.key):
+        body = obj.body
+        if obj.kind == "Pod" and obj.ref in sandboxes:
+            body = json.loads(json.dumps(body))  # a copy, and faster than deepcopy
+            runtime_status(body, sandboxes[obj.ref], container_state.get(obj.ref) or {})
+        bodies.append(body)
+    return bodies
+
+
+def pods_status(name: str, cluster: Cluster, sandboxes: Mapping[str, Any]) -> dict[str, Any]:
+    """What `podnet up` waits on: every pod, whether its containers have a process, and
+    `ready` once every pod that should run does."""
+    pods = []
+    for pod in cluster.of_kind("Pod"):
+        sandbox = sandboxes.get(pod.ref)
+        pods.append({"pod": pod.ref, "node": pod.spec.get("nodeName"),
+                     "ip": pod.status.get("podIP"),
+                     "phase": pod.status.get("phase"),
+                     "running": bool(sandbox) and all(c.process is not None for c in sandbox.containers),
+                     "restarting": [c.name for c in (sandbox.containers if sandbox else []) if c.restarts]})
+    return {"cluster": name, "pods": pods, "ready": all(p["running"] for p in pods if p["phase"] == "Running")}

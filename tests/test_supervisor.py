@@ -1,0 +1,268 @@
+"""The supervisor itself, on a fake data plane and a fake runtime (no root): what start,
+apply and delete ask of the kernel and the processes, and what they leave on disk."""
+
+from __future__ import annotations
+
+import os
+import stat
+import threading
+import time
+
+import pytest
+import yaml
+
+from podnet.errors import PodnetError
+from podnet.linux.control import NotRunning, send
+from podnet.linux.layout import ClusterLayout
+from podnet.linux.supervisor.core import Supervisor
+from podnet.linux.supervisor.loop import run, step
+from podnet.linux.supervisor.server import handle, serving
+from podnet.linux.supervisor.state import ClusterState, documents_text
+from tests.supervisor_fakes import FakeDataPlane, FakeRuntime
+
+CONFIG = {"kind": "Cluster", "apiVersion": "podnet.dev/v1alpha1", "name": "sup", "nodes": 2}
+DEPLOYMENT = yaml.safe_load("""
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web}
+spec:
+  replicas: 2
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec: {containers: [{name: c, image: pause}]}
+""")
+
+
+def pod(name):
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": "default"},
+            "spec": {"containers": [{"name": "c", "image": "pause"}, {"name": "d", "image": "pause"}]}}
+
+
+def scaled(replicas):
+    return {**DEPLOYMENT, "spec": {**DEPLOYMENT["spec"], "replicas": replicas}}
+
+
+@pytest.fixture
+def state(tmp_path):
+    state = ClusterState(ClusterLayout("sup"), tmp_path / "sup")
+    state.create(CONFIG, [DEPLOYMENT])
+    return state
+
+
+@pytest.fixture
+def supervisor(state):
+    supervisor = Supervisor(ClusterLayout("sup"), state, dataplane_factory=FakeDataPlane, runtime_factory=FakeRuntime)
+    supervisor.start()
+    return supervisor
+
+
+def running(supervisor, prefix="default/"):
+    return sorted(ref for ref in supervisor.runtime.pods if ref.startswith(prefix))
+
+
+def addresses(supervisor):
+    return {p.ref: p.body["status"]["podIP"] for p in supervisor.cluster.of_kind("Pod")}
+
+
+def apply(supervisor, *bodies, delete=False):
+    return supervisor.change(documents_text(list(bodies)), delete=delete)
+
+
+def test_start_builds_the_network_then_attaches_and_starts_every_pod(supervisor):
+    assert supervisor.dataplane.calls[0] == ("build",)
+    pods = sorted(p.ref for p in supervisor.cluster.of_kind("Pod"))
+    assert sorted(supervisor.runtime.pods) == pods == sorted(supervisor.dataplane.attached)  # DNS pods too
+    assert len(running(supervisor)) == 2
+    for ref, sandbox in supervisor.runtime.pods.items():
+        assert sandbox.netns == supervisor.layout.pod_netns(*ref.split("/"))
+    assert supervisor.status()["ready"] is True
+    assert supervisor.proxies == {} and supervisor.prober is None  # a fake data plane has none
+
+
+def test_apply_starts_the_new_pod_only_and_saves_the_manifests(supervisor, state):
+    before = addresses(supervisor)
+    generation = supervisor.generation
+    reply = apply(supervisor, pod("extra"))
+    assert reply == {"lines": ["pod/extra created"], "started": ["default/extra"], "stopped": []}
+    assert [c for c in supervisor.runtime.calls if c[0] in ("start", "stop")][-1][:2] == ("start", "default/extra")
+    assert {ref: addresses(supervisor)[ref] for ref in before} == before  # nobody moved
+    assert supervisor.generation > generation  # watchers (the cluster DNS) see the change
+    assert [b["metadata"]["name"] for b in state.manifests()] == ["web", "extra"]
+
+
+def test_applying_the_same_again_changes_nothing(supervisor):
+    apply(supervisor, pod("extra"))
+    calls = len(supervisor.runtime.calls)
+    reply = apply(supervisor, pod("extra"))
+    assert reply == {"lines": ["pod/extra configured"], "started": [], "stopped": []}
+    assert len(supervisor.runtime.calls) == calls
+
+
+def test_scaling_up_keeps_the_running_pods_names_and_addresses(supervisor):
+    before = {ref: addresses(supervisor)[ref] for ref in running(supervisor)}
+    reply = apply(supervisor, scaled(4))
+    assert reply["lines"] == ["deployment/web configured"]
+    assert len(reply["started"]) == 2 and reply["stopped"] == []
+    assert {ref: addresses(supervisor)[ref] for ref in before} == before
+    assert set(before) < set(running(supervisor))
+
+
+def test_delete_stops_and_detaches_the_pods_and_saves_the_manifests(supervisor, state):
+    web = running(supervisor)
+    reply = apply(supervisor, DEPLOYMENT, pod("never"), delete=True)
+    assert reply["lines"] == ["deployment/web deleted", 'Error from server (NotFound): pod "never" not found']
+    assert reply["stopped"] == web and reply["started"] == []
+    assert running(supervisor) == []
+    assert [c for c in supervisor.dataplane.calls if c[0] == "detach"] == [("detach", ref) for ref in web]
+    assert state.manifests() == []
+
+
+def test_a_pod_that_fails_to_start_is_reported_and_the_rest_go_on(supervisor):
+    supervisor.runtime.fail.add("default/bad")
+    reply = apply(supervisor, pod("bad"), pod("good"))
+    assert reply["lines"] == ["pod/bad created", "pod/good created",
+                              "Error: pod default/bad: default/bad would not start could not start"]
+    assert "default/good" in running(supervisor) and "default/bad" not in running(supervisor)
+    # as before the split: it is not tried again by the next change, only once deleted and applied
+    assert apply(supervisor, pod("other"))["started"] == ["default/other"]
+
+
+def test_a_change_that_needs_a_new_node_changes_nothing(supervisor, state):
+    calls = list(supervisor.runtime.calls)
+    generation = supervisor.generation
+    node = {"apiVersion": "v1", "kind": "Node", "metadata": {"name": "node9"}}
+    with pytest.raises(PodnetError, match="node node9 does not exist"):
+        apply(supervisor, node, pod("extra"))
+    assert supervisor.runtime.calls == calls and supervisor.generation == generation
+    assert [b["metadata"]["name"] for b in state.manifests()] == ["web"]
+
+
+def test_an_invalid_request_changes_nothing(supervisor, state):
+    with pytest.raises(PodnetError):
+        supervisor.change("apiVersion: v1\nkind: List\nitems:\n- kind: Pod\n  metadata: {}\n", delete=False)
+    assert [b["metadata"]["name"] for b in state.manifests()] == ["web"]
+
+
+def test_a_readiness_change_recomputes_and_keeps_the_pods(supervisor):
+    service = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web", "namespace": "default"},
+               "spec": {"selector": {"app": "web"}, "ports": [{"port": 80}]}}
+    apply(supervisor, service)
+    ref = running(supervisor)[0]
+    before, generation = addresses(supervisor), supervisor.generation
+    supervisor._probe_changed(ref, "c", ready=False, started=True)
+    assert supervisor.state_changed.is_set()
+    supervisor.recompute()
+    assert supervisor.generation == generation + 1 and addresses(supervisor) == before
+    bodies = supervisor.objects()
+    [body] = [b for b in bodies if b["kind"] == "Pod" and b["metadata"]["name"] == ref.split("/")[1]]
+    assert body["status"]["containerStatuses"][0]["ready"] is False
+    [endpoints] = [b["endpoints"] for b in bodies if b["kind"] == "EndpointSlice"
+                   and b["metadata"]["labels"].get("kubernetes.io/service-name") == "web"]
+    ready = {e["addresses"][0]: e["conditions"]["ready"] for e in endpoints}
+    assert ready == {ip: ip != before[ref] for r, ip in before.items() if r in running(supervisor)}
+
+
+def test_exec_and_logs_find_the_pod_and_its_containers(supervisor, tmp_path):
+    apply(supervisor, pod("two"))
+    sandbox = supervisor.runtime.pods["default/two"]
+    argv = supervisor.exec_argv("default/two", "d")
+    assert argv[-3:] == ["--", "env", "POD=two"]
+    assert supervisor.exec_argv("node/node1", None) == ["ip", "netns", "exec", supervisor.layout.node_netns("node1")]
+    with pytest.raises(PodnetError, match="container x is not valid for pod default/two, choose one of: \\[c d\\]"):
+        supervisor.exec_argv("default/two", "x")
+    with pytest.raises(PodnetError, match='node "node7" not found'):
+        supervisor.exec_argv("node/node7", None)
+    with pytest.raises(PodnetError, match="a container name must be specified"):
+        supervisor.logs("default/two", None)
+    sandbox.containers[1].log = tmp_path / "d.log"
+    sandbox.containers[1].log.write_text("hello\n")
+    assert supervisor.logs("default/two", "d") == "hello\n"
+    assert supervisor.logs("default/two", "c") == ""  # no log yet
+
+
+def test_stop_stops_every_pod_and_tears_the_network_down(supervisor):
+    supervisor.stop()
+    assert supervisor.runtime.pods == {} and supervisor.runtime.calls[-1] == ("stop_all",)
+    assert supervisor.dataplane.calls[-1] == ("teardown",)
+
+
+# ---- the control socket -------------------------------------------------------------------------
+
+
+def test_requests_are_dispatched_to_the_supervisor(supervisor):
+    assert handle(supervisor, {"op": "ping"}) == {"cluster": "sup", "pid": os.getpid()}
+    assert handle(supervisor, {"op": "status"})["ready"] is True
+    objects = handle(supervisor, {"op": "objects"})
+    assert objects["generation"] == handle(supervisor, {"op": "generation"})["generation"]
+    assert objects["config"]["name"] == "sup" and len(objects["items"]) == len(supervisor.cluster.objects)
+    assert handle(supervisor, {"op": "apply", "documents": documents_text([pod("x")])})["started"] == ["default/x"]
+    assert handle(supervisor, {"op": "delete", "documents": documents_text([pod("x")])})["stopped"] == ["default/x"]
+    assert handle(supervisor, {"op": "exec", "target": "external"})["argv"][-1] == supervisor.layout.external_netns
+    assert handle(supervisor, {"op": "logs", "target": running(supervisor)[0]}) == {"text": ""}
+    assert not supervisor.stopping.is_set()
+    assert handle(supervisor, {"op": "down"}) == {"stopping": True}
+    assert supervisor.stopping.is_set()
+    with pytest.raises(PodnetError, match="unknown request 'reboot'"):
+        handle(supervisor, {"op": "reboot"})
+
+
+def test_the_socket_answers_errors_as_one_line_and_keeps_serving(supervisor, tmp_path):
+    def handler(message):
+        if message["op"] == "crash":
+            raise KeyError("boom")
+        return handle(supervisor, message)
+
+    path = tmp_path / "s.sock"
+    with serving(path, handler):
+        assert stat.S_IMODE(path.stat().st_mode) & 0o077 == 0  # only its owner, root, talks to a cluster
+        assert send(path, {"op": "ping"})["cluster"] == "sup"
+        with pytest.raises(PodnetError, match="^supervisor error: KeyError: 'boom'$"):
+            send(path, {"op": "crash"})
+        with pytest.raises(PodnetError, match="^unknown request 'nope'$"):
+            send(path, {"op": "nope"})
+        assert send(path, {"op": "apply", "documents": documents_text([pod("y")])})["lines"] == ["pod/y created"]
+    with pytest.raises(NotRunning):
+        send(path, {"op": "ping"}, timeout=1)
+
+
+# ---- the loop -----------------------------------------------------------------------------------
+
+
+def test_a_step_reaps_and_recomputes_only_after_a_readiness_change(supervisor):
+    generation = supervisor.generation
+    step(supervisor)
+    assert supervisor.runtime.calls[-1] == ("reap",) and supervisor.generation == generation
+    supervisor._probe_changed(running(supervisor)[0], "c", ready=False, started=True)
+    step(supervisor)
+    assert supervisor.generation == generation + 1 and not supervisor.state_changed.is_set()
+
+
+def test_a_failing_step_is_logged_and_the_loop_goes_on(supervisor, monkeypatch, caplog):
+    def broken():
+        raise RuntimeError("no such process")
+
+    monkeypatch.setattr(supervisor.runtime, "reap", broken)
+    monkeypatch.setattr(supervisor, "recompute", broken)
+    supervisor.state_changed.set()
+    step(supervisor)
+    assert [r.getMessage() for r in caplog.records] == ["reaping containers failed",
+                                                        "recomputing after a readiness change failed"]
+
+
+def test_run_serves_until_down(supervisor, tmp_path):
+    path = tmp_path / "s.sock"
+    loop = threading.Thread(target=run, args=(supervisor, path, 0.01))
+    loop.start()
+    try:
+        deadline = time.monotonic() + 10
+        while not path.exists() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert send(path, {"op": "status"})["ready"] is True
+        assert send(path, {"op": "down"}) == {"ok": True, "stopping": True}
+        loop.join(10)
+        assert not loop.is_alive()
+        assert ("reap",) in supervisor.runtime.calls
+    finally:
+        supervisor.stopping.set()
+        loop.join(10)
