@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 from podnet.config import ClusterConfig
 from podnet.controlplane.system import corefile
-from podnet.dns.corefile import (
+from podnet.semantics.corefile import (
     Cache, CorefileError, Directive, Forward, Health, Hosts, Reload, address_port, duration, load, parse,
     server_config,
 )

@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from podnet.controlplane.system import corefile
-from podnet.dns import corefile as corefile_mod
+from podnet.semantics import corefile as corefile_mod
 from podnet.dns.engine import Engine, Forwarding
 from podnet.dns.metrics import Metrics
 from podnet.semantics.dns import ClusterDNS

@@ -26,7 +26,7 @@ import dns.rcode
 import dns.rdatatype
 
 from podnet.controlplane import Cluster
-from podnet.dns import corefile as corefile_mod
+from podnet.semantics import corefile as corefile_mod
 from podnet.dns import wire
 from podnet.dns.engine import Engine, Forwarding, in_zone
 from podnet.dns.metrics import Metrics

@@ -72,6 +72,7 @@ from podnet.api import fields
 from podnet.api.objects import KubeObject
 from podnet.api.positions import LineFinder
 from podnet.controlplane import Cluster
+from podnet.semantics.corefile import REVERSE_ZONES, KubernetesPlugin, is_reverse, kubeadm_plugin
 
 SCHEMA_VERSION = "1.1.0"  # the spec version CoreDNS serves in dns-version.<zone>
 SCHEMA_TTL = 28800
@@ -82,7 +83,6 @@ MAX_SEARCH_CHARS = 2048
 MAX_SEARCH_DOMAIN = 253
 GLIBC_MAX_NDOTS = 15  # RES_MAXNDOTS
 CNAME_CHAIN_LIMIT = 7  # CoreDNS stops chasing in-zone CNAMEs after 8
-REVERSE_ZONES = ("in-addr.arpa.", "ip6.arpa.")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -162,26 +162,6 @@ SERVFAIL = DnsAnswer("SERVFAIL", authoritative=False)
 
 # ---------------------------------------------------------------------------------------------
 # The Corefile's kubernetes block
-
-
-@dataclass(frozen=True)
-class KubernetesPlugin:
-    """The options of CoreDNS's kubernetes plugin that change answers; defaults are kubeadm's."""
-
-    zones: tuple[str, ...] = ("cluster.local.", "in-addr.arpa.", "ip6.arpa.")
-    pods: str = "insecure"  # disabled | insecure | verified
-    ttl: int = 30
-    fallthrough: tuple[str, ...] | None = REVERSE_ZONES  # None: never; (): every zone
-    endpoint_pod_names: bool = False
-
-    @property
-    def primary_zone(self) -> str:
-        """The first zone that is not a reverse zone: where PTR targets live."""
-        return next((z for z in self.zones if not _is_reverse(z)), self.zones[0])
-
-
-def kubeadm_plugin(domain: str) -> KubernetesPlugin:
-    return KubernetesPlugin(zones=(_fqdn(domain.lower()), "in-addr.arpa.", "ip6.arpa."))
 
 
 def parse_corefile(text: str, default_domain: str = "cluster.local") -> KubernetesPlugin:
@@ -518,7 +498,7 @@ class ClusterDNS:
         r = self._parse(lname, q.zone)
         if not r.pod_or_svc:
             return []  # the apex, svc.<zone>, pod.<zone>: NODATA
-        if _is_reverse(lname):
+        if is_reverse(lname):
             raise _NameError
         if r.namespace not in self._namespaces:
             raise _NameError
@@ -809,13 +789,6 @@ def _is_ip(text: str) -> bool:
         return True
     except ValueError:
         return False
-
-
-_REVERSE_SUFFIXES = tuple("." + z for z in REVERSE_ZONES)
-
-
-def _is_reverse(lname: str) -> bool:
-    return lname in REVERSE_ZONES or lname.endswith(_REVERSE_SUFFIXES)
 
 
 def _address_from_reverse(lname: str) -> str:

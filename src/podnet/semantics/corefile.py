@@ -7,6 +7,9 @@ optional `{` on that same line opening a block of sub-directives, one per line. 
 turns one block into a frozen `ServerConfig`, checking what each plugin's setup.go checks.
 Every problem is one `CorefileError` naming the line. Left out: `import`, snippets, `{$ENV}`,
 brace-less single server blocks, transports other than dns://, and CIDR reverse-zone keys.
+
+Pure (text in, frozen values out): the DNS server (podnet.dns) runs what it reads, and the
+simulator (semantics/dns.ClusterDNS) predicts its answers from the same values.
 """
 
 from __future__ import annotations
@@ -16,10 +19,9 @@ import re
 from dataclasses import dataclass
 from typing import Iterator
 
-from podnet.semantics.dns import KubernetesPlugin
-
-__all__ = ["Cache", "Corefile", "CorefileError", "Directive", "Forward", "Health", "Hosts", "Reload", "ServerBlock",
-           "ServerConfig", "address_port", "duration", "load", "parse", "server_config"]
+__all__ = ["Cache", "Corefile", "CorefileError", "Directive", "Forward", "Health", "Hosts", "KubernetesPlugin",
+           "Reload", "ServerBlock", "ServerConfig", "address_port", "duration", "kubeadm_plugin", "load", "parse",
+           "server_config"]
 
 
 class CorefileError(ValueError):
@@ -58,6 +60,7 @@ PLUGINS = frozenset({"errors", "health", "ready", "kubernetes", "prometheus", "f
                      "reload", "hosts", "log", "loadbalance", "bind", "cancel", "bufsize", "debug", "whoami",
                      "any", "minimal"})
 DNS_PORT = 53
+REVERSE_ZONES = ("in-addr.arpa.", "ip6.arpa.")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -305,6 +308,35 @@ class Cache:
     success_disabled: tuple[str, ...] = ()  # zones not cached (kubeadm: the cluster domain)
     denial_disabled: tuple[str, ...] = ()
     keepttl: bool = False
+
+
+@dataclass(frozen=True)
+class KubernetesPlugin:
+    """The options of CoreDNS's kubernetes plugin that change answers; defaults are kubeadm's."""
+
+    zones: tuple[str, ...] = ("cluster.local.", "in-addr.arpa.", "ip6.arpa.")
+    pods: str = "insecure"  # disabled | insecure | verified
+    ttl: int = 30
+    fallthrough: tuple[str, ...] | None = REVERSE_ZONES  # None: never; (): every zone
+    endpoint_pod_names: bool = False
+
+    @property
+    def primary_zone(self) -> str:
+        """The first zone that is not a reverse zone: where PTR targets live."""
+        return next((z for z in self.zones if not is_reverse(z)), self.zones[0])
+
+
+def kubeadm_plugin(domain: str) -> KubernetesPlugin:
+    domain = domain.lower()
+    return KubernetesPlugin(zones=(domain if domain.endswith(".") else domain + ".", *REVERSE_ZONES))
+
+
+_REVERSE_SUFFIXES = tuple("." + z for z in REVERSE_ZONES)
+
+
+def is_reverse(lname: str) -> bool:
+    """Whether a lowercase FQDN is a reverse zone or below one."""
+    return lname in REVERSE_ZONES or lname.endswith(_REVERSE_SUFFIXES)
 
 
 @dataclass(frozen=True)
