@@ -30,7 +30,7 @@ from podnet.semantics import corefile as corefile_mod
 from podnet.dns import wire
 from podnet.dns.engine import Engine, Forwarding, in_zone
 from podnet.dns.metrics import Metrics
-from podnet.semantics.dns import dns_view
+from podnet.semantics.dns import corefile_text, dns_view
 
 log = logging.getLogger("podnet.dns")
 POLL_INTERVAL = 0.25  # seconds between looks at the cluster's generation
@@ -86,8 +86,7 @@ class ControlSocketState:
         return True
 
     def corefile(self) -> str:
-        configmap = self.cluster.get("ConfigMap", "kube-system", "coredns") if self.cluster else None
-        return ((configmap.body.get("data") or {}).get("Corefile") if configmap else None) or ""
+        return (corefile_text(self.cluster) if self.cluster else None) or ""
 
 
 # -- the server ---------------------------------------------------------------------------------

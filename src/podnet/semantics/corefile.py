@@ -19,12 +19,16 @@ import re
 from dataclasses import dataclass
 from typing import Iterator
 
+from podnet.errors import PodnetError
+
 __all__ = ["Cache", "Corefile", "CorefileError", "Directive", "Forward", "Health", "Hosts", "KubernetesPlugin",
            "Reload", "ServerBlock", "ServerConfig", "address_port", "duration", "kubeadm_plugin", "load", "parse",
            "server_config"]
 
 
-class CorefileError(ValueError):
+class CorefileError(PodnetError, ValueError):
+    """A Corefile CoreDNS would refuse to start with: the server exits, the simulator reports it."""
+
     def __init__(self, source: str, line: int, what: str):
         super().__init__(f"{source}:{line}: {what}")
         self.source, self.line, self.what = source, line, what
@@ -646,3 +650,25 @@ def server_config(block: ServerBlock) -> ServerConfig:
 
 def load(text: str, source: str = "Corefile") -> list[ServerConfig]:
     return [server_config(block) for block in parse(text, source).servers]
+
+
+@dataclass(frozen=True)
+class ClusterServer:
+    """What the cluster's DNS server runs, as far as the kubernetes plugin's answers go: the
+    plugin of the first server block that has one, and every zone its port serves (a query
+    outside them matches no server block: REFUSED)."""
+
+    kubernetes: KubernetesPlugin
+    port: int
+    served_zones: tuple[str, ...]
+
+
+def cluster_server(text: str, source: str = "Corefile") -> ClusterServer | None:
+    """The kubernetes plugin of `text` and the zones served on its port; None without one.
+    Raises CorefileError where the server would refuse to start."""
+    configs = load(text, source)
+    first = next((c for c in configs if c.kubernetes is not None), None)
+    if first is None:
+        return None
+    served = tuple(z for c in configs if c.port == first.port for z in c.zones)
+    return ClusterServer(first.kubernetes, first.port, served)

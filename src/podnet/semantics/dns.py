@@ -8,7 +8,9 @@ Three parts, each as the real component does it:
   (github.com/kubernetes/dns docs/specification.md) and, where the spec is silent, CoreDNS's own
   code (plugin/kubernetes kubernetes.go, parse.go, reverse.go, ns.go, handler.go and
   plugin/backend_lookup.go). Built once per Cluster; each answer is a few dict look-ups, so a
-  DNS server can call it per query.
+  DNS server can call it per query. The plugin's options are read from the cluster's own
+  Corefile (the kube-system/coredns ConfigMap) by semantics/corefile.py, the parser the DNS
+  server runs too, so a prediction and the server agree on zones, ttl and what is invalid.
 - `resolv_conf(pod, cluster)`: the /etc/resolv.conf kubelet hands the runtime for the pod's
   dnsPolicy and dnsConfig (pkg/kubelet/network/dns/dns.go), rendered as containerd writes it.
 - `ClusterDNS.lookup(name, qtype, resolv)`: glibc's stub resolver walking the search list
@@ -72,7 +74,7 @@ from podnet.api import fields
 from podnet.api.objects import KubeObject
 from podnet.api.positions import LineFinder
 from podnet.controlplane import Cluster
-from podnet.semantics.corefile import REVERSE_ZONES, KubernetesPlugin, is_reverse, kubeadm_plugin
+from podnet.semantics.corefile import REVERSE_ZONES, KubernetesPlugin, cluster_server, is_reverse, kubeadm_plugin
 
 SCHEMA_VERSION = "1.1.0"  # the spec version CoreDNS serves in dns-version.<zone>
 SCHEMA_TTL = 28800
@@ -158,37 +160,22 @@ def _rdata(rdtype, text: str) -> dns.rdata.Rdata:
 
 
 SERVFAIL = DnsAnswer("SERVFAIL", authoritative=False)
+REFUSED = DnsAnswer("REFUSED", authoritative=False)
 
 
 # ---------------------------------------------------------------------------------------------
 # The Corefile's kubernetes block
 
 
-def parse_corefile(text: str, default_domain: str = "cluster.local") -> KubernetesPlugin:
-    """The kubernetes block of a Corefile (the first one); kubeadm's defaults for what is absent.
+COREFILE_CONFIGMAP = ("kube-system", "coredns")  # kubeadm's; the DNS pods mount its Corefile key
+COREFILE_SOURCE = "configmap kube-system/coredns: Corefile"
 
-    Only the options that change answers are read: zones, pods, ttl, fallthrough,
-    endpoint_pod_names. Anything else in the file is ignored.
-    """
-    text = re.sub(r"#[^\n]*", "", text)
-    match = re.search(r"(?m)^\s*kubernetes\b([^{\n]*)(\{([^}]*)\})?", text)
-    if not match:
-        return kubeadm_plugin(default_domain)
-    zones = tuple(_fqdn(z.lower()) for z in match.group(1).split()) or ("cluster.local.", "in-addr.arpa.", "ip6.arpa.")
-    options = dict(pods="disabled", ttl=5, fallthrough=None, endpoint_pod_names=False)  # the plugin's own defaults
-    for line in (match.group(3) or "").splitlines():
-        words = line.split()
-        if not words:
-            continue
-        if words[0] == "pods" and len(words) > 1 and words[1] in ("disabled", "insecure", "verified"):
-            options["pods"] = words[1]
-        elif words[0] == "ttl" and len(words) > 1 and words[1].isdigit():
-            options["ttl"] = min(int(words[1]), 3600)
-        elif words[0] == "fallthrough":
-            options["fallthrough"] = tuple(_fqdn(z.lower()) for z in words[1:])
-        elif words[0] == "endpoint_pod_names":
-            options["endpoint_pod_names"] = True
-    return KubernetesPlugin(zones=zones, **options)
+
+def corefile_text(cluster: Cluster) -> str | None:
+    """The Corefile the cluster's DNS pods run: the `Corefile` key of the kube-system/coredns
+    ConfigMap (their /etc/coredns/Corefile volume); None without one."""
+    configmap = cluster.get("ConfigMap", *COREFILE_CONFIGMAP)
+    return ((configmap.body.get("data") or {}).get("Corefile") if configmap else None) or None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -283,8 +270,15 @@ class ClusterDNS:
 
     def __init__(self, cluster: Cluster, *, plugin: KubernetesPlugin | None = None,
                  upstream: Callable[[str, str], DnsAnswer] | None = None, serial: int | None = None):
+        """`plugin`: the kubernetes block to answer with (a DNS server passes its block's, and
+        picks the block itself); without it, the cluster's own Corefile decides, as its DNS
+        pods read it, and a name outside every zone of their port is REFUSED. An invalid
+        Corefile raises CorefileError: the server would not start."""
         self.cluster = cluster
-        self.plugin = plugin or self._plugin_of(cluster)
+        self.served_zones: tuple[str, ...] | None = None  # None: the caller picked the block
+        if plugin is None:
+            plugin, self.served_zones = self._plugin_of(cluster)
+        self.plugin = plugin
         self.ttl = self.plugin.ttl
         self.upstream = upstream
         self._zones = sorted(self.plugin.zones, key=len, reverse=True)  # longest match first
@@ -300,11 +294,12 @@ class ClusterDNS:
     # -- building -------------------------------------------------------------------------------
 
     @staticmethod
-    def _plugin_of(cluster: Cluster) -> KubernetesPlugin:
-        domain = cluster.config.networking.dns_domain
-        configmap = cluster.get("ConfigMap", "kube-system", "coredns")
-        corefile = ((configmap.body.get("data") or {}).get("Corefile") if configmap else None)
-        return parse_corefile(corefile, domain) if corefile else kubeadm_plugin(domain)
+    def _plugin_of(cluster: Cluster) -> tuple[KubernetesPlugin, tuple[str, ...] | None]:
+        text = corefile_text(cluster)
+        server = cluster_server(text, COREFILE_SOURCE) if text else None
+        if server is None:  # no Corefile (or no kubernetes block in it): kubeadm's
+            return kubeadm_plugin(cluster.config.networking.dns_domain), None
+        return server.kubernetes, server.served_zones
 
     def _build(self) -> None:
         # Values that recur across Services and slices (the same ports, the same endpoints behind
@@ -419,6 +414,8 @@ class ClusterDNS:
         name = qname if qname.endswith(".") else qname + "."
         lname = name.lower()
         qtype = qtype.upper()
+        if self.served_zones is not None and not any(_in(lname, z) for z in self.served_zones):
+            return REFUSED  # no server block on the port serves the name
         zone = self._match_zone(lname)
         if zone is None:
             return self._next_plugin(name, qtype)
@@ -773,6 +770,10 @@ class Lookup:
     server: str | None = None
     error: str | None = None  # no DNS response at all (connection refused, timed out)
     final_qname: str | None = None  # the name `final` answers
+
+
+def _in(lname: str, zone: str) -> bool:
+    return zone == "." or lname == zone or lname.endswith("." + zone)
 
 
 def _port_matches(r: _Request, p: _Port) -> bool:
