@@ -26,6 +26,7 @@ import dns.rcode
 import dns.rdatatype
 
 from podnet.controlplane import Cluster
+from podnet.controlplane.snapshot import cluster_from_objects
 from podnet.semantics import corefile as corefile_mod
 from podnet.dns import wire
 from podnet.dns.engine import Engine, Forwarding, in_zone
@@ -75,8 +76,6 @@ class ControlSocketState:
 
     def poll(self) -> bool:
         """Fetch the state if it changed since the last look (blocking: run it off the loop)."""
-        from podnet.cli.load import cluster_from_objects
-
         generation = self._request("generation")["generation"]
         if generation == self.generation:
             return False
@@ -633,10 +632,9 @@ def main(argv: list[str] | None = None) -> int:
         state = ControlSocketState(control)
         state.poll()
     else:
-        from podnet.cli.load import cluster_from_args
-
         # no name for the full cluster here: only the state's DNS view of it stays in memory
-        state = StaticState(cluster_from_args(args.files, args.config) if args.files else _default_cluster(), args.conf)
+        state = StaticState(_cluster_from_files(args.files, args.config) if args.files else _default_cluster(),
+                            args.conf)
     server = DnsServer(state, args.port, args.host)
     try:
         server.configure(state.corefile())
@@ -673,6 +671,18 @@ def _default_cluster() -> Cluster:
     from podnet.controlplane import compute
 
     return compute(ObjectStore(), ClusterConfig())
+
+
+def _cluster_from_files(files: list[str], config_path: str | None) -> Cluster:
+    """-f: the manifests computed once, as `podnet get -f` computes them; warnings on stderr."""
+    from podnet.api.store import load_store
+    from podnet.config import load_config
+    from podnet.controlplane import compute
+
+    cluster = compute(load_store(files), load_config(config_path))
+    for warning in cluster.warnings:
+        print(warning, file=sys.stderr)
+    return cluster
 
 
 if __name__ == "__main__":
