@@ -9,8 +9,10 @@ next query is answered from the new state.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import collections
+import gc
 import logging
 import os
 import random
@@ -19,19 +21,29 @@ import socket
 import sys
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import dns.message
 import dns.rcode
 import dns.rdatatype
 
-from podnet.controlplane import Cluster
+from podnet.api.store import ObjectStore, load_store
+from podnet.config import ClusterConfig, load_config
+from podnet.controlplane import Cluster, compute
 from podnet.controlplane.snapshot import cluster_from_objects
-from podnet.semantics import corefile as corefile_mod
+from podnet.controlplane.system import corefile as kubeadm_corefile
 from podnet.dns import wire
 from podnet.dns.engine import Engine, Forwarding, in_zone
 from podnet.dns.metrics import Metrics
+from podnet.linux.control import send
+from podnet.semantics import corefile as corefile_mod
 from podnet.semantics.dns import corefile_text, dns_view
+
+try:
+    import uvloop  # the event loop matters at 100,000 queries per second
+except ImportError:  # a dependency, but the server runs (slower) on asyncio's own loop without it
+    uvloop = None
 
 log = logging.getLogger("podnet.dns")
 POLL_INTERVAL = 0.25  # seconds between looks at the cluster's generation
@@ -55,9 +67,7 @@ class StaticState:
     def corefile(self) -> str:
         if self.corefile_path:
             return Path(self.corefile_path).read_text()
-        from podnet.controlplane.system import corefile
-
-        return corefile(self.cluster.config) if self.cluster is not None else ".:53 {\n    errors\n}\n"
+        return kubeadm_corefile(self.cluster.config) if self.cluster is not None else ".:53 {\n    errors\n}\n"
 
 
 class ControlSocketState:
@@ -70,8 +80,6 @@ class ControlSocketState:
         self.cluster: Cluster | None = None
 
     def _request(self, op: str) -> dict:
-        from podnet.linux.control import send
-
         return send(self.path, {"op": op}, timeout=10)
 
     def poll(self) -> bool:
@@ -552,8 +560,6 @@ async def _http(server: DnsServer, addr: str, default_port: int, handler):
 
 
 def _with_port(config, port: int):
-    from dataclasses import replace
-
     return replace(config, port=port)
 
 
@@ -617,8 +623,6 @@ async def _tcp_exchange(data: bytes, ip: str, port: int) -> bytes:
 def main(argv: list[str] | None = None) -> int:
     """coredns's flags where they make sense: -conf, -dns.port; plus -f/--config to serve
     manifests standalone. In a podnet cluster PODNET_CONTROL_SOCKET names the supervisor."""
-    import argparse
-
     parser = argparse.ArgumentParser(prog="podnet-dns", description=main.__doc__)
     parser.add_argument("-conf", dest="conf", help="Corefile to load (standalone; in a cluster, the ConfigMap's)")
     parser.add_argument("-dns.port", dest="port", type=int, help="override the port of every server block")
@@ -642,14 +646,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"[FATAL] {exc}", file=sys.stderr)
         return 1
     server.ready = state.cluster is not None
-    try:
-        import uvloop  # the event loop matters at 100,000 queries per second
-
+    if uvloop is not None:
         uvloop.install()
-    except ImportError:
-        pass
-    import gc
-
     gc.collect()
     gc.freeze()  # the cluster's objects are long-lived: the collector need not rescan them
 
@@ -666,19 +664,11 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _default_cluster() -> Cluster:
-    from podnet.api.store import ObjectStore
-    from podnet.config import ClusterConfig
-    from podnet.controlplane import compute
-
     return compute(ObjectStore(), ClusterConfig())
 
 
 def _cluster_from_files(files: list[str], config_path: str | None) -> Cluster:
     """-f: the manifests computed once, as `podnet get -f` computes them; warnings on stderr."""
-    from podnet.api.store import load_store
-    from podnet.config import load_config
-    from podnet.controlplane import compute
-
     cluster = compute(load_store(files), load_config(config_path))
     for warning in cluster.warnings:
         print(warning, file=sys.stderr)
