@@ -345,6 +345,13 @@ ANSWERS = [
     ("names_match_case_insensitively_and_the_answer_echoes_the_query",
      "API.Web.SVC.cluster.LOCAL.", "A", "NOERROR", ["API.Web.SVC.cluster.LOCAL. 30 IN A 10.96.10.10"], []),
     ("zone_soa_is_coredns_soa", "cluster.local.", "SOA", "NOERROR", [SOA], []),
+    # SOA only at the apex; below it NODATA with the SOA as authority, existing name or not
+    # (CoreDNS handler.go answers SOA questions below the apex without a look-up)
+    ("soa_of_a_service_is_nodata", f"api.web.{Z}", "SOA", "NOERROR", [], []),
+    ("soa_of_the_svc_subtree_is_nodata", Z, "SOA", "NOERROR", [], []),
+    ("soa_of_a_namespace_is_nodata", f"web.{Z}", "SOA", "NOERROR", [], []),
+    ("soa_of_a_missing_service_is_nodata_not_looked_up", f"nope.web.{Z}", "SOA", "NOERROR", [], []),
+    ("soa_of_a_malformed_name_is_nodata_not_looked_up", "foo.bar.cluster.local.", "SOA", "NOERROR", [], []),
     ("zone_ns_is_the_dns_service_with_its_address_additional",
      "cluster.local.", "NS", "NOERROR", [f"cluster.local. 30 IN NS kube-dns.kube-system.{Z}"],
      [f"kube-dns.kube-system.{Z} 30 IN A 10.96.0.10"]),

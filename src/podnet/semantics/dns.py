@@ -41,6 +41,9 @@ Decisions where the spec leaves room (CoreDNS 1.12, kubeadm's image, is the refe
 - SOA: `<zone>. 30 IN SOA ns.dns.<zone>. hostmaster.<zone>. <serial> 7200 1800 86400 30`
   (CoreDNS: TTL min(ttl, 300), minimum = ttl). CoreDNS's serial is the time of the last change it
   saw; here it is a CRC-32 of the cluster's DNS data, so the same cluster has the same serial.
+  Only the zone apex answers an SOA question; any name below it gets NODATA with the SOA in the
+  authority section, without a look-up, so a name that does not exist too (handler.go since
+  CoreDNS 1.8.4, PR #4592).
 - Names echo the query's case (CoreDNS answers with the question name and the zone as asked).
 - Answers keep the order of the EndpointSlices; kubeadm's `loadbalance` plugin shuffles A
   records per response, so compare multi-record answers as sets.
@@ -433,8 +436,8 @@ class ClusterDNS:
                 records = self._ptr(q)
             elif qtype == "SRV":
                 records, extra = self._srv(q)
-            elif qtype == "SOA":
-                records = [self._soa(q)]
+            elif qtype == "SOA":  # handler.go: only the apex has one; elsewhere NODATA, looked up or not
+                records = [self._soa(q)] if lname == zone else []
             elif qtype == "NS" and lname == zone:
                 records, extra = self._ns_records(q)
             else:  # MX (no mail records here), NS below the apex, and every other type
