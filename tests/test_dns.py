@@ -305,6 +305,18 @@ ANSWERS = [
      f"literal.web.{Z}", "A", "NXDOMAIN", [], []),
     ("externalname_has_no_srv",
      f"billing.web.{Z}", "SRV", "NOERROR", [], []),
+    # port and protocol labels (or an endpoint label) in front of an ExternalName: no such name,
+    # whatever the type (CoreDNS findServices skips ExternalName Services for them)
+    ("externalname_with_port_and_protocol_labels_is_nxdomain",
+     f"_http._tcp.billing.web.{Z}", "A", "NXDOMAIN", [], []),
+    ("externalname_with_port_and_protocol_labels_has_no_cname",
+     f"_http._tcp.billing.web.{Z}", "CNAME", "NXDOMAIN", [], []),
+    ("externalname_with_port_and_protocol_labels_has_no_srv",
+     f"_http._tcp.billing.web.{Z}", "SRV", "NXDOMAIN", [], []),
+    ("externalname_in_the_zone_with_port_labels_is_not_chased",
+     f"_http._tcp.alias.web.{Z}", "A", "NXDOMAIN", [], []),
+    ("externalname_with_an_endpoint_label_is_nxdomain",
+     f"x.billing.web.{Z}", "CNAME", "NXDOMAIN", [], []),
     # --- pod records, pods insecure
     ("pods_insecure_answers_any_dashed_ip_in_an_existing_namespace",
      "1-2-3-4.data.pod.cluster.local.", "A", "NOERROR", ["1-2-3-4.data.pod.cluster.local. 30 IN A 1.2.3.4"], []),

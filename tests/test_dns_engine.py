@@ -106,6 +106,8 @@ def expected(cluster, name: str, qtype: str) -> tuple:
     ("cluster.local.", "SOA"),  # the apex: the SOA as the answer
     ("web.default.svc.cluster.local.", "SOA"),  # below the apex: NODATA, the SOA as authority
     ("nope.default.svc.cluster.local.", "SOA"),  # ... not looked up
+    ("_http._tcp.ext.default.svc.cluster.local.", "A"),  # ExternalName with port labels: NXDOMAIN
+    ("_http._tcp.ext.default.svc.cluster.local.", "SRV"),
 ])
 def test_server_answers_what_the_resolver_answers_memoised_or_not(cluster, name, qtype):
     engine = engine_for(cluster)
@@ -118,6 +120,10 @@ def test_server_answers_what_the_resolver_answers_memoised_or_not(cluster, name,
     ("soa_at_the_apex_is_the_answer", "cluster.local.", "SOA", "NOERROR", "answer"),
     ("soa_below_the_apex_is_nodata", "web.default.svc.cluster.local.", "SOA", "NOERROR", "authority"),
     ("soa_of_a_missing_name_is_nodata", "nope.default.svc.cluster.local.", "SOA", "NOERROR", "authority"),
+    ("externalname_with_port_labels_is_nxdomain", "_http._tcp.ext.default.svc.cluster.local.", "A", "NXDOMAIN",
+     "authority"),
+    ("externalname_with_port_labels_has_no_cname", "_http._tcp.ext.default.svc.cluster.local.", "CNAME",
+     "NXDOMAIN", "authority"),
 ])
 def test_memo_and_hot_table_serve_coredns_answers(cluster, rule, name, qtype, rcode, soa_in):
     """The wire answers, cold, memoised (TCP) and from the hot UDP table: the zone's SOA alone,

@@ -44,6 +44,9 @@ Decisions where the spec leaves room (CoreDNS 1.12, kubeadm's image, is the refe
   Only the zone apex answers an SOA question; any name below it gets NODATA with the SOA in the
   authority section, without a look-up, so a name that does not exist too (handler.go since
   CoreDNS 1.8.4, PR #4592).
+- ExternalName: `_port._proto.<svc>` and `<endpoint>.<svc>` in front of an ExternalName Service
+  are NXDOMAIN for every type (kubernetes.go findServices skips the Service when a port,
+  protocol or endpoint is asked for).
 - Names echo the query's case (CoreDNS answers with the question name and the zone as asked).
 - Answers keep the order of the EndpointSlices; kubeadm's `loadbalance` plugin shuffles A
   records per response, so compare multi-record answers as sets.
@@ -572,8 +575,8 @@ class ClusterDNS:
         if svc is None:
             raise _NameError
         base = f"{svc.name}.{svc.namespace}.svc.{q.zone_text}"
-        if svc.kind == "ExternalName":
-            if r.endpoint or not svc.external_name or _is_ip(svc.external_name):
+        if svc.kind == "ExternalName":  # no endpoints, and no port or protocol labels either
+            if r.endpoint or r.port or r.protocol or not svc.external_name or _is_ip(svc.external_name):
                 raise _NameError
             return [_Item(svc.external_name, 0, base, "CNAME", self.ttl)]
         items = []
