@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
 from podnet.api.store import load_store
@@ -9,6 +10,7 @@ from podnet.config import ClusterConfig, load_config
 from podnet.controlplane import Cluster, compute
 from podnet.controlplane.snapshot import cluster_from_objects
 from podnet.errors import PodnetError
+from podnet.linux.control import NotRunning, pick_cluster, request
 
 
 class NoCluster(PodnetError):
@@ -36,10 +38,6 @@ def cluster_from_args(files: list[str] | None, config_path: str | None, name: st
 
 def running_cluster(name: str | None) -> Cluster:
     """The state of a running cluster, as its supervisor holds it."""
-    import os
-
-    from podnet.linux.control import NotRunning, pick_cluster, request
-
     if os.geteuid() != 0:
         raise NoCluster("without -f, podnet talks to a running cluster, which needs root; "
                         "pass -f FILE|DIR|- to compute one offline from manifests")
