@@ -143,6 +143,21 @@ def test_a_second_block_on_the_port_is_served_too():
     assert predicted(cluster, name, "A")[0] == "SERVFAIL"  # matched by `.`, answered by no plugin
 
 
+# --- no kubernetes block: the server has no cluster names to give
+
+@pytest.mark.parametrize("corefile,name,rcode", [
+    (".:53 {\n    errors\n}", "web.default.svc.cluster.local.", "SERVFAIL"),  # the chain ends
+    (".:53 {\n    errors\n}", "50.0.96.10.in-addr.arpa.", "SERVFAIL"),
+    ("example.org:53 {\n    errors\n}", "web.default.svc.cluster.local.", "REFUSED"),  # no block serves it
+])
+def test_without_a_kubernetes_block_neither_answers_cluster_names(corefile, name, rcode):
+    cluster = cluster_with(corefile)
+    got = served(running_server(cluster), name, "A")
+    assert got == predicted(cluster, name, "A")
+    assert got[0] == rcode
+    assert ClusterDNS(cluster).hosts() == []
+
+
 # --- ttl: 0..3600, anything else stops CoreDNS from starting (plugin/kubernetes setup.go)
 
 @pytest.mark.parametrize("ttl", ["0", "3600"])

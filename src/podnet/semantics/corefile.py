@@ -326,8 +326,8 @@ class KubernetesPlugin:
 
     @property
     def primary_zone(self) -> str:
-        """The first zone that is not a reverse zone: where PTR targets live."""
-        return next((z for z in self.zones if not is_reverse(z)), self.zones[0])
+        """The first zone that is not a reverse zone: where PTR targets live ("." without zones)."""
+        return next((z for z in self.zones if not is_reverse(z)), self.zones[0] if self.zones else ".")
 
 
 def kubeadm_plugin(domain: str) -> KubernetesPlugin:
@@ -655,20 +655,22 @@ def load(text: str, source: str = "Corefile") -> list[ServerConfig]:
 @dataclass(frozen=True)
 class ClusterServer:
     """What the cluster's DNS server runs, as far as the kubernetes plugin's answers go: the
-    plugin of the first server block that has one, and every zone its port serves (a query
-    outside them matches no server block: REFUSED)."""
+    plugin of the first server block that has one (None: no block has), its port (else 53, or
+    the first block's), and every zone that port serves (a query outside them matches no server
+    block: REFUSED)."""
 
-    kubernetes: KubernetesPlugin
+    kubernetes: KubernetesPlugin | None
     port: int
     served_zones: tuple[str, ...]
 
 
 def cluster_server(text: str, source: str = "Corefile") -> ClusterServer | None:
-    """The kubernetes plugin of `text` and the zones served on its port; None without one.
-    Raises CorefileError where the server would refuse to start."""
+    """The kubernetes plugin of `text` and the zones served on its port; None without any
+    server block. Raises CorefileError where the server would refuse to start."""
     configs = load(text, source)
-    first = next((c for c in configs if c.kubernetes is not None), None)
-    if first is None:
+    if not configs:
         return None
-    served = tuple(z for c in configs if c.port == first.port for z in c.zones)
-    return ClusterServer(first.kubernetes, first.port, served)
+    first = next((c for c in configs if c.kubernetes is not None), None)
+    port = first.port if first else DNS_PORT if any(c.port == DNS_PORT for c in configs) else configs[0].port
+    served = tuple(z for c in configs if c.port == port for z in c.zones)
+    return ClusterServer(first.kubernetes if first else None, port, served)

@@ -303,9 +303,10 @@ class ClusterDNS:
     def _plugin_of(cluster: Cluster) -> tuple[KubernetesPlugin, tuple[str, ...] | None]:
         text = corefile_text(cluster)
         server = cluster_server(text, COREFILE_SOURCE) if text else None
-        if server is None:  # no Corefile (or no kubernetes block in it): kubeadm's
+        if server is None:  # no Corefile: kubeadm's
             return kubeadm_plugin(cluster.config.networking.dns_domain), None
-        return server.kubernetes, server.served_zones
+        # no kubernetes block: a plugin without zones passes every name on, as the chain does
+        return server.kubernetes or KubernetesPlugin(zones=(), fallthrough=()), server.served_zones
 
     def _build(self) -> None:
         # Values that recur across Services and slices (the same ports, the same endpoints behind
@@ -400,6 +401,8 @@ class ClusterDNS:
     def hosts(self) -> list[tuple[str, str]]:
         """Every (name, address) pair with a fixed A/AAAA answer — Service names and endpoint
         names, not pod names (which `pods insecure` answers for any IP). Names without the dot."""
+        if not self.plugin.zones:
+            return []  # no kubernetes block in the Corefile: no cluster names at all
         zone = self.plugin.primary_zone.rstrip(".")
         out = []
         for s in self._services.values():
