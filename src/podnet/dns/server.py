@@ -34,10 +34,11 @@ from podnet.controlplane import Cluster, compute
 from podnet.controlplane.snapshot import cluster_from_objects
 from podnet.controlplane.system import corefile as kubeadm_corefile
 from podnet.dns import wire
-from podnet.dns.engine import Engine, Forwarding, in_zone
+from podnet.dns.engine import Engine, Forwarding
 from podnet.dns.metrics import Metrics
 from podnet.linux.control import send
 from podnet.semantics import corefile as corefile_mod
+from podnet.semantics.corefile import in_zone
 from podnet.semantics.dns import corefile_text, dns_view
 
 try:

@@ -21,9 +21,9 @@ from typing import Iterator
 
 from podnet.errors import PodnetError
 
-__all__ = ["Cache", "Corefile", "CorefileError", "Directive", "Forward", "Health", "Hosts", "KubernetesPlugin",
-           "Reload", "ServerBlock", "ServerConfig", "address_port", "duration", "kubeadm_plugin", "load", "parse",
-           "server_config"]
+__all__ = ["Cache", "ClusterServer", "Corefile", "CorefileError", "Directive", "Forward", "Health", "Hosts",
+           "KubernetesPlugin", "Reload", "ServerBlock", "ServerConfig", "address_port", "cluster_server", "duration",
+           "in_zone", "is_reverse", "kubeadm_plugin", "load", "parse", "server_config"]
 
 
 class CorefileError(PodnetError, ValueError):
@@ -336,6 +336,11 @@ def kubeadm_plugin(domain: str) -> KubernetesPlugin:
 
 
 _REVERSE_SUFFIXES = tuple("." + z for z in REVERSE_ZONES)
+
+
+def in_zone(lname: str, zone: str) -> bool:
+    """Whether a lowercase FQDN is `zone` or below it (CoreDNS's plugin.Zones matching)."""
+    return zone == "." or lname == zone or lname.endswith("." + zone)
 
 
 def is_reverse(lname: str) -> bool:

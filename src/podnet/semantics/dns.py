@@ -61,7 +61,6 @@ from __future__ import annotations
 
 import ipaddress
 import math
-import re
 import zlib
 from collections import defaultdict
 from dataclasses import dataclass, field, replace
@@ -80,7 +79,7 @@ from podnet.api import fields
 from podnet.api.objects import KubeObject
 from podnet.api.positions import LineFinder
 from podnet.controlplane import Cluster
-from podnet.semantics.corefile import REVERSE_ZONES, KubernetesPlugin, cluster_server, is_reverse, kubeadm_plugin
+from podnet.semantics.corefile import KubernetesPlugin, cluster_server, in_zone, is_reverse, kubeadm_plugin
 
 SCHEMA_VERSION = "1.1.0"  # the spec version CoreDNS serves in dns-version.<zone>
 SCHEMA_TTL = 28800
@@ -423,7 +422,7 @@ class ClusterDNS:
         name = qname if qname.endswith(".") else qname + "."
         lname = name.lower()
         qtype = qtype.upper()
-        if self.served_zones is not None and not any(_in(lname, z) for z in self.served_zones):
+        if self.served_zones is not None and not any(in_zone(lname, z) for z in self.served_zones):
             return REFUSED  # no server block on the port serves the name
         zone = self._match_zone(lname)
         if zone is None:
@@ -457,16 +456,13 @@ class ClusterDNS:
         return DnsAnswer("NOERROR", answers=tuple(records), additional=tuple(extra))
 
     def _match_zone(self, lname: str) -> str | None:
-        for zone in self._zones:
-            if zone == "." or lname == zone or lname.endswith("." + zone):
-                return zone
-        return None
+        return next((zone for zone in self._zones if in_zone(lname, zone)), None)
 
     def _falls_through(self, lname: str) -> bool:
         zones = self.plugin.fallthrough
         if zones is None:
             return False
-        return not zones or any(z == "." or lname == z or lname.endswith("." + z) for z in zones)
+        return not zones or any(in_zone(lname, z) for z in zones)
 
     def _next_plugin(self, name: str, qtype: str) -> DnsAnswer:
         """Past the kubernetes plugin: the upstream, if one is configured; else the end of the
@@ -781,10 +777,6 @@ class Lookup:
     final_qname: str | None = None  # the name `final` answers
 
 
-def _in(lname: str, zone: str) -> bool:
-    return zone == "." or lname == zone or lname.endswith("." + zone)
-
-
 def _port_matches(r: _Request, p: _Port) -> bool:
     return (not r.port or r.port == p.name) and (not r.protocol or r.protocol == p.protocol)
 
@@ -809,10 +801,6 @@ def _address_from_reverse(lname: str) -> str:
         return dns.reversename.to_address(dns.name.from_text(lname))
     except Exception:  # partial names, bad labels
         return ""
-
-
-def _fqdn(name: str) -> str:
-    return name if name.endswith(".") else name + "."
 
 
 # ---------------------------------------------------------------------------------------------
