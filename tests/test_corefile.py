@@ -8,11 +8,11 @@ from hypothesis import strategies as st
 
 from podnet.config import ClusterConfig
 from podnet.controlplane.system import corefile
-from podnet.dns.corefile import (
+from podnet.semantics.corefile import (
     Cache, CorefileError, Directive, Forward, Health, Hosts, Reload, address_port, duration, load, parse,
     server_config,
 )
-from podnet.semantics.dns import KubernetesPlugin, parse_corefile
+from podnet.semantics.dns import KubernetesPlugin, kubeadm_plugin
 
 # kubeadm's Corefile template (cmd/kubeadm/app/phases/addons/dns/manifests.go, recent releases) rendered for
 # cluster.local and the node's /etc/resolv.conf (indentation aside).
@@ -73,7 +73,7 @@ def test_kubeadm_corefile_parses_to_its_typed_values():
 
 def test_podnets_own_corefile_matches_kubeadm_without_forward():
     (config,) = load(corefile(ClusterConfig()))
-    assert config.kubernetes == KUBEADM_K8S == parse_corefile(corefile(ClusterConfig()))
+    assert config.kubernetes == KUBEADM_K8S == kubeadm_plugin("cluster.local")
     assert config.forward is None
     assert config.cache == Cache(ttl=30, zones=(".",), success_ttl=30, denial_ttl=30)
     assert (config.health, config.ready, config.prometheus) == (Health(":8080", 5.0), ":8181", ":9153")

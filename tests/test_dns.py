@@ -305,6 +305,18 @@ ANSWERS = [
      f"literal.web.{Z}", "A", "NXDOMAIN", [], []),
     ("externalname_has_no_srv",
      f"billing.web.{Z}", "SRV", "NOERROR", [], []),
+    # port and protocol labels (or an endpoint label) in front of an ExternalName: no such name,
+    # whatever the type (CoreDNS findServices skips ExternalName Services for them)
+    ("externalname_with_port_and_protocol_labels_is_nxdomain",
+     f"_http._tcp.billing.web.{Z}", "A", "NXDOMAIN", [], []),
+    ("externalname_with_port_and_protocol_labels_has_no_cname",
+     f"_http._tcp.billing.web.{Z}", "CNAME", "NXDOMAIN", [], []),
+    ("externalname_with_port_and_protocol_labels_has_no_srv",
+     f"_http._tcp.billing.web.{Z}", "SRV", "NXDOMAIN", [], []),
+    ("externalname_in_the_zone_with_port_labels_is_not_chased",
+     f"_http._tcp.alias.web.{Z}", "A", "NXDOMAIN", [], []),
+    ("externalname_with_an_endpoint_label_is_nxdomain",
+     f"x.billing.web.{Z}", "CNAME", "NXDOMAIN", [], []),
     # --- pod records, pods insecure
     ("pods_insecure_answers_any_dashed_ip_in_an_existing_namespace",
      "1-2-3-4.data.pod.cluster.local.", "A", "NOERROR", ["1-2-3-4.data.pod.cluster.local. 30 IN A 1.2.3.4"], []),
@@ -345,6 +357,13 @@ ANSWERS = [
     ("names_match_case_insensitively_and_the_answer_echoes_the_query",
      "API.Web.SVC.cluster.LOCAL.", "A", "NOERROR", ["API.Web.SVC.cluster.LOCAL. 30 IN A 10.96.10.10"], []),
     ("zone_soa_is_coredns_soa", "cluster.local.", "SOA", "NOERROR", [SOA], []),
+    # SOA only at the apex; below it NODATA with the SOA as authority, existing name or not
+    # (CoreDNS handler.go answers SOA questions below the apex without a look-up)
+    ("soa_of_a_service_is_nodata", f"api.web.{Z}", "SOA", "NOERROR", [], []),
+    ("soa_of_the_svc_subtree_is_nodata", Z, "SOA", "NOERROR", [], []),
+    ("soa_of_a_namespace_is_nodata", f"web.{Z}", "SOA", "NOERROR", [], []),
+    ("soa_of_a_missing_service_is_nodata_not_looked_up", f"nope.web.{Z}", "SOA", "NOERROR", [], []),
+    ("soa_of_a_malformed_name_is_nodata_not_looked_up", "foo.bar.cluster.local.", "SOA", "NOERROR", [], []),
     ("zone_ns_is_the_dns_service_with_its_address_additional",
      "cluster.local.", "NS", "NOERROR", [f"cluster.local. 30 IN NS kube-dns.kube-system.{Z}"],
      [f"kube-dns.kube-system.{Z} 30 IN A 10.96.0.10"]),

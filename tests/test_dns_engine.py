@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from podnet.controlplane.system import corefile
-from podnet.dns import corefile as corefile_mod
+from podnet.semantics import corefile as corefile_mod
 from podnet.dns.engine import Engine, Forwarding
 from podnet.dns.metrics import Metrics
 from podnet.semantics.dns import ClusterDNS
@@ -103,12 +103,42 @@ def expected(cluster, name: str, qtype: str) -> tuple:
     ("10-244-1-5.default.pod.cluster.local.", "A"),  # pods insecure
     ("10.0.96.10.in-addr.arpa.", "PTR"),
     ("example.com.", "A"),  # outside the zone, no forward: SERVFAIL
+    ("cluster.local.", "SOA"),  # the apex: the SOA as the answer
+    ("web.default.svc.cluster.local.", "SOA"),  # below the apex: NODATA, the SOA as authority
+    ("nope.default.svc.cluster.local.", "SOA"),  # ... not looked up
+    ("_http._tcp.ext.default.svc.cluster.local.", "A"),  # ExternalName with port labels: NXDOMAIN
+    ("_http._tcp.ext.default.svc.cluster.local.", "SRV"),
 ])
 def test_server_answers_what_the_resolver_answers_memoised_or_not(cluster, name, qtype):
     engine = engine_for(cluster)
     first, again = ask(engine, name, qtype), ask(engine, name, qtype)
     assert as_sets(first) == expected(cluster, name, qtype)
     assert as_sets(again) == as_sets(first)
+
+
+@pytest.mark.parametrize("rule,name,qtype,rcode,soa_in", [
+    ("soa_at_the_apex_is_the_answer", "cluster.local.", "SOA", "NOERROR", "answer"),
+    ("soa_below_the_apex_is_nodata", "web.default.svc.cluster.local.", "SOA", "NOERROR", "authority"),
+    ("soa_of_a_missing_name_is_nodata", "nope.default.svc.cluster.local.", "SOA", "NOERROR", "authority"),
+    ("externalname_with_port_labels_is_nxdomain", "_http._tcp.ext.default.svc.cluster.local.", "A", "NXDOMAIN",
+     "authority"),
+    ("externalname_with_port_labels_has_no_cname", "_http._tcp.ext.default.svc.cluster.local.", "CNAME",
+     "NXDOMAIN", "authority"),
+])
+def test_memo_and_hot_table_serve_coredns_answers(cluster, rule, name, qtype, rcode, soa_in):
+    """The wire answers, cold, memoised (TCP) and from the hot UDP table: the zone's SOA alone,
+    in the answer section at the apex, in the authority section of a negative answer."""
+    engine = engine_for(cluster)
+    query = dns.message.make_query(name, qtype)
+    cold = engine.respond(query.to_wire())
+    assert query.to_wire()[2:] in engine.hot_udp
+    for out in (cold, engine.respond(query.to_wire()), engine.respond(query.to_wire(), tcp=True)):
+        response = dns.message.from_wire(out)
+        sections = {"answer": response.answer, "authority": response.authority}
+        assert dns.rcode.to_text(response.rcode()) == rcode
+        assert [(r.name.to_text(), dns.rdatatype.to_text(r.rdtype), len(r)) for r in sections.pop(soa_in)] == [
+            ("cluster.local.", "SOA", 1)]
+        assert not any(sections.values())
 
 
 def test_case_is_echoed_from_the_memo(cluster):

@@ -40,7 +40,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from podnet.dns import corefile as corefile_mod
+from podnet.semantics import corefile as corefile_mod
 from podnet.dns.engine import Engine, Forwarding
 from podnet.dns.metrics import Metrics
 from podnet.dns.server import DnsServer, StaticState

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import json
+import os
+import subprocess
 import sys
 
 import dns.exception
@@ -14,7 +16,8 @@ import dns.reversename
 
 from podnet.cli.load import add_source_options, cluster_from_args
 from podnet.errors import UsageError
-from podnet.semantics.dns import ClusterDNS, DnsAnswer, Lookup, resolv_conf
+from podnet.linux.control import pick_cluster, request
+from podnet.semantics.dns import ClusterDNS, DnsAnswer, Lookup, Record, resolv_conf
 
 EXAMPLES = """examples:
   # a Service's ClusterIP, asked by its full name (as `dig` would, no search list)
@@ -121,12 +124,6 @@ def _summary(lookup: Lookup) -> tuple:
 
 def live_lookup(cluster_name: str | None, pod: str, qname: str, qtype: str) -> Lookup:
     """Run podnet.dns.probe inside the pod: its resolv.conf, its libc's walk, the real server."""
-    import os
-    import subprocess
-
-    from podnet.linux.control import pick_cluster, request
-    from podnet.semantics.dns import DnsAnswer, Record
-
     argv = request(pick_cluster(cluster_name), "exec", target=pod, container=None)["argv"]
     src = os.pathsep.join(p for p in sys.path if p)
     result = subprocess.run(argv + [f"PYTHONPATH={src}", sys.executable, "-m", "podnet.dns.probe", qname, qtype],

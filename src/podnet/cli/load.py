@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
-from podnet.api import fields
 from podnet.api.store import load_store
 from podnet.config import ClusterConfig, load_config
 from podnet.controlplane import Cluster, compute
+from podnet.controlplane.snapshot import cluster_from_objects
 from podnet.errors import PodnetError
+from podnet.linux.control import NotRunning, pick_cluster, request
 
 
 class NoCluster(PodnetError):
@@ -36,10 +38,6 @@ def cluster_from_args(files: list[str] | None, config_path: str | None, name: st
 
 def running_cluster(name: str | None) -> Cluster:
     """The state of a running cluster, as its supervisor holds it."""
-    import os
-
-    from podnet.linux.control import NotRunning, pick_cluster, request
-
     if os.geteuid() != 0:
         raise NoCluster("without -f, podnet talks to a running cluster, which needs root; "
                         "pass -f FILE|DIR|- to compute one offline from manifests")
@@ -48,30 +46,6 @@ def running_cluster(name: str | None) -> Cluster:
     except NotRunning as exc:
         raise NoCluster(str(exc)) from None
     return cluster_from_objects(reply["items"], reply["config"])
-
-
-def cluster_from_objects(items: list[dict], config_doc: dict) -> Cluster:
-    from ipaddress import IPv4Address, IPv4Network
-
-    import yaml
-
-    from podnet.api.kinds import BY_KIND
-    from podnet.api.objects import KubeObject
-    from podnet.config import parse_config
-    from podnet.controlplane.nodes import NodeInfo
-
-    config = parse_config(yaml.safe_dump(config_doc), "cluster config")
-    cluster = Cluster(config=config)
-    for body in items:
-        kind = body["kind"]
-        namespace = body["metadata"].get("namespace", "") if BY_KIND[kind].namespaced else ""
-        cluster.objects[(kind, namespace, body["metadata"]["name"])] = KubeObject(kind, namespace, body["metadata"]["name"], body)
-    for index, node in enumerate(cluster.of_kind("Node"), start=1):
-        ip = fields.node_addresses(node)["InternalIP"]
-        role = "control-plane" if "node-role.kubernetes.io/control-plane" in node.labels else "worker"
-        cluster.nodes.append(NodeInfo(node.name, index, IPv4Address(ip), IPv4Network(node.spec["podCIDR"]), role,
-                                      int(node.status["capacity"]["pods"])))
-    return cluster
 
 
 def config_from_args(config_path: str | None) -> ClusterConfig:

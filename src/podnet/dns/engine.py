@@ -32,6 +32,7 @@ import dns.reversename
 from podnet.controlplane import Cluster
 from podnet.dns import wire
 from podnet.dns.metrics import Metrics
+from podnet.semantics.corefile import in_zone
 from podnet.semantics.dns import ClusterDNS, DnsAnswer, Record
 
 log = logging.getLogger("podnet.dns")
@@ -44,10 +45,6 @@ EDNS_PAYLOAD = 1232  # what the server advertises (CoreDNS's default bufsize)
 
 def _fqdn(name: str) -> str:
     return name.lower() if name.endswith(".") else name.lower() + "."
-
-
-def in_zone(lname: str, zone: str) -> bool:
-    return zone == "." or lname == zone or lname.endswith("." + zone)
 
 
 @dataclass(frozen=True)

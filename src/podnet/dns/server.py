@@ -9,8 +9,10 @@ next query is answered from the new state.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import collections
+import gc
 import logging
 import os
 import random
@@ -19,18 +21,30 @@ import socket
 import sys
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import dns.message
 import dns.rcode
 import dns.rdatatype
 
-from podnet.controlplane import Cluster
-from podnet.dns import corefile as corefile_mod
+from podnet.api.store import ObjectStore, load_store
+from podnet.config import ClusterConfig, load_config
+from podnet.controlplane import Cluster, compute
+from podnet.controlplane.snapshot import cluster_from_objects
+from podnet.controlplane.system import corefile as kubeadm_corefile
 from podnet.dns import wire
-from podnet.dns.engine import Engine, Forwarding, in_zone
+from podnet.dns.engine import Engine, Forwarding
 from podnet.dns.metrics import Metrics
-from podnet.semantics.dns import dns_view
+from podnet.linux.control import send
+from podnet.semantics import corefile as corefile_mod
+from podnet.semantics.corefile import in_zone
+from podnet.semantics.dns import corefile_text, dns_view
+
+try:
+    import uvloop  # the event loop matters at 100,000 queries per second
+except ImportError:  # a dependency, but the server runs (slower) on asyncio's own loop without it
+    uvloop = None
 
 log = logging.getLogger("podnet.dns")
 POLL_INTERVAL = 0.25  # seconds between looks at the cluster's generation
@@ -54,9 +68,7 @@ class StaticState:
     def corefile(self) -> str:
         if self.corefile_path:
             return Path(self.corefile_path).read_text()
-        from podnet.controlplane.system import corefile
-
-        return corefile(self.cluster.config) if self.cluster is not None else ".:53 {\n    errors\n}\n"
+        return kubeadm_corefile(self.cluster.config) if self.cluster is not None else ".:53 {\n    errors\n}\n"
 
 
 class ControlSocketState:
@@ -69,14 +81,10 @@ class ControlSocketState:
         self.cluster: Cluster | None = None
 
     def _request(self, op: str) -> dict:
-        from podnet.linux.control import send
-
         return send(self.path, {"op": op}, timeout=10)
 
     def poll(self) -> bool:
         """Fetch the state if it changed since the last look (blocking: run it off the loop)."""
-        from podnet.cli.load import cluster_from_objects
-
         generation = self._request("generation")["generation"]
         if generation == self.generation:
             return False
@@ -86,8 +94,7 @@ class ControlSocketState:
         return True
 
     def corefile(self) -> str:
-        configmap = self.cluster.get("ConfigMap", "kube-system", "coredns") if self.cluster else None
-        return ((configmap.body.get("data") or {}).get("Corefile") if configmap else None) or ""
+        return (corefile_text(self.cluster) if self.cluster else None) or ""
 
 
 # -- the server ---------------------------------------------------------------------------------
@@ -554,8 +561,6 @@ async def _http(server: DnsServer, addr: str, default_port: int, handler):
 
 
 def _with_port(config, port: int):
-    from dataclasses import replace
-
     return replace(config, port=port)
 
 
@@ -619,8 +624,6 @@ async def _tcp_exchange(data: bytes, ip: str, port: int) -> bytes:
 def main(argv: list[str] | None = None) -> int:
     """coredns's flags where they make sense: -conf, -dns.port; plus -f/--config to serve
     manifests standalone. In a podnet cluster PODNET_CONTROL_SOCKET names the supervisor."""
-    import argparse
-
     parser = argparse.ArgumentParser(prog="podnet-dns", description=main.__doc__)
     parser.add_argument("-conf", dest="conf", help="Corefile to load (standalone; in a cluster, the ConfigMap's)")
     parser.add_argument("-dns.port", dest="port", type=int, help="override the port of every server block")
@@ -634,10 +637,9 @@ def main(argv: list[str] | None = None) -> int:
         state = ControlSocketState(control)
         state.poll()
     else:
-        from podnet.cli.load import cluster_from_args
-
         # no name for the full cluster here: only the state's DNS view of it stays in memory
-        state = StaticState(cluster_from_args(args.files, args.config) if args.files else _default_cluster(), args.conf)
+        state = StaticState(_cluster_from_files(args.files, args.config) if args.files else _default_cluster(),
+                            args.conf)
     server = DnsServer(state, args.port, args.host)
     try:
         server.configure(state.corefile())
@@ -645,14 +647,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"[FATAL] {exc}", file=sys.stderr)
         return 1
     server.ready = state.cluster is not None
-    try:
-        import uvloop  # the event loop matters at 100,000 queries per second
-
+    if uvloop is not None:
         uvloop.install()
-    except ImportError:
-        pass
-    import gc
-
     gc.collect()
     gc.freeze()  # the cluster's objects are long-lived: the collector need not rescan them
 
@@ -669,11 +665,15 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _default_cluster() -> Cluster:
-    from podnet.api.store import ObjectStore
-    from podnet.config import ClusterConfig
-    from podnet.controlplane import compute
-
     return compute(ObjectStore(), ClusterConfig())
+
+
+def _cluster_from_files(files: list[str], config_path: str | None) -> Cluster:
+    """-f: the manifests computed once, as `podnet get -f` computes them; warnings on stderr."""
+    cluster = compute(load_store(files), load_config(config_path))
+    for warning in cluster.warnings:
+        print(warning, file=sys.stderr)
+    return cluster
 
 
 if __name__ == "__main__":

@@ -8,7 +8,9 @@ Three parts, each as the real component does it:
   (github.com/kubernetes/dns docs/specification.md) and, where the spec is silent, CoreDNS's own
   code (plugin/kubernetes kubernetes.go, parse.go, reverse.go, ns.go, handler.go and
   plugin/backend_lookup.go). Built once per Cluster; each answer is a few dict look-ups, so a
-  DNS server can call it per query.
+  DNS server can call it per query. The plugin's options are read from the cluster's own
+  Corefile (the kube-system/coredns ConfigMap) by semantics/corefile.py, the parser the DNS
+  server runs too, so a prediction and the server agree on zones, ttl and what is invalid.
 - `resolv_conf(pod, cluster)`: the /etc/resolv.conf kubelet hands the runtime for the pod's
   dnsPolicy and dnsConfig (pkg/kubelet/network/dns/dns.go), rendered as containerd writes it.
 - `ClusterDNS.lookup(name, qtype, resolv)`: glibc's stub resolver walking the search list
@@ -39,6 +41,12 @@ Decisions where the spec leaves room (CoreDNS 1.12, kubeadm's image, is the refe
 - SOA: `<zone>. 30 IN SOA ns.dns.<zone>. hostmaster.<zone>. <serial> 7200 1800 86400 30`
   (CoreDNS: TTL min(ttl, 300), minimum = ttl). CoreDNS's serial is the time of the last change it
   saw; here it is a CRC-32 of the cluster's DNS data, so the same cluster has the same serial.
+  Only the zone apex answers an SOA question; any name below it gets NODATA with the SOA in the
+  authority section, without a look-up, so a name that does not exist too (handler.go since
+  CoreDNS 1.8.4, PR #4592).
+- ExternalName: `_port._proto.<svc>` and `<endpoint>.<svc>` in front of an ExternalName Service
+  are NXDOMAIN for every type (kubernetes.go findServices skips the Service when a port,
+  protocol or endpoint is asked for).
 - Names echo the query's case (CoreDNS answers with the question name and the zone as asked).
 - Answers keep the order of the EndpointSlices; kubeadm's `loadbalance` plugin shuffles A
   records per response, so compare multi-record answers as sets.
@@ -53,7 +61,6 @@ from __future__ import annotations
 
 import ipaddress
 import math
-import re
 import zlib
 from collections import defaultdict
 from dataclasses import dataclass, field, replace
@@ -72,6 +79,7 @@ from podnet.api import fields
 from podnet.api.objects import KubeObject
 from podnet.api.positions import LineFinder
 from podnet.controlplane import Cluster
+from podnet.semantics.corefile import KubernetesPlugin, cluster_server, in_zone, is_reverse, kubeadm_plugin
 
 SCHEMA_VERSION = "1.1.0"  # the spec version CoreDNS serves in dns-version.<zone>
 SCHEMA_TTL = 28800
@@ -82,7 +90,6 @@ MAX_SEARCH_CHARS = 2048
 MAX_SEARCH_DOMAIN = 253
 GLIBC_MAX_NDOTS = 15  # RES_MAXNDOTS
 CNAME_CHAIN_LIMIT = 7  # CoreDNS stops chasing in-zone CNAMEs after 8
-REVERSE_ZONES = ("in-addr.arpa.", "ip6.arpa.")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -158,57 +165,22 @@ def _rdata(rdtype, text: str) -> dns.rdata.Rdata:
 
 
 SERVFAIL = DnsAnswer("SERVFAIL", authoritative=False)
+REFUSED = DnsAnswer("REFUSED", authoritative=False)
 
 
 # ---------------------------------------------------------------------------------------------
 # The Corefile's kubernetes block
 
 
-@dataclass(frozen=True)
-class KubernetesPlugin:
-    """The options of CoreDNS's kubernetes plugin that change answers; defaults are kubeadm's."""
-
-    zones: tuple[str, ...] = ("cluster.local.", "in-addr.arpa.", "ip6.arpa.")
-    pods: str = "insecure"  # disabled | insecure | verified
-    ttl: int = 30
-    fallthrough: tuple[str, ...] | None = REVERSE_ZONES  # None: never; (): every zone
-    endpoint_pod_names: bool = False
-
-    @property
-    def primary_zone(self) -> str:
-        """The first zone that is not a reverse zone: where PTR targets live."""
-        return next((z for z in self.zones if not _is_reverse(z)), self.zones[0])
+COREFILE_CONFIGMAP = ("kube-system", "coredns")  # kubeadm's; the DNS pods mount its Corefile key
+COREFILE_SOURCE = "configmap kube-system/coredns: Corefile"
 
 
-def kubeadm_plugin(domain: str) -> KubernetesPlugin:
-    return KubernetesPlugin(zones=(_fqdn(domain.lower()), "in-addr.arpa.", "ip6.arpa."))
-
-
-def parse_corefile(text: str, default_domain: str = "cluster.local") -> KubernetesPlugin:
-    """The kubernetes block of a Corefile (the first one); kubeadm's defaults for what is absent.
-
-    Only the options that change answers are read: zones, pods, ttl, fallthrough,
-    endpoint_pod_names. Anything else in the file is ignored.
-    """
-    text = re.sub(r"#[^\n]*", "", text)
-    match = re.search(r"(?m)^\s*kubernetes\b([^{\n]*)(\{([^}]*)\})?", text)
-    if not match:
-        return kubeadm_plugin(default_domain)
-    zones = tuple(_fqdn(z.lower()) for z in match.group(1).split()) or ("cluster.local.", "in-addr.arpa.", "ip6.arpa.")
-    options = dict(pods="disabled", ttl=5, fallthrough=None, endpoint_pod_names=False)  # the plugin's own defaults
-    for line in (match.group(3) or "").splitlines():
-        words = line.split()
-        if not words:
-            continue
-        if words[0] == "pods" and len(words) > 1 and words[1] in ("disabled", "insecure", "verified"):
-            options["pods"] = words[1]
-        elif words[0] == "ttl" and len(words) > 1 and words[1].isdigit():
-            options["ttl"] = min(int(words[1]), 3600)
-        elif words[0] == "fallthrough":
-            options["fallthrough"] = tuple(_fqdn(z.lower()) for z in words[1:])
-        elif words[0] == "endpoint_pod_names":
-            options["endpoint_pod_names"] = True
-    return KubernetesPlugin(zones=zones, **options)
+def corefile_text(cluster: Cluster) -> str | None:
+    """The Corefile the cluster's DNS pods run: the `Corefile` key of the kube-system/coredns
+    ConfigMap (their /etc/coredns/Corefile volume); None without one."""
+    configmap = cluster.get("ConfigMap", *COREFILE_CONFIGMAP)
+    return ((configmap.body.get("data") or {}).get("Corefile") if configmap else None) or None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -303,8 +275,15 @@ class ClusterDNS:
 
     def __init__(self, cluster: Cluster, *, plugin: KubernetesPlugin | None = None,
                  upstream: Callable[[str, str], DnsAnswer] | None = None, serial: int | None = None):
+        """`plugin`: the kubernetes block to answer with (a DNS server passes its block's, and
+        picks the block itself); without it, the cluster's own Corefile decides, as its DNS
+        pods read it, and a name outside every zone of their port is REFUSED. An invalid
+        Corefile raises CorefileError: the server would not start."""
         self.cluster = cluster
-        self.plugin = plugin or self._plugin_of(cluster)
+        self.served_zones: tuple[str, ...] | None = None  # None: the caller picked the block
+        if plugin is None:
+            plugin, self.served_zones = self._plugin_of(cluster)
+        self.plugin = plugin
         self.ttl = self.plugin.ttl
         self.upstream = upstream
         self._zones = sorted(self.plugin.zones, key=len, reverse=True)  # longest match first
@@ -320,11 +299,13 @@ class ClusterDNS:
     # -- building -------------------------------------------------------------------------------
 
     @staticmethod
-    def _plugin_of(cluster: Cluster) -> KubernetesPlugin:
-        domain = cluster.config.networking.dns_domain
-        configmap = cluster.get("ConfigMap", "kube-system", "coredns")
-        corefile = ((configmap.body.get("data") or {}).get("Corefile") if configmap else None)
-        return parse_corefile(corefile, domain) if corefile else kubeadm_plugin(domain)
+    def _plugin_of(cluster: Cluster) -> tuple[KubernetesPlugin, tuple[str, ...] | None]:
+        text = corefile_text(cluster)
+        server = cluster_server(text, COREFILE_SOURCE) if text else None
+        if server is None:  # no Corefile: kubeadm's
+            return kubeadm_plugin(cluster.config.networking.dns_domain), None
+        # no kubernetes block: a plugin without zones passes every name on, as the chain does
+        return server.kubernetes or KubernetesPlugin(zones=(), fallthrough=()), server.served_zones
 
     def _build(self) -> None:
         # Values that recur across Services and slices (the same ports, the same endpoints behind
@@ -419,6 +400,8 @@ class ClusterDNS:
     def hosts(self) -> list[tuple[str, str]]:
         """Every (name, address) pair with a fixed A/AAAA answer — Service names and endpoint
         names, not pod names (which `pods insecure` answers for any IP). Names without the dot."""
+        if not self.plugin.zones:
+            return []  # no kubernetes block in the Corefile: no cluster names at all
         zone = self.plugin.primary_zone.rstrip(".")
         out = []
         for s in self._services.values():
@@ -439,6 +422,8 @@ class ClusterDNS:
         name = qname if qname.endswith(".") else qname + "."
         lname = name.lower()
         qtype = qtype.upper()
+        if self.served_zones is not None and not any(in_zone(lname, z) for z in self.served_zones):
+            return REFUSED  # no server block on the port serves the name
         zone = self._match_zone(lname)
         if zone is None:
             return self._next_plugin(name, qtype)
@@ -456,8 +441,8 @@ class ClusterDNS:
                 records = self._ptr(q)
             elif qtype == "SRV":
                 records, extra = self._srv(q)
-            elif qtype == "SOA":
-                records = [self._soa(q)]
+            elif qtype == "SOA":  # handler.go: only the apex has one; elsewhere NODATA, looked up or not
+                records = [self._soa(q)] if lname == zone else []
             elif qtype == "NS" and lname == zone:
                 records, extra = self._ns_records(q)
             else:  # MX (no mail records here), NS below the apex, and every other type
@@ -471,16 +456,13 @@ class ClusterDNS:
         return DnsAnswer("NOERROR", answers=tuple(records), additional=tuple(extra))
 
     def _match_zone(self, lname: str) -> str | None:
-        for zone in self._zones:
-            if zone == "." or lname == zone or lname.endswith("." + zone):
-                return zone
-        return None
+        return next((zone for zone in self._zones if in_zone(lname, zone)), None)
 
     def _falls_through(self, lname: str) -> bool:
         zones = self.plugin.fallthrough
         if zones is None:
             return False
-        return not zones or any(z == "." or lname == z or lname.endswith("." + z) for z in zones)
+        return not zones or any(in_zone(lname, z) for z in zones)
 
     def _next_plugin(self, name: str, qtype: str) -> DnsAnswer:
         """Past the kubernetes plugin: the upstream, if one is configured; else the end of the
@@ -518,7 +500,7 @@ class ClusterDNS:
         r = self._parse(lname, q.zone)
         if not r.pod_or_svc:
             return []  # the apex, svc.<zone>, pod.<zone>: NODATA
-        if _is_reverse(lname):
+        if is_reverse(lname):
             raise _NameError
         if r.namespace not in self._namespaces:
             raise _NameError
@@ -592,8 +574,8 @@ class ClusterDNS:
         if svc is None:
             raise _NameError
         base = f"{svc.name}.{svc.namespace}.svc.{q.zone_text}"
-        if svc.kind == "ExternalName":
-            if r.endpoint or not svc.external_name or _is_ip(svc.external_name):
+        if svc.kind == "ExternalName":  # no endpoints, and no port or protocol labels either
+            if r.endpoint or r.port or r.protocol or not svc.external_name or _is_ip(svc.external_name):
                 raise _NameError
             return [_Item(svc.external_name, 0, base, "CNAME", self.ttl)]
         items = []
@@ -811,13 +793,6 @@ def _is_ip(text: str) -> bool:
         return False
 
 
-_REVERSE_SUFFIXES = tuple("." + z for z in REVERSE_ZONES)
-
-
-def _is_reverse(lname: str) -> bool:
-    return lname in REVERSE_ZONES or lname.endswith(_REVERSE_SUFFIXES)
-
-
 def _address_from_reverse(lname: str) -> str:
     """dnsutil.ExtractAddressFromReverse: the address of a full reverse name, else ""."""
     if not (lname.endswith(".in-addr.arpa.") or lname.endswith(".ip6.arpa.")):
@@ -826,10 +801,6 @@ def _address_from_reverse(lname: str) -> str:
         return dns.reversename.to_address(dns.name.from_text(lname))
     except Exception:  # partial names, bad labels
         return ""
-
-
-def _fqdn(name: str) -> str:
-    return name if name.endswith(".") else name + "."
 
 
 # ---------------------------------------------------------------------------------------------

@@ -7,6 +7,9 @@ optional `{` on that same line opening a block of sub-directives, one per line. 
 turns one block into a frozen `ServerConfig`, checking what each plugin's setup.go checks.
 Every problem is one `CorefileError` naming the line. Left out: `import`, snippets, `{$ENV}`,
 brace-less single server blocks, transports other than dns://, and CIDR reverse-zone keys.
+
+Pure (text in, frozen values out): the DNS server (podnet.dns) runs what it reads, and the
+simulator (semantics/dns.ClusterDNS) predicts its answers from the same values.
 """
 
 from __future__ import annotations
@@ -16,13 +19,16 @@ import re
 from dataclasses import dataclass
 from typing import Iterator
 
-from podnet.semantics.dns import KubernetesPlugin
+from podnet.errors import PodnetError
 
-__all__ = ["Cache", "Corefile", "CorefileError", "Directive", "Forward", "Health", "Hosts", "Reload", "ServerBlock",
-           "ServerConfig", "address_port", "duration", "load", "parse", "server_config"]
+__all__ = ["Cache", "ClusterServer", "Corefile", "CorefileError", "Directive", "Forward", "Health", "Hosts",
+           "KubernetesPlugin", "Reload", "ServerBlock", "ServerConfig", "address_port", "cluster_server", "duration",
+           "in_zone", "is_reverse", "kubeadm_plugin", "load", "parse", "server_config"]
 
 
-class CorefileError(ValueError):
+class CorefileError(PodnetError, ValueError):
+    """A Corefile CoreDNS would refuse to start with: the server exits, the simulator reports it."""
+
     def __init__(self, source: str, line: int, what: str):
         super().__init__(f"{source}:{line}: {what}")
         self.source, self.line, self.what = source, line, what
@@ -58,6 +64,7 @@ PLUGINS = frozenset({"errors", "health", "ready", "kubernetes", "prometheus", "f
                      "reload", "hosts", "log", "loadbalance", "bind", "cancel", "bufsize", "debug", "whoami",
                      "any", "minimal"})
 DNS_PORT = 53
+REVERSE_ZONES = ("in-addr.arpa.", "ip6.arpa.")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -305,6 +312,40 @@ class Cache:
     success_disabled: tuple[str, ...] = ()  # zones not cached (kubeadm: the cluster domain)
     denial_disabled: tuple[str, ...] = ()
     keepttl: bool = False
+
+
+@dataclass(frozen=True)
+class KubernetesPlugin:
+    """The options of CoreDNS's kubernetes plugin that change answers; defaults are kubeadm's."""
+
+    zones: tuple[str, ...] = ("cluster.local.", "in-addr.arpa.", "ip6.arpa.")
+    pods: str = "insecure"  # disabled | insecure | verified
+    ttl: int = 30
+    fallthrough: tuple[str, ...] | None = REVERSE_ZONES  # None: never; (): every zone
+    endpoint_pod_names: bool = False
+
+    @property
+    def primary_zone(self) -> str:
+        """The first zone that is not a reverse zone: where PTR targets live ("." without zones)."""
+        return next((z for z in self.zones if not is_reverse(z)), self.zones[0] if self.zones else ".")
+
+
+def kubeadm_plugin(domain: str) -> KubernetesPlugin:
+    domain = domain.lower()
+    return KubernetesPlugin(zones=(domain if domain.endswith(".") else domain + ".", *REVERSE_ZONES))
+
+
+_REVERSE_SUFFIXES = tuple("." + z for z in REVERSE_ZONES)
+
+
+def in_zone(lname: str, zone: str) -> bool:
+    """Whether a lowercase FQDN is `zone` or below it (CoreDNS's plugin.Zones matching)."""
+    return zone == "." or lname == zone or lname.endswith("." + zone)
+
+
+def is_reverse(lname: str) -> bool:
+    """Whether a lowercase FQDN is a reverse zone or below one."""
+    return lname in REVERSE_ZONES or lname.endswith(_REVERSE_SUFFIXES)
 
 
 @dataclass(frozen=True)
@@ -614,3 +655,27 @@ def server_config(block: ServerBlock) -> ServerConfig:
 
 def load(text: str, source: str = "Corefile") -> list[ServerConfig]:
     return [server_config(block) for block in parse(text, source).servers]
+
+
+@dataclass(frozen=True)
+class ClusterServer:
+    """What the cluster's DNS server runs, as far as the kubernetes plugin's answers go: the
+    plugin of the first server block that has one (None: no block has), its port (else 53, or
+    the first block's), and every zone that port serves (a query outside them matches no server
+    block: REFUSED)."""
+
+    kubernetes: KubernetesPlugin | None
+    port: int
+    served_zones: tuple[str, ...]
+
+
+def cluster_server(text: str, source: str = "Corefile") -> ClusterServer | None:
+    """The kubernetes plugin of `text` and the zones served on its port; None without any
+    server block. Raises CorefileError where the server would refuse to start."""
+    configs = load(text, source)
+    if not configs:
+        return None
+    first = next((c for c in configs if c.kubernetes is not None), None)
+    port = first.port if first else DNS_PORT if any(c.port == DNS_PORT for c in configs) else configs[0].port
+    served = tuple(z for c in configs if c.port == port for z in c.zones)
+    return ClusterServer(first.kubernetes if first else None, port, served)
