@@ -32,7 +32,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from podnet.linux.netns import socket_in_netns  # noqa: E402
+from podnet.host.netns import socket_in_netns  # noqa: E402
 from podnet.proxy import nftables, nftnl  # noqa: E402
 from podnet.proxy.model import Endpoint, ServicePort  # noqa: E402
 from podnet.proxy.node import IptablesProxier, NftablesProxier, cleanup_leftovers  # noqa: E402

@@ -26,8 +26,8 @@ minikube ~51 s. Every cluster is named b<random hex> and removed in a finally.
 from __future__ import annotations
 
 import argparse
-import cProfile
 import collections
+import cProfile
 import io
 import json
 import os
@@ -309,8 +309,8 @@ def load() -> str:
 
 def supervisor_idle_cpu(name: str, seconds: float = 3.0) -> float | None:
     """The supervisor's CPU use (fraction of one CPU) while the cluster just runs (its reap loop)."""
-    from podnet.linux.control import send
-    from podnet.linux.layout import ClusterLayout
+    from podnet.host.control import send
+    from podnet.host.layout import ClusterLayout
 
     try:
         pid = send(ClusterLayout(name).socket_path, {"op": "ping"}, timeout=5)["pid"]
@@ -404,15 +404,16 @@ def instrument(clock, supervisor_mod, dataplane, teardown_mod, cni_bridge, runti
 
 def profile(nodes: int, replicas: int, top: int, use_cprofile: bool) -> dict:
     """One cluster started in-process: wall-clock step timers, or (use_cprofile) cProfile alone."""
+    import yaml
+
     import podnet.cni.bridge as cni_bridge
     import podnet.linux.dataplane as dataplane
     import podnet.linux.runtime as runtime
     import podnet.linux.supervisor as supervisor_mod
     import podnet.linux.teardown as teardown_mod
-    import yaml
     from podnet.api.store import load_store
     from podnet.config import parse_config
-    from podnet.linux.layout import ClusterLayout
+    from podnet.host.layout import ClusterLayout
 
     clock = Clock()
     name = new_name()
@@ -524,7 +525,7 @@ def profile_down(nodes: int, replicas: int) -> dict:
     import datetime
     import shutil
 
-    import podnet.linux.control as control
+    import podnet.host.control as control
     import podnet.linux.teardown as teardown_mod
     from podnet.cli import lifecycle
 

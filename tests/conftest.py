@@ -16,7 +16,7 @@ from podnet.api.loader import LoadedFiles, _parse_text
 from podnet.api.store import admit
 from podnet.config import ClusterConfig, parse_config
 from podnet.controlplane import Cluster, compute
-from podnet.linux.netns import create_netns, delete_netns
+from podnet.host.netns import create_netns, delete_netns
 
 
 def load_yaml(text: str, name: str = "test.yaml"):

@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from podnet.linux.layout import ClusterLayout
+from podnet.host.layout import ClusterLayout
 from tests.livecluster import leftovers, podnet
 
 pytestmark = pytest.mark.root  # tests/conftest.py skips it without root and namespaces

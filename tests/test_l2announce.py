@@ -1,11 +1,10 @@
 """MetalLB-style L2 announcement: who answers ARP for a LoadBalancer IP, and how the announcer
 moves addresses between nodes (on a recording fake; the root tests do it for real)."""
 
-from tests.conftest import cluster_of
-
+from podnet.host.layout import ClusterLayout
 from podnet.linux.l2announce import L2Announcer
-from podnet.linux.layout import ClusterLayout
 from podnet.semantics.loadbalancer import announcements
+from tests.conftest import cluster_of
 
 PODS = """
 apiVersion: v1

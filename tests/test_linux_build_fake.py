@@ -6,11 +6,21 @@ from dataclasses import replace
 
 import pytest
 
+from podnet.host.layout import ClusterLayout
 from podnet.linux import diff as diffing
 from podnet.linux.build import BuildError, ClusterExists, build
-from podnet.linux.layout import ClusterLayout
-from podnet.linux.netlink import (Address, Change, FakeNetlink, KernelError, Link, Neighbour, NetnsState, Route,
-                                  Sysctl, VethPeer)
+from podnet.linux.netlink import (
+    Address,
+    Change,
+    FakeNetlink,
+    KernelError,
+    Link,
+    Neighbour,
+    NetnsState,
+    Route,
+    Sysctl,
+    VethPeer,
+)
 from podnet.linux.plan import plan_network
 from podnet.linux.teardown import cluster_namespaces, sweep_all, teardown
 from tests.conftest import cluster_of

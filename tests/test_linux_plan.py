@@ -7,7 +7,7 @@ from ipaddress import IPv4Network
 
 import pytest
 
-from podnet.linux.layout import ClusterLayout
+from podnet.host.layout import ClusterLayout
 from podnet.linux.plan import PlanError, link_mac, plan_network
 from podnet.naming import IFNAMSIZ
 from podnet.semantics.routing import Addressing

@@ -24,10 +24,10 @@ from ipaddress import IPv4Network
 
 import pytest
 
+from podnet.host.layout import STATE_ROOT, ClusterLayout
+from podnet.host.netns import list_netns, socket_in_netns
 from podnet.linux.build import ClusterExists, build
-from podnet.linux.layout import STATE_ROOT, ClusterLayout
 from podnet.linux.netlink import Address, Change, KernelError, Link, Pyroute2Netlink, Route, VethPeer
-from podnet.linux.netns import list_netns, socket_in_netns
 from podnet.linux.plan import NetworkPlan, plan_network
 from podnet.linux.teardown import status, teardown
 from tests.conftest import cluster_of

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from podnet.linux.layout import ClusterLayout
+from podnet.host.layout import ClusterLayout
 from podnet.linux.runtime import ETC_NETNS, Runtime
 
 pytestmark = pytest.mark.root  # tests/conftest.py skips it without root and namespaces
@@ -35,7 +35,7 @@ def netns(tmp_path, monkeypatch):
     name = f"podnet-t{secrets.token_hex(3)}.pod-team-probe"
     subprocess.run(["ip", "netns", "add", name], check=True)
     subprocess.run(["ip", "-n", name, "link", "set", "lo", "up"], check=True)
-    monkeypatch.setattr("podnet.linux.layout.STATE_ROOT", tmp_path)
+    monkeypatch.setattr("podnet.host.layout.STATE_ROOT", tmp_path)
     try:
         yield name
     finally:

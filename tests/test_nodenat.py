@@ -9,8 +9,8 @@ from ipaddress import IPv4Address, IPv4Network
 
 import pytest
 
+from podnet.host.layout import ClusterLayout
 from podnet.linux.dataplane import DataPlane, node_nat_ruleset
-from podnet.linux.layout import ClusterLayout
 from podnet.linux.plan import plan_network
 from podnet.semantics.nodenat import HostPort, IpMasq, host_port_for, host_ports
 from podnet.sim.trace import Tracer

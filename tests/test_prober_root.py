@@ -20,7 +20,7 @@ from types import SimpleNamespace
 import pytest
 
 from podnet.api.objects import KubeObject
-from podnet.linux.netns import list_netns
+from podnet.host.netns import list_netns
 from podnet.linux.prober import ProbeManager, http_get, run_exec, tcp_socket
 from podnet.probes import HTTPGet
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 import pytest
 
 from podnet.api.objects import KubeObject
-from podnet.linux.layout import ClusterLayout
+from podnet.host.layout import ClusterLayout
 from podnet.linux.prober import ProbeManager
 from podnet.probes import (
     ContainerProbes,

@@ -12,8 +12,8 @@ import pytest
 import yaml
 
 from podnet.errors import PodnetError
-from podnet.linux.control import NotRunning, send
-from podnet.linux.layout import ClusterLayout
+from podnet.host.control import NotRunning, send
+from podnet.host.layout import ClusterLayout
 from podnet.linux.supervisor.core import Supervisor
 from podnet.linux.supervisor.loop import run, step
 from podnet.linux.supervisor.server import handle, serving

@@ -9,7 +9,7 @@ import stat
 import pytest
 import yaml
 
-from podnet.linux.layout import ClusterLayout
+from podnet.host.layout import ClusterLayout
 from podnet.linux.supervisor import state as state_module
 from podnet.linux.supervisor.state import ClusterState, atomic_write, documents_text
 

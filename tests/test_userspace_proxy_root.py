@@ -18,7 +18,7 @@ import time
 
 import pytest
 
-from podnet.linux.netns import socket_in_netns
+from podnet.host.netns import socket_in_netns
 from podnet.proxy.model import Endpoint, ServicePort
 from podnet.proxy.userspace import UserspaceProxier
 

@@ -12,6 +12,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from podnet.agnhost.ports import listens
 from podnet.api import fields
 
 AGNHOST = "agnhost"
@@ -38,7 +39,6 @@ def _agnhost(words: list[str], env: dict[str, str]) -> Behaviour:
         return Behaviour("agnhost", frozenset())  # prints its help and exits
     # The container runs podnet.agnhost; ask its own command-line parser what that argv serves,
     # so the simulator and the running pod cannot disagree (flag syntax, defaults, env ports).
-    from podnet.agnhost.ports import listens
 
     sub, ports = listens(words, env)
     return Behaviour(f"agnhost {sub or words[0]}", ports)

@@ -16,7 +16,7 @@ import dns.reversename
 
 from podnet.cli.load import add_source_options, cluster_from_args
 from podnet.errors import UsageError
-from podnet.linux.control import pick_cluster, request
+from podnet.host.control import pick_cluster, request
 from podnet.semantics.dns import ClusterDNS, DnsAnswer, Lookup, Record, resolv_conf
 
 EXAMPLES = """examples:

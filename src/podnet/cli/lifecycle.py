@@ -12,7 +12,14 @@ from pathlib import Path
 
 import yaml
 
+from podnet.api.loader import LoadedFiles
+from podnet.api.store import admit, load_store
+from podnet.config import load_config, parse_config
+from podnet.controlplane import compute
 from podnet.errors import PodnetError, UsageError
+from podnet.host.control import pick_cluster, request, running_clusters, send
+from podnet.host.layout import NETNS_DIR, STATE_ROOT, ClusterLayout, valid_cluster_name
+from podnet.linux import teardown
 from podnet.linux.supervisor.state import ClusterState, documents_text
 
 UP_TIMEOUT = 180.0
@@ -44,12 +51,6 @@ def add_up(sub) -> None:
 
 
 def run_up(args) -> int:
-    from podnet.api.store import load_store
-    from podnet.config import load_config, parse_config
-    from podnet.controlplane import compute
-    from podnet.linux.control import running_clusters, send
-    from podnet.linux.layout import ClusterLayout, valid_cluster_name
-
     require_root("podnet up")
     config = load_config(args.config)
     name = args.name or config.name
@@ -111,8 +112,6 @@ def run_up(args) -> int:
 
 
 def _status_or_empty(layout) -> dict:
-    from podnet.linux.control import send
-
     try:
         return send(layout.socket_path, {"op": "status"}, timeout=5)
     except (PodnetError, OSError, ValueError):
@@ -120,15 +119,10 @@ def _status_or_empty(layout) -> dict:
 
 
 def load_store_empty():
-    from podnet.api.loader import LoadedFiles
-    from podnet.api.store import admit
-
     return admit(LoadedFiles())
 
 
 def _leftovers(layout) -> bool:
-    from podnet.linux.layout import NETNS_DIR
-
     return (layout.state_dir.exists() or bool(layout.etc_dirs())
             or (NETNS_DIR.is_dir() and any(layout.owns_netns(p.name) for p in NETNS_DIR.iterdir())))
 
@@ -150,9 +144,6 @@ def add_down(sub) -> None:
 
 
 def run_down(args) -> int:
-    from podnet.linux.control import pick_cluster
-    from podnet.linux.layout import NETNS_DIR, STATE_ROOT, ClusterLayout
-
     require_root("podnet down")
     if args.all:
         names = set()
@@ -161,7 +152,6 @@ def run_down(args) -> int:
         for directory in (NETNS_DIR, Path("/etc/netns")):
             if directory.is_dir():
                 names |= {c for p in directory.iterdir() if (c := ClusterLayout.cluster_of_netns(p.name))}
-        from podnet.linux import teardown
 
         for name in sorted(names):
             _down(name)
@@ -179,9 +169,6 @@ def run_down(args) -> int:
 
 def _down(name: str) -> None:
     """Ask the supervisor to stop; whatever it did not remove (it may be dead), remove by name."""
-    from podnet.linux import teardown
-    from podnet.linux.control import send
-    from podnet.linux.layout import ClusterLayout
     layout = ClusterLayout(name)
     try:
         pid = send(layout.socket_path, {"op": "ping"}, timeout=5).get("pid")
@@ -227,8 +214,6 @@ def _target(target: str, namespace: str | None) -> str:
 
 
 def run_exec(args) -> int:
-    from podnet.linux.control import pick_cluster, request
-
     require_root("podnet exec")
     command = list(args.cmd)
     if not command:
@@ -255,8 +240,6 @@ def add_logs(sub) -> None:
 
 
 def run_logs(args) -> int:
-    from podnet.linux.control import pick_cluster, request
-
     require_root("podnet logs")
     layout = pick_cluster(args.name)
     sys.stdout.write(request(layout, "logs", target=_target(args.target, args.namespace), container=args.container)["text"])
@@ -279,9 +262,6 @@ def add_change(sub, verb: str) -> None:
 
 
 def run_change(args, delete: bool) -> int:
-    from podnet.api.store import load_store
-    from podnet.linux.control import pick_cluster, request
-
     require_root(f"podnet {'delete' if delete else 'apply'}")
     store = load_store(args.filename)  # every problem reported here, before the cluster is touched
     for warning in store.warnings:

@@ -10,7 +10,7 @@ from podnet.config import ClusterConfig, load_config
 from podnet.controlplane import Cluster, compute
 from podnet.controlplane.snapshot import cluster_from_objects
 from podnet.errors import PodnetError
-from podnet.linux.control import NotRunning, pick_cluster, request
+from podnet.host.control import NotRunning, pick_cluster, request
 
 
 class NoCluster(PodnetError):

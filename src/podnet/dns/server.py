@@ -36,7 +36,7 @@ from podnet.controlplane.system import corefile as kubeadm_corefile
 from podnet.dns import wire
 from podnet.dns.engine import Engine, Forwarding
 from podnet.dns.metrics import Metrics
-from podnet.linux.control import send
+from podnet.host.control import send
 from podnet.semantics import corefile as corefile_mod
 from podnet.semantics.corefile import in_zone
 from podnet.semantics.dns import corefile_text, dns_view

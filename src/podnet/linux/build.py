@@ -24,8 +24,8 @@ from ipaddress import IPv4Network
 from pathlib import Path
 from typing import Protocol
 
+from podnet.host.layout import NETNS_DIR, STATE_ROOT, ClusterLayout
 from podnet.linux import diff as _diff
-from podnet.linux.layout import NETNS_DIR, STATE_ROOT, ClusterLayout
 from podnet.linux.netlink import Change, FdbEntry, Item, Link, Neighbour, Netlink, NetnsState, Pyroute2Netlink, Route
 from podnet.linux.plan import NetworkPlan, NodePlan, PodAttachment
 from podnet.linux.teardown import RECORD, cluster_namespaces, record_namespace, remove_namespaces

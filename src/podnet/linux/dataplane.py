@@ -13,9 +13,13 @@ from dataclasses import dataclass
 
 from podnet.api import fields
 from podnet.api.objects import KubeObject
+from podnet.cni import bridge, config
 from podnet.controlplane import Cluster
-from podnet.linux.layout import CNI_NETWORK, ClusterLayout
-from podnet.linux.netns import NETNS_DIR, create_netns, delete_netns
+from podnet.host.layout import CNI_NETWORK, ClusterLayout
+from podnet.host.netns import NETNS_DIR, create_netns, delete_netns
+from podnet.linux.build import build
+from podnet.linux.plan import plan_network
+from podnet.linux.teardown import record_namespace, teardown
 from podnet.semantics.nodenat import HostPort, IpMasq, host_ports
 from podnet.semantics.topology import BRIDGE, POD_IFNAME
 
@@ -42,9 +46,6 @@ class DataPlane:
         self.host_ports: dict[str, tuple[str, list[HostPort]]] = {}  # pod → (node, its mappings)
 
     def build(self) -> None:
-        from podnet.linux.build import build
-        from podnet.linux.plan import plan_network
-
         self.plan = plan_network(self.cluster)
         build(self.plan)
         for node in self.cluster.nodes:
@@ -56,8 +57,6 @@ class DataPlane:
         return next(n.pod_mtu for n in self.plan.nodes if n.name == node)
 
     def _conf(self, node, pod: KubeObject):
-        from podnet.cni import config
-
         ip = fields.pod_ip(pod)
         return config.from_dict({
             "cniVersion": "1.0.0", "name": CNI_NETWORK, "type": "podnet-cni", "bridge": BRIDGE,
@@ -70,9 +69,6 @@ class DataPlane:
 
     def attach(self, pod: KubeObject) -> str:
         """Give the pod its network; returns the network namespace its processes run in."""
-        from podnet.cni import bridge
-        from podnet.linux.teardown import record_namespace
-
         node = self.cluster.node(pod.spec.get("nodeName"))
         container_id = pod.metadata.get("uid") or f"{pod.namespace}_{pod.name}"
         if pod.spec.get("hostNetwork"):
@@ -104,8 +100,6 @@ class DataPlane:
 
     def detach(self, namespace: str, name: str) -> None:
         """CNI DEL (the address goes back to host-local), then the namespace."""
-        from podnet.cni import bridge
-
         attached = self.attached.pop(f"{namespace}/{name}", None)
         if attached is None or attached.host_network:
             return
@@ -132,8 +126,6 @@ class DataPlane:
             raise RuntimeError(f"nft on node {node}: {result.stderr.strip()}")
 
     def teardown(self) -> None:
-        from podnet.linux.teardown import teardown
-
         teardown(self.layout.cluster)
 
 

@@ -15,7 +15,7 @@ import subprocess
 from collections.abc import Callable
 
 from podnet.controlplane import Cluster
-from podnet.linux.layout import ClusterLayout
+from podnet.host.layout import ClusterLayout
 from podnet.semantics.loadbalancer import announcements
 from podnet.semantics.topology import NODE_UPLINK
 

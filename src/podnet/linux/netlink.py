@@ -36,8 +36,8 @@ from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 from pyroute2.netlink.rtnl.ndmsg import states
 
-from podnet.linux import netns as _netns
-from podnet.linux.layout import NETNS_DIR
+from podnet.host import netns as _netns
+from podnet.host.layout import NETNS_DIR
 
 # ---- value types --------------------------------------------------------------------------------
 

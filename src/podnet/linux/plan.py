@@ -28,12 +28,21 @@ from ipaddress import IPv4Interface, IPv4Network
 
 from podnet.api import fields
 from podnet.controlplane import Cluster
-from podnet.linux.layout import ClusterLayout
-from podnet.linux.netlink import (Address, FdbEntry, Link, NetnsState, Neighbour, Route, Sysctl, VethPeer,
-                                  Vxlan)
+from podnet.host.layout import ClusterLayout
+from podnet.linux.netlink import Address, FdbEntry, Link, Neighbour, NetnsState, Route, Sysctl, VethPeer, Vxlan
 from podnet.naming import IFNAMSIZ
-from podnet.semantics.topology import (BRIDGE, DEFAULT_MTU, LAN_BRIDGE, NODE_UPLINK, POD_IFNAME, VXLAN_DEVICE,
-                                       VXLAN_OVERHEAD, VXLAN_PORT, VXLAN_VNI)
+from podnet.semantics.topology import (
+    BRIDGE,
+    DEFAULT_MTU,
+    LAN_BRIDGE,
+    NODE_UPLINK,
+    POD_IFNAME,
+    VXLAN_DEVICE,
+    VXLAN_OVERHEAD,
+    VXLAN_PORT,
+    VXLAN_VNI,
+)
+
 EXTERNAL = "external"
 
 # Loose reverse-path filtering: a packet is dropped only if its source is unreachable from

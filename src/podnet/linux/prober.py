@@ -27,8 +27,8 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from podnet.api import fields
-from podnet.linux.layout import ClusterLayout
-from podnet.linux.netns import socket_in_netns
+from podnet.host.layout import ClusterLayout
+from podnet.host.netns import socket_in_netns
 from podnet.probes import ContainerProbes, HTTPGet, Probe, http_request, http_success, parse_container_probes
 
 log = logging.getLogger("podnet.prober")

@@ -20,8 +20,8 @@ from pathlib import Path
 
 from podnet.api.objects import KubeObject
 from podnet.controlplane import Cluster
+from podnet.host.layout import ClusterLayout
 from podnet.kubelet import container_argv, container_environment, hosts_file
-from podnet.linux.layout import ClusterLayout
 from podnet.semantics.dns import resolv_conf
 
 ETC_NETNS = Path("/etc/netns")

@@ -21,8 +21,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from podnet.linux import netns as _netns
-from podnet.linux.layout import NETNS_DIR, PREFIX, STATE_ROOT, ClusterLayout, valid_cluster_name
+from podnet.host import netns as _netns
+from podnet.host.layout import NETNS_DIR, PREFIX, STATE_ROOT, ClusterLayout, valid_cluster_name
 from podnet.linux.netlink import NetnsState, Pyroute2Netlink
 
 RECORD = "netns"  # in the state directory: every namespace the builder created, one a line

@@ -26,7 +26,7 @@ import os
 import socket
 import struct
 
-from podnet.linux.netns import socket_in_netns
+from podnet.host.netns import socket_in_netns
 from podnet.proxy.loader import LoadError
 
 NETLINK_NETFILTER = 12

@@ -31,7 +31,7 @@ import threading
 import time
 from dataclasses import dataclass
 
-from podnet.linux.netns import socket_in_netns
+from podnet.host.netns import socket_in_netns
 from podnet.proxy.loader import Runner, in_netns, run_command
 from podnet.proxy.model import Endpoint, ServicePort
 from podnet.proxy.nftables import firewall

@@ -28,6 +28,7 @@ from ipaddress import IPv4Address, ip_address, ip_network
 
 from podnet.api import fields
 from podnet.api.defaults import SESSION_AFFINITY_TIMEOUT
+from podnet.api.names import parse_cidr
 from podnet.api.objects import KubeObject
 from podnet.controlplane import Cluster
 
@@ -211,8 +212,6 @@ def firewall_sources(svc: KubeObject, node_ip: str | None) -> tuple[str, ...]:
     the VIP as its source). Empty: no firewall. As kube-proxy parses them: sloppily
     ("010.0.0.0/8"), only the ranges of the proxy's IP family (IPv4 here); a /0 among them
     lets everyone in."""
-    from podnet.api.names import parse_cidr
-
     parsed = [parse_cidr(str(r).strip()) for r in svc.spec.get("loadBalancerSourceRanges") or []]
     ipv4 = [n for n in parsed if n is not None and n.version == 4]
     if not ipv4 or any(n.prefixlen == 0 for n in ipv4):

@@ -2,7 +2,7 @@
 
 One copy, here, because the lowest layer that needs them is semantics: the simulator's hops
 name the bridge, the overlay device, its VNI and port (semantics/routing), and the data plane
-builds exactly those (linux/plan, linux/layout, linux/build). What a cluster config may change
+builds exactly those (linux/plan, host/layout, linux/build). What a cluster config may change
 (LAN, pod and service networks, the overlay kind) lives in podnet/config.py instead.
 """
 

@@ -17,9 +17,9 @@ from typing import Any
 
 from podnet.controlplane import Cluster
 from podnet.errors import PodnetError
+from podnet.host.layout import ClusterLayout
 from podnet.linux.dataplane import DataPlane
 from podnet.linux.l2announce import L2Announcer
-from podnet.linux.layout import ClusterLayout
 from podnet.linux.netlink import Pyroute2Netlink
 from podnet.linux.prober import ProbeManager
 from podnet.linux.runtime import Runtime

@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 from podnet.errors import PodnetError
-from podnet.linux.layout import ClusterLayout
+from podnet.host.layout import ClusterLayout
 from podnet.linux.supervisor.core import Supervisor
 from podnet.linux.supervisor.server import handle, serving
 from podnet.linux.supervisor.state import ClusterState

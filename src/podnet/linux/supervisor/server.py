@@ -1,4 +1,4 @@
-"""The supervisor's side of the control socket (the client's is podnet.linux.control).
+"""The supervisor's side of the control socket (the client's is podnet.host.control).
 
 One JSON request per connection, one JSON reply: {"ok": true, ...} or {"ok": false,
 "error": "..."}. `handle` maps a request to the supervisor's answer; `serving` runs the
@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from podnet.errors import PodnetError
-from podnet.linux.control import MAX_MESSAGE
+from podnet.host.control import MAX_MESSAGE
 
 log = logging.getLogger("podnet.supervisor")
 

@@ -27,7 +27,7 @@ from typing import Any
 import yaml
 
 from podnet.config import ClusterConfig, parse_config
-from podnet.linux.layout import ClusterLayout
+from podnet.host.layout import ClusterLayout
 
 CONFIG = "cluster.yaml"
 MANIFESTS = "manifests.yaml"

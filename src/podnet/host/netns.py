@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import TypeVar
 
-from podnet.linux.layout import NETNS_DIR
+from podnet.host.layout import NETNS_DIR
 
 T = TypeVar("T")
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from podnet.errors import PodnetError
-from podnet.linux.layout import STATE_ROOT, ClusterLayout
+from podnet.host.layout import STATE_ROOT, ClusterLayout
 
 MAX_MESSAGE = 64 * 1024 * 1024
 
