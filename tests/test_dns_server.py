@@ -41,7 +41,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from podnet.semantics import corefile as corefile_mod
-from podnet.dns.engine import Engine, Forwarding
+from podnet.dns.engine import Engine
 from podnet.dns.metrics import Metrics
 from podnet.dns.server import DnsServer, StaticState
 from podnet.semantics.dns import ClusterDNS
@@ -913,13 +913,13 @@ FLOODER = textwrap.dedent("""
     import signal, socket, sys, time
     import dns.message
     signal.signal(signal.SIGTERM, lambda *_: (print(sent, flush=True), sys.exit(0)))
-    port, burst, pause, seconds = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4])
+    port, burst, pause, announce = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3]), int(sys.argv[4])
     hot = dns.message.make_query("nope.web.svc.cluster.local", "A").to_wire()
     cold = [dns.message.make_query(f"r{i}.web.svc.cluster.local", "A").to_wire() for i in range(5000)]
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     s.connect(("127.0.0.1", port))
-    sent, i, end = 0, 0, time.monotonic() + seconds
-    while time.monotonic() < end:
+    sent, i = 0, 0
+    while True:  # until SIGTERM: the flood lasts as long as the test needs it, however slow the machine
         for _ in range(burst):  # never waits for an answer; a tenth are names never asked before
             i += 1
             try:
@@ -927,12 +927,27 @@ FLOODER = textwrap.dedent("""
                 sent += 1
             except OSError:
                 pass
+        if sent >= announce > 0:
+            print("flooding", flush=True)
+            announce = 0
         time.sleep(pause)
-    print(sent, flush=True)
 """)
 
 
+def _ask_with_retries(client: socket.socket, port: int, attempts: int = 4) -> bool:
+    """One question as a stub resolver asks it (a new try after each timeout): answered?"""
+    query = dns.message.make_query("api.web.svc.cluster.local", "A")
+    for _ in range(attempts):
+        with contextlib.suppress(dns.exception.Timeout):
+            response = dns.query.udp(query, "127.0.0.1", port=port, timeout=2.0, sock=client)
+            return response.rcode() == dns.rcode.NOERROR and bool(response.answer)
+    return False
+
+
 def test_a_flood_from_one_client_does_not_starve_another(tmp_path):
+    """While one client floods the server (it has sent 5,000 questions before the other starts
+    and goes on until the end), every question of another client is answered. Asserts what the
+    server did, not how fast: the flood runs until stopped, the victim retries like a resolver."""
     port = free_port()
     path = tmp_path / "Corefile"
     path.write_text(corefile(KUBERNETES + "    cache 30\n", port))
@@ -940,28 +955,21 @@ def test_a_flood_from_one_client_does_not_starve_another(tmp_path):
     manifests.write_text(MANIFESTS)
     with process(["-conf", str(path), "--host", "127.0.0.1", "-f", str(manifests)]) as proc:
         _wait_for_answers(port, proc)
-        flooder = subprocess.Popen([sys.executable, "-c", FLOODER, str(port), "2000", "0.02", "4"], env=_env(),
+        flooder = subprocess.Popen([sys.executable, "-c", FLOODER, str(port), "2000", "0.02", "5000"], env=_env(),
                                    stdout=subprocess.PIPE, text=True)
         try:
-            time.sleep(0.5)  # the flood is on
-            answered = 0
-            started = time.monotonic()
+            assert flooder.stdout.readline().strip() == "flooding"
             with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as client:
                 client.bind(("127.0.0.1", 0))
                 client.setblocking(False)  # dnspython expects a non-blocking socket of its caller
-                for _ in range(200):
-                    query = dns.message.make_query("api.web.svc.cluster.local", "A")
-                    with contextlib.suppress(dns.exception.Timeout):
-                        response = dns.query.udp(query, "127.0.0.1", port=port, timeout=1.0, sock=client)
-                        answered += response.rcode() == dns.rcode.NOERROR
-            during = flooder.poll() is None  # still flooding when the last query was answered
-            elapsed = time.monotonic() - started
+                answered = sum(_ask_with_retries(client, port) for _ in range(200))
+            flooding_throughout = flooder.poll() is None
         finally:
-            if flooder.poll() is None:
-                flooder.terminate()  # it prints how many it sent
-            out, _ = flooder.communicate(timeout=10)
+            flooder.terminate()  # it prints how many it sent
+            out, _ = flooder.communicate(timeout=30)
         assert proc.poll() is None
-    assert answered >= 190 and during and int(out) >= 20_000, (answered, elapsed, out)
+    assert (answered, flooding_throughout) == (200, True)
+    assert int(out) >= 5000
 
 
 # -- robustness: Engine.respond on hostile input --------------------------------------------------
