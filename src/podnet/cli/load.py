@@ -6,7 +6,7 @@ import os
 import sys
 
 from podnet.api.store import load_store
-from podnet.config import ClusterConfig, load_config
+from podnet.config import load_config
 from podnet.controlplane import Cluster, compute
 from podnet.controlplane.snapshot import cluster_from_objects
 from podnet.errors import PodnetError
@@ -46,7 +46,3 @@ def running_cluster(name: str | None) -> Cluster:
     except NotRunning as exc:
         raise NoCluster(str(exc)) from None
     return cluster_from_objects(reply["items"], reply["config"])
-
-
-def config_from_args(config_path: str | None) -> ClusterConfig:
-    return load_config(config_path)
