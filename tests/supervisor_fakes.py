@@ -4,7 +4,22 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import yaml
+
 from podnet.linux.runtime import Container, PodSandbox
+
+# two pause pods, the workload the supervisor tests apply, scale and delete
+DEPLOYMENT = yaml.safe_load("""
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web}
+spec:
+  replicas: 2
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec: {containers: [{name: c, image: pause}]}
+""")
 
 
 class FakeProcess:

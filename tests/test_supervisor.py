@@ -9,7 +9,6 @@ import threading
 import time
 
 import pytest
-import yaml
 
 from podnet.errors import PodnetError
 from podnet.host.control import NotRunning, send
@@ -18,20 +17,9 @@ from podnet.linux.supervisor.core import Supervisor
 from podnet.linux.supervisor.loop import run, step
 from podnet.linux.supervisor.server import handle, serving
 from podnet.linux.supervisor.state import ClusterState, documents_text
-from tests.supervisor_fakes import FakeDataPlane, FakeRuntime
+from tests.supervisor_fakes import DEPLOYMENT, FakeDataPlane, FakeRuntime
 
 CONFIG = {"kind": "Cluster", "apiVersion": "podnet.dev/v1alpha1", "name": "sup", "nodes": 2}
-DEPLOYMENT = yaml.safe_load("""
-apiVersion: apps/v1
-kind: Deployment
-metadata: {name: web}
-spec:
-  replicas: 2
-  selector: {matchLabels: {app: web}}
-  template:
-    metadata: {labels: {app: web}}
-    spec: {containers: [{name: c, image: pause}]}
-""")
 
 
 def pod(name):

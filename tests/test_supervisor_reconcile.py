@@ -6,25 +6,13 @@ from __future__ import annotations
 import copy
 
 import pytest
-import yaml
 
 from podnet.config import ClusterConfig
 from podnet.errors import PodnetError
 from podnet.linux.netlink import Change, FakeNetlink, KernelError, Link, Route
 from podnet.linux.supervisor import reconcile
 from podnet.linux.supervisor.state import documents_text
-
-DEPLOYMENT = yaml.safe_load("""
-apiVersion: apps/v1
-kind: Deployment
-metadata: {name: web}
-spec:
-  replicas: 2
-  selector: {matchLabels: {app: web}}
-  template:
-    metadata: {labels: {app: web}}
-    spec: {containers: [{name: c, image: pause}]}
-""")
+from tests.supervisor_fakes import DEPLOYMENT
 
 
 def pod(name, namespace=None):
