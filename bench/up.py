@@ -409,11 +409,12 @@ def profile(nodes: int, replicas: int, top: int, use_cprofile: bool) -> dict:
     import podnet.cni.bridge as cni_bridge
     import podnet.linux.dataplane as dataplane
     import podnet.linux.runtime as runtime
-    import podnet.linux.supervisor as supervisor_mod
+    import podnet.linux.supervisor.core as supervisor_mod
     import podnet.linux.teardown as teardown_mod
     from podnet.api.store import load_store
     from podnet.config import parse_config
     from podnet.host.layout import ClusterLayout
+    from podnet.linux.supervisor.state import ClusterState
 
     clock = Clock()
     name = new_name()
@@ -452,14 +453,9 @@ def profile(nodes: int, replicas: int, top: int, use_cprofile: bool) -> dict:
         manifest.write_text(manifests(replicas))
         config_doc = yaml.safe_load(cluster_config(name, nodes, None))
         try:
-            state = layout.state_dir
-            state.mkdir(parents=True, exist_ok=True)
-            os.chmod(state, 0o700)
             store = load_store([str(manifest)])
             parse_config(yaml.safe_dump(config_doc), "config")
-            (state / supervisor_mod.CONFIG).write_text(yaml.safe_dump(config_doc, sort_keys=False))
-            (state / supervisor_mod.MANIFESTS).write_text(
-                supervisor_mod.documents_text([o.body for o in sorted(store.objects.values(), key=lambda o: o.key)]))
+            ClusterState(layout).create(config_doc, [o.body for o in sorted(store.objects.values(), key=lambda o: o.key)])
 
             if not use_cprofile:
                 instrument(clock, supervisor_mod, dataplane, teardown_mod, cni_bridge, runtime)

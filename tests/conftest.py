@@ -79,8 +79,9 @@ _ROOT_UNAVAILABLE: list[str | None] = []  # filled by the first root test: None 
 
 
 def _why_no_namespaces() -> str | None:
-    """None when this process can make network namespaces, else why not (checked once, when the
-    first root test runs, never at collection)."""
+    """None when this process can make network namespaces, or why a root test must be skipped
+    (not root, not Linux, no iproute2). Checked once, when the first root test runs, never at
+    collection. As root, a namespace that cannot be made is a failure, not a reason to skip."""
     if not sys.platform.startswith("linux") or os.geteuid() != 0:
         return "needs root and network namespaces"
     if shutil.which("ip") is None:
@@ -89,7 +90,7 @@ def _why_no_namespaces() -> str | None:
     try:
         create_netns(probe)
     except OSError as error:
-        return f"cannot make a network namespace: {error}"
+        pytest.fail(f"running as root, but a network namespace cannot be made: {error}")
     delete_netns(probe)
     return None
 

@@ -725,3 +725,23 @@ def test_a_dns_pod_address_as_nameserver_reaches_the_server(cluster, server):
     resolv = ResolvConf(nameservers=(coredns.status["podIP"],), searches=("web.svc.cluster.local",))
     got = server.lookup("api", "A", resolv)
     assert got.qname_answered == f"api.web.{Z}" and got.server == coredns.status["podIP"]
+
+
+def test_an_endpointslice_port_without_a_protocol_is_tcp_for_srv():
+    """discovery/v1 EndpointPort.protocol defaults to TCP (as ServiceTable reads it): a slice a
+    user wrote for a selector-less headless Service serves _http._tcp like a controller's."""
+    cluster = cluster_of("""
+        apiVersion: v1
+        kind: Service
+        metadata: {name: ext, namespace: default}
+        spec: {clusterIP: None, ports: [{name: http, port: 8080}]}
+        ---
+        apiVersion: discovery.k8s.io/v1
+        kind: EndpointSlice
+        metadata: {name: ext-1, namespace: default, labels: {kubernetes.io/service-name: ext}}
+        addressType: IPv4
+        ports: [{name: http, port: 8080}]
+        endpoints: [{addresses: [10.1.2.3]}]
+    """)
+    got = ClusterDNS(cluster).answer("_http._tcp.ext.default.svc.cluster.local.", "SRV")
+    assert got.rcode == "NOERROR" and [r.type for r in got.answers] == ["SRV"]

@@ -9,6 +9,7 @@ from ipaddress import IPv4Address, IPv4Network
 
 import pytest
 
+from podnet.api.objects import KubeObject
 from podnet.host.layout import ClusterLayout
 from podnet.linux.dataplane import DataPlane, node_nat_ruleset
 from podnet.linux.plan import plan_network
@@ -135,6 +136,20 @@ def test_host_network_pods_and_pods_without_an_address_have_no_mappings():
     cluster = cluster_of(pod("hostnet", "node1", "[{containerPort: 8080, hostPort: 8080}]", host_network=True),
                          TWO_NODES)
     assert host_ports(cluster.get("Pod", "default", "hostnet")) == []
+
+
+@pytest.mark.parametrize("status, mapped", [
+    ({"phase": "Running", "podIP": "10.244.1.50"}, True),
+    ({"phase": "Pending"}, False),  # no address yet: nothing to DNAT to
+    ({"phase": "Succeeded", "podIP": "10.244.1.50"}, False),  # finished: its sandbox and mapping are gone
+    ({"phase": "Failed", "podIP": "10.244.1.50"}, False),
+])
+def test_only_a_running_pod_with_an_address_has_mappings(status, mapped):
+    spec = {"nodeName": "node1", "containers": [{"name": "c", "image": "pause",
+                                                  "ports": [{"containerPort": 80, "hostPort": 8088}]}]}
+    body = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "namespace": "default"}, "spec": spec,
+            "status": status}
+    assert bool(host_ports(KubeObject("Pod", "default", "p", body))) is mapped
 
 
 def test_the_first_mapping_that_matches_wins():

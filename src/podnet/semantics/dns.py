@@ -337,7 +337,7 @@ class ClusterDNS:
             service_name = slice_.labels.get(SERVICE_NAME_LABEL)
             if not service_name:
                 continue
-            ports = one(tuple(_Port((p.get("name") or "").lower(), (p.get("protocol") or "").lower(),
+            ports = one(tuple(_Port((p.get("name") or "").lower(), fields.protocol(p).lower(),
                                     int(p["port"]) if p.get("port") is not None else -1)
                               for p in body.get("ports") or []) or _NO_PORTS)
             svc = self._services.get((slice_.namespace.lower(), service_name.lower()))

@@ -22,6 +22,7 @@ from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Network, ip_network
 
+from podnet.api import fields
 from podnet.api.objects import KubeObject
 from podnet.controlplane.pods import declared_host_ports
 
@@ -50,10 +51,10 @@ class HostPort:
 
 
 def host_ports(pod: KubeObject) -> list[HostPort]:
-    """The pod's hostPort mappings, in declaration order (none for a hostNetwork pod or a pod
-    without an address)."""
-    pod_ip = (pod.body.get("status") or {}).get("podIP")
-    if pod.spec.get("hostNetwork") or not pod_ip:
+    """The pod's hostPort mappings, in declaration order (none for a hostNetwork pod, a pod
+    without an address, or one that has finished: its sandbox, and so its mapping, is gone)."""
+    pod_ip = fields.pod_ip(pod)
+    if pod.spec.get("hostNetwork") or not pod_ip or fields.is_terminal(pod):
         return []
     return [HostPort(pod.ref, pod_ip, d.host_port, d.protocol, d.container_port, d.host_ip)
             for d in declared_host_ports(pod)]
