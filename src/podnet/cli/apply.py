@@ -1,11 +1,11 @@
-"""podnet apply (see podnet.cli.lifecycle)."""
+"""podnet apply (see podnet.cli.running)."""
 
-from podnet.cli import lifecycle
+from podnet.cli import running
 
 
 def add_parser(sub) -> None:
-    lifecycle.add_change(sub, "apply")
+    running.add_change(sub, "apply")
 
 
 def run(args) -> int:
-    return lifecycle.run_change(args, delete=False)
+    return running.run_change(args, delete=False)

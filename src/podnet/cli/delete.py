@@ -1,11 +1,11 @@
-"""podnet delete (see podnet.cli.lifecycle)."""
+"""podnet delete (see podnet.cli.running)."""
 
-from podnet.cli import lifecycle
+from podnet.cli import running
 
 
 def add_parser(sub) -> None:
-    lifecycle.add_change(sub, "delete")
+    running.add_change(sub, "delete")
 
 
 def run(args) -> int:
-    return lifecycle.run_change(args, delete=True)
+    return running.run_change(args, delete=True)

@@ -5,12 +5,11 @@ from __future__ import annotations
 import argparse
 import sys
 
+from podnet.api.kinds import BY_KIND
 from podnet.cli.get import NotFound, parse_kinds
 from podnet.cli.load import add_source_options, cluster_from_args
 from podnet.errors import UsageError
 from podnet.output import describe as layouts
-from podnet.api.kinds import BY_KIND
-
 
 EXAMPLES = """examples:
   podnet describe svc backend -n shop -f examples/shop

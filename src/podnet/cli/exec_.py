@@ -1,11 +1,11 @@
-"""podnet exec (see podnet.cli.lifecycle)."""
+"""podnet exec (see podnet.cli.running)."""
 
-from podnet.cli import lifecycle
+from podnet.cli import running
 
 
 def add_parser(sub) -> None:
-    lifecycle.add_exec(sub)
+    running.add_exec(sub)
 
 
 def run(args) -> int:
-    return lifecycle.run_exec(args)
+    return running.run_exec(args)

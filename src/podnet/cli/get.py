@@ -18,7 +18,6 @@ from podnet.errors import UsageError
 from podnet.output import table
 from podnet.output.columns import COLUMNS
 
-
 EXAMPLES = """examples:
   # every pod of the bundled example, with IPs and nodes, computed offline
   podnet get pods -A -o wide -f examples/shop

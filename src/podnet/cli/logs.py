@@ -1,11 +1,11 @@
-"""podnet logs (see podnet.cli.lifecycle)."""
+"""podnet logs (see podnet.cli.running)."""
 
-from podnet.cli import lifecycle
+from podnet.cli import running
 
 
 def add_parser(sub) -> None:
-    lifecycle.add_logs(sub)
+    running.add_logs(sub)
 
 
 def run(args) -> int:
-    return lifecycle.run_logs(args)
+    return running.run_logs(args)

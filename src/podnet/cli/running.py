@@ -1,0 +1,107 @@
+"""podnet exec / logs / apply / delete: commands to a running cluster, through its supervisor's
+control socket. They load nothing of the data plane (`up` and `down`, in podnet.cli.lifecycle, do)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from podnet.api.store import load_store
+from podnet.errors import PodnetError, UsageError
+from podnet.host.control import pick_cluster, request
+from podnet.linux.supervisor.state import documents_text
+
+
+def require_root(what: str) -> None:
+    if os.geteuid() != 0:
+        raise PodnetError(f"{what} builds Linux network namespaces and needs root. Without root, the same cluster "
+                          "can be computed offline: podnet get pods -o wide -f FILE (and trace, dig, matrix)")
+
+
+# ---- exec, logs ---------------------------------------------------------------------------------
+
+EXEC_EXAMPLES = """examples:
+  sudo podnet exec shop/frontend-57d4ddf97c-g6r5s -- cat /etc/resolv.conf
+  sudo podnet exec frontend-57d4ddf97c-g6r5s -n shop -- wget -qO- http://backend/hostname
+  sudo podnet exec node/node1 -- ip route
+  sudo podnet exec node/node1 -- bridge fdb show dev flannel.1
+  sudo podnet exec external -- curl -s http://192.168.1.11:30080/
+"""
+
+
+def add_exec(sub) -> None:
+    p = sub.add_parser("exec", help="run a command in a pod, a node or the external client (root)",
+                       epilog=EXEC_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("target", metavar="POD|node/NAME|external")
+    p.add_argument("cmd", nargs="*", metavar="-- CMD", help="the command, after --")
+    p.add_argument("-n", "--namespace")
+    p.add_argument("-c", "--container")
+    p.add_argument("--name")
+
+
+def _target(target: str, namespace: str | None) -> str:
+    if target == "external" or target.startswith("node/") or "/" in target:
+        return target
+    return f"{namespace or 'default'}/{target}"
+
+
+def run_exec(args) -> int:
+    require_root("podnet exec")
+    command = list(args.cmd)
+    if not command:
+        raise UsageError("podnet exec TARGET -- CMD...: give the command after --")
+    layout = pick_cluster(args.name)
+    argv = request(layout, "exec", target=_target(args.target, args.namespace), container=args.container)["argv"]
+    os.execvp(argv[0], argv + command)
+    return 0  # not reached
+
+
+LOGS_EXAMPLES = """examples:
+  sudo podnet logs shop/frontend-57d4ddf97c-g6r5s
+  sudo podnet logs redis-0 -n data -c redis
+"""
+
+
+def add_logs(sub) -> None:
+    p = sub.add_parser("logs", help="a container's output (root)", epilog=LOGS_EXAMPLES,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("target", metavar="POD")
+    p.add_argument("-n", "--namespace")
+    p.add_argument("-c", "--container")
+    p.add_argument("--name")
+
+
+def run_logs(args) -> int:
+    require_root("podnet logs")
+    layout = pick_cluster(args.name)
+    sys.stdout.write(request(layout, "logs", target=_target(args.target, args.namespace), container=args.container)["text"])
+    return 0
+
+
+# ---- apply, delete ------------------------------------------------------------------------------
+
+CHANGE_EXAMPLES = """examples:
+  sudo podnet apply -f more-pods.yaml
+  sudo podnet delete -f more-pods.yaml
+"""
+
+
+def add_change(sub, verb: str) -> None:
+    p = sub.add_parser(verb, help=f"{verb} objects in a running cluster (root)", epilog=CHANGE_EXAMPLES,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("-f", "--filename", action="append", metavar="FILE|DIR|-", required=True)
+    p.add_argument("--name")
+
+
+def run_change(args, delete: bool) -> int:
+    require_root(f"podnet {'delete' if delete else 'apply'}")
+    store = load_store(args.filename)  # every problem reported here, before the cluster is touched
+    for warning in store.warnings:
+        print(warning, file=sys.stderr)
+    layout = pick_cluster(args.name)
+    reply = request(layout, "delete" if delete else "apply",
+                    documents=documents_text([o.body for o in store.objects.values()]))
+    for line in reply["lines"]:
+        print(line)
+    return 1 if any(line.startswith("Error") for line in reply["lines"]) else 0
