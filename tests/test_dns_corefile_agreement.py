@@ -59,9 +59,11 @@ def running_server(cluster) -> DnsServer:
     return server
 
 
-def served(server: DnsServer, name: str, qtype: str) -> tuple:
+def served(server: DnsServer, name: str, qtype: str, port: int | None = None) -> tuple:
+    """The answer of the server's blocks on `port` (53 when it has blocks there: the port the
+    kube-dns Service sends pods to; else its only one)."""
     query = dns.message.make_query(name, qtype)
-    port = next(iter(server.blocks))
+    port = port or (53 if 53 in server.blocks else next(iter(server.blocks)))
     out = asyncio.run(server.answer(query.to_wire(), port, False, ("10.244.1.5", 4242)))
     return as_sets(dns.message.from_wire(out))
 
@@ -141,6 +143,74 @@ def test_a_second_block_on_the_port_is_served_too():
     name = "web.default.svc.cluster.local."
     assert served(running_server(cluster), name, "A") == predicted(cluster, name, "A")
     assert predicted(cluster, name, "A")[0] == "SERVFAIL"  # matched by `.`, answered by no plugin
+
+
+# --- several server blocks: each name goes to the block with the most specific zone holding it
+
+SEVERAL_BLOCKS = {
+    "a kubernetes block per zone, each its own ttl": """
+        cluster.local:53 {
+            kubernetes cluster.local {
+               ttl 7
+            }
+        }
+        .:53 {
+            kubernetes cluster.local in-addr.arpa ip6.arpa {
+               ttl 9
+            }
+        }
+    """,
+    "a second kubernetes block for another zone": """
+        .:53 {
+            kubernetes cluster.local in-addr.arpa ip6.arpa
+        }
+        example.org:53 {
+            kubernetes example.org
+        }
+    """,
+    "a more specific block without a kubernetes plugin": """
+        .:53 {
+            kubernetes cluster.local in-addr.arpa ip6.arpa
+        }
+        svc.cluster.local:53 {
+            errors
+        }
+    """,
+    "the kubernetes plugin on a port pods do not reach": """
+        .:5353 {
+            kubernetes cluster.local
+        }
+        .:53 {
+            errors
+        }
+    """,
+    "a block whose longest zone is longer but does not hold the name": """
+        verylongzone.example.com:53 local:53 {
+            errors
+        }
+        cluster.local:53 {
+            kubernetes cluster.local
+        }
+    """,
+}
+SEVERAL_BLOCK_QUESTIONS = [("web.default.svc.cluster.local.", "A"), ("50.0.96.10.in-addr.arpa.", "PTR"),
+                           ("web.default.svc.example.org.", "A"), ("cluster.local.", "SOA"), ("local.", "SOA")]
+
+
+@pytest.mark.parametrize("corefile", SEVERAL_BLOCKS.values(), ids=SEVERAL_BLOCKS.keys())
+@pytest.mark.parametrize("name,qtype", SEVERAL_BLOCK_QUESTIONS)
+def test_several_server_blocks_choose_alike(corefile, name, qtype):
+    cluster = cluster_with(corefile)
+    assert served(running_server(cluster), name, qtype) == predicted(cluster, name, qtype)
+
+
+def test_the_most_specific_block_answers_with_its_own_plugin():
+    cluster = cluster_with(SEVERAL_BLOCKS["a kubernetes block per zone, each its own ttl"])
+    by_name = {name: predicted(cluster, name, qtype) for name, qtype in SEVERAL_BLOCK_QUESTIONS[:2]}
+    assert {ttl for _, _, ttl, _ in by_name["web.default.svc.cluster.local."][2]} == {7}
+    assert {ttl for _, _, ttl, _ in by_name["50.0.96.10.in-addr.arpa."][2]} == {9}
+    assert predicted(cluster_with(SEVERAL_BLOCKS["a block whose longest zone is longer but does not hold the name"]),
+                     "web.default.svc.cluster.local.", "A")[0] == "NOERROR"
 
 
 # --- no kubernetes block: the server has no cluster names to give

@@ -38,7 +38,7 @@ from podnet.dns.engine import Engine, Forwarding
 from podnet.dns.metrics import Metrics
 from podnet.host.control import send
 from podnet.semantics import corefile as corefile_mod
-from podnet.semantics.corefile import in_zone
+from podnet.semantics.corefile import serving_block
 from podnet.semantics.dns import corefile_text, dns_view
 
 try:
@@ -160,8 +160,6 @@ class DnsServer:
         blocks: dict[int, list[Block]] = {}
         for config in self.configs:
             blocks.setdefault(config.port, []).append(Block(config, self.state.cluster))
-        for group in blocks.values():  # most specific zone first
-            group.sort(key=lambda b: -max(len(z) for z in b.config.zones))
         return blocks
 
     def _install(self, blocks: dict[int, list[Block]]) -> None:
@@ -196,7 +194,7 @@ class DnsServer:
             name = dns.message.from_wire(data).question[0].name.to_text().lower()
         except Exception:
             return group[-1]
-        return next((b for b in group if any(in_zone(name, z.lower()) for z in b.config.zones)), None)
+        return serving_block(group, name, lambda b: b.config.zones)
 
     # -- serving ----------------------------------------------------------------------------------
 

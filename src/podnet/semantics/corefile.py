@@ -16,14 +16,15 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Iterator
+from typing import Iterator, TypeVar
 
 from podnet.errors import PodnetError
 
 __all__ = ["Cache", "ClusterServer", "Corefile", "CorefileError", "Directive", "Forward", "Health", "Hosts",
            "KubernetesPlugin", "Reload", "ServerBlock", "ServerConfig", "address_port", "cluster_server", "duration",
-           "in_zone", "is_reverse", "kubeadm_plugin", "load", "parse", "server_config"]
+           "in_zone", "is_reverse", "kubeadm_plugin", "load", "parse", "server_config", "serving_block"]
 
 
 class CorefileError(PodnetError, ValueError):
@@ -657,25 +658,38 @@ def load(text: str, source: str = "Corefile") -> list[ServerConfig]:
     return [server_config(block) for block in parse(text, source).servers]
 
 
+B = TypeVar("B")  # a server block, as the parser or the server holds it
+
+
+def serving_block(blocks: Sequence[B], name: str, zones_of: Callable[[B], Iterable[str]]) -> B | None:
+    """The server block CoreDNS hands a query for `name` to, among the blocks on one port: the one
+    with the most specific zone holding the name (dnsserver walks the name's labels from the left
+    and takes the first zone it finds). None: no block serves the name, the answer is REFUSED.
+    The DNS server and the simulator both pick with this rule."""
+    lname = name.lower()
+    best, best_length = None, -1
+    for block in blocks:
+        for zone in zones_of(block):
+            if len(zone) > best_length and in_zone(lname, zone.lower()):
+                best, best_length = block, len(zone)
+    return best
+
+
 @dataclass(frozen=True)
 class ClusterServer:
-    """What the cluster's DNS server runs, as far as the kubernetes plugin's answers go: the
-    plugin of the first server block that has one (None: no block has), its port (else 53, or
-    the first block's), and every zone that port serves (a query outside them matches no server
-    block: REFUSED)."""
+    """The server blocks of the cluster's DNS pods on the port pods query (53, the kube-dns
+    Service's targetPort), in Corefile order."""
 
-    kubernetes: KubernetesPlugin | None
-    port: int
-    served_zones: tuple[str, ...]
+    blocks: tuple[ServerConfig, ...]
+
+    def block_for(self, name: str) -> ServerConfig | None:
+        return serving_block(self.blocks, name, lambda b: b.zones)
 
 
 def cluster_server(text: str, source: str = "Corefile") -> ClusterServer | None:
-    """The kubernetes plugin of `text` and the zones served on its port; None without any
-    server block. Raises CorefileError where the server would refuse to start."""
+    """The server blocks of `text` that pods reach; None without any server block (nothing
+    listens). Raises CorefileError where the server would refuse to start."""
     configs = load(text, source)
     if not configs:
         return None
-    first = next((c for c in configs if c.kubernetes is not None), None)
-    port = first.port if first else DNS_PORT if any(c.port == DNS_PORT for c in configs) else configs[0].port
-    served = tuple(z for c in configs if c.port == port for z in c.zones)
-    return ClusterServer(first.kubernetes if first else None, port, served)
+    return ClusterServer(tuple(c for c in configs if c.port == DNS_PORT))

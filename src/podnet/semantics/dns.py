@@ -79,7 +79,8 @@ from podnet.api import fields
 from podnet.api.objects import KubeObject
 from podnet.api.positions import LineFinder
 from podnet.controlplane import Cluster
-from podnet.semantics.corefile import KubernetesPlugin, cluster_server, in_zone, is_reverse, kubeadm_plugin
+from podnet.semantics.corefile import (ClusterServer, KubernetesPlugin, ServerConfig, cluster_server, in_zone,
+                                      is_reverse, kubeadm_plugin)
 
 SCHEMA_VERSION = "1.1.0"  # the spec version CoreDNS serves in dns-version.<zone>
 SCHEMA_TTL = 28800
@@ -166,6 +167,7 @@ def _rdata(rdtype, text: str) -> dns.rdata.Rdata:
 
 SERVFAIL = DnsAnswer("SERVFAIL", authoritative=False)
 REFUSED = DnsAnswer("REFUSED", authoritative=False)
+_NO_KUBERNETES = KubernetesPlugin(zones=(), fallthrough=())  # a block without one passes every name on
 
 
 # ---------------------------------------------------------------------------------------------
@@ -277,12 +279,15 @@ class ClusterDNS:
                  upstream: Callable[[str, str], DnsAnswer] | None = None, serial: int | None = None):
         """`plugin`: the kubernetes block to answer with (a DNS server passes its block's, and
         picks the block itself); without it, the cluster's own Corefile decides, as its DNS
-        pods read it, and a name outside every zone of their port is REFUSED. An invalid
-        Corefile raises CorefileError: the server would not start."""
+        pods read it: each name goes to the server block corefile.serving_block picks (none:
+        REFUSED), and is answered by that block's kubernetes plugin, or passed on if it has
+        none. An invalid Corefile raises CorefileError: the server would not start."""
         self.cluster = cluster
-        self.served_zones: tuple[str, ...] | None = None  # None: the caller picked the block
+        self._server: ClusterServer | None = None  # None: the caller picked the block
+        self._block: ServerConfig | None = None  # the block whose plugin this instance answers with
+        self._others: dict[int, ClusterDNS] = {}  # other blocks' kubernetes plugins, built when asked
         if plugin is None:
-            plugin, self.served_zones = self._plugin_of(cluster)
+            plugin, self._server, self._block = self._plugin_of(cluster)
         self.plugin = plugin
         self.ttl = self.plugin.ttl
         self.upstream = upstream
@@ -299,13 +304,18 @@ class ClusterDNS:
     # -- building -------------------------------------------------------------------------------
 
     @staticmethod
-    def _plugin_of(cluster: Cluster) -> tuple[KubernetesPlugin, tuple[str, ...] | None]:
+    def _plugin_of(cluster: Cluster) -> tuple[KubernetesPlugin, ClusterServer | None, ServerConfig | None]:
+        """The plugin of the block that serves the cluster domain (the others answer through
+        their own instance), the blocks pods reach, and that block."""
         text = corefile_text(cluster)
         server = cluster_server(text, COREFILE_SOURCE) if text else None
         if server is None:  # no Corefile: kubeadm's
-            return kubeadm_plugin(cluster.config.networking.dns_domain), None
+            return kubeadm_plugin(cluster.config.networking.dns_domain), None, None
+        block = server.block_for(cluster.config.networking.dns_domain + ".")
+        if block is None or block.kubernetes is None:
+            block = next((b for b in server.blocks if b.kubernetes is not None), None)
         # no kubernetes block: a plugin without zones passes every name on, as the chain does
-        return server.kubernetes or KubernetesPlugin(zones=(), fallthrough=()), server.served_zones
+        return (block.kubernetes if block else _NO_KUBERNETES), server, block
 
     def _build(self) -> None:
         # Values that recur across Services and slices (the same ports, the same endpoints behind
@@ -422,8 +432,12 @@ class ClusterDNS:
         name = qname if qname.endswith(".") else qname + "."
         lname = name.lower()
         qtype = qtype.upper()
-        if self.served_zones is not None and not any(in_zone(lname, z) for z in self.served_zones):
-            return REFUSED  # no server block on the port serves the name
+        if self._server is not None:
+            block = self._server.block_for(lname)
+            if block is None:
+                return REFUSED  # no server block on the port serves the name
+            if block is not self._block:
+                return self._answer_in(block, name, qtype)
         zone = self._match_zone(lname)
         if zone is None:
             return self._next_plugin(name, qtype)
@@ -463,6 +477,16 @@ class ClusterDNS:
         if zones is None:
             return False
         return not zones or any(in_zone(lname, z) for z in zones)
+
+    def _answer_in(self, block: ServerConfig, name: str, qtype: str) -> DnsAnswer:
+        """A name another server block serves: its own kubernetes plugin answers (with the same
+        cluster), or without one the rest of its chain (the upstream, else SERVFAIL)."""
+        if block.kubernetes is None:
+            return self._next_plugin(name, qtype)
+        other = self._others.get(id(block))
+        if other is None:
+            other = self._others[id(block)] = ClusterDNS(self.cluster, plugin=block.kubernetes, upstream=self.upstream)
+        return other.answer(name, qtype)
 
     def _next_plugin(self, name: str, qtype: str) -> DnsAnswer:
         """Past the kubernetes plugin: the upstream, if one is configured; else the end of the
