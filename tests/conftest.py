@@ -33,6 +33,26 @@ def cluster_of(text: str = "", config: str | ClusterConfig | None = None) -> Clu
     return compute(load_yaml(text), config or ClusterConfig())
 
 
+# a Corefile podnet's DNS server refuses to run (autopath is not among its plugins)
+UNRUNNABLE_COREFILE = """
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: coredns, namespace: kube-system}
+data:
+  Corefile: |
+    .:53 {
+        errors
+        autopath @kubernetes
+        kubernetes cluster.local in-addr.arpa ip6.arpa
+    }
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: client, namespace: default}
+spec: {containers: [{name: c, image: busybox, command: [sh, -c, "wget http://web/"]}]}
+"""
+
+
 @pytest.fixture
 def stdin_text(monkeypatch):
     def feed(text: str) -> None:

@@ -2,7 +2,7 @@
 
 from podnet.probes import ProbeError, resolve_port
 from podnet.sim.explain import Explainer
-from tests.conftest import cluster_of
+from tests.conftest import UNRUNNABLE_COREFILE, cluster_of
 
 AGNHOST = "registry.k8s.io/e2e-test-images/agnhost:2.53"
 
@@ -167,3 +167,11 @@ def test_a_probe_port_name_is_looked_up_in_its_own_container_as_kubelet_and_the_
         explain_finds = not any(f.message.startswith(f"container {container['name']}:") and "names port" in f.message
                                 for f in explained)
         assert prober_finds == explain_finds, container["name"]
+
+
+def test_a_corefile_the_dns_server_cannot_run_is_one_error_not_a_crash():
+    findings = Explainer(cluster_of(UNRUNNABLE_COREFILE)).findings()
+    dns = [f for f in findings if f.object == "ConfigMap kube-system/coredns"]
+    assert [(f.severity, f.message) for f in dns] == [
+        ("error", "the cluster DNS would not start: Corefile line 3: unknown plugin 'autopath'")]
+    assert not [f for f in findings if "does not resolve" in f.message]  # said once, not per name

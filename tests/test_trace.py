@@ -4,7 +4,7 @@ import pytest
 
 from podnet.errors import UsageError
 from podnet.sim.trace import Tracer
-from tests.conftest import cluster_of
+from tests.conftest import UNRUNNABLE_COREFILE, cluster_of
 
 AGNHOST = "registry.k8s.io/e2e-test-images/agnhost:2.53"
 TWO_NODES = "kind: Cluster\napiVersion: podnet.dev/v1alpha1\nnodes: 2\n"
@@ -359,3 +359,9 @@ def test_host_port_reaches_the_pod_through_portmap():
                                            "ports: [{name: http, containerPort: 8080, hostPort: 8088}]")
     r = trace(manifests, "external", "192.168.1.11:8088")
     assert r.verdict == "delivered" and r.destination["pod"] == "default/hp" and r.destination["port"] == 8080
+
+
+def test_a_name_does_not_resolve_when_the_corefile_stops_the_dns():
+    result = Tracer(cluster_of(UNRUNNABLE_COREFILE + pod("web-1", "node1"))).trace("default/client", "web:8080")
+    assert result.verdict == "dropped"
+    assert "the cluster DNS does not run" in result.reason and "unknown plugin 'autopath'" in result.reason

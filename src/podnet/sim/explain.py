@@ -12,6 +12,8 @@ from podnet.api import labels as selectors
 from podnet.api.objects import KubeObject
 from podnet.controlplane import Cluster
 from podnet.controlplane.pods import find_named_port, serving_containers
+from podnet.semantics.corefile import CorefileError
+from podnet.semantics.dns import ClusterDNS
 from podnet.semantics.networkpolicy import EGRESS, INGRESS, PolicyEngine
 from podnet.sim.trace import Tracer
 
@@ -53,6 +55,7 @@ class Explainer:
             self.pods_by_ns.setdefault(pod.namespace, []).append(pod)
         self.service_names = sorted({f"{s.name}.{s.namespace}" for s in cluster.of_kind("Service")})
         self._checked_owners: set[tuple] = set()
+        self._dns_broken = False  # the Corefile stops the DNS: said once, not for every name
 
     def findings(self) -> list[Finding]:
         found: list[Finding] = []
@@ -61,6 +64,7 @@ class Explainer:
         for ingress in self.cluster.of_kind("Ingress"):
             found += self._ingress(ingress)
         found += self._policies()
+        found += self._dns()
         for pod in self.cluster.of_kind("Pod"):
             found += self._pod(pod)
         return sorted(found, key=lambda f: (SEVERITY_ORDER[f.severity], f.object, f.message))
@@ -187,6 +191,19 @@ class Explainer:
 
     # -- names in env and args ------------------------------------------------------------------
 
+    # -- cluster DNS ----------------------------------------------------------------------------
+
+    def _dns(self) -> list[Finding]:
+        """A Corefile the DNS server refuses to run: no name resolves in the cluster."""
+        try:
+            ClusterDNS(self.cluster)
+        except CorefileError as error:
+            self._dns_broken = True
+            return [Finding("error", "ConfigMap kube-system/coredns",
+                            f"the cluster DNS would not start: Corefile line {error.line}: {error.what}",
+                            "no name resolves in the cluster until the Corefile is one podnet's DNS server runs")]
+        return []
+
     def _pod(self, pod: KubeObject) -> list[Finding]:
         if not fields.pod_ip(pod):
             reason = next((c.get("message") for c in fields.conditions(pod)
@@ -214,7 +231,7 @@ class Explainer:
             for text in texts:
                 for match in _HOST_TOKEN.finditer(text.lower()):
                     host = match["host"]
-                    if host in seen or not self._looks_in_cluster(host):
+                    if host in seen or not self._looks_in_cluster(host) or self._dns_broken:
                         continue
                     seen.add(host)
                     _, addresses, failure = tracer.resolve(source, host)

@@ -27,6 +27,7 @@ from podnet.controlplane.pods import find_named_port, serving_containers
 from podnet.controlplane.system import INGRESS_CONTROLLER_LABELS, INGRESS_NAMESPACE, INGRESS_SERVICE
 from podnet.errors import UsageError
 from podnet.semantics import dns, ingress, networkpolicy
+from podnet.semantics.corefile import CorefileError
 from podnet.semantics.loadbalancer import announced_ips, announcing_node
 from podnet.semantics.networkpolicy import Endpoint
 from podnet.semantics.nodenat import IpMasq, host_port_for, node_host_ports
@@ -115,8 +116,14 @@ class Tracer:
     # ---- the semantics this composes (each lives in podnet.semantics) ---------------------
 
     def _dns_server(self):
+        """The cluster DNS, or the CorefileError that keeps it from starting (raised each time)."""
         if self._dns is None:
-            self._dns = dns.ClusterDNS(self.cluster)
+            try:
+                self._dns = dns.ClusterDNS(self.cluster)
+            except CorefileError as error:
+                self._dns = error
+        if isinstance(self._dns, CorefileError):
+            raise self._dns
         return self._dns
 
     def resolve(self, src: Party, name: str) -> tuple[list[Hop], list[str], str | None]:
@@ -131,7 +138,12 @@ class Tracer:
             # A node or the outside has no cluster search list; ask the cluster DNS for the
             # name as written (as `dig @10.96.0.10 NAME` would).
             resolv = dns.ResolvConf(nameservers=(str(self.cluster.config.networking.dns_service_ip),))
-        result = self._dns_server().lookup(name, "A", resolv)
+        try:
+            server = self._dns_server()
+        except CorefileError as error:  # the DNS pods would not start: no name resolves
+            why = f"the cluster DNS does not run: {error}"
+            return [Hop(src.name, "resolve", f"{name}: {why}")], [], f"{name} does not resolve: {why}"
+        result = server.lookup(name, "A", resolv)
         if result.error:
             return [Hop(src.name, "resolve", f"{name}: {result.error}")], [], f"{name} does not resolve: {result.error}"
         answer = result.final
