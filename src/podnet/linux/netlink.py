@@ -470,6 +470,7 @@ IFF_UP = 0x1
 RTNH_F_ONLINK = 0x4
 RTPROT_KERNEL = 2
 RT_TABLE_MAIN = 254
+RT_SCOPE_LINK = 253  # rtnetlink.h: a destination on the link itself
 NUD_PERMANENT = 0x80
 ARPHRD_LOOPBACK = 772
 NLMSG_ERROR = 2
@@ -711,6 +712,8 @@ class Pyroute2Netlink:
                     spec["dst"] = str(net.network_address)
                 if item.via:
                     spec["gateway"] = item.via
+                else:  # a device route: scope link, as `ip route add DST dev DEV` makes it
+                    spec["scope"] = RT_SCOPE_LINK
                 if item.onlink:
                     spec["flags"] = RTNH_F_ONLINK
                 ipr.route(command, **spec)
