@@ -13,10 +13,12 @@ import pytest
 from podnet.errors import PodnetError
 from podnet.host.control import NotRunning, send
 from podnet.host.layout import ClusterLayout
+from podnet.linux.supervisor import core
 from podnet.linux.supervisor.core import Supervisor
 from podnet.linux.supervisor.loop import run, step
 from podnet.linux.supervisor.server import handle, serving
 from podnet.linux.supervisor.state import ClusterState, documents_text
+from podnet.linux.netlink import Change, FakeNetlink, Link, Route
 from tests.supervisor_fakes import DEPLOYMENT, FakeDataPlane, FakeRuntime
 
 CONFIG = {"kind": "Cluster", "apiVersion": "podnet.dev/v1alpha1", "name": "sup", "nodes": 2}
@@ -254,3 +256,62 @@ def test_run_serves_until_down(supervisor, tmp_path):
     finally:
         supervisor.stopping.set()
         loop.join(10)
+
+
+class RealLookingDataPlane(FakeDataPlane):
+    real = True  # the supervisor then starts kube-proxy, the announcer and the prober too
+
+
+class Recorded:
+    """Stands for NodeProxy, L2Announcer or ProbeManager: records how it was made and used."""
+
+    made: list = []
+    fail_on: str | None = None
+
+    def __init__(self, *args, **kwargs):
+        if self.fail_on is not None and self.fail_on in args:
+            raise RuntimeError(f"no proxy on {self.fail_on}")
+        Recorded.made.append(args)
+
+    def sync_now(self, cluster) -> None:
+        pass
+
+    def sync(self, cluster) -> None:
+        pass
+
+    def add_pod(self, sandbox) -> None:
+        pass
+
+
+def started_with_services(state, monkeypatch, fail_on=None):
+    Recorded.made, Recorded.fail_on = [], fail_on
+    for name in ("NodeProxy", "L2Announcer", "ProbeManager"):
+        monkeypatch.setattr(core, name, Recorded)
+    kernel = FakeNetlink()
+    for node in ("node1", "node2"):  # as the network build leaves a node: cni0, the per-device sysctls
+        netns = ClusterLayout("sup").node_netns(node)
+        kernel.create_namespace(netns)
+        kernel.apply(netns, [Change("add", Link("cni0", "bridge", up=True))])
+        kernel.ns[netns].sysctls.update({"net.ipv4.conf.all.send_redirects": "1",
+                                         "net.ipv4.conf.cni0.send_redirects": "1"})
+    kernel.batches = 0
+    supervisor = Supervisor(ClusterLayout("sup"), state, dataplane_factory=RealLookingDataPlane,
+                            runtime_factory=FakeRuntime, netlink_factory=lambda: kernel)
+    return supervisor, kernel
+
+
+def test_each_node_gets_its_service_route_in_one_netlink_batch_and_the_socket_is_closed(state, monkeypatch):
+    supervisor, kernel = started_with_services(state, monkeypatch)
+    supervisor.start()
+    assert kernel.batches == 2 and kernel.closed
+    for node in ("node1", "node2"):
+        routes = [e for e in kernel.observe(ClusterLayout("sup").node_netns(node)).entries if isinstance(e, Route)]
+        assert Route("10.96.0.0/12", "cni0") in routes
+    assert [args[1] for args in Recorded.made if len(args) > 2][:2] == ["node1", "node2"]  # a kube-proxy each
+
+
+def test_the_netlink_socket_is_closed_when_a_node_fails_to_start(state, monkeypatch):
+    supervisor, kernel = started_with_services(state, monkeypatch, fail_on="node2")
+    with pytest.raises(RuntimeError, match="no proxy on node2"):
+        supervisor.start()
+    assert kernel.closed  # an open socket would keep the node's namespace alive after down
