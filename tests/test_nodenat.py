@@ -188,3 +188,34 @@ def test_ip_masq_in_trace_agrees_with_the_nat_table(world, dst, where):
     assert bool(snat) == kernel_masquerades(ruleset, node_addresses(plan, "node1"), src,
                                                  result.destination["ip"]), where
     assert not IpMasq.for_pod_subnet(cluster.config.networking.pod_subnet).applies(src, "224.0.0.251")
+
+
+def kernel_portmap_masquerades(ruleset: str, src_ip: str, dst_ip: str) -> bool:
+    """The portmap table's POSTROUTING, walked as nft would for a packet it DNATed."""
+    chain = ruleset.split("chain postrouting {", 1)[1].split("}", 1)[0]
+    for line in filter(None, (line.strip() for line in chain.splitlines())):
+        if line.startswith("type nat"):
+            continue
+        m = re.fullmatch(r"ip saddr (\S+) ip daddr (!= )?(\S+) masquerade", line)
+        assert m, f"a rule this walker does not know: {line}"
+        in_daddr = IPv4Address(dst_ip) in IPv4Network(m[3])
+        if IPv4Address(src_ip) in IPv4Network(m[1]) and in_daddr != bool(m[2]):
+            return True
+    return False
+
+
+@pytest.mark.parametrize("client, dst, port", [
+    ("anywhere", NODE1, 8088),  # a pod reaching itself through its own hostPort: hairpin
+    ("client1", NODE1, 8088),  # another pod on the node: keeps its address
+    ("at-node1", NODE1, 8088),  # a pod reaching another pod's hostPort
+])
+def test_portmap_masquerade_in_trace_agrees_with_the_kernel(world, client, dst, port):
+    cluster, tracer, rulesets, _ = world
+    source, target = cluster.get("Pod", "default", client), cluster.get("Pod", "default", "anywhere")
+    result = tracer.trace(f"default/{client}", f"{dst}:{port}")
+    assert result.verdict == "delivered" and result.destination["pod"] == "default/anywhere"
+    traced = [h for h in result.hops if h.action == "snat"]
+    kernel = kernel_portmap_masquerades(rulesets["node1"], source.status["podIP"], target.status["podIP"])
+    assert bool(traced) == kernel == (client == "anywhere")
+    if traced:
+        assert "hairpin" in traced[0].detail and "10.244.1.1" in traced[0].detail  # out via cni0

@@ -20,7 +20,7 @@ from podnet.host.netns import NETNS_DIR, create_netns, delete_netns
 from podnet.linux.build import build
 from podnet.linux.plan import plan_network
 from podnet.linux.teardown import record_namespace, teardown
-from podnet.semantics.nodenat import HostPort, IpMasq, host_ports
+from podnet.semantics.nodenat import LOOPBACK, HostPort, IpMasq, host_ports
 from podnet.semantics.topology import BRIDGE, POD_IFNAME
 
 
@@ -153,10 +153,11 @@ def portmap_ruleset(mappings: list[HostPort]) -> str:
         "  chain postrouting {",
         "    type nat hook postrouting priority srcnat; policy accept;",
     ]
+    # nodenat.portmap_masquerade: a pod reaching its own hostPort, and the node's loopback
     for pod_ip in sorted({m.pod_ip for m in mappings}):
-        lines.append(f"    ip saddr {pod_ip} ip daddr {pod_ip} masquerade")  # hairpin
-    if mappings:  # the node reaching its hostPorts on 127.0.0.1 (portmap's snat, with route_localnet)
-        lines.append("    ip saddr 127.0.0.0/8 ip daddr != 127.0.0.0/8 masquerade")
+        lines.append(f"    ip saddr {pod_ip} ip daddr {pod_ip} masquerade")
+    if mappings:
+        lines.append(f"    ip saddr {LOOPBACK} ip daddr != {LOOPBACK} masquerade")
     lines += ["  }", "}"]
     return "\n".join(lines) + "\n"
 

@@ -73,6 +73,21 @@ def host_port_for(mappings: Iterable[HostPort], dst_ip: str, port: int, protocol
     return next((m for m in mappings if m.matches(dst_ip, port, protocol, local)), None)
 
 
+LOOPBACK = IPv4Network("127.0.0.0/8")
+
+
+def portmap_masquerade(mapping: HostPort, src_ip: str) -> str | None:
+    """Why portmap masquerades a packet it DNATed to `mapping`, or None. A pod reaching its own
+    hostPort (hairpin: the reply would come from itself to itself, not from the node address
+    it asked) and the node reaching a hostPort on 127.0.0.1 (route_localnet: a loopback source
+    cannot leave on cni0) both get the node's address as their source."""
+    if src_ip == mapping.pod_ip:
+        return "a pod reaching its own hostPort (CNI portmap hairpin)"
+    if IPv4Address(src_ip) in LOOPBACK:
+        return "from the node's loopback to a pod (CNI portmap)"
+    return None
+
+
 @dataclass(frozen=True)
 class IpMasq:
     """flannel's ip-masq rule for a cluster: traffic from the pod network to anywhere but the

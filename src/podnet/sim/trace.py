@@ -30,7 +30,7 @@ from podnet.semantics import dns, ingress, networkpolicy
 from podnet.semantics.corefile import CorefileError
 from podnet.semantics.loadbalancer import announced_ips, announcing_node
 from podnet.semantics.networkpolicy import Endpoint
-from podnet.semantics.nodenat import IpMasq, host_port_for, node_host_ports
+from podnet.semantics.nodenat import IpMasq, host_port_for, node_host_ports, portmap_masquerade
 from podnet.semantics.routing import Addressing, Hop, Party
 from podnet.semantics.services import Backend, ServiceTable, Translation, affinity_choice
 
@@ -381,8 +381,8 @@ class Tracer:
                     return self._dropped(hops, failure, dst_ip, port, ingress)
                 continue
             break
-        dst, port, pre = self._host_port(packet, dst_ip, port, protocol)
-        fate = self._deliver(src, packet, dst, port, protocol, pre)
+        dst, port, pre, masquerade = self._host_port(packet, dst_ip, port, protocol)
+        fate = self._deliver(src, packet, dst, port, protocol, pre, masquerade=masquerade)
         hops += fate.hops
         destination = {"pod": dst.name if dst.kind == "pod" else None, "ip": dst.ip, "port": port}
         if not fate.delivered:
@@ -437,16 +437,18 @@ class Tracer:
 
     def _host_port(self, packet: Packet, dst_ip: str, port: int, protocol: str):
         """CNI portmap (semantics/nodenat): a pod's hostPort on its node's address (or only on
-        the hostIP it names) is DNATed to the pod."""
+        the hostIP it names) is DNATed to the pod: (destination, port, hops, why it is also
+        masqueraded or None)."""
         dst = self.addresses.party_for_ip(dst_ip)
         if packet.at is None:
-            return dst, port, []
+            return dst, port, [], None
         mapping = host_port_for(node_host_ports(self.cluster.of_kind("Pod"), packet.at.name), dst_ip, port, protocol,
                                 self.addresses.local_addresses(packet.at))
         if mapping is None:
-            return dst, port, []
+            return dst, port, [], None
         hop = Hop(f"node/{packet.at.name}", "dnat", f"{mapping.describe()} (CNI portmap)")
-        return self.addresses.pod_party(self.addresses.pods[mapping.pod]), mapping.container_port, [hop]
+        target = self.addresses.pod_party(self.addresses.pods[mapping.pod])
+        return target, mapping.container_port, [hop], portmap_masquerade(mapping, packet.source.ip)
 
     def _masquerade_address(self, at: NodeInfo, dst: Party) -> str:
         """MASQUERADE takes the address of the interface the packet leaves by."""
