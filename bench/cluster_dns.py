@@ -27,7 +27,7 @@ import tempfile
 import time
 from pathlib import Path
 
-# Named cluster_dns.py, not dns.py, which would hide dnspython's `dns` package.
+# No bench script is called dns.py: it would hide dnspython's `dns` package from the others.
 HERE = Path(__file__).resolve().parent
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE]
 _spec = importlib.util.spec_from_file_location("generate", HERE / "generate.py")

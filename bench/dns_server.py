@@ -64,7 +64,7 @@ What is measured, in this order
 
 Run (root is not required but is what the bench is run as; dnsmasq then drops to nobody):
 
-    sudo PYTHONPATH=src .venv/bin/python bench/dns.py [--duration 10] [--json]
+    sudo PYTHONPATH=src .venv/bin/python bench/dns_server.py [--duration 10] [--json]
 
 --json prints one JSON document instead of the Markdown tables; progress goes to stderr.
 The default run takes about two and a half minutes. Every process started is killed in a finally.
@@ -88,10 +88,8 @@ import tempfile
 import time
 from pathlib import Path
 
-# Named dns.py: keep bench/ off sys.path, or `import dns` would import this file, not dnspython.
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE]
 if str(ROOT / "src") not in sys.path:
     sys.path.insert(0, str(ROOT / "src"))
 _spec = importlib.util.spec_from_file_location("generate", HERE / "generate.py")
