@@ -147,6 +147,7 @@ def test_a_kernel_that_ignores_a_deny_policy_disagrees_on_exactly_the_denied_pai
     sim = predicted(denied, reachability(PolicyEngine(denied), 80, "TCP"), kernel.pods)
     outcomes = {(s, d): "connected" for s in PODS for d in PODS}
     found = disagreements(denied, kernel, sim, outcomes)
+    assert sim.unknown == frozenset()
     assert {(d.source, d.destination) for d in found} == \
         {(s, d) for s in PODS for d in PODS if d.startswith("x/") and s != d}
     for d in found:
@@ -158,13 +159,38 @@ def test_a_kernel_that_ignores_a_deny_policy_disagrees_on_exactly_the_denied_pai
 
 def test_a_kernel_that_enforces_it_agrees(denied):
     sim = predicted(denied, reachability(PolicyEngine(denied), 80, "TCP"), list(PODS))
-    outcomes = {(s, d): "connected" if sim.allowed(s, d) else "timeout" for s in PODS for d in PODS}
-    assert disagreements(denied, sim, sim, outcomes) == []
+    outcomes = {(s, d): "connected" if sim.matrix.allowed(s, d) else "timeout" for s in PODS for d in PODS}
+    assert disagreements(denied, sim.matrix, sim, outcomes) == []
 
 
 def test_the_simulator_predicts_a_refusal_where_nothing_listens(denied):
     sim = predicted(denied, reachability(PolicyEngine(denied), 82, "TCP"), list(PODS))
-    assert sim.count() == 0  # serve-hostname listens on 80 and 81 only
+    assert sim.matrix.count() == 0 and sim.unknown == frozenset()  # serve-hostname listens on 80 and 81 only
+
+
+UNKNOWN_IMAGE = """
+apiVersion: v1
+kind: Pod
+metadata: {name: db, namespace: x}
+spec: {containers: [{name: c, image: example.com/some-database:1}]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: client, namespace: x}
+spec: {containers: [{name: c, image: example.com/some-database:1}]}
+"""
+
+
+def test_a_refusal_where_the_simulator_cannot_tell_what_listens_is_no_disagreement():
+    cluster = cluster_of(UNKNOWN_IMAGE)
+    pods = ["x/client", "x/db"]
+    sim = predicted(cluster, reachability(PolicyEngine(cluster), 5432, "TCP"), pods)
+    assert sim.unknown == frozenset(pods) and sim.matrix.count() == 4
+    kernel = Matrix(5432, "TCP", pods, [0b01, 0b10])  # each reaches only itself
+    outcomes = {("x/client", "x/client"): "connected", ("x/client", "x/db"): "refused",
+                ("x/db", "x/client"): "timeout", ("x/db", "x/db"): "connected"}
+    [found] = disagreements(cluster, kernel, sim, outcomes)  # a timeout is a drop: still one
+    assert (found.source, found.destination, found.outcome) == ("x/db", "x/client", "timeout")
 
 
 def test_the_table_of_a_matrix_without_the_external_client_names_every_namespace():

@@ -30,7 +30,7 @@ from podnet.controlplane import Cluster
 from podnet.errors import PodnetError
 from podnet.host.control import request
 from podnet.host.layout import ClusterLayout
-from podnet.linux.connect import CONNECTED
+from podnet.linux.connect import CONNECTED, REFUSED
 from podnet.semantics.reachability import EXTERNAL, Matrix
 from podnet.sim.trace import Tracer, TraceResult
 
@@ -162,15 +162,28 @@ class Disagreement:
                 "outcome": self.outcome, "trace": self.trace.to_json()}
 
 
-def predicted(cluster: Cluster, sim: Matrix, pods: list[str]) -> Matrix:
-    """The simulator's answer for the probed pods: NetworkPolicy's matrix, and a destination that
-    serves nothing on the port refuses (images.serving, as `trace` decides it)."""
-    serving = 0
+@dataclass(frozen=True)
+class Prediction:
+    """The simulator's answer for the probed pods. `unknown`: destinations of which it cannot
+    tell whether anything listens on the port (an image podnet does not know, the port not
+    declared); the matrix counts them as serving."""
+
+    matrix: Matrix
+    unknown: frozenset[str] = frozenset()
+
+
+def predicted(cluster: Cluster, sim: Matrix, pods: list[str]) -> Prediction:
+    """NetworkPolicy's matrix for `pods`, where a destination that serves nothing on the port
+    refuses (images.serving, as `trace` decides it)."""
+    serving, unknown = 0, set()
     for j, ref in enumerate(pods):
         namespace, name = ref.split("/", 1)
         pod = cluster.get("Pod", namespace, name)
-        if pod is not None and images.serving(pod.spec, sim.port, sim.protocol).serving is not False:
+        answer = images.serving(pod.spec, sim.port, sim.protocol).serving if pod is not None else None
+        if answer is not False:
             serving |= 1 << j
+        if answer is None:
+            unknown.add(ref)
     rows = []
     for src in pods:
         row = 0
@@ -179,16 +192,22 @@ def predicted(cluster: Cluster, sim: Matrix, pods: list[str]) -> Matrix:
                 if dst in sim.index and sim.allowed(src, dst):
                     row |= 1 << j
         rows.append(row & serving)
-    return Matrix(sim.port, sim.protocol, list(pods), rows)
+    return Prediction(Matrix(sim.port, sim.protocol, list(pods), rows), frozenset(unknown))
 
 
-def disagreements(cluster: Cluster, kernel: Matrix, sim: Matrix, outcomes: dict[tuple[str, str], str],
+def disagreements(cluster: Cluster, kernel: Matrix, prediction: Prediction, outcomes: dict[tuple[str, str], str],
                   tracer: Tracer | None = None) -> list[Disagreement]:
-    """Pairs measured (in `outcomes`) on which the kernel and the simulator differ, each traced."""
+    """Pairs measured (in `outcomes`) on which the kernel and the simulator differ, each traced.
+
+    A refusal by a destination the simulator cannot tell to be serving is no disagreement: the
+    simulator lets the packet arrive, and a refusal says it did (NetworkPolicy drops)."""
     tracer = tracer or Tracer(cluster)
+    sim = prediction.matrix
     found = []
     for (src, dst), outcome in outcomes.items():
         was, said = kernel.allowed(src, dst), sim.allowed(src, dst)
+        if said and outcome == REFUSED and dst in prediction.unknown:
+            continue
         if was != said:
             found.append(Disagreement(src, dst, was, said, outcome,
                                       tracer.trace(src, dst, kernel.port, kernel.protocol)))
