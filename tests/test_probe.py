@@ -210,3 +210,10 @@ def test_the_table_of_a_matrix_without_the_external_client_names_every_namespace
 def test_bad_options_are_usage_errors(capsys, argv, message):
     code, _, err = run_cli(capsys, "probe", *argv)
     assert code == 2 and message in err
+
+
+def test_without_root_it_says_what_to_run_instead(capsys, monkeypatch):
+    monkeypatch.setattr("os.geteuid", lambda: 1000)
+    code, out, err = run_cli(capsys, "probe", "-n", "x")
+    assert code == 1 and out == ""
+    assert "needs root" in err and "podnet matrix -f FILE" in err

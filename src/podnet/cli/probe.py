@@ -5,11 +5,11 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import os
 import sys
 
 from podnet.cli.load import running_cluster
 from podnet.cli.matrix import write_table
-from podnet.cli.running import require_root
 from podnet.cli.trace import render_text
 from podnet.errors import PodnetError, UsageError
 from podnet.host.control import pick_cluster
@@ -78,7 +78,9 @@ def run(args) -> int:
     ports = _ports(args.port)
     if args.timeout <= 0 or args.attempts < 1:
         raise UsageError("error: --timeout must be positive and --attempts at least 1")
-    require_root("podnet probe")
+    if os.geteuid() != 0:
+        raise PodnetError("podnet probe connects from inside the pods of a running cluster, which needs root. "
+                          "Without root, the simulator's answer for the same manifests: podnet matrix -f FILE")
     if args.protocol == "SCTP" and (why := sctp_unsupported()):
         raise PodnetError(f"podnet probe --protocol SCTP: this kernel cannot open SCTP sockets ({why}), so no real "
                           "SCTP connection can be attempted. The simulator's answer: podnet matrix --protocol SCTP"
