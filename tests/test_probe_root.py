@@ -89,6 +89,11 @@ def test_without_policies_every_pair_connects_and_the_simulator_agrees(cluster):
         assert document["protocol"] == "TCP" and document["pods"] == list(PODS)
         assert all(document["allowed"][s][d] for s in PODS for d in PODS), document["allowed"]
         assert document["disagreements"] == []
+    plain = json.loads(probe(name, "-n", "x,y,z", "-o", "json").stdout)
+    assert set(plain) == {"port", "protocol", "pods", "allowed"}  # matrix's document, DESIGN.md's contract
+    sim = json.loads(podnet("matrix", "--name", name, "-n", "x,y,z", "-o", "json").stdout)
+    assert sim["pods"] == [*plain["pods"], "external"]
+    assert {s: {d: sim["allowed"][s][d] for d in PODS} for s in PODS} == plain["allowed"]
     udp = json.loads(probe(name, "-n", "x,y,z", "--protocol", "UDP", "-o", "json", "--compare").stdout)
     assert udp["protocol"] == "UDP" and udp["disagreements"] == []
     assert all(udp["allowed"][s][d] for s in PODS for d in PODS)
