@@ -10,6 +10,7 @@ import threading
 
 import pytest
 
+from podnet.cli import probe as probe_command
 from podnet.cli.matrix import write_table
 from podnet.linux import connect
 from podnet.linux.reach import Destination, ProbeFailed, disagreements, measure, predicted, sctp_unsupported
@@ -217,3 +218,16 @@ def test_without_root_it_says_what_to_run_instead(capsys, monkeypatch):
     code, out, err = run_cli(capsys, "probe", "-n", "x")
     assert code == 1 and out == ""
     assert "needs root" in err and "podnet matrix -f FILE" in err
+
+
+def test_the_table_traces_the_first_disagreements_and_lists_the_rest(denied):
+    kernel = all_connected(80)
+    sim = predicted(denied, reachability(PolicyEngine(denied), 80, "TCP"), kernel.pods)
+    found = disagreements(denied, kernel, sim, {(s, d): "connected" for s in PODS for d in PODS})
+    out = io.StringIO()
+    probe_command._write_disagreements(found, out)
+    text = out.getvalue()
+    traced = probe_command.TRACED_IN_TABLE
+    assert text.count("; its trace:") == traced and text.count("DROPPED") == traced
+    assert f"and {len(found) - traced} more (-o json traces every one):" in text
+    assert text.rstrip().endswith("z/c -> x/c: kernel connected, simulator blocks")

@@ -31,6 +31,11 @@ EXAMPLES = """examples:
 """
 
 
+# The table traces this many disagreements (a policy the kernel ignores can make hundreds) and
+# lists the rest one line each; -o json has every trace.
+TRACED_IN_TABLE = 10
+
+
 def add_parser(sub) -> None:
     p = sub.add_parser("probe", help="reachability matrix of a running cluster, by real connections (root)",
                        description="From inside every pod, attempts a connection to every pod's IP and port\n"
@@ -135,9 +140,16 @@ def _write_disagreements(differ, out) -> None:
         out.write("the simulator agrees on every pair\n")
         return
     out.write(f"\n{len(differ)} disagreement(s) between the kernel and the simulator:\n")
-    for d in differ:
-        out.write(f"\n{d.source} -> {d.destination}: kernel {'connected' if d.kernel else d.outcome}, "
-                  f"simulator {'allows' if d.sim else 'blocks'}; its trace:\n")
+    for d in differ[:TRACED_IN_TABLE]:
+        out.write(f"\n{_headline(d)}; its trace:\n")
         trace = io.StringIO()
         render_text(d.trace, trace)
         out.write("".join(f"    {line}".rstrip() + "\n" for line in trace.getvalue().splitlines()))
+    if len(differ) > TRACED_IN_TABLE:
+        out.write(f"\nand {len(differ) - TRACED_IN_TABLE} more (-o json traces every one):\n")
+        out.write("".join(f"{_headline(d)}\n" for d in differ[TRACED_IN_TABLE:]))
+
+
+def _headline(d) -> str:
+    return (f"{d.source} -> {d.destination}: kernel {'connected' if d.kernel else d.outcome}, "
+            f"simulator {'allows' if d.sim else 'blocks'}")
