@@ -104,7 +104,8 @@ def run(args) -> int:
               f"{' …' if len(missing) > 5 else ''}", file=sys.stderr)
     destinations = [Destination(ep.ref, str(ep.ip)) for ep in endpoints if ep.ref in argvs]
     if not destinations:
-        raise PodnetError("podnet probe: no running pod with an IP" + (f" in {', '.join(namespaces)}" if namespaces else ""))
+        where = f" in {', '.join(namespaces)}" if namespaces else ""
+        raise PodnetError(f"podnet probe: no running pod with an IP{where}")
     found = measure(argvs, destinations, ports, args.protocol, args.timeout, args.attempts)
     documents, tables, disagreeing = [], [], False
     tracer = Tracer(cluster) if args.compare else None
