@@ -9,7 +9,7 @@ import os
 import sys
 
 from podnet.cli.load import running_cluster
-from podnet.cli.matrix import write_table
+from podnet.cli.matrix import _namespaces, write_table  # -n as matrix reads it
 from podnet.cli.trace import render_text
 from podnet.errors import PodnetError, UsageError
 from podnet.host.control import pick_cluster
@@ -71,12 +71,6 @@ def _ports(values: list[str] | None) -> list[int]:
             if int(word) not in ports:
                 ports.append(int(word))
     return ports
-
-
-def _namespaces(values: list[str] | None) -> list[str] | None:
-    if not values:
-        return None
-    return [ns for value in values for ns in value.split(",") if ns]
 
 
 def run(args) -> int:
