@@ -33,7 +33,7 @@ CONFIG_EXAMPLES = """examples:
 # needs at module level, and `podnet get` must not pay for the data plane's imports (pyroute2,
 # the supervisor, the DNS server: about 150 ms).
 COMMANDS = {name: name for name in ("up", "down", "get", "describe", "logs", "apply", "delete", "trace", "dig",
-                                     "matrix", "check", "explain")}
+                                     "matrix", "probe", "check", "explain")}
 COMMANDS["exec"] = "exec_"  # the module name avoids shadowing the builtin exec
 
 

@@ -123,8 +123,11 @@ def write_table(matrix: Matrix, out: TextIO) -> None:
     groups = _groups(pods)
     named = all(len(_short_name(p)) <= 3 for p in pods)
     labels = [_short_name(p) for p in pods] if named else [str(i + 1) for i in range(total)]
-    width = max(len(label) for label in labels[:-1] or labels)
-    widths = [width] * (total - 1) + [len(labels[-1])]  # the external column: as wide as its label
+    if pods[-1] == EXTERNAL:  # the external column: as wide as its label
+        width = max(len(label) for label in labels[:-1] or labels)
+        widths = [width] * (total - 1) + [len(labels[-1])]
+    else:  # `podnet probe`'s matrices: pods only
+        widths = [max(len(label) for label in labels)] * total
     row_labels = pods if named else [f"{i + 1:>{len(str(total))}} {p}" for i, p in enumerate(pods)]
     margin = max(len(label) for label in row_labels) + 2
 
@@ -150,7 +153,9 @@ def write_table(matrix: Matrix, out: TextIO) -> None:
         out.write(label.ljust(margin) + group_cells(marks) + "\n")
     if truncated:  # narrow column groups cut their namespace's name: spell the groups out
         spans = []
-        for ns, indices in groups[:-1]:  # the last group is the external client
+        for ns, indices in groups:
+            if ns == EXTERNAL:
+                continue
             first, last = labels[indices[0]], labels[indices[-1]]
             spans.append(f"{ns} {first}" + (f"-{last}" if len(indices) > 1 else ""))
         out.write("\ncolumns: " + ", ".join(spans) + "\n")
