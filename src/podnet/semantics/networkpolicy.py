@@ -156,6 +156,21 @@ class IPBlock:
             return False
         return not any(ip in e for e in self.excepts)
 
+    def networks(self) -> list[IPNetwork]:
+        """`cidr` minus every `except` as disjoint networks, sorted (what a data plane's address
+        set holds: an address is in one of them exactly when `contains` says so)."""
+        remaining: list[IPNetwork] = [self.cidr]
+        for hole in self.excepts:
+            kept: list[IPNetwork] = []
+            for net in remaining:
+                if hole.version != net.version or not net.overlaps(hole):
+                    kept.append(net)
+                elif hole.subnet_of(net):  # type: ignore[arg-type]
+                    kept.extend(net.address_exclude(hole))  # type: ignore[arg-type]
+                # else: net lies inside the hole, and goes
+            remaining = kept
+        return sorted(remaining, key=lambda n: (n.version, n.network_address, n.prefixlen))
+
     def __str__(self) -> str:
         if not self.excepts:
             return f"ipBlock {self.cidr}"
@@ -526,6 +541,26 @@ class PolicyEngine:
     def peer_pods(self, peer: Peer) -> list[Endpoint]:
         """The pods a peer matches (an ipBlock peer also matches non-pods: render its CIDRs as well)."""
         return [ep for ep in self.pods.values() if peer.matches(ep)]
+
+    def networked(self, ep: Endpoint) -> bool:
+        """A pod that takes part in connections now (an IP, not terminated): a data plane
+        renders only these (a terminated pod's address may already be someone else's)."""
+        pod = self.pod_objects.get(ep.ref)
+        return pod is not None and ep.ip is not None and has_network(pod)
+
+    def peer_networks(self, peer: Peer) -> list[IPNetwork]:
+        """The addresses a peer matches, as networks (rules 17-26): an ipBlock's CIDR minus
+        its excepts — pod addresses included (24) — or the matched pods' own addresses."""
+        if peer.ip_block is not None:
+            return peer.ip_block.networks()
+        return [ipaddress.ip_network(ep.ip) for ep in self.peer_pods(peer) if self.networked(ep)]
+
+    def named_port_targets(self, name: str, protocol: str) -> list[tuple[IPAddress, int]]:
+        """Every (pod address, port) a named port resolves to for `protocol` (rule 30): the
+        name means a port of the DESTINATION pod, so a data plane matches the pair (daddr, dport)."""
+        found = {(ep.ip, port) for ep in self.pods.values() if self.networked(ep)
+                 for port in ep.ports_named(name, protocol)}
+        return sorted(found, key=lambda t: (t[0].version, t[0], t[1]))  # type: ignore[misc]
 
     # -- evaluation
 

@@ -20,6 +20,7 @@ from podnet.errors import PodnetError
 from podnet.host.layout import ClusterLayout
 from podnet.linux.dataplane import DataPlane
 from podnet.linux.l2announce import L2Announcer
+from podnet.linux.netpol import NodePolicy
 from podnet.linux.netlink import Pyroute2Netlink
 from podnet.linux.prober import ProbeManager
 from podnet.linux.runtime import Runtime
@@ -36,7 +37,8 @@ class Supervisor:
     the runtime and the netlink its factories make (tests pass fakes: tests/supervisor_fakes.py)."""
 
     def __init__(self, layout: ClusterLayout, state: ClusterState | None = None, *,
-                 dataplane_factory=DataPlane, runtime_factory=Runtime, netlink_factory=Pyroute2Netlink):
+                 dataplane_factory=DataPlane, runtime_factory=Runtime, netlink_factory=Pyroute2Netlink,
+                 policy_factory=NodePolicy):
         self.layout = layout
         self.state = state or ClusterState(layout)
         self.config = self.state.config()
@@ -46,7 +48,7 @@ class Supervisor:
         self._cluster: Cluster | None = None
         self.generation = 0  # bumped whenever the cluster state changes (watchers poll it)
         self.dataplane_factory, self.runtime_factory = dataplane_factory, runtime_factory
-        self.netlink_factory = netlink_factory
+        self.netlink_factory, self.policy_factory = netlink_factory, policy_factory
         self.dataplane = None
         self.runtime: Runtime | None = None
         self.attached: dict[str, str] = {}  # pod ref -> the netns its processes run in
@@ -54,6 +56,8 @@ class Supervisor:
         # they started (one that failed is not tried again until it is deleted and applied)
         self.started: set[str] = set()
         self.proxies: dict[str, Any] = {}  # node -> its kube-proxy (podnet.proxy.NodeProxy)
+        self.policies: dict[str, Any] = {}  # node -> its NetworkPolicy table (podnet.linux.netpol.NodePolicy)
+        self.policy_errors: dict[str, str] = {}  # node -> why its last policy sync failed
         self.announcer = None  # LoadBalancer IPs on the LAN (podnet.linux.l2announce)
         self.prober = None  # kubelet's probes (podnet.linux.prober.ProbeManager)
         # kubelet's word on each running pod's containers: ref -> container -> {"ready", "started"}
@@ -105,6 +109,9 @@ class Supervisor:
                                   service_subnet=str(networking.service_subnet))
                 proxy.sync_now(self.cluster)
                 self.proxies[node.name] = proxy
+                policy = self.policy_factory(node.name, netns)
+                policy.sync(self.cluster)  # before any pod starts: never a moment unprotected
+                self.policies[node.name] = policy
         finally:
             netlink.close()  # an open socket would keep the node's namespace alive after down
         self.announcer = L2Announcer(self.layout)
@@ -145,11 +152,27 @@ class Supervisor:
             self.runtime.cluster = cluster
             self._publish()
 
-    def _publish(self) -> None:
+    def _publish(self, policies: bool = True) -> None:
+        if policies:
+            self._sync_policies()
         for proxy in self.proxies.values():
             proxy.update(self.cluster)
         if self.announcer is not None:
             self.announcer.sync(self.cluster)
+
+    def _sync_policies(self) -> list[str]:
+        """Every node's NetworkPolicy table, now (one `nft -f` each). A node whose load fails
+        keeps its previous rules; the failure is logged, kept in `policy_errors` and returned."""
+        failed = []
+        for node, policy in self.policies.items():
+            try:
+                policy.sync(self.cluster)
+                self.policy_errors.pop(node, None)
+            except Exception as exc:
+                log.warning("NetworkPolicy sync on node %s failed; its previous rules stay in force: %s", node, exc)
+                self.policy_errors[node] = str(exc)
+                failed.append(f"NetworkPolicy sync on node {node} failed (its previous rules stay in force): {exc}")
+        return failed
 
     def _start_pod(self, pod) -> None:
         self.started.add(pod.ref)
@@ -183,6 +206,8 @@ class Supervisor:
                 self._stop_pod(ref)
             self.cluster = cluster
             self.dataplane.cluster = cluster
+            # the new pods are in the policy sets before they start: never a moment unprotected
+            policy_failures = self._sync_policies()
             failed = []
             for pod in actions.start:
                 try:
@@ -192,8 +217,9 @@ class Supervisor:
                     failed.append(f"{pod.ref}: {exc}")
             self.inputs = request.inputs
             self.state.save_manifests(request.inputs)
-            self._publish()
-            return {"lines": request.lines(failed), "started": actions.started, "stopped": list(actions.stop)}
+            self._publish(policies=False)
+            lines = request.lines(failed) + [f"Warning: {f}" for f in policy_failures]
+            return {"lines": lines, "started": actions.started, "stopped": list(actions.stop)}
 
     def stop(self) -> None:
         with self.lock:
