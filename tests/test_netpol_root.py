@@ -1,0 +1,199 @@
+"""NetworkPolicy in the kernel, end to end (root only): the upstream e2e model as a real cluster.
+
+tests/netpol_cases.py's namespaces x, y, z with pods a, b, c run as a `podnet up` cluster of
+three nodes (so pairs are on one bridge and across the overlay); every container serves its
+port with agnhost serve-hostname (TCP or UDP; the SCTP containers only declare their named
+ports, since no process can open an SCTP socket here). Each scenario step is applied with
+`podnet apply` / `podnet delete` (policies, and the model again when a step relabels a pod or a
+namespace), then every pair is measured with real, new connections from inside the source
+pod's namespace — all destinations of one source in parallel, each with a short time-out —
+and compared with the step's truth table. TCP and UDP are measured; SCTP checks are checked
+against the rules rendered for the cluster by tests/test_netpol_render.py (no SCTP sockets).
+One cluster serves every scenario; it is removed in a finally.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import re
+import secrets
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from tests import netpol_cases as cases
+from tests.livecluster import leftovers, podnet
+
+pytestmark = pytest.mark.root  # tests/conftest.py skips it without root and namespaces
+
+TIMEOUT = 1.0  # seconds a blocked (dropped) connection attempt waits
+
+# Probes from inside one pod: argv[1] is [[ip, port, "tcp"|"udp"], ...]; prints a result each:
+# "ok", "timeout" (dropped) or "refused" (nothing listens: a broken test, not a policy).
+PROBE = r"""
+import json, socket, sys, threading, time
+targets, timeout = json.loads(sys.argv[1]), float(sys.argv[2])
+results = [None] * len(targets)
+def probe(i, ip, port, proto):
+    try:
+        if proto == "tcp":
+            socket.create_connection((ip, port), timeout=timeout).close()
+        else:
+            s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            s.settimeout(timeout / 2)
+            for _ in range(2):  # a second datagram, in case the first waited on ARP
+                s.sendto(b"hostname", (ip, port))
+                try:
+                    s.recvfrom(512)
+                    break
+                except socket.timeout:
+                    continue
+            else:
+                raise socket.timeout()
+        results[i] = "ok"
+    except ConnectionRefusedError:
+        results[i] = "refused"
+    except (socket.timeout, TimeoutError):
+        results[i] = "timeout"
+    except OSError as e:
+        results[i] = "error:" + e.__class__.__name__
+threads = [threading.Thread(target=probe, args=(i, *t)) for i, t in enumerate(targets)]
+for t in threads: t.start()
+for t in threads: t.join()
+print(json.dumps(results))
+"""
+
+
+def served_model(pod_labels=None, namespace_labels=None) -> str:
+    """The e2e model whose containers serve: serve-hostname on TCP or UDP, pause for SCTP."""
+    text = cases.model_yaml(pod_labels, namespace_labels)
+
+    def args(match: re.Match) -> str:
+        port, proto = match.group(2), match.group(3)
+        argv = "[pause]" if proto == "sctp" else f"[serve-hostname, --{proto}, --http=false, --port, '{port}']"
+        return f"{match.group(1)}    args: {argv}\n"
+
+    return re.sub(r"(  - name: cont-(\d+)-(tcp|udp|sctp)\n    image: [^\n]+\n)", args, text)
+
+
+def policy_key(text: str) -> tuple[str, str]:
+    ns = re.search(r"namespace: (\S+)", text).group(1)
+    name = re.search(r"name: (\S+)", text).group(1)
+    return ns, name
+
+
+class Model:
+    """The running model cluster and what has been applied to it."""
+
+    def __init__(self, name: str, tmp):
+        self.name, self.tmp = name, tmp
+        pods = json.loads(podnet("get", "pods", "-A", "-o", "json", "--name", name).stdout)["items"]
+        self.ips = {f"{p['metadata']['namespace']}/{p['metadata']['name']}": p["status"]["podIP"] for p in pods}
+        self.policies: dict[tuple[str, str], str] = {}
+        self.labels = ("{}", "{}")
+
+    def substitute(self, text: str) -> str:
+        text = re.sub(r"CIDR4\(([\w-]+/[\w-]+)\)",
+                      lambda m: str(ipaddress.ip_network(f"{self.ips[m.group(1)]}/4", strict=False)), text)
+        return re.sub(r"IP\(([\w-]+/[\w-]+)\)", lambda m: self.ips[m.group(1)], text)
+
+    def _file(self, text: str) -> str:
+        path = self.tmp / f"{secrets.token_hex(4)}.yaml"
+        path.write_text(text)
+        return str(path)
+
+    def enter(self, step: cases.Step) -> None:
+        """Make the cluster's policies and labels those of `step`."""
+        wanted = {policy_key(p): self.substitute(p) for p in step.policies}
+        gone = [text for key, text in self.policies.items() if key not in wanted]
+        if gone:
+            podnet("delete", "-f", self._file("---\n".join(gone)), "--name", self.name)
+        labels = (json.dumps(step.pod_labels, sort_keys=True), json.dumps(step.namespace_labels, sort_keys=True))
+        if labels != self.labels:
+            podnet("apply", "-f", self._file(served_model(step.pod_labels, step.namespace_labels)), "--name", self.name)
+            self.labels = labels
+        changed = [text for key, text in wanted.items() if self.policies.get(key) != text]
+        if changed:
+            podnet("apply", "-f", self._file("---\n".join(changed)), "--name", self.name)
+        self.policies = wanted
+
+    def measure(self, checks: list[tuple[int, str]]) -> dict[tuple[int, str], dict[tuple[str, str], str]]:
+        """Every pair for every (port, protocol), from inside each source pod, in parallel."""
+        targets = [(self.ips[dst], port, proto.lower()) for port, proto in checks for dst in cases.PODS]
+
+        def from_pod(src: str) -> list[str]:
+            out = podnet("exec", src, "--name", self.name, "--", "python3", "-c", PROBE, json.dumps(targets),
+                         str(TIMEOUT), timeout=60).stdout
+            return json.loads(out)
+
+        with ThreadPoolExecutor(len(cases.PODS)) as pool:
+            rows = dict(zip(cases.PODS, pool.map(from_pod, cases.PODS)))
+        found: dict[tuple[int, str], dict[tuple[str, str], str]] = {c: {} for c in checks}
+        for src, results in rows.items():
+            for (ip, port, proto), result in zip(targets, results):
+                dst = next(d for d in cases.PODS if self.ips[d] == ip)
+                found[(port, proto.upper())][(src, dst)] = result
+        return found
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("netpol")
+    name = f"np{secrets.token_hex(3)}"
+    (tmp / "model.yaml").write_text(served_model())
+    (tmp / "cluster.yaml").write_text(
+        f"kind: Cluster\napiVersion: podnet.dev/v1alpha1\nname: {name}\nnodes: 3\n"
+        "networking: {overlay: vxlan, proxyMode: nftables}\n")
+    up = False
+    try:
+        podnet("up", "-f", str(tmp / "model.yaml"), "--config", str(tmp / "cluster.yaml"), timeout=180)
+        up = True
+        m = Model(name, tmp)
+        # every server listens before any scenario counts on it
+        deadline = time.monotonic() + 30
+        while True:
+            found = m.measure([(80, "TCP"), (81, "TCP"), (80, "UDP"), (81, "UDP")])
+            if all(r == "ok" for table in found.values() for r in table.values()):
+                break
+            if time.monotonic() > deadline:
+                raise AssertionError(f"the model's servers do not all answer: {found}")
+            time.sleep(0.5)
+        yield m
+    finally:
+        if up or leftovers(name):
+            podnet("down", "--name", name, check=False)
+        assert leftovers(name) == [], f"left behind: {leftovers(name)}"
+
+
+KERNEL_CHECKS = [
+    pytest.param(si, ti, id=f"{s.id}[{ti}]")
+    for si, s in enumerate(cases.SCENARIOS)
+    for ti, step in enumerate(s.steps)
+]
+
+
+@pytest.mark.parametrize("si,ti", KERNEL_CHECKS)
+def test_e2e_scenario_on_the_kernel(model, si, ti):
+    scenario = cases.SCENARIOS[si]
+    step = scenario.steps[ti]
+    model.enter(step)  # the whole state of the step: earlier steps and scenarios leave nothing behind
+    checks = [(c.port, c.protocol) for c in step.checks if c.protocol != "SCTP"]
+    if not checks:
+        pytest.skip("SCTP only: checked on the rendered rules (no SCTP sockets in this kernel)")
+    measured = model.measure(checks)
+    problems = []
+    for check in step.checks:
+        if check.protocol == "SCTP":
+            continue
+        expected = cases.grid(check.expected)
+        results = measured[(check.port, check.protocol)]
+        actual = {pair: results[pair] == "ok" for pair in expected}
+        odd = {pair: r for pair, r in results.items() if r not in ("ok", "timeout")}
+        if actual != expected or odd:
+            wrong = [f"  {s} -> {d}: expected {'allowed' if expected[(s, d)] else 'blocked'}, kernel {results[(s, d)]}"
+                     for s, d in expected if actual[(s, d)] != expected[(s, d)] or (s, d) in odd]
+            problems.append(f"{check.protocol}/{check.port}:\nexpected:\n{cases.render(expected)}\n"
+                            f"kernel:\n{cases.render(actual)}\n" + "\n".join(wrong))
+    assert not problems, f"{scenario.title} / {step.title}\n" + "\n".join(problems)
