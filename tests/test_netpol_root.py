@@ -7,8 +7,10 @@ ports, since no process can open an SCTP socket here). Each scenario step is app
 `podnet apply` / `podnet delete` (policies, and the model again when a step relabels a pod or a
 namespace), then every pair is measured with real, new connections from inside the source
 pod's namespace — all destinations of one source in parallel, each with a short time-out —
-and compared with the step's truth table. TCP and UDP are measured; SCTP checks are checked
-against the rules rendered for the cluster by tests/test_netpol_render.py (no SCTP sockets).
+and compared with the step's truth table. TCP and UDP by connecting; SCTP by injection: an
+SCTP INIT chunk sent on a raw socket from the source pod, looked for on a raw socket in the
+destination pod (see SCTP_LISTEN). A dropped attempt times out; "refused" would mean a server
+is missing, and fails the test whatever the table says.
 One cluster serves every scenario; it is removed in a finally.
 """
 
@@ -17,7 +19,10 @@ from __future__ import annotations
 import ipaddress
 import json
 import re
+import os
 import secrets
+import subprocess
+import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -25,6 +30,10 @@ import pytest
 
 from tests import netpol_cases as cases
 from tests.livecluster import leftovers, podnet
+
+def livecluster_env() -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+
 
 pytestmark = pytest.mark.root  # tests/conftest.py skips it without root and namespaces
 
@@ -63,6 +72,48 @@ threads = [threading.Thread(target=probe, args=(i, *t)) for i, t in enumerate(ta
 for t in threads: t.start()
 for t in threads: t.join()
 print(json.dumps(results))
+"""
+
+
+# SCTP: no process can open an SCTP socket here, but raw IP sockets of protocol 132 work. The
+# destination pods listen on a raw socket and report which (source, port) INIT chunks arrived;
+# the sources send an SCTP INIT (valid CRC32c, so conntrack tracks it as a new association) to
+# every destination and port. Allowed pairs are those whose packet arrived.
+SCTP_LISTEN = r"""
+import json, socket, sys, time
+s = socket.socket(socket.AF_INET, socket.SOCK_RAW, 132)
+s.settimeout(0.1)
+print("ready", flush=True)
+seen, end = set(), time.monotonic() + float(sys.argv[1])
+while time.monotonic() < end:
+    try:
+        data, (src, _) = s.recvfrom(2048)
+    except socket.timeout:
+        continue
+    ihl = (data[0] & 15) * 4
+    if len(data) >= ihl + 13 and data[ihl + 12] == 1:  # an INIT chunk
+        seen.add((src, int.from_bytes(data[ihl + 2:ihl + 4], "big")))
+print(json.dumps(sorted(seen)))
+"""
+
+SCTP_SEND = r"""
+import json, os, socket, struct, sys, time
+def crc32c(data):
+    crc = 0xFFFFFFFF
+    for byte in data:
+        crc ^= byte
+        for _ in range(8):
+            crc = (crc >> 1) ^ (0x82F63B78 if crc & 1 else 0)
+    return ~crc & 0xFFFFFFFF
+s = socket.socket(socket.AF_INET, socket.SOCK_RAW, 132)
+for _ in range(2):
+    for ip, port in json.loads(sys.argv[1]):
+        tag = int.from_bytes(os.urandom(4), "big") | 1
+        init = struct.pack(">BBHIIHHI", 1, 0, 20, tag, 65535, 1, 1, tag)
+        packet = struct.pack(">HHII", 40000 + port, port, 0, 0) + init
+        packet = packet[:8] + struct.pack("<I", crc32c(packet)) + packet[12:]
+        s.sendto(packet, (ip, 0))
+    time.sleep(0.2)
 """
 
 
@@ -121,7 +172,8 @@ class Model:
 
     def measure(self, checks: list[tuple[int, str]]) -> dict[tuple[int, str], dict[tuple[str, str], str]]:
         """Every pair for every (port, protocol), from inside each source pod, in parallel."""
-        targets = [(self.ips[dst], port, proto.lower()) for port, proto in checks for dst in cases.PODS]
+        targets = [(self.ips[dst], port, proto.lower()) for port, proto in checks for dst in cases.PODS
+                   if proto != "SCTP"]
 
         def from_pod(src: str) -> list[str]:
             out = podnet("exec", src, "--name", self.name, "--", "python3", "-c", PROBE, json.dumps(targets),
@@ -129,13 +181,38 @@ class Model:
             return json.loads(out)
 
         with ThreadPoolExecutor(len(cases.PODS)) as pool:
-            rows = dict(zip(cases.PODS, pool.map(from_pod, cases.PODS)))
+            rows = dict(zip(cases.PODS, pool.map(from_pod, cases.PODS))) if targets else {}
         found: dict[tuple[int, str], dict[tuple[str, str], str]] = {c: {} for c in checks}
         for src, results in rows.items():
             for (ip, port, proto), result in zip(targets, results):
                 dst = next(d for d in cases.PODS if self.ips[d] == ip)
                 found[(port, proto.upper())][(src, dst)] = result
+        sctp_ports = [port for port, proto in checks if proto == "SCTP"]
+        if sctp_ports:
+            found.update(self.measure_sctp(sctp_ports))
         return found
+
+    def measure_sctp(self, ports: list[int]) -> dict[tuple[int, str], dict[tuple[str, str], str]]:
+        """Raw SCTP INIT packets from every pod to every pod and port, seen (or not) on the far side."""
+        listeners = {dst: subprocess.Popen(
+            [sys.executable, "-m", "podnet", "exec", dst, "--name", self.name, "--", "python3", "-c", SCTP_LISTEN,
+             "4"], stdout=subprocess.PIPE, text=True, env=livecluster_env()) for dst in cases.PODS}
+        try:
+            for proc in listeners.values():
+                assert proc.stdout.readline().strip() == "ready"
+            targets = json.dumps([(self.ips[dst], port) for port in ports for dst in cases.PODS])
+            with ThreadPoolExecutor(len(cases.PODS)) as pool:
+                list(pool.map(lambda src: podnet("exec", src, "--name", self.name, "--", "python3", "-c", SCTP_SEND,
+                                                 targets, timeout=60), cases.PODS))
+            arrived = {dst: {tuple(x) for x in json.loads(proc.communicate(timeout=30)[0])}
+                       for dst, proc in listeners.items()}
+        finally:
+            for proc in listeners.values():
+                if proc.poll() is None:
+                    proc.kill()
+                    proc.wait()
+        return {(port, "SCTP"): {(src, dst): "ok" if (self.ips[src], port) in arrived[dst] else "timeout"
+                                 for src in cases.PODS for dst in cases.PODS} for port in ports}
 
 
 @pytest.fixture(scope="module")
@@ -179,14 +256,9 @@ def test_e2e_scenario_on_the_kernel(model, si, ti):
     scenario = cases.SCENARIOS[si]
     step = scenario.steps[ti]
     model.enter(step)  # the whole state of the step: earlier steps and scenarios leave nothing behind
-    checks = [(c.port, c.protocol) for c in step.checks if c.protocol != "SCTP"]
-    if not checks:
-        pytest.skip("SCTP only: checked on the rendered rules (no SCTP sockets in this kernel)")
-    measured = model.measure(checks)
+    measured = model.measure([(c.port, c.protocol) for c in step.checks])
     problems = []
     for check in step.checks:
-        if check.protocol == "SCTP":
-            continue
         expected = cases.grid(check.expected)
         results = measured[(check.port, check.protocol)]
         actual = {pair: results[pair] == "ok" for pair in expected}
