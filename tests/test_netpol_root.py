@@ -28,6 +28,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
+from podnet.linux.netpol import parse_counters
 from tests import netpol_cases as cases
 from tests.livecluster import leftovers, podnet
 
@@ -269,3 +270,98 @@ def test_e2e_scenario_on_the_kernel(model, si, ti):
             problems.append(f"{check.protocol}/{check.port}:\nexpected:\n{cases.render(expected)}\n"
                             f"kernel:\n{cases.render(actual)}\n" + "\n".join(wrong))
     assert not problems, f"{scenario.title} / {step.title}\n" + "\n".join(problems)
+
+
+# -- beyond the truth tables: Services, DNS, counters ----------------------------------------------
+
+SERVICE_B = """
+apiVersion: v1
+kind: Service
+metadata: {name: s-x-b, namespace: x}
+spec:
+  selector: {pod: b}
+  ports: [{name: tcp, port: 8080, targetPort: 80}]
+"""
+
+ONLY_XA_TO_XB = cases.netpol("x", "only-x-a-to-x-b", """
+    podSelector: {matchLabels: {pod: b}}
+    policyTypes: [Ingress]
+    ingress: [{from: [{podSelector: {matchLabels: {pod: a}}}]}]
+""")
+
+DENY_EGRESS_XA = cases.netpol("x", "deny-egress-x-a", """
+    podSelector: {matchLabels: {pod: a}}
+    policyTypes: [Egress]
+""")
+
+DNS_EGRESS_XA = cases.netpol("x", "dns-egress-x-a", """
+    podSelector: {matchLabels: {pod: a}}
+    policyTypes: [Egress]
+    egress:
+    - to: [{namespaceSelector: {matchLabels: {kubernetes.io/metadata.name: kube-system}}}]
+      ports: [{protocol: UDP, port: 53}, {protocol: TCP, port: 53}]
+""")
+
+
+def probe_one(model: Model, src: str, ip: str, port: int, proto: str = "tcp") -> str:
+    out = podnet("exec", src, "--name", model.name, "--", "python3", "-c", PROBE, json.dumps([[ip, port, proto]]),
+                 str(TIMEOUT), timeout=60).stdout
+    return json.loads(out)[0]
+
+
+def test_a_service_is_judged_after_dnat_on_its_backend_pods_ingress_rule_40(model):
+    podnet("apply", "-f", model._file(SERVICE_B), "--name", model.name)
+    try:
+        svc = json.loads(podnet("get", "svc", "s-x-b", "-n", "x", "-o", "json", "--name", model.name).stdout)
+        vip = svc["spec"]["clusterIP"]
+        model.enter(cases.Step("x/b admits x/a only", [ONLY_XA_TO_XB], []))
+        results = {src: probe_one(model, src, vip, 8080) for src in ("x/a", "x/c", "y/a")}
+        assert results == {"x/a": "ok", "x/c": "timeout", "y/a": "timeout"}
+    finally:
+        podnet("delete", "-f", model._file(SERVICE_B), "--name", model.name)
+
+
+def test_the_dns_query_passes_through_the_pods_egress_policy_as_in_trace(model):
+    lookup = ["python3", "-c", "import socket; socket.setdefaulttimeout(2); "
+              "print(socket.gethostbyname('kube-dns.kube-system.svc.cluster.local'))"]
+    model.enter(cases.Step("x/a may send nothing", [DENY_EGRESS_XA], []))
+    deadline = time.monotonic() + 40  # coredns is ready after its first readiness probe (period 10 s)
+    while podnet("exec", "x/b", "--name", model.name, "--", *lookup, check=False, timeout=60).returncode != 0:
+        assert time.monotonic() < deadline, "the cluster DNS does not answer an unisolated pod"
+        time.sleep(1)
+    assert podnet("exec", "x/a", "--name", model.name, "--", *lookup, check=False, timeout=60).returncode != 0
+    trace = json.loads(podnet("trace", "x/a", "kube-dns.kube-system", "-p", "53", "--protocol", "UDP", "-o", "json",
+                              "--name", model.name, check=False).stdout)
+    assert trace["verdict"] == "dropped"
+    model.enter(cases.Step("x/a may send DNS to kube-system", [DENY_EGRESS_XA, DNS_EGRESS_XA], []))
+    assert podnet("exec", "x/a", "--name", model.name, "--", *lookup, timeout=60).stdout.strip() == "10.96.0.10"
+
+
+def test_the_own_node_reaches_an_isolated_pod_as_kubelets_probes_do_rule_34(model):
+    deny = cases.netpol("kube-system", "deny-all", "podSelector: {}\npolicyTypes: [Ingress, Egress]\n")
+    podnet("apply", "-f", model._file(deny), "--name", model.name)
+    try:
+        pods = json.loads(podnet("get", "pods", "-n", "kube-system", "-o", "json", "--name", model.name).stdout)["items"]
+        dns = next(p for p in pods if p["metadata"]["name"].startswith("coredns"))
+        ip, node = dns["status"]["podIP"], dns["spec"]["nodeName"]
+        other = next(n for n in ("node1", "node2", "node3") if n != node)
+        # coredns' readiness port, as the kubelet probes it: from its own node yes, from others not
+        results = {where: probe_one(model, where, ip, 8181) for where in (f"node/{node}", f"node/{other}", "x/a")}
+        assert results == {f"node/{node}": "ok", f"node/{other}": "timeout", "x/a": "timeout"}
+    finally:
+        podnet("delete", "-f", model._file(deny), "--name", model.name)
+
+
+def test_drops_are_counted_per_policy_on_the_destinations_node(model):
+    model.enter(cases.Step("deny ingress in x", [cases.DENY_INGRESS], []))
+    pods = json.loads(podnet("get", "pods", "-n", "x", "-o", "json", "--name", model.name).stdout)["items"]
+    node = next(p["spec"]["nodeName"] for p in pods if p["metadata"]["name"] == "a")
+
+    def dropped() -> int:
+        listing = podnet("exec", f"node/{node}", "--name", model.name, "--", "nft", "list", "counters", "table",
+                         "inet", "podnet-netpol").stdout
+        return parse_counters(listing).get("drops/ingress/x/deny-ingress", 0)
+
+    before = dropped()
+    assert probe_one(model, "y/a", model.ips["x/a"], 80) == "timeout"
+    assert dropped() > before
