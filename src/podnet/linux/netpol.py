@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from podnet.controlplane import Cluster
 from podnet.policy import FAMILY, TABLE, Ruleset, render, transaction
 from podnet.proxy.loader import LoadError, Runner, in_netns, run_command
+from podnet.semantics.networkpolicy import PolicyEngine
 
 log = logging.getLogger("podnet.netpol")
 
@@ -37,10 +38,11 @@ class NodePolicy:
         self.loaded: Ruleset | None = None  # what the kernel holds, as far as known
         self.status = PolicySyncStatus()
 
-    def sync(self, cluster: Cluster) -> None:
-        """Make the node enforce `cluster`'s policies (raises LoadError if nft refuses)."""
+    def sync(self, cluster: Cluster, engine: PolicyEngine | None = None) -> None:
+        """Make the node enforce `cluster`'s policies (raises LoadError if nft refuses);
+        `engine`: the cluster's compiled policies, shared by the nodes of one sync."""
         started = time.monotonic()
-        desired = render(cluster, self.node)
+        desired = render(cluster, self.node, engine)
         text = transaction(self.loaded, desired)
         if text:
             try:

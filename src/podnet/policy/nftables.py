@@ -159,8 +159,8 @@ def _ips(endpoints: list[Endpoint]) -> tuple[str, ...]:
 
 
 class _Renderer:
-    def __init__(self, cluster: Cluster, node: str):
-        self.engine = PolicyEngine(cluster)
+    def __init__(self, engine: PolicyEngine, node: str):
+        self.engine = engine
         self.node = node
         self.local = sorted((ep for ep in self.engine.pods.values()
                              if ep.is_policy_pod and ep.node == node and self.engine.networked(ep)),
@@ -246,6 +246,7 @@ class _Renderer:
         return f"meta l4proto {proto} th dport {ports}"
 
 
-def render(cluster: Cluster, node: str) -> Ruleset:
-    """The desired NetworkPolicy table of `node` (see the module doc)."""
-    return _Renderer(cluster, node).render()
+def render(cluster: Cluster, node: str, engine: PolicyEngine | None = None) -> Ruleset:
+    """The desired NetworkPolicy table of `node` (see the module doc). `engine`: the cluster's
+    compiled policies, when the caller renders several nodes of one cluster."""
+    return _Renderer(engine if engine is not None else PolicyEngine(cluster), node).render()

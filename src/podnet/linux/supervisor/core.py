@@ -28,6 +28,7 @@ from podnet.linux.supervisor import reconcile
 from podnet.linux.supervisor.state import ClusterState
 from podnet.linux.supervisor.status import live_readiness, object_bodies, pods_status
 from podnet.proxy import NodeProxy
+from podnet.semantics.networkpolicy import PolicyEngine
 
 log = logging.getLogger("podnet.supervisor")
 
@@ -164,9 +165,10 @@ class Supervisor:
         """Every node's NetworkPolicy table, now (one `nft -f` each). A node whose load fails
         keeps its previous rules; the failure is logged, kept in `policy_errors` and returned."""
         failed = []
+        engine = PolicyEngine(self.cluster) if self.policies else None
         for node, policy in self.policies.items():
             try:
-                policy.sync(self.cluster)
+                policy.sync(self.cluster, engine)
                 self.policy_errors.pop(node, None)
             except Exception as exc:
                 log.warning("NetworkPolicy sync on node %s failed; its previous rules stay in force: %s", node, exc)
@@ -239,7 +241,26 @@ class Supervisor:
 
     def objects(self) -> list[dict[str, Any]]:
         with self.lock:
-            return object_bodies(self.cluster, self.runtime.pods, self.container_state)
+            return object_bodies(self.cluster, self.runtime.pods, self.container_state, self._policy_drops())
+
+    def _policy_drops(self) -> dict[str, dict[str, int]]:
+        """Packets dropped per NetworkPolicy and direction, summed over the nodes' counters
+        (`drops/DIRECTION/NS/NAME`); a node that cannot be read is left out."""
+        if not self.policies or not self.cluster.of_kind("NetworkPolicy"):
+            return {}
+        found: dict[str, dict[str, int]] = {}
+        for node, policy in self.policies.items():
+            try:
+                counters = policy.drops()
+            except Exception as exc:
+                log.warning("reading the NetworkPolicy counters of node %s failed: %s", node, exc)
+                continue
+            for name, packets in counters.items():
+                parts = name.split("/")
+                if len(parts) == 4 and parts[0] == "drops":
+                    per = found.setdefault(f"{parts[2]}/{parts[3]}", {})
+                    per[parts[1]] = per.get(parts[1], 0) + packets
+        return found
 
     def exec_argv(self, target: str, container: str | None) -> list[str]:
         with self.lock:
