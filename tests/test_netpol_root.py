@@ -366,4 +366,4 @@ def test_drops_are_counted_per_policy_on_the_destinations_node(model):
     assert probe_one(model, "y/a", model.ips["x/a"], 80) == "timeout"
     assert dropped() > before
     described = podnet("describe", "netpol", "deny-ingress", "-n", "x", "--name", model.name).stdout
-    assert re.search(r"podnet.dev/dropped-packets: ingress [1-9]\d*", described), described
+    assert re.search(r"podnet.dev/dropped-packets=ingress [1-9]\d*", described), described
