@@ -367,3 +367,34 @@ def test_drops_are_counted_per_policy_on_the_destinations_node(model):
     assert dropped() > before
     described = podnet("describe", "netpol", "deny-ingress", "-n", "x", "--name", model.name).stdout
     assert re.search(r"podnet.dev/dropped-packets=ingress [1-9]\d*", described), described
+
+
+# A UDP flow from a fixed source port: its conntrack entry is the "established connection".
+UDP_FROM_PORT = r"""
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("", int(sys.argv[3])))
+s.settimeout(float(sys.argv[4]))
+try:
+    s.sendto(b"hostname", (sys.argv[1], int(sys.argv[2])))
+    s.recvfrom(512)
+    print("ok")
+except (socket.timeout, TimeoutError):
+    print("timeout")
+"""
+
+
+def test_an_established_flow_survives_a_policy_change_new_ones_do_not_rule_38(model):
+    """As Calico: only a connection's first packet is judged, so a flow allowed before a deny
+    lives on (its conntrack entry), while a new one is dropped (README, NetworkPolicy)."""
+    model.enter(cases.Step("nothing", [], []))
+
+    def udp(source_port: int) -> str:
+        return podnet("exec", "y/a", "--name", model.name, "--", "python3", "-c", UDP_FROM_PORT, model.ips["x/a"],
+                      "80", str(source_port), str(TIMEOUT), timeout=60).stdout.strip()
+
+    assert udp(34567) == "ok"
+    model.enter(cases.Step("deny ingress in x", [cases.DENY_INGRESS], []))
+    assert udp(34568) == "timeout"  # a new flow
+    assert udp(34567) == "ok"  # the established one
