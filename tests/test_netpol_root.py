@@ -7,11 +7,11 @@ ports, since no process can open an SCTP socket here). Each scenario step is app
 `podnet apply` / `podnet delete` (policies, and the model again when a step relabels a pod or a
 namespace), then every pair is measured with real, new connections from inside the source
 pod's namespace — all destinations of one source in parallel, each with a short time-out —
-and compared with the step's truth table. TCP and UDP by connecting; SCTP by injection: an
-SCTP INIT chunk sent on a raw socket from the source pod, looked for on a raw socket in the
-destination pod (see SCTP_LISTEN). A dropped attempt times out; "refused" would mean a server
-is missing, and fails the test whatever the table says.
-One cluster serves every scenario; it is removed in a finally.
+and compared with the step's truth table, as is `podnet matrix` on the same live cluster. TCP
+and UDP by connecting; SCTP by injection: an SCTP INIT chunk sent on a raw socket from the
+source pod, looked for on a raw socket in the destination pod (see SCTP_LISTEN). A dropped
+attempt times out; "refused" would mean a server is missing, and fails the test whatever the
+table says. One cluster serves every scenario; it is removed in a finally.
 """
 
 from __future__ import annotations
@@ -263,6 +263,13 @@ def test_e2e_scenario_on_the_kernel(model, si, ti):
         expected = cases.grid(check.expected)
         results = measured[(check.port, check.protocol)]
         actual = {pair: results[pair] == "ok" for pair in expected}
+        # the simulator on the same live state (DESIGN: the two data planes must agree)
+        live = json.loads(podnet("matrix", "-p", str(check.port), "--protocol", check.protocol, "-n", "x,y,z",
+                                 "-o", "json", "--name", model.name).stdout)["allowed"]
+        sim = {(s, d): live[s][d] for s, d in expected}
+        if sim != expected:
+            problems.append(f"{check.protocol}/{check.port}: the live simulator disagrees with the table:\n"
+                            f"{cases.render(sim)}")
         odd = {pair: r for pair, r in results.items() if r not in ("ok", "timeout")}
         if actual != expected or odd:
             wrong = [f"  {s} -> {d}: expected {'allowed' if expected[(s, d)] else 'blocked'}, kernel {results[(s, d)]}"
