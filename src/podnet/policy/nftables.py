@@ -47,6 +47,7 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
+import weakref
 from dataclasses import dataclass, field
 
 from podnet.controlplane import Cluster
@@ -158,9 +159,15 @@ def _ips(endpoints: list[Endpoint]) -> tuple[str, ...]:
                         key=ipaddress.ip_address))
 
 
+# What does not depend on the node (peer sets, named-port sets), computed once per engine: a
+# sync renders every node of one cluster with one engine.
+_SHARED: weakref.WeakKeyDictionary[PolicyEngine, dict] = weakref.WeakKeyDictionary()
+
+
 class _Renderer:
     def __init__(self, engine: PolicyEngine, node: str):
         self.engine = engine
+        self.shared = _SHARED.setdefault(engine, {})
         self.node = node
         self.local = sorted((ep for ep in self.engine.pods.values()
                              if ep.is_policy_pod and ep.node == node and self.engine.networked(ep)),
@@ -223,9 +230,11 @@ class _Renderer:
         peer = "saddr" if direction == INGRESS else "daddr"
         match = ""
         if rule.peers is not None:  # rule 13: no peers, everyone
-            networks = [n for p in rule.peers for n in self.engine.peer_networks(p)]
             name = bounded(f"{direction}/{policy.namespace}/{policy.name}/{rule.index}")
-            self.add_set(name, "ipv4_addr", _addresses(networks), interval=True)
+            key = ("peers", name)
+            if key not in self.shared:
+                self.shared[key] = _addresses([n for p in rule.peers for n in self.engine.peer_networks(p)])
+            self.add_set(name, "ipv4_addr", self.shared[key], interval=True)
             match = f"ip {peer} @{name} "
         if rule.ports is None:  # rule 14: every port of every protocol
             return [f"{match}accept"]
@@ -235,9 +244,11 @@ class _Renderer:
         proto = pm.protocol.lower()
         if pm.name is not None:  # rule 30: the destination pod's port of that name
             name = bounded(f"port/{proto}/{pm.name}")
-            elements = tuple(f"{ip} . {port}" for ip, port in self.engine.named_port_targets(pm.name, pm.protocol)
-                             if ip.version == 4)
-            self.add_set(name, "ipv4_addr . inet_service", elements)
+            key = ("port", name)
+            if key not in self.shared:
+                self.shared[key] = tuple(f"{ip} . {port}" for ip, port in
+                                         self.engine.named_port_targets(pm.name, pm.protocol) if ip.version == 4)
+            self.add_set(name, "ipv4_addr . inet_service", self.shared[key])
             return f"meta l4proto {proto} ip daddr . th dport @{name}"
         if pm.port is None:  # rule 27: every port of the protocol
             return f"meta l4proto {proto}"

@@ -467,6 +467,7 @@ class PolicyEngine:
         self.nodes: dict[str, Endpoint] = {
             n.name: Endpoint("node", n.ip, name=n.name, node=n.name) for n in cluster.nodes
         }
+        self._pods_by_namespace: dict[str, list[Endpoint]] | None = None  # built on first use
         self._by_ip: dict[IPAddress, Endpoint] = {}
         for n in cluster.nodes:
             self._by_ip[n.gateway] = self.nodes[n.name]  # traffic from the host to its pods leaves via cni0
@@ -539,8 +540,25 @@ class PolicyEngine:
         return [ep for ep in self.pods.values() if policy.selects(ep)]
 
     def peer_pods(self, peer: Peer) -> list[Endpoint]:
-        """The pods a peer matches (an ipBlock peer also matches non-pods: render its CIDRs as well)."""
-        return [ep for ep in self.pods.values() if peer.matches(ep)]
+        """The pods a peer matches (an ipBlock peer also matches non-pods: render its CIDRs as well).
+
+        A selector peer looks only at the namespaces it can match (its own, or those whose
+        labels its namespaceSelector matches), in the cluster's pod order."""
+        if peer.ip_block is not None:
+            return [ep for ep in self.pods.values() if peer.matches(ep)]
+        if self._pods_by_namespace is None:
+            self._pods_by_namespace = defaultdict(list)
+            for ep in self.pods.values():
+                self._pods_by_namespace[ep.namespace].append(ep)
+        if peer.namespace_selector is None:
+            namespaces = [peer.namespace]
+        else:
+            namespaces = [ns for ns in self._pods_by_namespace if peer.namespace_selector.matches(self.ns_labels(ns))]
+        found = [ep for ns in namespaces for ep in self._pods_by_namespace.get(ns, ()) if peer.matches(ep)]
+        if len(namespaces) > 1:
+            order = {ref: i for i, ref in enumerate(self.pods)}
+            found.sort(key=lambda ep: order[ep.ref])
+        return found
 
     def networked(self, ep: Endpoint) -> bool:
         """A pod that takes part in connections now (an IP, not terminated): a data plane
