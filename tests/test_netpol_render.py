@@ -16,11 +16,13 @@ import ipaddress
 import re
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from podnet.linux.netpol import NodePolicy, parse_counters
 from podnet.policy import Ruleset, render, transaction
 from podnet.proxy.loader import LoadError, RecordingRunner
-from podnet.semantics.networkpolicy import PolicyEngine
+from podnet.semantics.networkpolicy import IPBlock, PolicyEngine
 from tests import netpol_cases as cases
 from tests.conftest import cluster_of
 from tests.test_networkpolicy import step_engine
@@ -295,3 +297,21 @@ def test_node_policy_loads_one_transaction_and_keeps_the_last_known_table_only_o
     node.sync(changed)
     assert nft.inputs("nft")[-1].startswith("add table inet podnet-netpol\ndelete table")
     assert node.status.last_error is None and node.status.last_full
+
+
+@given(st.integers(8, 24), st.lists(st.tuples(st.integers(0, 2 ** 16 - 1), st.integers(9, 30)), max_size=4),
+       st.lists(st.integers(0, 2 ** 24 - 1), min_size=1, max_size=20))
+@settings(max_examples=200, deadline=None)
+def test_an_ipblocks_networks_hold_exactly_the_addresses_it_contains(prefix, holes, probes):
+    cidr = ipaddress.ip_network(f"10.0.0.0/{prefix}")
+    excepts = []
+    for offset, length in holes:
+        length = max(length, prefix + 1)  # a strict subset (validation's rule 23)
+        excepts.append(ipaddress.ip_network((int(cidr.network_address) + (offset << 8) % cidr.num_addresses, length),
+                                            strict=False))
+    block = IPBlock(cidr, tuple(e for e in excepts if e.subnet_of(cidr)))
+    networks = block.networks()
+    assert all(not a.overlaps(b) for i, a in enumerate(networks) for b in networks[i + 1:])
+    for value in probes:
+        ip = ipaddress.ip_address(int(ipaddress.ip_address("10.0.0.0")) + value)
+        assert any(ip in n for n in networks) == block.contains(ip)
