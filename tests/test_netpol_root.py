@@ -143,6 +143,7 @@ class Model:
         self.name, self.tmp = name, tmp
         pods = json.loads(podnet("get", "pods", "-A", "-o", "json", "--name", name).stdout)["items"]
         self.ips = {f"{p['metadata']['namespace']}/{p['metadata']['name']}": p["status"]["podIP"] for p in pods}
+        self.nodes = {f"{p['metadata']['namespace']}/{p['metadata']['name']}": p["spec"]["nodeName"] for p in pods}
         self.policies: dict[tuple[str, str], str] = {}
         self.labels = ("{}", "{}")
 
@@ -229,6 +230,8 @@ def model(tmp_path_factory):
         podnet("up", "-f", str(tmp / "model.yaml"), "--config", str(tmp / "cluster.yaml"), timeout=180)
         up = True
         m = Model(name, tmp)
+        placed = [m.nodes[p] for p in cases.PODS]
+        assert len(set(placed)) > 1 and len(set(placed)) < len(placed)  # pairs on one bridge and across nodes
         # every server listens before any scenario counts on it
         deadline = time.monotonic() + 30
         while True:
