@@ -349,10 +349,20 @@ def test_a_failing_networkpolicy_sync_is_reported_and_the_next_one_rewrites_the_
                                              and "previous rules stay in force" in line for line in answer["lines"][1:])
     assert set(supervisor.policy_errors) == {"node1", "node2"}
     assert supervisor.policies["node1"].status.failures == 1
+    loads = len(nft.inputs("nft"))
+    step(supervisor)  # the loop retries the failed nodes (still refused: reported again, back-off doubles)
+    assert len(nft.inputs("nft")) == loads + 2 and set(supervisor.policy_errors) == {"node1", "node2"}
+    assert supervisor._policy_retry_delay > core.POLICY_RETRY_FIRST
+    supervisor._policy_retry_at = time.monotonic() + 60
+    step(supervisor)
+    assert len(nft.inputs("nft")) == loads + 2  # not before its back-off
     nft.fail = set()
-    supervisor.recompute()
+    supervisor._policy_retry_at = 0.0
+    step(supervisor)
     assert not supervisor.policy_errors
     assert all(t.startswith("add table inet podnet-netpol\ndelete table") for t in nft.inputs("nft")[-2:])
+    step(supervisor)
+    assert len(nft.inputs("nft")) == loads + 4  # in force: nothing more to retry
 
 
 def test_the_netlink_socket_is_closed_when_a_node_fails_to_start(state, monkeypatch):

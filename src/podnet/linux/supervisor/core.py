@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from typing import Any
 
 from podnet.controlplane import Cluster
@@ -31,6 +32,7 @@ from podnet.proxy import NodeProxy
 from podnet.semantics.networkpolicy import PolicyEngine
 
 log = logging.getLogger("podnet.supervisor")
+POLICY_RETRY_FIRST, POLICY_RETRY_MAX = 0.2, 5.0  # seconds between retries of a failed policy sync
 
 
 class Supervisor:
@@ -59,6 +61,7 @@ class Supervisor:
         self.proxies: dict[str, Any] = {}  # node -> its kube-proxy (podnet.proxy.NodeProxy)
         self.policies: dict[str, Any] = {}  # node -> its NetworkPolicy table (podnet.linux.netpol.NodePolicy)
         self.policy_errors: dict[str, str] = {}  # node -> why its last policy sync failed
+        self._policy_retry_at, self._policy_retry_delay = 0.0, POLICY_RETRY_FIRST
         self.announcer = None  # LoadBalancer IPs on the LAN (podnet.linux.l2announce)
         self.prober = None  # kubelet's probes (podnet.linux.prober.ProbeManager)
         # kubelet's word on each running pod's containers: ref -> container -> {"ready", "started"}
@@ -161,12 +164,15 @@ class Supervisor:
         if self.announcer is not None:
             self.announcer.sync(self.cluster)
 
-    def _sync_policies(self) -> list[str]:
-        """Every node's NetworkPolicy table, now (one `nft -f` each). A node whose load fails
-        keeps its previous rules; the failure is logged, kept in `policy_errors` and returned."""
+    def _sync_policies(self, nodes: set[str] | None = None) -> list[str]:
+        """Every node's NetworkPolicy table (or those of `nodes`), now: one `nft -f` each. A node
+        whose load fails keeps its previous rules; the failure is logged, kept in
+        `policy_errors` (retry_policies tries again) and returned."""
         failed = []
         engine = PolicyEngine(self.cluster) if self.policies else None
         for node, policy in self.policies.items():
+            if nodes is not None and node not in nodes:
+                continue
             try:
                 policy.sync(self.cluster, engine)
                 self.policy_errors.pop(node, None)
@@ -175,6 +181,16 @@ class Supervisor:
                 self.policy_errors[node] = str(exc)
                 failed.append(f"NetworkPolicy sync on node {node} failed (its previous rules stay in force): {exc}")
         return failed
+
+    def retry_policies(self) -> None:
+        """Sync again the nodes whose last NetworkPolicy sync failed, with back-off doubling to
+        POLICY_RETRY_MAX (kube-proxy's retries); called by the loop every round."""
+        if not self.policy_errors or time.monotonic() < self._policy_retry_at:
+            return
+        with self.lock:
+            failed = self._sync_policies(set(self.policy_errors))
+        self._policy_retry_delay = min(POLICY_RETRY_MAX, self._policy_retry_delay * 2) if failed else POLICY_RETRY_FIRST
+        self._policy_retry_at = time.monotonic() + self._policy_retry_delay
 
     def _start_pod(self, pod) -> None:
         self.started.add(pod.ref)
