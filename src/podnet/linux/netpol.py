@@ -5,8 +5,9 @@ apply` of a policy answers once every node enforces it. A sync whose structure (
 rules, ports) is unchanged only rewrites the sets whose elements changed (a pod came, went or
 changed labels); otherwise the table is replaced whole, in the same single transaction. nft
 applies a transaction entirely or not at all: a sync that fails leaves the previous rules in
-force — never an open window — and is recorded in `status` and raised; the next sync then
-rewrites the whole table, since the kernel's state is no longer known for sure.
+force — never an open window — and is recorded in `status` and raised; the next sync (the
+supervisor retries with back-off) rewrites the whole table, since the kernel's state is no
+longer known for sure.
 """
 
 from __future__ import annotations
