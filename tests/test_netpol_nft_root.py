@@ -67,3 +67,10 @@ def test_tables_load_syncs_update_elements_and_a_refused_sync_keeps_the_previous
     after = listing(netns)
     assert node.status.last_full and "chain egress/x/deny-all" in after and "x-a-allows-x-b" not in after
     assert set(node.drops()) == {"drops/egress/x/deny-all", "drops/ingress/x/deny-all"}
+
+
+def test_the_longest_policy_names_load(netns):
+    long = "p" + "-long" * 50  # 251 characters: names past nftables' limit are shortened with a hash
+    policy = cases.netpol("x", long, "podSelector: {}\npolicyTypes: [Ingress, Egress]\ningress: [{from: [{podSelector: {}}]}]\n")
+    NodePolicy("node1", netns).sync(cluster_of(cases.model_yaml() + "---\n" + policy))
+    assert "chain ingress/x/p-long-long" in listing(netns)

@@ -315,3 +315,19 @@ def test_an_ipblocks_networks_hold_exactly_the_addresses_it_contains(prefix, hol
     for value in probes:
         ip = ipaddress.ip_address(int(ipaddress.ip_address("10.0.0.0")) + value)
         assert any(ip in n for n in networks) == block.contains(ip)
+
+
+LONG = "p" + "-long" * 50  # 251 characters: a valid policy name, too long for nftables' 256 with prefixes
+
+
+def test_names_stay_nft_identifiers_within_the_limit_even_for_the_longest_policy_names():
+    cluster = cluster_of(BASE + policy(LONG, """
+        podSelector: {}
+        policyTypes: [Ingress, Egress]
+        ingress: [{from: [{podSelector: {}}]}]
+    """))
+    table = render(cluster, "node1")
+    names = [*table.sets, *table.chains, *table.counters]
+    assert all(re.fullmatch(r"[a-zA-Z][a-zA-Z0-9/\\_.-]*", n) and len(n) <= 200 for n in names), names
+    assert len(set(names)) == len(names)
+    assert any(n.startswith("ingress/default/p-long") and n != f"ingress/default/{LONG}" for n in table.chains)

@@ -76,7 +76,7 @@ def bounded(name: str) -> str:
     if len(name) <= NAME_MAX:
         return name
     digest = hashlib.sha256(name.encode()).hexdigest()[:12]
-    return f"{name[:NAME_MAX - 13]}~{digest}"
+    return f"{name[:NAME_MAX - 13]}-{digest}"  # nft identifiers: letters, digits, / _ . -
 
 
 @dataclass(frozen=True)
