@@ -12,8 +12,10 @@ one node visits the IPv4 forward and postrouting hooks just as a routed one does
 family's hooks therefore see every pod's traffic — same bridge, other nodes, Services — in one
 place, after kube-proxy's DNAT (prerouting, -100) has chosen the backend, so the backend pod is
 judged (rule 40), and with conntrack, so replies are recognised (rule 5). The nft bridge family
-would see bridged frames before br_netfilter's DNAT and not routed ones; netdev hooks on every
-veth would see packets before any NAT and need a chain per veth, rewritten as pods come and go.
+would see bridged frames at its forward hook but routed ones only at output, and at its usual
+priorities before br_netfilter's DNAT: two paths to keep in step, judging the ClusterIP rather
+than the backend. netdev hooks on every veth see packets before any NAT and need a chain per
+veth, rewritten as pods come and go.
 
 - **egress** (of the source pod): base chain at forward, priority filter. Packets a pod sends
   to its own node (kubelet's probes answered, the node's addresses) go to input, never to
