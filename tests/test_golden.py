@@ -9,7 +9,12 @@ from pathlib import Path
 
 import pytest
 
+from podnet.api.loader import load_files
+from podnet.api.store import admit
 from podnet.cli.main import main
+from podnet.config import ClusterConfig
+from podnet.controlplane import compute
+from podnet.policy import render
 
 ROOT = Path(__file__).resolve().parent.parent
 GOLDEN = Path(__file__).resolve().parent / "golden"
@@ -45,3 +50,14 @@ def test_items_have_kubectl_shape_with_status(capsys):
     assert lb["status"]["loadBalancer"]["ingress"][0]["ip"].startswith("192.168.1.2")
     slices = [i for i in listing["items"] if i["kind"] == "EndpointSlice"]
     assert slices and all(s["apiVersion"] == "discovery.k8s.io/v1" and s["addressType"] == "IPv4" for s in slices)
+
+
+def test_shop_networkpolicy_tables_match_golden():
+    """The NetworkPolicy table of every node of examples/shop (podnet.policy), as `nft -f` input."""
+    cluster = compute(admit(load_files([str(source_of("shop"))])), ClusterConfig())
+    produced = "".join(f"# node {node.name}\n" + render(cluster, node.name).text()
+                       for node in sorted(cluster.nodes, key=lambda n: n.name))
+    golden = GOLDEN / "shop-netpol.nft"
+    if os.environ.get("PODNET_UPDATE_GOLDEN") or not golden.exists() and os.environ.get("PODNET_CREATE_GOLDEN"):
+        golden.write_text(produced)
+    assert produced == golden.read_text()

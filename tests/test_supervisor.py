@@ -19,6 +19,8 @@ from podnet.linux.supervisor.loop import run, step
 from podnet.linux.supervisor.server import handle, serving
 from podnet.linux.supervisor.state import ClusterState, documents_text
 from podnet.linux.netlink import Change, FakeNetlink, Link, Route
+from podnet.linux.netpol import NodePolicy
+from podnet.proxy.loader import RecordingRunner
 from tests.supervisor_fakes import DEPLOYMENT, FakeDataPlane, FakeRuntime
 
 CONFIG = {"kind": "Cluster", "apiVersion": "podnet.dev/v1alpha1", "name": "sup", "nodes": 2}
@@ -279,11 +281,14 @@ class Recorded:
     def sync(self, cluster) -> None:
         pass
 
+    def update(self, cluster) -> None:
+        pass
+
     def add_pod(self, sandbox) -> None:
         pass
 
 
-def started_with_services(state, monkeypatch, fail_on=None):
+def started_with_services(state, monkeypatch, fail_on=None, nft: RecordingRunner | None = None):
     Recorded.made, Recorded.fail_on = [], fail_on
     for name in ("NodeProxy", "L2Announcer", "ProbeManager"):
         monkeypatch.setattr(core, name, Recorded)
@@ -295,8 +300,10 @@ def started_with_services(state, monkeypatch, fail_on=None):
         kernel.ns[netns].sysctls.update({"net.ipv4.conf.all.send_redirects": "1",
                                          "net.ipv4.conf.cni0.send_redirects": "1"})
     kernel.batches = 0
+    nft = nft if nft is not None else RecordingRunner()
     supervisor = Supervisor(ClusterLayout("sup"), state, dataplane_factory=RealLookingDataPlane,
-                            runtime_factory=FakeRuntime, netlink_factory=lambda: kernel)
+                            runtime_factory=FakeRuntime, netlink_factory=lambda: kernel,
+                            policy_factory=lambda node, netns: NodePolicy(node, netns, run=nft))
     return supervisor, kernel
 
 
@@ -308,6 +315,54 @@ def test_each_node_gets_its_service_route_in_one_netlink_batch_and_the_socket_is
         routes = [e for e in kernel.observe(ClusterLayout("sup").node_netns(node)).entries if isinstance(e, Route)]
         assert Route("10.96.0.0/12", "cni0") in routes
     assert [args[1] for args in Recorded.made if len(args) > 2][:2] == ["node1", "node2"]  # a kube-proxy each
+
+
+DENY_ALL = """
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: deny-all, namespace: default}
+spec: {podSelector: {}, policyTypes: [Ingress, Egress]}
+"""
+
+
+def test_each_node_loads_its_networkpolicy_table_in_one_nft_transaction_and_apply_updates_it(state, monkeypatch):
+    nft = RecordingRunner()
+    supervisor, _ = started_with_services(state, monkeypatch, nft=nft)
+    supervisor.start()
+    loads = nft.inputs("nft")
+    assert len(loads) == 2 and all("table inet podnet-netpol {" in t for t in loads)
+    assert [argv[3] for argv, _ in nft.calls] == [ClusterLayout("sup").node_netns(n) for n in ("node1", "node2")]
+    answer = supervisor.change(DENY_ALL, delete=False)
+    assert answer["lines"] == ["networkpolicy/deny-all created"]
+    loads = nft.inputs("nft")[2:]
+    assert len(loads) == 2 and all("chain egress/default/deny-all" in t for t in loads)
+
+
+def test_a_failing_networkpolicy_sync_is_reported_and_the_next_one_rewrites_the_table(state, monkeypatch):
+    nft = RecordingRunner()
+    supervisor, _ = started_with_services(state, monkeypatch, nft=nft)
+    supervisor.start()
+    nft.fail = {"nft"}  # nft refuses: the kernel keeps the previous table (one transaction)
+    answer = supervisor.change(DENY_ALL, delete=False)
+    assert answer["lines"][0] == "networkpolicy/deny-all created"
+    assert len(answer["lines"]) == 3 and all(line.startswith("Warning: NetworkPolicy sync on node")
+                                             and "previous rules stay in force" in line for line in answer["lines"][1:])
+    assert set(supervisor.policy_errors) == {"node1", "node2"}
+    assert supervisor.policies["node1"].status.failures == 1
+    loads = len(nft.inputs("nft"))
+    step(supervisor)  # the loop retries the failed nodes (still refused: reported again, back-off doubles)
+    assert len(nft.inputs("nft")) == loads + 2 and set(supervisor.policy_errors) == {"node1", "node2"}
+    assert supervisor._policy_retry_delay > core.POLICY_RETRY_FIRST
+    supervisor._policy_retry_at = time.monotonic() + 60
+    step(supervisor)
+    assert len(nft.inputs("nft")) == loads + 2  # not before its back-off
+    nft.fail = set()
+    supervisor._policy_retry_at = 0.0
+    step(supervisor)
+    assert not supervisor.policy_errors
+    assert all(t.startswith("add table inet podnet-netpol\ndelete table") for t in nft.inputs("nft")[-2:])
+    step(supervisor)
+    assert len(nft.inputs("nft")) == loads + 4  # in force: nothing more to retry
 
 
 def test_the_netlink_socket_is_closed_when_a_node_fails_to_start(state, monkeypatch):

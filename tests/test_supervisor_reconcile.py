@@ -51,6 +51,20 @@ def test_running_pods_keep_their_names_addresses_and_nodes():
     assert len(placed(after)) == 4
 
 
+def test_a_running_pod_applied_with_new_labels_keeps_its_address_and_takes_the_labels():
+    """`kubectl label` / an apply that relabels a pod: NetworkPolicy selectors must see it (rule 37)."""
+    labelled = pod("a")
+    labelled["metadata"]["labels"] = {"pod": "a"}
+    before = desired([labelled])
+    relabelled = copy.deepcopy(labelled)
+    relabelled["metadata"]["labels"] = {"pod": "a", "target": "isolated"}
+    after = desired([relabelled], keep=before)
+    assert placed(after) == placed(before)
+    assert after.get("Pod", "default", "a").labels == {"pod": "a", "target": "isolated"}
+    unlabelled = desired([pod("a")], keep=after)
+    assert not unlabelled.get("Pod", "default", "a").labels
+
+
 def test_without_carry_over_the_same_inputs_move_pods():
     """Why carry-over exists: computed afresh, the same change gives running pods new addresses."""
     before = desired([DEPLOYMENT])

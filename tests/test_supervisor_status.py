@@ -119,3 +119,16 @@ def test_status_is_ready_once_every_running_pod_has_its_processes(cluster):
     assert status["ready"] is True
     assert {p["pod"]: p["restarting"] for p in status["pods"]}["default/web"] == ["c"]
     assert {p["pod"]: p["ip"] for p in status["pods"]}["default/job"] == job.body["status"]["podIP"]
+
+
+def test_networkpolicies_carry_the_kernels_drop_counts_as_an_annotation_on_a_copy():
+    cluster = cluster_of(PODS + """---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: deny, namespace: default}
+spec: {podSelector: {}, policyTypes: [Ingress, Egress]}
+""")
+    [body] = [b for b in object_bodies(cluster, {}, {}, {"default/deny": {"ingress": 7, "egress": 0}})
+              if b["kind"] == "NetworkPolicy"]
+    assert body["metadata"]["annotations"] == {"podnet.dev/dropped-packets": "ingress 7, egress 0"}
+    assert "annotations" not in cluster.get("NetworkPolicy", "default", "deny").body["metadata"]

@@ -319,6 +319,29 @@ spec:
     assert over_host_gw.verdict == "delivered", "host-gw leaves by eth0 with the node's LAN address"
 
 
+def test_a_nodes_own_packet_to_a_pod_leaves_with_the_address_of_its_route():
+    """As the kernel picks it (checked on a live cluster: `ip route get` on node2 says `src
+    10.244.2.0`, and the NetworkPolicy table of node1 drops it): flannel.1's address across the
+    VXLAN overlay, eth0's over host-gw, cni0's for the node's own pods (its own node: allowed)."""
+    allow_lan = """
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: lan-only}
+spec:
+  podSelector: {}
+  ingress: [{from: [{ipBlock: {cidr: 192.168.1.0/24}}]}]
+"""
+    manifests = pod("c", "node1") + allow_lan
+    over_vxlan = trace(manifests, "node/node2", "default/c", 8080)
+    assert any(h.action == "source" and h.detail.startswith("10.244.2.0") for h in over_vxlan.hops)
+    assert over_vxlan.verdict == "dropped", "10.244.2.0 (flannel.1) is not in the allowed 192.168.1.0/24"
+    assert trace(manifests, "node/node2", "default/c", 8080, config=HOST_GW).verdict == "delivered"
+    own = trace(manifests, "node/node1", "default/c", 8080)
+    assert own.verdict == "delivered" and any(h.action == "source" and h.detail.startswith("10.244.1.1")
+                                              for h in own.hops)
+
+
 def test_a_url_to_a_cluster_address_is_an_ordinary_connection():
     manifests = ETP_LOCAL.replace("externalTrafficPolicy: Local, ", "")
     r = trace(manifests, "external", "http://192.168.1.12:30100/hostname")

@@ -156,6 +156,21 @@ class IPBlock:
             return False
         return not any(ip in e for e in self.excepts)
 
+    def networks(self) -> list[IPNetwork]:
+        """`cidr` minus every `except` as disjoint networks, sorted (what a data plane's address
+        set holds: an address is in one of them exactly when `contains` says so)."""
+        remaining: list[IPNetwork] = [self.cidr]
+        for hole in self.excepts:
+            kept: list[IPNetwork] = []
+            for net in remaining:
+                if hole.version != net.version or not net.overlaps(hole):
+                    kept.append(net)
+                elif hole.subnet_of(net):  # type: ignore[arg-type]
+                    kept.extend(net.address_exclude(hole))  # type: ignore[arg-type]
+                # else: net lies inside the hole, and goes
+            remaining = kept
+        return sorted(remaining, key=lambda n: (n.version, n.network_address, n.prefixlen))
+
     def __str__(self) -> str:
         if not self.excepts:
             return f"ipBlock {self.cidr}"
@@ -452,6 +467,7 @@ class PolicyEngine:
         self.nodes: dict[str, Endpoint] = {
             n.name: Endpoint("node", n.ip, name=n.name, node=n.name) for n in cluster.nodes
         }
+        self._pods_by_namespace: dict[str, list[Endpoint]] | None = None  # built on first use
         self._by_ip: dict[IPAddress, Endpoint] = {}
         for n in cluster.nodes:
             self._by_ip[n.gateway] = self.nodes[n.name]  # traffic from the host to its pods leaves via cni0
@@ -524,8 +540,45 @@ class PolicyEngine:
         return [ep for ep in self.pods.values() if policy.selects(ep)]
 
     def peer_pods(self, peer: Peer) -> list[Endpoint]:
-        """The pods a peer matches (an ipBlock peer also matches non-pods: render its CIDRs as well)."""
-        return [ep for ep in self.pods.values() if peer.matches(ep)]
+        """The pods a peer matches (an ipBlock peer also matches non-pods: render its CIDRs as well).
+
+        A selector peer looks only at the namespaces it can match (its own, or those whose
+        labels its namespaceSelector matches), in the cluster's pod order."""
+        if peer.ip_block is not None:
+            return [ep for ep in self.pods.values() if peer.matches(ep)]
+        if self._pods_by_namespace is None:
+            self._pods_by_namespace = defaultdict(list)
+            for ep in self.pods.values():
+                self._pods_by_namespace[ep.namespace].append(ep)
+        if peer.namespace_selector is None:
+            namespaces = [peer.namespace]
+        else:
+            namespaces = [ns for ns in self._pods_by_namespace if peer.namespace_selector.matches(self.ns_labels(ns))]
+        found = [ep for ns in namespaces for ep in self._pods_by_namespace.get(ns, ()) if peer.matches(ep)]
+        if len(namespaces) > 1:
+            order = {ref: i for i, ref in enumerate(self.pods)}
+            found.sort(key=lambda ep: order[ep.ref])
+        return found
+
+    def networked(self, ep: Endpoint) -> bool:
+        """A pod that takes part in connections now (an IP, not terminated): a data plane
+        renders only these (a terminated pod's address may already be someone else's)."""
+        pod = self.pod_objects.get(ep.ref)
+        return pod is not None and ep.ip is not None and has_network(pod)
+
+    def peer_networks(self, peer: Peer) -> list[IPNetwork]:
+        """The addresses a peer matches, as networks (rules 17-26): an ipBlock's CIDR minus
+        its excepts — pod addresses included (24) — or the matched pods' own addresses."""
+        if peer.ip_block is not None:
+            return peer.ip_block.networks()
+        return [ipaddress.ip_network(ep.ip) for ep in self.peer_pods(peer) if self.networked(ep)]
+
+    def named_port_targets(self, name: str, protocol: str) -> list[tuple[IPAddress, int]]:
+        """Every (pod address, port) a named port resolves to for `protocol` (rule 30): the
+        name means a port of the DESTINATION pod, so a data plane matches the pair (daddr, dport)."""
+        found = {(ep.ip, port) for ep in self.pods.values() if self.networked(ep)
+                 for port in ep.ports_named(name, protocol)}
+        return sorted(found, key=lambda t: (t[0].version, t[0], t[1]))  # type: ignore[misc]
 
     # -- evaluation
 

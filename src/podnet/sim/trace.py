@@ -529,6 +529,14 @@ class Tracer:
                 address = self._masquerade_address(at, dst)
                 hops.append(Hop(f"node/{at.name}", "snat", f"→ {address}: {masquerade}"))
                 source = Party("node", address, f"node/{at.name}", None, at)
+            elif packet.origin == "local" and source.ip == str(at.ip) and dst.kind == "pod" and not dst.host_network:
+                # the node's own packet takes the address of the interface its route leaves by,
+                # as MASQUERADE would: cni0's for its own pods, flannel.1's across the VXLAN overlay
+                address = self._masquerade_address(at, dst)
+                if address != source.ip:
+                    hops.append(Hop(f"node/{at.name}", "source", f"{address}: the address of the interface "
+                                                                  "the route to the pod leaves by"))
+                    source = Party("node", address, f"node/{at.name}", None, at)
         route_hops, failure = self.addresses.deliver(at, dst, source.ip)
         receive = [h for h in route_hops if h.action == "receive"]
         hops += [h for h in route_hops if h.action != "receive"]

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from typing import Any
 
 from podnet.controlplane import Cluster
@@ -20,6 +21,7 @@ from podnet.errors import PodnetError
 from podnet.host.layout import ClusterLayout
 from podnet.linux.dataplane import DataPlane
 from podnet.linux.l2announce import L2Announcer
+from podnet.linux.netpol import NodePolicy
 from podnet.linux.netlink import Pyroute2Netlink
 from podnet.linux.prober import ProbeManager
 from podnet.linux.runtime import Runtime
@@ -27,8 +29,10 @@ from podnet.linux.supervisor import reconcile
 from podnet.linux.supervisor.state import ClusterState
 from podnet.linux.supervisor.status import live_readiness, object_bodies, pods_status
 from podnet.proxy import NodeProxy
+from podnet.semantics.networkpolicy import PolicyEngine
 
 log = logging.getLogger("podnet.supervisor")
+POLICY_RETRY_FIRST, POLICY_RETRY_MAX = 0.2, 5.0  # seconds between retries of a failed policy sync
 
 
 class Supervisor:
@@ -36,7 +40,8 @@ class Supervisor:
     the runtime and the netlink its factories make (tests pass fakes: tests/supervisor_fakes.py)."""
 
     def __init__(self, layout: ClusterLayout, state: ClusterState | None = None, *,
-                 dataplane_factory=DataPlane, runtime_factory=Runtime, netlink_factory=Pyroute2Netlink):
+                 dataplane_factory=DataPlane, runtime_factory=Runtime, netlink_factory=Pyroute2Netlink,
+                 policy_factory=NodePolicy):
         self.layout = layout
         self.state = state or ClusterState(layout)
         self.config = self.state.config()
@@ -46,7 +51,7 @@ class Supervisor:
         self._cluster: Cluster | None = None
         self.generation = 0  # bumped whenever the cluster state changes (watchers poll it)
         self.dataplane_factory, self.runtime_factory = dataplane_factory, runtime_factory
-        self.netlink_factory = netlink_factory
+        self.netlink_factory, self.policy_factory = netlink_factory, policy_factory
         self.dataplane = None
         self.runtime: Runtime | None = None
         self.attached: dict[str, str] = {}  # pod ref -> the netns its processes run in
@@ -54,6 +59,9 @@ class Supervisor:
         # they started (one that failed is not tried again until it is deleted and applied)
         self.started: set[str] = set()
         self.proxies: dict[str, Any] = {}  # node -> its kube-proxy (podnet.proxy.NodeProxy)
+        self.policies: dict[str, Any] = {}  # node -> its NetworkPolicy table (podnet.linux.netpol.NodePolicy)
+        self.policy_errors: dict[str, str] = {}  # node -> why its last policy sync failed
+        self._policy_retry_at, self._policy_retry_delay = 0.0, POLICY_RETRY_FIRST
         self.announcer = None  # LoadBalancer IPs on the LAN (podnet.linux.l2announce)
         self.prober = None  # kubelet's probes (podnet.linux.prober.ProbeManager)
         # kubelet's word on each running pod's containers: ref -> container -> {"ready", "started"}
@@ -105,6 +113,9 @@ class Supervisor:
                                   service_subnet=str(networking.service_subnet))
                 proxy.sync_now(self.cluster)
                 self.proxies[node.name] = proxy
+                policy = self.policy_factory(node.name, netns)
+                policy.sync(self.cluster)  # before any pod starts: never a moment unprotected
+                self.policies[node.name] = policy
         finally:
             netlink.close()  # an open socket would keep the node's namespace alive after down
         self.announcer = L2Announcer(self.layout)
@@ -145,11 +156,41 @@ class Supervisor:
             self.runtime.cluster = cluster
             self._publish()
 
-    def _publish(self) -> None:
+    def _publish(self, policies: bool = True) -> None:
+        if policies:
+            self._sync_policies()
         for proxy in self.proxies.values():
             proxy.update(self.cluster)
         if self.announcer is not None:
             self.announcer.sync(self.cluster)
+
+    def _sync_policies(self, nodes: set[str] | None = None) -> list[str]:
+        """Every node's NetworkPolicy table (or those of `nodes`), now: one `nft -f` each. A node
+        whose load fails keeps its previous rules; the failure is logged, kept in
+        `policy_errors` (retry_policies tries again) and returned."""
+        failed = []
+        engine = PolicyEngine(self.cluster) if self.policies else None
+        for node, policy in self.policies.items():
+            if nodes is not None and node not in nodes:
+                continue
+            try:
+                policy.sync(self.cluster, engine)
+                self.policy_errors.pop(node, None)
+            except Exception as exc:
+                log.warning("NetworkPolicy sync on node %s failed; its previous rules stay in force: %s", node, exc)
+                self.policy_errors[node] = str(exc)
+                failed.append(f"NetworkPolicy sync on node {node} failed (its previous rules stay in force): {exc}")
+        return failed
+
+    def retry_policies(self) -> None:
+        """Sync again the nodes whose last NetworkPolicy sync failed, with back-off doubling to
+        POLICY_RETRY_MAX (kube-proxy's retries); called by the loop every round."""
+        if not self.policy_errors or time.monotonic() < self._policy_retry_at:
+            return
+        with self.lock:
+            failed = self._sync_policies(set(self.policy_errors))
+        self._policy_retry_delay = min(POLICY_RETRY_MAX, self._policy_retry_delay * 2) if failed else POLICY_RETRY_FIRST
+        self._policy_retry_at = time.monotonic() + self._policy_retry_delay
 
     def _start_pod(self, pod) -> None:
         self.started.add(pod.ref)
@@ -183,6 +224,8 @@ class Supervisor:
                 self._stop_pod(ref)
             self.cluster = cluster
             self.dataplane.cluster = cluster
+            # the new pods are in the policy sets before they start: never a moment unprotected
+            policy_failures = self._sync_policies()
             failed = []
             for pod in actions.start:
                 try:
@@ -192,8 +235,9 @@ class Supervisor:
                     failed.append(f"{pod.ref}: {exc}")
             self.inputs = request.inputs
             self.state.save_manifests(request.inputs)
-            self._publish()
-            return {"lines": request.lines(failed), "started": actions.started, "stopped": list(actions.stop)}
+            self._publish(policies=False)
+            lines = request.lines(failed) + [f"Warning: {f}" for f in policy_failures]
+            return {"lines": lines, "started": actions.started, "stopped": list(actions.stop)}
 
     def stop(self) -> None:
         with self.lock:
@@ -213,7 +257,26 @@ class Supervisor:
 
     def objects(self) -> list[dict[str, Any]]:
         with self.lock:
-            return object_bodies(self.cluster, self.runtime.pods, self.container_state)
+            return object_bodies(self.cluster, self.runtime.pods, self.container_state, self._policy_drops())
+
+    def _policy_drops(self) -> dict[str, dict[str, int]]:
+        """Packets dropped per NetworkPolicy and direction, summed over the nodes' counters
+        (`drops/DIRECTION/NS/NAME`); a node that cannot be read is left out."""
+        if not self.policies or not self.cluster.of_kind("NetworkPolicy"):
+            return {}
+        found: dict[str, dict[str, int]] = {}
+        for node, policy in self.policies.items():
+            try:
+                counters = policy.drops()
+            except Exception as exc:
+                log.warning("reading the NetworkPolicy counters of node %s failed: %s", node, exc)
+                continue
+            for name, packets in counters.items():
+                parts = name.split("/")
+                if len(parts) == 4 and parts[0] == "drops":
+                    per = found.setdefault(f"{parts[2]}/{parts[3]}", {})
+                    per[parts[1]] = per.get(parts[1], 0) + packets
+        return found
 
     def exec_argv(self, target: str, container: str | None) -> list[str]:
         with self.lock:

@@ -3,8 +3,9 @@
     python -m podnet.linux.supervisor --name NAME     (started by `podnet up`)
 
 The loop is thin on purpose: the control socket answers in its own threads (server.py),
-and every REAP_INTERVAL the main thread reaps containers (restartPolicy, back-off) and, when
-the prober reported a readiness change, recomputes the cluster (core.Supervisor.recompute).
+and every REAP_INTERVAL the main thread reaps containers (restartPolicy, back-off), retries
+a node's failed NetworkPolicy sync (with back-off) and, when the prober reported a readiness
+change, recomputes the cluster (core.Supervisor.recompute).
 """
 
 from __future__ import annotations
@@ -32,6 +33,10 @@ def step(supervisor: Supervisor) -> None:
         supervisor.reap()
     except Exception:
         log.exception("reaping containers failed")
+    try:
+        supervisor.retry_policies()
+    except Exception:
+        log.exception("retrying a NetworkPolicy sync failed")
     if supervisor.state_changed.is_set():
         supervisor.state_changed.clear()
         try:

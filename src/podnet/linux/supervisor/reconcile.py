@@ -68,7 +68,15 @@ def desired_cluster(inputs: list[dict[str, Any]], config: ClusterConfig, readine
     for pod in fresh.of_kind("Pod"):
         old = keep.get("Pod", pod.namespace, pod.name)
         if old is not None and fields.pod_ip(old):
-            carried.append(old.body)
+            # labels and annotations are the metadata an apply may change on a running pod (as
+            # `kubectl label` does): those come from the new input, the rest stays as it runs
+            body = {**old.body, "metadata": {**old.body["metadata"]}}
+            for key in ("labels", "annotations"):
+                if pod.body["metadata"].get(key) is not None:
+                    body["metadata"][key] = pod.body["metadata"][key]
+                else:
+                    body["metadata"].pop(key, None)
+            carried.append(body)
     carried_keys = {object_key(c) for c in carried}
     merged = [b for b in inputs if object_key(b) not in carried_keys] + [as_input(c) for c in carried]
     return compute(admitted(documents_text(merged), "desired"), config, readiness)

@@ -64,15 +64,27 @@ def runtime_status(body: dict[str, Any], sandbox, probed: Mapping[str, Mapping[s
         status["phase"] = "Succeeded" if all(code == 0 for code in finished) else "Failed"
 
 
-def object_bodies(cluster: Cluster, sandboxes: Mapping[str, Any], container_state: ContainerState) -> list[dict[str, Any]]:
+DROPPED_ANNOTATION = "podnet.dev/dropped-packets"
+
+
+def object_bodies(cluster: Cluster, sandboxes: Mapping[str, Any], container_state: ContainerState,
+                  drops: Mapping[str, Mapping[str, int]] | None = None) -> list[dict[str, Any]]:
     """Every object of the cluster, in key order; running pods with kubelet's status laid over
-    a copy of the computed one (the cluster's own bodies are never changed)."""
+    a copy of the computed one (the cluster's own bodies are never changed). `drops`: per
+    NetworkPolicy ("ns/name"), the packets the kernel dropped in each direction for it, summed
+    over the nodes, shown as the annotation podnet.dev/dropped-packets (`describe` lists it)."""
     bodies = []
     for obj in sorted(cluster.objects.values(), key=lambda o: o.key):
         body = obj.body
         if obj.kind == "Pod" and obj.ref in sandboxes:
             body = json.loads(json.dumps(body))  # a copy, and faster than deepcopy
             runtime_status(body, sandboxes[obj.ref], container_state.get(obj.ref) or {})
+        elif obj.kind == "NetworkPolicy" and drops and obj.ref in drops:
+            body = json.loads(json.dumps(body))
+            counted = drops[obj.ref]
+            text = ", ".join(f"{direction} {counted[direction]}" for direction in ("ingress", "egress")
+                             if direction in counted)
+            body["metadata"].setdefault("annotations", {})[DROPPED_ANNOTATION] = text
         bodies.append(body)
     return bodies
 

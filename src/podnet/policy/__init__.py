@@ -1,0 +1,7 @@
+"""NetworkPolicy in a node's kernel: the desired nftables ruleset of a node (nftables), pure,
+rendered from the simulator's compiled policies. The syncer that loads it is in the data plane
+(podnet.linux.netpol)."""
+
+from podnet.policy.nftables import FAMILY, TABLE, Ruleset, render, transaction
+
+__all__ = ["FAMILY", "TABLE", "Ruleset", "render", "transaction"]
