@@ -555,3 +555,19 @@ def test_named_ports_of_a_pod_include_sidecars_but_not_plain_init_containers():
                          "  - {name: setup, image: busybox, ports: [{name: setup, containerPort: 9999}]}\n  containers:"))
     containers = serving_containers(p.get("Pod", "default", "side"))
     assert find_named_port(containers, "admin", "TCP") == 15000 and find_named_port(containers, "setup", "TCP") is None
+
+
+def test_networkpolicy_is_refused_with_the_userspace_proxy():
+    """The userspace proxy ends a pod's Service connection on the node and opens another from the
+    node's address, so no NetworkPolicy could hold for Service traffic: one clear error instead
+    of a cluster where trace and the kernel would disagree."""
+    policy = """
+        apiVersion: networking.k8s.io/v1
+        kind: NetworkPolicy
+        metadata: {name: deny, namespace: default}
+        spec: {podSelector: {}, policyTypes: [Ingress]}
+    """
+    with pytest.raises(InvalidInput, match=r"NetworkPolicy default/deny: spec: Forbidden: NetworkPolicy is not "
+                                           r"enforced through the userspace proxy"):
+        cluster_of(policy, "kind: Cluster\napiVersion: podnet.dev/v1alpha1\nnetworking: {proxyMode: userspace}\n")
+    assert cluster_of(policy, "kind: Cluster\napiVersion: podnet.dev/v1alpha1\nnetworking: {proxyMode: iptables}\n")

@@ -370,3 +370,20 @@ def test_the_netlink_socket_is_closed_when_a_node_fails_to_start(state, monkeypa
     with pytest.raises(RuntimeError, match="no proxy on node2"):
         supervisor.start()
     assert kernel.closed  # an open socket would keep the node's namespace alive after down
+
+
+def test_a_pod_waits_to_start_while_its_nodes_networkpolicy_sync_fails(state, monkeypatch):
+    """Fail closed: a pod whose node's rules could not be loaded would run unprotected (the
+    previous rules do not know its address), so it starts only once a retry holds."""
+    nft = RecordingRunner()
+    supervisor, _ = started_with_services(state, monkeypatch, nft=nft)
+    supervisor.start()
+    supervisor.change(DENY_ALL, delete=False)
+    nft.fail = {"nft"}
+    answer = supervisor.change(documents_text([pod("newcomer")]), delete=False)
+    assert "default/newcomer" not in supervisor.runtime.pods and answer["started"] == []
+    assert "Warning: default/newcomer waits to start until its node's NetworkPolicy rules hold" in answer["lines"]
+    nft.fail = set()
+    supervisor._policy_retry_at = 0.0
+    step(supervisor)
+    assert not supervisor.policy_errors and "default/newcomer" in supervisor.runtime.pods

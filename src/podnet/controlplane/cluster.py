@@ -88,6 +88,12 @@ def compute(store: ObjectStore, config: ClusterConfig,
     for kind in ("ConfigMap", "Secret", "NetworkPolicy", "Ingress", "IngressClass"):
         for obj in by_kind[kind]:
             cluster.add(obj)
+    if config.networking.proxy_mode == "userspace":
+        # The userspace proxy ends a pod's Service connection on the node and opens a new one from
+        # the node's address: no policy could judge the client, and the backend sees its own node.
+        for obj in by_kind["NetworkPolicy"]:
+            error(obj, ("spec",), "Forbidden: NetworkPolicy is not enforced through the userspace proxy "
+                                  "(proxyMode: userspace); use proxyMode nftables or iptables")
 
     referenced = {p.spec.get("nodeName") for p in by_kind["Pod"] if (p.spec or {}).get("nodeName")}
     node_infos, node_objects, node_warnings = build_nodes(config, by_kind["Node"], referenced)

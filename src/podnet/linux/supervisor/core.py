@@ -189,8 +189,20 @@ class Supervisor:
             return
         with self.lock:
             failed = self._sync_policies(set(self.policy_errors))
+            self._start_waiting()
         self._policy_retry_delay = min(POLICY_RETRY_MAX, self._policy_retry_delay * 2) if failed else POLICY_RETRY_FIRST
         self._policy_retry_at = time.monotonic() + self._policy_retry_delay
+
+    def _start_waiting(self) -> None:
+        """Start the pods held back while their node's NetworkPolicy sync failed, once it holds
+        (a pod never runs on a node whose rules do not know it: it would be unprotected)."""
+        for pod in reconcile.pod_actions(self.cluster, self.started).start:
+            if pod.spec.get("nodeName") in self.policy_errors:
+                continue
+            try:
+                self._start_pod(pod)
+            except Exception:  # the pod fails, the cluster goes on
+                log.exception("starting %s failed", pod.ref)
 
     def _start_pod(self, pod) -> None:
         self.started.add(pod.ref)
@@ -226,8 +238,11 @@ class Supervisor:
             self.dataplane.cluster = cluster
             # the new pods are in the policy sets before they start: never a moment unprotected
             policy_failures = self._sync_policies()
-            failed = []
+            failed, waiting = [], []
             for pod in actions.start:
+                if pod.spec.get("nodeName") in self.policy_errors:
+                    waiting.append(pod.ref)  # fail closed: it starts once its node's rules hold
+                    continue
                 try:
                     self._start_pod(pod)
                 except Exception as exc:  # the pod fails, the cluster goes on
@@ -237,7 +252,9 @@ class Supervisor:
             self.state.save_manifests(request.inputs)
             self._publish(policies=False)
             lines = request.lines(failed) + [f"Warning: {f}" for f in policy_failures]
-            return {"lines": lines, "started": actions.started, "stopped": list(actions.stop)}
+            lines += [f"Warning: {ref} waits to start until its node's NetworkPolicy rules hold" for ref in waiting]
+            started = [ref for ref in actions.started if ref not in waiting]
+            return {"lines": lines, "started": started, "stopped": list(actions.stop)}
 
     def stop(self) -> None:
         with self.lock:
