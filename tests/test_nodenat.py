@@ -219,3 +219,18 @@ def test_portmap_masquerade_in_trace_agrees_with_the_kernel(world, client, dst, 
     assert bool(traced) == kernel == (client == "anywhere")
     if traced:
         assert "hairpin" in traced[0].detail and "10.244.1.1" in traced[0].detail  # out via cni0
+
+
+def test_a_departed_pods_connections_are_forgotten_on_every_node(world, monkeypatch):
+    """conntrack entries from or to the address, on every node (Calico's Felix does the same): the
+    NetworkPolicy tables accept established flows first, so a pod that gets the address next
+    must not inherit the old pod's."""
+    cluster, _, _, plan = world
+    dataplane = RecordingDataPlane(cluster)
+    dataplane.plan = plan
+    ran = []
+    monkeypatch.setattr("podnet.linux.dataplane.subprocess.run", lambda argv, **kw: ran.append(argv))
+    dataplane.forget_connections("10.244.1.7")
+    assert sorted(" ".join(argv) for argv in ran) == sorted(
+        f"ip netns exec {ClusterLayout('nodenat').node_netns(n.name)} conntrack -D {flag} 10.244.1.7"
+        for n in plan.nodes for flag in ("--src", "--dst"))

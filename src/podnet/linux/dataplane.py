@@ -33,6 +33,7 @@ class Attached:
     container_id: str
     conf: object  # podnet.cni.config.NetConf
     host_network: bool
+    ip: str = ""  # the pod's address, while it holds one
 
 
 class DataPlane:
@@ -86,7 +87,8 @@ class DataPlane:
         except BaseException:
             delete_netns(netns)
             raise
-        self.attached[pod.ref] = Attached(pod.namespace, pod.name, node.name, netns, container_id, conf, False)
+        self.attached[pod.ref] = Attached(pod.namespace, pod.name, node.name, netns, container_id, conf, False,
+                                          fields.pod_ip(pod))
         self.map_host_ports(pod)
         return netns
 
@@ -110,6 +112,18 @@ class DataPlane:
                           node_netns=self.layout.node_netns(attached.node))
         finally:
             delete_netns(attached.netns)
+            if attached.ip:
+                self.forget_connections(attached.ip)
+
+    def forget_connections(self, ip: str) -> None:
+        """Every node's conntrack entries from or to an address that left, as Calico's Felix
+        removes them: the NetworkPolicy tables accept established flows first, and a new pod
+        given the address must not ride the old one's."""
+        for node in self.plan.nodes:
+            netns = self.layout.node_netns(node.name)
+            for direction in ("--src", "--dst"):  # exit 1: nothing to delete
+                subprocess.run(["ip", "netns", "exec", netns, "conntrack", "-D", direction, ip],
+                               capture_output=True, check=False)
 
     def sync_host_ports(self, node: str) -> None:
         """CNI portmap, for every hostPort pod of the node, in one nft transaction in the node's
