@@ -29,6 +29,10 @@ echo "# shop/$FRONTEND → backend pod $BACKEND_IP:8080 (another node, through t
 $PODNET exec "shop/$FRONTEND" --name "$NAME" -- curl -s --max-time 3 "http://$BACKEND_IP:8080/hostname"; echo
 echo "# shop/$FRONTEND → backend pod: /clientip shows the frontend's own pod IP (no NAT between pods)"
 $PODNET exec "shop/$FRONTEND" --name "$NAME" -- curl -s --max-time 3 "http://$BACKEND_IP:8080/clientip"; echo
+echo "# NetworkPolicy in the kernel: data/redis-0 → the same backend pod is dropped (shop/default-deny-ingress)"
+$PODNET exec data/redis-0 --name "$NAME" -- curl -s --max-time 2 "http://$BACKEND_IP:8080/hostname" \
+  || echo "(no answer within 2 s: dropped)"
+$PODNET trace data/redis-0 "$BACKEND_IP:8080" --name "$NAME" | tail -1
 echo "# node1's routes and the VXLAN forwarding entries"
 $PODNET exec node/node1 --name "$NAME" -- ip route
 $PODNET exec node/node1 --name "$NAME" -- bridge fdb show dev flannel.1
