@@ -50,6 +50,10 @@ def matches(ruleset: Ruleset, term: str, p: Packet) -> bool:
     """One match of the rules podnet.policy writes (a deliberately small grammar: anything else
     fails the test, so the renderer cannot drift from what this interpreter understands)."""
     addr = {"saddr": p.saddr, "daddr": p.daddr}
+    if term.startswith("ip ") and p.saddr.version != 4:
+        return False  # an `ip` match implies meta nfproto ipv4
+    if m := re.fullmatch(r"meta nfproto (ipv4|ipv6)", term):
+        return m.group(1) == f"ipv{p.saddr.version}"
     if m := re.fullmatch(r"ip (saddr|daddr) (!= )?@(\S+)", term):
         found = in_set(ruleset, m.group(3), addr[m.group(1)])
         return not found if m.group(2) else found
@@ -69,7 +73,7 @@ def matches(ruleset: Ruleset, term: str, p: Packet) -> bool:
 
 
 TERM = re.compile(r"ip saddr \. ip daddr @\S+|ip daddr \. th dport @\S+|ip (?:saddr|daddr) (?:!= )?@\S+|"
-                  r"fib saddr type local|ct state \S+|meta l4proto \w+|th dport \S+")
+                  r"fib saddr type local|ct state \S+|meta (?:l4proto|nfproto) \w+|th dport \S+")
 
 
 def walk(ruleset: Ruleset, chain: str, p: Packet, counted: list[str]) -> str | None:
@@ -331,3 +335,19 @@ def test_names_stay_nft_identifiers_within_the_limit_even_for_the_longest_policy
     assert all(re.fullmatch(r"[a-zA-Z][a-zA-Z0-9/\\_.-]*", n) and len(n) <= 200 for n in names), names
     assert len(set(names)) == len(names)
     assert any(n.startswith("ingress/default/p-long") and n != f"ingress/default/{LONG}" for n in table.chains)
+
+
+# ---------------------------------------------------------------- IPv6
+
+
+def test_ipv6_passes_the_chains_untouched_even_with_policies():
+    cluster = cluster_of(BASE + policy("deny", "podSelector: {}\npolicyTypes: [Ingress, Egress]\n"))
+    engine = PolicyEngine(cluster)
+    table = render(cluster, "node1")
+    for chain in ("egress", "ingress"):
+        assert table.chains[chain][-1] == "meta nfproto ipv4 drop"
+        assert walk(table, chain, Packet("fd00::1", "fd00::2", "tcp", 80), []) is None  # falls through: accept
+        assert walk(table, chain, Packet("fe80::1", "fe80::2", "udp", 53), []) is None
+    assert walk(render(cluster_of(BASE), "node1"), "egress", Packet("fd00::1", "fd00::2", "tcp", 80), []) is None
+    web = engine.endpoint("default/web-1").ip
+    assert walk(table, "ingress", Packet("192.168.1.99", web, "tcp", 8080), []) == "drop"  # IPv4 as before

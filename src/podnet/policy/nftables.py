@@ -43,6 +43,8 @@ only the elements differ, so a pod or label change is a set-element update.
 
 **Verdicts.** A packet of an isolated pod that no rule accepts is dropped (Calico's and
 Cilium's default), and counted in `drops/DIRECTION/NS/NAME` of every policy isolating the pod.
+podnet is IPv4-only: the final drops are `meta nfproto ipv4`, so IPv6 the node forwards or
+sends passes these chains untouched.
 """
 
 from __future__ import annotations
@@ -225,7 +227,7 @@ class _Renderer:
             counter = bounded(f"drops/{direction}/{policy.namespace}/{policy.name}")
             self.out.counters.append(counter)
             rules.append(f'ip {me} @{subjects[policy.ref]} counter name "{counter}"')
-        rules.append("drop")
+        rules.append("meta nfproto ipv4 drop")  # podnet is IPv4-only: IPv6 passes untouched
         self.out.chains[direction] = tuple(rules)
 
     def _rule(self, direction: str, policy: CompiledPolicy, rule: Rule) -> list[str]:
