@@ -414,3 +414,102 @@ def test_an_established_flow_survives_a_policy_change_new_ones_do_not_rule_38(mo
     model.enter(cases.Step("deny ingress in x", [cases.DENY_INGRESS], []))
     assert udp(34568) == "timeout"  # a new flow
     assert udp(34567) == "ok"  # the established one
+
+
+# -- forged sources: a pod's packets must carry its own address ------------------------------------
+
+# Listens in a destination pod on a raw UDP socket for the datagrams of one run (payload starts
+# with argv[1]); prints the labels that arrived.
+SPOOF_LISTEN = r"""
+import json, socket, sys, time
+s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_UDP)
+s.settimeout(0.1)
+print("ready", flush=True)
+token, seen, end = sys.argv[1].encode(), set(), time.monotonic() + float(sys.argv[2])
+while time.monotonic() < end:
+    try:
+        data, (src, _) = s.recvfrom(2048)
+    except socket.timeout:
+        continue
+    payload = data[(data[0] & 15) * 4 + 8:]
+    if payload.startswith(token):
+        seen.add((src, payload[len(token):].decode()))
+print(json.dumps(sorted(seen)))
+"""
+
+# Sends, from inside a pod, UDP datagrams written whole (IP_HDRINCL) with any source address:
+# argv[1] is [[source, destination, label], ...]; the payload is argv[2] + label.
+SPOOF_SEND = r"""
+import json, socket, struct, sys, time
+s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
+for _ in range(3):
+    for src, dst, label in json.loads(sys.argv[1]):
+        payload = (sys.argv[2] + label).encode()
+        udp = struct.pack(">HHHH", 40999, 9999, 8 + len(payload), 0) + payload  # checksum 0: none (IPv4)
+        ip = struct.pack(">BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), 0, 0, 64, socket.IPPROTO_UDP, 0,
+                         socket.inet_aton(src), socket.inet_aton(dst))
+        s.sendto(ip + udp, (dst, 0))
+    time.sleep(0.2)
+"""
+
+DENY_EGRESS_XC = cases.netpol("x", "deny-egress-x-c", """
+    podSelector: {matchLabels: {pod: c}}
+    policyTypes: [Egress]
+""")
+
+Y_C_ADMITS_X_A = cases.netpol("y", "y-c-admits-x-a", """
+    podSelector: {matchLabels: {pod: c}}
+    policyTypes: [Ingress]
+    ingress: [{from: [{namespaceSelector: {matchLabels: {kubernetes.io/metadata.name: x}},
+                       podSelector: {matchLabels: {pod: a}}}]}]
+""")
+
+
+def test_a_forged_source_address_is_dropped_at_the_bridge_port(model):
+    """x/c may send nothing (egress deny); x/b and y/c admit only x/a. x/c forges, on a raw
+    socket, its node's cni0 address (the node is always admitted, rule 34) and x/a's (admitted):
+    dropped at x/c's bridge port, to y/c on the same bridge and to x/b across the overlay. The
+    same datagrams with the sender's real source obey the policies: x/a's arrive, x/c's not."""
+    model.enter(cases.Step("x/c sends nothing; x/b and y/c admit x/a only",
+                           [DENY_EGRESS_XC, ONLY_XA_TO_XB, Y_C_ADMITS_X_A], []))
+    spoofer, allowed, targets = "x/c", "x/a", ("x/b", "y/c")
+    assert model.nodes["y/c"] == model.nodes[spoofer] != model.nodes["x/b"]  # one bridge, and across nodes
+    gateway = str(ipaddress.ip_network(f"{model.ips[spoofer]}/24", strict=False).network_address + 1)
+    node = model.nodes[spoofer]
+    assert podnet("exec", f"node/{node}", "--name", model.name, "--", "ip", "-4", "-o", "addr", "show", "cni0"
+                  ).stdout.split()[3] == f"{gateway}/24"
+
+    def spoofed() -> int:
+        listing = podnet("exec", f"node/{node}", "--name", model.name, "--", "nft", "list", "counters", "table",
+                         "bridge", "podnet-netpol", check=False).stdout  # none: no table
+        return parse_counters(listing).get("drops/spoofed", 0)
+
+    before = spoofed()
+    token = f"podnet-spoof-{secrets.token_hex(4)}:"
+    listeners = {dst: subprocess.Popen(
+        [sys.executable, "-m", "podnet", "exec", dst, "--name", model.name, "--", "python3", "-c", SPOOF_LISTEN,
+         token, "3"], stdout=subprocess.PIPE, text=True, env=livecluster_env()) for dst in targets}
+    try:
+        for proc in listeners.values():
+            assert proc.stdout.readline().strip() == "ready"
+        sends = {
+            spoofer: [[source, model.ips[dst], f"{label}>{dst}"] for dst in targets
+                      for source, label in ((gateway, "cni0"), (model.ips[allowed], "x/a"),
+                                            (model.ips[spoofer], "real"))],
+            allowed: [[model.ips[allowed], model.ips[dst], f"control>{dst}"] for dst in targets],
+        }
+        for src, packets in sends.items():
+            podnet("exec", src, "--name", model.name, "--", "python3", "-c", SPOOF_SEND, json.dumps(packets), token,
+                   timeout=60)
+        arrived = {dst: {tuple(x) for x in json.loads(proc.communicate(timeout=30)[0])}
+                   for dst, proc in listeners.items()}
+    finally:
+        for proc in listeners.values():
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    labels = {dst: sorted(label for _, label in seen) for dst, seen in arrived.items()}
+    # only x/a's own datagrams: nothing forged, and x/c's real ones obey its egress policy
+    assert labels == {dst: [f"control>{dst}"] for dst in targets}, labels
+    assert all(src == model.ips[allowed] for seen in arrived.values() for src, _ in seen)
+    assert spoofed() >= before + 2 * len(targets)  # the forged ones, counted at the bridge port

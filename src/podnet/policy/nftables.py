@@ -45,6 +45,21 @@ only the elements differ, so a pod or label change is a set-element update.
 Cilium's default), and counted in `drops/DIRECTION/NS/NAME` of every policy isolating the pod.
 podnet is IPv4-only: the final drops are `meta nfproto ipv4`, so IPv6 the node forwards or
 sends passes these chains untouched.
+
+**A pod's packets carry its own address.** The chains judge by address, so a pod that forged
+its source (a raw socket) would be judged as someone else: as its node's cni0 address, which
+every pod admits (rule 34), or as a pod a policy admits; nodes run with rp_filter loose, which
+accepts any source routable somewhere. The same transaction therefore keeps a second table,
+`bridge podnet-netpol`, with one rule at the bridge's prerouting hook (priority filter, before
+br_netfilter hands the frame to IPv4): an IPv4 frame entering cni0 from a pod's veth
+(`iifname @pod-veths`, podnet.naming.host_veth_name — the name podnet-cni gives it) whose
+(port . source) is not in `pod-sources` is dropped and counted in `drops/spoofed`. It holds
+every networked pod of the node that has a veth (hostNetwork pods have none); pods coming and
+going change its elements only. What a pod must still send passes: its packets to its own node,
+replies and ICMP errors all carry its address, and no pod uses DHCP (host-local IPAM). A veth
+podnet does not know (a pod not yet in the cluster's state) is not checked; the supervisor syncs
+before it starts a pod. ARP is not checked (a pod can still answer ARP for another's address,
+and so draw frames meant for it): out of scope here, as is IPv6 from a pod.
 """
 
 from __future__ import annotations
@@ -55,6 +70,7 @@ import weakref
 from dataclasses import dataclass, field
 
 from podnet.controlplane import Cluster
+from podnet.naming import host_veth_name
 from podnet.semantics.networkpolicy import (
     EGRESS,
     INGRESS,
@@ -67,6 +83,13 @@ from podnet.semantics.networkpolicy import (
 
 TABLE = "podnet-netpol"
 FAMILY = "inet"
+BRIDGE_FAMILY = "bridge"  # the anti-spoofing table: same name, family bridge
+SPOOFED = "drops/spoofed"
+BRIDGE_CHAIN = (
+    "prerouting",
+    "type filter hook prerouting priority filter; policy accept;",
+    f'ether type ip iifname @pod-veths iifname . ip saddr != @pod-sources counter name "{SPOOFED}" drop',
+)
 NAME_MAX = 200  # nftables allows 256 bytes for set, chain and object names; room for prefixes
 BASE_CHAINS = {
     EGRESS: "type filter hook forward priority filter; policy accept;",
@@ -106,19 +129,25 @@ class NftSet:
 
 @dataclass
 class Ruleset:
-    """A node's table: sets (with their elements), counters, and chains (base chains first)."""
+    """A node's tables: the `inet` one — sets (with their elements), counters, and chains (base
+    chains first) — and the `bridge` one's sets (`pod-veths`, `pod-sources`; its counter and
+    one chain never change)."""
 
     sets: dict[str, NftSet] = field(default_factory=dict)
     counters: list[str] = field(default_factory=list)
     chains: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    bridge_sets: dict[str, NftSet] = field(default_factory=dict)
 
     def structure(self) -> tuple:
         """Everything but the set elements: equal structures differ only in set contents."""
         return (tuple(s.declaration() for s in self.sets.values()), tuple(self.counters),
-                tuple(self.chains.items()))
+                tuple(self.chains.items()), tuple(s.declaration() for s in self.bridge_sets.values()))
+
+    def family_sets(self) -> list[tuple[str, dict[str, NftSet]]]:
+        return [(FAMILY, self.sets), (BRIDGE_FAMILY, self.bridge_sets)]
 
     def text(self) -> str:
-        """The table as `nft -f` input (the full definition)."""
+        """The inet table as `nft -f` input (the full definition)."""
         lines = [f"table {FAMILY} {TABLE} {{"]
         lines += [f"  counter {c} {{ }}" for c in self.counters]
         lines += [f"  {s.definition()}" for s in self.sets.values()]
@@ -127,6 +156,19 @@ class Ruleset:
             lines += [f"  chain {name} {{", *head, *(f"    {r}" for r in rules), "  }"]
         lines.append("}")
         return "\n".join(lines) + "\n"
+
+    def bridge_text(self) -> str:
+        """The bridge table (anti-spoofing) as `nft -f` input."""
+        name, head, rule = BRIDGE_CHAIN
+        lines = [f"table {BRIDGE_FAMILY} {TABLE} {{", f"  counter {SPOOFED} {{ }}"]
+        lines += [f"  {s.definition()}" for s in self.bridge_sets.values()]
+        lines += [f"  chain {name} {{", f"    {head}", f"    {rule}", "  }", "}"]
+        return "\n".join(lines) + "\n"
+
+
+def replace(family: str) -> str:
+    """`nft -f` lines removing the table of `family` whether or not it exists."""
+    return f"add table {family} {TABLE}\ndelete table {family} {TABLE}\n"
 
 
 def transaction(previous: Ruleset | None, desired: Ruleset) -> str:
@@ -138,14 +180,15 @@ def transaction(previous: Ruleset | None, desired: Ruleset) -> str:
     changed."""
     if previous is not None and previous.structure() == desired.structure():
         lines = []
-        for name, wanted in desired.sets.items():
-            if previous.sets[name].elements == wanted.elements:
-                continue
-            lines.append(f"flush set {FAMILY} {TABLE} {name}")
-            if wanted.elements:
-                lines.append(f"add element {FAMILY} {TABLE} {name} {{ {', '.join(wanted.elements)} }}")
+        for (family, sets), (_, before) in zip(desired.family_sets(), previous.family_sets()):
+            for name, wanted in sets.items():
+                if before[name].elements == wanted.elements:
+                    continue
+                lines.append(f"flush set {family} {TABLE} {name}")
+                if wanted.elements:
+                    lines.append(f"add element {family} {TABLE} {name} {{ {', '.join(wanted.elements)} }}")
         return "\n".join(lines) + "\n" if lines else ""
-    return f"add table {FAMILY} {TABLE}\ndelete table {FAMILY} {TABLE}\n" + desired.text()
+    return replace(FAMILY) + desired.text() + replace(BRIDGE_FAMILY) + desired.bridge_text()
 
 
 # ---------------------------------------------------------------- rendering
@@ -186,6 +229,7 @@ class _Renderer:
         return name
 
     def render(self) -> Ruleset:
+        self._anti_spoofing()
         isolated = {d: [p for p in self.policies if p.isolates(d)] for d in (EGRESS, INGRESS)}
         subjects: dict[str, str] = {}
         for direction in (EGRESS, INGRESS):
@@ -209,6 +253,16 @@ class _Renderer:
                 self.out.chains[self._policy_chain(direction, policy)] = tuple(
                     line for rule in policy.rules(direction) for line in self._rule(direction, policy, rule))
         return self.out
+
+    def _anti_spoofing(self) -> None:
+        """The bridge table's sets: each local pod's veth, and its (veth . address)."""
+        ports = [(host_veth_name(ep.namespace, ep.name), str(ep.ip)) for ep in self.local if ep.ip.version == 4]
+        self.out.bridge_sets["pod-veths"] = NftSet(
+            "pod-veths", "ifname", elements=tuple(f'"{veth}"' for veth, _ in sorted(ports)),
+            comment=f"the veths of the pods on {self.node}"[:120])
+        self.out.bridge_sets["pod-sources"] = NftSet(
+            "pod-sources", "ifname . ipv4_addr", elements=tuple(f'"{veth}" . {ip}' for veth, ip in sorted(ports)),
+            comment="each pod's veth and the one source address it may send from")
 
     def _policy_chain(self, direction: str, policy: CompiledPolicy) -> str:
         return bounded(f"{direction}/{policy.namespace}/{policy.name}")
