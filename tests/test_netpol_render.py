@@ -345,13 +345,15 @@ def test_names_stay_nft_identifiers_within_the_limit_even_for_the_longest_policy
 
 
 def bridge_verdict(table: Ruleset, iifname: str, saddr: str, ether: str = "ip") -> str:
-    """The bridge table's one rule (podnet.policy's BRIDGE_CHAIN), for a frame entering cni0 on
-    port `iifname`: "drop" or "accept" (the chain's policy)."""
-    rule = BRIDGE_CHAIN[2]
-    assert rule == ('ether type ip iifname @pod-veths iifname . ip saddr != @pod-sources '
-                    'counter name "drops/spoofed" drop')
+    """The bridge table's rules (podnet.policy's BRIDGE_CHAIN), for a frame of ether type `ether`
+    entering cni0 on port `iifname`: "drop" or "accept" (the chain's policy)."""
+    assert BRIDGE_CHAIN[2:] == (
+        'iifname @pod-veths ether type != { ip, arp } counter name "drops/not-ipv4" drop',
+        'ether type ip iifname @pod-veths iifname . ip saddr != @pod-sources counter name "drops/spoofed" drop')
     veths = {e.strip('"') for e in table.bridge_sets["pod-veths"].elements}
     sources = {tuple(x.strip('"') for x in e.split(" . ")) for e in table.bridge_sets["pod-sources"].elements}
+    if iifname in veths and ether not in ("ip", "arp"):
+        return "drop"
     if ether == "ip" and iifname in veths and (iifname, saddr) not in sources:
         return "drop"
     return "accept"
@@ -377,6 +379,9 @@ def test_a_pods_veth_may_send_only_from_the_pods_address():
     for forged in (node1.gateway, node1.ip, web.ip, web2.ip, "10.244.1.200", "0.0.0.0"):
         assert bridge_verdict(table, veth["client"], str(forged)) == "drop", forged
     assert bridge_verdict(table, veth["client"], "10.244.1.200", ether="arp") == "accept"  # ARP: out of scope
+    for ether in ("ip6", "8021q", "8021ad"):  # IPv6 link-local would go around the IPv4 chains; VLAN 0 too
+        assert bridge_verdict(table, veth["client"], str(client.ip), ether=ether) == "drop", ether
+    assert bridge_verdict(table, "flannel.1", "fd00::1", ether="ip6") == "accept"
     assert bridge_verdict(table, "flannel.1", str(web2.ip)) == "accept"  # not a pod's port
     # without the bridge table, the forged cni0 address passed the isolated pods' chains:
     # unisolated as a source, the own node as a destination's peer (rule 34)

@@ -418,20 +418,22 @@ def test_an_established_flow_survives_a_policy_change_new_ones_do_not_rule_38(mo
 
 # -- forged sources: a pod's packets must carry its own address ------------------------------------
 
-# Listens in a destination pod on a raw UDP socket for the datagrams of one run (payload starts
-# with argv[1]); prints the labels that arrived.
+# Listens in a destination pod on a raw UDP socket (argv[3]: "4" or "6") for the datagrams of
+# one run (payload starts with argv[1]); prints the (source, label) pairs that arrived.
 SPOOF_LISTEN = r"""
 import json, socket, sys, time
-s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_UDP)
+v6 = sys.argv[3] == "6"
+s = socket.socket(socket.AF_INET6 if v6 else socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_UDP)
 s.settimeout(0.1)
 print("ready", flush=True)
 token, seen, end = sys.argv[1].encode(), set(), time.monotonic() + float(sys.argv[2])
 while time.monotonic() < end:
     try:
-        data, (src, _) = s.recvfrom(2048)
+        data, address = s.recvfrom(2048)
     except socket.timeout:
         continue
-    payload = data[(data[0] & 15) * 4 + 8:]
+    src = address[0].split("%")[0]
+    payload = data[8:] if v6 else data[(data[0] & 15) * 4 + 8:]  # IPv6 raw sockets get no IP header
     if payload.startswith(token):
         seen.add((src, payload[len(token):].decode()))
 print(json.dumps(sorted(seen)))
@@ -488,7 +490,7 @@ def test_a_forged_source_address_is_dropped_at_the_bridge_port(model):
     token = f"podnet-spoof-{secrets.token_hex(4)}:"
     listeners = {dst: subprocess.Popen(
         [sys.executable, "-m", "podnet", "exec", dst, "--name", model.name, "--", "python3", "-c", SPOOF_LISTEN,
-         token, "3"], stdout=subprocess.PIPE, text=True, env=livecluster_env()) for dst in targets}
+         token, "3", "4"], stdout=subprocess.PIPE, text=True, env=livecluster_env()) for dst in targets}
     try:
         for proc in listeners.values():
             assert proc.stdout.readline().strip() == "ready"
@@ -513,3 +515,38 @@ def test_a_forged_source_address_is_dropped_at_the_bridge_port(model):
     assert labels == {dst: [f"control>{dst}"] for dst in targets}, labels
     assert all(src == model.ips[allowed] for seen in arrived.values() for src, _ in seen)
     assert spoofed() >= before + 2 * len(targets)  # the forged ones, counted at the bridge port
+
+
+# Sends UDP datagrams over IPv6 link-local from inside a pod: argv[1] is [[address, label], ...].
+LINK_LOCAL_SEND = r"""
+import json, socket, sys, time
+s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+for _ in range(3):
+    for address, label in json.loads(sys.argv[1]):
+        s.sendto((sys.argv[2] + label).encode(), (address, 9999, 0, socket.if_nametoindex("eth0")))
+    time.sleep(0.2)
+"""
+
+
+def test_ipv6_link_local_does_not_go_around_the_ipv4_policies(model):
+    """Pods have IPv6 link-local addresses, and podnet's chains judge IPv4 only: y/c, which
+    admits x/a only, must not receive z/c's datagrams to its fe80:: address on their bridge."""
+    model.enter(cases.Step("y/c admits x/a only", [Y_C_ADMITS_X_A], []))
+    assert model.nodes["z/c"] == model.nodes["y/c"]
+    shown = podnet("exec", "y/c", "--name", model.name, "--", "ip", "-6", "-o", "addr", "show", "dev", "eth0",
+                   "scope", "link").stdout
+    address = shown.split()[3].split("/")[0]
+    token = f"podnet-v6-{secrets.token_hex(4)}:"
+    listener = subprocess.Popen(
+        [sys.executable, "-m", "podnet", "exec", "y/c", "--name", model.name, "--", "python3", "-c", SPOOF_LISTEN,
+         token, "2", "6"], stdout=subprocess.PIPE, text=True, env=livecluster_env())
+    try:
+        assert listener.stdout.readline().strip() == "ready"
+        podnet("exec", "z/c", "--name", model.name, "--", "python3", "-c", LINK_LOCAL_SEND,
+               json.dumps([[address, "z/c"]]), token, timeout=60)
+        arrived = json.loads(listener.communicate(timeout=30)[0])
+    finally:
+        if listener.poll() is None:
+            listener.kill()
+            listener.wait()
+    assert arrived == []

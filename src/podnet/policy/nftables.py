@@ -44,22 +44,29 @@ only the elements differ, so a pod or label change is a set-element update.
 **Verdicts.** A packet of an isolated pod that no rule accepts is dropped (Calico's and
 Cilium's default), and counted in `drops/DIRECTION/NS/NAME` of every policy isolating the pod.
 podnet is IPv4-only: the final drops are `meta nfproto ipv4`, so IPv6 the node forwards or
-sends passes these chains untouched.
+sends passes these chains untouched (a pod's own IPv6 stops at its bridge port, below).
 
 **A pod's packets carry its own address.** The chains judge by address, so a pod that forged
 its source (a raw socket) would be judged as someone else: as its node's cni0 address, which
 every pod admits (rule 34), or as a pod a policy admits; nodes run with rp_filter loose, which
 accepts any source routable somewhere. The same transaction therefore keeps a second table,
-`bridge podnet-netpol`, with one rule at the bridge's prerouting hook (priority filter, before
-br_netfilter hands the frame to IPv4): an IPv4 frame entering cni0 from a pod's veth
-(`iifname @pod-veths`, podnet.naming.host_veth_name — the name podnet-cni gives it) whose
-(port . source) is not in `pod-sources` is dropped and counted in `drops/spoofed`. It holds
-every networked pod of the node that has a veth (hostNetwork pods have none); pods coming and
-going change its elements only. What a pod must still send passes: its packets to its own node,
-replies and ICMP errors all carry its address, and no pod uses DHCP (host-local IPAM). A veth
-podnet does not know (a pod not yet in the cluster's state) is not checked; the supervisor syncs
-before it starts a pod. ARP is not checked (a pod can still answer ARP for another's address,
-and so draw frames meant for it): out of scope here, as is IPv6 from a pod.
+`bridge podnet-netpol`, with two rules at the bridge's prerouting hook (priority filter, before
+br_netfilter hands the frame to IPv4), for frames entering cni0 from a pod's veth (`iifname
+@pod-veths`, named by podnet.naming.host_veth_name — the name podnet-cni gives it):
+
+- an IPv4 frame whose (port . source) is not in `pod-sources` is dropped, counted in
+  `drops/spoofed`;
+- a frame that is neither IPv4 nor ARP is dropped, counted in `drops/not-ipv4`. Pods have IPv6
+  link-local addresses, and the chains above leave IPv6 alone: pod-to-pod IPv6 on one bridge
+  would go around every policy. A VLAN-tagged frame (ether type 802.1Q, even priority-tagged
+  VLAN 0, which the receiving pod takes as untagged) would go around br_netfilter.
+
+The sets hold every networked pod of the node that has a veth (hostNetwork pods have none);
+pods coming and going change their elements only. What a pod must still send passes: its
+packets to its own node, replies and ICMP errors carry its address, ARP is untouched, and no
+pod uses DHCP (host-local IPAM). A veth podnet does not know (a pod not yet in the cluster's
+state) is not checked; the supervisor syncs before it starts a pod. ARP is not checked: a pod
+can still answer ARP for another pod's address and draw frames meant for it (out of scope).
 """
 
 from __future__ import annotations
@@ -84,10 +91,11 @@ from podnet.semantics.networkpolicy import (
 TABLE = "podnet-netpol"
 FAMILY = "inet"
 BRIDGE_FAMILY = "bridge"  # the anti-spoofing table: same name, family bridge
-SPOOFED = "drops/spoofed"
+SPOOFED, NOT_IPV4 = "drops/spoofed", "drops/not-ipv4"
 BRIDGE_CHAIN = (
     "prerouting",
     "type filter hook prerouting priority filter; policy accept;",
+    f'iifname @pod-veths ether type != {{ ip, arp }} counter name "{NOT_IPV4}" drop',
     f'ether type ip iifname @pod-veths iifname . ip saddr != @pod-sources counter name "{SPOOFED}" drop',
 )
 NAME_MAX = 200  # nftables allows 256 bytes for set, chain and object names; room for prefixes
@@ -130,8 +138,8 @@ class NftSet:
 @dataclass
 class Ruleset:
     """A node's tables: the `inet` one — sets (with their elements), counters, and chains (base
-    chains first) — and the `bridge` one's sets (`pod-veths`, `pod-sources`; its counter and
-    one chain never change)."""
+    chains first) — and the `bridge` one's sets (`pod-veths`, `pod-sources`; its counters and
+    its chain never change)."""
 
     sets: dict[str, NftSet] = field(default_factory=dict)
     counters: list[str] = field(default_factory=list)
@@ -159,10 +167,10 @@ class Ruleset:
 
     def bridge_text(self) -> str:
         """The bridge table (anti-spoofing) as `nft -f` input."""
-        name, head, rule = BRIDGE_CHAIN
-        lines = [f"table {BRIDGE_FAMILY} {TABLE} {{", f"  counter {SPOOFED} {{ }}"]
+        name, head, *rules = BRIDGE_CHAIN
+        lines = [f"table {BRIDGE_FAMILY} {TABLE} {{", f"  counter {SPOOFED} {{ }}", f"  counter {NOT_IPV4} {{ }}"]
         lines += [f"  {s.definition()}" for s in self.bridge_sets.values()]
-        lines += [f"  chain {name} {{", f"    {head}", f"    {rule}", "  }", "}"]
+        lines += [f"  chain {name} {{", f"    {head}", *(f"    {r}" for r in rules), "  }", "}"]
         return "\n".join(lines) + "\n"
 
 
