@@ -182,10 +182,10 @@ def replace(family: str) -> str:
 def transaction(previous: Ruleset | None, desired: Ruleset) -> str:
     """The `nft -f` input from `previous` (what the kernel holds; None: unknown) to `desired`.
 
-    Same structure: only the sets whose elements changed are flushed and refilled, in one
-    transaction. Otherwise the table is replaced whole — `add` then `delete` then the new
-    definition, one transaction, so there is never a moment without rules. "" when nothing
-    changed."""
+    Same structure: only the sets whose elements changed (of either table) are flushed and
+    refilled, in one transaction. Otherwise both tables are replaced whole — `add` then
+    `delete` then the new definition, each, in one transaction, so there is never a moment
+    without rules. "" when nothing changed."""
     if previous is not None and previous.structure() == desired.structure():
         lines = []
         for (family, sets), (_, before) in zip(desired.family_sets(), previous.family_sets()):
