@@ -550,3 +550,50 @@ def test_ipv6_link_local_does_not_go_around_the_ipv4_policies(model):
             listener.kill()
             listener.wait()
     assert arrived == []
+
+
+# Sends from inside a pod, on an AF_PACKET socket of eth0, one priority-tagged (802.1Q, VLAN 0)
+# frame carrying an IPv4 UDP datagram: argv[1] destination MAC, argv[2] source IP, argv[3]
+# destination IP, argv[4] payload.
+VLAN0_SEND = r"""
+import socket, struct, sys, time
+def checksum(header):
+    total = sum(struct.unpack(">10H", header))
+    total = (total >> 16) + (total & 0xFFFF)
+    return ~(total + (total >> 16)) & 0xFFFF
+payload = sys.argv[4].encode()
+udp = struct.pack(">HHHH", 40999, 9999, 8 + len(payload), 0) + payload
+ip = struct.pack(">BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), 0, 0, 64, socket.IPPROTO_UDP, 0,
+                 socket.inet_aton(sys.argv[2]), socket.inet_aton(sys.argv[3]))
+ip = ip[:10] + struct.pack(">H", checksum(ip)) + ip[12:]
+s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+s.bind(("eth0", 0))
+mine = open("/sys/class/net/eth0/address").read().strip()
+frame = (bytes.fromhex(sys.argv[1].replace(":", "")) + bytes.fromhex(mine.replace(":", ""))
+         + struct.pack(">HHH", 0x8100, 0, 0x0800) + ip + udp)
+for _ in range(3):
+    s.send(frame)
+    time.sleep(0.2)
+"""
+
+
+def test_a_vlan_tagged_frame_does_not_go_around_the_policies(model):
+    """A priority-tagged frame (VLAN 0) is not IPv4 to br_netfilter, yet the receiving pod takes
+    it as untagged: z/c's, with its real source, must not reach y/c, which admits x/a only."""
+    model.enter(cases.Step("y/c admits x/a only", [Y_C_ADMITS_X_A], []))
+    assert model.nodes["z/c"] == model.nodes["y/c"]
+    mac = podnet("exec", "y/c", "--name", model.name, "--", "cat", "/sys/class/net/eth0/address").stdout.strip()
+    token = f"podnet-vlan-{secrets.token_hex(4)}:"
+    listener = subprocess.Popen(
+        [sys.executable, "-m", "podnet", "exec", "y/c", "--name", model.name, "--", "python3", "-c", SPOOF_LISTEN,
+         token, "2", "4"], stdout=subprocess.PIPE, text=True, env=livecluster_env())
+    try:
+        assert listener.stdout.readline().strip() == "ready"
+        podnet("exec", "z/c", "--name", model.name, "--", "python3", "-c", VLAN0_SEND, mac, model.ips["z/c"],
+               model.ips["y/c"], token + "z/c", timeout=60)
+        arrived = json.loads(listener.communicate(timeout=30)[0])
+    finally:
+        if listener.poll() is None:
+            listener.kill()
+            listener.wait()
+    assert arrived == []
