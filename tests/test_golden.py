@@ -53,10 +53,11 @@ def test_items_have_kubectl_shape_with_status(capsys):
 
 
 def test_shop_networkpolicy_tables_match_golden():
-    """The NetworkPolicy table of every node of examples/shop (podnet.policy), as `nft -f` input."""
+    """The NetworkPolicy tables of every node of examples/shop (podnet.policy: inet, and bridge's
+    anti-spoofing), as `nft -f` input."""
     cluster = compute(admit(load_files([str(source_of("shop"))])), ClusterConfig())
-    produced = "".join(f"# node {node.name}\n" + render(cluster, node.name).text()
-                       for node in sorted(cluster.nodes, key=lambda n: n.name))
+    tables = {node.name: render(cluster, node.name) for node in cluster.nodes}
+    produced = "".join(f"# node {name}\n" + tables[name].text() + tables[name].bridge_text() for name in sorted(tables))
     golden = GOLDEN / "shop-netpol.nft"
     if os.environ.get("PODNET_UPDATE_GOLDEN") or not golden.exists() and os.environ.get("PODNET_CREATE_GOLDEN"):
         golden.write_text(produced)

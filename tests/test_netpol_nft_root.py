@@ -67,6 +67,14 @@ def test_tables_load_syncs_update_elements_and_a_refused_sync_keeps_the_previous
     after = listing(netns)
     assert node.status.last_full and "chain egress/x/deny-all" in after and "x-a-allows-x-b" not in after
     assert set(node.drops()) == {"drops/egress/x/deny-all", "drops/ingress/x/deny-all"}
+    # the anti-spoofing table: loaded in the same transactions, each pod's veth with its address
+    bridge = run_command(["ip", "netns", "exec", netns, "nft", "list", "table", "bridge", "podnet-netpol"])
+    veths = dict(re.findall(r'"(veth[0-9a-f]{8})" \. (\d+\.\d+\.\d+\.\d+)', bridge))
+    local = {str(ep.ip) for ep in PolicyEngine(cluster_of(model)).pods.values()
+             if ep.node == "node1" and ep.ip and ep.is_policy_pod}
+    assert set(veths.values()) == local and "drops/spoofed" in bridge and "ether type != { ip, arp }" in bridge
+    node.cleanup()
+    assert "podnet-netpol" not in run_command(["ip", "netns", "exec", netns, "nft", "list", "tables"])
 
 
 def test_the_longest_policy_names_load(netns):

@@ -8,6 +8,8 @@ interpreter of the rules it writes, decide every connection as the simulator doe
   elements, named ports per destination pod, endPort ranges, hostNetwork pods, counters.
 - Syncs: a pod or label change is a set-element update; a policy change replaces the table in
   one transaction; the table grows with policies, not pods.
+- Anti-spoofing: the bridge table drops an IPv4 packet from a pod's veth whose source is not the
+  pod's address; IPv6 passes the inet chains untouched.
 """
 
 from __future__ import annotations
@@ -20,7 +22,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from podnet.linux.netpol import NodePolicy, parse_counters
+from podnet.naming import host_veth_name
 from podnet.policy import Ruleset, render, transaction
+from podnet.policy.nftables import BRIDGE_CHAIN
 from podnet.proxy.loader import LoadError, RecordingRunner
 from podnet.semantics.networkpolicy import IPBlock, PolicyEngine
 from tests import netpol_cases as cases
@@ -50,6 +54,10 @@ def matches(ruleset: Ruleset, term: str, p: Packet) -> bool:
     """One match of the rules podnet.policy writes (a deliberately small grammar: anything else
     fails the test, so the renderer cannot drift from what this interpreter understands)."""
     addr = {"saddr": p.saddr, "daddr": p.daddr}
+    if term.startswith("ip ") and p.saddr.version != 4:
+        return False  # an `ip` match implies meta nfproto ipv4
+    if m := re.fullmatch(r"meta nfproto (ipv4|ipv6)", term):
+        return m.group(1) == f"ipv{p.saddr.version}"
     if m := re.fullmatch(r"ip (saddr|daddr) (!= )?@(\S+)", term):
         found = in_set(ruleset, m.group(3), addr[m.group(1)])
         return not found if m.group(2) else found
@@ -69,7 +77,7 @@ def matches(ruleset: Ruleset, term: str, p: Packet) -> bool:
 
 
 TERM = re.compile(r"ip saddr \. ip daddr @\S+|ip daddr \. th dport @\S+|ip (?:saddr|daddr) (?:!= )?@\S+|"
-                  r"fib saddr type local|ct state \S+|meta l4proto \w+|th dport \S+")
+                  r"fib saddr type local|ct state \S+|meta (?:l4proto|nfproto) \w+|th dport \S+")
 
 
 def walk(ruleset: Ruleset, chain: str, p: Packet, counted: list[str]) -> str | None:
@@ -331,3 +339,79 @@ def test_names_stay_nft_identifiers_within_the_limit_even_for_the_longest_policy
     assert all(re.fullmatch(r"[a-zA-Z][a-zA-Z0-9/\\_.-]*", n) and len(n) <= 200 for n in names), names
     assert len(set(names)) == len(names)
     assert any(n.startswith("ingress/default/p-long") and n != f"ingress/default/{LONG}" for n in table.chains)
+
+
+# ---------------------------------------------------------------- forged sources, IPv6
+
+
+def bridge_verdict(table: Ruleset, iifname: str, saddr: str, ether: str = "ip") -> str:
+    """The bridge table's rules (podnet.policy's BRIDGE_CHAIN), for a frame of ether type `ether`
+    entering cni0 on port `iifname`: "drop" or "accept" (the chain's policy)."""
+    assert BRIDGE_CHAIN[2:] == (
+        'iifname @pod-veths ether type != { ip, arp } counter name "drops/not-ipv4" drop',
+        'ether type ip iifname @pod-veths iifname . ip saddr != @pod-sources counter name "drops/spoofed" drop')
+    veths = {e.strip('"') for e in table.bridge_sets["pod-veths"].elements}
+    sources = {tuple(x.strip('"') for x in e.split(" . ")) for e in table.bridge_sets["pod-sources"].elements}
+    if iifname in veths and ether not in ("ip", "arp"):
+        return "drop"
+    if ether == "ip" and iifname in veths and (iifname, saddr) not in sources:
+        return "drop"
+    return "accept"
+
+
+def test_a_pods_veth_may_send_only_from_the_pods_address():
+    cluster = cluster_of(BASE + policy("deny", "podSelector: {}\npolicyTypes: [Ingress, Egress]\n"))
+    engine = PolicyEngine(cluster)
+    table = render(cluster, "node1")
+    web, client = engine.endpoint("default/web-1"), engine.endpoint("default/client")
+    veth = {ep.name: host_veth_name(ep.namespace, ep.name) for ep in (web, client)}
+    # every pod of the node with a veth (hostNetwork `host` is on node2 and has none); the name
+    # is podnet-cni's (podnet.naming)
+    assert table.bridge_sets["pod-sources"].elements == tuple(sorted(
+        f'"{veth[ep.name]}" . {ep.ip}' for ep in (web, client)))
+    assert set(table.bridge_sets["pod-veths"].elements) == {f'"{v}"' for v in veth.values()}
+    host_ip = str(engine.endpoint("default/host").ip)  # hostNetwork on node2: no veth, no element
+    assert [e.split(" . ")[1] for e in render(cluster, "node2").bridge_sets["pod-sources"].elements] == [
+        str(engine.endpoint("default/web-2").ip)] != [host_ip]
+    node1 = next(n for n in cluster.nodes if n.name == "node1")
+    web2 = engine.endpoint("default/web-2")  # on node2
+    assert bridge_verdict(table, veth["client"], str(client.ip)) == "accept"  # its own address
+    for forged in (node1.gateway, node1.ip, web.ip, web2.ip, "10.244.1.200", "0.0.0.0"):
+        assert bridge_verdict(table, veth["client"], str(forged)) == "drop", forged
+    assert bridge_verdict(table, veth["client"], "10.244.1.200", ether="arp") == "accept"  # ARP: out of scope
+    for ether in ("ip6", "8021q", "8021ad"):  # IPv6 link-local would go around the IPv4 chains; VLAN 0 too
+        assert bridge_verdict(table, veth["client"], str(client.ip), ether=ether) == "drop", ether
+    assert bridge_verdict(table, "flannel.1", "fd00::1", ether="ip6") == "accept"
+    assert bridge_verdict(table, "flannel.1", str(web2.ip)) == "accept"  # not a pod's port
+    # without the bridge table, the forged cni0 address passed the isolated pods' chains:
+    # unisolated as a source, the own node as a destination's peer (rule 34)
+    forged = Packet(node1.gateway, web.ip, "udp", 9999, local_source=False)
+    assert walk(table, "egress", forged, []) == "accept"
+    text = transaction(None, table)
+    assert "table bridge podnet-netpol {" in text and "hook prerouting priority filter" in text
+    assert text.startswith("add table inet podnet-netpol\ndelete table inet podnet-netpol\ntable inet podnet-netpol {")
+    assert "add table bridge podnet-netpol\ndelete table bridge podnet-netpol\ntable bridge podnet-netpol {" in text
+
+
+def test_pods_coming_and_going_update_the_bridge_sets_elements_only():
+    before = render(cluster_of(BASE), "node1")
+    more = render(cluster_of(BASE + pods(("web-3", "web", "node1", 8080, False))), "node1")
+    text = transaction(before, more)
+    veth = host_veth_name("default", "web-3")
+    assert "flush set bridge podnet-netpol pod-sources" in text and f'"{veth}" . ' in text
+    assert "flush set bridge podnet-netpol pod-veths" in text
+    assert all(line.startswith(("flush set ", "add element ")) for line in text.splitlines())  # no table replaced
+    assert transaction(more, before).count(veth) == 0  # gone: refilled without it
+
+
+def test_ipv6_passes_the_chains_untouched_even_with_policies():
+    cluster = cluster_of(BASE + policy("deny", "podSelector: {}\npolicyTypes: [Ingress, Egress]\n"))
+    engine = PolicyEngine(cluster)
+    table = render(cluster, "node1")
+    for chain in ("egress", "ingress"):
+        assert table.chains[chain][-1] == "meta nfproto ipv4 drop"
+        assert walk(table, chain, Packet("fd00::1", "fd00::2", "tcp", 80), []) is None  # falls through: accept
+        assert walk(table, chain, Packet("fe80::1", "fe80::2", "udp", 53), []) is None
+    assert walk(render(cluster_of(BASE), "node1"), "egress", Packet("fd00::1", "fd00::2", "tcp", 80), []) is None
+    web = engine.endpoint("default/web-1").ip
+    assert walk(table, "ingress", Packet("192.168.1.99", web, "tcp", 8080), []) == "drop"  # IPv4 as before

@@ -414,3 +414,186 @@ def test_an_established_flow_survives_a_policy_change_new_ones_do_not_rule_38(mo
     model.enter(cases.Step("deny ingress in x", [cases.DENY_INGRESS], []))
     assert udp(34568) == "timeout"  # a new flow
     assert udp(34567) == "ok"  # the established one
+
+
+# -- forged sources: a pod's packets must carry its own address ------------------------------------
+
+# Listens in a destination pod on a raw UDP socket (argv[3]: "4" or "6") for the datagrams of
+# one run (payload starts with argv[1]); prints the (source, label) pairs that arrived.
+SPOOF_LISTEN = r"""
+import json, socket, sys, time
+v6 = sys.argv[3] == "6"
+s = socket.socket(socket.AF_INET6 if v6 else socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_UDP)
+s.settimeout(0.1)
+print("ready", flush=True)
+token, seen, end = sys.argv[1].encode(), set(), time.monotonic() + float(sys.argv[2])
+while time.monotonic() < end:
+    try:
+        data, address = s.recvfrom(2048)
+    except socket.timeout:
+        continue
+    src = address[0].split("%")[0]
+    payload = data[8:] if v6 else data[(data[0] & 15) * 4 + 8:]  # IPv6 raw sockets get no IP header
+    if payload.startswith(token):
+        seen.add((src, payload[len(token):].decode()))
+print(json.dumps(sorted(seen)))
+"""
+
+# Sends, from inside a pod, UDP datagrams written whole (IP_HDRINCL) with any source address:
+# argv[1] is [[source, destination, label], ...]; the payload is argv[2] + label.
+SPOOF_SEND = r"""
+import json, socket, struct, sys, time
+s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
+for _ in range(3):
+    for src, dst, label in json.loads(sys.argv[1]):
+        payload = (sys.argv[2] + label).encode()
+        udp = struct.pack(">HHHH", 40999, 9999, 8 + len(payload), 0) + payload  # checksum 0: none (IPv4)
+        ip = struct.pack(">BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), 0, 0, 64, socket.IPPROTO_UDP, 0,
+                         socket.inet_aton(src), socket.inet_aton(dst))
+        s.sendto(ip + udp, (dst, 0))
+    time.sleep(0.2)
+"""
+
+DENY_EGRESS_XC = cases.netpol("x", "deny-egress-x-c", """
+    podSelector: {matchLabels: {pod: c}}
+    policyTypes: [Egress]
+""")
+
+Y_C_ADMITS_X_A = cases.netpol("y", "y-c-admits-x-a", """
+    podSelector: {matchLabels: {pod: c}}
+    policyTypes: [Ingress]
+    ingress: [{from: [{namespaceSelector: {matchLabels: {kubernetes.io/metadata.name: x}},
+                       podSelector: {matchLabels: {pod: a}}}]}]
+""")
+
+
+def test_a_forged_source_address_is_dropped_at_the_bridge_port(model):
+    """x/c may send nothing (egress deny); x/b and y/c admit only x/a. x/c forges, on a raw
+    socket, its node's cni0 address (the node is always admitted, rule 34) and x/a's (admitted):
+    dropped at x/c's bridge port, to y/c on the same bridge and to x/b across the overlay. The
+    same datagrams with the sender's real source obey the policies: x/a's arrive, x/c's not."""
+    model.enter(cases.Step("x/c sends nothing; x/b and y/c admit x/a only",
+                           [DENY_EGRESS_XC, ONLY_XA_TO_XB, Y_C_ADMITS_X_A], []))
+    spoofer, allowed, targets = "x/c", "x/a", ("x/b", "y/c")
+    assert model.nodes["y/c"] == model.nodes[spoofer] != model.nodes["x/b"]  # one bridge, and across nodes
+    gateway = str(ipaddress.ip_network(f"{model.ips[spoofer]}/24", strict=False).network_address + 1)
+    node = model.nodes[spoofer]
+    assert podnet("exec", f"node/{node}", "--name", model.name, "--", "ip", "-4", "-o", "addr", "show", "cni0"
+                  ).stdout.split()[3] == f"{gateway}/24"
+
+    def spoofed() -> int:
+        listing = podnet("exec", f"node/{node}", "--name", model.name, "--", "nft", "list", "counters", "table",
+                         "bridge", "podnet-netpol", check=False).stdout  # none: no table
+        return parse_counters(listing).get("drops/spoofed", 0)
+
+    before = spoofed()
+    token = f"podnet-spoof-{secrets.token_hex(4)}:"
+    listeners = {dst: subprocess.Popen(
+        [sys.executable, "-m", "podnet", "exec", dst, "--name", model.name, "--", "python3", "-c", SPOOF_LISTEN,
+         token, "3", "4"], stdout=subprocess.PIPE, text=True, env=livecluster_env()) for dst in targets}
+    try:
+        for proc in listeners.values():
+            assert proc.stdout.readline().strip() == "ready"
+        sends = {
+            spoofer: [[source, model.ips[dst], f"{label}>{dst}"] for dst in targets
+                      for source, label in ((gateway, "cni0"), (model.ips[allowed], "x/a"),
+                                            (model.ips[spoofer], "real"))],
+            allowed: [[model.ips[allowed], model.ips[dst], f"control>{dst}"] for dst in targets],
+        }
+        for src, packets in sends.items():
+            podnet("exec", src, "--name", model.name, "--", "python3", "-c", SPOOF_SEND, json.dumps(packets), token,
+                   timeout=60)
+        arrived = {dst: {tuple(x) for x in json.loads(proc.communicate(timeout=30)[0])}
+                   for dst, proc in listeners.items()}
+    finally:
+        for proc in listeners.values():
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    labels = {dst: sorted(label for _, label in seen) for dst, seen in arrived.items()}
+    # only x/a's own datagrams: nothing forged, and x/c's real ones obey its egress policy
+    assert labels == {dst: [f"control>{dst}"] for dst in targets}, labels
+    assert all(src == model.ips[allowed] for seen in arrived.values() for src, _ in seen)
+    assert spoofed() >= before + 2 * len(targets)  # the forged ones, counted at the bridge port
+
+
+# Sends UDP datagrams over IPv6 link-local from inside a pod: argv[1] is [[address, label], ...].
+LINK_LOCAL_SEND = r"""
+import json, socket, sys, time
+s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+for _ in range(3):
+    for address, label in json.loads(sys.argv[1]):
+        s.sendto((sys.argv[2] + label).encode(), (address, 9999, 0, socket.if_nametoindex("eth0")))
+    time.sleep(0.2)
+"""
+
+
+def test_ipv6_link_local_does_not_go_around_the_ipv4_policies(model):
+    """Pods have IPv6 link-local addresses, and podnet's chains judge IPv4 only: y/c, which
+    admits x/a only, must not receive z/c's datagrams to its fe80:: address on their bridge."""
+    model.enter(cases.Step("y/c admits x/a only", [Y_C_ADMITS_X_A], []))
+    assert model.nodes["z/c"] == model.nodes["y/c"]
+    shown = podnet("exec", "y/c", "--name", model.name, "--", "ip", "-6", "-o", "addr", "show", "dev", "eth0",
+                   "scope", "link").stdout
+    address = shown.split()[3].split("/")[0]
+    token = f"podnet-v6-{secrets.token_hex(4)}:"
+    listener = subprocess.Popen(
+        [sys.executable, "-m", "podnet", "exec", "y/c", "--name", model.name, "--", "python3", "-c", SPOOF_LISTEN,
+         token, "2", "6"], stdout=subprocess.PIPE, text=True, env=livecluster_env())
+    try:
+        assert listener.stdout.readline().strip() == "ready"
+        podnet("exec", "z/c", "--name", model.name, "--", "python3", "-c", LINK_LOCAL_SEND,
+               json.dumps([[address, "z/c"]]), token, timeout=60)
+        arrived = json.loads(listener.communicate(timeout=30)[0])
+    finally:
+        if listener.poll() is None:
+            listener.kill()
+            listener.wait()
+    assert arrived == []
+
+
+# Sends from inside a pod, on an AF_PACKET socket of eth0, one priority-tagged (802.1Q, VLAN 0)
+# frame carrying an IPv4 UDP datagram: argv[1] destination MAC, argv[2] source IP, argv[3]
+# destination IP, argv[4] payload.
+VLAN0_SEND = r"""
+import socket, struct, sys, time
+def checksum(header):
+    total = sum(struct.unpack(">10H", header))
+    total = (total >> 16) + (total & 0xFFFF)
+    return ~(total + (total >> 16)) & 0xFFFF
+payload = sys.argv[4].encode()
+udp = struct.pack(">HHHH", 40999, 9999, 8 + len(payload), 0) + payload
+ip = struct.pack(">BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), 0, 0, 64, socket.IPPROTO_UDP, 0,
+                 socket.inet_aton(sys.argv[2]), socket.inet_aton(sys.argv[3]))
+ip = ip[:10] + struct.pack(">H", checksum(ip)) + ip[12:]
+s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+s.bind(("eth0", 0))
+mine = open("/sys/class/net/eth0/address").read().strip()
+frame = (bytes.fromhex(sys.argv[1].replace(":", "")) + bytes.fromhex(mine.replace(":", ""))
+         + struct.pack(">HHH", 0x8100, 0, 0x0800) + ip + udp)
+for _ in range(3):
+    s.send(frame)
+    time.sleep(0.2)
+"""
+
+
+def test_a_vlan_tagged_frame_does_not_go_around_the_policies(model):
+    """A priority-tagged frame (VLAN 0) is not IPv4 to br_netfilter, yet the receiving pod takes
+    it as untagged: z/c's, with its real source, must not reach y/c, which admits x/a only."""
+    model.enter(cases.Step("y/c admits x/a only", [Y_C_ADMITS_X_A], []))
+    assert model.nodes["z/c"] == model.nodes["y/c"]
+    mac = podnet("exec", "y/c", "--name", model.name, "--", "cat", "/sys/class/net/eth0/address").stdout.strip()
+    token = f"podnet-vlan-{secrets.token_hex(4)}:"
+    listener = subprocess.Popen(
+        [sys.executable, "-m", "podnet", "exec", "y/c", "--name", model.name, "--", "python3", "-c", SPOOF_LISTEN,
+         token, "2", "4"], stdout=subprocess.PIPE, text=True, env=livecluster_env())
+    try:
+        assert listener.stdout.readline().strip() == "ready"
+        podnet("exec", "z/c", "--name", model.name, "--", "python3", "-c", VLAN0_SEND, mac, model.ips["z/c"],
+               model.ips["y/c"], token + "z/c", timeout=60)
+        arrived = json.loads(listener.communicate(timeout=30)[0])
+    finally:
+        if listener.poll() is None:
+            listener.kill()
+            listener.wait()
+    assert arrived == []

@@ -1,4 +1,6 @@
-"""NetworkPolicy on one node: the desired table (podnet.policy) loaded in one `nft -f` per sync.
+"""NetworkPolicy on one node: the desired tables (podnet.policy: `inet podnet-netpol`, the
+policies, and `bridge podnet-netpol`, a pod's packets only from its own address) loaded in one
+`nft -f` per sync.
 
 The supervisor calls `sync(cluster)` whenever the cluster changes, under its lock, so `podnet
 apply` of a policy answers once every node enforces it. A sync whose structure (policies,
@@ -17,7 +19,7 @@ import time
 from dataclasses import dataclass
 
 from podnet.controlplane import Cluster
-from podnet.policy import FAMILY, TABLE, Ruleset, render, transaction
+from podnet.policy import BRIDGE_FAMILY, FAMILY, TABLE, Ruleset, render, replace, transaction
 from podnet.proxy.loader import LoadError, Runner, in_netns, run_command
 from podnet.semantics.networkpolicy import PolicyEngine
 
@@ -65,8 +67,7 @@ class NodePolicy:
         return parse_counters(listing)
 
     def cleanup(self) -> None:
-        self.run(in_netns(self.netns, ["nft", "-f", "-"]),
-                 f"add table {FAMILY} {TABLE}\ndelete table {FAMILY} {TABLE}\n")
+        self.run(in_netns(self.netns, ["nft", "-f", "-"]), replace(FAMILY) + replace(BRIDGE_FAMILY))
         self.loaded = None
 
 

@@ -43,6 +43,30 @@ only the elements differ, so a pod or label change is a set-element update.
 
 **Verdicts.** A packet of an isolated pod that no rule accepts is dropped (Calico's and
 Cilium's default), and counted in `drops/DIRECTION/NS/NAME` of every policy isolating the pod.
+podnet is IPv4-only: the final drops are `meta nfproto ipv4`, so IPv6 the node forwards or
+sends passes these chains untouched (a pod's own IPv6 stops at its bridge port, below).
+
+**A pod's packets carry its own address.** The chains judge by address, so a pod that forged
+its source (a raw socket) would be judged as someone else: as its node's cni0 address, which
+every pod admits (rule 34), or as a pod a policy admits; nodes run with rp_filter loose, which
+accepts any source routable somewhere. The same transaction therefore keeps a second table,
+`bridge podnet-netpol`, with two rules at the bridge's prerouting hook (priority filter, before
+br_netfilter hands the frame to IPv4), for frames entering cni0 from a pod's veth (`iifname
+@pod-veths`, named by podnet.naming.host_veth_name — the name podnet-cni gives it):
+
+- an IPv4 frame whose (port . source) is not in `pod-sources` is dropped, counted in
+  `drops/spoofed`;
+- a frame that is neither IPv4 nor ARP is dropped, counted in `drops/not-ipv4`. Pods have IPv6
+  link-local addresses, and the chains above leave IPv6 alone: pod-to-pod IPv6 on one bridge
+  would go around every policy. A VLAN-tagged frame (ether type 802.1Q, even priority-tagged
+  VLAN 0, which the receiving pod takes as untagged) would go around br_netfilter.
+
+The sets hold every networked pod of the node that has a veth (hostNetwork pods have none);
+pods coming and going change their elements only. What a pod must still send passes: its
+packets to its own node, replies and ICMP errors carry its address, ARP is untouched, and no
+pod uses DHCP (host-local IPAM). A veth podnet does not know (a pod not yet in the cluster's
+state) is not checked; the supervisor syncs before it starts a pod. ARP is not checked: a pod
+can still answer ARP for another pod's address and draw frames meant for it (out of scope).
 """
 
 from __future__ import annotations
@@ -53,6 +77,7 @@ import weakref
 from dataclasses import dataclass, field
 
 from podnet.controlplane import Cluster
+from podnet.naming import host_veth_name
 from podnet.semantics.networkpolicy import (
     EGRESS,
     INGRESS,
@@ -65,6 +90,14 @@ from podnet.semantics.networkpolicy import (
 
 TABLE = "podnet-netpol"
 FAMILY = "inet"
+BRIDGE_FAMILY = "bridge"  # the anti-spoofing table: same name, family bridge
+SPOOFED, NOT_IPV4 = "drops/spoofed", "drops/not-ipv4"
+BRIDGE_CHAIN = (
+    "prerouting",
+    "type filter hook prerouting priority filter; policy accept;",
+    f'iifname @pod-veths ether type != {{ ip, arp }} counter name "{NOT_IPV4}" drop',
+    f'ether type ip iifname @pod-veths iifname . ip saddr != @pod-sources counter name "{SPOOFED}" drop',
+)
 NAME_MAX = 200  # nftables allows 256 bytes for set, chain and object names; room for prefixes
 BASE_CHAINS = {
     EGRESS: "type filter hook forward priority filter; policy accept;",
@@ -104,19 +137,25 @@ class NftSet:
 
 @dataclass
 class Ruleset:
-    """A node's table: sets (with their elements), counters, and chains (base chains first)."""
+    """A node's tables: the `inet` one — sets (with their elements), counters, and chains (base
+    chains first) — and the `bridge` one's sets (`pod-veths`, `pod-sources`; its counters and
+    its chain never change)."""
 
     sets: dict[str, NftSet] = field(default_factory=dict)
     counters: list[str] = field(default_factory=list)
     chains: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    bridge_sets: dict[str, NftSet] = field(default_factory=dict)
 
     def structure(self) -> tuple:
         """Everything but the set elements: equal structures differ only in set contents."""
         return (tuple(s.declaration() for s in self.sets.values()), tuple(self.counters),
-                tuple(self.chains.items()))
+                tuple(self.chains.items()), tuple(s.declaration() for s in self.bridge_sets.values()))
+
+    def family_sets(self) -> list[tuple[str, dict[str, NftSet]]]:
+        return [(FAMILY, self.sets), (BRIDGE_FAMILY, self.bridge_sets)]
 
     def text(self) -> str:
-        """The table as `nft -f` input (the full definition)."""
+        """The inet table as `nft -f` input (the full definition)."""
         lines = [f"table {FAMILY} {TABLE} {{"]
         lines += [f"  counter {c} {{ }}" for c in self.counters]
         lines += [f"  {s.definition()}" for s in self.sets.values()]
@@ -126,24 +165,38 @@ class Ruleset:
         lines.append("}")
         return "\n".join(lines) + "\n"
 
+    def bridge_text(self) -> str:
+        """The bridge table (anti-spoofing) as `nft -f` input."""
+        name, head, *rules = BRIDGE_CHAIN
+        lines = [f"table {BRIDGE_FAMILY} {TABLE} {{", f"  counter {SPOOFED} {{ }}", f"  counter {NOT_IPV4} {{ }}"]
+        lines += [f"  {s.definition()}" for s in self.bridge_sets.values()]
+        lines += [f"  chain {name} {{", f"    {head}", *(f"    {r}" for r in rules), "  }", "}"]
+        return "\n".join(lines) + "\n"
+
+
+def replace(family: str) -> str:
+    """`nft -f` lines removing the table of `family` whether or not it exists."""
+    return f"add table {family} {TABLE}\ndelete table {family} {TABLE}\n"
+
 
 def transaction(previous: Ruleset | None, desired: Ruleset) -> str:
     """The `nft -f` input from `previous` (what the kernel holds; None: unknown) to `desired`.
 
-    Same structure: only the sets whose elements changed are flushed and refilled, in one
-    transaction. Otherwise the table is replaced whole — `add` then `delete` then the new
-    definition, one transaction, so there is never a moment without rules. "" when nothing
-    changed."""
+    Same structure: only the sets whose elements changed (of either table) are flushed and
+    refilled, in one transaction. Otherwise both tables are replaced whole — `add` then
+    `delete` then the new definition, each, in one transaction, so there is never a moment
+    without rules. "" when nothing changed."""
     if previous is not None and previous.structure() == desired.structure():
         lines = []
-        for name, wanted in desired.sets.items():
-            if previous.sets[name].elements == wanted.elements:
-                continue
-            lines.append(f"flush set {FAMILY} {TABLE} {name}")
-            if wanted.elements:
-                lines.append(f"add element {FAMILY} {TABLE} {name} {{ {', '.join(wanted.elements)} }}")
+        for (family, sets), (_, before) in zip(desired.family_sets(), previous.family_sets()):
+            for name, wanted in sets.items():
+                if before[name].elements == wanted.elements:
+                    continue
+                lines.append(f"flush set {family} {TABLE} {name}")
+                if wanted.elements:
+                    lines.append(f"add element {family} {TABLE} {name} {{ {', '.join(wanted.elements)} }}")
         return "\n".join(lines) + "\n" if lines else ""
-    return f"add table {FAMILY} {TABLE}\ndelete table {FAMILY} {TABLE}\n" + desired.text()
+    return replace(FAMILY) + desired.text() + replace(BRIDGE_FAMILY) + desired.bridge_text()
 
 
 # ---------------------------------------------------------------- rendering
@@ -184,6 +237,7 @@ class _Renderer:
         return name
 
     def render(self) -> Ruleset:
+        self._anti_spoofing()
         isolated = {d: [p for p in self.policies if p.isolates(d)] for d in (EGRESS, INGRESS)}
         subjects: dict[str, str] = {}
         for direction in (EGRESS, INGRESS):
@@ -208,6 +262,16 @@ class _Renderer:
                     line for rule in policy.rules(direction) for line in self._rule(direction, policy, rule))
         return self.out
 
+    def _anti_spoofing(self) -> None:
+        """The bridge table's sets: each local pod's veth, and its (veth . address)."""
+        ports = [(host_veth_name(ep.namespace, ep.name), str(ep.ip)) for ep in self.local if ep.ip.version == 4]
+        self.out.bridge_sets["pod-veths"] = NftSet(
+            "pod-veths", "ifname", elements=tuple(f'"{veth}"' for veth, _ in sorted(ports)),
+            comment=f"the veths of the pods on {self.node}"[:120])
+        self.out.bridge_sets["pod-sources"] = NftSet(
+            "pod-sources", "ifname . ipv4_addr", elements=tuple(f'"{veth}" . {ip}' for veth, ip in sorted(ports)),
+            comment="each pod's veth and the one source address it may send from")
+
     def _policy_chain(self, direction: str, policy: CompiledPolicy) -> str:
         return bounded(f"{direction}/{policy.namespace}/{policy.name}")
 
@@ -225,7 +289,7 @@ class _Renderer:
             counter = bounded(f"drops/{direction}/{policy.namespace}/{policy.name}")
             self.out.counters.append(counter)
             rules.append(f'ip {me} @{subjects[policy.ref]} counter name "{counter}"')
-        rules.append("drop")
+        rules.append("meta nfproto ipv4 drop")  # podnet is IPv4-only: IPv6 passes untouched
         self.out.chains[direction] = tuple(rules)
 
     def _rule(self, direction: str, policy: CompiledPolicy, rule: Rule) -> list[str]:

@@ -9,7 +9,8 @@ which three consumers share:
 - the real data plane, which renders the same compiled rules into nftables.
 
 A connection is judged after DNAT: the destination is the backend pod, so `podnet trace` calls
-`evaluate()` once per candidate endpoint.
+`evaluate()` once per candidate endpoint. A pod's packets are taken to carry its own address;
+the kernel makes that true (podnet.policy drops a forged source at the pod's bridge port).
 
 The built-in exceptions, applied before any policy (§F):
 
