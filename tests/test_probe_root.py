@@ -55,7 +55,7 @@ def cluster(tmp_path_factory):
         assert leftovers(name) == [], f"left behind: {leftovers(name)}"
 
 
-def wait_serving(name: str, limit: float = 60.0) -> None:
+def wait_serving(name: str, limit: float = 180.0) -> None:
     """Until every server of the model answers (`up` returns once the processes are started,
     not once they listen): probe itself, without --compare, TCP and UDP."""
     deadline = time.monotonic() + limit
