@@ -26,7 +26,8 @@ from podnet.naming import host_veth_name
 from podnet.policy import Ruleset, render, transaction
 from podnet.policy.nftables import BRIDGE_CHAIN
 from podnet.proxy.loader import LoadError, RecordingRunner
-from podnet.semantics.networkpolicy import IPBlock, PolicyEngine
+from podnet.semantics.networkpolicy import PolicyEngine
+from podnet.semantics.policymatch import IPBlock
 from tests import netpol_cases as cases
 from tests.conftest import cluster_of
 from tests.test_networkpolicy import step_engine

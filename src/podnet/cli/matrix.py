@@ -11,7 +11,8 @@ from typing import TextIO
 
 from podnet.cli.load import add_source_options, cluster_from_args
 from podnet.errors import UsageError
-from podnet.semantics.networkpolicy import PROTOCOLS, PolicyEngine, has_network
+from podnet.semantics.networkpolicy import PolicyEngine
+from podnet.semantics.policymatch import PROTOCOLS, has_network
 from podnet.semantics.reachability import EXTERNAL, Matrix, MatrixDiff, diff, reachability
 
 EXAMPLES = """examples:

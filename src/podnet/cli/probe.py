@@ -14,7 +14,8 @@ from podnet.cli.trace import render_text
 from podnet.errors import PodnetError, UsageError
 from podnet.host.control import pick_cluster
 from podnet.linux.reach import Destination, Measurement, disagreements, exec_argvs, measure, predicted, sctp_unsupported
-from podnet.semantics.networkpolicy import PROTOCOLS, PolicyEngine, networked_pods
+from podnet.semantics.networkpolicy import PolicyEngine, networked_pods
+from podnet.semantics.policymatch import PROTOCOLS
 from podnet.semantics.reachability import reachability
 from podnet.sim.trace import Tracer
 

@@ -30,152 +30,33 @@ from __future__ import annotations
 import ipaddress
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, Union
+from typing import TYPE_CHECKING, Any
 
-from podnet.api import fields
-from podnet.api import labels as label_selectors
 from podnet.api.labels import Selector
 from podnet.api.objects import KubeObject
-from podnet.controlplane.pods import NamedPort, named_ports, serving_containers
+from podnet.semantics.policymatch import (
+    EGRESS,
+    INGRESS,
+    NAMESPACE_NAME_LABEL,
+    Endpoint,
+    IPAddress,
+    IPBlock,
+    IPNetwork,
+    PortMatch,
+    compile_port,
+    has_network,
+    network_of,
+    normalize_protocol,
+    pod_endpoint,
+    selector_of,
+)
 
 if TYPE_CHECKING:
     from podnet.controlplane import Cluster
 
-IPAddress = Union[ipaddress.IPv4Address, ipaddress.IPv6Address]
-IPNetwork = Union[ipaddress.IPv4Network, ipaddress.IPv6Network]
-
-PROTOCOLS = ("TCP", "UDP", "SCTP")
-INGRESS, EGRESS = "ingress", "egress"
-NAMESPACE_NAME_LABEL = "kubernetes.io/metadata.name"
-_EMPTY: Mapping[str, str] = MappingProxyType({})
-
-
-def normalize_protocol(protocol: str) -> str:
-    value = str(protocol or "TCP").upper()
-    if value not in PROTOCOLS:
-        raise ValueError(f"unsupported protocol {protocol!r}: NetworkPolicy knows TCP, UDP and SCTP")
-    return value
-
-
-# ---------------------------------------------------------------- endpoints
-
-
-@dataclass(frozen=True)
-class Endpoint:
-    """One party of a connection: a pod, a node, or any other address.
-
-    kind is "pod", "node" or "external". Equality is identity (kind, namespace, name, ip); the
-    label maps and ports ride along for matching.
-    """
-
-    kind: str
-    ip: IPAddress | None
-    namespace: str = ""
-    name: str = ""
-    labels: Mapping[str, str] = field(default_factory=lambda: _EMPTY, compare=False)
-    namespace_labels: Mapping[str, str] = field(default_factory=lambda: _EMPTY, compare=False)
-    named_ports: tuple[NamedPort, ...] = field(default=(), compare=False)
-    node: str | None = field(default=None, compare=False)  # the node a pod runs on; a node's own name
-    host_network: bool = field(default=False, compare=False)
-
-    @property
-    def is_policy_pod(self) -> bool:
-        """A pod that policies select and selector peers match (not a hostNetwork pod)."""
-        return self.kind == "pod" and not self.host_network
-
-    @property
-    def is_node_address(self) -> bool:
-        """The node's own network identity: a node, or a hostNetwork pod on it."""
-        return self.kind == "node" or (self.kind == "pod" and self.host_network)
-
-    @property
-    def ref(self) -> str:
-        if self.kind == "pod":
-            return f"{self.namespace}/{self.name}"
-        if self.kind == "node":
-            return f"node/{self.name}"
-        return self.name or str(self.ip)
-
-    def describe(self) -> str:
-        if self.kind == "pod":
-            extra = f", hostNetwork on {self.node}" if self.host_network else ""
-            return f"pod {self.ref} ({self.ip or 'no IP'}{extra})"
-        if self.kind == "node":
-            return f"node {self.name} ({self.ip})"
-        return f"{self.name} {self.ip}" if self.name and self.name != str(self.ip) else f"address {self.ip}"
-
-    def ports_named(self, name: str, protocol: str) -> frozenset[int]:
-        """The container ports called `name` for `protocol` (rule 30); none on non-policy pods."""
-        if not self.is_policy_pod:
-            return frozenset()
-        return frozenset(p.port for p in self.named_ports if p.name == name and p.protocol == protocol)
-
-    def __str__(self) -> str:
-        return self.ref
-
-
-def pod_named_ports(pod: KubeObject) -> tuple[NamedPort, ...]:
-    """Every named container port of the pod's containers (and restartable init containers)."""
-    found = set(named_ports(serving_containers(pod)))
-    return tuple(sorted(found, key=lambda p: (p.name, p.protocol, p.port)))
-
-
-def pod_endpoint(pod: KubeObject, namespace_labels: Mapping[str, str]) -> Endpoint:
-    address = fields.pod_ip(pod)
-    return Endpoint(
-        kind="pod",
-        ip=ipaddress.ip_address(address) if address else None,
-        namespace=pod.namespace,
-        name=pod.name,
-        labels=MappingProxyType(dict(pod.labels)),
-        namespace_labels=namespace_labels,
-        named_ports=pod_named_ports(pod),
-        node=pod.spec.get("nodeName"),
-        host_network=bool(pod.spec.get("hostNetwork")),
-    )
-
-
-def has_network(pod: KubeObject) -> bool:
-    """A pod that can take part in connections: it has an IP and has not terminated."""
-    return bool(fields.pod_ip(pod)) and not fields.is_terminal(pod)
-
-
 # ---------------------------------------------------------------- compiled policies
-
-
-@dataclass(frozen=True)
-class IPBlock:
-    """`cidr` minus every `except` (rule 23)."""
-
-    cidr: IPNetwork
-    excepts: tuple[IPNetwork, ...] = ()
-
-    def contains(self, ip: IPAddress | None) -> bool:
-        if ip is None or ip.version != self.cidr.version or ip not in self.cidr:
-            return False
-        return not any(ip in e for e in self.excepts)
-
-    def networks(self) -> list[IPNetwork]:
-        """`cidr` minus every `except` as disjoint networks, sorted (what a data plane's address
-        set holds: an address is in one of them exactly when `contains` says so)."""
-        remaining: list[IPNetwork] = [self.cidr]
-        for hole in self.excepts:
-            kept: list[IPNetwork] = []
-            for net in remaining:
-                if hole.version != net.version or not net.overlaps(hole):
-                    kept.append(net)
-                elif hole.subnet_of(net):  # type: ignore[arg-type]
-                    kept.extend(net.address_exclude(hole))  # type: ignore[arg-type]
-                # else: net lies inside the hole, and goes
-            remaining = kept
-        return sorted(remaining, key=lambda n: (n.version, n.network_address, n.prefixlen))
-
-    def __str__(self) -> str:
-        if not self.excepts:
-            return f"ipBlock {self.cidr}"
-        return f"ipBlock {self.cidr} except {', '.join(map(str, self.excepts))}"
 
 
 @dataclass(frozen=True)
@@ -215,38 +96,6 @@ class Peer:
         else:
             where = f"in namespaces {{{self.namespace_selector}}}"
         return f"{pods} {where}"
-
-
-@dataclass(frozen=True)
-class PortMatch:
-    """One NetworkPolicyPort (rules 27-31): a protocol and optionally a port, a range or a name.
-
-    port None: every port of `protocol`. end_port: the inclusive end of a range. name: a named
-    port, resolved on the DESTINATION pod of the connection (rule 30).
-    """
-
-    protocol: str = "TCP"
-    port: int | None = None
-    end_port: int | None = None
-    name: str | None = None
-
-    def matches(self, port: int, protocol: str, destination: Endpoint) -> bool:
-        if protocol != self.protocol:
-            return False
-        if self.name is not None:
-            return port in destination.ports_named(self.name, protocol)
-        if self.port is None:
-            return True
-        return self.port <= port <= (self.end_port if self.end_port is not None else self.port)
-
-    def __str__(self) -> str:
-        if self.name is not None:
-            return f"{self.protocol}/{self.name}"
-        if self.port is None:
-            return f"{self.protocol}/*"
-        if self.end_port is not None and self.end_port != self.port:
-            return f"{self.protocol}/{self.port}-{self.end_port}"
-        return f"{self.protocol}/{self.port}"
 
 
 @dataclass(frozen=True)
@@ -305,37 +154,18 @@ class CompiledPolicy:
         return ep.is_policy_pod and ep.namespace == self.namespace and self.pod_selector.matches(ep.labels)
 
 
-def _selector(value: Any) -> Selector:
-    return label_selectors.from_label_selector(value if isinstance(value, Mapping) else {})
-
-
-def _network(text: str) -> IPNetwork:
-    return ipaddress.ip_network(str(text).strip(), strict=False)  # Go's ParseCIDR masks host bits
-
-
 def compile_peer(namespace: str, peer: Mapping[str, Any]) -> Peer:
     block = peer.get("ipBlock")
     if block:
-        return Peer(namespace, ip_block=IPBlock(_network(block["cidr"]),
-                                                tuple(_network(e) for e in block.get("except") or ())))
+        return Peer(namespace, ip_block=IPBlock(network_of(block["cidr"]),
+                                                tuple(network_of(e) for e in block.get("except") or ())))
     pod_selector = peer.get("podSelector")
     namespace_selector = peer.get("namespaceSelector")
     return Peer(
         namespace,
-        pod_selector=None if pod_selector is None else _selector(pod_selector),
-        namespace_selector=None if namespace_selector is None else _selector(namespace_selector),
+        pod_selector=None if pod_selector is None else selector_of(pod_selector),
+        namespace_selector=None if namespace_selector is None else selector_of(namespace_selector),
     )
-
-
-def compile_port(entry: Mapping[str, Any]) -> PortMatch:
-    protocol = normalize_protocol(fields.protocol(entry))  # rule 27
-    port = entry.get("port")
-    if port is None:
-        return PortMatch(protocol)
-    if isinstance(port, str) and not port.isdigit():
-        return PortMatch(protocol, name=port)
-    end_port = entry.get("endPort")
-    return PortMatch(protocol, int(port), int(end_port) if end_port is not None else None)
 
 
 def compile_rule(namespace: str, direction: str, index: int, rule: Mapping[str, Any] | None) -> Rule:
@@ -366,7 +196,7 @@ def compile_policy(policy: KubeObject) -> CompiledPolicy:
         if "Ingress" in types else ()
     egress = tuple(compile_rule(ns, EGRESS, i, r) for i, r in enumerate(spec.get("egress") or [])) \
         if "Egress" in types else ()
-    return CompiledPolicy(ns, policy.name, _selector(spec.get("podSelector") or {}), types, ingress, egress)
+    return CompiledPolicy(ns, policy.name, selector_of(spec.get("podSelector") or {}), types, ingress, egress)
 
 
 # ---------------------------------------------------------------- verdicts

@@ -29,7 +29,7 @@ from podnet.errors import UsageError
 from podnet.semantics import dns, ingress, networkpolicy
 from podnet.semantics.corefile import CorefileError
 from podnet.semantics.loadbalancer import announced_ips, announcing_node
-from podnet.semantics.networkpolicy import Endpoint
+from podnet.semantics.policymatch import Endpoint
 from podnet.semantics.nodenat import IpMasq, host_port_for, node_host_ports, portmap_masquerade
 from podnet.semantics.routing import Addressing, Hop, Party
 from podnet.semantics.services import Backend, ServiceTable, Translation, affinity_choice
