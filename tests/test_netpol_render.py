@@ -82,7 +82,7 @@ TERM = re.compile(r"ip saddr \. ip daddr @\S+|ip daddr \. th dport @\S+|ip (?:sa
 
 
 def walk(ruleset: Ruleset, chain: str, p: Packet, counted: list[str]) -> str | None:
-    """The verdict of `chain` ("accept", "drop") or None when it falls through (returns)."""
+    """The verdict of `chain` ("accept", "drop") or None when it falls through or returns."""
     for rule in ruleset.chains[chain]:
         rest = rule
         terms = []
@@ -93,6 +93,11 @@ def walk(ruleset: Ruleset, chain: str, p: Packet, counted: list[str]) -> str | N
             continue
         if rest in ("accept", "drop"):
             return rest
+        if rest == "return":
+            return None  # Pass: back to the calling chain
+        if m := re.fullmatch(r'counter name "(\S+)" drop', rest):
+            counted.append(m.group(1))
+            return "drop"
         if m := re.fullmatch(r"jump (\S+)", rest):
             verdict = walk(ruleset, m.group(1), p, counted)
             if verdict is not None:

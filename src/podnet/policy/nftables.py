@@ -46,6 +46,19 @@ Cilium's default), and counted in `drops/DIRECTION/NS/NAME` of every policy isol
 podnet is IPv4-only: the final drops are `meta nfproto ipv4`, so IPv6 the node forwards or
 sends passes these chains untouched (a pod's own IPv6 stops at its bridge port, below).
 
+**AdminNetworkPolicy tiers** (podnet.semantics.adminpolicy). When ANPs or the baseline have
+rules for a direction, its base chain tests `DIRECTION-governed` (pods some policy of any tier
+judges) instead of `-isolated` for the fast path, then jumps to `DIRECTION/admin`: every ANP's
+rules, in the order tried (priority, name, rule order), each `ip ME @admin/NAME/subjects ip
+PEER @DIRECTION/admin/NAME/INDEX [port] VERDICT` — `accept` for Allow, a counted `drop` for Deny
+(`drops/DIRECTION/admin/NAME`), and `return` for Pass: back in the base chain, the packet goes
+on to the NetworkPolicies. A packet no ANP rule decides comes back the same way. A pod the
+NetworkPolicies isolate is then judged by them (`ip ME @DIRECTION-isolated drop` after their
+chains); any other goes to `DIRECTION/baseline`, the baseline's rules in order (accept, or a
+counted drop in `drops/DIRECTION/baseline`), and what it does not match is accepted. The
+exceptions stay in front of every tier: established connections, a pod's own node, a pod
+reaching itself.
+
 **A pod's packets carry its own address.** The chains judge by address, so a pod that forged
 its source (a raw socket) would be judged as someone else: as its node's cni0 address, which
 every pod admits (rule 34), or as a pod a policy admits; nodes run with rp_filter loose, which
@@ -78,6 +91,7 @@ from dataclasses import dataclass, field
 
 from podnet.controlplane import Cluster
 from podnet.naming import host_veth_name
+from podnet.semantics.adminpolicy import ALLOW, DENY, PASS, AdminPolicy, AdminRule
 from podnet.semantics.networkpolicy import (
     EGRESS,
     INGRESS,
@@ -239,15 +253,23 @@ class _Renderer:
     def render(self) -> Ruleset:
         self._anti_spoofing()
         isolated = {d: [p for p in self.policies if p.isolates(d)] for d in (EGRESS, INGRESS)}
+        admins = {d: [a for a in self.engine.admin_policies if a.rules(d)] for d in (EGRESS, INGRESS)}
+        base = self.engine.baseline
+        baseline = {d: base if base is not None and base.rules(d) else None for d in (EGRESS, INGRESS)}
+        tiered = {d: bool(admins[d] or baseline[d]) for d in (EGRESS, INGRESS)}
         subjects: dict[str, str] = {}
         for direction in (EGRESS, INGRESS):
             members = [ep for ep in self.local if any(p.selects(ep) for p in isolated[direction])]
             self.add_set(f"{direction}-isolated", "ipv4_addr", _ips(members),
                          comment=f"pods on {self.node} isolated for {direction}"[:120])
-        isolated_anywhere = [ep for ep in self.local if self.engine.isolating(ep, EGRESS)
-                             or self.engine.isolating(ep, INGRESS)]
+            if tiered[direction]:
+                self.add_set(f"{direction}-governed", "ipv4_addr",
+                             _ips([ep for ep in self.local if self.engine.governed(ep, direction)]),
+                             comment=f"pods on {self.node} some policy judges for {direction}"[:120])
+        governed_anywhere = [ep for ep in self.local if self.engine.governed(ep, EGRESS)
+                             or self.engine.governed(ep, INGRESS)]
         self.add_set("self", "ipv4_addr . ipv4_addr",
-                     tuple(f"{ip} . {ip}" for ip in _ips(isolated_anywhere)),
+                     tuple(f"{ip} . {ip}" for ip in _ips(governed_anywhere)),
                      comment="a pod reaching itself, through a Service (rule 33)")
         for policy in self.policies:
             if policy.isolates(EGRESS) or policy.isolates(INGRESS):
@@ -255,11 +277,19 @@ class _Renderer:
                 subjects[policy.ref] = self.add_set(name, "ipv4_addr",
                                                     _ips([ep for ep in self.local if policy.selects(ep)]))
         for direction in (EGRESS, INGRESS):
-            self._base_chain(direction, isolated[direction], subjects)
+            self._base_chain(direction, isolated[direction], subjects, admins[direction], baseline[direction])
         for direction in (EGRESS, INGRESS):
             for policy in isolated[direction]:
                 self.out.chains[self._policy_chain(direction, policy)] = tuple(
                     line for rule in policy.rules(direction) for line in self._rule(direction, policy, rule))
+            if admins[direction]:
+                self.out.chains[f"{direction}/admin"] = tuple(
+                    line for admin in admins[direction] for rule in admin.rules(direction)
+                    for line in self._admin_rule(direction, admin, rule))
+            if baseline[direction] is not None:
+                self.out.chains[f"{direction}/baseline"] = tuple(
+                    line for rule in baseline[direction].rules(direction)
+                    for line in self._admin_rule(direction, baseline[direction], rule))
         return self.out
 
     def _anti_spoofing(self) -> None:
@@ -275,22 +305,60 @@ class _Renderer:
     def _policy_chain(self, direction: str, policy: CompiledPolicy) -> str:
         return bounded(f"{direction}/{policy.namespace}/{policy.name}")
 
-    def _base_chain(self, direction: str, policies: list[CompiledPolicy],
-                    subjects: dict[str, str]) -> None:
+    def _base_chain(self, direction: str, policies: list[CompiledPolicy], subjects: dict[str, str],
+                    admins: list[AdminPolicy], baseline: AdminPolicy | None) -> None:
+        """The direction's hook: the tiers in order — ANPs (`DIRECTION/admin`: accept, drop, or
+        return for Pass and no match), the NetworkPolicies of an isolated pod (accept, or count
+        and drop), the baseline (`DIRECTION/baseline`), then accept."""
         me = "saddr" if direction == EGRESS else "daddr"
+        tiered = bool(admins or baseline)
         rules = ["ct state established,related accept",
-                 f"ip {me} != @{direction}-isolated accept"]
+                 f"ip {me} != @{direction}-{'governed' if tiered else 'isolated'} accept"]
         if direction == INGRESS:
             rules.append("fib saddr type local accept")  # from the pod's own node (rule 34)
         rules.append("ip saddr . ip daddr @self accept")
+        if admins:
+            rules.append(f"jump {direction}/admin")
         for policy in policies:
             rules.append(f"ip {me} @{subjects[policy.ref]} jump {self._policy_chain(direction, policy)}")
         for policy in policies:
             counter = bounded(f"drops/{direction}/{policy.namespace}/{policy.name}")
             self.out.counters.append(counter)
             rules.append(f'ip {me} @{subjects[policy.ref]} counter name "{counter}"')
-        rules.append("meta nfproto ipv4 drop")  # podnet is IPv4-only: IPv6 passes untouched
+        if not tiered:
+            rules.append("meta nfproto ipv4 drop")  # podnet is IPv4-only: IPv6 passes untouched
+        else:
+            rules.append(f"ip {me} @{direction}-isolated drop")
+            if baseline is not None:
+                rules.append(f"jump {direction}/baseline")
         self.out.chains[direction] = tuple(rules)
+
+    def _admin_rule(self, direction: str, policy: AdminPolicy, rule: AdminRule) -> list[str]:
+        """One ANP or baseline rule: its subjects on this node, its peers, its ports, its action."""
+        me, peer = ("saddr", "daddr") if direction == EGRESS else ("daddr", "saddr")
+        where = "baseline" if policy.baseline else f"admin/{policy.name}"
+        subjects = self.add_set(bounded(f"{where}/subjects"), "ipv4_addr",
+                                _ips([ep for ep in self.local if policy.selects(ep)]),
+                                comment=f"pods on {self.node} selected by {policy.ref}"[:120])
+        peers = bounded(f"{direction}/{where}/{rule.index}")
+        key = ("peers", peers)
+        if key not in self.shared:
+            self.shared[key] = _addresses([n for p in rule.peers for n in self.engine.peer_networks(p)])
+        self.add_set(peers, "ipv4_addr", self.shared[key], interval=True)
+        if rule.action == ALLOW:
+            verdict = "accept"
+        elif rule.action == PASS:
+            verdict = "return"  # on to the NetworkPolicies: the base chain goes on after `jump`
+        else:
+            assert rule.action == DENY, rule.action
+            counter = bounded(f"drops/{direction}/{where}")
+            if counter not in self.out.counters:
+                self.out.counters.append(counter)
+            verdict = f'counter name "{counter}" drop'
+        match = f"ip {me} @{subjects} ip {peer} @{peers} "
+        if rule.ports is None:
+            return [f"{match}{verdict}"]
+        return [f"{match}{self._port(pm)} {verdict}" for pm in rule.ports]
 
     def _rule(self, direction: str, policy: CompiledPolicy, rule: Rule) -> list[str]:
         peer = "saddr" if direction == INGRESS else "daddr"

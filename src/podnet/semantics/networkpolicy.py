@@ -36,6 +36,17 @@ from typing import TYPE_CHECKING, Any
 
 from podnet.api.labels import Selector
 from podnet.api.objects import KubeObject
+from podnet.semantics.adminpolicy import (
+    ALLOW,
+    BASELINE,
+    BASELINE_NAME,
+    PASS,
+    AdminDecision,
+    AdminPeer,
+    AdminPolicy,
+    compile_admin_policy,
+    ordered,
+)
 from podnet.semantics.policymatch import (
     EGRESS,
     INGRESS,
@@ -216,8 +227,11 @@ class RuleRef:
 class Side:
     """One direction's judgement: the source's egress, or the destination's ingress.
 
-    isolated: some policy selects `subject` for this direction; `policies` names them.
+    isolated: some NetworkPolicy selects `subject` for this direction; `policies` names them.
     allowed_by: every rule of those policies that matches the connection.
+    decided_by: the AdminNetworkPolicy or baseline rule that decided (Allow or Deny), if one did.
+    passed_by: the AdminNetworkPolicy rule whose Pass handed the connection on to NetworkPolicy.
+    admin: the AdminNetworkPolicies and baseline consulted (their subject selects the pod).
     exception: set when the side was decided without rules (non-pod, hostNetwork, own node).
     """
 
@@ -229,17 +243,35 @@ class Side:
     allowed_by: tuple[RuleRef, ...] = ()
     exception: str | None = None
     connection: str = ""  # "TCP/80 to y/b" or "TCP/80 from x/a", for messages
+    decided_by: AdminDecision | None = None
+    passed_by: AdminDecision | None = None
+    admin: tuple[str, ...] = ()
+
+    @property
+    def verdict_word(self) -> str:
+        return "allowed" if self.allowed else "denied"
 
     def __str__(self) -> str:
         what = f"{self.direction} {'from' if self.direction == EGRESS else 'to'} {self.subject}"
         if self.exception is not None:
             return f"{what}: {self.exception}"
-        if not self.isolated:
-            kind = "Egress" if self.direction == EGRESS else "Ingress"
-            return f"{what}: not isolated (no NetworkPolicy selects it for {kind})"
-        if self.allowed:
-            return f"{what}: allowed by {', '.join(map(str, self.allowed_by))}"
-        return f"{what}: isolated by {', '.join(self.policies)}; no rule allows {self.connection}"
+        if self.decided_by is not None and not self.decided_by.policy.baseline:
+            return f"{what}: {self.verdict_word} by {self.decided_by}"
+        steps = [f"passed on by {self.passed_by}"] if self.passed_by is not None else []
+        if not self.passed_by and self.admin and any(not a.startswith(BASELINE) for a in self.admin):
+            steps.append(f"no rule of {', '.join(a for a in self.admin if not a.startswith(BASELINE))} "
+                         f"matches {self.connection}")
+        kind = "Egress" if self.direction == EGRESS else "Ingress"
+        if self.isolated:
+            if self.allowed:
+                steps.append(f"allowed by {', '.join(map(str, self.allowed_by))}")
+            else:
+                steps.append(f"isolated by {', '.join(self.policies)}; no rule allows {self.connection}")
+        elif self.decided_by is not None:
+            steps.append(f"no NetworkPolicy isolates it for {kind}; {self.verdict_word} by {self.decided_by}")
+        else:
+            steps.append(f"not isolated (no NetworkPolicy selects it for {kind})")
+        return f"{what}: " + "; ".join(steps)
 
 
 @dataclass(frozen=True)
@@ -265,7 +297,10 @@ class Verdict:
     def to_dict(self) -> dict[str, Any]:
         def side(s: Side) -> dict[str, Any]:
             return {"allowed": s.allowed, "isolated": s.isolated, "policies": list(s.policies),
-                    "allowedBy": [str(r) for r in s.allowed_by], "exception": s.exception, "explanation": str(s)}
+                    "allowedBy": [str(r) for r in s.allowed_by], "exception": s.exception,
+                    "decidedBy": None if s.decided_by is None else str(s.decided_by),
+                    "action": None if s.decided_by is None else s.decided_by.action,
+                    "passedBy": None if s.passed_by is None else str(s.passed_by), "explanation": str(s)}
 
         return {"allowed": self.allowed, "from": self.src.ref, "to": self.dst.ref, "port": self.port,
                 "protocol": self.protocol, "reason": self.reason, "egress": side(self.egress),
@@ -289,6 +324,13 @@ class PolicyEngine:
         self.by_namespace: dict[str, list[CompiledPolicy]] = defaultdict(list)
         for policy in self.policies:
             self.by_namespace[policy.namespace].append(policy)
+        # The admin tiers: ANPs in the order they are tried, and the one baseline.
+        self.admin_policies: tuple[AdminPolicy, ...] = ordered(
+            [compile_admin_policy(p) for p in cluster.of_kind("AdminNetworkPolicy")])
+        self.baseline: AdminPolicy | None = next(
+            (compile_admin_policy(p) for p in cluster.of_kind(BASELINE) if p.name == BASELINE_NAME), None)
+        self.node_labels: dict[str, Mapping[str, str]] = {
+            n.name: MappingProxyType(dict(n.labels)) for n in cluster.of_kind("Node")}
         self.pods: dict[str, Endpoint] = {}
         self.pod_objects: dict[str, KubeObject] = {}
         for pod in cluster.of_kind("Pod"):
@@ -366,6 +408,20 @@ class PolicyEngine:
             return []
         return [p for p in self.by_namespace.get(ep.namespace, ()) if p.isolates(direction) and p.selects(ep)]
 
+    def admin_for(self, ep: Endpoint, direction: str) -> list[AdminPolicy]:
+        """The ANPs with rules for `direction` whose subject selects `ep`, in the order tried."""
+        return [p for p in self.admin_policies if p.rules(direction) and p.selects(ep)]
+
+    def baseline_for(self, ep: Endpoint, direction: str) -> AdminPolicy | None:
+        """The baseline, if it has rules for `direction` and its subject selects `ep`."""
+        base = self.baseline
+        return base if base is not None and base.rules(direction) and base.selects(ep) else None
+
+    def governed(self, ep: Endpoint, direction: str) -> bool:
+        """Some policy of any tier may judge `ep`'s `direction`: a data plane filters its packets."""
+        return bool(self.isolating(ep, direction) or self.admin_for(ep, direction)
+                    or self.baseline_for(ep, direction))
+
     def selected_pods(self, policy: CompiledPolicy) -> list[Endpoint]:
         """The pods a policy applies to, in namespace/name order (a data plane renders per pod)."""
         return [ep for ep in self.pods.values() if policy.selects(ep)]
@@ -397,9 +453,19 @@ class PolicyEngine:
         pod = self.pod_objects.get(ep.ref)
         return pod is not None and ep.ip is not None and has_network(pod)
 
-    def peer_networks(self, peer: Peer) -> list[IPNetwork]:
+    def peer_networks(self, peer: Peer | AdminPeer) -> list[IPNetwork]:
         """The addresses a peer matches, as networks (rules 17-26): an ipBlock's CIDR minus
-        its excepts — pod addresses included (24) — or the matched pods' own addresses."""
+        its excepts — pod addresses included (24) — or the matched pods' own addresses. For an
+        AdminNetworkPolicy peer: its networks, its nodes' addresses (LAN and cni0, as
+        `endpoint_for_ip` takes them), or its pods' addresses."""
+        if isinstance(peer, AdminPeer):
+            if peer.networks:
+                return list(peer.networks)
+            if peer.nodes is not None:
+                return [ipaddress.ip_network(address) for n in self.cluster.nodes
+                        if peer.nodes.matches(self.node_labels.get(n.name, {})) for address in (n.ip, n.gateway)]
+            return [ipaddress.ip_network(ep.ip) for ep in self.pods.values()
+                    if self.networked(ep) and peer.matches(ep, self.node_labels)]
         if peer.ip_block is not None:
             return peer.ip_block.networks()
         return [ipaddress.ip_network(ep.ip) for ep in self.peer_pods(peer) if self.networked(ep)]
@@ -439,19 +505,46 @@ class PolicyEngine:
         connection = f"{protocol}/{port} {word} {peer.ref}"
         policies = self.isolating(subject, direction)
         names = tuple(p.ref for p in policies)
-        if not policies:
+        admins = self.admin_for(subject, direction)
+        baseline = self.baseline_for(subject, direction)
+        consulted = tuple(p.ref for p in admins) + ((baseline.ref,) if baseline is not None else ())
+        if not policies and not consulted:
             return Side(direction, subject.ref, True, connection=connection)
         if peer.is_node_address and peer.node is not None and peer.node == subject.node:
-            why = (f"{word} its own node {subject.node}: always allowed (isolated by {', '.join(names)}, "
+            governing = ", ".join(names + consulted)
+            why = (f"{word} its own node {subject.node}: always allowed (governed by {governing}, "
                    "but a pod cannot block its node)")
-            return Side(direction, subject.ref, True, True, names, exception=why, connection=connection)
-        allowed_by = tuple(
-            RuleRef(p.ref, direction, r.index)
-            for p in policies for r in p.rules(direction)
-            if r.matches(peer, destination, port, protocol)
-        )
-        return Side(direction, subject.ref, bool(allowed_by), True, names, allowed_by, connection=connection)
+            return Side(direction, subject.ref, True, bool(policies), names, exception=why,
+                        connection=connection, admin=consulted)
+        passed = None
+        for admin in admins:  # tier 1: the first matching rule of the first ANP that has one
+            decision = self._first_match(admin, direction, peer, destination, port, protocol)
+            if decision is None:
+                continue
+            if decision.action != PASS:
+                return Side(direction, subject.ref, decision.action == ALLOW, bool(policies), names,
+                            connection=connection, decided_by=decision, admin=consulted)
+            passed = decision
+            break
+        if policies:  # tier 2: NetworkPolicy
+            allowed_by = tuple(
+                RuleRef(p.ref, direction, r.index)
+                for p in policies for r in p.rules(direction)
+                if r.matches(peer, destination, port, protocol)
+            )
+            return Side(direction, subject.ref, bool(allowed_by), True, names, allowed_by,
+                        connection=connection, passed_by=passed, admin=consulted)
+        decision = None if baseline is None else \
+            self._first_match(baseline, direction, peer, destination, port, protocol)  # tier 3
+        return Side(direction, subject.ref, decision is None or decision.action == ALLOW, connection=connection,
+                    decided_by=decision, passed_by=passed, admin=consulted)
 
+    def _first_match(self, policy: AdminPolicy, direction: str, peer: Endpoint, destination: Endpoint,
+                     port: int, protocol: str) -> AdminDecision | None:
+        for rule in policy.rules(direction):
+            if rule.matches(peer, destination, port, protocol, self.node_labels):
+                return AdminDecision(policy, rule)
+        return None
 
 
 def networked_pods(engine: PolicyEngine, namespaces: Iterable[str] | None = None) -> list[Endpoint]:

@@ -14,6 +14,10 @@ computed for everyone at once:
 - rows are E[src] AND the set of destinations whose ingress admits src. Sources that every I
   treats alike (a partition refined by each distinct I) share that set, so the transpose is per
   block, not per pod;
+- AdminNetworkPolicy and the baseline are tiers around each side (podnet.semantics.adminpolicy):
+  a subject's ANP rules, in order, each take the bits no earlier rule took (Allow or Deny them,
+  or Pass them on); what is left goes to the NetworkPolicies if they isolate the pod, else to
+  the baseline's rules, and what no tier decides is allowed (`_tiers`);
 - the built-in exceptions (self, own node) are patched in afterwards.
 
 10,000 pods and 1,000 policies take a few seconds (bench/matrix.py) and the matrix itself is
@@ -27,6 +31,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from podnet.semantics.adminpolicy import ALLOW, DENY, AdminPeer, AdminRule
 from podnet.semantics.networkpolicy import (
     EGRESS,
     INGRESS,
@@ -210,6 +215,23 @@ class _Builder:
         self._peer_cache[key] = bits
         return bits
 
+    def admin_peer_bits(self, peer: AdminPeer) -> int:
+        cached = self._peer_cache.get(peer)
+        if cached is not None:
+            return cached
+        if peer.pods is not None:
+            bits = 0
+            for ns, keys in self.classes_in_ns.items():
+                if peer.pods.namespace_selector.matches(self.engine.ns_labels(ns)):
+                    for key in keys:
+                        if peer.pods.pod_selector is None or peer.pods.pod_selector.matches(self.class_labels[key]):
+                            bits |= self.classes[key]
+        else:  # nodes or networks: by address
+            bits = bits_of((i for i, ep in enumerate(self.endpoints) if peer.matches(ep, self.engine.node_labels)),
+                           self.n)
+        self._peer_cache[peer] = bits
+        return bits
+
     def peers_bits(self, peers: tuple[Peer, ...] | None) -> int:
         if peers is None:
             return self.all
@@ -217,7 +239,7 @@ class _Builder:
         if cached is None:
             cached = 0
             for peer in peers:
-                cached |= self.peer_bits(peer)
+                cached |= self.admin_peer_bits(peer) if isinstance(peer, AdminPeer) else self.peer_bits(peer)
             self._peers_cache[peers] = cached
         return cached
 
@@ -243,20 +265,30 @@ class _Builder:
 
     def egress_rows(self) -> list[int]:
         """E[i]: the destinations the egress side of endpoint i allows."""
-        by_policies: dict[tuple[int, ...], int] = {}
+        by_policies: dict[tuple, int] = {}
         per_class: dict[tuple[str, tuple], int] = {}
-        for key in self.classes:
+        for key, indices in self.class_members.items():
+            subject = self.endpoints[indices[0]]
             policies = self._isolating(key, EGRESS)
-            if not policies:
+            admins = self.engine.admin_for(subject, EGRESS)
+            baseline = self.engine.baseline_for(subject, EGRESS)
+            if not policies and not admins and baseline is None:
                 per_class[key] = self.all
                 continue
-            ids = tuple(id(p) for p in policies)
+            ids = (tuple(id(p) for p in policies), tuple(id(p) for p in admins), id(baseline))
             bits = by_policies.get(ids)
             if bits is None:
-                bits = 0
-                for policy in policies:
-                    for rule in policy.egress:
-                        bits |= self.peers_bits(rule.peers) & self.ports_bits(rule.ports)
+                allowed = None
+                if policies:
+                    allowed = 0
+                    for policy in policies:
+                        for rule in policy.egress:
+                            allowed |= self.peers_bits(rule.peers) & self.ports_bits(rule.ports)
+                bits = self._tiers(
+                    [(r.action, self.peers_bits(r.peers) & self.ports_bits(r.ports)) for p in admins for r in p.egress],
+                    allowed,
+                    [] if baseline is None else
+                    [(r.action, self.peers_bits(r.peers) & self.ports_bits(r.ports)) for r in baseline.egress])
                 by_policies[ids] = bits
             per_class[key] = bits
         rows = [self.all] * self.n
@@ -266,6 +298,29 @@ class _Builder:
                 rows[i] = bits
         return rows
 
+    def _tiers(self, admin: list[tuple[str, int]], isolated: int | None, baseline: list[tuple[str, int]]) -> int:
+        """The peers one side allows, tier by tier: `admin` the (action, matched peers) of its
+        ANP rules in the order tried; `isolated` what its NetworkPolicies allow (None: none
+        isolates it); `baseline` the baseline's (action, matched peers)."""
+        allowed = denied = taken = 0
+        for action, bits in admin:
+            fresh = bits & ~taken  # a peer is decided by the first rule that matches it
+            taken |= fresh
+            if action == ALLOW:
+                allowed |= fresh
+            elif action == DENY:
+                denied |= fresh
+        rest = self.all & ~(allowed | denied)  # passed on, or matched by no ANP rule
+        if isolated is not None:
+            return allowed | (rest & isolated)
+        base_allowed = base_taken = 0
+        for action, bits in baseline:
+            fresh = bits & ~base_taken
+            base_taken |= fresh
+            if action == ALLOW:
+                base_allowed |= fresh
+        return allowed | (rest & (base_allowed | (self.all & ~base_taken)))
+
     def ingress_groups(self) -> tuple[int, list[tuple[int, int]]]:
         """(open, [(members, admitted sources)]): `open` holds the destinations not isolated for
         ingress; each group is a set of destinations that admit exactly `admitted`."""
@@ -273,8 +328,11 @@ class _Builder:
         groups: dict[int, int] = defaultdict(int)  # admitted sources → destinations
         cache: dict[tuple, int] = {}
         for key, indices in self.class_members.items():
+            subject = self.endpoints[indices[0]]
             policies = self._isolating(key, INGRESS)
-            if not policies:
+            admins = self.engine.admin_for(subject, INGRESS)
+            baseline = self.engine.baseline_for(subject, INGRESS)
+            if not policies and not admins and baseline is None:
                 continue
             # Named ports resolve on each destination: split the class by what this port is called.
             by_names: dict[frozenset[str], list[int]] = defaultdict(list)
@@ -283,21 +341,30 @@ class _Builder:
                 names = frozenset(p.name for p in ep.named_ports if p.protocol == self.protocol and p.port == self.port)
                 by_names[names].append(i)
             for names, subset in by_names.items():
-                cache_key = (tuple(id(p) for p in policies), names)
+                cache_key = (tuple(id(p) for p in policies), tuple(id(p) for p in admins), id(baseline), names)
                 admitted = cache.get(cache_key)
                 if admitted is None:
-                    admitted = 0
-                    for policy in policies:
-                        for rule in policy.ingress:
-                            if self._ports_match(rule, names):
-                                admitted |= self.peers_bits(rule.peers)
+                    isolated = None
+                    if policies:
+                        isolated = 0
+                        for policy in policies:
+                            for rule in policy.ingress:
+                                if self._ports_match(rule, names):
+                                    isolated |= self.peers_bits(rule.peers)
+                    admitted = self._tiers(
+                        [(r.action, self.peers_bits(r.peers) if self._ports_match(r, names) else 0)
+                         for p in admins for r in p.ingress],
+                        isolated,
+                        [] if baseline is None else
+                        [(r.action, self.peers_bits(r.peers) if self._ports_match(r, names) else 0)
+                         for r in baseline.ingress])
                     cache[cache_key] = admitted
                 subset_bits = bits_of(subset, self.n)
                 open_bits &= ~subset_bits
                 groups[admitted] |= subset_bits
         return open_bits, [(members, admitted) for admitted, members in groups.items()]
 
-    def _ports_match(self, rule: Rule, names: frozenset[str]) -> bool:
+    def _ports_match(self, rule: Rule | AdminRule, names: frozenset[str]) -> bool:
         if rule.ports is None:
             return True
         for entry in rule.ports:
