@@ -85,15 +85,17 @@ def compute(store: ObjectStore, config: ClusterConfig,
             by_kind[obj.kind].insert(0, obj)
     system_services = [] if store.get("Service", "default", "kubernetes") else [system.kubernetes_service(config)]
     _namespaces(cluster, by_kind)
-    for kind in ("ConfigMap", "Secret", "NetworkPolicy", "Ingress", "IngressClass"):
+    policy_kinds = ("NetworkPolicy", "AdminNetworkPolicy", "BaselineAdminNetworkPolicy")
+    for kind in ("ConfigMap", "Secret", *policy_kinds, "Ingress", "IngressClass"):
         for obj in by_kind[kind]:
             cluster.add(obj)
     if config.networking.proxy_mode == "userspace":
         # The userspace proxy ends a pod's Service connection on the node and opens a new one from
         # the node's address: no policy could judge the client, and the backend sees its own node.
-        for obj in by_kind["NetworkPolicy"]:
-            error(obj, ("spec",), "Forbidden: NetworkPolicy is not enforced through the userspace proxy "
-                                  "(proxyMode: userspace); use proxyMode nftables or iptables")
+        for kind in policy_kinds:
+            for obj in by_kind[kind]:
+                error(obj, ("spec",), f"Forbidden: {kind} is not enforced through the userspace proxy "
+                                      "(proxyMode: userspace); use proxyMode nftables or iptables")
 
     referenced = {p.spec.get("nodeName") for p in by_kind["Pod"] if (p.spec or {}).get("nodeName")}
     node_infos, node_objects, node_warnings = build_nodes(config, by_kind["Node"], referenced)
