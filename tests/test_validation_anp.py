@@ -244,3 +244,13 @@ def test_kept_in_the_computed_cluster():
     cluster = cluster_of(yaml.safe_dump_all([ANP, BANP], sort_keys=False))
     assert [o.name for o in cluster.of_kind("AdminNetworkPolicy")] == ["tenants"]
     assert [o.name for o in cluster.of_kind("BaselineAdminNetworkPolicy")] == ["default"]
+
+
+def test_a_shared_priority_is_accepted_with_a_warning():
+    other = changed(ANP, [(("metadata", "name"), "zz-also-10")])
+    third = changed(ANP, [(("metadata", "name"), "own"), (("spec", "priority"), 11)])
+    cluster = cluster_of(yaml.safe_dump_all([ANP, other, third], sort_keys=False))
+    assert len(cluster.of_kind("AdminNetworkPolicy")) == 3
+    assert cluster.warnings == [
+        "warning: AdminNetworkPolicy zz-also-10: spec.priority 10 is shared with AdminNetworkPolicy tenants: which of the "
+        "two applies to a connection both match is not defined (give each its own priority)"]

@@ -52,6 +52,19 @@ class Cluster:
         return next((n for n in self.nodes if n.name == name), None)
 
 
+def _warn_shared_priorities(policies: list[KubeObject], warn: Callable[[KubeObject, str], None]) -> None:
+    """Upstream leaves it to the implementation which of two AdminNetworkPolicies with the same
+    priority applies when both match a connection: valid, but worth a word to the admin."""
+    first: dict[int, KubeObject] = {}
+    for policy in sorted(policies, key=lambda p: p.name):
+        priority = policy.spec.get("priority")
+        if priority in first:
+            warn(policy, f"spec.priority {priority} is shared with AdminNetworkPolicy {first[priority].name}: which of "
+                         "the two applies to a connection both match is not defined (give each its own priority)")
+        else:
+            first[priority] = policy
+
+
 def _clone(obj: KubeObject) -> KubeObject:
     """A private copy, so computing never changes the admitted input (it can be computed again)."""
     return KubeObject(obj.kind, obj.namespace, obj.name, json.loads(json.dumps(obj.body)), obj.source)
@@ -89,6 +102,7 @@ def compute(store: ObjectStore, config: ClusterConfig,
     for kind in ("ConfigMap", "Secret", *policy_kinds, "Ingress", "IngressClass"):
         for obj in by_kind[kind]:
             cluster.add(obj)
+    _warn_shared_priorities(by_kind["AdminNetworkPolicy"], warn)
     if config.networking.proxy_mode == "userspace":
         # The userspace proxy ends a pod's Service connection on the node and opens a new one from
         # the node's address: no policy could judge the client, and the backend sees its own node.
