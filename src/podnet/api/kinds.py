@@ -48,6 +48,14 @@ KINDS: tuple[KindInfo, ...] = (
         legacy_versions=("extensions/v1beta1", "networking.k8s.io/v1beta1"),
     ),
     KindInfo("IngressClass", "networking.k8s.io/v1", "ingressclasses", (), False),
+    KindInfo("AdminNetworkPolicy", "policy.networking.k8s.io/v1alpha1", "adminnetworkpolicies", ("anp",), False),
+    KindInfo(
+        "BaselineAdminNetworkPolicy",
+        "policy.networking.k8s.io/v1alpha1",
+        "baselineadminnetworkpolicies",
+        ("banp",),
+        False,
+    ),
     KindInfo("Secret", "v1", "secrets", (), True),
     KindInfo("ConfigMap", "v1", "configmaps", ("cm",), True),
 )

@@ -5,6 +5,12 @@ one directory per Kubernetes release). Its own `validate()` re-reads and re-comp
 1.8 MB definitions file for every object; here each kind's schema is compiled once with
 jsonschema-rs and reused, which is what makes 10,000 objects cheap. The strict variant is
 used: unknown fields are errors, as with `kubectl apply --validate=strict`.
+
+Kinds that are CRDs upstream (AdminNetworkPolicy, BaselineAdminNetworkPolicy) are not in those
+schemas: podnet ships its own (api/schemas/), written from the CRD, in the same registry so it
+reuses the Kubernetes definitions of ObjectMeta and LabelSelector. A CRD schema uses keywords the
+built-in ones do not (enum, minimum, maxItems, min/maxProperties for exactly-one-of fields); their
+errors are worded as the API server words them.
 """
 
 from __future__ import annotations
@@ -22,6 +28,10 @@ from podnet.api.problems import Problem
 
 KUBERNETES_VERSION = "1.37.0"
 _DEFINITIONS_URI = "https://kubernetes.io/api/_definitions.json"
+# podnet's own schemas, by kind: (file in podnet/api/schemas, its $id)
+_OWN_SCHEMA_FILE = "policy-networking-v1alpha1.json"
+_OWN_SCHEMA_URI = "https://podnet.invalid/schemas/policy-networking-v1alpha1.json"
+_OWN_SCHEMA_KINDS = frozenset({"AdminNetworkPolicy", "BaselineAdminNetworkPolicy"})
 _UNEXPECTED = re.compile(r"'([^']+)' (?:was|were) unexpected")
 _REQUIRED = re.compile(r'^"([^"]+)" is a required property')
 
@@ -39,12 +49,16 @@ class SchemaValidator:
     @cached_property
     def _registry(self) -> jsonschema_rs.Registry:
         definitions = json.loads(self._directory.joinpath("_definitions.json").read_text())
-        return jsonschema_rs.Registry([(_DEFINITIONS_URI, definitions)])
+        own = json.loads(resources.files("podnet.api").joinpath("schemas", _OWN_SCHEMA_FILE).read_text())
+        return jsonschema_rs.Registry([(_DEFINITIONS_URI, definitions), (_OWN_SCHEMA_URI, own)])
 
     def _validator(self, info: KindInfo):
         validator = self._validators.get(info.kind)
         if validator is None:
-            schema = json.loads(self._directory.joinpath(info.schema_name + ".json").read_text())
+            if info.kind in _OWN_SCHEMA_KINDS:
+                schema = {"$ref": f"{_OWN_SCHEMA_URI}#/$defs/{info.kind}"}
+            else:
+                schema = json.loads(self._directory.joinpath(info.schema_name + ".json").read_text())
             validator = jsonschema_rs.validator_for(
                 schema, registry=self._registry, base_uri=f"https://kubernetes.io/api/{info.schema_name}.json"
             )
@@ -73,4 +87,28 @@ def _problem(error: Any) -> Problem:
             return Problem(path + (missing.group(1),), "Required value")
     if kind == "OneOfNotValid" and "IntOrString" in "".join(map(str, error.schema_path)):
         return Problem(path, f"must be an integer or a string, not {json.dumps(error.instance)}")
-    return Problem(path, message)
+    worded = _crd_wording(kind, error.kind, error.instance)
+    return Problem(path, worded or message)
+
+
+def _crd_wording(kind: str, details: Any, instance: Any) -> str | None:
+    """The API server's words for the CRD keywords of podnet's own schemas."""
+    shown = json.dumps(instance, ensure_ascii=False)
+    if kind == "Enum":
+        supported = ", ".join(json.dumps(option) for option in details.options)
+        return f"Unsupported value: {shown}: supported values: {supported}"
+    if kind == "Minimum":
+        return f"Invalid value: {shown}: must be greater than or equal to {details.limit}"
+    if kind == "Maximum":
+        return f"Invalid value: {shown}: must be less than or equal to {details.limit}"
+    if kind == "MaxItems":
+        return f"Too many: {len(instance)}: must have at most {details.limit} items"
+    if kind == "MinItems":
+        return f"Required value: must have at least {details.limit} item{'s' if details.limit != 1 else ''}"
+    if kind == "MaxLength":
+        return f"Too long: may not be more than {details.limit} characters"
+    if kind == "MinProperties" and details.limit == 1:
+        return "Required value: exactly one field must be set"
+    if kind == "MaxProperties" and details.limit == 1:
+        return f"Forbidden: exactly one field must be set, not {len(instance)} ({', '.join(sorted(instance))})"
+    return None

@@ -886,6 +886,97 @@ def _validate_network_policy(body: dict) -> list[Problem]:
     return problems
 
 
+# ---------------------------------------------------------------- AdminNetworkPolicy and BaselineAdminNetworkPolicy
+# podnet's own schema (api/schemas) holds the CRD's structure: required fields, types, enums,
+# limits and its exactly-one-of fields. Here are its CEL rules and what a CRD cannot say.
+
+_ADMIN_POLICY_PROTOCOLS = ("TCP", "UDP", "SCTP")
+_BASELINE_POLICY_NAME = "default"
+_DOMAIN_NAMES_UNSUPPORTED = (
+    "podnet does not support domainNames peers (experimental in policy.networking.k8s.io); "
+    "nothing would enforce this rule: use networks with the addresses instead"
+)
+
+
+def _validate_namespaced_pod(pods: dict, path: FieldPath) -> list[Problem]:
+    return validate_label_selector(pods.get("namespaceSelector"), path + ("namespaceSelector",)) + \
+        validate_label_selector(pods.get("podSelector"), path + ("podSelector",))
+
+
+def _validate_admin_policy_peer(peer: dict, path: FieldPath) -> list[Problem]:
+    """A subject or a peer: the schema has already made sure exactly one field is set."""
+    problems = []
+    for selector_field in ("namespaces", "nodes"):
+        problems += validate_label_selector(peer.get(selector_field), path + (selector_field,))
+    if isinstance(peer.get("pods"), dict):
+        problems += _validate_namespaced_pod(peer["pods"], path + ("pods",))
+    for i, cidr in enumerate(_list(peer.get("networks"))):
+        text = _str(cidr)
+        if names.parse_cidr(text) is None:  # the CRD's isCIDR(): IPv4 or IPv6, host bits allowed
+            problems.append(_invalid(path + ("networks", i), text, names.CIDR_ERROR))
+    if peer.get("domainNames") is not None:
+        problems.append(_forbidden(path + ("domainNames",), _DOMAIN_NAMES_UNSUPPORTED))
+    return problems
+
+
+def _validate_admin_policy_port(port: dict, path: FieldPath) -> list[Problem]:
+    problems = []
+    for form in ("portNumber", "portRange"):
+        if isinstance(port.get(form), dict):
+            protocol = port[form].get("protocol")
+            if protocol is not None and protocol not in _ADMIN_POLICY_PROTOCOLS:
+                problems.append(_not_supported(path + (form, "protocol"), protocol, _ADMIN_POLICY_PROTOCOLS))
+    port_range = _map(port.get("portRange"))
+    start, end = _int(port_range.get("start")), _int(port_range.get("end"))
+    if start is not None and end is not None and end <= start:
+        problems.append(_invalid(path + ("portRange", "end"), end, "must be greater than `start`"))
+    return problems
+
+
+def _validate_admin_policy_rules(spec: dict, kind: str) -> list[Problem]:
+    problems = []
+    # The CRD's CEL rule on an egress rule: addresses outside the cluster have no named ports.
+    address_peers = ("networks", "nodes") if kind == "BaselineAdminNetworkPolicy" else ("networks", "nodes", "domainNames")
+    no_named_ports = (
+        f"{'/'.join(address_peers)} peer cannot be set with namedPorts since there are no namedPorts for "
+        f"{'/'.join(address_peers)}"
+    )
+    for direction, peers_field in (("ingress", "from"), ("egress", "to")):
+        for i, rule in enumerate(_list(spec.get(direction))):
+            rule = _map(rule)
+            rule_path: FieldPath = ("spec", direction, i)
+            peers = [_map(peer) for peer in _list(rule.get(peers_field))]
+            for j, peer in enumerate(peers):
+                problems += _validate_admin_policy_peer(peer, rule_path + (peers_field, j))
+            to_addresses = any(peer.get(field) is not None for peer in peers for field in address_peers)
+            for j, port in enumerate(_list(rule.get("ports"))):
+                port = _map(port)
+                problems += _validate_admin_policy_port(port, rule_path + ("ports", j))
+                if direction == "egress" and to_addresses and port.get("namedPort") is not None:
+                    problems.append(_forbidden(rule_path + ("ports", j, "namedPort"), no_named_ports))
+    return problems
+
+
+def _validate_admin_policy_spec(spec: dict, kind: str) -> list[Problem]:
+    problems = []
+    if isinstance(spec.get("subject"), dict):
+        problems += _validate_admin_policy_peer(spec["subject"], ("spec", "subject"))
+    return problems + _validate_admin_policy_rules(spec, kind)
+
+
+def _validate_admin_network_policy(body: dict) -> list[Problem]:
+    return _validate_admin_policy_spec(_map(body.get("spec")), "AdminNetworkPolicy")
+
+
+def _validate_baseline_admin_network_policy(body: dict) -> list[Problem]:
+    problems = []
+    name = _str(_map(body.get("metadata")).get("name"))
+    if name != _BASELINE_POLICY_NAME:  # the CRD's CEL rule: one baseline for the whole cluster
+        problems.append(_invalid(("metadata", "name"), name, "Only one baseline admin network policy with "
+                                 'metadata.name="default" can be created in the cluster'))
+    return problems + _validate_admin_policy_spec(_map(body.get("spec")), "BaselineAdminNetworkPolicy")
+
+
 # ---------------------------------------------------------------- Ingress and IngressClass
 
 _PATH_TYPES = ("Exact", "ImplementationSpecific", "Prefix")
@@ -1266,6 +1357,8 @@ _SPEC_CHECKS: dict[str, Callable[[dict], list[Problem]]] = {
     "NetworkPolicy": _validate_network_policy,
     "Ingress": _validate_ingress,
     "IngressClass": _validate_ingress_class,
+    "AdminNetworkPolicy": _validate_admin_network_policy,
+    "BaselineAdminNetworkPolicy": _validate_baseline_admin_network_policy,
     "Endpoints": _validate_endpoints,
     "EndpointSlice": _validate_endpoint_slice,
     "Secret": _validate_secret,

@@ -15,6 +15,7 @@ EXAMPLES = """examples:
   podnet describe svc backend -n shop -f examples/shop
   podnet describe node node1 -f examples/shop
   podnet describe netpol -n shop -f examples/shop
+  podnet describe anp -f examples/admin-network-policy
 """
 
 
@@ -59,6 +60,8 @@ def run(args) -> int:
             lines = layouts.describe_node(obj, pods)
         elif kind == "NetworkPolicy":
             lines = layouts.describe_networkpolicy(obj)
+        elif kind in ("AdminNetworkPolicy", "BaselineAdminNetworkPolicy"):
+            lines = layouts.describe_admin_network_policy(obj)
         elif kind == "Ingress":
             lines = layouts.describe_ingress(obj)
         else:

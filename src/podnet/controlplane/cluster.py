@@ -52,6 +52,19 @@ class Cluster:
         return next((n for n in self.nodes if n.name == name), None)
 
 
+def _warn_shared_priorities(policies: list[KubeObject], warn: Callable[[KubeObject, str], None]) -> None:
+    """Upstream leaves it to the implementation which of two AdminNetworkPolicies with the same
+    priority applies when both match a connection: valid, but worth a word to the admin."""
+    first: dict[int, KubeObject] = {}
+    for policy in sorted(policies, key=lambda p: p.name):
+        priority = policy.spec.get("priority")
+        if priority in first:
+            warn(policy, f"spec.priority {priority} is shared with AdminNetworkPolicy {first[priority].name}: which of "
+                         "the two applies to a connection both match is not defined (give each its own priority)")
+        else:
+            first[priority] = policy
+
+
 def _clone(obj: KubeObject) -> KubeObject:
     """A private copy, so computing never changes the admitted input (it can be computed again)."""
     return KubeObject(obj.kind, obj.namespace, obj.name, json.loads(json.dumps(obj.body)), obj.source)
@@ -85,15 +98,18 @@ def compute(store: ObjectStore, config: ClusterConfig,
             by_kind[obj.kind].insert(0, obj)
     system_services = [] if store.get("Service", "default", "kubernetes") else [system.kubernetes_service(config)]
     _namespaces(cluster, by_kind)
-    for kind in ("ConfigMap", "Secret", "NetworkPolicy", "Ingress", "IngressClass"):
+    policy_kinds = ("NetworkPolicy", "AdminNetworkPolicy", "BaselineAdminNetworkPolicy")
+    for kind in ("ConfigMap", "Secret", *policy_kinds, "Ingress", "IngressClass"):
         for obj in by_kind[kind]:
             cluster.add(obj)
+    _warn_shared_priorities(by_kind["AdminNetworkPolicy"], warn)
     if config.networking.proxy_mode == "userspace":
         # The userspace proxy ends a pod's Service connection on the node and opens a new one from
         # the node's address: no policy could judge the client, and the backend sees its own node.
-        for obj in by_kind["NetworkPolicy"]:
-            error(obj, ("spec",), "Forbidden: NetworkPolicy is not enforced through the userspace proxy "
-                                  "(proxyMode: userspace); use proxyMode nftables or iptables")
+        for kind in policy_kinds:
+            for obj in by_kind[kind]:
+                error(obj, ("spec",), f"Forbidden: {kind} is not enforced through the userspace proxy "
+                                      "(proxyMode: userspace); use proxyMode nftables or iptables")
 
     referenced = {p.spec.get("nodeName") for p in by_kind["Pod"] if (p.spec or {}).get("nodeName")}
     node_infos, node_objects, node_warnings = build_nodes(config, by_kind["Node"], referenced)

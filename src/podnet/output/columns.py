@@ -197,6 +197,16 @@ def configmap_row(o: KubeObject, wide: bool) -> Row:
     return [o.name, str(len(o.body.get("data") or {}) + len(o.body.get("binaryData") or {})), _age(o)]
 
 
+def admin_network_policy_row(o: KubeObject, wide: bool) -> Row:
+    # the CRD's printer column: .spec.priority, a string column
+    priority = o.spec.get("priority")
+    return [o.name, "" if priority is None else str(priority), _age(o)]
+
+
+def baseline_admin_network_policy_row(o: KubeObject, wide: bool) -> Row:
+    return [o.name, _age(o)]
+
+
 Printer = Callable[[KubeObject, bool], Row]
 
 # kind -> (headers, wide extra headers, row function)
@@ -213,6 +223,8 @@ COLUMNS: dict[str, tuple[list[str], list[str], Printer]] = {
     "NetworkPolicy": (["NAME", "POD-SELECTOR", "AGE"], [], networkpolicy_row),
     "Ingress": (["NAME", "CLASS", "HOSTS", "ADDRESS", "PORTS", "AGE"], [], ingress_row),
     "IngressClass": (["NAME", "CONTROLLER", "PARAMETERS", "AGE"], [], ingressclass_row),
+    "AdminNetworkPolicy": (["NAME", "PRIORITY", "AGE"], [], admin_network_policy_row),
+    "BaselineAdminNetworkPolicy": (["NAME", "AGE"], [], baseline_admin_network_policy_row),
     "Node": (["NAME", "STATUS", "ROLES", "AGE", "VERSION"],
              ["INTERNAL-IP", "EXTERNAL-IP", "OS-IMAGE", "KERNEL-VERSION", "CONTAINER-RUNTIME"], node_row),
     "Namespace": (["NAME", "STATUS", "AGE"], [], namespace_row),

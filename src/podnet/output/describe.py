@@ -183,6 +183,63 @@ def describe_networkpolicy(o: KubeObject) -> Lines:
     return lines
 
 
+def _every_or_selector(selector: dict[str, Any] | None, every: str) -> str:
+    """An admin policy's selector: an empty one selects everything (unlike a missing one)."""
+    return _selector_text(selector) if selector else f"<all> ({every})"
+
+
+def _admin_peer_lines(peer: dict[str, Any], indent: str) -> Lines:
+    if "namespaces" in peer:
+        return [f"{indent}Namespaces: {_every_or_selector(peer['namespaces'], 'every namespace')}"]
+    if "pods" in peer:
+        pods = peer["pods"] or {}
+        return [f"{indent}Pods:",
+                f"{indent}  NamespaceSelector: {_every_or_selector(pods.get('namespaceSelector'), 'every namespace')}",
+                f"{indent}  PodSelector: {_every_or_selector(pods.get('podSelector'), 'every pod')}"]
+    if "nodes" in peer:
+        return [f"{indent}Nodes: {_every_or_selector(peer['nodes'], 'every node')}"]
+    if "networks" in peer:
+        return [f"{indent}Networks: {', '.join(peer['networks'])}"]
+    return [f"{indent}{key}: {value}" for key, value in peer.items()]
+
+
+def _admin_port_text(port: dict[str, Any]) -> str:
+    if "portNumber" in port:
+        number = port["portNumber"]
+        return f"{number.get('port')}/{number.get('protocol') or 'TCP'}"
+    if "portRange" in port:
+        span = port["portRange"]
+        return f"{span.get('start')}-{span.get('end')}/{span.get('protocol') or 'TCP'}"
+    return f"{port.get('namedPort')} (named port)"
+
+
+def describe_admin_network_policy(o: KubeObject) -> Lines:
+    """AdminNetworkPolicy and BaselineAdminNetworkPolicy: kubectl prints a CRD's fields as they
+    are; this is laid out like a NetworkPolicy instead, rules in the order they are evaluated."""
+    spec = o.spec
+    lines = _common(o)
+    if o.kind == "AdminNetworkPolicy":
+        lines.append(_kv("Priority", spec.get("priority")))
+    lines.append("Subject:")
+    lines += _admin_peer_lines(spec.get("subject") or {}, "  ")
+    for direction, peer_word in (("ingress", "From"), ("egress", "To")):
+        rules = spec.get(direction) or []
+        if not rules:
+            lines.append(f"{direction.capitalize()} rules: <none> (this policy does not affect {direction} traffic)")
+            continue
+        lines.append(f"{direction.capitalize()} rules (in order, the first rule that matches decides):")
+        for i, rule in enumerate(rules):
+            if i:
+                lines.append("  ----------")
+            lines.append(f"  [{i}] {rule.get('name') or '<unnamed>'}: {rule.get('action')}")
+            ports = [_admin_port_text(port) for port in rule.get("ports") or []]
+            lines.append(f"    Ports: {', '.join(ports) or '<any>'}")
+            lines.append(f"    {peer_word}:")
+            for peer in rule.get("from" if direction == "ingress" else "to") or []:
+                lines += _admin_peer_lines(peer, "      ")
+    return lines
+
+
 def _backend_text(backend: dict[str, Any] | None) -> str:
     if not backend:
         return NONE
