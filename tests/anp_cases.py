@@ -231,17 +231,17 @@ SCENARIOS: list[Scenario] = [
     ]),
     Scenario("The subject follows pod labels", [
         Step("nobody is locked", [anp("locked", 10, """
-            subject: {pods: {namespaceSelector: {}, podSelector: {matchLabels: {locked: "true"}}}}
+            subject: {pods: {namespaceSelector: {}, podSelector: {matchLabels: {state: locked}}}}
             ingress:
             - {action: Deny, from: [{namespaces: {}}]}
         """)], [Check(80, "TCP", OPEN)]),
-        Step("y/b labelled locked=true", [anp("locked", 10, """
-            subject: {pods: {namespaceSelector: {}, podSelector: {matchLabels: {locked: "true"}}}}
+        Step("y/b labelled state=locked", [anp("locked", 10, """
+            subject: {pods: {namespaceSelector: {}, podSelector: {matchLabels: {state: locked}}}}
             ingress:
             - {action: Deny, from: [{namespaces: {}}]}
-        """)], tcp80(lambda s, d: d == "y/b"), pod_labels={"y/b": {"locked": "true"}}),
+        """)], tcp80(lambda s, d: d == "y/b"), pod_labels={"y/b": {"state": "locked"}}),
         Step("the label removed", [anp("locked", 10, """
-            subject: {pods: {namespaceSelector: {}, podSelector: {matchLabels: {locked: "true"}}}}
+            subject: {pods: {namespaceSelector: {}, podSelector: {matchLabels: {state: locked}}}}
             ingress:
             - {action: Deny, from: [{namespaces: {}}]}
         """)], [Check(80, "TCP", OPEN)]),

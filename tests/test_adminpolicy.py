@@ -75,8 +75,9 @@ def engine_of(*policies: str) -> PolicyEngine:
 
 
 def test_verdicts_name_the_deciding_tier_and_rule():
-    engine = engine_of(anp_cases.PASS_Y, anp_cases.BASELINE_Z_ONLY_TO_X, anp_cases.DENY_Y_TO_X)
-    # y -> x: pass-y (priority 10, name order before deny-y-to-x) passes; the baseline denies
+    later_deny = anp_cases.DENY_Y_TO_X.replace("priority: 10", "priority: 20")
+    engine = engine_of(anp_cases.PASS_Y, anp_cases.BASELINE_Z_ONLY_TO_X, later_deny)
+    # y -> x: pass-y (priority 10) passes before deny-y-to-x (20) is tried; the baseline denies
     verdict = engine.evaluate(engine.endpoint("y/a"), engine.endpoint("x/a"), 80)
     assert not verdict.allowed
     side = verdict.ingress
@@ -157,12 +158,12 @@ def test_rendered_tiers_are_chains_tried_in_order_with_pass_as_return():
 
 def test_the_table_keeps_its_shape_when_subjects_change_only_set_elements_do():
     anp_text = anp_cases.anp("locked", 10, """
-        subject: {pods: {namespaceSelector: {}, podSelector: {matchLabels: {locked: "true"}}}}
+        subject: {pods: {namespaceSelector: {}, podSelector: {matchLabels: {state: locked}}}}
         ingress:
         - {action: Deny, from: [{namespaces: {}}]}
     """)
     before = PolicyEngine(cluster_of(cases.model_yaml() + "---\n" + anp_text))
-    after = PolicyEngine(cluster_of(cases.model_yaml({"y/b": {"locked": "true"}}) + "---\n" + anp_text))
+    after = PolicyEngine(cluster_of(cases.model_yaml({"y/b": {"state": "locked"}}) + "---\n" + anp_text))
     node = after.endpoint("y/b").node
     old, new = render(before.cluster, node, before), render(after.cluster, node, after)
     text = transaction(old, new)
