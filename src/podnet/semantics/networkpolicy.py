@@ -248,6 +248,12 @@ class Side:
     admin: tuple[str, ...] = ()
 
     @property
+    def title(self) -> str:
+        """What judged this side, for a trace's hop: "NetworkPolicy", or "policy" once the
+        admin tiers took part (the explanation names each)."""
+        return "policy" if self.admin else "NetworkPolicy"
+
+    @property
     def verdict_word(self) -> str:
         return "allowed" if self.allowed else "denied"
 

@@ -181,7 +181,7 @@ class Tracer:
                 "(allow egress to kube-dns on 53/UDP and 53/TCP)")
 
     def policy(self, egress_src: Party, ingress_src: Party, dst: Party, port: int, protocol: str) -> PolicySides:
-        """NetworkPolicy: the source pod's egress (its own address, after DNAT) and the
+        """NetworkPolicy and the admin tiers: the source pod's egress (its own address, after DNAT) and the
         destination's ingress (seeing the packet's source as it arrives, after any SNAT)."""
         if self._policy is None:
             self._policy = networkpolicy.PolicyEngine(self.cluster)
@@ -194,9 +194,9 @@ class Tracer:
         ingress_at = f"node/{dst.node.name}" if dst.node else dst.name
         return PolicySides(
             out.egress.allowed, Hop(egress_at, "egress-allow" if out.egress.allowed else "egress-deny",
-                                    f"NetworkPolicy {out.egress}"), f"blocked: {out.egress}",
+                                    f"{out.egress.title} {out.egress}"), f"blocked: {out.egress}",
             seen.ingress.allowed, Hop(ingress_at, "ingress-allow" if seen.ingress.allowed else "ingress-deny",
-                                      f"NetworkPolicy {seen.ingress}"), f"blocked: {seen.ingress}")
+                                      f"{seen.ingress.title} {seen.ingress}"), f"blocked: {seen.ingress}")
 
     @staticmethod
     def _policy_endpoint(engine, party: Party):
