@@ -146,8 +146,8 @@ def test_rendered_tiers_are_chains_tried_in_order_with_pass_as_return():
     ruleset = render(engine.cluster, node, engine)
     admin = ruleset.chains["ingress/admin"]
     assert [line.split()[-1] for line in admin] == ["accept", "return", "drop"]
-    assert admin[0].startswith("ip daddr @admin/allow-z/subjects ip saddr @ingress/admin/allow-z/0 ")
-    assert 'counter name "drops/ingress/admin/pass-y-deny-rest" drop' in admin[2]
+    assert admin[0].startswith("ip daddr @admin/allow-z/subjects ip saddr @admin/allow-z/ingress/0 ")
+    assert 'counter name "admin-drops/ingress/pass-y-deny-rest" drop' in admin[2]
     base = ruleset.chains["ingress"]
     assert base[1] == "ip daddr != @ingress-governed accept"
     assert base.index("jump ingress/admin") < base.index("ip daddr @ingress-isolated drop") \

@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 
 from podnet.linux.netpol import NodePolicy, parse_counters
 from podnet.naming import host_veth_name
-from podnet.policy import Ruleset, render, transaction
+from podnet.policy import Ruleset, counter_owner, render, transaction
 from podnet.policy.nftables import BRIDGE_CHAIN
 from podnet.proxy.loader import LoadError, RecordingRunner
 from podnet.semantics.networkpolicy import PolicyEngine
@@ -261,6 +261,14 @@ def test_parse_counters_reads_nft_list_counters():
 \t}
 }"""
     assert parse_counters(listing) == {"drops/ingress/default/a": 3, "drops/egress/x/b": 0}
+
+
+def test_each_drop_counter_names_its_policy_and_no_namespace_can_pose_as_an_admin_policy():
+    assert counter_owner("drops/ingress/default/a") == ("NetworkPolicy", "default/a", "ingress")
+    assert counter_owner("drops/egress/admin/a") == ("NetworkPolicy", "admin/a", "egress")  # a namespace "admin"
+    assert counter_owner("admin-drops/egress/a") == ("AdminNetworkPolicy", "a", "egress")
+    assert counter_owner("baseline-drops/ingress") == ("BaselineAdminNetworkPolicy", "default", "ingress")
+    assert counter_owner("drops/spoofed") is None
 
 
 # ---------------------------------------------------------------- syncs

@@ -29,6 +29,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from podnet.linux.netpol import parse_counters
+from tests import anp_cases
 from tests import netpol_cases as cases
 from tests.livecluster import leftovers, podnet
 
@@ -131,10 +132,12 @@ def served_model(pod_labels=None, namespace_labels=None) -> str:
     return re.sub(r"(  - name: cont-(\d+)-(tcp|udp|sctp)\n    image: [^\n]+\n)", args, text)
 
 
-def policy_key(text: str) -> tuple[str, str]:
-    ns = re.search(r"namespace: (\S+)", text).group(1)
+def policy_key(text: str) -> tuple[str, str, str]:
+    """(kind, namespace, name); namespace "" for the cluster-scoped admin policies."""
+    kind = re.search(r"^kind: (\S+)", text, re.M).group(1)
+    ns = re.search(r"namespace: (\S+)", text)
     name = re.search(r"name: (\S+)", text).group(1)
-    return ns, name
+    return kind, ns.group(1) if ns else "", name
 
 
 class Model:
@@ -145,7 +148,7 @@ class Model:
         pods = json.loads(podnet("get", "pods", "-A", "-o", "json", "--name", name).stdout)["items"]
         self.ips = {f"{p['metadata']['namespace']}/{p['metadata']['name']}": p["status"]["podIP"] for p in pods}
         self.nodes = {f"{p['metadata']['namespace']}/{p['metadata']['name']}": p["spec"]["nodeName"] for p in pods}
-        self.policies: dict[tuple[str, str], str] = {}
+        self.policies: dict[tuple[str, str, str], str] = {}
         self.labels = ("{}", "{}")
 
     def substitute(self, text: str) -> str:
@@ -259,15 +262,22 @@ def model(tmp_path_factory):
 
 
 KERNEL_CHECKS = [
-    pytest.param(si, ti, id=f"{s.id}[{ti}]")
+    pytest.param(cases, si, ti, id=f"{s.id}[{ti}]")
     for si, s in enumerate(cases.SCENARIOS)
+    for ti, step in enumerate(s.steps)
+] + [
+    pytest.param(anp_cases, si, ti, id=f"ANP-{s.id}[{ti}]")
+    for si, s in enumerate(anp_cases.SCENARIOS)
     for ti, step in enumerate(s.steps)
 ]
 
 
-@pytest.mark.parametrize("si,ti", KERNEL_CHECKS)
-def test_e2e_scenario_on_the_kernel(model, si, ti):
-    scenario = cases.SCENARIOS[si]
+@pytest.mark.parametrize("source,si,ti", KERNEL_CHECKS)
+def test_e2e_scenario_on_the_kernel(model, source, si, ti):
+    """Each step against its truth table, measured in the kernel and asked of the live
+    simulator; for the AdminNetworkPolicy scenarios also `podnet probe --compare`, which must
+    find no disagreement."""
+    scenario = source.SCENARIOS[si]
     step = scenario.steps[ti]
     model.enter(step)  # the whole state of the step: earlier steps and scenarios leave nothing behind
     measured = model.measure([(c.port, c.protocol) for c in step.checks])
@@ -289,6 +299,13 @@ def test_e2e_scenario_on_the_kernel(model, si, ti):
                      for s, d in expected if actual[(s, d)] != expected[(s, d)] or (s, d) in odd]
             problems.append(f"{check.protocol}/{check.port}:\nexpected:\n{cases.render(expected)}\n"
                             f"kernel:\n{cases.render(actual)}\n" + "\n".join(wrong))
+    if source is anp_cases:
+        first = step.checks[0]
+        compared = podnet("probe", "-n", "x,y,z", "-p", str(first.port), "--protocol", first.protocol,
+                          "-o", "json", "--compare", "--name", model.name, check=False)
+        if compared.returncode != 0:
+            problems.append(f"probe --compare {first.protocol}/{first.port} exit {compared.returncode}:\n"
+                            f"{compared.stdout[-3000:]}{compared.stderr[-2000:]}")
     assert not problems, f"{scenario.title} / {step.title}\n" + "\n".join(problems)
 
 

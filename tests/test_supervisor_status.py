@@ -127,8 +127,18 @@ apiVersion: networking.k8s.io/v1
 kind: NetworkPolicy
 metadata: {name: deny, namespace: default}
 spec: {podSelector: {}, policyTypes: [Ingress, Egress]}
+---
+apiVersion: policy.networking.k8s.io/v1alpha1
+kind: AdminNetworkPolicy
+metadata: {name: deny}
+spec:
+  priority: 3
+  subject: {namespaces: {}}
+  ingress: [{action: Deny, from: [{namespaces: {}}]}]
 """)
-    [body] = [b for b in object_bodies(cluster, {}, {}, {"default/deny": {"ingress": 7, "egress": 0}})
-              if b["kind"] == "NetworkPolicy"]
-    assert body["metadata"]["annotations"] == {"podnet.dev/dropped-packets": "ingress 7, egress 0"}
+    drops = {("NetworkPolicy", "default/deny"): {"ingress": 7, "egress": 0},
+             ("AdminNetworkPolicy", "deny"): {"ingress": 2}}
+    bodies = {b["kind"]: b for b in object_bodies(cluster, {}, {}, drops)}
+    assert bodies["NetworkPolicy"]["metadata"]["annotations"] == {"podnet.dev/dropped-packets": "ingress 7, egress 0"}
+    assert bodies["AdminNetworkPolicy"]["metadata"]["annotations"] == {"podnet.dev/dropped-packets": "ingress 2"}
     assert "annotations" not in cluster.get("NetworkPolicy", "default", "deny").body["metadata"]

@@ -2,6 +2,15 @@
 rendered from the simulator's compiled policies. The syncer that loads it is in the data plane
 (podnet.linux.netpol)."""
 
-from podnet.policy.nftables import BRIDGE_FAMILY, FAMILY, TABLE, Ruleset, render, replace, transaction
+from podnet.policy.nftables import (
+    BRIDGE_FAMILY,
+    FAMILY,
+    TABLE,
+    Ruleset,
+    counter_owner,
+    render,
+    replace,
+    transaction,
+)
 
-__all__ = ["BRIDGE_FAMILY", "FAMILY", "TABLE", "Ruleset", "render", "replace", "transaction"]
+__all__ = ["BRIDGE_FAMILY", "FAMILY", "TABLE", "Ruleset", "counter_owner", "render", "replace", "transaction"]

@@ -50,12 +50,12 @@ sends passes these chains untouched (a pod's own IPv6 stops at its bridge port, 
 rules for a direction, its base chain tests `DIRECTION-governed` (pods some policy of any tier
 judges) instead of `-isolated` for the fast path, then jumps to `DIRECTION/admin`: every ANP's
 rules, in the order tried (priority, name, rule order), each `ip ME @admin/NAME/subjects ip
-PEER @DIRECTION/admin/NAME/INDEX [port] VERDICT` — `accept` for Allow, a counted `drop` for Deny
-(`drops/DIRECTION/admin/NAME`), and `return` for Pass: back in the base chain, the packet goes
+PEER @admin/NAME/DIRECTION/INDEX [port] VERDICT` — `accept` for Allow, a counted `drop` for Deny
+(`admin-drops/DIRECTION/NAME`), and `return` for Pass: back in the base chain, the packet goes
 on to the NetworkPolicies. A packet no ANP rule decides comes back the same way. A pod the
 NetworkPolicies isolate is then judged by them (`ip ME @DIRECTION-isolated drop` after their
 chains); any other goes to `DIRECTION/baseline`, the baseline's rules in order (accept, or a
-counted drop in `drops/DIRECTION/baseline`), and what it does not match is accepted. The
+counted drop in `baseline-drops/DIRECTION`), and what it does not match is accepted. The
 exceptions stay in front of every tier: established connections, a pod's own node, a pod
 reaching itself.
 
@@ -91,7 +91,16 @@ from dataclasses import dataclass, field
 
 from podnet.controlplane import Cluster
 from podnet.naming import host_veth_name
-from podnet.semantics.adminpolicy import ALLOW, DENY, PASS, AdminPolicy, AdminRule
+from podnet.semantics.adminpolicy import (
+    ADMIN,
+    ALLOW,
+    BASELINE,
+    BASELINE_NAME,
+    DENY,
+    PASS,
+    AdminPolicy,
+    AdminRule,
+)
 from podnet.semantics.networkpolicy import (
     EGRESS,
     INGRESS,
@@ -186,6 +195,19 @@ class Ruleset:
         lines += [f"  {s.definition()}" for s in self.bridge_sets.values()]
         lines += [f"  chain {name} {{", f"    {head}", *(f"    {r}" for r in rules), "  }", "}"]
         return "\n".join(lines) + "\n"
+
+
+def counter_owner(counter: str) -> tuple[str, str, str] | None:
+    """Whose drops a counter counts: (kind, "ns/name" or name, direction), or None for the
+    anti-spoofing counters."""
+    parts = counter.split("/")
+    if parts[0] == "drops" and len(parts) == 4:
+        return "NetworkPolicy", f"{parts[2]}/{parts[3]}", parts[1]
+    if parts[0] == "admin-drops" and len(parts) == 3:
+        return ADMIN, parts[2], parts[1]
+    if parts[0] == "baseline-drops" and len(parts) == 2:
+        return BASELINE, BASELINE_NAME, parts[1]
+    return None
 
 
 def replace(family: str) -> str:
@@ -340,7 +362,7 @@ class _Renderer:
         subjects = self.add_set(bounded(f"{where}/subjects"), "ipv4_addr",
                                 _ips([ep for ep in self.local if policy.selects(ep)]),
                                 comment=f"pods on {self.node} selected by {policy.ref}"[:120])
-        peers = bounded(f"{direction}/{where}/{rule.index}")
+        peers = bounded(f"{where}/{direction}/{rule.index}")
         key = ("peers", peers)
         if key not in self.shared:
             self.shared[key] = _addresses([n for p in rule.peers for n in self.engine.peer_networks(p)])
@@ -351,7 +373,8 @@ class _Renderer:
             verdict = "return"  # on to the NetworkPolicies: the base chain goes on after `jump`
         else:
             assert rule.action == DENY, rule.action
-            counter = bounded(f"drops/{direction}/{where}")
+            counter = bounded(f"baseline-drops/{direction}" if policy.baseline
+                              else f"admin-drops/{direction}/{policy.name}")
             if counter not in self.out.counters:
                 self.out.counters.append(counter)
             verdict = f'counter name "{counter}" drop'

@@ -27,7 +27,8 @@ from podnet.linux.prober import ProbeManager
 from podnet.linux.runtime import Runtime
 from podnet.linux.supervisor import reconcile
 from podnet.linux.supervisor.state import ClusterState
-from podnet.linux.supervisor.status import live_readiness, object_bodies, pods_status
+from podnet.linux.supervisor.status import POLICY_KINDS, live_readiness, object_bodies, pods_status
+from podnet.policy import counter_owner
 from podnet.proxy import NodeProxy
 from podnet.semantics.networkpolicy import PolicyEngine
 
@@ -276,12 +277,13 @@ class Supervisor:
         with self.lock:
             return object_bodies(self.cluster, self.runtime.pods, self.container_state, self._policy_drops())
 
-    def _policy_drops(self) -> dict[str, dict[str, int]]:
-        """Packets dropped per NetworkPolicy and direction, summed over the nodes' counters
-        (`drops/DIRECTION/NS/NAME`); a node that cannot be read is left out."""
-        if not self.policies or not self.cluster.of_kind("NetworkPolicy"):
+    def _policy_drops(self) -> dict[tuple[str, str], dict[str, int]]:
+        """Packets dropped per policy — (kind, ref): a NetworkPolicy, an AdminNetworkPolicy or
+        the baseline — and direction, summed over the nodes' counters; a node that cannot be
+        read is left out."""
+        if not self.policies or not any(self.cluster.of_kind(kind) for kind in POLICY_KINDS):
             return {}
-        found: dict[str, dict[str, int]] = {}
+        found: dict[tuple[str, str], dict[str, int]] = {}
         for node, policy in self.policies.items():
             try:
                 counters = policy.drops()
@@ -289,10 +291,11 @@ class Supervisor:
                 log.warning("reading the NetworkPolicy counters of node %s failed: %s", node, exc)
                 continue
             for name, packets in counters.items():
-                parts = name.split("/")
-                if len(parts) == 4 and parts[0] == "drops":
-                    per = found.setdefault(f"{parts[2]}/{parts[3]}", {})
-                    per[parts[1]] = per.get(parts[1], 0) + packets
+                owner = counter_owner(name)
+                if owner is not None:
+                    kind, ref, direction = owner
+                    per = found.setdefault((kind, ref), {})
+                    per[direction] = per.get(direction, 0) + packets
         return found
 
     def exec_argv(self, target: str, container: str | None) -> list[str]:

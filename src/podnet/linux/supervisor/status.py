@@ -65,13 +65,14 @@ def runtime_status(body: dict[str, Any], sandbox, probed: Mapping[str, Mapping[s
 
 
 DROPPED_ANNOTATION = "podnet.dev/dropped-packets"
+POLICY_KINDS = ("NetworkPolicy", "AdminNetworkPolicy", "BaselineAdminNetworkPolicy")  # whose drops are counted
 
 
 def object_bodies(cluster: Cluster, sandboxes: Mapping[str, Any], container_state: ContainerState,
-                  drops: Mapping[str, Mapping[str, int]] | None = None) -> list[dict[str, Any]]:
+                  drops: Mapping[tuple[str, str], Mapping[str, int]] | None = None) -> list[dict[str, Any]]:
     """Every object of the cluster, in key order; running pods with kubelet's status laid over
     a copy of the computed one (the cluster's own bodies are never changed). `drops`: per
-    NetworkPolicy ("ns/name"), the packets the kernel dropped in each direction for it, summed
+    policy ((kind, ref) of a NetworkPolicy, AdminNetworkPolicy or the baseline), the packets the kernel dropped in each direction for it, summed
     over the nodes, shown as the annotation podnet.dev/dropped-packets (`describe` lists it)."""
     bodies = []
     for obj in sorted(cluster.objects.values(), key=lambda o: o.key):
@@ -79,9 +80,9 @@ def object_bodies(cluster: Cluster, sandboxes: Mapping[str, Any], container_stat
         if obj.kind == "Pod" and obj.ref in sandboxes:
             body = json.loads(json.dumps(body))  # a copy, and faster than deepcopy
             runtime_status(body, sandboxes[obj.ref], container_state.get(obj.ref) or {})
-        elif obj.kind == "NetworkPolicy" and drops and obj.ref in drops:
+        elif obj.kind in POLICY_KINDS and drops and (obj.kind, obj.ref) in drops:
             body = json.loads(json.dumps(body))
-            counted = drops[obj.ref]
+            counted = drops[(obj.kind, obj.ref)]
             text = ", ".join(f"{direction} {counted[direction]}" for direction in ("ingress", "egress")
                              if direction in counted)
             body["metadata"].setdefault("annotations", {})[DROPPED_ANNOTATION] = text
