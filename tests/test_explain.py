@@ -175,3 +175,38 @@ def test_a_corefile_the_dns_server_cannot_run_is_one_error_not_a_crash():
     assert [(f.severity, f.message) for f in dns] == [
         ("error", "the cluster DNS would not start: Corefile line 3: unknown plugin 'autopath'")]
     assert not [f for f in findings if "does not resolve" in f.message]  # said once, not per name
+
+
+ADMIN_TYPOS = """
+apiVersion: v1
+kind: Namespace
+metadata: {name: blue, labels: {tenant: blue}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: web, namespace: blue}
+spec: {containers: [{name: c, image: registry.k8s.io/e2e-test-images/agnhost:2.53}]}
+---
+apiVersion: policy.networking.k8s.io/v1alpha1
+kind: AdminNetworkPolicy
+metadata: {name: typo}
+spec:
+  priority: 3
+  subject: {namespaces: {matchLabels: {tenant: blu}}}
+  ingress: [{action: Deny, from: [{namespaces: {matchLabels: {tenant: rde}}}]}]
+---
+apiVersion: policy.networking.k8s.io/v1alpha1
+kind: BaselineAdminNetworkPolicy
+metadata: {name: default}
+spec:
+  subject: {namespaces: {matchLabels: {tenant: blue}}}
+  egress: [{action: Deny, to: [{namespaces: {matchLabels: {tenant: blue}}}]}]
+"""
+
+
+def test_admin_policies_selecting_nothing_or_with_a_peer_matching_nothing_are_warned_about():
+    found = Explainer(cluster_of(ADMIN_TYPOS)).findings()
+    about = {(f.object, f.message.split(":")[0]) for f in found if f.severity == "warning"}
+    assert ("AdminNetworkPolicy typo", "subject (all pods in namespaces {tenant=blu}) selects no pod") in about
+    assert ("AdminNetworkPolicy typo", "ingress[0]") in about
+    assert not [f for f in found if f.object.startswith("BaselineAdminNetworkPolicy")]  # it selects blue/web

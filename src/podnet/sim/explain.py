@@ -179,6 +179,7 @@ class Explainer:
                             out.append(Finding("warning", where, f"{direction} rule {rule.index}: namespaceSelector "
                                                                  f"{ns_selector} matches no namespace",
                                                "namespaces are matched by their labels, e.g. kubernetes.io/metadata.name"))
+        out += self._admin_policies(engine)
         for ep in engine.pods.values():
             for direction in (INGRESS, EGRESS):
                 isolating = engine.isolating(ep, direction)
@@ -187,6 +188,25 @@ class Explainer:
                                                                 f"{', '.join(p.ref for p in isolating)} with no rule: "
                                                                 f"all {direction} is denied",
                                        "intended for a default-deny; otherwise add a rule"))
+        return out
+
+    @staticmethod
+    def _admin_policies(engine: PolicyEngine) -> list[Finding]:
+        """AdminNetworkPolicies and the baseline: a subject without pods, a peer that matches
+        nothing (both have no effect, and are usually a label typo)."""
+        out = []
+        tiers = list(engine.admin_policies) + ([engine.baseline] if engine.baseline is not None else [])
+        for policy in tiers:
+            if not any(policy.selects(ep) for ep in engine.pods.values()):
+                out.append(Finding("warning", policy.ref, f"subject ({policy.subject}) selects no pod",
+                                   "a policy that selects nothing has no effect"))
+            for direction in (INGRESS, EGRESS):
+                for rule in policy.rules(direction):
+                    if not any(engine.peer_networks(peer) for peer in rule.peers):
+                        out.append(Finding("warning", policy.ref, f"{rule.label}: no peer matches anything "
+                                                                  f"({' or '.join(map(str, rule.peers))})",
+                                           "this rule never applies; namespaces are matched by their labels, "
+                                           "e.g. kubernetes.io/metadata.name"))
         return out
 
     # -- names in env and args ------------------------------------------------------------------
