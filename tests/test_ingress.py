@@ -256,8 +256,8 @@ CONFORMANCE_HOSTS = [
 def test_conformance_host_rules(url, status, backend):
     result = controller_for(HOST_RULES).route(url)
     assert (result.status, result.backend) == (status, backend)
-    if status == 308:
-        assert result.redirect == url.replace("http://", "https://") + "/"
+    if status == 308:  # lua_ingress.lua drops the trailing slash of the redirect (preserve-trailing-slash)
+        assert result.redirect == url.replace("http://", "https://")
 
 
 PATH_RULES = docs(ingress("path-rules", [

@@ -44,7 +44,9 @@ ngx_http_core_module.c for the matching):
 7. Then, in nginx's phase order: `app-root` (302 for `/`), the location's rewrite, the HTTP→HTTPS
    redirect (308 when the request is http and the server has a certificate — any host of an
    Ingress with a non-empty `spec.tls` — unless `ssl-redirect: "false"`, or always with
-   `force-ssl-redirect`), then the balancer: no Service, no such port or no ready endpoint → 503.
+   `force-ssl-redirect`; lua_ingress.lua sends it to `https://host` + the request URI with a
+   trailing `/` dropped unless `preserve-trailing-slash`), then the balancer: no Service, no such
+   port or no ready endpoint → 503.
    ingress-nginx proxies straight to the endpoints (pod IP:targetPort), not to the ClusterIP.
 
 Not modelled (they do not change which backend is chosen, or need live state): canary Ingresses
@@ -56,7 +58,7 @@ from __future__ import annotations
 
 import copy
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Sequence
 from urllib.parse import unquote, urlsplit
@@ -82,6 +84,7 @@ USE_REGEX = ANNOTATION_PREFIX + "use-regex"
 APP_ROOT = ANNOTATION_PREFIX + "app-root"
 SSL_REDIRECT = ANNOTATION_PREFIX + "ssl-redirect"
 FORCE_SSL_REDIRECT = ANNOTATION_PREFIX + "force-ssl-redirect"
+PRESERVE_TRAILING_SLASH = ANNOTATION_PREFIX + "preserve-trailing-slash"
 CANARY = ANNOTATION_PREFIX + "canary"
 
 HEALTHZ_PATH = "/healthz"            # nginx.tmpl: `location /healthz { return 200; }` in server _
@@ -162,6 +165,8 @@ class Route:
     app_root: str | None = None
     ssl_redirect: bool = True
     force_ssl_redirect: bool = False
+    preserve_trailing_slash: bool = False  # else the HTTPS redirect drops a trailing `/`
+    problem: str | None = None      # why nginx cannot load this location (a bad regex): left out
 
     @property
     def location(self) -> str:
@@ -180,6 +185,13 @@ class Route:
     def server_name(self) -> str:
         return self.host or CATCH_ALL
 
+    @property
+    def upstream(self) -> str | None:
+        """ingress-nginx's name for the backend's upstream; None for the controller's 404."""
+        if self.service is None:
+            return None
+        return upstream_name(self.namespace or "", self.service, self.port)
+
 
 @dataclass(frozen=True)
 class Server:
@@ -190,10 +202,39 @@ class Server:
     tls: bool
     tls_secret: str | None          # "ns/name"; None: the controller's default certificate
     routes: tuple[Route, ...]
+    # the server whose certificate certificate.lua finds for the hosts this server answers (its
+    # own, or for an exact host its `*.parent`'s): plain HTTP to it is redirected (ssl-redirect)
+    certificate: str | None = None
 
     @property
     def name(self) -> str:
         return self.host or CATCH_ALL
+
+    @property
+    def app_root(self) -> str | None:
+        """The app-root nginx checks before any location: the first location's that has one."""
+        return next((route.app_root for route in self.routes if route.app_root), None)
+
+
+def upstream_name(namespace: str, service: str, port: int | str | None) -> str:
+    """controller.go upstreamName: `<namespace>-<service>-<port as the Ingress names it>`."""
+    return f"{namespace}-{service}-{port}"
+
+
+@dataclass(frozen=True)
+class Upstream:
+    """The endpoints nginx balances over for one Ingress backend (Service and port).
+
+    `endpoints` are the ready pod addresses "ip:port" (ingress-nginx proxies to the pods, not to
+    the ClusterIP); empty when the Service, its port or every ready endpoint is missing, and
+    then nginx answers 503.
+    """
+
+    name: str
+    namespace: str
+    service: str
+    port: int | str | None
+    endpoints: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -323,6 +364,7 @@ class _Annotations:
     app_root: str | None = None
     ssl_redirect: bool = True
     force_ssl_redirect: bool = False
+    preserve_trailing_slash: bool = False
     canary: bool = False
 
 
@@ -348,6 +390,7 @@ def _annotations_of(ingress: KubeObject) -> _Annotations:
         app_root=a.get(APP_ROOT) or None,
         ssl_redirect=_bool(a, SSL_REDIRECT, True),
         force_ssl_redirect=_bool(a, FORCE_SSL_REDIRECT, False),
+        preserve_trailing_slash=_bool(a, PRESERVE_TRAILING_SLASH, False),
         canary=_bool(a, CANARY, False),
     )
 
@@ -432,6 +475,18 @@ class IngressController:
     def route(self, url: str) -> RouteResult:
         return _Request(self, url).run()
 
+    def upstreams(self) -> list[Upstream]:
+        """One upstream per backend the locations name, by name, with its ready endpoints now."""
+        found: dict[str, Upstream] = {}
+        for route in self.routes():
+            name = route.upstream
+            if name is None or name in found:
+                continue
+            service = self.cluster.get("Service", route.namespace or "", route.service or "")
+            endpoints = _upstream(self.cluster, service, route.port)[1] if service is not None else []
+            found[name] = Upstream(name, route.namespace or "", route.service or "", route.port, tuple(endpoints))
+        return [found[name] for name in sorted(found)]
+
     # ------------------------------------------------------------ build (createServers & co.)
 
     def _build(self) -> None:
@@ -498,6 +553,18 @@ class IngressController:
             server.locations.sort(key=lambda loc: len(loc.path), reverse=True)
             locations = _update_server_locations(server.locations)
             self._servers[name] = self._freeze(server, locations)
+        for name, (frozen, compiled) in list(self._servers.items()):
+            self._servers[name] = (replace(frozen, certificate=self._certificate_of(frozen)), compiled)
+
+    def _certificate_of(self, server: Server) -> str | None:
+        """certificate.lua: a certificate for the Host, or for `*.` + its parent domain. The Host
+        always selects this server (an exact name, or a wildcard's one label); `_` has none."""
+        if not server.host:
+            return None
+        names = [server.host]
+        if not server.host.startswith("*.") and "." in server.host:
+            names.append("*." + server.host.split(".", 1)[1])
+        return next((n for n in names if n in self._servers and self._servers[n][0].tls), None)
 
     def _add_path(self, server: _ServerBuild, ingress: KubeObject, anns: _Annotations,
                   http_path: dict[str, Any], backend: tuple[str, int | str | None]) -> None:
@@ -547,7 +614,8 @@ class IngressController:
                 rewrite_target=anns.rewrite_target, use_regex=anns.use_regex, tls=server.tls,
                 modifier=modifier, location_path=loc.path, default_backend=loc.default_backend,
                 rewrite=loc.needs_rewrite(), app_root=anns.app_root,
-                ssl_redirect=anns.ssl_redirect, force_ssl_redirect=anns.force_ssl_redirect)
+                ssl_redirect=anns.ssl_redirect, force_ssl_redirect=anns.force_ssl_redirect,
+                preserve_trailing_slash=anns.preserve_trailing_slash)
             pattern, error = None, None
             if regex:
                 try:
@@ -556,6 +624,7 @@ class IngressController:
                     error = f"invalid regular expression {loc.path!r}: {exc}"
                     self.warnings.append(f"server {server.host}: location {route.location}: {error}; nginx "
                                          f"would refuse this configuration")
+                    route = replace(route, problem=error)
             else:
                 key = (modifier, loc.path)
                 if key in seen:
@@ -727,7 +796,7 @@ class _Request:
             self.why.append(f"nginx matches the normalised URI {uri} (decoded, slashes merged, dot segments "
                             f"resolved)")
 
-        app_root = next((entry.route.app_root for entry in compiled if entry.route.app_root), None)
+        app_root = server.app_root
         if app_root and uri == "/":
             location = app_root if "://" in app_root else f"{self.scheme}://{self.host}{app_root}"
             self.why.append(f"app-root {app_root}: a request for / is redirected (302) before any location")
@@ -876,21 +945,20 @@ class _Request:
             self.why.append("no rewrite-target: the request URI is passed on unchanged")
         common["upstream_path"] = upstream
 
-        certificate = self._certificate()
+        certificate = server.certificate
         if self.scheme == "http" and (route.force_ssl_redirect or (route.ssl_redirect and certificate)):
-            target = f"https://{self.host}{self.request_uri}"
+            # lua_ingress.lua: the request URI as sent, a trailing `/` dropped (even a lone `/`)
+            # unless preserve-trailing-slash
+            uri = self.request_uri
+            if uri.endswith("/") and not route.preserve_trailing_slash:
+                uri = uri[:-1]
+            target = f"https://{self.host}{uri}"
             why = "force-ssl-redirect" if route.force_ssl_redirect else \
                 f"a certificate is configured for {certificate} (an Ingress for it has spec.tls)"
             self.why.append(f"{why}: HTTP is redirected ({HTTP_REDIRECT_CODE}) to {target} "
                             f"(ssl-redirect: \"false\" turns this off)")
             return self.result(HTTP_REDIRECT_CODE, redirect=target, **common)
         return self._balance(route, entry, common)
-
-    def _certificate(self) -> str | None:
-        """certificate.lua: a certificate for the Host, or for `*.` + its parent domain."""
-        servers = self.controller._servers
-        names = [self.host] + (["*." + self.host.split(".", 1)[1]] if "." in self.host else [])
-        return next((n for n in names if n in servers and n != CATCH_ALL and servers[n][0].tls), None)
 
     def _balance(self, route: Route, entry: _Compiled, common: dict[str, Any]) -> RouteResult:
         namespace = route.namespace or ""
