@@ -1,0 +1,347 @@
+"""Render the ingress-nginx route table as one complete nginx.conf, and validate it with `nginx -t`.
+
+Every routing decision is read from `IngressController.servers()` (`Server`, `Route`) and
+`upstreams()`; this module only writes them the way ingress-nginx's nginx.tmpl does, with
+plain nginx where ingress-nginx uses Lua:
+
+- one `server` per Server (`server_name` exact, `~^(?<subdomain>[\\w-]+)\\.foo\\.com$` for a
+  wildcard as template.go buildServerName writes it, `_` as default_server), listening on the
+  HTTP port and, with TLS, on the HTTPS port — every server, as ingress-nginx does, with its
+  Secret's certificate or the controller's default one;
+- the locations in the Route order, with their modifiers (`=`, prefix, `~* "^path"`);
+- ingress-nginx's Lua balancer becomes one `upstream` block per backend listing the ready
+  endpoints (pod IP:port, not the ClusterIP); a backend without endpoints answers 503 before
+  proxying (a `return` in the rewrite phase, where the balancer would fail), but the location
+  still has its `proxy_pass`, so nginx's 301 auto-redirect to `/foo/` happens first, as in
+  ingress-nginx;
+- the HTTP→HTTPS redirect of lua_ingress.lua (308 to `https://$host$request_uri`, a trailing
+  `/` dropped unless preserve-trailing-slash) is an `if ($scheme = http)` in the location,
+  placed before `rewrite … break` because `break` ends the rewrite module's directives;
+- app-root is the template's server-level `if ($uri = /) { return 302 …; }`;
+- the proxy headers (Host, X-Forwarded-For/-Host/-Port/-Proto, X-Real-IP, X-Request-ID, …)
+  are the template's, with use-forwarded-headers off (the default): client-sent forwarding
+  headers are not trusted, X-Forwarded-For is the peer address.
+
+Paths (pid, temp directories, logs, certificates) and listen addresses come from
+`NginxOptions`, so one renderer serves the controller pod and an unprivileged test.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import subprocess
+import tempfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from podnet.semantics.ingress import (
+    HEALTHZ_PATH,
+    HTTP_REDIRECT_CODE,
+    NGINX_STATUS_PATH,
+    IngressController,
+    Route,
+    Server,
+)
+
+NGINX = "nginx"
+HEALTH_PORT = 10254                   # the controller's --healthz-port
+NO_ENDPOINTS = "podnet-no-endpoints"  # the upstream a location without endpoints names (never reached)
+
+
+@dataclass(frozen=True)
+class NginxOptions:
+    """Where nginx keeps its files and which addresses it listens on.
+
+    `runtime_dir` holds the pid file, the logs and the temp directories; `certificates` maps a
+    TLS Secret ("ns/name") to a PEM file with its certificate and key (see certificates.py),
+    `default_certificate` is the controller's self-signed one. `resolver` is needed only for
+    ExternalName backends (a DNS name nginx resolves when proxying); without it they get 503.
+    """
+
+    runtime_dir: Path
+    default_certificate: Path
+    http_listen: str = "80"
+    https_listen: str = "443"
+    health_listen: str = str(HEALTH_PORT)
+    certificates: Mapping[str, Path] = field(default_factory=dict)
+    resolver: str | None = None
+    worker_processes: str = "auto"
+    access_log: bool = True
+    status_allowed: str = "127.0.0.1"  # who may read /nginx_status (the template's `allow`)
+
+    @property
+    def pid_file(self) -> Path:
+        return self.runtime_dir / "nginx.pid"
+
+    @property
+    def error_log(self) -> Path:
+        return self.runtime_dir / "error.log"
+
+    @property
+    def https_port(self) -> int:
+        return int(self.https_listen.rsplit(":", 1)[-1])
+
+
+def command(options: NginxOptions, conf: Path, *extra: str) -> list[str]:
+    """The nginx command line for `conf` (also as a non-root user: every path is the options')."""
+    return [NGINX, "-p", str(options.runtime_dir), "-c", str(conf), "-e", str(options.error_log), *extra]
+
+
+def endpoint_upstreams(controller: IngressController) -> dict[str, tuple[str, ...]]:
+    """The `upstreams` argument of `render` for a cluster: each backend's ready endpoints now."""
+    return {upstream.name: upstream.endpoints for upstream in controller.upstreams()}
+
+
+def render(controller: IngressController, upstreams: Mapping[str, Sequence[str]], options: NginxOptions) -> str:
+    """A complete nginx.conf for `controller`'s servers; `upstreams` gives each upstream's
+    addresses ("ip:port" or "name:port"), an upstream missing or empty has no endpoints (503)."""
+    servers = controller.servers()
+    out = _Writer()
+    runtime = options.runtime_dir
+    out.line("# nginx.conf rendered by podnet from the ingress-nginx route table (podnet.semantics.ingress)")
+    out.line(f"worker_processes {options.worker_processes};")
+    out.line(f"pid {_quote(str(options.pid_file))};")
+    out.line(f"error_log {_quote(str(options.error_log))} notice;")
+    out.line("worker_shutdown_timeout 240s;")
+    out.block("events", ["worker_connections 16384;", "multi_accept on;"])
+    out.open("http")
+    for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"):
+        out.line(f"{kind}_temp_path {_quote(str(runtime / (kind + '_temp')))};")
+    if options.access_log:
+        out.line(f"access_log {_quote(str(runtime / 'access.log'))};")
+    else:
+        out.line("access_log off;")
+    longest = max((len(s.name) for s in servers), default=1)
+    out.lines([
+        "default_type text/html;",
+        "server_tokens off;",
+        "keepalive_timeout 75s;",
+        "keepalive_requests 1000;",
+        "server_name_in_redirect off;",
+        "port_in_redirect off;",
+        f"server_names_hash_bucket_size {_power_of_two(max(64, longest + 16))};",
+        f"server_names_hash_max_size {_power_of_two(max(1024, 2 * len(servers)))};",
+        "variables_hash_bucket_size 256;",
+        "client_max_body_size 1m;",
+        "ssl_protocols TLSv1.2 TLSv1.3;",
+        "ssl_session_cache shared:SSL:10m;",
+        f"ssl_certificate {_quote(str(options.default_certificate))};",
+        f"ssl_certificate_key {_quote(str(options.default_certificate))};",
+    ])
+    if options.resolver:
+        out.line(f"resolver {options.resolver} valid=30s;")
+    _render_maps(out, options)
+    _render_proxy_settings(out)
+    names = sorted({r.upstream for s in servers for r in s.routes if r.upstream and not r.problem})
+    needs_placeholder = False
+    for name in names:
+        addresses = [a for a in upstreams.get(name, ()) if _is_ip_endpoint(a)]
+        if not addresses:
+            needs_placeholder = True
+            continue
+        out.open(f"upstream {name}")
+        out.lines([f"server {address} max_fails=0;" for address in addresses])
+        out.line("keepalive 320;")
+        out.close()
+    if needs_placeholder:
+        out.block(f"upstream {NO_ENDPOINTS}", ["server 127.0.0.1:1 down;"])
+    for server in servers:
+        _render_server(out, server, upstreams, options)
+    out.open("server")  # the controller's health endpoint (--healthz-port): nginx is up
+    out.lines([f"listen {options.health_listen} default_server;", "server_name _;"])
+    out.block(f"location = {HEALTHZ_PATH}", ["access_log off;", "return 200;"])
+    out.block("location /", ["return 404;"])
+    out.close()
+    out.close()
+    return out.text()
+
+
+def _render_maps(out: _Writer, options: NginxOptions) -> None:
+    out.block("map $http_host $best_http_host", ["default $http_host;", "'' $host;"])
+    out.block("map $server_port $pass_port", [f"{options.https_port} 443;", "default $server_port;"])
+    out.block("map $http_x_request_id $req_id", ["default $http_x_request_id;", "'' $request_id;"])
+    out.block("map $http_upgrade $connection_upgrade", ["default upgrade;", "'' '';"])
+    # lua_ingress.lua: "do not append a trailing slash on redirects unless enabled by annotations"
+    out.block("map $request_uri $https_redirect_uri",
+              ['"~^(?<without_slash>.*)/$" $without_slash;', "default $request_uri;"])
+
+
+def _render_proxy_settings(out: _Writer) -> None:
+    """nginx.tmpl's per-location proxy settings, once at http level (no location overrides them)."""
+    out.lines([
+        "proxy_http_version 1.1;",
+        "proxy_set_header Host $best_http_host;",
+        "proxy_set_header Upgrade $http_upgrade;",
+        "proxy_set_header Connection $connection_upgrade;",
+        "proxy_set_header X-Request-ID $req_id;",
+        "proxy_set_header X-Real-IP $remote_addr;",
+        "proxy_set_header X-Forwarded-For $remote_addr;",
+        "proxy_set_header X-Forwarded-Host $best_http_host;",
+        "proxy_set_header X-Forwarded-Port $pass_port;",
+        "proxy_set_header X-Forwarded-Proto $scheme;",
+        "proxy_set_header X-Forwarded-Scheme $scheme;",
+        "proxy_set_header X-Scheme $scheme;",
+        "proxy_set_header X-Original-Forwarded-For $http_x_forwarded_for;",
+        'proxy_set_header Proxy "";',
+        "proxy_connect_timeout 5s;",
+        "proxy_send_timeout 60s;",
+        "proxy_read_timeout 60s;",
+        "proxy_buffering off;",
+        "proxy_buffer_size 4k;",
+        "proxy_request_buffering on;",
+        "proxy_next_upstream error timeout;",
+        "proxy_next_upstream_tries 3;",
+        "proxy_redirect off;",
+    ])
+
+
+def server_name(server: Server) -> str:
+    """template.go buildServerName: a wildcard host becomes a regex that takes one label."""
+    if not server.host:
+        return "_"
+    if server.host.startswith("*."):
+        return _quote("~^(?<subdomain>[\\w-]+)" + server.host[1:].replace(".", "\\.") + "$")
+    return server.host
+
+
+def _render_server(out: _Writer, server: Server, upstreams: Mapping[str, Sequence[str]],
+                   options: NginxOptions) -> None:
+    default = " default_server" if not server.host else ""
+    out.open("server", comment=f"server {server.name}")
+    out.lines([f"server_name {server_name(server)};",
+               f"listen {options.http_listen}{default};",
+               f"listen {options.https_listen}{default} ssl;"])
+    certificate = options.certificates.get(server.tls_secret) if server.tls_secret else None
+    if certificate is not None:
+        out.lines([f"ssl_certificate {_quote(str(certificate))};", f"ssl_certificate_key {_quote(str(certificate))};"])
+    elif server.tls:
+        out.line(f"# TLS Secret {server.tls_secret or '(none for this host)'} unavailable: the default certificate")
+    if server.app_root:
+        target = server.app_root if "://" in server.app_root else "$scheme://$host" + server.app_root
+        out.block("if ($uri = /)", [f"return 302 {_quote(target)};"])
+    for route in server.routes:
+        if route.problem:
+            out.line(f"# left out: {route.location} of {route.ingress}: {route.problem}")
+            continue
+        _render_location(out, server, route, upstreams, options)
+    if not server.host:
+        out.block(f"location {HEALTHZ_PATH}", ["access_log off;", "return 200;"])
+        out.block(f"location {NGINX_STATUS_PATH}",
+                  ["access_log off;", f"allow {options.status_allowed};", "deny all;", "stub_status on;"])
+    out.close()
+
+
+def _render_location(out: _Writer, server: Server, route: Route, upstreams: Mapping[str, Sequence[str]],
+                     options: NginxOptions) -> None:
+    out.open(f"location {_location(route)}", comment=_describe(route))
+    if route.upstream is None:
+        out.line("return 404;")  # the controller's default backend
+        out.close()
+        return
+    target = route.rewrite_target or ""
+    rewrite = f"rewrite {_quote('(?i)' + route.location_path)} {_quote(target)} break;"
+    redirects = route.rewrite and target.startswith(("http://", "https://"))
+    if redirects:
+        out.line(rewrite)  # a URL target: nginx answers 302 before anything else
+    if route.force_ssl_redirect or (route.ssl_redirect and server.certificate):
+        uri = "$request_uri" if route.preserve_trailing_slash else "$https_redirect_uri"
+        out.block("if ($scheme = http)", [f"return {HTTP_REDIRECT_CODE} https://$host{uri};"])
+    addresses = list(upstreams.get(route.upstream, ()))
+    names = [a for a in addresses if not _is_ip_endpoint(a)]
+    if names and options.resolver:
+        out.line(f"set $podnet_external_upstream {_quote(names[0])};")
+        proxy = "http://$podnet_external_upstream"
+    elif any(_is_ip_endpoint(a) for a in addresses):
+        proxy = "http://" + route.upstream
+    else:
+        out.line("return 503;")  # no ready endpoint: the balancer has no peer
+        proxy = "http://" + NO_ENDPOINTS
+    if route.rewrite and not redirects:
+        out.line(rewrite)
+    out.line(f"proxy_pass {proxy};")
+    out.close()
+
+
+def _location(route: Route) -> str:
+    if route.modifier == "~*":
+        return "~* " + _quote("^" + route.location_path)
+    if route.modifier == "=":
+        return "= " + _quote(route.location_path)
+    return _quote(route.location_path)
+
+
+def _describe(route: Route) -> str:
+    if route.default_backend:
+        return f"default backend of {route.ingress}" if route.ingress else "the controller's 404"
+    return f"{route.path_type} {route.path} of {route.ingress} -> {route.backend}"
+
+
+def _is_ip_endpoint(address: str) -> bool:
+    host = address.rsplit(":", 1)[0].strip("[]")
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+def _quote(text: str) -> str:
+    """An nginx string: double quotes, `\\` and `"` escaped (nginx keeps other backslashes)."""
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _power_of_two(n: int) -> int:
+    return 1 << max(0, n - 1).bit_length()
+
+
+class _Writer:
+    def __init__(self) -> None:
+        self._lines: list[str] = []
+        self._depth = 0
+
+    def line(self, text: str) -> None:
+        self._lines.append("    " * self._depth + text)
+
+    def lines(self, texts: Sequence[str]) -> None:
+        for text in texts:
+            self.line(text)
+
+    def open(self, head: str, comment: str | None = None) -> None:
+        if comment:
+            self.line(f"# {comment}")
+        self.line(head + " {")
+        self._depth += 1
+
+    def close(self) -> None:
+        self._depth -= 1
+        self.line("}")
+
+    def block(self, head: str, body: Sequence[str]) -> None:
+        self.open(head)
+        self.lines(body)
+        self.close()
+
+    def text(self) -> str:
+        return "\n".join(self._lines) + "\n"
+
+
+# ================================================================ validation
+
+def validate(conf_text: str, nginx: str = NGINX) -> str | None:
+    """`nginx -t` on a temporary copy of `conf_text`: None when nginx accepts it, else its error.
+
+    A configuration nginx refuses is never loaded: the caller keeps the running one.
+    """
+    with tempfile.TemporaryDirectory(prefix="podnet-nginx-t-") as tmp:
+        conf = Path(tmp) / "nginx.conf"
+        conf.write_text(conf_text)
+        try:
+            done = subprocess.run([nginx, "-t", "-q", "-p", tmp, "-c", str(conf), "-e", str(Path(tmp) / "t.log")],
+                                  capture_output=True, text=True, timeout=60)
+        except OSError as exc:
+            return f"cannot run {nginx}: {exc}"
+    if done.returncode == 0:
+        return None
+    lines = [line for line in done.stderr.splitlines() if "[emerg]" in line or "[alert]" in line or "failed" in line]
+    return "\n".join(lines or done.stderr.splitlines() or [f"nginx -t exited {done.returncode}"])
