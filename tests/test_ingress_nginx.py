@@ -1,0 +1,293 @@
+"""The simulator and a real nginx agree: every routing case of tests/test_ingress.py, sent as a
+real HTTP(S) request to nginx running the config rendered from the same route table.
+
+For each world (the Ingresses of one test), nginx runs as the current user on 127.0.0.1 high
+ports (tests/nginxharness.py); each upstream with endpoints is a header-echo server of its own.
+Per request, `IngressController.route(url)` and nginx must agree on the status code, the
+backend (the echo server that answered is the upstream nginx chose), the URI that backend
+received, and the Location of a redirect. A disagreement is a bug in the simulator or in the
+renderer; the assertion message lists every one of a world at once.
+"""
+
+from __future__ import annotations
+
+import base64
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from podnet.ingressnginx import certificates, nginxconf
+from podnet.semantics.ingress import IngressController
+from tests import test_ingress as cases
+from tests.conftest import cluster_of
+from tests.nginxharness import CLIENT_ADDRESS, RunningNginx
+from tests.test_ingress import controller_for, docs, ingress, world
+
+# ---------------------------------------------------------------- the worlds and their requests
+
+
+def _k8s_table_worlds() -> list[tuple[str, object, list[str]]]:
+    out = []
+    for case, paths, request_path, _matches, _winner in cases.K8S_TABLE:
+        services = [f"svc-{i}" for i in range(len(paths))]
+        text = ingress("table", [{"host": "table.test", "paths": [(t, p, s) for (t, p), s in zip(paths, services)]}])
+        out.append((f"k8s_docs_{case}", lambda text=text, services=services: IngressController(
+            cluster_of(world(text, services))), [f"http://table.test{request_path}"]))
+    return out
+
+
+def _shop_details() -> IngressController:
+    return IngressController(cluster_of((cases.EXAMPLES / "shop" / "ingress.yaml").read_text() + "\n---\n"
+                                        + cases._shop_services()))
+
+
+def _examples() -> list[tuple[str, object, list[str]]]:
+    by_files: dict[tuple[str, ...], list[str]] = {}
+    for _case, files, url, *_ in cases.EXAMPLE_CASES:
+        by_files.setdefault(files, []).append(url)
+    return [(f"example_{'_'.join(Path(f).stem for f in files[-1:])}",
+             lambda files=files: cases._example(*files), urls) for files, urls in by_files.items()]
+
+
+def _tls_world(annotations: dict) -> IngressController:
+    return controller_for(ingress("t", [{"host": "t.test", "paths": [("Prefix", "/", "svc")]}], annotations=annotations,
+                                  tls=[{"hosts": ["t.test"], "secretName": "t-tls"}]))
+
+
+def _backend_world(backend: str, missing: tuple[str, ...]) -> IngressController:
+    return controller_for(ingress("b", [{"host": "b.test", "paths": [("Prefix", "/", backend)]}]), missing=missing)
+
+
+def _plain(text: str) -> IngressController:
+    return IngressController(cluster_of(world(text)))
+
+
+PRECEDENCE = {
+    "exact_host_over_wildcard_over_catch_all": (docs(
+        ingress("exact", [{"host": "a.foo.com", "paths": [("Prefix", "/", "exact")]}]),
+        ingress("wild", [{"host": "*.foo.com", "paths": [("Prefix", "/", "wild")]}]),
+        ingress("any", [{"paths": [("Prefix", "/", "any")]}])),
+        ["http://a.foo.com/", "http://b.foo.com/", "http://x.b.foo.com/", "http://192.168.1.200/"]),
+    "host_server_does_not_fall_back_to_catch_all_rules": (docs(
+        ingress("host", [{"host": "h.test", "paths": [("Prefix", "/a", "hosted")]}]),
+        ingress("any", [{"paths": [("Prefix", "/b", "anyhost")]}])), ["http://h.test/b", "http://other.test/b"]),
+    "paths_of_all_ingresses_for_a_host_are_merged": (docs(
+        ingress("one", [{"host": "m.test", "paths": [("Prefix", "/", "front")]}]),
+        ingress("two", [{"host": "m.test", "paths": [("Prefix", "/api", "api"), ("Exact", "/login", "login")]}])),
+        ["http://m.test/api/x", "http://m.test/apix", "http://m.test/login", "http://m.test/login/x"]),
+    "duplicate_path_oldest_ingress_wins": (docs(
+        ingress("newer", [{"host": "d.test", "paths": [("Prefix", "/x", "newer")]}], created="2025-06-01T00:00:00Z"),
+        ingress("older", [{"host": "d.test", "paths": [("Prefix", "/x", "older")]}], created="2025-01-01T00:00:00Z")),
+        ["http://d.test/x", "http://d.test/x/y"]),
+    "same_path_different_type_both_kept": (docs(
+        ingress("p", [{"host": "t.test", "paths": [("Prefix", "/foo", "prefix")]}]),
+        ingress("e", [{"host": "t.test", "paths": [("Exact", "/foo", "exact")]}])),
+        ["http://t.test/foo", "http://t.test/foo/bar", "http://t.test/foo/"]),
+    "implementation_specific_is_prefix": (ingress("i", [{"host": "i.test", "paths": [
+        ("ImplementationSpecific", "/foo", "svc")]}]), ["http://i.test/foo", "http://i.test/foo/bar", "http://i.test/foobar"]),
+    "catch_all_default_backend_first_ingress_without_rules_wins": (docs(
+        ingress("zz-old", default_backend="old-default", created="2024-01-01T00:00:00Z"),
+        ingress("aa-new", default_backend="new-default", created="2025-01-01T00:00:00Z"),
+        ingress("with-rules", [{"host": "r.test", "paths": [("Prefix", "/r", "ruled")]}], default_backend="rules-default",
+                created="2023-01-01T00:00:00Z")),
+        ["http://unknown.test/anything", "http://r.test/r", "http://r.test/other"]),
+    "catch_all_default_backend_not_replaced_by_hostless_root": (docs(
+        ingress("rules", [{"paths": [("Prefix", "/", "root-rule")]}], created="2023-01-01T00:00:00Z"),
+        ingress("catch", default_backend="catch-all", created="2024-01-01T00:00:00Z")), ["http://any.test/x"]),
+    "default_backend_of_ingress_with_rules_serves_its_hosts_only": (ingress(
+        "site", [{"host": "s.test", "paths": [("Prefix", "/app", "app")]}], default_backend="fallback"),
+        ["http://s.test/other", "http://s.test/app/1", "http://elsewhere.test/other"]),
+    "default_backend_of_hostless_rules_is_not_the_catch_all": (ingress(
+        "hostless", [{"paths": [("Prefix", "/app", "app")]}], default_backend="fallback"),
+        ["http://any.test/app", "http://any.test/other"]),
+    "root_path_replaces_the_servers_default_location": (docs(
+        ingress("first", [{"host": "r.test", "paths": [("Prefix", "/x", "x")]}], default_backend="fallback"),
+        ingress("second", [{"host": "r.test", "paths": [("Prefix", "/", "root")]}])), ["http://r.test/other"]),
+    "canary_ingress_adds_no_route": (docs(
+        ingress("main", [{"host": "c.test", "paths": [("Prefix", "/", "stable")]}]),
+        ingress("canary", [{"host": "c.test", "paths": [("Prefix", "/", "canary")]}],
+                annotations={"nginx.ingress.kubernetes.io/canary": "true"})), ["http://c.test/"]),
+    "use_regex_alone": (ingress("re", [{"host": "re.test", "paths": [("ImplementationSpecific", "/foo/.*", "echo:80")]}],
+                                annotations={"nginx.ingress.kubernetes.io/use-regex": "true"}),
+                        ["http://re.test/foo/x/y", "http://re.test/FOO/x", "http://re.test/foo"]),
+    "regex_mode_makes_exact_a_case_insensitive_prefix": (docs(
+        ingress("exact", [{"host": "x.test", "paths": [("Exact", "/exact", "exact:80")]}]),
+        ingress("regex", [{"host": "x.test", "paths": [("ImplementationSpecific", "/r.*", "regex:80")]}],
+                annotations={"nginx.ingress.kubernetes.io/use-regex": "true"})),
+        ["http://x.test/EXACTLY/more", "http://x.test/rabbit"]),
+    "rewrite_target_equal_to_path": (ingress("same", [{"host": "s.test", "paths": [("Prefix", "/", "echo:80")]}],
+                                             annotations={"nginx.ingress.kubernetes.io/rewrite-target": "/"}),
+                                     ["http://s.test/a/b?q=1"]),
+    "regex_is_per_host": (docs(
+        ingress("regex", [{"host": "r.test", "paths": [("ImplementationSpecific", "/a", "echo:80")]}],
+                annotations={"nginx.ingress.kubernetes.io/rewrite-target": "/"}),
+        ingress("plain", [{"host": "p.test", "paths": [("Prefix", "/a", "echo:80")]}])),
+        ["http://r.test/abc", "http://p.test/abc"]),
+    "force_ssl_redirect_without_tls": (ingress("f", [{"host": "f.test", "paths": [("Prefix", "/", "svc")]}],
+                                              annotations={"nginx.ingress.kubernetes.io/force-ssl-redirect": "true"}),
+                                      ["http://f.test/", "http://f.test/x/", "https://f.test/x"]),
+    "app_root": (ingress("a", [{"host": "approot.bar.com", "paths": [("Prefix", "/", "svc")]}],
+                         annotations={"nginx.ingress.kubernetes.io/app-root": "/app1"}),
+                 ["http://approot.bar.com/", "http://approot.bar.com/app1", "http://approot.bar.com/x?y=1"]),
+    "rewrite_to_a_url_redirects": (ingress("u", [{"host": "u.test", "paths": [("ImplementationSpecific", "/go(.*)", "svc")]}],
+                                           annotations={"nginx.ingress.kubernetes.io/rewrite-target":
+                                                        "https://elsewhere.test/landing$1"}),
+                                   ["http://u.test/go/x?a=1", "http://u.test/other"]),
+    "bad_regex_is_left_out_the_rest_served": (docs(
+        ingress("bad", [{"host": "bad.test", "paths": [("ImplementationSpecific", "/broken(", "svc")]}],
+                annotations={"nginx.ingress.kubernetes.io/use-regex": "true"}),
+        ingress("good", [{"host": "good.test", "paths": [("Prefix", "/", "svc")]}])),
+        ["http://bad.test/broken(", "http://bad.test/x", "http://good.test/y"]),
+}
+
+WORLDS: list[tuple[str, object, list[str]]] = [
+    *_k8s_table_worlds(),
+    ("conformance_host_rules", lambda: controller_for(cases.HOST_RULES), [r[1] for r in cases.CONFORMANCE_HOSTS]),
+    ("conformance_path_rules", lambda: controller_for(cases.PATH_RULES), [r[1] for r in cases.CONFORMANCE_PATHS]),
+    ("conformance_default_backend", lambda: controller_for(cases.DEFAULT_BACKEND),
+     [r[1] for r in cases.CONFORMANCE_DEFAULT]),
+    *[(f"rewrite_{name}", lambda text=text: controller_for(text), [r[2] for r in cases.REWRITES if r[1] is text])
+      for name, text in [("A", cases.REWRITE_A), ("B", cases.REWRITE_B), ("C", cases.REWRITE_C),
+                         ("D", cases.REWRITE_D), ("E", cases.REWRITE_E), ("F", cases.REWRITE_F),
+                         ("G", cases.REWRITE_G), ("H", cases.REWRITE_H)]],
+    *[(f"backend_{c[0]}", lambda c=c: _backend_world(c[1], c[2]), ["http://b.test/", "http://b.test/x"])
+      for c in cases.BACKEND_CASES],
+    *[(f"tls_{c[0]}", lambda c=c: _tls_world(c[1]), [c[2], c[2].replace("http://", "https://"), "http://t.test/",
+                                                      "http://t.test/dir/"]) for c in cases.TLS_CASES],
+    ("nginx_details_shop", _shop_details, [c[1] for c in cases.NGINX_DETAILS]),
+    *_examples(),
+    *[(name, lambda text=text: controller_for(text), urls) for name, (text, urls) in PRECEDENCE.items()],
+    # a location without endpoints answers 503, but nginx's 301 to `/foo/` comes first
+    ("no_endpoints_auto_redirect_comes_first", lambda: controller_for(
+        ingress("g", [{"host": "g.test", "paths": [("Prefix", "/foo/", "gone"), ("Exact", "/bar/", "gone")]}]),
+        missing=("gone",)), ["http://g.test/foo", "http://g.test/foo/x", "http://g.test/bar", "http://g.test/bar/"]),
+]
+
+
+@pytest.mark.parametrize("build,urls", [w[1:] for w in WORLDS], ids=[w[0] for w in WORLDS])
+def test_trace_and_nginx_agree(build, urls):
+    controller = build()
+    with RunningNginx(controller) as nginx:
+        disagreements = []
+        for url in urls:
+            expected = controller.route(url)
+            got = nginx.fetch(url)
+            echo = got.echo
+            route = expected.route_entry
+            sim = {"status": expected.status,
+                   "backend": route.upstream if expected.status == 200 and route is not None else None,
+                   "upstream_path": expected.upstream_path if expected.status == 200 else None,
+                   "location": expected.redirect if expected.status in (301, 302, 307, 308) else None}
+            real = {"status": got.status,
+                    "backend": nginx.echo.names_by_port.get(echo["port"]) if echo else None,
+                    "upstream_path": echo["path"] if echo else None,
+                    "location": got.headers.get("location") if got.status in (301, 302, 307, 308) else None}
+            if sim != real:
+                disagreements.append(f"{url}\n  trace: {sim}\n  nginx: {real}\n  why:   "
+                                     + "\n         ".join(expected.explanation))
+        assert not disagreements, "\n".join(disagreements)
+
+
+# ---------------------------------------------------------------- what nginx adds on the way
+
+
+def test_proxy_headers_are_ingress_nginx_s():
+    controller = controller_for(ingress("h", [{"host": "h.test", "paths": [("Prefix", "/", "svc")]}]))
+    with RunningNginx(controller) as nginx:
+        plain = nginx.fetch("http://h.test:8080/a", headers={"X-Forwarded-For": "203.0.113.9"}).echo
+        secure = nginx.fetch("https://h.test/b").echo
+    assert plain["headers"]["host"] == "h.test:8080"              # $best_http_host: as the client sent it
+    assert plain["headers"]["x-forwarded-host"] == "h.test:8080"
+    assert plain["headers"]["x-real-ip"] == CLIENT_ADDRESS
+    assert plain["headers"]["x-forwarded-for"] == CLIENT_ADDRESS   # use-forwarded-headers off: not trusted
+    assert plain["headers"]["x-original-forwarded-for"] == "203.0.113.9"
+    assert plain["headers"]["x-forwarded-proto"] == plain["headers"]["x-scheme"] == "http"
+    assert secure["headers"]["x-forwarded-proto"] == "https"
+    assert secure["headers"]["x-forwarded-port"] == "443"          # the HTTPS listener counts as 443
+    assert plain["headers"]["x-request-id"]
+
+
+def test_health_endpoints():
+    with RunningNginx(controller_for(cases.DEFAULT_BACKEND)) as nginx:
+        assert nginx.request("http", nginx.options.health_listen, "", "/healthz").status == 200
+        assert nginx.fetch("http://anything/healthz").status == 200
+        assert nginx.fetch("http://anything/nginx_status").status == 403  # from outside (127.0.0.2)
+
+
+# ---------------------------------------------------------------- TLS by SNI
+
+
+def _self_signed(tmp: Path, host: str) -> tuple[str, str]:
+    crt, key = tmp / f"{host}.crt", tmp / f"{host}.key"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+                    "-days", "2", "-subj", f"/CN={host}", "-keyout", str(key), "-out", str(crt)],
+                   check=True, capture_output=True)
+    return base64.b64encode(crt.read_bytes()).decode(), base64.b64encode(key.read_bytes()).decode()
+
+
+def _tls_secret(name: str, crt: str, key: str | None) -> str:
+    """A kubernetes.io/tls Secret; without a key an Opaque one (the API server requires tls.key)."""
+    data = f'tls.crt: "{crt}"' + (f', tls.key: "{key}"' if key else "")
+    kind = "kubernetes.io/tls" if key else "Opaque"
+    return (f"apiVersion: v1\nkind: Secret\nmetadata: {{name: {name}, namespace: default}}\n"
+            f"type: {kind}\ndata: {{{data}}}")
+
+
+def test_certificates_by_sni_and_the_default_certificate(tmp_path):
+    one, two = _self_signed(tmp_path, "one.test"), _self_signed(tmp_path, "two.test")
+    text = docs(
+        ingress("one", [{"host": "one.test", "paths": [("Prefix", "/", "svc")]}],
+                tls=[{"hosts": ["one.test"], "secretName": "one-tls"}]),
+        ingress("two", [{"host": "two.test", "paths": [("Prefix", "/", "svc")]}],
+                tls=[{"hosts": ["two.test"], "secretName": "two-tls"}]),
+        ingress("keyless", [{"host": "keyless.test", "paths": [("Prefix", "/", "svc")]}],
+                tls=[{"hosts": ["keyless.test"], "secretName": "keyless-tls"}]),
+        ingress("missing", [{"host": "missing.test", "paths": [("Prefix", "/", "svc")]}],
+                tls=[{"hosts": ["missing.test"], "secretName": "nowhere"}]))
+    controller = IngressController(cluster_of(world(text, ["svc"], extra=docs(
+        _tls_secret("one-tls", *one), _tls_secret("two-tls", *two), _tls_secret("keyless-tls", one[0], None)))))
+    found = certificates.secret_certificates(controller, tmp_path / "pem")
+    assert sorted(found.files) == ["default/one-tls", "default/two-tls"]
+    assert found.problems == ["Secret default/keyless-tls: no tls.key: the default certificate is served",
+                              "Secret default/nowhere does not exist: the default certificate is served"]
+    with RunningNginx(controller, certificate_files=found.files) as nginx:
+        assert nginx.peer_certificate_subject("one.test") == "subject=CN = one.test"
+        assert nginx.peer_certificate_subject("two.test") == "subject=CN = two.test"
+        fake = "subject=O = Acme Co, CN = Kubernetes Ingress Controller Fake Certificate"
+        assert nginx.peer_certificate_subject("keyless.test") == fake
+        assert nginx.peer_certificate_subject("unknown.test") == fake
+        assert nginx.peer_certificate_subject(None) == fake
+        assert nginx.fetch("https://two.test/x").echo["path"] == "/x"
+
+
+def test_a_certificate_that_does_not_match_its_key_is_refused(tmp_path):
+    one, two = _self_signed(tmp_path, "one.test"), _self_signed(tmp_path, "two.test")
+    text = ingress("one", [{"host": "one.test", "paths": [("Prefix", "/", "svc")]}],
+                   tls=[{"hosts": ["one.test"], "secretName": "mixed"}])
+    controller = IngressController(cluster_of(world(text, ["svc"], extra=_tls_secret("mixed", one[0], two[1]))))
+    found = certificates.secret_certificates(controller, tmp_path / "pem")
+    assert found.files == {} and "do not load as a certificate and its key" in found.problems[0]
+
+
+# ---------------------------------------------------------------- validation
+
+
+def test_validate_accepts_a_rendered_config_and_reports_what_nginx_refuses(tmp_path):
+    controller = cases._example(*cases.SHOP)
+    options = nginxconf.NginxOptions(runtime_dir=tmp_path, default_certificate=certificates.default_certificate(tmp_path))
+    text = nginxconf.render(controller, nginxconf.endpoint_upstreams(controller), options)
+    assert nginxconf.validate(text) is None
+    assert "upstream shop-backend-http {" in text and "server 10.244." in text  # pod IPs, not the ClusterIP
+    error = nginxconf.validate(text.replace("proxy_pass http://shop-backend-http;", "proxy_pass http://no-such-upstream;"))
+    assert error is not None and "[emerg]" in error and "no-such-upstream" in error
+
+
+def test_an_invalid_regex_is_left_out_of_the_config(tmp_path):
+    controller = controller_for(ingress("bad", [{"host": "bad.test", "paths": [("ImplementationSpecific", "/broken(",
+                                                                                "svc")]}],
+                                        annotations={"nginx.ingress.kubernetes.io/use-regex": "true"}))
+    options = nginxconf.NginxOptions(runtime_dir=tmp_path, default_certificate=certificates.default_certificate(tmp_path))
+    text = nginxconf.render(controller, nginxconf.endpoint_upstreams(controller), options)
+    assert "# left out: ~* \"^/broken(\" of default/bad: invalid regular expression" in text
+    assert nginxconf.validate(text) is None
