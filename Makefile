@@ -44,6 +44,7 @@ bench: install
 	$(BIN)/python bench/trace.py
 	$(BIN)/python bench/cluster_dns.py
 	$(BIN)/python bench/matrix.py
+	$(BIN)/python bench/ingress_render.py
 
 clean:
 	rm -rf $(VENV) $(NCA_VENV) build src/*.egg-info .pytest_cache .hypothesis

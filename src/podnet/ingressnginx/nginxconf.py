@@ -5,9 +5,10 @@ Every routing decision is read from `IngressController.servers()` (`Server`, `Ro
 plain nginx where ingress-nginx uses Lua:
 
 - one `server` per Server (`server_name` exact, `~^(?<subdomain>[\\w-]+)\\.foo\\.com$` for a
-  wildcard as template.go buildServerName writes it, `_` as default_server), listening on the
-  HTTP port and, with TLS, on the HTTPS port — every server, as ingress-nginx does, with its
-  Secret's certificate or the controller's default one;
+  wildcard as template.go buildServerName writes it, `_` as default_server), each listening
+  on the HTTP and the HTTPS port, as ingress-nginx does: a server with a usable TLS Secret
+  has its certificate, every other one is answered with the default server's (the controller's
+  self-signed default certificate), which nginx keeps when SNI selects a server without one;
 - the locations in the Route order, with their modifiers (`=`, prefix, `~* "^path"`);
 - ingress-nginx's Lua balancer becomes one `upstream` block per backend listing the ready
   endpoints (pod IP:port, not the ClusterIP); a backend without endpoints answers 503 before
@@ -126,8 +127,6 @@ def render(controller: IngressController, upstreams: Mapping[str, Sequence[str]]
         "client_max_body_size 1m;",
         "ssl_protocols TLSv1.2 TLSv1.3;",
         "ssl_session_cache shared:SSL:10m;",
-        f"ssl_certificate {_quote(str(options.default_certificate))};",
-        f"ssl_certificate_key {_quote(str(options.default_certificate))};",
     ])
     if options.resolver:
         out.line(f"resolver {options.resolver} valid=30s;")
@@ -213,6 +212,11 @@ def _render_server(out: _Writer, server: Server, upstreams: Mapping[str, Sequenc
                f"listen {options.http_listen}{default};",
                f"listen {options.https_listen}{default} ssl;"])
     certificate = options.certificates.get(server.tls_secret) if server.tls_secret else None
+    if not server.host:
+        # only the default server holds the default certificate: a server without one of its
+        # own keeps the default server's TLS context after SNI, and nginx does not load the
+        # same PEM once per server (half a millisecond each, most of `nginx -t` for 1,000 hosts)
+        certificate = options.default_certificate
     if certificate is not None:
         out.lines([f"ssl_certificate {_quote(str(certificate))};", f"ssl_certificate_key {_quote(str(certificate))};"])
     elif server.tls:
