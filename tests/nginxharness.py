@@ -62,10 +62,15 @@ class EchoServers:
         self.by_name: dict[str, ThreadingHTTPServer] = {}
         self.names_by_port: dict[int, str] = {}
 
-    def address(self, name: str) -> str:
+    def address(self, name: str, tls_certificate: Path | None = None) -> str:
+        """The echo server for upstream `name` (HTTPS with `tls_certificate`, for backend-protocol)."""
         if name not in self.by_name:
             server = ThreadingHTTPServer(("127.0.0.1", 0), _Echo)
             server.daemon_threads = True
+            if tls_certificate is not None:
+                context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+                context.load_cert_chain(str(tls_certificate))
+                server.socket = context.wrap_socket(server.socket, server_side=True)
             threading.Thread(target=server.serve_forever, daemon=True).start()
             self.by_name[name] = server
             self.names_by_port[server.server_address[1]] = name
@@ -113,7 +118,9 @@ class RunningNginx:
 
     def upstreams(self, controller: IngressController) -> dict[str, tuple[str, ...]]:
         """Each upstream the simulator gives endpoints to → its own echo server; the others none."""
-        return {u.name: (self.echo.address(u.name),) if u.endpoints else () for u in controller.upstreams()}
+        https = {r.upstream for r in controller.routes() if r.backend_protocol == "HTTPS"}
+        return {u.name: (self.echo.address(u.name, self.default_certificate if u.name in https else None),)
+                if u.endpoints else () for u in controller.upstreams()}
 
     def render(self, controller: IngressController) -> str:
         return nginxconf.render(controller, self.upstreams(controller), self.options)
@@ -124,7 +131,8 @@ class RunningNginx:
                 runtime_dir=self.dir, default_certificate=self.default_certificate,
                 http_listen=f"127.0.0.1:{free_port()}", https_listen=f"127.0.0.1:{free_port()}",
                 health_listen=f"127.0.0.1:{free_port()}", certificates=self.certificate_files,
-                worker_processes=self.worker_processes, access_log=self.access_log)
+                worker_processes=self.worker_processes, access_log=self.access_log,
+                user="root" if os.geteuid() == 0 else None)  # workers that can write the temp dirs
             text = self.render(self.controller)
             error = nginxconf.validate(text)
             if error is not None:
@@ -161,20 +169,23 @@ class RunningNginx:
         assert self.process is not None
         os.kill(self.process.pid, signal.SIGHUP)
 
-    def fetch(self, url: str, method: str = "GET", headers: Mapping[str, str] | None = None) -> Response:
+    def fetch(self, url: str, method: str = "GET", headers: Mapping[str, str] | None = None,
+              body: bytes = b"") -> Response:
         """`url` as a client sends it: Host from the URL (port included), path byte for byte."""
         scheme, rest = url.split("://", 1)
         netloc = urlsplit(url).netloc
         target = rest[len(netloc):] or "/"
         listen = self.options.https_listen if scheme == "https" else self.options.http_listen
-        return self.request(scheme, listen, netloc, target, method, headers)
+        return self.request(scheme, listen, netloc, target, method, headers, body)
 
     def request(self, scheme: str, listen: str, host: str, target: str, method: str = "GET",
-                headers: Mapping[str, str] | None = None) -> Response:
+                headers: Mapping[str, str] | None = None, body: bytes = b"") -> Response:
         address, port = listen.rsplit(":", 1)
         lines = [f"{method} {target} HTTP/1.1" if host else f"{method} {target} HTTP/1.0"]
         if host:
             lines.append(f"Host: {host}")
+        if body:
+            lines.append(f"Content-Length: {len(body)}")
         lines += [f"{k}: {v}" for k, v in (headers or {}).items()] + ["Connection: close", "", ""]
         raw = socket.create_connection((address, int(port)), timeout=DEADLINE, source_address=(CLIENT_ADDRESS, 0))
         try:
@@ -184,6 +195,10 @@ class RunningNginx:
                 sni = urlsplit("//" + host).hostname if host else None
                 raw = context.wrap_socket(raw, server_hostname=sni or None)
             raw.sendall("\r\n".join(lines).encode("latin-1"))
+            try:
+                raw.sendall(body)
+            except OSError:
+                pass  # nginx answered (413) without reading the body: its answer is still there
             chunks = []
             while chunk := raw.recv(65536):
                 chunks.append(chunk)

@@ -780,6 +780,52 @@ def test_app_root_redirects_root_only():
     assert controller.route("http://approot.bar.com/app1").upstream_path == "/app1"
 
 
+# (case, annotations, client, body size, status): the access phase and client_max_body_size
+ACCESS_CASES = [
+    ("source_range_includes_client", {"whitelist-source-range": "10.0.0.0/8"}, "10.1.2.3", 0, 200),
+    ("source_range_excludes_client_403", {"whitelist-source-range": "10.0.0.0/8"}, "192.168.1.50", 0, 403),
+    ("allowlist_is_the_newer_name", {"allowlist-source-range": "192.168.1.50"}, "192.168.1.50", 0, 200),
+    ("allowlist_wins_over_whitelist", {"allowlist-source-range": "10.0.0.0/8",
+                                       "whitelist-source-range": "192.168.1.0/24"}, "192.168.1.50", 0, 403),
+    ("unknown_client_is_assumed_allowed", {"whitelist-source-range": "10.0.0.0/8"}, None, 0, 200),
+    ("invalid_source_range_denies_the_location_503", {"whitelist-source-range": "10.0.0.0/33"}, "10.1.2.3", 0, 503),
+    ("default_body_size_is_1m", {}, None, 1024 * 1024, 200),
+    ("body_over_1m_is_413", {}, None, 1024 * 1024 + 1, 413),
+    ("proxy_body_size_raises_the_limit", {"proxy-body-size": "8m"}, None, 2 * 1024 * 1024, 200),
+    ("proxy_body_size_zero_is_unlimited", {"proxy-body-size": "0"}, None, 1 << 30, 200),
+    ("proxy_body_size_lowers_the_limit", {"proxy-body-size": "1k"}, None, 1025, 413),
+    ("invalid_proxy_body_size_keeps_the_default", {"proxy-body-size": "lots"}, None, 2 * 1024 * 1024, 413),
+    ("body_size_is_checked_before_the_source_range", {"whitelist-source-range": "10.0.0.0/8",
+                                                      "proxy-body-size": "1k"}, "192.168.1.50", 2000, 413),
+]
+
+
+@pytest.mark.parametrize("annotations,client,body_size,status", [c[1:] for c in ACCESS_CASES],
+                         ids=[c[0] for c in ACCESS_CASES])
+def test_source_ranges_and_body_size(annotations, client, body_size, status):
+    text = ingress("a", [{"host": "a.test", "paths": [("Prefix", "/", "svc")]}],
+                   annotations={f"nginx.ingress.kubernetes.io/{k}": v for k, v in annotations.items()})
+    controller = controller_for(text)
+    result = controller.route("http://a.test/x", client=client, body_size=body_size)
+    assert result.status == status
+    if status == 503 or "lots" in annotations.values():
+        assert any(w.startswith("Ingress default/a: ") for w in controller.warnings)
+    if client is None and annotations.get("whitelist-source-range"):
+        assert any("not known here, assumed allowed" in line for line in result.explanation)
+
+
+def test_backend_protocol_and_x_forwarded_prefix_are_carried_in_the_route():
+    text = ingress("p", [{"host": "p.test", "paths": [("Prefix", "/", "svc")]}],
+                   annotations={"nginx.ingress.kubernetes.io/backend-protocol": "https",
+                                "nginx.ingress.kubernetes.io/x-forwarded-prefix": "/p"})
+    route = controller_for(text).route("http://p.test/").route_entry
+    assert (route.backend_protocol, route.x_forwarded_prefix) == ("HTTPS", "/p")
+    controller = controller_for(ingress("f", [{"host": "f.test", "paths": [("Prefix", "/", "svc")]}],
+                                        annotations={"nginx.ingress.kubernetes.io/backend-protocol": "FCGI"}))
+    assert controller.route("http://f.test/").route_entry.backend_protocol == "HTTP"
+    assert any("backend-protocol 'FCGI' is not modelled" in w for w in controller.warnings)
+
+
 NGINX_DETAILS = [
     ("host_port_and_case_are_ignored", "http://SHOP.example.com:8080/api", 200, "backend:http", "/api"),
     ("slashes_are_merged_for_matching", "http://shop.example.com//api//cart", 200, "backend:http", "//api//cart"),

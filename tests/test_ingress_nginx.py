@@ -141,6 +141,33 @@ PRECEDENCE = {
         ["http://bad.test/broken(", "http://bad.test/x", "http://good.test/y"]),
 }
 
+# allowlist-source-range (the client is 127.0.0.2), proxy-body-size, backend-protocol HTTPS,
+# and a source range ingress-nginx rejects
+ANNOTATED = docs(
+    ingress("allowed", [{"host": "allowed.test", "paths": [("Prefix", "/", "svc")]}],
+            annotations={"nginx.ingress.kubernetes.io/whitelist-source-range": "10.0.0.0/8, 127.0.0.0/24"}),
+    ingress("refused", [{"host": "refused.test", "paths": [("Prefix", "/", "svc")]}],
+            annotations={"nginx.ingress.kubernetes.io/allowlist-source-range": "10.0.0.0/8,192.168.1.5"}),
+    ingress("refused-tls", [{"host": "refused-tls.test", "paths": [("Prefix", "/", "svc")]}],
+            annotations={"nginx.ingress.kubernetes.io/allowlist-source-range": "10.0.0.0/8"},
+            tls=[{"hosts": ["refused-tls.test"], "secretName": "none"}]),
+    ingress("bad-range", [{"host": "bad-range.test", "paths": [("Prefix", "/", "svc")]}],
+            annotations={"nginx.ingress.kubernetes.io/whitelist-source-range": "10.0.0.0/33"}),
+    ingress("small", [{"host": "small.test", "paths": [("Prefix", "/up", "upload"), ("Prefix", "/", "svc")]}],
+            annotations={"nginx.ingress.kubernetes.io/proxy-body-size": "1k"}),
+    ingress("unlimited", [{"host": "big.test", "paths": [("Prefix", "/", "upload")]}],
+            annotations={"nginx.ingress.kubernetes.io/proxy-body-size": "0"}),
+    ingress("default-size", [{"host": "default-size.test", "paths": [("Prefix", "/", "upload")]}]),
+    ingress("secure-backend", [{"host": "secure.test", "paths": [("Prefix", "/", "secure:8443")]}],
+            annotations={"nginx.ingress.kubernetes.io/backend-protocol": "HTTPS"}))
+ANNOTATED_REQUESTS = [
+    "http://allowed.test/a", "http://refused.test/a", "http://refused-tls.test/a", "https://refused-tls.test/a",
+    "http://bad-range.test/a", ("http://small.test/up/x", 1000), ("http://small.test/up/x", 1025),
+    ("http://small.test/up", 2000), "http://small.test/", ("http://big.test/x", 1_100_000),
+    ("http://default-size.test/x", 1024 * 1024), ("http://default-size.test/x", 1024 * 1024 + 1),
+    "https://secure.test/over/tls?q=1",
+]
+
 WORLDS: list[tuple[str, object, list[str]]] = [
     *_k8s_table_worlds(),
     ("conformance_host_rules", lambda: controller_for(cases.HOST_RULES), [r[1] for r in cases.CONFORMANCE_HOSTS]),
@@ -158,6 +185,7 @@ WORLDS: list[tuple[str, object, list[str]]] = [
     ("nginx_details_shop", _shop_details, [c[1] for c in cases.NGINX_DETAILS]),
     *_examples(),
     *[(name, lambda text=text: controller_for(text), urls) for name, (text, urls) in PRECEDENCE.items()],
+    ("annotations_source_range_body_size_protocol", lambda: controller_for(ANNOTATED), ANNOTATED_REQUESTS),
     # a location without endpoints answers 503, but nginx's 301 to `/foo/` comes first
     ("no_endpoints_auto_redirect_comes_first", lambda: controller_for(
         ingress("g", [{"host": "g.test", "paths": [("Prefix", "/foo/", "gone"), ("Exact", "/bar/", "gone")]}]),
@@ -170,9 +198,10 @@ def test_trace_and_nginx_agree(build, urls):
     controller = build()
     with RunningNginx(controller) as nginx:
         disagreements = []
-        for url in urls:
-            expected = controller.route(url)
-            got = nginx.fetch(url)
+        for request in urls:
+            url, body_size = request if isinstance(request, tuple) else (request, 0)
+            expected = controller.route(url, client=CLIENT_ADDRESS, body_size=body_size)
+            got = nginx.fetch(url, method="POST", body=b"x" * body_size) if body_size else nginx.fetch(url)
             echo = got.echo
             route = expected.route_entry
             sim = {"status": expected.status,
@@ -184,7 +213,7 @@ def test_trace_and_nginx_agree(build, urls):
                     "upstream_path": echo["path"] if echo else None,
                     "location": got.headers.get("location") if got.status in (301, 302, 307, 308) else None}
             if sim != real:
-                disagreements.append(f"{url}\n  trace: {sim}\n  nginx: {real}\n  why:   "
+                disagreements.append(f"{url} (body {body_size} bytes)\n  trace: {sim}\n  nginx: {real}\n  why:   "
                                      + "\n         ".join(expected.explanation))
         assert not disagreements, "\n".join(disagreements)
 
@@ -206,6 +235,26 @@ def test_proxy_headers_are_ingress_nginx_s():
     assert secure["headers"]["x-forwarded-proto"] == "https"
     assert secure["headers"]["x-forwarded-port"] == "443"          # the HTTPS listener counts as 443
     assert plain["headers"]["x-request-id"]
+
+
+def test_x_forwarded_prefix_is_added_to_the_other_headers():
+    controller = controller_for(ingress("p", [{"host": "p.test", "paths": [("ImplementationSpecific", "/app(/|$)(.*)",
+                                                                            "svc")]}],
+                                        annotations={"nginx.ingress.kubernetes.io/rewrite-target": "/$2",
+                                                     "nginx.ingress.kubernetes.io/x-forwarded-prefix": "/app"}))
+    with RunningNginx(controller) as nginx:
+        echo = nginx.fetch("http://p.test/app/x").echo
+    assert (echo["path"], echo["headers"]["x-forwarded-prefix"]) == ("/x", "/app")
+    assert echo["headers"]["x-real-ip"] == CLIENT_ADDRESS and echo["headers"]["host"] == "p.test"
+
+
+def test_grpc_backends_render_as_grpc_pass(tmp_path):
+    controller = controller_for(ingress("g", [{"host": "g.test", "paths": [("Prefix", "/", "svc")]}],
+                                        annotations={"nginx.ingress.kubernetes.io/backend-protocol": "grpcs"}))
+    options = nginxconf.NginxOptions(runtime_dir=tmp_path, default_certificate=certificates.default_certificate(tmp_path))
+    text = nginxconf.render(controller, nginxconf.endpoint_upstreams(controller), options)
+    assert "grpc_pass grpcs://default-svc-8080;" in text
+    assert nginxconf.validate(text) is None
 
 
 def test_health_endpoints():

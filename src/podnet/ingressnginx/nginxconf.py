@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from podnet.semantics.ingress import (
+    DEFAULT_PROXY_BODY_SIZE,
     HEALTHZ_PATH,
     HTTP_REDIRECT_CODE,
     NGINX_STATUS_PATH,
@@ -70,6 +71,10 @@ class NginxOptions:
     worker_processes: str = "auto"
     access_log: bool = True
     status_allowed: str = "127.0.0.1"  # who may read /nginx_status (the template's `allow`)
+    # the workers' user when nginx starts as root (it must own the temp directories, which
+    # bodies larger than a buffer are written to); None: nginx's default (nobody), or the
+    # current user when not root
+    user: str | None = None
 
     @property
     def pid_file(self) -> Path:
@@ -101,6 +106,8 @@ def render(controller: IngressController, upstreams: Mapping[str, Sequence[str]]
     out = _Writer()
     runtime = options.runtime_dir
     out.line("# nginx.conf rendered by podnet from the ingress-nginx route table (podnet.semantics.ingress)")
+    if options.user:
+        out.line(f"user {options.user};")
     out.line(f"worker_processes {options.worker_processes};")
     out.line(f"pid {_quote(str(options.pid_file))};")
     out.line(f"error_log {_quote(str(options.error_log))} notice;")
@@ -124,7 +131,7 @@ def render(controller: IngressController, upstreams: Mapping[str, Sequence[str]]
         f"server_names_hash_bucket_size {_power_of_two(max(64, longest + 16))};",
         f"server_names_hash_max_size {_power_of_two(max(1024, 2 * len(servers)))};",
         "variables_hash_bucket_size 256;",
-        "client_max_body_size 1m;",
+        f"client_max_body_size {DEFAULT_PROXY_BODY_SIZE};",
         "ssl_protocols TLSv1.2 TLSv1.3;",
         "ssl_session_cache shared:SSL:10m;",
     ])
@@ -166,23 +173,31 @@ def _render_maps(out: _Writer, options: NginxOptions) -> None:
               ['"~^(?<without_slash>.*)/$" $without_slash;', "default $request_uri;"])
 
 
+# nginx.tmpl's proxy_set_header lines (use-forwarded-headers off), written once at http level;
+# a location that adds one (X-Forwarded-Prefix) repeats them all, since nginx inherits
+# proxy_set_header only into locations that set none.
+PROXY_HEADERS = (
+    "proxy_set_header Host $best_http_host;",
+    "proxy_set_header Upgrade $http_upgrade;",
+    "proxy_set_header Connection $connection_upgrade;",
+    "proxy_set_header X-Request-ID $req_id;",
+    "proxy_set_header X-Real-IP $remote_addr;",
+    "proxy_set_header X-Forwarded-For $remote_addr;",
+    "proxy_set_header X-Forwarded-Host $best_http_host;",
+    "proxy_set_header X-Forwarded-Port $pass_port;",
+    "proxy_set_header X-Forwarded-Proto $scheme;",
+    "proxy_set_header X-Forwarded-Scheme $scheme;",
+    "proxy_set_header X-Scheme $scheme;",
+    "proxy_set_header X-Original-Forwarded-For $http_x_forwarded_for;",
+    'proxy_set_header Proxy "";',
+)
+
+
 def _render_proxy_settings(out: _Writer) -> None:
-    """nginx.tmpl's per-location proxy settings, once at http level (no location overrides them)."""
+    """nginx.tmpl's per-location proxy settings, once at http level."""
+    out.lines(PROXY_HEADERS)
     out.lines([
         "proxy_http_version 1.1;",
-        "proxy_set_header Host $best_http_host;",
-        "proxy_set_header Upgrade $http_upgrade;",
-        "proxy_set_header Connection $connection_upgrade;",
-        "proxy_set_header X-Request-ID $req_id;",
-        "proxy_set_header X-Real-IP $remote_addr;",
-        "proxy_set_header X-Forwarded-For $remote_addr;",
-        "proxy_set_header X-Forwarded-Host $best_http_host;",
-        "proxy_set_header X-Forwarded-Port $pass_port;",
-        "proxy_set_header X-Forwarded-Proto $scheme;",
-        "proxy_set_header X-Forwarded-Scheme $scheme;",
-        "proxy_set_header X-Scheme $scheme;",
-        "proxy_set_header X-Original-Forwarded-For $http_x_forwarded_for;",
-        'proxy_set_header Proxy "";',
         "proxy_connect_timeout 5s;",
         "proxy_send_timeout 60s;",
         "proxy_read_timeout 60s;",
@@ -239,10 +254,14 @@ def _render_server(out: _Writer, server: Server, upstreams: Mapping[str, Sequenc
 def _render_location(out: _Writer, server: Server, route: Route, upstreams: Mapping[str, Sequence[str]],
                      options: NginxOptions) -> None:
     out.open(f"location {_location(route)}", comment=_describe(route))
+    if route.proxy_body_size != DEFAULT_PROXY_BODY_SIZE:
+        out.line(f"client_max_body_size {route.proxy_body_size};")
     if route.upstream is None:
         out.line("return 404;")  # the controller's default backend
         out.close()
         return
+    if route.denied:
+        out.lines([f"# location denied: {route.denied}", "return 503;"])
     target = route.rewrite_target or ""
     rewrite = f"rewrite {_quote('(?i)' + route.location_path)} {_quote(target)} break;"
     redirects = route.rewrite and target.startswith(("http://", "https://"))
@@ -263,8 +282,20 @@ def _render_location(out: _Writer, server: Server, route: Route, upstreams: Mapp
         proxy = "http://" + NO_ENDPOINTS
     if route.rewrite and not redirects:
         out.line(rewrite)
-    out.line(f"proxy_pass {proxy};")
+    if route.allowed_sources:  # access phase: after the rewrites and redirects, before proxying
+        out.lines([f"allow {cidr};" for cidr in route.allowed_sources] + ["deny all;"])
+    if route.x_forwarded_prefix:
+        out.lines(PROXY_HEADERS)
+        out.line(f"proxy_set_header X-Forwarded-Prefix {_quote(route.x_forwarded_prefix)};")
+    scheme, directive = _PROTOCOLS[route.backend_protocol]
+    out.line(f"{directive} {proxy.replace('http://', scheme, 1)};")
     out.close()
+
+
+# backend-protocol → the scheme and directive nginx proxies with (AUTO_HTTP: plain HTTP/1.1)
+_PROTOCOLS = {"HTTP": ("http://", "proxy_pass"), "AUTO_HTTP": ("http://", "proxy_pass"),
+              "HTTPS": ("https://", "proxy_pass"), "GRPC": ("grpc://", "grpc_pass"),
+              "GRPCS": ("grpcs://", "grpc_pass")}
 
 
 def _location(route: Route) -> str:

@@ -45,8 +45,13 @@ ngx_http_core_module.c for the matching):
    redirect (308 when the request is http and the server has a certificate — any host of an
    Ingress with a non-empty `spec.tls` — unless `ssl-redirect: "false"`, or always with
    `force-ssl-redirect`; lua_ingress.lua sends it to `https://host` + the request URI with a
-   trailing `/` dropped unless `preserve-trailing-slash`), then the balancer: no Service, no such
-   port or no ready endpoint → 503.
+   trailing `/` dropped unless `preserve-trailing-slash`), then the access phase
+   (`allowlist-source-range`, formerly whitelist-: a client outside the ranges gets 403), then the
+   balancer: no Service, no such port or no ready endpoint → 503. Before all of these, as soon as
+   the location is chosen, a body larger than its `proxy-body-size` (default 1m) gets 413; a
+   location whose annotation ingress-nginx rejects (a source range that is not a CIDR) answers
+   503. `backend-protocol` (HTTPS, GRPC, GRPCS) and `x-forwarded-prefix` do not change the
+   route; they are carried in the Route for the nginx.conf.
    ingress-nginx proxies straight to the endpoints (pod IP:targetPort), not to the ClusterIP.
 
 Not modelled (they do not change which backend is chosen, or need live state): canary Ingresses
@@ -57,6 +62,7 @@ annotation, custom error pages, auth, rate limits, snippets.
 from __future__ import annotations
 
 import copy
+import ipaddress
 import re
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
@@ -85,6 +91,13 @@ APP_ROOT = ANNOTATION_PREFIX + "app-root"
 SSL_REDIRECT = ANNOTATION_PREFIX + "ssl-redirect"
 FORCE_SSL_REDIRECT = ANNOTATION_PREFIX + "force-ssl-redirect"
 PRESERVE_TRAILING_SLASH = ANNOTATION_PREFIX + "preserve-trailing-slash"
+ALLOWLIST_SOURCE_RANGE = ANNOTATION_PREFIX + "allowlist-source-range"
+WHITELIST_SOURCE_RANGE = ANNOTATION_PREFIX + "whitelist-source-range"  # the older name, still read
+PROXY_BODY_SIZE = ANNOTATION_PREFIX + "proxy-body-size"
+BACKEND_PROTOCOL = ANNOTATION_PREFIX + "backend-protocol"
+X_FORWARDED_PREFIX = ANNOTATION_PREFIX + "x-forwarded-prefix"
+DEFAULT_PROXY_BODY_SIZE = "1m"       # ConfigMap proxy-body-size default (client_max_body_size)
+BACKEND_PROTOCOLS = ("HTTP", "HTTPS", "GRPC", "GRPCS", "AUTO_HTTP")
 CANARY = ANNOTATION_PREFIX + "canary"
 
 HEALTHZ_PATH = "/healthz"            # nginx.tmpl: `location /healthz { return 200; }` in server _
@@ -167,6 +180,16 @@ class Route:
     force_ssl_redirect: bool = False
     preserve_trailing_slash: bool = False  # else the HTTPS redirect drops a trailing `/`
     problem: str | None = None      # why nginx cannot load this location (a bad regex): left out
+    allowed_sources: tuple[str, ...] = ()  # allowlist-source-range CIDRs; others get 403 (empty: all)
+    denied: str | None = None       # an annotation ingress-nginx rejects: the location answers 503
+    proxy_body_size: str = DEFAULT_PROXY_BODY_SIZE  # client_max_body_size; a larger body gets 413
+    backend_protocol: str = "HTTP"  # how nginx talks to the endpoints (proxy_pass https://, grpc_pass)
+    x_forwarded_prefix: str | None = None  # sent upstream as the X-Forwarded-Prefix header
+
+    @property
+    def body_size_limit(self) -> int:
+        """proxy_body_size in bytes; 0: no limit."""
+        return _size_bytes(self.proxy_body_size)
 
     @property
     def location(self) -> str:
@@ -366,6 +389,11 @@ class _Annotations:
     force_ssl_redirect: bool = False
     preserve_trailing_slash: bool = False
     canary: bool = False
+    allowed_sources: tuple[str, ...] = ()
+    denied: str | None = None
+    proxy_body_size: str = DEFAULT_PROXY_BODY_SIZE
+    backend_protocol: str = "HTTP"
+    x_forwarded_prefix: str | None = None
 
 
 _DEFAULT_ANNOTATIONS = _Annotations()
@@ -382,9 +410,29 @@ def _bool(annotations: dict[str, str], key: str, default: bool) -> bool:
     return default  # unset or not a Go bool: ingress-nginx keeps the default
 
 
-def _annotations_of(ingress: KubeObject) -> _Annotations:
+def _annotations_of(ingress: KubeObject, warnings: list[str] | None = None) -> _Annotations:
+    """The annotations podnet models. A value ingress-nginx's validation rejects: for the source
+    range the location is denied (503, as the template writes `return 503` for it), for the
+    body size and the protocol the default is kept; either way a warning says so."""
     a = ingress.annotations
+    warn = warnings.append if warnings is not None else (lambda _line: None)
+    ranges_value = a.get(ALLOWLIST_SOURCE_RANGE, a.get(WHITELIST_SOURCE_RANGE))
+    allowed, denied = _source_ranges(ranges_value)
+    if denied:
+        warn(f"Ingress {ingress.ref}: {denied}: its locations answer 503")
+    body_size = a.get(PROXY_BODY_SIZE, DEFAULT_PROXY_BODY_SIZE).strip()
+    if not _SIZE.match(body_size):
+        warn(f"Ingress {ingress.ref}: {PROXY_BODY_SIZE} {body_size!r} is not an nginx size (digits, then k, m "
+             f"or g): the default {DEFAULT_PROXY_BODY_SIZE} applies")
+        body_size = DEFAULT_PROXY_BODY_SIZE
+    protocol = a.get(BACKEND_PROTOCOL, "HTTP").strip().upper()
+    if protocol not in BACKEND_PROTOCOLS:
+        warn(f"Ingress {ingress.ref}: {BACKEND_PROTOCOL} {protocol!r} is not modelled (podnet knows "
+             f"{', '.join(BACKEND_PROTOCOLS)}): HTTP is used")
+        protocol = "HTTP"
     return _Annotations(
+        allowed_sources=allowed, denied=denied, proxy_body_size=body_size, backend_protocol=protocol,
+        x_forwarded_prefix=a.get(X_FORWARDED_PREFIX) or None,
         rewrite_target=a.get(REWRITE_TARGET) or None,
         use_regex=_bool(a, USE_REGEX, False),
         app_root=a.get(APP_ROOT) or None,
@@ -393,6 +441,37 @@ def _annotations_of(ingress: KubeObject) -> _Annotations:
         preserve_trailing_slash=_bool(a, PRESERVE_TRAILING_SLASH, False),
         canary=_bool(a, CANARY, False),
     )
+
+
+_SIZE = re.compile(r"^[0-9]+[kKmMgG]?$")  # what client_max_body_size (ngx_parse_offset) takes
+
+
+def _size_bytes(size: str) -> int:
+    unit = size[-1].lower() if size and size[-1].isalpha() else ""
+    return int(size.rstrip("kKmMgG") or 0) * {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}[unit]
+
+
+def _source_ranges(value: str | None) -> tuple[tuple[str, ...], str | None]:
+    """ipallowlist's ParseCIDRs: comma-separated CIDRs, a bare address is a /32 (/128)."""
+    if not value or not value.strip():
+        return (), None
+    ranges: list[str] = []
+    for item in (part.strip() for part in value.split(",")):
+        if not item:
+            continue
+        try:
+            network = ipaddress.ip_network(item if "/" in item else item + ("/128" if ":" in item else "/32"),
+                                           strict=False)
+        except ValueError:
+            return (), f"allowlist-source-range {item!r} is not an IP address or CIDR"
+        ranges.append(str(network))
+    return tuple(ranges), None
+
+
+def source_allowed(allowed_sources: Sequence[str], client: str) -> bool:
+    """nginx `allow CIDR; … deny all;`: the client address is in one of the ranges."""
+    address = ipaddress.ip_address(client)
+    return any(address in ipaddress.ip_network(cidr) for cidr in allowed_sources)
 
 
 # ================================================================ building the nginx config
@@ -472,8 +551,10 @@ class IngressController:
     def routes(self) -> list[Route]:
         return [route for server in self.servers() for route in server.routes]
 
-    def route(self, url: str) -> RouteResult:
-        return _Request(self, url).run()
+    def route(self, url: str, client: str | None = None, body_size: int = 0) -> RouteResult:
+        """Where a request for `url` goes. `client`: the address nginx sees it from (for
+        allowlist-source-range; None: unknown, assumed allowed); `body_size`: its Content-Length."""
+        return _Request(self, url, client, body_size).run()
 
     def upstreams(self) -> list[Upstream]:
         """One upstream per backend the locations name, by name, with its ready endpoints now."""
@@ -493,7 +574,7 @@ class IngressController:
         servers: dict[str, _ServerBuild] = {
             CATCH_ALL: _ServerBuild(CATCH_ALL, [_Location(ROOT, PREFIX, ROOT, PREFIX, None, None, None, True,
                                                           replaceable=True)])}
-        annotations = {i.ref: _annotations_of(i) for i in self.ingresses}
+        annotations = {i.ref: _annotations_of(i, self.warnings) for i in self.ingresses}
 
         # createServers: one server per host, each with a root location on a default backend.
         for ingress in self.ingresses:
@@ -615,7 +696,9 @@ class IngressController:
                 modifier=modifier, location_path=loc.path, default_backend=loc.default_backend,
                 rewrite=loc.needs_rewrite(), app_root=anns.app_root,
                 ssl_redirect=anns.ssl_redirect, force_ssl_redirect=anns.force_ssl_redirect,
-                preserve_trailing_slash=anns.preserve_trailing_slash)
+                preserve_trailing_slash=anns.preserve_trailing_slash,
+                allowed_sources=anns.allowed_sources, denied=anns.denied, proxy_body_size=anns.proxy_body_size,
+                backend_protocol=anns.backend_protocol, x_forwarded_prefix=anns.x_forwarded_prefix)
             pattern, error = None, None
             if regex:
                 try:
@@ -756,9 +839,12 @@ def _canonical_host(host: str) -> str:
 
 
 class _Request:
-    def __init__(self, controller: IngressController, url: str) -> None:
+    def __init__(self, controller: IngressController, url: str, client: str | None = None,
+                 body_size: int = 0) -> None:
         self.controller = controller
         self.url = url
+        self.client = client
+        self.body_size = body_size
         self.why: list[str] = []
         raw = url if "://" in url else "http://" + url.lstrip("/")
         parts = urlsplit(raw)
@@ -806,6 +892,13 @@ class _Request:
             self._static_location(server, compiled, uri)
         if isinstance(found, RouteResult):
             return found
+        limit = found.route.body_size_limit
+        if limit and self.body_size > limit:
+            # client_max_body_size is checked as soon as the location is found, before its rewrites
+            self.why.append(f"the body ({self.body_size} bytes) is larger than the location's proxy-body-size "
+                            f"{found.route.proxy_body_size}: nginx answers 413")
+            return self.result(413, server=server.name, host=server.host, location=found.route.location,
+                               route_entry=found.route)
         return self._serve(server, found.route, found, uri)
 
     # -------------------------------------------------------- server_name
@@ -927,6 +1020,10 @@ class _Request:
             self.why.append(f"no rule path matches: the server's default is the spec.defaultBackend of Ingress "
                             f"{route.ingress}")
 
+        if route.denied:
+            # the template's `return 503` for a location whose annotations were rejected
+            self.why.append(f"the location is denied ({route.denied}): ingress-nginx answers 503")
+            return self.result(503, **common)
         upstream = self.request_uri
         if route.rewrite:
             rewritten = nginx_rewrite(route.location_path, route.rewrite_target or "", uri, self.query)
@@ -958,6 +1055,19 @@ class _Request:
             self.why.append(f"{why}: HTTP is redirected ({HTTP_REDIRECT_CODE}) to {target} "
                             f"(ssl-redirect: \"false\" turns this off)")
             return self.result(HTTP_REDIRECT_CODE, redirect=target, **common)
+        # then nginx's access phase, then the balancer
+        if route.allowed_sources:
+            ranges = ", ".join(route.allowed_sources)
+            if self.client is None:
+                self.why.append(f"allowlist-source-range {ranges}: the client address is not known here, "
+                                f"assumed allowed")
+            elif not source_allowed(route.allowed_sources, self.client):
+                self.why.append(f"allowlist-source-range {ranges} does not include the client {self.client}: 403")
+                return self.result(403, **common)
+            else:
+                self.why.append(f"allowlist-source-range {ranges} includes the client {self.client}")
+        if route.backend_protocol != "HTTP":
+            self.why.append(f"backend-protocol {route.backend_protocol}: nginx speaks it to the endpoints")
         return self._balance(route, entry, common)
 
     def _balance(self, route: Route, entry: _Compiled, common: dict[str, Any]) -> RouteResult:
