@@ -21,6 +21,7 @@ from podnet.linux.supervisor.state import ClusterState, documents_text
 from podnet.linux.netlink import Change, FakeNetlink, Link, Route
 from podnet.linux.netpol import NodePolicy
 from podnet.proxy.loader import RecordingRunner
+from podnet.proxy.node import SyncStatus
 from tests.supervisor_fakes import DEPLOYMENT, FakeDataPlane, FakeRuntime
 
 CONFIG = {"kind": "Cluster", "apiVersion": "podnet.dev/v1alpha1", "name": "sup", "nodes": 2}
@@ -269,6 +270,8 @@ class Recorded:
 
     made: list = []
     fail_on: str | None = None
+    pending = False  # as a NodeProxy whose last sync held
+    status = SyncStatus()
 
     def __init__(self, *args, **kwargs):
         if self.fail_on is not None and self.fail_on in args:
@@ -363,6 +366,36 @@ def test_a_failing_networkpolicy_sync_is_reported_and_the_next_one_rewrites_the_
     assert all(t.startswith("add table inet podnet-netpol\ndelete table") for t in nft.inputs("nft")[-2:])
     step(supervisor)
     assert len(nft.inputs("nft")) == loads + 4  # in force: nothing more to retry
+
+
+def test_the_state_reading_says_per_node_which_generation_its_kernel_holds_and_why_not_the_latest(state, monkeypatch):
+    """What the live `trace` compares (podnet.linux.enforced): the generation of each node's
+    last good NetworkPolicy sync, its last error and the shape of the table it loaded, in the
+    same reading as the objects."""
+    nft = RecordingRunner()
+    supervisor, _ = started_with_services(state, monkeypatch, nft=nft)
+    supervisor.start()
+    before = handle(supervisor, {"op": "objects"})["nodes"]
+    supervisor.change(DENY_ALL, delete=False)
+    reading = handle(supervisor, {"op": "objects"})
+    for node in ("node1", "node2"):
+        policy = reading["nodes"][node]["networkPolicy"]
+        assert policy["generation"] == reading["generation"] and policy["lastError"] is None
+        assert policy["loaded"] == supervisor.policies[node].loaded_shape().to_json()
+        assert policy["loaded"]["chains"] > before[node]["networkPolicy"]["loaded"]["chains"]  # deny-all's
+        assert reading["nodes"][node]["kubeProxy"] == {"pending": False, "lastError": None, "syncs": 0, "failures": 0}
+    nft.fail = {"nft"}
+    supervisor.change(documents_text([pod("newcomer")]), delete=False)
+    reading = handle(supervisor, {"op": "objects"})
+    policy = reading["nodes"]["node1"]["networkPolicy"]
+    assert policy["generation"] < reading["generation"] and policy["loaded"] is None
+    assert policy["lastError"] == "nft: refused (fake)" and policy["failures"] == 1
+    nft.fail = set()
+    supervisor._policy_retry_at = 0.0
+    step(supervisor)
+    reading = handle(supervisor, {"op": "objects"})
+    assert all(reading["nodes"][n]["networkPolicy"]["generation"] == reading["generation"]
+               and reading["nodes"][n]["networkPolicy"]["lastError"] is None for n in ("node1", "node2"))
 
 
 def test_the_netlink_socket_is_closed_when_a_node_fails_to_start(state, monkeypatch):
