@@ -129,8 +129,8 @@ def test_a_node_whose_kernel_holds_what_podnet_loaded_from_this_state_is_in_sync
     ("an unreadable table", record(), kernel(LoadError("nft: Permission denied")),
      "the kernel's table could not be read: nft: Permission denied"),
     ("a table flushed by hand", record(), kernel(kernel_shape(listing(flushed=True))),
-     "the kernel's table is not what podnet loaded (changed outside podnet?): the kernel has 2 chains, 0 rules, "
-     "4 sets, 5 set elements, podnet loaded 2 chains, 3 rules, 4 sets, 5 set elements"),
+     "the kernel's table differs from what podnet loaded: the kernel has 2 chains, 0 rules, "
+     "4 sets, 5 set elements, podnet loaded 2 chains, 3 rules, 4 sets, 5 set elements; changed outside podnet?"),
 ])
 def test_a_node_not_in_sync_says_why(why, rec, read, says):
     verdict = policy_sync("node2", 4, rec, read)
@@ -242,7 +242,7 @@ def test_a_table_flushed_by_hand_is_found_in_the_kernel_and_marked_in_json(live,
     assert code == 3 and answer["inSync"] is False
     stale = [c for c in answer["sync"] if not c["inSync"]]
     assert [(c["node"], c["rules"]) for c in stale] == [("node1", NETWORK_POLICY)]
-    assert stale[0]["reason"].startswith("the kernel's table is not what podnet loaded")
+    assert stale[0]["reason"].startswith("the kernel's table differs from what podnet loaded")
     egress = next(h for h in answer["hops"] if h["action"] == "egress-allow")
     assert egress["inSync"] is False and egress["syncReason"] == stale[0]["reason"]
 

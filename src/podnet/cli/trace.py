@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from concurrent.futures import ThreadPoolExecutor
 
 from podnet.host.control import request
 from podnet.cli.load import add_source_options, cluster_from_args, running_state
@@ -92,17 +93,21 @@ def crossed(result) -> list[tuple[str, str]]:
 
 def live_checks(result, live, read=None) -> list[NodeSync]:
     """Judge every crossed node against the state the trace used (podnet.linux.enforced): one
-    read of the kernel's policy table per crossed node (`read`: netns -> TableShape)."""
+    read of the kernel's policy table per crossed node (`read`: netns -> TableShape), the nodes
+    in parallel (nft takes about 0.4 s to list a table of 7,000 rules)."""
     read = read or read_kernel_shape
-    checks = []
-    for node, rules in crossed(result):
+
+    def check(crossing: tuple[str, str]) -> NodeSync:
+        node, rules = crossing
         record = live.nodes.get(node) or {}
-        if rules == NETWORK_POLICY:
-            netns = live.layout.node_netns(node)
-            checks.append(policy_sync(node, live.generation, record.get("networkPolicy"), lambda n=netns: read(n)))
-        else:
-            checks.append(proxy_sync(node, record.get("kubeProxy")))
-    return checks
+        if rules == KUBE_PROXY:
+            return proxy_sync(node, record.get("kubeProxy"))
+        return policy_sync(node, live.generation, record.get("networkPolicy"),
+                           lambda: read(live.layout.node_netns(node)))
+
+    crossings = crossed(result)
+    with ThreadPoolExecutor(max_workers=max(1, len(crossings))) as pool:
+        return list(pool.map(check, crossings))
 
 
 def with_checks(out: dict, result, checks: list[NodeSync]) -> dict:

@@ -165,8 +165,8 @@ def policy_sync(node: str, generation: int, record: Mapping[str, Any] | None,
         return out(f"the kernel's table could not be read: {exc}")
     expected = TableShape.from_json(loaded)
     if kernel.digest != expected.digest:
-        return out(f"the kernel's table is not what podnet loaded (changed outside podnet?): the kernel has "
-                   f"{kernel.describe()}, podnet loaded {expected.describe()}")
+        return out(f"the kernel's table differs from what podnet loaded: the kernel has {kernel.describe()}, "
+                   f"podnet loaded {expected.describe()}; changed outside podnet?")
     return NodeSync(node, NETWORK_POLICY, True)
 
 
