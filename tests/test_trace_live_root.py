@@ -10,7 +10,10 @@ cluster has a unique name and is removed in a finally, also when a test fails.
 from __future__ import annotations
 
 import json
+import os
 import secrets
+import subprocess
+import sys
 import time
 
 import pytest
@@ -55,6 +58,14 @@ spec:
   egress: [{to: [{podSelector: {}}]}, {ports: [{port: 53, protocol: UDP}, {port: 53, protocol: TCP}]}]
 """
 
+# a policy selecting no pod: still a new chain on every node, so a sync that must replace the table
+NOBODY = """
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: nobody, namespace: default}
+spec: {podSelector: {matchLabels: {app: nobody}}, policyTypes: [Ingress]}
+"""
+
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
@@ -62,6 +73,7 @@ def cluster(tmp_path_factory):
     name = f"tr{secrets.token_hex(3)}"
     (tmp / "app.yaml").write_text(MANIFESTS)
     (tmp / "egress.yaml").write_text(CLIENT_EGRESS)
+    (tmp / "nobody.yaml").write_text(NOBODY)
     (tmp / "cluster.yaml").write_text(f"kind: Cluster\napiVersion: podnet.dev/v1alpha1\nname: {name}\nnodes: 2\n")
     started = False
     try:
@@ -139,4 +151,34 @@ def test_a_table_deleted_by_hand_is_reported_until_a_resync(cluster):
     assert egress["inSync"] is False
     # deleting the policy changes the structure; a failed incremental sync would rewrite it too
     podnet("delete", "-f", str(tmp / "egress.yaml"), "--name", name)
+    assert in_sync_soon(name)["inSync"] is True
+
+
+def test_a_sync_the_kernel_refuses_is_reported_with_its_error_until_a_retry_holds(cluster):
+    """Another program owns the node's table (`flags owner`: only its netlink socket may change
+    the table, and it goes when that program ends), so the supervisor's next replacement of the
+    table fails with EPERM: trace names the failed sync; once the owner is gone, the supervisor's
+    retry (back-off up to 5 s) loads the table and trace is in sync again."""
+    name, tmp = cluster
+    in_sync_soon(name)
+    owner = subprocess.Popen([sys.executable, "-m", "podnet", "exec", "node/node2", "--name", name, "--", "nft", "-i"],
+                             stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, text=True,
+                             env={**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)})
+    try:
+        owner.stdin.write("delete table inet podnet-netpol\nadd table inet podnet-netpol { flags owner; }\n")
+        owner.stdin.flush()
+        deadline = time.monotonic() + 30
+        while "0 rules" not in " ".join(c["reason"] for c in trace_json(name)[1]["sync"]):
+            assert time.monotonic() < deadline, "the owned, empty table never showed"
+            time.sleep(0.2)
+        applied = podnet("apply", "-f", str(tmp / "nobody.yaml"), "--name", name)
+        assert "Warning: NetworkPolicy sync on node node2 failed" in applied.stdout
+        code, answer = trace_json(name)
+        assert code == 3 and stale(answer) == [("node2", "NetworkPolicy")]
+        reason = next(c["reason"] for c in answer["sync"] if not c["inSync"])
+        assert reason.startswith("last sync failed: ") and "Operation not permitted" in reason
+        assert reason.endswith("; the kernel still enforces the previous rules")
+    finally:
+        owner.stdin.close()  # the owner ends, and its table with it
+        owner.wait(timeout=30)
     assert in_sync_soon(name)["inSync"] is True

@@ -61,7 +61,9 @@ class Supervisor:
         self.proxies: dict[str, Any] = {}  # node -> its kube-proxy (podnet.proxy.NodeProxy)
         self.policies: dict[str, Any] = {}  # node -> its NetworkPolicy table (podnet.linux.netpol.NodePolicy)
         self.policy_errors: dict[str, str] = {}  # node -> why its last policy sync failed
-        self.policy_synced: dict[str, int] = {}  # node -> the generation its last good policy sync loaded
+        # node -> the generation its last good policy sync loaded; the live `trace` compares it with
+        # the generation it read, so a sync that leaves a node out must still stamp it if its rules hold
+        self.policy_synced: dict[str, int] = {}
         self._policy_retry_at, self._policy_retry_delay = 0.0, POLICY_RETRY_FIRST
         self.announcer = None  # LoadBalancer IPs on the LAN (podnet.linux.l2announce)
         self.prober = None  # kubelet's probes (podnet.linux.prober.ProbeManager)
