@@ -16,6 +16,7 @@ from podnet.linux.enforced import (
     NETWORK_POLICY,
     NoTable,
     TableShape,
+    Unreadable,
     kernel_shape,
     policy_sync,
     proxy_sync,
@@ -23,7 +24,6 @@ from podnet.linux.enforced import (
 )
 from podnet.policy import Ruleset, render
 from podnet.policy.nftables import NftSet
-from podnet.proxy.loader import LoadError
 from tests.conftest import cluster_of, run_cli
 
 # ---- the shape: podnet's ruleset and nft's JSON listing of it ------------------------------------
@@ -126,7 +126,7 @@ def test_a_node_whose_kernel_holds_what_podnet_loaded_from_this_state_is_in_sync
     ("no record", None, kernel(), "the supervisor reports no NetworkPolicy sync for this node"),
     ("a lost table", record(), kernel(NoTable("No such file or directory")),
      "the kernel has no table inet podnet-netpol (deleted outside podnet?), so nothing is enforced"),
-    ("an unreadable table", record(), kernel(LoadError("nft: Permission denied")),
+    ("an unreadable table", record(), kernel(Unreadable("nft: Permission denied")),
      "the kernel's table could not be read: nft: Permission denied"),
     ("a table flushed by hand", record(), kernel(kernel_shape(listing(flushed=True))),
      "the kernel's table differs from what podnet loaded: the kernel has 2 chains, 0 rules, "

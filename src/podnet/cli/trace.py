@@ -1,4 +1,9 @@
-"""podnet trace: one connection, hop by hop."""
+"""podnet trace: one connection, hop by hop.
+
+The simulator (podnet.sim.trace) predicts; on a running cluster this command then checks that
+each node the path crosses enforces the state the prediction used (podnet.linux.enforced) and
+says so at the hop when one does not, since the verdict is then only a prediction.
+"""
 
 from __future__ import annotations
 
@@ -7,8 +12,8 @@ import json
 import sys
 from concurrent.futures import ThreadPoolExecutor
 
-from podnet.host.control import request
 from podnet.cli.load import add_source_options, cluster_from_args, running_state
+from podnet.host.control import request
 from podnet.linux.enforced import KUBE_PROXY, NETWORK_POLICY, NodeSync, policy_sync, proxy_sync, read_kernel_shape
 from podnet.sim.trace import Tracer
 

@@ -21,12 +21,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import subprocess
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from podnet.policy import FAMILY, TABLE, Ruleset
-from podnet.proxy.loader import LoadError, Runner, in_netns, run_command
 
 NETWORK_POLICY, KUBE_PROXY = "NetworkPolicy", "kube-proxy"
 
@@ -101,20 +101,24 @@ def kernel_shape(listing: Mapping[str, Any]) -> TableShape:
     return _shape(chains, sets, counters)
 
 
-class NoTable(Exception):
+class Unreadable(Exception):
+    """nft could not list the node's table."""
+
+
+class NoTable(Unreadable):
     """The node's kernel has no podnet-netpol table."""
 
 
-def read_kernel_shape(netns: str | None, run: Runner = run_command) -> TableShape:
-    """One listing of the node's policy table (raises NoTable if it is gone, LoadError if nft
-    cannot be asked)."""
-    try:
-        text = run(in_netns(netns, ["nft", "-j", "list", "table", FAMILY, TABLE]))
-    except LoadError as exc:
-        if "No such file or directory" in str(exc):
-            raise NoTable(str(exc)) from None
-        raise
-    return kernel_shape(json.loads(text))
+def read_kernel_shape(netns: str | None) -> TableShape:
+    """One listing of the node's policy table (raises NoTable if it is gone, Unreadable if nft
+    cannot list it). Run directly, not through podnet.proxy's loader: `trace` need not import
+    the data plane for this."""
+    argv = ["nft", "-j", "list", "table", FAMILY, TABLE]
+    done = subprocess.run(["ip", "netns", "exec", netns, *argv] if netns else argv, capture_output=True, text=True)
+    if done.returncode != 0:
+        error = f"{' '.join(argv)}: {done.stderr.strip() or f'exit status {done.returncode}'}"
+        raise (NoTable if "No such file or directory" in error else Unreadable)(error)
+    return kernel_shape(json.loads(done.stdout))
 
 
 # ---- judging one node ----------------------------------------------------------------------
@@ -161,7 +165,7 @@ def policy_sync(node: str, generation: int, record: Mapping[str, Any] | None,
         kernel = read()
     except NoTable:
         return out(f"the kernel has no table {FAMILY} {TABLE} (deleted outside podnet?), so nothing is enforced")
-    except (LoadError, OSError, ValueError) as exc:
+    except (Unreadable, OSError, ValueError) as exc:
         return out(f"the kernel's table could not be read: {exc}")
     expected = TableShape.from_json(loaded)
     if kernel.digest != expected.digest:
