@@ -13,8 +13,12 @@ node's namespace, reduced to a `TableShape` — chains and how many rules each h
 their elements, named counters — and compared with the shape of the `Ruleset` podnet loaded
 (reduced the same way). Rules are counted, not compared: their JSON form is nft's own
 rewriting of the text podnet sent, and a chain someone edited by hand nearly always changes
-its length; set elements, where pods come and go, are compared exactly. The shape is cheap:
-one listing per node, a hash over sorted elements, milliseconds for thousands of elements.
+its length; set elements, where pods come and go, are compared exactly. One listing per node:
+about 50 ms for a table of 700 rules and 6,000 elements, 0.6 s for 7,000 rules (most of it nft's
+own listing; bench/trace_live.py); the shape of podnet's ruleset takes milliseconds.
+
+kube-proxy is judged by the supervisor's record only (a sync pending or failed): its tables
+depend on the proxy mode (nftables, iptables, userspace), and no second listing is read.
 """
 
 from __future__ import annotations
