@@ -2,10 +2,12 @@
 addresses, and nginx's reading of the Host header (sim/curl.py, semantics/nginxhost.py)."""
 
 import json
+import shlex
 
 import pytest
 
 from podnet.api import fields
+from podnet.cli.trace import EXAMPLES
 from podnet.errors import UsageError
 from podnet.semantics.nginxhost import host_header_problem, valid_host
 from podnet.sim.curl import http_request
@@ -274,3 +276,15 @@ def test_cli_help_shows_curl_style_examples(capsys):
     out = capsys.readouterr().out
     assert "-H 'Host: shop.example.com'" in out and "--resolve shop.example.com:80:192.168.1.200" in out
     assert "-H 'NAME: VALUE', --header" in out and "--resolve HOST:PORT:ADDR" in out
+
+
+def test_every_example_in_the_help_runs_as_written(capsys):
+    commands = [shlex.split(line.strip()) for line in EXAMPLES.splitlines() if line.strip().startswith("podnet trace")]
+    assert any("--resolve" in argv for argv in commands) and any("-H" in argv for argv in commands)
+    for argv in commands:
+        argv = [SHOP if a == "examples/shop" else a for a in argv[1:]]
+        code, out, err = run_cli(capsys, *argv, "-o", "json")
+        assert code == 0, (argv, err)
+        result = json.loads(out)
+        if any(a.startswith("http://192.168.1.") for a in argv):  # to the controller's addresses: nginx routes
+            assert any(h["at"].startswith("ingress-nginx/") and h["action"] == "route" for h in result["hops"]), argv
