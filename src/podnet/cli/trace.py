@@ -31,6 +31,14 @@ EXAMPLES = """examples:
   # an HTTP request through Ingress, as JSON for scripts
   podnet trace external http://shop.example.com/api/items -f examples/shop -o json
 
+  # the same request the way users send it to the controller, with curl's options:
+  # a Host header to the LoadBalancer IP, or --resolve to pin the name to an address
+  podnet trace external http://192.168.1.200/api -H 'Host: shop.example.com' -f examples/shop
+  podnet trace external http://shop.example.com/api --resolve shop.example.com:80:192.168.1.200 -f examples/shop
+
+  # a node's address and the controller's NodePort; no Host header: nginx's catch-all server _ answers
+  podnet trace external http://192.168.1.11:32578/ -f examples/shop
+
 on a running cluster (no -f), trace predicts from the state the supervisor holds and checks
 that every node the path crosses enforces that state: the NetworkPolicy table in the node's
 kernel (read with nft) for the policy hops, kube-proxy's last sync for the Service hops. A node
@@ -48,6 +56,12 @@ def add_parser(sub) -> None:
                                               "node/NAME, external, or http(s)://host/path")
     p.add_argument("-p", "--port", help="destination port, a number or a name (default: the Service's only port)")
     p.add_argument("--protocol", default="TCP", type=str.upper, choices=["TCP", "UDP", "SCTP"])
+    p.add_argument("-H", "--header", action="append", default=[], metavar="'NAME: VALUE'",
+                   help="an HTTP header, as curl's -H (repeatable): 'Host: h' is the host nginx routes by, while "
+                        "the connection still goes to the URL's host; 'Name:' removes a header curl sends itself")
+    p.add_argument("--resolve", action="append", default=[], metavar="HOST:PORT:ADDR[,ADDR]",
+                   help="as curl's --resolve (repeatable): connect to ADDR for HOST:PORT without asking DNS; "
+                        "the Host header and TLS SNI stay HOST; HOST * matches any host")
     p.add_argument("-o", "--output", choices=["text", "json"], default="text")
     add_source_options(p)
 
@@ -55,7 +69,7 @@ def add_parser(sub) -> None:
 def run(args) -> int:
     live = None if args.filename else running_state(args.name)
     cluster = live.cluster if live else cluster_from_args(args.filename, args.config, args.name)
-    result = Tracer(cluster).trace(args.src, args.dst, args.port, args.protocol)
+    result = Tracer(cluster).trace(args.src, args.dst, args.port, args.protocol, args.header, args.resolve)
     checks = live_checks(result, live) if live else []
     if args.output == "json":
         print(json.dumps(with_checks(result.to_json(), result, checks), indent=2))
@@ -134,6 +148,8 @@ def with_checks(out: dict, result, checks: list[NodeSync]) -> dict:
 
 def render_text(result, out, checks: list[NodeSync] = ()) -> None:
     stale = {(c.node, c.rules): c for c in checks if not c.in_sync}
+    if result.request:
+        out.write(f"request: {_request_line(result.request)}\n")
     width = max((len(h.at) for h in result.hops), default=8)
     action_width = max((len(h.action) for h in result.hops), default=8)
     if result.fates:
@@ -158,3 +174,12 @@ def render_text(result, out, checks: list[NodeSync] = ()) -> None:
         out.write("\nNOT IN SYNC: the kernel may not do what this trace predicts; this verdict is a prediction:\n")
         for check in stale.values():
             out.write(f"  {check.describe()}\n")
+
+
+def _request_line(request: dict) -> str:
+    headers = ", ".join(f"{h['name']}: {h['value']}" for h in request["headers"]) or "no Host header"
+    where = f"{request['address']}:{request['port']}" if request["address"] else "nowhere"
+    how = {"resolve": "--resolve", "url": "the URL's address", "dns": "the cluster DNS",
+           "ingress": "the ingress controller's address"}[request["resolved_by"]]
+    sni = f", SNI {request['sni']}" if request["sni"] else ""
+    return f"{request['method']} {request['url']} ({headers}{sni}) → {where} ({how})"
