@@ -393,6 +393,18 @@ def test_node_proxy_rate_limits_and_takes_the_latest_state(cluster):
     proxy.stop(cleanup=False)
 
 
+def test_a_change_is_pending_until_its_sync_ran(cluster):
+    """What the live `trace` reads of kube-proxy: a change waiting out the rate limit is pending."""
+    run = RecordingRunner()
+    proxy = NodeProxy("t", "node1", None, "nftables", POD_SUBNET, SERVICE_SUBNET, run=run, min_sync_interval=2.0)
+    proxy.sync_now(cluster)
+    assert not proxy.pending
+    proxy.update_ports(service_ports(cluster, "node1")[:-1])  # within 2 s of the last sync: it waits
+    assert proxy.pending
+    assert proxy.wait_synced(10) and not proxy.pending
+    proxy.stop(cleanup=False)
+
+
 def test_failed_sync_is_reported_retried_and_followed_by_a_full_rewrite(cluster):
     run = RecordingRunner()
     proxy = NodeProxy("t", "node1", None, "nftables", POD_SUBNET, SERVICE_SUBNET, run=run, min_sync_interval=0.05)

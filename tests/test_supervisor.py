@@ -3,6 +3,7 @@ apply and delete ask of the kernel and the processes, and what they leave on dis
 
 from __future__ import annotations
 
+import io
 import os
 import stat
 import threading
@@ -10,6 +11,9 @@ import time
 
 import pytest
 
+from podnet.cli import trace as trace_cli
+from podnet.cli.load import LiveState
+from podnet.controlplane.snapshot import cluster_from_objects
 from podnet.errors import PodnetError
 from podnet.host.control import NotRunning, send
 from podnet.host.layout import ClusterLayout
@@ -21,6 +25,8 @@ from podnet.linux.supervisor.state import ClusterState, documents_text
 from podnet.linux.netlink import Change, FakeNetlink, Link, Route
 from podnet.linux.netpol import NodePolicy
 from podnet.proxy.loader import RecordingRunner
+from podnet.proxy.node import SyncStatus
+from podnet.sim.trace import Tracer
 from tests.supervisor_fakes import DEPLOYMENT, FakeDataPlane, FakeRuntime
 
 CONFIG = {"kind": "Cluster", "apiVersion": "podnet.dev/v1alpha1", "name": "sup", "nodes": 2}
@@ -269,6 +275,8 @@ class Recorded:
 
     made: list = []
     fail_on: str | None = None
+    pending = False  # as a NodeProxy whose last sync held
+    status = SyncStatus()
 
     def __init__(self, *args, **kwargs):
         if self.fail_on is not None and self.fail_on in args:
@@ -363,6 +371,71 @@ def test_a_failing_networkpolicy_sync_is_reported_and_the_next_one_rewrites_the_
     assert all(t.startswith("add table inet podnet-netpol\ndelete table") for t in nft.inputs("nft")[-2:])
     step(supervisor)
     assert len(nft.inputs("nft")) == loads + 4  # in force: nothing more to retry
+
+
+def test_the_state_reading_says_per_node_which_generation_its_kernel_holds_and_why_not_the_latest(state, monkeypatch):
+    """What the live `trace` compares (podnet.linux.enforced): the generation of each node's
+    last good NetworkPolicy sync, its last error and the shape of the table it loaded, in the
+    same reading as the objects."""
+    nft = RecordingRunner()
+    supervisor, _ = started_with_services(state, monkeypatch, nft=nft)
+    supervisor.start()
+    before = handle(supervisor, {"op": "objects"})["nodes"]
+    supervisor.change(DENY_ALL, delete=False)
+    reading = handle(supervisor, {"op": "objects"})
+    for node in ("node1", "node2"):
+        policy = reading["nodes"][node]["networkPolicy"]
+        assert policy["generation"] == reading["generation"] and policy["lastError"] is None
+        assert policy["loaded"] == supervisor.policies[node].loaded_shape().to_json()
+        assert policy["loaded"]["chains"] > before[node]["networkPolicy"]["loaded"]["chains"]  # deny-all's
+        assert reading["nodes"][node]["kubeProxy"] == {"pending": False, "lastError": None, "syncs": 0, "failures": 0}
+    nft.fail = {"nft"}
+    supervisor.change(documents_text([pod("newcomer")]), delete=False)
+    reading = handle(supervisor, {"op": "objects"})
+    policy = reading["nodes"]["node1"]["networkPolicy"]
+    assert policy["generation"] < reading["generation"] and policy["loaded"] is None
+    assert policy["lastError"] == "nft: refused (fake)" and policy["failures"] == 1
+    nft.fail = set()
+    supervisor._policy_retry_at = 0.0
+    step(supervisor)
+    reading = handle(supervisor, {"op": "objects"})
+    assert all(reading["nodes"][n]["networkPolicy"]["generation"] == reading["generation"]
+               and reading["nodes"][n]["networkPolicy"]["lastError"] is None for n in ("node1", "node2"))
+
+
+def test_trace_reads_the_supervisors_record_of_a_failed_sync_and_says_so_at_the_hop(state, monkeypatch):
+    """The loop closed without root: the CLI's live trace on the very reading the supervisor
+    answers, after node sync failures (the kernel itself faked as holding what podnet loaded)."""
+    nft = RecordingRunner()
+    supervisor, _ = started_with_services(state, monkeypatch, nft=nft)
+    supervisor.start()
+    shapes = {n: p.loaded_shape() for n, p in supervisor.policies.items()}
+    nft.fail = {"nft"}
+    supervisor.change(DENY_ALL, delete=False)
+    reading = handle(supervisor, {"op": "objects"})
+    live = LiveState(ClusterLayout("sup"), cluster_from_objects(reading["items"], reading["config"]),
+                     reading["generation"], reading["nodes"])
+    web = sorted(p.ref for p in live.cluster.of_kind("Pod") if p.ref.startswith("default/web-"))
+    result = Tracer(live.cluster).trace(web[0], web[1], 80)
+    netns_node = {ClusterLayout("sup").node_netns(n): n for n in shapes}
+    checks = trace_cli.live_checks(result, live, read=lambda netns: shapes[netns_node[netns]])
+    source_node = live.cluster.get("Pod", "default", web[0].split("/")[1]).spec["nodeName"]
+    assert [(c.node, c.in_sync) for c in checks][0] == (source_node, False)
+    assert checks[0].reason == "last sync failed: nft: refused (fake); the kernel still enforces the previous rules"
+    out = io.StringIO()
+    trace_cli.render_text(result, out, checks)
+    assert f"! {source_node}: NetworkPolicy rules NOT in sync with this state (last sync failed: nft: refused " \
+           "(fake); the kernel still enforces the previous rules): this hop is a prediction" in out.getvalue()
+    nft.fail = set()
+    supervisor._policy_retry_at = 0.0
+    step(supervisor)
+    reading = handle(supervisor, {"op": "objects"})
+    live = LiveState(ClusterLayout("sup"), cluster_from_objects(reading["items"], reading["config"]),
+                     reading["generation"], reading["nodes"])
+    shapes = {n: p.loaded_shape() for n, p in supervisor.policies.items()}  # the kernel now holds the new tables
+    result = Tracer(live.cluster).trace(web[0], web[1], 80)
+    assert result.verdict == "dropped"  # deny-all: what the kernel now enforces too
+    assert all(c.in_sync for c in trace_cli.live_checks(result, live, read=lambda n: shapes[netns_node[n]]))
 
 
 def test_the_netlink_socket_is_closed_when_a_node_fails_to_start(state, monkeypatch):

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import sys
+from dataclasses import dataclass
+from typing import Any
 
 from podnet.api.store import load_store
 from podnet.config import load_config
@@ -11,6 +13,7 @@ from podnet.controlplane import Cluster, compute
 from podnet.controlplane.snapshot import cluster_from_objects
 from podnet.errors import PodnetError
 from podnet.host.control import NotRunning, pick_cluster, request
+from podnet.host.layout import ClusterLayout
 
 
 class NoCluster(PodnetError):
@@ -36,13 +39,30 @@ def cluster_from_args(files: list[str] | None, config_path: str | None, name: st
     return cluster
 
 
-def running_cluster(name: str | None) -> Cluster:
-    """The state of a running cluster, as its supervisor holds it."""
+@dataclass(frozen=True)
+class LiveState:
+    """One reading of a running cluster: its state as the supervisor holds it, that state's
+    generation, and per node what its kernel was given of it (supervisor status.sync_status)."""
+
+    layout: ClusterLayout
+    cluster: Cluster
+    generation: int
+    nodes: dict[str, dict[str, Any]]
+
+
+def running_state(name: str | None) -> LiveState:
+    """The state of a running cluster, as its supervisor holds it (one request)."""
     if os.geteuid() != 0:
         raise NoCluster("without -f, podnet talks to a running cluster, which needs root; "
                         "pass -f FILE|DIR|- to compute one offline from manifests")
+    layout = pick_cluster(name)
     try:
-        reply = request(pick_cluster(name), "objects")
+        reply = request(layout, "objects")
     except NotRunning as exc:
         raise NoCluster(str(exc)) from None
-    return cluster_from_objects(reply["items"], reply["config"])
+    return LiveState(layout, cluster_from_objects(reply["items"], reply["config"]), reply["generation"],
+                     reply.get("nodes") or {})
+
+
+def running_cluster(name: str | None) -> Cluster:
+    return running_state(name).cluster

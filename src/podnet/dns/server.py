@@ -31,12 +31,11 @@ import dns.rdatatype
 from podnet.api.store import ObjectStore, load_store
 from podnet.config import ClusterConfig, load_config
 from podnet.controlplane import Cluster, compute
-from podnet.controlplane.snapshot import cluster_from_objects
 from podnet.controlplane.system import corefile as kubeadm_corefile
 from podnet.dns import wire
 from podnet.dns.engine import Engine, Forwarding
 from podnet.dns.metrics import Metrics
-from podnet.host.control import send
+from podnet.host.control import LiveCluster
 from podnet.semantics import corefile as corefile_mod
 from podnet.semantics.corefile import serving_block
 from podnet.semantics.dns import corefile_text, dns_view
@@ -76,21 +75,19 @@ class ControlSocketState:
     ConfigMap (what the pod's /etc/coredns/Corefile volume holds in Kubernetes)."""
 
     def __init__(self, socket_path: str):
-        self.path = Path(socket_path)
-        self.generation = -1
+        self.live = LiveCluster(socket_path)
         self.cluster: Cluster | None = None
 
-    def _request(self, op: str) -> dict:
-        return send(self.path, {"op": op}, timeout=10)
+    @property
+    def generation(self) -> int:
+        return self.live.generation
 
     def poll(self) -> bool:
         """Fetch the state if it changed since the last look (blocking: run it off the loop)."""
-        generation = self._request("generation")["generation"]
-        if generation == self.generation:
+        cluster = self.live.poll()
+        if cluster is None:
             return False
-        reply = self._request("objects")
-        self.cluster = dns_view(cluster_from_objects(reply["items"], reply["config"]))  # all a rebuild reads
-        self.generation = reply.get("generation", generation)
+        self.cluster = dns_view(cluster)  # all a rebuild reads
         return True
 
     def corefile(self) -> str:

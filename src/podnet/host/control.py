@@ -11,6 +11,8 @@ import socket
 from pathlib import Path
 from typing import Any
 
+from podnet.controlplane import Cluster
+from podnet.controlplane.snapshot import cluster_from_objects
 from podnet.errors import PodnetError
 from podnet.host.layout import STATE_ROOT, ClusterLayout
 
@@ -75,3 +77,23 @@ def request(layout: ClusterLayout, op: str, **fields: Any) -> dict[str, Any]:
     except NotRunning:
         raise NotRunning(f"no running cluster named {layout.cluster} (start one with `podnet up`, "
                          "or pass -f FILE to compute offline)") from None
+
+
+class LiveCluster:
+    """The running cluster as its supervisor holds it, for the servers in pods that follow it
+    (the cluster DNS, the ingress controller) as CoreDNS and ingress-nginx watch the API
+    server: a cheap look at the generation, the objects only when it moved."""
+
+    def __init__(self, socket_path: str | Path):
+        self.path = Path(socket_path)
+        self.generation = -1
+
+    def poll(self) -> Cluster | None:
+        """The cluster if it changed since the last look, else None (blocking: run it off an
+        event loop)."""
+        generation = send(self.path, {"op": "generation"}, timeout=10)["generation"]
+        if generation == self.generation:
+            return None
+        reply = send(self.path, {"op": "objects"}, timeout=10)
+        self.generation = reply.get("generation", generation)
+        return cluster_from_objects(reply["items"], reply["config"])

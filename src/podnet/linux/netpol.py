@@ -9,7 +9,8 @@ changed labels); otherwise the table is replaced whole, in the same single trans
 applies a transaction entirely or not at all: a sync that fails leaves the previous rules in
 force — never an open window — and is recorded in `status` and raised; the next sync (the
 supervisor retries with back-off) rewrites the whole table, since the kernel's state is no
-longer known for sure.
+longer known for sure. `loaded_shape` is what podnet believes the kernel holds, reduced for
+comparison with the kernel's own listing (podnet.linux.enforced; the live `trace` does it).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import time
 from dataclasses import dataclass
 
 from podnet.controlplane import Cluster
+from podnet.linux.enforced import TableShape, ruleset_shape
 from podnet.policy import BRIDGE_FAMILY, FAMILY, TABLE, Ruleset, render, replace, transaction
 from podnet.proxy.loader import LoadError, Runner, in_netns, run_command
 from podnet.semantics.networkpolicy import PolicyEngine
@@ -40,6 +42,7 @@ class NodePolicy:
         self.node, self.netns, self.run = node, netns, run
         self.loaded: Ruleset | None = None  # what the kernel holds, as far as known
         self.status = PolicySyncStatus()
+        self._shape: tuple[Ruleset, TableShape] | None = None  # loaded_shape's, for that ruleset
 
     def sync(self, cluster: Cluster, engine: PolicyEngine | None = None) -> None:
         """Make the node enforce `cluster`'s policies (raises LoadError if nft refuses);
@@ -60,6 +63,15 @@ class NodePolicy:
         self.status.syncs += 1
         self.status.last_error = None
         self.status.last_duration = time.monotonic() - started
+
+    def loaded_shape(self) -> TableShape | None:
+        """The shape of the table the kernel holds as far as podnet knows (None: not known,
+        after a failed load), computed once per loaded ruleset."""
+        if self.loaded is None:
+            return None
+        if self._shape is None or self._shape[0] is not self.loaded:
+            self._shape = (self.loaded, ruleset_shape(self.loaded))
+        return self._shape[1]
 
     def drops(self) -> dict[str, int]:
         """Packets dropped so far, per counter (`drops/DIRECTION/NS/NAME`)."""

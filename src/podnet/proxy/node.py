@@ -261,6 +261,12 @@ class NodeProxy:
                     self._wake.wait(timeout=delay)
                 delay = min(RETRY_MAX, delay * 2)
 
+    @property
+    def pending(self) -> bool:
+        """Whether a sync is waiting or running: the kernel may still hold older rules."""
+        with self._wake:
+            return self._pending is not None or self._busy
+
     def wait_synced(self, timeout: float = 5.0) -> bool:
         """True once nothing is pending (for tests and `apply`'s callers)."""
         deadline = time.monotonic() + timeout

@@ -17,7 +17,6 @@ import re
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address
 from typing import Any
-from urllib.parse import urlsplit
 
 from podnet import images
 from podnet.api import fields
@@ -30,9 +29,11 @@ from podnet.semantics import dns, ingress, networkpolicy
 from podnet.semantics.corefile import CorefileError
 from podnet.semantics.loadbalancer import announced_ips, announcing_node
 from podnet.semantics.policymatch import Endpoint
+from podnet.semantics.nginxhost import host_header_problem
 from podnet.semantics.nodenat import IpMasq, host_port_for, node_host_ports, portmap_masquerade
 from podnet.semantics.routing import Addressing, Hop, Party
 from podnet.semantics.services import Backend, ServiceTable, Translation, affinity_choice
+from podnet.sim.curl import HttpRequest, http_request
 
 PROTOCOLS = ("TCP", "UDP", "SCTP")
 
@@ -54,6 +55,7 @@ class TraceResult:
     endpoints: list[str] = field(default_factory=list)
     ingress: dict[str, Any] | None = None
     fates: list[EndpointFate] = field(default_factory=list)
+    request: dict[str, Any] | None = None  # an HTTP request as sent (sim/curl.py)
 
     @property
     def all_delivered(self) -> bool:
@@ -68,6 +70,8 @@ class TraceResult:
             "endpoints": self.endpoints,
             "ingress": self.ingress,
         }
+        if self.request is not None:
+            out["request"] = self.request
         if self.fates:
             out["candidates"] = [{"endpoint": f.backend.name, "ip": f.backend.ip, "port": f.backend.port,
                                   "verdict": "delivered" if f.delivered else "dropped", "reason": f.reason}
@@ -254,14 +258,20 @@ class Tracer:
 
     # ---- the trace --------------------------------------------------------------------------
 
-    def trace(self, src_text: str, dst_text: str, port=None, protocol: str = "TCP") -> TraceResult:
+    def trace(self, src_text: str, dst_text: str, port=None, protocol: str = "TCP",
+              headers: tuple[str, ...] | list[str] = (), resolve: tuple[str, ...] | list[str] = ()) -> TraceResult:
+        """SRC → DST; for an http(s):// DST, `headers` and `resolve` are curl's -H and --resolve."""
         protocol = protocol.upper()
         if protocol not in PROTOCOLS:
             raise UsageError(f"--protocol {protocol}: must be TCP, UDP or SCTP")
         port = self._port_value(port)
-        src = self.source(src_text)
         if "://" in dst_text:
-            return self._trace_url(src, dst_text)
+            request = http_request(dst_text, headers, resolve)
+            return self._trace_url(self.source(src_text), request)
+        if headers or resolve:
+            option = "-H/--header" if headers else "--resolve"
+            raise UsageError(f"{option} goes with an http:// or https:// URL as DST (as curl's does), not {dst_text!r}")
+        src = self.source(src_text)
         hops: list[Hop] = []
         addresses, port, failure = self._destination(src, dst_text, port, protocol, hops)
         if failure:
@@ -571,28 +581,57 @@ class Tracer:
 
     # ---- HTTP ---------------------------------------------------------------------------------
 
-    def _trace_url(self, src: Party, url: str) -> TraceResult:
-        """A URL: a cluster name or address is an ordinary connection; any other host name is
-        taken to point, through DNS outside the cluster, at the ingress controller."""
-        parts = urlsplit(url)
-        if parts.scheme not in ("http", "https"):
-            raise UsageError(f"DST {url}: only http:// and https:// URLs")
-        try:
-            port = parts.port or (443 if parts.scheme == "https" else 80)
-        except ValueError:
-            raise UsageError(f"DST {url}: the port is not a number") from None
-        host = parts.hostname or ""
+    def _trace_url(self, src: Party, request: HttpRequest) -> TraceResult:
+        """A request, as curl sends it: first where the connection goes (--resolve, an address in
+        the URL, the cluster DNS for cluster names, else the ingress controller, as outside DNS
+        would point a public name at it), then the packet's path there; if it reaches the
+        ingress controller, nginx routes by the Host header and proxies on to a backend."""
         hops: list[Hop] = []
-        if re.fullmatch(r"\d+\.\d+\.\d+\.\d+", host):
-            if not self._is_controller_address(host):
-                return self._walk(src, host, port, "TCP", hops)
-        elif src.pod is not None or host.endswith("." + self.cluster.config.networking.dns_domain):
-            resolve_hops, addresses, failure = self.resolve(src, host)
+        address, resolved = self._connect_address(src, request, hops)
+        if address is None:
+            return self._attach(self._dropped(hops, "no ingress controller runs in this cluster (it comes with the "
+                                                    "first Ingress)", "", request.port), request, None, resolved)
+        reached = self._walk(src, address, request.port, "TCP", hops)
+        controller = self._controller_pod(reached.destination.get("pod"))
+        if reached.verdict != "delivered":
+            if self._is_controller_address(address):
+                reached = self._dropped(reached.hops, f"the request does not reach the ingress controller: "
+                                                      f"{reached.reason}", address, request.port)
+            return self._attach(reached, request, address, resolved)
+        if controller is None or reached.destination.get("port") not in CONTROLLER_PORTS:
+            return self._attach(reached, request, address, resolved)  # an ordinary connection
+        result = self._at_controller(controller, request, reached, address)
+        return self._attach(result, request, address, resolved)
+
+    def _connect_address(self, src: Party, request: HttpRequest, hops: list[Hop]) -> tuple[str | None, str]:
+        """(the address the connection goes to, how it was found)."""
+        entry = request.resolved_by
+        if entry is not None:
+            others = (f"; curl tries {', '.join(entry.addresses[1:])} if it cannot connect"
+                      if len(entry.addresses) > 1 else "")
+            hops.append(Hop(src.name, "resolve", f"{request.host}:{request.port} → {entry.addresses[0]}: "
+                                                 f"--resolve {entry.text} (no DNS query){others}"))
+            return entry.addresses[0], "resolve"
+        if request.host_is_address:
+            return request.host, "url"
+        if src.pod is not None or request.host.endswith("." + self.cluster.config.networking.dns_domain):
+            resolve_hops, addresses, _ = self.resolve(src, request.host)
             if addresses:
                 hops += resolve_hops
-                if not self._is_controller_address(addresses[0]):
-                    return self._walk(src, addresses[0], port, "TCP", hops)
-        return self._via_ingress(src, url, port, hops)
+                return addresses[0], "dns"
+        svc = self._controller()
+        if svc is None or self._controller_party() is None:
+            return None, "ingress"
+        entry_ip = (_lb_ips(svc) or [fields.cluster_ip(svc)])[0]
+        hops.append(Hop(src.name, "resolve", f"{request.host} → {entry_ip}: the ingress controller's address "
+                                             "(a name outside the cluster is taken to point at it; "
+                                             "--resolve HOST:PORT:ADDR says where instead)"))
+        return entry_ip, "ingress"
+
+    @staticmethod
+    def _attach(result: TraceResult, request: HttpRequest, address: str | None, resolved: str) -> TraceResult:
+        result.request = request.to_json(address, resolved)
+        return result
 
     def _controller(self):
         return self.cluster.get("Service", INGRESS_NAMESPACE, INGRESS_SERVICE)
@@ -601,31 +640,44 @@ class Tracer:
         svc = self._controller()
         return svc is not None and (ip == fields.cluster_ip(svc) or ip in _lb_ips(svc))
 
-    def _via_ingress(self, src: Party, url: str, port: int, hops: list[Hop]) -> TraceResult:
-        """Client → the controller's LoadBalancer → nginx routes by host and path → backend endpoints."""
-        svc = self._controller()
-        controller = self._controller_party()
-        if controller is None or svc is None:
-            return self._dropped(hops, "no ingress controller runs in this cluster (it comes with the first Ingress)",
-                                 "", port)
-        entry = (_lb_ips(svc) or [svc.spec.get("clusterIP")])[0]
-        host = urlsplit(url).hostname
-        hops.append(Hop(src.name, "resolve", f"{host} → {entry}: the ingress controller's address "
-                                             "(a name outside the cluster is taken to point at it)"))
-        to_controller = self._walk(src, entry, port, "TCP", [])
-        hops += to_controller.hops
-        if to_controller.verdict != "delivered":
-            return self._dropped(hops, f"the request does not reach the ingress controller: {to_controller.reason}",
+    def _controller_pod(self, ref: str | None) -> Party | None:
+        pod = self.addresses.pods.get(ref) if ref else None
+        if pod is None or not all(pod.labels.get(k) == v for k, v in INGRESS_CONTROLLER_LABELS.items()):
+            return None
+        return self.addresses.pod_party(pod)
+
+    def _at_controller(self, controller: Party, request: HttpRequest, reached: TraceResult,
+                       entry: str) -> TraceResult:
+        """nginx in the controller pod: its listener, the Host header, TLS, then ingress-nginx's
+        routing → the backend endpoints."""
+        hops = list(reached.hops)
+        port = request.port
+        listener = CONTROLLER_PORTS[reached.destination["port"]]
+        if listener != request.scheme:
+            why = ("nginx answers 400: the plain HTTP request was sent to the HTTPS port" if listener == "https"
+                   else "the TLS handshake fails: nginx speaks plain HTTP on that port (curl: wrong version number)")
+            hops.append(Hop(controller.name, "refuse", why))
+            return self._dropped(hops, f"{request.scheme}:// to the controller's {listener} port: {why}", entry, port)
+        if request.scheme == "https":
+            hops.append(Hop(controller.name, "tls", f"SNI {request.sni}: the certificate is chosen by the name curl "
+                                                    "sends, not by the Host header" if request.sni else
+                                                    "no SNI (the URL's host is an address): ingress-nginx presents "
+                                                    "its default self-signed certificate, which curl accepts only "
+                                                    "with -k"))
+        problem = host_header_problem(request.host_headers())
+        if problem:
+            hops.append(Hop(controller.name, "refuse", f"nginx answers 400 Bad Request: {problem}"))
+            return self._dropped(hops, f"nginx answers 400 Bad Request before any Ingress is consulted: {problem}",
                                  entry, port)
         try:
-            result = self.route_http(url)
+            result = self.route_http(self._routing_url(request))
         except ValueError as exc:
-            raise UsageError(f"DST {url}: {exc}") from None
+            raise UsageError(f"DST {request.url}: {exc}") from None
         hops.append(Hop(controller.name, "route", "; ".join(result.explanation)))
         ingress_json = result.to_json() if result.matched else None
         if not result.matched:
-            return self._dropped(hops, f"no Ingress rule matches {url}: ingress-nginx answers {result.status}",
-                                 entry, port)
+            return self._dropped(hops, f"no Ingress rule matches {request.scheme}://{result.request_host}"
+                                       f"{request.target}: ingress-nginx answers {result.status}", entry, port)
         if result.redirect:
             reason = (f"ingress-nginx answers {result.status} with a redirect to {result.redirect} "
                       "(the request itself reaches no backend; trace the redirect target to follow it)")
@@ -651,12 +703,27 @@ class Tracer:
         packet = Packet(controller.node, controller, "pod")
         return self._through_service(controller, packet, translation, hops, "TCP", ingress_json)
 
+    @staticmethod
+    def _routing_url(request: HttpRequest) -> str:
+        """The URL whose host is the one nginx routes by: the Host header, lower case, without its port."""
+        host = request.host_header or ""
+        name, _, port = host.partition(":") if not host.startswith("[") else (host, "", "")
+        if not _ROUTABLE_HOST.fullmatch(name):
+            raise UsageError(f"-H 'Host: {host}': podnet routes Host names of letters, digits, '.', '-' and '_' "
+                             "(no Ingress host holds anything else, so nginx's server _ would answer)")
+        return f"{request.scheme}://{name}{':' + port if port.isdigit() else ''}{request.target}"
+
     def _controller_party(self) -> Party | None:
         for pod in self.cluster.of_kind("Pod", INGRESS_NAMESPACE):
             if all(pod.labels.get(k) == v for k, v in INGRESS_CONTROLLER_LABELS.items()) and \
                     fields.pod_ip(pod):
                 return self.addresses.pod_party(pod)
         return None
+
+
+# the controller container's listeners (controlplane/system.py): nginx's HTTP and HTTPS servers
+CONTROLLER_PORTS = {80: "http", 443: "https"}
+_ROUTABLE_HOST = re.compile(r"[A-Za-z0-9_.*-]*")
 
 
 def _lb_ips(svc) -> list[str]:

@@ -27,7 +27,13 @@ from podnet.linux.prober import ProbeManager
 from podnet.linux.runtime import Runtime
 from podnet.linux.supervisor import reconcile
 from podnet.linux.supervisor.state import ClusterState
-from podnet.linux.supervisor.status import POLICY_KINDS, live_readiness, object_bodies, pods_status
+from podnet.linux.supervisor.status import (
+    POLICY_KINDS,
+    live_readiness,
+    object_bodies,
+    pods_status,
+    sync_status,
+)
 from podnet.policy import counter_owner
 from podnet.proxy import NodeProxy
 from podnet.semantics.networkpolicy import PolicyEngine
@@ -62,6 +68,9 @@ class Supervisor:
         self.proxies: dict[str, Any] = {}  # node -> its kube-proxy (podnet.proxy.NodeProxy)
         self.policies: dict[str, Any] = {}  # node -> its NetworkPolicy table (podnet.linux.netpol.NodePolicy)
         self.policy_errors: dict[str, str] = {}  # node -> why its last policy sync failed
+        # node -> the generation its last good policy sync loaded; the live `trace` compares it with
+        # the generation it read, so a sync that leaves a node out must still stamp it if its rules hold
+        self.policy_synced: dict[str, int] = {}
         self._policy_retry_at, self._policy_retry_delay = 0.0, POLICY_RETRY_FIRST
         self.announcer = None  # LoadBalancer IPs on the LAN (podnet.linux.l2announce)
         self.prober = None  # kubelet's probes (podnet.linux.prober.ProbeManager)
@@ -117,6 +126,7 @@ class Supervisor:
                 policy = self.policy_factory(node.name, netns)
                 policy.sync(self.cluster)  # before any pod starts: never a moment unprotected
                 self.policies[node.name] = policy
+                self.policy_synced[node.name] = self.generation
         finally:
             netlink.close()  # an open socket would keep the node's namespace alive after down
         self.announcer = L2Announcer(self.layout)
@@ -177,6 +187,7 @@ class Supervisor:
             try:
                 policy.sync(self.cluster, engine)
                 self.policy_errors.pop(node, None)
+                self.policy_synced[node] = self.generation
             except Exception as exc:
                 log.warning("NetworkPolicy sync on node %s failed; its previous rules stay in force: %s", node, exc)
                 self.policy_errors[node] = str(exc)
@@ -297,6 +308,11 @@ class Supervisor:
                     per = found.setdefault((kind, ref), {})
                     per[direction] = per.get(direction, 0) + packets
         return found
+
+    def sync_status(self) -> dict[str, dict[str, Any]]:
+        """Per node, the rules its kernel holds as far as known (status.sync_status)."""
+        with self.lock:
+            return sync_status(self.policies, self.policy_synced, self.policy_errors, self.proxies)
 
     def exec_argv(self, target: str, container: str | None) -> list[str]:
         with self.lock:

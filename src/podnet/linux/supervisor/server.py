@@ -34,8 +34,11 @@ def handle(supervisor, message: dict[str, Any]) -> dict[str, Any]:
     if op == "status":
         return supervisor.status()
     if op == "objects":
-        generation = supervisor.generation  # read first: a change during objects() shows next time
-        return {"items": supervisor.objects(), "config": supervisor.config.to_dict(), "generation": generation}
+        # one consistent reading: the objects, their generation and what each node's kernel was
+        # given of them (the live `trace` compares the three), so no change comes in between
+        with supervisor.lock:
+            return {"items": supervisor.objects(), "config": supervisor.config.to_dict(),
+                    "generation": supervisor.generation, "nodes": supervisor.sync_status()}
     if op == "generation":  # cheap, for watchers such as the cluster DNS
         return {"generation": supervisor.generation}
     if op == "exec":

@@ -102,3 +102,23 @@ def pods_status(name: str, cluster: Cluster, sandboxes: Mapping[str, Any]) -> di
                      "running": bool(sandbox) and all(c.process is not None for c in sandbox.containers),
                      "restarting": [c.name for c in (sandbox.containers if sandbox else []) if c.restarts]})
     return {"cluster": name, "pods": pods, "ready": all(p["running"] for p in pods if p["phase"] == "Running")}
+
+
+def sync_status(policies: Mapping[str, Any], synced: Mapping[str, int], errors: Mapping[str, str],
+                proxies: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """Per node, what its kernel holds as far as the supervisor knows (the live `trace` checks
+    it, podnet.linux.enforced): `networkPolicy` — the state generation of the last sync that
+    succeeded, the last error, the shape of the loaded table; `kubeProxy` — whether a sync is
+    pending and its last error. `policies`: node -> NodePolicy, `synced`: node -> generation,
+    `errors`: node -> why its last policy sync failed, `proxies`: node -> NodeProxy."""
+    nodes: dict[str, dict[str, Any]] = {}
+    for node, policy in policies.items():
+        shape = policy.loaded_shape()
+        nodes.setdefault(node, {})["networkPolicy"] = {
+            "generation": synced.get(node), "lastError": errors.get(node),
+            "syncs": policy.status.syncs, "failures": policy.status.failures,
+            "loaded": shape.to_json() if shape is not None else None}
+    for node, proxy in proxies.items():
+        nodes.setdefault(node, {})["kubeProxy"] = {"pending": proxy.pending, "lastError": proxy.status.last_error,
+                                                   "syncs": proxy.status.syncs, "failures": proxy.status.failures}
+    return nodes
