@@ -34,6 +34,17 @@ def _image_name(image: str) -> str:
     return re.split(r"[:@]", name, maxsplit=1)[0]
 
 
+# podnet.ingressnginx's nginx: HTTP, HTTPS and the controller's health port (no admission webhook)
+INGRESS_NGINX_PORTS = frozenset({(80, "TCP"), (443, "TCP"), (10254, "TCP")})
+
+
+def is_ingress_nginx(image: str) -> bool:
+    """ingress-nginx's controller image, current (registry.k8s.io/ingress-nginx/controller) or
+    as the old manifests name it (quay.io/kubernetes-ingress-controller/nginx-ingress-controller)."""
+    name = _image_name(image)
+    return (name == "controller" and "ingress-nginx/" in image) or name == "nginx-ingress-controller"
+
+
 def _agnhost(words: list[str], env: dict[str, str]) -> Behaviour:
     if not words:
         return Behaviour("agnhost", frozenset())  # prints its help and exits
@@ -56,8 +67,8 @@ def behaviour_of(container: dict[str, Any]) -> Behaviour:
         return Behaviour("pause", frozenset())
     if name in ("nginx", "nginx-unprivileged"):
         return Behaviour("nginx", frozenset({(80, "TCP")}))
-    if name == "controller" and "ingress-nginx" in str(container.get("image")):
-        return Behaviour("ingress-nginx", frozenset({(80, "TCP"), (443, "TCP"), (10254, "TCP"), (8443, "TCP")}))
+    if is_ingress_nginx(str(container.get("image") or "")):
+        return Behaviour("ingress-nginx", INGRESS_NGINX_PORTS)
     if name == "coredns":
         return Behaviour("coredns", frozenset({(53, "UDP"), (53, "TCP"), (9153, "TCP"), (8080, "TCP"), (8181, "TCP")}))
     return Behaviour(name, frozenset(), known=False)

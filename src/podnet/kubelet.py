@@ -19,7 +19,7 @@ from typing import Any
 from podnet.api import fields
 from podnet.api.objects import KubeObject
 from podnet.controlplane import Cluster
-from podnet.images import _image_name
+from podnet.images import _image_name, is_ingress_nginx
 
 # Images without an entrypoint whose commands are the host's own tools.
 SHELL_IMAGES = frozenset({"busybox", "alpine", "ubuntu", "debian", "bash", "fedora", "centos", "curl", "netshoot"})
@@ -142,6 +142,8 @@ def container_argv(container: dict[str, Any], env: dict[str, str]) -> list[str] 
         return [sys.executable, "-m", "podnet.agnhost", *words, *args]
     if image == "coredns" and not command:  # podnet's CoreDNS-compatible server, same flags
         return [sys.executable, "-m", "podnet.dns", *args]
+    if is_ingress_nginx(str(container.get("image") or "")) and not command:  # the controller and its nginx
+        return [sys.executable, "-m", "podnet.ingressnginx", *args]
     if image == "pause":  # registry.k8s.io/pause exits 0 on SIGTERM (agnhost pause does not)
         return [sys.executable, "-m", "podnet.agnhost.pause_image"]
     if image in ("nginx", "nginx-unprivileged") and not command:

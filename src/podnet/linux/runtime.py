@@ -108,8 +108,12 @@ class Runtime:
         for spec in pod.spec.get("containers") or []:
             env = container_environment(pod, spec, self.cluster)
             argv = container_argv(spec, env)
-            if argv and argv[1:3] == ["-m", "podnet.dns"]:  # the cluster DNS watches the live state,
-                env = {**env, "PODNET_CONTROL_SOCKET": str(self.layout.socket_path)}  # as CoreDNS the API
+            if argv and argv[1:3] in (["-m", "podnet.dns"], ["-m", "podnet.ingressnginx"]):
+                # the cluster DNS and the ingress controller watch the live state, as CoreDNS and
+                # ingress-nginx the API server; the controller keeps nginx's files in the pod's own directory
+                env = {**env, "PODNET_CONTROL_SOCKET": str(self.layout.socket_path),
+                       "PODNET_NGINX_DIR": str(self.layout.state_dir / "ingress-nginx" /
+                                               f"{pod.namespace}_{pod.name}_{spec.get('name')}")}
             container = Container(spec.get("name"), argv or [], env,
                                   self.logs / f"{pod.namespace}_{pod.name}_{spec.get('name')}.log",
                                   pod.spec.get("restartPolicy", "Always"))

@@ -56,6 +56,7 @@ class TraceResult:
     ingress: dict[str, Any] | None = None
     fates: list[EndpointFate] = field(default_factory=list)
     request: dict[str, Any] | None = None  # an HTTP request as sent (sim/curl.py)
+    http: dict[str, Any] | None = None  # nginx's answer: {"status", "location"} (status 200: proxied)
 
     @property
     def all_delivered(self) -> bool:
@@ -72,6 +73,8 @@ class TraceResult:
         }
         if self.request is not None:
             out["request"] = self.request
+        if self.http is not None:
+            out["http"] = self.http
         if self.fates:
             out["candidates"] = [{"endpoint": f.backend.name, "ip": f.backend.ip, "port": f.backend.port,
                                   "verdict": "delivered" if f.delivered else "dropped", "reason": f.reason}
@@ -648,8 +651,19 @@ class Tracer:
 
     def _at_controller(self, controller: Party, request: HttpRequest, reached: TraceResult,
                        entry: str) -> TraceResult:
-        """nginx in the controller pod: its listener, the Host header, TLS, then ingress-nginx's
-        routing → the backend endpoints."""
+        """nginx in the controller pod, and what it answers (`http`: the status nginx gives
+        itself, or 200 when it proxies — the backend's own status is the backend's; None when
+        no HTTP answer comes, as after a failed TLS handshake)."""
+        answer: dict[str, Any] = {"status": None, "location": None}
+        result = self._nginx(controller, request, reached, entry, answer)
+        if answer["status"] == 200 and result.verdict != "delivered":
+            answer["status"] = 504  # proxied, but the connection to the backend is dropped: nginx times out
+        result.http = answer
+        return result
+
+    def _nginx(self, controller: Party, request: HttpRequest, reached: TraceResult, entry: str,
+               answer: dict[str, Any]) -> TraceResult:
+        """Its listener, the Host header, TLS, then ingress-nginx's routing → the backend endpoints."""
         hops = list(reached.hops)
         port = request.port
         listener = CONTROLLER_PORTS[reached.destination["port"]]
@@ -657,6 +671,7 @@ class Tracer:
             why = ("nginx answers 400: the plain HTTP request was sent to the HTTPS port" if listener == "https"
                    else "the TLS handshake fails: nginx speaks plain HTTP on that port (curl: wrong version number)")
             hops.append(Hop(controller.name, "refuse", why))
+            answer["status"] = 400 if listener == "https" else None
             return self._dropped(hops, f"{request.scheme}:// to the controller's {listener} port: {why}", entry, port)
         if request.scheme == "https":
             hops.append(Hop(controller.name, "tls", f"SNI {request.sni}: the certificate is chosen by the name curl "
@@ -667,6 +682,7 @@ class Tracer:
         problem = host_header_problem(request.host_headers())
         if problem:
             hops.append(Hop(controller.name, "refuse", f"nginx answers 400 Bad Request: {problem}"))
+            answer["status"] = 400
             return self._dropped(hops, f"nginx answers 400 Bad Request before any Ingress is consulted: {problem}",
                                  entry, port)
         try:
@@ -674,6 +690,7 @@ class Tracer:
         except ValueError as exc:
             raise UsageError(f"DST {request.url}: {exc}") from None
         hops.append(Hop(controller.name, "route", "; ".join(result.explanation)))
+        answer.update(status=result.status, location=result.redirect)
         ingress_json = result.to_json() if result.matched else None
         if not result.matched:
             return self._dropped(hops, f"no Ingress rule matches {request.scheme}://{result.request_host}"

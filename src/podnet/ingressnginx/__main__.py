@@ -1,0 +1,5 @@
+import sys
+
+from podnet.ingressnginx.controller import main
+
+sys.exit(main())

@@ -1,0 +1,181 @@
+"""The ingress-nginx controller process, as it runs in the `ingress-nginx-controller-…` pod.
+
+ingress-nginx's controller watches the API server (Ingresses, IngressClasses, Services,
+EndpointSlices, Secrets), renders one nginx.conf, checks it with `nginx -t` and reloads nginx
+gracefully (internal/ingress/controller/nginx.go: `testTemplate`, then `nginx -s reload`). This
+process does the same over the cluster state podnet's supervisor holds
+(podnet.host.control.LiveCluster, as the cluster DNS follows it): the route table is
+`IngressController(cluster)` — the very object `podnet trace http://…` answers from — rendered by
+podnet.ingressnginx.nginxconf. A configuration nginx refuses is never loaded: the running one
+stays, and the error is logged (ingress-nginx: "Error reloading NGINX"). nginx runs as this
+process's child in the pod's namespaces, in the foreground (`daemon off`), so the container
+lives as long as nginx does: if nginx dies, the controller exits and kubelet restarts it.
+
+The readiness and liveness probes ask nginx itself on :10254/healthz (ingress-nginx answers
+there from the controller after checking nginx's status page; here nginx serves it, so a Ready
+controller is one whose nginx runs with a loaded configuration).
+
+Flags: ingress-nginx's own, those that change what is served — `--ingress-class`,
+`--controller-class`, `--watch-ingress-without-class`; the rest (`--publish-service`,
+`--election-id`, …) are accepted and have no effect here (noted once in the log).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from podnet.api.store import load_store
+from podnet.config import load_config
+from podnet.controlplane import Cluster, compute
+from podnet.host.control import LiveCluster
+from podnet.ingressnginx import certificates, nginxconf
+from podnet.semantics.ingress import CLASS_NAME, CONTROLLER, IngressController
+
+log = logging.getLogger("podnet.ingress-nginx")
+POLL_INTERVAL = 0.25  # seconds between looks at the cluster's generation (as the DNS server)
+NGINX = "nginx"
+
+
+class NginxProcess:
+    """The nginx master, started once with a checked configuration, then reloaded."""
+
+    def __init__(self, options: nginxconf.NginxOptions):
+        self.options = options
+        self.conf = options.runtime_dir / "nginx.conf"
+        self.process: subprocess.Popen | None = None
+
+    @staticmethod
+    def check(text: str) -> str | None:
+        """nginx's verdict on a configuration (`nginx -t` on a copy): None if it loads."""
+        return nginxconf.validate(text)
+
+    def load(self, text: str) -> None:
+        """Install a checked configuration: start nginx, or reload it (SIGHUP: new workers take
+        new connections, old ones finish theirs — no request in flight is dropped)."""
+        candidate = self.conf.with_suffix(".new")
+        candidate.write_text(text)
+        os.replace(candidate, self.conf)  # atomic: nginx never reads half a file
+        if self.process is None:
+            self.process = subprocess.Popen(nginxconf.command(self.options, self.conf, "-g", "daemon off;"))
+        else:
+            self.process.send_signal(signal.SIGHUP)
+
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def stop(self) -> None:
+        if self.alive():
+            self.process.send_signal(signal.SIGQUIT)  # graceful: finish the requests in flight
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+class Controller:
+    """Follow the cluster; render, check and load nginx.conf whenever what it says changes."""
+
+    def __init__(self, args: argparse.Namespace, runtime_dir: Path):
+        self.args = args
+        self.runtime_dir = runtime_dir
+        self.options = nginxconf.NginxOptions(runtime_dir=runtime_dir,
+                                              default_certificate=certificates.default_certificate(runtime_dir / "ssl"))
+        self.nginx = NginxProcess(self.options)
+        self.loaded: str | None = None   # the configuration nginx runs
+        self.refused: str | None = None  # the last text nginx refused (not tried again)
+        self.reported: set[str] = set()  # problems already logged for the current state
+
+    def routes_of(self, cluster: Cluster) -> IngressController:
+        return IngressController(cluster, self.args.controller_class, self.args.ingress_class,
+                                 self.args.watch_ingress_without_class)
+
+    def sync(self, cluster: Cluster) -> bool:
+        """One render from `cluster`; True when nginx runs the result."""
+        routes = self.routes_of(cluster)
+        found = certificates.secret_certificates(routes, self.runtime_dir / "ssl")
+        for problem in [*found.problems, *routes.warnings]:
+            if problem not in self.reported:  # as ingress-nginx's events: once, not every sync
+                log.warning("%s", problem)
+        self.reported = {*found.problems, *routes.warnings}
+        options = dataclasses.replace(self.options, certificates=found.files)
+        text = nginxconf.render(routes, nginxconf.endpoint_upstreams(routes), options)
+        if text == self.loaded and self.nginx.alive():
+            return True
+        if text == self.refused:
+            return False
+        error = self.nginx.check(text)
+        if error is not None:
+            self.refused = text
+            log.error("Error reloading NGINX: the new configuration is refused, the running one stays:\n%s", error)
+            return False
+        self.nginx.load(text)
+        self.loaded, self.refused = text, None
+        log.info("Backend successfully reloaded")
+        return True
+
+
+def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
+    """ingress-nginx's flags that change what is served; the others are returned unused."""
+    parser = argparse.ArgumentParser(prog="nginx-ingress-controller", add_help=True)
+    parser.add_argument("--ingress-class", default=CLASS_NAME)
+    parser.add_argument("--controller-class", default=CONTROLLER)
+    parser.add_argument("--watch-ingress-without-class", type=_flag, nargs="?", const=True, default=False)
+    parser.add_argument("-f", dest="files", action="append", help="manifests to serve (standalone, no cluster)")
+    parser.add_argument("--config", help="cluster config for -f")
+    parser.add_argument("--runtime-dir", help="nginx's files (default: $PODNET_NGINX_DIR, else a new temp dir)")
+    words = [w for w in argv if w != "/nginx-ingress-controller"]  # the image's entrypoint, as args give it
+    return parser.parse_known_args(words)
+
+
+def _flag(text: str) -> bool:
+    return str(text).lower() in ("1", "t", "true")  # Go's strconv.ParseBool, as pflag reads it
+
+
+def main(argv: list[str] | None = None) -> int:
+    args, unused = parse_args(sys.argv[1:] if argv is None else argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr)
+    if unused:
+        log.info("flags without effect in podnet: %s", " ".join(unused))
+    runtime = Path(args.runtime_dir or os.environ.get("PODNET_NGINX_DIR") or tempfile.mkdtemp(prefix="podnet-nginx-"))
+    runtime.mkdir(parents=True, exist_ok=True)
+    control = os.environ.get("PODNET_CONTROL_SOCKET")
+    live = LiveCluster(control) if control and not args.files else None
+    controller = Controller(args, runtime)
+    stopping = []
+    signal.signal(signal.SIGTERM, lambda *_: stopping.append(True))
+    try:
+        cluster = None if live else _standalone(args)
+        while not stopping:
+            if live is not None:
+                try:
+                    cluster = live.poll() or None
+                except Exception as exc:  # the supervisor restarting: keep serving what nginx has
+                    log.warning("cluster state: %s", exc)
+                    cluster = None
+            if cluster is not None:
+                controller.sync(cluster)
+                cluster = None
+            if controller.nginx.process is not None and not controller.nginx.alive():
+                log.error("nginx exited with %s", controller.nginx.process.returncode)
+                return 1
+            time.sleep(POLL_INTERVAL)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        controller.nginx.stop()
+    return 0
+
+
+def _standalone(args: argparse.Namespace) -> Cluster:
+    """-f: the manifests computed once, as `podnet get -f` computes them."""
+    return compute(load_store(args.files or []), load_config(args.config))
