@@ -35,6 +35,23 @@ log = logging.getLogger("podnet.supervisor")
 POLICY_RETRY_FIRST, POLICY_RETRY_MAX = 0.2, 5.0  # seconds between retries of a failed policy sync
 
 
+class Steps:
+    """How long each step of a change took, for the log (where an apply's time goes)."""
+
+    def __init__(self):
+        self.last = time.monotonic()
+        self.taken: list[tuple[str, float]] = []
+
+    def done(self, step: str) -> None:
+        now = time.monotonic()
+        self.taken.append((step, now - self.last))
+        self.last = now
+
+    def __str__(self) -> str:
+        total = sum(seconds for _, seconds in self.taken)
+        return f"{total * 1e3:.0f} ms (" + ", ".join(f"{step} {seconds * 1e3:.0f}" for step, seconds in self.taken) + ")"
+
+
 class Supervisor:
     """The running cluster. The kernel and the processes are reached through the data plane,
     the runtime and the netlink its factories make (tests pass fakes: tests/supervisor_fakes.py)."""
@@ -226,18 +243,24 @@ class Supervisor:
 
     def change(self, text: str, delete: bool) -> dict[str, Any]:
         """apply -f / delete -f: recompute, then stop what went away and start what came."""
+        steps = Steps()
         store = reconcile.admitted(text, "request")  # an invalid request is refused before the lock
+        steps.done("admit")
         with self.lock:
+            steps.done("lock")
             request = reconcile.change_request(self.inputs, store, delete)
             cluster = self._compute(request.inputs, self.cluster)
             reconcile.check_nodes(self.cluster, cluster, self.layout.cluster)
             actions = reconcile.pod_actions(cluster, self.started)
+            steps.done("compute")
             for ref in actions.stop:
                 self._stop_pod(ref)
+            steps.done("stop")
             self.cluster = cluster
             self.dataplane.cluster = cluster
             # the new pods are in the policy sets before they start: never a moment unprotected
             policy_failures = self._sync_policies()
+            steps.done("policies")
             failed, waiting = [], []
             for pod in actions.start:
                 if pod.spec.get("nodeName") in self.policy_errors:
@@ -248,9 +271,13 @@ class Supervisor:
                 except Exception as exc:  # the pod fails, the cluster goes on
                     log.exception("starting %s failed", pod.ref)
                     failed.append(f"{pod.ref}: {exc}")
+            steps.done("start")
             self.inputs = request.inputs
             self.state.save_manifests(request.inputs)
+            steps.done("save")
             self._publish(policies=False)
+            steps.done("publish")
+            log.info("%s of %d objects: %s", "delete" if delete else "apply", len(request.keys), steps)
             lines = request.lines(failed) + [f"Warning: {f}" for f in policy_failures]
             lines += [f"Warning: {ref} waits to start until its node's NetworkPolicy rules hold" for ref in waiting]
             started = [ref for ref in actions.started if ref not in waiting]
