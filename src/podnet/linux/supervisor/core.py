@@ -249,7 +249,9 @@ class Supervisor:
         with self.lock:
             steps.done("lock")
             request = reconcile.change_request(self.inputs, store, delete)
-            cluster = self._compute(request.inputs, self.cluster)
+            cluster = reconcile.changed_cluster(self.cluster, self.inputs, store, delete)
+            if cluster is None:
+                cluster = self._compute(request.inputs, self.cluster)
             reconcile.check_nodes(self.cluster, cluster, self.layout.cluster)
             actions = reconcile.pod_actions(cluster, self.started)
             steps.done("compute")
