@@ -244,3 +244,18 @@ def test_the_supervisor_takes_the_fast_path_and_its_tables_are_those_of_a_full_c
 
 
 original = reconcile.desired_cluster
+
+
+def test_an_apply_that_changes_nothing_loads_nothing_writes_nothing_and_wakes_no_watcher(tmp_path):
+    state = ClusterState(ClusterLayout("inc"), tmp_path / "inc")
+    state.create({"kind": "Cluster", "apiVersion": "podnet.dev/v1alpha1", "name": "inc", "nodes": 2}, BASE)
+    nft = RecordingRunner()
+    supervisor = Supervisor(ClusterLayout("inc"), state, dataplane_factory=FakeDataPlane, runtime_factory=FakeRuntime)
+    supervisor.start()
+    supervisor.policies = {node: NodePolicy(node, None, run=nft) for node in ("node1", "node2")}
+    supervisor.change(documents_text([policy("deny-b", {"role": "b"})]), delete=False)
+    manifests = state.directory / "manifests.yaml"
+    before = (manifests.stat().st_ino, supervisor.generation, len(nft.calls), supervisor.cluster)
+    answer = supervisor.change(documents_text([policy("deny-b", {"role": "b"}), BASE[1]]), delete=False)
+    assert answer["lines"] == ["deployment/web configured", "networkpolicy/deny-b configured"]
+    assert (manifests.stat().st_ino, supervisor.generation, len(nft.calls), supervisor.cluster) == before

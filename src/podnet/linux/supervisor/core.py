@@ -182,21 +182,42 @@ class Supervisor:
             self.announcer.sync(self.cluster)
 
     def _sync_policies(self, nodes: set[str] | None = None) -> list[str]:
-        """Every node's NetworkPolicy table (or those of `nodes`), now: one `nft -f` each. A node
+        """Every node's NetworkPolicy table (or those of `nodes`), now: one `nft -f` each, all
+        rendered first and then loaded in parallel (each mostly waits for the kernel). A node
         whose load fails keeps its previous rules; the failure is logged, kept in
         `policy_errors` (retry_policies tries again) and returned."""
-        failed = []
         engine = PolicyEngine(self.cluster) if self.policies else None
+        planned, errors = {}, {}
         for node, policy in self.policies.items():
-            if nodes is not None and node not in nodes:
-                continue
+            if nodes is None or node in nodes:
+                try:
+                    planned[node] = policy.plan(self.cluster, engine)
+                except Exception as exc:
+                    errors[node] = exc
+
+        def load(node: str) -> None:
             try:
-                policy.sync(self.cluster, engine)
-                self.policy_errors.pop(node, None)
+                self.policies[node].load(planned[node])
             except Exception as exc:
+                errors[node] = exc
+
+        loading = [node for node, plan in planned.items() if plan.text]
+        threads = [threading.Thread(target=load, args=(node,), name=f"netpol:{node}") for node in loading[1:]]
+        for thread in threads:
+            thread.start()
+        for node in [node for node in planned if node not in loading] + loading[:1]:
+            load(node)  # nothing to load (bookkeeping), and one of the loads in this thread
+        for thread in threads:
+            thread.join()
+        failed = []
+        for node in self.policies:
+            if node in errors:
+                exc = errors[node]
                 log.warning("NetworkPolicy sync on node %s failed; its previous rules stay in force: %s", node, exc)
                 self.policy_errors[node] = str(exc)
                 failed.append(f"NetworkPolicy sync on node {node} failed (its previous rules stay in force): {exc}")
+            elif node in planned:
+                self.policy_errors.pop(node, None)
         return failed
 
     def retry_policies(self) -> None:
@@ -258,10 +279,12 @@ class Supervisor:
             for ref in actions.stop:
                 self._stop_pod(ref)
             steps.done("stop")
-            self.cluster = cluster
-            self.dataplane.cluster = cluster
+            unchanged = cluster is self.cluster  # applied again as it is: nothing to publish
+            if not unchanged:
+                self.cluster = cluster
+                self.dataplane.cluster = cluster
             # the new pods are in the policy sets before they start: never a moment unprotected
-            policy_failures = self._sync_policies()
+            policy_failures = self._sync_policies(set(self.policy_errors) if unchanged else None)
             steps.done("policies")
             failed, waiting = [], []
             for pod in actions.start:
@@ -274,10 +297,12 @@ class Supervisor:
                     log.exception("starting %s failed", pod.ref)
                     failed.append(f"{pod.ref}: {exc}")
             steps.done("start")
-            self.inputs = request.inputs
-            self.state.save_manifests(request.inputs)
+            if request.inputs != self.inputs:
+                self.inputs = request.inputs
+                self.state.save_manifests(request.inputs)
             steps.done("save")
-            self._publish(policies=False)
+            if not unchanged:
+                self._publish(policies=False)
             steps.done("publish")
             log.info("%s of %d objects: %s", "delete" if delete else "apply", len(request.keys), steps)
             lines = request.lines(failed) + [f"Warning: {f}" for f in policy_failures]
