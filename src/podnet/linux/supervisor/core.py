@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Mapping
 from typing import Any
 
 from podnet.controlplane import Cluster
@@ -262,10 +263,13 @@ class Supervisor:
             namespace, name = ref.split("/", 1)
             self.dataplane.detach(namespace, name)
 
-    def change(self, text: str, delete: bool) -> dict[str, Any]:
-        """apply -f / delete -f: recompute, then stop what went away and start what came."""
+    def change(self, request: str | Mapping[str, str], delete: bool) -> dict[str, Any]:
+        """apply -f / delete -f: recompute, then stop what went away and start what came.
+        `request`: one List text, or the texts of the files the objects were read from, by
+        name (so a problem is reported at the user's file and line)."""
         steps = Steps()
-        store = reconcile.admitted(text, "request")  # an invalid request is refused before the lock
+        # an invalid request is refused before the lock
+        store = reconcile.admitted_files({"request": request} if isinstance(request, str) else request)
         steps.done("admit")
         with self.lock:
             steps.done("lock")
@@ -308,7 +312,8 @@ class Supervisor:
             lines = request.lines(failed) + [f"Warning: {f}" for f in policy_failures]
             lines += [f"Warning: {ref} waits to start until its node's NetworkPolicy rules hold" for ref in waiting]
             started = [ref for ref in actions.started if ref not in waiting]
-            return {"lines": lines, "started": started, "stopped": list(actions.stop)}
+            answer = {"lines": lines, "started": started, "stopped": list(actions.stop)}
+            return {**answer, "warnings": store.warnings} if store.warnings else answer
 
     def stop(self) -> None:
         with self.lock:

@@ -24,13 +24,13 @@ pure and those changes reach nothing else (tests/test_incremental.py compares th
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from podnet.api import fields
 from podnet.api.kinds import BY_KIND
-from podnet.api.loader import LoadedFiles, RawManifest, _parse_text
+from podnet.api.loader import LoadedFiles, RawManifest, parse_texts
 from podnet.api.objects import KubeObject, Source
 from podnet.api.store import ObjectStore, admit
 from podnet.config import ClusterConfig, Networking
@@ -45,10 +45,13 @@ Readiness = Callable[[KubeObject], "bool | None"]
 
 def admitted(text: str, name: str) -> ObjectStore:
     """The objects of a List text (manifests.yaml, an apply's documents), admitted."""
-    loaded = LoadedFiles()
-    loaded.texts[name] = text
-    _parse_text(name, text, loaded)
-    return admit(loaded)
+    return admitted_files({name: text})
+
+
+def admitted_files(texts: Mapping[str, str]) -> ObjectStore:
+    """The objects of files' texts by name (`podnet apply -f`'s), admitted: a problem is
+    reported at its file and line."""
+    return admit(parse_texts(dict(texts)))
 
 
 def admitted_bodies(bodies: list[dict[str, Any]], name: str) -> ObjectStore:
