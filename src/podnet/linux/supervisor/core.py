@@ -187,14 +187,14 @@ class Supervisor:
         rendered first and then loaded in parallel (each mostly waits for the kernel). A node
         whose load fails keeps its previous rules; the failure is logged, kept in
         `policy_errors` (retry_policies tries again) and returned."""
-        engine = PolicyEngine(self.cluster) if self.policies else None
+        syncing = [node for node in self.policies if nodes is None or node in nodes]
+        engine = PolicyEngine(self.cluster) if syncing else None
         planned, errors = {}, {}
-        for node, policy in self.policies.items():
-            if nodes is None or node in nodes:
-                try:
-                    planned[node] = policy.plan(self.cluster, engine)
-                except Exception as exc:
-                    errors[node] = exc
+        for node in syncing:
+            try:
+                planned[node] = self.policies[node].plan(self.cluster, engine)
+            except Exception as exc:
+                errors[node] = exc
 
         def load(node: str) -> None:
             try:
