@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping
+from dataclasses import replace
 
 from podnet.api import labels as selectors
 from podnet.api.objects import KubeObject
@@ -65,8 +66,7 @@ def with_policies(cluster: Cluster, applied: Iterable[KubeObject], deleted: Iter
         objects[key] = obj
     if not placed:
         objects.update(sorted(policies.items()))
-    return Cluster(config=cluster.config, objects=objects, nodes=cluster.nodes, warnings=list(cluster.warnings),
-                   lines=cluster.lines)
+    return replace(cluster, objects=objects, warnings=list(cluster.warnings))
 
 
 def _still_used(cluster: Cluster, namespaces: set[str], deleted: set[Key]) -> bool:
@@ -101,6 +101,5 @@ def relabelled(cluster: Cluster, key: Key, labels: Mapping[str, str] | None,
             body["metadata"].pop(name, None)
     objects = dict(cluster.objects)
     objects[key] = KubeObject(pod.kind, pod.namespace, pod.name, body, pod.source)
-    return Cluster(config=cluster.config, objects=objects, nodes=cluster.nodes, warnings=list(cluster.warnings),
-                   lines=cluster.lines)
+    return replace(cluster, objects=objects, warnings=list(cluster.warnings))
 

@@ -263,13 +263,13 @@ class Supervisor:
             namespace, name = ref.split("/", 1)
             self.dataplane.detach(namespace, name)
 
-    def change(self, request: str | Mapping[str, str], delete: bool) -> dict[str, Any]:
+    def change(self, documents: str | Mapping[str, str], delete: bool) -> dict[str, Any]:
         """apply -f / delete -f: recompute, then stop what went away and start what came.
-        `request`: one List text, or the texts of the files the objects were read from, by
+        `documents`: one List text, or the texts of the files the objects were read from, by
         name (so a problem is reported at the user's file and line)."""
         steps = Steps()
         # an invalid request is refused before the lock
-        store = reconcile.admitted_files({"request": request} if isinstance(request, str) else request)
+        store = reconcile.admitted_files({"request": documents} if isinstance(documents, str) else documents)
         steps.done("admit")
         with self.lock:
             steps.done("lock")

@@ -106,7 +106,9 @@ def changed_cluster(keep: Cluster, inputs: list[dict[str, Any]], store: ObjectSt
                     delete: bool) -> Cluster | None:
     """The cluster after applying (deleting) `store`'s objects to `inputs`, whose cluster is
     `keep`, made from `keep` without computing it again; None when the change is not one of
-    those (module doc), and the caller computes in full (desired_cluster)."""
+    those (module doc), and the caller computes in full (desired_cluster). Readiness the
+    prober reported since `keep` was computed is not taken in here: that report already asked
+    the loop for a recomputation (Supervisor.recompute), which follows within a round."""
     current = {object_key(b): b for b in inputs}
     policies, deleted, relabels = [], [], []
     for obj in store.objects.values():
