@@ -55,7 +55,7 @@ class SchemaValidator:
     @cached_property
     def _registry(self) -> jsonschema_rs.Registry:
         definitions = json.loads(self._directory.joinpath("_definitions.json").read_text())
-        own = json.loads(resources.files("podnet.api").joinpath("schemas", _OWN_SCHEMA_FILE).read_text())
+        own = json.loads((Path(__file__).parent / "schemas" / _OWN_SCHEMA_FILE).read_text())  # package data
         return jsonschema_rs.Registry([(_DEFINITIONS_URI, definitions), (_OWN_SCHEMA_URI, own)])
 
     def _validator(self, info: KindInfo):
