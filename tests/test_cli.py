@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from podnet.cli import running
 from tests.conftest import run_cli
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -101,3 +102,18 @@ def test_json_file_with_several_objects_and_yaml_flow_on_stdin(tmp_path, stdin_t
     stdin_text("{apiVersion: v1, kind: Namespace, metadata: {name: c}}\n")
     code, out, _ = run(capsys, "get", "ns", "-o", "name", "-f", str(two), "-f", "-")
     assert {"namespace/a", "namespace/b", "namespace/c"} <= set(out.split())
+
+
+def test_apply_sends_the_files_as_read_and_prints_the_answer_and_its_warnings(capsys, tmp_path, monkeypatch):
+    pod = tmp_path / "pod.yaml"
+    pod.write_text("apiVersion: v1\nkind: Pod\nmetadata: {name: x}\nspec: {containers: [{name: c, image: pause}]}\n")
+    sent = []
+    monkeypatch.setattr(running.os, "geteuid", lambda: 0)
+    monkeypatch.setattr(running, "pick_cluster", lambda name: name)
+    monkeypatch.setattr(running, "request", lambda layout, op, **fields: sent.append((layout, op, fields)) or
+                        {"ok": True, "lines": ["pod/x created"], "warnings": ["pod.yaml:1: warning: w"]})
+    code, out, err = run(capsys, "apply", "-f", str(pod), "--name", "c1")
+    assert (code, out, err) == (0, "pod/x created\n", "pod.yaml:1: warning: w\n")
+    assert sent == [("c1", "apply", {"files": {str(pod): pod.read_text()}})]
+    code, _, err = run(capsys, "delete", "-f", str(tmp_path / "missing.yaml"), "--name", "c1")
+    assert code == 1 and "missing.yaml: no such file or directory" in err and len(sent) == 1  # never sent

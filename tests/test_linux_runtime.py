@@ -3,6 +3,7 @@ hosts, environment, logs, restartPolicy, exec, and nothing left behind."""
 
 import os
 import secrets
+import signal
 import subprocess
 import time
 
@@ -115,3 +116,21 @@ def test_stopping_kills_every_process_of_the_pod(netns, tmp_path):
     runtime.stop_all()
     for pid in pids:
         assert not os.path.exists(f"/proc/{pid}") or open(f"/proc/{pid}/stat").read().split()[2] == "Z"
+
+
+def test_a_pause_process_that_dies_is_noticed_and_the_sandbox_made_again(netns, tmp_path):
+    """reap knows the pause process it found last time and checks it with one read: a pause
+    killed since (its parent still winding down, or gone) is a dead sandbox all the same."""
+    runtime, pod = runtime_for(POD % ("Always", "sleep 300"), tmp_path)
+    sandbox = runtime.start_pod(pod, netns)
+    try:
+        first = runtime.sandbox_pid(sandbox)
+        assert first is not None and runtime.sandbox_pid(sandbox) == first and sandbox.found[1] == first
+        outer = sandbox.pause.pid
+        os.kill(first, signal.SIGKILL)
+        assert wait_for(lambda: runtime.sandbox_pid(sandbox) is None)
+        runtime.reap()  # made again: a new pause process, found afresh
+        assert sandbox.pause.pid != outer
+        assert wait_for(lambda: runtime.sandbox_pid(sandbox) not in (None, first))
+    finally:
+        runtime.stop_all()

@@ -188,6 +188,19 @@ def test_stop_stops_every_pod_and_tears_the_network_down(supervisor):
 # ---- the control socket -------------------------------------------------------------------------
 
 
+def test_apply_admits_the_files_as_read_and_reports_problems_at_their_file_and_line(supervisor, tmp_path):
+    """`podnet apply -f` sends the files' texts; the supervisor admits them under their names."""
+    good = "apiVersion: v1\nkind: Pod\nmetadata: {name: x}\nspec:\n  containers: [{name: c, image: pause}]\n"
+    widget = "---\napiVersion: example.com/v1\nkind: Widget\nmetadata: {name: w}\n"
+    bad = "apiVersion: v1\nkind: Pod\nmetadata: {name: y}\nspec:\n  containers: [{name: c, image: pause, portz: 1}]\n"
+    with pytest.raises(PodnetError, match=r"^pods/bad.yaml:5: Pod default/y: spec.containers\[0\].portz"):
+        handle(supervisor, {"op": "apply", "files": {"pods/good.yaml": good, "pods/bad.yaml": bad}})
+    assert "default/x" not in supervisor.runtime.pods  # refused whole
+    answer = handle(supervisor, {"op": "apply", "files": {"pods/good.yaml": good + widget}})
+    assert answer["lines"] == ["pod/x created"] and answer["started"] == ["default/x"]
+    assert answer["warnings"] == ["pods/good.yaml:7: warning: kind Widget (example.com/v1) is not used by podnet; ignored"]
+
+
 def test_requests_are_dispatched_to_the_supervisor(supervisor):
     assert handle(supervisor, {"op": "ping"}) == {"cluster": "sup", "pid": os.getpid()}
     assert handle(supervisor, {"op": "status"})["ready"] is True

@@ -51,6 +51,18 @@ def test_running_pods_keep_their_names_addresses_and_nodes():
     assert len(placed(after)) == 4
 
 
+def test_a_cluster_computed_again_over_itself_is_the_same():
+    """Every apply and readiness change computes the running pods again: nothing may pile up
+    (each round once added another PodReadyToStartContainers condition to every pod)."""
+    first = desired([DEPLOYMENT, pod("a")])
+    again = desired([DEPLOYMENT, pod("a")], keep=first)
+    assert {k: o.body for k, o in desired([DEPLOYMENT, pod("a")], keep=again).objects.items()} == \
+        {k: o.body for k, o in again.objects.items()}
+    for p in again.of_kind("Pod"):
+        types = [c["type"] for c in p.status["conditions"]]
+        assert len(types) == len(set(types)), p.ref
+
+
 def test_a_running_pod_applied_with_new_labels_keeps_its_address_and_takes_the_labels():
     """`kubectl label` / an apply that relabels a pod: NetworkPolicy selectors must see it (rule 37)."""
     labelled = pod("a")

@@ -6,7 +6,7 @@ import json
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, TextIO
+from typing import Any, Iterable, Iterator, TextIO
 
 import yaml
 
@@ -66,6 +66,32 @@ def expand_paths(args: Iterable[str]) -> list[str]:
 
 def load_files(args: Iterable[str], stdin: TextIO | None = None) -> LoadedFiles:
     loaded = LoadedFiles()
+    for name, text in _read(args, stdin, loaded):
+        _parse_text(name, text, loaded)
+    return loaded
+
+
+def read_files(args: Iterable[str], stdin: TextIO | None = None) -> LoadedFiles:
+    """The files' texts, not parsed yet (`podnet apply` hands them to the running cluster,
+    which admits them: see parse_texts); what could not be read is in `problems`."""
+    loaded = LoadedFiles()
+    for _ in _read(args, stdin, loaded):
+        pass
+    return loaded
+
+
+def parse_texts(texts: dict[str, str]) -> LoadedFiles:
+    """Texts read elsewhere (by name: a file's path, <stdin>) parsed, as load_files would."""
+    loaded = LoadedFiles()
+    for name, text in texts.items():
+        loaded.texts[name] = text
+        _parse_text(name, text, loaded)
+    return loaded
+
+
+def _read(args: Iterable[str], stdin: TextIO | None, loaded: LoadedFiles) -> Iterator[tuple[str, str]]:
+    """Each file's (name, text), also kept in loaded.texts; what cannot be read goes to
+    loaded.problems."""
     for file in expand_paths(args):
         if file == "-":
             name = "<stdin>"
@@ -82,8 +108,7 @@ def load_files(args: Iterable[str], stdin: TextIO | None = None) -> LoadedFiles:
                 loaded.problems.append(f"{file}: cannot read: {exc}")
                 continue
         loaded.texts[name] = text
-        _parse_text(name, text, loaded)
-    return loaded
+        yield name, text
 
 
 def _read_stdin(stdin: TextIO | None) -> str:

@@ -1,5 +1,10 @@
 """podnet exec / logs / apply / delete: commands to a running cluster, through its supervisor's
-control socket. They load nothing of the data plane (`up` and `down`, in podnet.cli.lifecycle, do)."""
+control socket. They load nothing of the data plane (`up` and `down`, in podnet.cli.lifecycle, do).
+
+`apply` and `delete` send the files' texts as read, and the supervisor admits them (already
+loaded, its validators answer at once) with the files' names, so a problem is reported at the
+user's file and line as before — and the command starts without loading the API schemas (about
+30 ms of an apply whose goal is 200 ms, start to enforced)."""
 
 from __future__ import annotations
 
@@ -7,10 +12,9 @@ import argparse
 import os
 import sys
 
-from podnet.api.store import load_store
-from podnet.errors import PodnetError, UsageError
+from podnet.api.loader import read_files
+from podnet.errors import InvalidInput, PodnetError, UsageError
 from podnet.host.control import pick_cluster, request
-from podnet.linux.supervisor.state import documents_text
 
 
 def require_root(what: str) -> None:
@@ -96,12 +100,13 @@ def add_change(sub, verb: str) -> None:
 
 def run_change(args, delete: bool) -> int:
     require_root(f"podnet {'delete' if delete else 'apply'}")
-    store = load_store(args.filename)  # every problem reported here, before the cluster is touched
-    for warning in store.warnings:
-        print(warning, file=sys.stderr)
+    files = read_files(args.filename)
+    if files.problems:
+        raise InvalidInput(files.problems)
     layout = pick_cluster(args.name)
-    reply = request(layout, "delete" if delete else "apply",
-                    documents=documents_text([o.body for o in store.objects.values()]))
+    reply = request(layout, "delete" if delete else "apply", files=files.texts)  # refused whole if invalid
+    for warning in reply.get("warnings", []):
+        print(warning, file=sys.stderr)
     for line in reply["lines"]:
         print(line)
     return 1 if any(line.startswith("Error") for line in reply["lines"]) else 0

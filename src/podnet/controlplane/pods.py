@@ -157,8 +157,10 @@ def _condition(kind: str, ok: bool, reason: str | None = None, message: str | No
 
 def running_status(pod: KubeObject, host_ip: str, pod_ip: str, ready: bool) -> dict[str, Any]:
     previous = pod.status
-    extra = [c for c in fields.conditions(pod)
-             if c.get("type") not in ("PodScheduled", "Initialized", "ContainersReady", "Ready")]
+    # the conditions written here are replaced, not kept: a pod computed again (a running pod
+    # carried over) must not collect a copy of one each time
+    extra = [c for c in fields.conditions(pod) if c.get("type") not in
+             ("PodReadyToStartContainers", "PodScheduled", "Initialized", "ContainersReady", "Ready")]
     containers_ready = not input_says_containers_not_ready(pod)
     restarts = {c.get("name"): int(c.get("restartCount") or 0) for c in previous.get("containerStatuses") or []}
     status = {

@@ -3,7 +3,9 @@ policies, and `bridge podnet-netpol`, a pod's packets only from its own address)
 `nft -f` per sync.
 
 The supervisor calls `sync(cluster)` whenever the cluster changes, under its lock, so `podnet
-apply` of a policy answers once every node enforces it. A sync whose structure (policies,
+apply` of a policy answers once every node enforces it — in two steps, `plan` (render, in
+Python) for every node and then `load` for all of them at once: an `nft -f` spends most of its
+time waiting for the kernel's commit, so the nodes' loads overlap. A sync whose structure (policies,
 rules, ports) is unchanged only rewrites the sets whose elements changed (a pod came, went or
 changed labels); otherwise the table is replaced whole, in the same single transaction. nft
 applies a transaction entirely or not at all: a sync that fails leaves the previous rules in
@@ -37,6 +39,13 @@ class PolicySyncStatus:
     last_full: bool = False  # the last load replaced the whole table
 
 
+@dataclass(frozen=True)
+class PlannedSync:
+    desired: Ruleset  # the node's tables afterwards
+    text: str  # the `nft -f` transaction from what the kernel holds ("" if nothing changes)
+    started: float  # time.monotonic() when planning began
+
+
 class NodePolicy:
     def __init__(self, node: str, netns: str | None, run: Runner = run_command):
         self.node, self.netns, self.run = node, netns, run
@@ -47,9 +56,18 @@ class NodePolicy:
     def sync(self, cluster: Cluster, engine: PolicyEngine | None = None) -> None:
         """Make the node enforce `cluster`'s policies (raises LoadError if nft refuses);
         `engine`: the cluster's compiled policies, shared by the nodes of one sync."""
+        self.load(self.plan(cluster, engine))
+
+    def plan(self, cluster: Cluster, engine: PolicyEngine | None = None) -> PlannedSync:
+        """What a sync to `cluster` loads, from what the kernel holds now; `load` it before the
+        next plan."""
         started = time.monotonic()
         desired = render(cluster, self.node, engine)
-        text = transaction(self.loaded, desired)
+        return PlannedSync(desired, transaction(self.loaded, desired), started)
+
+    def load(self, planned: PlannedSync) -> None:
+        """Load a planned sync (raises LoadError if nft refuses: the previous rules stay)."""
+        desired, text = planned.desired, planned.text
         if text:
             try:
                 self.run(in_netns(self.netns, ["nft", "-f", "-"]), text)
@@ -62,7 +80,7 @@ class NodePolicy:
         self.loaded = desired
         self.status.syncs += 1
         self.status.last_error = None
-        self.status.last_duration = time.monotonic() - started
+        self.status.last_duration = time.monotonic() - planned.started
 
     def loaded_shape(self) -> TableShape | None:
         """The shape of the table the kernel holds as far as podnet knows (None: not known,

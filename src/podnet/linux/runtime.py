@@ -57,6 +57,9 @@ class PodSandbox:
     containers: list[Container] = field(default_factory=list)
     host_network: bool = False
     pod: KubeObject | None = None
+    # (its parent, the pause process) as last found: one read of the parent's children tells
+    # whether it still runs (reap looks every 0.2 s, under the supervisor's lock)
+    found: tuple[int, int] | None = None
 
     @property
     def ref(self) -> str:
@@ -186,7 +189,15 @@ class Runtime:
     @staticmethod
     def sandbox_pid(sandbox: PodSandbox) -> int | None:
         """The pause process itself: the innermost child of `ip netns exec … unshare --fork`."""
-        pid = sandbox.pause.pid
+        if sandbox.found is not None:
+            parent, pid = sandbox.found
+            try:  # still its parent's child: the same process (a pid is not reused while it lives)
+                if Path(f"/proc/{parent}/task/{parent}/children").read_text().split()[:1] == [str(pid)]:
+                    return pid
+            except OSError:
+                pass
+            sandbox.found = None
+        parent, pid = None, sandbox.pause.pid
         for _ in range(4):
             children = Path(f"/proc/{pid}/task/{pid}/children")
             try:
@@ -198,8 +209,12 @@ class Runtime:
                     cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
                 except OSError:
                     return None
-                return pid if cmdline[:2] == [b"sleep", b"infinity"] else None
-            pid = int(kids[0])
+                if cmdline[:2] != [b"sleep", b"infinity"]:
+                    return None
+                if parent is not None:
+                    sandbox.found = (parent, pid)
+                return pid
+            parent, pid = pid, int(kids[0])
         return None
 
     def enter_argv(self, sandbox: PodSandbox, argv: list[str], workdir: str | None = None) -> list[str]:
@@ -262,7 +277,7 @@ class Runtime:
                 container.process.wait()
         _signal_group(sandbox.pause, signal.SIGKILL)
         sandbox.pause.wait()
-        sandbox.pause = self._start_sandbox(sandbox.pod, sandbox.netns)
+        sandbox.pause, sandbox.found = self._start_sandbox(sandbox.pod, sandbox.netns), None
         self._wait_for_sandbox(sandbox)
         for container in sandbox.containers:
             container.restarts += 1

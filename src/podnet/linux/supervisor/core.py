@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Mapping
 from typing import Any
 
 from podnet.controlplane import Cluster
@@ -40,6 +41,23 @@ from podnet.semantics.networkpolicy import PolicyEngine
 
 log = logging.getLogger("podnet.supervisor")
 POLICY_RETRY_FIRST, POLICY_RETRY_MAX = 0.2, 5.0  # seconds between retries of a failed policy sync
+
+
+class Steps:
+    """How long each step of a change took, for the log (where an apply's time goes)."""
+
+    def __init__(self):
+        self.last = time.monotonic()
+        self.taken: list[tuple[str, float]] = []
+
+    def done(self, step: str) -> None:
+        now = time.monotonic()
+        self.taken.append((step, now - self.last))
+        self.last = now
+
+    def __str__(self) -> str:
+        total = sum(seconds for _, seconds in self.taken)
+        return f"{total * 1e3:.0f} ms (" + ", ".join(f"{step} {seconds * 1e3:.0f}" for step, seconds in self.taken) + ")"
 
 
 class Supervisor:
@@ -176,22 +194,43 @@ class Supervisor:
             self.announcer.sync(self.cluster)
 
     def _sync_policies(self, nodes: set[str] | None = None) -> list[str]:
-        """Every node's NetworkPolicy table (or those of `nodes`), now: one `nft -f` each. A node
+        """Every node's NetworkPolicy table (or those of `nodes`), now: one `nft -f` each, all
+        rendered first and then loaded in parallel (each mostly waits for the kernel). A node
         whose load fails keeps its previous rules; the failure is logged, kept in
         `policy_errors` (retry_policies tries again) and returned."""
-        failed = []
-        engine = PolicyEngine(self.cluster) if self.policies else None
-        for node, policy in self.policies.items():
-            if nodes is not None and node not in nodes:
-                continue
+        syncing = [node for node in self.policies if nodes is None or node in nodes]
+        engine = PolicyEngine(self.cluster) if syncing else None
+        planned, errors = {}, {}
+        for node in syncing:
             try:
-                policy.sync(self.cluster, engine)
-                self.policy_errors.pop(node, None)
-                self.policy_synced[node] = self.generation
+                planned[node] = self.policies[node].plan(self.cluster, engine)
             except Exception as exc:
+                errors[node] = exc
+
+        def load(node: str) -> None:
+            try:
+                self.policies[node].load(planned[node])
+            except Exception as exc:
+                errors[node] = exc
+
+        loading = [node for node, plan in planned.items() if plan.text]
+        threads = [threading.Thread(target=load, args=(node,), name=f"netpol:{node}") for node in loading[1:]]
+        for thread in threads:
+            thread.start()
+        for node in [node for node in planned if node not in loading] + loading[:1]:
+            load(node)  # nothing to load (bookkeeping), and one of the loads in this thread
+        for thread in threads:
+            thread.join()
+        failed = []
+        for node in self.policies:
+            if node in errors:
+                exc = errors[node]
                 log.warning("NetworkPolicy sync on node %s failed; its previous rules stay in force: %s", node, exc)
                 self.policy_errors[node] = str(exc)
                 failed.append(f"NetworkPolicy sync on node {node} failed (its previous rules stay in force): {exc}")
+            elif node in planned:
+                self.policy_errors.pop(node, None)
+                self.policy_synced[node] = self.generation  # what the live trace checks against
         return failed
 
     def retry_policies(self) -> None:
@@ -236,20 +275,33 @@ class Supervisor:
             namespace, name = ref.split("/", 1)
             self.dataplane.detach(namespace, name)
 
-    def change(self, text: str, delete: bool) -> dict[str, Any]:
-        """apply -f / delete -f: recompute, then stop what went away and start what came."""
-        store = reconcile.admitted(text, "request")  # an invalid request is refused before the lock
+    def change(self, documents: str | Mapping[str, str], delete: bool) -> dict[str, Any]:
+        """apply -f / delete -f: recompute, then stop what went away and start what came.
+        `documents`: one List text, or the texts of the files the objects were read from, by
+        name (so a problem is reported at the user's file and line)."""
+        steps = Steps()
+        # an invalid request is refused before the lock
+        store = reconcile.admitted_files({"request": documents} if isinstance(documents, str) else documents)
+        steps.done("admit")
         with self.lock:
+            steps.done("lock")
             request = reconcile.change_request(self.inputs, store, delete)
-            cluster = self._compute(request.inputs, self.cluster)
+            cluster = reconcile.changed_cluster(self.cluster, self.inputs, store, delete)
+            if cluster is None:
+                cluster = self._compute(request.inputs, self.cluster)
             reconcile.check_nodes(self.cluster, cluster, self.layout.cluster)
             actions = reconcile.pod_actions(cluster, self.started)
+            steps.done("compute")
             for ref in actions.stop:
                 self._stop_pod(ref)
-            self.cluster = cluster
-            self.dataplane.cluster = cluster
+            steps.done("stop")
+            unchanged = cluster is self.cluster  # applied again as it is: nothing to publish
+            if not unchanged:
+                self.cluster = cluster
+                self.dataplane.cluster = cluster
             # the new pods are in the policy sets before they start: never a moment unprotected
-            policy_failures = self._sync_policies()
+            policy_failures = self._sync_policies(set(self.policy_errors) if unchanged else None)
+            steps.done("policies")
             failed, waiting = [], []
             for pod in actions.start:
                 if pod.spec.get("nodeName") in self.policy_errors:
@@ -260,13 +312,20 @@ class Supervisor:
                 except Exception as exc:  # the pod fails, the cluster goes on
                     log.exception("starting %s failed", pod.ref)
                     failed.append(f"{pod.ref}: {exc}")
-            self.inputs = request.inputs
-            self.state.save_manifests(request.inputs)
-            self._publish(policies=False)
+            steps.done("start")
+            if request.inputs != self.inputs:
+                self.inputs = request.inputs
+                self.state.save_manifests(request.inputs)
+            steps.done("save")
+            if not unchanged:
+                self._publish(policies=False)
+            steps.done("publish")
+            log.info("%s of %d objects: %s", "delete" if delete else "apply", len(request.keys), steps)
             lines = request.lines(failed) + [f"Warning: {f}" for f in policy_failures]
             lines += [f"Warning: {ref} waits to start until its node's NetworkPolicy rules hold" for ref in waiting]
             started = [ref for ref in actions.started if ref not in waiting]
-            return {"lines": lines, "started": started, "stopped": list(actions.stop)}
+            answer = {"lines": lines, "started": started, "stopped": list(actions.stop)}
+            return {**answer, "warnings": store.warnings} if store.warnings else answer
 
     def stop(self) -> None:
         with self.lock:

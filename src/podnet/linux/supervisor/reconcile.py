@@ -11,24 +11,32 @@ Running pods are carried over: when the cluster is recomputed after an apply, a 
 readiness change, every pod that still belongs and already has an address is fed back in as
 it is, so it keeps its name (a ReplicaSet's generated suffix) and its address, as pods do in
 a real cluster.
+
+The computing works on the bodies themselves: `admitted_bodies` admits already-parsed objects
+(a JSON copy each, since admission defaults fields in place), with no YAML text between —
+serialising every running pod and parsing it back cost most of an apply's time. And the
+changes that steer NetworkPolicy — policies applied or deleted, running pods relabelled, or
+objects applied again unchanged — are made to the running cluster as it is, without computing
+it again (`changed_cluster`, podnet.controlplane.incremental): the same cluster, since compute is
+pure and those changes reach nothing else (tests/test_incremental.py compares the two).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+import json
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from podnet.api import fields
 from podnet.api.kinds import BY_KIND
-from podnet.api.loader import LoadedFiles, _parse_text
-from podnet.api.objects import KubeObject
+from podnet.api.loader import LoadedFiles, RawManifest, parse_texts
+from podnet.api.objects import KubeObject, Source
 from podnet.api.store import ObjectStore, admit
 from podnet.config import ClusterConfig, Networking
-from podnet.controlplane import Cluster, compute
+from podnet.controlplane import Cluster, compute, incremental
 from podnet.errors import PodnetError
 from podnet.linux.netlink import Change, Route, Sysctl
-from podnet.linux.supervisor.state import documents_text
 from podnet.semantics.topology import BRIDGE
 
 Key = tuple[str, str, str]  # (kind, namespace, name); namespace "" for cluster-scoped kinds
@@ -37,9 +45,21 @@ Readiness = Callable[[KubeObject], "bool | None"]
 
 def admitted(text: str, name: str) -> ObjectStore:
     """The objects of a List text (manifests.yaml, an apply's documents), admitted."""
+    return admitted_files({name: text})
+
+
+def admitted_files(texts: Mapping[str, str]) -> ObjectStore:
+    """The objects of files' texts by name (`podnet apply -f`'s), admitted: a problem is
+    reported at its file and line."""
+    return admit(parse_texts(dict(texts)))
+
+
+def admitted_bodies(bodies: list[dict[str, Any]], name: str) -> ObjectStore:
+    """Objects already parsed (the inputs, carried-over pods), admitted as one List named
+    `name` would be: each is copied first, so admission never changes the caller's bodies."""
     loaded = LoadedFiles()
-    loaded.texts[name] = text
-    _parse_text(name, text, loaded)
+    copies = json.loads(json.dumps(bodies))
+    loaded.manifests = [RawManifest(body, Source(name, 0, index)) for index, body in enumerate(copies)]
     return admit(loaded)
 
 
@@ -61,7 +81,7 @@ def as_input(body: dict[str, Any]) -> dict[str, Any]:
 def desired_cluster(inputs: list[dict[str, Any]], config: ClusterConfig, readiness: Readiness,
                     keep: Cluster | None = None) -> Cluster:
     """The cluster for `inputs`; pods of `keep` that still belong are carried over as they are."""
-    fresh = compute(admitted(documents_text(inputs), "desired"), config, readiness)
+    fresh = compute(admitted_bodies(inputs, "desired"), config, readiness)
     if keep is None:
         return fresh
     carried = []
@@ -79,7 +99,57 @@ def desired_cluster(inputs: list[dict[str, Any]], config: ClusterConfig, readine
             carried.append(body)
     carried_keys = {object_key(c) for c in carried}
     merged = [b for b in inputs if object_key(b) not in carried_keys] + [as_input(c) for c in carried]
-    return compute(admitted(documents_text(merged), "desired"), config, readiness)
+    return compute(admitted_bodies(merged, "desired"), config, readiness)
+
+
+def changed_cluster(keep: Cluster, inputs: list[dict[str, Any]], store: ObjectStore,
+                    delete: bool) -> Cluster | None:
+    """The cluster after applying (deleting) `store`'s objects to `inputs`, whose cluster is
+    `keep`, made from `keep` without computing it again; None when the change is not one of
+    those (module doc), and the caller computes in full (desired_cluster). Readiness the
+    prober reported since `keep` was computed is not taken in here: that report already asked
+    the loop for a recomputation (Supervisor.recompute), which follows within a round."""
+    current = {object_key(b): b for b in inputs}
+    policies, deleted, relabels = [], [], []
+    for obj in store.objects.values():
+        # as admitted, like the request's objects (the inputs of `podnet up` are saved as written)
+        before = admitted_bodies([current[obj.key]], "current").objects[obj.key].body if obj.key in current else None
+        if delete:
+            if obj.kind != "NetworkPolicy":
+                return None
+            deleted.append(obj.key)
+        elif before == obj.body:
+            continue  # applied again unchanged
+        elif obj.kind == "NetworkPolicy":
+            policies.append(obj)
+        elif obj.kind == "Pod" and before is not None and _only_metadata_differs(before, obj.body) \
+                and _is_running(keep.get("Pod", obj.namespace, obj.name)):
+            relabels.append(obj)
+        else:
+            return None
+    cluster: Cluster | None = keep
+    if policies or deleted:
+        cluster = incremental.with_policies(keep, policies, deleted)
+    for obj in relabels:
+        if cluster is None:
+            break
+        metadata = obj.body["metadata"]
+        cluster = incremental.relabelled(cluster, obj.key, metadata.get("labels"), metadata.get("annotations"))
+    return cluster
+
+
+def _only_metadata_differs(before: dict[str, Any], after: dict[str, Any]) -> bool:
+    """The two bodies differ at most in metadata.labels and metadata.annotations: what an apply
+    may change on a running pod (`desired_cluster` takes those from the new input)."""
+    def rest(body: dict[str, Any]) -> dict[str, Any]:
+        metadata = {k: v for k, v in (body.get("metadata") or {}).items() if k not in ("labels", "annotations")}
+        return {**body, "metadata": metadata}
+    return rest(before) == rest(after)
+
+
+def _is_running(pod: KubeObject | None) -> bool:
+    """Running with an address: a pod the carry-over keeps as it is."""
+    return pod is not None and bool(fields.pod_ip(pod)) and fields.phase(pod) == "Running"
 
 
 def running_pods(cluster: Cluster) -> list[KubeObject]:

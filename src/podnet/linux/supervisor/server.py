@@ -46,7 +46,9 @@ def handle(supervisor, message: dict[str, Any]) -> dict[str, Any]:
     if op == "logs":
         return {"text": supervisor.logs(message["target"], message.get("container"))}
     if op in ("apply", "delete"):
-        return supervisor.change(message["documents"], delete=op == "delete")
+        # "files": {name: text} as `podnet apply -f` read them; "documents": one List text
+        request = message["files"] if "files" in message else message["documents"]
+        return supervisor.change(request, delete=op == "delete")
     if op == "down":
         supervisor.stopping.set()
         return {"stopping": True}

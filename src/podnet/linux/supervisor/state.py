@@ -35,11 +35,14 @@ READY = "ready"
 LOG = "supervisor.log"
 OUT = "supervisor.out"
 FILE_MODE = 0o644
+_DUMPER = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
 
 
 def documents_text(bodies: list[dict[str, Any]]) -> str:
     """Objects as one kubectl `List`: manifests.yaml, and the documents of an apply or delete."""
-    return yaml.safe_dump({"apiVersion": "v1", "kind": "List", "items": bodies}, sort_keys=False)
+    # libyaml's emitter when there is one: ten times faster, and what manifests.yaml holds must be
+    # written on every apply (1,000 policies: 0.3 s with the pure-Python one)
+    return yaml.dump({"apiVersion": "v1", "kind": "List", "items": bodies}, Dumper=_DUMPER, sort_keys=False)
 
 
 def atomic_write(path: Path, text: str) -> None:

@@ -1,0 +1,105 @@
+"""Changes a computed cluster takes without computing it again.
+
+The cluster after a change is always `compute` of the new inputs, but computing it again costs
+time in proportion to the cluster (every pod scheduled, addressed and matched to its Services
+once more), while the changes that steer NetworkPolicy — a policy applied or deleted, a pod's
+labels changed — touch almost nothing of it. This module makes exactly those changes to a
+computed cluster and refuses (None) whenever one could reach further than what it rewrites;
+the caller then computes in full. What it relies on, all of it in cluster.compute:
+
+- a NetworkPolicy is copied into the cluster as it is, uid stamped, among the other policies
+  (sorted by key, after the Namespaces, ConfigMaps and Secrets); nothing else in the control
+  plane reads it, except that its namespace is created if nothing declares it and that the
+  userspace proxy refuses policies — both refused here, so the full computation says it;
+- a pod's labels are read by Services' selectors (their EndpointSlices) and by ReplicaSets'
+  (which adopt matching orphans): refused if the pod has an owner, or a ReplicaSet or a
+  Service of its namespace selects its old or its new labels; its annotations are read by
+  nothing.
+
+The objects the change does not touch are shared with the cluster given: computed clusters are
+never changed once made. tests/test_incremental.py compares the results with full computations,
+on scripted and on random changes.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import replace
+
+from podnet.api import labels as selectors
+from podnet.api.objects import KubeObject
+from podnet.controlplane import system
+from podnet.controlplane.cluster import Cluster, Key
+
+# the kinds compute adds before the NetworkPolicies, in this order
+_BEFORE_POLICIES = ("Namespace", "ConfigMap", "Secret")
+
+
+def with_policies(cluster: Cluster, applied: Iterable[KubeObject], deleted: Iterable[Key]) -> Cluster | None:
+    """`cluster` with the NetworkPolicies `applied` (admitted objects: added or replacing the
+    ones of their key) and without those of `deleted`; None if that could change more."""
+    applied, deleted = list(applied), set(deleted)
+    if any(o.kind != "NetworkPolicy" for o in applied) or any(k[0] != "NetworkPolicy" for k in deleted):
+        return None
+    if applied and cluster.config.networking.proxy_mode == "userspace":
+        return None  # compute refuses them: let it say so
+    for obj in applied:  # an undeclared namespace would be created (with a warning)
+        if cluster.get("Namespace", "", obj.namespace) is None:
+            return None
+    gone_namespaces = {k[1] for k in deleted if k not in {o.key for o in applied}}
+    if gone_namespaces and not _still_used(cluster, gone_namespaces, deleted):
+        return None
+    policies = {k: o for k, o in cluster.objects.items() if o.kind == "NetworkPolicy" and k not in deleted}
+    for obj in applied:
+        policy = KubeObject(obj.kind, obj.namespace, obj.name, json.loads(json.dumps(obj.body)), obj.source)
+        system.stamp_uid(policy)
+        policies[policy.key] = policy
+    objects: dict[Key, KubeObject] = {}
+    placed = False
+    for key, obj in cluster.objects.items():
+        if obj.kind == "NetworkPolicy":
+            continue
+        if not placed and obj.kind not in _BEFORE_POLICIES:
+            objects.update(sorted(policies.items()))
+            placed = True
+        objects[key] = obj
+    if not placed:
+        objects.update(sorted(policies.items()))
+    return replace(cluster, objects=objects, warnings=list(cluster.warnings))
+
+
+def _still_used(cluster: Cluster, namespaces: set[str], deleted: set[Key]) -> bool:
+    """Every one of `namespaces` still holds an object other than the deleted ones, so compute
+    keeps it (it might also be declared; without such an object that is not known here)."""
+    used = {o.namespace for k, o in cluster.objects.items() if k not in deleted and o.kind != "Namespace"}
+    return namespaces <= used
+
+
+def relabelled(cluster: Cluster, key: Key, labels: Mapping[str, str] | None,
+               annotations: Mapping[str, str] | None) -> Cluster | None:
+    """`cluster` with the pod of `key` given these labels and annotations (None: none), the
+    rest of it as it is; None if that could change more (see the module doc)."""
+    pod = cluster.objects.get(key)
+    if pod is None or pod.kind != "Pod" or pod.metadata.get("ownerReferences"):
+        return None
+    old, new = pod.labels, dict(labels or {})
+    for rs in cluster.of_kind("ReplicaSet", pod.namespace):
+        selector = selectors.from_label_selector(rs.spec.get("selector"))
+        if selector.matches(old) or selector.matches(new):
+            return None
+    for svc in cluster.of_kind("Service", pod.namespace):
+        if svc.spec.get("selector"):
+            selector = selectors.from_set(svc.spec.get("selector"))
+            if selector.matches(old) or selector.matches(new):
+                return None
+    body = json.loads(json.dumps(pod.body))
+    for name, value in (("labels", labels), ("annotations", annotations)):
+        if value is not None:
+            body["metadata"][name] = json.loads(json.dumps(value))
+        else:
+            body["metadata"].pop(name, None)
+    objects = dict(cluster.objects)
+    objects[key] = KubeObject(pod.kind, pod.namespace, pod.name, body, pod.source)
+    return replace(cluster, objects=objects, warnings=list(cluster.warnings))
+
