@@ -14,7 +14,9 @@ cluster has a unique name and is removed in a finally.
 from __future__ import annotations
 
 import json
+import os
 import secrets
+import signal
 import time
 from pathlib import Path
 
@@ -183,3 +185,53 @@ spec:
         assert status == 200 and body.startswith("NOW: ")
     finally:
         podnet("delete", "-f", str(bad), "--name", cluster)
+
+
+def controller_pids(name: str) -> list[int]:
+    """The controller processes of cluster `name` (their environment names its state directory)."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            cmdline = (proc / "cmdline").read_bytes()
+            environ = (proc / "environ").read_bytes()
+        except OSError:
+            continue
+        if b"podnet.ingressnginx" in cmdline and f"/{name}/ingress-nginx/".encode() in environ:
+            found.append(int(proc.name))
+    return found
+
+
+def test_the_live_trace_says_whether_the_controller_serves_the_state_it_traced(cluster, tmp_path):
+    url, host = f"http://{LB}/api", ("-H", "Host: shop.example.com")
+    now = podnet("trace", "external", url, *host, "-o", "json", "--name", cluster, check=False)
+    checks = [c for c in json.loads(now.stdout)["sync"] if c["rules"] == "ingress-nginx"]
+    assert now.returncode == 0 and checks and all(c["inSync"] for c in checks), now.stdout[-2000:]
+    pids = controller_pids(cluster)
+    assert len(pids) == 1
+    extra = tmp_path / "extra.yaml"
+    extra.write_text("""
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata: {name: extra, namespace: shop}
+spec:
+  ingressClassName: nginx
+  rules:
+  - host: extra.example.com
+    http:
+      paths: [{path: /, pathType: Prefix, backend: {service: {name: backend, port: {name: http}}}}]
+""")
+    os.kill(pids[0], signal.SIGSTOP)  # the controller stops following the cluster
+    try:
+        podnet("apply", "-f", str(extra), "--name", cluster)
+        behind = podnet("trace", "external", url, *host, "--name", cluster, check=False)
+        assert behind.returncode == 3, behind.stdout
+        assert "the controller is behind" in behind.stdout
+    finally:
+        os.kill(pids[0], signal.SIGCONT)
+    try:
+        caught_up = podnet("trace", "external", url, *host, "--name", cluster, check=False)
+        assert caught_up.returncode == 0, caught_up.stdout
+    finally:
+        podnet("delete", "-f", str(extra), "--name", cluster)

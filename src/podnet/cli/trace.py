@@ -14,7 +14,17 @@ from concurrent.futures import ThreadPoolExecutor
 
 from podnet.cli.load import add_source_options, cluster_from_args, running_state
 from podnet.host.control import request
-from podnet.linux.enforced import KUBE_PROXY, NETWORK_POLICY, NodeSync, policy_sync, proxy_sync, read_kernel_shape
+from podnet.ingressnginx.status import ControllerStatus
+from podnet.linux.enforced import (
+    INGRESS_NGINX,
+    KUBE_PROXY,
+    NETWORK_POLICY,
+    NodeSync,
+    controller_sync,
+    policy_sync,
+    proxy_sync,
+    read_kernel_shape,
+)
 from podnet.sim.trace import Tracer
 
 EXAMPLES = """examples:
@@ -100,11 +110,17 @@ def hop_rules(hop) -> tuple[str, str] | None:
     return None
 
 
+def hop_controller(hop) -> tuple[str, str] | None:
+    """(controller pod, ingress-nginx) for the hop where nginx routed the request."""
+    return (hop.at, INGRESS_NGINX) if hop.action == "route" and "/" in hop.at and not hop.at.startswith("node/") \
+        else None
+
+
 def crossed(result) -> list[tuple[str, str]]:
     """The (node, rules) the path crosses, the chosen path's and every candidate's, in order."""
     found: dict[tuple[str, str], None] = {}
     for hop in [*result.hops, *(h for fate in result.fates for h in fate.hops)]:
-        key = hop_rules(hop)
+        key = hop_rules(hop) or hop_controller(hop)
         if key is not None:
             found.setdefault(key)
     return list(found)
@@ -118,6 +134,8 @@ def live_checks(result, live, read=None) -> list[NodeSync]:
 
     def check(crossing: tuple[str, str]) -> NodeSync:
         node, rules = crossing
+        if rules == INGRESS_NGINX:  # `node` is the controller pod: what its nginx serves
+            return controller_sync(node, live.generation, lambda: controller_status(live.layout, node))
         record = live.nodes.get(node) or {}
         if rules == KUBE_PROXY:
             return proxy_sync(node, record.get("kubeProxy"))
@@ -129,6 +147,16 @@ def live_checks(result, live, read=None) -> list[NodeSync]:
         return list(pool.map(check, crossings))
 
 
+def controller_status(layout, pod: str) -> ControllerStatus | None:
+    """The status the controller pod `ns/name` wrote (any of its containers running the controller)."""
+    namespace, name = pod.split("/", 1)
+    for directory in sorted(layout.ingress_controller_dir(namespace, name, "*").parent.glob(f"{namespace}_{name}_*")):
+        status = ControllerStatus.read(directory)
+        if status is not None:
+            return status
+    return None
+
+
 def with_checks(out: dict, result, checks: list[NodeSync]) -> dict:
     """trace -o json, plus on a live cluster: `inSync` (every crossed node's rules hold this
     state), `sync` (each check), and on each checked hop `inSync` (with `syncReason` when not)."""
@@ -136,7 +164,7 @@ def with_checks(out: dict, result, checks: list[NodeSync]) -> dict:
         return out
     by_key = {(c.node, c.rules): c for c in checks}
     for hop, shown in zip(result.hops, out["hops"]):
-        check = by_key.get(hop_rules(hop))
+        check = by_key.get(hop_rules(hop) or hop_controller(hop))
         if check is not None:
             shown["inSync"] = check.in_sync
             if not check.in_sync:
@@ -162,7 +190,7 @@ def render_text(result, out, checks: list[NodeSync] = ()) -> None:
         out.write(f"the path to {chosen}:\n")
     for hop in result.hops:
         out.write(f"{hop.at:<{width}}  {hop.action:<{action_width}}  {hop.detail}\n")
-        check = stale.get(hop_rules(hop))
+        check = stale.get(hop_rules(hop) or hop_controller(hop))
         if check is not None:
             out.write(f"{'':<{width}}  ! {check.describe()}: this hop is a prediction\n")
     out.write(f"\n{result.verdict.upper()}: {result.reason}\n")

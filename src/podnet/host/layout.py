@@ -93,6 +93,10 @@ class ClusterLayout:
         root = Path("/etc/netns")
         return [p for p in root.iterdir() if self.owns_netns(p.name)] if root.is_dir() else []
 
+    def ingress_controller_dir(self, namespace: str, pod: str, container: str) -> Path:
+        """An ingress controller container's nginx files and its status (podnet.ingressnginx)."""
+        return self.state_dir / "ingress-nginx" / f"{namespace}_{pod}_{container}"
+
     @property
     def socket_path(self) -> Path:
         return self.state_dir / "supervisor.sock"

@@ -38,6 +38,7 @@ from podnet.config import load_config
 from podnet.controlplane import Cluster, compute
 from podnet.host.control import LiveCluster
 from podnet.ingressnginx import certificates, nginxconf
+from podnet.ingressnginx.status import ControllerStatus
 from podnet.semantics.ingress import CLASS_NAME, CONTROLLER, IngressController
 
 log = logging.getLogger("podnet.ingress-nginx")
@@ -85,22 +86,35 @@ class NginxProcess:
 class Controller:
     """Follow the cluster; render, check and load nginx.conf whenever what it says changes."""
 
-    def __init__(self, args: argparse.Namespace, runtime_dir: Path):
+    def __init__(self, args: argparse.Namespace, runtime_dir: Path, default_certificate: Path | None = None):
         self.args = args
         self.runtime_dir = runtime_dir
-        self.options = nginxconf.NginxOptions(runtime_dir=runtime_dir,
-                                              default_certificate=certificates.default_certificate(runtime_dir / "ssl"))
+        self.options = nginxconf.NginxOptions(
+            runtime_dir=runtime_dir,
+            default_certificate=default_certificate or certificates.default_certificate(runtime_dir / "ssl"))
         self.nginx = NginxProcess(self.options)
         self.loaded: str | None = None   # the configuration nginx runs
         self.refused: str | None = None  # the last text nginx refused (not tried again)
         self.reported: set[str] = set()  # problems already logged for the current state
+        self.refused_error: str | None = None
+        self.status = ControllerStatus(None)
 
     def routes_of(self, cluster: Cluster) -> IngressController:
         return IngressController(cluster, self.args.controller_class, self.args.ingress_class,
                                  self.args.watch_ingress_without_class)
 
-    def sync(self, cluster: Cluster) -> bool:
-        """One render from `cluster`; True when nginx runs the result."""
+    def sync(self, cluster: Cluster, generation: int | None = None) -> bool:
+        """One render from `cluster` (the supervisor's state `generation`); True when nginx runs
+        the result. status.json says which generation nginx serves, for the live trace."""
+        served = self._sync(cluster)
+        if served:
+            self.status = ControllerStatus(generation)
+        else:
+            self.status = ControllerStatus(self.status.generation, generation, self.refused_error)
+        self.status.write(self.runtime_dir)
+        return served
+
+    def _sync(self, cluster: Cluster) -> bool:
         routes = self.routes_of(cluster)
         found = certificates.secret_certificates(routes, self.runtime_dir / "ssl")
         for problem in [*found.problems, *routes.warnings]:
@@ -115,7 +129,7 @@ class Controller:
             return False
         error = self.nginx.check(text)
         if error is not None:
-            self.refused = text
+            self.refused, self.refused_error = text, error
             log.error("Error reloading NGINX: the new configuration is refused, the running one stays:\n%s", error)
             return False
         self.nginx.load(text)
@@ -163,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
                     log.warning("cluster state: %s", exc)
                     cluster = None
             if cluster is not None:
-                controller.sync(cluster)
+                controller.sync(cluster, live.generation if live is not None else None)
                 cluster = None
             if controller.nginx.process is not None and not controller.nginx.alive():
                 log.error("nginx exited with %s", controller.nginx.process.returncode)

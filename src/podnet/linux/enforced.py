@@ -26,13 +26,15 @@ from __future__ import annotations
 import hashlib
 import json
 import subprocess
+import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from podnet.ingressnginx.status import ControllerStatus
 from podnet.policy import FAMILY, TABLE, Ruleset
 
-NETWORK_POLICY, KUBE_PROXY = "NetworkPolicy", "kube-proxy"
+NETWORK_POLICY, KUBE_PROXY, INGRESS_NGINX = "NetworkPolicy", "kube-proxy", "ingress-nginx"
 
 
 @dataclass(frozen=True)
@@ -189,3 +191,25 @@ def proxy_sync(node: str, record: Mapping[str, Any] | None) -> NodeSync:
     if record.get("pending"):
         return NodeSync(node, KUBE_PROXY, False, "a sync is pending: the kernel still holds the previous Service rules")
     return NodeSync(node, KUBE_PROXY, True)
+
+
+def controller_sync(pod: str, generation: int, read: Callable[[], ControllerStatus | None],
+                    patience: float = 2.0) -> NodeSync:
+    """Judge an ingress controller pod by what it says it serves (podnet.ingressnginx.status):
+    the trace's state `generation`, or a later one. It follows the cluster every 0.25 s, so a
+    controller behind is read again for up to `patience` seconds before it is called behind."""
+    deadline = time.monotonic() + patience
+    while True:
+        status = read()
+        serves = None if status is None else status.generation
+        if serves is not None and serves >= generation:
+            return NodeSync(pod, INGRESS_NGINX, True)
+        if status is not None and status.refused_generation is not None and status.refused_generation >= generation:
+            return NodeSync(pod, INGRESS_NGINX, False,
+                            f"nginx refused the configuration of this state ({status.refused_error}); it still "
+                            f"serves the one of state {serves}" if serves is not None else
+                            f"nginx refused the configuration of this state ({status.refused_error}); it serves nothing")
+        if time.monotonic() >= deadline:
+            what = "nothing yet" if serves is None else f"the routes of an earlier state ({serves}, this is {generation})"
+            return NodeSync(pod, INGRESS_NGINX, False, f"the controller is behind: its nginx serves {what}")
+        time.sleep(0.1)

@@ -115,8 +115,8 @@ class Runtime:
                 # the cluster DNS and the ingress controller watch the live state, as CoreDNS and
                 # ingress-nginx the API server; the controller keeps nginx's files in the pod's own directory
                 env = {**env, "PODNET_CONTROL_SOCKET": str(self.layout.socket_path),
-                       "PODNET_NGINX_DIR": str(self.layout.state_dir / "ingress-nginx" /
-                                               f"{pod.namespace}_{pod.name}_{spec.get('name')}")}
+                       "PODNET_NGINX_DIR": str(self.layout.ingress_controller_dir(pod.namespace, pod.name,
+                                                                                  spec.get("name")))}
             container = Container(spec.get("name"), argv or [], env,
                                   self.logs / f"{pod.namespace}_{pod.name}_{spec.get('name')}.log",
                                   pod.spec.get("restartPolicy", "Always"))

@@ -1,0 +1,117 @@
+"""The ingress controller process without root: its flags, its sync (render, nginx -t, load;
+never a refused configuration), the status it leaves for the live trace, and trace's judgement."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from podnet.ingressnginx import controller as ctl
+from podnet.ingressnginx.status import ControllerStatus
+from podnet.kubelet import container_argv
+from podnet.images import behaviour_of
+from podnet.linux.enforced import controller_sync
+from tests.conftest import cluster_of
+
+INGRESS = """
+apiVersion: networking.k8s.io/v1
+kind: IngressClass
+metadata: {name: nginx}
+spec: {controller: k8s.io/ingress-nginx}
+---
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata: {name: web, namespace: default}
+spec:
+  ingressClassName: nginx
+  rules:
+  - host: web.example.com
+    http:
+      paths: [{path: /, pathType: Prefix, backend: {service: {name: web, port: {number: 80}}}}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web, namespace: default}
+spec: {selector: {app: web}, ports: [{port: 80, targetPort: 8080}]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: web, namespace: default, labels: {app: web}}
+spec: {containers: [{name: c, image: registry.k8s.io/e2e-test-images/agnhost:2.53, args: [netexec]}]}
+"""
+
+
+class FakeNginx:
+    """NginxProcess's interface: what was checked and loaded; `refuse` makes nginx -t fail."""
+
+    def __init__(self):
+        self.loaded: list[str] = []
+        self.refuse = False
+        self.process = None
+
+    def check(self, text: str) -> str | None:
+        return "nginx: [emerg] invented for the test" if self.refuse else None
+
+    def load(self, text: str) -> None:
+        self.loaded.append(text)
+
+    def alive(self) -> bool:
+        return bool(self.loaded)
+
+
+def controller(tmp_path) -> ctl.Controller:
+    args, unused = ctl.parse_args(["/nginx-ingress-controller", "--ingress-class=nginx",
+                                   "--publish-service=ingress-nginx/ingress-nginx-controller"])
+    assert unused == ["--publish-service=ingress-nginx/ingress-nginx-controller"]
+    out = ctl.Controller(args, tmp_path, default_certificate=tmp_path / "default.pem")
+    out.nginx = FakeNginx()
+    return out
+
+
+def test_flags_as_ingress_nginx_takes_them():
+    args, _ = ctl.parse_args(["--watch-ingress-without-class=true", "--controller-class=example.com/x"])
+    assert args.watch_ingress_without_class is True and args.controller_class == "example.com/x"
+    args, _ = ctl.parse_args(["--watch-ingress-without-class"])
+    assert args.watch_ingress_without_class is True
+    assert ctl.parse_args([])[0].ingress_class == "nginx"
+
+
+def test_a_sync_loads_once_and_says_which_state_nginx_serves(tmp_path):
+    c = controller(tmp_path)
+    cluster = cluster_of(INGRESS)
+    assert c.sync(cluster, 7)
+    assert len(c.nginx.loaded) == 1 and "server_name web.example.com" in c.nginx.loaded[0]
+    assert c.sync(cluster, 8) and len(c.nginx.loaded) == 1  # same routes: nothing reloaded
+    assert ControllerStatus.read(tmp_path) == ControllerStatus(8)
+
+
+def test_a_refused_configuration_is_never_loaded_and_the_previous_one_is_still_served(tmp_path):
+    c = controller(tmp_path)
+    assert c.sync(cluster_of(INGRESS), 1)
+    c.nginx.refuse = True
+    assert not c.sync(cluster_of(INGRESS.replace("web.example.com", "other.example.com")), 2)
+    assert len(c.nginx.loaded) == 1
+    status = json.loads((tmp_path / "status.json").read_text())
+    assert status == {"generation": 1, "refused_generation": 2, "refused_error": "nginx: [emerg] invented for the test"}
+
+
+def test_the_live_trace_judges_the_controller_by_its_status():
+    assert controller_sync("ingress-nginx/c", 5, lambda: ControllerStatus(5)).in_sync
+    assert controller_sync("ingress-nginx/c", 5, lambda: ControllerStatus(6)).in_sync
+    behind = controller_sync("ingress-nginx/c", 5, lambda: ControllerStatus(4), patience=0)
+    assert not behind.in_sync and "behind" in behind.reason and "(4, this is 5)" in behind.reason
+    refused = controller_sync("ingress-nginx/c", 5, lambda: ControllerStatus(4, 5, "bad"), patience=0)
+    assert not refused.in_sync and "refused" in refused.reason and "bad" in refused.reason
+    assert not controller_sync("ingress-nginx/c", 5, lambda: None, patience=0).in_sync
+    seen = iter([ControllerStatus(4), ControllerStatus(5)])  # catches up while trace waits
+    assert controller_sync("ingress-nginx/c", 5, lambda: next(seen), patience=5).in_sync
+
+
+def test_the_controller_images_run_podnets_controller_and_serve_what_it_serves():
+    for image in ("registry.k8s.io/ingress-nginx/controller:v1.12.0",
+                  "quay.io/kubernetes-ingress-controller/nginx-ingress-controller:0.21.0"):
+        container = {"name": "controller", "image": image, "args": ["/nginx-ingress-controller", "--ingress-class=nginx"]}
+        argv = container_argv(container, {})
+        assert argv[1:] == ["-m", "podnet.ingressnginx", "/nginx-ingress-controller", "--ingress-class=nginx"]
+        assert behaviour_of(container).serves(10254, "TCP") and not behaviour_of(container).serves(8443, "TCP")
+    assert not container_argv({"name": "controller", "image": "example.com/other/controller:1"}, {})
