@@ -3,13 +3,12 @@ never a refused configuration), the status it leaves for the live trace, and tra
 
 from __future__ import annotations
 
-import argparse
 import json
 
+from podnet.images import behaviour_of
 from podnet.ingressnginx import controller as ctl
 from podnet.ingressnginx.status import ControllerStatus
 from podnet.kubelet import container_argv
-from podnet.images import behaviour_of
 from podnet.linux.enforced import controller_sync
 from tests.conftest import cluster_of
 
