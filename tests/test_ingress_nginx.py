@@ -14,6 +14,7 @@ are checked the same way over a grid of requests.
 from __future__ import annotations
 
 import base64
+import os
 import subprocess
 from pathlib import Path
 
@@ -405,3 +406,46 @@ def test_generated_worlds_agree(specs):
                     if sim != real:
                         disagreements.append(f"{url}: trace {sim} nginx {real}")
         assert not disagreements, "\n".join([docs(*texts), *disagreements[:20]])
+
+
+# ---------------------------------------------------------------- golden nginx.conf
+
+GOLDEN_EXAMPLES = {"shop": cases.SHOP, "rewrite": ("seeds/rewrite.yaml",),
+                   "minimal-ingress": ("seeds/minimal-ingress.yaml",),
+                   "ingress-wear-watch-by-host": ("seeds/ingress-wear-watch-by-host.yaml",),
+                   "whale-ingress": ("seeds/whale-ingress.yaml",)}
+
+
+def test_rendered_configs_match_golden():
+    """nginx.conf of bundled examples, as the controller pod would render it: a change shows as a
+    diff. Regenerate after an intended change with PODNET_UPDATE_GOLDEN=1."""
+    options = nginxconf.NginxOptions(runtime_dir=Path("/run/ingress-nginx"),
+                                     default_certificate=Path("/run/ingress-nginx/certs/default-fake-certificate.pem"))
+    produced = ""
+    for name, files in GOLDEN_EXAMPLES.items():
+        controller = cases._example(*files)
+        produced += f"##### examples: {name}\n" + nginxconf.render(controller, nginxconf.endpoint_upstreams(controller),
+                                                                   options)
+    golden = Path(__file__).resolve().parent / "golden" / "ingress-nginx.conf"
+    if os.environ.get("PODNET_UPDATE_GOLDEN"):
+        golden.write_text(produced)
+    assert produced == golden.read_text()
+
+
+def test_external_name_backends_need_a_resolver(tmp_path):
+    """An ExternalName endpoint is a DNS name: nginx resolves it per request through `resolver`
+    (an upstream block would resolve it once, at load, and nginx -t would fail offline)."""
+    controller = IngressController(cluster_of(world(docs(
+        ingress("b", [{"host": "b.test", "paths": [("Prefix", "/", "ext:443")]}]),
+        'apiVersion: v1\nkind: Service\nmetadata: {name: ext, namespace: default}\n'
+        'spec: {type: ExternalName, externalName: api.example.com}'))))
+    assert nginxconf.endpoint_upstreams(controller) == {"default-ext-443": ("api.example.com:443",)}
+    certificate = certificates.default_certificate(tmp_path)
+    resolved = nginxconf.render(controller, nginxconf.endpoint_upstreams(controller), nginxconf.NginxOptions(
+        runtime_dir=tmp_path, default_certificate=certificate, resolver="10.96.0.10"))
+    assert 'set $podnet_external_upstream "api.example.com:443";' in resolved
+    assert "proxy_pass http://$podnet_external_upstream;" in resolved and "resolver 10.96.0.10" in resolved
+    assert nginxconf.validate(resolved) is None
+    unresolved = nginxconf.render(controller, nginxconf.endpoint_upstreams(controller), nginxconf.NginxOptions(
+        runtime_dir=tmp_path, default_certificate=certificate))
+    assert "return 503;" in unresolved and nginxconf.validate(unresolved) is None
