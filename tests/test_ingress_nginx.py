@@ -16,6 +16,8 @@ from __future__ import annotations
 import base64
 import os
 import subprocess
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -290,7 +292,10 @@ def _tls_secret(name: str, crt: str, key: str | None) -> str:
 
 def test_certificates_by_sni_and_the_default_certificate(tmp_path):
     one, two = _self_signed(tmp_path, "one.test"), _self_signed(tmp_path, "two.test")
+    wild = _self_signed(tmp_path, "*.wild.test")
     text = docs(
+        ingress("wild", [{"host": "*.wild.test", "paths": [("Prefix", "/", "svc")]}],
+                tls=[{"hosts": ["*.wild.test"], "secretName": "wild-tls"}]),
         ingress("one", [{"host": "one.test", "paths": [("Prefix", "/", "svc")]}],
                 tls=[{"hosts": ["one.test"], "secretName": "one-tls"}]),
         ingress("two", [{"host": "two.test", "paths": [("Prefix", "/", "svc")]}],
@@ -300,19 +305,58 @@ def test_certificates_by_sni_and_the_default_certificate(tmp_path):
         ingress("missing", [{"host": "missing.test", "paths": [("Prefix", "/", "svc")]}],
                 tls=[{"hosts": ["missing.test"], "secretName": "nowhere"}]))
     controller = IngressController(cluster_of(world(text, ["svc"], extra=docs(
-        _tls_secret("one-tls", *one), _tls_secret("two-tls", *two), _tls_secret("keyless-tls", one[0], None)))))
+        _tls_secret("one-tls", *one), _tls_secret("two-tls", *two), _tls_secret("keyless-tls", one[0], None),
+        _tls_secret("wild-tls", *wild)))))
     found = certificates.secret_certificates(controller, tmp_path / "pem")
-    assert sorted(found.files) == ["default/one-tls", "default/two-tls"]
+    assert sorted(found.files) == ["default/one-tls", "default/two-tls", "default/wild-tls"]
     assert found.problems == ["Secret default/keyless-tls: no tls.key: the default certificate is served",
                               "Secret default/nowhere does not exist: the default certificate is served"]
     with RunningNginx(controller, certificate_files=found.files) as nginx:
         assert nginx.peer_certificate_subject("one.test") == "subject=CN = one.test"
         assert nginx.peer_certificate_subject("two.test") == "subject=CN = two.test"
+        assert nginx.peer_certificate_subject("a.wild.test") == "subject=CN = *.wild.test"  # SNI matches the regex
         fake = "subject=O = Acme Co, CN = Kubernetes Ingress Controller Fake Certificate"
         assert nginx.peer_certificate_subject("keyless.test") == fake
         assert nginx.peer_certificate_subject("unknown.test") == fake
         assert nginx.peer_certificate_subject(None) == fake
         assert nginx.fetch("https://two.test/x").echo["path"] == "/x"
+
+
+def test_reloads_under_load_fail_no_request():
+    """Routes and endpoints change while a client sends requests: every request is answered by
+    a backend, and each new config serves once nginx has reloaded (SIGHUP, graceful)."""
+    def controller(step: int) -> IngressController:
+        return controller_for(docs(
+            ingress("steady", [{"host": "steady.test", "paths": [("Prefix", "/", "steady")]}]),
+            *[ingress(f"new-{i}", [{"host": f"new-{i}.test", "paths": [("Prefix", "/", f"backend-{i}")]}])
+              for i in range(step)]))
+
+    with RunningNginx(controller(0), worker_processes="2") as nginx:
+        outcomes: list[str] = []
+        stop = threading.Event()
+
+        def client() -> None:
+            while not stop.is_set():
+                try:
+                    echo = nginx.fetch("http://steady.test/x").echo
+                    outcomes.append("ok" if echo and echo["path"] == "/x" else "wrong answer")
+                except OSError as exc:
+                    outcomes.append(repr(exc))
+
+        thread = threading.Thread(target=client, daemon=True)
+        thread.start()
+        try:
+            for step in range(1, 6):
+                nginx.reload(controller(step))
+                deadline = time.monotonic() + 20
+                while (got := nginx.fetch(f"http://new-{step - 1}.test/")).echo is None:
+                    assert time.monotonic() < deadline, f"step {step}: still {got.status}"
+                    time.sleep(0.01)
+                assert nginx.echo.names_by_port[got.echo["port"]] == f"default-backend-{step - 1}-8080"
+        finally:
+            stop.set()
+            thread.join(timeout=20)
+    assert outcomes and set(outcomes) == {"ok"}, sorted(set(outcomes))
 
 
 def test_a_certificate_that_does_not_match_its_key_is_refused(tmp_path):
