@@ -141,6 +141,25 @@ PRECEDENCE = {
                                            annotations={"nginx.ingress.kubernetes.io/rewrite-target":
                                                         "https://elsewhere.test/landing$1"}),
                                    ["http://u.test/go/x?a=1", "http://u.test/other"]),
+    "dollars_that_are_not_captures_stay_literal": (docs(
+        ingress("lit", [{"host": "lit.test", "paths": [("ImplementationSpecific", "/go/(.*)", "svc")]}],
+                annotations={"nginx.ingress.kubernetes.io/rewrite-target": "/lit/$host/${1}/$1$"}),
+        ingress("named", [{"host": "named.test", "paths": [("ImplementationSpecific", "/n/(?<rest>.*)", "svc")]}],
+                annotations={"nginx.ingress.kubernetes.io/rewrite-target": "/named/$rest/$nope",
+                             "nginx.ingress.kubernetes.io/app-root": "/app$uri"})),
+        ["http://lit.test/go/x/y?q=1", "http://named.test/n/a/b", "http://named.test/"]),
+    "paths_with_characters_nginx_config_quotes": (docs(
+        ingress("odd", [{"host": "odd.test", "paths": [("ImplementationSpecific", "/semi;colon", "s1"),
+                                                       ("ImplementationSpecific", "/sp ace", "s2"),
+                                                       ("ImplementationSpecific", '/quo"te', "s3"),
+                                                       ("ImplementationSpecific", "/back\\slash", "s4"),
+                                                       ("ImplementationSpecific", "/line\nbreak", "s5")]}]),
+        ingress("odd-regex", [{"host": "odd-regex.test", "paths": [
+            ("ImplementationSpecific", '/r"q;{2}(/|$)(.*)', "s1"), ("ImplementationSpecific", "/d\\d+ x", "s2")]}],
+            annotations={"nginx.ingress.kubernetes.io/rewrite-target": "/$2"})),
+        ["http://odd.test/semi;colon/x", "http://odd.test/sp%20ace", "http://odd.test/quo%22te/",
+         "http://odd.test/back%5Cslash", "http://odd.test/line%0Abreak", "http://odd-regex.test/r%22q;{2}/z",
+         "http://odd-regex.test/r%22q;;/z", "http://odd-regex.test/d12%20x"]),
     "bad_regex_is_left_out_the_rest_served": (docs(
         ingress("bad", [{"host": "bad.test", "paths": [("ImplementationSpecific", "/broken(", "svc")]}],
                 annotations={"nginx.ingress.kubernetes.io/use-regex": "true"}),

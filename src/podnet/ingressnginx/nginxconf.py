@@ -30,6 +30,7 @@ Paths (pid, temp directories, logs, certificates) and listen addresses come from
 from __future__ import annotations
 
 import ipaddress
+import re
 import subprocess
 import tempfile
 from collections.abc import Mapping, Sequence
@@ -168,6 +169,8 @@ def _render_maps(out: _Writer, options: NginxOptions) -> None:
     out.block("map $server_port $pass_port", [f"{options.https_port} 443;", "default $server_port;"])
     out.block("map $http_x_request_id $req_id", ["default $http_x_request_id;", "'' $request_id;"])
     out.block("map $http_upgrade $connection_upgrade", ["default upgrade;", "'' '';"])
+    # nginx.tmpl's way to write a literal `$` where nginx would expand a variable
+    out.block("geo $literal_dollar", ['default "$";'])
     # lua_ingress.lua: "do not append a trailing slash on redirects unless enabled by annotations"
     out.block("map $request_uri $https_redirect_uri",
               ['"~^(?<without_slash>.*)/$" $without_slash;', "default $request_uri;"])
@@ -235,13 +238,14 @@ def _render_server(out: _Writer, server: Server, upstreams: Mapping[str, Sequenc
     if certificate is not None:
         out.lines([f"ssl_certificate {_quote(str(certificate))};", f"ssl_certificate_key {_quote(str(certificate))};"])
     elif server.tls:
-        out.line(f"# TLS Secret {server.tls_secret or '(none for this host)'} unavailable: the default certificate")
+        out.comment(f"TLS Secret {server.tls_secret or '(none for this host)'} unavailable: the default certificate")
     if server.app_root:
-        target = server.app_root if "://" in server.app_root else "$scheme://$host" + server.app_root
+        app_root = _literal(server.app_root)
+        target = app_root if "://" in server.app_root else "$scheme://$host" + app_root
         out.block("if ($uri = /)", [f"return 302 {_quote(target)};"])
     for route in server.routes:
         if route.problem:
-            out.line(f"# left out: {route.location} of {route.ingress}: {route.problem}")
+            out.comment(f"left out: {route.location} of {route.ingress}: {route.problem}")
             continue
         _render_location(out, server, route, upstreams, options)
     if not server.host:
@@ -261,9 +265,10 @@ def _render_location(out: _Writer, server: Server, route: Route, upstreams: Mapp
         out.close()
         return
     if route.denied:
-        out.lines([f"# location denied: {route.denied}", "return 503;"])
+        out.comment(f"location denied: {route.denied}")
+        out.line("return 503;")
     target = route.rewrite_target or ""
-    rewrite = f"rewrite {_quote('(?i)' + route.location_path)} {_quote(target)} break;"
+    rewrite = f"rewrite {_quote('(?i)' + route.location_path)} {_quote(_rewrite_target(route))} break;"
     redirects = route.rewrite and target.startswith(("http://", "https://"))
     if redirects:
         out.line(rewrite)  # a URL target: nginx answers 302 before anything else
@@ -286,7 +291,7 @@ def _render_location(out: _Writer, server: Server, route: Route, upstreams: Mapp
         out.lines([f"allow {cidr};" for cidr in route.allowed_sources] + ["deny all;"])
     if route.x_forwarded_prefix:
         out.lines(PROXY_HEADERS)
-        out.line(f"proxy_set_header X-Forwarded-Prefix {_quote(route.x_forwarded_prefix)};")
+        out.line(f"proxy_set_header X-Forwarded-Prefix {_quote(_literal(route.x_forwarded_prefix))};")
     scheme, directive = _PROTOCOLS[route.backend_protocol]
     out.line(f"{directive} {proxy.replace('http://', scheme, 1)};")
     out.close()
@@ -296,6 +301,29 @@ def _render_location(out: _Writer, server: Server, route: Route, upstreams: Mapp
 _PROTOCOLS = {"HTTP": ("http://", "proxy_pass"), "AUTO_HTTP": ("http://", "proxy_pass"),
               "HTTPS": ("https://", "proxy_pass"), "GRPC": ("grpc://", "grpc_pass"),
               "GRPCS": ("grpcs://", "grpc_pass")}
+
+
+_DOLLAR = re.compile(r"\$(?:\{(\d)\}|(\d)|\{([A-Za-z_]\w*)\}|([A-Za-z_]\w*))?")
+
+
+def _rewrite_target(route: Route) -> str:
+    """The target with its captures ($1…$9, the path's named groups) for nginx to fill in, and
+    every other `$` literal, as semantics.ingress.nginx_rewrite reads it (nginx would expand
+    `$host` or fail on an unknown variable, and one bad Ingress would stop every reload)."""
+    named = set(re.findall(r"\(\?P?<([A-Za-z_]\w*)>", route.location_path))
+
+    def spell(m: re.Match[str]) -> str:
+        if m.group(1):
+            return "$" + m.group(1)  # nginx has no ${1}; a capture is one digit, so $1 is the same
+        if m.group(2) or (m.group(3) or m.group(4)) in named:
+            return m.group(0)
+        return "${literal_dollar}" + m.group(0)[1:]
+    return _DOLLAR.sub(spell, route.rewrite_target or "")
+
+
+def _literal(text: str) -> str:
+    """`text` in a string nginx expands variables in, every `$` kept as a character."""
+    return text.replace("$", "${literal_dollar}")
 
 
 def _location(route: Route) -> str:
@@ -342,9 +370,13 @@ class _Writer:
         for text in texts:
             self.line(text)
 
+    def comment(self, text: str) -> None:
+        """A comment line; control characters (a newline would end it) shown as `?`."""
+        self.line("# " + "".join(c if c.isprintable() else "?" for c in text))
+
     def open(self, head: str, comment: str | None = None) -> None:
         if comment:
-            self.line(f"# {comment}")
+            self.comment(comment)
         self.line(head + " {")
         self._depth += 1
 
