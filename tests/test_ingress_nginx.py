@@ -315,6 +315,7 @@ def test_certificates_by_sni_and_the_default_certificate(tmp_path):
     text = docs(
         ingress("wild", [{"host": "*.wild.test", "paths": [("Prefix", "/", "svc")]}],
                 tls=[{"hosts": ["*.wild.test"], "secretName": "wild-tls"}]),
+        ingress("under-wild", [{"host": "exact.wild.test", "paths": [("Prefix", "/", "svc")]}]),
         ingress("one", [{"host": "one.test", "paths": [("Prefix", "/", "svc")]}],
                 tls=[{"hosts": ["one.test"], "secretName": "one-tls"}]),
         ingress("two", [{"host": "two.test", "paths": [("Prefix", "/", "svc")]}],
@@ -334,6 +335,8 @@ def test_certificates_by_sni_and_the_default_certificate(tmp_path):
         assert nginx.peer_certificate_subject("one.test") == "subject=CN = one.test"
         assert nginx.peer_certificate_subject("two.test") == "subject=CN = two.test"
         assert nginx.peer_certificate_subject("a.wild.test") == "subject=CN = *.wild.test"  # SNI matches the regex
+        # a host with a server of its own but no certificate: its *.parent's, as certificate.lua
+        assert nginx.peer_certificate_subject("exact.wild.test") == "subject=CN = *.wild.test"
         fake = "subject=O = Acme Co, CN = Kubernetes Ingress Controller Fake Certificate"
         assert nginx.peer_certificate_subject("keyless.test") == fake
         assert nginx.peer_certificate_subject("unknown.test") == fake
@@ -412,7 +415,7 @@ def test_an_invalid_regex_is_left_out_of_the_config(tmp_path):
 
 # ---------------------------------------------------------------- generated worlds
 
-HOSTS = ["a.test", "*.w.test", ""]
+HOSTS = ["a.test", "*.w.test", "x.w.test", ""]
 PATHS = ["/", "/a", "/a/", "/a/b", "/ab", "/b/c/", "/a(/|$)(.*)", "/b/[a-z]+", "/.well-known"]
 REQUEST_HOSTS = ["a.test", "A.test:8080", "x.w.test", "x.y.w.test", "other.test"]
 REQUEST_PATHS = ["/.well-known/x", "/b/cd/e", "/a/b/c?z=1", "/B/ZZ", "/", "/a", "/a/", "/a/b", "/a/b/", "/ab", "/A", "/a//b", "/a/./b", "/%61", "/a?x=1", "/b/c",

@@ -154,7 +154,9 @@ def render(controller: IngressController, upstreams: Mapping[str, Sequence[str]]
     if needs_placeholder:
         out.block(f"upstream {NO_ENDPOINTS}", ["server 127.0.0.1:1 down;"])
     for server in servers:
-        _render_server(out, server, upstreams, options)
+        # certificate.lua serves a host the certificate of its own server or of its `*.parent`
+        owner = next((s for s in servers if s.name == server.certificate), server)
+        _render_server(out, server, owner.tls_secret, upstreams, options)
     out.open("server")  # the controller's health endpoint (--healthz-port): nginx is up
     out.lines([f"listen {options.health_listen} default_server;", "server_name _;"])
     out.block(f"location = {HEALTHZ_PATH}", ["access_log off;", "return 200;"])
@@ -222,14 +224,14 @@ def server_name(server: Server) -> str:
     return server.host
 
 
-def _render_server(out: _Writer, server: Server, upstreams: Mapping[str, Sequence[str]],
-                   options: NginxOptions) -> None:
+def _render_server(out: _Writer, server: Server, tls_secret: str | None,
+                   upstreams: Mapping[str, Sequence[str]], options: NginxOptions) -> None:
     default = " default_server" if not server.host else ""
     out.open("server", comment=f"server {server.name}")
     out.lines([f"server_name {server_name(server)};",
                f"listen {options.http_listen}{default};",
                f"listen {options.https_listen}{default} ssl;"])
-    certificate = options.certificates.get(server.tls_secret) if server.tls_secret else None
+    certificate = options.certificates.get(tls_secret) if tls_secret else None
     if not server.host:
         # only the default server holds the default certificate: a server without one of its
         # own keeps the default server's TLS context after SNI, and nginx does not load the
@@ -238,7 +240,7 @@ def _render_server(out: _Writer, server: Server, upstreams: Mapping[str, Sequenc
     if certificate is not None:
         out.lines([f"ssl_certificate {_quote(str(certificate))};", f"ssl_certificate_key {_quote(str(certificate))};"])
     elif server.tls:
-        out.comment(f"TLS Secret {server.tls_secret or '(none for this host)'} unavailable: the default certificate")
+        out.comment(f"TLS Secret {tls_secret or '(none for this host)'} unavailable: the default certificate")
     if server.app_root:
         app_root = _literal(server.app_root)
         target = app_root if "://" in server.app_root else "$scheme://$host" + app_root
