@@ -177,6 +177,10 @@ ANNOTATED = docs(
     ingress("refused-tls", [{"host": "refused-tls.test", "paths": [("Prefix", "/", "svc")]}],
             annotations={"nginx.ingress.kubernetes.io/allowlist-source-range": "10.0.0.0/8"},
             tls=[{"hosts": ["refused-tls.test"], "secretName": "none"}]),
+    ingress("refused-empty", [{"host": "refused-empty.test", "paths": [("Prefix", "/", "gone")]}],
+            annotations={"nginx.ingress.kubernetes.io/allowlist-source-range": "10.0.0.0/8"}),
+    ingress("allowed-empty", [{"host": "allowed-empty.test", "paths": [("Prefix", "/", "gone")]}],
+            annotations={"nginx.ingress.kubernetes.io/allowlist-source-range": "127.0.0.2"}),
     ingress("bad-range", [{"host": "bad-range.test", "paths": [("Prefix", "/", "svc")]}],
             annotations={"nginx.ingress.kubernetes.io/whitelist-source-range": "10.0.0.0/33"}),
     ingress("small", [{"host": "small.test", "paths": [("Prefix", "/up", "upload"), ("Prefix", "/", "svc")]}],
@@ -188,7 +192,7 @@ ANNOTATED = docs(
             annotations={"nginx.ingress.kubernetes.io/backend-protocol": "HTTPS"}))
 ANNOTATED_REQUESTS = [
     "http://allowed.test/a", "http://refused.test/a", "http://refused-tls.test/a", "https://refused-tls.test/a",
-    "http://bad-range.test/a", ("http://small.test/up/x", 1000), ("http://small.test/up/x", 1025),
+    "http://refused-empty.test/a", "http://allowed-empty.test/a", "http://bad-range.test/a", ("http://small.test/up/x", 1000), ("http://small.test/up/x", 1025),
     ("http://small.test/up", 2000), "http://small.test/", ("http://big.test/x", 1_100_000),
     ("http://default-size.test/x", 1024 * 1024), ("http://default-size.test/x", 1024 * 1024 + 1),
     "https://secure.test/over/tls?q=1",
@@ -211,7 +215,8 @@ WORLDS: list[tuple[str, object, list[str]]] = [
     ("nginx_details_shop", _shop_details, [c[1] for c in cases.NGINX_DETAILS]),
     *_examples(),
     *[(name, lambda text=text: controller_for(text), urls) for name, (text, urls) in PRECEDENCE.items()],
-    ("annotations_source_range_body_size_protocol", lambda: controller_for(ANNOTATED), ANNOTATED_REQUESTS),
+    ("annotations_source_range_body_size_protocol", lambda: controller_for(ANNOTATED, missing=("gone",)),
+     ANNOTATED_REQUESTS),
     # a location without endpoints answers 503, but nginx's 301 to `/foo/` comes first
     ("no_endpoints_auto_redirect_comes_first", lambda: controller_for(
         ingress("g", [{"host": "g.test", "paths": [("Prefix", "/foo/", "gone"), ("Exact", "/bar/", "gone")]}]),

@@ -29,6 +29,7 @@ Paths (pid, temp directories, logs, certificates) and listen addresses come from
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 import re
 import subprocess
@@ -139,6 +140,9 @@ def render(controller: IngressController, upstreams: Mapping[str, Sequence[str]]
     if options.resolver:
         out.line(f"resolver {options.resolver} valid=30s;")
     _render_maps(out, options)
+    for ranges in sorted({r.allowed_sources for s in servers for r in s.routes if r.allowed_sources}):
+        out.block(f"geo $remote_addr ${_deny_variable(ranges)}",
+                  ["default 1;", *[f"{cidr} 0;" for cidr in ranges]])
     _render_proxy_settings(out)
     names = sorted({r.upstream for s in servers for r in s.routes if r.upstream and not r.problem})
     needs_placeholder = False
@@ -153,9 +157,10 @@ def render(controller: IngressController, upstreams: Mapping[str, Sequence[str]]
         out.close()
     if needs_placeholder:
         out.block(f"upstream {NO_ENDPOINTS}", ["server 127.0.0.1:1 down;"])
+    by_name = {server.name: server for server in servers}
     for server in servers:
         # certificate.lua serves a host the certificate of its own server or of its `*.parent`
-        owner = next((s for s in servers if s.name == server.certificate), server)
+        owner = by_name.get(server.certificate or "", server)
         _render_server(out, server, owner.tls_secret, upstreams, options)
     out.open("server")  # the controller's health endpoint (--healthz-port): nginx is up
     out.lines([f"listen {options.health_listen} default_server;", "server_name _;"])
@@ -277,6 +282,10 @@ def _render_location(out: _Writer, server: Server, route: Route, upstreams: Mapp
     if route.force_ssl_redirect or (route.ssl_redirect and server.certificate):
         uri = "$request_uri" if route.preserve_trailing_slash else "$https_redirect_uri"
         out.block("if ($scheme = http)", [f"return {HTTP_REDIRECT_CODE} https://$host{uri};"])
+    if route.allowed_sources:
+        # ingress-nginx's access phase (after its Lua redirect, before the balancer's 503), as
+        # the older template wrote it: a geo variable per set of ranges, tested here
+        out.block(f"if (${_deny_variable(route.allowed_sources)})", ["return 403;"])
     addresses = list(upstreams.get(route.upstream, ()))
     names = [a for a in addresses if not _is_ip_endpoint(a)]
     if names and options.resolver:
@@ -289,8 +298,6 @@ def _render_location(out: _Writer, server: Server, route: Route, upstreams: Mapp
         proxy = "http://" + NO_ENDPOINTS
     if route.rewrite and not redirects:
         out.line(rewrite)
-    if route.allowed_sources:  # access phase: after the rewrites and redirects, before proxying
-        out.lines([f"allow {cidr};" for cidr in route.allowed_sources] + ["deny all;"])
     if route.x_forwarded_prefix:
         out.lines(PROXY_HEADERS)
         out.line(f"proxy_set_header X-Forwarded-Prefix {_quote(_literal(route.x_forwarded_prefix))};")
@@ -306,6 +313,12 @@ _PROTOCOLS = {"HTTP": ("http://", "proxy_pass"), "AUTO_HTTP": ("http://", "proxy
 
 
 _DOLLAR = re.compile(r"\$(?:\{(\d)\}|(\d)|\{([A-Za-z_]\w*)\}|([A-Za-z_]\w*))?")
+
+
+def _deny_variable(allowed_sources: tuple[str, ...]) -> str:
+    """One geo variable per set of source ranges: 1 for a client outside them."""
+    digest = hashlib.sha256(",".join(allowed_sources).encode()).hexdigest()[:16]
+    return f"podnet_deny_{digest}"
 
 
 def _rewrite_target(route: Route) -> str:
