@@ -183,7 +183,8 @@ ANNOTATED = docs(
             annotations={"nginx.ingress.kubernetes.io/allowlist-source-range": "127.0.0.2"}),
     ingress("bad-range", [{"host": "bad-range.test", "paths": [("Prefix", "/", "svc")]}],
             annotations={"nginx.ingress.kubernetes.io/whitelist-source-range": "10.0.0.0/33"}),
-    ingress("small", [{"host": "small.test", "paths": [("Prefix", "/up", "upload"), ("Prefix", "/", "svc")]}],
+    ingress("small", [{"host": "small.test", "paths": [("Prefix", "/up", "upload"), ("Prefix", "/", "svc"),
+                                                       ("Exact", "/dir/", "upload")]}],
             annotations={"nginx.ingress.kubernetes.io/proxy-body-size": "1k"}),
     ingress("unlimited", [{"host": "big.test", "paths": [("Prefix", "/", "upload")]}],
             annotations={"nginx.ingress.kubernetes.io/proxy-body-size": "0"}),
@@ -193,7 +194,8 @@ ANNOTATED = docs(
 ANNOTATED_REQUESTS = [
     "http://allowed.test/a", "http://refused.test/a", "http://refused-tls.test/a", "https://refused-tls.test/a",
     "http://refused-empty.test/a", "http://allowed-empty.test/a", "http://bad-range.test/a", ("http://small.test/up/x", 1000), ("http://small.test/up/x", 1025),
-    ("http://small.test/up", 2000), "http://small.test/", ("http://big.test/x", 1_100_000),
+    ("http://small.test/up", 2000), "http://small.test/", ("http://small.test/dir", 2000), "http://small.test/dir",
+    ("http://elsewhere.test/healthz", 1024 * 1024 + 1), ("http://big.test/x", 1_100_000),
     ("http://default-size.test/x", 1024 * 1024), ("http://default-size.test/x", 1024 * 1024 + 1),
     "https://secure.test/over/tls?q=1",
 ]
