@@ -435,7 +435,10 @@ ANNOTATIONS = [{}, {"nginx.ingress.kubernetes.io/rewrite-target": "/"},
                {"nginx.ingress.kubernetes.io/rewrite-target": "/$2", "nginx.ingress.kubernetes.io/use-regex": "true"},
                {"nginx.ingress.kubernetes.io/rewrite-target": "/x/$1?k=v"},
                {"nginx.ingress.kubernetes.io/rewrite-target": "/new",
-                "nginx.ingress.kubernetes.io/preserve-trailing-slash": "true"}]
+                "nginx.ingress.kubernetes.io/preserve-trailing-slash": "true"},
+               {"nginx.ingress.kubernetes.io/allowlist-source-range": "10.0.0.0/8"},
+               {"nginx.ingress.kubernetes.io/whitelist-source-range": "127.0.0.2/32",
+                "nginx.ingress.kubernetes.io/proxy-body-size": "1k"}]
 
 an_ingress = st.fixed_dictionaries({
     "rules": st.lists(st.fixed_dictionaries({
@@ -449,7 +452,7 @@ an_ingress = st.fixed_dictionaries({
 })
 
 
-@settings(max_examples=15, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
+@settings(max_examples=12, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
 @given(st.lists(an_ingress, min_size=1, max_size=3))
 def test_generated_worlds_agree(specs):
     """Random Ingresses over a few hosts, paths, types and annotations; every request of a grid.
@@ -467,9 +470,10 @@ def test_generated_worlds_agree(specs):
         disagreements = []
         for host in REQUEST_HOSTS:
             for path in REQUEST_PATHS:
-                for scheme in ("http", "https"):
+                for scheme, body in (("http", 0), ("https", 0), ("http", 2000)):
                     url = f"{scheme}://{host}{path}"
-                    expected, got = controller.route(url, client=CLIENT_ADDRESS), nginx.fetch(url)
+                    expected = controller.route(url, client=CLIENT_ADDRESS, body_size=body)
+                    got = nginx.fetch(url, method="POST", body=b"x" * body) if body else nginx.fetch(url)
                     sim = (expected.status, expected.route_entry.upstream if expected.status == 200 and
                            expected.route_entry else None, expected.upstream_path if expected.status == 200 else None,
                            expected.redirect if expected.status in (301, 302, 308) else None)
@@ -478,7 +482,7 @@ def test_generated_worlds_agree(specs):
                             echo["path"] if echo else None,
                             got.headers.get("location") if got.status in (301, 302, 308) else None)
                     if sim != real:
-                        disagreements.append(f"{url}: trace {sim} nginx {real}")
+                        disagreements.append(f"{url} (body {body}): trace {sim} nginx {real}")
         assert not disagreements, "\n".join([docs(*texts), *disagreements[:20]])
 
 
