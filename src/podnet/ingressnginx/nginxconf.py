@@ -18,6 +18,13 @@ plain nginx where ingress-nginx uses Lua:
 - the HTTP→HTTPS redirect of lua_ingress.lua (308 to `https://$host$request_uri`, a trailing
   `/` dropped unless preserve-trailing-slash) is an `if ($scheme = http)` in the location,
   placed before `rewrite … break` because `break` ends the rewrite module's directives;
+- the location's directives keep ingress-nginx's phase order, all in nginx's rewrite phase:
+  a denied location's 503, a rewrite to a URL (302), the HTTPS redirect, the source ranges
+  (a geo variable per set, 403: ingress-nginx's access phase), no endpoints (503: its
+  balancer), then `rewrite … break` (which ends the rewrite module's directives);
+  `client_max_body_size` (413) nginx checks itself as soon as the location is found;
+- a `$` in rewrite-target, app-root or x-forwarded-prefix that is not a capture is written
+  `${literal_dollar}` (nginx.tmpl's geo trick), so nginx neither expands nor rejects it;
 - app-root is the template's server-level `if ($uri = /) { return 302 …; }`;
 - the proxy headers (Host, X-Forwarded-For/-Host/-Port/-Proto, X-Real-IP, X-Request-ID, …)
   are the template's, with use-forwarded-headers off (the default): client-sent forwarding
