@@ -6,4 +6,20 @@ configuration language (`nginxconf`), materialises the certificates nginx needs
 (`certificates`) and asks nginx whether it accepts the result (`nginxconf.validate`). So
 `podnet trace http://…` and the nginx serving a cluster cannot disagree, and the differential
 test (tests/test_ingress_nginx.py) checks that they do not, request by request.
+
+A controller's sync, in the pod or anywhere:
+
+    controller = IngressController(cluster)
+    default = certificates.default_certificate(run_dir / "certs")          # once
+    secrets = certificates.secret_certificates(controller, run_dir / "certs")  # .problems → events
+    options = nginxconf.NginxOptions(runtime_dir=run_dir, default_certificate=default,
+                                     certificates=secrets.files, resolver="10.96.0.10")
+    text = nginxconf.render(controller, nginxconf.endpoint_upstreams(controller), options)
+    error = nginxconf.validate(text)   # None, or nginx -t's complaint: keep the running config
+    # else write run_dir/nginx.conf and SIGHUP the master started with
+    # nginxconf.command(options, run_dir / "nginx.conf", "-g", "daemon off;")
+
+Endpoints are `server` lines of upstream blocks, so an endpoint change is a reload (graceful:
+old workers finish their requests); ingress-nginx avoids that with its Lua balancer, which
+plain nginx does not have.
 """

@@ -18,6 +18,13 @@ plain nginx where ingress-nginx uses Lua:
 - the HTTP→HTTPS redirect of lua_ingress.lua (308 to `https://$host$request_uri`, a trailing
   `/` dropped unless preserve-trailing-slash) is an `if ($scheme = http)` in the location,
   placed before `rewrite … break` because `break` ends the rewrite module's directives;
+- the location's directives keep ingress-nginx's phase order, all in nginx's rewrite phase:
+  a denied location's 503, a rewrite to a URL (302), the HTTPS redirect, the source ranges
+  (a geo variable per set, 403: ingress-nginx's access phase), no endpoints (503: its
+  balancer), then `rewrite … break` (which ends the rewrite module's directives);
+  `client_max_body_size` (413) nginx checks itself as soon as the location is found;
+- a `$` in rewrite-target, app-root or x-forwarded-prefix that is not a capture is written
+  `${literal_dollar}` (nginx.tmpl's geo trick), so nginx neither expands nor rejects it;
 - app-root is the template's server-level `if ($uri = /) { return 302 …; }`;
 - the proxy headers (Host, X-Forwarded-For/-Host/-Port/-Proto, X-Real-IP, X-Request-ID, …)
   are the template's, with use-forwarded-headers off (the default): client-sent forwarding
@@ -29,7 +36,9 @@ Paths (pid, temp directories, logs, certificates) and listen addresses come from
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
+import re
 import subprocess
 import tempfile
 from collections.abc import Mapping, Sequence
@@ -138,6 +147,9 @@ def render(controller: IngressController, upstreams: Mapping[str, Sequence[str]]
     if options.resolver:
         out.line(f"resolver {options.resolver} valid=30s;")
     _render_maps(out, options)
+    for ranges in sorted({r.allowed_sources for s in servers for r in s.routes if r.allowed_sources}):
+        out.block(f"geo $remote_addr ${_deny_variable(ranges)}",
+                  ["default 1;", *[f"{cidr} 0;" for cidr in ranges]])
     _render_proxy_settings(out)
     names = sorted({r.upstream for s in servers for r in s.routes if r.upstream and not r.problem})
     needs_placeholder = False
@@ -152,8 +164,11 @@ def render(controller: IngressController, upstreams: Mapping[str, Sequence[str]]
         out.close()
     if needs_placeholder:
         out.block(f"upstream {NO_ENDPOINTS}", ["server 127.0.0.1:1 down;"])
+    by_name = {server.name: server for server in servers}
     for server in servers:
-        _render_server(out, server, upstreams, options)
+        # certificate.lua serves a host the certificate of its own server or of its `*.parent`
+        owner = by_name.get(server.certificate or "", server)
+        _render_server(out, server, owner.tls_secret, upstreams, options)
     out.open("server")  # the controller's health endpoint (--healthz-port): nginx is up
     out.lines([f"listen {options.health_listen} default_server;", "server_name _;"])
     out.block(f"location = {HEALTHZ_PATH}", ["access_log off;", "return 200;"])
@@ -168,6 +183,8 @@ def _render_maps(out: _Writer, options: NginxOptions) -> None:
     out.block("map $server_port $pass_port", [f"{options.https_port} 443;", "default $server_port;"])
     out.block("map $http_x_request_id $req_id", ["default $http_x_request_id;", "'' $request_id;"])
     out.block("map $http_upgrade $connection_upgrade", ["default upgrade;", "'' '';"])
+    # nginx.tmpl's way to write a literal `$` where nginx would expand a variable
+    out.block("geo $literal_dollar", ['default "$";'])
     # lua_ingress.lua: "do not append a trailing slash on redirects unless enabled by annotations"
     out.block("map $request_uri $https_redirect_uri",
               ['"~^(?<without_slash>.*)/$" $without_slash;', "default $request_uri;"])
@@ -219,14 +236,14 @@ def server_name(server: Server) -> str:
     return server.host
 
 
-def _render_server(out: _Writer, server: Server, upstreams: Mapping[str, Sequence[str]],
-                   options: NginxOptions) -> None:
+def _render_server(out: _Writer, server: Server, tls_secret: str | None,
+                   upstreams: Mapping[str, Sequence[str]], options: NginxOptions) -> None:
     default = " default_server" if not server.host else ""
     out.open("server", comment=f"server {server.name}")
     out.lines([f"server_name {server_name(server)};",
                f"listen {options.http_listen}{default};",
                f"listen {options.https_listen}{default} ssl;"])
-    certificate = options.certificates.get(server.tls_secret) if server.tls_secret else None
+    certificate = options.certificates.get(tls_secret) if tls_secret else None
     if not server.host:
         # only the default server holds the default certificate: a server without one of its
         # own keeps the default server's TLS context after SNI, and nginx does not load the
@@ -235,13 +252,14 @@ def _render_server(out: _Writer, server: Server, upstreams: Mapping[str, Sequenc
     if certificate is not None:
         out.lines([f"ssl_certificate {_quote(str(certificate))};", f"ssl_certificate_key {_quote(str(certificate))};"])
     elif server.tls:
-        out.line(f"# TLS Secret {server.tls_secret or '(none for this host)'} unavailable: the default certificate")
+        out.comment(f"TLS Secret {tls_secret or '(none for this host)'} unavailable: the default certificate")
     if server.app_root:
-        target = server.app_root if "://" in server.app_root else "$scheme://$host" + server.app_root
+        app_root = _literal(server.app_root)
+        target = app_root if "://" in server.app_root else "$scheme://$host" + app_root
         out.block("if ($uri = /)", [f"return 302 {_quote(target)};"])
     for route in server.routes:
         if route.problem:
-            out.line(f"# left out: {route.location} of {route.ingress}: {route.problem}")
+            out.comment(f"left out: {route.location} of {route.ingress}: {route.problem}")
             continue
         _render_location(out, server, route, upstreams, options)
     if not server.host:
@@ -261,15 +279,20 @@ def _render_location(out: _Writer, server: Server, route: Route, upstreams: Mapp
         out.close()
         return
     if route.denied:
-        out.lines([f"# location denied: {route.denied}", "return 503;"])
+        out.comment(f"location denied: {route.denied}")
+        out.line("return 503;")
     target = route.rewrite_target or ""
-    rewrite = f"rewrite {_quote('(?i)' + route.location_path)} {_quote(target)} break;"
+    rewrite = f"rewrite {_quote('(?i)' + route.location_path)} {_quote(_rewrite_target(route))} break;"
     redirects = route.rewrite and target.startswith(("http://", "https://"))
     if redirects:
         out.line(rewrite)  # a URL target: nginx answers 302 before anything else
     if route.force_ssl_redirect or (route.ssl_redirect and server.certificate):
         uri = "$request_uri" if route.preserve_trailing_slash else "$https_redirect_uri"
         out.block("if ($scheme = http)", [f"return {HTTP_REDIRECT_CODE} https://$host{uri};"])
+    if route.allowed_sources:
+        # ingress-nginx's access phase (after its Lua redirect, before the balancer's 503), as
+        # the older template wrote it: a geo variable per set of ranges, tested here
+        out.block(f"if (${_deny_variable(route.allowed_sources)})", ["return 403;"])
     addresses = list(upstreams.get(route.upstream, ()))
     names = [a for a in addresses if not _is_ip_endpoint(a)]
     if names and options.resolver:
@@ -282,11 +305,9 @@ def _render_location(out: _Writer, server: Server, route: Route, upstreams: Mapp
         proxy = "http://" + NO_ENDPOINTS
     if route.rewrite and not redirects:
         out.line(rewrite)
-    if route.allowed_sources:  # access phase: after the rewrites and redirects, before proxying
-        out.lines([f"allow {cidr};" for cidr in route.allowed_sources] + ["deny all;"])
     if route.x_forwarded_prefix:
         out.lines(PROXY_HEADERS)
-        out.line(f"proxy_set_header X-Forwarded-Prefix {_quote(route.x_forwarded_prefix)};")
+        out.line(f"proxy_set_header X-Forwarded-Prefix {_quote(_literal(route.x_forwarded_prefix))};")
     scheme, directive = _PROTOCOLS[route.backend_protocol]
     out.line(f"{directive} {proxy.replace('http://', scheme, 1)};")
     out.close()
@@ -296,6 +317,35 @@ def _render_location(out: _Writer, server: Server, route: Route, upstreams: Mapp
 _PROTOCOLS = {"HTTP": ("http://", "proxy_pass"), "AUTO_HTTP": ("http://", "proxy_pass"),
               "HTTPS": ("https://", "proxy_pass"), "GRPC": ("grpc://", "grpc_pass"),
               "GRPCS": ("grpcs://", "grpc_pass")}
+
+
+_DOLLAR = re.compile(r"\$(?:\{(\d)\}|(\d)|\{([A-Za-z_]\w*)\}|([A-Za-z_]\w*))?")
+
+
+def _deny_variable(allowed_sources: tuple[str, ...]) -> str:
+    """One geo variable per set of source ranges: 1 for a client outside them."""
+    digest = hashlib.sha256(",".join(allowed_sources).encode()).hexdigest()[:16]
+    return f"podnet_deny_{digest}"
+
+
+def _rewrite_target(route: Route) -> str:
+    """The target with its captures ($1…$9, the path's named groups) for nginx to fill in, and
+    every other `$` literal, as semantics.ingress.nginx_rewrite reads it (nginx would expand
+    `$host` or fail on an unknown variable, and one bad Ingress would stop every reload)."""
+    named = set(re.findall(r"\(\?P?<([A-Za-z_]\w*)>", route.location_path))
+
+    def spell(m: re.Match[str]) -> str:
+        if m.group(1):
+            return "$" + m.group(1)  # nginx has no ${1}; a capture is one digit, so $1 is the same
+        if m.group(2) or (m.group(3) or m.group(4)) in named:
+            return m.group(0)
+        return "${literal_dollar}" + m.group(0)[1:]
+    return _DOLLAR.sub(spell, route.rewrite_target or "")
+
+
+def _literal(text: str) -> str:
+    """`text` in a string nginx expands variables in, every `$` kept as a character."""
+    return text.replace("$", "${literal_dollar}")
 
 
 def _location(route: Route) -> str:
@@ -342,9 +392,13 @@ class _Writer:
         for text in texts:
             self.line(text)
 
+    def comment(self, text: str) -> None:
+        """A comment line; control characters (a newline would end it) shown as `?`."""
+        self.line("# " + "".join(c if c.isprintable() else "?" for c in text))
+
     def open(self, head: str, comment: str | None = None) -> None:
         if comment:
-            self.line(f"# {comment}")
+            self.comment(comment)
         self.line(head + " {")
         self._depth += 1
 

@@ -892,14 +892,18 @@ class _Request:
             self._static_location(server, compiled, uri)
         if isinstance(found, RouteResult):
             return found
-        limit = found.route.body_size_limit
-        if limit and self.body_size > limit:
-            # client_max_body_size is checked as soon as the location is found, before its rewrites
-            self.why.append(f"the body ({self.body_size} bytes) is larger than the location's proxy-body-size "
-                            f"{found.route.proxy_body_size}: nginx answers 413")
-            return self.result(413, server=server.name, host=server.host, location=found.route.location,
-                               route_entry=found.route)
-        return self._serve(server, found.route, found, uri)
+        too_large = self._too_large(server, found.route.proxy_body_size, found.route.location, found.route)
+        return too_large or self._serve(server, found.route, found, uri)
+
+    def _too_large(self, server: Server, size: str, location: str, route: Route | None) -> RouteResult | None:
+        """client_max_body_size, checked as soon as nginx has found the location: before its
+        rewrites and redirects, and before the 301 auto-redirect (with that location's limit)."""
+        limit = _size_bytes(size)
+        if not limit or self.body_size <= limit:
+            return None
+        self.why.append(f"the body ({self.body_size} bytes) is larger than the location's proxy-body-size "
+                        f"{size}: nginx answers 413")
+        return self.result(413, server=server.name, host=server.host, location=location, route_entry=route)
 
     # -------------------------------------------------------- server_name
 
@@ -974,12 +978,16 @@ class _Request:
         if isinstance(best, _Builtin):
             self.why.append(f"location {best_path}: the controller's own location in server _ ({best.what}); "
                             f"longest prefix")
-            return self.result(best.status, server=server.name, host=server.host, location=best_path)
+            too_large = self._too_large(server, DEFAULT_PROXY_BODY_SIZE, best_path, None)
+            return too_large or self.result(best.status, server=server.name, host=server.host, location=best_path)
         self.why.append(f"location {best.route.location} ({self._describe(best.route)}): longest matching "
                         f"prefix")
         return best
 
     def _auto_redirect(self, server: Server, route: Route, uri: str) -> RouteResult:
+        too_large = self._too_large(server, route.proxy_body_size, route.location, route)
+        if too_large is not None:
+            return too_large
         target = uri + "/" + ("?" + self.query if self.query else "")
         self.why.append(f"location {route.location} ends in '/' and the request is that name without it: nginx "
                         f"answers 301 to {uri}/ (auto-redirect of proxy_pass locations); the client then "
