@@ -649,14 +649,18 @@ def test_default_backend_of_ingress_with_rules_serves_its_hosts_only():
     unmatched = controller.route("http://s.test/other")
     assert (unmatched.status, unmatched.backend, unmatched.ingress, unmatched.path) == (200, "fallback:8080",
                                                                                         "default/site", None)
-    assert controller.route("http://elsewhere.test/other").status == 404  # `_` keeps the controller's 404
+    elsewhere = controller.route("http://elsewhere.test/other")
+    assert elsewhere.status == 404  # `_` keeps the controller's 404
+    assert any("kubernetes/ingress-nginx#8473" in line and "default/site" in line for line in elsewhere.explanation)
 
 
 def test_default_backend_of_ingress_with_hostless_rules_is_not_the_catch_all():
     text = ingress("hostless", [{"paths": [("Prefix", "/app", "app")]}], default_backend="fallback")
     controller = controller_for(text)
     assert controller.route("http://any.test/app").backend == "app:8080"
-    assert controller.route("http://any.test/other").status == 404
+    unmatched = controller.route("http://any.test/other")
+    assert unmatched.status == 404
+    assert any("uses it nowhere (its rules name no host)" in line for line in unmatched.explanation)
 
 
 def test_root_path_replaces_the_servers_default_location():

@@ -1016,6 +1016,18 @@ class _Request:
                                       route_entry=route)
         if route.service is None:
             self.why.append("no Ingress rule matches: the controller's default backend answers 404")
+            if not server.host:
+                # the API docs call spec.defaultBackend the backend for requests no rule matches;
+                # ingress-nginx gives it only that Ingress's own hosts when the Ingress has rules
+                for ingress in self.controller.ingresses:
+                    backend = _service_backend(ingress.spec.get("defaultBackend"))
+                    if backend is not None and ingress.spec.get("rules"):
+                        hosts = sorted({r.get("host") for r in ingress.spec["rules"] if r.get("host")})
+                        where = f"only for its own hosts ({', '.join(hosts)})" if hosts else \
+                            "nowhere (its rules name no host)"
+                        self.why.append(f"Ingress {ingress.ref} has spec.defaultBackend {backend[0]}:{backend[1]}, "
+                                        f"but also rules: ingress-nginx uses it {where}, not for every unmatched "
+                                        f"request as the Ingress API docs describe (kubernetes/ingress-nginx#8473)")
             return self.result(404, **common)
         if route.ingress in self.controller.class_reasons:
             self.why.append(f"Ingress {route.ingress} is served by this controller: "
