@@ -42,6 +42,7 @@ class Container:
     last_exit: int | None = None
     next_start: float = 0.0
     note: str = ""
+    started_at: float | None = None  # wall-clock time its process last started (status startedAt)
 
     @property
     def running(self) -> bool:
@@ -236,6 +237,7 @@ class Runtime:
             container.process = subprocess.Popen(self.enter_argv(sandbox, container.argv, container.workdir),
                                                  stdin=subprocess.DEVNULL,
                                                  stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+            container.started_at = time.time()
         finally:
             log.close()
 

@@ -17,6 +17,7 @@ from typing import Any
 
 from podnet.api.objects import KubeObject
 from podnet.controlplane import Cluster
+from podnet.linux.supervisor.events import timestamp
 
 ContainerState = Mapping[str, Mapping[str, Mapping[str, bool]]]
 
@@ -45,6 +46,9 @@ def runtime_status(body: dict[str, Any], sandbox, probed: Mapping[str, Mapping[s
             entry["ready"] = bool(probed[container.name].get("ready"))
             entry["started"] = bool(probed[container.name].get("started"))
         if container.running:
+            started = getattr(container, "started_at", None)
+            if started is not None:
+                entry["state"] = {"running": {"startedAt": timestamp(started)}}
             continue
         entry["ready"] = False
         entry["started"] = False
@@ -69,11 +73,13 @@ POLICY_KINDS = ("NetworkPolicy", "AdminNetworkPolicy", "BaselineAdminNetworkPoli
 
 
 def object_bodies(cluster: Cluster, sandboxes: Mapping[str, Any], container_state: ContainerState,
-                  drops: Mapping[tuple[str, str], Mapping[str, int]] | None = None) -> list[dict[str, Any]]:
+                  drops: Mapping[tuple[str, str], Mapping[str, int]] | None = None,
+                  meta=None) -> list[dict[str, Any]]:
     """Every object of the cluster, in key order; running pods with kubelet's status laid over
     a copy of the computed one (the cluster's own bodies are never changed). `drops`: per
     policy ((kind, ref) of a NetworkPolicy, AdminNetworkPolicy or the baseline), the packets the kernel dropped in each direction for it, summed
-    over the nodes, shown as the annotation podnet.dev/dropped-packets (`describe` lists it)."""
+    over the nodes, shown as the annotation podnet.dev/dropped-packets (`describe` lists it).
+    `meta` (apimeta.ApiMeta): stamps the API server's fields on what is served."""
     bodies = []
     for obj in sorted(cluster.objects.values(), key=lambda o: o.key):
         body = obj.body
@@ -86,7 +92,7 @@ def object_bodies(cluster: Cluster, sandboxes: Mapping[str, Any], container_stat
             text = ", ".join(f"{direction} {counted[direction]}" for direction in ("ingress", "egress")
                              if direction in counted)
             body["metadata"].setdefault("annotations", {})[DROPPED_ANNOTATION] = text
-        bodies.append(body)
+        bodies.append(meta.stamp(obj, body) if meta is not None else body)
     return bodies
 
 
