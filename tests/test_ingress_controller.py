@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+from podnet.errors import PodnetError
 from podnet.images import behaviour_of
 from podnet.ingressnginx import controller as ctl
 from podnet.ingressnginx.status import ControllerStatus
@@ -114,3 +115,33 @@ def test_the_controller_images_run_podnets_controller_and_serve_what_it_serves()
         assert argv[1:] == ["-m", "podnet.ingressnginx", "/nginx-ingress-controller", "--ingress-class=nginx"]
         assert behaviour_of(container).serves(10254, "TCP") and not behaviour_of(container).serves(8443, "TCP")
     assert not container_argv({"name": "controller", "image": "example.com/other/controller:1"}, {})
+
+
+def test_the_controller_posts_sync_and_a_warning_for_a_missing_service_once(tmp_path):
+    c = controller(tmp_path)
+    posted: list[dict] = []
+    c.post_event = posted.append
+    without_service = INGRESS.replace("kind: Service\nmetadata: {name: web", "kind: Service\nmetadata: {name: other")
+    c.sync(cluster_of(without_service), 1)
+    assert [(p["op"], p["component"], p["type"], p["reason"], p["message"]) for p in posted] == [
+        ("event", "nginx-ingress-controller", "Normal", "Sync", "Scheduled for sync"),
+        ("event", "nginx-ingress-controller", "Warning", "Sync",
+         "Service default/web does not exist: path / answers 503")]
+    assert posted[1]["involvedObject"] == {"kind": "Ingress", "namespace": "default", "name": "web"}
+    c.sync(cluster_of(without_service), 2)
+    assert len(posted) == 2  # the problem lasts: said once
+    c.sync(cluster_of(INGRESS), 3)
+    assert len(posted) == 2  # fixed: nothing to say (the Ingress itself did not change)
+    c.sync(cluster_of(without_service), 4)
+    assert posted[-1]["type"] == "Warning" and len(posted) == 3  # back again: said again
+
+
+def test_an_event_the_supervisor_refuses_is_logged_and_the_sync_goes_on(tmp_path, caplog):
+    c = controller(tmp_path)
+
+    def refuse(message):
+        raise PodnetError("event: Ingress default/web not found")
+
+    c.post_event = refuse
+    assert c.sync(cluster_of(INGRESS), 1)
+    assert "posting event Normal Sync on Ingress default/web" in caplog.text

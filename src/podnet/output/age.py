@@ -9,6 +9,7 @@ import calendar
 import time
 
 UNKNOWN = "<unknown>"
+clock = time.time  # now, for ages (tests fix it)
 
 
 def parse(stamp: str | None) -> float | None:
@@ -65,4 +66,4 @@ def since(stamp: str | None, now: float | None = None) -> str:
     seconds = parse(stamp)
     if seconds is None:
         return UNKNOWN
-    return human_duration((time.time() if now is None else now) - seconds)
+    return human_duration((clock() if now is None else now) - seconds)
