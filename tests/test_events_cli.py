@@ -97,3 +97,12 @@ def test_offline_objects_are_admitted_by_the_command(tmp_path, capsys):
     assert capsys.readouterr().out.rstrip().endswith("Events:  <none>")
     assert main(["get", "events", "-f", str(manifest)]) == 0
     assert "events happen on a running cluster" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("seconds, shown", [(-5, "<invalid>"), (0, "0s"), (119, "119s"), (125, "2m5s"), (600, "10m"),
+                                            (3 * 3600 + 60, "3h1m"), (30 * 3600, "30h"), (50 * 3600, "2d2h"),
+                                            (400 * 86400, "400d"), (3 * 365 * 86400, "3y")])
+def test_ages_read_as_kubectls(seconds, shown):
+    assert age.human_duration(seconds) == shown
+    assert age.since("2026-12-05T18:00:00Z", age.parse("2026-12-05T18:00:00Z") + seconds) == shown
+    assert age.since(None) == "<unknown>"

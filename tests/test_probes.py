@@ -454,3 +454,21 @@ def test_prober_slow_probe_does_not_stall_other_pods():
     count = len(h.changes)
     time.sleep(0.05)
     assert len(h.changes) == count  # nothing after stop()
+
+
+def test_every_failed_attempt_is_reported_with_kubelets_message():
+    def answer(call):
+        if call[0] == "tcp":
+            raise ConnectionRefusedError(111, "Connection refused")
+        return False
+
+    failures = []
+    h = Harness(answer=answer, on_failure=lambda *a: failures.append(a))
+    h.manager.add_pod(sandbox("default/web", {"name": "app", "readinessProbe": HTTP,
+                                              "livenessProbe": {"tcpSocket": {"port": 80}, "periodSeconds": 10}}))
+    h.at(0)
+    assert sorted(failures) == [
+        ("default/web", "app", "liveness", "dial tcp 10.244.1.5:80: connect: connection refused"),
+        ("default/web", "app", "readiness", "HTTP probe failed with statuscode outside 200-399")]
+    h.at(10)
+    assert len(failures) == 4  # each attempt, as kubelet records Unhealthy each time
