@@ -11,7 +11,9 @@ from podnet.linux.supervisor.core import Supervisor
 from podnet.linux.supervisor.events import EventStore
 from podnet.linux.supervisor.server import handle
 from podnet.linux.supervisor.state import ClusterState, documents_text
+from podnet.controlplane.snapshot import cluster_from_objects
 from podnet.output import events as event_layout
+from podnet.output.describe import describe_pod
 from podnet.output.age import parse
 from tests.supervisor_fakes import DEPLOYMENT, FakeDataPlane, FakeRuntime
 
@@ -182,3 +184,12 @@ def test_the_store_is_bounded_and_keeps_the_newest():
     for n in range(5):
         store.record({"kind": "Pod", "namespace": "default", "name": f"p{n}"}, "Normal", "Started", "x", "kubelet")
     assert [e["involvedObject"]["name"] for e in store.list()] == ["p2", "p3", "p4"]
+
+
+def test_a_running_container_says_when_it_started_and_describe_shows_the_pods_start(supervisor, clock):
+    name = served(supervisor, "Pod")[0]["metadata"]["name"]
+    supervisor.runtime.pods[f"default/{name}"].containers[0].started_at = T0 + 2
+    [body] = served(supervisor, "Pod", name)
+    assert body["status"]["containerStatuses"][0]["state"] == {"running": {"startedAt": "2027-01-15T08:00:02Z"}}
+    lines = describe_pod(cluster_from_objects([body], supervisor.config.to_dict()).get("Pod", "default", name))
+    assert "Start Time:         Fri, 15 Jan 2027 08:00:00 +0000" in lines

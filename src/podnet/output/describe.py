@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import yaml
@@ -9,6 +10,7 @@ import yaml
 from podnet.api import defaults as api_defaults
 from podnet.api import fields
 from podnet.api.objects import KubeObject
+from podnet.output import age
 from podnet.output.columns import NONE, _map_text, _selector_text
 
 Lines = list[str]
@@ -55,6 +57,9 @@ def _probe_text(probe: dict[str, Any]) -> str:
 
 def describe_pod(o: KubeObject) -> Lines:
     lines = _common(o)[:2] + [_kv("Node", f"{o.spec.get('nodeName') or NONE}/{fields.host_ip(o)}".rstrip("/"))]
+    started = age.parse(o.status.get("startTime"))
+    if started is not None:  # kubectl's RFC 1123 time
+        lines.append(_kv("Start Time", time.strftime("%a, %d %b %Y %H:%M:%S +0000", time.gmtime(started))))
     lines += _common(o)[2:]
     lines += [_kv("Status", fields.phase(o) or "Pending"), _kv("IP", fields.pod_ip(o))]
     lines += ["IPs:"] + ([f"  IP:  {ip}" for ip in fields.pod_ips(o)] or [f"  {NONE}"])

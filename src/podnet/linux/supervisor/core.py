@@ -114,6 +114,9 @@ class Supervisor:
         self._cluster = value
         self.generation += 1
         self._controller_events(self.meta.observe(value))
+        # an object deleted and made again is news again
+        self._unscheduled = {r: m for r, m in self._unscheduled.items() if value.get("Pod", *r.split("/", 1))}
+        self._load_balancers = {r: i for r, i in self._load_balancers.items() if value.get("Service", *r.split("/", 1))}
 
     # -- events ---------------------------------------------------------------------------------
 
