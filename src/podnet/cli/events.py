@@ -61,8 +61,12 @@ def run(args) -> int:
     items, version = running_events(args.name)
     shown = chosen(items)
     headers = (["NAMESPACE"] if args.all_namespaces else []) + layout.HEADERS
+    widths = [len(h) for h in headers]  # what -w pads its rows to: the first table's columns
     if shown:
         table.render(headers, rows(shown), sys.stdout)
+        widths = [max(len(h), *(len(r[i]) for r in rows(shown))) for i, h in enumerate(headers)]
+    elif args.watch:
+        sys.stdout.write("   ".join(h.ljust(w) for h, w in zip(headers, widths)).rstrip() + "\n")
     elif not args.watch:
         where = "" if args.all_namespaces else f" in {namespace} namespace"
         print(f"No resources found{where}.", file=sys.stderr)
@@ -75,7 +79,7 @@ def run(args) -> int:
             items, version = running_events(args.name, version)
             new = rows(chosen(items))
             for row in new:
-                sys.stdout.write("   ".join(row) + "\n")
+                sys.stdout.write("   ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() + "\n")
             sys.stdout.flush()
     except KeyboardInterrupt:
         return 0

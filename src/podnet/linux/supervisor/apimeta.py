@@ -12,7 +12,8 @@ the supervisor is the running cluster's API server and stamps, on a copy of what
   changes (kubelet's live status laid over a pod, such as a restart count, does not bump it);
 - metadata.generation: 1 on creation, bumped when anything outside metadata and status changes;
 - pod status.startTime: when the supervisor started the pod; conditions deduplicated by type
-  (the first kept) with lastTransitionTime: when the supervisor first saw that status.
+  (the first kept) with lastTransitionTime: when the supervisor first computed or served that
+  status (kubelet's own overlay, such as a crashed container's Ready False, is seen when served).
 """
 
 from __future__ import annotations
@@ -86,6 +87,9 @@ class ApiMeta:
                 del self._records[key]
             for key in [k for k in self._conditions if k[0] not in seen]:
                 del self._conditions[key]
+        for obj, _ in changes:  # a computed transition dates from its computing, not from the next reading
+            if obj.kind == "Pod":
+                self._conditions_of(obj.key, obj.status.get("conditions") or [])
         return changes
 
     def pod_start(self, ref: str) -> None:
