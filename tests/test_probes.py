@@ -11,7 +11,7 @@ import pytest
 
 from podnet.api.objects import KubeObject
 from podnet.host.layout import ClusterLayout
-from podnet.linux.prober import ProbeManager
+from podnet.linux.prober import ProbeFailed, ProbeManager
 from podnet.probes import (
     ContainerProbes,
     Event,
@@ -472,3 +472,14 @@ def test_every_failed_attempt_is_reported_with_kubelets_message():
         ("default/web", "app", "readiness", "HTTP probe failed with statuscode outside 200-399")]
     h.at(10)
     assert len(failures) == 4  # each attempt, as kubelet records Unhealthy each time
+
+
+def test_an_answer_that_is_a_failure_is_reported_in_kubelets_words():
+    def answer(call):
+        raise ProbeFailed("HTTP probe failed with statuscode: 503")
+
+    failures = []
+    h = Harness(answer=answer, on_failure=lambda *a: failures.append(a))
+    h.manager.add_pod(sandbox("default/web", {"name": "app", "readinessProbe": HTTP}))
+    h.at(0)
+    assert failures == [("default/web", "app", "readiness", "HTTP probe failed with statuscode: 503")]

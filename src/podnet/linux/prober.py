@@ -62,8 +62,13 @@ def _connect(netns: str, host: str, port: int, timeout: float) -> socket.socket:
     return sock
 
 
+class ProbeFailed(Exception):
+    """An attempt that got an answer, and the answer is a failure: kubelet's words for it."""
+
+
 def http_get(netns: str, host: str, action: HTTPGet, timeout: float) -> bool:
-    """One httpGet attempt from namespace `netns`; `timeout` bounds connect, TLS and the status line."""
+    """One httpGet attempt from namespace `netns`; `timeout` bounds connect, TLS and the status
+    line. A status outside 200-399 raises ProbeFailed with kubelet's message."""
     deadline = time.monotonic() + timeout
 
     def remaining() -> float:
@@ -89,7 +94,11 @@ def http_get(netns: str, host: str, action: HTTPGet, timeout: float) -> bool:
                 break
             head += chunk
         parts = head.split(b"\r\n", 1)[0].split()
-        return len(parts) >= 2 and parts[0].startswith(b"HTTP/") and parts[1].isdigit() and http_success(int(parts[1]))
+        if not (len(parts) >= 2 and parts[0].startswith(b"HTTP/") and parts[1].isdigit()):
+            raise ProbeFailed("HTTP probe failed: malformed HTTP response")
+        if not http_success(int(parts[1])):
+            raise ProbeFailed(f"HTTP probe failed with statuscode: {int(parts[1])}")
+        return True
     finally:
         sock.close()
 
@@ -335,6 +344,8 @@ def _failure_text(probe: Probe, sandbox) -> str:
 def _exception_text(exc: Exception, probe: Probe, sandbox) -> str:
     """kubelet's message for an attempt that got no answer (connection refused, a timeout)."""
     address = _address(probe, sandbox)
+    if isinstance(exc, ProbeFailed):
+        return str(exc)
     if isinstance(exc, (socket.timeout, TimeoutError)):
         why = f"dial tcp {address}: i/o timeout"
     elif isinstance(exc, ConnectionRefusedError):
