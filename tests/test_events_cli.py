@@ -3,6 +3,7 @@ serves them (the control socket replaced by the store itself: no root)."""
 
 from __future__ import annotations
 
+import json
 import time
 
 import pytest
@@ -93,6 +94,12 @@ def test_offline_objects_are_admitted_by_the_command(tmp_path, capsys):
     assert main(["get", "pods", "-f", str(manifest)]) == 0
     [_, row] = capsys.readouterr().out.splitlines()
     assert row.split()[-1] in ("0s", "1s")  # admitted at the command's start (whole seconds, as the API's)
+    assert main(["get", "pod", "web", "-o", "json", "-f", str(manifest)]) == 0
+    body = json.loads(capsys.readouterr().out)
+    created = body["metadata"]["creationTimestamp"]
+    conditions = body["status"]["conditions"]
+    assert len({c["type"] for c in conditions}) == len(conditions)
+    assert {c["lastTransitionTime"] for c in conditions} == {created}
     assert main(["describe", "pod", "web", "-f", str(manifest)]) == 0
     assert capsys.readouterr().out.rstrip().endswith("Events:  <none>")
     assert main(["get", "events", "-f", str(manifest)]) == 0

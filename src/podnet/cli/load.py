@@ -2,7 +2,7 @@
 
 Offline (-f), the objects are admitted by this command: an object without creationTimestamp
 gets the command's start, as an API server stamps the time it admits one, so AGE reads 0s
-(a manifest dumped from a real cluster keeps its own). A running cluster's objects carry the
+(a manifest dumped from a real cluster keeps its own); so do the conditions' lastTransitionTime. A running cluster's objects carry the
 supervisor's stamps (podnet.linux.supervisor.apimeta).
 """
 
@@ -45,6 +45,10 @@ def cluster_from_args(files: list[str] | None, config_path: str | None, name: st
     for obj in cluster.objects.values():
         if not obj.metadata.get("creationTimestamp"):
             obj.metadata_for_update()["creationTimestamp"] = admitted
+        status = obj.body.get("status")
+        for condition in (status.get("conditions") or []) if isinstance(status, dict) else []:
+            if "lastTransitionTime" in condition and not condition["lastTransitionTime"]:
+                condition["lastTransitionTime"] = admitted
     for warning in cluster.warnings:
         print(warning, file=sys.stderr)
     return cluster

@@ -11,7 +11,8 @@ the supervisor is the running cluster's API server and stamps, on a copy of what
 - metadata.resourceVersion: a cluster-wide counter, bumped whenever an object's computed body
   changes (kubelet's live status laid over a pod, such as a restart count, does not bump it);
 - metadata.generation: 1 on creation, bumped when anything outside metadata and status changes;
-- pod status.startTime: when the supervisor started the pod; conditions deduplicated by type
+- pod status.startTime: when the supervisor started the pod; conditions (of pods, nodes, any
+  object with status.conditions) deduplicated by type
   (the first kept) with lastTransitionTime: when the supervisor first computed or served that
   status (kubelet's own overlay, such as a crashed container's Ready False, is seen when served).
 """
@@ -88,8 +89,8 @@ class ApiMeta:
             for key in [k for k in self._conditions if k[0] not in seen]:
                 del self._conditions[key]
         for obj, _ in changes:  # a computed transition dates from its computing, not from the next reading
-            if obj.kind == "Pod":
-                self._conditions_of(obj.key, obj.status.get("conditions") or [])
+            if obj.status.get("conditions"):
+                self._conditions_of(obj.key, obj.status["conditions"])
         return changes
 
     def pod_start(self, ref: str) -> None:
@@ -108,9 +109,9 @@ class ApiMeta:
                                         "resourceVersion": str(record.version),
                                         "generation": record.generation})
         status = body.get("status")
-        if obj.kind == "Pod" and isinstance(status, dict):
+        if isinstance(status, dict) and (obj.kind == "Pod" or status.get("conditions")):
             status = stamped["status"] = dict(status)
-            if obj.ref in self.pod_started:
+            if obj.kind == "Pod" and obj.ref in self.pod_started:
                 status["startTime"] = self.pod_started[obj.ref]
             status["conditions"] = self._conditions_of(obj.key, status.get("conditions") or [])
         return stamped
