@@ -55,6 +55,14 @@ def test_get_events_has_kubectls_columns_and_namespaces(store, capsys):
     assert header.startswith("NAMESPACE") and row.split()[:5] == ["kube-system", "20s", "Normal", "Started", "pod/coredns-0"]
 
 
+def test_get_events_as_json_is_a_list_of_core_v1_events(store, capsys):
+    assert main(["get", "events", "-o", "json"]) == 0
+    listing = json.loads(capsys.readouterr().out)
+    assert [(e["kind"], e["reason"], e["count"]) for e in listing["items"]] == [("Event", "Scheduled", 1),
+                                                                              ("Event", "Unhealthy", 3)]
+    assert listing["items"][1]["involvedObject"]["fieldPath"] == "spec.containers{c}"
+
+
 def test_an_unknown_field_selector_is_one_clear_error(store, capsys):
     assert main(["get", "events", "--field-selector", "spec.x=1"]) != 0
     assert 'field label "spec.x" not supported for events' in capsys.readouterr().err

@@ -9,9 +9,12 @@ Offline (-f) there are no events: nothing has happened to computed objects.
 
 from __future__ import annotations
 
+import json
 import sys
 import time
 from typing import Any
+
+import yaml
 
 from podnet.cli.load import running_events
 from podnet.errors import UsageError
@@ -60,6 +63,15 @@ def run(args) -> int:
 
     items, version = running_events(args.name)
     shown = chosen(items)
+    if args.output in ("json", "yaml", "name") and not args.watch:
+        listing = {"apiVersion": "v1", "items": shown, "kind": "List", "metadata": {"resourceVersion": ""}}
+        if args.output == "json":
+            sys.stdout.write(json.dumps(listing, indent=4) + "\n")
+        elif args.output == "yaml":
+            sys.stdout.write(yaml.safe_dump(listing, sort_keys=True, default_flow_style=False))
+        else:
+            sys.stdout.writelines(f"event/{e['metadata']['name']}\n" for e in shown)
+        return 0
     headers = (["NAMESPACE"] if args.all_namespaces else []) + layout.HEADERS
     widths = [len(h) for h in headers]  # what -w pads its rows to: the first table's columns
     if shown:
