@@ -193,3 +193,17 @@ def test_a_running_container_says_when_it_started_and_describe_shows_the_pods_st
     assert body["status"]["containerStatuses"][0]["state"] == {"running": {"startedAt": "2027-01-15T08:00:02Z"}}
     lines = describe_pod(cluster_from_objects([body], supervisor.config.to_dict()).get("Pod", "default", name))
     assert "Start Time:         Fri, 15 Jan 2027 08:00:00 +0000" in lines
+
+
+def test_the_workload_controllers_say_what_they_made(supervisor):
+    [replica_set] = served(supervisor, "ReplicaSet")
+    rs = replica_set["metadata"]["name"]
+    pods = sorted(b["metadata"]["name"] for b in served(supervisor, "Pod"))
+    assert events_about(supervisor, "web") == [
+        ("Normal", "ScalingReplicaSet", f"Scaled up replica set {rs} from 0 to 2", 1)]
+    assert sorted(events_about(supervisor, rs)) == [("Normal", "SuccessfulCreate", f"Created pod: {p}", 1) for p in pods]
+    apply(supervisor, {**DEPLOYMENT, "spec": {**DEPLOYMENT["spec"], "replicas": 1}})
+    assert events_about(supervisor, "web")[-1] == (
+        "Normal", "ScalingReplicaSet", f"Scaled down replica set {rs} from 2 to 1", 1)
+    [scaling] = [e for e in supervisor.events.list() if e["reason"] == "ScalingReplicaSet" and "down" in e["message"]]
+    assert scaling["source"] == {"component": "deployment-controller"} and scaling["involvedObject"]["kind"] == "Deployment"

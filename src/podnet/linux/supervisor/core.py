@@ -30,6 +30,7 @@ from podnet.linux.prober import ProbeManager
 from podnet.linux.runtime import Runtime
 from podnet.linux.supervisor import reconcile
 from podnet.linux.supervisor.apimeta import ApiMeta
+from podnet.linux.supervisor.controllers import ControllerEvents
 from podnet.linux.supervisor.events import COMPONENTS, EventStore, involved
 from podnet.linux.supervisor.state import ClusterState
 from podnet.linux.supervisor.status import (
@@ -101,8 +102,7 @@ class Supervisor:
         self.state_changed = threading.Event()
         self.meta = ApiMeta()
         self.events = EventStore()
-        self._unscheduled: dict[str, str] = {}  # pod ref -> the FailedScheduling message last emitted
-        self._load_balancers: dict[str, tuple[str, ...]] = {}  # Service ref -> the IPs announced in events
+        self.controllers = ControllerEvents()  # what the controllers say of each change (controllers.py)
         self._backoffs: set[tuple[str, str, int]] = set()  # (pod ref, container, restarts) BackOff emitted
 
     @property
@@ -113,10 +113,8 @@ class Supervisor:
     def cluster(self, value: Cluster) -> None:
         self._cluster = value
         self.generation += 1
-        self._controller_events(self.meta.observe(value))
-        # an object deleted and made again is news again
-        self._unscheduled = {r: m for r, m in self._unscheduled.items() if value.get("Pod", *r.split("/", 1))}
-        self._load_balancers = {r: i for r, i in self._load_balancers.items() if value.get("Service", *r.split("/", 1))}
+        for obj, type_, reason, message, component in self.controllers.said(value, self.meta.observe(value)):
+            self.record_event(obj, type_, reason, message, component)
 
     # -- events ---------------------------------------------------------------------------------
 
@@ -145,27 +143,6 @@ class Supervisor:
                                       str(message.get("message") or ""), component)
         except ValueError as exc:
             raise PodnetError(f"event: {exc}") from None
-
-    def _controller_events(self, changes) -> None:
-        """What the scheduler and the service controller say about the objects that changed."""
-        for obj, _ in changes:
-            if obj.kind == "Pod" and not obj.spec.get("nodeName"):
-                message = next((c.get("message") for c in obj.status.get("conditions") or []
-                                if c.get("type") == "PodScheduled" and c.get("status") == "False"), None)
-                if message and self._unscheduled.get(obj.ref) != message:
-                    self._unscheduled[obj.ref] = message
-                    self.record_event(obj, "Warning", "FailedScheduling", message, "default-scheduler")
-            elif obj.kind == "Service" and obj.spec.get("type") == "LoadBalancer":
-                ips = tuple(i.get("ip") or i.get("hostname") or "" for i in
-                            (obj.status.get("loadBalancer") or {}).get("ingress") or [])
-                if ips and self._load_balancers.get(obj.ref) != ips:
-                    self._load_balancers[obj.ref] = ips
-                    self.record_event(obj, "Normal", "IPAllocated", f"Assigned IP {list(ips)!r}".replace("'", '"'),
-                                      "metallb-controller")
-                    self.record_event(obj, "Normal", "EnsuringLoadBalancer", "Ensuring load balancer",
-                                      "service-controller")
-                    self.record_event(obj, "Normal", "EnsuredLoadBalancer", "Ensured load balancer",
-                                      "service-controller")
 
     # -- computing ------------------------------------------------------------------------------
 

@@ -16,7 +16,8 @@ Who emits what (podnet's components in the role of Kubernetes'):
   kubelet's Pulling, Failed/ErrImagePull, FailedMount and SandboxChanged are never emitted:
   podnet has no registry, no volumes, and recreates a sandbox without a new pod IP;
 - service-controller: EnsuringLoadBalancer / EnsuredLoadBalancer, and the IP allocator's
-  IPAllocated (MetalLB's reason), when a LoadBalancer Service gets its address;
+  IPAllocated (MetalLB's reason), when a LoadBalancer Service gets its address; the workload
+  controllers' ScalingReplicaSet and SuccessfulCreate (controllers.py says what each says);
 - nginx-ingress-controller: whatever the controller posts over the control socket (`event`
   op): Sync on success, Warnings for what it could not serve.
 """
@@ -31,7 +32,8 @@ from typing import Any
 
 MAX_EVENTS = 1000
 COMPONENTS = ("kubelet", "default-scheduler", "service-controller", "nginx-ingress-controller",
-              "metallb-controller")
+              "metallb-controller", "deployment-controller", "replicaset-controller", "statefulset-controller",
+              "daemonset-controller")
 
 
 def timestamp(seconds: float | None = None) -> str:
