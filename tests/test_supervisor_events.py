@@ -205,5 +205,7 @@ def test_the_workload_controllers_say_what_they_made(supervisor):
     apply(supervisor, {**DEPLOYMENT, "spec": {**DEPLOYMENT["spec"], "replicas": 1}})
     assert events_about(supervisor, "web")[-1] == (
         "Normal", "ScalingReplicaSet", f"Scaled down replica set {rs} from 2 to 1", 1)
+    [gone] = [p for p in pods if not served(supervisor, "Pod", p)]
+    assert events_about(supervisor, rs)[-1] == ("Normal", "SuccessfulDelete", f"Deleted pod: {gone}", 1)
     [scaling] = [e for e in supervisor.events.list() if e["reason"] == "ScalingReplicaSet" and "down" in e["message"]]
     assert scaling["source"] == {"component": "deployment-controller"} and scaling["involvedObject"]["kind"] == "Deployment"

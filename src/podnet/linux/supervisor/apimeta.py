@@ -25,6 +25,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from podnet.api.objects import KubeObject
 from podnet.controlplane import Cluster
 from podnet.linux.supervisor.events import timestamp
 
@@ -57,8 +58,8 @@ class ApiMeta:
         self.pod_started: dict[str, str] = {}  # pod ref -> status.startTime
 
     def observe(self, cluster: Cluster) -> list[tuple[Any, str]]:
-        """Note the objects of a newly computed cluster. Returns what changed: (object, "added"
-        or "modified"), for the controllers that act on changes (events)."""
+        """Note the objects of a newly computed cluster. Returns what changed: (object, "added",
+        "modified" or "deleted" — the last body seen), for the controllers' events."""
         changes = []
         now = timestamp(self.clock())
         with self._lock:
@@ -85,11 +86,12 @@ class ApiMeta:
                     record.body_text, record.spec_text = body_text, spec_text
                     changes.append((obj, "modified"))
             for key in [k for k in self._records if k not in seen]:
-                del self._records[key]
+                kind, namespace, name = key
+                changes.append((KubeObject(kind, namespace, name, self._records.pop(key).body), "deleted"))
             for key in [k for k in self._conditions if k[0] not in seen]:
                 del self._conditions[key]
-        for obj, _ in changes:  # a computed transition dates from its computing, not from the next reading
-            if obj.status.get("conditions"):
+        for obj, change in changes:  # a computed transition dates from its computing, not from the next reading
+            if change != "deleted" and obj.status.get("conditions"):
                 self._conditions_of(obj.key, obj.status["conditions"])
         return changes
 

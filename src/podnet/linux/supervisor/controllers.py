@@ -6,13 +6,15 @@ this module looks at what changed between two computed clusters (apimeta.ApiMeta
 says it as each controller would:
 
 - deployment-controller: ScalingReplicaSet "Scaled up/down replica set NAME from A to B";
-- replicaset-controller / daemonset-controller: SuccessfulCreate "Created pod: NAME";
-  statefulset-controller: SuccessfulCreate "create Pod NAME in StatefulSet STS successful";
+- replicaset-controller / daemonset-controller: SuccessfulCreate "Created pod: NAME",
+  SuccessfulDelete "Deleted pod: NAME"; statefulset-controller: SuccessfulCreate / SuccessfulDelete
+  "create (delete) Pod NAME in StatefulSet STS successful";
 - default-scheduler: FailedScheduling with the scheduler's message (once per message);
 - metallb-controller IPAllocated, service-controller EnsuringLoadBalancer/EnsuredLoadBalancer,
   when a LoadBalancer Service gets (another) address.
 
-Deletions say nothing here: kubelet's Killing is emitted where the pod is stopped.
+A deleted object's own events say nothing more here: kubelet's Killing is emitted where the
+pod is stopped.
 """
 
 from __future__ import annotations
@@ -36,6 +38,8 @@ class ControllerEvents:
         for obj, change in changes:
             if obj.kind == "Pod":
                 out += self._pod(cluster, obj, change)
+            elif change == "deleted":
+                continue
             elif obj.kind == "ReplicaSet":
                 out += self._replica_set(cluster, obj)
             elif obj.kind == "Service" and obj.spec.get("type") == "LoadBalancer":
@@ -49,15 +53,16 @@ class ControllerEvents:
     def _pod(self, cluster: Cluster, pod, change: str) -> list[Said]:
         out: list[Said] = []
         owner = fields.controller_of(pod)
-        if change == "added" and owner is not None:
+        if change in ("added", "deleted") and owner is not None:
             parent = cluster.get(owner.get("kind", ""), pod.namespace, owner.get("name", ""))
+            reason, verb = ("SuccessfulCreate", "create") if change == "added" else ("SuccessfulDelete", "delete")
             if parent is not None and parent.kind == "StatefulSet":
-                out.append((parent, "Normal", "SuccessfulCreate",
-                            f"create Pod {pod.name} in StatefulSet {parent.name} successful", "statefulset-controller"))
+                out.append((parent, "Normal", reason,
+                            f"{verb} Pod {pod.name} in StatefulSet {parent.name} successful", "statefulset-controller"))
             elif parent is not None and parent.kind in ("ReplicaSet", "DaemonSet"):
-                out.append((parent, "Normal", "SuccessfulCreate", f"Created pod: {pod.name}",
+                out.append((parent, "Normal", reason, f"{verb.capitalize()}d pod: {pod.name}",
                             f"{parent.kind.lower()}-controller"))
-        if not pod.spec.get("nodeName"):
+        if change != "deleted" and not pod.spec.get("nodeName"):
             message = next((c.get("message") for c in fields.conditions(pod)
                             if c.get("type") == "PodScheduled" and c.get("status") == "False"), None)
             if message and self.unscheduled.get(pod.ref) != message:
