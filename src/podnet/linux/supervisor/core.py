@@ -31,7 +31,7 @@ from podnet.linux.runtime import Runtime
 from podnet.linux.supervisor import reconcile
 from podnet.linux.supervisor.apimeta import ApiMeta
 from podnet.linux.supervisor.controllers import ControllerEvents
-from podnet.linux.supervisor.events import COMPONENTS, EventStore, involved
+from podnet.linux.supervisor.events import EventStore, involved, posted_event
 from podnet.linux.supervisor.state import ClusterState
 from podnet.linux.supervisor.status import (
     POLICY_KINDS,
@@ -127,22 +127,10 @@ class Supervisor:
         self.events.record(about, type_, reason, message, component, host)
 
     def post_event(self, message: dict[str, Any]) -> dict[str, Any]:
-        """An event a controller in a pod reports (the `event` op): about an object of the cluster,
-        from one of the components events.COMPONENTS names."""
-        about = message.get("involvedObject") or {}
-        kind, namespace, name = about.get("kind"), about.get("namespace") or "", about.get("name")
-        component = message.get("component")
-        if component not in COMPONENTS:
-            raise PodnetError(f"event: unknown source component {component!r}")
+        """An event a controller in a pod reports (the `event` op)."""
         with self.lock:
-            obj = self.cluster.get(kind or "", namespace, name or "")
-        if obj is None:
-            raise PodnetError(f"event: {kind} {namespace}/{name} not found")
-        try:
-            return self.events.record(involved(obj), message.get("type") or "Normal", str(message.get("reason") or ""),
-                                      str(message.get("message") or ""), component)
-        except ValueError as exc:
-            raise PodnetError(f"event: {exc}") from None
+            cluster = self.cluster
+        return posted_event(self.events, cluster, message)
 
     # -- computing ------------------------------------------------------------------------------
 

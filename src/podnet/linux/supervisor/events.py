@@ -30,6 +30,8 @@ import uuid
 from collections import OrderedDict
 from typing import Any
 
+from podnet.errors import PodnetError
+
 MAX_EVENTS = 1000
 COMPONENTS = ("kubelet", "default-scheduler", "service-controller", "nginx-ingress-controller",
               "metallb-controller", "deployment-controller", "replicaset-controller", "statefulset-controller",
@@ -94,3 +96,21 @@ def involved(obj) -> dict[str, Any]:
     """The involvedObject of an event about a KubeObject."""
     return {"kind": obj.kind, "namespace": obj.namespace or "", "name": obj.name,
             "uid": obj.metadata.get("uid"), "apiVersion": obj.body.get("apiVersion")}
+
+
+def posted_event(store: EventStore, cluster, message: dict[str, Any]) -> dict[str, Any]:
+    """Record the event a controller posted (the control socket's `event` op): about an object
+    of `cluster`, from one of COMPONENTS; a bad request is one PodnetError."""
+    about = message.get("involvedObject") or {}
+    kind, namespace, name = about.get("kind"), about.get("namespace") or "", about.get("name")
+    component = message.get("component")
+    if component not in COMPONENTS:
+        raise PodnetError(f"event: unknown source component {component!r}")
+    obj = cluster.get(kind or "", namespace, name or "")
+    if obj is None:
+        raise PodnetError(f"event: {kind} {namespace}/{name} not found")
+    try:
+        return store.record(involved(obj), message.get("type") or "Normal", str(message.get("reason") or ""),
+                            str(message.get("message") or ""), component)
+    except ValueError as exc:
+        raise PodnetError(f"event: {exc}") from None
