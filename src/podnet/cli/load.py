@@ -2,8 +2,9 @@
 
 Offline (-f), the objects are admitted by this command: an object without creationTimestamp
 gets the command's start, as an API server stamps the time it admits one, so AGE reads 0s
-(a manifest dumped from a real cluster keeps its own); so do the conditions' lastTransitionTime. A running cluster's objects carry the
-supervisor's stamps (podnet.linux.supervisor.apimeta).
+(a manifest dumped from a real cluster keeps its own); so do the conditions'
+lastTransitionTime. A running cluster's objects carry the supervisor's stamps
+(podnet.linux.supervisor.apimeta).
 """
 
 from __future__ import annotations

@@ -2,8 +2,9 @@
 
 One JSON request per connection, one JSON reply: {"ok": true, ...} or {"ok": false,
 "error": "..."}. Ops: ping, status, objects, generation, exec, logs, apply, delete, down,
-events (the event store, from a resourceVersion on) and event (a controller posts one). `handle` maps a request to the supervisor's answer; `serving` runs the
-socket server in a thread for as long as its block lasts. The socket is made with umask 077,
+events (the event store, from a resourceVersion on) and event (a controller posts one).
+`handle` maps a request to the supervisor's answer; `serving` runs the socket server in a
+thread for as long as its block lasts. The socket is made with umask 077,
 so only its owner, root, can talk to a cluster.
 """
 
