@@ -7,7 +7,9 @@ import json
 
 from podnet.errors import PodnetError
 from podnet.images import behaviour_of
+from podnet.ingressnginx import certificates
 from podnet.ingressnginx import controller as ctl
+from podnet.ingressnginx.events import ingress_events
 from podnet.ingressnginx.status import ControllerStatus
 from podnet.kubelet import container_argv
 from podnet.linux.enforced import controller_sync
@@ -145,3 +147,12 @@ def test_an_event_the_supervisor_refuses_is_logged_and_the_sync_goes_on(tmp_path
     c.post_event = refuse
     assert c.sync(cluster_of(INGRESS), 1)
     assert "posting event Normal Sync on Ingress default/web" in caplog.text
+
+
+def test_a_tls_secret_nginx_cannot_use_is_a_warning_on_the_ingresses_that_name_it(tmp_path):
+    with_tls = INGRESS.replace("  rules:\n", "  tls: [{hosts: [web.example.com], secretName: absent}]\n  rules:\n", 1)
+    routes = ctl.Controller(ctl.parse_args([])[0], tmp_path).routes_of(cluster_of(with_tls))
+    problems = certificates.secret_certificates(routes, tmp_path / "ssl").problems
+    assert [(e.name, e.type, e.reason, e.message) for e in ingress_events(routes, problems)] == [
+        ("web", "Normal", "Sync", "Scheduled for sync"),
+        ("web", "Warning", "Sync", "Secret default/absent does not exist: the default certificate is served")]
