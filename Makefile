@@ -36,8 +36,10 @@ $(STAMP): pyproject.toml
 demo: install
 	bash scripts/demo.sh
 
+# Test modules side by side (pytest-xdist), each module on one worker, so a module's cluster
+# serves all of its tests: the suite mostly waits on real clusters, not on the CPU.
 test: install
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 4 --dist loadfile
 
 bench: install
 	$(BIN)/python bench/foundation.py
