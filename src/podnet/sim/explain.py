@@ -108,7 +108,7 @@ class Explainer:
                            if p.name not in missing]
             else:
                 numbers = [(p, int(target)) for p in pods]
-            refused = [p.name for p, number in numbers if images.serving(p.spec, number, protocol).serving is False]
+            refused = [p.name for p, number in numbers if images.serving(p.spec, number, protocol, self.cluster.config.standins).serving is False]
             if refused and len(refused) == len(numbers):
                 out.append(Finding("error", where, f"{label}: nothing in the selected pods listens on "
                                                    f"{numbers[0][1]}/{protocol}",
@@ -275,7 +275,7 @@ class Explainer:
             if port is None:
                 return [Finding("error", f"Pod {pod.ref}", f"container {container.get('name')}: {kind} names port "
                                                             f"{handler.get('port')!r}, which the container does not declare")]
-        answer = images.serving(pod.spec, int(port), "TCP")
+        answer = images.serving(pod.spec, int(port), "TCP", self.cluster.config.standins)
         if answer.serving is False:
             effect = "the pod never becomes Ready" if kind == "readinessProbe" else "the container keeps being restarted"
             return [Finding("warning", f"Pod {pod.ref}", f"container {container.get('name')}: {kind} on port {port}: "

@@ -48,7 +48,10 @@ def runtime_status(body: dict[str, Any], sandbox, probed: Mapping[str, Mapping[s
             continue
         entry["ready"] = False
         entry["started"] = False
-        if container.next_start:
+        if container.waiting:  # its image cannot be pulled (images: strict)
+            entry["state"] = {"waiting": {"reason": container.waiting[0], "message": container.waiting[1]}}
+            entry["image"] = container.image
+        elif container.next_start:
             entry["state"] = {"waiting": {"reason": "CrashLoopBackOff",
                                           "message": f"back-off restarting failed container {container.name}"}}
         else:
@@ -99,7 +102,7 @@ def pods_status(name: str, cluster: Cluster, sandboxes: Mapping[str, Any]) -> di
         pods.append({"pod": pod.ref, "node": pod.spec.get("nodeName"),
                      "ip": pod.status.get("podIP"),
                      "phase": pod.status.get("phase"),
-                     "running": bool(sandbox) and all(c.process is not None for c in sandbox.containers),
+                     "running": bool(sandbox) and all(c.process is not None or c.waiting for c in sandbox.containers),
                      "restarting": [c.name for c in (sandbox.containers if sandbox else []) if c.restarts]})
     return {"cluster": name, "pods": pods, "ready": all(p["running"] for p in pods if p["phase"] == "Running")}
 
