@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 # Debian packages the data plane and its tests use (later issues build on them).
-APT_PACKAGES := iproute2 nftables iptables conntrack nginx dnsutils dnsmasq-base containernetworking-plugins iperf3 procps iputils-ping iputils-arping curl util-linux dnsperf knot-dnsutils openssl
+APT_PACKAGES := iproute2 nftables iptables conntrack nginx dnsutils dnsmasq-base containernetworking-plugins iperf3 procps iputils-ping iputils-arping curl util-linux dnsperf knot-dnsutils openssl redis-server redis-tools
 STAMP := $(VENV)/.installed
 # IBM's network-config-analyzer, a second NetworkPolicy implementation the tests compare
 # against; its own venv because it pins its own dependencies.

@@ -124,8 +124,9 @@ def test_running_stand_in_agrees_with_images_serving_port_by_port():
             believed = images.serving(spec, port, protocol).serving
             answered = tcp_answers(port) if protocol == "TCP" else udp_echoes(port)
             assert believed is answered, f"{port}/{protocol}: images.serving says {believed}, the stand-in {answered}"
-        with urllib.request.urlopen(f"http://127.0.0.1:{http}/ready", timeout=5) as response:  # the probe passes
-            assert response.status == 200
+        for path in ("/ready", "/healthz", "/readyz"):  # httpGet probes pass
+            with urllib.request.urlopen(f"http://127.0.0.1:{http}{path}", timeout=5) as response:
+                assert response.status == 200
         with urllib.request.urlopen(f"http://127.0.0.1:{tcp}/echo?msg=hi", timeout=5) as response:
             assert response.read() == b"hi"
     finally:

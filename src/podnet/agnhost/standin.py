@@ -3,7 +3,8 @@
 
 podnet cannot pull images (DESIGN.md), so an unknown image runs as a network endpoint that
 serves what the pod declares: every TCP port speaks HTTP with agnhost netexec's handlers (a
-tcpSocket probe is accepted, an httpGet probe gets netexec's 200s on any path, /echo, /hostname
+tcpSocket probe is accepted, an httpGet probe gets netexec's 200s on any path (/healthz and
+/readyz too: the stand-in counts as ready), /echo, /hostname
 and /clientip answer), every UDP port answers netexec's UDP commands (`echo X`, `hostname`,
 `clientip`), SCTP ports as netexec serves them (logged when the machine has no SCTP). The ports
 come from podnet.images.standin_ports, the same list the simulator believes, so `trace` and the
@@ -71,6 +72,7 @@ def main(argv: list[str]) -> int:
         netexec(-1, sctp=port).start_sctp()
     for port in ports["tcp"]:
         server = netexec(port)
+        server.ready = True  # a stand-in is a healthy endpoint: /healthz and /readyz answer 200 (its probes pass)
         try:
             sock = gohttp.listen_tcp(host, port)
         except GoError as err:
