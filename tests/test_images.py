@@ -17,7 +17,7 @@ from podnet import images
 from podnet.config import parse_config
 from podnet.errors import InvalidInput
 from podnet.kubelet import container_argv, redis_argv
-from podnet.linux.supervisor.status import object_bodies, pods_status
+from podnet.linux.supervisor.status import live_readiness, object_bodies, pods_status
 from podnet.output.columns import pod_row
 from podnet.output.describe import describe_pod
 from tests.conftest import cluster_of
@@ -190,7 +190,9 @@ def test_an_image_that_cannot_be_pulled_waits_as_kubelet_says():
     container.waiting = ("ErrImagePull", images.pull_error(container.image))
     [body] = [b for b in object_bodies(cluster, {pod.ref: sandbox}, {}) if b["metadata"]["name"] == "app"]
     waiting = body["status"]["containerStatuses"][0]["state"]["waiting"]
-    assert waiting["reason"] == "ErrImagePull"
+    assert waiting["reason"] == "ErrImagePull" and body["status"]["phase"] == "Pending"
+    assert live_readiness({}, pod, standins=False) is False, "never an endpoint: nothing runs"
+    assert live_readiness({}, pod, standins=True) is None
     assert waiting["message"].startswith('rpc error: code = NotFound desc = failed to pull and unpack image '
                                          '"example.com/team/app:1"')
     shown = type(pod)("Pod", pod.namespace, pod.name, body)

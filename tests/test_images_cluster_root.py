@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import secrets
 import time
+from contextlib import contextmanager
 
 import pytest
 
@@ -52,12 +53,11 @@ spec:
 """
 
 
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("images")
+@contextmanager
+def running(tmp, config: str = ""):
     name = f"im{secrets.token_hex(3)}"
     (tmp / "pods.yaml").write_text(MANIFESTS)
-    (tmp / "cluster.yaml").write_text(f"kind: Cluster\napiVersion: podnet.dev/v1alpha1\nname: {name}\nnodes: 1\n")
+    (tmp / "cluster.yaml").write_text(f"kind: Cluster\napiVersion: podnet.dev/v1alpha1\nname: {name}\nnodes: 1\n{config}")
     started = False
     try:
         podnet("up", "-f", str(tmp / "pods.yaml"), "--config", str(tmp / "cluster.yaml"), timeout=120)
@@ -67,6 +67,12 @@ def cluster(tmp_path_factory):
         if started or leftovers(name):
             podnet("down", "--name", name, check=False)
         assert leftovers(name) == [], f"left behind: {leftovers(name)}"
+
+
+@pytest.fixture
+def cluster(tmp_path):
+    with running(tmp_path) as name:
+        yield name
 
 
 def ready_pods(name: str) -> dict[str, bool]:
@@ -92,3 +98,26 @@ def test_every_image_turns_ready_and_serves_what_trace_says(cluster):
         curl = podnet("exec", "client", "--name", cluster, "--", "curl", "-s", "-m", "5", "-o", "/dev/null",
                       "-w", "%{http_code}", f"http://{app_ip}:{port}/hostname", check=False)
         assert (curl.stdout == "200") is served, f"{port}: trace says served={served}, curl {curl.stdout!r}"
+
+
+def test_with_images_strict_an_unknown_image_waits_as_kubelet_says_and_is_no_endpoint(tmp_path):
+    with running(tmp_path, "images: strict\n") as name:
+        deadline = time.monotonic() + 60
+        while True:
+            table = podnet("get", "pods", "--name", name).stdout
+            row = next(line.split() for line in table.splitlines() if line.startswith("app "))
+            if row[2] == "ImagePullBackOff":
+                break
+            assert row[2] in ("ErrImagePull", "Pending"), table
+            assert time.monotonic() < deadline, table
+            time.sleep(0.5)
+        assert row[1] == "0/1"
+        described = podnet("describe", "pod", "app", "--name", name).stdout
+        assert 'Back-off pulling image "example.com/team/app:1"' in described
+        assert "cannot be pulled (images: strict)" in described
+        pods = json.loads(podnet("get", "pods", "-o", "json", "--name", name).stdout)["items"]
+        app = next(p for p in pods if p["metadata"]["name"] == "app")
+        assert app["status"]["phase"] == "Pending"
+        assert not any(c["type"] == "Ready" and c["status"] == "True" for c in app["status"]["conditions"])
+        trace = podnet("trace", "default/client", "default/app", "-p", "8080", "--name", name, check=False)
+        assert "cannot be pulled" in trace.stdout, trace.stdout

@@ -15,16 +15,20 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+from podnet import images
 from podnet.api.objects import KubeObject
 from podnet.controlplane import Cluster
 
 ContainerState = Mapping[str, Mapping[str, Mapping[str, bool]]]
 
 
-def live_readiness(container_state: ContainerState, pod: KubeObject) -> bool | None:
-    """Whether kubelet counts the pod's containers ready: its probes' verdict once it runs;
-    before that, a pod with a readiness or startup probe starts out not ready (kubelet's
-    initial result is Failure), others follow the offline rule (None)."""
+def live_readiness(container_state: ContainerState, pod: KubeObject, standins: bool = True) -> bool | None:
+    """Whether kubelet counts the pod's containers ready: never while a container's image cannot
+    be pulled (images: strict, `standins` False); its probes' verdict once it runs; before
+    that, a pod with a readiness or startup probe starts out not ready (kubelet's initial
+    result is Failure), others follow the offline rule (None)."""
+    if any(images.behaviour_of(c, standins).runs == images.UNPULLABLE for c in pod.spec.get("containers") or []):
+        return False
     state = container_state.get(pod.ref)
     if state:
         return all(c.get("ready") for c in list(state.values()))  # the prober's thread adds to it
@@ -65,6 +69,8 @@ def runtime_status(body: dict[str, Any], sandbox, probed: Mapping[str, Mapping[s
                 condition["reason"] = "ContainersNotReady"
     if finished and len(finished) == len(sandbox.containers):
         status["phase"] = "Succeeded" if all(code == 0 for code in finished) else "Failed"
+    if any(container.waiting for container in sandbox.containers):  # kubelet: a container never started
+        status["phase"] = "Pending"
 
 
 DROPPED_ANNOTATION = "podnet.dev/dropped-packets"
