@@ -114,3 +114,28 @@ def test_strict_images_start_nothing_and_wait_as_kubelet_says(netns, tmp_path):
         assert images.serving(pod.spec, 8080, "TCP", runtime.cluster.config.standins).serving is False
     finally:
         runtime.stop_all()
+
+
+PYTHON = """
+apiVersion: v1
+kind: Pod
+metadata: {name: probe, namespace: team}
+spec:
+  restartPolicy: Never
+  containers:
+  - name: app
+    image: python:3.12-slim
+    command: [python3, -c, "import socket, sys; print('python', sys.version_info[0], socket.gethostname())"]
+"""
+
+
+def test_a_python_image_runs_its_command_with_the_hosts_python_in_the_pod(netns, tmp_path):
+    runtime, pod = runtime_for(PYTHON, tmp_path)
+    sandbox = runtime.start_pod(pod, netns)
+    try:
+        container = sandbox.containers[0]
+        assert wait_for(lambda: container.process.poll() is not None, timeout=30)
+        assert container.process.returncode == 0
+        assert "python 3 probe" in container.log.read_text()
+    finally:
+        runtime.stop_all()
