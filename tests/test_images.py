@@ -84,9 +84,13 @@ def test_redis_runs_with_the_images_defaults_its_args_and_the_pods_directory():
                       {"PORT": "6380"}, "/run/podnet/x/redis/data_redis-0_redis")
     assert argv[0] == "redis-server"
     assert argv[argv.index("--protected-mode") + 1] == "no"
-    assert argv[-2:] == ["--dir", "/run/podnet/x/redis/data_redis-0_redis"]
+    assert argv[-4:] == ["--dir", "/run/podnet/x/redis/data_redis-0_redis", "--daemonize", "no"]
     assert argv.index("--appendonly", argv.index("--port")) > argv.index("--save")  # the container's args win
     assert "6380" in argv
+    with_file = redis_argv({"image": "redis", "command": ["redis-server", "/etc/redis/redis.conf"], "args": ["--port", "7000"]},
+                           {}, "/d")
+    assert with_file[:3] == ["redis-server", "/etc/redis/redis.conf", "--protected-mode"]  # the file comes first
+    assert with_file[-6:] == ["--port", "7000", "--dir", "/d", "--daemonize", "no"]
 
 
 def test_simulator_sees_stand_in_ports_and_only_those():

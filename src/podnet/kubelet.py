@@ -179,7 +179,12 @@ def container_argv(container: dict[str, Any], env: dict[str, str], standins: boo
 
 def redis_argv(container: dict[str, Any], env: dict[str, str], data_dir: str) -> list[str]:
     """The host's redis-server for a `redis` container: the image's defaults, the container's
-    own arguments (which win), and its data in `data_dir` (the pod's own directory)."""
+    own arguments (which win), then what the pod needs whatever they say: its data in
+    `data_dir` (the pod's own directory) and redis in the foreground (a config file such as
+    Debian's /etc/redis/redis.conf daemonizes, and the container would end)."""
     command = [_expand(str(c), env) for c in container.get("command") or []]
     args = [_expand(str(a), env) for a in container.get("args") or []]
-    return ["redis-server", *REDIS_DEFAULTS, *command[1:], *args, "--dir", data_dir]
+    words = command[1:] + args
+    config_file = words[:1] if words and not words[0].startswith("-") else []  # redis-server FILE --opt …
+    return ["redis-server", *config_file, *REDIS_DEFAULTS, *words[len(config_file):],
+            "--dir", data_dir, "--daemonize", "no"]
