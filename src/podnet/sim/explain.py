@@ -108,7 +108,9 @@ class Explainer:
                            if p.name not in missing]
             else:
                 numbers = [(p, int(target)) for p in pods]
-            refused = [p.name for p, number in numbers if images.serving(p.spec, number, protocol, self.cluster.config.standins).serving is False]
+            standins = self.cluster.config.standins
+            refused = [p.name for p, number in numbers
+                       if images.serving(p.spec, number, protocol, standins).serving is False]
             if refused and len(refused) == len(numbers):
                 out.append(Finding("error", where, f"{label}: nothing in the selected pods listens on "
                                                    f"{numbers[0][1]}/{protocol}",
