@@ -96,7 +96,8 @@ def test_redis_runs_with_the_images_defaults_its_args_and_the_pods_directory():
 def test_simulator_sees_stand_in_ports_and_only_those():
     spec = {"containers": [{"name": "proxy", "image": "envoy", "ports": [{"containerPort": 81}],
                             "livenessProbe": {"tcpSocket": {"port": 9000}}}]}
-    assert images.serving(spec, 81, "TCP").serving is True
+    assert images.serving(spec, 81, "TCP") == images.ServingAnswer(
+        True, "the stand-in for image envoy in container proxy listens on 81/TCP")
     assert images.serving(spec, 9000, "TCP").serving is True
     refused = images.serving(spec, 82, "TCP")
     assert refused.serving is False and "envoy (stand-in)" in refused.detail

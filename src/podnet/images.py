@@ -171,7 +171,8 @@ def serving(pod_spec: dict[str, Any], port: int, protocol: str, standins: bool =
         declared += ports
         if behaviour.known:
             if behaviour.serves(port, protocol):
-                return ServingAnswer(True, f"{behaviour.image} in container {container.get('name')} listens on {port}/{protocol}")
+                what = f"the stand-in for image {behaviour.image}" if behaviour.runs == STANDIN else behaviour.image
+                return ServingAnswer(True, f"{what} in container {container.get('name')} listens on {port}/{protocol}")
         elif (port, protocol) in ports:
             return ServingAnswer(True, f"container {container.get('name')} declares containerPort {port}/{protocol}")
     behaviours = [behaviour_of(c, standins) for c in pod_spec.get("containers") or []]
