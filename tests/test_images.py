@@ -20,7 +20,7 @@ from podnet.kubelet import container_argv, redis_argv
 from podnet.linux.supervisor.status import live_readiness, object_bodies, pods_status
 from podnet.output.columns import pod_row
 from podnet.output.describe import describe_pod
-from tests.conftest import cluster_of
+from tests.conftest import cluster_of, run_cli
 from tests.supervisor_fakes import sandbox_of
 
 STRICT = "kind: Cluster\napiVersion: podnet.dev/v1alpha1\nimages: strict\n"
@@ -218,3 +218,12 @@ def test_describe_says_a_container_is_a_stand_in():
     pod = cluster_of(POD).get("Pod", "default", "app")
     text = "\n".join(describe_pod(pod))
     assert "Runs:           stand-in for image example.com/team/app:1 (podnet does not have it): serves 8080/TCP" in text
+
+
+def test_explain_says_an_image_cannot_be_pulled_with_images_strict(capsys, tmp_path):
+    (tmp_path / "pod.yaml").write_text(POD)
+    (tmp_path / "cluster.yaml").write_text(STRICT)
+    code, out, _ = run_cli(capsys, "explain", "-f", str(tmp_path / "pod.yaml"), "--config", str(tmp_path / "cluster.yaml"))
+    assert "container app: image example.com/team/app:1 cannot be pulled (images: strict): ErrImagePull" in out
+    _, out, _ = run_cli(capsys, "explain", "-f", str(tmp_path / "pod.yaml"))
+    assert "cannot be pulled" not in out

@@ -243,6 +243,12 @@ class Explainer:
         source = tracer.addresses.pod_party(pod)
         seen = set()
         for container in pod.spec.get("containers") or []:
+            if images.behaviour_of(container, self.cluster.config.standins).runs == images.UNPULLABLE:
+                out.append(Finding("error", f"Pod {pod.ref}", f"container {container.get('name')}: image "
+                                   f"{container.get('image')} cannot be pulled (images: strict): ErrImagePull, "
+                                   "the pod never runs", "use an image podnet runs (README: what runs for each "
+                                   "image), or images: standin for a stand-in serving its declared ports"))
+                continue
             for kind in ("readinessProbe", "livenessProbe", "startupProbe"):
                 out += self._probe(pod, container, kind)
             hosts = [str(e.get("value")) + ":0" for e in container.get("env") or []
