@@ -42,16 +42,16 @@ class Container:
     log: Path
     restart_policy: str
     workdir: str | None = None
-    process: subprocess.Popen | None = None
-    restarts: int = 0
-    last_exit: int | None = None
-    next_start: float = 0.0
-    note: str = ""
     # an image that cannot be pulled: (reason, message) as kubelet's waiting state, and when the
     # back-off starts (ErrImagePull turns ImagePullBackOff)
     waiting: tuple[str, str] | None = None
     backoff_at: float = 0.0
     image: str = ""
+    process: subprocess.Popen | None = None
+    restarts: int = 0
+    last_exit: int | None = None
+    next_start: float = 0.0
+    note: str = ""
 
     @property
     def running(self) -> bool:
