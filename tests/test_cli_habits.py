@@ -65,8 +65,10 @@ def test_zsh_completion_runs_the_same_function_through_bashcompinit(capsys):
     _, bash, _ = run_cli(capsys, "completion", "bash")
     code, zsh, _ = run_cli(capsys, "completion", "zsh")
     assert code == 0 and zsh.startswith("#compdef podnet\n") and "bashcompinit" in zsh and zsh.endswith(bash)
-    if shutil.which("zsh"):
-        subprocess.run(["zsh", "-c", f"autoload -U compinit && compinit -u\n{zsh}\nwhence -w _podnet"], check=True)
+    if shutil.which("zsh"):  # registered for podnet, through bash's completion function
+        probe = f"autoload -U compinit && compinit -u\n{zsh}\nprint -r -- ${{_comps[podnet]}}"
+        registered = subprocess.run(["zsh", "-c", probe], capture_output=True, text=True, check=True).stdout
+        assert "-F _podnet" in registered, registered
 
 
 def test_completion_wants_a_known_shell(capsys):
