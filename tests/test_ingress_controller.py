@@ -116,7 +116,8 @@ def test_the_controller_images_run_podnets_controller_and_serve_what_it_serves()
         argv = container_argv(container, {})
         assert argv[1:] == ["-m", "podnet.ingressnginx", "/nginx-ingress-controller", "--ingress-class=nginx"]
         assert behaviour_of(container).serves(10254, "TCP") and not behaviour_of(container).serves(8443, "TCP")
-    assert not container_argv({"name": "controller", "image": "example.com/other/controller:1"}, {})
+    other = container_argv({"name": "controller", "image": "example.com/other/controller:1"}, {})
+    assert other[1:] == ["-m", "podnet.agnhost.standin", "example.com/other/controller:1"]  # not the controller
 
 
 def test_the_controller_posts_sync_and_a_warning_for_a_missing_service_once(tmp_path):

@@ -50,7 +50,7 @@ def run(args) -> int:
     blocks = []
     for obj in chosen:
         if kind == "Pod":
-            lines = layouts.describe_pod(obj)
+            lines = layouts.describe_pod(obj, cluster.config.standins)
         elif kind == "Service":
             endpoints = []
             for s in cluster.of_kind("EndpointSlice", obj.namespace):

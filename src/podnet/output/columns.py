@@ -53,9 +53,11 @@ def pod_row(o: KubeObject, wide: bool) -> Row:
     ready = sum(1 for c in statuses if c.get("ready"))
     phase = fields.phase(o) or "Pending"
     shown = status.get("reason") or phase
-    for c in statuses:  # kubectl shows a terminated container's reason (Completed, Error, OOMKilled)
-        terminated = (c.get("state") or {}).get("terminated")
-        if terminated and terminated.get("reason"):
+    for c in statuses:  # kubectl shows a waiting (ErrImagePull, CrashLoopBackOff …) or terminated container's reason
+        waiting, terminated = (c.get("state") or {}).get("waiting"), (c.get("state") or {}).get("terminated")
+        if waiting and waiting.get("reason"):
+            shown = waiting["reason"]
+        elif terminated and terminated.get("reason"):
             shown = terminated["reason"]
     if fields.is_terminating(o):
         shown = "Terminating"

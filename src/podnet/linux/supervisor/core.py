@@ -138,7 +138,7 @@ class Supervisor:
         return reconcile.desired_cluster(inputs, self.config, self._live_readiness, keep)
 
     def _live_readiness(self, pod) -> bool | None:
-        return live_readiness(self.container_state, pod)
+        return live_readiness(self.container_state, pod, self.config.standins)
 
     # -- lifecycle ------------------------------------------------------------------------------
 

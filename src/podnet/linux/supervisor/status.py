@@ -15,6 +15,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+from podnet import images
 from podnet.api.objects import KubeObject
 from podnet.controlplane import Cluster
 from podnet.linux.supervisor.events import timestamp
@@ -22,10 +23,13 @@ from podnet.linux.supervisor.events import timestamp
 ContainerState = Mapping[str, Mapping[str, Mapping[str, bool]]]
 
 
-def live_readiness(container_state: ContainerState, pod: KubeObject) -> bool | None:
-    """Whether kubelet counts the pod's containers ready: its probes' verdict once it runs;
-    before that, a pod with a readiness or startup probe starts out not ready (kubelet's
-    initial result is Failure), others follow the offline rule (None)."""
+def live_readiness(container_state: ContainerState, pod: KubeObject, standins: bool = True) -> bool | None:
+    """Whether kubelet counts the pod's containers ready: never while a container's image cannot
+    be pulled (images: strict, `standins` False); its probes' verdict once it runs; before
+    that, a pod with a readiness or startup probe starts out not ready (kubelet's initial
+    result is Failure), others follow the offline rule (None)."""
+    if any(images.behaviour_of(c, standins).runs == images.UNPULLABLE for c in pod.spec.get("containers") or []):
+        return False
     state = container_state.get(pod.ref)
     if state:
         return all(c.get("ready") for c in list(state.values()))  # the prober's thread adds to it
@@ -52,7 +56,10 @@ def runtime_status(body: dict[str, Any], sandbox, probed: Mapping[str, Mapping[s
             continue
         entry["ready"] = False
         entry["started"] = False
-        if container.next_start:
+        if container.waiting:  # its image cannot be pulled (images: strict)
+            entry["state"] = {"waiting": {"reason": container.waiting[0], "message": container.waiting[1]}}
+            entry["image"] = container.image
+        elif container.next_start:
             entry["state"] = {"waiting": {"reason": "CrashLoopBackOff",
                                           "message": f"back-off restarting failed container {container.name}"}}
         else:
@@ -66,6 +73,8 @@ def runtime_status(body: dict[str, Any], sandbox, probed: Mapping[str, Mapping[s
                 condition["reason"] = "ContainersNotReady"
     if finished and len(finished) == len(sandbox.containers):
         status["phase"] = "Succeeded" if all(code == 0 for code in finished) else "Failed"
+    if any(container.waiting for container in sandbox.containers):  # kubelet: a container never started
+        status["phase"] = "Pending"
 
 
 DROPPED_ANNOTATION = "podnet.dev/dropped-packets"
@@ -105,7 +114,7 @@ def pods_status(name: str, cluster: Cluster, sandboxes: Mapping[str, Any]) -> di
         pods.append({"pod": pod.ref, "node": pod.spec.get("nodeName"),
                      "ip": pod.status.get("podIP"),
                      "phase": pod.status.get("phase"),
-                     "running": bool(sandbox) and all(c.process is not None for c in sandbox.containers),
+                     "running": bool(sandbox) and all(c.process is not None or c.waiting for c in sandbox.containers),
                      "restarting": [c.name for c in (sandbox.containers if sandbox else []) if c.restarts]})
     return {"cluster": name, "pods": pods, "ready": all(p["running"] for p in pods if p["phase"] == "Running")}
 
