@@ -21,26 +21,15 @@ from podnet.linux.supervisor.status import live_readiness, object_bodies, pods_s
 from podnet.output.columns import pod_row
 from podnet.output.describe import describe_pod
 from tests.conftest import cluster_of, run_cli
+from tests.conftest import free_port as shared_free_port
 from tests.supervisor_fakes import sandbox_of
 
 STRICT = "kind: Cluster\napiVersion: podnet.dev/v1alpha1\nimages: strict\n"
 
 
 def free_ports(count: int, kind: int) -> list[int]:
-    """Ports free on 127.0.0.1 for TCP and UDP both."""
-    ports: list[int] = []
-    while len(ports) < count:
-        with socket.socket(socket.AF_INET, kind) as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM if kind == socket.SOCK_STREAM else socket.SOCK_STREAM) as t:
-            try:
-                t.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-        if port not in ports:
-            ports.append(port)
-    return ports
+    """Ports free on 127.0.0.1 for TCP and UDP both (tests/conftest.py's, distinct)."""
+    return [shared_free_port(udp=True) for _ in range(count)]
 
 
 # -- what each image is ------------------------------------------------------------------------
