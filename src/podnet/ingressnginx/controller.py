@@ -37,6 +37,7 @@ from podnet.api.store import load_store
 from podnet.config import load_config
 from podnet.controlplane import Cluster, compute
 from podnet.host.control import LiveCluster
+from podnet.host.started import signal_started
 from podnet.ingressnginx import certificates, nginxconf
 from podnet.ingressnginx.status import ControllerStatus
 from podnet.semantics.ingress import CLASS_NAME, CONTROLLER, IngressController
@@ -179,6 +180,7 @@ def main(argv: list[str] | None = None) -> int:
             if cluster is not None:
                 controller.sync(cluster, live.generation if live is not None else None)
                 cluster = None
+                signal_started()  # nginx runs what it was given: kubelet may probe now (podnet.host.started)
             if controller.nginx.process is not None and not controller.nginx.alive():
                 log.error("nginx exited with %s", controller.nginx.process.returncode)
                 return 1
