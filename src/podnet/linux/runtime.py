@@ -316,11 +316,13 @@ class Runtime:
         self.stop_pods(list(self.pods))
 
 
+STARTED_PROGRAMS = ("podnet.dns", "podnet.ingressnginx", "podnet.agnhost")  # they call podnet.host.started
+
+
 def signals_start(argv: list[str]) -> bool:
     """Whether the container runs one of podnet's stand-ins, which say when they have started
     (podnet.host.started)."""
-    return len(argv) >= 3 and argv[0] == sys.executable and argv[1] == "-m" and argv[2] in ("podnet.dns",
-                                                                                             "podnet.ingressnginx")
+    return len(argv) >= 3 and argv[0] == sys.executable and argv[1] == "-m" and argv[2] in STARTED_PROGRAMS
 
 
 def started_file(layout: ClusterLayout, ref: str, container: Container) -> Path:
