@@ -113,6 +113,7 @@ class Progress:
     dns_ok: bool = False
     has_dns: bool = True
     started: float = field(default_factory=time.monotonic)
+    done_at: dict[str, float] = field(default_factory=dict)  # phase -> seconds since `started` it was first done
 
     def phases(self) -> list[tuple[str, bool, str]]:
         """(phase, done, detail) for each of PHASES."""
@@ -138,9 +139,12 @@ class Progress:
         table = Table.grid(padding=(0, 1))
         elapsed = time.monotonic() - self.started
         for name, done, detail in self.phases():
+            if done:
+                self.done_at.setdefault(name, elapsed)
             mark = "[green]✓[/]" if done else "[yellow]…[/]"
-            table.add_row(mark, name, f"[dim]{detail}[/]")
-        table.add_row("", f"[dim]{elapsed:.1f}s[/]", "")
+            at = f"{self.done_at[name]:.1f}s" if name in self.done_at else ""
+            table.add_row(mark, name, f"[dim]{at:>6}[/]", f"[dim]{detail}[/]")
+        table.add_row("", "", f"[dim]{elapsed:>5.1f}s[/]", "")
         return table
 
 

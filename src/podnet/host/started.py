@@ -5,8 +5,11 @@ probe follows right after (plus initialDelaySeconds). podnet's stand-ins for ima
 the ingress controller) are Python programs whose interpreter start-up a compiled binary does
 not have: probed the moment the process is spawned, they would fail their first readiness
 probe and wait a whole periodSeconds (10 s for CoreDNS). So the runtime gives them a file to
-touch once they run (PODNET_STARTED_FILE), and the prober counts the container started from
-then (podnet.linux.runtime.started_file, podnet.linux.prober).
+touch once they listen (PODNET_STARTED_FILE), and the prober holds a container's probes until
+then (podnet.linux.runtime.program_started, podnet.linux.prober): kubelet's rules are
+unchanged — initialDelaySeconds still counts from the process's start, periodSeconds and the
+thresholds are as given — only the first attempt is not spent on an interpreter still loading.
+A program that never says so is probed after runtime.STARTED_GRACE anyway.
 """
 
 from __future__ import annotations
