@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -99,16 +100,21 @@ def test_up_returns_a_usable_cluster_and_says_why_a_pod_is_not_ready(manifests):
     assert leftovers(name) == []
 
 
-def test_ctrl_c_during_up_removes_what_was_made(manifests):
+@pytest.mark.parametrize("when", ["building", "waiting"])
+def test_ctrl_c_during_up_removes_what_was_made(manifests, when):
+    """SIGINT while the supervisor builds (it does not answer `down` yet) and once it is built
+    (`up` waits for pods): either way nothing of the cluster is left."""
     name = "u" + secrets.token_hex(3)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
     process = subprocess.Popen([sys.executable, "-m", "podnet", "up", "-f", manifests, "--name", name],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     try:
         deadline = time.monotonic() + 60
-        while not leftovers(name) and time.monotonic() < deadline and process.poll() is None:
-            time.sleep(0.05)
-        time.sleep(0.5)  # well into building
+        ready = Path(f"/run/podnet/{name}/ready")  # the supervisor built the cluster
+        while time.monotonic() < deadline and process.poll() is None and not (
+                ready.exists() if when == "waiting" else any(".node-" in n for n in leftovers(name))):
+            time.sleep(0.02)
+        assert process.poll() is None, "up ended before the signal"
         process.send_signal(signal.SIGINT)
         out, err = process.communicate(timeout=120)
         assert process.returncode == 130, out + err

@@ -82,21 +82,34 @@ def run_up(args) -> int:
     except FileExistsError:
         raise PodnetError(f"a cluster named {name} already exists: use another --name, or remove it with "
                           f"`podnet down --name {name}`") from None
+    spawned: list[subprocess.Popen] = []
     try:
-        return _start_and_wait(args, name, layout, state, cluster, config)
+        return _start_and_wait(args, name, layout, state, cluster, config, spawned)
     except KeyboardInterrupt:
         print(f"\ninterrupted: removing cluster {name}", file=sys.stderr)
-        _down(name)
+        supervisor = spawned[0] if spawned else None
+        if supervisor is not None and supervisor.poll() is None:
+            if state.is_ready():  # built: it removes what it made when asked
+                try:
+                    send(layout.socket_path, {"op": "down"}, timeout=10)
+                    supervisor.wait(timeout=60)
+                except (PodnetError, OSError, ValueError, subprocess.TimeoutExpired):
+                    pass
+            if supervisor.poll() is None:  # still building (not answering yet), or stuck: stop it there
+                supervisor.kill()
+                supervisor.wait()
+        _down(name)  # whatever is left, by name
         print(f"cluster {name} removed", file=sys.stderr)
         return 130
 
 
-def _start_and_wait(args, name, layout, state, cluster, config) -> int:
+def _start_and_wait(args, name, layout, state, cluster, config, spawned: list) -> int:
     started = time.monotonic()
     with open(state.out_path, "ab") as out:
         supervisor = subprocess.Popen([sys.executable, "-m", "podnet.linux.supervisor", "--name", name],
                                       stdin=subprocess.DEVNULL, stdout=out, stderr=out, start_new_session=True,
                                       env={**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)})
+    spawned.append(supervisor)
 
     def booted() -> bool:
         if supervisor.poll() is not None:
