@@ -3,8 +3,9 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-# Debian packages the data plane and its tests use (later issues build on them).
-APT_PACKAGES := iproute2 nftables iptables conntrack nginx dnsutils dnsmasq-base containernetworking-plugins iperf3 procps iputils-ping iputils-arping curl util-linux dnsperf knot-dnsutils openssl
+# Debian packages the data plane and its tests use (later issues build on them; redis-server runs
+# the redis image, zsh checks `podnet completion zsh`).
+APT_PACKAGES := iproute2 nftables iptables conntrack nginx dnsutils dnsmasq-base containernetworking-plugins iperf3 procps iputils-ping iputils-arping curl util-linux dnsperf knot-dnsutils openssl redis-server redis-tools zsh
 STAMP := $(VENV)/.installed
 # IBM's network-config-analyzer, a second NetworkPolicy implementation the tests compare
 # against; its own venv because it pins its own dependencies.
@@ -36,8 +37,10 @@ $(STAMP): pyproject.toml
 demo: install
 	bash scripts/demo.sh
 
+# Test modules side by side (pytest-xdist), each module on one worker, so a module's cluster
+# serves all of its tests: the suite mostly waits on real clusters, not on the CPU.
 test: install
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 4 --dist loadfile
 
 bench: install
 	$(BIN)/python bench/foundation.py

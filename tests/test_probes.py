@@ -13,7 +13,7 @@ import pytest
 from podnet.api.objects import KubeObject
 from podnet.host.layout import ClusterLayout
 from podnet.linux import runtime
-from podnet.linux.prober import ProbeManager
+from podnet.linux.prober import ProbeFailed, ProbeManager
 from podnet.probes import (
     ContainerProbes,
     Event,
@@ -487,4 +487,33 @@ def test_a_podnet_program_that_never_says_it_started_is_probed_after_the_grace(t
     assert h.executors.calls == []
     h.at(runtime.STARTED_GRACE)
     assert len(h.executors.calls) == 1
-    assert h.manager.readiness_failures == {("kube-system/coredns", "coredns"): "httpGet probe failed"}
+    assert list(h.manager.readiness_failures) == [("kube-system/coredns", "coredns")]
+
+
+def test_every_failed_attempt_is_reported_with_kubelets_message():
+    def answer(call):
+        if call[0] == "tcp":
+            raise ConnectionRefusedError(111, "Connection refused")
+        return False
+
+    failures = []
+    h = Harness(answer=answer, on_failure=lambda *a: failures.append(a))
+    h.manager.add_pod(sandbox("default/web", {"name": "app", "readinessProbe": HTTP,
+                                              "livenessProbe": {"tcpSocket": {"port": 80}, "periodSeconds": 10}}))
+    h.at(0)
+    assert sorted(failures) == [
+        ("default/web", "app", "liveness", "dial tcp 10.244.1.5:80: connect: connection refused"),
+        ("default/web", "app", "readiness", "HTTP probe failed with statuscode outside 200-399")]
+    h.at(10)
+    assert len(failures) == 4  # each attempt, as kubelet records Unhealthy each time
+
+
+def test_an_answer_that_is_a_failure_is_reported_in_kubelets_words():
+    def answer(call):
+        raise ProbeFailed("HTTP probe failed with statuscode: 503")
+
+    failures = []
+    h = Harness(answer=answer, on_failure=lambda *a: failures.append(a))
+    h.manager.add_pod(sandbox("default/web", {"name": "app", "readinessProbe": HTTP}))
+    h.at(0)
+    assert failures == [("default/web", "app", "readiness", "HTTP probe failed with statuscode: 503")]
