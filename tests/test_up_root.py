@@ -81,7 +81,7 @@ def test_up_returns_a_usable_cluster_and_says_why_a_pod_is_not_ready(manifests):
         assert ready["default/never"] == "False"
         assert "not Ready:" in up.stdout
         line = next(line for line in up.stdout.splitlines() if "default/never" in line)
-        assert "readiness probe failed" in line and "tcpSocket" in line
+        assert "readiness probe failed" in line and ":9999" in line and "connection refused" in line
         assert "getent hosts backend" in up.stdout  # how to reach things
         for phase in ("nodes", "pod network", "pods running", "probes", "DNS answering", "Services programmed"):
             assert phase in up.stderr
