@@ -612,6 +612,7 @@ def shop_figure(runs: int, settle: float = 15.0) -> list[dict]:
                 rows.append(row)
                 continue
             ready, not_ready = ready_pods(name)
+            first_look = None if not_ready else time.monotonic() - start  # Ready when `up` returned
             client = next(p for p in ready if p.startswith("shop/frontend"))
             answer = podnet("exec", client, "--name", name, "--", "python3", "-c", RESOLVE, "backend",
                             timeout=30, check=False)
@@ -625,7 +626,7 @@ def shop_figure(runs: int, settle: float = 15.0) -> list[dict]:
             while not_ready and time.monotonic() < deadline:
                 time.sleep(0.1)
                 ready, not_ready = ready_pods(name)
-            row["all_ready"] = None if not_ready else time.monotonic() - start
+            row["all_ready"] = first_look or (None if not_ready else time.monotonic() - start)
             row["ready"], row["not_ready"] = len(ready), not_ready
             row["not_ready_why"] = [line.strip() for line in up.stdout.splitlines() if line.startswith("  ")
                                     and line.strip().split(":")[0] in not_ready]
