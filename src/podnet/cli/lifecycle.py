@@ -140,6 +140,8 @@ def _start_and_wait(args, name, layout, state, cluster, config, spawned: list) -
     console = Console(stderr=True)
     outcome = upwait.wait_until_usable(progress, booted, poll, check_dns, wait=args.wait, timeout=args.timeout,
                                        console=console)
+    if not console.is_terminal:
+        console.line()  # the last frame ends without one off a terminal
     status = outcome.status
     flag = "" if name == "podnet" else f" --name {name}"
     if outcome.timed_out and not (args.wait is not None and outcome.usable):
@@ -170,11 +172,15 @@ def _print_reach(cluster, pods, flag: str) -> None:
     """How to reach things: a workload pod, a Service by name from it, a node, the LAN."""
     print(f"  podnet get pods -A -o wide{flag}")
     workload = [p for p in pods if not upwait.is_system(p)]
-    example = next((p["pod"] for p in workload if p["ready"]), workload[0]["pod"] if workload else None)
+
+    def service_of(ref: str):  # a Service with a ClusterIP in the pod's namespace, to reach by name
+        return next((s for s in cluster.of_kind("Service", ref.split("/", 1)[0])
+                     if s.spec.get("clusterIP") not in (None, "None") and s.spec.get("ports")), None)
+
+    choices = [p["pod"] for p in workload if p["ready"]] or [p["pod"] for p in workload]
+    example = next((ref for ref in choices if service_of(ref) is not None), choices[0] if choices else None)
     if example:
-        namespace = example.split("/", 1)[0]
-        service = next((s for s in cluster.of_kind("Service", namespace) if s.spec.get("clusterIP") not in (None, "None")
-                        and s.spec.get("ports")), None)
+        service = service_of(example)
         if service is not None:
             print(f"  podnet exec {example}{flag} -- getent hosts {service.name}")
             print(f"  podnet dig {service.name} --from {example}{flag}")
