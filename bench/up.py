@@ -2,6 +2,10 @@
 
     sudo PYTHONPATH=src python bench/up.py                 # (a) 3 x 100, (b) 1,000 pods, profile
     sudo PYTHONPATH=src python bench/up.py --skip-big --skip-profile
+    sudo PYTHONPATH=src python bench/up.py --shop-only --shop 5   # the day-one figure only
+
+Day one (first, 3 runs unless --shop 0): `podnet up -f examples/shop` until every pod is Ready
+and a Service name resolves from a pod (shop_figure); `up`'s default wait is the goal.
 
 (a) 3 nodes, one Deployment of 300 agnhost netexec replicas (plus kubeadm's 2 coredns pods).
 (b) 1,000 agnhost netexec replicas on 4 nodes with maxPods raised (nodes: [{name, maxPods}]).
@@ -573,6 +577,81 @@ def fmt(value) -> str:
     return "—" if value is None else f"{value:.2f}"
 
 
+SHOP = str(Path(__file__).resolve().parents[1] / "examples" / "shop")
+RESOLVE = "import socket, sys; print(socket.gethostbyname(sys.argv[1]))"
+
+
+def ready_pods(name: str) -> tuple[list[str], list[str]]:
+    """(Ready, not Ready) pods of the running cluster, as `get pods` shows them."""
+    items = json.loads(podnet("get", "pods", "-A", "-o", "json", "--name", name, timeout=60).stdout)["items"]
+    ready, not_ready = [], []
+    for pod in items:
+        ref = f"{pod['metadata']['namespace']}/{pod['metadata']['name']}"
+        conditions = pod["status"].get("conditions") or []
+        (ready if any(c["type"] == "Ready" and c["status"] == "True" for c in conditions) else not_ready).append(ref)
+    return ready, not_ready
+
+
+def shop_figure(runs: int, settle: float = 15.0) -> list[dict]:
+    """The day-one figure: `podnet up -f examples/shop` (3 nodes, CoreDNS, the ingress controller)
+    until every pod is Ready and a Service name resolves from a pod. `up` (its default wait) is
+    run; as soon as it returns, `podnet exec shop/<frontend pod> -- python3 -c gethostbyname('backend')`
+    must answer the backend Service's ClusterIP on the first try; then `get pods` is read until
+    every pod is Ready (at most `settle` s more: a pod whose image podnet cannot run stays not
+    Ready and is reported, with the reason `up` gave). All times from the start of `podnet up`."""
+    rows = []
+    for i in range(runs):
+        name = new_name()
+        row: dict = {"label": f"examples/shop #{i + 1}", "name": name}
+        start = time.monotonic()
+        try:
+            up = podnet("up", "-f", SHOP, "--name", name, timeout=180, check=False)
+            row["up"] = time.monotonic() - start
+            if up.returncode != 0:
+                row["error"] = (up.stderr or up.stdout).strip().splitlines()[-1:]
+                rows.append(row)
+                continue
+            ready, not_ready = ready_pods(name)
+            first_look = None if not_ready else time.monotonic() - start  # Ready when `up` returned
+            client = next(p for p in ready if p.startswith("shop/frontend"))
+            answer = podnet("exec", client, "--name", name, "--", "python3", "-c", RESOLVE, "backend",
+                            timeout=30, check=False)
+            row["resolved"] = time.monotonic() - start
+            service = json.loads(podnet("get", "service", "backend", "-n", "shop", "-o", "json", "--name", name,
+                                        timeout=30).stdout)["spec"]["clusterIP"]
+            row["resolve_error"] = None if answer.stdout.strip() == service else (answer.stdout + answer.stderr).strip()
+            if row["resolve_error"]:
+                row["resolved"] = None
+            deadline = time.monotonic() + settle
+            while not_ready and time.monotonic() < deadline:
+                time.sleep(0.1)
+                ready, not_ready = ready_pods(name)
+            row["all_ready"] = first_look or (None if not_ready else time.monotonic() - start)
+            row["ready"], row["not_ready"] = len(ready), not_ready
+            row["not_ready_why"] = [line.strip() for line in up.stdout.splitlines() if line.startswith("  ")
+                                    and line.strip().split(":")[0] in not_ready]
+        finally:
+            row["down"] = down(name)
+        rows.append(row)
+    return rows
+
+
+def print_shop(rows: list[dict]) -> None:
+    print("\n`podnet up -f examples/shop` until every pod is Ready and a Service name resolves from a pod "
+          "(goal: under 5 s)")
+    for row in rows:
+        if "error" in row:
+            print(f"  {row['label']}: up failed: {row['error']}")
+            continue
+        ready = f"{fmt(row['all_ready'])} s" if row["all_ready"] is not None else \
+            f"not all: {row['ready']} Ready, not Ready: {', '.join(row['not_ready'])}"
+        print(f"  {row['label']}: up returned {fmt(row['up'])} s; every pod Ready: {ready}; "
+              f"'backend' resolved from a pod: " + (f"{fmt(row['resolved'])} s" if row["resolved"] else
+                                                    f"NO ({row['resolve_error']})") + f"; down {fmt(row['down'])} s")
+        for line in row.get("not_ready_why") or []:
+            print(f"      {line}")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--nodes", type=int, default=3)
@@ -591,13 +670,22 @@ def main() -> int:
     parser.add_argument("--down-profile", action="store_true", help="also time the parts of `podnet down`")
     parser.add_argument("--top", type=int, default=25, help="cProfile lines")
     parser.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
+    parser.add_argument("--shop", type=int, default=3, metavar="RUNS",
+                        help="runs of the day-one figure: examples/shop until usable (0: skip)")
+    parser.add_argument("--shop-only", action="store_true", help="only the day-one figure")
     args = parser.parse_args()
     if os.geteuid() != 0:
         print("bench/up.py builds real clusters: run it as root", file=sys.stderr)
         return 2
     rows = []
     report: dict = {"rows": rows, "cpus": os.cpu_count()}
-    if not args.profile_only:
+    if args.shop and not args.profile_only:
+        report["shop"] = shop_figure(args.shop)
+        print_shop(report["shop"])
+    if args.shop_only:
+        args.skip_a = args.skip_big = args.skip_profile = True
+        args.static_neigh = args.down_profile = False
+    if not args.profile_only and not (args.skip_a and args.skip_big and not args.static_neigh):
         runs = [(f"(a) {args.nodes} nodes x {args.replicas // args.nodes} pods" + (f" #{i + 1}" if args.runs > 1 else ""),
                  args.nodes, args.replicas, None, 120) for i in range(0 if args.skip_a else args.runs)]
         if not args.skip_big:

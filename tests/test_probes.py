@@ -3,6 +3,7 @@ the latter with fake executors, a fake clock and fake sandboxes: no root, no soc
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -11,6 +12,7 @@ import pytest
 
 from podnet.api.objects import KubeObject
 from podnet.host.layout import ClusterLayout
+from podnet.linux import runtime
 from podnet.linux.prober import ProbeFailed, ProbeManager
 from podnet.probes import (
     ContainerProbes,
@@ -294,6 +296,7 @@ class FakeContainer:
     name: str
     running: bool = True
     restarts: int = 0
+    argv: tuple[str, ...] = ("sleep", "infinity")  # not one of podnet's programs: probed from its start
 
 
 @dataclass
@@ -454,6 +457,37 @@ def test_prober_slow_probe_does_not_stall_other_pods():
     count = len(h.changes)
     time.sleep(0.05)
     assert len(h.changes) == count  # nothing after stop()
+
+
+def test_a_podnet_program_is_probed_once_it_says_it_started(tmp_path, monkeypatch):
+    """CoreDNS's stand-in is a Python program: kubelet's first probe follows the container's
+    start, which is when the program runs (it touches its started file), not when the
+    interpreter is spawned — else the first probe fails and readiness waits a whole period."""
+    marker = tmp_path / "started"
+    monkeypatch.setattr(runtime, "started_file", lambda layout, ref, container: marker)
+    h = Harness(answer=lambda call: True)
+    pod = sandbox("kube-system/coredns", {"name": "coredns", "readinessProbe": HTTP})
+    pod.containers[0].argv = (sys.executable, "-m", "podnet.dns")
+    h.manager.add_pod(pod)
+    h.at(0).at(0.5)
+    assert h.executors.calls == []  # spawned, not started: not probed
+    marker.touch()
+    h.at(0.6)
+    assert h.executors.calls == [("http", NODE_NETNS, "10.244.1.5", 8080, "/healthz")]
+    assert h.changes[-1] == ("kube-system/coredns", "coredns", True, True)
+
+
+def test_a_podnet_program_that_never_says_it_started_is_probed_after_the_grace(tmp_path, monkeypatch):
+    monkeypatch.setattr(runtime, "started_file", lambda layout, ref, container: tmp_path / "never")
+    h = Harness(answer=lambda call: False)
+    pod = sandbox("kube-system/coredns", {"name": "coredns", "readinessProbe": HTTP})
+    pod.containers[0].argv = (sys.executable, "-m", "podnet.dns")
+    h.manager.add_pod(pod)
+    h.at(0).at(runtime.STARTED_GRACE - 0.1)
+    assert h.executors.calls == []
+    h.at(runtime.STARTED_GRACE)
+    assert len(h.executors.calls) == 1
+    assert list(h.manager.readiness_failures) == [("kube-system/coredns", "coredns")]
 
 
 def test_every_failed_attempt_is_reported_with_kubelets_message():

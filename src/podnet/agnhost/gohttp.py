@@ -13,6 +13,7 @@ One thread per connection, as Go runs one goroutine per connection.
 
 from __future__ import annotations
 
+import os
 import socket
 import threading
 import time
@@ -621,6 +622,14 @@ class Server:
         self.active = 0
         self.closing = False
         threading.stack_size(512 * 1024)  # a thread per connection; Go's goroutines are smaller still
+        # listening: in a podnet cluster, tell the runtime the program has started, so kubelet's
+        # first probe follows now (podnet.host.started; agnhost imports nothing of podnet)
+        started = os.environ.pop("PODNET_STARTED_FILE", None)
+        if started:
+            try:
+                open(started, "a").close()
+            except OSError:
+                pass
 
     def serve_forever(self) -> None:
         while True:

@@ -13,8 +13,11 @@ from pathlib import Path
 
 import yaml
 
+from rich.console import Console
+
 from podnet.api.loader import LoadedFiles
 from podnet.api.store import admit, load_store
+from podnet.cli import upwait
 from podnet.cli.running import require_root
 from podnet.config import load_config, parse_config
 from podnet.controlplane import compute
@@ -31,9 +34,15 @@ UP_TIMEOUT = 180.0
 
 UP_EXAMPLES = """examples:
   sudo podnet up -f examples/shop                      # the bundled example as a real 3-node cluster
+  sudo podnet up -f examples/shop --wait 60s           # and every pod Ready within 60 s (exit 1 otherwise)
   sudo podnet up -f app/ --config examples/cluster-hostgw.yaml --name demo
   sudo podnet get pods -o wide                          # then talk to it
   sudo podnet down
+
+By default `up` returns once the cluster is usable: CoreDNS and the ingress controller Ready,
+a Service name resolving through the cluster DNS from every node, the Services programmed on
+every node, and every other pod Ready or failed a readiness check (it lists those, with why).
+Ctrl-C during `up` removes what it made.
 """
 
 
@@ -43,7 +52,11 @@ def add_up(sub) -> None:
     p.add_argument("-f", "--filename", action="append", metavar="FILE|DIR|-", default=[])
     p.add_argument("--config", metavar="CLUSTER.yaml")
     p.add_argument("--name", help="cluster name (default: the config's name, podnet)")
-    p.add_argument("--timeout", type=float, default=UP_TIMEOUT, help="seconds to wait for every pod to run")
+    p.add_argument("--wait", metavar="DURATION", type=upwait.parse_duration,
+                   help="also wait for every pod to be Ready, at most DURATION (60s, 5m); exit 1 if one is not "
+                        "(the cluster stays up)")
+    p.add_argument("--timeout", type=float, default=UP_TIMEOUT,
+                   help="seconds to wait for a usable cluster without --wait (default %(default).0f)")
 
 
 def run_up(args) -> int:
@@ -69,49 +82,114 @@ def run_up(args) -> int:
     except FileExistsError:
         raise PodnetError(f"a cluster named {name} already exists: use another --name, or remove it with "
                           f"`podnet down --name {name}`") from None
+    spawned: list[subprocess.Popen] = []
+    try:
+        return _start_and_wait(args, name, layout, state, cluster, config, spawned)
+    except KeyboardInterrupt:
+        print(f"\ninterrupted: removing cluster {name}", file=sys.stderr)
+        supervisor = spawned[0] if spawned else None
+        if supervisor is not None and supervisor.poll() is None:
+            if state.is_ready():  # built: it removes what it made when asked
+                try:
+                    send(layout.socket_path, {"op": "down"}, timeout=10)
+                    supervisor.wait(timeout=60)
+                except (PodnetError, OSError, ValueError, subprocess.TimeoutExpired):
+                    pass
+            if supervisor.poll() is None:  # still building (not answering yet), or stuck: stop it there
+                supervisor.kill()
+                supervisor.wait()
+        _down(name)  # whatever is left, by name
+        print(f"cluster {name} removed", file=sys.stderr)
+        return 130
+
+
+def _start_and_wait(args, name, layout, state, cluster, config, spawned: list) -> int:
     started = time.monotonic()
     with open(state.out_path, "ab") as out:
         supervisor = subprocess.Popen([sys.executable, "-m", "podnet.linux.supervisor", "--name", name],
                                       stdin=subprocess.DEVNULL, stdout=out, stderr=out, start_new_session=True,
                                       env={**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)})
-    deadline = started + args.timeout
-    while time.monotonic() < deadline:
+    spawned.append(supervisor)
+
+    def booted() -> bool:
         if supervisor.poll() is not None:
             reason = state.take_failure() or "the supervisor exited"
             _down(name)
             raise PodnetError(f"cluster {name} failed to start: {reason}; everything it made was removed")
-        if state.is_ready():
-            try:
-                status = send(layout.socket_path, {"op": "status"}, timeout=10)
-                if status.get("ready"):
-                    break
-            except PodnetError:
-                pass
-        time.sleep(0.1)
-    else:
-        waiting = [p["pod"] for p in _status_or_empty(layout)["pods"] if p["phase"] == "Running" and not p["running"]]
-        raise PodnetError(f"cluster {name} did not get every pod running within {args.timeout:.0f}s"
-                          + (f" (waiting for {', '.join(waiting[:5])})" if waiting else "")
-                          + f"; see {state.log_path}, or remove it with `podnet down --name {name}`")
-    pods = [p for p in status["pods"] if p["phase"] == "Running"]
-    elapsed = time.monotonic() - started
-    print(f"cluster {name} is up: {len(cluster.nodes)} nodes, {len(pods)} pods running ({elapsed:.1f}s)")
+        return state.is_ready()
+
+    def poll() -> dict | None:
+        if supervisor.poll() is not None:
+            booted()  # raises, with the reason
+        try:
+            return send(layout.socket_path, {"op": "status"}, timeout=10)
+        except PodnetError:
+            return None
+
+    dns_service = cluster.get("Service", "kube-system", "kube-dns")
+    check_dns = None
+    if dns_service is not None and dns_service.spec.get("clusterIP"):
+        server = dns_service.spec["clusterIP"]
+        query = f"kube-dns.kube-system.svc.{config.networking.dns_domain}."
+        netnses = [layout.node_netns(node.name) for node in cluster.nodes]
+
+        def check_dns() -> bool:
+            return all(upwait.dns_answers(netns, server, query) for netns in netnses)
+
+    progress = upwait.Progress(len(cluster.nodes), started=started)
+    console = Console(stderr=True)
+    outcome = upwait.wait_until_usable(progress, booted, poll, check_dns, wait=args.wait, timeout=args.timeout,
+                                       console=console)
+    if not console.is_terminal:
+        console.line()  # the last frame ends without one off a terminal
+    status = outcome.status
     flag = "" if name == "podnet" else f" --name {name}"
-    print(f"  podnet get pods -A -o wide{flag}")
-    example = next((p["pod"] for p in pods if not p["pod"].startswith("kube-system/")), pods[0]["pod"] if pods else None)
-    if example:
-        print(f"  podnet exec {example}{flag} -- cat /etc/resolv.conf")
-    print(f"  podnet exec node/{cluster.nodes[0].name}{flag} -- ip route")
-    print(f"  podnet exec external{flag} -- ping -c1 {cluster.nodes[0].ip}")
-    print(f"  podnet down{flag}")
+    if outcome.timed_out and not (args.wait is not None and outcome.usable):
+        waiting = upwait.not_ready_lines(status)
+        limit = args.wait if args.wait is not None else args.timeout
+        print(f"cluster {name} is not usable after {limit:.0f}s; it stays up: see {state.log_path}, "
+              f"or remove it with `podnet down{flag}`", file=sys.stderr)
+        for line in waiting:
+            print(f"  {line}", file=sys.stderr)
+        return 1
+    pods = [p for p in status["pods"] if upwait.should_run(p)]
+    ready = sum(p["ready"] for p in pods)
+    elapsed = time.monotonic() - started
+    print(f"cluster {name} is up: {len(cluster.nodes)} nodes, {ready}/{len(pods)} pods Ready ({elapsed:.1f}s)")
+    _print_reach(cluster, pods, flag)
+    not_ready = upwait.not_ready_lines(status)
+    if not_ready:
+        print("not Ready:")
+        for line in not_ready:
+            print(f"  {line}")
+    if args.wait is not None and not outcome.all_ready:
+        print(f"not every pod was Ready within {args.wait:g}s (--wait); the cluster stays up", file=sys.stderr)
+        return 1
     return 0
 
 
-def _status_or_empty(layout) -> dict:
-    try:
-        return send(layout.socket_path, {"op": "status"}, timeout=5)
-    except (PodnetError, OSError, ValueError):
-        return {"pods": []}
+def _print_reach(cluster, pods, flag: str) -> None:
+    """How to reach things: a workload pod, a Service by name from it, a node, the LAN."""
+    print(f"  podnet get pods -A -o wide{flag}")
+    workload = [p for p in pods if not upwait.is_system(p)]
+
+    def service_of(ref: str):  # a Service with a ClusterIP in the pod's namespace, to reach by name
+        return next((s for s in cluster.of_kind("Service", ref.split("/", 1)[0])
+                     if s.spec.get("clusterIP") not in (None, "None") and s.spec.get("ports")), None)
+
+    choices = [p["pod"] for p in workload if p["ready"]] or [p["pod"] for p in workload]
+    example = next((ref for ref in choices if service_of(ref) is not None), choices[0] if choices else None)
+    if example:
+        service = service_of(example)
+        if service is not None:
+            print(f"  podnet exec {example}{flag} -- getent hosts {service.name}")
+            print(f"  podnet dig {service.name} --from {example}{flag}")
+            print(f"  podnet trace {example} {service.name}{flag}")
+        else:
+            print(f"  podnet exec {example}{flag} -- cat /etc/resolv.conf")
+    print(f"  podnet exec node/{cluster.nodes[0].name}{flag} -- ip route")
+    print(f"  podnet exec external{flag} -- ping -c1 {cluster.nodes[0].ip}")
+    print(f"  podnet down{flag}")
 
 
 def load_store_empty():

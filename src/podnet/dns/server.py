@@ -36,6 +36,7 @@ from podnet.dns import wire
 from podnet.dns.engine import Engine, Forwarding
 from podnet.dns.metrics import Metrics
 from podnet.host.control import LiveCluster
+from podnet.host.started import signal_started
 from podnet.semantics import corefile as corefile_mod
 from podnet.semantics.corefile import serving_block
 from podnet.semantics.dns import corefile_text, dns_view
@@ -649,6 +650,7 @@ def main(argv: list[str] | None = None) -> int:
 
     async def run() -> None:
         await server.start()
+        signal_started()  # listening: kubelet may probe now (podnet.host.started)
         print(f".:{','.join(str(p) for p in sorted(server.blocks))}\nCoreDNS-{'1.12.0'} (podnet)", flush=True)
         await server.watch()
 

@@ -41,6 +41,7 @@ from podnet.api.store import load_store
 from podnet.config import load_config
 from podnet.controlplane import Cluster, compute
 from podnet.host.control import LiveCluster, send
+from podnet.host.started import signal_started
 from podnet.ingressnginx import certificates, nginxconf
 from podnet.ingressnginx.events import ingress_events
 from podnet.ingressnginx.status import ControllerStatus
@@ -71,9 +72,17 @@ class NginxProcess:
         candidate.write_text(text)
         os.replace(candidate, self.conf)  # atomic: nginx never reads half a file
         if self.process is None:
+            self.options.pid_file.unlink(missing_ok=True)
             self.process = subprocess.Popen(nginxconf.command(self.options, self.conf, "-g", "daemon off;"))
         else:
             self.process.send_signal(signal.SIGHUP)
+
+    def wait_listening(self, timeout: float) -> None:
+        """Until nginx listens (it writes its pid file once its sockets are bound), it dies, or
+        `timeout` passes."""
+        deadline = time.monotonic() + timeout
+        while self.alive() and not self.options.pid_file.exists() and time.monotonic() < deadline:
+            time.sleep(0.01)
 
     def alive(self) -> bool:
         return self.process is not None and self.process.poll() is None
@@ -203,6 +212,8 @@ def main(argv: list[str] | None = None) -> int:
             if cluster is not None:
                 controller.sync(cluster, live.generation if live is not None else None)
                 cluster = None
+                controller.nginx.wait_listening(2.0)
+                signal_started()  # nginx listens on the health port: kubelet may probe now (podnet.host.started)
             if controller.nginx.process is not None and not controller.nginx.alive():
                 log.error("nginx exited with %s", controller.nginx.process.returncode)
                 return 1

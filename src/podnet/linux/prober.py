@@ -30,6 +30,7 @@ from typing import Protocol
 from podnet.api import fields
 from podnet.host.layout import ClusterLayout
 from podnet.host.netns import socket_in_netns
+from podnet.linux.runtime import program_started
 from podnet.probes import ContainerProbes, HTTPGet, Probe, http_request, http_success, parse_container_probes
 
 log = logging.getLogger("podnet.prober")
@@ -169,6 +170,9 @@ class ProbeManager:
         self._tokens = 0
         self._inflight: set[_Job] = set()
         self._results: queue.SimpleQueue[tuple[_Job, bool, str]] = queue.SimpleQueue()
+        # (ref, container) -> why its last readiness attempt failed, while it fails: what `up`
+        # says of a pod that is not Ready
+        self.readiness_failures: dict[tuple[str, str], str] = {}
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._in_callback = False
@@ -191,6 +195,8 @@ class ProbeManager:
         with self._lock:
             self._pods.pop(ref, None)
             self._added = [p for p in self._added if p.sandbox.ref != ref]
+            for key in [k for k in self.readiness_failures if k[0] == ref]:
+                del self.readiness_failures[key]
 
     def stop(self) -> None:
         """Stop the thread and wait for it, unless it is inside a callback: the caller may hold
@@ -231,8 +237,11 @@ class ProbeManager:
         failures: list[tuple[_Pod, str, str, str]] = []
         for pod in pods.values():
             for container in pod.sandbox.containers:
-                if container.name in pod.probes:
-                    pod.probes[container.name].observe(container.running, container.restarts, now)
+                probes = pod.probes.get(container.name)
+                if probes is not None:
+                    if container.restarts != probes.instance:  # a new instance: its own start
+                        probes.observe(False, container.restarts, now)
+                    probes.observe(self._started(pod, container, probes.start, now), container.restarts, now)
         self._start_due(pods, now)
         while True:
             try:
@@ -244,6 +253,11 @@ class ProbeManager:
             probes = pod.probes.get(job.container) if pod is not None and pod.token == job.token else None
             if probes is None or probes.instance != job.instance:
                 continue  # the pod went, or the container was restarted meanwhile
+            if job.kind == "readiness":
+                if success:
+                    self.readiness_failures.pop((job.ref, job.container), None)
+                else:
+                    self.readiness_failures[(job.ref, job.container)] = message
             if not success and self.on_failure is not None:
                 failures.append((pod, job.container, job.kind, message))
             events = probes.record(job.kind, success, self.clock())
@@ -268,11 +282,17 @@ class ProbeManager:
             probes, errors = parse_container_probes(specs.get(container.name) or {})
             for error in errors:
                 log.warning("%s: %s (probe left out)", pod.sandbox.ref, error)
-            state = ContainerProbes(probes, start=now, running=container.running, instance=container.restarts)
+            state = ContainerProbes(probes, start=now, running=self._started(pod, container, now, now),
+                                    instance=container.restarts)
             for kind in state.unsupported:
                 log.warning("%s: container %s: podnet cannot run its %s probe (grpc): it counts as absent",
                             pod.sandbox.ref, container.name, kind)
             pod.probes[container.name] = state
+
+    def _started(self, pod: _Pod, container, since: float, now: float) -> bool:
+        """kubelet probes a container once it has started: for podnet's stand-ins, once their
+        program says so (podnet.host.started), not while the interpreter loads."""
+        return program_started(self.layout, pod.sandbox.ref, container, since, now)
 
     def _start_due(self, pods: dict[str, _Pod], now: float) -> None:
         for ref, pod in pods.items():

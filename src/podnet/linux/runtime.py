@@ -25,10 +25,12 @@ from podnet import images
 from podnet.api.objects import KubeObject
 from podnet.controlplane import Cluster
 from podnet.host.layout import ClusterLayout
+from podnet.host.started import STARTED_ENV
 from podnet.kubelet import container_argv, container_environment, hosts_file, redis_argv
 from podnet.semantics.dns import resolv_conf
 
 ETC_NETNS = Path("/etc/netns")
+STARTED_GRACE = 5.0  # seconds a podnet program may take to say it started before it is probed anyway
 RESTART_BACKOFF_MAX = 10.0  # seconds; kubelet caps at 5 minutes, a simulator should not wait that long
 PULL_BACKOFF = 1.0  # seconds from ErrImagePull to ImagePullBackOff (kubelet's first image back-off: 10 s)
 NGINX_PAGE = "<!DOCTYPE html>\n<html><head><title>Welcome to nginx!</title></head>\n<body><h1>Welcome to nginx!</h1>\n<p>Served by podnet's nginx behaviour.</p></body></html>\n"
@@ -258,6 +260,11 @@ class Runtime:
                 log.flush()
             env = {"PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"),
                    "PYTHONPATH": os.pathsep.join(p for p in sys.path if p), **container.env}
+            if signals_start(container.argv):
+                path = started_file(self.layout, sandbox.ref, container)
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.unlink(missing_ok=True)
+                env[STARTED_ENV] = str(path)
             container.process = subprocess.Popen(self.enter_argv(sandbox, container.argv, container.workdir),
                                                  stdin=subprocess.DEVNULL,
                                                  stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
@@ -337,6 +344,31 @@ class Runtime:
 
     def stop_all(self) -> None:
         self.stop_pods(list(self.pods))
+
+
+STARTED_PROGRAMS = ("podnet.dns", "podnet.ingressnginx", "podnet.agnhost", "podnet.agnhost.standin")  # they call podnet.host.started
+
+
+def signals_start(argv: list[str]) -> bool:
+    """Whether the container runs one of podnet's stand-ins, which say when they have started
+    (podnet.host.started)."""
+    return len(argv) >= 3 and argv[0] == sys.executable and argv[1] == "-m" and argv[2] in STARTED_PROGRAMS
+
+
+def started_file(layout: ClusterLayout, ref: str, container: Container) -> Path:
+    """The file the container's current instance touches once its program runs."""
+    return layout.state_dir / "started" / f"{ref.replace('/', '_')}_{container.name}.{container.restarts}"
+
+
+def program_started(layout: ClusterLayout, ref: str, container: Container, since: float, now: float) -> bool:
+    """Whether the container counts as started for kubelet's prober: it runs and, if its program
+    says when it has started, it did (or STARTED_GRACE passed since `since`, its start as the
+    prober saw it)."""
+    if not container.running:
+        return False
+    if not signals_start(container.argv) or now - since >= STARTED_GRACE:
+        return True
+    return started_file(layout, ref, container).exists()
 
 
 def _signal_group(process: subprocess.Popen, sig: int) -> None:

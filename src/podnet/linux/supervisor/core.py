@@ -414,6 +414,18 @@ class Supervisor:
 
     # -- status for the CLI ---------------------------------------------------------------------
 
+    def _readiness_published(self) -> bool:
+        """Whether the computed cluster (its EndpointSlices) holds the readiness kubelet reports
+        for every running pod: false between a probe's flip and the recompute that follows it."""
+        for pod in self.cluster.of_kind("Pod"):
+            live = self._live_readiness(pod) if pod.ref in self.container_state else None
+            if live is None:
+                continue
+            condition = next((c for c in pod.status.get("conditions") or [] if c.get("type") == "Ready"), None)
+            if condition is not None and (condition.get("status") == "True") != live:
+                return False
+        return True
+
     def objects(self) -> list[dict[str, Any]]:
         with self.lock:
             return object_bodies(self.cluster, self.runtime.pods, self.container_state, self._policy_drops(),
@@ -481,5 +493,14 @@ class Supervisor:
             return chosen.log.read_text(errors="replace") if chosen.log.exists() else ""
 
     def status(self) -> dict[str, Any]:
+        """Pods (status.pods_status) and whether every node's kube-proxy holds the current
+        Services and endpoints (`servicesProgrammed`: no readiness change waiting to be
+        recomputed, no sync pending or failed)."""
         with self.lock:
-            return pods_status(self.layout.cluster, self.cluster, self.runtime.pods)
+            failures = self.prober.readiness_failures if self.prober is not None else {}
+            answer = pods_status(self.layout.cluster, self.cluster, self.runtime.pods, self.container_state, failures)
+            errors = {node: p.status.last_error for node, p in self.proxies.items() if p.status.last_error}
+            answer["servicesProgrammed"] = (self._readiness_published() and not errors
+                                            and not any(p.pending for p in self.proxies.values()))
+            answer["proxyErrors"] = errors
+            return answer

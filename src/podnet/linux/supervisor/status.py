@@ -105,17 +105,32 @@ def object_bodies(cluster: Cluster, sandboxes: Mapping[str, Any], container_stat
     return bodies
 
 
-def pods_status(name: str, cluster: Cluster, sandboxes: Mapping[str, Any]) -> dict[str, Any]:
-    """What `podnet up` waits on: every pod, whether its containers have a process, and
-    `ready` once every pod that should run does."""
+def pods_status(name: str, cluster: Cluster, sandboxes: Mapping[str, Any], container_state: ContainerState | None = None,
+                failures: Mapping[tuple[str, str], str] | None = None) -> dict[str, Any]:
+    """What `podnet up` waits on: every pod, whether its containers have a process, whether
+    kubelet counts it Ready (`ready`), whether its readiness probe has failed at least once
+    (`probeFailed`) and, for one not Ready, why (`reasons`: the failing probe's message, the
+    image podnet cannot run, a container that exited); `ready` once every pod that should run does."""
+    container_state, failures = container_state or {}, failures or {}
     pods = []
     for pod in cluster.of_kind("Pod"):
         sandbox = sandboxes.get(pod.ref)
+        containers = sandbox.containers if sandbox else []
+        running = bool(sandbox) and all(c.process is not None or c.waiting for c in containers)
+        live = live_readiness(container_state, pod) if running else False
+        ready = bool(running and all(c.running for c in containers) and (live is None or live))
+        failed = {c: m for (ref, c), m in list(failures.items()) if ref == pod.ref}
+        reasons = [] if ready else [f"container {c.name}: {c.note}" for c in containers if c.note]
+        reasons += [f"container {c.name}: {c.waiting[0]}: {c.waiting[1]}" for c in containers if c.waiting]
+        reasons += [] if ready else [f"container {c}: readiness probe failed: {m}" for c, m in sorted(failed.items())]
+        reasons += [f"container {c.name}: " + ("back-off restarting after exit code " if c.next_start else "exited with code ")
+                    + str(c.last_exit) for c in containers if c.process is not None and not c.running]
         pods.append({"pod": pod.ref, "node": pod.spec.get("nodeName"),
                      "ip": pod.status.get("podIP"),
                      "phase": pod.status.get("phase"),
-                     "running": bool(sandbox) and all(c.process is not None or c.waiting for c in sandbox.containers),
-                     "restarting": [c.name for c in (sandbox.containers if sandbox else []) if c.restarts]})
+                     "running": running, "ready": ready, "probeFailed": bool(failed) and not ready,
+                     "reasons": reasons,
+                     "restarting": [c.name for c in containers if c.restarts]})
     return {"cluster": name, "pods": pods, "ready": all(p["running"] for p in pods if p["phase"] == "Running")}
 
 
