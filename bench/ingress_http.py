@@ -185,12 +185,14 @@ def endpoint_change(name: str, tmp: Path, rounds: int) -> dict:
     reader.start()
     time.sleep(2)
     changes = []  # (pod, when it became a ready endpoint)
+    scaled_down: list[float] = []
     for _ in range(rounds):
         before = set(watcher.ready_now)
         scale(name, frontend, "frontend", 4, tmp)
         new = next(iter(wait_for("the new frontend pod ready", lambda: watcher.ready_now - before)))
         changes.append((new, watcher.became_ready[new]))
         time.sleep(3)  # replies from the new pod meanwhile
+        scaled_down.append(time.time())
         scale(name, frontend, "frontend", 3, tmp)
         wait_for("frontend back to 3", lambda: len(watcher.ready_now) == 3 and all_ready(name, "shop", "frontend-", 3))
         time.sleep(2)
@@ -204,8 +206,16 @@ def endpoint_change(name: str, tmp: Path, rounds: int) -> dict:
         # the same name answered in an earlier round: only replies after this round's publication count
         first = min((float(t) for t, status, body in replies if body == pod and float(t) > published - 1), default=None)
         delays.append(None if first is None else (first - published) * 1e3)
+    # when each failed request was sent (its line is written when it failed, after the client's
+    # 5 s time-out) relative to the last scale-down before it
+    def since_scale_down(failure: list[str]) -> str:
+        sent = float(failure[0]) - (5 if failure[2].startswith("TimeoutError") else 0)
+        last = max((t for t in scaled_down if t <= sent), default=None)
+        return "before any scale-down" if last is None else f"{sent - last:.2f} s after a scale-down"
+
     return {"delays_ms": delays, "requests": len(replies), "failed": len(failed),
-            "failures": [" ".join(r) for r in failed[:5]], "socket_errors": watcher.errors}
+            "failures": [f"{' '.join(r[1:])} ({since_scale_down(r)})" for r in failed[:5]],
+            "socket_errors": watcher.errors}
 
 
 def controller_reloads(name: str, controller: str) -> list[str]:
