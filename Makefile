@@ -3,8 +3,9 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-# Debian packages the data plane and its tests use (later issues build on them).
-APT_PACKAGES := iproute2 nftables iptables conntrack nginx dnsutils dnsmasq-base containernetworking-plugins iperf3 procps iputils-ping iputils-arping curl util-linux dnsperf knot-dnsutils openssl
+# Debian packages the data plane and its tests use (later issues build on them; redis-server runs
+# the redis image, zsh checks `podnet completion zsh`).
+APT_PACKAGES := iproute2 nftables iptables conntrack nginx dnsutils dnsmasq-base containernetworking-plugins iperf3 procps iputils-ping iputils-arping curl util-linux dnsperf knot-dnsutils openssl redis-server redis-tools zsh
 # Only for `make bench` (not `make test`): wrk for bench/ingress_http.py.
 BENCH_APT_PACKAGES := wrk
 STAMP := $(VENV)/.installed
@@ -38,8 +39,10 @@ $(STAMP): pyproject.toml
 demo: install
 	bash scripts/demo.sh
 
+# Test modules side by side (pytest-xdist), each module on one worker, so a module's cluster
+# serves all of its tests: the suite mostly waits on real clusters, not on the CPU.
 test: install
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 4 --dist loadfile
 
 bench: install
 	@missing=$$(for p in $(BENCH_APT_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; done); \

@@ -70,29 +70,38 @@ def run_cli(capsys, *argv):
     return code, out, err
 
 
-_HANDED_OUT: set[int] = set()
+def _port_range() -> range:
+    """This test process's own ports: below the kernel's ephemeral range (which outgoing
+    connections of every process draw from, so a port found free there can be taken before the
+    server binds it), one slice per pytest-xdist worker (gw0, gw1, …), so workers never race."""
+    try:
+        ephemeral_low = int(open("/proc/sys/net/ipv4/ip_local_port_range").read().split()[0])
+    except (OSError, ValueError, IndexError):
+        ephemeral_low = 32768
+    base, workers = 10000, 8
+    span = max(100, (ephemeral_low - base) // workers)
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+    index = int(worker[2:]) % workers if worker[2:].isdigit() else 0
+    return range(base + index * span, base + (index + 1) * span)
+
+
+_PORTS = iter(_port_range())
 
 
 def free_port(tcp: bool = True, udp: bool = False) -> int:
-    """A port on 127.0.0.1 free for TCP and/or UDP, and not handed out before in this run: the
-    kernel may give a just-closed port again, and a test asking for several (a server and its
-    health, ready and metrics ports) would then bind two listeners to one."""
+    """A port on 127.0.0.1 free for TCP and/or UDP, never handed out before in this run (a test
+    asking for several — a server and its health, ready and metrics ports — gets distinct ones),
+    from this process's own slice of ports (`_port_range`)."""
     kinds = [kind for kind, wanted in ((socket.SOCK_STREAM, tcp), (socket.SOCK_DGRAM, udp)) if wanted]
-    for _ in range(100):
-        with socket.socket(socket.AF_INET, kinds[0]) as first:
-            first.bind(("127.0.0.1", 0))
-            port = first.getsockname()[1]
-            if port in _HANDED_OUT:
-                continue
-            try:
-                for kind in kinds[1:]:
-                    with socket.socket(socket.AF_INET, kind) as other:
-                        other.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-        _HANDED_OUT.add(port)
+    for port in _PORTS:
+        try:
+            for kind in kinds:
+                with socket.socket(socket.AF_INET, kind) as probe:
+                    probe.bind(("127.0.0.1", port))
+        except OSError:
+            continue  # something else holds it
         return port
-    raise RuntimeError("no free port")
+    raise RuntimeError("no free port left in this test process's range")
 
 
 _ROOT_UNAVAILABLE: list[str | None] = []  # filled by the first root test: None or why not

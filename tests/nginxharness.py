@@ -27,6 +27,7 @@ from urllib.parse import urlsplit
 
 from podnet.ingressnginx import certificates, nginxconf
 from podnet.semantics.ingress import IngressController
+from tests.conftest import free_port as shared_free_port
 
 CLIENT_ADDRESS = "127.0.0.2"
 DEADLINE = 20.0
@@ -95,9 +96,7 @@ class Response:
 
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    return shared_free_port()
 
 
 class RunningNginx:

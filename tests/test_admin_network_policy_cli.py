@@ -18,13 +18,13 @@ def test_get_anp_has_the_crd_printer_columns(capsys):
     code, out, _ = run_cli(capsys, "get", "anp", "-f", EXAMPLE)
     assert code == 0
     assert [line.split() for line in out.splitlines()] == [
-        ["NAME", "PRIORITY", "AGE"], ["tenant-blue", "10", "<unknown>"], ["tenant-red", "11", "<unknown>"]]
+        ["NAME", "PRIORITY", "AGE"], ["tenant-blue", "10", "0s"], ["tenant-red", "11", "0s"]]
 
 
 def test_get_banp_has_the_crd_printer_columns(capsys):
     code, out, _ = run_cli(capsys, "get", "baselineadminnetworkpolicies", "-f", EXAMPLE)
     assert code == 0
-    assert [line.split() for line in out.splitlines()] == [["NAME", "AGE"], ["default", "<unknown>"]]
+    assert [line.split() for line in out.splitlines()] == [["NAME", "AGE"], ["default", "0s"]]
 
 
 def test_get_both_kinds_names_each_with_its_group(capsys):

@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import json
 
+from podnet.errors import PodnetError
 from podnet.images import behaviour_of
+from podnet.ingressnginx import certificates
 from podnet.ingressnginx import controller as ctl
+from podnet.ingressnginx.events import ingress_events
 from podnet.ingressnginx.status import ControllerStatus
 from podnet.kubelet import container_argv
 from podnet.linux.enforced import controller_sync
@@ -113,4 +116,44 @@ def test_the_controller_images_run_podnets_controller_and_serve_what_it_serves()
         argv = container_argv(container, {})
         assert argv[1:] == ["-m", "podnet.ingressnginx", "/nginx-ingress-controller", "--ingress-class=nginx"]
         assert behaviour_of(container).serves(10254, "TCP") and not behaviour_of(container).serves(8443, "TCP")
-    assert not container_argv({"name": "controller", "image": "example.com/other/controller:1"}, {})
+    other = container_argv({"name": "controller", "image": "example.com/other/controller:1"}, {})
+    assert other[1:] == ["-m", "podnet.agnhost.standin", "example.com/other/controller:1"]  # not the controller
+
+
+def test_the_controller_posts_sync_and_a_warning_for_a_missing_service_once(tmp_path):
+    c = controller(tmp_path)
+    posted: list[dict] = []
+    c.post_event = posted.append
+    without_service = INGRESS.replace("kind: Service\nmetadata: {name: web", "kind: Service\nmetadata: {name: other")
+    c.sync(cluster_of(without_service), 1)
+    assert [(p["op"], p["component"], p["type"], p["reason"], p["message"]) for p in posted] == [
+        ("event", "nginx-ingress-controller", "Normal", "Sync", "Scheduled for sync"),
+        ("event", "nginx-ingress-controller", "Warning", "Sync",
+         "Service default/web does not exist: path / answers 503")]
+    assert posted[1]["involvedObject"] == {"kind": "Ingress", "namespace": "default", "name": "web"}
+    c.sync(cluster_of(without_service), 2)
+    assert len(posted) == 2  # the problem lasts: said once
+    c.sync(cluster_of(INGRESS), 3)
+    assert len(posted) == 2  # fixed: nothing to say (the Ingress itself did not change)
+    c.sync(cluster_of(without_service), 4)
+    assert posted[-1]["type"] == "Warning" and len(posted) == 3  # back again: said again
+
+
+def test_an_event_the_supervisor_refuses_is_logged_and_the_sync_goes_on(tmp_path, caplog):
+    c = controller(tmp_path)
+
+    def refuse(message):
+        raise PodnetError("event: Ingress default/web not found")
+
+    c.post_event = refuse
+    assert c.sync(cluster_of(INGRESS), 1)
+    assert "posting event Normal Sync on Ingress default/web" in caplog.text
+
+
+def test_a_tls_secret_nginx_cannot_use_is_a_warning_on_the_ingresses_that_name_it(tmp_path):
+    with_tls = INGRESS.replace("  rules:\n", "  tls: [{hosts: [web.example.com], secretName: absent}]\n  rules:\n", 1)
+    routes = ctl.Controller(ctl.parse_args([])[0], tmp_path).routes_of(cluster_of(with_tls))
+    problems = certificates.secret_certificates(routes, tmp_path / "ssl").problems
+    assert [(e.name, e.type, e.reason, e.message) for e in ingress_events(routes, problems)] == [
+        ("web", "Normal", "Sync", "Scheduled for sync"),
+        ("web", "Warning", "Sync", "Secret default/absent does not exist: the default certificate is served")]

@@ -169,16 +169,18 @@ def test_the_simulator_predicts_a_refusal_where_nothing_listens(denied):
     assert sim.matrix.count() == 0 and sim.unknown == frozenset()  # serve-hostname listens on 80 and 81 only
 
 
+# its own command with the host's python: what it listens on cannot be told (an unknown image
+# would be a stand-in, whose ports the simulator knows)
 UNKNOWN_IMAGE = """
 apiVersion: v1
 kind: Pod
 metadata: {name: db, namespace: x}
-spec: {containers: [{name: c, image: example.com/some-database:1}]}
+spec: {containers: [{name: c, image: "python:3.12", command: [python3, db.py]}]}
 ---
 apiVersion: v1
 kind: Pod
 metadata: {name: client, namespace: x}
-spec: {containers: [{name: c, image: example.com/some-database:1}]}
+spec: {containers: [{name: c, image: "python:3.12", command: [python3, db.py]}]}
 """
 
 

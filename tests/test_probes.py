@@ -11,7 +11,7 @@ import pytest
 
 from podnet.api.objects import KubeObject
 from podnet.host.layout import ClusterLayout
-from podnet.linux.prober import ProbeManager
+from podnet.linux.prober import ProbeFailed, ProbeManager
 from podnet.probes import (
     ContainerProbes,
     Event,
@@ -454,3 +454,32 @@ def test_prober_slow_probe_does_not_stall_other_pods():
     count = len(h.changes)
     time.sleep(0.05)
     assert len(h.changes) == count  # nothing after stop()
+
+
+def test_every_failed_attempt_is_reported_with_kubelets_message():
+    def answer(call):
+        if call[0] == "tcp":
+            raise ConnectionRefusedError(111, "Connection refused")
+        return False
+
+    failures = []
+    h = Harness(answer=answer, on_failure=lambda *a: failures.append(a))
+    h.manager.add_pod(sandbox("default/web", {"name": "app", "readinessProbe": HTTP,
+                                              "livenessProbe": {"tcpSocket": {"port": 80}, "periodSeconds": 10}}))
+    h.at(0)
+    assert sorted(failures) == [
+        ("default/web", "app", "liveness", "dial tcp 10.244.1.5:80: connect: connection refused"),
+        ("default/web", "app", "readiness", "HTTP probe failed with statuscode outside 200-399")]
+    h.at(10)
+    assert len(failures) == 4  # each attempt, as kubelet records Unhealthy each time
+
+
+def test_an_answer_that_is_a_failure_is_reported_in_kubelets_words():
+    def answer(call):
+        raise ProbeFailed("HTTP probe failed with statuscode: 503")
+
+    failures = []
+    h = Harness(answer=answer, on_failure=lambda *a: failures.append(a))
+    h.manager.add_pod(sandbox("default/web", {"name": "app", "readinessProbe": HTTP}))
+    h.at(0)
+    assert failures == [("default/web", "app", "readiness", "HTTP probe failed with statuscode: 503")]

@@ -20,6 +20,9 @@ API_VERSION = "podnet.dev/v1alpha1"
 OVERLAYS = ("vxlan", "host-gw")
 PROXY_MODES = ("nftables", "iptables", "userspace")
 NODE_ROLES = ("worker", "control-plane")
+# An image podnet does not have: a stand-in serving its declared and probed ports (standin), or
+# failing as one kubelet cannot pull (strict); podnet.images
+IMAGE_MODES = ("standin", "strict")
 DEFAULT_MAX_PODS = 110  # kubelet's default --max-pods
 FIRST_NODE_HOST = 11  # nodes sit at .11, .12, .13 … of the LAN (the seeds' example)
 EXTERNAL_HOST = 100  # the "external" client namespace on the LAN
@@ -60,6 +63,12 @@ class ClusterConfig:
     name: str = "podnet"
     nodes: tuple[NodeConfig, ...] = field(default_factory=lambda: default_nodes(3))
     networking: Networking = field(default_factory=Networking)
+    images: str = "standin"
+
+    @property
+    def standins(self) -> bool:
+        """Whether an image podnet does not have runs as a stand-in (images: standin)."""
+        return self.images == "standin"
 
     def to_dict(self) -> dict[str, Any]:
         n = self.networking
@@ -83,6 +92,7 @@ class ClusterConfig:
                 "overlay": n.overlay,
                 "proxyMode": n.proxy_mode,
             },
+            "images": self.images,
         }
 
 
@@ -150,7 +160,7 @@ def parse_config(text: str, file: str = "<config>") -> ClusterConfig:
     return config
 
 
-_TOP_KEYS = {"kind", "apiVersion", "name", "nodes", "networking"}
+_TOP_KEYS = {"kind", "apiVersion", "name", "nodes", "networking", "images"}
 _NODE_KEYS = {"name", "role", "labels", "maxPods"}
 _NET_KEYS = {
     "podSubnet", "nodeCIDRMaskSize", "serviceSubnet", "dnsDomain", "dnsServiceIP",
@@ -178,12 +188,16 @@ def _build(data: Any, problems: _Problems) -> ClusterConfig | None:
     if not isinstance(name, str) or names.is_dns1123_label(name):
         problems.add(("name",), f"{name!r} is not a valid cluster name (a lowercase RFC 1123 label)")
     networking = _networking(data.get("networking") or {}, problems)
+    images = data.get("images", "standin")
+    if images not in IMAGE_MODES:
+        problems.add(("images",), f"{images!r} is not an images mode: standin (an image podnet does not have "
+                                  "serves its declared and probed ports) or strict (it fails as one kubelet cannot pull)")
     nodes = _nodes(data.get("nodes", 3), problems)
     if networking is not None and nodes is not None:
         _check_capacity(networking, nodes, problems)
     if problems.items or networking is None or nodes is None:
         return None
-    return ClusterConfig(name=name, nodes=nodes, networking=networking)
+    return ClusterConfig(name=name, nodes=nodes, networking=networking, images=images)
 
 
 def _nodes(value: Any, problems: _Problems) -> tuple[NodeConfig, ...] | None:

@@ -7,7 +7,9 @@
   <NAME>_PORT_<port>_<PROTO>, …_PROTO, …_PORT, …_ADDR.
 - /etc/hosts: kubelet's managed file with the pod's own name (and FQDN with hostname/subdomain)
   and hostAliases.
-- The argv: images are behaviours (DESIGN.md); known images map onto podnet's implementations.
+- The argv: images are behaviours (DESIGN.md, podnet.images): known images map onto podnet's
+  implementations or the host's server, shell and python images run their command with the
+  host's tools, any other image runs as a stand-in serving its declared and probed ports.
 """
 
 from __future__ import annotations
@@ -19,10 +21,13 @@ from typing import Any
 from podnet.api import fields
 from podnet.api.objects import KubeObject
 from podnet.controlplane import Cluster
-from podnet.images import _image_name, is_ingress_nginx
+from podnet.images import PYTHON_IMAGES, SHELL_IMAGES, STANDIN, UNPULLABLE, _image_name, behaviour_of, is_ingress_nginx
 
-# Images without an entrypoint whose commands are the host's own tools.
-SHELL_IMAGES = frozenset({"busybox", "alpine", "ubuntu", "debian", "bash", "fedora", "centos", "curl", "netshoot"})
+# What the python image's commands name, run with the host's python (the one running podnet)
+PYTHON_COMMANDS = re.compile(r"python(3(\.\d+)?)?")
+# The official redis image's defaults that differ from redis-server's: no protected mode (the
+# image patches it out); podnet adds no persistence (a pod's data goes with it anyway).
+REDIS_DEFAULTS = ["--protected-mode", "no", "--save", "", "--appendonly", "no"]
 _VAR_REF = re.compile(r"\$\(([A-Za-z_][A-Za-z0-9_.-]*)\)|\$\$")
 
 
@@ -131,10 +136,18 @@ def hosts_file(pod: KubeObject, cluster: Cluster) -> str:
     return "\n".join(lines) + "\n"
 
 
-def container_argv(container: dict[str, Any], env: dict[str, str]) -> list[str] | None:
-    """The process to run for a container: a known image's behaviour, or its command as given
-    (shell images run the host's tools). None when there is nothing podnet can run."""
+def container_argv(container: dict[str, Any], env: dict[str, str], standins: bool = True) -> list[str] | None:
+    """The process to run for a container, as podnet.images.behaviour_of says: a known image's
+    behaviour, its command as given (shell and python images run the host's tools), or the
+    stand-in. None when there is nothing to run (nginx and redis: the runtime starts the host's
+    server with the pod's own files; an image that cannot be pulled)."""
     image = _image_name(str(container.get("image") or ""))
+    behaviour = behaviour_of(container, standins)
+    if behaviour.runs == UNPULLABLE:
+        return None
+    if behaviour.runs == STANDIN:
+        ports = [word for port, protocol in sorted(behaviour.listens) for word in (f"--{protocol.lower()}", str(port))]
+        return [sys.executable, "-m", "podnet.agnhost.standin", behaviour.image, *ports]
     command = [_expand(str(c), env) for c in container.get("command") or []]
     args = [_expand(str(a), env) for a in container.get("args") or []]
     if image == "agnhost":
@@ -148,10 +161,30 @@ def container_argv(container: dict[str, Any], env: dict[str, str]) -> list[str] 
         return [sys.executable, "-m", "podnet.agnhost.pause_image"]
     if image in ("nginx", "nginx-unprivileged") and not command:
         return None  # the runtime starts the host's nginx with a per-pod config
+    if behaviour.image == "redis-server":
+        return None  # the runtime starts the host's redis-server in the pod's own directory (redis_argv)
+    if image in PYTHON_IMAGES:
+        argv = (command + args) or ["python3"]  # the image's CMD
+        if PYTHON_COMMANDS.fullmatch(argv[0]):
+            argv = [sys.executable, *argv[1:]]
+        return argv
     if command:
         if image in SHELL_IMAGES and command[0] == image:  # `busybox sh -c …`: busybox's applet call
             command = command[1:]
         return command + args
-    if args and image in SHELL_IMAGES:  # these images have no entrypoint: args are the command
-        return args
-    return None  # args alone belong to the image's own entrypoint, which podnet does not have
+    if image in SHELL_IMAGES:  # these images have no entrypoint: args are the command, CMD a shell
+        return args or ["sh"]
+    return None  # an entrypoint podnet does not have, for an image it knows (e.g. `redis` with args only)
+
+
+def redis_argv(container: dict[str, Any], env: dict[str, str], data_dir: str) -> list[str]:
+    """The host's redis-server for a `redis` container: the image's defaults, the container's
+    own arguments (which win), then what the pod needs whatever they say: its data in
+    `data_dir` (the pod's own directory) and redis in the foreground (a config file such as
+    Debian's /etc/redis/redis.conf daemonizes, and the container would end)."""
+    command = [_expand(str(c), env) for c in container.get("command") or []]
+    args = [_expand(str(a), env) for a in container.get("args") or []]
+    words = command[1:] + args
+    config_file = words[:1] if words and not words[0].startswith("-") else []  # redis-server FILE --opt …
+    return ["redis-server", *config_file, *REDIS_DEFAULTS, *words[len(config_file):],
+            "--dir", data_dir, "--daemonize", "no"]

@@ -1,4 +1,8 @@
-"""podnet describe: kubectl describe over the computed cluster."""
+"""podnet describe: kubectl describe over the computed cluster.
+
+Each object ends with its Events, as kubectl's describers end: on a running cluster those the
+supervisor recorded about it (podnet.linux.supervisor.events); offline `<none>`.
+"""
 
 from __future__ import annotations
 
@@ -7,9 +11,10 @@ import sys
 
 from podnet.api.kinds import BY_KIND
 from podnet.cli.get import NotFound, parse_kinds
-from podnet.cli.load import add_source_options, cluster_from_args
+from podnet.cli.load import add_source_options, cluster_from_args, running_events
 from podnet.errors import UsageError
 from podnet.output import describe as layouts
+from podnet.output import events as event_layout
 
 EXAMPLES = """examples:
   podnet describe svc backend -n shop -f examples/shop
@@ -41,10 +46,11 @@ def run(args) -> int:
         missing = sorted(set(args.names) - {o.name for o in chosen})
         if missing:
             raise NotFound(f'Error from server (NotFound): {BY_KIND[kind].plural} "{missing[0]}" not found')
+    recorded = running_events(args.name)[0] if not args.filename and chosen else []
     blocks = []
     for obj in chosen:
         if kind == "Pod":
-            lines = layouts.describe_pod(obj)
+            lines = layouts.describe_pod(obj, cluster.config.standins)
         elif kind == "Service":
             endpoints = []
             for s in cluster.of_kind("EndpointSlice", obj.namespace):
@@ -66,6 +72,7 @@ def run(args) -> int:
             lines = layouts.describe_ingress(obj)
         else:
             lines = layouts.describe_generic(obj)
+        lines = lines + event_layout.describe_lines(event_layout.about(recorded, obj.kind, obj.namespace, obj.name))
         blocks.append("\n".join(lines))
     if not blocks:
         print(f"No resources found in {namespace or 'the cluster'}" + (" namespace." if namespace else "."), file=sys.stderr)

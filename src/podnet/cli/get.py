@@ -12,6 +12,7 @@ import yaml
 from podnet.api import labels
 from podnet.api.kinds import ALL_KINDS, BY_KIND, resolve_kind
 from podnet.api.objects import KubeObject
+from podnet.cli import events
 from podnet.cli.load import add_source_options, cluster_from_args
 from podnet.controlplane import Cluster
 from podnet.errors import UsageError
@@ -30,6 +31,9 @@ EXAMPLES = """examples:
 
   # objects piped in from a real cluster
   kubectl get all -A -o yaml | podnet get pods -A -o wide -f -
+
+  # what kubelet, the scheduler and the controllers said (a running cluster), and what comes next
+  podnet get events -A -w
 
   # select by label, with a cluster config of your own
   podnet get po -l app.kubernetes.io/name=frontend -n shop -f examples/shop --config examples/cluster.yaml
@@ -103,16 +107,22 @@ def add_parser(sub) -> None:
                        epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("kind", metavar="KIND[,KIND…]", help="pods|po, services|svc, endpoints|ep, endpointslices, "
                    "networkpolicies|netpol, ingresses|ing, ingressclasses, nodes|no, namespaces|ns, deploy, "
-                   "statefulsets|sts, daemonsets|ds, replicasets|rs, secrets, configmaps|cm, all")
+                   "statefulsets|sts, daemonsets|ds, replicasets|rs, secrets, configmaps|cm, events|ev, all")
     p.add_argument("names", nargs="*", metavar="NAME")
     p.add_argument("-n", "--namespace", help="namespace (default: default)")
     p.add_argument("-A", "--all-namespaces", action="store_true", help="every namespace")
     p.add_argument("-o", "--output", choices=["wide", "json", "yaml", "name"], help="output format")
     p.add_argument("-l", "--selector", help="label selector, e.g. app=web,tier in (a,b)")
+    p.add_argument("-w", "--watch", action="store_true", help="events: after the list, stream new ones")
+    p.add_argument("--field-selector", help="events: e.g. involvedObject.name=web-0,type=Warning")
     add_source_options(p)
 
 
 def run(args) -> int:
+    if args.kind.lower() in events.NAMES:
+        return events.run(args)
+    if args.watch:
+        raise UsageError("error: -w streams events only (podnet get events -w)")
     kinds = parse_kinds(args.kind)
     names = list(args.names)
     if names and len(kinds) > 1:

@@ -1,9 +1,17 @@
-"""From command-line arguments to a computed cluster, warnings on stderr."""
+"""From command-line arguments to a computed cluster, warnings on stderr.
+
+Offline (-f), the objects are admitted by this command: an object without creationTimestamp
+gets the command's start, as an API server stamps the time it admits one, so AGE reads 0s
+(a manifest dumped from a real cluster keeps its own); so do the conditions'
+lastTransitionTime. A running cluster's objects carry the supervisor's stamps
+(podnet.linux.supervisor.apimeta).
+"""
 
 from __future__ import annotations
 
 import os
 import sys
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,7 +41,15 @@ def cluster_from_args(files: list[str] | None, config_path: str | None, name: st
         return running_cluster(name)
     config = load_config(config_path)
     store = load_store(files)
+    admitted = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())  # the command's start, as far as it matters
     cluster = compute(store, config)
+    for obj in cluster.objects.values():
+        if not obj.metadata.get("creationTimestamp"):
+            obj.metadata_for_update()["creationTimestamp"] = admitted
+        status = obj.body.get("status")
+        for condition in (status.get("conditions") or []) if isinstance(status, dict) else []:
+            if "lastTransitionTime" in condition and not condition["lastTransitionTime"]:
+                condition["lastTransitionTime"] = admitted
     for warning in cluster.warnings:
         print(warning, file=sys.stderr)
     return cluster
@@ -62,6 +78,19 @@ def running_state(name: str | None) -> LiveState:
         raise NoCluster(str(exc)) from None
     return LiveState(layout, cluster_from_objects(reply["items"], reply["config"]), reply["generation"],
                      reply.get("nodes") or {})
+
+
+def running_events(name: str | None, since: int = 0) -> tuple[list[dict[str, Any]], int]:
+    """The running cluster's events changed after resourceVersion `since`, and the store's
+    resourceVersion now (the next `since`)."""
+    if os.geteuid() != 0:
+        raise NoCluster("events are a running cluster's, which needs root")
+    layout = pick_cluster(name)
+    try:
+        reply = request(layout, "events", since=since)
+    except NotRunning as exc:
+        raise NoCluster(str(exc)) from None
+    return reply["items"], int(reply.get("resourceVersion") or 0)
 
 
 def running_cluster(name: str | None) -> Cluster:

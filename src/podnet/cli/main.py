@@ -22,6 +22,14 @@ TOP_EXAMPLES = """examples:
 Run `podnet COMMAND --help` for a command's options and examples.
 """
 
+# What needs root: building or entering a real cluster, and reading one that runs (every command
+# that takes -f computes offline without it). Told in the help of a user who is not root.
+NEEDS_ROOT = ("up", "down", "exec", "logs", "apply", "delete", "probe")
+RUNNING_CLUSTER = ("get", "describe", "trace", "dig", "matrix")
+ROOT_NOTE = (f"You are not root: {', '.join(NEEDS_ROOT)} need root (they build, change or enter a real "
+             f"cluster), and so do {', '.join(RUNNING_CLUSTER)} and `get clusters` without -f (they read the "
+             "running cluster). With -f FILE|DIR they compute the cluster offline, as everything else does.\n")
+
 CONFIG_EXAMPLES = """examples:
   podnet config view                               # the defaults
   podnet config view --config examples/cluster-hostgw.yaml -o json
@@ -33,7 +41,7 @@ CONFIG_EXAMPLES = """examples:
 # needs at module level, and `podnet get` must not pay for the data plane's imports (pyroute2,
 # the supervisor, the DNS server: about 150 ms).
 COMMANDS = {name: name for name in ("up", "down", "get", "describe", "logs", "apply", "delete", "trace", "dig",
-                                     "matrix", "probe", "check", "explain")}
+                                     "matrix", "probe", "check", "explain", "completion", "version")}
 COMMANDS["exec"] = "exec_"  # the module name avoids shadowing the builtin exec
 
 
@@ -43,7 +51,7 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
         prog="podnet",
         description="Kubernetes cluster networking, for real: reads ordinary Kubernetes YAML and "
                     "computes (and, with `up`, builds) the network the cluster would have.",
-        epilog=TOP_EXAMPLES,
+        epilog=TOP_EXAMPLES + ("\n" + ROOT_NOTE if os.geteuid() != 0 else ""),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"podnet {__version__}")
@@ -59,9 +67,6 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
                                  epilog=CONFIG_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     view.add_argument("--config", metavar="CLUSTER.yaml")
     view.add_argument("-o", "--output", choices=["yaml", "json"], default="yaml")
-
-    sub.add_parser("version", help="print the version", epilog="examples:\n  podnet version\n",
-                   formatter_class=argparse.RawDescriptionHelpFormatter)
     return parser
 
 
@@ -101,18 +106,18 @@ def _subparser(parser: argparse.ArgumentParser, name: str | None) -> argparse.Ar
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    parser = build_parser(only=argv[0] if argv else None)
     try:
+        if argv[:2] == ["get", "clusters"]:  # kind's, not a kind of object: before `get` parses types
+            return importlib.import_module("podnet.cli.clusters").run_get_clusters(argv[2:])
+        parser = build_parser(only=argv[0] if argv else None)
         args = _parse(parser, argv)
         if args.command in COMMANDS:
+            args.whole_parser = build_parser  # `completion` describes every command
             return importlib.import_module(f"podnet.cli.{COMMANDS[args.command]}").run(args)
         if args.command == "config":
             if args.config_command != "view":
                 parser.parse_args(["config", "--help"])
             return _config_view(args)
-        if args.command == "version":
-            print(f"podnet {__version__}")
-            return 0
         parser.print_help()
         return 2
     except PodnetError as exc:

@@ -7,10 +7,11 @@ from ipaddress import IPv4Address, IPv4Network
 from typing import Any
 
 from podnet.api.objects import KubeObject, deterministic_uid
+from podnet.api.schema import KUBERNETES_VERSION
 from podnet.config import ClusterConfig, NodeConfig, lan_node_addresses
 from podnet.errors import InvalidInput
 
-KUBELET_VERSION = "v1.37.0"
+KUBELET_VERSION = f"v{KUBERNETES_VERSION}"  # the Kubernetes version podnet follows (`podnet version`)
 UNSCHEDULABLE_TAINT = {"key": "node.kubernetes.io/unschedulable", "effect": "NoSchedule"}
 CONTROL_PLANE_TAINT = {"key": "node-role.kubernetes.io/control-plane", "effect": "NoSchedule"}
 

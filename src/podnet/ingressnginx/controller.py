@@ -19,6 +19,10 @@ controller is one whose nginx runs with a loaded configuration).
 Flags: ingress-nginx's own, those that change what is served — `--ingress-class`,
 `--controller-class`, `--watch-ingress-without-class`; the rest (`--publish-service`,
 `--election-id`, …) are accepted and have no effect here (noted once in the log).
+
+Events: each sync's Sync events and Warnings (podnet.ingressnginx.events) are posted to the
+supervisor (the control socket's `event` op) when they are new — a Warning once while its
+problem lasts, Sync once per version of the Ingress — so `podnet describe ing` shows them.
 """
 
 from __future__ import annotations
@@ -37,8 +41,9 @@ from pathlib import Path
 from podnet.api.store import load_store
 from podnet.config import load_config
 from podnet.controlplane import Cluster, compute
-from podnet.host.control import LiveCluster
+from podnet.host.control import LiveCluster, send
 from podnet.ingressnginx import certificates, nginxconf
+from podnet.ingressnginx.events import ingress_events
 from podnet.ingressnginx.status import ControllerStatus
 from podnet.semantics.ingress import CLASS_NAME, CONTROLLER, IngressController
 
@@ -102,6 +107,8 @@ class Controller:
         self.reported: set[str] = set()  # problems already logged for the current state
         self.refused_error: str | None = None
         self.status = ControllerStatus(None)
+        self.post_event = None  # callable(request) posting to the supervisor; None: events are only logged
+        self.posted: set[tuple] = set()  # the events of the current state already posted
 
     def routes_of(self, cluster: Cluster) -> IngressController:
         return IngressController(cluster, self.args.controller_class, self.args.ingress_class,
@@ -125,6 +132,7 @@ class Controller:
             if problem not in self.reported:  # as ingress-nginx's events: once, not every sync
                 log.warning("%s", problem)
         self.reported = {*found.problems, *routes.warnings}
+        self._post_events(routes, found.problems)
         options = dataclasses.replace(self.options, certificates=found.files)
         text = nginxconf.render(routes, nginxconf.endpoint_upstreams(routes), options)
         if text == self.loaded and self.nginx.alive():
@@ -140,6 +148,20 @@ class Controller:
         self.loaded, self.refused = text, None
         log.info("Backend successfully reloaded")
         return True
+
+
+    def _post_events(self, routes: IngressController, problems: list[str]) -> None:
+        versions = {i.ref: i.metadata.get("resourceVersion") for i in routes.ingresses}
+        current = {(event, versions.get(f"{event.namespace}/{event.name}") if event.type == "Normal" else None)
+                   for event in ingress_events(routes, problems)}
+        if self.post_event is not None:
+            for event, _ in sorted(current - self.posted, key=lambda e: (e[0].type != "Normal", e[0].message)):
+                try:
+                    self.post_event(event.request())
+                except Exception as exc:  # the supervisor restarting: the event is lost, as the API's may be
+                    log.warning("posting event %s %s on Ingress %s/%s: %s", event.type, event.reason,
+                                event.namespace, event.name, exc)
+        self.posted = current
 
 
 def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
@@ -169,6 +191,8 @@ def main(argv: list[str] | None = None) -> int:
     control = os.environ.get("PODNET_CONTROL_SOCKET")
     live = LiveCluster(control) if control and not args.files else None
     controller = Controller(args, runtime)
+    if live is not None:
+        controller.post_event = lambda message: send(Path(control), message, timeout=10)
     stopping = []
     signal.signal(signal.SIGTERM, lambda *_: stopping.append(True))
     try:

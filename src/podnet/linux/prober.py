@@ -6,7 +6,8 @@ sockets are made in the node's network namespace and connect to the pod's IP. On
 thread owns all the state and makes every callback; the attempts themselves run in a small
 thread pool, so one pod's slow probe (bounded by its timeoutSeconds) never delays another's.
 The runtime gives no notice of container restarts, so the scheduler looks at each container's
-`running` and `restarts` every `poll` seconds.
+`running` and `restarts` every `poll` seconds. Every failed attempt is reported to `on_failure`
+with what went wrong (kubelet's Unhealthy event: the exception's text, or what the probe got).
 """
 
 from __future__ import annotations
@@ -61,8 +62,13 @@ def _connect(netns: str, host: str, port: int, timeout: float) -> socket.socket:
     return sock
 
 
+class ProbeFailed(Exception):
+    """An attempt that got an answer, and the answer is a failure: kubelet's words for it."""
+
+
 def http_get(netns: str, host: str, action: HTTPGet, timeout: float) -> bool:
-    """One httpGet attempt from namespace `netns`; `timeout` bounds connect, TLS and the status line."""
+    """One httpGet attempt from namespace `netns`; `timeout` bounds connect, TLS and the status
+    line. A status outside 200-399 raises ProbeFailed with kubelet's message."""
     deadline = time.monotonic() + timeout
 
     def remaining() -> float:
@@ -88,7 +94,11 @@ def http_get(netns: str, host: str, action: HTTPGet, timeout: float) -> bool:
                 break
             head += chunk
         parts = head.split(b"\r\n", 1)[0].split()
-        return len(parts) >= 2 and parts[0].startswith(b"HTTP/") and parts[1].isdigit() and http_success(int(parts[1]))
+        if not (len(parts) >= 2 and parts[0].startswith(b"HTTP/") and parts[1].isdigit()):
+            raise ProbeFailed("HTTP probe failed: malformed HTTP response")
+        if not http_success(int(parts[1])):
+            raise ProbeFailed(f"HTTP probe failed with statuscode: {int(parts[1])}")
+        return True
     finally:
         sock.close()
 
@@ -145,11 +155,12 @@ class ProbeManager:
     def __init__(self, runtime, layout: ClusterLayout,
                  on_change: Callable[[str, str, bool, bool], None], on_restart: Callable[[str, str], None], *,
                  executors: Executors | None = None, clock: Callable[[], float] = time.monotonic,
-                 threads: int = 8, poll: float = 0.1, start: bool = True):
+                 threads: int = 8, poll: float = 0.1, start: bool = True,
+                 on_failure: Callable[[str, str, str, str], None] | None = None):
         """`threads=0` runs attempts inline in `tick` and `start=False` leaves the ticking to
         the caller: together they make the manager deterministic for tests."""
         self.runtime, self.layout = runtime, layout
-        self.on_change, self.on_restart = on_change, on_restart
+        self.on_change, self.on_restart, self.on_failure = on_change, on_restart, on_failure
         self.executors = executors or NetnsExecutors()
         self.clock, self.poll = clock, poll
         self._lock = threading.Lock()  # guards _pods and _added, shared with add/remove callers
@@ -157,7 +168,7 @@ class ProbeManager:
         self._added: list[_Pod] = []
         self._tokens = 0
         self._inflight: set[_Job] = set()
-        self._results: queue.SimpleQueue[tuple[_Job, bool]] = queue.SimpleQueue()
+        self._results: queue.SimpleQueue[tuple[_Job, bool, str]] = queue.SimpleQueue()
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._in_callback = False
@@ -217,6 +228,7 @@ class ProbeManager:
                 self._pods[pod.sandbox.ref] = pod
             pods = dict(self._pods)
         restarts: list[tuple[_Pod, str]] = []
+        failures: list[tuple[_Pod, str, str, str]] = []
         for pod in pods.values():
             for container in pod.sandbox.containers:
                 if container.name in pod.probes:
@@ -224,7 +236,7 @@ class ProbeManager:
         self._start_due(pods, now)
         while True:
             try:
-                job, success = self._results.get_nowait()
+                job, success, message = self._results.get_nowait()
             except queue.Empty:
                 break
             self._inflight.discard(job)
@@ -232,8 +244,12 @@ class ProbeManager:
             probes = pod.probes.get(job.container) if pod is not None and pod.token == job.token else None
             if probes is None or probes.instance != job.instance:
                 continue  # the pod went, or the container was restarted meanwhile
+            if not success and self.on_failure is not None:
+                failures.append((pod, job.container, job.kind, message))
             events = probes.record(job.kind, success, self.clock())
             restarts += [(pod, job.container) for e in events if e.restart]
+        for pod, name, kind, message in failures:
+            self._call(pod, self.on_failure, pod.sandbox.ref, name, kind, message)
         for pod, name in restarts:
             self._call(pod, self.on_restart, pod.sandbox.ref, name)
         for pod in pods.values():
@@ -273,12 +289,15 @@ class ProbeManager:
                         self._pool.submit(self._attempt, job, pod.sandbox, probe)
 
     def _attempt(self, job: _Job, sandbox, probe: Probe) -> None:
+        message = ""
         try:
             success = self._execute(sandbox, probe)
+            if not success:
+                message = probe.error or _failure_text(probe, sandbox)
         except Exception as exc:  # refused, unreachable, timed out, not an address: all failures
             log.debug("%s: %s probe of %s: %s", job.ref, job.kind, job.container, exc)
-            success = False
-        self._results.put((job, success))
+            success, message = False, _exception_text(exc, probe, sandbox)
+        self._results.put((job, success, message))
         self._wake.set()
 
     def _execute(self, sandbox, probe: Probe) -> bool:
@@ -305,3 +324,35 @@ class ProbeManager:
             log.exception("probe callback %s%r failed", getattr(callback, "__name__", callback), args)
         finally:
             self._in_callback = False
+
+
+
+def _address(probe: Probe, sandbox) -> str:
+    host = getattr(probe.action, "host", "") or (fields.pod_ip(sandbox.pod) if sandbox.pod is not None else "")
+    return f"{host}:{getattr(probe.action, 'port', '')}"
+
+
+def _failure_text(probe: Probe, sandbox) -> str:
+    """kubelet's message for an attempt that got an answer and failed."""
+    if probe.handler == "httpGet":
+        return "HTTP probe failed with statuscode outside 200-399"
+    if probe.handler == "exec":
+        return f"command {' '.join(probe.action.command)!r} exited with a non-zero code"
+    return f"dial tcp {_address(probe, sandbox)}: tcp probe failed"
+
+
+def _exception_text(exc: Exception, probe: Probe, sandbox) -> str:
+    """kubelet's message for an attempt that got no answer (connection refused, a timeout)."""
+    address = _address(probe, sandbox)
+    if isinstance(exc, ProbeFailed):
+        return str(exc)
+    if isinstance(exc, (socket.timeout, TimeoutError)):
+        why = f"dial tcp {address}: i/o timeout"
+    elif isinstance(exc, ConnectionRefusedError):
+        why = f"dial tcp {address}: connect: connection refused"
+    else:
+        why = str(exc) or type(exc).__name__
+    if probe.handler == "httpGet":
+        action = probe.action
+        return f'Get "{action.scheme.lower()}://{address}{action.path}": {why}'
+    return why

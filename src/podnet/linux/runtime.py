@@ -5,7 +5,10 @@ gives it a mount namespace where the pod's /etc/netns/<netns>/{resolv.conf,hosts
 over /etc, and `unshare --uts` for the pod's own hostname. Containers, and `podnet exec`, join
 that sandbox with `nsenter` — so they share the pod's network, hostname, resolv.conf and hosts,
 like containers of one pod. Output goes to one log file per container (for `podnet logs`);
-restartPolicy decides what happens when a process exits.
+restartPolicy decides what happens when a process exits. What runs for each image is
+podnet.images' word (podnet.kubelet.container_argv): the host's nginx and redis-server get
+their files in the pod's own state directory here; an image that cannot be pulled (images:
+strict) starts nothing and waits as kubelet's ErrImagePull, then ImagePullBackOff.
 """
 
 from __future__ import annotations
@@ -18,14 +21,16 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from podnet import images
 from podnet.api.objects import KubeObject
 from podnet.controlplane import Cluster
 from podnet.host.layout import ClusterLayout
-from podnet.kubelet import container_argv, container_environment, hosts_file
+from podnet.kubelet import container_argv, container_environment, hosts_file, redis_argv
 from podnet.semantics.dns import resolv_conf
 
 ETC_NETNS = Path("/etc/netns")
 RESTART_BACKOFF_MAX = 10.0  # seconds; kubelet caps at 5 minutes, a simulator should not wait that long
+PULL_BACKOFF = 1.0  # seconds from ErrImagePull to ImagePullBackOff (kubelet's first image back-off: 10 s)
 NGINX_PAGE = "<!DOCTYPE html>\n<html><head><title>Welcome to nginx!</title></head>\n<body><h1>Welcome to nginx!</h1>\n<p>Served by podnet's nginx behaviour.</p></body></html>\n"
 
 
@@ -37,11 +42,17 @@ class Container:
     log: Path
     restart_policy: str
     workdir: str | None = None
+    # an image that cannot be pulled: (reason, message) as kubelet's waiting state, and when the
+    # back-off starts (ErrImagePull turns ImagePullBackOff)
+    waiting: tuple[str, str] | None = None
+    backoff_at: float = 0.0
+    image: str = ""
     process: subprocess.Popen | None = None
     restarts: int = 0
     last_exit: int | None = None
     next_start: float = 0.0
     note: str = ""
+    started_at: float | None = None  # wall-clock time its process last started (status startedAt)
 
     @property
     def running(self) -> bool:
@@ -110,7 +121,9 @@ class Runtime:
             raise
         for spec in pod.spec.get("containers") or []:
             env = container_environment(pod, spec, self.cluster)
-            argv = container_argv(spec, env)
+            standins = self.cluster.config.standins
+            behaviour = images.behaviour_of(spec, standins)
+            argv = container_argv(spec, env, standins)
             if argv and argv[1:3] in (["-m", "podnet.dns"], ["-m", "podnet.ingressnginx"]):
                 # the cluster DNS and the ingress controller watch the live state, as CoreDNS and
                 # ingress-nginx the API server; the controller keeps nginx's files in the pod's own directory
@@ -119,9 +132,16 @@ class Runtime:
                                                                                   spec.get("name")))}
             container = Container(spec.get("name"), argv or [], env,
                                   self.logs / f"{pod.namespace}_{pod.name}_{spec.get('name')}.log",
-                                  pod.spec.get("restartPolicy", "Always"))
+                                  pod.spec.get("restartPolicy", "Always"), image=str(spec.get("image") or ""))
+            if behaviour.runs == images.STANDIN:
+                container.note = behaviour.summary()
+            if behaviour.runs == images.UNPULLABLE:
+                container.waiting = ("ErrImagePull", images.pull_error(container.image))
+                container.backoff_at = time.monotonic() + PULL_BACKOFF
+                sandbox.containers.append(container)
+                continue
             if argv is None:
-                container.argv, container.note = self._no_behaviour(pod, spec, container)
+                container.argv, container.note = self._no_behaviour(pod, spec, container, env)
             workdir = spec.get("workingDir")
             if workdir and Path(workdir).is_dir():
                 container.workdir = workdir
@@ -155,10 +175,15 @@ class Runtime:
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
         )
 
-    def _no_behaviour(self, pod: KubeObject, spec: dict, container: Container) -> tuple[list[str], str]:
+    def _no_behaviour(self, pod: KubeObject, spec: dict, container: Container,
+                      env: dict[str, str]) -> tuple[list[str], str]:
         image = str(spec.get("image") or "")
         if image.rsplit("/", 1)[-1].startswith(("nginx:", "nginx@")) or image.rsplit("/", 1)[-1] == "nginx":
             return self._nginx(pod, spec), "nginx: the host's nginx with a default page"
+        if images.behaviour_of(spec).image == "redis-server":
+            data = self.layout.state_dir / "redis" / f"{pod.namespace}_{pod.name}_{spec.get('name')}"
+            data.mkdir(parents=True, exist_ok=True)
+            return redis_argv(spec, env, str(data)), f"redis: the host's redis-server, its data in {data}"
         note = f"podnet has no behaviour for image {image} and no command was given: the container idles"
         return [sys.executable, "-m", "podnet.agnhost.pause_image"], note
 
@@ -236,6 +261,7 @@ class Runtime:
             container.process = subprocess.Popen(self.enter_argv(sandbox, container.argv, container.workdir),
                                                  stdin=subprocess.DEVNULL,
                                                  stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+            container.started_at = time.time()
         finally:
             log.close()
 
@@ -247,6 +273,8 @@ class Runtime:
             if sandbox.pause.poll() is not None or self.sandbox_pid(sandbox) is None:
                 self._recreate_sandbox(sandbox)
             for container in sandbox.containers:
+                if container.waiting and container.waiting[0] == "ErrImagePull" and now >= container.backoff_at:
+                    container.waiting = ("ImagePullBackOff", images.pull_backoff(container.image))
                 if container.process is None or container.process.poll() is None:
                     continue
                 code = container.process.returncode
@@ -280,6 +308,8 @@ class Runtime:
         sandbox.pause, sandbox.found = self._start_sandbox(sandbox.pod, sandbox.netns), None
         self._wait_for_sandbox(sandbox)
         for container in sandbox.containers:
+            if container.waiting:  # its image still cannot be pulled
+                continue
             container.restarts += 1
             container.next_start = 0.0
             container.last_exit = None

@@ -7,6 +7,7 @@ from typing import Any, Callable
 from podnet.api import fields, labels
 from podnet.api.defaults import SERVICE_TYPE
 from podnet.api.objects import KubeObject
+from podnet.output import age
 
 Row = list[str]
 NONE = "<none>"
@@ -14,8 +15,9 @@ MAX_LISTED = 3  # kubectl lists three endpoints, then "+ N more..."
 
 
 def _age(obj: KubeObject) -> str:
-    # Objects computed offline have no creation time; kubectl prints this for such objects.
-    return "<unknown>"
+    # podnet's commands stamp creationTimestamp (the running cluster: when the object was
+    # admitted; offline: the command's start); an object without one reads <unknown>
+    return age.since(obj.metadata.get("creationTimestamp"))
 
 
 def _more(items: list[str]) -> str:
@@ -51,9 +53,11 @@ def pod_row(o: KubeObject, wide: bool) -> Row:
     ready = sum(1 for c in statuses if c.get("ready"))
     phase = fields.phase(o) or "Pending"
     shown = status.get("reason") or phase
-    for c in statuses:  # kubectl shows a terminated container's reason (Completed, Error, OOMKilled)
-        terminated = (c.get("state") or {}).get("terminated")
-        if terminated and terminated.get("reason"):
+    for c in statuses:  # kubectl shows a waiting (ErrImagePull, CrashLoopBackOff …) or terminated container's reason
+        waiting, terminated = (c.get("state") or {}).get("waiting"), (c.get("state") or {}).get("terminated")
+        if waiting and waiting.get("reason"):
+            shown = waiting["reason"]
+        elif terminated and terminated.get("reason"):
             shown = terminated["reason"]
     if fields.is_terminating(o):
         shown = "Terminating"

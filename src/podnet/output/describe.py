@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import yaml
 
+from podnet import images
 from podnet.api import defaults as api_defaults
 from podnet.api import fields
 from podnet.api.objects import KubeObject
+from podnet.output import age
 from podnet.output.columns import NONE, _map_text, _selector_text
 
 Lines = list[str]
@@ -53,8 +56,13 @@ def _probe_text(probe: dict[str, Any]) -> str:
             f"#failure={probe.get('failureThreshold', 3)}")
 
 
-def describe_pod(o: KubeObject) -> Lines:
+def describe_pod(o: KubeObject, standins: bool = True) -> Lines:
+    """kubectl's layout; each container also says what podnet runs for its image (podnet.images:
+    a stand-in says so). `standins`: the cluster config's images mode."""
     lines = _common(o)[:2] + [_kv("Node", f"{o.spec.get('nodeName') or NONE}/{fields.host_ip(o)}".rstrip("/"))]
+    started = age.parse(o.status.get("startTime"))
+    if started is not None:  # kubectl's RFC 1123 time
+        lines.append(_kv("Start Time", time.strftime("%a, %d %b %Y %H:%M:%S +0000", time.gmtime(started))))
     lines += _common(o)[2:]
     lines += [_kv("Status", fields.phase(o) or "Pending"), _kv("IP", fields.pod_ip(o))]
     lines += ["IPs:"] + ([f"  IP:  {ip}" for ip in fields.pod_ips(o)] or [f"  {NONE}"])
@@ -64,6 +72,13 @@ def describe_pod(o: KubeObject) -> Lines:
     for c in o.spec.get("containers") or []:
         lines.append(f"  {c.get('name')}:")
         lines.append(_kv("Image", c.get("image", ""), 4))
+        lines.append(_kv("Runs", images.behaviour_of(c, standins).summary(), 4))
+        waiting = next(((s.get("state") or {}).get("waiting") for s in o.status.get("containerStatuses") or []
+                        if s.get("name") == c.get("name")), None)
+        if waiting:
+            lines += [_kv("State", "Waiting", 4), _kv("Reason", waiting.get("reason", ""), 6)]
+            if waiting.get("message"):
+                lines.append(_kv("Message", waiting["message"], 6))
         ports = [f"{p['containerPort']}/{fields.protocol(p)}" + (f" ({p['name']})" if p.get("name") else "")
                  for p in c.get("ports") or []]
         lines.append(_kv("Port", ", ".join(ports) or NONE, 4))

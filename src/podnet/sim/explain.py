@@ -108,7 +108,9 @@ class Explainer:
                            if p.name not in missing]
             else:
                 numbers = [(p, int(target)) for p in pods]
-            refused = [p.name for p, number in numbers if images.serving(p.spec, number, protocol).serving is False]
+            standins = self.cluster.config.standins
+            refused = [p.name for p, number in numbers
+                       if images.serving(p.spec, number, protocol, standins).serving is False]
             if refused and len(refused) == len(numbers):
                 out.append(Finding("error", where, f"{label}: nothing in the selected pods listens on "
                                                    f"{numbers[0][1]}/{protocol}",
@@ -241,6 +243,12 @@ class Explainer:
         source = tracer.addresses.pod_party(pod)
         seen = set()
         for container in pod.spec.get("containers") or []:
+            if images.behaviour_of(container, self.cluster.config.standins).runs == images.UNPULLABLE:
+                out.append(Finding("error", f"Pod {pod.ref}", f"container {container.get('name')}: image "
+                                   f"{container.get('image')} cannot be pulled (images: strict): ErrImagePull, "
+                                   "the pod never runs", "use an image podnet runs (README: what runs for each "
+                                   "image), or images: standin for a stand-in serving its declared ports"))
+                continue
             for kind in ("readinessProbe", "livenessProbe", "startupProbe"):
                 out += self._probe(pod, container, kind)
             hosts = [str(e.get("value")) + ":0" for e in container.get("env") or []
@@ -275,7 +283,7 @@ class Explainer:
             if port is None:
                 return [Finding("error", f"Pod {pod.ref}", f"container {container.get('name')}: {kind} names port "
                                                             f"{handler.get('port')!r}, which the container does not declare")]
-        answer = images.serving(pod.spec, int(port), "TCP")
+        answer = images.serving(pod.spec, int(port), "TCP", self.cluster.config.standins)
         if answer.serving is False:
             effect = "the pod never becomes Ready" if kind == "readinessProbe" else "the container keeps being restarted"
             return [Finding("warning", f"Pod {pod.ref}", f"container {container.get('name')}: {kind} on port {port}: "

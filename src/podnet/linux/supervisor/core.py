@@ -6,7 +6,9 @@ that on `apply`, `delete` and readiness changes — deciding what to do with rec
 doing it through the data plane (the kernel) and the runtime (the processes). Pods that stay
 keep their names and addresses, as in a real cluster. What `get` and `describe` show of
 running pods comes from status.py; the process around it (main, the loop that reaps and
-recomputes) is loop.py, the control socket server.py.
+recomputes) is loop.py, the control socket server.py. The API server's own fields (uid,
+creationTimestamp, resourceVersion, generation) are apimeta.py's; events (what kubelet, the
+scheduler and the controllers say happened) are recorded where it happens, in events.py's store.
 """
 
 from __future__ import annotations
@@ -27,6 +29,9 @@ from podnet.linux.netlink import Pyroute2Netlink
 from podnet.linux.prober import ProbeManager
 from podnet.linux.runtime import Runtime
 from podnet.linux.supervisor import reconcile
+from podnet.linux.supervisor.apimeta import ApiMeta
+from podnet.linux.supervisor.controllers import ControllerEvents
+from podnet.linux.supervisor.events import EventStore, involved, posted_event
 from podnet.linux.supervisor.state import ClusterState
 from podnet.linux.supervisor.status import (
     POLICY_KINDS,
@@ -98,6 +103,10 @@ class Supervisor:
         # kubelet's word on each running pod's containers: ref -> container -> {"ready", "started"}
         self.container_state: dict[str, dict[str, dict[str, bool]]] = {}
         self.state_changed = threading.Event()
+        self.meta = ApiMeta()
+        self.events = EventStore()
+        self.controllers = ControllerEvents()  # what the controllers say of each change (controllers.py)
+        self._backoffs: set[tuple[str, str, int]] = set()  # (pod ref, container, restarts) BackOff emitted
 
     @property
     def cluster(self) -> Cluster | None:
@@ -109,6 +118,8 @@ class Supervisor:
         with self.generation_changed:
             self.generation += 1
             self.generation_changed.notify_all()
+        for obj, type_, reason, message, component in self.controllers.said(value, self.meta.observe(value)):
+            self.record_event(obj, type_, reason, message, component)
 
     def wait_for_generation(self, after: int, timeout: float) -> int:
         """The generation once it is no longer `after` (it only grows, but a restarted
@@ -123,13 +134,29 @@ class Supervisor:
         with self.generation_changed:
             self.generation_changed.notify_all()
 
+    # -- events ---------------------------------------------------------------------------------
+
+    def record_event(self, obj, type_: str, reason: str, message: str, component: str,
+                     field_path: str | None = None) -> None:
+        about = involved(obj)
+        if field_path:
+            about["fieldPath"] = field_path
+        host = obj.spec.get("nodeName") if component == "kubelet" else None
+        self.events.record(about, type_, reason, message, component, host)
+
+    def post_event(self, message: dict[str, Any]) -> dict[str, Any]:
+        """An event a controller in a pod reports (the `event` op)."""
+        with self.lock:
+            cluster = self.cluster
+        return posted_event(self.events, cluster, message)
+
     # -- computing ------------------------------------------------------------------------------
 
     def _compute(self, inputs: list[dict[str, Any]], keep: Cluster | None) -> Cluster:
         return reconcile.desired_cluster(inputs, self.config, self._live_readiness, keep)
 
     def _live_readiness(self, pod) -> bool | None:
-        return live_readiness(self.container_state, pod)
+        return live_readiness(self.container_state, pod, self.config.standins)
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -167,23 +194,51 @@ class Supervisor:
             netlink.close()  # an open socket would keep the node's namespace alive after down
         self.announcer = L2Announcer(self.layout)
         self.announcer.sync(self.cluster)
-        self.prober = ProbeManager(self.runtime, self.layout, self._probe_changed, self._probe_restart)
+        self.prober = ProbeManager(self.runtime, self.layout, self._probe_changed, self._probe_restart,
+                                   on_failure=self._probe_failed)
 
     def _probe_changed(self, ref: str, container: str, ready: bool, started: bool) -> None:
         """From the prober's thread: note it, and let the reconciler recompute."""
         self.container_state.setdefault(ref, {})[container] = {"ready": ready, "started": started}
         self.state_changed.set()
 
+    def _probe_failed(self, ref: str, container: str, kind: str, message: str) -> None:
+        """A probe attempt failed: kubelet's Unhealthy event, with the probe's message."""
+        pod = self.cluster.get("Pod", *ref.split("/", 1))
+        if pod is not None:
+            self.record_event(pod, "Warning", "Unhealthy", f"{kind.capitalize()} probe failed: {message}", "kubelet",
+                              f"spec.containers{{{container}}}")
+
     def _probe_restart(self, ref: str, container: str) -> None:
         """Liveness (or startup) failed: kill the container; the reaper restarts it with back-off."""
         with self.lock:
             log.info("%s: container %s failed its liveness probe and will be restarted", ref, container)
+            pod = self.cluster.get("Pod", *ref.split("/", 1))
+            if pod is not None:
+                self.record_event(pod, "Normal", "Killing",
+                                  f"Container {container} failed liveness probe, will be restarted", "kubelet",
+                                  f"spec.containers{{{container}}}")
             self.runtime.kill_container(ref, container)
 
     def reap(self) -> None:
         """Restart containers that exited, by their restartPolicy (called by the loop)."""
         with self.lock:
             self.runtime.reap()
+            self._backoff_events()
+
+    def _backoff_events(self) -> None:
+        """kubelet's BackOff: once per wait of a crashed container before its restart."""
+        for ref, sandbox in self.runtime.pods.items():
+            for container in sandbox.containers:
+                key = (ref, container.name, container.restarts)
+                if container.next_start and not container.running and key not in self._backoffs:
+                    self._backoffs.add(key)
+                    pod = self.cluster.get("Pod", *ref.split("/", 1))
+                    if pod is not None:
+                        self.record_event(pod, "Warning", "BackOff",
+                                          f"Back-off restarting failed container {container.name} in pod "
+                                          f"{pod.name}_{pod.namespace}({pod.metadata.get('uid')})", "kubelet",
+                                          f"spec.containers{{{container.name}}}")
 
     def recompute(self) -> None:
         """Readiness changed: recompute the pods' conditions and EndpointSlices (the pods keep
@@ -278,7 +333,16 @@ class Supervisor:
         netns = self.dataplane.attach(pod)
         self.attached[pod.ref] = netns
         self.runtime.cluster = self.cluster
+        self.record_event(pod, "Normal", "Scheduled",
+                          f"Successfully assigned {pod.ref} to {pod.spec.get('nodeName')}", "default-scheduler")
         sandbox = self.runtime.start_pod(pod, netns)
+        self.meta.pod_start(pod.ref)
+        for spec in pod.spec.get("containers") or []:
+            where = f"spec.containers{{{spec.get('name')}}}"
+            self.record_event(pod, "Normal", "Pulled",
+                              f'Container image "{spec.get("image")}" already present on machine', "kubelet", where)
+            self.record_event(pod, "Normal", "Created", f"Created container: {spec.get('name')}", "kubelet", where)
+            self.record_event(pod, "Normal", "Started", f"Started container {spec.get('name')}", "kubelet", where)
         if self.prober is not None:
             self.prober.add_pod(sandbox)
 
@@ -286,6 +350,13 @@ class Supervisor:
         if self.prober is not None:
             self.prober.remove_pod(ref)
         self.container_state.pop(ref, None)
+        pod = self.cluster.get("Pod", *ref.split("/", 1)) if self.cluster is not None else None
+        sandbox = self.runtime.pods.get(ref)
+        for container in sandbox.containers if sandbox is not None and pod is not None else []:
+            self.record_event(pod, "Normal", "Killing", f"Stopping container {container.name}", "kubelet",
+                              f"spec.containers{{{container.name}}}")
+        self.meta.pod_gone(ref)
+        self._backoffs = {key for key in self._backoffs if key[0] != ref}
         self.runtime.stop_pod(ref)
         self.started.discard(ref)
         netns = self.attached.pop(ref, None)
@@ -363,7 +434,8 @@ class Supervisor:
 
     def objects(self) -> list[dict[str, Any]]:
         with self.lock:
-            return object_bodies(self.cluster, self.runtime.pods, self.container_state, self._policy_drops())
+            return object_bodies(self.cluster, self.runtime.pods, self.container_state, self._policy_drops(),
+                                 self.meta)
 
     def _policy_drops(self) -> dict[tuple[str, str], dict[str, int]]:
         """Packets dropped per policy — (kind, ref): a NetworkPolicy, an AdminNetworkPolicy or

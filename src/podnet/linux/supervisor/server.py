@@ -1,10 +1,13 @@
 """The supervisor's side of the control socket (the client's is podnet.host.control).
 
 One JSON request per connection, one JSON reply: {"ok": true, ...} or {"ok": false,
-"error": "..."}. `watch` is a long poll, as a Kubernetes watch is for its clients: its
-connection stays open (in its own thread) until the generation passes the one the watcher
-holds or its timeout ends, so the servers that follow the cluster react within one change. `handle` maps a request to the supervisor's answer; `serving` runs the
-socket server in a thread for as long as its block lasts. The socket is made with umask 077,
+"error": "..."}. Ops: ping, status, objects, generation, watch, exec, logs, apply, delete,
+down, events (the event store, from a resourceVersion on) and event (a controller posts one).
+`watch` is a long poll, as a Kubernetes watch is for its clients: its connection stays open
+(in its own thread) until the generation moves from the one the watcher holds or its timeout
+ends, so the servers that follow the cluster react within one change. `handle` maps a request
+to the supervisor's answer; `serving` runs the socket server in a thread for as long as its
+block lasts. The socket is made with umask 077,
 so only its owner, root, can talk to a cluster.
 """
 
@@ -55,6 +58,11 @@ def handle(supervisor, message: dict[str, Any]) -> dict[str, Any]:
         # "files": {name: text} as `podnet apply -f` read them; "documents": one List text
         request = message["files"] if "files" in message else message["documents"]
         return supervisor.change(request, delete=op == "delete")
+    if op == "events":  # `podnet get events`: those changed after resourceVersion `since`
+        return {"items": supervisor.events.list(int(message.get("since") or 0)),
+                "resourceVersion": supervisor.events.version}
+    if op == "event":  # a controller in a pod reports (the ingress controller's Sync and Warnings)
+        return {"event": supervisor.post_event(message)}
     if op == "down":
         supervisor.stopping.set()
         supervisor.stop_watchers()

@@ -15,16 +15,21 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+from podnet import images
 from podnet.api.objects import KubeObject
 from podnet.controlplane import Cluster
+from podnet.linux.supervisor.events import timestamp
 
 ContainerState = Mapping[str, Mapping[str, Mapping[str, bool]]]
 
 
-def live_readiness(container_state: ContainerState, pod: KubeObject) -> bool | None:
-    """Whether kubelet counts the pod's containers ready: its probes' verdict once it runs;
-    before that, a pod with a readiness or startup probe starts out not ready (kubelet's
-    initial result is Failure), others follow the offline rule (None)."""
+def live_readiness(container_state: ContainerState, pod: KubeObject, standins: bool = True) -> bool | None:
+    """Whether kubelet counts the pod's containers ready: never while a container's image cannot
+    be pulled (images: strict, `standins` False); its probes' verdict once it runs; before
+    that, a pod with a readiness or startup probe starts out not ready (kubelet's initial
+    result is Failure), others follow the offline rule (None)."""
+    if any(images.behaviour_of(c, standins).runs == images.UNPULLABLE for c in pod.spec.get("containers") or []):
+        return False
     state = container_state.get(pod.ref)
     if state:
         return all(c.get("ready") for c in list(state.values()))  # the prober's thread adds to it
@@ -45,10 +50,16 @@ def runtime_status(body: dict[str, Any], sandbox, probed: Mapping[str, Mapping[s
             entry["ready"] = bool(probed[container.name].get("ready"))
             entry["started"] = bool(probed[container.name].get("started"))
         if container.running:
+            started = getattr(container, "started_at", None)
+            if started is not None:
+                entry["state"] = {"running": {"startedAt": timestamp(started)}}
             continue
         entry["ready"] = False
         entry["started"] = False
-        if container.next_start:
+        if container.waiting:  # its image cannot be pulled (images: strict)
+            entry["state"] = {"waiting": {"reason": container.waiting[0], "message": container.waiting[1]}}
+            entry["image"] = container.image
+        elif container.next_start:
             entry["state"] = {"waiting": {"reason": "CrashLoopBackOff",
                                           "message": f"back-off restarting failed container {container.name}"}}
         else:
@@ -62,6 +73,8 @@ def runtime_status(body: dict[str, Any], sandbox, probed: Mapping[str, Mapping[s
                 condition["reason"] = "ContainersNotReady"
     if finished and len(finished) == len(sandbox.containers):
         status["phase"] = "Succeeded" if all(code == 0 for code in finished) else "Failed"
+    if any(container.waiting for container in sandbox.containers):  # kubelet: a container never started
+        status["phase"] = "Pending"
 
 
 DROPPED_ANNOTATION = "podnet.dev/dropped-packets"
@@ -69,11 +82,13 @@ POLICY_KINDS = ("NetworkPolicy", "AdminNetworkPolicy", "BaselineAdminNetworkPoli
 
 
 def object_bodies(cluster: Cluster, sandboxes: Mapping[str, Any], container_state: ContainerState,
-                  drops: Mapping[tuple[str, str], Mapping[str, int]] | None = None) -> list[dict[str, Any]]:
+                  drops: Mapping[tuple[str, str], Mapping[str, int]] | None = None,
+                  meta=None) -> list[dict[str, Any]]:
     """Every object of the cluster, in key order; running pods with kubelet's status laid over
     a copy of the computed one (the cluster's own bodies are never changed). `drops`: per
     policy ((kind, ref) of a NetworkPolicy, AdminNetworkPolicy or the baseline), the packets the kernel dropped in each direction for it, summed
-    over the nodes, shown as the annotation podnet.dev/dropped-packets (`describe` lists it)."""
+    over the nodes, shown as the annotation podnet.dev/dropped-packets (`describe` lists it).
+    `meta` (apimeta.ApiMeta): stamps the API server's fields on what is served."""
     bodies = []
     for obj in sorted(cluster.objects.values(), key=lambda o: o.key):
         body = obj.body
@@ -86,7 +101,7 @@ def object_bodies(cluster: Cluster, sandboxes: Mapping[str, Any], container_stat
             text = ", ".join(f"{direction} {counted[direction]}" for direction in ("ingress", "egress")
                              if direction in counted)
             body["metadata"].setdefault("annotations", {})[DROPPED_ANNOTATION] = text
-        bodies.append(body)
+        bodies.append(meta.stamp(obj, body) if meta is not None else body)
     return bodies
 
 
@@ -99,7 +114,7 @@ def pods_status(name: str, cluster: Cluster, sandboxes: Mapping[str, Any]) -> di
         pods.append({"pod": pod.ref, "node": pod.spec.get("nodeName"),
                      "ip": pod.status.get("podIP"),
                      "phase": pod.status.get("phase"),
-                     "running": bool(sandbox) and all(c.process is not None for c in sandbox.containers),
+                     "running": bool(sandbox) and all(c.process is not None or c.waiting for c in sandbox.containers),
                      "restarting": [c.name for c in (sandbox.containers if sandbox else []) if c.restarts]})
     return {"cluster": name, "pods": pods, "ready": all(p["running"] for p in pods if p["phase"] == "Running")}
 

@@ -1,0 +1,97 @@
+"""podnet get events [-w]: the running cluster's events (kubectl get events).
+
+The events are the supervisor's store (podnet.linux.supervisor.events), read with the control
+socket's `events` op; `-w` prints the table, then asks every POLL seconds for the events
+changed since the last reading and prints a row for each (an aggregated event again, with its
+new count's LAST SEEN), until interrupted — as `kubectl get events -w` streams them.
+Offline (-f) there are no events: nothing has happened to computed objects.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from typing import Any
+
+import yaml
+
+from podnet.cli.load import running_events
+from podnet.errors import UsageError
+from podnet.output import events as layout
+from podnet.output import table
+
+NAMES = ("events", "event", "ev")
+POLL = 1.0  # seconds between readings of `-w`
+SELECTABLE = {"involvedObject.name": lambda e: (e.get("involvedObject") or {}).get("name"),
+              "involvedObject.kind": lambda e: (e.get("involvedObject") or {}).get("kind"),
+              "involvedObject.namespace": lambda e: (e.get("involvedObject") or {}).get("namespace"),
+              "type": lambda e: e.get("type"), "reason": lambda e: e.get("reason"),
+              "metadata.namespace": lambda e: (e.get("metadata") or {}).get("namespace")}
+
+
+def field_filter(text: str | None):
+    """--field-selector: key=value or key!=value terms, comma-separated (the fields events have)."""
+    terms = []
+    for term in (text or "").split(","):
+        if not term.strip():
+            continue
+        negate = "!=" in term
+        key, _, value = term.partition("!=" if negate else "==" if "==" in term else "=")
+        key = key.strip()
+        if key not in SELECTABLE:
+            raise UsageError(f'error: field label "{key}" not supported for events '
+                             f"(supported: {', '.join(SELECTABLE)})")
+        terms.append((SELECTABLE[key], value.strip(), negate))
+    return lambda e: all((str(get(e) or "") == value) != negate for get, value, negate in terms)
+
+
+def run(args) -> int:
+    if args.filename:
+        print("No resources found: events happen on a running cluster (podnet up), not offline.", file=sys.stderr)
+        return 0
+    namespace = args.namespace or "default"
+    wanted = field_filter(getattr(args, "field_selector", None))
+
+    def chosen(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return [e for e in layout.ordered(items) if (args.all_namespaces or
+                (e.get("metadata") or {}).get("namespace") == namespace) and wanted(e)]
+
+    def rows(items: list[dict[str, Any]]) -> list[list[str]]:
+        return [([(e.get("metadata") or {}).get("namespace", "")] if args.all_namespaces else []) + layout.row(e)
+                for e in items]
+
+    items, version = running_events(args.name)
+    shown = chosen(items)
+    if args.output in ("json", "yaml", "name") and not args.watch:
+        listing = {"apiVersion": "v1", "items": shown, "kind": "List", "metadata": {"resourceVersion": ""}}
+        if args.output == "json":
+            sys.stdout.write(json.dumps(listing, indent=4) + "\n")
+        elif args.output == "yaml":
+            sys.stdout.write(yaml.safe_dump(listing, sort_keys=True, default_flow_style=False))
+        else:
+            sys.stdout.writelines(f"event/{e['metadata']['name']}\n" for e in shown)
+        return 0
+    headers = (["NAMESPACE"] if args.all_namespaces else []) + layout.HEADERS
+    widths = [len(h) for h in headers]  # what -w pads its rows to: the first table's columns
+    if shown:
+        table.render(headers, rows(shown), sys.stdout)
+        widths = [max(len(h), *(len(r[i]) for r in rows(shown))) for i, h in enumerate(headers)]
+    elif args.watch:
+        sys.stdout.write("   ".join(h.ljust(w) for h, w in zip(headers, widths)).rstrip() + "\n")
+    elif not args.watch:
+        where = "" if args.all_namespaces else f" in {namespace} namespace"
+        print(f"No resources found{where}.", file=sys.stderr)
+    if not args.watch:
+        return 0
+    sys.stdout.flush()
+    try:
+        while True:
+            time.sleep(POLL)
+            items, version = running_events(args.name, version)
+            new = rows(chosen(items))
+            for row in new:
+                sys.stdout.write("   ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() + "\n")
+            sys.stdout.flush()
+    except KeyboardInterrupt:
+        return 0

@@ -1,0 +1,136 @@
+"""The fields the API server sets on objects, for the running cluster.
+
+The control plane computes objects without time (the same input prints the same objects);
+the supervisor is the running cluster's API server and stamps, on a copy of what it serves:
+
+- metadata.uid: the computed one (deterministic per kind/namespace/name, so EndpointSlices'
+  targetRefs and the runtime's container ids agree with it), stable across applies;
+- metadata.creationTimestamp: when the object was first admitted to the running cluster —
+  kept across applies that change it, new when it is deleted and created again (an object
+  whose manifest carries one keeps that);
+- metadata.resourceVersion: a cluster-wide counter, bumped whenever an object's computed body
+  changes (kubelet's live status laid over a pod, such as a restart count, does not bump it);
+- metadata.generation: 1 on creation, bumped when anything outside metadata and status changes;
+- pod status.startTime: when the supervisor started the pod; conditions (of pods, nodes, any
+  object with status.conditions) deduplicated by type
+  (the first kept) with lastTransitionTime: when the supervisor first computed or served that
+  status (kubelet's own overlay, such as a crashed container's Ready False, is seen when served).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from podnet.api.objects import KubeObject
+from podnet.controlplane import Cluster
+from podnet.linux.supervisor.events import timestamp
+
+
+@dataclass
+class _Record:
+    created: str
+    version: int
+    generation: int
+    body: Any           # the computed body last seen (identity: unchanged objects are not hashed)
+    body_text: str
+    spec_text: str
+
+
+def _texts(body: dict[str, Any]) -> tuple[str, str]:
+    spec = {k: v for k, v in body.items() if k not in ("metadata", "status")}
+    metadata = {k: v for k, v in (body.get("metadata") or {}).items()
+                if k not in ("resourceVersion", "generation", "creationTimestamp", "managedFields")}
+    spec_text = json.dumps(spec, sort_keys=True, default=str)
+    return json.dumps([metadata, body.get("status")], sort_keys=True, default=str) + spec_text, spec_text
+
+
+class ApiMeta:
+    def __init__(self, clock=time.time):
+        self.clock = clock
+        self._lock = threading.Lock()
+        self.version = 0
+        self._records: dict[tuple, _Record] = {}
+        self._conditions: dict[tuple[str, str], tuple[str, str]] = {}  # (pod key, type) -> (status, time)
+        self.pod_started: dict[str, str] = {}  # pod ref -> status.startTime
+
+    def observe(self, cluster: Cluster) -> list[tuple[Any, str]]:
+        """Note the objects of a newly computed cluster. Returns what changed: (object, "added",
+        "modified" or "deleted" — the last body seen), for the controllers' events."""
+        changes = []
+        now = timestamp(self.clock())
+        with self._lock:
+            seen = set()
+            for obj in cluster.objects.values():
+                key = obj.key
+                seen.add(key)
+                record = self._records.get(key)
+                if record is not None and record.body is obj.body:
+                    continue
+                body_text, spec_text = _texts(obj.body)
+                if record is None:
+                    self.version += 1
+                    created = obj.metadata.get("creationTimestamp") or now
+                    self._records[key] = _Record(created, self.version, 1, obj.body, body_text, spec_text)
+                    changes.append((obj, "added"))
+                    continue
+                record.body = obj.body
+                if body_text != record.body_text:
+                    self.version += 1
+                    record.version = self.version
+                    if spec_text != record.spec_text:
+                        record.generation += 1
+                    record.body_text, record.spec_text = body_text, spec_text
+                    changes.append((obj, "modified"))
+            for key in [k for k in self._records if k not in seen]:
+                kind, namespace, name = key
+                changes.append((KubeObject(kind, namespace, name, self._records.pop(key).body), "deleted"))
+            for key in [k for k in self._conditions if k[0] not in seen]:
+                del self._conditions[key]
+        for obj, change in changes:  # a computed transition dates from its computing, not from the next reading
+            if change != "deleted" and obj.status.get("conditions"):
+                self._conditions_of(obj.key, obj.status["conditions"])
+        return changes
+
+    def pod_start(self, ref: str) -> None:
+        self.pod_started[ref] = timestamp(self.clock())
+
+    def pod_gone(self, ref: str) -> None:
+        self.pod_started.pop(ref, None)
+
+    def stamp(self, obj, body: dict[str, Any]) -> dict[str, Any]:
+        """`body` (the object's served body, a copy or the computed one) with the API server's
+        fields: a new top-level dict and metadata, the computed body is not changed."""
+        record = self._records.get(obj.key)
+        stamped = {**body, "metadata": dict(body.get("metadata") or {})}
+        if record is not None:
+            stamped["metadata"].update({"creationTimestamp": record.created,
+                                        "resourceVersion": str(record.version),
+                                        "generation": record.generation})
+        status = body.get("status")
+        if isinstance(status, dict) and (obj.kind == "Pod" or status.get("conditions")):
+            status = stamped["status"] = dict(status)
+            if obj.kind == "Pod" and obj.ref in self.pod_started:
+                status["startTime"] = self.pod_started[obj.ref]
+            status["conditions"] = self._conditions_of(obj.key, status.get("conditions") or [])
+        return stamped
+
+    def _conditions_of(self, key: tuple, conditions: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        now = timestamp(self.clock())
+        out, types = [], set()
+        with self._lock:
+            for condition in conditions:
+                kind = condition.get("type")
+                if kind in types:
+                    continue
+                types.add(kind)
+                seen = self._conditions.get((key, kind))
+                status = condition.get("status")
+                if seen is None or seen[0] != status:
+                    seen = (status, condition.get("lastTransitionTime") or now)
+                    self._conditions[(key, kind)] = seen
+                out.append({**condition, "lastTransitionTime": seen[1]})
+        return out
