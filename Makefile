@@ -6,6 +6,8 @@ BIN := $(VENV)/bin
 # Debian packages the data plane and its tests use (later issues build on them; redis-server runs
 # the redis image, zsh checks `podnet completion zsh`).
 APT_PACKAGES := iproute2 nftables iptables conntrack nginx dnsutils dnsmasq-base containernetworking-plugins iperf3 procps iputils-ping iputils-arping curl util-linux dnsperf knot-dnsutils openssl redis-server redis-tools zsh
+# Only for `make bench` (not `make test`): wrk for bench/ingress_http.py.
+BENCH_APT_PACKAGES := wrk
 STAMP := $(VENV)/.installed
 # IBM's network-config-analyzer, a second NetworkPolicy implementation the tests compare
 # against; its own venv because it pins its own dependencies.
@@ -43,6 +45,11 @@ test: install
 	$(BIN)/python -m pytest -q -n 4 --dist loadfile
 
 bench: install
+	@missing=$$(for p in $(BENCH_APT_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	  else echo "warning: not root, skipping Debian packages: $$missing" >&2; fi; \
+	fi
 	$(BIN)/python bench/foundation.py
 	$(BIN)/python bench/trace.py
 	$(BIN)/python bench/cluster_dns.py

@@ -15,9 +15,9 @@ from podnet.cli import trace as trace_cli
 from podnet.cli.load import LiveState
 from podnet.controlplane.snapshot import cluster_from_objects
 from podnet.errors import PodnetError
-from podnet.host.control import NotRunning, send
+from podnet.host.control import LiveCluster, NotRunning, send
 from podnet.host.layout import ClusterLayout
-from podnet.linux.supervisor import core
+from podnet.linux.supervisor import core, server
 from podnet.linux.supervisor.core import Supervisor
 from podnet.linux.supervisor.loop import run, step
 from podnet.linux.supervisor.server import handle, serving
@@ -235,6 +235,54 @@ def test_the_socket_answers_errors_as_one_line_and_keeps_serving(supervisor, tmp
         assert send(path, {"op": "apply", "documents": documents_text([pod("y")])})["lines"] == ["pod/y created"]
     with pytest.raises(NotRunning):
         send(path, {"op": "ping"}, timeout=1)
+
+
+def test_a_watch_answers_as_soon_as_the_generation_moves_and_otherwise_at_its_timeout(supervisor, monkeypatch):
+    monkeypatch.setattr(server, "WATCH_TIMEOUT", 3600.0)  # only the change can answer within the test's wait
+    generation = supervisor.generation
+    assert handle(supervisor, {"op": "watch", "after": generation, "timeout": 0.05}) == {"generation": generation}
+    assert handle(supervisor, {"op": "watch", "after": generation - 1}) == {"generation": generation}
+    answers = []
+    watcher = threading.Thread(target=lambda: answers.append(
+        handle(supervisor, {"op": "watch", "after": generation, "timeout": 3600})), daemon=True)
+    watcher.start()
+    apply(supervisor, scaled(3))
+    watcher.join(60)
+    assert answers == [{"generation": generation + 1}]  # answered by the change, not the timeout
+
+
+def test_a_watch_waiting_when_the_cluster_goes_down_answers(supervisor, monkeypatch):
+    monkeypatch.setattr(server, "WATCH_TIMEOUT", 3600.0)
+    answers = []
+    watcher = threading.Thread(target=lambda: answers.append(
+        handle(supervisor, {"op": "watch", "after": supervisor.generation, "timeout": 3600})), daemon=True)
+    watcher.start()
+    deadline = time.monotonic() + 60
+    while not supervisor.generation_changed._waiters and time.monotonic() < deadline:
+        time.sleep(0.01)
+    handle(supervisor, {"op": "down"})
+    watcher.join(60)
+    assert answers == [{"generation": supervisor.generation}]
+
+
+def test_a_live_cluster_waits_on_the_socket_for_the_next_change(supervisor, tmp_path, monkeypatch):
+    """What the cluster DNS and the ingress controller do: the first wait gets the cluster, the
+    next one blocks until a change and returns the changed cluster."""
+    monkeypatch.setattr(server, "WATCH_TIMEOUT", 3600.0)
+    path = tmp_path / "s.sock"
+    with serving(path, lambda message: handle(supervisor, message)):
+        live = LiveCluster(path)
+        first = live.wait(timeout=30)
+        assert live.generation == supervisor.generation
+        assert len(first.of_kind("Pod")) == len(supervisor.cluster.of_kind("Pod"))
+        assert live.wait(timeout=0.05) is None and live.poll() is None
+        changed = []
+        watcher = threading.Thread(target=lambda: changed.append(live.wait(timeout=3600)), daemon=True)
+        watcher.start()
+        apply(supervisor, scaled(3))
+        watcher.join(60)
+        assert live.generation == supervisor.generation
+        assert sorted(p.ref for p in changed[0].of_kind("Pod") if p.namespace == "default") == running(supervisor)
 
 
 # ---- the loop -----------------------------------------------------------------------------------

@@ -1,9 +1,9 @@
 """The cluster DNS server: asyncio (uvloop when installed) on UDP and TCP, CoreDNS's side ports
 (health :8080, ready :8181, prometheus :9153), forward, loop detection and reload.
 
-State comes from a `StateSource`: in a podnet cluster, the supervisor's control socket (polled
-for its generation number, the way CoreDNS watches the API server); standalone, manifests
-computed once. Each new state builds new Engines off the event loop, then swaps them in: the
+State comes from a `StateSource`: in a podnet cluster, the supervisor's control socket (a long
+poll on its generation number, the way CoreDNS watches the API server: a change is served
+as soon as the supervisor makes it); standalone, manifests computed once. Each new state builds new Engines off the event loop, then swaps them in: the
 next query is answered from the new state.
 """
 
@@ -47,7 +47,10 @@ except ImportError:  # a dependency, but the server runs (slower) on asyncio's o
     uvloop = None
 
 log = logging.getLogger("podnet.dns")
-POLL_INTERVAL = 0.25  # seconds between looks at the cluster's generation
+# the longest one watch waits for a change: short enough that stopping (which waits for the
+# executor's threads) is quick, long enough that an idle server asks rarely
+WATCH_WAIT = 2.0
+RETRY_INTERVAL = 0.25  # seconds before asking again when the supervisor did not answer
 FORWARD_TIMEOUT = 2.0
 TCP_IDLE = 10.0
 
@@ -65,6 +68,8 @@ class StaticState:
     def poll(self) -> bool:
         return False
 
+    follows = False  # nothing ever changes: no thread need wait for it
+
     def corefile(self) -> str:
         if self.corefile_path:
             return Path(self.corefile_path).read_text()
@@ -79,6 +84,8 @@ class ControlSocketState:
         self.live = LiveCluster(socket_path)
         self.cluster: Cluster | None = None
 
+    follows = True  # `wait` blocks until the supervisor's state changes
+
     @property
     def generation(self) -> int:
         return self.live.generation
@@ -89,6 +96,14 @@ class ControlSocketState:
         if cluster is None:
             return False
         self.cluster = dns_view(cluster)  # all a rebuild reads
+        return True
+
+    def wait(self, timeout: float) -> bool:
+        """As poll, but as soon as the state changes within `timeout` seconds."""
+        cluster = self.live.wait(timeout)
+        if cluster is None:
+            return False
+        self.cluster = dns_view(cluster)
         return True
 
     def corefile(self) -> str:
@@ -320,18 +335,22 @@ class DnsServer:
         loop = asyncio.get_running_loop()
         next_reload = time.monotonic() + self._reload_interval()
         while True:
+            wait = min(WATCH_WAIT, max(0.0, next_reload - time.monotonic()))
             try:
-                changed = await loop.run_in_executor(None, self.state.poll)
+                if self.state.follows:
+                    changed = await loop.run_in_executor(None, self.state.wait, wait)
+                else:
+                    changed = await asyncio.sleep(wait, False)
             except Exception as exc:  # the supervisor may be busy or restarting: keep serving
                 log.warning("cluster state: %s", exc)
                 changed = False
+                await asyncio.sleep(RETRY_INTERVAL)
             if changed:
                 self._install(await loop.run_in_executor(None, self._build_blocks))
                 self.ready = True
             if self.configs and any(c.reload for c in self.configs) and time.monotonic() >= next_reload:
                 next_reload = time.monotonic() + self._reload_interval()
                 await self._reload()
-            await asyncio.sleep(POLL_INTERVAL)
 
     def _reload_interval(self) -> float:
         config = next((c for c in self.configs if c.reload), None)

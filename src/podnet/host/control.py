@@ -82,7 +82,8 @@ def request(layout: ClusterLayout, op: str, **fields: Any) -> dict[str, Any]:
 class LiveCluster:
     """The running cluster as its supervisor holds it, for the servers in pods that follow it
     (the cluster DNS, the ingress controller) as CoreDNS and ingress-nginx watch the API
-    server: a cheap look at the generation, the objects only when it moved."""
+    server: `wait` is a long poll on the generation (the supervisor answers the moment it
+    moves), `poll` a cheap look at it; the objects are fetched only when it moved."""
 
     def __init__(self, socket_path: str | Path):
         self.path = Path(socket_path)
@@ -91,7 +92,15 @@ class LiveCluster:
     def poll(self) -> Cluster | None:
         """The cluster if it changed since the last look, else None (blocking: run it off an
         event loop)."""
-        generation = send(self.path, {"op": "generation"}, timeout=10)["generation"]
+        return self._fetch(send(self.path, {"op": "generation"}, timeout=10)["generation"])
+
+    def wait(self, timeout: float) -> Cluster | None:
+        """The cluster as soon as it changes after the last look, or None if it did not within
+        `timeout` seconds (blocking: run it off an event loop)."""
+        reply = send(self.path, {"op": "watch", "after": self.generation, "timeout": timeout}, timeout=timeout + 10)
+        return self._fetch(reply["generation"])
+
+    def _fetch(self, generation: int) -> Cluster | None:
         if generation == self.generation:
             return None
         reply = send(self.path, {"op": "objects"}, timeout=10)

@@ -4,7 +4,8 @@ ingress-nginx's controller watches the API server (Ingresses, IngressClasses, Se
 EndpointSlices, Secrets), renders one nginx.conf, checks it with `nginx -t` and reloads nginx
 gracefully (internal/ingress/controller/nginx.go: `testTemplate`, then `nginx -s reload`). This
 process does the same over the cluster state podnet's supervisor holds
-(podnet.host.control.LiveCluster, as the cluster DNS follows it): the route table is
+(podnet.host.control.LiveCluster, as the cluster DNS follows it: a long poll the supervisor
+answers as soon as its state changes, so a change reaches nginx within one sync): the route table is
 `IngressController(cluster)` — the very object `podnet trace http://…` answers from — rendered by
 podnet.ingressnginx.nginxconf. A configuration nginx refuses is never loaded: the running one
 stays, and the error is logged (ingress-nginx: "Error reloading NGINX"). nginx runs as this
@@ -48,7 +49,10 @@ from podnet.ingressnginx.status import ControllerStatus
 from podnet.semantics.ingress import CLASS_NAME, CONTROLLER, IngressController
 
 log = logging.getLogger("podnet.ingress-nginx")
-POLL_INTERVAL = 0.25  # seconds between looks at the cluster's generation (as the DNS server)
+# the longest one watch of the supervisor's state waits (a change answers it at once): how
+# often the controller also checks that nginx still runs, and how long SIGTERM may wait
+WATCH_WAIT = 1.0
+RETRY_INTERVAL = 0.25  # seconds before asking again when the supervisor did not answer
 NGINX = "nginx"
 
 
@@ -203,12 +207,6 @@ def main(argv: list[str] | None = None) -> int:
     try:
         cluster = None if live else _standalone(args)
         while not stopping:
-            if live is not None:
-                try:
-                    cluster = live.poll() or None
-                except Exception as exc:  # the supervisor restarting: keep serving what nginx has
-                    log.warning("cluster state: %s", exc)
-                    cluster = None
             if cluster is not None:
                 controller.sync(cluster, live.generation if live is not None else None)
                 cluster = None
@@ -217,7 +215,14 @@ def main(argv: list[str] | None = None) -> int:
             if controller.nginx.process is not None and not controller.nginx.alive():
                 log.error("nginx exited with %s", controller.nginx.process.returncode)
                 return 1
-            time.sleep(POLL_INTERVAL)
+            if live is None:
+                time.sleep(WATCH_WAIT)
+                continue
+            try:
+                cluster = live.wait(WATCH_WAIT)  # answered as soon as the supervisor's state moves
+            except Exception as exc:  # the supervisor restarting: keep serving what nginx has
+                log.warning("cluster state: %s", exc)
+                time.sleep(RETRY_INTERVAL)
     except KeyboardInterrupt:
         pass
     finally:

@@ -79,7 +79,10 @@ class Supervisor:
         self.lock = threading.RLock()
         self.stopping = threading.Event()
         self._cluster: Cluster | None = None
-        self.generation = 0  # bumped whenever the cluster state changes (watchers poll it)
+        self.generation = 0  # bumped whenever the cluster state changes (watchers wait for it)
+        # notified at every bump: a `watch` request (the cluster DNS, the ingress controller)
+        # answers the moment the generation passes the one its watcher holds
+        self.generation_changed = threading.Condition()
         self.dataplane_factory, self.runtime_factory = dataplane_factory, runtime_factory
         self.netlink_factory, self.policy_factory = netlink_factory, policy_factory
         self.dataplane = None
@@ -112,9 +115,24 @@ class Supervisor:
     @cluster.setter
     def cluster(self, value: Cluster) -> None:
         self._cluster = value
-        self.generation += 1
+        with self.generation_changed:
+            self.generation += 1
+            self.generation_changed.notify_all()
         for obj, type_, reason, message, component in self.controllers.said(value, self.meta.observe(value)):
             self.record_event(obj, type_, reason, message, component)
+
+    def wait_for_generation(self, after: int, timeout: float) -> int:
+        """The generation once it is no longer `after` (it only grows, but a restarted
+        supervisor counts from 0 again), or the current one after `timeout` seconds: a long
+        poll, watchers learn of a change at once without asking every few ms."""
+        with self.generation_changed:
+            self.generation_changed.wait_for(lambda: self.generation != after or self.stopping.is_set(), timeout)
+            return self.generation
+
+    def stop_watchers(self) -> None:
+        """`down`: let the watches waiting for a change answer now."""
+        with self.generation_changed:
+            self.generation_changed.notify_all()
 
     # -- events ---------------------------------------------------------------------------------
 

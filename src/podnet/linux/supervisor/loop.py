@@ -50,6 +50,7 @@ def run(supervisor: Supervisor, socket_path: Path | None = None, interval: float
     with serving(socket_path or supervisor.layout.socket_path, lambda message: handle(supervisor, message)):
         while not supervisor.stopping.wait(interval):
             step(supervisor)
+        supervisor.stop_watchers()  # a signal stopped us: the watches answer before the socket goes
 
 
 def main(argv: list[str] | None = None) -> int:

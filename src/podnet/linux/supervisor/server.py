@@ -1,10 +1,13 @@
 """The supervisor's side of the control socket (the client's is podnet.host.control).
 
 One JSON request per connection, one JSON reply: {"ok": true, ...} or {"ok": false,
-"error": "..."}. Ops: ping, status, objects, generation, exec, logs, apply, delete, down,
-events (the event store, from a resourceVersion on) and event (a controller posts one).
-`handle` maps a request to the supervisor's answer; `serving` runs the socket server in a
-thread for as long as its block lasts. The socket is made with umask 077,
+"error": "..."}. Ops: ping, status, objects, generation, watch, exec, logs, apply, delete,
+down, events (the event store, from a resourceVersion on) and event (a controller posts one).
+`watch` is a long poll, as a Kubernetes watch is for its clients: its connection stays open
+(in its own thread) until the generation moves from the one the watcher holds or its timeout
+ends, so the servers that follow the cluster react within one change. `handle` maps a request
+to the supervisor's answer; `serving` runs the socket server in a thread for as long as its
+block lasts. The socket is made with umask 077,
 so only its owner, root, can talk to a cluster.
 """
 
@@ -25,6 +28,7 @@ from podnet.host.control import MAX_MESSAGE
 
 log = logging.getLogger("podnet.supervisor")
 
+WATCH_TIMEOUT = 30.0  # the longest a `watch` waits for a change before it answers anyway
 Handler = Callable[[dict[str, Any]], dict[str, Any]]
 
 
@@ -41,8 +45,11 @@ def handle(supervisor, message: dict[str, Any]) -> dict[str, Any]:
         with supervisor.lock:
             return {"items": supervisor.objects(), "config": supervisor.config.to_dict(),
                     "generation": supervisor.generation, "nodes": supervisor.sync_status()}
-    if op == "generation":  # cheap, for watchers such as the cluster DNS
+    if op == "generation":  # cheap: where the cluster state is
         return {"generation": supervisor.generation}
+    if op == "watch":  # a long poll, for watchers such as the cluster DNS and the ingress controller
+        after, timeout = int(message.get("after", -1)), float(message.get("timeout", WATCH_TIMEOUT))
+        return {"generation": supervisor.wait_for_generation(after, min(max(timeout, 0.0), WATCH_TIMEOUT))}
     if op == "exec":
         return {"argv": supervisor.exec_argv(message["target"], message.get("container"))}
     if op == "logs":
@@ -58,6 +65,7 @@ def handle(supervisor, message: dict[str, Any]) -> dict[str, Any]:
         return {"event": supervisor.post_event(message)}
     if op == "down":
         supervisor.stopping.set()
+        supervisor.stop_watchers()
         return {"stopping": True}
     raise PodnetError(f"unknown request {op!r}")
 
