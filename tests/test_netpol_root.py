@@ -1,19 +1,9 @@
-"""NetworkPolicy in the kernel, end to end (root only): the upstream e2e model as a real cluster.
-
-tests/netpol_cases.py's namespaces x, y, z with pods a, b, c run as a `podnet up` cluster of
-three nodes (so pairs are on one bridge and across the overlay); every container serves its
-port with agnhost serve-hostname (TCP or UDP; the SCTP containers only declare their named
-ports, since no process can open an SCTP socket here). Each scenario step is applied with
-`podnet apply` / `podnet delete` (policies, and the model again when a step relabels a pod or a
-namespace), then every pair is measured with real, new connections from inside the source
-pod's namespace — all destinations of one source in parallel, each with a short time-out —
-and compared with the step's truth table, as is `podnet matrix` on the same live cluster. TCP
-and UDP by connecting; SCTP by injection: an SCTP INIT chunk sent on a raw socket from the
-source pod, looked for on a raw socket in the destination pod (see SCTP_LISTEN). A dropped
-attempt times out; "refused" would mean a server is missing, and fails the test whatever the
-table says. One cluster serves this module (tests/netpol_live.py has the model and the checks);
-the other half of the scenarios is in test_netpol_e2e_more_root.py, the AdminNetworkPolicy ones
-in test_anp_root.py, each with its own cluster.
+"""NetworkPolicy in the kernel, end to end (root only): the first half of the upstream e2e
+scenarios on the model as a real cluster (tests/netpol_live.py: how the model runs and how a
+step is measured), then what the truth tables do not show — Services, DNS, the own node,
+counters, established flows, forged sources, IPv6 link-local and VLAN tags. The other half of
+the scenarios is in test_netpol_e2e_more_root.py, the AdminNetworkPolicy ones in
+test_anp_root.py, each with a cluster of its own so they run side by side.
 """
 
 from __future__ import annotations

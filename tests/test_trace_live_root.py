@@ -19,35 +19,10 @@ import time
 import pytest
 
 from tests.livecluster import leftovers, podnet
+from tests.test_trace_live import MANIFESTS  # the same small cluster the CLI tests fake
 
 pytestmark = pytest.mark.root  # tests/conftest.py skips it without root and namespaces
 
-AGNHOST = "registry.k8s.io/e2e-test-images/agnhost:2.53"
-MANIFESTS = f"""
-apiVersion: v1
-kind: Pod
-metadata: {{name: client, namespace: default, labels: {{app: client}}}}
-spec: {{nodeName: node1, containers: [{{name: c, image: {AGNHOST}, args: [pause]}}]}}
----
-apiVersion: v1
-kind: Pod
-metadata: {{name: server, namespace: default, labels: {{app: web}}}}
-spec:
-  nodeName: node2
-  containers: [{{name: c, image: {AGNHOST}, args: [netexec, --http-port=8080], ports: [{{containerPort: 8080}}]}}]
----
-apiVersion: v1
-kind: Service
-metadata: {{name: web, namespace: default}}
-spec: {{selector: {{app: web}}, ports: [{{port: 80, targetPort: 8080}}]}}
----
-apiVersion: networking.k8s.io/v1
-kind: NetworkPolicy
-metadata: {{name: web-from-client, namespace: default}}
-spec:
-  podSelector: {{matchLabels: {{app: web}}}}
-  ingress: [{{from: [{{podSelector: {{matchLabels: {{app: client}}}}}}]}}]
-"""
 # a second policy: a change of the table's structure, so the supervisor rewrites it whole
 CLIENT_EGRESS = """
 apiVersion: networking.k8s.io/v1
