@@ -204,8 +204,9 @@ def test_manager_with_real_executors(net):
          "livenessProbe": {"exec": {"command": ["sh", "-c", "exit 1"]}, "failureThreshold": 1}}]},
         "status": {"podIP": POD_IP}}
     sandbox = SimpleNamespace(ref="default/web", pod=KubeObject("Pod", "default", "web", body), netns=pod_netns,
-                              host_network=False, containers=[SimpleNamespace(name="ok", running=True, restarts=0),
-                                                              SimpleNamespace(name="broken", running=True, restarts=0)])
+                              host_network=False, containers=[SimpleNamespace(name="ok", running=True, restarts=0, argv=["sh"]),
+                                                              SimpleNamespace(name="broken", running=True, restarts=0,
+                                                                              argv=["sh"])])
     changes, restarts = [], []
     layout = SimpleNamespace(node_netns=lambda name: node)
     manager = ProbeManager(Passthrough(), layout, lambda *a: changes.append(a), lambda *a: restarts.append(a), poll=0.02)

@@ -138,7 +138,11 @@ def start_cluster(tmp_path, manifests: str, nodes: int, overlay: str, mode: str)
     (tmp_path / "cluster.yaml").write_text(
         f"kind: Cluster\napiVersion: podnet.dev/v1alpha1\nname: {name}\nnodes: {nodes}\n"
         f"networking: {{overlay: {overlay}, proxyMode: {mode}}}\n")
-    podnet("up", "-f", str(tmp_path / "app.yaml"), "--config", str(tmp_path / "cluster.yaml"), timeout=120)
+    try:
+        podnet("up", "-f", str(tmp_path / "app.yaml"), "--config", str(tmp_path / "cluster.yaml"), timeout=120)
+    except BaseException:
+        podnet("down", "--name", name, check=False)  # the caller never learns the name: remove it here
+        raise
     return name
 
 

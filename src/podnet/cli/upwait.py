@@ -150,19 +150,28 @@ class Progress:
 
 def dns_answers(netns: str, server: str, name: str, timeout: float = 0.5) -> bool:
     """Whether the cluster DNS at `server` (the kube-dns ClusterIP) answers `name` with an
-    address, asked from namespace `netns` (a node: the query goes through its kube-proxy)."""
+    address, asked from namespace `netns` (a node: the query goes through its kube-proxy) over
+    UDP, or else over TCP: with proxyMode userspace a node's own UDP to a ClusterIP gets no
+    reply (a known gap of podnet's userspace proxy; pods, which the cluster is for, are served)."""
     query = dns.message.make_query(name, "A")
-    try:
-        sock = socket_in_netns(netns, socket.AF_INET, socket.SOCK_DGRAM)
-    except OSError:
-        return False
-    try:
-        response = dns.query.udp(query, server, timeout=timeout, sock=sock, ignore_unexpected=True)
-    except (dns.exception.DNSException, OSError):
-        return False
-    finally:
-        sock.close()
-    return response.rcode() == dns.rcode.NOERROR and bool(response.answer)
+    for kind in (socket.SOCK_DGRAM, socket.SOCK_STREAM):
+        try:
+            sock = socket_in_netns(netns, socket.AF_INET, kind)
+        except OSError:
+            return False
+        try:
+            sock.settimeout(timeout)
+            if kind == socket.SOCK_DGRAM:
+                response = dns.query.udp(query, server, timeout=timeout, sock=sock, ignore_unexpected=True)
+            else:
+                sock.connect((server, 53))
+                response = dns.query.tcp(query, server, timeout=timeout, sock=sock)
+        except (dns.exception.DNSException, OSError):
+            continue
+        finally:
+            sock.close()
+        return response.rcode() == dns.rcode.NOERROR and bool(response.answer)
+    return False
 
 
 @dataclass
