@@ -280,16 +280,16 @@ class _Renderer:
         baseline = {d: base if base is not None and base.rules(d) else None for d in (EGRESS, INGRESS)}
         tiered = {d: bool(admins[d] or baseline[d]) for d in (EGRESS, INGRESS)}
         subjects: dict[str, str] = {}
+        governed = {d: [ep for ep in self.local if self.engine.governed(ep, d)] for d in (EGRESS, INGRESS)}
         for direction in (EGRESS, INGRESS):
             members = [ep for ep in self.local if any(p.selects(ep) for p in isolated[direction])]
             self.add_set(f"{direction}-isolated", "ipv4_addr", _ips(members),
                          comment=f"pods on {self.node} isolated for {direction}"[:120])
             if tiered[direction]:
-                self.add_set(f"{direction}-governed", "ipv4_addr",
-                             _ips([ep for ep in self.local if self.engine.governed(ep, direction)]),
+                self.add_set(f"{direction}-governed", "ipv4_addr", _ips(governed[direction]),
                              comment=f"pods on {self.node} some policy judges for {direction}"[:120])
-        governed_anywhere = [ep for ep in self.local if self.engine.governed(ep, EGRESS)
-                             or self.engine.governed(ep, INGRESS)]
+        either = set(governed[EGRESS]) | set(governed[INGRESS])
+        governed_anywhere = [ep for ep in self.local if ep in either]
         self.add_set("self", "ipv4_addr . ipv4_addr",
                      tuple(f"{ip} . {ip}" for ip in _ips(governed_anywhere)),
                      comment="a pod reaching itself, through a Service (rule 33)")
@@ -359,9 +359,10 @@ class _Renderer:
         """One ANP or baseline rule: its subjects on this node, its peers, its ports, its action."""
         me, peer = ("saddr", "daddr") if direction == EGRESS else ("daddr", "saddr")
         where = "baseline" if policy.baseline else f"admin/{policy.name}"
-        subjects = self.add_set(bounded(f"{where}/subjects"), "ipv4_addr",
-                                _ips([ep for ep in self.local if policy.selects(ep)]),
-                                comment=f"pods on {self.node} selected by {policy.ref}"[:120])
+        subjects = bounded(f"{where}/subjects")
+        if subjects not in self.out.sets:  # once per policy, not per rule
+            self.add_set(subjects, "ipv4_addr", _ips([ep for ep in self.local if policy.selects(ep)]),
+                         comment=f"pods on {self.node} selected by {policy.ref}"[:120])
         peers = bounded(f"{where}/{direction}/{rule.index}")
         key = ("peers", peers)
         if key not in self.shared:
