@@ -150,7 +150,7 @@ def live_checks(result, live, read=None) -> list[NodeSync]:
 def controller_status(layout, pod: str) -> ControllerStatus | None:
     """The status the controller pod `ns/name` wrote (any of its containers running the controller)."""
     namespace, name = pod.split("/", 1)
-    for directory in sorted(layout.ingress_controller_dir(namespace, name, "*").parent.glob(f"{namespace}_{name}_*")):
+    for directory in layout.ingress_controller_dirs(namespace, name):
         status = ControllerStatus.read(directory)
         if status is not None:
             return status

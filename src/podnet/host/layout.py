@@ -97,6 +97,10 @@ class ClusterLayout:
         """An ingress controller container's nginx files and its status (podnet.ingressnginx)."""
         return self.state_dir / "ingress-nginx" / f"{namespace}_{pod}_{container}"
 
+    def ingress_controller_dirs(self, namespace: str, pod: str) -> list[Path]:
+        """Those of every container of the pod, in name order."""
+        return sorted((self.state_dir / "ingress-nginx").glob(f"{namespace}_{pod}_*"))
+
     @property
     def socket_path(self) -> Path:
         return self.state_dir / "supervisor.sock"
