@@ -467,9 +467,9 @@ class PolicyEngine:
         if isinstance(peer, AdminPeer):
             if peer.networks:
                 return list(peer.networks)
-            if peer.nodes is not None:
-                return [ipaddress.ip_network(address) for n in self.cluster.nodes
-                        if peer.nodes.matches(self.node_labels.get(n.name, {})) for address in (n.ip, n.gateway)]
+            if peer.nodes is not None:  # the addresses endpoint_for_ip takes for a node, matched as trace matches them
+                return [ipaddress.ip_network(ip) for ip, ep in self._by_ip.items()
+                        if ep.kind == "node" and peer.matches(ep, self.node_labels)]
             return [ipaddress.ip_network(ep.ip) for ep in self.pods.values()
                     if self.networked(ep) and peer.matches(ep, self.node_labels)]
         if peer.ip_block is not None:
