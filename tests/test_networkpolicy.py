@@ -710,6 +710,17 @@ def random_cluster(draw):
     return yaml.safe_dump_all(docs, sort_keys=False)
 
 
+def assert_matrix_is_evaluate(engine: PolicyEngine, port: int, protocol: str):
+    """The matrix, checked pair by pair against `evaluate` (also the admin tiers' tests use it)."""
+    matrix = reachability(engine, port, protocol)
+    for src in matrix.pods:
+        for dst in matrix.pods:
+            verdict = engine.evaluate(engine.endpoint(src), engine.endpoint(dst), port, protocol)
+            assert matrix.allowed(src, dst) == verdict.allowed, \
+                f"{src} -> {dst} {protocol}/{port}: matrix {matrix.allowed(src, dst)}, {verdict.reason}"
+    return matrix
+
+
 @settings(max_examples=int(os.environ.get("PODNET_HYPOTHESIS_EXAMPLES", "60")), deadline=None,
           suppress_health_check=[HealthCheck.too_slow])
 @given(random_cluster())
@@ -719,12 +730,7 @@ def test_matrix_equals_evaluate_on_random_clusters(text):
     engine = PolicyEngine(cluster_of(substitute(text, base)))
     for protocol in ("TCP", "UDP", "SCTP"):
         for port in (80, 81):
-            matrix = reachability(engine, port, protocol)
-            for src in matrix.pods:
-                for dst in matrix.pods:
-                    verdict = engine.evaluate(engine.endpoint(src), engine.endpoint(dst), port, protocol)
-                    assert matrix.allowed(src, dst) == verdict.allowed, \
-                        f"{src} -> {dst} {protocol}/{port}: matrix {matrix.allowed(src, dst)}, {verdict.reason}"
+            matrix = assert_matrix_is_evaluate(engine, port, protocol)
             # A namespace filter only drops rows and columns: policies elsewhere still count.
             some = sorted({ref.split("/")[0] for ref in matrix.pods if "/" in ref})[:1]
             narrow = reachability(engine, port, protocol, namespaces=some)

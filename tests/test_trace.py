@@ -301,8 +301,7 @@ def test_traffic_from_a_node_to_an_etp_local_frontend_uses_all_endpoints():
     assert r.verdict == "delivered" and any(h.action == "snat" for h in r.hops)
 
 
-def test_vxlan_masquerade_leaves_with_the_flannel_address():
-    allow_lan = """
+ALLOW_LAN = """
 ---
 apiVersion: networking.k8s.io/v1
 kind: NetworkPolicy
@@ -311,7 +310,10 @@ spec:
   podSelector: {}
   ingress: [{from: [{ipBlock: {cidr: 192.168.1.0/24}}]}]
 """
-    manifests = pod("c", "node2") + allow_lan + service("np", "{type: NodePort, selector: {app: web}, "
+
+
+def test_vxlan_masquerade_leaves_with_the_flannel_address():
+    manifests = pod("c", "node2") + ALLOW_LAN + service("np", "{type: NodePort, selector: {app: web}, "
                                                                 "ports: [{port: 80, targetPort: 8080, nodePort: 30100}]}")
     over_vxlan = trace(manifests, "external", "192.168.1.11:30100")
     assert any(h.action == "snat" and "→ 10.244.1.0" in h.detail for h in over_vxlan.hops)
@@ -324,16 +326,7 @@ def test_a_nodes_own_packet_to_a_pod_leaves_with_the_address_of_its_route():
     """As the kernel picks it (checked on a live cluster: `ip route get` on node2 says `src
     10.244.2.0`, and the NetworkPolicy table of node1 drops it): flannel.1's address across the
     VXLAN overlay, eth0's over host-gw, cni0's for the node's own pods (its own node: allowed)."""
-    allow_lan = """
----
-apiVersion: networking.k8s.io/v1
-kind: NetworkPolicy
-metadata: {name: lan-only}
-spec:
-  podSelector: {}
-  ingress: [{from: [{ipBlock: {cidr: 192.168.1.0/24}}]}]
-"""
-    manifests = pod("c", "node1") + allow_lan
+    manifests = pod("c", "node1") + ALLOW_LAN
     over_vxlan = trace(manifests, "node/node2", "default/c", 8080)
     assert any(h.action == "source" and h.detail.startswith("10.244.2.0") for h in over_vxlan.hops)
     assert over_vxlan.verdict == "dropped", "10.244.2.0 (flannel.1) is not in the allowed 192.168.1.0/24"
