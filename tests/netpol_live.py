@@ -27,6 +27,7 @@ import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 
 from tests import netpol_cases as cases
 from tests.livecluster import leftovers, podnet
@@ -207,25 +208,32 @@ class Model:
             found.update(self.measure_sctp(sctp_ports))
         return found
 
-    def measure_sctp(self, ports: list[int]) -> dict[tuple[int, str], dict[tuple[str, str], str]]:
-        """Raw SCTP INIT packets from every pod to every pod and port, seen (or not) on the far side."""
+    @contextmanager
+    def listening(self, pods, script: str, *args: str):
+        """A listener (`python3 -c script args…`) in each of `pods`: it prints "ready" once bound,
+        then, when it ends, what it heard as JSON. Yields a function that waits for those reports
+        ({pod: heard}); no listener outlives the block."""
         listeners = {dst: subprocess.Popen(
-            [sys.executable, "-m", "podnet", "exec", dst, "--name", self.name, "--", "python3", "-c", SCTP_LISTEN,
-             "4"], stdout=subprocess.PIPE, text=True, env=livecluster_env()) for dst in cases.PODS}
+            [sys.executable, "-m", "podnet", "exec", dst, "--name", self.name, "--", "python3", "-c", script, *args],
+            stdout=subprocess.PIPE, text=True, env=livecluster_env()) for dst in pods}
         try:
             for proc in listeners.values():
                 assert proc.stdout.readline().strip() == "ready"
-            targets = json.dumps([(self.ips[dst], port) for port in ports for dst in cases.PODS])
-            with ThreadPoolExecutor(len(cases.PODS)) as pool:
-                list(pool.map(lambda src: podnet("exec", src, "--name", self.name, "--", "python3", "-c", SCTP_SEND,
-                                                 targets, timeout=60), cases.PODS))
-            arrived = {dst: {tuple(x) for x in json.loads(proc.communicate(timeout=30)[0])}
-                       for dst, proc in listeners.items()}
+            yield lambda: {dst: json.loads(proc.communicate(timeout=30)[0]) for dst, proc in listeners.items()}
         finally:
             for proc in listeners.values():
                 if proc.poll() is None:
                     proc.kill()
                     proc.wait()
+
+    def measure_sctp(self, ports: list[int]) -> dict[tuple[int, str], dict[tuple[str, str], str]]:
+        """Raw SCTP INIT packets from every pod to every pod and port, seen (or not) on the far side."""
+        with self.listening(cases.PODS, SCTP_LISTEN, "4") as heard:
+            targets = json.dumps([(self.ips[dst], port) for port in ports for dst in cases.PODS])
+            with ThreadPoolExecutor(len(cases.PODS)) as pool:
+                list(pool.map(lambda src: podnet("exec", src, "--name", self.name, "--", "python3", "-c", SCTP_SEND,
+                                                 targets, timeout=60), cases.PODS))
+            arrived = {dst: {tuple(x) for x in seen} for dst, seen in heard().items()}
         return {(port, "SCTP"): {(src, dst): "ok" if (self.ips[src], port) in arrived[dst] else "timeout"
                                  for src in cases.PODS for dst in cases.PODS} for port in ports}
 

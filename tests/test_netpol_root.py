@@ -12,8 +12,6 @@ import ipaddress
 import json
 import re
 import secrets
-import subprocess
-import sys
 import time
 
 import pytest
@@ -28,7 +26,6 @@ from tests.netpol_live import (
     TIMEOUT,
     Model,
     check_step,
-    livecluster_env,
     running_model,
 )
 
@@ -256,12 +253,7 @@ def test_a_forged_source_address_is_dropped_at_the_bridge_port(model):
 
     before = spoofed()
     token = f"podnet-spoof-{secrets.token_hex(4)}:"
-    listeners = {dst: subprocess.Popen(
-        [sys.executable, "-m", "podnet", "exec", dst, "--name", model.name, "--", "python3", "-c", SPOOF_LISTEN,
-         token, "3", "4"], stdout=subprocess.PIPE, text=True, env=livecluster_env()) for dst in targets}
-    try:
-        for proc in listeners.values():
-            assert proc.stdout.readline().strip() == "ready"
+    with model.listening(targets, SPOOF_LISTEN, token, "3", "4") as heard:
         sends = {
             spoofer: [[source, model.ips[dst], f"{label}>{dst}"] for dst in targets
                       for source, label in ((gateway, "cni0"), (model.ips[allowed], "x/a"),
@@ -271,13 +263,7 @@ def test_a_forged_source_address_is_dropped_at_the_bridge_port(model):
         for src, packets in sends.items():
             podnet("exec", src, "--name", model.name, "--", "python3", "-c", SPOOF_SEND, json.dumps(packets), token,
                    timeout=60)
-        arrived = {dst: {tuple(x) for x in json.loads(proc.communicate(timeout=30)[0])}
-                   for dst, proc in listeners.items()}
-    finally:
-        for proc in listeners.values():
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
+        arrived = {dst: {tuple(x) for x in seen} for dst, seen in heard().items()}
     labels = {dst: sorted(label for _, label in seen) for dst, seen in arrived.items()}
     # only x/a's own datagrams: nothing forged, and x/c's real ones obey its egress policy
     assert labels == {dst: [f"control>{dst}"] for dst in targets}, labels
@@ -305,18 +291,10 @@ def test_ipv6_link_local_does_not_go_around_the_ipv4_policies(model):
                    "scope", "link").stdout
     address = shown.split()[3].split("/")[0]
     token = f"podnet-v6-{secrets.token_hex(4)}:"
-    listener = subprocess.Popen(
-        [sys.executable, "-m", "podnet", "exec", "y/c", "--name", model.name, "--", "python3", "-c", SPOOF_LISTEN,
-         token, "2", "6"], stdout=subprocess.PIPE, text=True, env=livecluster_env())
-    try:
-        assert listener.stdout.readline().strip() == "ready"
+    with model.listening(["y/c"], SPOOF_LISTEN, token, "2", "6") as heard:
         podnet("exec", "z/c", "--name", model.name, "--", "python3", "-c", LINK_LOCAL_SEND,
                json.dumps([[address, "z/c"]]), token, timeout=60)
-        arrived = json.loads(listener.communicate(timeout=30)[0])
-    finally:
-        if listener.poll() is None:
-            listener.kill()
-            listener.wait()
+        arrived = heard()["y/c"]
     assert arrived == []
 
 
@@ -352,16 +330,8 @@ def test_a_vlan_tagged_frame_does_not_go_around_the_policies(model):
     assert model.nodes["z/c"] == model.nodes["y/c"]
     mac = podnet("exec", "y/c", "--name", model.name, "--", "cat", "/sys/class/net/eth0/address").stdout.strip()
     token = f"podnet-vlan-{secrets.token_hex(4)}:"
-    listener = subprocess.Popen(
-        [sys.executable, "-m", "podnet", "exec", "y/c", "--name", model.name, "--", "python3", "-c", SPOOF_LISTEN,
-         token, "2", "4"], stdout=subprocess.PIPE, text=True, env=livecluster_env())
-    try:
-        assert listener.stdout.readline().strip() == "ready"
+    with model.listening(["y/c"], SPOOF_LISTEN, token, "2", "4") as heard:
         podnet("exec", "z/c", "--name", model.name, "--", "python3", "-c", VLAN0_SEND, mac, model.ips["z/c"],
                model.ips["y/c"], token + "z/c", timeout=60)
-        arrived = json.loads(listener.communicate(timeout=30)[0])
-    finally:
-        if listener.poll() is None:
-            listener.kill()
-            listener.wait()
+        arrived = heard()["y/c"]
     assert arrived == []
