@@ -47,7 +47,8 @@ ngx_http_core_module.c for the matching):
    `force-ssl-redirect`; lua_ingress.lua sends it to `https://host` + the request URI with a
    trailing `/` dropped unless `preserve-trailing-slash`), then the access phase
    (`allowlist-source-range`, formerly whitelist-: a client outside the ranges gets 403), then the
-   balancer: no Service, no such port or no ready endpoint → 503. Before all of these, as soon as
+   balancer: no Service, no such port or no endpoint for new connections (ready, else
+   serving-terminating: semantics.services.usable_endpoints) → 503. Before all of these, as soon as
    the location is chosen, a body larger than its `proxy-body-size` (default 1m) gets 413; a
    location whose annotation ingress-nginx rejects (a source range that is not a CIDR) answers
    503. `backend-protocol` (HTTPS, GRPC, GRPCS) and `x-forwarded-prefix` do not change the
@@ -71,6 +72,7 @@ from urllib.parse import unquote, urlsplit
 
 from podnet.api import fields
 from podnet.api.objects import KubeObject
+from podnet.semantics.services import Backend, usable_endpoints
 
 if TYPE_CHECKING:
     from podnet.controlplane import Cluster
@@ -248,9 +250,9 @@ def upstream_name(namespace: str, service: str, port: int | str | None) -> str:
 class Upstream:
     """The endpoints nginx balances over for one Ingress backend (Service and port).
 
-    `endpoints` are the ready pod addresses "ip:port" (ingress-nginx proxies to the pods, not to
-    the ClusterIP); empty when the Service, its port or every ready endpoint is missing, and
-    then nginx answers 503.
+    `endpoints` are the pod addresses "ip:port" new connections go to (ingress-nginx proxies to
+    the pods, not to the ClusterIP); empty when the Service, its port or every endpoint that
+    takes new connections is missing, and then nginx answers 503.
     """
 
     name: str
@@ -1169,10 +1171,16 @@ def _external_name_port(wanted: str, ports: list[dict[str, Any]]) -> dict[str, A
 
 
 def _slice_endpoints(cluster: Cluster, service: KubeObject, port: dict[str, Any]) -> list[str]:
+    """The "ip:port" nginx balances over: the slice port of the Service port's name (else a
+    numeric targetPort), at the endpoints that receive new connections (usable_endpoints:
+    kube-proxy's rule, one for the proxies, `trace` and nginx). ingress-nginx itself skips every
+    endpoint not ready, so it has no upstream while the only pods left are terminating; podnet
+    lets nginx fall back to the serving-terminating ones as kube-proxy does, so a request
+    through the Ingress and one through the Service go to the same pods."""
     target = port.get("targetPort")
     numeric_target = target if isinstance(target, int) else None
     name = port.get("name") or ""
-    seen: list[str] = []
+    found: list[Backend] = []
     for endpoint_slice in cluster.of_kind("EndpointSlice", service.namespace):
         if endpoint_slice.labels.get(SERVICE_NAME_LABEL) != service.name:
             continue
@@ -1191,11 +1199,14 @@ def _slice_endpoints(cluster: Cluster, service: KubeObject, port: dict[str, Any]
             if number:
                 numbers.append(number)
         for endpoint in endpoint_slice.body.get("endpoints") or []:
-            if not fields.endpoint_ready(endpoint):
-                continue
+            conditions = (fields.endpoint_ready(endpoint), fields.endpoint_serving(endpoint),
+                          fields.endpoint_terminating(endpoint))
             for number in numbers:
                 for address in endpoint.get("addresses") or []:
-                    hostport = f"[{address}]:{number}" if ":" in address else f"{address}:{number}"
-                    if hostport not in seen:
-                        seen.append(hostport)
+                    found.append(Backend(address, number, None, endpoint.get("nodeName"), *conditions))
+    seen: list[str] = []
+    for backend in usable_endpoints(found):
+        hostport = f"[{backend.ip}]:{backend.port}" if ":" in backend.ip else f"{backend.ip}:{backend.port}"
+        if hostport not in seen:
+            seen.append(hostport)
     return seen

@@ -5,7 +5,7 @@ every Service frontend — ClusterIP:port, <any node IP>:nodePort, LoadBalancer 
 externalIP:port — and DNATs to one endpoint chosen with equal probability among those the
 traffic may use (kube-proxy's CategorizeEndpoints):
   - ready endpoints; if none, serving-and-terminating ones; if none, the packet is rejected
-    (ICMP port unreachable / TCP reset);
+    (ICMP port unreachable / TCP reset) — `usable_endpoints`, the one rule for new connections;
   - internalTrafficPolicy Local (traffic from inside the cluster to the ClusterIP) and
     externalTrafficPolicy Local (traffic to NodePort / LoadBalancer / externalIPs) use only
     the endpoints on the node doing the translation, and drop when there are none;
@@ -23,8 +23,10 @@ from __future__ import annotations
 
 import hashlib
 from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass
 from ipaddress import IPv4Address, ip_address, ip_network
+from typing import Protocol, TypeVar
 
 from podnet.api import fields
 from podnet.api.defaults import SESSION_AFFINITY_TIMEOUT
@@ -227,12 +229,37 @@ def source_allowed(client_ip: str, sources: tuple[str, ...]) -> bool:
     return any(address in ip_network(source, strict=False) for source in sources)
 
 
-def usable_endpoints(backends: list[Backend] | tuple[Backend, ...]) -> list[Backend]:
-    """The endpoints traffic may go to, as kube-proxy's CategorizeEndpoints picks them: the ready
-    ones; when none is ready, those still serving while terminating (so a rolling update does
-    not drop connections); otherwise none."""
-    return ([b for b in backends if b.ready and not b.terminating]
-            or [b for b in backends if b.serving and b.terminating])
+class EndpointConditions(Protocol):
+    """What the rule below reads of an endpoint: its EndpointSlice conditions."""
+
+    @property
+    def ready(self) -> bool: ...
+
+    @property
+    def serving(self) -> bool: ...
+
+    @property
+    def terminating(self) -> bool: ...
+
+
+Endpoint = TypeVar("Endpoint", bound=EndpointConditions)
+
+
+def usable_endpoints(endpoints: Iterable[Endpoint]) -> list[Endpoint]:
+    """The endpoints that receive new connections — the one rule for it, used by kube-proxy's
+    rules (proxy/model.py), `trace` (ServiceTable.translate) and the ingress controller's
+    upstreams (semantics/ingress.py), so none of them sends new traffic where another would not.
+
+    kube-proxy's CategorizeEndpoints (pkg/proxy/topology.go, KEP-1669 ProxyTerminatingEndpoints):
+    the ready ones; when none is ready, those still serving while terminating (so scaling down or
+    a rolling update with no ready pod left does not drop connections); otherwise none. A pod
+    being deleted is published `ready: false, serving: <its readiness>, terminating: true` by the
+    EndpointSlice controller, so it leaves the ready set the moment it starts terminating, while
+    the connections it already has keep their conntrack entry. An endpoint published ready while
+    terminating (a Service with publishNotReadyAddresses) stays ready, as kube-proxy reads it."""
+    endpoints = list(endpoints)
+    return ([e for e in endpoints if e.ready]
+            or [e for e in endpoints if e.serving and e.terminating])
 
 
 def affinity_choice(candidates: tuple[Backend, ...], client_ip: str, service_ref: str) -> Backend:
