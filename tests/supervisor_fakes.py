@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import yaml
@@ -23,7 +24,9 @@ spec:
 
 
 class FakeProcess:
-    """A container's process: running until `exit(code)`."""
+    """A container's process: running until `exit(code)`. At SIGTERM it exits, as agnhost's
+    programs do, unless `holds_on` (a server with --delay-shutdown: it exits when the test says,
+    or at SIGKILL)."""
 
     _next_pid = 1000
 
@@ -31,6 +34,8 @@ class FakeProcess:
         FakeProcess._next_pid += 1
         self.pid = FakeProcess._next_pid
         self.returncode: int | None = None
+        self.holds_on = False
+        self.signals: list[str] = []
 
     def poll(self) -> int | None:
         return self.returncode
@@ -82,6 +87,31 @@ class FakeRuntime:
 
     def kill_container(self, ref: str, name: str) -> None:
         self.calls.append(("kill", ref, name))
+
+    def begin_termination(self, ref: str):
+        self.calls.append(("terminate", ref))
+        sandbox = self.pods.get(ref)
+        if sandbox is not None:
+            sandbox.terminating = True
+        return sandbox
+
+    def stop_container(self, container, deadline: float, interrupted) -> str:
+        """Runtime.stop_container on a FakeProcess: SIGTERM, the wait, SIGKILL."""
+        process = container.process
+        if process is None or process.poll() is not None:
+            return "exited"
+        process.signals.append("TERM")
+        if not process.holds_on:
+            process.exit(143)
+        while process.poll() is None:
+            if interrupted.is_set():
+                return "interrupted"
+            if time.monotonic() >= deadline:
+                process.signals.append("KILL")
+                process.exit(137)
+                return "killed"
+            interrupted.wait(0.01)
+        return "exited"
 
     def enter_argv(self, sandbox, argv, workdir=None) -> list[str]:
         return ["nsenter", "-t", str(sandbox.pause.pid), *([f"--wd={workdir}"] if workdir else []), "--", *argv]

@@ -111,9 +111,13 @@ def test_delete_stops_and_detaches_the_pods_and_saves_the_manifests(supervisor, 
     reply = apply(supervisor, DEPLOYMENT, pod("never"), delete=True)
     assert reply["lines"] == ["deployment/web deleted", 'Error from server (NotFound): pod "never" not found']
     assert reply["stopped"] == web and reply["started"] == []
+    assert state.manifests() == []
+    # the pods terminate in the background (tests/test_supervisor_termination.py), then go
+    assert supervisor.wait_for_terminations(timeout=30)
     assert running(supervisor) == []
     assert [c for c in supervisor.dataplane.calls if c[0] == "detach"] == [("detach", ref) for ref in web]
-    assert state.manifests() == []
+    step(supervisor)
+    assert [p.ref for p in supervisor.cluster.of_kind("Pod", "default")] == []
 
 
 def test_a_pod_that_fails_to_start_is_reported_and_the_rest_go_on(supervisor):

@@ -8,6 +8,7 @@ import pytest
 from podnet.errors import PodnetError
 from podnet.host.layout import ClusterLayout
 from podnet.linux.supervisor.core import Supervisor
+from podnet.linux.supervisor.loop import step
 from podnet.linux.supervisor.events import EventStore
 from podnet.linux.supervisor.server import handle
 from podnet.linux.supervisor.state import ClusterState, documents_text
@@ -205,7 +206,12 @@ def test_the_workload_controllers_say_what_they_made(supervisor):
     apply(supervisor, {**DEPLOYMENT, "spec": {**DEPLOYMENT["spec"], "replicas": 1}})
     assert events_about(supervisor, "web")[-1] == (
         "Normal", "ScalingReplicaSet", f"Scaled down replica set {rs} from 2 to 1", 1)
-    [gone] = [p for p in pods if not served(supervisor, "Pod", p)]
+    # said as the controller deletes it: the pod is Terminating now, and gone once it stopped
+    [gone] = [p for p in pods if served(supervisor, "Pod", p)[0]["metadata"].get("deletionTimestamp")]
     assert events_about(supervisor, rs)[-1] == ("Normal", "SuccessfulDelete", f"Deleted pod: {gone}", 1)
+    assert supervisor.wait_for_terminations(timeout=30)
+    step(supervisor)
+    assert not served(supervisor, "Pod", gone)
+    assert events_about(supervisor, rs)[-1] == ("Normal", "SuccessfulDelete", f"Deleted pod: {gone}", 1)  # once
     [scaling] = [e for e in supervisor.events.list() if e["reason"] == "ScalingReplicaSet" and "down" in e["message"]]
     assert scaling["source"] == {"component": "deployment-controller"} and scaling["involvedObject"]["kind"] == "Deployment"

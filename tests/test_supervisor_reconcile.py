@@ -144,6 +144,34 @@ def test_nothing_to_do_when_what_runs_is_what_should():
     assert actions == reconcile.PodActions(stop=(), start=())
 
 
+def marked(body):
+    return {**body, "metadata": {**body["metadata"], "deletionTimestamp": "2030-01-01T00:00:30Z",
+                                 "deletionGracePeriodSeconds": 30}}
+
+
+def test_a_terminating_pod_is_neither_stopped_again_nor_started():
+    running = desired([scaled(2)])
+    leaving = sorted(placed(running))[-1]
+    body = running.get("Pod", *leaving.split("/")).body
+    cluster = desired(reconcile.with_terminating([scaled(1)], [marked(body)]), running)
+    assert placed(cluster)[leaving] == placed(running)[leaving]  # its address stays taken
+    assert cluster.get("Pod", *leaving.split("/")).metadata["deletionGracePeriodSeconds"] == 30
+    actions = reconcile.pod_actions(cluster, [p.ref for p in reconcile.running_pods(running)])
+    assert actions == reconcile.PodActions(stop=(), start=())
+
+
+def test_the_marks_of_a_pod_that_began_terminating_reach_the_carried_running_pod():
+    running = desired([pod("a")])
+    cluster = desired(reconcile.with_terminating([], [marked(running.get("Pod", "default", "a").body)]), running)
+    assert cluster.get("Pod", "default", "a").metadata["deletionTimestamp"] == "2030-01-01T00:00:30Z"
+
+
+def test_a_pod_applied_again_while_it_terminates_waits_for_the_terminating_one():
+    running = desired([pod("a")])
+    inputs = reconcile.with_terminating([pod("a")], [marked(running.get("Pod", "default", "a").body)])
+    assert [b["metadata"]["name"] for b in inputs] == ["a"] and inputs[0]["metadata"].get("deletionTimestamp")
+
+
 # ---- what every node needs for kube-proxy -------------------------------------------------------
 
 

@@ -93,7 +93,8 @@ def resolve_port(port: object, container: dict) -> int:
     return port
 
 
-def _http_get(spec: dict, container: dict) -> tuple[HTTPGet, str | None]:
+def http_get_action(spec: dict, container: dict) -> tuple[HTTPGet, str | None]:
+    """An httpGet handler (a probe's, or a lifecycle hook's) and why it cannot be run, if so."""
     scheme = spec.get("scheme") or "HTTP"
     if scheme not in ("HTTP", "HTTPS"):
         raise ProbeError(f"httpGet.scheme: {scheme!r} is neither HTTP nor HTTPS")
@@ -131,7 +132,7 @@ def parse_probe(kind: str, spec: dict, container: dict | None = None) -> Probe:
     error = None
     action: HTTPGet | TCPSocket | Exec | None
     if handler == "httpGet":
-        action, error = _http_get(body, container)
+        action, error = http_get_action(body, container)
     elif handler == "tcpSocket":
         port, error = _port(body, container)
         action = TCPSocket(port, str(body.get("host") or ""))

@@ -89,22 +89,54 @@ CHANGE_EXAMPLES = """examples:
   sudo podnet apply -f more-pods.yaml
   sudo podnet delete -f more-pods.yaml
 """
+DELETE_EXAMPLES = """examples:
+  sudo podnet delete -f more-pods.yaml                   # each pod terminates with its own grace period
+  sudo podnet delete -f more-pods.yaml --grace-period=5  # ... with 5 s (--now: 1 s)
+  sudo podnet delete -f more-pods.yaml --force --grace-period=0   # gone at once, no Terminating
+"""
 
 
 def add_change(sub, verb: str) -> None:
-    p = sub.add_parser(verb, help=f"{verb} objects in a running cluster (root)", epilog=CHANGE_EXAMPLES,
+    delete = verb == "delete"
+    p = sub.add_parser(verb, help=f"{verb} objects in a running cluster (root)",
+                       epilog=DELETE_EXAMPLES if delete else CHANGE_EXAMPLES,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("-f", "--filename", action="append", metavar="FILE|DIR|-", required=True)
     p.add_argument("--name")
+    if delete:  # kubectl delete's
+        p.add_argument("--grace-period", type=int, default=-1, metavar="SECONDS",
+                       help="seconds each pod has to terminate; -1 (default): the pod's "
+                            "terminationGracePeriodSeconds; 0 only with --force")
+        p.add_argument("--now", action="store_true", help="the pods terminate at once (grace period 1)")
+        p.add_argument("--force", action="store_true",
+                       help="with --grace-period=0: the pods go at once, without terminating first")
+
+
+def requested_grace_period(args) -> int | None:
+    """kubectl delete's rules for its flags: --now is grace period 1 (not together with
+    --grace-period); 0 without --force becomes 1, so nothing is force-deleted by accident;
+    --force without a grace period is 0. None: each pod's own."""
+    grace = args.grace_period
+    if args.now:
+        if grace != -1:
+            raise UsageError("--now and --grace-period cannot be specified together")
+        grace = 1
+    if grace == 0 and not args.force:
+        grace = 1
+    if args.force and grace < 0:
+        grace = 0
+    return None if grace < 0 else grace
 
 
 def run_change(args, delete: bool) -> int:
     require_root(f"podnet {'delete' if delete else 'apply'}")
+    grace = requested_grace_period(args) if delete else None
     files = read_files(args.filename)
     if files.problems:
         raise InvalidInput(files.problems)
     layout = pick_cluster(args.name)
-    reply = request(layout, "delete" if delete else "apply", files=files.texts)  # refused whole if invalid
+    options = {"gracePeriod": grace} if grace is not None else {}
+    reply = request(layout, "delete" if delete else "apply", files=files.texts, **options)  # refused whole if invalid
     for warning in reply.get("warnings", []):
         print(warning, file=sys.stderr)
     for line in reply["lines"]:

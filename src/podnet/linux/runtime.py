@@ -17,6 +17,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +33,7 @@ from podnet.semantics.dns import resolv_conf
 ETC_NETNS = Path("/etc/netns")
 STARTED_GRACE = 5.0  # seconds a podnet program may take to say it started before it is probed anyway
 RESTART_BACKOFF_MAX = 10.0  # seconds; kubelet caps at 5 minutes, a simulator should not wait that long
+TERMINATION_POLL = 0.05  # seconds between looks at a terminating container's process
 PULL_BACKOFF = 1.0  # seconds from ErrImagePull to ImagePullBackOff (kubelet's first image back-off: 10 s)
 NGINX_PAGE = "<!DOCTYPE html>\n<html><head><title>Welcome to nginx!</title></head>\n<body><h1>Welcome to nginx!</h1>\n<p>Served by podnet's nginx behaviour.</p></body></html>\n"
 
@@ -73,6 +75,9 @@ class PodSandbox:
     # (its parent, the pause process) as last found: one read of the parent's children tells
     # whether it still runs (reap looks every 0.2 s, under the supervisor's lock)
     found: tuple[int, int] | None = None
+    # the pod is being deleted (kubelet's termination, podnet.linux.supervisor.termination):
+    # its containers are stopped, not restarted, and its sandbox is not made again
+    terminating: bool = False
 
     @property
     def ref(self) -> str:
@@ -277,6 +282,8 @@ class Runtime:
         died is made again, as kubelet recreates a pod sandbox."""
         now = time.monotonic()
         for sandbox in self.pods.values():
+            if sandbox.terminating:
+                continue
             if sandbox.pause.poll() is not None or self.sandbox_pid(sandbox) is None:
                 self._recreate_sandbox(sandbox)
             for container in sandbox.containers:
@@ -304,6 +311,34 @@ class Runtime:
         for container in sandbox.containers if sandbox else []:
             if container.name == name and container.running:
                 _signal_group(container.process, signal.SIGKILL)
+
+    def begin_termination(self, ref: str) -> PodSandbox | None:
+        """The pod is being deleted: from now on reap leaves it alone (no restart of a container
+        that exits at SIGTERM, no new sandbox). Its sandbox, or None if it has none."""
+        sandbox = self.pods.get(ref)
+        if sandbox is not None:
+            sandbox.terminating = True
+        return sandbox
+
+    @staticmethod
+    def stop_container(container: Container, deadline: float, interrupted: threading.Event) -> str:
+        """kubelet's StopContainer after the preStop hook: SIGTERM to the container's processes,
+        then wait until they exit or the grace period ends at `deadline` (monotonic), then
+        SIGKILL. "exited" (at SIGTERM, or before), "killed" (the grace period ran out) or
+        "interrupted" (`interrupted` was set: `podnet down` kills everything itself)."""
+        process = container.process
+        if process is None or process.poll() is not None:
+            return "exited"
+        _signal_group(process, signal.SIGTERM)
+        while process.poll() is None:
+            if interrupted.is_set():
+                return "interrupted"
+            if time.monotonic() >= deadline:
+                _signal_group(process, signal.SIGKILL)
+                process.wait()
+                return "killed"
+            interrupted.wait(min(TERMINATION_POLL, max(0.0, deadline - time.monotonic())))
+        return "exited"
 
     def _recreate_sandbox(self, sandbox: PodSandbox) -> None:
         for container in sandbox.containers:

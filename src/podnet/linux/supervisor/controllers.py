@@ -32,6 +32,7 @@ class ControllerEvents:
         self.unscheduled: dict[str, str] = {}  # pod ref -> the FailedScheduling message last said
         self.load_balancers: dict[str, tuple[str, ...]] = {}  # Service ref -> the IPs last said
         self.replicas: dict[str, int] = {}  # ReplicaSet ref -> spec.replicas last seen
+        self.deleting: set[str] = set()  # pod refs whose deletion was said when they began terminating
 
     def said(self, cluster: Cluster, changes: list[tuple[Any, str]]) -> list[Said]:
         out: list[Said] = []
@@ -53,6 +54,14 @@ class ControllerEvents:
     def _pod(self, cluster: Cluster, pod, change: str) -> list[Said]:
         out: list[Said] = []
         owner = fields.controller_of(pod)
+        # the controller deletes a pod when it decides to: the pod then terminates, and its
+        # SuccessfulDelete is said as it begins to (once), not when it is finally gone
+        if change == "deleted" and pod.ref in self.deleting:
+            self.deleting.discard(pod.ref)
+            change = "said"
+        elif change != "deleted" and fields.is_terminating(pod):
+            change = "said" if pod.ref in self.deleting else "deleted"
+            self.deleting.add(pod.ref)
         if change in ("added", "deleted") and owner is not None:
             parent = cluster.get(owner.get("kind", ""), pod.namespace, owner.get("name", ""))
             reason, verb = ("SuccessfulCreate", "create") if change == "added" else ("SuccessfulDelete", "delete")
@@ -62,7 +71,7 @@ class ControllerEvents:
             elif parent is not None and parent.kind in ("ReplicaSet", "DaemonSet"):
                 out.append((parent, "Normal", reason, f"{verb.capitalize()}d pod: {pod.name}",
                             f"{parent.kind.lower()}-controller"))
-        if change != "deleted" and not pod.spec.get("nodeName"):
+        if change not in ("deleted", "said") and not pod.spec.get("nodeName"):
             message = next((c.get("message") for c in fields.conditions(pod)
                             if c.get("type") == "PodScheduled" and c.get("status") == "False"), None)
             if message and self.unscheduled.get(pod.ref) != message:

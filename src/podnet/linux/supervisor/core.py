@@ -5,7 +5,8 @@ plane as the simulator, builds the network, attaches and starts every pod, and c
 that on `apply`, `delete` and readiness changes — deciding what to do with reconcile.py,
 doing it through the data plane (the kernel) and the runtime (the processes). Pods that stay
 keep their names and addresses, as in a real cluster. What `get` and `describe` show of
-running pods comes from status.py; the process around it (main, the loop that reaps and
+running pods comes from status.py; a pod that goes away terminates first, in the background,
+as the API server, the EndpointSlice controller and kubelet do it (termination.py); the process around it (main, the loop that reaps and
 recomputes) is loop.py, the control socket server.py. The API server's own fields (uid,
 creationTimestamp, resourceVersion, generation) are apimeta.py's; events (what kubelet, the
 scheduler and the controllers say happened) are recorded where it happens, in events.py's store.
@@ -17,6 +18,7 @@ import logging
 import threading
 import time
 from collections.abc import Mapping
+from datetime import datetime, timezone
 from typing import Any
 
 from podnet.controlplane import Cluster
@@ -28,7 +30,7 @@ from podnet.linux.netpol import NodePolicy
 from podnet.linux.netlink import Pyroute2Netlink
 from podnet.linux.prober import ProbeManager
 from podnet.linux.runtime import Runtime
-from podnet.linux.supervisor import reconcile
+from podnet.linux.supervisor import reconcile, termination
 from podnet.linux.supervisor.apimeta import ApiMeta
 from podnet.linux.supervisor.controllers import ControllerEvents
 from podnet.linux.supervisor.events import EventStore, involved, posted_event
@@ -91,6 +93,10 @@ class Supervisor:
         # the observed state: pods handed to the data plane and the runtime, whether or not
         # they started (one that failed is not tried again until it is deleted and applied)
         self.started: set[str] = set()
+        # pods being deleted (termination.py): ref -> the pod's body marked deleted, kept in the
+        # computed cluster until kubelet's side has stopped its processes (the thread, by ref)
+        self.terminating: dict[str, dict[str, Any]] = {}
+        self.terminations: dict[str, threading.Thread] = {}
         self.proxies: dict[str, Any] = {}  # node -> its kube-proxy (podnet.proxy.NodeProxy)
         self.policies: dict[str, Any] = {}  # node -> its NetworkPolicy table (podnet.linux.netpol.NodePolicy)
         self.policy_errors: dict[str, str] = {}  # node -> why its last policy sync failed
@@ -152,8 +158,13 @@ class Supervisor:
 
     # -- computing ------------------------------------------------------------------------------
 
-    def _compute(self, inputs: list[dict[str, Any]], keep: Cluster | None) -> Cluster:
-        return reconcile.desired_cluster(inputs, self.config, self._live_readiness, keep)
+    def _compute(self, inputs: list[dict[str, Any]], keep: Cluster | None,
+                 terminating: list[dict[str, Any]] | None = None) -> Cluster:
+        """The cluster for `inputs` and the pods being deleted (`terminating`, by default those
+        the supervisor holds now: pass a copy taken under the lock when computing outside it)."""
+        marked = list(self.terminating.values()) if terminating is None else terminating
+        return reconcile.desired_cluster(reconcile.with_terminating(inputs, marked), self.config,
+                                         self._live_readiness, keep)
 
     def _live_readiness(self, pod) -> bool | None:
         return live_readiness(self.container_state, pod, self.config.standins)
@@ -212,6 +223,9 @@ class Supervisor:
     def _probe_restart(self, ref: str, container: str) -> None:
         """Liveness (or startup) failed: kill the container; the reaper restarts it with back-off."""
         with self.lock:
+            sandbox = self.runtime.pods.get(ref)
+            if sandbox is not None and sandbox.terminating:
+                return  # it is being stopped anyway, and would not be restarted
             log.info("%s: container %s failed its liveness probe and will be restarted", ref, container)
             pod = self.cluster.get("Pod", *ref.split("/", 1))
             if pod is not None:
@@ -248,7 +262,8 @@ class Supervisor:
         meantime, this result is dropped and the next round recomputes from that one."""
         with self.lock:
             inputs, keep, generation = list(self.inputs), self.cluster, self.generation
-        cluster = self._compute(inputs, keep)
+            terminating = list(self.terminating.values())
+        cluster = self._compute(inputs, keep, terminating)
         with self.lock:
             if self.generation != generation:
                 self.state_changed.set()
@@ -346,15 +361,12 @@ class Supervisor:
         if self.prober is not None:
             self.prober.add_pod(sandbox)
 
-    def _stop_pod(self, ref: str) -> None:
+    def _stop_pod(self, ref: str, killing_said: bool = False) -> None:
         if self.prober is not None:
             self.prober.remove_pod(ref)
         self.container_state.pop(ref, None)
-        pod = self.cluster.get("Pod", *ref.split("/", 1)) if self.cluster is not None else None
-        sandbox = self.runtime.pods.get(ref)
-        for container in sandbox.containers if sandbox is not None and pod is not None else []:
-            self.record_event(pod, "Normal", "Killing", f"Stopping container {container.name}", "kubelet",
-                              f"spec.containers{{{container.name}}}")
+        if not killing_said:
+            self._say_killing(ref)
         self.meta.pod_gone(ref)
         self._backoffs = {key for key in self._backoffs if key[0] != ref}
         self.runtime.stop_pod(ref)
@@ -364,10 +376,91 @@ class Supervisor:
             namespace, name = ref.split("/", 1)
             self.dataplane.detach(namespace, name)
 
-    def change(self, documents: str | Mapping[str, str], delete: bool) -> dict[str, Any]:
+    def _say_killing(self, ref: str) -> None:
+        """kubelet's Killing, once per container of a pod it begins to stop."""
+        pod = self.cluster.get("Pod", *ref.split("/", 1)) if self.cluster is not None else None
+        sandbox = self.runtime.pods.get(ref)
+        for container in sandbox.containers if sandbox is not None and pod is not None else []:
+            self.record_event(pod, "Normal", "Killing", f"Stopping container {container.name}", "kubelet",
+                              f"spec.containers{{{container.name}}}")
+
+    # -- termination (termination.py) ---------------------------------------------------------------
+
+    def _marked_deleted(self, refs: list[str], requested: int | None) -> dict[str, dict[str, Any]]:
+        """The running pods `refs` as the API server leaves them after a graceful delete."""
+        now = datetime.now(timezone.utc)
+        marked = {}
+        for ref in refs:
+            pod = self.cluster.get("Pod", *ref.split("/", 1))
+            if pod is not None:
+                marked[ref] = termination.marked_deleted(pod.body, now, termination.grace_period(pod, requested))
+        return marked
+
+    def _begin_termination(self, ref: str) -> None:
+        """kubelet's side, in a thread of its own (the cluster without the pod's endpoint for new
+        connections is already published): preStop, SIGTERM, the wait, SIGKILL; then
+        _finish_termination."""
+        pod = self.cluster.get("Pod", *ref.split("/", 1))
+        sandbox = self.runtime.begin_termination(ref)
+        if pod is None or sandbox is None:
+            self._finish_termination(ref)
+            return
+        self._say_killing(ref)
+        grace = int(pod.metadata.get("deletionGracePeriodSeconds") or 0)
+        deadline = time.monotonic() + grace
+        log.info("%s: terminating, grace period %ds", ref, grace)
+        thread = threading.Thread(target=self._terminate, args=(ref, sandbox, pod, deadline),
+                                  name=f"terminate:{ref}", daemon=True)
+        self.terminations[ref] = thread
+        thread.start()
+
+    def _terminate(self, ref: str, sandbox, pod, deadline: float) -> None:
+        def hook_failed(container: str, message: str) -> None:
+            with self.lock:
+                self.record_event(pod, "Warning", "FailedPreStopHook", message, "kubelet",
+                                  f"spec.containers{{{container}}}")
+
+        try:
+            node_netns = self.layout.node_netns(pod.spec.get("nodeName") or "")
+            ended = termination.kill_pod(self.runtime, sandbox, node_netns, deadline, self.stopping, hook_failed)
+            log.info("%s: containers stopped: %s", ref, ", ".join(f"{c} {how}" for c, how in sorted(ended.items())))
+        except Exception:
+            log.exception("terminating %s failed; it is stopped now", ref)
+        finally:
+            self._finish_termination(ref)
+
+    def _finish_termination(self, ref: str) -> None:
+        """Every container of the pod is gone: stop the sandbox, detach the pod (veth, address)
+        and let the pod object go (the loop recomputes). Not after `down` began: the teardown
+        removes everything itself."""
+        with self.lock:
+            self.terminations.pop(ref, None)
+            if self.stopping.is_set() or ref not in self.terminating:
+                return
+            self._stop_pod(ref, killing_said=True)
+            del self.terminating[ref]
+            self.state_changed.set()
+
+    def wait_for_terminations(self, timeout: float) -> bool:
+        """Whether every termination under way ended within `timeout` seconds (for tests)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            with self.lock:
+                threads = list(self.terminations.values())
+            if not threads:
+                return True
+            if time.monotonic() >= deadline:
+                return False
+            for thread in threads:
+                thread.join(max(0.0, deadline - time.monotonic()))
+
+    def change(self, documents: str | Mapping[str, str], delete: bool,
+               grace_period: int | None = None) -> dict[str, Any]:
         """apply -f / delete -f: recompute, then stop what went away and start what came.
         `documents`: one List text, or the texts of the files the objects were read from, by
-        name (so a problem is reported at the user's file and line)."""
+        name (so a problem is reported at the user's file and line). A pod that goes away
+        terminates (termination.py) with `grace_period` (a delete's --grace-period) or its own;
+        0 (--force) stops it at once."""
         steps = Steps()
         # an invalid request is refused before the lock
         store = reconcile.admitted_files({"request": documents} if isinstance(documents, str) else documents)
@@ -380,9 +473,16 @@ class Supervisor:
                 cluster = self._compute(request.inputs, self.cluster)
             reconcile.check_nodes(self.cluster, cluster, self.layout.cluster)
             actions = reconcile.pod_actions(cluster, self.started)
+            graceful = [ref for ref in actions.stop if ref in self.runtime.pods and grace_period != 0]
+            if graceful:  # they stay, Terminating, until their processes are gone
+                marked = self._marked_deleted(graceful, grace_period)
+                cluster = self._compute(request.inputs, self.cluster,
+                                        list(self.terminating.values()) + list(marked.values()))
+                self.terminating.update(marked)
             steps.done("compute")
             for ref in actions.stop:
-                self._stop_pod(ref)
+                if ref not in graceful:
+                    self._stop_pod(ref)
             steps.done("stop")
             unchanged = cluster is self.cluster  # applied again as it is: nothing to publish
             if not unchanged:
@@ -409,6 +509,8 @@ class Supervisor:
             if not unchanged:
                 self._publish(policies=False)
             steps.done("publish")
+            for ref in graceful:  # after the publish: new connections already go elsewhere
+                self._begin_termination(ref)
             log.info("%s of %d objects: %s", "delete" if delete else "apply", len(request.keys), steps)
             lines = request.lines(failed) + [f"Warning: {f}" for f in policy_failures]
             lines += [f"Warning: {ref} waits to start until its node's NetworkPolicy rules hold" for ref in waiting]
@@ -417,6 +519,7 @@ class Supervisor:
             return {**answer, "warnings": store.warnings} if store.warnings else answer
 
     def stop(self) -> None:
+        self.stopping.set()  # terminations under way give up: the teardown kills without grace
         with self.lock:
             if self.prober is not None:
                 self.prober.stop()

@@ -78,6 +78,23 @@ def as_input(body: dict[str, Any]) -> dict[str, Any]:
                                               "conditions") if k in status}}
 
 
+# the metadata a recomputation takes from the input rather than from the running pod
+CARRIED_METADATA = ("labels", "annotations", "deletionTimestamp", "deletionGracePeriodSeconds")
+
+
+def with_terminating(inputs: list[dict[str, Any]], terminating: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The inputs plus the pods being deleted, each as its body marked deleted (termination.py):
+    until its processes are gone a terminating pod is part of the cluster — its address taken,
+    its endpoint published terminating, no replica of its ReplicaSet. A bare pod applied again
+    under the name of one still terminating waits for it to go (the API server refuses the
+    name meanwhile), then starts."""
+    marked = [as_input(body) for body in terminating]
+    if not marked:
+        return inputs
+    keys = {object_key(body) for body in marked}
+    return [body for body in inputs if object_key(body) not in keys] + marked
+
+
 def desired_cluster(inputs: list[dict[str, Any]], config: ClusterConfig, readiness: Readiness,
                     keep: Cluster | None = None) -> Cluster:
     """The cluster for `inputs`; pods of `keep` that still belong are carried over as they are."""
@@ -91,7 +108,8 @@ def desired_cluster(inputs: list[dict[str, Any]], config: ClusterConfig, readine
             # labels and annotations are the metadata an apply may change on a running pod (as
             # `kubectl label` does): those come from the new input, the rest stays as it runs
             body = {**old.body, "metadata": {**old.body["metadata"]}}
-            for key in ("labels", "annotations"):
+            # (and the deletion marks of a pod that began terminating: termination.py)
+            for key in CARRIED_METADATA:
                 if pod.body["metadata"].get(key) is not None:
                     body["metadata"][key] = pod.body["metadata"][key]
                 else:
@@ -223,10 +241,13 @@ class PodActions:
 
 
 def pod_actions(desired: Cluster, started: Iterable[str]) -> PodActions:
-    """Stop what was started and should no longer run; start what should run and was not."""
+    """Stop what was started and should no longer run; start what should run and was not. A
+    pod already terminating is neither: its termination is under way (termination.py)."""
     started = set(started)
-    wanted = {p.ref: p for p in running_pods(desired)}
-    return PodActions(stop=tuple(sorted(started - set(wanted))),
+    running = running_pods(desired)
+    wanted = {p.ref: p for p in running if not fields.is_terminating(p)}
+    terminating = {p.ref for p in running if fields.is_terminating(p)}
+    return PodActions(stop=tuple(sorted(started - set(wanted) - terminating)),
                       start=tuple(wanted[ref] for ref in sorted(set(wanted) - started)))
 
 

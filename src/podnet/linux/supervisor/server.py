@@ -57,7 +57,8 @@ def handle(supervisor, message: dict[str, Any]) -> dict[str, Any]:
     if op in ("apply", "delete"):
         # "files": {name: text} as `podnet apply -f` read them; "documents": one List text
         request = message["files"] if "files" in message else message["documents"]
-        return supervisor.change(request, delete=op == "delete")
+        grace = message.get("gracePeriod")  # a delete's --grace-period (--now: 1, --force: 0)
+        return supervisor.change(request, delete=op == "delete", grace_period=None if grace is None else int(grace))
     if op == "events":  # `podnet get events`: those changed after resourceVersion `since`
         return {"items": supervisor.events.list(int(message.get("since") or 0)),
                 "resourceVersion": supervisor.events.version}
