@@ -1,0 +1,225 @@
+"""Pod termination on a real cluster (root only): a Deployment scaled down while clients keep
+requesting through its Service (from a pod) and through the ingress controller (from
+`external`), and not one request fails.
+
+The pods run agnhost netexec with a preStop hook (KEP-3960's `sleep` action), as a Kubernetes
+user drains a server: the removed pod turns Terminating and its endpoint `ready: false,
+terminating: true` in the apply, so kube-proxy and nginx send it no new connection, while the
+hook keeps its process serving what it already has; then SIGTERM, and netexec exits at once.
+Each client opens a new connection per request and says what came back, line by line, until a
+stop file appears. Waits have generous deadlines and nothing asserts a duration; the cluster has
+a unique name and is removed in a finally, leaving no namespace behind.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+from tests.livecluster import leftovers, podnet
+
+pytestmark = pytest.mark.root  # tests/conftest.py skips it without root and namespaces
+
+AGNHOST = "registry.k8s.io/e2e-test-images/agnhost:2.53"
+PRE_STOP_SECONDS = 5  # the drain: longer than kube-proxy's sync and nginx's reload take under load
+
+
+def web(replicas: int) -> str:
+    return f"""
+apiVersion: apps/v1
+kind: Deployment
+metadata: {{name: web}}
+spec:
+  replicas: {replicas}
+  selector: {{matchLabels: {{app: web}}}}
+  template:
+    metadata: {{labels: {{app: web}}}}
+    spec:
+      terminationGracePeriodSeconds: 60
+      containers:
+      - name: c
+        image: {AGNHOST}
+        args: [netexec, --http-port=8080]
+        ports: [{{name: http, containerPort: 8080}}]
+        readinessProbe: {{httpGet: {{path: /healthz, port: http}}, periodSeconds: 1}}
+        lifecycle:
+          preStop: {{sleep: {{seconds: {PRE_STOP_SECONDS}}}}}
+"""
+
+
+APP = web(3) + f"""---
+apiVersion: v1
+kind: Service
+metadata: {{name: web}}
+spec:
+  selector: {{app: web}}
+  ports: [{{name: http, port: 80, targetPort: http}}]
+---
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata: {{name: web}}
+spec:
+  ingressClassName: nginx
+  rules:
+  - host: web.test
+    http:
+      paths:
+      - {{path: /, pathType: Prefix, backend: {{service: {{name: web, port: {{number: 80}}}}}}}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {{name: client}}
+spec:
+  nodeName: node1
+  containers: [{{name: c, image: {AGNHOST}, args: [pause]}}]
+"""
+
+# One new connection per request to IP:PORT with a Host header, GET /hostname; one line per
+# request ("ok NAME" or "err WHY"), until the stop file exists.
+CLIENT = r"""
+import os, socket, sys
+ip, port, host, stop = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
+while not os.path.exists(stop):
+    try:
+        s = socket.create_connection((ip, port), timeout=5)
+        s.settimeout(10)
+        s.sendall(f"GET /hostname HTTP/1.0\r\nHost: {host}\r\n\r\n".encode())
+        data = b""
+        while chunk := s.recv(4096):
+            data += chunk
+        s.close()
+        head, _, body = data.partition(b"\r\n\r\n")
+        status = head.split(b"\r\n", 1)[0].split()[1:2]
+        line = f"ok {body.decode().strip()}" if status == [b"200"] else f"err status {head[:60]!r}"
+    except Exception as exc:
+        line = f"err {type(exc).__name__}: {exc}"
+    print(line, flush=True)
+"""
+
+
+class Client:
+    """A request loop running in a pod or `external`, its answers collected as they come."""
+
+    def __init__(self, cluster: str, where: str, ip: str, port: int, host: str, stop: str):
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "podnet", "exec", where, "--name", cluster, "--", "python3", "-c", CLIENT,
+             ip, str(port), host, stop], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+        self.answers: list[str] = []
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+
+    def _read(self) -> None:
+        for line in self.process.stdout:
+            self.answers.append(line.strip())
+
+    def served_by(self, since: int = 0) -> set[str]:
+        return {a[3:] for a in self.answers[since:] if a.startswith("ok ")}
+
+    def successes(self, since: int = 0) -> int:
+        return sum(1 for a in self.answers[since:] if a.startswith("ok "))
+
+    def errors(self) -> list[str]:
+        return [a for a in self.answers if not a.startswith("ok ")]
+
+    def finish(self) -> None:
+        self.process.wait(timeout=120)
+        self.reader.join(timeout=30)
+
+
+def wait_for(predicate, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what}: not within {timeout}s")
+        time.sleep(0.2)
+
+
+def pods(cluster: str, namespace: str = "default") -> dict[str, dict]:
+    items = json.loads(podnet("get", "pods", "-n", namespace, "-o", "json", "--name", cluster).stdout)["items"]
+    return {p["metadata"]["name"]: p for p in items}
+
+
+def all_ready(cluster: str, namespace: str) -> bool:
+    found = pods(cluster, namespace)
+    return bool(found) and all(any(c["type"] == "Ready" and c["status"] == "True" for c in p["status"].get("conditions", []))
+                               for p in found.values())
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("termination")
+    name = f"tg{secrets.token_hex(3)}"
+    (tmp / "app.yaml").write_text(APP)
+    (tmp / "cluster.yaml").write_text(
+        f"kind: Cluster\napiVersion: podnet.dev/v1alpha1\nname: {name}\nnodes: 2\n"
+        "networking: {overlay: vxlan, proxyMode: nftables}\n")
+    started = False
+    try:
+        podnet("up", "-f", str(tmp / "app.yaml"), "--config", str(tmp / "cluster.yaml"), timeout=180)
+        started = True
+        wait_for(lambda: all_ready(name, "default") and all_ready(name, "ingress-nginx"), 180, "every pod Ready")
+        yield name, tmp
+    finally:
+        if started or leftovers(name):
+            podnet("down", "--name", name, check=False)
+        assert leftovers(name) == [], f"left behind: {leftovers(name)}"
+        netns = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+        assert f"podnet-{name}." not in netns, netns
+
+
+def test_scaling_down_loses_no_request_through_the_service_or_the_ingress(cluster):
+    name, tmp = cluster
+    services = {s["metadata"]["name"]: s for s in json.loads(
+        podnet("get", "svc", "-A", "-o", "json", "--name", name).stdout)["items"]}
+    cluster_ip = services["web"]["spec"]["clusterIP"]
+    lb = services["ingress-nginx-controller"]["status"]["loadBalancer"]["ingress"][0]["ip"]
+    before = set(pods(name))
+    web_pods = {p for p in before if p.startswith("web-")}
+    stop = tmp / "stop"
+    clients = [Client(name, "default/client", cluster_ip, 80, "web", str(stop)),
+               Client(name, "external", lb, 80, "web.test", str(stop))]
+    try:
+        # every pod answers through both paths, so the one that goes had traffic until it went
+        for client in clients:
+            wait_for(lambda c=client: c.served_by() >= web_pods or c.errors(), 120, "every pod answering")
+        (tmp / "web.yaml").write_text(web(2))
+        podnet("apply", "-f", str(tmp / "web.yaml"), "--name", name)
+        # apply returned; the pod that goes is Terminating first, and its endpoint terminating
+        now = pods(name)
+        [leaving] = [p for p in web_pods if now[p]["metadata"].get("deletionTimestamp")]
+        assert now[leaving]["metadata"]["deletionGracePeriodSeconds"] == 60
+        listing = podnet("get", "pods", "--name", name).stdout
+        assert any(line.split()[:1] == [leaving] and "Terminating" in line for line in listing.splitlines()), listing
+        slices = json.loads(podnet("get", "endpointslices", "-o", "json", "--name", name).stdout)["items"]
+        [endpoint] = [e for s in slices for e in s.get("endpoints") or []
+                      if (e.get("targetRef") or {}).get("name") == leaving]
+        assert endpoint["conditions"] == {"ready": False, "serving": True, "terminating": True}
+        # trace on the live cluster agrees: the terminating pod is no candidate for new connections
+        traced = json.loads(podnet("trace", "default/client", "web", "-p", "80", "-o", "json", "--name", name,
+                                   check=False).stdout)
+        assert leaving not in {e.split("/")[-1] for e in traced["endpoints"]} and traced["endpoints"], traced
+        # then it goes, and the clients go on
+        wait_for(lambda: leaving not in pods(name), 120, f"{leaving} gone")
+        marks = [len(c.answers) for c in clients]
+        for client, mark in zip(clients, marks):
+            wait_for(lambda c=client, m=mark: c.successes(m) >= 20 or c.errors(), 120, "answers after the pod went")
+    finally:
+        stop.write_text("")
+        for client in clients:
+            client.finish()
+    for client in clients:
+        assert client.errors() == [], client.errors()[:10]
+        assert client.successes() > 0
+    events = podnet("get", "events", "--name", name).stdout
+    assert any(leaving in line and "Killing" in line for line in events.splitlines()), events
