@@ -125,7 +125,12 @@ def test_apply_and_delete_start_and_stop_pods_and_release_addresses(cluster):
     a = sorted(pods(name))[0]
     assert curl(name, a, f"http://{extra['status']['podIP']}:9376/") == "extra"
     before = {p: v["status"]["podIP"] for p, v in pods(name).items() if p != "extra"}
-    podnet("delete", "-f", str(tmp / "extra.yaml"), "--name", name)
+    # serve-hostname lingers 60 s after SIGTERM (as agnhost's does): --now gives it 1 s, then SIGKILL
+    podnet("delete", "-f", str(tmp / "extra.yaml"), "--now", "--name", name)
+    deadline = time.monotonic() + 60
+    while "extra" in pods(name):
+        assert time.monotonic() < deadline, "the deleted pod did not go"
+        time.sleep(0.2)
     after = {p: v["status"]["podIP"] for p, v in pods(name).items()}
     assert after == before, "the pods that stay keep their addresses"
     held = list(Path(f"/run/podnet/{name}/ipam/node1").rglob(extra["status"]["podIP"]))

@@ -2,13 +2,16 @@
 requesting through its Service (from a pod) and through the ingress controller (from
 `external`), and not one request fails.
 
-The pods run agnhost netexec with a preStop hook (KEP-3960's `sleep` action), as a Kubernetes
-user drains a server: the removed pod turns Terminating and its endpoint `ready: false,
-terminating: true` in the apply, so kube-proxy and nginx send it no new connection, while the
-hook keeps its process serving what it already has; then SIGTERM, and netexec exits at once.
-Each client opens a new connection per request and says what came back, line by line, until a
-stop file appears. Waits have generous deadlines and nothing asserts a duration; the cluster has
-a unique name and is removed in a finally, leaving no namespace behind.
+The pods run agnhost netexec with a preStop hook, as a Kubernetes user drains a server: the
+removed pod turns Terminating and its endpoint `ready: false, terminating: true` in the apply, so
+kube-proxy and nginx send it no new connection, while the hook keeps its process serving what it
+already has; then SIGTERM, and netexec exits at once. The hook (exec, run in the pod) waits for a
+file the test writes once it has seen all of that — Terminating, the endpoint, `trace` from the
+pod and from `external` with every node's kernel and the ingress controller in sync — so the
+order is the test's, not a race with a sleep. Each client opens a new connection per request and
+says what came back, line by line, until a stop file appears. Waits have generous deadlines and
+nothing asserts a duration; the cluster has a unique name and is removed in a finally, leaving
+no namespace behind.
 """
 
 from __future__ import annotations
@@ -28,10 +31,7 @@ from tests.livecluster import leftovers, podnet
 pytestmark = pytest.mark.root  # tests/conftest.py skips it without root and namespaces
 
 AGNHOST = "registry.k8s.io/e2e-test-images/agnhost:2.53"
-PRE_STOP_SECONDS = 5  # the drain: longer than kube-proxy's sync and nginx's reload take under load
-
-
-def web(replicas: int) -> str:
+def web(replicas: int, release: str) -> str:
     return f"""
 apiVersion: apps/v1
 kind: Deployment
@@ -50,11 +50,11 @@ spec:
         ports: [{{name: http, containerPort: 8080}}]
         readinessProbe: {{httpGet: {{path: /healthz, port: http}}, periodSeconds: 1}}
         lifecycle:
-          preStop: {{sleep: {{seconds: {PRE_STOP_SECONDS}}}}}
+          preStop: {{exec: {{command: [sh, -c, "while [ ! -e {release} ]; do sleep 0.1; done"]}}}}
 """
 
 
-APP = web(3) + f"""---
+REST = f"""---
 apiVersion: v1
 kind: Service
 metadata: {{name: web}}
@@ -150,6 +150,19 @@ def pods(cluster: str, namespace: str = "default") -> dict[str, dict]:
     return {p["metadata"]["name"]: p for p in items}
 
 
+def in_sync_trace(cluster: str, source: str, target: str) -> dict | None:
+    """`podnet trace` on the live cluster, once it reports every kernel and the controller in sync."""
+    options = ["-p", "80"] if not target.startswith("http") else ["--resolve", "web.test:80:" + lb_ip(cluster)]
+    proc = podnet("trace", source, target, *options, "-o", "json", "--name", cluster, check=False)
+    return json.loads(proc.stdout) if proc.returncode == 0 else None
+
+
+def lb_ip(cluster: str) -> str:
+    services = json.loads(podnet("get", "svc", "-n", "ingress-nginx", "-o", "json", "--name", cluster).stdout)["items"]
+    [controller] = [s for s in services if s["metadata"]["name"] == "ingress-nginx-controller"]
+    return controller["status"]["loadBalancer"]["ingress"][0]["ip"]
+
+
 def all_ready(cluster: str, namespace: str) -> bool:
     found = pods(cluster, namespace)
     return bool(found) and all(any(c["type"] == "Ready" and c["status"] == "True" for c in p["status"].get("conditions", []))
@@ -160,7 +173,7 @@ def all_ready(cluster: str, namespace: str) -> bool:
 def cluster(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("termination")
     name = f"tg{secrets.token_hex(3)}"
-    (tmp / "app.yaml").write_text(APP)
+    (tmp / "app.yaml").write_text(web(3, str(tmp / "release")) + REST)
     (tmp / "cluster.yaml").write_text(
         f"kind: Cluster\napiVersion: podnet.dev/v1alpha1\nname: {name}\nnodes: 2\n"
         "networking: {overlay: vxlan, proxyMode: nftables}\n")
@@ -183,7 +196,7 @@ def test_scaling_down_loses_no_request_through_the_service_or_the_ingress(cluste
     services = {s["metadata"]["name"]: s for s in json.loads(
         podnet("get", "svc", "-A", "-o", "json", "--name", name).stdout)["items"]}
     cluster_ip = services["web"]["spec"]["clusterIP"]
-    lb = services["ingress-nginx-controller"]["status"]["loadBalancer"]["ingress"][0]["ip"]
+    lb = lb_ip(name)
     before = set(pods(name))
     web_pods = {p for p in before if p.startswith("web-")}
     stop = tmp / "stop"
@@ -193,7 +206,7 @@ def test_scaling_down_loses_no_request_through_the_service_or_the_ingress(cluste
         # every pod answers through both paths, so the one that goes had traffic until it went
         for client in clients:
             wait_for(lambda c=client: c.served_by() >= web_pods or c.errors(), 120, "every pod answering")
-        (tmp / "web.yaml").write_text(web(2))
+        (tmp / "web.yaml").write_text(web(2, str(tmp / "release")))
         podnet("apply", "-f", str(tmp / "web.yaml"), "--name", name)
         # apply returned; the pod that goes is Terminating first, and its endpoint terminating
         now = pods(name)
@@ -205,16 +218,19 @@ def test_scaling_down_loses_no_request_through_the_service_or_the_ingress(cluste
         [endpoint] = [e for s in slices for e in s.get("endpoints") or []
                       if (e.get("targetRef") or {}).get("name") == leaving]
         assert endpoint["conditions"] == {"ready": False, "serving": True, "terminating": True}
-        # trace on the live cluster agrees: the terminating pod is no candidate for new connections
-        traced = json.loads(podnet("trace", "default/client", "web", "-p", "80", "-o", "json", "--name", name,
-                                   check=False).stdout)
-        assert leaving not in {e.split("/")[-1] for e in traced["endpoints"]} and traced["endpoints"], traced
-        # then it goes, and the clients go on
+        # trace on the live cluster agrees: the terminating pod is no candidate for new connections,
+        # once every node's kube-proxy and the ingress controller hold the change (exit code 0)
+        for source, target in (("default/client", "web"), ("external", "http://web.test/")):
+            traced = wait_for(lambda s=source, t=target: in_sync_trace(name, s, t), 120, f"{target} in sync")
+            assert {e.split("/")[-1] for e in traced["endpoints"]} == web_pods - {leaving}, traced
+        assert leaving in pods(name)  # still there: its preStop hook holds it
+        (tmp / "release").write_text("")  # the hook ends: SIGTERM, netexec exits, the pod goes
         wait_for(lambda: leaving not in pods(name), 120, f"{leaving} gone")
         marks = [len(c.answers) for c in clients]
         for client, mark in zip(clients, marks):
             wait_for(lambda c=client, m=mark: c.successes(m) >= 20 or c.errors(), 120, "answers after the pod went")
     finally:
+        (tmp / "release").write_text("")
         stop.write_text("")
         for client in clients:
             client.finish()
