@@ -19,6 +19,7 @@ from podnet.linux.supervisor.loop import step
 from podnet.linux.supervisor.server import handle
 from podnet.linux.supervisor.state import ClusterState, documents_text
 from podnet.output.columns import pod_row
+from podnet.output.describe import describe_pod
 from podnet.semantics.services import ServiceTable
 from podnet.controlplane.snapshot import cluster_from_objects
 from tests.supervisor_fakes import DEPLOYMENT, FakeDataPlane, FakeRuntime
@@ -153,6 +154,9 @@ def test_the_live_objects_show_the_pod_terminating_and_its_endpoint_not_ready(su
     cluster = cluster_from_objects(reading["items"], reading["config"])
     [pod] = [p for p in cluster.of_kind("Pod", "default") if p.ref == leaving]
     assert pod_row(pod, False)[2] == "Terminating"
+    described = describe_pod(pod)
+    assert any(line.startswith("Status:") and "Terminating (lasts " in line for line in described), described
+    assert any(line.startswith("Termination Grace Period:") and line.endswith(" 30s") for line in described)
     endpoints = [e for s in cluster.of_kind("EndpointSlice", "default") for e in s.body.get("endpoints") or []]
     [mine] = [e for e in endpoints if (e.get("targetRef") or {}).get("name") == leaving.split("/")[1]]
     assert mine["conditions"] == {"ready": False, "serving": True, "terminating": True}

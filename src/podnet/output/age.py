@@ -67,3 +67,11 @@ def since(stamp: str | None, now: float | None = None) -> str:
     if seconds is None:
         return UNKNOWN
     return human_duration((clock() if now is None else now) - seconds)
+
+
+def until(stamp: str | None, now: float | None = None) -> str:
+    """The time left until `stamp` (kubectl's translateTimestampUntil), or <unknown> without one."""
+    seconds = parse(stamp)
+    if seconds is None:
+        return UNKNOWN
+    return human_duration(seconds - (clock() if now is None else now))

@@ -64,7 +64,12 @@ def describe_pod(o: KubeObject, standins: bool = True) -> Lines:
     if started is not None:  # kubectl's RFC 1123 time
         lines.append(_kv("Start Time", time.strftime("%a, %d %b %Y %H:%M:%S +0000", time.gmtime(started))))
     lines += _common(o)[2:]
-    lines += [_kv("Status", fields.phase(o) or "Pending"), _kv("IP", fields.pod_ip(o))]
+    if fields.is_terminating(o) and not fields.is_terminal(o):  # kubectl's, for a pod being deleted
+        lines += [_kv("Status", f"Terminating (lasts {age.until(o.metadata.get('deletionTimestamp'))})"),
+                  _kv("Termination Grace Period", f"{o.metadata.get('deletionGracePeriodSeconds', 0)}s")]
+    else:
+        lines.append(_kv("Status", fields.phase(o) or "Pending"))
+    lines.append(_kv("IP", fields.pod_ip(o)))
     lines += ["IPs:"] + ([f"  IP:  {ip}" for ip in fields.pod_ips(o)] or [f"  {NONE}"])
     owner = fields.controller_of(o)
     lines.append(_kv("Controlled By", f"{owner['kind']}/{owner['name']}" if owner else NONE))
