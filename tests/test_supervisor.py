@@ -115,7 +115,7 @@ def test_delete_stops_and_detaches_the_pods_and_saves_the_manifests(supervisor, 
     # the pods terminate in the background (tests/test_supervisor_termination.py), then go
     assert supervisor.wait_for_terminations(timeout=30)
     assert running(supervisor) == []
-    assert [c for c in supervisor.dataplane.calls if c[0] == "detach"] == [("detach", ref) for ref in web]
+    assert sorted(c for c in supervisor.dataplane.calls if c[0] == "detach") == [("detach", ref) for ref in web]
     step(supervisor)
     assert [p.ref for p in supervisor.cluster.of_kind("Pod", "default")] == []
 

@@ -188,6 +188,29 @@ def test_a_pre_stop_hook_that_fails_is_an_event_and_the_container_still_stops(su
     assert "tcpSocket is not a lifecycle handler" in event["message"]
 
 
+def bare(name):
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": "default"},
+            "spec": {"containers": [{"name": "c", "image": "pause"}]}}
+
+
+def test_a_pod_applied_again_while_it_terminates_starts_once_the_old_one_is_gone(supervisor):
+    apply(supervisor, bare("solo"))
+    old = supervisor.runtime.pods["default/solo"]
+    for container in old.containers:
+        container.process.holds_on = True
+    apply(supervisor, bare("solo"), delete=True)
+    reply = apply(supervisor, bare("solo"))
+    assert reply["started"] == [] and supervisor.runtime.pods["default/solo"] is old  # the name is taken
+    assert web_pods(supervisor)["default/solo"].metadata.get("deletionTimestamp")
+    for container in old.containers:
+        container.process.exit(0)
+    assert supervisor.wait_for_terminations(DEADLINE)
+    step(supervisor)  # the old one is gone: the new one starts
+    new = supervisor.runtime.pods["default/solo"]
+    assert new is not old and not new.terminating
+    assert not web_pods(supervisor)["default/solo"].metadata.get("deletionTimestamp")
+
+
 # ---- the pure parts ---------------------------------------------------------------------------------
 
 

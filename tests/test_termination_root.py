@@ -239,3 +239,13 @@ def test_scaling_down_loses_no_request_through_the_service_or_the_ingress(cluste
         assert client.successes() > 0
     events = podnet("get", "events", "--name", name).stdout
     assert any(leaving in line and "Killing" in line for line in events.splitlines()), events
+
+
+def test_down_while_a_pod_terminates_removes_everything_without_waiting_for_its_grace_period(cluster):
+    name, tmp = cluster
+    (tmp / "release").unlink(missing_ok=True)  # the next pod to go is held by its hook for its 60 s
+    (tmp / "web.yaml").write_text(web(1, str(tmp / "release")))
+    podnet("apply", "-f", str(tmp / "web.yaml"), "--name", name)
+    wait_for(lambda: any(p["metadata"].get("deletionTimestamp") for p in pods(name).values()), 60, "a pod Terminating")
+    podnet("down", "--name", name, timeout=45)  # a deadline well inside the grace period the hook would use
+    assert leftovers(name) == [], leftovers(name)

@@ -6,8 +6,8 @@ that on `apply`, `delete` and readiness changes — deciding what to do with rec
 doing it through the data plane (the kernel) and the runtime (the processes). Pods that stay
 keep their names and addresses, as in a real cluster. What `get` and `describe` show of
 running pods comes from status.py; a pod that goes away terminates first, in the background,
-as the API server, the EndpointSlice controller and kubelet do it (termination.py); the process around it (main, the loop that reaps and
-recomputes) is loop.py, the control socket server.py. The API server's own fields (uid,
+as the API server, the EndpointSlice controller and kubelet do it (termination.py). The process
+around it (main, the loop that reaps and recomputes) is loop.py, the control socket server.py. The API server's own fields (uid,
 creationTimestamp, resourceVersion, generation) are apimeta.py's; events (what kubelet, the
 scheduler and the controllers say happened) are recorded where it happens, in events.py's store.
 """
@@ -255,8 +255,9 @@ class Supervisor:
                                           f"spec.containers{{{container.name}}}")
 
     def recompute(self) -> None:
-        """Readiness changed: recompute the pods' conditions and EndpointSlices (the pods keep
-        their names and addresses), then the proxies' rules and the L2 announcements. The
+        """Readiness changed, or a terminating pod is gone: recompute the pods' conditions and
+        EndpointSlices (the pods keep their names and addresses), start what waited for the
+        terminating pod, then the proxies' rules and the L2 announcements. The
         computing runs outside the lock, so `get` and `exec` are answered meanwhile (with 300
         pods it takes most of a second); if an apply or delete replaced the cluster in the
         meantime, this result is dropped and the next round recomputes from that one."""
@@ -271,7 +272,11 @@ class Supervisor:
             self.cluster = cluster
             self.dataplane.cluster = cluster
             self.runtime.cluster = cluster
-            self._publish()
+            # a pod that waited for a terminating one to go (the same name applied again, a
+            # StatefulSet's ordinal, a DaemonSet's node) starts now, inside the new policy sets
+            self._sync_policies()
+            self._start_waiting()
+            self._publish(policies=False)
 
     def _publish(self, policies: bool = True) -> None:
         if policies:

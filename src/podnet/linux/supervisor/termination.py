@@ -16,8 +16,9 @@ already has keep their conntrack entries and its process keeps answering them.
 Then kubelet's side runs in a thread of its own, so `apply` returns as before: for every
 container at once (kubelet's killContainer per container), the preStop hook if it declares one
 (exec — `sleep N` included —, httpGet from the node, or KEP-3960's `sleep` action), then SIGTERM
-to its processes, then a wait until they exit or the grace period ends, then SIGKILL. A hook
-that uses up the grace period still leaves the container kubelet's minimum of 2 s after it. A
+to its processes, then a wait until they exit or the grace period ends, then SIGKILL. However
+short the grace period (`--now`: 1 s) or long the hook, a container has kubelet's minimum of 2 s
+between SIGTERM and SIGKILL. A
 process that exits at SIGTERM (agnhost netexec does, unless `--delay-shutdown` says to wait)
 ends the termination there and then: the grace period is a bound, not a wait. Only when every
 container is gone does the supervisor stop the sandbox, detach the pod (its veth, its address)
@@ -50,7 +51,7 @@ from podnet.linux.runtime import Container, PodSandbox, Runtime
 from podnet.probes import HTTPGet, ProbeError, http_get_action
 
 DEFAULT_GRACE = 30  # spec.terminationGracePeriodSeconds when the pod does not say
-MINIMUM_GRACE_AFTER_PRE_STOP = 2  # kubelet's minimumGracePeriodInSeconds, left after a preStop hook
+MINIMUM_GRACE = 2  # kubelet's minimumGracePeriodInSeconds: what a container always has after SIGTERM
 
 
 def grace_period(pod: KubeObject, requested: int | None) -> int:
@@ -151,13 +152,13 @@ def kill_pod(runtime: Runtime, sandbox: PodSandbox, node_netns: str, deadline: f
     ended: dict[str, str] = {}
 
     def stop(container: Container) -> None:
-        until = deadline
         hook = pre_stop_hook(specs.get(container.name) or {})
         if hook is not None and container.running:
             why = run_pre_stop(hook, runtime, sandbox, node_netns, deadline - time.monotonic(), interrupted)
             if why is not None and not interrupted.is_set():
                 hook_failed(container.name, f"PreStopHook failed: {hook.describe()}: {why}")
-            until = max(deadline, time.monotonic() + MINIMUM_GRACE_AFTER_PRE_STOP)
+        # what is left of the grace period, but never less than kubelet's minimum
+        until = max(deadline, time.monotonic() + MINIMUM_GRACE)
         ended[container.name] = runtime.stop_container(container, until, interrupted)
 
     threads = [threading.Thread(target=stop, args=(c,), name=f"terminate:{sandbox.ref}:{c.name}", daemon=True)
