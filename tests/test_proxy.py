@@ -465,12 +465,56 @@ def test_udp_conntrack_entries_of_removed_endpoints_are_cleared(cluster):
     proxy._sync(ports)
     dns_udp = by_ref(ports)["default/web:dns"]
     gone = dns_udp.cluster_endpoints[0]
-    fewer = ServicePort(**{**dns_udp.__dict__, "cluster_endpoints": dns_udp.cluster_endpoints[1:]})
+    fewer = ServicePort(**{**dns_udp.__dict__, "cluster_endpoints": dns_udp.cluster_endpoints[1:],
+                           "serving_ips": tuple(ip for ip in dns_udp.serving_ips if ip != gone.ip)})
     run.calls.clear()
     proxy._sync([fewer if p is dns_udp else p for p in ports])
     deletes = [argv for argv, _ in run.calls if argv[0] == "conntrack"]
     assert deletes == [["conntrack", "-D", "-p", "udp", "--orig-dst", dns_udp.cluster_ip, "--dport", "53",
                         "--reply-src", gone.ip]]
+
+
+def test_udp_flows_to_a_terminating_endpoint_that_still_serves_are_kept_until_it_stops_serving():
+    """kube-proxy clears a UDP endpoint's conntrack entries only when it stops serving: a pod
+    being deleted (not ready, serving, terminating) takes no new flow but keeps its own."""
+    pods = "".join(f"""
+    ---
+    apiVersion: v1
+    kind: Pod
+    metadata: {{name: {name}, labels: {{app: dns}}{deleted}}}
+    spec:
+      nodeName: node1
+      containers: [{{name: c, image: registry.k8s.io/e2e-test-images/agnhost:2.47, args: [netexec, --udp-port=53]}}]
+    """ for name, deleted in (("a", ""), ("b", "{}")))
+    service = """
+    ---
+    apiVersion: v1
+    kind: Service
+    metadata: {name: dns}
+    spec: {selector: {app: dns}, ports: [{port: 53, protocol: UDP}]}
+    """
+
+    def ports(b_deleted: str | None):
+        text = textwrap.dedent(pods.replace("{}", b_deleted or "") + service)
+        return service_ports(cluster_of(text), "node1")
+
+    run = RecordingRunner()
+    proxy = NodeProxy("t", "node1", None, "nftables", POD_SUBNET, SERVICE_SUBNET, run=run)
+    proxy._sync(ports(None))
+    terminating = ports(", deletionTimestamp: '2030-01-01T00:00:30Z'")
+    [port] = [p for p in terminating if p.service == "default/dns"]
+    assert len(port.cluster_endpoints) == 1 and len(port.serving_ips) == 2  # no new flows, but it serves
+    run.calls.clear()
+    proxy._sync(terminating)
+    assert [argv for argv, _ in run.calls if argv[0] == "conntrack"] == []
+    # the pod's processes are gone: it no longer serves, and its flows are cleared
+    ready_ip = port.cluster_endpoints[0].ip
+    [leaving_ip] = [ip for ip in port.serving_ips if ip != ready_ip]
+    stopped = ServicePort(**{**port.__dict__, "serving_ips": (ready_ip,)})
+    run.calls.clear()
+    proxy._sync([stopped if p is port else p for p in terminating])
+    assert [argv for argv, _ in run.calls if argv[0] == "conntrack"] == [
+        ["conntrack", "-D", "-p", "udp", "--orig-dst", port.cluster_ip, "--dport", "53", "--reply-src", leaving_ip]]
 
 
 # -- loadBalancerSourceRanges: kube-proxy's LoadBalancer firewall -------------------------------

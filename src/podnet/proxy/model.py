@@ -9,6 +9,7 @@ simulator's ServiceTable so the kernel and `podnet trace` agree by construction:
   - local_endpoints: the usable endpoints on this node, chosen among this node's own (so a
     node's terminating endpoint is used when it has no ready one, as kube-proxy does);
   - internal_local / external_local: internalTrafficPolicy / externalTrafficPolicy Local;
+  - serving_ips: the endpoints still serving, whose UDP flows keep their conntrack entries;
   - firewall_sources: who may reach the load_balancer_ips (loadBalancerSourceRanges, plus the
     LoadBalancer IPs when a range holds this node's address); empty: anyone.
 Headless and ExternalName Services have no ServicePort: kube-proxy ignores them.
@@ -18,6 +19,7 @@ Renderers (nftables, iptables, userspace) turn a list of these into rules.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from ipaddress import IPv4Address
 
 from podnet.api import fields
 from podnet.controlplane import Cluster
@@ -54,6 +56,10 @@ class ServicePort:
     affinity_timeout: int | None = None  # sessionAffinity ClientIP
     load_balancer_ips: tuple[str, ...] = ()  # the LoadBalancer ingress IPs among external_ips
     firewall_sources: tuple[str, ...] = ()
+    # the addresses of the endpoints that still serve (ready, or serving while terminating): a
+    # UDP flow to one of them keeps its conntrack entry, as kube-proxy clears only those of
+    # endpoints that stopped serving — a terminating pod answers the flows it already has
+    serving_ips: tuple[str, ...] = ()
 
     @property
     def service(self) -> str:
@@ -127,5 +133,6 @@ def service_ports(cluster: Cluster, node: str, services: ServiceTable | None = N
                 internal_local=spec.get("internalTrafficPolicy") == "Local",
                 external_local=spec.get("externalTrafficPolicy") == "Local",
                 affinity_timeout=timeout, load_balancer_ips=lb_ips, firewall_sources=sources,
+                serving_ips=tuple(sorted({b.ip for b in backends if b.serving}, key=IPv4Address)),
             ))
     return out

@@ -171,7 +171,8 @@ class NodeProxy:
         self._thread: threading.Thread | None = None
         self._cleaned = False
         self._busy = False
-        self._udp: dict[tuple[str, str, str], tuple[tuple[str, int], frozenset[str]]] = {}
+        # UDP service port -> ((cluster IP, port), its serving endpoints, whether it had endpoints)
+        self._udp: dict[tuple[str, str, str], tuple[tuple[str, int], frozenset[str], bool]] = {}
 
     # -- syncing --------------------------------------------------------------------------------
 
@@ -210,19 +211,22 @@ class NodeProxy:
         self.status.last_duration = self.status.synced_at - started
 
     def _clear_udp_conntrack(self, ports: list[ServicePort]) -> None:
-        """kube-proxy's conntrack cleanup for UDP: a flow to an endpoint that is gone, or to a
-        frontend that rejected while it had no endpoints, would otherwise stick (UDP has no
-        connection to end) and black-hole its client until the entry times out."""
-        udp = {(sp.namespace, sp.name, sp.port_name): ((sp.cluster_ip, sp.port), frozenset(e.ip for e in sp.cluster_endpoints))
+        """kube-proxy's conntrack cleanup for UDP: a flow to an endpoint that stopped serving
+        (gone, or no longer ready nor serving-terminating), or to a frontend that rejected while
+        it had no endpoints, would otherwise stick (UDP has no connection to end) and black-hole
+        its client until the entry times out. A terminating endpoint that still serves keeps
+        its flows, as kube-proxy's stale-entry detection does (it compares `serving`)."""
+        udp = {(sp.namespace, sp.name, sp.port_name): ((sp.cluster_ip, sp.port), frozenset(sp.serving_ips),
+                                                        bool(sp.cluster_endpoints))
                for sp in ports if sp.protocol == "UDP" and sp.cluster_ip}
         commands = []
-        for key, ((vip, port), endpoints) in udp.items():
+        for key, ((vip, port), serving, has_endpoints) in udp.items():
             before = self._udp.get(key)
             if before is None:
                 continue
-            for gone in sorted(before[1] - endpoints):
+            for gone in sorted(before[1] - serving):
                 commands.append(["conntrack", "-D", "-p", "udp", "--orig-dst", vip, "--dport", str(port), "--reply-src", gone])
-            if endpoints and not before[1]:
+            if has_endpoints and not before[2]:
                 commands.append(["conntrack", "-D", "-p", "udp", "--orig-dst", vip, "--dport", str(port)])
         self._udp = udp
         for argv in commands:
