@@ -15,7 +15,8 @@ replica so that every path ends at the same pod; then, with wrk (Debian package 
   header — the same client place as "direct", so the difference is nginx's proxying only.
 
 Throughput: 32 connections, keep-alive, `--threads 2`; latency: one connection (p50 of requests
-one after another, wrk --latency). Then the endpoint change: a client in `external` requests
+one after another, wrk --latency). Then the endpoint change (with `--pre-stop N` the frontend
+first gets a preStop `sleep` of N s, as Kubernetes users drain a server on scale-down): a client in `external` requests
 /hostname (served by `frontend`, each reply its pod's name) on a new connection each time, while
 the frontend Deployment is scaled 3 → 4; the time from the supervisor publishing the
 EndpointSlice with the new pod ready (a `watch` on its control socket, as the controller's)
@@ -24,7 +25,7 @@ it is scaled back) are counted. Issue 17's goals: ≥ 0.8× direct requests/s, p
 < 1 ms, an endpoint change served within 200 ms.
 
     apt-get install wrk   # the prerequisite (`make bench` installs it)
-    sudo PYTHONPATH=src .venv/bin/python bench/ingress_http.py [--seconds 5] [--rounds 3]
+    sudo PYTHONPATH=src .venv/bin/python bench/ingress_http.py [--seconds 5] [--rounds 3] [--pre-stop 2]
 """
 
 from __future__ import annotations
@@ -171,8 +172,20 @@ class SliceWatcher:
             self.ready_now = ready
 
 
-def endpoint_change(name: str, tmp: Path, rounds: int) -> dict:
-    frontend = ROOT / "examples" / "shop" / "frontend.yaml"
+def with_pre_stop(manifest: Path, deployment: str, seconds: int, tmp: Path) -> Path:
+    """`manifest` with a preStop `sleep` hook (KEP-3960) on the Deployment's containers: how a
+    Kubernetes user lets a server finish what is on its way while the endpoint change spreads."""
+    docs = [d for d in yaml.safe_load_all(manifest.read_text()) if d]
+    for doc in docs:
+        if doc["kind"] == "Deployment" and doc["metadata"]["name"] == deployment:
+            for container in doc["spec"]["template"]["spec"]["containers"]:
+                container["lifecycle"] = {"preStop": {"sleep": {"seconds": seconds}}}
+    changed = tmp / manifest.name
+    changed.write_text(yaml.safe_dump_all(docs))
+    return changed
+
+
+def endpoint_change(name: str, tmp: Path, rounds: int, frontend: Path) -> dict:
     watcher = SliceWatcher(ClusterLayout(name).socket_path)
     watcher.thread.start()
     wait_for("the watcher's first reading", lambda: len(watcher.ready_now) >= 3)
@@ -227,6 +240,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=int, default=5, help="each wrk run")
     parser.add_argument("--rounds", type=int, default=3, help="endpoint changes timed")
+    parser.add_argument("--pre-stop", type=int, default=0, metavar="SECONDS",
+                        help="give the frontend a preStop sleep of SECONDS before the endpoint changes "
+                             "(0: as examples/shop has it, none)")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is not installed (Debian: apt-get install wrk)")
@@ -272,15 +288,22 @@ def main() -> int:
         print(f"goal ≥ 0.8× direct: {ratio:.2f}× {'met' if ratio >= 0.8 else 'NOT met'}; "
               f"goal p50 overhead < 1 ms: {overhead:.3f} ms {'met' if overhead < 1 else 'NOT met'}")
 
+        frontend = ROOT / "examples" / "shop" / "frontend.yaml"
+        if args.pre_stop:
+            frontend = with_pre_stop(frontend, "frontend", args.pre_stop, tmp)
+            podnet("apply", "-f", str(frontend), "--name", name)  # a new template: three new pods
+            wait_for("the frontends with the hook", lambda: (found := all_ready(name, "shop", "frontend-", 3)) and all(
+                c.get("lifecycle") for p in found for c in p["spec"]["containers"]))
         reloads_before = len(controller_reloads(name, where))
-        change = endpoint_change(name, tmp, args.rounds)
+        change = endpoint_change(name, tmp, args.rounds, frontend)
         reloads = controller_reloads(name, where)
         delays = [d for d in change["delays_ms"] if d is not None]
         print(f"\nendpoint change (frontend 3 → 4), published → first reply from the new pod through nginx: "
               + ", ".join("never" if d is None else f"{d:.0f} ms" for d in change["delays_ms"])
               + (f" (median {statistics.median(delays):.0f} ms)" if delays else ""))
+        hook = f"a preStop sleep of {args.pre_stop} s" if args.pre_stop else "no preStop hook"
         print(f"nginx reloads meanwhile: {len(reloads) - reloads_before}; requests {change['requests']}, "
-              f"failed {change['failed']} {change['failures']}")
+              f"failed {change['failed']} {change['failures']} (frontend with {hook})")
         if change["socket_errors"]:
             print(f"the bench's own watch of the control socket failed {len(change['socket_errors'])} times: "
                   f"{change['socket_errors'][:3]}")

@@ -126,6 +126,19 @@ def test_force_deletion_with_grace_period_zero_stops_at_once(supervisor):
     assert [c for c in supervisor.runtime.calls if c[0] == "terminate"] == []
 
 
+def test_pods_replacing_terminating_ones_start_with_the_addresses_the_cluster_gives_them(supervisor):
+    hold_on(supervisor)
+    old = {ref: pod.status["podIP"] for ref, pod in web_pods(supervisor).items()}
+    changed = scaled(3)
+    changed["spec"]["template"]["metadata"] = {"labels": {"app": "web", "version": "2"}}
+    reply = apply(supervisor, changed, SERVICE)  # a new template: a new ReplicaSet replaces every pod
+    assert sorted(reply["stopped"]) == sorted(old) and len(reply["started"]) == 3
+    for ref in reply["started"]:
+        address = web_pods(supervisor)[ref].status["podIP"]
+        assert supervisor.runtime.pods[ref].pod.status["podIP"] == address  # started as computed
+        assert address not in old.values()  # the terminating pods still hold theirs
+
+
 def test_a_scale_up_while_a_pod_terminates_makes_a_new_pod_with_another_name_and_address(supervisor):
     hold_on(supervisor)
     [leaving] = apply(supervisor, scaled(2), SERVICE)["stopped"]

@@ -484,6 +484,9 @@ class Supervisor:
                 cluster = self._compute(request.inputs, self.cluster,
                                         list(self.terminating.values()) + list(marked.values()))
                 self.terminating.update(marked)
+                # the pods to start as this cluster places and addresses them: next to the
+                # terminating ones, whose addresses stay taken
+                actions = reconcile.PodActions(actions.stop, reconcile.pod_actions(cluster, self.started).start)
             steps.done("compute")
             for ref in actions.stop:
                 if ref not in graceful:
