@@ -224,6 +224,27 @@ def test_a_pod_applied_again_while_it_terminates_starts_once_the_old_one_is_gone
     assert not web_pods(supervisor)["default/solo"].metadata.get("deletionTimestamp")
 
 
+def test_a_statefulset_scaled_back_up_waits_for_its_terminating_ordinal_to_go(supervisor):
+    def sts(replicas):
+        return {"apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": {"name": "db", "namespace": "default"},
+                "spec": {"replicas": replicas, "serviceName": "db", "selector": {"matchLabels": {"app": "db"}},
+                         "template": {"metadata": {"labels": {"app": "db"}},
+                                      "spec": {"containers": [{"name": "c", "image": "pause"}]}}}}
+
+    apply(supervisor, sts(2))
+    old = supervisor.runtime.pods["default/db-1"]
+    for container in old.containers:
+        container.process.holds_on = True
+    assert apply(supervisor, sts(1))["stopped"] == ["default/db-1"]
+    assert apply(supervisor, sts(2))["started"] == []  # db-1 is still there, Terminating
+    for container in old.containers:
+        container.process.exit(0)
+    assert supervisor.wait_for_terminations(DEADLINE)
+    step(supervisor)
+    new = supervisor.runtime.pods["default/db-1"]
+    assert new is not old and not web_pods(supervisor)["default/db-1"].metadata.get("deletionTimestamp")
+
+
 # ---- the pure parts ---------------------------------------------------------------------------------
 
 

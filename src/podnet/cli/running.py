@@ -136,6 +136,9 @@ def run_change(args, delete: bool) -> int:
         raise InvalidInput(files.problems)
     layout = pick_cluster(args.name)
     options = {"gracePeriod": grace} if grace is not None else {}
+    if grace == 0:  # kubectl's words for a forced deletion
+        print("Warning: Immediate deletion does not wait for confirmation that the running resource has been "
+              "terminated. The resource may continue to run on the cluster indefinitely.", file=sys.stderr)
     reply = request(layout, "delete" if delete else "apply", files=files.texts, **options)  # refused whole if invalid
     for warning in reply.get("warnings", []):
         print(warning, file=sys.stderr)
