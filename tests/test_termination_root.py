@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import signal
 import subprocess
 import sys
 import threading
@@ -249,3 +250,48 @@ def test_down_while_a_pod_terminates_removes_everything_without_waiting_for_its_
     wait_for(lambda: any(p["metadata"].get("deletionTimestamp") for p in pods(name).values()), 60, "a pod Terminating")
     podnet("down", "--name", name, timeout=45)  # a deadline well inside the grace period the hook would use
     assert leftovers(name) == [], leftovers(name)
+
+
+def test_a_supervisor_killed_mid_termination_leaves_nothing_half_done_for_down(tmp_path):
+    """No successor finishes a termination (module doc of linux/supervisor/termination.py):
+    `podnet down` removes the cluster by name, the pod being drained and its hook included."""
+    name = f"tk{secrets.token_hex(3)}"
+    release = tmp_path / "release"  # never written: the hook holds the pod
+    (tmp_path / "app.yaml").write_text(web(2, str(release)))
+    (tmp_path / "cluster.yaml").write_text(f"kind: Cluster\napiVersion: podnet.dev/v1alpha1\nname: {name}\nnodes: 1\n")
+    try:
+        podnet("up", "-f", str(tmp_path / "app.yaml"), "--config", str(tmp_path / "cluster.yaml"), timeout=180)
+        wait_for(lambda: all_ready(name, "default"), 180, "every pod Ready")
+        (tmp_path / "web.yaml").write_text(web(1, str(release)))
+        podnet("apply", "-f", str(tmp_path / "web.yaml"), "--name", name)
+        wait_for(lambda: any(p["metadata"].get("deletionTimestamp") for p in pods(name).values()), 60, "a pod Terminating")
+        hooks = wait_for(lambda: hook_processes(str(release)), 60, "the preStop hook running")
+        [supervisor] = [int(pid) for pid in subprocess.run(["pgrep", "-f", f"podnet.linux.supervisor --name {name}$"],
+                                                           capture_output=True, text=True).stdout.split()]
+        os.kill(supervisor, signal.SIGKILL)
+        podnet("down", "--name", name)
+        assert leftovers(name) == [], leftovers(name)
+        assert [pid for pid in hooks if alive(pid)] == []
+    finally:
+        if leftovers(name):
+            podnet("down", "--name", name, check=False)
+
+
+def hook_processes(marker: str) -> list[int]:
+    """The processes whose command line names `marker` (the preStop hook's shell)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                if marker.encode() in open(f"/proc/{entry}/cmdline", "rb").read():
+                    found.append(int(entry))
+            except OSError:
+                pass
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        return open(f"/proc/{pid}/stat").read().split()[2] != "Z"
+    except OSError:
+        return False
