@@ -818,6 +818,17 @@ def test_source_ranges_and_body_size(annotations, client, body_size, status):
         assert any("not known here, assumed allowed" in line for line in result.explanation)
 
 
+def test_no_endpoints_answers_503_before_the_source_ranges():
+    """balancer.lua's rewrite() runs in nginx's rewrite phase (rewrite_by_lua), before the access
+    phase's allow/deny: a client outside the ranges asking for a backend without endpoints gets
+    ingress-nginx's 503, not 403."""
+    text = ingress("a", [{"host": "a.test", "paths": [("Prefix", "/", "svc")]}],
+                   annotations={"nginx.ingress.kubernetes.io/allowlist-source-range": "10.0.0.0/8"})
+    without = controller_for(text, missing=("svc",)).route("http://a.test/x", client="192.168.1.50")
+    assert without.status == 503 and not any("allowlist" in line for line in without.explanation)
+    assert controller_for(text).route("http://a.test/x", client="192.168.1.50").status == 403
+
+
 def test_backend_protocol_and_x_forwarded_prefix_are_carried_in_the_route():
     text = ingress("p", [{"host": "p.test", "paths": [("Prefix", "/", "svc")]}],
                    annotations={"nginx.ingress.kubernetes.io/backend-protocol": "https",
