@@ -585,7 +585,7 @@ def test_duplicate_path_oldest_ingress_wins():
                         created="2025-01-01T00:00:00Z"))
     controller = controller_for(text)
     assert controller.route("http://d.test/x").backend == "older:8080"
-    assert any("already defines it" in w for w in controller.warnings)
+    assert any("already defines it (the oldest Ingress wins)" in w for w in controller.warnings)
 
 
 def test_duplicate_path_equal_timestamps_reverse_name_wins():
@@ -595,6 +595,11 @@ def test_duplicate_path_equal_timestamps_reverse_name_wins():
     controller = controller_for(text)
     assert [i.name for i in ingress_order(controller.ingresses)] == ["b", "a"]
     assert controller.route("http://d.test/x").backend == "from-b:8080"
+    [warning] = [w for w in controller.warnings if "already defines it" in w]
+    assert "neither has a creationTimestamp" in warning and "on a cluster where they were created apart" in warning
+    same_second = controller_for(docs(*[ingress(n, [{"host": "d.test", "paths": [("Prefix", "/x", f"from-{n}")]}],
+                                                created="2025-01-01T00:00:00Z") for n in "ab"]))
+    assert any("both were created in the same second" in w for w in same_second.warnings)
 
 
 def test_same_path_different_type_both_kept():

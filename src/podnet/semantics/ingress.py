@@ -368,6 +368,16 @@ def ingress_order(ingresses: Sequence[KubeObject]) -> list[KubeObject]:
     return ordered
 
 
+def _precedence(first: KubeObject | None, second: KubeObject) -> str:
+    """Why `first` comes before `second` in `_sorted_ingresses`, in words for a conflict warning."""
+    if first is None or _created(first) != _created(second):
+        return "the oldest Ingress wins"
+    when = "neither has a creationTimestamp (manifests offline)" if _created(second) == _ZERO_TIME else \
+        "both were created in the same second"
+    return (f"{when}, so ingress-nginx takes \"namespace/name\" in descending order; on a cluster where they "
+            f"were created apart, the older one wins")
+
+
 def _created(obj: KubeObject) -> datetime:
     value = obj.body.get("metadata", {}).get("creationTimestamp")
     if not isinstance(value, str) or not value:
@@ -667,7 +677,7 @@ class IngressController:
             if not loc.replaceable:
                 holder = loc.ingress.ref if loc.ingress else "?"
                 held = f"the spec.defaultBackend of Ingress {holder} holds it" if loc.default_backend else \
-                    f"Ingress {holder} already defines it (oldest Ingress wins)"
+                    f"Ingress {holder} already defines it ({_precedence(loc.ingress, ingress)})"
                 self.warnings.append(f"server {server.host}: {path_type} {path} of Ingress {ingress.ref} is "
                                      f"ignored, {held}")
                 return
