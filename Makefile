@@ -4,8 +4,8 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 # Debian packages the data plane and its tests use (later issues build on them; redis-server runs
-# the redis image, zsh checks `podnet completion zsh`).
-APT_PACKAGES := iproute2 nftables iptables conntrack nginx dnsutils dnsmasq-base containernetworking-plugins iperf3 procps iputils-ping iputils-arping curl util-linux dnsperf knot-dnsutils openssl redis-server redis-tools zsh
+# the redis image, zsh checks `podnet completion zsh`, libnginx-mod-http-lua is the ingress controller's balancer).
+APT_PACKAGES := iproute2 nftables iptables conntrack nginx dnsutils dnsmasq-base containernetworking-plugins iperf3 procps iputils-ping iputils-arping curl util-linux dnsperf knot-dnsutils openssl redis-server redis-tools zsh libnginx-mod-http-lua
 # Only for `make bench` (not `make test`): wrk for bench/ingress_http.py.
 BENCH_APT_PACKAGES := wrk
 STAMP := $(VENV)/.installed

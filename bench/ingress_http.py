@@ -226,9 +226,21 @@ def endpoint_change(name: str, tmp: Path, rounds: int, frontend: Path) -> dict:
         last = max((t for t in scaled_down if t <= sent), default=None)
         return "before any scale-down" if last is None else f"{sent - last:.2f} s after a scale-down"
 
-    return {"delays_ms": delays, "requests": len(replies), "failed": len(failed),
+    return {"delays_ms": delays, "published": [published for _, published in changes],
+            "requests": len(replies), "failed": len(failed),
             "failures": [f"{' '.join(r[1:])} ({since_scale_down(r)})" for r in failed[:5]],
             "socket_errors": watcher.errors}
+
+
+def controller_posts(name: str, controller: str) -> list[float]:
+    """When the controller posted endpoints to nginx's balancer (its log's local timestamps)."""
+    log = podnet("logs", controller, "--name", name).stdout
+    found = []
+    for line in log.splitlines():
+        if "Dynamic reconfiguration succeeded" in line:
+            stamp, millis = line[:23].split(",")
+            found.append(time.mktime(time.strptime(stamp, "%Y-%m-%d %H:%M:%S")) + int(millis) / 1e3)
+    return found
 
 
 def controller_reloads(name: str, controller: str) -> list[str]:
@@ -297,10 +309,15 @@ def main() -> int:
         reloads_before = len(controller_reloads(name, where))
         change = endpoint_change(name, tmp, args.rounds, frontend)
         reloads = controller_reloads(name, where)
+        posts = controller_posts(name, where)
+        posted = [min((t for t in posts if t >= published - 0.002), default=None) for published in change["published"]]
         delays = [d for d in change["delays_ms"] if d is not None]
         print(f"\nendpoint change (frontend 3 → 4), published → first reply from the new pod through nginx: "
               + ", ".join("never" if d is None else f"{d:.0f} ms" for d in change["delays_ms"])
               + (f" (median {statistics.median(delays):.0f} ms)" if delays else ""))
+        print("of which published → the controller's POST to nginx's balancer: "
+              + ", ".join("never" if t is None else f"{(t - published) * 1e3:.0f} ms"
+                          for t, published in zip(posted, change["published"])))
         hook = f"a preStop sleep of {args.pre_stop} s" if args.pre_stop else "no preStop hook"
         print(f"nginx reloads meanwhile: {len(reloads) - reloads_before}; requests {change['requests']}, "
               f"failed {change['failed']} {change['failures']} (frontend with {hook})")

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Mapping
 from urllib.parse import urlsplit
 
-from podnet.ingressnginx import certificates, nginxconf
+from podnet.ingressnginx import balancer, certificates, nginxconf
 from podnet.semantics.ingress import IngressController
 from tests.conftest import free_port as shared_free_port
 
@@ -129,7 +129,8 @@ class RunningNginx:
             self.options = nginxconf.NginxOptions(
                 runtime_dir=self.dir, default_certificate=self.default_certificate,
                 http_listen=f"127.0.0.1:{free_port()}", https_listen=f"127.0.0.1:{free_port()}",
-                health_listen=f"127.0.0.1:{free_port()}", certificates=self.certificate_files,
+                health_listen=f"127.0.0.1:{free_port()}", configuration_listen=f"127.0.0.1:{free_port()}",
+                certificates=self.certificate_files,
                 worker_processes=self.worker_processes, access_log=self.access_log,
                 user="root" if os.geteuid() == 0 else None)  # workers that can write the temp dirs
             text = self.render(self.controller)
@@ -140,11 +141,20 @@ class RunningNginx:
             self.conf.write_text(text)
             self.process = subprocess.Popen(nginxconf.command(self.options, self.conf, "-g", "daemon off;"),
                                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-            if self._wait_healthy():
+            if self._post_backends(self.controller) and self._wait_healthy():
                 return self
             self.process.wait(timeout=DEADLINE)  # a port taken meanwhile: try others
         self.close()
         raise AssertionError(f"nginx did not start: {self.options.error_log.read_text()}")
+
+    def _post_backends(self, controller: IngressController) -> bool:
+        """The echo servers as the balancer's endpoints, as the controller posts a pod's; False
+        when nginx is not there to take them (it exited: a port taken meanwhile)."""
+        try:
+            balancer.post(self.options.configuration_listen, balancer.document(self.upstreams(controller)), DEADLINE)
+        except OSError:
+            return False
+        return True
 
     def _wait_healthy(self) -> bool:
         deadline = time.monotonic() + DEADLINE
@@ -167,6 +177,8 @@ class RunningNginx:
         self.conf.write_text(text)
         assert self.process is not None
         os.kill(self.process.pid, signal.SIGHUP)
+        if not self._post_backends(controller):
+            raise AssertionError("nginx did not take the backends after a reload")
 
     def fetch(self, url: str, method: str = "GET", headers: Mapping[str, str] | None = None,
               body: bytes = b"") -> Response:

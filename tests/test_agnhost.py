@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 
 from podnet.agnhost import cli
+from podnet.agnhost.gohttp import canonical_key
 from podnet.agnhost.golang import format_duration, json_marshal, parse_duration, GoError
 from podnet.agnhost.ports import listens
 from podnet.images import behaviour_of
@@ -881,3 +882,12 @@ def test_image_behaviour_listens_where_the_subcommand_serves(args, env, expected
     as_command = {"image": "agnhost:2.53", "command": ["/agnhost", *args[:1]], "args": args[1:],
                   "env": container["env"]}
     assert behaviour_of(as_command).listens == frozenset(expected)
+
+
+def test_header_keys_are_canonical_as_go_writes_them():
+    """textproto.CanonicalMIMEHeaderKey: each letter after a hyphen upper case, the rest lower;
+    a key with a non-token character is left alone; the cache returns the same answers."""
+    cases = {"x-forwarded-for": "X-Forwarded-For", "CONTENT-LENGTH": "Content-Length", "a--b": "A--B",
+             "-x": "-X", "x1-2y": "X1-2y", "foo bar": "foo bar", "ümlaut": "ümlaut", "": ""}
+    for _ in range(2):
+        assert {key: canonical_key(key) for key in cases} == cases

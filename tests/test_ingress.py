@@ -585,7 +585,7 @@ def test_duplicate_path_oldest_ingress_wins():
                         created="2025-01-01T00:00:00Z"))
     controller = controller_for(text)
     assert controller.route("http://d.test/x").backend == "older:8080"
-    assert any("already defines it" in w for w in controller.warnings)
+    assert any("already defines it (the oldest Ingress wins)" in w for w in controller.warnings)
 
 
 def test_duplicate_path_equal_timestamps_reverse_name_wins():
@@ -595,6 +595,11 @@ def test_duplicate_path_equal_timestamps_reverse_name_wins():
     controller = controller_for(text)
     assert [i.name for i in ingress_order(controller.ingresses)] == ["b", "a"]
     assert controller.route("http://d.test/x").backend == "from-b:8080"
+    [warning] = [w for w in controller.warnings if "already defines it" in w]
+    assert "neither has a creationTimestamp" in warning and "on a cluster where they were created apart" in warning
+    same_second = controller_for(docs(*[ingress(n, [{"host": "d.test", "paths": [("Prefix", "/x", f"from-{n}")]}],
+                                                created="2025-01-01T00:00:00Z") for n in "ab"]))
+    assert any("both were created in the same second" in w for w in same_second.warnings)
 
 
 def test_same_path_different_type_both_kept():
@@ -816,6 +821,17 @@ def test_source_ranges_and_body_size(annotations, client, body_size, status):
         assert any(w.startswith("Ingress default/a: ") for w in controller.warnings)
     if client is None and annotations.get("whitelist-source-range"):
         assert any("not known here, assumed allowed" in line for line in result.explanation)
+
+
+def test_no_endpoints_answers_503_before_the_source_ranges():
+    """balancer.lua's rewrite() runs in nginx's rewrite phase (rewrite_by_lua), before the access
+    phase's allow/deny: a client outside the ranges asking for a backend without endpoints gets
+    ingress-nginx's 503, not 403."""
+    text = ingress("a", [{"host": "a.test", "paths": [("Prefix", "/", "svc")]}],
+                   annotations={"nginx.ingress.kubernetes.io/allowlist-source-range": "10.0.0.0/8"})
+    without = controller_for(text, missing=("svc",)).route("http://a.test/x", client="192.168.1.50")
+    assert without.status == 503 and not any("allowlist" in line for line in without.explanation)
+    assert controller_for(text).route("http://a.test/x", client="192.168.1.50").status == 403
 
 
 def test_backend_protocol_and_x_forwarded_prefix_are_carried_in_the_route():

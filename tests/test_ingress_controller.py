@@ -49,6 +49,8 @@ class FakeNginx:
     def __init__(self):
         self.loaded: list[str] = []
         self.refuse = False
+        self.refuse_endpoints = False
+        self.configured: list[str] = []
         self.process = None
 
     def check(self, text: str) -> str | None:
@@ -56,6 +58,11 @@ class FakeNginx:
 
     def load(self, text: str) -> None:
         self.loaded.append(text)
+
+    def configure(self, document: str) -> None:
+        if self.refuse_endpoints:
+            raise ConnectionRefusedError("invented for the test")
+        self.configured.append(document)
 
     def alive(self) -> bool:
         return bool(self.loaded)
@@ -85,6 +92,25 @@ def test_a_sync_loads_once_and_says_which_state_nginx_serves(tmp_path):
     assert len(c.nginx.loaded) == 1 and "server_name web.example.com" in c.nginx.loaded[0]
     assert c.sync(cluster, 8) and len(c.nginx.loaded) == 1  # same routes: nothing reloaded
     assert ControllerStatus.read(tmp_path) == ControllerStatus(8)
+
+
+def test_an_endpoint_change_is_posted_without_a_reload(tmp_path):
+    """ingress-nginx's dynamic configuration: the endpoints go to the Lua balancer; nginx.conf
+    stays, so nothing is reloaded; a document nginx did not take is posted again."""
+    c = controller(tmp_path)
+    assert c.sync(cluster_of(INGRESS), 1)
+    [(name, first)] = [line.split() for line in c.nginx.configured[0].splitlines()]
+    assert name == "default-web-80" and first.startswith("10.244.") and first.endswith(":8080")
+    two = INGRESS + INGRESS[INGRESS.index("---\napiVersion: v1\nkind: Pod"):].replace("name: web,", "name: web2,")
+    c.nginx.refuse_endpoints = True
+    assert not c.sync(cluster_of(two), 2) and c.unposted
+    assert ControllerStatus.read(tmp_path) == ControllerStatus(1, 2, "posting the endpoints to nginx: invented for the test")
+    c.nginx.refuse_endpoints = False
+    assert c.sync(cluster_of(two), 2) and not c.unposted
+    assert len(c.nginx.loaded) == 1 and len(c.nginx.configured) == 2
+    name, *both = c.nginx.configured[1].split()
+    assert name == "default-web-80" and first in both and len(set(both)) == 2
+    assert c.sync(cluster_of(two), 3) and len(c.nginx.configured) == 2  # unchanged: not posted again
 
 
 def test_a_refused_configuration_is_never_loaded_and_the_previous_one_is_still_served(tmp_path):

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import os
+import socket
 import subprocess
 import threading
 import time
@@ -24,7 +25,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from podnet.ingressnginx import certificates, nginxconf
+from podnet.ingressnginx import balancer, certificates, nginxconf
 from podnet.semantics.ingress import IngressController
 from tests import test_ingress as cases
 from tests.conftest import cluster_of
@@ -286,7 +287,7 @@ def test_grpc_backends_render_as_grpc_pass(tmp_path):
                                         annotations={"nginx.ingress.kubernetes.io/backend-protocol": "grpcs"}))
     options = nginxconf.NginxOptions(runtime_dir=tmp_path, default_certificate=certificates.default_certificate(tmp_path))
     text = nginxconf.render(controller, nginxconf.endpoint_upstreams(controller), options)
-    assert "grpc_pass grpcs://default-svc-8080;" in text
+    assert 'set $proxy_upstream_name "default-svc-8080";' in text and "grpc_pass grpcs://upstream_balancer;" in text
     assert nginxconf.validate(text) is None
 
 
@@ -388,6 +389,51 @@ def test_reloads_under_load_fail_no_request():
     assert outcomes and set(outcomes) == {"ok"}, sorted(set(outcomes))
 
 
+def _worker_pids(nginx: RunningNginx) -> set[str]:
+    done = subprocess.run(["pgrep", "-P", str(nginx.process.pid)], capture_output=True, text=True)
+    return set(done.stdout.split())
+
+
+def test_endpoint_changes_reach_nginx_without_a_reload():
+    """The endpoints are not in nginx.conf: the Lua balancer takes each posted document at the
+    next request — a backend without endpoints turns 503 and back, a second endpoint shares the
+    requests (round robin) — and nginx's workers are the same processes throughout."""
+    with_endpoints = controller_for(ingress("e", [{"host": "e.test", "paths": [("Prefix", "/", "svc")]}]))
+    without = controller_for(ingress("e", [{"host": "e.test", "paths": [("Prefix", "/", "svc")]}]), missing=("svc",))
+    upstream = "default-svc-8080"
+    assert nginxconf.endpoint_upstreams(without)[upstream] == ()
+    with RunningNginx(with_endpoints) as nginx:
+        assert nginx.render(without) == nginx.render(with_endpoints)  # nothing to reload for
+        workers = _worker_pids(nginx)
+        first, second = nginx.echo.address(upstream), nginx.echo.address("second endpoint")
+        listen = nginx.options.configuration_listen
+        assert nginx.fetch("http://e.test/a").echo["port"] == int(first.rsplit(":", 1)[1])
+
+        balancer.post(listen, balancer.document({upstream: ()}))
+        assert nginx.fetch("http://e.test/a").status == 503
+        balancer.post(listen, balancer.document({upstream: (second,)}))
+        assert nginx.echo.names_by_port[nginx.fetch("http://e.test/a").echo["port"]] == "second endpoint"
+        balancer.post(listen, balancer.document({upstream: (first, second)}))
+        answered = {nginx.fetch("http://e.test/a").echo["port"] for _ in range(4)}
+        assert answered == {int(first.rsplit(":", 1)[1]), int(second.rsplit(":", 1)[1])}
+        assert _worker_pids(nginx) == workers
+
+
+def test_an_endpoint_that_refuses_is_skipped():
+    """A pod gone before the controller's next post: nginx tries the next endpoint (balancer.lua's
+    one more try per attempt, proxy_next_upstream error), the client sees no failure."""
+    controller = controller_for(ingress("e", [{"host": "e.test", "paths": [("Prefix", "/", "svc")]}]))
+    upstream = "default-svc-8080"
+    with RunningNginx(controller) as nginx:
+        alive = nginx.echo.address(upstream)
+        with socket.socket() as closed:  # a port nobody listens on
+            closed.bind(("127.0.0.1", 0))
+            gone = f"127.0.0.1:{closed.getsockname()[1]}"
+            balancer.post(nginx.options.configuration_listen, balancer.document({upstream: (gone, alive)}))
+            statuses = [nginx.fetch("http://e.test/a").status for _ in range(4)]
+    assert statuses == [200] * 4
+
+
 def test_a_certificate_that_does_not_match_its_key_is_refused(tmp_path):
     one, two = _self_signed(tmp_path, "one.test"), _self_signed(tmp_path, "two.test")
     text = ingress("one", [{"host": "one.test", "paths": [("Prefix", "/", "svc")]}],
@@ -405,8 +451,8 @@ def test_validate_accepts_a_rendered_config_and_reports_what_nginx_refuses(tmp_p
     options = nginxconf.NginxOptions(runtime_dir=tmp_path, default_certificate=certificates.default_certificate(tmp_path))
     text = nginxconf.render(controller, nginxconf.endpoint_upstreams(controller), options)
     assert nginxconf.validate(text) is None
-    assert "upstream shop-backend-http {" in text and "server 10.244." in text  # pod IPs, not the ClusterIP
-    error = nginxconf.validate(text.replace("proxy_pass http://shop-backend-http;", "proxy_pass http://no-such-upstream;"))
+    assert 'set $proxy_upstream_name "shop-backend-http";' in text and "10.244." not in text  # endpoints: posted
+    error = nginxconf.validate(text.replace("proxy_pass http://upstream_balancer;", "proxy_pass http://no-such-upstream;"))
     assert error is not None and "[emerg]" in error and "no-such-upstream" in error
 
 
@@ -498,7 +544,8 @@ def test_rendered_configs_match_golden():
     """nginx.conf of bundled examples, as the controller pod would render it: a change shows as a
     diff. Regenerate after an intended change with PODNET_UPDATE_GOLDEN=1."""
     options = nginxconf.NginxOptions(runtime_dir=Path("/run/ingress-nginx"),
-                                     default_certificate=Path("/run/ingress-nginx/certs/default-fake-certificate.pem"))
+                                     default_certificate=Path("/run/ingress-nginx/certs/default-fake-certificate.pem"),
+                                     lua_dir=Path("/usr/lib/podnet/lua"))  # not this checkout's path
     produced = ""
     for name, files in GOLDEN_EXAMPLES.items():
         controller = cases._example(*files)

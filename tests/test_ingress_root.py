@@ -235,3 +235,38 @@ spec:
         assert caught_up.returncode == 0, caught_up.stdout
     finally:
         podnet("delete", "-f", str(extra), "--name", cluster)
+
+
+def nginx_workers(controller_pid: int) -> set[int]:
+    """The worker processes of the nginx the controller runs (a reload replaces them all)."""
+    masters = Path(f"/proc/{controller_pid}/task/{controller_pid}/children").read_text().split()
+    assert len(masters) == 1, masters
+    return {int(pid) for pid in Path(f"/proc/{masters[0]}/task/{masters[0]}/children").read_text().split()}
+
+
+def test_a_new_endpoint_is_served_without_a_reload(cluster, tmp_path):
+    """Scaling the frontend 3 → 4: the controller posts the new endpoint to nginx's Lua balancer;
+    the new pod answers through the ingress while nginx's workers stay the same processes."""
+    [pid] = controller_pids(cluster)
+    in_sync = podnet("trace", "external", f"http://{LB}/", "-H", "Host: shop.example.com", "--name", cluster,
+                     check=False)  # waits for the controller to serve the current state (an earlier reload)
+    assert in_sync.returncode == 0, in_sync.stdout
+    workers = nginx_workers(pid)
+    manifest = (ROOT / "examples" / "shop" / "frontend.yaml").read_text()
+    assert "replicas: 3" in manifest
+    scaled = tmp_path / "frontend.yaml"
+    scaled.write_text(manifest.replace("replicas: 3", "replicas: 4"))
+    before = pod_names(cluster)
+    podnet("apply", "-f", str(scaled), "--name", cluster)
+    try:
+        [new] = pod_names(cluster) - before
+        deadline = time.monotonic() + 60  # until the pod is Ready and nginx balances to it
+        answered: set[str] = set()
+        while new not in answered:
+            status, _, body = curl(cluster, f"http://{LB}/hostname", "-H", "Host: shop.example.com")
+            assert status == 200, (status, body)
+            answered.add(body.strip())
+            assert time.monotonic() < deadline, f"{new} never answered; answered: {sorted(answered)}"
+        assert nginx_workers(pid) <= workers  # no new workers: no reload (old ones may finish exiting)
+    finally:
+        podnet("apply", "-f", str(ROOT / "examples" / "shop" / "frontend.yaml"), "--name", cluster)

@@ -525,3 +525,26 @@ def test_a_pod_waits_to_start_while_its_nodes_networkpolicy_sync_fails(state, mo
     supervisor._policy_retry_at = 0.0
     step(supervisor)
     assert not supervisor.policy_errors and "default/newcomer" in supervisor.runtime.pods
+
+
+def test_the_servers_fetch_objects_without_reading_the_drop_counters(supervisor):
+    """`objects` with counters reads each node's NetworkPolicy counters (an nft list per node);
+    the servers that follow the cluster ask without, and no node is read for them."""
+    policy = {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+              "metadata": {"name": "deny", "namespace": "default"}, "spec": {"podSelector": {}}}
+    apply(supervisor, policy)
+    reads = []
+
+    class Counters:
+        def drops(self):
+            reads.append(1)
+            return {"drops/ingress/default/deny": 3}
+
+    supervisor.policies = {"node1": Counters()}
+    annotation = "podnet.dev/dropped-packets"
+
+    def deny(bodies):
+        return next(b for b in bodies if b["kind"] == "NetworkPolicy")["metadata"].get("annotations", {})
+
+    assert deny(supervisor.objects(counters=False)).get(annotation) is None and reads == []
+    assert deny(supervisor.objects())[annotation] == "ingress 3" and reads == [1]

@@ -93,10 +93,11 @@ def client(netns: str, ip: str, port: int, udp: bool = False) -> str:
     code = textwrap.dedent(f"""
         import socket
         try:
-            if {udp}:
+            if {udp}:  # a connected socket, as resolvers use: it takes replies from the peer only
                 c = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
                 c.settimeout(3)
-                c.sendto(b"q", ({ip!r}, {port}))
+                c.connect(({ip!r}, {port}))
+                c.send(b"q")
                 print(c.recv(100).decode())
             else:
                 print(socket.create_connection(({ip!r}, {port}), timeout=3).recv(100).decode().strip())
@@ -112,6 +113,8 @@ def test_the_node_reaches_a_cluster_ip_through_the_output_redirect(netns, server
 
 
 def test_udp_to_a_cluster_ip_is_answered_by_the_pod(netns, server, proxier):
+    """The node's own datagram is redirected to 127.0.0.1: the reply must leave the listener from
+    there for conntrack to turn it back into the ClusterIP's (IP_PKTINFO)."""
     proxier.sync([DNS])
     assert client(netns[0], "10.96.0.53", 53, udp=True) == "pod:q"
 

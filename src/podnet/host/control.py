@@ -103,6 +103,7 @@ class LiveCluster:
     def _fetch(self, generation: int) -> Cluster | None:
         if generation == self.generation:
             return None
-        reply = send(self.path, {"op": "objects"}, timeout=10)
+        # the servers need no policy drop counters (an `nft list` per node, each time)
+        reply = send(self.path, {"op": "objects", "counters": False}, timeout=10)
         self.generation = reply.get("generation", generation)
         return cluster_from_objects(reply["items"], reply["config"])

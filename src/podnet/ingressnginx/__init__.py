@@ -14,12 +14,14 @@ A controller's sync, in the pod or anywhere:
     secrets = certificates.secret_certificates(controller, run_dir / "certs")  # .problems → events
     options = nginxconf.NginxOptions(runtime_dir=run_dir, default_certificate=default,
                                      certificates=secrets.files, resolver="10.96.0.10")
-    text = nginxconf.render(controller, nginxconf.endpoint_upstreams(controller), options)
+    upstreams = nginxconf.endpoint_upstreams(controller)
+    text = nginxconf.render(controller, upstreams, options)
     error = nginxconf.validate(text)   # None, or nginx -t's complaint: keep the running config
     # else write run_dir/nginx.conf and SIGHUP the master started with
-    # nginxconf.command(options, run_dir / "nginx.conf", "-g", "daemon off;")
+    # nginxconf.command(options, run_dir / "nginx.conf", "-g", "daemon off;"), then
+    balancer.post(options.configuration_listen, balancer.document(upstreams))
 
-Endpoints are `server` lines of upstream blocks, so an endpoint change is a reload (graceful:
-old workers finish their requests); ingress-nginx avoids that with its Lua balancer, which
-plain nginx does not have.
+Endpoints are not in nginx.conf: as ingress-nginx, nginx balances in Lua (Debian's
+lua-nginx-module) over the document the controller posts, so a pod coming or going is one POST,
+not a reload (`balancer`).
 """

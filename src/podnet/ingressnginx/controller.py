@@ -2,8 +2,9 @@
 
 ingress-nginx's controller watches the API server (Ingresses, IngressClasses, Services,
 EndpointSlices, Secrets), renders one nginx.conf, checks it with `nginx -t` and reloads nginx
-gracefully (internal/ingress/controller/nginx.go: `testTemplate`, then `nginx -s reload`). This
-process does the same over the cluster state podnet's supervisor holds
+gracefully (internal/ingress/controller/nginx.go: `testTemplate`, then `nginx -s reload`), and
+posts the endpoints to nginx's Lua balancer instead when only they changed (`configureDynamically`:
+no reload for a pod coming or going; podnet.ingressnginx.balancer). This process does the same over the cluster state podnet's supervisor holds
 (podnet.host.control.LiveCluster, as the cluster DNS follows it: a long poll the supervisor
 answers as soon as its state changes, so a change reaches nginx within one sync): the route table is
 `IngressController(cluster)` — the very object `podnet trace http://…` answers from — rendered by
@@ -43,7 +44,7 @@ from podnet.config import load_config
 from podnet.controlplane import Cluster, compute
 from podnet.host.control import LiveCluster, send
 from podnet.host.started import signal_started
-from podnet.ingressnginx import certificates, nginxconf
+from podnet.ingressnginx import balancer, certificates, nginxconf
 from podnet.ingressnginx.events import ingress_events
 from podnet.ingressnginx.status import ControllerStatus
 from podnet.semantics.ingress import CLASS_NAME, CONTROLLER, IngressController
@@ -53,6 +54,7 @@ log = logging.getLogger("podnet.ingress-nginx")
 # often the controller also checks that nginx still runs, and how long SIGTERM may wait
 WATCH_WAIT = 1.0
 RETRY_INTERVAL = 0.25  # seconds before asking again when the supervisor did not answer
+STARTING = 10.0       # how long a starting nginx may take to listen for its first endpoints
 NGINX = "nginx"
 
 
@@ -80,6 +82,10 @@ class NginxProcess:
             self.process = subprocess.Popen(nginxconf.command(self.options, self.conf, "-g", "daemon off;"))
         else:
             self.process.send_signal(signal.SIGHUP)
+
+    def configure(self, document: str) -> None:
+        """The endpoints to the Lua balancer (balancer.document); OSError if nginx does not take them."""
+        balancer.post(self.options.configuration_listen, document, timeout=STARTING)
 
     def wait_listening(self, timeout: float) -> None:
         """Until nginx listens (it writes its pid file once its sockets are bound), it dies, or
@@ -112,6 +118,8 @@ class Controller:
             default_certificate=default_certificate or certificates.default_certificate(runtime_dir / "ssl"))
         self.nginx = NginxProcess(self.options)
         self.loaded: str | None = None   # the configuration nginx runs
+        self.posted_backends: str | None = None  # the balancer document nginx has (balancer.document)
+        self.unposted = False  # the last sync's endpoints did not reach nginx: sync the same state again
         self.refused: str | None = None  # the last text nginx refused (not tried again)
         self.reported: set[str] = set()  # problems already logged for the current state
         self.refused_error: str | None = None
@@ -143,19 +151,37 @@ class Controller:
         self.reported = {*found.problems, *routes.warnings}
         self._post_events(routes, found.problems)
         options = dataclasses.replace(self.options, certificates=found.files)
-        text = nginxconf.render(routes, nginxconf.endpoint_upstreams(routes), options)
-        if text == self.loaded and self.nginx.alive():
+        upstreams = nginxconf.endpoint_upstreams(routes)
+        text = nginxconf.render(routes, upstreams, options)
+        if text != self.loaded or not self.nginx.alive():
+            if text == self.refused:
+                return False
+            error = self.nginx.check(text)
+            if error is not None:
+                self.refused, self.refused_error = text, error
+                log.error("Error reloading NGINX: the new configuration is refused, the running one stays:\n%s", error)
+                return False
+            started = not self.nginx.alive()
+            self.nginx.load(text)
+            self.loaded, self.refused = text, None
+            if started:
+                self.posted_backends = None  # a new nginx has no endpoints (a reload keeps the shared dict)
+            log.info("Backend successfully reloaded")
+        return self._post_backends(balancer.document(upstreams))
+
+    def _post_backends(self, document: str) -> bool:
+        """ingress-nginx's configureDynamically: the endpoints to the balancer, when they changed."""
+        self.unposted = False
+        if document == self.posted_backends:
             return True
-        if text == self.refused:
+        try:
+            self.nginx.configure(document)
+        except OSError as exc:
+            self.refused_error, self.unposted = f"posting the endpoints to nginx: {exc}", True
+            log.error("Dynamic reconfiguration failed: %s", exc)
             return False
-        error = self.nginx.check(text)
-        if error is not None:
-            self.refused, self.refused_error = text, error
-            log.error("Error reloading NGINX: the new configuration is refused, the running one stays:\n%s", error)
-            return False
-        self.nginx.load(text)
-        self.loaded, self.refused = text, None
-        log.info("Backend successfully reloaded")
+        self.posted_backends = document
+        log.info("Dynamic reconfiguration succeeded")
         return True
 
 
@@ -209,7 +235,8 @@ def main(argv: list[str] | None = None) -> int:
         while not stopping:
             if cluster is not None:
                 controller.sync(cluster, live.generation if live is not None else None)
-                cluster = None
+                if not controller.unposted:
+                    cluster = None  # else: nginx did not take the endpoints, the same state again
                 controller.nginx.wait_listening(2.0)
                 signal_started()  # nginx listens on the health port: kubelet may probe now (podnet.host.started)
             if controller.nginx.process is not None and not controller.nginx.alive():
@@ -217,6 +244,9 @@ def main(argv: list[str] | None = None) -> int:
                 return 1
             if live is None:
                 time.sleep(WATCH_WAIT)
+                continue
+            if cluster is not None:  # the endpoints did not reach nginx: again, shortly
+                time.sleep(RETRY_INTERVAL)
                 continue
             try:
                 cluster = live.wait(WATCH_WAIT)  # answered as soon as the supervisor's state moves

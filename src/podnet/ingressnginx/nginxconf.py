@@ -10,18 +10,20 @@ plain nginx where ingress-nginx uses Lua:
   has its certificate, every other one is answered with the default server's (the controller's
   self-signed default certificate), which nginx keeps when SNI selects a server without one;
 - the locations in the Route order, with their modifiers (`=`, prefix, `~* "^path"`);
-- ingress-nginx's Lua balancer becomes one `upstream` block per backend listing the ready
-  endpoints (pod IP:port, not the ClusterIP); a backend without endpoints answers 503 before
-  proxying (a `return` in the rewrite phase, where the balancer would fail), but the location
+- endpoints are not in the file: as ingress-nginx, every location proxies to one
+  `upstream_balancer` whose `balancer_by_lua` picks a ready endpoint (pod IP:port, not the
+  ClusterIP) of the location's `$proxy_upstream_name` from the document the controller posts
+  (balancer.py, lua/podnet_balancer.lua), so a pod coming or going is no reload; a backend
+  without endpoints answers 503 from `rewrite_by_lua` (balancer.rewrite), but the location
   still has its `proxy_pass`, so nginx's 301 auto-redirect to `/foo/` happens first, as in
-  ingress-nginx;
+  ingress-nginx; ExternalName backends are proxied by name (nginx's resolver);
 - the HTTP→HTTPS redirect of lua_ingress.lua (308 to `https://$host$request_uri`, a trailing
   `/` dropped unless preserve-trailing-slash) is an `if ($scheme = http)` in the location,
   placed before `rewrite … break` because `break` ends the rewrite module's directives;
-- the location's directives keep ingress-nginx's phase order, all in nginx's rewrite phase:
-  a denied location's 503, a rewrite to a URL (302), the HTTPS redirect, the source ranges
-  (a geo variable per set, 403: ingress-nginx's access phase), no endpoints (503: its
-  balancer), then `rewrite … break` (which ends the rewrite module's directives);
+- the location's directives keep ingress-nginx's phase order: in the rewrite phase a denied
+  location's 503, a rewrite to a URL (302), the HTTPS redirect, `rewrite … break` (which ends
+  the rewrite module's directives), then the Lua balancer's 503 for no endpoints (rewrite_by_lua
+  runs after the rewrite module); in the access phase `allow`/`deny` for the source ranges (403);
   `client_max_body_size` (413) nginx checks itself as soon as the location is found;
 - a `$` in rewrite-target, app-root or x-forwarded-prefix that is not a capture is written
   `${literal_dollar}` (nginx.tmpl's geo trick), so nginx neither expands nor rejects it;
@@ -36,8 +38,6 @@ Paths (pid, temp directories, logs, certificates) and listen addresses come from
 
 from __future__ import annotations
 
-import hashlib
-import ipaddress
 import re
 import subprocess
 import tempfile
@@ -45,6 +45,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from podnet.ingressnginx import balancer
 from podnet.semantics.ingress import (
     DEFAULT_PROXY_BODY_SIZE,
     HEALTHZ_PATH,
@@ -57,7 +58,7 @@ from podnet.semantics.ingress import (
 
 NGINX = "nginx"
 HEALTH_PORT = 10254                   # the controller's --healthz-port
-NO_ENDPOINTS = "podnet-no-endpoints"  # the upstream a location without endpoints names (never reached)
+BALANCER = "upstream_balancer"        # the one upstream every location proxies to (ingress-nginx's name)
 
 
 @dataclass(frozen=True)
@@ -75,6 +76,8 @@ class NginxOptions:
     http_listen: str = "80"
     https_listen: str = "443"
     health_listen: str = str(HEALTH_PORT)
+    configuration_listen: str = f"127.0.0.1:{balancer.CONFIGURATION_PORT}"  # where the controller posts endpoints
+    lua_dir: Path = balancer.LUA_DIR  # podnet_balancer.lua
     certificates: Mapping[str, Path] = field(default_factory=dict)
     resolver: str | None = None
     worker_processes: str = "auto"
@@ -104,17 +107,20 @@ def command(options: NginxOptions, conf: Path, *extra: str) -> list[str]:
 
 
 def endpoint_upstreams(controller: IngressController) -> dict[str, tuple[str, ...]]:
-    """The `upstreams` argument of `render` for a cluster: each backend's ready endpoints now."""
+    """Each backend's ready endpoints now ("ip:port", or "name:port" for an ExternalName): for
+    `render` (the names) and `balancer.document` (the addresses)."""
     return {upstream.name: upstream.endpoints for upstream in controller.upstreams()}
 
 
 def render(controller: IngressController, upstreams: Mapping[str, Sequence[str]], options: NginxOptions) -> str:
-    """A complete nginx.conf for `controller`'s servers; `upstreams` gives each upstream's
-    addresses ("ip:port" or "name:port"), an upstream missing or empty has no endpoints (503)."""
+    """A complete nginx.conf for `controller`'s servers. Of `upstreams` only the ExternalName
+    names ("name:port") are written; pod endpoints reach nginx through `balancer.post`, so the
+    text does not change when they do."""
     servers = controller.servers()
     out = _Writer()
     runtime = options.runtime_dir
     out.line("# nginx.conf rendered by podnet from the ingress-nginx route table (podnet.semantics.ingress)")
+    out.lines([f"load_module {_quote(module)};" for module in balancer.LUA_MODULES])
     if options.user:
         out.line(f"user {options.user};")
     out.line(f"worker_processes {options.worker_processes};")
@@ -147,35 +153,44 @@ def render(controller: IngressController, upstreams: Mapping[str, Sequence[str]]
     if options.resolver:
         out.line(f"resolver {options.resolver} valid=30s;")
     _render_maps(out, options)
-    for ranges in sorted({r.allowed_sources for s in servers for r in s.routes if r.allowed_sources}):
-        out.block(f"geo $remote_addr ${_deny_variable(ranges)}",
-                  ["default 1;", *[f"{cidr} 0;" for cidr in ranges]])
     _render_proxy_settings(out)
-    names = sorted({r.upstream for s in servers for r in s.routes if r.upstream and not r.problem})
-    needs_placeholder = False
-    for name in names:
-        addresses = [a for a in upstreams.get(name, ()) if _is_ip_endpoint(a)]
-        if not addresses:
-            needs_placeholder = True
-            continue
-        out.open(f"upstream {name}")
-        out.lines([f"server {address} max_fails=0;" for address in addresses])
-        out.line("keepalive 320;")
-        out.close()
-    if needs_placeholder:
-        out.block(f"upstream {NO_ENDPOINTS}", ["server 127.0.0.1:1 down;"])
+    _render_balancer(out, options)
     by_name = {server.name: server for server in servers}
     for server in servers:
         # certificate.lua serves a host the certificate of its own server or of its `*.parent`
         owner = by_name.get(server.certificate or "", server)
         _render_server(out, server, owner.tls_secret, upstreams, options)
-    out.open("server")  # the controller's health endpoint (--healthz-port): nginx is up
+    out.open("server")  # the controller's health endpoint (--healthz-port): nginx is up, with endpoints
     out.lines([f"listen {options.health_listen} default_server;", "server_name _;"])
-    out.block(f"location = {HEALTHZ_PATH}", ["access_log off;", "return 200;"])
+    out.block(f"location = {HEALTHZ_PATH}",
+              ["access_log off;", 'content_by_lua_block { require("podnet_balancer").healthz() }'])
     out.block("location /", ["return 404;"])
     out.close()
     out.close()
     return out.text()
+
+
+def _render_balancer(out: _Writer, options: NginxOptions) -> None:
+    """ingress-nginx's upstream_balancer and its configuration server (balancer.py)."""
+    out.lines([f"lua_package_path {_quote(str(options.lua_dir) + '/?.lua;;')};",
+               f"lua_shared_dict {balancer.SHARED_DICT} 16m;",
+               'init_by_lua_block { require("podnet_balancer") }'])  # a broken balancer fails `nginx -t`
+    out.block(f"upstream {BALANCER}", [
+        "server 0.0.0.1;  # a placeholder: balancer_by_lua sets the peer",
+        'balancer_by_lua_block { require("podnet_balancer").balance() }',
+        "keepalive 320;",
+        "keepalive_timeout 60s;",
+        "keepalive_requests 10000;",
+    ])
+    out.open("server")
+    out.lines([f"listen {options.configuration_listen};", "access_log off;"])
+    out.block(f"location = {balancer.BACKENDS_PATH}", [
+        "client_max_body_size 0;",
+        "client_body_buffer_size 16m;",  # the document in memory, not in a temp file
+        'content_by_lua_block { require("podnet_balancer").configure() }',
+    ])
+    out.block("location /", ["return 404;"])
+    out.close()
 
 
 def _render_maps(out: _Writer, options: NginxOptions) -> None:
@@ -272,6 +287,8 @@ def _render_server(out: _Writer, server: Server, tls_secret: str | None,
 def _render_location(out: _Writer, server: Server, route: Route, upstreams: Mapping[str, Sequence[str]],
                      options: NginxOptions) -> None:
     out.open(f"location {_location(route)}", comment=_describe(route))
+    if route.upstream is not None:
+        out.line(f"set $proxy_upstream_name {_quote(route.upstream)};")
     if route.proxy_body_size != DEFAULT_PROXY_BODY_SIZE:
         out.line(f"client_max_body_size {route.proxy_body_size};")
     if route.upstream is None:
@@ -289,22 +306,22 @@ def _render_location(out: _Writer, server: Server, route: Route, upstreams: Mapp
     if route.force_ssl_redirect or (route.ssl_redirect and server.certificate):
         uri = "$request_uri" if route.preserve_trailing_slash else "$https_redirect_uri"
         out.block("if ($scheme = http)", [f"return {HTTP_REDIRECT_CODE} https://$host{uri};"])
-    if route.allowed_sources:
-        # ingress-nginx's access phase (after its Lua redirect, before the balancer's 503), as
-        # the older template wrote it: a geo variable per set of ranges, tested here
-        out.block(f"if (${_deny_variable(route.allowed_sources)})", ["return 403;"])
-    addresses = list(upstreams.get(route.upstream, ()))
-    names = [a for a in addresses if not _is_ip_endpoint(a)]
+    names = [a for a in upstreams.get(route.upstream, ()) if not balancer.is_ip_endpoint(a)]
     if names and options.resolver:
         out.line(f"set $podnet_external_upstream {_quote(names[0])};")
         proxy = "http://$podnet_external_upstream"
-    elif any(_is_ip_endpoint(a) for a in addresses):
-        proxy = "http://" + route.upstream
+    elif names:
+        out.line("return 503;")  # an ExternalName without a resolver: no peer to proxy to
+        proxy = "http://" + BALANCER
     else:
-        out.line("return 503;")  # no ready endpoint: the balancer has no peer
-        proxy = "http://" + NO_ENDPOINTS
+        proxy = "http://" + BALANCER
     if route.rewrite and not redirects:
         out.line(rewrite)
+    if proxy == "http://" + BALANCER and not names:
+        # after the rewrite module's directives, before the access phase: balancer.rewrite's 503
+        out.line('rewrite_by_lua_block { require("podnet_balancer").rewrite() }')
+    if route.allowed_sources:
+        out.lines([f"allow {cidr};" for cidr in route.allowed_sources] + ["deny all;"])
     if route.x_forwarded_prefix:
         out.lines(PROXY_HEADERS)
         out.line(f"proxy_set_header X-Forwarded-Prefix {_quote(_literal(route.x_forwarded_prefix))};")
@@ -320,12 +337,6 @@ _PROTOCOLS = {"HTTP": ("http://", "proxy_pass"), "AUTO_HTTP": ("http://", "proxy
 
 
 _DOLLAR = re.compile(r"\$(?:\{(\d)\}|(\d)|\{([A-Za-z_]\w*)\}|([A-Za-z_]\w*))?")
-
-
-def _deny_variable(allowed_sources: tuple[str, ...]) -> str:
-    """One geo variable per set of source ranges: 1 for a client outside them."""
-    digest = hashlib.sha256(",".join(allowed_sources).encode()).hexdigest()[:16]
-    return f"podnet_deny_{digest}"
 
 
 def _rewrite_target(route: Route) -> str:
@@ -360,15 +371,6 @@ def _describe(route: Route) -> str:
     if route.default_backend:
         return f"default backend of {route.ingress}" if route.ingress else "the controller's 404"
     return f"{route.path_type} {route.path} of {route.ingress} -> {route.backend}"
-
-
-def _is_ip_endpoint(address: str) -> bool:
-    host = address.rsplit(":", 1)[0].strip("[]")
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    return True
 
 
 def _quote(text: str) -> str:

@@ -16,6 +16,12 @@ at random; with sessionAffinity a client IP keeps its endpoint while that is sti
 and its last connection is younger than the timeout. A failed connect tries another endpoint
 (up to len(CONNECT_TIMEOUTS) of them, with those timeouts), then gives the client up.
 
+A UDP reply leaves the listener from the address its client's datagram arrived at (IP_PKTINFO
+both ways), so conntrack can undo the redirect: a pod's datagram arrives at the bridge's address,
+which the kernel would pick as the source anyway, but the node's own datagram to a ClusterIP is
+redirected to 127.0.0.1, and a reply from the node's LAN address would reach the client's
+connected socket from an address it never sent to (dropped: no answer).
+
 Forwarding runs in one asyncio loop on a background thread; `sync()` and `cleanup()` may be
 called from any other thread. Sockets are created in the node's namespace by a short-lived
 thread (`socket_in_netns`) and keep it, so the loop thread never changes namespace.
@@ -27,6 +33,7 @@ import asyncio
 import logging
 import random
 import socket
+import struct
 import threading
 import time
 from dataclasses import dataclass
@@ -43,6 +50,8 @@ KINDS = ("internal", "external")  # ClusterIP traffic; NodePort and external-IP 
 CONNECT_TIMEOUTS = (0.25, 0.5, 1.0, 2.0)  # the userspace proxy's: one per endpoint tried
 UDP_IDLE = 30.0  # seconds a UDP session lives without traffic
 BUFFER = 65536
+IP_PKTINFO = 8  # linux/in.h; Python 3.11's socket module has only IPV6_PKTINFO
+_PKTINFO = struct.Struct("=i4s4s")  # struct in_pktinfo: ifindex, spec_dst, addr
 NO_ENDPOINT = {"service-ips": "no-endpoint-services", "service-nodeports": "no-endpoint-nodeports"}
 MAPS = {"service-ips": "ipv4_addr . inet_proto . inet_service : inet_service",  # frontend -> listener port
         "service-nodeports": "inet_proto . inet_service : inet_service",
@@ -116,6 +125,7 @@ class _Session:
     sock: socket.socket
     endpoint: Endpoint
     last: float
+    local: str | None  # where the client's datagrams arrived (the redirect's address): replies leave from it
 
 
 class _Listener:
@@ -132,7 +142,7 @@ class _Listener:
         self.tasks: set[asyncio.Task] = set()
         self.sessions: dict[tuple[str, int], _Session] = {}
         self.server: asyncio.AbstractServer | None = None
-        self.transport: asyncio.DatagramTransport | None = None
+        self.reading = False  # the UDP socket is watched by the loop
         self.sweeper: asyncio.TimerHandle | None = None
         self.closed = False
 
@@ -155,15 +165,20 @@ class _Listener:
         if self.protocol == "TCP":
             self.server = await asyncio.start_server(self._serve, sock=self.sock)
         else:
-            self.transport, _ = await loop.create_datagram_endpoint(lambda: _UdpFront(self), sock=self.sock)
+            self.sock.setsockopt(socket.IPPROTO_IP, IP_PKTINFO, 1)
+            self.sock.setblocking(False)
+            loop.add_reader(self.sock.fileno(), self._receive)
+            self.reading = True
             self.sweeper = loop.call_later(UDP_IDLE / 6, self._sweep)
 
     async def close(self) -> None:
         self.closed = True
         if self.server:
             self.server.close()
-        if self.transport:
-            self.transport.close()
+        if self.reading:
+            asyncio.get_running_loop().remove_reader(self.sock.fileno())
+            self.reading = False
+            self.sock.close()
         if self.sweeper:
             self.sweeper.cancel()
         for addr in list(self.sessions):
@@ -216,7 +231,18 @@ class _Listener:
 
     # -- UDP ------------------------------------------------------------------------------------
 
-    def forward_datagram(self, data: bytes, addr: tuple[str, int]) -> None:
+    def _receive(self) -> None:
+        while True:
+            try:
+                data, ancillary, _flags, addr = self.sock.recvmsg(BUFFER, socket.CMSG_SPACE(_PKTINFO.size))
+            except BlockingIOError:
+                return
+            except OSError as exc:  # an ICMP error for an earlier reply
+                log.debug("%s: %s", self.name, exc)
+                continue
+            self.forward_datagram(data, addr, _arrived_at(ancillary))
+
+    def forward_datagram(self, data: bytes, addr: tuple[str, int], local: str | None = None) -> None:
         session = self.sessions.get(addr)
         if session is None or session.endpoint not in self.endpoints:
             if session is not None:
@@ -232,10 +258,11 @@ class _Listener:
                 sock.close()
                 log.info("%s: endpoint %s: %s", self.name, ep.address, exc)
                 return
-            session = self.sessions[addr] = _Session(sock, ep, time.monotonic())
+            session = self.sessions[addr] = _Session(sock, ep, time.monotonic(), local)
             asyncio.get_running_loop().add_reader(sock.fileno(), self._reply, addr, session)
             self.used(addr[0], ep)
         session.last = time.monotonic()
+        session.local = local or session.local
         try:
             session.sock.send(data)
         except OSError as exc:  # an ICMP error for an earlier datagram: start afresh next time
@@ -251,8 +278,14 @@ class _Listener:
             self._end_session(addr)
             return
         session.last = time.monotonic()
-        if self.transport is not None:
-            self.transport.sendto(data, addr)
+        if not self.reading:
+            return
+        source = [] if session.local is None else \
+            [(socket.IPPROTO_IP, IP_PKTINFO, _PKTINFO.pack(0, socket.inet_aton(session.local), bytes(4)))]
+        try:
+            self.sock.sendmsg([data], source, 0, addr)
+        except OSError as exc:  # the client is gone
+            log.debug("%s: reply to %s: %s", self.name, addr, exc)
 
     def _end_session(self, addr: tuple[str, int]) -> None:
         session = self.sessions.pop(addr, None)
@@ -268,12 +301,12 @@ class _Listener:
         self.sweeper = asyncio.get_running_loop().call_later(UDP_IDLE / 6, self._sweep)
 
 
-class _UdpFront(asyncio.DatagramProtocol):
-    def __init__(self, listener: _Listener):
-        self.listener = listener
-
-    def datagram_received(self, data: bytes, addr) -> None:
-        self.listener.forward_datagram(data, addr)
+def _arrived_at(ancillary: list[tuple[int, int, bytes]]) -> str | None:
+    """The destination address of a received datagram (after the redirect), from IP_PKTINFO."""
+    for level, kind, data in ancillary:
+        if level == socket.IPPROTO_IP and kind == IP_PKTINFO and len(data) >= _PKTINFO.size:
+            return socket.inet_ntoa(_PKTINFO.unpack(data[:_PKTINFO.size])[2])
+    return None
 
 
 async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:

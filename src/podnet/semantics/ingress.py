@@ -45,10 +45,11 @@ ngx_http_core_module.c for the matching):
    redirect (308 when the request is http and the server has a certificate — any host of an
    Ingress with a non-empty `spec.tls` — unless `ssl-redirect: "false"`, or always with
    `force-ssl-redirect`; lua_ingress.lua sends it to `https://host` + the request URI with a
-   trailing `/` dropped unless `preserve-trailing-slash`), then the access phase
-   (`allowlist-source-range`, formerly whitelist-: a client outside the ranges gets 403), then the
-   balancer: no Service, no such port or no endpoint for new connections (ready, else
-   serving-terminating: semantics.services.usable_endpoints) → 503. Before all of these, as soon as
+   trailing `/` dropped unless `preserve-trailing-slash`), then the balancer's check in the same
+   rewrite phase (balancer.lua `rewrite()`): no Service, no such port or no endpoint for new
+   connections (ready, else serving-terminating: semantics.services.usable_endpoints) → 503,
+   then the access phase (`allowlist-source-range`, formerly whitelist-: a client outside the
+   ranges gets 403). Before all of these, as soon as
    the location is chosen, a body larger than its `proxy-body-size` (default 1m) gets 413; a
    location whose annotation ingress-nginx rejects (a source range that is not a CIDR) answers
    503. `backend-protocol` (HTTPS, GRPC, GRPCS) and `x-forwarded-prefix` do not change the
@@ -369,6 +370,16 @@ def ingress_order(ingresses: Sequence[KubeObject]) -> list[KubeObject]:
     return ordered
 
 
+def _precedence(first: KubeObject | None, second: KubeObject) -> str:
+    """Why `first` comes before `second` in `_sorted_ingresses`, in words for a conflict warning."""
+    if first is None or _created(first) != _created(second):
+        return "the oldest Ingress wins"
+    when = "neither has a creationTimestamp (manifests offline)" if _created(second) == _ZERO_TIME else \
+        "both were created in the same second"
+    return (f"{when}, so ingress-nginx takes \"namespace/name\" in descending order; on a cluster where they "
+            f"were created apart, the older one wins")
+
+
 def _created(obj: KubeObject) -> datetime:
     value = obj.body.get("metadata", {}).get("creationTimestamp")
     if not isinstance(value, str) or not value:
@@ -668,7 +679,7 @@ class IngressController:
             if not loc.replaceable:
                 holder = loc.ingress.ref if loc.ingress else "?"
                 held = f"the spec.defaultBackend of Ingress {holder} holds it" if loc.default_backend else \
-                    f"Ingress {holder} already defines it (oldest Ingress wins)"
+                    f"Ingress {holder} already defines it ({_precedence(loc.ingress, ingress)})"
                 self.warnings.append(f"server {server.host}: {path_type} {path} of Ingress {ingress.ref} is "
                                      f"ignored, {held}")
                 return
@@ -1077,7 +1088,10 @@ class _Request:
             self.why.append(f"{why}: HTTP is redirected ({HTTP_REDIRECT_CODE}) to {target} "
                             f"(ssl-redirect: \"false\" turns this off)")
             return self.result(HTTP_REDIRECT_CODE, redirect=target, **common)
-        # then nginx's access phase, then the balancer
+        # ingress-nginx's balancer.rewrite (rewrite_by_lua): no endpoints → 503, before the access phase
+        unavailable = self._unavailable(route, common)
+        if unavailable is not None:
+            return unavailable
         if route.allowed_sources:
             ranges = ", ".join(route.allowed_sources)
             if self.client is None:
@@ -1090,9 +1104,13 @@ class _Request:
                 self.why.append(f"allowlist-source-range {ranges} includes the client {self.client}")
         if route.backend_protocol != "HTTP":
             self.why.append(f"backend-protocol {route.backend_protocol}: nginx speaks it to the endpoints")
-        return self._balance(route, entry, common)
+        self.why.append(f"proxied to {common['service'].ref} port {common['service_port'].get('port')} → endpoints "
+                        f"{', '.join(common['endpoints'])} (ingress-nginx balances over the endpoints itself)")
+        return self.result(200, **common)
 
-    def _balance(self, route: Route, entry: _Compiled, common: dict[str, Any]) -> RouteResult:
+    def _unavailable(self, route: Route, common: dict[str, Any]) -> RouteResult | None:
+        """The 503 of a backend without endpoints (no Service, no such port, none ready), or
+        None with the Service, its port and the endpoints put in `common`."""
         namespace = route.namespace or ""
         service = self.controller.cluster.get("Service", namespace, route.service or "")
         if service is None:
@@ -1110,9 +1128,7 @@ class _Request:
         if not endpoints:
             self.why.append(f"Service {service.ref} port {route.port} has no ready endpoint: 503")
             return self.result(503, **common)
-        self.why.append(f"proxied to {service.ref} port {port_spec.get('port')} → endpoints "
-                        f"{', '.join(endpoints)} (ingress-nginx balances over the endpoints itself)")
-        return self.result(200, **common)
+        return None
 
 
 @dataclass(frozen=True)

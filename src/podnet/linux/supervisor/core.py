@@ -555,10 +555,12 @@ class Supervisor:
                 return False
         return True
 
-    def objects(self) -> list[dict[str, Any]]:
+    def objects(self, counters: bool = True) -> list[dict[str, Any]]:
+        """The API objects; `counters`: with the policies' drop counts, which cost an `nft list`
+        per node (`get`/`describe` show them; the servers following the cluster do not need them)."""
         with self.lock:
-            return object_bodies(self.cluster, self.runtime.pods, self.container_state, self._policy_drops(),
-                                 self.meta)
+            return object_bodies(self.cluster, self.runtime.pods, self.container_state,
+                                 self._policy_drops() if counters else {}, self.meta)
 
     def _policy_drops(self) -> dict[tuple[str, str], dict[str, int]]:
         """Packets dropped per policy — (kind, ref): a NetworkPolicy, an AdminNetworkPolicy or

@@ -39,11 +39,11 @@ def handle(supervisor, message: dict[str, Any]) -> dict[str, Any]:
         return {"cluster": supervisor.layout.cluster, "pid": os.getpid()}
     if op == "status":
         return supervisor.status()
-    if op == "objects":
+    if op == "objects":  # "counters": false leaves out the NetworkPolicy drop counters (read from each node)
         # one consistent reading: the objects, their generation and what each node's kernel was
         # given of them (the live `trace` compares the three), so no change comes in between
         with supervisor.lock:
-            return {"items": supervisor.objects(), "config": supervisor.config.to_dict(),
+            return {"items": supervisor.objects(counters=message.get("counters", True)), "config": supervisor.config.to_dict(),
                     "generation": supervisor.generation, "nodes": supervisor.sync_status()}
     if op == "generation":  # cheap: where the cluster state is
         return {"generation": supervisor.generation}
