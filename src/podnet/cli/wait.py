@@ -87,7 +87,7 @@ def parse_resources(words: list[str], selector: str | None, every: bool) -> tupl
         kinds = [parse_kinds(kind)[0] for kind, _ in pairs]
         if len(set(kinds)) > 1:
             raise WaitError("error: podnet waits on objects of one type at a time (give one command per type)")
-        names = [name for _, name in pairs]
+        kinds, names = kinds[:1], [name for _, name in pairs]
     else:
         kinds, names = parse_kinds(words[0]), words[1:]
     if names and selector:
