@@ -99,6 +99,9 @@ def parse_resources(words: list[str], selector: str | None, every: bool) -> tupl
     return kinds, names
 
 
+Key = tuple[str, str, str]  # kind, namespace, name
+
+
 def run(args) -> int:
     goal = parse_for(args.for_)
     timeout = parse_timeout(args.timeout)
@@ -110,7 +113,7 @@ def run(args) -> int:
     deadline = time.monotonic() + timeout
     matches = wanted(kinds, [], namespace, args.all_namespaces, args.selector)
 
-    def selected(cluster: Cluster) -> list[tuple[str, str, str]]:
+    def selected(cluster: Cluster) -> list[Key]:
         return [key for kind in kinds for key in sorted(o.key for o in cluster.of_kind(kind) if matches(o))]
 
     if names:  # each named object, there or not (create waits for it, delete needs none)
@@ -129,12 +132,22 @@ def run(args) -> int:
         if not targets:
             return 0
     elif not isinstance(goal, Create):
-        present = [key for key in targets if key in cluster.objects]
         failures = [not_found(key) for key in targets if key not in cluster.objects]
-        targets = present
+        targets = [key for key in targets if key in cluster.objects]
         if not targets and not failures:
             raise WaitError("error: no matching resources found")
-    pending, out = targets, sys.stdout
+    failures += judge_until(goal, targets, cluster, live, deadline, once=timeout == 0)
+    if failures:
+        print("\n".join(failures), file=sys.stderr)
+        return 1
+    return 0
+
+
+def judge_until(goal: Goal, targets: list[Key], cluster: Cluster, live, deadline: float, once: bool) -> list[str]:
+    """Judge each target on every reading, in order, printing `KIND/NAME condition met` as it
+    meets the goal, until all have or the deadline passes (`once`: the first reading only).
+    Returns the failures, kubectl's lines."""
+    failures, pending = [], targets
     while True:
         still = []
         for key in pending:
@@ -144,29 +157,22 @@ def run(args) -> int:
                 failures.append(str(exc))
                 continue
             if done:
-                out.write(f"{qualified(key[0])}/{key[2]} condition met\n")
-                out.flush()
+                sys.stdout.write(f"{qualified(key[0])}/{key[2]} condition met\n")
+                sys.stdout.flush()
             else:
                 still.append(key)
         pending = still
         if not pending:
-            break
+            return failures
+        if once:
+            return failures + [f"error: condition not met for {BY_KIND[k].plural}/{name}" for k, _, name in pending]
         remaining = deadline - time.monotonic()
-        if timeout == 0:
-            failures += [f"error: condition not met for {BY_KIND[k].plural}/{name}" for k, _, name in pending]
-            break
         if remaining <= 0:
             if isinstance(goal, Create):
-                failures.append("error: timed out waiting for the condition")
-            else:
-                failures += [f"error: timed out waiting for the condition on {BY_KIND[k].plural}/{name}"
-                             for k, _, name in pending]
-            break
+                return failures + ["error: timed out waiting for the condition"]
+            return failures + [f"error: timed out waiting for the condition on {BY_KIND[k].plural}/{name}"
+                               for k, _, name in pending]
         cluster = watching.next_reading(live, remaining)
-    if failures:
-        print("\n".join(failures), file=sys.stderr)
-        return 1
-    return 0
 
 
 def judged(goal: Goal, obj: KubeObject | None, key) -> bool:
