@@ -58,3 +58,6 @@ echo "# what podnet trace predicts for that request, from the live state"
 $PODNET trace external "$LB" -p 80 --name "$NAME" | tail -8
 echo "# node1's kube-proxy table (nftables mode), first lines"
 $PODNET exec node/node1 --name "$NAME" -- nft list table ip kube-proxy | head -25
+echo
+echo "# next: examples/shop/README.md lists what to try on a cluster of your own"
+echo "#   (sudo $PODNET up -f examples/shop, then get -w, wait, trace, probe --compare …)"
