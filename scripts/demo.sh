@@ -39,11 +39,8 @@ $PODNET exec node/node1 --name "$NAME" -- bridge fdb show dev flannel.1
 echo
 echo "# Services: kube-proxy's rules on every node, the cluster DNS behind 10.96.0.10"
 $PODNET get svc -A --name "$NAME"
-for _ in $(seq 1 60); do  # the coredns pods turn Ready at their first successful readiness probe
-  $PODNET exec "shop/$FRONTEND" --name "$NAME" -- getent hosts backend >/dev/null 2>&1 && break
-  sleep 0.5
-done
 echo "# shop/$FRONTEND → http://backend/hostname: the pod's search list, CoreDNS, then kube-proxy picks a backend"
+echo "# (the first try: up returned once CoreDNS answered and every node had its Services)"
 for _ in 1 2 3 4; do
   $PODNET exec "shop/$FRONTEND" --name "$NAME" -- curl -s --max-time 3 http://backend/hostname; echo
 done
@@ -56,5 +53,17 @@ for _ in 1 2 3; do
 done
 echo "# what podnet trace predicts for that request, from the live state"
 $PODNET trace external "$LB" -p 80 --name "$NAME" | tail -8
+INGRESS_IP=$($PODNET get ing shop -n shop -o json --name "$NAME" \
+  | python3 -c 'import json,sys; print(json.load(sys.stdin)["status"]["loadBalancer"]["ingress"][0]["ip"])')
+echo "# the Ingress through the ingress-nginx controller's nginx ($INGRESS_IP): /api → backend, / → frontend"
+$PODNET exec external --name "$NAME" -- curl -s --max-time 3 --resolve "shop.example.com:80:$INGRESS_IP" \
+  http://shop.example.com/api; echo
+$PODNET exec external --name "$NAME" -- curl -s --max-time 3 --resolve "shop.example.com:80:$INGRESS_IP" \
+  http://shop.example.com/hostname; echo
+$PODNET trace external http://shop.example.com/api --resolve "shop.example.com:80:$INGRESS_IP" \
+  --name "$NAME" | tail -4
 echo "# node1's kube-proxy table (nftables mode), first lines"
 $PODNET exec node/node1 --name "$NAME" -- nft list table ip kube-proxy | head -25
+echo
+echo "# next: examples/shop/README.md lists what to try on a cluster of your own"
+echo "#   (sudo $PODNET up -f examples/shop, then get -w, wait, trace, probe --compare …)"

@@ -122,6 +122,39 @@ def test_two_pods_talk_over_the_bridge_in_process(netns, tmp_path, backend):
     assert sh("ip", "link").stdout.count("cni0") == 0  # nothing leaked into the host namespace
 
 
+def neighbour_mac(namespace: str, address: str) -> str | None:
+    words = sh("ip", "-n", namespace, "neigh", "show", address).stdout.split()
+    return words[words.index("lladdr") + 1] if "lladdr" in words else None
+
+
+def test_a_pod_recreated_with_the_same_address_is_announced_to_its_neighbours(netns, tmp_path):
+    """The node and a pod on the bridge know 10.99.0.5 at the first pod's MAC; the pod is
+    replaced by another with the same address (one address in the range) and a new MAC. ADD
+    announces it (gratuitous ARP), so both neighbours take the new MAC without a failed try."""
+    node, first, second, other = netns("node"), netns("first"), netns("second"), netns("other")
+    one = conf_dict(tmp_path, ipam={"type": "host-local", "ranges": [[{"subnet": "10.99.0.0/24",
+                                                                       "rangeStart": "10.99.0.5",
+                                                                       "rangeEnd": "10.99.0.5"}]]})
+    conf, other_conf = config.from_dict(one), config.from_dict(conf_dict(tmp_path / "other"))
+    nl = bridge.open_netlink(node, "raw")
+    try:
+        old = bridge.add(conf, "old", first, "eth0", node_netns=node, netlink=nl)
+        bridge.add(other_conf, "peer", other, "eth0", node_netns=node, netlink=nl)
+        address = str(old.ips[0].address.ip)
+        assert address == "10.99.0.5" and ping(node, address) and ping(other, address)
+        old_mac = old.interfaces[2].mac
+        assert neighbour_mac(node, address) == neighbour_mac(other, address) == old_mac
+        bridge.delete(conf, "old", first, "eth0", node_netns=node, netlink=nl)
+        new = bridge.add(conf, "new", second, "eth0", node_netns=node, netlink=nl)
+        assert str(new.ips[0].address.ip) == address and new.interfaces[2].mac != old_mac
+        deadline = time.monotonic() + 10  # a wait for the kernel to take the frame, not a measure
+        while {neighbour_mac(node, address), neighbour_mac(other, address)} != {new.interfaces[2].mac}:
+            assert time.monotonic() < deadline, (neighbour_mac(node, address), neighbour_mac(other, address))
+            time.sleep(0.05)
+    finally:
+        nl.close()
+
+
 def test_add_rolls_back_in_the_kernel(netns, tmp_path):
     node, pod = netns("node"), netns("pod")
     conf = config.from_dict(conf_dict(tmp_path))

@@ -574,3 +574,19 @@ def test_external_name_backends_need_a_resolver(tmp_path):
     unresolved = nginxconf.render(controller, nginxconf.endpoint_upstreams(controller), nginxconf.NginxOptions(
         runtime_dir=tmp_path, default_certificate=certificate))
     assert "return 503;" in unresolved and nginxconf.validate(unresolved) is None
+
+
+def test_validation_leaves_out_only_the_lua_plumbing(tmp_path):
+    """`nginx -t` runs without lua-nginx-module (which costs an SSL context per location): the
+    copy it checks differs from the rendered text only in the module's constant Lua lines."""
+    controller = cases._example(*cases.SHOP)
+    options = nginxconf.NginxOptions(runtime_dir=tmp_path, default_certificate=certificates.default_certificate(tmp_path))
+    text = nginxconf.render(controller, nginxconf.endpoint_upstreams(controller), options)
+    checked = nginxconf.without_lua(text)
+    assert not [line for line in checked.splitlines() if "lua" in line.split("#")[0]]  # comments aside
+    removed = [line.strip() for line in text.splitlines() if line not in checked.splitlines()]
+    assert set(removed) <= {*nginxconf._LUA_LINES, nginxconf.LUA_CONFIGURE, nginxconf.LUA_HEALTHZ,
+                            f'lua_package_path "{options.lua_dir}/?.lua;;";', "lua_shared_dict podnet_backends 16m;"}
+    assert nginxconf.validate(text) is None
+    broken = text.replace("proxy_http_version 1.1;", "proxy_http_version 7;")
+    assert broken != text and nginxconf.validate(broken) is not None

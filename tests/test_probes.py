@@ -181,6 +181,17 @@ def test_readiness_is_initially_not_ready():
     assert probes.due(0) == []
 
 
+def test_the_first_readiness_attempt_is_due_after_the_initial_delay_until_it_has_run():
+    probes = ContainerProbes(parse_container_probes({"readinessProbe": {**HTTP, "initialDelaySeconds": 30}})[0],
+                             start=100.0)
+    assert probes.first_readiness_due() == 130.0
+    probes.record("readiness", False, 130.0)
+    assert probes.first_readiness_due() is None  # it ran: its verdict says more than its schedule
+    assert ContainerProbes(parse_container_probes({"livenessProbe": HTTP})[0]).first_readiness_due() is None
+    assert ContainerProbes(parse_container_probes({"readinessProbe": HTTP})[0], running=False
+                           ).first_readiness_due() is None  # not started: no schedule yet
+
+
 def test_without_readiness_probe_ready_once_started():
     probes = ContainerProbes(parse_container_probes({"livenessProbe": HTTP})[0])
     assert probes.ready and probes.started and not probes.liveness_failed
@@ -368,6 +379,17 @@ def test_prober_reports_initial_state_of_every_container_on_add():
     h.at(0)
     assert h.changes == [("default/web", "app", False, True), ("default/web", "sidecar", True, True)]
     assert h.executors.calls == []  # initial delay
+
+
+def test_prober_tells_when_a_first_readiness_attempt_is_due_until_it_runs():
+    h = Harness(answer=lambda call: False)
+    h.manager.add_pod(sandbox("default/slow", {"name": "app", "readinessProbe": {**HTTP, "initialDelaySeconds": 30}},
+                              {"name": "plain"}))
+    h.at(2)
+    assert h.manager.first_readiness == {("default/slow", "app"): (32.0, 30)}
+    h.at(32)
+    assert h.manager.first_readiness == {}
+    assert ("default/slow", "app") in h.manager.readiness_failures
 
 
 def test_prober_probes_the_pod_ip_from_the_node_namespace():

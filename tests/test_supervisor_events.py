@@ -71,6 +71,7 @@ def test_objects_carry_uid_creation_time_resource_version_and_generation(supervi
     assert after["metadata"]["uid"] == meta["uid"]
     assert after["metadata"]["creationTimestamp"] == meta["creationTimestamp"]  # kept across the apply
     assert after["metadata"]["generation"] == 2  # the spec changed
+    assert after["status"]["observedGeneration"] == 2  # its status is computed from that spec
     assert int(after["metadata"]["resourceVersion"]) > int(meta["resourceVersion"])
     now = {b["metadata"]["name"]: b["metadata"] for b in served(supervisor, "Pod")}
     for name, old in pods.items():  # the pods that stay are unchanged: same version, same age

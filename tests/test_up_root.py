@@ -1,6 +1,7 @@
 """`podnet up` on a real cluster (root): it returns with the cluster usable — every pod that can
 be Ready is, and a Service name resolves from a pod on the first try — names a pod that
-failed its readiness check with the probe's message, `--wait` exits 1 for it, and Ctrl-C
+failed its readiness check with the probe's message and one whose first readiness probe is
+far off (not waited for), `--wait` exits 1 for them, and Ctrl-C
 during `up` removes everything made. Each cluster has a unique name and is removed in a finally.
 """
 
@@ -49,6 +50,16 @@ spec:
     image: {AGNHOST}
     args: [netexec, --http-port=8080]
     readinessProbe: {{tcpSocket: {{port: 9999}}}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {{name: late}}
+spec:
+  containers:
+  - name: late
+    image: {AGNHOST}
+    args: [netexec, --http-port=8080]
+    readinessProbe: {{httpGet: {{path: /healthz, port: 8080}}, initialDelaySeconds: 120}}
 """
 RESOLVE = "import socket; print(socket.gethostbyname('backend'))"
 
@@ -76,12 +87,14 @@ def test_up_returns_a_usable_cluster_and_says_why_a_pod_is_not_ready(manifests):
         resolved = podnet("exec", "default/web", "--name", name, "--", "python3", "-c", RESOLVE, check=False)
         service_ip = json.loads(podnet("get", "service", "backend", "-o", "json", "--name", name).stdout)["spec"]["clusterIP"]
         assert resolved.returncode == 0 and resolved.stdout.strip() == service_ip, resolved.stderr
-        assert {ref: r for ref, r in ready.items() if ref != "default/never"} == \
-            {ref: "True" for ref in ready if ref != "default/never"}
-        assert ready["default/never"] == "False"
+        waited_for = {ref: r for ref, r in ready.items() if ref not in ("default/never", "default/late")}
+        assert waited_for == {ref: "True" for ref in waited_for}
+        assert ready["default/never"] == ready["default/late"] == "False"
         assert "not Ready:" in up.stdout
         line = next(line for line in up.stdout.splitlines() if "default/never" in line)
         assert "readiness probe failed" in line and ":9999" in line and "connection refused" in line
+        # not waited for: its first readiness probe is two minutes away
+        assert "  default/late: waiting for its first readiness probe (initialDelaySeconds 120)" in up.stdout
         assert "getent hosts backend" in up.stdout  # how to reach things
         for phase in ("nodes", "pod network", "pods running", "probes", "DNS answering", "Services programmed"):
             assert phase in up.stderr

@@ -35,8 +35,8 @@ def supervisor(tmp_path):
     supervisor = Supervisor(ClusterLayout("upw"), state, dataplane_factory=FakeDataPlane, runtime_factory=FakeRuntime)
     supervisor.start()
     # the fake data plane has no prober: this one holds what a real one would have found
-    supervisor.prober = SimpleNamespace(readiness_failures={}, add_pod=lambda sandbox: None,
-                                        remove_pod=lambda ref: None, stop=lambda: None)
+    supervisor.prober = SimpleNamespace(readiness_failures={}, first_readiness={}, clock=lambda: 100.0,
+                                        add_pod=lambda sandbox: None, remove_pod=lambda ref: None, stop=lambda: None)
     return supervisor
 
 
@@ -117,6 +117,38 @@ def test_the_default_wait_does_not_wait_for_a_pod_that_failed_its_readiness_chec
                                        wait=None, timeout=60, clock=clock, sleep=clock.sleep)
     assert outcome.usable and not outcome.timed_out and not outcome.all_ready
     assert clock.now == 0.0  # usable at the first look
+
+
+def first_probe_due(supervisor, ref: str, at: float, initial_delay: int) -> None:
+    """The prober's word: pod `ref`'s readiness probe has not run, its first attempt is due at
+    `at` on the prober's clock (which reads 100)."""
+    container = supervisor.runtime.pods[ref].containers[0].name
+    supervisor.prober.first_readiness[(ref, container)] = (at, initial_delay)
+
+
+def test_the_default_wait_does_not_wait_for_a_first_readiness_probe_far_off(supervisor):
+    settle_all_but_never(supervisor)
+    probed(supervisor, "default/never", False)  # not Ready, and no attempt failed yet:
+    supervisor.prober.readiness_failures.clear()
+    first_probe_due(supervisor, "default/never", 100.0 + upwait.FIRST_PROBE_HORIZON + 25, 30)
+    step(supervisor)
+    status = supervisor.status()
+    assert upwait.usable(status, dns_ok=True)
+    assert upwait.not_ready_lines(status) == [
+        "default/never: waiting for its first readiness probe (initialDelaySeconds 30)"]
+    clock = Clock()
+    outcome = upwait.wait_until_usable(upwait.Progress(2), lambda: True, supervisor.status, lambda: True,
+                                       wait=5, timeout=60, clock=clock, sleep=clock.sleep)
+    assert outcome.timed_out and not outcome.all_ready  # --wait still asks for every pod Ready
+
+
+def test_the_default_wait_waits_for_a_first_readiness_probe_due_soon(supervisor):
+    settle_all_but_never(supervisor)
+    probed(supervisor, "default/never", False)
+    supervisor.prober.readiness_failures.clear()
+    first_probe_due(supervisor, "default/never", 100.0 + upwait.FIRST_PROBE_HORIZON - 1, 3)
+    step(supervisor)
+    assert not upwait.usable(supervisor.status(), dns_ok=True)  # it may yet turn Ready
 
 
 def test_wait_duration_requires_every_pod_ready_and_gives_up_with_the_list(supervisor):

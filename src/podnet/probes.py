@@ -279,6 +279,15 @@ class ContainerProbes:
         times = [self.workers[k].next_run for k in self._active() if not self.workers[k].on_hold]
         return min(times, default=None)
 
+    def first_readiness_due(self) -> float | None:
+        """When the readiness probe's first attempt falls due, while it has made none (None:
+        no readiness probe, or it has run): a pod whose first attempt is far off cannot turn
+        Ready before it, which is worth saying rather than waiting for (`podnet up`)."""
+        worker = self.workers.get("readiness")
+        if worker is None or worker.last is not None or not self.running:
+            return None
+        return worker.next_run
+
     def record(self, kind: str, success: bool, now: float) -> list[Event]:
         """The outcome of one attempt of probe `kind`, finished at `now`."""
         worker = self.workers.get(kind)

@@ -62,8 +62,9 @@ def run(args) -> int:
                 for e in items]
 
     items, version = running_events(args.name)
-    shown = chosen(items)
-    if args.output in ("json", "yaml", "name") and not args.watch:
+    shown = [] if args.watch_only else chosen(items)
+    watch = args.watch or args.watch_only
+    if args.output in ("json", "yaml", "name") and not watch:
         listing = {"apiVersion": "v1", "items": shown, "kind": "List", "metadata": {"resourceVersion": ""}}
         if args.output == "json":
             sys.stdout.write(json.dumps(listing, indent=4) + "\n")
@@ -74,15 +75,16 @@ def run(args) -> int:
         return 0
     headers = (["NAMESPACE"] if args.all_namespaces else []) + layout.HEADERS
     widths = [len(h) for h in headers]  # what -w pads its rows to: the first table's columns
-    if shown:
+    if shown and watch:
+        widths = table.plain(headers, rows(shown), sys.stdout)
+    elif shown:
         table.render(headers, rows(shown), sys.stdout)
-        widths = [max(len(h), *(len(r[i]) for r in rows(shown))) for i, h in enumerate(headers)]
-    elif args.watch:
-        sys.stdout.write("   ".join(h.ljust(w) for h, w in zip(headers, widths)).rstrip() + "\n")
-    elif not args.watch:
+    elif watch:
+        sys.stdout.write(table.line(headers, widths))
+    else:
         where = "" if args.all_namespaces else f" in {namespace} namespace"
         print(f"No resources found{where}.", file=sys.stderr)
-    if not args.watch:
+    if not watch:
         return 0
     sys.stdout.flush()
     try:
@@ -90,8 +92,7 @@ def run(args) -> int:
             time.sleep(POLL)
             items, version = running_events(args.name, version)
             new = rows(chosen(items))
-            for row in new:
-                sys.stdout.write("   ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() + "\n")
+            sys.stdout.writelines(table.line(row, widths) for row in new)
             sys.stdout.flush()
     except KeyboardInterrupt:
         return 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
 from typing import Any
 
 import yaml
@@ -12,10 +13,11 @@ import yaml
 from podnet.api import labels
 from podnet.api.kinds import ALL_KINDS, BY_KIND, resolve_kind
 from podnet.api.objects import KubeObject
-from podnet.cli import events
-from podnet.cli.load import add_source_options, cluster_from_args
+from podnet.cli import events, watching
+from podnet.cli.load import add_source_options, cluster_from_args, following
 from podnet.controlplane import Cluster
 from podnet.errors import UsageError
+from podnet.host.control import NotRunning
 from podnet.output import table
 from podnet.output.columns import COLUMNS
 
@@ -34,6 +36,9 @@ EXAMPLES = """examples:
 
   # what kubelet, the scheduler and the controllers said (a running cluster), and what comes next
   podnet get events -A -w
+
+  # the pods of a running cluster, then a row for each change (readiness, restarts, deletion)
+  podnet get pods -n shop -w
 
   # select by label, with a cluster config of your own
   podnet get po -l app.kubernetes.io/name=frontend -n shop -f examples/shop --config examples/cluster.yaml
@@ -72,16 +77,33 @@ def parse_kinds(text: str) -> list[str]:
     return kinds
 
 
-def select(cluster: Cluster, kinds: list[str], names: list[str], namespace: str | None,
-           all_namespaces: bool, selector: str | None) -> list[KubeObject]:
+def wanted(kinds: list[str], names: list[str], namespace: str | None, all_namespaces: bool,
+           selector: str | None) -> Callable[[KubeObject], bool]:
+    """Whether an object is one the arguments ask for: of the kinds, in the namespace (unless
+    -A, or the kind is cluster-scoped), named, or else matching the label selector."""
     try:
-        wanted = labels.parse(selector) if selector else None
+        by_labels = labels.parse(selector) if selector else None
     except ValueError as exc:
         raise UsageError(f"error: {exc}") from None
+
+    def matches(obj: KubeObject) -> bool:
+        if obj.kind not in kinds:
+            return False
+        if BY_KIND[obj.kind].namespaced and not all_namespaces and obj.namespace != namespace:
+            return False
+        if names:
+            return obj.name in names
+        return by_labels is None or by_labels.matches(obj.labels)
+    return matches
+
+
+def select(cluster: Cluster, kinds: list[str], names: list[str], namespace: str | None,
+           all_namespaces: bool, selector: str | None) -> list[KubeObject]:
+    """The objects asked for, kind by kind; a name that is not there is kubectl's NotFound."""
+    matches = wanted(kinds, names, namespace, all_namespaces, selector)
     found = []
     for kind in kinds:
-        namespaced = BY_KIND[kind].namespaced
-        objs = cluster.of_kind(kind, None if all_namespaces or not namespaced else namespace)
+        objs = [o for o in cluster.of_kind(kind) if matches(o)]
         if names:
             for name in names:
                 match = next((o for o in objs if o.name == name), None)
@@ -89,7 +111,7 @@ def select(cluster: Cluster, kinds: list[str], names: list[str], namespace: str 
                     raise NotFound(f'Error from server (NotFound): {BY_KIND[kind].plural} "{name}" not found')
                 found.append(match)
             continue
-        found += [o for o in objs if wanted is None or wanted.matches(o.labels)]
+        found += objs
     return found
 
 
@@ -113,7 +135,9 @@ def add_parser(sub) -> None:
     p.add_argument("-A", "--all-namespaces", action="store_true", help="every namespace")
     p.add_argument("-o", "--output", choices=["wide", "json", "yaml", "name"], help="output format")
     p.add_argument("-l", "--selector", help="label selector, e.g. app=web,tier in (a,b)")
-    p.add_argument("-w", "--watch", action="store_true", help="events: after the list, stream new ones")
+    p.add_argument("-w", "--watch", action="store_true",
+                   help="a running cluster: after the list, a row (or object) for each change, until Ctrl-C")
+    p.add_argument("--watch-only", action="store_true", help="as -w, without the list first")
     p.add_argument("--field-selector", help="events: e.g. involvedObject.name=web-0,type=Warning")
     add_source_options(p)
 
@@ -121,12 +145,12 @@ def add_parser(sub) -> None:
 def run(args) -> int:
     if args.kind.lower() in events.NAMES:
         return events.run(args)
-    if args.watch:
-        raise UsageError("error: -w streams events only (podnet get events -w)")
     kinds = parse_kinds(args.kind)
     names = list(args.names)
     if names and len(kinds) > 1:
         raise UsageError("error: a name can only be given with a single resource type")
+    if args.watch or args.watch_only:
+        return watch(args, kinds, names)
     cluster = cluster_from_args(args.filename, args.config, args.name)
     namespace = args.namespace or "default"
     objs = select(cluster, kinds, names, namespace, args.all_namespaces, args.selector)
@@ -153,20 +177,87 @@ def run(args) -> int:
         of_kind = [o for o in objs if o.kind == kind]
         if not of_kind:
             continue
-        headers, wide_headers, row_of = COLUMNS[kind]
-        headers = headers + (wide_headers if wide else [])
-        rows = []
-        for o in of_kind:
-            row = row_of(o, wide)
-            if show_kind:
-                row[0] = f"{qualified(kind)}/{row[0]}"
-            if args.all_namespaces and BY_KIND[kind].namespaced:
-                row = [o.namespace] + row
-            rows.append(row)
-        if args.all_namespaces and BY_KIND[kind].namespaced:
-            headers = ["NAMESPACE"] + headers
         if not first:
             out.write("\n")
         first = False
-        table.render(headers, rows, out)
+        table.render(headers_of(kind, wide, args.all_namespaces),
+                     [row_of(o, wide, args.all_namespaces, show_kind) for o in of_kind], out)
     return 0
+
+
+def headers_of(kind: str, wide: bool, all_namespaces: bool) -> list[str]:
+    headers, wide_headers, _ = COLUMNS[kind]
+    namespace = ["NAMESPACE"] if all_namespaces and BY_KIND[kind].namespaced else []
+    return namespace + headers + (wide_headers if wide else [])
+
+
+def row_of(obj: KubeObject, wide: bool, all_namespaces: bool, show_kind: bool = False) -> list[str]:
+    row = COLUMNS[obj.kind][2](obj, wide)
+    if show_kind:
+        row[0] = f"{qualified(obj.kind)}/{row[0]}"
+    return ([obj.namespace] if all_namespaces and BY_KIND[obj.kind].namespaced else []) + row
+
+
+# ---- -w: kubectl get --watch ----------------------------------------------------------------
+
+
+def watch(args, kinds: list[str], names: list[str]) -> int:
+    """The objects asked for (unless --watch-only), then each change as it comes, as `kubectl
+    get -w` prints them: a table row (the columns of the first table; the header comes with
+    the first row), or the object (-o json|yaml) or its name (-o name). Ctrl-C ends it (exit 0),
+    and so does the cluster going down (as kubectl's watch ends when the server closes it)."""
+    if args.filename:
+        raise UsageError("error: -w follows a running cluster; with -f the objects are computed and do not change")
+    if len(kinds) > 1:
+        raise UsageError("error: watch is only supported on individual resources and resource collections - "
+                         "more than 1 resource was found")
+    live, cluster = following(args.name)
+    namespace = args.namespace or "default"
+    matches = wanted(kinds, names, namespace, args.all_namespaces, args.selector)
+    printer = WatchPrinter(args.output, kinds[0], args.all_namespaces, sys.stdout)
+    try:
+        listed = select(cluster, kinds, names, namespace, args.all_namespaces, args.selector)
+        if not args.watch_only:
+            printer.print_all(listed)
+        seen = watching.chosen(cluster, matches)
+        while True:
+            current = watching.chosen(watching.next_reading(live, watching.WINDOW), matches)
+            for change in watching.changes(seen, current):
+                printer.print_all([change.obj])
+            seen = current
+    except KeyboardInterrupt:
+        return 0
+    except NotRunning:
+        return 0
+
+
+class WatchPrinter:
+    """Prints objects one batch at a time, flushing each, as kubectl's printers do in a watch."""
+
+    def __init__(self, output: str | None, kind: str, all_namespaces: bool, out):
+        self.output, self.kind, self.all_namespaces, self.out = output, kind, all_namespaces, out
+        self.widths: list[int] | None = None  # the table's columns, once its header is printed
+        self.printed = 0
+
+    def print_all(self, objs: list[KubeObject]) -> None:
+        if not objs:
+            return
+        if self.output == "json":
+            for obj in objs:
+                self.out.write(json.dumps(api_body(obj), indent=4) + "\n")
+        elif self.output == "yaml":
+            for obj in objs:
+                if self.printed:
+                    self.out.write("---\n")  # kubectl's YAML printer, from its second object on
+                yaml.dump(api_body(obj), self.out, Dumper=NoAliasDumper, sort_keys=True, default_flow_style=False)
+                self.printed += 1
+        elif self.output == "name":
+            self.out.writelines(f"{qualified(obj.kind)}/{obj.name}\n" for obj in objs)
+        else:
+            wide = self.output == "wide"
+            rows = [row_of(obj, wide, self.all_namespaces) for obj in objs]
+            if self.widths is None:
+                self.widths = table.plain(headers_of(self.kind, wide, self.all_namespaces), rows, self.out)
+            else:
+                self.out.writelines(table.line(row, self.widths) for row in rows)
+        self.out.flush()

@@ -41,7 +41,8 @@ UP_EXAMPLES = """examples:
 
 By default `up` returns once the cluster is usable: CoreDNS and the ingress controller Ready,
 a Service name resolving through the cluster DNS from every node, the Services programmed on
-every node, and every other pod Ready or failed a readiness check (it lists those, with why).
+every node, and every other pod Ready, failed a readiness check or with its first readiness
+probe more than 5 s away (it lists those, with why).
 Ctrl-C during `up` removes what it made.
 """
 

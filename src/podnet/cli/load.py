@@ -20,7 +20,7 @@ from podnet.config import load_config
 from podnet.controlplane import Cluster, compute
 from podnet.controlplane.snapshot import cluster_from_objects
 from podnet.errors import PodnetError
-from podnet.host.control import NotRunning, pick_cluster, request
+from podnet.host.control import LiveCluster, NotRunning, pick_cluster, request
 from podnet.host.layout import ClusterLayout
 
 
@@ -91,6 +91,19 @@ def running_events(name: str | None, since: int = 0) -> tuple[list[dict[str, Any
     except NotRunning as exc:
         raise NoCluster(str(exc)) from None
     return reply["items"], int(reply.get("resourceVersion") or 0)
+
+
+def following(name: str | None) -> tuple[LiveCluster, Cluster]:
+    """A running cluster to follow (`get -w`, `wait`) and its first reading."""
+    if os.geteuid() != 0:
+        raise NoCluster("without -f, podnet talks to a running cluster, which needs root; "
+                        "pass -f FILE|DIR|- to compute one offline from manifests")
+    layout = pick_cluster(name)
+    live = LiveCluster(layout.socket_path)
+    try:
+        return live, live.read()
+    except NotRunning:
+        raise NoCluster(f"no running cluster named {layout.cluster} (start one with `podnet up`)") from None
 
 
 def running_cluster(name: str | None) -> Cluster:

@@ -24,7 +24,7 @@ Run `podnet COMMAND --help` for a command's options and examples.
 
 # What needs root: building or entering a real cluster, and reading one that runs (every command
 # that takes -f computes offline without it). Told in the help of a user who is not root.
-NEEDS_ROOT = ("up", "down", "exec", "logs", "apply", "delete", "probe")
+NEEDS_ROOT = ("up", "down", "exec", "logs", "apply", "delete", "wait", "probe")
 RUNNING_CLUSTER = ("get", "describe", "trace", "dig", "matrix")
 ROOT_NOTE = (f"You are not root: {', '.join(NEEDS_ROOT)} need root (they build, change or enter a real "
              f"cluster), and so do {', '.join(RUNNING_CLUSTER)} and `get clusters` without -f (they read the "
@@ -40,8 +40,8 @@ CONFIG_EXAMPLES = """examples:
 # only when that command runs (or for the top-level help): a command's module imports what it
 # needs at module level, and `podnet get` must not pay for the data plane's imports (pyroute2,
 # the supervisor, the DNS server: about 150 ms).
-COMMANDS = {name: name for name in ("up", "down", "get", "describe", "logs", "apply", "delete", "trace", "dig",
-                                     "matrix", "probe", "check", "explain", "completion", "version")}
+COMMANDS = {name: name for name in ("up", "down", "get", "describe", "wait", "logs", "apply", "delete", "trace",
+                                     "dig", "matrix", "probe", "check", "explain", "completion", "version")}
 COMMANDS["exec"] = "exec_"  # the module name avoids shadowing the builtin exec
 
 

@@ -6,9 +6,11 @@ then fails because CoreDNS is not Ready yet. So by default `up` returns once the
 DNS answers a query for a Service name from every node through the kube-dns ClusterIP (so
 kube-proxy's rules for it are in place too), every node's kube-proxy holds the current
 Services and endpoints, and every workload pod is *settled*: Ready, or it has failed a
-readiness check, cannot run its image, exited, or is not running at all — each of which
-podnet can explain, so there is nothing to gain from waiting for it. `--wait DURATION` asks
-for more: every pod Ready within the duration, else exit code 1 (the cluster stays up).
+readiness check, cannot run its image, exited, is not running at all, or its first readiness
+probe is not due within FIRST_PROBE_HORIZON (a long initialDelaySeconds: it cannot turn Ready
+before then) — each of which podnet can explain, so there is nothing to gain from waiting for
+it. `--wait DURATION` asks for more: every pod Ready within the duration, else exit code 1
+(the cluster stays up).
 
 The decisions are pure functions of the supervisor's status (podnet.linux.supervisor.status
 .pods_status plus `servicesProgrammed`), so tests drive them with a supervisor built on fakes;
@@ -37,6 +39,9 @@ from podnet.host.netns import socket_in_netns
 
 SYSTEM_NAMESPACES = ("kube-system", "ingress-nginx")  # the pods podnet adds: CoreDNS, the ingress controller
 PHASES = ("nodes", "pod network", "pods running", "probes", "DNS answering", "Services programmed")
+# A pod whose first readiness probe is further off than this is not waited for by default (its
+# readiness is decided later, by kubelet's schedule); a nearer one is, since it may turn Ready.
+FIRST_PROBE_HORIZON = 5.0
 
 Status = dict[str, Any]
 
@@ -66,11 +71,17 @@ def should_run(pod: Status) -> bool:
 
 def settled(pod: Status) -> bool:
     """Nothing more will come of waiting for this pod: Ready, or not Ready for a reason podnet
-    can give (a failed readiness check, an image it cannot run, a container that exited), or
-    not meant to run (Pending, Succeeded, Failed)."""
+    can give (a failed readiness check, an image it cannot run, a container that exited, a
+    first readiness probe not due for a while), or not meant to run (Pending, Succeeded, Failed)."""
     if not should_run(pod):
         return True
-    return pod["ready"] or pod.get("probeFailed", False) or bool(pod.get("reasons"))
+    return (pod["ready"] or pod.get("probeFailed", False) or bool(pod.get("reasons"))
+            or first_probe_far_off(pod))
+
+
+def first_probe_far_off(pod: Status) -> bool:
+    """Its readiness probe has not run and will not within FIRST_PROBE_HORIZON seconds."""
+    return pod.get("firstProbeIn") is not None and pod["firstProbeIn"] > FIRST_PROBE_HORIZON
 
 
 def system_ready(status: Status) -> bool:
@@ -97,6 +108,8 @@ def not_ready_lines(status: Status) -> list[str]:
             why = "its containers are not running yet"
         elif pod.get("reasons"):
             why = "; ".join(pod["reasons"])
+        elif pod.get("firstProbeIn") is not None:
+            why = f"waiting for its first readiness probe (initialDelaySeconds {pod['initialDelaySeconds']})"
         else:
             why = "its readiness probe has not passed yet"
         lines.append(f"{pod['pod']}: {why}")

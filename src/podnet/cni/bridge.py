@@ -35,6 +35,7 @@ import time
 
 from podnet.cni import hostlocal
 from podnet.cni.addr import Address, Interface as IPInterface, ip_network
+from podnet.cni.announce import announce
 from podnet.cni.config import NetConf
 from podnet.cni.spec import (
     DNS, INTERNAL, INVALID_CONFIG, INVALID_ENVIRONMENT, NOT_AVAILABLE, UNKNOWN_CONTAINER,
@@ -291,6 +292,9 @@ def add(conf: NetConf, container_id: str, netns: str, ifname: str, *, node_netns
                 bridge = nl.link(conf.bridge)
                 container = nl.link(ifname, netns)
             assert bridge is not None and container is not None
+            ipv4 = [ipc.address.ip.packed for ipc in ips if ipc.address.version == 4]
+            if ipv4:  # the port forwards now: neighbours holding these addresses learn the new MAC
+                announce(netns, ifname, container.mac, ipv4)
         except BaseException:
             for step in reversed(undo):
                 try:

@@ -82,8 +82,9 @@ def request(layout: ClusterLayout, op: str, **fields: Any) -> dict[str, Any]:
 class LiveCluster:
     """The running cluster as its supervisor holds it, for the servers in pods that follow it
     (the cluster DNS, the ingress controller) as CoreDNS and ingress-nginx watch the API
-    server: `wait` is a long poll on the generation (the supervisor answers the moment it
-    moves), `poll` a cheap look at it; the objects are fetched only when it moved."""
+    server, and for `podnet get -w` and `podnet wait`: `wait` is a long poll on the
+    generation (the supervisor answers the moment it moves), `poll` a cheap look at it; the
+    objects are fetched only when it moved, or when asked (`read`)."""
 
     def __init__(self, socket_path: str | Path):
         self.path = Path(socket_path)
@@ -100,10 +101,15 @@ class LiveCluster:
         reply = send(self.path, {"op": "watch", "after": self.generation, "timeout": timeout}, timeout=timeout + 10)
         return self._fetch(reply["generation"])
 
+    def read(self) -> Cluster:
+        """The cluster now, whether or not its generation moved: kubelet's word laid over
+        running pods (a restart, an exit) is served with the objects but moves no generation.
+        Without the policies' drop counters: an `nft list` per node, which no follower needs."""
+        reply = send(self.path, {"op": "objects", "counters": False}, timeout=10)
+        self.generation = reply.get("generation", self.generation)
+        return cluster_from_objects(reply["items"], reply["config"])
+
     def _fetch(self, generation: int) -> Cluster | None:
         if generation == self.generation:
             return None
-        # the servers need no policy drop counters (an `nft list` per node, each time)
-        reply = send(self.path, {"op": "objects", "counters": False}, timeout=10)
-        self.generation = reply.get("generation", generation)
-        return cluster_from_objects(reply["items"], reply["config"])
+        return self.read()

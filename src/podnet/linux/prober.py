@@ -173,6 +173,10 @@ class ProbeManager:
         # (ref, container) -> why its last readiness attempt failed, while it fails: what `up`
         # says of a pod that is not Ready
         self.readiness_failures: dict[tuple[str, str], str] = {}
+        # (ref, container) -> (when its first readiness attempt falls due on `clock`, its
+        # initialDelaySeconds), while it has made none: `up` does not wait for one far off.
+        # Replaced whole each pass, so other threads read one consistent mapping.
+        self.first_readiness: dict[tuple[str, str], tuple[float, int]] = {}
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._in_callback = False
@@ -197,6 +201,7 @@ class ProbeManager:
             self._added = [p for p in self._added if p.sandbox.ref != ref]
             for key in [k for k in self.readiness_failures if k[0] == ref]:
                 del self.readiness_failures[key]
+            self.first_readiness = {k: v for k, v in self.first_readiness.items() if k[0] != ref}
 
     def stop(self) -> None:
         """Stop the thread and wait for it, unless it is inside a callback: the caller may hold
@@ -272,6 +277,9 @@ class ProbeManager:
                 if pod.reported.get(name) != state:
                     pod.reported[name] = state
                     self._call(pod, self.on_change, pod.sandbox.ref, name, *state)
+        self.first_readiness = {(ref, name): (due, probes.probes["readiness"].initial_delay)
+                                for ref, pod in pods.items() for name, probes in pod.probes.items()
+                                if (due := probes.first_readiness_due()) is not None}
         upcoming = [t for pod in pods.values() for p in pod.probes.values() if (t := p.next_due()) is not None]
         return max(0.0, min([self.poll, *(t - self.clock() for t in upcoming)]))
 

@@ -19,6 +19,17 @@ def render(headers: list[str], rows: list[list[str]], out: TextIO | None = None)
             table.add_row(*row)
         Console(file=out).print(table)
         return
+    plain(headers, rows, out)
+
+
+def plain(headers: list[str], rows: list[list[str]], out: TextIO) -> list[int]:
+    """kubectl's plain columns; returns their widths (what later rows of a watch pad to)."""
     widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)]
-    for line in [headers, *rows]:
-        out.write("   ".join(cell.ljust(width) for cell, width in zip(line, widths)).rstrip() + "\n")
+    for row in [headers, *rows]:
+        out.write(line(row, widths))
+    return widths
+
+
+def line(row: list[str], widths: list[int]) -> str:
+    """One row padded to `widths` (a longer cell pushes the rest, as kubectl's watch rows do)."""
+    return "   ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() + "\n"

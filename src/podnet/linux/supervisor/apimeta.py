@@ -11,6 +11,7 @@ the supervisor is the running cluster's API server and stamps, on a copy of what
 - metadata.resourceVersion: a cluster-wide counter, bumped whenever an object's computed body
   changes (kubelet's live status laid over a pod, such as a restart count, does not bump it);
 - metadata.generation: 1 on creation, bumped when anything outside metadata and status changes;
+  a status.observedGeneration (workloads) is that generation: the status is computed from it;
 - pod status.startTime: when the supervisor started the pod; conditions (of pods, nodes, any
   object with status.conditions) deduplicated by type
   (the first kept) with lastTransitionTime: when the supervisor first computed or served that
@@ -111,6 +112,10 @@ class ApiMeta:
                                         "resourceVersion": str(record.version),
                                         "generation": record.generation})
         status = body.get("status")
+        if record is not None and isinstance(status, dict) and "observedGeneration" in status:
+            # the controllers compute status from the current spec, so they have observed its
+            # generation (kubectl wait holds a condition whose observedGeneration lags as not met)
+            status = stamped["status"] = {**status, "observedGeneration": record.generation}
         if isinstance(status, dict) and (obj.kind == "Pod" or status.get("conditions")):
             status = stamped["status"] = dict(status)
             if obj.kind == "Pod" and obj.ref in self.pod_started:

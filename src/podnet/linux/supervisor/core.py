@@ -629,7 +629,11 @@ class Supervisor:
         recomputed, no sync pending or failed)."""
         with self.lock:
             failures = self.prober.readiness_failures if self.prober is not None else {}
-            answer = pods_status(self.layout.cluster, self.cluster, self.runtime.pods, self.container_state, failures)
+            first = self.prober.first_readiness if self.prober is not None else {}
+            now = self.prober.clock() if first else 0.0
+            awaiting = {key: (due - now, delay) for key, (due, delay) in first.items()}
+            answer = pods_status(self.layout.cluster, self.cluster, self.runtime.pods, self.container_state, failures,
+                                 awaiting)
             errors = {node: p.status.last_error for node, p in self.proxies.items() if p.status.last_error}
             answer["servicesProgrammed"] = (self._readiness_published() and not errors
                                             and not any(p.pending for p in self.proxies.values()))

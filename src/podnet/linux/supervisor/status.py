@@ -106,12 +106,16 @@ def object_bodies(cluster: Cluster, sandboxes: Mapping[str, Any], container_stat
 
 
 def pods_status(name: str, cluster: Cluster, sandboxes: Mapping[str, Any], container_state: ContainerState | None = None,
-                failures: Mapping[tuple[str, str], str] | None = None) -> dict[str, Any]:
+                failures: Mapping[tuple[str, str], str] | None = None,
+                awaiting: Mapping[tuple[str, str], tuple[float, int]] | None = None) -> dict[str, Any]:
     """What `podnet up` waits on: every pod, whether its containers have a process, whether
     kubelet counts it Ready (`ready`), whether its readiness probe has failed at least once
     (`probeFailed`) and, for one not Ready, why (`reasons`: the failing probe's message, the
-    image podnet cannot run, a container that exited); `ready` once every pod that should run does."""
-    container_state, failures = container_state or {}, failures or {}
+    image podnet cannot run, a container that exited); `ready` once every pod that should run does.
+    `awaiting`: (ref, container) -> (seconds until its first readiness attempt, its
+    initialDelaySeconds), for containers whose readiness probe has not run yet; a pod not Ready
+    gets the latest of its containers' as `firstProbeIn` and `initialDelaySeconds`."""
+    container_state, failures, awaiting = container_state or {}, failures or {}, awaiting or {}
     pods = []
     for pod in cluster.of_kind("Pod"):
         sandbox = sandboxes.get(pod.ref)
@@ -125,12 +129,16 @@ def pods_status(name: str, cluster: Cluster, sandboxes: Mapping[str, Any], conta
         reasons += [] if ready else [f"container {c}: readiness probe failed: {m}" for c, m in sorted(failed.items())]
         reasons += [f"container {c.name}: " + ("back-off restarting after exit code " if c.next_start else "exited with code ")
                     + str(c.last_exit) for c in containers if c.process is not None and not c.running]
-        pods.append({"pod": pod.ref, "node": pod.spec.get("nodeName"),
-                     "ip": pod.status.get("podIP"),
-                     "phase": pod.status.get("phase"),
-                     "running": running, "ready": ready, "probeFailed": bool(failed) and not ready,
-                     "reasons": reasons,
-                     "restarting": [c.name for c in containers if c.restarts]})
+        first = max((v for (ref, _), v in list(awaiting.items()) if ref == pod.ref), default=None)
+        entry = {"pod": pod.ref, "node": pod.spec.get("nodeName"),
+                 "ip": pod.status.get("podIP"),
+                 "phase": pod.status.get("phase"),
+                 "running": running, "ready": ready, "probeFailed": bool(failed) and not ready,
+                 "reasons": reasons,
+                 "restarting": [c.name for c in containers if c.restarts]}
+        if first is not None and not ready:
+            entry["firstProbeIn"], entry["initialDelaySeconds"] = round(first[0], 3), first[1]
+        pods.append(entry)
     return {"cluster": name, "pods": pods, "ready": all(p["running"] for p in pods if p["phase"] == "Running")}
 
 

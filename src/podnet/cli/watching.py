@@ -1,0 +1,67 @@
+"""Following a running cluster from the command line: the readings `get -w` and `wait` act on,
+and what changed between two of them, as a Kubernetes watch would have told it.
+
+There is one watch mechanism: the supervisor's long poll on the generation of its state
+(podnet.host.control.LiveCluster.wait), which the cluster DNS and the ingress controller
+follow too. A reading comes the moment the generation moves; a long poll that ends without a
+change (after at most WINDOW seconds) still reads the objects once, because kubelet's word on
+running pods — a restart, a container that exited — is laid over them when they are served
+and moves no generation. Between two readings, `changes` is what an API server's watch sends:
+ADDED and MODIFIED with the new body, DELETED with the last body seen; a pod's last body
+carries a deletionTimestamp, as a pod deleted gracefully does (kubectl prints it Terminating).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+from podnet.api.objects import KubeObject
+from podnet.controlplane import Cluster
+from podnet.host.control import LiveCluster
+
+WINDOW = 2.0  # the longest one long poll waits before the objects are read anyway
+
+Key = tuple[str, str, str]  # kind, namespace, name
+ADDED, MODIFIED, DELETED = "ADDED", "MODIFIED", "DELETED"
+
+
+@dataclass(frozen=True)
+class Change:
+    type: str  # ADDED, MODIFIED or DELETED
+    obj: KubeObject
+
+
+def next_reading(live: LiveCluster, timeout: float) -> Cluster:
+    """The cluster as soon as it changes, or as it is after `timeout` seconds (at most WINDOW)."""
+    changed = live.wait(min(max(timeout, 0.0), WINDOW))
+    return changed if changed is not None else live.read()
+
+
+def chosen(cluster: Cluster, wanted: Callable[[KubeObject], bool]) -> dict[Key, KubeObject]:
+    return {obj.key: obj for obj in cluster.objects.values() if wanted(obj)}
+
+
+def changes(before: Mapping[Key, KubeObject], after: Mapping[Key, KubeObject],
+            now: float | None = None) -> list[Change]:
+    """What a watch would send between two readings, in key order."""
+    found = []
+    for key in sorted(set(before) | set(after)):
+        old, new = before.get(key), after.get(key)
+        if old is None and new is not None:
+            found.append(Change(ADDED, new))
+        elif new is None and old is not None:
+            found.append(Change(DELETED, last_state(old, time.time() if now is None else now)))
+        elif old is not None and new is not None and old.body != new.body:
+            found.append(Change(MODIFIED, new))
+    return found
+
+
+def last_state(obj: KubeObject, now: float) -> KubeObject:
+    """A deleted object as its DELETED event carries it: a pod with its deletionTimestamp."""
+    if obj.kind != "Pod":
+        return obj
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now))
+    metadata = {**obj.metadata, "deletionTimestamp": stamp, "deletionGracePeriodSeconds": 0}
+    return KubeObject(obj.kind, obj.namespace, obj.name, {**obj.body, "metadata": metadata})
