@@ -135,7 +135,8 @@ def test_get_w_prints_a_row_for_a_readiness_flip_and_the_last_row_of_a_deleted_p
         watch.until(lambda cells: cells[:3] == ["web", "0/1", "Running"])  # its readiness probe failed
         deleted = cluster.podnet("delete", "-f", cluster.manifest("gone"))
         assert deleted.returncode == 0, deleted.stderr
-        watch.until(lambda cells: cells[:3] == ["gone", "1/1", "Terminating"])  # its last state
+        # Terminating first (1/1 while its container runs, 0/1 once SIGTERM ended it), then gone
+        watch.until(lambda cells: cells[:1] == ["gone"] and cells[2:3] == ["Terminating"])
     finally:
         code, err = watch.interrupt()
     assert code == 0 and "Traceback" not in err, err
