@@ -27,6 +27,7 @@ import time
 
 import pytest
 
+from podnet.host.layout import ClusterLayout
 from tests.livecluster import leftovers, podnet
 
 pytestmark = pytest.mark.root  # tests/conftest.py skips it without root and namespaces
@@ -240,6 +241,41 @@ def test_scaling_down_loses_no_request_through_the_service_or_the_ingress(cluste
         assert client.successes() > 0
     events = podnet("get", "events", "--name", name).stdout
     assert any(leaving in line and "Killing" in line for line in events.splitlines()), events
+
+
+HOOKED = f"""
+apiVersion: apps/v1
+kind: Deployment
+metadata: {{name: hooked}}
+spec:
+  replicas: 1
+  selector: {{matchLabels: {{app: hooked}}}}
+  template:
+    metadata: {{labels: {{app: hooked}}}}
+    spec:
+      terminationGracePeriodSeconds: 60
+      containers:
+      - name: c
+        image: {AGNHOST}
+        args: [netexec, --http-port=8080]
+        lifecycle:
+          preStop: {{httpGet: {{path: '/echo?msg=prestop', port: 8080}}}}
+"""
+
+
+def test_a_pre_stop_http_get_hook_reaches_the_pod_from_its_node(cluster):
+    name, tmp = cluster
+    (tmp / "hooked.yaml").write_text(HOOKED)
+    podnet("apply", "-f", str(tmp / "hooked.yaml"), "--name", name)
+    wait_for(lambda: [p for p in pods(name) if p.startswith("hooked-")] and all_ready(name, "default"), 120,
+             "the hooked pod Ready")
+    [pod] = [p for p in pods(name) if p.startswith("hooked-")]
+    log = ClusterLayout(name).state_dir / "logs" / f"default_{pod}_c.log"
+    podnet("delete", "-f", str(tmp / "hooked.yaml"), "--name", name)
+    wait_for(lambda: pod not in pods(name), 120, f"{pod} gone")
+    assert "GET /echo?msg=prestop" in log.read_text()  # netexec's own word: the hook's request came
+    events = podnet("get", "events", "--name", name).stdout
+    assert not any(pod in line and "FailedPreStopHook" in line for line in events.splitlines()), events
 
 
 def test_down_while_a_pod_terminates_removes_everything_without_waiting_for_its_grace_period(cluster):

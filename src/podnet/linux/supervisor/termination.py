@@ -138,7 +138,11 @@ def run_pre_stop(hook: PreStop, runtime: Runtime, sandbox: PodSandbox, node_netn
             return None if process.returncode == 0 else \
                 f"command {list(hook.command)} exited with {process.returncode}"
         host = hook.http.host or (fields.pod_ip(sandbox.pod) if sandbox.pod is not None else "")
-        http_get(node_netns, host, hook.http, max(0.1, timeout))
+        try:
+            http_get(node_netns, host, hook.http, max(0.1, timeout))
+        except Exception as exc:  # kubelet's words: the request, then what went wrong
+            url = f"{hook.http.scheme.lower()}://{host}:{hook.http.port}{hook.http.path}"
+            return f'Get "{url}": {str(exc) or type(exc).__name__}'
         return None
     except Exception as exc:  # a hook that fails does not stop the termination
         return str(exc) or type(exc).__name__
