@@ -46,8 +46,8 @@ ngx_http_core_module.c for the matching):
    Ingress with a non-empty `spec.tls` — unless `ssl-redirect: "false"`, or always with
    `force-ssl-redirect`; lua_ingress.lua sends it to `https://host` + the request URI with a
    trailing `/` dropped unless `preserve-trailing-slash`), then the balancer's check in the same
-   rewrite phase (balancer.lua `rewrite()`): no Service, no such port or no endpoint for new
-   connections (ready, else serving-terminating: semantics.services.usable_endpoints) → 503,
+   rewrite phase (balancer.lua `rewrite()`): no Service, no such port or no ready endpoint
+   (terminating ones are not ready; ingress-nginx has no fallback to them) → 503,
    then the access phase (`allowlist-source-range`, formerly whitelist-: a client outside the
    ranges gets 403). Before all of these, as soon as
    the location is chosen, a body larger than its `proxy-body-size` (default 1m) gets 413; a
@@ -73,7 +73,7 @@ from urllib.parse import unquote, urlsplit
 
 from podnet.api import fields
 from podnet.api.objects import KubeObject
-from podnet.semantics.services import Backend, usable_endpoints
+from podnet.semantics.services import Backend
 
 if TYPE_CHECKING:
     from podnet.controlplane import Cluster
@@ -1188,11 +1188,11 @@ def _external_name_port(wanted: str, ports: list[dict[str, Any]]) -> dict[str, A
 
 def _slice_endpoints(cluster: Cluster, service: KubeObject, port: dict[str, Any]) -> list[str]:
     """The "ip:port" nginx balances over: the slice port of the Service port's name (else a
-    numeric targetPort), at the endpoints that receive new connections (usable_endpoints:
-    kube-proxy's rule, one for the proxies, `trace` and nginx). ingress-nginx itself skips every
-    endpoint not ready, so it has no upstream while the only pods left are terminating; podnet
-    lets nginx fall back to the serving-terminating ones as kube-proxy does, so a request
-    through the Ingress and one through the Service go to the same pods."""
+    numeric targetPort), at the ready endpoints. ingress-nginx's getEndpointsFromSlices skips
+    every endpoint that is not ready (`if !(*ep.Conditions.Ready) { continue }`), terminating
+    ones included: unlike kube-proxy (services.usable_endpoints) it has no fallback to the
+    serving-terminating pods, so while only those are left a request through the Ingress gets
+    503 and one through the Service still reaches them."""
     target = port.get("targetPort")
     numeric_target = target if isinstance(target, int) else None
     name = port.get("name") or ""
@@ -1221,7 +1221,9 @@ def _slice_endpoints(cluster: Cluster, service: KubeObject, port: dict[str, Any]
                 for address in endpoint.get("addresses") or []:
                     found.append(Backend(address, number, None, endpoint.get("nodeName"), *conditions))
     seen: list[str] = []
-    for backend in usable_endpoints(found):
+    for backend in found:
+        if not backend.ready:
+            continue
         hostport = f"[{backend.ip}]:{backend.port}" if ":" in backend.ip else f"{backend.ip}:{backend.port}"
         if hostport not in seen:
             seen.append(hostport)
