@@ -31,6 +31,7 @@ it is scaled back) are counted. Issue 17's goals: ≥ 0.8× direct requests/s, p
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import re
@@ -118,9 +119,9 @@ def all_ready(name: str, namespace: str, prefix: str, count: int) -> list[dict] 
 UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
 
 
-def wrk(name: str, where: str, url: str, connections: int, seconds: int, host: bool) -> dict:
+def wrk(name: str, where: str, url: str, connections: int, seconds: int, host: str | None) -> dict:
     argv = ["wrk", f"--threads={min(2, connections)}", f"--connections={connections}",
-            f"--duration={seconds}s", "--latency", *(["-H", f"Host: {HOST}"] if host else []), url]
+            f"--duration={seconds}s", "--latency", *(["-H", f"Host: {host}"] if host else []), url]
     out = podnet("exec", where, "--name", name, "--", *argv, timeout=seconds + 60).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
     value, unit = re.search(r"\n\s+50%\s+([\d.]+)(us|ms|s)\n", out).groups()
@@ -248,6 +249,112 @@ def controller_reloads(name: str, controller: str) -> list[str]:
     return [line for line in log.splitlines() if "reloaded" in line or "Error reloading" in line]
 
 
+STATIC_HOST = "static.example.com"
+# a backend in C beside the Python one: the host's nginx as an `nginx` image runs it, in a
+# namespace of its own (the shop's NetworkPolicies deny by default), behind an Ingress host
+STATIC = f"""
+apiVersion: v1
+kind: Namespace
+metadata: {{name: bench}}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {{name: static, namespace: bench}}
+spec:
+  replicas: 1
+  selector: {{matchLabels: {{app: static}}}}
+  template:
+    metadata: {{labels: {{app: static}}}}
+    spec:
+      containers: [{{name: nginx, image: "nginx:1.27", ports: [{{containerPort: 80}}]}}]
+---
+apiVersion: v1
+kind: Service
+metadata: {{name: static, namespace: bench}}
+spec: {{selector: {{app: static}}, ports: [{{port: 80}}]}}
+---
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata: {{name: static, namespace: bench}}
+spec:
+  ingressClassName: nginx
+  rules:
+  - host: {STATIC_HOST}
+    http: {{paths: [{{path: /, pathType: Prefix, backend: {{service: {{name: static, port: {{number: 80}}}}}}}}]}}
+"""
+
+
+def start_static_backend(name: str, tmp: Path) -> dict:
+    (tmp / "static.yaml").write_text(STATIC)
+    podnet("apply", "-f", str(tmp / "static.yaml"), "--name", name)
+    pod = wait_for("the nginx-image pod Ready", lambda: all_ready(name, "bench", "static-", 1))[0]
+    wait_for("the ingress serving it", lambda: podnet(
+        "exec", "external", "--name", name, "--", "curl", "-s", "-o", "/dev/null", "-w", "%{http_code}",
+        "-H", f"Host: {STATIC_HOST}", f"http://{LB}/", check=False).stdout == "200")
+    return pod
+
+
+PLAIN_PORT = 18080
+
+
+@contextlib.contextmanager
+def plain_nginx_proxy(name: str, where: str, backend_ip: str, tmp: Path):
+    """The peer: the host's nginx in the controller pod with the smallest hand-written reverse
+    proxy to the same pod (an upstream with keep-alive, no Lua, no headers added, no log), so
+    what podnet's controller adds to nginx's own cost shows."""
+    run = tmp / "plain-nginx"
+    run.mkdir()
+    (run / "nginx.conf").write_text(f"""
+worker_processes auto;
+pid {run}/nginx.pid;
+error_log {run}/error.log;
+events {{ worker_connections 4096; }}
+http {{
+    access_log off;
+    client_body_temp_path {run}/body; proxy_temp_path {run}/proxy;
+    fastcgi_temp_path {run}/fastcgi; uwsgi_temp_path {run}/uwsgi; scgi_temp_path {run}/scgi;
+    upstream backend {{ server {backend_ip}:80; keepalive 320; }}
+    server {{
+        listen 127.0.0.1:{PLAIN_PORT};
+        location / {{ proxy_pass http://backend; proxy_http_version 1.1; proxy_set_header Connection ""; }}
+    }}
+}}
+""")
+    proxy = subprocess.Popen([sys.executable, "-m", "podnet", "exec", where, "--name", name, "--", "nginx",
+                              "-c", str(run / "nginx.conf"), "-p", str(run), "-g", "daemon off; user root;"],
+                             env={**os.environ, "PYTHONPATH": str(ROOT / "src")})
+    try:
+        wait_for("the plain nginx proxy", lambda: podnet(
+            "exec", where, "--name", name, "--", "curl", "-s", "-o", "/dev/null", "-w", "%{http_code}",
+            f"http://127.0.0.1:{PLAIN_PORT}/", check=False).stdout == "200")
+        yield
+    finally:
+        proxy.terminate()
+        proxy.wait(30)
+
+
+def throughput_table(backend: str, name: str, pairs: dict[str, tuple[str, str, str | None]], seconds: int) -> None:
+    """wrk on each (client, URL, Host) pair: 32 connections for throughput, 1 for the p50."""
+    results = {label: {"throughput": wrk(name, client, url, 32, seconds, host),
+                       "latency": wrk(name, client, url, 1, seconds, host)}
+               for label, (client, url, host) in pairs.items()}
+    direct = results["direct (controller pod → backend pod)"]
+    print(f"\nbackend: {backend}")
+    print(f"{'path':55} {'req/s (32 conns)':>16} {'× direct':>9} {'p50 1 conn':>11} {'overhead':>9}")
+    for label, result in results.items():
+        rps, p50 = result["throughput"]["rps"], result["latency"]["p50_ms"]
+        print(f"{label:55} {rps:16,.0f} {rps / direct['throughput']['rps']:9.2f} {p50:9.3f}ms "
+              f"{p50 - direct['latency']['p50_ms']:+7.3f}ms")
+    bad = {label: (r["throughput"]["non2xx"] + r["latency"]["non2xx"],
+                   r["throughput"]["socket_errors"] + r["latency"]["socket_errors"]) for label, r in results.items()}
+    print("non-2xx / socket errors: " + ", ".join(f"{label.split(' (')[0]} {n}/{e}" for label, (n, e) in bad.items()))
+    through = results["through the ingress (external → LB → nginx → pod)"]
+    ratio = through["throughput"]["rps"] / direct["throughput"]["rps"]
+    overhead = through["latency"]["p50_ms"] - direct["latency"]["p50_ms"]
+    print(f"goal ≥ 0.8× direct: {ratio:.2f}× {'met' if ratio >= 0.8 else 'NOT met'}; "
+          f"goal p50 overhead < 1 ms: {overhead:.3f} ms {'met' if overhead < 1 else 'NOT met'}")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=int, default=5, help="each wrk run")
@@ -277,28 +384,22 @@ def main() -> int:
             "exec", "external", "--name", name, "--", "curl", "-s", "-o", "/dev/null", "-w", "%{http_code}",
             "-H", f"Host: {HOST}", f"http://{LB}/api", check=False).stdout == "200")
         pairs = {
-            "through the ingress (external → LB → nginx → pod)": ("external", f"http://{LB}/api", True),
-            "nginx alone (controller pod → 127.0.0.1 nginx → pod)": (where, "http://127.0.0.1/api", True),
-            "direct (controller pod → backend pod)": (where, direct_url, False),
+            "through the ingress (external → LB → nginx → pod)": ("external", f"http://{LB}/api", HOST),
+            "nginx alone (controller pod → 127.0.0.1 nginx → pod)": (where, "http://127.0.0.1/api", HOST),
+            "direct (controller pod → backend pod)": (where, direct_url, None),
         }
-        results = {}
-        for label, (client, url, host) in pairs.items():
-            results[label] = {"throughput": wrk(name, client, url, 32, args.seconds, host),
-                              "latency": wrk(name, client, url, 1, args.seconds, host)}
-        direct = results["direct (controller pod → backend pod)"]
-        print(f"\n{'path':55} {'req/s (32 conns)':>16} {'× direct':>9} {'p50 1 conn':>11} {'overhead':>9}")
-        for label, result in results.items():
-            rps, p50 = result["throughput"]["rps"], result["latency"]["p50_ms"]
-            print(f"{label:55} {rps:16,.0f} {rps / direct['throughput']['rps']:9.2f} {p50:9.3f}ms "
-                  f"{p50 - direct['latency']['p50_ms']:+7.3f}ms")
-        bad = {label: (r["throughput"]["non2xx"] + r["latency"]["non2xx"],
-                       r["throughput"]["socket_errors"] + r["latency"]["socket_errors"]) for label, r in results.items()}
-        print("non-2xx / socket errors: " + ", ".join(f"{label.split(' (')[0]} {n}/{e}" for label, (n, e) in bad.items()))
-        through = results["through the ingress (external → LB → nginx → pod)"]
-        ratio = through["throughput"]["rps"] / direct["throughput"]["rps"]
-        overhead = through["latency"]["p50_ms"] - direct["latency"]["p50_ms"]
-        print(f"goal ≥ 0.8× direct: {ratio:.2f}× {'met' if ratio >= 0.8 else 'NOT met'}; "
-              f"goal p50 overhead < 1 ms: {overhead:.3f} ms {'met' if overhead < 1 else 'NOT met'}")
+        throughput_table("the shop's backend (agnhost netexec /api, podnet's Python agnhost)", name, pairs,
+                         args.seconds)
+        static = start_static_backend(name, tmp)
+        static_ip = static["status"]["podIP"]
+        with plain_nginx_proxy(name, where, static_ip, tmp):
+            throughput_table("an nginx-image pod (the host's nginx, its default page)", name, {
+                "through the ingress (external → LB → nginx → pod)": ("external", f"http://{LB}/", STATIC_HOST),
+                "nginx alone (controller pod → 127.0.0.1 nginx → pod)": (where, "http://127.0.0.1/", STATIC_HOST),
+                "plain nginx proxy_pass (controller pod → 127.0.0.1 → pod)":
+                    (where, f"http://127.0.0.1:{PLAIN_PORT}/", None),
+                "direct (controller pod → backend pod)": (where, f"http://{static_ip}/", None),
+            }, args.seconds)
 
         frontend = ROOT / "examples" / "shop" / "frontend.yaml"
         if args.pre_stop:
