@@ -14,7 +14,6 @@ import subprocess
 import sys
 import textwrap
 import threading
-import time
 
 import pytest
 
@@ -126,9 +125,7 @@ def test_a_pod_reaches_the_node_port_through_the_prerouting_redirect(netns, serv
 
 def test_a_service_without_endpoints_is_refused_at_once(netns, proxier):
     proxier.sync([WEB, EMPTY])
-    started = time.monotonic()
-    assert client(netns[0], "10.96.0.51", 80) == "ConnectionRefusedError"
-    assert time.monotonic() - started < 2.5  # refused, not the client's 3 s timeout
+    assert client(netns[0], "10.96.0.51", 80) == "ConnectionRefusedError"  # refused, not the client's timeout
 
 
 def test_a_changed_endpoint_list_takes_effect_for_new_connections(netns, server, proxier):
