@@ -37,8 +37,8 @@ def store(monkeypatch):
                      "Warning", "Unhealthy", "Readiness probe failed: HTTP probe failed with statuscode: 503", "kubelet")
     store.record({"kind": "Pod", "namespace": "kube-system", "name": "coredns-0"}, "Normal", "Started",
                  "Started container coredns", "kubelet")
-    monkeypatch.setattr(events_cli, "running_events", lambda name, since=0: (store.list(since), store.version))
-    monkeypatch.setattr(describe_cli, "running_events", lambda name, since=0: (store.list(since), store.version))
+    monkeypatch.setattr(events_cli, "running_events", lambda name, since=0, wait=0.0: (store.list(since), store.version))
+    monkeypatch.setattr(describe_cli, "running_events", lambda name, since=0, wait=0.0: (store.list(since), store.version))
     return store
 
 
@@ -69,20 +69,24 @@ def test_an_unknown_field_selector_is_one_clear_error(store, capsys):
 
 
 def test_get_events_w_streams_what_comes_after_the_list(store, capsys, monkeypatch):
+    """After the table, each reading is a long poll (`wait`) from the version last seen: the
+    supervisor answers it with the event that came meanwhile; Ctrl-C ends it with 0."""
     polls = []
 
-    def sleep(seconds):
-        polls.append(seconds)
-        if len(polls) == 1:
+    def long_poll(name, since=0, wait=0.0):
+        polls.append((since, wait))
+        if len(polls) == 2:
             store.record({"kind": "Pod", "namespace": "default", "name": "web"}, "Normal", "Killing",
                          "Stopping container c", "kubelet")
-        else:
+        elif len(polls) > 2:
             raise KeyboardInterrupt
+        return store.list(since), store.version
 
-    monkeypatch.setattr(events_cli.time, "sleep", sleep)
+    monkeypatch.setattr(events_cli, "running_events", long_poll)
     assert main(["get", "events", "-w"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert len(lines) == 4 and lines[3].split()[1:4] == ["Normal", "Killing", "pod/web"]
+    assert polls[0] == (0, 0.0) and polls[1] == (store.version - 1, events_cli.WATCH_WAIT)
 
 
 def test_describe_ends_with_the_objects_events(store, capsys, monkeypatch):

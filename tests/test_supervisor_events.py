@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import threading
+
 import pytest
 
 from podnet.errors import PodnetError
@@ -216,3 +218,19 @@ def test_the_workload_controllers_say_what_they_made(supervisor):
     assert events_about(supervisor, rs)[-1] == ("Normal", "SuccessfulDelete", f"Deleted pod: {gone}", 1)  # once
     [scaling] = [e for e in supervisor.events.list() if e["reason"] == "ScalingReplicaSet" and "down" in e["message"]]
     assert scaling["source"] == {"component": "deployment-controller"} and scaling["involvedObject"]["kind"] == "Deployment"
+
+
+def test_a_watcher_of_the_events_is_answered_by_the_next_event():
+    """`get events -w`'s long poll: `wait` returns at once when something changed after the
+    version the watcher holds, else when the next event is recorded (not at its time-out)."""
+    store = EventStore()
+    pod = {"kind": "Pod", "namespace": "default", "name": "web"}
+    store.record(pod, "Normal", "Scheduled", "assigned", "default-scheduler")
+    store.wait(0, timeout=600)  # version 1 > 0: no wait at all (a hang would fail the suite's time-out)
+    answered = threading.Event()
+    watcher = threading.Thread(target=lambda: (store.wait(store.version, timeout=600), answered.set()), daemon=True)
+    watcher.start()
+    assert not answered.wait(0.2)  # nothing new: it waits
+    store.record(pod, "Normal", "Started", "started", "kubelet")
+    assert answered.wait(60)  # a generous bound: it is answered by the event, not by its 600 s
+    assert [e["reason"] for e in store.list(1)] == ["Started"]

@@ -1,8 +1,8 @@
 """podnet get events [-w]: the running cluster's events (kubectl get events).
 
 The events are the supervisor's store (podnet.linux.supervisor.events), read with the control
-socket's `events` op; `-w` prints the table, then asks every POLL seconds for the events
-changed since the last reading and prints a row for each (an aggregated event again, with its
+socket's `events` op; `-w` prints the table, then asks for the events changed since the last
+reading — a long poll the supervisor answers as soon as one changes — and prints a row for each (an aggregated event again, with its
 new count's LAST SEEN), until interrupted — as `kubectl get events -w` streams them.
 Offline (-f) there are no events: nothing has happened to computed objects.
 """
@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import sys
-import time
 from typing import Any
 
 import yaml
@@ -22,7 +21,7 @@ from podnet.output import events as layout
 from podnet.output import table
 
 NAMES = ("events", "event", "ev")
-POLL = 1.0  # seconds between readings of `-w`
+WATCH_WAIT = 25.0  # the longest the supervisor holds one `-w` reading (it answers at the first change)
 SELECTABLE = {"involvedObject.name": lambda e: (e.get("involvedObject") or {}).get("name"),
               "involvedObject.kind": lambda e: (e.get("involvedObject") or {}).get("kind"),
               "involvedObject.namespace": lambda e: (e.get("involvedObject") or {}).get("namespace"),
@@ -89,8 +88,7 @@ def run(args) -> int:
     sys.stdout.flush()
     try:
         while True:
-            time.sleep(POLL)
-            items, version = running_events(args.name, version)
+            items, version = running_events(args.name, version, wait=WATCH_WAIT)
             new = rows(chosen(items))
             sys.stdout.writelines(table.line(row, widths) for row in new)
             sys.stdout.flush()

@@ -80,14 +80,15 @@ def running_state(name: str | None) -> LiveState:
                      reply.get("nodes") or {})
 
 
-def running_events(name: str | None, since: int = 0) -> tuple[list[dict[str, Any]], int]:
+def running_events(name: str | None, since: int = 0, wait: float = 0.0) -> tuple[list[dict[str, Any]], int]:
     """The running cluster's events changed after resourceVersion `since`, and the store's
-    resourceVersion now (the next `since`)."""
+    resourceVersion now (the next `since`); `wait`: seconds the supervisor may hold the answer
+    until one changes (a long poll)."""
     if os.geteuid() != 0:
         raise NoCluster("events are a running cluster's, which needs root")
     layout = pick_cluster(name)
     try:
-        reply = request(layout, "events", since=since)
+        reply = request(layout, "events", since=since, wait=wait) if wait else request(layout, "events", since=since)
     except NotRunning as exc:
         raise NoCluster(str(exc)) from None
     return reply["items"], int(reply.get("resourceVersion") or 0)

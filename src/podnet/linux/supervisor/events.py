@@ -47,6 +47,7 @@ class EventStore:
     def __init__(self, limit: int = MAX_EVENTS, clock=time.time):
         self.limit, self.clock = limit, clock
         self._lock = threading.Lock()
+        self._changed = threading.Condition(self._lock)  # `wait`: a watcher's long poll
         self._events: OrderedDict[tuple, dict[str, Any]] = OrderedDict()  # oldest change first
         self._version = 0
 
@@ -78,7 +79,14 @@ class EventStore:
             self._events[key] = event
             while len(self._events) > self.limit:
                 self._events.popitem(last=False)
+            self._changed.notify_all()
             return event
+
+    def wait(self, since: int, timeout: float) -> None:
+        """Until an event changed after resourceVersion `since`, or `timeout` seconds went by
+        (`podnet get events -w`: a long poll, as a Kubernetes watch is)."""
+        with self._changed:
+            self._changed.wait_for(lambda: self._version > since, timeout)
 
     def list(self, since: int = 0) -> list[dict[str, Any]]:
         """Copies of the events, oldest change first; `since`: only those changed after that

@@ -60,8 +60,10 @@ def handle(supervisor, message: dict[str, Any]) -> dict[str, Any]:
         grace = message.get("gracePeriod")  # a delete's --grace-period (--now: 1, --force: 0)
         return supervisor.change(request, delete=op == "delete", grace_period=None if grace is None else int(grace))
     if op == "events":  # `podnet get events`: those changed after resourceVersion `since`
-        return {"items": supervisor.events.list(int(message.get("since") or 0)),
-                "resourceVersion": supervisor.events.version}
+        since = int(message.get("since") or 0)
+        if message.get("wait"):  # `-w`: a long poll until one changes (or the wait ends)
+            supervisor.events.wait(since, min(max(float(message["wait"]), 0.0), WATCH_TIMEOUT))
+        return {"items": supervisor.events.list(since), "resourceVersion": supervisor.events.version}
     if op == "event":  # a controller in a pod reports (the ingress controller's Sync and Warnings)
         return {"event": supervisor.post_event(message)}
     if op == "down":
