@@ -152,10 +152,11 @@ def test_reload_applies_a_changed_corefile_and_keeps_the_old_on_errors(server):
         time.sleep(0.3)
     assert query(server, "legacy.cluster.local").answer[0][0].to_text() == "10.9.9.9"
     path.write_text(corefile(ports, server["forward"] + hosts).replace("    errors\n", "    erors\n"))
-    time.sleep(5)
+    deadline = time.monotonic() + 60  # until the server has tried the broken one, however loaded
+    while "coredns_reload_failed_total 1" not in http(server, "metrics", "/metrics")[1]:
+        assert time.monotonic() < deadline, "the broken Corefile was never tried"
+        time.sleep(0.3)
     assert query(server, "legacy.cluster.local").answer[0][0].to_text() == "10.9.9.9"  # still the last good one
-    _, text = http(server, "metrics", "/metrics")
-    assert "coredns_reload_failed_total 1" in text
     assert server["proc"].poll() is None
 
 

@@ -228,8 +228,10 @@ def test_host_port_host_network_same_node_and_pod_node_traffic(cluster):
     assert podnet("exec", "node/node1", "--name", name, "--", "curl", "-s", "--max-time", "3",
                   f"http://{pod_ip}:8080/hostname").stdout == same[0]
     # shell image: workingDir and $(VAR) expansion
-    time.sleep(0.5)
-    assert podnet("logs", "default/shell", "--name", name).stdout.splitlines()[-2:] == ["/tmp", "hello world"]
+    deadline = time.monotonic() + 60  # the shell writes its two lines soon after it starts
+    while (lines := podnet("logs", "default/shell", "--name", name).stdout.splitlines()[-2:]) != ["/tmp", "hello world"]:
+        assert time.monotonic() < deadline, lines
+        time.sleep(0.2)
 
 
 BOUND = f"""
