@@ -83,17 +83,34 @@ print(json.dumps(results))
 # destination pods listen on a raw socket and report which (source, port) INIT chunks arrived;
 # the sources send an SCTP INIT (valid CRC32c, so conntrack tracks it as a new association) to
 # every destination and port. Allowed pairs are those whose packet arrived.
-SCTP_LISTEN = r"""
-import json, socket, sys, time
+# A listener's window (`Model.listening`): it hears until its stdin ends — the test closes it
+# once every sender has returned — and then until nothing came for QUIET seconds, so a loaded
+# machine's late packets are heard (a fixed window counted slow senders as drops).
+LISTEN_UNTIL_TOLD = r"""
+import select, socket, sys, time
+QUIET = 0.5
+def packets(s):
+    told = None
+    while told is None or time.monotonic() < told + QUIET:
+        if told is None and select.select([sys.stdin], [], [], 0)[0]:
+            sys.stdin.read()
+            told = time.monotonic()
+        try:
+            data, address = s.recvfrom(2048)
+        except socket.timeout:
+            continue
+        if told is not None:
+            told = time.monotonic()  # still arriving: wait for quiet again
+        yield data, address
+"""
+
+SCTP_LISTEN = LISTEN_UNTIL_TOLD + r"""
+import json
 s = socket.socket(socket.AF_INET, socket.SOCK_RAW, 132)
 s.settimeout(0.1)
 print("ready", flush=True)
-seen, end = set(), time.monotonic() + float(sys.argv[1])
-while time.monotonic() < end:
-    try:
-        data, (src, _) = s.recvfrom(2048)
-    except socket.timeout:
-        continue
+seen = set()
+for data, (src, _) in packets(s):
     ihl = (data[0] & 15) * 4
     if len(data) >= ihl + 13 and data[ihl + 12] == 1:  # an INIT chunk
         seen.add((src, int.from_bytes(data[ihl + 2:ihl + 4], "big")))
@@ -210,16 +227,25 @@ class Model:
 
     @contextmanager
     def listening(self, pods, script: str, *args: str):
-        """A listener (`python3 -c script args…`) in each of `pods`: it prints "ready" once bound,
-        then, when it ends, what it heard as JSON. Yields a function that waits for those reports
-        ({pod: heard}); no listener outlives the block."""
+        """A listener (`python3 -c script args…`, built on LISTEN_UNTIL_TOLD) in each of `pods`:
+        it prints "ready" once bound, hears until told (its stdin closed) and quiet, then prints
+        what it heard as JSON. Yields a function to call once every sender has returned: it tells
+        the listeners and collects their reports ({pod: heard}); no listener outlives the block."""
         listeners = {dst: subprocess.Popen(
             [sys.executable, "-m", "podnet", "exec", dst, "--name", self.name, "--", "python3", "-c", script, *args],
-            stdout=subprocess.PIPE, text=True, env=livecluster_env()) for dst in pods}
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=livecluster_env()) for dst in pods}
+
+        def heard() -> dict:
+            for proc in listeners.values():
+                proc.stdin.close()  # told: each ends once quiet (LISTEN_UNTIL_TOLD)
+            reports = {dst: proc.stdout.read() for dst, proc in listeners.items()}
+            for proc in listeners.values():
+                proc.wait(timeout=60)
+            return {dst: json.loads(out) for dst, out in reports.items()}
         try:
             for proc in listeners.values():
                 assert proc.stdout.readline().strip() == "ready"
-            yield lambda: {dst: json.loads(proc.communicate(timeout=30)[0]) for dst, proc in listeners.items()}
+            yield heard
         finally:
             for proc in listeners.values():
                 if proc.poll() is None:
@@ -228,7 +254,7 @@ class Model:
 
     def measure_sctp(self, ports: list[int]) -> dict[tuple[int, str], dict[tuple[str, str], str]]:
         """Raw SCTP INIT packets from every pod to every pod and port, seen (or not) on the far side."""
-        with self.listening(cases.PODS, SCTP_LISTEN, "4") as heard:
+        with self.listening(cases.PODS, SCTP_LISTEN) as heard:
             targets = json.dumps([(self.ips[dst], port) for port in ports for dst in cases.PODS])
             with ThreadPoolExecutor(len(cases.PODS)) as pool:
                 list(pool.map(lambda src: podnet("exec", src, "--name", self.name, "--", "python3", "-c", SCTP_SEND,

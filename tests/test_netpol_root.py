@@ -21,6 +21,7 @@ from tests import netpol_cases as cases
 from tests.livecluster import podnet
 from tests.netpol_live import (
     HALF,
+    LISTEN_UNTIL_TOLD,
     PROBE,
     RETRY_TIMEOUT,
     TIMEOUT,
@@ -185,18 +186,14 @@ def test_an_established_flow_survives_a_policy_change_new_ones_do_not_rule_38(mo
 
 # Listens in a destination pod on a raw UDP socket (argv[3]: "4" or "6") for the datagrams of
 # one run (payload starts with argv[1]); prints the (source, label) pairs that arrived.
-SPOOF_LISTEN = r"""
-import json, socket, sys, time
-v6 = sys.argv[3] == "6"
+SPOOF_LISTEN = LISTEN_UNTIL_TOLD + r"""
+import json
+v6 = sys.argv[2] == "6"
 s = socket.socket(socket.AF_INET6 if v6 else socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_UDP)
 s.settimeout(0.1)
 print("ready", flush=True)
-token, seen, end = sys.argv[1].encode(), set(), time.monotonic() + float(sys.argv[2])
-while time.monotonic() < end:
-    try:
-        data, address = s.recvfrom(2048)
-    except socket.timeout:
-        continue
+token, seen = sys.argv[1].encode(), set()
+for data, address in packets(s):
     src = address[0].split("%")[0]
     payload = data[8:] if v6 else data[(data[0] & 15) * 4 + 8:]  # IPv6 raw sockets get no IP header
     if payload.startswith(token):
@@ -253,7 +250,7 @@ def test_a_forged_source_address_is_dropped_at_the_bridge_port(model):
 
     before = spoofed()
     token = f"podnet-spoof-{secrets.token_hex(4)}:"
-    with model.listening(targets, SPOOF_LISTEN, token, "3", "4") as heard:
+    with model.listening(targets, SPOOF_LISTEN, token, "4") as heard:
         sends = {
             spoofer: [[source, model.ips[dst], f"{label}>{dst}"] for dst in targets
                       for source, label in ((gateway, "cni0"), (model.ips[allowed], "x/a"),
@@ -291,7 +288,7 @@ def test_ipv6_link_local_does_not_go_around_the_ipv4_policies(model):
                    "scope", "link").stdout
     address = shown.split()[3].split("/")[0]
     token = f"podnet-v6-{secrets.token_hex(4)}:"
-    with model.listening(["y/c"], SPOOF_LISTEN, token, "2", "6") as heard:
+    with model.listening(["y/c"], SPOOF_LISTEN, token, "6") as heard:
         podnet("exec", "z/c", "--name", model.name, "--", "python3", "-c", LINK_LOCAL_SEND,
                json.dumps([[address, "z/c"]]), token, timeout=60)
         arrived = heard()["y/c"]
@@ -330,7 +327,7 @@ def test_a_vlan_tagged_frame_does_not_go_around_the_policies(model):
     assert model.nodes["z/c"] == model.nodes["y/c"]
     mac = podnet("exec", "y/c", "--name", model.name, "--", "cat", "/sys/class/net/eth0/address").stdout.strip()
     token = f"podnet-vlan-{secrets.token_hex(4)}:"
-    with model.listening(["y/c"], SPOOF_LISTEN, token, "2", "4") as heard:
+    with model.listening(["y/c"], SPOOF_LISTEN, token, "4") as heard:
         podnet("exec", "z/c", "--name", model.name, "--", "python3", "-c", VLAN0_SEND, mac, model.ips["z/c"],
                model.ips["y/c"], token + "z/c", timeout=60)
         arrived = heard()["y/c"]
