@@ -868,7 +868,20 @@ def process(args: list[str]):
             proc.stdout.close()
 
 
-def _wait_for_answers(port: int, proc, seconds: float = 20) -> None:
+def _when_listening(ask, proc, seconds: float = 60):
+    """`ask()`'s answer once its server accepts connections (a wait with a load-proof bound)."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            return ask()
+        except OSError:  # urllib's URLError too: connection refused while the server starts
+            if proc.poll() is not None:
+                raise AssertionError(f"the server exited: {proc.stdout.read()}") from None
+            assert time.monotonic() < deadline, "the server never listened"
+            time.sleep(0.05)
+
+
+def _wait_for_answers(port: int, proc, seconds: float = 60) -> None:
     deadline = time.monotonic() + seconds
     while True:
         try:
@@ -904,8 +917,9 @@ def test_the_command_line_serves_manifests_with_dns_port_and_ready(tmp_path):
     with process(["-conf", str(path), "-dns.port", str(ports["dns"]), "--host", "127.0.0.1",
                   "-f", str(manifests)]) as proc:
         _wait_for_answers(ports["dns"], proc)
-        assert http_get(ports["ready"], "/ready") == (200, "OK")
-        assert http_get(ports["health"], "/health") == (200, "OK")
+        # the side servers start beside the DNS listener, not before it: wait for them to listen
+        assert _when_listening(lambda: http_get(ports["ready"], "/ready"), proc) == (200, "OK")
+        assert _when_listening(lambda: http_get(ports["health"], "/health"), proc) == (200, "OK")
         response = dns.query.udp(dns.message.make_query("api.web.svc.cluster.local", "A"), "127.0.0.1",
                                  port=ports["dns"], timeout=2)
         assert response.answer[0][0].to_text() == "10.96.10.10"
