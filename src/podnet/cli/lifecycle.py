@@ -25,6 +25,7 @@ from podnet.errors import PodnetError, UsageError
 from podnet.host.control import pick_cluster, running_clusters, send
 from podnet.host.layout import NETNS_DIR, STATE_ROOT, ClusterLayout, valid_cluster_name
 from podnet.linux import teardown
+from podnet.linux.supervisor import record
 from podnet.linux.supervisor.state import ClusterState
 
 UP_TIMEOUT = 180.0
@@ -67,7 +68,13 @@ def run_up(args) -> int:
     if not valid_cluster_name(name):
         raise UsageError(f"--name {name!r}: a cluster name is a lowercase DNS label of at most 40 characters")
     layout = ClusterLayout(name)
-    if name in running_clusters() or _leftovers(layout):
+    running = name in running_clusters()
+    if not running and (layout.state_dir / record.RECORD).exists():
+        if args.filename or args.config:
+            raise PodnetError(f"cluster {name} exists and its supervisor is not running: `podnet up --name {name}` "
+                              "without -f or --config restarts it as it was (then `podnet apply` changes it)")
+        return _restart(args, name, layout)
+    if running or _leftovers(layout):
         raise PodnetError(f"a cluster named {name} already exists: use another --name, or remove it with "
                           f"`podnet down --name {name}`")
     store = load_store(args.filename) if args.filename else load_store_empty()
@@ -104,12 +111,44 @@ def run_up(args) -> int:
         return 130
 
 
+def _spawn_supervisor(name: str, state: ClusterState, *extra: str) -> subprocess.Popen:
+    with open(state.out_path, "ab") as out:
+        return subprocess.Popen([sys.executable, "-m", "podnet.linux.supervisor", "--name", name, *extra],
+                                stdin=subprocess.DEVNULL, stdout=out, stderr=out, start_new_session=True,
+                                env={**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)})
+
+
+def _restart(args, name: str, layout: ClusterLayout) -> int:
+    """A cluster whose supervisor died: start one that re-adopts the running pods (none is
+    restarted, no address changes) and reconciles what changed meanwhile. If it cannot, the
+    pods are left as they are, and so is everything else (`podnet down` removes them)."""
+    state = ClusterState(layout)
+    state.take_failure()  # a note left by an earlier supervisor is not this one's
+    started = time.monotonic()
+    supervisor = _spawn_supervisor(name, state, "--adopt")
+    deadline = started + args.timeout
+    while True:
+        if supervisor.poll() is not None:
+            reason = state.take_failure() or f"it exited ({supervisor.returncode}); see {state.log_path}"
+            raise PodnetError(f"restarting the supervisor of cluster {name} failed: {reason}; the pods were left "
+                              f"as they are (remove them with `podnet down --name {name}`)")
+        try:
+            status = send(layout.socket_path, {"op": "status"}, timeout=10)
+            break
+        except PodnetError:
+            if time.monotonic() >= deadline:
+                raise PodnetError(f"the restarted supervisor of cluster {name} did not answer within "
+                                  f"{args.timeout:.0f}s; see {state.log_path}") from None
+            time.sleep(0.02)
+    pods = status.get("pods") or []
+    print(f"cluster {name}: supervisor restarted, {len(pods)} pods re-adopted "
+          f"({time.monotonic() - started:.2f}s to answering)")
+    return 0
+
+
 def _start_and_wait(args, name, layout, state, cluster, config, spawned: list) -> int:
     started = time.monotonic()
-    with open(state.out_path, "ab") as out:
-        supervisor = subprocess.Popen([sys.executable, "-m", "podnet.linux.supervisor", "--name", name],
-                                      stdin=subprocess.DEVNULL, stdout=out, stderr=out, start_new_session=True,
-                                      env={**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)})
+    supervisor = _spawn_supervisor(name, state)
     spawned.append(supervisor)
 
     def booted() -> bool:

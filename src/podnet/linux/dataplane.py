@@ -54,6 +54,23 @@ class DataPlane:
             subprocess.run(["ip", "netns", "exec", self.layout.node_netns(node.name), "sysctl", "-q", "-w",
                             "net.ipv4.conf.all.route_localnet=1"], check=True, capture_output=True)
 
+    def adopt_network(self) -> None:
+        """A restarted supervisor: the network stands (it outlived the old one); only the plan
+        is needed again, for the pods' MTU and the nodes."""
+        self.plan = plan_network(self.cluster)
+
+    def adopt(self, pod: KubeObject, netns: str) -> None:
+        """A pod whose network stands, taken over by a restarted supervisor: what detach needs
+        to undo it later, and its hostPorts in the node's portmap table (synced again)."""
+        node = self.cluster.node(pod.spec.get("nodeName"))
+        container_id = pod.metadata.get("uid") or f"{pod.namespace}_{pod.name}"
+        if pod.spec.get("hostNetwork"):
+            self.attached[pod.ref] = Attached(pod.namespace, pod.name, node.name, netns, container_id, None, True)
+            return
+        self.attached[pod.ref] = Attached(pod.namespace, pod.name, node.name, netns, container_id,
+                                          self._conf(node, pod), False, fields.pod_ip(pod))
+        self.map_host_ports(pod)
+
     def _pod_mtu(self, node: str) -> int:
         return next(n.pod_mtu for n in self.plan.nodes if n.name == node)
 
