@@ -2,14 +2,15 @@
 
 A client in a pod requests through a ClusterIP Service, one new connection per request, the
 whole time: kube-proxy's rules stay in the nodes' kernels while no supervisor runs, so not one
-request may fail. Meanwhile a command says the supervisor is not running and how to restart
-it, and a container of another pod is killed. `podnet up --name NAME` then starts a supervisor
-that re-adopts every pod: the same processes in each pod's namespace (`ip netns pids`), the
+request may fail. Either the supervisor alone is killed and its watchdog starts a new one, or
+the watchdog is killed too: then a command says the supervisor is not running and how to
+restart it, a container of another pod is killed meanwhile, and `podnet up --name NAME`
+starts a supervisor. Either way the new one re-adopts every pod: the same processes in each pod's namespace (`ip netns pids`), the
 same addresses, uids, creationTimestamps and restart counts; the killed container is
 restarted per its restartPolicy; an apply afterwards works, and the cluster DNS (which retried
 the control socket meanwhile) answers for the Service it added. Waits have generous deadlines
-and nothing asserts a duration; the time from the restart command to an answering supervisor
-is printed (run with -s to see it). The cluster has a unique name and is removed in a finally.
+and nothing asserts a duration; the time from the SIGKILL (watchdog) or the restart command
+to an answering supervisor is printed (run with -s to see it). The cluster has a unique name and is removed in a finally.
 """
 
 from __future__ import annotations
@@ -113,7 +114,25 @@ def cluster(tmp_path):
         assert f"podnet-{name}." not in netns, netns
 
 
-def test_a_killed_supervisor_is_restarted_and_adopts_every_pod(cluster):
+def supervisor_answering(layout: ClusterLayout, other_than: int) -> int | None:
+    try:
+        pid = send(layout.socket_path, {"op": "ping"}, timeout=5)["pid"]
+    except Exception:
+        return None
+    return pid if pid != other_than else None
+
+
+def gone(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(") ")[1][0] in "ZX"
+    except OSError:
+        return True
+
+
+@pytest.mark.parametrize("restart", ["podnet up", "watchdog"])
+def test_a_killed_supervisor_is_restarted_and_adopts_every_pod(cluster, restart):
+    """`podnet up`: the watchdog and the supervisor are both killed, and a user restarts the
+    supervisor; `watchdog`: the supervisor alone is killed, and its watchdog restarts it."""
     name, tmp = cluster
     layout = ClusterLayout(name)
     cluster_ip = {s["metadata"]["name"]: s for s in json.loads(
@@ -126,46 +145,55 @@ def test_a_killed_supervisor_is_restarted_and_adopts_every_pod(cluster):
     assert processes and all(processes.values())
     stop = tmp / "stop"
     client = Client(name, "default/client", cluster_ip, 80, "web", str(stop))
+    killed = None
     try:
         wait_for(lambda: client.successes() >= 10 or client.errors(), 120, "the client answered")
         supervisor = send(layout.socket_path, {"op": "ping"}, timeout=10)["pid"]
+        if restart == "podnet up":
+            watchdog = int((layout.state_dir / "watchdog.pid").read_text().split()[0])
+            os.kill(watchdog, signal.SIGKILL)
+            wait_for(lambda: gone(watchdog), 30, "the watchdog gone")
+        killing = time.monotonic()
         os.kill(supervisor, signal.SIGKILL)
-        wait_for(lambda: not Path(f"/proc/{supervisor}").exists() or
-                 Path(f"/proc/{supervisor}/stat").read_text().split(") ")[1][0] == "Z", 30, "the supervisor gone")
-        # no supervisor: a command says so and how to get it back
-        refused = podnet("get", "pods", "--name", name, check=False)
-        assert refused.returncode != 0
-        assert f"the supervisor of cluster {name} is not running" in refused.stderr, refused.stderr
-        assert f"podnet up --name {name}" in refused.stderr, refused.stderr
-        # a container dies while nobody watches: lone's (its sandbox stays)
-        record = json.loads((layout.state_dir / "running.json").read_text())
-        [lone] = [p for p in record["pods"] if p["name"] == "lone"]
-        killed = lone["containers"][0]["process"]["pid"]
-        os.killpg(killed, signal.SIGKILL)
-        # the kernel's rules keep serving while the supervisor is down
-        mark = len(client.answers)
-        wait_for(lambda: client.successes(mark) >= 20 or client.errors(), 120, "answers with no supervisor")
-        restarting = time.monotonic()
-        restarted = podnet("up", "--name", name, timeout=180)
-        answering = time.monotonic() - restarting
-        print(f"\nrestart command to answering supervisor: {answering:.2f}s; podnet up said: "
-              f"{restarted.stdout.strip()}")
-        assert "re-adopted" in restarted.stdout, restarted.stdout
+        if restart == "watchdog":
+            wait_for(lambda: supervisor_answering(layout, supervisor), 120, "a new supervisor answering")
+            print(f"\nSIGKILL to a re-adopting supervisor answering (watchdog): {time.monotonic() - killing:.2f}s")
+        else:
+            wait_for(lambda: gone(supervisor), 30, "the supervisor gone")
+            # no supervisor: a command says so and how to get it back
+            refused = podnet("get", "pods", "--name", name, check=False)
+            assert refused.returncode != 0
+            assert f"the supervisor of cluster {name} is not running" in refused.stderr, refused.stderr
+            assert f"podnet up --name {name}" in refused.stderr, refused.stderr
+            # a container dies while nobody watches: lone's (its sandbox stays)
+            record = json.loads((layout.state_dir / "running.json").read_text())
+            [lone] = [p for p in record["pods"] if p["name"] == "lone"]
+            killed = lone["containers"][0]["process"]["pid"]
+            os.killpg(killed, signal.SIGKILL)
+            # the kernel's rules keep serving while the supervisor is down
+            mark = len(client.answers)
+            wait_for(lambda: client.successes(mark) >= 20 or client.errors(), 120, "answers with no supervisor")
+            restarting = time.monotonic()
+            restarted = podnet("up", "--name", name, timeout=180)
+            print(f"\nrestart command to answering supervisor: {time.monotonic() - restarting:.2f}s; podnet up said: "
+                  f"{restarted.stdout.strip()}")
+            assert "re-adopted" in restarted.stdout, restarted.stdout
         # every pod as it was: its processes (but lone's killed container), address, uid, restarts
         after = seen(name)
         assert after.keys() == before.keys()
         for pod, was in before.items():
-            if pod != "lone":
+            if pod != "lone" or killed is None:
                 assert after[pod] == was, pod
         for ref, pids in processes.items():
-            if ref != ("default", "lone"):
+            if ref != ("default", "lone") or killed is None:
                 assert pids <= netns_pids(layout.pod_netns(*ref)), ref  # (the client pod also runs the client)
-        assert netns_pids(layout.pod_netns("default", "lone")) >= processes[("default", "lone")] - {killed}
-        # the container that died meanwhile is restarted per restartPolicy (Always), once
-        wait_for(lambda: pods(name)["lone"]["status"]["containerStatuses"][0].get("restartCount") == 1
-                 and pods(name)["lone"]["status"]["containerStatuses"][0].get("state", {}).get("running"),
-                 120, "lone's container restarted")
-        assert after["lone"][:4] == before["lone"][:4]  # the same pod, address and node
+        if killed is not None:
+            assert netns_pids(layout.pod_netns("default", "lone")) >= processes[("default", "lone")] - {killed}
+            # the container that died meanwhile is restarted per restartPolicy (Always), once
+            wait_for(lambda: pods(name)["lone"]["status"]["containerStatuses"][0].get("restartCount") == 1
+                     and pods(name)["lone"]["status"]["containerStatuses"][0].get("state", {}).get("running"),
+                     120, "lone's container restarted")
+            assert after["lone"][:4] == before["lone"][:4]  # the same pod, address and node
         # the cluster goes on: an apply, and the cluster DNS follows the new supervisor
         (tmp / "later.yaml").write_text(LATER)
         podnet("apply", "-f", str(tmp / "later.yaml"), "--name", name)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -25,8 +26,10 @@ from podnet.errors import PodnetError, UsageError
 from podnet.host.control import pick_cluster, running_clusters, send
 from podnet.host.layout import NETNS_DIR, STATE_ROOT, ClusterLayout, valid_cluster_name
 from podnet.linux import teardown
+from podnet.linux.adopted import start_time
 from podnet.linux.supervisor import record
 from podnet.linux.supervisor.state import ClusterState
+from podnet.linux.supervisor.watchdog import watchdog_pid
 
 UP_TIMEOUT = 180.0
 
@@ -104,7 +107,7 @@ def run_up(args) -> int:
                 except (PodnetError, OSError, ValueError, subprocess.TimeoutExpired):
                     pass
             if supervisor.poll() is None:  # still building (not answering yet), or stuck: stop it there
-                supervisor.kill()
+                os.killpg(supervisor.pid, signal.SIGKILL)  # the watchdog and the supervisor, its group
                 supervisor.wait()
         _down(name)  # whatever is left, by name
         print(f"cluster {name} removed", file=sys.stderr)
@@ -112,8 +115,10 @@ def run_up(args) -> int:
 
 
 def _spawn_supervisor(name: str, state: ClusterState, *extra: str) -> subprocess.Popen:
+    """The supervisor under its watchdog (podnet.linux.supervisor.watchdog), which restarts it
+    should it die; both in a session of their own, one process group."""
     with open(state.out_path, "ab") as out:
-        return subprocess.Popen([sys.executable, "-m", "podnet.linux.supervisor", "--name", name, *extra],
+        return subprocess.Popen([sys.executable, "-m", "podnet.linux.supervisor.watchdog", "--name", name, *extra],
                                 stdin=subprocess.DEVNULL, stdout=out, stderr=out, start_new_session=True,
                                 env={**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)})
 
@@ -125,10 +130,11 @@ def _restart(args, name: str, layout: ClusterLayout) -> int:
     state = ClusterState(layout)
     state.take_failure()  # a note left by an earlier supervisor is not this one's
     started = time.monotonic()
-    supervisor = _spawn_supervisor(name, state, "--adopt")
+    # a watchdog that runs is restarting it already: only wait for it
+    supervisor = None if watchdog_pid(state) else _spawn_supervisor(name, state, "--adopt")
     deadline = started + args.timeout
     while True:
-        if supervisor.poll() is not None:
+        if supervisor is not None and supervisor.poll() is not None:
             reason = state.take_failure() or f"it exited ({supervisor.returncode}); see {state.log_path}"
             raise PodnetError(f"restarting the supervisor of cluster {name} failed: {reason}; the pods were left "
                               f"as they are (remove them with `podnet down --name {name}`)")
@@ -284,6 +290,7 @@ def run_down(args) -> int:
 def _down(name: str) -> None:
     """Ask the supervisor to stop; whatever it did not remove (it may be dead), remove by name."""
     layout = ClusterLayout(name)
+    _stop_watchdog(ClusterState(layout))
     try:
         pid = send(layout.socket_path, {"op": "ping"}, timeout=5).get("pid")
         send(layout.socket_path, {"op": "down"}, timeout=10)
@@ -298,3 +305,22 @@ def _down(name: str) -> None:
     for path in layout.etc_dirs():
         shutil.rmtree(path, ignore_errors=True)
     shutil.rmtree(layout.state_dir, ignore_errors=True)
+
+
+def _stop_watchdog(state: ClusterState, timeout: float = 60.0) -> None:
+    """Stop the cluster's watchdog first, so it restarts nothing: it passes SIGTERM to the
+    supervisor (which removes the cluster) and ends with it; after `timeout` seconds both are
+    killed, and the teardown by name removes what is left."""
+    pid = watchdog_pid(state)
+    if pid is None:
+        return
+    started = start_time(pid)  # the process itself: its pid file goes with the supervisor's teardown
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while start_time(pid) == started and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if start_time(pid) == started:
+        try:
+            os.killpg(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
