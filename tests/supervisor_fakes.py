@@ -138,6 +138,10 @@ class FakeDataPlane:
     def adopt_network(self) -> None:
         self.calls.append(("adopt_network",))
 
+    def collect_garbage(self) -> list[str]:
+        self.calls.append(("collect_garbage",))
+        return []
+
     def adopt(self, pod, netns: str) -> None:
         self.calls.append(("adopt", pod.ref))
         self.attached[pod.ref] = netns

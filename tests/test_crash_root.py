@@ -5,7 +5,8 @@ whole time: kube-proxy's rules stay in the nodes' kernels while no supervisor ru
 request may fail. Either the supervisor alone is killed and its watchdog starts a new one, or
 the watchdog is killed too: then a command says the supervisor is not running and how to
 restart it, a container of another pod is killed meanwhile, and `podnet up --name NAME`
-starts a supervisor. Either way the new one re-adopts every pod: the same processes in each pod's namespace (`ip netns pids`), the
+starts a supervisor (and a pod it started but had not recorded, as in an apply cut short, is
+removed and started again, its address released first). Either way the new one re-adopts every pod: the same processes in each pod's namespace (`ip netns pids`), the
 same addresses, uids, creationTimestamps and restart counts; the killed container is
 restarted per its restartPolicy; an apply afterwards works, and the cluster DNS (which retried
 the control socket meanwhile) answers for the Service it added. Waits have generous deadlines
@@ -26,7 +27,7 @@ from pathlib import Path
 import pytest
 
 from podnet.host.control import send
-from podnet.host.layout import ClusterLayout
+from podnet.host.layout import CNI_NETWORK, ClusterLayout
 from tests.livecluster import leftovers, podnet
 from tests.test_termination_root import AGNHOST, Client, all_ready, pods, wait_for
 
@@ -59,6 +60,13 @@ spec:
 apiVersion: v1
 kind: Pod
 metadata: {{name: client}}
+spec:
+  nodeName: node1
+  containers: [{{name: c, image: {AGNHOST}, args: [pause]}}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {{name: orphan}}
 spec:
   nodeName: node1
   containers: [{{name: c, image: {AGNHOST}, args: [pause]}}]
@@ -170,6 +178,10 @@ def test_a_killed_supervisor_is_restarted_and_adopts_every_pod(cluster, restart)
             [lone] = [p for p in record["pods"] if p["name"] == "lone"]
             killed = lone["containers"][0]["process"]["pid"]
             os.killpg(killed, signal.SIGKILL)
+            # a pod the dead supervisor started but had not recorded yet (it died in an apply)
+            record["pods"] = [p for p in record["pods"] if p["name"] != "orphan"]
+            record["bodies"] = [b for b in record["bodies"] if b["metadata"]["name"] != "orphan"]
+            (layout.state_dir / "running.json").write_text(json.dumps(record))
             # the kernel's rules keep serving while the supervisor is down
             mark = len(client.answers)
             wait_for(lambda: client.successes(mark) >= 20 or client.errors(), 120, "answers with no supervisor")
@@ -177,17 +189,27 @@ def test_a_killed_supervisor_is_restarted_and_adopts_every_pod(cluster, restart)
             restarted = podnet("up", "--name", name, timeout=180)
             print(f"\nrestart command to answering supervisor: {time.monotonic() - restarting:.2f}s; podnet up said: "
                   f"{restarted.stdout.strip()}")
-            assert "re-adopted" in restarted.stdout, restarted.stdout
+            assert "running pods re-adopted" in restarted.stdout, restarted.stdout
         # every pod as it was: its processes (but lone's killed container), address, uid, restarts
         after = seen(name)
         assert after.keys() == before.keys()
+        changed = {"lone", "orphan"} if killed is not None else set()
         for pod, was in before.items():
-            if pod != "lone" or killed is None:
+            if pod not in changed:
                 assert after[pod] == was, pod
         for ref, pids in processes.items():
-            if ref != ("default", "lone") or killed is None:
+            if ref[1] not in changed:
                 assert pids <= netns_pids(layout.pod_netns(*ref)), ref  # (the client pod also runs the client)
         if killed is not None:
+            # the unrecorded pod was removed and started again: new processes, no address lost
+            wait_for(lambda: all_ready(name, "default"), 120, "every pod Ready again")
+            assert not processes[("default", "orphan")] & netns_pids(layout.pod_netns("default", "orphan"))
+            for node in ("node1", "node2"):
+                reserved = sorted(p.name for p in (layout.ipam_dir(node) / CNI_NETWORK).iterdir() if p.name[0].isdigit())
+                holders = sorted(p["status"]["podIP"] for p in json.loads(podnet(
+                    "get", "pods", "-A", "-o", "json", "--name", name).stdout)["items"]
+                    if p["spec"].get("nodeName") == node and not p["spec"].get("hostNetwork"))
+                assert reserved == holders, node
             assert netns_pids(layout.pod_netns("default", "lone")) >= processes[("default", "lone")] - {killed}
             # the container that died meanwhile is restarted per restartPolicy (Always), once
             wait_for(lambda: pods(name)["lone"]["status"]["containerStatuses"][0].get("restartCount") == 1

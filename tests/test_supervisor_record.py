@@ -163,7 +163,8 @@ def test_a_restarted_supervisor_adopts_the_pods_as_they_were(state):
     # SIGKILL: nothing more is written; a new supervisor reads what is on disk
     second = make(state)
     adopted = second.adopt(record.read(state.directory))
-    assert sorted(adopted) == sorted(first.runtime.pods)
+    assert sorted(adopted) == sorted(first.runtime.pods) == sorted(second.adopted)
+    assert ("collect_garbage",) in second.dataplane.calls  # what it had not recorded goes
     assert second.dataplane.calls[0] == ("adopt_network",)
     assert not [c for c in second.dataplane.calls if c[0] in ("build", "attach")]  # nothing made again
     assert not [c for c in second.runtime.calls if c[0] == "start"]  # no pod started again

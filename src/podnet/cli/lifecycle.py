@@ -139,15 +139,14 @@ def _restart(args, name: str, layout: ClusterLayout) -> int:
             raise PodnetError(f"restarting the supervisor of cluster {name} failed: {reason}; the pods were left "
                               f"as they are (remove them with `podnet down --name {name}`)")
         try:
-            status = send(layout.socket_path, {"op": "status"}, timeout=10)
+            answer = send(layout.socket_path, {"op": "ping"}, timeout=10)
             break
         except PodnetError:
             if time.monotonic() >= deadline:
                 raise PodnetError(f"the restarted supervisor of cluster {name} did not answer within "
                                   f"{args.timeout:.0f}s; see {state.log_path}") from None
             time.sleep(0.02)
-    pods = status.get("pods") or []
-    print(f"cluster {name}: supervisor restarted, {len(pods)} pods re-adopted "
+    print(f"cluster {name}: supervisor restarted, {answer.get('adopted', 0)} running pods re-adopted "
           f"({time.monotonic() - started:.2f}s to answering)")
     return 0
 

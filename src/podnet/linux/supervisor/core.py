@@ -118,6 +118,7 @@ class Supervisor:
         # what running.json holds (record.py): its pods' part as last written, and the generation
         self._process_ids = record.ProcessIds()
         self._recorded: tuple[int, Any] | None = None
+        self.adopted: list[str] = []  # the pods this supervisor took over from a dead one (adopt)
 
     @property
     def cluster(self) -> Cluster | None:
@@ -211,7 +212,7 @@ class Supervisor:
             ref = f"{entry['namespace']}/{entry['name']}"
             pod = self.cluster.get("Pod", entry["namespace"], entry["name"])
             if pod is None:
-                log.warning("%s: recorded as running but no longer in the cluster; it is left to `down`", ref)
+                log.warning("%s: recorded as running but no longer in the cluster; it is removed", ref)
                 continue
             sandbox = record.adopted_sandbox(entry, pod)
             self.dataplane.adopt(pod, entry["netns"])
@@ -219,6 +220,8 @@ class Supervisor:
             self.started.add(ref)
             self.runtime.pods[ref] = sandbox
             adopted.append(ref)
+        for netns in self.dataplane.collect_garbage():
+            log.warning("%s: a pod namespace the dead supervisor had not recorded; removed, its pod starts again", netns)
         self._start_services()
         self.runtime.node_files(self.cluster)
         if self.prober is not None:
@@ -232,6 +235,7 @@ class Supervisor:
             self.state_changed.set()
         self._start_waiting()  # a pod wanted but not running: started now
         self.persist(force=True)
+        self.adopted = adopted
         return adopted
 
     def record(self) -> dict[str, Any]:
