@@ -8,8 +8,9 @@ restart it, a container of another pod is killed meanwhile, and `podnet up --nam
 starts a supervisor (and a pod it started but had not recorded, as in an apply cut short, is
 removed and started again, its address released first). Either way the new one re-adopts every pod: the same processes in each pod's namespace (`ip netns pids`), the
 same addresses, uids, creationTimestamps and restart counts; the killed container is
-restarted per its restartPolicy; an apply afterwards works, and the cluster DNS (which retried
-the control socket meanwhile) answers for the Service it added. Waits have generous deadlines
+restarted per its restartPolicy; an apply afterwards works, and the cluster DNS and the
+ingress controller (which retried the control socket meanwhile) serve the Service and the
+Ingress it added. Waits have generous deadlines
 and nothing asserts a duration; the time from the SIGKILL (watchdog) or the restart command
 to an answering supervisor is printed (run with -s to see it). The cluster has a unique name and is removed in a finally.
 """
@@ -29,7 +30,7 @@ import pytest
 from podnet.host.control import send
 from podnet.host.layout import CNI_NETWORK, ClusterLayout
 from tests.livecluster import leftovers, podnet
-from tests.test_termination_root import AGNHOST, Client, all_ready, pods, wait_for
+from tests.test_termination_root import AGNHOST, Client, all_ready, lb_ip, pods, wait_for
 
 pytestmark = pytest.mark.root  # tests/conftest.py skips it without root and namespaces
 
@@ -56,6 +57,17 @@ metadata: {{name: web}}
 spec:
   selector: {{app: web}}
   ports: [{{name: http, port: 80, targetPort: http}}]
+---
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata: {{name: web}}
+spec:
+  ingressClassName: nginx
+  rules:
+  - host: web.test
+    http:
+      paths:
+      - {{path: /, pathType: Prefix, backend: {{service: {{name: web, port: {{number: 80}}}}}}}}
 ---
 apiVersion: v1
 kind: Pod
@@ -86,7 +98,25 @@ metadata: {name: later}
 spec:
   selector: {app: web}
   ports: [{name: http, port: 81, targetPort: http}]
+---
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata: {name: later}
+spec:
+  ingressClassName: nginx
+  rules:
+  - host: later.test
+    http:
+      paths:
+      - {path: /, pathType: Prefix, backend: {service: {name: later, port: {number: 81}}}}
 """
+
+
+def through_ingress(name: str, lb: str) -> bool:
+    """A request from `external` to the ingress controller's LoadBalancer IP for later.test."""
+    proc = podnet("exec", "external", "--name", name, "--", "curl", "-s", "-o", "/dev/null", "-w", "%{http_code}",
+                  "-m", "5", "-H", "Host: later.test", f"http://{lb}/hostname", check=False)
+    return proc.stdout.strip() == "200"
 
 
 def netns_pids(netns: str) -> set[int]:
@@ -112,7 +142,8 @@ def cluster(tmp_path):
     try:
         podnet("up", "-f", str(tmp_path / "app.yaml"), "--config", str(tmp_path / "cluster.yaml"), timeout=180)
         started = True
-        wait_for(lambda: all_ready(name, "default") and all_ready(name, "kube-system"), 180, "every pod Ready")
+        wait_for(lambda: all(all_ready(name, namespace) for namespace in ("default", "kube-system", "ingress-nginx")),
+                 180, "every pod Ready")
         yield name, tmp_path
     finally:
         if started or leftovers(name):
@@ -221,6 +252,8 @@ def test_a_killed_supervisor_is_restarted_and_adopts_every_pod(cluster, restart)
         podnet("apply", "-f", str(tmp / "later.yaml"), "--name", name)
         wait_for(lambda: podnet("exec", "default/client", "--name", name, "--", "getent", "hosts", "later",
                                 check=False).returncode == 0, 120, "the new Service resolving")
+        # and so does the ingress controller: the Ingress applied after the restart serves
+        wait_for(lambda: through_ingress(name, lb_ip(name)), 120, "the new Ingress serving")
         mark = len(client.answers)
         wait_for(lambda: client.successes(mark) >= 10 or client.errors(), 120, "answers after the restart")
         log = (layout.state_dir / "supervisor.log").read_text()
