@@ -26,6 +26,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 
 from podnet.host.layout import ClusterLayout
 from podnet.linux.adopted import start_time
@@ -51,6 +52,52 @@ def supervisor_argv(name: str, adopt: bool) -> list[str]:
     return [sys.executable, "-m", "podnet.linux.supervisor", "--name", name, *(["--adopt"] if adopt else [])]
 
 
+class Watchdog:
+    """Runs `command(adopt)` (the supervisor's argv) until it ends by itself; `stop()` (from a
+    signal handler) passes SIGTERM on. `state` says where the record and the pid file are."""
+
+    def __init__(self, state: ClusterState, command: Callable[[bool], list[str]]):
+        self.state, self.command = state, command
+        self.child: subprocess.Popen | None = None
+        self.stopping = False
+        self.restarts = 0
+
+    def stop(self, *_args) -> None:
+        self.stopping = True
+        if self.child is not None and self.child.poll() is None:
+            self.child.send_signal(signal.SIGTERM)  # the supervisor stops and removes the cluster
+
+    def run(self, adopt: bool = False) -> int:
+        """The exit code to end with: the supervisor's own, or 128 + the signal that killed it
+        when there was nothing to re-adopt."""
+        pidfile = self.state.directory / PIDFILE
+        atomic_write(pidfile, f"{os.getpid()} {start_time(os.getpid())}\n")
+        delay = RESTART_FIRST
+        try:
+            while True:
+                began = time.monotonic()
+                self.child = subprocess.Popen(self.command(adopt), stdin=subprocess.DEVNULL)
+                if self.stopping:  # SIGTERM came while it was being started
+                    self.child.send_signal(signal.SIGTERM)
+                code = self.child.wait()
+                if self.stopping or code >= 0 or not (self.state.directory / RECORD).exists():
+                    log.info("supervisor ended (%s); the watchdog ends too",
+                             f"exit {code}" if code >= 0 else f"signal {-code}")
+                    return code if code >= 0 else 128 - code
+                delay = RESTART_FIRST if time.monotonic() - began >= STABLE else delay
+                log.warning("supervisor (pid %d) died by signal %d: starting one that re-adopts the pods in %.1fs",
+                            self.child.pid, -code, delay)
+                deadline = time.monotonic() + delay
+                while not self.stopping and time.monotonic() < deadline:
+                    time.sleep(0.02)
+                if self.stopping:
+                    return 0
+                adopt, delay = True, min(RESTART_MAX, delay * 2)
+                self.restarts += 1
+        finally:
+            pidfile.unlink(missing_ok=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m podnet.linux.supervisor.watchdog")
     parser.add_argument("--name", required=True)
@@ -59,39 +106,10 @@ def main(argv: list[str] | None = None) -> int:
     state = ClusterState(ClusterLayout(args.name))
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s watchdog: %(message)s",
                         handlers=[logging.FileHandler(state.log_path)])
-    atomic_write(state.directory / PIDFILE, f"{os.getpid()} {start_time(os.getpid())}\n")
-    child: subprocess.Popen | None = None
-    stopping = False
-
-    def stop(*_args) -> None:
-        nonlocal stopping
-        stopping = True
-        if child is not None and child.poll() is None:
-            child.send_signal(signal.SIGTERM)  # the supervisor stops and removes the cluster
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
-    adopt, delay = args.adopt, RESTART_FIRST
-    while True:
-        began = time.monotonic()
-        child = subprocess.Popen(supervisor_argv(args.name, adopt), stdin=subprocess.DEVNULL)
-        if stopping:  # SIGTERM came while it was being started
-            child.send_signal(signal.SIGTERM)
-        code = child.wait()
-        if stopping or code >= 0 or not (state.directory / RECORD).exists():
-            log.info("supervisor ended (%s); the watchdog ends too", f"exit {code}" if code >= 0 else f"signal {-code}")
-            (state.directory / PIDFILE).unlink(missing_ok=True)
-            return code if code >= 0 else 128 - code
-        delay = RESTART_FIRST if time.monotonic() - began >= STABLE else delay
-        log.warning("supervisor (pid %d) died by signal %d: starting one that re-adopts the pods in %.1fs",
-                    child.pid, -code, delay)
-        deadline = time.monotonic() + delay
-        while not stopping and time.monotonic() < deadline:
-            time.sleep(0.05)
-        if stopping:
-            (state.directory / PIDFILE).unlink(missing_ok=True)
-            return 0
-        adopt, delay = True, min(RESTART_MAX, delay * 2)
+    watchdog = Watchdog(state, lambda adopt: supervisor_argv(args.name, adopt))
+    signal.signal(signal.SIGTERM, watchdog.stop)
+    signal.signal(signal.SIGINT, watchdog.stop)
+    return watchdog.run(args.adopt)
 
 
 if __name__ == "__main__":

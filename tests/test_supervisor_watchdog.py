@@ -1,0 +1,95 @@
+"""The supervisor's watchdog (no root), with a stand-in for the supervisor: a script that dies
+by a signal or exits as told, and says each time it was started and whether to adopt."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import threading
+
+import pytest
+
+from podnet.host.layout import ClusterLayout
+from podnet.linux.adopted import start_time
+from podnet.linux.supervisor import watchdog as watchdog_module
+from podnet.linux.supervisor.state import ClusterState
+from podnet.linux.supervisor.watchdog import PIDFILE, RECORD, Watchdog, watchdog_pid
+
+# One line per start in `starts` ("adopt" or "build"); then the next of `ends`: "kill" (SIGKILL
+# to itself, as an OOM kill), "wait" (until SIGTERM, then exit 0, as the supervisor stops), or
+# an exit code.
+STAND_IN = r"""
+import os, signal, sys, time
+starts, ends, adopt = sys.argv[1], sys.argv[2].split(","), sys.argv[3] == "1"
+signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # before it says it started: the test may stop it then
+with open(starts, "a") as out:
+    out.write(("adopt" if adopt else "build") + "\n")
+end = ends[min(len(open(starts).read().split()), len(ends)) - 1]
+if end == "kill":
+    os.kill(os.getpid(), signal.SIGKILL)
+if end == "wait":
+    while True:
+        time.sleep(0.05)
+sys.exit(int(end))
+"""
+
+
+@pytest.fixture
+def state(tmp_path, monkeypatch):
+    monkeypatch.setattr(watchdog_module, "RESTART_FIRST", 0.01)
+    state = ClusterState(ClusterLayout("wd"), tmp_path / "wd")
+    state.directory.mkdir()
+    (state.directory / RECORD).write_text("{}")  # the cluster was up: there is something to adopt
+    return state
+
+
+def watched(state, tmp_path, ends: str) -> Watchdog:
+    starts = tmp_path / "starts"
+    return Watchdog(state, lambda adopt: [sys.executable, "-c", STAND_IN, str(starts), ends, "1" if adopt else "0"])
+
+
+def starts(tmp_path) -> list[str]:
+    return (tmp_path / "starts").read_text().split()
+
+
+def test_a_supervisor_killed_by_a_signal_is_started_again_adopting(state, tmp_path):
+    assert watched(state, tmp_path, "kill,kill,0").run() == 0
+    assert starts(tmp_path) == ["build", "adopt", "adopt"]
+    assert not (state.directory / PIDFILE).exists()
+
+
+@pytest.mark.parametrize("code", [0, 1])
+def test_an_end_of_the_supervisors_own_is_passed_on(state, tmp_path, code):
+    # 0: down (or SIGTERM) removed the cluster; 1: a failed start or adoption said why
+    assert watched(state, tmp_path, str(code)).run() == code
+    assert starts(tmp_path) == ["build"]
+
+
+def test_nothing_is_restarted_before_the_cluster_was_up(state, tmp_path):
+    (state.directory / RECORD).unlink()
+    assert watched(state, tmp_path, "kill,0").run() == 128 + signal.SIGKILL
+    assert starts(tmp_path) == ["build"]
+
+
+def test_stop_passes_sigterm_to_the_supervisor_and_ends_with_it(state, tmp_path):
+    watchdog = watched(state, tmp_path, "wait")
+    answer = []
+    thread = threading.Thread(target=lambda: answer.append(watchdog.run(adopt=True)))
+    thread.start()
+    try:
+        while not (tmp_path / "starts").exists() or watchdog.child is None:
+            thread.join(0.01)
+        assert watchdog_pid(state) == os.getpid()  # its pid file names it, with its start time
+        assert (state.directory / PIDFILE).read_text().split() == [str(os.getpid()), str(start_time(os.getpid()))]
+        watchdog.stop()
+        thread.join(60)
+    finally:
+        watchdog.stop()
+    assert answer == [0] and starts(tmp_path) == ["adopt"]
+    assert watchdog_pid(state) is None
+
+
+def test_a_stale_pid_file_names_no_watchdog(state):
+    (state.directory / PIDFILE).write_text(f"{os.getpid()} {start_time(os.getpid()) + 1}\n")
+    assert watchdog_pid(state) is None
