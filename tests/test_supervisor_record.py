@@ -9,6 +9,8 @@ import sys
 
 import pytest
 
+from podnet.host import layout as layout_module
+from podnet.host.control import NotRunning, request
 from podnet.host.layout import ClusterLayout
 from podnet.linux.adopted import UNKNOWN_EXIT, AdoptedProcess, start_time
 from podnet.linux.runtime import Container, PodSandbox
@@ -182,3 +184,17 @@ def test_a_restarted_supervisor_adopts_the_pods_as_they_were(state):
     # and it goes on as the first would have: an apply changes the cluster
     answer = second.change(json.dumps({"apiVersion": "v1", "kind": "List", "items": [DEPLOYMENT]}), delete=False)
     assert len(answer["stopped"]) == 1
+
+
+# -- a command finding no supervisor says what to do -------------------------------------------------
+
+def test_a_command_finding_the_state_but_no_supervisor_says_how_to_restart_it(tmp_path, monkeypatch):
+    monkeypatch.setattr(layout_module, "STATE_ROOT", tmp_path)
+    layout = ClusterLayout("gone")
+    with pytest.raises(NotRunning, match="no running cluster named gone"):
+        request(layout, "status")
+    layout.state_dir.mkdir()  # the state directory is there, no supervisor answers (SIGKILLed)
+    with pytest.raises(NotRunning) as caught:
+        request(layout, "status")
+    assert str(caught.value) == ("the supervisor of cluster gone is not running (its pods still run): restart it with "
+                                 "`sudo podnet up --name gone`, or remove the cluster with `sudo podnet down --name gone`")
