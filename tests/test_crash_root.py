@@ -124,6 +124,12 @@ def netns_pids(netns: str) -> set[int]:
     return {int(pid) for pid in out.split()}
 
 
+def slice_version(name: str, service: str) -> str:
+    slices = json.loads(podnet("get", "endpointslices", "-o", "json", "--name", name).stdout)["items"]
+    [found] = [s for s in slices if s["metadata"]["labels"].get("kubernetes.io/service-name") == service]
+    return found["metadata"]["resourceVersion"]
+
+
 def seen(name: str) -> dict[str, tuple]:
     """Per pod: what must not change across the restart."""
     return {pod: (p["metadata"]["uid"], p["metadata"]["creationTimestamp"], p["status"].get("podIP"),
@@ -177,6 +183,7 @@ def test_a_killed_supervisor_is_restarted_and_adopts_every_pod(cluster, restart)
     cluster_ip = {s["metadata"]["name"]: s for s in json.loads(
         podnet("get", "svc", "-o", "json", "--name", name).stdout)["items"]}["web"]["spec"]["clusterIP"]
     before = seen(name)
+    web_slice = slice_version(name, "web")
     all_pods = {(p["metadata"]["namespace"], p["metadata"]["name"]) for p in json.loads(
         podnet("get", "pods", "-A", "-o", "json", "--name", name).stdout)["items"]}
     processes = {ref: netns_pids(layout.pod_netns(*ref)) for ref in all_pods
@@ -256,6 +263,8 @@ def test_a_killed_supervisor_is_restarted_and_adopts_every_pod(cluster, restart)
         wait_for(lambda: through_ingress(name, lb_ip(name)), 120, "the new Ingress serving")
         mark = len(client.answers)
         wait_for(lambda: client.successes(mark) >= 10 or client.errors(), 120, "answers after the restart")
+        # web's endpoints never flipped: kubelet's readiness was carried over, not probed anew from false
+        assert slice_version(name, "web") == web_slice
         log = (layout.state_dir / "supervisor.log").read_text()
         assert "pods re-adopted" in log and "Traceback" not in log, log[-3000:]
     finally:

@@ -226,8 +226,8 @@ class Supervisor:
         self.runtime.node_files(self.cluster)
         if self.prober is not None:
             for ref in adopted:
-                if not self.runtime.pods[ref].terminating:
-                    self.prober.add_pod(self.runtime.pods[ref])
+                if not self.runtime.pods[ref].terminating:  # readiness as it was until a probe says otherwise
+                    self.prober.add_pod(self.runtime.pods[ref], self.container_state.get(ref))
         for ref in [ref for ref in self.terminating if ref in self.runtime.pods]:
             self._begin_termination(ref)  # a deletion under way goes on, its grace period anew
         for ref in [ref for ref in self.terminating if ref not in self.runtime.pods]:
