@@ -124,6 +124,10 @@ def netns_pids(netns: str) -> set[int]:
     return {int(pid) for pid in out.split()}
 
 
+def event_names(name: str) -> set[str]:
+    return {e["metadata"]["name"] for e in json.loads(podnet("get", "events", "-A", "-o", "json", "--name", name).stdout)["items"]}
+
+
 def slice_version(name: str, service: str) -> str:
     slices = json.loads(podnet("get", "endpointslices", "-o", "json", "--name", name).stdout)["items"]
     [found] = [s for s in slices if s["metadata"]["labels"].get("kubernetes.io/service-name") == service]
@@ -184,6 +188,7 @@ def test_a_killed_supervisor_is_restarted_and_adopts_every_pod(cluster, restart)
         podnet("get", "svc", "-o", "json", "--name", name).stdout)["items"]}["web"]["spec"]["clusterIP"]
     before = seen(name)
     web_slice = slice_version(name, "web")
+    events = event_names(name)
     all_pods = {(p["metadata"]["namespace"], p["metadata"]["name"]) for p in json.loads(
         podnet("get", "pods", "-A", "-o", "json", "--name", name).stdout)["items"]}
     processes = {ref: netns_pids(layout.pod_netns(*ref)) for ref in all_pods
@@ -263,6 +268,7 @@ def test_a_killed_supervisor_is_restarted_and_adopts_every_pod(cluster, restart)
         wait_for(lambda: through_ingress(name, lb_ip(name)), 120, "the new Ingress serving")
         mark = len(client.answers)
         wait_for(lambda: client.successes(mark) >= 10 or client.errors(), 120, "answers after the restart")
+        assert events and events <= event_names(name)  # the events said before the crash are still there
         # web's endpoints never flipped: kubelet's readiness was carried over, not probed anew from false
         assert slice_version(name, "web") == web_slice
         log = (layout.state_dir / "supervisor.log").read_text()

@@ -17,6 +17,7 @@ from podnet.linux.runtime import Container, PodSandbox
 from podnet.linux.supervisor import record
 from podnet.linux.supervisor import state as state_module
 from podnet.linux.supervisor.core import Supervisor
+from podnet.linux.supervisor.events import EventStore
 from podnet.linux.supervisor.state import ClusterState
 from tests.supervisor_fakes import DEPLOYMENT, FakeDataPlane, FakeRuntime
 
@@ -179,8 +180,9 @@ def test_a_restarted_supervisor_adopts_the_pods_as_they_were(state):
             assert after[key]["status"].get("podIP") == body["status"].get("podIP")
     assert [s["restartCount"] for s in after[("Pod",) + tuple(sorted(first.runtime.pods)[0].split("/"))]
             ["status"]["containerStatuses"]][:1] == [2]
-    assert second.events.list(0) == []  # the controllers say nothing new of what they said before
-    assert events_said > 0
+    # the same events, and the controllers say nothing new of what they said before
+    assert second.events.list(0) == first.events.list(0) and len(first.events.list(0)) == events_said > 0
+    assert second.events.version == first.events.version
     # and it goes on as the first would have: an apply changes the cluster
     answer = second.change(json.dumps({"apiVersion": "v1", "kind": "List", "items": [DEPLOYMENT]}), delete=False)
     assert len(answer["stopped"]) == 1
@@ -198,3 +200,25 @@ def test_a_command_finding_the_state_but_no_supervisor_says_how_to_restart_it(tm
         request(layout, "status")
     assert str(caught.value) == ("the supervisor of cluster gone is not running (its pods still run): restart it with "
                                  "`sudo podnet up --name gone`, or remove the cluster with `sudo podnet down --name gone`")
+
+
+def test_the_event_store_round_trips_and_counts_on(tmp_path):
+    first = EventStore()
+    about = {"kind": "Pod", "namespace": "default", "name": "web", "uid": "u1", "apiVersion": "v1"}
+    first.record(about, "Normal", "Started", "Started container c", "kubelet", "node1")
+    first.record(about, "Warning", "BackOff", "Back-off restarting failed container c", "kubelet", "node1")
+    record.write_events(tmp_path, first.export())
+    second = EventStore()
+    second.restore(record.read_events(tmp_path))
+    assert second.list(0) == first.list(0) and second.version == 2
+    # the same event again aggregates with the carried-over one; a new one takes the next version
+    again = second.record(about, "Warning", "BackOff", "Back-off restarting failed container c", "kubelet", "node1")
+    assert again["count"] == 2 and again["metadata"]["resourceVersion"] == "3"
+    assert [e["reason"] for e in second.list(2)] == ["BackOff"]
+
+
+def test_a_torn_event_file_is_refused_with_its_name(tmp_path):
+    assert record.read_events(tmp_path) is None
+    (tmp_path / record.EVENTS).write_text('{"version": 3, "ev')
+    with pytest.raises(record.RecordError, match="events.json: not a whole record"):
+        record.read_events(tmp_path)

@@ -119,6 +119,7 @@ class Supervisor:
         self._process_ids = record.ProcessIds()
         self._recorded: tuple[int, Any] | None = None
         self.adopted: list[str] = []  # the pods this supervisor took over from a dead one (adopt)
+        self._events_recorded = 0  # the event store's version events.json holds
 
     @property
     def cluster(self) -> Cluster | None:
@@ -196,6 +197,14 @@ class Supervisor:
         the refs of the pods adopted."""
         self.meta.restore(saved["apimeta"])
         self.controllers.restore(saved["controllers"])
+        try:
+            events = record.read_events(self.state.directory)
+        except record.RecordError as exc:
+            events = None
+            log.warning("the events are not carried over: %s", exc)
+        if events is not None:
+            self.events.restore(events)
+            self._events_recorded = self.events.version
         self.container_state = {ref: dict(states) for ref, states in saved["containerState"].items()}
         self.terminating = dict(saved["terminating"])
         keep = Cluster(config=self.config)
@@ -247,20 +256,24 @@ class Supervisor:
         return {"pods": pods, "containerState": self.container_state}
 
     def persist(self, force: bool = False) -> None:
-        """Write running.json if what it would hold changed since the last write (the loop asks
-        every round; a change, an adoption, a start write at once)."""
+        """Write running.json if what it would hold changed since the last write, and events.json
+        if the event store did (the loop asks every round; a change, an adoption, a start write
+        at once)."""
         with self.lock:
             if self.runtime is None or self.cluster is None:
                 return
             now = self.record()
             seen = (self.generation, json.dumps(now, sort_keys=True))
-            if not force and seen == self._recorded:
-                return
-            bodies = [pod.body for pod in self.cluster.of_kind("Pod") if pod.ref in self.runtime.pods]
-            record.write(self.state.directory, {**now, "bodies": bodies, "terminating": self.terminating,
-                                                "apimeta": self.meta.export(),
-                                                "controllers": self.controllers.export()})
-            self._recorded = seen
+            if force or seen != self._recorded:
+                bodies = [pod.body for pod in self.cluster.of_kind("Pod") if pod.ref in self.runtime.pods]
+                record.write(self.state.directory, {**now, "bodies": bodies, "terminating": self.terminating,
+                                                    "apimeta": self.meta.export(),
+                                                    "controllers": self.controllers.export()})
+                self._recorded = seen
+            version = self.events.version
+            if force or version != self._events_recorded:
+                record.write_events(self.state.directory, self.events.export())
+                self._events_recorded = version
 
     def _start_services(self) -> None:
         """kube-proxy on every node, the L2 announcer and the prober — each only where the

@@ -14,7 +14,8 @@ store (ipam/) the addresses; this record holds the rest:
 - containerState: kubelet's probe results, so readiness (and EndpointSlices) stay as they were
   until the new prober says otherwise;
 - apimeta and controllers: uids, creationTimestamps, resourceVersions, generations, condition
-  times, pod start times, and what the controllers last said (no event is said twice).
+  times, pod start times, and what the controllers last said (no event is said twice);
+- and, apart in events.json (written when the store changed), the events and their counter.
 
 The kernel's rules (kube-proxy's, NetworkPolicy's, portmap's) are not recorded: they stayed in
 the node namespaces, and the new supervisor syncs them again from the computed cluster.
@@ -38,6 +39,7 @@ from podnet.linux.runtime import Container, PodSandbox
 from podnet.linux.supervisor.state import atomic_write
 
 RECORD = "running.json"
+EVENTS = "events.json"
 VERSION = 1
 
 
@@ -102,6 +104,23 @@ def adopted_sandbox(entry: dict[str, Any], pod) -> PodSandbox:
             container.process = AdoptedProcess.ended()
         sandbox.containers.append(container)
     return sandbox
+
+
+def write_events(directory: Path, events: dict[str, Any]) -> None:
+    """The event store (events.json, apart: events come more often than anything else changes)."""
+    atomic_write(directory / EVENTS, json.dumps(events))
+
+
+def read_events(directory: Path) -> dict[str, Any] | None:
+    """The event store as last written; None if there is none or it cannot be read (events are
+    a history: a restarted supervisor without them says so in its log and goes on)."""
+    try:
+        saved = json.loads((directory / EVENTS).read_text())
+    except FileNotFoundError:
+        return None
+    except ValueError as exc:
+        raise RecordError(f"{directory / EVENTS}: not a whole record ({exc})") from None
+    return saved if isinstance(saved, dict) else None
 
 
 def write(directory: Path, record: dict[str, Any]) -> None:
