@@ -8,6 +8,7 @@ The state directory (ClusterLayout.state_dir, /run/podnet/<cluster>) holds:
     supervisor.log    the supervisor's log (supervisor.out: its stdout and stderr)
     supervisor.sock   the control socket (ClusterLayout.socket_path)
     running.json      what a restarted supervisor re-adopts the running pods from (record.py)
+    events.json       the event store, for the same (record.py)
     watchdog.pid      the watchdog's pid and start time (watchdog.py)
 
 and, beside it, `.<cluster>.failed`: why a supervisor gave up, kept outside because the state
