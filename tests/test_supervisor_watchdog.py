@@ -12,6 +12,7 @@ import pytest
 
 from podnet.host.layout import ClusterLayout
 from podnet.linux.adopted import start_time
+from podnet.linux.supervisor import record
 from podnet.linux.supervisor import watchdog as watchdog_module
 from podnet.linux.supervisor.state import ClusterState
 from podnet.linux.supervisor.watchdog import PIDFILE, RECORD, Watchdog, watchdog_pid
@@ -93,3 +94,7 @@ def test_stop_passes_sigterm_to_the_supervisor_and_ends_with_it(state, tmp_path)
 def test_a_stale_pid_file_names_no_watchdog(state):
     (state.directory / PIDFILE).write_text(f"{os.getpid()} {start_time(os.getpid()) + 1}\n")
     assert watchdog_pid(state) is None
+
+
+def test_the_watchdog_names_the_record_the_supervisor_writes():
+    assert RECORD == record.RECORD  # one name, kept twice so the watchdog and the CLI load no supervisor

@@ -27,9 +27,8 @@ from podnet.host.control import pick_cluster, running_clusters, send
 from podnet.host.layout import NETNS_DIR, STATE_ROOT, ClusterLayout, valid_cluster_name
 from podnet.linux import teardown
 from podnet.linux.adopted import start_time
-from podnet.linux.supervisor import record
 from podnet.linux.supervisor.state import ClusterState
-from podnet.linux.supervisor.watchdog import watchdog_pid
+from podnet.linux.supervisor.watchdog import RECORD, watchdog_pid
 
 UP_TIMEOUT = 180.0
 
@@ -72,7 +71,7 @@ def run_up(args) -> int:
         raise UsageError(f"--name {name!r}: a cluster name is a lowercase DNS label of at most 40 characters")
     layout = ClusterLayout(name)
     running = name in running_clusters()
-    if not running and (layout.state_dir / record.RECORD).exists():
+    if not running and (layout.state_dir / RECORD).exists():
         if args.filename or args.config:
             raise PodnetError(f"cluster {name} exists and its supervisor is not running: `podnet up --name {name}` "
                               "without -f or --config restarts it as it was (then `podnet apply` changes it)")

@@ -22,6 +22,7 @@ from collections.abc import Mapping
 from datetime import datetime, timezone
 from typing import Any
 
+from podnet.api.objects import KubeObject
 from podnet.controlplane import Cluster
 from podnet.errors import PodnetError
 from podnet.host.layout import ClusterLayout
@@ -31,7 +32,6 @@ from podnet.linux.netpol import NodePolicy
 from podnet.linux.netlink import Pyroute2Netlink
 from podnet.linux.prober import ProbeManager
 from podnet.linux.runtime import Runtime
-from podnet.api.objects import KubeObject
 from podnet.linux.supervisor import reconcile, record, termination
 from podnet.linux.supervisor.apimeta import ApiMeta
 from podnet.linux.supervisor.controllers import ControllerEvents

@@ -34,7 +34,7 @@ from podnet.linux.supervisor.state import ClusterState, atomic_write
 
 log = logging.getLogger("podnet.watchdog")
 PIDFILE = "watchdog.pid"
-RECORD = "running.json"  # record.RECORD, not imported: the watchdog loads nothing of the supervisor
+RECORD = "running.json"  # record.RECORD, not imported: the watchdog (and the CLI) load nothing of the supervisor
 RESTART_FIRST, RESTART_MAX = 0.1, 30.0  # seconds before starting a supervisor that died again (systemd: 100 ms)
 STABLE = 60.0  # a supervisor that ran this long resets the back-off
 
