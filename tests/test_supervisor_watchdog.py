@@ -17,17 +17,43 @@ from podnet.linux.supervisor import watchdog as watchdog_module
 from podnet.linux.supervisor.state import ClusterState
 from podnet.linux.supervisor.watchdog import PIDFILE, RECORD, Watchdog, watchdog_pid
 
-# One line per start in `starts` ("adopt" or "build"); then the next of `ends`: "kill" (SIGKILL
-# to itself, as an OOM kill), "wait" (until SIGTERM, then exit 0, as the supervisor stops), or
-# an exit code.
+# One line per start in `starts`: its mode ("build", "adopt"), "standby" when a standby waits and
+# "promoted" when it is told to adopt; then the next of `ends` for an active one: "kill" (SIGKILL
+# to itself, as an OOM kill, once a standby waits), "killnow" (at once), "wait" (until SIGTERM,
+# then exit 0, as the supervisor stops), or an exit code.
 STAND_IN = r"""
 import os, signal, sys, time
-starts, ends, adopt = sys.argv[1], sys.argv[2].split(","), sys.argv[3] == "1"
+starts, ends, mode = sys.argv[1], sys.argv[2].split(","), sys.argv[3]
 signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # before it says it started: the test may stop it then
-with open(starts, "a") as out:
-    out.write(("adopt" if adopt else "build") + "\n")
-end = ends[min(len(open(starts).read().split()), len(ends)) - 1]
-if end == "kill":
+def say(line):
+    with open(starts, "a") as out:
+        out.write(line + "\n")
+def lines():
+    return open(starts).read().split()
+if mode == "standby":
+    say("standby")
+    if sys.stdin.readline().strip() != "adopt":
+        sys.exit(0)
+    mode = "promoted"
+say(mode)
+active = [line for line in lines() if line != "standby"]
+end = ends[min(len(active), len(ends)) - 1]
+if end == "kill":  # (a deadline: no test hangs if no standby comes)
+    deadline = time.monotonic() + 60
+    while lines().count("standby") <= lines().count("promoted") and time.monotonic() < deadline:
+        time.sleep(0.01)
+if end == "killafterdead":  # once the standby (DEAD_STANDBY) has ended: there is none to tell
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            pid = open(starts + ".dead").read().strip()
+            if not pid or open(f"/proc/{pid}/stat").read().rsplit(") ", 1)[1][0] in "ZX":
+                break
+        except (OSError, IndexError):
+            if os.path.exists(starts + ".dead"):
+                break  # gone, and waited for
+        time.sleep(0.01)
+if end in ("kill", "killnow", "killafterdead"):
     os.kill(os.getpid(), signal.SIGKILL)
 if end == "wait":
     while True:
@@ -39,25 +65,49 @@ sys.exit(int(end))
 @pytest.fixture
 def state(tmp_path, monkeypatch):
     monkeypatch.setattr(watchdog_module, "RESTART_FIRST", 0.01)
+    monkeypatch.setattr(watchdog_module, "STANDBY_POLL", 0.01)
     state = ClusterState(ClusterLayout("wd"), tmp_path / "wd")
     state.directory.mkdir()
     (state.directory / RECORD).write_text("{}")  # the cluster was up: there is something to adopt
     return state
 
 
-def watched(state, tmp_path, ends: str) -> Watchdog:
+# a standby that says its pid and ends before it is told anything
+DEAD_STANDBY = "import os, sys; open(sys.argv[1] + '.dead.tmp', 'w').write(str(os.getpid())); " \
+               "os.rename(sys.argv[1] + '.dead.tmp', sys.argv[1] + '.dead')"
+
+
+def watched(state, tmp_path, ends: str, standby: list[str] | None = None) -> Watchdog:
     starts = tmp_path / "starts"
-    return Watchdog(state, lambda adopt: [sys.executable, "-c", STAND_IN, str(starts), ends, "1" if adopt else "0"])
+
+    def command(mode: str) -> list[str]:
+        if mode == "standby" and standby is not None:
+            return standby
+        return [sys.executable, "-c", STAND_IN, str(starts), ends, mode]
+    return Watchdog(state, command)
 
 
 def starts(tmp_path) -> list[str]:
-    return (tmp_path / "starts").read_text().split()
+    return [line for line in (tmp_path / "starts").read_text().split() if line != "standby"]
 
 
-def test_a_supervisor_killed_by_a_signal_is_started_again_adopting(state, tmp_path):
+def test_a_supervisor_killed_by_a_signal_is_followed_by_its_standby(state, tmp_path):
     assert watched(state, tmp_path, "kill,kill,0").run() == 0
-    assert starts(tmp_path) == ["build", "adopt", "adopt"]
+    assert starts(tmp_path) == ["build", "promoted", "promoted"]
     assert not (state.directory / PIDFILE).exists()
+
+
+def test_without_a_standby_a_supervisor_is_started_to_adopt(state, tmp_path):
+    # the standby died (here: it ends at once): a new supervisor adopts instead
+    dead = [sys.executable, "-c", DEAD_STANDBY, str(tmp_path / "starts")]
+    assert watched(state, tmp_path, "killafterdead,0", standby=dead).run() == 0
+    assert starts(tmp_path) == ["build", "adopt"]
+
+
+def test_the_standby_goes_with_the_watchdog(state, tmp_path):
+    watchdog = watched(state, tmp_path, "kill,0")
+    assert watchdog.run() == 0
+    assert watchdog.standby is None or watchdog.standby.poll() is not None
 
 
 @pytest.mark.parametrize("code", [0, 1])
@@ -69,7 +119,7 @@ def test_an_end_of_the_supervisors_own_is_passed_on(state, tmp_path, code):
 
 def test_nothing_is_restarted_before_the_cluster_was_up(state, tmp_path):
     (state.directory / RECORD).unlink()
-    assert watched(state, tmp_path, "kill,0").run() == 128 + signal.SIGKILL
+    assert watched(state, tmp_path, "killnow,0").run() == 128 + signal.SIGKILL
     assert starts(tmp_path) == ["build"]
 
 

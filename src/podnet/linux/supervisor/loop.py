@@ -2,6 +2,7 @@
 
     python -m podnet.linux.supervisor --name NAME           (started by `podnet up`)
     python -m podnet.linux.supervisor --name NAME --adopt   (`podnet up` on a cluster whose supervisor died)
+    python -m podnet.linux.supervisor --name NAME --standby (the watchdog's successor, waiting to adopt)
 
 The loop is thin on purpose: the control socket answers in its own threads (server.py),
 and every REAP_INTERVAL the main thread reaps containers (restartPolicy, back-off), retries
@@ -17,6 +18,7 @@ from __future__ import annotations
 import argparse
 import logging
 import signal
+import sys
 import time
 from pathlib import Path
 
@@ -66,7 +68,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m podnet.linux.supervisor")
     parser.add_argument("--name", required=True)
     parser.add_argument("--adopt", action="store_true", help="take over the pods a dead supervisor left running")
+    parser.add_argument("--standby", action="store_true",
+                        help="wait for a line 'adopt' on stdin, then --adopt (the watchdog's ready successor)")
     args = parser.parse_args(argv)
+    if args.standby:
+        if sys.stdin.readline().strip() != "adopt":
+            return 0  # the watchdog ended: nothing to take over
+        args.adopt = True
     layout = ClusterLayout(args.name)
     state = ClusterState(layout)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s",
