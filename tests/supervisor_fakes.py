@@ -28,7 +28,7 @@ class FakeProcess:
     programs do, unless `holds_on` (a server with --delay-shutdown: it exits when the test says,
     or at SIGKILL)."""
 
-    _next_pid = 1000
+    _next_pid = 1 << 30  # above any pid_max: never a real process (the supervisor's record reads /proc)
 
     def __init__(self):
         FakeProcess._next_pid += 1
@@ -134,6 +134,17 @@ class FakeDataPlane:
         self.calls.append(("attach", pod.ref))
         self.attached[pod.ref] = self.layout.pod_netns(pod.namespace, pod.name)
         return self.attached[pod.ref]
+
+    def adopt_network(self) -> None:
+        self.calls.append(("adopt_network",))
+
+    def collect_garbage(self) -> list[str]:
+        self.calls.append(("collect_garbage",))
+        return []
+
+    def adopt(self, pod, netns: str) -> None:
+        self.calls.append(("adopt", pod.ref))
+        self.attached[pod.ref] = netns
 
     def detach(self, namespace: str, name: str) -> None:
         self.calls.append(("detach", f"{namespace}/{name}"))

@@ -192,6 +192,20 @@ def test_the_first_readiness_attempt_is_due_after_the_initial_delay_until_it_has
                            ).first_readiness_due() is None  # not started: no schedule yet
 
 
+def test_a_carried_over_container_keeps_its_readiness_until_its_probes_say_otherwise():
+    # a restarted supervisor adopting a running container: no flip to not ready before the first attempt
+    probes = ContainerProbes(parse_container_probes({"readinessProbe": {**HTTP, "failureThreshold": 2},
+                                                     "startupProbe": HTTP})[0], start=0.0)
+    assert not probes.started and not probes.ready
+    probes.carry_over(ready=True, started=True)
+    assert probes.started and probes.ready
+    assert probes.due(0.0) == ["readiness"]  # probing goes on
+    probes.record("readiness", False, 0.0)
+    assert probes.ready  # one failure of two
+    probes.record("readiness", False, 10.0)
+    assert not probes.ready
+
+
 def test_without_readiness_probe_ready_once_started():
     probes = ContainerProbes(parse_container_probes({"livenessProbe": HTTP})[0])
     assert probes.ready and probes.started and not probes.liveness_failed
@@ -379,6 +393,19 @@ def test_prober_reports_initial_state_of_every_container_on_add():
     h.at(0)
     assert h.changes == [("default/web", "app", False, True), ("default/web", "sidecar", True, True)]
     assert h.executors.calls == []  # initial delay
+
+
+def test_prober_carries_over_what_a_restarted_supervisor_knew():
+    # adopted: Ready before the restart, so Ready now — no flip to false while the first attempt
+    # waits — until its probe fails failureThreshold times
+    h = Harness(answer=lambda call: False)
+    h.manager.add_pod(sandbox("default/web", {"name": "app", "readinessProbe": {**HTTP, "initialDelaySeconds": 5,
+                                                                                 "failureThreshold": 1}}),
+                      known={"app": {"ready": True, "started": True}})
+    h.at(0)
+    assert h.changes == [("default/web", "app", True, True)]
+    h.at(5)
+    assert h.changes[1:] == [("default/web", "app", False, True)]
 
 
 def test_prober_tells_when_a_first_readiness_attempt_is_due_until_it_runs():

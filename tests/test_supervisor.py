@@ -206,7 +206,7 @@ def test_apply_admits_the_files_as_read_and_reports_problems_at_their_file_and_l
 
 
 def test_requests_are_dispatched_to_the_supervisor(supervisor):
-    assert handle(supervisor, {"op": "ping"}) == {"cluster": "sup", "pid": os.getpid()}
+    assert handle(supervisor, {"op": "ping"}) == {"cluster": "sup", "pid": os.getpid(), "adopted": 0}
     assert handle(supervisor, {"op": "status"})["ready"] is True
     objects = handle(supervisor, {"op": "objects"})
     assert objects["generation"] == handle(supervisor, {"op": "generation"})["generation"]

@@ -248,6 +248,15 @@ class ContainerProbes:
             self._reset(now)
         self.running = running
 
+    def carry_over(self, ready: bool, started: bool) -> None:
+        """A container whose probes a restarted supervisor takes over: its verdicts stay what
+        they were (its readiness does not flip to false until its first new attempt) and its
+        probes go on, so only failures the thresholds count change them."""
+        if started and "startup" in self.workers:
+            self.workers["startup"].result = True
+        if "readiness" in self.workers:
+            self.workers["readiness"].result = ready
+
     @property
     def started(self) -> bool:
         startup = self.workers.get("startup")

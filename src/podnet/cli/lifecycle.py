@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -25,7 +26,9 @@ from podnet.errors import PodnetError, UsageError
 from podnet.host.control import pick_cluster, running_clusters, send
 from podnet.host.layout import NETNS_DIR, STATE_ROOT, ClusterLayout, valid_cluster_name
 from podnet.linux import teardown
+from podnet.linux.adopted import start_time
 from podnet.linux.supervisor.state import ClusterState
+from podnet.linux.supervisor.watchdog import RECORD, watchdog_pid
 
 UP_TIMEOUT = 180.0
 
@@ -67,7 +70,13 @@ def run_up(args) -> int:
     if not valid_cluster_name(name):
         raise UsageError(f"--name {name!r}: a cluster name is a lowercase DNS label of at most 40 characters")
     layout = ClusterLayout(name)
-    if name in running_clusters() or _leftovers(layout):
+    running = name in running_clusters()
+    if not running and (layout.state_dir / RECORD).exists():
+        if args.filename or args.config:
+            raise PodnetError(f"cluster {name} exists and its supervisor is not running: `podnet up --name {name}` "
+                              "without -f or --config restarts it as it was (then `podnet apply` changes it)")
+        return _restart(args, name, layout)
+    if running or _leftovers(layout):
         raise PodnetError(f"a cluster named {name} already exists: use another --name, or remove it with "
                           f"`podnet down --name {name}`")
     store = load_store(args.filename) if args.filename else load_store_empty()
@@ -97,19 +106,53 @@ def run_up(args) -> int:
                 except (PodnetError, OSError, ValueError, subprocess.TimeoutExpired):
                     pass
             if supervisor.poll() is None:  # still building (not answering yet), or stuck: stop it there
-                supervisor.kill()
+                os.killpg(supervisor.pid, signal.SIGKILL)  # the watchdog and the supervisor, its group
                 supervisor.wait()
         _down(name)  # whatever is left, by name
         print(f"cluster {name} removed", file=sys.stderr)
         return 130
 
 
+def _spawn_supervisor(name: str, state: ClusterState, *extra: str) -> subprocess.Popen:
+    """The supervisor under its watchdog (podnet.linux.supervisor.watchdog), which restarts it
+    should it die; both in a session of their own, one process group."""
+    with open(state.out_path, "ab") as out:
+        return subprocess.Popen([sys.executable, "-m", "podnet.linux.supervisor.watchdog", "--name", name, *extra],
+                                stdin=subprocess.DEVNULL, stdout=out, stderr=out, start_new_session=True,
+                                env={**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)})
+
+
+def _restart(args, name: str, layout: ClusterLayout) -> int:
+    """A cluster whose supervisor died: start one that re-adopts the running pods (none is
+    restarted, no address changes) and reconciles what changed meanwhile. If it cannot, the
+    pods are left as they are, and so is everything else (`podnet down` removes them)."""
+    state = ClusterState(layout)
+    state.take_failure()  # a note left by an earlier supervisor is not this one's
+    started = time.monotonic()
+    # a watchdog that runs is restarting it already: only wait for it
+    supervisor = None if watchdog_pid(state) else _spawn_supervisor(name, state, "--adopt")
+    deadline = started + args.timeout
+    while True:
+        if supervisor is not None and supervisor.poll() is not None:
+            reason = state.take_failure() or f"it exited ({supervisor.returncode}); see {state.log_path}"
+            raise PodnetError(f"restarting the supervisor of cluster {name} failed: {reason}; the pods were left "
+                              f"as they are (remove them with `podnet down --name {name}`)")
+        try:
+            answer = send(layout.socket_path, {"op": "ping"}, timeout=10)
+            break
+        except PodnetError:
+            if time.monotonic() >= deadline:
+                raise PodnetError(f"the restarted supervisor of cluster {name} did not answer within "
+                                  f"{args.timeout:.0f}s; see {state.log_path}") from None
+            time.sleep(0.02)
+    print(f"cluster {name}: supervisor restarted, {answer.get('adopted', 0)} running pods re-adopted "
+          f"({time.monotonic() - started:.2f}s to answering)")
+    return 0
+
+
 def _start_and_wait(args, name, layout, state, cluster, config, spawned: list) -> int:
     started = time.monotonic()
-    with open(state.out_path, "ab") as out:
-        supervisor = subprocess.Popen([sys.executable, "-m", "podnet.linux.supervisor", "--name", name],
-                                      stdin=subprocess.DEVNULL, stdout=out, stderr=out, start_new_session=True,
-                                      env={**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)})
+    supervisor = _spawn_supervisor(name, state)
     spawned.append(supervisor)
 
     def booted() -> bool:
@@ -245,6 +288,7 @@ def run_down(args) -> int:
 def _down(name: str) -> None:
     """Ask the supervisor to stop; whatever it did not remove (it may be dead), remove by name."""
     layout = ClusterLayout(name)
+    _stop_watchdog(ClusterState(layout))
     try:
         pid = send(layout.socket_path, {"op": "ping"}, timeout=5).get("pid")
         send(layout.socket_path, {"op": "down"}, timeout=10)
@@ -259,3 +303,22 @@ def _down(name: str) -> None:
     for path in layout.etc_dirs():
         shutil.rmtree(path, ignore_errors=True)
     shutil.rmtree(layout.state_dir, ignore_errors=True)
+
+
+def _stop_watchdog(state: ClusterState, timeout: float = 60.0) -> None:
+    """Stop the cluster's watchdog first, so it restarts nothing: it passes SIGTERM to the
+    supervisor (which removes the cluster) and ends with it; after `timeout` seconds both are
+    killed, and the teardown by name removes what is left."""
+    pid = watchdog_pid(state)
+    if pid is None:
+        return
+    started = start_time(pid)  # the process itself: its pid file goes with the supervisor's teardown
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while start_time(pid) == started and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if start_time(pid) == started:
+        try:
+            os.killpg(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass

@@ -20,7 +20,7 @@ from podnet.config import load_config
 from podnet.controlplane import Cluster, compute
 from podnet.controlplane.snapshot import cluster_from_objects
 from podnet.errors import PodnetError
-from podnet.host.control import LiveCluster, NotRunning, pick_cluster, request
+from podnet.host.control import LiveCluster, NotRunning, not_running, pick_cluster, request
 from podnet.host.layout import ClusterLayout
 
 
@@ -104,7 +104,7 @@ def following(name: str | None) -> tuple[LiveCluster, Cluster]:
     try:
         return live, live.read()
     except NotRunning:
-        raise NoCluster(f"no running cluster named {layout.cluster} (start one with `podnet up`)") from None
+        raise NoCluster(not_running(layout)) from None
 
 
 def running_cluster(name: str | None) -> Cluster:

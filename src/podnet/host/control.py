@@ -71,12 +71,21 @@ def pick_cluster(name: str | None) -> ClusterLayout:
     raise PodnetError(f"several clusters are running ({', '.join(running)}): say which with --name")
 
 
+def not_running(layout: ClusterLayout) -> str:
+    """Why a command found no supervisor to talk to, and what to do about it: a state directory
+    without an answering supervisor is a cluster whose supervisor died (its pods run on)."""
+    if layout.state_dir.is_dir():
+        flag = "" if layout.cluster == "podnet" else f" --name {layout.cluster}"
+        return (f"the supervisor of cluster {layout.cluster} is not running (its pods still run): restart it "
+                f"with `sudo podnet up{flag}`, or remove the cluster with `sudo podnet down{flag}`")
+    return f"no running cluster named {layout.cluster} (start one with `podnet up`, or pass -f FILE to compute offline)"
+
+
 def request(layout: ClusterLayout, op: str, **fields: Any) -> dict[str, Any]:
     try:
         return send(layout.socket_path, {"op": op, **fields})
     except NotRunning:
-        raise NotRunning(f"no running cluster named {layout.cluster} (start one with `podnet up`, "
-                         "or pass -f FILE to compute offline)") from None
+        raise NotRunning(not_running(layout)) from None
 
 
 class LiveCluster:

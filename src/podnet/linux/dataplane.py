@@ -8,20 +8,26 @@ host-local as the requested IP (CNI_ARGS IP=), as a runtime would for a static a
 
 from __future__ import annotations
 
+import logging
+import shutil
 import subprocess
 from dataclasses import dataclass
+from pathlib import Path
 
 from podnet.api import fields
 from podnet.api.objects import KubeObject
 from podnet.cni import bridge, config
 from podnet.controlplane import Cluster
 from podnet.host.layout import CNI_NETWORK, ClusterLayout
-from podnet.host.netns import NETNS_DIR, create_netns, delete_netns
+from podnet.host.netns import NETNS_DIR, create_netns, delete_netns, list_netns
 from podnet.linux.build import build
 from podnet.linux.plan import plan_network
-from podnet.linux.teardown import record_namespace, teardown
+from podnet.linux.teardown import record_namespace, remove_namespaces, teardown
 from podnet.semantics.nodenat import LOOPBACK, HostPort, IpMasq, host_ports
 from podnet.semantics.topology import BRIDGE, POD_IFNAME
+
+ETC_NETNS = Path("/etc/netns")
+log = logging.getLogger("podnet.dataplane")
 
 
 @dataclass(frozen=True)
@@ -54,11 +60,50 @@ class DataPlane:
             subprocess.run(["ip", "netns", "exec", self.layout.node_netns(node.name), "sysctl", "-q", "-w",
                             "net.ipv4.conf.all.route_localnet=1"], check=True, capture_output=True)
 
+    def adopt_network(self) -> None:
+        """A restarted supervisor: the network stands (it outlived the old one); only the plan
+        is needed again, for the pods' MTU and the nodes."""
+        self.plan = plan_network(self.cluster)
+
+    def adopt(self, pod: KubeObject, netns: str) -> None:
+        """A pod whose network stands, taken over by a restarted supervisor: what detach needs
+        to undo it later, and its hostPorts in the node's portmap table (synced again)."""
+        node = self.cluster.node(pod.spec.get("nodeName"))
+        container_id = pod.metadata.get("uid") or f"{pod.namespace}_{pod.name}"
+        if pod.spec.get("hostNetwork"):
+            self.attached[pod.ref] = Attached(pod.namespace, pod.name, node.name, netns, container_id, None, True)
+            return
+        self.attached[pod.ref] = Attached(pod.namespace, pod.name, node.name, netns, container_id,
+                                          self._conf(node, pod), False, fields.pod_ip(pod))
+        self.map_host_ports(pod)
+
+    def collect_garbage(self) -> list[str]:
+        """After adopting: what a dead supervisor made but did not record (it died between
+        starting a pod and writing its record) goes — the namespaces of pods not adopted, with
+        their processes, and then every node's host-local reservations that no adopted pod
+        holds (CNI GC), so the pods started again find their addresses free. The namespaces removed."""
+        adopted = {attached.netns for attached in self.attached.values()}
+        orphans = [name for name in list_netns() if name.startswith(f"{self.layout.prefix}pod-") and name not in adopted]
+        if orphans:
+            remove_namespaces(orphans)
+            for name in orphans:
+                shutil.rmtree(ETC_NETNS / name, ignore_errors=True)
+        for node in self.cluster.nodes:
+            valid = tuple((a.container_id, POD_IFNAME) for a in self.attached.values()
+                          if a.node == node.name and not a.host_network)
+            released = bridge.gc(self._conf(node, None), valid_attachments=valid)
+            if released:
+                log.warning("node %s: released the addresses %s, which no adopted pod holds", node.name,
+                            ", ".join(str(a) for a in released))
+        return orphans
+
     def _pod_mtu(self, node: str) -> int:
         return next(n.pod_mtu for n in self.plan.nodes if n.name == node)
 
-    def _conf(self, node, pod: KubeObject):
-        ip = fields.pod_ip(pod)
+    def _conf(self, node, pod: KubeObject | None):
+        """The node's CNI config; with the pod's arguments (its address) for one pod."""
+        cni_args = None if pod is None else \
+            {"IP": fields.pod_ip(pod), "K8S_POD_NAMESPACE": pod.namespace, "K8S_POD_NAME": pod.name}
         return config.from_dict({
             "cniVersion": "1.0.0", "name": CNI_NETWORK, "type": "podnet-cni", "bridge": BRIDGE,
             "isGateway": True, "ipMasq": False, "hairpinMode": True, "mtu": self._pod_mtu(node.name),
@@ -66,7 +111,7 @@ class DataPlane:
                      "ranges": [[{"subnet": str(node.pod_cidr), "gateway": str(node.gateway)}]],
                      "routes": [{"dst": "0.0.0.0/0"}],
                      "dataDir": str(self.layout.ipam_dir(node.name))},
-        }, cni_args={"IP": ip, "K8S_POD_NAMESPACE": pod.namespace, "K8S_POD_NAME": pod.name})
+        }, cni_args=cni_args)
 
     def attach(self, pod: KubeObject) -> str:
         """Give the pod its network; returns the network namespace its processes run in."""

@@ -150,6 +150,8 @@ class _Pod:
     token: int
     probes: dict[str, ContainerProbes] = field(default_factory=dict)
     reported: dict[str, tuple[bool, bool]] = field(default_factory=dict)
+    # a pod a restarted supervisor adopted: container -> {"ready", "started"} as last known
+    known: dict[str, dict[str, bool]] = field(default_factory=dict)
 
 
 class ProbeManager:
@@ -188,11 +190,12 @@ class ProbeManager:
 
     # -- the caller's side ----------------------------------------------------------------------
 
-    def add_pod(self, sandbox) -> None:
-        """Start probing the sandbox's containers; on_change reports each one's initial state."""
+    def add_pod(self, sandbox, known: dict[str, dict[str, bool]] | None = None) -> None:
+        """Start probing the sandbox's containers; on_change reports each one's initial state.
+        `known`: the containers' verdicts before a supervisor restart, carried over."""
         with self._lock:
             self._tokens += 1
-            self._added.append(_Pod(sandbox, self._tokens))
+            self._added.append(_Pod(sandbox, self._tokens, known=dict(known or {})))
         self._wake.set()
 
     def remove_pod(self, ref: str) -> None:
@@ -292,6 +295,9 @@ class ProbeManager:
                 log.warning("%s: %s (probe left out)", pod.sandbox.ref, error)
             state = ContainerProbes(probes, start=now, running=self._started(pod, container, now, now),
                                     instance=container.restarts)
+            known = pod.known.get(container.name)
+            if known is not None and container.running:
+                state.carry_over(bool(known.get("ready")), bool(known.get("started")))
             for kind in state.unsupported:
                 log.warning("%s: container %s: podnet cannot run its %s probe (grpc): it counts as absent",
                             pod.sandbox.ref, container.name, kind)

@@ -407,6 +407,8 @@ def program_started(layout: ClusterLayout, ref: str, container: Container, since
 
 
 def _signal_group(process: subprocess.Popen, sig: int) -> None:
+    if process.pid <= 0:  # an adopted process that had ended (podnet.linux.adopted): killpg(0) is our own group
+        return
     try:
         os.killpg(process.pid, sig)
     except (ProcessLookupError, PermissionError):

@@ -20,6 +20,7 @@ the supervisor is the running cluster's API server and stamps, on a copy of what
 
 from __future__ import annotations
 
+import hashlib
 import json
 import threading
 import time
@@ -37,16 +38,23 @@ class _Record:
     version: int
     generation: int
     body: Any           # the computed body last seen (identity: unchanged objects are not hashed)
-    body_text: str
+    body_text: str      # digests of the body and of its spec (_texts): compared, and kept on disk
     spec_text: str
 
 
+def _digest(text: str) -> str:
+    return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
+
+
 def _texts(body: dict[str, Any]) -> tuple[str, str]:
+    """Digests of the body as the API server compares it (without its own fields) and of its
+    spec: small enough to keep for every object in the supervisor's record (record.py)."""
     spec = {k: v for k, v in body.items() if k not in ("metadata", "status")}
     metadata = {k: v for k, v in (body.get("metadata") or {}).items()
                 if k not in ("resourceVersion", "generation", "creationTimestamp", "managedFields")}
     spec_text = json.dumps(spec, sort_keys=True, default=str)
-    return json.dumps([metadata, body.get("status")], sort_keys=True, default=str) + spec_text, spec_text
+    return _digest(json.dumps([metadata, body.get("status")], sort_keys=True, default=str) + spec_text), \
+        _digest(spec_text)
 
 
 class ApiMeta:
@@ -95,6 +103,25 @@ class ApiMeta:
             if change != "deleted" and obj.status.get("conditions"):
                 self._conditions_of(obj.key, obj.status["conditions"])
         return changes
+
+    def export(self) -> dict[str, Any]:
+        """What a restarted supervisor needs to serve the same fields (record.py)."""
+        with self._lock:
+            return {"version": self.version,
+                    "objects": [[*key, r.created, r.version, r.generation, r.body_text, r.spec_text]
+                                for key, r in self._records.items()],
+                    "conditions": [[*key, kind, status, when] for (key, kind), (status, when) in self._conditions.items()],
+                    "podStarted": dict(self.pod_started)}
+
+    def restore(self, saved: dict[str, Any]) -> None:
+        """The fields `export` kept: the next `observe` of an unchanged object changes nothing."""
+        with self._lock:
+            self.version = int(saved["version"])
+            self._records = {(kind, namespace, name): _Record(created, version, generation, None, body, spec)
+                             for kind, namespace, name, created, version, generation, body, spec in saved["objects"]}
+            self._conditions = {((kind, namespace, name), type_): (status, when)
+                                for kind, namespace, name, type_, status, when in saved["conditions"]}
+            self.pod_started = dict(saved["podStarted"])
 
     def pod_start(self, ref: str) -> None:
         self.pod_started[ref] = timestamp(self.clock())

@@ -34,6 +34,17 @@ class ControllerEvents:
         self.replicas: dict[str, int] = {}  # ReplicaSet ref -> spec.replicas last seen
         self.deleting: set[str] = set()  # pod refs whose deletion was said when they began terminating
 
+    def export(self) -> dict[str, Any]:
+        """What was last said, for a restarted supervisor (record.py)."""
+        return {"unscheduled": dict(self.unscheduled), "replicas": dict(self.replicas),
+                "loadBalancers": {ref: list(ips) for ref, ips in self.load_balancers.items()},
+                "deleting": sorted(self.deleting)}
+
+    def restore(self, saved: dict[str, Any]) -> None:
+        self.unscheduled, self.replicas = dict(saved["unscheduled"]), dict(saved["replicas"])
+        self.load_balancers = {ref: tuple(ips) for ref, ips in saved["loadBalancers"].items()}
+        self.deleting = set(saved["deleting"])
+
     def said(self, cluster: Cluster, changes: list[tuple[Any, str]]) -> list[Said]:
         out: list[Said] = []
         for obj, change in changes:

@@ -14,6 +14,7 @@ scheduler and the controllers say happened) are recorded where it happens, in ev
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -21,6 +22,7 @@ from collections.abc import Mapping
 from datetime import datetime, timezone
 from typing import Any
 
+from podnet.api.objects import KubeObject
 from podnet.controlplane import Cluster
 from podnet.errors import PodnetError
 from podnet.host.layout import ClusterLayout
@@ -30,7 +32,7 @@ from podnet.linux.netpol import NodePolicy
 from podnet.linux.netlink import Pyroute2Netlink
 from podnet.linux.prober import ProbeManager
 from podnet.linux.runtime import Runtime
-from podnet.linux.supervisor import reconcile, termination
+from podnet.linux.supervisor import reconcile, record, termination
 from podnet.linux.supervisor.apimeta import ApiMeta
 from podnet.linux.supervisor.controllers import ControllerEvents
 from podnet.linux.supervisor.events import EventStore, involved, posted_event
@@ -113,6 +115,11 @@ class Supervisor:
         self.events = EventStore()
         self.controllers = ControllerEvents()  # what the controllers say of each change (controllers.py)
         self._backoffs: set[tuple[str, str, int]] = set()  # (pod ref, container, restarts) BackOff emitted
+        # what running.json holds (record.py): its pods' part as last written, and the generation
+        self._process_ids = record.ProcessIds()
+        self._recorded: tuple[int, Any] | None = None
+        self.adopted: list[str] = []  # the pods this supervisor took over from a dead one (adopt)
+        self._events_recorded = 0  # the event store's version events.json holds
 
     @property
     def cluster(self) -> Cluster | None:
@@ -180,6 +187,93 @@ class Supervisor:
         self.runtime.node_files(self.cluster)
         for pod in reconcile.running_pods(self.cluster):
             self._start_pod(pod)
+        self.persist(force=True)
+
+    def adopt(self, saved: dict[str, Any]) -> list[str]:
+        """A restarted supervisor (record.py): take over the pods the dead one left running —
+        their namespaces, addresses and processes stay as they are — then sync the kernel's rules
+        again and let the loop reconcile what changed meanwhile (a container that died is
+        restarted by reap, per restartPolicy; a pod wanted but not running is started). Returns
+        the refs of the pods adopted."""
+        self.meta.restore(saved["apimeta"])
+        self.controllers.restore(saved["controllers"])
+        try:
+            events = record.read_events(self.state.directory)
+        except record.RecordError as exc:
+            events = None
+            log.warning("the events are not carried over: %s", exc)
+        if events is not None:
+            self.events.restore(events)
+            self._events_recorded = self.events.version
+        self.container_state = {ref: dict(states) for ref, states in saved["containerState"].items()}
+        self.terminating = dict(saved["terminating"])
+        keep = Cluster(config=self.config)
+        for body in saved["bodies"]:
+            metadata = body["metadata"]
+            keep.objects[("Pod", metadata["namespace"], metadata["name"])] = \
+                KubeObject("Pod", metadata["namespace"], metadata["name"], body)
+        self.cluster = self._compute(self.inputs, keep)
+        self.dataplane = self.dataplane_factory(self.layout, self.cluster)
+        self.runtime = self.runtime_factory(self.layout, self.cluster)
+        self.dataplane.adopt_network()
+        adopted = []
+        for entry in saved["pods"]:
+            ref = f"{entry['namespace']}/{entry['name']}"
+            pod = self.cluster.get("Pod", entry["namespace"], entry["name"])
+            if pod is None:
+                log.warning("%s: recorded as running but no longer in the cluster; it is removed", ref)
+                continue
+            sandbox = record.adopted_sandbox(entry, pod)
+            self.dataplane.adopt(pod, entry["netns"])
+            self.attached[ref] = entry["netns"]
+            self.started.add(ref)
+            self.runtime.pods[ref] = sandbox
+            adopted.append(ref)
+        for netns in self.dataplane.collect_garbage():
+            log.warning("%s: a pod namespace the dead supervisor had not recorded; removed, its pod starts again", netns)
+        self._start_services()
+        self.runtime.node_files(self.cluster)
+        if self.prober is not None:
+            for ref in adopted:
+                if not self.runtime.pods[ref].terminating:  # readiness as it was until a probe says otherwise
+                    self.prober.add_pod(self.runtime.pods[ref], self.container_state.get(ref))
+        for ref in [ref for ref in self.terminating if ref in self.runtime.pods]:
+            self._begin_termination(ref)  # a deletion under way goes on, its grace period anew
+        for ref in [ref for ref in self.terminating if ref not in self.runtime.pods]:
+            del self.terminating[ref]
+            self.state_changed.set()
+        self._start_waiting()  # a pod wanted but not running: started now
+        self.persist(force=True)
+        self.adopted = adopted
+        return adopted
+
+    def record(self) -> dict[str, Any]:
+        """What running.json holds now (record.py); call under the lock."""
+        ids = self._process_ids
+        pods = [record.sandbox_record(sandbox, ids) for _, sandbox in sorted(self.runtime.pods.items())]
+        ids.forget_except({p.pid for s in self.runtime.pods.values()
+                           for p in (s.pause, *(c.process for c in s.containers)) if p is not None})
+        return {"pods": pods, "containerState": self.container_state}
+
+    def persist(self, force: bool = False) -> None:
+        """Write running.json if what it would hold changed since the last write, and events.json
+        if the event store did (the loop asks every round; a change, an adoption, a start write
+        at once)."""
+        with self.lock:
+            if self.runtime is None or self.cluster is None:
+                return
+            now = self.record()
+            seen = (self.generation, json.dumps(now, sort_keys=True))
+            if force or seen != self._recorded:
+                bodies = [pod.body for pod in self.cluster.of_kind("Pod") if pod.ref in self.runtime.pods]
+                record.write(self.state.directory, {**now, "bodies": bodies, "terminating": self.terminating,
+                                                    "apimeta": self.meta.export(),
+                                                    "controllers": self.controllers.export()})
+                self._recorded = seen
+            version = self.events.version
+            if force or version != self._events_recorded:
+                record.write_events(self.state.directory, self.events.export())
+                self._events_recorded = version
 
     def _start_services(self) -> None:
         """kube-proxy on every node, the L2 announcer and the prober — each only where the
@@ -519,6 +613,7 @@ class Supervisor:
             steps.done("publish")
             for ref in graceful:  # after the publish: new connections already go elsewhere
                 self._begin_termination(ref)
+            self.persist()
             log.info("%s of %d objects: %s", "delete" if delete else "apply", len(request.keys), steps)
             lines = request.lines(failed) + [f"Warning: {f}" for f in policy_failures]
             lines += [f"Warning: {ref} waits to start until its node's NetworkPolicy rules hold" for ref in waiting]

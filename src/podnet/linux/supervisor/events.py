@@ -99,6 +99,22 @@ class EventStore:
     def version(self) -> int:
         return self._version
 
+    def export(self) -> dict[str, Any]:
+        """The store as a restarted supervisor takes it over (record.py: events.json)."""
+        with self._lock:
+            return {"version": self._version, "events": list(self._events.values())}
+
+    def restore(self, saved: dict[str, Any]) -> None:
+        """What `export` gave: the same events, and resourceVersions going on from where they were."""
+        with self._lock:
+            self._version = int(saved["version"])
+            self._events = OrderedDict()
+            for event in saved["events"]:
+                about = event["involvedObject"]
+                key = (about.get("kind"), about.get("namespace") or "", about.get("name"), about.get("fieldPath") or "",
+                       event["type"], event["reason"], event["message"], event["source"]["component"])
+                self._events[key] = event
+
 
 def involved(obj) -> dict[str, Any]:
     """The involvedObject of an event about a KubeObject."""

@@ -1,11 +1,16 @@
 """The supervisor's process: start the cluster, then loop until `podnet down` (or a signal).
 
-    python -m podnet.linux.supervisor --name NAME     (started by `podnet up`)
+    python -m podnet.linux.supervisor --name NAME           (started by `podnet up`)
+    python -m podnet.linux.supervisor --name NAME --adopt   (`podnet up` on a cluster whose supervisor died)
+    python -m podnet.linux.supervisor --name NAME --standby (the watchdog's successor, waiting to adopt)
 
 The loop is thin on purpose: the control socket answers in its own threads (server.py),
 and every REAP_INTERVAL the main thread reaps containers (restartPolicy, back-off), retries
 a node's failed NetworkPolicy sync (with back-off) and, when the prober reported a readiness
-change, recomputes the cluster (core.Supervisor.recompute).
+change, recomputes the cluster (core.Supervisor.recompute); then it writes the record a
+restarted supervisor adopts the pods from (record.py), if it changed. With --adopt the
+supervisor takes over the pods a dead one left running instead of building the cluster; if
+that fails, nothing is torn down (the pods keep running; `podnet down` removes them).
 """
 
 from __future__ import annotations
@@ -13,11 +18,13 @@ from __future__ import annotations
 import argparse
 import logging
 import signal
+import sys
 import time
 from pathlib import Path
 
 from podnet.errors import PodnetError
 from podnet.host.layout import ClusterLayout
+from podnet.linux.supervisor import record
 from podnet.linux.supervisor.core import Supervisor
 from podnet.linux.supervisor.server import handle, serving
 from podnet.linux.supervisor.state import ClusterState
@@ -43,6 +50,10 @@ def step(supervisor: Supervisor) -> None:
             supervisor.recompute()
         except Exception:
             log.exception("recomputing after a readiness change failed")
+    try:
+        supervisor.persist()
+    except Exception:
+        log.exception("writing the supervisor's record failed")
 
 
 def run(supervisor: Supervisor, socket_path: Path | None = None, interval: float = REAP_INTERVAL) -> None:
@@ -56,7 +67,14 @@ def run(supervisor: Supervisor, socket_path: Path | None = None, interval: float
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m podnet.linux.supervisor")
     parser.add_argument("--name", required=True)
+    parser.add_argument("--adopt", action="store_true", help="take over the pods a dead supervisor left running")
+    parser.add_argument("--standby", action="store_true",
+                        help="wait for a line 'adopt' on stdin, then --adopt (the watchdog's ready successor)")
     args = parser.parse_args(argv)
+    if args.standby:
+        if sys.stdin.readline().strip() != "adopt":
+            return 0  # the watchdog ended: nothing to take over
+        args.adopt = True
     layout = ClusterLayout(args.name)
     state = ClusterState(layout)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s",
@@ -65,6 +83,8 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, lambda *_: supervisor.stopping.set())
     signal.signal(signal.SIGINT, lambda *_: supervisor.stopping.set())
     started = time.monotonic()
+    if args.adopt:
+        return _adopt(supervisor, state, started)
     try:
         supervisor.start()
         state.mark_ready(time.monotonic() - started)
@@ -78,4 +98,25 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     supervisor.stop()
     log.info("cluster %s stopped", args.name)
+    return 0
+
+
+def _adopt(supervisor: Supervisor, state: ClusterState, started: float) -> int:
+    """Take over the running pods, then loop as usual. A failure leaves everything as it was
+    (no teardown: the pods run on, and `podnet down` removes them)."""
+    try:
+        saved = record.read(state.directory)
+        if saved is None:
+            raise PodnetError(f"{state.directory / record.RECORD} is missing: the cluster's supervisor never "
+                              "recorded its pods; remove the cluster with `podnet down`")
+        adopted = supervisor.adopt(saved)
+    except Exception as exc:
+        log.exception("adopting the running pods failed")
+        state.record_failure(str(exc) if isinstance(exc, PodnetError) else f"{type(exc).__name__}: {exc}")
+        return 1
+    log.info("cluster %s: %d pods re-adopted in %.2fs", supervisor.layout.cluster, len(adopted),
+             time.monotonic() - started)
+    run(supervisor)
+    supervisor.stop()
+    log.info("cluster %s stopped", supervisor.layout.cluster)
     return 0

@@ -36,7 +36,7 @@ def handle(supervisor, message: dict[str, Any]) -> dict[str, Any]:
     """The answer to one request (podnet.linux.supervisor.core.Supervisor does the work)."""
     op = message.get("op")
     if op == "ping":
-        return {"cluster": supervisor.layout.cluster, "pid": os.getpid()}
+        return {"cluster": supervisor.layout.cluster, "pid": os.getpid(), "adopted": len(supervisor.adopted)}
     if op == "status":
         return supervisor.status()
     if op == "objects":  # "counters": false leaves out the NetworkPolicy drop counters (read from each node)

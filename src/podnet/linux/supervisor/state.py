@@ -7,6 +7,9 @@ The state directory (ClusterLayout.state_dir, /run/podnet/<cluster>) holds:
     ready             written once every pod was started: the seconds that took
     supervisor.log    the supervisor's log (supervisor.out: its stdout and stderr)
     supervisor.sock   the control socket (ClusterLayout.socket_path)
+    running.json      what a restarted supervisor re-adopts the running pods from (record.py)
+    events.json       the event store, for the same (record.py)
+    watchdog.pid      the watchdog's pid and start time (watchdog.py)
 
 and, beside it, `.<cluster>.failed`: why a supervisor gave up, kept outside because the state
 directory goes with the teardown. Files are replaced atomically (a temporary file in the same

@@ -1,0 +1,146 @@
+"""What a restarted supervisor needs to take over the running pods: running.json.
+
+The supervisor is crash-only: whatever a SIGKILL would lose that the pods' world depends on
+is in the state directory, so `podnet up --name NAME` on a cluster whose supervisor died
+starts one that re-adopts the pods instead of making them again (no pod restarted, no
+address changed). manifests.yaml (state.py) holds the applied objects and host-local's
+store (ipam/) the addresses; this record holds the rest:
+
+- pods: each running sandbox — its namespace, its pause process and its containers' processes
+  by pid and start time (podnet.linux.adopted: a pid alone could be another process after a
+  reuse), each container's argv, environment, log, restart count, last exit and back-off;
+- bodies: the running pods as computed (name, node, address), fed back as the carried-over pods
+  of the first computation, as after an apply; terminating: the pods being deleted;
+- containerState: kubelet's probe results, so readiness (and EndpointSlices) stay as they were
+  until the new prober says otherwise;
+- apimeta and controllers: uids, creationTimestamps, resourceVersions, generations, condition
+  times, pod start times, and what the controllers last said (no event is said twice);
+- and, apart in events.json (written when the store changed), the events and their counter.
+
+The kernel's rules (kube-proxy's, NetworkPolicy's, portmap's) are not recorded: they stayed in
+the node namespaces, and the new supervisor syncs them again from the computed cluster.
+
+The file is JSON, replaced atomically when it changes (state.atomic_write: a crash leaves the
+old record or the new one); the loop builds the record every round and writes it only when it
+differs from the one written last. A missing record means no supervisor ever ran to the end of
+`up`; an unreadable one (cut short by hand, another version) is refused with one clear error:
+nothing is adopted from a record that may be wrong.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from podnet.errors import PodnetError
+from podnet.linux.adopted import AdoptedProcess, start_time
+from podnet.linux.runtime import Container, PodSandbox
+from podnet.linux.supervisor.state import atomic_write
+
+RECORD = "running.json"
+EVENTS = "events.json"
+VERSION = 1
+
+
+class RecordError(PodnetError):
+    pass
+
+
+class ProcessIds:
+    """The start time of each process we know, read once from /proc (a pid stays one process
+    while it runs, and a Popen's pid is not reused before we have waited for it)."""
+
+    def __init__(self):
+        self._known: dict[int, int | None] = {}
+
+    def entry(self, process) -> dict[str, int] | None:
+        if process is None or process.poll() is not None:
+            return None
+        if isinstance(process, AdoptedProcess):
+            return {"pid": process.pid, "started": process.started}
+        if process.pid not in self._known:
+            self._known[process.pid] = start_time(process.pid)
+        started = self._known[process.pid]
+        return None if started is None else {"pid": process.pid, "started": started}
+
+    def forget_except(self, pids: set[int]) -> None:
+        self._known = {pid: started for pid, started in self._known.items() if pid in pids}
+
+
+def _process(entry: dict[str, int] | None) -> AdoptedProcess | None:
+    return None if entry is None else AdoptedProcess(int(entry["pid"]), int(entry["started"]))
+
+
+def sandbox_record(sandbox: PodSandbox, ids: ProcessIds) -> dict[str, Any]:
+    return {
+        "namespace": sandbox.namespace, "name": sandbox.name, "netns": sandbox.netns,
+        "hostNetwork": sandbox.host_network, "terminating": sandbox.terminating,
+        "pause": ids.entry(sandbox.pause),
+        "containers": [{
+            "name": c.name, "argv": c.argv, "env": c.env, "log": str(c.log), "restartPolicy": c.restart_policy,
+            "workdir": c.workdir, "waiting": list(c.waiting) if c.waiting else None, "backoffAt": c.backoff_at,
+            "image": c.image, "process": ids.entry(c.process), "restarts": c.restarts, "lastExit": c.last_exit,
+            "nextStart": c.next_start, "note": c.note, "startedAt": c.started_at,
+        } for c in sandbox.containers],
+    }
+
+
+def adopted_sandbox(entry: dict[str, Any], pod) -> PodSandbox:
+    """The sandbox a record describes, its processes adopted (those gone are seen as exited,
+    with kubelet's unknown exit code: the runtime's reap applies restartPolicy to them)."""
+    pause = _process(entry["pause"]) or AdoptedProcess.ended()  # gone: reap makes the sandbox again
+    sandbox = PodSandbox(entry["namespace"], entry["name"], entry["netns"], pause,
+                         host_network=bool(entry["hostNetwork"]), pod=pod, terminating=bool(entry["terminating"]))
+    for c in entry["containers"]:
+        container = Container(c["name"], list(c["argv"]), dict(c["env"]), Path(c["log"]), c["restartPolicy"],
+                              workdir=c["workdir"], waiting=tuple(c["waiting"]) if c["waiting"] else None,
+                              backoff_at=float(c["backoffAt"]), image=c["image"], restarts=int(c["restarts"]),
+                              last_exit=c["lastExit"], next_start=float(c["nextStart"]), note=c["note"],
+                              started_at=c["startedAt"])
+        container.process = _process(c["process"])
+        if container.process is None and not container.waiting and c["lastExit"] is None:
+            # it ran when last recorded, or was about to start: an end nobody saw
+            container.process = AdoptedProcess.ended()
+        sandbox.containers.append(container)
+    return sandbox
+
+
+def write_events(directory: Path, events: dict[str, Any]) -> None:
+    """The event store (events.json, apart: events come more often than anything else changes)."""
+    atomic_write(directory / EVENTS, json.dumps(events))
+
+
+def read_events(directory: Path) -> dict[str, Any] | None:
+    """The event store as last written; None if there is none or it cannot be read (events are
+    a history: a restarted supervisor without them says so in its log and goes on)."""
+    try:
+        saved = json.loads((directory / EVENTS).read_text())
+    except FileNotFoundError:
+        return None
+    except ValueError as exc:
+        raise RecordError(f"{directory / EVENTS}: not a whole record ({exc})") from None
+    return saved if isinstance(saved, dict) else None
+
+
+def write(directory: Path, record: dict[str, Any]) -> None:
+    atomic_write(directory / RECORD, json.dumps({"version": VERSION, **record}, sort_keys=True))
+
+
+def read(directory: Path) -> dict[str, Any] | None:
+    """The record, or None if there is none; RecordError if it cannot be trusted."""
+    path = directory / RECORD
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        return None
+    try:
+        record = json.loads(text)
+    except ValueError as exc:
+        raise RecordError(f"{path}: not a whole record ({exc}); the pods cannot be re-adopted: "
+                          "remove the cluster with `podnet down`") from None
+    if not isinstance(record, dict) or record.get("version") != VERSION:
+        raise RecordError(f"{path}: version {record.get('version') if isinstance(record, dict) else None!r}, "
+                          f"this podnet reads version {VERSION}; the pods cannot be re-adopted: "
+                          "remove the cluster with `podnet down`")
+    return record
