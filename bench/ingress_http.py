@@ -233,9 +233,8 @@ def endpoint_change(name: str, tmp: Path, rounds: int, frontend: Path) -> dict:
             "socket_errors": watcher.errors}
 
 
-def controller_posts(name: str, controller: str) -> list[float]:
+def controller_posts(log: str) -> list[float]:
     """When the controller posted endpoints to nginx's balancer (its log's local timestamps)."""
-    log = podnet("logs", controller, "--name", name).stdout
     found = []
     for line in log.splitlines():
         if "Dynamic reconfiguration succeeded" in line:
@@ -244,8 +243,11 @@ def controller_posts(name: str, controller: str) -> list[float]:
     return found
 
 
-def controller_reloads(name: str, controller: str) -> list[str]:
-    log = podnet("logs", controller, "--name", name).stdout
+def controller_log(name: str, controller: str) -> str:
+    return podnet("logs", controller, "--name", name).stdout
+
+
+def controller_reloads(log: str) -> list[str]:
     return [line for line in log.splitlines() if "reloaded" in line or "Error reloading" in line]
 
 
@@ -407,10 +409,10 @@ def main() -> int:
             podnet("apply", "-f", str(frontend), "--name", name)  # a new template: three new pods
             wait_for("the frontends with the hook", lambda: (found := all_ready(name, "shop", "frontend-", 3)) and all(
                 c.get("lifecycle") for p in found for c in p["spec"]["containers"]))
-        reloads_before = len(controller_reloads(name, where))
+        reloads_before = len(controller_reloads(controller_log(name, where)))
         change = endpoint_change(name, tmp, args.rounds, frontend)
-        reloads = controller_reloads(name, where)
-        posts = controller_posts(name, where)
+        log = controller_log(name, where)  # one reading for both
+        reloads, posts = controller_reloads(log), controller_posts(log)
         posted = [min((t for t in posts if t >= published - 0.002), default=None) for published in change["published"]]
         delays = [d for d in change["delays_ms"] if d is not None]
         print(f"\nendpoint change (frontend 3 → 4), published → first reply from the new pod through nginx: "

@@ -30,9 +30,15 @@ import pytest
 from podnet.host.control import send
 from podnet.host.layout import CNI_NETWORK, ClusterLayout
 from tests.livecluster import leftovers, podnet
-from tests.test_termination_root import AGNHOST, Client, all_ready, lb_ip, pods, wait_for
+# the Service, the Ingress and the client pod: the termination test's
+from tests.test_termination_root import AGNHOST, REST, Client, all_ready, lb_ip, pods, wait_for
 
 pytestmark = pytest.mark.root  # tests/conftest.py skips it without root and namespaces
+
+def pause_pod(name: str, node: str) -> str:
+    return (f"---\napiVersion: v1\nkind: Pod\nmetadata: {{name: {name}}}\nspec:\n  nodeName: {node}\n"
+            f"  containers: [{{name: c, image: {AGNHOST}, args: [pause]}}]\n")
+
 
 APP = f"""
 apiVersion: apps/v1
@@ -50,46 +56,7 @@ spec:
         args: [netexec, --http-port=8080]
         ports: [{{name: http, containerPort: 8080}}]
         readinessProbe: {{httpGet: {{path: /healthz, port: http}}, periodSeconds: 1}}
----
-apiVersion: v1
-kind: Service
-metadata: {{name: web}}
-spec:
-  selector: {{app: web}}
-  ports: [{{name: http, port: 80, targetPort: http}}]
----
-apiVersion: networking.k8s.io/v1
-kind: Ingress
-metadata: {{name: web}}
-spec:
-  ingressClassName: nginx
-  rules:
-  - host: web.test
-    http:
-      paths:
-      - {{path: /, pathType: Prefix, backend: {{service: {{name: web, port: {{number: 80}}}}}}}}
----
-apiVersion: v1
-kind: Pod
-metadata: {{name: client}}
-spec:
-  nodeName: node1
-  containers: [{{name: c, image: {AGNHOST}, args: [pause]}}]
----
-apiVersion: v1
-kind: Pod
-metadata: {{name: orphan}}
-spec:
-  nodeName: node1
-  containers: [{{name: c, image: {AGNHOST}, args: [pause]}}]
----
-apiVersion: v1
-kind: Pod
-metadata: {{name: lone}}
-spec:
-  nodeName: node2
-  containers: [{{name: c, image: {AGNHOST}, args: [pause]}}]
-"""
+""" + REST + pause_pod("orphan", "node1") + pause_pod("lone", "node2")
 
 LATER = """
 apiVersion: v1
