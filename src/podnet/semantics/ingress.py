@@ -73,7 +73,6 @@ from urllib.parse import unquote, urlsplit
 
 from podnet.api import fields
 from podnet.api.objects import KubeObject
-from podnet.semantics.services import Backend
 
 if TYPE_CHECKING:
     from podnet.controlplane import Cluster
@@ -1196,7 +1195,7 @@ def _slice_endpoints(cluster: Cluster, service: KubeObject, port: dict[str, Any]
     target = port.get("targetPort")
     numeric_target = target if isinstance(target, int) else None
     name = port.get("name") or ""
-    found: list[Backend] = []
+    seen: list[str] = []
     for endpoint_slice in cluster.of_kind("EndpointSlice", service.namespace):
         if endpoint_slice.labels.get(SERVICE_NAME_LABEL) != service.name:
             continue
@@ -1215,16 +1214,11 @@ def _slice_endpoints(cluster: Cluster, service: KubeObject, port: dict[str, Any]
             if number:
                 numbers.append(number)
         for endpoint in endpoint_slice.body.get("endpoints") or []:
-            conditions = (fields.endpoint_ready(endpoint), fields.endpoint_serving(endpoint),
-                          fields.endpoint_terminating(endpoint))
+            if not fields.endpoint_ready(endpoint):
+                continue  # getEndpointsFromSlices: `if !(*ep.Conditions.Ready) { continue }`
             for number in numbers:
                 for address in endpoint.get("addresses") or []:
-                    found.append(Backend(address, number, None, endpoint.get("nodeName"), *conditions))
-    seen: list[str] = []
-    for backend in found:
-        if not backend.ready:
-            continue
-        hostport = f"[{backend.ip}]:{backend.port}" if ":" in backend.ip else f"{backend.ip}:{backend.port}"
-        if hostport not in seen:
-            seen.append(hostport)
+                    hostport = f"[{address}]:{number}" if ":" in address else f"{address}:{number}"
+                    if hostport not in seen:
+                        seen.append(hostport)
     return seen
