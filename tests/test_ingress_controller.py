@@ -183,3 +183,9 @@ def test_a_tls_secret_nginx_cannot_use_is_a_warning_on_the_ingresses_that_name_i
     assert [(e.name, e.type, e.reason, e.message) for e in ingress_events(routes, problems)] == [
         ("web", "Normal", "Sync", "Scheduled for sync"),
         ("web", "Warning", "Sync", "Secret default/absent does not exist: the default certificate is served")]
+
+
+def test_without_nginxs_lua_module_the_controller_says_what_to_install(monkeypatch, caplog):
+    monkeypatch.setattr(ctl.balancer, "missing_modules", lambda: ["/usr/lib/nginx/modules/ngx_http_lua_module.so"])
+    assert ctl.main(["--ingress-class=nginx"]) == 1
+    assert "apt-get install libnginx-mod-http-lua" in caplog.text

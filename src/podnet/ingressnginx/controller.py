@@ -221,6 +221,11 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr)
     if unused:
         log.info("flags without effect in podnet: %s", " ".join(unused))
+    missing = balancer.missing_modules()
+    if missing:  # nginx.conf loads them: say so once, plainly, rather than nginx's dlopen error
+        log.error("nginx's Lua module is not installed (%s): apt-get install libnginx-mod-http-lua",
+                  ", ".join(missing))
+        return 1
     runtime = Path(args.runtime_dir or os.environ.get("PODNET_NGINX_DIR") or tempfile.mkdtemp(prefix="podnet-nginx-"))
     runtime.mkdir(parents=True, exist_ok=True)
     control = os.environ.get("PODNET_CONTROL_SOCKET")
