@@ -30,7 +30,7 @@ from podnet.semantics.ingress import IngressController
 from tests.conftest import free_port as shared_free_port
 
 CLIENT_ADDRESS = "127.0.0.2"
-DEADLINE = 20.0
+DEADLINE = 60.0
 
 
 class _Echo(BaseHTTPRequestHandler):

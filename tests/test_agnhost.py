@@ -31,7 +31,7 @@ from tests.conftest import free_port as shared_free_port
 ROOT = Path(__file__).resolve().parents[1]
 LOOPBACK = "127.0.0.1"
 HOSTNAME = socket.gethostname()
-DEADLINE = 10.0  # seconds any wait may take before the test fails
+DEADLINE = 60.0  # seconds any wait may take before the test fails
 
 
 def _env(extra: dict[str, str] | None = None) -> dict[str, str]:

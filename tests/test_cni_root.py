@@ -203,7 +203,7 @@ def snapshot(node: str, pods: list[str], data_dir: Path) -> dict:
     """snapshot_once() after the kernel settled: a bridge left without ports loses its carrier
     (NO-CARRIER, routes flagged linkdown) asynchronously, through linkwatch, up to about a
     second later — not something either plugin decides."""
-    deadline = time.monotonic() + 3
+    deadline = time.monotonic() + 30  # however loaded the machine: the loop ends as soon as the kernel settled
     while time.monotonic() < deadline:
         links = json.loads(sh("ip", "-n", node, "-j", "-d", "link", "show").stdout)
         bridges = {l["ifname"]: l for l in links if l.get("linkinfo", {}).get("info_kind") == "bridge"}

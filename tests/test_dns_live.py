@@ -69,7 +69,7 @@ def server(tmp_path_factory):
     proc = subprocess.Popen([sys.executable, "-m", "podnet.dns", "-conf", str(path), "--host", "127.0.0.1"],
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
-        deadline = time.monotonic() + 20
+        deadline = time.monotonic() + 60
         while True:
             try:
                 dns.query.udp(dns.message.make_query("kubernetes.default.svc.cluster.local", "A"), "127.0.0.1",

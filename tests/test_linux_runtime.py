@@ -51,7 +51,7 @@ def runtime_for(text, tmp_path):
     return runtime, cluster.get("Pod", "team", "probe")
 
 
-def wait_for(predicate, timeout=5.0):
+def wait_for(predicate, timeout=60.0):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if predicate():

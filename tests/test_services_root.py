@@ -288,13 +288,13 @@ def test_readiness_probe_adds_and_removes_the_endpoint(nft_cluster):
     assert not ready_in_slice()
     assert reach(name, "client-3", flip, 80, n=2) == {"ERR:refused": 2}
     (marks / "ready").write_text("")
-    wait_for(ready_in_slice, 6, "flip becoming ready")  # periodSeconds 1: a couple of periods, a sync
-    wait_for(lambda: reach(name, "client-3", flip, 80, n=2) == {"flip": 2}, 3, "traffic to flip")
+    wait_for(ready_in_slice, 60, "flip becoming ready")  # periodSeconds 1: a couple of periods, a sync
+    wait_for(lambda: reach(name, "client-3", flip, 80, n=2) == {"flip": 2}, 60, "traffic to flip")
     assert state(name, "pods")["flip"]["status"]["containerStatuses"][0]["ready"] is True
     assert "1/1" in podnet("get", "pods", "--name", name).stdout.split("flip")[1].splitlines()[0]
     (marks / "ready").unlink()
-    wait_for(lambda: not ready_in_slice(), 6, "flip becoming not ready")
-    wait_for(lambda: reach(name, "client-3", flip, 80, n=2) == {"ERR:refused": 2}, 3, "flip rejected again")
+    wait_for(lambda: not ready_in_slice(), 60, "flip becoming not ready")
+    wait_for(lambda: reach(name, "client-3", flip, 80, n=2) == {"ERR:refused": 2}, 60, "flip rejected again")
     assert trace_endpoints(name, "default/client-3", "flip", 80) == set()
 
 
@@ -307,7 +307,7 @@ def test_liveness_failure_restarts_the_container(nft_cluster):
     assert restarts() == 0
     (marks / "alive").unlink()
     try:
-        wait_for(lambda: restarts() >= 1, 8, "a liveness restart")
+        wait_for(lambda: restarts() >= 1, 60, "a liveness restart")
     finally:
         (marks / "alive").write_text("")
     line = next(li for li in podnet("get", "pods", "--name", name).stdout.splitlines() if li.startswith("live "))
