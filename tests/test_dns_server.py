@@ -155,7 +155,7 @@ class Live:
         self.started = threading.Event()
         self.thread = threading.Thread(target=self._run, daemon=True)
         self.thread.start()
-        if not self.started.wait(10) or self.failure:
+        if not self.started.wait(60) or self.failure:
             self.stop()
             raise AssertionError(f"the server did not start: {self.failure!r}")
 
@@ -193,14 +193,14 @@ class Live:
         if not self.loop.is_closed():
             with contextlib.suppress(RuntimeError):
                 self.loop.call_soon_threadsafe(lambda: self.task.cancel())
-        self.thread.join(10)
+        self.thread.join(60)
         assert not self.thread.is_alive(), "the server thread did not stop"
 
     def on_loop(self, fn) -> None:
         """Run fn() on the server's loop thread and wait for it."""
         done = threading.Event()
         self.loop.call_soon_threadsafe(lambda: (fn(), done.set()))
-        assert done.wait(10)
+        assert done.wait(60)
 
     # clients
 

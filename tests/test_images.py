@@ -125,7 +125,7 @@ def test_running_stand_in_agrees_with_images_serving_port_by_port():
             assert response.read() == b"hi"
     finally:
         process.terminate()
-        assert process.wait(timeout=10) == 0
+        assert process.wait(timeout=60) == 0
 
 
 def tcp_answers(port: int) -> bool:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from ipaddress import IPv4Address, IPv4Network
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -387,7 +388,7 @@ def test_node_proxy_rate_limits_and_takes_the_latest_state(cluster):
     loads = len(run.inputs("nft"))
     for n in range(1, 8):
         proxy.update_ports(ports[:-n])
-    assert proxy.wait_synced(3)
+    assert proxy.wait_synced(60)
     assert len(run.inputs("nft")) - loads <= 2
     assert len(proxy.proxier.state.ports) == len(ports) - 7
     proxy.stop(cleanup=False)
@@ -401,7 +402,7 @@ def test_a_change_is_pending_until_its_sync_ran(cluster):
     assert not proxy.pending
     proxy.update_ports(service_ports(cluster, "node1")[:-1])  # within 2 s of the last sync: it waits
     assert proxy.pending
-    assert proxy.wait_synced(10) and not proxy.pending
+    assert proxy.wait_synced(60) and not proxy.pending
     proxy.stop(cleanup=False)
 
 
@@ -411,12 +412,12 @@ def test_failed_sync_is_reported_retried_and_followed_by_a_full_rewrite(cluster)
     proxy.sync_now(cluster)
     run.fail = {"nft"}
     proxy.update_ports(service_ports(cluster, "node1")[:-1])
-    deadline = __import__("time").monotonic() + 2
-    while proxy.status.failures < 2 and __import__("time").monotonic() < deadline:
-        __import__("time").sleep(0.02)
+    deadline = time.monotonic() + 60  # however loaded: the loop ends at the second failure
+    while proxy.status.failures < 2 and time.monotonic() < deadline:
+        time.sleep(0.02)
     assert proxy.status.failures >= 2 and "refused" in proxy.status.last_error
     run.fail = set()
-    assert proxy.wait_synced(5)
+    assert proxy.wait_synced(60)
     assert proxy.status.last_error is None
     assert run.inputs("nft")[-1].startswith("add table ip kube-proxy\ndelete table ip kube-proxy")
     proxy.stop(cleanup=False)
