@@ -43,8 +43,17 @@ def netns(tmp_path, monkeypatch):
         subprocess.run(["ip", "netns", "del", name], check=False)
 
 
-def runtime_for(text, tmp_path):
-    cluster = cluster_of(text)
+# kubelet's CrashLoopBackOff capped at 1 s (KubeletConfiguration's maxContainerRestartPeriod): a
+# crashing container restarts at once, then after 1 s each time, so tests see several restarts
+FAST_RESTARTS = """
+kind: Cluster
+apiVersion: podnet.dev/v1alpha1
+kubelet: {crashLoopBackOff: {maxContainerRestartPeriod: 1s}}
+"""
+
+
+def runtime_for(text, tmp_path, config=None):
+    cluster = cluster_of(text, config)
     layout = ClusterLayout("t")
     runtime = Runtime(layout, cluster)
     runtime.logs = tmp_path / "logs"
@@ -80,17 +89,23 @@ def test_container_sees_the_pods_hostname_env_resolv_conf_and_hosts(netns, tmp_p
 
 
 def test_restart_policy_always_restarts_and_counts(netns, tmp_path):
-    runtime, pod = runtime_for(POD % ("Always", "exit 3"), tmp_path)
+    runtime, pod = runtime_for(POD % ("Always", "exit 3"), tmp_path, FAST_RESTARTS)
     sandbox = runtime.start_pod(pod, netns)
     try:
         container = sandbox.containers[0]
+        waited = []
 
         def restarted():
             runtime.reap()
-            return container.restarts >= 2
+            if container.next_start and not container.running:  # waiting in CrashLoopBackOff
+                waited.append(container.next_start - container.finished_at)
+            return container.restarts >= 3
 
-        assert wait_for(restarted, timeout=8)
-        assert wait_for(lambda: container.log.read_text().count("hello from probe-0") >= 3)
+        assert wait_for(restarted, timeout=60)
+        assert wait_for(lambda: container.log.read_text().count("hello from probe-0") >= 4)
+        # the first restart came at once; later ones waited the window, capped at 1 s
+        assert container.backoff is not None and container.backoff.window == 1.0
+        assert waited and all(abs(wait - 1.0) < 1e-6 for wait in waited)
     finally:
         runtime.stop_all()
 
