@@ -79,7 +79,7 @@ def test_invalid_input_prints_located_errors_and_nothing_on_stdout(tmp_path):
     assert "Traceback" not in proc.stderr
 
 
-@pytest.mark.parametrize("command", [[], ["get"], ["describe"], ["config", "view"], ["version"]])
+@pytest.mark.parametrize("command", [[], ["get"], ["describe"], ["config", "view"], ["version"], ["node"]])
 def test_every_command_has_help_with_examples(command):
     proc = subprocess.run([sys.executable, "-m", "podnet", *command, "--help"], capture_output=True, text=True)
     assert proc.returncode == 0 and "examples:" in proc.stdout
