@@ -149,3 +149,34 @@ def test_a_pause_process_that_dies_is_noticed_and_the_sandbox_made_again(netns, 
         assert wait_for(lambda: runtime.sandbox_pid(sandbox) not in (None, first))
     finally:
         runtime.stop_all()
+
+
+def test_a_rebooted_pod_gets_a_new_sandbox_and_its_containers_start_at_once_counted(netns, tmp_path):
+    """kill_pods then reboot_pod (`podnet node restart`): the same namespace, a new sandbox; the
+    container starts again at once with restartCount + 1 — also one that was waiting out its
+    back-off, since kubelet's back-off entries went with the reboot."""
+    runtime, pod = runtime_for(POD % ("Always", "sleep 300"), tmp_path)  # kubelet's default 5 min cap
+    sandbox = runtime.start_pod(pod, netns)
+    try:
+        container = sandbox.containers[0]
+
+        def said_hello(times: int) -> bool:
+            return wait_for(lambda: container.log.read_text().count("hello from probe-0") == times)
+
+        assert said_hello(1)
+        runtime.kill_container(sandbox.ref, "main")  # a first crash restarts at once ...
+        assert wait_for(lambda: (runtime.reap(), container.restarts == 1 and container.running)[1])
+        assert said_hello(2)
+        runtime.kill_container(sandbox.ref, "main")  # ... a second one waits 10 s in CrashLoopBackOff
+        assert wait_for(lambda: (runtime.reap(), container.next_start > 0)[1])
+        assert not container.running and container.next_start - container.finished_at == pytest.approx(10.0)
+        outer, pause = sandbox.pause.pid, runtime.sandbox_pid(sandbox)
+        runtime.kill_pods([sandbox.ref])
+        assert sandbox.pause.poll() is not None
+        assert runtime.reboot_pod(sandbox.ref) is sandbox
+        assert sandbox.pause.pid != outer and runtime.sandbox_pid(sandbox) not in (None, pause)
+        assert sandbox.netns == netns and container.running and container.restarts == 2
+        assert container.backoff is not None and container.backoff.window == 10.0  # made anew: the first window
+        assert said_hello(3), container.log.read_text()
+    finally:
+        runtime.stop_all()

@@ -393,6 +393,8 @@ class Runtime:
             return None
         for container in sandbox.containers:
             container.backoff = None
+            if container.next_start:  # it was waiting out a back-off the reboot forgot: due now
+                container.next_start = time.monotonic()
         self._recreate_sandbox(sandbox)
         return sandbox
 
