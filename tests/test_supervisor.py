@@ -413,7 +413,7 @@ def test_a_node_restart_kills_its_pods_rebuilds_its_rules_then_starts_them_again
 
     answer = handle(supervisor, {"op": "restartNode", "node": "node2"})
 
-    assert answer == {"node": "node2", "pods": on["node2"]}
+    assert answer == {"node": "node2", "pods": on["node2"], "warnings": []}
     calls = supervisor.runtime.calls
     assert calls == [("kill_pods", *on["node2"])] + [("reboot", ref) for ref in on["node2"]]
     netns = ClusterLayout("sup").node_netns("node2")
@@ -429,6 +429,22 @@ def test_a_node_restart_kills_its_pods_rebuilds_its_rules_then_starts_them_again
     assert {name for kind, name, reason in said if reason == "SandboxChanged"} == {ref.split("/")[1] for ref in on["node2"]}
     with pytest.raises(PodnetError, match='node "node9" not found'):
         supervisor.restart_node("node9")
+
+
+def test_a_node_restart_whose_rules_fail_to_load_says_so_and_the_loop_retries(state, monkeypatch):
+    nft = RecordingRunner()
+    supervisor, _ = started_with_services(state, monkeypatch, nft=nft)
+    supervisor.start()
+    nft.fail = {"nft"}  # the flush and the first sync after the reboot are refused
+    answer = supervisor.restart_node("node2")
+    assert answer["pods"] and len(answer["warnings"]) == 1 and "node node2's" in answer["warnings"][0]
+    assert set(supervisor.policy_errors) == {"node2"} and "node2" in supervisor.policies
+    assert all(c.restarts == 1 for ref in answer["pods"] for c in supervisor.runtime.pods[ref].containers)
+    nft.fail = set()
+    supervisor._policy_retry_at = 0.0
+    step(supervisor)
+    assert not supervisor.policy_errors
+    assert "table inet podnet-netpol {" in nft.inputs("nft")[-1]
 
 
 DENY_ALL = """

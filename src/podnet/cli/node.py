@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 
 from podnet.cli.running import require_root
@@ -44,4 +45,6 @@ def run(args) -> int:
           f"({time.monotonic() - started:.2f}s)")
     for ref in pods:
         print(f"  {ref}")
+    for warning in answer.get("warnings") or []:
+        print(warning, file=sys.stderr)
     return 0

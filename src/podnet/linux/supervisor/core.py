@@ -300,11 +300,11 @@ class Supervisor:
         netlink.apply(netns, reconcile.node_changes(networking))
         proxy = NodeProxy(self.layout.cluster, node, netns, networking.proxy_mode,
                           pod_subnet=str(networking.pod_subnet), service_subnet=str(networking.service_subnet))
+        self.proxies[node] = proxy  # known before it syncs: a later update retries a sync that fails
         proxy.sync_now(self.cluster)
-        self.proxies[node] = proxy
         policy = self.policy_factory(node, netns)
+        self.policies[node] = policy  # likewise: retry_policies syncs it again
         policy.sync(self.cluster)
-        self.policies[node] = policy
         self.policy_synced[node] = self.generation
 
     def _probe_changed(self, ref: str, container: str, ready: bool, started: bool) -> None:
@@ -652,14 +652,22 @@ class Supervisor:
                     self.prober.remove_pod(ref)
                 self.container_state.pop(ref, None)
             self.runtime.kill_pods(refs)
+            warnings = []
             if node in self.proxies or node in self.policies:
                 self._flush_node_rules(node)
                 netlink = self.netlink_factory()
                 try:
                     self._start_node_agents(node, netlink)
+                    self.policy_errors.pop(node, None)
+                except Exception as exc:  # the loop retries (kube-proxy's thread, retry_policies)
+                    log.exception("node %s: syncing its rules after the reboot failed", node)
+                    self.policy_errors[node] = str(exc)
+                    if node in self.proxies:
+                        self.proxies[node].update(self.cluster)
+                    warnings.append(f"Warning: node {node}'s Services and NetworkPolicies are not programmed yet "
+                                    f"(retrying): {exc}")
                 finally:
                     netlink.close()
-                self.policy_errors.pop(node, None)
             about = self.cluster.get("Node", "", node)
             for type_, reason, message in (("Normal", "Starting", "Starting kubelet."),
                                            ("Warning", "Rebooted",
@@ -685,18 +693,19 @@ class Supervisor:
             self.state_changed.set()  # readiness as the new probes say: the loop recomputes
             self.persist(force=True)
             log.info("node %s: rebooted, %d pods started again", node, len(restarted))
-            return {"node": node, "pods": restarted}
+            return {"node": node, "pods": restarted, "warnings": warnings}
 
     def _flush_node_rules(self, node: str) -> None:
         """What a reboot loses of the node's kernel state that podnet programs: kube-proxy's
         rules (its userspace listeners too) and the NetworkPolicy tables."""
-        proxy = self.proxies.pop(node, None)
-        if proxy is not None:
-            proxy.stop(cleanup=True)
-        policy = self.policies.pop(node, None)
-        if policy is not None:
-            policy.cleanup()
+        proxy, policy = self.proxies.pop(node, None), self.policies.pop(node, None)
         self.policy_synced.pop(node, None)
+        for what, flush in (("kube-proxy's rules", lambda: proxy.stop(cleanup=True) if proxy else None),
+                            ("the NetworkPolicy tables", lambda: policy.cleanup() if policy else None)):
+            try:
+                flush()
+            except Exception as exc:  # they stay: the syncs that follow replace them whole
+                log.warning("node %s: flushing %s failed: %s", node, what, exc)
 
     def stop(self) -> None:
         self.stopping.set()  # terminations under way give up: the teardown kills without grace
