@@ -685,10 +685,10 @@ class Supervisor:
                 for container in sandbox.containers:
                     if container.running:
                         self._say_started(pod, container.name)
-                # new containers: not ready until the prober says otherwise (at once for those
-                # without a readiness probe), so the pod leaves its Services' endpoints meanwhile
-                self.container_state[ref] = {c.name: {"ready": False, "started": False} for c in sandbox.containers}
                 if self.prober is not None:
+                    # new containers: not ready until the prober says otherwise (at once for those
+                    # without a readiness probe), so the pod leaves its Services' endpoints meanwhile
+                    self.container_state[ref] = {c.name: {"ready": False, "started": False} for c in sandbox.containers}
                     self.prober.add_pod(sandbox)
             self.state_changed.set()  # readiness as the new probes say: the loop recomputes
             self.persist(force=True)
