@@ -88,6 +88,25 @@ class FakeRuntime:
     def kill_container(self, ref: str, name: str) -> None:
         self.calls.append(("kill", ref, name))
 
+    def kill_pods(self, refs: list[str]) -> None:
+        """Runtime.kill_pods: every process of the pods SIGKILLed."""
+        self.calls.append(("kill_pods", *refs))
+        for ref in refs:
+            sandbox = self.pods[ref]
+            for process in [sandbox.pause, *(c.process for c in sandbox.containers)]:
+                process.exit(-9)
+
+    def reboot_pod(self, ref: str):
+        """Runtime.reboot_pod: a new sandbox, each container started again and counted."""
+        self.calls.append(("reboot", ref))
+        sandbox = self.pods.get(ref)
+        if sandbox is None or sandbox.terminating:
+            return None
+        sandbox.pause = FakeProcess()
+        for container in sandbox.containers:
+            container.process, container.restarts, container.backoff = FakeProcess(), container.restarts + 1, None
+        return sandbox
+
     def begin_termination(self, ref: str):
         self.calls.append(("terminate", ref))
         sandbox = self.pods.get(ref)

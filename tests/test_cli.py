@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from podnet.cli import node as node_cli
 from podnet.cli import running
 from tests.conftest import run_cli
 
@@ -79,7 +80,7 @@ def test_invalid_input_prints_located_errors_and_nothing_on_stdout(tmp_path):
     assert "Traceback" not in proc.stderr
 
 
-@pytest.mark.parametrize("command", [[], ["get"], ["describe"], ["config", "view"], ["version"]])
+@pytest.mark.parametrize("command", [[], ["get"], ["describe"], ["config", "view"], ["version"], ["node"]])
 def test_every_command_has_help_with_examples(command):
     proc = subprocess.run([sys.executable, "-m", "podnet", *command, "--help"], capture_output=True, text=True)
     assert proc.returncode == 0 and "examples:" in proc.stdout
@@ -117,3 +118,15 @@ def test_apply_sends_the_files_as_read_and_prints_the_answer_and_its_warnings(ca
     assert sent == [("c1", "apply", {"files": {str(pod): pod.read_text()}})]
     code, _, err = run(capsys, "delete", "-f", str(tmp_path / "missing.yaml"), "--name", "c1")
     assert code == 1 and "missing.yaml: no such file or directory" in err and len(sent) == 1  # never sent
+
+
+def test_node_restart_asks_the_supervisor_and_lists_the_pods_started_again(capsys, monkeypatch):
+    sent = []
+    monkeypatch.setattr(running.os, "geteuid", lambda: 0)
+    monkeypatch.setattr(node_cli, "pick_cluster", lambda name: name)
+    monkeypatch.setattr(node_cli, "request", lambda layout, op, **fields: sent.append((layout, op, fields)) or
+                        {"ok": True, "node": "node2", "pods": ["default/a", "default/b"], "warnings": ["Warning: w"]})
+    code, out, err = run(capsys, "node", "restart", "node2", "--name", "c1")
+    assert sent == [("c1", "restartNode", {"node": "node2"})]
+    assert code == 0 and out.startswith("node/node2 restarted: 2 pods started again (") and err == "Warning: w\n"
+    assert out.splitlines()[1:] == ["  default/a", "  default/b"]

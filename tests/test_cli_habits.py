@@ -86,12 +86,12 @@ def not_root(monkeypatch):
 def test_podnet_without_root_says_which_commands_need_it(capsys, not_root):
     code, out, _ = run_cli(capsys)
     assert code == 2
-    assert "You are not root: up, down, exec, logs, apply, delete, wait, probe need root" in " ".join(out.split())
+    assert "You are not root: up, down, exec, logs, apply, delete, wait, probe, node need root" in " ".join(out.split())
 
 
 @pytest.mark.parametrize("argv", [
     ["up"], ["down"], ["exec", "web", "--", "true"], ["logs", "web"], ["apply", "-f", SHOP], ["delete", "-f", SHOP],
-    ["probe"], ["wait", "--for=delete", "pod/web"],
+    ["probe"], ["wait", "--for=delete", "pod/web"], ["node", "restart", "node2"],
     ["get", "pods"], ["describe", "pod", "web"], ["trace", "a", "b"], ["dig", "web"], ["matrix"],
     ["get", "clusters"],
 ], ids=lambda argv: " ".join(argv[:2]))

@@ -47,10 +47,35 @@ def rejected(text: str) -> list[str]:
     pytest.param("networking:\n  nodePortRange: 40000-30000\n", 4, "FIRST-LAST", id="inverted-port-range"),
     pytest.param("nodes:\n- name: a\n- name: a\n", 5, "Duplicate value", id="duplicate-node"),
     pytest.param("name: Big_Name\n", 3, "not a valid cluster name", id="bad-cluster-name"),
+    pytest.param("kubelet:\n  crashLoopBackOff:\n    maxContainerRestartPeriod: 10\n", 5, "is not a duration",
+                 id="restart-period-without-unit"),
+    pytest.param("kubelet:\n  crashLoopBackOff:\n    maxContainerRestartPeriod: 6m\n", 5, "between 1s and 300s",
+                 id="restart-period-over-kubelets-300s"),
+    pytest.param("kubelet:\n  crashLoopBackOff:\n    maxContainerRestartPeriod: 500ms\n", 5, "between 1s and 300s",
+                 id="restart-period-under-1s"),
+    pytest.param("kubelet:\n  crashLoopBackoff: {}\n", 4, "unknown field (allowed: crashLoopBackOff)",
+                 id="kubelet-unknown-key"),
+    pytest.param("kubelet: [crashLoopBackOff]\n", 3, "must be a mapping", id="kubelet-not-a-mapping"),
 ])
 def test_rejections_name_file_line_and_field(text, line, phrase):
     lines = rejected(text)
     assert any(l.startswith(f"cluster.yaml:{line}: Cluster ") and phrase in l for l in lines), lines
+
+
+@pytest.mark.parametrize("written, seconds, shown", [
+    ("10s", 10.0, "10s"), ("1m30s", 90.0, "1m30s"), ("5m", 300.0, "5m0s"), ("1.5s", 1.5, "1.5s"), ("2500ms", 2.5, "2.5s"),
+])
+def test_kubelet_crash_loop_back_off_takes_kubelets_go_durations(written, seconds, shown):
+    config = parse_config(HEADER + f"kubelet: {{crashLoopBackOff: {{maxContainerRestartPeriod: {written}}}}}\n")
+    assert config.kubelet.max_container_restart_period == seconds
+    view = config.to_dict()["kubelet"]
+    assert view == {"crashLoopBackOff": {"maxContainerRestartPeriod": shown}}
+    assert parse_config(HEADER + f"kubelet: {view}\n".replace("'", "")).kubelet == config.kubelet  # view reads back
+
+
+def test_kubelets_default_cap_is_5_minutes():
+    assert ClusterConfig().kubelet.max_container_restart_period == 300.0
+    assert parse_config(HEADER + "kubelet: {}\n").kubelet == ClusterConfig().kubelet
 
 
 def test_wrong_kind_is_rejected():

@@ -43,8 +43,17 @@ def netns(tmp_path, monkeypatch):
         subprocess.run(["ip", "netns", "del", name], check=False)
 
 
-def runtime_for(text, tmp_path):
-    cluster = cluster_of(text)
+# kubelet's CrashLoopBackOff capped at 1 s (KubeletConfiguration's maxContainerRestartPeriod): a
+# crashing container restarts at once, then after 1 s each time, so tests see several restarts
+FAST_RESTARTS = """
+kind: Cluster
+apiVersion: podnet.dev/v1alpha1
+kubelet: {crashLoopBackOff: {maxContainerRestartPeriod: 1s}}
+"""
+
+
+def runtime_for(text, tmp_path, config=None):
+    cluster = cluster_of(text, config)
     layout = ClusterLayout("t")
     runtime = Runtime(layout, cluster)
     runtime.logs = tmp_path / "logs"
@@ -80,17 +89,23 @@ def test_container_sees_the_pods_hostname_env_resolv_conf_and_hosts(netns, tmp_p
 
 
 def test_restart_policy_always_restarts_and_counts(netns, tmp_path):
-    runtime, pod = runtime_for(POD % ("Always", "exit 3"), tmp_path)
+    runtime, pod = runtime_for(POD % ("Always", "exit 3"), tmp_path, FAST_RESTARTS)
     sandbox = runtime.start_pod(pod, netns)
     try:
         container = sandbox.containers[0]
+        waited = []
 
         def restarted():
             runtime.reap()
-            return container.restarts >= 2
+            if container.next_start and not container.running:  # waiting in CrashLoopBackOff
+                waited.append(container.next_start - container.finished_at)
+            return container.restarts >= 3
 
-        assert wait_for(restarted, timeout=8)
-        assert wait_for(lambda: container.log.read_text().count("hello from probe-0") >= 3)
+        assert wait_for(restarted, timeout=60)
+        assert wait_for(lambda: container.log.read_text().count("hello from probe-0") >= 4)
+        # the first restart came at once; later ones waited the window, capped at 1 s
+        assert container.backoff is not None and container.backoff.window == 1.0
+        assert waited and all(abs(wait - 1.0) < 1e-6 for wait in waited)
     finally:
         runtime.stop_all()
 
@@ -132,5 +147,36 @@ def test_a_pause_process_that_dies_is_noticed_and_the_sandbox_made_again(netns, 
         runtime.reap()  # made again: a new pause process, found afresh
         assert sandbox.pause.pid != outer
         assert wait_for(lambda: runtime.sandbox_pid(sandbox) not in (None, first))
+    finally:
+        runtime.stop_all()
+
+
+def test_a_rebooted_pod_gets_a_new_sandbox_and_its_containers_start_at_once_counted(netns, tmp_path):
+    """kill_pods then reboot_pod (`podnet node restart`): the same namespace, a new sandbox; the
+    container starts again at once with restartCount + 1 — also one that was waiting out its
+    back-off, since kubelet's back-off entries went with the reboot."""
+    runtime, pod = runtime_for(POD % ("Always", "sleep 300"), tmp_path)  # kubelet's default 5 min cap
+    sandbox = runtime.start_pod(pod, netns)
+    try:
+        container = sandbox.containers[0]
+
+        def said_hello(times: int) -> bool:
+            return wait_for(lambda: container.log.read_text().count("hello from probe-0") == times)
+
+        assert said_hello(1)
+        runtime.kill_container(sandbox.ref, "main")  # a first crash restarts at once ...
+        assert wait_for(lambda: (runtime.reap(), container.restarts == 1 and container.running)[1])
+        assert said_hello(2)
+        runtime.kill_container(sandbox.ref, "main")  # ... a second one waits 10 s in CrashLoopBackOff
+        assert wait_for(lambda: (runtime.reap(), container.next_start > 0)[1])
+        assert not container.running and container.next_start - container.finished_at == pytest.approx(10.0)
+        outer, pause = sandbox.pause.pid, runtime.sandbox_pid(sandbox)
+        runtime.kill_pods([sandbox.ref])
+        assert sandbox.pause.poll() is not None
+        assert runtime.reboot_pod(sandbox.ref) is sandbox
+        assert sandbox.pause.pid != outer and runtime.sandbox_pid(sandbox) not in (None, pause)
+        assert sandbox.netns == netns and container.running and container.restarts == 2
+        assert container.backoff is not None and container.backoff.window == 10.0  # made anew: the first window
+        assert said_hello(3), container.log.read_text()
     finally:
         runtime.stop_all()

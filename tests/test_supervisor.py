@@ -339,6 +339,7 @@ class Recorded:
     """Stands for NodeProxy, L2Announcer or ProbeManager: records how it was made and used."""
 
     made: list = []
+    stopped: list = []
     fail_on: str | None = None
     pending = False  # as a NodeProxy whose last sync held
     status = SyncStatus()
@@ -360,9 +361,15 @@ class Recorded:
     def add_pod(self, sandbox) -> None:
         pass
 
+    def remove_pod(self, ref) -> None:
+        pass
+
+    def stop(self, cleanup=True) -> None:
+        Recorded.stopped.append((self, cleanup))
+
 
 def started_with_services(state, monkeypatch, fail_on=None, nft: RecordingRunner | None = None):
-    Recorded.made, Recorded.fail_on = [], fail_on
+    Recorded.made, Recorded.stopped, Recorded.fail_on = [], [], fail_on
     for name in ("NodeProxy", "L2Announcer", "ProbeManager"):
         monkeypatch.setattr(core, name, Recorded)
     kernel = FakeNetlink()
@@ -388,6 +395,62 @@ def test_each_node_gets_its_service_route_in_one_netlink_batch_and_the_socket_is
         routes = [e for e in kernel.observe(ClusterLayout("sup").node_netns(node)).entries if isinstance(e, Route)]
         assert Route("10.96.0.0/12", "cni0") in routes
     assert [args[1] for args in Recorded.made if len(args) > 2][:2] == ["node1", "node2"]  # a kube-proxy each
+
+
+def test_a_node_restart_kills_its_pods_rebuilds_its_rules_then_starts_them_again(state, monkeypatch):
+    """`podnet node restart`: only that node's pods, their processes killed before its rules go;
+    kube-proxy and the NetworkPolicy table made anew (the table whole, from an empty kernel)
+    before a pod of the node runs again; restarts counted; kubelet's events."""
+    nft = RecordingRunner()
+    supervisor, _ = started_with_services(state, monkeypatch, nft=nft)
+    supervisor.start()
+    on = {node: sorted(p.ref for p in supervisor.cluster.of_kind("Pod") if p.spec.get("nodeName") == node)
+          for node in ("node1", "node2")}
+    assert on["node1"] and on["node2"]
+    before = addresses(supervisor)
+    old_proxy = next(proxy for node, proxy in supervisor.proxies.items() if node == "node2")
+    loads, supervisor.runtime.calls = len(nft.calls), []
+
+    answer = handle(supervisor, {"op": "restartNode", "node": "node2"})
+
+    assert answer == {"node": "node2", "pods": on["node2"], "warnings": []}
+    calls = supervisor.runtime.calls
+    assert calls == [("kill_pods", *on["node2"])] + [("reboot", ref) for ref in on["node2"]]
+    netns = ClusterLayout("sup").node_netns("node2")
+    flushed, loaded = nft.calls[loads:]
+    assert flushed[0][3] == netns and "delete table inet podnet-netpol" in flushed[1]
+    assert loaded[0][3] == netns and "table inet podnet-netpol {" in loaded[1]  # whole, as into a new kernel
+    assert Recorded.stopped == [(old_proxy, True)] and supervisor.proxies["node2"] is not old_proxy
+    for ref, sandbox in supervisor.runtime.pods.items():
+        assert [c.restarts for c in sandbox.containers] == [1 if ref in on["node2"] else 0] * len(sandbox.containers)
+    assert addresses(supervisor) == before
+    # not Ready until the prober has looked at the new containers; node1's pods as they were
+    ready = {f"{b['metadata']['namespace']}/{b['metadata']['name']}":
+             any(c["type"] == "Ready" and c["status"] == "True" for c in b["status"]["conditions"])
+             for b in supervisor.objects(counters=False) if b["kind"] == "Pod"}
+    assert not any(ready[ref] for ref in on["node2"])
+    assert all(ready[ref] for ref in on["node1"] if ref.startswith("default/"))  # (no probes: Ready as computed)
+    said = [(e["involvedObject"]["kind"], e["involvedObject"]["name"], e["reason"]) for e in supervisor.events.list(0)]
+    assert ("Node", "node2", "Rebooted") in said and ("Node", "node2", "Starting") in said
+    assert {name for kind, name, reason in said if reason == "SandboxChanged"} == {ref.split("/")[1] for ref in on["node2"]}
+    with pytest.raises(PodnetError, match='node "node9" not found'):
+        supervisor.restart_node("node9")
+
+
+def test_a_node_restart_whose_rules_fail_to_load_says_so_and_the_loop_retries(state, monkeypatch):
+    nft = RecordingRunner()
+    supervisor, _ = started_with_services(state, monkeypatch, nft=nft)
+    supervisor.start()
+    nft.fail = {"nft"}  # the flush and the first sync after the reboot are refused
+    answer = supervisor.restart_node("node2")
+    assert answer["pods"] and len(answer["warnings"]) == 1 and "node node2's" in answer["warnings"][0]
+    assert set(supervisor.policy_errors) == {"node2"} and "node2" in supervisor.policies
+    assert all(c.restarts == 1 for ref in answer["pods"] for c in supervisor.runtime.pods[ref].containers)
+    nft.fail = set()
+    supervisor._policy_retry_at = 0.0
+    step(supervisor)
+    assert not supervisor.policy_errors
+    assert "table inet podnet-netpol {" in nft.inputs("nft")[-1]
 
 
 DENY_ALL = """

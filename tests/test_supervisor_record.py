@@ -9,6 +9,7 @@ import sys
 
 import pytest
 
+from podnet.crashloop import BackOff
 from podnet.host import layout as layout_module
 from podnet.host.control import NotRunning, request
 from podnet.host.layout import ClusterLayout
@@ -69,7 +70,7 @@ def test_a_sandbox_round_trips_through_the_record(tmp_path, sleeper):
                             workdir="/tmp", image="python:3", restarts=3, note="a note", started_at=1700000000.5)
         running.process = sleeper
         crashed = Container("side", ["false"], {}, tmp_path / "side.log", "OnFailure", restarts=1, last_exit=1,
-                            next_start=12345.5)
+                            finished_at=12325.5, next_start=12345.5, backoff=BackOff(window=20.0, updated=12300.25))
         unpullable = Container("img", [], {}, tmp_path / "img.log", "Always", image="nope:1",
                                waiting=("ImagePullBackOff", "Back-off pulling image"), backoff_at=99.0)
         sandbox.containers = [running, crashed, unpullable]
@@ -83,8 +84,11 @@ def test_a_sandbox_round_trips_through_the_record(tmp_path, sleeper):
                 app.note, app.started_at) == ("app", running.argv, {"PORT": "80"}, tmp_path / "app.log", "Always",
                                               "/tmp", "python:3", 3, "a note", 1700000000.5)
         assert app.process.pid == sleeper.pid and app.running
-        # a crashed container waiting for its back-off keeps its exit and its restart time
+        # a crashed container waiting for its back-off keeps its exit, its restart time and
+        # kubelet's back-off entry (the next wait doubles from it, or it resets after 10 minutes)
         assert (side.last_exit, side.next_start, side.restarts, side.running) == (1, 12345.5, 1, False)
+        assert (side.finished_at, side.backoff) == (12325.5, BackOff(window=20.0, updated=12300.25))
+        assert app.backoff is None
         assert (img.waiting, img.backoff_at, img.process) == (("ImagePullBackOff", "Back-off pulling image"), 99.0, None)
         sleeper.kill()
         sleeper.wait()

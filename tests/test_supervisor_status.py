@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from podnet.crashloop import BackOff
 from podnet.linux.supervisor.status import live_readiness, object_bodies, pods_status, runtime_status
 from tests.conftest import cluster_of
 from tests.supervisor_fakes import sandbox_of
@@ -88,11 +89,14 @@ def test_a_container_in_back_off_is_waiting_with_its_restarts(cluster):
     sandbox = sandbox_of(pod)
     container = sandbox.containers[0]
     container.process.exit(1)
-    container.restarts, container.next_start = 3, 123.0
+    container.restarts, container.next_start, container.backoff = 3, 123.0, BackOff(window=40.0, updated=80.0)
     [body] = [b for b in object_bodies(cluster, {pod.ref: sandbox}, {}) if b["metadata"]["name"] == "web"]
     entry = body["status"]["containerStatuses"][0]
     assert entry["restartCount"] == 3
     assert entry["state"]["waiting"]["reason"] == "CrashLoopBackOff"
+    # kubelet's doBackOff message, with the window being waited as a Go duration
+    assert entry["state"]["waiting"]["message"] == (f"back-off 40s restarting failed container={container.name} "
+                                                    f"pod=web_default({body['metadata']['uid']})")
     assert entry["ready"] is False and entry["started"] is False
 
 

@@ -6,6 +6,7 @@ every problem is reported with its file and line, and a config with any problem 
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
@@ -24,6 +25,9 @@ NODE_ROLES = ("worker", "control-plane")
 # failing as one kubelet cannot pull (strict); podnet.images
 IMAGE_MODES = ("standin", "strict")
 DEFAULT_MAX_PODS = 110  # kubelet's default --max-pods
+# kubelet's crashLoopBackOff.maxContainerRestartPeriod: its default and the range it accepts (seconds)
+MAX_CONTAINER_RESTART_PERIOD = 300.0
+RESTART_PERIOD_RANGE = (1.0, 300.0)
 FIRST_NODE_HOST = 11  # nodes sit at .11, .12, .13 … of the LAN (the seeds' example)
 EXTERNAL_HOST = 100  # the "external" client namespace on the LAN
 
@@ -59,11 +63,21 @@ class Networking:
 
 
 @dataclass(frozen=True)
+class KubeletConfig:
+    """What podnet takes of KubeletConfiguration (the same for every node)."""
+
+    # crashLoopBackOff.maxContainerRestartPeriod: the longest wait before a crashed container is
+    # started again (podnet.crashloop), seconds, 1 to 300 as kubelet validates it
+    max_container_restart_period: float = MAX_CONTAINER_RESTART_PERIOD
+
+
+@dataclass(frozen=True)
 class ClusterConfig:
     name: str = "podnet"
     nodes: tuple[NodeConfig, ...] = field(default_factory=lambda: default_nodes(3))
     networking: Networking = field(default_factory=Networking)
     images: str = "standin"
+    kubelet: KubeletConfig = field(default_factory=KubeletConfig)
 
     @property
     def standins(self) -> bool:
@@ -93,6 +107,8 @@ class ClusterConfig:
                 "proxyMode": n.proxy_mode,
             },
             "images": self.images,
+            "kubelet": {"crashLoopBackOff": {
+                "maxContainerRestartPeriod": go_duration(self.kubelet.max_container_restart_period)}},
         }
 
 
@@ -160,7 +176,9 @@ def parse_config(text: str, file: str = "<config>") -> ClusterConfig:
     return config
 
 
-_TOP_KEYS = {"kind", "apiVersion", "name", "nodes", "networking", "images"}
+_TOP_KEYS = {"kind", "apiVersion", "name", "nodes", "networking", "images", "kubelet"}
+_KUBELET_KEYS = {"crashLoopBackOff"}
+_CRASH_LOOP_KEYS = {"maxContainerRestartPeriod"}
 _NODE_KEYS = {"name", "role", "labels", "maxPods"}
 _NET_KEYS = {
     "podSubnet", "nodeCIDRMaskSize", "serviceSubnet", "dnsDomain", "dnsServiceIP",
@@ -195,9 +213,61 @@ def _build(data: Any, problems: _Problems) -> ClusterConfig | None:
     nodes = _nodes(data.get("nodes", 3), problems)
     if networking is not None and nodes is not None:
         _check_capacity(networking, nodes, problems)
-    if problems.items or networking is None or nodes is None:
+    kubelet = _kubelet(data.get("kubelet") or {}, problems)
+    if problems.items or networking is None or nodes is None or kubelet is None:
         return None
-    return ClusterConfig(name=name, nodes=nodes, networking=networking, images=images)
+    return ClusterConfig(name=name, nodes=nodes, networking=networking, images=images, kubelet=kubelet)
+
+
+def _kubelet(data: Any, problems: _Problems) -> KubeletConfig | None:
+    """kubelet: {crashLoopBackOff: {maxContainerRestartPeriod: DURATION}}, KubeletConfiguration's
+    own spelling (a Go duration: 10s, 1m30s, 5m)."""
+    if not isinstance(data, dict):
+        problems.add(("kubelet",), "must be a mapping")
+        return None
+    _unknown(data, _KUBELET_KEYS, ("kubelet",), problems)
+    crash_loop = data.get("crashLoopBackOff") or {}
+    path = ("kubelet", "crashLoopBackOff")
+    if not isinstance(crash_loop, dict):
+        problems.add(path, "must be a mapping")
+        return None
+    _unknown(crash_loop, _CRASH_LOOP_KEYS, path, problems)
+    raw = crash_loop.get("maxContainerRestartPeriod", go_duration(MAX_CONTAINER_RESTART_PERIOD))
+    path += ("maxContainerRestartPeriod",)
+    try:
+        seconds = parse_go_duration(raw)
+    except ValueError as exc:
+        problems.add(path, str(exc))
+        return None
+    low, high = RESTART_PERIOD_RANGE
+    if not low <= seconds <= high:
+        problems.add(path, f"{raw!r} must be between {low:g}s and {high:g}s, as kubelet accepts it")
+        return None
+    return KubeletConfig(max_container_restart_period=seconds)
+
+
+_GO_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+_GO_DURATION = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")
+
+
+def parse_go_duration(value: Any) -> float:
+    """Seconds in a Go duration as KubeletConfiguration's fields take it (metav1.Duration):
+    "10s", "1m30s", "1.5s", "500ms". ValueError with the reason otherwise."""
+    text = value if isinstance(value, str) else ""
+    parts = _GO_DURATION.findall(text)
+    if not text or "".join(number + unit for number, unit in parts) != text:
+        raise ValueError(f"{value!r} is not a duration (a number and a unit: 10s, 1m30s, 5m; units ns, us, ms, s, m, h)")
+    return sum(float(number) * _GO_UNITS[unit] for number, unit in parts)
+
+
+def go_duration(seconds: float) -> str:
+    """Seconds as Go's Duration.String() writes them for whole seconds and more: 10s, 1m30s, 5m0s."""
+    minutes, rest = divmod(seconds, 60.0)
+    hours, minutes = divmod(int(minutes), 60)
+    text = f"{rest:.9f}".rstrip("0").rstrip(".") + "s"
+    if hours:
+        return f"{hours}h{minutes}m{text}"
+    return f"{minutes}m{text}" if minutes else text
 
 
 def _nodes(value: Any, problems: _Problems) -> tuple[NodeConfig, ...] | None:

@@ -24,7 +24,7 @@ Run `podnet COMMAND --help` for a command's options and examples.
 
 # What needs root: building or entering a real cluster, and reading one that runs (every command
 # that takes -f computes offline without it). Told in the help of a user who is not root.
-NEEDS_ROOT = ("up", "down", "exec", "logs", "apply", "delete", "wait", "probe")
+NEEDS_ROOT = ("up", "down", "exec", "logs", "apply", "delete", "wait", "probe", "node")
 RUNNING_CLUSTER = ("get", "describe", "trace", "dig", "matrix")
 ROOT_NOTE = (f"You are not root: {', '.join(NEEDS_ROOT)} need root (they build, change or enter a real "
              f"cluster), and so do {', '.join(RUNNING_CLUSTER)} and `get clusters` without -f (they read the "
@@ -41,7 +41,7 @@ CONFIG_EXAMPLES = """examples:
 # needs at module level, and `podnet get` must not pay for the data plane's imports (pyroute2,
 # the supervisor, the DNS server: about 150 ms).
 COMMANDS = {name: name for name in ("up", "down", "get", "describe", "wait", "logs", "apply", "delete", "trace",
-                                     "dig", "matrix", "probe", "check", "explain", "completion", "version")}
+                                     "dig", "matrix", "probe", "node", "check", "explain", "completion", "version")}
 COMMANDS["exec"] = "exec_"  # the module name avoids shadowing the builtin exec
 
 

@@ -5,7 +5,8 @@ gives it a mount namespace where the pod's /etc/netns/<netns>/{resolv.conf,hosts
 over /etc, and `unshare --uts` for the pod's own hostname. Containers, and `podnet exec`, join
 that sandbox with `nsenter` — so they share the pod's network, hostname, resolv.conf and hosts,
 like containers of one pod. Output goes to one log file per container (for `podnet logs`);
-restartPolicy decides what happens when a process exits. What runs for each image is
+restartPolicy decides what happens when a process exits, and kubelet's CrashLoopBackOff
+(podnet.crashloop) when it starts again. What runs for each image is
 podnet.images' word (podnet.kubelet.container_argv): the host's nginx and redis-server get
 their files in the pod's own state directory here; an image that cannot be pulled (images:
 strict) starts nothing and waits as kubelet's ErrImagePull, then ImagePullBackOff.
@@ -22,7 +23,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from podnet import images
+from podnet import crashloop, images
 from podnet.api.objects import KubeObject
 from podnet.controlplane import Cluster
 from podnet.host.layout import ClusterLayout
@@ -32,7 +33,6 @@ from podnet.semantics.dns import resolv_conf
 
 ETC_NETNS = Path("/etc/netns")
 STARTED_GRACE = 5.0  # seconds a podnet program may take to say it started before it is probed anyway
-RESTART_BACKOFF_MAX = 10.0  # seconds; kubelet caps at 5 minutes, a simulator should not wait that long
 TERMINATION_POLL = 0.05  # seconds between looks at a terminating container's process
 PULL_BACKOFF = 1.0  # seconds from ErrImagePull to ImagePullBackOff (kubelet's first image back-off: 10 s)
 NGINX_PAGE = "<!DOCTYPE html>\n<html><head><title>Welcome to nginx!</title></head>\n<body><h1>Welcome to nginx!</h1>\n<p>Served by podnet's nginx behaviour.</p></body></html>\n"
@@ -53,8 +53,10 @@ class Container:
     image: str = ""
     process: subprocess.Popen | None = None
     restarts: int = 0
-    last_exit: int | None = None
-    next_start: float = 0.0
+    last_exit: int | None = None  # its process's exit code, once seen (None again when it restarts)
+    finished_at: float = 0.0  # when that exit was seen (monotonic): kubelet's FinishedAt
+    next_start: float = 0.0  # when it starts again (monotonic; 0: no restart due); CrashLoopBackOff until then
+    backoff: crashloop.BackOff | None = None  # kubelet's back-off entry for the container
     note: str = ""
     started_at: float | None = None  # wall-clock time its process last started (status startedAt)
 
@@ -278,32 +280,43 @@ class Runtime:
             log.close()
 
     def reap(self) -> None:
-        """Apply restartPolicy to containers that exited (call periodically). A sandbox that
-        died is made again, as kubelet recreates a pod sandbox."""
+        """Apply restartPolicy to containers that exited (call periodically), each started again
+        when kubelet's back-off allows (podnet.crashloop). A sandbox that died is made again, as
+        kubelet recreates a pod sandbox."""
         now = time.monotonic()
         for sandbox in self.pods.values():
             if sandbox.terminating:
                 continue
             if sandbox.pause.poll() is not None or self.sandbox_pid(sandbox) is None:
                 self._recreate_sandbox(sandbox)
+                continue
             for container in sandbox.containers:
                 if container.waiting and container.waiting[0] == "ErrImagePull" and now >= container.backoff_at:
                     container.waiting = ("ImagePullBackOff", images.pull_backoff(container.image))
                 if container.process is None or container.process.poll() is None:
                     continue
-                code = container.process.returncode
-                if container.last_exit is None or container.next_start == 0.0:
-                    container.last_exit = code
-                    restart = container.restart_policy == "Always" or (container.restart_policy == "OnFailure" and code != 0)
-                    if not restart:
-                        continue
-                    delay = min(RESTART_BACKOFF_MAX, 0.5 * 2 ** container.restarts)
-                    container.next_start = now + delay
-                if container.next_start and now >= container.next_start:
-                    container.restarts += 1
-                    container.next_start = 0.0
-                    container.last_exit = None
-                    self._start(sandbox, container)
+                if container.last_exit is None:
+                    self._exited(container, now)
+                self._restart_if_due(sandbox, container, now)
+
+    @staticmethod
+    def _exited(container: Container, now: float) -> None:
+        """kubelet sees the container's process ended: it restarts per restartPolicy, at once or
+        after its back-off window (next_start)."""
+        code = container.process.returncode
+        container.last_exit, container.finished_at = code, now
+        if container.restart_policy == "Always" or (container.restart_policy == "OnFailure" and code != 0):
+            container.next_start = crashloop.restart_at(container.backoff, now)
+
+    def _restart_if_due(self, sandbox: PodSandbox, container: Container, now: float) -> None:
+        if not container.next_start or now < container.next_start:
+            return
+        max_period = self.cluster.config.kubelet.max_container_restart_period
+        container.backoff = crashloop.restarted(container.backoff, container.finished_at, now, max_period)
+        container.restarts += 1
+        container.next_start = 0.0
+        container.last_exit = None
+        self._start(sandbox, container)
 
     def kill_container(self, ref: str, name: str) -> None:
         """What kubelet does to a container that fails liveness: kill it; reap() restarts it."""
@@ -341,6 +354,9 @@ class Runtime:
         return "exited"
 
     def _recreate_sandbox(self, sandbox: PodSandbox) -> None:
+        """kubelet's answer to a dead sandbox: kill what is left of the pod, make the sandbox
+        again in the same network namespace, and start the containers again as after any exit
+        (restartPolicy, back-off)."""
         for container in sandbox.containers:
             if container.process is not None and container.process.poll() is None:
                 _signal_group(container.process, signal.SIGKILL)
@@ -349,13 +365,38 @@ class Runtime:
         sandbox.pause.wait()
         sandbox.pause, sandbox.found = self._start_sandbox(sandbox.pod, sandbox.netns), None
         self._wait_for_sandbox(sandbox)
+        now = time.monotonic()
         for container in sandbox.containers:
-            if container.waiting:  # its image still cannot be pulled
+            if container.process is None:  # its image cannot be pulled: it never started
                 continue
-            container.restarts += 1
-            container.next_start = 0.0
-            container.last_exit = None
-            self._start(sandbox, container)
+            if container.last_exit is None:
+                self._exited(container, now)
+            self._restart_if_due(sandbox, container, now)
+
+    def kill_pods(self, refs: list[str]) -> None:
+        """Every process of the pods (sandboxes and containers) SIGKILLed at once, as when their
+        node loses power; waits until they are gone. The pods stay, their sandboxes dead."""
+        sandboxes = [self.pods[ref] for ref in refs if ref in self.pods]
+        processes = [p for s in sandboxes for p in [s.pause, *(c.process for c in s.containers if c.process)]]
+        for process in processes:
+            _signal_group(process, signal.SIGKILL)
+        for process in processes:
+            process.wait()
+
+    def reboot_pod(self, ref: str) -> PodSandbox | None:
+        """The pod after its node rebooted (kill_pods first): kubelet starts afresh, its back-off
+        entries lost with it, and makes the sandbox again; each container starts at once as
+        restartPolicy allows, its restart counted (kubelet reads the count of the container it
+        finds exited). The sandbox, or None if the pod is not here or is being deleted."""
+        sandbox = self.pods.get(ref)
+        if sandbox is None or sandbox.terminating:
+            return None
+        for container in sandbox.containers:
+            container.backoff = None
+            if container.next_start:  # it was waiting out a back-off the reboot forgot: due now
+                container.next_start = time.monotonic()
+        self._recreate_sandbox(sandbox)
+        return sandbox
 
     def stop_pod(self, ref: str, grace: float = 2.0) -> None:
         self.stop_pods([ref], grace)

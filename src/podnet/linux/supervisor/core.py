@@ -18,6 +18,7 @@ import json
 import logging
 import threading
 import time
+import uuid
 from collections.abc import Mapping
 from datetime import datetime, timezone
 from typing import Any
@@ -280,27 +281,31 @@ class Supervisor:
         data plane is real (tests drive the supervisor with a fake data plane)."""
         if not getattr(self.dataplane, "real", False):
             return
-        networking = self.config.networking
         netlink = self.netlink_factory()
         try:
             for node in self.cluster.nodes:
-                netns = self.layout.node_netns(node.name)
-                netlink.apply(netns, reconcile.node_changes(networking))
-                proxy = NodeProxy(self.layout.cluster, node.name, netns, networking.proxy_mode,
-                                  pod_subnet=str(networking.pod_subnet),
-                                  service_subnet=str(networking.service_subnet))
-                proxy.sync_now(self.cluster)
-                self.proxies[node.name] = proxy
-                policy = self.policy_factory(node.name, netns)
-                policy.sync(self.cluster)  # before any pod starts: never a moment unprotected
-                self.policies[node.name] = policy
-                self.policy_synced[node.name] = self.generation
+                self._start_node_agents(node.name, netlink)
         finally:
             netlink.close()  # an open socket would keep the node's namespace alive after down
         self.announcer = L2Announcer(self.layout)
         self.announcer.sync(self.cluster)
         self.prober = ProbeManager(self.runtime, self.layout, self._probe_changed, self._probe_restart,
                                    on_failure=self._probe_failed)
+
+    def _start_node_agents(self, node: str, netlink) -> None:
+        """A node's kube-proxy and NetworkPolicy table, synced to the cluster before any pod
+        of the node starts (never a moment unprotected), and the node's settings they need."""
+        networking = self.config.networking
+        netns = self.layout.node_netns(node)
+        netlink.apply(netns, reconcile.node_changes(networking))
+        proxy = NodeProxy(self.layout.cluster, node, netns, networking.proxy_mode,
+                          pod_subnet=str(networking.pod_subnet), service_subnet=str(networking.service_subnet))
+        self.proxies[node] = proxy  # known before it syncs: a later update retries a sync that fails
+        proxy.sync_now(self.cluster)
+        policy = self.policy_factory(node, netns)
+        self.policies[node] = policy  # likewise: retry_policies syncs it again
+        policy.sync(self.cluster)
+        self.policy_synced[node] = self.generation
 
     def _probe_changed(self, ref: str, container: str, ready: bool, started: bool) -> None:
         """From the prober's thread: note it, and let the reconciler recompute."""
@@ -452,13 +457,18 @@ class Supervisor:
         sandbox = self.runtime.start_pod(pod, netns)
         self.meta.pod_start(pod.ref)
         for spec in pod.spec.get("containers") or []:
-            where = f"spec.containers{{{spec.get('name')}}}"
-            self.record_event(pod, "Normal", "Pulled",
-                              f'Container image "{spec.get("image")}" already present on machine', "kubelet", where)
-            self.record_event(pod, "Normal", "Created", f"Created container: {spec.get('name')}", "kubelet", where)
-            self.record_event(pod, "Normal", "Started", f"Started container {spec.get('name')}", "kubelet", where)
+            self._say_started(pod, spec.get("name"))
         if self.prober is not None:
             self.prober.add_pod(sandbox)
+
+    def _say_started(self, pod, container: str) -> None:
+        """kubelet's Pulled, Created and Started for a container it starts."""
+        spec = next((c for c in pod.spec.get("containers") or [] if c.get("name") == container), {})
+        where = f"spec.containers{{{container}}}"
+        self.record_event(pod, "Normal", "Pulled",
+                          f'Container image "{spec.get("image")}" already present on machine', "kubelet", where)
+        self.record_event(pod, "Normal", "Created", f"Created container: {container}", "kubelet", where)
+        self.record_event(pod, "Normal", "Started", f"Started container {container}", "kubelet", where)
 
     def _stop_pod(self, ref: str, killing_said: bool = False) -> None:
         if self.prober is not None:
@@ -620,6 +630,82 @@ class Supervisor:
             started = [ref for ref in actions.started if ref not in waiting]
             answer = {"lines": lines, "started": started, "stopped": list(actions.stop)}
             return {**answer, "warnings": store.warnings} if store.warnings else answer
+
+    # -- a node reboot (`podnet node restart`) --------------------------------------------------------
+
+    def restart_node(self, node: str) -> dict[str, Any]:
+        """The node loses power and boots again: every process of its pods is SIGKILLed at once
+        and its kernel loses kube-proxy's and NetworkPolicy's rules. Then it comes back as a
+        rebooted node does: the supervisor syncs the node's Services and policies again (before
+        any of its pods runs), and kubelet makes each pod's sandbox again — in the same pod
+        network namespace, so with the same address — and starts its containers (restartCount
+        + 1, no back-off: kubelet's restarted too), probing readiness anew. Events as kubelet's:
+        Starting and Rebooted for the node, SandboxChanged and the containers' for each pod."""
+        with self.lock:
+            if self.cluster.get("Node", "", node) is None:
+                raise PodnetError(f'node "{node}" not found in cluster {self.layout.cluster}')
+            refs = sorted(ref for ref, sandbox in self.runtime.pods.items()
+                          if sandbox.pod is not None and sandbox.pod.spec.get("nodeName") == node)
+            log.info("node %s: rebooting (%d pods)", node, len(refs))
+            for ref in refs:  # kubelet's probe results go with it
+                if self.prober is not None:
+                    self.prober.remove_pod(ref)
+                self.container_state.pop(ref, None)
+            self.runtime.kill_pods(refs)
+            warnings = []
+            if node in self.proxies or node in self.policies:
+                self._flush_node_rules(node)
+                netlink = self.netlink_factory()
+                try:
+                    self._start_node_agents(node, netlink)
+                    self.policy_errors.pop(node, None)
+                except Exception as exc:  # the loop retries (kube-proxy's thread, retry_policies)
+                    log.exception("node %s: syncing its rules after the reboot failed", node)
+                    self.policy_errors[node] = str(exc)
+                    if node in self.proxies:
+                        self.proxies[node].update(self.cluster)
+                    warnings.append(f"Warning: node {node}'s Services and NetworkPolicies are not programmed yet "
+                                    f"(retrying): {exc}")
+                finally:
+                    netlink.close()
+            about = self.cluster.get("Node", "", node)
+            for type_, reason, message in (("Normal", "Starting", "Starting kubelet."),
+                                           ("Warning", "Rebooted",
+                                            f"Node {node} has been rebooted, boot id: {uuid.uuid4()}")):
+                self.events.record(involved(about), type_, reason, message, "kubelet", node)
+            restarted = []
+            for ref in refs:
+                sandbox = self.runtime.reboot_pod(ref)
+                pod = self.cluster.get("Pod", *ref.split("/", 1))
+                if sandbox is None or pod is None:
+                    continue  # being deleted: its termination ends with its processes gone
+                restarted.append(ref)
+                self.record_event(pod, "Normal", "SandboxChanged",
+                                  "Pod sandbox changed, it will be killed and re-created.", "kubelet")
+                for container in sandbox.containers:
+                    if container.running:
+                        self._say_started(pod, container.name)
+                if self.prober is not None:
+                    # new containers: not ready until the prober says otherwise (at once for those
+                    # without a readiness probe), so the pod leaves its Services' endpoints meanwhile
+                    self.container_state[ref] = {c.name: {"ready": False, "started": False} for c in sandbox.containers}
+                    self.prober.add_pod(sandbox)
+            self.state_changed.set()  # readiness as the new probes say: the loop recomputes
+            self.persist(force=True)
+            log.info("node %s: rebooted, %d pods started again", node, len(restarted))
+            return {"node": node, "pods": restarted, "warnings": warnings}
+
+    def _flush_node_rules(self, node: str) -> None:
+        """What a reboot loses of the node's kernel state that podnet programs: kube-proxy's
+        rules (its userspace listeners too) and the NetworkPolicy tables."""
+        proxy, policy = self.proxies.pop(node, None), self.policies.pop(node, None)
+        self.policy_synced.pop(node, None)
+        for what, flush in (("kube-proxy's rules", lambda: proxy.stop(cleanup=True) if proxy else None),
+                            ("the NetworkPolicy tables", lambda: policy.cleanup() if policy else None)):
+            try:
+                flush()
+            except Exception as exc:  # they stay: the syncs that follow replace them whole
+                log.warning("node %s: flushing %s failed: %s", node, what, exc)
 
     def stop(self) -> None:
         self.stopping.set()  # terminations under way give up: the teardown kills without grace

@@ -8,7 +8,9 @@ store (ipam/) the addresses; this record holds the rest:
 
 - pods: each running sandbox — its namespace, its pause process and its containers' processes
   by pid and start time (podnet.linux.adopted: a pid alone could be another process after a
-  reuse), each container's argv, environment, log, restart count, last exit and back-off;
+  reuse), each container's argv, environment, log, restart count, last exit and when it was
+  seen, and kubelet's back-off (its entry, podnet.crashloop, and when the restart is due:
+  monotonic times, the system's clock since boot, which a new supervisor reads alike);
 - bodies: the running pods as computed (name, node, address), fed back as the carried-over pods
   of the first computation, as after an apply; terminating: the pods being deleted;
 - containerState: kubelet's probe results, so readiness (and EndpointSlices) stay as they were
@@ -33,6 +35,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from podnet.crashloop import BackOff
 from podnet.errors import PodnetError
 from podnet.linux.adopted import AdoptedProcess, start_time
 from podnet.linux.runtime import Container, PodSandbox
@@ -81,7 +84,8 @@ def sandbox_record(sandbox: PodSandbox, ids: ProcessIds) -> dict[str, Any]:
             "name": c.name, "argv": c.argv, "env": c.env, "log": str(c.log), "restartPolicy": c.restart_policy,
             "workdir": c.workdir, "waiting": list(c.waiting) if c.waiting else None, "backoffAt": c.backoff_at,
             "image": c.image, "process": ids.entry(c.process), "restarts": c.restarts, "lastExit": c.last_exit,
-            "nextStart": c.next_start, "note": c.note, "startedAt": c.started_at,
+            "nextStart": c.next_start, "note": c.note, "startedAt": c.started_at, "finishedAt": c.finished_at,
+            "backoff": [c.backoff.window, c.backoff.updated] if c.backoff else None,
         } for c in sandbox.containers],
     }
 
@@ -97,7 +101,8 @@ def adopted_sandbox(entry: dict[str, Any], pod) -> PodSandbox:
                               workdir=c["workdir"], waiting=tuple(c["waiting"]) if c["waiting"] else None,
                               backoff_at=float(c["backoffAt"]), image=c["image"], restarts=int(c["restarts"]),
                               last_exit=c["lastExit"], next_start=float(c["nextStart"]), note=c["note"],
-                              started_at=c["startedAt"])
+                              started_at=c["startedAt"], finished_at=float(c.get("finishedAt") or 0.0),
+                              backoff=BackOff(*map(float, c["backoff"])) if c.get("backoff") else None)
         container.process = _process(c["process"])
         if container.process is None and not container.waiting and c["lastExit"] is None:
             # it ran when last recorded, or was about to start: an end nobody saw

@@ -2,7 +2,8 @@
 
 One JSON request per connection, one JSON reply: {"ok": true, ...} or {"ok": false,
 "error": "..."}. Ops: ping, status, objects, generation, watch, exec, logs, apply, delete,
-down, events (the event store, from a resourceVersion on) and event (a controller posts one).
+down, events (the event store, from a resourceVersion on), event (a controller posts one) and
+restartNode (a node reboot, `podnet node restart`).
 `watch` is a long poll, as a Kubernetes watch is for its clients: its connection stays open
 (in its own thread) until the generation moves from the one the watcher holds or its timeout
 ends, so the servers that follow the cluster react within one change. `handle` maps a request
@@ -66,6 +67,8 @@ def handle(supervisor, message: dict[str, Any]) -> dict[str, Any]:
         return {"items": supervisor.events.list(since), "resourceVersion": supervisor.events.version}
     if op == "event":  # a controller in a pod reports (the ingress controller's Sync and Warnings)
         return {"event": supervisor.post_event(message)}
+    if op == "restartNode":  # `podnet node restart NODE`: its pods' processes killed and started again
+        return supervisor.restart_node(str(message.get("node") or ""))
     if op == "down":
         supervisor.stopping.set()
         supervisor.stop_watchers()

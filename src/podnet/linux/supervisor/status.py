@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from podnet import images
+from podnet.config import go_duration
 from podnet.api.objects import KubeObject
 from podnet.controlplane import Cluster
 from podnet.linux.supervisor.events import timestamp
@@ -59,9 +60,12 @@ def runtime_status(body: dict[str, Any], sandbox, probed: Mapping[str, Mapping[s
         if container.waiting:  # its image cannot be pulled (images: strict)
             entry["state"] = {"waiting": {"reason": container.waiting[0], "message": container.waiting[1]}}
             entry["image"] = container.image
-        elif container.next_start:
-            entry["state"] = {"waiting": {"reason": "CrashLoopBackOff",
-                                          "message": f"back-off restarting failed container {container.name}"}}
+        elif container.next_start:  # kubelet's doBackOff message, with the window it waits
+            window = getattr(container, "backoff", None)
+            metadata = body["metadata"]
+            entry["state"] = {"waiting": {"reason": "CrashLoopBackOff", "message":
+                f"back-off {go_duration(window.window) if window else '0s'} restarting failed container="
+                f"{container.name} pod={metadata.get('name')}_{metadata.get('namespace')}({metadata.get('uid', '')})"}}
         else:
             code = container.last_exit if container.last_exit is not None else 0
             entry["state"] = {"terminated": {"exitCode": code, "reason": "Completed" if code == 0 else "Error"}}
