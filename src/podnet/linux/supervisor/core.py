@@ -203,8 +203,11 @@ class Supervisor:
         """A restarted supervisor (record.py): take over the pods the dead one left running —
         their namespaces, addresses and processes stay as they are — then sync the kernel's rules
         again and let the loop reconcile what changed meanwhile (a container that died is
-        restarted by reap, per restartPolicy; a pod wanted but not running is started). Returns
-        the refs of the pods adopted."""
+        restarted by reap, per restartPolicy; a pod wanted but not running is started; a pod the
+        dead one started but had not recorded is stopped and started again — by its namespace,
+        or for a hostNetwork pod by its processes' UTS namespace, strays.py; a termination
+        under way goes on until its recorded grace deadline). The generation counts on above
+        the recorded one. Returns the refs of the pods adopted."""
         self.meta.restore(saved["apimeta"])
         self.controllers.restore(saved["controllers"])
         try:

@@ -10,7 +10,10 @@ store (ipam/) the addresses; this record holds the rest:
   by pid and start time (podnet.linux.adopted: a pid alone could be another process after a
   reuse), each container's argv, environment, log, restart count, last exit and back-off;
 - bodies: the running pods as computed (name, node, address), fed back as the carried-over pods
-  of the first computation, as after an apply; terminating: the pods being deleted;
+  of the first computation, as after an apply; terminating: the pods being deleted, and
+  graceDeadlines: when each one's grace period ends (a successor goes on with what is left);
+- generation: the state's generation, which a successor counts on from (above it: watchers hold
+  one the dead supervisor served and must see the next change as one);
 - containerState: kubelet's probe results, so readiness (and EndpointSlices) stay as they were
   until the new prober says otherwise;
 - apimeta and controllers: uids, creationTimestamps, resourceVersions, generations, condition
