@@ -109,6 +109,36 @@ def test_get_w_keeps_watching_across_a_supervisor_restart(state, monkeypatch, ca
             watcher.join(10)
 
 
+def test_wait_goes_on_across_a_supervisor_restart(state, monkeypatch, capsys):
+    """`podnet wait --for=delete` of pods the restarted supervisor deletes: met, exit 0."""
+    monkeypatch.setattr("podnet.cli.load.os.geteuid", lambda: 0)
+    layout = ClusterLayout("ro")
+    first = make(state)
+    first.start()
+    web = sorted(ref.split("/")[1] for ref in first.runtime.pods if ref.startswith("default/web-"))
+    answer: list[int] = []
+    with serving(layout.socket_path, lambda message: handle(first, message)):
+        waiter = threading.Thread(target=lambda: answer.append(main(
+            ["wait", "--for=delete", "pod", "-l", "app=web", "--timeout=120s", "--name", "ro"])), daemon=True)
+        waiter.start()
+        time.sleep(0.5)  # its first reading is taken
+        first.persist()
+        first.stopping.set()  # the long poll it waits in answers now: its next request finds nobody
+        first.stop_watchers()
+    layout.socket_path.touch()  # the dead supervisor's socket file
+    time.sleep(0.5)  # nobody answering
+    assert waiter.is_alive(), (answer, capsys.readouterr())
+    second = make(state)
+    second.adopt(record.read(state.directory))
+    with serving(layout.socket_path, lambda message: handle(second, message)):
+        second.change(json.dumps({"apiVersion": "v1", "kind": "List", "items": [DEPLOYMENT]}), delete=True,
+                      grace_period=0)
+        waiter.join(60)
+    assert answer == [0]
+    out = capsys.readouterr().out
+    assert len(web) == 2 and all(f"pod/{name} condition met" in out for name in web), out
+
+
 @pytest.fixture
 def terminating(state, monkeypatch):
     """A supervisor that began terminating a pod (grace period 30 s, its process holding on)

@@ -46,17 +46,18 @@ def next_reading(live: LiveCluster, timeout: float) -> Cluster:
     return changed if changed is not None else live.read()
 
 
-def reading_across_restarts(live: LiveCluster, timeout: float,
-                            said: Callable[[], None] = lambda: None) -> Cluster:
+def reading_across_restarts(live: LiveCluster, timeout: float, said: Callable[[], None] = lambda: None,
+                            deadline: float | None = None) -> Cluster:
     """next_reading, waiting out a supervisor being restarted; NotRunning once the cluster is
-    gone (its state directory removed: `down`). `said` is called once when the supervisor is
-    first found not answering."""
+    gone (its state directory removed: `down`) or, with a `deadline` (time.monotonic()), once
+    that passed. `said` is called once when the supervisor is first found not answering."""
     told = False
     while True:
         try:
-            return next_reading(live, timeout)
+            left = timeout if deadline is None else min(timeout, deadline - time.monotonic())
+            return next_reading(live, left)
         except NotRunning:
-            if not live.path.parent.is_dir():
+            if not live.path.parent.is_dir() or (deadline is not None and time.monotonic() >= deadline):
                 raise
             if not told:
                 said()
