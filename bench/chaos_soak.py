@@ -24,8 +24,10 @@ refused connections — any other failure is "unexplained" and a bug.
 At the end: kills by type, requests and DNS queries sent and failed (by window), recovery time
 per type (median / max), container restarts seen against pod kills, supervisor successors seen,
 and the invariants — every pod Ready, no two pods with one address (and host-local holding
-exactly the running pods' addresses), the supervisor answering, no Traceback in its log, and
-`podnet down` leaving nothing. The cluster is named soak<random hex> and removed in a finally.
+exactly the running pods' addresses), the supervisor answering, no Traceback in its log, a
+`podnet get pods -A -w` started before the first kill still watching (and printing the pods'
+changes after the last supervisor restart), ending by itself at `down`, and `podnet down`
+leaving nothing. The cluster is named soak<random hex> and removed in a finally.
 """
 
 from __future__ import annotations
@@ -140,6 +142,30 @@ while not os.path.exists(stop):
 def podnet(*argv: str, timeout: float = 300) -> str:
     return subprocess.run([sys.executable, "-m", "podnet", *argv], capture_output=True, text=True, check=True,
                           timeout=timeout).stdout
+
+
+class Watcher:
+    """`podnet get pods -A -w` for the whole run: its lines, each with the time it came."""
+
+    def __init__(self, cluster: str):
+        self.process = subprocess.Popen([sys.executable, "-m", "podnet", "get", "pods", "-A", "-w", "--name", cluster],
+                                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self.lines: list[tuple[float, str]] = []
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+
+    def _read(self) -> None:
+        for line in self.process.stdout:
+            self.lines.append((time.time(), line.rstrip()))
+
+    def ended(self, timeout: float) -> int | None:
+        """Its exit code once it ended within `timeout` seconds, else None (it is then killed)."""
+        try:
+            return self.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+            return None
 
 
 class Loop:
@@ -349,6 +375,7 @@ def main() -> int:
                                        "networking: {proxyMode: nftables}\n")
     stop = work / "stop"
     loops: list[Loop] = []
+    watcher: Watcher | None = None
     kills: list[Kill] = []
     results: dict = {"seed": seed, "minutes": args.minutes, "cluster": name}
     soak = Soak(name, rng)
@@ -358,6 +385,7 @@ def main() -> int:
         restarts_before = sum(soak.restarts(p) for p in soak.pods().values())
         soak.supervisor()
         loops = [Loop(name, "req", stop), Loop(name, "dns", stop)]
+        watcher = Watcher(name)
         time.sleep(3)  # the loops are running
         started = time.monotonic()
         end = started + args.minutes * 60
@@ -376,6 +404,16 @@ def main() -> int:
         for loop in loops:
             loop.finish()
         checks = invariants(soak, name)
+        last = max((k.recovered or 0.0 for k in kills if k.kind in ("supervisor", "restart")), default=0.0)
+        # a pod's change after the last supervisor restart, seen by the watch started before the first
+        # kill: one more workload kill (counted with the others)
+        marker = time.time()
+        restart_web = soak.kill("workload")
+        kills.append(restart_web)
+        checks["get -w still watching, saw a change after the last supervisor restart"] = (
+            watcher.process.poll() is None
+            and soak.wait(lambda: any(t > max(last, marker) and restart_web.target.split("/")[1] in line
+                                      for t, line in watcher.lines), 60))
         restarts_after = sum(soak.restarts(p) for p in soak.pods().values())
         results["kills"] = {k: sum(1 for x in kills if x.kind == k) for k in KINDS}
         results["recovery"] = {k: [x.took for x in kills if x.kind == k and x.took is not None] for k in KINDS}
@@ -393,6 +431,8 @@ def main() -> int:
             if loop.process.poll() is None:
                 loop.finish()
         subprocess.run([sys.executable, "-m", "podnet", "down", "--name", name], capture_output=True, timeout=300)
+        if watcher is not None:
+            results.setdefault("invariants", {})["get -w ended by itself at down (exit 0)"] = watcher.ended(60) == 0
         left = leftovers(name)
         results.setdefault("invariants", {})["down leaves nothing"] = not left
         if left:
