@@ -117,11 +117,19 @@ def test_wait_goes_on_across_a_supervisor_restart(state, monkeypatch, capsys):
     first.start()
     web = sorted(ref.split("/")[1] for ref in first.runtime.pods if ref.startswith("default/web-"))
     answer: list[int] = []
-    with serving(layout.socket_path, lambda message: handle(first, message)):
+    asked: list[str] = []
+
+    def answering(message):
+        asked.append(message.get("op"))
+        return handle(first, message)
+
+    with serving(layout.socket_path, answering):
         waiter = threading.Thread(target=lambda: answer.append(main(
             ["wait", "--for=delete", "pod", "-l", "app=web", "--timeout=120s", "--name", "ro"])), daemon=True)
         waiter.start()
-        time.sleep(0.5)  # its first reading is taken
+        deadline = time.monotonic() + 60
+        while "watch" not in asked and time.monotonic() < deadline:
+            time.sleep(0.02)  # its first reading is taken, and it waits in the long poll
         first.persist()
         first.stopping.set()  # the long poll it waits in answers now: its next request finds nobody
         first.stop_watchers()
