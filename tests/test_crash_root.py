@@ -6,7 +6,8 @@ request may fail. Either the supervisor alone is killed and its watchdog starts 
 the watchdog is killed too: then a command says the supervisor is not running and how to
 restart it, a container of another pod is killed meanwhile, and `podnet up --name NAME`
 starts a supervisor (and a pod it started but had not recorded, as in an apply cut short, is
-removed and started again, its address released first). Either way the new one re-adopts every pod: the same processes in each pod's namespace (`ip netns pids`), the
+removed and started again, its address released first; a hostNetwork one, which has no namespace
+of its own, has its processes found in the node's and stopped). Either way the new one re-adopts every pod: the same processes in each pod's namespace (`ip netns pids`), the
 same addresses, uids, creationTimestamps and restart counts; the killed container is
 restarted per its restartPolicy; an apply afterwards works, and the cluster DNS and the
 ingress controller (which retried the control socket meanwhile) serve the Service and the
@@ -35,9 +36,10 @@ from tests.test_termination_root import AGNHOST, REST, Client, all_ready, lb_ip,
 
 pytestmark = pytest.mark.root  # tests/conftest.py skips it without root and namespaces
 
-def pause_pod(name: str, node: str) -> str:
+def pause_pod(name: str, node: str, host_network: bool = False) -> str:
     return (f"---\napiVersion: v1\nkind: Pod\nmetadata: {{name: {name}}}\nspec:\n  nodeName: {node}\n"
-            f"  containers: [{{name: c, image: {AGNHOST}, args: [pause]}}]\n")
+            + ("  hostNetwork: true\n" if host_network else "")
+            + f"  containers: [{{name: c, image: {AGNHOST}, args: [pause]}}]\n")
 
 
 APP = f"""
@@ -56,7 +58,7 @@ spec:
         args: [netexec, --http-port=8080]
         ports: [{{name: http, containerPort: 8080}}]
         readinessProbe: {{httpGet: {{path: /healthz, port: http}}, periodSeconds: 1}}
-""" + REST + pause_pod("orphan", "node1") + pause_pod("lone", "node2")
+""" + REST + pause_pod("orphan", "node1") + pause_pod("lone", "node2") + pause_pod("hostorphan", "node2", True)
 
 LATER = """
 apiVersion: v1
@@ -188,9 +190,11 @@ def test_a_killed_supervisor_is_restarted_and_adopts_every_pod(cluster, restart)
             [lone] = [p for p in record["pods"] if p["name"] == "lone"]
             killed = lone["containers"][0]["process"]["pid"]
             os.killpg(killed, signal.SIGKILL)
-            # a pod the dead supervisor started but had not recorded yet (it died in an apply)
-            record["pods"] = [p for p in record["pods"] if p["name"] != "orphan"]
-            record["bodies"] = [b for b in record["bodies"] if b["metadata"]["name"] != "orphan"]
+            # pods the dead supervisor started but had not recorded yet (it died in an apply)
+            [hostorphan] = [p for p in record["pods"] if p["name"] == "hostorphan"]
+            host_pids = [e["pid"] for e in [hostorphan["pause"], *(c["process"] for c in hostorphan["containers"])]]
+            record["pods"] = [p for p in record["pods"] if p["name"] not in ("orphan", "hostorphan")]
+            record["bodies"] = [b for b in record["bodies"] if b["metadata"]["name"] not in ("orphan", "hostorphan")]
             (layout.state_dir / "running.json").write_text(json.dumps(record))
             # the kernel's rules keep serving while the supervisor is down
             mark = len(client.answers)
@@ -203,7 +207,7 @@ def test_a_killed_supervisor_is_restarted_and_adopts_every_pod(cluster, restart)
         # every pod as it was: its processes (but lone's killed container), address, uid, restarts
         after = seen(name)
         assert after.keys() == before.keys()
-        changed = {"lone", "orphan"} if killed is not None else set()
+        changed = {"lone", "orphan", "hostorphan"} if killed is not None else set()
         for pod, was in before.items():
             if pod not in changed:
                 assert after[pod] == was, pod
@@ -214,6 +218,11 @@ def test_a_killed_supervisor_is_restarted_and_adopts_every_pod(cluster, restart)
             # the unrecorded pod was removed and started again: new processes, no address lost
             wait_for(lambda: all_ready(name, "default"), 120, "every pod Ready again")
             assert not processes[("default", "orphan")] & netns_pids(layout.pod_netns("default", "orphan"))
+            # the unrecorded hostNetwork pod's processes were stopped, and it was started again
+            assert all(gone(pid) for pid in host_pids), [pid for pid in host_pids if not gone(pid)]
+            [hostorphan] = [p for p in json.loads((layout.state_dir / "running.json").read_text())["pods"]
+                            if p["name"] == "hostorphan"]
+            assert hostorphan["containers"][0]["process"]["pid"] not in host_pids
             for node in ("node1", "node2"):
                 reserved = sorted(p.name for p in (layout.ipam_dir(node) / CNI_NETWORK).iterdir() if p.name[0].isdigit())
                 holders = sorted(p["status"]["podIP"] for p in json.loads(podnet(

@@ -10,7 +10,9 @@ import pytest
 
 from podnet.cli import describe as describe_cli
 from podnet.cli import events as events_cli
+from podnet.cli.load import NoCluster
 from podnet.cli.main import main
+from podnet.host import layout as layout_module
 from podnet.linux.supervisor.events import EventStore
 from podnet.output import age
 from tests.conftest import cluster_of
@@ -87,6 +89,34 @@ def test_get_events_w_streams_what_comes_after_the_list(store, capsys, monkeypat
     lines = capsys.readouterr().out.splitlines()
     assert len(lines) == 4 and lines[3].split()[1:4] == ["Normal", "Killing", "pod/web"]
     assert polls[0] == (0, 0.0) and polls[1] == (store.version - 1, events_cli.WATCH_WAIT)
+
+
+def test_get_events_w_waits_out_a_supervisor_restart_and_ends_at_down(store, capsys, monkeypatch, tmp_path):
+    """No supervisor answering while the cluster's state directory is there: asked again (from
+    the version held); the directory gone (down): exit 0."""
+    monkeypatch.setattr(layout_module, "STATE_ROOT", tmp_path)
+    (tmp_path / "soak").mkdir()
+    polls = []
+
+    def long_poll(name, since=0, wait=0.0):
+        polls.append((name, since))
+        if len(polls) in (2, 3):  # the supervisor restarting
+            raise NoCluster("the supervisor of cluster soak is not running")
+        if len(polls) == 4:
+            store.record({"kind": "Pod", "namespace": "default", "name": "web"}, "Normal", "Killing",
+                         "Stopping container c", "kubelet")
+        if len(polls) == 5:
+            (tmp_path / "soak").rmdir()  # down
+            raise NoCluster("no running cluster named soak")
+        return store.list(since), store.version
+
+    monkeypatch.setattr(events_cli, "running_events", long_poll)
+    monkeypatch.setattr(events_cli.watching, "RETRY", 0.0)
+    assert main(["get", "events", "-w", "--name", "soak"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[-1].split()[1:4] == ["Normal", "Killing", "pod/web"]
+    assert [name for name, _ in polls] == ["soak"] * 5
+    assert polls[1][1] == polls[2][1] == polls[3][1] == store.version - 1  # on from the version it held
 
 
 def test_describe_ends_with_the_objects_events(store, capsys, monkeypatch):

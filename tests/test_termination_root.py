@@ -289,8 +289,9 @@ def test_down_while_a_pod_terminates_removes_everything_without_waiting_for_its_
 
 
 def test_a_supervisor_killed_mid_termination_leaves_nothing_half_done_for_down(tmp_path):
-    """No successor finishes a termination (module doc of linux/supervisor/termination.py):
-    `podnet down` removes the cluster by name, the pod being drained and its hook included."""
+    """A supervisor killed while a pod drains (its watchdog's successor goes on with the
+    termination, linux/supervisor/termination.py): `podnet down` removes the cluster by name,
+    the pod being drained and its hook included."""
     name = f"tk{secrets.token_hex(3)}"
     release = tmp_path / "release"  # never written: the hook holds the pod
     (tmp_path / "app.yaml").write_text(web(2, str(release)))

@@ -3,7 +3,9 @@
 The events are the supervisor's store (podnet.linux.supervisor.events), read with the control
 socket's `events` op; `-w` prints the table, then asks for the events changed since the last
 reading — a long poll the supervisor answers as soon as one changes — and prints a row for each (an aggregated event again, with its
-new count's LAST SEEN), until interrupted — as `kubectl get events -w` streams them.
+new count's LAST SEEN), until interrupted — as `kubectl get events -w` streams them. A
+supervisor being restarted does not end it (the store and its resourceVersions carry over to
+the successor: it goes on from the version it holds); the cluster's `down` does, with exit 0.
 Offline (-f) there are no events: nothing has happened to computed objects.
 """
 
@@ -11,11 +13,14 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from typing import Any
 
 import yaml
 
-from podnet.cli.load import running_events
+from podnet.cli import watching
+from podnet.cli.load import NoCluster, running_events
+from podnet.host.control import pick_cluster
 from podnet.errors import UsageError
 from podnet.output import events as layout
 from podnet.output import table
@@ -86,9 +91,16 @@ def run(args) -> int:
     if not watch:
         return 0
     sys.stdout.flush()
+    cluster = pick_cluster(args.name)  # this one for the whole watch, also while its supervisor restarts
     try:
         while True:
-            items, version = running_events(args.name, version, wait=WATCH_WAIT)
+            try:
+                items, version = running_events(cluster.cluster, version, wait=WATCH_WAIT)
+            except NoCluster:
+                if not cluster.state_dir.is_dir():
+                    return 0  # down: the cluster is gone
+                time.sleep(watching.RETRY)
+                continue
             new = rows(chosen(items))
             sys.stdout.writelines(table.line(row, widths) for row in new)
             sys.stdout.flush()

@@ -205,7 +205,8 @@ def watch(args, kinds: list[str], names: list[str]) -> int:
     """The objects asked for (unless --watch-only), then each change as it comes, as `kubectl
     get -w` prints them: a table row (the columns of the first table; the header comes with
     the first row), or the object (-o json|yaml) or its name (-o name). Ctrl-C ends it (exit 0),
-    and so does the cluster going down (as kubectl's watch ends when the server closes it)."""
+    and so does the cluster going down (as kubectl's watch ends when the server closes it); a
+    supervisor being restarted does not (watching.reading_across_restarts)."""
     if args.filename:
         raise UsageError("error: -w follows a running cluster; with -f the objects are computed and do not change")
     if len(kinds) > 1:
@@ -221,7 +222,9 @@ def watch(args, kinds: list[str], names: list[str]) -> int:
             printer.print_all(listed)
         seen = watching.chosen(cluster, matches)
         while True:
-            current = watching.chosen(watching.next_reading(live, watching.WINDOW), matches)
+            reading = watching.reading_across_restarts(live, watching.WINDOW, lambda: print(
+                "the supervisor is not answering (restarting?): still watching", file=sys.stderr, flush=True))
+            current = watching.chosen(reading, matches)
             for change in watching.changes(seen, current):
                 printer.print_all([change.obj])
             seen = current

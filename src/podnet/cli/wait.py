@@ -9,7 +9,8 @@ the failures come last, one `error: …` line each (kubectl's aggregate), exit c
 `timed out waiting for the condition on pods/web`, `condition not met for pods/web`
 (--timeout=0 looks once), `no matching resources found`, or the object's NotFound when it
 goes away while its condition is awaited. --for=delete of objects that are not there
-succeeds at once, silently.
+succeeds at once, silently. A supervisor being restarted meanwhile does not end the wait: it
+asks again until the supervisor answers or the timeout passes (watching.reading_across_restarts).
 """
 
 from __future__ import annotations
@@ -124,7 +125,7 @@ def run(args) -> int:
             remaining = deadline - time.monotonic()
             if timeout == 0 or remaining <= 0:
                 raise WaitError("error: timed out waiting for the condition")
-            cluster = watching.next_reading(live, remaining)
+            cluster = watching.reading_across_restarts(live, remaining, deadline=deadline)
             targets = selected(cluster)
     failures: list[str] = []
     if isinstance(goal, Delete):
@@ -172,7 +173,7 @@ def judge_until(goal: Goal, targets: list[Key], cluster: Cluster, live, deadline
                 return failures + ["error: timed out waiting for the condition"]
             return failures + [f"error: timed out waiting for the condition on {BY_KIND[k].plural}/{name}"
                                for k, _, name in pending]
-        cluster = watching.next_reading(live, remaining)
+        cluster = watching.reading_across_restarts(live, remaining, deadline=deadline)
 
 
 def judged(goal: Goal, obj: KubeObject | None, key) -> bool:

@@ -32,15 +32,20 @@ def send(path: Path, request: dict[str, Any], timeout: float = 60.0) -> dict[str
             raise NotRunning(f"no supervisor answers at {path}") from None
         except PermissionError:
             raise PodnetError(f"{path}: permission denied (only root can talk to a podnet cluster)") from None
-        conn.sendall(json.dumps(request).encode() + b"\n")
-        conn.shutdown(socket.SHUT_WR)
         chunks = []
-        while True:
-            chunk = conn.recv(1 << 16)
-            if not chunk:
-                break
-            chunks.append(chunk)
-    reply = json.loads(b"".join(chunks) or b"{}")
+        try:
+            conn.sendall(json.dumps(request).encode() + b"\n")
+            conn.shutdown(socket.SHUT_WR)
+            while True:
+                chunk = conn.recv(1 << 16)
+                if not chunk:
+                    break
+                chunks.append(chunk)
+        except (ConnectionResetError, BrokenPipeError):
+            chunks = []
+        if not chunks:  # it always answers: the supervisor died (or stopped) with the request in hand
+            raise NotRunning(f"the supervisor at {path} went away before answering {request.get('op')}")
+    reply = json.loads(b"".join(chunks))
     if not reply.get("ok"):
         raise PodnetError(reply.get("error") or f"the supervisor gave no answer to {request.get('op')}")
     return reply

@@ -27,6 +27,8 @@ from podnet.api.objects import KubeObject
 from podnet.controlplane import Cluster
 from podnet.errors import PodnetError
 from podnet.host.layout import ClusterLayout
+from podnet.host.netns import kill_pids
+from podnet.linux import strays
 from podnet.linux.dataplane import DataPlane
 from podnet.linux.l2announce import L2Announcer
 from podnet.linux.netpol import NodePolicy
@@ -51,6 +53,10 @@ from podnet.semantics.networkpolicy import PolicyEngine
 
 log = logging.getLogger("podnet.supervisor")
 POLICY_RETRY_FIRST, POLICY_RETRY_MAX = 0.2, 5.0  # seconds between retries of a failed policy sync
+# a restarted supervisor counts on from the recorded generation plus this: the dead one may have
+# moved it a few times after its last write (the loop writes every REAP_INTERVAL), and a watcher
+# holding one of those must still see the next change as one
+GENERATION_MARGIN = 1000
 
 
 class Steps:
@@ -100,6 +106,9 @@ class Supervisor:
         # computed cluster until kubelet's side has stopped its processes (the thread, by ref)
         self.terminating: dict[str, dict[str, Any]] = {}
         self.terminations: dict[str, threading.Thread] = {}
+        # ref -> when its grace period ends (time.time()): recorded, so a restarted supervisor
+        # goes on with what is left of it, as kubelet does from deletionTimestamp
+        self.grace_deadlines: dict[str, float] = {}
         self.proxies: dict[str, Any] = {}  # node -> its kube-proxy (podnet.proxy.NodeProxy)
         self.policies: dict[str, Any] = {}  # node -> its NetworkPolicy table (podnet.linux.netpol.NodePolicy)
         self.policy_errors: dict[str, str] = {}  # node -> why its last policy sync failed
@@ -118,7 +127,7 @@ class Supervisor:
         self._backoffs: set[tuple[str, str, int]] = set()  # (pod ref, container, restarts) BackOff emitted
         # what running.json holds (record.py): its pods' part as last written, and the generation
         self._process_ids = record.ProcessIds()
-        self._recorded: tuple[int, Any] | None = None
+        self._recorded: str | None = None
         self.adopted: list[str] = []  # the pods this supervisor took over from a dead one (adopt)
         self._events_recorded = 0  # the event store's version events.json holds
 
@@ -136,9 +145,10 @@ class Supervisor:
             self.record_event(obj, type_, reason, message, component)
 
     def wait_for_generation(self, after: int, timeout: float) -> int:
-        """The generation once it is no longer `after` (it only grows, but a restarted
-        supervisor counts from 0 again), or the current one after `timeout` seconds: a long
-        poll, watchers learn of a change at once without asking every few ms."""
+        """The generation once it is no longer `after` (it only grows, across restarts too:
+        a restarted supervisor counts on above the recorded one), or the current one after
+        `timeout` seconds: a long poll, watchers learn of a change at once without asking
+        every few ms."""
         with self.generation_changed:
             self.generation_changed.wait_for(lambda: self.generation != after or self.stopping.is_set(), timeout)
             return self.generation
@@ -194,8 +204,11 @@ class Supervisor:
         """A restarted supervisor (record.py): take over the pods the dead one left running —
         their namespaces, addresses and processes stay as they are — then sync the kernel's rules
         again and let the loop reconcile what changed meanwhile (a container that died is
-        restarted by reap, per restartPolicy; a pod wanted but not running is started). Returns
-        the refs of the pods adopted."""
+        restarted by reap, per restartPolicy; a pod wanted but not running is started; a pod the
+        dead one started but had not recorded is stopped and started again — by its namespace,
+        or for a hostNetwork pod by its processes' UTS namespace, strays.py; a termination
+        under way goes on until its recorded grace deadline). The generation counts on above
+        the recorded one. Returns the refs of the pods adopted."""
         self.meta.restore(saved["apimeta"])
         self.controllers.restore(saved["controllers"])
         try:
@@ -208,6 +221,11 @@ class Supervisor:
             self._events_recorded = self.events.version
         self.container_state = {ref: dict(states) for ref, states in saved["containerState"].items()}
         self.terminating = dict(saved["terminating"])
+        self.grace_deadlines = {ref: float(at) for ref, at in (saved.get("graceDeadlines") or {}).items()}
+        # the watchers (cluster DNS, ingress controller, `get -w`) hold the dead one's generation:
+        # this one counts on above it, so theirs is never taken for the current one
+        with self.generation_changed:
+            self.generation = int(saved.get("generation") or 0) + GENERATION_MARGIN
         keep = Cluster(config=self.config)
         for body in saved["bodies"]:
             metadata = body["metadata"]
@@ -232,6 +250,8 @@ class Supervisor:
             adopted.append(ref)
         for netns in self.dataplane.collect_garbage():
             log.warning("%s: a pod namespace the dead supervisor had not recorded; removed, its pod starts again", netns)
+        if getattr(self.dataplane, "real", False):
+            self._stop_unrecorded_host_network_pods()
         self._start_services()
         self.runtime.node_files(self.cluster)
         if self.prober is not None:
@@ -239,14 +259,27 @@ class Supervisor:
                 if not self.runtime.pods[ref].terminating:  # readiness as it was until a probe says otherwise
                     self.prober.add_pod(self.runtime.pods[ref], self.container_state.get(ref))
         for ref in [ref for ref in self.terminating if ref in self.runtime.pods]:
-            self._begin_termination(ref)  # a deletion under way goes on, its grace period anew
+            self._begin_termination(ref, resumed=True)  # a deletion under way goes on, with what is left of its grace
         for ref in [ref for ref in self.terminating if ref not in self.runtime.pods]:
             del self.terminating[ref]
+            self.grace_deadlines.pop(ref, None)
             self.state_changed.set()
         self._start_waiting()  # a pod wanted but not running: started now
         self.persist(force=True)
         self.adopted = adopted
         return adopted
+
+    def _stop_unrecorded_host_network_pods(self) -> None:
+        """The processes of hostNetwork pods the dead supervisor started but had not recorded
+        (strays.py) are stopped; their pods are not started, so _start_waiting starts them again,
+        as collect_garbage does for the others by their namespaces."""
+        recorded = [p.pid for s in self.runtime.pods.values()
+                    for p in (s.pause, *(c.process for c in s.containers)) if p is not None and p.poll() is None]
+        nodes = [self.layout.node_netns(node.name) for node in self.cluster.nodes]
+        for netns, pids in strays.unrecorded_pod_processes(nodes, recorded).items():
+            log.warning("%s: processes %s belong to a hostNetwork pod the dead supervisor had not recorded; stopped, "
+                        "its pod starts again", netns, ", ".join(map(str, pids)))
+            kill_pids(pids)
 
     def record(self) -> dict[str, Any]:
         """What running.json holds now (record.py); call under the lock."""
@@ -254,7 +287,8 @@ class Supervisor:
         pods = [record.sandbox_record(sandbox, ids) for _, sandbox in sorted(self.runtime.pods.items())]
         ids.forget_except({p.pid for s in self.runtime.pods.values()
                            for p in (s.pause, *(c.process for c in s.containers)) if p is not None})
-        return {"pods": pods, "containerState": self.container_state}
+        return {"pods": pods, "containerState": self.container_state, "graceDeadlines": self.grace_deadlines,
+                "generation": self.generation}
 
     def persist(self, force: bool = False) -> None:
         """Write running.json if what it would hold changed since the last write, and events.json
@@ -264,7 +298,7 @@ class Supervisor:
             if self.runtime is None or self.cluster is None:
                 return
             now = self.record()
-            seen = (self.generation, json.dumps(now, sort_keys=True))
+            seen = json.dumps(now, sort_keys=True)
             if force or seen != self._recorded:
                 bodies = [pod.body for pod in self.cluster.of_kind("Pod") if pod.ref in self.runtime.pods]
                 record.write(self.state.directory, {**now, "bodies": bodies, "terminating": self.terminating,
@@ -505,19 +539,27 @@ class Supervisor:
                 marked[ref] = termination.marked_deleted(pod.body, now, termination.grace_period(pod, requested))
         return marked
 
-    def _begin_termination(self, ref: str) -> None:
+    def _begin_termination(self, ref: str, resumed: bool = False) -> None:
         """kubelet's side, in a thread of its own (the cluster without the pod's endpoint for new
         connections is already published): preStop, SIGTERM, the wait, SIGKILL; then
-        _finish_termination."""
+        _finish_termination. `resumed`: a restarted supervisor goes on with a termination the dead
+        one began — the grace period ends when it was to end (its recorded deadline, else the
+        pod's deletionTimestamp), kubelet's Killing was said already."""
         pod = self.cluster.get("Pod", *ref.split("/", 1))
         sandbox = self.runtime.begin_termination(ref)
         if pod is None or sandbox is None:
             self._finish_termination(ref)
             return
-        self._say_killing(ref)
         grace = int(pod.metadata.get("deletionGracePeriodSeconds") or 0)
-        deadline = time.monotonic() + grace
-        log.info("%s: terminating, grace period %ds", ref, grace)
+        if ref not in self.grace_deadlines:
+            self.grace_deadlines[ref] = termination.grace_deadline(pod.metadata, grace, time.time(), resumed)
+        left = max(0.0, self.grace_deadlines[ref] - time.time())
+        deadline = time.monotonic() + left
+        if resumed:
+            log.info("%s: terminating, %.1fs left of its grace period of %ds", ref, left, grace)
+        else:
+            self._say_killing(ref)
+            log.info("%s: terminating, grace period %ds", ref, grace)
         thread = threading.Thread(target=self._terminate, args=(ref, sandbox, pod, deadline),
                                   name=f"terminate:{ref}", daemon=True)
         self.terminations[ref] = thread
@@ -548,6 +590,7 @@ class Supervisor:
                 return
             self._stop_pod(ref, killing_said=True)
             del self.terminating[ref]
+            self.grace_deadlines.pop(ref, None)
             self.state_changed.set()
 
     def wait_for_terminations(self, timeout: float) -> bool:

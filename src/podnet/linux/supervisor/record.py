@@ -12,7 +12,10 @@ store (ipam/) the addresses; this record holds the rest:
   seen, and kubelet's back-off (its entry, podnet.crashloop, and when the restart is due:
   monotonic times, the system's clock since boot, which a new supervisor reads alike);
 - bodies: the running pods as computed (name, node, address), fed back as the carried-over pods
-  of the first computation, as after an apply; terminating: the pods being deleted;
+  of the first computation, as after an apply; terminating: the pods being deleted, and
+  graceDeadlines: when each one's grace period ends (a successor goes on with what is left);
+- generation: the state's generation, which a successor counts on from (above it: watchers hold
+  one the dead supervisor served and must see the next change as one);
 - containerState: kubelet's probe results, so readiness (and EndpointSlices) stay as they were
   until the new prober says otherwise;
 - apimeta and controllers: uids, creationTimestamps, resourceVersions, generations, condition

@@ -25,11 +25,12 @@ container is gone does the supervisor stop the sandbox, detach the pod (its veth
 and let the pod object disappear (core.Supervisor._finish_termination).
 
 Interruptions: `podnet down` sets the supervisor's `stopping` event, every termination gives up
-at once and the teardown kills what is left without grace. A supervisor that is killed has no
-successor that could finish a termination: its cluster is removed by `podnet down`, which finds
-every namespace and process by the cluster's name; manifests.yaml, written in the apply that
-started the termination, already holds the state without the pod, so nothing on disk is left
-half-done either way. `--force` with grace period 0 skips the Terminating state, as a forced
+at once and the teardown kills what is left without grace. A supervisor that is killed leaves
+the terminating pods and when each grace period ends in its record (record.py); the one that
+re-adopts the pods goes on with each termination where the dead one was — the grace period
+ends when it was to end, not a whole period after the restart, as kubelet after a restart
+counts from the pod's deletionTimestamp (grace_deadline) — and manifests.yaml, written in the
+apply that started the termination, already holds the state without the pod. `--force` with grace period 0 skips the Terminating state, as a forced
 deletion removes the pod object at once (its processes are stopped as before: SIGTERM, 2 s, SIGKILL).
 """
 
@@ -76,6 +77,19 @@ def marked_deleted(body: dict[str, Any], now: datetime, grace: int) -> dict[str,
     metadata["deletionTimestamp"] = timestamp(now + timedelta(seconds=grace))
     metadata["deletionGracePeriodSeconds"] = grace
     return marked
+
+
+def grace_deadline(metadata: dict[str, Any], grace: int, now: float, resumed: bool) -> float:
+    """When a termination's grace period ends, in seconds since the epoch: `grace` from `now`
+    for one that begins; for one a dead supervisor began without recording its end (`resumed`),
+    the pod's deletionTimestamp (the API server's now + grace, to the second)."""
+    stamp = metadata.get("deletionTimestamp") if resumed else None
+    if stamp:
+        try:
+            return datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc).timestamp()
+        except ValueError:
+            pass
+    return now + grace
 
 
 # ---- the preStop hook -----------------------------------------------------------------------------
