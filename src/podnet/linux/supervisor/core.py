@@ -583,6 +583,8 @@ class Supervisor:
         steps.done("admit")
         with self.lock:
             steps.done("lock")
+            if self.stopping.is_set():  # `down` began: what this would start, nothing would remove
+                raise PodnetError(f"cluster {self.layout.cluster} is being removed (podnet down): nothing changed")
             request = reconcile.change_request(self.inputs, store, delete)
             cluster = reconcile.changed_cluster(self.cluster, self.inputs, store, delete)
             if cluster is None:
