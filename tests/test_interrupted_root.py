@@ -276,7 +276,11 @@ def test_apply_and_delete_killed_at_random_points_end_as_an_uninterrupted_run(tm
                     proc.kill()
                     proc.wait()
                 print(f"round {round_}: {verb} killed after {delay:.2f}s (supervisor too: {crash})")
-                wait_for(lambda: _answering(layout, supervisor if crash else None), 120, "a supervisor answering")
+                try:
+                    wait_for(lambda: _answering(layout, supervisor if crash else None), 120, "a supervisor answering")
+                except AssertionError as exc:  # say why, before the teardown takes the log along
+                    raise AssertionError(f"{exc}; ps: {_processes(name)}; the log ends:\n"
+                                         + (layout.state_dir / "supervisor.log").read_text()[-4000:]) from None
                 change_again(verb, name, files, *names)
             assert_end_state(name, files, "app-scaled", same_addresses=False)
         mark = len(client.answers)
@@ -295,3 +299,8 @@ def _answering(layout: ClusterLayout, other_than: int | None) -> bool:
         return send(layout.socket_path, {"op": "ping"}, timeout=5)["pid"] != other_than
     except Exception:
         return False
+
+
+def _processes(name: str) -> list[str]:
+    return [line for line in subprocess.run(["ps", "-eo", "pid,ppid,stat,args"], capture_output=True,
+                                            text=True).stdout.splitlines() if f"--name {name}" in line]
