@@ -51,6 +51,7 @@ def service(name: str, port: int) -> str:
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("faults")
+    print(f"\nPODNET_FAULT_SEED={SEED}")
     name = f"fa{random.Random(SEED).randrange(16 ** 6):06x}"
     (tmp / "app.yaml").write_text(web(2) + REST)
     (tmp / "cluster.yaml").write_text(f"kind: Cluster\napiVersion: podnet.dev/v1alpha1\nname: {name}\nnodes: 2\n"

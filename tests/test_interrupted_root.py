@@ -280,7 +280,9 @@ def test_apply_and_delete_killed_at_random_points_end_as_an_uninterrupted_run(tm
                     wait_for(lambda: _answering(layout, supervisor if crash else None), 120, "a supervisor answering")
                 except AssertionError as exc:  # say why, before the teardown takes the log along
                     raise AssertionError(f"{exc}; ps: {_processes(name)}; the log ends:\n"
-                                         + (layout.state_dir / "supervisor.log").read_text()[-4000:]) from None
+                                         + (layout.state_dir / "supervisor.log").read_text()[-4000:]
+                                         + "\nsupervisor.out ends:\n"
+                                         + (layout.state_dir / "supervisor.out").read_text()[-3000:]) from None
                 change_again(verb, name, files, *names)
             assert_end_state(name, files, "app-scaled", same_addresses=False)
         mark = len(client.answers)
