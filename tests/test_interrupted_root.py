@@ -36,7 +36,7 @@ from tests.test_termination_root import AGNHOST, Client, wait_for
 pytestmark = pytest.mark.root  # tests/conftest.py skips it without root and namespaces
 
 SEED = int(os.environ.get("PODNET_FAULT_SEED") or random.SystemRandom().randrange(1 << 30))
-ROUNDS = 3
+ROUNDS = 4
 NAMESPACES = ("default", "kube-system", "ingress-nginx")
 
 
