@@ -5,8 +5,9 @@ syncs at most once per `min_sync_interval` (kube-proxy's minSyncPeriod) with the
 and retries a failed sync with back-off, as kube-proxy's bounded-frequency runner does. The
 first sync, and the first after a failure, rewrites everything; the others only the service
 ports that changed. A refused sync changes nothing in the kernel (one transaction): the
-previous rules stay in force, the error is in `status` and told to `report`. Before its first sync a proxy removes what the other modes may have left
-in the node (kube-proxy's CleanupLeftovers), so switching modes leaves no stale rules.
+previous rules stay in force, the error is in `status` and told to `report`. Before its
+first sync a proxy removes what the other modes may have left in the node (kube-proxy's
+CleanupLeftovers), so switching modes leaves no stale rules.
 """
 
 from __future__ import annotations
