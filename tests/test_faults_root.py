@@ -2,12 +2,16 @@
 through web's ClusterIP, one new connection per request, for the whole module, and not one
 request may fail.
 
-- A kube-proxy sync the kernel refuses: an admin's chain in the node's kube-proxy table jumps to
-  a chain of a Service being deleted, so the transaction that deletes it fails (EBUSY) and
-  nothing of it is applied. The error is in the supervisor's log, in a Warning event on the
-  Node (`get events`, `describe node`) and in the node's kube-proxy status; the retry rewrites
-  the whole table, as kube-proxy does after a failure (the table is kube-proxy's: the stray
-  chain goes with it), and succeeds, which a Normal event says.
+- A kube-proxy sync the kernel refuses, for as long as the cause stays: an admin's chain in
+  the node's kube-proxy table jumps to a chain of a Service being deleted, so the transaction
+  that deletes it fails (EBUSY); the retries rewrite the whole table, as kube-proxy does after
+  a failure, and the kernel refuses those too while another agent's table holds every
+  prerouting hook slot of the node (E2BIG: the rewrite registers its base chains before the
+  old ones go). Nothing of a refused transaction is applied: the node's previous rules keep
+  serving (even the deleted Service's ClusterIP answers there). The error is in the
+  supervisor's log, in Warning events on the Node (`get events`, `describe node`) and in the
+  node's kube-proxy status. Once the other agent lets go, the next retry holds (the stray
+  chain goes with the rewritten table), which a Normal event says.
 - Two commands at once (two applies of one Deployment; an apply while a delete): the
   supervisor takes them one after the other, so the end state is one of the serial orders,
   manifests.yaml parses and says what runs.
@@ -100,33 +104,79 @@ def kube_proxy_status(name: str, node: str) -> dict:
     return send(layout.socket_path, {"op": "objects", "counters": False}, timeout=10)["nodes"][node]["kubeProxy"]
 
 
+def fill_prerouting_hooks(name: str, node: str) -> int:
+    """Another agent's table taking every free prerouting hook slot of the node's namespace (the
+    kernel has 1,024 per hook: one more is refused with E2BIG). Its chains are empty, with
+    policy accept: no packet is treated otherwise. How many it took."""
+    netns = ClusterLayout(name).node_netns(node)
+
+    def nft(text: str) -> bool:
+        return subprocess.run(["ip", "netns", "exec", netns, "nft", "-f", "-"], input=text, text=True,
+                              capture_output=True).returncode == 0
+
+    assert nft("add table ip other-agent\n")
+    taken, batch = 0, 64
+    while batch:
+        chains = "".join(f"add chain ip other-agent c{taken + i} {{ type filter hook prerouting priority 0; }}\n"
+                         for i in range(batch))
+        if nft(chains):
+            taken += batch
+        else:
+            batch //= 2
+    return taken
+
+
 def test_a_sync_the_kernel_refuses_keeps_the_old_rules_is_reported_and_retried(cluster):
     name, tmp, client = cluster
     (tmp / "other.yaml").write_text(service("other", 82))
     podnet("apply", "-f", str(tmp / "other.yaml"), "--name", name)
+    other_ip = {s["metadata"]["name"]: s["spec"]["clusterIP"] for s in json.loads(
+        podnet("get", "svc", "-o", "json", "--name", name).stdout)["items"]}["other"]
     other = wait_for(lambda: [c for c in kube_proxy_chains(name, "node1") if c.startswith("service-")
                               and "/default/other/" in f"/{c.split('-', 2)[2]}"], 60, "other's chain on node1")
-    # an admin's chain in kube-proxy's table that jumps to other's: the kernel will refuse to delete it
+    # the first refusal: an admin's chain in kube-proxy's table jumps to other's, so the
+    # transaction that deletes other's chains fails (EBUSY); the retry rewrites the whole table,
+    # which the kernel refuses too while another agent holds every prerouting hook slot (E2BIG)
     node_nft(name, "node1", f"add chain ip kube-proxy admin-debug\nadd rule ip kube-proxy admin-debug jump {other[0]}\n")
+    taken = fill_prerouting_hooks(name, "node1")
+    print(f"\nanother agent took {taken} prerouting hook slots of node1")
     mark = len(client.answers)
     podnet("delete", "-f", str(tmp / "other.yaml"), "--name", name)
-    refused = wait_for(lambda: [e for e in node_events(name, "node1") if e["reason"] == "SyncProxyRulesFailed"], 60,
-                       "a Warning event on node1")
-    assert refused[0]["type"] == "Warning" and refused[0]["source"]["component"] == "kube-proxy"
-    assert "previous rules stay in force" in refused[0]["message"] and "busy" in refused[0]["message"].lower()
-    # the retry, a whole-table rewrite, holds: other's chains and the stray one are gone, the error too
-    wait_for(lambda: [e for e in node_events(name, "node1") if e["reason"] == "SyncProxyRulesRecovered"], 60,
+
+    def refusals() -> list[dict]:
+        return [e for e in node_events(name, "node1") if e["reason"] == "SyncProxyRulesFailed"]
+
+    wait_for(lambda: len({e["message"] for e in refusals()}) >= 2 and sum(e["count"] for e in refusals()) >= 3, 120,
+             "node1's sync refused, and its retries too")
+    messages = " ".join(e["message"] for e in refusals())
+    assert all(e["type"] == "Warning" and e["source"]["component"] == "kube-proxy" for e in refusals())
+    assert "previous rules stay in force" in messages
+    assert "busy" in messages.lower() and "argument list too long" in messages.lower(), messages
+    status = kube_proxy_status(name, "node1")
+    assert status["lastError"] and status["failures"] >= 3, status
+    assert "SyncProxyRulesFailed" in podnet("describe", "node", "node1", "--name", name).stdout
+    # meanwhile node1's kernel keeps the previous rules: other's ClusterIP still answers from there
+    # (node2's rules, synced, no longer have it), and the client's requests all succeed
+    served = podnet("exec", "default/client", "--name", name, "--", "curl", "-s", "-m", "5",
+                    f"http://{other_ip}:82/hostname", check=False)
+    assert served.returncode == 0 and served.stdout.startswith("web-"), served
+    wait_for(lambda: client.successes(mark) >= 20 or client.errors(), 120, "answers while the syncs are refused")
+    assert not [e for e in node_events(name, "node2") if e["reason"] == "SyncProxyRulesFailed"]
+    # the other agent lets go: the next retry holds, and the whole table is rewritten
+    node_nft(name, "node1", "delete table ip other-agent\n")
+    wait_for(lambda: [e for e in node_events(name, "node1") if e["reason"] == "SyncProxyRulesRecovered"], 120,
              "a Normal event: synced again")
     wait_for(lambda: kube_proxy_status(name, "node1")["lastError"] is None
              and not kube_proxy_status(name, "node1")["pending"], 60, "node1's kube-proxy in sync")
     chains = kube_proxy_chains(name, "node1")
     assert "admin-debug" not in chains and not [c for c in chains if "/other/" in c], sorted(chains)
-    assert not [e for e in node_events(name, "node2") if e["reason"] == "SyncProxyRulesFailed"]
-    described = podnet("describe", "node", "node1", "--name", name).stdout
-    assert "SyncProxyRulesFailed" in described, described
     log = (ClusterLayout(name).state_dir / "supervisor.log").read_text()
     assert "proxy sync on node node1 failed" in log and "proxy sync on node node1 succeeded again" in log
-    wait_for(lambda: client.successes(mark) >= 10 or client.errors(), 120, "answers after the refusal")
+    gone_now = podnet("exec", "default/client", "--name", name, "--", "curl", "-s", "-m", "3",
+                      f"http://{other_ip}:82/hostname", check=False)
+    assert not gone_now.stdout.startswith("web-"), gone_now  # other's rules went with the good sync
+    mark = len(client.answers)
+    wait_for(lambda: client.successes(mark) >= 10 or client.errors(), 120, "answers after the recovery")
     assert client.errors() == [], client.errors()[:10]
 
 
