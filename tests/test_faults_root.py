@@ -236,6 +236,12 @@ def test_two_applies_and_an_apply_with_a_delete_are_serialised(cluster):
     svcs = {s["metadata"]["name"] for s in json.loads(podnet("get", "svc", "-o", "json", "--name", name).stdout)["items"]}
     assert {"svc-c", "web"} <= svcs and not {"svc-a", "svc-b"} & svcs
     wait_for(lambda: len(web_pods(name)) == 2 and all_ready(name, "default"), 120, "2 web pods Ready")
+    # no half-applied state: a namespace for every running pod, none for another
+    layout = ClusterLayout(name)
+    running = {layout.pod_netns(p["metadata"]["namespace"], p["metadata"]["name"]) for p in json.loads(
+        podnet("get", "pods", "-A", "-o", "json", "--name", name).stdout)["items"] if not p["spec"].get("hostNetwork")}
+    pod_netns = {n for n in os.listdir("/run/netns") if n.startswith(f"{layout.prefix}pod-")}
+    assert pod_netns == running, (sorted(pod_netns - running), sorted(running - pod_netns))
     (tmp / "svc-c.yaml").write_text(service("svc-c", 85))
     podnet("delete", "-f", str(tmp / "svc-c.yaml"), "--name", name)
     assert failed_since(client, mark) == [], failed_since(client, mark)[:10]
