@@ -2,8 +2,9 @@
 
 Each round picks a delay at random (seeded: PODNET_FAULT_SEED, printed; run with -s to see
 it) within the time the command takes uninterrupted, SIGKILLs the command there — the CLI
-alone, or with the supervisor and its watchdog where that is what a crash would be — and
-does what a user would: runs the command again, following what it says when it refuses (it
+alone, or every other round with what a crash would take along (`up`, `down`: the supervisor
+and its watchdog; `apply`, `delete`: the supervisor, which its watchdog restarts) — and does
+what a user would: runs the command again, following what it says when it refuses (it
 must name the command that gets the cluster back). The end state must be the uninterrupted
 run's: the objects the offline computation (`get -f`) gives, every pod Ready on its node,
 with an address of its node's range and none twice, the Services' ClusterIPs, a
@@ -108,10 +109,10 @@ def removed(name: str) -> None:
     assert f"podnet-{name}." not in netns, netns
 
 
-def killed_at(argv: list[str], delay: float, name: str, crash: bool) -> bool:
-    """Run `podnet ARGV` and SIGKILL it after `delay` seconds — with `crash`, also the
-    cluster's watchdog and supervisor (one process group), as a crash of the machine's
-    podnet would. Whether it was killed (False: it had finished)."""
+def killed_at(argv: list[str], delay: float, also=None) -> bool:
+    """Run `podnet ARGV` and SIGKILL it after `delay` seconds, after calling `also` (what else
+    dies in the crash: the supervisor, or it and its watchdog). Whether it was killed (False:
+    it had finished)."""
     proc = subprocess.Popen([sys.executable, "-m", "podnet", *argv], stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL,
                             env={**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)})
@@ -120,14 +121,15 @@ def killed_at(argv: list[str], delay: float, name: str, crash: bool) -> bool:
         return False
     except subprocess.TimeoutExpired:
         pass
-    if crash:
-        kill_supervisor_group(name)
+    if also is not None:
+        also()
     proc.kill()
     proc.wait()
     return True
 
 
 def kill_supervisor_group(name: str) -> None:
+    """As a crash of the machine's podnet would: the watchdog and the supervisor (one group)."""
     pidfile = ClusterLayout(name).state_dir / "watchdog.pid"
     try:
         watchdog = int(pidfile.read_text().split()[0])
@@ -213,12 +215,13 @@ def test_up_and_down_killed_at_random_points_end_as_an_uninterrupted_run(tmp_pat
         for round_ in range(ROUNDS):
             crash = round_ % 2 == 1
             delay = rng.uniform(0.0, up_took)
-            killed = killed_at(up_args(files), delay, name, crash)
-            how = up_again(name, files) if killed or crash else "finished"
+            also = (lambda: kill_supervisor_group(name)) if crash else None
+            killed = killed_at(up_args(files), delay, also)
+            how = up_again(name, files) if killed else "finished"
             print(f"round {round_}: up killed after {delay:.2f}s (crash: {crash}, killed: {killed}): {how}")
             assert_end_state(name, files, "app", same_addresses=True)
             delay = rng.uniform(0.0, down_took)
-            killed = killed_at(["down", "--name", name], delay, name, crash)
+            killed = killed_at(["down", "--name", name], delay, also)
             podnet("down", "--name", name, timeout=240)
             print(f"round {round_}: down killed after {delay:.2f}s (crash: {crash}, killed: {killed})")
             removed(name)
@@ -265,19 +268,12 @@ def test_apply_and_delete_killed_at_random_points_end_as_an_uninterrupted_run(tm
                 supervisor = send(layout.socket_path, {"op": "ping"}, timeout=10)["pid"]
                 argv = [verb, *(a for n in names for a in ("-f", str(files[n]))), "--name", name]
                 delay = rng.uniform(0.0, took)
-                proc = subprocess.Popen([sys.executable, "-m", "podnet", *argv], stdout=subprocess.DEVNULL,
-                                        stderr=subprocess.DEVNULL,
-                                        env={**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)})
+                killed = killed_at(argv, delay, (lambda: os.kill(supervisor, signal.SIGKILL)) if crash else None)
+                print(f"round {round_}: {verb} killed after {delay:.2f}s (supervisor too: {crash}, killed: {killed})")
+                successor = killed and crash
                 try:
-                    proc.wait(timeout=delay)
-                except subprocess.TimeoutExpired:
-                    if crash:
-                        os.kill(supervisor, signal.SIGKILL)
-                    proc.kill()
-                    proc.wait()
-                print(f"round {round_}: {verb} killed after {delay:.2f}s (supervisor too: {crash})")
-                try:
-                    wait_for(lambda: _answering(layout, supervisor if crash else None), 120, "a supervisor answering")
+                    wait_for(lambda: _answering(layout, supervisor if successor else None), 120,
+                             "a supervisor answering")
                 except AssertionError as exc:  # say why, before the teardown takes the log along
                     raise AssertionError(f"{exc}; ps: {_processes(name)}; the log ends:\n"
                                          + (layout.state_dir / "supervisor.log").read_text()[-4000:]
