@@ -300,5 +300,5 @@ def _answering(layout: ClusterLayout, other_than: int | None) -> bool:
 
 
 def _processes(name: str) -> list[str]:
-    return [line for line in subprocess.run(["ps", "-eo", "pid,ppid,stat,args"], capture_output=True,
+    return [line for line in subprocess.run(["ps", "-ww", "-eo", "pid,ppid,stat,args"], capture_output=True,
                                             text=True).stdout.splitlines() if f"--name {name}" in line]
