@@ -88,8 +88,9 @@ def run_up(args) -> int:
     state = ClusterState(layout)
     try:
         state.create(config_doc, [o.body for o in sorted(store.objects.values(), key=lambda o: o.key)])
-    except FileExistsError:  # another `up` of this name got there first
-        raise PodnetError(_exists(name, layout, name in running_clusters())) from None
+    except FileExistsError:  # another `up` of this name got there first, a moment ago
+        raise PodnetError(f"a cluster named {name} already exists (another `podnet up` is making it): use another "
+                          f"--name, or remove it with `podnet down --name {name}`") from None
     spawned: list[subprocess.Popen] = []
     try:
         return _start_and_wait(args, name, layout, state, cluster, config, spawned)
@@ -120,10 +121,11 @@ def _exists(name: str, layout: ClusterLayout, running: bool) -> str:
                 f"--name, or remove it with {down}")
     watchdog = watchdog_pid(ClusterState(layout))
     if watchdog is not None:  # an interrupted `up`'s supervisor is still building it
-        return (f"cluster {name} is being built by an earlier `podnet up` (its watchdog is pid {watchdog}): "
-                f"it answers once built (`podnet get pods -A --name {name}`), or remove it with {down}")
-    return (f"cluster {name} was left half-built (its `podnet up` was interrupted before it was up): remove it "
-            f"with {down}, then run `podnet up` again")
+        return (f"a cluster named {name} already exists and is being built (its watchdog is pid {watchdog}, started "
+                f"by an earlier `podnet up`): it answers once built (`podnet get pods -A --name {name}`), or remove "
+                f"it with {down}")
+    return (f"a cluster named {name} already exists but nothing runs it (its `podnet up` was interrupted before the "
+            f"cluster was up): remove it with {down}, then run `podnet up` again")
 
 
 def _spawn_supervisor(name: str, state: ClusterState, *extra: str) -> subprocess.Popen:
