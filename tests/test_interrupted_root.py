@@ -110,9 +110,9 @@ def removed(name: str) -> None:
 
 
 def killed_at(argv: list[str], delay: float, also=None) -> bool:
-    """Run `podnet ARGV` and SIGKILL it after `delay` seconds, after calling `also` (what else
-    dies in the crash: the supervisor, or it and its watchdog). Whether it was killed (False:
-    it had finished)."""
+    """Run `podnet ARGV` and SIGKILL it after `delay` seconds, then call `also` (what else dies
+    in the crash: the supervisor, or it and its watchdog). Whether it was killed (False: it had
+    finished)."""
     proc = subprocess.Popen([sys.executable, "-m", "podnet", *argv], stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL,
                             env={**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)})
@@ -121,10 +121,10 @@ def killed_at(argv: list[str], delay: float, also=None) -> bool:
         return False
     except subprocess.TimeoutExpired:
         pass
+    proc.kill()  # first: a CLI that outlived its supervisor would clean up after it, as no crash does
+    proc.wait()
     if also is not None:
         also()
-    proc.kill()
-    proc.wait()
     return True
 
 
