@@ -257,36 +257,37 @@ def test_the_ipam_store_after_a_crash_during_a_scale_up_gives_no_address_twice(c
     layout = ClusterLayout(name)
     rng = random.Random(SEED + 1)
     (tmp / "scaled.yaml").write_text(web(8))
-    watchdog = int((layout.state_dir / "watchdog.pid").read_text().split()[0])
-    apply = subprocess.Popen([sys.executable, "-m", "podnet", "apply", "-f", str(tmp / "scaled.yaml"), "--name", name],
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                             env={**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)})
-    delay = rng.uniform(0.2, 1.5)
-    print(f"\nthe supervisor and its watchdog SIGKILLed {delay:.2f}s into the scale-up")
-    try:
-        apply.wait(timeout=delay)
-    except subprocess.TimeoutExpired:
-        pass
-    os.killpg(watchdog, signal.SIGKILL)  # the watchdog leads its group; the supervisor is in it
-    wait_for(lambda: gone(watchdog), 30, "the watchdog gone")
-    apply.wait(timeout=60)
-    podnet("up", "--name", name, timeout=240)
-    podnet("apply", "-f", str(tmp / "scaled.yaml"), "--name", name, timeout=240)  # the user's apply, again
-    wait_for(lambda: len(web_pods(name)) == 8 and all_ready(name, "default"), 180, "8 web pods Ready")
-    pods = json.loads(podnet("get", "pods", "-A", "-o", "json", "--name", name).stdout)["items"]
-    addresses = [p["status"]["podIP"] for p in pods if not p["spec"].get("hostNetwork")]
-    assert len(addresses) == len(set(addresses)), sorted(addresses)
-    for node in ("node1", "node2"):
-        holders = sorted(p["status"]["podIP"] for p in pods
-                         if p["spec"].get("nodeName") == node and not p["spec"].get("hostNetwork"))
-        assert store_addresses(layout, node) == holders, node
-    podnet("apply", "-f", str(tmp / "app.yaml"), "--name", name)
-    wait_for(lambda: len(web_pods(name)) == 2 and all_ready(name, "default"), 180, "web back to 2, Ready")
-    for node in ("node1", "node2"):  # the addresses of the pods scaled away are released
-        holders = sorted(p["status"]["podIP"] for p in json.loads(podnet(
-            "get", "pods", "-A", "-o", "json", "--name", name).stdout)["items"]
-            if p["spec"].get("nodeName") == node and not p["spec"].get("hostNetwork"))
-        wait_for(lambda: store_addresses(layout, node) == holders, 60, f"{node}'s store matching its pods")
+    for round_ in range(2):  # two crashes, at two random points
+        watchdog = int((layout.state_dir / "watchdog.pid").read_text().split()[0])
+        apply = subprocess.Popen([sys.executable, "-m", "podnet", "apply", "-f", str(tmp / "scaled.yaml"),
+                                  "--name", name], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                 env={**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)})
+        delay = rng.uniform(0.2, 1.5)
+        print(f"\nround {round_}: the supervisor and its watchdog SIGKILLed {delay:.2f}s into the scale-up")
+        try:
+            apply.wait(timeout=delay)
+        except subprocess.TimeoutExpired:
+            pass
+        os.killpg(watchdog, signal.SIGKILL)  # the watchdog leads its group; the supervisor is in it
+        wait_for(lambda: gone(watchdog), 30, "the watchdog gone")
+        apply.wait(timeout=60)
+        podnet("up", "--name", name, timeout=240)
+        podnet("apply", "-f", str(tmp / "scaled.yaml"), "--name", name, timeout=240)  # the user's apply, again
+        wait_for(lambda: len(web_pods(name)) == 8 and all_ready(name, "default"), 180, "8 web pods Ready")
+        pods = json.loads(podnet("get", "pods", "-A", "-o", "json", "--name", name).stdout)["items"]
+        addresses = [p["status"]["podIP"] for p in pods if not p["spec"].get("hostNetwork")]
+        assert len(addresses) == len(set(addresses)), sorted(addresses)
+        for node in ("node1", "node2"):
+            holders = sorted(p["status"]["podIP"] for p in pods
+                             if p["spec"].get("nodeName") == node and not p["spec"].get("hostNetwork"))
+            assert store_addresses(layout, node) == holders, node
+        podnet("apply", "-f", str(tmp / "app.yaml"), "--name", name)
+        wait_for(lambda: len(web_pods(name)) == 2 and all_ready(name, "default"), 180, "web back to 2, Ready")
+        for node in ("node1", "node2"):  # the addresses of the pods scaled away are released
+            holders = sorted(p["status"]["podIP"] for p in json.loads(podnet(
+                "get", "pods", "-A", "-o", "json", "--name", name).stdout)["items"]
+                if p["spec"].get("nodeName") == node and not p["spec"].get("hostNetwork"))
+            wait_for(lambda: store_addresses(layout, node) == holders, 60, f"{node}'s store matching its pods")
     assert failed_since(client, mark) == [], failed_since(client, mark)[:10]
 
 

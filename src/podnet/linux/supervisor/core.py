@@ -167,8 +167,8 @@ class Supervisor:
             return
         if error is not None:
             self.record_event(about, "Warning", "SyncProxyRulesFailed",
-                              f"kube-proxy could not sync the rules; the previous rules stay in force, retrying: {error}",
-                              "kube-proxy")
+                              "kube-proxy could not sync the rules; the previous rules stay in force, "
+                              f"retrying: {error}", "kube-proxy")
         else:
             log.info("proxy sync on node %s succeeded again", node)
             self.record_event(about, "Normal", "SyncProxyRulesRecovered",
