@@ -408,8 +408,11 @@ def test_a_change_is_pending_until_its_sync_ran(cluster):
 
 def test_failed_sync_is_reported_retried_and_followed_by_a_full_rewrite(cluster):
     run = RecordingRunner()
-    proxy = NodeProxy("t", "node1", None, "nftables", POD_SUBNET, SERVICE_SUBNET, run=run, min_sync_interval=0.05)
+    said = []  # what the supervisor is told (its events and log)
+    proxy = NodeProxy("t", "node1", None, "nftables", POD_SUBNET, SERVICE_SUBNET, run=run, min_sync_interval=0.05,
+                      report=lambda node, error: said.append((node, error)))
     proxy.sync_now(cluster)
+    assert said == []  # a good sync after good ones says nothing
     run.fail = {"nft"}
     proxy.update_ports(service_ports(cluster, "node1")[:-1])
     deadline = time.monotonic() + 60  # however loaded: the loop ends at the second failure
@@ -420,6 +423,8 @@ def test_failed_sync_is_reported_retried_and_followed_by_a_full_rewrite(cluster)
     assert proxy.wait_synced(60)
     assert proxy.status.last_error is None
     assert run.inputs("nft")[-1].startswith("add table ip kube-proxy\ndelete table ip kube-proxy")
+    assert len(said) >= 3 and said[-1] == ("node1", None)  # refused at least twice, then held again
+    assert all(node == "node1" and "refused" in error for node, error in said[:-1])
     proxy.stop(cleanup=False)
 
 

@@ -140,6 +140,17 @@ def test_a_change_that_needs_a_new_node_changes_nothing(supervisor, state):
     assert [b["metadata"]["name"] for b in state.manifests()] == ["web"]
 
 
+def test_a_change_once_down_began_is_refused_and_changes_nothing(supervisor, state):
+    """An apply that reaches the supervisor after `down` (stop() teardown): what it started,
+    nothing would remove."""
+    calls = list(supervisor.runtime.calls)
+    supervisor.stopping.set()
+    with pytest.raises(PodnetError, match="is being removed"):
+        apply(supervisor, pod("late"))
+    assert supervisor.runtime.calls == calls
+    assert [b["metadata"]["name"] for b in state.manifests()] == ["web"]
+
+
 def test_an_invalid_request_changes_nothing(supervisor, state):
     with pytest.raises(PodnetError):
         supervisor.change("apiVersion: v1\nkind: List\nitems:\n- kind: Pod\n  metadata: {}\n", delete=False)

@@ -192,6 +192,22 @@ def test_a_restarted_supervisor_adopts_the_pods_as_they_were(state):
     assert len(answer["stopped"]) == 1
 
 
+def test_a_supervisor_killed_between_saving_a_delete_and_recording_it_is_adopted(state):
+    """The manifests say a pod is gone, the record (written after) still has it and its API
+    metadata: the restarted supervisor sees it deleted, knowing only its name, and adopts the rest."""
+    first = make(state)
+    first.start()
+    extra = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "extra", "namespace": "default"},
+             "spec": {"containers": [{"name": "c", "image": "pause"}]}}
+    first.change(json.dumps({"apiVersion": "v1", "kind": "List", "items": [extra]}), delete=False)
+    first.persist()
+    state.save_manifests([DEPLOYMENT])  # the delete's save, then SIGKILL before the record
+    second = make(state)
+    adopted = second.adopt(record.read(state.directory))
+    assert "default/extra" not in adopted and adopted
+    assert second.cluster.get("Pod", "default", "extra") is None
+
+
 # -- a command finding no supervisor says what to do -------------------------------------------------
 
 def test_a_command_finding_the_state_but_no_supervisor_says_how_to_restart_it(tmp_path, monkeypatch):

@@ -77,8 +77,7 @@ def run_up(args) -> int:
                               "without -f or --config restarts it as it was (then `podnet apply` changes it)")
         return _restart(args, name, layout)
     if running or _leftovers(layout):
-        raise PodnetError(f"a cluster named {name} already exists: use another --name, or remove it with "
-                          f"`podnet down --name {name}`")
+        raise PodnetError(_exists(name, layout, running))
     store = load_store(args.filename) if args.filename else load_store_empty()
     config_doc = config.to_dict()
     config_doc["name"] = name
@@ -89,9 +88,9 @@ def run_up(args) -> int:
     state = ClusterState(layout)
     try:
         state.create(config_doc, [o.body for o in sorted(store.objects.values(), key=lambda o: o.key)])
-    except FileExistsError:
-        raise PodnetError(f"a cluster named {name} already exists: use another --name, or remove it with "
-                          f"`podnet down --name {name}`") from None
+    except FileExistsError:  # another `up` of this name got there first, a moment ago
+        raise PodnetError(f"a cluster named {name} already exists (another `podnet up` is making it): use another "
+                          f"--name, or remove it with `podnet down --name {name}`") from None
     spawned: list[subprocess.Popen] = []
     try:
         return _start_and_wait(args, name, layout, state, cluster, config, spawned)
@@ -111,6 +110,22 @@ def run_up(args) -> int:
         _down(name)  # whatever is left, by name
         print(f"cluster {name} removed", file=sys.stderr)
         return 130
+
+
+def _exists(name: str, layout: ClusterLayout, running: bool) -> str:
+    """What a second `up` says of a cluster that is there, by what state it is in, with the
+    command that gets a working cluster (kind's "node(s) already exist", plus what to do)."""
+    down = f"`podnet down --name {name}`"
+    if running:
+        return (f"a cluster named {name} already exists and runs (`podnet get pods -A --name {name}`): use another "
+                f"--name, or remove it with {down}")
+    watchdog = watchdog_pid(ClusterState(layout))
+    if watchdog is not None:  # an interrupted `up`'s supervisor is still building it
+        return (f"a cluster named {name} already exists and is being built (its watchdog is pid {watchdog}, started "
+                f"by an earlier `podnet up`): it answers once built (`podnet get pods -A --name {name}`), or remove "
+                f"it with {down}")
+    return (f"a cluster named {name} already exists but nothing runs it (its `podnet up` was interrupted before the "
+            f"cluster was up): remove it with {down}, then run `podnet up` again")
 
 
 def _spawn_supervisor(name: str, state: ClusterState, *extra: str) -> subprocess.Popen:

@@ -4,8 +4,10 @@
 syncs at most once per `min_sync_interval` (kube-proxy's minSyncPeriod) with the latest state,
 and retries a failed sync with back-off, as kube-proxy's bounded-frequency runner does. The
 first sync, and the first after a failure, rewrites everything; the others only the service
-ports that changed. Before its first sync a proxy removes what the other modes may have left
-in the node (kube-proxy's CleanupLeftovers), so switching modes leaves no stale rules.
+ports that changed. A refused sync changes nothing in the kernel (one transaction): the
+previous rules stay in force, the error is in `status` and told to `report`. Before its
+first sync a proxy removes what the other modes may have left in the node (kube-proxy's
+CleanupLeftovers), so switching modes leaves no stale rules.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from podnet.controlplane import Cluster
@@ -159,8 +162,12 @@ class SyncStatus:
 
 class NodeProxy:
     def __init__(self, cluster_name: str, node: str, netns: str | None, mode: str, pod_subnet: str,
-                 service_subnet: str = "10.96.0.0/12", run: Runner = run_command, min_sync_interval: float = 0.1):
+                 service_subnet: str = "10.96.0.0/12", run: Runner = run_command, min_sync_interval: float = 0.1,
+                 report: Callable[[str, str | None], None] | None = None):
         self.cluster_name, self.node, self.netns, self.mode = cluster_name, node, netns, mode
+        # told (node, why) of every refused sync and (node, None) of the first good one after:
+        # the supervisor's events and log (kube-proxy reports them in its log and metrics)
+        self.report = report
         self.run = run
         self.proxier = make_proxier(mode, netns, pod_subnet, service_subnet, run)
         self.min_sync_interval = min_sync_interval
@@ -202,9 +209,13 @@ class NodeProxy:
         except Exception as exc:
             self.status.failures += 1
             self.status.last_error = str(exc)
+            if self.report is not None:
+                self.report(self.node, str(exc))
             raise
         self._clear_udp_conntrack(ports)
         self.status.syncs += 1
+        if self.status.last_error is not None and self.report is not None:
+            self.report(self.node, None)
         self.status.last_error = None
         self.status.last_rewritten = rewritten
         self.status.synced_at = time.monotonic()

@@ -96,7 +96,10 @@ class ApiMeta:
                     changes.append((obj, "modified"))
             for key in [k for k in self._records if k not in seen]:
                 kind, namespace, name = key
-                changes.append((KubeObject(kind, namespace, name, self._records.pop(key).body), "deleted"))
+                body = self._records.pop(key).body
+                if body is None:  # restored (a dead supervisor's record keeps digests): its name is all we know
+                    body = {"kind": kind, "metadata": {"name": name, **({"namespace": namespace} if namespace else {})}}
+                changes.append((KubeObject(kind, namespace, name, body), "deleted"))
             for key in [k for k in self._conditions if k[0] not in seen]:
                 del self._conditions[key]
         for obj, change in changes:  # a computed transition dates from its computing, not from the next reading

@@ -168,6 +168,23 @@ class Supervisor:
         host = obj.spec.get("nodeName") if component == "kubelet" else None
         self.events.record(about, type_, reason, message, component, host)
 
+    def _proxy_synced(self, node: str, error: str | None) -> None:
+        """A node's kube-proxy says its sync was refused (`error`; the kernel keeps the previous
+        rules, it retries) or holds again: a Warning event on the Node, and a Normal one when it
+        recovers (`get events`, `describe node`). Called from the proxy's thread: no lock taken
+        here (stop() holds the lock while it waits for that thread)."""
+        about = self.cluster.get("Node", "", node) if self.cluster is not None else None
+        if about is None:
+            return
+        if error is not None:
+            self.record_event(about, "Warning", "SyncProxyRulesFailed",
+                              "kube-proxy could not sync the rules; the previous rules stay in force, "
+                              f"retrying: {error}", "kube-proxy")
+        else:
+            log.info("proxy sync on node %s succeeded again", node)
+            self.record_event(about, "Normal", "SyncProxyRulesRecovered",
+                              "kube-proxy synced the rules again after a failure", "kube-proxy")
+
     def post_event(self, message: dict[str, Any]) -> dict[str, Any]:
         """An event a controller in a pod reports (the `event` op)."""
         with self.lock:
@@ -333,7 +350,8 @@ class Supervisor:
         netns = self.layout.node_netns(node)
         netlink.apply(netns, reconcile.node_changes(networking))
         proxy = NodeProxy(self.layout.cluster, node, netns, networking.proxy_mode,
-                          pod_subnet=str(networking.pod_subnet), service_subnet=str(networking.service_subnet))
+                          pod_subnet=str(networking.pod_subnet), service_subnet=str(networking.service_subnet),
+                          report=self._proxy_synced)
         self.proxies[node] = proxy  # known before it syncs: a later update retries a sync that fails
         proxy.sync_now(self.cluster)
         policy = self.policy_factory(node, netns)
@@ -619,6 +637,8 @@ class Supervisor:
         steps.done("admit")
         with self.lock:
             steps.done("lock")
+            if self.stopping.is_set():  # `down` began: what this would start, nothing would remove
+                raise PodnetError(f"cluster {self.layout.cluster} is being removed (podnet down): nothing changed")
             request = reconcile.change_request(self.inputs, store, delete)
             cluster = reconcile.changed_cluster(self.cluster, self.inputs, store, delete)
             if cluster is None:

@@ -18,6 +18,8 @@ Who emits what (podnet's components in the role of Kubernetes'):
 - service-controller: EnsuringLoadBalancer / EnsuredLoadBalancer, and the IP allocator's
   IPAllocated (MetalLB's reason), when a LoadBalancer Service gets its address; the workload
   controllers' ScalingReplicaSet and SuccessfulCreate (controllers.py says what each says);
+- kube-proxy: SyncProxyRulesFailed on a Node whose kernel refused a sync (the previous rules
+  stay in force; it retries), SyncProxyRulesRecovered once a sync holds again;
 - nginx-ingress-controller: whatever the controller posts over the control socket (`event`
   op): Sync on success, Warnings for what it could not serve.
 """
