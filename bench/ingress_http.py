@@ -415,7 +415,7 @@ def main() -> int:
         reloads, posts = controller_reloads(log), controller_posts(log)
         posted = [min((t for t in posts if t >= published - 0.002), default=None) for published in change["published"]]
         delays = [d for d in change["delays_ms"] if d is not None]
-        print(f"\nendpoint change (frontend 3 → 4), published → first reply from the new pod through nginx: "
+        print("\nendpoint change (frontend 3 → 4), published → first reply from the new pod through nginx: "
               + ", ".join("never" if d is None else f"{d:.0f} ms" for d in change["delays_ms"])
               + (f" (median {statistics.median(delays):.0f} ms)" if delays else ""))
         print("of which published → the controller's POST to nginx's balancer: "

@@ -333,7 +333,6 @@ def diagnose(row: dict, name: str, pods: list[dict], web: dict[str, str], answer
     if not answered:
         return
     node_of = {p["status"]["podIP"]: p["spec"].get("nodeName") for p in pods}
-    order = {ip: i for i, ip in enumerate(sorted(web, key=lambda a: tuple(int(x) for x in a.split("."))))}
     median = statistics.median(answered.values())
     late = sorted((t, ip) for ip, t in answered.items() if t > median + 3) + [(None, ip) for ip in web if ip not in answered]
     row["late_count"] = len(late)

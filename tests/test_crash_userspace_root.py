@@ -18,7 +18,6 @@ import os
 import secrets
 import signal
 import subprocess
-import time
 
 import pytest
 

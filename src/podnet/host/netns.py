@@ -158,7 +158,7 @@ def create_netns(name: str, netns_dir: Path = NETNS_DIR) -> None:
     def unshare_and_mount() -> None:
         _check(_c().unshare(CLONE_NEWNET), "unshare", path)
         # /proc/self is the thread group leader, which stays in its namespace
-        source = f"/proc/thread-self/ns/net".encode()
+        source = "/proc/thread-self/ns/net".encode()
         _check(_c().mount(source, str(path).encode(), b"none", MS_BIND, None), "mount", path)
 
     box: dict[str, BaseException] = {}

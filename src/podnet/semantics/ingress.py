@@ -1069,7 +1069,7 @@ class _Request:
                                 f"receives {rewritten} (the whole URI is replaced)")
                 upstream = rewritten
         elif route.rewrite_target:
-            self.why.append(f"rewrite-target equals the path: no rewrite; the path is passed on unchanged")
+            self.why.append("rewrite-target equals the path: no rewrite; the path is passed on unchanged")
         else:
             self.why.append("no rewrite-target: the request URI is passed on unchanged")
         common["upstream_path"] = upstream
