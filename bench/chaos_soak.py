@@ -47,45 +47,19 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from podnet.host.control import send
-from podnet.host.layout import CNI_NETWORK, ClusterLayout
-from podnet.linux.adopted import start_time
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # the tests' manifests (tests/livecluster.py)
+sys.path.insert(0, str(ROOT / "src"))
 
-AGNHOST = "registry.k8s.io/e2e-test-images/agnhost:2.53"
+from podnet.host.control import send  # noqa: E402
+from podnet.host.layout import CNI_NETWORK, ClusterLayout  # noqa: E402
+from podnet.linux.adopted import start_time  # noqa: E402
+from tests.livecluster import WEB_SERVICE, netexec_deployment, pause_pod  # noqa: E402
+
 KINDS = ("supervisor", "coredns", "workload", "restart")
 NAME = "web.default.svc.cluster.local"
 
-APP = f"""
-apiVersion: apps/v1
-kind: Deployment
-metadata: {{name: web}}
-spec:
-  replicas: 3
-  selector: {{matchLabels: {{app: web}}}}
-  template:
-    metadata: {{labels: {{app: web}}}}
-    spec:
-      containers:
-      - name: c
-        image: {AGNHOST}
-        args: [netexec, --http-port=8080]
-        ports: [{{name: http, containerPort: 8080}}]
-        readinessProbe: {{httpGet: {{path: /healthz, port: http}}, periodSeconds: 1}}
----
-apiVersion: v1
-kind: Service
-metadata: {{name: web}}
-spec:
-  selector: {{app: web}}
-  ports: [{{name: http, port: 80, targetPort: http}}]
----
-apiVersion: v1
-kind: Pod
-metadata: {{name: client}}
-spec:
-  nodeName: node1
-  containers: [{{name: c, image: {AGNHOST}, args: [pause]}}]
-"""
+APP = netexec_deployment(3) + WEB_SERVICE + pause_pod("client", "node1")
 
 # In the client pod. argv: mode (req|dns), stop file. One line per attempt:
 # "<start> <end> ok <detail>" or "<start> <end> err <why>", wall-clock seconds.

@@ -30,32 +30,16 @@ import threading
 import time
 from pathlib import Path
 
-from podnet.host.control import send
-from podnet.host.layout import ClusterLayout
-from podnet.host.netns import socket_in_netns
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # the tests' manifests (tests/livecluster.py)
+sys.path.insert(0, str(ROOT / "src"))
 
-APP = """
-apiVersion: apps/v1
-kind: Deployment
-metadata: {name: web}
-spec:
-  replicas: 2
-  selector: {matchLabels: {app: web}}
-  template:
-    metadata: {labels: {app: web}}
-    spec:
-      containers:
-      - name: c
-        image: registry.k8s.io/e2e-test-images/agnhost:2.53
-        args: [netexec, --http-port=8080]
----
-apiVersion: v1
-kind: Service
-metadata: {name: web}
-spec:
-  selector: {app: web}
-  ports: [{port: 80, targetPort: 8080}]
-"""
+from podnet.host.control import send  # noqa: E402
+from podnet.host.layout import ClusterLayout  # noqa: E402
+from podnet.host.netns import socket_in_netns  # noqa: E402
+from tests.livecluster import WEB_SERVICE, netexec_deployment  # noqa: E402
+
+APP = netexec_deployment(2, probe=False) + WEB_SERVICE
 
 
 def podnet(*argv: str) -> str:

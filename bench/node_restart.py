@@ -20,32 +20,16 @@ import tempfile
 import time
 from pathlib import Path
 
-from podnet.host.control import send
-from podnet.host.layout import ClusterLayout
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # the tests' manifests (tests/livecluster.py)
+sys.path.insert(0, str(ROOT / "src"))
 
-APP = """
-apiVersion: apps/v1
-kind: Deployment
-metadata: {name: web}
-spec:
-  replicas: %d
-  selector: {matchLabels: {app: web}}
-  template:
-    metadata: {labels: {app: web}}
-    spec:
-      containers:
-      - name: c
-        image: registry.k8s.io/e2e-test-images/agnhost:2.53
-        args: [netexec, --http-port=8080]
-        readinessProbe: {httpGet: {path: /healthz, port: 8080}, periodSeconds: 1}
----
-apiVersion: v1
-kind: Service
-metadata: {name: web}
-spec:
-  selector: {app: web}
-  ports: [{port: 80, targetPort: 8080}]
-"""
+from podnet.host.control import send  # noqa: E402
+from podnet.host.layout import ClusterLayout  # noqa: E402
+from tests.livecluster import WEB_SERVICE, netexec_deployment  # noqa: E402
+
+def app(replicas: int) -> str:
+    return netexec_deployment(replicas) + WEB_SERVICE
 
 
 def podnet(*argv: str) -> str:
@@ -71,7 +55,7 @@ def main() -> None:
     parser.add_argument("--replicas", type=int, default=20)
     args = parser.parse_args()
     directory = Path(tempfile.mkdtemp())
-    (directory / "app.yaml").write_text(APP % args.replicas)
+    (directory / "app.yaml").write_text(app(args.replicas))
     name = f"nrb{secrets.token_hex(3)}"
     (directory / "cluster.yaml").write_text(f"kind: Cluster\napiVersion: podnet.dev/v1alpha1\nname: {name}\nnodes: 2\n")
     layout = ClusterLayout(name)

@@ -23,3 +23,49 @@ def leftovers(name: str) -> list[str]:
     if Path(f"/run/podnet/{name}").exists():
         found.append(f"/run/podnet/{name}")
     return found
+
+
+AGNHOST = "registry.k8s.io/e2e-test-images/agnhost:2.53"
+
+
+def netexec_deployment(replicas: int, *, probe: bool = True, pod_spec: str = "", container: str = "") -> str:
+    """Deployment `web` (pods labelled app=web): agnhost netexec on port 8080, named http,
+    Ready when /healthz answers (`probe`). `pod_spec` and `container` are more YAML lines for
+    the pod's spec and its container, written without indentation."""
+    def indented(lines: str, by: int) -> str:
+        return "".join(" " * by + line + "\n" for line in lines.strip("\n").splitlines()) if lines.strip() else ""
+
+    readiness = "readinessProbe: {httpGet: {path: /healthz, port: http}, periodSeconds: 1}\n" if probe else ""
+    return f"""
+apiVersion: apps/v1
+kind: Deployment
+metadata: {{name: web}}
+spec:
+  replicas: {replicas}
+  selector: {{matchLabels: {{app: web}}}}
+  template:
+    metadata: {{labels: {{app: web}}}}
+    spec:
+{indented(pod_spec, 6)}      containers:
+      - name: c
+        image: {AGNHOST}
+        args: [netexec, --http-port=8080]
+        ports: [{{name: http, containerPort: 8080}}]
+{indented(readiness + container, 8)}"""
+
+
+WEB_SERVICE = """---
+apiVersion: v1
+kind: Service
+metadata: {name: web}
+spec:
+  selector: {app: web}
+  ports: [{name: http, port: 80, targetPort: http}]
+"""
+
+
+def pause_pod(name: str, node: str, host_network: bool = False) -> str:
+    """A pod that only sleeps (agnhost pause), on `node`."""
+    return (f"---\napiVersion: v1\nkind: Pod\nmetadata: {{name: {name}}}\nspec:\n  nodeName: {node}\n"
+            + ("  hostNetwork: true\n" if host_network else "")
+            + f"  containers: [{{name: c, image: {AGNHOST}, args: [pause]}}]\n")

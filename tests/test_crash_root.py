@@ -30,35 +30,14 @@ import pytest
 
 from podnet.host.control import send
 from podnet.host.layout import CNI_NETWORK, ClusterLayout
-from tests.livecluster import leftovers, podnet
+from tests.livecluster import leftovers, netexec_deployment, pause_pod, podnet
 # the Service, the Ingress and the client pod: the termination test's
-from tests.test_termination_root import AGNHOST, REST, Client, all_ready, lb_ip, pods, wait_for
+from tests.test_termination_root import REST, Client, all_ready, lb_ip, pods, wait_for
 
 pytestmark = pytest.mark.root  # tests/conftest.py skips it without root and namespaces
 
-def pause_pod(name: str, node: str, host_network: bool = False) -> str:
-    return (f"---\napiVersion: v1\nkind: Pod\nmetadata: {{name: {name}}}\nspec:\n  nodeName: {node}\n"
-            + ("  hostNetwork: true\n" if host_network else "")
-            + f"  containers: [{{name: c, image: {AGNHOST}, args: [pause]}}]\n")
-
-
-APP = f"""
-apiVersion: apps/v1
-kind: Deployment
-metadata: {{name: web}}
-spec:
-  replicas: 2
-  selector: {{matchLabels: {{app: web}}}}
-  template:
-    metadata: {{labels: {{app: web}}}}
-    spec:
-      containers:
-      - name: c
-        image: {AGNHOST}
-        args: [netexec, --http-port=8080]
-        ports: [{{name: http, containerPort: 8080}}]
-        readinessProbe: {{httpGet: {{path: /healthz, port: http}}, periodSeconds: 1}}
-""" + REST + pause_pod("orphan", "node1") + pause_pod("lone", "node2") + pause_pod("hostorphan", "node2", True)
+APP = netexec_deployment(2) + REST + pause_pod("orphan", "node1") + pause_pod("lone", "node2") \
+    + pause_pod("hostorphan", "node2", True)
 
 LATER = """
 apiVersion: v1

@@ -23,35 +23,13 @@ import pytest
 
 from podnet.host.control import send
 from podnet.host.layout import ClusterLayout
-from tests.livecluster import leftovers, podnet
-from tests.test_crash_root import pause_pod, supervisor_answering
-from tests.test_termination_root import AGNHOST, Client, all_ready, wait_for
+from tests.livecluster import WEB_SERVICE, leftovers, netexec_deployment, pause_pod, podnet
+from tests.test_crash_root import supervisor_answering
+from tests.test_termination_root import Client, all_ready, wait_for
 
 pytestmark = pytest.mark.root
 
-APP = f"""
-apiVersion: apps/v1
-kind: Deployment
-metadata: {{name: web}}
-spec:
-  replicas: 2
-  selector: {{matchLabels: {{app: web}}}}
-  template:
-    metadata: {{labels: {{app: web}}}}
-    spec:
-      containers:
-      - name: c
-        image: {AGNHOST}
-        args: [netexec, --http-port=8080]
-        ports: [{{name: http, containerPort: 8080}}]
----
-apiVersion: v1
-kind: Service
-metadata: {{name: web}}
-spec:
-  selector: {{app: web}}
-  ports: [{{name: http, port: 80, targetPort: http}}]
-""" + pause_pod("client", "node1")
+APP = netexec_deployment(2, probe=False) + WEB_SERVICE + pause_pod("client", "node1")
 
 
 @pytest.fixture

@@ -30,9 +30,9 @@ import yaml
 
 from podnet.host.control import send
 from podnet.host.layout import ClusterLayout
-from tests.livecluster import leftovers, podnet
-from tests.test_crash_root import gone, pause_pod
-from tests.test_termination_root import AGNHOST, Client, wait_for
+from tests.livecluster import WEB_SERVICE, leftovers, netexec_deployment, pause_pod, podnet
+from tests.test_crash_root import gone
+from tests.test_termination_root import Client, wait_for
 
 pytestmark = pytest.mark.root  # tests/conftest.py skips it without root and namespaces
 
@@ -42,35 +42,11 @@ NAMESPACES = ("default", "kube-system", "ingress-nginx")
 
 
 def web(replicas: int) -> str:
-    return f"""
-apiVersion: apps/v1
-kind: Deployment
-metadata: {{name: web}}
-spec:
-  replicas: {replicas}
-  selector: {{matchLabels: {{app: web}}}}
-  template:
-    metadata: {{labels: {{app: web}}}}
-    spec:
-      containers:
-      - name: c
-        image: {AGNHOST}
-        args: [netexec, --http-port=8080]
-        ports: [{{name: http, containerPort: 8080}}]
-        readinessProbe: {{httpGet: {{path: /healthz, port: http}}, periodSeconds: 1}}
-        # drained as users drain a server: it serves on while the removal reaches every node
-        lifecycle: {{preStop: {{exec: {{command: [sleep, "3"]}}}}}}
-"""
+    # drained as users drain a server: it serves on while the removal reaches every node
+    return netexec_deployment(replicas, container='lifecycle: {preStop: {exec: {command: [sleep, "3"]}}}')
 
 
-REST = """---
-apiVersion: v1
-kind: Service
-metadata: {name: web}
-spec:
-  selector: {app: web}
-  ports: [{name: http, port: 80, targetPort: http}]
-""" + pause_pod("client", "node1")
+REST = WEB_SERVICE + pause_pod("client", "node1")
 APP = web(2) + REST
 
 # the change an apply makes and a delete takes back (web scaled up is applied, never deleted)

@@ -31,42 +31,12 @@ import pytest
 
 from podnet.host.control import send
 from podnet.host.layout import ClusterLayout
-from tests.livecluster import leftovers, podnet
-from tests.test_termination_root import AGNHOST, Client, wait_for
+from tests.livecluster import WEB_SERVICE, leftovers, netexec_deployment, pause_pod, podnet
+from tests.test_termination_root import Client, wait_for
 
 pytestmark = pytest.mark.root  # tests/conftest.py skips it without root and namespaces
 
-APP = f"""
-apiVersion: apps/v1
-kind: Deployment
-metadata: {{name: web}}
-spec:
-  replicas: 4
-  selector: {{matchLabels: {{app: web}}}}
-  template:
-    metadata: {{labels: {{app: web}}}}
-    spec:
-      containers:
-      - name: c
-        image: {AGNHOST}
-        args: [netexec, --http-port=8080]
-        ports: [{{name: http, containerPort: 8080}}]
-        readinessProbe: {{httpGet: {{path: /healthz, port: http}}, periodSeconds: 1}}
----
-apiVersion: v1
-kind: Service
-metadata: {{name: web}}
-spec:
-  selector: {{app: web}}
-  ports: [{{name: http, port: 80, targetPort: http}}]
----
-apiVersion: v1
-kind: Pod
-metadata: {{name: client}}
-spec:
-  nodeName: node1
-  containers: [{{name: c, image: {AGNHOST}, args: [pause]}}]
-"""
+APP = netexec_deployment(4) + WEB_SERVICE + pause_pod("client", "node1")
 
 
 @pytest.fixture

@@ -28,60 +28,31 @@ import time
 import pytest
 
 from podnet.host.layout import ClusterLayout
-from tests.livecluster import leftovers, podnet
+from tests.livecluster import AGNHOST, WEB_SERVICE, leftovers, netexec_deployment, pause_pod, podnet
 
 pytestmark = pytest.mark.root  # tests/conftest.py skips it without root and namespaces
 
-AGNHOST = "registry.k8s.io/e2e-test-images/agnhost:2.53"
+
 def web(replicas: int, release: str) -> str:
-    return f"""
-apiVersion: apps/v1
-kind: Deployment
-metadata: {{name: web}}
-spec:
-  replicas: {replicas}
-  selector: {{matchLabels: {{app: web}}}}
-  template:
-    metadata: {{labels: {{app: web}}}}
-    spec:
-      terminationGracePeriodSeconds: 60
-      containers:
-      - name: c
-        image: {AGNHOST}
-        args: [netexec, --http-port=8080]
-        ports: [{{name: http, containerPort: 8080}}]
-        readinessProbe: {{httpGet: {{path: /healthz, port: http}}, periodSeconds: 1}}
-        lifecycle:
-          preStop: {{exec: {{command: [sh, -c, "while [ ! -e {release} ]; do sleep 0.1; done"]}}}}
-"""
+    """web held in its preStop hook until the file `release` exists."""
+    return netexec_deployment(replicas, pod_spec="terminationGracePeriodSeconds: 60", container=f"""
+lifecycle:
+  preStop: {{exec: {{command: [sh, -c, "while [ ! -e {release} ]; do sleep 0.1; done"]}}}}
+""")
 
 
-REST = f"""---
-apiVersion: v1
-kind: Service
-metadata: {{name: web}}
-spec:
-  selector: {{app: web}}
-  ports: [{{name: http, port: 80, targetPort: http}}]
----
+REST = WEB_SERVICE + """---
 apiVersion: networking.k8s.io/v1
 kind: Ingress
-metadata: {{name: web}}
+metadata: {name: web}
 spec:
   ingressClassName: nginx
   rules:
   - host: web.test
     http:
       paths:
-      - {{path: /, pathType: Prefix, backend: {{service: {{name: web, port: {{number: 80}}}}}}}}
----
-apiVersion: v1
-kind: Pod
-metadata: {{name: client}}
-spec:
-  nodeName: node1
-  containers: [{{name: c, image: {AGNHOST}, args: [pause]}}]
-"""
+      - {path: /, pathType: Prefix, backend: {service: {name: web, port: {number: 80}}}}
+""" + pause_pod("client", "node1")
 
 # One new connection per request to IP:PORT with a Host header, GET /hostname; one line per
 # request ("ok NAME" or "err WHY"), until the stop file exists.
