@@ -61,11 +61,20 @@ def wait_tcp(port: int, proc: "Agnhost | None" = None) -> None:
 
 
 def udp_ask(port: int, payload: bytes, timeout: float = 2.0) -> bytes:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.settimeout(timeout)
-        s.connect((LOOPBACK, port))
-        s.send(payload)
-        return s.recv(4096)
+    """The answer to one datagram. Refused (nothing bound to the port yet: a server binds its UDP
+    port after the TCP one `start` waited for, later on a loaded machine) is asked again."""
+    deadline = time.monotonic() + DEADLINE
+    while True:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.settimeout(timeout)
+            s.connect((LOOPBACK, port))
+            s.send(payload)
+            try:
+                return s.recv(4096)
+            except ConnectionRefusedError:
+                if time.monotonic() > deadline:
+                    raise
+        time.sleep(0.02)
 
 
 def http_get(port: int, path: str, method: str = "GET", headers: dict | None = None, body: bytes | None = None,

@@ -85,7 +85,7 @@ def test_get_events_w_streams_what_comes_after_the_list(store, capsys, monkeypat
         return store.list(since), store.version
 
     monkeypatch.setattr(events_cli, "running_events", long_poll)
-    assert main(["get", "events", "-w"]) == 0
+    assert main(["get", "events", "-w", "--name", "w"]) == 0  # --name: other clusters may run on this host
     lines = capsys.readouterr().out.splitlines()
     assert len(lines) == 4 and lines[3].split()[1:4] == ["Normal", "Killing", "pod/web"]
     assert polls[0] == (0, 0.0) and polls[1] == (store.version - 1, events_cli.WATCH_WAIT)

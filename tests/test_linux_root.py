@@ -320,14 +320,17 @@ def test_teardown_leaves_nothing(clusters):
 
 
 SUPERVISOR = textwrap.dedent("""
-    import subprocess, sys, time
+    import os, subprocess, sys, time
     sys.path[:0] = {path!r}
     from podnet.linux.build import build
     from podnet.linux.plan import plan_network
     from tests.conftest import cluster_of
     plan = plan_network(cluster_of("", {config!r}))
     build(plan)
-    child = subprocess.Popen(["ip", "netns", "exec", plan.layout.node_netns("node1"), "sleep", "300"])
+    netns = plan.layout.node_netns("node1")
+    child = subprocess.Popen(["ip", "netns", "exec", netns, "sleep", "300"])
+    while os.stat(f"/proc/{{child.pid}}/ns/net").st_ino != os.stat(f"/run/netns/{{netns}}").st_ino:
+        time.sleep(0.01)  # `ip netns exec` has not entered the namespace yet (later on a loaded machine)
     print(child.pid, flush=True)
     time.sleep(300)
 """)
