@@ -1,5 +1,6 @@
 """Helpers for tests that drive a real cluster through the `podnet` command (root tests)."""
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -69,3 +70,22 @@ def pause_pod(name: str, node: str, host_network: bool = False) -> str:
     return (f"---\napiVersion: v1\nkind: Pod\nmetadata: {{name: {name}}}\nspec:\n  nodeName: {node}\n"
             + ("  hostNetwork: true\n" if host_network else "")
             + f"  containers: [{{name: c, image: {AGNHOST}, args: [pause]}}]\n")
+
+
+@contextlib.contextmanager
+def up_cluster(directory: Path, name: str, manifests: str, networking: str = "{overlay: vxlan, proxyMode: nftables}",
+               nodes: int = 2, timeout: float = 180):
+    """`podnet up` a cluster NAME of `nodes` nodes with `manifests` (files in `directory`); at the
+    end, however the block ended, `podnet down` and nothing of it left on the host."""
+    (directory / "app.yaml").write_text(manifests)
+    (directory / "cluster.yaml").write_text(f"kind: Cluster\napiVersion: podnet.dev/v1alpha1\nname: {name}\n"
+                                            f"nodes: {nodes}\nnetworking: {networking}\n")
+    try:
+        podnet("up", "-f", str(directory / "app.yaml"), "--config", str(directory / "cluster.yaml"), timeout=timeout)
+        yield
+    finally:
+        if leftovers(name):
+            podnet("down", "--name", name, check=False, timeout=timeout)
+        assert leftovers(name) == [], f"left behind: {leftovers(name)}"
+        netns = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+        assert f"podnet-{name}." not in netns, netns

@@ -30,7 +30,7 @@ import pytest
 
 from podnet.host.control import send
 from podnet.host.layout import CNI_NETWORK, ClusterLayout
-from tests.livecluster import leftovers, netexec_deployment, pause_pod, podnet
+from tests.livecluster import netexec_deployment, pause_pod, podnet, up_cluster
 # the Service, the Ingress and the client pod: the termination test's
 from tests.test_termination_root import REST, Client, all_ready, lb_ip, pods, wait_for
 
@@ -92,23 +92,10 @@ def seen(name: str) -> dict[str, tuple]:
 @pytest.fixture
 def cluster(tmp_path):
     name = f"cr{secrets.token_hex(3)}"
-    (tmp_path / "app.yaml").write_text(APP)
-    (tmp_path / "cluster.yaml").write_text(
-        f"kind: Cluster\napiVersion: podnet.dev/v1alpha1\nname: {name}\nnodes: 2\n"
-        "networking: {overlay: vxlan, proxyMode: nftables}\n")
-    started = False
-    try:
-        podnet("up", "-f", str(tmp_path / "app.yaml"), "--config", str(tmp_path / "cluster.yaml"), timeout=180)
-        started = True
+    with up_cluster(tmp_path, name, APP):
         wait_for(lambda: all(all_ready(name, namespace) for namespace in ("default", "kube-system", "ingress-nginx")),
                  180, "every pod Ready")
         yield name, tmp_path
-    finally:
-        if started or leftovers(name):
-            podnet("down", "--name", name, check=False, timeout=180)
-        assert leftovers(name) == [], f"left behind: {leftovers(name)}"
-        netns = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
-        assert f"podnet-{name}." not in netns, netns
 
 
 def supervisor_answering(layout: ClusterLayout, other_than: int) -> int | None:

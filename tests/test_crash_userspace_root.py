@@ -17,13 +17,12 @@ import json
 import os
 import secrets
 import signal
-import subprocess
 
 import pytest
 
 from podnet.host.control import send
 from podnet.host.layout import ClusterLayout
-from tests.livecluster import WEB_SERVICE, leftovers, netexec_deployment, pause_pod, podnet
+from tests.livecluster import WEB_SERVICE, netexec_deployment, pause_pod, podnet, up_cluster
 from tests.test_crash_root import supervisor_answering
 from tests.test_termination_root import Client, all_ready, wait_for
 
@@ -35,19 +34,9 @@ APP = netexec_deployment(2, probe=False) + WEB_SERVICE + pause_pod("client", "no
 @pytest.fixture
 def cluster(tmp_path):
     name = f"cu{secrets.token_hex(3)}"
-    (tmp_path / "app.yaml").write_text(APP)
-    (tmp_path / "cluster.yaml").write_text(
-        f"kind: Cluster\napiVersion: podnet.dev/v1alpha1\nname: {name}\nnodes: 2\n"
-        "networking: {proxyMode: userspace}\n")
-    try:
-        podnet("up", "-f", str(tmp_path / "app.yaml"), "--config", str(tmp_path / "cluster.yaml"), timeout=180)
+    with up_cluster(tmp_path, name, APP, networking="{proxyMode: userspace}"):
         wait_for(lambda: all_ready(name, "default"), 180, "every pod Ready")
         yield name, tmp_path
-    finally:
-        podnet("down", "--name", name, check=False, timeout=180)
-        assert leftovers(name) == [], f"left behind: {leftovers(name)}"
-        netns = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
-        assert f"podnet-{name}." not in netns, netns
 
 
 def test_a_restarted_supervisor_serves_the_cluster_ip_again_in_userspace_mode(cluster):

@@ -31,7 +31,7 @@ import pytest
 
 from podnet.host.control import send
 from podnet.host.layout import ClusterLayout
-from tests.livecluster import WEB_SERVICE, leftovers, netexec_deployment, pause_pod, podnet
+from tests.livecluster import WEB_SERVICE, netexec_deployment, pause_pod, podnet, up_cluster
 from tests.test_termination_root import Client, wait_for
 
 pytestmark = pytest.mark.root  # tests/conftest.py skips it without root and namespaces
@@ -42,22 +42,9 @@ APP = netexec_deployment(4) + WEB_SERVICE + pause_pod("client", "node1")
 @pytest.fixture
 def cluster(tmp_path):
     name = f"kr{secrets.token_hex(3)}"
-    (tmp_path / "app.yaml").write_text(APP)
-    (tmp_path / "cluster.yaml").write_text(
-        f"kind: Cluster\napiVersion: podnet.dev/v1alpha1\nname: {name}\nnodes: 2\n"
-        "networking: {overlay: vxlan, proxyMode: nftables}\n")
-    started = False
-    try:
-        podnet("up", "-f", str(tmp_path / "app.yaml"), "--config", str(tmp_path / "cluster.yaml"), timeout=180)
-        started = True
+    with up_cluster(tmp_path, name, APP):
         wait_for(lambda: all(ready(p) for p in live_pods(name).values()), 180, "every pod Ready")
         yield name, tmp_path
-    finally:
-        if started or leftovers(name):
-            podnet("down", "--name", name, check=False, timeout=180)
-        assert leftovers(name) == [], f"left behind: {leftovers(name)}"
-        netns = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
-        assert f"podnet-{name}." not in netns, netns
 
 
 def objects(name: str) -> list[dict]:
