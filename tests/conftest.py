@@ -70,6 +70,12 @@ def run_cli(capsys, *argv):
     return code, out, err
 
 
+def admitted_during(age: str, took: float) -> bool:
+    """An AGE cell of an object admitted by a command that took `took` seconds: whole seconds
+    (as the API server's timestamps), no older than the command, however slow the machine."""
+    return age.endswith("s") and age[:-1].isdigit() and int(age[:-1]) <= took + 1
+
+
 def _port_range() -> range:
     """This test process's own ports: below the kernel's ephemeral range (which outgoing
     connections of every process draw from, so a port found free there can be taken before the
