@@ -86,6 +86,11 @@ def up_cluster(directory: Path, name: str, manifests: str, networking: str = "{o
     finally:
         if leftovers(name):
             podnet("down", "--name", name, check=False, timeout=timeout)
-        assert leftovers(name) == [], f"left behind: {leftovers(name)}"
-        netns = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
-        assert f"podnet-{name}." not in netns, netns
+        removed(name)
+
+
+def removed(name: str) -> None:
+    """Nothing of cluster NAME is left on the host."""
+    assert leftovers(name) == [], f"left behind: {leftovers(name)}"
+    netns = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    assert f"podnet-{name}." not in netns, netns

@@ -39,9 +39,9 @@ import yaml
 
 from podnet.host.control import send
 from podnet.host.layout import CNI_NETWORK, ClusterLayout
-from tests.livecluster import podnet
+from tests.livecluster import podnet, removed
 from tests.test_crash_root import gone
-from tests.test_interrupted_root import REST, SEED, removed, web
+from tests.test_interrupted_root import REST, SEED, stop_and_remove, web
 from tests.test_termination_root import Client, all_ready, wait_for
 
 pytestmark = pytest.mark.root  # tests/conftest.py skips it without root and namespaces
@@ -73,11 +73,7 @@ def cluster(tmp_path_factory):
         mark = len(client.answers)
         wait_for(lambda: client.successes(mark) >= 10 or client.errors(), 120, "answers at the end")
     finally:
-        stop.write_text("")
-        if client is not None:
-            client.finish()
-        podnet("down", "--name", name, check=False, timeout=240)
-        removed(name)
+        stop_and_remove(name, stop, client)
     assert client.errors() == [], client.errors()[:10]
 
 

@@ -30,7 +30,7 @@ import yaml
 
 from podnet.host.control import send
 from podnet.host.layout import ClusterLayout
-from tests.livecluster import WEB_SERVICE, leftovers, netexec_deployment, pause_pod, podnet
+from tests.livecluster import WEB_SERVICE, netexec_deployment, pause_pod, podnet, removed
 from tests.test_crash_root import gone
 from tests.test_termination_root import Client, wait_for
 
@@ -78,11 +78,14 @@ def write_files(tmp: Path, name: str) -> dict[str, Path]:
     return files
 
 
-def removed(name: str) -> None:
-    """`down` left nothing of the cluster."""
-    assert leftovers(name) == [], f"left behind: {leftovers(name)}"
-    netns = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
-    assert f"podnet-{name}." not in netns, netns
+def stop_and_remove(name: str, stop, client) -> None:
+    """The end of a module's cluster: its client loop stopped (the `stop` file), `podnet down`,
+    and nothing of it left (livecluster.removed)."""
+    stop.write_text("")
+    if client is not None:
+        client.finish()
+    podnet("down", "--name", name, check=False, timeout=240)
+    removed(name)
 
 
 def killed_at(argv: list[str], delay: float, also=None) -> bool:
@@ -260,11 +263,7 @@ def test_apply_and_delete_killed_at_random_points_end_as_an_uninterrupted_run(tm
         mark = len(client.answers)
         wait_for(lambda: client.successes(mark) >= 10 or client.errors(), 120, "answers after the rounds")
     finally:
-        stop.write_text("")
-        if client is not None:
-            client.finish()
-        podnet("down", "--name", name, check=False, timeout=240)
-        removed(name)
+        stop_and_remove(name, stop, client)
     assert client.errors() == [], client.errors()[:10]
 
 
