@@ -6,6 +6,9 @@ BIN := $(VENV)/bin
 # Debian packages the data plane and its tests use (later issues build on them; redis-server runs
 # the redis image, zsh checks `podnet completion zsh`, libnginx-mod-http-lua is the ingress controller's balancer).
 APT_PACKAGES := iproute2 nftables iptables conntrack nginx dnsutils dnsmasq-base containernetworking-plugins iperf3 procps iputils-ping iputils-arping curl util-linux dnsperf knot-dnsutils openssl redis-server redis-tools zsh libnginx-mod-http-lua
+# kubectl (v1.32 from apt on these machines) drives the cluster's API server in the tests; where
+# no apt source offers it the kubectl tests say so and skip.
+OPTIONAL_APT_PACKAGES := kubectl
 # Only for `make bench` (not `make test`): wrk for bench/ingress_http.py.
 BENCH_APT_PACKAGES := wrk
 STAMP := $(VENV)/.installed
@@ -30,6 +33,10 @@ $(STAMP): pyproject.toml
 	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 	  else echo "warning: not root, skipping Debian packages: $$missing" >&2; fi; \
 	fi
+	@for p in $(OPTIONAL_APT_PACKAGES); do \
+	  command -v $$p >/dev/null || { [ "$$(id -u)" = 0 ] && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$p >/dev/null 2>&1; } \
+	    || echo "warning: $$p is not installed and no apt source offers it: the tests that need it skip" >&2; \
+	done
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --disable-pip-version-check -e '.[test]'
 	@touch $(STAMP)
