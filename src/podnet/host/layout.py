@@ -105,6 +105,20 @@ class ClusterLayout:
     def socket_path(self) -> Path:
         return self.state_dir / "supervisor.sock"
 
+    @property
+    def pki_dir(self) -> Path:
+        """The cluster CA, the API server's and the admin's certificates, the ServiceAccount key."""
+        return self.state_dir / "pki"
+
+    @property
+    def apiserver_file(self) -> Path:
+        """The API server's record: {"port": its 127.0.0.1 port on the host, "pid", "started"}."""
+        return self.state_dir / "apiserver.json"
+
+    def serviceaccount_dir(self, namespace: str, pod: str) -> Path:
+        """What a pod sees at /var/run/secrets/kubernetes.io/serviceaccount (token, ca.crt, namespace)."""
+        return self.state_dir / "serviceaccounts" / f"{namespace}_{pod}"
+
 
 _VALID = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 
