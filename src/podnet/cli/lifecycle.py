@@ -27,6 +27,7 @@ from podnet.host.control import pick_cluster, running_clusters, send
 from podnet.host.layout import NETNS_DIR, STATE_ROOT, ClusterLayout, valid_cluster_name
 from podnet.linux import teardown
 from podnet.linux.adopted import start_time
+from podnet.linux.supervisor import apiserver
 from podnet.linux.supervisor.state import ClusterState
 from podnet.linux.supervisor.watchdog import RECORD, watchdog_pid
 
@@ -314,6 +315,7 @@ def _down(name: str) -> None:
             os.kill(pid, 9)  # it did not finish in time: what it left is removed below
     except (PodnetError, OSError, ValueError):
         pass  # no supervisor (killed, crashed): teardown by name below
+    apiserver.stop_recorded(layout)  # not in any of the namespaces: found by its record
     teardown.teardown(name)
     for path in layout.etc_dirs():
         shutil.rmtree(path, ignore_errors=True)

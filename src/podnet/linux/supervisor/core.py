@@ -37,6 +37,7 @@ from podnet.linux.prober import ProbeManager
 from podnet.linux.runtime import Runtime
 from podnet.linux.supervisor import reconcile, record, termination
 from podnet.linux.supervisor.apimeta import ApiMeta
+from podnet.linux.supervisor.apiserver import ApiServerProcess
 from podnet.linux.supervisor.controllers import ControllerEvents
 from podnet.linux.supervisor.events import EventStore, involved, posted_event
 from podnet.linux.supervisor.state import ClusterState
@@ -118,6 +119,7 @@ class Supervisor:
         self._policy_retry_at, self._policy_retry_delay = 0.0, POLICY_RETRY_FIRST
         self.announcer = None  # LoadBalancer IPs on the LAN (podnet.linux.l2announce)
         self.prober = None  # kubelet's probes (podnet.linux.prober.ProbeManager)
+        self.apiserver: ApiServerProcess | None = None  # the cluster's Kubernetes API (apiserver.py)
         # kubelet's word on each running pod's containers: ref -> container -> {"ready", "started"}
         self.container_state: dict[str, dict[str, dict[str, bool]]] = {}
         self.state_changed = threading.Event()
@@ -342,6 +344,8 @@ class Supervisor:
         self.announcer.sync(self.cluster)
         self.prober = ProbeManager(self.runtime, self.layout, self._probe_changed, self._probe_restart,
                                    on_failure=self._probe_failed)
+        self.apiserver = ApiServerProcess(self.layout)
+        self.apiserver.ensure()  # a restarted supervisor keeps the one that runs
 
     def _start_node_agents(self, node: str, netlink) -> None:
         """A node's kube-proxy and NetworkPolicy table, synced to the cluster before any pod
@@ -773,6 +777,8 @@ class Supervisor:
     def stop(self) -> None:
         self.stopping.set()  # terminations under way give up: the teardown kills without grace
         with self.lock:
+            if self.apiserver is not None:  # first: its socket in the first node's namespace would keep it
+                self.apiserver.stop()
             if self.prober is not None:
                 self.prober.stop()
             for proxy in self.proxies.values():
@@ -805,6 +811,28 @@ class Supervisor:
         with self.lock:
             return object_bodies(self.cluster, self.runtime.pods, self.container_state,
                                  self._policy_drops() if counters else {}, self.meta)
+
+    def changes(self, since: int) -> dict[str, Any]:
+        """What the API server's watch cache needs to catch up from resourceVersion `since`:
+        the objects changed after it (stamped, as `objects` serves them), the deletions after
+        it, the version now; everything (`"full": true`) when `since` is 0 or its deletions are
+        forgotten. Without the policies' drop counters (an `nft list` per node)."""
+        with self.lock:
+            found = self.meta.changed_since(since) if since > 0 else None
+            only, deleted = (None, []) if found is None else found
+            items = object_bodies(self.cluster, self.runtime.pods, self.container_state, {}, self.meta, only)
+            return {"full": found is None, "items": items, "deleted": [[v, *key] for v, key in deleted],
+                    "resourceVersion": self.meta.version, "generation": self.generation}
+
+    def inputs_of(self, keys: list[list[str]] | None) -> list[dict[str, Any] | None]:
+        """The objects as applied (what a patch or an update changes), by (kind, namespace, name);
+        None for a key that is not an input (computed: a Deployment's pods, EndpointSlices …).
+        Without `keys`: every input."""
+        with self.lock:
+            if keys is None:
+                return list(self.inputs)
+            by_key = {reconcile.object_key(body): body for body in self.inputs}
+            return [by_key.get(tuple(key)) for key in keys]
 
     def _policy_drops(self) -> dict[tuple[str, str], dict[str, int]]:
         """Packets dropped per policy — (kind, ref): a NetworkPolicy, an AdminNetworkPolicy or

@@ -50,6 +50,11 @@ def step(supervisor: Supervisor) -> None:
             supervisor.recompute()
         except Exception:
             log.exception("recomputing after a readiness change failed")
+    if supervisor.apiserver is not None:
+        try:
+            supervisor.apiserver.ensure()  # started again if it died (kubelet's back-off)
+        except Exception:
+            log.exception("starting the API server failed")
     try:
         supervisor.persist()
     except Exception:

@@ -1,7 +1,8 @@
 """The supervisor's side of the control socket (the client's is podnet.host.control).
 
 One JSON request per connection, one JSON reply: {"ok": true, ...} or {"ok": false,
-"error": "..."}. Ops: ping, status, objects, generation, watch, exec, logs, apply, delete,
+"error": "..."}. Ops: ping, status, objects, changes and inputs (the API server's), generation,
+watch, exec, logs, apply, delete,
 down, events (the event store, from a resourceVersion on), event (a controller posts one) and
 restartNode (a node reboot, `podnet node restart`).
 `watch` is a long poll, as a Kubernetes watch is for its clients: its connection stays open
@@ -46,6 +47,10 @@ def handle(supervisor, message: dict[str, Any]) -> dict[str, Any]:
         with supervisor.lock:
             return {"items": supervisor.objects(counters=message.get("counters", True)), "config": supervisor.config.to_dict(),
                     "generation": supervisor.generation, "nodes": supervisor.sync_status()}
+    if op == "changes":  # the API server's watch cache: what changed after resourceVersion `since`
+        return supervisor.changes(int(message.get("since") or 0))
+    if op == "inputs":  # the objects as applied, by key (the API server patches and updates them)
+        return {"items": supervisor.inputs_of(message.get("keys"))}
     if op == "generation":  # cheap: where the cluster state is
         return {"generation": supervisor.generation}
     if op == "watch":  # a long poll, for watchers such as the cluster DNS and the ingress controller
