@@ -16,7 +16,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from podnet.pki.authority import ClusterCredentials, atomic_write
+from podnet.pki.authority import ClusterCredentials
+from podnet.pki.files import atomic_write
 
 IPS = ["127.0.0.1", "192.168.1.11", "10.96.0.1"]
 NAMES = ["localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc",

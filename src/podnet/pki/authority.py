@@ -36,6 +36,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from podnet.pki.files import atomic_write
+
 CA_LIFETIME = datetime.timedelta(days=3650)  # kubeadm's CA: 10 years
 LEAF_LIFETIME = datetime.timedelta(days=365)  # kubeadm's certificates: 1 year
 # kubeadm backdates NotBefore (CertificateBackdate) so a client whose clock lags a little
@@ -44,23 +46,6 @@ BACKDATE = datetime.timedelta(minutes=5)
 CA_NAME = "kubernetes"  # kubeadm's CA subject
 APISERVER_NAME = "kube-apiserver"
 ADMIN_USER, ADMIN_GROUP = "kubernetes-admin", "system:masters"
-
-
-def atomic_write(path: Path, data: bytes, mode: int = 0o600) -> None:
-    """Replace `path` with `data`: written beside it under a temporary name with `mode` from the
-    start (a key is never readable by others, not even for a moment), synced, then renamed."""
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(temporary, mode)  # O_CREAT's mode is masked by the umask; an existing file keeps its own
-        os.replace(temporary, path)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
 
 
 def _now() -> datetime.datetime:

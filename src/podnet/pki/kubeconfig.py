@@ -23,7 +23,7 @@ from typing import Any
 
 import yaml
 
-from podnet.pki.authority import atomic_write
+from podnet.pki.files import atomic_write
 
 PREFIX = "podnet-"
 LOCK_TIMEOUT = 10.0  # seconds to wait for another writer's lock
