@@ -13,39 +13,18 @@ import asyncio
 import logging
 import signal
 import socket
-import ssl
 import sys
 
-from aiohttp import web
-
 from podnet.apiserver import streams
-from podnet.apiserver.server import ApiServer
 from podnet.apiserver.backend import Supervisor
+from podnet.apiserver.server import ApiServer, listening, run, tls_context
+from podnet.errors import PodnetError
 from podnet.controlplane.system import APISERVER_PORT
 from podnet.host.layout import ClusterLayout
 from podnet.host.netns import socket_in_netns
 from podnet.pki.authority import ClusterCredentials
 
 log = logging.getLogger("podnet.apiserver")
-BACKLOG = 1024
-
-
-def tls_context(credentials: ClusterCredentials) -> ssl.SSLContext:
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
-    context.load_cert_chain(credentials.server_cert_path, credentials.server_key_path)
-    context.load_verify_locations(credentials.ca_path)
-    context.verify_mode = ssl.CERT_OPTIONAL  # a certificate, or else a bearer token (authn.py)
-    context.set_alpn_protocols(["http/1.1"])
-    return context
-
-
-def _listening(sock: socket.socket, address: tuple[str, int]) -> socket.socket:
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(address)
-    sock.listen(BACKLOG)
-    sock.setblocking(False)
-    return sock
 
 
 def control_plane_address(server: ApiServer, layout: ClusterLayout) -> tuple[str, str] | None:
@@ -68,26 +47,23 @@ async def serve(layout: ClusterLayout, port: int) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, server.stopping.set)
-    followers = [asyncio.create_task(server.follower.follow_objects()),
-                 asyncio.create_task(server.follower.follow_events())]
-    await server.objects.synced.wait()
-    context = tls_context(credentials)
-    runner = web.AppRunner(server.app(), handle_signals=False, access_log=None, shutdown_timeout=1.0)
-    await runner.setup()
-    sockets = [_listening(socket.socket(socket.AF_INET, socket.SOCK_STREAM), ("127.0.0.1", port))]
+    for attempt in range(120):  # the first look: which node is the control plane
+        try:
+            await server.follower.sync()
+            break
+        except (PodnetError, OSError, ValueError) as exc:  # the supervisor is being restarted
+            if attempt == 119:
+                raise
+            log.warning("the supervisor does not answer yet (%s): retrying", exc)
+            await asyncio.sleep(0.5)
+    listeners = [listening(socket.socket(socket.AF_INET, socket.SOCK_STREAM), ("127.0.0.1", port))]
     inside = control_plane_address(server, layout)
     if inside is not None:
         netns, address = inside
-        sockets.append(_listening(socket_in_netns(netns, socket.AF_INET, socket.SOCK_STREAM), (address, APISERVER_PORT)))
-    for sock in sockets:
-        await web.SockSite(runner, sock, ssl_context=context).start()
+        listeners.append(listening(socket_in_netns(netns, socket.AF_INET, socket.SOCK_STREAM), (address, APISERVER_PORT)))
     log.info("serving on https://127.0.0.1:%d%s", port,
              f" and https://{inside[1]}:{APISERVER_PORT} in {inside[0]}" if inside else "")
-    await server.stopping.wait()
-    server.follower.stopping.set()
-    for task in followers:
-        task.cancel()
-    await runner.cleanup()
+    await run(server, tls_context(credentials), listeners)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -16,6 +16,8 @@ import asyncio
 import json
 import logging
 import random
+import socket
+import ssl
 import time
 from collections.abc import Callable
 from typing import Any
@@ -34,11 +36,13 @@ from podnet.apiserver.rbac import Attributes, Authorizer, User, access_review_st
 from podnet.apiserver.registry import BY_PATH, Resource
 from podnet.errors import PodnetError
 from podnet.linux.supervisor import reconcile
+from podnet.pki.authority import ClusterCredentials
 
 log = logging.getLogger("podnet.apiserver")
 JSON = "application/json"
 BOOKMARK_EVERY = 30.0  # seconds between bookmarks on a watch that asked for them
 RBAC_KINDS = frozenset({"Role", "ClusterRole", "RoleBinding", "ClusterRoleBinding"})
+BACKLOG = 1024
 TOKEN_AUDIENCES = ("https://kubernetes.default.svc.cluster.local", "kubernetes.default.svc", "api")
 
 
@@ -62,6 +66,7 @@ class ApiServer:
         self.authorizer = Authorizer([])
         self.objects.listeners.append(self._rbac_changed)
         self.stopping = asyncio.Event()
+        self.serving = asyncio.Event()
         self._started = time.time()
         # subresource handlers another module registers: (resource plural, subresource) -> handler
         self.subresources: dict[tuple[str, str], Callable] = {}
@@ -518,3 +523,40 @@ def _forbidden_details(info: RequestInfo) -> dict[str, Any]:
 
 def _admit(documents: str) -> None:
     reconcile.admitted(documents, "request")
+
+
+def tls_context(credentials: ClusterCredentials) -> ssl.SSLContext:
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.load_cert_chain(credentials.server_cert_path, credentials.server_key_path)
+    context.load_verify_locations(credentials.ca_path)
+    context.verify_mode = ssl.CERT_OPTIONAL  # a certificate, or else a bearer token (authn.py)
+    context.set_alpn_protocols(["http/1.1"])
+    return context
+
+
+def listening(sock: socket.socket, address: tuple[str, int]) -> socket.socket:
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(address)
+    sock.listen(BACKLOG)
+    sock.setblocking(False)
+    return sock
+
+
+async def run(server: ApiServer, context: ssl.SSLContext, listeners: list[socket.socket]) -> None:
+    """Fill the caches, then serve on `listeners` (listening sockets) until server.stopping."""
+    followers = [asyncio.create_task(server.follower.follow_objects()),
+                 asyncio.create_task(server.follower.follow_events())]
+    runner = web.AppRunner(server.app(), handle_signals=False, access_log=None, shutdown_timeout=1.0)
+    try:
+        await server.objects.synced.wait()
+        await runner.setup()
+        for sock in listeners:
+            await web.SockSite(runner, sock, ssl_context=context).start()
+        server.serving.set()  # (tests wait for it)
+        await server.stopping.wait()
+    finally:
+        server.follower.stopping.set()
+        for task in followers:
+            task.cancel()
+        await runner.cleanup()
