@@ -21,7 +21,7 @@ from podnet.policy import render
 ROOT = Path(__file__).resolve().parent.parent
 GOLDEN = Path(__file__).resolve().parent / "golden"
 EVERY_KIND = ("namespaces,nodes,pods,services,endpoints,endpointslices,deployments,replicasets,statefulsets,"
-              "daemonsets,networkpolicies,ingresses,ingressclasses,configmaps,secrets")
+              "daemonsets,networkpolicies,ingresses,ingressclasses,configmaps,secrets,serviceaccounts")
 CASES = ["shop"] + sorted(p.stem for p in (ROOT / "examples" / "seeds").glob("*.yaml"))
 
 

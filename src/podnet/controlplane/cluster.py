@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from ipaddress import IPv4Address
 
 from podnet.api import fields
+from podnet.api.kinds import RBAC_KINDS
 from podnet.api.objects import KubeObject
 from podnet.api.positions import LineFinder
 from podnet.api.problems import FieldPath
@@ -18,7 +19,7 @@ from podnet.config import ClusterConfig
 from podnet.controlplane import endpoints as endpoint_controller
 from podnet.controlplane import pods as pod_status
 from podnet.controlplane import services as service_allocation
-from podnet.controlplane import system, workloads
+from podnet.controlplane import rbac, serviceaccounts, system, workloads
 from podnet.controlplane.nodes import NodeInfo, build_nodes
 from podnet.controlplane.scheduler import Scheduler
 from podnet.errors import InvalidInput
@@ -134,9 +135,30 @@ def compute(store: ObjectStore, config: ClusterConfig,
 
     _endpoints(cluster, services, by_kind, all_pods, node_objects)
     _ingress_status(cluster)
+    _access(cluster, by_kind)
     if errors:
         raise InvalidInput(errors)
     return cluster
+
+
+def _access(cluster: Cluster, by_kind: dict[str, list[KubeObject]]) -> None:
+    """Who may use the API: ServiceAccounts (each namespace's `default` from the controller) and
+    RBAC's objects (the bootstrap policy, with aggregated ClusterRoles). Stored, nothing else
+    in the control plane reads them; added last, so they change nothing computed before them."""
+    accounts = {a.key: a for a in by_kind["ServiceAccount"]}
+    for namespace in cluster.of_kind("Namespace"):
+        account = serviceaccounts.default_service_account(namespace.name)
+        accounts.setdefault(account.key, account)
+    for key in sorted(accounts):
+        cluster.add(accounts[key])
+    given = {o.key for kind in RBAC_KINDS for o in by_kind[kind]}
+    policy = [o for o in rbac.bootstrap_policy() if o.key not in given]  # the input's own win
+    rbac_objects = sorted([o for kind in RBAC_KINDS for o in by_kind[kind]] + policy, key=lambda o: o.key)
+    rbac.aggregate(o for o in rbac_objects if o.kind == "ClusterRole")
+    for obj in rbac_objects:
+        if obj.kind in ("RoleBinding", "ClusterRoleBinding"):
+            rbac.apply_binding_defaults(obj)
+        cluster.add(obj)
 
 
 def _ingress_status(cluster: Cluster) -> None:
