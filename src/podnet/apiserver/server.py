@@ -32,7 +32,7 @@ from podnet.apiserver.backend import Follower, Supervisor
 from podnet.apiserver.cache import WatchCache, key_of
 from podnet.apiserver.errors import ApiError, already_exists, conflict, not_found, qualified, success
 from podnet.apiserver.paths import RequestInfo, request_info
-from podnet.apiserver.rbac import Attributes, Authorizer, User, access_review_status, forbidden_message
+from podnet.apiserver.rbac import SERVICE_ACCOUNT_PREFIX, Attributes, Authorizer, User, access_review_status, forbidden_message
 from podnet.apiserver.registry import BY_PATH, Resource
 from podnet.errors import PodnetError
 from podnet.linux.supervisor import reconcile
@@ -103,14 +103,39 @@ class ApiServer:
             raise ApiError(401, "Unauthorized")
         return user
 
+    def impersonated(self, request: web.Request, user: User) -> User:
+        """Impersonate-User / Impersonate-Group (kubectl --as, --as-group): allowed when RBAC lets
+        `user` impersonate them (verb impersonate on users, groups or serviceaccounts), as
+        kube-apiserver's impersonation filter checks."""
+        name = request.headers.get("Impersonate-User")
+        groups = tuple(request.headers.getall("Impersonate-Group", []))
+        if not name:
+            if groups:
+                raise ApiError(500, "requested impersonation of groups without a user")
+            return user
+        if name.startswith(SERVICE_ACCOUNT_PREFIX) and name.count(":") == 3:
+            namespace, account = name[len(SERVICE_ACCOUNT_PREFIX):].split(":")
+            wanted = [Attributes("impersonate", "", "serviceaccounts", "", namespace, account)]
+            implied = ("system:serviceaccounts", f"system:serviceaccounts:{namespace}")
+        else:
+            wanted = [Attributes("impersonate", "", "users", "", "", name)]
+            implied = ()
+        wanted += [Attributes("impersonate", "", "groups", "", "", group) for group in groups]
+        for attributes in wanted:
+            allowed, _ = self.authorizer.authorize(user, attributes)
+            if not allowed:
+                raise ApiError(403, forbidden_message(user, attributes))
+        chosen = tuple(dict.fromkeys(groups + implied + ("system:authenticated",)))
+        return User(name, chosen)
+
     async def _dispatch(self, request: web.Request) -> web.StreamResponse:
-        user = self.authenticate(request)
+        user = self.impersonated(request, self.authenticate(request))
         info = request_info(request.method, request.path, dict(request.query))
         attributes = Attributes(info.verb, info.group, info.resource, info.subresource, info.namespace, info.name,
                                 info.path, info.resource_request)
         allowed, reason = self.authorizer.authorize(user, attributes)
         if not allowed:
-            raise ApiError(403, forbidden_message(user, attributes), details=_forbidden_details(info))
+            raise ApiError(403, forbidden_message(user, attributes, reason), details=_forbidden_details(info))
         request["user"] = user
         if not info.resource_request:
             return await self._non_resource(request, info)
@@ -339,6 +364,7 @@ class ApiServer:
         name = body["metadata"]["name"]
         if self.objects.get((resource.kind, body["metadata"].get("namespace") or "", name)) is not None:
             raise already_exists(resource.plural, resource.group, name)
+        body = patch.record_update(None, body, field_manager(request), resource.kind)
         return await self._write(body, resource, request, 201)
 
     async def _input_of(self, resource: Resource, key: tuple[str, str, str]) -> dict[str, Any] | None:
@@ -358,9 +384,11 @@ class ApiServer:
         if objects.stale(current, sent or {}):
             raise conflict(resource.plural, resource.group, info.name,
                            "the object has been modified; please apply your changes to the latest version and try again")
-        if await self._input_of(resource, self._key(info, resource)) is None:
+        original = await self._input_of(resource, self._key(info, resource))
+        if original is None:
             raise self._computed(resource, current)
         body = objects.as_input(resource, sent, info.namespace, info.name)
+        body = patch.record_update(original, body, field_manager(request), resource.kind)
         return await self._write(body, resource, request, 200)
 
     async def _patch(self, request: web.Request, info: RequestInfo, resource: Resource) -> web.Response:
@@ -372,12 +400,12 @@ class ApiServer:
         if current is not None and original is None:
             raise self._computed(resource, current)
         if content_type == "application/apply-patch+yaml":
-            manager = request.query.get("fieldManager") or "kubectl"
+            manager = request.query.get("fieldManager") or ""
             force = request.query.get("force") in ("true", "1")
             try:
                 patched = patch.apply_patch(original, sent, manager, force, resource.kind)
             except patch.PatchError as exc:
-                raise ApiError(exc.code, str(exc), exc.reason) from None
+                raise ApiError(exc.code, exc.message, exc.reason, exc.details) from None
             body = objects.as_input(resource, patched, info.namespace, info.name)
             return await self._write(body, resource, request, 201 if current is None else 200)
         if current is None:
@@ -397,8 +425,9 @@ class ApiServer:
                                     "application/json-patch+json, application/merge-patch+json, "
                                     "application/apply-patch+yaml, application/strategic-merge-patch+json")
         except patch.PatchError as exc:
-            raise ApiError(exc.code, str(exc), exc.reason) from None
+            raise ApiError(exc.code, exc.message, exc.reason, exc.details) from None
         body = objects.as_input(resource, patched, info.namespace, info.name)
+        body = patch.record_update(original, body, field_manager(request), resource.kind)
         return await self._write(body, resource, request, 200)
 
     def _grace(self, request: web.Request, options: Any) -> int | None:
@@ -515,6 +544,16 @@ def _scale_of(body: dict[str, Any], resource: Resource) -> dict[str, Any]:
             "spec": {"replicas": (body.get("spec") or {}).get("replicas", 1)},
             "status": {"replicas": (body.get("status") or {}).get("replicas", 0),
                        "selector": str(labels.from_label_selector(selector))}}
+
+
+def field_manager(request: web.Request) -> str:
+    """?fieldManager=, else the client's name from its User-Agent (kube-apiserver's default:
+    "kubectl-client-side-apply/v1.32.4 (linux/amd64) …" → kubectl-client-side-apply)."""
+    given = request.query.get("fieldManager")
+    if given:
+        return given
+    agent = request.headers.get("User-Agent", "")
+    return agent.split("/", 1)[0].strip()[:128] or "unknown"
 
 
 def _forbidden_details(info: RequestInfo) -> dict[str, Any]:
