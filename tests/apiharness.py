@@ -15,6 +15,7 @@ import shutil
 import socket
 import subprocess
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,7 @@ from podnet.apiserver.backend import Supervisor as SupervisorClient
 from podnet.apiserver.server import ApiServer, listening, run, tls_context
 from podnet.host.layout import ClusterLayout
 from podnet.linux.supervisor.core import Supervisor
-from podnet.linux.supervisor.server import handle, serving
+from podnet.linux.supervisor.loop import run as supervise
 from podnet.linux.supervisor.state import ClusterState
 from podnet.pki import kubeconfig
 from podnet.pki.authority import ClusterCredentials
@@ -55,15 +56,21 @@ class ApiHarness:
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self.server: ApiServer | None = None
-        self._serving = None
+        self._supervising: threading.Thread | None = None
 
     # -- lifecycle ----------------------------------------------------------------------------------
 
     def __enter__(self) -> "ApiHarness":
         self.supervisor = Supervisor(self.layout, self.state, dataplane_factory=FakeDataPlane, runtime_factory=FakeRuntime)
         self.supervisor.start()
-        self._serving = serving(self.socket_path, lambda message: handle(self.supervisor, message))
-        self._serving.__enter__()
+        # its loop as `podnet up` runs it: the control socket, reaping, terminations, recomputing
+        self._supervising = threading.Thread(target=supervise, args=(self.supervisor, self.socket_path), daemon=True)
+        self._supervising.start()
+        deadline = time.monotonic() + 60
+        while not self.socket_path.exists():
+            if time.monotonic() > deadline:
+                raise RuntimeError("the supervisor's socket did not appear within 60 s")
+            time.sleep(0.01)
         self.credentials.ensure(["127.0.0.1"], ["localhost", "kubernetes"])
         self.kubeconfig.write_text(kubeconfig.dump(kubeconfig.render(
             self.name, f"https://127.0.0.1:{self.port}", self.credentials.ca_path.read_bytes(),
@@ -97,9 +104,7 @@ class ApiHarness:
         if self._thread is not None:
             self._thread.join(30)
         self.supervisor.stopping.set()
-        self.supervisor.stop_watchers()
-        if self._serving is not None:
-            self._serving.__exit__(None, None, None)
+        self._supervising.join(30)
 
     # -- clients ------------------------------------------------------------------------------------
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +28,27 @@ class Supervisor:
         self.path = socket_path
 
     async def call(self, op: str, fields: dict[str, Any] | None = None, timeout: float = 60.0) -> dict[str, Any]:
-        return await asyncio.to_thread(send, self.path, {"op": op, **(fields or {})}, timeout)
+        """One request, in a daemon thread of its own: a long poll held by the supervisor must
+        not keep the process from ending (asyncio.to_thread's pool is waited for at exit)."""
+        loop = asyncio.get_running_loop()
+        answer: asyncio.Future = loop.create_future()
+
+        def settle(result: Any, error: BaseException | None) -> None:
+            if not answer.done():
+                answer.set_exception(error) if error is not None else answer.set_result(result)
+
+        def work() -> None:
+            try:
+                result, error = send(self.path, {"op": op, **(fields or {})}, timeout), None
+            except BaseException as exc:  # handed to the caller
+                result, error = None, exc
+            try:
+                loop.call_soon_threadsafe(settle, result, error)
+            except RuntimeError:  # the loop is gone: nobody waits any more
+                pass
+
+        threading.Thread(target=work, name=f"supervisor:{op}", daemon=True).start()
+        return await answer
 
 
 class Follower:

@@ -72,12 +72,28 @@ def documents(bodies: list[dict[str, Any]]) -> str:
 
 
 def admission_error(resource: Resource, name: str, message: str) -> ApiError:
-    """A refusal by the supervisor's admission, as 422 Invalid with podnet's message (it names
-    the field); `request:N:` is the position in the List text the API server sent: dropped."""
-    text = message
-    if text.startswith("request:"):
-        text = text.split(":", 2)[-1].strip()
-    return invalid(resource.kind, resource.group, name, text)
+    """A refusal by the supervisor's admission as kube-apiserver's 422 Invalid: one cause per
+    problem (field, message, reason), the message listing them, so kubectl prints each field
+    with podnet's words. Each line of podnet's message is `request:N: Kind ns/name: field: what`
+    (`request:N` is the position in the List the API server sent: dropped)."""
+    causes = []
+    for line in message.splitlines():
+        text = line.split(":", 2)[-1].strip() if line.startswith("request:") else line.strip()
+        about, _, problem = text.partition(": ")
+        if problem and " " in about and ": " in problem:  # "Kind ns/name: field: what"
+            text = problem
+        field, _, what = text.partition(": ")
+        if not what or " " in field:
+            causes.append({"reason": "FieldValueInvalid", "message": text, "field": ""})
+            continue
+        reason = ("FieldValueRequired" if what.startswith("Required value") else
+                  "FieldValueNotSupported" if what.startswith("Unsupported value") else
+                  "FieldValueDuplicate" if what.startswith("Duplicate value") else
+                  "FieldValueForbidden" if what.startswith("Forbidden") else "FieldValueInvalid")
+        causes.append({"reason": reason, "message": what, "field": field})
+    listed = [f"{c['field']}: {c['message']}" if c["field"] else c["message"] for c in causes]
+    summary = listed[0] if len(listed) == 1 else f"[{', '.join(listed)}]"
+    return invalid(resource.kind, resource.group, name, summary, causes)
 
 
 def stale(current: dict[str, Any], sent: dict[str, Any]) -> bool:

@@ -43,6 +43,7 @@ JSON = "application/json"
 BOOKMARK_EVERY = 30.0  # seconds between bookmarks on a watch that asked for them
 RBAC_KINDS = frozenset({"Role", "ClusterRole", "RoleBinding", "ClusterRoleBinding"})
 BACKLOG = 1024
+USER = web.RequestKey("user", User)  # who the request is from (after impersonation)
 TOKEN_AUDIENCES = ("https://kubernetes.default.svc.cluster.local", "kubernetes.default.svc", "api")
 
 
@@ -51,8 +52,7 @@ def _dump(body: Any) -> bytes:
 
 
 def respond(body: Any, status: int = 200, content_type: str = JSON) -> web.Response:
-    return web.Response(body=_dump(body), status=status, content_type=content_type.split(";")[0],
-                        headers={"Content-Type": content_type} if ";" in content_type else None)
+    return web.Response(body=_dump(body), status=status, headers={"Content-Type": content_type})
 
 
 class ApiServer:
@@ -136,7 +136,7 @@ class ApiServer:
         allowed, reason = self.authorizer.authorize(user, attributes)
         if not allowed:
             raise ApiError(403, forbidden_message(user, attributes, reason), details=_forbidden_details(info))
-        request["user"] = user
+        request[USER] = user
         if not info.resource_request:
             return await self._non_resource(request, info)
         await self.objects.synced.wait()
@@ -165,6 +165,16 @@ class ApiServer:
             if discovery.wants_aggregated(accept):
                 return respond(discovery.aggregated(core=False), content_type=discovery.AGGREGATED_V2)
             return respond(discovery.api_group_list())
+        if path == "/openapi/v2":
+            return openapi.respond(request, openapi.rendered_v2())
+        if path == "/openapi/v3":
+            return openapi.respond(request, openapi.rendered_v3_index())
+        if path.startswith("/openapi/v3/"):
+            rendered = openapi.rendered_v3(path[len("/openapi/v3/"):])
+            if rendered is None:
+                raise ApiError(404, "the server could not find the requested resource")
+            return openapi.respond(request, rendered,
+                                   current_url=f"{path}?hash={rendered.hash}")
         parts = path.strip("/").split("/")
         if parts[0] == "api" and len(parts) == 2:
             found = discovery.resource_list("", parts[1])
@@ -172,12 +182,6 @@ class ApiServer:
             found = discovery.api_group(parts[1])
         elif parts[0] == "apis" and len(parts) == 3:
             found = discovery.resource_list(parts[1], parts[2])
-        elif path == "/openapi/v2":
-            found = openapi.v2_document()
-        elif path == "/openapi/v3":
-            found = openapi.v3_index()
-        elif path.startswith("/openapi/v3/"):
-            found = openapi.v3_document(path[len("/openapi/v3/"):])
         else:
             found = None
         if found is None:
@@ -320,6 +324,9 @@ class ApiServer:
         if not raw:
             return None
         content_type = request.headers.get("Content-Type", JSON)
+        if "protobuf" in content_type:
+            raise ApiError(415, f'the body of the request was in an unknown format - accepted media types include: '
+                                f'application/json, application/yaml (podnet serves no protobuf)')
         try:
             if "yaml" in content_type:
                 return yaml.safe_load(raw)
@@ -473,7 +480,7 @@ class ApiServer:
 
     async def _review(self, request: web.Request, resource: Resource) -> web.Response:
         sent = await self._body(request) or {}
-        user: User = request["user"]
+        user: User = request[USER]
         spec = sent.get("spec") or {}
         if resource.kind == "SelfSubjectReview":
             status = {"userInfo": {"username": user.name, "groups": list(user.groups),
