@@ -7,6 +7,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import subprocess
+import threading
 import time
 
 import pytest
@@ -115,7 +116,8 @@ def test_an_invalid_manifest_is_refused_with_the_field_and_nothing_changes(api, 
 
 
 def test_a_stale_update_is_answered_409(api, tmp_path):
-    api.kubectl("create", "configmap", "stale", "--from-literal=a=1")
+    config = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "stale"}, "data": {"a": "1"}}
+    api.kubectl("create", "-f", manifest(tmp_path, config, name="first.yaml"))
     old = api.kubectl_json("get", "configmap", "stale")
     api.kubectl("patch", "configmap", "stale", "--type=merge", "-p", '{"data":{"a":"2"}}')
     old["data"] = {"a": "3"}
@@ -126,10 +128,12 @@ def test_a_stale_update_is_answered_409(api, tmp_path):
     api.kubectl("delete", "configmap", "stale")
 
 
-def test_create_of_an_existing_object_is_already_exists(api):
-    api.kubectl("create", "namespace", "team-a")
-    again = api.kubectl("create", "namespace", "team-a", check=False)
-    assert 'Error from server (AlreadyExists): namespaces "team-a" already exists' in again.stderr
+def test_create_of_an_existing_object_is_already_exists(api, tmp_path):
+    namespace = manifest(tmp_path, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "team-a"}})
+    api.kubectl("create", "-f", namespace)
+    again = api.kubectl("create", "-f", namespace, check=False)
+    assert again.stderr.startswith("Error from server (AlreadyExists): ")
+    assert again.stderr.strip().endswith('namespaces "team-a" already exists')
     assert "team-a" in api.kubectl("get", "ns", "-o", "name").stdout
     api.kubectl("delete", "namespace", "team-a")
 
@@ -138,19 +142,24 @@ def test_get_watch_streams_the_change(api, tmp_path):
     watch = subprocess.Popen([KUBECTL, "--kubeconfig", str(api.kubeconfig), "get", "configmaps", "-w",
                               "--output-watch-events"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                              env={"HOME": str(api.directory), "PATH": "/usr/bin:/bin"})
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(watch.stdout), daemon=True)
+    reader.start()
     try:
-        first = watch.stdout.readline()  # the header: the watch is open
-        assert "NAME" in first
-        api.kubectl("create", "configmap", "watched", "--from-literal=x=1")
+        api.kubectl("apply", "-f", manifest(tmp_path, {"apiVersion": "v1", "kind": "ConfigMap",
+                                                       "metadata": {"name": "watched"}, "data": {"x": "1"}}))
         deadline = time.monotonic() + 60
-        seen = ""
-        while "watched" not in seen and time.monotonic() < deadline:
-            seen = watch.stdout.readline()
-        assert seen.split()[:2] == ["ADDED", "watched"]
+        while not any(line.split()[:2] == ["ADDED", "watched"] for line in list(lines)):
+            assert time.monotonic() < deadline, f"the watch never showed the new ConfigMap: {lines}"
+            time.sleep(0.05)
+        api.kubectl("delete", "configmap", "watched")
+        while not any(line.split()[:2] == ["DELETED", "watched"] for line in list(lines)):
+            assert time.monotonic() < deadline, f"the watch never showed the deletion: {lines}"
+            time.sleep(0.05)
     finally:
         watch.kill()
         watch.wait()
-        api.kubectl("delete", "configmap", "watched", check=False)
+        api.kubectl("delete", "configmap", "watched", "--ignore-not-found")
 
 
 def test_auth_can_i_answers_for_the_admin_and_for_a_service_account_with_a_role(api, tmp_path):
