@@ -112,6 +112,23 @@ def _expand(value: str, env: dict[str, str]) -> str:
     return _VAR_REF.sub(replace, value)
 
 
+def service_account_name(pod: KubeObject) -> str:
+    """The pod's ServiceAccount: spec.serviceAccountName (or the deprecated spec.serviceAccount),
+    else `default`, as the ServiceAccount admission plugin fills it in."""
+    return str(pod.spec.get("serviceAccountName") or pod.spec.get("serviceAccount") or "default")
+
+
+def mounts_service_account_token(pod: KubeObject, service_account: KubeObject | None) -> bool:
+    """Whether the pod gets the projected token volume at
+    /var/run/secrets/kubernetes.io/serviceaccount: the pod's automountServiceAccountToken if it
+    says, else its ServiceAccount's, else yes (the ServiceAccount admission's shouldAutomount)."""
+    if pod.spec.get("automountServiceAccountToken") is not None:
+        return bool(pod.spec["automountServiceAccountToken"])
+    if service_account is not None and service_account.body.get("automountServiceAccountToken") is not None:
+        return bool(service_account.body["automountServiceAccountToken"])
+    return True
+
+
 def hosts_file(pod: KubeObject, cluster: Cluster) -> str:
     """kubelet's managed /etc/hosts (ensureHostsFile / managedHostsFileContent)."""
     ip = fields.pod_ip(pod)
