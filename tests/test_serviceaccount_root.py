@@ -45,6 +45,7 @@ kind: Pod
 metadata: {{name: hostnet, namespace: kube-system}}
 spec:
   hostNetwork: true
+  dnsPolicy: ClusterFirstWithHostNet
   serviceAccountName: robot
   containers: [{{name: c, image: {AGNHOST}, args: [pause]}}]
 """
@@ -87,6 +88,8 @@ def test_pods_read_their_service_account_credentials(tmp_path):
 
         who = verify_token(public, in_pod("hostnet", name, "cat", f"{MOUNT}/token", namespace="kube-system").stdout)
         assert (who.username, who.pod_name) == ("system:serviceaccount:kube-system:robot", "hostnet")
+        resolv = in_pod("hostnet", name, "cat", "/etc/resolv.conf", namespace="kube-system").stdout
+        assert "nameserver 10.96.0.10" in resolv  # its own resolv.conf bound beside the token
 
         # the host: no new mount, and the directory the pods' tmpfs covers holds nothing
         assert host_mounts().count("/run/secrets") == mounts_before.count("/run/secrets")
