@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import secrets
+import sys
 import time
 from pathlib import Path
 
@@ -77,6 +78,13 @@ def test_pods_read_their_service_account_credentials(tmp_path):
         refused = in_pod("reader", name, "sh", "-c", f"echo x > {MOUNT}/token", check=False)
         assert refused.returncode != 0 and "Read-only file system" in refused.stderr + refused.stdout
         assert verify_token(public, in_pod("reader", name, "cat", f"{MOUNT}/token").stdout).pod_name == "reader"
+
+        # the official Python client's in-cluster configuration finds all it needs
+        script = ("from kubernetes import client, config; config.load_incluster_config(); "
+                  "c = client.Configuration.get_default_copy(); "
+                  "print(c.host, c.ssl_ca_cert, c.api_key['BearerToken'][:12])")
+        loaded = in_pod("reader", name, sys.executable, "-c", script).stdout.split()
+        assert loaded == ["https://10.96.0.1:443", f"{MOUNT}/ca.crt", "bearer", token[:5]], loaded
 
         env = in_pod("reader", name, "env").stdout.splitlines()
         assert {"KUBERNETES_SERVICE_HOST=10.96.0.1", "KUBERNETES_SERVICE_PORT=443",
