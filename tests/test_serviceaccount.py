@@ -6,8 +6,11 @@ tests/test_serviceaccount_root.py's)."""
 from __future__ import annotations
 
 import stat
+import time
 
 import pytest
+import yaml
+from cryptography import x509
 
 from podnet.api.objects import KubeObject, deterministic_uid
 from podnet.controlplane.system import apiserver_certificate_sans
@@ -17,9 +20,13 @@ from podnet.host.layout import ClusterLayout
 from podnet.kubelet import mounts_service_account_token, service_account_name
 from podnet.linux import serviceaccount
 from podnet.linux.serviceaccount import ServiceAccountTokens, ensure_mountpoint, release_mountpoint
+from podnet.linux.supervisor.core import Supervisor
+from podnet.linux.supervisor.loop import step
+from podnet.linux.supervisor.state import ClusterState
 from podnet.pki.authority import ClusterCredentials
 from podnet.pki.tokens import verify_token
 from tests.conftest import cluster_of
+from tests.supervisor_fakes import FakeDataPlane, FakeRuntime
 
 PODS = """
 apiVersion: v1
@@ -244,3 +251,39 @@ def test_a_file_where_the_directory_should_be_is_a_clear_error(tmp_path):
     (tmp_path / "secrets").write_text("")
     with pytest.raises(RuntimeError, match="is not a directory"):
         ensure_mountpoint(tmp_path / "secrets", tmp_path / "state")
+
+
+class TokenRuntime(FakeRuntime):
+    """The fake runtime with kubelet's token manager, as the real one has it."""
+
+    tokens = None
+
+    def start_pod(self, pod, netns):
+        assert self.tokens is not None, "a pod started before the cluster's credentials were made"
+        self.tokens.write(pod, self.cluster)
+        return super().start_pod(pod, netns)
+
+
+def test_the_supervisor_makes_the_credentials_first_and_refreshes_tokens_from_its_loop(tmp_path, monkeypatch):
+    monkeypatch.setattr(layout_module, "STATE_ROOT", tmp_path / "run")
+    layout = ClusterLayout("sup")
+    state = ClusterState(layout, tmp_path / "sup")
+    state.create({"kind": "Cluster", "apiVersion": "podnet.dev/v1alpha1", "name": "sup", "nodes": 2},
+                 [yaml.safe_load(PODS.split("---")[0])])
+    supervisor = Supervisor(layout, state, dataplane_factory=FakeDataPlane, runtime_factory=TokenRuntime)
+    supervisor.start()
+    server = x509.load_pem_x509_certificate((layout.pki_dir / "apiserver.crt").read_bytes())
+    sans = server.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert sorted(map(str, sans.get_values_for_type(x509.IPAddress))) == ["10.96.0.1", "127.0.0.1", "192.168.1.11"]
+    assert "kubernetes.default.svc.cluster.local" in sans.get_values_for_type(x509.DNSName)
+    refs = sorted(supervisor.runtime.pods)
+    assert "shop/plain" in refs and all(serviceaccount.has_token(layout, *ref.split("/")) for ref in refs)
+
+    clock = Clock(time.time() + 0.8 * 3607 + 1)  # past 80% of every token's life
+    supervisor.tokens.clock = clock
+    token = layout.serviceaccount_dir("shop", "plain") / "token"
+    before = token.read_bytes()
+    step(supervisor)
+    assert token.read_bytes() != before
+    public = (layout.pki_dir / "sa.pub").read_bytes()
+    assert verify_token(public, token.read_text(), now=clock.now).expires == int(clock.now) + 3607

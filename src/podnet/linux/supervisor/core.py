@@ -296,8 +296,9 @@ class Supervisor:
         """The cluster's CA, the API server's and the admin's certificates and the ServiceAccount
         key (podnet.pki), before any pod starts: kubelet's side gives every pod a token signed
         with it. Kept across restarts (`ensure` remakes only what is missing or wrong). Only
-        where the data plane is real (the supervisor's unit tests run without one)."""
-        if not getattr(self.dataplane, "real", False):
+        with kubelet's runtime: the supervisor's unit tests run a fake one (and write nothing
+        under /run/podnet)."""
+        if not hasattr(self.runtime, "tokens"):
             return
         first = self.cluster.nodes[0]
         credentials = ClusterCredentials(self.layout.pki_dir)
@@ -306,12 +307,12 @@ class Supervisor:
         self.runtime.tokens = self.tokens
 
     def refresh_tokens(self) -> None:
-        """Rewrite the pods' ServiceAccount tokens past 80% of their life (called by the loop)."""
+        """Rewrite the pods' ServiceAccount tokens past 80% of their life (called by the loop);
+        a terminating pod's too, as kubelet's, while its grace period lasts."""
         if self.tokens is None:
             return
         with self.lock:
-            pods = {ref: sandbox.pod for ref, sandbox in self.runtime.pods.items()
-                    if sandbox.pod is not None and not sandbox.terminating}
+            pods = {ref: sandbox.pod for ref, sandbox in self.runtime.pods.items() if sandbox.pod is not None}
             self.tokens.refresh(pods, self.cluster)
 
     def _stop_unrecorded_host_network_pods(self) -> None:
