@@ -119,7 +119,7 @@ class Supervisor:
         # the generation it read, so a sync that leaves a node out must still stamp it if its rules hold
         self.policy_synced: dict[str, int] = {}
         self._policy_retry_at, self._policy_retry_delay = 0.0, POLICY_RETRY_FIRST
-        self.tokens = None  # kubelet's ServiceAccount token manager (podnet.linux.serviceaccount), real clusters only
+        self.tokens = None  # kubelet's ServiceAccount token manager (podnet.linux.serviceaccount), with its runtime only
         self.announcer = None  # LoadBalancer IPs on the LAN (podnet.linux.l2announce)
         self.prober = None  # kubelet's probes (podnet.linux.prober.ProbeManager)
         # kubelet's word on each running pod's containers: ref -> container -> {"ready", "started"}
