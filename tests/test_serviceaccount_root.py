@@ -1,13 +1,15 @@
 """Pods' ServiceAccount credentials in a real cluster (root only): a pod reads its token, ca.crt
 and namespace at /var/run/secrets/kubernetes.io/serviceaccount, read-only; the token verifies
 with the cluster's sa.pub and names the pod; a pod with automountServiceAccountToken: false has
-none; the host's mounts never change; a deleted pod's files go; after `down` nothing is left
-(and its kubectl context is gone)."""
+none; the host's mounts never change; a restarted supervisor renews the tokens; a deleted
+pod's files go; after `down` nothing is left (and its kubectl context is gone)."""
 
 from __future__ import annotations
 
 import base64
+import os
 import secrets
+import signal
 import sys
 import time
 from pathlib import Path
@@ -15,6 +17,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from podnet.host.control import send
 from podnet.host.layout import STATE_ROOT, ClusterLayout
 from podnet.linux.serviceaccount import MADE_MARKER, SECRETS
 from podnet.pki import kubeconfig
@@ -102,6 +105,18 @@ def test_pods_read_their_service_account_credentials(tmp_path):
         # the host: no new mount, and the directory the pods' tmpfs covers holds nothing
         assert host_mounts().count("/run/secrets") == mounts_before.count("/run/secrets")
         assert SECRETS.is_dir() and list(SECRETS.iterdir()) == []
+
+        # a supervisor SIGKILLed and restarted by its watchdog cannot know the tokens' age: it
+        # rewrites them at once; the pods see the new one through their mount, the CA stays
+        token_file = layout.serviceaccount_dir("default", "reader") / "token"
+        ca = (layout.pki_dir / "ca.crt").read_bytes()
+        os.kill(send(layout.socket_path, {"op": "ping"}, timeout=10)["pid"], signal.SIGKILL)
+        deadline = time.monotonic() + 120
+        while token_file.read_text() == token and time.monotonic() < deadline:
+            time.sleep(0.2)
+        renewed = in_pod("reader", name, "cat", f"{MOUNT}/token").stdout
+        assert renewed != token and verify_token(public, renewed).pod_name == "reader"
+        assert (layout.pki_dir / "ca.crt").read_bytes() == ca
 
         podnet("delete", "-f", str(tmp_path / "hostnet.yaml"), "--name", name)
         deadline = time.monotonic() + 60
