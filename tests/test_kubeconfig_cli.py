@@ -57,7 +57,7 @@ def test_kubeconfig_before_the_api_server_recorded_its_port(cluster, capsys):
 
 def test_kubeconfig_of_no_cluster(cluster, capsys):
     code, out, err = run_cli(capsys, "kubeconfig", "--name", "absent")
-    assert code != 0 and "no running cluster named absent" in err
+    assert code != 0 and err == "no cluster named absent (start one with `podnet up`)\n"
 
 
 def test_kubeconfig_needs_root(cluster, capsys, monkeypatch):

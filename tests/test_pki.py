@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from podnet.pki.authority import ClusterCredentials
+from podnet.pki.authority import ClusterCredentials, certificate_user
 from podnet.pki.files import atomic_write
 
 IPS = ["127.0.0.1", "192.168.1.11", "10.96.0.1"]
@@ -85,14 +85,17 @@ def test_the_service_account_key_is_rsa_2048(credentials):
     assert public.public_numbers() == key.public_key().public_numbers()
 
 
-def handshake(credentials, server_hostname: str, client_cert: bool = True) -> dict:
+def handshake(credentials, server_hostname: str, client_cert: bool = True, optional: bool = False) -> dict:
     """A TLS server with apiserver.crt requiring a client certificate from the CA, and a client
     trusting ca.crt that checks `server_hostname`: what each side saw (the client's subject as
     the server read it, or the error each side raised)."""
-    server_context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    server_context.load_cert_chain(credentials.server_cert_path, credentials.server_key_path)
-    server_context.load_verify_locations(credentials.ca_path)
-    server_context.verify_mode = ssl.CERT_REQUIRED
+    if optional:  # the API server's own context
+        server_context = credentials.server_ssl_context()
+    else:
+        server_context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        server_context.load_cert_chain(credentials.server_cert_path, credentials.server_key_path)
+        server_context.load_verify_locations(credentials.ca_path)
+        server_context.verify_mode = ssl.CERT_REQUIRED
     client_context = ssl.create_default_context(cafile=str(credentials.ca_path))
     if client_cert:
         client_context.load_cert_chain(credentials.admin_cert_path, credentials.admin_key_path)
@@ -103,7 +106,9 @@ def handshake(credentials, server_hostname: str, client_cert: bool = True) -> di
         conn, _ = listener.accept()
         try:
             with server_context.wrap_socket(conn, server_side=True) as tls:
-                seen["peer"] = dict(x[0] for x in tls.getpeercert()["subject"])
+                seen["user"] = certificate_user(tls.getpeercert())
+                if tls.getpeercert():
+                    seen["peer"] = dict(x[0] for x in tls.getpeercert()["subject"])
                 tls.sendall(b"ok")
         except (ssl.SSLError, OSError) as error:
             seen["server error"] = error
@@ -139,6 +144,37 @@ def test_a_name_the_certificate_does_not_carry_is_refused(credentials):
 def test_a_client_without_a_certificate_is_refused_when_one_is_required(credentials):
     seen = handshake(credentials, "127.0.0.1", client_cert=False)
     assert "peer" not in seen and ("server error" in seen or "client error" in seen), seen
+
+
+def test_the_api_servers_context_takes_a_certificate_or_none(credentials):
+    """Client certificates are optional at the handshake (tokens need none); one that is given
+    names its user and groups as kube-apiserver's x509 authenticator does."""
+    with_cert = handshake(credentials, "127.0.0.1", optional=True)
+    assert with_cert.get("answer") == b"ok", with_cert
+    assert with_cert["user"] == ("kubernetes-admin", ("system:masters", "system:authenticated"))
+    without = handshake(credentials, "127.0.0.1", client_cert=False, optional=True)
+    assert without.get("answer") == b"ok" and without["user"] is None, without
+
+
+def test_a_client_certificate_from_another_ca_fails_the_handshake(credentials, tmp_path):
+    other = ClusterCredentials(tmp_path / "other")
+    other.ensure(IPS, NAMES)
+    foreign = ClusterCredentials(credentials.directory)
+    foreign.admin_cert_path, foreign.admin_key_path = other.admin_cert_path, other.admin_key_path
+    seen = handshake(foreign, "127.0.0.1", optional=True)
+    assert "user" not in seen and "answer" not in seen, seen
+
+
+@pytest.mark.parametrize("peercert, user", [
+    (None, None),
+    ({}, None),
+    ({"subject": ((("organizationName", "devs"),),)}, None),
+    ({"subject": ((("commonName", "jane"),),)}, ("jane", ("system:authenticated",))),
+    ({"subject": ((("organizationName", "a"),), (("organizationName", "b"),), (("commonName", "bob"),))},
+     ("bob", ("a", "b", "system:authenticated"))),
+])
+def test_certificate_user(peercert, user):
+    assert certificate_user(peercert) == user
 
 
 def test_ensure_again_changes_nothing(credentials):

@@ -14,7 +14,7 @@ import os
 import sys
 
 from podnet.errors import PodnetError
-from podnet.host.control import not_running, pick_cluster
+from podnet.host.control import pick_cluster
 from podnet.host.layout import ClusterLayout
 from podnet.pki import kubeconfig
 from podnet.pki.authority import ClusterCredentials
@@ -86,7 +86,7 @@ def run(args) -> int:
         raise PodnetError("podnet kubeconfig reads the cluster's credentials (root's own files) and needs root")
     layout = pick_cluster(args.name)
     if not layout.state_dir.is_dir():
-        raise PodnetError(not_running(layout))
+        raise PodnetError(f"no cluster named {layout.cluster} (start one with `podnet up`)")
     config = cluster_kubeconfig(layout)
     if config is None:
         raise PodnetError(f"cluster {layout.cluster} has no API server yet ({layout.apiserver_file} does not say "

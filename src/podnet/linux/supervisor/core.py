@@ -25,6 +25,7 @@ from typing import Any
 
 from podnet.api.objects import KubeObject
 from podnet.controlplane import Cluster
+from podnet.controlplane.system import apiserver_certificate_sans
 from podnet.errors import PodnetError
 from podnet.host.layout import ClusterLayout
 from podnet.host.netns import kill_pids
@@ -35,6 +36,7 @@ from podnet.linux.netpol import NodePolicy
 from podnet.linux.netlink import Pyroute2Netlink
 from podnet.linux.prober import ProbeManager
 from podnet.linux.runtime import Runtime
+from podnet.linux.serviceaccount import ServiceAccountTokens
 from podnet.linux.supervisor import reconcile, record, termination
 from podnet.linux.supervisor.apimeta import ApiMeta
 from podnet.linux.supervisor.apiserver import ApiServerProcess
@@ -48,6 +50,7 @@ from podnet.linux.supervisor.status import (
     pods_status,
     sync_status,
 )
+from podnet.pki.authority import ClusterCredentials
 from podnet.policy import counter_owner
 from podnet.proxy import NodeProxy
 from podnet.semantics.networkpolicy import PolicyEngine
@@ -117,6 +120,7 @@ class Supervisor:
         # the generation it read, so a sync that leaves a node out must still stamp it if its rules hold
         self.policy_synced: dict[str, int] = {}
         self._policy_retry_at, self._policy_retry_delay = 0.0, POLICY_RETRY_FIRST
+        self.tokens = None  # kubelet's ServiceAccount token manager (podnet.linux.serviceaccount), with its runtime only
         self.announcer = None  # LoadBalancer IPs on the LAN (podnet.linux.l2announce)
         self.prober = None  # kubelet's probes (podnet.linux.prober.ProbeManager)
         self.apiserver: ApiServerProcess | None = None  # the cluster's Kubernetes API (apiserver.py)
@@ -212,6 +216,7 @@ class Supervisor:
         self.cluster = self._compute(self.inputs, None)
         self.dataplane = self.dataplane_factory(self.layout, self.cluster)
         self.runtime = self.runtime_factory(self.layout, self.cluster)
+        self._credentials()
         self.dataplane.build()
         self._start_services()
         self.runtime.node_files(self.cluster)
@@ -253,6 +258,7 @@ class Supervisor:
         self.cluster = self._compute(self.inputs, keep)
         self.dataplane = self.dataplane_factory(self.layout, self.cluster)
         self.runtime = self.runtime_factory(self.layout, self.cluster)
+        self._credentials()
         self.dataplane.adopt_network()
         adopted = []
         for entry in saved["pods"]:
@@ -287,6 +293,29 @@ class Supervisor:
         self.persist(force=True)
         self.adopted = adopted
         return adopted
+
+    def _credentials(self) -> None:
+        """The cluster's CA, the API server's and the admin's certificates and the ServiceAccount
+        key (podnet.pki), before any pod starts: kubelet's side gives every pod a token signed
+        with it. Kept across restarts (`ensure` remakes only what is missing or wrong). Only
+        with kubelet's runtime: the supervisor's unit tests run a fake one (and write nothing
+        under /run/podnet)."""
+        if not hasattr(self.runtime, "tokens"):
+            return
+        first = self.cluster.nodes[0]
+        credentials = ClusterCredentials(self.layout.pki_dir)
+        credentials.ensure(*apiserver_certificate_sans(self.config, first.name, first.ip))
+        self.tokens = ServiceAccountTokens(self.layout, credentials)
+        self.runtime.tokens = self.tokens
+
+    def refresh_tokens(self) -> None:
+        """Rewrite the pods' ServiceAccount tokens past 80% of their life (called by the loop);
+        a terminating pod's too, as kubelet's, while its grace period lasts."""
+        if self.tokens is None:
+            return
+        with self.lock:
+            pods = {ref: sandbox.pod for ref, sandbox in self.runtime.pods.items() if sandbox.pod is not None}
+            self.tokens.refresh(pods, self.cluster)
 
     def _stop_unrecorded_host_network_pods(self) -> None:
         """The processes of hostNetwork pods the dead supervisor started but had not recorded

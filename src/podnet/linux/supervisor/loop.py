@@ -41,6 +41,10 @@ def step(supervisor: Supervisor) -> None:
     except Exception:
         log.exception("reaping containers failed")
     try:
+        supervisor.refresh_tokens()
+    except Exception:
+        log.exception("refreshing the pods' ServiceAccount tokens failed")
+    try:
         supervisor.retry_policies()
     except Exception:
         log.exception("retrying a NetworkPolicy sync failed")
