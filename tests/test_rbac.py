@@ -18,6 +18,7 @@ from podnet.api.objects import KubeObject
 from podnet.apiserver.rbac import (Attributes, Authorizer, User, access_review_status, forbidden_message,
                                    review_problems, service_account_username, user_from_spec)
 from podnet.controlplane import rbac as bootstrap
+from tests.conftest import cluster_of
 
 GROUP = "rbac.authorization.k8s.io"
 
@@ -192,6 +193,13 @@ REASONS = [
 @pytest.mark.parametrize("case, who, attrs, reason", REASONS, ids=[c[0] for c in REASONS])
 def test_reason(case, who, attrs, reason):
     assert AUTHORIZER.authorize(who, attrs)[1] == reason
+
+
+def test_the_authorizer_reads_a_computed_clusters_objects():
+    """Every object of a cluster may be given (KubeObjects or bodies): only RBAC's are read."""
+    from_cluster = Authorizer(cluster_of().objects.values())
+    assert from_cluster.authorize(BOB, path("get", "/version"))[0]
+    assert not from_cluster.authorize(BOB, resource("list", "pods", "default"))[0]
 
 
 def test_the_first_rule_that_allows_wins_cluster_bindings_first():

@@ -35,6 +35,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from podnet.api.objects import KubeObject
 from podnet.api.problems import Problem
 
 MASTERS = "system:masters"
@@ -221,11 +222,13 @@ def _aggregate_errors(errors: list[str]) -> str:
 
 
 class Authorizer:
-    def __init__(self, objects: Iterable[Mapping[str, Any]]):
+    def __init__(self, objects: Iterable[Mapping[str, Any] | KubeObject]):
+        """`objects`: bodies (or KubeObjects) of any kinds; those of RBAC's four are read."""
         roles: dict[tuple[str, str], tuple[_Rule, ...]] = {}
         cluster_roles: dict[str, tuple[_Rule, ...]] = {}
         bindings: list[Mapping[str, Any]] = []
-        for body in objects:
+        for obj in objects:
+            body = obj.body if isinstance(obj, KubeObject) else obj
             kind = body.get("kind")
             metadata = body.get("metadata") or {}
             name, namespace = metadata.get("name") or "", metadata.get("namespace") or ""
