@@ -59,7 +59,10 @@ def _probe_text(probe: dict[str, Any]) -> str:
 def describe_pod(o: KubeObject, standins: bool = True) -> Lines:
     """kubectl's layout; each container also says what podnet runs for its image (podnet.images:
     a stand-in says so). `standins`: the cluster config's images mode."""
-    lines = _common(o)[:2] + [_kv("Node", f"{o.spec.get('nodeName') or NONE}/{fields.host_ip(o)}".rstrip("/"))]
+    lines = _common(o)[:2]
+    if o.spec.get("serviceAccountName"):  # kubectl prints the line only for a pod that names one
+        lines.append(_kv("Service Account", o.spec["serviceAccountName"]))
+    lines.append(_kv("Node", f"{o.spec.get('nodeName') or NONE}/{fields.host_ip(o)}".rstrip("/")))
     started = age.parse(o.status.get("startTime"))
     if started is not None:  # kubectl's RFC 1123 time
         lines.append(_kv("Start Time", time.strftime("%a, %d %b %Y %H:%M:%S +0000", time.gmtime(started))))
