@@ -15,8 +15,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from podnet.api.objects import KubeObject
-from podnet.apiserver.rbac import (Attributes, Authorizer, User, access_review_status, forbidden_message,
-                                   review_problems, service_account_username, user_from_spec)
+from podnet.apiserver.rbac import (Attributes, Authorizer, Impersonation, ImpersonationError, User,
+                                   access_review_status, forbidden_message, impersonate, review_problems,
+                                   service_account_username, user_from_spec)
 from podnet.controlplane import rbac as bootstrap
 from tests.conftest import cluster_of
 
@@ -420,3 +421,52 @@ if __name__ == "__main__":
     build, per_call = measure_per_call()
     print(f"1,000 RoleBindings + bootstrap policy: index built in {build * 1000:.1f} ms, "
           f"authorize {per_call * 1e6:.1f} µs per call")
+
+
+# ---------------------------------------------------------------- impersonation
+
+
+IMPERSONATORS = Authorizer([
+    cluster_role("impersonate-robots", rule(["impersonate"], [""], ["serviceaccounts"])),
+    binding("carol-robots", "dev", "ClusterRole", "impersonate-robots", user("carol")),
+    cluster_role("impersonate-jane", rule(["impersonate"], [""], ["users"], names=["jane"])),
+    binding("carol-jane", "", "ClusterRole", "impersonate-jane", user("carol")),
+])
+CAROL = User("carol", ("system:authenticated",))
+
+
+def test_impersonating_a_service_account_gives_its_groups():
+    acting = impersonate(AUTHORIZER, ADMIN, [("Impersonate-User", "system:serviceaccount:dev:robot")])
+    assert acting.user == User("system:serviceaccount:dev:robot",
+                               ("system:serviceaccounts", "system:serviceaccounts:dev", "system:authenticated"))
+    assert AUTHORIZER.authorize(acting.user, resource("get", "secrets", "dev"))[0]
+
+
+def test_impersonated_groups_replace_the_defaults_and_get_system_authenticated():
+    acting = impersonate(AUTHORIZER, ADMIN, [("impersonate-user", "jane"), ("impersonate-group", "ops"),
+                                             ("Impersonate-Extra-Scopes%2Fx", "a"), ("Impersonate-Uid", "7")])
+    assert acting.user == User("jane", ("ops", "system:authenticated"), "7", (("scopes/x", ("a",)),))
+
+
+def test_impersonation_is_checked_in_the_namespace_of_the_service_account():
+    assert impersonate(IMPERSONATORS, CAROL, [("Impersonate-User", "system:serviceaccount:dev:x")]).user is not None
+    refused = impersonate(IMPERSONATORS, CAROL, [("Impersonate-User", "system:serviceaccount:prod:x")])
+    assert refused.user is None and refused.denied == Attributes(
+        "impersonate", resource="serviceaccounts", namespace="prod", name="x")
+    assert forbidden_message(CAROL, refused.denied, refused.reason) == (
+        'serviceaccounts "x" is forbidden: User "carol" cannot impersonate resource "serviceaccounts" in API group "" '
+        'in the namespace "prod"')
+
+
+def test_impersonating_a_user_and_a_group_checks_each():
+    assert impersonate(IMPERSONATORS, CAROL, [("Impersonate-User", "jane")]).user.name == "jane"
+    refused = impersonate(IMPERSONATORS, CAROL, [("Impersonate-User", "jane"), ("Impersonate-Group", "admins")])
+    assert forbidden_message(CAROL, refused.denied, refused.reason) == (
+        'groups "admins" is forbidden: User "carol" cannot impersonate resource "groups" in API group "" '
+        "at the cluster scope")
+
+
+def test_no_impersonation_headers_and_groups_without_a_user():
+    assert impersonate(AUTHORIZER, JANE, [("Accept", "application/json")]) == Impersonation(None)
+    with pytest.raises(ImpersonationError):
+        impersonate(AUTHORIZER, ADMIN, [("Impersonate-Group", "ops")])

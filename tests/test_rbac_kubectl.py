@@ -4,8 +4,9 @@
 and prints what the status says. A stand-in for the API server, made here, serves only that
 (and the discovery kubectl reads first) from podnet.apiserver.rbac, so kubectl's own parsing and
 printing checks the shape of what podnet answers. kubectl sends those reviews as protobuf: read
-with podnet.apiserver.protowire. kubectl sends no credentials over plain HTTP, so the stand-in
-takes the user from the impersonation headers `--as`/`--as-group` set.
+with podnet.apiserver.protowire. The stand-in is plain HTTP, over which kubectl sends no
+credentials: every request comes from the admin (system:masters), and the users are who it
+impersonates with `--as` (podnet.apiserver.rbac.impersonate), as one asks about a ServiceAccount.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import pytest
 from aiohttp import web
 
 from podnet.apiserver import protowire
-from podnet.apiserver.rbac import Authorizer, User, access_review_status, service_account_username
+from podnet.apiserver.rbac import Authorizer, User, access_review_status, impersonate, service_account_username
 from tests.conftest import cluster_of
 
 pytestmark = pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl is not installed")
@@ -46,11 +47,11 @@ roleRef: {kind: Role, name: gone}
 subjects: [{kind: User, name: bob}]
 """
 
+ADMIN = User("kubernetes-admin", ("system:masters", "system:authenticated"))
 USERS = {
-    "admin-token": User("kubernetes-admin", ("system:masters", "system:authenticated")),
-    "robot-token": User(service_account_username("dev", "robot"),
-                        ("system:serviceaccounts", "system:serviceaccounts:dev", "system:authenticated")),
-    "bob-token": User("bob", ("system:authenticated",)),
+    "admin": [],
+    "robot": ["--as", service_account_username("dev", "robot")],
+    "bob": ["--as", "bob"],
 }
 
 DISCOVERY = {
@@ -65,7 +66,9 @@ DISCOVERY = {
 
 def make_app(authorizer: Authorizer) -> web.Application:
     def user_of(request: web.Request) -> User:
-        return User(request.headers["Impersonate-User"], tuple(request.headers.getall("Impersonate-Group", ())))
+        acting = impersonate(authorizer, ADMIN, request.headers.items())
+        assert acting.denied is None
+        return acting.user or ADMIN
 
     async def discovery(request: web.Request) -> web.Response:
         return web.json_response(DISCOVERY[request.path])
@@ -111,12 +114,11 @@ def server():
     thread.join(timeout=30)
 
 
-def kubectl(server: str, tmp_path, token: str, *args: str) -> subprocess.CompletedProcess:
-    who = USERS[token]
-    identity = ["--as", who.name, *(f"--as-group={g}" for g in who.groups)]
+def kubectl(server: str, tmp_path, who: str, *args: str) -> subprocess.CompletedProcess:
+    identity = USERS[who]
     config = {"apiVersion": "v1", "kind": "Config", "current-context": "t",
               "clusters": [{"name": "t", "cluster": {"server": server}}],
-              "users": [{"name": "t", "user": {"token": token}}],
+              "users": [{"name": "t", "user": {}}],
               "contexts": [{"name": "t", "context": {"cluster": "t", "user": "t", "namespace": "dev"}}]}
     path = tmp_path / "kubeconfig"
     path.write_text(json.dumps(config))
@@ -125,25 +127,25 @@ def kubectl(server: str, tmp_path, token: str, *args: str) -> subprocess.Complet
                           capture_output=True, text=True, timeout=60)
 
 
-@pytest.mark.parametrize("token, args, printed", [
-    ("robot-token", ["list", "pods"], "yes"),
-    ("robot-token", ["get", "pods", "--subresource=log"], "yes"),
-    ("robot-token", ["get", "configmaps/app-config"], "yes"),
-    ("robot-token", ["get", "configmaps/other"], "no"),
-    ("robot-token", ["list", "pods", "-n", "prod"], "no"),
-    ("robot-token", ["get", "secrets"], "no"),
-    ("robot-token", ["get", "/version"], "yes"),
-    ("admin-token", ["delete", "secrets", "-A"], "yes"),
-    ("bob-token", ["list", "pods"], 'no - RBAC: role.rbac.authorization.k8s.io "gone" not found'),
+@pytest.mark.parametrize("who, args, printed", [
+    ("robot", ["list", "pods"], "yes"),
+    ("robot", ["get", "pods", "--subresource=log"], "yes"),
+    ("robot", ["get", "configmaps/app-config"], "yes"),
+    ("robot", ["get", "configmaps/other"], "no"),
+    ("robot", ["list", "pods", "-n", "prod"], "no"),
+    ("robot", ["get", "secrets"], "no"),
+    ("robot", ["get", "/version"], "yes"),
+    ("admin", ["delete", "secrets", "-A"], "yes"),
+    ("bob", ["list", "pods"], 'no - RBAC: role.rbac.authorization.k8s.io "gone" not found'),
 ])
-def test_kubectl_auth_can_i(server, tmp_path, token, args, printed):
-    result = kubectl(server, tmp_path, token, "auth", "can-i", *args)
+def test_kubectl_auth_can_i(server, tmp_path, who, args, printed):
+    result = kubectl(server, tmp_path, who, "auth", "can-i", *args)
     assert result.stdout.strip() == printed, result.stderr
     assert result.returncode == (0 if printed == "yes" else 1)
 
 
 def test_kubectl_auth_can_i_list(server, tmp_path):
-    result = kubectl(server, tmp_path, "robot-token", "auth", "can-i", "--list")
+    result = kubectl(server, tmp_path, "robot", "auth", "can-i", "--list")
     assert result.returncode == 0, result.stderr
     rows = [line.split() for line in result.stdout.splitlines()]
     assert rows[0] == ["Resources", "Non-Resource", "URLs", "Resource", "Names", "Verbs"]
