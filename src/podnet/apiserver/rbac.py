@@ -174,7 +174,7 @@ class _Binding:
         return f"{self.kind} {_go_quote(binding)} of {self.role_kind} {_go_quote(self.role_name)} to {who}"
 
 
-def _subject_keys(subject: Mapping[str, Any], binding_namespace: str) -> str | None:
+def _subject_key(subject: Mapping[str, Any], binding_namespace: str) -> str | None:
     """The user name ("user:<name>") or group ("group:<name>") a subject matches; None if none."""
     kind, name = subject.get("kind"), subject.get("name")
     if not isinstance(name, str):
@@ -201,7 +201,7 @@ class _BindingIndex:
         position = len(self.bindings)
         self.bindings.append(binding)
         for subject_index, subject in enumerate(binding.subjects):
-            key = _subject_keys(subject, binding.namespace)
+            key = _subject_key(subject, binding.namespace)
             if key is not None:
                 self.by_key.setdefault(key, []).append((position, subject_index))
 
