@@ -71,3 +71,14 @@ def test_shop_networkpolicy_tables_match_golden():
     if os.environ.get("PODNET_UPDATE_GOLDEN") or not golden.exists() and os.environ.get("PODNET_CREATE_GOLDEN"):
         golden.write_text(produced)
     assert produced == golden.read_text()
+
+
+def test_rbac_bootstrap_policy_matches_golden():
+    """The ClusterRoles (aggregated) and ClusterRoleBindings every cluster has, as `get -o json` items."""
+    cluster = compute(admit(load_files([])), ClusterConfig())
+    items = [o.body for kind in ("ClusterRole", "ClusterRoleBinding") for o in cluster.of_kind(kind)]
+    produced = json.dumps(items, indent=2, sort_keys=True) + "\n"
+    golden = GOLDEN / "rbac-bootstrap-policy.json"
+    if os.environ.get("PODNET_UPDATE_GOLDEN") or not golden.exists() and os.environ.get("PODNET_CREATE_GOLDEN"):
+        golden.write_text(produced)
+    assert produced == golden.read_text()

@@ -15,9 +15,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from podnet.api.objects import KubeObject
-from podnet.apiserver.rbac import (Attributes, Authorizer, User, access_review_status, forbidden_message,
-                                   review_problems, service_account_username, user_from_spec)
+from podnet.apiserver.rbac import (Attributes, Authorizer, Impersonation, ImpersonationError, User,
+                                   access_review_status, forbidden_message, impersonate, review_problems,
+                                   service_account_username, user_from_spec)
 from podnet.controlplane import rbac as bootstrap
+from tests.conftest import cluster_of
 
 GROUP = "rbac.authorization.k8s.io"
 
@@ -76,6 +78,7 @@ POLICY = [
     cluster_role("everything-in-apps", rule(["get"], ["apps"], ["*"])),
     cluster_role("log-urls", rule(["get"], urls=["/logs", "/logs/*"])),
     cluster_role("metrics", rule(["get"], urls=["/metrics"])),
+    cluster_role("debug", rule(["get"], urls=["/debug/*"])),
     binding("jane-reads-pods", "dev", "Role", "pod-reader", user("jane")),
     binding("jane-reads-logs", "dev", "Role", "log-reader", user("jane")),
     binding("jane-one-config", "dev", "Role", "one-config", user("jane")),
@@ -84,6 +87,7 @@ POLICY = [
     binding("builder-deploys", "", "ClusterRole", "deployer", sa("builder", "ci")),
     binding("auditors-apps", "", "ClusterRole", "everything-in-apps", group("auditors")),
     binding("log-readers", "", "ClusterRole", "log-urls", user("jane"), group("ops")),
+    binding("debuggers", "", "ClusterRole", "debug", group("ops")),
     binding("broken", "dev", "Role", "no-such-role", user("bob")),
     binding("broken-cluster", "", "ClusterRole", "no-such-clusterrole", user("bob")),
     binding("sa-no-namespace", "", "ClusterRole", "metrics", sa("lost")),
@@ -146,6 +150,10 @@ CASES = [
     ("nonResourceURLs grant no resources", JANE, resource("get", "logs"), False),
     ("resource rules grant no paths", JANE, path("get", "/pods"), False),
     ("nonResourceURLs still need the verb", OPS, path("post", "/logs"), False),
+    ("a path/* prefix does not match the path itself", OPS, path("get", "/debug"), False),
+    ("a path/* prefix matches below it", OPS, path("get", "/debug/pprof/heap"), True),
+    ("verbs are case-sensitive", JANE, resource("GET", "pods", "dev"), False),
+    ("resources are case-sensitive", JANE, resource("get", "Pods", "dev"), False),
     ("every authenticated user may discover the API", BOB, path("get", "/apis/apps/v1"), True),
     ("every authenticated user may read the version", BOB, path("get", "/version"), True),
     ("every authenticated user may ask what it may do", BOB,
@@ -186,6 +194,13 @@ REASONS = [
 @pytest.mark.parametrize("case, who, attrs, reason", REASONS, ids=[c[0] for c in REASONS])
 def test_reason(case, who, attrs, reason):
     assert AUTHORIZER.authorize(who, attrs)[1] == reason
+
+
+def test_the_authorizer_reads_a_computed_clusters_objects():
+    """Every object of a cluster may be given (KubeObjects or bodies): only RBAC's are read."""
+    from_cluster = Authorizer(cluster_of().objects.values())
+    assert from_cluster.authorize(BOB, path("get", "/version"))[0]
+    assert not from_cluster.authorize(BOB, resource("list", "pods", "default"))[0]
 
 
 def test_the_first_rule_that_allows_wins_cluster_bindings_first():
@@ -406,3 +421,52 @@ if __name__ == "__main__":
     build, per_call = measure_per_call()
     print(f"1,000 RoleBindings + bootstrap policy: index built in {build * 1000:.1f} ms, "
           f"authorize {per_call * 1e6:.1f} µs per call")
+
+
+# ---------------------------------------------------------------- impersonation
+
+
+IMPERSONATORS = Authorizer([
+    cluster_role("impersonate-robots", rule(["impersonate"], [""], ["serviceaccounts"])),
+    binding("carol-robots", "dev", "ClusterRole", "impersonate-robots", user("carol")),
+    cluster_role("impersonate-jane", rule(["impersonate"], [""], ["users"], names=["jane"])),
+    binding("carol-jane", "", "ClusterRole", "impersonate-jane", user("carol")),
+])
+CAROL = User("carol", ("system:authenticated",))
+
+
+def test_impersonating_a_service_account_gives_its_groups():
+    acting = impersonate(AUTHORIZER, ADMIN, [("Impersonate-User", "system:serviceaccount:dev:robot")])
+    assert acting.user == User("system:serviceaccount:dev:robot",
+                               ("system:serviceaccounts", "system:serviceaccounts:dev", "system:authenticated"))
+    assert AUTHORIZER.authorize(acting.user, resource("get", "secrets", "dev"))[0]
+
+
+def test_impersonated_groups_replace_the_defaults_and_get_system_authenticated():
+    acting = impersonate(AUTHORIZER, ADMIN, [("impersonate-user", "jane"), ("impersonate-group", "ops"),
+                                             ("Impersonate-Extra-Scopes%2Fx", "a"), ("Impersonate-Uid", "7")])
+    assert acting.user == User("jane", ("ops", "system:authenticated"), "7", (("scopes/x", ("a",)),))
+
+
+def test_impersonation_is_checked_in_the_namespace_of_the_service_account():
+    assert impersonate(IMPERSONATORS, CAROL, [("Impersonate-User", "system:serviceaccount:dev:x")]).user is not None
+    refused = impersonate(IMPERSONATORS, CAROL, [("Impersonate-User", "system:serviceaccount:prod:x")])
+    assert refused.user is None and refused.denied == Attributes(
+        "impersonate", resource="serviceaccounts", namespace="prod", name="x")
+    assert forbidden_message(CAROL, refused.denied, refused.reason) == (
+        'serviceaccounts "x" is forbidden: User "carol" cannot impersonate resource "serviceaccounts" in API group "" '
+        'in the namespace "prod"')
+
+
+def test_impersonating_a_user_and_a_group_checks_each():
+    assert impersonate(IMPERSONATORS, CAROL, [("Impersonate-User", "jane")]).user.name == "jane"
+    refused = impersonate(IMPERSONATORS, CAROL, [("Impersonate-User", "jane"), ("Impersonate-Group", "admins")])
+    assert forbidden_message(CAROL, refused.denied, refused.reason) == (
+        'groups "admins" is forbidden: User "carol" cannot impersonate resource "groups" in API group "" '
+        "at the cluster scope")
+
+
+def test_no_impersonation_headers_and_groups_without_a_user():
+    assert impersonate(AUTHORIZER, JANE, [("Accept", "application/json")]) == Impersonation(None)
+    with pytest.raises(ImpersonationError):
+        impersonate(AUTHORIZER, ADMIN, [("Impersonate-Group", "ops")])

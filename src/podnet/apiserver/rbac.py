@@ -26,6 +26,10 @@ The semantics are plugin/pkg/auth/authorizer/rbac's:
   kube-apiserver's privileged-group authorizer does: removing the cluster-admin binding does not
   lock the admin certificate out. What they may do still lists as the cluster-admin binding's
   rules (SelfSubjectRulesReview asks RBAC only).
+
+Also here, because they are authorization too: the access reviews' statuses (what
+`kubectl auth can-i` asks), the 403 message, and impersonation (`kubectl --as`), which checks the
+`impersonate` verb on users, groups and ServiceAccounts before the request runs as that user.
 """
 
 from __future__ import annotations
@@ -34,7 +38,10 @@ import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import unquote
 
+from podnet.api.names import is_dns1123_label, is_dns1123_subdomain
+from podnet.api.objects import KubeObject
 from podnet.api.problems import Problem
 
 MASTERS = "system:masters"
@@ -167,7 +174,7 @@ class _Binding:
         return f"{self.kind} {_go_quote(binding)} of {self.role_kind} {_go_quote(self.role_name)} to {who}"
 
 
-def _subject_keys(subject: Mapping[str, Any], binding_namespace: str) -> str | None:
+def _subject_key(subject: Mapping[str, Any], binding_namespace: str) -> str | None:
     """The user name ("user:<name>") or group ("group:<name>") a subject matches; None if none."""
     kind, name = subject.get("kind"), subject.get("name")
     if not isinstance(name, str):
@@ -194,7 +201,7 @@ class _BindingIndex:
         position = len(self.bindings)
         self.bindings.append(binding)
         for subject_index, subject in enumerate(binding.subjects):
-            key = _subject_keys(subject, binding.namespace)
+            key = _subject_key(subject, binding.namespace)
             if key is not None:
                 self.by_key.setdefault(key, []).append((position, subject_index))
 
@@ -221,11 +228,13 @@ def _aggregate_errors(errors: list[str]) -> str:
 
 
 class Authorizer:
-    def __init__(self, objects: Iterable[Mapping[str, Any]]):
+    def __init__(self, objects: Iterable[Mapping[str, Any] | KubeObject]):
+        """`objects`: bodies (or KubeObjects) of any kinds; those of RBAC's four are read."""
         roles: dict[tuple[str, str], tuple[_Rule, ...]] = {}
         cluster_roles: dict[str, tuple[_Rule, ...]] = {}
         bindings: list[Mapping[str, Any]] = []
-        for body in objects:
+        for obj in objects:
+            body = obj.body if isinstance(obj, KubeObject) else obj
             kind = body.get("kind")
             metadata = body.get("metadata") or {}
             name, namespace = metadata.get("name") or "", metadata.get("namespace") or ""
@@ -323,6 +332,92 @@ class Authorizer:
         if errors:
             status["evaluationError"] = _aggregate_errors(errors)
         return status
+
+
+# ---------------------------------------------------------------- impersonation (kubectl --as)
+
+IMPERSONATE_USER = "impersonate-user"
+IMPERSONATE_GROUP = "impersonate-group"
+IMPERSONATE_UID = "impersonate-uid"
+IMPERSONATE_EXTRA_PREFIX = "impersonate-extra-"
+AUTHENTICATED = "system:authenticated"
+UNAUTHENTICATED = "system:unauthenticated"
+ANONYMOUS = "system:anonymous"
+
+
+class ImpersonationError(ValueError):
+    """Groups, extras or a uid asked for without a user: kube-apiserver answers 500 with this."""
+
+
+@dataclass(frozen=True)
+class Impersonation:
+    """What the impersonation filter decided: the user to act as, or the check that failed."""
+
+    user: User | None  # None: nothing impersonated (no headers), or refused
+    denied: Attributes | None = None  # the impersonate check refused (answer 403 with forbidden_message)
+    reason: str = ""
+
+
+def _split_service_account(username: str) -> tuple[str, str] | None:
+    """serviceaccount.SplitUsername: "system:serviceaccount:<ns>:<name>" with both valid names."""
+    if not username.startswith(SERVICE_ACCOUNT_PREFIX):
+        return None
+    parts = username[len(SERVICE_ACCOUNT_PREFIX):].split(":")
+    if len(parts) != 2:
+        return None
+    namespace, name = parts
+    if is_dns1123_label(namespace) or is_dns1123_subdomain(name):
+        return None
+    return namespace, name
+
+
+def impersonate(authorizer: Authorizer, requester: User, headers: Iterable[tuple[str, str]]) -> Impersonation:
+    """The Impersonate-User/-Group/-Uid/-Extra-* headers (k8s.io/apiserver's WithImpersonation):
+    each thing asked for is an `impersonate` check of the requester (users, groups and uids,
+    serviceaccounts in their namespace, userextras/<key> of authentication.k8s.io); the user acted
+    as then has the groups asked for (a ServiceAccount's own if none), plus system:authenticated."""
+    user_name, groups, extras, uid = None, [], [], None
+    for name, value in headers:
+        name = name.lower()
+        if name == IMPERSONATE_USER and user_name is None:
+            user_name = value
+        elif name == IMPERSONATE_GROUP:
+            groups.append(value)
+        elif name == IMPERSONATE_UID and uid is None:
+            uid = value
+        elif name.startswith(IMPERSONATE_EXTRA_PREFIX):
+            extras.append((unquote(name[len(IMPERSONATE_EXTRA_PREFIX):]), value))
+    if not user_name:
+        if groups or extras or uid:
+            raise ImpersonationError("requested groups, extras or a uid without impersonating a user")
+        return Impersonation(None)
+    checks = []
+    account = _split_service_account(user_name)
+    if account is not None:
+        checks.append(Attributes("impersonate", resource="serviceaccounts", namespace=account[0], name=account[1]))
+    else:
+        checks.append(Attributes("impersonate", resource="users", name=user_name))
+    checks += [Attributes("impersonate", resource="groups", name=group) for group in groups]
+    checks += [Attributes("impersonate", "authentication.k8s.io", "userextras", key, name=value) for key, value in extras]
+    if uid:
+        checks.append(Attributes("impersonate", "authentication.k8s.io", "uids", name=uid))
+    for attrs in checks:
+        allowed, reason = authorizer.authorize(requester, attrs)
+        if not allowed:
+            return Impersonation(None, attrs, reason)
+    acting_groups = list(groups)
+    if account is not None and not groups:
+        acting_groups = ["system:serviceaccounts", f"system:serviceaccounts:{account[0]}"]
+    if user_name != ANONYMOUS:
+        if AUTHENTICATED not in acting_groups and UNAUTHENTICATED not in acting_groups:
+            acting_groups.append(AUTHENTICATED)
+    elif UNAUTHENTICATED not in acting_groups:
+        acting_groups.append(UNAUTHENTICATED)
+    extra: dict[str, list[str]] = {}
+    for key, value in extras:
+        extra.setdefault(key, []).append(value)
+    return Impersonation(User(user_name, tuple(acting_groups), uid or "",
+                              tuple((k, tuple(v)) for k, v in sorted(extra.items()))))
 
 
 # ---------------------------------------------------------------- access reviews

@@ -10,7 +10,6 @@ from dataclasses import dataclass, field
 from ipaddress import IPv4Address
 
 from podnet.api import fields
-from podnet.api.kinds import RBAC_KINDS
 from podnet.api.objects import KubeObject
 from podnet.api.positions import LineFinder
 from podnet.api.problems import FieldPath
@@ -135,27 +134,32 @@ def compute(store: ObjectStore, config: ClusterConfig,
 
     _endpoints(cluster, services, by_kind, all_pods, node_objects)
     _ingress_status(cluster)
-    _access(cluster, by_kind)
+    _stored(cluster, by_kind)
     if errors:
         raise InvalidInput(errors)
     return cluster
 
 
-def _access(cluster: Cluster, by_kind: dict[str, list[KubeObject]]) -> None:
-    """Who may use the API: ServiceAccounts (each namespace's `default` from the controller) and
-    RBAC's objects (the bootstrap policy, with aggregated ClusterRoles). Stored, nothing else
-    in the control plane reads them; added last, so they change nothing computed before them."""
-    accounts = {a.key: a for a in by_kind["ServiceAccount"]}
-    for namespace in cluster.of_kind("Namespace"):
-        account = serviceaccounts.default_service_account(namespace.name)
-        accounts.setdefault(account.key, account)
-    for key in sorted(accounts):
-        cluster.add(accounts[key])
-    given = {o.key for kind in RBAC_KINDS for o in by_kind[kind]}
-    policy = [o for o in rbac.bootstrap_policy() if o.key not in given]  # the input's own win
-    rbac_objects = sorted([o for kind in RBAC_KINDS for o in by_kind[kind]] + policy, key=lambda o: o.key)
-    rbac.aggregate(o for o in rbac_objects if o.kind == "ClusterRole")
-    for obj in rbac_objects:
+# The kinds compute() itself decides about; any other admitted kind is an input that nothing
+# here reads (ServiceAccounts, RBAC's objects for the API server's authorizer): stored as given.
+_COMPUTED_KINDS = frozenset({
+    "Namespace", "Node", "Pod", "Service", "Endpoints", "EndpointSlice", "Deployment", "ReplicaSet", "StatefulSet",
+    "DaemonSet", "NetworkPolicy", "AdminNetworkPolicy", "BaselineAdminNetworkPolicy", "Ingress", "IngressClass",
+    "ConfigMap", "Secret",
+})
+
+
+def _stored(cluster: Cluster, by_kind: dict[str, list[KubeObject]]) -> None:
+    """The kinds only stored, with what every cluster has of them: each namespace's `default`
+    ServiceAccount (its controller's) and RBAC's bootstrap policy, ClusterRoles aggregated.
+    Added last, so they change nothing computed before them."""
+    given = {o.key for kind, objs in by_kind.items() if kind not in _COMPUTED_KINDS for o in objs}
+    made = [serviceaccounts.default_service_account(ns.name) for ns in cluster.of_kind("Namespace")]
+    made += rbac.bootstrap_policy()
+    stored = sorted([o for kind, objs in by_kind.items() if kind not in _COMPUTED_KINDS for o in objs]
+                    + [o for o in made if o.key not in given], key=lambda o: o.key)  # the input's own win
+    rbac.aggregate(o for o in stored if o.kind == "ClusterRole")
+    for obj in stored:
         if obj.kind in ("RoleBinding", "ClusterRoleBinding"):
             rbac.apply_binding_defaults(obj)
         cluster.add(obj)
