@@ -720,17 +720,18 @@ def _changed(before: Any, after: Any, field_schema: dict[str, Any] | None, path:
         return
     if before is not _MISSING and after is not _MISSING and before == after:
         return
-    if after is _MISSING or before is _MISSING:
-        # a whole value appeared or went: its own path and, when it appeared, everything in it
-        if after is not _MISSING:
-            is_item = bool(path) and path[-1][:2] in ("k:", "v:")
-            if is_item or (created_maps and isinstance(after, dict) and after and _is_granular_map(field_schema)):
-                out.add(path)
-            if isinstance(after, (dict, list)) and after:
-                _fields(after, field_schema, path, out)
-                return
-        out.add(path)
-        return
+    if before is _MISSING and isinstance(after, (dict, list)) and after:
+        # a whole value appeared: a list item or (for an Update) a map is owned itself, then
+        # everything in it as if it had been there empty
+        is_item = bool(path) and path[-1][:2] in ("k:", "v:")
+        if is_item or (created_maps and isinstance(after, dict) and _is_granular_map(field_schema)):
+            out.add(path)
+        if isinstance(after, dict) and not _atomic_map(field_schema):
+            _changed({}, after, field_schema, path, out, created_maps=created_maps)
+            return
+        if isinstance(after, list) and _list_shape(field_schema).kind != "atomic":
+            _changed([], after, field_schema, path, out, created_maps=created_maps)
+            return
     out.add(path)
 
 
@@ -963,11 +964,14 @@ def apply_patch(
         other.paths.discard(path)
 
     owned_by_others = set().union(*(other.paths for other in others)) if others else set()
-    for path in sorted(mine.paths - applied_paths, key=len, reverse=True):
-        if path in owned_by_others or any(p[: len(path)] == path for p in owned_by_others if len(p) > len(path)):
+    still_set = owned_by_others | applied_paths
+    for path in sorted(mine.paths - applied_paths, key=len):  # a list item before its fields
+        if path in owned_by_others or any(len(p) > len(path) and p[: len(path)] == path for p in still_set):
+            continue  # someone still owns it, or something in it
+        if _value_at(merged, path) is _MISSING:
             continue
         _remove_path(merged, path)
-        _prune_empty(merged, path, owned_by_others | applied_paths)
+        _prune_empty(merged, path, still_set)
     mine.paths = applied_paths
     mine.entry["apiVersion"] = api_version
     mine.entry["time"] = _now(now)
@@ -991,7 +995,13 @@ def record_update(
     _changed(old, new, schema, (), changed, created_maps=True)
     present: set[Path] = set()
     _fields(new, schema, (), present)
-    managers = _managers(before)
+    # managedFields the request itself changed are taken as given (kubectl rewrites them so when
+    # it moves an object from client-side to server-side apply), as upstream takes them
+    given = (after.get("metadata") or {}).get("managedFields")
+    if given is not None and given != ((before or {}).get("metadata") or {}).get("managedFields"):
+        managers = _managers(after)
+    else:
+        managers = _managers(before)
     api_version = after.get("apiVersion", "")
     mine = next((m for m in managers if m.identity == (manager or "unknown", "Update", "")), None)
     if mine is None:
