@@ -150,3 +150,20 @@ def test_server_side_apply_conflict_reaches_kubectl_and_force_takes_the_field(ru
     assert stored["spec"]["replicas"] == 5
     owners = {m["manager"]: m["fieldsV1"] for m in stored["metadata"]["managedFields"]}
     assert "f:replicas" in owners["kubectl"]["f:spec"]
+
+
+def test_kubectl_patch_of_each_type_and_a_failing_json_patch_as_kubectl_reports_it(running):
+    running.kubectl("apply", "-f", "-", stdin=DEPLOYMENT)
+    running.kubectl("patch", "deployment", "web", "-p", '{"spec":{"template":{"spec":{"containers":[{"name":"sidecar","$patch":"delete"}]}}}}')
+    running.kubectl("patch", "deployment", "web", "--type=merge", "-p", '{"metadata":{"labels":{"tier":null,"team":"a"}}}')
+    running.kubectl("patch", "deployment", "web", "--type=json", "-p", '[{"op":"replace","path":"/spec/replicas","value":4}]')
+    stored = running.stub.objects[("deployments", "default", "web")]
+    assert [c["name"] for c in stored["spec"]["template"]["spec"]["containers"]] == ["web"]
+    assert stored["metadata"]["labels"] == {"app": "web", "team": "a"}
+    assert stored["spec"]["replicas"] == 4
+    assert [r.content_type for r in running.stub.seen("PATCH")] == [
+        "application/strategic-merge-patch+json", "application/merge-patch+json", "application/json-patch+json"]
+
+    failed = running.kubectl("patch", "deployment", "web", "--type=json", "-p", '[{"op":"remove","path":"/spec/nothere"}]', check=False)
+    assert failed.returncode != 0
+    assert "the server rejected our request due to an error in our request" in failed.stderr

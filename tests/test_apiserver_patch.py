@@ -475,3 +475,19 @@ def test_update_owns_what_it_changed_and_takes_it_from_others():
     assert owners[("scaler", "Update")] == {"f:spec": {"f:replicas": {}}}
     assert "f:replicas" not in owners[("creator", "Update")]["f:spec"]
     assert json.dumps(out["spec"]) == json.dumps(scaled["spec"])
+
+
+def test_apply_owns_set_items_and_atomic_lists_whole():
+    config = deployment()
+    config["metadata"]["finalizers"] = ["a.io/x", "a.io/y"]
+    config["spec"]["template"]["spec"]["containers"][0]["args"] = ["--one", "--two"]
+    live = apply_patch(None, config, "m", False, "Deployment", now=NOW)
+    fields = managers(live)[("m", "Apply")]
+    assert fields["f:metadata"]["f:finalizers"] == {'v:"a.io/x"': {}, 'v:"a.io/y"': {}}
+    assert fields["f:spec"]["f:template"]["f:spec"]["f:containers"]['k:{"name":"web"}']["f:args"] == {}
+
+    config["metadata"]["finalizers"] = ["a.io/y"]
+    config["spec"]["template"]["spec"]["containers"][0]["args"] = ["--three"]
+    out = apply_patch(live, config, "m", False, "Deployment", now=NOW)
+    assert out["metadata"]["finalizers"] == ["a.io/y"]
+    assert out["spec"]["template"]["spec"]["containers"][0]["args"] == ["--three"]

@@ -22,6 +22,12 @@ Errors are upstream's words and codes: malformed directives 400 BadRequest, list
 the rest of strategicpatch's errors are upstream's 500 InternalError ("Internal error occurred:
 ...") since the API server passes them through unclassified.
 
+Where this differs from upstream, on purpose: a field the schema does not know merges as a map /
+is replaced as a list (upstream fails looking it up, which only a live object carrying an unknown
+field could provoke); `$setElementOrder` over a list that is empty on both sides gives the empty
+list (upstream: "no elements in any of the given slices"); upstream's in-place slice aliasing,
+which can disturb the live order used for interleaving after a `$patch: delete`, is not copied.
+
 Server-side apply is a subset of structured-merge-diff, see `apply_patch`.
 """
 
