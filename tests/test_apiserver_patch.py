@@ -491,3 +491,17 @@ def test_apply_owns_set_items_and_atomic_lists_whole():
     out = apply_patch(live, config, "m", False, "Deployment", now=NOW)
     assert out["metadata"]["finalizers"] == ["a.io/y"]
     assert out["spec"]["template"]["spec"]["containers"][0]["args"] == ["--three"]
+
+
+def test_apply_orders_a_keyed_list_as_structured_merge_diff_does():
+    # live: a b c d (b and d set by another manager); applied: c x a → the shared items in the
+    # applied order (c before a), the live-only items where the walk over the live list meets
+    # them (b before c, d right after it), the new x after c as the configuration puts it
+    live = deployment()
+    live["spec"]["template"]["spec"]["containers"] = [{"name": n, "image": "old"} for n in "abcd"]
+    config = deployment()
+    config["spec"]["template"]["spec"]["containers"] = [{"name": n, "image": "new"} for n in "cxa"]
+    out = apply_patch(record_update(None, live, "creator", "Deployment", now=NOW), config, "m", True, "Deployment", now=NOW)
+    containers = out["spec"]["template"]["spec"]["containers"]
+    assert [c["name"] for c in containers] == ["b", "c", "d", "x", "a"]
+    assert {c["name"]: c["image"] for c in containers} == {"a": "new", "b": "old", "c": "new", "x": "new", "d": "old"}

@@ -754,20 +754,56 @@ def _merge_applied(live: Any, config: Any, field_schema: dict[str, Any] | None) 
         return out
     if isinstance(live, list) and isinstance(config, list):
         shape = _list_shape(field_schema)
-        if shape.kind == "set":
-            return live + [item for item in config if not any(_compact(item) == _compact(old) for old in live)]
-        if shape.kind == "map":
-            item_schema = schemas.items(field_schema)
-            out_list = list(live)
-            for item in config:
-                element = _item_element(item, shape)
-                found = next((n for n, old in enumerate(out_list) if _item_element(old, shape) == element), None)
-                if found is None:
-                    out_list.append(copy.deepcopy(item))
-                else:
-                    out_list[found] = _merge_applied(out_list[found], item, item_schema)
-            return out_list
+        if shape.kind != "atomic":
+            return _merge_list_items(live, config, shape, schemas.items(field_schema))
     return copy.deepcopy(config)
+
+
+def _merge_list_items(live: list[Any], config: list[Any], shape: _ListShape, item_schema: dict[str, Any] | None) -> list[Any]:
+    """structured-merge-diff's order: the items both have follow the configuration's order, an
+    item only the live list has keeps its place, a new item goes where the configuration puts it."""
+    left = [(_item_element(item, shape), item) for item in live]
+    right = [(_item_element(item, shape), item) for item in config]
+    in_left = {element: item for element, item in reversed(left)}
+    in_right = {element for element, _ in right}
+    shared = [element for element, _ in right if element in in_left]
+    next_shared = 0
+    merged: set[str] = set()
+    out: list[Any] = []
+
+    def take(element: str, item: Any) -> None:
+        merged.add(element)
+        old = in_left.get(element, _MISSING)
+        out.append(copy.deepcopy(item) if old is _MISSING else _merge_applied(old, item, item_schema))
+
+    i = j = 0
+    while i < len(left) or j < len(right):
+        if i < len(left) and j < len(right):
+            element = left[i][0]
+            if element == right[j][0]:
+                take(element, right[j][1])
+                i, j = i + 1, j + 1
+                if next_shared < len(shared) and shared[next_shared] == element:
+                    next_shared += 1
+                continue
+            if element in in_right and next_shared < len(shared) and shared[next_shared] != element:
+                i += 1  # shared, but later in the configuration's order
+                continue
+        if i < len(left):
+            element = left[i][0]
+            if element not in in_right:
+                out.append(left[i][1])
+                i += 1
+                continue
+            if element in merged:
+                i += 1
+        if j < len(right):
+            element = right[j][0]
+            take(element, right[j][1])
+            j += 1
+            if next_shared < len(shared) and shared[next_shared] == element:
+                next_shared += 1
+    return out
 
 
 def _remove_path(obj: Any, path: Path) -> None:
