@@ -374,8 +374,8 @@ def test_apply_creates_and_owns_leaves_and_keyed_items_in_fields_v1():
                 "f:metadata": {"f:labels": {"f:app": {}}},
                 "f:spec": {"f:containers": {'k:{"name":"web"}': {
                     ".": {}, "f:image": {}, "f:name": {},
-                    "f:ports": {'k:{"containerPort":443}': {".": {}, "f:containerPort": {}},
-                                'k:{"containerPort":80}': {".": {}, "f:containerPort": {}}}}}},
+                    "f:ports": {'k:{"containerPort":443,"protocol":"TCP"}': {".": {}, "f:containerPort": {}},
+                                'k:{"containerPort":80,"protocol":"TCP"}': {".": {}, "f:containerPort": {}}}}}},
             },
         },
     }
@@ -505,3 +505,10 @@ def test_apply_orders_a_keyed_list_as_structured_merge_diff_does():
     containers = out["spec"]["template"]["spec"]["containers"]
     assert [c["name"] for c in containers] == ["b", "c", "d", "x", "a"]
     assert {c["name"]: c["image"] for c in containers} == {"a": "new", "b": "old", "c": "new", "x": "new", "d": "old"}
+
+
+def test_a_port_without_protocol_is_the_same_item_as_the_live_port_defaulted_to_tcp():
+    live = record_update(None, deployment(ports=(80,)), "creator", "Deployment", now=NOW)
+    live["spec"]["template"]["spec"]["containers"][0]["ports"] = [{"containerPort": 80, "protocol": "TCP"}]
+    out = apply_patch(live, deployment(ports=(80,)), "m", False, "Deployment", now=NOW)
+    assert out["spec"]["template"]["spec"]["containers"][0]["ports"] == [{"containerPort": 80, "protocol": "TCP"}]

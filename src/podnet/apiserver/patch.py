@@ -580,10 +580,10 @@ def _json_kind(value: Any) -> str:
 # manager owns is a conflict (409) unless force, which takes it over; fields the applier set before
 # and no longer sets are removed when no one else owns them.
 #
-# Left out: the list types' finer points (a list item is identified by the key fields it has; a
-# missing key field is not defaulted), apply to subresources (status), the "i:" index paths of
-# atomic lists' items (atomic lists are owned whole), managers by subresource, and version
-# conversion of managed fields (podnet serves one version per kind).
+# Left out: defaults of list keys other than a port's protocol (TCP), apply to subresources
+# (status), the "i:" index paths of atomic lists' items (atomic lists are owned whole), managers
+# by subresource, version conversion of managed fields (podnet serves one version per kind), and
+# the checks upstream makes of managedFields a client sends.
 
 _RESET = (("apiVersion",), ("kind",), ("status",)) + tuple(
     ("metadata", name)
@@ -594,6 +594,9 @@ _RESET = (("apiVersion",), ("kind",), ("status",)) + tuple(
 )
 
 Path = tuple[str, ...]
+# a key field an item may leave out, and the value the schema defaults it to (upstream's OpenAPI
+# carries the default; the JSON schemas here lost it): the ports of containers and Services
+_KEY_DEFAULTS = {"protocol": "TCP"}
 
 
 @dataclass(frozen=True)
@@ -626,8 +629,10 @@ def _compact(value: Any) -> str:
 def _item_element(item: Any, shape: _ListShape) -> str:
     if shape.kind == "set":
         return "v:" + _compact(item)
-    key = {name: item[name] for name in sorted(shape.keys) if isinstance(item, dict) and name in item}
-    return "k:" + _compact(key)
+    if not isinstance(item, dict):
+        return "k:{}"
+    key = {name: item.get(name, _KEY_DEFAULTS.get(name)) for name in sorted(shape.keys)}
+    return "k:" + _compact({name: value for name, value in key.items() if value is not None})
 
 
 def _is_granular_map(field_schema: dict[str, Any] | None) -> bool:
@@ -688,7 +693,9 @@ def _element_matches(item: Any, element: str) -> bool:
     wanted = json.loads(text)
     if kind == "v":
         return _compact(item) == _compact(wanted)
-    return isinstance(item, dict) and all(name in item and _same(item[name], value) for name, value in wanted.items())
+    return isinstance(item, dict) and all(
+        _same(item.get(name, _KEY_DEFAULTS.get(name)), value) for name, value in wanted.items()
+    )
 
 
 def _value_at(obj: Any, path: Path) -> Any:
