@@ -157,9 +157,9 @@ def _synthetic_list(info: KindInfo) -> dict[str, Any]:
         "type": "object",
         "required": ["items"],
         "properties": {
-            "apiVersion": {"type": "string", "description": "APIVersion defines the versioned schema of this representation of an object."},
+            "apiVersion": {"type": "string", "description": "APIVersion defines the versioned schema of this object."},
             "items": {"type": "array", "items": {"$ref": "#/$defs/" + item}, "description": f"List of {info.plural}."},
-            "kind": {"type": "string", "description": "Kind is a string value representing the REST resource this object represents."},
+            "kind": {"type": "string", "description": "Kind is the REST resource this object represents."},
             "metadata": {"$ref": "#/$defs/" + _META + "ListMeta", "description": "Standard list metadata."},
         },
         "x-kubernetes-group-version-kind": [{"group": group, "kind": info.kind + "List", "version": version}],
@@ -215,24 +215,34 @@ def _query(name: str, description: str, kind: str = "string") -> dict[str, Any]:
 
 
 _DRY_RUN = ("dryRun", "When present, indicates that modifications should not be persisted. Valid values: All", "string")
-_FIELD_MANAGER = ("fieldManager", "fieldManager is a name associated with the actor or entity that is making these changes.", "string")
+_FIELD_MANAGER = (
+    "fieldManager",
+    "fieldManager is a name associated with the actor or entity that is making these changes.",
+    "string",
+)
 _FIELD_VALIDATION = (
     "fieldValidation",
     "fieldValidation instructs the server on how to handle objects in the request (POST/PUT/PATCH) containing "
     "unknown or duplicate fields. Valid values are: - Ignore - Warn - Strict",
     "string",
 )
-_FORCE = ("force", "Force is going to \"force\" Apply requests. It means user will re-acquire conflicting fields owned by other people.", "boolean")
+_FORCE = (
+    "force",
+    "Force is going to \"force\" Apply requests. It means user will re-acquire conflicting fields owned by other people.",
+    "boolean",
+)
 _LIST_PARAMETERS = (
     ("allowWatchBookmarks", "allowWatchBookmarks requests watch events with type \"BOOKMARK\".", "boolean"),
     ("continue", "The continue option should be set when retrieving more results from the server.", "string"),
     ("fieldSelector", "A selector to restrict the list of returned objects by their fields.", "string"),
     ("labelSelector", "A selector to restrict the list of returned objects by their labels.", "string"),
     ("limit", "limit is a maximum number of responses to return for a list call.", "integer"),
-    ("resourceVersion", "resourceVersion sets a constraint on what resource versions a request may be served from.", "string"),
+    ("resourceVersion", "resourceVersion sets a constraint on what resource versions a request may be served from.",
+     "string"),
     ("resourceVersionMatch", "resourceVersionMatch determines how resourceVersion is applied to list calls.", "string"),
     ("timeoutSeconds", "Timeout for the list/watch call.", "integer"),
-    ("watch", "Watch for changes to the described resources and return them as a stream of add, update, and remove notifications.", "boolean"),
+    ("watch", "Watch for changes to the described resources and return them as a stream of add, update, and remove "
+     "notifications.", "boolean"),
 )
 _DELETE_PARAMETERS = (
     _DRY_RUN,
@@ -261,9 +271,10 @@ class _Style:
         return out
 
     def path_parameter(self, name: str, description: str) -> dict[str, Any]:
+        parameter: dict[str, Any] = {"name": name, "in": "path", "description": description, "required": True}
         if self.v3:
-            return {"name": name, "in": "path", "description": description, "required": True, "schema": {"type": "string", "uniqueItems": True}}
-        return {"name": name, "in": "path", "description": description, "required": True, "type": "string", "uniqueItems": True}
+            return {**parameter, "schema": {"type": "string", "uniqueItems": True}}
+        return {**parameter, "type": "string", "uniqueItems": True}
 
     def responses(self, schema: str, codes: tuple[str, ...]) -> dict[str, Any]:
         out: dict[str, Any] = {}
@@ -277,11 +288,13 @@ class _Style:
         return out
 
     def body(self, operation: dict[str, Any], schema: str, media: tuple[str, ...]) -> None:
+        reference = {"$ref": self.prefix + schema}
         if self.v3:
-            operation["requestBody"] = {"content": {m: {"schema": {"$ref": self.prefix + schema}} for m in media}, "required": True}
+            operation["requestBody"] = {"content": {m: {"schema": reference} for m in media}, "required": True}
         else:
             operation["consumes"] = list(media)
-            operation.setdefault("parameters", []).insert(0, {"name": "body", "in": "body", "required": True, "schema": {"$ref": self.prefix + schema}})
+            body = {"name": "body", "in": "body", "required": True, "schema": reference}
+            operation.setdefault("parameters", []).insert(0, body)
 
 
 _CODE_WORDS = {"200": "OK", "201": "Created", "202": "Accepted"}
@@ -311,9 +324,14 @@ def _paths_for(info: KindInfo, style: _Style) -> dict[str, Any]:
     scope = "Namespaced" if info.namespaced else ""
     prefix = _operation_prefix(info)
     pretty = ("pretty", "If 'true', then the output is pretty printed.", "string")
-    namespace = [style.path_parameter("namespace", "object name and auth scope, such as for teams and projects")] if info.namespaced else []
+    namespace = (
+        [style.path_parameter("namespace", "object name and auth scope, such as for teams and projects")]
+        if info.namespaced
+        else []
+    )
 
-    listing = _operation(info, style, "list", f"list{prefix}{scope}{info.kind}", f"list or watch objects of kind {info.kind}")
+    watch_words = f"list or watch objects of kind {info.kind}"
+    listing = _operation(info, style, "list", f"list{prefix}{scope}{info.kind}", watch_words)
     listing["parameters"] = style.parameters(_LIST_PARAMETERS)
     listing["responses"] = style.responses(list_name, ("200",))
     create = _operation(info, style, "post", f"create{prefix}{scope}{info.kind}", f"create a {info.kind}")
@@ -327,7 +345,8 @@ def _paths_for(info: KindInfo, style: _Style) -> dict[str, Any]:
     replace["parameters"] = style.parameters((_DRY_RUN, _FIELD_MANAGER, _FIELD_VALIDATION))
     style.body(replace, name, ("*/*",))
     replace["responses"] = style.responses(name, ("200", "201"))
-    patch = _operation(info, style, "patch", f"patch{prefix}{scope}{info.kind}", f"partially update the specified {info.kind}")
+    patch_words = f"partially update the specified {info.kind}"
+    patch = _operation(info, style, "patch", f"patch{prefix}{scope}{info.kind}", patch_words)
     patch["parameters"] = style.parameters((_DRY_RUN, _FIELD_MANAGER, _FIELD_VALIDATION, _FORCE))
     style.body(patch, _META + "Patch", _CRD_PATCH_TYPES if is_own_schema_kind(info.kind) else _PATCH_TYPES)
     patch["responses"] = style.responses(name, ("200", "201"))
@@ -351,11 +370,13 @@ def _paths_for(info: KindInfo, style: _Style) -> dict[str, Any]:
             "put": replace,
             "patch": patch,
             "delete": delete,
-            "parameters": [style.path_parameter("name", f"name of the {info.kind}"), *namespace, *style.parameters((pretty,))],
+            "parameters": [
+                style.path_parameter("name", f"name of the {info.kind}"), *namespace, *style.parameters((pretty,))
+            ],
         },
     }
     if info.namespaced:
-        everywhere = _operation(info, style, "list", f"list{prefix}{info.kind}ForAllNamespaces", f"list or watch objects of kind {info.kind}")
+        everywhere = _operation(info, style, "list", f"list{prefix}{info.kind}ForAllNamespaces", watch_words)
         everywhere["responses"] = style.responses(list_name, ("200",))
         paths[f"{root}/{info.plural}"] = {"get": everywhere, "parameters": style.parameters((*_LIST_PARAMETERS, pretty))}
     return paths
@@ -453,7 +474,9 @@ def rendered_v2() -> Rendered:
         "definitions": _components(infos, style.prefix, v3=False),
         "security": [{"BearerToken": []}],
         "securityDefinitions": {
-            "BearerToken": {"description": "Bearer Token authentication", "in": "header", "name": "authorization", "type": "apiKey"}
+            "BearerToken": {
+                "description": "Bearer Token authentication", "in": "header", "name": "authorization", "type": "apiKey"
+            }
         },
     }
     return _render(document)

@@ -49,6 +49,7 @@ RETAIN_KEYS = "$retainKeys"
 DELETE_FROM_PRIMITIVE_LIST = "$deleteFromPrimitiveList"
 SET_ELEMENT_ORDER = "$setElementOrder"
 MAX_JSON_PATCH_OPERATIONS = 10000
+Schema = dict[str, Any] | None  # a (sub)schema of the served kinds; None where the schema says nothing
 
 
 class PatchError(Exception):
@@ -115,7 +116,7 @@ class _FieldMeta:
     merge_key: str
 
 
-def _field_meta(field_schema: dict[str, Any] | None) -> _FieldMeta:
+def _field_meta(field_schema: Schema) -> _FieldMeta:
     if field_schema is None:
         return _FieldMeta("", "")
     strategies = [s for s in str(field_schema.get("x-kubernetes-patch-strategy", "")).split(",") if s]
@@ -125,12 +126,12 @@ def _field_meta(field_schema: dict[str, Any] | None) -> _FieldMeta:
     return _FieldMeta(others[0] if others else "", str(field_schema.get("x-kubernetes-patch-merge-key", "")))
 
 
-def _lookup_map(schema: dict[str, Any] | None, key: str) -> tuple[dict[str, Any] | None, _FieldMeta]:
+def _lookup_map(schema: Schema, key: str) -> tuple[Schema, _FieldMeta]:
     field_schema = schemas.field(schema, key)
     return schemas.resolve(field_schema), _field_meta(field_schema)
 
 
-def _lookup_list(schema: dict[str, Any] | None, key: str) -> tuple[dict[str, Any] | None, _FieldMeta]:
+def _lookup_list(schema: Schema, key: str) -> tuple[Schema, _FieldMeta]:
     field_schema = schemas.field(schema, key)
     return schemas.resolve(schemas.items(field_schema)), _field_meta(field_schema)
 
@@ -252,7 +253,8 @@ def _merge_key_equal(left: Any, right: Any, merge_key: str) -> bool:
 
 
 def _go_type(value: Any) -> str:
-    return {"map": "map[string]interface {}", "slice": "[]interface {}", "nil": "<nil>"}.get(_kind_of(value), _kind_of(value))
+    kind = _kind_of(value)
+    return {"map": "map[string]interface {}", "slice": "[]interface {}", "nil": "<nil>"}.get(kind, kind)
 
 
 def _is_delete_item(item: Any) -> bool:
@@ -314,7 +316,9 @@ def _sort_by(items: list[Any], order: list[Any], merge_key: str, kind: str | Non
     return sorted(items, key=position) + deletions
 
 
-def _interleave(server_only: list[Any], patch_items: list[Any], server_order: list[Any], merge_key: str, kind: str | None) -> list[Any]:
+def _interleave(
+    server_only: list[Any], patch_items: list[Any], server_order: list[Any], merge_key: str, kind: str | None
+) -> list[Any]:
     """Both lists keep their own order; a server-only item goes before a patch item when the live
     list has it before that item."""
     out: list[Any] = []
@@ -338,7 +342,14 @@ def _interleave(server_only: list[Any], patch_items: list[Any], server_order: li
     return out
 
 
-def _normalize_order(patch_items: list[Any], server_only: list[Any], patch_order: list[Any], server_order: list[Any], merge_key: str, kind: str | None) -> list[Any]:
+def _normalize_order(
+    patch_items: list[Any],
+    server_only: list[Any],
+    patch_order: list[Any],
+    server_order: list[Any],
+    merge_key: str,
+    kind: str | None,
+) -> list[Any]:
     patch_items = _sort_by(patch_items, patch_order, merge_key, kind)
     server_only = _sort_by(server_only, server_order, merge_key, kind)
     return _interleave(server_only, patch_items, server_order, merge_key, kind)
@@ -354,20 +365,26 @@ def _partition(merged: list[Any], by: list[Any], merge_key: str) -> tuple[list[A
                 raise _internal(f"expected a map[string]interface {{}}, but received a {_go_type(item)}")
             if merge_key not in item:
                 raise _no_merge_key(item, merge_key)
-            found = any(isinstance(other, dict) and merge_key in other and _same(other[merge_key], item[merge_key]) for other in by)
+            found = any(_has_key_value(other, merge_key, item[merge_key]) for other in by)
         else:
             found = any(_same(other, item) for other in by)
         (in_patch if found else server_only).append(item)
     return in_patch, server_only
 
 
-def _merge_list_field(original: list[Any], patch: list[Any], schema: dict[str, Any] | None, meta: _FieldMeta, delete_list: bool) -> list[Any]:
+def _has_key_value(item: Any, merge_key: str, value: Any) -> bool:
+    return isinstance(item, dict) and merge_key in item and _same(item[merge_key], value)
+
+
+def _merge_list_field(
+    original: list[Any], patch: list[Any], schema: Schema, meta: _FieldMeta, delete_list: bool
+) -> list[Any]:
     if meta.strategy == "merge" or delete_list:
         return _merge_list(original, patch, schema, meta.merge_key, delete_list)
     return patch
 
 
-def _merge_list(original: list[Any], patch: list[Any], schema: dict[str, Any] | None, merge_key: str, delete_list: bool) -> list[Any]:
+def _merge_list(original: list[Any], patch: list[Any], schema: Schema, merge_key: str, delete_list: bool) -> list[Any]:
     if not original and not patch:
         return original
     kind = _element_kind(original, patch)
@@ -388,7 +405,7 @@ def _merge_list(original: list[Any], patch: list[Any], schema: dict[str, Any] | 
         for item in patch:
             if merge_key not in item:
                 raise _no_merge_key(item, merge_key)
-            found = next((n for n, live in enumerate(merged) if merge_key in live and _same(live[merge_key], item[merge_key])), None)
+            found = next((n for n, live in enumerate(merged) if _has_key_value(live, merge_key, item[merge_key])), None)
             if found is None:
                 merged.append(item)
             else:
@@ -422,7 +439,7 @@ def _apply_list_directives(original: list[Any], patch: list[Any], merge_key: str
     return original, rest
 
 
-def _merge_ordered_lists(original: dict[str, Any], patch: dict[str, Any], schema: dict[str, Any] | None) -> None:
+def _merge_ordered_lists(original: dict[str, Any], patch: dict[str, Any], schema: Schema) -> None:
     """The `$setElementOrder/<field>` directives, with the list each orders."""
     for key in [k for k in patch if k.startswith(SET_ELEMENT_ORDER)]:
         order = patch.pop(key)
@@ -453,7 +470,7 @@ def _merge_ordered_lists(original: dict[str, Any], patch: dict[str, Any], schema
         patch.pop(name, None)
 
 
-def _merge_map(original: dict[str, Any], patch: dict[str, Any], schema: dict[str, Any] | None) -> dict[str, Any]:
+def _merge_map(original: dict[str, Any], patch: dict[str, Any], schema: Schema) -> dict[str, Any]:
     if DIRECTIVE in patch:
         directive = patch[DIRECTIVE]
         if directive == "replace":
@@ -498,7 +515,7 @@ def _typed(value: Any) -> Any:
     return value
 
 
-def _root_schema(kind: str) -> dict[str, Any] | None:
+def _root_schema(kind: str) -> Schema:
     info = BY_KIND.get(kind)
     return schemas.kind_schema(info) if info else None
 
@@ -605,7 +622,7 @@ class _ListShape:
     keys: tuple[str, ...] = ()
 
 
-def _list_shape(field_schema: dict[str, Any] | None) -> _ListShape:
+def _list_shape(field_schema: Schema) -> _ListShape:
     node = field_schema or {}
     list_type = node.get("x-kubernetes-list-type")
     if list_type == "map":
@@ -615,7 +632,7 @@ def _list_shape(field_schema: dict[str, Any] | None) -> _ListShape:
     return _ListShape("atomic")
 
 
-def _atomic_map(field_schema: dict[str, Any] | None) -> bool:
+def _atomic_map(field_schema: Schema) -> bool:
     if field_schema is None:
         return False
     resolved = schemas.resolve(field_schema) or {}
@@ -635,13 +652,13 @@ def _item_element(item: Any, shape: _ListShape) -> str:
     return "k:" + _compact({name: value for name, value in key.items() if value is not None})
 
 
-def _is_granular_map(field_schema: dict[str, Any] | None) -> bool:
+def _is_granular_map(field_schema: Schema) -> bool:
     """A map (additionalProperties) rather than a struct: created maps are owned themselves."""
     resolved = schemas.resolve(field_schema) if field_schema else None
     return bool(resolved) and "properties" not in resolved and isinstance(resolved.get("additionalProperties"), dict)
 
 
-def _fields(value: Any, field_schema: dict[str, Any] | None, path: Path, out: set[Path]) -> None:
+def _fields(value: Any, field_schema: Schema, path: Path, out: set[Path]) -> None:
     """The paths an applied configuration sets: leaves, list items, empty and atomic values."""
     if isinstance(value, dict) and value and not _atomic_map(field_schema):
         node = schemas.resolve(field_schema) if field_schema else None
@@ -713,12 +730,14 @@ def _value_at(obj: Any, path: Path) -> Any:
     return obj
 
 
-def _changed(before: Any, after: Any, field_schema: dict[str, Any] | None, path: Path, out: set[Path], *, created_maps: bool) -> None:
+def _changed(before: Any, after: Any, field_schema: Schema, path: Path, out: set[Path], *, created_maps: bool) -> None:
     """The paths whose value differs between two objects (added, changed or removed)."""
     if isinstance(before, dict) and isinstance(after, dict) and not _atomic_map(field_schema):
         node = schemas.resolve(field_schema) if field_schema else None
         for key in [*before, *(k for k in after if k not in before)]:
-            _changed(before.get(key, _MISSING), after.get(key, _MISSING), schemas.field(node, key), (*path, "f:" + key), out, created_maps=created_maps)
+            child = schemas.field(node, key)
+            was, now = before.get(key, _MISSING), after.get(key, _MISSING)
+            _changed(was, now, child, (*path, "f:" + key), out, created_maps=created_maps)
         return
     if isinstance(before, list) and isinstance(after, list):
         shape = _list_shape(field_schema)
@@ -727,7 +746,8 @@ def _changed(before: Any, after: Any, field_schema: dict[str, Any] | None, path:
             old = {_item_element(item, shape): item for item in before}
             new = {_item_element(item, shape): item for item in after}
             for element in [*old, *(e for e in new if e not in old)]:
-                _changed(old.get(element, _MISSING), new.get(element, _MISSING), item_schema, (*path, element), out, created_maps=created_maps)
+                was, now = old.get(element, _MISSING), new.get(element, _MISSING)
+                _changed(was, now, item_schema, (*path, element), out, created_maps=created_maps)
             return
     if before is _MISSING and after is _MISSING:
         return
@@ -748,7 +768,7 @@ def _changed(before: Any, after: Any, field_schema: dict[str, Any] | None, path:
     out.add(path)
 
 
-def _merge_applied(live: Any, config: Any, field_schema: dict[str, Any] | None) -> Any:
+def _merge_applied(live: Any, config: Any, field_schema: Schema) -> Any:
     """The applied configuration merged into the live object, structure by structure."""
     if isinstance(live, dict) and isinstance(config, dict) and not _atomic_map(field_schema):
         node = schemas.resolve(field_schema) if field_schema else None
@@ -766,7 +786,7 @@ def _merge_applied(live: Any, config: Any, field_schema: dict[str, Any] | None) 
     return copy.deepcopy(config)
 
 
-def _merge_list_items(live: list[Any], config: list[Any], shape: _ListShape, item_schema: dict[str, Any] | None) -> list[Any]:
+def _merge_list_items(live: list[Any], config: list[Any], shape: _ListShape, item_schema: Schema) -> list[Any]:
     """structured-merge-diff's order: the items both have follow the configuration's order, an
     item only the live list has keeps its place, a new item goes where the configuration puts it."""
     left = [(_item_element(item, shape), item) for item in live]
@@ -981,7 +1001,8 @@ def apply_patch(
             422, "Invalid", 'PatchOptions.meta.k8s.io "" is invalid: fieldManager: Required value: '
             "is required for apply patch",
             {"group": "meta.k8s.io", "kind": "PatchOptions", "causes": [
-                {"reason": "FieldValueRequired", "message": "Required value: is required for apply patch", "field": "fieldManager"}
+                {"reason": "FieldValueRequired", "message": "Required value: is required for apply patch",
+                 "field": "fieldManager"}
             ]},
         )
     schema = _root_schema(kind)
@@ -1001,7 +1022,8 @@ def apply_patch(
         key: copy.deepcopy(applied[key]) for key in ("apiVersion", "kind") if key in applied
     }
     if live is None and isinstance(applied.get("metadata"), dict):
-        base["metadata"] = {k: copy.deepcopy(v) for k, v in applied["metadata"].items() if k in ("name", "namespace", "generateName")}
+        identity = ("name", "namespace", "generateName")
+        base["metadata"] = {k: copy.deepcopy(v) for k, v in applied["metadata"].items() if k in identity}
     merged = _merge_applied(base, config, schema)
 
     changed: set[Path] = set()
