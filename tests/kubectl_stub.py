@@ -20,7 +20,7 @@ from aiohttp import web
 
 from podnet.api.kinds import KINDS, KindInfo
 from podnet.apiserver import openapi
-from podnet.apiserver.patch import PatchError, apply_patch, json_merge_patch, json_patch, record_update, strategic_merge_patch
+from podnet.apiserver.patch import APPLY_PATCH, PatchError, patch_request, record_update
 
 KUBECTL = shutil.which("kubectl") or "/usr/bin/kubectl"
 
@@ -168,27 +168,17 @@ def build_app(stub: Stub) -> web.Application:
     async def patch(request: web.Request) -> web.Response:
         info, namespace, name = target(request)
         live = stub.objects.get((info.plural, namespace, name))
-        media = request.headers.get("Content-Type", "").split(";")[0]
-        raw = await request.read()
+        media = request.headers.get("Content-Type", "")
+        if live is None and not media.startswith(APPLY_PATCH):
+            return _status(404, "NotFound", f'{info.plural} "{name}" not found')
         manager = request.query.get("fieldManager", "")
         try:
-            if media == "application/apply-patch+yaml":
-                result = apply_patch(live, yaml.safe_load(raw), manager, request.query.get("force") == "true", info.kind)
-            else:
-                if live is None:
-                    return _status(404, "NotFound", f'{info.plural} "{name}" not found')
-                document = json.loads(raw)
-                if media == "application/strategic-merge-patch+json":
-                    result = strategic_merge_patch(live, document, info.kind)
-                elif media == "application/merge-patch+json":
-                    result = json_merge_patch(live, document)
-                elif media == "application/json-patch+json":
-                    result = json_patch(live, document)
-                else:
-                    return _status(415, "UnsupportedMediaType", f"the body of the request was in an unknown format - {media}")
-                result = record_update(live, result, manager or "unknown", info.kind)
+            result = patch_request(live, media, await request.read(), kind=info.kind, manager=manager,
+                                   force=request.query.get("force") == "true")
         except PatchError as error:
             return web.json_response(error.status(), status=error.code)
+        if not media.startswith(APPLY_PATCH):
+            result = record_update(live, result, manager or "unknown", info.kind)
         return web.json_response(stored(info, result, namespace, None, ""))
 
     app.router.add_get("/version", version)

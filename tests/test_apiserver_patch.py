@@ -8,6 +8,7 @@ import json
 from datetime import UTC, datetime
 
 import pytest
+import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -18,6 +19,7 @@ from podnet.apiserver.patch import (
     fields_v1,
     json_merge_patch,
     json_patch,
+    patch_request,
     paths_of,
     record_update,
     strategic_merge_patch,
@@ -512,3 +514,23 @@ def test_a_port_without_protocol_is_the_same_item_as_the_live_port_defaulted_to_
     live["spec"]["template"]["spec"]["containers"][0]["ports"] = [{"containerPort": 80, "protocol": "TCP"}]
     out = apply_patch(live, deployment(ports=(80,)), "m", False, "Deployment", now=NOW)
     assert out["spec"]["template"]["spec"]["containers"][0]["ports"] == [{"containerPort": 80, "protocol": "TCP"}]
+
+
+def test_a_request_is_dispatched_by_its_content_type_with_upstreams_decode_errors():
+    live = pod()
+    out = patch_request(live, "application/merge-patch+json; charset=utf-8", b'{"metadata":{"labels":null}}', kind="Pod", manager="m")
+    assert "labels" not in out["metadata"]
+    applied = patch_request(None, "application/apply-patch+yaml", yaml.safe_dump(deployment()).encode(), kind="Deployment", manager="m")
+    assert applied["spec"] == deployment()["spec"]
+    for content_type, body, code, message in [
+        ("application/json", b"{}", 415, "the body of the request was in an unknown format - accepted media types include: "
+         "application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml, "
+         "application/strategic-merge-patch+json"),
+        ("application/strategic-merge-patch+json", b"{not json", 400, "invalid JSON patch"),
+    ]:
+        with pytest.raises(PatchError) as refused:
+            patch_request(live, content_type, body, kind="Pod", manager="m")
+        assert (refused.value.code, refused.value.message) == (code, message)
+    with pytest.raises(PatchError) as bad_yaml:
+        patch_request(live, "application/apply-patch+yaml", b"a: [", kind="Pod", manager="m")
+    assert bad_yaml.value.code == 400 and bad_yaml.value.message.startswith("error encoding patch: ")

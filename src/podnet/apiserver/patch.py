@@ -40,6 +40,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import jsonpatch
+import yaml
 
 from podnet.api.kinds import BY_KIND
 from podnet.apiserver import schemas
@@ -105,6 +106,53 @@ def _go(value: Any) -> str:
 
 def _no_merge_key(item: Any, merge_key: str) -> PatchError:
     return _internal(f"map: {_go(item)} does not contain declared merge key: {merge_key}")
+
+
+# --- the request ------------------------------------------------------------------------------
+
+STRATEGIC_MERGE_PATCH = "application/strategic-merge-patch+json"
+MERGE_PATCH = "application/merge-patch+json"
+JSON_PATCH = "application/json-patch+json"
+APPLY_PATCH = "application/apply-patch+yaml"
+PATCH_TYPES = (JSON_PATCH, MERGE_PATCH, APPLY_PATCH, STRATEGIC_MERGE_PATCH)
+
+
+def patch_request(
+    live: dict[str, Any] | None,
+    content_type: str,
+    body: bytes,
+    *,
+    kind: str,
+    manager: str,
+    force: bool = False,
+) -> dict[str, Any]:
+    """A PATCH request's body applied to the live object by its Content-Type; `live` may be None
+    only for an apply (server-side apply creates). Errors as upstream words them: an unknown type
+    415, a body that does not decode 400."""
+    media = content_type.split(";", 1)[0].strip().lower()
+    if media not in PATCH_TYPES:
+        raise PatchError(
+            415,
+            "UnsupportedMediaType",
+            f"the body of the request was in an unknown format - accepted media types include: {', '.join(PATCH_TYPES)}",
+        )
+    if media == APPLY_PATCH:
+        try:
+            applied = yaml.safe_load(body)
+        except yaml.YAMLError as error:
+            raise _bad_request(f"error encoding patch: {error}") from error
+        return apply_patch(live, applied, manager, force, kind)
+    if live is None:
+        raise ValueError("only an apply patch can create an object")
+    try:
+        document = json.loads(body)
+    except (ValueError, UnicodeDecodeError) as error:
+        raise _bad_request("invalid JSON patch") from error
+    if media == JSON_PATCH:
+        return json_patch(live, document)
+    if media == MERGE_PATCH:
+        return json_merge_patch(live, document)
+    return strategic_merge_patch(live, document, kind)
 
 
 # --- strategic merge patch -------------------------------------------------------------------
