@@ -167,3 +167,18 @@ def test_kubectl_patch_of_each_type_and_a_failing_json_patch_as_kubectl_reports_
     failed = running.kubectl("patch", "deployment", "web", "--type=json", "-p", '[{"op":"remove","path":"/spec/nothere"}]', check=False)
     assert failed.returncode != 0
     assert "the server rejected our request due to an error in our request" in failed.stderr
+
+
+def test_server_side_apply_creates_and_then_removes_what_the_manifest_no_longer_sets(running):
+    config = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "settings", "labels": {"a": "1", "b": "2"}},
+              "data": {"mode": "fast", "level": "3"}}
+    running.kubectl("apply", "--server-side", "-f", "-", stdin=yaml.safe_dump(config))
+    assert not running.stub.seen("POST")  # created by the apply patch itself
+    del config["data"]["level"]
+    del config["metadata"]["labels"]["b"]
+    running.kubectl("apply", "--server-side", "-f", "-", stdin=yaml.safe_dump(config))
+    stored = running.stub.objects[("configmaps", "default", "settings")]
+    assert without_server_fields(stored) == config
+    [entry] = stored["metadata"]["managedFields"]
+    assert (entry["manager"], entry["operation"]) == ("kubectl", "Apply")
+    assert entry["fieldsV1"] == {"f:data": {"f:mode": {}}, "f:metadata": {"f:labels": {"f:a": {}}}}
