@@ -534,3 +534,14 @@ def test_a_request_is_dispatched_by_its_content_type_with_upstreams_decode_error
     with pytest.raises(PatchError) as bad_yaml:
         patch_request(live, "application/apply-patch+yaml", b"a: [", kind="Pod", manager="m")
     assert bad_yaml.value.code == 400 and bad_yaml.value.message.startswith("error encoding patch: ")
+
+
+def test_after_a_delete_a_server_only_item_keeps_its_place_before_an_added_one_as_upstream_orders_it():
+    # live x y z; the patch deletes x, adds "new" after y and says nothing of z (only the server
+    # has it): upstream's in-place delete and append leave z before "new" in the order it
+    # interleaves by, so z stays ahead of the added item
+    live = pod()
+    live["spec"]["containers"] = [{"name": n, "image": n} for n in ("x", "y", "z")]
+    patch = {"spec": {"$setElementOrder/containers": [{"name": "y"}, {"name": "new"}],
+                      "containers": [{"name": "new", "image": "n"}, {"name": "x", "$patch": "delete"}]}}
+    assert names(strategic_merge_patch(live, patch, "Pod")["spec"]["containers"]) == ["y", "z", "new"]

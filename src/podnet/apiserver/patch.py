@@ -25,8 +25,9 @@ the rest of strategicpatch's errors are upstream's 500 InternalError ("Internal 
 Where this differs from upstream, on purpose: a field the schema does not know merges as a map /
 is replaced as a list (upstream fails looking it up, which only a live object carrying an unknown
 field could provoke); `$setElementOrder` over a list that is empty on both sides gives the empty
-list (upstream: "no elements in any of the given slices"); upstream's in-place slice aliasing,
-which can disturb the live order used for interleaving after a `$patch: delete`, is not copied.
+list (upstream: "no elements in any of the given slices"). Upstream's in-place slice operations,
+which disturb the live order $setElementOrder interleaves by after a `$patch: delete`, are
+copied (its own tests expect their outcome), see _alias_backing.
 
 Server-side apply is a subset of structured-merge-diff, see `apply_patch`.
 """
@@ -180,8 +181,11 @@ def _lookup_map(schema: Schema, key: str) -> tuple[Schema, _FieldMeta]:
 
 
 def _lookup_list(schema: Schema, key: str) -> tuple[Schema, _FieldMeta]:
+    """The schema of a list's items (of the field itself when it declares none, as upstream falls
+    back) and the field's patch metadata."""
     field_schema = schemas.field(schema, key)
-    return schemas.resolve(schemas.items(field_schema)), _field_meta(field_schema)
+    item_schema = schemas.items(field_schema)
+    return schemas.resolve(item_schema if item_schema is not None else field_schema), _field_meta(field_schema)
 
 
 def _kind_of(value: Any) -> str:
@@ -425,14 +429,26 @@ def _has_key_value(item: Any, merge_key: str, value: Any) -> bool:
 
 
 def _merge_list_field(
-    original: list[Any], patch: list[Any], schema: Schema, meta: _FieldMeta, delete_list: bool
+    original: list[Any],
+    patch: list[Any],
+    schema: Schema,
+    meta: _FieldMeta,
+    delete_list: bool,
+    backing: list[Any] | None = None,
 ) -> list[Any]:
     if meta.strategy == "merge" or delete_list:
-        return _merge_list(original, patch, schema, meta.merge_key, delete_list)
+        return _merge_list(original, patch, schema, meta.merge_key, delete_list, backing)
     return patch
 
 
-def _merge_list(original: list[Any], patch: list[Any], schema: Schema, merge_key: str, delete_list: bool) -> list[Any]:
+def _merge_list(
+    original: list[Any],
+    patch: list[Any],
+    schema: Schema,
+    merge_key: str,
+    delete_list: bool,
+    backing: list[Any] | None = None,
+) -> list[Any]:
     if not original and not patch:
         return original
     kind = _element_kind(original, patch)
@@ -447,19 +463,50 @@ def _merge_list(original: list[Any], patch: list[Any], schema: Schema, merge_key
     else:
         if not merge_key:
             raise _internal("cannot merge lists without merge key for struct")
+        directives = patch
         original, patch = _apply_list_directives(original, patch, merge_key)
         server_order = list(original)
         merged = list(original)
+        appended = []
         for item in patch:
             if merge_key not in item:
                 raise _no_merge_key(item, merge_key)
             found = next((n for n, live in enumerate(merged) if _has_key_value(live, merge_key, item[merge_key])), None)
             if found is None:
                 merged.append(item)
+                appended.append(item)
             else:
                 merged[found] = _merge_map(merged[found], item, schema)
+        if backing is not None:
+            _alias_backing(backing, directives, merge_key, appended)
     patch_items, server_only = _partition(merged, patch, merge_key if kind == "map" else "")
     return _normalize_order(patch_items, server_only, patch, server_order, merge_key, kind)
+
+
+def _alias_backing(backing: list[Any], directives: list[Any], merge_key: str, appended: list[Any]) -> None:
+    """What upstream's in-place slice operations leave in the live list it later orders by.
+
+    Upstream deletes an item by shifting the rest of the slice left in place and appends new items
+    into the same array while it has room, and the $setElementOrder pass then orders server-only
+    items by that disturbed array, not by the live list. Its own tests expect the outcome, so the
+    order is copied; the array's spare room is taken as none (it depends on how the object was
+    decoded upstream)."""
+    length = len(backing)
+    for item in directives:
+        if not (isinstance(item, dict) and item.get(DIRECTIVE) == "delete"):
+            continue
+        while True:
+            found = next((n for n in range(length) if _has_key_value(backing[n], merge_key, item[merge_key])), None)
+            if found is None:
+                break
+            backing[found : length - 1] = backing[found + 1 : length]
+            length -= 1
+    if any(isinstance(item, dict) and item.get(DIRECTIVE) == "replace" for item in directives):
+        return
+    for offset, item in enumerate(appended):
+        if length + offset >= len(backing):
+            return
+        backing[length + offset] = item
 
 
 def _apply_list_directives(original: list[Any], patch: list[Any], merge_key: str) -> tuple[list[Any], list[Any]]:
@@ -507,13 +554,15 @@ def _merge_ordered_lists(original: dict[str, Any], patch: dict[str, Any], schema
         elif name in patch and name not in original:
             merged = _without_directives(patched)[0]
         elif name in original:
-            merged = _merge_list_field(list(live), patched, item_schema, meta, False)
+            server_order = list(live)  # what the merge leaves of the live array, see _alias_backing
+            merged = _merge_list_field(list(live), patched, item_schema, meta, False, backing=server_order)
         else:
             continue
         kind = _element_kind(live or [], patched or [])
         if kind is not None:
             in_order, server_only = _partition(merged, order, meta.merge_key)
-            merged = _normalize_order(in_order, server_only, order, live or [], meta.merge_key, kind)
+            order_by = server_order if name in original and name in patch else (live or [])
+            merged = _normalize_order(in_order, server_only, order, order_by, meta.merge_key, kind)
         original[name] = merged
         patch.pop(name, None)
 
