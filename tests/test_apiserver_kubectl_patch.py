@@ -13,6 +13,7 @@ import os
 import pytest
 import yaml
 
+from podnet.api.kinds import KINDS
 from tests.kubectl_stub import KUBECTL, RunningStub
 
 pytestmark = pytest.mark.skipif(not os.access(KUBECTL, os.X_OK), reason="kubectl is not installed")
@@ -83,6 +84,14 @@ def test_kubectl_explain_reads_the_v3_documents(running):
     anp = running.kubectl("explain", "adminnetworkpolicy.spec").stdout
     assert "priority\t<integer> -required-" in anp
     assert any(r.path.startswith("/openapi/v3/apis/apps/v1") and "hash" in r.query for r in running.stub.requests)
+
+
+def test_kubectl_explains_every_kind_podnet_serves(running):
+    for info in KINDS:
+        group = info.api_version.rpartition("/")[0]
+        out = running.kubectl("explain", f"{info.plural}.{group}" if group else info.plural).stdout
+        assert f"KIND:       {info.kind}" in out, out
+        assert "metadata\t<ObjectMeta>" in out, out
 
 
 def test_kubectl_apply_twice_sends_a_strict_strategic_merge_patch_that_gives_the_new_manifest(running):
