@@ -130,7 +130,7 @@ def build_app(stub: Stub) -> web.Application:
         return openapi.respond(request, rendered, current_url=f"/openapi/v3/{path}?hash={rendered.hash}")
 
     async def openapi_v2(request: web.Request) -> web.Response:
-        return openapi.respond(request, openapi.rendered_v2())
+        return openapi.respond(request, openapi.rendered_v2(), protobuf=openapi.rendered_v2_protobuf())
 
     def target(request: web.Request) -> tuple[KindInfo | None, str, str]:
         group = request.match_info.get("group", "")

@@ -86,6 +86,15 @@ def test_kubectl_explain_reads_the_v3_documents(running):
     assert any(r.path.startswith("/openapi/v3/apis/apps/v1") and "hash" in r.query for r in running.stub.requests)
 
 
+def test_kubectl_reads_the_v2_document_in_protobuf(running):
+    out = running.kubectl("explain", "deployment.spec.strategy", "--output=plaintext-openapiv2").stdout
+    assert "RESOURCE: strategy <Object>" in out and "rollingUpdate\t<Object>" in out
+    anp = running.kubectl("explain", "adminnetworkpolicies.spec", "--output=plaintext-openapiv2").stdout
+    assert "priority\t<integer> -required-" in anp
+    asked = [r for r in running.stub.requests if r.path == "/openapi/v2"]
+    assert asked and all("protobuf" in r.headers["Accept"] for r in asked)
+
+
 def test_kubectl_explains_every_kind_podnet_serves(running):
     for info in KINDS:
         group = info.api_version.rpartition("/")[0]

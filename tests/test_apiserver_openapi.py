@@ -11,6 +11,7 @@ import urllib.request
 from typing import Any
 
 import pytest
+import yaml
 
 from podnet.api.kinds import KINDS
 from podnet.api.schema import is_own_schema_kind
@@ -165,7 +166,10 @@ def test_served_gzip_when_asked_cached_for_good_by_hash_and_redirected_when_stal
         status, headers, _ = _get(f"{base}/openapi/v3/apis/apps/v1?hash=STALE", {})
         assert status == 301 and headers["Location"].endswith(f"/openapi/v3/apis/apps/v1?hash={rendered.hash}")
 
-        status, _, _ = _get(f"{base}/openapi/v2", {"Accept": "application/com.github.proto-openapi.spec.v2@v1.0+protobuf"})
+        status, headers, body = _get(f"{base}/openapi/v2", {"Accept": "application/com.github.proto-openapi.spec.v2@v1.0+protobuf"})
+        assert status == 200 and body == openapi.rendered_v2_protobuf().body
+        assert headers["Content-Type"] == "application/octet-stream"
+        status, _, _ = _get(f"{base}/openapi/v2", {"Accept": "application/xml"})
         assert status == 406
 
 
@@ -175,3 +179,59 @@ def test_served_gzip_when_asked_cached_for_good_by_hash_and_redirected_when_stal
 ])
 def test_accepts_json(accept, acceptable):
     assert openapi.accepts_json(accept) is acceptable
+
+
+def _fields(data: bytes) -> list[tuple[int, int, object]]:
+    """A protobuf message's (field, wire type, value) triples, as any protobuf reader sees them."""
+    out, i = [], 0
+
+    def varint() -> int:
+        nonlocal i
+        shift = value = 0
+        while True:
+            byte = data[i]
+            i += 1
+            value |= (byte & 0x7F) << shift
+            shift += 7
+            if not byte & 0x80:
+                return value
+
+    while i < len(data):
+        key = varint()
+        field, wire = key >> 3, key & 7
+        if wire == 0:
+            out.append((field, wire, varint()))
+        elif wire == 1:
+            out.append((field, wire, data[i : i + 8]))
+            i += 8
+        elif wire == 2:
+            size = varint()
+            out.append((field, wire, data[i : i + size]))
+            i += size
+        else:
+            raise AssertionError(f"unexpected wire type {wire}")
+    return out
+
+
+def _by_field(data: bytes) -> dict[int, list]:
+    out: dict[int, list] = {}
+    for field, _, value in _fields(data):
+        out.setdefault(field, []).append(value)
+    return out
+
+
+def test_v2_protobuf_is_gnostics_document_with_the_same_paths_and_definitions():
+    rendered = openapi.rendered_v2_protobuf()
+    document = _by_field(rendered.body)  # openapi.v2.Document
+    assert document[1] == [b"2.0"]
+    named_paths = [_by_field(named) for named in _by_field(document[8][0])[2]]  # Paths.path: NamedPathItem
+    assert [p[1][0].decode() for p in named_paths] == list(openapi.v2_document()["paths"])
+    named_schemas = {  # Definitions.additional_properties: NamedSchema {name = 1; value = 2}
+        _by_field(named)[1][0].decode(): _by_field(named)[2][0] for named in _by_field(document[9][0])[1]
+    }
+    assert list(named_schemas) == list(openapi.v2_document()["definitions"])
+    pod = _by_field(named_schemas["io.k8s.api.core.v1.Pod"])
+    extensions = {_by_field(e)[1][0]: _by_field(e)[2][0] for e in pod[31]}  # vendor_extension: NamedAny
+    gvk_yaml = _by_field(extensions[b"x-kubernetes-group-version-kind"])[2][0]  # Any.yaml
+    assert yaml.safe_load(gvk_yaml) == [{"group": "", "kind": "Pod", "version": "v1"}]
+    assert rendered.hash == openapi.rendered_v2().hash  # upstream names both forms by the JSON's hash

@@ -19,7 +19,8 @@ the apiVersion/kind enums) dropped.
 Each document is built once and kept with its JSON bytes, their gzip and a hash; the v3 index
 names each group-version's document with ?hash=<SHA-512> as the API server does, which is what
 kubectl's cache keys on. `respond` answers a request for one of them (gzip when asked, ETag,
-immutable caching for the current hash, a redirect for a stale one).
+immutable caching for the current hash, a redirect for a stale one); /openapi/v2 is served as
+JSON or, to client-go, as protobuf (openapiproto).
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from aiohttp import web
 
 from podnet.api.kinds import KINDS, KindInfo
 from podnet.api.schema import KUBERNETES_VERSION, is_own_schema_kind
-from podnet.apiserver import schemas
+from podnet.apiserver import openapiproto, schemas
 
 _META = "io.k8s.apimachinery.pkg.apis.meta.v1."
 _ALWAYS = (_META + "Status", _META + "DeleteOptions", _META + "Patch", _META + "WatchEvent")
@@ -411,19 +412,24 @@ def _v3(infos: list[KindInfo]) -> dict[str, Any]:
     }
 
 
+PROTOBUF_V2 = "application/com.github.proto-openapi.spec.v2@v1.0+protobuf"
+
+
 @dataclass(frozen=True)
 class Rendered:
-    """A document as served: its JSON, the same gzip-compressed, and its hash (SHA-512, hex)."""
+    """A document as served: its body (JSON, or protobuf for v2), the same gzip-compressed, and
+    its hash (SHA-512, hex)."""
 
     document: dict[str, Any]
     body: bytes
     gzipped: bytes
     hash: str
+    content_type: str = "application/json"
 
 
 def _render(document: dict[str, Any]) -> Rendered:
     body = json.dumps(document, separators=(",", ":"), ensure_ascii=False).encode()
-    return Rendered(document, body, gzip.compress(body, compresslevel=6, mtime=0), hashlib.sha512(body).hexdigest().upper())
+    return Rendered(document, body, gzip.compress(body, mtime=0), hashlib.sha512(body).hexdigest().upper())
 
 
 @cache
@@ -482,36 +488,52 @@ def rendered_v2() -> Rendered:
     return _render(document)
 
 
+@cache
+def rendered_v2_protobuf() -> Rendered:
+    """/openapi/v2 as client-go asks for it (gnostic's protobuf, see openapiproto)."""
+    as_json = rendered_v2()
+    body = openapiproto.document(as_json.document)
+    # upstream names both forms by the JSON's hash and lets Go's ServeContent sniff the type
+    return Rendered(as_json.document, body, gzip.compress(body, mtime=0), as_json.hash, "application/octet-stream")
+
+
 def v2_document() -> dict[str, Any]:
-    """GET /openapi/v2 as JSON (its protobuf form is not served: see respond)."""
+    """GET /openapi/v2 as JSON."""
     return rendered_v2().document
 
 
 # --- serving -----------------------------------------------------------------------------------
 
 
-_PROTOBUF_V2 = "application/com.github.proto-openapi.spec.v2"
+def _media_types(accept: str) -> list[str]:
+    return [part.split(";")[0].strip().lower() for part in accept.split(",") if part.strip()]
 
 
 def accepts_json(accept: str) -> bool:
-    """Whether an Accept header admits JSON; client-go asks /openapi/v2 for protobuf first and
-    falls back when answered 406, as for a server that has only JSON."""
-    if not accept.strip():
-        return True
-    for part in accept.split(","):
-        media = part.split(";")[0].strip().lower()
-        if media in ("*/*", "application/*", "application/json"):
-            return True
-    return False
+    """Whether an Accept header admits JSON (no header admits anything)."""
+    media = _media_types(accept)
+    return not media or any(m in ("*/*", "application/*", "application/json") for m in media)
 
 
-def respond(request: web.Request, rendered: Rendered, *, current_url: str | None = None) -> web.Response:
+def accepts_protobuf_v2(accept: str) -> bool:
+    """Whether the client asks for the v2 document in protobuf, as client-go does."""
+    return PROTOBUF_V2.split("@")[0] in [m.split("@")[0] for m in _media_types(accept)]
+
+
+def respond(
+    request: web.Request, rendered: Rendered, *, current_url: str | None = None, protobuf: Rendered | None = None
+) -> web.Response:
     """Serve a rendered document: 304 for a matching If-None-Match; a stale ?hash= redirected to
-    `current_url`; gzip when the client accepts it; cacheable for good when named by its hash."""
-    if not accepts_json(request.headers.get("Accept", "")):
+    `current_url`; gzip when the client accepts it; cacheable for good when named by its hash.
+    With `protobuf` (the v2 document), a client asking for protobuf gets that form."""
+    accept = request.headers.get("Accept", "")
+    if protobuf is not None and accepts_protobuf_v2(accept):
+        rendered = protobuf
+    elif not accepts_json(accept):
         return web.json_response(
             {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure", "reason": "NotAcceptable",
-             "message": "only application/json is served", "code": 406},
+             "message": "the server was unable to respond with a content type that the client supports",
+             "code": 406},
             status=406,
         )
     asked = request.query.get("hash")
@@ -526,4 +548,4 @@ def respond(request: web.Request, rendered: Rendered, *, current_url: str | None
     if "gzip" in request.headers.get("Accept-Encoding", "").lower():
         body = rendered.gzipped
         headers["Content-Encoding"] = "gzip"
-    return web.Response(body=body, content_type="application/json", headers=headers)
+    return web.Response(body=body, content_type=rendered.content_type, headers=headers)

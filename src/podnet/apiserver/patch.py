@@ -25,11 +25,11 @@ the rest of strategicpatch's errors are upstream's 500 InternalError ("Internal 
 Where this differs from upstream, on purpose: a field the schema does not know merges as a map /
 is replaced as a list (upstream fails looking it up, which only a live object carrying an unknown
 field could provoke); `$setElementOrder` over a list that is empty on both sides gives the empty
-list (upstream: "no elements in any of the given slices"); the kinds that are CRDs upstream take a
-strategic merge patch with all their lists atomic (upstream answers 415 for a custom resource;
-the OpenAPI documents do not offer it for them, so kubectl sends them a JSON merge patch). Upstream's in-place slice operations,
-which disturb the live order $setElementOrder interleaves by after a `$patch: delete`, are
-copied (its own tests expect their outcome), see _alias_backing.
+list (upstream: "no elements in any of the given slices"); the kinds that are CRDs upstream take
+a strategic merge patch with all their lists atomic (upstream answers 415 for a custom resource;
+the OpenAPI documents do not offer it for them, so kubectl sends them a JSON merge patch).
+Upstream's in-place slice operations, which disturb the live order $setElementOrder interleaves
+by after a `$patch: delete`, are copied (its own tests expect their outcome), see _alias_backing.
 
 Server-side apply is a subset of structured-merge-diff, see `apply_patch`.
 """
