@@ -475,6 +475,10 @@ def test_update_owns_what_it_changed_and_takes_it_from_others():
     out = record_update(created, scaled, "scaler", "Deployment", now=NOW)
     owners = managers(out)
     assert owners[("scaler", "Update")] == {"f:spec": {"f:replicas": {}}}
+    applied = apply_patch(out, {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web", "labels": {"x": "1"}}},
+                          "kubectl", False, "Deployment", now=NOW)
+    assert [(m["manager"], m["operation"]) for m in applied["metadata"]["managedFields"]] == [
+        ("kubectl", "Apply"), ("creator", "Update"), ("scaler", "Update")]  # upstream's order
     assert "f:replicas" not in owners[("creator", "Update")]["f:spec"]
     assert json.dumps(out["spec"]) == json.dumps(scaled["spec"])
 

@@ -1040,6 +1040,9 @@ def _store_managers(obj: dict[str, Any], managers: list[_Manager]) -> dict[str, 
         entry["fieldsType"] = "FieldsV1"
         entry["fieldsV1"] = fields_v1(manager.paths)
         entries.append(entry)
+    # upstream's order: by operation (Apply before Update), then time, manager, version, subresource
+    entries.sort(key=lambda e: (e.get("operation", ""), e.get("time") or "", e.get("manager", ""),
+                                e.get("apiVersion", ""), e.get("subresource", "")))
     metadata = obj.setdefault("metadata", {})
     if entries:
         metadata["managedFields"] = entries
