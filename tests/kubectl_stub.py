@@ -13,6 +13,7 @@ import threading
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import yaml
@@ -39,6 +40,8 @@ class Seen:
 class Stub:
     objects: dict[tuple[str, str, str], dict[str, Any]] = field(default_factory=dict)  # (plural, namespace, name)
     requests: list[Seen] = field(default_factory=list)
+    # what the server adds to every object it stores (defaults, status), as the API server would
+    server_side: Callable[[dict[str, Any]], None] | None = None
     port: int = 0
     version: int = 1
 
@@ -138,6 +141,8 @@ def build_app(stub: Stub) -> web.Application:
         return info, request.match_info.get("namespace", ""), request.match_info.get("name", "")
 
     def stored(info: KindInfo, body: dict[str, Any], namespace: str, before: dict | None, manager: str) -> dict[str, Any]:
+        if stub.server_side is not None:
+            stub.server_side(body)
         body = record_update(before, body, manager, info.kind) if manager else body
         metadata = body.setdefault("metadata", {})
         if info.namespaced:

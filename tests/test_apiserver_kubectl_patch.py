@@ -200,3 +200,28 @@ def test_server_side_apply_creates_and_then_removes_what_the_manifest_no_longer_
     [entry] = stored["metadata"]["managedFields"]
     assert (entry["manager"], entry["operation"]) == ("kubectl", "Apply")
     assert entry["fieldsV1"] == {"f:data": {"f:mode": {}}, "f:metadata": {"f:labels": {"f:a": {}}}}
+
+
+def _defaults_and_status(obj: dict) -> None:
+    """What a server adds: a port's protocol, a pull policy, and a status."""
+    for container in obj.get("spec", {}).get("containers", []):
+        container.setdefault("imagePullPolicy", "IfNotPresent")
+        for port in container.get("ports", []):
+            port.setdefault("protocol", "TCP")
+    obj["status"] = {"phase": "Running", "podIP": "10.244.1.5"}
+
+
+def test_kubectl_apply_keeps_what_the_server_added_and_changes_only_what_the_manifest_changed(running):
+    running.stub.server_side = _defaults_and_status
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "labels": {"app": "p", "gone": "soon"}},
+           "spec": {"containers": [{"name": "c", "image": "agnhost", "ports": [{"containerPort": 8080}, {"containerPort": 9090}]},
+                                   {"name": "d", "image": "pause"}]}}
+    running.kubectl("apply", "-f", "-", stdin=yaml.safe_dump(pod))
+    pod["metadata"]["labels"] = {"app": "p"}
+    pod["spec"]["containers"][0]["ports"] = [{"containerPort": 9090}]
+    pod["spec"]["containers"][1]["image"] = "pause:3.10"
+    running.kubectl("apply", "-f", "-", stdin=yaml.safe_dump(pod))
+
+    expected = copy.deepcopy(pod)
+    _defaults_and_status(expected)
+    assert without_server_fields(running.stub.objects[("pods", "default", "p")]) == expected
