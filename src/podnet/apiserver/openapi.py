@@ -19,7 +19,8 @@ the apiVersion/kind enums) dropped.
 Each document is built once and kept with its JSON bytes, their gzip and a hash; the v3 index
 names each group-version's document with ?hash=<SHA-512> as the API server does, which is what
 kubectl's cache keys on. `respond` answers a request for one of them (gzip when asked, ETag,
-immutable caching for the current hash, a redirect for a stale one).
+immutable caching for the current hash, a redirect for a stale one); /openapi/v2 is served as
+JSON or, to client-go, as protobuf (openapiproto).
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from aiohttp import web
 
 from podnet.api.kinds import KINDS, KindInfo
 from podnet.api.schema import KUBERNETES_VERSION, is_own_schema_kind
-from podnet.apiserver import schemas
+from podnet.apiserver import openapiproto, schemas
 
 _META = "io.k8s.apimachinery.pkg.apis.meta.v1."
 _ALWAYS = (_META + "Status", _META + "DeleteOptions", _META + "Patch", _META + "WatchEvent")
@@ -157,9 +158,9 @@ def _synthetic_list(info: KindInfo) -> dict[str, Any]:
         "type": "object",
         "required": ["items"],
         "properties": {
-            "apiVersion": {"type": "string", "description": "APIVersion defines the versioned schema of this representation of an object."},
+            "apiVersion": {"type": "string", "description": "APIVersion defines the versioned schema of this object."},
             "items": {"type": "array", "items": {"$ref": "#/$defs/" + item}, "description": f"List of {info.plural}."},
-            "kind": {"type": "string", "description": "Kind is a string value representing the REST resource this object represents."},
+            "kind": {"type": "string", "description": "Kind is the REST resource this object represents."},
             "metadata": {"$ref": "#/$defs/" + _META + "ListMeta", "description": "Standard list metadata."},
         },
         "x-kubernetes-group-version-kind": [{"group": group, "kind": info.kind + "List", "version": version}],
@@ -215,24 +216,34 @@ def _query(name: str, description: str, kind: str = "string") -> dict[str, Any]:
 
 
 _DRY_RUN = ("dryRun", "When present, indicates that modifications should not be persisted. Valid values: All", "string")
-_FIELD_MANAGER = ("fieldManager", "fieldManager is a name associated with the actor or entity that is making these changes.", "string")
+_FIELD_MANAGER = (
+    "fieldManager",
+    "fieldManager is a name associated with the actor or entity that is making these changes.",
+    "string",
+)
 _FIELD_VALIDATION = (
     "fieldValidation",
     "fieldValidation instructs the server on how to handle objects in the request (POST/PUT/PATCH) containing "
     "unknown or duplicate fields. Valid values are: - Ignore - Warn - Strict",
     "string",
 )
-_FORCE = ("force", "Force is going to \"force\" Apply requests. It means user will re-acquire conflicting fields owned by other people.", "boolean")
+_FORCE = (
+    "force",
+    "Force is going to \"force\" Apply requests. It means user will re-acquire conflicting fields owned by other people.",
+    "boolean",
+)
 _LIST_PARAMETERS = (
     ("allowWatchBookmarks", "allowWatchBookmarks requests watch events with type \"BOOKMARK\".", "boolean"),
     ("continue", "The continue option should be set when retrieving more results from the server.", "string"),
     ("fieldSelector", "A selector to restrict the list of returned objects by their fields.", "string"),
     ("labelSelector", "A selector to restrict the list of returned objects by their labels.", "string"),
     ("limit", "limit is a maximum number of responses to return for a list call.", "integer"),
-    ("resourceVersion", "resourceVersion sets a constraint on what resource versions a request may be served from.", "string"),
+    ("resourceVersion", "resourceVersion sets a constraint on what resource versions a request may be served from.",
+     "string"),
     ("resourceVersionMatch", "resourceVersionMatch determines how resourceVersion is applied to list calls.", "string"),
     ("timeoutSeconds", "Timeout for the list/watch call.", "integer"),
-    ("watch", "Watch for changes to the described resources and return them as a stream of add, update, and remove notifications.", "boolean"),
+    ("watch", "Watch for changes to the described resources and return them as a stream of add, update, and remove "
+     "notifications.", "boolean"),
 )
 _DELETE_PARAMETERS = (
     _DRY_RUN,
@@ -261,9 +272,10 @@ class _Style:
         return out
 
     def path_parameter(self, name: str, description: str) -> dict[str, Any]:
+        parameter: dict[str, Any] = {"name": name, "in": "path", "description": description, "required": True}
         if self.v3:
-            return {"name": name, "in": "path", "description": description, "required": True, "schema": {"type": "string", "uniqueItems": True}}
-        return {"name": name, "in": "path", "description": description, "required": True, "type": "string", "uniqueItems": True}
+            return {**parameter, "schema": {"type": "string", "uniqueItems": True}}
+        return {**parameter, "type": "string", "uniqueItems": True}
 
     def responses(self, schema: str, codes: tuple[str, ...]) -> dict[str, Any]:
         out: dict[str, Any] = {}
@@ -277,11 +289,13 @@ class _Style:
         return out
 
     def body(self, operation: dict[str, Any], schema: str, media: tuple[str, ...]) -> None:
+        reference = {"$ref": self.prefix + schema}
         if self.v3:
-            operation["requestBody"] = {"content": {m: {"schema": {"$ref": self.prefix + schema}} for m in media}, "required": True}
+            operation["requestBody"] = {"content": {m: {"schema": reference} for m in media}, "required": True}
         else:
             operation["consumes"] = list(media)
-            operation.setdefault("parameters", []).insert(0, {"name": "body", "in": "body", "required": True, "schema": {"$ref": self.prefix + schema}})
+            body = {"name": "body", "in": "body", "required": True, "schema": reference}
+            operation.setdefault("parameters", []).insert(0, body)
 
 
 _CODE_WORDS = {"200": "OK", "201": "Created", "202": "Accepted"}
@@ -311,9 +325,14 @@ def _paths_for(info: KindInfo, style: _Style) -> dict[str, Any]:
     scope = "Namespaced" if info.namespaced else ""
     prefix = _operation_prefix(info)
     pretty = ("pretty", "If 'true', then the output is pretty printed.", "string")
-    namespace = [style.path_parameter("namespace", "object name and auth scope, such as for teams and projects")] if info.namespaced else []
+    namespace = (
+        [style.path_parameter("namespace", "object name and auth scope, such as for teams and projects")]
+        if info.namespaced
+        else []
+    )
 
-    listing = _operation(info, style, "list", f"list{prefix}{scope}{info.kind}", f"list or watch objects of kind {info.kind}")
+    watch_words = f"list or watch objects of kind {info.kind}"
+    listing = _operation(info, style, "list", f"list{prefix}{scope}{info.kind}", watch_words)
     listing["parameters"] = style.parameters(_LIST_PARAMETERS)
     listing["responses"] = style.responses(list_name, ("200",))
     create = _operation(info, style, "post", f"create{prefix}{scope}{info.kind}", f"create a {info.kind}")
@@ -327,7 +346,8 @@ def _paths_for(info: KindInfo, style: _Style) -> dict[str, Any]:
     replace["parameters"] = style.parameters((_DRY_RUN, _FIELD_MANAGER, _FIELD_VALIDATION))
     style.body(replace, name, ("*/*",))
     replace["responses"] = style.responses(name, ("200", "201"))
-    patch = _operation(info, style, "patch", f"patch{prefix}{scope}{info.kind}", f"partially update the specified {info.kind}")
+    patch_words = f"partially update the specified {info.kind}"
+    patch = _operation(info, style, "patch", f"patch{prefix}{scope}{info.kind}", patch_words)
     patch["parameters"] = style.parameters((_DRY_RUN, _FIELD_MANAGER, _FIELD_VALIDATION, _FORCE))
     style.body(patch, _META + "Patch", _CRD_PATCH_TYPES if is_own_schema_kind(info.kind) else _PATCH_TYPES)
     patch["responses"] = style.responses(name, ("200", "201"))
@@ -351,11 +371,13 @@ def _paths_for(info: KindInfo, style: _Style) -> dict[str, Any]:
             "put": replace,
             "patch": patch,
             "delete": delete,
-            "parameters": [style.path_parameter("name", f"name of the {info.kind}"), *namespace, *style.parameters((pretty,))],
+            "parameters": [
+                style.path_parameter("name", f"name of the {info.kind}"), *namespace, *style.parameters((pretty,))
+            ],
         },
     }
     if info.namespaced:
-        everywhere = _operation(info, style, "list", f"list{prefix}{info.kind}ForAllNamespaces", f"list or watch objects of kind {info.kind}")
+        everywhere = _operation(info, style, "list", f"list{prefix}{info.kind}ForAllNamespaces", watch_words)
         everywhere["responses"] = style.responses(list_name, ("200",))
         paths[f"{root}/{info.plural}"] = {"get": everywhere, "parameters": style.parameters((*_LIST_PARAMETERS, pretty))}
     return paths
@@ -390,19 +412,24 @@ def _v3(infos: list[KindInfo]) -> dict[str, Any]:
     }
 
 
+PROTOBUF_V2 = "application/com.github.proto-openapi.spec.v2@v1.0+protobuf"
+
+
 @dataclass(frozen=True)
 class Rendered:
-    """A document as served: its JSON, the same gzip-compressed, and its hash (SHA-512, hex)."""
+    """A document as served: its body (JSON, or protobuf for v2), the same gzip-compressed, and
+    its hash (SHA-512, hex)."""
 
     document: dict[str, Any]
     body: bytes
     gzipped: bytes
     hash: str
+    content_type: str = "application/json"
 
 
 def _render(document: dict[str, Any]) -> Rendered:
     body = json.dumps(document, separators=(",", ":"), ensure_ascii=False).encode()
-    return Rendered(document, body, gzip.compress(body, compresslevel=6, mtime=0), hashlib.sha512(body).hexdigest().upper())
+    return Rendered(document, body, gzip.compress(body, mtime=0), hashlib.sha512(body).hexdigest().upper())
 
 
 @cache
@@ -453,42 +480,60 @@ def rendered_v2() -> Rendered:
         "definitions": _components(infos, style.prefix, v3=False),
         "security": [{"BearerToken": []}],
         "securityDefinitions": {
-            "BearerToken": {"description": "Bearer Token authentication", "in": "header", "name": "authorization", "type": "apiKey"}
+            "BearerToken": {
+                "description": "Bearer Token authentication", "in": "header", "name": "authorization", "type": "apiKey"
+            }
         },
     }
     return _render(document)
 
 
+@cache
+def rendered_v2_protobuf() -> Rendered:
+    """/openapi/v2 as client-go asks for it (gnostic's protobuf, see openapiproto)."""
+    as_json = rendered_v2()
+    body = openapiproto.document(as_json.document)
+    # upstream names both forms by the JSON's hash and lets Go's ServeContent sniff the type
+    return Rendered(as_json.document, body, gzip.compress(body, mtime=0), as_json.hash, "application/octet-stream")
+
+
 def v2_document() -> dict[str, Any]:
-    """GET /openapi/v2 as JSON (its protobuf form is not served: see respond)."""
+    """GET /openapi/v2 as JSON."""
     return rendered_v2().document
 
 
 # --- serving -----------------------------------------------------------------------------------
 
 
-_PROTOBUF_V2 = "application/com.github.proto-openapi.spec.v2"
+def _media_types(accept: str) -> list[str]:
+    return [part.split(";")[0].strip().lower() for part in accept.split(",") if part.strip()]
 
 
 def accepts_json(accept: str) -> bool:
-    """Whether an Accept header admits JSON; client-go asks /openapi/v2 for protobuf first and
-    falls back when answered 406, as for a server that has only JSON."""
-    if not accept.strip():
-        return True
-    for part in accept.split(","):
-        media = part.split(";")[0].strip().lower()
-        if media in ("*/*", "application/*", "application/json"):
-            return True
-    return False
+    """Whether an Accept header admits JSON (no header admits anything)."""
+    media = _media_types(accept)
+    return not media or any(m in ("*/*", "application/*", "application/json") for m in media)
 
 
-def respond(request: web.Request, rendered: Rendered, *, current_url: str | None = None) -> web.Response:
+def accepts_protobuf_v2(accept: str) -> bool:
+    """Whether the client asks for the v2 document in protobuf, as client-go does."""
+    return PROTOBUF_V2.split("@")[0] in [m.split("@")[0] for m in _media_types(accept)]
+
+
+def respond(
+    request: web.Request, rendered: Rendered, *, current_url: str | None = None, protobuf: Rendered | None = None
+) -> web.Response:
     """Serve a rendered document: 304 for a matching If-None-Match; a stale ?hash= redirected to
-    `current_url`; gzip when the client accepts it; cacheable for good when named by its hash."""
-    if not accepts_json(request.headers.get("Accept", "")):
+    `current_url`; gzip when the client accepts it; cacheable for good when named by its hash.
+    With `protobuf` (the v2 document), a client asking for protobuf gets that form."""
+    accept = request.headers.get("Accept", "")
+    if protobuf is not None and accepts_protobuf_v2(accept):
+        rendered = protobuf
+    elif not accepts_json(accept):
         return web.json_response(
             {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure", "reason": "NotAcceptable",
-             "message": "only application/json is served", "code": 406},
+             "message": "the server was unable to respond with a content type that the client supports",
+             "code": 406},
             status=406,
         )
     asked = request.query.get("hash")
@@ -503,4 +548,4 @@ def respond(request: web.Request, rendered: Rendered, *, current_url: str | None
     if "gzip" in request.headers.get("Accept-Encoding", "").lower():
         body = rendered.gzipped
         headers["Content-Encoding"] = "gzip"
-    return web.Response(body=body, content_type="application/json", headers=headers)
+    return web.Response(body=body, content_type=rendered.content_type, headers=headers)
