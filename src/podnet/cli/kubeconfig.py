@@ -11,13 +11,18 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import ssl
 import sys
+import time
+import urllib.request
 
 from podnet.errors import PodnetError
 from podnet.host.control import pick_cluster
 from podnet.host.layout import ClusterLayout
 from podnet.pki import kubeconfig
 from podnet.pki.authority import ClusterCredentials
+
+API_WAIT = 60.0  # seconds `up` waits for the API server once the cluster is built
 
 EXAMPLES = """examples:
   sudo podnet kubeconfig > podnet.kubeconfig     # the running cluster's
@@ -58,10 +63,39 @@ def cluster_kubeconfig(layout: ClusterLayout) -> dict | None:
                           f"{error.strerror}") from None
 
 
+def api_server_answers(layout: ClusterLayout) -> bool:
+    """Whether the cluster's API server answers /readyz to its admin (TLS, client certificate)."""
+    port = api_server_port(layout)
+    if port is None:
+        return False
+    credentials = ClusterCredentials(layout.pki_dir)
+    try:
+        context = ssl.create_default_context(cafile=str(credentials.ca_path))
+        context.load_cert_chain(credentials.admin_cert_path, credentials.admin_key_path)
+        with urllib.request.urlopen(f"https://127.0.0.1:{port}/readyz", context=context, timeout=5) as answer:
+            return answer.status == 200
+    except (OSError, ssl.SSLError, ValueError):
+        return False
+
+
+def wait_for_api_server(layout: ClusterLayout, timeout: float = API_WAIT) -> bool:
+    """Until the API server answers (it starts once the cluster is built), at most `timeout` s."""
+    deadline = time.monotonic() + timeout
+    while not api_server_answers(layout):
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
 def merge_context(layout: ClusterLayout) -> None:
     """After `up`: merge the cluster's context into the user's kubeconfig and make it current,
     saying so as kind does. Nothing while the API server has not recorded its port; a
     kubeconfig that cannot be written is a warning (the cluster is up all the same)."""
+    if not wait_for_api_server(layout):
+        print(f"warning: the cluster's API server did not answer within {API_WAIT:.0f}s: kubectl's context was not "
+              f"set (see {layout.state_dir / 'logs' / 'apiserver.log'})", file=sys.stderr)
+        return
     try:
         config = cluster_kubeconfig(layout)
         if config is None:

@@ -373,8 +373,9 @@ class Supervisor:
         self.announcer.sync(self.cluster)
         self.prober = ProbeManager(self.runtime, self.layout, self._probe_changed, self._probe_restart,
                                    on_failure=self._probe_failed)
-        self.apiserver = ApiServerProcess(self.layout)
-        self.apiserver.ensure()  # a restarted supervisor keeps the one that runs
+        if self.tokens is not None:  # the credentials exist (kubelet's runtime, not a test's fake)
+            self.apiserver = ApiServerProcess(self.layout)
+            self.apiserver.ensure()  # a restarted supervisor keeps the one that runs
 
     def _start_node_agents(self, node: str, netlink) -> None:
         """A node's kube-proxy and NetworkPolicy table, synced to the cluster before any pod
