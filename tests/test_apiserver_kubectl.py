@@ -186,3 +186,22 @@ def test_no_request_without_a_credential_and_a_wrong_token_is_unauthorized(api):
     forged = subprocess.run(["curl", "-sk", "-H", "Authorization: Bearer eyJhbGciOiJSUzI1NiJ9.e30.c2ln", url],
                             capture_output=True, text=True, timeout=60)
     assert json.loads(forged.stdout)["code"] == 401
+
+
+def test_deleting_a_deployment_s_pod_ends_it_and_its_replacement_starts(api):
+    name = api.kubectl("get", "pods", "-l", "app=web", "-o", "name").stdout.split()[0]
+    before = api.kubectl_json("get", name)
+    deleted = api.kubectl("delete", name, "--grace-period=1")
+    assert deleted.stdout.strip() == f'pod "{name[4:]}" deleted'
+    deadline = time.monotonic() + 60
+    while True:
+        after = api.kubectl("get", name, "-o", "json", check=False)
+        if after.returncode == 0 and json.loads(after.stdout)["status"].get("phase") == "Running" \
+                and json.loads(after.stdout)["metadata"]["resourceVersion"] != before["metadata"]["resourceVersion"] \
+                and not json.loads(after.stdout)["metadata"].get("deletionTimestamp"):
+            break
+        assert time.monotonic() < deadline, "the replacement never ran"
+        time.sleep(0.1)
+    replacement = json.loads(after.stdout)
+    assert replacement["metadata"]["creationTimestamp"] >= before["metadata"]["creationTimestamp"]
+    assert f"default/{name[4:]}" in api.supervisor.runtime.pods

@@ -447,13 +447,22 @@ class ApiServer:
         options = await self._body(request)
         current = self._current(info, resource)
         key = self._key(info, resource)
+        grace = self._grace(request, options)
         if await self._input_of(resource, key) is None:
-            raise self._computed(resource, current)
+            if resource.kind != "Pod" or not (current.get("metadata") or {}).get("ownerReferences"):
+                raise self._computed(resource, current)
+            if not self._dry_run(request):  # a controller's pod: it ends, its controller replaces it
+                try:
+                    await self.supervisor.call("deletePods", {"refs": [f"{key[1]}/{key[2]}"], "gracePeriod": grace})
+                except PodnetError as exc:
+                    raise ApiError(409, str(exc), "Conflict") from None
+                await self.follower.sync()
+            return respond(self.objects.get(key) or current)
         if self._dry_run(request):
             return respond(current)
         target = {"apiVersion": resource.group_version, "kind": resource.kind,
                   "metadata": {"name": info.name, **({"namespace": key[1]} if key[1] else {})}}
-        await self._send("delete", [target], resource, info.name, self._grace(request, options))
+        await self._send("delete", [target], resource, info.name, grace)
         remaining = self.objects.get(key)  # a pod terminating (its grace period) is still there
         if remaining is not None:
             return respond(remaining)

@@ -62,6 +62,13 @@ def _texts(body: dict[str, Any]) -> tuple[str, str]:
         _digest(spec_text)
 
 
+def _recreated(before: Any, after: dict[str, Any]) -> bool:
+    """Whether `after` is a new object under the old one's name: the old one was being deleted
+    (deletionTimestamp) and the new one is not."""
+    return isinstance(before, dict) and bool((before.get("metadata") or {}).get("deletionTimestamp")) \
+        and not (after.get("metadata") or {}).get("deletionTimestamp")
+
+
 class ApiMeta:
     def __init__(self, clock=time.time):
         self.clock = clock
@@ -89,6 +96,14 @@ class ApiMeta:
                 if record is not None and record.body is obj.body:
                     continue
                 body_text, spec_text = _texts(obj.body)
+                if record is not None and _recreated(record.body, obj.body):
+                    # a deleted object made again under its name (a controller's pod replaced,
+                    # a bare pod applied again after it terminated): to watchers a deletion and
+                    # a new object, as for Kubernetes' new pod (`kubectl delete` waits for it)
+                    self.version += 1
+                    self._tombstone(key)
+                    changes.append((KubeObject(obj.kind, obj.namespace, obj.name, record.body), "deleted"))
+                    record = None
                 if record is None:
                     self.version += 1
                     created = obj.metadata.get("creationTimestamp") or now
@@ -106,9 +121,7 @@ class ApiMeta:
             for key in [k for k in self._records if k not in seen]:
                 kind, namespace, name = key
                 self.version += 1
-                if len(self._tombstones) == self._tombstones.maxlen:
-                    self.forgotten = self._tombstones[0][0]
-                self._tombstones.append((self.version, key))
+                self._tombstone(key)
                 body = self._records.pop(key).body
                 if body is None:  # restored (a dead supervisor's record keeps digests): its name is all we know
                     body = {"kind": kind, "metadata": {"name": name, **({"namespace": namespace} if namespace else {})}}
@@ -119,6 +132,11 @@ class ApiMeta:
             if change != "deleted" and obj.status.get("conditions"):
                 self._conditions_of(obj.key, obj.status["conditions"])
         return changes
+
+    def _tombstone(self, key: tuple) -> None:
+        if len(self._tombstones) == self._tombstones.maxlen:
+            self.forgotten = self._tombstones[0][0]
+        self._tombstones.append((self.version, key))
 
     def export(self) -> dict[str, Any]:
         """What a restarted supervisor needs to serve the same fields (record.py)."""

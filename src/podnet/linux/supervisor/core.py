@@ -728,6 +728,38 @@ class Supervisor:
             answer = {"lines": lines, "started": started, "stopped": list(actions.stop)}
             return {**answer, "warnings": store.warnings} if store.warnings else answer
 
+    def delete_pods(self, refs: list[str], grace_period: int | None = None) -> dict[str, Any]:
+        """Pods deleted by name that no input holds — a Deployment's, a StatefulSet's, a
+        DaemonSet's (`kubectl delete pod -l k8s-app=kube-dns`): each terminates as a deleted pod
+        does (grace period, Terminating, its endpoint withdrawn), then its controller's
+        replacement starts. podnet computes pod names, so the replacement has the same name (a
+        ReplicaSet would give it a new suffix): new sandbox, new containers, RESTARTS 0."""
+        with self.lock:
+            if self.stopping.is_set():
+                raise PodnetError(f"cluster {self.layout.cluster} is being removed (podnet down): nothing changed")
+            for ref in refs:
+                if self.cluster.get("Pod", *ref.split("/", 1)) is None:
+                    raise PodnetError(f'pods "{ref.split("/", 1)[1]}" not found')
+            running = [ref for ref in refs if ref in self.runtime.pods and ref not in self.terminating]
+            if grace_period == 0:  # --force: gone at once, the replacement starts with the recompute
+                for ref in running:
+                    self._stop_pod(ref)
+                self.state_changed.set()
+                self.persist()
+                return {"deleted": running, "terminating": []}
+            marked = self._marked_deleted(running, grace_period)
+            cluster = self._compute(self.inputs, self.cluster, list(self.terminating.values()) + list(marked.values()))
+            self.terminating.update(marked)
+            self.cluster = cluster
+            self.dataplane.cluster = cluster
+            self.runtime.cluster = cluster
+            self._sync_policies()
+            self._publish(policies=False)
+            for ref in running:
+                self._begin_termination(ref)
+            self.persist()
+            return {"deleted": [], "terminating": running}
+
     # -- a node reboot (`podnet node restart`) --------------------------------------------------------
 
     def restart_node(self, node: str) -> dict[str, Any]:

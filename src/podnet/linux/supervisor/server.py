@@ -65,6 +65,9 @@ def handle(supervisor, message: dict[str, Any]) -> dict[str, Any]:
         request = message["files"] if "files" in message else message["documents"]
         grace = message.get("gracePeriod")  # a delete's --grace-period (--now: 1, --force: 0)
         return supervisor.change(request, delete=op == "delete", grace_period=None if grace is None else int(grace))
+    if op == "deletePods":  # pods no input holds, deleted by name: their controllers replace them
+        grace = message.get("gracePeriod")
+        return supervisor.delete_pods(list(message.get("refs") or []), None if grace is None else int(grace))
     if op == "events":  # `podnet get events`: those changed after resourceVersion `since`
         since = int(message.get("since") or 0)
         if message.get("wait"):  # `-w`: a long poll until one changes (or the wait ends)
