@@ -60,6 +60,7 @@ async def serve(layout: ClusterLayout, port: int) -> None:
     inside = control_plane_address(server, layout)
     if inside is not None:
         netns, address = inside
+        server.proxy_netns = netns
         listeners.append(listening(socket_in_netns(netns, socket.AF_INET, socket.SOCK_STREAM), (address, APISERVER_PORT)))
     log.info("serving on https://127.0.0.1:%d%s", port,
              f" and https://{inside[1]}:{APISERVER_PORT} in {inside[0]}" if inside else "")

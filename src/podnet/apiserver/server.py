@@ -26,7 +26,7 @@ import yaml
 from aiohttp import web
 
 from podnet.api import labels
-from podnet.apiserver import discovery, objects, openapi, patch, selection, tables
+from podnet.apiserver import discovery, objects, openapi, patch, proxy, selection, tables
 from podnet.apiserver.authn import from_certificate, from_token
 from podnet.apiserver.backend import Follower, Supervisor
 from podnet.apiserver.cache import WatchCache, key_of
@@ -68,6 +68,7 @@ class ApiServer:
         self.stopping = asyncio.Event()
         self.serving = asyncio.Event()
         self._started = time.time()
+        self.proxy_netns: str | None = None  # the network namespace relays into the cluster start from
         # subresource handlers another module registers: (resource plural, subresource) -> handler
         self.subresources: dict[tuple[str, str], Callable] = {}
 
@@ -524,9 +525,38 @@ class ApiServer:
             return self._get(request, info, resource)
         if info.subresource == "scale":
             return await self._scale(request, info, resource)
+        if info.subresource == "proxy" and resource.kind in ("Service", "Pod"):
+            return await self._proxy(request, info, resource)
         if handler is None:
             raise ApiError(405, f"podnet does not serve {resource.plural}/{info.subresource}")
         return await handler(self, request, info, resource)
+
+    async def _proxy(self, request: web.Request, info: RequestInfo, resource: Resource) -> web.Response:
+        scheme, name, port = proxy.split_target(info.name)
+        if scheme == "https":
+            raise ApiError(400, "podnet's proxy speaks plain HTTP to pods (https: is not served)")
+        if self.proxy_netns is None:
+            raise ApiError(503, "this API server has no way into the cluster's network", "ServiceUnavailable")
+        marker = f"/{info.name}/proxy"
+        path = request.path[request.path.index(marker) + len(marker):] if marker in request.path else "/"
+        if resource.kind == "Service":
+            service = self.objects.get(("Service", info.namespace, name))
+            if service is None:
+                raise not_found(resource.plural, resource.group, name)
+            slices = [s for s in self.objects.list("EndpointSlice", info.namespace)
+                      if (s["metadata"].get("labels") or {}).get("kubernetes.io/service-name") == name]
+            address, target = proxy.service_endpoint(service, slices, port)
+        else:
+            pod = self.objects.get(("Pod", info.namespace, name))
+            if pod is None:
+                raise not_found(resource.plural, resource.group, name)
+            address = (pod.get("status") or {}).get("podIP")
+            if not address:
+                raise ApiError(503, f'pod "{name}" has no address yet', "ServiceUnavailable")
+            target = int(port) if port.isdigit() else next(
+                (p.get("containerPort") for c in (pod.get("spec") or {}).get("containers") or []
+                 for p in c.get("ports") or [] if port in ("", p.get("name"))), 80)
+        return await proxy.relay(request, self.proxy_netns, address, int(target), path)
 
     async def _scale(self, request: web.Request, info: RequestInfo, resource: Resource) -> web.Response:
         current = self._current(info, resource)
