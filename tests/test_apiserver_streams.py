@@ -15,6 +15,7 @@ import json
 import os
 import pty
 import re
+import secrets
 import select
 import shutil
 import signal
@@ -29,6 +30,7 @@ import pytest
 from aiohttp import WSMsgType, ClientSession, web
 
 from podnet.apiserver import streams
+from podnet.host.netns import create_netns, delete_netns, socket_in_netns
 
 KUBECTL = shutil.which("kubectl") or "/usr/bin/kubectl"
 pytestmark = pytest.mark.skipif(not os.path.exists(KUBECTL), reason="needs kubectl")
@@ -61,6 +63,7 @@ class StubServer:
         self.log_path.write_bytes(b"")
         self.alive = True
         self.targets: dict[int, int] = {}  # a pod port -> the local port it is forwarded to
+        self.netns: str | None = None  # or connect inside this network namespace
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.thread.start()
@@ -116,7 +119,7 @@ class StubServer:
 
     async def portforward(self, request):
         async def connect(port):
-            return await streams.connect_in_netns(None, self.targets.get(port, port))
+            return await streams.connect_in_netns(self.netns, self.targets.get(port, port))
         return await streams.portforward_websocket(request, connect, pod=request.match_info["name"])
 
     async def log(self, request):
@@ -341,8 +344,8 @@ def test_bad_log_options_are_refused_as_the_api_server_does(server):
 class EchoServer:
     """A local TCP server answering every line with 'echo: line' (then closing on 'bye')."""
 
-    def __init__(self):
-        self.sock = socket.create_server(("127.0.0.1", 0))
+    def __init__(self, listening: socket.socket | None = None):
+        self.sock = listening or socket.create_server(("127.0.0.1", 0))
         self.port = self.sock.getsockname()[1]
         threading.Thread(target=self._serve, daemon=True).start()
 
@@ -363,6 +366,8 @@ class EchoServer:
                 conn.sendall(b"echo: " + line)
 
     def close(self):
+        with contextlib.suppress(OSError):
+            self.sock.shutdown(socket.SHUT_RDWR)  # wakes the accept; closing alone would not
         self.sock.close()
 
 
@@ -462,3 +467,114 @@ def test_a_non_websocket_request_is_refused_with_a_status(server):
                 return r.status, await r.json()
     status, body = asyncio.run(post())
     assert status == 400 and body["kind"] == "Status" and "WebSocket" in body["message"]
+
+
+@pytest.mark.root
+def test_port_forward_connects_to_localhost_inside_the_pods_network_namespace(server):
+    name = f"podnet-t{secrets.token_hex(3)}.pod-default-web"
+    create_netns(name)
+    try:
+        subprocess.run(["ip", "-n", name, "link", "set", "lo", "up"], check=True)
+        listening = socket_in_netns(name, socket.AF_INET, socket.SOCK_STREAM)
+        listening.bind(("127.0.0.1", 8080))
+        listening.listen()
+        echo = EchoServer(listening)
+        server.netns = name
+        client, [local] = start_port_forward(server, "0:8080")
+        try:
+            assert talk(local, [b"inside\n"]) == b"echo: inside\n"
+        finally:
+            client.terminate()
+            client.wait(DEADLINE)
+            echo.close()
+        with pytest.raises(OSError, match=f'failed to connect to localhost:8080 inside namespace "{re.escape(name)}", '
+                                          r"IPv4: dial tcp4 127.0.0.1:8080: connect: connection refused"):
+            asyncio.run(streams.connect_in_netns(name, 8080))
+    finally:
+        delete_netns(name)
+    assert name not in subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+
+
+# ---- the pieces, on their own --------------------------------------------------------------------
+
+def test_the_exit_status_is_what_kubelet_writes_on_the_error_channel():
+    assert streams.exit_status(["true"], 0) == {"metadata": {}, "status": "Success"}
+    assert streams.exit_status(["sh", "-c", "exit 3"], 3) == {
+        "metadata": {}, "status": "Failure",
+        "message": "command terminated with non-zero exit code: error executing command [sh -c exit 3], exit code 3",
+        "reason": "NonZeroExitCode", "details": {"causes": [{"reason": "ExitCode", "message": "3"}]}}
+    assert streams.exit_status(["sleep", "9"], -signal.SIGTERM)["details"]["causes"][0]["message"] == "143"
+
+
+def test_the_v4_protocol_carries_the_same_channels_without_the_close_signal(server):
+    url = (f"http://127.0.0.1:{server.port}/api/v1/namespaces/default/pods/web/exec"
+           "?command=sh&command=-c&command=echo+hi%3B+exit+2&stdout=true&stderr=true")
+
+    async def session():
+        async with ClientSession() as http, http.ws_connect(url, protocols=("v4.channel.k8s.io",)) as ws:
+            messages = [message.data async for message in ws if message.type == WSMsgType.BINARY]
+            return ws.protocol, messages, ws.close_code
+    protocol, messages, code = asyncio.run(session())
+    assert protocol == "v4.channel.k8s.io" and code == 1000
+    assert messages[0] == b"\x01" and b"".join(m[1:] for m in messages if m[0] == 1) == b"hi\n"
+    status = json.loads(messages[-1][1:])
+    assert messages[-1][0] == 3 and status["reason"] == "NonZeroExitCode"
+
+
+def test_an_unsupported_subprotocol_is_refused(server):
+    url = f"http://127.0.0.1:{server.port}/api/v1/namespaces/default/pods/web/exec?command=ls&stdout=true"
+
+    async def session():
+        async with ClientSession() as http:
+            async with http.get(url, headers={"Connection": "Upgrade", "Upgrade": "websocket",
+                                              "Sec-WebSocket-Version": "13", "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
+                                              "Sec-WebSocket-Protocol": "channel.k8s.io"}) as r:
+                return r.status, await r.json()
+    status, body = asyncio.run(session())
+    assert status == 403 and "requested protocol(s) are not supported" in body["message"]
+
+
+@pytest.mark.parametrize("starts, restarts, previous, span", [
+    ([0], 0, False, (0, None)),                # the only run
+    ([0, 40, 90], 2, False, (90, None)),       # `kubectl logs` after restarts: the current run
+    ([0, 40, 90], 2, True, (40, 90)),          # --previous: the run before
+    ([], 0, False, (0, None)),                 # adopted: the whole file
+    ([70], 3, True, (0, 70)),                  # adopted after restarts: all earlier runs
+    ([], 3, True, (0, None)),
+])
+def test_the_log_span_of_a_run(starts, restarts, previous, span):
+    assert streams.log_span(starts, restarts, previous, pod="web", container="c") == span
+
+
+def test_previous_without_a_restart_is_kubelets_error():
+    with pytest.raises(streams.StreamRequestError, match='previous terminated container "c" in pod "web" not found'):
+        streams.log_span([0], 0, True, pod="web", container="c")
+
+
+@pytest.mark.parametrize("content, lines, expected", [
+    (b"a\nb\nc\n", 2, b"b\nc\n"),
+    (b"a\nb\nc", 2, b"b\nc"),                   # an unfinished last line is a line
+    (b"a\nb\nc\n", 5, b"a\nb\nc\n"),
+    (b"a\nb\nc\n", 0, b""),
+    (b"", 3, b""),
+    (b"\n\n\n", 2, b"\n\n"),                   # empty lines count
+])
+def test_tail_lines(tmp_path, content, lines, expected):
+    path = tmp_path / "log"
+    path.write_bytes(content)
+    assert content[streams._tail_offset(path, 0, len(content), lines):] == expected
+
+
+def test_tail_lines_across_read_blocks_and_from_a_run_start(tmp_path):
+    path = tmp_path / "log"
+    content = b"".join(b"%d\n" % i for i in range(30_000))  # several CHUNKs
+    path.write_bytes(content)
+    assert content[streams._tail_offset(path, 0, len(content), 20_000):] == b"".join(b"%d\n" % i for i in range(10_000, 30_000))
+    start = content.index(b"29990\n")
+    assert content[streams._tail_offset(path, start, len(content), 100):] == content[start:]
+
+
+def test_resize_messages_may_hold_several_or_part_of_a_size():
+    resizes = streams._Resizes()
+    assert resizes.feed(b'{"Width":80,"Height":24}\n{"Width":100,') == [(80, 24)]
+    assert resizes.feed(b'"Height":30}\n') == [(100, 30)]

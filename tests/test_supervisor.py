@@ -200,7 +200,8 @@ def test_the_api_server_learns_a_pods_netns_and_its_containers_log_file(supervis
         {"netns": supervisor.layout.pod_netns("default", "two")}
     answer = handle(supervisor, {"op": "logFile", "target": "default/two", "container": "d"})
     sandbox = supervisor.runtime.pods["default/two"]
-    assert answer == {"path": str(sandbox.containers[1].log), "running": True, "restarts": 0}
+    assert answer == {"path": str(sandbox.containers[1].log), "running": True, "restarts": 0,
+                      "starts": sandbox.containers[1].log_starts}
     with pytest.raises(PodnetError, match="a container name must be specified"):
         handle(supervisor, {"op": "logFile", "target": "default/two"})
     with pytest.raises(PodnetError, match='pod "default/nine" is not running in cluster sup'):

@@ -593,6 +593,20 @@ def log_options(request: web.Request) -> LogOptions:
                       _flag(query, "timestamps"), tail, since, since_time, limit)
 
 
+def log_span(starts: list[int], restarts: int, previous: bool, *, pod: str, container: str) -> tuple[int, int | None]:
+    """The byte range of the log file `kubectl logs` shows: the current run's output, or with
+    `--previous` the run before it. `starts` is where each run's output begins (the supervisor's
+    `logFile` answer); a container adopted from an earlier supervisor has fewer of them, and the
+    range then covers all the earlier runs it cannot tell apart."""
+    if not previous:
+        return (starts[-1] if starts else 0), None
+    if restarts == 0:
+        raise StreamRequestError(f'previous terminated container "{container}" in pod "{pod}" not found')
+    if len(starts) >= 2:
+        return starts[-2], starts[-1]
+    return 0, (starts[0] if starts else None)
+
+
 async def log_response(request: web.Request, path: Path, *, follow: bool, tail_lines: int | None,
                        since_seconds: int | None, timestamps: bool, limit_bytes: int | None,
                        alive: Callable[[], bool | Awaitable[bool]], since_time: float | None = None,

@@ -873,12 +873,12 @@ class Supervisor:
 
     def log_file(self, target: str, container: str | None) -> dict[str, Any]:
         """Where a container's log is and whether its process runs (the API server follows the
-        file itself, for `kubectl logs -f` and attach); one file across the container's restarts."""
+        file itself, for `kubectl logs -f` and attach); one file across the container's restarts,
+        `starts` the offset where each run's output begins, as far as this supervisor saw them."""
         with self.lock:
             chosen = self._log_container(target, container)
-            process = chosen.process
-            return {"path": str(chosen.log), "running": process is not None and process.poll() is None,
-                    "restarts": chosen.restarts}
+            return {"path": str(chosen.log), "running": chosen.running,
+                    "restarts": chosen.restarts, "starts": list(chosen.log_starts)}
 
     def pod_netns(self, target: str) -> str:
         """The network namespace a running pod's processes are in (a hostNetwork pod's: its node's),
