@@ -26,6 +26,8 @@ import threading
 import time
 from pathlib import Path
 
+import kubernetes.client
+import kubernetes.stream
 import pytest
 from aiohttp import WSMsgType, ClientSession, web
 
@@ -185,6 +187,11 @@ def test_exec_stdin_of_a_megabyte_comes_back_intact_and_eof_ends_the_command(ser
     done = server.kubectl("exec", "-i", "web", "--", "cat", input=payload)
     assert done.returncode == 0, done.stderr
     assert hashlib.sha256(done.stdout).hexdigest() == hashlib.sha256(payload).hexdigest()
+
+
+def test_a_command_that_stops_reading_its_stdin_still_ends_the_exec(server):
+    done = server.kubectl("exec", "-i", "web", "--", "head", "-c", "5", input=b"abcdefgh" * (1 << 17))
+    assert (done.returncode, done.stdout) == (0, b"abcde")
 
 
 def test_exec_large_output_arrives_whole(server):
@@ -467,6 +474,31 @@ def test_a_non_websocket_request_is_refused_with_a_status(server):
                 return r.status, await r.json()
     status, body = asyncio.run(post())
     assert status == 400 and body["kind"] == "Status" and "WebSocket" in body["message"]
+
+
+def test_the_python_client_execs_and_forwards_ports_too(server, echo):
+    """The official Python client (v5 for exec, the v4 channel protocol for port-forward)."""
+    configuration = kubernetes.client.Configuration()
+    configuration.host = f"http://127.0.0.1:{server.port}"
+    api = kubernetes.client.CoreV1Api(kubernetes.client.ApiClient(configuration))
+    session = kubernetes.stream.stream(api.connect_get_namespaced_pod_exec, "web", "default",
+                                       command=["sh", "-c", "echo hi; echo err >&2; exit 5"], stdin=False,
+                                       stdout=True, stderr=True, tty=False, _preload_content=False)
+    session.run_forever(timeout=DEADLINE)
+    assert (session.returncode, session.read_stdout(), session.read_stderr()) == (5, "hi\n", "err\n")
+    server.targets[80] = echo.port
+    forward = kubernetes.stream.portforward(api.connect_get_namespaced_pod_portforward, "web", "default", ports="80")
+    try:
+        conn = forward.socket(80)
+        conn.setblocking(True)
+        conn.sendall(b"through the client\n")
+        received = b""
+        while not received.endswith(b"\n"):
+            received += conn.recv(4096)
+        assert received == b"echo: through the client\n"
+        conn.close()
+    finally:
+        forward.close()
 
 
 @pytest.mark.root

@@ -814,6 +814,7 @@ async def _channel_port_forward(channels: Channels, ports: list[int], connect: C
     finally:
         receiving.cancel()
         forwards.cancel()
+        await asyncio.gather(receiving, forwards, return_exceptions=True)
         for writer in list(writers.values()):
             if writer is not None:
                 writer.close()
