@@ -200,6 +200,45 @@ def test_exec_large_output_arrives_whole(server):
     assert done.stdout == b"x" * 8_000_000 + b"\n" and done.stderr == b"end\n"
 
 
+def test_a_client_that_does_not_read_holds_the_command_back(server, tmp_path):
+    """Back-pressure: kubectl's stdout is a pipe nobody reads; once it and the buffers on the
+    way are full, the command waits in its write. Without back-pressure all 256 MB would be
+    written at once and held in memory on the way."""
+    count = tmp_path / "count"
+    client = server.popen("exec", "web", "--", "sh", "-c",
+                          f"i=0; while [ $i -lt 4096 ]; do head -c 65536 /dev/zero; i=$((i+1)); echo $i > {count}; done",
+                          stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    try:
+        def settled():  # the count stopped moving: the command is held in its write
+            before = count.read_text() if count.exists() else ""
+            time.sleep(1)
+            return before and count.read_text() == before and before
+        written = int(wait_for(settled, "the command held back")) * 65536
+        assert written < 64 << 20
+    finally:
+        client.kill()
+        client.wait(DEADLINE)
+
+
+def test_a_slow_reader_gets_all_the_output_of_a_command_that_already_ended(server):
+    """The command wrote 40 MB (more than every buffer on the way holds) and ended; the client reads only later, beyond the grace for
+    children's output: nothing is cut (kubectl's stdout is a pipe read after a pause)."""
+    client = server.popen("exec", "web", "--", "head", "-c", "40000000", "/dev/zero",
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    time.sleep(3 * streams.DRAIN_GRACE)  # not a measurement: a pause longer than the grace
+    out, err = client.communicate(timeout=DEADLINE)
+    assert (client.returncode, len(out)) == (0, 40_000_000), err
+
+
+def test_a_background_child_holding_the_output_does_not_hold_the_exec(server, tmp_path):
+    pidfile = tmp_path / "child"
+    done = server.kubectl("exec", "web", "--", "sh", "-c", f"sleep 1000 & echo $! > {pidfile}; echo done")
+    try:
+        assert (done.returncode, done.stdout) == (0, b"done\n")
+    finally:
+        os.kill(int(pidfile.read_text()), signal.SIGKILL)
+
+
 def test_exec_of_a_missing_program_fails_as_the_runtime_says(server):
     done = server.kubectl("exec", "web", "--", "/no/such/program")
     assert done.returncode != 0

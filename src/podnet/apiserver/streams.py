@@ -50,6 +50,7 @@ import pty
 import signal
 import socket
 import struct
+import subprocess
 import termios
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -262,16 +263,6 @@ async def _hello(channels: Channels, stdout: bool, stderr: bool) -> None:
     await channels.send(STDOUT if stdout else STDERR if stderr else ERROR, b"")
 
 
-def _kill_group(process: asyncio.subprocess.Process) -> None:
-    if process.returncode is not None:
-        return
-    try:
-        os.killpg(process.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        with contextlib.suppress(ProcessLookupError):
-            process.kill()
-
-
 def _set_window(fd: int, width: int, height: int) -> None:
     fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", height, width, 0, 0))
 
@@ -312,53 +303,140 @@ async def _read_chunks(reader: asyncio.StreamReader) -> AsyncIterator[bytes]:
         yield chunk
 
 
-async def _copy_out(reader: asyncio.StreamReader, channels: Channels, channel: int) -> None:
-    async for chunk in _read_chunks(reader):
-        await channels.send(channel, chunk)
-        if not channels.open:
-            return
+class _Output:
+    """One output stream copied to its channel; `waiting_since` is when it last began waiting
+    for the process to write (None while it sends), so an exited command's output is cut only
+    where nothing more comes (a child that kept the pipe open), never while a slow client reads."""
+
+    def __init__(self, reader: asyncio.StreamReader, channels: Channels, channel: int):
+        self.reader, self.channels, self.channel = reader, channels, channel
+        self.waiting_since: float | None = None
+        self.task = asyncio.create_task(self.copy())
+
+    async def copy(self) -> None:
+        while True:
+            self.waiting_since = time.monotonic()
+            try:
+                chunk = await self.reader.read(CHUNK)
+            except OSError:  # EIO: a pty whose other side every process closed
+                return
+            self.waiting_since = None
+            if not chunk:
+                return
+            await self.channels.send(self.channel, chunk)
+            if not self.channels.open:
+                return
+
+    def idle_for(self, now: float) -> float:
+        return 0.0 if self.waiting_since is None else now - self.waiting_since
 
 
-class _Terminal:
-    """A pty for `-t`: the process gets the slave as its controlling terminal (util-linux
-    `setsid --ctty` makes the session); the master is read and written here."""
+async def _drain(outputs: list[_Output]) -> None:
+    """Once the command ended: everything it wrote, and then no more than DRAIN_GRACE of waiting
+    for what its children might still write into the same pipes."""
+    pending = {output.task for output in outputs}
+    while pending:
+        _, pending = await asyncio.wait(pending, timeout=DRAIN_GRACE / 4)
+        now = time.monotonic()
+        for output in outputs:
+            if output.task in pending and output.idle_for(now) >= DRAIN_GRACE:
+                output.task.cancel()
 
-    def __init__(self) -> None:
-        self.master, self.slave = pty.openpty()
-        self.reader: asyncio.StreamReader | None = None
-        self.writer: asyncio.StreamWriter | None = None
 
-    async def connect(self) -> None:
+async def _reader_of(pipe) -> tuple[asyncio.StreamReader, asyncio.BaseTransport]:
+    reader = asyncio.StreamReader(limit=CHUNK * 4)
+    transport, _ = await asyncio.get_running_loop().connect_read_pipe(
+        lambda: asyncio.StreamReaderProtocol(reader), pipe)
+    return reader, transport
+
+
+async def _writer_of(pipe) -> asyncio.StreamWriter:
+    loop = asyncio.get_running_loop()
+    transport, protocol = await loop.connect_write_pipe(asyncio.streams.FlowControlMixin, pipe)
+    return asyncio.StreamWriter(transport, protocol, None, loop)
+
+
+class _Command:
+    """The exec'd process and its ends of the standard streams.
+
+    Its end is watched with a pidfd, apart from its pipes: asyncio's Process.wait() also waits
+    for every pipe to be read to its end, which a client that stopped reading holds up forever.
+    Without `-t` it runs in a session of its own (its process group is what is killed); with
+    `-t` util-linux `setsid --ctty` makes the session and takes the pty's slave as its
+    controlling terminal (this process is no group leader, so setsid does not fork: the pid
+    stays the session's and the group's)."""
+
+    def __init__(self, popen: subprocess.Popen, master: int | None):
+        self.popen, self.master = popen, master
+        self.outputs: list[tuple[asyncio.StreamReader, int]] = []
+        self.stdin: asyncio.StreamWriter | None = None
+        self.transports: list[asyncio.BaseTransport] = []
+
+    @classmethod
+    async def start(cls, argv: list[str], *, stdin: bool, stdout: bool, stderr: bool, tty: bool) -> _Command:
+        if tty:
+            master, slave = pty.openpty()
+            try:
+                popen = subprocess.Popen(["setsid", "--ctty", *argv], stdin=slave, stdout=slave, stderr=slave)
+            except OSError:
+                os.close(master)
+                raise
+            finally:
+                os.close(slave)
+            command = cls(popen, master)
+            reader, transport = await _reader_of(os.fdopen(os.dup(master), "rb", buffering=0))
+            command.outputs.append((reader, STDOUT))
+            command.transports.append(transport)
+            if stdin:
+                command.stdin = await _writer_of(os.fdopen(os.dup(master), "wb", buffering=0))
+            return command
+        pipe, null = subprocess.PIPE, subprocess.DEVNULL
+        popen = subprocess.Popen(argv, stdin=pipe if stdin else null, stdout=pipe if stdout else null,
+                                 stderr=pipe if stderr else null, start_new_session=True)
+        command = cls(popen, None)
+        for stream, channel in ((popen.stdout, STDOUT), (popen.stderr, STDERR)):
+            if stream is not None:
+                reader, transport = await _reader_of(stream)
+                command.outputs.append((reader, channel))
+                command.transports.append(transport)
+        if popen.stdin is not None:
+            command.stdin = await _writer_of(popen.stdin)
+        return command
+
+    async def wait(self) -> int:
         loop = asyncio.get_running_loop()
-        self.reader = asyncio.StreamReader(limit=CHUNK * 4)
-        await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(self.reader),
-                                     os.fdopen(os.dup(self.master), "rb", buffering=0))
-        transport, protocol = await loop.connect_write_pipe(asyncio.streams.FlowControlMixin,
-                                                            os.fdopen(os.dup(self.master), "wb", buffering=0))
-        self.writer = asyncio.StreamWriter(transport, protocol, None, loop)
+        try:
+            pidfd = os.pidfd_open(self.popen.pid)
+        except OSError:  # a kernel without pidfds (before 5.3)
+            return await asyncio.to_thread(self.popen.wait)
+        ended = loop.create_future()
+        loop.add_reader(pidfd, lambda: ended.done() or ended.set_result(None))
+        try:
+            await ended
+        finally:
+            loop.remove_reader(pidfd)
+            os.close(pidfd)
+        return self.popen.wait()
+
+    def kill(self) -> None:
+        """SIGKILL to its whole process group (what it started too)."""
+        if self.popen.poll() is not None:
+            return
+        try:
+            os.killpg(self.popen.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            with contextlib.suppress(ProcessLookupError):
+                self.popen.kill()
 
     def close(self) -> None:
-        for fd in (self.master, self.slave):
+        for transport in self.transports:
+            transport.close()
+        if self.stdin is not None:
+            self.stdin.close()
+        if self.master is not None:
             with contextlib.suppress(OSError):
-                os.close(fd)
-        if self.writer is not None:
-            self.writer.close()
-
-
-async def _start(argv: list[str], stdin: bool, stdout: bool, stderr: bool,
-                 terminal: _Terminal | None) -> asyncio.subprocess.Process:
-    pipe, null = asyncio.subprocess.PIPE, asyncio.subprocess.DEVNULL
-    if terminal is not None:
-        # not a group leader here, so setsid(1) makes the new session itself (no fork): the
-        # process keeps its pid, which is then its session's and process group's id
-        process = await asyncio.create_subprocess_exec("setsid", "--ctty", *argv, stdin=terminal.slave,
-                                                       stdout=terminal.slave, stderr=terminal.slave)
-        os.close(terminal.slave)
-        terminal.slave = -1
-        await terminal.connect()
-        return process
-    return await asyncio.create_subprocess_exec(*argv, stdin=pipe if stdin else null, stdout=pipe if stdout else null,
-                                                stderr=pipe if stderr else null, start_new_session=True)
+                os.close(self.master)
+            self.master = None
 
 
 async def exec_websocket(request: web.Request, argv: list[str], *, stdin: bool, tty: bool, stdout: bool = True,
@@ -372,50 +450,35 @@ async def exec_websocket(request: web.Request, argv: list[str], *, stdin: bool, 
     ws, protocol = await _accept(request, EXEC_PROTOCOLS)
     channels = Channels(ws, protocol)
     await _hello(channels, stdout, stderr)
-    terminal = _Terminal() if tty else None
     try:
-        process = await _start(argv, stdin, stdout, stderr, terminal)
+        command = await _Command.start(argv, stdin=stdin, stdout=stdout, stderr=stderr, tty=tty)
     except OSError as exc:
-        if terminal is not None:
-            terminal.close()
         await channels.finish(internal_error(f"error executing command in container: {exc}"))
         return ws
-    copies = []
-    if terminal is not None:
-        copies.append(asyncio.create_task(_copy_out(terminal.reader, channels, STDOUT)))
-        stdin_writer = terminal.writer if stdin else None
-    else:
-        copies += [asyncio.create_task(_copy_out(stream, channels, channel))
-                   for stream, channel in ((process.stdout, STDOUT), (process.stderr, STDERR)) if stream is not None]
-        stdin_writer = process.stdin
-    receiving = asyncio.create_task(_receive_input(channels, stdin_writer, terminal, process))
+    outputs = [_Output(reader, channels, channel) for reader, channel in command.outputs]
+    copies = [output.task for output in outputs]
+    receiving = asyncio.create_task(_receive_input(channels, command))
+    ended = asyncio.create_task(command.wait())
     try:
-        ended = asyncio.create_task(process.wait())
         await asyncio.wait({ended, receiving}, return_when=asyncio.FIRST_COMPLETED)
         if not ended.done():  # the client went away: kill what it ran
-            _kill_group(process)
-        await ended
-        if copies:
-            _, late = await asyncio.wait(copies, timeout=DRAIN_GRACE)
-            for task in late:  # a child that kept the output open: the command itself ended
-                task.cancel()
+            command.kill()
+        returncode = await ended
+        await _drain(outputs)
         receiving.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await receiving
-        await channels.finish(exit_status(argv, process.returncode))
+        await asyncio.gather(receiving, *copies, return_exceptions=True)
+        await channels.finish(exit_status(argv, returncode))
     finally:
-        _kill_group(process)
-        for task in (*copies, receiving):
+        command.kill()
+        for task in (*copies, receiving, ended):
             task.cancel()
-        if terminal is not None:
-            terminal.close()
+        command.close()
     return ws
 
 
-async def _receive_input(channels: Channels, stdin: asyncio.StreamWriter | None, terminal: _Terminal | None,
-                         process: asyncio.subprocess.Process) -> None:
+async def _receive_input(channels: Channels, command: _Command) -> None:
     """Stdin and resizes from the client until it goes away (then this returns)."""
-    resizes = _Resizes()
+    resizes, stdin = _Resizes(), command.stdin
     async for channel, data in channels.messages():
         if channel == STDIN and stdin is not None:
             try:
@@ -424,16 +487,16 @@ async def _receive_input(channels: Channels, stdin: asyncio.StreamWriter | None,
             except (ConnectionError, OSError):
                 stdin = None  # the process closed its stdin: what follows is dropped
         elif channel == CLOSE and data[0] == STDIN and stdin is not None:
-            if terminal is not None:
+            if command.master is not None:
                 with contextlib.suppress(ConnectionError, OSError):
                     stdin.write(b"\x04")  # end of input for a terminal's reader
             else:
                 stdin.close()
             stdin = None
-        elif channel == RESIZE and terminal is not None:
+        elif channel == RESIZE and command.master is not None:
             for width, height in resizes.feed(data):
                 with contextlib.suppress(OSError):
-                    _set_window(terminal.master, width, height)
+                    _set_window(command.master, width, height)
 
 
 # ---- attach --------------------------------------------------------------------------------------
