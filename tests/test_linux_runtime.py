@@ -106,6 +106,12 @@ def test_restart_policy_always_restarts_and_counts(netns, tmp_path):
         # the first restart came at once; later ones waited the window, capped at 1 s
         assert container.backoff is not None and container.backoff.window == 1.0
         assert waited and all(abs(wait - 1.0) < 1e-6 for wait in waited)
+        # where each run's output begins in the one log file (`kubectl logs` shows the last run,
+        # `--previous` the one before): every finished run wrote its one line there
+        starts, log = list(container.log_starts), container.log.read_bytes()
+        assert starts[0] == 0 and starts == sorted(starts) and len(starts) >= 4
+        for begin, end in zip(starts, starts[1:]):
+            assert log[begin:end].count(b"hello from probe-0") == 1
     finally:
         runtime.stop_all()
 

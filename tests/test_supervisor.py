@@ -194,6 +194,20 @@ def test_exec_and_logs_find_the_pod_and_its_containers(supervisor, tmp_path):
     assert supervisor.logs("default/two", "c") == ""  # no log yet
 
 
+def test_the_api_server_learns_a_pods_netns_and_its_containers_log_file(supervisor):
+    apply(supervisor, pod("two"))
+    assert handle(supervisor, {"op": "podNetns", "target": "default/two"}) == \
+        {"netns": supervisor.layout.pod_netns("default", "two")}
+    answer = handle(supervisor, {"op": "logFile", "target": "default/two", "container": "d"})
+    sandbox = supervisor.runtime.pods["default/two"]
+    assert answer == {"path": str(sandbox.containers[1].log), "running": True, "restarts": 0,
+                      "starts": sandbox.containers[1].log_starts}
+    with pytest.raises(PodnetError, match="a container name must be specified"):
+        handle(supervisor, {"op": "logFile", "target": "default/two"})
+    with pytest.raises(PodnetError, match='pod "default/nine" is not running in cluster sup'):
+        handle(supervisor, {"op": "podNetns", "target": "default/nine"})
+
+
 def test_stop_stops_every_pod_and_tears_the_network_down(supervisor):
     supervisor.stop()
     assert supervisor.runtime.pods == {} and supervisor.runtime.calls[-1] == ("stop_all",)

@@ -59,6 +59,9 @@ class Container:
     next_start: float = 0.0  # when it starts again (monotonic; 0: no restart due); CrashLoopBackOff until then
     backoff: crashloop.BackOff | None = None  # kubelet's back-off entry for the container
     note: str = ""
+    # where each run's output begins in the log (one file across restarts), for `kubectl logs`
+    # (the current run) and `--previous`; empty for a container adopted from an earlier supervisor
+    log_starts: list[int] = field(default_factory=list)
     started_at: float | None = None  # wall-clock time its process last started (status startedAt)
 
     @property
@@ -272,6 +275,7 @@ class Runtime:
 
     def _start(self, sandbox: PodSandbox, container: Container) -> None:
         log = open(container.log, "ab")
+        container.log_starts.append(log.tell())  # append mode opens at the end
         try:
             if container.note:
                 log.write(f"podnet: {container.note}\n".encode())

@@ -941,21 +941,43 @@ class Supervisor:
             env = [f"{k}={v}" for k, v in (chosen.env.items() if chosen else ())]
             return self.runtime.enter_argv(sandbox, ["env", *env], chosen.workdir if chosen else None)
 
+    def _log_container(self, target: str, container: str | None):
+        sandbox = self.runtime.pods.get(target)
+        if sandbox is None:
+            raise PodnetError(f'pod "{target}" is not running in cluster {self.layout.cluster}')
+        names = [c.name for c in sandbox.containers]
+        if container is None:
+            if len(names) > 1:
+                raise PodnetError(f"a container name must be specified for pod {target}, choose one of: "
+                                  f"[{' '.join(names)}]")
+            container = names[0]
+        chosen = next((c for c in sandbox.containers if c.name == container), None)
+        if chosen is None:
+            raise PodnetError(f"container {container} is not valid for pod {target}")
+        return chosen
+
     def logs(self, target: str, container: str | None) -> str:
         with self.lock:
-            sandbox = self.runtime.pods.get(target)
-            if sandbox is None:
-                raise PodnetError(f'pod "{target}" is not running in cluster {self.layout.cluster}')
-            names = [c.name for c in sandbox.containers]
-            if container is None:
-                if len(names) > 1:
-                    raise PodnetError(f"a container name must be specified for pod {target}, choose one of: "
-                                      f"[{' '.join(names)}]")
-                container = names[0]
-            chosen = next((c for c in sandbox.containers if c.name == container), None)
-            if chosen is None:
-                raise PodnetError(f"container {container} is not valid for pod {target}")
+            chosen = self._log_container(target, container)
             return chosen.log.read_text(errors="replace") if chosen.log.exists() else ""
+
+    def log_file(self, target: str, container: str | None) -> dict[str, Any]:
+        """Where a container's log is and whether its process runs (the API server follows the
+        file itself, for `kubectl logs -f` and attach); one file across the container's restarts,
+        `starts` the offset where each run's output begins, as far as this supervisor saw them."""
+        with self.lock:
+            chosen = self._log_container(target, container)
+            return {"path": str(chosen.log), "running": chosen.running,
+                    "restarts": chosen.restarts, "starts": list(chosen.log_starts)}
+
+    def pod_netns(self, target: str) -> str:
+        """The network namespace a running pod's processes are in (a hostNetwork pod's: its node's),
+        for the API server's port-forward."""
+        with self.lock:
+            netns = self.attached.get(target)
+            if netns is None:
+                raise PodnetError(f'pod "{target}" is not running in cluster {self.layout.cluster}')
+            return netns
 
     def status(self) -> dict[str, Any]:
         """Pods (status.pods_status) and whether every node's kube-proxy holds the current

@@ -1,8 +1,8 @@
 """The supervisor's side of the control socket (the client's is podnet.host.control).
 
 One JSON request per connection, one JSON reply: {"ok": true, ...} or {"ok": false,
-"error": "..."}. Ops: ping, status, objects, changes and inputs (the API server's), generation,
-watch, exec, logs, apply, delete,
+"error": "..."}. Ops: ping, status, objects, changes, inputs and deletePods (the API server's),
+generation, watch, exec, logs, logFile and podNetns (the API server's streams), apply, delete,
 down, events (the event store, from a resourceVersion on), event (a controller posts one) and
 restartNode (a node reboot, `podnet node restart`).
 `watch` is a long poll, as a Kubernetes watch is for its clients: its connection stays open
@@ -60,6 +60,10 @@ def handle(supervisor, message: dict[str, Any]) -> dict[str, Any]:
         return {"argv": supervisor.exec_argv(message["target"], message.get("container"))}
     if op == "logs":
         return {"text": supervisor.logs(message["target"], message.get("container"))}
+    if op == "logFile":  # the API server follows the file itself (`kubectl logs -f`, attach)
+        return supervisor.log_file(message["target"], message.get("container"))
+    if op == "podNetns":  # the API server's port-forward connects inside it
+        return {"netns": supervisor.pod_netns(message["target"])}
     if op in ("apply", "delete"):
         # "files": {name: text} as `podnet apply -f` read them; "documents": one List text
         request = message["files"] if "files" in message else message["documents"]
