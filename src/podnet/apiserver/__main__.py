@@ -15,7 +15,7 @@ import signal
 import socket
 import sys
 
-from podnet.apiserver import streams
+from podnet.apiserver import podstreams
 from podnet.apiserver.backend import Supervisor
 from podnet.apiserver.server import ApiServer, listening, run, tls_context
 from podnet.errors import PodnetError
@@ -43,7 +43,7 @@ async def serve(layout: ClusterLayout, port: int) -> None:
     credentials = ClusterCredentials(layout.pki_dir)
     server = ApiServer(Supervisor(layout.socket_path), credentials.sa_pub_path.read_bytes(),
                        f"127.0.0.1:{port}", layout.cluster)
-    streams.register(server)
+    podstreams.register(server)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, server.stopping.set)
