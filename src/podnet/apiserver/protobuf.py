@@ -82,13 +82,17 @@ def message_name(api_version: str, kind: str) -> str:
     raise ValueError(f"podnet cannot decode protobuf for {kind} in {api_version} (send it as JSON)")
 
 
+def message_class(name: str) -> type[Message]:
+    """The protobuf class of a message by its full name (k8s.io.api.core.v1.Pod)."""
+    return message_factory.GetMessageClass(_tables()[0].FindMessageTypeByName(name))
+
+
 def _parse(name: str, data: bytes) -> Message:
-    descriptor = _tables()[0].FindMessageTypeByName(name)
-    message = message_factory.GetMessageClass(descriptor)()
+    message = message_class(name)()
     try:
         message.ParseFromString(data)
     except DecodeError as exc:
-        raise ValueError(f"the protobuf body is not a valid {descriptor.name}: {exc}") from None
+        raise ValueError(f"the protobuf body is not a valid {message.DESCRIPTOR.name}: {exc}") from None
     return message
 
 
