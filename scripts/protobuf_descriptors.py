@@ -25,6 +25,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from google.protobuf import descriptor_pb2  # the protobuf runtime grpcio-tools brings
+
 # k8s.io/api and k8s.io/apimachinery v0.32.4 are Kubernetes v1.32.4: the kubectl podnet is tested with
 # and the version its API server reports.
 RELEASE = "v0.32.4"
@@ -117,8 +119,16 @@ def main() -> int:
         descriptors = args.out / "kubernetes.binpb"
         subprocess.run([sys.executable, "-m", "grpc_tools.protoc", f"-I{scratch}", "--include_imports",
                         f"--descriptor_set_out={descriptors}", *protos], check=True)
-    table = {"release": args.release, "messages": dict(sorted(shapes.items())), "lists": sorted(lists)}
-    (args.out / "kubernetes_go_fields.json").write_text(json.dumps(table, separators=(",", ":"), sort_keys=False) + "\n")
+    compiled = descriptor_pb2.FileDescriptorSet.FromString(descriptors.read_bytes())
+    messages = {f"{file.package}.{message.name}" for file in compiled.file for message in file.message_type}
+    shapes = {name: fields for name, fields in sorted(shapes.items()) if name in messages}
+    lists = sorted(name for name in lists if name in messages)
+    # one message a line: a new release shows as a readable diff
+    lines = [f"  {json.dumps(name)}: {json.dumps(fields, separators=(',', ':'))}" for name, fields in shapes.items()]
+    text = (f'{{"release": {json.dumps(args.release)},\n "lists": {json.dumps(lists)},\n "messages": {{\n'
+            + ",\n".join(lines) + "\n }\n}\n")
+    json.loads(text)
+    (args.out / "kubernetes_go_fields.json").write_text(text)
     print(f"{descriptors}: {descriptors.stat().st_size} bytes; {len(shapes)} Go structs, {len(lists)} slice types")
     return 0
 
