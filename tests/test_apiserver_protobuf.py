@@ -293,6 +293,7 @@ CREATED = [  # every typed-client create kubectl has, as a user types it
     ("create", "poddisruptionbudget", "pdb2", "--selector=app=web", "--max-unavailable=50%"),
     ("create", "quota", "q", "--hard=cpu=1500m,memory=1Gi,pods=2"),
     ("create", "priorityclass", "high", "--value=1000", "--description=d"),
+    ("autoscale", "deployment", "web", "--min=2", "--max=5", "--cpu-percent=80"),
 ]
 
 
@@ -350,6 +351,16 @@ def test_kubectl_auth_and_token_bodies_decode_as_go_writes_them(recorder, args, 
     assert protobuf.decode(body) == expected
 
 
+@needs_kubectl
+@pytest.mark.parametrize("args", [
+    ("run", "p", f"--image={IMAGE}", "--port=8080"),
+    ("expose", "deployment", "web", "--port=80", "--target-port=8080"),
+], ids=lambda args: args[0])
+def test_kubectl_run_and_expose_send_json_which_podnet_reads_as_before(recorder, args):
+    _, content_type, body = recorder.capture(*args)
+    assert content_type == "application/json" and json.loads(body)["kind"] in ("Pod", "Service")
+
+
 # -- end to end: podnet's API server given kubectl's protobuf ----------------------------------------
 
 @pytest.fixture(scope="module")
@@ -361,6 +372,7 @@ def api(tmp_path_factory):
 @needs_kubectl
 def test_kubectl_s_typed_commands_work_against_podnet(api):
     assert api.kubectl("create", "namespace", "team").stdout.strip() == "namespace/team created"
+    assert api.kubectl_json("get", "namespace", "team")["status"]["phase"] == "Active"
     assert api.kubectl("create", "configmap", "settings", "--from-literal=a=1").stdout.strip() == "configmap/settings created"
     assert api.kubectl_json("get", "configmap", "settings")["data"] == {"a": "1"}
     out = api.kubectl("create", "deployment", "web", f"--image={IMAGE}", "--", "/agnhost", "netexec").stdout
@@ -374,6 +386,8 @@ def test_kubectl_s_typed_commands_work_against_podnet(api):
     assert api.kubectl("create", "serviceaccount", "reader", "-n", "team").stdout.strip() == "serviceaccount/reader created"
     assert api.kubectl("create", "role", "pod-reader", "-n", "team", "--verb=get,list", "--resource=pods").stdout.strip() \
         == "role.rbac.authorization.k8s.io/pod-reader created"
+    assert api.kubectl_json("get", "role", "pod-reader", "-n", "team")["rules"] == [
+        {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list"]}]
     assert api.kubectl("create", "rolebinding", "read-pods", "-n", "team", "--role=pod-reader",
                        "--serviceaccount=team:reader").stdout.strip() == "rolebinding.rbac.authorization.k8s.io/read-pods created"
     assert api.kubectl_json("get", "rolebinding", "read-pods", "-n", "team")["subjects"] == [
