@@ -143,6 +143,8 @@ def test_every_message_of_the_served_groups_has_a_json_form():
             if field.message_type is not None:
                 pending.append(field.message_type.full_name)
     assert "k8s.io.api.core.v1.Container" in seen and "k8s.io.api.rbac.v1.PolicyRule" in seen
+    for package in protobuf.PACKAGES.values():  # every group named has its compiled file
+        assert pool.FindFileByName(f"k8s.io/api/{package}/v1/generated.proto")
 
 
 @pytest.mark.parametrize("body, message", [
@@ -158,6 +160,8 @@ def test_bodies_that_are_not_kubernetes_protobuf_are_refused_with_one_message(bo
 def test_kinds_without_a_protobuf_form_and_compressed_bodies_are_refused():
     with pytest.raises(ValueError, match="cannot decode protobuf for AdminNetworkPolicy in policy.networking.k8s.io/v1alpha1"):
         protobuf.decode(envelope("policy.networking.k8s.io/v1alpha1", "AdminNetworkPolicy", new(f"{META}.Status")))
+    with pytest.raises(ValueError, match="PodDisruptionBudget in policy.networking.k8s.io/v1"):  # not policy/v1's
+        protobuf.decode(envelope("policy.networking.k8s.io/v1", "PodDisruptionBudget", new(f"{META}.Status")))
     unknown = new("k8s.io.apimachinery.pkg.runtime.Unknown")
     unknown.typeMeta.apiVersion, unknown.typeMeta.kind, unknown.contentEncoding = "v1", "Pod", "gzip"
     with pytest.raises(ValueError, match="contentEncoding 'gzip'"):

@@ -66,13 +66,26 @@ def decode(raw: bytes) -> dict[str, Any]:
     return {"apiVersion": api_version, "kind": kind, **obj}
 
 
+# API group -> the k8s.io/api package its protobuf messages are in (scripts/protobuf_descriptors.py
+# compiles these)
+PACKAGES = {
+    "": "core", "apps": "apps", "batch": "batch", "autoscaling": "autoscaling", "policy": "policy",
+    "networking.k8s.io": "networking", "discovery.k8s.io": "discovery", "events.k8s.io": "events",
+    "rbac.authorization.k8s.io": "rbac", "authorization.k8s.io": "authorization",
+    "authentication.k8s.io": "authentication",
+}
+
+
 def message_name(api_version: str, kind: str) -> str:
-    """The protobuf message of a kind: k8s.io.api.<group's first label>.<version>.<Kind>, or
-    meta/v1's for the options every group version carries (DeleteOptions)."""
+    """The protobuf message of a kind: k8s.io.api.<package>.<version>.<Kind>, or meta/v1's for
+    the options every group version carries (DeleteOptions)."""
     pool = _tables()[0]
     group, _, version = api_version.rpartition("/")
-    candidates = [f"{_META}.{kind}"] if group == "meta.k8s.io" else [
-        f"k8s.io.api.{group.split('.')[0] or 'core'}.{version}.{kind}", f"{_META}.{kind}"]
+    candidates = [f"{_META}.{kind}"]
+    if group in PACKAGES:
+        candidates.insert(0, f"k8s.io.api.{PACKAGES[group]}.{version}.{kind}")
+    elif group != "meta.k8s.io":
+        candidates = []
     for candidate in candidates:
         try:
             pool.FindMessageTypeByName(candidate)
