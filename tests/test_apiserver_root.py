@@ -80,7 +80,8 @@ print(json.dumps(seen))
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
     directory = tmp_path_factory.mktemp("api")
-    yield from up_cluster(directory, NAME, netexec_deployment(2) + READER)
+    with up_cluster(directory, NAME, netexec_deployment(2) + READER):
+        yield
 
 
 def kubectl(*args, check=True, input=None, timeout=90):
@@ -156,7 +157,7 @@ def test_a_pod_lists_and_watches_with_its_service_account_and_rbac_holds(cluster
 
 def test_down_removes_the_context_and_the_api_server(tmp_path):
     name = f"apid{os.getpid() % 100000}"
-    for _ in up_cluster(tmp_path, name, netexec_deployment(1), nodes=1):
+    with up_cluster(tmp_path, name, netexec_deployment(1), nodes=1):
         record = json.loads(open(f"/run/podnet/{name}/apiserver.json").read())
         assert os.path.exists(f"/proc/{record['pid']}")
         podnet("down", "--name", name)

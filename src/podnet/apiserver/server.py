@@ -26,7 +26,7 @@ import yaml
 from aiohttp import web
 
 from podnet.api import labels
-from podnet.apiserver import discovery, objects, openapi, patch, proxy, selection, tables
+from podnet.apiserver import discovery, objects, openapi, patch, protobuf, proxy, selection, tables
 from podnet.apiserver.authn import from_certificate, from_token
 from podnet.apiserver.backend import Follower, Supervisor
 from podnet.apiserver.cache import WatchCache, key_of
@@ -325,10 +325,9 @@ class ApiServer:
         if not raw:
             return None
         content_type = request.headers.get("Content-Type", JSON)
-        if "protobuf" in content_type:
-            raise ApiError(415, f'the body of the request was in an unknown format - accepted media types include: '
-                                f'application/json, application/yaml (podnet serves no protobuf)')
         try:
+            if protobuf.MEDIA_TYPE in content_type:  # kubectl's typed clients (create, run, auth can-i, ...)
+                return protobuf.decode(raw)
             if "yaml" in content_type:
                 return yaml.safe_load(raw)
             return json.loads(raw)
