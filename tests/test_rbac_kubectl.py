@@ -4,7 +4,7 @@
 and prints what the status says. A stand-in for the API server, made here, serves only that
 (and the discovery kubectl reads first) from podnet.apiserver.rbac, so kubectl's own parsing and
 printing checks the shape of what podnet answers. kubectl sends those reviews as protobuf: read
-with podnet.apiserver.protowire. The stand-in is plain HTTP, over which kubectl sends no
+with podnet.apiserver.protobuf. The stand-in is plain HTTP, over which kubectl sends no
 credentials: every request comes from the admin (system:masters), and the users are who it
 impersonates with `--as` (podnet.apiserver.rbac.impersonate), as one asks about a ServiceAccount.
 """
@@ -20,7 +20,7 @@ import threading
 import pytest
 from aiohttp import web
 
-from podnet.apiserver import protowire
+from podnet.apiserver import protobuf
 from podnet.apiserver.rbac import Authorizer, User, access_review_status, impersonate, service_account_username
 from tests.conftest import cluster_of
 
@@ -74,8 +74,8 @@ def make_app(authorizer: Authorizer) -> web.Application:
         return web.json_response(DISCOVERY[request.path])
 
     async def review_of(request: web.Request) -> dict:
-        if protowire.is_protobuf(request.headers.get("Content-Type")):  # what kubectl sends
-            return protowire.decode_review(await request.read())
+        if "protobuf" in request.headers.get("Content-Type", ""):  # what kubectl sends
+            return protobuf.decode(await request.read())
         return await request.json()
 
     async def access_review(request: web.Request) -> web.Response:
