@@ -327,6 +327,7 @@ def _endpoints(cluster: Cluster, services: list[KubeObject], by_kind: dict[str, 
     user_endpoints = {(e.namespace, e.name): e for e in by_kind["Endpoints"]}
     user_slices: dict[tuple[str, str], list[KubeObject]] = defaultdict(list)
     for s in by_kind["EndpointSlice"]:
+        endpoint_controller.apply_slice_defaults(s)
         user_slices[(s.namespace, s.labels.get(endpoint_controller.SERVICE_NAME, ""))].append(s)
     for svc in services:
         key = (svc.namespace, svc.name)
