@@ -26,6 +26,7 @@ pytestmark = [pytest.mark.root,
               pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl is not installed")]
 
 NAME = f"api{os.getpid() % 100000}"
+READY_FILE = f"/tmp/podnet-{NAME}-ready"  # the pod's readiness probe tests it (pods see the host's files)
 READER = f"""---
 apiVersion: v1
 kind: ServiceAccount
@@ -51,6 +52,19 @@ metadata: {{name: client}}
 spec:
   serviceAccountName: reader
   containers: [{{name: c, image: {AGNHOST}, args: [pause]}}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {{name: flips, labels: {{app: flips}}}}
+spec:
+  containers:
+  - name: c
+    image: {AGNHOST}
+    args: [pause]
+    readinessProbe:
+      exec: {{command: [test, -f, {READY_FILE}]}}
+      periodSeconds: 1
+      failureThreshold: 1
 ---
 apiVersion: v1
 kind: Service
@@ -102,7 +116,7 @@ def test_up_merged_the_context_and_kubectl_sees_the_cluster_as_podnet_does(clust
     listed = {p["metadata"]["name"]: p["status"]["podIP"] for p in json.loads(kubectl("get", "pods", "-o", "json").stdout)["items"]}
     ours = {p["metadata"]["name"]: p["status"]["podIP"]
             for p in json.loads(podnet("get", "pods", "-o", "json", "--name", NAME).stdout)["items"]}
-    assert listed == ours and len(listed) == 3
+    assert listed == ours and len(listed) == 4
     info = kubectl("cluster-info").stdout
     assert re.search(r"Kubernetes control plane is running at https://127\.0\.0\.1:\d+", info)
     assert "CoreDNS is running at" in info
@@ -148,7 +162,7 @@ def test_services_proxy_reaches_a_ready_endpoint(cluster):
 def test_a_pod_lists_and_watches_with_its_service_account_and_rbac_holds(cluster):
     result = podnet("exec", "default/client", "--name", NAME, "--", sys.executable, "-c", IN_CLUSTER)
     seen = json.loads(result.stdout.strip().splitlines()[-1])
-    assert set(web_pods()) | {"client"} == set(seen["pods"])
+    assert set(web_pods()) | {"client", "flips"} == set(seen["pods"])
     assert seen["secrets"] == 403
     assert ["ADDED", "web"] in seen["watched"] and ["ADDED", "kubernetes"] in seen["watched"]
     denied = kubectl("auth", "can-i", "list", "secrets", "--as", "system:serviceaccount:default:reader", check=False)
@@ -167,3 +181,51 @@ def test_down_removes_the_context_and_the_api_server(tmp_path):
         while os.path.exists(f"/proc/{record['pid']}"):
             assert time.monotonic() < deadline, "the API server outlived its cluster"
             time.sleep(0.05)
+
+
+def test_wait_and_get_watch_follow_a_readiness_flip(cluster):
+    with open(READY_FILE, "w"):
+        pass
+    try:
+        waited = kubectl("wait", "--for=condition=Ready", "pod/flips", "--timeout=60s")
+        assert waited.stdout.strip() == "pod/flips condition met"
+        watch = subprocess.Popen(["kubectl", "--context", f"podnet-{NAME}", "get", "pods", "-l", "app=flips", "-w"],
+                                 stdout=subprocess.PIPE, text=True)
+        rows: list[list[str]] = []
+        threading.Thread(target=lambda: rows.extend(line.split() for line in watch.stdout), daemon=True).start()
+        try:
+            deadline = time.monotonic() + 60
+            while not any(row[:2] == ["flips", "1/1"] for row in list(rows)):
+                assert time.monotonic() < deadline, rows
+                time.sleep(0.05)
+            os.unlink(READY_FILE)  # the probe fails: kubelet marks the pod not ready
+            while not any(row[:2] == ["flips", "0/1"] for row in list(rows)):
+                assert time.monotonic() < deadline + 60, rows
+                time.sleep(0.05)
+        finally:
+            watch.terminate()
+            watch.wait(30)
+    finally:
+        if os.path.exists(READY_FILE):
+            os.unlink(READY_FILE)
+
+
+def test_events_are_listed_and_described_with_their_object(cluster):
+    rows = kubectl("get", "events", "-A").stdout.splitlines()
+    assert rows[0].split()[:3] == ["NAMESPACE", "LAST", "SEEN"] and len(rows) > 1
+    described = kubectl("describe", "pod", web_pods()[0]).stdout
+    assert "Events:" in described and "Scheduled" in described and "Started" in described
+
+
+def test_a_killed_api_server_is_started_again_on_its_port(cluster):
+    record = json.loads(open(f"/run/podnet/{NAME}/apiserver.json").read())
+    os.kill(record["pid"], 9)
+    deadline = time.monotonic() + 60
+    while True:  # the supervisor's loop starts it again (kubelet's back-off: at once the first time)
+        again = json.loads(open(f"/run/podnet/{NAME}/apiserver.json").read())
+        if again["pid"] != record["pid"] and kubectl("get", "ns", check=False).returncode == 0:
+            break
+        assert time.monotonic() < deadline, "the API server was not started again"
+        time.sleep(0.1)
+    assert again["port"] == record["port"]  # the kubeconfig's server stays right
+    assert "default" in kubectl("get", "ns", "-o", "name").stdout
