@@ -205,3 +205,18 @@ def test_deleting_a_deployment_s_pod_ends_it_and_its_replacement_starts(api):
     replacement = json.loads(after.stdout)
     assert replacement["metadata"]["creationTimestamp"] >= before["metadata"]["creationTimestamp"]
     assert f"default/{name[4:]}" in api.supervisor.runtime.pods
+
+
+def test_kubelet_s_word_on_a_running_pod_reaches_kubectl(api):
+    """A restart changes no computed object, only what kubelet lays over the pod: the API
+    server's cache still sees it (its resourceVersion moves, as kubelet's status update)."""
+    name = api.kubectl("get", "pods", "-l", "app=web", "-o", "name").stdout.split()[0][4:]
+    before = api.kubectl_json("get", "pod", name)["metadata"]["resourceVersion"]
+    with api.supervisor.lock:
+        api.supervisor.runtime.pods[f"default/{name}"].containers[0].restarts += 1
+    deadline = time.monotonic() + 60
+    while (pod := api.kubectl_json("get", "pod", name))["status"]["containerStatuses"][0]["restartCount"] != 1:
+        assert time.monotonic() < deadline, "the restart never showed"
+        time.sleep(0.1)
+    assert int(pod["metadata"]["resourceVersion"]) > int(before)
+    assert api.kubectl("get", "pod", name).stdout.splitlines()[1].split()[3] == "1"

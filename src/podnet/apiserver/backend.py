@@ -19,7 +19,10 @@ from podnet.apiserver.cache import WatchCache
 from podnet.host.control import NotRunning, send
 
 log = logging.getLogger("podnet.apiserver")
-WATCH_WAIT = 25.0  # the longest one long poll is held by the supervisor
+# the longest one long poll is held by the supervisor: the generation moves with every computed
+# change at once; kubelet's status of a running pod (a restart, an exit) moves none, and is
+# fetched at the end of each wait (core.Supervisor.changes compares it)
+WATCH_WAIT = 1.0
 RETRY = 0.5  # seconds between attempts while the supervisor does not answer (it is being restarted)
 
 

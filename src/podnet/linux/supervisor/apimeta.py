@@ -45,6 +45,7 @@ class _Record:
     body: Any           # the computed body last seen (identity: unchanged objects are not hashed)
     body_text: str      # digests of the body and of its spec (_texts): compared, and kept on disk
     spec_text: str
+    live: Any = None    # what kubelet laid over a running pod when last looked at (status.live_digest)
 
 
 def _digest(text: str) -> str:
@@ -132,6 +133,19 @@ class ApiMeta:
             if change != "deleted" and obj.status.get("conditions"):
                 self._conditions_of(obj.key, obj.status["conditions"])
         return changes
+
+    def live(self, key: tuple, digest: Any) -> None:
+        """kubelet's status of a running pod as it is now: a change (a restart, an exit, a probe's
+        verdict) moves the pod's resourceVersion, as kubelet's status update does, so watchers and
+        the API server's cache see it."""
+        with self._lock:
+            record = self._records.get(key)
+            if record is None or record.live == digest:
+                return
+            if record.live is not None:
+                self.version += 1
+                record.version = self.version
+            record.live = digest
 
     def _tombstone(self, key: tuple) -> None:
         if len(self._tombstones) == self._tombstones.maxlen:

@@ -44,6 +44,7 @@ from podnet.linux.supervisor.controllers import ControllerEvents
 from podnet.linux.supervisor.events import EventStore, involved, posted_event
 from podnet.linux.supervisor.state import ClusterState
 from podnet.linux.supervisor.status import (
+    live_digest,
     POLICY_KINDS,
     live_readiness,
     object_bodies,
@@ -880,6 +881,9 @@ class Supervisor:
         it, the version now; everything (`"full": true`) when `since` is 0 or its deletions are
         forgotten. Without the policies' drop counters (an `nft list` per node)."""
         with self.lock:
+            for ref, sandbox in self.runtime.pods.items():
+                namespace, name = ref.split("/", 1)
+                self.meta.live(("Pod", namespace, name), live_digest(sandbox, self.container_state.get(ref) or {}))
             found = self.meta.changed_since(since) if since > 0 else None
             only, deleted = (None, []) if found is None else found
             items = object_bodies(self.cluster, self.runtime.pods, self.container_state, {}, self.meta, only)

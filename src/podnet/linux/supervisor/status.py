@@ -81,6 +81,14 @@ def runtime_status(body: dict[str, Any], sandbox, probed: Mapping[str, Mapping[s
         status["phase"] = "Pending"
 
 
+def live_digest(sandbox, probed: Mapping[str, Mapping[str, bool]]) -> tuple:
+    """What runtime_status would lay over a pod, as a small comparable value: when it changes,
+    the served pod changed (the API server's resourceVersion moves, apimeta.ApiMeta.live)."""
+    return tuple((c.restarts, c.running, getattr(c, "started_at", None), c.waiting, bool(c.next_start), c.last_exit,
+                  tuple(sorted((probed.get(c.name) or {}).items())))
+                 for c in sandbox.containers)
+
+
 DROPPED_ANNOTATION = "podnet.dev/dropped-packets"
 POLICY_KINDS = ("NetworkPolicy", "AdminNetworkPolicy", "BaselineAdminNetworkPolicy")  # whose drops are counted
 
