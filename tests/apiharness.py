@@ -87,6 +87,7 @@ class ApiHarness:
             self._loop = asyncio.get_running_loop()
             self.server = ApiServer(SupervisorClient(self.socket_path), self.credentials.sa_pub_path.read_bytes(),
                                     f"127.0.0.1:{self.port}", self.name)
+            self.server.signing_key = self.credentials.sa_key_path.read_bytes()
             self.register(self.server)
             sock = listening(socket.socket(), ("127.0.0.1", self.port))
             task = asyncio.create_task(run(self.server, tls_context(self.credentials), [sock]))

@@ -220,3 +220,20 @@ def test_kubelet_s_word_on_a_running_pod_reaches_kubectl(api):
         time.sleep(0.1)
     assert int(pod["metadata"]["resourceVersion"]) > int(before)
     assert api.kubectl("get", "pod", name).stdout.splitlines()[1].split()[3] == "1"
+
+
+def test_create_token_gives_a_token_that_authenticates_as_the_service_account(api, tmp_path):
+    api.kubectl("apply", "-f", manifest(tmp_path, {"apiVersion": "v1", "kind": "ServiceAccount",
+                                                   "metadata": {"name": "bot"}}))
+    token = api.kubectl("create", "token", "bot", "--duration=15m").stdout.strip()
+    url = f"https://127.0.0.1:{api.port}/apis/authentication.k8s.io/v1/selfsubjectreviews"
+    review = subprocess.run(["curl", "-sk", "-X", "POST", "-H", f"Authorization: Bearer {token}", "-H",
+                             "Content-Type: application/json", "-d",
+                             '{"apiVersion":"authentication.k8s.io/v1","kind":"SelfSubjectReview"}', url],
+                            capture_output=True, text=True, timeout=60)
+    assert json.loads(review.stdout)["status"]["userInfo"]["username"] == "system:serviceaccount:default:bot"
+    api.kubectl("delete", "serviceaccount", "bot")
+    after = subprocess.run(["curl", "-sk", "-H", f"Authorization: Bearer {token}",
+                            f"https://127.0.0.1:{api.port}/api/v1/namespaces/default/pods"],
+                           capture_output=True, text=True, timeout=60)
+    assert json.loads(after.stdout)["code"] == 401  # its ServiceAccount is gone

@@ -43,6 +43,7 @@ async def serve(layout: ClusterLayout, port: int) -> None:
     credentials = ClusterCredentials(layout.pki_dir)
     server = ApiServer(Supervisor(layout.socket_path), credentials.sa_pub_path.read_bytes(),
                        f"127.0.0.1:{port}", layout.cluster)
+    server.signing_key = credentials.sa_key_path.read_bytes()
     podstreams.register(server)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

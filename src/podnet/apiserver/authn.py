@@ -5,11 +5,12 @@ basic auth. Every authenticated user is also in system:authenticated."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from podnet.apiserver.errors import ApiError
 from podnet.apiserver.rbac import User
-from podnet.pki.tokens import InvalidToken, verify_token
+from podnet.pki.tokens import InvalidToken, TokenIdentity, verify_token
 
 AUTHENTICATED = "system:authenticated"
 
@@ -30,8 +31,10 @@ def from_certificate(peercert: dict[str, Any] | None) -> User | None:
     return User(common, tuple(organizations) + (AUTHENTICATED,))
 
 
-def from_token(authorization: str | None, public_key: bytes, audiences: tuple[str, ...]) -> User | None:
-    """The ServiceAccount a bearer token is for; None without one; 401 for a bad one."""
+def from_token(authorization: str | None, public_key: bytes, audiences: tuple[str, ...],
+               still_valid: Callable[[TokenIdentity], bool] = lambda identity: True) -> User | None:
+    """The ServiceAccount a bearer token is for; None without one; 401 for a bad one, or for one
+    whose ServiceAccount or bound pod is gone (`still_valid`: kube-apiserver checks both)."""
     if not authorization:
         return None
     scheme, _, token = authorization.partition(" ")
@@ -40,6 +43,8 @@ def from_token(authorization: str | None, public_key: bytes, audiences: tuple[st
     try:
         identity = verify_token(public_key, token.strip(), audiences=audiences)
     except InvalidToken:
+        raise ApiError(401, "Unauthorized") from None
+    if not still_valid(identity):
         raise ApiError(401, "Unauthorized") from None
     extra = {}
     if identity.pod_name:

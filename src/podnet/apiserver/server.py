@@ -37,6 +37,7 @@ from podnet.apiserver.registry import BY_PATH, Resource
 from podnet.errors import PodnetError
 from podnet.linux.supervisor import reconcile
 from podnet.pki.authority import ClusterCredentials
+from podnet.pki.tokens import issue_token
 
 log = logging.getLogger("podnet.apiserver")
 JSON = "application/json"
@@ -68,6 +69,7 @@ class ApiServer:
         self.stopping = asyncio.Event()
         self.serving = asyncio.Event()
         self._started = time.time()
+        self.signing_key: bytes | None = None  # the ServiceAccount key, for serviceaccounts/token
         self.proxy_netns: str | None = None  # the network namespace relays into the cluster start from
         # subresource handlers another module registers: (resource plural, subresource) -> handler
         self.subresources: dict[tuple[str, str], Callable] = {}
@@ -98,11 +100,21 @@ class ApiServer:
     def authenticate(self, request: web.Request) -> User:
         transport = request.transport
         peer = transport.get_extra_info("peercert") if transport is not None else None
-        user = from_token(request.headers.get("Authorization"), self.public_key, TOKEN_AUDIENCES) \
+        user = from_token(request.headers.get("Authorization"), self.public_key, TOKEN_AUDIENCES, self._token_holds) \
             or from_certificate(peer)
         if user is None:
             raise ApiError(401, "Unauthorized")
         return user
+
+    def _token_holds(self, identity) -> bool:
+        """A token is good while its ServiceAccount exists and, if bound to a pod, that very pod."""
+        if self.objects.get(("ServiceAccount", identity.namespace, identity.service_account)) is None:
+            return False
+        if identity.pod_name:
+            pod = self.objects.get(("Pod", identity.namespace, identity.pod_name))
+            if pod is None or (identity.pod_uid and (pod.get("metadata") or {}).get("uid") != identity.pod_uid):
+                return False
+        return True
 
     def impersonated(self, request: web.Request, user: User) -> User:
         """Impersonate-User / Impersonate-Group (kubectl --as, --as-group): allowed when RBAC lets
@@ -521,11 +533,45 @@ class ApiServer:
             return self._get(request, info, resource)
         if info.subresource == "scale":
             return await self._scale(request, info, resource)
+        if info.subresource == "token" and resource.kind == "ServiceAccount":
+            return await self._token_request(request, info, resource)
         if info.subresource == "proxy" and resource.kind in ("Service", "Pod"):
             return await self._proxy(request, info, resource)
         if handler is None:
             raise ApiError(405, f"podnet does not serve {resource.plural}/{info.subresource}")
         return await handler(self, request, info, resource)
+
+    async def _token_request(self, request: web.Request, info: RequestInfo, resource: Resource) -> web.Response:
+        """serviceaccounts/token (`kubectl create token`): a TokenRequest answered with a signed token."""
+        if request.method != "POST":
+            raise ApiError(405, "a token is requested with POST")
+        account = self._current(info, resource)
+        if self.signing_key is None:
+            raise ApiError(503, "this API server cannot sign tokens", "ServiceUnavailable")
+        sent = await self._body(request) or {}
+        spec = sent.get("spec") or {}
+        lifetime = int(spec.get("expirationSeconds") or 3600)
+        if lifetime < 600:
+            raise ApiError(422, f'TokenRequest.authentication.k8s.io "{info.name}" is invalid: spec.expirationSeconds: '
+                                f"Invalid value: {lifetime}: may not specify a duration less than 10 minutes", "Invalid")
+        audiences = tuple(spec.get("audiences") or TOKEN_AUDIENCES[:1])
+        bound = spec.get("boundObjectRef") or {}
+        pod = None
+        if bound.get("kind") == "Pod":
+            pod = self.objects.get(("Pod", info.namespace, bound.get("name") or ""))
+            if pod is None:
+                raise not_found("pods", "", bound.get("name") or "")
+        now = time.time()
+        token = issue_token(self.signing_key, namespace=info.namespace, service_account=info.name,
+                            service_account_uid=(account.get("metadata") or {}).get("uid") or "",
+                            pod_name=pod["metadata"]["name"] if pod else None,
+                            pod_uid=pod["metadata"].get("uid") if pod else None,
+                            audiences=audiences, lifetime=lifetime, now=now)
+        expires = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now + lifetime))
+        return respond({"kind": "TokenRequest", "apiVersion": "authentication.k8s.io/v1",
+                        "metadata": {"name": info.name, "namespace": info.namespace, "creationTimestamp": None},
+                        "spec": {**spec, "audiences": list(audiences), "expirationSeconds": lifetime},
+                        "status": {"token": token, "expirationTimestamp": expires}}, 201)
 
     async def _proxy(self, request: web.Request, info: RequestInfo, resource: Resource) -> web.Response:
         scheme, name, port = proxy.split_target(info.name)
