@@ -221,8 +221,9 @@ def test_a_client_that_does_not_read_holds_the_command_back(server, tmp_path):
 
 
 def test_a_slow_reader_gets_all_the_output_of_a_command_that_already_ended(server):
-    """The command wrote 40 MB (more than every buffer on the way holds) and ended; the client reads only later, beyond the grace for
-    children's output: nothing is cut (kubectl's stdout is a pipe read after a pause)."""
+    """The command wrote 40 MB (more than every buffer on the way holds) and ended; the client
+    reads only later, beyond the grace for children's output: nothing is cut (kubectl's stdout
+    is a pipe read after a pause)."""
     client = server.popen("exec", "web", "--", "head", "-c", "40000000", "/dev/zero",
                           stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     time.sleep(3 * streams.DRAIN_GRACE)  # not a measurement: a pause longer than the grace

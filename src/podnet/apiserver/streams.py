@@ -822,7 +822,8 @@ async def portforward_websocket(request: web.Request, connect: Connect, *, pod: 
 
 
 def _forward_error(port: int, pod: str, exc: BaseException) -> str:
-    return f"error forwarding port {port} to pod {pod}, uid : {exc.strerror if isinstance(exc, OSError) and exc.strerror else exc}"
+    reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+    return f"error forwarding port {port} to pod {pod}, uid : {reason}"
 
 
 async def _pump(reader: asyncio.StreamReader, send: Callable[[bytes], Awaitable[None]]) -> None:
