@@ -301,6 +301,16 @@ def test_exec_with_a_tty_gets_a_terminal_of_the_clients_size(server):
     assert code == 4, text
 
 
+def test_kubectl_cp_copies_both_ways(server, tmp_path):
+    """kubectl cp is exec with tar on both ends (stdin one way, stdout the other)."""
+    original = tmp_path / "original"
+    original.write_bytes(os.urandom(300_000))
+    assert server.kubectl("cp", str(original), f"web:{tmp_path}/in-the-pod").returncode == 0
+    assert (tmp_path / "in-the-pod").read_bytes() == original.read_bytes()
+    assert server.kubectl("cp", f"web:{tmp_path}/in-the-pod", str(tmp_path / "back")).returncode == 0
+    assert (tmp_path / "back").read_bytes() == original.read_bytes()
+
+
 # ---- attach --------------------------------------------------------------------------------------
 
 def test_attach_follows_the_containers_output_from_now_until_it_ends(server):
@@ -650,3 +660,5 @@ def test_resize_messages_may_hold_several_or_part_of_a_size():
     resizes = streams._Resizes()
     assert resizes.feed(b'{"Width":80,"Height":24}\n{"Width":100,') == [(80, 24)]
     assert resizes.feed(b'"Height":30}\n') == [(100, 30)]
+    assert resizes.feed(b'not json') == [] and resizes.pending == ""
+    assert resizes.feed(b'{"Width":70000,"Height":-1}') == [(65535, 0)]

@@ -230,13 +230,10 @@ class Channels:
                 text = message.data
                 if not text:
                     continue
-                if self.close_signal and ord(text[0]) == CLOSE:
-                    data = text.encode("latin-1")
-                else:
-                    try:
-                        data = bytes((ord(text[0]) - ord("0"),)) + base64.b64decode(text[1:])
-                    except ValueError:
-                        continue
+                try:  # the channel as a digit, the data in base64 (no v5 close signal here)
+                    data = bytes((ord(text[0]) - ord("0"),)) + base64.b64decode(text[1:])
+                except ValueError:
+                    continue
             elif message.type in (WSMsgType.BINARY, WSMsgType.TEXT):
                 continue  # the wrong kind for the protocol: wsstream drops it too
             else:
@@ -284,12 +281,14 @@ class _Resizes:
             try:
                 value, end = decoder.raw_decode(text)
             except ValueError:
-                self.pending = text
+                # the rest of an object still to come; anything else is no size: dropped
+                self.pending = text if text.startswith("{") and len(text) < 4096 else ""
                 return sizes
             self.pending = text[end:]
             if isinstance(value, dict):
                 with contextlib.suppress(TypeError, ValueError):
-                    sizes.append((int(value.get("Width", 0)), int(value.get("Height", 0))))
+                    width, height = (min(max(int(value.get(k, 0)), 0), 0xFFFF) for k in ("Width", "Height"))
+                    sizes.append((width, height))
 
 
 async def _read_chunks(reader: asyncio.StreamReader) -> AsyncIterator[bytes]:
@@ -467,7 +466,8 @@ async def exec_websocket(request: web.Request, argv: list[str], *, stdin: bool, 
         await _drain(outputs)
         receiving.cancel()
         await asyncio.gather(receiving, *copies, return_exceptions=True)
-        await channels.finish(exit_status(argv, returncode))
+        # kubelet names the request's command (not what enters the pod around it)
+        await channels.finish(exit_status(list(request.query.getall("command", ())) or argv, returncode))
     finally:
         command.kill()
         for task in (*copies, receiving, ended):
