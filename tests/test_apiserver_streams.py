@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import hashlib
 import json
 import os
@@ -22,6 +23,7 @@ import signal
 import socket
 import struct
 import subprocess
+import termios
 import threading
 import time
 from pathlib import Path
@@ -265,40 +267,55 @@ def test_the_process_is_killed_when_the_client_goes_away(server, tmp_path):
     wait_for(gone, "the command killed")
 
 
-def run_in_terminal(argv: list[str], rows: int, cols: int, send: bytes = b"") -> tuple[int, bytes]:
-    """argv with a terminal of rows x cols as its stdin/stdout (kubectl -t wants one)."""
-    pid, master = pty.fork()
-    if pid == 0:
-        os.execv(argv[0], argv)
-    import fcntl
-    import termios
-    fcntl.ioctl(master, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
-    if send:
-        os.write(master, send)
-    output = b""
-    deadline = time.monotonic() + DEADLINE
-    while time.monotonic() < deadline:
-        ready, _, _ = select.select([master], [], [], 0.5)
-        if ready:
-            try:
-                chunk = os.read(master, 65536)
-            except OSError:
-                break
-            if not chunk:
-                break
-            output += chunk
-    _, status = os.waitpid(pid, 0)
-    os.close(master)
-    return os.waitstatus_to_exitcode(status), output
+class Terminal:
+    """A program run with a terminal as its stdin and stdout, as a user runs kubectl -it."""
+
+    def __init__(self, argv: list[str], rows: int, cols: int):
+        self.pid, self.master = pty.fork()
+        if self.pid == 0:
+            os.execv(argv[0], argv)
+        self.resize(rows, cols)
+        self.output = b""
+
+    def resize(self, rows: int, cols: int) -> None:
+        fcntl.ioctl(self.master, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+        os.kill(self.pid, signal.SIGWINCH)  # what the kernel tells a terminal's foreground program
+
+    def type(self, text: bytes) -> None:
+        os.write(self.master, text)
+
+    def read_until(self, pattern: bytes) -> None:
+        deadline = time.monotonic() + DEADLINE
+        while not re.search(pattern, self.output):
+            assert time.monotonic() < deadline, f"{pattern!r} not shown: {self.output!r}"
+            if select.select([self.master], [], [], 0.5)[0]:
+                try:
+                    self.output += os.read(self.master, 65536)
+                except OSError:  # EIO: the program ended
+                    assert re.search(pattern, self.output), f"{pattern!r} not shown: {self.output!r}"
+
+    def wait(self) -> int:
+        with contextlib.suppress(OSError):
+            while select.select([self.master], [], [], DEADLINE)[0]:
+                chunk = os.read(self.master, 65536)
+                if not chunk:
+                    break
+                self.output += chunk
+        _, status = os.waitpid(self.pid, 0)
+        os.close(self.master)
+        return os.waitstatus_to_exitcode(status)
 
 
-def test_exec_with_a_tty_gets_a_terminal_of_the_clients_size(server):
-    code, output = run_in_terminal([KUBECTL, "--kubeconfig", str(server.kubeconfig), "exec", "-it", "web", "--",
-                                    "sh", "-c", "tty; stty size; exit 4"], rows=33, cols=101)
-    text = output.decode(errors="replace")
-    assert re.search(r"/dev/pts/\d+", text), text
-    assert "33 101" in text, text
-    assert code == 4, text
+def test_exec_with_a_tty_gets_a_terminal_of_the_clients_size_and_its_keys(server):
+    terminal = Terminal([KUBECTL, "--kubeconfig", str(server.kubeconfig), "exec", "-it", "web", "--", "sh"], 33, 101)
+    terminal.read_until(rb"[#$] ")
+    terminal.type(b"tty; stty size; echo typed-$((40+2))\r")
+    terminal.read_until(rb"typed-42")
+    assert re.search(rb"/dev/pts/\d+", terminal.output) and b"33 101" in terminal.output, terminal.output
+    terminal.resize(40, 120)  # kubectl sends the new size on the resize channel
+    terminal.type(b"while [ \"$(stty size)\" != '40 120' ]; do sleep 0.1; done; echo \"re\"sized; exit 4\r")
+    terminal.read_until(rb"resized")  # the shell's output, not the echo of what was typed
+    assert terminal.wait() == 4, terminal.output
 
 
 def test_kubectl_cp_copies_both_ways(server, tmp_path):
