@@ -9,6 +9,7 @@ network-namespace part of port-forwarding is the root test at the end.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import fcntl
 import hashlib
@@ -618,6 +619,20 @@ def test_the_v4_protocol_carries_the_same_channels_without_the_close_signal(serv
     assert messages[0] == b"\x01" and b"".join(m[1:] for m in messages if m[0] == 1) == b"hi\n"
     status = json.loads(messages[-1][1:])
     assert messages[-1][0] == 3 and status["reason"] == "NonZeroExitCode"
+
+
+def test_the_base64_protocol_carries_channels_as_a_digit_and_base64_text(server):
+    url = (f"http://127.0.0.1:{server.port}/api/v1/namespaces/default/pods/web/exec"
+           "?command=head&command=-c&command=5&stdin=true&stdout=true&stderr=true")
+
+    async def session():
+        async with ClientSession() as http, http.ws_connect(url, protocols=("v4.base64.channel.k8s.io",)) as ws:
+            await ws.send_str("0" + base64.b64encode(b"hello, world").decode())
+            return ws.protocol, [message.data async for message in ws if message.type == WSMsgType.TEXT]
+    protocol, messages = asyncio.run(session())
+    assert protocol == "v4.base64.channel.k8s.io"
+    assert messages[0] == "1" and base64.b64decode("".join(m[1:] for m in messages if m[0] == "1")) == b"hello"
+    assert messages[-1][0] == "3" and json.loads(base64.b64decode(messages[-1][1:]))["status"] == "Success"
 
 
 def test_an_unsupported_subprotocol_is_refused(server):
