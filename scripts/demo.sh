@@ -65,5 +65,12 @@ $PODNET trace external http://shop.example.com/api --resolve "shop.example.com:8
 echo "# node1's kube-proxy table (nftables mode), first lines"
 $PODNET exec node/node1 --name "$NAME" -- nft list table ip kube-proxy | head -25
 echo
+if command -v kubectl >/dev/null; then
+  echo "# the same cluster through its Kubernetes API: up set kubectl's context podnet-$NAME"
+  kubectl --context "podnet-$NAME" get pods -n shop -o wide
+  kubectl --context "podnet-$NAME" -n shop exec "$FRONTEND" -- hostname
+  kubectl --context "podnet-$NAME" auth can-i list secrets -n shop --as system:serviceaccount:shop:default || true
+fi
+echo
 echo "# next: examples/shop/README.md lists what to try on a cluster of your own"
 echo "#   (sudo $PODNET up -f examples/shop, then get -w, wait, trace, probe --compare …)"

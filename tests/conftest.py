@@ -8,6 +8,7 @@ import secrets
 import shutil
 import socket
 import sys
+import tempfile
 import textwrap
 
 import pytest
@@ -17,6 +18,23 @@ from podnet.api.store import admit
 from podnet.config import ClusterConfig, parse_config
 from podnet.controlplane import Cluster, compute
 from podnet.host.netns import create_netns, delete_netns
+
+
+_KUBECONFIG_DIR: list[str] = []
+
+
+def pytest_configure(config):
+    """No test writes the user's kubeconfig: `podnet up` merges a context into $KUBECONFIG (or
+    ~/.kube/config) and `down` removes it, so the whole run, and every `podnet` it starts,
+    points $KUBECONFIG at a file of its own."""
+    directory = tempfile.mkdtemp(prefix="podnet-test-kubeconfig-")
+    _KUBECONFIG_DIR.append(directory)
+    os.environ["KUBECONFIG"] = os.path.join(directory, "config")
+
+
+def pytest_unconfigure(config):
+    for directory in _KUBECONFIG_DIR:
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 def load_yaml(text: str, name: str = "test.yaml"):

@@ -147,15 +147,15 @@ def test_duplicate_object_names_the_first_definition():
 def test_unknown_kind_warns_once_and_is_ignored():
     store = load_yaml("""
     apiVersion: v1
-    kind: ServiceAccount
+    kind: PersistentVolumeClaim
     metadata: {name: a}
     ---
     apiVersion: v1
-    kind: ServiceAccount
+    kind: PersistentVolumeClaim
     metadata: {name: b}
     """)
     assert store.objects == {}
-    assert len(store.warnings) == 1 and "ServiceAccount" in store.warnings[0] and "2 objects" in store.warnings[0]
+    assert len(store.warnings) == 1 and "PersistentVolumeClaim" in store.warnings[0] and "2 objects" in store.warnings[0]
 
 
 def test_extensions_v1beta1_ingress_is_converted_with_a_warning():

@@ -21,7 +21,7 @@ from podnet.policy import render
 ROOT = Path(__file__).resolve().parent.parent
 GOLDEN = Path(__file__).resolve().parent / "golden"
 EVERY_KIND = ("namespaces,nodes,pods,services,endpoints,endpointslices,deployments,replicasets,statefulsets,"
-              "daemonsets,networkpolicies,ingresses,ingressclasses,configmaps,secrets")
+              "daemonsets,networkpolicies,ingresses,ingressclasses,configmaps,secrets,serviceaccounts")
 CASES = ["shop"] + sorted(p.stem for p in (ROOT / "examples" / "seeds").glob("*.yaml"))
 
 
@@ -68,6 +68,17 @@ def test_shop_networkpolicy_tables_match_golden():
     tables = {node.name: render(cluster, node.name) for node in cluster.nodes}
     produced = "".join(f"# node {name}\n" + tables[name].text() + tables[name].bridge_text() for name in sorted(tables))
     golden = GOLDEN / "shop-netpol.nft"
+    if os.environ.get("PODNET_UPDATE_GOLDEN") or not golden.exists() and os.environ.get("PODNET_CREATE_GOLDEN"):
+        golden.write_text(produced)
+    assert produced == golden.read_text()
+
+
+def test_rbac_bootstrap_policy_matches_golden():
+    """The ClusterRoles (aggregated) and ClusterRoleBindings every cluster has, as `get -o json` items."""
+    cluster = compute(admit(load_files([])), ClusterConfig())
+    items = [o.body for kind in ("ClusterRole", "ClusterRoleBinding") for o in cluster.of_kind(kind)]
+    produced = json.dumps(items, indent=2, sort_keys=True) + "\n"
+    golden = GOLDEN / "rbac-bootstrap-policy.json"
     if os.environ.get("PODNET_UPDATE_GOLDEN") or not golden.exists() and os.environ.get("PODNET_CREATE_GOLDEN"):
         golden.write_text(produced)
     assert produced == golden.read_text()

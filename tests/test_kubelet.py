@@ -2,6 +2,8 @@
 
 import sys
 
+import pytest
+
 from podnet.kubelet import container_argv, container_environment, hosts_file, service_environment
 from tests.conftest import cluster_of
 
@@ -77,3 +79,41 @@ def test_argv_for_known_images_and_commands():
     assert container_argv({"image": "registry.k8s.io/pause:3.10"}, env)[-1] == "podnet.agnhost.pause_image"
     assert container_argv({"image": "nginx:1.27"}, env) is None
     assert container_argv({"image": "redis:7.2"}, env) is None
+
+
+@pytest.mark.parametrize("namespace, links", [("default", True), ("default", False), ("shop", True), ("shop", False)])
+def test_the_api_servers_variables_are_in_every_pod(namespace, links):
+    """KUBERNETES_SERVICE_HOST & co. of default/kubernetes, in every namespace, with or without
+    service links, hostNetwork too: what in-cluster clients (client-go's InClusterConfig) read."""
+    c = cluster_of(f"""
+apiVersion: v1
+kind: Pod
+metadata: {{name: p, namespace: {namespace}}}
+spec: {{enableServiceLinks: {str(links).lower()}, hostNetwork: true, containers: [{{name: c, image: busybox}}]}}
+""")
+    pod = c.get("Pod", namespace, "p")
+    env = container_environment(pod, pod.spec["containers"][0], c)
+    assert {k: v for k, v in env.items() if k.startswith("KUBERNETES_")} == {
+        "KUBERNETES_SERVICE_HOST": "10.96.0.1", "KUBERNETES_SERVICE_PORT": "443",
+        "KUBERNETES_SERVICE_PORT_HTTPS": "443", "KUBERNETES_PORT": "tcp://10.96.0.1:443",
+        "KUBERNETES_PORT_443_TCP": "tcp://10.96.0.1:443", "KUBERNETES_PORT_443_TCP_PROTO": "tcp",
+        "KUBERNETES_PORT_443_TCP_PORT": "443", "KUBERNETES_PORT_443_TCP_ADDR": "10.96.0.1"}
+
+
+def test_a_namespaces_own_kubernetes_service_takes_the_variables_place():
+    """kubelet's map by name: the pod's namespace's Service wins over default/kubernetes, and
+    none of the latter's per-port variables is left over."""
+    c = cluster_of("""
+apiVersion: v1
+kind: Service
+metadata: {name: kubernetes, namespace: shop}
+spec: {clusterIP: 10.96.5.5, ports: [{name: web, port: 80}]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: p, namespace: shop}
+spec: {containers: [{name: c, image: busybox}]}
+""")
+    env = service_environment(c.get("Pod", "shop", "p"), c)
+    assert env["KUBERNETES_SERVICE_HOST"] == "10.96.5.5" and env["KUBERNETES_SERVICE_PORT"] == "80"
+    assert not [k for k in env if "443" in k or k == "KUBERNETES_SERVICE_PORT_HTTPS"]

@@ -28,6 +28,7 @@ PYTHON_COMMANDS = re.compile(r"python(3(\.\d+)?)?")
 # The official redis image's defaults that differ from redis-server's: no protected mode (the
 # image patches it out); podnet adds no persistence (a pod's data goes with it anyway).
 REDIS_DEFAULTS = ["--protected-mode", "no", "--save", "", "--appendonly", "no"]
+MASTER_SERVICES = ("kubernetes",)  # default/<name>: its variables are in every pod of every namespace
 _VAR_REF = re.compile(r"\$\(([A-Za-z_][A-Za-z0-9_.-]*)\)|\$\$")
 
 
@@ -37,16 +38,19 @@ def _env_name(service: str) -> str:
 
 def service_environment(pod: KubeObject, cluster: Cluster) -> dict[str, str]:
     """Service link variables, as kubelet's getServiceEnvVarMap builds them."""
-    services = []
+    by_name: dict[str, KubeObject] = {}
+    links = pod.spec.get("enableServiceLinks", True) is not False
     for svc in cluster.of_kind("Service"):
         if not fields.cluster_ip(svc) or svc.spec.get("type") == "ExternalName":
             continue
-        if svc.namespace == "default" and svc.name == "kubernetes":
-            services.append(svc)
-        elif svc.namespace == pod.namespace and pod.spec.get("enableServiceLinks", True) is not False:
-            services.append(svc)
+        # the API server's own Service in every pod, even without service links; a Service of
+        # the pod's namespace with the same name takes its place (kubelet's getServiceEnvVarMap)
+        if svc.namespace == "default" and svc.name in MASTER_SERVICES:
+            by_name.setdefault(svc.name, svc)
+        elif svc.namespace == pod.namespace and links:
+            by_name[svc.name] = svc
     env: dict[str, str] = {}
-    for svc in services:
+    for svc in by_name.values():
         name, ip = _env_name(svc.name), fields.cluster_ip(svc)
         ports = svc.spec.get("ports") or []
         if not ports:
@@ -106,6 +110,23 @@ def _expand(value: str, env: dict[str, str]) -> str:
         return env.get(match.group(1), match.group(0))
 
     return _VAR_REF.sub(replace, value)
+
+
+def service_account_name(pod: KubeObject) -> str:
+    """The pod's ServiceAccount: spec.serviceAccountName (or the deprecated spec.serviceAccount),
+    else `default`, as the ServiceAccount admission plugin fills it in."""
+    return str(pod.spec.get("serviceAccountName") or pod.spec.get("serviceAccount") or "default")
+
+
+def mounts_service_account_token(pod: KubeObject, service_account: KubeObject | None) -> bool:
+    """Whether the pod gets the projected token volume at
+    /var/run/secrets/kubernetes.io/serviceaccount: the pod's automountServiceAccountToken if it
+    says, else its ServiceAccount's, else yes (the ServiceAccount admission's shouldAutomount)."""
+    if pod.spec.get("automountServiceAccountToken") is not None:
+        return bool(pod.spec["automountServiceAccountToken"])
+    if service_account is not None and service_account.body.get("automountServiceAccountToken") is not None:
+        return bool(service_account.body["automountServiceAccountToken"])
+    return True
 
 
 def hosts_file(pod: KubeObject, cluster: Cluster) -> str:

@@ -58,7 +58,16 @@ KINDS: tuple[KindInfo, ...] = (
     ),
     KindInfo("Secret", "v1", "secrets", (), True),
     KindInfo("ConfigMap", "v1", "configmaps", ("cm",), True),
+    # Who may do what through the API server (podnet.apiserver.rbac); the control plane stores them.
+    KindInfo("ServiceAccount", "v1", "serviceaccounts", ("sa",), True),
+    KindInfo("Role", "rbac.authorization.k8s.io/v1", "roles", (), True),
+    KindInfo("ClusterRole", "rbac.authorization.k8s.io/v1", "clusterroles", (), False),
+    KindInfo("RoleBinding", "rbac.authorization.k8s.io/v1", "rolebindings", (), True),
+    KindInfo("ClusterRoleBinding", "rbac.authorization.k8s.io/v1", "clusterrolebindings", (), False),
 )
+
+RBAC_GROUP = "rbac.authorization.k8s.io"
+RBAC_KINDS = ("Role", "ClusterRole", "RoleBinding", "ClusterRoleBinding")
 
 BY_KIND: dict[str, KindInfo] = {k.kind: k for k in KINDS}
 

@@ -263,6 +263,14 @@ def is_http_path(value: str) -> list[str]:
     return [regex_error("Invalid path", _HTTP_PATH_FMT)]
 
 
+def is_valid_path_segment_name(value: str) -> list[str]:
+    """IsValidPathSegmentName: the name becomes one segment of a REST path (RBAC names, which
+    may hold ':' as in "system:basic-user", are checked with this alone)."""
+    if value in (".", ".."):
+        return [f"may not be '{value}'"]
+    return [f"may not contain '{bad}'" for bad in ("/", "%") if bad in value]
+
+
 # ---------------------------------------------------------------- IP addresses and CIDRs
 
 _IPV4_DOTTED_RE = re.compile(r"([0-9]+)\.([0-9]+)\.([0-9]+)\.([0-9]+)")

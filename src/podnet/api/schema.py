@@ -33,8 +33,25 @@ _DEFINITIONS_URI = "https://kubernetes.io/api/_definitions.json"
 _OWN_SCHEMA_FILE = "policy-networking-v1alpha1.json"
 _OWN_SCHEMA_URI = "https://podnet.invalid/schemas/policy-networking-v1alpha1.json"
 _OWN_SCHEMA_KINDS = frozenset({"AdminNetworkPolicy", "BaselineAdminNetworkPolicy"})
+OWN_SCHEMA_PATH = Path(__file__).parent / "schemas" / _OWN_SCHEMA_FILE  # package data
 _UNEXPECTED = re.compile(r"'([^']+)' (?:was|were) unexpected")
 _REQUIRED = re.compile(r'^"([^"]+)" is a required property')
+
+
+def schema_directory(kubernetes_version: str = KUBERNETES_VERSION) -> Path:
+    """kubernetes-validate's strict schemas for one release: one file per kind and _definitions.json."""
+    # found without importing the package: its __init__ imports jsonschema and attrs,
+    # about 60 ms of every `podnet apply`, and only its data files are used
+    spec = find_spec("kubernetes_validate")
+    if spec is None or not spec.submodule_search_locations:
+        raise ModuleNotFoundError("kubernetes_validate (the Kubernetes JSON schemas) is not installed")
+    root = Path(next(iter(spec.submodule_search_locations))) / "kubernetes-json-schema"
+    return root / f"v{kubernetes_version}-local-strict"
+
+
+def is_own_schema_kind(kind: str) -> bool:
+    """Kinds that are CRDs upstream, whose schema podnet ships itself (OWN_SCHEMA_PATH)."""
+    return kind in _OWN_SCHEMA_KINDS
 
 
 class SchemaValidator:
@@ -44,18 +61,12 @@ class SchemaValidator:
 
     @cached_property
     def _directory(self) -> Path:
-        # found without importing the package: its __init__ imports jsonschema and attrs,
-        # about 60 ms of every `podnet apply`, and only its data files are used
-        spec = find_spec("kubernetes_validate")
-        if spec is None or not spec.submodule_search_locations:
-            raise ModuleNotFoundError("kubernetes_validate (the Kubernetes JSON schemas) is not installed")
-        root = Path(next(iter(spec.submodule_search_locations))) / "kubernetes-json-schema"
-        return root / f"v{self.kubernetes_version}-local-strict"
+        return schema_directory(self.kubernetes_version)
 
     @cached_property
     def _registry(self) -> jsonschema_rs.Registry:
         definitions = json.loads(self._directory.joinpath("_definitions.json").read_text())
-        own = json.loads((Path(__file__).parent / "schemas" / _OWN_SCHEMA_FILE).read_text())  # package data
+        own = json.loads(OWN_SCHEMA_PATH.read_text())
         return jsonschema_rs.Registry([(_DEFINITIONS_URI, definitions), (_OWN_SCHEMA_URI, own)])
 
     def _validator(self, info: KindInfo):

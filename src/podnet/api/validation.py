@@ -22,7 +22,7 @@ from typing import Any
 from podnet.api import defaults as api_defaults
 from podnet.api import labels, names
 from podnet.api.fields import DEFAULT_PROTOCOL
-from podnet.api.kinds import BY_KIND
+from podnet.api.kinds import BY_KIND, RBAC_GROUP
 from podnet.api.objects import KubeObject
 from podnet.api.problems import FieldPath, Problem
 
@@ -207,10 +207,7 @@ def _is_ipv6(text: str) -> bool:
 
 
 def _check_path_segment(path: FieldPath, value: str) -> list[Problem]:
-    """IsValidPathSegmentName: the name becomes one segment of a REST path."""
-    if value in (".", ".."):
-        return [_invalid(path, value, f"may not be '{value}'")]
-    return [_invalid(path, value, f"may not contain '{bad}'") for bad in ("/", "%") if bad in value]
+    return _invalid_each(path, value, names.is_valid_path_segment_name(value))
 
 
 # ---------------------------------------------------------------- metadata
@@ -226,6 +223,11 @@ _NAME_CHECKS: dict[str, Callable[[str], list[str]]] = {
     "Service": names.is_dns1035_label,
     # A StatefulSet's name is the stem of its pods' hostnames.
     "StatefulSet": names.is_dns1123_label,
+    # ValidateRBACName: roles and bindings are named like "system:controller:x"
+    "Role": names.is_valid_path_segment_name,
+    "ClusterRole": names.is_valid_path_segment_name,
+    "RoleBinding": names.is_valid_path_segment_name,
+    "ClusterRoleBinding": names.is_valid_path_segment_name,
 }
 
 
@@ -1345,6 +1347,108 @@ def _validate_node(body: dict) -> list[Problem]:
     return problems
 
 
+# ---------------------------------------------------------------- RBAC (pkg/apis/rbac/validation)
+
+_SUBJECT_KINDS = ("ServiceAccount", "User", "Group")
+
+
+def _validate_policy_rules(body: dict, namespaced: bool) -> list[Problem]:
+    """ValidatePolicyRule for each rule: a rule names verbs, and either resources (with their API
+    groups) or non-resource URLs, which only cluster-wide roles can grant."""
+    problems = []
+    for i, rule in enumerate(_list(body.get("rules"))):
+        rule = _map(rule)
+        path: FieldPath = ("rules", i)
+        if not _list(rule.get("verbs")):
+            problems.append(_required(path + ("verbs",), "verbs must contain at least one value"))
+        urls = _list(rule.get("nonResourceURLs"))
+        if urls:
+            if namespaced:
+                problems.append(_invalid(path + ("nonResourceURLs",), urls, "namespaced rules cannot apply to non-resource URLs"))
+            if any(_list(rule.get(key)) for key in ("apiGroups", "resources", "resourceNames")):
+                problems.append(_invalid(path + ("nonResourceURLs",), urls,
+                                         "rules cannot apply to both regular resources and non-resource URLs"))
+            continue
+        if not _list(rule.get("apiGroups")):
+            problems.append(_required(path + ("apiGroups",), "resource rules must supply at least one api group"))
+        if not _list(rule.get("resources")):
+            problems.append(_required(path + ("resources",), "resource rules must supply at least one resource"))
+    return problems
+
+
+def _validate_role(body: dict) -> list[Problem]:
+    return _validate_policy_rules(body, namespaced=True)
+
+
+def _validate_cluster_role(body: dict) -> list[Problem]:
+    problems = _validate_policy_rules(body, namespaced=False)
+    rule = body.get("aggregationRule")
+    if rule is not None:
+        path: FieldPath = ("aggregationRule", "clusterRoleSelectors")
+        selectors = _list(_map(rule).get("clusterRoleSelectors"))
+        if not selectors:
+            problems.append(_required(path, "at least one clusterRoleSelector required if aggregationRule is non-nil"))
+        for i, selector in enumerate(selectors):
+            problems += validate_label_selector(_map(selector), path + (i,))
+    return problems
+
+
+def _validate_subject(subject: dict, path: FieldPath, namespaced: bool) -> list[Problem]:
+    """ValidateRoleBindingSubject, after SetDefaults_Subject (an empty apiGroup becomes "" for a
+    ServiceAccount and rbac.authorization.k8s.io for a User or Group)."""
+    problems = []
+    name = _str(subject.get("name"))
+    if not name:
+        problems.append(_required(path + ("name",)))
+    kind = _str(subject.get("kind"))
+    api_group = _str(subject.get("apiGroup"))
+    if kind == "ServiceAccount":
+        if name:
+            problems += _check_name(path + ("name",), name, names.is_dns1123_subdomain)
+        if api_group:
+            problems.append(_not_supported(path + ("apiGroup",), api_group, ("",)))
+        # a RoleBinding's ServiceAccount defaults to the binding's namespace; a cluster binding has none
+        if not namespaced and not _str(subject.get("namespace")):
+            problems.append(_required(path + ("namespace",)))
+    elif kind in ("User", "Group"):
+        if api_group and api_group != RBAC_GROUP:
+            problems.append(_not_supported(path + ("apiGroup",), api_group, (RBAC_GROUP,)))
+    else:
+        problems.append(_not_supported(path + ("kind",), kind, _SUBJECT_KINDS))
+    return problems
+
+
+def _validate_binding(body: dict, namespaced: bool) -> list[Problem]:
+    """ValidateRoleBinding / ValidateClusterRoleBinding: a RoleBinding may grant a Role of its
+    namespace or a ClusterRole (within its namespace); a ClusterRoleBinding only a ClusterRole."""
+    problems = []
+    ref = _map(body.get("roleRef"))
+    ref_path: FieldPath = ("roleRef",)
+    api_group = _str(ref.get("apiGroup")) or RBAC_GROUP  # SetDefaults_RoleBinding
+    if api_group != RBAC_GROUP:
+        problems.append(_not_supported(ref_path + ("apiGroup",), api_group, (RBAC_GROUP,)))
+    kinds = ("Role", "ClusterRole") if namespaced else ("ClusterRole",)
+    kind = _str(ref.get("kind"))
+    if kind not in kinds:
+        problems.append(_not_supported(ref_path + ("kind",), kind, kinds))
+    name = _str(ref.get("name"))
+    if not name:
+        problems.append(_required(ref_path + ("name",)))
+    else:
+        problems += _check_name(ref_path + ("name",), name, names.is_valid_path_segment_name)
+    for i, subject in enumerate(_list(body.get("subjects"))):
+        problems += _validate_subject(_map(subject), ("subjects", i), namespaced)
+    return problems
+
+
+def _validate_role_binding(body: dict) -> list[Problem]:
+    return _validate_binding(body, namespaced=True)
+
+
+def _validate_cluster_role_binding(body: dict) -> list[Problem]:
+    return _validate_binding(body, namespaced=False)
+
+
 # ---------------------------------------------------------------- entry point
 
 _SPEC_CHECKS: dict[str, Callable[[dict], list[Problem]]] = {
@@ -1364,6 +1468,10 @@ _SPEC_CHECKS: dict[str, Callable[[dict], list[Problem]]] = {
     "Secret": _validate_secret,
     "ConfigMap": _validate_config_map,
     "Node": _validate_node,
+    "Role": _validate_role,
+    "ClusterRole": _validate_cluster_role,
+    "RoleBinding": _validate_role_binding,
+    "ClusterRoleBinding": _validate_cluster_role_binding,
 }
 
 

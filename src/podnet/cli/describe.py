@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from podnet.api.kinds import BY_KIND
+from podnet.api.kinds import BY_KIND, RBAC_KINDS
 from podnet.cli.get import NotFound, parse_kinds
 from podnet.cli.load import add_source_options, cluster_from_args, running_events
 from podnet.errors import UsageError
@@ -70,9 +70,16 @@ def run(args) -> int:
             lines = layouts.describe_admin_network_policy(obj)
         elif kind == "Ingress":
             lines = layouts.describe_ingress(obj)
+        elif kind in ("Role", "ClusterRole"):
+            lines = layouts.describe_role(obj)
+        elif kind in ("RoleBinding", "ClusterRoleBinding"):
+            lines = layouts.describe_binding(obj)
+        elif kind == "ServiceAccount":
+            lines = layouts.describe_service_account(obj)
         else:
             lines = layouts.describe_generic(obj)
-        lines = lines + event_layout.describe_lines(event_layout.about(recorded, obj.kind, obj.namespace, obj.name))
+        if kind not in RBAC_KINDS:  # kubectl's RBAC describers show no events
+            lines = lines + event_layout.describe_lines(event_layout.about(recorded, obj.kind, obj.namespace, obj.name))
         blocks.append("\n".join(lines))
     if not blocks:
         print(f"No resources found in {namespace or 'the cluster'}" + (" namespace." if namespace else "."), file=sys.stderr)

@@ -21,33 +21,21 @@ import yaml
 from podnet.cli import watching
 from podnet.cli.load import NoCluster, running_events
 from podnet.host.control import pick_cluster
+from podnet.api import fieldselectors
 from podnet.errors import UsageError
 from podnet.output import events as layout
 from podnet.output import table
 
 NAMES = ("events", "event", "ev")
 WATCH_WAIT = 25.0  # the longest the supervisor holds one `-w` reading (it answers at the first change)
-SELECTABLE = {"involvedObject.name": lambda e: (e.get("involvedObject") or {}).get("name"),
-              "involvedObject.kind": lambda e: (e.get("involvedObject") or {}).get("kind"),
-              "involvedObject.namespace": lambda e: (e.get("involvedObject") or {}).get("namespace"),
-              "type": lambda e: e.get("type"), "reason": lambda e: e.get("reason"),
-              "metadata.namespace": lambda e: (e.get("metadata") or {}).get("namespace")}
 
 
 def field_filter(text: str | None):
     """--field-selector: key=value or key!=value terms, comma-separated (the fields events have)."""
-    terms = []
-    for term in (text or "").split(","):
-        if not term.strip():
-            continue
-        negate = "!=" in term
-        key, _, value = term.partition("!=" if negate else "==" if "==" in term else "=")
-        key = key.strip()
-        if key not in SELECTABLE:
-            raise UsageError(f'error: field label "{key}" not supported for events '
-                             f"(supported: {', '.join(SELECTABLE)})")
-        terms.append((SELECTABLE[key], value.strip(), negate))
-    return lambda e: all((str(get(e) or "") == value) != negate for get, value, negate in terms)
+    try:
+        return fieldselectors.parse(text, "Event", "events")
+    except UsageError as exc:
+        raise UsageError(f"error: {exc}") from None
 
 
 def run(args) -> int:

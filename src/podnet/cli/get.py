@@ -129,7 +129,8 @@ def add_parser(sub) -> None:
                        epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("kind", metavar="KIND[,KIND…]", help="pods|po, services|svc, endpoints|ep, endpointslices, "
                    "networkpolicies|netpol, ingresses|ing, ingressclasses, nodes|no, namespaces|ns, deploy, "
-                   "statefulsets|sts, daemonsets|ds, replicasets|rs, secrets, configmaps|cm, events|ev, all")
+                   "statefulsets|sts, daemonsets|ds, replicasets|rs, secrets, configmaps|cm, serviceaccounts|sa, roles, "
+                   "rolebindings, clusterroles, clusterrolebindings, events|ev, all")
     p.add_argument("names", nargs="*", metavar="NAME")
     p.add_argument("-n", "--namespace", help="namespace (default: default)")
     p.add_argument("-A", "--all-namespaces", action="store_true", help="every namespace")

@@ -19,6 +19,7 @@ from rich.console import Console
 from podnet.api.loader import LoadedFiles
 from podnet.api.store import admit, load_store
 from podnet.cli import upwait
+from podnet.cli.kubeconfig import merge_context, remove_context
 from podnet.cli.running import require_root
 from podnet.config import load_config, parse_config
 from podnet.controlplane import compute
@@ -27,6 +28,7 @@ from podnet.host.control import pick_cluster, running_clusters, send
 from podnet.host.layout import NETNS_DIR, STATE_ROOT, ClusterLayout, valid_cluster_name
 from podnet.linux import teardown
 from podnet.linux.adopted import start_time
+from podnet.linux.supervisor import apiserver
 from podnet.linux.supervisor.state import ClusterState
 from podnet.linux.supervisor.watchdog import RECORD, watchdog_pid
 
@@ -162,6 +164,7 @@ def _restart(args, name: str, layout: ClusterLayout) -> int:
             time.sleep(0.02)
     print(f"cluster {name}: supervisor restarted, {answer.get('adopted', 0)} running pods re-adopted "
           f"({time.monotonic() - started:.2f}s to answering)")
+    merge_context(layout)
     return 0
 
 
@@ -215,6 +218,7 @@ def _start_and_wait(args, name, layout, state, cluster, config, spawned: list) -
     ready = sum(p["ready"] for p in pods)
     elapsed = time.monotonic() - started
     print(f"cluster {name} is up: {len(cluster.nodes)} nodes, {ready}/{len(pods)} pods Ready ({elapsed:.1f}s)")
+    merge_context(layout)
     _print_reach(cluster, pods, flag)
     not_ready = upwait.not_ready_lines(status)
     if not_ready:
@@ -314,7 +318,9 @@ def _down(name: str) -> None:
             os.kill(pid, 9)  # it did not finish in time: what it left is removed below
     except (PodnetError, OSError, ValueError):
         pass  # no supervisor (killed, crashed): teardown by name below
+    apiserver.stop_recorded(layout)  # not in any of the namespaces: found by its record
     teardown.teardown(name)
+    remove_context(name)
     for path in layout.etc_dirs():
         shutil.rmtree(path, ignore_errors=True)
     shutil.rmtree(layout.state_dir, ignore_errors=True)

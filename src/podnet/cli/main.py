@@ -41,7 +41,8 @@ CONFIG_EXAMPLES = """examples:
 # needs at module level, and `podnet get` must not pay for the data plane's imports (pyroute2,
 # the supervisor, the DNS server: about 150 ms).
 COMMANDS = {name: name for name in ("up", "down", "get", "describe", "wait", "logs", "apply", "delete", "trace",
-                                     "dig", "matrix", "probe", "node", "check", "explain", "completion", "version")}
+                                     "dig", "matrix", "probe", "node", "check", "explain", "completion", "version",
+                                     "kubeconfig")}
 COMMANDS["exec"] = "exec_"  # the module name avoids shadowing the builtin exec
 
 

@@ -18,7 +18,7 @@ from podnet.config import ClusterConfig
 from podnet.controlplane import endpoints as endpoint_controller
 from podnet.controlplane import pods as pod_status
 from podnet.controlplane import services as service_allocation
-from podnet.controlplane import system, workloads
+from podnet.controlplane import rbac, serviceaccounts, system, workloads
 from podnet.controlplane.nodes import NodeInfo, build_nodes
 from podnet.controlplane.scheduler import Scheduler
 from podnet.errors import InvalidInput
@@ -134,9 +134,35 @@ def compute(store: ObjectStore, config: ClusterConfig,
 
     _endpoints(cluster, services, by_kind, all_pods, node_objects)
     _ingress_status(cluster)
+    _stored(cluster, by_kind)
     if errors:
         raise InvalidInput(errors)
     return cluster
+
+
+# The kinds compute() itself decides about; any other admitted kind is an input that nothing
+# here reads (ServiceAccounts, RBAC's objects for the API server's authorizer): stored as given.
+_COMPUTED_KINDS = frozenset({
+    "Namespace", "Node", "Pod", "Service", "Endpoints", "EndpointSlice", "Deployment", "ReplicaSet", "StatefulSet",
+    "DaemonSet", "NetworkPolicy", "AdminNetworkPolicy", "BaselineAdminNetworkPolicy", "Ingress", "IngressClass",
+    "ConfigMap", "Secret",
+})
+
+
+def _stored(cluster: Cluster, by_kind: dict[str, list[KubeObject]]) -> None:
+    """The kinds only stored, with what every cluster has of them: each namespace's `default`
+    ServiceAccount (its controller's) and RBAC's bootstrap policy, ClusterRoles aggregated.
+    Added last, so they change nothing computed before them."""
+    given = {o.key for kind, objs in by_kind.items() if kind not in _COMPUTED_KINDS for o in objs}
+    made = [serviceaccounts.default_service_account(ns.name) for ns in cluster.of_kind("Namespace")]
+    made += rbac.bootstrap_policy()
+    stored = sorted([o for kind, objs in by_kind.items() if kind not in _COMPUTED_KINDS for o in objs]
+                    + [o for o in made if o.key not in given], key=lambda o: o.key)  # the input's own win
+    rbac.aggregate(o for o in stored if o.kind == "ClusterRole")
+    for obj in stored:
+        if obj.kind in ("RoleBinding", "ClusterRoleBinding"):
+            rbac.apply_binding_defaults(obj)
+        cluster.add(obj)
 
 
 def _ingress_status(cluster: Cluster) -> None:
@@ -301,6 +327,7 @@ def _endpoints(cluster: Cluster, services: list[KubeObject], by_kind: dict[str, 
     user_endpoints = {(e.namespace, e.name): e for e in by_kind["Endpoints"]}
     user_slices: dict[tuple[str, str], list[KubeObject]] = defaultdict(list)
     for s in by_kind["EndpointSlice"]:
+        endpoint_controller.apply_slice_defaults(s)
         user_slices[(s.namespace, s.labels.get(endpoint_controller.SERVICE_NAME, ""))].append(s)
     for svc in services:
         key = (svc.namespace, svc.name)

@@ -14,6 +14,7 @@ from typing import Any
 
 from podnet.api import fields
 from podnet.api import labels as selectors
+from podnet.controlplane.defaults import default
 from podnet.api.objects import KubeObject, deterministic_uid
 from podnet import naming
 from podnet.controlplane.pods import find_named_port, serving_containers
@@ -196,3 +197,12 @@ def mirror_endpoints(svc: KubeObject, endpoints: KubeObject) -> list[KubeObject]
         slices.append(EndpointsController._slice(svc, name, ports, items, MIRRORING_CONTROLLER,
                                                  owner=endpoints, labels_from=endpoints))
     return slices
+
+
+def apply_slice_defaults(slice_: KubeObject) -> None:
+    """The API server's defaults for a user's EndpointSlice (SetDefaults_EndpointPort): each
+    port's name "" and protocol TCP — clients read them as set (`kubectl describe` does)."""
+    for port in slice_.body.get("ports") or []:
+        if isinstance(port, dict):
+            default(port, "name", "")
+            default(port, "protocol", "TCP")

@@ -29,7 +29,7 @@ from dataclasses import replace
 
 from podnet.api import labels as selectors
 from podnet.api.objects import KubeObject
-from podnet.controlplane import system
+from podnet.controlplane import serviceaccounts, system
 from podnet.controlplane.cluster import Cluster, Key
 
 # the kinds compute adds before the NetworkPolicies, in this order
@@ -71,8 +71,10 @@ def with_policies(cluster: Cluster, applied: Iterable[KubeObject], deleted: Iter
 
 def _still_used(cluster: Cluster, namespaces: set[str], deleted: set[Key]) -> bool:
     """Every one of `namespaces` still holds an object other than the deleted ones, so compute
-    keeps it (it might also be declared; without such an object that is not known here)."""
-    used = {o.namespace for k, o in cluster.objects.items() if k not in deleted and o.kind != "Namespace"}
+    keeps it (it might also be declared; without such an object that is not known here). The
+    `default` ServiceAccount the controller put in it does not count: it goes with the namespace."""
+    used = {o.namespace for k, o in cluster.objects.items()
+            if k not in deleted and o.kind != "Namespace" and not serviceaccounts.is_generated(o)}
     return namespaces <= used
 
 

@@ -9,6 +9,7 @@ from typing import Any
 from podnet.api import fields
 from podnet.api.objects import KubeObject
 from podnet.controlplane.defaults import default
+from podnet.controlplane.serviceaccounts import apply_pod_service_account
 
 _PROBE_DEFAULTS = {"timeoutSeconds": 1, "periodSeconds": 10, "successThreshold": 1, "failureThreshold": 3}
 
@@ -20,6 +21,7 @@ def apply_pod_spec_defaults(spec: dict[str, Any]) -> None:
     default(spec, "schedulerName", "default-scheduler")
     default(spec, "terminationGracePeriodSeconds", 30)
     default(spec, "enableServiceLinks", True)
+    apply_pod_service_account(spec)
     for group in ("initContainers", "containers"):
         containers = spec.get(group) or []
         for i, container in enumerate(containers):

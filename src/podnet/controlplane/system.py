@@ -32,6 +32,17 @@ def kubernetes_service(config: ClusterConfig) -> KubeObject:
     return KubeObject("Service", "default", "kubernetes", body)
 
 
+def apiserver_certificate_sans(config: ClusterConfig, node_name: str, node_ip: Any) -> tuple[list[str], list[str]]:
+    """(IPs, DNS names) the API server's serving certificate carries: kubeadm's (the
+    control-plane node's name and address, the `kubernetes` Service's ClusterIP and names) and
+    kind's 127.0.0.1 and localhost, which kubectl on the host uses."""
+    domain = config.networking.dns_domain
+    ips = ["127.0.0.1", str(node_ip), kubernetes_service(config).spec["clusterIP"]]
+    names = ["localhost", node_name, "kubernetes", "kubernetes.default", "kubernetes.default.svc",
+             f"kubernetes.default.svc.{domain}"]
+    return ips, names
+
+
 def kubernetes_endpoints(apiserver_ip: str) -> KubeObject:
     """The API server publishes its own address (the first node's) for default/kubernetes."""
     body = {"apiVersion": "v1", "kind": "Endpoints",

@@ -29,6 +29,7 @@ from podnet.controlplane import Cluster
 from podnet.host.layout import ClusterLayout
 from podnet.host.started import STARTED_ENV
 from podnet.kubelet import container_argv, container_environment, hosts_file, redis_argv
+from podnet.linux import serviceaccount
 from podnet.semantics.dns import resolv_conf
 
 ETC_NETNS = Path("/etc/netns")
@@ -95,6 +96,8 @@ class Runtime:
         self.cluster = cluster
         self.logs = layout.state_dir / "logs"
         self.pods: dict[str, PodSandbox] = {}
+        # kubelet's token manager (serviceaccount.py), once the supervisor has the cluster's credentials
+        self.tokens: serviceaccount.ServiceAccountTokens | None = None
 
     # -- files the pod sees ---------------------------------------------------------------------
 
@@ -123,6 +126,8 @@ class Runtime:
         if not host_network:  # hostNetwork pods see their node's files, as kubelet gives them
             self.write_pod_files(pod, netns)
         try:
+            if self.tokens is not None:
+                self.tokens.write(pod, self.cluster)
             sandbox = PodSandbox(pod.namespace, pod.name, netns, self._start_sandbox(pod, netns))
             sandbox.host_network = host_network
             sandbox.pod = pod
@@ -130,6 +135,7 @@ class Runtime:
         except BaseException:
             if not host_network:
                 remove_pod_files(netns)
+            serviceaccount.remove_files(self.layout, pod.namespace, pod.name)
             raise
         for spec in pod.spec.get("containers") or []:
             env = container_environment(pod, spec, self.cluster)
@@ -181,6 +187,11 @@ class Runtime:
             own.parent.mkdir(parents=True, exist_ok=True)
             own.write_text(resolv_conf(pod, self.cluster).render())
             script, extra = 'mount --bind "$1" /etc/resolv.conf && ' + script, [str(own)]
+        if serviceaccount.has_token(self.layout, pod.namespace, pod.name):
+            # the projected ServiceAccount volume, in the sandbox's own mount namespace
+            serviceaccount.ensure_mountpoint()
+            extra.append(str(self.layout.serviceaccount_dir(pod.namespace, pod.name)))
+            script = serviceaccount.mount_script(f'"${len(extra)}"') + " && " + script
         return subprocess.Popen(
             ["ip", "netns", "exec", netns, "unshare", "--uts", "--fork", "--kill-child", "--",
              "sh", "-c", script, hostname[:64], *extra],
@@ -421,6 +432,9 @@ class Runtime:
         for sandbox in sandboxes:
             if not sandbox.host_network:
                 remove_pod_files(sandbox.netns)
+            serviceaccount.remove_files(self.layout, sandbox.namespace, sandbox.name)
+            if self.tokens is not None:
+                self.tokens.forget(sandbox.ref)
 
     def stop_all(self) -> None:
         self.stop_pods(list(self.pods))

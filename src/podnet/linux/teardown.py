@@ -23,6 +23,7 @@ from pathlib import Path
 
 from podnet.host import netns as _netns
 from podnet.host.layout import NETNS_DIR, PREFIX, STATE_ROOT, ClusterLayout, valid_cluster_name
+from podnet.linux import serviceaccount
 from podnet.linux.netlink import NetnsState, Pyroute2Netlink
 
 RECORD = "netns"  # in the state directory: every namespace the builder created, one a line
@@ -128,6 +129,8 @@ def teardown(cluster: str, *, netns_dir: Path = NETNS_DIR, state_root: Path = ST
             _netns.unmount(point)
         shutil.rmtree(state_dir, ignore_errors=False)
         state_removed = True
+    # the last cluster gone: the empty /run/secrets podnet made for its pods' tokens goes too
+    serviceaccount.release_mountpoint(known_clusters(state_root), state_root=state_root)
     return TeardownReport(cluster, tuple(names), killed, state_removed)
 
 

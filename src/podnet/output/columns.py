@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any, Callable
 
 from podnet.api import fields, labels
@@ -211,6 +212,34 @@ def baseline_admin_network_policy_row(o: KubeObject, wide: bool) -> Row:
     return [o.name, _age(o)]
 
 
+def serviceaccount_row(o: KubeObject, wide: bool) -> Row:
+    return [o.name, str(len(o.body.get("secrets") or [])), _age(o)]
+
+
+def _created_at(o: KubeObject) -> str:
+    """Roles print their creation time itself (RFC 3339, UTC), not an age; Go's zero time if unset."""
+    stamp = age.parse(o.metadata.get("creationTimestamp"))
+    if stamp is None:
+        return "0001-01-01T00:00:00Z"
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(int(stamp)))
+
+
+def role_row(o: KubeObject, wide: bool) -> Row:
+    return [o.name, _created_at(o)]
+
+
+def binding_row(o: KubeObject, wide: bool) -> Row:
+    ref = o.body.get("roleRef") or {}
+    row = [o.name, f"{ref.get('kind', '')}/{ref.get('name', '')}", _age(o)]
+    if wide:  # rbac.SubjectsStrings: ServiceAccounts as namespace/name, each column joined by ", "
+        subjects = o.body.get("subjects") or []
+        users = [s.get("name", "") for s in subjects if s.get("kind") == "User"]
+        groups = [s.get("name", "") for s in subjects if s.get("kind") == "Group"]
+        accounts = [f"{s.get('namespace', '')}/{s.get('name', '')}" for s in subjects if s.get("kind") == "ServiceAccount"]
+        row += [", ".join(users), ", ".join(groups), ", ".join(accounts)]
+    return row
+
+
 Printer = Callable[[KubeObject, bool], Row]
 
 # kind -> (headers, wide extra headers, row function)
@@ -234,4 +263,9 @@ COLUMNS: dict[str, tuple[list[str], list[str], Printer]] = {
     "Namespace": (["NAME", "STATUS", "AGE"], [], namespace_row),
     "Secret": (["NAME", "TYPE", "DATA", "AGE"], [], secret_row),
     "ConfigMap": (["NAME", "DATA", "AGE"], [], configmap_row),
+    "ServiceAccount": (["NAME", "SECRETS", "AGE"], [], serviceaccount_row),
+    "Role": (["NAME", "CREATED AT"], [], role_row),
+    "ClusterRole": (["NAME", "CREATED AT"], [], role_row),
+    "RoleBinding": (["NAME", "ROLE", "AGE"], ["USERS", "GROUPS", "SERVICEACCOUNTS"], binding_row),
+    "ClusterRoleBinding": (["NAME", "ROLE", "AGE"], ["USERS", "GROUPS", "SERVICEACCOUNTS"], binding_row),
 }

@@ -59,7 +59,10 @@ def _probe_text(probe: dict[str, Any]) -> str:
 def describe_pod(o: KubeObject, standins: bool = True) -> Lines:
     """kubectl's layout; each container also says what podnet runs for its image (podnet.images:
     a stand-in says so). `standins`: the cluster config's images mode."""
-    lines = _common(o)[:2] + [_kv("Node", f"{o.spec.get('nodeName') or NONE}/{fields.host_ip(o)}".rstrip("/"))]
+    lines = _common(o)[:2]
+    if o.spec.get("serviceAccountName"):  # kubectl prints the line only for a pod that names one
+        lines.append(_kv("Service Account", o.spec["serviceAccountName"]))
+    lines.append(_kv("Node", f"{o.spec.get('nodeName') or NONE}/{fields.host_ip(o)}".rstrip("/")))
     started = age.parse(o.status.get("startTime"))
     if started is not None:  # kubectl's RFC 1123 time
         lines.append(_kv("Start Time", time.strftime("%a, %d %b %Y %H:%M:%S +0000", time.gmtime(started))))
@@ -294,3 +297,111 @@ def describe_generic(o: KubeObject) -> Lines:
     body = {k: v for k, v in o.body.items() if k not in ("apiVersion", "kind", "metadata")}
     lines += yaml.safe_dump(body, sort_keys=True, default_flow_style=False).rstrip().splitlines()
     return lines
+
+
+# ---------------------------------------------------------------- ServiceAccounts and RBAC
+# kubectl writes these through a tabwriter (padding 2): a run of lines with a tab-ended cell
+# aligns that cell; the last cell of a line is not padded, so an empty one leaves the padding.
+
+
+def _tabbed(rows: list[list[str]]) -> Lines:
+    """Rows of cells, the last one free, aligned as text/tabwriter aligns one column block."""
+    widths: dict[int, int] = {}
+    for row in rows:
+        for i, cell in enumerate(row[:-1]):
+            widths[i] = max(widths.get(i, 0), len(cell) + 2)
+    return ["".join(cell.ljust(widths[i]) for i, cell in enumerate(row[:-1])) + row[-1] for row in rows]
+
+
+def _meta_rows(key: str, mapping: dict[str, str] | None) -> list[list[str]]:
+    items = sorted((mapping or {}).items())
+    if not items:
+        return [[f"{key}:", NONE]]
+    return [[f"{key}:" if i == 0 else "", f"{k}={v}"] for i, (k, v) in enumerate(items)]
+
+
+def _go_list(values: list[str]) -> str:
+    return "[" + " ".join(values) + "]"
+
+
+def _go_quoted_list(values: list[str]) -> str:
+    return "[" + " ".join('"' + v + '"' for v in values) + "]"
+
+
+def _rule_sort_key(rule: dict[str, Any]) -> str:
+    """rbacv1helpers.String(rule): what kubectl sorts the compacted rules by."""
+    parts = []
+    for field_name, shown in (("apiGroups", "APIGroups"), ("resources", "Resources"),
+                              ("nonResourceURLs", "NonResourceURLs"), ("resourceNames", "ResourceNames"),
+                              ("verbs", "Verbs")):
+        if rule.get(field_name):
+            parts.append(f"{shown}:{_go_quoted_list(rule[field_name])}")
+    return "PolicyRule{" + ", ".join(parts) + "}"
+
+
+def _compact_rules(rules: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """kubectl's BreakdownRule (one group, resource, verb and name each), then CompactRules
+    (the verbs of one group/resource/name merged), sorted as kubectl sorts them."""
+    simple: dict[tuple[str, str, str], dict[str, Any]] = {}
+    others: list[dict[str, Any]] = []
+    for rule in rules:
+        verbs = list(rule.get("verbs") or [])
+        names = list(rule.get("resourceNames") or []) or [None]
+        for group in rule.get("apiGroups") or []:
+            for resource in rule.get("resources") or []:
+                for verb in verbs:
+                    for name in names:
+                        key = (group, resource, name or "")
+                        merged = simple.setdefault(key, {"apiGroups": [group], "resources": [resource], "verbs": [],
+                                                         **({"resourceNames": [name]} if name else {})})
+                        if verb not in merged["verbs"]:
+                            merged["verbs"].append(verb)
+        for url in rule.get("nonResourceURLs") or []:
+            others += [{"nonResourceURLs": [url], "verbs": [verb]} for verb in verbs]
+    return sorted(others + list(simple.values()), key=_rule_sort_key)
+
+
+def _resource_text(rule: dict[str, Any]) -> str:
+    """CombineResourceGroup: "deployments.apps", "deployments.apps/scale", "pods"."""
+    resources, groups = rule.get("resources") or [], rule.get("apiGroups") or []
+    if not resources:
+        return ""
+    resource, _, sub = resources[0].partition("/")
+    text = resource + (f".{groups[0]}" if groups and groups[0] else "")
+    return text + (f"/{sub}" if sub else "")
+
+
+def describe_role(o: KubeObject) -> Lines:
+    """kubectl describe role/clusterrole: the rules broken down to one resource per line."""
+    lines = _tabbed([["Name:", o.name], *_meta_rows("Labels", o.labels), *_meta_rows("Annotations", o.annotations)])
+    lines.append("PolicyRule:")
+    rows = [["  Resources", "Non-Resource URLs", "Resource Names", "Verbs"],
+            ["  ---------", "-----------------", "--------------", "-----"]]
+    for rule in _compact_rules([r for r in o.body.get("rules") or [] if isinstance(r, dict)]):
+        rows.append(["  " + _resource_text(rule), _go_list(rule.get("nonResourceURLs") or []),
+                     _go_list(rule.get("resourceNames") or []), _go_list(rule.get("verbs") or [])])
+    return lines + _tabbed(rows)
+
+
+def describe_binding(o: KubeObject) -> Lines:
+    """kubectl describe rolebinding/clusterrolebinding."""
+    ref = o.body.get("roleRef") or {}
+    lines = _tabbed([["Name:", o.name], *_meta_rows("Labels", o.labels), *_meta_rows("Annotations", o.annotations)])
+    lines.append("Role:")
+    lines += _tabbed([["  Kind:", ref.get("kind", "")], ["  Name:", ref.get("name", "")]])
+    lines.append("Subjects:")
+    rows = [["  Kind", "Name", "Namespace"], ["  ----", "----", "---------"]]
+    rows += [["  " + s.get("kind", ""), s.get("name", ""), s.get("namespace", "")]
+             for s in o.body.get("subjects") or [] if isinstance(s, dict)]
+    return lines + _tabbed(rows)
+
+
+def describe_service_account(o: KubeObject) -> Lines:
+    """kubectl describe serviceaccount (no token Secrets: pods get projected tokens)."""
+    rows = [["Name:", o.name], ["Namespace:", o.namespace], *_meta_rows("Labels", o.labels),
+            *_meta_rows("Annotations", o.annotations)]
+    for header, refs in (("Image pull secrets:", o.body.get("imagePullSecrets")),
+                         ("Mountable secrets: ", o.body.get("secrets")), ("Tokens:            ", None)):
+        names = [r.get("name", "") for r in refs or [] if isinstance(r, dict)]
+        rows += [[header if i == 0 else " " * len(header), name] for i, name in enumerate(names)] or [[header, NONE]]
+    return _tabbed(rows)

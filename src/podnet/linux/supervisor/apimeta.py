@@ -9,7 +9,9 @@ the supervisor is the running cluster's API server and stamps, on a copy of what
   kept across applies that change it, new when it is deleted and created again (an object
   whose manifest carries one keeps that);
 - metadata.resourceVersion: a cluster-wide counter, bumped whenever an object's computed body
-  changes (kubelet's live status laid over a pod, such as a restart count, does not bump it);
+  changes or the object goes (kubelet's live status laid over a pod, such as a restart count,
+  does not bump it); the deletions of the last TOMBSTONES versions are kept, so the API
+  server's watch cache can ask for what changed since the version it holds (`changed_since`);
 - metadata.generation: 1 on creation, bumped when anything outside metadata and status changes;
   a status.observedGeneration (workloads) is that generation: the status is computed from it;
 - pod status.startTime: when the supervisor started the pod; conditions (of pods, nodes, any
@@ -24,12 +26,15 @@ import hashlib
 import json
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
 from podnet.api.objects import KubeObject
 from podnet.controlplane import Cluster
 from podnet.linux.supervisor.events import timestamp
+
+TOMBSTONES = 10_000  # deletions remembered for `changed_since` (older: the caller lists again)
 
 
 @dataclass
@@ -57,6 +62,13 @@ def _texts(body: dict[str, Any]) -> tuple[str, str]:
         _digest(spec_text)
 
 
+def _recreated(before: Any, after: dict[str, Any]) -> bool:
+    """Whether `after` is a new object under the old one's name: the old one was being deleted
+    (deletionTimestamp) and the new one is not."""
+    return isinstance(before, dict) and bool((before.get("metadata") or {}).get("deletionTimestamp")) \
+        and not (after.get("metadata") or {}).get("deletionTimestamp")
+
+
 class ApiMeta:
     def __init__(self, clock=time.time):
         self.clock = clock
@@ -65,6 +77,10 @@ class ApiMeta:
         self._records: dict[tuple, _Record] = {}
         self._conditions: dict[tuple[str, str], tuple[str, str]] = {}  # (pod key, type) -> (status, time)
         self.pod_started: dict[str, str] = {}  # pod ref -> status.startTime
+        # (version, key) of the last TOMBSTONES deletions; `forgotten`: the newest version whose
+        # deletions are no longer all known (a restart forgets them all: the version it restored)
+        self._tombstones: deque[tuple[int, tuple]] = deque(maxlen=TOMBSTONES)
+        self.forgotten = 0
 
     def observe(self, cluster: Cluster) -> list[tuple[Any, str]]:
         """Note the objects of a newly computed cluster. Returns what changed: (object, "added",
@@ -80,6 +96,14 @@ class ApiMeta:
                 if record is not None and record.body is obj.body:
                     continue
                 body_text, spec_text = _texts(obj.body)
+                if record is not None and _recreated(record.body, obj.body):
+                    # a deleted object made again under its name (a controller's pod replaced,
+                    # a bare pod applied again after it terminated): to watchers a deletion and
+                    # a new object, as for Kubernetes' new pod (`kubectl delete` waits for it)
+                    self.version += 1
+                    self._tombstone(key)
+                    changes.append((KubeObject(obj.kind, obj.namespace, obj.name, record.body), "deleted"))
+                    record = None
                 if record is None:
                     self.version += 1
                     created = obj.metadata.get("creationTimestamp") or now
@@ -96,6 +120,8 @@ class ApiMeta:
                     changes.append((obj, "modified"))
             for key in [k for k in self._records if k not in seen]:
                 kind, namespace, name = key
+                self.version += 1
+                self._tombstone(key)
                 body = self._records.pop(key).body
                 if body is None:  # restored (a dead supervisor's record keeps digests): its name is all we know
                     body = {"kind": kind, "metadata": {"name": name, **({"namespace": namespace} if namespace else {})}}
@@ -106,6 +132,11 @@ class ApiMeta:
             if change != "deleted" and obj.status.get("conditions"):
                 self._conditions_of(obj.key, obj.status["conditions"])
         return changes
+
+    def _tombstone(self, key: tuple) -> None:
+        if len(self._tombstones) == self._tombstones.maxlen:
+            self.forgotten = self._tombstones[0][0]
+        self._tombstones.append((self.version, key))
 
     def export(self) -> dict[str, Any]:
         """What a restarted supervisor needs to serve the same fields (record.py)."""
@@ -125,6 +156,18 @@ class ApiMeta:
             self._conditions = {((kind, namespace, name), type_): (status, when)
                                 for kind, namespace, name, type_, status, when in saved["conditions"]}
             self.pod_started = dict(saved["podStarted"])
+            self._tombstones.clear()
+            self.forgotten = self.version
+
+    def changed_since(self, since: int) -> tuple[set[tuple], list[tuple[int, tuple]]] | None:
+        """The keys of the objects changed after version `since` and the deletions after it
+        ((version, key)), or None if deletions after `since` may have been forgotten (the
+        caller lists everything again, as a watch answered 410 Gone does)."""
+        with self._lock:
+            if since < self.forgotten:
+                return None
+            changed = {key for key, record in self._records.items() if record.version > since}
+            return changed, [(version, key) for version, key in self._tombstones if version > since]
 
     def pod_start(self, ref: str) -> None:
         self.pod_started[ref] = timestamp(self.clock())

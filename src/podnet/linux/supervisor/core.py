@@ -25,6 +25,7 @@ from typing import Any
 
 from podnet.api.objects import KubeObject
 from podnet.controlplane import Cluster
+from podnet.controlplane.system import apiserver_certificate_sans
 from podnet.errors import PodnetError
 from podnet.host.layout import ClusterLayout
 from podnet.host.netns import kill_pids
@@ -35,8 +36,10 @@ from podnet.linux.netpol import NodePolicy
 from podnet.linux.netlink import Pyroute2Netlink
 from podnet.linux.prober import ProbeManager
 from podnet.linux.runtime import Runtime
+from podnet.linux.serviceaccount import ServiceAccountTokens
 from podnet.linux.supervisor import reconcile, record, termination
 from podnet.linux.supervisor.apimeta import ApiMeta
+from podnet.linux.supervisor.apiserver import ApiServerProcess
 from podnet.linux.supervisor.controllers import ControllerEvents
 from podnet.linux.supervisor.events import EventStore, involved, posted_event
 from podnet.linux.supervisor.state import ClusterState
@@ -47,6 +50,7 @@ from podnet.linux.supervisor.status import (
     pods_status,
     sync_status,
 )
+from podnet.pki.authority import ClusterCredentials
 from podnet.policy import counter_owner
 from podnet.proxy import NodeProxy
 from podnet.semantics.networkpolicy import PolicyEngine
@@ -116,8 +120,10 @@ class Supervisor:
         # the generation it read, so a sync that leaves a node out must still stamp it if its rules hold
         self.policy_synced: dict[str, int] = {}
         self._policy_retry_at, self._policy_retry_delay = 0.0, POLICY_RETRY_FIRST
+        self.tokens = None  # kubelet's ServiceAccount token manager (podnet.linux.serviceaccount), with its runtime only
         self.announcer = None  # LoadBalancer IPs on the LAN (podnet.linux.l2announce)
         self.prober = None  # kubelet's probes (podnet.linux.prober.ProbeManager)
+        self.apiserver: ApiServerProcess | None = None  # the cluster's Kubernetes API (apiserver.py)
         # kubelet's word on each running pod's containers: ref -> container -> {"ready", "started"}
         self.container_state: dict[str, dict[str, dict[str, bool]]] = {}
         self.state_changed = threading.Event()
@@ -210,6 +216,7 @@ class Supervisor:
         self.cluster = self._compute(self.inputs, None)
         self.dataplane = self.dataplane_factory(self.layout, self.cluster)
         self.runtime = self.runtime_factory(self.layout, self.cluster)
+        self._credentials()
         self.dataplane.build()
         self._start_services()
         self.runtime.node_files(self.cluster)
@@ -251,6 +258,7 @@ class Supervisor:
         self.cluster = self._compute(self.inputs, keep)
         self.dataplane = self.dataplane_factory(self.layout, self.cluster)
         self.runtime = self.runtime_factory(self.layout, self.cluster)
+        self._credentials()
         self.dataplane.adopt_network()
         adopted = []
         for entry in saved["pods"]:
@@ -285,6 +293,29 @@ class Supervisor:
         self.persist(force=True)
         self.adopted = adopted
         return adopted
+
+    def _credentials(self) -> None:
+        """The cluster's CA, the API server's and the admin's certificates and the ServiceAccount
+        key (podnet.pki), before any pod starts: kubelet's side gives every pod a token signed
+        with it. Kept across restarts (`ensure` remakes only what is missing or wrong). Only
+        with kubelet's runtime: the supervisor's unit tests run a fake one (and write nothing
+        under /run/podnet)."""
+        if not hasattr(self.runtime, "tokens"):
+            return
+        first = self.cluster.nodes[0]
+        credentials = ClusterCredentials(self.layout.pki_dir)
+        credentials.ensure(*apiserver_certificate_sans(self.config, first.name, first.ip))
+        self.tokens = ServiceAccountTokens(self.layout, credentials)
+        self.runtime.tokens = self.tokens
+
+    def refresh_tokens(self) -> None:
+        """Rewrite the pods' ServiceAccount tokens past 80% of their life (called by the loop);
+        a terminating pod's too, as kubelet's, while its grace period lasts."""
+        if self.tokens is None:
+            return
+        with self.lock:
+            pods = {ref: sandbox.pod for ref, sandbox in self.runtime.pods.items() if sandbox.pod is not None}
+            self.tokens.refresh(pods, self.cluster)
 
     def _stop_unrecorded_host_network_pods(self) -> None:
         """The processes of hostNetwork pods the dead supervisor started but had not recorded
@@ -342,6 +373,9 @@ class Supervisor:
         self.announcer.sync(self.cluster)
         self.prober = ProbeManager(self.runtime, self.layout, self._probe_changed, self._probe_restart,
                                    on_failure=self._probe_failed)
+        if self.tokens is not None:  # the credentials exist (kubelet's runtime, not a test's fake)
+            self.apiserver = ApiServerProcess(self.layout)
+            self.apiserver.ensure()  # a restarted supervisor keeps the one that runs
 
     def _start_node_agents(self, node: str, netlink) -> None:
         """A node's kube-proxy and NetworkPolicy table, synced to the cluster before any pod
@@ -694,6 +728,38 @@ class Supervisor:
             answer = {"lines": lines, "started": started, "stopped": list(actions.stop)}
             return {**answer, "warnings": store.warnings} if store.warnings else answer
 
+    def delete_pods(self, refs: list[str], grace_period: int | None = None) -> dict[str, Any]:
+        """Pods deleted by name that no input holds — a Deployment's, a StatefulSet's, a
+        DaemonSet's (`kubectl delete pod -l k8s-app=kube-dns`): each terminates as a deleted pod
+        does (grace period, Terminating, its endpoint withdrawn), then its controller's
+        replacement starts. podnet computes pod names, so the replacement has the same name (a
+        ReplicaSet would give it a new suffix): new sandbox, new containers, RESTARTS 0."""
+        with self.lock:
+            if self.stopping.is_set():
+                raise PodnetError(f"cluster {self.layout.cluster} is being removed (podnet down): nothing changed")
+            for ref in refs:
+                if self.cluster.get("Pod", *ref.split("/", 1)) is None:
+                    raise PodnetError(f'pods "{ref.split("/", 1)[1]}" not found')
+            running = [ref for ref in refs if ref in self.runtime.pods and ref not in self.terminating]
+            if grace_period == 0:  # --force: gone at once, the replacement starts with the recompute
+                for ref in running:
+                    self._stop_pod(ref)
+                self.state_changed.set()
+                self.persist()
+                return {"deleted": running, "terminating": []}
+            marked = self._marked_deleted(running, grace_period)
+            cluster = self._compute(self.inputs, self.cluster, list(self.terminating.values()) + list(marked.values()))
+            self.terminating.update(marked)
+            self.cluster = cluster
+            self.dataplane.cluster = cluster
+            self.runtime.cluster = cluster
+            self._sync_policies()
+            self._publish(policies=False)
+            for ref in running:
+                self._begin_termination(ref)
+            self.persist()
+            return {"deleted": [], "terminating": running}
+
     # -- a node reboot (`podnet node restart`) --------------------------------------------------------
 
     def restart_node(self, node: str) -> dict[str, Any]:
@@ -773,6 +839,8 @@ class Supervisor:
     def stop(self) -> None:
         self.stopping.set()  # terminations under way give up: the teardown kills without grace
         with self.lock:
+            if self.apiserver is not None:  # first: its socket in the first node's namespace would keep it
+                self.apiserver.stop()
             if self.prober is not None:
                 self.prober.stop()
             for proxy in self.proxies.values():
@@ -805,6 +873,28 @@ class Supervisor:
         with self.lock:
             return object_bodies(self.cluster, self.runtime.pods, self.container_state,
                                  self._policy_drops() if counters else {}, self.meta)
+
+    def changes(self, since: int) -> dict[str, Any]:
+        """What the API server's watch cache needs to catch up from resourceVersion `since`:
+        the objects changed after it (stamped, as `objects` serves them), the deletions after
+        it, the version now; everything (`"full": true`) when `since` is 0 or its deletions are
+        forgotten. Without the policies' drop counters (an `nft list` per node)."""
+        with self.lock:
+            found = self.meta.changed_since(since) if since > 0 else None
+            only, deleted = (None, []) if found is None else found
+            items = object_bodies(self.cluster, self.runtime.pods, self.container_state, {}, self.meta, only)
+            return {"full": found is None, "items": items, "deleted": [[v, *key] for v, key in deleted],
+                    "resourceVersion": self.meta.version, "generation": self.generation}
+
+    def inputs_of(self, keys: list[list[str]] | None) -> list[dict[str, Any] | None]:
+        """The objects as applied (what a patch or an update changes), by (kind, namespace, name);
+        None for a key that is not an input (computed: a Deployment's pods, EndpointSlices …).
+        Without `keys`: every input."""
+        with self.lock:
+            if keys is None:
+                return list(self.inputs)
+            by_key = {reconcile.object_key(body): body for body in self.inputs}
+            return [by_key.get(tuple(key)) for key in keys]
 
     def _policy_drops(self) -> dict[tuple[str, str], dict[str, int]]:
         """Packets dropped per policy — (kind, ref): a NetworkPolicy, an AdminNetworkPolicy or

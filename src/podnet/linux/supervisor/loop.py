@@ -41,6 +41,10 @@ def step(supervisor: Supervisor) -> None:
     except Exception:
         log.exception("reaping containers failed")
     try:
+        supervisor.refresh_tokens()
+    except Exception:
+        log.exception("refreshing the pods' ServiceAccount tokens failed")
+    try:
         supervisor.retry_policies()
     except Exception:
         log.exception("retrying a NetworkPolicy sync failed")
@@ -50,6 +54,11 @@ def step(supervisor: Supervisor) -> None:
             supervisor.recompute()
         except Exception:
             log.exception("recomputing after a readiness change failed")
+    if supervisor.apiserver is not None:
+        try:
+            supervisor.apiserver.ensure()  # started again if it died (kubelet's back-off)
+        except Exception:
+            log.exception("starting the API server failed")
     try:
         supervisor.persist()
     except Exception:

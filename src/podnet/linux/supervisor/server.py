@@ -1,8 +1,9 @@
 """The supervisor's side of the control socket (the client's is podnet.host.control).
 
 One JSON request per connection, one JSON reply: {"ok": true, ...} or {"ok": false,
-"error": "..."}. Ops: ping, status, objects, generation, watch, exec, logs, logFile, podNetns,
-apply, delete, down, events (the event store, from a resourceVersion on), event (a controller posts one) and
+"error": "..."}. Ops: ping, status, objects, changes, inputs and deletePods (the API server's),
+generation, watch, exec, logs, logFile and podNetns (the API server's streams), apply, delete,
+down, events (the event store, from a resourceVersion on), event (a controller posts one) and
 restartNode (a node reboot, `podnet node restart`).
 `watch` is a long poll, as a Kubernetes watch is for its clients: its connection stays open
 (in its own thread) until the generation moves from the one the watcher holds or its timeout
@@ -46,6 +47,10 @@ def handle(supervisor, message: dict[str, Any]) -> dict[str, Any]:
         with supervisor.lock:
             return {"items": supervisor.objects(counters=message.get("counters", True)), "config": supervisor.config.to_dict(),
                     "generation": supervisor.generation, "nodes": supervisor.sync_status()}
+    if op == "changes":  # the API server's watch cache: what changed after resourceVersion `since`
+        return supervisor.changes(int(message.get("since") or 0))
+    if op == "inputs":  # the objects as applied, by key (the API server patches and updates them)
+        return {"items": supervisor.inputs_of(message.get("keys"))}
     if op == "generation":  # cheap: where the cluster state is
         return {"generation": supervisor.generation}
     if op == "watch":  # a long poll, for watchers such as the cluster DNS and the ingress controller
@@ -64,6 +69,9 @@ def handle(supervisor, message: dict[str, Any]) -> dict[str, Any]:
         request = message["files"] if "files" in message else message["documents"]
         grace = message.get("gracePeriod")  # a delete's --grace-period (--now: 1, --force: 0)
         return supervisor.change(request, delete=op == "delete", grace_period=None if grace is None else int(grace))
+    if op == "deletePods":  # pods no input holds, deleted by name: their controllers replace them
+        grace = message.get("gracePeriod")
+        return supervisor.delete_pods(list(message.get("refs") or []), None if grace is None else int(grace))
     if op == "events":  # `podnet get events`: those changed after resourceVersion `since`
         since = int(message.get("since") or 0)
         if message.get("wait"):  # `-w`: a long poll until one changes (or the wait ends)

@@ -12,7 +12,7 @@ as the prober reported it.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any
 
 from podnet import images
@@ -87,14 +87,16 @@ POLICY_KINDS = ("NetworkPolicy", "AdminNetworkPolicy", "BaselineAdminNetworkPoli
 
 def object_bodies(cluster: Cluster, sandboxes: Mapping[str, Any], container_state: ContainerState,
                   drops: Mapping[tuple[str, str], Mapping[str, int]] | None = None,
-                  meta=None) -> list[dict[str, Any]]:
+                  meta=None, only: Collection[tuple] | None = None) -> list[dict[str, Any]]:
     """Every object of the cluster, in key order; running pods with kubelet's status laid over
     a copy of the computed one (the cluster's own bodies are never changed). `drops`: per
     policy ((kind, ref) of a NetworkPolicy, AdminNetworkPolicy or the baseline), the packets the kernel dropped in each direction for it, summed
     over the nodes, shown as the annotation podnet.dev/dropped-packets (`describe` lists it).
-    `meta` (apimeta.ApiMeta): stamps the API server's fields on what is served."""
+    `meta` (apimeta.ApiMeta): stamps the API server's fields on what is served. `only`: those
+    keys alone (what changed since the API server's last look)."""
     bodies = []
-    for obj in sorted(cluster.objects.values(), key=lambda o: o.key):
+    chosen = cluster.objects.values() if only is None else [o for k in only if (o := cluster.objects.get(k)) is not None]
+    for obj in sorted(chosen, key=lambda o: o.key):
         body = obj.body
         if obj.kind == "Pod" and obj.ref in sandboxes:
             body = json.loads(json.dumps(body))  # a copy, and faster than deepcopy
