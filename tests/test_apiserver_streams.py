@@ -9,7 +9,9 @@ network-namespace part of port-forwarding is the root test at the end.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
+import fcntl
 import hashlib
 import json
 import os
@@ -22,6 +24,7 @@ import signal
 import socket
 import struct
 import subprocess
+import termios
 import threading
 import time
 from pathlib import Path
@@ -221,8 +224,9 @@ def test_a_client_that_does_not_read_holds_the_command_back(server, tmp_path):
 
 
 def test_a_slow_reader_gets_all_the_output_of_a_command_that_already_ended(server):
-    """The command wrote 40 MB (more than every buffer on the way holds) and ended; the client reads only later, beyond the grace for
-    children's output: nothing is cut (kubectl's stdout is a pipe read after a pause)."""
+    """The command wrote 40 MB (more than every buffer on the way holds) and ended; the client
+    reads only later, beyond the grace for children's output: nothing is cut (kubectl's stdout
+    is a pipe read after a pause)."""
     client = server.popen("exec", "web", "--", "head", "-c", "40000000", "/dev/zero",
                           stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     time.sleep(3 * streams.DRAIN_GRACE)  # not a measurement: a pause longer than the grace
@@ -264,40 +268,65 @@ def test_the_process_is_killed_when_the_client_goes_away(server, tmp_path):
     wait_for(gone, "the command killed")
 
 
-def run_in_terminal(argv: list[str], rows: int, cols: int, send: bytes = b"") -> tuple[int, bytes]:
-    """argv with a terminal of rows x cols as its stdin/stdout (kubectl -t wants one)."""
-    pid, master = pty.fork()
-    if pid == 0:
-        os.execv(argv[0], argv)
-    import fcntl
-    import termios
-    fcntl.ioctl(master, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
-    if send:
-        os.write(master, send)
-    output = b""
-    deadline = time.monotonic() + DEADLINE
-    while time.monotonic() < deadline:
-        ready, _, _ = select.select([master], [], [], 0.5)
-        if ready:
-            try:
-                chunk = os.read(master, 65536)
-            except OSError:
-                break
-            if not chunk:
-                break
-            output += chunk
-    _, status = os.waitpid(pid, 0)
-    os.close(master)
-    return os.waitstatus_to_exitcode(status), output
+class Terminal:
+    """A program run with a terminal as its stdin and stdout, as a user runs kubectl -it."""
+
+    def __init__(self, argv: list[str], rows: int, cols: int):
+        self.pid, self.master = pty.fork()
+        if self.pid == 0:
+            os.execv(argv[0], argv)
+        self.resize(rows, cols)
+        self.output = b""
+
+    def resize(self, rows: int, cols: int) -> None:
+        fcntl.ioctl(self.master, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+        os.kill(self.pid, signal.SIGWINCH)  # what the kernel tells a terminal's foreground program
+
+    def type(self, text: bytes) -> None:
+        os.write(self.master, text)
+
+    def read_until(self, pattern: bytes) -> None:
+        deadline = time.monotonic() + DEADLINE
+        while not re.search(pattern, self.output):
+            assert time.monotonic() < deadline, f"{pattern!r} not shown: {self.output!r}"
+            if select.select([self.master], [], [], 0.5)[0]:
+                try:
+                    self.output += os.read(self.master, 65536)
+                except OSError:  # EIO: the program ended
+                    assert re.search(pattern, self.output), f"{pattern!r} not shown: {self.output!r}"
+
+    def wait(self) -> int:
+        with contextlib.suppress(OSError):
+            while select.select([self.master], [], [], DEADLINE)[0]:
+                chunk = os.read(self.master, 65536)
+                if not chunk:
+                    break
+                self.output += chunk
+        _, status = os.waitpid(self.pid, 0)
+        os.close(self.master)
+        return os.waitstatus_to_exitcode(status)
 
 
-def test_exec_with_a_tty_gets_a_terminal_of_the_clients_size(server):
-    code, output = run_in_terminal([KUBECTL, "--kubeconfig", str(server.kubeconfig), "exec", "-it", "web", "--",
-                                    "sh", "-c", "tty; stty size; exit 4"], rows=33, cols=101)
-    text = output.decode(errors="replace")
-    assert re.search(r"/dev/pts/\d+", text), text
-    assert "33 101" in text, text
-    assert code == 4, text
+def test_exec_with_a_tty_gets_a_terminal_of_the_clients_size_and_its_keys(server):
+    terminal = Terminal([KUBECTL, "--kubeconfig", str(server.kubeconfig), "exec", "-it", "web", "--", "sh"], 33, 101)
+    terminal.read_until(rb"[#$] ")
+    terminal.type(b"tty; stty size; echo typed-$((40+2))\r")
+    terminal.read_until(rb"typed-42")
+    assert re.search(rb"/dev/pts/\d+", terminal.output) and b"33 101" in terminal.output, terminal.output
+    terminal.resize(40, 120)  # kubectl sends the new size on the resize channel
+    terminal.type(b"while [ \"$(stty size)\" != '40 120' ]; do sleep 0.1; done; echo \"re\"sized; exit 4\r")
+    terminal.read_until(rb"resized")  # the shell's output, not the echo of what was typed
+    assert terminal.wait() == 4, terminal.output
+
+
+def test_kubectl_cp_copies_both_ways(server, tmp_path):
+    """kubectl cp is exec with tar on both ends (stdin one way, stdout the other)."""
+    original = tmp_path / "original"
+    original.write_bytes(os.urandom(300_000))
+    assert server.kubectl("cp", str(original), f"web:{tmp_path}/in-the-pod").returncode == 0
+    assert (tmp_path / "in-the-pod").read_bytes() == original.read_bytes()
+    assert server.kubectl("cp", f"web:{tmp_path}/in-the-pod", str(tmp_path / "back")).returncode == 0
+    assert (tmp_path / "back").read_bytes() == original.read_bytes()
 
 
 # ---- attach --------------------------------------------------------------------------------------
@@ -592,6 +621,20 @@ def test_the_v4_protocol_carries_the_same_channels_without_the_close_signal(serv
     assert messages[-1][0] == 3 and status["reason"] == "NonZeroExitCode"
 
 
+def test_the_base64_protocol_carries_channels_as_a_digit_and_base64_text(server):
+    url = (f"http://127.0.0.1:{server.port}/api/v1/namespaces/default/pods/web/exec"
+           "?command=head&command=-c&command=5&stdin=true&stdout=true&stderr=true")
+
+    async def session():
+        async with ClientSession() as http, http.ws_connect(url, protocols=("v4.base64.channel.k8s.io",)) as ws:
+            await ws.send_str("0" + base64.b64encode(b"hello, world").decode())
+            return ws.protocol, [message.data async for message in ws if message.type == WSMsgType.TEXT]
+    protocol, messages = asyncio.run(session())
+    assert protocol == "v4.base64.channel.k8s.io"
+    assert messages[0] == "1" and base64.b64decode("".join(m[1:] for m in messages if m[0] == "1")) == b"hello"
+    assert messages[-1][0] == "3" and json.loads(base64.b64decode(messages[-1][1:]))["status"] == "Success"
+
+
 def test_an_unsupported_subprotocol_is_refused(server):
     url = f"http://127.0.0.1:{server.port}/api/v1/namespaces/default/pods/web/exec?command=ls&stdout=true"
 
@@ -649,3 +692,5 @@ def test_resize_messages_may_hold_several_or_part_of_a_size():
     resizes = streams._Resizes()
     assert resizes.feed(b'{"Width":80,"Height":24}\n{"Width":100,') == [(80, 24)]
     assert resizes.feed(b'"Height":30}\n') == [(100, 30)]
+    assert resizes.feed(b'not json') == [] and resizes.pending == ""
+    assert resizes.feed(b'{"Width":70000,"Height":-1}') == [(65535, 0)]

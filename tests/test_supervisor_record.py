@@ -67,7 +67,8 @@ def test_a_sandbox_round_trips_through_the_record(tmp_path, sleeper):
     try:
         sandbox = PodSandbox("default", "web", "podnet-rec.pod-default.web", pause)
         running = Container("app", ["python3", "-m", "http.server"], {"PORT": "80"}, tmp_path / "app.log", "Always",
-                            workdir="/tmp", image="python:3", restarts=3, note="a note", started_at=1700000000.5)
+                            workdir="/tmp", image="python:3", restarts=3, note="a note", started_at=1700000000.5,
+                            log_starts=[0, 120, 250, 400])
         running.process = sleeper
         crashed = Container("side", ["false"], {}, tmp_path / "side.log", "OnFailure", restarts=1, last_exit=1,
                             finished_at=12325.5, next_start=12345.5, backoff=BackOff(window=20.0, updated=12300.25))
@@ -84,6 +85,7 @@ def test_a_sandbox_round_trips_through_the_record(tmp_path, sleeper):
                 app.note, app.started_at) == ("app", running.argv, {"PORT": "80"}, tmp_path / "app.log", "Always",
                                               "/tmp", "python:3", 3, "a note", 1700000000.5)
         assert app.process.pid == sleeper.pid and app.running
+        assert (app.log_starts, side.log_starts) == ([0, 120, 250, 400], [])  # where each run's log begins
         # a crashed container waiting for its back-off keeps its exit, its restart time and
         # kubelet's back-off entry (the next wait doubles from it, or it resets after 10 minutes)
         assert (side.last_exit, side.next_start, side.restarts, side.running) == (1, 12345.5, 1, False)

@@ -3,8 +3,9 @@
 The protocols are the ones kube-apiserver and kubelet serve (client-go tools/remotecommand and
 tools/portforward, apimachinery httpstream/wsstream, kubelet's cri/streaming):
 
-- **exec / attach**: subprotocol `v5.channel.k8s.io` (the only one kubectl 1.29+ offers: its
-  WebSocket executor falls back to SPDY, not to older channel versions), also `v4.channel.k8s.io`
+- **exec / attach**: subprotocol `v5.channel.k8s.io` (the only one kubectl offers, 1.30 on,
+  where exec goes over WebSocket by default: it falls back to SPDY, never to older channel
+  versions; v1.32 too), also `v4.channel.k8s.io`
   and `v4.base64.channel.k8s.io` (the Python client offers v5 then v4). Every binary message
   starts with its channel byte: 0 stdin, 1 stdout, 2 stderr, 3 the error channel (one
   metav1.Status JSON: Success, or Failure with reason NonZeroExitCode and a cause
@@ -17,7 +18,10 @@ tools/portforward, apimachinery httpstream/wsstream, kubelet's cri/streaming):
   served. Output is copied as it comes with back-pressure: a message is sent only when the last
   one is on its way, so a slow client slows the process, nothing is buffered without bound.
   The process runs in its own session; when the client goes away its whole process group is
-  killed (containerd kills an exec whose stream ends).
+  killed (containerd kills an exec whose stream ends). The exec ends when its process does:
+  children that keep the output open get DRAIN_GRACE of silence, a slow client all the time it
+  needs to read what was written. `-t` gives the process a pty as its controlling terminal,
+  sized by the resize channel.
 - **attach**: podnet's containers write stdout and stderr into one log file and get
   stdin=/dev/null (kubelet's runtime would give them a pipe only with `stdin: true` in the spec).
   Attach therefore follows that file from its end (containerd's attach shows no history either)
@@ -230,13 +234,10 @@ class Channels:
                 text = message.data
                 if not text:
                     continue
-                if self.close_signal and ord(text[0]) == CLOSE:
-                    data = text.encode("latin-1")
-                else:
-                    try:
-                        data = bytes((ord(text[0]) - ord("0"),)) + base64.b64decode(text[1:])
-                    except ValueError:
-                        continue
+                try:  # the channel as a digit, the data in base64 (no v5 close signal here)
+                    data = bytes((ord(text[0]) - ord("0"),)) + base64.b64decode(text[1:])
+                except ValueError:
+                    continue
             elif message.type in (WSMsgType.BINARY, WSMsgType.TEXT):
                 continue  # the wrong kind for the protocol: wsstream drops it too
             else:
@@ -284,12 +285,14 @@ class _Resizes:
             try:
                 value, end = decoder.raw_decode(text)
             except ValueError:
-                self.pending = text
+                # the rest of an object still to come; anything else is no size: dropped
+                self.pending = text if text.startswith("{") and len(text) < 4096 else ""
                 return sizes
             self.pending = text[end:]
             if isinstance(value, dict):
                 with contextlib.suppress(TypeError, ValueError):
-                    sizes.append((int(value.get("Width", 0)), int(value.get("Height", 0))))
+                    width, height = (min(max(int(value.get(k, 0)), 0), 0xFFFF) for k in ("Width", "Height"))
+                    sizes.append((width, height))
 
 
 async def _read_chunks(reader: asyncio.StreamReader) -> AsyncIterator[bytes]:
@@ -467,7 +470,8 @@ async def exec_websocket(request: web.Request, argv: list[str], *, stdin: bool, 
         await _drain(outputs)
         receiving.cancel()
         await asyncio.gather(receiving, *copies, return_exceptions=True)
-        await channels.finish(exit_status(argv, returncode))
+        # kubelet names the request's command (not what enters the pod around it)
+        await channels.finish(exit_status(list(request.query.getall("command", ())) or argv, returncode))
     finally:
         command.kill()
         for task in (*copies, receiving, ended):
@@ -822,7 +826,8 @@ async def portforward_websocket(request: web.Request, connect: Connect, *, pod: 
 
 
 def _forward_error(port: int, pod: str, exc: BaseException) -> str:
-    return f"error forwarding port {port} to pod {pod}, uid : {exc.strerror if isinstance(exc, OSError) and exc.strerror else exc}"
+    reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+    return f"error forwarding port {port} to pod {pod}, uid : {reason}"
 
 
 async def _pump(reader: asyncio.StreamReader, send: Callable[[bytes], Awaitable[None]]) -> None:
@@ -839,7 +844,7 @@ async def _channel_port_forward(channels: Channels, ports: list[int], connect: C
         try:
             try:
                 reader, writer = await connect(port)
-            except OSError as exc:
+            except Exception as exc:  # refused, or the caller's own error (the pod is gone): the client is told
                 await channels.send(errors, _forward_error(port, pod, exc).encode())
                 return
             writers[data] = writer
@@ -1015,7 +1020,7 @@ class _SpdyPortForward:
         try:
             try:
                 reader, writer = await self.connect(forward.port)
-            except OSError as exc:
+            except Exception as exc:  # refused, or the caller's own error (the pod is gone): the client is told
                 message = _forward_error(forward.port, self.pod, exc).encode()
                 await self.send(lambda: self.writer.data(error, message))
                 return
