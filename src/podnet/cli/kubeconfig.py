@@ -88,14 +88,20 @@ def wait_for_api_server(layout: ClusterLayout, timeout: float = API_WAIT) -> boo
     return True
 
 
-def merge_context(layout: ClusterLayout) -> None:
-    """After `up`: merge the cluster's context into the user's kubeconfig and make it current,
-    saying so as kind does. Nothing while the API server has not recorded its port; a
-    kubeconfig that cannot be written is a warning (the cluster is up all the same)."""
+def context_after_up(layout: ClusterLayout) -> None:
+    """`up`: once the API server answers, kubectl's context (merge_context); a warning if it
+    does not answer in time (the cluster is up all the same)."""
     if not wait_for_api_server(layout):
         print(f"warning: the cluster's API server did not answer within {API_WAIT:.0f}s: kubectl's context was not "
               f"set (see {layout.state_dir / 'logs' / 'apiserver.log'})", file=sys.stderr)
         return
+    merge_context(layout)
+
+
+def merge_context(layout: ClusterLayout) -> None:
+    """After `up`: merge the cluster's context into the user's kubeconfig and make it current,
+    saying so as kind does. Nothing while the API server has not recorded its port; a
+    kubeconfig that cannot be written is a warning (the cluster is up all the same)."""
     try:
         config = cluster_kubeconfig(layout)
         if config is None:

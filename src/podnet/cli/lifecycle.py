@@ -19,7 +19,7 @@ from rich.console import Console
 from podnet.api.loader import LoadedFiles
 from podnet.api.store import admit, load_store
 from podnet.cli import upwait
-from podnet.cli.kubeconfig import merge_context, remove_context
+from podnet.cli.kubeconfig import context_after_up, remove_context
 from podnet.cli.running import require_root
 from podnet.config import load_config, parse_config
 from podnet.controlplane import compute
@@ -164,7 +164,7 @@ def _restart(args, name: str, layout: ClusterLayout) -> int:
             time.sleep(0.02)
     print(f"cluster {name}: supervisor restarted, {answer.get('adopted', 0)} running pods re-adopted "
           f"({time.monotonic() - started:.2f}s to answering)")
-    merge_context(layout)
+    context_after_up(layout)
     return 0
 
 
@@ -218,7 +218,7 @@ def _start_and_wait(args, name, layout, state, cluster, config, spawned: list) -
     ready = sum(p["ready"] for p in pods)
     elapsed = time.monotonic() - started
     print(f"cluster {name} is up: {len(cluster.nodes)} nodes, {ready}/{len(pods)} pods Ready ({elapsed:.1f}s)")
-    merge_context(layout)
+    context_after_up(layout)
     _print_reach(cluster, pods, flag)
     not_ready = upwait.not_ready_lines(status)
     if not_ready:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import socket
+import time
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +28,7 @@ def send(path: Path, request: dict[str, Any], timeout: float = 60.0) -> dict[str
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
         conn.settimeout(timeout)
         try:
-            conn.connect(str(path))
+            _connect(conn, path, timeout)
         except (FileNotFoundError, ConnectionRefusedError):
             raise NotRunning(f"no supervisor answers at {path}") from None
         except PermissionError:
@@ -49,6 +50,20 @@ def send(path: Path, request: dict[str, Any], timeout: float = 60.0) -> dict[str
     if not reply.get("ok"):
         raise PodnetError(reply.get("error") or f"the supervisor gave no answer to {request.get('op')}")
     return reply
+
+
+def _connect(conn: socket.socket, path: Path, timeout: float) -> None:
+    """connect(), waiting while the supervisor's accept queue is full (a UNIX socket with a
+    timeout answers EAGAIN at once then, where a TCP one would wait)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            conn.connect(str(path))
+            return
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                raise TimeoutError(f"the supervisor at {path} accepted no connection within {timeout:g}s") from None
+            time.sleep(0.01)
 
 
 def running_clusters() -> list[str]:

@@ -103,6 +103,10 @@ def reply(handler: Handler, request: bytes) -> bytes:
 
 class _Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
     daemon_threads = True
+    # connections waiting to be accepted: the API server's long polls, the cluster DNS's and the
+    # ingress controller's watches and a test's parallel `podnet exec`s arrive together (5, the
+    # default, refused a connect with EAGAIN under load)
+    request_queue_size = 256
 
 
 @contextmanager
