@@ -135,6 +135,8 @@ def test_create_of_an_existing_object_is_already_exists(api):
 
 
 def test_get_watch_streams_the_change(api, tmp_path):
+    # kubectl prints the header with the first row: on an empty list only with the first event
+    api.kubectl("create", "configmap", "present", "--from-literal=x=1")
     watch = subprocess.Popen([KUBECTL, "--kubeconfig", str(api.kubeconfig), "get", "configmaps", "-w",
                               "--output-watch-events"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                              env={"HOME": str(api.directory), "PATH": "/usr/bin:/bin"})
@@ -150,7 +152,7 @@ def test_get_watch_streams_the_change(api, tmp_path):
     finally:
         watch.kill()
         watch.wait()
-        api.kubectl("delete", "configmap", "watched", check=False)
+        api.kubectl("delete", "configmap", "watched", "present", check=False)
 
 
 def test_auth_can_i_answers_for_the_admin_and_for_a_service_account_with_a_role(api, tmp_path):
