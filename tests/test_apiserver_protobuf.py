@@ -352,7 +352,7 @@ REVIEWS = [  # what Go's encoding/json writes for the object kubectl builds (typ
 
 
 @needs_kubectl
-@pytest.mark.parametrize("args, path, expected", REVIEWS, ids=lambda value: " ".join(value) if isinstance(value, tuple) else "")
+@pytest.mark.parametrize("args, path, expected", REVIEWS, ids=[" ".join(args) for args, _, _ in REVIEWS])
 def test_kubectl_auth_and_token_bodies_decode_as_go_writes_them(recorder, args, path, expected):
     got_path, content_type, body = recorder.capture(*args)
     assert (got_path, content_type) == (path, protobuf.MEDIA_TYPE)
