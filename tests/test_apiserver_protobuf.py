@@ -10,8 +10,12 @@ import asyncio
 import datetime
 import json
 import shutil
+import ssl
 import subprocess
 import threading
+import urllib.error
+import urllib.request
+from importlib import resources
 from pathlib import Path
 
 import pytest
@@ -348,7 +352,7 @@ REVIEWS = [  # what Go's encoding/json writes for the object kubectl builds (typ
 
 
 @needs_kubectl
-@pytest.mark.parametrize("args, path, expected", REVIEWS, ids=lambda value: " ".join(value) if isinstance(value, tuple) else "")
+@pytest.mark.parametrize("args, path, expected", REVIEWS, ids=[" ".join(args) for args, _, _ in REVIEWS])
 def test_kubectl_auth_and_token_bodies_decode_as_go_writes_them(recorder, args, path, expected):
     got_path, content_type, body = recorder.capture(*args)
     assert (got_path, content_type) == (path, protobuf.MEDIA_TYPE)
@@ -396,6 +400,24 @@ def test_kubectl_s_typed_commands_work_against_podnet(api):
                        "--serviceaccount=team:reader").stdout.strip() == "rolebinding.rbac.authorization.k8s.io/read-pods created"
     assert api.kubectl_json("get", "rolebinding", "read-pods", "-n", "team")["subjects"] == [
         {"kind": "ServiceAccount", "name": "reader", "namespace": "team"}]
+
+
+def test_a_broken_protobuf_body_is_answered_400_with_what_is_wrong(api):
+    context = ssl.create_default_context(cafile=str(api.credentials.ca_path))
+    context.load_cert_chain(api.credentials.admin_cert_path, api.credentials.admin_key_path)
+    request = urllib.request.Request(f"https://127.0.0.1:{api.port}/api/v1/namespaces/default/configmaps", method="POST",
+                                     data=protobuf.MAGIC + b"\xff\xff", headers={"Content-Type": protobuf.MEDIA_TYPE})
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(request, context=context, timeout=60)
+    status = json.loads(refused.value.read())
+    assert (status["code"], status["reason"]) == (400, "BadRequest")
+    assert "the protobuf body is not a valid Unknown" in status["message"]
+
+
+def test_the_descriptors_are_of_the_release_podnet_reports():
+    """k8s.io/api v0.X.Y is Kubernetes v1.X.Y: the version /version names and kubectl's."""
+    release = json.loads(resources.files("podnet.apiserver").joinpath("kubernetes_go_fields.json").read_text())["release"]
+    assert release.replace("v0.", "v1.", 1) == discovery.KUBERNETES_VERSION
 
 
 @needs_kubectl
