@@ -440,7 +440,7 @@ class ApiServer:
             elif content_type == "application/json-patch+json":
                 patched = patch.json_patch(original, sent)
             else:
-                raise ApiError(415, f"the body of the request was in an unknown format - accepted media types include: "
+                raise ApiError(415, "the body of the request was in an unknown format - accepted media types include: "
                                     "application/json-patch+json, application/merge-patch+json, "
                                     "application/apply-patch+yaml, application/strategic-merge-patch+json")
         except patch.PatchError as exc:
