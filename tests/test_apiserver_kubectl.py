@@ -237,3 +237,18 @@ def test_create_token_gives_a_token_that_authenticates_as_the_service_account(ap
                             f"https://127.0.0.1:{api.port}/api/v1/namespaces/default/pods"],
                            capture_output=True, text=True, timeout=60)
     assert json.loads(after.stdout)["code"] == 401  # its ServiceAccount is gone
+
+
+def test_server_side_apply_creates_owns_fields_and_reports_a_conflict(api, tmp_path):
+    config = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "ssa"}, "data": {"a": "1"}}
+    path = manifest(tmp_path, config, name="ssa.yaml")
+    assert api.kubectl("apply", "--server-side", "-f", path).stdout.strip() == "configmap/ssa serverside-applied"
+    managers = [m["manager"] for m in api.kubectl_json("get", "configmap", "ssa", "--show-managed-fields")
+                ["metadata"]["managedFields"]]
+    assert managers == ["kubectl"]
+    api.kubectl("patch", "configmap", "ssa", "--type=merge", "-p", '{"data":{"a":"2"}}')  # another manager takes a
+    conflict = api.kubectl("apply", "--server-side", "-f", path, check=False)
+    assert conflict.returncode == 1 and "conflict" in conflict.stderr.lower() and ".data.a" in conflict.stderr
+    api.kubectl("apply", "--server-side", "--force-conflicts", "-f", path)
+    assert api.kubectl_json("get", "configmap", "ssa")["data"] == {"a": "1"}
+    api.kubectl("delete", "configmap", "ssa")

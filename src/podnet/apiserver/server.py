@@ -411,43 +411,31 @@ class ApiServer:
         return await self._write(body, resource, request, 200)
 
     async def _patch(self, request: web.Request, info: RequestInfo, resource: Resource) -> web.Response:
-        content_type = request.headers.get("Content-Type", "").split(";")[0].strip()
-        sent = await self._body(request)
+        """A patch of the object as applied (its input), by Content-Type (patch.patch_request);
+        an apply patch (server-side apply) may create it."""
+        content_type = request.headers.get("Content-Type", "")
+        applying = content_type.split(";")[0].strip() == patch.APPLY_PATCH
+        raw = await request.read()
         key = self._key(info, resource)
         current = self._cache_for(resource).get(key)
         original = await self._input_of(resource, key) if current is not None else None
         if current is not None and original is None:
             raise self._computed(resource, current)
-        if content_type == "application/apply-patch+yaml":
-            manager = request.query.get("fieldManager") or ""
-            force = request.query.get("force") in ("true", "1")
-            try:
-                patched = patch.apply_patch(original, sent, manager, force, resource.kind)
-            except patch.PatchError as exc:
-                raise ApiError(exc.code, exc.message, exc.reason, exc.details) from None
-            body = objects.as_input(resource, patched, info.namespace, info.name)
-            return await self._write(body, resource, request, 201 if current is None else 200)
-        if current is None:
+        if current is None and not applying:
             raise not_found(resource.plural, resource.group, info.name)
-        if isinstance(sent, dict) and objects.stale(current, sent):
+        if current is not None and not applying and objects.stale(current, _json_or_empty(raw)):
             raise conflict(resource.plural, resource.group, info.name,
                            "the object has been modified; please apply your changes to the latest version and try again")
         try:
-            if content_type == "application/strategic-merge-patch+json":
-                patched = patch.strategic_merge_patch(original, sent, resource.kind)
-            elif content_type == "application/merge-patch+json":
-                patched = patch.json_merge_patch(original, sent)
-            elif content_type == "application/json-patch+json":
-                patched = patch.json_patch(original, sent)
-            else:
-                raise ApiError(415, "the body of the request was in an unknown format - accepted media types include: "
-                                    "application/json-patch+json, application/merge-patch+json, "
-                                    "application/apply-patch+yaml, application/strategic-merge-patch+json")
+            patched = patch.patch_request(original, content_type, raw, kind=resource.kind,
+                                          manager=request.query.get("fieldManager") or ("" if applying else field_manager(request)),
+                                          force=request.query.get("force") in ("true", "1"))
         except patch.PatchError as exc:
             raise ApiError(exc.code, exc.message, exc.reason, exc.details) from None
         body = objects.as_input(resource, patched, info.namespace, info.name)
-        body = patch.record_update(original, body, field_manager(request), resource.kind)
-        return await self._write(body, resource, request, 200)
+        if not applying:
+            body = patch.record_update(original, body, field_manager(request), resource.kind)
+        return await self._write(body, resource, request, 201 if current is None else 200)
 
     def _grace(self, request: web.Request, options: Any) -> int | None:
         grace = request.query.get("gracePeriodSeconds")
@@ -632,6 +620,15 @@ def _scale_of(body: dict[str, Any], resource: Resource) -> dict[str, Any]:
             "spec": {"replicas": (body.get("spec") or {}).get("replicas", 1)},
             "status": {"replicas": (body.get("status") or {}).get("replicas", 0),
                        "selector": str(labels.from_label_selector(selector))}}
+
+
+def _json_or_empty(raw: bytes) -> Any:
+    """A merge or strategic patch's body, to read the resourceVersion it may name (a JSON patch is a list)."""
+    try:
+        found = json.loads(raw or b"{}")
+    except ValueError:
+        return {}
+    return found if isinstance(found, dict) else {}
 
 
 def field_manager(request: web.Request) -> str:
