@@ -6,13 +6,16 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import ssl
 import subprocess
 import threading
 import time
+import urllib.request
 
 import pytest
 import yaml
 
+from podnet.apiserver import server
 from tests.apiharness import KUBECTL, ApiHarness
 from tests.supervisor_fakes import DEPLOYMENT
 
@@ -252,3 +255,31 @@ def test_server_side_apply_creates_owns_fields_and_reports_a_conflict(api, tmp_p
     api.kubectl("apply", "--server-side", "--force-conflicts", "-f", path)
     assert api.kubectl_json("get", "configmap", "ssa")["data"] == {"a": "1"}
     api.kubectl("delete", "configmap", "ssa")
+
+
+def _watch_lines(api, path: str, count: int) -> list[dict]:
+    """The first `count` events of a watch, read with the admin's certificate."""
+    context = ssl.create_default_context(cafile=str(api.credentials.ca_path))
+    context.load_cert_chain(api.credentials.admin_cert_path, api.credentials.admin_key_path)
+    events = []
+    with urllib.request.urlopen(f"https://127.0.0.1:{api.port}{path}", context=context, timeout=60) as answer:
+        for line in answer:
+            events.append(json.loads(line))
+            if len(events) == count:
+                break
+    return events
+
+
+def test_a_watch_too_old_is_an_expired_error_event_and_bookmarks_come_when_asked(api, monkeypatch):
+    monkeypatch.setattr(server, "BOOKMARK_EVERY", 0.2)
+    version = int(json.loads(api.kubectl("get", "--raw", "/api/v1/namespaces/default/configmaps").stdout)
+                  ["metadata"]["resourceVersion"])
+    api.server.objects.oldest = version + 1  # as if the window had moved past it
+    try:
+        [error] = _watch_lines(api, f"/api/v1/namespaces/default/configmaps?watch=true&resourceVersion={version}", 1)
+        assert error["type"] == "ERROR" and (error["object"]["code"], error["object"]["reason"]) == (410, "Expired")
+    finally:
+        api.server.objects.oldest = 0
+    [bookmark] = _watch_lines(api, f"/api/v1/namespaces/default/configmaps?watch=true&resourceVersion={version}"
+                                   "&allowWatchBookmarks=true&timeoutSeconds=30", 1)
+    assert bookmark["type"] == "BOOKMARK" and int(bookmark["object"]["metadata"]["resourceVersion"]) >= version

@@ -278,7 +278,14 @@ class ApiServer:
         namespace = info.namespace if resource.namespaced else ""
         since_text = query.get("resourceVersion") or ""
         since = int(since_text) if since_text.isdigit() and since_text != "0" else None
-        watcher = cache.watch(resource.kind, namespace, name, selected, since)
+        try:
+            watcher = cache.watch(resource.kind, namespace, name, selected, since)
+        except ApiError as exc:  # 410: as kube-apiserver, an ERROR event on an open watch (the client lists again)
+            gone = web.StreamResponse(headers={"Content-Type": JSON})
+            await gone.prepare(request)
+            await gone.write(_dump({"type": "ERROR", "object": exc.status()}) + b"\n")
+            await gone.write_eof()
+            return gone
         as_table = tables.wants_table(request.headers.get("Accept", ""))
         include = query.get("includeObject", "Metadata")
         bookmarks = query.get("allowWatchBookmarks") in ("true", "1")
