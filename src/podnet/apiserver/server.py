@@ -26,7 +26,8 @@ import yaml
 from aiohttp import web
 
 from podnet.api import labels
-from podnet.apiserver import discovery, objects, openapi, patch, protobuf, proxy, selection, tables
+from podnet.api.problems import Problem
+from podnet.apiserver import discovery, objects, openapi, patch, protobuf, proxy, rbac, selection, tables
 from podnet.apiserver.authn import from_certificate, from_token
 from podnet.apiserver.backend import Follower, Supervisor
 from podnet.apiserver.cache import WatchCache, key_of
@@ -213,7 +214,7 @@ class ApiServer:
         if resource.namespaced and info.name and not info.namespace and resource.kind != "Namespace":
             raise ApiError(404, "the server could not find the requested resource")
         if not resource.stored:
-            return await self._review(request, resource)
+            return await self._review(request, info, resource)
         verb = info.verb
         if verb == "get":
             return self._get(request, info, resource)
@@ -491,18 +492,26 @@ class ApiServer:
 
     # -- reviews (created, answered, never stored) -----------------------------------------------------
 
-    async def _review(self, request: web.Request, resource: Resource) -> web.Response:
+    async def _review(self, request: web.Request, info: RequestInfo, resource: Resource) -> web.Response:
         sent = await self._body(request) or {}
         user: User = request[USER]
         spec = sent.get("spec") or {}
+        if resource.kind in ("SelfSubjectAccessReview", "SubjectAccessReview", "LocalSubjectAccessReview"):
+            problems = rbac.review_problems(spec, self_review=resource.kind == "SelfSubjectAccessReview")
+            if resource.kind == "LocalSubjectAccessReview" and \
+                    ((spec.get("resourceAttributes") or {}).get("namespace") or "") != info.namespace:
+                problems.append(Problem(("spec", "resourceAttributes", "namespace"),
+                                             "Invalid value: must match the namespace of the request"))
+            if problems:
+                raise ApiError(422, f'{resource.kind}.{resource.group} "" is invalid: '
+                                    + ", ".join(str(p) for p in problems), "Invalid")
         if resource.kind == "SelfSubjectReview":
             status = {"userInfo": {"username": user.name, "groups": list(user.groups),
                                    **({"extra": {k: list(v) for k, v in user.extra}} if user.extra else {})}}
-        elif resource.kind in ("SelfSubjectAccessReview",):
+        elif resource.kind == "SelfSubjectAccessReview":
             status = access_review_status(self.authorizer, user, spec)
         elif resource.kind in ("SubjectAccessReview", "LocalSubjectAccessReview"):
-            subject = User(spec.get("user") or "", tuple(spec.get("groups") or ()), spec.get("uid") or "")
-            status = access_review_status(self.authorizer, subject, spec)
+            status = access_review_status(self.authorizer, rbac.user_from_spec(spec), spec)
         elif resource.kind == "SelfSubjectRulesReview":
             status = self.authorizer.rules_for(user, spec.get("namespace") or "")
         elif resource.kind == "TokenReview":
