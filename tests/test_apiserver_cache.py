@@ -113,6 +113,27 @@ def test_limit_and_continue_walk_the_list_once():
         selection.page(items, {"continue": "not-a-token"}, 7)
 
 
+def test_lists_stay_in_key_order_as_objects_come_and_go_and_a_page_resumes_after_a_deleted_key():
+    def names(bodies):
+        return [(b["metadata"]["namespace"], b["metadata"]["name"]) for b in bodies]
+
+    async def scenario():
+        cache = WatchCache()
+        cache.replace([pod("m", 1, namespace="b"), pod("a", 2, namespace="c"), pod("z", 3, namespace="a")], 3)
+        first = names(cache.list("Pod"))
+        cache.update([pod("b", 4, namespace="b"), pod("m", 5, namespace="b")], [], 5)  # one comes, one changes
+        second = names(cache.list("Pod")), names(cache.list("Pod", "b")), names(cache.list("Pod", "bb"))
+        page, token, _ = selection.page(cache.list("Pod"), {"limit": "2"}, 5)
+        cache.update([], [(6, ("Pod", "b", "b"))], 6)  # the last key of that page goes
+        rest, _, _ = selection.page(cache.list("Pod"), {"limit": "2", "continue": token}, 6)
+        return first, second, names(page), names(rest)
+    first, (second, in_b, in_bb), page, rest = run(scenario())
+    assert first == [("a", "z"), ("b", "m"), ("c", "a")]
+    assert second == [("a", "z"), ("b", "b"), ("b", "m"), ("c", "a")]
+    assert in_b == [("b", "b"), ("b", "m")] and in_bb == []
+    assert page == [("a", "z"), ("b", "b")] and rest == [("b", "m"), ("c", "a")]
+
+
 @pytest.mark.parametrize("method, path, query, expected", [
     ("GET", "/api/v1/namespaces/shop/pods/web-0/log", {}, ("get", "", "pods", "shop", "web-0", "log")),
     ("GET", "/apis/apps/v1/deployments", {"watch": "true"}, ("watch", "apps", "deployments", "", "", "")),
