@@ -5,6 +5,7 @@ continue tokens, RequestInfo as kube-apiserver reads paths."""
 from __future__ import annotations
 
 import asyncio
+import json
 
 import pytest
 
@@ -132,6 +133,22 @@ def test_lists_stay_in_key_order_as_objects_come_and_go_and_a_page_resumes_after
     assert second == [("a", "z"), ("b", "b"), ("b", "m"), ("c", "a")]
     assert in_b == [("b", "b"), ("b", "m")] and in_bb == []
     assert page == [("a", "z"), ("b", "b")] and rest == [("b", "m"), ("c", "a")]
+
+
+def test_a_list_s_json_is_each_object_s_current_json():
+    async def scenario():
+        cache = WatchCache()
+        cache.replace([pod("a", 1), pod("b", 2)], 2)
+        envelope = {"kind": "PodList", "apiVersion": "v1", "metadata": {"resourceVersion": "2"}}
+        first = cache.list_bytes(envelope, cache.list("Pod"))
+        cache.update([pod("a", 3, {"app": "web"})], [], 3)
+        second = cache.list_bytes(envelope, cache.list("Pod"))
+        return first, second, cache.list_bytes({}, [])
+    first, second, empty = run(scenario())
+    assert json.loads(first) == {"kind": "PodList", "apiVersion": "v1", "metadata": {"resourceVersion": "2"},
+                                 "items": [pod("a", 1), pod("b", 2)]}
+    assert json.loads(second)["items"] == [pod("a", 3, {"app": "web"}), pod("b", 2)]
+    assert json.loads(empty) == {"items": []}
 
 
 @pytest.mark.parametrize("method, path, query, expected", [

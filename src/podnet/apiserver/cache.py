@@ -12,13 +12,16 @@ versions and its event store's), so each has a cache of its own.
 A list is in key order (namespace, name), as etcd returns it. The sorted keys of each kind are
 kept between lists and made again only when an object of that kind comes or goes (not when
 one changes): kubectl reads 10,000 pods in 20 pages of 500, and sorting every pod for each
-page cost more than the rest of the page.
+page cost more than the rest of the page. Each object's JSON is kept too, made at its first
+list after it changed (kube-apiserver's watch cache keeps its objects' serializations likewise):
+a list of 10,000 pods as JSON is those bytes joined, not 21 MB encoded again for every client.
 """
 
 from __future__ import annotations
 
 import asyncio
 import bisect
+import json
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -108,6 +111,7 @@ class WatchCache:
         self.objects: dict[Key, dict[str, Any]] = {}
         self.by_kind: dict[str, dict[Key, dict[str, Any]]] = {}
         self._sorted: dict[str, list[Key]] = {}  # kind -> its keys in order, until one comes or goes
+        self._encoded: dict[Key, tuple[dict[str, Any], bytes]] = {}  # key -> (the body, its JSON)
         self.resource_version = 0
         self.history: deque[Change] = deque(maxlen=history)
         self.oldest = 0  # a watch from before this version may have missed changes: 410 Gone
@@ -152,6 +156,7 @@ class WatchCache:
         changes.sort(key=lambda c: c.version)
         for change in changes:
             key = key_of(change.body)
+            self._encoded.pop(key, None)
             if change.type == "DELETED":
                 self.objects.pop(key, None)
                 self.by_kind.get(key[0], {}).pop(key, None)
@@ -193,6 +198,23 @@ class WatchCache:
         if selected is not None:
             items = [body for body in items if selected(body)]
         return items
+
+    def encoded(self, body: dict[str, Any]) -> bytes:
+        """`body` as compact JSON; kept while `body` is the cached object (never changed in place:
+        a change replaces it)."""
+        key = key_of(body)
+        held = self._encoded.get(key)
+        if held is not None and held[0] is body:
+            return held[1]
+        text = json.dumps(body, separators=(",", ":")).encode()
+        if self.objects.get(key) is body:
+            self._encoded[key] = (body, text)
+        return text
+
+    def list_bytes(self, envelope: dict[str, Any], items: list[dict[str, Any]]) -> bytes:
+        """A List's JSON: `envelope` (kind, apiVersion, metadata) with `items` from their kept JSON."""
+        head = json.dumps(envelope, separators=(",", ":")).encode()
+        return head[:-1] + (b',"items":[' if envelope else b'"items":[') + b",".join(map(self.encoded, items)) + b"]}"
 
     def watch(self, kind: str, namespace: str, name: str, selected: Predicate, since: int | None) -> Watcher:
         """A watcher, with the changes after `since` queued first (None: from now on; 0 would be
