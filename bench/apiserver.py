@@ -14,10 +14,12 @@ Measured, each against its goal (issue 20) and printed with the ratio:
   cache directory each time); `podnet get pods -A -o wide --name NAME` on the same cluster;
 - single-object writes over one persistent HTTPS connection with the admin client certificate
   (aiohttp): ConfigMap creates, Deployment label patches (JSON merge patch) and replica patches
-  (strategic merge patch, as `kubectl scale`/`patch` send) — p50/p99; and `kubectl apply -f`
-  of one ConfigMap (process start included), for context;
+  (strategic merge patch, as `kubectl scale`/`patch` send) — p50/p99, and how much of each is
+  the supervisor's `change` (its log's steps, and the call timed); `kubectl apply -f` of one
+  ConfigMap (process start included), for context. 20 + 20 + 4 by default, not hundreds: each
+  write costs the supervisor a computation of the whole cluster (~11 s at 10,000 pods);
 - watch event latency: a chunked watch from the list's resourceVersion, timing each write from
-  its request's start to its event's arrival;
+  its request's start to its event's arrival, and from the supervisor's change done;
 - the list of every pod as JSON (no Table), whole and in limit=500 pages, for context.
 
     sudo PYTHONPATH=src:. .venv/bin/python bench/apiserver.py [--namespaces 100] [--writes 200]
