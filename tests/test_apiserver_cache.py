@@ -5,6 +5,7 @@ continue tokens, RequestInfo as kube-apiserver reads paths."""
 from __future__ import annotations
 
 import asyncio
+import json
 
 import pytest
 
@@ -111,6 +112,43 @@ def test_limit_and_continue_walk_the_list_once():
     assert seen == [f"p{i:02}" for i in range(7)]
     with pytest.raises(ApiError):
         selection.page(items, {"continue": "not-a-token"}, 7)
+
+
+def test_lists_stay_in_key_order_as_objects_come_and_go_and_a_page_resumes_after_a_deleted_key():
+    def names(bodies):
+        return [(b["metadata"]["namespace"], b["metadata"]["name"]) for b in bodies]
+
+    async def scenario():
+        cache = WatchCache()
+        cache.replace([pod("m", 1, namespace="b"), pod("a", 2, namespace="c"), pod("z", 3, namespace="a")], 3)
+        first = names(cache.list("Pod"))
+        cache.update([pod("b", 4, namespace="b"), pod("m", 5, namespace="b")], [], 5)  # one comes, one changes
+        second = names(cache.list("Pod")), names(cache.list("Pod", "b")), names(cache.list("Pod", "bb"))
+        page, token, _ = selection.page(cache.list("Pod"), {"limit": "2"}, 5)
+        cache.update([], [(6, ("Pod", "b", "b"))], 6)  # the last key of that page goes
+        rest, _, _ = selection.page(cache.list("Pod"), {"limit": "2", "continue": token}, 6)
+        return first, second, names(page), names(rest)
+    first, (second, in_b, in_bb), page, rest = run(scenario())
+    assert first == [("a", "z"), ("b", "m"), ("c", "a")]
+    assert second == [("a", "z"), ("b", "b"), ("b", "m"), ("c", "a")]
+    assert in_b == [("b", "b"), ("b", "m")] and in_bb == []
+    assert page == [("a", "z"), ("b", "b")] and rest == [("b", "m"), ("c", "a")]
+
+
+def test_a_list_s_json_is_each_object_s_current_json():
+    async def scenario():
+        cache = WatchCache()
+        cache.replace([pod("a", 1), pod("b", 2)], 2)
+        envelope = {"kind": "PodList", "apiVersion": "v1", "metadata": {"resourceVersion": "2"}}
+        first = cache.list_bytes(envelope, cache.list("Pod"))
+        cache.update([pod("a", 3, {"app": "web"})], [], 3)
+        second = cache.list_bytes(envelope, cache.list("Pod"))
+        return first, second, cache.list_bytes({}, [])
+    first, second, empty = run(scenario())
+    assert json.loads(first) == {"kind": "PodList", "apiVersion": "v1", "metadata": {"resourceVersion": "2"},
+                                 "items": [pod("a", 1), pod("b", 2)]}
+    assert json.loads(second)["items"] == [pod("a", 3, {"app": "web"}), pod("b", 2)]
+    assert json.loads(empty) == {"items": []}
 
 
 @pytest.mark.parametrize("method, path, query, expected", [

@@ -8,11 +8,20 @@ answered 410 Gone ("too old resource version"), and the client lists again. A wa
 selector sees an object leave it as DELETED and enter it as ADDED, as Kubernetes' filtering
 watch does. Objects and events keep resourceVersions of their own (the supervisor's object
 versions and its event store's), so each has a cache of its own.
+
+A list is in key order (namespace, name), as etcd returns it. The sorted keys of each kind are
+kept between lists and made again only when an object of that kind comes or goes (not when
+one changes): kubectl reads 10,000 pods in 20 pages of 500, and sorting every pod for each
+page cost more than the rest of the page. Each object's JSON is kept too, made at its first
+list after it changed (kube-apiserver's watch cache keeps its objects' serializations likewise):
+a list of 10,000 pods as JSON is those bytes joined, not 21 MB encoded again for every client.
 """
 
 from __future__ import annotations
 
 import asyncio
+import bisect
+import json
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -101,6 +110,8 @@ class WatchCache:
     def __init__(self, history: int = HISTORY):
         self.objects: dict[Key, dict[str, Any]] = {}
         self.by_kind: dict[str, dict[Key, dict[str, Any]]] = {}
+        self._sorted: dict[str, list[Key]] = {}  # kind -> its keys in order, until one comes or goes
+        self._encoded: dict[Key, tuple[dict[str, Any], bytes]] = {}  # key -> (the body, its JSON)
         self.resource_version = 0
         self.history: deque[Change] = deque(maxlen=history)
         self.oldest = 0  # a watch from before this version may have missed changes: 410 Gone
@@ -145,10 +156,14 @@ class WatchCache:
         changes.sort(key=lambda c: c.version)
         for change in changes:
             key = key_of(change.body)
+            self._encoded.pop(key, None)
             if change.type == "DELETED":
                 self.objects.pop(key, None)
                 self.by_kind.get(key[0], {}).pop(key, None)
+                self._sorted.pop(key[0], None)
             else:
+                if key not in self.objects:
+                    self._sorted.pop(key[0], None)
                 self.objects[key] = change.body
                 self.by_kind.setdefault(key[0], {})[key] = change.body
             if len(self.history) == self.history.maxlen:
@@ -170,12 +185,36 @@ class WatchCache:
         return self.objects.get(key)
 
     def list(self, kind: str, namespace: str = "", selected: Predicate | None = None) -> list[dict[str, Any]]:
-        found = self.by_kind.get(kind, {})
-        items = [body for key, body in found.items() if not namespace or key[1] == namespace]
+        """The objects of `kind` (in `namespace`, if given) that `selected` takes, in key order."""
+        found = self.by_kind.get(kind)
+        if not found:
+            return []
+        keys = self._sorted.get(kind)
+        if keys is None:
+            keys = self._sorted[kind] = sorted(found)
+        if namespace:  # its keys are one run: from (kind, namespace) to before (kind, namespace + NUL)
+            keys = keys[bisect.bisect_left(keys, (kind, namespace)):bisect.bisect_left(keys, (kind, namespace + "\0"))]
+        items = [found[key] for key in keys]
         if selected is not None:
             items = [body for body in items if selected(body)]
-        items.sort(key=lambda b: key_of(b)[1:])
         return items
+
+    def encoded(self, body: dict[str, Any]) -> bytes:
+        """`body` as compact JSON; kept while `body` is the cached object (never changed in place:
+        a change replaces it)."""
+        key = key_of(body)
+        held = self._encoded.get(key)
+        if held is not None and held[0] is body:
+            return held[1]
+        text = json.dumps(body, separators=(",", ":")).encode()
+        if self.objects.get(key) is body:
+            self._encoded[key] = (body, text)
+        return text
+
+    def list_bytes(self, envelope: dict[str, Any], items: list[dict[str, Any]]) -> bytes:
+        """A List's JSON: `envelope` (kind, apiVersion, metadata) with `items` from their kept JSON."""
+        head = json.dumps(envelope, separators=(",", ":")).encode()
+        return head[:-1] + (b',"items":[' if envelope else b'"items":[') + b",".join(map(self.encoded, items)) + b"]}"
 
     def watch(self, kind: str, namespace: str, name: str, selected: Predicate, since: int | None) -> Watcher:
         """A watcher, with the changes after `since` queued first (None: from now on; 0 would be

@@ -9,6 +9,7 @@ is then (kube-apiserver reads it from etcd at the old revision — documented di
 from __future__ import annotations
 
 import base64
+import bisect
 import json
 from collections.abc import Mapping
 from typing import Any
@@ -55,7 +56,7 @@ def page(items: list[dict[str, Any]], query: Mapping[str, str], resource_version
             after = tuple(state["after"])
         except (ValueError, KeyError, TypeError):
             raise ApiError(400, "continue key is not valid: the list was changed or the token is corrupt") from None
-        start = next((i for i, body in enumerate(items) if _key(body) > after), len(items))
+        start = bisect.bisect_right(items, after, key=_key)  # items are in key order (the cache's lists)
     limit = int(query.get("limit") or 0)
     if limit <= 0 or start + limit >= len(items):
         return items[start:], "", 0

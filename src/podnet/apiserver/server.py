@@ -268,8 +268,8 @@ class ApiServer:
         if tables.wants_table(request.headers.get("Accept", "")):
             return respond(tables.table(resource.kind, chosen, str(version), request.query.get("includeObject", "Metadata"),
                                         extra_metadata={k: v for k, v in metadata.items() if k != "resourceVersion"}))
-        return respond({"kind": f"{resource.kind}List", "apiVersion": resource.group_version, "metadata": metadata,
-                        "items": chosen})
+        return web.Response(body=cache.list_bytes({"kind": f"{resource.kind}List", "apiVersion": resource.group_version,
+                                                   "metadata": metadata}, chosen), headers={"Content-Type": JSON})
 
     async def _watch(self, request: web.Request, info: RequestInfo, resource: Resource) -> web.StreamResponse:
         cache = self._cache_for(resource)
