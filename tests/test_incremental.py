@@ -71,6 +71,20 @@ BASE = [namespace("shop"), deployment("web", 3), replicaset("legacy", 2), deploy
         pod("s", {"role": "s"}, "shop"), policy("deny-a", {"role": "a"})]
 
 
+CONFIG_MAP = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "settings"}, "data": {"a": "1"}}
+SECRET = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "token"}, "stringData": {"t": "x"}}
+ACCOUNT = {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "robot"}}
+ROLE = {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role", "metadata": {"name": "reader"},
+        "rules": [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get"]}]}
+BINDING = {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding", "metadata": {"name": "reader"},
+           "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "reader"},
+           "subjects": [{"kind": "ServiceAccount", "name": "robot", "namespace": "default"}]}
+CLUSTER_BINDING = {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+                   "metadata": {"name": "viewers"},
+                   "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "view"},
+                   "subjects": [{"kind": "Group", "name": "devs", "apiGroup": "rbac.authorization.k8s.io"}]}
+
+
 def desired(inputs, keep=None, config=CONFIG):
     return reconcile.desired_cluster(inputs, config, lambda _pod: None, keep)
 
@@ -121,6 +135,13 @@ def base():
     ([pod("a", {"role": "b"}), policy("deny-b", {"role": "b"}, peers={"role": "a"})], False),  # both at once
     ([deployment("web", 3)], False),  # applied again unchanged
     ([pod("a", {"role": "a"}), policy("deny-a", {"role": "a"})], False),  # the same, nothing changes
+    ([CONFIG_MAP], False), ([CONFIG_MAP], True),  # a ConfigMap (the API server's most common write)
+    ([{**CONFIG_MAP, "data": {"b": "2"}}], False),  # one changed
+    ([SECRET, CONFIG_MAP], False), ([{**SECRET, "metadata": {"name": "s", "namespace": "shop"}}], False),
+    ([ACCOUNT, ROLE, BINDING], False), ([ACCOUNT, ROLE, BINDING], True),  # RBAC's objects: stored only
+    ([CLUSTER_BINDING], False),
+    ([{**deployment("web", 3), "metadata": {"name": "web", "namespace": "default", "labels": {"tier": "front"},
+                                             "annotations": {"owner": "me"}}}], False),  # a workload's own labels
 ])
 def test_the_fast_path_gives_what_a_full_computation_gives(base, bodies, delete):
     cluster, inputs = base
@@ -139,6 +160,10 @@ def test_the_fast_path_gives_what_a_full_computation_gives(base, bodies, delete)
     ([deployment("web", 4)], False),  # scaled
     ([policy("p", {}, "elsewhere")], False),  # its namespace would be created
     ([service("front", {"role": "a"})], False),  # anything else
+    ([{**CONFIG_MAP, "metadata": {"name": "c", "namespace": "elsewhere"}}], False),  # its namespace would be created
+    ([{"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole", "metadata": {"name": "agg"},
+       "rules": []}], False),  # aggregation reads ClusterRoles
+    ([{"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "default"}}], True),  # made again
 ])
 def test_changes_that_reach_further_are_left_to_the_full_computation(base, bodies, delete):
     cluster, inputs = base

@@ -142,7 +142,7 @@ def compute(store: ObjectStore, config: ClusterConfig,
 
 # The kinds compute() itself decides about; any other admitted kind is an input that nothing
 # here reads (ServiceAccounts, RBAC's objects for the API server's authorizer): stored as given.
-_COMPUTED_KINDS = frozenset({
+COMPUTED_KINDS = frozenset({
     "Namespace", "Node", "Pod", "Service", "Endpoints", "EndpointSlice", "Deployment", "ReplicaSet", "StatefulSet",
     "DaemonSet", "NetworkPolicy", "AdminNetworkPolicy", "BaselineAdminNetworkPolicy", "Ingress", "IngressClass",
     "ConfigMap", "Secret",
@@ -153,10 +153,10 @@ def _stored(cluster: Cluster, by_kind: dict[str, list[KubeObject]]) -> None:
     """The kinds only stored, with what every cluster has of them: each namespace's `default`
     ServiceAccount (its controller's) and RBAC's bootstrap policy, ClusterRoles aggregated.
     Added last, so they change nothing computed before them."""
-    given = {o.key for kind, objs in by_kind.items() if kind not in _COMPUTED_KINDS for o in objs}
+    given = {o.key for kind, objs in by_kind.items() if kind not in COMPUTED_KINDS for o in objs}
     made = [serviceaccounts.default_service_account(ns.name) for ns in cluster.of_kind("Namespace")]
     made += rbac.bootstrap_policy()
-    stored = sorted([o for kind, objs in by_kind.items() if kind not in _COMPUTED_KINDS for o in objs]
+    stored = sorted([o for kind, objs in by_kind.items() if kind not in COMPUTED_KINDS for o in objs]
                     + [o for o in made if o.key not in given], key=lambda o: o.key)  # the input's own win
     rbac.aggregate(o for o in stored if o.kind == "ClusterRole")
     for obj in stored:

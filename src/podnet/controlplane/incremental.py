@@ -16,6 +16,13 @@ the caller then computes in full. What it relies on, all of it in cluster.comput
   Service of its namespace selects its old or its new labels; its annotations are read by
   nothing.
 
+- a workload's (Deployment, StatefulSet, DaemonSet) own labels and annotations are read by
+  nothing (its pods and ReplicaSets take theirs from the template);
+- a ConfigMap or a Secret is copied in as it is; a ServiceAccount, a Role, a RoleBinding or a
+  ClusterRoleBinding is stored as given (bindings defaulted), read by nothing compute does:
+  the same rules for their namespaces; a ClusterRole is refused (aggregation reads the others),
+  and so is deleting a `default` ServiceAccount (the controller makes it again).
+
 The objects the change does not touch are shared with the cluster given: computed clusters are
 never changed once made. tests/test_incremental.py compares the results with full computations,
 on scripted and on random changes.
@@ -29,8 +36,8 @@ from dataclasses import replace
 
 from podnet.api import labels as selectors
 from podnet.api.objects import KubeObject
-from podnet.controlplane import serviceaccounts, system
-from podnet.controlplane.cluster import Cluster, Key
+from podnet.controlplane import rbac, serviceaccounts, system
+from podnet.controlplane.cluster import COMPUTED_KINDS, Cluster, Key
 
 # the kinds compute adds before the NetworkPolicies, in this order
 _BEFORE_POLICIES = ("Namespace", "ConfigMap", "Secret")
@@ -105,3 +112,70 @@ def relabelled(cluster: Cluster, key: Key, labels: Mapping[str, str] | None,
     objects[key] = KubeObject(pod.kind, pod.namespace, pod.name, body, pod.source)
     return replace(cluster, objects=objects, warnings=list(cluster.warnings))
 
+
+
+# the kinds compute copies in, or stores as given, without reading them for anything else
+STORED_AS_GIVEN = frozenset({"ConfigMap", "Secret", "ServiceAccount", "Role", "RoleBinding", "ClusterRoleBinding"})
+
+
+def with_stored(cluster: Cluster, applied: Iterable[KubeObject], deleted: Iterable[Key]) -> Cluster | None:
+    """`cluster` with the objects `applied` (admitted: added or replacing) and without those of
+    `deleted`, all of STORED_AS_GIVEN kinds; None if that could change more."""
+    applied, deleted = list(applied), set(deleted)
+    if any(o.kind not in STORED_AS_GIVEN for o in applied) or any(k[0] not in STORED_AS_GIVEN for k in deleted):
+        return None
+    for obj in applied:  # an undeclared namespace would be created (with a warning)
+        if obj.namespace and cluster.get("Namespace", "", obj.namespace) is None:
+            return None
+    if any(k[0] == "ServiceAccount" and k[2] == serviceaccounts.DEFAULT for k in deleted):
+        return None  # the controller's `default` comes back: compute says how
+    gone_namespaces = {k[1] for k in deleted if k[1] and k not in {o.key for o in applied}}
+    if gone_namespaces and not _still_used(cluster, gone_namespaces, deleted):
+        return None
+    items = [(k, o) for k, o in cluster.objects.items() if k not in deleted and k not in {a.key for a in applied}]
+    for obj in sorted(applied, key=lambda o: o.key):
+        stored = KubeObject(obj.kind, obj.namespace, obj.name, json.loads(json.dumps(obj.body)), obj.source)
+        if stored.kind in ("RoleBinding", "ClusterRoleBinding"):
+            rbac.apply_binding_defaults(stored)
+        system.stamp_uid(stored)
+        items.insert(_place(items, stored), (stored.key, stored))
+    return replace(cluster, objects=dict(items), warnings=list(cluster.warnings))
+
+
+def _place(items: list[tuple[Key, KubeObject]], obj: KubeObject) -> int:
+    """Where compute puts `obj` among `items`: a ConfigMap or a Secret in its kind's run after
+    the Namespaces (ConfigMaps, then Secrets, each by key after the cluster's own); a stored kind in the tail compute
+    adds last, sorted by key across kinds."""
+    if obj.kind in _BEFORE_POLICIES:
+        earlier = _BEFORE_POLICIES[:_BEFORE_POLICIES.index(obj.kind)]
+        for index, (key, other) in enumerate(items):
+            # (the cluster's own — kube-system/coredns — come first: compute puts them before the input's)
+            if other.kind not in earlier and (other.kind != obj.kind or (other.source is not None and key > obj.key)):
+                return index
+        return len(items)
+    tail = next((i for i in range(len(items), 0, -1) if items[i - 1][1].kind in COMPUTED_KINDS), 0)
+    for index in range(tail, len(items)):
+        if items[index][0] > obj.key:
+            return index
+    return len(items)
+
+
+WORKLOADS = frozenset({"Deployment", "StatefulSet", "DaemonSet"})
+# a workload's metadata that nothing computed reads (managedFields: the API server's bookkeeping)
+WORKLOAD_METADATA = ("labels", "annotations", "managedFields")
+
+
+def workload_relabelled(cluster: Cluster, key: Key, metadata: Mapping) -> Cluster | None:
+    """`cluster` with the workload of `key` given the WORKLOAD_METADATA of `metadata` (absent: none)."""
+    workload = cluster.objects.get(key)
+    if workload is None or workload.kind not in WORKLOADS:
+        return None
+    body = {**workload.body, "metadata": dict(workload.body.get("metadata") or {})}
+    for name in WORKLOAD_METADATA:
+        if metadata.get(name) is not None:
+            body["metadata"][name] = json.loads(json.dumps(metadata[name]))
+        else:
+            body["metadata"].pop(name, None)
+    objects = dict(cluster.objects)
+    objects[key] = KubeObject(workload.kind, workload.namespace, workload.name, body, workload.source)
+    return replace(cluster, objects=objects, warnings=list(cluster.warnings))

@@ -128,39 +128,53 @@ def changed_cluster(keep: Cluster, inputs: list[dict[str, Any]], store: ObjectSt
     prober reported since `keep` was computed is not taken in here: that report already asked
     the loop for a recomputation (Supervisor.recompute), which follows within a round."""
     current = {object_key(b): b for b in inputs}
-    policies, deleted, relabels = [], [], []
+    policies, deleted, relabels, stored, unstored = [], [], [], [], []
     for obj in store.objects.values():
         # as admitted, like the request's objects (the inputs of `podnet up` are saved as written)
         before = admitted_bodies([current[obj.key]], "current").objects[obj.key].body if obj.key in current else None
         if delete:
-            if obj.kind != "NetworkPolicy":
+            if obj.kind in incremental.STORED_AS_GIVEN:
+                unstored.append(obj.key)
+            elif obj.kind != "NetworkPolicy":
                 return None
-            deleted.append(obj.key)
+            else:
+                deleted.append(obj.key)
         elif before == obj.body:
             continue  # applied again unchanged
+        elif obj.kind in incremental.STORED_AS_GIVEN:
+            stored.append(obj)
         elif obj.kind == "NetworkPolicy":
             policies.append(obj)
         elif obj.kind == "Pod" and before is not None and _only_metadata_differs(before, obj.body) \
                 and _is_running(keep.get("Pod", obj.namespace, obj.name)):
+            relabels.append(obj)
+        elif obj.kind in incremental.WORKLOADS and before is not None and \
+                _only_metadata_differs(before, obj.body, incremental.WORKLOAD_METADATA):
             relabels.append(obj)
         else:
             return None
     cluster: Cluster | None = keep
     if policies or deleted:
         cluster = incremental.with_policies(keep, policies, deleted)
+    if (stored or unstored) and cluster is not None:
+        cluster = incremental.with_stored(cluster, stored, unstored)
     for obj in relabels:
         if cluster is None:
             break
         metadata = obj.body["metadata"]
-        cluster = incremental.relabelled(cluster, obj.key, metadata.get("labels"), metadata.get("annotations"))
+        if obj.kind in incremental.WORKLOADS:
+            cluster = incremental.workload_relabelled(cluster, obj.key, metadata)
+        else:
+            cluster = incremental.relabelled(cluster, obj.key, metadata.get("labels"), metadata.get("annotations"))
     return cluster
 
 
-def _only_metadata_differs(before: dict[str, Any], after: dict[str, Any]) -> bool:
-    """The two bodies differ at most in metadata.labels and metadata.annotations: what an apply
-    may change on a running pod (`desired_cluster` takes those from the new input)."""
+def _only_metadata_differs(before: dict[str, Any], after: dict[str, Any],
+                           fields: tuple[str, ...] = ("labels", "annotations")) -> bool:
+    """The two bodies differ at most in these metadata `fields`: what an apply may change on a
+    running pod (`desired_cluster` takes those from the new input), or on a workload."""
     def rest(body: dict[str, Any]) -> dict[str, Any]:
-        metadata = {k: v for k, v in (body.get("metadata") or {}).items() if k not in ("labels", "annotations")}
+        metadata = {k: v for k, v in (body.get("metadata") or {}).items() if k not in fields}
         return {**body, "metadata": metadata}
     return rest(before) == rest(after)
 
