@@ -99,6 +99,7 @@ class ApiServerProcess:
         self._backoff: crashloop.BackOff | None = None
         self._exited_at: float | None = None  # when this supervisor found it gone
         self.restarts = 0
+        self._stopped = False  # `stop` was called: a loop round under way starts nothing again
 
     def running(self) -> bool:
         if self._child is not None and self._child.poll() is not None:
@@ -106,6 +107,8 @@ class ApiServerProcess:
         return recorded_process(self.layout) is not None
 
     def ensure(self) -> None:
+        if self._stopped:
+            return
         if self.running():
             self._exited_at = None
             return
@@ -139,6 +142,7 @@ class ApiServerProcess:
         log.info("API server started (pid %d) on https://127.0.0.1:%d", self._child.pid, port)
 
     def stop(self) -> None:
+        self._stopped = True
         stop_recorded(self.layout)
         if self._child is not None:
             try:

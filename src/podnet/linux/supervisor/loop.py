@@ -54,7 +54,7 @@ def step(supervisor: Supervisor) -> None:
             supervisor.recompute()
         except Exception:
             log.exception("recomputing after a readiness change failed")
-    if supervisor.apiserver is not None:
+    if supervisor.apiserver is not None and not supervisor.stopping.is_set():
         try:
             supervisor.apiserver.ensure()  # started again if it died (kubelet's back-off)
         except Exception:
