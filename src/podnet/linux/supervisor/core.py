@@ -169,6 +169,7 @@ class Supervisor:
     def record_event(self, obj, type_: str, reason: str, message: str, component: str,
                      field_path: str | None = None) -> None:
         about = involved(obj)
+        about["uid"] = self.meta.uid(obj)  # a pod made again under its name is another object
         if field_path:
             about["fieldPath"] = field_path
         host = obj.spec.get("nodeName") if component == "kubelet" else None
