@@ -228,3 +228,18 @@ def test_deleting_a_controller_s_pods_by_label_returns_once_each_is_replaced_by_
     events = api.kubectl("describe", "pod", name).stdout.split("Events:", 1)[1].splitlines()
     reasons = [line.split()[1] for line in events[3:] if line.strip()]
     assert reasons == ["Scheduled", "Pulled", "Created", "Started"]
+
+
+def test_replication_controllers_are_listed_empty_and_cannot_be_made(api, tmp_path):
+    """Every API server serves the core group's ReplicationControllers, and `kubectl cluster-info
+    dump` lists them in each namespace; podnet runs none (a Deployment is what it runs)."""
+    listed = api.kubectl("get", "replicationcontrollers", "-A")
+    assert (listed.stdout, listed.stderr.strip()) == ("", "No resources found")
+    assert api.kubectl("get", "rc", "-n", "default", "-o", "json", check=False).returncode == 0
+    rc = {"apiVersion": "v1", "kind": "ReplicationController", "metadata": {"name": "old"},
+          "spec": {"replicas": 1, "selector": {"app": "old"},
+                   "template": {"metadata": {"labels": {"app": "old"}},
+                                "spec": {"containers": [{"name": "c", "image": "nginx"}]}}}}
+    refused = api.kubectl("create", "--validate=false", "-f", manifest(tmp_path, rc), check=False)
+    assert refused.returncode == 1 and "(MethodNotAllowed)" in refused.stderr
+    assert "create replicationcontrollers" in refused.stderr
