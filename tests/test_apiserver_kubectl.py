@@ -243,3 +243,19 @@ def test_replication_controllers_are_listed_empty_and_cannot_be_made(api, tmp_pa
     refused = api.kubectl("create", "--validate=false", "-f", manifest(tmp_path, rc), check=False)
     assert refused.returncode == 1 and "(MethodNotAllowed)" in refused.stderr
     assert "create replicationcontrollers" in refused.stderr
+
+
+def test_a_bare_pod_applied_with_kubectl_is_deleted_by_name_and_by_collection(api, tmp_path):
+    """A delete is admitted as the object was applied: a Pod named alone would have no
+    containers, which admission refuses ("spec.containers: Required value")."""
+    def bare(name):
+        return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "labels": {"bare": "yes"}},
+                "spec": {"containers": [{"name": "c", "image": "busybox", "command": ["sleep", "3600"]}]}}
+
+    api.kubectl("apply", "-f", manifest(tmp_path, bare("bare-1"), bare("bare-2"), bare("bare-3")))
+    assert api.kubectl("delete", "pod", "bare-1", timeout=60).stdout.strip() == 'pod "bare-1" deleted'
+    api.kubectl("delete", "--raw", "/api/v1/namespaces/default/pods?labelSelector=bare%3Dyes", timeout=60)
+    deadline = time.monotonic() + 60
+    while api.kubectl("get", "pods", "-l", "bare=yes", "-o", "name").stdout.strip():
+        assert time.monotonic() < deadline, "the bare pods stayed"
+        time.sleep(0.1)

@@ -448,7 +448,8 @@ class ApiServer:
         current = self._current(info, resource)
         key = self._key(info, resource)
         grace = self._grace(request, options)
-        if await self._input_of(resource, key) is None:
+        given = await self._input_of(resource, key)
+        if given is None:
             if resource.kind != "Pod" or not (current.get("metadata") or {}).get("ownerReferences"):
                 raise self._computed(resource, current)
             if not self._dry_run(request):  # a controller's pod: it ends, its controller replaces it
@@ -460,9 +461,9 @@ class ApiServer:
             return respond(self.objects.get(key) or current)
         if self._dry_run(request):
             return respond(current)
-        target = {"apiVersion": resource.group_version, "kind": resource.kind,
-                  "metadata": {"name": info.name, **({"namespace": key[1]} if key[1] else {})}}
-        await self._send("delete", [target], resource, info.name, grace)
+        # the object as applied: a delete is admitted as `podnet delete -f` is, and a bare name
+        # is no valid object of every kind (a Pod needs its containers)
+        await self._send("delete", [given], resource, info.name, grace)
         remaining = self.objects.get(key)  # a pod terminating (its grace period) is still there
         if remaining is not None:
             return respond(remaining)
@@ -476,9 +477,7 @@ class ApiServer:
         chosen = self.objects.list(resource.kind, namespace, selected)
         keys = [list(key_of(body)) for body in chosen]
         inputs = (await self.supervisor.call("inputs", {"keys": keys}))["items"] if keys else []
-        targets = [{"apiVersion": resource.group_version, "kind": resource.kind,
-                    "metadata": {"name": k[2], **({"namespace": k[1]} if k[1] else {})}}
-                   for k, given in zip(keys, inputs) if given is not None]
+        targets = [given for given in inputs if given is not None]  # as applied (_delete says why)
         if targets and not self._dry_run(request):
             await self._send("delete", targets, resource, "", self._grace(request, options))
         return respond({"kind": f"{resource.kind}List", "apiVersion": resource.group_version,
