@@ -455,6 +455,13 @@ class Supervisor:
             if self.generation != generation:
                 self.state_changed.set()
                 return
+            # a pod the new cluster no longer has stops (before the cluster changes: its Killing
+            # events are about it). So goes the replacement a ReplicaSet made while the pod it
+            # replaced was terminating: once that one is gone, the names are computed again and
+            # the replacement takes the old name (module doc of delete_pods); left running, it
+            # would hold its address, which the cluster then gives to the next pod.
+            for ref in reconcile.pod_actions(cluster, self.started).stop:
+                self._stop_pod(ref)
             self.cluster = cluster
             self.dataplane.cluster = cluster
             self.runtime.cluster = cluster
