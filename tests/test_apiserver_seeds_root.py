@@ -137,10 +137,9 @@ def wait_until(what: str, condition, timeout: float = 90):
     return value
 
 
-def pods(workdir: Path, namespace: str = "default", selector: str = "") -> list[dict]:
-    where = namespace if namespace.startswith("--") else f"-n {namespace}"
-    argv = f"kubectl get pods {where} -o json" + (f" -l {selector}" if selector else "")
-    return json.loads(run(argv, workdir).stdout)["items"]
+def pods(workdir: Path, where: str) -> list[dict]:
+    """The pods `kubectl get pods WHERE` lists (WHERE: its namespace and selector flags)."""
+    return json.loads(run(f"kubectl get pods {where} -o json", workdir).stdout)["items"]
 
 
 def pod_namespaces() -> set[str]:
@@ -258,11 +257,11 @@ def test_000_coredns_is_up_described_and_logs(workdir):
 
 
 def test_000_deleted_coredns_pods_are_recreated(workdir):
-    before = {p["metadata"]["name"]: p["metadata"]["uid"] for p in pods(workdir, "kube-system", "k8s-app=kube-dns")}
+    before = {p["metadata"]["name"]: p["metadata"]["uid"] for p in pods(workdir, "-n kube-system -l k8s-app=kube-dns")}
     deleted = run("kubectl delete pod -n kube-system -l k8s-app=kube-dns", workdir)
     assert sorted(deleted.stdout.splitlines()) == sorted(f'pod "{name}" deleted' for name in before)
     after = wait_until("coredns Running again", lambda: (
-        found if len(found := pods(workdir, "kube-system", "k8s-app=kube-dns")) == len(before)
+        found if len(found := pods(workdir, "-n kube-system -l k8s-app=kube-dns")) == len(before)
         and all(running(p) for p in found) else None))
     assert all(p["metadata"]["uid"] not in before.values() for p in after)  # new pods
     # and what runs is what is served: no replacement left running unseen with an address
