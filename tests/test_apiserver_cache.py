@@ -51,6 +51,20 @@ def test_a_watch_from_a_version_gets_the_later_changes_in_order_then_the_new_one
     assert cache.resource_version == 6
 
 
+def test_an_object_deleted_and_made_again_in_one_update_is_deleted_then_added():
+    """A controller's pod replaced under its name (podnet computes names): in one batch of
+    changes the old one's deletion and the new one; watchers see DELETED, then ADDED."""
+    async def scenario():
+        cache = WatchCache()
+        cache.replace([pod("a", 1)], 1)
+        watcher = cache.watch("Pod", "", "", lambda body: True, None)
+        cache.update([pod("a", 3)], [(2, ("Pod", "default", "a"))], 3)
+        return drain(watcher), cache
+    seen, cache = run(scenario())
+    assert seen == [("DELETED", "a", "2"), ("ADDED", "a", "3")]
+    assert [b["metadata"]["resourceVersion"] for b in cache.list("Pod")] == ["3"]
+
+
 def test_a_selector_sees_an_object_enter_as_added_and_leave_as_deleted():
     async def scenario():
         cache = WatchCache()

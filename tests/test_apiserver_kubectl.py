@@ -194,7 +194,7 @@ def test_no_request_without_a_credential_and_a_wrong_token_is_unauthorized(api):
 def test_deleting_a_deployment_s_pod_ends_it_and_its_replacement_starts(api):
     name = api.kubectl("get", "pods", "-l", "app=web", "-o", "name").stdout.split()[0]
     before = api.kubectl_json("get", name)
-    deleted = api.kubectl("delete", name, "--grace-period=1")
+    deleted = api.kubectl("delete", name, "--grace-period=1", "--wait=false")  # see below: the same-name race
     assert deleted.stdout.strip() == f'pod "{name[4:]}" deleted'
     deadline = time.monotonic() + 60
     while True:
@@ -283,3 +283,60 @@ def test_a_watch_too_old_is_an_expired_error_event_and_bookmarks_come_when_asked
     [bookmark] = _watch_lines(api, f"/api/v1/namespaces/default/configmaps?watch=true&resourceVersion={version}"
                                    "&allowWatchBookmarks=true&timeoutSeconds=30", 1)
     assert bookmark["type"] == "BOOKMARK" and int(bookmark["object"]["metadata"]["resourceVersion"]) >= version
+
+
+def test_deleting_a_controller_s_pods_by_label_returns_once_each_is_replaced_by_a_new_object(api):
+    """`kubectl delete pod -l …` (the seeds' `-l k8s-app=kube-dns`) deletes every pod, then waits
+    for each uid it deleted to be gone. A replacement takes the same name (podnet computes pod
+    names), so it must be a new object — a new uid — or kubectl waits on it forever. Its
+    `describe` shows its own events, in the order they happened."""
+    before = {p["metadata"]["name"]: p["metadata"]["uid"] for p in api.kubectl_json("get", "pods", "-l", "app=web")["items"]}
+    # --wait=false: kubectl's wait GETs each pod, then lists and watches it by name; a pod on fakes
+    # ends at once, and a replacement made between the two (it has the same name) would be waited
+    # on as if it were the deleted pod (see README: the Kubernetes API, what is left)
+    deleted = api.kubectl("delete", "pod", "-l", "app=web", "--grace-period=1", "--wait=false", timeout=60)
+    assert sorted(deleted.stdout.splitlines()) == sorted(f'pod "{name}" deleted' for name in before)
+    deadline = time.monotonic() + 60
+    while True:
+        after = {p["metadata"]["name"]: p for p in api.kubectl_json("get", "pods", "-l", "app=web")["items"]}
+        if set(after) == set(before) and all(p["status"].get("phase") == "Running"
+                                             and not p["metadata"].get("deletionTimestamp") for p in after.values()):
+            break
+        assert time.monotonic() < deadline, "the replacements never ran"
+        time.sleep(0.1)
+    assert all(after[name]["metadata"]["uid"] != uid for name, uid in before.items())
+    name = sorted(before)[0]
+    events = api.kubectl("describe", "pod", name).stdout.split("Events:", 1)[1].splitlines()
+    reasons = [line.split()[1] for line in events[3:] if line.strip()]
+    assert reasons == ["Scheduled", "Pulled", "Created", "Started"]
+
+
+def test_replication_controllers_are_listed_empty_and_cannot_be_made(api, tmp_path):
+    """Every API server serves the core group's ReplicationControllers, and `kubectl cluster-info
+    dump` lists them in each namespace; podnet runs none (a Deployment is what it runs)."""
+    listed = api.kubectl("get", "replicationcontrollers", "-A")
+    assert (listed.stdout, listed.stderr.strip()) == ("", "No resources found")
+    assert api.kubectl("get", "rc", "-n", "default", "-o", "json", check=False).returncode == 0
+    rc = {"apiVersion": "v1", "kind": "ReplicationController", "metadata": {"name": "old"},
+          "spec": {"replicas": 1, "selector": {"app": "old"},
+                   "template": {"metadata": {"labels": {"app": "old"}},
+                                "spec": {"containers": [{"name": "c", "image": "nginx"}]}}}}
+    refused = api.kubectl("create", "--validate=false", "-f", manifest(tmp_path, rc), check=False)
+    assert refused.returncode == 1 and "(MethodNotAllowed)" in refused.stderr
+    assert "create replicationcontrollers" in refused.stderr
+
+
+def test_a_bare_pod_applied_with_kubectl_is_deleted_by_name_and_by_collection(api, tmp_path):
+    """A delete is admitted as the object was applied: a Pod named alone would have no
+    containers, which admission refuses ("spec.containers: Required value")."""
+    def bare(name):
+        return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "labels": {"bare": "yes"}},
+                "spec": {"containers": [{"name": "c", "image": "busybox", "command": ["sleep", "3600"]}]}}
+
+    api.kubectl("apply", "-f", manifest(tmp_path, bare("bare-1"), bare("bare-2"), bare("bare-3")))
+    assert api.kubectl("delete", "pod", "bare-1", timeout=60).stdout.strip() == 'pod "bare-1" deleted'
+    api.kubectl("delete", "--raw", "/api/v1/namespaces/default/pods?labelSelector=bare%3Dyes", timeout=60)
+    deadline = time.monotonic() + 60
+    while api.kubectl("get", "pods", "-l", "bare=yes", "-o", "name").stdout.strip():
+        assert time.monotonic() < deadline, "the bare pods stayed"
+        time.sleep(0.1)

@@ -321,3 +321,22 @@ def test_delete_flags_as_kubectl_reads_them(flags, grace):
 def test_now_and_a_grace_period_together_are_refused():
     with pytest.raises(UsageError, match="cannot be specified together"):
         running_cli.requested_grace_period(Flags(grace_period=5, now=True))
+
+
+def test_once_a_deleted_pod_is_gone_exactly_the_cluster_s_pods_run_each_at_its_address(supervisor):
+    """`kubectl delete pod -l …` of a Deployment's pods (deletePods): while they terminate the
+    ReplicaSet's replacements run under other names; once they are gone the names are computed
+    again. What runs is then what the cluster has — no replacement left running unseen, holding
+    an address the cluster gives the next pod."""
+    hold_on(supervisor)  # they terminate when their grace period ends, after the replacements started
+    refs = sorted(web_pods(supervisor))
+    supervisor.delete_pods(refs[:2], grace_period=1)
+    supervisor.state_changed.set()  # the next recomputation (any readiness report asks for one)
+    step(supervisor)  # starts the replacements
+    assert len(supervisor.runtime.pods) > len(refs) + 2  # (+2: coredns)
+    assert supervisor.wait_for_terminations(DEADLINE)
+    step(supervisor)  # the deleted pods are gone: recomputed
+    running = {ref: sandbox.pod.status["podIP"] for ref, sandbox in supervisor.runtime.pods.items()}
+    served = {p.ref: p.status["podIP"] for p in supervisor.cluster.of_kind("Pod") if p.status.get("podIP")}
+    assert running == served
+    assert len(set(running.values())) == len(running)

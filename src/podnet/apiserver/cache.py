@@ -142,9 +142,13 @@ class WatchCache:
                resource_version: int) -> list[Change]:
         """What changed since the last update: new or changed bodies, and deletions."""
         changes = []
+        deleted = list(deleted)
+        gone = {key: version for version, key in deleted}
         for body in items:
             key = key_of(body)
             old = self.objects.get(key)
+            if key in gone and gone[key] < version_of(body):  # deleted, then made again under its name
+                old = None
             changes.append(Change(version_of(body), "ADDED" if old is None else "MODIFIED", body, old))
         for version, key in deleted:
             old = self.objects.get(key)

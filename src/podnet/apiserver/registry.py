@@ -1,6 +1,7 @@
 """The resources the API server serves: every kind podnet understands (podnet.api.kinds), at
 the group and version podnet stores it in, plus Events and the review kinds that are only ever
-created (access reviews, `kubectl auth whoami`'s SelfSubjectReview).
+created (access reviews, `kubectl auth whoami`'s SelfSubjectReview), and ReplicationControllers,
+read only: the core group's old workload, which podnet does not run, listed empty.
 
 A resource is found by (group, version, plural) as the URL names it; its verbs and
 subresources are what discovery advertises and what the handlers accept.
@@ -68,6 +69,9 @@ def _from_kinds() -> list[Resource]:
 _EXTRA = [
     Resource("", "v1", "events", "Event", True, ("ev",)),
     Resource("events.k8s.io", "v1", "events", "Event", True, ("ev",)),
+    # every API server has them, and `kubectl cluster-info dump` lists them; podnet runs none (a
+    # Deployment is what it runs), so they are only read, and there are none
+    Resource("", "v1", "replicationcontrollers", "ReplicationController", True, ("rc",), verbs=READ),
     Resource("authorization.k8s.io", "v1", "selfsubjectaccessreviews", "SelfSubjectAccessReview", False, verbs=("create",)),
     Resource("authorization.k8s.io", "v1", "selfsubjectrulesreviews", "SelfSubjectRulesReview", False, verbs=("create",)),
     Resource("authorization.k8s.io", "v1", "subjectaccessreviews", "SubjectAccessReview", False, verbs=("create",)),

@@ -456,8 +456,8 @@ class ApiServer:
         current = self._current(info, resource)
         key = self._key(info, resource)
         grace = self._grace(request, options)
-        original = await self._input_of(resource, key)
-        if original is None:
+        given = await self._input_of(resource, key)
+        if given is None:
             if resource.kind != "Pod" or not (current.get("metadata") or {}).get("ownerReferences"):
                 raise self._computed(resource, current)
             if not self._dry_run(request):  # a controller's pod: it ends, its controller replaces it
@@ -469,7 +469,9 @@ class ApiServer:
             return respond(self.objects.get(key) or current)
         if self._dry_run(request):
             return respond(current)
-        await self._send("delete", [original], resource, info.name, grace)  # as applied: admission reads it whole
+        # the object as applied: a delete is admitted as `podnet delete -f` is, and a bare name
+        # is no valid object of every kind (a Pod needs its containers)
+        await self._send("delete", [given], resource, info.name, grace)
         remaining = self.objects.get(key)  # a pod terminating (its grace period) is still there
         if remaining is not None:
             return respond(remaining)
@@ -483,7 +485,7 @@ class ApiServer:
         chosen = self.objects.list(resource.kind, namespace, selected)
         keys = [list(key_of(body)) for body in chosen]
         inputs = (await self.supervisor.call("inputs", {"keys": keys}))["items"] if keys else []
-        targets = [given for given in inputs if given is not None]
+        targets = [given for given in inputs if given is not None]  # as applied (_delete says why)
         if targets and not self._dry_run(request):
             await self._send("delete", targets, resource, "", self._grace(request, options))
         return respond({"kind": f"{resource.kind}List", "apiVersion": resource.group_version,

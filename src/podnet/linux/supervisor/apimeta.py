@@ -4,7 +4,12 @@ The control plane computes objects without time (the same input prints the same 
 the supervisor is the running cluster's API server and stamps, on a copy of what it serves:
 
 - metadata.uid: the computed one (deterministic per kind/namespace/name, so EndpointSlices'
-  targetRefs and the runtime's container ids agree with it), stable across applies;
+  targetRefs and the runtime's container ids agree with it), stable across applies; an object
+  deleted and made again under its name (a controller's pod replaced) is a new object with a
+  uid of its own, derived from the computed one and how many times it was made again: clients
+  tell the new object from the old by uid (`kubectl delete` waits until the uid it deleted is
+  gone, and would wait forever on a replacement with the same one; `describe` selects events
+  by uid, so the new pod shows its own);
 - metadata.creationTimestamp: when the object was first admitted to the running cluster —
   kept across applies that change it, new when it is deleted and created again (an object
   whose manifest carries one keeps that);
@@ -26,6 +31,7 @@ import hashlib
 import json
 import threading
 import time
+import uuid
 from collections import deque
 from dataclasses import dataclass
 from typing import Any
@@ -45,7 +51,11 @@ class _Record:
     body: Any           # the computed body last seen (identity: unchanged objects are not hashed)
     body_text: str      # digests of the body and of its spec (_texts): compared, and kept on disk
     spec_text: str
+    incarnation: int = 0  # how many times the object was deleted and made again under its name
     live: Any = None    # what kubelet laid over a running pod when last looked at (status.live_digest)
+
+
+_UID_NAMESPACE = uuid.UUID("7d1e6d0c-5a0b-4c55-8a55-706f646e6574")
 
 
 def _digest(text: str) -> str:
@@ -103,12 +113,15 @@ class ApiMeta:
                     # a new object, as for Kubernetes' new pod (`kubectl delete` waits for it)
                     self.version += 1
                     self._tombstone(key)
-                    changes.append((KubeObject(obj.kind, obj.namespace, obj.name, record.body), "deleted"))
-                    record = None
+                    changes.append((KubeObject(obj.kind, obj.namespace, obj.name,
+                                               self._with_uid(record, record.body)), "deleted"))
+                    incarnation, record = record.incarnation + 1, None
+                else:
+                    incarnation = 0
                 if record is None:
                     self.version += 1
                     created = obj.metadata.get("creationTimestamp") or now
-                    self._records[key] = _Record(created, self.version, 1, obj.body, body_text, spec_text)
+                    self._records[key] = _Record(created, self.version, 1, obj.body, body_text, spec_text, incarnation)
                     changes.append((obj, "added"))
                     continue
                 record.body = obj.body
@@ -156,7 +169,7 @@ class ApiMeta:
         """What a restarted supervisor needs to serve the same fields (record.py)."""
         with self._lock:
             return {"version": self.version,
-                    "objects": [[*key, r.created, r.version, r.generation, r.body_text, r.spec_text]
+                    "objects": [[*key, r.created, r.version, r.generation, r.body_text, r.spec_text, r.incarnation]
                                 for key, r in self._records.items()],
                     "conditions": [[*key, kind, status, when] for (key, kind), (status, when) in self._conditions.items()],
                     "podStarted": dict(self.pod_started)}
@@ -165,8 +178,9 @@ class ApiMeta:
         """The fields `export` kept: the next `observe` of an unchanged object changes nothing."""
         with self._lock:
             self.version = int(saved["version"])
-            self._records = {(kind, namespace, name): _Record(created, version, generation, None, body, spec)
-                             for kind, namespace, name, created, version, generation, body, spec in saved["objects"]}
+            self._records = {(kind, namespace, name): _Record(created, version, generation, None, body, spec, *more)
+                             for kind, namespace, name, created, version, generation, body, spec, *more
+                             in saved["objects"]}  # a record from before incarnations: 0
             self._conditions = {((kind, namespace, name), type_): (status, when)
                                 for kind, namespace, name, type_, status, when in saved["conditions"]}
             self.pod_started = dict(saved["podStarted"])
@@ -189,10 +203,23 @@ class ApiMeta:
     def pod_gone(self, ref: str) -> None:
         self.pod_started.pop(ref, None)
 
+    def uid(self, obj) -> str | None:
+        """The uid the object is served with: the computed one, or its made-again one."""
+        return self._with_uid(self._records.get(obj.key), obj.body)["metadata"].get("uid")
+
+    @staticmethod
+    def _with_uid(record: _Record | None, body: Any) -> Any:
+        uid = (body.get("metadata") or {}).get("uid") if isinstance(body, dict) else None
+        if record is None or not record.incarnation or not uid:
+            return body
+        return {**body, "metadata": {**body["metadata"],
+                                     "uid": str(uuid.uuid5(_UID_NAMESPACE, f"{uid}/{record.incarnation}"))}}
+
     def stamp(self, obj, body: dict[str, Any]) -> dict[str, Any]:
         """`body` (the object's served body, a copy or the computed one) with the API server's
         fields: a new top-level dict and metadata, the computed body is not changed."""
         record = self._records.get(obj.key)
+        body = self._with_uid(record, body)
         stamped = {**body, "metadata": dict(body.get("metadata") or {})}
         if record is not None:
             stamped["metadata"].update({"creationTimestamp": record.created,

@@ -170,6 +170,7 @@ class Supervisor:
     def record_event(self, obj, type_: str, reason: str, message: str, component: str,
                      field_path: str | None = None) -> None:
         about = involved(obj)
+        about["uid"] = self.meta.uid(obj)  # a pod made again under its name is another object
         if field_path:
             about["fieldPath"] = field_path
         host = obj.spec.get("nodeName") if component == "kubelet" else None
@@ -455,6 +456,13 @@ class Supervisor:
             if self.generation != generation:
                 self.state_changed.set()
                 return
+            # a pod the new cluster no longer has stops (before the cluster changes: its Killing
+            # events are about it). So goes the replacement a ReplicaSet made while the pod it
+            # replaced was terminating: once that one is gone, the names are computed again and
+            # the replacement takes the old name (module doc of delete_pods); left running, it
+            # would hold its address, which the cluster then gives to the next pod.
+            for ref in reconcile.pod_actions(cluster, self.started).stop:
+                self._stop_pod(ref)
             self.cluster = cluster
             self.dataplane.cluster = cluster
             self.runtime.cluster = cluster

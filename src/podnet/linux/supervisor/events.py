@@ -45,6 +45,13 @@ def timestamp(seconds: float | None = None) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() if seconds is None else seconds))
 
 
+def _key(involved: dict[str, Any], type_: str, reason: str, message: str, component: str) -> tuple:
+    """What makes a repeated event the same one (client-go's aggregation key): the object, by
+    uid too (a pod made again under its name is another object), and what was said by whom."""
+    return (involved.get("kind"), involved.get("namespace") or "", involved.get("name"), involved.get("uid") or "",
+            involved.get("fieldPath") or "", type_, reason, message, component)
+
+
 class EventStore:
     def __init__(self, limit: int = MAX_EVENTS, clock=time.time):
         self.limit, self.clock = limit, clock
@@ -52,6 +59,14 @@ class EventStore:
         self._changed = threading.Condition(self._lock)  # `wait`: a watcher's long poll
         self._events: OrderedDict[tuple, dict[str, Any]] = OrderedDict()  # oldest change first
         self._version = 0
+        self._last_stamp = 0
+
+    def _stamp(self) -> int:
+        """The clock in nanoseconds, never the same twice: an event's name ends with it in hex,
+        as client-go's recorder names events, so that listing by name (the API server's order)
+        lists them as they happened — `describe` prints the events of one second in list order."""
+        self._last_stamp = max(int(self.clock() * 1e9), self._last_stamp + 1)
+        return self._last_stamp
 
     def record(self, involved: dict[str, Any], type_: str, reason: str, message: str, component: str,
                host: str | None = None) -> dict[str, Any]:
@@ -59,8 +74,7 @@ class EventStore:
         the same event again counts up. Returns the event."""
         if type_ not in ("Normal", "Warning"):
             raise ValueError(f"event type must be Normal or Warning, not {type_!r}")
-        key = (involved.get("kind"), involved.get("namespace") or "", involved.get("name"),
-               involved.get("fieldPath") or "", type_, reason, message, component)
+        key = _key(involved, type_, reason, message, component)
         now = timestamp(self.clock())
         with self._lock:
             self._version += 1
@@ -68,7 +82,7 @@ class EventStore:
             if event is None:
                 namespace = involved.get("namespace") or "default"
                 event = {"apiVersion": "v1", "kind": "Event",
-                         "metadata": {"name": f"{involved.get('name')}.{uuid.uuid4().hex[:16]}",
+                         "metadata": {"name": f"{involved.get('name')}.{self._stamp():x}",
                                       "namespace": namespace, "uid": str(uuid.uuid4()),
                                       "creationTimestamp": now},
                          "involvedObject": {k: v for k, v in involved.items() if v},
@@ -113,8 +127,7 @@ class EventStore:
             self._events = OrderedDict()
             for event in saved["events"]:
                 about = event["involvedObject"]
-                key = (about.get("kind"), about.get("namespace") or "", about.get("name"), about.get("fieldPath") or "",
-                       event["type"], event["reason"], event["message"], event["source"]["component"])
+                key = _key(about, event["type"], event["reason"], event["message"], event["source"]["component"])
                 self._events[key] = event
 
 
