@@ -94,3 +94,19 @@ def removed(name: str) -> None:
     assert leftovers(name) == [], f"left behind: {leftovers(name)}"
     netns = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
     assert f"podnet-{name}." not in netns, netns
+    assert api_servers(name) == [], f"the API server of {name} outlived it: pids {api_servers(name)}"
+
+
+def api_servers(name: str) -> list[int]:
+    """Pids of cluster NAME's API server processes (`python -m podnet.apiserver --cluster NAME`)."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            argv = (proc / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"podnet.apiserver" in argv and name.encode() in argv:
+            found.append(int(proc.name))
+    return found

@@ -7,6 +7,7 @@ pod's files go; after `down` nothing is left (and its kubectl context is gone)."
 from __future__ import annotations
 
 import base64
+import json
 import os
 import secrets
 import signal
@@ -125,11 +126,11 @@ def test_pods_read_their_service_account_credentials(tmp_path):
         assert not layout.serviceaccount_dir("kube-system", "hostnet").exists()
         assert layout.serviceaccount_dir("default", "reader").exists()
 
-        # `podnet kubeconfig` once the API server has recorded its port (its supervisor side
-        # writes apiserver.json); the context merged as `up` merges it goes with `down`
-        layout.apiserver_file.write_text('{"port": 34999}')
+        # `podnet kubeconfig`: the port the API server recorded (apiserver.json); the context
+        # merged as `up` merges it goes with `down`
+        port = json.loads(layout.apiserver_file.read_text())["port"]
         config = yaml.safe_load(podnet("kubeconfig", "--name", name).stdout)
-        assert config["clusters"][0]["cluster"]["server"] == "https://127.0.0.1:34999"
+        assert config["clusters"][0]["cluster"]["server"] == f"https://127.0.0.1:{port}"
         assert base64.b64decode(config["users"][0]["user"]["client-certificate-data"]) == \
             (layout.pki_dir / "admin.crt").read_bytes()
         kubeconfig.merge(kubeconfig.default_path(), config)
