@@ -285,32 +285,6 @@ def test_a_watch_too_old_is_an_expired_error_event_and_bookmarks_come_when_asked
     assert bookmark["type"] == "BOOKMARK" and int(bookmark["object"]["metadata"]["resourceVersion"]) >= version
 
 
-def test_deleting_a_controller_s_pods_by_label_returns_once_each_is_replaced_by_a_new_object(api):
-    """`kubectl delete pod -l …` (the seeds' `-l k8s-app=kube-dns`) deletes every pod, then waits
-    for each uid it deleted to be gone. A replacement takes the same name (podnet computes pod
-    names), so it must be a new object — a new uid — or kubectl waits on it forever. Its
-    `describe` shows its own events, in the order they happened."""
-    before = {p["metadata"]["name"]: p["metadata"]["uid"] for p in api.kubectl_json("get", "pods", "-l", "app=web")["items"]}
-    # --wait=false: kubectl's wait GETs each pod, then lists and watches it by name; a pod on fakes
-    # ends at once, and a replacement made between the two (it has the same name) would be waited
-    # on as if it were the deleted pod (see README: the Kubernetes API, what is left)
-    deleted = api.kubectl("delete", "pod", "-l", "app=web", "--grace-period=1", "--wait=false", timeout=60)
-    assert sorted(deleted.stdout.splitlines()) == sorted(f'pod "{name}" deleted' for name in before)
-    deadline = time.monotonic() + 60
-    while True:
-        after = {p["metadata"]["name"]: p for p in api.kubectl_json("get", "pods", "-l", "app=web")["items"]}
-        if set(after) == set(before) and all(p["status"].get("phase") == "Running"
-                                             and not p["metadata"].get("deletionTimestamp") for p in after.values()):
-            break
-        assert time.monotonic() < deadline, "the replacements never ran"
-        time.sleep(0.1)
-    assert all(after[name]["metadata"]["uid"] != uid for name, uid in before.items())
-    name = sorted(before)[0]
-    events = api.kubectl("describe", "pod", name).stdout.split("Events:", 1)[1].splitlines()
-    reasons = [line.split()[1] for line in events[3:] if line.strip()]
-    assert reasons == ["Scheduled", "Pulled", "Created", "Started"]
-
-
 def test_replication_controllers_are_listed_empty_and_cannot_be_made(api, tmp_path):
     """Every API server serves the core group's ReplicationControllers, and `kubectl cluster-info
     dump` lists them in each namespace; podnet runs none (a Deployment is what it runs)."""

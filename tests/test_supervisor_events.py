@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import threading
+import time
 
 import pytest
 
@@ -234,3 +235,26 @@ def test_a_watcher_of_the_events_is_answered_by_the_next_event():
     store.record(pod, "Normal", "Started", "started", "kubelet")
     assert answered.wait(60)  # a generous bound: it is answered by the event, not by its 600 s
     assert [e["reason"] for e in store.list(1)] == ["Started"]
+
+
+def test_a_pod_made_again_under_its_name_is_a_new_object_with_its_own_events(supervisor):
+    """A Deployment's pod deleted by name (deletePods) comes back under the same name (podnet
+    computes names): to clients a new object — another uid (`kubectl delete` waits until the
+    uid it deleted is gone), its own events (`describe` selects them by uid) — and the events
+    are named by time, so a list by name is in the order they happened."""
+    name = served(supervisor, "Pod")[0]["metadata"]["name"]
+    [before] = served(supervisor, "Pod", name)
+    supervisor.delete_pods([f"default/{name}"], grace_period=1)
+    deadline = time.monotonic() + 30
+    assert supervisor.wait_for_terminations(timeout=30)
+    while not [p for p in served(supervisor, "Pod", name) if not p["metadata"].get("deletionTimestamp")] \
+            or f"default/{name}" not in supervisor.runtime.pods:
+        assert time.monotonic() < deadline, "the pod never came back"
+        supervisor.state_changed.set()
+        step(supervisor)
+    [after] = served(supervisor, "Pod", name)
+    assert after["metadata"]["uid"] != before["metadata"]["uid"]
+    mine = [e for e in supervisor.events.list() if e["involvedObject"].get("uid") == after["metadata"]["uid"]]
+    assert [e["reason"] for e in sorted(mine, key=lambda e: e["metadata"]["name"])] == \
+        ["Scheduled", "Pulled", "Created", "Started"]
+    assert all(e["count"] == 1 for e in mine)  # not counted together with the old pod's
