@@ -82,26 +82,25 @@ class Follower:
         reply = await self.supervisor.call("events", {"since": since, "wait": wait}, timeout=wait + 30)
         self.events.update(reply["items"], [], int(reply["resourceVersion"]))
 
+    async def _object_round(self) -> None:
+        await self.sync()
+        await self.supervisor.call("watch", {"after": self.generation, "timeout": WATCH_WAIT}, timeout=WATCH_WAIT + 30)
+
     async def follow_objects(self) -> None:
-        while not self.stopping.is_set():
-            try:
-                await self.sync()
-                await self.supervisor.call("watch", {"after": self.generation, "timeout": WATCH_WAIT},
-                                           timeout=WATCH_WAIT + 30)
-            except (NotRunning, OSError, ValueError) as exc:
-                log.warning("the supervisor does not answer (%s): retrying", exc)
-                await asyncio.sleep(RETRY)
-            except Exception:
-                log.exception("following the cluster failed: retrying")
-                await asyncio.sleep(RETRY)
+        await self._keep_following(self._object_round, "the cluster")
 
     async def follow_events(self) -> None:
+        await self._keep_following(lambda: self.sync_events(wait=WATCH_WAIT), "the events")
+
+    async def _keep_following(self, round_, what: str) -> None:
+        """round_() again and again until stopped; a supervisor that does not answer (it is being
+        restarted) or a round that fails is tried again after RETRY seconds."""
         while not self.stopping.is_set():
             try:
-                await self.sync_events(wait=WATCH_WAIT)
+                await round_()
             except (NotRunning, OSError, ValueError) as exc:
                 log.warning("the supervisor does not answer (%s): retrying", exc)
                 await asyncio.sleep(RETRY)
             except Exception:
-                log.exception("following the events failed: retrying")
+                log.exception("following %s failed: retrying", what)
                 await asyncio.sleep(RETRY)
