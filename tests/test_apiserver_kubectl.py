@@ -314,3 +314,16 @@ def test_a_bare_pod_applied_with_kubectl_is_deleted_by_name_and_by_collection(ap
     while api.kubectl("get", "pods", "-l", "bare=yes", "-o", "name").stdout.strip():
         assert time.monotonic() < deadline, "the bare pods stayed"
         time.sleep(0.1)
+
+
+def test_a_pod_that_cannot_start_is_a_warning_kubectl_prints(api, tmp_path):
+    api.supervisor.runtime.fail.add("default/broken")
+    try:
+        body = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "broken"},
+                "spec": {"containers": [{"name": "c", "image": "pause"}]}}
+        applied = api.kubectl("apply", "-f", manifest(tmp_path, body, name="broken.yaml"))
+        assert applied.stdout.strip() == "pod/broken created"
+        assert "Warning: pod default/broken: default/broken would not start could not start" in applied.stderr
+    finally:
+        api.supervisor.runtime.fail.discard("default/broken")
+        api.kubectl("delete", "pod", "broken", "--wait=false", check=False)

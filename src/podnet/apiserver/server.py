@@ -381,9 +381,12 @@ class ApiServer:
         if self._dry_run(request):
             await self._admit_only(body, resource, name)
             return respond(body, status)
-        await self._send("apply", [body], resource, name)
+        reply = await self._send("apply", [body], resource, name)
         stored = self.objects.get((resource.kind, body["metadata"].get("namespace") or "", name))
-        return respond(stored if stored is not None else body, status)
+        response = respond(stored if stored is not None else body, status)
+        for warning in warnings_of(reply):  # kubectl prints each as "Warning: …"
+            response.headers.add("Warning", f'299 - "{warning}"')
+        return response
 
     async def _create(self, request: web.Request, info: RequestInfo, resource: Resource) -> web.Response:
         sent = await self._body(request)
@@ -647,6 +650,15 @@ def _json_or_empty(raw: bytes) -> Any:
     except ValueError:
         return {}
     return found if isinstance(found, dict) else {}
+
+
+def warnings_of(reply: dict[str, Any]) -> list[str]:
+    """What the supervisor said beside the change — a pod that could not start, a node whose
+    NetworkPolicy rules do not hold yet, the admission's warnings — as HTTP Warning texts."""
+    found = [line.split(":", 1)[1].strip() if line.startswith(("Warning:", "Error:")) else line
+             for line in reply.get("lines") or [] if line.startswith(("Warning:", "Error:"))]
+    found += [str(w) for w in reply.get("warnings") or []]
+    return [w.replace('"', "'").replace("\n", " ") for w in found]
 
 
 def field_manager(request: web.Request) -> str:

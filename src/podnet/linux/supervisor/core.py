@@ -750,6 +750,10 @@ class Supervisor:
                 if self.cluster.get("Pod", *ref.split("/", 1)) is None:
                     raise PodnetError(f'pods "{ref.split("/", 1)[1]}" not found')
             running = [ref for ref in refs if ref in self.runtime.pods and ref not in self.terminating]
+            waiting = [ref for ref in refs if ref not in self.runtime.pods and ref not in self.terminating]
+            if waiting:  # nothing runs to end, and the same pod would be made again: say so, not "deleted"
+                raise PodnetError(f"pod {', '.join(waiting)} has not started (it waits for its node or a "
+                                  "terminating pod of its name): there is nothing to delete yet")
             if grace_period == 0:  # --force: gone at once, the replacement starts with the recompute
                 for ref in running:
                     self._stop_pod(ref)
