@@ -2,7 +2,7 @@
 """Regenerates what podnet.apiserver.protobuf decodes with, from the upstream Kubernetes sources:
 
 - src/podnet/apiserver/kubernetes.binpb: a FileDescriptorSet compiled by protoc (from grpcio-tools,
-  a development tool only: `python -m venv /tmp/protoc && /tmp/protoc/bin/pip install grpcio-tools`)
+  a development tool only: `python -m venv protoc-venv && protoc-venv/bin/pip install grpcio-tools`)
   from the generated.proto files of k8s.io/api and k8s.io/apimachinery at RELEASE;
 - src/podnet/apiserver/kubernetes_go_fields.json: the shape of the Go structs behind those messages
   (read from the same release's types.go files), which the .proto files do not carry but the JSON
@@ -10,7 +10,7 @@
   the Go field is a pointer (present even when zero), `omitempty`, and embedded (its fields flattened
   into the parent's JSON); and the Go slice types protobuf wraps in a message of `items`.
 
-    /tmp/protoc/bin/python scripts/protobuf_descriptors.py --api K8S_API_REPO --apimachinery APIMACHINERY_REPO
+    protoc-venv/bin/python scripts/protobuf_descriptors.py --api K8S_API_REPO --apimachinery APIMACHINERY_REPO
 
 The repositories may be checkouts or bare clones: files are read with `git show RELEASE:path`.
 """

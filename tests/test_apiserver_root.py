@@ -12,6 +12,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import urllib.request
@@ -26,7 +27,8 @@ pytestmark = [pytest.mark.root,
               pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl is not installed")]
 
 NAME = f"api{os.getpid() % 100000}"
-READY_FILE = f"/tmp/podnet-{NAME}-ready"  # the pod's readiness probe tests it (pods see the host's files)
+# the pod's readiness probe tests it (pods see the host's files)
+READY_FILE = os.path.join(tempfile.gettempdir(), f"podnet-{NAME}-ready")
 READER = f"""---
 apiVersion: v1
 kind: ServiceAccount

@@ -1,5 +1,5 @@
 """The seed documents' kubectl sessions, run as written against a podnet cluster (root, with
-the real kubectl): every `kubectl …` line of /work/shared/seeds/*.txt (the files are quoted as
+the real kubectl): every `kubectl …` line of ../shared/seeds/*.txt (beside the repository) (the files are quoted as
 "000" … "004" below), its placeholders filled with the real names, and the output checked
 for the shape the seed shows or describes.
 
