@@ -442,17 +442,27 @@ class _Command:
             self.master = None
 
 
+async def _open_session(request: web.Request, stdout: bool, stderr: bool) -> web.StreamResponse | Channels:
+    """An exec's or an attach's WebSocket, its channels greeted (kube-apiserver's first empty
+    message), or the Status refusing the upgrade."""
+    refusal = _upgrade_refusal(request, EXEC_PROTOCOLS)
+    if refusal is not None:
+        return refusal
+    ws, protocol = await _accept(request, EXEC_PROTOCOLS)
+    channels = Channels(ws, protocol)
+    await _hello(channels, stdout, stderr)
+    return channels
+
+
 async def exec_websocket(request: web.Request, argv: list[str], *, stdin: bool, tty: bool, stdout: bool = True,
                          stderr: bool = True) -> web.StreamResponse:
     """Run argv (the whole command line: the supervisor's `exec` argv for the pod and container,
     then the request's `command`s) and carry its standard streams over the WebSocket."""
-    refusal = _upgrade_refusal(request, EXEC_PROTOCOLS)
-    if refusal is not None:
-        return refusal
     stderr = stderr and not tty
-    ws, protocol = await _accept(request, EXEC_PROTOCOLS)
-    channels = Channels(ws, protocol)
-    await _hello(channels, stdout, stderr)
+    opened = await _open_session(request, stdout, stderr)
+    if not isinstance(opened, Channels):
+        return opened
+    channels, ws = opened, opened.ws
     try:
         command = await _Command.start(argv, stdin=stdin, stdout=stdout, stderr=stderr, tty=tty)
     except OSError as exc:
@@ -515,13 +525,10 @@ async def _is_alive(alive: Callable[[], bool | Awaitable[bool]]) -> bool:
 async def attach_websocket(request: web.Request, log_path: Path, *, alive: Callable[[], bool | Awaitable[bool]],
                            stdin: bool, tty: bool, stdout: bool = True, stderr: bool = True) -> web.StreamResponse:
     """The container's output from now on (its log file, followed) until the container ends."""
-    refusal = _upgrade_refusal(request, EXEC_PROTOCOLS)
-    if refusal is not None:
-        return refusal
-    stderr = stderr and not tty
-    ws, protocol = await _accept(request, EXEC_PROTOCOLS)
-    channels = Channels(ws, protocol)
-    await _hello(channels, stdout, stderr)
+    opened = await _open_session(request, stdout, stderr and not tty)
+    if not isinstance(opened, Channels):
+        return opened
+    channels, ws = opened, opened.ws
     if not await _is_alive(alive):
         await channels.finish(internal_error("error attaching to container: container is in CONTAINER_EXITED state"))
         return ws
