@@ -55,6 +55,7 @@ from podnet.apiserver.backend import Supervisor as SupervisorClient  # noqa: E40
 from podnet.apiserver.server import ApiServer, listening, tls_context  # noqa: E402
 from podnet.apiserver.server import run as serve_api  # noqa: E402
 from podnet.host.layout import ClusterLayout  # noqa: E402
+from podnet.linux.supervisor.loop import Collector  # noqa: E402
 from podnet.pki.authority import ClusterCredentials  # noqa: E402
 from tests.apiharness import KUBECTL, ApiHarness  # noqa: E402
 
@@ -360,7 +361,7 @@ def main() -> None:
         manifests = load(directory / "manifests")
         start = time.perf_counter()
         harness = (ApiHarness if args.in_process else ProcessHarness)(directory, manifests, name=args.name,
-                                                                      nodes=args.nodes)
+                                                                      nodes=args.nodes, collector=Collector())
         harness.socket_path = layout.socket_path  # where `podnet get --name` looks
         layout.state_dir.mkdir(mode=0o700, parents=True)
         try:

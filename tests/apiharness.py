@@ -25,6 +25,7 @@ from podnet.apiserver.backend import Supervisor as SupervisorClient
 from podnet.apiserver.server import ApiServer, listening, run, tls_context
 from podnet.host.layout import ClusterLayout
 from podnet.linux.supervisor.core import Supervisor
+from podnet.linux.supervisor.loop import Collector
 from podnet.linux.supervisor.loop import run as supervise
 from podnet.linux.supervisor.state import ClusterState
 from podnet.pki import kubeconfig
@@ -42,8 +43,9 @@ def free_port() -> int:
 
 class ApiHarness:
     def __init__(self, directory: Path, manifests: list[dict[str, Any]], name: str = "api", nodes: int = 2,
-                 config: dict[str, Any] | None = None):
+                 config: dict[str, Any] | None = None, collector: Collector | None = None):
         self.directory = directory
+        self.collector = collector  # the supervisor process's garbage collector policy (bench: as `up` runs it)
         self.name = name
         config = config or {"kind": "Cluster", "apiVersion": "podnet.dev/v1alpha1", "name": name, "nodes": nodes}
         self.layout = ClusterLayout(name)
@@ -64,7 +66,8 @@ class ApiHarness:
         self.supervisor = Supervisor(self.layout, self.state, dataplane_factory=FakeDataPlane, runtime_factory=FakeRuntime)
         self.supervisor.start()
         # its loop as `podnet up` runs it: the control socket, reaping, terminations, recomputing
-        self._supervising = threading.Thread(target=supervise, args=(self.supervisor, self.socket_path), daemon=True)
+        self._supervising = threading.Thread(target=supervise, args=(self.supervisor, self.socket_path),
+                                            kwargs={"collector": self.collector}, daemon=True)
         self._supervising.start()
         deadline = time.monotonic() + 60
         while not self.socket_path.exists():

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import yaml
 
+from podnet.linux.counted import CountedDict
 from podnet.linux.runtime import Container, PodSandbox
 
 # two pause pods, the workload the supervisor tests apply, scale and delete
@@ -60,7 +61,7 @@ class FakeRuntime:
 
     def __init__(self, layout, cluster):
         self.layout, self.cluster = layout, cluster
-        self.pods: dict[str, PodSandbox] = {}
+        self.pods: dict[str, PodSandbox] = CountedDict()
         self.calls: list[tuple] = []
         self.fail: set[str] = set()  # refs whose start fails
 

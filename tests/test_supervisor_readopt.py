@@ -46,7 +46,7 @@ def test_the_generation_counts_on_across_a_restart(state):
     held = first.generation  # what a watcher holds when the supervisor dies
     first.persist()
     second = make(state)
-    second.adopt(record.read(state.directory))
+    second.adopt(record.read_saved(state.directory))
     assert second.generation > held
     # a watcher holding the dead one's generation is answered at once with the new one
     assert second.wait_for_generation(held, timeout=30) == second.generation
@@ -85,7 +85,7 @@ def test_get_w_keeps_watching_across_a_supervisor_restart(state, monkeypatch, ca
             said += capsys.readouterr().err
         assert "still watching" in said and watcher.is_alive()
         second = make(state)
-        second.adopt(record.read(state.directory))
+        second.adopt(record.read_saved(state.directory))
         with serving(layout.socket_path, lambda message: handle(second, message)):
             started = second.change(scaled(3), delete=False)["started"]
             [new] = [ref.split("/")[1] for ref in started]
@@ -137,7 +137,7 @@ def test_wait_goes_on_across_a_supervisor_restart(state, monkeypatch, capsys):
     time.sleep(0.5)  # nobody answering
     assert waiter.is_alive(), (answer, capsys.readouterr())
     second = make(state)
-    second.adopt(record.read(state.directory))
+    second.adopt(record.read_saved(state.directory))
     with serving(layout.socket_path, lambda message: handle(second, message)):
         second.change(json.dumps({"apiVersion": "v1", "kind": "List", "items": [DEPLOYMENT]}), delete=True,
                       grace_period=0)
@@ -167,7 +167,7 @@ def terminating(state, monkeypatch):
     first.persist(force=True)
     first.stopping.set()  # its termination thread ends here; nothing more is written
     first.wait_for_terminations(30)
-    saved = record.read(state.directory)
+    saved = record.read_saved(state.directory)
     assert ref in saved["terminating"] and ref in saved["graceDeadlines"]
     monkeypatch.setattr(core.termination, "kill_pod", kill_pod)
     return ref, saved, given

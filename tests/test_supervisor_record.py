@@ -171,7 +171,7 @@ def test_a_restarted_supervisor_adopts_the_pods_as_they_were(state):
     events_said = len(first.events.list(0))
     # SIGKILL: nothing more is written; a new supervisor reads what is on disk
     second = make(state)
-    adopted = second.adopt(record.read(state.directory))
+    adopted = second.adopt(record.read_saved(state.directory))
     assert sorted(adopted) == sorted(first.runtime.pods) == sorted(second.adopted)
     assert ("collect_garbage",) in second.dataplane.calls  # what it had not recorded goes
     assert second.dataplane.calls[0] == ("adopt_network",)
@@ -205,7 +205,7 @@ def test_a_supervisor_killed_between_saving_a_delete_and_recording_it_is_adopted
     first.persist()
     state.save_manifests([DEPLOYMENT])  # the delete's save, then SIGKILL before the record
     second = make(state)
-    adopted = second.adopt(record.read(state.directory))
+    adopted = second.adopt(record.read_saved(state.directory))
     assert "default/extra" not in adopted and adopted
     assert second.cluster.get("Pod", "default", "extra") is None
 

@@ -132,7 +132,8 @@ def with_stored(cluster: Cluster, applied: Iterable[KubeObject], deleted: Iterab
     gone_namespaces = {k[1] for k in deleted if k[1] and k not in {o.key for o in applied}}
     if gone_namespaces and not _still_used(cluster, gone_namespaces, deleted):
         return None
-    items = [(k, o) for k, o in cluster.objects.items() if k not in deleted and k not in {a.key for a in applied}]
+    replaced = deleted | {a.key for a in applied}
+    items = [(k, o) for k, o in cluster.objects.items() if k not in replaced]
     for obj in sorted(applied, key=lambda o: o.key):
         stored = KubeObject(obj.kind, obj.namespace, obj.name, json.loads(json.dumps(obj.body)), obj.source)
         if stored.kind in ("RoleBinding", "ClusterRoleBinding"):

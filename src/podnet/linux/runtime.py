@@ -21,6 +21,7 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, field
+from typing import ClassVar
 from pathlib import Path
 
 from podnet import crashloop, images
@@ -30,6 +31,7 @@ from podnet.host.layout import ClusterLayout
 from podnet.host.started import STARTED_ENV
 from podnet.kubelet import container_argv, container_environment, hosts_file, redis_argv
 from podnet.linux import serviceaccount
+from podnet.linux.counted import Counted, CountedDict
 from podnet.semantics.dns import resolv_conf
 
 ETC_NETNS = Path("/etc/netns")
@@ -40,7 +42,7 @@ NGINX_PAGE = "<!DOCTYPE html>\n<html><head><title>Welcome to nginx!</title></hea
 
 
 @dataclass
-class Container:
+class Container(Counted):  # its changes are counted: the supervisor's record (supervisor/record.py) holds it
     name: str
     argv: list[str]
     env: dict[str, str]
@@ -70,7 +72,8 @@ class Container:
 
 
 @dataclass
-class PodSandbox:
+class PodSandbox(Counted):  # as Container, but for what the record does not hold
+    _uncounted: ClassVar[frozenset[str]] = frozenset({"pod", "found"})
     namespace: str
     name: str
     netns: str
@@ -95,7 +98,7 @@ class Runtime:
         self.layout = layout
         self.cluster = cluster
         self.logs = layout.state_dir / "logs"
-        self.pods: dict[str, PodSandbox] = {}
+        self.pods: dict[str, PodSandbox] = CountedDict()
         # kubelet's token manager (serviceaccount.py), once the supervisor has the cluster's credentials
         self.tokens: serviceaccount.ServiceAccountTokens | None = None
 

