@@ -66,6 +66,7 @@ from podnet.semantics.policymatch import (
 
 if TYPE_CHECKING:
     from podnet.controlplane import Cluster
+    from podnet.controlplane.cluster import ClusterChange
 
 # ---------------------------------------------------------------- compiled policies
 
@@ -320,14 +321,12 @@ class Verdict:
 POLICY_INPUT_KINDS = frozenset({"Namespace", "Node", "Pod", "NetworkPolicy", "AdminNetworkPolicy", BASELINE})
 
 
-def same_policy_inputs(before: Cluster, after: Cluster) -> bool:
-    """Whether `after` has exactly the policy inputs of `before`: the same objects (computed
-    objects are never changed once made: identity is sameness), nodes and config."""
-    if after.config is not before.config or after.nodes != before.nodes:
-        return False
-    old, new = before.objects, after.objects
-    return all(old.get(key) is obj for key, obj in new.items() if key[0] in POLICY_INPUT_KINDS) and \
-        all(key in new for key in old if key[0] in POLICY_INPUT_KINDS)
+def same_policy_inputs(change: ClusterChange) -> bool:
+    """Whether the cluster after `change` has exactly the policy inputs of the one before: no
+    object of those kinds added, replaced or removed, the same nodes and config."""
+    before, after = change.before, change.after
+    return before is not None and after.config is before.config and after.nodes == before.nodes and \
+        not change.touches(POLICY_INPUT_KINDS)
 
 
 

@@ -38,6 +38,7 @@ from typing import Any
 
 from podnet.api.objects import KubeObject
 from podnet.controlplane import Cluster
+from podnet.controlplane.cluster import ClusterChange
 from podnet.linux.supervisor.events import timestamp
 
 TOMBSTONES = 10_000  # deletions remembered for `changed_since` (older: the caller lists again)
@@ -111,21 +112,19 @@ class ApiMeta:
         self._order.pop(key, None)
         self._order[key] = version
 
-    def observe(self, cluster: Cluster, previous: Cluster | None = None) -> list[tuple[Any, str]]:
+    def observe(self, cluster: Cluster, change: ClusterChange | None = None) -> list[tuple[Any, str]]:
         """Note the objects of a newly computed cluster. Returns what changed: (object, "added",
-        "modified" or "deleted" — the last body seen), for the controllers' events. `previous`:
-        the cluster it was made from; if that is the one observed last, only the objects that
-        are not its own are looked at (computed clusters are never changed once made, and a
-        change shares every object it does not touch: at 10,000 pods, ~40 ms less per write)."""
+        "modified" or "deleted" — the last body seen), for the controllers' events. `change`:
+        from the cluster it was made from; if that is the one observed last, only what changed
+        is looked at (at 10,000 pods, ~40 ms less per write)."""
         changes = []
         now = timestamp(self.clock())
         objects = cluster.objects
         with self._lock:
-            fast = previous is not None and previous is self._observed
+            fast = change is not None and change.before is not None and change.before is self._observed
             if fast:
-                before = previous.objects
-                present = [(key, obj) for key, obj in objects.items() if before.get(key) is not obj]
-                gone = [key for key in before if key not in objects and key in self._records]
+                present = list(change.changed)
+                gone = [key for key in change.gone if key in self._records]
             else:
                 present = list(objects.items())
                 gone = [key for key in self._records if key not in objects]

@@ -24,6 +24,7 @@ from typing import Any
 
 from podnet.api.objects import KubeObject
 from podnet.controlplane import Cluster
+from podnet.controlplane.cluster import ClusterChange
 from podnet.controlplane.system import apiserver_certificate_sans
 from podnet.errors import PodnetError
 from podnet.host.layout import ClusterLayout
@@ -136,8 +137,9 @@ class Supervisor:
         # was written at (counted.py), and the API fields' journal with what it last said
         self._process_ids = record.ProcessIds()
         self._recorded_count: int | None = None
-        self._recorded_cluster: Cluster | None = None
-        self._recorded_bodies: list[Any] = []
+        self._bodies_changed = True
+        self.running_pods = reconcile.RunningPods()  # which pods the cluster wants running (pod_actions)
+        self._inputs_indexed: tuple[list[dict[str, Any]], Mapping[tuple, dict[str, Any]]] | None = None
         self.journal = record.MetaJournal(self.state.directory)
         self._live_noted: int | None = None  # counted.count when the pods' live status was last noted
         self._journaled: tuple[int, dict[str, Any]] | None = None  # (generation, controllers) last journalled
@@ -150,11 +152,18 @@ class Supervisor:
 
     @cluster.setter
     def cluster(self, value: Cluster) -> None:
-        previous, self._cluster = self._cluster, value
+        self._install(value, ClusterChange.between(self._cluster, value))
+
+    def _install(self, value: Cluster, change: ClusterChange) -> None:
+        """The cluster is `value` now (`change`: from the one before): a new generation, the API
+        fields and the controllers' events of what changed."""
+        self._cluster = value
+        if change.touches(("Pod",)):
+            self._bodies_changed = True  # running.json holds the running pods' bodies
         with self.generation_changed:
             self.generation += 1
             self.generation_changed.notify_all()
-        for obj, type_, reason, message, component in self.controllers.said(value, self.meta.observe(value, previous)):
+        for obj, type_, reason, message, component in self.controllers.said(value, self.meta.observe(value, change)):
             self.record_event(obj, type_, reason, message, component)
 
     def wait_for_generation(self, after: int, timeout: float) -> int:
@@ -363,21 +372,22 @@ class Supervisor:
                 return
             self._journal_meta(force)
             count = counted.count  # read before the record is made: a change meanwhile moves it again
-            bodies_changed = False
-            if self.cluster is not self._recorded_cluster:
+            if force or self._bodies_changed or count != self._recorded_count:
+                self._bodies_changed = False
                 bodies = [pod.body for pod in self.cluster.objects.values()
                           if pod.kind == "Pod" and pod.ref in self.runtime.pods]
-                bodies_changed = len(bodies) != len(self._recorded_bodies) or \
-                    any(a is not b for a, b in zip(bodies, self._recorded_bodies))
-                self._recorded_cluster, self._recorded_bodies = self.cluster, bodies
-            if force or bodies_changed or count != self._recorded_count:
-                record.write(self.state.directory, {**self.record(), "bodies": self._recorded_bodies,
-                                                    "terminating": self.terminating})
+                record.write(self.state.directory, {**self.record(), "bodies": bodies, "terminating": self.terminating})
                 self._recorded_count = count
             version = self.events.version
             if force or version != self._events_recorded:
                 record.write_events(self.state.directory, self.events.export())
                 self._events_recorded = version
+
+    def _inputs_index(self) -> Mapping[tuple, dict[str, Any]]:
+        """self.inputs by key, kept from the change that made them (or made now)."""
+        if self._inputs_indexed is None or self._inputs_indexed[0] is not self.inputs:
+            self._inputs_indexed = (self.inputs, reconcile.inputs_by_key(self.inputs))
+        return self._inputs_indexed[1]
 
     def _journal_meta(self, force: bool) -> None:
         """The API fields' journal (record.MetaJournal): a line of what changed since the last,
@@ -721,12 +731,14 @@ class Supervisor:
             steps.done("lock")
             if self.stopping.is_set():  # `down` began: what this would start, nothing would remove
                 raise PodnetError(f"cluster {self.layout.cluster} is being removed (podnet down): nothing changed")
-            request = reconcile.change_request(self.inputs, store, delete)
-            cluster = reconcile.changed_cluster(self.cluster, self.inputs, store, delete)
+            index = self._inputs_index()
+            request = reconcile.change_request(self.inputs, store, delete, index)
+            cluster = reconcile.changed_cluster(self.cluster, self.inputs, store, delete, index)
             if cluster is None:
                 cluster = self._compute(request.inputs, self.cluster)
             reconcile.check_nodes(self.cluster, cluster, self.layout.cluster)
-            actions = reconcile.pod_actions(cluster, self.started)
+            change = ClusterChange.between(self.cluster, cluster)
+            actions = self.running_pods.actions(cluster, self.started, change)
             graceful = [ref for ref in actions.stop if ref in self.runtime.pods and grace_period != 0]
             if graceful:  # they stay, Terminating, until their processes are gone
                 marked = self._marked_deleted(graceful, grace_period)
@@ -735,7 +747,8 @@ class Supervisor:
                 self.terminating.update(marked)
                 # the pods to start as this cluster places and addresses them: next to the
                 # terminating ones, whose addresses stay taken
-                actions = reconcile.PodActions(actions.stop, reconcile.pod_actions(cluster, self.started).start)
+                change = ClusterChange.between(self.cluster, cluster)
+                actions = reconcile.PodActions(actions.stop, self.running_pods.actions(cluster, self.started, change).start)
             steps.done("compute")
             for ref in actions.stop:
                 if ref not in graceful:
@@ -743,9 +756,9 @@ class Supervisor:
             steps.done("stop")
             unchanged = cluster is self.cluster  # applied again as it is: nothing to publish
             # nothing NetworkPolicy reads changed (a ConfigMap, a workload's labels): no sync
-            policies_hold = unchanged or same_policy_inputs(self.cluster, cluster)
+            policies_hold = unchanged or same_policy_inputs(change)
             if not unchanged:
-                self.cluster = cluster
+                self._install(cluster, change)
                 self.dataplane.cluster = cluster
             # the new pods are in the policy sets before they start: never a moment unprotected
             policy_failures = self._sync_policies(set(self.policy_errors) if policies_hold else None)
@@ -766,6 +779,7 @@ class Supervisor:
             steps.done("start")
             if request.inputs != self.inputs:
                 self.inputs = request.inputs
+                self._inputs_indexed = (request.inputs, request.by_key)
                 self.state.save_manifests(request.inputs)
             steps.done("save")
             if not unchanged:

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from podnet.api import fields
@@ -35,6 +35,7 @@ from podnet.api.objects import KubeObject, Source
 from podnet.api.store import ObjectStore, admit
 from podnet.config import ClusterConfig, Networking
 from podnet.controlplane import Cluster, compute, incremental
+from podnet.controlplane.cluster import ClusterChange
 from podnet.errors import PodnetError
 from podnet.linux.netlink import Change, Route, Sysctl
 from podnet.semantics.topology import BRIDGE
@@ -121,13 +122,13 @@ def desired_cluster(inputs: list[dict[str, Any]], config: ClusterConfig, readine
 
 
 def changed_cluster(keep: Cluster, inputs: list[dict[str, Any]], store: ObjectStore,
-                    delete: bool) -> Cluster | None:
+                    delete: bool, index: Mapping[Key, dict[str, Any]] | None = None) -> Cluster | None:
     """The cluster after applying (deleting) `store`'s objects to `inputs`, whose cluster is
     `keep`, made from `keep` without computing it again; None when the change is not one of
     those (module doc), and the caller computes in full (desired_cluster). Readiness the
     prober reported since `keep` was computed is not taken in here: that report already asked
     the loop for a recomputation (Supervisor.recompute), which follows within a round."""
-    current = {object_key(b): b for b in inputs}
+    current = index if index is not None else inputs_by_key(inputs)
     policies, deleted, relabels, stored, unstored = [], [], [], [], []
     for obj in store.objects.values():
         # as admitted, like the request's objects (the inputs of `podnet up` are saved as written)
@@ -201,6 +202,7 @@ class ChangeRequest:
     keys: tuple[Key, ...]  # the request's objects, sorted
     missing: frozenset[Key]  # delete: objects that were not there
     created: frozenset[Key]  # apply: objects that were not there before
+    by_key: Mapping[Key, dict[str, Any]] = field(default_factory=dict)  # `inputs` by key (the next request's index)
 
     def lines(self, failed: Iterable[str] = ()) -> list[str]:
         """kubectl's answer: one line per object, NotFound for what delete did not find, and
@@ -215,11 +217,17 @@ class ChangeRequest:
         return lines
 
 
-def change_request(inputs: list[dict[str, Any]], store: ObjectStore, delete: bool) -> ChangeRequest:
+def inputs_by_key(inputs: list[dict[str, Any]]) -> dict[Key, dict[str, Any]]:
+    return {object_key(b): b for b in inputs}
+
+
+def change_request(inputs: list[dict[str, Any]], store: ObjectStore, delete: bool,
+                   index: Mapping[Key, dict[str, Any]] | None = None) -> ChangeRequest:
     """Merge the request's objects (admitted: see `admitted`) into `inputs`: apply adds or
-    replaces by key, delete removes."""
+    replaces by key, delete removes. `index`: `inputs` by key, if the caller has it (the last
+    request's `by_key`: 10,000 pods' inputs are not keyed again at every write)."""
     keys = {(o.kind, o.namespace, o.name) for o in store.objects.values()}
-    current = {object_key(b): b for b in inputs}
+    current = dict(index) if index is not None else inputs_by_key(inputs)
     created: set[Key] = set()
     if delete:
         missing = {k for k in keys if k not in current}
@@ -230,7 +238,8 @@ def change_request(inputs: list[dict[str, Any]], store: ObjectStore, delete: boo
         created = {obj.key for obj in store.objects.values() if obj.key not in current}
         for obj in store.objects.values():
             current[obj.key] = obj.body
-    return ChangeRequest(delete, list(current.values()), tuple(sorted(keys)), frozenset(missing), frozenset(created))
+    return ChangeRequest(delete, list(current.values()), tuple(sorted(keys)), frozenset(missing), frozenset(created),
+                         current)
 
 
 def check_nodes(running: Cluster, desired: Cluster, cluster_name: str) -> None:
@@ -257,16 +266,49 @@ class PodActions:
 def pod_actions(desired: Cluster, started: Iterable[str]) -> PodActions:
     """Stop what was started and should no longer run; start what should run and was not. A
     pod already terminating is neither: its termination is under way (termination.py)."""
-    started = set(started)
-    wanted, terminating = {}, set()
-    for pod in desired.objects.values():  # one pass, unsorted: this runs on every write (10,000 pods)
-        if pod.kind == "Pod" and fields.phase(pod) == "Running":
-            if fields.is_terminating(pod):
-                terminating.add(pod.ref)
-            else:
-                wanted[pod.ref] = pod
-    return PodActions(stop=tuple(sorted(started - set(wanted) - terminating)),
-                      start=tuple(wanted[ref] for ref in sorted(set(wanted) - started)))
+    return RunningPods().actions(desired, started)
+
+
+class RunningPods:
+    """pod_actions for a supervisor: which pods a cluster wants running (phase Running, not
+    terminating) and which are terminating, kept from one cluster to the next by what changed
+    (ClusterChange) instead of found again among every pod at each write (10,000 pods: ~15 ms)."""
+
+    def __init__(self):
+        self.cluster: Cluster | None = None
+        self.wanted: dict[str, KubeObject] = {}
+        self.terminating: set[str] = set()
+
+    def actions(self, desired: Cluster, started: Iterable[str], change: ClusterChange | None = None) -> PodActions:
+        self._follow(desired, change)
+        started = set(started)
+        return PodActions(stop=tuple(sorted(started - self.wanted.keys() - self.terminating)),
+                          start=tuple(self.wanted[ref] for ref in sorted(self.wanted.keys() - started)))
+
+    def _follow(self, desired: Cluster, change: ClusterChange | None) -> None:
+        if desired is self.cluster:
+            return
+        if change is not None and change.after is desired and change.before is not None \
+                and change.before is self.cluster:
+            pods = [obj for key, obj in change.changed if key[0] == "Pod"]
+            for kind, namespace, name in change.gone:
+                if kind == "Pod":
+                    self._forget(f"{namespace}/{name}")
+        else:
+            self.wanted, self.terminating = {}, set()
+            pods = [obj for obj in desired.objects.values() if obj.kind == "Pod"]
+        for pod in pods:
+            self._forget(pod.ref)
+            if fields.phase(pod) == "Running":
+                if fields.is_terminating(pod):
+                    self.terminating.add(pod.ref)
+                else:
+                    self.wanted[pod.ref] = pod
+        self.cluster = desired
+
+    def _forget(self, ref: str) -> None:
+        self.wanted.pop(ref, None)
+        self.terminating.discard(ref)
 
 
 # ---- nodes --------------------------------------------------------------------------------------
