@@ -1,0 +1,258 @@
+"""What a write costs the supervisor is what it changed (no root): the shortcuts it takes
+against what the long way says, on a random run of writes.
+
+- what a change touched (ClusterChange) against a comparison of the two clusters' objects;
+- the pods to start and stop (reconcile.RunningPods, kept from cluster to cluster) against
+  reconcile.pod_actions on the whole cluster;
+- the API fields (ApiMeta.observe told what changed) against an ApiMeta looking at everything;
+- the record: the API fields' journal (apimeta.json + apimeta.log) read back as they are held,
+  running.json as the supervisor would write it now (written only when the counted records
+  changed), the manifests' JSON (each input's text kept) as the inputs are;
+- the NetworkPolicy tables: a write nothing of NetworkPolicy reads loads nothing, and the
+  tables are those of the cluster.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+
+import pytest
+
+from podnet.controlplane.cluster import ClusterChange
+from podnet.host.layout import ClusterLayout
+from podnet.linux import counted
+from podnet.linux.counted import CountedDict
+from podnet.linux.netpol import NodePolicy
+from podnet.linux.runtime import Container, PodSandbox
+from podnet.linux.supervisor import loop, record, reconcile
+from podnet.linux.supervisor.apimeta import ApiMeta
+from podnet.linux.supervisor.core import Supervisor
+from podnet.linux.supervisor.state import ClusterState, documents_text
+from podnet.policy import render
+from podnet.proxy.loader import RecordingRunner
+from tests.supervisor_fakes import FakeDataPlane, FakeRuntime
+from tests.test_incremental import BASE, CONFIG_MAP, deployment, pod, policy
+
+CONFIG = {"kind": "Cluster", "apiVersion": "podnet.dev/v1alpha1", "name": "wr", "nodes": 2}
+
+
+def config_map(name: str, value: str) -> dict:
+    return {**CONFIG_MAP, "metadata": {"name": name, "namespace": "default"}, "data": {"v": value}}
+
+
+def random_write(rng: random.Random) -> tuple[list[dict], bool]:
+    """(objects, delete): the writes users make most, and some that compute in full."""
+    choice = rng.randrange(7)
+    if choice == 0:
+        return [config_map(f"cm-{rng.randrange(4)}", str(rng.randrange(100)))], False
+    if choice == 1:
+        return [config_map(f"cm-{rng.randrange(4)}", "x")], True
+    if choice == 2:  # a workload's own labels: the incremental path
+        return [{**deployment("web", 3), "metadata": {"name": "web", "namespace": "default",
+                                                       "labels": {"round": str(rng.randrange(100))}}}], False
+    if choice == 3:  # a scale: a full computation, pods started or stopped
+        return [deployment("web", rng.randrange(1, 5))], False
+    if choice == 4:  # a bare pod's labels: a relabel, or a full computation when a Service selects them
+        return [pod("a", {"role": rng.choice(["a", "b"]), "tier": rng.choice(["back", "front"])})], False
+    if choice == 5:
+        return [policy(f"p-{rng.randrange(3)}", {"role": rng.choice(["a", "b"])}, peers={"role": "a"})], False
+    return [pod(f"extra-{rng.randrange(3)}", {"role": "x"})], rng.random() < 0.5
+
+
+@pytest.fixture
+def supervisor(tmp_path):
+    state = ClusterState(ClusterLayout("wr"), tmp_path / "wr")
+    state.create(CONFIG, BASE)
+    nft = RecordingRunner()
+    supervisor = Supervisor(ClusterLayout("wr"), state, dataplane_factory=FakeDataPlane, runtime_factory=FakeRuntime)
+    supervisor.meta = ApiMeta(clock=lambda: 1_700_000_000.0)
+    supervisor.start()
+    supervisor.policies = {node: NodePolicy(node, None, run=nft) for node in ("node1", "node2")}
+    supervisor._sync_policies()
+    supervisor.nft = nft
+    yield supervisor
+    supervisor.stop()
+
+
+def exported(meta: ApiMeta) -> dict:
+    saved = meta.export()
+    return {**saved, "objects": sorted(saved["objects"]), "conditions": sorted(saved["conditions"])}
+
+
+def replayed(directory) -> ApiMeta:
+    """The API fields as a restarted supervisor reads them back."""
+    meta, saved = ApiMeta(), record.read_meta(directory)
+    meta.restore(saved["state"]["apimeta"])
+    for change in saved["changes"]:
+        if change.get("apimeta"):
+            meta.apply(change["apimeta"])
+    return meta
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_a_run_of_writes_takes_the_short_ways_to_what_the_long_ways_say(supervisor, seed, monkeypatch):
+    monkeypatch.setattr(record, "COMPACT_AT", 20_000)  # a few new snapshots on the way
+    rng = random.Random(seed)
+    shadow = ApiMeta(clock=lambda: 1_700_000_000.0)  # told nothing of what changed
+    shadow.observe(supervisor.cluster)
+    kinds_written = set()
+    for _ in range(40):
+        bodies, delete = random_write(rng)
+        before, loads = supervisor.cluster, len(supervisor.nft.calls)
+        try:
+            supervisor.change(documents_text(bodies), delete=delete)
+        except Exception as exc:  # a delete of what is not there is answered, not raised
+            pytest.fail(f"{bodies} (delete={delete}): {exc}")
+        after = supervisor.cluster
+        kinds_written |= {b["kind"] for b in bodies}
+        # what changed, found by identity, is what differs
+        change = ClusterChange.between(before, after)
+        assert {k for k, _ in change.changed} == {k for k, o in after.objects.items() if before.objects.get(k) is not o}
+        assert set(change.gone) == set(before.objects) - set(after.objects)
+        # the pods to start and stop
+        kept = supervisor.running_pods.actions(after, supervisor.started)
+        assert kept == reconcile.pod_actions(after, supervisor.started)
+        assert not kept.start and not kept.stop  # and the change did what they said
+        # the API fields
+        shadow.observe(after)
+        supervisor.persist()
+        held = exported(supervisor.meta)
+        assert exported(replayed(supervisor.state.directory)) == held
+        assert {**exported(shadow), "podStarted": None} == {**held, "podStarted": None}  # (pod starts: the runtime's)
+        # the record and the manifests on disk
+        assert record.read(supervisor.state.directory)["pods"] == json.loads(json.dumps(supervisor.record()["pods"]))
+        saved = json.loads((supervisor.state.directory / "manifests.yaml").read_text())["items"]
+        assert saved == json.loads(json.dumps(supervisor.inputs))
+        # NetworkPolicy: loaded only when something it reads changed; the tables are the cluster's
+        if before is not after and not change.touches(("Namespace", "Node", "Pod", "NetworkPolicy")):
+            assert len(supervisor.nft.calls) == loads
+        for node, table in supervisor.policies.items():
+            assert table.loaded == render(after, node)
+            assert supervisor.policy_synced[node] == supervisor.generation
+    assert {"ConfigMap", "Deployment", "Pod", "NetworkPolicy"} <= kinds_written
+
+
+def test_a_config_map_write_appends_a_line_and_leaves_running_json_alone(supervisor):
+    directory = supervisor.state.directory
+    supervisor.persist()
+    running = (directory / record.RECORD).stat()
+    lines = len((directory / record.META_LOG).read_text().splitlines())
+    supervisor.change(documents_text([config_map("settings", "1")]), delete=False)
+    after = (directory / record.RECORD).stat()
+    assert (after.st_ino, after.st_mtime_ns) == (running.st_ino, running.st_mtime_ns)
+    logged = [json.loads(line) for line in (directory / record.META_LOG).read_text().splitlines()]
+    assert len(logged) == lines + 1
+    assert [o[:3] for o in logged[-1]["apimeta"]["objects"]] == [["ConfigMap", "default", "settings"]]
+    assert logged[-1]["generation"] == supervisor.generation
+    # a container's restart is a change of the pods' record: written at the next round
+    sandbox = next(iter(supervisor.runtime.pods.values()))
+    sandbox.containers[0].restarts += 1
+    supervisor.persist()
+    assert (directory / record.RECORD).stat().st_ino != running.st_ino
+
+
+def test_a_restarted_supervisor_reads_the_fields_from_the_snapshot_and_the_log(supervisor, tmp_path):
+    for i in range(5):
+        supervisor.change(documents_text([config_map(f"cm-{i}", str(i))]), delete=False)
+    supervisor.change(documents_text([config_map("cm-0", "")]), delete=True)
+    supervisor.persist()
+    served = {(o["kind"], o["metadata"].get("namespace"), o["metadata"]["name"]): o["metadata"]
+              for o in supervisor.objects()}
+    second = Supervisor(ClusterLayout("wr"), supervisor.state, dataplane_factory=FakeDataPlane,
+                        runtime_factory=FakeRuntime)
+    second.adopt(record.read_saved(supervisor.state.directory))
+    again = {(o["kind"], o["metadata"].get("namespace"), o["metadata"]["name"]): o["metadata"] for o in second.objects()}
+    assert again == served  # uids, resourceVersions, generations, creationTimestamps
+    assert second.generation > supervisor.generation
+    second.stop()
+
+
+def meta_files(directory, snapshot: dict, lines: list[str]) -> None:
+    (directory / record.META).write_text(json.dumps({"version": record.VERSION, **snapshot}))
+    (directory / record.META_LOG).write_text("".join(lines))
+
+
+def test_the_log_line_a_crash_cut_short_is_left_out_and_one_in_the_middle_is_refused(tmp_path):
+    snapshot = {"seq": 1, "state": {"generation": 3}}
+    meta_files(tmp_path, snapshot, ['{"seq": 2, "generation": 4}\n', '{"seq": 3, "gener'])
+    saved = record.read_meta(tmp_path)
+    assert [c["generation"] for c in saved["changes"]] == [4] and saved["seq"] == 2
+    meta_files(tmp_path, snapshot, ['{"seq": 2, "gener\n', '{"seq": 3, "generation": 5}\n'])
+    with pytest.raises(record.RecordError, match=r"apimeta.log:1: not a whole line"):
+        record.read_meta(tmp_path)
+
+
+def test_a_crash_between_a_snapshot_and_emptying_the_log_replays_nothing_twice(tmp_path):
+    journal = record.MetaJournal(tmp_path)
+    journal.snapshot({"generation": 1})
+    journal.append({"generation": 2})
+    journal.append({"generation": 3})
+    old_log = (tmp_path / record.META_LOG).read_text()
+    journal.snapshot({"generation": 3})  # holds both lines' changes
+    (tmp_path / record.META_LOG).write_text(old_log)  # as if the crash came before the log was emptied
+    journal.append({"generation": 4})
+    saved = record.read_meta(tmp_path)
+    assert saved["state"]["generation"] == 3
+    assert [c["generation"] for c in saved["changes"]] == [4]
+
+
+def test_a_journal_that_outgrew_its_snapshot_is_due_for_a_new_one(tmp_path, monkeypatch):
+    monkeypatch.setattr(record, "COMPACT_AT", 100)
+    journal = record.MetaJournal(tmp_path)
+    journal.snapshot({"generation": 0, "padding": "x" * 150})
+    while not journal.due:
+        journal.append({"generation": 1})
+    assert (tmp_path / record.META_LOG).stat().st_size > 150
+    journal.snapshot({"generation": 1})
+    assert not journal.due and (tmp_path / record.META_LOG).read_text() == ""
+
+
+# -- counted changes ---------------------------------------------------------------------------------
+
+
+def test_the_records_count_their_changes_but_not_what_the_record_does_not_hold(tmp_path):
+    container = Container("c", ["true"], {}, tmp_path / "c.log", "Always")
+    sandbox = PodSandbox("default", "web", "ns", None, containers=[container])
+    before = counted.count
+    container.restarts = 1
+    assert counted.count != before
+    before = counted.count
+    sandbox.found = (1, 2)  # where its pause process was last found: not recorded
+    sandbox.pod = None
+    assert counted.count == before
+    sandbox.terminating = True
+    assert counted.count != before
+    pods = CountedDict()
+    for change in (lambda: pods.__setitem__("a", 1), lambda: pods.update(b=2), lambda: pods.pop("a"),
+                   lambda: pods.setdefault("c", 3), lambda: pods.__delitem__("b"), pods.popitem, pods.clear):
+        before = counted.count
+        change()
+        assert counted.count != before
+
+
+# -- the garbage collector --------------------------------------------------------------------------
+
+
+def test_the_collector_freezes_every_round_and_collects_in_full_only_when_quiet(monkeypatch):
+    calls = []
+    monkeypatch.setattr(loop.gc, "freeze", lambda: calls.append("freeze"))
+    monkeypatch.setattr(loop.gc, "unfreeze", lambda: calls.append("unfreeze"))
+    monkeypatch.setattr(loop.gc, "collect", lambda: calls.append("collect"))
+    now = [1000.0]
+    collector = loop.Collector(clock=lambda: now[0])
+    collector.round(1)
+    assert calls == ["freeze"]
+    now[0] += loop.FULL_COLLECTION_EVERY  # due, but the cluster changed just now
+    collector.round(2)
+    assert calls == ["freeze", "freeze"]
+    now[0] += loop.QUIET_FOR / 2
+    collector.round(2)
+    assert "collect" not in calls
+    now[0] += loop.QUIET_FOR
+    collector.round(2)  # quiet long enough: the full collection, then frozen again
+    assert calls[-3:] == ["unfreeze", "collect", "freeze"]
+    calls.clear()
+    now[0] += loop.QUIET_FOR
+    collector.round(2)
+    assert calls == ["freeze"]  # and not again before FULL_COLLECTION_EVERY
