@@ -13,16 +13,16 @@ Measured, each against its goal (issue 20) and printed with the ratio:
   its discovery cache filled by a first call, as a user's kubectl has it, and cold (an empty
   cache directory each time); `podnet get pods -A -o wide --name NAME` on the same cluster;
 - single-object writes over one persistent HTTPS connection with the admin client certificate
-  (aiohttp): ConfigMap creates, Deployment label patches (JSON merge patch) and replica patches
-  (strategic merge patch, as `kubectl scale`/`patch` send) — p50/p99, and how much of each is
-  the supervisor's `change` (its log's steps, and the call timed); `kubectl apply -f` of one
-  ConfigMap (process start included), for context. 20 + 20 + 4 by default, not hundreds: each
-  write costs the supervisor a computation of the whole cluster (~11 s at 10,000 pods);
+  (aiohttp): ConfigMap creates, Deployment label patches (JSON merge patch), scale-ups by one
+  (strategic merge patch, as `kubectl scale`/`patch` send; each takes the incremental path) and
+  a scale-down (its pod terminates: the cluster is computed in full, seconds at 10,000 pods) —
+  p50/p99, and how much of each is the supervisor's `change` (its log's steps, and the call
+  timed); `kubectl apply -f` of one ConfigMap (process start included), for context;
 - watch event latency: a chunked watch from the list's resourceVersion, timing each write from
   its request's start to its event's arrival, and from the supervisor's change done;
 - the list of every pod as JSON (no Table), whole and in limit=500 pages, for context.
 
-    sudo PYTHONPATH=src:. .venv/bin/python bench/apiserver.py [--namespaces 100] [--writes 200]
+    sudo PYTHONPATH=src:. .venv/bin/python bench/apiserver.py [--namespaces 100] [--writes 100]
 """
 
 from __future__ import annotations
@@ -245,7 +245,7 @@ def _round_label(body: dict) -> str | None:
     return ((body.get("metadata") or {}).get("labels") or {}).get("bench-round")
 
 
-async def api_figures(harness: ApiHarness, writes: int, replica_writes: int) -> dict:
+async def api_figures(harness: ApiHarness, writes: int, replica_writes: int, scale_downs: int) -> dict:
     figures: dict = {}
     async with Client(harness) as client:
         await client.request("GET", "/version")  # the connection, TLS and all, made once
@@ -301,14 +301,23 @@ async def api_figures(harness: ApiHarness, writes: int, replica_writes: int) -> 
             _, took = await client.request("PATCH", path, {"metadata": {"labels": {"bench-round": tag}}},
                                            content_type="application/merge-patch+json")
             label_patches.append(took)
-        for i in range(replica_writes):
+        for i in range(replica_writes):  # up by one each time: the incremental path
             tag = f"r{i}"
             started[tag] = time.time()
             _, took = await client.request("PATCH", path, {"metadata": {"labels": {"bench-round": tag}},
-                                                           "spec": {"replicas": 11 if i % 2 == 0 else 10}},
+                                                           "spec": {"replicas": 11 + i}},
                                            content_type="application/strategic-merge-patch+json")
             replica_patches.append(took)
+        scale_down_patches = []
+        for i in range(scale_downs):  # down again: its pods terminate, the cluster is computed in full
+            tag = f"d{i}"
+            started[tag] = time.time()
+            _, took = await client.request("PATCH", path, {"metadata": {"labels": {"bench-round": tag}},
+                                                           "spec": {"replicas": 10 + replica_writes - 1 - i}},
+                                           content_type="application/strategic-merge-patch+json")
+            scale_down_patches.append(took)
         figures["label_patch"], figures["replica_patch"] = label_patches, replica_patches
+        figures["scale_down"] = scale_down_patches
         deadline = time.monotonic() + 30
         while len(configmaps.arrived) + len(deployments.arrived) < len(started) and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
@@ -334,9 +343,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--namespaces", type=int, default=100, help="100 pods each (bench/generate.py)")
     parser.add_argument("--nodes", type=int, default=100)
-    # each write costs the supervisor a computation of the whole cluster (seconds at 10,000 pods)
-    parser.add_argument("--writes", type=int, default=20, help="ConfigMap creates, and as many label patches")
-    parser.add_argument("--replica-writes", type=int, default=4, help="replica patches (each adds or removes a pod)")
+    parser.add_argument("--writes", type=int, default=100, help="ConfigMap creates, and as many label patches")
+    parser.add_argument("--replica-writes", type=int, default=20, help="replica patches, each adding a pod")
+    parser.add_argument("--scale-downs", type=int, default=1,
+                        help="replica patches removing a pod (computed in full: seconds at 10,000 pods)")
     parser.add_argument("--applies", type=int, default=3, help="`kubectl apply -f` runs of one new ConfigMap")
     parser.add_argument("--runs", type=int, default=5, help="of each `get` timed end to end")
     parser.add_argument("--name", default="apibench", help="the cluster name `podnet get --name` is given")
@@ -423,7 +433,7 @@ def run(harness: ApiHarness, args, directory: Path, ready: float) -> None:
     change = harness.supervisor.change
     harness.supervisor.change = steps.timed(change)  # the control socket's apply calls it
     try:
-        figures = asyncio.run(api_figures(harness, args.writes, args.replica_writes))
+        figures = asyncio.run(api_figures(harness, args.writes, args.replica_writes, args.scale_downs))
     finally:
         supervisor_log.removeHandler(steps)
         harness.supervisor.change = change
@@ -444,7 +454,8 @@ def run(harness: ApiHarness, args, directory: Path, ready: float) -> None:
     print(f"\nsingle-object writes over one HTTPS connection (goal p99 < {GOALS['write_p99'] * 1000:.0f} ms; "
           f"SLO mutating p99 <= {SLO_MUTATING_P99:.0f} s):")
     writes = [("ConfigMap create", "create"), ("Deployment label patch (merge)", "label_patch"),
-              ("Deployment replicas patch (strategic)", "replica_patch")]
+              ("Deployment scale up by one (strategic)", "replica_patch"),
+              ("Deployment scale down (computed in full)", "scale_down")]
     for label, key in writes:
         if figures[key]:
             print(write_line(label, figures[key], GOALS["write_p99"], SLO_MUTATING_P99))
@@ -457,7 +468,7 @@ def run(harness: ApiHarness, args, directory: Path, ready: float) -> None:
         print(f"  the supervisor's apply, median per step over {len(steps.steps)} writes (its log): "
               + ", ".join(f"{name} {value:.0f} ms" for name, value in medians.items()))
     if matched:
-        latency = figures["create"] + figures["label_patch"] + figures["replica_patch"]
+        latency = figures["create"] + figures["label_patch"] + figures["replica_patch"] + figures["scale_down"]
         taken = [end - start for start, end in steps.changes]
         print(write_line("the supervisor's change (steps + record)", taken, GOALS["write_p99"]))
         print(write_line("the rest: API server, socket, lock waits", [a - b for a, b in zip(latency, taken)],
@@ -466,7 +477,7 @@ def run(harness: ApiHarness, args, directory: Path, ready: float) -> None:
     watch = figures["watch"]
     print(f"\nwatch event latency, a write's request start to its event (goal p99 < {GOALS['watch_p99'] * 1000:.0f} ms):")
     for label, prefix in (("ConfigMap creates", "bench-"), ("Deployment label patches", "l"),
-                          ("Deployment replica patches", "r"), ("all", "")):
+                          ("Deployment scale-ups", "r"), ("Deployment scale-downs", "d"), ("all", "")):
         samples = [v for k, v in watch.items() if k.startswith(prefix)]
         if samples:
             print(write_line(label, samples, GOALS["watch_p99"]))

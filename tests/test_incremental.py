@@ -96,7 +96,7 @@ def store(*bodies):
 def change(cluster, inputs, bodies, delete=False, config=CONFIG):
     """(the fast path's cluster or None, the full computation's, the inputs afterwards)."""
     request = store(*bodies)
-    fast = reconcile.changed_cluster(cluster, inputs, request, delete)
+    fast = reconcile.changed_cluster(cluster, inputs, request, delete, readiness=lambda _pod: None)
     new_inputs = reconcile.change_request(inputs, request, delete).inputs
     return fast, desired(new_inputs, cluster, config), new_inputs
 
@@ -142,6 +142,9 @@ def base():
     ([CLUSTER_BINDING], False),
     ([{**deployment("web", 3), "metadata": {"name": "web", "namespace": "default", "labels": {"tier": "front"},
                                              "annotations": {"owner": "me"}}}], False),  # a workload's own labels
+    ([deployment("web", 4)], False), ([deployment("web", 9)], False),  # scaled up
+    ([deployment("api", 5, "shop")], False),  # and its Service's endpoints follow
+    ([{**deployment("web", 5), "metadata": {"name": "web", "namespace": "default", "labels": {"x": "y"}}}], False),
 ])
 def test_the_fast_path_gives_what_a_full_computation_gives(base, bodies, delete):
     cluster, inputs = base
@@ -157,7 +160,8 @@ def test_the_fast_path_gives_what_a_full_computation_gives(base, bodies, delete)
     ([pod("a", {"role": "a"}, node="node2")], False),  # not only labels
     ([pod("new", {"role": "a"})], False),  # a new pod
     ([pod("a", {"role": "a"})], True),  # a pod deleted
-    ([deployment("web", 4)], False),  # scaled
+    ([deployment("web", 2)], False),  # scaled down (its pods terminate)
+    ([{**deployment("web", 4), "spec": {**deployment("web", 4)["spec"], "minReadySeconds": 3}}], False),  # not only replicas
     ([policy("p", {}, "elsewhere")], False),  # its namespace would be created
     ([service("front", {"role": "a"})], False),  # anything else
     ([{**CONFIG_MAP, "metadata": {"name": "c", "namespace": "elsewhere"}}], False),  # its namespace would be created
@@ -283,3 +287,29 @@ def test_an_apply_that_changes_nothing_loads_nothing_writes_nothing_and_wakes_no
     answer = supervisor.change(documents_text([policy("deny-b", {"role": "b"}), BASE[1]]), delete=False)
     assert answer["lines"] == ["deployment/web configured", "networkpolicy/deny-b configured"]
     assert (manifests.stat().st_ino, supervisor.generation, len(nft.calls), supervisor.cluster) == before
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_random_scales_give_what_full_computations_give(base, seed):
+    """Deployments scaled up and down (down is computed in full), among pods coming and going
+    and Services selecting them: each fast scale is what the full computation gives."""
+    rng = random.Random(seed)
+    cluster, inputs = base
+    scaled_fast = 0
+    for _step in range(40):
+        roll = rng.random()
+        if roll < 0.6:
+            name, ns = rng.choice([("web", "default"), ("api", "shop")])
+            bodies = [deployment(name, rng.randrange(1, 9), ns)]
+        elif roll < 0.8:
+            bodies = [pod(f"n{rng.randrange(4)}", dict(rng.choice(LABELS)), rng.choice(NAMESPACES))]
+        else:
+            bodies = [service(f"s{rng.randrange(2)}", dict(rng.choice(LABELS[1:])), rng.choice(NAMESPACES))]
+        fast, full, inputs = change(cluster, inputs, bodies, False)
+        if fast is not None:
+            assert_same(fast, full)
+            scaled_fast += bodies[0]["kind"] == "Deployment"
+            cluster = fast
+        else:
+            cluster = full
+    assert scaled_fast >= 5  # scale-ups took the fast path

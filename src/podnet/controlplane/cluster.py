@@ -302,10 +302,6 @@ def _schedule_and_address(cluster: Cluster, pods: list[KubeObject], infos: list[
         if info is None:
             pod.body["status"] = pod_status.pending_status(pod, "NodeNotFound", f"node {node} does not exist in this cluster")
             continue
-        live = live_readiness(pod) if live_readiness is not None else None
-        if live is not None:
-            pod_status.set_containers_ready(pod, live)
-        ready = not pod_status.input_says_not_ready(pod)
         if pod.spec.get("hostNetwork"):
             address = str(info.ip)
         elif pod.key in kept:
@@ -317,7 +313,18 @@ def _schedule_and_address(cluster: Cluster, pods: list[KubeObject], infos: list[
                 pod.body["status"] = pod_status.pending_status(
                     pod, "FailedCreatePodSandBox", f"no IP addresses available in range set: {info.pod_cidr}")
                 continue
-        pod.body["status"] = pod_status.running_status(pod, str(info.ip), address, ready)
+        set_running(pod, info, address, live_readiness)
+
+
+def set_running(pod: KubeObject, info: NodeInfo, address: str,
+                live_readiness: Callable[[KubeObject], bool | None] | None) -> None:
+    """A placed and addressed pod's status: Running, ready by kubelet's word (`live_readiness`)
+    or by the offline rule."""
+    live = live_readiness(pod) if live_readiness is not None else None
+    if live is not None:
+        pod_status.set_containers_ready(pod, live)
+    ready = not pod_status.input_says_not_ready(pod)
+    pod.body["status"] = pod_status.running_status(pod, str(info.ip), address, ready)
 
 
 _BUILTIN_PRIORITIES = {"system-node-critical": 2000001000, "system-cluster-critical": 2000000000}

@@ -31,13 +31,20 @@ on scripted and on random changes.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from ipaddress import IPv4Address
 from dataclasses import replace
 
+from podnet.api import fields
 from podnet.api import labels as selectors
 from podnet.api.objects import KubeObject
-from podnet.controlplane import rbac, serviceaccounts, system
-from podnet.controlplane.cluster import COMPUTED_KINDS, Cluster, Key
+from podnet.controlplane import endpoints as endpoints_module
+from podnet.controlplane import rbac, serviceaccounts, system, workloads
+from podnet.controlplane.cluster import COMPUTED_KINDS, Cluster, Key, set_running
+from podnet.controlplane.endpoints import EndpointsController
+from podnet.controlplane.pods import declared_host_ports
+from podnet.controlplane.scheduler import Scheduler
+from podnet.ipam import RangeAllocator, RangeFull
 
 # the kinds compute adds before the NetworkPolicies, in this order
 _BEFORE_POLICIES = ("Namespace", "ConfigMap", "Secret")
@@ -190,3 +197,151 @@ def workload_relabelled(cluster: Cluster, key: Key, metadata: Mapping) -> Cluste
     objects = dict(cluster.objects)
     objects[key] = KubeObject(workload.kind, workload.namespace, workload.name, body, workload.source)
     return replace(cluster, objects=objects, warnings=list(cluster.warnings))
+
+
+def deployment_scaled(cluster: Cluster, deployment: KubeObject,
+                      live_readiness: Callable[[KubeObject], bool | None]) -> Cluster | None:
+    """`cluster` with the Deployment `deployment` (admitted: its input as changed, nothing but
+    spec.replicas and WORKLOAD_METADATA) scaled up; None if that could change more. What compute
+    does for it, with every running pod carried over as it runs (reconcile.desired_cluster): its
+    ReplicaSet wants more pods; they take the next free names, the least loaded feasible nodes
+    (scheduler.py) and the next free addresses of those nodes (ipam.py); the ReplicaSet's and
+    the Deployment's status count them, and the Services selecting them get their endpoints.
+    Refused whenever compute could decide anything else anew: a pod anywhere not yet placed
+    and addressed (compute places it again, in priority order with the new ones), a pod of
+    the namespace finished or terminating, a ReplicaSet of the Deployment other than the one
+    compute makes, pods of it that are not the first names compute would give, a new pod that
+    declares host ports or finds no node or no address (compute says why)."""
+    old = cluster.objects.get(deployment.key)
+    if old is None or old.kind != "Deployment":
+        return None
+    new = KubeObject(deployment.kind, deployment.namespace, deployment.name,
+                     json.loads(json.dumps(deployment.body)), old.source)
+    system.stamp_uid(new)
+    [rs] = workloads.deployment_replicasets(new, [])
+    system.stamp_uid(rs)
+    if rs.key not in cluster.objects:
+        return None
+    namespace, wanted = new.namespace, workloads.replicas_of(new)
+    ns_pods, node_objects, owned_sets = [], [], []
+    for obj in cluster.objects.values():
+        if obj.kind == "Pod":
+            if not fields.pod_ip(obj) and not fields.is_terminal(obj):
+                return None  # not placed yet: compute would place it again
+            if obj.namespace == namespace:
+                if fields.is_terminal(obj) or fields.is_terminating(obj):
+                    return None
+                ns_pods.append(obj)
+        elif obj.kind == "Node":
+            node_objects.append(obj)
+        elif obj.kind == "ReplicaSet" and obj.namespace == namespace:
+            ref = fields.controller_of(obj)
+            if ref is not None and ref.get("kind") == "Deployment" and ref.get("name") == new.name:
+                owned_sets.append(obj)
+    if [o.key for o in owned_sets] != [rs.key]:
+        return None
+    mine = [p for p in ns_pods if (ref := fields.controller_of(p)) is not None
+            and ref.get("kind") == "ReplicaSet" and ref.get("name") == rs.name]
+    if len(mine) >= wanted:
+        return None  # a scale down: its pods terminate (the supervisor computes that in full)
+    # the names compute gives: the first free ones, the running pods having the first of them
+    names = workloads.replica_names(rs, {p.name for p in ns_pods if p not in mine})
+    first = [next(names) for _ in range(wanted)]
+    if sorted(p.name for p in mine) != sorted(first[:len(mine)]):
+        return None
+    labels = dict(((rs.spec.get("template") or {}).get("metadata") or {}).get("labels") or {})
+    template = workloads.template_json(rs)
+    created = sorted((workloads.pod_from_template(rs, name, labels, template) for name in first[len(mine):]),
+                     key=lambda p: p.name)
+    if any(declared_host_ports(p) for p in created):
+        return None
+    # placed among every pod bound, as compute's scheduler does
+    infos = {n.name: n for n in cluster.nodes}
+    scheduler = Scheduler(node_objects, {n.name: n.max_pods for n in cluster.nodes})
+    pods = sorted((o for o in cluster.objects.values() if o.kind == "Pod"), key=lambda p: (p.namespace, p.name))
+    for pod in pods:
+        node = pod.spec.get("nodeName")
+        if node and scheduler.has_node(node) and not fields.is_terminal(pod):
+            scheduler.bind(pod, node)
+    for pod in created:
+        node, _message = scheduler.schedule(pod)
+        if node is None or node not in infos:
+            return None
+        pod.spec["nodeName"] = node
+    # addressed after every address its node has kept, as compute's allocators do
+    allocators = {}
+    for node in {p.spec["nodeName"] for p in created}:
+        allocators[node] = RangeAllocator(infos[node].pod_cidr)
+    for pod in pods:
+        node = pod.spec.get("nodeName")
+        if node in allocators and not pod.spec.get("hostNetwork") and not fields.is_terminal(pod):
+            try:
+                allocators[node].reserve(IPv4Address(fields.pod_ip(pod)))
+            except ValueError:
+                pass
+    for pod in created:
+        system.stamp_uid(pod)
+        node = pod.spec["nodeName"]
+        if pod.spec.get("hostNetwork"):
+            address = str(infos[node].ip)
+        else:
+            try:
+                address = str(allocators[node].allocate())
+            except RangeFull:
+                return None
+        set_running(pod, infos[node], address, live_readiness)
+    # the controllers' status, and the Services' endpoints
+    active = mine + created
+    workloads.fill_workload_status(rs, active)
+    workloads.fill_workload_status(new, active)
+    objects = dict(cluster.objects)
+    objects[new.key], objects[rs.key] = new, rs
+    endpoints = EndpointsController(sorted(ns_pods + created, key=lambda p: p.name), node_objects)  # compute's order
+    blocks: dict[Key, list[KubeObject]] = {}
+    for svc in [o for o in cluster.objects.values() if o.kind == "Service" and o.namespace == namespace]:
+        selector = svc.spec.get("selector")
+        if svc.spec.get("type") == "ExternalName" or not selector:
+            continue
+        if not any(selectors.from_set(selector).matches(p.labels) for p in created):
+            continue
+        slices = endpoints.slices_for(svc)
+        for obj in slices:
+            system.stamp_uid(obj)
+        made = endpoints.endpoints_for(svc, slices)
+        system.stamp_uid(made)
+        blocks[svc.key] = [*slices, made]
+    return replace(cluster, objects=_rebuilt(objects, created, blocks), warnings=list(cluster.warnings))
+
+
+def _rebuilt(objects: dict[Key, KubeObject], pods: list[KubeObject],
+             blocks: Mapping[Key, list[KubeObject]]) -> dict[Key, KubeObject]:
+    """`objects` with `pods` among the pods, in compute's (namespace, name) order, and each
+    Service's controller-written EndpointSlices and Endpoints (compute adds them together,
+    after the Service's other slices) replaced by its block."""
+    def block_of(key: Key, obj: KubeObject) -> Key | None:
+        if key[0] == "Endpoints":
+            return ("Service", key[1], key[2])
+        if key[0] == "EndpointSlice" and obj.labels.get(endpoints_module.MANAGED_BY) == endpoints_module.SLICE_CONTROLLER:
+            return ("Service", key[1], obj.labels.get(endpoints_module.SERVICE_NAME, ""))
+        return None
+
+    waiting = sorted(pods, key=lambda p: (p.namespace, p.name))
+    items: list[tuple[Key, KubeObject]] = []
+    emitted: set[Key] = set()
+    for key, obj in objects.items():
+        if waiting and key[0] == "Pod":
+            while waiting and (waiting[0].namespace, waiting[0].name) < (key[1], key[2]):
+                items.append((waiting[0].key, waiting.pop(0)))
+        elif waiting and items and items[-1][0][0] == "Pod":  # the end of the pods
+            items += [(p.key, p) for p in waiting]
+            waiting = []
+        service = block_of(key, obj) if blocks else None
+        if service in blocks:
+            if service not in emitted:
+                emitted.add(service)
+                items += [(o.key, o) for o in blocks[service]]
+            continue
+        items.append((key, obj))
+    if waiting or len(emitted) != len(blocks):
+        raise AssertionError("a scaled Deployment's pods or endpoints found no place among the objects")
+    return dict(items)

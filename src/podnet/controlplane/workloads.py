@@ -8,9 +8,10 @@ cluster (Deployment, ReplicaSet and Pods together) are not doubled.
 from __future__ import annotations
 
 import copy
+import itertools
 import json
 from collections import defaultdict
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from podnet.api import fields
 from podnet.api import labels as selectors
@@ -131,15 +132,25 @@ def replicaset_pods(rs: KubeObject, index: PodIndex) -> list[KubeObject]:
     labels = dict(((rs.spec.get("template") or {}).get("metadata") or {}).get("labels") or {})
     taken = {p.name for p in index.by_namespace.get(rs.namespace, ())}
     template = template_json(rs)
-    attempt = 0
+    names = replica_names(rs, taken)
     while len(have) + len(created) < _replicas(rs):
-        name = naming.generate_name(f"{rs.name}-", str(attempt))
-        attempt += 1
-        if name in taken:
-            continue
-        taken.add(name)
-        created.append(pod_from_template(rs, name, labels, template))
+        created.append(pod_from_template(rs, next(names), labels, template))
     return created
+
+
+def replica_names(rs: KubeObject, taken: set[str]) -> Iterator[str]:
+    """The names a ReplicaSet gives its new pods, in order: generated ones not `taken` (which
+    it extends)."""
+    for attempt in itertools.count():
+        name = naming.generate_name(f"{rs.name}-", str(attempt))
+        if name not in taken:
+            taken.add(name)
+            yield name
+
+
+def replicas_of(obj: KubeObject) -> int:
+    """spec.replicas, defaulted to 1."""
+    return _replicas(obj)
 
 
 def statefulset_pods(sts: KubeObject, index: PodIndex) -> list[KubeObject]:

@@ -733,7 +733,7 @@ class Supervisor:
                 raise PodnetError(f"cluster {self.layout.cluster} is being removed (podnet down): nothing changed")
             index = self._inputs_index()
             request = reconcile.change_request(self.inputs, store, delete, index)
-            cluster = reconcile.changed_cluster(self.cluster, self.inputs, store, delete, index)
+            cluster = reconcile.changed_cluster(self.cluster, self.inputs, store, delete, index, self._live_readiness)
             if cluster is None:
                 cluster = self._compute(request.inputs, self.cluster)
             reconcile.check_nodes(self.cluster, cluster, self.layout.cluster)

@@ -122,14 +122,17 @@ def desired_cluster(inputs: list[dict[str, Any]], config: ClusterConfig, readine
 
 
 def changed_cluster(keep: Cluster, inputs: list[dict[str, Any]], store: ObjectStore,
-                    delete: bool, index: Mapping[Key, dict[str, Any]] | None = None) -> Cluster | None:
+                    delete: bool, index: Mapping[Key, dict[str, Any]] | None = None,
+                    readiness: Callable[[KubeObject], bool | None] | None = None) -> Cluster | None:
     """The cluster after applying (deleting) `store`'s objects to `inputs`, whose cluster is
     `keep`, made from `keep` without computing it again; None when the change is not one of
     those (module doc), and the caller computes in full (desired_cluster). Readiness the
     prober reported since `keep` was computed is not taken in here: that report already asked
-    the loop for a recomputation (Supervisor.recompute), which follows within a round."""
+    the loop for a recomputation (Supervisor.recompute), which follows within a round.
+    `readiness`: kubelet's word, for the pods a Deployment scaled up starts with (without it,
+    a scale is computed in full)."""
     current = index if index is not None else inputs_by_key(inputs)
-    policies, deleted, relabels, stored, unstored = [], [], [], [], []
+    policies, deleted, relabels, stored, unstored, scaled = [], [], [], [], [], []
     for obj in store.objects.values():
         # as admitted, like the request's objects (the inputs of `podnet up` are saved as written)
         before = admitted_bodies([current[obj.key]], "current").objects[obj.key].body if obj.key in current else None
@@ -152,6 +155,9 @@ def changed_cluster(keep: Cluster, inputs: list[dict[str, Any]], store: ObjectSt
         elif obj.kind in incremental.WORKLOADS and before is not None and \
                 _only_metadata_differs(before, obj.body, incremental.WORKLOAD_METADATA):
             relabels.append(obj)
+        elif obj.kind == "Deployment" and before is not None and readiness is not None and \
+                _only_metadata_differs(_without_replicas(before), _without_replicas(obj.body), incremental.WORKLOAD_METADATA):
+            scaled.append(obj)
         else:
             return None
     cluster: Cluster | None = keep
@@ -159,6 +165,10 @@ def changed_cluster(keep: Cluster, inputs: list[dict[str, Any]], store: ObjectSt
         cluster = incremental.with_policies(keep, policies, deleted)
     if (stored or unstored) and cluster is not None:
         cluster = incremental.with_stored(cluster, stored, unstored)
+    for obj in scaled:
+        if cluster is None:
+            break
+        cluster = incremental.deployment_scaled(cluster, obj, readiness)
     for obj in relabels:
         if cluster is None:
             break
@@ -168,6 +178,10 @@ def changed_cluster(keep: Cluster, inputs: list[dict[str, Any]], store: ObjectSt
         else:
             cluster = incremental.relabelled(cluster, obj.key, metadata.get("labels"), metadata.get("annotations"))
     return cluster
+
+
+def _without_replicas(body: dict[str, Any]) -> dict[str, Any]:
+    return {**body, "spec": {k: v for k, v in (body.get("spec") or {}).items() if k != "replicas"}}
 
 
 def _only_metadata_differs(before: dict[str, Any], after: dict[str, Any],
