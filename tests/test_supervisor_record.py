@@ -138,8 +138,8 @@ def test_an_interrupted_write_leaves_the_old_record(tmp_path, monkeypatch):
     monkeypatch.setattr(state_module.os, "replace", crash)
     with pytest.raises(OSError):
         record.write(tmp_path, {"pods": [{"namespace": "x"}]})
-    assert record.read(tmp_path) == {"version": record.VERSION, "pods": []}
-    assert [p.name for p in tmp_path.iterdir()] == [record.RECORD]  # no temporary file left
+    assert record.read(tmp_path) == {"version": record.VERSION, "seq": 0, "pods": []}
+    assert sorted(p.name for p in tmp_path.iterdir()) == [record.RECORD, record.RECORD_LOG]  # no temporary file left
 
 
 # -- the supervisor writes the record and a new one adopts from it ---------------------------------

@@ -116,6 +116,7 @@ def test_a_run_of_writes_takes_the_short_ways_to_what_the_long_ways_say(supervis
         assert not kept.start and not kept.stop  # and the change did what they said
         # the API fields
         shadow.observe(after)
+        assert supervisor.wait_for_terminations(60)  # a pod scaled away stops in its own thread
         supervisor.persist()
         held = exported(supervisor.meta)
         assert exported(replayed(supervisor.state.directory)) == held
@@ -133,7 +134,7 @@ def test_a_run_of_writes_takes_the_short_ways_to_what_the_long_ways_say(supervis
     assert {"ConfigMap", "Deployment", "Pod", "NetworkPolicy"} <= kinds_written
 
 
-def test_a_config_map_write_appends_a_line_and_leaves_running_json_alone(supervisor):
+def test_a_write_logs_a_line_of_what_it_changed_and_leaves_the_snapshots_alone(supervisor):
     directory = supervisor.state.directory
     supervisor.persist()
     running = (directory / record.RECORD).stat()
@@ -145,11 +146,15 @@ def test_a_config_map_write_appends_a_line_and_leaves_running_json_alone(supervi
     assert len(logged) == lines + 1
     assert [o[:3] for o in logged[-1]["apimeta"]["objects"]] == [["ConfigMap", "default", "settings"]]
     assert logged[-1]["generation"] == supervisor.generation
-    # a container's restart is a change of the pods' record: written at the next round
-    sandbox = next(iter(supervisor.runtime.pods.values()))
+    assert (directory / record.RECORD_LOG).read_text() == ""
+    # a container's restart is a change of the pods' record: a line of running.log, that pod's
+    ref, sandbox = next(iter(supervisor.runtime.pods.items()))
     sandbox.containers[0].restarts += 1
     supervisor.persist()
-    assert (directory / record.RECORD).stat().st_ino != running.st_ino
+    [line] = [json.loads(line) for line in (directory / record.RECORD_LOG).read_text().splitlines()]
+    assert list(line["pods"]) == [ref] and line["pods"][ref]["containers"][0]["restarts"] == 1
+    assert (directory / record.RECORD).stat().st_ino == running.st_ino
+    assert record.read(directory)["pods"] == json.loads(json.dumps(supervisor.record()["pods"]))
 
 
 def test_a_restarted_supervisor_reads_the_fields_from_the_snapshot_and_the_log(supervisor, tmp_path):

@@ -30,7 +30,9 @@ on scripted and on random changes.
 
 from __future__ import annotations
 
+import bisect
 import json
+from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping
 from ipaddress import IPv4Address
 from dataclasses import replace
@@ -224,12 +226,16 @@ def deployment_scaled(cluster: Cluster, deployment: KubeObject,
         return None
     namespace, wanted = new.namespace, workloads.replicas_of(new)
     ns_pods, node_objects, owned_sets = [], [], []
+    bound: dict[str, list[KubeObject]] = defaultdict(list)  # node -> its pods (not finished)
     for obj in cluster.objects.values():
         if obj.kind == "Pod":
-            if not fields.pod_ip(obj) and not fields.is_terminal(obj):
-                return None  # not placed yet: compute would place it again
+            terminal = fields.is_terminal(obj)
+            if not terminal:
+                if not fields.pod_ip(obj):
+                    return None  # not placed yet: compute would place it again
+                bound[obj.spec.get("nodeName") or ""].append(obj)
             if obj.namespace == namespace:
-                if fields.is_terminal(obj) or fields.is_terminating(obj):
+                if terminal or fields.is_terminating(obj):
                     return None
                 ns_pods.append(obj)
         elif obj.kind == "Node":
@@ -255,14 +261,13 @@ def deployment_scaled(cluster: Cluster, deployment: KubeObject,
                      key=lambda p: p.name)
     if any(declared_host_ports(p) for p in created):
         return None
-    # placed among every pod bound, as compute's scheduler does
+    # placed among every pod bound, as compute's scheduler does (they declare no host port:
+    # the bound pods' count on each node is all that decides)
     infos = {n.name: n for n in cluster.nodes}
     scheduler = Scheduler(node_objects, {n.name: n.max_pods for n in cluster.nodes})
-    pods = sorted((o for o in cluster.objects.values() if o.kind == "Pod"), key=lambda p: (p.namespace, p.name))
-    for pod in pods:
-        node = pod.spec.get("nodeName")
-        if node and scheduler.has_node(node) and not fields.is_terminal(pod):
-            scheduler.bind(pod, node)
+    for node, pods in bound.items():
+        if node and scheduler.has_node(node):
+            scheduler.count_bound(node, len(pods))
     for pod in created:
         node, _message = scheduler.schedule(pod)
         if node is None or node not in infos:
@@ -272,13 +277,13 @@ def deployment_scaled(cluster: Cluster, deployment: KubeObject,
     allocators = {}
     for node in {p.spec["nodeName"] for p in created}:
         allocators[node] = RangeAllocator(infos[node].pod_cidr)
-    for pod in pods:
-        node = pod.spec.get("nodeName")
-        if node in allocators and not pod.spec.get("hostNetwork") and not fields.is_terminal(pod):
-            try:
-                allocators[node].reserve(IPv4Address(fields.pod_ip(pod)))
-            except ValueError:
-                pass
+    for node, allocator in allocators.items():
+        for pod in sorted(bound[node], key=lambda p: (p.namespace, p.name)):  # compute's order
+            if not pod.spec.get("hostNetwork"):
+                try:
+                    allocator.reserve(IPv4Address(fields.pod_ip(pod)))
+                except ValueError:
+                    pass
     for pod in created:
         system.stamp_uid(pod)
         node = pod.spec["nodeName"]
@@ -310,38 +315,43 @@ def deployment_scaled(cluster: Cluster, deployment: KubeObject,
         made = endpoints.endpoints_for(svc, slices)
         system.stamp_uid(made)
         blocks[svc.key] = [*slices, made]
-    return replace(cluster, objects=_rebuilt(objects, created, blocks), warnings=list(cluster.warnings))
+    rebuilt = _rebuilt(objects, created, blocks)
+    return None if rebuilt is None else replace(cluster, objects=rebuilt, warnings=list(cluster.warnings))
 
 
 def _rebuilt(objects: dict[Key, KubeObject], pods: list[KubeObject],
-             blocks: Mapping[Key, list[KubeObject]]) -> dict[Key, KubeObject]:
+             blocks: Mapping[Key, list[KubeObject]]) -> dict[Key, KubeObject] | None:
     """`objects` with `pods` among the pods, in compute's (namespace, name) order, and each
     Service's controller-written EndpointSlices and Endpoints (compute adds them together,
     after the Service's other slices) replaced by its block."""
-    def block_of(key: Key, obj: KubeObject) -> Key | None:
+    items = list(objects.items())
+    pod_at = [i for i, (key, _) in enumerate(items) if key[0] == "Pod"]  # one run: compute adds them together
+    inserts: dict[int, list[tuple[Key, KubeObject]]] = defaultdict(list)  # before index -> items
+    pod_keys = [items[i][0] for i in pod_at]
+    for pod in pods:
+        at = bisect.bisect_left(pod_keys, pod.key)
+        inserts[pod_at[at] if at < len(pod_at) else pod_at[-1] + 1].append((pod.key, pod))
+    dropped, emitted = set(), set()
+    for index, (key, obj) in enumerate(items):
         if key[0] == "Endpoints":
-            return ("Service", key[1], key[2])
-        if key[0] == "EndpointSlice" and obj.labels.get(endpoints_module.MANAGED_BY) == endpoints_module.SLICE_CONTROLLER:
-            return ("Service", key[1], obj.labels.get(endpoints_module.SERVICE_NAME, ""))
-        return None
-
-    waiting = sorted(pods, key=lambda p: (p.namespace, p.name))
-    items: list[tuple[Key, KubeObject]] = []
-    emitted: set[Key] = set()
-    for key, obj in objects.items():
-        if waiting and key[0] == "Pod":
-            while waiting and (waiting[0].namespace, waiting[0].name) < (key[1], key[2]):
-                items.append((waiting[0].key, waiting.pop(0)))
-        elif waiting and items and items[-1][0][0] == "Pod":  # the end of the pods
-            items += [(p.key, p) for p in waiting]
-            waiting = []
-        service = block_of(key, obj) if blocks else None
-        if service in blocks:
-            if service not in emitted:
-                emitted.add(service)
-                items += [(o.key, o) for o in blocks[service]]
+            service = ("Service", key[1], key[2])
+        elif key[0] == "EndpointSlice" and \
+                obj.labels.get(endpoints_module.MANAGED_BY) == endpoints_module.SLICE_CONTROLLER:
+            service = ("Service", key[1], obj.labels.get(endpoints_module.SERVICE_NAME, ""))
+        else:
             continue
-        items.append((key, obj))
-    if waiting or len(emitted) != len(blocks):
-        raise AssertionError("a scaled Deployment's pods or endpoints found no place among the objects")
-    return dict(items)
+        if service in blocks:
+            if service not in emitted:  # the new block where the old one began
+                emitted.add(service)
+                inserts[index] += [(o.key, o) for o in blocks[service]]
+            dropped.add(index)
+    out: list[tuple[Key, KubeObject]] = []
+    for index, item in enumerate(items):
+        out += inserts.pop(index, ())
+        if index not in dropped:
+            out.append(item)
+    out += inserts.pop(len(items), ())
+    if inserts or emitted != set(blocks):
+        return None  # not laid out as compute lays them out: it is asked instead
+    return dict(out)
+

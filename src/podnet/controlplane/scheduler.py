@@ -49,6 +49,10 @@ class Scheduler:
         state.pods += 1
         state.host_ports += declared_host_ports(pod)
 
+    def count_bound(self, node_name: str, pods: int) -> None:
+        """Account for `pods` already bound to the node that declare no host port (bind, counted)."""
+        self._by_name[node_name].pods += pods
+
     def statically_feasible(self, pod_spec: dict[str, Any]) -> list[str]:
         return [s.obj.name for s in self._static(pod_spec)[0]]
 

@@ -19,9 +19,15 @@ _sequence = itertools.count(1)
 count = 0  # moves at every change (next() is atomic under the GIL: two threads never share a value)
 
 
-def note() -> None:
+def note() -> int:
     global count
-    count = next(_sequence)
+    count = value = next(_sequence)
+    return value
+
+
+def version(obj: "Counted") -> int:
+    """The count at `obj`'s last change (0: none since it was made)."""
+    return obj.__dict__.get("_counted", 0)
 
 
 class Counted:
@@ -32,7 +38,7 @@ class Counted:
     def __setattr__(self, name: str, value) -> None:
         object.__setattr__(self, name, value)
         if name not in self._uncounted:
-            note()
+            self.__dict__["_counted"] = note()  # its own version too: the record remakes only its entry
 
 
 class CountedDict(dict):

@@ -137,6 +137,9 @@ class Supervisor:
         # was written at (counted.py), and the API fields' journal with what it last said
         self._process_ids = record.ProcessIds()
         self._recorded_count: int | None = None
+        self._recorded: dict[str, Any] | None = None  # running.json's content as last written (record())
+        self._sandbox_entries: dict[str, tuple[tuple, dict[str, Any]]] = {}  # ref -> (stamp, its entry)
+        self.pods_journal = record.Journal(self.state.directory, record.RECORD, record.RECORD_LOG)
         self._bodies_changed = True
         self.running_pods = reconcile.RunningPods()  # which pods the cluster wants running (pod_actions)
         self._inputs_indexed: tuple[list[dict[str, Any]], Mapping[tuple, dict[str, Any]]] | None = None
@@ -260,6 +263,7 @@ class Supervisor:
             generation = change["generation"]
         self.controllers.restore(controllers)
         self.journal.continue_from(meta["seq"])
+        self.pods_journal.continue_from(int(saved.get("seq") or 0))
         try:
             events = record.read_events(self.state.directory)
         except record.RecordError as exc:
@@ -355,12 +359,28 @@ class Supervisor:
             kill_pids(pids)
 
     def record(self) -> dict[str, Any]:
-        """What running.json holds of the pods' processes now (record.py); call under the lock."""
-        ids = self._process_ids
-        pods = [record.sandbox_record(sandbox, ids) for _, sandbox in sorted(self.runtime.pods.items())]
-        ids.forget_except({p.pid for s in self.runtime.pods.values()
-                           for p in (s.pause, *(c.process for c in s.containers)) if p is not None})
-        return {"pods": pods, "containerState": self.container_state, "graceDeadlines": self.grace_deadlines}
+        """What running.json holds now (record.py); call under the lock."""
+        return record.listed(self._record_now())
+
+    def _record_now(self) -> dict[str, Any]:
+        """The record, keyed by pod ref (record.keyed). Each pod's entry is
+        made again only when its sandbox or a container of it changed (counted.version; a
+        process that ended is one once reap has seen it, or, for a pod being stopped, at once)."""
+        entries = {}
+        for ref, sandbox in self.runtime.pods.items():
+            stamp = (id(sandbox), counted.version(sandbox), *(counted.version(c) for c in sandbox.containers))
+            if sandbox.terminating:  # its processes end as they are stopped, no field changed: asked
+                stamp += tuple(p is not None and p.poll() is None
+                               for p in (sandbox.pause, *(c.process for c in sandbox.containers)))
+            known = self._sandbox_entries.get(ref)
+            entries[ref] = known if known is not None and known[0] == stamp else \
+                (stamp, record.sandbox_record(sandbox, self._process_ids))
+        self._sandbox_entries = entries
+        bodies = {ref: pod.body for pod in self.cluster.objects.values()
+                  if pod.kind == "Pod" and (ref := pod.ref) in entries}
+        return {"pods": {ref: entry for ref, (_, entry) in entries.items()}, "bodies": bodies,
+                "containerState": dict(self.container_state), "graceDeadlines": dict(self.grace_deadlines),
+                "terminating": dict(self.terminating)}
 
     def persist(self, force: bool = False) -> None:
         """Write what changed of the record (record.py): a line of the API fields, the controllers'
@@ -374,10 +394,17 @@ class Supervisor:
             count = counted.count  # read before the record is made: a change meanwhile moves it again
             if force or self._bodies_changed or count != self._recorded_count:
                 self._bodies_changed = False
-                bodies = [pod.body for pod in self.cluster.objects.values()
-                          if pod.kind == "Pod" and pod.ref in self.runtime.pods]
-                record.write(self.state.directory, {**self.record(), "bodies": bodies, "terminating": self.terminating})
-                self._recorded_count = count
+                now = self._record_now()
+                if force or self._recorded is None or self.pods_journal.due:
+                    self._process_ids.forget_except({
+                        p.pid for s in self.runtime.pods.values()
+                        for p in (s.pause, *(c.process for c in s.containers)) if p is not None})
+                    self.pods_journal.snapshot(record.listed(now))
+                else:
+                    change = record.pods_change(self._recorded, now)
+                    if change:
+                        self.pods_journal.append(change)
+                self._recorded, self._recorded_count = now, count
             version = self.events.version
             if force or version != self._events_recorded:
                 record.write_events(self.state.directory, self.events.export())
@@ -924,6 +951,7 @@ class Supervisor:
             if self.dataplane is not None:
                 self.dataplane.teardown()
             self.journal.close()
+            self.pods_journal.close()
 
     # -- status for the CLI ---------------------------------------------------------------------
 

@@ -54,6 +54,7 @@ from podnet.linux.supervisor.state import atomic_write
 RECORD = "running.json"
 EVENTS = "events.json"
 META, META_LOG = "apimeta.json", "apimeta.log"
+RECORD_LOG = "running.log"
 VERSION = 2
 COMPACT_AT = 1 << 20  # bytes of log before a new snapshot, at least (else: once it outgrows the snapshot)
 
@@ -143,46 +144,99 @@ def read_events(directory: Path) -> dict[str, Any] | None:
 
 
 def write(directory: Path, record: dict[str, Any]) -> None:
-    atomic_write(directory / RECORD, json.dumps({"version": VERSION, **record}, sort_keys=True))
+    """running.json as a whole (and no change logged after it)."""
+    Journal(directory, RECORD, RECORD_LOG).snapshot(record)
 
 
 def read(directory: Path) -> dict[str, Any] | None:
-    """The record, or None if there is none; RecordError if it cannot be trusted."""
-    path = directory / RECORD
-    try:
-        text = path.read_text()
-    except FileNotFoundError:
+    """The record as last written: running.json with the changes logged after it applied (`seq`:
+    the last one's number, which a successor's journal counts on from); None if there is none;
+    RecordError if it cannot be trusted."""
+    saved = read_journal(directory, RECORD, RECORD_LOG)
+    if saved is None:
         return None
-    try:
-        record = json.loads(text)
-    except ValueError as exc:
-        raise RecordError(f"{path}: not a whole record ({exc}); the pods cannot be re-adopted: "
-                          "remove the cluster with `podnet down`") from None
-    if not isinstance(record, dict) or record.get("version") != VERSION:
-        raise RecordError(f"{path}: version {record.get('version') if isinstance(record, dict) else None!r}, "
-                          f"this podnet reads version {VERSION}; the pods cannot be re-adopted: "
-                          "remove the cluster with `podnet down`")
-    return record
+    record = keyed(saved["state"])
+    for change in saved["changes"]:
+        apply_pods_change(record, change)
+    return {"version": VERSION, "seq": saved["seq"], **listed(record)}
 
 
-class MetaJournal:
-    """apimeta.json, the snapshot, and apimeta.log, the changes since: each line one change,
-    numbered (`seq`); a snapshot says the number of the last change it holds, so a crash between
-    writing a snapshot and emptying the log replays nothing twice."""
+def keyed(record: dict[str, Any]) -> dict[str, Any]:
+    """A record with its pods and bodies by pod ref (as the supervisor holds it between writes)."""
+    out = dict(record)
+    for part, ref in (("pods", _sandbox_ref), ("bodies", _body_ref)):
+        if part in record:
+            out[part] = {ref(entry): entry for entry in record[part]}
+    return out
 
-    def __init__(self, directory: Path):
+
+def listed(record: dict[str, Any]) -> dict[str, Any]:
+    """A keyed record as running.json holds it: pods and bodies as lists, by ref."""
+    out = dict(record)
+    for part in ("pods", "bodies"):
+        if part in record:
+            out[part] = [record[part][ref] for ref in sorted(record[part])]
+    return out
+
+
+def pods_change(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
+    """A line of running.log: what differs between two keyed records, by pod ref for the pods'
+    processes, their bodies and their containers' states (None: gone), whole for the rest
+    (small: the pods being deleted)."""
+    change: dict[str, Any] = {}
+    for part in ("pods", "bodies", "containerState"):
+        old, new = before[part], after[part]
+        moved = {ref: entry for ref, entry in new.items() if old.get(ref) is not entry and old.get(ref) != entry}
+        moved.update({ref: None for ref in old if ref not in new})
+        if moved:
+            change[part] = moved
+    for part in ("graceDeadlines", "terminating"):
+        if before[part] != after[part]:
+            change[part] = after[part]
+    return change
+
+
+def apply_pods_change(record: dict[str, Any], change: dict[str, Any]) -> None:
+    """A keyed record with a running.log line's change made."""
+    for part in ("pods", "bodies", "containerState"):
+        for ref, entry in (change.get(part) or {}).items():
+            if entry is None:
+                record.setdefault(part, {}).pop(ref, None)
+            else:
+                record.setdefault(part, {})[ref] = entry
+    for part in ("graceDeadlines", "terminating"):
+        if part in change:
+            record[part] = change[part]
+
+
+def _sandbox_ref(entry: dict[str, Any]) -> str:
+    return f"{entry['namespace']}/{entry['name']}"
+
+
+def _body_ref(body: dict[str, Any]) -> str:
+    return f"{body['metadata']['namespace']}/{body['metadata']['name']}"
+
+
+class Journal:
+    """A snapshot file and a log of the changes since (apimeta.json and apimeta.log, running.json
+    and running.log): each line one change, numbered (`seq`); a snapshot says the number of the
+    last change it holds, so a crash between writing a snapshot and emptying the log replays
+    nothing twice."""
+
+    def __init__(self, directory: Path, snapshot: str = META, log: str = META_LOG):
         self.directory = directory
+        self.snapshot_path, self.log_path = directory / snapshot, directory / log
         self.seq = 0
         self._log = None
         self._logged = 0  # bytes appended since the snapshot
         self._snapshot_size = 0
 
     def snapshot(self, state: dict[str, Any]) -> None:
-        """All of it: a new apimeta.json, then an empty log."""
+        """All of it: a new snapshot, then an empty log."""
         text = json.dumps({"version": VERSION, "seq": self.seq, **state})
-        atomic_write(self.directory / META, text)
+        atomic_write(self.snapshot_path, text)
         self.close()
-        atomic_write(self.directory / META_LOG, "")
+        atomic_write(self.log_path, "")
         self._logged, self._snapshot_size = 0, len(text)
 
     def append(self, change: dict[str, Any]) -> None:
@@ -190,7 +244,7 @@ class MetaJournal:
         self.seq += 1
         line = json.dumps({"seq": self.seq, **change}) + "\n"
         if self._log is None:
-            self._log = open(self.directory / META_LOG, "a", encoding="utf-8")
+            self._log = open(self.log_path, "a", encoding="utf-8")
         self._log.write(line)
         self._log.flush()
         os.fsync(self._log.fileno())
@@ -210,25 +264,35 @@ class MetaJournal:
             self._log = None
 
 
+def MetaJournal(directory: Path) -> Journal:  # noqa: N802 (the API fields' journal)
+    return Journal(directory, META, META_LOG)
+
+
 def read_meta(directory: Path) -> dict[str, Any] | None:
+    return read_journal(directory, META, META_LOG)
+
+
+def read_journal(directory: Path, snapshot: str, log: str) -> dict[str, Any] | None:
     """The snapshot with the log's changes after it: {"seq", "state": the snapshot's fields,
     "changes": the logged changes in order}; None if there is no snapshot."""
-    path = directory / META
+    path = directory / snapshot
     try:
-        snapshot = json.loads(path.read_text())
+        text = path.read_text()
     except FileNotFoundError:
         return None
+    try:
+        saved = json.loads(text)
     except ValueError as exc:
         raise RecordError(f"{path}: not a whole record ({exc}); the pods cannot be re-adopted: "
                           "remove the cluster with `podnet down`") from None
-    if not isinstance(snapshot, dict) or snapshot.get("version") != VERSION:
-        raise RecordError(f"{path}: version {snapshot.get('version') if isinstance(snapshot, dict) else None!r}, "
+    if not isinstance(saved, dict) or saved.get("version") != VERSION:
+        raise RecordError(f"{path}: version {saved.get('version') if isinstance(saved, dict) else None!r}, "
                           f"this podnet reads version {VERSION}; the pods cannot be re-adopted: "
                           "remove the cluster with `podnet down`")
-    seq = int(snapshot.pop("seq"))
-    snapshot.pop("version")
+    seq = int(saved.pop("seq", 0))
+    saved.pop("version")
     try:
-        lines = (directory / META_LOG).read_text().splitlines()
+        lines = (directory / log).read_text().splitlines()
     except FileNotFoundError:
         lines = []
     changes = []
@@ -238,17 +302,17 @@ def read_meta(directory: Path) -> dict[str, Any] | None:
         except ValueError:
             if number == len(lines):
                 break  # the append a crash cut short: that change was never answered
-            raise RecordError(f"{directory / META_LOG}:{number}: not a whole line; the pods cannot be "
+            raise RecordError(f"{directory / log}:{number}: not a whole line; the pods cannot be "
                               "re-adopted: remove the cluster with `podnet down`") from None
         if change["seq"] > seq:
             changes.append(change)
             seq = change["seq"]
-    return {"seq": seq, "state": snapshot, "changes": changes}
+    return {"seq": seq, "state": saved, "changes": changes}
 
 
 def read_saved(directory: Path) -> dict[str, Any] | None:
-    """What a restarted supervisor adopts from: running.json, with the API fields' snapshot and
-    journal (read_meta) under "meta"; None if there is no record."""
+    """What a restarted supervisor adopts from: the record (read), with the API fields'
+    snapshot and journal (read_meta) under "meta"; None if there is no record."""
     saved = read(directory)
     if saved is None:
         return None
