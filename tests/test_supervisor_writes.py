@@ -32,7 +32,7 @@ from podnet.linux.supervisor.state import ClusterState, documents_text
 from podnet.policy import render
 from podnet.proxy.loader import RecordingRunner
 from tests.supervisor_fakes import FakeDataPlane, FakeRuntime
-from tests.test_incremental import BASE, CONFIG_MAP, deployment, pod, policy
+from tests.test_incremental import BASE, CONFIG_MAP, assert_same, deployment, pod, policy
 
 CONFIG = {"kind": "Cluster", "apiVersion": "podnet.dev/v1alpha1", "name": "wr", "nodes": 2}
 
@@ -113,10 +113,17 @@ def test_a_run_of_writes_takes_the_short_ways_to_what_the_long_ways_say(supervis
         # the pods to start and stop
         kept = supervisor.running_pods.actions(after, supervisor.started)
         assert kept == reconcile.pod_actions(after, supervisor.started)
-        assert not kept.start and not kept.stop  # and the change did what they said
+        assert not kept.stop  # and the change did what they said
+        assert not kept.start or not supervisor.policy_errors
         # the API fields
         shadow.observe(after)
         assert supervisor.wait_for_terminations(60)  # a pod scaled away stops in its own thread
+        if supervisor.state_changed.is_set():  # as the loop does: the terminated pods go
+            supervisor.state_changed.clear()
+            supervisor.recompute()
+            shadow.observe(supervisor.cluster)
+        # every short way gave what computing the cluster again gives
+        assert_same(supervisor.cluster, supervisor._compute(supervisor.inputs, supervisor.cluster))
         supervisor.persist()
         held = exported(supervisor.meta)
         assert exported(replayed(supervisor.state.directory)) == held
@@ -129,7 +136,7 @@ def test_a_run_of_writes_takes_the_short_ways_to_what_the_long_ways_say(supervis
         if before is not after and not change.touches(("Namespace", "Node", "Pod", "NetworkPolicy")):
             assert len(supervisor.nft.calls) == loads
         for node, table in supervisor.policies.items():
-            assert table.loaded == render(after, node)
+            assert table.loaded == render(supervisor.cluster, node)
             assert supervisor.policy_synced[node] == supervisor.generation
     assert {"ConfigMap", "Deployment", "Pod", "NetworkPolicy"} <= kinds_written
 
@@ -261,3 +268,35 @@ def test_the_collector_freezes_every_round_and_collects_in_full_only_when_quiet(
     now[0] += loop.QUIET_FOR
     collector.round(2)
     assert calls == ["freeze"]  # and not again before FULL_COLLECTION_EVERY
+
+
+def test_a_scale_down_and_the_end_of_its_terminations_compute_nothing_in_full(supervisor, monkeypatch):
+    computed = []
+    full = reconcile.desired_cluster
+    monkeypatch.setattr(reconcile, "desired_cluster", lambda *args, **kwargs: computed.append(1) or full(*args, **kwargs))
+    for sandbox in supervisor.runtime.pods.values():  # they stop when told, not at once
+        for container in sandbox.containers:
+            container.process.holds_on = True
+    answer = supervisor.change(documents_text([deployment("web", 1)]), delete=False)
+    assert len(answer["stopped"]) == 2 and computed == []
+    terminating = [supervisor.cluster.get("Pod", *ref.split("/")) for ref in answer["stopped"]]
+    assert all(pod.metadata.get("deletionTimestamp") for pod in terminating)  # still there, marked
+    for ref in answer["stopped"]:
+        for container in supervisor.runtime.pods[ref].containers:
+            container.process.exit(0)
+    assert supervisor.wait_for_terminations(60)
+    assert supervisor.state_changed.is_set()
+    supervisor.state_changed.clear()
+    supervisor.recompute()
+    assert computed == []
+    assert all(supervisor.cluster.get("Pod", *ref.split("/")) is None for ref in answer["stopped"])
+    web = supervisor.cluster.get("Deployment", "default", "web")
+    assert web.status["replicas"] == 1
+    assert_same(supervisor.cluster, full(supervisor.inputs, supervisor.config, supervisor._live_readiness,
+                                         supervisor.cluster))
+    # a pod deleted by name is replaced under another name, then renamed: computed in full
+    [pod] = [p for p in supervisor.cluster.of_kind("Pod") if p.name.startswith("web-")]
+    supervisor.delete_pods([pod.ref], grace_period=0)
+    supervisor.state_changed.clear()
+    supervisor.recompute()
+    assert computed

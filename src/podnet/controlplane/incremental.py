@@ -44,7 +44,7 @@ from podnet.controlplane import endpoints as endpoints_module
 from podnet.controlplane import rbac, serviceaccounts, system, workloads
 from podnet.controlplane.cluster import COMPUTED_KINDS, Cluster, Key, set_running
 from podnet.controlplane.endpoints import EndpointsController
-from podnet.controlplane.pods import declared_host_ports
+from podnet.controlplane.pods import apply_pod_spec_defaults, declared_host_ports
 from podnet.controlplane.scheduler import Scheduler
 from podnet.ipam import RangeAllocator, RangeFull
 
@@ -204,11 +204,12 @@ def workload_relabelled(cluster: Cluster, key: Key, metadata: Mapping) -> Cluste
 def deployment_scaled(cluster: Cluster, deployment: KubeObject,
                       live_readiness: Callable[[KubeObject], bool | None]) -> Cluster | None:
     """`cluster` with the Deployment `deployment` (admitted: its input as changed, nothing but
-    spec.replicas and WORKLOAD_METADATA) scaled up; None if that could change more. What compute
+    spec.replicas and WORKLOAD_METADATA) scaled; None if that could change more. What compute
     does for it, with every running pod carried over as it runs (reconcile.desired_cluster): its
-    ReplicaSet wants more pods; they take the next free names, the least loaded feasible nodes
-    (scheduler.py) and the next free addresses of those nodes (ipam.py); the ReplicaSet's and
-    the Deployment's status count them, and the Services selecting them get their endpoints.
+    ReplicaSet wants more pods, which take the next free names, the least loaded feasible nodes
+    (scheduler.py) and the next free addresses of those nodes (ipam.py), or fewer, and those
+    beyond its first names go (the supervisor then terminates them); the ReplicaSet's and the
+    Deployment's status count them, and the Services selecting them get their endpoints.
     Refused whenever compute could decide anything else anew: a pod anywhere not yet placed
     and addressed (compute places it again, in priority order with the new ones), a pod of
     the namespace finished or terminating, a ReplicaSet of the Deployment other than the one
@@ -248,12 +249,16 @@ def deployment_scaled(cluster: Cluster, deployment: KubeObject,
         return None
     mine = [p for p in ns_pods if (ref := fields.controller_of(p)) is not None
             and ref.get("kind") == "ReplicaSet" and ref.get("name") == rs.name]
-    if len(mine) >= wanted:
-        return None  # a scale down: its pods terminate (the supervisor computes that in full)
-    # the names compute gives: the first free ones, the running pods having the first of them
+    # the names compute gives: the first free ones; the running pods have the first of them
     names = workloads.replica_names(rs, {p.name for p in ns_pods if p not in mine})
-    first = [next(names) for _ in range(wanted)]
-    if sorted(p.name for p in mine) != sorted(first[:len(mine)]):
+    first = [next(names) for _ in range(max(wanted, len(mine)))]
+    have = {p.name for p in mine}
+    if len(mine) > wanted:  # scaled down: the pods beyond the first names go (and terminate)
+        if not set(first[:wanted]) <= have:
+            return None
+        return pods_replaced(cluster, (), [p.key for p in mine if p.name not in first[:wanted]],
+                             {new.key: new, rs.key: rs})
+    if have != set(first[:len(mine)]):
         return None
     labels = dict(((rs.spec.get("template") or {}).get("metadata") or {}).get("labels") or {})
     template = workloads.template_json(rs)
@@ -295,28 +300,123 @@ def deployment_scaled(cluster: Cluster, deployment: KubeObject,
             except RangeFull:
                 return None
         set_running(pod, infos[node], address, live_readiness)
-    # the controllers' status, and the Services' endpoints
-    active = mine + created
-    workloads.fill_workload_status(rs, active)
-    workloads.fill_workload_status(new, active)
+    for pod in created:
+        system.stamp_uid(pod)
+    return pods_replaced(cluster, created, (), {new.key: new, rs.key: rs})
+
+
+def pods_replaced(cluster: Cluster, pods: Iterable[KubeObject], gone: Iterable[Key],
+                  replaced: Mapping[Key, KubeObject] | None = None) -> Cluster | None:
+    """`cluster` with `pods` (placed, addressed, their status made: added, or replacing those of
+    their keys) and without the pods of `gone`, and what compute derives from the pods made
+    again for them: the status of the workloads owning them, before and after (workloads.py),
+    the EndpointSlices and Endpoints of the Services selecting them, before and after
+    (endpoints.py). `replaced`: other objects, as they are (a scaled workload's new spec; its
+    status is made here). The caller knows that nothing else compute decides changes: no pod's
+    labels change, no controller makes or names a pod anew. None if the objects are not laid
+    out as compute lays them out."""
+    pods, gone = list(pods), set(gone)
     objects = dict(cluster.objects)
-    objects[new.key], objects[rs.key] = new, rs
-    endpoints = EndpointsController(sorted(ns_pods + created, key=lambda p: p.name), node_objects)  # compute's order
+    objects.update(replaced or {})
+    versions = [cluster.objects[key] for key in gone if key in cluster.objects]
+    added = []
+    for pod in pods:
+        if pod.key in objects:
+            versions.append(objects[pod.key])
+            objects[pod.key] = pod  # where it was
+        else:
+            added.append(pod)
+        versions.append(pod)
+    for key in gone:
+        objects.pop(key, None)
+    namespaces = {pod.namespace for pod in versions}
+    # the namespaces' pods and workloads as they are now, and the nodes
+    ns_pods, node_objects, owned_by = defaultdict(list), [], defaultdict(list)
+    for pod in [*objects.values(), *added]:
+        if pod.kind == "Node":
+            node_objects.append(pod)
+        if pod.kind != "Pod" or pod.namespace not in namespaces:
+            continue
+        ns_pods[pod.namespace].append(pod)
+        ref = fields.controller_of(pod)
+        if ref and not fields.is_terminal(pod) and not fields.is_terminating(pod):
+            owned_by[(ref.get("kind"), pod.namespace, ref.get("name"))].append(pod)
+    owners = {(ref.get("kind"), pod.namespace, ref.get("name")) for pod in versions
+              if (ref := fields.controller_of(pod))}
+    deployments = set()
+    for kind, namespace, name in owners:
+        workload = objects.get((kind, namespace, name))
+        if workload is None or kind not in ("ReplicaSet", "StatefulSet", "DaemonSet"):
+            continue
+        workload = objects[workload.key] = _restatused(workload, replaced)
+        mine = owned_by[(kind, namespace, name)]
+        workloads.fill_workload_status(workload, mine, desired=len(mine) if kind == "DaemonSet" else None)
+        ref = fields.controller_of(workload)
+        if kind == "ReplicaSet" and ref and ref.get("kind") == "Deployment":
+            deployments.add(("Deployment", namespace, ref.get("name")))
+    for key in deployments:
+        deployment = objects.get(key)
+        if deployment is None:
+            continue
+        sets = [o for o in objects.values() if o.kind == "ReplicaSet" and o.namespace == key[1]
+                and (ref := fields.controller_of(o)) and ref.get("kind") == "Deployment" and ref.get("name") == key[2]]
+        deployment = objects[key] = _restatused(deployment, replaced)
+        workloads.fill_workload_status(deployment, [p for rs in sets for p in owned_by[("ReplicaSet", key[1], rs.name)]])
+    # the Services that select a pod changed, before or after
     blocks: dict[Key, list[KubeObject]] = {}
-    for svc in [o for o in cluster.objects.values() if o.kind == "Service" and o.namespace == namespace]:
+    controllers = {}
+    for svc in [o for o in objects.values() if o.kind == "Service" and o.namespace in namespaces]:
         selector = svc.spec.get("selector")
         if svc.spec.get("type") == "ExternalName" or not selector:
             continue
-        if not any(selectors.from_set(selector).matches(p.labels) for p in created):
+        chosen = selectors.from_set(selector)
+        if not any(pod.namespace == svc.namespace and chosen.matches(pod.labels) for pod in versions):
             continue
-        slices = endpoints.slices_for(svc)
+        if svc.namespace not in controllers:  # compute's order: by name within the namespace
+            controllers[svc.namespace] = EndpointsController(sorted(ns_pods[svc.namespace], key=lambda p: p.name),
+                                                             node_objects)
+        slices = controllers[svc.namespace].slices_for(svc)
         for obj in slices:
             system.stamp_uid(obj)
-        made = endpoints.endpoints_for(svc, slices)
+        made = controllers[svc.namespace].endpoints_for(svc, slices)
         system.stamp_uid(made)
         blocks[svc.key] = [*slices, made]
-    rebuilt = _rebuilt(objects, created, blocks)
+    rebuilt = _rebuilt(objects, added, blocks)
     return None if rebuilt is None else replace(cluster, objects=rebuilt, warnings=list(cluster.warnings))
+
+
+def _restatused(workload: KubeObject, replaced: Mapping[Key, KubeObject] | None) -> KubeObject:
+    """A workload whose status is about to be made again: a copy (computed objects are shared,
+    never changed), unless it is a new one of `replaced`."""
+    if replaced and replaced.get(workload.key) is workload:
+        return workload
+    return KubeObject(workload.kind, workload.namespace, workload.name, dict(workload.body), workload.source)
+
+
+def running_again(body: dict, cluster: Cluster, live_readiness: Callable[[KubeObject], bool | None]) -> KubeObject | None:
+    """A running pod's body (as it runs, or marked deleted) as compute makes it again with the
+    pod carried over: its spec defaulted, its status made on its node and with its address,
+    ready by kubelet's word. None if it has no node or address of this cluster."""
+    pod = KubeObject("Pod", body["metadata"]["namespace"], body["metadata"]["name"], json.loads(json.dumps(body)))
+    apply_pod_spec_defaults(pod.body.setdefault("spec", {}))
+    info = next((n for n in cluster.nodes if n.name == pod.spec.get("nodeName")), None)
+    address = str(info.ip) if info is not None and pod.spec.get("hostNetwork") else fields.pod_ip(pod)
+    if info is None or not address or fields.is_terminal(pod):
+        return None
+    system.stamp_uid(pod)
+    set_running(pod, info, address, live_readiness)
+    return pod
+
+
+def names_hold(cluster: Cluster, rs: KubeObject) -> bool:
+    """Whether the ReplicaSet `rs` has its replicas under the first names it gives (as compute
+    would name them again): nothing for it to make or rename."""
+    pods = [p for p in cluster.objects.values() if p.kind == "Pod" and p.namespace == rs.namespace]
+    mine = [p for p in pods if (ref := fields.controller_of(p)) is not None and ref.get("kind") == "ReplicaSet"
+            and ref.get("name") == rs.name and not fields.is_terminal(p) and not fields.is_terminating(p)]
+    names = workloads.replica_names(rs, {p.name for p in pods if p not in mine})
+    wanted = workloads.replicas_of(rs)
+    return len(mine) == wanted and {p.name for p in mine} == {next(names) for _ in range(wanted)}
 
 
 def _rebuilt(objects: dict[Key, KubeObject], pods: list[KubeObject],

@@ -22,8 +22,9 @@ from collections.abc import Mapping
 from datetime import datetime, timezone
 from typing import Any
 
+from podnet.api import fields
 from podnet.api.objects import KubeObject
-from podnet.controlplane import Cluster
+from podnet.controlplane import Cluster, incremental
 from podnet.controlplane.cluster import ClusterChange
 from podnet.controlplane.system import apiserver_certificate_sans
 from podnet.errors import PodnetError
@@ -125,6 +126,10 @@ class Supervisor:
         self.tokens = None  # kubelet's ServiceAccount token manager (podnet.linux.serviceaccount), with its runtime only
         self.announcer = None  # LoadBalancer IPs on the LAN (podnet.linux.l2announce)
         self.prober = None  # kubelet's probes (podnet.linux.prober.ProbeManager)
+        # what the next recompute is for: the pods whose readiness changed or whose termination
+        # ended (recomputed alone), or all of it (`_recompute_full`: an adoption, a forced delete)
+        self._recompute_refs: set[str] = set()
+        self._recompute_full = False
         self.apiserver: ApiServerProcess | None = None  # the cluster's Kubernetes API (apiserver.py)
         # kubelet's word on each running pod's containers: ref -> container -> {"ready", "started"}
         self.container_state: dict[str, dict[str, dict[str, bool]]] = CountedDict()
@@ -317,6 +322,7 @@ class Supervisor:
         for ref in [ref for ref in self.terminating if ref not in self.runtime.pods]:
             del self.terminating[ref]
             self.grace_deadlines.pop(ref, None)
+            self._recompute_full = True
             self.state_changed.set()
         self._start_waiting()  # a pod wanted but not running: started now
         self.persist(force=True)
@@ -474,6 +480,7 @@ class Supervisor:
         """From the prober's thread: note it, and let the reconciler recompute."""
         # replaced, not changed in place: the record counts its changes (counted.py)
         self.container_state[ref] = {**self.container_state.get(ref, {}), container: {"ready": ready, "started": started}}
+        self._recompute_refs.add(ref)
         self.state_changed.set()
 
     def _probe_failed(self, ref: str, container: str, kind: str, message: str) -> None:
@@ -525,28 +532,77 @@ class Supervisor:
         pods it takes most of a second); if an apply or delete replaced the cluster in the
         meantime, this result is dropped and the next round recomputes from that one."""
         with self.lock:
+            refs, full = self._recompute_refs, self._recompute_full
+            self._recompute_refs, self._recompute_full = set(), False
+            fast = None if full else self._recomputed(refs)
+            if fast is not None:
+                self._take_recomputed(fast)
+                return
             inputs, keep, generation = list(self.inputs), self.cluster, self.generation
             terminating = list(self.terminating.values())
         cluster = self._compute(inputs, keep, terminating)
         with self.lock:
             if self.generation != generation:
+                self._recompute_full = True
                 self.state_changed.set()
                 return
-            # a pod the new cluster no longer has stops (before the cluster changes: its Killing
-            # events are about it). So goes the replacement a ReplicaSet made while the pod it
-            # replaced was terminating: once that one is gone, the names are computed again and
-            # the replacement takes the old name (module doc of delete_pods); left running, it
-            # would hold its address, which the cluster then gives to the next pod.
-            for ref in reconcile.pod_actions(cluster, self.started).stop:
-                self._stop_pod(ref)
-            self.cluster = cluster
-            self.dataplane.cluster = cluster
-            self.runtime.cluster = cluster
-            # a pod that waited for a terminating one to go (the same name applied again, a
-            # StatefulSet's ordinal, a DaemonSet's node) starts now, inside the new policy sets
-            self._sync_policies()
+            self._take_recomputed(cluster)
+
+    def _recomputed(self, refs: set[str]) -> Cluster | None:
+        """The recomputation for the pods of `refs` alone, without computing the cluster again:
+        a pod whose readiness changed gets its status again (and its workload's status and its
+        Services' endpoints follow); a terminating pod that is gone goes. None when a computation
+        could decide more: a ReplicaSet would make or rename a pod now, a StatefulSet or a
+        DaemonSet makes its pod again, the pod is applied again under its name."""
+        pods, gone = [], []
+        for ref in sorted(refs):
+            pod = self.cluster.get("Pod", *ref.split("/", 1))
+            if pod is None:
+                continue
+            if fields.is_terminating(pod) and ref not in self.terminating:  # its termination is over
+                owner = fields.controller_of(pod)
+                if pod.key in self._inputs_index() or (owner is not None and owner.get("kind") != "ReplicaSet"):
+                    return None
+                gone.append(pod.key)
+            elif ref in self.started and not fields.is_terminal(pod):
+                again = incremental.running_again(pod.body, self.cluster, self._live_readiness)
+                if again is None:
+                    return None
+                if again.body != pod.body:
+                    pods.append(again)
+        if not pods and not gone:
+            return self.cluster
+        cluster = incremental.pods_replaced(self.cluster, pods, gone)
+        if cluster is None:
+            return None
+        for key in gone:
+            owner = fields.controller_of(self.cluster.objects[key])
+            rs = cluster.get("ReplicaSet", key[1], owner.get("name")) if owner else None
+            if owner is not None and (rs is None or not incremental.names_hold(cluster, rs)):
+                return None
+        return cluster
+
+    def _take_recomputed(self, cluster: Cluster) -> None:
+        """The recomputed cluster, under the lock (recompute's last step)."""
+        if cluster is self.cluster:  # nothing changed: what waited may start all the same
             self._start_waiting()
-            self._publish(policies=False)
+            return
+        change = ClusterChange.between(self.cluster, cluster)
+        # a pod the new cluster no longer has stops (before the cluster changes: its Killing
+        # events are about it). So goes the replacement a ReplicaSet made while the pod it
+        # replaced was terminating: once that one is gone, the names are computed again and
+        # the replacement takes the old name (module doc of delete_pods); left running, it
+        # would hold its address, which the cluster then gives to the next pod.
+        for ref in self.running_pods.actions(cluster, self.started, change).stop:
+            self._stop_pod(ref)
+        self._install(cluster, change)
+        self.dataplane.cluster = cluster
+        self.runtime.cluster = cluster
+        # a pod that waited for a terminating one to go (the same name applied again, a
+        # StatefulSet's ordinal, a DaemonSet's node) starts now, inside the new policy sets
+        self._sync_policies()
+        self._start_waiting()
+        self._publish(policies=False)
 
     def _publish(self, policies: bool = True) -> None:
         if policies:
@@ -610,7 +666,7 @@ class Supervisor:
     def _start_waiting(self) -> None:
         """Start the pods held back while their node's NetworkPolicy sync failed, once it holds
         (a pod never runs on a node whose rules do not know it: it would be unprotected)."""
-        for pod in reconcile.pod_actions(self.cluster, self.started).start:
+        for pod in self.running_pods.actions(self.cluster, self.started).start:
             if pod.spec.get("nodeName") in self.policy_errors:
                 continue
             try:
@@ -728,6 +784,7 @@ class Supervisor:
             self._stop_pod(ref, killing_said=True)
             del self.terminating[ref]
             self.grace_deadlines.pop(ref, None)
+            self._recompute_refs.add(ref)
             self.state_changed.set()
 
     def wait_for_terminations(self, timeout: float) -> bool:
@@ -761,6 +818,7 @@ class Supervisor:
             index = self._inputs_index()
             request = reconcile.change_request(self.inputs, store, delete, index)
             cluster = reconcile.changed_cluster(self.cluster, self.inputs, store, delete, index, self._live_readiness)
+            incremental_change = cluster is not None
             if cluster is None:
                 cluster = self._compute(request.inputs, self.cluster)
             reconcile.check_nodes(self.cluster, cluster, self.layout.cluster)
@@ -769,8 +827,13 @@ class Supervisor:
             graceful = [ref for ref in actions.stop if ref in self.runtime.pods and grace_period != 0]
             if graceful:  # they stay, Terminating, until their processes are gone
                 marked = self._marked_deleted(graceful, grace_period)
-                cluster = self._compute(request.inputs, self.cluster,
-                                        list(self.terminating.values()) + list(marked.values()))
+                # back in the cluster, marked: without a computation when nothing new is placed
+                # beside them (a scale down); else computed with them (their addresses stay taken)
+                again = [incremental.running_again(body, cluster, self._live_readiness) for body in marked.values()]
+                fast = incremental.pods_replaced(cluster, again, ()) \
+                    if incremental_change and not actions.start and None not in again else None
+                cluster = fast if fast is not None else \
+                    self._compute(request.inputs, self.cluster, list(self.terminating.values()) + list(marked.values()))
                 self.terminating.update(marked)
                 # the pods to start as this cluster places and addresses them: next to the
                 # terminating ones, whose addresses stay taken
@@ -842,6 +905,7 @@ class Supervisor:
             if grace_period == 0:  # --force: gone at once, the replacement starts with the recompute
                 for ref in running:
                     self._stop_pod(ref)
+                self._recompute_full = True
                 self.state_changed.set()
                 self.persist()
                 return {"deleted": running, "terminating": []}
@@ -917,6 +981,7 @@ class Supervisor:
                     # without a readiness probe), so the pod leaves its Services' endpoints meanwhile
                     self.container_state[ref] = {c.name: {"ready": False, "started": False} for c in sandbox.containers}
                     self.prober.add_pod(sandbox)
+            self._recompute_full = True
             self.state_changed.set()  # readiness as the new probes say: the loop recomputes
             self.persist(force=True)
             log.info("node %s: rebooted, %d pods started again", node, len(restarted))
