@@ -24,6 +24,7 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -59,7 +60,11 @@ spec:
 CLIENT = r"""
 import os, socket, sys
 ip, port, host, stop = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
+marked = False
 while not os.path.exists(stop):
+    if not marked and os.path.exists(stop + ".mark"):  # the test's "from now on": the answers after it began after
+        marked = True
+        print("mark", flush=True)
     try:
         s = socket.create_connection((ip, port), timeout=5)
         s.settimeout(10)
@@ -96,11 +101,18 @@ class Client:
     def served_by(self, since: int = 0) -> set[str]:
         return {a[3:] for a in self.answers[since:] if a.startswith("ok ")}
 
+    def marked(self, stop: str) -> int:
+        """The number of answers before the client saw `stop`.mark (made now): every answer after
+        it is to a request that began after this call."""
+        Path(stop + ".mark").touch()
+        wait_for(lambda: "mark" in self.answers, 120, "the client saw the mark")
+        return self.answers.index("mark") + 1
+
     def successes(self, since: int = 0) -> int:
         return sum(1 for a in self.answers[since:] if a.startswith("ok "))
 
     def errors(self) -> list[str]:
-        return [a for a in self.answers if not a.startswith("ok ")]
+        return [a for a in self.answers if not a.startswith("ok ") and a != "mark"]
 
     def finish(self) -> None:
         self.process.wait(timeout=120)

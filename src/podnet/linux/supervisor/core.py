@@ -130,6 +130,7 @@ class Supervisor:
         # ended (recomputed alone), or all of it (`_recompute_full`: an adoption, a forced delete)
         self._recompute_refs: set[str] = set()
         self._recompute_full = False
+        self._recompute_lock = threading.Lock()  # the prober's thread adds to the refs
         self.apiserver: ApiServerProcess | None = None  # the cluster's Kubernetes API (apiserver.py)
         # kubelet's word on each running pod's containers: ref -> container -> {"ready", "started"}
         self.container_state: dict[str, dict[str, dict[str, bool]]] = CountedDict()
@@ -322,8 +323,7 @@ class Supervisor:
         for ref in [ref for ref in self.terminating if ref not in self.runtime.pods]:
             del self.terminating[ref]
             self.grace_deadlines.pop(ref, None)
-            self._recompute_full = True
-            self.state_changed.set()
+            self._recompute()
         self._start_waiting()  # a pod wanted but not running: started now
         self.persist(force=True)
         self.adopted = adopted
@@ -480,8 +480,7 @@ class Supervisor:
         """From the prober's thread: note it, and let the reconciler recompute."""
         # replaced, not changed in place: the record counts its changes (counted.py)
         self.container_state[ref] = {**self.container_state.get(ref, {}), container: {"ready": ready, "started": started}}
-        self._recompute_refs.add(ref)
-        self.state_changed.set()
+        self._recompute(ref)
 
     def _probe_failed(self, ref: str, container: str, kind: str, message: str) -> None:
         """A probe attempt failed: kubelet's Unhealthy event, with the probe's message."""
@@ -532,8 +531,9 @@ class Supervisor:
         pods it takes most of a second); if an apply or delete replaced the cluster in the
         meantime, this result is dropped and the next round recomputes from that one."""
         with self.lock:
-            refs, full = self._recompute_refs, self._recompute_full
-            self._recompute_refs, self._recompute_full = set(), False
+            with self._recompute_lock:
+                refs, full = self._recompute_refs, self._recompute_full
+                self._recompute_refs, self._recompute_full = set(), False
             fast = None if full else self._recomputed(refs)
             if fast is not None:
                 self._take_recomputed(fast)
@@ -543,10 +543,18 @@ class Supervisor:
         cluster = self._compute(inputs, keep, terminating)
         with self.lock:
             if self.generation != generation:
-                self._recompute_full = True
-                self.state_changed.set()
+                self._recompute()
                 return
             self._take_recomputed(cluster)
+
+    def _recompute(self, ref: str | None = None) -> None:
+        """Ask the loop to recompute, for the pod `ref` (its readiness, its termination) or all."""
+        with self._recompute_lock:
+            if ref is None:
+                self._recompute_full = True
+            else:
+                self._recompute_refs.add(ref)
+        self.state_changed.set()
 
     def _recomputed(self, refs: set[str]) -> Cluster | None:
         """The recomputation for the pods of `refs` alone, without computing the cluster again:
@@ -784,8 +792,7 @@ class Supervisor:
             self._stop_pod(ref, killing_said=True)
             del self.terminating[ref]
             self.grace_deadlines.pop(ref, None)
-            self._recompute_refs.add(ref)
-            self.state_changed.set()
+            self._recompute(ref)
 
     def wait_for_terminations(self, timeout: float) -> bool:
         """Whether every termination under way ended within `timeout` seconds (for tests)."""
@@ -905,8 +912,7 @@ class Supervisor:
             if grace_period == 0:  # --force: gone at once, the replacement starts with the recompute
                 for ref in running:
                     self._stop_pod(ref)
-                self._recompute_full = True
-                self.state_changed.set()
+                self._recompute()
                 self.persist()
                 return {"deleted": running, "terminating": []}
             marked = self._marked_deleted(running, grace_period)
@@ -981,8 +987,7 @@ class Supervisor:
                     # without a readiness probe), so the pod leaves its Services' endpoints meanwhile
                     self.container_state[ref] = {c.name: {"ready": False, "started": False} for c in sandbox.containers}
                     self.prober.add_pod(sandbox)
-            self._recompute_full = True
-            self.state_changed.set()  # readiness as the new probes say: the loop recomputes
+            self._recompute()  # readiness as the new probes say: the loop recomputes
             self.persist(force=True)
             log.info("node %s: rebooted, %d pods started again", node, len(restarted))
             return {"node": node, "pods": restarted, "warnings": warnings}
