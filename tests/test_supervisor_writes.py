@@ -300,3 +300,33 @@ def test_a_scale_down_and_the_end_of_its_terminations_compute_nothing_in_full(su
     supervisor.state_changed.clear()
     supervisor.recompute()
     assert computed
+
+
+def test_scales_while_pods_still_terminate_give_what_full_computations_give(supervisor, monkeypatch):
+    computed = []
+    full = reconcile.desired_cluster
+    monkeypatch.setattr(reconcile, "desired_cluster", lambda *args, **kwargs: computed.append(1) or full(*args, **kwargs))
+
+    def hold_on() -> None:  # every process stops only when the test says
+        for sandbox in supervisor.runtime.pods.values():
+            for container in sandbox.containers:
+                container.process.holds_on = True
+
+    hold_on()
+    for replicas in (2, 4, 1, 3, 5, 2):
+        supervisor.change(documents_text([deployment("web", replicas)]), delete=False)
+        hold_on()
+        assert supervisor.terminating  # some still terminate
+        assert_same(supervisor.cluster, full(reconcile.with_terminating(supervisor.inputs, supervisor.terminating.values()),
+                                             supervisor.config, supervisor._live_readiness, supervisor.cluster))
+    assert computed == []  # none of the scales computed the cluster in full
+    for ref in list(supervisor.terminating):
+        for container in supervisor.runtime.pods[ref].containers:
+            container.process.exit(0)
+    assert supervisor.wait_for_terminations(60)
+    supervisor.state_changed.clear()
+    supervisor.recompute()
+    assert not supervisor.terminating
+    assert_same(supervisor.cluster, full(supervisor.inputs, supervisor.config, supervisor._live_readiness,
+                                         supervisor.cluster))
+    assert supervisor.cluster.get("Deployment", "default", "web").status["replicas"] == 2

@@ -212,7 +212,7 @@ def deployment_scaled(cluster: Cluster, deployment: KubeObject,
     Deployment's status count them, and the Services selecting them get their endpoints.
     Refused whenever compute could decide anything else anew: a pod anywhere not yet placed
     and addressed (compute places it again, in priority order with the new ones), a pod of
-    the namespace finished or terminating, a ReplicaSet of the Deployment other than the one
+    the namespace finished, a ReplicaSet of the Deployment other than the one
     compute makes, pods of it that are not the first names compute would give, a new pod that
     declares host ports or finds no node or no address (compute says why)."""
     old = cluster.objects.get(deployment.key)
@@ -236,7 +236,7 @@ def deployment_scaled(cluster: Cluster, deployment: KubeObject,
                     return None  # not placed yet: compute would place it again
                 bound[obj.spec.get("nodeName") or ""].append(obj)
             if obj.namespace == namespace:
-                if terminal or fields.is_terminating(obj):
+                if terminal:
                     return None
                 ns_pods.append(obj)
         elif obj.kind == "Node":
@@ -247,7 +247,8 @@ def deployment_scaled(cluster: Cluster, deployment: KubeObject,
                 owned_sets.append(obj)
     if [o.key for o in owned_sets] != [rs.key]:
         return None
-    mine = [p for p in ns_pods if (ref := fields.controller_of(p)) is not None
+    # its replicas: a pod being deleted is none, but keeps its name and its place (as compute's claim)
+    mine = [p for p in ns_pods if (ref := fields.controller_of(p)) is not None and not fields.is_terminating(p)
             and ref.get("kind") == "ReplicaSet" and ref.get("name") == rs.name]
     # the names compute gives: the first free ones; the running pods have the first of them
     names = workloads.replica_names(rs, {p.name for p in ns_pods if p not in mine})
