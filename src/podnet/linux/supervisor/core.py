@@ -151,6 +151,7 @@ class Supervisor:
         self._inputs_indexed: tuple[list[dict[str, Any]], Mapping[tuple, dict[str, Any]]] | None = None
         self.journal = record.MetaJournal(self.state.directory)
         self._live_noted: int | None = None  # counted.count when the pods' live status was last noted
+        self._live_keys: dict[str, tuple] = {}  # ref -> what its live status was last noted from
         self._journaled: tuple[int, dict[str, Any]] | None = None  # (generation, controllers) last journalled
         self.adopted: list[str] = []  # the pods this supervisor took over from a dead one (adopt)
         self._events_recorded = 0  # the event store's version events.json holds
@@ -368,16 +369,26 @@ class Supervisor:
         """What running.json holds now (record.py); call under the lock."""
         return record.listed(self._record_now())
 
-    def _record_now(self) -> dict[str, Any]:
-        """The record, keyed by pod ref (record.keyed). Each pod's entry is
-        made again only when its sandbox or a container of it changed (counted.version; a
-        process that ended is one once reap has seen it, or, for a pod being stopped, at once)."""
-        entries = {}
+    def _sandbox_stamps(self) -> dict[str, tuple]:
+        """Each running pod's stamp: equal as long as nothing recorded of its sandbox changed
+        (counted.version; a process that ended is a change once reap has seen it, or, for a pod
+        being stopped, at once)."""
+        stamps = {}
         for ref, sandbox in self.runtime.pods.items():
             stamp = (id(sandbox), counted.version(sandbox), *(counted.version(c) for c in sandbox.containers))
             if sandbox.terminating:  # its processes end as they are stopped, no field changed: asked
                 stamp += tuple(p is not None and p.poll() is None
                                for p in (sandbox.pause, *(c.process for c in sandbox.containers)))
+            stamps[ref] = stamp
+        return stamps
+
+    def _record_now(self) -> dict[str, Any]:
+        """The record, keyed by pod ref (record.keyed). Each pod's entry is
+        made again only when its sandbox or a container of it changed (counted.version; a
+        process that ended is one once reap has seen it, or, for a pod being stopped, at once)."""
+        entries = {}
+        for ref, stamp in self._sandbox_stamps().items():
+            sandbox = self.runtime.pods[ref]
             known = self._sandbox_entries.get(ref)
             entries[ref] = known if known is not None and known[0] == stamp else \
                 (stamp, record.sandbox_record(sandbox, self._process_ids))
@@ -1060,14 +1071,20 @@ class Supervisor:
     def _note_live_status(self) -> None:
         """kubelet's status of every running pod, to the API fields (a restart moves the pod's
         resourceVersion): looked at again only when the runtime's records changed since
-        (counted.py; an exit is one once reap has seen it), not at every call (10,000 pods: ~20 ms)."""
+        (counted.py), and then only the pods whose sandbox or probe results changed (10,000
+        pods: ~40 ms a look)."""
         count = counted.count
         if count == self._live_noted:
             return
-        for ref, sandbox in self.runtime.pods.items():
-            namespace, name = ref.split("/", 1)
-            self.meta.live(("Pod", namespace, name), live_digest(sandbox, self.container_state.get(ref) or {}))
-        self._live_noted = count
+        noted = {}
+        for ref, stamp in self._sandbox_stamps().items():
+            states = self.container_state.get(ref)  # replaced, never changed in place: held, compared by identity
+            known = self._live_keys.get(ref)
+            if known is None or known[0] != stamp or known[1] is not states:
+                namespace, name = ref.split("/", 1)
+                self.meta.live(("Pod", namespace, name), live_digest(self.runtime.pods[ref], states or {}))
+            noted[ref] = (stamp, states)
+        self._live_keys, self._live_noted = noted, count
 
     def inputs_of(self, keys: list[list[str]] | None) -> list[dict[str, Any] | None]:
         """The objects as applied (what a patch or an update changes), by (kind, namespace, name);
