@@ -196,7 +196,7 @@ def test_the_log_line_a_crash_cut_short_is_left_out_and_one_in_the_middle_is_ref
 
 
 def test_a_crash_between_a_snapshot_and_emptying_the_log_replays_nothing_twice(tmp_path):
-    journal = record.MetaJournal(tmp_path)
+    journal = record.Journal(tmp_path, record.META, record.META_LOG)
     journal.snapshot({"generation": 1})
     journal.append({"generation": 2})
     journal.append({"generation": 3})
@@ -211,7 +211,7 @@ def test_a_crash_between_a_snapshot_and_emptying_the_log_replays_nothing_twice(t
 
 def test_a_journal_that_outgrew_its_snapshot_is_due_for_a_new_one(tmp_path, monkeypatch):
     monkeypatch.setattr(record, "COMPACT_AT", 100)
-    journal = record.MetaJournal(tmp_path)
+    journal = record.Journal(tmp_path, record.META, record.META_LOG)
     journal.snapshot({"generation": 0, "padding": "x" * 150})
     while not journal.due:
         journal.append({"generation": 1})

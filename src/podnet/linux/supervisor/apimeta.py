@@ -98,7 +98,7 @@ class ApiMeta:
         # deletions are no longer all known (a restart forgets them all: the version it restored)
         self._tombstones: deque[tuple[int, tuple]] = deque(maxlen=TOMBSTONES)
         self.forgotten = 0
-        # what changed since the last `changes()`: the supervisor journals it (record.MetaJournal),
+        # what changed since the last `changes()`: the supervisor journals it (record.Journal),
         # so a write costs the record of what it changed, not of every object
         self._changed: set[tuple] = set()
         self._changed_conditions: set[tuple[tuple, str]] = set()

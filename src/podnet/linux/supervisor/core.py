@@ -139,8 +139,9 @@ class Supervisor:
         self.events = EventStore()
         self.controllers = ControllerEvents()  # what the controllers say of each change (controllers.py)
         self._backoffs: set[tuple[str, str, int]] = set()  # (pod ref, container, restarts) BackOff emitted
-        # what running.json holds (record.py): the change count and the running pods' bodies it
-        # was written at (counted.py), and the API fields' journal with what it last said
+        # the record (record.py): running.json/running.log as last written (keyed), the change
+        # count it was written at (counted.py) and each pod's entry by its stamp; the API fields'
+        # journal (apimeta.json/apimeta.log) and what it last said
         self._process_ids = record.ProcessIds()
         self._recorded_count: int | None = None
         self._recorded: dict[str, Any] | None = None  # running.json's content as last written (record())
@@ -149,7 +150,7 @@ class Supervisor:
         self._bodies_changed = True
         self.running_pods = reconcile.RunningPods()  # which pods the cluster wants running (pod_actions)
         self._inputs_indexed: tuple[list[dict[str, Any]], Mapping[tuple, dict[str, Any]]] | None = None
-        self.journal = record.MetaJournal(self.state.directory)
+        self.meta_journal = record.Journal(self.state.directory, record.META, record.META_LOG)
         self._live_noted: int | None = None  # counted.count when the pods' live status was last noted
         self._live_keys: dict[str, tuple] = {}  # ref -> what its live status was last noted from
         self._journaled: tuple[int, dict[str, Any]] | None = None  # (generation, controllers) last journalled
@@ -269,7 +270,7 @@ class Supervisor:
             controllers = change.get("controllers", controllers)
             generation = change["generation"]
         self.controllers.restore(controllers)
-        self.journal.continue_from(meta["seq"])
+        self.meta_journal.continue_from(meta["seq"])
         self.pods_journal.continue_from(int(saved.get("seq") or 0))
         try:
             events = record.read_events(self.state.directory)
@@ -434,11 +435,11 @@ class Supervisor:
         return self._inputs_indexed[1]
 
     def _journal_meta(self, force: bool) -> None:
-        """The API fields' journal (record.MetaJournal): a line of what changed since the last,
+        """The API fields' journal (record.Journal): a line of what changed since the last,
         or all of it once the log has outgrown its snapshot (or `force`)."""
         controllers = self.controllers.export()
-        if force or self._journaled is None or self.journal.due:
-            self.journal.snapshot({"apimeta": self.meta.export(), "controllers": controllers,
+        if force or self._journaled is None or self.meta_journal.due:
+            self.meta_journal.snapshot({"apimeta": self.meta.export(), "controllers": controllers,
                                    "generation": self.generation})
         else:
             change: dict[str, Any] = {"generation": self.generation}
@@ -449,7 +450,7 @@ class Supervisor:
                 change["controllers"] = controllers
             if meta is None and len(change) == 1 and self.generation == self._journaled[0]:
                 return
-            self.journal.append(change)
+            self.meta_journal.append(change)
         self._journaled = (self.generation, controllers)
 
     def _start_services(self) -> None:
@@ -1031,7 +1032,7 @@ class Supervisor:
                 self.runtime.stop_all()
             if self.dataplane is not None:
                 self.dataplane.teardown()
-            self.journal.close()
+            self.meta_journal.close()
             self.pods_journal.close()
 
     # -- status for the CLI ---------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""What a restarted supervisor needs to take over the running pods: running.json.
+"""What a restarted supervisor needs to take over the running pods: running.json and its log.
 
 The supervisor is crash-only: whatever a SIGKILL would lose that the pods' world depends on
 is in the state directory, so `podnet up --name NAME` on a cluster whose supervisor died
@@ -16,7 +16,7 @@ store (ipam/) the addresses; this record holds the rest:
   graceDeadlines: when each one's grace period ends (a successor goes on with what is left);
 - containerState: kubelet's probe results, so readiness (and EndpointSlices) stay as they were
   until the new prober says otherwise;
-- apart, in apimeta.json and apimeta.log (MetaJournal): the API server's fields of every object
+- apart, in apimeta.json and apimeta.log (Journal): the API server's fields of every object
   (uids, creationTimestamps, resourceVersions, generations, condition times, pod start times),
   what the controllers last said (no event is said twice) and the state's generation, which a
   successor counts on from (above it: watchers hold one the dead supervisor served and must see
@@ -26,16 +26,16 @@ store (ipam/) the addresses; this record holds the rest:
 The kernel's rules (kube-proxy's, NetworkPolicy's, portmap's) are not recorded: they stayed in
 the node namespaces, and the new supervisor syncs them again from the computed cluster.
 
-running.json is JSON, replaced atomically when it changes (state.atomic_write: a crash leaves
-the old record or the new one); the supervisor writes it when what it is made of changed
-(podnet.linux.counted: at 10,000 pods, building it to compare would hold the lock ~0.1 s every
-round). The API fields change with every write, so they are kept the way etcd keeps its data:
-a snapshot, and a log of each change since, one line appended per change (a write costs the
-line of what it changed, not a record of every object); once the log outgrows the snapshot, a
-new snapshot replaces both. A missing record means no supervisor ever ran to the end of `up`;
-an unreadable one (cut short by hand, another version) is refused with one clear error: nothing
-is adopted from a record that may be wrong. Only the log's last line may be torn (a crash in the
-middle of its append): that change is lost, as an unanswered write is.
+Both are kept the way etcd keeps its data (Journal): a snapshot (running.json, apimeta.json),
+replaced atomically (state.atomic_write: a crash leaves the old one or the new), and a log of
+each change since (running.log, apimeta.log), one line appended and fsynced per change — a write
+costs the line of what it changed, not a record of every pod and object; once a log outgrows its
+snapshot, a new snapshot replaces both. The supervisor writes when what the record is made of
+changed (podnet.linux.counted: at 10,000 pods, building it to compare would hold the lock ~0.1 s
+every round). A missing record means no supervisor ever ran to the end of `up`; an unreadable one
+(cut short by hand, another version) is refused with one clear error: nothing is adopted from a
+record that may be wrong. Only a log's last line may be torn (a crash in the middle of its
+append): that change is lost, as an unanswered write is.
 """
 
 from __future__ import annotations
@@ -262,10 +262,6 @@ class Journal:
         if self._log is not None:
             self._log.close()
             self._log = None
-
-
-def MetaJournal(directory: Path) -> Journal:  # noqa: N802 (the API fields' journal)
-    return Journal(directory, META, META_LOG)
 
 
 def read_meta(directory: Path) -> dict[str, Any] | None:
