@@ -148,6 +148,8 @@ class Supervisor:
         self._sandbox_entries: dict[str, tuple[tuple, dict[str, Any]]] = {}  # ref -> (stamp, its entry)
         self.pods_journal = record.Journal(self.state.directory, record.RECORD, record.RECORD_LOG)
         self._bodies_changed = True
+        self._bodies: dict[str, Any] = {}  # the running pods' bodies as last recorded, by ref
+        self._pods_changed: set[str] = set()  # refs of the pods computed again since
         self.running_pods = reconcile.RunningPods()  # which pods the cluster wants running (pod_actions)
         self._inputs_indexed: tuple[list[dict[str, Any]], Mapping[tuple, dict[str, Any]]] | None = None
         self.meta_journal = record.Journal(self.state.directory, record.META, record.META_LOG)
@@ -169,8 +171,10 @@ class Supervisor:
         """The cluster is `value` now (`change`: from the one before): a new generation, the API
         fields and the controllers' events of what changed."""
         self._cluster = value
-        if change.touches(("Pod",)):
-            self._bodies_changed = True  # running.json holds the running pods' bodies
+        pods = [key for key, _ in change.changed if key[0] == "Pod"] + [key for key in change.gone if key[0] == "Pod"]
+        if pods:  # running.json holds the running pods' bodies
+            self._bodies_changed = True
+            self._pods_changed.update(f"{namespace}/{name}" for _, namespace, name in pods)
         with self.generation_changed:
             self.generation += 1
             self.generation_changed.notify_all()
@@ -394,8 +398,15 @@ class Supervisor:
             entries[ref] = known if known is not None and known[0] == stamp else \
                 (stamp, record.sandbox_record(sandbox, self._process_ids))
         self._sandbox_entries = entries
-        bodies = {ref: pod.body for pod in self.cluster.objects.values()
-                  if pod.kind == "Pod" and (ref := pod.ref) in entries}
+        # the bodies of the pods computed again or started or stopped since; the rest as they were
+        bodies = dict(self._bodies)
+        for ref in self._pods_changed | (entries.keys() ^ bodies.keys()):
+            pod = self.cluster.get("Pod", *ref.split("/", 1)) if ref in entries else None
+            if pod is None:
+                bodies.pop(ref, None)
+            else:
+                bodies[ref] = pod.body
+        self._bodies, self._pods_changed = bodies, set()
         return {"pods": {ref: entry for ref, (_, entry) in entries.items()}, "bodies": bodies,
                 "containerState": dict(self.container_state), "graceDeadlines": dict(self.grace_deadlines),
                 "terminating": dict(self.terminating)}
@@ -851,13 +862,14 @@ class Supervisor:
                 again = [incremental.running_again(body, cluster, self._live_readiness) for body in marked.values()]
                 fast = incremental.pods_replaced(cluster, again, ()) \
                     if incremental_change and not actions.start and None not in again else None
-                cluster = fast if fast is not None else \
+                candidate, cluster = cluster, fast if fast is not None else \
                     self._compute(request.inputs, self.cluster, list(self.terminating.values()) + list(marked.values()))
                 self.terminating.update(marked)
                 # the pods to start as this cluster places and addresses them: next to the
-                # terminating ones, whose addresses stay taken
+                # terminating ones, whose addresses stay taken (RunningPods follows from the candidate)
+                started = self.running_pods.actions(cluster, self.started, ClusterChange.between(candidate, cluster))
+                actions = reconcile.PodActions(actions.stop, started.start)
                 change = ClusterChange.between(self.cluster, cluster)
-                actions = reconcile.PodActions(actions.stop, self.running_pods.actions(cluster, self.started, change).start)
             steps.done("compute")
             for ref in actions.stop:
                 if ref not in graceful:
