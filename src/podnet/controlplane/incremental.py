@@ -301,8 +301,6 @@ def deployment_scaled(cluster: Cluster, deployment: KubeObject,
             except RangeFull:
                 return None
         set_running(pod, infos[node], address, live_readiness)
-    for pod in created:
-        system.stamp_uid(pod)
     return pods_replaced(cluster, created, (), {new.key: new, rs.key: rs})
 
 
