@@ -245,6 +245,19 @@ def _round_label(body: dict) -> str | None:
     return ((body.get("metadata") or {}).get("labels") or {}).get("bench-round")
 
 
+async def paged(client: "Client", accept: str, rows: str) -> tuple[int, float, int]:
+    """Every pod in pages of 500 (limit/continue, as kubectl lists): (pages, seconds, rows)."""
+    pages, total, count, token = 0, 0.0, 0, ""
+    while True:
+        raw, took = await client.request("GET", "/api/v1/pods?limit=500" + (f"&continue={token}" if token else ""),
+                                         accept=accept)
+        body = json.loads(raw)
+        pages, total, count = pages + 1, total + took, count + len(body[rows])
+        token = body["metadata"].get("continue") or ""
+        if not token:
+            return pages, total, count
+
+
 async def api_figures(harness: ApiHarness, writes: int, replica_writes: int, scale_downs: int) -> dict:
     figures: dict = {}
     async with Client(harness) as client:
@@ -252,28 +265,10 @@ async def api_figures(harness: ApiHarness, writes: int, replica_writes: int, sca
 
         # the lists: Table as kubectl asks for it, JSON whole, JSON in pages of 500
         raw, figures["table"] = await client.request("GET", "/api/v1/pods?limit=500", accept=TABLE)
-        pages, total, count = 0, 0.0, 0
-        token = ""
-        while True:
-            raw, took = await client.request("GET", f"/api/v1/pods?limit=500&continue={token}" if token else
-                                             "/api/v1/pods?limit=500", accept=TABLE)
-            body = json.loads(raw)
-            pages, total, count = pages + 1, total + took, count + len(body["rows"])
-            token = body["metadata"].get("continue") or ""
-            if not token:
-                break
-        figures["table_pages"] = (pages, total, count)
+        figures["table_pages"] = await paged(client, TABLE, "rows")
         raw, figures["json"] = await client.request("GET", "/api/v1/pods")
         figures["json_items"], figures["json_bytes"] = len(json.loads(raw)["items"]), len(raw)
-        pages, total, count, token = 0, 0.0, 0, ""
-        while True:
-            raw, took = await client.request("GET", "/api/v1/pods?limit=500" + (f"&continue={token}" if token else ""))
-            body = json.loads(raw)
-            pages, total, count = pages + 1, total + took, count + len(body["items"])
-            token = body["metadata"].get("continue") or ""
-            if not token:
-                break
-        figures["json_pages"] = (pages, total, count)
+        figures["json_pages"] = await paged(client, "application/json", "items")
 
         # writes, each watched
         namespace = "ns-000"

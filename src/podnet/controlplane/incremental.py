@@ -33,7 +33,7 @@ from __future__ import annotations
 import bisect
 import json
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from ipaddress import IPv4Address
 from dataclasses import replace
 
@@ -247,11 +247,8 @@ def deployment_scaled(cluster: Cluster, deployment: KubeObject,
                 owned_sets.append(obj)
     if [o.key for o in owned_sets] != [rs.key]:
         return None
-    # its replicas: a pod being deleted is none, but keeps its name and its place (as compute's claim)
-    mine = [p for p in ns_pods if (ref := fields.controller_of(p)) is not None and not fields.is_terminating(p)
-            and ref.get("kind") == "ReplicaSet" and ref.get("name") == rs.name]
     # the names compute gives: the first free ones; the running pods have the first of them
-    names = workloads.replica_names(rs, {p.name for p in ns_pods if p not in mine})
+    mine, names = _replicas_and_names(rs, ns_pods)
     first = [next(names) for _ in range(max(wanted, len(mine)))]
     have = {p.name for p in mine}
     if len(mine) > wanted:  # scaled down: the pods beyond the first names go (and terminate)
@@ -398,7 +395,7 @@ def running_again(body: dict, cluster: Cluster, live_readiness: Callable[[KubeOb
     ready by kubelet's word. None if it has no node or address of this cluster."""
     pod = KubeObject("Pod", body["metadata"]["namespace"], body["metadata"]["name"], json.loads(json.dumps(body)))
     apply_pod_spec_defaults(pod.body.setdefault("spec", {}))
-    info = next((n for n in cluster.nodes if n.name == pod.spec.get("nodeName")), None)
+    info = cluster.node(pod.spec.get("nodeName"))
     address = str(info.ip) if info is not None and pod.spec.get("hostNetwork") else fields.pod_ip(pod)
     if info is None or not address or fields.is_terminal(pod):
         return None
@@ -410,12 +407,19 @@ def running_again(body: dict, cluster: Cluster, live_readiness: Callable[[KubeOb
 def names_hold(cluster: Cluster, rs: KubeObject) -> bool:
     """Whether the ReplicaSet `rs` has its replicas under the first names it gives (as compute
     would name them again): nothing for it to make or rename."""
-    pods = [p for p in cluster.objects.values() if p.kind == "Pod" and p.namespace == rs.namespace]
-    mine = [p for p in pods if (ref := fields.controller_of(p)) is not None and ref.get("kind") == "ReplicaSet"
-            and ref.get("name") == rs.name and not fields.is_terminal(p) and not fields.is_terminating(p)]
-    names = workloads.replica_names(rs, {p.name for p in pods if p not in mine})
+    mine, names = _replicas_and_names(rs, [p for p in cluster.objects.values()
+                                           if p.kind == "Pod" and p.namespace == rs.namespace])
     wanted = workloads.replicas_of(rs)
     return len(mine) == wanted and {p.name for p in mine} == {next(names) for _ in range(wanted)}
+
+
+def _replicas_and_names(rs: KubeObject, ns_pods: list[KubeObject]) -> tuple[list[KubeObject], Iterator[str]]:
+    """The ReplicaSet's replicas among its namespace's pods (a pod finished or being deleted is
+    none, as compute's claim leaves it, but keeps its name) and the names it gives, in order."""
+    mine = [p for p in ns_pods if (ref := fields.controller_of(p)) is not None and ref.get("kind") == "ReplicaSet"
+            and ref.get("name") == rs.name and not fields.is_terminal(p) and not fields.is_terminating(p)]
+    ids = {id(p) for p in mine}
+    return mine, workloads.replica_names(rs, {p.name for p in ns_pods if id(p) not in ids})
 
 
 def _rebuilt(objects: dict[Key, KubeObject], pods: list[KubeObject],
