@@ -245,8 +245,8 @@ def test_a_pod_made_again_under_its_name_is_a_new_object_with_its_own_events(sup
     name = served(supervisor, "Pod")[0]["metadata"]["name"]
     [before] = served(supervisor, "Pod", name)
     supervisor.delete_pods([f"default/{name}"], grace_period=1)
-    deadline = time.monotonic() + 30
-    assert supervisor.wait_for_terminations(timeout=30)
+    deadline = time.monotonic() + 60
+    assert supervisor.wait_for_terminations(timeout=60)
     while not [p for p in served(supervisor, "Pod", name) if not p["metadata"].get("deletionTimestamp")] \
             or f"default/{name}" not in supervisor.runtime.pods:
         assert time.monotonic() < deadline, "the pod never came back"

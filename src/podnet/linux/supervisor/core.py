@@ -606,10 +606,10 @@ class Supervisor:
         cluster = incremental.pods_replaced(self.cluster, pods, gone)
         if cluster is None:
             return None
-        for key in gone:
-            owner = fields.controller_of(self.cluster.objects[key])
-            rs = cluster.get("ReplicaSet", key[1], owner.get("name")) if owner else None
-            if owner is not None and (rs is None or not incremental.names_hold(cluster, rs)):
+        owners = {(key[1], owner.get("name")) for key in gone if (owner := fields.controller_of(self.cluster.objects[key]))}
+        for namespace, name in owners:  # each ReplicaSet once, however many of its pods went
+            rs = cluster.get("ReplicaSet", namespace, name)
+            if rs is None or not incremental.names_hold(cluster, rs):
                 return None
         return cluster
 
@@ -859,9 +859,10 @@ class Supervisor:
                 marked = self._marked_deleted(graceful, grace_period)
                 # back in the cluster, marked: without a computation when nothing new is placed
                 # beside them (a scale down); else computed with them (their addresses stay taken)
-                again = [incremental.running_again(body, cluster, self._live_readiness) for body in marked.values()]
-                fast = incremental.pods_replaced(cluster, again, ()) \
-                    if incremental_change and not actions.start and None not in again else None
+                fast = None
+                if incremental_change and not actions.start:
+                    again = [incremental.running_again(body, cluster, self._live_readiness) for body in marked.values()]
+                    fast = incremental.pods_replaced(cluster, again, ()) if None not in again else None
                 candidate, cluster = cluster, fast if fast is not None else \
                     self._compute(request.inputs, self.cluster, list(self.terminating.values()) + list(marked.values()))
                 self.terminating.update(marked)
