@@ -337,13 +337,9 @@ def _priority(pod: KubeObject) -> int:
 
 
 def _workload_status(cluster: Cluster, by_kind: dict[str, list[KubeObject]], pods: list[KubeObject]) -> None:
-    owned: dict[tuple[str, str, str], list[KubeObject]] = defaultdict(list)
-    for pod in pods:
-        ref = fields.controller_of(pod)
-        if ref and not fields.is_terminal(pod) and not fields.is_terminating(pod):
-            owned[(ref.get("kind"), pod.namespace, ref.get("name"))].append(pod)
+    owned = workloads.active_by_owner(pods)
     for rs in cluster.of_kind("ReplicaSet"):
-        workloads.fill_workload_status(rs, owned[("ReplicaSet", rs.namespace, rs.name)])
+        workloads.fill_owner_status(rs, owned[("ReplicaSet", rs.namespace, rs.name)])
     rs_by_deployment: dict[tuple[str, str], list[KubeObject]] = defaultdict(list)
     for rs in cluster.of_kind("ReplicaSet"):
         ref = fields.controller_of(rs)
@@ -351,11 +347,8 @@ def _workload_status(cluster: Cluster, by_kind: dict[str, list[KubeObject]], pod
             rs_by_deployment[(rs.namespace, ref.get("name"))].extend(owned[("ReplicaSet", rs.namespace, rs.name)])
     for deployment in cluster.of_kind("Deployment"):
         workloads.fill_workload_status(deployment, rs_by_deployment[(deployment.namespace, deployment.name)])
-    for sts in cluster.of_kind("StatefulSet"):
-        workloads.fill_workload_status(sts, owned[("StatefulSet", sts.namespace, sts.name)])
-    for ds in cluster.of_kind("DaemonSet"):
-        mine = owned[("DaemonSet", ds.namespace, ds.name)]
-        workloads.fill_workload_status(ds, mine, desired=len(mine))
+    for workload in cluster.of_kind("StatefulSet") + cluster.of_kind("DaemonSet"):
+        workloads.fill_owner_status(workload, owned[(workload.kind, workload.namespace, workload.name)])
 
 
 def _endpoints(cluster: Cluster, services: list[KubeObject], by_kind: dict[str, list[KubeObject]],

@@ -327,16 +327,13 @@ def pods_replaced(cluster: Cluster, pods: Iterable[KubeObject], gone: Iterable[K
         objects.pop(key, None)
     namespaces = {pod.namespace for pod in versions}
     # the namespaces' pods and workloads as they are now, and the nodes
-    ns_pods, node_objects, owned_by = defaultdict(list), [], defaultdict(list)
+    ns_pods, node_objects = defaultdict(list), []
     for pod in [*objects.values(), *added]:
         if pod.kind == "Node":
             node_objects.append(pod)
-        if pod.kind != "Pod" or pod.namespace not in namespaces:
-            continue
-        ns_pods[pod.namespace].append(pod)
-        ref = fields.controller_of(pod)
-        if ref and not fields.is_terminal(pod) and not fields.is_terminating(pod):
-            owned_by[(ref.get("kind"), pod.namespace, ref.get("name"))].append(pod)
+        elif pod.kind == "Pod" and pod.namespace in namespaces:
+            ns_pods[pod.namespace].append(pod)
+    owned_by = workloads.active_by_owner(pod for pods in ns_pods.values() for pod in pods)
     owners = {(ref.get("kind"), pod.namespace, ref.get("name")) for pod in versions
               if (ref := fields.controller_of(pod))}
     deployments = set()
@@ -345,8 +342,7 @@ def pods_replaced(cluster: Cluster, pods: Iterable[KubeObject], gone: Iterable[K
         if workload is None or kind not in ("ReplicaSet", "StatefulSet", "DaemonSet"):
             continue
         workload = objects[workload.key] = _restatused(workload, replaced)
-        mine = owned_by[(kind, namespace, name)]
-        workloads.fill_workload_status(workload, mine, desired=len(mine) if kind == "DaemonSet" else None)
+        workloads.fill_owner_status(workload, owned_by[(kind, namespace, name)])
         ref = fields.controller_of(workload)
         if kind == "ReplicaSet" and ref and ref.get("kind") == "Deployment":
             deployments.add(("Deployment", namespace, ref.get("name")))
@@ -416,8 +412,7 @@ def names_hold(cluster: Cluster, rs: KubeObject) -> bool:
 def _replicas_and_names(rs: KubeObject, ns_pods: list[KubeObject]) -> tuple[list[KubeObject], Iterator[str]]:
     """The ReplicaSet's replicas among its namespace's pods (a pod finished or being deleted is
     none, as compute's claim leaves it, but keeps its name) and the names it gives, in order."""
-    mine = [p for p in ns_pods if (ref := fields.controller_of(p)) is not None and ref.get("kind") == "ReplicaSet"
-            and ref.get("name") == rs.name and not fields.is_terminal(p) and not fields.is_terminating(p)]
+    mine = workloads.active_by_owner(ns_pods)[("ReplicaSet", rs.namespace, rs.name)]
     ids = {id(p) for p in mine}
     return mine, workloads.replica_names(rs, {p.name for p in ns_pods if id(p) not in ids})
 

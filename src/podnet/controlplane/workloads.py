@@ -11,7 +11,7 @@ import copy
 import itertools
 import json
 from collections import defaultdict
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 from podnet.api import fields
 from podnet.api import labels as selectors
@@ -76,8 +76,8 @@ class PodIndex:
         """Pods the owner controls, adopting matching orphans (ControllerRefManager)."""
         claimed = []
         for pod in self.by_namespace.get(owner.namespace, ()):
-            if fields.is_terminal(pod) or fields.is_terminating(pod):
-                continue  # FilterActivePods: finished or deleted pods are no replicas
+            if not is_active(pod):
+                continue
             ref = fields.controller_of(pod)
             if ref is not None:
                 if ref.get("kind") == owner.kind and ref.get("name") == owner.name:
@@ -86,6 +86,27 @@ class PodIndex:
                 pod.metadata_for_update()["ownerReferences"] = [*(pod.metadata.get("ownerReferences") or []), owner_reference(owner)]
                 claimed.append(pod)
         return claimed
+
+
+def is_active(pod: KubeObject) -> bool:
+    """FilterActivePods: a pod finished or being deleted is no replica of its controller."""
+    return not fields.is_terminal(pod) and not fields.is_terminating(pod)
+
+
+def active_by_owner(pods: Iterable[KubeObject]) -> dict[tuple[str, str, str], list[KubeObject]]:
+    """The active pods of each controller, by its (kind, namespace, name)."""
+    owned: dict[tuple[str, str, str], list[KubeObject]] = defaultdict(list)
+    for pod in pods:
+        ref = fields.controller_of(pod)
+        if ref and is_active(pod):
+            owned[(ref.get("kind"), pod.namespace, ref.get("name"))].append(pod)
+    return owned
+
+
+def fill_owner_status(workload: KubeObject, active: list[KubeObject]) -> None:
+    """A ReplicaSet's, StatefulSet's or DaemonSet's status from its active pods (a DaemonSet
+    wants one on each node it has one on)."""
+    fill_workload_status(workload, active, desired=len(active) if workload.kind == "DaemonSet" else None)
 
 
 def deployment_replicasets(deployment: KubeObject, existing: list[KubeObject]) -> list[KubeObject]:
