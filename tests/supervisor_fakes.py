@@ -50,7 +50,7 @@ def sandbox_of(pod, netns: str = "", logs: Path = Path("/nonexistent")) -> PodSa
     sandbox = PodSandbox(pod.namespace, pod.name, netns, FakeProcess(), pod=pod)
     for spec in pod.spec.get("containers") or []:
         container = Container(spec["name"], ["sleep", "infinity"], {"POD": pod.name},
-                              logs / f"{pod.namespace}_{pod.name}_{spec['name']}.log", pod.spec.get("restartPolicy", "Always"))
+                              logs / f"{pod.namespace}_{pod.name}_{spec['name']}.log", pod.spec.get("restartPolicy", "Always"), pod_ref=sandbox.ref)
         container.process = FakeProcess()
         sandbox.containers.append(container)
     return sandbox

@@ -67,12 +67,13 @@ def test_a_sandbox_round_trips_through_the_record(tmp_path, sleeper):
     try:
         sandbox = PodSandbox("default", "web", "podnet-rec.pod-default.web", pause)
         running = Container("app", ["python3", "-m", "http.server"], {"PORT": "80"}, tmp_path / "app.log", "Always",
-                            workdir="/tmp", image="python:3", restarts=3, note="a note", started_at=1700000000.5,
+                            pod_ref="default/web", workdir="/tmp", image="python:3", restarts=3, note="a note", started_at=1700000000.5,
                             log_starts=[0, 120, 250, 400])
         running.process = sleeper
-        crashed = Container("side", ["false"], {}, tmp_path / "side.log", "OnFailure", restarts=1, last_exit=1,
+        crashed = Container("side", ["false"], {}, tmp_path / "side.log", "OnFailure", pod_ref="default/web",
+                            restarts=1, last_exit=1,
                             finished_at=12325.5, next_start=12345.5, backoff=BackOff(window=20.0, updated=12300.25))
-        unpullable = Container("img", [], {}, tmp_path / "img.log", "Always", image="nope:1",
+        unpullable = Container("img", [], {}, tmp_path / "img.log", "Always", image="nope:1", pod_ref="default/web",
                                waiting=("ImagePullBackOff", "Back-off pulling image"), backoff_at=99.0)
         sandbox.containers = [running, crashed, unpullable]
         record.write(tmp_path, {"pods": [record.sandbox_record(sandbox, record.ProcessIds())]})
@@ -104,7 +105,7 @@ def test_a_process_that_ended_before_the_record_is_adopted_as_ended(tmp_path):
     child = subprocess.Popen(["true"])
     child.wait()
     sandbox = PodSandbox("default", "web", "ns", child)
-    container = Container("app", ["true"], {}, tmp_path / "app.log", "Always")
+    container = Container("app", ["true"], {}, tmp_path / "app.log", "Always", pod_ref="default/web")
     container.process = child
     sandbox.containers = [container]
     entry = json.loads(json.dumps(record.sandbox_record(sandbox, record.ProcessIds())))

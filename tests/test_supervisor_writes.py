@@ -14,6 +14,7 @@ against what the long way says, on a random run of writes.
 
 from __future__ import annotations
 
+import gc
 import json
 import random
 
@@ -29,6 +30,7 @@ from podnet.linux.supervisor import loop, record, reconcile
 from podnet.linux.supervisor.apimeta import ApiMeta
 from podnet.linux.supervisor.core import Supervisor
 from podnet.linux.supervisor.state import ClusterState, documents_text
+from podnet.linux.supervisor.status import live_digest
 from podnet.policy import render
 from podnet.proxy.loader import RecordingRunner
 from tests.supervisor_fakes import FakeDataPlane, FakeRuntime
@@ -58,6 +60,20 @@ def random_write(rng: random.Random) -> tuple[list[dict], bool]:
     if choice == 5:
         return [policy(f"p-{rng.randrange(3)}", {"role": rng.choice(["a", "b"])}, peers={"role": "a"})], False
     return [pod(f"extra-{rng.randrange(3)}", {"role": "x"})], rng.random() < 0.5
+
+
+def kubelet_event(rng: random.Random, supervisor: Supervisor) -> None:
+    """What happens to a running pod between writes, no write needed: a container restarts (as
+    reap records it), or a probe's verdict comes in (as the prober reports it)."""
+    ref = rng.choice(sorted(supervisor.runtime.pods))
+    sandbox = supervisor.runtime.pods[ref]
+    container = rng.choice(sandbox.containers)
+    if rng.random() < 0.5:
+        with supervisor.lock:
+            container.restarts += 1
+            container.last_exit = rng.choice([0, 1, 137])
+    else:
+        supervisor._probe_changed(ref, container.name, ready=rng.random() < 0.5, started=True)
 
 
 @pytest.fixture
@@ -98,6 +114,8 @@ def test_a_run_of_writes_takes_the_short_ways_to_what_the_long_ways_say(supervis
     shadow.observe(supervisor.cluster)
     kinds_written = set()
     for _ in range(40):
+        if rng.random() < 0.5:
+            kubelet_event(rng, supervisor)
         bodies, delete = random_write(rng)
         before, loads = supervisor.cluster, len(supervisor.nft.calls)
         try:
@@ -142,6 +160,23 @@ def test_a_run_of_writes_takes_the_short_ways_to_what_the_long_ways_say(supervis
             assert table.loaded == render(supervisor.cluster, node)
             assert supervisor.policy_synced[node] == supervisor.generation
     assert {"ConfigMap", "Deployment", "Pod", "NetworkPolicy"} <= kinds_written
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_the_api_fields_note_kubelets_word_on_the_pods_it_changed(supervisor, seed):
+    rng = random.Random(seed)
+    for _ in range(30):
+        kubelet_event(rng, supervisor)
+        if rng.random() < 0.3:
+            supervisor.change(documents_text([deployment("web", rng.randrange(1, 5))]), delete=False)
+            assert supervisor.wait_for_terminations(60)
+        if supervisor.state_changed.is_set():
+            supervisor.state_changed.clear()
+            supervisor.recompute()
+        supervisor.changes(supervisor.meta.version)  # what the API server asks after each write
+        for ref, sandbox in supervisor.runtime.pods.items():
+            noted = supervisor.meta._records[("Pod", *ref.split("/", 1))].live
+            assert noted == live_digest(sandbox, supervisor.container_state.get(ref) or {}), ref
 
 
 def test_a_write_logs_a_line_of_what_it_changed_and_leaves_the_snapshots_alone(supervisor):
@@ -227,23 +262,36 @@ def test_a_journal_that_outgrew_its_snapshot_is_due_for_a_new_one(tmp_path, monk
 
 
 def test_the_records_count_their_changes_but_not_what_the_record_does_not_hold(tmp_path):
-    container = Container("c", ["true"], {}, tmp_path / "c.log", "Always")
+    changes, other = counted.ChangedRefs(), counted.ChangedRefs()
+    container = Container("c", ["true"], {}, tmp_path / "c.log", "Always", pod_ref="default/web")
     sandbox = PodSandbox("default", "web", "ns", None, containers=[container])
+    changes.take()
     before = counted.count
     container.restarts = 1
     assert counted.count != before
+    assert changes.take() == {"default/web"}  # a container's change is its pod's
     before = counted.count
     sandbox.found = (1, 2)  # where its pause process was last found: not recorded
     sandbox.pod = None
-    assert counted.count == before
+    assert counted.count == before and changes.take() == set()
     sandbox.terminating = True
     assert counted.count != before
+    assert changes.take() == {"default/web"} and changes.take() == set()  # taken once
     pods = CountedDict()
-    for change in (lambda: pods.__setitem__("a", 1), lambda: pods.update(b=2), lambda: pods.pop("a"),
-                   lambda: pods.setdefault("c", 3), lambda: pods.__delitem__("b"), pods.popitem, pods.clear):
+    for change, ref in ((lambda: pods.__setitem__("a", 1), "a"), (lambda: pods.update(b=2), "b"),
+                        (lambda: pods.pop("a"), "a"), (lambda: pods.setdefault("c", 3), "c"),
+                        (lambda: pods.__delitem__("b"), "b"), (pods.popitem, "c"),
+                        (lambda: pods.__setitem__("d", 4), "d"), (pods.clear, "d")):
         before = counted.count
         change()
         assert counted.count != before
+        assert changes.take() == {ref}
+    # each consumer is told every change, whatever the others took
+    assert other.take() == {"default/web", "a", "b", "c", "d"}
+    refs = other._refs
+    del other  # a consumer gone is told nothing more
+    gc.collect()
+    assert all(held is not refs for held in counted._consumers)
 
 
 # -- the garbage collector --------------------------------------------------------------------------

@@ -8,21 +8,56 @@ since its last writing. The count is read before the record is built, so a chang
 it is built moves it again and is written next time: nothing is missed. What is changed in
 place inside a value (a list appended to) is not seen: the recorded objects are changed by
 assignment.
+
+Each change also names the pod it belongs to (its ref, "namespace/name"), so a consumer (the
+record, the API's live status) looks again at the pods that changed, not at every pod: each
+keeps a ChangedRefs, which every change adds its pod to until the consumer takes them.
 """
 
 from __future__ import annotations
 
 import itertools
+import weakref
 from typing import ClassVar
 
 _sequence = itertools.count(1)
 count = 0  # moves at every change (next() is atomic under the GIL: two threads never share a value)
+# the open ChangedRefs' sets: a tuple, replaced whole (a change in another thread iterates
+# the one it read, never one being changed)
+_consumers: tuple[set[str], ...] = ()
 
 
-def note() -> int:
+def note(ref: str | None = None) -> int:
+    """A change, of the pod `ref` if it is known."""
     global count
     count = value = next(_sequence)
+    if ref is not None:
+        for refs in _consumers:
+            refs.add(ref)
     return value
+
+
+class ChangedRefs:
+    """The refs of the pods changed since this consumer last took them (or since it was made)."""
+
+    def __init__(self) -> None:
+        global _consumers
+        self._refs: set[str] = set()
+        _consumers = (*_consumers, self._refs)
+        weakref.finalize(self, _forget, id(self._refs))
+
+    def take(self) -> set[str]:
+        """The refs noted since the last take. Popped one by one, never swapped: a ref another
+        thread adds meanwhile is taken now or the next time, never lost."""
+        taken, refs = set(), self._refs
+        while refs:
+            taken.add(refs.pop())
+        return taken
+
+
+def _forget(refs_id: int) -> None:
+    global _consumers
+    _consumers = tuple(refs for refs in _consumers if id(refs) != refs_id)
 
 
 def version(obj: "Counted") -> int:
@@ -31,46 +66,51 @@ def version(obj: "Counted") -> int:
 
 
 class Counted:
-    """A mixin: every assignment to a field, except those in `_uncounted`, is a change."""
+    """A mixin: every assignment to a field, except those in `_uncounted`, is a change (of the
+    pod `_changed_pod` names)."""
 
     _uncounted: ClassVar[frozenset[str]] = frozenset()
+
+    def _changed_pod(self) -> str | None:
+        return None
 
     def __setattr__(self, name: str, value) -> None:
         object.__setattr__(self, name, value)
         if name not in self._uncounted:
-            self.__dict__["_counted"] = note()  # its own version too: the record remakes only its entry
+            self.__dict__["_counted"] = note(self._changed_pod())  # its own version too
 
 
 class CountedDict(dict):
-    """A dict whose keys set or removed are changes (its values are replaced, not changed in place)."""
+    """A dict keyed by pod ref whose keys set or removed are changes of those pods (its values
+    are replaced, not changed in place)."""
 
     def __setitem__(self, key, value) -> None:
         super().__setitem__(key, value)
-        note()
+        note(key)
 
     def __delitem__(self, key) -> None:
         super().__delitem__(key)
-        note()
+        note(key)
 
-    def pop(self, *args):
-        value = super().pop(*args)
-        note()
+    def pop(self, key, *default):
+        value = super().pop(key, *default)
+        note(key)
         return value
 
     def popitem(self):
         item = super().popitem()
-        note()
+        note(item[0])
         return item
 
     def setdefault(self, key, default=None):
         value = super().setdefault(key, default)
-        note()
+        note(key)
         return value
 
     def update(self, *args, **kwargs) -> None:
-        super().update(*args, **kwargs)
-        note()
+        for key, value in dict(*args, **kwargs).items():
+            self[key] = value
 
     def clear(self) -> None:
-        super().clear()
-        note()
+        for key in list(self):
+            del self[key]

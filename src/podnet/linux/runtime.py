@@ -65,6 +65,10 @@ class Container(Counted):  # its changes are counted: the supervisor's record (s
     # (the current run) and `--previous`; empty for a container adopted from an earlier supervisor
     log_starts: list[int] = field(default_factory=list)
     started_at: float | None = None  # wall-clock time its process last started (status startedAt)
+    pod_ref: str = field(kw_only=True)  # its pod's: what a change of it is a change of (counted.py)
+
+    def _changed_pod(self) -> str | None:
+        return self.__dict__.get("pod_ref")
 
     @property
     def running(self) -> bool:
@@ -91,6 +95,10 @@ class PodSandbox(Counted):  # as Container, but for what the record does not hol
     @property
     def ref(self) -> str:
         return f"{self.namespace}/{self.name}"
+
+    def _changed_pod(self) -> str | None:
+        fields = self.__dict__
+        return f"{fields['namespace']}/{fields['name']}" if "name" in fields else None
 
 
 class Runtime:
@@ -153,7 +161,8 @@ class Runtime:
                                                                                   spec.get("name")))}
             container = Container(spec.get("name"), argv or [], env,
                                   self.logs / f"{pod.namespace}_{pod.name}_{spec.get('name')}.log",
-                                  pod.spec.get("restartPolicy", "Always"), image=str(spec.get("image") or ""))
+                                  pod.spec.get("restartPolicy", "Always"), image=str(spec.get("image") or ""),
+                                  pod_ref=sandbox.ref)
             if behaviour.runs == images.STANDIN:
                 container.note = behaviour.summary()
             if behaviour.runs == images.UNPULLABLE:

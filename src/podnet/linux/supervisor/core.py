@@ -18,7 +18,7 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from datetime import datetime, timezone
 from typing import Any
 
@@ -139,22 +139,26 @@ class Supervisor:
         self.events = EventStore()
         self.controllers = ControllerEvents()  # what the controllers say of each change (controllers.py)
         self._backoffs: set[tuple[str, str, int]] = set()  # (pod ref, container, restarts) BackOff emitted
-        # the record (record.py): running.json/running.log as last written (keyed), the change
-        # count it was written at (counted.py) and each pod's entry by its stamp; the API fields'
-        # journal (apimeta.json/apimeta.log) and what it last said
+        # the record (record.py): running.json/running.log as last written (keyed: `_written`),
+        # the change count it was written at, the pods changed since (counted.py), those whose
+        # processes are being stopped (looked at each time: a process ending is no assignment);
+        # the API fields' journal (apimeta.json/apimeta.log) and what it last said
         self._process_ids = record.ProcessIds()
         self._recorded_count: int | None = None
-        self._recorded: dict[str, Any] | None = None  # running.json's content as last written (record())
-        self._sandbox_entries: dict[str, tuple[tuple, dict[str, Any]]] = {}  # ref -> (stamp, its entry)
+        self._written: dict[str, Any] | None = None
+        self._record_changes = counted.ChangedRefs()
+        self._record_polled: set[str] = set()
         self.pods_journal = record.Journal(self.state.directory, record.RECORD, record.RECORD_LOG)
         self._bodies_changed = True
-        self._bodies: dict[str, Any] = {}  # the running pods' bodies as last recorded, by ref
         self._pods_changed: set[str] = set()  # refs of the pods computed again since
         self.running_pods = reconcile.RunningPods()  # which pods the cluster wants running (pod_actions)
         self._inputs_indexed: tuple[list[dict[str, Any]], Mapping[tuple, dict[str, Any]]] | None = None
         self.meta_journal = record.Journal(self.state.directory, record.META, record.META_LOG)
-        self._live_noted: int | None = None  # counted.count when the pods' live status was last noted
-        self._live_keys: dict[str, tuple] = {}  # ref -> what its live status was last noted from
+        # the pods' live status for the API fields: the count when last noted, the pods changed
+        # since, those being stopped
+        self._live_noted: int | None = None
+        self._live_changes = counted.ChangedRefs()
+        self._live_polled: set[str] = set()
         self._journaled: tuple[int, dict[str, Any]] | None = None  # (generation, controllers) last journalled
         self.adopted: list[str] = []  # the pods this supervisor took over from a dead one (adopt)
         self._events_recorded = 0  # the event store's version events.json holds
@@ -371,51 +375,43 @@ class Supervisor:
             kill_pids(pids)
 
     def record(self) -> dict[str, Any]:
-        """What running.json holds now (record.py); call under the lock."""
-        return record.listed(self._record_now())
+        """What running.json holds now (record.py), made from every pod; call under the lock."""
+        return record.listed(self._record_of(self.runtime.pods))
 
-    def _sandbox_stamps(self) -> dict[str, tuple]:
-        """Each running pod's stamp: equal as long as nothing recorded of its sandbox changed
-        (counted.version; a process that ended is a change once reap has seen it, or, for a pod
-        being stopped, at once)."""
-        stamps = {}
-        for ref, sandbox in self.runtime.pods.items():
-            stamp = (id(sandbox), counted.version(sandbox), *(counted.version(c) for c in sandbox.containers))
-            if sandbox.terminating:  # its processes end as they are stopped, no field changed: asked
-                stamp += tuple(p is not None and p.poll() is None
-                               for p in (sandbox.pause, *(c.process for c in sandbox.containers)))
-            stamps[ref] = stamp
-        return stamps
-
-    def _record_now(self) -> dict[str, Any]:
-        """The record, keyed by pod ref (record.keyed). Each pod's entry is
-        made again only when its sandbox or a container of it changed (counted.version; a
-        process that ended is one once reap has seen it, or, for a pod being stopped, at once)."""
-        entries = {}
-        for ref, stamp in self._sandbox_stamps().items():
-            sandbox = self.runtime.pods[ref]
-            known = self._sandbox_entries.get(ref)
-            entries[ref] = known if known is not None and known[0] == stamp else \
-                (stamp, record.sandbox_record(sandbox, self._process_ids))
-        self._sandbox_entries = entries
-        # the bodies of the pods computed again or started or stopped since; the rest as they were
-        bodies = dict(self._bodies)
-        for ref in self._pods_changed | (entries.keys() ^ bodies.keys()):
-            pod = self.cluster.get("Pod", *ref.split("/", 1)) if ref in entries else None
-            if pod is None:
-                bodies.pop(ref, None)
-            else:
+    def _record_of(self, refs: Iterable[str]) -> dict[str, Any]:
+        """The record (keyed) of the running pods among `refs`: their sandboxes' entries and
+        their bodies as computed; the containers' states and the terminations whole."""
+        pods, bodies = {}, {}
+        for ref in refs:
+            sandbox = self.runtime.pods.get(ref)
+            if sandbox is None:
+                continue
+            pods[ref] = record.sandbox_record(sandbox, self._process_ids)
+            pod = self.cluster.get("Pod", *ref.split("/", 1))
+            if pod is not None:
                 bodies[ref] = pod.body
-        self._bodies, self._pods_changed = bodies, set()
-        return {"pods": {ref: entry for ref, (_, entry) in entries.items()}, "bodies": bodies,
-                "containerState": dict(self.container_state), "graceDeadlines": dict(self.grace_deadlines),
-                "terminating": dict(self.terminating)}
+        return {"pods": pods, "bodies": bodies, "containerState": dict(self.container_state),
+                "graceDeadlines": dict(self.grace_deadlines), "terminating": dict(self.terminating)}
+
+    def _looked_at(self, changes: counted.ChangedRefs, polled: set[str]) -> set[str]:
+        """The pods a consumer of the runtime's records looks at again: those changed since it
+        last looked, and those being stopped (`polled`, kept up to date here): their processes
+        end as they are stopped, which assigns nothing."""
+        refs = changes.take() | polled
+        for ref in refs:
+            sandbox = self.runtime.pods.get(ref)
+            if sandbox is not None and sandbox.terminating:
+                polled.add(ref)
+            else:
+                polled.discard(ref)
+        return refs
 
     def persist(self, force: bool = False) -> None:
         """Write what changed of the record (record.py): a line of the API fields, the controllers'
         word and the generation in the journal; running.json if the pods' processes, their
         states or their computed bodies changed; events.json if the event store did. The loop
-        asks every round; a change, an adoption, a start write at once (`force`: all of it)."""
+        asks every round; a change, an adoption, a start write at once (`force`: all of it).
+        Only the pods changed since the last writing are looked at (counted.py)."""
         with self.lock:
             if self.runtime is None or self.cluster is None:
                 return
@@ -423,17 +419,22 @@ class Supervisor:
             count = counted.count  # read before the record is made: a change meanwhile moves it again
             if force or self._bodies_changed or count != self._recorded_count:
                 self._bodies_changed = False
-                now = self._record_now()
-                if force or self._recorded is None or self.pods_journal.due:
+                refs = self._looked_at(self._record_changes, self._record_polled) | self._pods_changed
+                self._pods_changed = set()
+                written = self._written
+                if force or written is None or self.pods_journal.due:
                     self._process_ids.forget_except({
                         p.pid for s in self.runtime.pods.values()
                         for p in (s.pause, *(c.process for c in s.containers)) if p is not None})
-                    self.pods_journal.snapshot(record.listed(now))
+                    self._written = self._record_of(self.runtime.pods)
+                    self.pods_journal.snapshot(record.listed(self._written))
                 else:
-                    change = record.pods_change(self._recorded, now)
+                    now = self._record_of(refs)
+                    change = record.pods_change(written, now, refs)
                     if change:
+                        record.apply_pods_change(written, change)
                         self.pods_journal.append(change)
-                self._recorded, self._recorded_count = now, count
+                self._recorded_count = count
             version = self.events.version
             if force or version != self._events_recorded:
                 record.write_events(self.state.directory, self.events.export())
@@ -1083,22 +1084,18 @@ class Supervisor:
                     "resourceVersion": self.meta.version, "generation": self.generation}
 
     def _note_live_status(self) -> None:
-        """kubelet's status of every running pod, to the API fields (a restart moves the pod's
-        resourceVersion): looked at again only when the runtime's records changed since
-        (counted.py), and then only the pods whose sandbox or probe results changed (10,000
-        pods: ~40 ms a look)."""
+        """kubelet's status of the running pods, to the API fields (a restart moves the pod's
+        resourceVersion): of the pods whose sandbox or probe results changed since they were
+        last noted (counted.py)."""
         count = counted.count
         if count == self._live_noted:
             return
-        noted = {}
-        for ref, stamp in self._sandbox_stamps().items():
-            states = self.container_state.get(ref)  # replaced, never changed in place: held, compared by identity
-            known = self._live_keys.get(ref)
-            if known is None or known[0] != stamp or known[1] is not states:
+        for ref in self._looked_at(self._live_changes, self._live_polled):
+            sandbox = self.runtime.pods.get(ref)
+            if sandbox is not None:
                 namespace, name = ref.split("/", 1)
-                self.meta.live(("Pod", namespace, name), live_digest(self.runtime.pods[ref], states or {}))
-            noted[ref] = (stamp, states)
-        self._live_keys, self._live_noted = noted, count
+                self.meta.live(("Pod", namespace, name), live_digest(sandbox, self.container_state.get(ref) or {}))
+        self._live_noted = count
 
     def inputs_of(self, keys: list[list[str]] | None) -> list[dict[str, Any] | None]:
         """The objects as applied (what a patch or an update changes), by (kind, namespace, name);

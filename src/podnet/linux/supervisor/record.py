@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
@@ -117,7 +118,7 @@ def adopted_sandbox(entry: dict[str, Any], pod) -> PodSandbox:
                               last_exit=c["lastExit"], next_start=float(c["nextStart"]), note=c["note"],
                               started_at=c["startedAt"], finished_at=float(c.get("finishedAt") or 0.0),
                               backoff=BackOff(*map(float, c["backoff"])) if c.get("backoff") else None,
-                              log_starts=[int(n) for n in c.get("logStarts") or ()])
+                              log_starts=[int(n) for n in c.get("logStarts") or ()], pod_ref=sandbox.ref)
         container.process = _process(c["process"])
         if container.process is None and not container.waiting and c["lastExit"] is None:
             # it ran when last recorded, or was about to start: an end nobody saw
@@ -179,15 +180,19 @@ def listed(record: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def pods_change(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
+def pods_change(before: dict[str, Any], after: dict[str, Any], refs: Collection[str] | None = None) -> dict[str, Any]:
     """A line of running.log: what differs between two keyed records, by pod ref for the pods'
     processes, their bodies and their containers' states (None: gone), whole for the rest
-    (small: the pods being deleted)."""
+    (small: the pods being deleted). `refs`: the only pods that can differ (those changed since,
+    counted.py); by default any."""
     change: dict[str, Any] = {}
     for part in ("pods", "bodies", "containerState"):
         old, new = before[part], after[part]
-        moved = {ref: entry for ref, entry in new.items() if old.get(ref) is not entry and old.get(ref) != entry}
-        moved.update({ref: None for ref in old if ref not in new})
+        moved = {}
+        for ref in (old.keys() | new.keys()) if refs is None else refs:
+            entry, was = new.get(ref), old.get(ref)
+            if entry is not was and entry != was:
+                moved[ref] = entry
         if moved:
             change[part] = moved
     for part in ("graceDeadlines", "terminating"):
