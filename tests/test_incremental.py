@@ -12,6 +12,7 @@ import pytest
 
 from podnet.config import ClusterConfig, parse_config
 from podnet.controlplane import Cluster
+from podnet.controlplane.clusterindex import index_of
 from podnet.host.layout import ClusterLayout
 from podnet.linux.netpol import NodePolicy
 from podnet.linux.supervisor import reconcile
@@ -103,6 +104,8 @@ def change(cluster, inputs, bodies, delete=False, config=CONFIG):
 
 def assert_same(fast: Cluster, full: Cluster):
     assert list(fast.objects) == list(full.objects)  # the same objects, in the same order
+    if fast._index is not None:  # taken along from the cluster it was made from
+        assert fast._index == index_of(fast.objects)
     for key, obj in full.objects.items():
         mine = fast.objects[key]
         assert (mine.kind, mine.namespace, mine.name) == (obj.kind, obj.namespace, obj.name)

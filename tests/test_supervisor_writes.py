@@ -21,6 +21,7 @@ import random
 import pytest
 
 from podnet.controlplane.cluster import ClusterChange
+from podnet.controlplane.clusterindex import index_of
 from podnet.host.layout import ClusterLayout
 from podnet.linux import counted
 from podnet.linux.counted import CountedDict
@@ -112,7 +113,7 @@ def test_a_run_of_writes_takes_the_short_ways_to_what_the_long_ways_say(supervis
     rng = random.Random(seed)
     shadow = ApiMeta(clock=lambda: 1_700_000_000.0)  # told nothing of what changed
     shadow.observe(supervisor.cluster)
-    kinds_written = set()
+    kinds_written, indexed = set(), 0
     for _ in range(40):
         if rng.random() < 0.5:
             kubelet_event(rng, supervisor)
@@ -142,6 +143,9 @@ def test_a_run_of_writes_takes_the_short_ways_to_what_the_long_ways_say(supervis
             shadow.observe(supervisor.cluster)
         # every short way gave what computing the cluster again gives
         assert_same(supervisor.cluster, supervisor._compute(supervisor.inputs, supervisor.cluster))
+        carried = supervisor.cluster._index  # from the cluster before, if that one had one
+        assert carried is None or carried == index_of(supervisor.cluster.objects)
+        indexed += carried is not None
         supervisor.persist()
         held = exported(supervisor.meta)
         assert exported(replayed(supervisor.state.directory)) == held
@@ -160,6 +164,7 @@ def test_a_run_of_writes_takes_the_short_ways_to_what_the_long_ways_say(supervis
             assert table.loaded == render(supervisor.cluster, node)
             assert supervisor.policy_synced[node] == supervisor.generation
     assert {"ConfigMap", "Deployment", "Pod", "NetworkPolicy"} <= kinds_written
+    assert indexed  # the index was carried, and checked
 
 
 @pytest.mark.parametrize("seed", [1, 2])

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import operator
 from collections import defaultdict
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
 from itertools import compress
 
@@ -21,6 +21,7 @@ from podnet.controlplane import endpoints as endpoint_controller
 from podnet.controlplane import pods as pod_status
 from podnet.controlplane import services as service_allocation
 from podnet.controlplane import rbac, serviceaccounts, system, workloads
+from podnet.controlplane.clusterindex import ClusterIndex, index_of, updated
 from podnet.controlplane.nodes import NodeInfo, build_nodes
 from podnet.controlplane.scheduler import Scheduler
 from podnet.errors import InvalidInput
@@ -38,10 +39,25 @@ class Cluster:
     nodes: list[NodeInfo] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     lines: LineFinder = field(default_factory=lambda: LineFinder({}))
+    # made on first use, or carried from the cluster this one was made from (ClusterChange)
+    _index: ClusterIndex | None = field(default=None, init=False, repr=False, compare=False)
 
     def add(self, obj: KubeObject) -> None:
         system.stamp_uid(obj)
         self.objects[obj.key] = obj
+        self._index = None
+
+    @property
+    def index(self) -> ClusterIndex:
+        """The objects by kind and namespace, the pods by node (clusterindex.py)."""
+        if self._index is None:
+            self._index = index_of(self.objects)
+        return self._index
+
+    def index_from(self, before: "Cluster", changed: Iterable[tuple[Key, KubeObject]], gone: Iterable[Key]) -> None:
+        """Take `before`'s index with `changed` (added or replaced) and `gone` (removed): what
+        this cluster's objects are, made from those of `before`."""
+        self._index = updated(before.index, before.objects, changed, gone)
 
     def get(self, kind: str, namespace: str, name: str) -> KubeObject | None:
         return self.objects.get((kind, namespace, name))
@@ -76,6 +92,15 @@ class ClusterChange:
         unlike = map(operator.is_not, map(old.get, new), new.values())
         return cls(before, after, tuple(compress(new.items(), unlike)),
                    tuple(compress(old, map(operator.not_, map(new.__contains__, old)))))
+
+    def carry_index(self) -> None:
+        """Give `after` the index of `before` with this change's objects updated, if `before`
+        has one made and `after` none yet: what would otherwise cost a pass over every object
+        the first time `after` is looked up."""
+        before, after = self.before, self.after
+        small = len(self.changed) + len(self.gone) < len(after.objects) // 4  # else made anew if asked
+        if before is not None and before._index is not None and after._index is None and small:
+            after.index_from(before, self.changed, self.gone)
 
     def touches(self, kinds: Collection[str]) -> bool:
         """Whether an object of one of `kinds` was added, replaced or removed."""

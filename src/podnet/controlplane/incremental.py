@@ -226,25 +226,16 @@ def deployment_scaled(cluster: Cluster, deployment: KubeObject,
     if rs.key not in cluster.objects:
         return None
     namespace, wanted = new.namespace, workloads.replicas_of(new)
-    ns_pods, node_objects, owned_sets = [], [], []
-    bound: dict[str, list[KubeObject]] = defaultdict(list)  # node -> its pods (not finished)
-    for obj in cluster.objects.values():
-        if obj.kind == "Pod":
-            terminal = fields.is_terminal(obj)
-            if not terminal:
-                if not fields.pod_ip(obj):
-                    return None  # not placed yet: compute would place it again
-                bound[obj.spec.get("nodeName") or ""].append(obj)
-            if obj.namespace == namespace:
-                if terminal:
-                    return None
-                ns_pods.append(obj)
-        elif obj.kind == "Node":
-            node_objects.append(obj)
-        elif obj.kind == "ReplicaSet" and obj.namespace == namespace:
-            ref = fields.controller_of(obj)
-            if ref is not None and ref.get("kind") == "Deployment" and ref.get("name") == new.name:
-                owned_sets.append(obj)
+    index = cluster.index
+    if index.unplaced:
+        return None  # a pod not placed yet: compute would place it again
+    ns_pods = list(index.of("Pod", namespace).values())
+    if any(fields.is_terminal(pod) for pod in ns_pods):
+        return None
+    node_objects = _node_objects(cluster)
+    owned_sets = [o for o in index.of("ReplicaSet", namespace).values()
+                  if (ref := fields.controller_of(o)) is not None and ref.get("kind") == "Deployment"
+                  and ref.get("name") == new.name]
     if [o.key for o in owned_sets] != [rs.key]:
         return None
     # the names compute gives: the first free ones; the running pods have the first of them
@@ -268,7 +259,7 @@ def deployment_scaled(cluster: Cluster, deployment: KubeObject,
     # the bound pods' count on each node is all that decides)
     infos = {n.name: n for n in cluster.nodes}
     scheduler = Scheduler(node_objects, {n.name: n.max_pods for n in cluster.nodes})
-    for node, pods in bound.items():
+    for node, pods in index.bound.items():
         if node and scheduler.has_node(node):
             scheduler.count_bound(node, len(pods))
     for pod in created:
@@ -281,7 +272,7 @@ def deployment_scaled(cluster: Cluster, deployment: KubeObject,
     for node in {p.spec["nodeName"] for p in created}:
         allocators[node] = RangeAllocator(infos[node].pod_cidr)
     for node, allocator in allocators.items():
-        for pod in sorted(bound[node], key=lambda p: (p.namespace, p.name)):  # compute's order
+        for pod in sorted(index.on_node(node).values(), key=lambda p: (p.namespace, p.name)):  # compute's order
             if not pod.spec.get("hostNetwork"):
                 try:
                     allocator.reserve(IPv4Address(fields.pod_ip(pod)))
@@ -326,13 +317,16 @@ def pods_replaced(cluster: Cluster, pods: Iterable[KubeObject], gone: Iterable[K
     for key in gone:
         objects.pop(key, None)
     namespaces = {pod.namespace for pod in versions}
-    # the namespaces' pods and workloads as they are now, and the nodes
-    ns_pods, node_objects = defaultdict(list), []
-    for pod in [*objects.values(), *added]:
-        if pod.kind == "Node":
-            node_objects.append(pod)
-        elif pod.kind == "Pod" and pod.namespace in namespaces:
-            ns_pods[pod.namespace].append(pod)
+    # the namespaces' pods as they are now, and the nodes
+    index = cluster.index
+    ns_pods = {}
+    for namespace in namespaces:
+        now = dict(index.of("Pod", namespace))
+        for key in gone:
+            now.pop(key, None)
+        now.update((pod.key, pod) for pod in pods if pod.namespace == namespace)
+        ns_pods[namespace] = list(now.values())
+    node_objects = _node_objects(cluster)
     owned_by = workloads.active_by_owner(pod for pods in ns_pods.values() for pod in pods)
     owners = {(ref.get("kind"), pod.namespace, ref.get("name")) for pod in versions
               if (ref := fields.controller_of(pod))}
@@ -350,14 +344,14 @@ def pods_replaced(cluster: Cluster, pods: Iterable[KubeObject], gone: Iterable[K
         deployment = objects.get(key)
         if deployment is None:
             continue
-        sets = [o for o in objects.values() if o.kind == "ReplicaSet" and o.namespace == key[1]
-                and (ref := fields.controller_of(o)) and ref.get("kind") == "Deployment" and ref.get("name") == key[2]]
+        sets = [o for o in index.of("ReplicaSet", key[1]).values()
+                if (ref := fields.controller_of(o)) and ref.get("kind") == "Deployment" and ref.get("name") == key[2]]
         deployment = objects[key] = _restatused(deployment, replaced)
         workloads.fill_workload_status(deployment, [p for rs in sets for p in owned_by[("ReplicaSet", key[1], rs.name)]])
     # the Services that select a pod changed, before or after
     blocks: dict[Key, list[KubeObject]] = {}
     controllers = {}
-    for svc in [o for o in objects.values() if o.kind == "Service" and o.namespace in namespaces]:
+    for svc in [o for namespace in sorted(namespaces) for o in index.of("Service", namespace).values()]:
         selector = svc.spec.get("selector")
         if svc.spec.get("type") == "ExternalName" or not selector:
             continue
@@ -373,8 +367,21 @@ def pods_replaced(cluster: Cluster, pods: Iterable[KubeObject], gone: Iterable[K
         made = controllers[svc.namespace].endpoints_for(svc, slices)
         system.stamp_uid(made)
         blocks[svc.key] = [*slices, made]
+    laid = _laid_out(cluster, objects, added, blocks, gone)
+    if laid is not None:  # the index taken along: what this changed, what went
+        made = replace(cluster, objects=laid, warnings=list(cluster.warnings))
+        touched = {*(pod.key for pod in versions), *(replaced or ()), *owners,
+                   *deployments, *(o.key for block in blocks.values() for o in block)}
+        made.index_from(cluster, [(key, laid[key]) for key in touched if key in laid], gone & cluster.objects.keys())
+        return made
     rebuilt = _rebuilt(objects, added, blocks)
     return None if rebuilt is None else replace(cluster, objects=rebuilt, warnings=list(cluster.warnings))
+
+
+def _node_objects(cluster: Cluster) -> list[KubeObject]:
+    """The Node objects, in compute's order (that of cluster.nodes)."""
+    nodes = cluster.index.of("Node")
+    return [nodes[key] for n in cluster.nodes if (key := ("Node", "", n.name)) in nodes]
 
 
 def _restatused(workload: KubeObject, replaced: Mapping[Key, KubeObject] | None) -> KubeObject:
@@ -403,8 +410,7 @@ def running_again(body: dict, cluster: Cluster, live_readiness: Callable[[KubeOb
 def names_hold(cluster: Cluster, rs: KubeObject) -> bool:
     """Whether the ReplicaSet `rs` has its replicas under the first names it gives (as compute
     would name them again): nothing for it to make or rename."""
-    mine, names = _replicas_and_names(rs, [p for p in cluster.objects.values()
-                                           if p.kind == "Pod" and p.namespace == rs.namespace])
+    mine, names = _replicas_and_names(rs, list(cluster.index.of("Pod", rs.namespace).values()))
     wanted = workloads.replicas_of(rs)
     return len(mine) == wanted and {p.name for p in mine} == {next(names) for _ in range(wanted)}
 
@@ -415,6 +421,39 @@ def _replicas_and_names(rs: KubeObject, ns_pods: list[KubeObject]) -> tuple[list
     mine = workloads.active_by_owner(ns_pods)[("ReplicaSet", rs.namespace, rs.name)]
     ids = {id(p) for p in mine}
     return mine, workloads.replica_names(rs, {p.name for p in ns_pods if id(p) not in ids})
+
+
+def _laid_out(cluster: Cluster, objects: dict[Key, KubeObject], pods: list[KubeObject],
+              blocks: Mapping[Key, list[KubeObject]], gone: set[Key]) -> dict[Key, KubeObject] | None:
+    """What _rebuilt makes, without a pass over every object, when the change allows it: each
+    block has the keys of the one it replaces (the Service's Endpoints and at most one slice:
+    replaced in place), and the pods are one run in key order (new ones merged into it).
+    `objects`: `cluster`'s (a copy, changed here), with the pods replaced in place and those of
+    `gone` removed. None: ask _rebuilt."""
+    index = cluster.index
+    for service, block in blocks.items():
+        namespace, name = service[1], service[2]
+        before = [key for key, s in index.of("EndpointSlice", namespace).items()
+                  if s.labels.get(endpoints_module.SERVICE_NAME) == name
+                  and s.labels.get(endpoints_module.MANAGED_BY) == endpoints_module.SLICE_CONTROLLER]
+        if ("Endpoints", namespace, name) in objects:
+            before.append(("Endpoints", namespace, name))
+        if len(before) > 2 or [o.key for o in block] != before:
+            return None
+    if pods:
+        # the pods left, in key order
+        run = [key for key in index.pod_keys if key not in gone] if gone else list(index.pod_keys)
+        keys = list(objects)
+        start = keys.index(run[0]) if run else -1
+        if start < 0 or keys[start:start + len(run)] != run:
+            return None
+        items = list(objects.items())
+        for pod in sorted(pods, key=lambda p: p.key, reverse=True):  # from the last: the places hold
+            items.insert(start + bisect.bisect_left(run, pod.key), (pod.key, pod))
+        objects = dict(items)
+    for block in blocks.values():
+        objects.update((o.key, o) for o in block)  # where the old ones were
+    return objects
 
 
 def _rebuilt(objects: dict[Key, KubeObject], pods: list[KubeObject],

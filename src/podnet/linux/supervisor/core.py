@@ -175,6 +175,7 @@ class Supervisor:
         """The cluster is `value` now (`change`: from the one before): a new generation, the API
         fields and the controllers' events of what changed."""
         self._cluster = value
+        change.carry_index()
         pods = [key for key, _ in change.changed if key[0] == "Pod"] + [key for key in change.gone if key[0] == "Pod"]
         if pods:  # running.json holds the running pods' bodies
             self._bodies_changed = True
