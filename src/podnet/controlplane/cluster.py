@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import operator
+import weakref
 from collections import defaultdict
 from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
@@ -41,6 +42,10 @@ class Cluster:
     lines: LineFinder = field(default_factory=lambda: LineFinder({}))
     # made on first use, or carried from the cluster this one was made from (ClusterChange)
     _index: ClusterIndex | None = field(default=None, init=False, repr=False, compare=False)
+    # (the cluster this one was made from, weakly: no chain of every cluster kept; the keys
+    # the making touched; the keys it removed): ClusterChange.between without a pass over both
+    _made_from: tuple[weakref.ref, frozenset[Key], frozenset[Key]] | None = \
+        field(default=None, init=False, repr=False, compare=False)
 
     def add(self, obj: KubeObject) -> None:
         system.stamp_uid(obj)
@@ -58,6 +63,14 @@ class Cluster:
         """Take `before`'s index with `changed` (added or replaced) and `gone` (removed): what
         this cluster's objects are, made from those of `before`."""
         self._index = updated(before.index, before.objects, changed, gone)
+
+    def made_from(self, before: "Cluster", touched: Iterable[Key], gone: Iterable[Key]) -> None:
+        """This cluster's objects are `before`'s, but those of `touched` (added or replaced; or
+        left as they were) and those of `gone` (removed): its index and its ClusterChange
+        from `before` follow from them alone."""
+        touched, gone = frozenset(touched), frozenset(gone)
+        self._made_from = (weakref.ref(before), touched, gone)
+        self.index_from(before, [(key, self.objects[key]) for key in touched if key in self.objects], gone)
 
     def get(self, kind: str, namespace: str, name: str) -> KubeObject | None:
         return self.objects.get((kind, namespace, name))
@@ -80,18 +93,23 @@ class ClusterChange:
 
     before: Cluster | None
     after: Cluster
-    changed: tuple[tuple[Key, KubeObject], ...]  # added or replaced, in `after`'s order
-    gone: tuple[Key, ...]
+    changed: tuple[tuple[Key, KubeObject], ...]  # added or replaced, in key order
+    gone: tuple[Key, ...]  # in key order
 
     @classmethod
     def between(cls, before: Cluster | None, after: Cluster) -> "ClusterChange":
         if before is None:
-            return cls(None, after, tuple(after.objects.items()), ())
+            return cls(None, after, tuple(sorted(after.objects.items(), key=_first)), ())
         old, new = before.objects, after.objects
-        # in C, not a Python loop over every object (25,000 at 10,000 pods: 8 ms -> 2)
-        unlike = map(operator.is_not, map(old.get, new), new.values())
-        return cls(before, after, tuple(compress(new.items(), unlike)),
-                   tuple(compress(old, map(operator.not_, map(new.__contains__, old)))))
+        made = after._made_from
+        if made is not None and made[0]() is before:  # what the making touched is all there is to compare
+            touched, gone = made[1], made[2]
+            changed = [(key, new[key]) for key in touched if key in new and old.get(key) is not new[key]]
+            gone = [key for key in gone if key in old and key not in new]
+        else:  # in C, not a Python loop over every object (25,000 at 10,000 pods: 8 ms -> 2)
+            changed = list(compress(new.items(), map(operator.is_not, map(old.get, new), new.values())))
+            gone = list(compress(old, map(operator.not_, map(new.__contains__, old))))
+        return cls(before, after, tuple(sorted(changed, key=_first)), tuple(sorted(gone)))
 
     def carry_index(self) -> None:
         """Give `after` the index of `before` with this change's objects updated, if `before`
@@ -105,6 +123,9 @@ class ClusterChange:
     def touches(self, kinds: Collection[str]) -> bool:
         """Whether an object of one of `kinds` was added, replaced or removed."""
         return any(key[0] in kinds for key, _ in self.changed) or any(key[0] in kinds for key in self.gone)
+
+
+_first = operator.itemgetter(0)
 
 
 def _warn_shared_priorities(policies: list[KubeObject], warn: Callable[[KubeObject, str], None]) -> None:

@@ -368,11 +368,11 @@ def pods_replaced(cluster: Cluster, pods: Iterable[KubeObject], gone: Iterable[K
         system.stamp_uid(made)
         blocks[svc.key] = [*slices, made]
     laid = _laid_out(cluster, objects, added, blocks, gone)
-    if laid is not None:  # the index taken along: what this changed, what went
+    if laid is not None:  # what this touched and removed: the index, the ClusterChange follow
         made = replace(cluster, objects=laid, warnings=list(cluster.warnings))
         touched = {*(pod.key for pod in versions), *(replaced or ()), *owners,
                    *deployments, *(o.key for block in blocks.values() for o in block)}
-        made.index_from(cluster, [(key, laid[key]) for key in touched if key in laid], gone & cluster.objects.keys())
+        made.made_from(cluster, touched, gone)
         return made
     rebuilt = _rebuilt(objects, added, blocks)
     return None if rebuilt is None else replace(cluster, objects=rebuilt, warnings=list(cluster.warnings))

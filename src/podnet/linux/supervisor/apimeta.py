@@ -125,9 +125,9 @@ class ApiMeta:
             if fast:
                 present = list(change.changed)
                 gone = [key for key in change.gone if key in self._records]
-            else:
-                present = list(objects.items())
-                gone = [key for key in self._records if key not in objects]
+            else:  # in key order, as a ClusterChange lists them
+                present = sorted(objects.items(), key=lambda item: item[0])
+                gone = sorted(key for key in self._records if key not in objects)
             self._observed = cluster
             for key, obj in present:
                 record = self._records.get(key)

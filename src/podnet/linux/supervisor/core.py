@@ -162,6 +162,7 @@ class Supervisor:
         self._journaled: tuple[int, dict[str, Any]] | None = None  # (generation, controllers) last journalled
         self.adopted: list[str] = []  # the pods this supervisor took over from a dead one (adopt)
         self._events_recorded = 0  # the event store's version events.json holds
+        self._events_lock = threading.Lock()
 
     @property
     def cluster(self) -> Cluster | None:
@@ -407,12 +408,16 @@ class Supervisor:
                 polled.discard(ref)
         return refs
 
-    def persist(self, force: bool = False) -> None:
+    def persist(self, force: bool = False, events: bool = True) -> None:
         """Write what changed of the record (record.py): a line of the API fields, the controllers'
         word and the generation in the journal; running.json if the pods' processes, their
         states or their computed bodies changed; events.json if the event store did. The loop
         asks every round; a change, an adoption, a start write at once (`force`: all of it).
-        Only the pods changed since the last writing are looked at (counted.py)."""
+        Only the pods changed since the last writing are looked at (counted.py). A write to the
+        cluster leaves the events to the loop's next round (`events`): they are a history,
+        written whole, not what the write must wait for."""
+        if events or force:
+            self._persist_events(force)
         with self.lock:
             if self.runtime is None or self.cluster is None:
                 return
@@ -436,7 +441,12 @@ class Supervisor:
                         record.apply_pods_change(written, change)
                         self.pods_journal.append(change)
                 self._recorded_count = count
-            version = self.events.version
+
+    def _persist_events(self, force: bool) -> None:
+        """events.json, if the event store changed since it was written (its own lock: the
+        supervisor's is not held for it when the loop writes them)."""
+        with self._events_lock:
+            version = self.events.version  # read before the export: an event meanwhile is written next time
             if force or version != self._events_recorded:
                 record.write_events(self.state.directory, self.events.export())
                 self._events_recorded = version
@@ -911,7 +921,7 @@ class Supervisor:
             steps.done("publish")
             for ref in graceful:  # after the publish: new connections already go elsewhere
                 self._begin_termination(ref)
-            self.persist()
+            self.persist(events=False)
             log.info("%s of %d objects: %s", "delete" if delete else "apply", len(request.keys), steps)
             lines = request.lines(failed) + [f"Warning: {f}" for f in policy_failures]
             lines += [f"Warning: {ref} waits to start until its node's NetworkPolicy rules hold" for ref in waiting]
@@ -940,7 +950,7 @@ class Supervisor:
                 for ref in running:
                     self._stop_pod(ref)
                 self._recompute()
-                self.persist()
+                self.persist(events=False)
                 return {"deleted": running, "terminating": []}
             marked = self._marked_deleted(running, grace_period)
             cluster = self._compute(self.inputs, self.cluster, list(self.terminating.values()) + list(marked.values()))
@@ -952,7 +962,7 @@ class Supervisor:
             self._publish(policies=False)
             for ref in running:
                 self._begin_termination(ref)
-            self.persist()
+            self.persist(events=False)
             return {"deleted": [], "terminating": running}
 
     # -- a node reboot (`podnet node restart`) --------------------------------------------------------
@@ -1105,7 +1115,7 @@ class Supervisor:
         with self.lock:
             if keys is None:
                 return list(self.inputs)
-            by_key = {reconcile.object_key(body): body for body in self.inputs}
+            by_key = self._inputs_index()
             return [by_key.get(tuple(key)) for key in keys]
 
     def _policy_drops(self) -> dict[tuple[str, str], dict[str, int]]:
