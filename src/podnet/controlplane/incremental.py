@@ -32,8 +32,10 @@ from __future__ import annotations
 
 import bisect
 import json
+import operator
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from itertools import chain, islice
 from ipaddress import IPv4Address
 from dataclasses import replace
 
@@ -443,14 +445,15 @@ def _laid_out(cluster: Cluster, objects: dict[Key, KubeObject], pods: list[KubeO
     if pods:
         # the pods left, in key order
         run = [key for key in index.pod_keys if key not in gone] if gone else list(index.pod_keys)
-        keys = list(objects)
-        start = keys.index(run[0]) if run else -1
-        if start < 0 or keys[start:start + len(run)] != run:
+        start = operator.indexOf(objects, run[0]) if run else -1  # (C loops: no list of every key)
+        if start < 0 or list(islice(objects, start, start + len(run))) != run:
             return None
-        items = list(objects.items())
-        for pod in sorted(pods, key=lambda p: p.key, reverse=True):  # from the last: the places hold
-            items.insert(start + bisect.bisect_left(run, pod.key), (pod.key, pod))
-        objects = dict(items)
+        parts, at = [], 0  # the objects in runs between the new pods' places
+        for pod in sorted(pods, key=lambda p: p.key):
+            place = start + bisect.bisect_left(run, pod.key)
+            parts += [islice(objects.items(), at, place), ((pod.key, pod),)]
+            at = place
+        objects = dict(chain(*parts, islice(objects.items(), at, None)))
     for block in blocks.values():
         objects.update((o.key, o) for o in block)  # where the old ones were
     return objects

@@ -139,6 +139,7 @@ class Supervisor:
         self.events = EventStore()
         self.controllers = ControllerEvents()  # what the controllers say of each change (controllers.py)
         self._backoffs: set[tuple[str, str, int]] = set()  # (pod ref, container, restarts) BackOff emitted
+        self._backoff_changes = counted.ChangedRefs()  # the pods changed since BackOff was looked for
         # the record (record.py): running.json/running.log as last written (keyed: `_written`),
         # the change count it was written at, the pods changed since (counted.py), those whose
         # processes are being stopped (looked at each time: a process ending is no assignment);
@@ -545,9 +546,11 @@ class Supervisor:
             self._backoff_events()
 
     def _backoff_events(self) -> None:
-        """kubelet's BackOff: once per wait of a crashed container before its restart."""
-        for ref, sandbox in self.runtime.pods.items():
-            for container in sandbox.containers:
+        """kubelet's BackOff: once per wait of a crashed container before its restart (looked
+        for among the pods changed since the last look: a crash is an exit recorded, counted.py)."""
+        for ref in self._backoff_changes.take():
+            sandbox = self.runtime.pods.get(ref)
+            for container in sandbox.containers if sandbox is not None else ():
                 key = (ref, container.name, container.restarts)
                 if container.next_start and not container.running and key not in self._backoffs:
                     self._backoffs.add(key)
