@@ -101,11 +101,10 @@ class ClusterChange:
         if before is None:
             return cls(None, after, tuple(sorted(after.objects.items(), key=_first)), ())
         old, new = before.objects, after.objects
-        made = after._made_from
-        if made is not None and made[0]() is before:  # what the making touched is all there is to compare
-            touched, gone = made[1], made[2]
-            changed = [(key, new[key]) for key in touched if key in new and old.get(key) is not new[key]]
-            gone = [key for key in gone if key in old and key not in new]
+        keys = _made_between(before, after)
+        if keys is not None:  # what the makings touched is all there is to compare
+            changed = [(key, new[key]) for key in keys if key in new and old.get(key) is not new[key]]
+            gone = [key for key in keys if key in old and key not in new]
         else:  # in C, not a Python loop over every object (25,000 at 10,000 pods: 8 ms -> 2)
             changed = list(compress(new.items(), map(operator.is_not, map(old.get, new), new.values())))
             gone = list(compress(old, map(operator.not_, map(new.__contains__, old))))
@@ -126,6 +125,25 @@ class ClusterChange:
 
 
 _first = operator.itemgetter(0)
+_MADE_STEPS = 4  # how far back ClusterChange.between follows the makings
+
+
+def _made_between(before: Cluster, after: Cluster) -> set[Key] | None:
+    """The keys touched or removed by the makings (Cluster.made_from) that led from `before`
+    to `after`, if `after` was made from `before` in a few steps; None if not."""
+    keys: set[Key] = set()
+    cluster = after
+    for _ in range(_MADE_STEPS):
+        made = cluster._made_from
+        if made is None:
+            return None
+        keys |= made[1] | made[2]
+        cluster = made[0]()
+        if cluster is before:
+            return keys
+        if cluster is None:
+            return None
+    return None
 
 
 def _warn_shared_priorities(policies: list[KubeObject], warn: Callable[[KubeObject, str], None]) -> None:
