@@ -76,7 +76,9 @@ def test_a_cluster_takes_the_index_of_the_one_it_was_made_from():
     objects.pop(key)
     after = Cluster(config=before.config, objects=objects, nodes=before.nodes)
     ClusterChange.between(before, after).carry_index()
-    assert after._index is None  # the cluster before had none made: nothing to carry
+    assert before._index is None  # the cluster before had none made: after's is made anew
+    assert after._index == index_of(after.objects)
+    after._index = None
     before.index
     change = ClusterChange.between(before, after)
     change.carry_index()

@@ -111,13 +111,17 @@ class ClusterChange:
         return cls(before, after, tuple(sorted(changed, key=_first)), tuple(sorted(gone)))
 
     def carry_index(self) -> None:
-        """Give `after` the index of `before` with this change's objects updated, if `before`
-        has one made and `after` none yet: what would otherwise cost a pass over every object
-        the first time `after` is looked up."""
+        """Give `after` its index, if it has none yet: `before`'s with this change's objects
+        updated when `before` has one and the change is small, else made anew (a pass over
+        every object, which a write that is not computed in full then does not pay)."""
         before, after = self.before, self.after
-        small = len(self.changed) + len(self.gone) < len(after.objects) // 4  # else made anew if asked
-        if before is not None and before._index is not None and after._index is None and small:
+        if after._index is not None:
+            return
+        small = len(self.changed) + len(self.gone) < len(after.objects) // 4
+        if before is not None and before._index is not None and small:
             after.index_from(before, self.changed, self.gone)
+        else:
+            after._index = index_of(after.objects)
 
     def touches(self, kinds: Collection[str]) -> bool:
         """Whether an object of one of `kinds` was added, replaced or removed."""
