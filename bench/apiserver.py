@@ -172,10 +172,10 @@ def serve(port: int, socket_path: Path, pki: Path, name: str) -> None:
 class Client:
     """One persistent HTTPS connection with the admin client certificate, and one for the watch."""
 
-    def __init__(self, harness: ApiHarness):
-        self.base = f"https://127.0.0.1:{harness.port}"
-        context = ssl.create_default_context(cafile=str(harness.credentials.ca_path))
-        context.load_cert_chain(harness.credentials.admin_cert_path, harness.credentials.admin_key_path)
+    def __init__(self, port: int, credentials: ClusterCredentials):
+        self.base = f"https://127.0.0.1:{port}"
+        context = ssl.create_default_context(cafile=str(credentials.ca_path))
+        context.load_cert_chain(credentials.admin_cert_path, credentials.admin_key_path)
         self.context = context
         self.session: aiohttp.ClientSession | None = None
         self.watching: aiohttp.ClientSession | None = None
@@ -258,9 +258,10 @@ async def paged(client: "Client", accept: str, rows: str) -> tuple[int, float, i
             return pages, total, count
 
 
-async def api_figures(harness: ApiHarness, writes: int, replica_writes: int, scale_downs: int) -> dict:
+async def api_figures(port: int, credentials: ClusterCredentials, writes: int, replica_writes: int,
+                      scale_downs: int) -> dict:
     figures: dict = {}
-    async with Client(harness) as client:
+    async with Client(port, credentials) as client:
         await client.request("GET", "/version")  # the connection, TLS and all, made once
 
         # the lists: Table as kubectl asks for it, JSON whole, JSON in pages of 500
@@ -347,11 +348,17 @@ def main() -> None:
     parser.add_argument("--in-process", action="store_true",
                         help="the API server in the supervisor's process (tests/apiharness.py as the tests run it)")
     parser.add_argument("--serve", type=int, help=argparse.SUPPRESS)  # ProcessHarness's API server: its port
+    parser.add_argument("--client-of", type=int, help=argparse.SUPPRESS)  # the HTTPS client, of this port
     parser.add_argument("--socket", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--pki", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
         serve(args.serve, args.socket, args.pki, args.name)
+        return
+    if args.client_of:  # its figures, as JSON on stdout
+        figures = asyncio.run(api_figures(args.client_of, ClusterCredentials(args.pki), args.writes,
+                                          args.replica_writes, args.scale_downs))
+        print(json.dumps(figures))
         return
     if KUBECTL is None:
         raise SystemExit("kubectl is not installed (make install)")
@@ -426,8 +433,13 @@ def run(harness: ApiHarness, args, directory: Path, ready: float) -> None:
     supervisor_log.setLevel(logging.INFO)
     change = harness.supervisor.change
     harness.supervisor.change = steps.timed(change)  # the control socket's apply calls it
-    try:
-        figures = asyncio.run(api_figures(harness, args.writes, args.replica_writes, args.scale_downs))
+    try:  # the client in a process of its own, as kubectl or an operator is: not sharing the supervisor's interpreter
+        figures = json.loads(subprocess.run(
+            [sys.executable, __file__, "--client-of", str(harness.port), "--pki", str(harness.credentials.ca_path.parent),
+             "--writes", str(args.writes), "--replica-writes", str(args.replica_writes),
+             "--scale-downs", str(args.scale_downs)],
+            env={**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT)])},
+            check=True, stdout=subprocess.PIPE, text=True, timeout=600).stdout)
     finally:
         supervisor_log.removeHandler(steps)
         harness.supervisor.change = change

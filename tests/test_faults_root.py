@@ -35,10 +35,10 @@ import threading
 from pathlib import Path
 
 import pytest
-import yaml
 
 from podnet.host.control import send
 from podnet.host.layout import CNI_NETWORK, ClusterLayout
+from podnet.linux.supervisor.state import ClusterState
 from tests.livecluster import podnet, removed
 from tests.test_crash_root import gone
 from tests.test_interrupted_root import REST, SEED, stop_and_remove, web
@@ -194,7 +194,7 @@ def together(*argvs: list[str]) -> list[subprocess.CompletedProcess]:
 
 
 def manifests(name: str) -> dict[tuple[str, str], dict]:
-    items = yaml.safe_load((ClusterLayout(name).state_dir / "manifests.yaml").read_text())["items"]
+    items = ClusterState(ClusterLayout(name)).manifests()  # the snapshot and the changes logged after it
     return {(o["kind"], o["metadata"]["name"]): o for o in items}
 
 

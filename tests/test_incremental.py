@@ -285,11 +285,12 @@ def test_an_apply_that_changes_nothing_loads_nothing_writes_nothing_and_wakes_no
     supervisor.start()
     supervisor.policies = {node: NodePolicy(node, None, run=nft) for node in ("node1", "node2")}
     supervisor.change(documents_text([policy("deny-b", {"role": "b"})]), delete=False)
-    manifests = state.directory / "manifests.yaml"
-    before = (manifests.stat().st_ino, supervisor.generation, len(nft.calls), supervisor.cluster)
+    manifests, log = state.directory / "manifests.yaml", state.directory / "manifests.log"
+    before = (manifests.stat().st_ino, log.stat().st_size, supervisor.generation, len(nft.calls), supervisor.cluster)
     answer = supervisor.change(documents_text([policy("deny-b", {"role": "b"}), BASE[1]]), delete=False)
     assert answer["lines"] == ["deployment/web configured", "networkpolicy/deny-b configured"]
-    assert (manifests.stat().st_ino, supervisor.generation, len(nft.calls), supervisor.cluster) == before
+    assert (manifests.stat().st_ino, log.stat().st_size, supervisor.generation, len(nft.calls),
+            supervisor.cluster) == before
 
 
 @pytest.mark.parametrize("seed", range(3))

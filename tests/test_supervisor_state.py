@@ -12,8 +12,10 @@ import pytest
 import yaml
 
 from podnet.host.layout import ClusterLayout
+from podnet.linux.supervisor import durable
 from podnet.linux.supervisor import state as state_module
-from podnet.linux.supervisor.state import ClusterState, atomic_write
+from podnet.linux.supervisor.durable import atomic_write
+from podnet.linux.supervisor.state import ClusterState
 
 POD = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "web", "namespace": "default"},
        "spec": {"containers": [{"name": "c", "image": "pause"}]}}
@@ -42,7 +44,7 @@ def test_a_second_up_with_the_same_name_is_refused(state):
 def test_manifests_are_a_kubectl_list(state):
     state.create({"name": "demo"}, [POD])
     document = yaml.safe_load((state.directory / "manifests.yaml").read_text())
-    assert document == {"apiVersion": "v1", "kind": "List", "items": [POD]}
+    assert {k: document[k] for k in ("apiVersion", "kind", "items")} == {"apiVersion": "v1", "kind": "List", "items": [POD]}
     assert json.loads((state.directory / "manifests.yaml").read_text()) == document  # JSON: YAML written fast
 
 
@@ -63,7 +65,7 @@ def test_an_interrupted_write_leaves_the_old_file(state, monkeypatch):
     with pytest.raises(OSError, match="disk full"):
         state.save_manifests([])
     assert state.manifests() == [POD]
-    assert sorted(p.name for p in state.directory.iterdir()) == ["cluster.yaml", "manifests.yaml"]
+    assert sorted(p.name for p in state.directory.iterdir()) == ["cluster.yaml", "manifests.log", "manifests.yaml"]
 
 
 def test_atomic_write_goes_through_a_synced_temporary_file(tmp_path, monkeypatch):
@@ -92,3 +94,48 @@ def test_ready_and_failure_notes(state):
     assert state.take_failure() == "node1: boom"
     assert state.take_failure() is None  # read once
     assert state.log_path == state.directory / "supervisor.log"
+
+
+def _pod(name: str, image: str = "nginx") -> dict:
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": "default"},
+            "spec": {"containers": [{"name": "c", "image": image}]}}
+
+
+def test_each_change_is_a_line_of_the_journal_and_read_back_in_apply_order(state, monkeypatch):
+    a, b, c = _pod("a"), _pod("b"), _pod("c")
+    state.create({"name": "demo"}, [a, b])
+    snapshot = (state.directory / "manifests.yaml").stat()
+    b2 = _pod("b", "busybox")
+    state.save_manifests([a, b2, c], {("Pod", "default", "b"): b2, ("Pod", "default", "c"): c})
+    state.save_manifests([b2, c], {("Pod", "default", "a"): None})
+    after = (state.directory / "manifests.yaml").stat()
+    assert (after.st_ino, after.st_mtime_ns) == (snapshot.st_ino, snapshot.st_mtime_ns)  # only lines appended
+    assert len((state.directory / "manifests.log").read_text().splitlines()) == 2
+    assert state.manifests() == [b2, c]  # b replaced in its place, c after it, a gone
+    # a successor goes on numbering from the last line, and a torn last line is a change never answered
+    successor = ClusterState(state.layout, state.directory)
+    assert successor.manifests() == [b2, c]
+    successor.save_manifests([b2, c, a], {("Pod", "default", "a"): a})
+    with open(state.directory / "manifests.log", "a") as log:
+        log.write('{"seq": 4, "objects": [[["Pod", "default", "x"]')
+    assert ClusterState(state.layout, state.directory).manifests() == [b2, c, a]
+    # once the log outgrows its snapshot, the next change writes a new snapshot and empties the log
+    monkeypatch.setattr(durable, "COMPACT_AT", 10)
+    big = ClusterState(state.layout, state.directory)
+    big.manifests()
+    big.save_manifests([c], {("Pod", "default", "b"): None, ("Pod", "default", "a"): None})
+    big.save_manifests([c, b], {("Pod", "default", "b"): b})
+    assert ClusterState(state.layout, state.directory).manifests() == [c, b]
+    assert (state.directory / "manifests.log").read_text() == ""
+    assert json.loads((state.directory / "manifests.yaml").read_text())["items"] == [c, b]
+
+
+def test_a_torn_line_before_others_is_refused_with_the_file_named(state):
+    state.create({"name": "demo"}, [_pod("a")])
+    state.save_manifests([_pod("a"), _pod("b")], {("Pod", "default", "b"): _pod("b")})
+    state.save_manifests([_pod("b")], {("Pod", "default", "a"): None})
+    log = state.directory / "manifests.log"
+    lines = log.read_text().splitlines()
+    log.write_text(lines[0][:20] + "\n" + lines[1] + "\n")
+    with pytest.raises(durable.RecordError, match=r"manifests.log:1: not a whole line; the applied objects cannot be read"):
+        state.manifests()

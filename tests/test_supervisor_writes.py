@@ -27,7 +27,7 @@ from podnet.linux import counted
 from podnet.linux.counted import CountedDict
 from podnet.linux.netpol import NodePolicy
 from podnet.linux.runtime import Container, PodSandbox
-from podnet.linux.supervisor import loop, record, reconcile
+from podnet.linux.supervisor import durable, loop, record, reconcile
 from podnet.linux.supervisor.apimeta import ApiMeta
 from podnet.linux.supervisor.core import Supervisor
 from podnet.linux.supervisor.state import ClusterState, documents_text
@@ -109,7 +109,7 @@ def replayed(directory) -> ApiMeta:
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
 def test_a_run_of_writes_takes_the_short_ways_to_what_the_long_ways_say(supervisor, seed, monkeypatch):
-    monkeypatch.setattr(record, "COMPACT_AT", 20_000)  # a few new snapshots on the way
+    monkeypatch.setattr(durable, "COMPACT_AT", 20_000)  # a few new snapshots on the way
     rng = random.Random(seed)
     shadow = ApiMeta(clock=lambda: 1_700_000_000.0)  # told nothing of what changed
     shadow.observe(supervisor.cluster)
@@ -155,8 +155,7 @@ def test_a_run_of_writes_takes_the_short_ways_to_what_the_long_ways_say(supervis
         assert {k: v for k, v in written.items() if k not in ("version", "seq")} == recorded
         running = {p.ref: p.body for p in supervisor.cluster.of_kind("Pod") if p.ref in supervisor.runtime.pods}
         assert recorded["bodies"] == json.loads(json.dumps([running[ref] for ref in sorted(running)]))
-        saved = json.loads((supervisor.state.directory / "manifests.yaml").read_text())["items"]
-        assert saved == json.loads(json.dumps(supervisor.inputs))
+        assert supervisor.state.manifests() == json.loads(json.dumps(supervisor.inputs))
         # NetworkPolicy: loaded only when something it reads changed; the tables are the cluster's
         if before is not after and not change.touches(("Namespace", "Node", "Pod", "NetworkPolicy")):
             assert len(supervisor.nft.calls) == loads
@@ -239,7 +238,7 @@ def test_the_log_line_a_crash_cut_short_is_left_out_and_one_in_the_middle_is_ref
 
 
 def test_a_crash_between_a_snapshot_and_emptying_the_log_replays_nothing_twice(tmp_path):
-    journal = record.Journal(tmp_path, record.META, record.META_LOG)
+    journal = durable.Journal(tmp_path, record.META, record.META_LOG)
     journal.snapshot({"generation": 1})
     journal.append({"generation": 2})
     journal.append({"generation": 3})
@@ -253,8 +252,8 @@ def test_a_crash_between_a_snapshot_and_emptying_the_log_replays_nothing_twice(t
 
 
 def test_a_journal_that_outgrew_its_snapshot_is_due_for_a_new_one(tmp_path, monkeypatch):
-    monkeypatch.setattr(record, "COMPACT_AT", 100)
-    journal = record.Journal(tmp_path, record.META, record.META_LOG)
+    monkeypatch.setattr(durable, "COMPACT_AT", 100)
+    journal = durable.Journal(tmp_path, record.META, record.META_LOG)
     journal.snapshot({"generation": 0, "padding": "x" * 150})
     while not journal.due:
         journal.append({"generation": 1})

@@ -86,6 +86,14 @@ def _aliases() -> dict[str, KindInfo]:
 _ALIASES = _aliases()
 
 
+def object_key(body: dict) -> tuple[str, str, str]:
+    """An object's (kind, namespace, name) from its body: a namespaced kind without a
+    namespace is in `default`, as kubectl applies it."""
+    kind = body.get("kind")
+    namespace = (body.get("metadata") or {}).get("namespace") or ("default" if BY_KIND[kind].namespaced else "")
+    return (kind, namespace, body["metadata"]["name"])
+
+
 def resolve_kind(word: str) -> KindInfo | None:
     """Map what a user types after `get` ("po", "svc", "Pods", "ingress.networking.k8s.io") to a kind."""
     word = word.lower().split(".", 1)[0]

@@ -43,6 +43,7 @@ from podnet.linux.supervisor import reconcile, record, termination
 from podnet.linux.supervisor.apimeta import ApiMeta
 from podnet.linux.supervisor.apiserver import ApiServerProcess
 from podnet.linux.supervisor.controllers import ControllerEvents
+from podnet.linux.supervisor.durable import Journal
 from podnet.linux.supervisor.events import EventStore, involved, posted_event
 from podnet.linux.supervisor.state import ClusterState
 from podnet.linux.supervisor.status import (
@@ -149,12 +150,12 @@ class Supervisor:
         self._written: dict[str, Any] | None = None
         self._record_changes = counted.ChangedRefs()
         self._record_polled: set[str] = set()
-        self.pods_journal = record.Journal(self.state.directory, record.RECORD, record.RECORD_LOG)
+        self.pods_journal = Journal(self.state.directory, record.RECORD, record.RECORD_LOG)
         self._bodies_changed = True
         self._pods_changed: set[str] = set()  # refs of the pods computed again since
         self.running_pods = reconcile.RunningPods()  # which pods the cluster wants running (pod_actions)
         self._inputs_indexed: tuple[list[dict[str, Any]], Mapping[tuple, dict[str, Any]]] | None = None
-        self.meta_journal = record.Journal(self.state.directory, record.META, record.META_LOG)
+        self.meta_journal = Journal(self.state.directory, record.META, record.META_LOG)
         # the pods' live status for the API fields: the count when last noted, the pods changed
         # since, those being stopped
         self._live_noted: int | None = None
@@ -459,7 +460,7 @@ class Supervisor:
         return self._inputs_indexed[1]
 
     def _journal_meta(self, force: bool) -> None:
-        """The API fields' journal (record.Journal): a line of what changed since the last,
+        """The API fields' journal (durable.Journal): a line of what changed since the last,
         or all of it once the log has outgrown its snapshot (or `force`)."""
         controllers = self.controllers.export()
         if force or self._journaled is None or self.meta_journal.due:
@@ -917,7 +918,7 @@ class Supervisor:
             if request.inputs != self.inputs:
                 self.inputs = request.inputs
                 self._inputs_indexed = (request.inputs, request.by_key)
-                self.state.save_manifests(request.inputs)
+                self.state.save_manifests(request.inputs, {key: request.by_key.get(key) for key in request.keys})
             steps.done("save")
             if not unchanged:
                 self._publish(policies=False)

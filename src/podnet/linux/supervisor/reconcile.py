@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from podnet.api import fields
-from podnet.api.kinds import BY_KIND
+from podnet.api.kinds import object_key
 from podnet.api.loader import LoadedFiles, RawManifest, parse_texts
 from podnet.api.objects import KubeObject, Source
 from podnet.api.store import ObjectStore, admit
@@ -62,12 +62,6 @@ def admitted_bodies(bodies: list[dict[str, Any]], name: str) -> ObjectStore:
     copies = json.loads(json.dumps(bodies))
     loaded.manifests = [RawManifest(body, Source(name, 0, index)) for index, body in enumerate(copies)]
     return admit(loaded)
-
-
-def object_key(body: dict[str, Any]) -> Key:
-    kind = body.get("kind")
-    namespace = (body.get("metadata") or {}).get("namespace") or ("default" if BY_KIND[kind].namespaced else "")
-    return (kind, namespace, body["metadata"]["name"])
 
 
 def as_input(body: dict[str, Any]) -> dict[str, Any]:

@@ -16,7 +16,7 @@ store (ipam/) the addresses; this record holds the rest:
   graceDeadlines: when each one's grace period ends (a successor goes on with what is left);
 - containerState: kubelet's probe results, so readiness (and EndpointSlices) stay as they were
   until the new prober says otherwise;
-- apart, in apimeta.json and apimeta.log (Journal): the API server's fields of every object
+- apart, in apimeta.json and apimeta.log (a journal): the API server's fields of every object
   (uids, creationTimestamps, resourceVersions, generations, condition times, pod start times),
   what the controllers last said (no event is said twice) and the state's generation, which a
   successor counts on from (above it: watchers hold one the dead supervisor served and must see
@@ -26,11 +26,9 @@ store (ipam/) the addresses; this record holds the rest:
 The kernel's rules (kube-proxy's, NetworkPolicy's, portmap's) are not recorded: they stayed in
 the node namespaces, and the new supervisor syncs them again from the computed cluster.
 
-Both are kept the way etcd keeps its data (Journal): a snapshot (running.json, apimeta.json),
-replaced atomically (state.atomic_write: a crash leaves the old one or the new), and a log of
-each change since (running.log, apimeta.log), one line appended and fsynced per change — a write
-costs the line of what it changed, not a record of every pod and object; once a log outgrows its
-snapshot, a new snapshot replaces both. The supervisor writes when what the record is made of
+Both are journals (durable.py), kept the way etcd keeps its data: a snapshot (running.json,
+apimeta.json) and a log of each change since (running.log, apimeta.log) — a write costs the line
+of what it changed, not a record of every pod and object. The supervisor writes when what the record is made of
 changed (podnet.linux.counted: at 10,000 pods, building it to compare would hold the lock ~0.1 s
 every round). A missing record means no supervisor ever ran to the end of `up`; an unreadable one
 (cut short by hand, another version) is refused with one clear error: nothing is adopted from a
@@ -41,29 +39,19 @@ append): that change is lost, as an unanswered write is.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
 from podnet.crashloop import BackOff
-from podnet.errors import PodnetError
 from podnet.linux.adopted import AdoptedProcess, start_time
 from podnet.linux.runtime import Container, PodSandbox
-from podnet.linux.supervisor.state import atomic_write
+from podnet.linux.supervisor.durable import VERSION, Journal, RecordError, atomic_write, read_journal
 
 RECORD = "running.json"
 EVENTS = "events.json"
 META, META_LOG = "apimeta.json", "apimeta.log"
 RECORD_LOG = "running.log"
-VERSION = 2
-COMPACT_AT = 1 << 20  # bytes of log before a new snapshot, at least (else: once it outgrows the snapshot)
-
-
-class RecordError(PodnetError):
-    pass
-
-
 class ProcessIds:
     """The start time of each process we know, read once from /proc (a pid stays one process
     while it runs, and a Popen's pid is not reused before we have waited for it)."""
@@ -222,93 +210,8 @@ def _body_ref(body: dict[str, Any]) -> str:
     return f"{body['metadata']['namespace']}/{body['metadata']['name']}"
 
 
-class Journal:
-    """A snapshot file and a log of the changes since (apimeta.json and apimeta.log, running.json
-    and running.log): each line one change, numbered (`seq`); a snapshot says the number of the
-    last change it holds, so a crash between writing a snapshot and emptying the log replays
-    nothing twice."""
-
-    def __init__(self, directory: Path, snapshot: str = META, log: str = META_LOG):
-        self.directory = directory
-        self.snapshot_path, self.log_path = directory / snapshot, directory / log
-        self.seq = 0
-        self._log = None
-        self._logged = 0  # bytes appended since the snapshot
-        self._snapshot_size = 0
-
-    def snapshot(self, state: dict[str, Any]) -> None:
-        """All of it: a new snapshot, then an empty log."""
-        text = json.dumps({"version": VERSION, "seq": self.seq, **state})
-        atomic_write(self.snapshot_path, text)
-        self.close()
-        atomic_write(self.log_path, "")
-        self._logged, self._snapshot_size = 0, len(text)
-
-    def append(self, change: dict[str, Any]) -> None:
-        """One change, on its line, on disk when this returns."""
-        self.seq += 1
-        line = json.dumps({"seq": self.seq, **change}) + "\n"
-        if self._log is None:
-            self._log = open(self.log_path, "a", encoding="utf-8")
-        self._log.write(line)
-        self._log.flush()
-        os.fsync(self._log.fileno())
-        self._logged += len(line)
-
-    @property
-    def due(self) -> bool:
-        """Whether the log has outgrown its snapshot (a new snapshot is worth its writing)."""
-        return self._logged > max(COMPACT_AT, self._snapshot_size)
-
-    def continue_from(self, seq: int) -> None:
-        self.seq = seq
-
-    def close(self) -> None:
-        if self._log is not None:
-            self._log.close()
-            self._log = None
-
-
 def read_meta(directory: Path) -> dict[str, Any] | None:
     return read_journal(directory, META, META_LOG)
-
-
-def read_journal(directory: Path, snapshot: str, log: str) -> dict[str, Any] | None:
-    """The snapshot with the log's changes after it: {"seq", "state": the snapshot's fields,
-    "changes": the logged changes in order}; None if there is no snapshot."""
-    path = directory / snapshot
-    try:
-        text = path.read_text()
-    except FileNotFoundError:
-        return None
-    try:
-        saved = json.loads(text)
-    except ValueError as exc:
-        raise RecordError(f"{path}: not a whole record ({exc}); the pods cannot be re-adopted: "
-                          "remove the cluster with `podnet down`") from None
-    if not isinstance(saved, dict) or saved.get("version") != VERSION:
-        raise RecordError(f"{path}: version {saved.get('version') if isinstance(saved, dict) else None!r}, "
-                          f"this podnet reads version {VERSION}; the pods cannot be re-adopted: "
-                          "remove the cluster with `podnet down`")
-    seq = int(saved.pop("seq", 0))
-    saved.pop("version")
-    try:
-        lines = (directory / log).read_text().splitlines()
-    except FileNotFoundError:
-        lines = []
-    changes = []
-    for number, line in enumerate(lines, 1):
-        try:
-            change = json.loads(line)
-        except ValueError:
-            if number == len(lines):
-                break  # the append a crash cut short: that change was never answered
-            raise RecordError(f"{directory / log}:{number}: not a whole line; the pods cannot be "
-                              "re-adopted: remove the cluster with `podnet down`") from None
-        if change["seq"] > seq:
-            changes.append(change)
-            seq = change["seq"]
-    return {"seq": seq, "state": saved, "changes": changes}
 
 
 def read_saved(directory: Path) -> dict[str, Any] | None:

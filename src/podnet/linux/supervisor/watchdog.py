@@ -34,7 +34,8 @@ from collections.abc import Callable
 
 from podnet.host.layout import ClusterLayout
 from podnet.linux.adopted import start_time
-from podnet.linux.supervisor.state import ClusterState, atomic_write
+from podnet.linux.supervisor.durable import atomic_write
+from podnet.linux.supervisor.state import ClusterState
 
 log = logging.getLogger("podnet.watchdog")
 PIDFILE = "watchdog.pid"
