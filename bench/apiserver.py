@@ -13,7 +13,8 @@ Measured, each against its goal (issue 20) and printed with the ratio:
   its discovery cache filled by a first call, as a user's kubectl has it, and cold (an empty
   cache directory each time); `podnet get pods -A -o wide --name NAME` on the same cluster;
 - single-object writes over one persistent HTTPS connection with the admin client certificate
-  (aiohttp): ConfigMap creates, Deployment label patches (JSON merge patch), scale-ups by one
+  (aiohttp, in a process of its own, as a client is: the supervisor runs in this one and the
+  API server in a third, as `podnet up` runs them): ConfigMap creates, Deployment label patches (JSON merge patch), scale-ups by one
   (strategic merge patch, as `kubectl scale`/`patch` send) and scale-downs by one (a pod
   terminates, then goes), each on the incremental path — p50/p99, and how much of each is the
   supervisor's `change` (its log's steps, and the call timed); `kubectl apply -f` of one

@@ -323,6 +323,11 @@ def test_the_collector_freezes_every_round_and_collects_in_full_only_when_quiet(
     now[0] += loop.QUIET_FOR
     collector.round(2)
     assert calls == ["freeze"]  # and not again before FULL_COLLECTION_EVERY
+    calls.clear()
+    for generation in range(3, 3 + int(loop.COLLECTION_AT_LEAST_EVERY // 100)):  # never quiet
+        now[0] += 100
+        collector.round(generation)
+    assert calls.count("collect") == 1  # busy all along: at least once in COLLECTION_AT_LEAST_EVERY
 
 
 def test_a_scale_down_and_the_end_of_its_terminations_compute_nothing_in_full(supervisor, monkeypatch):

@@ -33,6 +33,7 @@ from podnet.linux.supervisor.state import ClusterState
 log = logging.getLogger("podnet.supervisor")
 REAP_INTERVAL = 0.2
 FULL_COLLECTION_EVERY, QUIET_FOR = 600.0, 10.0  # seconds (Collector)
+COLLECTION_AT_LEAST_EVERY = 3600.0  # seconds: busy or not, what was frozen is looked at again
 
 
 class Collector:
@@ -43,7 +44,9 @@ class Collector:
     records): each round freezes it (gc.freeze, out of the collector's sight; the young
     collections stay, for what a round makes and drops). The cyclic garbage that could be frozen
     with it is little (measured: ~10 objects in 40 writes): a full collection takes it every
-    FULL_COLLECTION_EVERY seconds, once the cluster has been quiet (no change) for QUIET_FOR."""
+    FULL_COLLECTION_EVERY seconds, once the cluster has been quiet (no change) for QUIET_FOR, and
+    at least every COLLECTION_AT_LEAST_EVERY seconds however busy it is (what was frozen does not
+    grow without bound). The API server's process keeps its watch cache alike."""
 
     def __init__(self, clock=time.monotonic):
         self.clock = clock
@@ -54,7 +57,8 @@ class Collector:
         now = self.clock()
         if generation != self.generation:
             self.generation, self.changed_at = generation, now
-        if now - self.collected_at >= FULL_COLLECTION_EVERY and now - self.changed_at >= QUIET_FOR:
+        quiet = now - self.changed_at >= QUIET_FOR
+        if now - self.collected_at >= (FULL_COLLECTION_EVERY if quiet else COLLECTION_AT_LEAST_EVERY):
             gc.unfreeze()
             gc.collect()
             self.collected_at = now
