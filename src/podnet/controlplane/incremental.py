@@ -84,7 +84,7 @@ def with_policies(cluster: Cluster, applied: Iterable[KubeObject], deleted: Iter
         objects[key] = obj
     if not placed:
         objects.update(sorted(policies.items()))
-    return replace(cluster, objects=objects, warnings=list(cluster.warnings))
+    return _made(cluster, objects, [o.key for o in applied], deleted)
 
 
 def _still_used(cluster: Cluster, namespaces: set[str], deleted: set[Key]) -> bool:
@@ -104,11 +104,11 @@ def relabelled(cluster: Cluster, key: Key, labels: Mapping[str, str] | None,
     if pod is None or pod.kind != "Pod" or pod.metadata.get("ownerReferences"):
         return None
     old, new = pod.labels, dict(labels or {})
-    for rs in cluster.of_kind("ReplicaSet", pod.namespace):
+    for rs in cluster.index.of("ReplicaSet", pod.namespace).values():
         selector = selectors.from_label_selector(rs.spec.get("selector"))
         if selector.matches(old) or selector.matches(new):
             return None
-    for svc in cluster.of_kind("Service", pod.namespace):
+    for svc in cluster.index.of("Service", pod.namespace).values():
         if svc.spec.get("selector"):
             selector = selectors.from_set(svc.spec.get("selector"))
             if selector.matches(old) or selector.matches(new):
@@ -121,7 +121,7 @@ def relabelled(cluster: Cluster, key: Key, labels: Mapping[str, str] | None,
             body["metadata"].pop(name, None)
     objects = dict(cluster.objects)
     objects[key] = KubeObject(pod.kind, pod.namespace, pod.name, body, pod.source)
-    return replace(cluster, objects=objects, warnings=list(cluster.warnings))
+    return _made(cluster, objects, [key], ())
 
 
 
@@ -161,7 +161,15 @@ def with_stored(cluster: Cluster, applied: Iterable[KubeObject], deleted: Iterab
         for stored in added:
             items.insert(_place(items, stored), (stored.key, stored))
         objects = dict(items)
-    return replace(cluster, objects=objects, warnings=list(cluster.warnings))
+    return _made(cluster, objects, [o.key for o in applied], deleted)
+
+
+def _made(cluster: Cluster, objects: dict[Key, KubeObject], touched: Iterable[Key], gone: Iterable[Key]) -> Cluster:
+    """The cluster of `objects`, made from `cluster` by touching (adding or replacing) the
+    objects of `touched` and removing those of `gone`: its index and its ClusterChange follow."""
+    made = replace(cluster, objects=objects, warnings=list(cluster.warnings))
+    made.made_from(cluster, touched, gone)
+    return made
 
 
 def _place(items: list[tuple[Key, KubeObject]], obj: KubeObject) -> int:
@@ -200,7 +208,7 @@ def workload_relabelled(cluster: Cluster, key: Key, metadata: Mapping) -> Cluste
             body["metadata"].pop(name, None)
     objects = dict(cluster.objects)
     objects[key] = KubeObject(workload.kind, workload.namespace, workload.name, body, workload.source)
-    return replace(cluster, objects=objects, warnings=list(cluster.warnings))
+    return _made(cluster, objects, [key], ())
 
 
 def deployment_scaled(cluster: Cluster, deployment: KubeObject,
@@ -371,11 +379,9 @@ def pods_replaced(cluster: Cluster, pods: Iterable[KubeObject], gone: Iterable[K
         blocks[svc.key] = [*slices, made]
     laid = _laid_out(cluster, objects, added, blocks, gone)
     if laid is not None:  # what this touched and removed: the index, the ClusterChange follow
-        made = replace(cluster, objects=laid, warnings=list(cluster.warnings))
         touched = {*(pod.key for pod in versions), *(replaced or ()), *owners,
                    *deployments, *(o.key for block in blocks.values() for o in block)}
-        made.made_from(cluster, touched, gone)
-        return made
+        return _made(cluster, laid, touched, gone)
     rebuilt = _rebuilt(objects, added, blocks)
     return None if rebuilt is None else replace(cluster, objects=rebuilt, warnings=list(cluster.warnings))
 
