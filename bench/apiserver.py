@@ -56,7 +56,7 @@ from podnet.apiserver.backend import Supervisor as SupervisorClient  # noqa: E40
 from podnet.apiserver.server import ApiServer, listening, tls_context  # noqa: E402
 from podnet.apiserver.server import run as serve_api  # noqa: E402
 from podnet.host.layout import ClusterLayout  # noqa: E402
-from podnet.linux.supervisor.loop import Collector  # noqa: E402
+from podnet.linux.collector import Collector  # noqa: E402
 from podnet.pki.authority import ClusterCredentials  # noqa: E402
 from tests.apiharness import KUBECTL, ApiHarness  # noqa: E402
 

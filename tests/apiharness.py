@@ -25,7 +25,7 @@ from podnet.apiserver.backend import Supervisor as SupervisorClient
 from podnet.apiserver.server import ApiServer, listening, run, tls_context
 from podnet.host.layout import ClusterLayout
 from podnet.linux.supervisor.core import Supervisor
-from podnet.linux.supervisor.loop import Collector
+from podnet.linux.collector import Collector
 from podnet.linux.supervisor.loop import run as supervise
 from podnet.linux.supervisor.state import ClusterState
 from podnet.pki import kubeconfig

@@ -9,7 +9,8 @@ import random
 import pytest
 
 from podnet.api.objects import KubeObject
-from podnet.controlplane.cluster import Cluster, ClusterChange
+from podnet.controlplane import incremental
+from podnet.controlplane.cluster import Cluster, ClusterChange, _made_between
 from podnet.controlplane.clusterindex import index_of, updated
 from tests.test_incremental import BASE, desired
 
@@ -86,3 +87,23 @@ def test_a_cluster_takes_the_index_of_the_one_it_was_made_from():
     assert key not in after.index.of("Pod", key[1]) and key not in after.index.pod_keys
     after.add(before.objects[key])  # a cluster changed after its index was made: made again
     assert after.index == index_of(after.objects) and key in after.index.pod_keys
+
+
+def test_a_change_made_in_steps_is_found_from_what_each_step_touched():
+    """Two short ways in one write (as changed_cluster takes them), the cluster between them
+    already gone: the change from the first is still found without comparing every object,
+    and lists a workload before its pods."""
+    first = desired(BASE)
+    first.index
+    web = next(o for o in first.objects.values() if o.kind == "Deployment")
+    step = incremental.workload_relabelled(first, web.key, {"labels": {"round": "1"}})
+    last = incremental.workload_relabelled(step, web.key, {"labels": {"round": "2"}})
+    pod = next(o for o in last.objects.values() if o.kind == "Pod")
+    relabelled = incremental.relabelled(last, pod.key, {"role": "x"}, None)
+    assert relabelled is not None  # (a pod no Service or ReplicaSet selects)
+    del step, last
+    assert _made_between(first, relabelled) is not None
+    change = ClusterChange.between(first, relabelled)
+    assert [key for key, _ in change.changed] == [web.key, pod.key]  # the workload first
+    assert {k for k, _ in change.changed} == {k for k, o in relabelled.objects.items() if first.objects.get(k) is not o}
+    assert relabelled.index == index_of(relabelled.objects)

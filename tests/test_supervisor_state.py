@@ -114,20 +114,29 @@ def test_each_change_is_a_line_of_the_journal_and_read_back_in_apply_order(state
     assert state.manifests() == [b2, c]  # b replaced in its place, c after it, a gone
     # a successor goes on numbering from the last line, and a torn last line is a change never answered
     successor = ClusterState(state.layout, state.directory)
-    assert successor.manifests() == [b2, c]
+    assert successor.resume_manifests() == [b2, c]
     successor.save_manifests([b2, c, a], {("Pod", "default", "a"): a})
     with open(state.directory / "manifests.log", "a") as log:
         log.write('{"seq": 4, "objects": [[["Pod", "default", "x"]')
     assert ClusterState(state.layout, state.directory).manifests() == [b2, c, a]
-    # once the log outgrows its snapshot, the next change writes a new snapshot and empties the log
+    # the next writer cuts the torn line off: its first change is a line of its own, read back
+    third = ClusterState(state.layout, state.directory)
+    assert third.resume_manifests() == [b2, c, a]
+    third.save_manifests([b2, a], {("Pod", "default", "c"): None})
+    third.save_manifests([b2, a, c], {("Pod", "default", "c"): c})
+    assert ClusterState(state.layout, state.directory).manifests() == [b2, a, c]
+    assert [json.loads(line)["seq"] for line in (state.directory / "manifests.log").read_text().splitlines()] == [1, 2, 3, 4, 5]
+    # once the log outgrows its snapshot (the files' sizes, as found), the next change writes a
+    # new snapshot and empties the log
     monkeypatch.setattr(durable, "COMPACT_AT", 10)
     big = ClusterState(state.layout, state.directory)
-    big.manifests()
+    big.resume_manifests()
     big.save_manifests([c], {("Pod", "default", "b"): None, ("Pod", "default", "a"): None})
-    big.save_manifests([c, b], {("Pod", "default", "b"): b})
-    assert ClusterState(state.layout, state.directory).manifests() == [c, b]
+    assert ClusterState(state.layout, state.directory).manifests() == [c]
     assert (state.directory / "manifests.log").read_text() == ""
-    assert json.loads((state.directory / "manifests.yaml").read_text())["items"] == [c, b]
+    big.save_manifests([c, b], {("Pod", "default", "b"): b})
+    assert len((state.directory / "manifests.log").read_text().splitlines()) == 1
+    assert json.loads((state.directory / "manifests.yaml").read_text())["items"] == [c]
 
 
 def test_a_torn_line_before_others_is_refused_with_the_file_named(state):
@@ -139,3 +148,22 @@ def test_a_torn_line_before_others_is_refused_with_the_file_named(state):
     log.write_text(lines[0][:20] + "\n" + lines[1] + "\n")
     with pytest.raises(durable.RecordError, match=r"manifests.log:1: not a whole line; the applied objects cannot be read"):
         state.manifests()
+
+
+def test_a_line_that_could_not_be_written_whole_is_cut_off_again(state, monkeypatch):
+    a, b = _pod("a"), _pod("b")
+    state.create({"name": "demo"}, [a])
+    state.resume_manifests()
+    state.save_manifests([a, b], {("Pod", "default", "b"): b})
+    real_fsync = durable.os.fsync
+
+    def full(fd):
+        raise OSError("no space left on device")
+
+    monkeypatch.setattr(durable.os, "fsync", full)
+    with pytest.raises(OSError, match="no space"):
+        state.save_manifests([b], {("Pod", "default", "a"): None})
+    monkeypatch.setattr(durable.os, "fsync", real_fsync)
+    state.save_manifests([a, b, _pod("c")], {("Pod", "default", "c"): _pod("c")})
+    assert ClusterState(state.layout, state.directory).manifests() == [a, b, _pod("c")]  # the failed change was never answered
+    assert [json.loads(line)["seq"] for line in (state.directory / "manifests.log").read_text().splitlines()] == [1, 2]

@@ -20,14 +20,15 @@ import random
 
 import pytest
 
+from podnet.controlplane import cluster as cluster_module
 from podnet.controlplane.cluster import ClusterChange
 from podnet.controlplane.clusterindex import index_of
 from podnet.host.layout import ClusterLayout
-from podnet.linux import counted
+from podnet.linux import collector, counted
 from podnet.linux.counted import CountedDict
 from podnet.linux.netpol import NodePolicy
 from podnet.linux.runtime import Container, PodSandbox
-from podnet.linux.supervisor import durable, loop, record, reconcile
+from podnet.linux.supervisor import durable, record, reconcile
 from podnet.linux.supervisor.apimeta import ApiMeta
 from podnet.linux.supervisor.core import Supervisor
 from podnet.linux.supervisor.state import ClusterState, documents_text
@@ -113,7 +114,9 @@ def test_a_run_of_writes_takes_the_short_ways_to_what_the_long_ways_say(supervis
     rng = random.Random(seed)
     shadow = ApiMeta(clock=lambda: 1_700_000_000.0)  # told nothing of what changed
     shadow.observe(supervisor.cluster)
-    kinds_written, indexed = set(), 0
+    kinds_written, carried = set(), []
+    update = cluster_module.updated
+    monkeypatch.setattr(cluster_module, "updated", lambda *args: carried.append(1) or update(*args))
     for _ in range(40):
         if rng.random() < 0.5:
             kubelet_event(rng, supervisor)
@@ -143,9 +146,7 @@ def test_a_run_of_writes_takes_the_short_ways_to_what_the_long_ways_say(supervis
             shadow.observe(supervisor.cluster)
         # every short way gave what computing the cluster again gives
         assert_same(supervisor.cluster, supervisor._compute(supervisor.inputs, supervisor.cluster))
-        carried = supervisor.cluster._index  # from the cluster before, if that one had one
-        assert carried is None or carried == index_of(supervisor.cluster.objects)
-        indexed += carried is not None
+        assert supervisor.cluster._index == index_of(supervisor.cluster.objects)  # carried, or made anew
         supervisor.persist()
         held = exported(supervisor.meta)
         assert exported(replayed(supervisor.state.directory)) == held
@@ -163,7 +164,7 @@ def test_a_run_of_writes_takes_the_short_ways_to_what_the_long_ways_say(supervis
             assert table.loaded == render(supervisor.cluster, node)
             assert supervisor.policy_synced[node] == supervisor.generation
     assert {"ConfigMap", "Deployment", "Pod", "NetworkPolicy"} <= kinds_written
-    assert indexed  # the index was carried, and checked
+    assert carried  # most writes took the index of the cluster before, updated
 
 
 @pytest.mark.parametrize("seed", [1, 2])
@@ -303,30 +304,30 @@ def test_the_records_count_their_changes_but_not_what_the_record_does_not_hold(t
 
 def test_the_collector_freezes_every_round_and_collects_in_full_only_when_quiet(monkeypatch):
     calls = []
-    monkeypatch.setattr(loop.gc, "freeze", lambda: calls.append("freeze"))
-    monkeypatch.setattr(loop.gc, "unfreeze", lambda: calls.append("unfreeze"))
-    monkeypatch.setattr(loop.gc, "collect", lambda: calls.append("collect"))
+    monkeypatch.setattr(collector.gc, "freeze", lambda: calls.append("freeze"))
+    monkeypatch.setattr(collector.gc, "unfreeze", lambda: calls.append("unfreeze"))
+    monkeypatch.setattr(collector.gc, "collect", lambda: calls.append("collect"))
     now = [1000.0]
-    collector = loop.Collector(clock=lambda: now[0])
-    collector.round(1)
+    gc_policy = collector.Collector(clock=lambda: now[0])
+    gc_policy.round(1)
     assert calls == ["freeze"]
-    now[0] += loop.FULL_COLLECTION_EVERY  # due, but the cluster changed just now
-    collector.round(2)
+    now[0] += collector.FULL_COLLECTION_EVERY  # due, but the cluster changed just now
+    gc_policy.round(2)
     assert calls == ["freeze", "freeze"]
-    now[0] += loop.QUIET_FOR / 2
-    collector.round(2)
+    now[0] += collector.QUIET_FOR / 2
+    gc_policy.round(2)
     assert "collect" not in calls
-    now[0] += loop.QUIET_FOR
-    collector.round(2)  # quiet long enough: the full collection, then frozen again
+    now[0] += collector.QUIET_FOR
+    gc_policy.round(2)  # quiet long enough: the full collection, then frozen again
     assert calls[-3:] == ["unfreeze", "collect", "freeze"]
     calls.clear()
-    now[0] += loop.QUIET_FOR
-    collector.round(2)
+    now[0] += collector.QUIET_FOR
+    gc_policy.round(2)
     assert calls == ["freeze"]  # and not again before FULL_COLLECTION_EVERY
     calls.clear()
-    for generation in range(3, 3 + int(loop.COLLECTION_AT_LEAST_EVERY // 100)):  # never quiet
+    for generation in range(3, 3 + int(collector.COLLECTION_AT_LEAST_EVERY // 100)):  # never quiet
         now[0] += 100
-        collector.round(generation)
+        gc_policy.round(generation)
     assert calls.count("collect") == 1  # busy all along: at least once in COLLECTION_AT_LEAST_EVERY
 
 
@@ -390,3 +391,38 @@ def test_scales_while_pods_still_terminate_give_what_full_computations_give(supe
     assert_same(supervisor.cluster, full(supervisor.inputs, supervisor.config, supervisor._live_readiness,
                                          supervisor.cluster))
     assert supervisor.cluster.get("Deployment", "default", "web").status["replicas"] == 2
+
+
+def test_a_record_write_that_fails_is_made_again_by_the_next(supervisor, monkeypatch):
+    supervisor.persist()
+    ref, sandbox = next(iter(supervisor.runtime.pods.items()))
+    with supervisor.lock:
+        sandbox.containers[0].restarts += 1
+    append = supervisor.pods_journal.append
+
+    def full(change):
+        raise OSError("no space left on device")
+
+    monkeypatch.setattr(supervisor.pods_journal, "append", full)
+    with pytest.raises(OSError):
+        supervisor.persist()
+    monkeypatch.setattr(supervisor.pods_journal, "append", append)
+    supervisor.persist()  # nothing else changed meanwhile: the failed change is written now
+    written = record.read(supervisor.state.directory)
+    assert {k: v for k, v in written.items() if k not in ("version", "seq")} == json.loads(json.dumps(supervisor.record()))
+    assert next(p for p in written["pods"] if f"{p['namespace']}/{p['name']}" == ref)["containers"][0]["restarts"] == 1
+
+
+def test_the_pods_changed_for_the_api_fields_are_let_go_when_nobody_asks(supervisor):
+    """Without an API server asking (`changes`), the refs noted for it would pile up with every
+    pod name ever changed: past a bound they go, and the next look is at every pod."""
+    for i in range(2 * len(supervisor.runtime.pods) + 1001):
+        counted.note(f"gone/pod-{i}")
+    supervisor.persist()
+    assert supervisor._live_changes.pending() == 0 and supervisor._live_everything
+    ref, sandbox = next(iter(supervisor.runtime.pods.items()))
+    supervisor.meta._records[("Pod", *ref.split("/", 1))].live = None  # as if never noted
+    supervisor.changes(supervisor.meta.version)
+    assert supervisor.meta._records[("Pod", *ref.split("/", 1))].live == \
+        live_digest(sandbox, supervisor.container_state.get(ref) or {})
+    assert not supervisor._live_everything

@@ -37,7 +37,7 @@ from podnet.apiserver.rbac import SERVICE_ACCOUNT_PREFIX, Attributes, Authorizer
 from podnet.apiserver.registry import BY_PATH, Resource
 from podnet.errors import PodnetError
 from podnet.linux.supervisor import reconcile
-from podnet.linux.supervisor.loop import REAP_INTERVAL, Collector
+from podnet.linux.collector import Collector
 from podnet.pki.authority import ClusterCredentials
 from podnet.pki.tokens import issue_token
 
@@ -698,14 +698,17 @@ def listening(sock: socket.socket, address: tuple[str, int]) -> socket.socket:
     return sock
 
 
+COLLECTOR_ROUND = 0.2  # seconds, as the supervisor's loop
+
+
 async def _collect(server: ApiServer) -> None:
     """Python's full garbage collection kept off the requests' path, as in the supervisor
-    (loop.Collector): the watch cache (10,000 pods: millions of objects) is long-lived by
+    (collector.py): the watch cache (10,000 pods: millions of objects) is long-lived by
     nature, and a full collection visiting it held a request ~0.3 s."""
     collector = Collector()
     while True:
         collector.round(server.objects.resource_version)
-        await asyncio.sleep(REAP_INTERVAL)
+        await asyncio.sleep(COLLECTOR_ROUND)
 
 
 async def run(server: ApiServer, context: ssl.SSLContext, listeners: list[socket.socket]) -> None:

@@ -42,15 +42,15 @@ class Cluster:
     lines: LineFinder = field(default_factory=lambda: LineFinder({}))
     # made on first use, or carried from the cluster this one was made from (ClusterChange)
     _index: ClusterIndex | None = field(default=None, init=False, repr=False, compare=False)
-    # (the cluster this one was made from, weakly: no chain of every cluster kept; the keys
-    # the making touched; the keys it removed): ClusterChange.between without a pass over both
-    _made_from: tuple[weakref.ref, frozenset[Key], frozenset[Key]] | None = \
-        field(default=None, init=False, repr=False, compare=False)
+    # the clusters this one was made from, the last first and a few before it (weakly: no chain
+    # of every cluster is kept), each with the keys touched or removed since it:
+    # ClusterChange.between from any of them without a pass over both
+    _made_from: tuple[tuple[weakref.ref, frozenset[Key]], ...] = field(default=(), init=False, repr=False, compare=False)
 
     def add(self, obj: KubeObject) -> None:
         system.stamp_uid(obj)
         self.objects[obj.key] = obj
-        self._index = None
+        self._index, self._made_from = None, ()  # what they said no longer holds
 
     @property
     def index(self) -> ClusterIndex:
@@ -69,7 +69,9 @@ class Cluster:
         left as they were) and those of `gone` (removed): its index and its ClusterChange
         from `before` follow from them alone."""
         touched, gone = frozenset(touched), frozenset(gone)
-        self._made_from = (weakref.ref(before), touched, gone)
+        keys = touched | gone
+        self._made_from = ((weakref.ref(before), keys),
+                           *((ancestor, earlier | keys) for ancestor, earlier in before._made_from[:_MADE_STEPS - 1]))
         self.index_from(before, [(key, self.objects[key]) for key in touched if key in self.objects], gone)
 
     def get(self, kind: str, namespace: str, name: str) -> KubeObject | None:
@@ -93,13 +95,13 @@ class ClusterChange:
 
     before: Cluster | None
     after: Cluster
-    changed: tuple[tuple[Key, KubeObject], ...]  # added or replaced, in key order
-    gone: tuple[Key, ...]  # in key order
+    changed: tuple[tuple[Key, KubeObject], ...]  # added or replaced, in change_order
+    gone: tuple[Key, ...]  # in change_order
 
     @classmethod
     def between(cls, before: Cluster | None, after: Cluster) -> "ClusterChange":
         if before is None:
-            return cls(None, after, tuple(sorted(after.objects.items(), key=_first)), ())
+            return cls(None, after, tuple(sorted(after.objects.items(), key=_item_order)), ())
         old, new = before.objects, after.objects
         keys = _made_between(before, after)
         if keys is not None:  # what the makings touched is all there is to compare
@@ -108,7 +110,7 @@ class ClusterChange:
         else:  # in C, not a Python loop over every object (25,000 at 10,000 pods: 8 ms -> 2)
             changed = list(compress(new.items(), map(operator.is_not, map(old.get, new), new.values())))
             gone = list(compress(old, map(operator.not_, map(new.__contains__, old))))
-        return cls(before, after, tuple(sorted(changed, key=_first)), tuple(sorted(gone)))
+        return cls(before, after, tuple(sorted(changed, key=_item_order)), tuple(sorted(gone, key=change_order)))
 
     def carry_index(self) -> None:
         """Give `after` its index, if it has none yet: `before`'s with this change's objects
@@ -128,26 +130,29 @@ class ClusterChange:
         return any(key[0] in kinds for key, _ in self.changed) or any(key[0] in kinds for key in self.gone)
 
 
-_first = operator.itemgetter(0)
-_MADE_STEPS = 4  # how far back ClusterChange.between follows the makings
+# the kinds in the order compute adds them: a change lists what it touched in this order (then
+# by key), so watchers see a namespace before what is in it, a ReplicaSet before its pods, a
+# Service before its endpoints, whichever way the change was found
+_KIND_ORDER = {kind: rank for rank, kind in enumerate((
+    "Namespace", "ConfigMap", "Secret", "NetworkPolicy", "AdminNetworkPolicy", "BaselineAdminNetworkPolicy",
+    "Ingress", "IngressClass", "Node", "Deployment", "ReplicaSet", "StatefulSet", "DaemonSet", "Pod", "Service",
+    "EndpointSlice", "Endpoints"))}
 
 
-def _made_between(before: Cluster, after: Cluster) -> set[Key] | None:
+def change_order(key: Key) -> tuple[int, Key]:
+    """Where an object comes among those a change touched (ClusterChange, ApiMeta)."""
+    return (_KIND_ORDER.get(key[0], len(_KIND_ORDER)), key)
+
+
+def _item_order(item: tuple[Key, KubeObject]) -> tuple[int, Key]:
+    return change_order(item[0])
+_MADE_STEPS = 4  # how many makings back a cluster remembers (Cluster._made_from)
+
+
+def _made_between(before: Cluster, after: Cluster) -> frozenset[Key] | None:
     """The keys touched or removed by the makings (Cluster.made_from) that led from `before`
     to `after`, if `after` was made from `before` in a few steps; None if not."""
-    keys: set[Key] = set()
-    cluster = after
-    for _ in range(_MADE_STEPS):
-        made = cluster._made_from
-        if made is None:
-            return None
-        keys |= made[1] | made[2]
-        cluster = made[0]()
-        if cluster is before:
-            return keys
-        if cluster is None:
-            return None
-    return None
+    return next((keys for ancestor, keys in after._made_from if ancestor() is before), None)
 
 
 def _warn_shared_priorities(policies: list[KubeObject], warn: Callable[[KubeObject, str], None]) -> None:

@@ -64,7 +64,10 @@ def index_of(objects: Mapping[Key, KubeObject]) -> ClusterIndex:
 def updated(index: ClusterIndex, before: Mapping[Key, KubeObject],
             changed: Iterable[tuple[Key, KubeObject]], gone: Iterable[Key]) -> ClusterIndex:
     """The index of the objects `before` (indexed by `index`) with `changed` added or replacing
-    those of their keys and `gone` removed. An object replaced keeps its place in its bucket."""
+    those of their keys and `gone` removed (a key in both is changed). An object replaced keeps
+    its place in its bucket."""
+    changed = list(changed)
+    gone = set(gone) - {key for key, _ in changed}
     buckets, bound = dict(index.buckets), dict(index.bound)
     copied: set[tuple[str, object]] = set()  # the buckets copied already: changed in place from then on
 
@@ -75,7 +78,6 @@ def updated(index: ClusterIndex, before: Mapping[Key, KubeObject],
         return table[name]
 
     unplaced, pod_keys = set(index.unplaced), None
-    changed = list(changed)
     for key in [*gone, *(key for key, _ in changed)]:  # what the old versions counted
         old = before.get(key)
         if old is None or key[0] != "Pod":

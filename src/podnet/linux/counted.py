@@ -17,6 +17,7 @@ keeps a ChangedRefs, which every change adds its pod to until the consumer takes
 from __future__ import annotations
 
 import itertools
+import threading
 import weakref
 from typing import ClassVar
 
@@ -28,13 +29,17 @@ _consumers: tuple[set[str], ...] = ()
 
 
 def note(ref: str | None = None) -> int:
-    """A change, of the pod `ref` if it is known."""
+    """A change, of the pod `ref` if it is known: its pod first, then the count (a consumer that
+    sees the count moved finds the pod among those it takes)."""
     global count
-    count = value = next(_sequence)
     if ref is not None:
         for refs in _consumers:
             refs.add(ref)
+    count = value = next(_sequence)
     return value
+
+
+_registering = threading.RLock()  # consumers come and go (a finalizer, on any thread) one at a time
 
 
 class ChangedRefs:
@@ -43,7 +48,8 @@ class ChangedRefs:
     def __init__(self) -> None:
         global _consumers
         self._refs: set[str] = set()
-        _consumers = (*_consumers, self._refs)
+        with _registering:
+            _consumers = (*_consumers, self._refs)
         weakref.finalize(self, _forget, id(self._refs))
 
     def take(self) -> set[str]:
@@ -54,10 +60,19 @@ class ChangedRefs:
             taken.add(refs.pop())
         return taken
 
+    def pending(self) -> int:
+        """How many refs wait to be taken."""
+        return len(self._refs)
+
+    def put_back(self, refs: set[str]) -> None:
+        """Refs taken but not dealt with (the consumer failed): taken again next time."""
+        self._refs.update(refs)
+
 
 def _forget(refs_id: int) -> None:
     global _consumers
-    _consumers = tuple(refs for refs in _consumers if id(refs) != refs_id)
+    with _registering:
+        _consumers = tuple(refs for refs in _consumers if id(refs) != refs_id)
 
 
 def version(obj: "Counted") -> int:

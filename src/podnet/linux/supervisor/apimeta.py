@@ -38,7 +38,7 @@ from typing import Any
 
 from podnet.api.objects import KubeObject
 from podnet.controlplane import Cluster
-from podnet.controlplane.cluster import ClusterChange
+from podnet.controlplane.cluster import ClusterChange, change_order
 from podnet.linux.supervisor.events import timestamp
 
 TOMBSTONES = 10_000  # deletions remembered for `changed_since` (older: the caller lists again)
@@ -98,7 +98,7 @@ class ApiMeta:
         # deletions are no longer all known (a restart forgets them all: the version it restored)
         self._tombstones: deque[tuple[int, tuple]] = deque(maxlen=TOMBSTONES)
         self.forgotten = 0
-        # what changed since the last `changes()`: the supervisor journals it (record.Journal),
+        # what changed since the last `changes()`: the supervisor journals it (durable.Journal),
         # so a write costs the record of what it changed, not of every object
         self._changed: set[tuple] = set()
         self._changed_conditions: set[tuple[tuple, str]] = set()
@@ -125,9 +125,9 @@ class ApiMeta:
             if fast:
                 present = list(change.changed)
                 gone = [key for key in change.gone if key in self._records]
-            else:  # in key order, as a ClusterChange lists them
-                present = sorted(objects.items(), key=lambda item: item[0])
-                gone = sorted(key for key in self._records if key not in objects)
+            else:  # in the order a ClusterChange lists them
+                present = sorted(objects.items(), key=lambda item: change_order(item[0]))
+                gone = sorted((key for key in self._records if key not in objects), key=change_order)
             self._observed = cluster
             for key, obj in present:
                 record = self._records.get(key)

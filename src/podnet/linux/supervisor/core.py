@@ -94,7 +94,7 @@ class Supervisor:
         self.layout = layout
         self.state = state or ClusterState(layout)
         self.config = self.state.config()
-        self.inputs: list[dict[str, Any]] = self.state.manifests()
+        self.inputs: list[dict[str, Any]] = self.state.resume_manifests()
         self.lock = threading.RLock()
         self.stopping = threading.Event()
         self._cluster: Cluster | None = None
@@ -160,6 +160,7 @@ class Supervisor:
         # since, those being stopped
         self._live_noted: int | None = None
         self._live_changes = counted.ChangedRefs()
+        self._live_everything = False  # the refs were let go (persist): the next look is at every pod
         self._live_polled: set[str] = set()
         self._journaled: tuple[int, dict[str, Any]] | None = None  # (generation, controllers) last journalled
         self.adopted: list[str] = []  # the pods this supervisor took over from a dead one (adopt)
@@ -380,13 +381,15 @@ class Supervisor:
 
     def record(self) -> dict[str, Any]:
         """What running.json holds now (record.py), made from every pod; call under the lock."""
-        return record.listed(self._record_of(self.runtime.pods))
+        return record.listed(self._record_of(self.runtime.pods.keys() | self.container_state.keys()))
 
     def _record_of(self, refs: Iterable[str]) -> dict[str, Any]:
-        """The record (keyed) of the running pods among `refs`: their sandboxes' entries and
-        their bodies as computed; the containers' states and the terminations whole."""
-        pods, bodies = {}, {}
+        """The record (keyed) of the pods among `refs`: the running ones' sandbox entries and
+        bodies as computed, their containers' states; the terminations whole (a few)."""
+        pods, bodies, states = {}, {}, {}
         for ref in refs:
+            if ref in self.container_state:
+                states[ref] = self.container_state[ref]
             sandbox = self.runtime.pods.get(ref)
             if sandbox is None:
                 continue
@@ -394,7 +397,7 @@ class Supervisor:
             pod = self.cluster.get("Pod", *ref.split("/", 1))
             if pod is not None:
                 bodies[ref] = pod.body
-        return {"pods": pods, "bodies": bodies, "containerState": dict(self.container_state),
+        return {"pods": pods, "bodies": bodies, "containerState": states,
                 "graceDeadlines": dict(self.grace_deadlines), "terminating": dict(self.terminating)}
 
     def _looked_at(self, changes: counted.ChangedRefs, polled: set[str]) -> set[str]:
@@ -423,25 +426,32 @@ class Supervisor:
         with self.lock:
             if self.runtime is None or self.cluster is None:
                 return
+            if self._live_changes.pending() > 2 * len(self.runtime.pods) + 1000:
+                # nobody asks (no API server): the refs are let go, and the next look is at every pod
+                self._live_changes.take()
+                self._live_everything = True
             self._journal_meta(force)
             count = counted.count  # read before the record is made: a change meanwhile moves it again
             if force or self._bodies_changed or count != self._recorded_count:
-                self._bodies_changed = False
                 refs = self._looked_at(self._record_changes, self._record_polled) | self._pods_changed
-                self._pods_changed = set()
                 written = self._written
-                if force or written is None or self.pods_journal.due:
-                    self._process_ids.forget_except({
-                        p.pid for s in self.runtime.pods.values()
-                        for p in (s.pause, *(c.process for c in s.containers)) if p is not None})
-                    self._written = self._record_of(self.runtime.pods)
-                    self.pods_journal.snapshot(record.listed(self._written))
-                else:
-                    now = self._record_of(refs)
-                    change = record.pods_change(written, now, refs)
-                    if change:
-                        record.apply_pods_change(written, change)
-                        self.pods_journal.append(change)
+                try:
+                    if force or written is None or self.pods_journal.due:
+                        self._process_ids.forget_except({
+                            p.pid for s in self.runtime.pods.values()
+                            for p in (s.pause, *(c.process for c in s.containers)) if p is not None})
+                        whole = self._record_of(self.runtime.pods.keys() | self.container_state.keys())
+                        self.pods_journal.snapshot(record.listed(whole))
+                        self._written = whole
+                    else:
+                        change = record.pods_change(written, self._record_of(refs), refs)
+                        if change:
+                            self.pods_journal.append(change)
+                            record.apply_pods_change(written, change)  # what is on disk now
+                except BaseException:
+                    self._record_changes.put_back(refs)  # not written: looked at again next time
+                    raise
+                self._bodies_changed, self._pods_changed = False, set()
                 self._recorded_count = count
 
     def _persist_events(self, force: bool) -> None:
@@ -1105,7 +1115,10 @@ class Supervisor:
         count = counted.count
         if count == self._live_noted:
             return
-        for ref in self._looked_at(self._live_changes, self._live_polled):
+        refs = self._looked_at(self._live_changes, self._live_polled)
+        if self._live_everything:
+            refs, self._live_everything = self.runtime.pods.keys() | refs, False
+        for ref in refs:
             sandbox = self.runtime.pods.get(ref)
             if sandbox is not None:
                 namespace, name = ref.split("/", 1)

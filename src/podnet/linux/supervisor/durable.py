@@ -75,17 +75,24 @@ class Journal:
         atomic_write(self.snapshot_path, text)
         self.close()
         atomic_write(self.log_path, "")
-        self._logged, self._snapshot_size = 0, len(text)
+        self._logged, self._snapshot_size = 0, len(text.encode())
 
     def append(self, change: dict[str, Any]) -> None:
-        """One change, on its line, on disk when this returns."""
-        self.seq += 1
-        line = json.dumps({"seq": self.seq, **change}) + "\n"
+        """One change, on its line, on disk when this returns. A line that could not be written
+        whole (a full disk) is cut off again: the next one starts on a line of its own."""
+        line = (json.dumps({"seq": self.seq + 1, **change}) + "\n").encode()
         if self._log is None:
-            self._log = open(self.log_path, "a", encoding="utf-8")
-        self._log.write(line)
-        self._log.flush()
-        os.fsync(self._log.fileno())
+            self._log = open(self.log_path, "ab")
+        at = self._log.tell()
+        try:
+            self._log.write(line)
+            self._log.flush()
+            os.fsync(self._log.fileno())
+        except BaseException:
+            self.close()
+            _cut(self.log_path, at)
+            raise
+        self.seq += 1
         self._logged += len(line)
 
     @property
@@ -94,12 +101,35 @@ class Journal:
         return self._logged > max(COMPACT_AT, self._snapshot_size)
 
     def continue_from(self, seq: int) -> None:
+        """Go on from a journal as read (read_journal: the last change's `seq`): a torn last
+        line, the append a crash cut short, is cut off, so the next line is one of its own;
+        the sizes found tell when a new snapshot is due."""
+        self.close()
         self.seq = seq
+        try:
+            data = self.log_path.read_bytes()
+        except FileNotFoundError:
+            data = b""
+        whole = data.rfind(b"\n") + 1
+        if whole < len(data):
+            _cut(self.log_path, whole)
+        self._logged = whole
+        try:
+            self._snapshot_size = self.snapshot_path.stat().st_size
+        except FileNotFoundError:
+            self._snapshot_size = 0
 
     def close(self) -> None:
         if self._log is not None:
             self._log.close()
             self._log = None
+
+
+def _cut(path: Path, size: int) -> None:
+    """`path` ends at `size` bytes, on disk."""
+    with open(path, "r+b") as file:
+        file.truncate(size)
+        os.fsync(file.fileno())
 
 
 def read_journal(directory: Path, snapshot: str, log: str,

@@ -88,14 +88,23 @@ class ClusterState:
 
     def manifests(self) -> list[dict[str, Any]]:
         """The applied objects, in the order they were first applied: the snapshot with the
-        changes logged after it (and the journal goes on from the last of them)."""
+        changes logged after it."""
+        return self._read_manifests()[0]
+
+    def resume_manifests(self) -> list[dict[str, Any]]:
+        """The applied objects, for the one process that writes them (the supervisor): its
+        journal goes on from the last change read (a torn last line cut off)."""
+        items, seq = self._read_manifests()
+        self._manifests.continue_from(seq)
+        return items
+
+    def _read_manifests(self) -> tuple[list[dict[str, Any]], int]:
         saved = read_journal(self.directory, MANIFESTS, MANIFESTS_LOG, "the applied objects cannot be read")
         if saved is None:
             raise FileNotFoundError(f"{self.directory / MANIFESTS}: no such file")
-        self._manifests.continue_from(saved["seq"])
         items = saved["state"].get("items") or []
         if not saved["changes"]:
-            return items
+            return items, saved["seq"]
         by_key = {object_key(body): body for body in items}
         for change in saved["changes"]:
             for key, body in change["objects"]:
@@ -103,7 +112,7 @@ class ClusterState:
                     by_key.pop(tuple(key), None)
                 else:
                     by_key[tuple(key)] = body  # in its place, or last if it is new (as an apply merges)
-        return list(by_key.values())
+        return list(by_key.values()), saved["seq"]
 
     def save_manifests(self, bodies: list[dict[str, Any]],
                        changed: Mapping[tuple[str, str, str], dict[str, Any] | None] | None = None) -> None:

@@ -29,8 +29,9 @@ at once and the teardown kills what is left without grace. A supervisor that is 
 the terminating pods and when each grace period ends in its record (record.py); the one that
 re-adopts the pods goes on with each termination where the dead one was — the grace period
 ends when it was to end, not a whole period after the restart, as kubelet after a restart
-counts from the pod's deletionTimestamp (grace_deadline) — and manifests.yaml, written in the
-apply that started the termination, already holds the state without the pod. `--force` with grace period 0 skips the Terminating state, as a forced
+counts from the pod's deletionTimestamp (grace_deadline) — and the applied objects (manifests.yaml
+and its log, state.py), written in the apply that started the termination, already hold the
+state without the pod. `--force` with grace period 0 skips the Terminating state, as a forced
 deletion removes the pod object at once (its processes are stopped as before: SIGTERM, 2 s, SIGKILL).
 """
 
