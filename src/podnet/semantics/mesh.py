@@ -1,0 +1,493 @@
+"""The service mesh's rules, as Istio's control plane (and Linkerd's injector) decide them.
+
+Which pods get a proxy beside them (injection), each workload's identity (a SPIFFE id from its
+namespace and ServiceAccount), whether a port of a workload takes plaintext from a client
+without a proxy (PeerAuthentication's mode) and whether a request or a connection is let
+through (AuthorizationPolicy). One copy of each rule: the simulator's `trace` and `check`, the
+proxies' configuration and the tests all ask this module.
+
+The rules follow istio/istio (pilot/pkg/security/authz/builder and model: how policies become
+Envoy RBAC; pilot/pkg/security/authn: how PeerAuthentication composes; pkg/kube/inject: the
+injection decision) and istio/api's protos; linkerd2's pkg/inject for `linkerd.io/inject`.
+What podnet does not have is treated as absent: no JWTs (request principals never match), no
+external authorizers (a CUSTOM policy fails closed: what it matches is denied, as Istio does for
+a provider it does not know).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from urllib.parse import unquote
+
+from podnet.api.objects import KubeObject
+
+ROOT_NAMESPACE = "istio-system"  # meshConfig.rootNamespace: its policies apply mesh-wide
+TRUST_DOMAIN = "cluster.local"
+# never injected, whatever they say (istio's IgnoredNamespaces)
+SYSTEM_NAMESPACES = frozenset({"kube-system", "kube-public", "kube-node-lease", "local-path-storage"})
+ISTIO_INJECT = "sidecar.istio.io/inject"  # a pod label (or, legacy, an annotation)
+ISTIO_INJECTION = "istio-injection"  # a namespace label: enabled / disabled
+ISTIO_REV = "istio.io/rev"  # a namespace or pod label: the control plane revision
+LINKERD_INJECT = "linkerd.io/inject"  # an annotation, on the namespace or the pod
+DRY_RUN = "istio.io/dry-run"  # an AuthorizationPolicy annotation: evaluated, never enforced
+
+MODES = ("UNSET", "DISABLE", "PERMISSIVE", "STRICT")
+ACTIONS = ("ALLOW", "DENY", "AUDIT", "CUSTOM")
+
+
+# -- injection -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Injection:
+    injected: bool
+    mesh: str | None  # "istio" or "linkerd" when injected
+    reason: str
+
+
+def injection(pod: KubeObject, namespace: KubeObject | None) -> Injection:
+    """Whether `pod` (in `namespace`, its Namespace object if there is one) gets a proxy.
+
+    Istio: the namespace label istio-injection=enabled, or istio.io/rev, or the pod label
+    sidecar.istio.io/inject=true call the injector; the pod's label (else its legacy annotation)
+    "false" turns it off, "true" on; istio-injection=disabled wins over a pod's "true" (the
+    webhook is never called). Linkerd: the annotation linkerd.io/inject (enabled, ingress,
+    disabled) on the pod, else on its namespace; any other value injects nothing. A hostNetwork
+    pod, or one in a system namespace, is never injected."""
+    ns_labels = (namespace.labels if namespace is not None else {}) or {}
+    ns_annotations = (namespace.metadata.get("annotations") if namespace is not None else None) or {}
+    labels, annotations = pod.labels or {}, pod.metadata.get("annotations") or {}
+    if pod.spec.get("hostNetwork"):
+        return Injection(False, None, "hostNetwork pods are never injected")
+    if pod.namespace in SYSTEM_NAMESPACES:
+        return Injection(False, None, f"namespace {pod.namespace} is never injected")
+    istio = _istio_injection(ns_labels, labels, annotations)
+    if istio is not None:
+        return istio
+    return _linkerd_injection(ns_annotations, annotations)
+
+
+def _istio_injection(ns_labels: Mapping[str, str], labels: Mapping[str, str],
+                     annotations: Mapping[str, str]) -> Injection | None:
+    """Istio's decision, or None if Istio's injector is not called for the pod at all."""
+    namespace_says = ns_labels.get(ISTIO_INJECTION)
+    pod_label = labels.get(ISTIO_INJECT)
+    # (a) whether the webhook is called: the namespace's labels, or the pod's own labels
+    if namespace_says == "enabled":
+        called = f"namespace label {ISTIO_INJECTION}=enabled"
+    elif namespace_says is None and ISTIO_REV in ns_labels:
+        called = f"namespace label {ISTIO_REV}={ns_labels[ISTIO_REV]}"
+    elif namespace_says is None and ISTIO_REV in labels:
+        called = f"pod label {ISTIO_REV}={labels[ISTIO_REV]}"
+    elif namespace_says is None and pod_label == "true":
+        called = f"pod label {ISTIO_INJECT}=true"
+    else:
+        if namespace_says == "disabled" and pod_label == "true":
+            return Injection(False, None, f"namespace label {ISTIO_INJECTION}=disabled (the pod's "
+                                          f"{ISTIO_INJECT}=true is not asked)")
+        return None
+    # (b) the injector: the pod's label, else its legacy annotation; else the default policy (enabled)
+    said, where = (pod_label, "label") if pod_label is not None else (annotations.get(ISTIO_INJECT), "annotation")
+    if said == "false":
+        return Injection(False, None, f"pod {where} {ISTIO_INJECT}=false")
+    return Injection(True, "istio", called)
+
+
+def _linkerd_injection(ns_annotations: Mapping[str, str], annotations: Mapping[str, str]) -> Injection:
+    valid = ("enabled", "ingress", "disabled")
+    pod_says, namespace_says = annotations.get(LINKERD_INJECT), ns_annotations.get(LINKERD_INJECT)
+    if pod_says is not None and pod_says not in valid:
+        return Injection(False, None, f"pod annotation {LINKERD_INJECT}={pod_says} is not one of {', '.join(valid)}")
+    if pod_says is None and namespace_says is not None and namespace_says not in valid:
+        return Injection(False, None, f"namespace annotation {LINKERD_INJECT}={namespace_says} is not one of "
+                                      f"{', '.join(valid)}")
+    if pod_says in ("enabled", "ingress"):
+        return Injection(True, "linkerd", f"pod annotation {LINKERD_INJECT}={pod_says}")
+    if pod_says == "disabled":
+        return Injection(False, None, f"pod annotation {LINKERD_INJECT}=disabled")
+    if namespace_says in ("enabled", "ingress"):
+        return Injection(True, "linkerd", f"namespace annotation {LINKERD_INJECT}={namespace_says}")
+    return Injection(False, None, "nothing asks for a proxy")
+
+
+# -- identity --------------------------------------------------------------------------------------
+
+
+def service_account_of(pod: KubeObject) -> str:
+    return pod.spec.get("serviceAccountName") or pod.spec.get("serviceAccount") or "default"
+
+
+def spiffe_id(namespace: str, service_account: str, trust_domain: str = TRUST_DOMAIN) -> str:
+    """The identity a workload's certificate carries (its URI SAN)."""
+    return f"spiffe://{trust_domain}/ns/{namespace}/sa/{service_account}"
+
+
+_SPIFFE = re.compile(r"^spiffe://([^/]+)/ns/([^/]+)/sa/([^/]+)$")
+
+
+def namespace_of(principal: str | None) -> str | None:
+    """The namespace a peer's SPIFFE id names (None: plaintext, or not a workload id)."""
+    found = _SPIFFE.match(principal or "")
+    return found.group(2) if found else None
+
+
+# -- PeerAuthentication ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class MtlsMode:
+    mode: str  # DISABLE, PERMISSIVE or STRICT
+    decided_by: str  # "PeerAuthentication NS/NAME (mesh|namespace|workload|port N)", or the default
+
+    @property
+    def accepts_plaintext(self) -> bool:
+        return self.mode != "STRICT"
+
+    @property
+    def takes_mtls(self) -> bool:
+        return self.mode != "DISABLE"
+
+
+def mtls_mode(policies: Iterable[KubeObject], namespace: str, labels: Mapping[str, str], port: int,
+              root_namespace: str = ROOT_NAMESPACE) -> MtlsMode:
+    """The mTLS mode of a workload's port (the container port a connection arrives at): the
+    oldest mesh-wide policy (root namespace, no selector), the oldest of its namespace, the
+    oldest selecting it, then its port-level setting, each UNSET inheriting; PERMISSIVE when
+    nothing applies. A root-namespace policy with a selector is ignored; an empty matchLabels is
+    no selector."""
+    mesh = namespace_wide = workload = None
+    for policy in sorted((p for p in policies if p.kind == "PeerAuthentication"), key=_age):
+        selector = ((policy.spec.get("selector") or {}).get("matchLabels")) or {}
+        if policy.namespace == root_namespace and not selector:
+            mesh = mesh or policy
+        elif policy.namespace == namespace and not selector:
+            namespace_wide = namespace_wide or policy
+        elif policy.namespace == namespace and policy.namespace != root_namespace and _subset(selector, labels):
+            workload = workload or policy
+    mode, decided = "PERMISSIVE", "the default (no PeerAuthentication sets a mode)"
+    for policy, level in ((mesh, "mesh"), (namespace_wide, "namespace"), (workload, "workload")):
+        said = _mode(policy.spec.get("mtls")) if policy is not None else "UNSET"
+        if said != "UNSET":
+            mode, decided = said, f"PeerAuthentication {policy.namespace}/{policy.name} ({level})"
+    if workload is not None:
+        ports = workload.spec.get("portLevelMtls") or {}
+        said = _mode(ports.get(str(port), ports.get(port)))
+        if said != "UNSET":
+            mode, decided = said, f"PeerAuthentication {workload.namespace}/{workload.name} (port {port})"
+    return MtlsMode(mode, decided)
+
+
+def _mode(mtls: Mapping | None) -> str:
+    mode = (mtls or {}).get("mode") or "UNSET"
+    return mode if mode in MODES else "UNSET"
+
+
+def _age(policy: KubeObject) -> tuple[str, str, str]:
+    """Older first; the same second: by name, then namespace (istio's configCompareByCreationTime)."""
+    return (policy.metadata.get("creationTimestamp") or "", policy.name, policy.namespace)
+
+
+def _subset(selector: Mapping[str, str], labels: Mapping[str, str]) -> bool:
+    return all(labels.get(key) == value for key, value in selector.items())
+
+
+# -- AuthorizationPolicy ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Http:
+    """What the server's proxy sees of an HTTP request."""
+    method: str = "GET"
+    path: str = "/"
+    host: str = ""
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Request:
+    """A request (`http` set) or a TCP connection (`http` None) arriving at a workload's proxy:
+    the client's identity (its SPIFFE id, None over plaintext), its address, and the workload's
+    address and port it was sent to (the container port, not the Service's)."""
+    principal: str | None
+    source_ip: str
+    port: int
+    destination_ip: str | None = None
+    http: Http | None = None
+    sni: str | None = None
+
+
+@dataclass(frozen=True)
+class Decision:
+    allowed: bool
+    # what decided: "DENY" / "CUSTOM" (a policy's rule matched), "ALLOW" (one matched), "no ALLOW
+    # policy" (nothing to allow against: let through), "no ALLOW rule matched" (denied)
+    by: str
+    policy: str | None = None  # NAMESPACE/NAME of the deciding policy
+    rule: int | None = None  # its rule's index
+    audited: tuple[str, ...] = ()  # AUDIT policies whose rules matched (they decide nothing)
+
+    def __str__(self) -> str:
+        where = f" {self.policy} rule {self.rule}" if self.policy is not None else ""
+        return f"{'allowed' if self.allowed else 'denied'}: {self.by}{where}"
+
+
+def applies_to(policy: KubeObject, namespace: str, labels: Mapping[str, str],
+               root_namespace: str = ROOT_NAMESPACE) -> bool:
+    """Whether an AuthorizationPolicy governs a sidecar workload: one of its namespace's or of
+    the root namespace's, without targetRefs (those are for gateways and waypoints), selecting
+    the workload's labels (matchLabels as a subset) or selecting nothing (all of them)."""
+    if policy.namespace not in (namespace, root_namespace):
+        return False
+    if policy.spec.get("targetRef") or policy.spec.get("targetRefs"):
+        return False
+    selector = policy.spec.get("selector")
+    return selector is None or _subset(selector.get("matchLabels") or {}, labels)
+
+
+def authorize(policies: Iterable[KubeObject], namespace: str, labels: Mapping[str, str], request: Request,
+              root_namespace: str = ROOT_NAMESPACE) -> Decision:
+    """Istio's decision for `request` at the workload with `labels` in `namespace`: a CUSTOM
+    rule that matches denies (no external authorizer), then a DENY rule that matches denies;
+    with no enforced ALLOW policy the request passes, else an ALLOW rule must match. AUDIT only
+    marks. A policy annotated istio.io/dry-run=true is evaluated and never enforced."""
+    governing = sorted((p for p in policies if p.kind == "AuthorizationPolicy"
+                        and applies_to(p, namespace, labels, root_namespace)), key=_age)
+    enforced = [p for p in governing if not _dry_run(p)]
+    by_action: dict[str, list[KubeObject]] = {action: [] for action in ACTIONS}
+    for policy in enforced:
+        by_action.setdefault(policy.spec.get("action") or "ALLOW", []).append(policy)
+    audited = tuple(f"{p.namespace}/{p.name}" for p in by_action["AUDIT"] if _matching_rule(p, request) is not None)
+    for action in ("CUSTOM", "DENY"):
+        for policy in by_action[action]:
+            rule = _matching_rule(policy, request)
+            if rule is not None:
+                return Decision(False, action, f"{policy.namespace}/{policy.name}", rule, audited)
+    if not by_action["ALLOW"]:
+        return Decision(True, "no ALLOW policy", audited=audited)
+    for policy in by_action["ALLOW"]:
+        rule = _matching_rule(policy, request)
+        if rule is not None:
+            return Decision(True, "ALLOW", f"{policy.namespace}/{policy.name}", rule, audited)
+    return Decision(False, "no ALLOW rule matched", audited=audited)
+
+
+def _dry_run(policy: KubeObject) -> bool:
+    return str((policy.metadata.get("annotations") or {}).get(DRY_RUN, "")).lower() in ("true", "1", "t")
+
+
+def _matching_rule(policy: KubeObject, request: Request) -> int | None:
+    """The index of the first rule of `policy` that matches, or None. Over TCP, a rule of an
+    ALLOW policy that uses an HTTP-only attribute is dropped whole (it can never allow); for
+    the other actions only those attributes are dropped (the rule matches more: it denies more)."""
+    allow = (policy.spec.get("action") or "ALLOW") == "ALLOW"
+    for index, rule in enumerate(policy.spec.get("rules") or []):
+        rule = rule or {}
+        if request.http is None and _uses_http(rule):
+            if allow:
+                continue
+            rule = _without_http(rule)
+        if _rule_matches(rule, request, policy.namespace):
+            return index
+    return None
+
+
+HTTP_SOURCE_FIELDS = ("requestPrincipals", "notRequestPrincipals")
+HTTP_OPERATION_FIELDS = ("hosts", "notHosts", "methods", "notMethods", "paths", "notPaths")
+
+
+def is_http_key(key: str) -> bool:
+    """A `when` key only an HTTP request has."""
+    return key.startswith("request.")
+
+
+def _uses_http(rule: Mapping) -> bool:
+    return (any((entry.get("source") or {}).get(f) for entry in rule.get("from") or [] for f in HTTP_SOURCE_FIELDS)
+            or any((entry.get("operation") or {}).get(f) for entry in rule.get("to") or [] for f in HTTP_OPERATION_FIELDS)
+            or any(is_http_key(c.get("key") or "") for c in rule.get("when") or []))
+
+
+def _without_http(rule: Mapping) -> dict:
+    def trimmed(entries, part, fields):
+        return [{part: {k: v for k, v in (entry.get(part) or {}).items() if k not in fields}}
+                for entry in entries or []]
+    out = {}
+    if rule.get("from"):
+        out["from"] = trimmed(rule["from"], "source", HTTP_SOURCE_FIELDS)
+    if rule.get("to"):
+        out["to"] = trimmed(rule["to"], "operation", HTTP_OPERATION_FIELDS)
+    if rule.get("when"):
+        out["when"] = [c for c in rule["when"] if not is_http_key(c.get("key") or "")]
+    return out
+
+
+def _rule_matches(rule: Mapping, request: Request, policy_namespace: str) -> bool:
+    """from AND to AND when; each list an OR of its entries (when: an AND of its conditions)."""
+    sources, operations = rule.get("from"), rule.get("to")
+    if sources and not any(_source_matches(e.get("source") or {}, request, policy_namespace) for e in sources):
+        return False
+    if operations and not any(_operation_matches(e.get("operation") or {}, request) for e in operations):
+        return False
+    return all(_condition_holds(c, request, policy_namespace) for c in rule.get("when") or [])
+
+
+def _source_matches(source: Mapping, request: Request, policy_namespace: str) -> bool:
+    principal, peer_namespace = request.principal, namespace_of(request.principal)
+    checks = {
+        "principals": lambda values: any(_principal_matches(v, principal) for v in values),
+        "namespaces": lambda values: any(_glob(v, peer_namespace) for v in values),
+        "ipBlocks": lambda values: any(_in_block(v, request.source_ip) for v in values),
+        "remoteIpBlocks": lambda values: any(_in_block(v, request.source_ip) for v in values),
+        "serviceAccounts": lambda values: any(_service_account_matches(v, principal, policy_namespace) for v in values),
+        "trustDomains": lambda values: any(_trust_domain_matches(v, principal) for v in values),
+        "requestPrincipals": lambda values: False,  # no JWTs: never a request principal
+    }
+    return _fields_match(source, checks)
+
+
+def _operation_matches(operation: Mapping, request: Request) -> bool:
+    http = request.http
+    checks = {
+        "ports": lambda values: any(str(v) == str(request.port) for v in values),
+        "hosts": lambda values: http is not None and any(_string(v.lower(), http.host.lower()) for v in values),
+        "methods": lambda values: http is not None and any(_string(v, http.method) for v in values),
+        "paths": lambda values: http is not None and any(_path_matches(v, normalized_path(http.path)) for v in values),
+    }
+    return _fields_match(operation, checks)
+
+
+def _fields_match(fields: Mapping, checks: Mapping) -> bool:
+    """Every field set holds: X when one of its values matches, notX when none does."""
+    for name, check in checks.items():
+        values, negated = fields.get(name), fields.get("not" + name[0].upper() + name[1:])
+        if values and not check(values):
+            return False
+        if negated and check(negated):
+            return False
+    return True
+
+
+def _condition_holds(condition: Mapping, request: Request, policy_namespace: str) -> bool:
+    key, values, negated = condition.get("key") or "", condition.get("values"), condition.get("notValues")
+    matches = _condition_matcher(key, request, policy_namespace)
+    if values and not any(matches(v) for v in values):
+        return False
+    return not (negated and any(matches(v) for v in negated))
+
+
+def _condition_matcher(key: str, request: Request, policy_namespace: str):
+    http = request.http
+    header = re.fullmatch(r"request\.headers\[(.+)\]", key)
+    if header:
+        found = None if http is None else next(
+            (v for k, v in http.headers.items() if k.lower() == header.group(1).lower()), None)
+        return lambda v: found is not None and (v == "*" or _string(v, found))
+    simple = {
+        "source.ip": lambda v: _in_block(v, request.source_ip),
+        "remote.ip": lambda v: _in_block(v, request.source_ip),
+        "source.namespace": lambda v: _glob(v, namespace_of(request.principal)),
+        "source.principal": lambda v: _principal_matches(v, request.principal),
+        "source.serviceAccount": lambda v: _service_account_matches(v, request.principal, policy_namespace),
+        "source.trustDomain": lambda v: _trust_domain_matches(v, request.principal),
+        "destination.ip": lambda v: request.destination_ip is not None and _in_block(v, request.destination_ip),
+        "destination.port": lambda v: str(v) == str(request.port),
+        "connection.sni": lambda v: request.sni is not None and _string(v, request.sni),
+    }
+    if key in simple:
+        return simple[key]
+    return lambda v: False  # request.auth.*: no JWTs, never present
+
+
+def _string(pattern: str, value: str | None) -> bool:
+    """Istio's string match: exact, `abc*` a prefix, `*abc` a suffix, `*` any non-empty value."""
+    if value is None:
+        return False
+    if pattern == "*":
+        return value != ""
+    if pattern.startswith("*"):
+        return value.endswith(pattern[1:])
+    if pattern.endswith("*"):
+        return value.startswith(pattern[:-1])
+    return value == pattern
+
+
+def _principal_matches(pattern: str, principal: str | None, trust_domain: str = TRUST_DOMAIN) -> bool:
+    """A principal pattern against a peer's SPIFFE id: `spiffe://` is put before the pattern,
+    and `cluster.local` as the trust domain of a whole `TD/ns/N/sa/S` stands for the mesh's own."""
+    if principal is None:
+        return False
+    parts = pattern.split("/")
+    if len(parts) == 5 and parts[0] == "cluster.local":
+        pattern = "/".join([trust_domain, *parts[1:]])
+    if not pattern.startswith("*"):  # (a leading `*` is a suffix match: the scheme is within it)
+        pattern = "spiffe://" + pattern
+    return _string(pattern, principal)
+
+
+def _glob(pattern: str, value: str | None) -> bool:
+    """namespaces: a `*` anywhere stands for any run of characters (a regular expression over
+    the SPIFFE id upstream); no value (plaintext) matches nothing."""
+    if value is None:
+        return False
+    return re.fullmatch(".*".join(re.escape(part) for part in pattern.split("*")), value) is not None
+
+
+def _service_account_matches(pattern: str, principal: str | None, policy_namespace: str) -> bool:
+    found = _SPIFFE.match(principal or "")
+    if not found:
+        return False
+    namespace, _, account = pattern.rpartition("/")
+    return (namespace or policy_namespace) == found.group(2) and account == found.group(3)
+
+
+def _trust_domain_matches(pattern: str, principal: str | None) -> bool:
+    found = _SPIFFE.match(principal or "")
+    return found is not None and (pattern == "*" or _glob(pattern, found.group(1)))
+
+
+def _in_block(block: str, address: str | None) -> bool:
+    if not address:
+        return False
+    try:
+        return ipaddress.ip_address(address) in ipaddress.ip_network(block, strict=False)
+    except ValueError:
+        return False
+
+
+def _path_matches(pattern: str, path: str) -> bool:
+    """A path pattern: Istio's string match, or a template whose `{*}` is one segment and whose
+    last `{**}` is any number of them."""
+    if "{*}" in pattern or "{**}" in pattern:
+        regex = "".join("[^/]+" if part == "{*}" else ".*" if part == "{**}" else re.escape(part)
+                        for part in re.split(r"(\{\*\*\}|\{\*\})", pattern))
+        return re.fullmatch(regex, path) is not None
+    return _string(pattern, path)
+
+
+_UNRESERVED = re.compile(r"%(2[dDeE]|3[0-9]|[46][1-9a-fA-F]|[57][0-9aA]|5[fF]|7[eE])")
+
+
+def normalized_path(raw: str) -> str:
+    """The path Istio's default normalization (BASE) leaves, without query or fragment:
+    backslashes as slashes, percent-encoded unreserved characters decoded once, dot segments
+    removed (RFC 3986); `%2F`, `%5C` and `//` are left as they are."""
+    path = raw.split("?", 1)[0].split("#", 1)[0].replace("\\", "/")
+    path = _UNRESERVED.sub(lambda m: unquote(m.group(0)), path)
+    out: list[str] = []
+    segments = path.split("/")
+    for index, segment in enumerate(segments):
+        last = index == len(segments) - 1
+        if segment == ".":
+            if last:
+                out.append("")
+            continue
+        if segment == "..":
+            if len(out) > 1:
+                out.pop()
+            if last:
+                out.append("")
+            continue
+        out.append(segment)
+    return "/".join(out) or "/"
