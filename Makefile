@@ -62,6 +62,7 @@ bench: install
 	$(BIN)/python bench/cluster_dns.py
 	$(BIN)/python bench/matrix.py
 	$(BIN)/python bench/ingress_render.py
+	$(BIN)/python bench/mesh_ca.py
 	@if [ "$$(id -u)" = 0 ]; then $(BIN)/python bench/apiserver.py; \
 	else echo "warning: not root, skipping bench/apiserver.py (podnet get finds clusters under /run/podnet)" >&2; fi
 
