@@ -8,14 +8,16 @@ from typing import Any
 from podnet.api.kinds import KindInfo
 
 
-def convert(info: KindInfo, body: dict[str, Any]) -> tuple[dict[str, Any], str]:
-    """Returns the converted object and the deprecation warning to show."""
+def convert(info: KindInfo, body: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
+    """Returns the converted object and the deprecation warning to show (None: nothing to say)."""
     if info.kind == "Ingress":
         old = body["apiVersion"]
         return _ingress_v1beta1_to_v1(body), (
             f"{old} Ingress is deprecated in v1.14+, unavailable in v1.22+; "
             "converted to networking.k8s.io/v1 Ingress"
         )
+    if info.api_version == "security.istio.io/v1":  # v1beta1: the same schema, served alike
+        return {**body, "apiVersion": info.api_version}, None
     raise ValueError(f"no conversion for {info.kind} {body.get('apiVersion')}")
 
 

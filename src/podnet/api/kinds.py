@@ -56,6 +56,11 @@ KINDS: tuple[KindInfo, ...] = (
         ("banp",),
         False,
     ),
+    # Istio's mesh policy (semantics/mesh.py); v1beta1 is the same schema
+    KindInfo("AuthorizationPolicy", "security.istio.io/v1", "authorizationpolicies", ("ap",), True,
+             legacy_versions=("security.istio.io/v1beta1",)),
+    KindInfo("PeerAuthentication", "security.istio.io/v1", "peerauthentications", ("pa",), True,
+             legacy_versions=("security.istio.io/v1beta1",)),
     KindInfo("Secret", "v1", "secrets", (), True),
     KindInfo("ConfigMap", "v1", "configmaps", ("cm",), True),
     # Who may do what through the API server (podnet.apiserver.rbac); the control plane stores them.

@@ -16,7 +16,23 @@ from podnet.errors import InvalidInput
 
 
 class _ManifestLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
-    """The fast C loader, but timestamps stay strings: the API's JSON has no dates."""
+    """The fast C loader, but timestamps stay strings: the API's JSON has no dates; and a key
+    that YAML reads as a number or a boolean (`8080:` in a map of ports) is the string JSON
+    gives it, as kubectl's YAML-to-JSON conversion does."""
+
+    def construct_mapping(self, node, deep=False):
+        mapping = super().construct_mapping(node, deep=deep)
+        if all(type(key) is str for key in mapping):
+            return mapping
+        return {_json_key(key): value for key, value in mapping.items()}
+
+
+def _json_key(key) -> str:
+    if isinstance(key, bool):
+        return "true" if key else "false"
+    if key is None:
+        return "null"
+    return key if isinstance(key, str) else str(key)
 
 
 _ManifestLoader.yaml_implicit_resolvers = {

@@ -6,8 +6,9 @@ one directory per Kubernetes release). Its own `validate()` re-reads and re-comp
 jsonschema-rs and reused, which is what makes 10,000 objects cheap. The strict variant is
 used: unknown fields are errors, as with `kubectl apply --validate=strict`.
 
-Kinds that are CRDs upstream (AdminNetworkPolicy, BaselineAdminNetworkPolicy) are not in those
-schemas: podnet ships its own (api/schemas/), written from the CRD, in the same registry so it
+Kinds that are CRDs upstream (AdminNetworkPolicy, BaselineAdminNetworkPolicy; Istio's
+AuthorizationPolicy and PeerAuthentication) are not in those schemas: podnet ships its own
+(api/schemas/), written from the CRDs and protos, in the same registry so it
 reuses the Kubernetes definitions of ObjectMeta and LabelSelector. A CRD schema uses keywords the
 built-in ones do not (enum, minimum, maxItems, min/maxProperties for exactly-one-of fields); their
 errors are worded as the API server words them.
@@ -29,11 +30,14 @@ from podnet.api.problems import Problem
 
 KUBERNETES_VERSION = "1.37.0"
 _DEFINITIONS_URI = "https://kubernetes.io/api/_definitions.json"
-# podnet's own schemas, by kind: (file in podnet/api/schemas, its $id)
-_OWN_SCHEMA_FILE = "policy-networking-v1alpha1.json"
-_OWN_SCHEMA_URI = "https://podnet.invalid/schemas/policy-networking-v1alpha1.json"
-_OWN_SCHEMA_KINDS = frozenset({"AdminNetworkPolicy", "BaselineAdminNetworkPolicy"})
-OWN_SCHEMA_PATH = Path(__file__).parent / "schemas" / _OWN_SCHEMA_FILE  # package data
+# podnet's own schemas (package data in podnet/api/schemas, each with the $id OWN_SCHEMA_BASE + its
+# file name): the kinds each defines
+OWN_SCHEMAS = {
+    "policy-networking-v1alpha1.json": frozenset({"AdminNetworkPolicy", "BaselineAdminNetworkPolicy"}),
+    "security-istio-v1.json": frozenset({"AuthorizationPolicy", "PeerAuthentication"}),
+}
+OWN_SCHEMA_DIRECTORY = Path(__file__).parent / "schemas"
+_OWN_SCHEMA_BASE = "https://podnet.invalid/schemas/"
 _UNEXPECTED = re.compile(r"'([^']+)' (?:was|were) unexpected")
 _REQUIRED = re.compile(r'^"([^"]+)" is a required property')
 
@@ -49,9 +53,14 @@ def schema_directory(kubernetes_version: str = KUBERNETES_VERSION) -> Path:
     return root / f"v{kubernetes_version}-local-strict"
 
 
+def own_schema_file(kind: str) -> str | None:
+    """The file of podnet's own schema defining `kind` (a CRD upstream), or None."""
+    return next((file for file, kinds in OWN_SCHEMAS.items() if kind in kinds), None)
+
+
 def is_own_schema_kind(kind: str) -> bool:
-    """Kinds that are CRDs upstream, whose schema podnet ships itself (OWN_SCHEMA_PATH)."""
-    return kind in _OWN_SCHEMA_KINDS
+    """Kinds that are CRDs upstream, whose schema podnet ships itself (OWN_SCHEMAS)."""
+    return own_schema_file(kind) is not None
 
 
 class SchemaValidator:
@@ -66,14 +75,15 @@ class SchemaValidator:
     @cached_property
     def _registry(self) -> jsonschema_rs.Registry:
         definitions = json.loads(self._directory.joinpath("_definitions.json").read_text())
-        own = json.loads(OWN_SCHEMA_PATH.read_text())
-        return jsonschema_rs.Registry([(_DEFINITIONS_URI, definitions), (_OWN_SCHEMA_URI, own)])
+        own = [(_OWN_SCHEMA_BASE + file, json.loads((OWN_SCHEMA_DIRECTORY / file).read_text())) for file in OWN_SCHEMAS]
+        return jsonschema_rs.Registry([(_DEFINITIONS_URI, definitions), *own])
 
     def _validator(self, info: KindInfo):
         validator = self._validators.get(info.kind)
         if validator is None:
-            if info.kind in _OWN_SCHEMA_KINDS:
-                schema = {"$ref": f"{_OWN_SCHEMA_URI}#/$defs/{info.kind}"}
+            own = own_schema_file(info.kind)
+            if own is not None:
+                schema = {"$ref": f"{_OWN_SCHEMA_BASE}{own}#/$defs/{info.kind}"}
             else:
                 schema = json.loads(self._directory.joinpath(info.schema_name + ".json").read_text())
             validator = jsonschema_rs.validator_for(

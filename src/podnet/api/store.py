@@ -93,7 +93,8 @@ def admit(loaded: LoadedFiles) -> ObjectStore:
             continue
         if api_version != info.api_version:
             body, note = conversion.convert(info, body)
-            store.warnings.append(f"{_where(store.lines, source)}: warning: {note}")
+            if note:
+                store.warnings.append(f"{_where(store.lines, source)}: warning: {note}")
         problems = _schema.problems(info, body)
         if not problems and not body["metadata"].get("name") and body["metadata"].get("generateName"):
             # The API server appends 5 random characters; here they come from the content.

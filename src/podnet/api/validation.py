@@ -15,6 +15,7 @@ and a Service's clusterIP errors at spec.clusterIP when only that field was writ
 
 from __future__ import annotations
 
+import ipaddress
 import json
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
@@ -966,6 +967,145 @@ def _validate_admin_policy_spec(spec: dict, kind: str) -> list[Problem]:
     return problems + _validate_admin_policy_rules(spec, kind)
 
 
+# ---------------------------------------------------------------- Istio: AuthorizationPolicy, PeerAuthentication
+# istio/istio's validation webhook (pkg/config/validation ValidateAuthorizationPolicy,
+# ValidatePeerAuthentication; pkg/config/security ValidateAttribute), worded as podnet words fields
+
+_MESH_WHEN_KEYS = ("source.ip", "remote.ip", "source.namespace", "source.principal", "source.serviceAccount",
+                   "source.trustDomain", "request.auth.principal", "request.auth.audiences", "request.auth.presenter",
+                   "destination.ip", "destination.port", "connection.sni")
+_MESH_MAP_KEYS = ("request.headers", "request.auth.claims", "experimental.envoy.filters")
+# fields an external authorizer (CUSTOM) may not use: it sees no verified identity
+_CUSTOM_FORBIDDEN = ("principals", "notPrincipals", "namespaces", "notNamespaces", "requestPrincipals",
+                     "notRequestPrincipals", "serviceAccounts", "notServiceAccounts")
+_CUSTOM_FORBIDDEN_KEYS = ("source.namespace", "source.principal", "source.serviceAccount", "source.trustDomain")
+
+
+def _validate_mesh_selector(spec: dict, path: FieldPath) -> list[Problem]:
+    problems = []
+    for key, value in _map(_map(spec.get("selector")).get("matchLabels")).items():
+        where = path + ("selector", "matchLabels", key)
+        if not key:
+            problems.append(_invalid(where, key, "a label name may not be empty"))
+        elif "*" in key or "*" in _str(value):
+            problems.append(_invalid(where, value, "wildcard is not supported in selector"))
+    return problems
+
+
+def _mesh_port(path: FieldPath, value: Any, lowest: int = 0) -> list[Problem]:
+    text = str(value) if isinstance(value, (str, int)) and not isinstance(value, bool) else ""
+    if not text.isdigit() or not lowest <= int(text) <= 65535:
+        return [_invalid(path, value, f"must be a port number between {lowest} and 65535")]
+    return []
+
+
+def _mesh_ip_block(path: FieldPath, value: str) -> list[Problem]:
+    try:
+        ipaddress.ip_network(value, strict=False)
+    except ValueError:
+        return [_invalid(path, value, "must be an IP address or a CIDR")]
+    return []
+
+
+def _validate_mesh_values(values: Any, path: FieldPath, field: str) -> list[Problem]:
+    problems = []
+    for index, value in enumerate(_list(values)):
+        where = path + (index,)
+        if not isinstance(value, str) or value == "":
+            problems.append(_invalid(where, value, "empty value is not allowed"))
+        elif field in ("ports", "notPorts"):
+            problems += _mesh_port(where, value)
+        elif field in ("ipBlocks", "notIpBlocks", "remoteIpBlocks", "notRemoteIpBlocks"):
+            problems += _mesh_ip_block(where, value)
+        elif field in ("paths", "notPaths") and "{" in value:
+            segments = value.split("/")
+            if any(("{*}" in seg or "{**}" in seg) and seg not in ("{*}", "{**}") for seg in segments) or \
+                    any(seg == "{**}" for seg in segments[:-1]):
+                problems.append(_invalid(where, value, "{*} and {**} must be whole segments, and {**} the last"))
+    return problems
+
+
+def _validate_mesh_condition(condition: dict, path: FieldPath, custom: bool) -> list[Problem]:
+    key = _str(condition.get("key"))
+    if not key:
+        return [_required(path + ("key",))]
+    problems = []
+    base = key.split("[", 1)[0]
+    if base in _MESH_MAP_KEYS or key.startswith("experimental.envoy.filters."):
+        if not key.endswith("]") or "[" not in key or key.endswith("[]"):
+            problems.append(_invalid(path + ("key",), key, "must be of the form a[b]"))
+    elif key not in _MESH_WHEN_KEYS:
+        problems.append(_invalid(path + ("key",), key, "unknown attribute"))
+    if custom and (key in _CUSTOM_FORBIDDEN_KEYS or key.startswith("request.auth.")):
+        problems.append(_forbidden(path + ("key",), f"{key} is not supported with action CUSTOM"))
+    if not _list(condition.get("values")) and not _list(condition.get("notValues")):
+        problems.append(_required(path + ("values",), "at least one of values or notValues must be set"))
+    for field in ("values", "notValues"):
+        for index, value in enumerate(_list(condition.get(field))):
+            if not isinstance(value, str) or value == "":
+                problems.append(_invalid(path + (field, index), value, "empty value is not allowed"))
+            elif key == "destination.port":
+                problems += _mesh_port(path + (field, index), value)
+            elif key in ("source.ip", "remote.ip", "destination.ip"):
+                problems += _mesh_ip_block(path + (field, index), value)
+    return problems
+
+
+def _validate_authorization_policy(body: dict) -> list[Problem]:
+    spec = _map(body.get("spec"))
+    action = _str(spec.get("action")) or "ALLOW"
+    custom = action == "CUSTOM"
+    problems = _validate_mesh_selector(spec, ("spec",))
+    if spec.get("selector") is not None and (spec.get("targetRef") or spec.get("targetRefs")):
+        problems.append(_forbidden(("spec", "targetRefs"), "only one of selector or targetRefs can be set"))
+    if spec.get("provider") is not None and not custom:
+        problems.append(_forbidden(("spec", "provider"), "a provider is only allowed with action CUSTOM"))
+    if custom and not _str(_map(spec.get("provider")).get("name")):
+        problems.append(_required(("spec", "provider", "name"), "action CUSTOM needs a provider name"))
+    rules = spec.get("rules")
+    if action in ("DENY", "CUSTOM") and not _list(rules):
+        problems.append(_required(("spec", "rules"), f"a {action} policy needs at least one rule "
+                                                     "(without rules it would never match)"))
+    for index, rule in enumerate(_list(rules)):
+        path = ("spec", "rules", index)
+        if not isinstance(rule, dict):
+            problems.append(_invalid(path, rule, "a rule may not be null"))
+            continue
+        for part, inner in (("from", "source"), ("to", "operation")):
+            entries = rule.get(part)
+            if entries is not None and not _list(entries):
+                problems.append(_invalid(path + (part,), entries, f"{part} must not be empty when present"))
+            for number, entry in enumerate(_list(entries)):
+                fields = _map(_map(entry).get(inner))
+                where = path + (part, number, inner)
+                if not any(_list(values) for values in fields.values()):
+                    problems.append(_required(where, f"{inner} must set at least one field"))
+                for field, values in fields.items():
+                    problems += _validate_mesh_values(values, where + (field,), field)
+                    if custom and field in _CUSTOM_FORBIDDEN and _list(values):
+                        problems.append(_forbidden(where + (field,), f"{field} is not supported with action CUSTOM"))
+                if fields.get("serviceAccounts") and (fields.get("principals") or fields.get("namespaces")):
+                    problems.append(_forbidden(where + ("serviceAccounts",),
+                                               "cannot be set with principals or namespaces"))
+        for number, condition in enumerate(_list(rule.get("when"))):
+            problems += _validate_mesh_condition(_map(condition), path + ("when", number), custom)
+    return problems
+
+
+def _validate_peer_authentication(body: dict) -> list[Problem]:
+    spec = _map(body.get("spec"))
+    problems = _validate_mesh_selector(spec, ("spec",))
+    ports = spec.get("portLevelMtls")
+    if ports is not None:
+        if not _map(_map(spec.get("selector")).get("matchLabels")):
+            problems.append(_forbidden(("spec", "portLevelMtls"),
+                                       "mesh and namespace PeerAuthentication cannot have port level mTLS "
+                                       "(it needs a selector)"))
+        for port in _map(ports):
+            problems += _mesh_port(("spec", "portLevelMtls", port), port, lowest=1)
+    return problems
+
+
 def _validate_admin_network_policy(body: dict) -> list[Problem]:
     return _validate_admin_policy_spec(_map(body.get("spec")), "AdminNetworkPolicy")
 
@@ -1463,6 +1603,8 @@ _SPEC_CHECKS: dict[str, Callable[[dict], list[Problem]]] = {
     "IngressClass": _validate_ingress_class,
     "AdminNetworkPolicy": _validate_admin_network_policy,
     "BaselineAdminNetworkPolicy": _validate_baseline_admin_network_policy,
+    "AuthorizationPolicy": _validate_authorization_policy,
+    "PeerAuthentication": _validate_peer_authentication,
     "Endpoints": _validate_endpoints,
     "EndpointSlice": _validate_endpoint_slice,
     "Secret": _validate_secret,

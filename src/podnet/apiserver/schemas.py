@@ -20,7 +20,7 @@ from functools import cache
 from typing import Any
 
 from podnet.api.kinds import KindInfo
-from podnet.api.schema import OWN_SCHEMA_PATH, is_own_schema_kind, schema_directory
+from podnet.api.schema import OWN_SCHEMA_DIRECTORY, OWN_SCHEMAS, is_own_schema_kind, schema_directory
 
 _REF_PREFIX = "#/$defs/"
 
@@ -61,15 +61,16 @@ def definitions() -> dict[str, dict[str, Any]]:
     """Every definition by its OpenAPI name (loaded once: the file is 1.8 MB)."""
     document = json.loads((schema_directory() / "_definitions.json").read_text())
     merged = {name: _rewrite_refs(schema, None) for name, schema in document["$defs"].items()}
-    own = json.loads(OWN_SCHEMA_PATH.read_text())["$defs"]
-    for name, schema in own.items():
-        api_version = schema.get("properties", {}).get("apiVersion", {}).get("enum", [None])[0]
-        if api_version and is_own_schema_kind(name):
-            root = _rewrite_refs(schema, own)
-            root["x-kubernetes-group-version-kind"] = [
-                {"group": api_version.rpartition("/")[0], "version": api_version.rpartition("/")[2], "kind": name}
-            ]
-            merged[own_definition_name(api_version, name)] = root
+    for file in OWN_SCHEMAS:
+        own = json.loads((OWN_SCHEMA_DIRECTORY / file).read_text())["$defs"]
+        for name, schema in own.items():
+            api_version = schema.get("properties", {}).get("apiVersion", {}).get("enum", [None])[0]
+            if api_version and is_own_schema_kind(name):
+                root = _rewrite_refs(schema, own)
+                root["x-kubernetes-group-version-kind"] = [
+                    {"group": api_version.rpartition("/")[0], "version": api_version.rpartition("/")[2], "kind": name}
+                ]
+                merged[own_definition_name(api_version, name)] = root
     return merged
 
 

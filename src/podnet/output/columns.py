@@ -212,6 +212,16 @@ def baseline_admin_network_policy_row(o: KubeObject, wide: bool) -> Row:
     return [o.name, _age(o)]
 
 
+def authorization_policy_row(o: KubeObject, wide: bool) -> Row:
+    # Istio's CRD printer columns: Action (.spec.action; empty when unset, which means ALLOW), Age
+    return [o.name, str(o.spec.get("action") or ""), _age(o)]
+
+
+def peer_authentication_row(o: KubeObject, wide: bool) -> Row:
+    # Istio's CRD printer columns: Mode (.spec.mtls.mode), Age
+    return [o.name, str((o.spec.get("mtls") or {}).get("mode") or ""), _age(o)]
+
+
 def serviceaccount_row(o: KubeObject, wide: bool) -> Row:
     return [o.name, str(len(o.body.get("secrets") or [])), _age(o)]
 
@@ -258,6 +268,8 @@ COLUMNS: dict[str, tuple[list[str], list[str], Printer]] = {
     "IngressClass": (["NAME", "CONTROLLER", "PARAMETERS", "AGE"], [], ingressclass_row),
     "AdminNetworkPolicy": (["NAME", "PRIORITY", "AGE"], [], admin_network_policy_row),
     "BaselineAdminNetworkPolicy": (["NAME", "AGE"], [], baseline_admin_network_policy_row),
+    "AuthorizationPolicy": (["NAME", "ACTION", "AGE"], [], authorization_policy_row),
+    "PeerAuthentication": (["NAME", "MODE", "AGE"], [], peer_authentication_row),
     "Node": (["NAME", "STATUS", "ROLES", "AGE", "VERSION"],
              ["INTERNAL-IP", "EXTERNAL-IP", "OS-IMAGE", "KERNEL-VERSION", "CONTAINER-RUNTIME"], node_row),
     "Namespace": (["NAME", "STATUS", "AGE"], [], namespace_row),
