@@ -159,7 +159,7 @@ def mtls_mode(policies: Iterable[KubeObject], namespace: str, labels: Mapping[st
     nothing applies. A root-namespace policy with a selector is ignored; an empty matchLabels is
     no selector."""
     mesh = namespace_wide = workload = None
-    for policy in sorted((p for p in policies if p.kind == "PeerAuthentication"), key=_age):
+    for policy in sorted((p for p in policies if p.kind == "PeerAuthentication"), key=by_age):
         selector = ((policy.spec.get("selector") or {}).get("matchLabels")) or {}
         if policy.namespace == root_namespace and not selector:
             mesh = mesh or policy
@@ -185,7 +185,7 @@ def _mode(mtls: Mapping | None) -> str:
     return mode if mode in MODES else "UNSET"
 
 
-def _age(policy: KubeObject) -> tuple[str, str, str]:
+def by_age(policy: KubeObject) -> tuple[str, str, str]:
     """Older first; the same second: by name, then namespace (istio's configCompareByCreationTime)."""
     return (policy.metadata.get("creationTimestamp") or "", policy.name, policy.namespace)
 
@@ -254,8 +254,8 @@ def authorize(policies: Iterable[KubeObject], namespace: str, labels: Mapping[st
     with no enforced ALLOW policy the request passes, else an ALLOW rule must match. AUDIT only
     marks. A policy annotated istio.io/dry-run=true is evaluated and never enforced."""
     governing = sorted((p for p in policies if p.kind == "AuthorizationPolicy"
-                        and applies_to(p, namespace, labels, root_namespace)), key=_age)
-    enforced = [p for p in governing if not _dry_run(p)]
+                        and applies_to(p, namespace, labels, root_namespace)), key=by_age)
+    enforced = [p for p in governing if not is_dry_run(p)]
     by_action: dict[str, list[KubeObject]] = {action: [] for action in ACTIONS}
     for policy in enforced:
         by_action.setdefault(policy.spec.get("action") or "ALLOW", []).append(policy)
@@ -274,7 +274,7 @@ def authorize(policies: Iterable[KubeObject], namespace: str, labels: Mapping[st
     return Decision(False, "no ALLOW rule matched", audited=audited)
 
 
-def _dry_run(policy: KubeObject) -> bool:
+def is_dry_run(policy: KubeObject) -> bool:
     return str((policy.metadata.get("annotations") or {}).get(DRY_RUN, "")).lower() in ("true", "1", "t")
 
 
@@ -285,10 +285,10 @@ def _matching_rule(policy: KubeObject, request: Request) -> int | None:
     allow = (policy.spec.get("action") or "ALLOW") == "ALLOW"
     for index, rule in enumerate(policy.spec.get("rules") or []):
         rule = rule or {}
-        if request.http is None and _uses_http(rule):
+        if request.http is None and uses_http(rule):
             if allow:
                 continue
-            rule = _without_http(rule)
+            rule = without_http(rule)
         if _rule_matches(rule, request, policy.namespace):
             return index
     return None
@@ -303,13 +303,13 @@ def is_http_key(key: str) -> bool:
     return key.startswith("request.")
 
 
-def _uses_http(rule: Mapping) -> bool:
+def uses_http(rule: Mapping) -> bool:
     return (any((entry.get("source") or {}).get(f) for entry in rule.get("from") or [] for f in HTTP_SOURCE_FIELDS)
             or any((entry.get("operation") or {}).get(f) for entry in rule.get("to") or [] for f in HTTP_OPERATION_FIELDS)
             or any(is_http_key(c.get("key") or "") for c in rule.get("when") or []))
 
 
-def _without_http(rule: Mapping) -> dict:
+def without_http(rule: Mapping) -> dict:
     def trimmed(entries, part, fields):
         return [{part: {k: v for k, v in (entry.get(part) or {}).items() if k not in fields}}
                 for entry in entries or []]

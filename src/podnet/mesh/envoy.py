@@ -1,0 +1,371 @@
+"""Each meshed pod's Envoy configuration, rendered from the cluster as istiod renders it.
+
+The proxy reads its bootstrap once and its listeners, clusters and certificate from files it
+watches (Envoy's file-based dynamic resources: `path_config_source` with a watched directory):
+a change is pushed by replacing a file (written beside it, then renamed), with no restart and
+no gRPC server in podnet. The same files are what `podnet` shows and what the tests validate
+with the real Envoy.
+
+What a sidecar does (L4 for now; the HTTP filters come with traffic management):
+
+- outbound (15001, the pod's redirected connections, original destination restored): one filter
+  chain per Service port (its ClusterIP and port) proxying to that port's cluster, whose
+  endpoints are the Service's ready addresses; an endpoint with a proxy beside it whose port
+  takes mTLS gets Istio's auto-mTLS (the transport socket matched on the endpoint's
+  `tlsMode: istio`, presenting this workload's certificate and checking the peer's SPIFFE id);
+  anything else passes through to where it was going;
+- inbound (15006): per port, the mTLS chain (TLS 1.2+, a client certificate of the mesh
+  required) and, unless the port's PeerAuthentication mode is STRICT, the plaintext chain; each
+  with the AuthorizationPolicy of the workload as Envoy RBAC filters (DENY, then ALLOW), then to
+  the app from 127.0.0.6;
+- 15021 answers the proxy's readiness.
+
+The AuthorizationPolicy translation follows semantics/mesh.py's reading of each field (the
+simulator's decision and Envoy's must agree: the root tests compare them).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from podnet.api.objects import KubeObject
+from podnet.controlplane import Cluster
+from podnet.semantics import mesh
+from podnet.semantics.mesh import is_http_key
+
+ADMIN_PORT, HEALTH_PORT = 15000, 15021
+TLS_MODE_LABEL = "security.istio.io/tlsMode"
+_TYPE = "type.googleapis.com/"
+LISTENER = _TYPE + "envoy.config.listener.v3.Listener"
+CLUSTER = _TYPE + "envoy.config.cluster.v3.Cluster"
+SECRET = _TYPE + "envoy.extensions.transport_sockets.tls.v3.Secret"
+
+
+@dataclass(frozen=True)
+class ProxyFiles:
+    """Where a proxy's files are (its directory, which Envoy watches)."""
+    directory: str
+
+    def path(self, name: str) -> str:
+        return f"{self.directory}/{name}"
+
+
+def bootstrap(pod: KubeObject, files: ProxyFiles) -> dict[str, Any]:
+    """The proxy's start: its identity as a node, its admin port, the files it watches."""
+    def watched(name: str) -> dict[str, Any]:
+        return {"path_config_source": {"path": files.path(name), "watched_directory": {"path": files.directory}},
+                "resource_api_version": "V3"}
+    return {
+        "node": {"id": f"sidecar~{pod.status.get('podIP', '')}~{pod.name}.{pod.namespace}~{pod.namespace}.svc.cluster.local",
+                 "cluster": f"{pod.labels.get('app', pod.name)}.{pod.namespace}"},
+        "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": ADMIN_PORT}}},
+        "dynamic_resources": {"lds_config": watched("lds.json"), "cds_config": watched("cds.json")},
+        "static_resources": {"listeners": [_health_listener()]},
+    }
+
+
+def resources(cluster: Cluster, pod: KubeObject, files: ProxyFiles, policies: Iterable[KubeObject]) -> dict[str, dict]:
+    """The proxy's dynamic files by name: lds.json (listeners), cds.json (clusters), sds.json
+    (its certificate and the mesh's root, in files beside them)."""
+    policies = list(policies)
+    clusters = [_passthrough("PassthroughCluster"), _passthrough("InboundPassthroughCluster", bind="127.0.0.6")]
+    chains = []
+    for svc in cluster.of_kind("Service"):
+        cluster_ip = svc.spec.get("clusterIP")
+        if not cluster_ip or cluster_ip == "None":
+            continue
+        for port in svc.spec.get("ports") or []:
+            if (port.get("protocol") or "TCP") != "TCP":
+                continue  # (UDP is not captured: it never reaches the proxy)
+            name = f"outbound|{port['port']}||{svc.name}.{svc.namespace}.svc.cluster.local"
+            clusters.append(_service_cluster(name, _endpoints(cluster, svc, port, policies), files))
+            chains.append({"filter_chain_match": {"prefix_ranges": [{"address_prefix": cluster_ip, "prefix_len": 32}],
+                                                  "destination_port": int(port["port"])},
+                           "filters": [_tcp_proxy(name, name)]})
+    outbound = {"@type": LISTENER, "name": "virtualOutbound",
+                "address": {"socket_address": {"address": "0.0.0.0", "port_value": 15001}},
+                "use_original_dst": True, "listener_filters": [_listener_filter("original_dst")],
+                "filter_chains": chains,
+                "default_filter_chain": {"filters": [_tcp_proxy("PassthroughCluster", "PassthroughCluster")]}}
+    return {
+        "lds.json": _discovery([outbound, _inbound_listener(pod, policies, files)]),
+        "cds.json": _discovery(clusters),
+        "sds.json": _discovery([{"@type": SECRET, "name": "default",
+                                 "tls_certificate": {"certificate_chain": {"filename": files.path("cert-chain.pem")},
+                                                     "private_key": {"filename": files.path("key.pem")}}},
+                                {"@type": SECRET, "name": "ROOTCA",
+                                 "validation_context": {"trusted_ca": {"filename": files.path("root-cert.pem")}}}]),
+    }
+
+
+def _discovery(items: list[dict]) -> dict:
+    return {"version_info": "0", "resources": items}
+
+
+def _listener_filter(name: str) -> dict:
+    types = {"original_dst": "envoy.extensions.filters.listener.original_dst.v3.OriginalDst",
+             "tls_inspector": "envoy.extensions.filters.listener.tls_inspector.v3.TlsInspector"}
+    return {"name": f"envoy.filters.listener.{name}", "typed_config": {"@type": _TYPE + types[name]}}
+
+
+def _tcp_proxy(stat: str, cluster: str) -> dict:
+    return {"name": "envoy.filters.network.tcp_proxy",
+            "typed_config": {"@type": _TYPE + "envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy",
+                             "stat_prefix": stat, "cluster": cluster}}
+
+
+def _passthrough(name: str, bind: str | None = None) -> dict:
+    out = {"@type": CLUSTER, "name": name, "type": "ORIGINAL_DST", "lb_policy": "CLUSTER_PROVIDED",
+           "connect_timeout": "10s"}
+    if bind:
+        out["upstream_bind_config"] = {"source_address": {"address": bind, "port_value": 0}}
+    return out
+
+
+def _sds(name: str, files: ProxyFiles) -> dict:
+    """A secret from sds.json, which the proxy watches: a new certificate needs no restart."""
+    return {"name": name, "sds_config": {"path_config_source": {"path": files.path("sds.json"),
+                                                                "watched_directory": {"path": files.directory}},
+                                         "resource_api_version": "V3"}}
+
+
+def _common_tls(peer_identities: Iterable[str] | None, files: ProxyFiles) -> dict:
+    """This workload's certificate, the mesh's root, the peer's SPIFFE ids (None: any of the
+    mesh's, as a server accepts any workload)."""
+    matcher = ([{"san_type": "URI", "matcher": {"exact": i}} for i in sorted(peer_identities)]
+               if peer_identities is not None
+               else [{"san_type": "URI", "matcher": {"prefix": f"spiffe://{mesh.TRUST_DOMAIN}/"}}])
+    return {"tls_params": {"tls_minimum_protocol_version": "TLSv1_2"},
+            "tls_certificate_sds_secret_configs": [_sds("default", files)],
+            "combined_validation_context": {"default_validation_context": {"match_typed_subject_alt_names": matcher},
+                                            "validation_context_sds_secret_config": _sds("ROOTCA", files)}}
+
+
+def _endpoints(cluster: Cluster, svc: KubeObject, port: Mapping, policies: list[KubeObject]) -> list[dict]:
+    """The Service port's ready endpoints (its EndpointSlices), each marked tlsMode istio when a
+    proxy is beside it and its port takes mTLS, with the identity its certificate carries."""
+    out = []
+    for slice_ in cluster.of_kind("EndpointSlice", svc.namespace):
+        if slice_.labels.get("kubernetes.io/service-name") != svc.name:
+            continue
+        numbers = {p.get("name") or "": p.get("port") for p in slice_.body.get("ports") or []}
+        number = numbers.get(port.get("name") or "")
+        if number is None:
+            continue
+        for endpoint in slice_.body.get("endpoints") or []:
+            if not (endpoint.get("conditions") or {}).get("ready", True):
+                continue
+            target = endpoint.get("targetRef") or {}
+            backend = cluster.get("Pod", target.get("namespace", svc.namespace), target.get("name", ""))
+            for address in endpoint.get("addresses") or []:
+                out.append(_endpoint(address, int(number), backend, policies))
+    return out
+
+
+def _endpoint(address: str, port: int, backend: KubeObject | None, policies: list[KubeObject]) -> dict:
+    entry: dict[str, Any] = {"endpoint": {"address": {"socket_address": {"address": address, "port_value": port}}}}
+    if backend is not None and backend.labels.get(TLS_MODE_LABEL) == "istio" \
+            and mesh.mtls_mode(policies, backend.namespace, backend.labels, port).takes_mtls:
+        identity = mesh.spiffe_id(backend.namespace, mesh.service_account_of(backend))
+        entry["metadata"] = {"filter_metadata": {"envoy.transport_socket_match": {"tlsMode": "istio"},
+                                                 "podnet": {"identity": identity}}}
+    return entry
+
+
+def _service_cluster(name: str, endpoints: list[dict], files: ProxyFiles) -> dict:
+    identities = {e["metadata"]["filter_metadata"]["podnet"]["identity"] for e in endpoints if "metadata" in e}
+    upstream_tls = {"name": "envoy.transport_sockets.tls",
+                    "typed_config": {"@type": _TYPE + "envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext",
+                                     "common_tls_context": {**_common_tls(identities, files), "alpn_protocols": ["istio"]}}}
+    return {"@type": CLUSTER, "name": name, "type": "STATIC", "lb_policy": "ROUND_ROBIN", "connect_timeout": "10s",
+            "load_assignment": {"cluster_name": name, "endpoints": [{"lb_endpoints": endpoints}]},
+            "transport_socket_matches": [
+                {"name": "tlsMode-istio", "match": {"tlsMode": "istio"}, "transport_socket": upstream_tls},
+                {"name": "tlsMode-disabled", "match": {},
+                 "transport_socket": {"name": "envoy.transport_sockets.raw_buffer",
+                                      "typed_config": {"@type": _TYPE + "envoy.extensions.transport_sockets.raw_buffer.v3.RawBuffer"}}}]}
+
+
+def _container_ports(pod: KubeObject) -> list[int]:
+    return sorted({int(p["containerPort"]) for c in pod.spec.get("containers") or [] for p in c.get("ports") or []
+                   if str(p.get("protocol") or "TCP") == "TCP" and p.get("containerPort")})
+
+
+def _inbound_listener(pod: KubeObject, policies: list[KubeObject], files: ProxyFiles) -> dict:
+    """15006: per container port (and for any other port, the workload's mode), the mTLS chain
+    and, unless STRICT, the plaintext one, each through the workload's RBAC to the app."""
+    rbac = rbac_filters(policies, pod.namespace, pod.labels)
+    chains = []
+    for port in [*_container_ports(pod), None]:
+        mode = mesh.mtls_mode(policies, pod.namespace, pod.labels, port if port is not None else 0).mode
+        match = {} if port is None else {"destination_port": port}
+        filters = [*rbac, _tcp_proxy("inbound", "InboundPassthroughCluster")]
+        if mode != "DISABLE":
+            chains.append({"filter_chain_match": {**match, "transport_protocol": "tls"}, "filters": filters,
+                           "transport_socket": {"name": "envoy.transport_sockets.tls", "typed_config": {
+                               "@type": _TYPE + "envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext",
+                               "require_client_certificate": True, "common_tls_context": _common_tls(None, files)}}})
+        if mode != "STRICT":
+            chains.append({"filter_chain_match": {**match, "transport_protocol": "raw_buffer"}, "filters": filters})
+    return {"@type": LISTENER, "name": "virtualInbound",
+            "address": {"socket_address": {"address": "0.0.0.0", "port_value": 15006}},
+            "use_original_dst": True,
+            "listener_filters": [_listener_filter("original_dst"), _listener_filter("tls_inspector")],
+            "filter_chains": chains}
+
+
+def _health_listener() -> dict:
+    return {"name": "health", "address": {"socket_address": {"address": "0.0.0.0", "port_value": HEALTH_PORT}},
+            "filter_chains": [{"filters": [{
+                "name": "envoy.filters.network.http_connection_manager",
+                "typed_config": {"@type": _TYPE + "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+                                 "stat_prefix": "health",
+                                 "route_config": {"virtual_hosts": [{"name": "health", "domains": ["*"], "routes": [
+                                     {"match": {"path": "/healthz/ready"}, "direct_response": {"status": 200}}]}]},
+                                 "http_filters": [{"name": "envoy.filters.http.router", "typed_config": {
+                                     "@type": _TYPE + "envoy.extensions.filters.http.router.v3.Router"}}]}}]}]}
+
+
+# -- AuthorizationPolicy as Envoy RBAC (connections: L4) -------------------------------------------
+
+
+def rbac_filters(policies: Iterable[KubeObject], namespace: str, labels: Mapping[str, str]) -> list[dict]:
+    """The workload's AuthorizationPolicy for TCP connections: a DENY filter (CUSTOM ones too,
+    failing closed) and, if an enforced ALLOW policy exists, an ALLOW filter whose policies are
+    the ALLOW rules left once those using HTTP-only attributes are dropped (none left: nothing
+    is allowed). Dry-run policies are left out, AUDIT ones too (they only mark)."""
+    governing = [p for p in policies if p.kind == "AuthorizationPolicy" and mesh.applies_to(p, namespace, labels)
+                 and not mesh.is_dry_run(p)]
+    deny: dict[str, dict] = {}
+    allow: dict[str, dict] | None = None
+    for policy in sorted(governing, key=mesh.by_age):
+        action = policy.spec.get("action") or "ALLOW"
+        if action == "AUDIT":
+            continue
+        if action == "ALLOW" and allow is None:
+            allow = {}
+        for index, rule in enumerate(policy.spec.get("rules") or []):
+            rule = rule or {}
+            if mesh.uses_http(rule):
+                if action == "ALLOW":
+                    continue
+                rule = mesh.without_http(rule)
+            name = f"ns[{policy.namespace}]-policy[{policy.name}]-rule[{index}]"
+            (allow if action == "ALLOW" else deny)[name] = _rbac_policy(rule, policy.namespace)
+    filters = []
+    for action, rules in (("DENY", deny), ("ALLOW", allow)):
+        if rules is None or (action == "DENY" and not rules):
+            continue
+        filters.append({"name": "envoy.filters.network.rbac",
+                        "typed_config": {"@type": _TYPE + "envoy.extensions.filters.network.rbac.v3.RBAC",
+                                         "stat_prefix": f"rbac_{action.lower()}",
+                                         "rules": {"action": action, "policies": rules}}})
+    return filters
+
+
+def _rbac_policy(rule: Mapping, policy_namespace: str) -> dict:
+    """One rule: any of its `from` entries (each an AND of its fields) AND any of its `to`
+    entries AND every `when` condition; an absent part is any."""
+    principals = [{"or_ids": {"ids": [_source(e.get("source") or {}, policy_namespace) for e in rule["from"]]}}] \
+        if rule.get("from") else []
+    permissions = [{"or_rules": {"rules": [_operation(e.get("operation") or {}) for e in rule["to"]]}}] \
+        if rule.get("to") else []
+    for condition in rule.get("when") or []:
+        kind, matcher = _condition(condition, policy_namespace)
+        (principals if kind == "principal" else permissions).append(matcher)
+    return {"permissions": [{"and_rules": {"rules": permissions}} if permissions else {"any": True}],
+            "principals": [{"and_ids": {"ids": principals}} if principals else {"any": True}]}
+
+
+def _string(pattern: str, prefix: str = "") -> dict:
+    """Istio's string match as Envoy's: `*` present, `abc*` prefix, `*abc` suffix, else exact."""
+    if pattern == "*":
+        return {"safe_regex": {"regex": re.escape(prefix) + ".+"}}
+    if pattern.startswith("*"):
+        return {"suffix": pattern[1:]}
+    if pattern.endswith("*"):
+        return {"prefix": prefix + pattern[:-1]}
+    return {"exact": prefix + pattern}
+
+
+def _principal_name(pattern: str) -> dict:
+    parts = pattern.split("/")
+    if len(parts) == 5 and parts[0] == "cluster.local":
+        pattern = "/".join([mesh.TRUST_DOMAIN, *parts[1:]])
+    return {"authenticated": {"principal_name": _string(pattern, "" if pattern.startswith("*") else "spiffe://")}}
+
+
+def _namespace_id(pattern: str) -> dict:
+    glob = ".*".join(re.escape(part) for part in pattern.split("*"))
+    return {"authenticated": {"principal_name": {"safe_regex": {"regex": f"spiffe://[^/]+/ns/{glob}/sa/[^/]+"}}}}
+
+
+def _service_account_id(pattern: str, policy_namespace: str) -> dict:
+    namespace, _, account = pattern.rpartition("/")
+    regex = f"spiffe://[^/]+/ns/{re.escape(namespace or policy_namespace)}/sa/{re.escape(account)}"
+    return {"authenticated": {"principal_name": {"safe_regex": {"regex": regex}}}}
+
+
+def _cidr(block: str, key: str) -> dict:
+    address, _, length = block.partition("/")
+    return {key: {"address_prefix": address, "prefix_len": int(length) if length else (128 if ":" in address else 32)}}
+
+
+def _any_of(ids: list[dict], key: str = "or_ids") -> dict:
+    return {key: {"ids" if key == "or_ids" else "rules": ids}}
+
+
+def _source(source: Mapping, policy_namespace: str) -> dict:
+    fields = {
+        "principals": _principal_name, "namespaces": _namespace_id,
+        "ipBlocks": lambda v: _cidr(v, "direct_remote_ip"), "remoteIpBlocks": lambda v: _cidr(v, "remote_ip"),
+        "serviceAccounts": lambda v: _service_account_id(v, policy_namespace),
+    }
+    ids = []
+    for name, make in fields.items():
+        values, negated = source.get(name), source.get("not" + name[0].upper() + name[1:])
+        if values:
+            ids.append(_any_of([make(v) for v in values]))
+        if negated:
+            ids.append({"not_id": _any_of([make(v) for v in negated])})
+    return {"and_ids": {"ids": ids}} if ids else {"any": True}
+
+
+def _operation(operation: Mapping) -> dict:
+    rules = []
+    if operation.get("ports"):
+        rules.append(_any_of([{"destination_port": int(p)} for p in operation["ports"]], "or_rules"))
+    if operation.get("notPorts"):
+        rules.append({"not_rule": _any_of([{"destination_port": int(p)} for p in operation["notPorts"]], "or_rules")})
+    return {"and_rules": {"rules": rules}} if rules else {"any": True}
+
+
+def _condition(condition: Mapping, policy_namespace: str) -> tuple[str, dict]:
+    """A `when` condition usable on a connection, as a principal or a permission."""
+    key = condition.get("key") or ""
+    makers = {
+        "source.ip": ("principal", lambda v: _cidr(v, "direct_remote_ip")),
+        "remote.ip": ("principal", lambda v: _cidr(v, "remote_ip")),
+        "source.namespace": ("principal", _namespace_id),
+        "source.principal": ("principal", _principal_name),
+        "source.serviceAccount": ("principal", lambda v: _service_account_id(v, policy_namespace)),
+        "destination.port": ("permission", lambda v: {"destination_port": int(v)}),
+        "destination.ip": ("permission", lambda v: _cidr(v, "destination_ip")),
+    }
+    kind, make = makers.get(key, ("principal", None))
+    if make is None or is_http_key(key):  # (an HTTP key: dropped before; connection.sni, the trust domain,
+        # the Envoy filter keys: not rendered yet)
+        return kind, {"not_id": {"any": True}}  # fail closed: the condition never holds
+    group = "or_ids" if kind == "principal" else "or_rules"
+    parts = []
+    if condition.get("values"):
+        parts.append(_any_of([make(v) for v in condition["values"]], group))
+    if condition.get("notValues"):
+        negated = _any_of([make(v) for v in condition["notValues"]], group)
+        parts.append({"not_id": negated} if kind == "principal" else {"not_rule": negated})
+    if kind == "principal":
+        return kind, {"and_ids": {"ids": parts}}
+    return kind, {"and_rules": {"rules": parts}}
