@@ -71,6 +71,16 @@ def errors_of(body: dict) -> list[str]:
     return []
 
 
+def assert_one_located_error(body: dict, ref: str, path: str, phrase: str) -> None:
+    """`body` refused with exactly one error, at a line of test.yaml, naming the object (its
+    `ref` as podnet prints it), the field `path` and a message with `phrase` in it."""
+    errors = errors_of(body)
+    assert len(errors) == 1, errors
+    match = re.match(rf"test\.yaml:(\d+): {body['kind']} {re.escape(ref)}: {re.escape(path)}: (.*)$", errors[0])
+    assert match, errors[0]
+    assert int(match.group(1)) > 0 and phrase in match.group(2), errors[0]
+
+
 def test_the_valid_policies_are_admitted():
     store = load_yaml(yaml.safe_dump_all([ANP, BANP], sort_keys=False))
     anp = store.get("AdminNetworkPolicy", "", "tenants")
@@ -187,12 +197,7 @@ CASES = [
 @pytest.mark.parametrize("kind, changes, path, phrase", CASES)
 def test_bad_field_gives_one_located_error(kind, changes, path, phrase):
     body = changed(BODIES[kind], changes)
-    errors = errors_of(body)
-    assert len(errors) == 1, errors
-    name = body["metadata"]["name"]
-    match = re.match(rf"test\.yaml:(\d+): {kind} {re.escape(name)}: {re.escape(path)}: (.*)$", errors[0])
-    assert match, errors[0]
-    assert int(match.group(1)) > 0 and phrase in match.group(2), errors[0]
+    assert_one_located_error(body, body["metadata"]["name"], path, phrase)
 
 
 def test_error_names_the_line_of_the_field():

@@ -8,15 +8,14 @@ FILE:LINE: Kind name: field.path: message.
 
 from __future__ import annotations
 
-import re
 
 import pytest
 import yaml
 
 from podnet.api.kinds import resolve_kind
-from podnet.errors import InvalidInput
 from tests.conftest import load_yaml
 from tests.test_validation import DELETE, changed
+from tests.test_validation_anp import assert_one_located_error, errors_of
 
 AP = {
     "apiVersion": "security.istio.io/v1",
@@ -43,14 +42,6 @@ PA = {
 
 BODIES = {"AuthorizationPolicy": AP, "PeerAuthentication": PA}
 RULE = ("spec", "rules", 0)
-
-
-def errors_of(body: dict) -> list[str]:
-    try:
-        load_yaml(yaml.safe_dump(body, sort_keys=False))
-    except InvalidInput as exc:
-        return list(exc.lines)
-    return []
 
 
 def test_the_valid_policies_are_admitted_and_v1beta1_is_the_same():
@@ -132,12 +123,7 @@ CASES = [
 @pytest.mark.parametrize("kind, changes, path, phrase", CASES)
 def test_bad_field_gives_one_located_error(kind, changes, path, phrase):
     body = changed(BODIES[kind], changes)
-    errors = errors_of(body)
-    assert len(errors) == 1, errors
-    name = body["metadata"]["name"]
-    match = re.match(rf"test\.yaml:(\d+): {kind} shop/{re.escape(name)}: {re.escape(path)}: (.*)$", errors[0])
-    assert match, errors[0]
-    assert int(match.group(1)) > 0 and phrase in match.group(2), errors[0]
+    assert_one_located_error(body, f"shop/{body['metadata']['name']}", path, phrase)
 
 
 @pytest.mark.parametrize("word, kind", [("ap", "AuthorizationPolicy"), ("authorizationpolicies", "AuthorizationPolicy"),
