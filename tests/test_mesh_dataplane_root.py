@@ -87,11 +87,30 @@ spec:
   # plaintext clients of the pods' range would be allowed on 8080, but STRICT refuses them first
   - from: [{source: {ipBlocks: ["10.244.0.0/16"], notPrincipals: ["*"]}}]
     to: [{operation: {ports: ["8080"]}}]
+  - to: [{operation: {methods: [GET], paths: ["/public/*"]}}]
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: no-admin, namespace: shop}
+spec:
+  selector: {matchLabels: {app: api}}
+  action: DENY
+  rules: [{to: [{operation: {paths: ["/admin*"]}}]}]
 """
 
 APP = textwrap.dedent("""
-    import socket, sys, threading
-    def serve(port):
+    import http.server, socket, sys, threading
+    class Answer(http.server.BaseHTTPRequestHandler):
+        def answer(self):
+            body = f"app 8080 from {self.client_address[0]}\\n".encode()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+        do_GET = do_POST = answer
+        def log_message(self, *args):
+            pass
+    def tcp(port):
         listener = socket.socket()
         listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         listener.bind(("0.0.0.0", port))
@@ -106,19 +125,26 @@ APP = textwrap.dedent("""
             except OSError:
                 pass
             conn.close()
-    for port in map(int, sys.argv[1:]):
-        threading.Thread(target=serve, args=(port,), daemon=True).start()
+    threading.Thread(target=tcp, args=(9090,), daemon=True).start()
+    server = http.server.ThreadingHTTPServer(("0.0.0.0", 8080), Answer)
     print("ready", flush=True)
-    threading.Event().wait()
+    server.serve_forever()
 """)
 CONNECT = textwrap.dedent("""
-    import socket, sys
+    import http.client, socket, sys
+    address, port, method, path = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
     try:
-        s = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=10)
-        s.settimeout(10)
-        s.sendall(b"hello\\n")
-        print(s.recv(200).decode().strip() or "closed")
-    except OSError as exc:
+        if method == "TCP":
+            s = socket.create_connection((address, port), timeout=10)
+            s.settimeout(10)
+            s.sendall(b"hello\\n")
+            print(s.recv(200).decode().strip() or "closed")
+        else:
+            connection = http.client.HTTPConnection(address, port, timeout=10)
+            connection.request(method, path, headers={"Host": "api.shop"})
+            response = connection.getresponse()
+            print(response.status, response.read().decode().strip())
+    except (OSError, http.client.HTTPException) as exc:
         print(f"failed: {exc.__class__.__name__}")
 """)
 READY = "import urllib.request; print(urllib.request.urlopen('http://127.0.0.1:15000/ready', timeout=2).read().decode())"
@@ -160,7 +186,7 @@ def meshed(tmp_path_factory):
             run("ip", "-n", ns, "route", "add", str(cluster.config.networking.service_subnet), "dev", "eth0")
         app = base / "app.py"
         app.write_text(APP)
-        server = subprocess.Popen(["ip", "netns", "exec", namespaces["api"], sys.executable, str(app), "8080", "9090"],
+        server = subprocess.Popen(["ip", "netns", "exec", namespaces["api"], sys.executable, str(app)],
                                   stdout=subprocess.PIPE, text=True)
         processes.append(server)
         assert server.stdout.readline().strip() == "ready"
@@ -219,47 +245,60 @@ def logs(base: Path) -> str:
                      for name in ("web", "api") if (base / f"{name}.log").exists())
 
 
-def connect(ns: str, address: str, port: int) -> str:
+def connect(ns: str, address: str, port: int, method: str = "TCP", path: str = "/") -> str:
     return run("ip", "netns", "exec", ns, "setpriv", "--reuid=1000", "--regid=1000", "--clear-groups",
-               sys.executable, "-c", CONNECT, address, str(port)).strip()
+               sys.executable, "-c", CONNECT, address, str(port), method, path).strip()
 
 
-def predicted(pods, policies, client: str, port: int) -> bool:
+def predicted(cluster, policies, pods, client: str, port: int, method: str, path: str) -> bool:
     """What the simulator says: the port's mode (a plaintext client refused under STRICT), then
-    AuthorizationPolicy with the client's identity (none over plaintext)."""
+    AuthorizationPolicy with the client's identity (none over plaintext), on the request where
+    a Service declares the port HTTP, on the connection otherwise."""
     api, source = pods["api"], pods[client]
     meshed = source.labels.get("security.istio.io/tlsMode") == "istio"
     mode = mesh.mtls_mode(policies, "shop", api.labels, port)
     if not meshed and not mode.accepts_plaintext:
         return False
     principal = mesh.spiffe_id("shop", mesh.service_account_of(source)) if meshed and mode.takes_mtls else None
-    request = mesh.Request(principal, source.status["podIP"], port, api.status["podIP"])
+    http = mesh.Http(method, path, "api.shop") if mesh.port_protocol(cluster.of_kind("Service"), api, port) == "http" else None
+    assert (http is None) == (method == "TCP")  # the test speaks what the port is declared to carry
+    request = mesh.Request(principal, source.status["podIP"], port, api.status["podIP"], http)
     return mesh.authorize(policies, "shop", api.labels, request).allowed
 
 
-@pytest.mark.parametrize("client, via_service, port", [
-    ("web", True, 8080), ("other", True, 8080), ("plain", False, 8080),
-    ("web", True, 9090), ("plain", False, 9090), ("other", True, 9090),
-])
-def test_each_connection_fares_as_the_simulator_says(meshed, client, via_service, port):
+CASES = [
+    # HTTP on 8080 (the Service names the port http): STRICT, by principal, method and path
+    ("web", True, 8080, "GET", "/private"), ("web", True, 8080, "GET", "/admin/users"),
+    ("other", True, 8080, "GET", "/public/a"), ("other", True, 8080, "GET", "/private"),
+    ("other", True, 8080, "POST", "/public/a"), ("other", True, 8080, "GET", "/public/../private"),
+    ("other", True, 8080, "GET", "/public/%2e%2e/admin"), ("plain", False, 8080, "GET", "/public/a"),
+    # TCP on 9090 (tcp-metrics): PERMISSIVE, by port
+    ("web", True, 9090, "TCP", ""), ("plain", False, 9090, "TCP", ""), ("other", True, 9090, "TCP", ""),
+]
+
+
+@pytest.mark.parametrize("client, via_service, port, method, path", CASES,
+                         ids=[f"{c}-{m}-{port}{p}" for c, _, port, m, p in CASES])
+def test_each_request_fares_as_the_simulator_says(meshed, client, via_service, port, method, path):
     cluster, policies, pods, namespaces, base = meshed
     service = cluster.get("Service", "shop", "api")
     target = (service.spec["clusterIP"], 80 if port == 8080 else 9090) if via_service else (pods["api"].status["podIP"], port)
-    answer = connect(namespaces[client], *target)
+    answer = connect(namespaces[client], *target, method, path)
     if os.environ.get("PODNET_MESH_LOG"):  # debugging: the proxies' logs flushed before the teardown
         time.sleep(0.3)
-    expected = predicted(pods, policies, client, port)
-    got_through = answer.startswith(f"app {port} from ")
-    assert got_through is expected, f"{client} -> {target}: {answer!r}, the simulator says " \
+    expected = predicted(cluster, policies, pods, client, port, method, path)
+    got_through = (answer.startswith("200 ") if method != "TCP" else answer.startswith("app ")) and \
+        answer.endswith("from 127.0.0.6")  # the proxy delivered it, from its inbound passthrough address
+    assert got_through is expected, f"{client} {method} {target}{path}: {answer!r}, the simulator says " \
         f"{'allowed' if expected else 'denied'}\n{logs(base)}"
-    if got_through:
-        assert answer.endswith("127.0.0.6")  # the proxy delivered it, from its inbound passthrough address
+    if method != "TCP" and client != "plain" and not expected:
+        assert answer == "403 RBAC: access denied"  # Istio's denial of a request
 
 
 def test_meshed_traffic_is_mutual_tls_at_the_servers_proxy(meshed):
     cluster, _, pods, namespaces, _ = meshed
     service = cluster.get("Service", "shop", "api")
-    assert connect(namespaces["web"], service.spec["clusterIP"], 80).startswith("app 8080")
+    assert connect(namespaces["web"], service.spec["clusterIP"], 80, "GET", "/private").startswith("200 app 8080")
     stats = run("ip", "netns", "exec", namespaces["api"], sys.executable, "-c",
                 "import urllib.request; print(urllib.request.urlopen('http://127.0.0.1:15000/stats', timeout=5).read().decode())")
     handshakes = [line for line in stats.splitlines() if "15006" in line and line.split(":")[0].endswith("ssl.handshake")]

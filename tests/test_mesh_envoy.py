@@ -148,6 +148,12 @@ def test_inbound_chains_follow_the_ports_mode(rendered):
               for c in inbound["filter_chains"]}
     # 8080 and the rest: STRICT (TLS only); 9090: PERMISSIVE (TLS and plaintext)
     assert chains == {(8080, "tls"), (9090, "tls"), (9090, "raw_buffer"), (None, "tls")}
+    # the Service names 8080 http: requests, with the HTTP RBAC filters; 9090 carries connections
+    first = {c["filter_chain_match"].get("destination_port"): c["filters"] for c in inbound["filter_chains"]}
+    assert first[8080][0]["name"] == "envoy.filters.network.http_connection_manager"
+    http_filters = [f["name"] for f in first[8080][0]["typed_config"]["http_filters"]]
+    assert http_filters == ["envoy.filters.http.rbac", "envoy.filters.http.rbac", "envoy.filters.http.router"]
+    assert [f["name"] for f in first[9090]][-1] == "envoy.filters.network.tcp_proxy"
 
 
 def test_authorization_policy_becomes_rbac_deny_then_allow(rendered):

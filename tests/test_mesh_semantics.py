@@ -296,3 +296,21 @@ def test_a_custom_policy_fails_closed_without_its_authorizer():
     assert not decision.allowed and decision.by == "CUSTOM"
     assert decide([custom], get("/y")).allowed
     assert str(decision) == "denied: CUSTOM shop/ext rule 0"
+
+
+def test_a_port_is_http_when_a_service_selecting_the_pod_declares_it_so():
+    api = KubeObject("Pod", "shop", "api", {"metadata": {"name": "api", "namespace": "shop", "labels": {"app": "api"}},
+                                            "spec": {"containers": [{"name": "c", "ports": [{"name": "web", "containerPort": 8080},
+                                                                                          {"containerPort": 9090}, {"containerPort": 7070}]}]}})
+
+    def service(name, ports, selector=None, ns="shop"):
+        return KubeObject("Service", ns, name, {"metadata": {"name": name, "namespace": ns},
+                                                "spec": {"selector": selector or {"app": "api"}, "ports": ports}})
+    services = [service("named", [{"name": "http-web", "port": 80, "targetPort": "web"}]),
+                service("app-protocol", [{"name": "metrics", "port": 9090, "appProtocol": "http"}]),
+                service("grpc-elsewhere", [{"name": "grpc", "port": 7070}], selector={"app": "db"}),
+                service("other-ns", [{"name": "http", "port": 7070}], ns="other")]
+    assert mesh.port_protocol(services, api, 8080) == "http"  # the named target port
+    assert mesh.port_protocol(services, api, 9090) == "http"  # appProtocol
+    assert mesh.port_protocol(services, api, 7070) == "tcp"  # no Service of its own declares it
+    assert mesh.port_protocol([service("tcp", [{"name": "tcp-db", "port": 8080, "targetPort": 8080}])], api, 8080) == "tcp"

@@ -6,7 +6,7 @@ a change is pushed by replacing a file (written beside it, then renamed), with n
 no gRPC server in podnet. The same files are what `podnet` shows and what the tests validate
 with the real Envoy.
 
-What a sidecar does (L4 for now; the HTTP filters come with traffic management):
+What a sidecar does:
 
 - outbound (15001, the pod's redirected connections, original destination restored): one filter
   chain per Service port (its ClusterIP and port) proxying to that port's cluster, whose
@@ -16,8 +16,9 @@ What a sidecar does (L4 for now; the HTTP filters come with traffic management):
   anything else passes through to where it was going;
 - inbound (15006): per port, the mTLS chain (TLS 1.2+, a client certificate of the mesh
   required) and, unless the port's PeerAuthentication mode is STRICT, the plaintext chain; each
-  with the AuthorizationPolicy of the workload as Envoy RBAC filters (DENY, then ALLOW), then to
-  the app from 127.0.0.6;
+  with the AuthorizationPolicy of the workload as Envoy RBAC filters (DENY, then ALLOW) — on
+  requests where a Service declares the port HTTP, on connections otherwise — then to the app
+  from 127.0.0.6;
 - 15021 answers the proxy's readiness.
 
 The AuthorizationPolicy translation follows semantics/mesh.py's reading of each field (the
@@ -101,7 +102,7 @@ def resources(cluster: Cluster, pod: KubeObject, files: ProxyFiles, policies: It
                 "filter_chains": chains,
                 "default_filter_chain": {"filters": [_tcp_proxy("PassthroughCluster", "PassthroughCluster")]}}
     return {
-        "lds.json": _discovery([outbound, _inbound_listener(pod, policies, files)]),
+        "lds.json": _discovery([outbound, _inbound_listener(pod, policies, files, cluster.of_kind("Service"))]),
         "cds.json": _discovery(clusters),
         # one secret per file: Envoy's file-based SDS takes exactly one
         SECRET_FILES["default"]: _discovery([{"@type": SECRET, "name": "default", "tls_certificate": {
@@ -205,15 +206,20 @@ def _container_ports(pod: KubeObject) -> list[int]:
                    if str(p.get("protocol") or "TCP") == "TCP" and p.get("containerPort")})
 
 
-def _inbound_listener(pod: KubeObject, policies: list[KubeObject], files: ProxyFiles) -> dict:
+def _inbound_listener(pod: KubeObject, policies: list[KubeObject], files: ProxyFiles,
+                      services: list[KubeObject]) -> dict:
     """15006: per container port (and for any other port, the workload's mode), the mTLS chain
-    and, unless STRICT, the plaintext one, each through the workload's RBAC to the app."""
+    and, unless STRICT, the plaintext one, each through the workload's RBAC to the app: as HTTP
+    requests on a port a Service declares HTTP, as connections otherwise."""
     rbac = rbac_filters(policies, pod.namespace, pod.labels)
     chains = []
     for port in [*_container_ports(pod), None]:
         mode = mesh.mtls_mode(policies, pod.namespace, pod.labels, port if port is not None else 0).mode
         match = {} if port is None else {"destination_port": port}
-        filters = [*rbac, _tcp_proxy("inbound", "InboundPassthroughCluster")]
+        if port is not None and mesh.port_protocol(services, pod, port) == "http":
+            filters = [_http_inbound(rbac_filters(policies, pod.namespace, pod.labels, http=True))]
+        else:
+            filters = [*rbac, _tcp_proxy("inbound", "InboundPassthroughCluster")]
         if mode != "DISABLE":
             chains.append({"filter_chain_match": {**match, "transport_protocol": "tls"}, "filters": filters,
                            "transport_socket": {"name": "envoy.transport_sockets.tls", "typed_config": {
@@ -226,6 +232,20 @@ def _inbound_listener(pod: KubeObject, policies: list[KubeObject], files: ProxyF
             "use_original_dst": True,
             "listener_filters": [_listener_filter("original_dst"), _listener_filter("tls_inspector")],
             "filter_chains": chains}
+
+
+def _http_inbound(rbac: list[dict]) -> dict:
+    """Requests to the app: the path normalized as Istio's default (BASE: RFC 3986, unreserved
+    characters decoded, `%2F` and `//` kept), the workload's RBAC (a denial: 403 "RBAC: access
+    denied"), then the app."""
+    return {"name": "envoy.filters.network.http_connection_manager", "typed_config": {
+        "@type": _TYPE + "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+        "stat_prefix": "inbound_http", "normalize_path": True, "merge_slashes": False,
+        "path_with_escaped_slashes_action": "KEEP_UNCHANGED",
+        "route_config": {"name": "inbound", "virtual_hosts": [{"name": "inbound", "domains": ["*"], "routes": [
+            {"match": {"prefix": "/"}, "route": {"cluster": "InboundPassthroughCluster", "timeout": "0s"}}]}]},
+        "http_filters": [*rbac, {"name": "envoy.filters.http.router",
+                                 "typed_config": {"@type": _TYPE + "envoy.extensions.filters.http.router.v3.Router"}}]}}
 
 
 def _health_listener() -> dict:
@@ -243,11 +263,13 @@ def _health_listener() -> dict:
 # -- AuthorizationPolicy as Envoy RBAC (connections: L4) -------------------------------------------
 
 
-def rbac_filters(policies: Iterable[KubeObject], namespace: str, labels: Mapping[str, str]) -> list[dict]:
-    """The workload's AuthorizationPolicy for TCP connections: a DENY filter (CUSTOM ones too,
-    failing closed) and, if an enforced ALLOW policy exists, an ALLOW filter whose policies are
-    the ALLOW rules left once those using HTTP-only attributes are dropped (none left: nothing
-    is allowed). Dry-run policies are left out, AUDIT ones too (they only mark)."""
+def rbac_filters(policies: Iterable[KubeObject], namespace: str, labels: Mapping[str, str],
+                 http: bool = False) -> list[dict]:
+    """The workload's AuthorizationPolicy: a DENY filter (CUSTOM ones too, failing closed) and,
+    if an enforced ALLOW policy exists, an ALLOW filter. For connections (`http` False), the
+    ALLOW rules using HTTP-only attributes are dropped (none left: nothing is allowed) and the
+    DENY rules lose those attributes; for HTTP requests (HTTP filters), every attribute holds.
+    Dry-run policies are left out, AUDIT ones too (they only mark)."""
     governing = [p for p in policies if p.kind == "AuthorizationPolicy" and mesh.applies_to(p, namespace, labels)
                  and not mesh.is_dry_run(p)]
     deny: dict[str, dict] = {}
@@ -260,20 +282,22 @@ def rbac_filters(policies: Iterable[KubeObject], namespace: str, labels: Mapping
             allow = {}
         for index, rule in enumerate(policy.spec.get("rules") or []):
             rule = rule or {}
-            if mesh.uses_http(rule):
+            if not http and mesh.uses_http(rule):
                 if action == "ALLOW":
                     continue
                 rule = mesh.without_http(rule)
             name = f"ns[{policy.namespace}]-policy[{policy.name}]-rule[{index}]"
             (allow if action == "ALLOW" else deny)[name] = _rbac_policy(rule, policy.namespace)
     filters = []
+    layer = "http" if http else "network"
     for action, rules in (("DENY", deny), ("ALLOW", allow)):
         if rules is None or (action == "DENY" and not rules):
             continue
-        filters.append({"name": "envoy.filters.network.rbac",
-                        "typed_config": {"@type": _TYPE + "envoy.extensions.filters.network.rbac.v3.RBAC",
-                                         "stat_prefix": f"rbac_{action.lower()}",
-                                         "rules": {"action": action, "policies": rules}}})
+        config = {"@type": _TYPE + f"envoy.extensions.filters.{layer}.rbac.v3.RBAC",
+                  "rules": {"action": action, "policies": rules}}
+        if not http:
+            config["stat_prefix"] = f"rbac_{action.lower()}"
+        filters.append({"name": f"envoy.filters.{layer}.rbac", "typed_config": config})
     return filters
 
 
@@ -334,6 +358,7 @@ def _source(source: Mapping, policy_namespace: str) -> dict:
         "principals": _principal_name, "namespaces": _namespace_id,
         "ipBlocks": lambda v: _cidr(v, "direct_remote_ip"), "remoteIpBlocks": lambda v: _cidr(v, "remote_ip"),
         "serviceAccounts": lambda v: _service_account_id(v, policy_namespace),
+        "requestPrincipals": lambda v: {"not_id": {"any": True}},  # no JWTs: never a request principal
     }
     ids = []
     for name, make in fields.items():
@@ -345,18 +370,44 @@ def _source(source: Mapping, policy_namespace: str) -> dict:
     return {"and_ids": {"ids": ids}} if ids else {"any": True}
 
 
+def _path(pattern: str) -> dict:
+    regex = mesh.path_template_regex(pattern)
+    return {"url_path": {"path": _string(pattern) if regex is None else {"safe_regex": {"regex": regex}}}}
+
+
 def _operation(operation: Mapping) -> dict:
+    """Every field set: one of its values (notX: none of them)."""
+    makers = {
+        "ports": lambda v: {"destination_port": int(v)},
+        "methods": lambda v: {"header": {"name": ":method", "string_match": _string(v)}},
+        "hosts": lambda v: {"header": {"name": ":authority", "string_match": {**_string(v), "ignore_case": True}}},
+        "paths": _path,
+    }
     rules = []
-    if operation.get("ports"):
-        rules.append(_any_of([{"destination_port": int(p)} for p in operation["ports"]], "or_rules"))
-    if operation.get("notPorts"):
-        rules.append({"not_rule": _any_of([{"destination_port": int(p)} for p in operation["notPorts"]], "or_rules")})
+    for name, make in makers.items():
+        values, negated = operation.get(name), operation.get("not" + name[0].upper() + name[1:])
+        if values:
+            rules.append(_any_of([make(v) for v in values], "or_rules"))
+        if negated:
+            rules.append({"not_rule": _any_of([make(v) for v in negated], "or_rules")})
     return {"and_rules": {"rules": rules}} if rules else {"any": True}
 
 
 def _condition(condition: Mapping, policy_namespace: str) -> tuple[str, dict]:
     """A `when` condition usable on a connection, as a principal or a permission."""
     key = condition.get("key") or ""
+    header = re.fullmatch(r"request\.headers\[(.+)\]", key)
+    if header:  # a permission on the request's header (`*`: present)
+        def make(v: str) -> dict:
+            if v == "*":
+                return {"header": {"name": header.group(1), "present_match": True}}
+            return {"header": {"name": header.group(1), "string_match": _string(v)}}
+        parts = []
+        if condition.get("values"):
+            parts.append(_any_of([make(v) for v in condition["values"]], "or_rules"))
+        if condition.get("notValues"):
+            parts.append({"not_rule": _any_of([make(v) for v in condition["notValues"]], "or_rules")})
+        return "permission", {"and_rules": {"rules": parts}}
     makers = {
         "source.ip": ("principal", lambda v: _cidr(v, "direct_remote_ip")),
         "remote.ip": ("principal", lambda v: _cidr(v, "remote_ip")),
@@ -367,8 +418,8 @@ def _condition(condition: Mapping, policy_namespace: str) -> tuple[str, dict]:
         "destination.ip": ("permission", lambda v: _cidr(v, "destination_ip")),
     }
     kind, make = makers.get(key, ("principal", None))
-    if make is None or is_http_key(key):  # (an HTTP key: dropped before; connection.sni, the trust domain,
-        # the Envoy filter keys: not rendered yet)
+    if make is None or is_http_key(key):  # (request.auth.*: no JWTs, never present; connection.sni,
+        # the trust domain, the Envoy filter keys: not rendered yet)
         return kind, {"not_id": {"any": True}}  # fail closed: the condition never holds
     group = "or_ids" if kind == "principal" else "or_rules"
     parts = []

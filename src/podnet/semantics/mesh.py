@@ -194,6 +194,39 @@ def _subset(selector: Mapping[str, str], labels: Mapping[str, str]) -> bool:
     return all(labels.get(key) == value for key, value in selector.items())
 
 
+# -- protocols -------------------------------------------------------------------------------------
+
+HTTP_PROTOCOLS = ("http", "http2", "grpc", "grpc-web")
+
+
+def port_protocol(services: Iterable[KubeObject], pod: KubeObject, port: int) -> str:
+    """"http" or "tcp": how a proxy handles connections to the pod's container port `port` —
+    HTTP when a Service selecting the pod declares that port's protocol HTTP (its appProtocol,
+    else its name: `http`, `http-…`, `http2`, `grpc…`: Istio's explicit protocol selection),
+    TCP otherwise (podnet does not sniff a connection's first bytes)."""
+    for svc in services:
+        selector = svc.spec.get("selector")
+        if svc.kind != "Service" or svc.namespace != pod.namespace or not selector or not _subset(selector, pod.labels):
+            continue
+        for entry in svc.spec.get("ports") or []:
+            if _target_port(pod, entry.get("targetPort", entry.get("port"))) != port:
+                continue
+            declared = (entry.get("appProtocol") or (entry.get("name") or "").split("-", 1)[0]).lower()
+            if declared in HTTP_PROTOCOLS:
+                return "http"
+    return "tcp"
+
+
+def _target_port(pod: KubeObject, target) -> int | None:
+    if isinstance(target, int):
+        return target
+    for container in pod.spec.get("containers") or []:
+        for declared in container.get("ports") or []:
+            if declared.get("name") == target:
+                return declared.get("containerPort")
+    return int(target) if isinstance(target, str) and target.isdigit() else None
+
+
 # -- AuthorizationPolicy ---------------------------------------------------------------------------
 
 
@@ -456,14 +489,19 @@ def _in_block(block: str, address: str | None) -> bool:
         return False
 
 
+def path_template_regex(pattern: str) -> str | None:
+    """A path template as a regular expression (its `{*}` one segment, its last `{**}` any
+    number of them), or None if `pattern` is no template."""
+    if "{*}" not in pattern and "{**}" not in pattern:
+        return None
+    return "".join("[^/]+" if part == "{*}" else ".*" if part == "{**}" else re.escape(part)
+                   for part in re.split(r"(\{\*\*\}|\{\*\})", pattern))
+
+
 def _path_matches(pattern: str, path: str) -> bool:
-    """A path pattern: Istio's string match, or a template whose `{*}` is one segment and whose
-    last `{**}` is any number of them."""
-    if "{*}" in pattern or "{**}" in pattern:
-        regex = "".join("[^/]+" if part == "{*}" else ".*" if part == "{**}" else re.escape(part)
-                        for part in re.split(r"(\{\*\*\}|\{\*\})", pattern))
-        return re.fullmatch(regex, path) is not None
-    return _string(pattern, path)
+    """A path pattern: Istio's string match, or a template."""
+    regex = path_template_regex(pattern)
+    return _string(pattern, path) if regex is None else re.fullmatch(regex, path) is not None
 
 
 _UNRESERVED = re.compile(r"%(2[dDeE]|3[0-9]|[46][1-9a-fA-F]|[57][0-9aA]|5[fF]|7[eE])")
