@@ -19,10 +19,12 @@ import subprocess
 import sys
 import tempfile
 import textwrap
+import threading
 import time
 from pathlib import Path
 
 import pytest
+from cryptography import x509
 
 from podnet.mesh import envoy
 from podnet.mesh.interception import PROXY_UID, interception_of, ruleset
@@ -194,16 +196,12 @@ def meshed(tmp_path_factory):
             pod = pods[name]
             directory = base / name
             directory.mkdir()
-            svid = authority.issue(mesh.spiffe_id("shop", mesh.service_account_of(pod)))
-            (directory / "cert-chain.pem").write_bytes(svid.cert_pem)
-            (directory / "key.pem").write_bytes(svid.key_pem)
-            (directory / "root-cert.pem").write_bytes(authority.root_pem)
+            os.chown(directory, PROXY_UID, PROXY_UID)
             files = envoy.ProxyFiles(str(directory))
-            for file, body in {**envoy.resources(cluster, pod, files, policies),
-                               "bootstrap.json": envoy.bootstrap(pod, files)}.items():
-                (directory / file).write_text(json.dumps(body))
-            for path in [directory, *directory.iterdir()]:
-                os.chown(path, PROXY_UID, PROXY_UID)
+            envoy.write_files(files, {**envoy.resources(cluster, pod, files, policies),
+                                      "bootstrap.json": envoy.bootstrap(pod, files)},
+                              authority.issue(mesh.spiffe_id("shop", mesh.service_account_of(pod))),
+                              authority.root_pem, owner=PROXY_UID)
             (base / f"{name}.log").touch()
             os.chown(base / f"{name}.log", PROXY_UID, PROXY_UID)
             run("ip", "netns", "exec", namespaces[name], "nft", "-f", "-", input=ruleset(interception_of({})))
@@ -226,7 +224,7 @@ def meshed(tmp_path_factory):
                     log = (base / f"{name}.log").read_text() if (base / f"{name}.log").exists() else ""
                     pytest.fail(f"the proxy of {name} is not ready after {DEADLINE:.0f} s: {checked.stderr}\n{log[-3000:]}")
                 time.sleep(0.2)
-        yield cluster, policies, pods, namespaces, base
+        yield cluster, policies, pods, namespaces, base, authority
     finally:
         for process in processes:
             process.kill()
@@ -280,7 +278,7 @@ CASES = [
 @pytest.mark.parametrize("client, via_service, port, method, path", CASES,
                          ids=[f"{c}-{m}-{port}{p}" for c, _, port, m, p in CASES])
 def test_each_request_fares_as_the_simulator_says(meshed, client, via_service, port, method, path):
-    cluster, policies, pods, namespaces, base = meshed
+    cluster, policies, pods, namespaces, base, _ = meshed
     service = cluster.get("Service", "shop", "api")
     target = (service.spec["clusterIP"], 80 if port == 8080 else 9090) if via_service else (pods["api"].status["podIP"], port)
     answer = connect(namespaces[client], *target, method, path)
@@ -296,10 +294,49 @@ def test_each_request_fares_as_the_simulator_says(meshed, client, via_service, p
 
 
 def test_meshed_traffic_is_mutual_tls_at_the_servers_proxy(meshed):
-    cluster, _, pods, namespaces, _ = meshed
+    cluster, _, pods, namespaces, _, _ = meshed
     service = cluster.get("Service", "shop", "api")
     assert connect(namespaces["web"], service.spec["clusterIP"], 80, "GET", "/private").startswith("200 app 8080")
     stats = run("ip", "netns", "exec", namespaces["api"], sys.executable, "-c",
                 "import urllib.request; print(urllib.request.urlopen('http://127.0.0.1:15000/stats', timeout=5).read().decode())")
     handshakes = [line for line in stats.splitlines() if "15006" in line and line.split(":")[0].endswith("ssl.handshake")]
     assert handshakes and int(handshakes[0].split(":")[1]) > 0, handshakes
+
+
+def serving_serials(ns: str) -> set[str]:
+    """The serial numbers of the certificates the proxy in `ns` holds (its admin's /certs)."""
+    shown = json.loads(run("ip", "netns", "exec", ns, sys.executable, "-c",
+                           "import urllib.request; print(urllib.request.urlopen('http://127.0.0.1:15000/certs', "
+                           "timeout=5).read().decode())"))
+    return {chain.get("serial_number") for entry in shown.get("certificates", [])
+            for chain in entry.get("cert_chain", [])}
+
+
+def test_a_renewed_certificate_is_taken_without_a_restart_or_a_failed_request(meshed):
+    cluster, policies, pods, namespaces, base, authority = meshed
+    service = cluster.get("Service", "shop", "api")
+    before = serving_serials(namespaces["api"])
+    answers, stop = [], threading.Event()
+
+    def keep_asking():
+        while not stop.is_set():
+            answers.append(connect(namespaces["web"], service.spec["clusterIP"], 80, "GET", "/private"))
+
+    asking = threading.Thread(target=keep_asking)
+    asking.start()
+    try:
+        renewed = authority.issue(mesh.spiffe_id("shop", "api"))
+        serial = format(x509.load_pem_x509_certificate(renewed.cert_pem).serial_number, "x")
+        files = envoy.ProxyFiles(str(base / "api"))
+        envoy.write_files(files, envoy.resources(cluster, pods["api"], files, policies), renewed, owner=PROXY_UID)
+        deadline = time.monotonic() + DEADLINE
+        while serial not in serving_serials(namespaces["api"]):
+            assert time.monotonic() < deadline, f"the renewed certificate is not in use after {DEADLINE:.0f} s"
+            time.sleep(0.1)
+        assert serial not in before
+    finally:
+        stop.set()
+        asking.join(DEADLINE)
+    # every request made while the certificate changed got through, and one after it does
+    assert [a for a in answers if not a.startswith("200 app 8080")] == []
+    assert connect(namespaces["web"], service.spec["clusterIP"], 80, "GET", "/private").startswith("200 app 8080")

