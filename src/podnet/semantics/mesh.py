@@ -8,7 +8,8 @@ proxies' configuration and the tests all ask this module.
 
 The rules follow istio/istio (pilot/pkg/security/authz/builder and model: how policies become
 Envoy RBAC; pilot/pkg/security/authn: how PeerAuthentication composes; pkg/kube/inject: the
-injection decision) and istio/api's protos; linkerd2's pkg/inject for `linkerd.io/inject`.
+injection decision) and istio/api's protos; linkerd2's pkg/inject for `linkerd.io/inject`;
+docs/specs/istio-mesh.md summarises them with their sources.
 What podnet does not have is treated as absent: no JWTs (request principals never match), no
 external authorizers (a CUSTOM policy fails closed: what it matches is denied, as Istio does for
 a provider it does not know).
