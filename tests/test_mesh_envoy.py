@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -58,7 +59,7 @@ metadata: {name: api, namespace: shop}
 spec:
   selector: {matchLabels: {app: api}}
   mtls: {mode: STRICT}
-  portLevelMtls: {"9090": {mode: PERMISSIVE}}
+  portLevelMtls: {"9090": {mode: PERMISSIVE}, "7070": {mode: STRICT}}
 ---
 apiVersion: security.istio.io/v1
 kind: AuthorizationPolicy
@@ -69,6 +70,14 @@ spec:
   - from: [{source: {principals: ["cluster.local/ns/shop/sa/web"], notIpBlocks: ["10.244.9.0/24"]}}]
     to: [{operation: {ports: ["8080"]}}]
   - to: [{operation: {methods: [GET]}}]
+  - to: [{operation: {hosts: ["*"], notHosts: ["*.internal"], paths: ["/v1/{*}/items"]}}]
+    when:
+    - {key: "request.headers[:method]", values: [GET, HEAD]}
+    - {key: source.trustDomain, values: [cluster.local]}
+    - {key: connection.sni, notValues: ["*.evil"]}
+    - {key: request.auth.principal, notValues: [nobody]}
+  - from: [{source: {remoteIpBlocks: ["10.244.0.0/16"]}}]
+    to: [{operation: {ports: ["7070"]}}]
 ---
 apiVersion: security.istio.io/v1
 kind: AuthorizationPolicy
@@ -93,14 +102,10 @@ def rendered(tmp_path_factory):
     pod = next(p for p in cluster.of_kind("Pod", "shop") if p.labels.get("app") == "api")
     directory = tmp_path_factory.mktemp("proxy")
     authority = MeshAuthority(directory / "ca")
-    svid = authority.issue(mesh.spiffe_id("shop", "api"))
-    (directory / "cert-chain.pem").write_bytes(svid.cert_pem)
-    (directory / "key.pem").write_bytes(svid.key_pem)
-    (directory / "root-cert.pem").write_bytes(authority.root_pem)
     files = envoy.ProxyFiles(str(directory))
     out = envoy.resources(cluster, pod, files, policies)
-    for name, body in out.items():
-        (directory / name).write_text(json.dumps(body))
+    envoy.write_files(files, out, authority.issue(mesh.spiffe_id("shop", "api")), authority.root_pem)
+    out = {**out, **{name: json.loads((directory / name).read_text()) for name in envoy.SECRET_FILES.values()}}
     return cluster, pod, directory, envoy.bootstrap(pod, files), out
 
 
@@ -147,7 +152,9 @@ def test_inbound_chains_follow_the_ports_mode(rendered):
     chains = {(c["filter_chain_match"].get("destination_port"), c["filter_chain_match"]["transport_protocol"])
               for c in inbound["filter_chains"]}
     # 8080 and the rest: STRICT (TLS only); 9090: PERMISSIVE (TLS and plaintext)
-    assert chains == {(8080, "tls"), (9090, "tls"), (9090, "raw_buffer"), (None, "tls")}
+    assert {(8080, "tls"), (9090, "tls"), (9090, "raw_buffer"), (None, "tls")} <= chains
+    assert (8080, "raw_buffer") not in chains and (None, "raw_buffer") not in chains
+    assert (7070, "tls") in chains  # a port only a policy names still gets its own chains
     # the Service names 8080 http: requests, with the HTTP RBAC filters; 9090 carries connections
     first = {c["filter_chain_match"].get("destination_port"): c["filters"] for c in inbound["filter_chains"]}
     assert first[8080][0]["name"] == "envoy.filters.network.http_connection_manager"
@@ -162,7 +169,8 @@ def test_authorization_policy_becomes_rbac_deny_then_allow(rendered):
                                  pod.namespace, pod.labels)
     assert [f["typed_config"]["rules"]["action"] for f in filters] == ["DENY", "ALLOW"]
     allow = filters[1]["typed_config"]["rules"]["policies"]
-    assert list(allow) == ["ns[shop]-policy[api-readers]-rule[0]"]  # rule 1 uses methods: dropped for connections
+    # rules 1 and 2 use HTTP-only attributes: dropped for connections
+    assert list(allow) == ["ns[shop]-policy[api-readers]-rule[0]", "ns[shop]-policy[api-readers]-rule[3]"]
     deny = filters[0]["typed_config"]["rules"]["policies"]
     assert list(deny) == ["ns[shop]-policy[no-metrics-from-outside]-rule[0]"]
     # only DENY without rules left, nothing to allow: an ALLOW filter with no policy (allows nothing)
@@ -176,3 +184,18 @@ def mesh_policy(name: str, spec: dict):
     from podnet.api.objects import KubeObject
     return KubeObject("AuthorizationPolicy", "shop", name, {"apiVersion": "security.istio.io/v1", "kind": "AuthorizationPolicy",
                                                           "metadata": {"name": name, "namespace": "shop"}, "spec": spec})
+
+
+def test_a_renewal_writes_new_pem_files_and_switches_the_secret_to_them(tmp_path):
+    authority = MeshAuthority(tmp_path / "ca")
+    files = envoy.ProxyFiles(str(tmp_path / "proxy"))
+    (tmp_path / "proxy").mkdir()
+    envoy.write_files(files, {}, authority.issue(mesh.spiffe_id("shop", "api")), authority.root_pem)
+    first = sorted(p.name for p in (tmp_path / "proxy").glob("*.pem"))
+    envoy.write_files(files, {}, authority.issue(mesh.spiffe_id("shop", "api")))
+    second = sorted(p.name for p in (tmp_path / "proxy").glob("*.pem"))
+    named = json.loads((tmp_path / "proxy" / envoy.SECRET_FILES["default"]).read_text())["resources"][0]["tls_certificate"]
+    assert {Path(named["certificate_chain"]["filename"]).name, Path(named["private_key"]["filename"]).name} <= set(second)
+    assert [n for n in first if n.startswith("root")] == [n for n in second if n.startswith("root")]  # the root kept
+    assert not set(n for n in first if not n.startswith("root")) & set(second)  # the old pair removed
+    assert len(second) == 3

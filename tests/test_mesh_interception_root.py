@@ -122,3 +122,5 @@ def test_bad_annotations_are_refused_with_the_annotation_named():
         interception_of({"traffic.sidecar.istio.io/excludeInboundPorts": "http"})
     with pytest.raises(InterceptionError, match="excludeOutboundIPRanges"):
         interception_of({"traffic.sidecar.istio.io/excludeOutboundIPRanges": "10.0.0.0/33"})
+    with pytest.raises(InterceptionError, match="IPv4"):  # the table is IPv4's: an IPv6 range would refuse it whole
+        interception_of({"traffic.sidecar.istio.io/excludeOutboundIPRanges": "10.0.0.0/8,fd00::/8"})

@@ -314,3 +314,23 @@ def test_a_port_is_http_when_a_service_selecting_the_pod_declares_it_so():
     assert mesh.port_protocol(services, api, 9090) == "http"  # appProtocol
     assert mesh.port_protocol(services, api, 7070) == "tcp"  # no Service of its own declares it
     assert mesh.port_protocol([service("tcp", [{"name": "tcp-db", "port": 8080, "targetPort": 8080}])], api, 8080) == "tcp"
+
+
+def test_what_the_review_found_istio_reads_so():
+    # pseudo-headers are request headers too; ports are parsed numbers ("080" is 80)
+    deny_delete = authz("d", {"action": "DENY", "rules": [{"when": [{"key": "request.headers[:method]", "values": ["DELETE"]}]}]})
+    assert not decide([deny_delete], get(method="DELETE")).allowed and decide([deny_delete], get()).allowed
+    by_path = authz("p", {"rules": [{"when": [{"key": "request.headers[:path]", "values": ["/a/c*"]}]}]})
+    assert decide([by_path], get("/a/./b/../c?x=1")).allowed  # (the normalized path, the query kept)
+    assert decide([authz("port", {"rules": [{"to": [{"operation": {"ports": ["080"]}}]}]})], get(port=80)).allowed
+    assert mesh.mtls_mode([peer_auth("shop", "api", "STRICT", APP, {"0080": {"mode": "DISABLE"}})], "shop", APP, 80).mode == "DISABLE"
+    # injection: only y/yes/true/on say yes; any other value says no
+    enabled = namespace("shop", {"istio-injection": "enabled"})
+    for value, injected in (("False", False), ("no", False), ("off", False), ("Yes", True), ("on", True)):
+        assert mesh.injection(pod({"sidecar.istio.io/inject": value}), enabled).injected is injected, value
+    # dry-run as Go's ParseBool reads it
+    assert not decide([authz("dry", {"action": "DENY", "rules": [{}]}, annotations={"istio.io/dry-run": "True"})], get()).allowed is False
+    assert not decide([authz("dry", {"action": "DENY", "rules": [{}]}, annotations={"istio.io/dry-run": "tRuE"})], get()).allowed
+    # no JWTs: a request principal is never there, its notValues always hold
+    needs_jwt = authz("jwt", {"rules": [{"when": [{"key": "request.auth.principal", "notValues": ["x"]}]}]})
+    assert decide([needs_jwt], get()).allowed

@@ -67,6 +67,7 @@ def test_the_valid_policies_are_admitted_and_v1beta1_is_the_same():
     pytest.param("AuthorizationPolicy", [(RULE + ("when", 0, "key"), "request.auth.claims[groups]")], id="claims-key"),
     pytest.param("PeerAuthentication", [(("spec",), {"mtls": {"mode": "STRICT"}})], id="namespace-wide"),
     pytest.param("PeerAuthentication", [(("spec", "portLevelMtls"), {8080: {"mode": "DISABLE"}})], id="integer-port-key"),
+    pytest.param("AuthorizationPolicy", [(RULE + ("to", 0, "operation", "paths"), ["/files/{**}/"])], id="template-trailing-slash"),
 ])
 def test_valid_variants_are_admitted(kind, changes):
     assert errors_of(changed(BODIES[kind], changes)) == []
@@ -103,6 +104,14 @@ CASES = [
          "empty value is not allowed", id="empty-value"),
     case("AuthorizationPolicy", [(RULE + ("to", 0, "operation", "paths"), ["/a/{**}/b"])], "spec.rules[0].to[0].operation.paths[0]",
          "{**} the last", id="path-template"),
+    case("AuthorizationPolicy", [(RULE + ("to", 0, "operation", "paths"), ["/a/{x}"])], "spec.rules[0].to[0].operation.paths[0]",
+         "must be whole segments", id="path-braces"),
+    case("AuthorizationPolicy", [(RULE + ("to", 0, "operation", "paths"), ["/a/{*}/b*"])], "spec.rules[0].to[0].operation.paths[0]",
+         "no other * in a template", id="path-template-star"),
+    case("AuthorizationPolicy", [(RULE + ("to", 0, "operation", "ports"), ["\u0668\u0660"])], "spec.rules[0].to[0].operation.ports[0]",
+         "must be a port number", id="port-ascii-digits"),
+    case("AuthorizationPolicy", [(RULE + ("when", 0, "key"), "experimental.envoy.filters.x[y]")], "spec.rules[0].when[0].key",
+         "do not support Envoy filter metadata", id="when-envoy-filters"),
     case("AuthorizationPolicy", [(RULE + ("when", 0, "key"), "request.host")], "spec.rules[0].when[0].key", "unknown attribute", id="when-unknown-key"),
     case("AuthorizationPolicy", [(RULE + ("when", 0, "key"), "request.headers")], "spec.rules[0].when[0].key", "form a[b]", id="when-map-key"),
     case("AuthorizationPolicy", [(RULE + ("when", 0, "values"), DELETE)], "spec.rules[0].when[0].values",

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import re
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
@@ -974,7 +975,7 @@ def _validate_admin_policy_spec(spec: dict, kind: str) -> list[Problem]:
 _MESH_WHEN_KEYS = ("source.ip", "remote.ip", "source.namespace", "source.principal", "source.serviceAccount",
                    "source.trustDomain", "request.auth.principal", "request.auth.audiences", "request.auth.presenter",
                    "destination.ip", "destination.port", "connection.sni")
-_MESH_MAP_KEYS = ("request.headers", "request.auth.claims", "experimental.envoy.filters")
+_MESH_MAP_KEYS = ("request.headers", "request.auth.claims")
 # fields an external authorizer (CUSTOM) may not use: it sees no verified identity
 _CUSTOM_FORBIDDEN = ("principals", "notPrincipals", "namespaces", "notNamespaces", "requestPrincipals",
                      "notRequestPrincipals", "serviceAccounts", "notServiceAccounts")
@@ -994,7 +995,7 @@ def _validate_mesh_selector(spec: dict, path: FieldPath) -> list[Problem]:
 
 def _mesh_port(path: FieldPath, value: Any, lowest: int = 0) -> list[Problem]:
     text = str(value) if isinstance(value, (str, int)) and not isinstance(value, bool) else ""
-    if not text.isdigit() or not lowest <= int(text) <= 65535:
+    if not re.fullmatch(r"[0-9]{1,5}", text) or not lowest <= int(text) <= 65535:  # (ASCII digits, as ParseUint)
         return [_invalid(path, value, f"must be a port number between {lowest} and 65535")]
     return []
 
@@ -1017,11 +1018,12 @@ def _validate_mesh_values(values: Any, path: FieldPath, field: str) -> list[Prob
             problems += _mesh_port(where, value)
         elif field in ("ipBlocks", "notIpBlocks", "remoteIpBlocks", "notRemoteIpBlocks"):
             problems += _mesh_ip_block(where, value)
-        elif field in ("paths", "notPaths") and "{" in value:
-            segments = value.split("/")
-            if any(("{*}" in seg or "{**}" in seg) and seg not in ("{*}", "{**}") for seg in segments) or \
-                    any(seg == "{**}" for seg in segments[:-1]):
-                problems.append(_invalid(where, value, "{*} and {**} must be whole segments, and {**} the last"))
+        elif field in ("paths", "notPaths") and ("{" in value or "}" in value):
+            segments = value.rstrip("/").split("/")
+            if any(("{" in seg or "}" in seg) and seg not in ("{*}", "{**}") for seg in segments) or \
+                    any(seg == "{**}" for seg in segments[:-1]) or "*" in value.replace("{*}", "").replace("{**}", ""):
+                problems.append(_invalid(where, value, "{*} and {**} must be whole segments, {**} the last, "
+                                                      "and no other * in a template"))
     return problems
 
 
@@ -1031,7 +1033,9 @@ def _validate_mesh_condition(condition: dict, path: FieldPath, custom: bool) -> 
         return [_required(path + ("key",))]
     problems = []
     base = key.split("[", 1)[0]
-    if base in _MESH_MAP_KEYS or key.startswith("experimental.envoy.filters."):
+    if key.startswith("experimental.envoy.filters."):
+        problems.append(_invalid(path + ("key",), key, "podnet's proxies do not support Envoy filter metadata"))
+    elif base in _MESH_MAP_KEYS:
         if not key.endswith("]") or "[" not in key or key.endswith("[]"):
             problems.append(_invalid(path + ("key",), key, "must be of the form a[b]"))
     elif key not in _MESH_WHEN_KEYS:

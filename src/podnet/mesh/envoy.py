@@ -30,6 +30,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,7 +50,9 @@ _TYPE = "type.googleapis.com/"
 LISTENER = _TYPE + "envoy.config.listener.v3.Listener"
 CLUSTER = _TYPE + "envoy.config.cluster.v3.Cluster"
 SECRET = _TYPE + "envoy.extensions.transport_sockets.tls.v3.Secret"
-SECRET_FILES = {"default": "sds-cert.json", "ROOTCA": "sds-root.json"}  # the workload's certificate, the mesh's root
+SECRET_FILES = {"default": "sds-cert.json", "ROOTCA": "sds-root.json"}
+# what a mesh peer's proxy offers in its handshake (Istio's): TLS without it is the app's own
+ISTIO_ALPN = ("istio-peer-exchange", "istio", "istio-http/1.0", "istio-http/1.1", "istio-h2")  # the workload's certificate, the mesh's root
 
 
 def binary() -> Path:
@@ -82,8 +85,8 @@ def bootstrap(pod: KubeObject, files: ProxyFiles) -> dict[str, Any]:
 
 
 def resources(cluster: Cluster, pod: KubeObject, files: ProxyFiles, policies: Iterable[KubeObject]) -> dict[str, dict]:
-    """The proxy's dynamic files by name: lds.json (listeners), cds.json (clusters), and its
-    certificate and the mesh's root (SECRET_FILES, naming the PEM files beside them)."""
+    """The proxy's configuration files by name: lds.json (listeners), cds.json (clusters); its
+    certificate and the mesh's root come with write_files (secrets)."""
     policies = list(policies)
     clusters = [_passthrough("PassthroughCluster"), _passthrough("InboundPassthroughCluster", bind="127.0.0.6")]
     chains = []
@@ -107,29 +110,42 @@ def resources(cluster: Cluster, pod: KubeObject, files: ProxyFiles, policies: It
     return {
         "lds.json": _discovery([outbound, _inbound_listener(pod, policies, files, cluster.of_kind("Service"))]),
         "cds.json": _discovery(clusters),
-        # one secret per file: Envoy's file-based SDS takes exactly one
-        SECRET_FILES["default"]: _discovery([{"@type": SECRET, "name": "default", "tls_certificate": {
-            "certificate_chain": {"filename": files.path("cert-chain.pem")},
-            "private_key": {"filename": files.path("key.pem")}}}]),
-        SECRET_FILES["ROOTCA"]: _discovery([{"@type": SECRET, "name": "ROOTCA", "validation_context": {
-            "trusted_ca": {"filename": files.path("root-cert.pem")}}}]),
     }
+
+
+def secrets(files: ProxyFiles, generation: str, identity: bool = True, root: bool = True) -> dict[str, dict]:
+    """The secrets' files (one secret each: Envoy's file-based SDS takes exactly one), naming the
+    PEM files of `generation` (each renewal writes new ones: the switch is the one file naming
+    them, so the proxy never reads a certificate with another's key)."""
+    out = {}
+    if identity:
+        out[SECRET_FILES["default"]] = _discovery([{"@type": SECRET, "name": "default", "tls_certificate": {
+            "certificate_chain": {"filename": files.path(f"cert-chain-{generation}.pem")},
+            "private_key": {"filename": files.path(f"key-{generation}.pem")}}}])
+    if root:
+        out[SECRET_FILES["ROOTCA"]] = _discovery([{"@type": SECRET, "name": "ROOTCA", "validation_context": {
+            "trusted_ca": {"filename": files.path(f"root-cert-{generation}.pem")}}}])
+    return out
 
 
 def write_files(files: ProxyFiles, rendered: Mapping[str, dict], identity: Svid | None = None,
                 root_pem: bytes | None = None, owner: int | None = None) -> None:
     """Put a proxy's files in place, each replaced whole (written beside it, then renamed), so
-    Envoy, watching the directory, reads either the old file or the new one: the PEM files of
-    its identity first, then the configuration naming them — a renewed certificate is in use
-    without a restart and without a connection dropped. `owner`: the proxy's uid, which must
-    read them (the key stays readable by it alone)."""
+    Envoy, watching the directory, reads either the old file or the new one. A new identity
+    (or root) goes into PEM files of their own, then the secret's file is switched to them and
+    the old ones removed: a renewed certificate is in use without a restart, and the proxy never
+    sees a certificate beside another's key. `owner`: the proxy's uid, which must read them
+    (the key stays readable by it alone)."""
     directory = Path(files.directory)
+    generation = format(time.time_ns(), "x")
     writes: list[tuple[str, bytes, int]] = []
     if identity is not None:
-        writes += [("cert-chain.pem", identity.cert_pem, 0o644), ("key.pem", identity.key_pem, 0o600)]
+        writes += [(f"cert-chain-{generation}.pem", identity.cert_pem, 0o644),
+                   (f"key-{generation}.pem", identity.key_pem, 0o600)]
     if root_pem is not None:
-        writes.append(("root-cert.pem", root_pem, 0o644))
-    writes += [(name, json.dumps(body).encode(), 0o644) for name, body in rendered.items()]
+        writes.append((f"root-cert-{generation}.pem", root_pem, 0o644))
+    switched = secrets(files, generation, identity is not None, root_pem is not None)
+    writes += [(name, json.dumps(body).encode(), 0o644) for name, body in {**rendered, **switched}.items()]
     for name, data, mode in writes:
         temporary = directory / f".{name}.tmp"
         temporary.write_bytes(data)
@@ -137,6 +153,12 @@ def write_files(files: ProxyFiles, rendered: Mapping[str, dict], identity: Svid 
         if owner is not None:
             os.chown(temporary, owner, owner)
         os.replace(temporary, directory / name)
+    kept = {name for name, _, _ in writes}
+    for stale in directory.glob("*.pem"):  # the previous generation's, no longer named
+        prefix = stale.name.rsplit("-", 1)[0]
+        replaced = (prefix in ("cert-chain", "key") and identity is not None) or (prefix == "root-cert" and root_pem is not None)
+        if replaced and stale.name not in kept:
+            stale.unlink()
 
 
 def _discovery(items: list[dict]) -> dict:
@@ -227,11 +249,6 @@ def _service_cluster(name: str, endpoints: list[dict], files: ProxyFiles) -> dic
                                       "typed_config": {"@type": _TYPE + "envoy.extensions.transport_sockets.raw_buffer.v3.RawBuffer"}}}]}
 
 
-def _container_ports(pod: KubeObject) -> list[int]:
-    return sorted({int(p["containerPort"]) for c in pod.spec.get("containers") or [] for p in c.get("ports") or []
-                   if str(p.get("protocol") or "TCP") == "TCP" and p.get("containerPort")})
-
-
 def _inbound_listener(pod: KubeObject, policies: list[KubeObject], files: ProxyFiles,
                       services: list[KubeObject]) -> dict:
     """15006: per container port (and for any other port, the workload's mode), the mTLS chain
@@ -239,20 +256,24 @@ def _inbound_listener(pod: KubeObject, policies: list[KubeObject], files: ProxyF
     requests on a port a Service declares HTTP, as connections otherwise."""
     rbac = rbac_filters(policies, pod.namespace, pod.labels)
     chains = []
-    for port in [*_container_ports(pod), None]:
+    for port in [*sorted(mesh.workload_ports(services, policies, pod)), None]:
         mode = mesh.mtls_mode(policies, pod.namespace, pod.labels, port if port is not None else 0).mode
         match = {} if port is None else {"destination_port": port}
         if port is not None and mesh.port_protocol(services, pod, port) == "http":
             filters = [_http_inbound(rbac_filters(policies, pod.namespace, pod.labels, http=True))]
         else:
             filters = [*rbac, _tcp_proxy("inbound", "InboundPassthroughCluster")]
-        if mode != "DISABLE":
-            chains.append({"filter_chain_match": {**match, "transport_protocol": "tls"}, "filters": filters,
+        if mode != "DISABLE":  # the mesh's mutual TLS: TLS with the mesh's ALPN (a peer's proxy sends it)
+            chains.append({"filter_chain_match": {**match, "transport_protocol": "tls",
+                                                  "application_protocols": list(ISTIO_ALPN)},
+                           "filters": filters,
                            "transport_socket": {"name": "envoy.transport_sockets.tls", "typed_config": {
                                "@type": _TYPE + "envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext",
                                "require_client_certificate": True, "common_tls_context": _common_tls(None, files)}}})
-        if mode != "STRICT":
+        if mode != "STRICT":  # plaintext, and the app's own TLS (passed through): no peer identity
             chains.append({"filter_chain_match": {**match, "transport_protocol": "raw_buffer"}, "filters": filters})
+            chains.append({"filter_chain_match": {**match, "transport_protocol": "tls"},
+                           "filters": [*rbac, _tcp_proxy("inbound", "InboundPassthroughCluster")]})
     return {"@type": LISTENER, "name": "virtualInbound",
             "address": {"socket_address": {"address": "0.0.0.0", "port_value": 15006}},
             "use_original_dst": True,
@@ -341,15 +362,18 @@ def _rbac_policy(rule: Mapping, policy_namespace: str) -> dict:
             "principals": [{"and_ids": {"ids": principals}} if principals else {"any": True}]}
 
 
-def _string(pattern: str, prefix: str = "") -> dict:
-    """Istio's string match as Envoy's: `*` present, `abc*` prefix, `*abc` suffix, else exact."""
+def _string(pattern: str, prefix: str = "", ignore_case: bool = False) -> dict:
+    """Istio's string match as Envoy's: `*` present, `abc*` prefix, `*abc` suffix, else exact
+    (`ignore_case`: for all but the presence regex, which has no case)."""
     if pattern == "*":
         return {"safe_regex": {"regex": re.escape(prefix) + ".+"}}
     if pattern.startswith("*"):
-        return {"suffix": pattern[1:]}
-    if pattern.endswith("*"):
-        return {"prefix": prefix + pattern[:-1]}
-    return {"exact": prefix + pattern}
+        matcher = {"suffix": pattern[1:]}
+    elif pattern.endswith("*"):
+        matcher = {"prefix": prefix + pattern[:-1]}
+    else:
+        matcher = {"exact": prefix + pattern}
+    return {**matcher, "ignore_case": True} if ignore_case else matcher
 
 
 def _principal_name(pattern: str) -> dict:
@@ -370,6 +394,11 @@ def _service_account_id(pattern: str, policy_namespace: str) -> dict:
     return {"authenticated": {"principal_name": {"safe_regex": {"regex": regex}}}}
 
 
+def _trust_domain_id(pattern: str) -> dict:
+    glob = ".+" if pattern == "*" else ".*".join(re.escape(part) for part in pattern.split("*"))
+    return {"authenticated": {"principal_name": {"safe_regex": {"regex": f"spiffe://{glob}/ns/[^/]+/sa/[^/]+"}}}}
+
+
 def _cidr(block: str, key: str) -> dict:
     address, _, length = block.partition("/")
     return {key: {"address_prefix": address, "prefix_len": int(length) if length else (128 if ":" in address else 32)}}
@@ -382,7 +411,8 @@ def _any_of(ids: list[dict], key: str = "or_ids") -> dict:
 def _source(source: Mapping, policy_namespace: str) -> dict:
     fields = {
         "principals": _principal_name, "namespaces": _namespace_id,
-        "ipBlocks": lambda v: _cidr(v, "direct_remote_ip"), "remoteIpBlocks": lambda v: _cidr(v, "remote_ip"),
+        # (remote addresses: the direct peer's, podnet trusting no X-Forwarded-For: docs/specs/istio-mesh.md)
+        "ipBlocks": lambda v: _cidr(v, "direct_remote_ip"), "remoteIpBlocks": lambda v: _cidr(v, "direct_remote_ip"),
         "serviceAccounts": lambda v: _service_account_id(v, policy_namespace),
         "requestPrincipals": lambda v: {"not_id": {"any": True}},  # no JWTs: never a request principal
     }
@@ -406,7 +436,7 @@ def _operation(operation: Mapping) -> dict:
     makers = {
         "ports": lambda v: {"destination_port": int(v)},
         "methods": lambda v: {"header": {"name": ":method", "string_match": _string(v)}},
-        "hosts": lambda v: {"header": {"name": ":authority", "string_match": {**_string(v), "ignore_case": True}}},
+        "hosts": lambda v: {"header": {"name": ":authority", "string_match": _string(v, ignore_case=True)}},
         "paths": _path,
     }
     rules = []
@@ -436,17 +466,20 @@ def _condition(condition: Mapping, policy_namespace: str) -> tuple[str, dict]:
         return "permission", {"and_rules": {"rules": parts}}
     makers = {
         "source.ip": ("principal", lambda v: _cidr(v, "direct_remote_ip")),
-        "remote.ip": ("principal", lambda v: _cidr(v, "remote_ip")),
+        "remote.ip": ("principal", lambda v: _cidr(v, "direct_remote_ip")),
         "source.namespace": ("principal", _namespace_id),
         "source.principal": ("principal", _principal_name),
         "source.serviceAccount": ("principal", lambda v: _service_account_id(v, policy_namespace)),
+        "source.trustDomain": ("principal", _trust_domain_id),
+        "connection.sni": ("permission", lambda v: {"requested_server_name": _string(v)}),
         "destination.port": ("permission", lambda v: {"destination_port": int(v)}),
         "destination.ip": ("permission", lambda v: _cidr(v, "destination_ip")),
     }
     kind, make = makers.get(key, ("principal", None))
-    if make is None or is_http_key(key):  # (request.auth.*: no JWTs, never present; connection.sni,
-        # the trust domain, the Envoy filter keys: not rendered yet)
-        return kind, {"not_id": {"any": True}}  # fail closed: the condition never holds
+    if make is None or is_http_key(key):  # request.auth.*: no JWTs, never present: its values never
+        # match, its notValues always hold (admission refuses the keys podnet has no reading of)
+        never = {"not_id": {"any": True}}
+        return kind, never if condition.get("values") else {"any": True}
     group = "or_ids" if kind == "principal" else "or_rules"
     parts = []
     if condition.get("values"):

@@ -67,10 +67,13 @@ def interception_of(annotations: Mapping[str, str] | None) -> Interception:
     def ranges(name: str) -> tuple[str, ...]:
         values = _items(annotations, name)
         try:
-            return tuple(str(ipaddress.ip_network(v, strict=False)) for v in values)
+            networks = tuple(ipaddress.ip_network(v, strict=False) for v in values)
         except ValueError:
+            networks = None
+        if networks is None or any(n.version != 4 for n in networks):  # (podnet's pods are IPv4 only)
             raise InterceptionError(f"annotation {ANNOTATION}{name}: {annotations[ANNOTATION + name]!r} is not a "
-                                    "comma-separated list of CIDRs") from None
+                                    "comma-separated list of IPv4 CIDRs")
+        return tuple(str(n) for n in networks)
 
     include_inbound = annotations.get(ANNOTATION + "includeInboundPorts", "*").strip()
     include_ranges = annotations.get(ANNOTATION + "includeOutboundIPRanges", "*").strip()

@@ -78,12 +78,12 @@ class MeshAuthority:
         if self._root is not None:
             return self._root
         cert_path, key_path = self.directory / ROOT_CERT, self.directory / ROOT_KEY
-        try:
+        try:  # (a file that cannot be read for another reason than its absence is an error, not a new root)
             cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
             key = serialization.load_pem_private_key(key_path.read_bytes(), password=None)
             if cert.public_key().public_numbers() != key.public_key().public_numbers() or cert.not_valid_after_utc <= _now():
                 raise ValueError("the root and its key do not go together, or it has expired")
-        except (OSError, ValueError):
+        except (FileNotFoundError, ValueError):
             cert, key = self._make_root()
             self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
             atomic_write(key_path, key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,

@@ -92,8 +92,8 @@ def _istio_injection(ns_labels: Mapping[str, str], labels: Mapping[str, str],
         return None
     # (b) the injector: the pod's label, else its legacy annotation; else the default policy (enabled)
     said, where = (pod_label, "label") if pod_label is not None else (annotations.get(ISTIO_INJECT), "annotation")
-    if said == "false":
-        return Injection(False, None, f"pod {where} {ISTIO_INJECT}=false")
+    if said and said.lower() not in ("y", "yes", "true", "on"):  # (upstream's injectRequired)
+        return Injection(False, None, f"pod {where} {ISTIO_INJECT}={said}")
     return Injection(True, "istio", called)
 
 
@@ -175,7 +175,7 @@ def mtls_mode(policies: Iterable[KubeObject], namespace: str, labels: Mapping[st
             mode, decided = said, f"PeerAuthentication {policy.namespace}/{policy.name} ({level})"
     if workload is not None:
         ports = workload.spec.get("portLevelMtls") or {}
-        said = _mode(ports.get(str(port), ports.get(port)))
+        said = _mode(next((m for key, m in ports.items() if port_number(key) == port), None))
         if said != "UNSET":
             mode, decided = said, f"PeerAuthentication {workload.namespace}/{workload.name} (port {port})"
     return MtlsMode(mode, decided)
@@ -216,6 +216,25 @@ def port_protocol(services: Iterable[KubeObject], pod: KubeObject, port: int) ->
             if declared in HTTP_PROTOCOLS:
                 return "http"
     return "tcp"
+
+
+def workload_ports(services: Iterable[KubeObject], policies: Iterable[KubeObject], pod: KubeObject) -> set[int]:
+    """The ports a proxy treats one by one (each may have its own protocol and mode): those the
+    containers declare, those Services selecting the pod target, and those a PeerAuthentication
+    selecting it gives a mode of their own."""
+    ports = {p.get("containerPort") for c in pod.spec.get("containers") or [] for p in c.get("ports") or []
+             if str(p.get("protocol") or "TCP") == "TCP"}
+    for svc in services:
+        selector = svc.spec.get("selector")
+        if svc.kind == "Service" and svc.namespace == pod.namespace and selector and _subset(selector, pod.labels):
+            ports |= {_target_port(pod, e.get("targetPort", e.get("port"))) for e in svc.spec.get("ports") or []
+                      if str(e.get("protocol") or "TCP") == "TCP"}
+    for policy in policies:
+        selector = ((policy.spec.get("selector") or {}).get("matchLabels")) or {}
+        if policy.kind == "PeerAuthentication" and policy.namespace == pod.namespace and selector \
+                and _subset(selector, pod.labels):
+            ports |= {port_number(key) for key in policy.spec.get("portLevelMtls") or {}}
+    return {p for p in ports if isinstance(p, int) and 0 < p < 65536}
 
 
 def _target_port(pod: KubeObject, target) -> int | None:
@@ -309,7 +328,8 @@ def authorize(policies: Iterable[KubeObject], namespace: str, labels: Mapping[st
 
 
 def is_dry_run(policy: KubeObject) -> bool:
-    return str((policy.metadata.get("annotations") or {}).get(DRY_RUN, "")).lower() in ("true", "1", "t")
+    """istio.io/dry-run as Go's ParseBool reads it (anything else: enforced)."""
+    return str((policy.metadata.get("annotations") or {}).get(DRY_RUN, "")) in ("1", "t", "T", "TRUE", "true", "True")
 
 
 def _matching_rule(policy: KubeObject, request: Request) -> int | None:
@@ -384,7 +404,7 @@ def _source_matches(source: Mapping, request: Request, policy_namespace: str) ->
 def _operation_matches(operation: Mapping, request: Request) -> bool:
     http = request.http
     checks = {
-        "ports": lambda values: any(str(v) == str(request.port) for v in values),
+        "ports": lambda values: any(port_number(v) == request.port for v in values),
         "hosts": lambda values: http is not None and any(_string(v.lower(), http.host.lower()) for v in values),
         "methods": lambda values: http is not None and any(_string(v, http.method) for v in values),
         "paths": lambda values: http is not None and any(_path_matches(v, normalized_path(http.path)) for v in values),
@@ -415,8 +435,7 @@ def _condition_matcher(key: str, request: Request, policy_namespace: str):
     http = request.http
     header = re.fullmatch(r"request\.headers\[(.+)\]", key)
     if header:
-        found = None if http is None else next(
-            (v for k, v in http.headers.items() if k.lower() == header.group(1).lower()), None)
+        found = None if http is None else _header(http, header.group(1))
         return lambda v: found is not None and (v == "*" or _string(v, found))
     simple = {
         "source.ip": lambda v: _in_block(v, request.source_ip),
@@ -426,12 +445,27 @@ def _condition_matcher(key: str, request: Request, policy_namespace: str):
         "source.serviceAccount": lambda v: _service_account_matches(v, request.principal, policy_namespace),
         "source.trustDomain": lambda v: _trust_domain_matches(v, request.principal),
         "destination.ip": lambda v: request.destination_ip is not None and _in_block(v, request.destination_ip),
-        "destination.port": lambda v: str(v) == str(request.port),
+        "destination.port": lambda v: port_number(v) == request.port,
         "connection.sni": lambda v: request.sni is not None and _string(v, request.sni),
     }
     if key in simple:
         return simple[key]
     return lambda v: False  # request.auth.*: no JWTs, never present
+
+
+def _header(http: Http, name: str) -> str | None:
+    """A request header by name (any case), the pseudo-headers included as Envoy sees them."""
+    query = "?" + http.path.split("?", 1)[1] if "?" in http.path else ""
+    pseudo = {":method": http.method, ":path": normalized_path(http.path) + query, ":authority": http.host}
+    if name.lower() in pseudo:
+        return pseudo[name.lower()]
+    return next((v for k, v in http.headers.items() if k.lower() == name.lower()), None)
+
+
+def port_number(value) -> int | None:
+    """A port as Istio parses it (base-10 ASCII digits: "080" is 80), or None."""
+    text = str(value)
+    return int(text) if re.fullmatch(r"[0-9]{1,5}", text) else None
 
 
 def _string(pattern: str, value: str | None) -> bool:
