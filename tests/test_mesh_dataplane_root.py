@@ -27,6 +27,7 @@ import pytest
 from cryptography import x509
 
 from podnet.mesh import envoy
+from podnet.mesh.agent import ProxyAgent
 from podnet.mesh.interception import PROXY_UID, interception_of, ruleset
 from podnet.pki.mesh import MeshAuthority
 from podnet.semantics import mesh
@@ -194,16 +195,13 @@ def meshed(tmp_path_factory):
                                   stdout=subprocess.PIPE, text=True)
         processes.append(server)
         assert server.stdout.readline().strip() == "ready"
+        agents = {}
         for name in ("api", "web", "other"):  # the meshed ones: a proxy each, their traffic captured
-            pod = pods[name]
             directory = base / name
             directory.mkdir()
             os.chown(directory, PROXY_UID, PROXY_UID)
-            files = envoy.ProxyFiles(str(directory))
-            envoy.write_files(files, {**envoy.resources(cluster, pod, files, policies),
-                                      "bootstrap.json": envoy.bootstrap(pod, files)},
-                              authority.issue(mesh.spiffe_id("shop", mesh.service_account_of(pod))),
-                              authority.root_pem, owner=PROXY_UID)
+            agents[name] = ProxyAgent(authority, pods[name], envoy.ProxyFiles(str(directory)), owner=PROXY_UID)
+            agents[name].start(cluster, policies)
             (base / f"{name}.log").touch()
             os.chown(base / f"{name}.log", PROXY_UID, PROXY_UID)
             run("ip", "netns", "exec", namespaces[name], "nft", "-f", "-", input=ruleset(interception_of({})))
@@ -226,7 +224,7 @@ def meshed(tmp_path_factory):
                     log = (base / f"{name}.log").read_text() if (base / f"{name}.log").exists() else ""
                     pytest.fail(f"the proxy of {name} is not ready after {DEADLINE:.0f} s: {checked.stderr}\n{log[-3000:]}")
                 time.sleep(0.2)
-        yield cluster, policies, pods, namespaces, base, authority
+        yield cluster, policies, pods, namespaces, base, agents
     finally:
         for process in processes:
             process.kill()
@@ -316,7 +314,7 @@ def serving_serials(ns: str) -> set[str]:
 
 
 def test_a_renewed_certificate_is_taken_without_a_restart_or_a_failed_request(meshed):
-    cluster, policies, pods, namespaces, base, authority = meshed
+    cluster, policies, pods, namespaces, base, agents = meshed
     service = cluster.get("Service", "shop", "api")
     before = serving_serials(namespaces["api"])
     answers, stop = [], threading.Event()
@@ -328,10 +326,8 @@ def test_a_renewed_certificate_is_taken_without_a_restart_or_a_failed_request(me
     asking = threading.Thread(target=keep_asking)
     asking.start()
     try:
-        renewed = authority.issue(mesh.spiffe_id("shop", "api"))
+        renewed = agents["api"].renew()
         serial = format(x509.load_pem_x509_certificate(renewed.cert_pem).serial_number, "x")
-        files = envoy.ProxyFiles(str(base / "api"))
-        envoy.write_files(files, {}, renewed, owner=PROXY_UID)
         deadline = time.monotonic() + DEADLINE
         while serial not in serving_serials(namespaces["api"]):
             assert time.monotonic() < deadline, f"the renewed certificate is not in use after {DEADLINE:.0f} s"
@@ -343,3 +339,23 @@ def test_a_renewed_certificate_is_taken_without_a_restart_or_a_failed_request(me
     # every request made while the certificate changed got through, and one after it does
     assert [a for a in answers if not a.startswith("200 app 8080")] == []
     assert connect(namespaces["web"], service.spec["clusterIP"], 80, "GET", "/private").startswith("200 app 8080")
+
+
+def test_a_pushed_change_reaches_the_proxy_without_a_restart(meshed):
+    cluster, policies, pods, namespaces, _, agents = meshed
+    grown = cluster_of(MANIFESTS.replace("{name: tcp-metrics, port: 9090, targetPort: 9090}",
+                                         "{name: tcp-metrics, port: 9090, targetPort: 9090}, {name: tcp-extra, port: 7070}"))
+    wanted = "outbound|7070||api.shop.svc.cluster.local"
+    try:
+        assert agents["web"].sync(grown, policies) == ["cds.json", "lds.json"]
+        deadline = time.monotonic() + DEADLINE
+        while wanted not in run("ip", "netns", "exec", namespaces["web"], sys.executable, "-c", CLUSTERS):
+            assert time.monotonic() < deadline, f"the proxy has no {wanted} after {DEADLINE:.0f} s"
+            time.sleep(0.1)
+    finally:
+        agents["web"].sync(cluster, policies)  # as it was, for the other tests
+    assert connect(namespaces["web"], cluster.get("Service", "shop", "api").spec["clusterIP"], 80, "GET",
+                   "/private").startswith("200 app 8080")
+
+
+CLUSTERS = "import urllib.request; print(urllib.request.urlopen('http://127.0.0.1:15000/clusters', timeout=5).read().decode())"

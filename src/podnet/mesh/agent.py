@@ -1,0 +1,72 @@
+"""What istio-agent does beside each proxy: keep its identity and its configuration current.
+
+One ProxyAgent per meshed pod: it has the pod's certificate issued (pki/mesh.py) and renewed
+once half of its life is gone, and it renders the proxy's configuration (mesh/envoy.py) from
+each cluster the control plane computes, writing only the files whose content changed — a
+change to one Service's endpoints rewrites the clusters file, and Envoy, watching its
+directory, takes just that. The supervisor holds the agents (its pods' proxies); the data-plane
+test drives them as it does.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+from podnet.api.objects import KubeObject
+from podnet.controlplane import Cluster
+from podnet.mesh import envoy
+from podnet.pki.mesh import MeshAuthority, Svid
+from podnet.semantics import mesh
+
+
+def _utc_now() -> datetime.datetime:
+    return datetime.datetime.now(datetime.timezone.utc)
+
+
+class ProxyAgent:
+    def __init__(self, authority: MeshAuthority, pod: KubeObject, files: envoy.ProxyFiles, owner: int | None = None,
+                 clock: Callable[[], datetime.datetime] = _utc_now):
+        self.authority, self.pod, self.files, self.owner, self.clock = authority, pod, files, owner, clock
+        self.identity: Svid | None = None
+        self._written: dict[str, str] = {}  # file -> the JSON it holds
+
+    @property
+    def spiffe_id(self) -> str:
+        return mesh.spiffe_id(self.pod.namespace, mesh.service_account_of(self.pod))
+
+    def start(self, cluster: Cluster, policies: Iterable[KubeObject]) -> None:
+        """The proxy's first files: its identity, the mesh's root, its configuration, its bootstrap."""
+        Path(self.files.directory).mkdir(mode=0o755, parents=True, exist_ok=True)
+        self.identity = self.authority.issue(self.spiffe_id, now=self.clock())
+        rendered = {**envoy.resources(cluster, self.pod, self.files, policies),
+                    "bootstrap.json": envoy.bootstrap(self.pod, self.files)}
+        envoy.write_files(self.files, rendered, self.identity, self.authority.root_pem, self.owner)
+        self._written = {name: json.dumps(body, sort_keys=True) for name, body in rendered.items()}
+
+    def sync(self, cluster: Cluster, policies: Iterable[KubeObject]) -> list[str]:
+        """The configuration for `cluster`: the files whose content changed written (a push);
+        returns their names."""
+        rendered = envoy.resources(cluster, self.pod, self.files, policies)
+        changed = {name: body for name, body in rendered.items()
+                   if self._written.get(name) != json.dumps(body, sort_keys=True)}
+        if changed:
+            envoy.write_files(self.files, changed, owner=self.owner)
+            self._written.update({name: json.dumps(body, sort_keys=True) for name, body in changed.items()})
+        return sorted(changed)
+
+    def renew_if_due(self) -> bool:
+        """A new certificate once half of the current one's life is gone (istio-agent's
+        SECRET_GRACE_PERIOD_RATIO): put in place before the old one expires."""
+        if self.identity is not None and not self.identity.renewal_due(self.clock()):
+            return False
+        self.renew()
+        return True
+
+    def renew(self) -> Svid:
+        """A new certificate now, in use by the proxy without a restart (envoy.write_files)."""
+        self.identity = self.authority.issue(self.spiffe_id, now=self.clock())
+        envoy.write_files(self.files, {}, self.identity, owner=self.owner)
+        return self.identity

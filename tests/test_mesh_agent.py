@@ -1,0 +1,56 @@
+"""The proxy agent (mesh/agent.py): a pod's identity issued and renewed at half-life, its
+configuration rendered from each cluster and pushed only as far as it changed."""
+
+from __future__ import annotations
+
+import datetime
+import json
+
+from cryptography import x509
+
+from podnet.mesh import envoy
+from podnet.mesh.agent import ProxyAgent
+from podnet.pki.mesh import MeshAuthority
+from tests.conftest import cluster_of
+from tests.test_mesh_envoy import MANIFESTS
+
+
+def api_pod(cluster):
+    return next(p for p in cluster.of_kind("Pod", "shop") if p.labels.get("app") == "api")
+
+
+def policies_of(cluster):
+    return [o for o in cluster.objects.values() if o.kind in ("AuthorizationPolicy", "PeerAuthentication")]
+
+
+def test_an_endpoint_change_rewrites_the_clusters_file_alone(tmp_path):
+    cluster = cluster_of(MANIFESTS)
+    agent = ProxyAgent(MeshAuthority(tmp_path / "ca"), api_pod(cluster), envoy.ProxyFiles(str(tmp_path / "proxy")))
+    agent.start(cluster, policies_of(cluster))
+    names = {p.name for p in (tmp_path / "proxy").iterdir()}
+    assert {"bootstrap.json", "lds.json", "cds.json", *envoy.SECRET_FILES.values()} <= names
+    assert agent.sync(cluster, policies_of(cluster)) == []  # nothing changed: nothing written
+    scaled = cluster_of(MANIFESTS.replace("replicas: 1", "replicas: 3"))  # legacy: more endpoints
+    before = (tmp_path / "proxy" / "lds.json").stat().st_mtime_ns
+    assert agent.sync(scaled, policies_of(scaled)) == ["cds.json"]
+    assert (tmp_path / "proxy" / "lds.json").stat().st_mtime_ns == before
+    clusters = json.loads((tmp_path / "proxy" / "cds.json").read_text())["resources"]
+    legacy = next(c for c in clusters if c["name"] == "outbound|80||legacy.shop.svc.cluster.local")
+    assert len(legacy["load_assignment"]["endpoints"][0]["lb_endpoints"]) == 3
+
+
+def test_the_certificate_is_renewed_at_half_its_life(tmp_path):
+    now = [datetime.datetime(2026, 12, 6, 12, 0, tzinfo=datetime.timezone.utc)]
+    cluster = cluster_of(MANIFESTS)
+    agent = ProxyAgent(MeshAuthority(tmp_path / "ca"), api_pod(cluster), envoy.ProxyFiles(str(tmp_path / "proxy")),
+                       clock=lambda: now[0])
+    agent.start(cluster, policies_of(cluster))
+    first = agent.identity
+    now[0] += datetime.timedelta(hours=11, minutes=58)  # (its life began 2 minutes back: the backdate)
+    assert not agent.renew_if_due() and agent.identity is first
+    now[0] += datetime.timedelta(minutes=2)
+    assert agent.renew_if_due() and agent.identity is not first
+    named = json.loads((tmp_path / "proxy" / envoy.SECRET_FILES["default"]).read_text())["resources"][0]
+    served = x509.load_pem_x509_certificate(open(named["tls_certificate"]["certificate_chain"]["filename"], "rb").read())
+    assert served.not_valid_after_utc == now[0] + datetime.timedelta(hours=24)  # the new one is what the proxy reads
+    assert served.not_valid_after_utc > first.not_after
