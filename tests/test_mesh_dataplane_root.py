@@ -7,7 +7,7 @@ AuthorizationPolicy with the identities the handshake carried).
 The pods sit on one bridge in a namespace of the test's own (10.244.0.0/16, the Services'
 range routed to it); nothing leaves the namespaces the test made. To look closer:
 PODNET_MESH_LOG=debug (the proxies' log level) and PODNET_MESH_KEEP=1 (their files and logs kept
-in /tmp/podnet-mesh-*)."""
+in the directory the fixture makes, named podnet-mesh-… in the system's temporary directory)."""
 
 from __future__ import annotations
 

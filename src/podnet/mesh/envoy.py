@@ -362,41 +362,40 @@ def _rbac_policy(rule: Mapping, policy_namespace: str) -> dict:
             "principals": [{"and_ids": {"ids": principals}} if principals else {"any": True}]}
 
 
-def _string(pattern: str, prefix: str = "", ignore_case: bool = False) -> dict:
+def _string(pattern: str, ignore_case: bool = False) -> dict:
     """Istio's string match as Envoy's: `*` present, `abc*` prefix, `*abc` suffix, else exact
     (`ignore_case`: for all but the presence regex, which has no case)."""
     if pattern == "*":
-        return {"safe_regex": {"regex": re.escape(prefix) + ".+"}}
+        return {"safe_regex": {"regex": ".+"}}
     if pattern.startswith("*"):
         matcher = {"suffix": pattern[1:]}
     elif pattern.endswith("*"):
-        matcher = {"prefix": prefix + pattern[:-1]}
+        matcher = {"prefix": pattern[:-1]}
     else:
-        matcher = {"exact": prefix + pattern}
+        matcher = {"exact": pattern}
     return {**matcher, "ignore_case": True} if ignore_case else matcher
 
 
 def _principal_name(pattern: str) -> dict:
-    parts = pattern.split("/")
-    if len(parts) == 5 and parts[0] == "cluster.local":
-        pattern = "/".join([mesh.TRUST_DOMAIN, *parts[1:]])
-    return {"authenticated": {"principal_name": _string(pattern, "" if pattern.startswith("*") else "spiffe://")}}
+    return {"authenticated": {"principal_name": _string(mesh.principal_pattern(pattern))}}
 
 
-def _namespace_id(pattern: str) -> dict:
-    glob = ".*".join(re.escape(part) for part in pattern.split("*"))
-    return {"authenticated": {"principal_name": {"safe_regex": {"regex": f"spiffe://[^/]+/ns/{glob}/sa/[^/]+"}}}}
-
-
-def _service_account_id(pattern: str, policy_namespace: str) -> dict:
-    namespace, _, account = pattern.rpartition("/")
-    regex = f"spiffe://[^/]+/ns/{re.escape(namespace or policy_namespace)}/sa/{re.escape(account)}"
+def _spiffe_regex(regex: str) -> dict:
     return {"authenticated": {"principal_name": {"safe_regex": {"regex": regex}}}}
 
 
+def _namespace_id(pattern: str) -> dict:
+    return _spiffe_regex(f"spiffe://[^/]+/ns/{mesh.glob_regex(pattern)}/sa/[^/]+")
+
+
+def _service_account_id(pattern: str, policy_namespace: str) -> dict:
+    namespace, account = mesh.service_account_of_pattern(pattern, policy_namespace)
+    return _spiffe_regex(f"spiffe://[^/]+/ns/{re.escape(namespace)}/sa/{re.escape(account)}")
+
+
 def _trust_domain_id(pattern: str) -> dict:
-    glob = ".+" if pattern == "*" else ".*".join(re.escape(part) for part in pattern.split("*"))
-    return {"authenticated": {"principal_name": {"safe_regex": {"regex": f"spiffe://{glob}/ns/[^/]+/sa/[^/]+"}}}}
+    domain = ".+" if pattern == "*" else mesh.glob_regex(pattern)
+    return _spiffe_regex(f"spiffe://{domain}/ns/[^/]+/sa/[^/]+")
 
 
 def _cidr(block: str, key: str) -> dict:

@@ -481,33 +481,40 @@ def _string(pattern: str, value: str | None) -> bool:
     return value == pattern
 
 
-def _principal_matches(pattern: str, principal: str | None, trust_domain: str = TRUST_DOMAIN) -> bool:
-    """A principal pattern against a peer's SPIFFE id: `spiffe://` is put before the pattern,
-    and `cluster.local` as the trust domain of a whole `TD/ns/N/sa/S` stands for the mesh's own."""
-    if principal is None:
-        return False
+def principal_pattern(pattern: str, trust_domain: str = TRUST_DOMAIN) -> str:
+    """A principal pattern as a pattern over SPIFFE ids (matched by Istio's string match):
+    `spiffe://` put before it, and `cluster.local` as the trust domain of a whole `TD/ns/N/sa/S`
+    standing for the mesh's own. (The proxies' RBAC renders the same pattern.)"""
     parts = pattern.split("/")
     if len(parts) == 5 and parts[0] == "cluster.local":
         pattern = "/".join([trust_domain, *parts[1:]])
-    if not pattern.startswith("*"):  # (a leading `*` is a suffix match: the scheme is within it)
-        pattern = "spiffe://" + pattern
-    return _string(pattern, principal)
+    # (a leading `*` is a suffix match: the scheme is within it)
+    return pattern if pattern.startswith("*") else "spiffe://" + pattern
+
+
+def glob_regex(pattern: str) -> str:
+    """namespaces and trust domains: a `*` anywhere stands for any run of characters."""
+    return ".*".join(re.escape(part) for part in pattern.split("*"))
+
+
+def service_account_of_pattern(pattern: str, policy_namespace: str) -> tuple[str, str]:
+    """serviceAccounts: `ns/sa`, or `sa` of the policy's namespace."""
+    namespace, _, account = pattern.rpartition("/")
+    return namespace or policy_namespace, account
+
+
+def _principal_matches(pattern: str, principal: str | None) -> bool:
+    return principal is not None and _string(principal_pattern(pattern), principal)
 
 
 def _glob(pattern: str, value: str | None) -> bool:
-    """namespaces: a `*` anywhere stands for any run of characters (a regular expression over
-    the SPIFFE id upstream); no value (plaintext) matches nothing."""
-    if value is None:
-        return False
-    return re.fullmatch(".*".join(re.escape(part) for part in pattern.split("*")), value) is not None
+    """No value (plaintext) matches nothing."""
+    return value is not None and re.fullmatch(glob_regex(pattern), value) is not None
 
 
 def _service_account_matches(pattern: str, principal: str | None, policy_namespace: str) -> bool:
     found = _SPIFFE.match(principal or "")
-    if not found:
-        return False
-    namespace, _, account = pattern.rpartition("/")
-    return (namespace or policy_namespace) == found.group(2) and account == found.group(3)
+    return found is not None and service_account_of_pattern(pattern, policy_namespace) == (found.group(2), found.group(3))
 
 
 def _trust_domain_matches(pattern: str, principal: str | None) -> bool:
