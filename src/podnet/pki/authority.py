@@ -53,6 +53,24 @@ def _now() -> datetime.datetime:
     return datetime.datetime.now(datetime.timezone.utc)
 
 
+def self_signed_ca(name: x509.Name, not_before: datetime.datetime, not_after: datetime.datetime, *,
+                   key_encipherment: bool, crl_sign: bool) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
+    """A new ECDSA P-256 key and its self-signed CA certificate (the cluster's CA, the mesh's
+    root): `key_encipherment` and `crl_sign` as each one's upstream sets them."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = (x509.CertificateBuilder()
+            .subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(not_before).not_valid_after(not_after)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .add_extension(x509.KeyUsage(digital_signature=True, key_encipherment=key_encipherment, key_cert_sign=True,
+                                         content_commitment=False, data_encipherment=False, key_agreement=False,
+                                         crl_sign=crl_sign, encipher_only=False, decipher_only=False), critical=True)
+            .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+            .sign(key, hashes.SHA256()))
+    return cert, key
+
+
 def _key_pem(key) -> bytes:
     return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                              serialization.NoEncryption())
@@ -115,19 +133,9 @@ class ClusterCredentials:
             cert, key = found
             if cert.subject == cert.issuer and _valid_now(cert) and _is_ca(cert):
                 return cert, key, False
-        key = ec.generate_private_key(ec.SECP256R1())
-        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, CA_NAME)])
         now = _now()
-        cert = (x509.CertificateBuilder()
-                .subject_name(name).issuer_name(name).public_key(key.public_key())
-                .serial_number(x509.random_serial_number())
-                .not_valid_before(now - BACKDATE).not_valid_after(now + CA_LIFETIME)
-                .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-                .add_extension(x509.KeyUsage(digital_signature=True, key_encipherment=True, key_cert_sign=True,
-                                             content_commitment=False, data_encipherment=False, key_agreement=False,
-                                             crl_sign=False, encipher_only=False, decipher_only=False), critical=True)
-                .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-                .sign(key, hashes.SHA256()))
+        cert, key = self_signed_ca(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, CA_NAME)]),
+                                   now - BACKDATE, now + CA_LIFETIME, key_encipherment=True, crl_sign=False)
         atomic_write(self.ca_key_path, _key_pem(key))
         atomic_write(self.ca_path, cert.public_bytes(serialization.Encoding.PEM))
         return cert, key, True

@@ -25,6 +25,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from podnet.pki.authority import self_signed_ca
 from podnet.pki.files import atomic_write
 
 ROOT_LIFETIME = datetime.timedelta(days=3650)
@@ -93,20 +94,9 @@ class MeshAuthority:
         return self._root
 
     def _make_root(self) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
-        key = ec.generate_private_key(ec.SECP256R1())
-        name = x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, self.trust_domain)])
         now = _now()
-        cert = (x509.CertificateBuilder()
-                .subject_name(name).issuer_name(name).public_key(key.public_key())
-                .serial_number(x509.random_serial_number())
-                .not_valid_before(now - BACKDATE).not_valid_after(now + ROOT_LIFETIME)
-                .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-                .add_extension(x509.KeyUsage(digital_signature=True, key_encipherment=False, key_cert_sign=True,
-                                             key_agreement=False, content_commitment=False, data_encipherment=False,
-                                             crl_sign=True, encipher_only=False, decipher_only=False), critical=True)
-                .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-                .sign(key, hashes.SHA256()))
-        return cert, key
+        return self_signed_ca(x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, self.trust_domain)]),
+                              now - BACKDATE, now + ROOT_LIFETIME, key_encipherment=False, crl_sign=True)
 
     def issue(self, spiffe_id: str, now: datetime.datetime | None = None,
               lifetime: datetime.timedelta = WORKLOAD_LIFETIME) -> Svid:
