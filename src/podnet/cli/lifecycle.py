@@ -73,8 +73,12 @@ def run_up(args) -> int:
         raise UsageError(f"--name {name!r}: a cluster name is a lowercase DNS label of at most 40 characters")
     layout = ClusterLayout(name)
     running = name in running_clusters()
+    if running and asks_restart(args, layout):
+        # what a restart would give is there (its watchdog, or an earlier `up`, got there first)
+        print(f"cluster {name} runs: its supervisor answers (`podnet get pods -A --name {name}`)")
+        return 0
     if not running and (layout.state_dir / RECORD).exists():
-        if args.filename or args.config:
+        if not asks_restart(args, layout):
             raise PodnetError(f"cluster {name} exists and its supervisor is not running: `podnet up --name {name}` "
                               "without -f or --config restarts it as it was (then `podnet apply` changes it)")
         return _restart(args, name, layout)
@@ -112,6 +116,12 @@ def run_up(args) -> int:
         _down(name)  # whatever is left, by name
         print(f"cluster {name} removed", file=sys.stderr)
         return 130
+
+
+def asks_restart(args, layout: ClusterLayout) -> bool:
+    """`podnet up --name NAME` without -f or --config, of a cluster that has a record: the
+    command that restarts its supervisor as it was."""
+    return not args.filename and not args.config and (layout.state_dir / RECORD).exists()
 
 
 def _exists(name: str, layout: ClusterLayout, running: bool) -> str:
