@@ -60,7 +60,7 @@ spec: {serviceAccountName: other, containers: [{name: other, image: client}]}
 ---
 apiVersion: v1
 kind: Pod
-metadata: {name: plain, namespace: shop, labels: {app: plain}}
+metadata: {name: plain, namespace: shop, labels: {app: plain, sidecar.istio.io/inject: "false"}}
 spec: {containers: [{name: plain, image: client}]}
 ---
 apiVersion: v1

@@ -45,7 +45,7 @@ spec:
   replicas: 1
   selector: {matchLabels: {app: legacy}}
   template:
-    metadata: {labels: {app: legacy}}
+    metadata: {labels: {app: legacy, sidecar.istio.io/inject: "false"}}  # no proxy beside it
     spec: {containers: [{name: legacy, image: nginx, ports: [{containerPort: 80}]}]}
 ---
 apiVersion: v1

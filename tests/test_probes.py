@@ -241,8 +241,11 @@ def test_startup_gates_liveness_and_readiness():
     assert {k for _, k in r.runs} == {"startup"}
     r.until(12, start=3)
     assert r.times("startup") == [0, 1, 2, 3]  # never again once it succeeded
-    # liveness and readiness run on their own ticks (0, 5, 10, …), the first after startup succeeded
-    assert r.times("liveness") == r.times("readiness") == [5, 10]
+    # liveness and readiness run on their own ticks (0, 5, 10, …), the first after startup succeeded;
+    # readiness also once as soon as it can (this harness's next second): kubelet's status sync
+    # triggers it for a started container that is not ready (prober_manager.UpdatePodStatus)
+    assert r.times("liveness") == [5, 10]
+    assert r.times("readiness") == [4, 5, 10]
     assert r.probes.started and r.probes.ready
 
 
@@ -566,3 +569,17 @@ def test_an_answer_that_is_a_failure_is_reported_in_kubelets_words():
     h.manager.add_pod(sandbox("default/web", {"name": "app", "readinessProbe": HTTP}))
     h.at(0)
     assert failures == [("default/web", "app", "readiness", "HTTP probe failed with statuscode: 503")]
+
+
+def test_a_started_container_that_is_not_ready_has_its_readiness_probed_at_once():
+    """The injected mesh proxy's probes (startup every 1 s, readiness every 15 s): once startup
+    succeeds, readiness runs then, not at its next tick 15 s on (kubelet's manual trigger), and
+    after that on its ticks as before."""
+    startup = {**HTTP, "periodSeconds": 1, "failureThreshold": 600}
+    probes, _ = parse_container_probes({"startupProbe": startup, "readinessProbe": {**HTTP, "periodSeconds": 15}})
+    container = ContainerProbes(probes, start=0.0, running=True)
+    assert container.due(0.0) == ["startup"]
+    container.record("startup", True, 0.2)
+    assert container.due(0.2) == ["readiness"] and container.next_due() <= 0.2
+    container.record("readiness", True, 0.3)
+    assert container.ready and container.due(0.3) == [] and container.next_due() == 15.0

@@ -74,6 +74,18 @@ def _image_name(image: str) -> str:
     return re.split(r"[:@]", name, maxsplit=1)[0]
 
 
+# The mesh's proxy images (Istio's proxyv2, Linkerd's proxy): podnet.mesh.pilot_agent runs Envoy
+# (the pinned wheel) with the configuration podnet's control plane writes. Envoy's outbound and
+# inbound capture ports, the agent's status port, the proxy's readiness and Envoy's metrics.
+MESH_PROXY_PORTS = frozenset({(15001, "TCP"), (15006, "TCP"), (15020, "TCP"), (15021, "TCP"), (15090, "TCP")})
+
+
+def is_mesh_proxy(image: str) -> bool:
+    """istio/proxyv2 (any registry) or Linkerd's cr.l5d.io/linkerd/proxy."""
+    name = _image_name(image)
+    return (name == "proxyv2" and "istio" in image) or (name == "proxy" and "linkerd" in image)
+
+
 # podnet.ingressnginx's nginx: HTTP, HTTPS and the controller's health port (no admission webhook)
 INGRESS_NGINX_PORTS = frozenset({(80, "TCP"), (443, "TCP"), (10254, "TCP")})
 
@@ -145,6 +157,8 @@ def behaviour_of(container: dict[str, Any], standins: bool = True) -> Behaviour:
         return Behaviour("nginx", frozenset({(80, "TCP")}))
     if is_ingress_nginx(str(container.get("image") or "")):
         return Behaviour("ingress-nginx", INGRESS_NGINX_PORTS)
+    if is_mesh_proxy(str(container.get("image") or "")) and not command:
+        return Behaviour("mesh proxy (Envoy)", MESH_PROXY_PORTS)
     if name == "coredns":
         return Behaviour("coredns", frozenset({(53, "UDP"), (53, "TCP"), (9153, "TCP"), (8080, "TCP"), (8181, "TCP")}))
     if name == "redis" and (not command or command[0].endswith("redis-server")):

@@ -21,7 +21,7 @@ from typing import Any
 from podnet.api import fields
 from podnet.api.objects import KubeObject
 from podnet.controlplane import Cluster
-from podnet.images import PYTHON_IMAGES, SHELL_IMAGES, STANDIN, UNPULLABLE, _image_name, behaviour_of, is_ingress_nginx
+from podnet.images import PYTHON_IMAGES, SHELL_IMAGES, STANDIN, UNPULLABLE, _image_name, behaviour_of, is_ingress_nginx, is_mesh_proxy
 
 # What the python image's commands name, run with the host's python (the one running podnet)
 PYTHON_COMMANDS = re.compile(r"python(3(\.\d+)?)?")
@@ -178,6 +178,8 @@ def container_argv(container: dict[str, Any], env: dict[str, str], standins: boo
         return [sys.executable, "-m", "podnet.dns", *args]
     if is_ingress_nginx(str(container.get("image") or "")) and not command:  # the controller and its nginx
         return [sys.executable, "-m", "podnet.ingressnginx", *args]
+    if is_mesh_proxy(str(container.get("image") or "")) and not command:  # pilot-agent and its Envoy
+        return [sys.executable, "-m", "podnet.mesh.pilot_agent", *args]
     if image == "pause":  # registry.k8s.io/pause exits 0 on SIGTERM (agnhost pause does not)
         return [sys.executable, "-m", "podnet.agnhost.pause_image"]
     if image in ("nginx", "nginx-unprivileged") and not command:

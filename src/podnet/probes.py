@@ -203,6 +203,7 @@ class _Worker:
     last: bool | None = None  # the last attempt's outcome, and how many in a row had it
     run: int = 0
     on_hold: bool = False  # restart asked for: nothing more until a new instance
+    triggered: bool = False  # one run due now, off its ticks (kubelet's manual trigger)
 
     @classmethod
     def fresh(cls, probe: Probe, start: float) -> _Worker:
@@ -281,11 +282,13 @@ class ContainerProbes:
 
     def due(self, now: float) -> list[str]:
         """The probes to run now."""
-        return [k for k in self._active() if not self.workers[k].on_hold and self.workers[k].next_run <= now]
+        return [k for k in self._active() if not self.workers[k].on_hold
+                and (self.workers[k].next_run <= now or self.workers[k].triggered)]
 
     def next_due(self) -> float | None:
         """When the next probe falls due (None: none will, until something changes)."""
-        times = [self.workers[k].next_run for k in self._active() if not self.workers[k].on_hold]
+        times = [min(w.next_run, 0.0) if w.triggered else w.next_run
+                 for k in self._active() if not (w := self.workers[k]).on_hold]
         return min(times, default=None)
 
     def first_readiness_due(self) -> float | None:
@@ -302,7 +305,9 @@ class ContainerProbes:
         worker = self.workers.get(kind)
         if worker is None or worker.on_hold or kind not in self._active():
             return []  # late news of a probe that no longer counts
-        worker.next_run = _next_tick(worker, now, after=True)
+        worker.triggered = False
+        if worker.next_run <= now:  # (a triggered run between two ticks leaves them as they are)
+            worker.next_run = _next_tick(worker, now, after=True)
         if success == worker.last:
             worker.run += 1
         else:
@@ -313,8 +318,11 @@ class ContainerProbes:
         events = [Event(kind, success)] if worker.result is not success else []
         worker.result = success
         if success and kind == "startup":
-            for other in self.workers.values():  # they ticked, idle, while startup held them
+            for name, other in self.workers.items():  # they ticked, idle, while startup held them
                 other.next_run = _next_tick(other, now, after=False)
+                # kubelet's status sync runs the readiness probe of a started container that is not
+                # ready at once (prober_manager.UpdatePodStatus' manual trigger); its ticks go on
+                other.triggered = name == "readiness" and other.result is not True
         if not success and kind in ("liveness", "startup"):
             worker.on_hold, worker.run = True, 0
             events = [Event(kind, False, restart=True)]

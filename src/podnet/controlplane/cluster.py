@@ -21,7 +21,7 @@ from podnet.config import ClusterConfig
 from podnet.controlplane import endpoints as endpoint_controller
 from podnet.controlplane import pods as pod_status
 from podnet.controlplane import services as service_allocation
-from podnet.controlplane import rbac, serviceaccounts, system, workloads
+from podnet.controlplane import injection, rbac, serviceaccounts, system, workloads
 from podnet.controlplane.clusterindex import ClusterIndex, index_of, updated
 from podnet.controlplane.nodes import NodeInfo, build_nodes
 from podnet.controlplane.scheduler import Scheduler
@@ -328,6 +328,8 @@ def _run_workloads(cluster: Cluster, by_kind: dict[str, list[KubeObject]], nodes
         for pod, _node in workloads.daemonset_pods(ds, [n.name for n in nodes], index, scheduler.statically_feasible):
             index.add(pod)
             pods.append(pod)
+    for pod in pods:  # the mesh's admission webhook, on each pod not yet running
+        injection.inject(pod, cluster.get("Namespace", "", pod.namespace))
     return sorted(pods, key=lambda p: (p.namespace, p.name))
 
 

@@ -43,7 +43,7 @@ from podnet.api import fields
 from podnet.api import labels as selectors
 from podnet.api.objects import KubeObject
 from podnet.controlplane import endpoints as endpoints_module
-from podnet.controlplane import rbac, serviceaccounts, system, workloads
+from podnet.controlplane import injection, rbac, serviceaccounts, system, workloads
 from podnet.controlplane.cluster import COMPUTED_KINDS, Cluster, Key, set_running
 from podnet.controlplane.endpoints import EndpointsController
 from podnet.controlplane.pods import apply_pod_spec_defaults, declared_host_ports
@@ -264,6 +264,8 @@ def deployment_scaled(cluster: Cluster, deployment: KubeObject,
     template = workloads.template_json(rs)
     created = sorted((workloads.pod_from_template(rs, name, labels, template) for name in first[len(mine):]),
                      key=lambda p: p.name)
+    for pod in created:  # the mesh's admission webhook, as compute has it
+        injection.inject(pod, cluster.get("Namespace", "", namespace))
     if any(declared_host_ports(p) for p in created):
         return None
     # placed among every pod bound, as compute's scheduler does (they declare no host port:

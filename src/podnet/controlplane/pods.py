@@ -83,7 +83,7 @@ def declared_host_ports(pod: KubeObject) -> list[DeclaredHostPort]:
 
 def serving_containers(pod: KubeObject) -> list[dict[str, Any]]:
     """App containers, and sidecars (init containers with restartPolicy Always), which serve too."""
-    sidecars = [c for c in pod.spec.get("initContainers") or [] if (c or {}).get("restartPolicy") == "Always"]
+    sidecars = [c for c in pod.spec.get("initContainers") or [] if is_sidecar(c)]
     return list(pod.spec.get("containers") or []) + sidecars
 
 
@@ -164,7 +164,8 @@ def running_status(pod: KubeObject, host_ip: str, pod_ip: str, ready: bool) -> d
     extra = [c for c in fields.conditions(pod) if c.get("type") not in
              ("PodReadyToStartContainers", "PodScheduled", "Initialized", "ContainersReady", "Ready")]
     containers_ready = not input_says_containers_not_ready(pod)
-    restarts = {c.get("name"): int(c.get("restartCount") or 0) for c in previous.get("containerStatuses") or []}
+    restarts = {c.get("name"): int(c.get("restartCount") or 0)
+                for c in (previous.get("containerStatuses") or []) + (previous.get("initContainerStatuses") or [])}
     status = {
         "phase": "Running",
         "conditions": [
@@ -193,7 +194,19 @@ def running_status(pod: KubeObject, host_ip: str, pod_ip: str, ready: bool) -> d
         ],
         "qosClass": qos_class(pod.spec),
     }
+    init = pod.spec.get("initContainers") or []
+    if init:  # run to completion before the app (Initialized), or still running beside it: sidecars
+        status["initContainerStatuses"] = [
+            {"name": c.get("name"), "image": c.get("image"), "imageID": "", "restartCount": restarts.get(c.get("name"), 0),
+             **({"ready": containers_ready, "started": True, "state": {"running": {}}} if is_sidecar(c) else
+                {"ready": True, "started": False, "state": {"terminated": {"exitCode": 0, "reason": "Completed"}}})}
+            for c in init]
     return status
+
+
+def is_sidecar(container: dict[str, Any]) -> bool:
+    """A native sidecar: an init container with restartPolicy Always, which runs beside the app."""
+    return (container or {}).get("restartPolicy") == "Always"
 
 
 def pending_status(pod: KubeObject, reason: str, message: str) -> dict[str, Any]:

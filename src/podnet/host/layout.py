@@ -115,6 +115,11 @@ class ClusterLayout:
         """The API server's record: {"port": its 127.0.0.1 port on the host, "pid", "started"}."""
         return self.state_dir / "apiserver.json"
 
+    def mesh_proxy_dir(self, namespace: str, pod: str) -> Path:
+        """The files of a meshed pod's proxy (its Envoy's bootstrap, resources, certificates),
+        readable by the proxy's user (mesh/agent.py writes them, mesh/pilot_agent.py runs Envoy on them)."""
+        return self.state_dir / "mesh" / f"{namespace}_{pod}"
+
     def serviceaccount_dir(self, namespace: str, pod: str) -> Path:
         """What a pod sees at /var/run/secrets/kubernetes.io/serviceaccount (token, ca.crt, namespace)."""
         return self.state_dir / "serviceaccounts" / f"{namespace}_{pod}"

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from podnet.api import fields
+from podnet.controlplane.pods import serving_containers
 from podnet.host.layout import ClusterLayout
 from podnet.host.netns import socket_in_netns
 from podnet.linux.runtime import program_started
@@ -287,8 +288,7 @@ class ProbeManager:
         return max(0.0, min([self.poll, *(t - self.clock() for t in upcoming)]))
 
     def _register(self, pod: _Pod, now: float) -> None:
-        spec = pod.sandbox.pod.spec if pod.sandbox.pod is not None else {}
-        specs = {c.get("name"): c for c in spec.get("containers") or []}
+        specs = {c.get("name"): c for c in serving_containers(pod.sandbox.pod)} if pod.sandbox.pod is not None else {}
         for container in pod.sandbox.containers:
             probes, errors = parse_container_probes(specs.get(container.name) or {})
             for error in errors:

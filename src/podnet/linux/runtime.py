@@ -32,6 +32,8 @@ from podnet.host.started import STARTED_ENV
 from podnet.kubelet import container_argv, container_environment, hosts_file, redis_argv
 from podnet.linux import serviceaccount
 from podnet.linux.counted import Counted, CountedDict
+from podnet.controlplane.pods import is_sidecar
+from podnet.mesh.pilot_agent import PROXY_DIR_ENV
 from podnet.semantics.dns import resolv_conf
 
 ETC_NETNS = Path("/etc/netns")
@@ -65,6 +67,10 @@ class Container(Counted):  # its changes are counted: the supervisor's record (s
     # (the current run) and `--previous`; empty for a container adopted from an earlier supervisor
     log_starts: list[int] = field(default_factory=list)
     started_at: float | None = None  # wall-clock time its process last started (status startedAt)
+    # a native sidecar (an init container with restartPolicy Always): started before the app
+    # containers, which are `held` (not started) until it says it has started
+    sidecar: bool = False
+    held: bool = False
     pod_ref: str = field(kw_only=True)  # its pod's: what a change of it is a change of (counted.py)
 
     def _changed_pod(self) -> str | None:
@@ -148,7 +154,9 @@ class Runtime:
                 remove_pod_files(netns)
             serviceaccount.remove_files(self.layout, pod.namespace, pod.name)
             raise
-        for spec in pod.spec.get("containers") or []:
+        sidecars = [c for c in pod.spec.get("initContainers") or [] if is_sidecar(c)]
+        for spec in [*sidecars, *(pod.spec.get("containers") or [])]:
+            sidecar = any(spec is c for c in sidecars)
             env = container_environment(pod, spec, self.cluster)
             standins = self.cluster.config.standins
             behaviour = images.behaviour_of(spec, standins)
@@ -159,10 +167,12 @@ class Runtime:
                 env = {**env, "PODNET_CONTROL_SOCKET": str(self.layout.socket_path),
                        "PODNET_NGINX_DIR": str(self.layout.ingress_controller_dir(pod.namespace, pod.name,
                                                                                   spec.get("name")))}
+            if argv and argv[1:3] == ["-m", "podnet.mesh.pilot_agent"]:  # its Envoy's files, kept by the supervisor
+                env = {**env, PROXY_DIR_ENV: str(self.layout.mesh_proxy_dir(pod.namespace, pod.name))}
             container = Container(spec.get("name"), argv or [], env,
                                   self.logs / f"{pod.namespace}_{pod.name}_{spec.get('name')}.log",
-                                  pod.spec.get("restartPolicy", "Always"), image=str(spec.get("image") or ""),
-                                  pod_ref=sandbox.ref)
+                                  "Always" if sidecar else pod.spec.get("restartPolicy", "Always"),
+                                  image=str(spec.get("image") or ""), sidecar=sidecar, pod_ref=sandbox.ref)
             if behaviour.runs == images.STANDIN:
                 container.note = behaviour.summary()
             if behaviour.runs == images.UNPULLABLE:
@@ -179,9 +189,47 @@ class Runtime:
                 container.note = (container.note + "; " if container.note else "") + \
                     f"workingDir {workdir} does not exist on this host: running in /"
             sandbox.containers.append(container)
+            if not sidecar and not self._sidecars_started(sandbox):
+                container.held = True  # kubelet starts the app once its sidecars have started
+                continue
             self._start(sandbox, container)
         self.pods[sandbox.ref] = sandbox
         return sandbox
+
+    def _sidecars_started(self, sandbox: PodSandbox) -> bool:
+        """Whether every sidecar of the pod runs and, if it is a podnet program (the mesh's
+        proxy), has said so: the app containers may start."""
+        for container in sandbox.containers:
+            if container.sidecar and not container.waiting:
+                if not container.running:
+                    return False
+                if signals_start(container.argv) and not started_file(self.layout, sandbox.ref, container).exists():
+                    return False
+        return True
+
+    def _start_held(self, sandbox: PodSandbox) -> None:
+        if any(c.held for c in sandbox.containers) and self._sidecars_started(sandbox):
+            for container in sandbox.containers:
+                if container.held:
+                    container.held = False
+                    self._start(sandbox, container)
+
+    def _stop_sidecars_when_done(self, sandbox: PodSandbox) -> None:
+        """A pod that does not restart its containers (a Job's) is done once its app containers
+        have exited: kubelet then stops its sidecars, which are not started again, and the pod
+        finishes (the sidecar complaint native sidecars answer)."""
+        pod = sandbox.pod
+        if pod is None or pod.spec.get("restartPolicy", "Always") == "Always":
+            return
+        apps = [c for c in sandbox.containers if not c.sidecar]
+        if not apps or any(c.process is None or c.running or c.last_exit is None or c.next_start for c in apps):
+            return
+        for container in sandbox.containers:
+            if container.sidecar and container.restart_policy == "Always":
+                container.restart_policy = "Never"
+                container.next_start = 0.0
+                if container.running:
+                    _signal_group(container.process, signal.SIGTERM)
 
     def _start_sandbox(self, pod: KubeObject, netns: str) -> subprocess.Popen:
         if pod.spec.get("hostNetwork"):
@@ -325,6 +373,8 @@ class Runtime:
                 if container.last_exit is None:
                     self._exited(container, now)
                 self._restart_if_due(sandbox, container, now)
+            self._start_held(sandbox)
+            self._stop_sidecars_when_done(sandbox)
 
     @staticmethod
     def _exited(container: Container, now: float) -> None:
@@ -452,7 +502,8 @@ class Runtime:
         self.stop_pods(list(self.pods))
 
 
-STARTED_PROGRAMS = ("podnet.dns", "podnet.ingressnginx", "podnet.agnhost", "podnet.agnhost.standin")  # they call podnet.host.started
+STARTED_PROGRAMS = ("podnet.dns", "podnet.ingressnginx", "podnet.agnhost", "podnet.agnhost.standin",
+                    "podnet.mesh.pilot_agent")  # they call podnet.host.started
 
 
 def signals_start(argv: list[str]) -> bool:

@@ -45,7 +45,6 @@ from podnet.semantics import mesh
 from podnet.semantics.mesh import is_http_key
 
 ADMIN_PORT, HEALTH_PORT = 15000, 15021
-TLS_MODE_LABEL = "security.istio.io/tlsMode"
 _TYPE = "type.googleapis.com/"
 LISTENER = _TYPE + "envoy.config.listener.v3.Listener"
 CLUSTER = _TYPE + "envoy.config.cluster.v3.Cluster"
@@ -227,7 +226,7 @@ def _endpoints(cluster: Cluster, svc: KubeObject, port: Mapping, policies: list[
 
 def _endpoint(address: str, port: int, backend: KubeObject | None, policies: list[KubeObject]) -> dict:
     entry: dict[str, Any] = {"endpoint": {"address": {"socket_address": {"address": address, "port_value": port}}}}
-    if backend is not None and backend.labels.get(TLS_MODE_LABEL) == "istio" \
+    if backend is not None and mesh.is_meshed(backend) \
             and mesh.mtls_mode(policies, backend.namespace, backend.labels, port).takes_mtls:
         identity = mesh.spiffe_id(backend.namespace, mesh.service_account_of(backend))
         entry["metadata"] = {"filter_metadata": {"envoy.transport_socket_match": {"tlsMode": "istio"},

@@ -50,8 +50,11 @@ def _containers(spec: dict[str, Any]) -> tuple[str, str]:
 def pod_row(o: KubeObject, wide: bool) -> Row:
     status = o.status
     statuses = status.get("containerStatuses") or []
-    total = len(o.spec.get("containers") or [])
-    ready = sum(1 for c in statuses if c.get("ready"))
+    # kubectl counts native sidecars (init containers with restartPolicy Always) as containers
+    sidecars = {c.get("name") for c in o.spec.get("initContainers") or [] if (c or {}).get("restartPolicy") == "Always"}
+    total = len(o.spec.get("containers") or []) + len(sidecars)
+    ready = sum(1 for c in statuses if c.get("ready")) + sum(
+        1 for c in status.get("initContainerStatuses") or [] if c.get("name") in sidecars and c.get("ready") and c.get("started"))
     phase = fields.phase(o) or "Pending"
     shown = status.get("reason") or phase
     for c in statuses:  # kubectl shows a waiting (ErrImagePull, CrashLoopBackOff …) or terminated container's reason

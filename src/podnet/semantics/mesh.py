@@ -1,6 +1,7 @@
 """The service mesh's rules, as Istio's control plane (and Linkerd's injector) decide them.
 
-Which pods get a proxy beside them (injection), each workload's identity (a SPIFFE id from its
+Which pods get a proxy beside them (injection: the control plane's admission decision,
+controlplane/injection.py, whose names this module passes on), each workload's identity (a SPIFFE id from its
 namespace and ServiceAccount), whether a port of a workload takes plaintext from a client
 without a proxy (PeerAuthentication's mode) and whether a request or a connection is let
 through (AuthorizationPolicy). One copy of each rule: the simulator's `trace` and `check`, the
@@ -24,94 +25,17 @@ from dataclasses import dataclass, field
 from urllib.parse import unquote
 
 from podnet.api.objects import KubeObject
+# the injector's decision is the control plane's (its admission webhook); asked here by the same names
+from podnet.controlplane.injection import (  # noqa: F401
+    ISTIO_INJECT, ISTIO_INJECTION, ISTIO_REV, LINKERD_CONTROL_PLANE_LABEL, LINKERD_INJECT, PROXY_CONTAINERS,
+    SYSTEM_NAMESPACES, TLS_MODE_LABEL, Injection, injection, is_meshed, proxy_container)
 
 ROOT_NAMESPACE = "istio-system"  # meshConfig.rootNamespace: its policies apply mesh-wide
 TRUST_DOMAIN = "cluster.local"
-# never injected, whatever they say (istio's IgnoredNamespaces)
-SYSTEM_NAMESPACES = frozenset({"kube-system", "kube-public", "kube-node-lease", "local-path-storage"})
-ISTIO_INJECT = "sidecar.istio.io/inject"  # a pod label (or, legacy, an annotation)
-ISTIO_INJECTION = "istio-injection"  # a namespace label: enabled / disabled
-ISTIO_REV = "istio.io/rev"  # a namespace or pod label: the control plane revision
-LINKERD_INJECT = "linkerd.io/inject"  # an annotation, on the namespace or the pod
 DRY_RUN = "istio.io/dry-run"  # an AuthorizationPolicy annotation: evaluated, never enforced
 
 MODES = ("UNSET", "DISABLE", "PERMISSIVE", "STRICT")
 ACTIONS = ("ALLOW", "DENY", "AUDIT", "CUSTOM")
-
-
-# -- injection -------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Injection:
-    injected: bool
-    mesh: str | None  # "istio" or "linkerd" when injected
-    reason: str
-
-
-def injection(pod: KubeObject, namespace: KubeObject | None) -> Injection:
-    """Whether `pod` (in `namespace`, its Namespace object if there is one) gets a proxy.
-
-    Istio: the namespace label istio-injection=enabled, or istio.io/rev, or the pod label
-    sidecar.istio.io/inject=true call the injector; the pod's label (else its legacy annotation)
-    "false" turns it off, "true" on; istio-injection=disabled wins over a pod's "true" (the
-    webhook is never called). Linkerd: the annotation linkerd.io/inject (enabled, ingress,
-    disabled) on the pod, else on its namespace; any other value injects nothing. A hostNetwork
-    pod, or one in a system namespace, is never injected."""
-    ns_labels = (namespace.labels if namespace is not None else {}) or {}
-    ns_annotations = (namespace.metadata.get("annotations") if namespace is not None else None) or {}
-    labels, annotations = pod.labels or {}, pod.metadata.get("annotations") or {}
-    if pod.spec.get("hostNetwork"):
-        return Injection(False, None, "hostNetwork pods are never injected")
-    if pod.namespace in SYSTEM_NAMESPACES:
-        return Injection(False, None, f"namespace {pod.namespace} is never injected")
-    istio = _istio_injection(ns_labels, labels, annotations)
-    if istio is not None:
-        return istio
-    return _linkerd_injection(ns_annotations, annotations)
-
-
-def _istio_injection(ns_labels: Mapping[str, str], labels: Mapping[str, str],
-                     annotations: Mapping[str, str]) -> Injection | None:
-    """Istio's decision, or None if Istio's injector is not called for the pod at all."""
-    namespace_says = ns_labels.get(ISTIO_INJECTION)
-    pod_label = labels.get(ISTIO_INJECT)
-    # (a) whether the webhook is called: the namespace's labels, or the pod's own labels
-    if namespace_says == "enabled":
-        called = f"namespace label {ISTIO_INJECTION}=enabled"
-    elif namespace_says is None and ISTIO_REV in ns_labels:
-        called = f"namespace label {ISTIO_REV}={ns_labels[ISTIO_REV]}"
-    elif namespace_says is None and ISTIO_REV in labels:
-        called = f"pod label {ISTIO_REV}={labels[ISTIO_REV]}"
-    elif namespace_says is None and pod_label == "true":
-        called = f"pod label {ISTIO_INJECT}=true"
-    else:
-        if namespace_says == "disabled" and pod_label == "true":
-            return Injection(False, None, f"namespace label {ISTIO_INJECTION}=disabled (the pod's "
-                                          f"{ISTIO_INJECT}=true is not asked)")
-        return None
-    # (b) the injector: the pod's label, else its legacy annotation; else the default policy (enabled)
-    said, where = (pod_label, "label") if pod_label is not None else (annotations.get(ISTIO_INJECT), "annotation")
-    if said and said.lower() not in ("y", "yes", "true", "on"):  # (upstream's injectRequired)
-        return Injection(False, None, f"pod {where} {ISTIO_INJECT}={said}")
-    return Injection(True, "istio", called)
-
-
-def _linkerd_injection(ns_annotations: Mapping[str, str], annotations: Mapping[str, str]) -> Injection:
-    valid = ("enabled", "ingress", "disabled")
-    pod_says, namespace_says = annotations.get(LINKERD_INJECT), ns_annotations.get(LINKERD_INJECT)
-    if pod_says is not None and pod_says not in valid:
-        return Injection(False, None, f"pod annotation {LINKERD_INJECT}={pod_says} is not one of {', '.join(valid)}")
-    if pod_says is None and namespace_says is not None and namespace_says not in valid:
-        return Injection(False, None, f"namespace annotation {LINKERD_INJECT}={namespace_says} is not one of "
-                                      f"{', '.join(valid)}")
-    if pod_says in ("enabled", "ingress"):
-        return Injection(True, "linkerd", f"pod annotation {LINKERD_INJECT}={pod_says}")
-    if pod_says == "disabled":
-        return Injection(False, None, f"pod annotation {LINKERD_INJECT}=disabled")
-    if namespace_says in ("enabled", "ingress"):
-        return Injection(True, "linkerd", f"namespace annotation {LINKERD_INJECT}={namespace_says}")
-    return Injection(False, None, "nothing asks for a proxy")
 
 
 # -- identity --------------------------------------------------------------------------------------

@@ -35,6 +35,7 @@ from podnet.linux.counted import CountedDict
 from podnet.linux.dataplane import DataPlane
 from podnet.linux.l2announce import L2Announcer
 from podnet.linux.netpol import NodePolicy
+from podnet.linux.meshproxies import MeshProxies
 from podnet.linux.netlink import Pyroute2Netlink
 from podnet.linux.prober import ProbeManager
 from podnet.linux.runtime import Runtime
@@ -125,6 +126,7 @@ class Supervisor:
         self.policy_synced: dict[str, int] = {}
         self._policy_retry_at, self._policy_retry_delay = 0.0, POLICY_RETRY_FIRST
         self.tokens = None  # kubelet's ServiceAccount token manager (podnet.linux.serviceaccount), with its runtime only
+        self.mesh: MeshProxies | None = None  # the meshed pods' proxies (podnet.linux.meshproxies), with kubelet's runtime only
         self.announcer = None  # LoadBalancer IPs on the LAN (podnet.linux.l2announce)
         self.prober = None  # kubelet's probes (podnet.linux.prober.ProbeManager)
         # what the next recompute is for: the pods whose readiness changed or whose termination
@@ -319,6 +321,11 @@ class Supervisor:
                 continue
             sandbox = record.adopted_sandbox(entry, pod)
             self.dataplane.adopt(pod, entry["netns"])
+            if self.mesh is not None and not sandbox.terminating:  # its proxy's files current (the capture stays)
+                try:
+                    self.mesh.prepare(pod, self.cluster, None)
+                except Exception:
+                    log.exception("%s: its proxy's files could not be written again", ref)
             self.attached[ref] = entry["netns"]
             self.started.add(ref)
             self.runtime.pods[ref] = sandbox
@@ -357,6 +364,13 @@ class Supervisor:
         credentials.ensure(*apiserver_certificate_sans(self.config, first.name, first.ip))
         self.tokens = ServiceAccountTokens(self.layout, credentials)
         self.runtime.tokens = self.tokens
+        self.mesh = MeshProxies(self.layout)
+
+    def renew_mesh_certificates(self) -> None:
+        """The meshed pods' certificates past half their life renewed (called by the loop)."""
+        if self.mesh is not None and self.mesh.agents:
+            with self.lock:
+                self.mesh.renew_due()
 
     def refresh_tokens(self) -> None:
         """Rewrite the pods' ServiceAccount tokens past 80% of their life (called by the loop);
@@ -666,6 +680,8 @@ class Supervisor:
             self._sync_policies()
         for proxy in self.proxies.values():
             proxy.update(self.cluster)
+        if self.mesh is not None:  # istiod's push: the files that changed, to each meshed pod's proxy
+            self.mesh.push(self.cluster)
         if self.announcer is not None:
             self.announcer.sync(self.cluster)
 
@@ -736,6 +752,8 @@ class Supervisor:
         netns = self.dataplane.attach(pod)
         self.attached[pod.ref] = netns
         self.runtime.cluster = self.cluster
+        if self.mesh is not None:  # its proxy's identity, files and capture before any of its containers
+            self.mesh.prepare(pod, self.cluster, netns)
         self.record_event(pod, "Normal", "Scheduled",
                           f"Successfully assigned {pod.ref} to {pod.spec.get('nodeName')}", "default-scheduler")
         sandbox = self.runtime.start_pod(pod, netns)
@@ -768,6 +786,8 @@ class Supervisor:
         if netns is not None:
             namespace, name = ref.split("/", 1)
             self.dataplane.detach(namespace, name)
+        if self.mesh is not None:
+            self.mesh.forget(*ref.split("/", 1))
 
     def _say_killing(self, ref: str) -> None:
         """kubelet's Killing, once per container of a pod it begins to stop."""
@@ -1176,7 +1196,7 @@ class Supervisor:
             names = [c.name for c in sandbox.containers]
             if container and container not in names:
                 raise PodnetError(f"container {container} is not valid for pod {target}, choose one of: [{' '.join(names)}]")
-            chosen = next((c for c in sandbox.containers if c.name == (container or names[0])), None)
+            chosen = next((c for c in sandbox.containers if c.name == (container or _default_container(sandbox))), None)
             env = [f"{k}={v}" for k, v in (chosen.env.items() if chosen else ())]
             return self.runtime.enter_argv(sandbox, ["env", *env], chosen.workdir if chosen else None)
 
@@ -1184,12 +1204,15 @@ class Supervisor:
         sandbox = self.runtime.pods.get(target)
         if sandbox is None:
             raise PodnetError(f'pod "{target}" is not running in cluster {self.layout.cluster}')
-        names = [c.name for c in sandbox.containers]
         if container is None:
-            if len(names) > 1:
+            apps = [c.name for c in sandbox.containers if not c.sidecar]
+            annotated = _annotated_container(sandbox, "kubectl.kubernetes.io/default-logs-container")
+            if annotated is None and len(apps) != 1:
+                sidecars = [c.name for c in sandbox.containers if c.sidecar]
                 raise PodnetError(f"a container name must be specified for pod {target}, choose one of: "
-                                  f"[{' '.join(names)}]")
-            container = names[0]
+                                  f"[{' '.join(apps)}]" + (f" or one of the init containers: [{' '.join(sidecars)}]"
+                                                            if sidecars else ""))
+            container = annotated or apps[0]
         chosen = next((c for c in sandbox.containers if c.name == container), None)
         if chosen is None:
             raise PodnetError(f"container {container} is not valid for pod {target}")
@@ -1234,3 +1257,21 @@ class Supervisor:
                                             and not any(p.pending for p in self.proxies.values()))
             answer["proxyErrors"] = errors
             return answer
+
+
+def _annotated_container(sandbox, annotation: str) -> str | None:
+    """The container a pod's annotation names for kubectl (the mesh's injector sets them), if the pod has it."""
+    pod = sandbox.pod
+    name = (pod.metadata.get("annotations") or {}).get(annotation) if pod is not None else None
+    if name is None and annotation != DEFAULT_CONTAINER:
+        return _annotated_container(sandbox, DEFAULT_CONTAINER)
+    return name if any(c.name == name for c in sandbox.containers) else None
+
+
+DEFAULT_CONTAINER = "kubectl.kubernetes.io/default-container"
+
+
+def _default_container(sandbox) -> str | None:
+    """kubectl exec's container when none is named: the annotated one, else the first app container."""
+    return _annotated_container(sandbox, DEFAULT_CONTAINER) or next(
+        (c.name for c in sandbox.containers if not c.sidecar), sandbox.containers[0].name if sandbox.containers else None)

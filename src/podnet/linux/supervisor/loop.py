@@ -46,6 +46,10 @@ def step(supervisor: Supervisor, collector: Collector | None = None) -> None:
     except Exception:
         log.exception("refreshing the pods' ServiceAccount tokens failed")
     try:
+        supervisor.renew_mesh_certificates()
+    except Exception:
+        log.exception("renewing the mesh's certificates failed")
+    try:
         supervisor.retry_policies()
     except Exception:
         log.exception("retrying a NetworkPolicy sync failed")

@@ -88,7 +88,7 @@ def sandbox_record(sandbox: PodSandbox, ids: ProcessIds) -> dict[str, Any]:
             "image": c.image, "process": ids.entry(c.process), "restarts": c.restarts, "lastExit": c.last_exit,
             "nextStart": c.next_start, "note": c.note, "startedAt": c.started_at, "finishedAt": c.finished_at,
             "backoff": [c.backoff.window, c.backoff.updated] if c.backoff else None,
-            "logStarts": c.log_starts,
+            "logStarts": c.log_starts, "sidecar": c.sidecar, "held": c.held,
         } for c in sandbox.containers],
     }
 
@@ -106,9 +106,10 @@ def adopted_sandbox(entry: dict[str, Any], pod) -> PodSandbox:
                               last_exit=c["lastExit"], next_start=float(c["nextStart"]), note=c["note"],
                               started_at=c["startedAt"], finished_at=float(c.get("finishedAt") or 0.0),
                               backoff=BackOff(*map(float, c["backoff"])) if c.get("backoff") else None,
-                              log_starts=[int(n) for n in c.get("logStarts") or ()], pod_ref=sandbox.ref)
+                              log_starts=[int(n) for n in c.get("logStarts") or ()],
+                              sidecar=bool(c.get("sidecar")), held=bool(c.get("held")), pod_ref=sandbox.ref)
         container.process = _process(c["process"])
-        if container.process is None and not container.waiting and c["lastExit"] is None:
+        if container.process is None and not container.waiting and c["lastExit"] is None and not container.held:
             # it ran when last recorded, or was about to start: an end nobody saw
             container.process = AdoptedProcess.ended()
         sandbox.containers.append(container)

@@ -19,6 +19,7 @@ from podnet import images
 from podnet.config import go_duration
 from podnet.api.objects import KubeObject
 from podnet.controlplane import Cluster
+from podnet.controlplane.pods import serving_containers
 from podnet.linux.supervisor.events import timestamp
 
 ContainerState = Mapping[str, Mapping[str, Mapping[str, bool]]]
@@ -29,12 +30,13 @@ def live_readiness(container_state: ContainerState, pod: KubeObject, standins: b
     be pulled (images: strict, `standins` False); its probes' verdict once it runs; before
     that, a pod with a readiness or startup probe starts out not ready (kubelet's initial
     result is Failure), others follow the offline rule (None)."""
-    if any(images.behaviour_of(c, standins).runs == images.UNPULLABLE for c in pod.spec.get("containers") or []):
+    containers = serving_containers(pod)  # sidecars count as kubelet counts them
+    if any(images.behaviour_of(c, standins).runs == images.UNPULLABLE for c in containers):
         return False
     state = container_state.get(pod.ref)
     if state:
         return all(c.get("ready") for c in list(state.values()))  # the prober's thread adds to it
-    if any(c.get("readinessProbe") or c.get("startupProbe") for c in pod.spec.get("containers") or []):
+    if any(c.get("readinessProbe") or c.get("startupProbe") for c in containers):
         return False
     return None
 
@@ -45,7 +47,11 @@ def runtime_status(body: dict[str, Any], sandbox, probed: Mapping[str, Mapping[s
     finished (restartPolicy Never / OnFailure). Changes `body` in place."""
     status = body["status"]
     finished = []
-    for entry, container in zip(status.get("containerStatuses") or [], sandbox.containers):
+    entries = {e.get("name"): e for e in (status.get("containerStatuses") or []) + (status.get("initContainerStatuses") or [])}
+    for container in sandbox.containers:
+        entry = entries.get(container.name)
+        if entry is None:
+            continue
         entry["restartCount"] = container.restarts
         if container.name in probed:
             entry["ready"] = bool(probed[container.name].get("ready"))
@@ -57,7 +63,9 @@ def runtime_status(body: dict[str, Any], sandbox, probed: Mapping[str, Mapping[s
             continue
         entry["ready"] = False
         entry["started"] = False
-        if container.waiting:  # its image cannot be pulled (images: strict)
+        if container.held:  # kubelet has not started it: its pod's sidecars are starting
+            entry["state"] = {"waiting": {"reason": "PodInitializing"}}
+        elif container.waiting:  # its image cannot be pulled (images: strict)
             entry["state"] = {"waiting": {"reason": container.waiting[0], "message": container.waiting[1]}}
             entry["image"] = container.image
         elif container.next_start:  # kubelet's doBackOff message, with the window it waits
@@ -69,13 +77,18 @@ def runtime_status(body: dict[str, Any], sandbox, probed: Mapping[str, Mapping[s
         else:
             code = container.last_exit if container.last_exit is not None else 0
             entry["state"] = {"terminated": {"exitCode": code, "reason": "Completed" if code == 0 else "Error"}}
-            finished.append(code)
-    if any(not (c.get("ready")) for c in status.get("containerStatuses") or []):
+            if not container.sidecar:  # a sidecar's exit does not decide the pod's phase
+                finished.append(code)
+    apps = [c for c in sandbox.containers if not c.sidecar]
+    sidecars = {c.name for c in sandbox.containers if c.sidecar}
+    if any(not (c.get("ready")) for c in (status.get("containerStatuses") or []) +
+           [e for e in status.get("initContainerStatuses") or [] if e.get("name") in sidecars]):
         for condition in status.get("conditions") or []:
             if condition.get("type") in ("Ready", "ContainersReady"):
                 condition["status"] = "False"
                 condition["reason"] = "ContainersNotReady"
-    if finished and len(finished) == len(sandbox.containers):
+    # the pod is done once its app containers have exited and kubelet has stopped its sidecars
+    if finished and len(finished) == len(apps) and not any(c.running for c in sandbox.containers if c.sidecar):
         status["phase"] = "Succeeded" if all(code == 0 for code in finished) else "Failed"
     if any(container.waiting for container in sandbox.containers):  # kubelet: a container never started
         status["phase"] = "Pending"
@@ -85,6 +98,7 @@ def live_digest(sandbox, probed: Mapping[str, Mapping[str, bool]]) -> tuple:
     """What runtime_status would lay over a pod, as a small comparable value: when it changes,
     the served pod changed (the API server's resourceVersion moves, apimeta.ApiMeta.live)."""
     return tuple((c.restarts, c.running, getattr(c, "started_at", None), c.waiting, bool(c.next_start), c.last_exit,
+                  getattr(c, "held", False),
                   tuple(sorted((probed.get(c.name) or {}).items())))
                  for c in sandbox.containers)
 

