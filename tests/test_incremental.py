@@ -27,8 +27,8 @@ CONFIG = ClusterConfig()
 FULL = reconcile.desired_cluster  # kept: one test counts the supervisor's calls to it
 
 
-def namespace(name):
-    return {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}
+def namespace(name, labels=None):
+    return {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name, **({"labels": labels} if labels else {})}}
 
 
 def pod(name, labels, namespace="default", node=None):
@@ -67,7 +67,8 @@ def replicaset(name, replicas):
                                   "spec": {"containers": [{"name": "c", "image": "pause"}]}}}}
 
 
-BASE = [namespace("shop"), deployment("web", 3), replicaset("legacy", 2), deployment("api", 2, "shop"), service("api", {"app": "api"}, "shop"),
+# shop is meshed: the pods a scale-up makes there get their proxy as compute gives it (controlplane/injection.py)
+BASE = [namespace("shop", {"istio-injection": "enabled"}), deployment("web", 3), replicaset("legacy", 2), deployment("api", 2, "shop"), service("api", {"app": "api"}, "shop"),
         service("front", {"tier": "front"}), pod("a", {"role": "a"}), pod("b", {"role": "b"}, node="node2"),
         pod("s", {"role": "s"}, "shop"), policy("deny-a", {"role": "a"})]
 

@@ -27,10 +27,12 @@ pytestmark = pytest.mark.root  # tests/conftest.py skips it without root and nam
 
 DEADLINE = 60.0
 MARKER = "meshmarker" + secrets.token_hex(4)
-# The app's first request, made the moment its container starts: it gets through only if the
-# proxy was up before the app (the capture sends it to Envoy's outbound port).
-FIRST_REQUEST = ("import time, urllib.request\n"
-                 "print('first request:', urllib.request.urlopen('http://api/hostname', timeout=10).read().decode(), flush=True)\n"
+# The app's first connection, opened the moment its container starts, to the Service's address
+# (its environment's, so no DNS server need be ready): the capture sends it to the proxy, which
+# accepts it only if it was up before the app (whether api is ready yet or not).
+FIRST_REQUEST = ("import os, socket, time\n"
+                 "socket.create_connection((os.environ['API_SERVICE_HOST'], 80), timeout=10).close()\n"
+                 "print('first connection: accepted', flush=True)\n"
                  "time.sleep(100000)\n")
 MANIFESTS = f"""
 apiVersion: v1
@@ -172,6 +174,12 @@ def ask(name: str, pod: str, url: str) -> str:
     return podnet("exec", f"shop/{pod}", "--name", name, "--", sys.executable, "-c", ASK, url).stdout.strip()
 
 
+def traced(name: str, pod: str, url: str) -> bool:
+    """Whether `podnet trace` (the simulator, on the running cluster's state) says the request gets through."""
+    answer = json.loads(podnet("trace", f"shop/{pod}", url, "-o", "json", "--name", name, check=False).stdout)
+    return answer["verdict"] == "delivered"
+
+
 def eventually(check, what: str):
     deadline = time.monotonic() + DEADLINE
     while True:
@@ -192,8 +200,9 @@ def test_injected_pods_are_two_of_two_ready_with_the_proxy_before_the_app(cluste
     proxy = found["web"]["spec"]["initContainers"][0]
     assert (proxy["name"], proxy["restartPolicy"]) == ("istio-proxy", "Always")
     assert "initContainers" not in found["plain"]["spec"]
-    # the app's first request, made as its container started, went through the proxy
-    assert "first request: api-" in podnet("logs", "shop/web", "--name", cluster).stdout
+    # the app's first connection, opened as its container started, was taken by its proxy
+    app = pods(cluster)["web"]["status"]["containerStatuses"][0]
+    assert app["restartCount"] == 0 and "first connection: accepted" in podnet("logs", "shop/web", "--name", cluster).stdout
     assert "Envoy is ready" in podnet("logs", "shop/web", "-c", "istio-proxy", "--name", cluster).stdout
 
 
@@ -230,11 +239,13 @@ def test_strict_refuses_plaintext_clients_and_permissive_takes_them(cluster, tmp
     policies = cluster_model.of_kind("PeerAuthentication")
     assert not mesh.mtls_mode(policies, "shop", api_labels, 8080).accepts_plaintext  # the simulator's word
     assert ask(cluster, "plain", "http://api/hostname").startswith("200 api-")  # PERMISSIVE, the default
+    assert traced(cluster, "plain", "http://api/hostname") and traced(cluster, "web", "http://api/hostname")
     podnet("apply", "-f", str(tmp_path / "strict.yaml"), "--name", cluster)
     try:
         eventually(lambda: ask(cluster, "plain", "http://api/hostname").startswith("failed"),
                    "a plaintext client refused under STRICT")
         assert ask(cluster, "web", "http://api/hostname").startswith("200 api-")  # mTLS: still welcome
+        assert not traced(cluster, "plain", "http://api/hostname") and traced(cluster, "web", "http://api/hostname")
     finally:
         podnet("delete", "-f", str(tmp_path / "strict.yaml"), "--name", cluster)
     eventually(lambda: ask(cluster, "plain", "http://api/hostname").startswith("200 api-"),
@@ -250,6 +261,10 @@ def test_authorization_by_principal_method_and_path_is_pushed_to_the_running_pro
         assert ask(cluster, "web", f"http://api/echo?msg={MARKER}") == f"200 {MARKER}"  # web's ServiceAccount: default
         # a plaintext client has no principal: denied by the same policy (PERMISSIVE lets it in)
         assert ask(cluster, "plain", f"http://api/echo?msg={MARKER}") == "403 RBAC: access denied"
+        # and `trace` says the same of each
+        assert [traced(cluster, pod, url) for pod, url in
+                (("web", "http://api/hostname"), ("web", "http://api/echo"), ("plain", "http://api/echo"))] == \
+            [False, True, False]
     finally:
         podnet("delete", "-f", str(tmp_path / "only-web.yaml"), "--name", cluster)
     eventually(lambda: ask(cluster, "web", "http://api/hostname").startswith("200 api-"), "the policy gone")

@@ -174,9 +174,12 @@ def _clone(obj: KubeObject) -> KubeObject:
 
 
 def compute(store: ObjectStore, config: ClusterConfig,
-            live_readiness: Callable[[KubeObject], bool | None] | None = None) -> Cluster:
+            live_readiness: Callable[[KubeObject], bool | None] | None = None,
+            created_before: Collection[Key] = ()) -> Cluster:
     """The cluster for `store`. `live_readiness` is kubelet's word on a running cluster: for a
-    pod, whether its containers are ready (its probes), or None to keep the offline rule."""
+    pod, whether its containers are ready (its probes), or None to keep the offline rule.
+    `created_before`: pods that exist already (running, fed in again as written): the mesh's
+    injector, which sees a pod's creation only, leaves them as they are."""
     cluster = Cluster(config=config, warnings=list(store.warnings), lines=store.lines)
     errors: list[str] = []
 
@@ -221,7 +224,7 @@ def compute(store: ObjectStore, config: ClusterConfig,
     for node in node_objects:
         cluster.add(node)
 
-    all_pods = _run_workloads(cluster, by_kind, node_objects)
+    all_pods = _run_workloads(cluster, by_kind, node_objects, frozenset(created_before))
     _schedule_and_address(cluster, all_pods, node_infos, node_objects, error, live_readiness)
     _workload_status(cluster, by_kind, all_pods)
 
@@ -301,7 +304,8 @@ def _namespaces(cluster: Cluster, by_kind: dict[str, list[KubeObject]]) -> None:
         cluster.add(ns)
 
 
-def _run_workloads(cluster: Cluster, by_kind: dict[str, list[KubeObject]], nodes: list[KubeObject]) -> list[KubeObject]:
+def _run_workloads(cluster: Cluster, by_kind: dict[str, list[KubeObject]], nodes: list[KubeObject],
+                   created_before: frozenset[Key] = frozenset()) -> list[KubeObject]:
     """Controllers in dependency order; returns every pod, user-written and generated."""
     pods = list(by_kind["Pod"])
     for pod in pods:
@@ -328,8 +332,9 @@ def _run_workloads(cluster: Cluster, by_kind: dict[str, list[KubeObject]], nodes
         for pod, _node in workloads.daemonset_pods(ds, [n.name for n in nodes], index, scheduler.statically_feasible):
             index.add(pod)
             pods.append(pod)
-    for pod in pods:  # the mesh's admission webhook, on each pod not yet running
-        injection.inject(pod, cluster.get("Namespace", "", pod.namespace))
+    for pod in pods:  # the mesh's admission webhook, on each pod being created
+        if pod.key not in created_before:
+            injection.inject(pod, cluster.get("Namespace", "", pod.namespace))
     return sorted(pods, key=lambda p: (p.namespace, p.name))
 
 

@@ -119,6 +119,7 @@ def relabelled(cluster: Cluster, key: Key, labels: Mapping[str, str] | None,
             body["metadata"][name] = json.loads(json.dumps(value))
         else:
             body["metadata"].pop(name, None)
+    injection.keep_injected_marks(body["metadata"], pod)
     objects = dict(cluster.objects)
     objects[key] = KubeObject(pod.kind, pod.namespace, pod.name, body, pod.source)
     return _made(cluster, objects, [key], ())

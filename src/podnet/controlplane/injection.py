@@ -144,7 +144,7 @@ def is_meshed(pod: KubeObject) -> bool:
 
 def inject(pod: KubeObject, namespace: KubeObject | None) -> Injection:
     """Give `pod` its proxy if the mesh's markers ask for one and it was not injected (or
-    started) already. Changes the pod in place; returns the decision."""
+    started: it has an address) already. Changes the pod in place; returns the decision."""
     decision = injection(pod, namespace)
     if not decision.injected or proxy_container(pod) is not None or pod.status.get("podIP"):
         return decision
@@ -176,6 +176,27 @@ def inject(pod: KubeObject, namespace: KubeObject | None) -> Injection:
         annotations.setdefault("kubectl.kubernetes.io/default-container", apps[0].get("name"))
         annotations.setdefault("kubectl.kubernetes.io/default-logs-container", apps[0].get("name"))
     return decision
+
+
+# what the injector puts on a pod's metadata (inject): a running pod keeps them when an apply gives
+# it new labels and annotations — the webhook saw its creation, not the update
+MARK_LABELS = (TLS_MODE_LABEL, "service.istio.io/canonical-name", "service.istio.io/canonical-revision",
+               LINKERD_CONTROL_PLANE_LABEL)
+MARK_ANNOTATIONS = (STATUS_ANNOTATION, LINKERD_STATUS_ANNOTATION, "prometheus.io/scrape", "prometheus.io/port",
+                    "prometheus.io/path", "kubectl.kubernetes.io/default-container",
+                    "kubectl.kubernetes.io/default-logs-container")
+
+
+def keep_injected_marks(metadata: dict[str, Any], running: KubeObject) -> None:
+    """`metadata` (labels and annotations given anew to the running pod `running`) with the
+    marks the injector put on it, if it has a proxy. Changes `metadata` in place."""
+    if proxy_container(running) is None:
+        return
+    for field, keys in (("labels", MARK_LABELS), ("annotations", MARK_ANNOTATIONS)):
+        had = running.metadata.get(field) or {}
+        kept = {key: had[key] for key in keys if key in had}
+        if kept:
+            metadata[field] = {**(metadata.get(field) or {}), **kept}
 
 
 def _workload_name(pod: KubeObject) -> str:

@@ -25,7 +25,9 @@ from podnet.controlplane.nodes import NodeInfo
 from podnet.controlplane.pods import find_named_port, serving_containers
 from podnet.controlplane.system import INGRESS_CONTROLLER_LABELS, INGRESS_NAMESPACE, INGRESS_SERVICE
 from podnet.errors import UsageError
-from podnet.semantics import dns, ingress, networkpolicy
+from podnet.semantics import dns, ingress, mesh, networkpolicy
+from podnet.semantics.meshcapture import (INBOUND_PASSTHROUGH_SOURCE, INBOUND_PORT, OUTBOUND_PORT, InterceptionError,
+                                          captures_inbound, captures_outbound, interception_of)
 from podnet.semantics.corefile import CorefileError
 from podnet.semantics.loadbalancer import announced_ips, announcing_node
 from podnet.semantics.policymatch import Endpoint
@@ -108,6 +110,10 @@ class Packet:
     source: Party  # its current source (a node's address after masquerade)
     origin: str  # for kube-proxy on `at`: "pod", "local" or "external"
     egress_checked: bool = False
+    # the mesh: the client's identity when its proxy sends mutual TLS, and the HTTP request (a
+    # traced URL's) the server's proxy authorizes
+    mtls_from: str | None = None
+    http: mesh.Http | None = None
 
 
 class Tracer:
@@ -366,8 +372,13 @@ class Tracer:
         return Packet(None, src, "external")
 
     def _walk(self, src: Party, dst_ip: str, port: int, protocol: str, hops: list[Hop],
-              ingress: dict | None = None) -> TraceResult:
+              ingress: dict | None = None, http: mesh.Http | None = None, by_proxy: bool = False) -> TraceResult:
+        """The packet from src to dst_ip:port. `by_proxy`: the source pod's proxy sends it
+        (uid 1337: not captured again)."""
+        if not by_proxy and self._captured(src, dst_ip, port, protocol):
+            return self._through_proxy(src, dst_ip, port, hops, ingress, http)
         packet = self._start(src, hops)
+        packet.http = http
         for _ in range(3):  # at most: LAN → a node, or a node → another node's address
             if packet.at is None:
                 failure = self._reach_from_lan(packet, dst_ip, port, protocol, hops)
@@ -481,7 +492,7 @@ class Tracer:
                 masq = f"hairpin: {src.name} reached itself through the Service"
             pre = [Hop(f"node/{packet.at.name}", "dnat", f"→ {backend.name} {backend.ip}:{backend.port}")]
             dst = self.addresses.party_for_ip(backend.ip)
-            branch = Packet(packet.at, packet.source, packet.origin, packet.egress_checked)
+            branch = Packet(packet.at, packet.source, packet.origin, packet.egress_checked, http=packet.http)
             fates.append(self._deliver(src, branch, dst, backend.port, protocol, pre, backend, masq))
         return self._choose(src, translation.frontend.service.ref, fates, hops, ingress)
 
@@ -561,11 +572,109 @@ class Tracer:
             if not sides.ingress_allowed:
                 return EndpointFate(holder, False, sides.ingress_reason, hops)
         hops += receive
+        if dst.kind == "pod" and protocol == "TCP" and mesh.is_meshed(dst.pod):
+            refused = self._inbound_proxy(dst, port, source.ip, packet, hops)
+            if refused:
+                return EndpointFate(holder, False, refused, hops)
         answer = self._serving(dst, port, protocol)
         hops.append(Hop(dst.name, "serve" if answer.serving is not False else "refuse", answer.detail))
         if answer.serving is False:
             return EndpointFate(holder, False, answer.detail, hops)
         return EndpointFate(holder, True, "allowed" + (f"; {answer.detail}" if answer.serving is None else ""), hops)
+
+    # ---- the mesh: a meshed pod's proxies (semantics/mesh.py, semantics/meshcapture.py) -------
+
+    def _capture(self, party: Party):
+        """The pod's capture, or None: no proxy beside it (or a capture its annotations break:
+        its proxy would not start)."""
+        if party.kind != "pod" or party.pod is None or party.host_network or not mesh.is_meshed(party.pod):
+            return None
+        try:
+            return interception_of(party.pod.metadata.get("annotations"))
+        except InterceptionError:
+            return None
+
+    def _captured(self, src: Party, dst_ip: str, port: int, protocol: str) -> bool:
+        capture = self._capture(src)
+        return capture is not None and protocol == "TCP" and captures_outbound(capture, dst_ip, port)
+
+    def _policies(self) -> list:
+        return [*self.cluster.of_kind("PeerAuthentication"), *self.cluster.of_kind("AuthorizationPolicy")]
+
+    def _through_proxy(self, src: Party, dst_ip: str, port: int, hops: list[Hop], ingress: dict | None,
+                       http: mesh.Http | None) -> TraceResult:
+        """The source pod's proxy takes the connection (mesh/envoy.py's outbound listener): to a
+        Service's port it connects to one of the ready endpoints itself (kube-proxy bypassed), in
+        mutual TLS to an endpoint with a proxy beside it; anything else goes on as asked."""
+        hops.append(Hop(src.name, "intercept", f"{dst_ip}:{port} → the proxy's outbound port {OUTBOUND_PORT} "
+                                               "(the pod's capture)"))
+        frontend = self.services.frontend(dst_ip, port, "TCP")
+        if frontend is None or not self.services.is_virtual_ip(dst_ip):
+            hops.append(Hop(src.name, "proxy", f"PassthroughCluster: {dst_ip}:{port} is no Service port the proxy "
+                                               "knows; it connects there as asked, in plaintext"))
+            return self._walk(src, dst_ip, port, "TCP", hops, ingress, http, by_proxy=True)
+        svc = frontend.service
+        backends = [b for b in self.services.backends(svc, frontend.port) if b.ready]
+        name = f"outbound|{port}||{svc.name}.{svc.namespace}.svc.{self.cluster.config.networking.dns_domain}"
+        if not backends:
+            reason = f"Service {svc.ref} has no ready endpoint: the proxy answers with a reset (no healthy upstream)"
+            hops.append(Hop(src.name, "proxy", f"{name}: {reason}"))
+            return self._dropped(hops, reason, dst_ip, port, ingress)
+        hops.append(Hop(src.name, "proxy", f"{name}: {len(backends)} ready endpoint(s), one chosen per connection "
+                                           "(per request for HTTP) by the proxy, round robin: kube-proxy is bypassed"))
+        policies = self._policies()
+        fates = []
+        for backend in backends:
+            dst = self.addresses.party_for_ip(backend.ip)
+            pre = []
+            mtls_from = None
+            if dst.kind == "pod" and mesh.is_meshed(dst.pod) and \
+                    mesh.mtls_mode(policies, dst.pod.namespace, dst.pod.labels, backend.port).takes_mtls:
+                mtls_from = mesh.spiffe_id(src.pod.namespace, mesh.service_account_of(src.pod))
+                server = mesh.spiffe_id(dst.pod.namespace, mesh.service_account_of(dst.pod))
+                pre.append(Hop(src.name, "mtls", f"→ {backend.name} {backend.ip}:{backend.port} in mutual TLS: "
+                                                 f"client {mtls_from}, server {server} (the client's proxy checks that identity)"))
+            else:
+                why = "no proxy beside it" if not (dst.kind == "pod" and mesh.is_meshed(dst.pod)) else \
+                    "its PeerAuthentication mode is DISABLE"
+                pre.append(Hop(src.name, "plaintext", f"→ {backend.name} {backend.ip}:{backend.port} in plaintext ({why})"))
+            packet = Packet(src.node, src, "pod", mtls_from=mtls_from, http=http)
+            fates.append(self._deliver(src, packet, dst, backend.port, "TCP", pre, backend))
+        return self._choose(src, svc.ref, fates, hops, ingress)
+
+    def _inbound_proxy(self, dst: Party, port: int, source_ip: str, packet: Packet, hops: list[Hop]) -> str | None:
+        """At a meshed pod: its capture sends the connection to the proxy's inbound port, which
+        takes plaintext unless the port's mode is STRICT, then authorizes the request (or the
+        connection) by AuthorizationPolicy and hands it to the app. The reason it is refused, or None."""
+        capture = self._capture(dst)
+        if capture is None or not captures_inbound(capture, port):
+            return None
+        policies = self._policies()
+        mode = mesh.mtls_mode(policies, dst.pod.namespace, dst.pod.labels, port)
+        hops.append(Hop(dst.name, "intercept", f":{port} → the proxy's inbound port {INBOUND_PORT} "
+                                               f"(mode {mode.mode}: {mode.decided_by})"))
+        if packet.mtls_from is None and not mode.accepts_plaintext:
+            reason = (f"{dst.name}'s proxy refuses plaintext on port {port} (PeerAuthentication mode STRICT: "
+                      f"{mode.decided_by}); the client has no proxy to speak mutual TLS")
+            hops.append(Hop(dst.name, "refuse", reason))
+            return reason
+        services = self.cluster.of_kind("Service")
+        http = None
+        if mesh.port_protocol(services, dst.pod, port) == "http":
+            http = packet.http or mesh.Http("GET", "/", "")
+        request = mesh.Request(packet.mtls_from, source_ip, port, dst.ip, http)
+        decision = mesh.authorize(policies, dst.pod.namespace, dst.pod.labels, request)
+        what = (f"{http.method} {http.path}" + ("" if packet.http else " (a request as curl sends it by default; "
+                                                "trace an http:// URL for another)") if http else "the connection")
+        who = packet.mtls_from or f"{source_ip} (plaintext: no principal)"
+        hops.append(Hop(dst.name, "authz-allow" if decision.allowed else "authz-deny",
+                        f"AuthorizationPolicy: {what} from {who}: {decision}"))
+        if not decision.allowed:
+            return (f"{dst.name}'s proxy denies {what} from {who}: {decision}"
+                    + (' (HTTP 403 "RBAC: access denied")' if http else " (the connection is closed)"))
+        hops.append(Hop(dst.name, "deliver", f"the proxy hands it to the app on port {port}, from "
+                                             f"{INBOUND_PASSTHROUGH_SOURCE}"))
+        return None
 
     def _serving(self, dst: Party, port: int, protocol: str) -> images.ServingAnswer:
         if dst.kind == "pod":
@@ -594,7 +703,8 @@ class Tracer:
         if address is None:
             return self._attach(self._dropped(hops, "no ingress controller runs in this cluster (it comes with the "
                                                     "first Ingress)", "", request.port), request, None, resolved)
-        reached = self._walk(src, address, request.port, "TCP", hops)
+        reached = self._walk(src, address, request.port, "TCP", hops,
+                             http=mesh.Http("GET", request.target, request.host_header or request.host))
         controller = self._controller_pod(reached.destination.get("pod"))
         if reached.verdict != "delivered":
             if self._is_controller_address(address):

@@ -35,6 +35,7 @@ from podnet.api.objects import KubeObject, Source
 from podnet.api.store import ObjectStore, admit
 from podnet.config import ClusterConfig, Networking
 from podnet.controlplane import Cluster, compute, incremental
+from podnet.controlplane import injection
 from podnet.controlplane.cluster import ClusterChange
 from podnet.errors import PodnetError
 from podnet.linux.netlink import Change, Route, Sysctl
@@ -93,7 +94,8 @@ def with_terminating(inputs: list[dict[str, Any]], terminating: Iterable[dict[st
 def desired_cluster(inputs: list[dict[str, Any]], config: ClusterConfig, readiness: Readiness,
                     keep: Cluster | None = None) -> Cluster:
     """The cluster for `inputs`; pods of `keep` that still belong are carried over as they are."""
-    fresh = compute(admitted_bodies(inputs, "desired"), config, readiness)
+    running = [key for key, pod in keep.objects.items() if key[0] == "Pod" and fields.pod_ip(pod)] if keep else []
+    fresh = compute(admitted_bodies(inputs, "desired"), config, readiness, created_before=running)
     if keep is None:
         return fresh
     carried = []
@@ -109,6 +111,7 @@ def desired_cluster(inputs: list[dict[str, Any]], config: ClusterConfig, readine
                     body["metadata"][key] = pod.body["metadata"][key]
                 else:
                     body["metadata"].pop(key, None)
+            injection.keep_injected_marks(body["metadata"], old)  # the mesh injector's marks stay
             carried.append(body)
     carried_keys = {object_key(c) for c in carried}
     merged = [b for b in inputs if object_key(b) not in carried_keys] + [as_input(c) for c in carried]

@@ -1,0 +1,206 @@
+"""The mesh's injector (controlplane/injection.py) and what the runtime makes of an injected pod
+without root: the proxy as a native sidecar, the app's probes moved to the agent, a running pod
+never injected again, kubectl's READY counting the sidecar, the app held while the proxy starts,
+a Job-like pod done only once its proxy has stopped, and the agent's status port."""
+
+from __future__ import annotations
+
+import http.client
+import http.server
+import json
+import socket
+import threading
+
+import pytest
+
+from podnet import images
+from podnet.controlplane import injection
+from podnet.kubelet import container_argv
+from podnet.linux.supervisor.status import runtime_status
+from podnet.mesh import pilot_agent
+from podnet.output.columns import pod_row
+from podnet.semantics import mesh
+from tests.conftest import cluster_of
+from tests.supervisor_fakes import sandbox_of
+
+MESHED = """
+apiVersion: v1
+kind: Namespace
+metadata: {name: shop, labels: {istio-injection: enabled}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: api, namespace: shop, labels: {app: api}}
+spec:
+  serviceAccountName: api
+  containers:
+  - name: api
+    image: registry.k8s.io/e2e-test-images/agnhost:2.53
+    args: [netexec, --http-port=8080]
+    ports: [{containerPort: 8080, name: http}]
+    readinessProbe: {httpGet: {path: /healthz, port: http}}
+    livenessProbe: {tcpSocket: {port: 8080}}
+    startupProbe: {exec: {command: [cat, /ready]}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: plain, namespace: shop, labels: {app: plain, sidecar.istio.io/inject: "false"}}
+spec: {containers: [{name: plain, image: busybox, command: [sleep, "1000"]}]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: linked, namespace: default, annotations: {linkerd.io/inject: enabled}}
+spec: {containers: [{name: app, image: busybox, command: [sleep, "1000"]}]}
+"""
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    return cluster_of(MESHED)
+
+
+def test_the_proxy_is_a_native_sidecar_before_everything_else(cluster):
+    api = cluster.get("Pod", "shop", "api")
+    proxy = api.spec["initContainers"][0]
+    assert (proxy["name"], proxy["restartPolicy"], proxy["image"]) == ("istio-proxy", "Always", injection.PROXY_IMAGE["istio"])
+    assert proxy["securityContext"]["runAsUser"] == 1337 and proxy["startupProbe"]["httpGet"]["port"] == 15021
+    assert api.labels[mesh.TLS_MODE_LABEL] == "istio" and api.labels["service.istio.io/canonical-name"] == "api"
+    status = json.loads(api.metadata["annotations"][injection.STATUS_ANNOTATION])
+    assert status["initContainers"] == ["istio-proxy"]
+    assert api.metadata["annotations"]["kubectl.kubernetes.io/default-container"] == "api"
+    assert mesh.is_meshed(api) and mesh.proxy_container(api) is proxy
+    plain = cluster.get("Pod", "shop", "plain")
+    assert "initContainers" not in plain.spec and not mesh.is_meshed(plain)
+    linked = cluster.get("Pod", "default", "linked")
+    assert mesh.proxy_container(linked)["name"] == "linkerd-proxy" and mesh.is_meshed(linked)
+
+
+def test_the_apps_http_and_tcp_probes_go_to_the_agent_and_exec_stays(cluster):
+    api = cluster.get("Pod", "shop", "api")
+    app = api.spec["containers"][0]
+    assert app["readinessProbe"]["httpGet"] == {"path": "/app-health/api/readyz", "port": 15020, "scheme": "HTTP"}
+    assert app["livenessProbe"]["httpGet"] == {"path": "/app-health/api/livez", "port": 15020, "scheme": "HTTP"}
+    assert "tcpSocket" not in app["livenessProbe"] and app["startupProbe"]["exec"] == {"command": ["cat", "/ready"]}
+    env = {e["name"]: e.get("value") for e in api.spec["initContainers"][0]["env"]}
+    probers = json.loads(env["ISTIO_KUBE_APP_PROBERS"])
+    assert probers == {"/app-health/api/readyz": {"httpGet": {"path": "/healthz", "port": 8080, "scheme": "HTTP"},
+                                                  "timeoutSeconds": 1},
+                       "/app-health/api/livez": {"tcpSocket": {"port": 8080}, "timeoutSeconds": 1}}
+
+
+def test_probes_stay_as_written_when_the_pod_says_so():
+    text = MESHED.replace("metadata: {name: api, namespace: shop, labels: {app: api}}",
+                          "metadata: {name: api, namespace: shop, labels: {app: api}, "
+                          "annotations: {sidecar.istio.io/rewriteAppHTTPProbers: 'false'}}")
+    app = cluster_of(text).get("Pod", "shop", "api").spec["containers"][0]
+    assert app["readinessProbe"]["httpGet"]["port"] == "http"
+
+
+def test_a_pod_is_injected_once_and_never_once_it_runs(cluster):
+    api = cluster.get("Pod", "shop", "api")
+    namespace = cluster.get("Namespace", "", "shop")
+    before = json.dumps(api.body, sort_keys=True)
+    assert injection.inject(api, namespace).injected
+    assert json.dumps(api.body, sort_keys=True) == before  # already has its proxy: nothing again
+    running = cluster_of(MESHED.replace("istio-injection: enabled", "istio-injection: disabled")).get("Pod", "shop", "api")
+    running.body["status"] = {"podIP": "10.244.1.9"}
+    injection.inject(running, namespace)  # the namespace labelled after it started: it stays as it is
+    assert mesh.proxy_container(running) is None
+
+
+def test_an_apply_giving_a_running_pod_new_labels_keeps_the_injectors_marks(cluster):
+    api = cluster.get("Pod", "shop", "api")
+    metadata = {"labels": {"app": "api", "tier": "back"}, "annotations": {"team": "a"}}
+    injection.keep_injected_marks(metadata, api)
+    assert metadata["labels"][mesh.TLS_MODE_LABEL] == "istio" and metadata["labels"]["tier"] == "back"
+    assert injection.STATUS_ANNOTATION in metadata["annotations"] and metadata["annotations"]["team"] == "a"
+    plain_metadata = {"labels": {"app": "plain"}}
+    injection.keep_injected_marks(plain_metadata, cluster.get("Pod", "shop", "plain"))
+    assert plain_metadata == {"labels": {"app": "plain"}}
+
+
+def test_get_counts_the_sidecar_in_ready(cluster):
+    assert pod_row(cluster.get("Pod", "shop", "api"), False)[1:3] == ["2/2", "Running"]
+    assert pod_row(cluster.get("Pod", "shop", "plain"), False)[1] == "1/1"
+
+
+def test_the_proxy_image_runs_podnets_pilot_agent():
+    proxy = injection._proxy_container(None, "istio", {})
+    assert images.behaviour_of(proxy).listens == images.MESH_PROXY_PORTS
+    assert container_argv(proxy, {})[1:5] == ["-m", "podnet.mesh.pilot_agent", "proxy", "sidecar"]
+
+
+def _sidecar_sandbox(pod):
+    sandbox = sandbox_of(pod)
+    proxy = sandbox_of(pod).containers[0]
+    proxy.name, proxy.sidecar, proxy.restart_policy = "istio-proxy", True, "Always"
+    sandbox.containers.insert(0, proxy)
+    return sandbox
+
+
+def test_an_app_held_while_its_proxy_starts_waits_as_pod_initializing(cluster):
+    api = cluster.get("Pod", "shop", "api")
+    sandbox = _sidecar_sandbox(api)
+    app = sandbox.containers[1]
+    app.process, app.held = None, True
+    body = json.loads(json.dumps(api.body))
+    runtime_status(body, sandbox, {"istio-proxy": {"ready": True, "started": True}})
+    [entry] = body["status"]["containerStatuses"]
+    assert entry["state"] == {"waiting": {"reason": "PodInitializing"}} and not entry["ready"]
+    assert body["status"]["initContainerStatuses"][0]["ready"] is True
+    assert body["status"]["phase"] == "Running"
+
+
+def test_a_pod_that_does_not_restart_is_done_once_its_proxy_has_stopped_too(cluster):
+    batch = cluster_of(MESHED.replace("name: api, namespace: shop", "name: batch, namespace: shop").replace(
+        "  serviceAccountName: api\n", "  serviceAccountName: api\n  restartPolicy: Never\n")).get("Pod", "shop", "batch")
+    sandbox = _sidecar_sandbox(batch)
+    proxy, app = sandbox.containers
+    app.process.exit(0)
+    app.last_exit = 0
+    body = json.loads(json.dumps(batch.body))
+    runtime_status(body, sandbox, {})
+    assert body["status"]["phase"] == "Running"  # its proxy still runs
+    proxy.process.exit(0)
+    proxy.last_exit = 0
+    body = json.loads(json.dumps(batch.body))
+    runtime_status(body, sandbox, {})
+    assert body["status"]["phase"] == "Succeeded"
+    assert body["status"]["initContainerStatuses"][0]["state"]["terminated"]["reason"] == "Completed"
+
+
+def test_the_agent_runs_the_apps_own_probes_from_inside_the_pod():
+    class Answer(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200 if self.path == "/healthz" else 500)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    app = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Answer)
+    threading.Thread(target=app.serve_forever, daemon=True).start()
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))
+    port, nothing = app.server_address[1], closed.getsockname()[1]
+    closed.close()
+    probers = {"/app-health/a/readyz": {"httpGet": {"path": "/healthz", "port": port}},
+               "/app-health/a/livez": {"httpGet": {"path": "/broken", "port": port}},
+               "/app-health/a/startupz": {"tcpSocket": {"port": port}},
+               "/app-health/b/readyz": {"tcpSocket": {"port": nothing}}}
+    status = http.server.ThreadingHTTPServer(("127.0.0.1", 0), pilot_agent.status_handler(probers))
+    threading.Thread(target=status.serve_forever, daemon=True).start()
+    try:
+        answers = {}
+        for path in [*probers, "/elsewhere"]:
+            connection = http.client.HTTPConnection("127.0.0.1", status.server_address[1], timeout=10)
+            connection.request("GET", path)
+            answers[path] = connection.getresponse().status
+            connection.close()
+        assert answers == {"/app-health/a/readyz": 200, "/app-health/a/livez": 503, "/app-health/a/startupz": 200,
+                           "/app-health/b/readyz": 503, "/elsewhere": 404}
+    finally:
+        app.shutdown()
+        status.shutdown()
+
