@@ -53,6 +53,17 @@ kind: Service
 metadata: {name: legacy, namespace: shop}
 spec: {selector: {app: legacy}, ports: [{port: 80}]}
 ---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: api, namespace: shop, annotations: {retry.linkerd.io/http: 5xx, retry.linkerd.io/timeout: 300ms}}
+spec:
+  parentRefs: [{group: "", kind: Service, name: api, port: 80}]
+  rules:
+  - matches: [{path: {type: RegularExpression, value: "/v[0-9]+/.*"}, queryParams: [{name: debug, value: "1"}]}]
+    backendRefs: [{name: api, port: 80, weight: 3}, {name: legacy, port: 80, weight: 1}]
+    timeouts: {request: 2s}
+  - backendRefs: [{name: missing, port: 80}]
+---
 apiVersion: security.istio.io/v1
 kind: PeerAuthentication
 metadata: {name: api, namespace: shop}

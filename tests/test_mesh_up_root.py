@@ -77,6 +77,79 @@ metadata: {{name: plain, namespace: shop, labels: {{app: plain, sidecar.istio.io
 spec:
   containers: [{{name: plain, image: {AGNHOST}, args: [pause]}}]
 """
+# traffic management: two versions of a service behind their own Services (the route on the
+# Service `versioned`, which alone reaches v1, splits between them), and a Service whose second endpoint fails every request (agnhost netexec's
+# --http-override answers each one as /echo?code=503 would)
+TRAFFIC = f"""
+---
+apiVersion: v1
+kind: Pod
+metadata: {{name: v1, namespace: shop, labels: {{app: versioned, version: v1}}}}
+spec: {{containers: [{{name: app, image: {AGNHOST}, args: [netexec, --http-port=8080]}}]}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {{name: v2, namespace: shop, labels: {{app: versioned, version: v2}}}}
+spec: {{containers: [{{name: app, image: {AGNHOST}, args: [netexec, --http-port=8080]}}]}}
+---
+apiVersion: v1
+kind: Service
+metadata: {{name: versioned, namespace: shop}}
+spec: {{selector: {{app: versioned, version: v1}}, ports: [{{name: http, port: 80, targetPort: 8080}}]}}
+---
+apiVersion: v1
+kind: Service
+metadata: {{name: versioned-v1, namespace: shop}}
+spec: {{selector: {{app: versioned, version: v1}}, ports: [{{name: http, port: 80, targetPort: 8080}}]}}
+---
+apiVersion: v1
+kind: Service
+metadata: {{name: versioned-v2, namespace: shop}}
+spec: {{selector: {{app: versioned, version: v2}}, ports: [{{name: http, port: 80, targetPort: 8080}}]}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {{name: good, namespace: shop, labels: {{app: flaky}}}}
+spec: {{containers: [{{name: app, image: {AGNHOST}, args: [netexec, --http-port=8080]}}]}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {{name: bad, namespace: shop, labels: {{app: flaky}}}}
+spec: {{containers: [{{name: app, image: {AGNHOST}, args: [netexec, --http-port=8080, "--http-override=/echo?msg=broken&code=503"]}}]}}
+---
+apiVersion: v1
+kind: Service
+metadata: {{name: flaky, namespace: shop}}
+spec: {{selector: {{app: flaky}}, ports: [{{name: http, port: 80, targetPort: 8080}}]}}
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: flaky-retried
+  namespace: shop
+  annotations: {{retry.linkerd.io/http: 5xx, retry.linkerd.io/limit: "2"}}
+spec: {{selector: {{app: flaky}}, ports: [{{name: http, port: 80, targetPort: 8080}}]}}
+"""
+SPLIT = """
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: versioned, namespace: shop}
+spec:
+  parentRefs: [{group: "", kind: Service, name: versioned, port: 80}]
+  rules:
+  - backendRefs: [{name: versioned-v1, port: 80, weight: 90}, {name: versioned-v2, port: 80, weight: 10}]
+"""
+# many requests from inside a pod: how many got each answer
+COUNT = textwrap.dedent("""
+    import collections, http.client, json, sys, urllib.parse
+    url, times = urllib.parse.urlsplit(sys.argv[1]), int(sys.argv[2])
+    connection, seen = http.client.HTTPConnection(url.hostname, url.port or 80, timeout=10), collections.Counter()
+    for _ in range(times):
+        connection.request("GET", url.path or "/")
+        answer = connection.getresponse()
+        seen[f"{answer.status} {answer.read().decode().strip()}"] += 1
+    print(json.dumps(seen))
+""")
 STRICT = """
 apiVersion: security.istio.io/v1
 kind: PeerAuthentication
@@ -146,7 +219,7 @@ SNIFF = textwrap.dedent("""
 @contextmanager
 def running(tmp):
     name = f"mu{secrets.token_hex(3)}"
-    (tmp / "shop.yaml").write_text(MANIFESTS)
+    (tmp / "shop.yaml").write_text(MANIFESTS + TRAFFIC)
     (tmp / "cluster.yaml").write_text(f"kind: Cluster\napiVersion: podnet.dev/v1alpha1\nname: {name}\nnodes: 2\n")
     started = False
     try:
@@ -172,6 +245,20 @@ def pods(name: str) -> dict[str, dict]:
 
 def ask(name: str, pod: str, url: str) -> str:
     return podnet("exec", f"shop/{pod}", "--name", name, "--", sys.executable, "-c", ASK, url).stdout.strip()
+
+
+def counted(name: str, pod: str, url: str, times: int) -> dict[str, int]:
+    return json.loads(podnet("exec", f"shop/{pod}", "--name", name, "--", sys.executable, "-c", COUNT, url,
+                             str(times), timeout=300).stdout)
+
+
+def envoy_stats(name: str, pod: str, prefix: str) -> dict[str, int]:
+    """The counters of a pod's proxy whose name starts with `prefix` (Envoy's admin, inside the pod)."""
+    text = podnet("exec", f"shop/{pod}", "--name", name, "--", sys.executable, "-c",
+                  "import urllib.request; print(urllib.request.urlopen('http://127.0.0.1:15000/stats', timeout=10)"
+                  ".read().decode())").stdout
+    return {k: int(v) for k, _, v in (line.partition(": ") for line in text.splitlines())
+            if k.startswith(prefix) and v.strip().isdigit()}
 
 
 def traced(name: str, pod: str, url: str) -> bool:
@@ -281,3 +368,29 @@ def test_a_job_like_pod_with_a_sidecar_completes(cluster, tmp_path):
         assert podnet("logs", "shop/batch", "--name", cluster).stdout.startswith("api-")  # it asked through its proxy
     finally:
         podnet("delete", "-f", str(tmp_path / "batch.yaml"), "--name", cluster)
+
+
+def test_retries_hide_a_failing_endpoint_and_outlier_detection_sets_it_aside(cluster):
+    # without retries the failing endpoint answers some requests (at least the 7 in a row it
+    # takes to be set aside); with Linkerd's retry annotations on the Service, none
+    plain = counted(cluster, "web", "http://flaky/hostname", 40)
+    assert plain.get("503 broken", 0) >= 7 and plain.get("200 good", 0) >= 1, plain
+    stats = envoy_stats(cluster, "web", "cluster.outbound|80||flaky.shop.svc.cluster.local.outlier_detection.")
+    assert stats.get("cluster.outbound|80||flaky.shop.svc.cluster.local.outlier_detection.ejections_enforced_total", 0) >= 1, stats
+    retried = counted(cluster, "web", "http://flaky-retried/hostname", 40)
+    assert retried == {"200 good": 40}, retried
+
+
+def test_an_httproute_on_a_service_splits_its_requests_by_weight(cluster, tmp_path):
+    (tmp_path / "split.yaml").write_text(SPLIT)
+    assert counted(cluster, "web", "http://versioned/hostname", 20) == {"200 v1": 20}  # before: v1 alone
+    podnet("apply", "-f", str(tmp_path / "split.yaml"), "--name", cluster)
+    try:
+        eventually(lambda: "200 v2" in counted(cluster, "web", "http://versioned/hostname", 50), "the route in place")
+        seen = counted(cluster, "web", "http://versioned/hostname", 2000)
+        assert set(seen) == {"200 v1", "200 v2"}, seen
+        assert abs(seen["200 v2"] / 2000 - 0.10) <= 0.03, seen  # 90/10 within ±3%: 4.5 standard deviations
+        routes = json.loads(podnet("get", "httproutes", "-n", "shop", "-o", "json", "--name", cluster).stdout)["items"]
+        assert [r["metadata"]["name"] for r in routes] == ["versioned"]
+    finally:
+        podnet("delete", "-f", str(tmp_path / "split.yaml"), "--name", cluster)

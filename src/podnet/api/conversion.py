@@ -16,7 +16,7 @@ def convert(info: KindInfo, body: dict[str, Any]) -> tuple[dict[str, Any], str |
             f"{old} Ingress is deprecated in v1.14+, unavailable in v1.22+; "
             "converted to networking.k8s.io/v1 Ingress"
         )
-    if info.api_version == "security.istio.io/v1":  # v1beta1: the same schema, served alike
+    if info.api_version in ("security.istio.io/v1", "gateway.networking.k8s.io/v1"):  # v1beta1: the same schema
         return {**body, "apiVersion": info.api_version}, None
     raise ValueError(f"no conversion for {info.kind} {body.get('apiVersion')}")
 

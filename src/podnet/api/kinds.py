@@ -61,6 +61,9 @@ KINDS: tuple[KindInfo, ...] = (
              legacy_versions=("security.istio.io/v1beta1",)),
     KindInfo("PeerAuthentication", "security.istio.io/v1", "peerauthentications", ("pa",), True,
              legacy_versions=("security.istio.io/v1beta1",)),
+    # Gateway API's routes: attached to a Service (GAMMA), the mesh's traffic management
+    KindInfo("HTTPRoute", "gateway.networking.k8s.io/v1", "httproutes", (), True,
+             legacy_versions=("gateway.networking.k8s.io/v1beta1",)),
     KindInfo("Secret", "v1", "secrets", (), True),
     KindInfo("ConfigMap", "v1", "configmaps", ("cm",), True),
     # Who may do what through the API server (podnet.apiserver.rbac); the control plane stores them.

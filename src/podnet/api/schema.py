@@ -35,6 +35,7 @@ _DEFINITIONS_URI = "https://kubernetes.io/api/_definitions.json"
 OWN_SCHEMAS = {
     "policy-networking-v1alpha1.json": frozenset({"AdminNetworkPolicy", "BaselineAdminNetworkPolicy"}),
     "security-istio-v1.json": frozenset({"AuthorizationPolicy", "PeerAuthentication"}),
+    "gateway-networking-v1.json": frozenset({"HTTPRoute"}),
 }
 OWN_SCHEMA_DIRECTORY = Path(__file__).parent / "schemas"
 _OWN_SCHEMA_BASE = "https://podnet.invalid/schemas/"

@@ -128,7 +128,7 @@ def relabelled(cluster: Cluster, key: Key, labels: Mapping[str, str] | None,
 
 # the kinds compute copies in, or stores as given, without reading them for anything else
 STORED_AS_GIVEN = frozenset({"ConfigMap", "Secret", "ServiceAccount", "Role", "RoleBinding", "ClusterRoleBinding",
-                             "AuthorizationPolicy", "PeerAuthentication"})
+                             "AuthorizationPolicy", "PeerAuthentication", "HTTPRoute"})
 
 
 def with_stored(cluster: Cluster, applied: Iterable[KubeObject], deleted: Iterable[Key]) -> Cluster | None:

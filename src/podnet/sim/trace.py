@@ -25,7 +25,7 @@ from podnet.controlplane.nodes import NodeInfo
 from podnet.controlplane.pods import find_named_port, serving_containers
 from podnet.controlplane.system import INGRESS_CONTROLLER_LABELS, INGRESS_NAMESPACE, INGRESS_SERVICE
 from podnet.errors import UsageError
-from podnet.semantics import dns, ingress, mesh, networkpolicy
+from podnet.semantics import dns, httproute, ingress, mesh, networkpolicy
 from podnet.semantics.meshcapture import (INBOUND_PASSTHROUGH_SOURCE, INBOUND_PORT, OUTBOUND_PORT, InterceptionError,
                                           captures_inbound, captures_outbound, interception_of)
 from podnet.semantics.corefile import CorefileError
@@ -614,10 +614,14 @@ class Tracer:
                                                "knows; it connects there as asked, in plaintext"))
             return self._walk(src, dst_ip, port, "TCP", hops, ingress, http, by_proxy=True)
         svc = frontend.service
-        backends = [b for b in self.services.backends(svc, frontend.port) if b.ready]
         name = f"outbound|{port}||{svc.name}.{svc.namespace}.svc.{self.cluster.config.networking.dns_domain}"
+        services, refused = self._routed(src, svc, frontend.port, http, name, hops)
+        if refused:
+            return self._dropped(hops, refused, dst_ip, port, ingress)
+        backends = [b for routed, routed_port in services for b in self.services.backends(routed, routed_port) if b.ready]
         if not backends:
-            reason = f"Service {svc.ref} has no ready endpoint: the proxy answers with a reset (no healthy upstream)"
+            reason = (f"{', '.join('Service ' + s.ref for s, _ in services)} has no ready endpoint: the proxy answers "
+                      "503 (no healthy upstream)")
             hops.append(Hop(src.name, "proxy", f"{name}: {reason}"))
             return self._dropped(hops, reason, dst_ip, port, ingress)
         hops.append(Hop(src.name, "proxy", f"{name}: {len(backends)} ready endpoint(s), one chosen per connection "
@@ -641,6 +645,48 @@ class Tracer:
             packet = Packet(src.node, src, "pod", mtls_from=mtls_from, http=http)
             fates.append(self._deliver(src, packet, dst, backend.port, "TCP", pre, backend))
         return self._choose(src, svc.ref, fates, hops, ingress)
+
+    def _routed(self, src: Party, svc, port: dict, http: mesh.Http | None, name: str,
+                hops: list[Hop]) -> tuple[list[tuple[Any, dict]], str | None]:
+        """The Services (and ports) the proxy sends to: the Service's own, or, for a request on a
+        port with HTTPRoutes attached (GAMMA), the backends of the rule that takes it
+        (semantics/httproute.py, as the proxy's routes are rendered). (services, why refused)."""
+        routes = httproute.attached(self.cluster.of_kind("HTTPRoute"), svc, int(port["port"]), src.pod.namespace)
+        if not routes:
+            return [(svc, port)], None
+        try:
+            rules = httproute.rules_of(routes, svc)
+        except httproute.RouteError as error:
+            return [], f"the proxy's routes cannot be made: {error}"
+        if http is None:
+            backends = {(b.namespace, b.service, b.port): b for rule in rules for b in rule.backends}.values()
+            hops.append(Hop(src.name, "route", f"{name}: HTTPRoute(s) {', '.join(r.namespace + '/' + r.name for r in routes)} "
+                                               "route each request (trace an http:// URL to see which rule takes one)"))
+        else:
+            path, query = httproute.split_target(http.path)
+            request = httproute.Request(http.method, path, {k.lower(): v for k, v in http.headers.items()}, query)
+            rule = httproute.choose(rules, request)
+            if rule is None:
+                reason = f"no rule of HTTPRoute(s) {', '.join(r.namespace + '/' + r.name for r in routes)} matches " \
+                         f"{http.method} {http.path}: the proxy answers 404"
+                hops.append(Hop(src.name, "route", reason))
+                return [], reason
+            backends = [b for b, share in httproute.weighted(rule.backends) if share]
+            shares = ", ".join(f"{b.service}:{b.port} {share:.0%}" for b, share in httproute.weighted(rule.backends))
+            extras = [f"timeout {rule.timeout:g}s" if rule.timeout else "",
+                      f"retries {rule.retry.limit} on {_codes(rule.retry.statuses)}" if rule.retry else ""]
+            hops.append(Hop(src.name, "route", f"{rule.describe()} takes {http.method} {http.path}: {shares or 'no backend'}"
+                                               + "".join(f"; {e}" for e in extras if e)))
+        found = []
+        for backend in backends:
+            target = self.cluster.get("Service", backend.namespace, backend.service)
+            entry = next((p for p in (target.spec.get("ports") or []) if p.get("port") == backend.port
+                          and fields.protocol(p) == "TCP"), None) if target is not None else None
+            if entry is not None:
+                found.append((target, entry))
+        if not found:
+            return [], "the route's rule has no backend Service that exists: the proxy answers 500"
+        return found, None
 
     def _inbound_proxy(self, dst: Party, port: int, source_ip: str, packet: Packet, hops: list[Hop]) -> str | None:
         """At a meshed pod: its capture sends the connection to the proxy's inbound port, which
@@ -855,3 +901,15 @@ _ROUTABLE_HOST = re.compile(r"[A-Za-z0-9_.*-]*")
 
 def _lb_ips(svc) -> list[str]:
     return fields.load_balancer_ips(svc)
+
+
+def _codes(statuses: tuple[int, ...]) -> str:
+    """Status codes as ranges: 500-599, 429."""
+    out, start = [], None
+    for i, code in enumerate(statuses):
+        if start is None:
+            start = code
+        if i + 1 == len(statuses) or statuses[i + 1] != code + 1:
+            out.append(str(start) if start == code else f"{start}-{code}")
+            start = None
+    return ", ".join(out)

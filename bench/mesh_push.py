@@ -1,0 +1,495 @@
+"""A configuration push after an endpoint change, until every one of 100 meshed proxies has it.
+
+    sudo PYTHONPATH=src .venv/bin/python bench/mesh_push.py [--pods 100] [--pushes 5] [--batch 10]
+
+Root only. Issue 21's figure: configuration push after an endpoint change reaching every proxy
+under 100 ms for 100 meshed pods.
+
+The model: a namespace labelled istio-injection with a Deployment `app` of --pods replicas
+(containerPort 8080) and a Service `app` (80 → 8080, `http`) selecting them, so every proxy's
+clusters file holds that Service's cluster with all the pods as endpoints, and one endpoint
+change touches every proxy. Each pod gets a network namespace of its own (loopback only: no
+traffic flows, Envoy only needs 127.0.0.1), MeshProxies.prepare (its identity, files and
+capture, as the supervisor does) and its sidecar as the runtime starts the injected container
+(`python -m podnet.mesh.pilot_agent proxy sidecar …` in its namespace, PODNET_PROXY_DIR; Envoy as
+uid 1337, --concurrency 2), started --batch at a time, each batch ready (15021) before the next.
+
+The change: the control plane computes the cluster again with the last pod not ready
+(compute's live_readiness, kubelet's word), which takes its address out of the Service's
+endpoints; the next push makes it ready again (--pushes alternate the two states). The push is
+podnet's own, MeshProxies.push (each agent's sync: render, compare, write the changed files
+— here cds.json — by rename into the directory its Envoy watches), with each agent's sync
+time-stamped as it returns. t0 is the start of the push (the cluster's compute is timed apart).
+
+When a proxy has the change: a poller process (this file's `poll` mode) holds a keep-alive
+connection to each Envoy's admin (127.0.0.1:15000 in each pod's namespace, the sockets opened
+there with podnet.host.netns.socket_in_netns), reads `cluster_manager.cluster_modified` (a
+cluster replaced by a CDS update; `cluster_manager.cds.update_success` and the Service cluster's
+`membership_total` beside it, which show the update and the new endpoint count) before the push, then asks every proxy not yet changed again and again (--interval between rounds of
+questions) until each shows its cluster replaced. A proxy's time is when the answer that first
+showed it arrived (an upper bound; the printed resolution is the median gap between that
+question's previous one and that answer). Printed, medians over the pushes: the control
+plane's part (render+write for all proxies), the time until the median and the last proxy had
+it, the ratio of the last to the 100 ms goal, and Envoy's own part (each proxy's time from its
+files written to its cluster replaced).
+
+The peer, in the same run: the same change pushed to one proxy alone (its render+write, its
+Envoy's apply), the floor of a push: how much of the 100-proxy time is the number of proxies.
+Istio publishes no convergence time for a comparable set-up to run beside it (istiod's
+pilot_proxy_convergence_time is a metric, not a published figure).
+
+Memory: RSS of all the sidecars (pilot_agent + Envoy) and their PSS (shared pages, the Envoy
+binary's and the interpreter's, counted once). On a 2-core machine, 100 Envoys' main threads,
+the push and the poller share the two CPUs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import secrets
+import select
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.parse
+from dataclasses import dataclass
+from pathlib import Path
+
+SRC = Path(__file__).resolve().parents[1] / "src"
+sys.path.insert(0, str(SRC))
+
+GOAL = 100.0  # ms until every proxy has the change (issue 21), 100 pods
+READY_DEADLINE = 60.0
+WATCH_DEADLINE = 30.0  # s a push may take before the poller gives up on a proxy
+SERVICE_CLUSTER = "outbound|80||app.bench.svc.cluster.local"
+# a cluster replaced by a CDS update; the CDS updates applied; the endpoints of the Service's cluster
+STATS = ("cluster_manager.cluster_modified", "cluster_manager.cds.update_success",
+         f"cluster.{SERVICE_CLUSTER}.membership_total")
+MODEL = """
+apiVersion: v1
+kind: Namespace
+metadata: {{name: bench, labels: {{istio-injection: enabled}}}}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {{name: app, namespace: bench}}
+spec:
+  replicas: {pods}
+  selector: {{matchLabels: {{app: app}}}}
+  template:
+    metadata: {{labels: {{app: app}}}}
+    spec: {{containers: [{{name: app, image: nginx, ports: [{{containerPort: 8080}}]}}]}}
+---
+apiVersion: v1
+kind: Service
+metadata: {{name: app, namespace: bench}}
+spec:
+  selector: {{app: app}}
+  ports: [{{name: http, port: 80, targetPort: 8080}}]
+"""
+
+
+# -- the poller (a process of its own: it must not share the push's interpreter) ----------------
+
+
+def _request() -> bytes:
+    pattern = "^(" + "|".join(name.replace(".", r"\.").replace("|", r"\|") for name in STATS) + ")$"
+    return f"GET /stats?filter={urllib.parse.quote(pattern)} HTTP/1.1\r\nHost: admin\r\n\r\n".encode()
+
+
+def _complete(buf: bytes) -> bytes | None:
+    """The body once the whole answer is in (Content-Length or chunked), else None."""
+    head_end = buf.find(b"\r\n\r\n")
+    if head_end < 0:
+        return None
+    head, body = buf[:head_end].lower(), buf[head_end + 4:]
+    if b"transfer-encoding: chunked" in head:
+        if not body.endswith(b"0\r\n\r\n"):
+            return None
+        out, rest = b"", body
+        while True:
+            size_line, _, rest = rest.partition(b"\r\n")
+            size = int(size_line.split(b";")[0], 16)
+            if size == 0:
+                return out
+            out, rest = out + rest[:size], rest[size + 2:]
+    for line in head.split(b"\r\n"):
+        if line.startswith(b"content-length:"):
+            length = int(line.split(b":")[1])
+            return body[:length] if len(body) >= length else None
+    return body
+
+
+def _values(body: bytes) -> tuple[int, ...]:
+    found = dict(line.split(": ", 1) for line in body.decode().splitlines() if ": " in line)
+    return tuple(int(found.get(name, "0")) for name in STATS)
+
+
+def poll(args: argparse.Namespace) -> None:
+    """Commands on stdin: `watch NS…` (or `watch` for all): the counters read, `armed` printed,
+    then every watched proxy asked until its cluster_modified grew; a JSON line per watch."""
+    from podnet.host.netns import socket_in_netns
+
+    names = args.netns.split(",")
+    socks, by_fd = {}, {}
+    for name in names:
+        s = socket_in_netns(name, socket.AF_INET, socket.SOCK_STREAM)
+        s.connect(("127.0.0.1", 15000))
+        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        s.setblocking(False)
+        socks[name], by_fd[s.fileno()] = s, name
+    poller = select.epoll()
+    for s in socks.values():
+        poller.register(s.fileno(), select.EPOLLIN)
+    request = _request()
+
+    buffers = dict.fromkeys(names, b"")
+
+    def answer(name: str) -> tuple[int, ...] | None:
+        """The counters, once `name`'s whole answer is in (None: not yet)."""
+        data = socks[name].recv(65536)
+        if not data:
+            raise ConnectionError(f"the admin in {name} closed the connection")
+        buffers[name] += data
+        body = _complete(buffers[name])
+        if body is None:
+            return None
+        buffers[name] = b""
+        return _values(body)
+
+    def ask_once(which) -> dict[str, tuple[int, ...]]:
+        for name in which:
+            socks[name].send(request)
+        answers = {}
+        while len(answers) < len(which):
+            events = poller.poll(5.0)
+            if not events:
+                raise TimeoutError("an Envoy admin did not answer in 5 s")
+            for fd, _ in events:
+                values = answer(by_fd[fd])
+                if values is not None:
+                    answers[by_fd[fd]] = values
+        return answers
+
+    print("ready", flush=True)
+    for line in sys.stdin:
+        command, *which = line.split()
+        if command != "watch":
+            break
+        which = which or names
+        baseline = ask_once(which)
+        armed = time.perf_counter_ns()
+        cpu_armed = time.process_time()
+        print("armed", flush=True)
+        # each proxy asked on its own: again `interval` after each answer with the old counters
+        last_old = dict.fromkeys(which, armed)  # the latest question answered with the old counters
+        next_ask = dict.fromkeys(which, armed)
+        in_flight: dict[str, int] = {}
+        applied: dict[str, tuple[int, int, tuple[int, ...]]] = {}
+        questions = 0
+        interval = int(args.interval * 1e6)
+        while len(applied) < len(which) and time.perf_counter_ns() - armed < WATCH_DEADLINE * 1e9:
+            now = time.perf_counter_ns()
+            for name in which:
+                if name not in applied and name not in in_flight and next_ask[name] <= now:
+                    in_flight[name] = time.perf_counter_ns()
+                    socks[name].send(request)
+                    questions += 1
+            waiting = [next_ask[n] for n in which if n not in applied and n not in in_flight]
+            timeout = max(0.0, (min(waiting) - time.perf_counter_ns()) / 1e9) if waiting else 0.05
+            for fd, _ in poller.poll(timeout):
+                name = by_fd[fd]
+                values = answer(name)
+                if values is None:
+                    continue
+                answered, sent = time.perf_counter_ns(), in_flight.pop(name)
+                if values[0] > baseline[name][0]:
+                    applied[name] = (last_old[name], answered, (values[0] - baseline[name][0],
+                                                                values[1] - baseline[name][1], values[2]))
+                else:
+                    last_old[name], next_ask[name] = sent, answered + interval
+        for name in list(in_flight):  # (the answers to questions still out, read before the next watch)
+            while answer(name) is None:
+                pass
+        wall = (time.perf_counter_ns() - armed) / 1e9
+        print(json.dumps({"applied": applied, "missing": [n for n in which if n not in applied],
+                          "questions": questions, "cpu": (time.process_time() - cpu_armed) / wall}), flush=True)
+
+
+# -- the pods ----------------------------------------------------------------------------------
+
+
+def run(*argv: str, input: str | None = None, check: bool = True) -> subprocess.CompletedProcess:
+    return subprocess.run(argv, check=check, capture_output=True, text=True, timeout=60, input=input)
+
+
+def healthy(netns: str) -> bool:
+    from podnet.host.netns import socket_in_netns
+
+    s = socket_in_netns(netns, socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        s.settimeout(1.0)
+        s.connect(("127.0.0.1", 15021))
+        s.sendall(b"GET /healthz/ready HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        return s.recv(64).startswith(b"HTTP/1.1 200")
+    except OSError:
+        return False
+    finally:
+        s.close()
+
+
+def children(pid: int) -> list[int]:
+    found = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            found += [int(p) for p in (task / "children").read_text().split()]
+        except OSError:
+            pass
+    return found
+
+
+def memory_kb(pid: int) -> tuple[int, int]:
+    """(RSS, PSS) in kB."""
+    rss = pss = 0
+    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+        if line.startswith("Rss:"):
+            rss = int(line.split()[1])
+        elif line.startswith("Pss:"):
+            pss = int(line.split()[1])
+    return rss, pss
+
+
+@dataclass
+class Sidecar:
+    netns: str
+    process: subprocess.Popen  # pilot_agent (`ip netns exec` execs it: same pid)
+    envoy_pid: int = 0
+
+
+def start_sidecar(pod, netns: str, directory: Path, log: Path) -> Sidecar:
+    """The injected container as the runtime starts it: `python -m podnet.mesh.pilot_agent` and
+    the args the injector wrote."""
+    container = next(c for c in pod.spec["initContainers"] if c["name"] == "istio-proxy")
+    args = [str(a).replace("$(POD_NAMESPACE)", pod.namespace) for a in container.get("args") or []]
+    env = {**os.environ, "PODNET_PROXY_DIR": str(directory), "PYTHONPATH": str(SRC)}
+    with open(log, "ab") as out:
+        process = subprocess.Popen(["ip", "netns", "exec", netns, sys.executable, "-m", "podnet.mesh.pilot_agent",
+                                    *args], env=env, stdout=out, stderr=out)
+    return Sidecar(netns, process)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="mode")
+    watcher = sub.add_parser("poll", help="(internal) the poller of the Envoys' admins")
+    watcher.add_argument("--netns", required=True)
+    watcher.add_argument("--interval", type=float, required=True)
+    parser.add_argument("--pods", type=int, default=100)
+    parser.add_argument("--pushes", type=int, default=5, help="pushes to all (and as many to one proxy alone)")
+    parser.add_argument("--batch", type=int, default=10, help="sidecars started at a time")
+    parser.add_argument("--interval", type=float, default=2.0, help="ms between the poller's rounds of questions")
+    args = parser.parse_args()
+    if args.mode == "poll":
+        poll(args)
+        return
+    if os.geteuid() != 0:
+        sys.exit("root only: it makes network namespaces")
+    bench(args)
+
+
+def ms(ns: float) -> float:
+    return ns / 1e6
+
+
+def bench(args: argparse.Namespace) -> None:
+    from podnet.api.loader import parse_texts
+    from podnet.api.store import admit
+    from podnet.config import ClusterConfig
+    from podnet.controlplane import compute
+    from podnet.host.layout import ClusterLayout
+    from podnet.linux.meshproxies import MeshProxies
+
+    @dataclass(frozen=True)
+    class BenchLayout(ClusterLayout):  # the supervisor's layout, its state under this run's directory
+        root: Path = Path(".")
+
+        @property
+        def state_dir(self) -> Path:
+            return self.root
+
+    store = admit(parse_texts({"bench.yaml": MODEL.format(pods=args.pods)}))
+    config = ClusterConfig()
+    cluster = compute(store, config)
+    pods = sorted(cluster.of_kind("Pod", "bench"), key=lambda p: p.name)
+    flipped = pods[-1].name
+    tag = secrets.token_hex(3)
+    netns = {pod.name: f"mb{tag}p{i:03d}" for i, pod in enumerate(pods)}
+    base = Path(tempfile.mkdtemp(prefix="podnet-mesh-push-"))
+    os.chmod(base, 0o755)  # the proxies' user reaches its files through it
+    made: list[str] = []
+    sidecars: list[Sidecar] = []
+    poller = None
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # (the finally below runs on a kill too)
+    try:
+        started = time.monotonic()
+        for name in netns.values():
+            run("ip", "netns", "add", name)
+            made.append(name)
+            run("ip", "-n", name, "link", "set", "lo", "up")
+        proxies = MeshProxies(BenchLayout(cluster="bench", root=base))
+        for pod in pods:  # identity, files, capture: the supervisor's step before each pod starts
+            proxies.prepare(pod, cluster, netns[pod.name])
+        for first in range(0, len(pods), args.batch):
+            batch = pods[first:first + args.batch]
+            for pod in batch:
+                sidecars.append(start_sidecar(pod, netns[pod.name], proxies.layout.mesh_proxy_dir("bench", pod.name),
+                                              base / f"{pod.name}.log"))
+            limit = time.monotonic() + READY_DEADLINE
+            for pod in batch:
+                while not healthy(netns[pod.name]):
+                    if time.monotonic() > limit or sidecars[pods.index(pod)].process.poll() is not None:
+                        log = (base / f"{pod.name}.log").read_text()[-2000:]
+                        raise RuntimeError(f"the sidecar of {pod.name} is not ready:\n{log}")
+                    time.sleep(0.1)
+        for sidecar in sidecars:
+            envoys = children(sidecar.process.pid)
+            if len(envoys) != 1:
+                raise RuntimeError(f"pilot_agent in {sidecar.netns} has children {envoys}, one Envoy expected")
+            sidecar.envoy_pid = envoys[0]
+        print(f"{len(pods)} meshed pods, each its namespace, identity, files, capture and sidecar: ready in "
+              f"{time.monotonic() - started:.1f} s", flush=True)
+        time.sleep(2.0)  # (the last Envoys' start-up work settled)
+
+        poller = subprocess.Popen([sys.executable, str(Path(__file__).resolve()), "poll", "--netns",
+                                   ",".join(netns[p.name] for p in pods), "--interval", str(args.interval)],
+                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                                  env={**os.environ, "PYTHONPATH": str(SRC)})
+        if poller.stdout.readline().strip() != "ready":
+            raise RuntimeError("the poller did not start")
+
+        def not_ready(pod):  # kubelet's word on the flipped pod; the offline rule for the others
+            return False if pod.name == flipped else None
+
+        full, alone, ready = [], [], True
+        for _ in range(args.pushes):
+            ready = not ready
+            began = time.perf_counter_ns()
+            target = compute(store, config, live_readiness=None if ready else not_ready)
+            computed = time.perf_counter_ns() - began
+            full.append({"compute": computed, **push(proxies, target, poller, [netns[p.name] for p in pods],
+                                                       [f"bench/{p.name}" for p in pods])})
+        one = f"bench/{pods[0].name}"
+        solo = MeshProxies(proxies.layout)  # the peer: the same change to one proxy alone
+        solo.agents = {one: proxies.agents[one]}
+        for _ in range(args.pushes):
+            ready = not ready
+            target = compute(store, config, live_readiness=None if ready else not_ready)
+            alone.append(push(solo, target, poller, [netns[pods[0].name]], [one]))
+        rss = pss = 0
+        parts = {"agent": [0, 0], "envoy": [0, 0]}
+        for sidecar in sidecars:
+            for part, pid in (("agent", sidecar.process.pid), ("envoy", sidecar.envoy_pid)):
+                r, p = memory_kb(pid)
+                parts[part][0] += r
+                parts[part][1] += p
+                rss, pss = rss + r, pss + p
+        report(args, full, alone, rss, pss, parts)
+    finally:
+        if poller is not None and poller.poll() is None:
+            poller.kill()
+            poller.wait()
+        for sidecar in sidecars:  # SIGTERM: each agent stops its Envoy
+            if sidecar.process.poll() is None:
+                sidecar.process.terminate()
+        for sidecar in sidecars:
+            try:
+                sidecar.process.wait(15)
+            except subprocess.TimeoutExpired:
+                sidecar.process.kill()
+                sidecar.process.wait()
+            if sidecar.envoy_pid and Path(f"/proc/{sidecar.envoy_pid}").exists():
+                try:
+                    os.kill(sidecar.envoy_pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+        for name in made:
+            subprocess.run(["ip", "netns", "del", name], capture_output=True, timeout=30)
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def push(proxies, target, poller: subprocess.Popen, watched: list[str], refs: list[str]) -> dict:
+    """MeshProxies.push of `target`, each agent's sync time-stamped as it returns; the poller's
+    times for each watched proxy."""
+    written: dict[str, int] = {}
+    originals = {}
+    for ref in refs:
+        agent = proxies.agents[ref]
+        originals[ref] = agent.sync
+
+        def stamped(cluster, policies, _sync=agent.sync, _ref=ref):
+            changed = _sync(cluster, policies)
+            written[_ref] = time.perf_counter_ns()
+            return changed
+
+        agent.sync = stamped
+    poller.stdin.write("watch " + " ".join(watched) + "\n")
+    poller.stdin.flush()
+    if poller.stdout.readline().strip() != "armed":
+        raise RuntimeError("the poller is not armed")
+    t0 = time.perf_counter_ns()
+    pushed = proxies.push(target)
+    done = time.perf_counter_ns()
+    result = json.loads(poller.stdout.readline())
+    for ref, sync in originals.items():
+        proxies.agents[ref].sync = sync
+    if result["missing"]:
+        raise RuntimeError(f"{len(result['missing'])} proxies did not show the change in {WATCH_DEADLINE:.0f} s "
+                           f"(e.g. {result['missing'][:3]})")
+    files = sorted({name for changed in pushed.values() for name in changed})
+    by_netns = dict(zip(watched, refs))
+    applied = {ns: answered - t0 for ns, (_, answered, _) in result["applied"].items()}
+    envoy_part = [answered - written[by_netns[ns]] for ns, (_, answered, _) in result["applied"].items()]
+    resolution = [answered - before for before, answered, _ in result["applied"].values()]
+    return {"written": done - t0, "median": statistics.median(applied.values()), "last": max(applied.values()),
+            "envoy": statistics.median(envoy_part), "resolution": statistics.median(resolution),
+            "files": files, "pushed": len(pushed), "questions": result["questions"], "poller_cpu": result["cpu"],
+            "updates": sorted({tuple(d) for _, _, d in result["applied"].values()})}
+
+
+def report(args, full: list[dict], alone: list[dict], rss: int, pss: int, parts: dict) -> None:
+    def med(rows, key) -> float:
+        return ms(statistics.median(r[key] for r in rows))
+
+    print(f"\nendpoint change (the last pod's readiness flipped; {args.pushes} pushes alternating), "
+          f"{args.pods} proxies; medians over the pushes:")
+    print(f"  files written per push: {sorted({f for r in full for f in r['files']})} to "
+          f"{sorted({r['pushed'] for r in full})} proxies; seen when the change was (clusters modified, CDS updates "
+          f"since t0, the Service cluster's endpoints): {sorted({u for r in full for u in r['updates']})}")
+    print(f"  the control plane: compute {med(full, 'compute'):.1f} ms (before t0), render+write for all "
+          f"{med(full, 'written'):.1f} ms")
+    print(f"  every proxy has it: median proxy {med(full, 'median'):.1f} ms, last proxy {med(full, 'last'):.1f} ms "
+          f"after t0 (each push's last: {', '.join(str(round(ms(r['last']))) for r in full)} ms); Envoy's own part "
+          f"(files written -> cluster replaced), median proxy {med(full, 'envoy'):.1f} ms; poller resolution "
+          f"{med(full, 'resolution'):.1f} ms ({statistics.median(r['questions'] for r in full):.0f} questions, "
+          f"the poller busy {statistics.median(r['poller_cpu'] for r in full):.2f} CPU)")
+    last = med(full, "last")
+    print(f"last proxy: {last:.1f} ms -> {last / GOAL:.2f}x the goal ({GOAL:.0f} ms for 100 pods) "
+          f"({'met' if last < GOAL else 'NOT met'})")
+    solo = med(alone, "last")
+    print(f"peer, the same change to one proxy alone: render+write {med(alone, 'written'):.1f} ms, its Envoy has it "
+          f"{solo:.1f} ms after t0; {args.pods} proxies / 1 proxy: {last / solo:.1f}x")
+    print(f"memory of the {args.pods} sidecars: RSS {rss / 1024:.0f} MB (pilot_agent {parts['agent'][0] / 1024:.0f} + "
+          f"Envoy {parts['envoy'][0] / 1024:.0f}), PSS {pss / 1024:.0f} MB (pilot_agent {parts['agent'][1] / 1024:.0f} "
+          f"+ Envoy {parts['envoy'][1] / 1024:.0f}); per sidecar RSS {rss / 1024 / args.pods:.1f} MB, "
+          f"PSS {pss / 1024 / args.pods:.1f} MB")
+
+
+if __name__ == "__main__":
+    main()
