@@ -25,7 +25,8 @@ while its connection still waits for the previous answer is sent as soon as that
 (fortio's behaviour: one request in flight per connection). The latency is measured from the
 actual send to the last byte of the answer, as fortio measures it in Istio's benchmark; the
 latency from the scheduled time (which also counts a request's wait behind a late one on its
-connection) is printed beside it as p99. 16 connections: Istio's published latency runs sweep
+connection, and the generator's own lateness: it wakes at epoll's 1 ms granularity) is printed
+beside it as p99. 16 connections: Istio's published latency runs sweep
 2–64 client connections at 1,000 QPS; at 16 each connection carries ~62 RPS (one request every
 16 ms), so a request almost never queues behind its predecessor, and the Python generator's
 per-connection work stays small. The first --warmup seconds of each run are not recorded.
@@ -41,12 +42,11 @@ rounds' wall time, as vCPU, normalised per 1,000 RPS achieved; memory: VmRSS of 
 load. The machine (CPUs, model) is printed first: on a 2-core machine the generator, nginx and
 both proxies (2 workers each) share the cores, which a Kubernetes benchmark spreads over nodes.
 
-What podnet's sidecars do on this path, compared with Istio's: the client's outbound is an L4
-tcp_proxy with auto-mTLS (no HTTP parsing there; the traceparent header passes through as bytes);
-the server's inbound is Envoy's HTTP connection manager (RBAC filters only when policies select
-the workload, none here) behind the mTLS handshake; the metrics are Envoy's own counters
-(/stats/prometheus through the agent), not Istio's telemetry-v2 stats filter with its
-per-request labels, and no tracer samples the requests. Istio's figure includes those filters.
+What the two sidecars do on this path is whatever podnet renders for it (mesh/envoy.py): the run
+prints the filters of the client's outbound chain for ClusterIP:80 and of the server's inbound
+mTLS chain for 8080, and whether their HTTP connection managers trace and at what sampling, as
+read from the files the agents wrote. Istio's figure is for its defaults: telemetry v2's stats
+filter (per-request labelled metrics) and metadata exchange on both proxies, 1% trace sampling.
 """
 
 from __future__ import annotations
@@ -54,6 +54,7 @@ from __future__ import annotations
 import argparse
 import array
 import json
+import math
 import os
 import platform
 import secrets
@@ -312,6 +313,22 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
 
 
+def inotify_instances(uid: int) -> int:
+    """The inotify instances open in processes whose effective uid is `uid`."""
+    count = 0
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            euid = next(int(line.split()[2]) for line in (proc / "status").read_text().splitlines()
+                        if line.startswith("Uid:"))
+            if euid == uid:
+                count += sum(1 for fd in (proc / "fd").iterdir() if os.readlink(fd) == "anon_inode:inotify")
+        except (OSError, StopIteration, ValueError):
+            pass
+    return count
+
+
 def host_busy() -> float:
     """CPU seconds the whole machine has been busy (/proc/stat: all but idle and iowait)."""
     ticks = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
@@ -332,8 +349,9 @@ class Sidecar:
     process: subprocess.Popen  # pilot_agent (`ip netns exec` execs it: same pid)
     envoy_pid: int = 0
 
-    def cpu(self) -> float:
-        return cpu_seconds(self.process.pid) + cpu_seconds(self.envoy_pid)
+    def cpu(self) -> tuple[float, float]:
+        """CPU seconds so far: (pilot_agent, Envoy)."""
+        return cpu_seconds(self.process.pid), cpu_seconds(self.envoy_pid)
 
 
 def start_sidecar(pod, netns: str, directory: Path, log: Path) -> Sidecar:
@@ -341,11 +359,45 @@ def start_sidecar(pod, netns: str, directory: Path, log: Path) -> Sidecar:
     the args the injector wrote."""
     container = next(c for c in pod.spec["initContainers"] if c["name"] == "istio-proxy")
     args = [str(a).replace("$(POD_NAMESPACE)", pod.namespace) for a in container.get("args") or []]
-    env = {**os.environ, "PODNET_PROXY_DIR": str(directory), "PYTHONPATH": str(SRC)}
+    from podnet.mesh import pilot_agent
+
+    env = {**os.environ, pilot_agent.PROXY_DIR_ENV: str(directory), "PYTHONPATH": str(SRC)}
+    if hasattr(pilot_agent, "TRACES_ENV"):  # the runtime gives the agent its pod's span file (where podnet has one)
+        env[pilot_agent.TRACES_ENV] = str(log.with_suffix(".spans.jsonl"))
     with open(log, "ab") as out:
         process = subprocess.Popen(["ip", "netns", "exec", netns, sys.executable, "-m", "podnet.mesh.pilot_agent",
                                     *args], env=env, stdout=out, stderr=out)
     return Sidecar(pod.name, netns, process)
+
+
+def path_filters(client_dir: Path, server_dir: Path, service_ip: str) -> str:
+    """The filters the request meets in each proxy, from the listeners file its agent wrote."""
+    def listener(directory: Path, name: str) -> dict:
+        resources = json.loads((directory / "lds.json").read_text())["resources"]
+        return next(r for r in resources if r["name"] == name)
+
+    def describe(chain: dict | None) -> str:
+        if chain is None:
+            return "no chain"
+        words = []
+        for f in chain["filters"]:
+            words.append(f["name"].rsplit(".", 1)[-1])
+            config = f.get("typed_config", {})
+            if "http_filters" in config:
+                tracing = config.get("tracing")
+                sampling = (tracing or {}).get("random_sampling", {}).get("value", 100)
+                words[-1] += (f" [{', '.join(h['name'].rsplit('.', 1)[-1] for h in config['http_filters'])}; "
+                              f"{f'tracing {sampling:g}%' if tracing else 'no tracing'}]")
+        return " + ".join(words)
+
+    outbound = next((c for c in listener(client_dir, "virtualOutbound")["filter_chains"]
+                     if c["filter_chain_match"].get("destination_port") == SERVICE_PORT and
+                     any(p["address_prefix"] == service_ip for p in c["filter_chain_match"].get("prefix_ranges", []))),
+                    None)
+    inbound = next((c for c in listener(server_dir, "virtualInbound")["filter_chains"]
+                    if c["filter_chain_match"].get("destination_port") == APP_PORT
+                    and c["filter_chain_match"].get("transport_protocol") == "tls" and "transport_socket" in c), None)
+    return f"client outbound {describe(outbound)}; server inbound (mTLS) {describe(inbound)}"
 
 
 def capture(on: bool, netns: str, rules: str) -> None:
@@ -377,7 +429,7 @@ def load(args, client_ns: str, host: str, port: int, base: Path, label: str, sid
     time.sleep(max(0.0, (record_from - time.perf_counter_ns()) / 1e9))
     before, host_before = {s.pod: s.cpu() for s in sidecars}, host_busy()
     time.sleep(max(0.0, (record_from + int(args.seconds * 1e9) - time.perf_counter_ns()) / 1e9))
-    result["proxy_cpu"] = {s.pod: s.cpu() - before[s.pod] for s in sidecars}
+    result["proxy_cpu"] = {s.pod: tuple(now - then for now, then in zip(s.cpu(), before[s.pod])) for s in sidecars}
     result["host_busy"] = (host_busy() - host_before) / args.seconds  # the whole machine's, others' work included
     for out, proc in procs:
         stdout, _ = proc.communicate(timeout=args.warmup + args.seconds + 60)
@@ -401,7 +453,7 @@ def percentile(ordered: list[int], q: float) -> float:
     """The q-th percentile (nearest rank) in ms."""
     if not ordered:
         return float("nan")
-    return ordered[min(len(ordered) - 1, max(0, int(round(q / 100 * len(ordered) + 0.5)) - 1))] / 1e6
+    return ordered[min(len(ordered) - 1, max(0, math.ceil(q / 100 * len(ordered)) - 1))] / 1e6
 
 
 def machine() -> str:
@@ -432,6 +484,12 @@ def main() -> None:
         sys.exit("root only: it makes network namespaces")
     if not shutil.which("nginx"):
         sys.exit("the host's nginx is needed (apt-get install nginx)")
+    # each of podnet's Envoys (uid 1337) holds 6 inotify instances; the kernel allows a uid
+    # fs.inotify.max_user_instances (others' proxies on this host count too)
+    limit = int(Path("/proc/sys/fs/inotify/max_user_instances").read_text())
+    if limit - inotify_instances(1337) < 12:
+        sys.exit(f"uid 1337 has fewer than the 12 inotify instances left two Envoys need "
+                 f"(fs.inotify.max_user_instances={limit}, {inotify_instances(1337)} in use)")
     bench(args)
 
 
@@ -502,8 +560,11 @@ def bench(args: argparse.Namespace) -> None:
             if len(envoys) != 1:
                 raise RuntimeError(f"pilot_agent of {sidecar.pod} has children {envoys}, one Envoy expected")
             sidecar.envoy_pid = envoys[0]
-        assert http_get_in(netns["client"], service_ip, SERVICE_PORT, "/") == (200, nginx_body()), "no answer through the mesh"
+        if http_get_in(netns["client"], service_ip, SERVICE_PORT, "/") != (200, nginx_body()):
+            raise RuntimeError("no answer from nginx through the two sidecars")
 
+        print("on the path: " + path_filters(proxies.layout.mesh_proxy_dir("bench", "client"),
+                                             proxies.layout.mesh_proxy_dir("bench", "server"), service_ip), flush=True)
         runs: dict[str, list[dict]] = {"mesh": [], "plain": []}
         for round_ in range(args.rounds):
             for mode in (("mesh", "plain") if round_ % 2 == 0 else ("plain", "mesh")):
@@ -516,13 +577,15 @@ def bench(args: argparse.Namespace) -> None:
                       f"p90 {percentile(result['send'], 90):.3f} p99 {percentile(result['send'], 99):.3f} ms, "
                       f"errors {result['errors']}, sent >1 ms late {result['late']}, "
                       f"generator {result['cpu']:.2f} vCPU, sidecars "
-                      + ", ".join(f"{pod} {used / args.seconds:.3f}" for pod, used in result["proxy_cpu"].items())
+                      + ", ".join(f"{pod} {sum(used) / args.seconds:.3f}" for pod, used in result["proxy_cpu"].items())
                       + f" vCPU; the whole machine busy {result['host_busy']:.2f} of {os.cpu_count()} CPUs", flush=True)
         handshakes = server_handshakes(netns["server"])
         memory = {s.pod: (rss_mb(s.process.pid), rss_mb(s.envoy_pid)) for s in sidecars}
         report(args, runs, memory, handshakes)
     finally:
         for sidecar in sidecars:  # SIGTERM: the agent stops its Envoy
+            if not sidecar.envoy_pid and sidecar.process.poll() is None:
+                sidecar.envoy_pid = next(iter(children(sidecar.process.pid)), 0)  # (killed below if still there)
             if sidecar.process.poll() is None:
                 sidecar.process.terminate()
         for process in processes:
@@ -536,7 +599,10 @@ def bench(args: argparse.Namespace) -> None:
                 process.wait()
         for sidecar in sidecars:
             if sidecar.envoy_pid and Path(f"/proc/{sidecar.envoy_pid}").exists():
-                os.kill(sidecar.envoy_pid, signal.SIGKILL)
+                try:
+                    os.kill(sidecar.envoy_pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
         for name in made:
             subprocess.run(["ip", "netns", "del", name], capture_output=True, timeout=30)
         shutil.rmtree(base, ignore_errors=True)
@@ -575,11 +641,12 @@ def report(args, runs: dict[str, list[dict]], memory: dict[str, tuple[float, flo
         print(f"added p{q}: {added[q]:.3f} ms -> {added[q] / goal:.2f}x the goal ({goal:.2f} ms, Istio 1.20) "
               f"({'met' if added[q] <= goal else 'NOT met'})")
     for pod in runs["mesh"][0]["proxy_cpu"]:
-        vcpu = sum(r["proxy_cpu"][pod] for r in runs["mesh"]) / (args.seconds * len(runs["mesh"]))
-        per_k = vcpu / (rps / 1000)
-        print(f"CPU of the {pod}'s sidecar (pilot_agent + Envoy) in the mesh runs: {vcpu:.3f} vCPU at {rps:.0f} RPS, "
-              f"{per_k:.3f} vCPU per 1,000 RPS -> {per_k / GOAL_CPU:.2f}x the goal ({GOAL_CPU} vCPU) "
-              f"({'met' if per_k <= GOAL_CPU else 'NOT met'})")
+        agent, proxy = (sum(r["proxy_cpu"][pod][i] for r in runs["mesh"]) / (args.seconds * len(runs["mesh"]))
+                        for i in (0, 1))
+        per_k = (agent + proxy) / (rps / 1000)
+        print(f"CPU of the {pod}'s sidecar in the mesh runs: {agent + proxy:.3f} vCPU (pilot_agent {agent:.3f} + Envoy "
+              f"{proxy:.3f}) at {rps:.0f} RPS, {per_k:.3f} vCPU per 1,000 RPS -> {per_k / GOAL_CPU:.2f}x the goal "
+              f"({GOAL_CPU} vCPU) ({'met' if per_k <= GOAL_CPU else 'NOT met'})")
     for pod, (agent, proxy) in memory.items():
         print(f"memory of the {pod}'s sidecar after the load: {agent + proxy:.1f} MB RSS "
               f"(pilot_agent {agent:.1f} MB + Envoy {proxy:.1f} MB)")

@@ -1,6 +1,7 @@
 """A configuration push after an endpoint change, until every one of 100 meshed proxies has it.
 
     sudo PYTHONPATH=src .venv/bin/python bench/mesh_push.py [--pods 100] [--pushes 5] [--batch 10]
+        [--interval 2] [--as-podnet]
 
 Root only. Issue 21's figure: configuration push after an endpoint change reaching every proxy
 under 100 ms for 100 meshed pods.
@@ -9,38 +10,53 @@ The model: a namespace labelled istio-injection with a Deployment `app` of --pod
 (containerPort 8080) and a Service `app` (80 → 8080, `http`) selecting them, so every proxy's
 clusters file holds that Service's cluster with all the pods as endpoints, and one endpoint
 change touches every proxy. Each pod gets a network namespace of its own (loopback only: no
-traffic flows, Envoy only needs 127.0.0.1), MeshProxies.prepare (its identity, files and
-capture, as the supervisor does) and its sidecar as the runtime starts the injected container
-(`python -m podnet.mesh.pilot_agent proxy sidecar …` in its namespace, PODNET_PROXY_DIR; Envoy as
-uid 1337, --concurrency 2), started --batch at a time, each batch ready (15021) before the next.
+traffic flows, Envoy only needs 127.0.0.1), its proxy's identity and files from a ProxyAgent
+(mesh/agent.py, held by a MeshProxies as the supervisor holds them), and its Envoy, started
+--batch at a time, each batch ready (15021) before the next.
+
+How the Envoys run: podnet runs every proxy's Envoy as uid 1337, and each of podnet's Envoys
+holds 6 inotify instances (one per watched resource file). The kernel allows a uid
+fs.inotify.max_user_instances of them (128 by default, a host setting this benchmark must not
+change), so one host fits about 21 of podnet's proxies (fewer while others run): the 22nd Envoy
+aborts at start. So by default each Envoy runs as a uid of its own (UID_BASE + the pod's index,
+its files owned by that uid), started with pilot_agent's own Envoy command line (binary,
+bootstrap, --concurrency 2, log level), without pilot_agent around it and without the capture
+(no traffic here); configuration, files and push are podnet's. --as-podnet runs every sidecar
+exactly as podnet does (MeshProxies.prepare with the capture, `python -m podnet.mesh.pilot_agent
+proxy sidecar …` in the pod's namespace, Envoy as uid 1337) and refuses a --pods that does not
+fit uid 1337's inotify instances left.
 
 The change: the control plane computes the cluster again with the last pod not ready
 (compute's live_readiness, kubelet's word), which takes its address out of the Service's
 endpoints; the next push makes it ready again (--pushes alternate the two states). The push is
-podnet's own, MeshProxies.push (each agent's sync: render, compare, write the changed files
-— here cds.json — by rename into the directory its Envoy watches), with each agent's sync
+podnet's own, MeshProxies.push (each agent's sync: render, compare, write the changed files —
+here cds.json — by rename into the directory its Envoy watches), each agent's sync
 time-stamped as it returns. t0 is the start of the push (the cluster's compute is timed apart).
+Before each push, the same push to copies of the files that no Envoy watches gives the
+control plane's time without the Envoys competing for the CPU.
 
 When a proxy has the change: a poller process (this file's `poll` mode) holds a keep-alive
 connection to each Envoy's admin (127.0.0.1:15000 in each pod's namespace, the sockets opened
 there with podnet.host.netns.socket_in_netns), reads `cluster_manager.cluster_modified` (a
 cluster replaced by a CDS update; `cluster_manager.cds.update_success` and the Service cluster's
-`membership_total` beside it, which show the update and the new endpoint count) before the push, then asks every proxy not yet changed again and again (--interval between rounds of
-questions) until each shows its cluster replaced. A proxy's time is when the answer that first
-showed it arrived (an upper bound; the printed resolution is the median gap between that
-question's previous one and that answer). Printed, medians over the pushes: the control
-plane's part (render+write for all proxies), the time until the median and the last proxy had
-it, the ratio of the last to the 100 ms goal, and Envoy's own part (each proxy's time from its
-files written to its cluster replaced).
+`membership_total` beside it, which show the update and the new endpoint count) before the push,
+then asks each proxy again --interval ms after each answer that still shows the old count. A
+proxy's time is when the first answer showing its cluster replaced arrived (an upper bound: an
+Envoy answers its admin on the thread that applies the change, so a question asked during the
+apply is answered after it). Printed, medians over the pushes: the control plane's part
+(render+write for all proxies, and the same to unwatched files), the CPU the Envoys spent
+applying it, the time until the median and the last proxy had it, the ratio of the last to the
+100 ms goal, Envoy's own part (each proxy's time from its files written to its cluster
+replaced), and how often each Envoy read each of its files.
 
 The peer, in the same run: the same change pushed to one proxy alone (its render+write, its
 Envoy's apply), the floor of a push: how much of the 100-proxy time is the number of proxies.
 Istio publishes no convergence time for a comparable set-up to run beside it (istiod's
 pilot_proxy_convergence_time is a metric, not a published figure).
 
-Memory: RSS of all the sidecars (pilot_agent + Envoy) and their PSS (shared pages, the Envoy
-binary's and the interpreter's, counted once). On a 2-core machine, 100 Envoys' main threads,
-the push and the poller share the two CPUs.
+Memory: RSS of all the Envoys (and pilot_agents with --as-podnet) and their PSS (shared pages,
+the Envoy binary's and the interpreter's, counted once). On a 2-core machine, 100 Envoys' main
+threads, the push and the poller share the two CPUs; the figures depend on it.
 """
 
 from __future__ import annotations
@@ -67,6 +83,8 @@ sys.path.insert(0, str(SRC))
 
 GOAL = 100.0  # ms until every proxy has the change (issue 21), 100 pods
 READY_DEADLINE = 60.0
+UID_BASE = 1_337_000  # the proxies' uids but with --as-podnet: UID_BASE + the pod's index (no user has them)
+ENVOY_INOTIFY = 6  # inotify instances one proxy's Envoy holds (1.40: one per watched resource file)
 WATCH_DEADLINE = 30.0  # s a push may take before the poller gives up on a proxy
 SERVICE_CLUSTER = "outbound|80||app.bench.svc.cluster.local"
 # a cluster replaced by a CDS update; the CDS updates applied; the endpoints of the Service's cluster
@@ -245,6 +263,25 @@ def healthy(netns: str) -> bool:
         s.close()
 
 
+def reads(netns: str) -> dict[str, int]:
+    """How often the proxy in `netns` has read each of its watched resources (update_attempt)."""
+    from podnet.host.netns import socket_in_netns
+
+    s = socket_in_netns(netns, socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        s.settimeout(5.0)
+        s.connect(("127.0.0.1", 15000))
+        s.sendall(b"GET /stats?filter=update_attempt HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        data = b""
+        while chunk := s.recv(65536):
+            data += chunk
+    finally:
+        s.close()
+    found = dict(line.split(": ", 1) for line in _complete(data).decode().splitlines() if ": " in line)
+    return {name: int(found.get(f"{name}.update_attempt", "0"))
+            for name in ("cluster_manager.cds", "listener_manager.lds", "sds.default", "sds.ROOTCA")}
+
+
 def children(pid: int) -> list[int]:
     found = []
     for task in Path(f"/proc/{pid}/task").glob("*"):
@@ -266,23 +303,58 @@ def memory_kb(pid: int) -> tuple[int, int]:
     return rss, pss
 
 
+def inotify_instances(uid: int) -> int:
+    """The inotify instances open in processes whose effective uid is `uid` (what the kernel's
+    fs.inotify.max_user_instances limits, per uid)."""
+    count = 0
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            euid = next(int(line.split()[2]) for line in (proc / "status").read_text().splitlines()
+                        if line.startswith("Uid:"))
+            if euid == uid:
+                count += sum(1 for fd in (proc / "fd").iterdir() if os.readlink(fd) == "anon_inode:inotify")
+        except (OSError, StopIteration, ValueError):
+            pass
+    return count
+
+
 @dataclass
 class Sidecar:
     netns: str
-    process: subprocess.Popen  # pilot_agent (`ip netns exec` execs it: same pid)
+    process: subprocess.Popen  # what was started (`ip netns exec` execs it: same pid)
     envoy_pid: int = 0
+    agent_pid: int = 0  # pilot_agent's, with --as-podnet
 
 
 def start_sidecar(pod, netns: str, directory: Path, log: Path) -> Sidecar:
     """The injected container as the runtime starts it: `python -m podnet.mesh.pilot_agent` and
-    the args the injector wrote."""
+    the args the injector wrote (it runs Envoy as uid 1337)."""
     container = next(c for c in pod.spec["initContainers"] if c["name"] == "istio-proxy")
     args = [str(a).replace("$(POD_NAMESPACE)", pod.namespace) for a in container.get("args") or []]
-    env = {**os.environ, "PODNET_PROXY_DIR": str(directory), "PYTHONPATH": str(SRC)}
+    from podnet.mesh import pilot_agent
+
+    env = {**os.environ, pilot_agent.PROXY_DIR_ENV: str(directory), "PYTHONPATH": str(SRC)}
+    if hasattr(pilot_agent, "TRACES_ENV"):  # the runtime gives the agent its pod's span file (where podnet has one)
+        env[pilot_agent.TRACES_ENV] = str(log.with_suffix(".spans.jsonl"))
     with open(log, "ab") as out:
         process = subprocess.Popen(["ip", "netns", "exec", netns, sys.executable, "-m", "podnet.mesh.pilot_agent",
                                     *args], env=env, stdout=out, stderr=out)
-    return Sidecar(netns, process)
+    return Sidecar(netns, process, agent_pid=process.pid)
+
+
+def start_envoy(netns: str, directory: Path, uid: int, log: Path) -> Sidecar:
+    """Envoy as pilot_agent starts it (its argv: binary, bootstrap, --concurrency 2, log level),
+    but as `uid`."""
+    from podnet.mesh.interception import PROXY_GID, PROXY_UID
+    from podnet.mesh.pilot_agent import envoy_argv
+
+    argv = [{f"--reuid={PROXY_UID}": f"--reuid={uid}", f"--regid={PROXY_GID}": f"--regid={uid}"}.get(word, word)
+            for word in envoy_argv(directory, "warning")]
+    with open(log, "ab") as out:
+        process = subprocess.Popen(["ip", "netns", "exec", netns, *argv], stdout=out, stderr=out)
+    return Sidecar(netns, process, envoy_pid=process.pid)
 
 
 def main() -> None:
@@ -294,7 +366,10 @@ def main() -> None:
     parser.add_argument("--pods", type=int, default=100)
     parser.add_argument("--pushes", type=int, default=5, help="pushes to all (and as many to one proxy alone)")
     parser.add_argument("--batch", type=int, default=10, help="sidecars started at a time")
-    parser.add_argument("--interval", type=float, default=2.0, help="ms between the poller's rounds of questions")
+    parser.add_argument("--interval", type=float, default=2.0, help="ms between a proxy's answer and the next question")
+    parser.add_argument("--as-podnet", action="store_true",
+                        help="every sidecar as podnet runs it (pilot_agent, uid 1337): fits only as many as "
+                             "fs.inotify.max_user_instances allows uid 1337")
     args = parser.parse_args()
     if args.mode == "poll":
         poll(args)
@@ -314,7 +389,10 @@ def bench(args: argparse.Namespace) -> None:
     from podnet.config import ClusterConfig
     from podnet.controlplane import compute
     from podnet.host.layout import ClusterLayout
-    from podnet.linux.meshproxies import MeshProxies
+    from podnet.linux.meshproxies import MeshProxies, mesh_policies
+    from podnet.mesh import envoy
+    from podnet.mesh.agent import ProxyAgent
+    from podnet.mesh.interception import PROXY_UID
 
     @dataclass(frozen=True)
     class BenchLayout(ClusterLayout):  # the supervisor's layout, its state under this run's directory
@@ -324,6 +402,13 @@ def bench(args: argparse.Namespace) -> None:
         def state_dir(self) -> Path:
             return self.root
 
+    if args.as_podnet:
+        limit = int(Path("/proc/sys/fs/inotify/max_user_instances").read_text())
+        free = limit - inotify_instances(PROXY_UID)
+        if free < ENVOY_INOTIFY * args.pods:
+            sys.exit(f"--as-podnet: {args.pods} Envoys as uid {PROXY_UID} need {ENVOY_INOTIFY * args.pods} inotify "
+                     f"instances, uid {PROXY_UID} has {free} left of fs.inotify.max_user_instances={limit} "
+                     f"(a host setting this benchmark does not change): at most {free // ENVOY_INOTIFY} pods")
     store = admit(parse_texts({"bench.yaml": MODEL.format(pods=args.pods)}))
     config = ClusterConfig()
     cluster = compute(store, config)
@@ -344,13 +429,24 @@ def bench(args: argparse.Namespace) -> None:
             made.append(name)
             run("ip", "-n", name, "link", "set", "lo", "up")
         proxies = MeshProxies(BenchLayout(cluster="bench", root=base))
-        for pod in pods:  # identity, files, capture: the supervisor's step before each pod starts
-            proxies.prepare(pod, cluster, netns[pod.name])
+        for index, pod in enumerate(pods):
+            if args.as_podnet:  # identity, files, capture: the supervisor's step before each pod starts
+                proxies.prepare(pod, cluster, netns[pod.name])
+            else:  # the same without the capture (no traffic here), the files owned by the proxy's own uid
+                directory = proxies.layout.mesh_proxy_dir("bench", pod.name)
+                directory.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
+                os.chmod(directory.parent, 0o755)
+                directory.mkdir(mode=0o755)
+                os.chown(directory, UID_BASE + index, UID_BASE + index)
+                agent = ProxyAgent(proxies.authority, pod, envoy.ProxyFiles(str(directory)), owner=UID_BASE + index)
+                agent.start(cluster, mesh_policies(cluster))
+                proxies.agents[pod.ref] = agent
         for first in range(0, len(pods), args.batch):
             batch = pods[first:first + args.batch]
             for pod in batch:
-                sidecars.append(start_sidecar(pod, netns[pod.name], proxies.layout.mesh_proxy_dir("bench", pod.name),
-                                              base / f"{pod.name}.log"))
+                directory, log = proxies.layout.mesh_proxy_dir("bench", pod.name), base / f"{pod.name}.log"
+                sidecars.append(start_sidecar(pod, netns[pod.name], directory, log) if args.as_podnet
+                                else start_envoy(netns[pod.name], directory, UID_BASE + pods.index(pod), log))
             limit = time.monotonic() + READY_DEADLINE
             for pod in batch:
                 while not healthy(netns[pod.name]):
@@ -359,12 +455,14 @@ def bench(args: argparse.Namespace) -> None:
                         raise RuntimeError(f"the sidecar of {pod.name} is not ready:\n{log}")
                     time.sleep(0.1)
         for sidecar in sidecars:
-            envoys = children(sidecar.process.pid)
-            if len(envoys) != 1:
-                raise RuntimeError(f"pilot_agent in {sidecar.netns} has children {envoys}, one Envoy expected")
-            sidecar.envoy_pid = envoys[0]
-        print(f"{len(pods)} meshed pods, each its namespace, identity, files, capture and sidecar: ready in "
-              f"{time.monotonic() - started:.1f} s", flush=True)
+            if sidecar.agent_pid:
+                envoys = children(sidecar.agent_pid)
+                if len(envoys) != 1:
+                    raise RuntimeError(f"pilot_agent in {sidecar.netns} has children {envoys}, one Envoy expected")
+                sidecar.envoy_pid = envoys[0]
+        print(f"{len(pods)} meshed pods, each its namespace, identity, files and "
+              f"{'capture and sidecar (pilot_agent, Envoy as uid 1337)' if args.as_podnet else 'Envoy (uid of its own)'}: "
+              f"ready in {time.monotonic() - started:.1f} s", flush=True)
         time.sleep(2.0)  # (the last Envoys' start-up work settled)
 
         poller = subprocess.Popen([sys.executable, str(Path(__file__).resolve()), "poll", "--netns",
@@ -377,35 +475,55 @@ def bench(args: argparse.Namespace) -> None:
         def not_ready(pod):  # kubelet's word on the flipped pod; the offline rule for the others
             return False if pod.name == flipped else None
 
+        # the control plane's work alone: the same push to copies of the files no Envoy watches
+        unwatched = MeshProxies(BenchLayout(cluster="bench", root=base / "unwatched"))
+        for index, pod in enumerate(pods):
+            directory = unwatched.layout.mesh_proxy_dir("bench", pod.name)
+            directory.mkdir(mode=0o755, parents=True)
+            unwatched.agents[pod.ref] = ProxyAgent(unwatched.authority, pod, envoy.ProxyFiles(str(directory)),
+                                                   owner=UID_BASE + index)
+            unwatched.agents[pod.ref].start(cluster, mesh_policies(cluster))
+        envoy_pids = [s.envoy_pid for s in sidecars]
         full, alone, ready = [], [], True
         for _ in range(args.pushes):
             ready = not ready
             began = time.perf_counter_ns()
             target = compute(store, config, live_readiness=None if ready else not_ready)
             computed = time.perf_counter_ns() - began
-            full.append({"compute": computed, **push(proxies, target, poller, [netns[p.name] for p in pods],
-                                                       [f"bench/{p.name}" for p in pods])})
+            began = time.perf_counter_ns()
+            unwatched.push(target)
+            quiet = time.perf_counter_ns() - began
+            time.sleep(0.5)  # (the page cache's writeback of those files out of the way)
+            full.append({"compute": computed, "unwatched": quiet,
+                         **push(proxies, target, poller, [netns[p.name] for p in pods],
+                                [f"bench/{p.name}" for p in pods], envoy_pids)})
+            time.sleep(0.5)  # (the Envoys settled before the next)
         one = f"bench/{pods[0].name}"
         solo = MeshProxies(proxies.layout)  # the peer: the same change to one proxy alone
         solo.agents = {one: proxies.agents[one]}
         for _ in range(args.pushes):
             ready = not ready
             target = compute(store, config, live_readiness=None if ready else not_ready)
-            alone.append(push(solo, target, poller, [netns[pods[0].name]], [one]))
+            alone.append(push(solo, target, poller, [netns[pods[0].name]], [one], envoy_pids[:1]))
+            time.sleep(0.2)
+        counts = [reads(netns[pod.name]) for pod in pods[1:]]  # (the first had the peer's pushes too)
+        read = {name: statistics.median(c[name] for c in counts) for name in counts[0]}
         rss = pss = 0
         parts = {"agent": [0, 0], "envoy": [0, 0]}
         for sidecar in sidecars:
-            for part, pid in (("agent", sidecar.process.pid), ("envoy", sidecar.envoy_pid)):
-                r, p = memory_kb(pid)
+            for part, pid in (("agent", sidecar.agent_pid), ("envoy", sidecar.envoy_pid)):
+                r, p = memory_kb(pid) if pid else (0, 0)
                 parts[part][0] += r
                 parts[part][1] += p
                 rss, pss = rss + r, pss + p
-        report(args, full, alone, rss, pss, parts)
+        report(args, full, alone, rss, pss, parts, read)
     finally:
         if poller is not None and poller.poll() is None:
             poller.kill()
             poller.wait()
-        for sidecar in sidecars:  # SIGTERM: each agent stops its Envoy
+        for sidecar in sidecars:  # SIGTERM: each agent stops its Envoy (or Envoy itself)
+            if sidecar.agent_pid and not sidecar.envoy_pid and sidecar.process.poll() is None:
+                sidecar.envoy_pid = next(iter(children(sidecar.agent_pid)), 0)  # (killed below if still there)
             if sidecar.process.poll() is None:
                 sidecar.process.terminate()
         for sidecar in sidecars:
@@ -414,7 +532,7 @@ def bench(args: argparse.Namespace) -> None:
             except subprocess.TimeoutExpired:
                 sidecar.process.kill()
                 sidecar.process.wait()
-            if sidecar.envoy_pid and Path(f"/proc/{sidecar.envoy_pid}").exists():
+            if sidecar.envoy_pid and sidecar.agent_pid and Path(f"/proc/{sidecar.envoy_pid}").exists():
                 try:
                     os.kill(sidecar.envoy_pid, signal.SIGKILL)
                 except ProcessLookupError:
@@ -424,9 +542,20 @@ def bench(args: argparse.Namespace) -> None:
         shutil.rmtree(base, ignore_errors=True)
 
 
-def push(proxies, target, poller: subprocess.Popen, watched: list[str], refs: list[str]) -> dict:
+def cpu_seconds(pid: int) -> float:
+    """The CPU time of the process's threads (schedstat: nanoseconds, not utime's clock ticks)."""
+    total = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            total += int((task / "schedstat").read_text().split()[0])
+        except OSError:
+            pass
+    return total / 1e9
+
+
+def push(proxies, target, poller: subprocess.Popen, watched: list[str], refs: list[str], envoy_pids: list[int]) -> dict:
     """MeshProxies.push of `target`, each agent's sync time-stamped as it returns; the poller's
-    times for each watched proxy."""
+    times for each watched proxy; the CPU the push and the Envoys used."""
     written: dict[str, int] = {}
     originals = {}
     for ref in refs:
@@ -443,10 +572,14 @@ def push(proxies, target, poller: subprocess.Popen, watched: list[str], refs: li
     poller.stdin.flush()
     if poller.stdout.readline().strip() != "armed":
         raise RuntimeError("the poller is not armed")
+    envoys_before = sum(cpu_seconds(pid) for pid in envoy_pids)
+    cpu_before = time.process_time()
     t0 = time.perf_counter_ns()
     pushed = proxies.push(target)
     done = time.perf_counter_ns()
+    pusher_cpu = time.process_time() - cpu_before
     result = json.loads(poller.stdout.readline())
+    envoys_cpu = sum(cpu_seconds(pid) for pid in envoy_pids) - envoys_before
     for ref, sync in originals.items():
         proxies.agents[ref].sync = sync
     if result["missing"]:
@@ -460,10 +593,11 @@ def push(proxies, target, poller: subprocess.Popen, watched: list[str], refs: li
     return {"written": done - t0, "median": statistics.median(applied.values()), "last": max(applied.values()),
             "envoy": statistics.median(envoy_part), "resolution": statistics.median(resolution),
             "files": files, "pushed": len(pushed), "questions": result["questions"], "poller_cpu": result["cpu"],
+            "pusher_cpu": pusher_cpu * 1e9 / (done - t0), "envoys_cpu": envoys_cpu,
             "updates": sorted({tuple(d) for _, _, d in result["applied"].values()})}
 
 
-def report(args, full: list[dict], alone: list[dict], rss: int, pss: int, parts: dict) -> None:
+def report(args, full: list[dict], alone: list[dict], rss: int, pss: int, parts: dict, read: dict) -> None:
     def med(rows, key) -> float:
         return ms(statistics.median(r[key] for r in rows))
 
@@ -472,23 +606,34 @@ def report(args, full: list[dict], alone: list[dict], rss: int, pss: int, parts:
     print(f"  files written per push: {sorted({f for r in full for f in r['files']})} to "
           f"{sorted({r['pushed'] for r in full})} proxies; seen when the change was (clusters modified, CDS updates "
           f"since t0, the Service cluster's endpoints): {sorted({u for r in full for u in r['updates']})}")
-    print(f"  the control plane: compute {med(full, 'compute'):.1f} ms (before t0), render+write for all "
-          f"{med(full, 'written'):.1f} ms")
+    print(f"  the control plane: compute {med(full, 'compute'):.1f} ms (before t0); render+write for all "
+          f"{med(full, 'written'):.1f} ms (the pusher on the CPU {statistics.median(r['pusher_cpu'] for r in full):.0%} "
+          f"of that time), the same push to unwatched copies of the files {med(full, 'unwatched'):.1f} ms")
+    print(f"  the Envoys' CPU to apply it: {statistics.median(r['envoys_cpu'] for r in full):.2f} s in all, "
+          f"{statistics.median(r['envoys_cpu'] for r in full) / args.pods * 1e3:.1f} ms each "
+          f"(one proxy alone: {statistics.median(r['envoys_cpu'] for r in alone) * 1e3:.1f} ms)")
     print(f"  every proxy has it: median proxy {med(full, 'median'):.1f} ms, last proxy {med(full, 'last'):.1f} ms "
           f"after t0 (each push's last: {', '.join(str(round(ms(r['last']))) for r in full)} ms); Envoy's own part "
-          f"(files written -> cluster replaced), median proxy {med(full, 'envoy'):.1f} ms; poller resolution "
-          f"{med(full, 'resolution'):.1f} ms ({statistics.median(r['questions'] for r in full):.0f} questions, "
+          f"(files written -> cluster replaced), median proxy {med(full, 'envoy'):.1f} ms; the answer showing it came "
+          f"{med(full, 'resolution'):.1f} ms (median) after the question before it ({statistics.median(r['questions'] for r in full):.0f} questions, "
           f"the poller busy {statistics.median(r['poller_cpu'] for r in full):.2f} CPU)")
+    print(f"  each proxy read its files (median): " + ", ".join(f"{name.split('.')[-1]} {n:.0f}x" for name, n in read.items())
+          + f" — at its start and at {args.pushes} pushes that wrote cds.json only (Envoy re-reads every resource "
+          f"watching the directory when any file is renamed into it)")
     last = med(full, "last")
     print(f"last proxy: {last:.1f} ms -> {last / GOAL:.2f}x the goal ({GOAL:.0f} ms for 100 pods) "
           f"({'met' if last < GOAL else 'NOT met'})")
     solo = med(alone, "last")
     print(f"peer, the same change to one proxy alone: render+write {med(alone, 'written'):.1f} ms, its Envoy has it "
           f"{solo:.1f} ms after t0; {args.pods} proxies / 1 proxy: {last / solo:.1f}x")
-    print(f"memory of the {args.pods} sidecars: RSS {rss / 1024:.0f} MB (pilot_agent {parts['agent'][0] / 1024:.0f} + "
-          f"Envoy {parts['envoy'][0] / 1024:.0f}), PSS {pss / 1024:.0f} MB (pilot_agent {parts['agent'][1] / 1024:.0f} "
-          f"+ Envoy {parts['envoy'][1] / 1024:.0f}); per sidecar RSS {rss / 1024 / args.pods:.1f} MB, "
-          f"PSS {pss / 1024 / args.pods:.1f} MB")
+    if args.as_podnet:
+        print(f"memory of the {args.pods} sidecars: RSS {rss / 1024:.0f} MB (pilot_agent {parts['agent'][0] / 1024:.0f} + "
+              f"Envoy {parts['envoy'][0] / 1024:.0f}), PSS {pss / 1024:.0f} MB (pilot_agent "
+              f"{parts['agent'][1] / 1024:.0f} + Envoy {parts['envoy'][1] / 1024:.0f}); per sidecar RSS "
+              f"{rss / 1024 / args.pods:.1f} MB, PSS {pss / 1024 / args.pods:.1f} MB")
+    else:
+        print(f"memory of the {args.pods} Envoys (no pilot_agent beside them in this mode): RSS {rss / 1024:.0f} MB, "
+              f"PSS {pss / 1024:.0f} MB; per Envoy RSS {rss / 1024 / args.pods:.1f} MB, PSS {pss / 1024 / args.pods:.1f} MB")
 
 
 if __name__ == "__main__":

@@ -125,7 +125,7 @@ def test_the_real_envoy_accepts_the_configuration(rendered):
     # the dynamic resources, as static ones: what `--mode validate` checks in full
     static = {**boot, "static_resources": {
         "listeners": boot["static_resources"]["listeners"] + [_bare(l) for l in out["lds.json"]["resources"]],
-        "clusters": [_bare(c) for c in out["cds.json"]["resources"]],
+        "clusters": boot["static_resources"]["clusters"] + [_bare(c) for c in out["cds.json"]["resources"]],
         "secrets": [_bare(s) for name in envoy.SECRET_FILES.values() for s in out[name]["resources"]]}}
     static.pop("dynamic_resources")
     for name, config in (("static.json", static), ("bootstrap.json", boot)):

@@ -130,6 +130,37 @@ metadata:
   annotations: {{retry.linkerd.io/http: 5xx, retry.linkerd.io/limit: "2"}}
 spec: {{selector: {{app: flaky}}, ports: [{{name: http, port: 80, targetPort: 8080}}]}}
 """
+# a middle service that passes the trace headers on, as apps in a mesh must (Istio's and
+# Linkerd's docs): web → front → api is then one trace
+FRONT = textwrap.dedent("""
+    import http.server, urllib.request
+    PASSED = ("traceparent", "tracestate", "x-request-id", "x-b3-traceid", "x-b3-spanid", "x-b3-parentspanid",
+              "x-b3-sampled", "x-b3-flags", "b3")
+    class Front(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            headers = {name: self.headers[name] for name in PASSED if self.headers.get(name)}
+            body = urllib.request.urlopen(urllib.request.Request("http://api/hostname", headers=headers), timeout=10).read()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+        def log_message(self, *args):
+            pass
+    http.server.ThreadingHTTPServer(("0.0.0.0", 8080), Front).serve_forever()
+""")
+TRACING = f"""
+---
+apiVersion: v1
+kind: Pod
+metadata: {{name: front, namespace: shop, labels: {{app: front}}}}
+spec:
+  containers: [{{name: front, image: python:3.12, command: [python3, -c, {json.dumps(FRONT)}], ports: [{{containerPort: 8080}}]}}]
+---
+apiVersion: v1
+kind: Service
+metadata: {{name: front, namespace: shop}}
+spec: {{selector: {{app: front}}, ports: [{{name: http, port: 80, targetPort: 8080}}]}}
+"""
 SPLIT = """
 apiVersion: gateway.networking.k8s.io/v1
 kind: HTTPRoute
@@ -145,7 +176,7 @@ COUNT = textwrap.dedent("""
     url, times = urllib.parse.urlsplit(sys.argv[1]), int(sys.argv[2])
     connection, seen = http.client.HTTPConnection(url.hostname, url.port or 80, timeout=10), collections.Counter()
     for _ in range(times):
-        connection.request("GET", url.path or "/")
+        connection.request("GET", (url.path or "/") + (f"?{url.query}" if url.query else ""))
         answer = connection.getresponse()
         seen[f"{answer.status} {answer.read().decode().strip()}"] += 1
     print(json.dumps(seen))
@@ -219,7 +250,7 @@ SNIFF = textwrap.dedent("""
 @contextmanager
 def running(tmp):
     name = f"mu{secrets.token_hex(3)}"
-    (tmp / "shop.yaml").write_text(MANIFESTS + TRAFFIC)
+    (tmp / "shop.yaml").write_text(MANIFESTS + TRAFFIC + TRACING)
     (tmp / "cluster.yaml").write_text(f"kind: Cluster\napiVersion: podnet.dev/v1alpha1\nname: {name}\nnodes: 2\n")
     started = False
     try:
@@ -279,10 +310,14 @@ def eventually(check, what: str):
 
 
 def test_injected_pods_are_two_of_two_ready_with_the_proxy_before_the_app(cluster):
-    listed = podnet("get", "pods", "-n", "shop", "--name", cluster).stdout
-    ready = {line.split()[0]: line.split()[1] for line in listed.splitlines()[1:]}
-    assert {pod: ready[pod] for pod in ("web", "plain")} == {"web": "2/2", "plain": "1/1"}
-    assert sorted(v for k, v in ready.items() if k.startswith("api-")) == ["2/2", "2/2"]
+    def ready() -> dict[str, str] | None:  # (a loaded machine may fail a probe or two: readiness comes back)
+        listed = podnet("get", "pods", "-n", "shop", "--name", cluster).stdout
+        shown = {line.split()[0]: line.split()[1] for line in listed.splitlines()[1:]}
+        return shown if all(v.split("/")[0] == v.split("/")[1] for v in shown.values()) else None
+
+    shown = eventually(ready, "every pod Ready")
+    assert {pod: shown[pod] for pod in ("web", "plain")} == {"web": "2/2", "plain": "1/1"}
+    assert sorted(v for k, v in shown.items() if k.startswith("api-")) == ["2/2", "2/2"]
     found = pods(cluster)
     proxy = found["web"]["spec"]["initContainers"][0]
     assert (proxy["name"], proxy["restartPolicy"]) == ("istio-proxy", "Always")
@@ -394,3 +429,37 @@ def test_an_httproute_on_a_service_splits_its_requests_by_weight(cluster, tmp_pa
         assert [r["metadata"]["name"] for r in routes] == ["versioned"]
     finally:
         podnet("delete", "-f", str(tmp_path / "split.yaml"), "--name", cluster)
+
+
+def test_one_trace_across_three_services(cluster):
+    assert ask(cluster, "web", "http://front/").startswith("200 api-")
+    workloads = {"web.shop", "front.shop", "api.shop"}
+
+    def found():
+        answer = json.loads(podnet("mesh", "traces", "--limit", "50", "-o", "json", "--name", cluster).stdout)
+        return next((t for t in answer if set(t["workloads"]) == workloads), None)
+
+    trace = eventually(found, "the spans of web → front → api in one trace")
+    kinds = sorted((s["workload"], s["kind"]) for s in trace["spans"])
+    assert kinds == [("api.shop", "SERVER"), ("front.shop", "CLIENT"), ("front.shop", "SERVER"), ("web.shop", "CLIENT")]
+    shown = podnet("mesh", "traces", trace["traceId"], "--name", cluster).stdout
+    assert shown.startswith(f"trace {trace['traceId']}: 4 spans, 3 workloads") and "api.shop server" in shown
+
+
+def test_mesh_stat_shows_each_deployments_golden_metrics(cluster):
+    made = 0
+    for _ in range(3):
+        made += sum(counted(cluster, "web", "http://api/hostname", 20).values())
+    failed = counted(cluster, "web", "http://api/echo?code=503", 5)  # (retried by nothing: api has no annotations)
+    assert failed == {"503 ": 5}, failed
+
+    def api_row():
+        rows = json.loads(podnet("mesh", "stat", "deploy", "-n", "shop", "-o", "json", "--name", cluster).stdout)
+        row = next((r for r in rows if r["name"] == "api"), None)
+        return row if row and row["requests"] >= made + 5 and row["failures"] >= 5 else None
+
+    row = eventually(api_row, "the proxies' counters showing the requests")
+    assert row["meshed"] == "2/2" and 0 < row["successRate"] < 1 and row["rps"] > 0
+    assert row["latencyMs"]["p50"] is not None
+    table = podnet("mesh", "stat", "-n", "shop", "--name", cluster).stdout
+    assert table.splitlines()[0].split()[:4] == ["NAME", "MESHED", "SUCCESS", "RPS"] and "deploy/api" in table

@@ -42,7 +42,7 @@ CONFIG_EXAMPLES = """examples:
 # the supervisor, the DNS server: about 150 ms).
 COMMANDS = {name: name for name in ("up", "down", "get", "describe", "wait", "logs", "apply", "delete", "trace",
                                      "dig", "matrix", "probe", "node", "check", "explain", "completion", "version",
-                                     "kubeconfig")}
+                                     "kubeconfig", "mesh")}
 COMMANDS["exec"] = "exec_"  # the module name avoids shadowing the builtin exec
 
 
@@ -84,7 +84,7 @@ def _parse(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespa
     """Flags may come before or after positionals, as with kubectl (`get po -n x NAME`)."""
     args, _ = parser.parse_known_args(argv)
     sub = _subparser(parser, args.command)
-    if sub is None or args.command == "config":
+    if sub is None or args.command in ("config", "mesh"):  # (commands of their own: argparse parses them)
         return parser.parse_args(argv)
     rest = argv[argv.index(args.command) + 1:]
     command: list[str] | None = None

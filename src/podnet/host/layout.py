@@ -120,6 +120,14 @@ class ClusterLayout:
         readable by the proxy's user (mesh/agent.py writes them, mesh/pilot_agent.py runs Envoy on them)."""
         return self.state_dir / "mesh" / f"{namespace}_{pod}"
 
+    @property
+    def mesh_traces_dir(self) -> Path:
+        """The meshed pods' spans, one file each (kept after the pod goes, until `down`)."""
+        return self.state_dir / "traces"
+
+    def mesh_traces_file(self, namespace: str, pod: str) -> Path:
+        return self.mesh_traces_dir / f"{namespace}_{pod}.jsonl"
+
     def serviceaccount_dir(self, namespace: str, pod: str) -> Path:
         """What a pod sees at /var/run/secrets/kubernetes.io/serviceaccount (token, ca.crt, namespace)."""
         return self.state_dir / "serviceaccounts" / f"{namespace}_{pod}"

@@ -11,21 +11,30 @@ certificates are renewed at half their life; a pod that goes takes its files wit
 
 from __future__ import annotations
 
+import http.client
+import json
 import logging
 import os
 import shutil
+import socket
 import subprocess
+import time
+import urllib.parse
+from concurrent.futures import ThreadPoolExecutor
 
 from podnet.api.objects import KubeObject
 from podnet.controlplane import Cluster
 from podnet.host.layout import ClusterLayout
+from podnet.host.netns import socket_in_netns
 from podnet.mesh import envoy
 from podnet.mesh.agent import ProxyAgent
+from podnet.mesh import stats
 from podnet.mesh.interception import PROXY_GID, PROXY_UID, interception_of, ruleset
 from podnet.pki.mesh import MeshAuthority
 from podnet.semantics import mesh
 
 log = logging.getLogger("podnet.mesh")
+SAMPLES_KEPT = 600.0  # seconds of each proxy's counter samples kept for `podnet mesh stat --window`
 MESH_POLICY_KINDS = ("PeerAuthentication", "AuthorizationPolicy")
 
 
@@ -38,6 +47,7 @@ class MeshProxies:
         self.layout = layout
         self.authority = MeshAuthority(layout.state_dir / "mesh-ca")
         self.agents: dict[str, ProxyAgent] = {}
+        self.samples: dict[str, list[stats.Sample]] = {}  # pod ref → its proxy's counters, as read
 
     def prepare(self, pod: KubeObject, cluster: Cluster, netns: str | None) -> None:
         """A meshed pod about to start (or adopted from an earlier supervisor): its proxy's
@@ -83,7 +93,49 @@ class MeshProxies:
                 log.exception("renewing the certificate of %s's proxy failed", ref)
         return renewed
 
+    def sample(self, netns_of: dict[str, str], window: float) -> dict[str, tuple[dict, dict]]:
+        """Each meshed pod's proxy's counters now (Envoy's admin, inside the pod), and the
+        baseline to count from for `window` seconds (mesh/stats.py): ref → (baseline, now) as
+        JSON. Proxies that do not answer are left out."""
+        refs = [ref for ref in self.agents if ref in netns_of]
+
+        def read(ref: str) -> tuple[str, stats.Sample | None]:
+            try:
+                return ref, stats.Sample.from_envoy(time.monotonic(), _admin_json(netns_of[ref], stats.STATS_FILTER))
+            except (OSError, ValueError, http.client.HTTPException):
+                return ref, None
+
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            read_now = dict(pool.map(read, refs))
+        out = {}
+        for ref, now in read_now.items():
+            if now is None:
+                continue
+            history = self.samples.setdefault(ref, [])
+            out[ref] = (stats.baseline(history, now, window).to_json(), now.to_json())
+            history.append(now)
+            history[:] = [s for s in history if now.at - s.at <= SAMPLES_KEPT]
+        return out
+
     def forget(self, namespace: str, name: str) -> None:
         """The pod is gone: its proxy's files too (its namespace took the capture with it)."""
         self.agents.pop(f"{namespace}/{name}", None)
+        self.samples.pop(f"{namespace}/{name}", None)
         shutil.rmtree(self.layout.mesh_proxy_dir(namespace, name), ignore_errors=True)
+
+
+def _admin_json(netns: str, stat_filter: str, timeout: float = 5.0) -> dict:
+    """Envoy's counters, from its admin port on the pod's loopback."""
+    sock = socket_in_netns(netns, socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        sock.settimeout(timeout)
+        sock.connect(("127.0.0.1", envoy.ADMIN_PORT))
+        query = urllib.parse.urlencode({"format": "json", "histogram_buckets": "cumulative", "filter": stat_filter})
+        sock.sendall(f"GET /stats?{query} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n".encode())
+        response = http.client.HTTPResponse(sock)
+        response.begin()
+        if response.status != 200:
+            raise ValueError(f"Envoy's admin answered {response.status}")
+        return json.loads(response.read())
+    finally:
+        sock.close()

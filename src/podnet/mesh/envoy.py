@@ -45,6 +45,10 @@ from podnet.semantics import httproute, mesh
 from podnet.semantics.mesh import is_http_key
 
 ADMIN_PORT, HEALTH_PORT = 15000, 15021
+TRACE_COLLECTOR_PORT = 15099  # the pod's pilot-agent takes the proxy's spans here (Zipkin's API, on 127.0.0.1)
+# request durations (ms) as the proxies count them (Envoy records whole milliseconds: a request
+# under 1 ms counts as 0, in the first bucket)
+LATENCY_BUCKETS_MS = (1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000)
 # An endpoint failing in a row is set aside, as Linkerd's failure accrual does by default: 7
 # consecutive failures (5xx responses, or connections that fail), then out for 1 s, longer each
 # time it fails again (up to 60 s); never more than half of a Service's endpoints.
@@ -84,8 +88,30 @@ def bootstrap(pod: KubeObject, files: ProxyFiles) -> dict[str, Any]:
                  "cluster": f"{pod.labels.get('app', pod.name)}.{pod.namespace}"},
         "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": ADMIN_PORT}}},
         "dynamic_resources": {"lds_config": watched("lds.json"), "cds_config": watched("cds.json")},
-        "static_resources": {"listeners": [_health_listener()]},
+        "static_resources": {"listeners": [_health_listener()], "clusters": [_collector_cluster()]},
+        # the golden metrics (podnet mesh stat) read histograms as of the last flush
+        "stats_flush_interval": "1s",
+        # spans leave in batches of 5, or each second (Envoy's default: 5 s), for `podnet mesh traces`
+        "layered_runtime": {"layers": [{"name": "podnet", "static_layer": {
+            "tracing.zipkin.min_flush_spans": 5, "tracing.zipkin.flush_interval_ms": 1000}}]},
+        "stats_config": {"histogram_bucket_settings": [{"match": {"suffix": "_rq_time"},
+                                                        "buckets": list(LATENCY_BUCKETS_MS)}]},
     }
+
+
+def _collector_cluster() -> dict[str, Any]:
+    return {"name": "zipkin", "type": "STATIC", "connect_timeout": "1s",
+            "load_assignment": {"cluster_name": "zipkin", "endpoints": [{"lb_endpoints": [{"endpoint": {"address": {
+                "socket_address": {"address": "127.0.0.1", "port_value": TRACE_COLLECTOR_PORT}}}}]}]}}
+
+
+def tracing() -> dict[str, Any]:
+    """Every request traced (podnet is for looking: Istio samples 1%), its span sent to the pod's
+    agent as Zipkin JSON; the trace context read and passed on as B3 and W3C traceparent."""
+    return {"random_sampling": {"value": 100}, "provider": {"name": "envoy.tracers.zipkin", "typed_config": {
+        "@type": _TYPE + "envoy.config.trace.v3.ZipkinConfig", "collector_cluster": "zipkin",
+        "collector_endpoint": "/api/v2/spans", "collector_endpoint_version": "HTTP_JSON",
+        "trace_context_option": "USE_B3_WITH_W3C_PROPAGATION"}}}
 
 
 def resources(cluster: Cluster, pod: KubeObject, files: ProxyFiles, policies: Iterable[KubeObject]) -> dict[str, dict]:
@@ -123,7 +149,7 @@ def resources(cluster: Cluster, pod: KubeObject, files: ProxyFiles, policies: It
             chains.append({"filter_chain_match": {"prefix_ranges": [{"address_prefix": cluster_ip, "prefix_len": 32}],
                                                   "destination_port": number},
                            "filters": filters})
-    outbound = {"@type": LISTENER, "name": "virtualOutbound",
+    outbound = {"@type": LISTENER, "name": "virtualOutbound", "traffic_direction": "OUTBOUND",  # (client spans)
                 "address": {"socket_address": {"address": "0.0.0.0", "port_value": 15001}},
                 "use_original_dst": True, "listener_filters": [_listener_filter("original_dst")],
                 "filter_chains": chains,
@@ -174,7 +200,7 @@ def _http_outbound(name: str, rules: list[httproute.Rule], known: set[tuple[str,
         routes.append(entry)
     return {"name": "envoy.filters.network.http_connection_manager", "typed_config": {
         "@type": _TYPE + "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
-        "stat_prefix": name, "route_config": {"name": name, "virtual_hosts": [
+        "stat_prefix": name, "tracing": tracing(), "route_config": {"name": name, "virtual_hosts": [
             {"name": name, "domains": ["*"], "routes": routes}]},
         "http_filters": [{"name": "envoy.filters.http.router",
                           "typed_config": {"@type": _TYPE + "envoy.extensions.filters.http.router.v3.Router"}}]}}
@@ -362,7 +388,7 @@ def _inbound_listener(pod: KubeObject, policies: list[KubeObject], files: ProxyF
             chains.append({"filter_chain_match": {**match, "transport_protocol": "raw_buffer"}, "filters": filters})
             chains.append({"filter_chain_match": {**match, "transport_protocol": "tls"},
                            "filters": [*rbac, _tcp_proxy("inbound", "InboundPassthroughCluster")]})
-    return {"@type": LISTENER, "name": "virtualInbound",
+    return {"@type": LISTENER, "name": "virtualInbound", "traffic_direction": "INBOUND",
             "address": {"socket_address": {"address": "0.0.0.0", "port_value": 15006}},
             "use_original_dst": True,
             "listener_filters": [_listener_filter("original_dst"), _listener_filter("tls_inspector")],
@@ -375,7 +401,7 @@ def _http_inbound(rbac: list[dict]) -> dict:
     denied"), then the app."""
     return {"name": "envoy.filters.network.http_connection_manager", "typed_config": {
         "@type": _TYPE + "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
-        "stat_prefix": "inbound_http", "normalize_path": True, "merge_slashes": False,
+        "stat_prefix": "inbound_http", "tracing": tracing(), "normalize_path": True, "merge_slashes": False,
         "path_with_escaped_slashes_action": "KEEP_UNCHANGED",
         "route_config": {"name": "inbound", "virtual_hosts": [{"name": "inbound", "domains": ["*"], "routes": [
             {"match": {"prefix": "/"}, "route": {"cluster": "InboundPassthroughCluster", "timeout": "0s"}}]}]},

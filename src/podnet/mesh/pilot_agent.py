@@ -8,7 +8,9 @@ container starts and whenever they change), and serves the agent's status port 1
   moved it (ISTIO_KUBE_APP_PROBERS): kubelet's probe from the node would be captured and, under
   STRICT mTLS, refused;
 - /healthz/ready: the proxy's readiness (Envoy's 15021 listener);
-- /stats/prometheus: Envoy's metrics.
+- /stats/prometheus: Envoy's metrics;
+and takes the proxy's spans (Zipkin's API on 127.0.0.1:15099) into the pod's span file
+(PODNET_TRACES_FILE), which `podnet mesh traces` reads.
 It says it has started once Envoy is ready (podnet.host.started): the runtime holds the app
 containers until then (Istio's holdApplicationUntilProxyStarts, which native sidecars give). A
 SIGTERM stops Envoy and ends the agent; an Envoy that exits ends it with Envoy's code.
@@ -37,6 +39,8 @@ from podnet.mesh import envoy
 from podnet.mesh.interception import PROXY_GID, PROXY_UID
 
 PROXY_DIR_ENV = "PODNET_PROXY_DIR"
+TRACES_ENV = "PODNET_TRACES_FILE"  # where the proxy's spans go, one Zipkin JSON span per line
+TRACES_KEPT = 20 * 1024 * 1024  # bytes of spans per pod before the older half is let go
 STATUS_PORT = 15020
 READY_POLL = 0.05  # seconds between looks at a starting Envoy
 CONCURRENCY = 2  # Envoy's worker threads: Istio's default for a sidecar
@@ -116,6 +120,58 @@ def status_handler(probers: dict[str, dict]):
     return Status
 
 
+class SpanFile:
+    """The pod's spans, appended as JSON lines (the cluster's own file: `podnet mesh traces`
+    reads it); past TRACES_KEPT bytes the file moves to .1 and a new one begins."""
+
+    def __init__(self, path: Path):
+        self.path, self.lock = path, threading.Lock()
+
+    def add(self, spans: list) -> None:
+        text = "".join(json.dumps(span, separators=(",", ":")) + "\n" for span in spans if isinstance(span, dict))
+        with self.lock:
+            try:
+                if self.path.stat().st_size > TRACES_KEPT:
+                    self.path.replace(self.path.with_suffix(self.path.suffix + ".1"))
+            except FileNotFoundError:
+                pass
+            with open(self.path, "a") as out:
+                out.write(text)
+
+
+def collector_handler(spans: SpanFile):
+    """Zipkin's span API (POST /api/v2/spans, a JSON list), as Envoy's Zipkin tracer sends them."""
+    class Collector(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):
+            try:
+                body = self._body()
+                spans.add(json.loads(body))
+                status = 202
+            except (ValueError, OSError):
+                status = 400
+            self.send_response(status)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def _body(self) -> bytes:
+            if "chunked" not in (self.headers.get("Transfer-Encoding") or "").lower():
+                return self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            chunks = []  # (Envoy streams its span reports in chunks)
+            while True:
+                size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
+                if size == 0:
+                    while self.rfile.readline().strip():  # trailers, then the blank line
+                        pass
+                    return b"".join(chunks)
+                chunks.append(self.rfile.read(size))
+                self.rfile.readline()
+
+        def log_message(self, *args):
+            pass
+
+    return Collector
+
+
 def envoy_argv(directory: Path, log_level: str) -> list[str]:
     return ["setpriv", f"--reuid={PROXY_UID}", f"--regid={PROXY_GID}", "--clear-groups", str(envoy.binary()),
             "-c", str(directory / "bootstrap.json"), "--disable-hot-restart", "--concurrency", str(CONCURRENCY),
@@ -132,6 +188,11 @@ def main(argv: list[str]) -> int:
     server = http.server.ThreadingHTTPServer(("0.0.0.0", STATUS_PORT), status_handler(probers))
     server.daemon_threads = True
     threading.Thread(target=server.serve_forever, name="status", daemon=True).start()
+    if os.environ.get(TRACES_ENV):
+        collector = http.server.ThreadingHTTPServer(("127.0.0.1", envoy.TRACE_COLLECTOR_PORT),
+                                                    collector_handler(SpanFile(Path(os.environ[TRACES_ENV]))))
+        collector.daemon_threads = True
+        threading.Thread(target=collector.serve_forever, name="collector", daemon=True).start()
     proxy = subprocess.Popen(envoy_argv(directory, level))
     stopping = threading.Event()
 

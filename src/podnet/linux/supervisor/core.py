@@ -366,6 +366,17 @@ class Supervisor:
         self.runtime.tokens = self.tokens
         self.mesh = MeshProxies(self.layout)
 
+    def mesh_stats(self, window: float) -> dict[str, Any]:
+        """`podnet mesh stat`: each meshed pod's proxy's counters now and at the window's start
+        (mesh/stats.py makes the figures), with the pods to group them by."""
+        with self.lock:
+            if self.mesh is None:
+                return {"samples": {}, "pods": []}
+            netns = dict(self.attached)
+            pods = [pod.body for pod in self.cluster.of_kind("Pod")]
+        samples = self.mesh.sample(netns, window)  # (outside the lock: it waits on the proxies)
+        return {"samples": samples, "pods": pods}
+
     def renew_mesh_certificates(self) -> None:
         """The meshed pods' certificates past half their life renewed (called by the loop)."""
         if self.mesh is not None and self.mesh.agents:

@@ -72,6 +72,8 @@ def handle(supervisor, message: dict[str, Any]) -> dict[str, Any]:
     if op == "deletePods":  # pods no input holds, deleted by name: their controllers replace them
         grace = message.get("gracePeriod")
         return supervisor.delete_pods(list(message.get("refs") or []), None if grace is None else int(grace))
+    if op == "meshStats":  # `podnet mesh stat`: the proxies' counters over a window
+        return supervisor.mesh_stats(float(message.get("window") or 60))
     if op == "events":  # `podnet get events`: those changed after resourceVersion `since`
         since = int(message.get("since") or 0)
         if message.get("wait"):  # `-w`: a long poll until one changes (or the wait ends)
