@@ -26,10 +26,11 @@ while its connection still waits for the previous answer is sent as soon as that
 actual send to the last byte of the answer, as fortio measures it in Istio's benchmark; the
 latency from the scheduled time (which also counts a request's wait behind a late one on its
 connection, and the generator's own lateness: it wakes at epoll's 1 ms granularity) is printed
-beside it as p99. 16 connections: Istio's published latency runs sweep
-2–64 client connections at 1,000 QPS; at 16 each connection carries ~62 RPS (one request every
-16 ms), so a request almost never queues behind its predecessor, and the Python generator's
-per-connection work stays small. The first --warmup seconds of each run are not recorded.
+beside it as p99. 16 connections: Istio's published latency graphs plot 1,000 QPS against
+2 to 64 client connections, and 16 sits in that range; at 16 each connection carries ~62 RPS
+(one request every 16 ms), so a request almost never queues behind its predecessor, and one
+Python process keeps the rate with little work per connection (--processes splits it if not).
+The first --warmup seconds of each run are not recorded.
 
 The peer, in the same run: the same two pods, the same nginx, the same generator, with the
 client connecting to the server pod's IP:8080 directly and the capture tables removed (`nft
@@ -38,8 +39,9 @@ and no mesh (the order flipped every round); the medians across rounds of p50/p9
 printed for both, and the added latency (mesh − no mesh) per percentile against the goals.
 
 CPU: per sidecar, pilot_agent plus its Envoy (utime+stime from /proc/PID/stat) over the mesh
-rounds' wall time, as vCPU, normalised per 1,000 RPS achieved; memory: VmRSS of both after the
-load. The machine (CPUs, model) is printed first: on a 2-core machine the generator, nginx and
+runs' recorded windows, as vCPU, normalised per 1,000 RPS achieved (the whole machine's busy
+CPUs in each window are printed too: others' work on a shared host shows there); memory: VmRSS
+of both after the load. The machine (CPUs, model) is printed first: on a 2-core machine the generator, nginx and
 both proxies (2 workers each) share the cores, which a Kubernetes benchmark spreads over nodes.
 
 What the two sidecars do on this path is whatever podnet renders for it (mesh/envoy.py): the run
@@ -123,7 +125,7 @@ def generate(args: argparse.Namespace) -> None:
         s.setblocking(False)
         socks.append(s)
     poller = select.epoll()
-    for i, s in enumerate(socks):
+    for s in socks:
         poller.register(s.fileno(), select.EPOLLIN)
     by_fd = {s.fileno(): i for i, s in enumerate(socks)}
     # per connection: the send time and due time of the request in flight (0: idle), its bytes so
@@ -131,7 +133,7 @@ def generate(args: argparse.Namespace) -> None:
     sent_at, due_at, buffers, total = [0] * conns, [0] * conns, [b""] * conns, [0] * conns
     backlog: list[list[int]] = [[] for _ in range(conns)]
     start = args.start_ns  # CLOCK_MONOTONIC, shared with the other generator processes
-    step = 1e9 / rate
+    step = 1e9 / (rate * args.processes)  # (between requests of all the processes: k is the global index)
     record_from = start + int(args.warmup * 1e9)
     end = start + int((args.warmup + args.seconds) * 1e9)
     from_send, from_due = array.array("q"), array.array("q")
@@ -247,7 +249,7 @@ def run(*argv: str, input: str | None = None, check: bool = True) -> subprocess.
 
 
 def nginx_conf(directory: Path) -> str:
-    body = ("podnet-mesh-bench " * 100)[:BODY_BYTES - 1] + "\n"
+    body = nginx_body().decode()  # (no quote, backslash or $ in it: nginx takes it as it is)
     return f"""
 worker_processes 1;
 pid {directory}/nginx.pid;

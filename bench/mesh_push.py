@@ -1,7 +1,7 @@
 """A configuration push after an endpoint change, until every one of 100 meshed proxies has it.
 
     sudo PYTHONPATH=src .venv/bin/python bench/mesh_push.py [--pods 100] [--pushes 5] [--batch 10]
-        [--interval 2] [--as-podnet]
+        [--detect log|poll] [--interval 5] [--as-podnet]
 
 Root only. Issue 21's figure: configuration push after an endpoint change reaching every proxy
 under 100 ms for 100 meshed pods.
@@ -17,37 +17,46 @@ traffic flows, Envoy only needs 127.0.0.1), its proxy's identity and files from 
 How the Envoys run: podnet runs every proxy's Envoy as uid 1337, and each of podnet's Envoys
 holds 6 inotify instances (one per watched resource file). The kernel allows a uid
 fs.inotify.max_user_instances of them (128 by default, a host setting this benchmark must not
-change), so one host fits about 21 of podnet's proxies (fewer while others run): the 22nd Envoy
-aborts at start. So by default each Envoy runs as a uid of its own (UID_BASE + the pod's index,
-its files owned by that uid), started with pilot_agent's own Envoy command line (binary,
-bootstrap, --concurrency 2, log level), without pilot_agent around it and without the capture
-(no traffic here); configuration, files and push are podnet's. --as-podnet runs every sidecar
-exactly as podnet does (MeshProxies.prepare with the capture, `python -m podnet.mesh.pilot_agent
-proxy sidecar …` in the pod's namespace, Envoy as uid 1337) and refuses a --pods that does not
-fit uid 1337's inotify instances left.
+change), so one host fits about 21 of podnet's proxies (fewer while others run): the next Envoy
+aborts at its start. So by default each Envoy runs as a uid of its own (UID_BASE + the pod's
+index, its files owned by that uid), started with pilot_agent's own Envoy command line (binary,
+bootstrap, --concurrency 2, log level and format), without pilot_agent around it and without
+the capture (no traffic here); configuration, files and push are podnet's. --as-podnet runs
+every sidecar exactly as podnet does (MeshProxies.prepare with the capture, `python -m
+podnet.mesh.pilot_agent proxy sidecar …` in the pod's namespace, Envoy as uid 1337) and
+refuses a --pods that does not fit uid 1337's inotify instances left.
 
 The change: the control plane computes the cluster again with the last pod not ready
 (compute's live_readiness, kubelet's word), which takes its address out of the Service's
 endpoints; the next push makes it ready again (--pushes alternate the two states). The push is
 podnet's own, MeshProxies.push (each agent's sync: render, compare, write the changed files —
-here cds.json — by rename into the directory its Envoy watches), each agent's sync
-time-stamped as it returns. t0 is the start of the push (the cluster's compute is timed apart).
+here cds.json — by rename into the directory its Envoy watches), the moment of each proxy's
+rename stamped (os.replace wrapped in this process for the push). t0 is the start of the push (the cluster's compute is timed apart).
 Before each push, the same push to copies of the files that no Envoy watches gives the
 control plane's time without the Envoys competing for the CPU.
 
-When a proxy has the change: a poller process (this file's `poll` mode) holds a keep-alive
-connection to each Envoy's admin (127.0.0.1:15000 in each pod's namespace, the sockets opened
-there with podnet.host.netns.socket_in_netns), reads `cluster_manager.cluster_modified` (a
-cluster replaced by a CDS update; `cluster_manager.cds.update_success` and the Service cluster's
-`membership_total` beside it, which show the update and the new endpoint count) before the push,
-then asks each proxy again --interval ms after each answer that still shows the old count. A
-proxy's time is when the first answer showing its cluster replaced arrived (an upper bound: an
-Envoy answers its admin on the thread that applies the change, so a question asked during the
-apply is answered after it). Printed, medians over the pushes: the control plane's part
-(render+write for all proxies, and the same to unwatched files), the CPU the Envoys spent
-applying it, the time until the median and the last proxy had it, the ratio of the last to the
-100 ms goal, Envoy's own part (each proxy's time from its files written to its cluster
-replaced), and how often each Envoy read each of its files.
+When a proxy has the change (--detect):
+- log (the default): each Envoy's `upstream` logger set to info through its admin once, before
+  the pushes; Envoy then logs, with microsecond wall-clock stamps (pilot_agent's log format),
+  "cds: response indicates …" when it has read and parsed the file and "cds: added/updated N
+  cluster(s)" once its cluster manager holds the new cluster (what the cluster_modified counter
+  counts). Nothing asks the Envoys anything while the push is under way.
+- poll (the brief's first idea): a poller process (this file's `poll` mode) holds a keep-alive
+  connection to each Envoy's admin (127.0.0.1:15000 in each pod's namespace, the sockets opened
+  there with podnet.host.netns.socket_in_netns) and asks each proxy for its counters again
+  --interval ms after each answer still showing the old ones, until `cluster_manager.
+  cluster_modified` grew; a proxy's time is the answer's arrival. It disturbs what it measures:
+  each question costs that Envoy ~0.1 ms of CPU (/stats?usedonly, ~0.6 ms without usedonly) on
+  the thread that applies the change, and on 2 cores 100 proxies polled every few ms take a
+  good part of the machine; an answer to a question asked during the apply waits for it.
+After each push, every proxy's admin is asked once (outside the timing) whether its Service
+cluster has the expected number of endpoints.
+
+Printed, medians over the pushes: the control plane's part (render+write for all proxies, and
+the same to unwatched files), the CPU the Envoys spent applying it, the time until the median
+and the last proxy had it, the ratio of the last to the 100 ms goal, Envoy's own part (each
+proxy's time from its file written to its cluster replaced), and how often each Envoy read each
+of its files.
 
 The peer, in the same run: the same change pushed to one proxy alone (its render+write, its
 Envoy's apply), the floor of a push: how much of the 100-proxy time is the number of proxies.
@@ -55,13 +64,14 @@ Istio publishes no convergence time for a comparable set-up to run beside it (is
 pilot_proxy_convergence_time is a metric, not a published figure).
 
 Memory: RSS of all the Envoys (and pilot_agents with --as-podnet) and their PSS (shared pages,
-the Envoy binary's and the interpreter's, counted once). On a 2-core machine, 100 Envoys' main
-threads, the push and the poller share the two CPUs; the figures depend on it.
+the Envoy binary's and the interpreter's, counted once). On a 2-core machine, 100 Envoys, the
+push (and the poller) share the two CPUs; the figures depend on it.
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
 import os
 import secrets
@@ -83,13 +93,14 @@ sys.path.insert(0, str(SRC))
 
 GOAL = 100.0  # ms until every proxy has the change (issue 21), 100 pods
 READY_DEADLINE = 60.0
+WATCH_DEADLINE = 30.0  # s a push may take before it counts as failed
 UID_BASE = 1_337_000  # the proxies' uids but with --as-podnet: UID_BASE + the pod's index (no user has them)
 ENVOY_INOTIFY = 6  # inotify instances one proxy's Envoy holds (1.40: one per watched resource file)
-WATCH_DEADLINE = 30.0  # s a push may take before the poller gives up on a proxy
 SERVICE_CLUSTER = "outbound|80||app.bench.svc.cluster.local"
 # a cluster replaced by a CDS update; the CDS updates applied; the endpoints of the Service's cluster
 STATS = ("cluster_manager.cluster_modified", "cluster_manager.cds.update_success",
          f"cluster.{SERVICE_CLUSTER}.membership_total")
+LOG_READ, LOG_APPLIED = "cds: response indicates", "cds: added/updated"  # Envoy's upstream logger, info
 MODEL = """
 apiVersion: v1
 kind: Namespace
@@ -114,12 +125,12 @@ spec:
 """
 
 
-# -- the poller (a process of its own: it must not share the push's interpreter) ----------------
+# -- Envoy's admin ---------------------------------------------------------------------------
 
 
-def _request() -> bytes:
+def stats_path() -> str:
     pattern = "^(" + "|".join(name.replace(".", r"\.").replace("|", r"\|") for name in STATS) + ")$"
-    return f"GET /stats?filter={urllib.parse.quote(pattern)} HTTP/1.1\r\nHost: admin\r\n\r\n".encode()
+    return f"/stats?usedonly&filter={urllib.parse.quote(pattern)}"  # (usedonly: 5x cheaper for Envoy)
 
 
 def _complete(buf: bytes) -> bytes | None:
@@ -147,12 +158,42 @@ def _complete(buf: bytes) -> bytes | None:
 
 def _values(body: bytes) -> tuple[int, ...]:
     found = dict(line.split(": ", 1) for line in body.decode().splitlines() if ": " in line)
-    return tuple(int(found.get(name, "0")) for name in STATS)
+    return tuple(int(found.get(name, "0")) for name in STATS)  # (usedonly: a counter never used is absent)
+
+
+def admin(netns: str, path: str, method: str = "GET") -> bytes:
+    """One request to the admin of the Envoy in `netns` (a socket opened there, used from here)."""
+    from podnet.host.netns import socket_in_netns
+
+    s = socket_in_netns(netns, socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        s.settimeout(5.0)
+        s.connect(("127.0.0.1", 15000))
+        s.sendall(f"{method} {path} HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n\r\n".encode())
+        data = b""
+        while chunk := s.recv(65536):
+            data += chunk
+    finally:
+        s.close()
+    if not data.startswith(b"HTTP/1.1 200"):
+        raise RuntimeError(f"the admin in {netns} answered {method} {path}: {data[:100]!r}")
+    return _complete(data) or b""
+
+
+def reads(netns: str) -> dict[str, int]:
+    """How often the proxy in `netns` has read each of its watched resources (update_attempt)."""
+    found = dict(line.split(": ", 1) for line in admin(netns, "/stats?filter=update_attempt").decode().splitlines()
+                 if ": " in line)
+    return {name: int(found.get(f"{name}.update_attempt", "0"))
+            for name in ("cluster_manager.cds", "listener_manager.lds", "sds.default", "sds.ROOTCA")}
+
+
+# -- the poller (--detect poll: a process of its own, not sharing the push's interpreter) -------
 
 
 def poll(args: argparse.Namespace) -> None:
-    """Commands on stdin: `watch NS…` (or `watch` for all): the counters read, `armed` printed,
-    then every watched proxy asked until its cluster_modified grew; a JSON line per watch."""
+    """Commands on stdin: `watch NS…`: the counters read, `armed` printed, then every watched proxy
+    asked until its cluster_modified grew; a JSON line per watch (times: CLOCK_MONOTONIC ns)."""
     from podnet.host.netns import socket_in_netns
 
     names = args.netns.split(",")
@@ -166,8 +207,7 @@ def poll(args: argparse.Namespace) -> None:
     poller = select.epoll()
     for s in socks.values():
         poller.register(s.fileno(), select.EPOLLIN)
-    request = _request()
-
+    request = f"GET {stats_path()} HTTP/1.1\r\nHost: admin\r\n\r\n".encode()
     buffers = dict.fromkeys(names, b"")
 
     def answer(name: str) -> tuple[int, ...] | None:
@@ -201,7 +241,6 @@ def poll(args: argparse.Namespace) -> None:
         command, *which = line.split()
         if command != "watch":
             break
-        which = which or names
         baseline = ask_once(which)
         armed = time.perf_counter_ns()
         cpu_armed = time.process_time()
@@ -210,7 +249,7 @@ def poll(args: argparse.Namespace) -> None:
         last_old = dict.fromkeys(which, armed)  # the latest question answered with the old counters
         next_ask = dict.fromkeys(which, armed)
         in_flight: dict[str, int] = {}
-        applied: dict[str, tuple[int, int, tuple[int, ...]]] = {}
+        applied: dict[str, tuple[int, int]] = {}
         questions = 0
         interval = int(args.interval * 1e6)
         while len(applied) < len(which) and time.perf_counter_ns() - armed < WATCH_DEADLINE * 1e9:
@@ -229,16 +268,89 @@ def poll(args: argparse.Namespace) -> None:
                     continue
                 answered, sent = time.perf_counter_ns(), in_flight.pop(name)
                 if values[0] > baseline[name][0]:
-                    applied[name] = (last_old[name], answered, (values[0] - baseline[name][0],
-                                                                values[1] - baseline[name][1], values[2]))
+                    applied[name] = (last_old[name], answered)
                 else:
                     last_old[name], next_ask[name] = sent, answered + interval
         for name in list(in_flight):  # (the answers to questions still out, read before the next watch)
             while answer(name) is None:
                 pass
         wall = (time.perf_counter_ns() - armed) / 1e9
-        print(json.dumps({"applied": applied, "missing": [n for n in which if n not in applied],
-                          "questions": questions, "cpu": (time.process_time() - cpu_armed) / wall}), flush=True)
+        print(json.dumps({"applied": applied, "questions": questions,
+                          "cpu": (time.process_time() - cpu_armed) / wall}), flush=True)
+
+
+class PollWatch:
+    """--detect poll: the poller process's answers."""
+
+    def __init__(self, netns: list[str], interval: float):
+        self.process = subprocess.Popen([sys.executable, str(Path(__file__).resolve()), "poll", "--netns",
+                                         ",".join(netns), "--interval", str(interval)],
+                                        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                                        env={**os.environ, "PYTHONPATH": str(SRC)})
+        if self.process.stdout.readline().strip() != "ready":
+            raise RuntimeError("the poller did not start")
+
+    def arm(self, netns: list[str]) -> None:
+        self.process.stdin.write("watch " + " ".join(netns) + "\n")
+        self.process.stdin.flush()
+        if self.process.stdout.readline().strip() != "armed":
+            raise RuntimeError("the poller is not armed")
+
+    def collect(self, t0: int, t0_wall: int) -> tuple[dict[str, dict], dict]:
+        """Per proxy, ns after t0: `applied` (and `asked`, its question before, which still had
+        the old counters); the poller's own figures."""
+        result = json.loads(self.process.stdout.readline())
+        times = {ns: {"applied": answered - t0, "asked": before - t0} for ns, (before, answered) in result["applied"].items()}
+        return times, {"questions": result["questions"], "poller_cpu": result["cpu"]}
+
+    def close(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+
+class LogWatch:
+    """--detect log: each Envoy's CDS log lines, stamped by Envoy itself."""
+
+    def __init__(self, logs: dict[str, Path]):
+        self.logs, self.offsets = logs, {}
+        for ns in logs:  # (the upstream logger's info lines: the CDS updates; nothing else at rest)
+            admin(ns, "/logging?upstream=info", method="POST")
+
+    def arm(self, netns: list[str]) -> None:
+        self.offsets = {ns: self.logs[ns].stat().st_size for ns in netns}
+
+    def collect(self, t0: int, t0_wall: int) -> tuple[dict[str, dict], dict]:
+        """Per proxy, ns after t0: `read` (the file read and parsed), `applied` (the cluster in
+        its cluster manager)."""
+        times: dict[str, dict] = {}
+        deadline = time.monotonic() + WATCH_DEADLINE
+        while len(times) < len(self.offsets) and time.monotonic() < deadline:
+            time.sleep(0.02)
+            for ns, offset in self.offsets.items():
+                if ns in times:
+                    continue
+                with open(self.logs[ns], "rb") as log:
+                    log.seek(offset)
+                    lines = log.read().decode(errors="replace").splitlines()
+                stamps = {}
+                for line in lines:
+                    for key, marker in (("read", LOG_READ), ("applied", LOG_APPLIED)):
+                        if marker in line and key not in stamps:
+                            stamps[key] = _log_time(line) - t0_wall
+                if "applied" in stamps:
+                    times[ns] = stamps
+        return times, {}
+
+    def close(self) -> None:
+        pass
+
+
+def _log_time(line: str) -> int:
+    """The wall-clock time (ns) of an Envoy log line in pilot_agent's format (…T…%fZ, UTC)."""
+    stamp = datetime.datetime.strptime(line.split("\t", 1)[0], "%Y-%m-%dT%H:%M:%S.%fZ")
+    whole = int(stamp.replace(microsecond=0, tzinfo=datetime.timezone.utc).timestamp())
+    return whole * 1_000_000_000 + stamp.microsecond * 1000
 
 
 # -- the pods ----------------------------------------------------------------------------------
@@ -263,23 +375,21 @@ def healthy(netns: str) -> bool:
         s.close()
 
 
-def reads(netns: str) -> dict[str, int]:
-    """How often the proxy in `netns` has read each of its watched resources (update_attempt)."""
-    from podnet.host.netns import socket_in_netns
-
-    s = socket_in_netns(netns, socket.AF_INET, socket.SOCK_STREAM)
-    try:
-        s.settimeout(5.0)
-        s.connect(("127.0.0.1", 15000))
-        s.sendall(b"GET /stats?filter=update_attempt HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        data = b""
-        while chunk := s.recv(65536):
-            data += chunk
-    finally:
-        s.close()
-    found = dict(line.split(": ", 1) for line in _complete(data).decode().splitlines() if ": " in line)
-    return {name: int(found.get(f"{name}.update_attempt", "0"))
-            for name in ("cluster_manager.cds", "listener_manager.lds", "sds.default", "sds.ROOTCA")}
+def inotify_instances(uid: int) -> int:
+    """The inotify instances open in processes whose effective uid is `uid` (what the kernel's
+    fs.inotify.max_user_instances limits, per uid)."""
+    count = 0
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            euid = next(int(line.split()[2]) for line in (proc / "status").read_text().splitlines()
+                        if line.startswith("Uid:"))
+            if euid == uid:
+                count += sum(1 for fd in (proc / "fd").iterdir() if os.readlink(fd) == "anon_inode:inotify")
+        except (OSError, StopIteration, ValueError):
+            pass
+    return count
 
 
 def children(pid: int) -> list[int]:
@@ -303,26 +413,21 @@ def memory_kb(pid: int) -> tuple[int, int]:
     return rss, pss
 
 
-def inotify_instances(uid: int) -> int:
-    """The inotify instances open in processes whose effective uid is `uid` (what the kernel's
-    fs.inotify.max_user_instances limits, per uid)."""
-    count = 0
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
+def cpu_seconds(pid: int) -> float:
+    """The CPU time of the process's threads (schedstat: nanoseconds, not utime's clock ticks)."""
+    total = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
         try:
-            euid = next(int(line.split()[2]) for line in (proc / "status").read_text().splitlines()
-                        if line.startswith("Uid:"))
-            if euid == uid:
-                count += sum(1 for fd in (proc / "fd").iterdir() if os.readlink(fd) == "anon_inode:inotify")
-        except (OSError, StopIteration, ValueError):
+            total += int((task / "schedstat").read_text().split()[0])
+        except OSError:
             pass
-    return count
+    return total / 1e9
 
 
 @dataclass
 class Sidecar:
     netns: str
+    log: Path
     process: subprocess.Popen  # what was started (`ip netns exec` execs it: same pid)
     envoy_pid: int = 0
     agent_pid: int = 0  # pilot_agent's, with --as-podnet
@@ -331,22 +436,22 @@ class Sidecar:
 def start_sidecar(pod, netns: str, directory: Path, log: Path) -> Sidecar:
     """The injected container as the runtime starts it: `python -m podnet.mesh.pilot_agent` and
     the args the injector wrote (it runs Envoy as uid 1337)."""
-    container = next(c for c in pod.spec["initContainers"] if c["name"] == "istio-proxy")
-    args = [str(a).replace("$(POD_NAMESPACE)", pod.namespace) for a in container.get("args") or []]
     from podnet.mesh import pilot_agent
 
+    container = next(c for c in pod.spec["initContainers"] if c["name"] == "istio-proxy")
+    args = [str(a).replace("$(POD_NAMESPACE)", pod.namespace) for a in container.get("args") or []]
     env = {**os.environ, pilot_agent.PROXY_DIR_ENV: str(directory), "PYTHONPATH": str(SRC)}
     if hasattr(pilot_agent, "TRACES_ENV"):  # the runtime gives the agent its pod's span file (where podnet has one)
         env[pilot_agent.TRACES_ENV] = str(log.with_suffix(".spans.jsonl"))
     with open(log, "ab") as out:
         process = subprocess.Popen(["ip", "netns", "exec", netns, sys.executable, "-m", "podnet.mesh.pilot_agent",
                                     *args], env=env, stdout=out, stderr=out)
-    return Sidecar(netns, process, agent_pid=process.pid)
+    return Sidecar(netns, log, process, agent_pid=process.pid)
 
 
 def start_envoy(netns: str, directory: Path, uid: int, log: Path) -> Sidecar:
-    """Envoy as pilot_agent starts it (its argv: binary, bootstrap, --concurrency 2, log level),
-    but as `uid`."""
+    """Envoy as pilot_agent starts it (its argv: binary, bootstrap, --concurrency 2, log level and
+    format), but as `uid`."""
     from podnet.mesh.interception import PROXY_GID, PROXY_UID
     from podnet.mesh.pilot_agent import envoy_argv
 
@@ -354,7 +459,10 @@ def start_envoy(netns: str, directory: Path, uid: int, log: Path) -> Sidecar:
             for word in envoy_argv(directory, "warning")]
     with open(log, "ab") as out:
         process = subprocess.Popen(["ip", "netns", "exec", netns, *argv], stdout=out, stderr=out)
-    return Sidecar(netns, process, envoy_pid=process.pid)
+    return Sidecar(netns, log, process, envoy_pid=process.pid)
+
+
+# -- the benchmark -----------------------------------------------------------------------------
 
 
 def main() -> None:
@@ -365,8 +473,11 @@ def main() -> None:
     watcher.add_argument("--interval", type=float, required=True)
     parser.add_argument("--pods", type=int, default=100)
     parser.add_argument("--pushes", type=int, default=5, help="pushes to all (and as many to one proxy alone)")
-    parser.add_argument("--batch", type=int, default=10, help="sidecars started at a time")
-    parser.add_argument("--interval", type=float, default=2.0, help="ms between a proxy's answer and the next question")
+    parser.add_argument("--batch", type=int, default=10, help="Envoys started at a time")
+    parser.add_argument("--detect", choices=("log", "poll"), default="log",
+                        help="when a proxy has the change: its Envoy's log stamps, or its admin asked again and again")
+    parser.add_argument("--interval", type=float, default=5.0,
+                        help="--detect poll: ms between a proxy's answer and the next question")
     parser.add_argument("--as-podnet", action="store_true",
                         help="every sidecar as podnet runs it (pilot_agent, uid 1337): fits only as many as "
                              "fs.inotify.max_user_instances allows uid 1337")
@@ -416,13 +527,13 @@ def bench(args: argparse.Namespace) -> None:
     flipped = pods[-1].name
     tag = secrets.token_hex(3)
     netns = {pod.name: f"mb{tag}p{i:03d}" for i, pod in enumerate(pods)}
-    base = Path(tempfile.mkdtemp(prefix="podnet-mesh-push-"))
-    os.chmod(base, 0o755)  # the proxies' user reaches its files through it
     made: list[str] = []
     sidecars: list[Sidecar] = []
-    poller = None
+    watch = None
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # (the finally below runs on a kill too)
+    base = Path(tempfile.mkdtemp(prefix="podnet-mesh-push-"))
     try:
+        os.chmod(base, 0o755)  # the proxies' users reach their files through it
         started = time.monotonic()
         for name in netns.values():
             run("ip", "netns", "add", name)
@@ -462,15 +573,14 @@ def bench(args: argparse.Namespace) -> None:
                 sidecar.envoy_pid = envoys[0]
         print(f"{len(pods)} meshed pods, each its namespace, identity, files and "
               f"{'capture and sidecar (pilot_agent, Envoy as uid 1337)' if args.as_podnet else 'Envoy (uid of its own)'}: "
-              f"ready in {time.monotonic() - started:.1f} s", flush=True)
+              f"ready in {time.monotonic() - started:.1f} s; detecting the change by "
+              f"{'the Envoys’ log stamps' if args.detect == 'log' else f'asking the admins every {args.interval:g} ms'}",
+              flush=True)
         time.sleep(2.0)  # (the last Envoys' start-up work settled)
 
-        poller = subprocess.Popen([sys.executable, str(Path(__file__).resolve()), "poll", "--netns",
-                                   ",".join(netns[p.name] for p in pods), "--interval", str(args.interval)],
-                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-                                  env={**os.environ, "PYTHONPATH": str(SRC)})
-        if poller.stdout.readline().strip() != "ready":
-            raise RuntimeError("the poller did not start")
+        all_netns = [netns[p.name] for p in pods]
+        watch = (LogWatch({s.netns: s.log for s in sidecars}) if args.detect == "log"
+                 else PollWatch(all_netns, args.interval))
 
         def not_ready(pod):  # kubelet's word on the flipped pod; the offline rule for the others
             return False if pod.name == flipped else None
@@ -494,19 +604,20 @@ def bench(args: argparse.Namespace) -> None:
             unwatched.push(target)
             quiet = time.perf_counter_ns() - began
             time.sleep(0.5)  # (the page cache's writeback of those files out of the way)
-            full.append({"compute": computed, "unwatched": quiet,
-                         **push(proxies, target, poller, [netns[p.name] for p in pods],
-                                [f"bench/{p.name}" for p in pods], envoy_pids)})
+            result = push(proxies, target, watch, all_netns, [p.ref for p in pods], envoy_pids)
+            full.append({"compute": computed, "unwatched": quiet, **result})
+            confirm(all_netns, args.pods if ready else args.pods - 1)
             time.sleep(0.5)  # (the Envoys settled before the next)
-        one = f"bench/{pods[0].name}"
+        one = pods[0].ref
         solo = MeshProxies(proxies.layout)  # the peer: the same change to one proxy alone
         solo.agents = {one: proxies.agents[one]}
         for _ in range(args.pushes):
             ready = not ready
             target = compute(store, config, live_readiness=None if ready else not_ready)
-            alone.append(push(solo, target, poller, [netns[pods[0].name]], [one], envoy_pids[:1]))
+            alone.append(push(solo, target, watch, all_netns[:1], [one], envoy_pids[:1]))
+            confirm(all_netns[:1], args.pods if ready else args.pods - 1)
             time.sleep(0.2)
-        counts = [reads(netns[pod.name]) for pod in pods[1:]]  # (the first had the peer's pushes too)
+        counts = [reads(ns) for ns in all_netns[1:]]  # (the first had the peer's pushes too)
         read = {name: statistics.median(c[name] for c in counts) for name in counts[0]}
         rss = pss = 0
         parts = {"agent": [0, 0], "envoy": [0, 0]}
@@ -518,9 +629,8 @@ def bench(args: argparse.Namespace) -> None:
                 rss, pss = rss + r, pss + p
         report(args, full, alone, rss, pss, parts, read)
     finally:
-        if poller is not None and poller.poll() is None:
-            poller.kill()
-            poller.wait()
+        if watch is not None:
+            watch.close()
         for sidecar in sidecars:  # SIGTERM: each agent stops its Envoy (or Envoy itself)
             if sidecar.agent_pid and not sidecar.envoy_pid and sidecar.process.poll() is None:
                 sidecar.envoy_pid = next(iter(children(sidecar.agent_pid)), 0)  # (killed below if still there)
@@ -542,59 +652,58 @@ def bench(args: argparse.Namespace) -> None:
         shutil.rmtree(base, ignore_errors=True)
 
 
-def cpu_seconds(pid: int) -> float:
-    """The CPU time of the process's threads (schedstat: nanoseconds, not utime's clock ticks)."""
-    total = 0
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        try:
-            total += int((task / "schedstat").read_text().split()[0])
-        except OSError:
-            pass
-    return total / 1e9
+def push(proxies, target, watch, netns: list[str], refs: list[str], envoy_pids: list[int]) -> dict:
+    """MeshProxies.push of `target`, the moment each proxy's file goes into place stamped; when
+    each proxy had it; the CPU the push and the Envoys used."""
+    written: dict[str, int] = {}  # proxy directory -> its (last) file renamed into place
+    rename = os.replace
 
+    def stamped(source, target_path, *args, **kwargs):  # envoy.write_files puts each file in place with os.replace
+        written[str(Path(target_path).parent)] = time.perf_counter_ns()  # (just before: a stamp after it
+        return rename(source, target_path, *args, **kwargs)  # could come after the Envoy it woke had run)
 
-def push(proxies, target, poller: subprocess.Popen, watched: list[str], refs: list[str], envoy_pids: list[int]) -> dict:
-    """MeshProxies.push of `target`, each agent's sync time-stamped as it returns; the poller's
-    times for each watched proxy; the CPU the push and the Envoys used."""
-    written: dict[str, int] = {}
-    originals = {}
-    for ref in refs:
-        agent = proxies.agents[ref]
-        originals[ref] = agent.sync
-
-        def stamped(cluster, policies, _sync=agent.sync, _ref=ref):
-            changed = _sync(cluster, policies)
-            written[_ref] = time.perf_counter_ns()
-            return changed
-
-        agent.sync = stamped
-    poller.stdin.write("watch " + " ".join(watched) + "\n")
-    poller.stdin.flush()
-    if poller.stdout.readline().strip() != "armed":
-        raise RuntimeError("the poller is not armed")
+    watch.arm(netns)
     envoys_before = sum(cpu_seconds(pid) for pid in envoy_pids)
     cpu_before = time.process_time()
-    t0 = time.perf_counter_ns()
-    pushed = proxies.push(target)
-    done = time.perf_counter_ns()
+    os.replace = stamped
+    try:
+        t0, t0_wall = time.perf_counter_ns(), time.time_ns()
+        pushed = proxies.push(target)
+        done = time.perf_counter_ns()
+    finally:
+        os.replace = rename
     pusher_cpu = time.process_time() - cpu_before
-    result = json.loads(poller.stdout.readline())
+    times, extra = watch.collect(t0, t0_wall)
     envoys_cpu = sum(cpu_seconds(pid) for pid in envoy_pids) - envoys_before
-    for ref, sync in originals.items():
-        proxies.agents[ref].sync = sync
-    if result["missing"]:
-        raise RuntimeError(f"{len(result['missing'])} proxies did not show the change in {WATCH_DEADLINE:.0f} s "
-                           f"(e.g. {result['missing'][:3]})")
-    files = sorted({name for changed in pushed.values() for name in changed})
-    by_netns = dict(zip(watched, refs))
-    applied = {ns: answered - t0 for ns, (_, answered, _) in result["applied"].items()}
-    envoy_part = [answered - written[by_netns[ns]] for ns, (_, answered, _) in result["applied"].items()]
-    resolution = [answered - before for before, answered, _ in result["applied"].values()]
-    return {"written": done - t0, "median": statistics.median(applied.values()), "last": max(applied.values()),
-            "envoy": statistics.median(envoy_part), "resolution": statistics.median(resolution),
-            "files": files, "pushed": len(pushed), "questions": result["questions"], "poller_cpu": result["cpu"],
-            "pusher_cpu": pusher_cpu * 1e9 / (done - t0), "envoys_cpu": envoys_cpu,
-            "updates": sorted({tuple(d) for _, _, d in result["applied"].values()})}
+    written = {ns: written[proxies.agents[ref].files.directory] for ns, ref in zip(netns, refs)}
+    missing = [ns for ns in netns if ns not in times]
+    if missing:
+        raise RuntimeError(f"{len(missing)} proxies did not show the change in {WATCH_DEADLINE:.0f} s (e.g. {missing[:3]})")
+    if min(t["applied"] for t in times.values()) < 0:
+        raise RuntimeError("a proxy had the change before the push began: clocks disagree")
+    applied = [t["applied"] for t in times.values()]
+    out = {"written": done - t0, "median": statistics.median(applied), "last": max(applied),
+           "envoy": statistics.median(t["applied"] - (written[ns] - t0) for ns, t in times.items()),
+           "files": sorted({name for changed in pushed.values() for name in changed}), "pushed": len(pushed),
+           "pusher_cpu": pusher_cpu * 1e9 / (done - t0), "envoys_cpu": envoys_cpu, **extra}
+    if all("read" in t for t in times.values()):  # (log: Envoy's own stamps of reading and applying)
+        out["reading"] = statistics.median(t["read"] - (written[ns] - t0) for ns, t in times.items())
+        out["applying"] = statistics.median(t["applied"] - t["read"] for t in times.values())
+    if all("asked" in t for t in times.values()):  # (poll: the question before, answered with the old counters)
+        out["gap"] = statistics.median(t["applied"] - t["asked"] for t in times.values())
+    return out
+
+
+def confirm(netns: list[str], endpoints: int) -> None:
+    """Every proxy's Service cluster has `endpoints` endpoints (asked after the timing)."""
+    wrong = {}
+    for ns in netns:
+        values = _values(admin(ns, stats_path()))
+        if values[2] != endpoints:
+            wrong[ns] = values[2]
+    if wrong:
+        raise RuntimeError(f"{len(wrong)} proxies' {SERVICE_CLUSTER} lack the change: {dict(list(wrong.items())[:3])}, "
+                           f"{endpoints} endpoints expected")
 
 
 def report(args, full: list[dict], alone: list[dict], rss: int, pss: int, parts: dict, read: dict) -> None:
@@ -604,8 +713,8 @@ def report(args, full: list[dict], alone: list[dict], rss: int, pss: int, parts:
     print(f"\nendpoint change (the last pod's readiness flipped; {args.pushes} pushes alternating), "
           f"{args.pods} proxies; medians over the pushes:")
     print(f"  files written per push: {sorted({f for r in full for f in r['files']})} to "
-          f"{sorted({r['pushed'] for r in full})} proxies; seen when the change was (clusters modified, CDS updates "
-          f"since t0, the Service cluster's endpoints): {sorted({u for r in full for u in r['updates']})}")
+          f"{sorted({r['pushed'] for r in full})} proxies; after each push every proxy's Service cluster had "
+          f"{args.pods - 1} or {args.pods} endpoints as it should (asked after the timing)")
     print(f"  the control plane: compute {med(full, 'compute'):.1f} ms (before t0); render+write for all "
           f"{med(full, 'written'):.1f} ms (the pusher on the CPU {statistics.median(r['pusher_cpu'] for r in full):.0%} "
           f"of that time), the same push to unwatched copies of the files {med(full, 'unwatched'):.1f} ms")
@@ -613,11 +722,17 @@ def report(args, full: list[dict], alone: list[dict], rss: int, pss: int, parts:
           f"{statistics.median(r['envoys_cpu'] for r in full) / args.pods * 1e3:.1f} ms each "
           f"(one proxy alone: {statistics.median(r['envoys_cpu'] for r in alone) * 1e3:.1f} ms)")
     print(f"  every proxy has it: median proxy {med(full, 'median'):.1f} ms, last proxy {med(full, 'last'):.1f} ms "
-          f"after t0 (each push's last: {', '.join(str(round(ms(r['last']))) for r in full)} ms); Envoy's own part "
-          f"(files written -> cluster replaced), median proxy {med(full, 'envoy'):.1f} ms; the answer showing it came "
-          f"{med(full, 'resolution'):.1f} ms (median) after the question before it ({statistics.median(r['questions'] for r in full):.0f} questions, "
-          f"the poller busy {statistics.median(r['poller_cpu'] for r in full):.2f} CPU)")
-    print(f"  each proxy read its files (median): " + ", ".join(f"{name.split('.')[-1]} {n:.0f}x" for name, n in read.items())
+          f"after t0 (each push's last: {', '.join(str(round(ms(r['last']))) for r in full)} ms)")
+    if "applying" in full[0]:
+        print(f"  Envoy's own part, median proxy: file written -> {med(full, 'envoy'):.1f} ms -> cluster replaced, of "
+              f"which {med(full, 'reading'):.1f} ms until it had read and parsed the file, {med(full, 'applying'):.1f} ms "
+              f"applying it (one proxy alone: {med(alone, 'reading'):.1f} + {med(alone, 'applying'):.1f} ms)")
+    else:
+        print(f"  Envoy's own part, median proxy: file written -> {med(full, 'envoy'):.1f} ms -> answer showing the "
+              f"change; that answer came {med(full, 'gap'):.1f} ms after the question before it "
+              f"({statistics.median(r['questions'] for r in full):.0f} questions, the poller busy "
+              f"{statistics.median(r['poller_cpu'] for r in full):.2f} CPU)")
+    print("  each proxy read its files (median): " + ", ".join(f"{name.split('.')[-1]} {n:.0f}x" for name, n in read.items())
           + f" — at its start and at {args.pushes} pushes that wrote cds.json only (Envoy re-reads every resource "
           f"watching the directory when any file is renamed into it)")
     last = med(full, "last")

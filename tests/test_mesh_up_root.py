@@ -198,15 +198,17 @@ spec:
     to: [{operation: {methods: [GET], paths: ["/echo"]}}]
 """
 JOB = """
-apiVersion: v1
-kind: Pod
+apiVersion: batch/v1
+kind: Job
 metadata: {name: batch, namespace: shop}
 spec:
-  restartPolicy: Never
-  containers:
-  - name: main
-    image: python:3.12
-    command: [python3, -c, "import urllib.request; print(urllib.request.urlopen('http://api/hostname', timeout=10).read().decode())"]
+  template:
+    spec:
+      restartPolicy: Never
+      containers:
+      - name: main
+        image: python:3.12
+        command: [python3, -c, "import urllib.request; print(urllib.request.urlopen('http://api/hostname', timeout=10).read().decode())"]
 """
 ASK = textwrap.dedent("""
     import sys, urllib.error, urllib.request
@@ -392,15 +394,23 @@ def test_authorization_by_principal_method_and_path_is_pushed_to_the_running_pro
     eventually(lambda: ask(cluster, "web", "http://api/hostname").startswith("200 api-"), "the policy gone")
 
 
-def test_a_job_like_pod_with_a_sidecar_completes(cluster, tmp_path):
+def test_a_job_with_a_sidecar_completes(cluster, tmp_path):
     (tmp_path / "batch.yaml").write_text(JOB)
     podnet("apply", "-f", str(tmp_path / "batch.yaml"), "--name", cluster)
     try:
-        done = eventually(lambda: (p := pods(cluster).get("batch")) and p["status"].get("phase") == "Succeeded" and p,
-                          "the pod's app exited and its proxy stopped")
-        [proxy] = done["status"]["initContainerStatuses"]
+        def job() -> dict | None:
+            found = json.loads(podnet("get", "jobs", "-n", "shop", "-o", "json", "--name", cluster).stdout)["items"]
+            return next((j for j in found if any(c["type"] == "Complete" and c["status"] == "True"
+                                                  for c in j["status"].get("conditions") or [])), None)
+
+        done = eventually(job, "the Job's app exited, its proxy stopped and the Job complete")
+        assert done["status"]["succeeded"] == 1 and done["status"]["active"] == 0
+        [pod] = [p for p in pods(cluster).values() if p["metadata"]["labels"].get("job-name") == "batch"]
+        assert pod["status"]["phase"] == "Succeeded"
+        [proxy] = pod["status"]["initContainerStatuses"]
         assert proxy["name"] == "istio-proxy" and "terminated" in proxy["state"]
-        assert podnet("logs", "shop/batch", "--name", cluster).stdout.startswith("api-")  # it asked through its proxy
+        logs = podnet("logs", f"shop/{pod['metadata']['name']}", "--name", cluster).stdout
+        assert logs.startswith("api-")  # it asked through its proxy
     finally:
         podnet("delete", "-f", str(tmp_path / "batch.yaml"), "--name", cluster)
 

@@ -38,6 +38,7 @@ KINDS: tuple[KindInfo, ...] = (
     KindInfo("ReplicaSet", "apps/v1", "replicasets", ("rs",), True),
     KindInfo("StatefulSet", "apps/v1", "statefulsets", ("sts",), True),
     KindInfo("DaemonSet", "apps/v1", "daemonsets", ("ds",), True),
+    KindInfo("Job", "batch/v1", "jobs", (), True),
     KindInfo("NetworkPolicy", "networking.k8s.io/v1", "networkpolicies", ("netpol",), True),
     KindInfo(
         "Ingress",

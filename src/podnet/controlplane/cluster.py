@@ -250,7 +250,7 @@ def compute(store: ObjectStore, config: ClusterConfig,
 # here reads (ServiceAccounts, RBAC's objects for the API server's authorizer): stored as given.
 COMPUTED_KINDS = frozenset({
     "Namespace", "Node", "Pod", "Service", "Endpoints", "EndpointSlice", "Deployment", "ReplicaSet", "StatefulSet",
-    "DaemonSet", "NetworkPolicy", "AdminNetworkPolicy", "BaselineAdminNetworkPolicy", "Ingress", "IngressClass",
+    "DaemonSet", "Job", "NetworkPolicy", "AdminNetworkPolicy", "BaselineAdminNetworkPolicy", "Ingress", "IngressClass",
     "ConfigMap", "Secret",
 })
 
@@ -324,6 +324,13 @@ def _run_workloads(cluster: Cluster, by_kind: dict[str, list[KubeObject]], nodes
     for sts in by_kind["StatefulSet"]:
         cluster.add(sts)
         for pod in workloads.statefulset_pods(sts, index):
+            index.add(pod)
+            pods.append(pod)
+    for job in by_kind["Job"]:
+        system.stamp_uid(job)
+        workloads.apply_job_defaults(job)
+        cluster.add(job)
+        for pod in workloads.job_pods(job, index):
             index.add(pod)
             pods.append(pod)
     scheduler = Scheduler(nodes, {n.name: 0 for n in nodes})  # feasibility only
@@ -429,6 +436,8 @@ def _workload_status(cluster: Cluster, by_kind: dict[str, list[KubeObject]], pod
         workloads.fill_workload_status(deployment, rs_by_deployment[(deployment.namespace, deployment.name)])
     for workload in cluster.of_kind("StatefulSet") + cluster.of_kind("DaemonSet"):
         workloads.fill_owner_status(workload, owned[(workload.kind, workload.namespace, workload.name)])
+    for job in cluster.of_kind("Job"):
+        workloads.fill_job_status(job, owned[("Job", job.namespace, job.name)])
 
 
 def _endpoints(cluster: Cluster, services: list[KubeObject], by_kind: dict[str, list[KubeObject]],

@@ -17,6 +17,7 @@ from podnet.api import fields
 from podnet.api import labels as selectors
 from podnet.api.objects import KubeObject, deterministic_uid
 from podnet import naming
+from podnet.controlplane.defaults import default
 from podnet.controlplane.pods import apply_pod_spec_defaults
 
 
@@ -213,6 +214,46 @@ def daemonset_pods(ds: KubeObject, node_names: list[str], index: PodIndex,
         pod.spec["nodeName"] = node
         created.append((pod, node))
     return created
+
+
+JOB_UID_LABEL, JOB_NAME_LABEL = "batch.kubernetes.io/controller-uid", "batch.kubernetes.io/job-name"
+
+
+def apply_job_defaults(job: KubeObject) -> None:
+    """The API server's defaults for a Job (its uid stamped first): one completion, one pod at
+    a time, the selector by its uid and the labels it puts on the pod template."""
+    spec = job.spec
+    for key, value in (("completions", 1), ("parallelism", 1), ("backoffLimit", 6), ("completionMode", "NonIndexed"),
+                       ("suspend", False), ("manualSelector", False), ("podReplacementPolicy", "TerminatingOrFailed")):
+        default(spec, key, value)
+    uid = job.metadata.get("uid", "")
+    labels = {JOB_UID_LABEL: uid, JOB_NAME_LABEL: job.name, "controller-uid": uid, "job-name": job.name}
+    if not spec.get("selector"):
+        spec["selector"] = {"matchLabels": {JOB_UID_LABEL: uid}}
+    template = spec.setdefault("template", {})
+    metadata = template.setdefault("metadata", {})
+    metadata["labels"] = {**(metadata.get("labels") or {}), **labels}
+
+
+def job_pods(job: KubeObject, index: PodIndex) -> list[KubeObject]:
+    """A Job's pods: as many as run at once (parallelism, at most its completions; none while
+    suspended), after adopting what exists. Whether they finish is kubelet's word (the
+    supervisor lays it over the Job's status: linux/supervisor/status.py)."""
+    have = index.claim(job, selectors.from_label_selector(job.spec.get("selector")))
+    wanted = 0 if job.spec.get("suspend") else min(int(job.spec.get("parallelism") or 0), int(job.spec.get("completions") or 0))
+    labels = dict(((job.spec.get("template") or {}).get("metadata") or {}).get("labels") or {})
+    taken = {p.name for p in index.by_namespace.get(job.namespace, ())}
+    template = template_json(job)
+    names = replica_names(job, taken)
+    return [pod_from_template(job, next(names), labels, template) for _ in range(max(0, wanted - len(have)))]
+
+
+def fill_job_status(job: KubeObject, pods: list[KubeObject]) -> None:
+    """A Job as its controller first reports it: its pods active (ready ones counted), none done yet."""
+    job.body["status"] = {"active": len(pods), "ready": sum(1 for p in pods if fields.is_ready(p)), "terminating": 0,
+                          "uncountedTerminatedPods": {}}
+    if job.metadata.get("creationTimestamp"):
+        job.body["status"]["startTime"] = job.metadata["creationTimestamp"]
 
 
 def fill_workload_status(obj: KubeObject, pods: list[KubeObject], desired: int | None = None) -> None:

@@ -224,8 +224,7 @@ class Runtime:
         pod = sandbox.pod
         if pod is None or pod.spec.get("restartPolicy", "Always") == "Always":
             return
-        apps = [c for c in sandbox.containers if not c.sidecar]
-        if not apps or any(c.process is None or c.running or c.last_exit is None or c.next_start for c in apps):
+        if not app_containers_done(sandbox):
             return
         for container in sandbox.containers:
             if container.sidecar and container.restart_policy == "Always":
@@ -503,6 +502,13 @@ class Runtime:
 
     def stop_all(self) -> None:
         self.stop_pods(list(self.pods))
+
+
+def app_containers_done(sandbox: PodSandbox) -> bool:
+    """Whether the pod's app containers have all exited for good (none runs, none waits to start
+    or to be restarted): a pod that does not restart them is then done, once its sidecars stop."""
+    apps = [c for c in sandbox.containers if not c.sidecar]
+    return bool(apps) and not any(c.process is None or c.running or c.last_exit is None or c.next_start for c in apps)
 
 
 STARTED_PROGRAMS = ("podnet.dns", "podnet.ingressnginx", "podnet.agnhost", "podnet.agnhost.standin",

@@ -75,3 +75,9 @@ def until(stamp: str | None, now: float | None = None) -> str:
     if seconds is None:
         return UNKNOWN
     return human_duration(seconds - (clock() if now is None else now))
+
+
+def between(start: str | None, end: str | None) -> str:
+    """The time from one timestamp to another (a Job's DURATION once it completed)."""
+    first, last = parse(start), parse(end)
+    return UNKNOWN if first is None or last is None else human_duration(last - first)

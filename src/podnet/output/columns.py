@@ -123,6 +123,20 @@ def endpointslice_row(o: KubeObject, wide: bool) -> Row:
     return [o.name, o.body.get("addressType", ""), port_text, _more(addresses) if addresses else "<unset>", _age(o)]
 
 
+def job_row(o: KubeObject, wide: bool) -> Row:
+    # kubectl's printJob: STATUS from the conditions, COMPLETIONS succeeded/completions, DURATION
+    status = o.status
+    conditions = {c.get("type"): c.get("status") for c in status.get("conditions") or []}
+    shown = ("Complete" if conditions.get("Complete") == "True" else "Failed" if conditions.get("Failed") == "True"
+             else "Suspended" if o.spec.get("suspend") else "Running")
+    started, finished = status.get("startTime"), status.get("completionTime")
+    duration = age.between(started, finished) if started and finished else age.since(started) if started else ""
+    row = [o.name, shown, f"{status.get('succeeded', 0)}/{o.spec.get('completions', 1)}", duration, _age(o)]
+    if wide:
+        row += [*_containers(o.spec), _selector_text(o.spec.get("selector"))]
+    return row
+
+
 def deployment_row(o: KubeObject, wide: bool) -> Row:
     status = o.status
     replicas = o.spec.get("replicas", 1)
@@ -269,6 +283,7 @@ COLUMNS: dict[str, tuple[list[str], list[str], Printer]] = {
     "Endpoints": (["NAME", "ENDPOINTS", "AGE"], [], endpoints_row),
     "EndpointSlice": (["NAME", "ADDRESSTYPE", "PORTS", "ENDPOINTS", "AGE"], [], endpointslice_row),
     "Deployment": (["NAME", "READY", "UP-TO-DATE", "AVAILABLE", "AGE"], ["CONTAINERS", "IMAGES", "SELECTOR"], deployment_row),
+    "Job": (["NAME", "STATUS", "COMPLETIONS", "DURATION", "AGE"], ["CONTAINERS", "IMAGES", "SELECTOR"], job_row),
     "ReplicaSet": (["NAME", "DESIRED", "CURRENT", "READY", "AGE"], ["CONTAINERS", "IMAGES", "SELECTOR"], replicaset_row),
     "StatefulSet": (["NAME", "READY", "AGE"], ["CONTAINERS", "IMAGES"], statefulset_row),
     "DaemonSet": (["NAME", "DESIRED", "CURRENT", "READY", "UP-TO-DATE", "AVAILABLE", "NODE SELECTOR", "AGE"],

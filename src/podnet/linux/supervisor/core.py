@@ -48,6 +48,7 @@ from podnet.linux.supervisor.durable import Journal
 from podnet.linux.supervisor.events import EventStore, involved, posted_event
 from podnet.linux.supervisor.state import ClusterState
 from podnet.linux.supervisor.status import (
+    finished_phase,
     live_digest,
     POLICY_KINDS,
     live_readiness,
@@ -1149,11 +1150,20 @@ class Supervisor:
         refs = self._looked_at(self._live_changes, self._live_polled)
         if self._live_everything:
             refs, self._live_everything = self.runtime.pods.keys() | refs, False
+        jobs = set()
         for ref in refs:
             sandbox = self.runtime.pods.get(ref)
             if sandbox is not None:
                 namespace, name = ref.split("/", 1)
                 self.meta.live(("Pod", namespace, name), live_digest(sandbox, self.container_state.get(ref) or {}))
+                owner = fields.controller_of(sandbox.pod) if sandbox.pod is not None else None
+                if owner and owner.get("kind") == "Job":
+                    jobs.add((namespace, owner.get("name")))
+        for namespace, name in jobs:  # a Job's status follows its pods' (status.job_status)
+            done = tuple(sorted((ref, finished_phase(s)) for ref, s in self.runtime.pods.items() if s.pod is not None
+                                and s.namespace == namespace and (fields.controller_of(s.pod) or {}).get("name") == name
+                                and (fields.controller_of(s.pod) or {}).get("kind") == "Job"))
+            self.meta.live(("Job", namespace, name), done)
         self._live_noted = count
 
     def inputs_of(self, keys: list[list[str]] | None) -> list[dict[str, Any] | None]:

@@ -12,6 +12,7 @@ as the prober reported it.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Collection, Mapping
 from typing import Any
 
@@ -20,6 +21,7 @@ from podnet.config import go_duration
 from podnet.api.objects import KubeObject
 from podnet.controlplane import Cluster
 from podnet.controlplane.pods import serving_containers
+from podnet.linux.runtime import app_containers_done
 from podnet.linux.supervisor.events import timestamp
 
 ContainerState = Mapping[str, Mapping[str, Mapping[str, bool]]]
@@ -46,7 +48,6 @@ def runtime_status(body: dict[str, Any], sandbox, probed: Mapping[str, Mapping[s
     restarts, terminated or waiting states, and the pod's phase when every container has
     finished (restartPolicy Never / OnFailure). Changes `body` in place."""
     status = body["status"]
-    finished = []
     entries = {e.get("name"): e for e in (status.get("containerStatuses") or []) + (status.get("initContainerStatuses") or [])}
     for container in sandbox.containers:
         entry = entries.get(container.name)
@@ -77,9 +78,6 @@ def runtime_status(body: dict[str, Any], sandbox, probed: Mapping[str, Mapping[s
         else:
             code = container.last_exit if container.last_exit is not None else 0
             entry["state"] = {"terminated": {"exitCode": code, "reason": "Completed" if code == 0 else "Error"}}
-            if not container.sidecar:  # a sidecar's exit does not decide the pod's phase
-                finished.append(code)
-    apps = [c for c in sandbox.containers if not c.sidecar]
     sidecars = {c.name for c in sandbox.containers if c.sidecar}
     if any(not (c.get("ready")) for c in (status.get("containerStatuses") or []) +
            [e for e in status.get("initContainerStatuses") or [] if e.get("name") in sidecars]):
@@ -87,11 +85,50 @@ def runtime_status(body: dict[str, Any], sandbox, probed: Mapping[str, Mapping[s
             if condition.get("type") in ("Ready", "ContainersReady"):
                 condition["status"] = "False"
                 condition["reason"] = "ContainersNotReady"
-    # the pod is done once its app containers have exited and kubelet has stopped its sidecars
-    if finished and len(finished) == len(apps) and not any(c.running for c in sandbox.containers if c.sidecar):
-        status["phase"] = "Succeeded" if all(code == 0 for code in finished) else "Failed"
+    done = finished_phase(sandbox)
+    if done is not None:
+        status["phase"] = done
     if any(container.waiting for container in sandbox.containers):  # kubelet: a container never started
         status["phase"] = "Pending"
+
+
+def finished_phase(sandbox) -> str | None:
+    """"Succeeded" or "Failed" once the pod is done — its app containers have exited for good
+    (restartPolicy Never or OnFailure) and kubelet has stopped its sidecars — else None."""
+    if not app_containers_done(sandbox) or any(c.running for c in sandbox.containers if c.sidecar):
+        return None
+    return "Succeeded" if all(c.last_exit == 0 for c in sandbox.containers if not c.sidecar) else "Failed"
+
+
+def job_status(body: dict[str, Any], sandboxes: list) -> None:
+    """kubelet's word on a Job's pods laid over its computed status (the Job controller's
+    count): those done are succeeded or failed, the Job Complete once enough succeeded. podnet
+    runs each completion once: a pod that failed is not replaced (backoffLimit's retries are
+    not made), and the Job fails with it when nothing else runs. Changes `body` in place."""
+    spec, status = body.get("spec") or {}, body.setdefault("status", {})
+    phases = [finished_phase(s) for s in sandboxes]
+    succeeded, failed = phases.count("Succeeded"), phases.count("Failed")
+    status["active"] = phases.count(None)
+    status["ready"] = status["active"] and status.get("ready", 0)
+    if succeeded:
+        status["succeeded"] = succeeded
+    if failed:
+        status["failed"] = failed
+    started = [c.started_at for s in sandboxes for c in s.containers if getattr(c, "started_at", None)]
+    if started and not status.get("startTime"):
+        status["startTime"] = timestamp(min(started))  # (its first pod's start)
+    ended = [c.finished_at for s in sandboxes for c in s.containers if not c.sidecar and c.finished_at]
+    when = timestamp(time.time() - (time.monotonic() - max(ended))) if ended else timestamp()
+    if succeeded >= int(spec.get("completions") or 1):
+        status.update(active=0, ready=0, completionTime=when, conditions=[
+            {"type": "SuccessCriteriaMet", "status": "True", "reason": "CompletionsReached",
+             "message": "Reached expected number of succeeded pods", "lastTransitionTime": when},
+            {"type": "Complete", "status": "True", "reason": "CompletionsReached",
+             "message": "Reached expected number of succeeded pods", "lastTransitionTime": when}])
+    elif failed and not status["active"]:
+        status["conditions"] = [{"type": "Failed", "status": "True", "reason": "PodFailed",
+                                 "message": "a pod of the Job failed (podnet runs each completion once)",
+                                 "lastTransitionTime": when}]
 
 
 def live_digest(sandbox, probed: Mapping[str, Mapping[str, bool]]) -> tuple:
@@ -101,6 +138,12 @@ def live_digest(sandbox, probed: Mapping[str, Mapping[str, bool]]) -> tuple:
                   getattr(c, "held", False),
                   tuple(sorted((probed.get(c.name) or {}).items())))
                  for c in sandbox.containers)
+
+
+def _owned_by(pod: KubeObject, owner: KubeObject) -> bool:
+    return pod.namespace == owner.namespace and any(
+        ref.get("controller") and ref.get("kind") == owner.kind and ref.get("name") == owner.name
+        for ref in pod.metadata.get("ownerReferences") or [])
 
 
 DROPPED_ANNOTATION = "podnet.dev/dropped-packets"
@@ -120,7 +163,10 @@ def object_bodies(cluster: Cluster, sandboxes: Mapping[str, Any], container_stat
     chosen = cluster.objects.values() if only is None else [o for k in only if (o := cluster.objects.get(k)) is not None]
     for obj in sorted(chosen, key=lambda o: o.key):
         body = obj.body
-        if obj.kind == "Pod" and obj.ref in sandboxes:
+        if obj.kind == "Job":
+            body = json.loads(json.dumps(body))
+            job_status(body, [s for s in sandboxes.values() if s.pod is not None and _owned_by(s.pod, obj)])
+        elif obj.kind == "Pod" and obj.ref in sandboxes:
             body = json.loads(json.dumps(body))  # a copy, and faster than deepcopy
             runtime_status(body, sandboxes[obj.ref], container_state.get(obj.ref) or {})
         elif obj.kind in POLICY_KINDS and drops and (obj.kind, obj.ref) in drops:
