@@ -76,7 +76,7 @@ metadata: {name: api, namespace: shop}
 spec:
   selector: {matchLabels: {app: api}}
   mtls: {mode: STRICT}
-  portLevelMtls: {"9090": {mode: PERMISSIVE}}
+  portLevelMtls: {"9090": {mode: PERMISSIVE}, "2525": {mode: PERMISSIVE}}
 ---
 apiVersion: security.istio.io/v1
 kind: AuthorizationPolicy
@@ -86,7 +86,7 @@ spec:
   rules:
   - from: [{source: {principals: ["cluster.local/ns/shop/sa/web"]}}]
     to: [{operation: {ports: ["8080"]}}]
-  - to: [{operation: {ports: ["9090"]}}]
+  - to: [{operation: {ports: ["9090", "2525"]}}]
   # plaintext clients of the pods' range would be allowed on 8080, but STRICT refuses them first
   - from: [{source: {ipBlocks: ["10.244.0.0/16"], notPrincipals: ["*"]}}]
     to: [{operation: {ports: ["8080"]}}]
@@ -130,7 +130,17 @@ APP = textwrap.dedent("""
             except OSError:
                 pass
             conn.close()
+    def greeter(port):  # a server that speaks first, as SMTP and MySQL do
+        listener = socket.socket()
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(("0.0.0.0", port))
+        listener.listen(16)
+        while True:
+            conn, peer = listener.accept()
+            conn.sendall(f"220 app {port} from {peer[0]}\\n".encode())
+            conn.close()
     threading.Thread(target=tcp, args=(9090,), daemon=True).start()
+    threading.Thread(target=greeter, args=(2525,), daemon=True).start()
     server = http.server.ThreadingHTTPServer(("0.0.0.0", 8080), Answer)
     print("ready", flush=True)
     server.serve_forever()
@@ -359,3 +369,20 @@ def test_a_pushed_change_reaches_the_proxy_without_a_restart(meshed):
 
 
 CLUSTERS = "import urllib.request; print(urllib.request.urlopen('http://127.0.0.1:15000/clusters', timeout=5).read().decode())"
+
+
+GREETED = textwrap.dedent("""
+    import socket, sys
+    s = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=20)
+    s.settimeout(20)
+    print(s.recv(200).decode().strip() or "closed")
+""")
+
+
+def test_a_server_that_speaks_first_is_reached_by_a_client_without_a_proxy(meshed):
+    """The inbound TLS detection has no client bytes to read: after its second it goes on as
+    plaintext (PERMISSIVE), instead of closing the connection at Envoy's 15 s default."""
+    _, _, pods, namespaces, base, _ = meshed
+    answer = run("ip", "netns", "exec", namespaces["plain"], sys.executable, "-c", GREETED,
+                 pods["api"].status["podIP"], "2525").strip()
+    assert answer == "220 app 2525 from 127.0.0.6", f"{answer!r}\n{logs(base)}"

@@ -245,8 +245,8 @@ def write_files(files: ProxyFiles, rendered: Mapping[str, dict], identity: Svid 
                 root_pem: bytes | None = None, owner: int | None = None) -> None:
     """Put a proxy's files in place, each replaced whole (written beside it, then renamed), so
     Envoy, watching the directory, reads either the old file or the new one. A new identity
-    (or root) goes into PEM files of their own, then the secret's file is switched to them and
-    the old ones removed: a renewed certificate is in use without a restart, and the proxy never
+    (or root) goes into PEM files of their own, then the secret's file is switched to them (the
+    generation before is removed at the next switch): a renewed certificate is in use without a restart, and the proxy never
     sees a certificate beside another's key. `owner`: the proxy's uid, which must read them
     (the key stays readable by it alone)."""
     directory = Path(files.directory)
@@ -266,12 +266,14 @@ def write_files(files: ProxyFiles, rendered: Mapping[str, dict], identity: Svid 
         if owner is not None:
             os.chown(temporary, owner, owner)
         os.replace(temporary, directory / name)
-    kept = {name for name, _, _ in writes}
-    for stale in directory.glob("*.pem"):  # the previous generation's, no longer named
-        prefix = stale.name.rsplit("-", 1)[0]
-        replaced = (prefix in ("cert-chain", "key") and identity is not None) or (prefix == "root-cert" and root_pem is not None)
-        if replaced and stale.name not in kept:
-            stale.unlink()
+    # the generations before the previous one go: the previous one stays until the next switch,
+    # for a reload that read the secret's file just before it was switched (a loaded machine)
+    for prefix, replaced in (("cert-chain", identity is not None), ("key", identity is not None),
+                             ("root-cert", root_pem is not None)):
+        if replaced:
+            older = sorted(directory.glob(f"{prefix}-*.pem"), key=lambda path: int(path.stem.rsplit("-", 1)[1], 16))
+            for stale in older[:-2]:
+                stale.unlink()
 
 
 def _discovery(items: list[dict]) -> dict:
@@ -392,6 +394,9 @@ def _inbound_listener(pod: KubeObject, policies: list[KubeObject], files: ProxyF
             "address": {"socket_address": {"address": "0.0.0.0", "port_value": 15006}},
             "use_original_dst": True,
             "listener_filters": [_listener_filter("original_dst"), _listener_filter("tls_inspector")],
+            # a client that waits for the server to speak (MySQL, SMTP) gives the TLS detection
+            # nothing to read: after a second it goes on as plaintext (Istio's protocol detection timeout)
+            "listener_filters_timeout": "1s", "continue_on_listener_filters_timeout": True,
             "filter_chains": chains}
 
 
