@@ -49,9 +49,10 @@ TRACE_COLLECTOR_PORT = 15099  # the pod's pilot-agent takes the proxy's spans he
 # request durations (ms) as the proxies count them (Envoy records whole milliseconds: a request
 # under 1 ms counts as 0, in the first bucket)
 LATENCY_BUCKETS_MS = (1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000)
-# An endpoint failing in a row is set aside, as Linkerd's failure accrual does by default: 7
-# consecutive failures (5xx responses, or connections that fail), then out for 1 s, longer each
-# time it fails again (up to 60 s); never more than half of a Service's endpoints.
+# An endpoint failing in a row is set aside, with the parameters of Linkerd's consecutive failure
+# accrual (opt-in there, on here): 7 consecutive failures (5xx responses, or connections that
+# fail), then out for 1 s, longer each time it fails again (up to 60 s); never more than half of
+# a Service's endpoints.
 OUTLIER_DETECTION = {"consecutive_5xx": 7, "consecutive_gateway_failure": 7, "interval": "1s",
                      "base_ejection_time": "1s", "max_ejection_time": "60s", "max_ejection_percent": 50}
 _TYPE = "type.googleapis.com/"
