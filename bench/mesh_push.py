@@ -31,9 +31,9 @@ The change: the control plane computes the cluster again with the last pod not r
 endpoints; the next push makes it ready again (--pushes alternate the two states). The push is
 podnet's own, MeshProxies.push (each agent's sync: render, compare, write the changed files —
 here cds.json — by rename into the directory its Envoy watches), the moment of each proxy's
-rename stamped (os.replace wrapped in this process for the push). t0 is the start of the push (the cluster's compute is timed apart).
-Before each push, the same push to copies of the files that no Envoy watches gives the
-control plane's time without the Envoys competing for the CPU.
+rename stamped (os.replace wrapped in this process for the push). t0 is the start of the push
+(the cluster's compute is timed apart). Before each push, the same push to copies of the files
+that no Envoy watches gives the control plane's time without the Envoys competing for the CPU.
 
 When a proxy has the change (--detect):
 - log (the default): each Envoy's `upstream` logger set to info through its admin once, before
@@ -413,6 +413,20 @@ def memory_kb(pid: int) -> tuple[int, int]:
     return rss, pss
 
 
+def host_busy() -> float:
+    """CPU seconds the whole machine has been busy (/proc/stat: all but idle and iowait)."""
+    ticks = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    return (sum(ticks[:8]) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")  # (guest time is inside user)
+
+
+def machine() -> str:
+    import platform
+
+    model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                  if line.startswith("model name")), platform.processor() or "unknown")
+    return f"{os.cpu_count()} CPUs ({model}), kernel {platform.release()}"
+
+
 def cpu_seconds(pid: int) -> float:
     """The CPU time of the process's threads (schedstat: nanoseconds, not utime's clock ticks)."""
     total = 0
@@ -531,6 +545,7 @@ def bench(args: argparse.Namespace) -> None:
     sidecars: list[Sidecar] = []
     watch = None
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # (the finally below runs on a kill too)
+    print(f"machine: {machine()}", flush=True)
     base = Path(tempfile.mkdtemp(prefix="podnet-mesh-push-"))
     try:
         os.chmod(base, 0o755)  # the proxies' users reach their files through it
@@ -663,7 +678,7 @@ def push(proxies, target, watch, netns: list[str], refs: list[str], envoy_pids: 
         return rename(source, target_path, *args, **kwargs)  # could come after the Envoy it woke had run)
 
     watch.arm(netns)
-    envoys_before = sum(cpu_seconds(pid) for pid in envoy_pids)
+    envoys_before, host_before = sum(cpu_seconds(pid) for pid in envoy_pids), host_busy()
     cpu_before = time.process_time()
     os.replace = stamped
     try:
@@ -675,6 +690,7 @@ def push(proxies, target, watch, netns: list[str], refs: list[str], envoy_pids: 
     pusher_cpu = time.process_time() - cpu_before
     times, extra = watch.collect(t0, t0_wall)
     envoys_cpu = sum(cpu_seconds(pid) for pid in envoy_pids) - envoys_before
+    busy = (host_busy() - host_before) / ((time.perf_counter_ns() - t0) / 1e9)  # (others' work included)
     written = {ns: written[proxies.agents[ref].files.directory] for ns, ref in zip(netns, refs)}
     missing = [ns for ns in netns if ns not in times]
     if missing:
@@ -685,7 +701,7 @@ def push(proxies, target, watch, netns: list[str], refs: list[str], envoy_pids: 
     out = {"written": done - t0, "median": statistics.median(applied), "last": max(applied),
            "envoy": statistics.median(t["applied"] - (written[ns] - t0) for ns, t in times.items()),
            "files": sorted({name for changed in pushed.values() for name in changed}), "pushed": len(pushed),
-           "pusher_cpu": pusher_cpu * 1e9 / (done - t0), "envoys_cpu": envoys_cpu, **extra}
+           "pusher_cpu": pusher_cpu * 1e9 / (done - t0), "envoys_cpu": envoys_cpu, "busy": busy, **extra}
     if all("read" in t for t in times.values()):  # (log: Envoy's own stamps of reading and applying)
         out["reading"] = statistics.median(t["read"] - (written[ns] - t0) for ns, t in times.items())
         out["applying"] = statistics.median(t["applied"] - t["read"] for t in times.values())
@@ -718,6 +734,8 @@ def report(args, full: list[dict], alone: list[dict], rss: int, pss: int, parts:
     print(f"  the control plane: compute {med(full, 'compute'):.1f} ms (before t0); render+write for all "
           f"{med(full, 'written'):.1f} ms (the pusher on the CPU {statistics.median(r['pusher_cpu'] for r in full):.0%} "
           f"of that time), the same push to unwatched copies of the files {med(full, 'unwatched'):.1f} ms")
+    print(f"  the whole machine busy from t0 until the last proxy had it (others' work included): "
+          f"{statistics.median(r['busy'] for r in full):.2f} of {os.cpu_count()} CPUs")
     print(f"  the Envoys' CPU to apply it: {statistics.median(r['envoys_cpu'] for r in full):.2f} s in all, "
           f"{statistics.median(r['envoys_cpu'] for r in full) / args.pods * 1e3:.1f} ms each "
           f"(one proxy alone: {statistics.median(r['envoys_cpu'] for r in alone) * 1e3:.1f} ms)")
@@ -737,7 +755,7 @@ def report(args, full: list[dict], alone: list[dict], rss: int, pss: int, parts:
           f"watching the directory when any file is renamed into it)")
     last = med(full, "last")
     print(f"last proxy: {last:.1f} ms -> {last / GOAL:.2f}x the goal ({GOAL:.0f} ms for 100 pods) "
-          f"({'met' if last < GOAL else 'NOT met'})")
+          f"({'met' if last < GOAL else 'NOT met'}{'' if args.pods == 100 else f', with {args.pods} pods'})")
     solo = med(alone, "last")
     print(f"peer, the same change to one proxy alone: render+write {med(alone, 'written'):.1f} ms, its Envoy has it "
           f"{solo:.1f} ms after t0; {args.pods} proxies / 1 proxy: {last / solo:.1f}x")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime
 import json
+from pathlib import Path
 
 from cryptography import x509
 
@@ -25,16 +26,18 @@ def policies_of(cluster):
 
 def test_an_endpoint_change_rewrites_the_clusters_file_alone(tmp_path):
     cluster = cluster_of(MANIFESTS)
-    agent = ProxyAgent(MeshAuthority(tmp_path / "ca"), api_pod(cluster), envoy.ProxyFiles(str(tmp_path / "proxy")))
+    files = envoy.ProxyFiles(str(tmp_path / "proxy"))
+    agent = ProxyAgent(MeshAuthority(tmp_path / "ca"), api_pod(cluster), files)
     agent.start(cluster, policies_of(cluster))
-    names = {p.name for p in (tmp_path / "proxy").iterdir()}
-    assert {"bootstrap.json", "lds.json", "cds.json", *envoy.SECRET_FILES.values()} <= names
+    names = {str(p.relative_to(tmp_path / "proxy")) for p in (tmp_path / "proxy").rglob("*.json")}
+    # each watched file in a directory of its own: a push of one makes Envoy reread that one alone
+    assert names == {"bootstrap.json", "lds/lds.json", "cds/cds.json", "secrets/sds-cert.json", "secrets/sds-root.json"}
     assert agent.sync(cluster, policies_of(cluster)) == []  # nothing changed: nothing written
     scaled = cluster_of(MANIFESTS.replace("replicas: 1", "replicas: 3"))  # legacy: more endpoints
-    before = (tmp_path / "proxy" / "lds.json").stat().st_mtime_ns
+    before = Path(files.path("lds.json")).stat().st_mtime_ns
     assert agent.sync(scaled, policies_of(scaled)) == ["cds.json"]
-    assert (tmp_path / "proxy" / "lds.json").stat().st_mtime_ns == before
-    clusters = json.loads((tmp_path / "proxy" / "cds.json").read_text())["resources"]
+    assert Path(files.path("lds.json")).stat().st_mtime_ns == before
+    clusters = json.loads(Path(files.path("cds.json")).read_text())["resources"]
     legacy = next(c for c in clusters if c["name"] == "outbound|80||legacy.shop.svc.cluster.local")
     assert len(legacy["load_assignment"]["endpoints"][0]["lb_endpoints"]) == 3
 
@@ -50,7 +53,7 @@ def test_the_certificate_is_renewed_at_half_its_life(tmp_path):
     assert not agent.renew_if_due() and agent.identity is first
     now[0] += datetime.timedelta(minutes=2)
     assert agent.renew_if_due() and agent.identity is not first
-    named = json.loads((tmp_path / "proxy" / envoy.SECRET_FILES["default"]).read_text())["resources"][0]
+    named = json.loads(Path(agent.files.path(envoy.SECRET_FILES["default"])).read_text())["resources"][0]
     served = x509.load_pem_x509_certificate(open(named["tls_certificate"]["certificate_chain"]["filename"], "rb").read())
     assert served.not_valid_after_utc == now[0] + datetime.timedelta(hours=24)  # the new one is what the proxy reads
     assert served.not_valid_after_utc > first.not_after

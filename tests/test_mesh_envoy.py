@@ -116,7 +116,7 @@ def rendered(tmp_path_factory):
     files = envoy.ProxyFiles(str(directory))
     out = envoy.resources(cluster, pod, files, policies)
     envoy.write_files(files, out, authority.issue(mesh.spiffe_id("shop", "api")), authority.root_pem)
-    out = {**out, **{name: json.loads((directory / name).read_text()) for name in envoy.SECRET_FILES.values()}}
+    out = {**out, **{name: json.loads(Path(files.path(name)).read_text()) for name in envoy.SECRET_FILES.values()}}
     return cluster, pod, directory, envoy.bootstrap(pod, files), out
 
 
@@ -202,15 +202,27 @@ def test_a_renewal_writes_new_pem_files_and_switches_the_secret_to_them(tmp_path
     files = envoy.ProxyFiles(str(tmp_path / "proxy"))
     (tmp_path / "proxy").mkdir()
     envoy.write_files(files, {}, authority.issue(mesh.spiffe_id("shop", "api")), authority.root_pem)
-    first = sorted(p.name for p in (tmp_path / "proxy").glob("*.pem"))
+    first = sorted(p.name for p in (tmp_path / "proxy").rglob("*.pem"))
     envoy.write_files(files, {}, authority.issue(mesh.spiffe_id("shop", "api")))
-    second = sorted(p.name for p in (tmp_path / "proxy").glob("*.pem"))
-    named = json.loads((tmp_path / "proxy" / envoy.SECRET_FILES["default"]).read_text())["resources"][0]["tls_certificate"]
+    second = sorted(p.name for p in (tmp_path / "proxy").rglob("*.pem"))
+    named = json.loads(Path(files.path(envoy.SECRET_FILES["default"])).read_text())["resources"][0]["tls_certificate"]
     assert {Path(named["certificate_chain"]["filename"]).name, Path(named["private_key"]["filename"]).name} <= set(second)
     assert [n for n in first if n.startswith("root")] == [n for n in second if n.startswith("root")]  # the root kept
     # the previous pair stays until the next switch (a reload may have read the old secret file)
     assert set(n for n in first if not n.startswith("root")) < set(second) and len(second) == 5
     envoy.write_files(files, {}, authority.issue(mesh.spiffe_id("shop", "api")))
-    third = sorted(p.name for p in (tmp_path / "proxy").glob("*.pem"))
+    third = sorted(p.name for p in (tmp_path / "proxy").rglob("*.pem"))
     assert not set(n for n in first if not n.startswith("root")) & set(third)  # the first pair removed now
     assert len(third) == 5
+
+
+def test_a_pods_proxy_config_sets_its_trace_sampling():
+    from podnet.api.objects import KubeObject
+
+    def pod(annotations):
+        return KubeObject("Pod", "shop", "p", {"metadata": {"name": "p", "namespace": "shop", "annotations": annotations}})
+
+    assert envoy.sampling_of(pod({})) == 100.0  # podnet traces every request unless told
+    assert envoy.sampling_of(pod({envoy.PROXY_CONFIG: "tracing:\n  sampling: 1"})) == 1.0  # Istio's default
+    assert envoy.sampling_of(pod({envoy.PROXY_CONFIG: "tracing: [oops"})) == 100.0
+    assert envoy.tracing(1.0)["random_sampling"] == {"value": 1.0}

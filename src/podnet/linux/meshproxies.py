@@ -29,7 +29,7 @@ from podnet.host.netns import socket_in_netns
 from podnet.mesh import envoy
 from podnet.mesh.agent import ProxyAgent
 from podnet.mesh import stats
-from podnet.mesh.interception import PROXY_GID, PROXY_UID, interception_of, ruleset
+from podnet.mesh.interception import PROXY_GID, interception_of, proxy_uid, ruleset
 from podnet.pki.mesh import MeshAuthority
 from podnet.semantics import mesh
 
@@ -60,8 +60,9 @@ class MeshProxies:
         directory.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
         os.chmod(directory.parent, 0o755)  # the proxies' user reaches its own directory through it
         directory.mkdir(mode=0o755, exist_ok=True)
-        os.chown(directory, PROXY_UID, PROXY_GID)
-        agent = ProxyAgent(self.authority, pod, envoy.ProxyFiles(str(directory)), owner=PROXY_UID)
+        uid = proxy_uid(f"{self.layout.cluster}/{pod.ref}")
+        os.chown(directory, uid, PROXY_GID)
+        agent = ProxyAgent(self.authority, pod, envoy.ProxyFiles(str(directory)), owner=uid)
         agent.start(cluster, mesh_policies(cluster))
         if netns is not None:
             subprocess.run(["ip", "netns", "exec", netns, "nft", "-f", "-"], input=ruleset(capture), text=True,
@@ -71,10 +72,11 @@ class MeshProxies:
     def push(self, cluster: Cluster) -> dict[str, list[str]]:
         """`cluster` to every proxy: per pod, the files that changed (most pushes change none)."""
         policies = mesh_policies(cluster)
+        shared = envoy.outbound(cluster, policies) if self.agents else None  # (the same clusters for every proxy)
         pushed = {}
         for ref, agent in list(self.agents.items()):
             try:
-                changed = agent.sync(cluster, policies)
+                changed = agent.sync(cluster, policies, shared)
             except Exception:  # one proxy's failure leaves the others current
                 log.exception("pushing the configuration of %s's proxy failed", ref)
                 continue

@@ -33,7 +33,8 @@ from podnet.kubelet import container_argv, container_environment, hosts_file, re
 from podnet.linux import serviceaccount
 from podnet.linux.counted import Counted, CountedDict
 from podnet.controlplane.pods import is_sidecar
-from podnet.mesh.pilot_agent import PROXY_DIR_ENV, TRACES_ENV
+from podnet.mesh.interception import proxy_uid
+from podnet.mesh.pilot_agent import PROXY_DIR_ENV, PROXY_UID_ENV, TRACES_ENV
 from podnet.semantics.dns import resolv_conf
 
 ETC_NETNS = Path("/etc/netns")
@@ -171,7 +172,7 @@ class Runtime:
                 traces = self.layout.mesh_traces_file(pod.namespace, pod.name)
                 traces.parent.mkdir(parents=True, exist_ok=True)
                 env = {**env, PROXY_DIR_ENV: str(self.layout.mesh_proxy_dir(pod.namespace, pod.name)),
-                       TRACES_ENV: str(traces)}
+                       TRACES_ENV: str(traces), PROXY_UID_ENV: str(proxy_uid(f"{self.layout.cluster}/{pod.ref}"))}
             container = Container(spec.get("name"), argv or [], env,
                                   self.logs / f"{pod.namespace}_{pod.name}_{spec.get('name')}.log",
                                   "Always" if sidecar else pod.spec.get("restartPolicy", "Always"),

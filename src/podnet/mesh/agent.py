@@ -41,20 +41,19 @@ class ProxyAgent:
         """The proxy's first files: its identity, the mesh's root, its configuration, its bootstrap."""
         Path(self.files.directory).mkdir(mode=0o755, parents=True, exist_ok=True)
         self.identity = self.authority.issue(self.spiffe_id, now=self.clock())
-        rendered = {**envoy.resources(cluster, self.pod, self.files, policies),
-                    "bootstrap.json": envoy.bootstrap(self.pod, self.files)}
+        rendered = {**envoy.resources_text(cluster, self.pod, self.files, policies),
+                    "bootstrap.json": json.dumps(envoy.bootstrap(self.pod, self.files), sort_keys=True)}
         envoy.write_files(self.files, rendered, self.identity, self.authority.root_pem, self.owner)
-        self._written = {name: json.dumps(body, sort_keys=True) for name, body in rendered.items()}
+        self._written = dict(rendered)
 
-    def sync(self, cluster: Cluster, policies: Iterable[KubeObject]) -> list[str]:
+    def sync(self, cluster: Cluster, policies: Iterable[KubeObject], shared: envoy.Outbound | None = None) -> list[str]:
         """The configuration for `cluster`: the files whose content changed written (a push);
-        returns their names."""
-        rendered = envoy.resources(cluster, self.pod, self.files, policies)
-        changed = {name: body for name, body in rendered.items()
-                   if self._written.get(name) != json.dumps(body, sort_keys=True)}
+        returns their names. `shared`: envoy.outbound(cluster, policies), made once for every proxy."""
+        rendered = envoy.resources_text(cluster, self.pod, self.files, policies, shared)
+        changed = {name: text for name, text in rendered.items() if self._written.get(name) != text}
         if changed:
             envoy.write_files(self.files, changed, owner=self.owner)
-            self._written.update({name: json.dumps(body, sort_keys=True) for name, body in changed.items()})
+            self._written.update(changed)
         return sorted(changed)
 
     def renew_if_due(self) -> bool:

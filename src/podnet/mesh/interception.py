@@ -21,11 +21,22 @@ The proxy finds where a connection was going with SO_ORIGINAL_DST (a redirect ke
 
 from __future__ import annotations
 
+import zlib
+
 from podnet.semantics.meshcapture import (  # noqa: F401  (the capture's reading of the annotations)
     ANNOTATION, INBOUND_PASSTHROUGH_SOURCE, INBOUND_PORT, NEVER_CAPTURED_INBOUND, OUTBOUND_PORT, PROXY_GID, PROXY_UID,
     STATUS_PORT, TUNNEL_PORT, Interception, InterceptionError, interception_of)
 
 TABLE = "podnet-mesh"
+# Each pod's proxy runs as a uid of its own in group 1337 (the capture lets that group's traffic
+# through, as Istio's rules do): the kernel limits inotify instances per user (128 by default,
+# each Envoy holds one per watched file), which would cap a host at ~20 proxies sharing uid 1337.
+PROXY_UID_BASE = 1_337_000_000
+
+
+def proxy_uid(key: str) -> int:
+    """The uid of the proxy of `key` (cluster/namespace/pod): stable, and apart from the others."""
+    return PROXY_UID_BASE + zlib.crc32(key.encode()) % 100_000_000
 
 
 def _set(values) -> str:

@@ -39,6 +39,7 @@ from podnet.mesh import envoy
 from podnet.mesh.interception import PROXY_GID, PROXY_UID
 
 PROXY_DIR_ENV = "PODNET_PROXY_DIR"
+PROXY_UID_ENV = "PODNET_PROXY_UID"  # the uid Envoy runs as (group 1337 always): mesh/interception.proxy_uid
 TRACES_ENV = "PODNET_TRACES_FILE"  # where the proxy's spans go, one Zipkin JSON span per line
 TRACES_KEPT = 20 * 1024 * 1024  # bytes of spans per pod before the older half is let go
 STATUS_PORT = 15020
@@ -173,7 +174,8 @@ def collector_handler(spans: SpanFile):
 
 
 def envoy_argv(directory: Path, log_level: str) -> list[str]:
-    return ["setpriv", f"--reuid={PROXY_UID}", f"--regid={PROXY_GID}", "--clear-groups", str(envoy.binary()),
+    uid = int(os.environ.get(PROXY_UID_ENV) or PROXY_UID)
+    return ["setpriv", f"--reuid={uid}", f"--regid={PROXY_GID}", "--clear-groups", str(envoy.binary()),
             "-c", str(directory / "bootstrap.json"), "--disable-hot-restart", "--concurrency", str(CONCURRENCY),
             "-l", log_level, "--log-format", "%Y-%m-%dT%T.%fZ\t%l\tenvoy %n\t%v"]
 
