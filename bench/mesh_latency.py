@@ -78,6 +78,9 @@ sys.path.insert(0, str(SRC))
 GOAL_P90, GOAL_P99 = 0.23, 0.30  # ms added by two sidecars (Istio 1.20's published figures)
 GOAL_CPU = 0.2  # vCPU per 1,000 RPS per proxy
 BODY_BYTES = 1024
+# the client's trace context: not sampled ("00"), so the proxies' own sampling decides (--sampling,
+# 1% as in Istio's benchmark); a sampled flag ("01") makes every proxy trace every request
+TRACE_FLAGS = "00"
 APP_PORT, SERVICE_PORT = 8080, 80
 READY_DEADLINE = 60.0
 MODEL = """
@@ -87,13 +90,13 @@ metadata: {name: bench, labels: {istio-injection: enabled}}
 ---
 apiVersion: v1
 kind: Pod
-metadata: {name: server, namespace: bench, labels: {app: server}}
+metadata: {name: server, namespace: bench, labels: {app: server}, annotations: {proxy.istio.io/config: "tracing: {sampling: SAMPLING}"}}
 spec:
   containers: [{name: server, image: nginx, ports: [{containerPort: 8080}]}]
 ---
 apiVersion: v1
 kind: Pod
-metadata: {name: client, namespace: bench, labels: {app: client}}
+metadata: {name: client, namespace: bench, labels: {app: client}, annotations: {proxy.istio.io/config: "tracing: {sampling: SAMPLING}"}}
 spec:
   containers: [{name: client, image: client}]
 ---
@@ -102,7 +105,7 @@ kind: Service
 metadata: {name: server, namespace: bench}
 spec:
   selector: {app: server}
-  ports: [{name: http, port: 80, targetPort: 8080}]
+  ports: [{name: PORT_NAME, port: 80, targetPort: 8080}]
 """
 
 
@@ -114,7 +117,7 @@ def generate(args: argparse.Namespace) -> None:
     k % processes == index), latencies into files, a JSON summary on stdout."""
     rate, conns = args.rps, args.connections
     requests = [(f"GET / HTTP/1.1\r\nHost: server.bench.svc.cluster.local\r\nUser-Agent: podnet-mesh-bench\r\n"
-                 f"traceparent: 00-{secrets.token_hex(16)}-{secrets.token_hex(8)}-01\r\n\r\n").encode()
+                 f"traceparent: 00-{secrets.token_hex(16)}-{secrets.token_hex(8)}-{TRACE_FLAGS}\r\n\r\n").encode()
                 for _ in range(4096)]  # distinct trace ids, built before the clock starts
     socks = []
     for _ in range(conns):
@@ -356,7 +359,7 @@ class Sidecar:
         return cpu_seconds(self.process.pid), cpu_seconds(self.envoy_pid)
 
 
-def start_sidecar(pod, netns: str, directory: Path, log: Path) -> Sidecar:
+def start_sidecar(pod, netns: str, directory: Path, log: Path, uid: int | None = None) -> Sidecar:
     """The injected container as the runtime starts it: `python -m podnet.mesh.pilot_agent` and
     the args the injector wrote."""
     container = next(c for c in pod.spec["initContainers"] if c["name"] == "istio-proxy")
@@ -364,6 +367,8 @@ def start_sidecar(pod, netns: str, directory: Path, log: Path) -> Sidecar:
     from podnet.mesh import pilot_agent
 
     env = {**os.environ, pilot_agent.PROXY_DIR_ENV: str(directory), "PYTHONPATH": str(SRC)}
+    if uid is not None:  # the runtime gives each pod's proxy a uid of its own (mesh/interception.proxy_uid)
+        env[pilot_agent.PROXY_UID_ENV] = str(uid)
     if hasattr(pilot_agent, "TRACES_ENV"):  # the runtime gives the agent its pod's span file (where podnet has one)
         env[pilot_agent.TRACES_ENV] = str(log.with_suffix(".spans.jsonl"))
     with open(log, "ab") as out:
@@ -375,7 +380,8 @@ def start_sidecar(pod, netns: str, directory: Path, log: Path) -> Sidecar:
 def path_filters(client_dir: Path, server_dir: Path, service_ip: str) -> str:
     """The filters the request meets in each proxy, from the listeners file its agent wrote."""
     def listener(directory: Path, name: str) -> dict:
-        resources = json.loads((directory / "lds.json").read_text())["resources"]
+        from podnet.mesh.envoy import ProxyFiles
+        resources = json.loads(Path(ProxyFiles(str(directory)).path("lds.json")).read_text())["resources"]
         return next(r for r in resources if r["name"] == name)
 
     def describe(chain: dict | None) -> str:
@@ -473,6 +479,12 @@ def main() -> None:
                        ("--processes", int), ("--out", str)):
         gen.add_argument(name, type=kind, required=True)
     parser.add_argument("--rps", type=float, default=1000.0, help="total requests per second")
+    parser.add_argument("--protocol", choices=("http", "tcp"), default="http",
+                        help="what the Service declares its port: http (the proxies handle each request, L7: the "
+                             "issue's figure) or tcp (they pass the connection through, L4)")
+    parser.add_argument("--sampling", type=float, default=1.0,
+                        help="percent of requests the proxies trace (their proxy.istio.io/config): 1, Istio's default "
+                             "and its benchmark's; podnet's own default is 100")
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--seconds", type=float, default=10.0, help="recorded seconds per run")
     parser.add_argument("--warmup", type=float, default=1.0, help="unrecorded seconds at each run's start")
@@ -502,7 +514,7 @@ def bench(args: argparse.Namespace) -> None:
     from podnet.controlplane import compute
     from podnet.host.layout import ClusterLayout
     from podnet.linux.meshproxies import MeshProxies
-    from podnet.mesh.interception import interception_of, ruleset
+    from podnet.mesh.interception import interception_of, proxy_uid, ruleset
 
     @dataclass(frozen=True)
     class BenchLayout(ClusterLayout):  # the supervisor's layout, its state under this run's directory
@@ -512,7 +524,8 @@ def bench(args: argparse.Namespace) -> None:
         def state_dir(self) -> Path:
             return self.root
 
-    cluster = compute(admit(parse_texts({"bench.yaml": MODEL})), ClusterConfig())
+    model = MODEL.replace("SAMPLING", f"{args.sampling:g}").replace("PORT_NAME", "http" if args.protocol == "http" else "tcp")
+    cluster = compute(admit(parse_texts({"bench.yaml": model})), ClusterConfig())
     pods = {name: cluster.get("Pod", "bench", name) for name in ("client", "server")}
     service_ip = cluster.get("Service", "bench", "server").spec["clusterIP"]
     server_ip = pods["server"].status["podIP"]
@@ -554,7 +567,7 @@ def bench(args: argparse.Namespace) -> None:
             proxies.prepare(pod, cluster, netns[name])
             rules[name] = ruleset(interception_of(pod.metadata.get("annotations")))
             sidecars.append(start_sidecar(pod, netns[name], proxies.layout.mesh_proxy_dir("bench", name),
-                                          base / f"{name}-proxy.log"))
+                                          base / f"{name}-proxy.log", proxy_uid(f"bench/{pod.ref}")))
         for sidecar in sidecars:
             wait_until(f"the sidecar of {sidecar.pod}",
                        lambda: http_get_in(sidecar.netns, "127.0.0.1", 15021, "/healthz/ready")[0] == 200)

@@ -14,17 +14,15 @@ traffic flows, Envoy only needs 127.0.0.1), its proxy's identity and files from 
 (mesh/agent.py, held by a MeshProxies as the supervisor holds them), and its Envoy, started
 --batch at a time, each batch ready (15021) before the next.
 
-How the Envoys run: podnet runs every proxy's Envoy as uid 1337, and each of podnet's Envoys
-holds 6 inotify instances (one per watched resource file). The kernel allows a uid
-fs.inotify.max_user_instances of them (128 by default, a host setting this benchmark must not
-change), so one host fits about 21 of podnet's proxies (fewer while others run): the next Envoy
-aborts at its start. So by default each Envoy runs as a uid of its own (UID_BASE + the pod's
-index, its files owned by that uid), started with pilot_agent's own Envoy command line (binary,
-bootstrap, --concurrency 2, log level and format), without pilot_agent around it and without
-the capture (no traffic here); configuration, files and push are podnet's. --as-podnet runs
-every sidecar exactly as podnet does (MeshProxies.prepare with the capture, `python -m
-podnet.mesh.pilot_agent proxy sidecar …` in the pod's namespace, Envoy as uid 1337) and
-refuses a --pods that does not fit uid 1337's inotify instances left.
+How the Envoys run: each Envoy holds 6 inotify instances (one per watched resource file) and the
+kernel allows a uid fs.inotify.max_user_instances of them (128 by default, a host setting this
+benchmark must not change), so podnet runs each proxy as a uid of its own in group 1337
+(mesh/interception.proxy_uid). By default this benchmark starts each Envoy with pilot_agent's
+own Envoy command line (binary, bootstrap, --concurrency 2, log level and format) as UID_BASE +
+the pod's index, without pilot_agent around it and without the capture (no traffic here), which
+saves the 100 agents' memory; configuration, files and push are podnet's. --as-podnet runs every
+sidecar exactly as podnet does (MeshProxies.prepare with the capture, `python -m
+podnet.mesh.pilot_agent proxy sidecar …` in the pod's namespace, Envoy as the pod's proxy uid).
 
 The change: the control plane computes the cluster again with the last pod not ready
 (compute's live_readiness, kubelet's word), which takes its address out of the Service's
@@ -449,12 +447,14 @@ class Sidecar:
 
 def start_sidecar(pod, netns: str, directory: Path, log: Path) -> Sidecar:
     """The injected container as the runtime starts it: `python -m podnet.mesh.pilot_agent` and
-    the args the injector wrote (it runs Envoy as uid 1337)."""
+    the args the injector wrote (it runs Envoy as the pod's proxy uid, in group 1337)."""
     from podnet.mesh import pilot_agent
+    from podnet.mesh.interception import proxy_uid
 
     container = next(c for c in pod.spec["initContainers"] if c["name"] == "istio-proxy")
     args = [str(a).replace("$(POD_NAMESPACE)", pod.namespace) for a in container.get("args") or []]
-    env = {**os.environ, pilot_agent.PROXY_DIR_ENV: str(directory), "PYTHONPATH": str(SRC)}
+    env = {**os.environ, pilot_agent.PROXY_DIR_ENV: str(directory), "PYTHONPATH": str(SRC),
+           pilot_agent.PROXY_UID_ENV: str(proxy_uid(f"bench/{pod.ref}"))}  # (MeshProxies.prepare's uid for it)
     if hasattr(pilot_agent, "TRACES_ENV"):  # the runtime gives the agent its pod's span file (where podnet has one)
         env[pilot_agent.TRACES_ENV] = str(log.with_suffix(".spans.jsonl"))
     with open(log, "ab") as out:
@@ -517,7 +517,6 @@ def bench(args: argparse.Namespace) -> None:
     from podnet.linux.meshproxies import MeshProxies, mesh_policies
     from podnet.mesh import envoy
     from podnet.mesh.agent import ProxyAgent
-    from podnet.mesh.interception import PROXY_UID
 
     @dataclass(frozen=True)
     class BenchLayout(ClusterLayout):  # the supervisor's layout, its state under this run's directory
@@ -527,13 +526,6 @@ def bench(args: argparse.Namespace) -> None:
         def state_dir(self) -> Path:
             return self.root
 
-    if args.as_podnet:
-        limit = int(Path("/proc/sys/fs/inotify/max_user_instances").read_text())
-        free = limit - inotify_instances(PROXY_UID)
-        if free < ENVOY_INOTIFY * args.pods:
-            sys.exit(f"--as-podnet: {args.pods} Envoys as uid {PROXY_UID} need {ENVOY_INOTIFY * args.pods} inotify "
-                     f"instances, uid {PROXY_UID} has {free} left of fs.inotify.max_user_instances={limit} "
-                     f"(a host setting this benchmark does not change): at most {free // ENVOY_INOTIFY} pods")
     store = admit(parse_texts({"bench.yaml": MODEL.format(pods=args.pods)}))
     config = ClusterConfig()
     cluster = compute(store, config)
@@ -587,7 +579,7 @@ def bench(args: argparse.Namespace) -> None:
                     raise RuntimeError(f"pilot_agent in {sidecar.netns} has children {envoys}, one Envoy expected")
                 sidecar.envoy_pid = envoys[0]
         print(f"{len(pods)} meshed pods, each its namespace, identity, files and "
-              f"{'capture and sidecar (pilot_agent, Envoy as uid 1337)' if args.as_podnet else 'Envoy (uid of its own)'}: "
+              f"{'capture and sidecar (pilot_agent, Envoy as the pod's proxy uid)' if args.as_podnet else 'Envoy (uid of its own)'}: "
               f"ready in {time.monotonic() - started:.1f} s; detecting the change by "
               f"{'the Envoys’ log stamps' if args.detect == 'log' else f'asking the admins every {args.interval:g} ms'}",
               flush=True)
@@ -674,7 +666,8 @@ def push(proxies, target, watch, netns: list[str], refs: list[str], envoy_pids: 
     rename = os.replace
 
     def stamped(source, target_path, *args, **kwargs):  # envoy.write_files puts each file in place with os.replace
-        written[str(Path(target_path).parent)] = time.perf_counter_ns()  # (just before: a stamp after it
+        written[str(Path(target_path).parent.parent)] = time.perf_counter_ns()  # (the proxy's directory: files sit
+        # in a directory of their own under it; just before the rename: a stamp after it
         return rename(source, target_path, *args, **kwargs)  # could come after the Envoy it woke had run)
 
     watch.arm(netns)
