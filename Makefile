@@ -65,6 +65,9 @@ bench: install
 	$(BIN)/python bench/mesh_ca.py
 	@if [ "$$(id -u)" = 0 ]; then $(BIN)/python bench/apiserver.py; \
 	else echo "warning: not root, skipping bench/apiserver.py (podnet get finds clusters under /run/podnet)" >&2; fi
+	@if [ "$$(id -u)" = 0 ]; then $(BIN)/python bench/mesh_latency.py && $(BIN)/python bench/mesh_latency.py --protocol tcp \
+	  && $(BIN)/python bench/mesh_push.py --as-podnet; \
+	else echo "warning: not root, skipping bench/mesh_latency.py and bench/mesh_push.py (network namespaces)" >&2; fi
 
 clean:
 	rm -rf $(VENV) $(NCA_VENV) build src/*.egg-info .pytest_cache .hypothesis
