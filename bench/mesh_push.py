@@ -579,7 +579,7 @@ def bench(args: argparse.Namespace) -> None:
                     raise RuntimeError(f"pilot_agent in {sidecar.netns} has children {envoys}, one Envoy expected")
                 sidecar.envoy_pid = envoys[0]
         print(f"{len(pods)} meshed pods, each its namespace, identity, files and "
-              f"{'capture and sidecar (pilot_agent, Envoy as the pod's proxy uid)' if args.as_podnet else 'Envoy (uid of its own)'}: "
+              f"{'capture and sidecar (pilot_agent, Envoy as the proxy uid of its pod)' if args.as_podnet else 'Envoy (uid of its own)'}: "
               f"ready in {time.monotonic() - started:.1f} s; detecting the change by "
               f"{'the Envoys’ log stamps' if args.detect == 'log' else f'asking the admins every {args.interval:g} ms'}",
               flush=True)

@@ -66,7 +66,7 @@ apiVersion: gateway.networking.k8s.io/v1
 kind: HTTPRoute
 metadata: {name: exact, namespace: shop, creationTimestamp: "2026-01-03T00:00:00Z", annotations: {retry.linkerd.io/http: "503"}}
 spec:
-  parentRefs: [{kind: Service, name: api}]
+  parentRefs: [{group: "", kind: Service, name: api, sectionName: http}]
   rules:
   - matches: [{path: {type: Exact, value: /v2/admin}, method: POST, headers: [{name: X-Team, value: ops}]}]
     backendRefs: [{name: api-v1, port: 80}]
@@ -80,7 +80,7 @@ def cluster():
 
 def rules(cluster):
     svc = cluster.get("Service", "shop", "api")
-    return httproute.rules_of(httproute.attached(cluster.of_kind("HTTPRoute"), svc, 80, "shop"), svc)
+    return httproute.rules_of(httproute.attached(cluster.of_kind("HTTPRoute"), svc, svc.spec["ports"][0], "shop"), svc)
 
 
 def test_rules_come_in_gateway_apis_order_of_precedence(cluster):
@@ -117,13 +117,54 @@ def test_consumer_routes_in_the_clients_namespace_replace_the_producers():
         "kind: Service, name: api, port: 80}", "kind: Service, name: api, namespace: shop, port: 80}")
     cluster = cluster_of(SERVICES + consumer)
     svc = cluster.get("Service", "shop", "api")
-    routes = cluster.of_kind("HTTPRoute")
-    assert [r.name for r in httproute.attached(routes, svc, 80, "other")] == ["mine"]
-    assert [r.name for r in httproute.attached(routes, svc, 80, "shop")] == ["exact"]
+    routes, port = cluster.of_kind("HTTPRoute"), svc.spec["ports"][0]
+    assert [r.name for r in httproute.attached(routes, svc, port, "other")] == ["mine"]
+    assert [r.name for r in httproute.attached(routes, svc, port, "shop")] == ["exact"]
+
+
+def test_a_parent_ref_names_a_service_with_the_core_group_and_its_port():
+    svc = cluster_of(SERVICES).get("Service", "shop", "api")
+    port = svc.spec["ports"][0]
+
+    def route(ref):
+        return KubeObject("HTTPRoute", "shop", "r", {"metadata": {"name": "r", "namespace": "shop"},
+                                                    "spec": {"parentRefs": [{"kind": "Service", "name": "api", **ref}]}})
+
+    assert httproute.attaches(route({"group": ""}), svc, port)
+    assert not httproute.attaches(route({}), svc, port)  # a parentRef's group defaults to gateway.networking.k8s.io
+    assert httproute.attaches(route({"group": "", "sectionName": "http"}), svc, port)
+    assert not httproute.attaches(route({"group": "", "sectionName": "grpc"}), svc, port)
+    assert not httproute.attaches(route({"group": "", "port": 81}), svc, port)
+
+
+def test_linkerds_retry_codes():
+    assert httproute.retry_of({"retry.linkerd.io/http": "gateway-error,429"}, "x").statuses == (429, 502, 503, 504)
+    assert httproute.retry_of({"retry.linkerd.io/http": "5XX", "retry.linkerd.io/limit": "0"}, "x") == \
+        httproute.Retry(tuple(range(500, 600)), 1, None)  # (a limit of 0 reads as unset: one retry)
+
+
+def test_an_annotation_that_cannot_be_read_is_ignored_and_said_not_the_end_of_every_proxy(tmp_path):
+    broken = SERVICES.replace('retry.linkerd.io/http: "5xx,429"', 'retry.linkerd.io/http: "4xx"')
+    cluster = cluster_of(broken)
+    svc = cluster.get("Service", "shop", "api")
+    [rule] = httproute.default_rules(svc, 80)
+    assert rule.retry is None and "'4xx' is not a status code" in rule.problem
+    envoy.resources(cluster, cluster.get("Pod", "shop", "web"), envoy.ProxyFiles(str(tmp_path)), [])  # renders
+
+
+def test_a_regular_expression_re2_would_refuse_leaves_its_route_out():
+    lookahead = ROUTES.replace("matches: [{path: {type: PathPrefix, value: /v2}}]",
+                               'matches: [{path: {type: RegularExpression, value: "/(?!admin).*"}}]')
+    cluster = cluster_of(SERVICES + lookahead)
+    assert "lookaround" in httproute.route_problem(cluster.get("HTTPRoute", "shop", "split"))
+    assert {r.route for r in rules(cluster)} == {"shop/exact"}
+    result = Tracer(cluster).trace("shop/web", "http://api.shop/x")
+    assert any("is left out" in h.detail for h in result.hops)
 
 
 @pytest.mark.parametrize("annotations, problem", [
     ({"retry.linkerd.io/http": "5xx,abc"}, "'abc' is not a status code"),
+    ({"retry.linkerd.io/http": "504-500"}, "'504-500' is not a status code"),
     ({"retry.linkerd.io/http": "5xx", "retry.linkerd.io/limit": "many"}, "not a number of retries"),
     ({"retry.linkerd.io/http": "5xx", "retry.linkerd.io/timeout": "soon"}, "is not a duration"),
 ])

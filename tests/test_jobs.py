@@ -7,6 +7,10 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
+from podnet.errors import InvalidInput
+
 from podnet.linux.supervisor.status import job_status
 from podnet.output.columns import job_row
 from tests.conftest import cluster_of
@@ -74,3 +78,28 @@ def test_kubelets_word_makes_the_job_complete_or_failed():
     body = json.loads(json.dumps(job.body))
     job_status(body, [failed])
     assert body["status"]["failed"] == 1 and body["status"]["conditions"][0]["type"] == "Failed"
+
+
+def test_a_job_that_would_never_end_is_refused():
+    with pytest.raises(InvalidInput, match=r'spec.template.spec.restartPolicy: Unsupported value: "Always"'):
+        cluster_of((JOB % "completions: 1").replace("restartPolicy: Never", "restartPolicy: Always"))
+    with pytest.raises(InvalidInput, match=r"spec.template.spec.restartPolicy: Required value"):
+        cluster_of((JOB % "completions: 1").replace("      restartPolicy: Never\n", ""))
+
+
+def test_parallelism_alone_is_a_work_queue_done_when_one_pod_succeeded():
+    cluster = cluster_of(JOB % "parallelism: 3")
+    job = cluster.get("Job", "default", "report")
+    assert "completions" not in job.spec or job.spec["completions"] is None
+    pods = [p for p in cluster.of_kind("Pod") if p.labels.get("job-name") == "report"]
+    assert len(pods) == 3
+    sandboxes = [sandbox_of(p) for p in pods]
+    finished(sandboxes[0], 0)
+    body = json.loads(json.dumps(job.body))
+    job_status(body, sandboxes)
+    assert "conditions" not in body["status"]  # two still run
+    for sandbox in sandboxes[1:]:
+        finished(sandbox, 0)
+    body = json.loads(json.dumps(job.body))
+    job_status(body, sandboxes)
+    assert body["status"]["conditions"][-1]["type"] == "Complete"

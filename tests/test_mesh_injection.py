@@ -204,3 +204,41 @@ def test_the_agent_runs_the_apps_own_probes_from_inside_the_pod():
         app.shutdown()
         status.shutdown()
 
+
+
+def test_a_probe_on_a_port_name_nobody_declares_stays_as_written():
+    text = MESHED.replace("readinessProbe: {httpGet: {path: /healthz, port: http}}",
+                          "readinessProbe: {httpGet: {path: /healthz, port: admin}}")
+    app = cluster_of(text).get("Pod", "shop", "api").spec["containers"][0]
+    assert app["readinessProbe"]["httpGet"]["port"] == "admin"  # (kubelet's probe fails as it would without a mesh)
+
+
+def test_the_canonical_name_is_the_workloads():
+    job = """
+apiVersion: v1
+kind: Namespace
+metadata: {name: shop, labels: {istio-injection: enabled}}
+---
+apiVersion: batch/v1
+kind: Job
+metadata: {name: nightly-report, namespace: shop}
+spec: {template: {spec: {restartPolicy: Never, containers: [{name: c, image: busybox}]}}}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web-front, namespace: shop}
+spec:
+  selector: {matchLabels: {tier: x}}
+  template: {metadata: {labels: {tier: x}}, spec: {containers: [{name: c, image: busybox}]}}
+"""
+    cluster = cluster_of(job)
+    names = {p.metadata["ownerReferences"][0]["kind"]: p.labels["service.istio.io/canonical-name"]
+             for p in cluster.of_kind("Pod", "shop")}
+    assert names == {"Job": "nightly-report", "ReplicaSet": "web-front"}
+
+
+def test_what_an_apply_sets_itself_wins_over_the_kept_marks(cluster):
+    metadata = {"annotations": {"kubectl.kubernetes.io/default-container": "other"}}
+    injection.keep_injected_marks(metadata, cluster.get("Pod", "shop", "api"))
+    assert metadata["annotations"]["kubectl.kubernetes.io/default-container"] == "other"
+    assert injection.STATUS_ANNOTATION in metadata["annotations"]

@@ -82,3 +82,11 @@ def test_a_request_through_three_services_is_one_tree(tmp_path):
     shown = traces.render(found[0])
     assert shown.splitlines()[0] == "trace t1: 4 spans, 3 workloads (api.shop, front.shop, web.shop), 1.3 ms"
     assert "         └─ api.shop server: GET api.shop → 200 (1.00 ms)" in shown
+
+
+def test_a_sample_from_before_a_restart_is_no_baseline():
+    old = sample(100.0, 100.0, 1000, 0, (1000,) * 4)  # the proxy started at 0
+    now = sample(350.0, 200.0, 50, 0, (50,) * 4)  # it restarted at 150
+    stat = WorkloadStat("api", "shop", 1, 1)
+    stats.add(stat, stats.baseline([old], now, 300.0), now)
+    assert (stat.total, stat.seconds) == (50, 200.0)

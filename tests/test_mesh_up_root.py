@@ -473,3 +473,12 @@ def test_mesh_stat_shows_each_deployments_golden_metrics(cluster):
     assert row["latencyMs"]["p50"] is not None
     table = podnet("mesh", "stat", "-n", "shop", "--name", cluster).stdout
     assert table.splitlines()[0].split()[:4] == ["NAME", "MESHED", "SUCCESS", "RPS"] and "deploy/api" in table
+
+
+def test_a_meshed_pod_reaches_its_own_service_when_the_proxy_picks_itself(cluster):
+    """The proxy's connection to its own pod's address goes over loopback to its inbound side
+    (the capture's hairpin rule): the app gets the request, not the proxy's TLS."""
+    api = next(name for name in pods(cluster) if name.startswith("api-"))
+    seen = counted(cluster, api, "http://api/hostname", 20)
+    assert sum(seen.values()) == 20 and all(answer.startswith("200 api-") for answer in seen), seen
+    assert f"200 {api}" in seen, seen  # (two endpoints, round robin: itself among them)

@@ -583,3 +583,11 @@ def test_a_started_container_that_is_not_ready_has_its_readiness_probed_at_once(
     assert container.due(0.2) == ["readiness"] and container.next_due() <= 0.2
     container.record("readiness", True, 0.3)
     assert container.ready and container.due(0.3) == [] and container.next_due() == 15.0
+
+
+def test_the_readiness_trigger_waits_for_the_initial_delay():
+    probes, _ = parse_container_probes({"startupProbe": {**HTTP, "periodSeconds": 1},
+                                        "readinessProbe": {**HTTP, "periodSeconds": 15, "initialDelaySeconds": 30}})
+    container = ContainerProbes(probes, start=0.0, running=True)
+    container.record("startup", True, 1.0)
+    assert container.due(2.0) == [] and container.due(30.0) == ["readiness"]

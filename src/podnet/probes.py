@@ -322,7 +322,8 @@ class ContainerProbes:
                 other.next_run = _next_tick(other, now, after=False)
                 # kubelet's status sync runs the readiness probe of a started container that is not
                 # ready at once (prober_manager.UpdatePodStatus' manual trigger); its ticks go on
-                other.triggered = name == "readiness" and other.result is not True
+                other.triggered = (name == "readiness" and other.result is not True
+                                   and now >= self.start + other.probe.initial_delay)
         if not success and kind in ("liveness", "startup"):
             worker.on_hold, worker.run = True, 0
             events = [Event(kind, False, restart=True)]

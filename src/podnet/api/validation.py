@@ -562,6 +562,23 @@ def _validate_daemon_set(body: dict) -> list[Problem]:
     return _validate_workload(body, "DaemonSet", "daemonset")
 
 
+def _validate_job(body: dict) -> list[Problem]:
+    """ValidateJob's checks podnet relies on: a pod template that ends (restartPolicy OnFailure or
+    Never: a Job's pod never finishes with Always), counts not negative."""
+    spec = _map(body.get("spec"))
+    path = ("spec", "template", "spec")
+    template_spec = _map(_map(spec.get("template")).get("spec"))
+    problems = _validate_pod_spec(template_spec, path)
+    policy = template_spec.get("restartPolicy")
+    if policy in (None, ""):
+        problems.append(_required(path + ("restartPolicy",), 'supported values: "OnFailure", "Never"'))
+    elif policy not in ("OnFailure", "Never"):
+        problems.append(_not_supported(path + ("restartPolicy",), policy, ("OnFailure", "Never")))
+    for field in ("parallelism", "completions", "backoffLimit"):
+        problems += _check_nonnegative(("spec", field), spec.get(field))
+    return problems
+
+
 def _validate_stateful_set(body: dict) -> list[Problem]:
     problems = _validate_workload(body, "StatefulSet", "statefulset")
     spec = _map(body.get("spec"))
@@ -1601,6 +1618,7 @@ _SPEC_CHECKS: dict[str, Callable[[dict], list[Problem]]] = {
     "ReplicaSet": _validate_replica_set,
     "StatefulSet": _validate_stateful_set,
     "DaemonSet": _validate_daemon_set,
+    "Job": _validate_job,
     "Service": _validate_service,
     "NetworkPolicy": _validate_network_policy,
     "Ingress": _validate_ingress,

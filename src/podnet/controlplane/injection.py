@@ -195,16 +195,20 @@ def keep_injected_marks(metadata: dict[str, Any], running: KubeObject) -> None:
     for field, keys in (("labels", MARK_LABELS), ("annotations", MARK_ANNOTATIONS)):
         had = running.metadata.get(field) or {}
         kept = {key: had[key] for key in keys if key in had}
-        if kept:
-            metadata[field] = {**(metadata.get(field) or {}), **kept}
+        if kept:  # (what the apply sets itself wins, as kubectl apply's merge keeps the keys it does not set)
+            metadata[field] = {**kept, **(metadata.get(field) or {})}
 
 
 def _workload_name(pod: KubeObject) -> str:
-    """The workload's name as Istio derives it: the pod's generateName less its hash suffixes."""
-    generated = pod.metadata.get("generateName")
-    if generated:
-        return generated.rstrip("-").rsplit("-", 1)[0] if pod.metadata.get("ownerReferences") else generated.rstrip("-")
-    return pod.name
+    """The workload's name as Istio derives it (GetDeployMetaFromPod): a ReplicaSet's owner (its
+    name less the pod-template-hash), another controller's name, else the pod's."""
+    owner = next((o for o in pod.metadata.get("ownerReferences") or [] if o.get("controller")), None)
+    if owner is None:
+        return pod.name
+    hash_ = (pod.labels or {}).get("pod-template-hash")
+    if owner.get("kind") == "ReplicaSet" and hash_ and owner.get("name", "").endswith("-" + hash_):
+        return owner["name"][: -len(hash_) - 1]
+    return owner.get("name") or pod.name
 
 
 def _rewrite_probes(apps: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -217,28 +221,28 @@ def _rewrite_probes(apps: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
             if not isinstance(probe, dict):
                 continue
             path = f"/app-health/{container.get('name')}/{kind}"
-            if isinstance(probe.get("httpGet"), dict):
-                original = {**probe["httpGet"]}
-                original["port"] = _port_of(original.get("port"), container)
-                probers[path] = {"httpGet": original, "timeoutSeconds": probe.get("timeoutSeconds", 1)}
-            elif isinstance(probe.get("tcpSocket"), dict):
-                probers[path] = {"tcpSocket": {"port": _port_of(probe["tcpSocket"].get("port"), container)},
+            handler = "httpGet" if isinstance(probe.get("httpGet"), dict) else \
+                "tcpSocket" if isinstance(probe.get("tcpSocket"), dict) else None
+            port = _port_of(probe[handler].get("port"), container) if handler else None
+            if port is None:
+                continue  # exec and gRPC probes run as written; so does one naming a port nobody declares
+            if handler == "httpGet":
+                probers[path] = {"httpGet": {**probe["httpGet"], "port": port},
                                  "timeoutSeconds": probe.get("timeoutSeconds", 1)}
             else:
-                continue  # exec and gRPC probes run as written
+                probers[path] = {"tcpSocket": {"port": port}, "timeoutSeconds": probe.get("timeoutSeconds", 1)}
             rewritten = {k: v for k, v in probe.items() if k not in ("httpGet", "tcpSocket")}
             rewritten["httpGet"] = {"path": path, "port": STATUS_PORT, "scheme": "HTTP"}
             container[field] = rewritten
     return probers
 
 
-def _port_of(port: Any, container: dict[str, Any]) -> Any:
-    """A named port as its number (the agent does not see the container's port names)."""
+def _port_of(port: Any, container: dict[str, Any]) -> int | None:
+    """A probe's port as a number (the agent does not see the container's port names); None for
+    a name the container does not declare."""
     if isinstance(port, str) and not port.isdigit():
-        for item in container.get("ports") or []:
-            if item.get("name") == port:
-                return item.get("containerPort")
-    return int(port) if isinstance(port, str) else port
+        return next((item.get("containerPort") for item in container.get("ports") or [] if item.get("name") == port), None)
+    return int(port) if isinstance(port, (str, int)) and not isinstance(port, bool) else None
 
 
 def _proxy_container(pod: KubeObject, flavour: str, probers: dict[str, dict[str, Any]]) -> dict[str, Any]:

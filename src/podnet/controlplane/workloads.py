@@ -223,16 +223,19 @@ def apply_job_defaults(job: KubeObject) -> None:
     """The API server's defaults for a Job (its uid stamped first): one completion, one pod at
     a time, the selector by its uid and the labels it puts on the pod template."""
     spec = job.spec
-    for key, value in (("completions", 1), ("parallelism", 1), ("backoffLimit", 6), ("completionMode", "NonIndexed"),
-                       ("suspend", False), ("manualSelector", False), ("podReplacementPolicy", "TerminatingOrFailed")):
+    if spec.get("completions") is None and spec.get("parallelism") is None:
+        spec["completions"] = 1  # (parallelism alone: a work queue, done when one pod succeeded)
+    for key, value in (("parallelism", 1), ("backoffLimit", 6), ("completionMode", "NonIndexed"), ("suspend", False),
+                       ("podReplacementPolicy", "TerminatingOrFailed")):
         default(spec, key, value)
+    if spec.get("manualSelector"):
+        return  # the user's selector and labels, as given
     uid = job.metadata.get("uid", "")
     labels = {JOB_UID_LABEL: uid, JOB_NAME_LABEL: job.name, "controller-uid": uid, "job-name": job.name}
-    if not spec.get("selector"):
-        spec["selector"] = {"matchLabels": {JOB_UID_LABEL: uid}}
+    spec["selector"] = {"matchLabels": {JOB_UID_LABEL: uid}}
     template = spec.setdefault("template", {})
     metadata = template.setdefault("metadata", {})
-    metadata["labels"] = {**(metadata.get("labels") or {}), **labels}
+    metadata["labels"] = {**labels, **(metadata.get("labels") or {})}
 
 
 def job_pods(job: KubeObject, index: PodIndex) -> list[KubeObject]:
@@ -240,7 +243,10 @@ def job_pods(job: KubeObject, index: PodIndex) -> list[KubeObject]:
     suspended), after adopting what exists. Whether they finish is kubelet's word (the
     supervisor lays it over the Job's status: linux/supervisor/status.py)."""
     have = index.claim(job, selectors.from_label_selector(job.spec.get("selector")))
-    wanted = 0 if job.spec.get("suspend") else min(int(job.spec.get("parallelism") or 0), int(job.spec.get("completions") or 0))
+    completions = job.spec.get("completions")
+    parallelism = int(job.spec.get("parallelism") or 0)
+    # at first, as many as run at once: podnet does not make a Job's later pods as earlier ones finish
+    wanted = 0 if job.spec.get("suspend") else min(parallelism, int(completions)) if completions is not None else parallelism
     labels = dict(((job.spec.get("template") or {}).get("metadata") or {}).get("labels") or {})
     taken = {p.name for p in index.by_namespace.get(job.namespace, ())}
     template = template_json(job)

@@ -204,7 +204,7 @@ def resources_text(cluster: Cluster, pod: KubeObject, files: ProxyFiles, policie
         cluster_ip = svc.spec.get("clusterIP")
         number = int(port["port"])
         name = service_cluster_name(svc.namespace, svc.name, number)
-        attached = httproute.attached(routes, svc, number, pod.namespace)
+        attached = httproute.attached(routes, svc, port, pod.namespace)
         if attached or mesh.declared_protocol(port) == "http":  # requests, one by one
             rules = httproute.rules_of(attached, svc) if attached else httproute.default_rules(svc, number)
             filters = [_http_outbound(name, rules, known, sampling)]
@@ -235,12 +235,14 @@ def _http_outbound(name: str, rules: list[httproute.Rule], known: set[tuple[str,
     routes = []
     for rule in rules:
         entry: dict[str, Any] = {"match": _route_match(rule.match), "name": rule.describe() if rule.route else "default"}
-        backends = [(b, share) for b, share in httproute.weighted(rule.backends)
-                    if share and (b.namespace, b.service, b.port) in known]
-        if not backends:  # Gateway API: no usable backend is a 500
+        backends = [(b, share) for b, share in httproute.weighted(rule.backends) if share]
+        usable = [(b, share) for b, share in backends if (b.namespace, b.service, b.port) in known]
+        if not usable:  # Gateway API: no usable backend is a 500
             entry["direct_response"] = {"status": 500}
         else:
-            action: dict[str, Any] = {"timeout": f"{rule.timeout or 0:g}s"}
+            # a backend that is no Service port the proxy knows keeps its share, which gets 500
+            action: dict[str, Any] = {"timeout": f"{rule.timeout or 0:g}s",
+                                      "cluster_not_found_response_code": "INTERNAL_SERVER_ERROR"}
             if len(backends) == 1:
                 action["cluster"] = service_cluster_name(backends[0][0].namespace, backends[0][0].service, backends[0][0].port)
             else:
@@ -249,8 +251,9 @@ def _http_outbound(name: str, rules: list[httproute.Rule], known: set[tuple[str,
             retry = rule.retry
             attempt = (retry.attempt_timeout if retry else None) or rule.backend_timeout
             if retry is not None:
-                action["retry_policy"] = {
-                    "retry_on": "retriable-status-codes", "retriable_status_codes": list(retry.statuses),
+                action["retry_policy"] = {  # (reset: an attempt past its timeout is retried too, as Linkerd's)
+                    "retry_on": "retriable-status-codes,reset" if attempt else "retriable-status-codes",
+                    "retriable_status_codes": list(retry.statuses),
                     "num_retries": retry.limit,
                     # another endpoint than the ones that failed, as Linkerd's balancer picks anew
                     "retry_host_predicate": [{"name": "envoy.retry_host_predicates.previous_hosts", "typed_config": {
@@ -264,8 +267,9 @@ def _http_outbound(name: str, rules: list[httproute.Rule], known: set[tuple[str,
         routes.append(entry)
     return {"name": "envoy.filters.network.http_connection_manager", "typed_config": {
         "@type": _TYPE + "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
-        "stat_prefix": name, "tracing": tracing(sampling), "route_config": {"name": name, "virtual_hosts": [
-            {"name": name, "domains": ["*"], "routes": routes}]},
+        "stat_prefix": name, "tracing": tracing(sampling), "route_config": {
+            "name": name, "validate_clusters": False,  # (a backend that does not exist: its requests get 500)
+            "virtual_hosts": [{"name": name, "domains": ["*"], "routes": routes}]},
         "http_filters": [{"name": "envoy.filters.http.router",
                           "typed_config": {"@type": _TYPE + "envoy.extensions.filters.http.router.v3.Router"}}]}}
 

@@ -58,7 +58,8 @@ def ruleset(capture: Interception) -> str:
     outbound += [
         f'oifname "lo" ip saddr {INBOUND_PASSTHROUGH_SOURCE} return',
         f'oifname "lo" ip daddr != 127.0.0.1 meta skuid {PROXY_UID} tcp dport != {TUNNEL_PORT} redirect to :{INBOUND_PORT}',
-        f'oifname "lo" meta skuid != {PROXY_UID} return',
+        # (each pod's proxy runs as a uid of its own in group 1337: not the proxy only when neither says so)
+        f'oifname "lo" meta skuid != {PROXY_UID} meta skgid != {PROXY_GID} return',
         f"meta skuid {PROXY_UID} return",
         f'oifname "lo" ip daddr != 127.0.0.1 meta skgid {PROXY_GID} tcp dport != {TUNNEL_PORT} redirect to :{INBOUND_PORT}',
         f'oifname "lo" meta skgid != {PROXY_GID} return',

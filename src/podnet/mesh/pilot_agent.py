@@ -212,7 +212,9 @@ def main(argv: list[str]) -> int:
         signal_started()
     code = proxy.wait()
     server.shutdown()
-    return 0 if stopping.is_set() else (code or 1)
+    if stopping.is_set():
+        return 0
+    return 128 - code if code < 0 else (code or 1)  # (killed by signal N: 128+N, as a shell says it)
 
 
 if __name__ == "__main__":

@@ -120,7 +120,8 @@ def quantile(buckets: list[tuple[float, int]], q: float) -> float | None:
 
 def add(stat: WorkloadStat, before: Sample, after: Sample) -> None:
     """What one proxy did between two samples, added to its workload's figures."""
-    if after.uptime < before.uptime or after.at <= before.at:  # the proxy restarted: count from its start
+    if after.uptime < before.uptime or after.at <= before.at or \
+            abs((after.at - after.uptime) - (before.at - before.uptime)) > 3.0:  # the proxy restarted: count from its start
         before = start_of(after)
     total = sum(after.requests.get(c, 0) - before.requests.get(c, 0) for c in CLASSES)
     stat.total += total
@@ -140,7 +141,8 @@ def baseline(history: Iterable[Sample], now: Sample, window: float) -> Sample:
     """The sample to count from for the `window` seconds before `now`: the oldest one within the
     window (the proxy's start counts as one: all zero); if none is, the last one before it (the
     figures then cover more than the window: WorkloadStat.seconds says how much)."""
-    same_run = [s for s in history if s.at < now.at and s.uptime <= now.uptime]  # (not before a restart)
+    started = now.at - now.uptime  # (Envoy's uptime in whole seconds: a few seconds' slack)
+    same_run = [s for s in history if s.at < now.at and abs((s.at - s.uptime) - started) <= 3.0]
     start = start_of(now)
     within = [s for s in [*same_run, start] if s.at >= now.at - window]
     if within:

@@ -66,7 +66,8 @@ def pod_row(o: KubeObject, wide: bool) -> Row:
             shown = terminated["reason"]
     if fields.is_terminating(o):
         shown = "Terminating"
-    restarts = str(sum(int(c.get("restartCount") or 0) for c in statuses))
+    restarts = str(sum(int(c.get("restartCount") or 0) for c in statuses) + sum(
+        int(c.get("restartCount") or 0) for c in status.get("initContainerStatuses") or [] if c.get("name") in sidecars))
     row = [o.name, f"{ready}/{total}", shown, restarts, _age(o)]
     if wide:
         gates = o.spec.get("readinessGates") or []

@@ -651,13 +651,14 @@ class Tracer:
         """The Services (and ports) the proxy sends to: the Service's own, or, for a request on a
         port with HTTPRoutes attached (GAMMA), the backends of the rule that takes it
         (semantics/httproute.py, as the proxy's routes are rendered). (services, why refused)."""
-        routes = httproute.attached(self.cluster.of_kind("HTTPRoute"), svc, int(port["port"]), src.pod.namespace)
+        routes = httproute.attached(self.cluster.of_kind("HTTPRoute"), svc, port, src.pod.namespace)
         if not routes:
             return [(svc, port)], None
-        try:
-            rules = httproute.rules_of(routes, svc)
-        except httproute.RouteError as error:
-            return [], f"the proxy's routes cannot be made: {error}"
+        for route in routes:
+            problem = httproute.route_problem(route)
+            if problem:
+                hops.append(Hop(src.name, "route", f"HTTPRoute {route.namespace}/{route.name} is left out: {problem}"))
+        rules = httproute.rules_of(routes, svc)
         if http is None:
             backends = {(b.namespace, b.service, b.port): b for rule in rules for b in rule.backends}.values()
             hops.append(Hop(src.name, "route", f"{name}: HTTPRoute(s) {', '.join(r.namespace + '/' + r.name for r in routes)} "
@@ -672,21 +673,27 @@ class Tracer:
                 hops.append(Hop(src.name, "route", reason))
                 return [], reason
             backends = [b for b, share in httproute.weighted(rule.backends) if share]
-            shares = ", ".join(f"{b.service}:{b.port} {share:.0%}" for b, share in httproute.weighted(rule.backends))
+            shares = ", ".join(f"{b.service}:{b.port} {share:.0%}" + ("" if self._backend_port(b) else " (no such Service port: 500)")
+                               for b, share in httproute.weighted(rule.backends))
             extras = [f"timeout {rule.timeout:g}s" if rule.timeout else "",
-                      f"retries {rule.retry.limit} on {_codes(rule.retry.statuses)}" if rule.retry else ""]
+                      f"retries {rule.retry.limit} on {_codes(rule.retry.statuses)}" if rule.retry else "",
+                      rule.problem]
             hops.append(Hop(src.name, "route", f"{rule.describe()} takes {http.method} {http.path}: {shares or 'no backend'}"
                                                + "".join(f"; {e}" for e in extras if e)))
-        found = []
-        for backend in backends:
-            target = self.cluster.get("Service", backend.namespace, backend.service)
-            entry = next((p for p in (target.spec.get("ports") or []) if p.get("port") == backend.port
-                          and fields.protocol(p) == "TCP"), None) if target is not None else None
-            if entry is not None:
-                found.append((target, entry))
+        found = [routed for backend in backends if (routed := self._backend_port(backend)) is not None]
         if not found:
             return [], "the route's rule has no backend Service that exists: the proxy answers 500"
         return found, None
+
+    def _backend_port(self, backend: httproute.Backend):
+        """(Service, its port entry) of a route's backend, if the proxy knows it (a TCP port of a
+        Service with a cluster IP), else None: its share of the requests gets 500."""
+        target = self.cluster.get("Service", backend.namespace, backend.service)
+        if target is None or target.spec.get("clusterIP") in (None, "", "None"):
+            return None
+        entry = next((p for p in target.spec.get("ports") or [] if p.get("port") == backend.port
+                      and fields.protocol(p) == "TCP"), None)
+        return (target, entry) if entry is not None else None
 
     def _inbound_proxy(self, dst: Party, port: int, source_ip: str, packet: Packet, hops: list[Hop]) -> str | None:
         """At a meshed pod: its capture sends the connection to the proxy's inbound port, which

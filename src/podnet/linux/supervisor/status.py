@@ -109,7 +109,7 @@ def job_status(body: dict[str, Any], sandboxes: list) -> None:
     phases = [finished_phase(s) for s in sandboxes]
     succeeded, failed = phases.count("Succeeded"), phases.count("Failed")
     status["active"] = phases.count(None)
-    status["ready"] = status["active"] and status.get("ready", 0)
+    status["ready"] = status.get("ready", 0) if status["active"] else 0
     if succeeded:
         status["succeeded"] = succeeded
     if failed:
@@ -119,16 +119,19 @@ def job_status(body: dict[str, Any], sandboxes: list) -> None:
         status["startTime"] = timestamp(min(started))  # (its first pod's start)
     ended = [c.finished_at for s in sandboxes for c in s.containers if not c.sidecar and c.finished_at]
     when = timestamp(time.time() - (time.monotonic() - max(ended))) if ended else timestamp()
-    if succeeded >= int(spec.get("completions") or 1):
+    completions = spec.get("completions")
+    # a work queue (no completions): done once one pod succeeded and none runs
+    done = succeeded >= int(completions) if completions is not None else succeeded and not status["active"]
+    if done:
         status.update(active=0, ready=0, completionTime=when, conditions=[
             {"type": "SuccessCriteriaMet", "status": "True", "reason": "CompletionsReached",
              "message": "Reached expected number of succeeded pods", "lastTransitionTime": when},
             {"type": "Complete", "status": "True", "reason": "CompletionsReached",
              "message": "Reached expected number of succeeded pods", "lastTransitionTime": when}])
     elif failed and not status["active"]:
-        status["conditions"] = [{"type": "Failed", "status": "True", "reason": "PodFailed",
-                                 "message": "a pod of the Job failed (podnet runs each completion once)",
-                                 "lastTransitionTime": when}]
+        status["conditions"] = [{"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded",
+                                 "message": "Job has reached the specified backoff limit (podnet runs each pod once: "
+                                            "a failed pod is not replaced)", "lastTransitionTime": when}]
 
 
 def live_digest(sandbox, probed: Mapping[str, Mapping[str, bool]]) -> tuple:
