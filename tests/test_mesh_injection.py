@@ -144,11 +144,16 @@ def test_an_app_held_while_its_proxy_starts_waits_as_pod_initializing(cluster):
     app = sandbox.containers[1]
     app.process, app.held = None, True
     body = json.loads(json.dumps(api.body))
-    runtime_status(body, sandbox, {"istio-proxy": {"ready": True, "started": True}})
+    runtime_status(body, sandbox, {"istio-proxy": {"ready": False, "started": False}})
     [entry] = body["status"]["containerStatuses"]
     assert entry["state"] == {"waiting": {"reason": "PodInitializing"}} and not entry["ready"]
-    assert body["status"]["initContainerStatuses"][0]["ready"] is True
-    assert body["status"]["phase"] == "Running"
+    assert body["status"]["phase"] == "Pending"  # kubelet's pod is initializing until its sidecar started
+    assert {c["type"]: c["status"] for c in body["status"]["conditions"]}["Initialized"] == "False"
+    assert pod_row(type(api)(api.kind, api.namespace, api.name, body), False)[1:3] == ["0/2", "Init:0/1"]
+    # its proxy started (the prober's word), the app not yet released: kubectl shows the app's wait
+    body = json.loads(json.dumps(api.body))
+    runtime_status(body, sandbox, {"istio-proxy": {"ready": True, "started": True}})
+    assert pod_row(type(api)(api.kind, api.namespace, api.name, body), False)[1:3] == ["1/2", "PodInitializing"]
 
 
 def test_a_pod_that_does_not_restart_is_done_once_its_proxy_has_stopped_too(cluster):

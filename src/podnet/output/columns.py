@@ -58,7 +58,10 @@ def pod_row(o: KubeObject, wide: bool) -> Row:
         1 for c in status.get("initContainerStatuses") or [] if c.get("name") in sidecars and c.get("ready") and c.get("started"))
     phase = fields.phase(o) or "Pending"
     shown = status.get("reason") or phase
-    for c in statuses:  # kubectl shows a waiting (ErrImagePull, CrashLoopBackOff …) or terminated container's reason
+    initializing = _initializing(o, sidecars)
+    if initializing:  # kubectl: the first init container not done says how far the pod is
+        shown = initializing
+    for c in [] if initializing else statuses:  # a waiting (ErrImagePull, CrashLoopBackOff …) or terminated container's reason
         waiting, terminated = (c.get("state") or {}).get("waiting"), (c.get("state") or {}).get("terminated")
         if waiting and waiting.get("reason"):
             shown = waiting["reason"]
@@ -75,6 +78,28 @@ def pod_row(o: KubeObject, wide: bool) -> Row:
         gate_text = f"{sum(1 for g in gates if conditions.get(g.get('conditionType')) == 'True')}/{len(gates)}" if gates else NONE
         row += [fields.pod_ip(o) or NONE, o.spec.get("nodeName") or NONE, NONE, gate_text]
     return row
+
+
+def _initializing(o: KubeObject, sidecars: set) -> str | None:
+    """kubectl's printPod for a pod whose init containers are not all done: "Init:i/n" at the
+    first one neither completed nor (a sidecar) started, or its waiting or terminated reason;
+    None once the pod is initialized."""
+    if fields.condition_statuses(o).get("Initialized") == "True":
+        return None
+    total = len(o.spec.get("initContainers") or [])
+    for index, c in enumerate(o.status.get("initContainerStatuses") or []):
+        state = c.get("state") or {}
+        terminated, waiting = state.get("terminated"), state.get("waiting")
+        if terminated is not None and terminated.get("exitCode") == 0:
+            continue
+        if c.get("name") in sidecars and c.get("started"):
+            continue
+        if terminated is not None:
+            return "Init:" + (terminated.get("reason") or f"ExitCode:{terminated.get('exitCode')}")
+        if waiting and waiting.get("reason") and waiting["reason"] != "PodInitializing":
+            return "Init:" + waiting["reason"]
+        return f"Init:{index}/{total}"
+    return None
 
 
 def _service_ports(spec: dict[str, Any]) -> str:

@@ -88,6 +88,14 @@ def runtime_status(body: dict[str, Any], sandbox, probed: Mapping[str, Mapping[s
     done = finished_phase(sandbox)
     if done is not None:
         status["phase"] = done
+    if any(container.held for container in sandbox.containers):
+        # its sidecars have not all started: kubelet's pod is still initializing
+        status["phase"] = "Pending"
+        for condition in status.get("conditions") or []:
+            if condition.get("type") == "Initialized":
+                condition.update(status="False", reason="ContainersNotInitialized")
+            elif condition.get("type") in ("Ready", "ContainersReady"):
+                condition.update(status="False", reason="ContainersNotReady")
     if any(container.waiting for container in sandbox.containers):  # kubelet: a container never started
         status["phase"] = "Pending"
 
