@@ -165,23 +165,12 @@ def outbound(cluster: Cluster, policies: Iterable[KubeObject]) -> Outbound:
     placeholder = ProxyFiles(PLACEHOLDER_DIRECTORY)
     clusters = [_passthrough("PassthroughCluster"), _passthrough("InboundPassthroughCluster", bind="127.0.0.6")]
     known = set()
-    for svc, port in _service_ports(cluster):
+    for svc, port in mesh.proxied_ports(cluster.of_kind("Service")):
         number = int(port["port"])
         known.add((svc.namespace, svc.name, number))
         endpoints = _endpoints(cluster, slices.get((svc.namespace, svc.name), []), svc, port, policies)
         clusters.append(_service_cluster(service_cluster_name(svc.namespace, svc.name, number), endpoints, placeholder))
     return Outbound(frozenset(known), json.dumps(_discovery(clusters), sort_keys=True))
-
-
-def _service_ports(cluster: Cluster):
-    """Each TCP port of each Service with a cluster IP (UDP is not captured: it never reaches the proxy)."""
-    for svc in cluster.of_kind("Service"):
-        cluster_ip = svc.spec.get("clusterIP")
-        if not cluster_ip or cluster_ip == "None":
-            continue
-        for port in svc.spec.get("ports") or []:
-            if (port.get("protocol") or "TCP") == "TCP":
-                yield svc, port
 
 
 def resources(cluster: Cluster, pod: KubeObject, files: ProxyFiles, policies: Iterable[KubeObject],
@@ -200,7 +189,7 @@ def resources_text(cluster: Cluster, pod: KubeObject, files: ProxyFiles, policie
     routes = cluster.of_kind("HTTPRoute")
     known = set(shared.known)
     sampling = sampling_of(pod)
-    for svc, port in _service_ports(cluster):
+    for svc, port in mesh.proxied_ports(cluster.of_kind("Service")):
         cluster_ip = svc.spec.get("clusterIP")
         number = int(port["port"])
         name = service_cluster_name(svc.namespace, svc.name, number)

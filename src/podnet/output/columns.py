@@ -9,6 +9,7 @@ from typing import Any, Callable
 from podnet.api import fields, labels
 from podnet.api.defaults import SERVICE_TYPE
 from podnet.api.objects import KubeObject
+from podnet.controlplane.pods import is_sidecar
 from podnet.output import age
 
 Row = list[str]
@@ -52,7 +53,7 @@ def pod_row(o: KubeObject, wide: bool) -> Row:
     status = o.status
     statuses = status.get("containerStatuses") or []
     # kubectl counts native sidecars (init containers with restartPolicy Always) as containers
-    sidecars = {c.get("name") for c in o.spec.get("initContainers") or [] if (c or {}).get("restartPolicy") == "Always"}
+    sidecars = {c.get("name") for c in o.spec.get("initContainers") or [] if is_sidecar(c)}
     total = len(o.spec.get("containers") or []) + len(sidecars)
     ready = sum(1 for c in statuses if c.get("ready")) + sum(
         1 for c in status.get("initContainerStatuses") or [] if c.get("name") in sidecars and c.get("ready") and c.get("started"))

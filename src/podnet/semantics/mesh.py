@@ -141,6 +141,17 @@ def port_protocol(services: Iterable[KubeObject], pod: KubeObject, port: int) ->
     return "tcp"
 
 
+def proxied_ports(services: Iterable[KubeObject]):
+    """(Service, port entry) for each port a sidecar's outbound side proxies: the TCP ports of
+    Services with a cluster IP (UDP is not captured; a headless Service has no address to catch)."""
+    for svc in services:
+        if svc.spec.get("clusterIP") in (None, "", "None"):
+            continue
+        for port in svc.spec.get("ports") or []:
+            if (port.get("protocol") or "TCP") == "TCP":
+                yield svc, port
+
+
 def declared_protocol(service_port: Mapping) -> str:
     """"http" or "tcp": what a Service port declares it carries (its appProtocol, else its name:
     `http`, `http-…`, `http2`, `grpc…`: Istio's explicit protocol selection)."""

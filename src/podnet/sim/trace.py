@@ -689,11 +689,8 @@ class Tracer:
         """(Service, its port entry) of a route's backend, if the proxy knows it (a TCP port of a
         Service with a cluster IP), else None: its share of the requests gets 500."""
         target = self.cluster.get("Service", backend.namespace, backend.service)
-        if target is None or target.spec.get("clusterIP") in (None, "", "None"):
-            return None
-        entry = next((p for p in target.spec.get("ports") or [] if p.get("port") == backend.port
-                      and fields.protocol(p) == "TCP"), None)
-        return (target, entry) if entry is not None else None
+        return next(((svc, port) for svc, port in mesh.proxied_ports([target] if target is not None else [])
+                     if port.get("port") == backend.port), None)
 
     def _inbound_proxy(self, dst: Party, port: int, source_ip: str, packet: Packet, hops: list[Hop]) -> str | None:
         """At a meshed pod: its capture sends the connection to the proxy's inbound port, which
