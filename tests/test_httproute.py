@@ -199,11 +199,11 @@ def test_the_proxys_routes_are_the_rules_in_the_same_order(cluster, tmp_path):
 def test_trace_takes_the_rule_the_proxy_takes(cluster):
     tracer = Tracer(cluster)
     routed = tracer.trace("shop/web", "http://api.shop/v2/x")
-    route = next(h for h in routed.hops if h.action == "route")
+    route = next(h for h in routed.hops if h.action == "mesh-route")
     assert "HTTPRoute shop/split rule 0 takes GET /v2/x: api-v2:80 100%; timeout 1.5s" in route.detail
     assert {f.backend.name for f in routed.fates} == {"shop/api-2"}
     split = tracer.trace("shop/web", "http://api.shop/")
-    assert "api-v1:80 90%, api-v2:80 10%" in next(h for h in split.hops if h.action == "route").detail
+    assert "api-v1:80 90%, api-v2:80 10%" in next(h for h in split.hops if h.action == "mesh-route").detail
     assert {f.backend.name for f in split.fates} == {"shop/api-1", "shop/api-2"}
 
 

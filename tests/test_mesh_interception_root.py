@@ -12,7 +12,8 @@ import textwrap
 
 import pytest
 
-from podnet.mesh.interception import Interception, InterceptionError, interception_of, ruleset
+from podnet.mesh.interception import PROXY_GID, Interception, InterceptionError, interception_of, proxy_uid, ruleset
+from podnet.semantics.meshcapture import captures_inbound, captures_outbound
 
 pytestmark = pytest.mark.root  # tests/conftest.py skips it without root and namespaces
 
@@ -85,8 +86,9 @@ def load(pod: str, capture: Interception) -> None:
                    check=True, capture_output=True, timeout=60)
 
 
-def connect(ns: str, address: str, port: int, uid: int | None = None) -> str:
-    as_user = ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups"] if uid is not None else []
+def connect(ns: str, address: str, port: int, uid: int | None = None, gid: int | None = None) -> str:
+    as_user = ["setpriv", f"--reuid={uid}", f"--regid={uid if gid is None else gid}", "--clear-groups"] \
+        if uid is not None else []
     return run("ip", "netns", "exec", ns, *as_user, sys.executable, "-c", CONNECT, address, str(port)).strip()
 
 
@@ -106,6 +108,33 @@ def test_the_pods_tcp_goes_through_its_proxy_and_the_proxys_own_does_not(pair):
     assert connect(pod, "127.0.0.1", 7000, uid=1000) == "app 7000 127.0.0.1:7000"  # loopback stays
     # the proxy's connection to its own pod address goes through inbound
     assert connect(pod, "10.251.0.2", 8080, uid=1337) == "proxy 15006 10.251.0.2:8080"
+    # a pod's proxy as podnet runs it: a uid of its own in group 1337, let through and hairpinned alike
+    own = proxy_uid("test/ns/pod")
+    assert connect(pod, "10.251.0.1", 9000, uid=own, gid=PROXY_GID) == "direct 9000 10.251.0.1:9000"
+    assert connect(pod, "10.251.0.2", 8080, uid=own, gid=PROXY_GID) == "proxy 15006 10.251.0.2:8080"
+
+
+ANNOTATED = [
+    {},
+    {"traffic.sidecar.istio.io/excludeOutboundPorts": "5432", "traffic.sidecar.istio.io/excludeInboundPorts": "7000"},
+    {"traffic.sidecar.istio.io/includeInboundPorts": "7000", "traffic.sidecar.istio.io/includeOutboundIPRanges": "10.96.0.0/12"},
+    {"traffic.sidecar.istio.io/excludeOutboundIPRanges": "10.251.0.0/24"},
+    {"traffic.sidecar.istio.io/includeOutboundIPRanges": "", "traffic.sidecar.istio.io/includeOutboundPorts": "9000"},
+]
+
+
+@pytest.mark.parametrize("annotations", ANNOTATED, ids=[str(i) for i in range(len(ANNOTATED))])
+def test_the_kernel_captures_what_trace_says_it_captures(pair, annotations):
+    """The capture the nft table makes and the one the simulator's trace reads from the same
+    annotations (semantics/meshcapture.py) agree, port by port."""
+    client, pod = pair
+    capture = interception_of(annotations)
+    load(pod, capture)
+    for port in (7000, 15021):  # (the app listens on both: what is not captured reaches it)
+        assert connect(client, "10.251.0.2", port).startswith("proxy 15006") is captures_inbound(capture, port), port
+    for port in (9000, 5432):
+        taken = connect(pod, "10.251.0.1", port, uid=1000).startswith("proxy 15001")
+        assert taken is captures_outbound(capture, "10.251.0.1", port), port
 
 
 def test_only_the_included_ports_and_ranges_are_captured(pair):

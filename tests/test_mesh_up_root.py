@@ -435,6 +435,11 @@ def test_an_httproute_on_a_service_splits_its_requests_by_weight(cluster, tmp_pa
         seen = counted(cluster, "web", "http://versioned/hostname", 2000)
         assert set(seen) == {"200 v1", "200 v2"}, seen
         assert abs(seen["200 v2"] / 2000 - 0.10) <= 0.03, seen  # 90/10 within ±3%: 4.5 standard deviations
+        # and `trace` names the rule and the shares the proxies split by
+        traced_hops = json.loads(podnet("trace", "shop/web", "http://versioned/hostname", "-o", "json",
+                                        "--name", cluster).stdout)["hops"]  # (exit 0: every crossed node in sync)
+        route = next(h["detail"] for h in traced_hops if h["action"] == "mesh-route")
+        assert "HTTPRoute shop/versioned rule 0" in route and "versioned-v1:80 90%, versioned-v2:80 10%" in route
         routes = json.loads(podnet("get", "httproutes", "-n", "shop", "-o", "json", "--name", cluster).stdout)["items"]
         assert [r["metadata"]["name"] for r in routes] == ["versioned"]
     finally:

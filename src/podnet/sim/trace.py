@@ -38,6 +38,9 @@ from podnet.semantics.services import Backend, ServiceTable, Translation, affini
 from podnet.sim.curl import HttpRequest, http_request
 
 PROTOCOLS = ("TCP", "UDP", "SCTP")
+# the client's proxy choosing a request's route (HTTPRoute on a Service): not "route", which is the
+# kernel's routing and, at a pod, the ingress controller's (the live trace checks that controller)
+MESH_ROUTE = "mesh-route"
 
 
 @dataclass
@@ -657,11 +660,11 @@ class Tracer:
         for route in routes:
             problem = httproute.route_problem(route)
             if problem:
-                hops.append(Hop(src.name, "route", f"HTTPRoute {route.namespace}/{route.name} is left out: {problem}"))
+                hops.append(Hop(src.name, MESH_ROUTE, f"HTTPRoute {route.namespace}/{route.name} is left out: {problem}"))
         rules = httproute.rules_of(routes, svc)
         if http is None:
             backends = {(b.namespace, b.service, b.port): b for rule in rules for b in rule.backends}.values()
-            hops.append(Hop(src.name, "route", f"{name}: HTTPRoute(s) {', '.join(r.namespace + '/' + r.name for r in routes)} "
+            hops.append(Hop(src.name, MESH_ROUTE, f"{name}: HTTPRoute(s) {', '.join(r.namespace + '/' + r.name for r in routes)} "
                                                "route each request (trace an http:// URL to see which rule takes one)"))
         else:
             path, query = httproute.split_target(http.path)
@@ -670,7 +673,7 @@ class Tracer:
             if rule is None:
                 reason = f"no rule of HTTPRoute(s) {', '.join(r.namespace + '/' + r.name for r in routes)} matches " \
                          f"{http.method} {http.path}: the proxy answers 404"
-                hops.append(Hop(src.name, "route", reason))
+                hops.append(Hop(src.name, MESH_ROUTE, reason))
                 return [], reason
             backends = [b for b, share in httproute.weighted(rule.backends) if share]
             shares = ", ".join(f"{b.service}:{b.port} {share:.0%}" + ("" if self._backend_port(b) else " (no such Service port: 500)")
@@ -678,7 +681,7 @@ class Tracer:
             extras = [f"timeout {rule.timeout:g}s" if rule.timeout else "",
                       f"retries {rule.retry.limit} on {_codes(rule.retry.statuses)}" if rule.retry else "",
                       rule.problem]
-            hops.append(Hop(src.name, "route", f"{rule.describe()} takes {http.method} {http.path}: {shares or 'no backend'}"
+            hops.append(Hop(src.name, MESH_ROUTE, f"{rule.describe()} takes {http.method} {http.path}: {shares or 'no backend'}"
                                                + "".join(f"; {e}" for e in extras if e)))
         found = [routed for backend in backends if (routed := self._backend_port(backend)) is not None]
         if not found:
