@@ -58,7 +58,6 @@ import array
 import json
 import math
 import os
-import platform
 import secrets
 import select
 import shutil
@@ -72,8 +71,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-SRC = Path(__file__).resolve().parents[1] / "src"
-sys.path.insert(0, str(SRC))
+from meshbench import BenchLayout, children, cpu_seconds, host_busy, machine, run, sidecar_process  # noqa: E402  (bench/meshbench.py: also puts src/ on the path)
 
 GOAL_P90, GOAL_P99 = 0.23, 0.30  # ms added by two sidecars (Istio 1.20's published figures)
 GOAL_CPU = 0.2  # vCPU per 1,000 RPS per proxy
@@ -247,10 +245,6 @@ def _content_length(head: bytes) -> int:
 # -- the pods ----------------------------------------------------------------------------------
 
 
-def run(*argv: str, input: str | None = None, check: bool = True) -> subprocess.CompletedProcess:
-    return subprocess.run(argv, check=check, capture_output=True, text=True, timeout=60, input=input)
-
-
 def nginx_conf(directory: Path) -> str:
     body = nginx_body().decode()  # (no quote, backslash or $ in it: nginx takes it as it is)
     return f"""
@@ -303,43 +297,6 @@ def wait_until(what: str, check, deadline: float = READY_DEADLINE) -> None:
         time.sleep(0.1)
 
 
-def children(pid: int) -> list[int]:
-    found = []
-    for task in Path(f"/proc/{pid}/task").glob("*"):
-        try:
-            found += [int(p) for p in (task / "children").read_text().split()]
-        except OSError:
-            pass
-    return found
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
-
-
-def inotify_instances(uid: int) -> int:
-    """The inotify instances open in processes whose effective uid is `uid`."""
-    count = 0
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
-        try:
-            euid = next(int(line.split()[2]) for line in (proc / "status").read_text().splitlines()
-                        if line.startswith("Uid:"))
-            if euid == uid:
-                count += sum(1 for fd in (proc / "fd").iterdir() if os.readlink(fd) == "anon_inode:inotify")
-        except (OSError, StopIteration, ValueError):
-            pass
-    return count
-
-
-def host_busy() -> float:
-    """CPU seconds the whole machine has been busy (/proc/stat: all but idle and iowait)."""
-    ticks = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-    return (sum(ticks[:8]) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")  # (guest time is inside user)
-
-
 def rss_mb(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -359,22 +316,8 @@ class Sidecar:
         return cpu_seconds(self.process.pid), cpu_seconds(self.envoy_pid)
 
 
-def start_sidecar(pod, netns: str, directory: Path, log: Path, uid: int | None = None) -> Sidecar:
-    """The injected container as the runtime starts it: `python -m podnet.mesh.pilot_agent` and
-    the args the injector wrote."""
-    container = next(c for c in pod.spec["initContainers"] if c["name"] == "istio-proxy")
-    args = [str(a).replace("$(POD_NAMESPACE)", pod.namespace) for a in container.get("args") or []]
-    from podnet.mesh import pilot_agent
-
-    env = {**os.environ, pilot_agent.PROXY_DIR_ENV: str(directory), "PYTHONPATH": str(SRC)}
-    if uid is not None:  # the runtime gives each pod's proxy a uid of its own (mesh/interception.proxy_uid)
-        env[pilot_agent.PROXY_UID_ENV] = str(uid)
-    if hasattr(pilot_agent, "TRACES_ENV"):  # the runtime gives the agent its pod's span file (where podnet has one)
-        env[pilot_agent.TRACES_ENV] = str(log.with_suffix(".spans.jsonl"))
-    with open(log, "ab") as out:
-        process = subprocess.Popen(["ip", "netns", "exec", netns, sys.executable, "-m", "podnet.mesh.pilot_agent",
-                                    *args], env=env, stdout=out, stderr=out)
-    return Sidecar(pod.name, netns, process)
+def start_sidecar(pod, netns: str, directory: Path, log: Path) -> Sidecar:
+    return Sidecar(pod.name, netns, sidecar_process(pod, netns, directory, log))
 
 
 def path_filters(client_dir: Path, server_dir: Path, service_ip: str) -> str:
@@ -464,12 +407,6 @@ def percentile(ordered: list[int], q: float) -> float:
     return ordered[min(len(ordered) - 1, max(0, math.ceil(q / 100 * len(ordered)) - 1))] / 1e6
 
 
-def machine() -> str:
-    model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                  if line.startswith("model name")), platform.processor() or "unknown")
-    return f"{os.cpu_count()} CPUs ({model}), kernel {platform.release()}"
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="mode")
@@ -498,12 +435,6 @@ def main() -> None:
         sys.exit("root only: it makes network namespaces")
     if not shutil.which("nginx"):
         sys.exit("the host's nginx is needed (apt-get install nginx)")
-    # each of podnet's Envoys (uid 1337) holds 6 inotify instances; the kernel allows a uid
-    # fs.inotify.max_user_instances (others' proxies on this host count too)
-    limit = int(Path("/proc/sys/fs/inotify/max_user_instances").read_text())
-    if limit - inotify_instances(1337) < 12:
-        sys.exit(f"uid 1337 has fewer than the 12 inotify instances left two Envoys need "
-                 f"(fs.inotify.max_user_instances={limit}, {inotify_instances(1337)} in use)")
     bench(args)
 
 
@@ -512,17 +443,8 @@ def bench(args: argparse.Namespace) -> None:
     from podnet.api.store import admit
     from podnet.config import ClusterConfig
     from podnet.controlplane import compute
-    from podnet.host.layout import ClusterLayout
     from podnet.linux.meshproxies import MeshProxies
-    from podnet.mesh.interception import interception_of, proxy_uid, ruleset
-
-    @dataclass(frozen=True)
-    class BenchLayout(ClusterLayout):  # the supervisor's layout, its state under this run's directory
-        root: Path = Path(".")
-
-        @property
-        def state_dir(self) -> Path:
-            return self.root
+    from podnet.mesh.interception import interception_of, ruleset
 
     model = MODEL.replace("SAMPLING", f"{args.sampling:g}").replace("PORT_NAME", "http" if args.protocol == "http" else "tcp")
     cluster = compute(admit(parse_texts({"bench.yaml": model})), ClusterConfig())
@@ -567,7 +489,7 @@ def bench(args: argparse.Namespace) -> None:
             proxies.prepare(pod, cluster, netns[name])
             rules[name] = ruleset(interception_of(pod.metadata.get("annotations")))
             sidecars.append(start_sidecar(pod, netns[name], proxies.layout.mesh_proxy_dir("bench", name),
-                                          base / f"{name}-proxy.log", proxy_uid(f"bench/{pod.ref}")))
+                                          base / f"{name}-proxy.log"))
         for sidecar in sidecars:
             wait_until(f"the sidecar of {sidecar.pod}",
                        lambda: http_get_in(sidecar.netns, "127.0.0.1", 15021, "/healthz/ready")[0] == 200)

@@ -86,14 +86,12 @@ import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
 
-SRC = Path(__file__).resolve().parents[1] / "src"
-sys.path.insert(0, str(SRC))
+from meshbench import SRC, BenchLayout, children, cpu_seconds, host_busy, machine, run, sidecar_process  # noqa: E402  (bench/meshbench.py: also puts src/ on the path)
 
 GOAL = 100.0  # ms until every proxy has the change (issue 21), 100 pods
 READY_DEADLINE = 60.0
 WATCH_DEADLINE = 30.0  # s a push may take before it counts as failed
 UID_BASE = 1_337_000  # the proxies' uids but with --as-podnet: UID_BASE + the pod's index (no user has them)
-ENVOY_INOTIFY = 6  # inotify instances one proxy's Envoy holds (1.40: one per watched resource file)
 SERVICE_CLUSTER = "outbound|80||app.bench.svc.cluster.local"
 # a cluster replaced by a CDS update; the CDS updates applied; the endpoints of the Service's cluster
 STATS = ("cluster_manager.cluster_modified", "cluster_manager.cds.update_success",
@@ -354,10 +352,6 @@ def _log_time(line: str) -> int:
 # -- the pods ----------------------------------------------------------------------------------
 
 
-def run(*argv: str, input: str | None = None, check: bool = True) -> subprocess.CompletedProcess:
-    return subprocess.run(argv, check=check, capture_output=True, text=True, timeout=60, input=input)
-
-
 def healthy(netns: str) -> bool:
     from podnet.host.netns import socket_in_netns
 
@@ -373,33 +367,6 @@ def healthy(netns: str) -> bool:
         s.close()
 
 
-def inotify_instances(uid: int) -> int:
-    """The inotify instances open in processes whose effective uid is `uid` (what the kernel's
-    fs.inotify.max_user_instances limits, per uid)."""
-    count = 0
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
-        try:
-            euid = next(int(line.split()[2]) for line in (proc / "status").read_text().splitlines()
-                        if line.startswith("Uid:"))
-            if euid == uid:
-                count += sum(1 for fd in (proc / "fd").iterdir() if os.readlink(fd) == "anon_inode:inotify")
-        except (OSError, StopIteration, ValueError):
-            pass
-    return count
-
-
-def children(pid: int) -> list[int]:
-    found = []
-    for task in Path(f"/proc/{pid}/task").glob("*"):
-        try:
-            found += [int(p) for p in (task / "children").read_text().split()]
-        except OSError:
-            pass
-    return found
-
-
 def memory_kb(pid: int) -> tuple[int, int]:
     """(RSS, PSS) in kB."""
     rss = pss = 0
@@ -409,31 +376,6 @@ def memory_kb(pid: int) -> tuple[int, int]:
         elif line.startswith("Pss:"):
             pss = int(line.split()[1])
     return rss, pss
-
-
-def host_busy() -> float:
-    """CPU seconds the whole machine has been busy (/proc/stat: all but idle and iowait)."""
-    ticks = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-    return (sum(ticks[:8]) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")  # (guest time is inside user)
-
-
-def machine() -> str:
-    import platform
-
-    model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                  if line.startswith("model name")), platform.processor() or "unknown")
-    return f"{os.cpu_count()} CPUs ({model}), kernel {platform.release()}"
-
-
-def cpu_seconds(pid: int) -> float:
-    """The CPU time of the process's threads (schedstat: nanoseconds, not utime's clock ticks)."""
-    total = 0
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        try:
-            total += int((task / "schedstat").read_text().split()[0])
-        except OSError:
-            pass
-    return total / 1e9
 
 
 @dataclass
@@ -446,20 +388,7 @@ class Sidecar:
 
 
 def start_sidecar(pod, netns: str, directory: Path, log: Path) -> Sidecar:
-    """The injected container as the runtime starts it: `python -m podnet.mesh.pilot_agent` and
-    the args the injector wrote (it runs Envoy as the pod's proxy uid, in group 1337)."""
-    from podnet.mesh import pilot_agent
-    from podnet.mesh.interception import proxy_uid
-
-    container = next(c for c in pod.spec["initContainers"] if c["name"] == "istio-proxy")
-    args = [str(a).replace("$(POD_NAMESPACE)", pod.namespace) for a in container.get("args") or []]
-    env = {**os.environ, pilot_agent.PROXY_DIR_ENV: str(directory), "PYTHONPATH": str(SRC),
-           pilot_agent.PROXY_UID_ENV: str(proxy_uid(f"bench/{pod.ref}"))}  # (MeshProxies.prepare's uid for it)
-    if hasattr(pilot_agent, "TRACES_ENV"):  # the runtime gives the agent its pod's span file (where podnet has one)
-        env[pilot_agent.TRACES_ENV] = str(log.with_suffix(".spans.jsonl"))
-    with open(log, "ab") as out:
-        process = subprocess.Popen(["ip", "netns", "exec", netns, sys.executable, "-m", "podnet.mesh.pilot_agent",
-                                    *args], env=env, stdout=out, stderr=out)
+    process = sidecar_process(pod, netns, directory, log)
     return Sidecar(netns, log, process, agent_pid=process.pid)
 
 
@@ -513,18 +442,9 @@ def bench(args: argparse.Namespace) -> None:
     from podnet.api.store import admit
     from podnet.config import ClusterConfig
     from podnet.controlplane import compute
-    from podnet.host.layout import ClusterLayout
     from podnet.linux.meshproxies import MeshProxies, mesh_policies
     from podnet.mesh import envoy
     from podnet.mesh.agent import ProxyAgent
-
-    @dataclass(frozen=True)
-    class BenchLayout(ClusterLayout):  # the supervisor's layout, its state under this run's directory
-        root: Path = Path(".")
-
-        @property
-        def state_dir(self) -> Path:
-            return self.root
 
     store = admit(parse_texts({"bench.yaml": MODEL.format(pods=args.pods)}))
     config = ClusterConfig()
@@ -744,8 +664,8 @@ def report(args, full: list[dict], alone: list[dict], rss: int, pss: int, parts:
               f"({statistics.median(r['questions'] for r in full):.0f} questions, the poller busy "
               f"{statistics.median(r['poller_cpu'] for r in full):.2f} CPU)")
     print("  each proxy read its files (median): " + ", ".join(f"{name.split('.')[-1]} {n:.0f}x" for name, n in read.items())
-          + f" — at its start and at {args.pushes} pushes that wrote cds.json only (Envoy re-reads every resource "
-          f"watching the directory when any file is renamed into it)")
+          + f" — at its start and at {args.pushes} pushes that wrote cds.json only (each watched file in a directory "
+          f"of its own: Envoy rereads what was renamed into one)")
     last = med(full, "last")
     print(f"last proxy: {last:.1f} ms -> {last / GOAL:.2f}x the goal ({GOAL:.0f} ms for 100 pods) "
           f"({'met' if last < GOAL else 'NOT met'}{'' if args.pods == 100 else f', with {args.pods} pods'})")
