@@ -404,8 +404,7 @@ def _endpoints(cluster: Cluster, slices: list[KubeObject], svc: KubeObject, port
 
 def _endpoint(address: str, port: int, backend: KubeObject | None, policies: list[KubeObject]) -> dict:
     entry: dict[str, Any] = {"endpoint": {"address": {"socket_address": {"address": address, "port_value": port}}}}
-    if backend is not None and mesh.is_meshed(backend) \
-            and mesh.mtls_mode(policies, backend.namespace, backend.labels, port).takes_mtls:
+    if mesh.sends_mtls(policies, backend, port):
         identity = mesh.spiffe_id(backend.namespace, mesh.service_account_of(backend))
         entry["metadata"] = {"filter_metadata": {"envoy.transport_socket_match": {"tlsMode": "istio"},
                                                  "podnet": {"identity": identity}}}

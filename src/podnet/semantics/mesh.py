@@ -141,6 +141,13 @@ def port_protocol(services: Iterable[KubeObject], pod: KubeObject, port: int) ->
     return "tcp"
 
 
+def sends_mtls(policies: Iterable[KubeObject], endpoint: KubeObject | None, port: int) -> bool:
+    """Istio's auto-mTLS: a client's proxy speaks mutual TLS to an endpoint with a proxy beside
+    it whose port takes mTLS (not DISABLE); plaintext to anything else."""
+    return endpoint is not None and is_meshed(endpoint) and \
+        mtls_mode(policies, endpoint.namespace, endpoint.labels, port).takes_mtls
+
+
 def proxied_ports(services: Iterable[KubeObject]):
     """(Service, port entry) for each port a sidecar's outbound side proxies: the TCP ports of
     Services with a cluster IP (UDP is not captured; a headless Service has no address to catch)."""

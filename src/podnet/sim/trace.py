@@ -635,8 +635,7 @@ class Tracer:
             dst = self.addresses.party_for_ip(backend.ip)
             pre = []
             mtls_from = None
-            if dst.kind == "pod" and mesh.is_meshed(dst.pod) and \
-                    mesh.mtls_mode(policies, dst.pod.namespace, dst.pod.labels, backend.port).takes_mtls:
+            if dst.kind == "pod" and mesh.sends_mtls(policies, dst.pod, backend.port):
                 mtls_from = mesh.spiffe_id(src.pod.namespace, mesh.service_account_of(src.pod))
                 server = mesh.spiffe_id(dst.pod.namespace, mesh.service_account_of(dst.pod))
                 pre.append(Hop(src.name, "mtls", f"→ {backend.name} {backend.ip}:{backend.port} in mutual TLS: "
