@@ -7,14 +7,15 @@ Root only. Issue 21's figure: configuration push after an endpoint change reachi
 under 100 ms for 100 meshed pods.
 
 The model: a namespace labelled istio-injection with a Deployment `app` of --pods replicas
-(containerPort 8080) and a Service `app` (80 → 8080, `http`) selecting them, so every proxy's
-clusters file holds that Service's cluster with all the pods as endpoints, and one endpoint
-change touches every proxy. Each pod gets a network namespace of its own (loopback only: no
+(containerPort 8080) and a Service `app` (80 → 8080, `http`) selecting them, so every proxy has
+that Service's cluster with all the pods as endpoints (in the cluster's endpoints file, EDS),
+and one endpoint change touches every proxy. Each pod gets a network namespace of its own (loopback only: no
 traffic flows, Envoy only needs 127.0.0.1), its proxy's identity and files from a ProxyAgent
 (mesh/agent.py, held by a MeshProxies as the supervisor holds them), and its Envoy, started
 --batch at a time, each batch ready (15021) before the next.
 
-How the Envoys run: each Envoy holds 6 inotify instances (one per watched resource file) and the
+How the Envoys run: each Envoy holds an inotify instance per watched file (~6, and one per
+Service port's endpoints file) and the
 kernel allows a uid fs.inotify.max_user_instances of them (128 by default, a host setting this
 benchmark must not change), so podnet runs each proxy as a uid of its own in group 1337
 (mesh/interception.proxy_uid). By default this benchmark starts each Envoy with pilot_agent's
@@ -28,22 +29,22 @@ The change: the control plane computes the cluster again with the last pod not r
 (compute's live_readiness, kubelet's word), which takes its address out of the Service's
 endpoints; the next push makes it ready again (--pushes alternate the two states). The push is
 podnet's own, MeshProxies.push (each agent's sync: render, compare, write the changed files —
-here cds.json — by rename into the directory its Envoy watches), the moment of each proxy's
+here the Service's endpoints file — by rename into the directory its Envoy watches), the moment of each proxy's
 rename stamped (os.replace wrapped in this process for the push). t0 is the start of the push
 (the cluster's compute is timed apart). Before each push, the same push to copies of the files
 that no Envoy watches gives the control plane's time without the Envoys competing for the CPU.
 
 When a proxy has the change (--detect):
-- log (the default): each Envoy's `upstream` logger set to info through its admin once, before
+- log (the default): each Envoy's `upstream` logger set to debug through its admin once, before
   the pushes; Envoy then logs, with microsecond wall-clock stamps (pilot_agent's log format),
-  "cds: response indicates …" when it has read and parsed the file and "cds: added/updated N
-  cluster(s)" once its cluster manager holds the new cluster (what the cluster_modified counter
-  counts). Nothing asks the Envoys anything while the push is under way.
+  "EDS hosts or locality weights changed for cluster: …" once the cluster's hosts are the new
+  ones (what the cluster's update_success counts). Nothing asks the Envoys anything while the
+  push is under way.
 - poll (the brief's first idea): a poller process (this file's `poll` mode) holds a keep-alive
   connection to each Envoy's admin (127.0.0.1:15000 in each pod's namespace, the sockets opened
   there with podnet.host.netns.socket_in_netns) and asks each proxy for its counters again
-  --interval ms after each answer still showing the old ones, until `cluster_manager.
-  cluster_modified` grew; a proxy's time is the answer's arrival. It disturbs what it measures:
+  --interval ms after each answer still showing the old ones, until the Service cluster's
+  `update_success` grew; a proxy's time is the answer's arrival. It disturbs what it measures:
   each question costs that Envoy ~0.1 ms of CPU (/stats?usedonly, ~0.6 ms without usedonly) on
   the thread that applies the change, and on 2 cores 100 proxies polled every few ms take a
   good part of the machine; an answer to a question asked during the apply waits for it.
@@ -93,10 +94,11 @@ READY_DEADLINE = 60.0
 WATCH_DEADLINE = 30.0  # s a push may take before it counts as failed
 UID_BASE = 1_337_000  # the proxies' uids but with --as-podnet: UID_BASE + the pod's index (no user has them)
 SERVICE_CLUSTER = "outbound|80||app.bench.svc.cluster.local"
-# a cluster replaced by a CDS update; the CDS updates applied; the endpoints of the Service's cluster
-STATS = ("cluster_manager.cluster_modified", "cluster_manager.cds.update_success",
+# the Service cluster's endpoint (EDS) updates applied; the CDS updates applied; its endpoints
+STATS = (f"cluster.{SERVICE_CLUSTER}.update_success", "cluster_manager.cds.update_success",
          f"cluster.{SERVICE_CLUSTER}.membership_total")
-LOG_READ, LOG_APPLIED = "cds: response indicates", "cds: added/updated"  # Envoy's upstream logger, info
+# Envoy's upstream logger at debug, once the cluster's hosts changed (EDS)
+LOG_APPLIED = f"EDS hosts or locality weights changed for cluster: {SERVICE_CLUSTER}"
 MODEL = """
 apiVersion: v1
 kind: Namespace
@@ -181,7 +183,8 @@ def reads(netns: str) -> dict[str, int]:
     found = dict(line.split(": ", 1) for line in admin(netns, "/stats?filter=update_attempt").decode().splitlines()
                  if ": " in line)
     return {name: int(found.get(f"{name}.update_attempt", "0"))
-            for name in ("cluster_manager.cds", "listener_manager.lds", "sds.default", "sds.ROOTCA")}
+            for name in (f"cluster.{SERVICE_CLUSTER}", "cluster_manager.cds", "listener_manager.lds", "sds.default",
+                         "sds.ROOTCA")}
 
 
 # -- the poller (--detect poll: a process of its own, not sharing the push's interpreter) -------
@@ -189,7 +192,7 @@ def reads(netns: str) -> dict[str, int]:
 
 def poll(args: argparse.Namespace) -> None:
     """Commands on stdin: `watch NS…`: the counters read, `armed` printed, then every watched proxy
-    asked until its cluster_modified grew; a JSON line per watch (times: CLOCK_MONOTONIC ns)."""
+    asked until its Service cluster's update_success grew; a JSON line per watch (times: CLOCK_MONOTONIC ns)."""
     from podnet.host.netns import socket_in_netns
 
     names = args.netns.split(",")
@@ -306,19 +309,18 @@ class PollWatch:
 
 
 class LogWatch:
-    """--detect log: each Envoy's CDS log lines, stamped by Envoy itself."""
+    """--detect log: each Envoy's EDS log line, stamped by Envoy itself."""
 
     def __init__(self, logs: dict[str, Path]):
         self.logs, self.offsets = logs, {}
-        for ns in logs:  # (the upstream logger's info lines: the CDS updates; nothing else at rest)
-            admin(ns, "/logging?upstream=info", method="POST")
+        for ns in logs:  # (the upstream logger's debug lines: the hosts' changes; nothing else at rest)
+            admin(ns, "/logging?upstream=debug", method="POST")
 
     def arm(self, netns: list[str]) -> None:
         self.offsets = {ns: self.logs[ns].stat().st_size for ns in netns}
 
     def collect(self, t0: int, t0_wall: int) -> tuple[dict[str, dict], dict]:
-        """Per proxy, ns after t0: `read` (the file read and parsed), `applied` (the cluster in
-        its cluster manager)."""
+        """Per proxy, ns after t0: `applied` (the cluster's hosts changed)."""
         times: dict[str, dict] = {}
         deadline = time.monotonic() + WATCH_DEADLINE
         while len(times) < len(self.offsets) and time.monotonic() < deadline:
@@ -329,13 +331,10 @@ class LogWatch:
                 with open(self.logs[ns], "rb") as log:
                     log.seek(offset)
                     lines = log.read().decode(errors="replace").splitlines()
-                stamps = {}
                 for line in lines:
-                    for key, marker in (("read", LOG_READ), ("applied", LOG_APPLIED)):
-                        if marker in line and key not in stamps:
-                            stamps[key] = _log_time(line) - t0_wall
-                if "applied" in stamps:
-                    times[ns] = stamps
+                    if LOG_APPLIED in line:
+                        times[ns] = {"applied": _log_time(line) - t0_wall}
+                        break
         return times, {}
 
     def close(self) -> None:
@@ -615,9 +614,6 @@ def push(proxies, target, watch, netns: list[str], refs: list[str], envoy_pids: 
            "envoy": statistics.median(t["applied"] - (written[ns] - t0) for ns, t in times.items()),
            "files": sorted({name for changed in pushed.values() for name in changed}), "pushed": len(pushed),
            "pusher_cpu": pusher_cpu * 1e9 / (done - t0), "envoys_cpu": envoys_cpu, "busy": busy, **extra}
-    if all("read" in t for t in times.values()):  # (log: Envoy's own stamps of reading and applying)
-        out["reading"] = statistics.median(t["read"] - (written[ns] - t0) for ns, t in times.items())
-        out["applying"] = statistics.median(t["applied"] - t["read"] for t in times.values())
     if all("asked" in t for t in times.values()):  # (poll: the question before, answered with the old counters)
         out["gap"] = statistics.median(t["applied"] - t["asked"] for t in times.values())
     return out
@@ -654,18 +650,17 @@ def report(args, full: list[dict], alone: list[dict], rss: int, pss: int, parts:
           f"(one proxy alone: {statistics.median(r['envoys_cpu'] for r in alone) * 1e3:.1f} ms)")
     print(f"  every proxy has it: median proxy {med(full, 'median'):.1f} ms, last proxy {med(full, 'last'):.1f} ms "
           f"after t0 (each push's last: {', '.join(str(round(ms(r['last']))) for r in full)} ms)")
-    if "applying" in full[0]:
-        print(f"  Envoy's own part, median proxy: file written -> {med(full, 'envoy'):.1f} ms -> cluster replaced, of "
-              f"which {med(full, 'reading'):.1f} ms until it had read and parsed the file, {med(full, 'applying'):.1f} ms "
-              f"applying it (one proxy alone: {med(alone, 'reading'):.1f} + {med(alone, 'applying'):.1f} ms)")
+    if "gap" not in full[0]:
+        print(f"  Envoy's own part, median proxy: file written -> {med(full, 'envoy'):.1f} ms -> the cluster's hosts "
+              f"changed (one proxy alone: {med(alone, 'envoy'):.1f} ms)")
     else:
         print(f"  Envoy's own part, median proxy: file written -> {med(full, 'envoy'):.1f} ms -> answer showing the "
               f"change; that answer came {med(full, 'gap'):.1f} ms after the question before it "
               f"({statistics.median(r['questions'] for r in full):.0f} questions, the poller busy "
               f"{statistics.median(r['poller_cpu'] for r in full):.2f} CPU)")
     print("  each proxy read its files (median): " + ", ".join(f"{name.split('.')[-1]} {n:.0f}x" for name, n in read.items())
-          + f" — at its start and at {args.pushes} pushes that wrote cds.json only (each watched file in a directory "
-          f"of its own: Envoy rereads what was renamed into one)")
+          + f" — at its start and at {args.pushes} pushes that wrote the Service's endpoints file only (each watched "
+          f"file apart: Envoy rereads what changed)")
     last = med(full, "last")
     print(f"last proxy: {last:.1f} ms -> {last / GOAL:.2f}x the goal ({GOAL:.0f} ms for 100 pods) "
           f"({'met' if last < GOAL else 'NOT met'}{'' if args.pods == 100 else f', with {args.pods} pods'})")

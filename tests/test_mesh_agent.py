@@ -24,22 +24,54 @@ def policies_of(cluster):
     return [o for o in cluster.objects.values() if o.kind in ("AuthorizationPolicy", "PeerAuthentication")]
 
 
-def test_an_endpoint_change_rewrites_the_clusters_file_alone(tmp_path):
+LEGACY = "eds/outbound_80__legacy.shop.svc.cluster.local."
+
+
+def test_an_endpoint_change_rewrites_that_services_endpoints_file_alone(tmp_path):
     cluster = cluster_of(MANIFESTS)
     files = envoy.ProxyFiles(str(tmp_path / "proxy"))
     agent = ProxyAgent(MeshAuthority(tmp_path / "ca"), api_pod(cluster), files)
     agent.start(cluster, policies_of(cluster))
     names = {str(p.relative_to(tmp_path / "proxy")) for p in (tmp_path / "proxy").rglob("*.json")}
-    # each watched file in a directory of its own: a push of one makes Envoy reread that one alone
-    assert names == {"bootstrap.json", "lds/lds.json", "cds/cds.json", "secrets/sds-cert.json", "secrets/sds-root.json"}
+    # each watched file in a directory of its own: a push of one makes Envoy reread that one alone;
+    # each Service port's endpoints in a file of their own (Envoy watches each file apart)
+    assert {n for n in names if not n.startswith("eds/")} == {
+        "bootstrap.json", "lds/lds.json", "cds/cds.json", "secrets/sds-cert.json", "secrets/sds-root.json"}
+    assert len([n for n in names if n.startswith("eds/")]) == 5
     assert agent.sync(cluster, policies_of(cluster)) == []  # nothing changed: nothing written
     scaled = cluster_of(MANIFESTS.replace("replicas: 1", "replicas: 3"))  # legacy: more endpoints
-    before = Path(files.path("lds.json")).stat().st_mtime_ns
-    assert agent.sync(scaled, policies_of(scaled)) == ["cds.json"]
-    assert Path(files.path("lds.json")).stat().st_mtime_ns == before
-    clusters = json.loads(Path(files.path("cds.json")).read_text())["resources"]
-    legacy = next(c for c in clusters if c["name"] == "outbound|80||legacy.shop.svc.cluster.local")
-    assert len(legacy["load_assignment"]["endpoints"][0]["lb_endpoints"]) == 3
+    before = {name: Path(files.path(name)).stat().st_mtime_ns for name in ("lds.json", "cds.json")}
+    [pushed] = agent.sync(scaled, policies_of(scaled))
+    assert pushed.startswith(LEGACY)
+    assert {name: Path(files.path(name)).stat().st_mtime_ns for name in before} == before
+    [assignment] = json.loads(Path(files.path(pushed)).read_text())["resources"]
+    assert len(assignment["endpoints"][0]["lb_endpoints"]) == 3
+
+
+def test_a_cluster_made_anew_reads_a_new_endpoints_file_written_before_it(tmp_path):
+    # legacy's pods get proxies: its cluster now speaks mTLS to every endpoint (another transport
+    # socket, a cluster made anew), and names a new endpoints file, in place before the clusters file
+    cluster = cluster_of(MANIFESTS)
+    files = envoy.ProxyFiles(str(tmp_path / "proxy"))
+    agent = ProxyAgent(MeshAuthority(tmp_path / "ca"), api_pod(cluster), files)
+    agent.start(cluster, policies_of(cluster))
+    [old] = [n for n in agent._written if n.startswith(LEGACY)]
+    meshed = cluster_of(MANIFESTS.replace('sidecar.istio.io/inject: "false"', "security.istio.io/tlsMode: istio"))
+    written = []
+    real = envoy.os.replace
+    try:
+        envoy.os.replace = lambda source, target: (written.append(str(target)), real(source, target))
+        pushed = agent.sync(meshed, policies_of(meshed))
+    finally:
+        envoy.os.replace = real
+    [new] = [n for n in pushed if n.startswith(LEGACY)]
+    assert new != old and "cds.json" in pushed
+    assert written.index(files.path(new)) < written.index(files.path("cds.json"))
+    assert not Path(files.path(old)).exists() and Path(files.path(new)).exists()
+    legacy = next(c for c in json.loads(Path(files.path("cds.json")).read_text())["resources"]
+                  if c["name"] == "outbound|80||legacy.shop.svc.cluster.local")
+    assert legacy["eds_cluster_config"]["eds_config"]["path_config_source"]["path"] == files.path(new)
+    assert legacy["transport_socket"]["name"] == "envoy.transport_sockets.tls"
 
 
 def test_the_certificate_is_renewed_at_half_its_life(tmp_path):

@@ -357,7 +357,9 @@ def test_a_pushed_change_reaches_the_proxy_without_a_restart(meshed):
                                          "{name: tcp-metrics, port: 9090, targetPort: 9090}, {name: tcp-extra, port: 7070}"))
     wanted = "outbound|7070||api.shop.svc.cluster.local"
     try:
-        assert agents["web"].sync(grown, policies) == ["cds.json", "lds.json"]
+        pushed = agents["web"].sync(grown, policies)
+        assert [n for n in pushed if not envoy.is_endpoints_file(n)] == ["cds.json", "lds.json"]
+        assert [n for n in pushed if envoy.is_endpoints_file(n)] == [n for n in pushed if "outbound_7070__api.shop" in n] != []
         deadline = time.monotonic() + DEADLINE
         while wanted not in run("ip", "netns", "exec", namespaces["web"], sys.executable, "-c", CLUSTERS):
             assert time.monotonic() < deadline, f"the proxy has no {wanted} after {DEADLINE:.0f} s"
@@ -368,6 +370,38 @@ def test_a_pushed_change_reaches_the_proxy_without_a_restart(meshed):
                    "/private").startswith("200 app 8080")
 
 
+def test_an_endpoint_gone_reaches_the_proxy_through_its_endpoints_file_alone(meshed):
+    cluster, policies, pods, namespaces, _, agents = meshed
+    host = f"outbound|80||api.shop.svc.cluster.local::{pods['api'].status['podIP']}:8080"
+    updates = "cluster_manager.cds.update_success"
+
+    def cds_updates() -> int:
+        return int(run("ip", "netns", "exec", namespaces["web"], sys.executable, "-c", STAT.format(updates)).split(": ")[1])
+
+    before = cds_updates()
+    gone = cluster_of(MANIFESTS)  # api's endpoint not ready (kubelet's word): out of the Service's endpoints
+    api_slice = next(s for s in gone.of_kind("EndpointSlice", "shop") if s.labels.get("kubernetes.io/service-name") == "api")
+    for endpoint in api_slice.body["endpoints"]:
+        endpoint["conditions"]["ready"] = False
+    try:
+        pushed = agents["web"].sync(gone, policies)
+        assert pushed and all(envoy.is_endpoints_file(n) and "__api.shop." in n for n in pushed)  # (80 and 9090)
+        deadline = time.monotonic() + DEADLINE
+        while host in run("ip", "netns", "exec", namespaces["web"], sys.executable, "-c", CLUSTERS):
+            assert time.monotonic() < deadline, f"the proxy still has {host} after {DEADLINE:.0f} s"
+            time.sleep(0.1)
+        assert cds_updates() == before  # the cluster itself was not read again, nor made anew
+    finally:
+        agents["web"].sync(cluster, policies)
+    deadline = time.monotonic() + DEADLINE
+    while host not in run("ip", "netns", "exec", namespaces["web"], sys.executable, "-c", CLUSTERS):
+        assert time.monotonic() < deadline, f"the proxy has not got {host} back after {DEADLINE:.0f} s"
+        time.sleep(0.1)
+    assert connect(namespaces["web"], cluster.get("Service", "shop", "api").spec["clusterIP"], 80, "GET",
+                   "/private").startswith("200 app 8080")
+
+
+STAT = "import urllib.request; print(urllib.request.urlopen('http://127.0.0.1:15000/stats?filter=^{}$', timeout=5).read().decode())"
 CLUSTERS = "import urllib.request; print(urllib.request.urlopen('http://127.0.0.1:15000/clusters', timeout=5).read().decode())"
 
 

@@ -122,10 +122,10 @@ def rendered(tmp_path_factory):
 
 def test_the_real_envoy_accepts_the_configuration(rendered):
     _, _, directory, boot, out = rendered
-    # the dynamic resources, as static ones: what `--mode validate` checks in full
+    # the dynamic resources, as static ones (each cluster with its endpoints): what `--mode validate` checks in full
     static = {**boot, "static_resources": {
         "listeners": boot["static_resources"]["listeners"] + [_bare(l) for l in out["lds.json"]["resources"]],
-        "clusters": boot["static_resources"]["clusters"] + [_bare(c) for c in out["cds.json"]["resources"]],
+        "clusters": boot["static_resources"]["clusters"] + [_with_endpoints(c, out) for c in out["cds.json"]["resources"]],
         "secrets": [_bare(s) for name in envoy.SECRET_FILES.values() for s in out[name]["resources"]]}}
     static.pop("dynamic_resources")
     for name, config in (("static.json", static), ("bootstrap.json", boot)):
@@ -133,28 +133,79 @@ def test_the_real_envoy_accepts_the_configuration(rendered):
         checked = subprocess.run([envoy_binary(), "--mode", "validate", "-c", str(directory / name), "-l", "error"],
                                  capture_output=True, text=True, timeout=120)
         assert checked.returncode == 0, checked.stdout + checked.stderr
+    for name, body in out.items():
+        if envoy.is_endpoints_file(name):  # an endpoints file holds one ClusterLoadAssignment, as Envoy's EDS takes
+            assert [r["@type"] for r in body["resources"]] == [envoy.ENDPOINTS]
 
 
 def _bare(resource: dict) -> dict:
     return {k: v for k, v in resource.items() if k != "@type"}
 
 
+def endpoints_of(cluster: dict, out: dict) -> dict:
+    """A cluster's ClusterLoadAssignment: in its own file (EDS), or in the cluster."""
+    if cluster["type"] == "STATIC":
+        return cluster["load_assignment"]
+    path = cluster["eds_cluster_config"]["eds_config"]["path_config_source"]["path"]
+    name = next(n for n in out if envoy.is_endpoints_file(n) and path.endswith("/" + n))
+    [assignment] = out[name]["resources"]
+    assert assignment["cluster_name"] == cluster["eds_cluster_config"]["service_name"] == cluster["name"]
+    return assignment
+
+
+def _with_endpoints(cluster: dict, out: dict) -> dict:
+    if cluster["type"] != "EDS":
+        return _bare(cluster)
+    static = {k: v for k, v in _bare(cluster).items() if k != "eds_cluster_config"}
+    return {**static, "type": "STATIC", "load_assignment": _bare(endpoints_of(cluster, out))}
+
+
 def test_outbound_chains_use_mtls_only_to_meshed_endpoints(rendered):
     cluster, _, _, _, out = rendered
     clusters = {c["name"]: c for c in out["cds.json"]["resources"]}
-    api = clusters["outbound|80||api.shop.svc.cluster.local"]["load_assignment"]["endpoints"][0]["lb_endpoints"]
-    legacy = clusters["outbound|80||legacy.shop.svc.cluster.local"]["load_assignment"]["endpoints"][0]["lb_endpoints"]
-    assert len(api) == 2 and all(e["metadata"]["filter_metadata"]["envoy.transport_socket_match"] == {"tlsMode": "istio"}
-                                 for e in api)
+    api_cluster, legacy_cluster = (clusters[f"outbound|80||{name}.shop.svc.cluster.local"] for name in ("api", "legacy"))
+    api = endpoints_of(api_cluster, out)["endpoints"][0]["lb_endpoints"]
+    legacy = endpoints_of(legacy_cluster, out)["endpoints"][0]["lb_endpoints"]
     assert [e["endpoint"]["address"]["socket_address"]["port_value"] for e in api] == [8080, 8080]
-    assert len(legacy) == 1 and "metadata" not in legacy[0]  # no proxy beside it: plaintext
-    tls = clusters["outbound|80||api.shop.svc.cluster.local"]["transport_socket_matches"][0]["transport_socket"]
+    # every endpoint of api has a proxy taking mTLS: the cluster speaks it to each, no mark needed on them
+    assert len(api) == 2 and all("metadata" not in e for e in api)
+    tls = api_cluster["transport_socket"]
+    assert tls["name"] == "envoy.transport_sockets.tls" and "transport_socket_matches" not in api_cluster
     sans = tls["typed_config"]["common_tls_context"]["combined_validation_context"]["default_validation_context"]
     assert sans["match_typed_subject_alt_names"] == [{"san_type": "URI", "matcher": {"exact": "spiffe://cluster.local/ns/shop/sa/api"}}]
+    assert len(legacy) == 1 and "metadata" not in legacy[0]  # no proxy beside it: plaintext
+    assert "transport_socket" not in legacy_cluster and "transport_socket_matches" not in legacy_cluster
     chains = out["lds.json"]["resources"][0]["filter_chains"]
     vips = {(c["filter_chain_match"]["prefix_ranges"][0]["address_prefix"], c["filter_chain_match"]["destination_port"])
             for c in chains}
     assert (cluster.get("Service", "shop", "api").spec["clusterIP"], 80) in vips
+
+
+def test_a_service_with_meshed_and_unmeshed_endpoints_chooses_the_socket_by_endpoint(tmp_path):
+    # legacy's Service selects api's pods too: two meshed endpoints and one without a proxy
+    cluster = cluster_of(MANIFESTS.replace("spec: {selector: {app: legacy}, ports: [{port: 80}]}",
+                                           "spec: {selector: {tier: shop}, ports: [{port: 80, targetPort: 8080}]}")
+                         .replace("containerPort: 80}", "containerPort: 8080}")
+                         .replace("{labels: {app: ", "{labels: {tier: shop, app: "))
+    policies = [o for o in cluster.objects.values() if o.kind in ("AuthorizationPolicy", "PeerAuthentication")]
+    shared = envoy.outbound(cluster, policies)
+    out = {name: json.loads(text) for name, text in shared.endpoint_files.items()}
+    out["cds.json"] = json.loads(shared.clusters_for(envoy.ProxyFiles(str(tmp_path))))
+    mixed = next(c for c in out["cds.json"]["resources"] if c["name"] == "outbound|80||legacy.shop.svc.cluster.local")
+    assert [m["name"] for m in mixed["transport_socket_matches"]] == ["tlsMode-istio", "tlsMode-disabled"]
+    marks = sorted(str(e.get("metadata")) for e in endpoints_of(mixed, out)["endpoints"][0]["lb_endpoints"])
+    assert marks == ["None", *["{'filter_metadata': {'envoy.transport_socket_match': {'tlsMode': 'istio'}}}"] * 2]
+
+
+def test_endpoints_beyond_the_hosts_watch_budget_stay_in_the_clusters_file(tmp_path):
+    cluster = cluster_of(MANIFESTS)
+    policies = [o for o in cluster.objects.values() if o.kind in ("AuthorizationPolicy", "PeerAuthentication")]
+    shared = envoy.outbound(cluster, policies, endpoint_files=2)
+    clusters = [c for c in json.loads(shared.clusters_for(envoy.ProxyFiles(str(tmp_path))))["resources"]
+                if c["name"].startswith("outbound|")]
+    assert [c["type"] for c in clusters] == ["EDS", "EDS", "STATIC", "STATIC", "STATIC"]
+    assert len(shared.endpoint_files) == 2
+    assert envoy.endpoint_files_budget() == int(Path(envoy.INOTIFY_INSTANCES).read_text()) - envoy.WATCHES_KEPT
 
 
 def test_inbound_chains_follow_the_ports_mode(rendered):

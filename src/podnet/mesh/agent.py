@@ -3,8 +3,8 @@
 One ProxyAgent per meshed pod: it has the pod's certificate issued (pki/mesh.py) and renewed
 once half of its life is gone, and it renders the proxy's configuration (mesh/envoy.py) from
 each cluster the control plane computes, writing only the files whose content changed — a
-change to one Service's endpoints rewrites the clusters file, and Envoy, watching its
-directory, takes just that. The supervisor holds the agents (its pods' proxies); the data-plane
+change to one Service's endpoints rewrites that Service port's endpoints file (EDS), and
+Envoy, watching each file apart, updates just those hosts. The supervisor holds the agents (its pods' proxies); the data-plane
 test drives them as it does.
 """
 
@@ -32,6 +32,7 @@ class ProxyAgent:
         self.authority, self.pod, self.files, self.owner, self.clock = authority, pod, files, owner, clock
         self.identity: Svid | None = None
         self._written: dict[str, str] = {}  # file -> the JSON it holds
+        self._listeners: tuple[str, str] | None = None  # (what they were made of, lds.json's text)
 
     @property
     def spiffe_id(self) -> str:
@@ -41,20 +42,35 @@ class ProxyAgent:
         """The proxy's first files: its identity, the mesh's root, its configuration, its bootstrap."""
         Path(self.files.directory).mkdir(mode=0o755, parents=True, exist_ok=True)
         self.identity = self.authority.issue(self.spiffe_id, now=self.clock())
-        rendered = {**envoy.resources_text(cluster, self.pod, self.files, policies),
+        rendered = {**self._render(cluster, policies),
                     "bootstrap.json": json.dumps(envoy.bootstrap(self.pod, self.files), sort_keys=True)}
         envoy.write_files(self.files, rendered, self.identity, self.authority.root_pem, self.owner)
         self._written = dict(rendered)
 
     def sync(self, cluster: Cluster, policies: Iterable[KubeObject], shared: envoy.Outbound | None = None) -> list[str]:
         """The configuration for `cluster`: the files whose content changed written (a push);
-        returns their names. `shared`: envoy.outbound(cluster, policies), made once for every proxy."""
-        rendered = envoy.resources_text(cluster, self.pod, self.files, policies, shared)
+        returns their names. `shared`: envoy.outbound(cluster, policies), made once for every proxy.
+        Endpoints' files no cluster names any more go once the clusters file no longer names them."""
+        rendered = self._render(cluster, policies, shared)
         changed = {name: text for name, text in rendered.items() if self._written.get(name) != text}
         if changed:
             envoy.write_files(self.files, changed, owner=self.owner)
             self._written.update(changed)
+        for name in [name for name in self._written if name not in rendered and envoy.is_endpoints_file(name)]:
+            Path(self.files.path(name)).unlink(missing_ok=True)
+            del self._written[name]
         return sorted(changed)
+
+    def _render(self, cluster: Cluster, policies: Iterable[KubeObject],
+                shared: envoy.Outbound | None = None) -> dict[str, str]:
+        """The configuration files' text; the listeners made again only when what they are made
+        of changed (an endpoint change, the most frequent push, leaves them as they are)."""
+        policies = list(policies)
+        shared = shared or envoy.outbound(cluster, policies)
+        if self._listeners is None or self._listeners[0] != shared.listener_inputs:
+            self._listeners = (shared.listener_inputs,
+                               envoy.listeners_text(cluster, self.pod, self.files, policies, shared))
+        return envoy.resources_text(cluster, self.pod, self.files, policies, shared, listeners=self._listeners[1])
 
     def renew_if_due(self) -> bool:
         """A new certificate once half of the current one's life is gone (istio-agent's

@@ -1,9 +1,11 @@
 """Each meshed pod's Envoy configuration, rendered from the cluster as istiod renders it.
 
-The proxy reads its bootstrap once and its listeners, clusters and certificate from files it
-watches (Envoy's file-based dynamic resources: `path_config_source` with a watched directory):
-a change is pushed by replacing a file (written beside it, then renamed), with no restart and
-no gRPC server in podnet. The same files are what `podnet` shows and what the tests validate
+The proxy reads its bootstrap once and its listeners, clusters, each Service port's endpoints
+and its certificate from files it watches (Envoy's file-based dynamic resources:
+`path_config_source`): a change is pushed by replacing a file (written beside it, then
+renamed), with no restart and no gRPC server in podnet; an endpoint change (the most frequent)
+rewrites one endpoints file, which Envoy applies to the cluster's hosts without making the
+cluster anew (istiod's EDS push). The same files are what `podnet` shows and what the tests validate
 with the real Envoy.
 
 What a sidecar does:
@@ -11,8 +13,8 @@ What a sidecar does:
 - outbound (15001, the pod's redirected connections, original destination restored): one filter
   chain per Service port (its ClusterIP and port) proxying to that port's cluster, whose
   endpoints are the Service's ready addresses; an endpoint with a proxy beside it whose port
-  takes mTLS gets Istio's auto-mTLS (the transport socket matched on the endpoint's
-  `tlsMode: istio`, presenting this workload's certificate and checking the peer's SPIFFE id);
+  takes mTLS gets Istio's auto-mTLS (presenting this workload's certificate and checking the
+  peer's SPIFFE id; chosen per endpoint by its `tlsMode: istio` when a Service's endpoints differ);
   anything else passes through to where it was going;
 - inbound (15006): per port, the mTLS chain (TLS 1.2+, a client certificate of the mesh
   required) and, unless the port's PeerAuthentication mode is STRICT, the plaintext chain; each
@@ -27,6 +29,8 @@ simulator's decision and Envoy's must agree: the root tests compare them).
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import json
 import os
 import re
@@ -60,6 +64,7 @@ OUTLIER_DETECTION = {"consecutive_5xx": 7, "consecutive_gateway_failure": 7, "in
 _TYPE = "type.googleapis.com/"
 LISTENER = _TYPE + "envoy.config.listener.v3.Listener"
 CLUSTER = _TYPE + "envoy.config.cluster.v3.Cluster"
+ENDPOINTS = _TYPE + "envoy.config.endpoint.v3.ClusterLoadAssignment"
 SECRET = _TYPE + "envoy.extensions.transport_sockets.tls.v3.Secret"
 SECRET_FILES = {"default": "sds-cert.json", "ROOTCA": "sds-root.json"}
 # what a mesh peer's proxy offers in its handshake (Istio's): TLS without it is the app's own
@@ -84,7 +89,7 @@ class ProxyFiles:
     directory: str
 
     def path(self, name: str) -> str:
-        if name == "bootstrap.json":
+        if name == "bootstrap.json" or "/" in name:  # (an endpoints file is named with its directory)
             return f"{self.directory}/{name}"
         return f"{self.directory}/{WATCHED_DIRECTORIES.get(name, 'secrets')}/{name}"
 
@@ -125,8 +130,11 @@ PROXY_CONFIG = "proxy.istio.io/config"  # a pod's ProxyConfig overrides (YAML): 
 def sampling_of(pod: KubeObject) -> float:
     """The share of requests the pod's proxy traces, in percent: its `proxy.istio.io/config`
     annotation's tracing.sampling, else every one (podnet is for looking; Istio's default is 1%)."""
+    text = (pod.metadata.get("annotations") or {}).get(PROXY_CONFIG)
+    if not text:
+        return 100.0
     try:
-        config = yaml.safe_load((pod.metadata.get("annotations") or {}).get(PROXY_CONFIG) or "{}") or {}
+        config = yaml.safe_load(text) or {}
         value = float(((config.get("tracing") or {}) if isinstance(config, dict) else {}).get("sampling", 100))
     except (yaml.YAMLError, TypeError, ValueError, AttributeError):
         return 100.0
@@ -143,48 +151,98 @@ def tracing(sampling: float = 100.0) -> dict[str, Any]:
 
 
 PLACEHOLDER_DIRECTORY = "/@podnet-proxy-directory@"  # in the shared clusters' text, each proxy's own
+ENDPOINTS_DIRECTORY = "eds"  # each Service port's endpoints, a file each (EDS from files)
+# Envoy watches each file source with an inotify instance of its own, and the kernel allows a user
+# fs.inotify.max_user_instances of them (each proxy is a user of its own): the listeners, the
+# clusters, the two secrets and Envoy's own take WATCHES_KEPT; the other Service ports' endpoints
+# are files while the budget lasts, and written into the clusters file beyond it
+WATCHES_KEPT = 16
+INOTIFY_INSTANCES = "/proc/sys/fs/inotify/max_user_instances"
+
+
+def is_endpoints_file(name: str) -> bool:
+    return name.startswith(ENDPOINTS_DIRECTORY + "/")
+
+
+@functools.cache
+def endpoint_files_budget() -> int:
+    """How many Service ports' endpoints a proxy can watch as files of their own on this host."""
+    try:
+        instances = int(Path(INOTIFY_INSTANCES).read_text())
+    except (OSError, ValueError):
+        instances = 128  # (the kernel's default)
+    return max(0, instances - WATCHES_KEPT)
 
 
 @dataclass(frozen=True)
 class Outbound:
     """What every proxy's outbound side has in common in one cluster: the Service ports it knows
-    (namespace, name, port) and the clusters file's text (each proxy's directory put in for
-    PLACEHOLDER_DIRECTORY): made once per push, not once per proxy."""
+    (namespace, name, port), the clusters file's text (each proxy's directory put in for
+    PLACEHOLDER_DIRECTORY), each Service port's endpoints file (name → text), and a digest of
+    what the listeners are made of besides the pod (the Services, routes and mesh policies):
+    made once per push, not once per proxy."""
     known: frozenset[tuple[str, str, int]]
     clusters_text: str
+    endpoint_files: Mapping[str, str]
+    listener_inputs: str
 
     def clusters_for(self, files: ProxyFiles) -> str:
         return self.clusters_text.replace(PLACEHOLDER_DIRECTORY, files.directory)
 
 
-def outbound(cluster: Cluster, policies: Iterable[KubeObject]) -> Outbound:
+def outbound(cluster: Cluster, policies: Iterable[KubeObject], endpoint_files: int | None = None) -> Outbound:
+    """`endpoint_files`: how many Service ports get their endpoints in files of their own
+    (endpoint_files_budget() by default); the others' are in the clusters file."""
     policies = list(policies)
+    budget = endpoint_files_budget() if endpoint_files is None else endpoint_files
     slices: dict[tuple[str, str], list[KubeObject]] = {}
     for slice_ in cluster.of_kind("EndpointSlice"):
         slices.setdefault((slice_.namespace, slice_.labels.get("kubernetes.io/service-name", "")), []).append(slice_)
     placeholder = ProxyFiles(PLACEHOLDER_DIRECTORY)
     clusters = [_passthrough("PassthroughCluster"), _passthrough("InboundPassthroughCluster", bind="127.0.0.6")]
-    known = set()
-    for svc, port in mesh.proxied_ports(cluster.of_kind("Service")):
+    known, files = set(), {}
+    for index, (svc, port) in enumerate(mesh.proxied_ports(cluster.of_kind("Service"))):
         number = int(port["port"])
         known.add((svc.namespace, svc.name, number))
         endpoints = _endpoints(cluster, slices.get((svc.namespace, svc.name), []), svc, port, policies)
-        clusters.append(_service_cluster(service_cluster_name(svc.namespace, svc.name, number), endpoints, placeholder))
-    return Outbound(frozenset(known), json.dumps(_discovery(clusters), sort_keys=True))
+        name = service_cluster_name(svc.namespace, svc.name, number)
+        service_cluster, assignment = _service_cluster(name, endpoints, placeholder, separate=index < budget)
+        if assignment is not None:
+            path = service_cluster["eds_cluster_config"]["eds_config"]["path_config_source"]["path"]
+            files[path.removeprefix(PLACEHOLDER_DIRECTORY + "/")] = json.dumps(_discovery([assignment]), sort_keys=True)
+        clusters.append(service_cluster)
+    inputs = [[o.kind, o.namespace, o.name, o.body.get("spec"), o.metadata.get("annotations")]
+              for kind in ("Service", "HTTPRoute") for o in cluster.of_kind(kind)]
+    inputs += [[o.kind, o.namespace, o.name, o.body.get("spec"), o.labels, o.metadata.get("annotations")] for o in policies]
+    digest = hashlib.sha256(json.dumps(inputs, sort_keys=True, default=str).encode()).hexdigest()
+    return Outbound(frozenset(known), json.dumps(_discovery(clusters), sort_keys=True), files, digest)
 
 
 def resources(cluster: Cluster, pod: KubeObject, files: ProxyFiles, policies: Iterable[KubeObject],
               shared: Outbound | None = None) -> dict[str, dict]:
-    """The proxy's configuration files by name: lds.json (listeners), cds.json (clusters); its
-    certificate and the mesh's root come with write_files (secrets)."""
+    """The proxy's configuration files by name: each Service port's endpoints (eds/…), cds.json
+    (clusters), lds.json (listeners); its certificate and the mesh's root come with write_files
+    (secrets)."""
     return {name: json.loads(text) for name, text in resources_text(cluster, pod, files, policies, shared).items()}
 
 
 def resources_text(cluster: Cluster, pod: KubeObject, files: ProxyFiles, policies: Iterable[KubeObject],
-                   shared: Outbound | None = None) -> dict[str, str]:
-    """resources() as the files' JSON text; `shared`: outbound(cluster, policies), if made already."""
+                   shared: Outbound | None = None, listeners: str | None = None) -> dict[str, str]:
+    """resources() as the files' JSON text, in the order they are to be written (a cluster's
+    endpoints before the cluster); `shared`: outbound(cluster, policies), if made already;
+    `listeners`: listeners_text(…), if made already."""
     policies = list(policies)
     shared = shared or outbound(cluster, policies)
+    if listeners is None:
+        listeners = listeners_text(cluster, pod, files, policies, shared)
+    return {**shared.endpoint_files, "cds.json": shared.clusters_for(files), "lds.json": listeners}
+
+
+def listeners_text(cluster: Cluster, pod: KubeObject, files: ProxyFiles, policies: Iterable[KubeObject],
+                   shared: Outbound) -> str:
+    """lds.json: the pod's outbound listener (a chain per Service port) and its inbound one;
+    made of the pod and shared.listener_inputs alone (no endpoint enters it)."""
+    policies = list(policies)
     chains = []
     routes = cluster.of_kind("HTTPRoute")
     known = set(shared.known)
@@ -208,8 +266,7 @@ def resources_text(cluster: Cluster, pod: KubeObject, files: ProxyFiles, policie
                 "filter_chains": chains,
                 "default_filter_chain": {"filters": [_tcp_proxy("PassthroughCluster", "PassthroughCluster")]}}
     inbound = _inbound_listener(pod, policies, files, cluster.of_kind("Service"))
-    return {"lds.json": json.dumps(_discovery([listener, inbound]), sort_keys=True),
-            "cds.json": shared.clusters_for(files)}
+    return json.dumps(_discovery([listener, inbound]), sort_keys=True)
 
 
 def service_cluster_name(namespace: str, name: str, port: int) -> str:
@@ -322,11 +379,15 @@ def write_files(files: ProxyFiles, rendered: Mapping[str, dict | str], identity:
             target.parent.mkdir(mode=0o755, parents=True)
             if owner is not None:
                 os.chown(target.parent, owner, PROXY_GID)
-        temporary = target.parent / f".{name}.tmp"
-        temporary.write_bytes(data)
-        os.chmod(temporary, mode)
-        if owner is not None:
-            os.chown(temporary, owner, PROXY_GID)
+        temporary = target.parent / f".{target.name}.tmp"
+        descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+        try:
+            os.fchmod(descriptor, mode)  # (whatever the umask)
+            if owner is not None:
+                os.fchown(descriptor, owner, PROXY_GID)
+            os.write(descriptor, data)
+        finally:
+            os.close(descriptor)
         os.replace(temporary, target)
     # the generations before the previous one go: the previous one stays until the next switch,
     # for a reload that read the secret's file just before it was switched (a loaded machine)
@@ -382,10 +443,29 @@ def _common_tls(peer_identities: Iterable[str] | None, files: ProxyFiles) -> dic
                                             "validation_context_sds_secret_config": _sds("ROOTCA", files)}}
 
 
+@dataclass(frozen=True)
+class Endpoint:
+    """A ready address of a Service port, and the SPIFFE id its proxy presents when the client's
+    proxy is to speak mTLS to it (None: plaintext, no proxy beside it or its port does not take it)."""
+    address: str
+    port: int
+    identity: str | None
+    ready: bool = True
+
+    def lb_endpoint(self, marked: bool) -> dict:
+        """As Envoy takes it; `marked`: with Istio's tlsMode, for a cluster whose transport
+        socket is chosen endpoint by endpoint."""
+        entry: dict[str, Any] = {"endpoint": {"address": {"socket_address": {"address": self.address,
+                                                                             "port_value": self.port}}}}
+        if marked and self.identity is not None:
+            entry["metadata"] = {"filter_metadata": {"envoy.transport_socket_match": {"tlsMode": "istio"}}}
+        return entry
+
+
 def _endpoints(cluster: Cluster, slices: list[KubeObject], svc: KubeObject, port: Mapping,
-               policies: list[KubeObject]) -> list[dict]:
-    """The Service port's ready endpoints (its EndpointSlices), each marked tlsMode istio when a
-    proxy is beside it and its port takes mTLS, with the identity its certificate carries."""
+               policies: list[KubeObject]) -> list[Endpoint]:
+    """The Service port's endpoints (its EndpointSlices), ready or not, each with the identity of
+    its proxy when a proxy is beside it and its port takes mTLS."""
     out = []
     for slice_ in slices:
         numbers = {p.get("name") or "": p.get("port") for p in slice_.body.get("ports") or []}
@@ -393,37 +473,51 @@ def _endpoints(cluster: Cluster, slices: list[KubeObject], svc: KubeObject, port
         if number is None:
             continue
         for endpoint in slice_.body.get("endpoints") or []:
-            if not (endpoint.get("conditions") or {}).get("ready", True):
-                continue
+            ready = (endpoint.get("conditions") or {}).get("ready", True) is not False
             target = endpoint.get("targetRef") or {}
             backend = cluster.get("Pod", target.get("namespace", svc.namespace), target.get("name", ""))
-            for address in endpoint.get("addresses") or []:
-                out.append(_endpoint(address, int(number), backend, policies))
+            identity = (mesh.spiffe_id(backend.namespace, mesh.service_account_of(backend))
+                        if mesh.sends_mtls(policies, backend, int(number)) else None)
+            out.extend(Endpoint(address, int(number), identity, ready) for address in endpoint.get("addresses") or [])
     return out
 
 
-def _endpoint(address: str, port: int, backend: KubeObject | None, policies: list[KubeObject]) -> dict:
-    entry: dict[str, Any] = {"endpoint": {"address": {"socket_address": {"address": address, "port_value": port}}}}
-    if mesh.sends_mtls(policies, backend, port):
-        identity = mesh.spiffe_id(backend.namespace, mesh.service_account_of(backend))
-        entry["metadata"] = {"filter_metadata": {"envoy.transport_socket_match": {"tlsMode": "istio"},
-                                                 "podnet": {"identity": identity}}}
-    return entry
-
-
-def _service_cluster(name: str, endpoints: list[dict], files: ProxyFiles) -> dict:
-    identities = {e["metadata"]["filter_metadata"]["podnet"]["identity"] for e in endpoints if "metadata" in e}
+def _service_cluster(name: str, endpoints: list[Endpoint], files: ProxyFiles,
+                     separate: bool = True) -> tuple[dict, dict | None]:
+    """A Service port's cluster, and its endpoints (a ClusterLoadAssignment) when `separate`:
+    then the cluster takes them from their own file (EDS), and a change of endpoints leaves the
+    cluster as it is (Envoy then updates its hosts instead of building the cluster anew); else
+    (None) they are in the cluster. Its transport socket: mTLS when every endpoint takes it,
+    plaintext when none does, else chosen endpoint by endpoint (Istio's tlsMode) — a mark on
+    each endpoint doubles what Envoy spends reading them, so only a mixed Service carries it.
+    The socket and the peers' identities are those of every endpoint, ready or not: an endpoint
+    going in and out of readiness (the most frequent change) changes the endpoints alone."""
+    identities = {e.identity for e in endpoints if e.identity is not None}
     upstream_tls = {"name": "envoy.transport_sockets.tls",
                     "typed_config": {"@type": _TYPE + "envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext",
                                      "common_tls_context": {**_common_tls(identities, files), "alpn_protocols": ["istio"]}}}
-    return {"@type": CLUSTER, "name": name, "type": "STATIC", "lb_policy": "ROUND_ROBIN", "connect_timeout": "10s",
-            "load_assignment": {"cluster_name": name, "endpoints": [{"lb_endpoints": endpoints}]},
-            "outlier_detection": OUTLIER_DETECTION,
-            "transport_socket_matches": [
-                {"name": "tlsMode-istio", "match": {"tlsMode": "istio"}, "transport_socket": upstream_tls},
-                {"name": "tlsMode-disabled", "match": {},
-                 "transport_socket": {"name": "envoy.transport_sockets.raw_buffer",
-                                      "typed_config": {"@type": _TYPE + "envoy.extensions.transport_sockets.raw_buffer.v3.RawBuffer"}}}]}
+    out: dict[str, Any] = {"@type": CLUSTER, "name": name, "lb_policy": "ROUND_ROBIN", "connect_timeout": "10s",
+                           "outlier_detection": OUTLIER_DETECTION}
+    mixed = not endpoints or 0 < len([e for e in endpoints if e.identity is not None]) < len(endpoints)
+    if mixed:
+        out["transport_socket_matches"] = [
+            {"name": "tlsMode-istio", "match": {"tlsMode": "istio"}, "transport_socket": upstream_tls},
+            {"name": "tlsMode-disabled", "match": {},
+             "transport_socket": {"name": "envoy.transport_sockets.raw_buffer",
+                                  "typed_config": {"@type": _TYPE + "envoy.extensions.transport_sockets.raw_buffer.v3.RawBuffer"}}}]
+    elif identities:
+        out["transport_socket"] = upstream_tls
+    assignment = {"cluster_name": name,
+                  "endpoints": [{"lb_endpoints": [e.lb_endpoint(mixed) for e in endpoints if e.ready]}]}
+    if not separate:
+        return {**out, "type": "STATIC", "load_assignment": assignment}, None
+    # the endpoints' file is named after the cluster as it is: a cluster made anew (its transport
+    # socket changed with its endpoints) reads a new file, never the previous cluster's endpoints
+    digest = hashlib.sha256(json.dumps(out, sort_keys=True).encode()).hexdigest()[:12]
+    path = files.path(f"{ENDPOINTS_DIRECTORY}/{name.replace('|', '_')}.{digest}.json")
+    out.update({"type": "EDS", "eds_cluster_config": {"service_name": name, "eds_config": {
+        "path_config_source": {"path": path}, "resource_api_version": "V3"}}})
+    return out, {"@type": ENDPOINTS, **assignment}
 
 
 def _inbound_listener(pod: KubeObject, policies: list[KubeObject], files: ProxyFiles,
