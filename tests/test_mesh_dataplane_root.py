@@ -43,10 +43,14 @@ metadata: {name: shop, labels: {istio-injection: enabled}}
 ---
 apiVersion: v1
 kind: Pod
-metadata: {name: api, namespace: shop, labels: {app: api, security.istio.io/tlsMode: istio}}
+metadata:
+  name: api
+  namespace: shop
+  labels: {app: api, security.istio.io/tlsMode: istio}
+  annotations: {config.linkerd.io/opaque-ports: "3306"}  # a server that speaks first: opaque
 spec:
   serviceAccountName: api
-  containers: [{name: api, image: app, ports: [{containerPort: 8080}, {containerPort: 9090}]}]
+  containers: [{name: api, image: app, ports: [{containerPort: 8080}, {containerPort: 9090}, {containerPort: 3306}]}]
 ---
 apiVersion: v1
 kind: Pod
@@ -68,7 +72,8 @@ kind: Service
 metadata: {name: api, namespace: shop}
 spec:
   selector: {app: api}
-  ports: [{name: http, port: 80, targetPort: 8080}, {name: tcp-metrics, port: 9090, targetPort: 9090}]
+  ports: [{name: http, port: 80, targetPort: 8080}, {name: tcp-metrics, port: 9090, targetPort: 9090},
+          {name: tcp-mysql, port: 3306}]
 ---
 apiVersion: security.istio.io/v1
 kind: PeerAuthentication
@@ -76,7 +81,7 @@ metadata: {name: api, namespace: shop}
 spec:
   selector: {matchLabels: {app: api}}
   mtls: {mode: STRICT}
-  portLevelMtls: {"9090": {mode: PERMISSIVE}, "2525": {mode: PERMISSIVE}}
+  portLevelMtls: {"9090": {mode: PERMISSIVE}, "2525": {mode: PERMISSIVE}, "3306": {mode: PERMISSIVE}}
 ---
 apiVersion: security.istio.io/v1
 kind: AuthorizationPolicy
@@ -91,6 +96,11 @@ spec:
   - from: [{source: {ipBlocks: ["10.244.0.0/16"], notPrincipals: ["*"]}}]
     to: [{operation: {ports: ["8080"]}}]
   - to: [{operation: {methods: [GET], paths: ["/public/*"]}}]
+  # the opaque port: web's proxy (through the tunnel port, in mTLS) and plaintext clients
+  - from: [{source: {principals: ["cluster.local/ns/shop/sa/web"]}}]
+    to: [{operation: {ports: ["3306"]}}]
+  - from: [{source: {notPrincipals: ["*"]}}]
+    to: [{operation: {ports: ["3306"]}}]
 ---
 apiVersion: security.istio.io/v1
 kind: AuthorizationPolicy
@@ -98,9 +108,12 @@ metadata: {name: no-admin, namespace: shop}
 spec:
   selector: {matchLabels: {app: api}}
   action: DENY
+  # (on a connection Istio drops a DENY rule's HTTP parts: the rule would deny every connection;
+  # its port keeps it to the HTTP port)
   rules:
-  - to: [{operation: {paths: ["/admin*"]}}]
-  - when: [{key: "request.headers[:method]", values: [DELETE]}]
+  - to: [{operation: {ports: ["8080"], paths: ["/admin*"]}}]
+  - to: [{operation: {ports: ["8080"]}}]
+    when: [{key: "request.headers[:method]", values: [DELETE]}]
 """
 
 APP = textwrap.dedent("""
@@ -141,6 +154,22 @@ APP = textwrap.dedent("""
             conn.close()
     threading.Thread(target=tcp, args=(9090,), daemon=True).start()
     threading.Thread(target=greeter, args=(2525,), daemon=True).start()
+    def talker(port):  # speaks first, then echoes what the client says (a database's handshake)
+        listener = socket.socket()
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(("0.0.0.0", port))
+        listener.listen(16)
+        def serve(conn, peer):
+            try:
+                conn.settimeout(10)
+                conn.sendall(f"220 app {port} from {peer[0]}\\n".encode())
+                conn.sendall(b"echo " + conn.recv(100))
+            except OSError:
+                pass
+            conn.close()
+        while True:
+            threading.Thread(target=serve, args=listener.accept(), daemon=True).start()
+    threading.Thread(target=talker, args=(3306,), daemon=True).start()
     server = http.server.ThreadingHTTPServer(("0.0.0.0", 8080), Answer)
     print("ready", flush=True)
     server.serve_forever()
@@ -420,3 +449,57 @@ def test_a_server_that_speaks_first_is_reached_by_a_client_without_a_proxy(meshe
     answer = run("ip", "netns", "exec", namespaces["plain"], sys.executable, "-c", GREETED,
                  pods["api"].status["podIP"], "2525").strip()
     assert answer == "220 app 2525 from 127.0.0.6", f"{answer!r}\n{logs(base)}"
+
+
+TALK = textwrap.dedent("""
+    import socket, sys
+    s = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=20)
+    s.settimeout(20)
+    greeting = s.recv(200).decode().strip() or "closed"
+    try:
+        s.sendall(b"ping\\n")
+        reply = s.recv(200).decode().strip() or "closed"
+    except OSError:
+        reply = "closed"
+    print(f"{greeting} | {reply}")
+""")
+
+
+def server_stat(namespaces, name: str) -> int:
+    found = run("ip", "netns", "exec", namespaces["api"], sys.executable, "-c", STAT.format(name)).strip()
+    return int(found.split(": ")[1]) if found else 0
+
+
+TUNNEL_CONNECTIONS = "listener.0.0.0.0_15008.downstream_cx_total"
+DETECTION_TIMEOUTS = "listener.0.0.0.0_15006.downstream_pre_cx_timeout"
+
+
+@pytest.mark.parametrize("client", ["web", "other"])
+def test_a_meshed_client_reaches_an_opaque_port_through_the_tunnel_port_in_mutual_tls(meshed, client):
+    """3306 is opaque on api (Linkerd's annotation): a client's proxy connects to api's tunnel
+    port 15008 in mutual TLS, naming 3306 in the handshake; api's proxy authorizes the client's
+    identity on port 3306 — on the client's first bytes, so the app, which speaks first, greets
+    a client it then denies (Envoy's and Istio's limit, which trace says) — and hands the
+    connection to the app from 127.0.0.6."""
+    cluster, policies, pods, namespaces, base, _ = meshed
+    assert mesh.tunnels(policies, pods["api"], 3306)
+    before = server_stat(namespaces, TUNNEL_CONNECTIONS)
+    answer = run("ip", "netns", "exec", namespaces[client], "setpriv", "--reuid=1000", "--regid=1000", "--clear-groups",
+                 sys.executable, "-c", TALK, cluster.get("Service", "shop", "api").spec["clusterIP"], "3306").strip()
+    expected = predicted(cluster, policies, pods, client, 3306, "TCP", "")
+    assert expected is (client == "web")
+    greeting, reply = answer.split(" | ")
+    assert greeting == "220 app 3306 from 127.0.0.6", f"{client}: {answer!r}\n{logs(base)}"
+    assert reply == ("echo ping" if expected else "closed"), f"{client}: {answer!r}\n{logs(base)}"
+    assert server_stat(namespaces, TUNNEL_CONNECTIONS) == before + 1  # through the tunnel, allowed or not
+
+
+def test_a_plaintext_client_of_an_opaque_port_is_not_held_for_tls_detection(meshed):
+    """The opaque port's connections are taken as plaintext at once: the server that speaks first
+    is not kept waiting for the client's first bytes (the detection's timeout never runs)."""
+    _, _, pods, namespaces, base, _ = meshed
+    before = server_stat(namespaces, DETECTION_TIMEOUTS)
+    answer = run("ip", "netns", "exec", namespaces["plain"], sys.executable, "-c", TALK,
+                 pods["api"].status["podIP"], "3306").strip()
+    assert answer == "220 app 3306 from 127.0.0.6 | echo ping", f"{answer!r}\n{logs(base)}"
+    assert server_stat(namespaces, DETECTION_TIMEOUTS) == before

@@ -277,3 +277,76 @@ def test_a_pods_proxy_config_sets_its_trace_sampling():
     assert envoy.sampling_of(pod({envoy.PROXY_CONFIG: "tracing:\n  sampling: 1"})) == 1.0  # Istio's default
     assert envoy.sampling_of(pod({envoy.PROXY_CONFIG: "tracing: [oops"})) == 100.0
     assert envoy.tracing(1.0)["random_sampling"] == {"value": 1.0}
+
+
+OPAQUE = """
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: db
+  namespace: shop
+  labels: {app: db, security.istio.io/tlsMode: istio}
+  annotations: {config.linkerd.io/opaque-ports: "3306,5000-5001"}
+spec:
+  serviceAccountName: db
+  containers: [{name: db, image: mysql, ports: [{containerPort: 3306}, {containerPort: 8080}]}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: db, namespace: shop, annotations: {config.linkerd.io/opaque-ports: "80"}}
+spec: {selector: {app: db}, ports: [{name: mysql, port: 3306}, {name: http, port: 80, targetPort: 8080}]}
+"""
+
+
+def test_an_opaque_port_is_tunnelled_in_mutual_tls_and_never_held_for_detection(tmp_path):
+    cluster = cluster_of(MANIFESTS + OPAQUE)
+    policies = [o for o in cluster.objects.values() if o.kind in ("AuthorizationPolicy", "PeerAuthentication")]
+    files = envoy.ProxyFiles(str(tmp_path))
+    client = next(p for p in cluster.of_kind("Pod", "shop") if p.labels.get("app") == "api")
+    out = envoy.resources(cluster, client, files, policies)
+    clusters = {c["name"]: c for c in out["cds.json"]["resources"]}
+    [db] = endpoints_of(clusters["outbound|3306||db.shop.svc.cluster.local"], out)["endpoints"][0]["lb_endpoints"]
+    # the client's proxy: to db's tunnel port, the opaque port named in the handshake
+    assert db["endpoint"]["address"]["socket_address"]["port_value"] == 15008
+    assert db["endpoint"]["hostname"] == envoy.tunnel_sni(3306)
+    tls = clusters["outbound|3306||db.shop.svc.cluster.local"]["transport_socket"]["typed_config"]
+    assert tls["auto_host_sni"] is True
+    # the Service's own opaque port (80) is carried as bytes though it says http
+    outbound = {(c["filter_chain_match"]["destination_port"]): c["filters"][0]["name"]
+                for c in out["lds.json"]["resources"][0]["filter_chains"]
+                if c["filter_chain_match"]["prefix_ranges"][0]["address_prefix"] == cluster.get("Service", "shop", "db").spec["clusterIP"]}
+    assert outbound == {3306: "envoy.filters.network.tcp_proxy", 80: "envoy.filters.network.tcp_proxy"}
+    # the server's proxy: the tunnel listener, one chain per opaque port; no TLS detection on them at 15006
+    served = envoy.resources(cluster, cluster.get("Pod", "shop", "db"), files, policies)
+    listeners = {l["name"]: l for l in served["lds.json"]["resources"]}
+    tunnel = listeners["tunnelInbound"]
+    assert tunnel["address"]["socket_address"]["port_value"] == 15008
+    assert [c["filter_chain_match"]["server_names"] for c in tunnel["filter_chains"]] == [[envoy.tunnel_sni(3306)]]
+    assert [f["name"] for f in tunnel["filter_chains"][0]["filters"]][-2:] == [
+        "envoy.filters.network.set_filter_state", "envoy.filters.network.tcp_proxy"]
+    inspector = listeners["virtualInbound"]["listener_filters"][1]
+    assert inspector["filter_disabled"] == {"or_match": {"rules": [
+        {"destination_port_range": {"start": 3306, "end": 3307}}, {"destination_port_range": {"start": 5000, "end": 5002}}]}}
+    # and the real Envoy takes both proxies' configuration
+    authority = MeshAuthority(tmp_path / "ca")
+    envoy.write_files(files, {}, authority.issue(mesh.spiffe_id("shop", "api")), authority.root_pem)
+    for name, pod, rendered in (("client", client, out), ("server", cluster.get("Pod", "shop", "db"), served)):
+        boot = envoy.bootstrap(pod, files)
+        static = {**{k: v for k, v in boot.items() if k != "dynamic_resources"}, "static_resources": {
+            "listeners": boot["static_resources"]["listeners"] + [_bare(l) for l in rendered["lds.json"]["resources"]],
+            "clusters": boot["static_resources"]["clusters"]
+            + [_with_endpoints(c, rendered) for c in rendered["cds.json"]["resources"]]}}
+        (tmp_path / f"{name}.json").write_text(json.dumps(static))
+        checked = subprocess.run([envoy_binary(), "--mode", "validate", "-c", str(tmp_path / f"{name}.json"), "-l", "error"],
+                                 capture_output=True, text=True, timeout=120)
+        assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
+def test_a_port_rule_is_decided_for_the_tunnels_port():
+    policy = cluster_of(MANIFESTS).get("AuthorizationPolicy", "shop", "api-readers")
+    filters = envoy.rbac_filters([policy], "shop", {"app": "api"}, port=7070)
+    rule = filters[0]["typed_config"]["rules"]["policies"]["ns[shop]-policy[api-readers]-rule[0]"]
+    assert "destination_port" not in json.dumps(filters)  # the tunnel's own port (15008) is never asked
+    assert {"not_rule": {"any": True}} in rule["permissions"][0]["and_rules"]["rules"][0]["or_rules"]["rules"][0][
+        "and_rules"]["rules"][0]["or_rules"]["rules"]  # rule 0 names 8080: never for 7070

@@ -247,3 +247,33 @@ def test_what_an_apply_sets_itself_wins_over_the_kept_marks(cluster):
     injection.keep_injected_marks(metadata, cluster.get("Pod", "shop", "api"))
     assert metadata["annotations"]["kubectl.kubernetes.io/default-container"] == "other"
     assert injection.STATUS_ANNOTATION in metadata["annotations"]
+
+
+def test_the_injector_marks_opaque_ports_from_the_pod_its_namespace_or_linkerds_default():
+    cluster = cluster_of(MESHED + """
+---
+apiVersion: v1
+kind: Namespace
+metadata: {name: data, annotations: {linkerd.io/inject: enabled, config.linkerd.io/opaque-ports: "4000-4100"}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: cache, namespace: data}
+spec: {containers: [{name: cache, image: redis, ports: [{containerPort: 4001}]}]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: own, namespace: data, annotations: {config.linkerd.io/opaque-ports: "redis,25"}}
+spec: {containers: [{name: own, image: redis, ports: [{containerPort: 6380, name: redis}]}]}
+""")
+    def opaque(namespace, name):
+        pod = cluster.get("Pod", namespace, name)
+        return pod.metadata.get("annotations", {}).get(mesh.OPAQUE_PORTS), mesh.opaque_ports(pod)
+    # Linkerd's default: the server-speaks-first protocols
+    assert opaque("default", "linked") == (mesh.LINKERD_DEFAULT_OPAQUE_PORTS, tuple(
+        (p, p) for p in (25, 587, 3306, 4444, 5432, 6379, 9300, 11211)))
+    assert opaque("data", "cache") == ("4000-4100", ((4000, 4100),))  # the namespace's
+    assert opaque("data", "own") == ("redis,25", ((6380, 6380), (25, 25)))  # its own, a port by its name
+    assert opaque("shop", "api") == (None, ())  # Istio's injector has no default
+    assert mesh.is_opaque(cluster.get("Pod", "data", "cache"), 4001)
+    assert mesh.port_protocol([], cluster.get("Pod", "data", "cache"), 4001) == "tcp"

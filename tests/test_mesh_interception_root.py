@@ -120,6 +120,8 @@ ANNOTATED = [
     {"traffic.sidecar.istio.io/includeInboundPorts": "7000", "traffic.sidecar.istio.io/includeOutboundIPRanges": "10.96.0.0/12"},
     {"traffic.sidecar.istio.io/excludeOutboundIPRanges": "10.251.0.0/24"},
     {"traffic.sidecar.istio.io/includeOutboundIPRanges": "", "traffic.sidecar.istio.io/includeOutboundPorts": "9000"},
+    # Linkerd's: ports and ranges that never go through the proxy
+    {"config.linkerd.io/skip-inbound-ports": "6999-7001", "config.linkerd.io/skip-outbound-ports": "5432,8000-8999"},
 ]
 
 

@@ -146,3 +146,71 @@ def test_the_capture_follows_the_pods_annotations(annotation, captured):
     assert ("proxy" in actions(result)) is captured
     if not captured:  # kube-proxy's way, in plaintext: STRICT refuses it at the server's proxy
         assert "service" in actions(result) and result.verdict == "dropped" and "refuse" in actions(result)
+
+
+MYSQL = """
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: db, namespace: shop}
+spec:
+  replicas: 1
+  selector: {matchLabels: {app: db}}
+  template:
+    metadata: {labels: {app: db}, annotations: {config.linkerd.io/opaque-ports: mysql}}
+    spec:
+      serviceAccountName: db
+      containers: [{name: db, image: mysql:8.4, ports: [{containerPort: 3306, name: mysql}]}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: db, namespace: shop}
+spec: {selector: {app: db}, ports: [{name: mysql, port: 3306, targetPort: mysql}]}
+"""
+ONLY_WEB_TO_DB = """
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: db, namespace: shop}
+spec:
+  selector: {matchLabels: {app: db}}
+  rules: [{from: [{source: {principals: ["cluster.local/ns/shop/sa/default"]}}], to: [{operation: {ports: ["3306"]}}]}]
+"""
+DB_ONLY_3306 = """
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: db, namespace: shop}
+spec:
+  podSelector: {matchLabels: {app: db}}
+  ingress: [{ports: [{port: 3306}]}]
+"""
+
+
+def test_an_opaque_port_is_reached_through_the_servers_tunnel_port_and_networkpolicy_sees_that_port():
+    result = tracer(MYSQL).trace("shop/web", "db.shop:3306")
+    assert result.verdict == "delivered"
+    mtls = next(h for h in result.hops if h.action == "mtls")
+    assert ":15008 in mutual TLS" in mtls.detail and "port 3306 is opaque" in mtls.detail
+    assert [a for a in actions(result) if a in ("mtls", "ingress-allow", "tunnel", "authz-allow", "deliver", "serve")] \
+        == ["mtls", "ingress-allow", "tunnel", "authz-allow", "deliver", "serve"]
+    assert "intercept" not in actions(result)[actions(result).index("mtls"):]  # the tunnel port is never captured
+    # a policy that opens 3306 alone shuts the meshed client out: the wire carries 15008
+    blocked = tracer(MYSQL, DB_ONLY_3306).trace("shop/web", "db.shop:3306")
+    assert blocked.verdict == "dropped" and "ingress-deny" in actions(blocked) and "15008" in blocked.reason
+    # a client without a proxy comes to 3306 itself, taken as plaintext at once (no TLS detection)
+    plain = tracer(MYSQL, DB_ONLY_3306).trace("shop/plain", "db.shop:3306")
+    assert plain.verdict == "delivered" and "no TLS detection" in next(
+        h for h in plain.hops if h.action == "intercept" and h.at.startswith("shop/db")).detail
+
+
+def test_a_denied_client_of_an_opaque_port_still_gets_the_servers_greeting():
+    """Envoy checks a connection's authorization on the client's first bytes: on a port whose
+    server speaks first, trace says the connection gets through, and why."""
+    allowed = tracer(MYSQL, ONLY_WEB_TO_DB).trace("shop/web", "db.shop:3306")
+    assert "authz-allow" in actions(allowed) and "tunnel" in actions(allowed)
+    result = tracer(MYSQL, ONLY_WEB_TO_DB).trace("shop/plain", "db.shop:3306")  # no principal: denied
+    deny = next(h for h in result.hops if h.action == "authz-deny")
+    assert "speaks first" in deny.detail and result.verdict == "delivered"
+    http = tracer(ONLY_ECHO).trace("shop/web", "http://api/hostname")  # (a request is checked before the app)
+    assert http.verdict == "dropped"

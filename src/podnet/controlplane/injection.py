@@ -45,6 +45,13 @@ STATUS_PORT = 15020  # the agent's: app health, merged metrics
 HEALTH_PORT = 15021  # the proxy's readiness
 METRICS_PORT = 15090  # Envoy's Prometheus endpoint
 PROBE_KINDS = {"livenessProbe": "livez", "readinessProbe": "readyz", "startupProbe": "startupz"}
+# Linkerd's opaque ports (on a pod, its namespace or a Service): connections the proxies carry
+# as bytes, never waiting for the client to speak first; the injector gives a pod its
+# namespace's, or Linkerd's default (proxy.opaquePorts: the server-speaks-first protocols SMTP
+# 25 and 587, MySQL 3306 and Galera 4444, PostgreSQL 5432, Redis 6379, Elasticsearch 9300,
+# Memcached 11211)
+OPAQUE_PORTS = "config.linkerd.io/opaque-ports"
+LINKERD_DEFAULT_OPAQUE_PORTS = "25,587,3306,4444,5432,6379,9300,11211"
 
 
 # -- injection -------------------------------------------------------------------------------------
@@ -172,6 +179,12 @@ def inject(pod: KubeObject, namespace: KubeObject | None) -> Injection:
     else:
         labels.setdefault(LINKERD_CONTROL_PLANE_LABEL, "linkerd")
         annotations[LINKERD_STATUS_ANNOTATION] = PROXY_IMAGE["linkerd"].rsplit(":", 1)[1]
+    namespace_annotations = (namespace.metadata.get("annotations") or {}) if namespace is not None else {}
+    opaque = annotations.get(OPAQUE_PORTS) or namespace_annotations.get(OPAQUE_PORTS)
+    if opaque is None and flavour == "linkerd":
+        opaque = LINKERD_DEFAULT_OPAQUE_PORTS
+    if opaque is not None:
+        annotations[OPAQUE_PORTS] = opaque
     if apps:  # kubectl logs / exec pick the app, not the proxy
         annotations.setdefault("kubectl.kubernetes.io/default-container", apps[0].get("name"))
         annotations.setdefault("kubectl.kubernetes.io/default-logs-container", apps[0].get("name"))
@@ -184,7 +197,7 @@ MARK_LABELS = (TLS_MODE_LABEL, "service.istio.io/canonical-name", "service.istio
                LINKERD_CONTROL_PLANE_LABEL)
 MARK_ANNOTATIONS = (STATUS_ANNOTATION, LINKERD_STATUS_ANNOTATION, "prometheus.io/scrape", "prometheus.io/port",
                     "prometheus.io/path", "kubectl.kubernetes.io/default-container",
-                    "kubectl.kubernetes.io/default-logs-container")
+                    "kubectl.kubernetes.io/default-logs-container", OPAQUE_PORTS)
 
 
 def keep_injected_marks(metadata: dict[str, Any], running: KubeObject) -> None:

@@ -48,7 +48,7 @@ from podnet.controlplane import Cluster
 from podnet.pki.mesh import Svid
 from podnet.semantics import httproute, mesh
 from podnet.semantics.mesh import is_http_key
-from podnet.semantics.meshcapture import PROXY_GID
+from podnet.semantics.meshcapture import PROXY_GID, TUNNEL_PORT
 
 ADMIN_PORT, HEALTH_PORT = 15000, 15021
 TRACE_COLLECTOR_PORT = 15099  # the pod's pilot-agent takes the proxy's spans here (Zipkin's API, on 127.0.0.1)
@@ -251,8 +251,8 @@ def listeners_text(cluster: Cluster, pod: KubeObject, files: ProxyFiles, policie
         cluster_ip = svc.spec.get("clusterIP")
         number = int(port["port"])
         name = service_cluster_name(svc.namespace, svc.name, number)
-        attached = httproute.attached(routes, svc, port, pod.namespace)
-        if attached or mesh.declared_protocol(port) == "http":  # requests, one by one
+        attached = mesh.routes_of(routes, svc, port, pod.namespace)
+        if mesh.carries_requests(svc, port, attached):  # requests, one by one
             rules = httproute.rules_of(attached, svc) if attached else httproute.default_rules(svc, number)
             filters = [_http_outbound(name, rules, known, sampling)]
         else:
@@ -265,8 +265,10 @@ def listeners_text(cluster: Cluster, pod: KubeObject, files: ProxyFiles, policie
                 "use_original_dst": True, "listener_filters": [_listener_filter("original_dst")],
                 "filter_chains": chains,
                 "default_filter_chain": {"filters": [_tcp_proxy("PassthroughCluster", "PassthroughCluster")]}}
-    inbound = _inbound_listener(pod, policies, files, cluster.of_kind("Service"))
-    return json.dumps(_discovery([listener, inbound]), sort_keys=True)
+    services = cluster.of_kind("Service")
+    tunnel = _tunnel_listener(pod, policies, files, services)
+    inbound = _inbound_listener(pod, policies, files, services)
+    return json.dumps(_discovery([listener, inbound, *([tunnel] if tunnel else [])]), sort_keys=True)
 
 
 def service_cluster_name(namespace: str, name: str, port: int) -> str:
@@ -451,12 +453,16 @@ class Endpoint:
     port: int
     identity: str | None
     ready: bool = True
+    tunnel: bool = False  # an opaque port: reached through its proxy's tunnel port (mesh.tunnels)
 
     def lb_endpoint(self, marked: bool) -> dict:
         """As Envoy takes it; `marked`: with Istio's tlsMode, for a cluster whose transport
-        socket is chosen endpoint by endpoint."""
-        entry: dict[str, Any] = {"endpoint": {"address": {"socket_address": {"address": self.address,
-                                                                             "port_value": self.port}}}}
+        socket is chosen endpoint by endpoint. A tunnelled endpoint is its proxy's tunnel port,
+        with the port it stands for as the name the TLS handshake asks for (SNI)."""
+        entry: dict[str, Any] = {"endpoint": {"address": {"socket_address": {
+            "address": self.address, "port_value": TUNNEL_PORT if self.tunnel else self.port}}}}
+        if self.tunnel:
+            entry["endpoint"]["hostname"] = tunnel_sni(self.port)
         if marked and self.identity is not None:
             entry["metadata"] = {"filter_metadata": {"envoy.transport_socket_match": {"tlsMode": "istio"}}}
         return entry
@@ -478,7 +484,9 @@ def _endpoints(cluster: Cluster, slices: list[KubeObject], svc: KubeObject, port
             backend = cluster.get("Pod", target.get("namespace", svc.namespace), target.get("name", ""))
             identity = (mesh.spiffe_id(backend.namespace, mesh.service_account_of(backend))
                         if mesh.sends_mtls(policies, backend, int(number)) else None)
-            out.extend(Endpoint(address, int(number), identity, ready) for address in endpoint.get("addresses") or [])
+            tunnel = mesh.tunnels(policies, backend, int(number))
+            out.extend(Endpoint(address, int(number), identity, ready, tunnel)
+                       for address in endpoint.get("addresses") or [])
     return out
 
 
@@ -495,7 +503,9 @@ def _service_cluster(name: str, endpoints: list[Endpoint], files: ProxyFiles,
     identities = {e.identity for e in endpoints if e.identity is not None}
     upstream_tls = {"name": "envoy.transport_sockets.tls",
                     "typed_config": {"@type": _TYPE + "envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext",
-                                     "common_tls_context": {**_common_tls(identities, files), "alpn_protocols": ["istio"]}}}
+                                     "common_tls_context": {**_common_tls(identities, files), "alpn_protocols": ["istio"]},
+                                     # a tunnelled endpoint's name (the port it stands for) as SNI
+                                     "auto_host_sni": True}}
     out: dict[str, Any] = {"@type": CLUSTER, "name": name, "lb_policy": "ROUND_ROBIN", "connect_timeout": "10s",
                            "outlier_detection": OUTLIER_DETECTION}
     mixed = not endpoints or 0 < len([e for e in endpoints if e.identity is not None]) < len(endpoints)
@@ -537,22 +547,67 @@ def _inbound_listener(pod: KubeObject, policies: list[KubeObject], files: ProxyF
         if mode != "DISABLE":  # the mesh's mutual TLS: TLS with the mesh's ALPN (a peer's proxy sends it)
             chains.append({"filter_chain_match": {**match, "transport_protocol": "tls",
                                                   "application_protocols": list(ISTIO_ALPN)},
-                           "filters": filters,
-                           "transport_socket": {"name": "envoy.transport_sockets.tls", "typed_config": {
-                               "@type": _TYPE + "envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext",
-                               "require_client_certificate": True, "common_tls_context": _common_tls(None, files)}}})
+                           "filters": filters, "transport_socket": _mtls_server(files)})
         if mode != "STRICT":  # plaintext, and the app's own TLS (passed through): no peer identity
             chains.append({"filter_chain_match": {**match, "transport_protocol": "raw_buffer"}, "filters": filters})
             chains.append({"filter_chain_match": {**match, "transport_protocol": "tls"},
                            "filters": [*rbac, _tcp_proxy("inbound", "InboundPassthroughCluster")]})
+    inspector = _listener_filter("tls_inspector")
+    opaque = [{"destination_port_range": {"start": first, "end": last + 1}} for first, last in mesh.opaque_ports(pod)]
+    if opaque:  # an opaque port's connections are taken as they come: plaintext (a peer's proxy tunnels)
+        inspector["filter_disabled"] = opaque[0] if len(opaque) == 1 else {"or_match": {"rules": opaque}}
     return {"@type": LISTENER, "name": "virtualInbound", "traffic_direction": "INBOUND",
             "address": {"socket_address": {"address": "0.0.0.0", "port_value": 15006}},
             "use_original_dst": True,
-            "listener_filters": [_listener_filter("original_dst"), _listener_filter("tls_inspector")],
+            "listener_filters": [_listener_filter("original_dst"), inspector],
             # a client that waits for the server to speak (MySQL, SMTP) gives the TLS detection
-            # nothing to read: after a second it goes on as plaintext (Istio's protocol detection timeout)
+            # nothing to read: after a second it goes on as plaintext (Istio's protocol detection
+            # timeout), unless the port is opaque
             "listener_filters_timeout": "1s", "continue_on_listener_filters_timeout": True,
             "filter_chains": chains}
+
+
+def tunnel_sni(port: int) -> str:
+    """The name a client's proxy asks for (SNI) at a server's tunnel port: the port it stands for."""
+    return f"{port}.tunnel.mesh.podnet"
+
+
+def _tunnel_listener(pod: KubeObject, policies: list[KubeObject], files: ProxyFiles,
+                     services: list[KubeObject]) -> dict | None:
+    """The tunnel port (TUNNEL_PORT, never captured): a peer's proxy reaches an opaque port of
+    the pod here in mutual TLS (Linkerd's opaque transport; Istio's HBONE port), the port named
+    by the handshake's SNI; the workload's AuthorizationPolicy for that port, then the app on it
+    from 127.0.0.6. None when the pod has no opaque port that takes mTLS."""
+    chains = []
+    for port in sorted(mesh.workload_ports(services, policies, pod)):
+        if not mesh.is_opaque(pod, port) or not mesh.mtls_mode(policies, pod.namespace, pod.labels, port).takes_mtls:
+            continue
+        chains.append({"filter_chain_match": {"server_names": [tunnel_sni(port)], "transport_protocol": "tls"},
+                       "transport_socket": _mtls_server(files),
+                       "filters": [*rbac_filters(policies, pod.namespace, pod.labels, port=port),
+                                   _original_destination(port), _tcp_proxy("inbound", "InboundPassthroughCluster")]})
+    if not chains:
+        return None
+    return {"@type": LISTENER, "name": "tunnelInbound", "traffic_direction": "INBOUND",
+            "address": {"socket_address": {"address": "0.0.0.0", "port_value": TUNNEL_PORT}},
+            "listener_filters": [_listener_filter("tls_inspector")], "filter_chains": chains}
+
+
+def _original_destination(port: int) -> dict:
+    """The tunnelled connection's destination: the pod's own address (the one it came to), `port`
+    (the passthrough cluster connects where this says)."""
+    return {"name": "envoy.filters.network.set_filter_state", "typed_config": {
+        "@type": _TYPE + "envoy.extensions.filters.network.set_filter_state.v3.Config",
+        "on_new_connection": [{"object_key": "envoy.network.transport_socket.original_dst_address",
+                               "format_string": {"text_format_source": {
+                                   "inline_string": f"%DOWNSTREAM_LOCAL_ADDRESS_WITHOUT_PORT%:{port}"}}}]}}
+
+
+def _mtls_server(files: ProxyFiles) -> dict:
+    """The server side of the mesh's mutual TLS: a client certificate of the mesh required."""
+    return {"name": "envoy.transport_sockets.tls", "typed_config": {
+        "@type": _TYPE + "envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext",
+        "require_client_certificate": True, "common_tls_context": _common_tls(None, files)}}
 
 
 def _http_inbound(rbac: list[dict], sampling: float = 100.0) -> dict:
@@ -585,12 +640,13 @@ def _health_listener() -> dict:
 
 
 def rbac_filters(policies: Iterable[KubeObject], namespace: str, labels: Mapping[str, str],
-                 http: bool = False) -> list[dict]:
+                 http: bool = False, port: int | None = None) -> list[dict]:
     """The workload's AuthorizationPolicy: a DENY filter (CUSTOM ones too, failing closed) and,
     if an enforced ALLOW policy exists, an ALLOW filter. For connections (`http` False), the
     ALLOW rules using HTTP-only attributes are dropped (none left: nothing is allowed) and the
     DENY rules lose those attributes; for HTTP requests (HTTP filters), every attribute holds.
-    Dry-run policies are left out, AUDIT ones too (they only mark)."""
+    Dry-run policies are left out, AUDIT ones too (they only mark). `port`: the connections'
+    port when the listener's is another (the tunnel port: what a rule says of ports is decided here)."""
     governing = [p for p in policies if p.kind == "AuthorizationPolicy" and mesh.applies_to(p, namespace, labels)
                  and not mesh.is_dry_run(p)]
     deny: dict[str, dict] = {}
@@ -608,7 +664,7 @@ def rbac_filters(policies: Iterable[KubeObject], namespace: str, labels: Mapping
                     continue
                 rule = mesh.without_http(rule)
             name = f"ns[{policy.namespace}]-policy[{policy.name}]-rule[{index}]"
-            (allow if action == "ALLOW" else deny)[name] = _rbac_policy(rule, policy.namespace)
+            (allow if action == "ALLOW" else deny)[name] = _rbac_policy(rule, policy.namespace, port)
     filters = []
     layer = "http" if http else "network"
     for action, rules in (("DENY", deny), ("ALLOW", allow)):
@@ -622,15 +678,15 @@ def rbac_filters(policies: Iterable[KubeObject], namespace: str, labels: Mapping
     return filters
 
 
-def _rbac_policy(rule: Mapping, policy_namespace: str) -> dict:
+def _rbac_policy(rule: Mapping, policy_namespace: str, port: int | None = None) -> dict:
     """One rule: any of its `from` entries (each an AND of its fields) AND any of its `to`
     entries AND every `when` condition; an absent part is any."""
     principals = [{"or_ids": {"ids": [_source(e.get("source") or {}, policy_namespace) for e in rule["from"]]}}] \
         if rule.get("from") else []
-    permissions = [{"or_rules": {"rules": [_operation(e.get("operation") or {}) for e in rule["to"]]}}] \
+    permissions = [{"or_rules": {"rules": [_operation(e.get("operation") or {}, port) for e in rule["to"]]}}] \
         if rule.get("to") else []
     for condition in rule.get("when") or []:
-        kind, matcher = _condition(condition, policy_namespace)
+        kind, matcher = _condition(condition, policy_namespace, port)
         (principals if kind == "principal" else permissions).append(matcher)
     return {"permissions": [{"and_rules": {"rules": permissions}} if permissions else {"any": True}],
             "principals": [{"and_ids": {"ids": principals}} if principals else {"any": True}]}
@@ -704,10 +760,17 @@ def _path(pattern: str) -> dict:
     return {"url_path": {"path": _string(pattern) if regex is None else {"safe_regex": {"regex": regex}}}}
 
 
-def _operation(operation: Mapping) -> dict:
+def _destination_port(value, port: int | None) -> dict:
+    """A rule's port: the connection's destination port, or, decided here, `port` (see rbac_filters)."""
+    if port is None:
+        return {"destination_port": int(value)}
+    return {"any": True} if int(value) == port else {"not_rule": {"any": True}}
+
+
+def _operation(operation: Mapping, port: int | None = None) -> dict:
     """Every field set: one of its values (notX: none of them)."""
     makers = {
-        "ports": lambda v: {"destination_port": int(v)},
+        "ports": lambda v: _destination_port(v, port),
         "methods": lambda v: {"header": {"name": ":method", "string_match": _string(v)}},
         "hosts": lambda v: {"header": {"name": ":authority", "string_match": _string(v, ignore_case=True)}},
         "paths": _path,
@@ -722,7 +785,7 @@ def _operation(operation: Mapping) -> dict:
     return {"and_rules": {"rules": rules}} if rules else {"any": True}
 
 
-def _condition(condition: Mapping, policy_namespace: str) -> tuple[str, dict]:
+def _condition(condition: Mapping, policy_namespace: str, port: int | None = None) -> tuple[str, dict]:
     """A `when` condition usable on a connection, as a principal or a permission."""
     key = condition.get("key") or ""
     header = re.fullmatch(r"request\.headers\[(.+)\]", key)
@@ -745,7 +808,7 @@ def _condition(condition: Mapping, policy_namespace: str) -> tuple[str, dict]:
         "source.serviceAccount": ("principal", lambda v: _service_account_id(v, policy_namespace)),
         "source.trustDomain": ("principal", _trust_domain_id),
         "connection.sni": ("permission", lambda v: {"requested_server_name": _string(v)}),
-        "destination.port": ("permission", lambda v: {"destination_port": int(v)}),
+        "destination.port": ("permission", lambda v: _destination_port(v, port)),
         "destination.ip": ("permission", lambda v: _cidr(v, "destination_ip")),
     }
     kind, make = makers.get(key, ("principal", None))

@@ -27,8 +27,10 @@ from urllib.parse import unquote
 from podnet.api.objects import KubeObject
 # the injector's decision is the control plane's (its admission webhook); asked here by the same names
 from podnet.controlplane.injection import (  # noqa: F401
-    ISTIO_INJECT, ISTIO_INJECTION, ISTIO_REV, LINKERD_CONTROL_PLANE_LABEL, LINKERD_INJECT, PROXY_CONTAINERS,
-    SYSTEM_NAMESPACES, TLS_MODE_LABEL, Injection, injection, is_meshed, proxy_container)
+    ISTIO_INJECT, ISTIO_INJECTION, ISTIO_REV, LINKERD_CONTROL_PLANE_LABEL, LINKERD_DEFAULT_OPAQUE_PORTS, LINKERD_INJECT,
+    OPAQUE_PORTS, PROXY_CONTAINERS, SYSTEM_NAMESPACES, TLS_MODE_LABEL, Injection, injection, is_meshed, proxy_container)
+from podnet.semantics import httproute
+from podnet.semantics.meshcapture import port_ranges
 
 ROOT_NAMESPACE = "istio-system"  # meshConfig.rootNamespace: its policies apply mesh-wide
 TRUST_DOMAIN = "cluster.local"
@@ -128,7 +130,9 @@ def port_protocol(services: Iterable[KubeObject], pod: KubeObject, port: int) ->
     """"http" or "tcp": how a proxy handles connections to the pod's container port `port` —
     HTTP when a Service selecting the pod declares that port's protocol HTTP (its appProtocol,
     else its name: `http`, `http-…`, `http2`, `grpc…`: Istio's explicit protocol selection),
-    TCP otherwise (podnet does not sniff a connection's first bytes)."""
+    TCP otherwise (podnet does not sniff a connection's first bytes), and for an opaque port."""
+    if is_opaque(pod, port):
+        return "tcp"
     for svc in services:
         selector = svc.spec.get("selector")
         if svc.kind != "Service" or svc.namespace != pod.namespace or not selector or not _subset(selector, pod.labels):
@@ -139,6 +143,50 @@ def port_protocol(services: Iterable[KubeObject], pod: KubeObject, port: int) ->
             if declared_protocol(entry) == "http":
                 return "http"
     return "tcp"
+
+
+def opaque_ports(pod: KubeObject) -> tuple[tuple[int, int], ...]:
+    """The pod's opaque ports (its `config.linkerd.io/opaque-ports`, which the injector set from
+    its namespace or Linkerd's default): its proxy carries their connections as bytes and takes
+    them in plaintext at once, without waiting to see whether the client starts TLS — a client
+    of a server that speaks first (MySQL, SMTP) would wait for ever — so a client's proxy
+    reaches such a port in mutual TLS through the server proxy's tunnel port (Linkerd's opaque
+    transport)."""
+    names = {p.get("name"): p.get("containerPort") for c in pod.spec.get("containers") or []
+             for p in c.get("ports") or [] if p.get("name") and isinstance(p.get("containerPort"), int)}
+    return port_ranges((pod.metadata.get("annotations") or {}).get(OPAQUE_PORTS, ""), names)
+
+
+def is_opaque(pod: KubeObject, port: int) -> bool:
+    return is_meshed(pod) and any(first <= port <= last for first, last in opaque_ports(pod))
+
+
+def opaque_service_port(svc: KubeObject, service_port: Mapping) -> bool:
+    """A Service port its `config.linkerd.io/opaque-ports` names: a client's proxy carries its
+    connections as bytes, never as HTTP requests, whatever the port declares."""
+    number = service_port.get("port")
+    return isinstance(number, int) and any(first <= number <= last for first, last in
+                                           port_ranges((svc.metadata.get("annotations") or {}).get(OPAQUE_PORTS, "")))
+
+
+def routes_of(routes: Iterable[KubeObject], svc: KubeObject, service_port: Mapping, client_namespace: str) -> list:
+    """The HTTPRoutes a client's proxy applies to the Service port (GAMMA, semantics/httproute.py):
+    none on an opaque port, which carries bytes."""
+    if opaque_service_port(svc, service_port):
+        return []
+    return httproute.attached(routes, svc, service_port, client_namespace)
+
+
+def carries_requests(svc: KubeObject, service_port: Mapping, routes: list) -> bool:
+    """Whether a client's proxy takes the Service port's connections request by request (HTTP):
+    HTTPRoutes apply to it (routes_of), or it declares HTTP and is not opaque."""
+    return bool(routes) or (declared_protocol(service_port) == "http" and not opaque_service_port(svc, service_port))
+
+
+def tunnels(policies: Iterable[KubeObject], endpoint: KubeObject | None, port: int) -> bool:
+    """Whether a client's proxy reaches the endpoint's `port` through its proxy's tunnel port
+    (meshcapture.TUNNEL_PORT) in mutual TLS: it speaks mTLS to it and the port is opaque."""
+    return sends_mtls(policies, endpoint, port) and is_opaque(endpoint, port)
 
 
 def sends_mtls(policies: Iterable[KubeObject], endpoint: KubeObject | None, port: int) -> bool:

@@ -1,10 +1,12 @@
 """Which of a meshed pod's connections its capture sends through its proxy, from the pod's
-annotations (Istio's `traffic.sidecar.istio.io/*`): the one reading of them, which the capture's
-nft table (mesh/interception.py renders it) and the simulator's `trace` both follow."""
+annotations (Istio's `traffic.sidecar.istio.io/*`, Linkerd's `config.linkerd.io/skip-*-ports`):
+the one reading of them, which the capture's nft table (mesh/interception.py renders it) and
+the simulator's `trace` both follow."""
 
 from __future__ import annotations
 
 import ipaddress
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -14,6 +16,8 @@ TUNNEL_PORT, STATUS_PORT = 15008, 15020
 NEVER_CAPTURED_INBOUND = (15090, 15021)  # Envoy's metrics, the proxy's health (with the status port)
 INBOUND_PASSTHROUGH_SOURCE = "127.0.0.6"  # what the proxy connects to the app from
 ANNOTATION = "traffic.sidecar.istio.io/"
+LINKERD_SKIP_INBOUND = "config.linkerd.io/skip-inbound-ports"  # never through the proxy (Linkerd's)
+LINKERD_SKIP_OUTBOUND = "config.linkerd.io/skip-outbound-ports"
 
 
 class InterceptionError(ValueError):
@@ -62,15 +66,33 @@ def interception_of(annotations: Mapping[str, str] | None) -> Interception:
     status = annotations.get("status.sidecar.istio.io/port", str(STATUS_PORT))
     if not status.isdigit() or not 0 < int(status) < 65536:
         raise InterceptionError(f"annotation status.sidecar.istio.io/port: {status!r} is not a port")
+    def skipped(name: str) -> tuple[int, ...]:
+        return tuple(port for first, last in port_ranges(annotations.get(name, "")) for port in range(first, last + 1))
+
     return Interception(
         include_inbound=None if include_inbound == "*" else ports("includeInboundPorts"),
-        exclude_inbound=ports("excludeInboundPorts"),
+        exclude_inbound=(*ports("excludeInboundPorts"), *skipped(LINKERD_SKIP_INBOUND)),
         include_outbound_ranges=None if include_ranges == "*" else ranges("includeOutboundIPRanges"),
         exclude_outbound_ranges=ranges("excludeOutboundIPRanges"),
         include_outbound_ports=ports("includeOutboundPorts"),
-        exclude_outbound_ports=ports("excludeOutboundPorts"),
+        exclude_outbound_ports=(*ports("excludeOutboundPorts"), *skipped(LINKERD_SKIP_OUTBOUND)),
         status_port=int(status),
     )
+
+
+def port_ranges(text: str, names: Mapping[str, int] | None = None) -> tuple[tuple[int, int], ...]:
+    """Linkerd's port lists ("25,587,4000-4100", and on a pod its container ports' names) as
+    inclusive ranges; an item that is none of these is left out, as Linkerd warns and goes on."""
+    out = []
+    for item in (i.strip() for i in (text or "").split(",")):
+        if re.fullmatch(r"\d+(-\d+)?", item):
+            low, _, high = item.partition("-")
+            first, last = int(low), int(high or low)
+            if 0 < first <= last < 65536:
+                out.append((first, last))
+        elif names and item in names:
+            out.append((names[item], names[item]))
+    return tuple(out)
 
 
 def _items(annotations: Mapping[str, str], name: str) -> list[str]:

@@ -26,8 +26,8 @@ from podnet.controlplane.pods import find_named_port, serving_containers
 from podnet.controlplane.system import INGRESS_CONTROLLER_LABELS, INGRESS_NAMESPACE, INGRESS_SERVICE
 from podnet.errors import UsageError
 from podnet.semantics import dns, httproute, ingress, mesh, networkpolicy
-from podnet.semantics.meshcapture import (INBOUND_PASSTHROUGH_SOURCE, INBOUND_PORT, OUTBOUND_PORT, InterceptionError,
-                                          captures_inbound, captures_outbound, interception_of)
+from podnet.semantics.meshcapture import (INBOUND_PASSTHROUGH_SOURCE, INBOUND_PORT, OUTBOUND_PORT, TUNNEL_PORT,
+                                          InterceptionError, captures_inbound, captures_outbound, interception_of)
 from podnet.semantics.corefile import CorefileError
 from podnet.semantics.loadbalancer import announced_ips, announcing_node
 from podnet.semantics.policymatch import Endpoint
@@ -117,6 +117,7 @@ class Packet:
     # traced URL's) the server's proxy authorizes
     mtls_from: str | None = None
     http: mesh.Http | None = None
+    tunnel_to: int | None = None  # the opaque port a client's proxy reaches through the server's tunnel port
 
 
 class Tracer:
@@ -579,7 +580,7 @@ class Tracer:
             refused = self._inbound_proxy(dst, port, source.ip, packet, hops)
             if refused:
                 return EndpointFate(holder, False, refused, hops)
-        answer = self._serving(dst, port, protocol)
+        answer = self._serving(dst, packet.tunnel_to or port, protocol)
         hops.append(Hop(dst.name, "serve" if answer.serving is not False else "refuse", answer.detail))
         if answer.serving is False:
             return EndpointFate(holder, False, answer.detail, hops)
@@ -634,18 +635,28 @@ class Tracer:
         for backend in backends:
             dst = self.addresses.party_for_ip(backend.ip)
             pre = []
-            mtls_from = None
+            mtls_from = tunnel_to = None
+            wire_port = backend.port
             if dst.kind == "pod" and mesh.sends_mtls(policies, dst.pod, backend.port):
                 mtls_from = mesh.spiffe_id(src.pod.namespace, mesh.service_account_of(src.pod))
                 server = mesh.spiffe_id(dst.pod.namespace, mesh.service_account_of(dst.pod))
-                pre.append(Hop(src.name, "mtls", f"→ {backend.name} {backend.ip}:{backend.port} in mutual TLS: "
-                                                 f"client {mtls_from}, server {server} (the client's proxy checks that identity)"))
+                identities = f"client {mtls_from}, server {server} (the client's proxy checks that identity)"
+                if mesh.tunnels(policies, dst.pod, backend.port):  # Linkerd's opaque transport
+                    tunnel_to, wire_port = backend.port, TUNNEL_PORT
+                    pre.append(Hop(src.name, "mtls", f"→ {backend.name} {backend.ip}:{TUNNEL_PORT} in mutual TLS: "
+                                                     f"port {backend.port} is opaque there ({mesh.OPAQUE_PORTS}), "
+                                                     f"so the proxy goes through the server proxy's tunnel port, "
+                                                     f"naming {backend.port} in the handshake; {identities}"))
+                else:
+                    pre.append(Hop(src.name, "mtls", f"→ {backend.name} {backend.ip}:{backend.port} in mutual TLS: "
+                                                     + identities))
             else:
                 why = "no proxy beside it" if not (dst.kind == "pod" and mesh.is_meshed(dst.pod)) else \
                     "its PeerAuthentication mode is DISABLE"
                 pre.append(Hop(src.name, "plaintext", f"→ {backend.name} {backend.ip}:{backend.port} in plaintext ({why})"))
-            packet = Packet(src.node, src, "pod", mtls_from=mtls_from, http=http)
-            fates.append(self._deliver(src, packet, dst, backend.port, "TCP", pre, backend))
+            packet = Packet(src.node, src, "pod", mtls_from=mtls_from, http=None if tunnel_to else http,
+                            tunnel_to=tunnel_to)
+            fates.append(self._deliver(src, packet, dst, wire_port, "TCP", pre, backend))
         return self._choose(src, svc.ref, fates, hops, ingress)
 
     def _routed(self, src: Party, svc, port: dict, http: mesh.Http | None, name: str,
@@ -653,7 +664,7 @@ class Tracer:
         """The Services (and ports) the proxy sends to: the Service's own, or, for a request on a
         port with HTTPRoutes attached (GAMMA), the backends of the rule that takes it
         (semantics/httproute.py, as the proxy's routes are rendered). (services, why refused)."""
-        routes = httproute.attached(self.cluster.of_kind("HTTPRoute"), svc, port, src.pod.namespace)
+        routes = mesh.routes_of(self.cluster.of_kind("HTTPRoute"), svc, port, src.pod.namespace)
         if not routes:
             return [(svc, port)], None
         for route in routes:
@@ -699,17 +710,24 @@ class Tracer:
         takes plaintext unless the port's mode is STRICT, then authorizes the request (or the
         connection) by AuthorizationPolicy and hands it to the app. The reason it is refused, or None."""
         capture = self._capture(dst)
-        if capture is None or not captures_inbound(capture, port):
-            return None
         policies = self._policies()
-        mode = mesh.mtls_mode(policies, dst.pod.namespace, dst.pod.labels, port)
-        hops.append(Hop(dst.name, "intercept", f":{port} → the proxy's inbound port {INBOUND_PORT} "
-                                               f"(mode {mode.mode}: {mode.decided_by})"))
-        if packet.mtls_from is None and not mode.accepts_plaintext:
-            reason = (f"{dst.name}'s proxy refuses plaintext on port {port} (PeerAuthentication mode STRICT: "
-                      f"{mode.decided_by}); the client has no proxy to speak mutual TLS")
-            hops.append(Hop(dst.name, "refuse", reason))
-            return reason
+        if capture is not None and packet.tunnel_to is not None and port == TUNNEL_PORT:
+            port = packet.tunnel_to
+            hops.append(Hop(dst.name, "tunnel", f":{TUNNEL_PORT} (never captured) → the proxy's tunnel listener: "
+                                                f"mutual TLS ends there, for port {port} as the handshake names it"))
+        elif capture is None or not captures_inbound(capture, port):
+            return None
+        else:
+            mode = mesh.mtls_mode(policies, dst.pod.namespace, dst.pod.labels, port)
+            opaque = " — an opaque port: taken as plaintext at once, no TLS detection" \
+                if mesh.is_opaque(dst.pod, port) else ""
+            hops.append(Hop(dst.name, "intercept", f":{port} → the proxy's inbound port {INBOUND_PORT} "
+                                                   f"(mode {mode.mode}: {mode.decided_by}){opaque}"))
+            if packet.mtls_from is None and not mode.accepts_plaintext:
+                reason = (f"{dst.name}'s proxy refuses plaintext on port {port} (PeerAuthentication mode STRICT: "
+                          f"{mode.decided_by}); the client has no proxy to speak mutual TLS")
+                hops.append(Hop(dst.name, "refuse", reason))
+                return reason
         services = self.cluster.of_kind("Service")
         http = None
         if mesh.port_protocol(services, dst.pod, port) == "http":
@@ -719,9 +737,14 @@ class Tracer:
         what = (f"{http.method} {http.path}" + ("" if packet.http else " (a request as curl sends it by default; "
                                                 "trace an http:// URL for another)") if http else "the connection")
         who = packet.mtls_from or f"{source_ip} (plaintext: no principal)"
+        speaks_first = not http and not decision.allowed and mesh.is_opaque(dst.pod, port)
         hops.append(Hop(dst.name, "authz-allow" if decision.allowed else "authz-deny",
-                        f"AuthorizationPolicy: {what} from {who}: {decision}"))
-        if not decision.allowed:
+                        f"AuthorizationPolicy: {what} from {who}: {decision}"
+                        + (f" — but port {port} is opaque, its app speaks first, and the proxy checks a connection "
+                           "on the client's first bytes: the app takes the connection and its greeting reaches the "
+                           "client; the proxy closes it when the client speaks (Envoy's, and Istio's, limit)"
+                           if speaks_first else "")))
+        if not decision.allowed and not speaks_first:
             return (f"{dst.name}'s proxy denies {what} from {who}: {decision}"
                     + (' (HTTP 403 "RBAC: access denied")' if http else " (the connection is closed)"))
         hops.append(Hop(dst.name, "deliver", f"the proxy hands it to the app on port {port}, from "
