@@ -130,6 +130,50 @@ metadata:
   annotations: {{retry.linkerd.io/http: 5xx, retry.linkerd.io/limit: "2"}}
 spec: {{selector: {{app: flaky}}, ports: [{{name: http, port: 80, targetPort: 8080}}]}}
 """
+# Linkerd's side of the mesh: a namespace its injector serves, and a database-like server there
+# that speaks first on 3306 (one of Linkerd's default opaque ports)
+TALKER = textwrap.dedent("""
+    import socket, threading
+    listener = socket.socket()
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listener.bind(("0.0.0.0", 3306))
+    listener.listen(16)
+    def serve(conn, peer):
+        try:
+            conn.settimeout(10)
+            conn.sendall(f"220 db from {peer[0]}\\n".encode())
+            conn.sendall(b"echo " + conn.recv(100))
+        except OSError:
+            pass
+        conn.close()
+    while True:
+        threading.Thread(target=serve, args=listener.accept(), daemon=True).start()
+""")
+OPAQUE = f"""
+---
+apiVersion: v1
+kind: Namespace
+metadata: {{name: data, annotations: {{linkerd.io/inject: enabled}}}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {{name: db, namespace: data, labels: {{app: db}}}}
+spec:
+  containers: [{{name: db, image: python:3.12, command: [python3, -c, {json.dumps(TALKER)}], ports: [{{containerPort: 3306}}]}}]
+---
+apiVersion: v1
+kind: Service
+metadata: {{name: db, namespace: data}}
+spec: {{selector: {{app: db}}, ports: [{{name: mysql, port: 3306}}]}}
+"""
+TALK = textwrap.dedent("""
+    import socket, sys
+    s = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=20)
+    s.settimeout(20)
+    greeting = s.recv(200).decode().strip() or "closed"
+    s.sendall(b"ping\\n")
+    print(f"{greeting} | {s.recv(200).decode().strip() or 'closed'}")
+""")
 # a middle service that passes the trace headers on, as apps in a mesh must (Istio's and
 # Linkerd's docs): web → front → api is then one trace
 FRONT = textwrap.dedent("""
@@ -252,7 +296,7 @@ SNIFF = textwrap.dedent("""
 @contextmanager
 def running(tmp):
     name = f"mu{secrets.token_hex(3)}"
-    (tmp / "shop.yaml").write_text(MANIFESTS + TRAFFIC + TRACING)
+    (tmp / "shop.yaml").write_text(MANIFESTS + TRAFFIC + TRACING + OPAQUE)
     (tmp / "cluster.yaml").write_text(f"kind: Cluster\napiVersion: podnet.dev/v1alpha1\nname: {name}\nnodes: 2\n")
     started = False
     try:
@@ -285,9 +329,9 @@ def counted(name: str, pod: str, url: str, times: int) -> dict[str, int]:
                              str(times), timeout=300).stdout)
 
 
-def envoy_stats(name: str, pod: str, prefix: str) -> dict[str, int]:
+def envoy_stats(name: str, pod: str, prefix: str, namespace: str = "shop") -> dict[str, int]:
     """The counters of a pod's proxy whose name starts with `prefix` (Envoy's admin, inside the pod)."""
-    text = podnet("exec", f"shop/{pod}", "--name", name, "--", sys.executable, "-c",
+    text = podnet("exec", f"{namespace}/{pod}", "--name", name, "--", sys.executable, "-c",
                   "import urllib.request; print(urllib.request.urlopen('http://127.0.0.1:15000/stats', timeout=10)"
                   ".read().decode())").stdout
     return {k: int(v) for k, _, v in (line.partition(": ") for line in text.splitlines())
@@ -487,3 +531,25 @@ def test_a_meshed_pod_reaches_its_own_service_when_the_proxy_picks_itself(cluste
     seen = counted(cluster, api, "http://api/hostname", 20)
     assert sum(seen.values()) == 20 and all(answer.startswith("200 api-") for answer in seen), seen
     assert f"200 {api}" in seen, seen  # (two endpoints, round robin: itself among them)
+
+
+def test_a_linkerd_pods_opaque_port_is_reached_in_mutual_tls_through_its_tunnel_port(cluster):
+    """db (Linkerd's injector: linkerd-proxy, 3306 opaque by default) speaks first: web's proxy
+    reaches it through db's tunnel port 15008 in mutual TLS, plain's connection is taken at once
+    as plaintext; `trace` says the same."""
+    found = {p["metadata"]["name"]: p for p in json.loads(
+        podnet("get", "pods", "-n", "data", "-o", "json", "--name", cluster).stdout)["items"]}
+    db = found["db"]
+    assert db["spec"]["initContainers"][0]["name"] == "linkerd-proxy"
+    assert db["metadata"]["annotations"]["config.linkerd.io/opaque-ports"] == "25,587,3306,4444,5432,6379,9300,11211"
+    eventually(lambda: podnet("get", "pods", "-n", "data", "--name", cluster).stdout.split()[-4] == "2/2", "db Ready")
+    before = envoy_stats(cluster, "db", "listener.0.0.0.0_15008.downstream_cx_total", namespace="data")
+    for client in ("web", "plain"):
+        answer = podnet("exec", f"shop/{client}", "--name", cluster, "--", sys.executable, "-c", TALK,
+                        "db.data.svc.cluster.local", "3306").stdout.strip()
+        assert answer == f"220 db from 127.0.0.6 | echo ping", (client, answer)
+    after = envoy_stats(cluster, "db", "listener.0.0.0.0_15008.downstream_cx_total", namespace="data")
+    assert sum(after.values()) == sum(before.values()) + 1  # web's, through the tunnel; plain's came to 3306
+    traced_web = json.loads(podnet("trace", "shop/web", "db.data:3306", "-o", "json", "--name", cluster).stdout)
+    assert traced_web["verdict"] == "delivered"
+    assert "tunnel" in [h["action"] for h in traced_web["hops"]]
