@@ -32,6 +32,7 @@ from podnet.mesh.interception import PROXY_UID, interception_of, ruleset
 from podnet.pki.mesh import MeshAuthority
 from podnet.semantics import mesh
 from tests.conftest import cluster_of
+from tests.mesh_apps import TALK, TALKER
 
 pytestmark = pytest.mark.root  # tests/conftest.py skips it without root and namespaces
 
@@ -154,22 +155,6 @@ APP = textwrap.dedent("""
             conn.close()
     threading.Thread(target=tcp, args=(9090,), daemon=True).start()
     threading.Thread(target=greeter, args=(2525,), daemon=True).start()
-    def talker(port):  # speaks first, then echoes what the client says (a database's handshake)
-        listener = socket.socket()
-        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        listener.bind(("0.0.0.0", port))
-        listener.listen(16)
-        def serve(conn, peer):
-            try:
-                conn.settimeout(10)
-                conn.sendall(f"220 app {port} from {peer[0]}\\n".encode())
-                conn.sendall(b"echo " + conn.recv(100))
-            except OSError:
-                pass
-            conn.close()
-        while True:
-            threading.Thread(target=serve, args=listener.accept(), daemon=True).start()
-    threading.Thread(target=talker, args=(3306,), daemon=True).start()
     server = http.server.ThreadingHTTPServer(("0.0.0.0", 8080), Answer)
     print("ready", flush=True)
     server.serve_forever()
@@ -234,6 +219,10 @@ def meshed(tmp_path_factory):
                                   stdout=subprocess.PIPE, text=True)
         processes.append(server)
         assert server.stdout.readline().strip() == "ready"
+        talker = subprocess.Popen(["ip", "netns", "exec", namespaces["api"], sys.executable, "-c", TALKER, "3306", "app 3306"],
+                                  stdout=subprocess.PIPE, text=True)  # (3306: a server that speaks first, opaque)
+        processes.append(talker)
+        assert talker.stdout.readline().strip() == "ready"
         agents = {}
         for name in ("api", "web", "other"):  # the meshed ones: a proxy each, their traffic captured
             directory = base / name
@@ -449,20 +438,6 @@ def test_a_server_that_speaks_first_is_reached_by_a_client_without_a_proxy(meshe
     answer = run("ip", "netns", "exec", namespaces["plain"], sys.executable, "-c", GREETED,
                  pods["api"].status["podIP"], "2525").strip()
     assert answer == "220 app 2525 from 127.0.0.6", f"{answer!r}\n{logs(base)}"
-
-
-TALK = textwrap.dedent("""
-    import socket, sys
-    s = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=20)
-    s.settimeout(20)
-    greeting = s.recv(200).decode().strip() or "closed"
-    try:
-        s.sendall(b"ping\\n")
-        reply = s.recv(200).decode().strip() or "closed"
-    except OSError:
-        reply = "closed"
-    print(f"{greeting} | {reply}")
-""")
 
 
 def server_stat(namespaces, name: str) -> int:

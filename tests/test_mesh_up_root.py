@@ -22,6 +22,7 @@ from podnet.host.layout import ClusterLayout
 from podnet.semantics import mesh
 from tests.conftest import cluster_of
 from tests.livecluster import AGNHOST, leftovers, podnet
+from tests.mesh_apps import TALK, TALKER
 
 pytestmark = pytest.mark.root  # tests/conftest.py skips it without root and namespaces
 
@@ -132,23 +133,6 @@ spec: {{selector: {{app: flaky}}, ports: [{{name: http, port: 80, targetPort: 80
 """
 # Linkerd's side of the mesh: a namespace its injector serves, and a database-like server there
 # that speaks first on 3306 (one of Linkerd's default opaque ports)
-TALKER = textwrap.dedent("""
-    import socket, threading
-    listener = socket.socket()
-    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    listener.bind(("0.0.0.0", 3306))
-    listener.listen(16)
-    def serve(conn, peer):
-        try:
-            conn.settimeout(10)
-            conn.sendall(f"220 db from {peer[0]}\\n".encode())
-            conn.sendall(b"echo " + conn.recv(100))
-        except OSError:
-            pass
-        conn.close()
-    while True:
-        threading.Thread(target=serve, args=listener.accept(), daemon=True).start()
-""")
 OPAQUE = f"""
 ---
 apiVersion: v1
@@ -159,21 +143,14 @@ apiVersion: v1
 kind: Pod
 metadata: {{name: db, namespace: data, labels: {{app: db}}}}
 spec:
-  containers: [{{name: db, image: python:3.12, command: [python3, -c, {json.dumps(TALKER)}], ports: [{{containerPort: 3306}}]}}]
+  containers: [{{name: db, image: python:3.12, command: [python3, -c, {json.dumps(TALKER)}, "3306", db],
+                ports: [{{containerPort: 3306}}]}}]
 ---
 apiVersion: v1
 kind: Service
 metadata: {{name: db, namespace: data}}
 spec: {{selector: {{app: db}}, ports: [{{name: mysql, port: 3306}}]}}
 """
-TALK = textwrap.dedent("""
-    import socket, sys
-    s = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=20)
-    s.settimeout(20)
-    greeting = s.recv(200).decode().strip() or "closed"
-    s.sendall(b"ping\\n")
-    print(f"{greeting} | {s.recv(200).decode().strip() or 'closed'}")
-""")
 # a middle service that passes the trace headers on, as apps in a mesh must (Istio's and
 # Linkerd's docs): web → front → api is then one trace
 FRONT = textwrap.dedent("""
@@ -547,7 +524,7 @@ def test_a_linkerd_pods_opaque_port_is_reached_in_mutual_tls_through_its_tunnel_
     for client in ("web", "plain"):
         answer = podnet("exec", f"shop/{client}", "--name", cluster, "--", sys.executable, "-c", TALK,
                         "db.data.svc.cluster.local", "3306").stdout.strip()
-        assert answer == f"220 db from 127.0.0.6 | echo ping", (client, answer)
+        assert answer == "220 db from 127.0.0.6 | echo ping", (client, answer)
     after = envoy_stats(cluster, "db", "listener.0.0.0.0_15008.downstream_cx_total", namespace="data")
     assert sum(after.values()) == sum(before.values()) + 1  # web's, through the tunnel; plain's came to 3306
     traced_web = json.loads(podnet("trace", "shop/web", "db.data:3306", "-o", "json", "--name", cluster).stdout)
