@@ -89,3 +89,16 @@ def test_the_certificate_is_renewed_at_half_its_life(tmp_path):
     served = x509.load_pem_x509_certificate(open(named["tls_certificate"]["certificate_chain"]["filename"], "rb").read())
     assert served.not_valid_after_utc == now[0] + datetime.timedelta(hours=24)  # the new one is what the proxy reads
     assert served.not_valid_after_utc > first.not_after
+
+
+def test_a_running_pod_relabelled_gets_the_policies_its_new_labels_select(tmp_path):
+    cluster = cluster_of(MANIFESTS)
+    files = envoy.ProxyFiles(str(tmp_path / "proxy"))
+    agent = ProxyAgent(MeshAuthority(tmp_path / "ca"), api_pod(cluster), files)
+    agent.start(cluster, policies_of(cluster))
+    assert "api-readers" in Path(files.path("lds.json")).read_text()
+    relabelled = cluster_of(MANIFESTS)
+    pod = api_pod(relabelled)
+    pod.metadata_for_update()["labels"] = {**pod.labels, "app": "renamed"}  # (kubectl label --overwrite)
+    assert agent.sync(relabelled, policies_of(relabelled)) == ["lds.json"]
+    assert "api-readers" not in Path(files.path("lds.json")).read_text()  # its selector no longer matches

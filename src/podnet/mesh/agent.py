@@ -51,6 +51,9 @@ class ProxyAgent:
         """The configuration for `cluster`: the files whose content changed written (a push);
         returns their names. `shared`: envoy.outbound(cluster, policies), made once for every proxy.
         Endpoints' files no cluster names any more go once the clusters file no longer names them."""
+        current = cluster.get("Pod", self.pod.namespace, self.pod.name)
+        if current is not None and current.status.get("podIP") == self.pod.status.get("podIP"):
+            self.pod = current  # (its labels may have changed: the policies selecting it with them)
         rendered = self._render(cluster, policies, shared)
         changed = {name: text for name, text in rendered.items() if self._written.get(name) != text}
         if changed:
@@ -67,9 +70,9 @@ class ProxyAgent:
         of changed (an endpoint change, the most frequent push, leaves them as they are)."""
         policies = list(policies)
         shared = shared or envoy.outbound(cluster, policies)
-        if self._listeners is None or self._listeners[0] != shared.listener_inputs:
-            self._listeners = (shared.listener_inputs,
-                               envoy.listeners_text(cluster, self.pod, self.files, policies, shared))
+        inputs = shared.listener_inputs + json.dumps([self.pod.labels, self.pod.metadata.get("annotations")], sort_keys=True)
+        if self._listeners is None or self._listeners[0] != inputs:
+            self._listeners = (inputs, envoy.listeners_text(cluster, self.pod, self.files, policies, shared))
         return envoy.resources_text(cluster, self.pod, self.files, policies, shared, listeners=self._listeners[1])
 
     def renew_if_due(self) -> bool:
