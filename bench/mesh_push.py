@@ -28,8 +28,9 @@ podnet.mesh.pilot_agent proxy sidecar …` in the pod's namespace, Envoy as the 
 The change: the control plane computes the cluster again with the last pod not ready
 (compute's live_readiness, kubelet's word), which takes its address out of the Service's
 endpoints; the next push makes it ready again (--pushes alternate the two states). The push is
-podnet's own, MeshProxies.push (each agent's sync: render, compare, write the changed files —
-here the Service's endpoints file — by rename into the directory its Envoy watches), the moment of each proxy's
+podnet's own, MeshProxies.push (the endpoints files, the same for every proxy, written once —
+here the Service's — then each agent's sync: render, compare, write the changed files: none
+here), the moment of each proxy's
 rename stamped (os.replace wrapped in this process for the push). t0 is the start of the push
 (the cluster's compute is timed apart). Before each push, the same push to copies of the files
 that no Envoy watches gives the control plane's time without the Envoys competing for the CPU.
@@ -585,9 +586,12 @@ def push(proxies, target, watch, netns: list[str], refs: list[str], envoy_pids: 
     rename = os.replace
 
     def stamped(source, target_path, *args, **kwargs):  # envoy.write_files puts each file in place with os.replace
-        written[str(Path(target_path).parent.parent)] = time.perf_counter_ns()  # (the proxy's directory: files sit
-        # in a directory of their own under it; just before the rename: a stamp after it
-        return rename(source, target_path, *args, **kwargs)  # could come after the Envoy it woke had run)
+        # (just before the rename: a stamp after it could come after the Envoy it woke had run)
+        if Path(target_path).parent == proxies.layout.mesh_endpoints_dir:
+            written["*"] = time.perf_counter_ns()  # an endpoints file every proxy reads
+        else:  # a proxy's own file: in a directory of its own under the proxy's
+            written[str(Path(target_path).parent.parent)] = time.perf_counter_ns()
+        return rename(source, target_path, *args, **kwargs)
 
     watch.arm(netns)
     envoys_before, host_before = sum(cpu_seconds(pid) for pid in envoy_pids), host_busy()
@@ -603,7 +607,7 @@ def push(proxies, target, watch, netns: list[str], refs: list[str], envoy_pids: 
     times, extra = watch.collect(t0, t0_wall)
     envoys_cpu = sum(cpu_seconds(pid) for pid in envoy_pids) - envoys_before
     busy = (host_busy() - host_before) / ((time.perf_counter_ns() - t0) / 1e9)  # (others' work included)
-    written = {ns: written[proxies.agents[ref].files.directory] for ns, ref in zip(netns, refs)}
+    written = {ns: written.get(proxies.agents[ref].files.directory, written.get("*")) for ns, ref in zip(netns, refs)}
     missing = [ns for ns in netns if ns not in times]
     if missing:
         raise RuntimeError(f"{len(missing)} proxies did not show the change in {WATCH_DEADLINE:.0f} s (e.g. {missing[:3]})")
@@ -612,7 +616,8 @@ def push(proxies, target, watch, netns: list[str], refs: list[str], envoy_pids: 
     applied = [t["applied"] for t in times.values()]
     out = {"written": done - t0, "median": statistics.median(applied), "last": max(applied),
            "envoy": statistics.median(t["applied"] - (written[ns] - t0) for ns, t in times.items()),
-           "files": sorted({name for changed in pushed.values() for name in changed}), "pushed": len(pushed),
+           "files": sorted({name for changed in pushed.values() for name in changed}),
+           "pushed": "all (a file every proxy reads)" if "*" in pushed and len(pushed) == 1 else len(pushed),
            "pusher_cpu": pusher_cpu * 1e9 / (done - t0), "envoys_cpu": envoys_cpu, "busy": busy, **extra}
     if all("asked" in t for t in times.values()):  # (poll: the question before, answered with the old counters)
         out["gap"] = statistics.median(t["applied"] - t["asked"] for t in times.values())
@@ -637,8 +642,8 @@ def report(args, full: list[dict], alone: list[dict], rss: int, pss: int, parts:
 
     print(f"\nendpoint change (the last pod's readiness flipped; {args.pushes} pushes alternating), "
           f"{args.pods} proxies; medians over the pushes:")
-    print(f"  files written per push: {sorted({f for r in full for f in r['files']})} to "
-          f"{sorted({r['pushed'] for r in full})} proxies; after each push every proxy's Service cluster had "
+    print(f"  files written per push: {sorted({f for r in full for f in r['files']})} for "
+          f"{sorted({str(r['pushed']) for r in full})} proxies; after each push every proxy's Service cluster had "
           f"{args.pods - 1} or {args.pods} endpoints as it should (asked after the timing)")
     print(f"  the control plane: compute {med(full, 'compute'):.1f} ms (before t0); render+write for all "
           f"{med(full, 'written'):.1f} ms (the pusher on the CPU {statistics.median(r['pusher_cpu'] for r in full):.0%} "

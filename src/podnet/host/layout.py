@@ -121,6 +121,12 @@ class ClusterLayout:
         return self.state_dir / "mesh" / f"{namespace}_{pod}"
 
     @property
+    def mesh_endpoints_dir(self) -> Path:
+        """Each Service port's endpoints as every proxy reads them (one file per port: a push of
+        an endpoint change is one file written, mesh/envoy.py)."""
+        return self.state_dir / "mesh" / "endpoints"
+
+    @property
     def mesh_traces_dir(self) -> Path:
         """The meshed pods' spans, one file each (kept after the pod goes, until `down`)."""
         return self.state_dir / "traces"

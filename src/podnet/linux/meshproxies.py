@@ -48,6 +48,7 @@ class MeshProxies:
         self.authority = MeshAuthority(layout.state_dir / "mesh-ca")
         self.agents: dict[str, ProxyAgent] = {}
         self.samples: dict[str, list[stats.Sample]] = {}  # pod ref → its proxy's counters, as read
+        self.endpoints: dict[str, str] = {}  # the endpoints files every proxy reads → their text
 
     def prepare(self, pod: KubeObject, cluster: Cluster, netns: str | None) -> None:
         """A meshed pod about to start (or adopted from an earlier supervisor): its proxy's
@@ -63,17 +64,24 @@ class MeshProxies:
         uid = proxy_uid(f"{self.layout.cluster}/{pod.ref}")
         os.chown(directory, uid, PROXY_GID)
         agent = ProxyAgent(self.authority, pod, envoy.ProxyFiles(str(directory)), owner=uid)
-        agent.start(cluster, mesh_policies(cluster))
+        policies = mesh_policies(cluster)
+        shared = self._outbound(cluster, policies)
+        self._publish(shared)
+        agent.start(cluster, policies, shared)
         if netns is not None:
             subprocess.run(["ip", "netns", "exec", netns, "nft", "-f", "-"], input=ruleset(capture), text=True,
                            check=True, capture_output=True, timeout=60)
         self.agents[pod.ref] = agent
 
     def push(self, cluster: Cluster) -> dict[str, list[str]]:
-        """`cluster` to every proxy: per pod, the files that changed (most pushes change none)."""
+        """`cluster` to every proxy: per pod, the files that changed (most pushes change none);
+        under "*" the endpoints files every proxy reads. An endpoint change is one file written,
+        which every proxy watching it reads (istiod's EDS push, as files)."""
+        if not self.agents:
+            return {}
         policies = mesh_policies(cluster)
-        shared = envoy.outbound(cluster, policies) if self.agents else None  # (the same clusters for every proxy)
-        pushed = {}
+        shared = self._outbound(cluster, policies)  # (the same clusters and endpoints for every proxy)
+        pushed = {"*": written} if (written := self._publish(shared)) else {}
         for ref, agent in list(self.agents.items()):
             try:
                 changed = agent.sync(cluster, policies, shared)
@@ -82,7 +90,30 @@ class MeshProxies:
                 continue
             if changed:
                 pushed[ref] = changed
+        self._retire(shared)
         return pushed
+
+    def _outbound(self, cluster: Cluster, policies: list[KubeObject]) -> envoy.Outbound:
+        return envoy.outbound(cluster, policies, endpoints_directory=str(self.layout.mesh_endpoints_dir))
+
+    def _publish(self, shared: envoy.Outbound) -> list[str]:
+        """The endpoints files whose content changed written (before any clusters file names a
+        new one); returns their names."""
+        changed = {name: text for name, text in shared.endpoint_files.items() if self.endpoints.get(name) != text}
+        if changed:
+            self.layout.mesh_endpoints_dir.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
+            envoy.write_endpoint_files(str(self.layout.mesh_endpoints_dir), changed)
+            self.endpoints.update(changed)
+        return sorted(changed)
+
+    def _retire(self, shared: envoy.Outbound) -> None:
+        """Endpoints files no cluster names any more (every proxy has its new clusters file):
+        gone, with any an earlier supervisor left."""
+        directory = self.layout.mesh_endpoints_dir
+        for name in os.listdir(directory) if directory.is_dir() else ():
+            if name not in shared.endpoint_files and not name.startswith("."):
+                (directory / name).unlink(missing_ok=True)
+                self.endpoints.pop(name, None)
 
     def renew_due(self) -> list[str]:
         """Certificates past half their life renewed; returns the pods whose were."""

@@ -38,11 +38,12 @@ class ProxyAgent:
     def spiffe_id(self) -> str:
         return mesh.spiffe_id(self.pod.namespace, mesh.service_account_of(self.pod))
 
-    def start(self, cluster: Cluster, policies: Iterable[KubeObject]) -> None:
-        """The proxy's first files: its identity, the mesh's root, its configuration, its bootstrap."""
+    def start(self, cluster: Cluster, policies: Iterable[KubeObject], shared: envoy.Outbound | None = None) -> None:
+        """The proxy's first files: its identity, the mesh's root, its configuration, its bootstrap.
+        `shared`: as for sync (its endpoints files, if shared, are in place already)."""
         Path(self.files.directory).mkdir(mode=0o755, parents=True, exist_ok=True)
         self.identity = self.authority.issue(self.spiffe_id, now=self.clock())
-        rendered = {**self._render(cluster, policies),
+        rendered = {**self._render(cluster, policies, shared),
                     "bootstrap.json": json.dumps(envoy.bootstrap(self.pod, self.files), sort_keys=True)}
         envoy.write_files(self.files, rendered, self.identity, self.authority.root_pem, self.owner)
         self._written = dict(rendered)

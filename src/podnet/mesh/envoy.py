@@ -185,14 +185,23 @@ class Outbound:
     clusters_text: str
     endpoint_files: Mapping[str, str]
     listener_inputs: str
+    endpoints_directory: str | None = None  # where every proxy reads them; None: each in its own directory
+
+    def own_endpoint_files(self) -> Mapping[str, str]:
+        """The endpoints files a proxy's own directory holds (none when they are shared)."""
+        return self.endpoint_files if self.endpoints_directory is None else {}
 
     def clusters_for(self, files: ProxyFiles) -> str:
         return self.clusters_text.replace(PLACEHOLDER_DIRECTORY, files.directory)
 
 
-def outbound(cluster: Cluster, policies: Iterable[KubeObject], endpoint_files: int | None = None) -> Outbound:
+def outbound(cluster: Cluster, policies: Iterable[KubeObject], endpoint_files: int | None = None,
+             endpoints_directory: str | None = None) -> Outbound:
     """`endpoint_files`: how many Service ports get their endpoints in files of their own
-    (endpoint_files_budget() by default); the others' are in the clusters file."""
+    (endpoint_files_budget() by default); the others' are in the clusters file.
+    `endpoints_directory`: where the endpoints files are, read by every proxy (their content is
+    the same for all: one file written is a push to all of them), their names the keys of
+    Outbound.endpoint_files; None: in each proxy's own directory (eds/…)."""
     policies = list(policies)
     budget = endpoint_files_budget() if endpoint_files is None else endpoint_files
     slices: dict[tuple[str, str], list[KubeObject]] = {}
@@ -206,16 +215,18 @@ def outbound(cluster: Cluster, policies: Iterable[KubeObject], endpoint_files: i
         known.add((svc.namespace, svc.name, number))
         endpoints = _endpoints(cluster, slices.get((svc.namespace, svc.name), []), svc, port, policies)
         name = service_cluster_name(svc.namespace, svc.name, number)
-        service_cluster, assignment = _service_cluster(name, endpoints, placeholder, separate=index < budget)
+        service_cluster, assignment = _service_cluster(name, endpoints, placeholder, index < budget, endpoints_directory)
         if assignment is not None:
             path = service_cluster["eds_cluster_config"]["eds_config"]["path_config_source"]["path"]
-            files[path.removeprefix(PLACEHOLDER_DIRECTORY + "/")] = json.dumps(_discovery([assignment]), sort_keys=True)
+            key = path.removeprefix((endpoints_directory or PLACEHOLDER_DIRECTORY) + "/")
+            files[key] = json.dumps(_discovery([assignment]), sort_keys=True)
         clusters.append(service_cluster)
     inputs = [[o.kind, o.namespace, o.name, o.body.get("spec"), o.metadata.get("annotations")]
               for kind in ("Service", "HTTPRoute") for o in cluster.of_kind(kind)]
     inputs += [[o.kind, o.namespace, o.name, o.body.get("spec"), o.labels, o.metadata.get("annotations")] for o in policies]
     digest = hashlib.sha256(json.dumps(inputs, sort_keys=True, default=str).encode()).hexdigest()
-    return Outbound(frozenset(known), json.dumps(_discovery(clusters), sort_keys=True), files, digest)
+    return Outbound(frozenset(known), json.dumps(_discovery(clusters), sort_keys=True), files, digest,
+                    endpoints_directory)
 
 
 def resources(cluster: Cluster, pod: KubeObject, files: ProxyFiles, policies: Iterable[KubeObject],
@@ -235,7 +246,7 @@ def resources_text(cluster: Cluster, pod: KubeObject, files: ProxyFiles, policie
     shared = shared or outbound(cluster, policies)
     if listeners is None:
         listeners = listeners_text(cluster, pod, files, policies, shared)
-    return {**shared.endpoint_files, "cds.json": shared.clusters_for(files), "lds.json": listeners}
+    return {**shared.own_endpoint_files(), "cds.json": shared.clusters_for(files), "lds.json": listeners}
 
 
 def listeners_text(cluster: Cluster, pod: KubeObject, files: ProxyFiles, policies: Iterable[KubeObject],
@@ -376,21 +387,7 @@ def write_files(files: ProxyFiles, rendered: Mapping[str, dict | str], identity:
     writes += [(name, (body if isinstance(body, str) else json.dumps(body)).encode(), 0o644)
                for name, body in {**rendered, **switched}.items()]
     for name, data, mode in writes:
-        target = Path(files.path(name))
-        if not target.parent.is_dir():
-            target.parent.mkdir(mode=0o755, parents=True)
-            if owner is not None:
-                os.chown(target.parent, owner, PROXY_GID)
-        temporary = target.parent / f".{target.name}.tmp"
-        descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-        try:
-            os.fchmod(descriptor, mode)  # (whatever the umask)
-            if owner is not None:
-                os.fchown(descriptor, owner, PROXY_GID)
-            os.write(descriptor, data)
-        finally:
-            os.close(descriptor)
-        os.replace(temporary, target)
+        _put(Path(files.path(name)), data, mode, owner)
     # the generations before the previous one go: the previous one stays until the next switch,
     # for a reload that read the secret's file just before it was switched (a loaded machine)
     for prefix, replaced in (("cert-chain", identity is not None), ("key", identity is not None),
@@ -400,6 +397,32 @@ def write_files(files: ProxyFiles, rendered: Mapping[str, dict | str], identity:
             older = sorted(secrets_directory.glob(f"{prefix}-*.pem"), key=lambda path: int(path.stem.rsplit("-", 1)[1], 16))
             for stale in older[:-2]:
                 stale.unlink()
+
+
+def write_endpoint_files(directory: str, rendered: Mapping[str, str]) -> None:
+    """Endpoints files every proxy reads (Outbound.endpoints_directory), each replaced whole."""
+    for name, text in rendered.items():
+        _put(Path(directory) / name, text.encode(), 0o644, None)
+
+
+def _put(target: Path, data: bytes, mode: int, owner: int | None) -> None:
+    """`target` replaced by `data` whole (written beside it, then renamed: a reader sees the old
+    file or the new one), readable by `owner` (a proxy's uid), in a directory made if needed."""
+    if not target.parent.is_dir():
+        target.parent.mkdir(mode=0o755, parents=True)
+        os.chmod(target.parent, 0o755)  # (whatever the umask: the proxy reads it)
+        if owner is not None:
+            os.chown(target.parent, owner, PROXY_GID)
+    temporary = target.parent / f".{target.name}.tmp"
+    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    try:
+        os.fchmod(descriptor, mode)  # (whatever the umask)
+        if owner is not None:
+            os.fchown(descriptor, owner, PROXY_GID)
+        os.write(descriptor, data)
+    finally:
+        os.close(descriptor)
+    os.replace(temporary, target)
 
 
 def _discovery(items: list[dict]) -> dict:
@@ -490,8 +513,8 @@ def _endpoints(cluster: Cluster, slices: list[KubeObject], svc: KubeObject, port
     return out
 
 
-def _service_cluster(name: str, endpoints: list[Endpoint], files: ProxyFiles,
-                     separate: bool = True) -> tuple[dict, dict | None]:
+def _service_cluster(name: str, endpoints: list[Endpoint], files: ProxyFiles, separate: bool = True,
+                     endpoints_directory: str | None = None) -> tuple[dict, dict | None]:
     """A Service port's cluster, and its endpoints (a ClusterLoadAssignment) when `separate`:
     then the cluster takes them from their own file (EDS), and a change of endpoints leaves the
     cluster as it is (Envoy then updates its hosts instead of building the cluster anew); else
@@ -524,7 +547,8 @@ def _service_cluster(name: str, endpoints: list[Endpoint], files: ProxyFiles,
     # the endpoints' file is named after the cluster as it is: a cluster made anew (its transport
     # socket changed with its endpoints) reads a new file, never the previous cluster's endpoints
     digest = hashlib.sha256(json.dumps(out, sort_keys=True).encode()).hexdigest()[:12]
-    path = files.path(f"{ENDPOINTS_DIRECTORY}/{name.replace('|', '_')}.{digest}.json")
+    file = f"{name.replace('|', '_')}.{digest}.json"
+    path = f"{endpoints_directory}/{file}" if endpoints_directory else files.path(f"{ENDPOINTS_DIRECTORY}/{file}")
     out.update({"type": "EDS", "eds_cluster_config": {"service_name": name, "eds_config": {
         "path_config_source": {"path": path}, "resource_api_version": "V3"}}})
     return out, {"@type": ENDPOINTS, **assignment}
