@@ -19,8 +19,9 @@ Service port's endpoints file) and the
 kernel allows a uid fs.inotify.max_user_instances of them (128 by default, a host setting this
 benchmark must not change), so podnet runs each proxy as a uid of its own in group 1337
 (mesh/interception.proxy_uid). By default this benchmark starts each Envoy with pilot_agent's
-own Envoy command line (binary, bootstrap, --concurrency 2, log level and format) as UID_BASE +
-the pod's index, without pilot_agent around it and without the capture (no traffic here), which
+own Envoy command line (binary, bootstrap, --concurrency 2, log level and format) as the pod's
+proxy uid, files from MeshProxies.prepare, without pilot_agent around it and without the
+capture (no traffic here), which
 saves the 100 agents' memory; configuration, files and push are podnet's. --as-podnet runs every
 sidecar exactly as podnet does (MeshProxies.prepare with the capture, `python -m
 podnet.mesh.pilot_agent proxy sidecar …` in the pod's namespace, Envoy as the pod's proxy uid).
@@ -93,7 +94,6 @@ from meshbench import SRC, BenchLayout, children, cpu_seconds, host_busy, machin
 GOAL = 100.0  # ms until every proxy has the change (issue 21), 100 pods
 READY_DEADLINE = 60.0
 WATCH_DEADLINE = 30.0  # s a push may take before it counts as failed
-UID_BASE = 1_337_000  # the proxies' uids but with --as-podnet: UID_BASE + the pod's index (no user has them)
 SERVICE_CLUSTER = "outbound|80||app.bench.svc.cluster.local"
 # the Service cluster's endpoint (EDS) updates applied; the CDS updates applied; its endpoints
 STATS = (f"cluster.{SERVICE_CLUSTER}.update_success", "cluster_manager.cds.update_success",
@@ -442,9 +442,8 @@ def bench(args: argparse.Namespace) -> None:
     from podnet.api.store import admit
     from podnet.config import ClusterConfig
     from podnet.controlplane import compute
-    from podnet.linux.meshproxies import MeshProxies, mesh_policies
-    from podnet.mesh import envoy
-    from podnet.mesh.agent import ProxyAgent
+    from podnet.linux.meshproxies import MeshProxies
+    from podnet.mesh.interception import proxy_uid
 
     store = admit(parse_texts({"bench.yaml": MODEL.format(pods=args.pods)}))
     config = ClusterConfig()
@@ -470,21 +469,14 @@ def bench(args: argparse.Namespace) -> None:
         for index, pod in enumerate(pods):
             if args.as_podnet:  # identity, files, capture: the supervisor's step before each pod starts
                 proxies.prepare(pod, cluster, netns[pod.name])
-            else:  # the same without the capture (no traffic here), the files owned by the proxy's own uid
-                directory = proxies.layout.mesh_proxy_dir("bench", pod.name)
-                directory.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
-                os.chmod(directory.parent, 0o755)
-                directory.mkdir(mode=0o755)
-                os.chown(directory, UID_BASE + index, UID_BASE + index)
-                agent = ProxyAgent(proxies.authority, pod, envoy.ProxyFiles(str(directory)), owner=UID_BASE + index)
-                agent.start(cluster, mesh_policies(cluster))
-                proxies.agents[pod.ref] = agent
+            else:  # the same without the capture (no traffic here)
+                proxies.prepare(pod, cluster, None)
         for first in range(0, len(pods), args.batch):
             batch = pods[first:first + args.batch]
             for pod in batch:
                 directory, log = proxies.layout.mesh_proxy_dir("bench", pod.name), base / f"{pod.name}.log"
                 sidecars.append(start_sidecar(pod, netns[pod.name], directory, log) if args.as_podnet
-                                else start_envoy(netns[pod.name], directory, UID_BASE + pods.index(pod), log))
+                                else start_envoy(netns[pod.name], directory, proxy_uid(f"bench/{pod.ref}"), log))
             limit = time.monotonic() + READY_DEADLINE
             for pod in batch:
                 while not healthy(netns[pod.name]):
@@ -514,12 +506,8 @@ def bench(args: argparse.Namespace) -> None:
 
         # the control plane's work alone: the same push to copies of the files no Envoy watches
         unwatched = MeshProxies(BenchLayout(cluster="bench", root=base / "unwatched"))
-        for index, pod in enumerate(pods):
-            directory = unwatched.layout.mesh_proxy_dir("bench", pod.name)
-            directory.mkdir(mode=0o755, parents=True)
-            unwatched.agents[pod.ref] = ProxyAgent(unwatched.authority, pod, envoy.ProxyFiles(str(directory)),
-                                                   owner=UID_BASE + index)
-            unwatched.agents[pod.ref].start(cluster, mesh_policies(cluster))
+        for pod in pods:
+            unwatched.prepare(pod, cluster, None)
         envoy_pids = [s.envoy_pid for s in sidecars]
         full, alone, ready = [], [], True
         for _ in range(args.pushes):
@@ -535,9 +523,13 @@ def bench(args: argparse.Namespace) -> None:
             full.append({"compute": computed, "unwatched": quiet, **result})
             confirm(all_netns, args.pods if ready else args.pods - 1)
             time.sleep(0.5)  # (the Envoys settled before the next)
+        # the peer: the same change to one proxy alone, its endpoints files where no other proxy
+        # reads them (a first push, untimed, points its clusters there)
         one = pods[0].ref
-        solo = MeshProxies(proxies.layout)  # the peer: the same change to one proxy alone
+        solo = MeshProxies(BenchLayout(cluster="bench", root=base / "solo"))
         solo.agents = {one: proxies.agents[one]}
+        solo.push(compute(store, config, live_readiness=None if ready else not_ready))
+        time.sleep(1.0)
         for _ in range(args.pushes):
             ready = not ready
             target = compute(store, config, live_readiness=None if ready else not_ready)
@@ -663,7 +655,8 @@ def report(args, full: list[dict], alone: list[dict], rss: int, pss: int, parts:
               f"change; that answer came {med(full, 'gap'):.1f} ms after the question before it "
               f"({statistics.median(r['questions'] for r in full):.0f} questions, the poller busy "
               f"{statistics.median(r['poller_cpu'] for r in full):.2f} CPU)")
-    print("  each proxy read its files (median): " + ", ".join(f"{name.split('.')[-1]} {n:.0f}x" for name, n in read.items())
+    print("  each proxy read its files (median): " + ", ".join(f"{'endpoints' if name.startswith('cluster.') else name.split('.')[-1]} {n:.0f}x"
+                                                    for name, n in read.items())
           + f" — at its start and at {args.pushes} pushes that wrote the Service's endpoints file only (each watched "
           f"file apart: Envoy rereads what changed)")
     last = med(full, "last")
