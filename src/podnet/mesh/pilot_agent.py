@@ -44,6 +44,7 @@ TRACES_ENV = "PODNET_TRACES_FILE"  # where the proxy's spans go, one Zipkin JSON
 TRACES_KEPT = 20 * 1024 * 1024  # bytes of spans per pod before the older half is let go
 STATUS_PORT = 15020
 READY_POLL = 0.05  # seconds between looks at a starting Envoy
+IDLE_POLL = 3600.0  # seconds: how often the servers look for a shutdown nobody asks (the process ends them)
 CONCURRENCY = 2  # Envoy's worker threads: Istio's default for a sidecar
 
 
@@ -189,12 +190,14 @@ def main(argv: list[str]) -> int:
     probers = json.loads(os.environ.get("ISTIO_KUBE_APP_PROBERS") or "{}")
     server = http.server.ThreadingHTTPServer(("0.0.0.0", STATUS_PORT), status_handler(probers))
     server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, name="status", daemon=True).start()
+    # (serve_forever wakes every poll_interval only to see whether shutdown() was asked: never here,
+    # the threads end with the process; a hundred idle agents need not wake four hundred times a second)
+    threading.Thread(target=server.serve_forever, args=(IDLE_POLL,), name="status", daemon=True).start()
     if os.environ.get(TRACES_ENV):
         collector = http.server.ThreadingHTTPServer(("127.0.0.1", envoy.TRACE_COLLECTOR_PORT),
                                                     collector_handler(SpanFile(Path(os.environ[TRACES_ENV]))))
         collector.daemon_threads = True
-        threading.Thread(target=collector.serve_forever, name="collector", daemon=True).start()
+        threading.Thread(target=collector.serve_forever, args=(IDLE_POLL,), name="collector", daemon=True).start()
     proxy = subprocess.Popen(envoy_argv(directory, level))
     stopping = threading.Event()
 
@@ -211,7 +214,6 @@ def main(argv: list[str]) -> int:
         print("pilot-agent: Envoy is ready", file=sys.stderr, flush=True)
         signal_started()
     code = proxy.wait()
-    server.shutdown()
     if stopping.is_set():
         return 0
     return 128 - code if code < 0 else (code or 1)  # (killed by signal N: 128+N, as a shell says it)
