@@ -22,6 +22,16 @@ def sandbox(netns: str) -> subprocess.Popen:
                              "sh", "-c", 'hostname "$0" && exec sleep infinity', "node1"], start_new_session=True)
 
 
+def commands(pids) -> list[str]:
+    out = []
+    for pid in pids:
+        try:
+            out.append(open(f"/proc/{pid}/comm").read().strip())
+        except OSError:
+            out.append("?")  # (gone meanwhile)
+    return out
+
+
 def test_only_the_processes_of_an_unrecorded_pod_are_strays():
     netns = f"podnet-st{secrets.token_hex(3)}.node-node1"
     create_netns(netns)
@@ -31,8 +41,11 @@ def test_only_the_processes_of_an_unrecorded_pod_are_strays():
         session = subprocess.Popen(["ip", "netns", "exec", netns, "sleep", "infinity"], start_new_session=True)
         started += [recorded, unrecorded, session]
         deadline = time.monotonic() + 30
-        while len(pids_in_netns([netns]).get(netns, [])) < 5 and time.monotonic() < deadline:
-            time.sleep(0.02)  # each sandbox: unshare and its child; the session: sleep
+        # each sandbox: unshare and its child, once the child's shell has set the hostname and become
+        # sleep (before, its `hostname` is a third process there); the session: sleep
+        while sorted(commands(pids_in_netns([netns]).get(netns, []))) != ["sleep"] * 3 + ["unshare"] * 2 \
+                and time.monotonic() < deadline:
+            time.sleep(0.02)
         # a container of the recorded pod, entered as the runtime does
         while uts_namespace(recorded.pid) == uts_namespace("self") and time.monotonic() < deadline:
             time.sleep(0.02)
