@@ -102,3 +102,36 @@ def test_a_running_pod_relabelled_gets_the_policies_its_new_labels_select(tmp_pa
     pod.metadata_for_update()["labels"] = {**pod.labels, "app": "renamed"}  # (kubectl label --overwrite)
     assert agent.sync(relabelled, policies_of(relabelled)) == ["lds.json"]
     assert "api-readers" not in Path(files.path("lds.json")).read_text()  # its selector no longer matches
+
+
+AGED = MANIFESTS.replace('sidecar.istio.io/inject: "false"', "security.istio.io/tlsMode: istio") + """
+---
+apiVersion: security.istio.io/v1
+kind: PeerAuthentication
+metadata: {name: first, namespace: shop, creationTimestamp: "2026-01-01T00:00:00Z"}
+spec: {mtls: {mode: STRICT}}
+---
+apiVersion: security.istio.io/v1
+kind: PeerAuthentication
+metadata: {name: second, namespace: shop, creationTimestamp: "2026-01-02T00:00:00Z"}
+spec: {mtls: {mode: PERMISSIVE}}
+"""
+
+
+def test_a_policy_made_again_is_younger_and_the_listeners_follow(tmp_path):
+    """Of two namespace PeerAuthentications the oldest decides: `first` deleted and applied again
+    (the same spec, a new age) hands the namespace to `second`, and the proxy's listeners follow."""
+    def plaintext_taken(text: str) -> bool:
+        [inbound] = [l for l in json.loads(text)["resources"] if l["name"] == "virtualInbound"]
+        return any(c["filter_chain_match"].get("transport_protocol") == "raw_buffer"
+                   for c in inbound["filter_chains"] if "destination_port" not in c["filter_chain_match"])
+
+    cluster = cluster_of(AGED)
+    legacy = next(p for p in cluster.of_kind("Pod", "shop") if p.labels.get("app") == "legacy")
+    files = envoy.ProxyFiles(str(tmp_path / "proxy"))
+    agent = ProxyAgent(MeshAuthority(tmp_path / "ca"), legacy, files)
+    agent.start(cluster, policies_of(cluster))
+    assert not plaintext_taken(Path(files.path("lds.json")).read_text())  # first: STRICT
+    again = cluster_of(AGED.replace("2026-01-01T00:00:00Z", "2026-01-03T00:00:00Z"))
+    assert "lds.json" in agent.sync(again, policies_of(again))
+    assert plaintext_taken(Path(files.path("lds.json")).read_text())  # second: PERMISSIVE

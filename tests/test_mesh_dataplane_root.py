@@ -457,7 +457,7 @@ def test_a_meshed_client_reaches_an_opaque_port_through_the_tunnel_port_in_mutua
     a client it then denies (Envoy's and Istio's limit, which trace says) — and hands the
     connection to the app from 127.0.0.6."""
     cluster, policies, pods, namespaces, base, _ = meshed
-    assert mesh.tunnels(policies, pods["api"], 3306)
+    assert mesh.tunnels(policies, pods["api"], 3306, cluster.of_kind("Service"))
     before = server_stat(namespaces, TUNNEL_CONNECTIONS)
     answer = run("ip", "netns", "exec", namespaces[client], "setpriv", "--reuid=1000", "--regid=1000", "--clear-groups",
                  sys.executable, "-c", TALK, cluster.get("Service", "shop", "api").spec["clusterIP"], "3306").strip()

@@ -205,7 +205,7 @@ def test_endpoints_beyond_the_hosts_watch_budget_stay_in_the_clusters_file(tmp_p
                 if c["name"].startswith("outbound|")]
     assert [c["type"] for c in clusters] == ["EDS", "EDS", "STATIC", "STATIC", "STATIC"]
     assert len(shared.endpoint_files) == 2
-    assert envoy.endpoint_files_budget() == int(Path(envoy.INOTIFY_INSTANCES).read_text()) - envoy.WATCHES_KEPT
+    assert envoy.endpoint_files_budget() == (int(Path(envoy.INOTIFY_INSTANCES).read_text()) - envoy.WATCHES_KEPT) // 2
 
 
 def test_inbound_chains_follow_the_ports_mode(rendered):

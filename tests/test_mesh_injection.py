@@ -265,15 +265,36 @@ apiVersion: v1
 kind: Pod
 metadata: {name: own, namespace: data, annotations: {config.linkerd.io/opaque-ports: "redis,25"}}
 spec: {containers: [{name: own, image: redis, ports: [{containerPort: 6380, name: redis}]}]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: none, namespace: data, annotations: {config.linkerd.io/opaque-ports: ""}}
+spec: {containers: [{name: none, image: redis, ports: [{containerPort: 4001}]}]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: pg, namespace: default, annotations: {linkerd.io/inject: enabled}}
+spec: {containers: [{name: pg, image: postgres, ports: [{containerPort: 5432}, {containerPort: 8080}]}]}
 """)
     def opaque(namespace, name):
         pod = cluster.get("Pod", namespace, name)
         return pod.metadata.get("annotations", {}).get(mesh.OPAQUE_PORTS), mesh.opaque_ports(pod)
-    # Linkerd's default: the server-speaks-first protocols
-    assert opaque("default", "linked") == (mesh.LINKERD_DEFAULT_OPAQUE_PORTS, tuple(
-        (p, p) for p in (25, 587, 3306, 4444, 5432, 6379, 9300, 11211)))
+    # Linkerd's default (the server-speaks-first protocols), as far as the pod declares those ports
+    assert opaque("default", "linked") == (None, ())  # it declares none
+    assert opaque("default", "pg") == ("5432", ((5432, 5432),))
+    assert opaque("data", "none") == ("", ())  # its own, even empty
     assert opaque("data", "cache") == ("4000-4100", ((4000, 4100),))  # the namespace's
     assert opaque("data", "own") == ("redis,25", ((6380, 6380), (25, 25)))  # its own, a port by its name
     assert opaque("shop", "api") == (None, ())  # Istio's injector has no default
     assert mesh.is_opaque(cluster.get("Pod", "data", "cache"), 4001)
     assert mesh.port_protocol([], cluster.get("Pod", "data", "cache"), 4001) == "tcp"
+
+
+def test_a_services_opaque_ports_may_be_named():
+    service = cluster_of("""
+apiVersion: v1
+kind: Service
+metadata: {name: pg, namespace: default, annotations: {config.linkerd.io/opaque-ports: "http-pg,9000-9001"}}
+spec: {ports: [{name: http-pg, port: 8080}, {name: http, port: 80}, {name: http-x, port: 9001}]}
+""").get("Service", "default", "pg")
+    assert [mesh.opaque_service_port(service, p) for p in service.spec["ports"]] == [True, False, True]

@@ -204,13 +204,64 @@ def test_an_opaque_port_is_reached_through_the_servers_tunnel_port_and_networkpo
         h for h in plain.hops if h.action == "intercept" and h.at.startswith("shop/db")).detail
 
 
-def test_a_denied_client_of_an_opaque_port_still_gets_the_servers_greeting():
-    """Envoy checks a connection's authorization on the client's first bytes: on a port whose
-    server speaks first, trace says the connection gets through, and why."""
+def test_a_denied_client_of_an_opaque_port_is_told_a_server_that_speaks_first_greets_it():
+    """Envoy checks a connection's authorization on the client's first bytes: trace's denial on
+    an opaque port (where servers that speak first live) says what such a server's client sees."""
     allowed = tracer(MYSQL, ONLY_WEB_TO_DB).trace("shop/web", "db.shop:3306")
     assert "authz-allow" in actions(allowed) and "tunnel" in actions(allowed)
     result = tracer(MYSQL, ONLY_WEB_TO_DB).trace("shop/plain", "db.shop:3306")  # no principal: denied
     deny = next(h for h in result.hops if h.action == "authz-deny")
-    assert "speaks first" in deny.detail and result.verdict == "delivered"
+    assert "speaks first" in deny.detail and result.verdict == "dropped" and "greeting reaches" in result.reason
     http = tracer(ONLY_ECHO).trace("shop/web", "http://api/hostname")  # (a request is checked before the app)
     assert http.verdict == "dropped"
+
+
+SKIPPED = """
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: skip, namespace: shop, labels: {app: skip}, annotations: {config.linkerd.io/skip-inbound-ports: "8080"}}
+spec: {containers: [{name: skip, image: registry.k8s.io/e2e-test-images/agnhost:2.53, args: [netexec, --http-port=8080], ports: [{containerPort: 8080}]}]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: skip, namespace: shop}
+spec: {selector: {app: skip}, ports: [{name: tcp, port: 8080}]}
+"""
+UNDECLARED = """
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: pg, namespace: shop, labels: {app: pg}, annotations: {config.linkerd.io/opaque-ports: "5432"}}
+spec: {serviceAccountName: pg, containers: [{name: pg, image: postgres:16}]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: pg, namespace: shop}
+spec: {ports: [{name: pg, port: 5432}]}
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {name: pg-1, namespace: shop, labels: {kubernetes.io/service-name: pg}}
+addressType: IPv4
+ports: [{name: pg, port: 5432}]
+endpoints: [{addresses: ["%s"], targetRef: {kind: Pod, namespace: shop, name: pg}}]
+"""
+
+
+def test_a_port_kept_from_the_servers_proxy_is_reached_in_plaintext():
+    """Linkerd's skip-inbound-ports: the server's capture leaves the port to the app, and clients'
+    proxies speak plaintext to it (Linkerd's destination gives the address no identity)."""
+    result = tracer(SKIPPED).trace("shop/web", "skip.shop:8080")
+    plain = next(h for h in result.hops if h.action == "plaintext")
+    assert "skip-inbound-ports" in plain.detail and "mtls" not in actions(result)
+    assert result.verdict == "delivered" and "intercept" not in actions(result)[actions(result).index("plaintext"):]
+
+
+def test_an_opaque_port_the_servers_proxy_does_not_know_is_not_tunnelled():
+    """Only a port the server's proxy has a tunnel chain for (one its containers, Services or
+    policies name) goes through the tunnel: a hand-made endpoint's undeclared port does not."""
+    address = tracer(UNDECLARED % "10.244.1.50").cluster.get("Pod", "shop", "pg").status["podIP"]
+    result = tracer(UNDECLARED % address).trace("shop/web", "pg.shop:5432")
+    mtls = next(h for h in result.hops if h.action == "mtls")
+    assert ":5432 in mutual TLS" in mtls.detail and "tunnel" not in actions(result)

@@ -180,11 +180,13 @@ def inject(pod: KubeObject, namespace: KubeObject | None) -> Injection:
         labels.setdefault(LINKERD_CONTROL_PLANE_LABEL, "linkerd")
         annotations[LINKERD_STATUS_ANNOTATION] = PROXY_IMAGE["linkerd"].rsplit(":", 1)[1]
     namespace_annotations = (namespace.metadata.get("annotations") or {}) if namespace is not None else {}
-    opaque = annotations.get(OPAQUE_PORTS) or namespace_annotations.get(OPAQUE_PORTS)
-    if opaque is None and flavour == "linkerd":
-        opaque = LINKERD_DEFAULT_OPAQUE_PORTS
-    if opaque is not None:
-        annotations[OPAQUE_PORTS] = opaque
+    if OPAQUE_PORTS not in annotations:  # (present, even empty, the pod's own says it)
+        if OPAQUE_PORTS in namespace_annotations:
+            annotations[OPAQUE_PORTS] = namespace_annotations[OPAQUE_PORTS]
+        elif flavour == "linkerd":  # the default, as far as the pod declares those ports (FilterPodOpaquePorts)
+            declared = {p.get("containerPort") for c in apps for p in c.get("ports") or []}
+            if kept := [p for p in LINKERD_DEFAULT_OPAQUE_PORTS.split(",") if int(p) in declared]:
+                annotations[OPAQUE_PORTS] = ",".join(kept)
     if apps:  # kubectl logs / exec pick the app, not the proxy
         annotations.setdefault("kubectl.kubernetes.io/default-container", apps[0].get("name"))
         annotations.setdefault("kubectl.kubernetes.io/default-logs-container", apps[0].get("name"))

@@ -82,15 +82,18 @@ class MeshProxies:
         policies = mesh_policies(cluster)
         shared = self._outbound(cluster, policies)  # (the same clusters and endpoints for every proxy)
         pushed = {"*": written} if (written := self._publish(shared)) else {}
+        failed = False
         for ref, agent in list(self.agents.items()):
             try:
                 changed = agent.sync(cluster, policies, shared)
             except Exception:  # one proxy's failure leaves the others current
                 log.exception("pushing the configuration of %s's proxy failed", ref)
+                failed = True
                 continue
             if changed:
                 pushed[ref] = changed
-        self._retire(shared)
+        if not failed:  # (a proxy whose push failed may still name an endpoints file no other does)
+            self._retire(shared)
         return pushed
 
     def _outbound(self, cluster: Cluster, policies: list[KubeObject]) -> envoy.Outbound:

@@ -171,7 +171,8 @@ def endpoint_files_budget() -> int:
         instances = int(Path(INOTIFY_INSTANCES).read_text())
     except (OSError, ValueError):
         instances = 128  # (the kernel's default)
-    return max(0, instances - WATCHES_KEPT)
+    # halved: a cluster made anew subscribes to its endpoints while the one it replaces still does
+    return max(0, (instances - WATCHES_KEPT) // 2)
 
 
 @dataclass(frozen=True)
@@ -210,10 +211,11 @@ def outbound(cluster: Cluster, policies: Iterable[KubeObject], endpoint_files: i
     placeholder = ProxyFiles(PLACEHOLDER_DIRECTORY)
     clusters = [_passthrough("PassthroughCluster"), _passthrough("InboundPassthroughCluster", bind="127.0.0.6")]
     known, files = set(), {}
-    for index, (svc, port) in enumerate(mesh.proxied_ports(cluster.of_kind("Service"))):
+    services = cluster.of_kind("Service")
+    for index, (svc, port) in enumerate(mesh.proxied_ports(services)):
         number = int(port["port"])
         known.add((svc.namespace, svc.name, number))
-        endpoints = _endpoints(cluster, slices.get((svc.namespace, svc.name), []), svc, port, policies)
+        endpoints = _endpoints(cluster, slices.get((svc.namespace, svc.name), []), svc, port, policies, services)
         name = service_cluster_name(svc.namespace, svc.name, number)
         service_cluster, assignment = _service_cluster(name, endpoints, placeholder, index < budget, endpoints_directory)
         if assignment is not None:
@@ -221,9 +223,11 @@ def outbound(cluster: Cluster, policies: Iterable[KubeObject], endpoint_files: i
             key = path.removeprefix((endpoints_directory or PLACEHOLDER_DIRECTORY) + "/")
             files[key] = json.dumps(_discovery([assignment]), sort_keys=True)
         clusters.append(service_cluster)
-    inputs = [[o.kind, o.namespace, o.name, o.body.get("spec"), o.metadata.get("annotations")]
-              for kind in ("Service", "HTTPRoute") for o in cluster.of_kind(kind)]
-    inputs += [[o.kind, o.namespace, o.name, o.body.get("spec"), o.labels, o.metadata.get("annotations")] for o in policies]
+    # (with their ages: the oldest PeerAuthentication and HTTPRoute win)
+    inputs = [[o.kind, o.namespace, o.name, o.body.get("spec"), o.metadata.get("annotations"),
+               o.metadata.get("creationTimestamp")] for kind in ("Service", "HTTPRoute") for o in cluster.of_kind(kind)]
+    inputs += [[o.kind, o.namespace, o.name, o.body.get("spec"), o.labels, o.metadata.get("annotations"),
+                o.metadata.get("creationTimestamp")] for o in policies]
     digest = hashlib.sha256(json.dumps(inputs, sort_keys=True, default=str).encode()).hexdigest()
     return Outbound(frozenset(known), json.dumps(_discovery(clusters), sort_keys=True), files, digest,
                     endpoints_directory)
@@ -492,7 +496,7 @@ class Endpoint:
 
 
 def _endpoints(cluster: Cluster, slices: list[KubeObject], svc: KubeObject, port: Mapping,
-               policies: list[KubeObject]) -> list[Endpoint]:
+               policies: list[KubeObject], services: list[KubeObject]) -> list[Endpoint]:
     """The Service port's endpoints (its EndpointSlices), ready or not, each with the identity of
     its proxy when a proxy is beside it and its port takes mTLS."""
     out = []
@@ -507,7 +511,7 @@ def _endpoints(cluster: Cluster, slices: list[KubeObject], svc: KubeObject, port
             backend = cluster.get("Pod", target.get("namespace", svc.namespace), target.get("name", ""))
             identity = (mesh.spiffe_id(backend.namespace, mesh.service_account_of(backend))
                         if mesh.sends_mtls(policies, backend, int(number)) else None)
-            tunnel = mesh.tunnels(policies, backend, int(number))
+            tunnel = mesh.tunnels(policies, backend, int(number), services)
             out.extend(Endpoint(address, int(number), identity, ready, tunnel)
                        for address in endpoint.get("addresses") or [])
     return out
@@ -604,7 +608,7 @@ def _tunnel_listener(pod: KubeObject, policies: list[KubeObject], files: ProxyFi
     from 127.0.0.6. None when the pod has no opaque port that takes mTLS."""
     chains = []
     for port in sorted(mesh.workload_ports(services, policies, pod)):
-        if not mesh.is_opaque(pod, port) or not mesh.mtls_mode(policies, pod.namespace, pod.labels, port).takes_mtls:
+        if not mesh.tunnels(policies, pod, port, services):
             continue
         chains.append({"filter_chain_match": {"server_names": [tunnel_sni(port)], "transport_protocol": "tls"},
                        "transport_socket": _mtls_server(files),
@@ -831,7 +835,9 @@ def _condition(condition: Mapping, policy_namespace: str, port: int | None = Non
         "source.principal": ("principal", _principal_name),
         "source.serviceAccount": ("principal", lambda v: _service_account_id(v, policy_namespace)),
         "source.trustDomain": ("principal", _trust_domain_id),
-        "connection.sni": ("permission", lambda v: {"requested_server_name": _string(v)}),
+        # (on the tunnel the SNI is podnet's naming of the port, not the client's: none, as trace sees it)
+        "connection.sni": ("permission", lambda v: {"requested_server_name": _string(v)} if port is None
+                           else {"not_rule": {"any": True}}),
         "destination.port": ("permission", lambda v: _destination_port(v, port)),
         "destination.ip": ("permission", lambda v: _cidr(v, "destination_ip")),
     }

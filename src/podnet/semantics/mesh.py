@@ -30,7 +30,7 @@ from podnet.controlplane.injection import (  # noqa: F401
     ISTIO_INJECT, ISTIO_INJECTION, ISTIO_REV, LINKERD_CONTROL_PLANE_LABEL, LINKERD_DEFAULT_OPAQUE_PORTS, LINKERD_INJECT,
     OPAQUE_PORTS, PROXY_CONTAINERS, SYSTEM_NAMESPACES, TLS_MODE_LABEL, Injection, injection, is_meshed, proxy_container)
 from podnet.semantics import httproute
-from podnet.semantics.meshcapture import port_ranges
+from podnet.semantics.meshcapture import LINKERD_SKIP_INBOUND, port_ranges  # noqa: F401  (trace names it)
 
 ROOT_NAMESPACE = "istio-system"  # meshConfig.rootNamespace: its policies apply mesh-wide
 TRUST_DOMAIN = "cluster.local"
@@ -165,8 +165,11 @@ def opaque_service_port(svc: KubeObject, service_port: Mapping) -> bool:
     """A Service port its `config.linkerd.io/opaque-ports` names: a client's proxy carries its
     connections as bytes, never as HTTP requests, whatever the port declares."""
     number = service_port.get("port")
-    return isinstance(number, int) and any(first <= number <= last for first, last in
-                                           port_ranges((svc.metadata.get("annotations") or {}).get(OPAQUE_PORTS, "")))
+    names = {p.get("name"): p.get("port") for p in svc.spec.get("ports") or []
+             if p.get("name") and isinstance(p.get("port"), int)}
+    return isinstance(number, int) and any(
+        first <= number <= last
+        for first, last in port_ranges((svc.metadata.get("annotations") or {}).get(OPAQUE_PORTS, ""), names))
 
 
 def routes_of(routes: Iterable[KubeObject], svc: KubeObject, service_port: Mapping, client_namespace: str) -> list:
@@ -183,17 +186,27 @@ def carries_requests(svc: KubeObject, service_port: Mapping, routes: list) -> bo
     return bool(routes) or (declared_protocol(service_port) == "http" and not opaque_service_port(svc, service_port))
 
 
-def tunnels(policies: Iterable[KubeObject], endpoint: KubeObject | None, port: int) -> bool:
+def tunnels(policies: Iterable[KubeObject], endpoint: KubeObject | None, port: int,
+            services: Iterable[KubeObject]) -> bool:
     """Whether a client's proxy reaches the endpoint's `port` through its proxy's tunnel port
-    (meshcapture.TUNNEL_PORT) in mutual TLS: it speaks mTLS to it and the port is opaque."""
-    return sends_mtls(policies, endpoint, port) and is_opaque(endpoint, port)
+    (meshcapture.TUNNEL_PORT) in mutual TLS: it speaks mTLS to it, the port is opaque and one the
+    endpoint's proxy knows (workload_ports: its tunnel has a way in for each of those)."""
+    policies = list(policies)
+    return sends_mtls(policies, endpoint, port) and is_opaque(endpoint, port) \
+        and port in workload_ports(services, policies, endpoint)
 
 
 def sends_mtls(policies: Iterable[KubeObject], endpoint: KubeObject | None, port: int) -> bool:
     """Istio's auto-mTLS: a client's proxy speaks mutual TLS to an endpoint with a proxy beside
-    it whose port takes mTLS (not DISABLE); plaintext to anything else."""
-    return endpoint is not None and is_meshed(endpoint) and \
-        mtls_mode(policies, endpoint.namespace, endpoint.labels, port).takes_mtls
+    it whose port takes mTLS (not DISABLE); plaintext to anything else — and to a port the
+    endpoint's Linkerd annotation keeps away from its proxy (skip-inbound-ports: Linkerd's
+    destination gives such an address no identity)."""
+    if endpoint is None or not is_meshed(endpoint):
+        return False
+    skipped = port_ranges((endpoint.metadata.get("annotations") or {}).get(LINKERD_SKIP_INBOUND, ""))
+    if any(first <= port <= last for first, last in skipped):
+        return False
+    return mtls_mode(policies, endpoint.namespace, endpoint.labels, port).takes_mtls
 
 
 def proxied_ports(services: Iterable[KubeObject]):

@@ -641,7 +641,8 @@ class Tracer:
                 mtls_from = mesh.spiffe_id(src.pod.namespace, mesh.service_account_of(src.pod))
                 server = mesh.spiffe_id(dst.pod.namespace, mesh.service_account_of(dst.pod))
                 identities = f"client {mtls_from}, server {server} (the client's proxy checks that identity)"
-                if mesh.tunnels(policies, dst.pod, backend.port):  # Linkerd's opaque transport
+                services = self.cluster.of_kind("Service")
+                if mesh.tunnels(policies, dst.pod, backend.port, services):  # Linkerd's opaque transport
                     tunnel_to, wire_port = backend.port, TUNNEL_PORT
                     pre.append(Hop(src.name, "mtls", f"→ {backend.name} {backend.ip}:{TUNNEL_PORT} in mutual TLS: "
                                                      f"port {backend.port} is opaque there ({mesh.OPAQUE_PORTS}), "
@@ -652,7 +653,9 @@ class Tracer:
                                                      + identities))
             else:
                 why = "no proxy beside it" if not (dst.kind == "pod" and mesh.is_meshed(dst.pod)) else \
-                    "its PeerAuthentication mode is DISABLE"
+                    "its PeerAuthentication mode is DISABLE" if not mesh.mtls_mode(
+                        policies, dst.pod.namespace, dst.pod.labels, backend.port).takes_mtls else \
+                    f"its {mesh.LINKERD_SKIP_INBOUND} keeps the port from its proxy"
                 pre.append(Hop(src.name, "plaintext", f"→ {backend.name} {backend.ip}:{backend.port} in plaintext ({why})"))
             packet = Packet(src.node, src, "pod", mtls_from=mtls_from, http=None if tunnel_to else http,
                             tunnel_to=tunnel_to)
@@ -737,16 +740,17 @@ class Tracer:
         what = (f"{http.method} {http.path}" + ("" if packet.http else " (a request as curl sends it by default; "
                                                 "trace an http:// URL for another)") if http else "the connection")
         who = packet.mtls_from or f"{source_ip} (plaintext: no principal)"
-        speaks_first = not http and not decision.allowed and mesh.is_opaque(dst.pod, port)
+        # the proxy checks a connection on the client's first bytes: an opaque port is where servers
+        # that speak first live, and their greeting passes before the check
+        greeting = (f"; port {port} is opaque: if its app speaks first (MySQL, SMTP), the app takes the "
+                    "connection and its greeting reaches the client before the proxy closes it on the "
+                    "client's first bytes (Envoy's, and Istio's, limit)") \
+            if not http and not decision.allowed and mesh.is_opaque(dst.pod, port) else ""
         hops.append(Hop(dst.name, "authz-allow" if decision.allowed else "authz-deny",
-                        f"AuthorizationPolicy: {what} from {who}: {decision}"
-                        + (f" — but port {port} is opaque, its app speaks first, and the proxy checks a connection "
-                           "on the client's first bytes: the app takes the connection and its greeting reaches the "
-                           "client; the proxy closes it when the client speaks (Envoy's, and Istio's, limit)"
-                           if speaks_first else "")))
-        if not decision.allowed and not speaks_first:
+                        f"AuthorizationPolicy: {what} from {who}: {decision}{greeting}"))
+        if not decision.allowed:
             return (f"{dst.name}'s proxy denies {what} from {who}: {decision}"
-                    + (' (HTTP 403 "RBAC: access denied")' if http else " (the connection is closed)"))
+                    + (' (HTTP 403 "RBAC: access denied")' if http else " (the connection is closed)") + greeting)
         hops.append(Hop(dst.name, "deliver", f"the proxy hands it to the app on port {port}, from "
                                              f"{INBOUND_PASSTHROUGH_SOURCE}"))
         return None
