@@ -121,7 +121,8 @@ ANNOTATED = [
     {"traffic.sidecar.istio.io/excludeOutboundIPRanges": "10.251.0.0/24"},
     {"traffic.sidecar.istio.io/includeOutboundIPRanges": "", "traffic.sidecar.istio.io/includeOutboundPorts": "9000"},
     # Linkerd's: ports and ranges that never go through the proxy
-    {"config.linkerd.io/skip-inbound-ports": "6999-7001", "config.linkerd.io/skip-outbound-ports": "5432,8000-8999"},
+    {"config.linkerd.io/skip-inbound-ports": "6999-7001", "config.linkerd.io/skip-outbound-ports": "5432,5400-5500,8000-8999"},
+    {"config.linkerd.io/skip-outbound-ports": "1024-65535"},  # (an interval, not 64,512 ports)
 ]
 
 

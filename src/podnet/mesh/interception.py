@@ -43,10 +43,24 @@ def _set(values) -> str:
     return "{ " + ", ".join(str(v) for v in values) + " }"
 
 
+def _intervals(ranges) -> str:
+    """Port ranges as an nft set of intervals, those that overlap or touch merged (nft refuses a
+    set whose intervals overlap); a range of one is the port."""
+    merged: list[list[int]] = []
+    for first, last in sorted(ranges):
+        if merged and first <= merged[-1][1] + 1:
+            merged[-1][1] = max(merged[-1][1], last)
+        else:
+            merged.append([first, last])
+    return _set(f"{first}-{last}" if last > first else first for first, last in merged)
+
+
 def ruleset(capture: Interception) -> str:
     """The nft script that puts `capture` in place in a pod's namespace: the old table (if any)
     removed and the new one added in one transaction."""
     inbound = [f"tcp dport {TUNNEL_PORT} return"]
+    if capture.skip_inbound:
+        inbound.append(f"tcp dport {_intervals(capture.skip_inbound)} return")
     if capture.include_inbound is None:
         excluded = sorted({*NEVER_CAPTURED_INBOUND, capture.status_port, *capture.exclude_inbound})
         inbound += [f"tcp dport {_set(excluded)} return", f"meta l4proto tcp redirect to :{INBOUND_PORT}"]
@@ -55,6 +69,8 @@ def ruleset(capture: Interception) -> str:
     outbound = []
     if capture.exclude_outbound_ports:
         outbound.append(f"tcp dport {_set(sorted(capture.exclude_outbound_ports))} return")
+    if capture.skip_outbound:
+        outbound.append(f"tcp dport {_intervals(capture.skip_outbound)} return")
     outbound += [
         f'oifname "lo" ip saddr {INBOUND_PASSTHROUGH_SOURCE} return',
         f'oifname "lo" ip daddr != 127.0.0.1 meta skuid {PROXY_UID} tcp dport != {TUNNEL_PORT} redirect to :{INBOUND_PORT}',

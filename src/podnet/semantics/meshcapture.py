@@ -33,6 +33,9 @@ class Interception:
     include_outbound_ports: tuple[int, ...] = ()
     exclude_outbound_ports: tuple[int, ...] = ()
     status_port: int = STATUS_PORT
+    # Linkerd's skip-inbound-ports / skip-outbound-ports, as inclusive ranges (never through the proxy)
+    skip_inbound: tuple[tuple[int, int], ...] = ()
+    skip_outbound: tuple[tuple[int, int], ...] = ()
 
 
 def interception_of(annotations: Mapping[str, str] | None) -> Interception:
@@ -66,18 +69,21 @@ def interception_of(annotations: Mapping[str, str] | None) -> Interception:
     status = annotations.get("status.sidecar.istio.io/port", str(STATUS_PORT))
     if not status.isdigit() or not 0 < int(status) < 65536:
         raise InterceptionError(f"annotation status.sidecar.istio.io/port: {status!r} is not a port")
-    def skipped(name: str) -> tuple[int, ...]:
-        return tuple(port for first, last in port_ranges(annotations.get(name, "")) for port in range(first, last + 1))
-
     return Interception(
         include_inbound=None if include_inbound == "*" else ports("includeInboundPorts"),
-        exclude_inbound=(*ports("excludeInboundPorts"), *skipped(LINKERD_SKIP_INBOUND)),
+        exclude_inbound=ports("excludeInboundPorts"),
         include_outbound_ranges=None if include_ranges == "*" else ranges("includeOutboundIPRanges"),
         exclude_outbound_ranges=ranges("excludeOutboundIPRanges"),
         include_outbound_ports=ports("includeOutboundPorts"),
-        exclude_outbound_ports=(*ports("excludeOutboundPorts"), *skipped(LINKERD_SKIP_OUTBOUND)),
+        exclude_outbound_ports=ports("excludeOutboundPorts"),
         status_port=int(status),
+        skip_inbound=port_ranges(annotations.get(LINKERD_SKIP_INBOUND, "")),
+        skip_outbound=port_ranges(annotations.get(LINKERD_SKIP_OUTBOUND, "")),
     )
+
+
+def _within(port: int, ranges: tuple[tuple[int, int], ...]) -> bool:
+    return any(first <= port <= last for first, last in ranges)
 
 
 def port_ranges(text: str, names: Mapping[str, int] | None = None) -> tuple[tuple[int, int], ...]:
@@ -104,7 +110,7 @@ def captures_outbound(capture: Interception, address: str, port: int) -> bool:
     """Whether the app's TCP connection to address:port goes to the proxy's outbound port (the
     order of mesh/interception.py's rules: excluded ports, loopback, excluded ranges, then
     included ports, then included ranges)."""
-    if port in capture.exclude_outbound_ports or address == "127.0.0.1":
+    if port in capture.exclude_outbound_ports or _within(port, capture.skip_outbound) or address == "127.0.0.1":
         return False
     target = ipaddress.ip_address(address)
     if any(target in ipaddress.ip_network(r) for r in capture.exclude_outbound_ranges):
@@ -116,7 +122,7 @@ def captures_outbound(capture: Interception, address: str, port: int) -> bool:
 
 def captures_inbound(capture: Interception, port: int) -> bool:
     """Whether a TCP connection arriving for the pod's `port` goes to the proxy's inbound port."""
-    if port == TUNNEL_PORT:
+    if port == TUNNEL_PORT or _within(port, capture.skip_inbound):
         return False
     if capture.include_inbound is None:
         return port not in {*NEVER_CAPTURED_INBOUND, capture.status_port, *capture.exclude_inbound}
