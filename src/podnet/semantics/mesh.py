@@ -30,7 +30,7 @@ from podnet.controlplane.injection import (  # noqa: F401
     ISTIO_INJECT, ISTIO_INJECTION, ISTIO_REV, LINKERD_CONTROL_PLANE_LABEL, LINKERD_DEFAULT_OPAQUE_PORTS, LINKERD_INJECT,
     OPAQUE_PORTS, PROXY_CONTAINERS, SYSTEM_NAMESPACES, TLS_MODE_LABEL, Injection, injection, is_meshed, proxy_container)
 from podnet.semantics import httproute
-from podnet.semantics.meshcapture import LINKERD_SKIP_INBOUND, port_ranges  # noqa: F401  (trace names it)
+from podnet.semantics.meshcapture import LINKERD_SKIP_INBOUND, port_ranges, skipped_inbound, within  # noqa: F401  (trace names it)
 
 ROOT_NAMESPACE = "istio-system"  # meshConfig.rootNamespace: its policies apply mesh-wide
 TRUST_DOMAIN = "cluster.local"
@@ -158,7 +158,7 @@ def opaque_ports(pod: KubeObject) -> tuple[tuple[int, int], ...]:
 
 
 def is_opaque(pod: KubeObject, port: int) -> bool:
-    return is_meshed(pod) and any(first <= port <= last for first, last in opaque_ports(pod))
+    return is_meshed(pod) and within(port, opaque_ports(pod))
 
 
 def opaque_service_port(svc: KubeObject, service_port: Mapping) -> bool:
@@ -167,9 +167,8 @@ def opaque_service_port(svc: KubeObject, service_port: Mapping) -> bool:
     number = service_port.get("port")
     names = {p.get("name"): p.get("port") for p in svc.spec.get("ports") or []
              if p.get("name") and isinstance(p.get("port"), int)}
-    return isinstance(number, int) and any(
-        first <= number <= last
-        for first, last in port_ranges((svc.metadata.get("annotations") or {}).get(OPAQUE_PORTS, ""), names))
+    return isinstance(number, int) and within(
+        number, port_ranges((svc.metadata.get("annotations") or {}).get(OPAQUE_PORTS, ""), names))
 
 
 def routes_of(routes: Iterable[KubeObject], svc: KubeObject, service_port: Mapping, client_namespace: str) -> list:
@@ -203,8 +202,7 @@ def sends_mtls(policies: Iterable[KubeObject], endpoint: KubeObject | None, port
     destination gives such an address no identity)."""
     if endpoint is None or not is_meshed(endpoint):
         return False
-    skipped = port_ranges((endpoint.metadata.get("annotations") or {}).get(LINKERD_SKIP_INBOUND, ""))
-    if any(first <= port <= last for first, last in skipped):
+    if within(port, skipped_inbound(endpoint.metadata.get("annotations"))):
         return False
     return mtls_mode(policies, endpoint.namespace, endpoint.labels, port).takes_mtls
 

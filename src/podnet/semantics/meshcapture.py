@@ -77,13 +77,19 @@ def interception_of(annotations: Mapping[str, str] | None) -> Interception:
         include_outbound_ports=ports("includeOutboundPorts"),
         exclude_outbound_ports=ports("excludeOutboundPorts"),
         status_port=int(status),
-        skip_inbound=port_ranges(annotations.get(LINKERD_SKIP_INBOUND, "")),
+        skip_inbound=skipped_inbound(annotations),
         skip_outbound=port_ranges(annotations.get(LINKERD_SKIP_OUTBOUND, "")),
     )
 
 
-def _within(port: int, ranges: tuple[tuple[int, int], ...]) -> bool:
+def within(port: int, ranges: tuple[tuple[int, int], ...]) -> bool:
+    """Whether `port` is in one of the inclusive ranges (port_ranges)."""
     return any(first <= port <= last for first, last in ranges)
+
+
+def skipped_inbound(annotations: Mapping[str, str] | None) -> tuple[tuple[int, int], ...]:
+    """The ports Linkerd's skip-inbound-ports keeps from the pod's proxy."""
+    return port_ranges((annotations or {}).get(LINKERD_SKIP_INBOUND, ""))
 
 
 def port_ranges(text: str, names: Mapping[str, int] | None = None) -> tuple[tuple[int, int], ...]:
@@ -110,7 +116,7 @@ def captures_outbound(capture: Interception, address: str, port: int) -> bool:
     """Whether the app's TCP connection to address:port goes to the proxy's outbound port (the
     order of mesh/interception.py's rules: excluded ports, loopback, excluded ranges, then
     included ports, then included ranges)."""
-    if port in capture.exclude_outbound_ports or _within(port, capture.skip_outbound) or address == "127.0.0.1":
+    if port in capture.exclude_outbound_ports or within(port, capture.skip_outbound) or address == "127.0.0.1":
         return False
     target = ipaddress.ip_address(address)
     if any(target in ipaddress.ip_network(r) for r in capture.exclude_outbound_ranges):
@@ -122,7 +128,7 @@ def captures_outbound(capture: Interception, address: str, port: int) -> bool:
 
 def captures_inbound(capture: Interception, port: int) -> bool:
     """Whether a TCP connection arriving for the pod's `port` goes to the proxy's inbound port."""
-    if port == TUNNEL_PORT or _within(port, capture.skip_inbound):
+    if port == TUNNEL_PORT or within(port, capture.skip_inbound):
         return False
     if capture.include_inbound is None:
         return port not in {*NEVER_CAPTURED_INBOUND, capture.status_port, *capture.exclude_inbound}
