@@ -71,7 +71,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from meshbench import BenchLayout, children, cpu_seconds, host_busy, machine, run, sidecar_process  # noqa: E402  (bench/meshbench.py: also puts src/ on the path)
+from meshbench import BenchLayout, children, cpu_seconds, host_busy, http_in, machine, run, sidecar_process  # noqa: E402  (bench/meshbench.py: also puts src/ on the path)
 
 GOAL_P90, GOAL_P99 = 0.23, 0.30  # ms added by two sidecars (Istio 1.20's published figures)
 GOAL_CPU = 0.2  # vCPU per 1,000 RPS per proxy
@@ -267,20 +267,8 @@ http {{
 
 
 def http_get_in(netns: str, address: str, port: int, path: str, timeout: float = 2.0) -> tuple[int, bytes]:
-    """A GET from inside `netns` (a socket opened there, used from here)."""
-    from podnet.host.netns import socket_in_netns
-
-    s = socket_in_netns(netns, socket.AF_INET, socket.SOCK_STREAM)
-    try:
-        s.settimeout(timeout)
-        s.connect((address, port))
-        s.sendall(f"GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n".encode())
-        data = b""
-        while chunk := s.recv(65536):
-            data += chunk
-    finally:
-        s.close()
-    head, _, body = data.partition(b"\r\n\r\n")
+    """A GET from inside `netns`: (status, body)."""
+    head, _, body = http_in(netns, address, port, path, timeout=timeout).partition(b"\r\n\r\n")
     return int(head.split()[1]), body
 
 

@@ -89,7 +89,7 @@ import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
 
-from meshbench import SRC, BenchLayout, children, cpu_seconds, host_busy, machine, run, sidecar_process  # noqa: E402  (bench/meshbench.py: also puts src/ on the path)
+from meshbench import SRC, BenchLayout, children, cpu_seconds, host_busy, http_in, machine, run, sidecar_process  # noqa: E402  (bench/meshbench.py: also puts src/ on the path)
 
 GOAL = 100.0  # ms until every proxy has the change (issue 21), 100 pods
 READY_DEADLINE = 60.0
@@ -161,19 +161,8 @@ def _values(body: bytes) -> tuple[int, ...]:
 
 
 def admin(netns: str, path: str, method: str = "GET") -> bytes:
-    """One request to the admin of the Envoy in `netns` (a socket opened there, used from here)."""
-    from podnet.host.netns import socket_in_netns
-
-    s = socket_in_netns(netns, socket.AF_INET, socket.SOCK_STREAM)
-    try:
-        s.settimeout(5.0)
-        s.connect(("127.0.0.1", 15000))
-        s.sendall(f"{method} {path} HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n\r\n".encode())
-        data = b""
-        while chunk := s.recv(65536):
-            data += chunk
-    finally:
-        s.close()
+    """One request to the admin of the Envoy in `netns`: its body."""
+    data = http_in(netns, "127.0.0.1", 15000, path, method)
     if not data.startswith(b"HTTP/1.1 200"):
         raise RuntimeError(f"the admin in {netns} answered {method} {path}: {data[:100]!r}")
     return _complete(data) or b""

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import platform
+import socket
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -15,12 +16,30 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 sys.path.insert(0, str(SRC))
 
 from podnet.host.layout import ClusterLayout  # noqa: E402
+from podnet.host.netns import socket_in_netns  # noqa: E402
 from podnet.mesh import pilot_agent  # noqa: E402
 from podnet.mesh.interception import proxy_uid  # noqa: E402
 
 
 def run(*argv: str, input: str | None = None, check: bool = True) -> subprocess.CompletedProcess:
     return subprocess.run(argv, check=check, capture_output=True, text=True, timeout=60, input=input)
+
+
+def http_in(netns: str, address: str, port: int, path: str, method: str = "GET",
+            timeout: float = 5.0) -> bytes:
+    """One HTTP/1.1 request from inside `netns` (a socket opened there, used from here): the
+    whole answer as it came, headers and body, once the server closed the connection."""
+    s = socket_in_netns(netns, socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        s.settimeout(timeout)
+        s.connect((address, port))
+        s.sendall(f"{method} {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n".encode())
+        data = b""
+        while chunk := s.recv(65536):
+            data += chunk
+    finally:
+        s.close()
+    return data
 
 
 def machine() -> str:
