@@ -129,11 +129,14 @@ APP = textwrap.dedent("""
         do_GET = do_POST = do_DELETE = answer
         def log_message(self, *args):
             pass
-    def tcp(port):
+    def listening(port):
         listener = socket.socket()
         listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         listener.bind(("0.0.0.0", port))
         listener.listen(16)
+        return listener
+    def tcp(port):
+        listener = listening(port)
         while True:
             conn, peer = listener.accept()
             conn.settimeout(10)
@@ -145,10 +148,7 @@ APP = textwrap.dedent("""
                 pass
             conn.close()
     def greeter(port):  # a server that speaks first, as SMTP and MySQL do
-        listener = socket.socket()
-        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        listener.bind(("0.0.0.0", port))
-        listener.listen(16)
+        listener = listening(port)
         while True:
             conn, peer = listener.accept()
             conn.sendall(f"220 app {port} from {peer[0]}\\n".encode())
