@@ -10,6 +10,7 @@ import json
 import os
 import re
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -222,6 +223,10 @@ def test_events_are_listed_and_described_with_their_object(cluster):
 def test_a_killed_api_server_is_started_again_on_its_port(cluster):
     record = json.loads(open(f"/run/podnet/{NAME}/apiserver.json").read())
     os.kill(record["pid"], 9)
+    with socket.socket() as taker:  # the port stays the cluster's while no API server runs: nothing else gets it
+        taker.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        with pytest.raises(OSError, match="in use"):
+            taker.bind(("127.0.0.1", record["port"]))
     deadline = time.monotonic() + 60
     while True:  # the supervisor's loop starts it again (kubelet's back-off: at once the first time)
         again = json.loads(open(f"/run/podnet/{NAME}/apiserver.json").read())

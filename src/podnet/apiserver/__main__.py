@@ -2,7 +2,7 @@
 supervisor starts it, podnet.linux.supervisor.apiserver).
 
 It fills its caches from the supervisor first, then listens with TLS on 127.0.0.1:PORT on the
-host and on the control-plane node's address, port 6443, inside that node's network namespace —
+host (on the socket the supervisor passes it, --listen-fd, which outlives its restarts) and on the control-plane node's address, port 6443, inside that node's network namespace —
 where `default/kubernetes` (10.96.0.1:443) sends pods — until SIGTERM.
 """
 
@@ -39,7 +39,7 @@ def control_plane_address(server: ApiServer, layout: ClusterLayout) -> tuple[str
     return None
 
 
-async def serve(layout: ClusterLayout, port: int) -> None:
+async def serve(layout: ClusterLayout, port: int, listen_fd: int | None = None) -> None:
     credentials = ClusterCredentials(layout.pki_dir)
     server = ApiServer(Supervisor(layout.socket_path), credentials.sa_pub_path.read_bytes(),
                        f"127.0.0.1:{port}", layout.cluster)
@@ -57,7 +57,12 @@ async def serve(layout: ClusterLayout, port: int) -> None:
                 raise
             log.warning("the supervisor does not answer yet (%s): retrying", exc)
             await asyncio.sleep(0.5)
-    listeners = [listening(socket.socket(socket.AF_INET, socket.SOCK_STREAM), ("127.0.0.1", port))]
+    if listen_fd is not None:  # the supervisor's, kept open across our restarts (linux.supervisor.apiserver)
+        host = socket.socket(fileno=listen_fd)
+        host.setblocking(False)
+        listeners = [host]
+    else:
+        listeners = [listening(socket.socket(socket.AF_INET, socket.SOCK_STREAM), ("127.0.0.1", port))]
     inside = control_plane_address(server, layout)
     if inside is not None:
         netns, address = inside
@@ -72,9 +77,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m podnet.apiserver")
     parser.add_argument("--cluster", required=True)
     parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--listen-fd", type=int, help="an inherited socket listening on 127.0.0.1:PORT")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s apiserver %(message)s", stream=sys.stderr)
-    asyncio.run(serve(ClusterLayout(args.cluster), args.port))
+    asyncio.run(serve(ClusterLayout(args.cluster), args.port, args.listen_fd))
     return 0
 
 

@@ -6,8 +6,15 @@ stopped before the namespaces go (it holds a listening socket in the control-pla
 network namespace, which would keep that namespace alive).
 
 Its host port is chosen once, when the cluster is first started, and kept: the kubeconfig
-`up` merged into the user's names it. A process outside the supervisor is the point: the API
-server's JSON and TLS work runs on the other core, not in the supervisor's interpreter.
+`up` merged into the user's names it. The supervisor opens that listening socket itself and
+hands it to each API server it starts (as systemd's socket activation does): the port is never
+free while the server restarts, so no other program's bind(0) or connect() takes it meanwhile
+(a port taken for a moment, even by a socket in TIME_WAIT, would have moved the API to another
+port and left the kubeconfig wrong), and a client that connects in that moment waits in the
+backlog instead of being refused. Only a supervisor that adopted a running server has no such
+socket; when that server dies it binds the recorded port anew. A process outside the supervisor
+is the point: the API server's JSON and TLS work runs on the other core, not in the
+supervisor's interpreter.
 """
 
 from __future__ import annotations
@@ -28,6 +35,7 @@ from podnet.linux.adopted import start_time
 
 log = logging.getLogger("podnet.supervisor")
 STOP_GRACE = 5.0  # seconds between SIGTERM and SIGKILL
+BACKLOG = 1024  # as the API server's own listeners (podnet.apiserver.server)
 
 
 def read_record(layout: ClusterLayout) -> dict[str, Any]:
@@ -43,20 +51,17 @@ def _write_record(layout: ClusterLayout, record: dict[str, Any]) -> None:
     os.replace(temporary, layout.apiserver_file)
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def _port_free(port: int) -> bool:
-    with socket.socket() as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-        return True
+def _listening(port: int) -> socket.socket:
+    """A listening socket on 127.0.0.1:port (0: a free port), for the API servers to accept on."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(("127.0.0.1", port))
+        sock.listen(BACKLOG)
+    except OSError:
+        sock.close()
+        raise
+    return sock
 
 
 def recorded_process(layout: ClusterLayout) -> int | None:
@@ -96,6 +101,7 @@ class ApiServerProcess:
         self.layout = layout
         self.clock = clock
         self._child: subprocess.Popen | None = None  # ours to reap; an adopted one is not
+        self._listener: socket.socket | None = None  # the host port, held across restarts
         self._backoff: crashloop.BackOff | None = None
         self._exited_at: float | None = None  # when this supervisor found it gone
         self.restarts = 0
@@ -123,21 +129,29 @@ class ApiServerProcess:
             self._backoff = crashloop.restarted(self._backoff, self._exited_at, now)
             self.restarts += 1
         self._exited_at = None
-        port = record.get("port")
-        if not port or not _port_free(int(port)):
-            if port:
-                log.warning("API server: port %s on 127.0.0.1 is taken: choosing another (run `podnet kubeconfig`)", port)
-            port = _free_port()
-        self._start(int(port))
+        self._start(self._host_listener(record.get("port")))
 
-    def _start(self, port: int) -> None:
+    def _host_listener(self, port: int | None) -> socket.socket:
+        """The listening socket the API server accepts on: the one held since the first start,
+        else one bound on the recorded port, else (taken) on another."""
+        if self._listener is None:
+            try:
+                self._listener = _listening(int(port or 0))
+            except OSError:
+                log.warning("API server: port %s on 127.0.0.1 is taken: choosing another (run `podnet kubeconfig`)", port)
+                self._listener = _listening(0)
+        return self._listener
+
+    def _start(self, listener: socket.socket) -> None:
+        port = listener.getsockname()[1]
         logs = self.layout.state_dir / "logs"
         logs.mkdir(parents=True, exist_ok=True)
         with open(logs / "apiserver.log", "ab") as out:
             self._child = subprocess.Popen(
-                [sys.executable, "-m", "podnet.apiserver", "--cluster", self.layout.cluster, "--port", str(port)],
+                [sys.executable, "-m", "podnet.apiserver", "--cluster", self.layout.cluster, "--port", str(port),
+                 "--listen-fd", str(listener.fileno())],
                 stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
-                env={**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)})
+                pass_fds=(listener.fileno(),), env={**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)})
         _write_record(self.layout, {"port": port, "pid": self._child.pid, "started": _start_time_of(self._child.pid)})
         log.info("API server started (pid %d) on https://127.0.0.1:%d", self._child.pid, port)
 
@@ -150,6 +164,9 @@ class ApiServerProcess:
             except subprocess.TimeoutExpired:
                 pass
             self._child = None
+        if self._listener is not None:
+            self._listener.close()
+            self._listener = None
 
 
 def _start_time_of(pid: int) -> int | None:
