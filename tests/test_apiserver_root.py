@@ -21,6 +21,7 @@ import urllib.request
 import pytest
 import yaml
 
+from podnet.host.layout import ClusterLayout
 from tests.livecluster import AGNHOST, netexec_deployment, podnet, up_cluster
 
 pytestmark = [pytest.mark.root,
@@ -232,7 +233,8 @@ def test_a_killed_api_server_is_started_again_on_its_port(cluster):
         again = json.loads(open(f"/run/podnet/{NAME}/apiserver.json").read())
         if again["pid"] != record["pid"] and kubectl("get", "ns", check=False).returncode == 0:
             break
-        assert time.monotonic() < deadline, "the API server was not started again"
+        assert time.monotonic() < deadline, (f"the API server was not started again: {again}; the supervisor's log ends "
+                                             f"{ClusterLayout(NAME).state_dir.joinpath('supervisor.log').read_text()[-2000:]}")
         time.sleep(0.1)
     assert again["port"] == record["port"]  # the kubeconfig's server stays right
     assert "default" in kubectl("get", "ns", "-o", "name").stdout
