@@ -12,6 +12,7 @@ import tempfile
 import textwrap
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 from podnet.api.loader import LoadedFiles, _parse_text
 from podnet.api.store import admit
@@ -21,6 +22,13 @@ from podnet.host.netns import create_netns, delete_netns
 
 
 _KUBECONFIG_DIR: list[str] = []
+
+# No Hypothesis test depends on how fast the machine is: the default 200 ms deadline per example
+# and the too_slow health check fail a test when a loaded worker is descheduled, or collects
+# garbage, in the middle of one example. Loaded here, before any test module is imported, so
+# every @settings(...) that leaves these out inherits them.
+settings.register_profile("podnet", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("podnet")
 
 
 def pytest_configure(config):
