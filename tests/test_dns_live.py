@@ -171,5 +171,5 @@ def test_loop_plugin_stops_a_server_that_forwards_to_itself(tmp_path):
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
     env.pop("PODNET_CONTROL_SOCKET", None)
     proc = subprocess.run([sys.executable, "-m", "podnet.dns", "-conf", str(tmp_path / "Corefile"), "--host", "127.0.0.1"],
-                          env=env, capture_output=True, text=True, timeout=30)
+                          env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 1 and "plugin/loop: Loop" in proc.stderr and "HINFO" in proc.stderr

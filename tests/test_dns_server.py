@@ -911,7 +911,7 @@ def test_loop_plugin_exits_when_forward_points_at_the_server_itself(tmp_path):
     path.write_text(f".:{port} {{\n    errors\n    forward . 127.0.0.1:{port}\n    loop\n}}\n")
     with process(["-conf", str(path), "--host", "127.0.0.1"]) as proc:
         try:
-            code = proc.wait(15)
+            code = proc.wait(120)  # an interpreter start, the imports, the loop found: seconds, however loaded
         except subprocess.TimeoutExpired:
             raise AssertionError("the server kept running with a forwarding loop")
         output = proc.stdout.read()
