@@ -147,16 +147,24 @@ def test_forward_to_an_upstream_and_cache_its_answer(server):
     assert f'coredns_forward_requests_total{{to="127.0.0.1:{server["upstream"].port}"}} 1' in text
 
 
+def replace(path, text: str) -> None:
+    """A new Corefile as a ConfigMap update makes it: whole at once. write_text truncates first,
+    and a reload reading the empty or half-written file in between counts a failed reload."""
+    new = path.with_name(path.name + ".new")
+    new.write_text(text)
+    os.replace(new, path)
+
+
 def test_reload_applies_a_changed_corefile_and_keeps_the_old_on_errors(server):
     ports, path = server["ports"], server["path"]
     hosts = "    hosts {\n        10.9.9.9 legacy.cluster.local\n        fallthrough\n    }\n"
-    path.write_text(corefile(ports, server["forward"] + hosts))
+    replace(path, corefile(ports, server["forward"] + hosts))
     deadline = time.monotonic() + 60  # the reload interval is seconds; a loaded machine may take longer
     while not query(server, "legacy.cluster.local").answer:
         assert time.monotonic() < deadline, "the new Corefile did not take effect"
         time.sleep(0.3)
     assert query(server, "legacy.cluster.local").answer[0][0].to_text() == "10.9.9.9"
-    path.write_text(corefile(ports, server["forward"] + hosts).replace("    errors\n", "    erors\n"))
+    replace(path, corefile(ports, server["forward"] + hosts).replace("    errors\n", "    erors\n"))
     deadline = time.monotonic() + 60  # until the server has tried the broken one, however loaded
     while "coredns_reload_failed_total 1" not in http(server, "metrics", "/metrics")[1]:
         assert time.monotonic() < deadline, "the broken Corefile was never tried"

@@ -766,17 +766,25 @@ def _until(predicate, seconds: float, what: str):
         time.sleep(0.2)
 
 
+def _replace(path: Path, text: str) -> None:
+    """A new Corefile as a ConfigMap update makes it: whole at once. write_text truncates first,
+    and a reload reading the empty or half-written file in between counts a failed reload."""
+    new = path.with_name(path.name + ".new")
+    new.write_text(text)
+    os.replace(new, path)
+
+
 def test_reload_applies_a_changed_corefile_and_keeps_the_old_one_when_broken(cluster, live):
     ports = _side_ports()
     body = KUBERNETES + "    cache 30\n    reload 2s 1s\n"
     server = live(_with_side_ports(ports, body))
     assert server.ask("legacy.cluster.local").rcode() == dns.rcode.NXDOMAIN  # memoised now
-    server.path.write_text(_with_side_ports(ports, HOSTS.replace("legacy.example.org", "legacy.cluster.local") + body))
+    _replace(server.path, _with_side_ports(ports, HOSTS.replace("legacy.example.org", "legacy.cluster.local") + body))
     _until(lambda: server.ask("legacy.cluster.local").answer, 60, "the new Corefile did not take effect")
     assert server.ask("legacy.cluster.local").answer[0][0].to_text() == "10.1.2.3"
     assert as_sets(server.ask("api.web.svc.cluster.local")) == expected(cluster, "api.web.svc.cluster.local.", "A")
     good = server.server.corefile_text
-    server.path.write_text(good.replace("    errors\n", "    erors\n"))
+    _replace(server.path, good.replace("    errors\n", "    erors\n"))
     _until(lambda: metric(http_get(ports["metrics"], "/metrics")[1], "coredns_reload_failed_total") == 1, 60,
            "a broken Corefile was not counted")
     assert server.ask("legacy.cluster.local").answer[0][0].to_text() == "10.1.2.3"  # still the last good one
