@@ -586,9 +586,11 @@ class FakeUpstream:
 
     def __init__(self, ttl: int = 60):
         self.ttl = ttl
+        # one port for both, from this process's slice below the ephemeral range: a UDP port
+        # from bind(0) can be the local port of someone's TCP connection, and TCP's bind fails
+        self.port = shared_free_port(tcp=True, udp=True)
         self.udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.udp.bind(("127.0.0.1", 0))
-        self.port = self.udp.getsockname()[1]
+        self.udp.bind(("127.0.0.1", self.port))
         self.tcp = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.tcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.tcp.bind(("127.0.0.1", self.port))
