@@ -32,7 +32,9 @@ spec:
   - name: web
     image: {AGNHOST}
     args: [netexec, --http-port=8080]
-    readinessProbe: {{httpGet: {{path: /healthz, port: 8080}}}}
+    # timeoutSeconds: the first probe runs while the whole cluster starts; one answer later than
+    # the default 1 s counts as a failed probe, and `up` would return with web not Ready
+    readinessProbe: {{httpGet: {{path: /healthz, port: 8080}}, timeoutSeconds: 30}}
 ---
 apiVersion: v1
 kind: Service
