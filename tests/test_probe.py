@@ -16,7 +16,7 @@ from podnet.linux import connect
 from podnet.linux.reach import Destination, ProbeFailed, disagreements, measure, predicted, sctp_unsupported
 from podnet.semantics.networkpolicy import PolicyEngine
 from podnet.semantics.reachability import Matrix, reachability
-from tests.conftest import cluster_of, run_cli
+from tests.conftest import cluster_of, free_port, run_cli
 from tests.livemodel import serving_model_yaml
 from tests.netpol_cases import DENY_INGRESS, PODS
 
@@ -30,7 +30,9 @@ def servers():
     silent = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     silent.bind(("127.0.0.1", 0))
     closed = socket.socket()
-    closed.bind(("127.0.0.1", 0))  # bound, never listening: its port refuses
+    # bound, never listening: its port refuses TCP; UDP too, as nothing else takes a port of this
+    # process's slice (bind(0) could pick a port some UDP socket on the host already holds)
+    closed.bind(("127.0.0.1", free_port(tcp=True, udp=True)))
     stop = threading.Event()
 
     def echo():
