@@ -18,6 +18,7 @@ from tests.livecluster import leftovers, podnet
 pytestmark = pytest.mark.root  # tests/conftest.py skips it without root and namespaces
 
 AGNHOST = "registry.k8s.io/e2e-test-images/agnhost:2.53"
+UP_WITHIN = 240  # a bound on a whole cluster build (two at once in the race), not a measure of it
 APP = f"""
 apiVersion: apps/v1
 kind: Deployment
@@ -62,7 +63,7 @@ def cluster(tmp_path):
         config.write_text(f"kind: Cluster\napiVersion: podnet.dev/v1alpha1\nname: {name}\nnodes: {nodes}\n"
                           f"networking: {{overlay: {overlay}}}\n")
         created.append(name)
-        podnet("up", "-f", str(tmp_path / "app.yaml"), "--config", str(config))
+        podnet("up", "-f", str(tmp_path / "app.yaml"), "--config", str(config), timeout=UP_WITHIN)
         return name
 
     try:
@@ -176,7 +177,7 @@ def test_two_clusters_coexist_and_a_name_in_use_is_refused(cluster, tmp_path):
     config = tmp / "second.yaml"
     config.write_text(f"kind: Cluster\napiVersion: podnet.dev/v1alpha1\nname: {second}\nnodes: 2\n")
     try:
-        podnet("up", "-f", str(tmp / "app.yaml"), "--config", str(config))
+        podnet("up", "-f", str(tmp / "app.yaml"), "--config", str(config), timeout=UP_WITHIN)
         assert set(pods(first)) and set(pods(second))
         refused = podnet("up", "-f", str(tmp / "app.yaml"), "--name", first, check=False)
         assert refused.returncode != 0 and f"a cluster named {first} already exists" in refused.stderr
@@ -346,7 +347,7 @@ def test_two_ups_racing_for_one_name_leave_exactly_one_cluster(cluster, tmp_path
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
     racers = [subprocess.Popen([sys.executable, "-m", "podnet", "up", "-f", str(tmp / "app.yaml"), "--config", str(config)],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env) for _ in range(2)]
-    results = [(r.wait(timeout=90), r.stderr.read()) for r in racers]
+    results = [(r.wait(timeout=UP_WITHIN), r.stderr.read()) for r in racers]
     assert sorted(code for code, _ in results) == [0, 1]
     assert any("already exists" in err for code, err in results if code == 1)
     assert len(pods(name)) == 2
