@@ -35,12 +35,6 @@ from tests.supervisor_fakes import FakeDataPlane, FakeRuntime
 KUBECTL = shutil.which("kubectl")
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 class ApiHarness:
     def __init__(self, directory: Path, manifests: list[dict[str, Any]], name: str = "api", nodes: int = 2,
                  config: dict[str, Any] | None = None, collector: Collector | None = None):
@@ -53,7 +47,11 @@ class ApiHarness:
         self.state.create(config, manifests)
         self.socket_path = directory / "supervisor.sock"
         self.credentials = ClusterCredentials(directory / "pki")
-        self.port = free_port()
+        # the API server's socket, bound and listening from now on and handed to the server: a port
+        # found free and released could be taken (any bind(0) or outgoing connection on the host)
+        # in the seconds before the server binds it, as the supervisor holds its API port (c6f2894)
+        self._listener = listening(socket.socket(), ("127.0.0.1", 0))
+        self.port = self._listener.getsockname()[1]
         self.kubeconfig = directory / "kubeconfig"
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -92,8 +90,7 @@ class ApiHarness:
                                     f"127.0.0.1:{self.port}", self.name)
             self.server.signing_key = self.credentials.sa_key_path.read_bytes()
             self.register(self.server)
-            sock = listening(socket.socket(), ("127.0.0.1", self.port))
-            task = asyncio.create_task(run(self.server, tls_context(self.credentials), [sock]))
+            task = asyncio.create_task(run(self.server, tls_context(self.credentials), [self._listener]))
             await self.server.serving.wait()
             ready.set()
             await task
@@ -109,6 +106,7 @@ class ApiHarness:
             self._thread.join(30)
         self.supervisor.stopping.set()
         self._supervising.join(30)
+        self._listener.close()
 
     # -- clients ------------------------------------------------------------------------------------
 

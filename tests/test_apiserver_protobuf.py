@@ -29,7 +29,8 @@ from cryptography.x509.oid import NameOID
 from podnet.api.schema import is_own_schema_kind
 from podnet.apiserver import discovery, protobuf
 from podnet.apiserver.registry import RESOURCES
-from tests.apiharness import ApiHarness, free_port
+from tests.apiharness import ApiHarness
+from tests.conftest import free_port
 
 KUBECTL = shutil.which("kubectl")
 needs_kubectl = pytest.mark.skipif(KUBECTL is None, reason="kubectl is not installed (make install: apt-get install kubectl)")
