@@ -187,9 +187,8 @@ def test_the_agent_runs_the_apps_own_probes_from_inside_the_pod():
     app = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Answer)
     threading.Thread(target=app.serve_forever, daemon=True).start()
     closed = socket.socket()
-    closed.bind(("127.0.0.1", 0))
+    closed.bind(("127.0.0.1", 0))  # held, never listening, until the end: its port refuses
     port, nothing = app.server_address[1], closed.getsockname()[1]
-    closed.close()
     probers = {"/app-health/a/readyz": {"httpGet": {"path": "/healthz", "port": port}},
                "/app-health/a/livez": {"httpGet": {"path": "/broken", "port": port}},
                "/app-health/a/startupz": {"tcpSocket": {"port": port}},
@@ -208,6 +207,7 @@ def test_the_agent_runs_the_apps_own_probes_from_inside_the_pod():
     finally:
         app.shutdown()
         status.shutdown()
+        closed.close()
 
 
 
