@@ -189,16 +189,18 @@ def test_the_agent_runs_the_apps_own_probes_from_inside_the_pod():
     closed = socket.socket()
     closed.bind(("127.0.0.1", 0))  # held, never listening, until the end: its port refuses
     port, nothing = app.server_address[1], closed.getsockname()[1]
-    probers = {"/app-health/a/readyz": {"httpGet": {"path": "/healthz", "port": port}},
+    # the probes that must succeed get 30 s: the app is a thread of this process, which a loaded
+    # machine may not run within pilot-agent's default 1 s
+    probers = {"/app-health/a/readyz": {"httpGet": {"path": "/healthz", "port": port}, "timeoutSeconds": 30},
                "/app-health/a/livez": {"httpGet": {"path": "/broken", "port": port}},
-               "/app-health/a/startupz": {"tcpSocket": {"port": port}},
+               "/app-health/a/startupz": {"tcpSocket": {"port": port}, "timeoutSeconds": 30},
                "/app-health/b/readyz": {"tcpSocket": {"port": nothing}}}
     status = http.server.ThreadingHTTPServer(("127.0.0.1", 0), pilot_agent.status_handler(probers))
     threading.Thread(target=status.serve_forever, daemon=True).start()
     try:
         answers = {}
         for path in [*probers, "/elsewhere"]:
-            connection = http.client.HTTPConnection("127.0.0.1", status.server_address[1], timeout=10)
+            connection = http.client.HTTPConnection("127.0.0.1", status.server_address[1], timeout=120)
             connection.request("GET", path)
             answers[path] = connection.getresponse().status
             connection.close()
