@@ -36,8 +36,12 @@ from tests.test_termination_root import REST, Client, all_ready, lb_ip, pods, wa
 
 pytestmark = pytest.mark.root  # tests/conftest.py skips it without root and namespaces
 
-APP = netexec_deployment(2) + REST + pause_pod("orphan", "node1") + pause_pod("lone", "node2") \
-    + pause_pod("hostorphan", "node2", True)
+# web's readiness as livecluster's, but with timeoutSeconds 30: the test asserts web's endpoints
+# never flip, and under its load (a client loop, kills, a restart, an apply, ingress reloads) three
+# answers in a row later than the default 1 s would flip one without anything being wrong
+APP = netexec_deployment(2, probe=False, container="readinessProbe: {httpGet: {path: /healthz, port: http}, "
+                                                  "periodSeconds: 1, timeoutSeconds: 30}\n") \
+    + REST + pause_pod("orphan", "node1") + pause_pod("lone", "node2") + pause_pod("hostorphan", "node2", True)
 
 LATER = """
 apiVersion: v1
