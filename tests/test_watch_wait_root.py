@@ -25,8 +25,10 @@ DEADLINE = 60.0  # generous: the assertions are on what is printed, never on how
 
 
 def pod(name: str, probe_file: str | None = None) -> str:
-    probe = (f"    readinessProbe: {{exec: {{command: [cat, {probe_file}]}}, periodSeconds: 1, failureThreshold: 1}}\n"
-             if probe_file else "")
+    # only the file decides readiness: with the default timeoutSeconds (1) and failureThreshold 1,
+    # one slow `nsenter … cat` on a loaded machine made web not Ready for a moment
+    probe = (f"    readinessProbe: {{exec: {{command: [cat, {probe_file}]}}, periodSeconds: 1, timeoutSeconds: 30, "
+             "failureThreshold: 1}\n" if probe_file else "")
     return (f"apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}, labels: {{app: {name}}}}}\n"
             f"spec:\n  containers:\n  - name: c\n    image: busybox\n    command: [sleep, '3600']\n{probe}")
 
