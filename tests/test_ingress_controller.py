@@ -79,10 +79,12 @@ def controller(tmp_path) -> ctl.Controller:
 
 def test_flags_as_ingress_nginx_takes_them():
     args, _ = ctl.parse_args(["--watch-ingress-without-class=true", "--controller-class=example.com/x"])
-    assert args.watch_ingress_without_class is True and args.controller_class == "example.com/x"
+    assert args.served.watch_ingress_without_class is True and args.served.controller_class == "example.com/x"
     args, _ = ctl.parse_args(["--watch-ingress-without-class"])
-    assert args.watch_ingress_without_class is True
-    assert ctl.parse_args([])[0].ingress_class == "nginx"
+    assert args.served.watch_ingress_without_class is True
+    defaults = ctl.parse_args([])[0].served
+    assert (defaults.ingress_class, defaults.controller_class, defaults.watch_ingress_without_class) == (
+        "nginx", "k8s.io/ingress-nginx", False)
 
 
 def test_a_sync_loads_once_and_says_which_state_nginx_serves(tmp_path):
@@ -136,11 +138,17 @@ def test_the_live_trace_judges_the_controller_by_its_status():
 
 
 def test_the_controller_images_run_podnets_controller_and_serve_what_it_serves():
-    for image in ("registry.k8s.io/ingress-nginx/controller:v1.12.0",
-                  "quay.io/kubernetes-ingress-controller/nginx-ingress-controller:0.21.0"):
+    # the flags follow as kubelet resolved them for the image: before 1.0 an Ingress without a class was
+    # the default class's (0.x had no --watch-ingress-without-class)
+    for image, without_class in (("registry.k8s.io/ingress-nginx/controller:v1.12.0", "false"),
+                                 ("quay.io/kubernetes-ingress-controller/nginx-ingress-controller:0.21.0", "true")):
         container = {"name": "controller", "image": image, "args": ["/nginx-ingress-controller", "--ingress-class=nginx"]}
         argv = container_argv(container, {})
-        assert argv[1:] == ["-m", "podnet.ingressnginx", "/nginx-ingress-controller", "--ingress-class=nginx"]
+        assert argv[1:] == ["-m", "podnet.ingressnginx", "/nginx-ingress-controller", "--ingress-class=nginx",
+                            "--controller-class=k8s.io/ingress-nginx", "--ingress-class=nginx",
+                            f"--watch-ingress-without-class={without_class}"]
+        served = ctl.parse_args(argv[3:])[0].served
+        assert served.watch_ingress_without_class is (without_class == "true")
         assert behaviour_of(container).serves(10254, "TCP") and not behaviour_of(container).serves(8443, "TCP")
     other = container_argv({"name": "controller", "image": "example.com/other/controller:1"}, {})
     assert other[1:] == ["-m", "podnet.agnhost.standin", "example.com/other/controller:1"]  # not the controller

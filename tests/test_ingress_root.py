@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.livecluster import leftovers, podnet
+from tests.livecluster import leftovers, podnet, up_cluster
 
 pytestmark = pytest.mark.root  # tests/conftest.py skips it without root and namespaces
 
@@ -152,7 +152,7 @@ def test_the_seed_documents_ingress_examples_work_as_written(cluster, seed, requ
     podnet("apply", "-f", str(path), "--name", cluster, timeout=120)
     # removed afterwards without its IngressClass `nginx`, which the shop's Ingress uses too
     own = tmp_path / seed
-    own.write_text("---\n".join(d for d in path.read_text().split("\n---\n") if "kind: IngressClass" not in d))
+    own.write_text("\n---\n".join(d for d in path.read_text().split("\n---\n") if "kind: IngressClass" not in d))
     try:
         wait_ready(cluster, "default")
         served = [agree(cluster, url.format(lb=LB), *(o.format(lb=LB) for o in options))[0]
@@ -270,3 +270,27 @@ def test_a_new_endpoint_is_served_without_a_reload(cluster, tmp_path):
         assert nginx_workers(pid) <= workers  # no new workers: no reload (old ones may finish exiting)
     finally:
         podnet("apply", "-f", str(ROOT / "examples" / "shop" / "frontend.yaml"), "--name", cluster)
+
+
+def test_the_seeds_own_controller_serves_alone_through_its_node_port_as_trace_says(tmp_path):
+    """The seed's nginx-ingress-controller Deployment (image 0.21.0, NodePort Service nginx-ingress)
+    and its wear/watch Ingress, without an IngressClass as in 0.21's days: podnet adds no controller
+    of its own, the old controller serves the class-less Ingress (before 1.0 that was the default
+    class's), and a request to a node's nodePort goes through its nginx to the backends, as trace
+    says on the live cluster."""
+    name = f"is{secrets.token_hex(3)}"
+    seeds = ROOT / "examples" / "seeds"
+    wear_watch = "\n---\n".join(d for d in (seeds / "ingress-wear-watch.yaml").read_text().split("\n---\n")
+                                if "kind: IngressClass" not in d)
+    with up_cluster(tmp_path, name, (seeds / "nginx-ingress-controller.yaml").read_text() + "\n---\n" + wear_watch):
+        wait_ready(name, "default")
+        pods = json.loads(podnet("get", "pods", "-A", "-o", "json", "--name", name).stdout)["items"]
+        controllers = [p["metadata"]["name"] for p in pods if "ingress" in p["metadata"]["name"]]
+        assert len(controllers) == 1 and controllers[0].startswith("nginx-ingress-controller-"), controllers
+        service = json.loads(podnet("get", "svc", "nginx-ingress", "-o", "json", "--name", name).stdout)
+        node_port = next(p["nodePort"] for p in service["spec"]["ports"] if p["name"] == "http")
+        for path in ("/wear", "/watch"):
+            status, body = agree(name, f"http://192.168.1.11:{node_port}{path}")
+            assert status == 200 and body.strip().startswith(path[1:]), (path, body)
+        status, _ = agree(name, f"http://192.168.1.11:{node_port}/other")
+        assert status == 404

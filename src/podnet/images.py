@@ -18,12 +18,12 @@ kubernetes/test/images/agnhost; redis: redis-server's --port, default 6379).
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from typing import Any
 
 from podnet.agnhost.ports import listens
 from podnet.api import fields
+from podnet.controlplane.system import is_ingress_nginx
 
 AGNHOST = "agnhost"
 
@@ -68,12 +68,6 @@ class Behaviour:
         return f"{self.image}: listens on {ports}"
 
 
-def _image_name(image: str) -> str:
-    """registry.k8s.io/e2e-test-images/agnhost:2.53 -> agnhost"""
-    name = image.rsplit("/", 1)[-1]
-    return re.split(r"[:@]", name, maxsplit=1)[0]
-
-
 # The mesh's proxy images (Istio's proxyv2, Linkerd's proxy): podnet.mesh.pilot_agent runs Envoy
 # (the pinned wheel) with the configuration podnet's control plane writes. Envoy's outbound and
 # inbound capture ports, the agent's status port, the proxy's readiness and Envoy's metrics.
@@ -82,19 +76,12 @@ MESH_PROXY_PORTS = frozenset({(15001, "TCP"), (15006, "TCP"), (15020, "TCP"), (1
 
 def is_mesh_proxy(image: str) -> bool:
     """istio/proxyv2 (any registry) or Linkerd's cr.l5d.io/linkerd/proxy."""
-    name = _image_name(image)
+    name = fields.image_name(image)
     return (name == "proxyv2" and "istio" in image) or (name == "proxy" and "linkerd" in image)
 
 
 # podnet.ingressnginx's nginx: HTTP, HTTPS and the controller's health port (no admission webhook)
 INGRESS_NGINX_PORTS = frozenset({(80, "TCP"), (443, "TCP"), (10254, "TCP")})
-
-
-def is_ingress_nginx(image: str) -> bool:
-    """ingress-nginx's controller image, current (registry.k8s.io/ingress-nginx/controller) or
-    as the old manifests name it (quay.io/kubernetes-ingress-controller/nginx-ingress-controller)."""
-    name = _image_name(image)
-    return (name == "controller" and "ingress-nginx/" in image) or name == "nginx-ingress-controller"
 
 
 def _agnhost(words: list[str], env: dict[str, str]) -> Behaviour:
@@ -144,7 +131,7 @@ def redis_port(words: list[str]) -> int:
 def behaviour_of(container: dict[str, Any], standins: bool = True) -> Behaviour:
     """What runs for `container`; `standins` False (the cluster config's `images: strict`): an
     image podnet does not have cannot be pulled."""
-    name = _image_name(str(container.get("image") or ""))
+    name = fields.image_name(str(container.get("image") or ""))
     command = [str(c) for c in container.get("command") or []]
     args = [str(a) for a in container.get("args") or []]
     env = {e.get("name"): str(e.get("value", "")) for e in container.get("env") or [] if isinstance(e, dict)}

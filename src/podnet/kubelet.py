@@ -21,7 +21,9 @@ from typing import Any
 from podnet.api import fields
 from podnet.api.objects import KubeObject
 from podnet.controlplane import Cluster
-from podnet.images import PYTHON_IMAGES, SHELL_IMAGES, STANDIN, UNPULLABLE, _image_name, behaviour_of, is_ingress_nginx, is_mesh_proxy
+from podnet.controlplane.system import is_ingress_nginx
+from podnet.images import PYTHON_IMAGES, SHELL_IMAGES, STANDIN, UNPULLABLE, behaviour_of, is_mesh_proxy
+from podnet.semantics import ingress_controllers
 
 # What the python image's commands name, run with the host's python (the one running podnet)
 PYTHON_COMMANDS = re.compile(r"python(3(\.\d+)?)?")
@@ -162,7 +164,7 @@ def container_argv(container: dict[str, Any], env: dict[str, str], standins: boo
     behaviour, its command as given (shell and python images run the host's tools), or the
     stand-in. None when there is nothing to run (nginx and redis: the runtime starts the host's
     server with the pod's own files; an image that cannot be pulled)."""
-    image = _image_name(str(container.get("image") or ""))
+    image = fields.image_name(str(container.get("image") or ""))
     behaviour = behaviour_of(container, standins)
     if behaviour.runs == UNPULLABLE:
         return None
@@ -177,7 +179,8 @@ def container_argv(container: dict[str, Any], env: dict[str, str], standins: boo
     if image == "coredns" and not command:  # podnet's CoreDNS-compatible server, same flags
         return [sys.executable, "-m", "podnet.dns", *args]
     if is_ingress_nginx(str(container.get("image") or "")) and not command:  # the controller and its nginx
-        return [sys.executable, "-m", "podnet.ingressnginx", *args]
+        served = ingress_controllers.flags_of(str(container.get("image") or ""), args)  # as trace reads them
+        return [sys.executable, "-m", "podnet.ingressnginx", *args, *served.args()]
     if is_mesh_proxy(str(container.get("image") or "")) and not command:  # pilot-agent and its Envoy
         return [sys.executable, "-m", "podnet.mesh.pilot_agent", *args]
     if image == "pause":  # registry.k8s.io/pause exits 0 on SIGTERM (agnhost pause does not)

@@ -8,6 +8,7 @@ Code that writes a status uses `KubeObject.status_for_update()`, not these.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -149,3 +150,12 @@ def node_addresses(node: KubeObject) -> dict[str, str]:
     for entry in node.status.get("addresses") or []:
         out.setdefault(entry.get("type"), entry.get("address"))
     return out
+
+
+# ---------------------------------------------------------------- container images
+
+def image_name(image: str) -> str:
+    """An image reference's last path element without tag or digest:
+    registry.k8s.io/e2e-test-images/agnhost:2.53 -> agnhost."""
+    name = image.rsplit("/", 1)[-1]
+    return re.split(r"[:@]", name, maxsplit=1)[0]

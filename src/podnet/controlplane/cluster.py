@@ -194,7 +194,9 @@ def compute(store: ObjectStore, config: ClusterConfig,
     for obj in inputs:
         by_kind[obj.kind].append(obj)
 
-    if by_kind["Ingress"] and not store.get("Deployment", system.INGRESS_NAMESPACE, system.INGRESS_SERVICE):
+    # the add-on, unless the input brings a controller of its own (the seed's, a Helm release):
+    # two controllers would each serve the same Ingresses
+    if by_kind["Ingress"] and not any(system.runs_ingress_nginx(o) for o in inputs):
         has_class = any(c.spec.get("controller") == system.INGRESS_CONTROLLER for c in by_kind["IngressClass"])
         for obj in system.ingress_nginx_addon(with_class=not has_class):
             by_kind[obj.kind].append(obj)

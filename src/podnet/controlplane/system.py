@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from podnet.api import fields
 from podnet.api.objects import KubeObject, deterministic_uid
 from podnet.config import ClusterConfig
 
@@ -144,6 +145,34 @@ INGRESS_CONTROLLER = "k8s.io/ingress-nginx"
 INGRESS_CLASS = "nginx"
 INGRESS_CONTROLLER_IMAGE = "registry.k8s.io/ingress-nginx/controller:v1.12.0"
 INGRESS_CONTROLLER_LABELS = {"app.kubernetes.io/name": "ingress-nginx", "app.kubernetes.io/component": "controller"}
+WORKLOAD_KINDS = ("Deployment", "DaemonSet", "StatefulSet", "ReplicaSet", "Job")
+
+
+def is_ingress_nginx(image: str) -> bool:
+    """ingress-nginx's controller image, current (registry.k8s.io/ingress-nginx/controller) or
+    as the old manifests name it (quay.io/kubernetes-ingress-controller/nginx-ingress-controller)."""
+    name = fields.image_name(image)
+    return (name == "controller" and "ingress-nginx/" in image) or name == "nginx-ingress-controller"
+
+
+def ingress_nginx_container(pod_spec: dict[str, Any]) -> dict[str, Any] | None:
+    """The pod's ingress-nginx controller: a container of that image run with the image's own
+    entrypoint (kubelet starts podnet.ingressnginx for it; a `command` runs something else)."""
+    for container in pod_spec.get("containers") or []:
+        if is_ingress_nginx(str(container.get("image") or "")) and not container.get("command"):
+            return container
+    return None
+
+
+def runs_ingress_nginx(obj: KubeObject) -> bool:
+    """Whether a Pod, or a workload's pod template, runs an ingress-nginx controller: the input
+    brings its own (as the seed's nginx-ingress-controller Deployment, or a Helm release)."""
+    if obj.kind == "Pod":
+        return ingress_nginx_container(obj.spec) is not None
+    if obj.kind in WORKLOAD_KINDS:
+        template = (obj.spec.get("template") or {}).get("spec") or {}
+        return ingress_nginx_container(template) is not None
+    return False
 
 
 def ingress_nginx_addon(with_class: bool) -> list[KubeObject]:

@@ -47,7 +47,8 @@ from podnet.host.started import signal_started
 from podnet.ingressnginx import balancer, certificates, nginxconf
 from podnet.ingressnginx.events import ingress_events
 from podnet.ingressnginx.status import ControllerStatus
-from podnet.semantics.ingress import CLASS_NAME, CONTROLLER, IngressController
+from podnet.semantics import ingress_controllers
+from podnet.semantics.ingress import IngressController
 
 log = logging.getLogger("podnet.ingress-nginx")
 # the longest one watch of the supervisor's state waits (a change answers it at once): how
@@ -128,8 +129,9 @@ class Controller:
         self.posted: set[tuple] = set()  # the events of the current state already posted
 
     def routes_of(self, cluster: Cluster) -> IngressController:
-        return IngressController(cluster, self.args.controller_class, self.args.ingress_class,
-                                 self.args.watch_ingress_without_class)
+        served = self.args.served
+        return IngressController(cluster, served.controller_class, served.ingress_class,
+                                 served.watch_ingress_without_class)
 
     def sync(self, cluster: Cluster, generation: int | None = None) -> bool:
         """One render from `cluster` (the supervisor's state `generation`); True when nginx runs
@@ -202,18 +204,14 @@ class Controller:
 def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     """ingress-nginx's flags that change what is served; the others are returned unused."""
     parser = argparse.ArgumentParser(prog="nginx-ingress-controller", add_help=True)
-    parser.add_argument("--ingress-class", default=CLASS_NAME)
-    parser.add_argument("--controller-class", default=CONTROLLER)
-    parser.add_argument("--watch-ingress-without-class", type=_flag, nargs="?", const=True, default=False)
+    ingress_controllers.add_flags(parser)
     parser.add_argument("-f", dest="files", action="append", help="manifests to serve (standalone, no cluster)")
     parser.add_argument("--config", help="cluster config for -f")
     parser.add_argument("--runtime-dir", help="nginx's files (default: $PODNET_NGINX_DIR, else a new temp dir)")
     words = [w for w in argv if w != "/nginx-ingress-controller"]  # the image's entrypoint, as args give it
-    return parser.parse_known_args(words)
-
-
-def _flag(text: str) -> bool:
-    return str(text).lower() in ("1", "t", "true")  # Go's strconv.ParseBool, as pflag reads it
+    args, unused = parser.parse_known_args(words)
+    args.served = ingress_controllers.from_namespace(args)  # kubelet passes them resolved for the image
+    return args, unused
 
 
 def main(argv: list[str] | None = None) -> int:

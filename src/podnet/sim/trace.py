@@ -23,9 +23,10 @@ from podnet.api import fields
 from podnet.controlplane import Cluster
 from podnet.controlplane.nodes import NodeInfo
 from podnet.controlplane.pods import find_named_port, serving_containers
-from podnet.controlplane.system import INGRESS_CONTROLLER_LABELS, INGRESS_NAMESPACE, INGRESS_SERVICE
+from podnet.controlplane.system import INGRESS_NAMESPACE, INGRESS_SERVICE
 from podnet.errors import UsageError
-from podnet.semantics import dns, httproute, ingress, mesh, networkpolicy
+from podnet.semantics import dns, httproute, ingress, ingress_controllers, mesh, networkpolicy
+from podnet.semantics.ingress_controllers import ControllerFlags
 from podnet.semantics.meshcapture import (INBOUND_PASSTHROUGH_SOURCE, INBOUND_PORT, OUTBOUND_PORT, TUNNEL_PORT,
                                           InterceptionError, captures_inbound, captures_outbound, interception_of)
 from podnet.semantics.corefile import CorefileError
@@ -128,7 +129,7 @@ class Tracer:
         self.ip_masq = IpMasq.for_pod_subnet(self.addresses.pod_subnet)
         self._dns = None
         self._policy = None
-        self._ingress = None
+        self._ingress: dict[ControllerFlags, ingress.IngressController] = {}  # by the controller's flags
 
     # ---- the semantics this composes (each lives in podnet.semantics) ---------------------
 
@@ -226,10 +227,12 @@ class Tracer:
             return Endpoint("node", ipaddress.ip_address(party.ip), name=party.node.name, node=party.node.name)
         return engine.endpoint_for_ip(party.ip)
 
-    def route_http(self, url: str):
-        if self._ingress is None:
-            self._ingress = ingress.IngressController(self.cluster)
-        return self._ingress.route(url)
+    def route_http(self, url: str, flags: ControllerFlags = ControllerFlags()):
+        """Where ingress-nginx run with `flags` (the stock add-on's by default) sends `url`."""
+        if flags not in self._ingress:
+            self._ingress[flags] = ingress.IngressController(self.cluster, flags.controller_class, flags.ingress_class,
+                                                             flags.watch_ingress_without_class)
+        return self._ingress[flags].route(url)
 
     # ---- parsing ----------------------------------------------------------------------------
 
@@ -780,8 +783,11 @@ class Tracer:
         hops: list[Hop] = []
         address, resolved = self._connect_address(src, request, hops)
         if address is None:
-            return self._attach(self._dropped(hops, "no ingress controller runs in this cluster (it comes with the "
-                                                    "first Ingress)", "", request.port), request, None, resolved)
+            why = ("the ingress controller has no LoadBalancer address for a name outside the cluster to point "
+                   "at: --resolve HOST:PORT:ADDR says where (e.g. a node's address and the controller's nodePort)"
+                   if self._controller_party() is not None else
+                   "no ingress controller runs in this cluster (it comes with the first Ingress)")
+            return self._attach(self._dropped(hops, why, "", request.port), request, None, resolved)
         reached = self._walk(src, address, request.port, "TCP", hops,
                              http=mesh.Http("GET", request.target, request.host_header or request.host))
         controller = self._controller_pod(reached.destination.get("pod"))
@@ -792,7 +798,7 @@ class Tracer:
             return self._attach(reached, request, address, resolved)
         if controller is None or reached.destination.get("port") not in CONTROLLER_PORTS:
             return self._attach(reached, request, address, resolved)  # an ordinary connection
-        result = self._at_controller(controller, request, reached, address)
+        result = self._at_controller(*controller, request, reached, address)
         return self._attach(result, request, address, resolved)
 
     def _connect_address(self, src: Party, request: HttpRequest, hops: list[Hop]) -> tuple[str | None, str]:
@@ -811,10 +817,10 @@ class Tracer:
             if addresses:
                 hops += resolve_hops
                 return addresses[0], "dns"
-        svc = self._controller()
-        if svc is None or self._controller_party() is None:
+        entry_ips = [ip for svc in self._controller_services() for ip in _lb_ips(svc)]
+        if not entry_ips:
             return None, "ingress"
-        entry_ip = (_lb_ips(svc) or [fields.cluster_ip(svc)])[0]
+        entry_ip = entry_ips[0]
         hops.append(Hop(src.name, "resolve", f"{request.host} → {entry_ip}: the ingress controller's address "
                                              "(a name outside the cluster is taken to point at it; "
                                              "--resolve HOST:PORT:ADDR says where instead)"))
@@ -825,33 +831,45 @@ class Tracer:
         result.request = request.to_json(address, resolved)
         return result
 
-    def _controller(self):
-        return self.cluster.get("Service", INGRESS_NAMESPACE, INGRESS_SERVICE)
+    def _controller_services(self) -> list:
+        """The Services in front of a running ingress controller: the add-on's first, then those
+        of the input's own controllers (as the seed's NodePort Service nginx-ingress)."""
+        pods = [pod for pod in self.cluster.of_kind("Pod")
+                if fields.pod_ip(pod) and ingress_controllers.controller_of(pod.spec) is not None]
+        found = []
+        for svc in self.cluster.of_kind("Service"):
+            selector = svc.spec.get("selector") or {}
+            if selector and any(pod.namespace == svc.namespace and all(pod.labels.get(k) == v
+                                                                       for k, v in selector.items()) for pod in pods):
+                found.append(svc)
+        found.sort(key=lambda svc: (svc.ref != f"{INGRESS_NAMESPACE}/{INGRESS_SERVICE}", svc.ref))
+        return found
 
     def _is_controller_address(self, ip: str) -> bool:
-        svc = self._controller()
-        return svc is not None and (ip == fields.cluster_ip(svc) or ip in _lb_ips(svc))
+        return any(ip == fields.cluster_ip(svc) or ip in _lb_ips(svc) for svc in self._controller_services())
 
-    def _controller_pod(self, ref: str | None) -> Party | None:
+    def _controller_pod(self, ref: str | None) -> tuple[Party, ControllerFlags] | None:
+        """The pod `ref` if it runs an ingress-nginx controller, with the flags it serves by."""
         pod = self.addresses.pods.get(ref) if ref else None
-        if pod is None or not all(pod.labels.get(k) == v for k, v in INGRESS_CONTROLLER_LABELS.items()):
+        flags = ingress_controllers.controller_of(pod.spec) if pod is not None else None
+        if flags is None:
             return None
-        return self.addresses.pod_party(pod)
+        return self.addresses.pod_party(pod), flags
 
-    def _at_controller(self, controller: Party, request: HttpRequest, reached: TraceResult,
+    def _at_controller(self, controller: Party, flags: ControllerFlags, request: HttpRequest, reached: TraceResult,
                        entry: str) -> TraceResult:
         """nginx in the controller pod, and what it answers (`http`: the status nginx gives
         itself, or 200 when it proxies — the backend's own status is the backend's; None when
         no HTTP answer comes, as after a failed TLS handshake)."""
         answer: dict[str, Any] = {"status": None, "location": None}
-        result = self._nginx(controller, request, reached, entry, answer)
+        result = self._nginx(controller, flags, request, reached, entry, answer)
         if answer["status"] == 200 and result.verdict != "delivered":
             answer["status"] = 504  # proxied, but the connection to the backend is dropped: nginx times out
         result.http = answer
         return result
 
-    def _nginx(self, controller: Party, request: HttpRequest, reached: TraceResult, entry: str,
-               answer: dict[str, Any]) -> TraceResult:
+    def _nginx(self, controller: Party, flags: ControllerFlags, request: HttpRequest, reached: TraceResult,
+               entry: str, answer: dict[str, Any]) -> TraceResult:
         """Its listener, the Host header, TLS, then ingress-nginx's routing → the backend endpoints."""
         hops = list(reached.hops)
         port = request.port
@@ -875,7 +893,7 @@ class Tracer:
             return self._dropped(hops, f"nginx answers 400 Bad Request before any Ingress is consulted: {problem}",
                                  entry, port)
         try:
-            result = self.route_http(self._routing_url(request))
+            result = self.route_http(self._routing_url(request), flags)
         except ValueError as exc:
             raise UsageError(f"DST {request.url}: {exc}") from None
         hops.append(Hop(controller.name, "route", "; ".join(result.explanation)))
@@ -920,9 +938,8 @@ class Tracer:
         return f"{request.scheme}://{name}{':' + port if port.isdigit() else ''}{request.target}"
 
     def _controller_party(self) -> Party | None:
-        for pod in self.cluster.of_kind("Pod", INGRESS_NAMESPACE):
-            if all(pod.labels.get(k) == v for k, v in INGRESS_CONTROLLER_LABELS.items()) and \
-                    fields.pod_ip(pod):
+        for pod in self.cluster.of_kind("Pod"):
+            if fields.pod_ip(pod) and ingress_controllers.controller_of(pod.spec) is not None:
                 return self.addresses.pod_party(pod)
         return None
 
