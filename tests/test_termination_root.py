@@ -34,9 +34,14 @@ from tests.livecluster import AGNHOST, WEB_SERVICE, leftovers, netexec_deploymen
 pytestmark = pytest.mark.root  # tests/conftest.py skips it without root and namespaces
 
 
+# web's grace period: far longer than any test here runs, so "not waited for" is told from
+# "waited for" by a margin no loaded machine closes (a command that must end gets 600 s)
+GRACE = 3600
+
+
 def web(replicas: int, release: str) -> str:
     """web held in its preStop hook until the file `release` exists."""
-    return netexec_deployment(replicas, pod_spec="terminationGracePeriodSeconds: 60", container=f"""
+    return netexec_deployment(replicas, pod_spec=f"terminationGracePeriodSeconds: {GRACE}", container=f"""
 lifecycle:
   preStop: {{exec: {{command: [sh, -c, "while [ ! -e {release} ]; do sleep 0.1; done"]}}}}
 """)
@@ -196,7 +201,7 @@ def test_scaling_down_loses_no_request_through_the_service_or_the_ingress(cluste
         # apply returned; the pod that goes is Terminating first, and its endpoint terminating
         now = pods(name)
         [leaving] = [p for p in web_pods if now[p]["metadata"].get("deletionTimestamp")]
-        assert now[leaving]["metadata"]["deletionGracePeriodSeconds"] == 60
+        assert now[leaving]["metadata"]["deletionGracePeriodSeconds"] == GRACE
         listing = podnet("get", "pods", "--name", name).stdout
         assert any(line.split()[:1] == [leaving] and "Terminating" in line for line in listing.splitlines()), listing
         slices = json.loads(podnet("get", "endpointslices", "-o", "json", "--name", name).stdout)["items"]
@@ -263,12 +268,14 @@ def test_a_pre_stop_http_get_hook_reaches_the_pod_from_its_node(cluster):
 
 def test_down_while_a_pod_terminates_removes_everything_without_waiting_for_its_grace_period(cluster):
     name, tmp = cluster
-    (tmp / "release").unlink(missing_ok=True)  # the next pod to go is held by its hook for its 60 s
+    (tmp / "release").unlink(missing_ok=True)  # the next pod to go is held by its hook for its GRACE
     (tmp / "web.yaml").write_text(web(1, str(tmp / "release")))
     podnet("apply", "-f", str(tmp / "web.yaml"), "--name", name)
     wait_for(lambda: any(p["metadata"].get("deletionTimestamp") for p in pods(name).values()), 60, "a pod Terminating")
-    podnet("down", "--name", name, timeout=45)  # a deadline well inside the grace period the hook would use
+    hooks = wait_for(lambda: hook_processes(str(tmp / "release")), 60, "the preStop hook running")
+    podnet("down", "--name", name, timeout=600)  # a bound far inside the grace period the hook would use
     assert leftovers(name) == [], leftovers(name)
+    assert [pid for pid in hooks if alive(pid)] == []  # the hook was stopped, not waited out
 
 
 def test_a_supervisor_killed_mid_termination_leaves_nothing_half_done_for_down(tmp_path):
@@ -289,7 +296,7 @@ def test_a_supervisor_killed_mid_termination_leaves_nothing_half_done_for_down(t
         [supervisor] = [int(pid) for pid in subprocess.run(["pgrep", "-f", f"podnet.linux.supervisor --name {name}$"],
                                                            capture_output=True, text=True).stdout.split()]
         os.kill(supervisor, signal.SIGKILL)
-        podnet("down", "--name", name)
+        podnet("down", "--name", name, timeout=600)  # a bound far inside the grace period
         assert leftovers(name) == [], leftovers(name)
         assert [pid for pid in hooks if alive(pid)] == []
     finally:
