@@ -31,6 +31,10 @@ HTTP_PORT, HTTPS_PORT, SILENT_PORT, CLOSED_PORT = 8080, 8443, 8081, 8082
 # longer than any probe here could take when it ends, however loaded the machine: the cases that
 # time out would otherwise never end (a silent listener, an address nobody answers, `sleep 30`)
 HANG = 25.0
+# the time-out of an attempt that must succeed: the answer comes from a Python server (or a
+# forked shell) that a loaded machine may not run for seconds; short time-outs stay where the
+# attempt must fail
+SUCCEED_WITHIN = 30.0
 
 SERVER = r'''
 import http.server, socket, ssl, sys, threading
@@ -144,7 +148,7 @@ HTTP_CASES = [
 @pytest.mark.parametrize("rule,action,expected", HTTP_CASES, ids=[c[0] for c in HTTP_CASES])
 def test_http_get(net, rule, action, expected):
     node, _ = net
-    assert attempt(http_get, node, POD_IP, action, 2.0) is expected
+    assert attempt(http_get, node, POD_IP, action, SUCCEED_WITHIN if expected else 2.0) is expected
 
 
 @pytest.mark.parametrize("rule,host,port", [("no answer to the SYN", NOBODY, HTTP_PORT),
@@ -183,13 +187,13 @@ def test_probes_leave_from_the_node_namespace(net):
 
 
 @pytest.mark.parametrize("rule,argv,timeout,expected", [
-    ("exit 0 succeeds", ["sh", "-c", "exit 0"], 1.0, True),
+    ("exit 0 succeeds", ["sh", "-c", "exit 0"], SUCCEED_WITHIN, True),
     ("exit 1 fails", ["sh", "-c", "exit 1"], 1.0, False),
     ("a command that does not end fails at its timeout", ["sh", "-c", "sleep 30"], 0.5, False),
 ])
 def test_exec(rule, argv, timeout, expected):
     result, took = timed(run_exec, argv, timeout)
-    assert result is expected and took < HANG  # `sleep 30` was cut at its timeout, not waited for
+    assert result is expected and took < timeout + HANG  # `sleep 30` was cut at its timeout, not waited for
 
 
 class Passthrough:
@@ -203,7 +207,8 @@ def test_manager_with_real_executors(net):
     """ProbeManager end to end: readiness over HTTP from the node's namespace, liveness by exec."""
     node, pod_netns = net
     body = {"spec": {"nodeName": "n", "containers": [
-        {"name": "ok", "readinessProbe": {"httpGet": {"port": "web", "path": "/ok"}, "periodSeconds": 1},
+        {"name": "ok", "readinessProbe": {"httpGet": {"port": "web", "path": "/ok"}, "periodSeconds": 1,
+                                          "timeoutSeconds": 30},
          "ports": [{"name": "web", "containerPort": HTTP_PORT}]},
         {"name": "broken", "readinessProbe": {"httpGet": {"port": HTTP_PORT, "path": "/broken"}},
          "livenessProbe": {"exec": {"command": ["sh", "-c", "exit 1"]}, "failureThreshold": 1}}]},
@@ -217,11 +222,12 @@ def test_manager_with_real_executors(net):
     manager = ProbeManager(Passthrough(), layout, lambda *a: changes.append(a), lambda *a: restarts.append(a), poll=0.02)
     try:
         manager.add_pod(sandbox)
-        deadline = time.monotonic() + 5
+        deadline = time.monotonic() + 60  # a wait for what must come, not a measure of how fast
         while time.monotonic() < deadline and not (restarts and ("default/web", "ok", True, True) in changes):
             time.sleep(0.02)
     finally:
         manager.stop()
     assert ("default/web", "ok", True, True) in changes
     assert ("default/web", "broken", True, True) not in changes
-    assert restarts == [("default/web", "broken")]
+    # at least one restart, of broken only (a wait longer than its period may see a second one)
+    assert restarts and set(restarts) == {("default/web", "broken")}
