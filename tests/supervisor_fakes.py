@@ -64,6 +64,11 @@ class FakeRuntime:
         self.pods: dict[str, PodSandbox] = CountedDict()
         self.calls: list[tuple] = []
         self.fail: set[str] = set()  # refs whose start fails
+        self.events: list[tuple] = []  # Runtime.events: what kubelet would record, for the supervisor
+
+    def take_events(self) -> list[tuple]:
+        taken, self.events = self.events, []
+        return taken
 
     def node_files(self, cluster) -> None:
         self.calls.append(("node_files",))

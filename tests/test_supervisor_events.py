@@ -258,3 +258,23 @@ def test_a_pod_made_again_under_its_name_is_a_new_object_with_its_own_events(sup
     assert [e["reason"] for e in sorted(mine, key=lambda e: e["metadata"]["name"])] == \
         ["Scheduled", "Pulled", "Created", "Started"]
     assert all(e["count"] == 1 for e in mine)  # not counted together with the old pod's
+
+
+def test_what_the_runtime_says_for_kubelet_is_recorded_about_the_pod_or_its_container(supervisor):
+    """The runtime's Failed (a config kubelet cannot make), its Created and Started once it can,
+    and InvalidEnvironmentVariableNames about the pod itself, recorded as kubelet's on reap."""
+    name = served(supervisor, "Pod")[0]["metadata"]["name"]
+    ref = f"default/{name}"
+    skipped = "Keys [X=A] from the EnvFrom configMap default/app were skipped since they are considered invalid environment variable names."
+    supervisor.runtime.events += [(ref, "c", "Warning", "Failed", 'Error: configmap "app" not found'),
+                                  (ref, None, "Warning", "InvalidEnvironmentVariableNames", skipped),
+                                  ("default/gone", "c", "Warning", "Failed", "about a pod that is not there")]
+    supervisor.reap()
+    found = {e["reason"]: e for e in supervisor.events.list() if e["involvedObject"]["name"] == name}
+    assert found["Failed"]["message"] == 'Error: configmap "app" not found' and found["Failed"]["type"] == "Warning"
+    assert found["Failed"]["involvedObject"]["fieldPath"] == "spec.containers{c}"
+    assert found["Failed"]["source"]["component"] == "kubelet"
+    assert found["InvalidEnvironmentVariableNames"]["message"] == skipped
+    assert "fieldPath" not in found["InvalidEnvironmentVariableNames"]["involvedObject"]
+    assert not [e for e in supervisor.events.list() if e["involvedObject"]["name"] == "gone"]
+    assert supervisor.runtime.events == [], "taken"

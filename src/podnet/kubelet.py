@@ -1,10 +1,9 @@
 """What kubelet gives each container, as pure functions: environment, /etc/hosts, the argv.
 
-- Environment: the container's own `env` (with $(VAR) references expanded as kubelet does),
-  and the Docker-links-style Service variables kubelet injects for every Service of the pod's
-  namespace (when enableServiceLinks) and always for `kubernetes` in `default`:
-  <NAME>_SERVICE_HOST, <NAME>_SERVICE_PORT, <NAME>_SERVICE_PORT_<PORTNAME>, <NAME>_PORT,
-  <NAME>_PORT_<port>_<PROTO>, …_PROTO, …_PORT, …_ADDR.
+- Environment: podnet.semantics.containerenv's (container_environment, kept here under its
+  name), the one rule the simulator reads too: Service link variables, envFrom, env with
+  $(VAR) expanded, valueFrom (fieldRef, configMapKeyRef, secretKeyRef, resourceFieldRef); a
+  reference to a ConfigMap or Secret that is not there is kubelet's CreateContainerConfigError.
 - /etc/hosts: kubelet's managed file with the pod's own name (and FQDN with hostname/subdomain)
   and hostAliases.
 - The argv: images are behaviours (DESIGN.md, podnet.images): known images map onto podnet's
@@ -24,94 +23,13 @@ from podnet.controlplane import Cluster
 from podnet.controlplane.system import is_ingress_nginx
 from podnet.images import PYTHON_IMAGES, SHELL_IMAGES, STANDIN, UNPULLABLE, behaviour_of, is_mesh_proxy
 from podnet.semantics import ingress_controllers
+from podnet.semantics.containerenv import container_environment, expand as _expand, service_environment
 
 # What the python image's commands name, run with the host's python (the one running podnet)
 PYTHON_COMMANDS = re.compile(r"python(3(\.\d+)?)?")
 # The official redis image's defaults that differ from redis-server's: no protected mode (the
 # image patches it out); podnet adds no persistence (a pod's data goes with it anyway).
 REDIS_DEFAULTS = ["--protected-mode", "no", "--save", "", "--appendonly", "no"]
-MASTER_SERVICES = ("kubernetes",)  # default/<name>: its variables are in every pod of every namespace
-_VAR_REF = re.compile(r"\$\(([A-Za-z_][A-Za-z0-9_.-]*)\)|\$\$")
-
-
-def _env_name(service: str) -> str:
-    return service.upper().replace("-", "_")
-
-
-def service_environment(pod: KubeObject, cluster: Cluster) -> dict[str, str]:
-    """Service link variables, as kubelet's getServiceEnvVarMap builds them."""
-    by_name: dict[str, KubeObject] = {}
-    links = pod.spec.get("enableServiceLinks", True) is not False
-    for svc in cluster.of_kind("Service"):
-        if not fields.cluster_ip(svc) or svc.spec.get("type") == "ExternalName":
-            continue
-        # the API server's own Service in every pod, even without service links; a Service of
-        # the pod's namespace with the same name takes its place (kubelet's getServiceEnvVarMap)
-        if svc.namespace == "default" and svc.name in MASTER_SERVICES:
-            by_name.setdefault(svc.name, svc)
-        elif svc.namespace == pod.namespace and links:
-            by_name[svc.name] = svc
-    env: dict[str, str] = {}
-    for svc in by_name.values():
-        name, ip = _env_name(svc.name), fields.cluster_ip(svc)
-        ports = svc.spec.get("ports") or []
-        if not ports:
-            continue
-        env[f"{name}_SERVICE_HOST"] = ip
-        env[f"{name}_SERVICE_PORT"] = str(ports[0]["port"])
-        for port in ports:
-            if port.get("name"):
-                env[f"{name}_SERVICE_PORT_{_env_name(port['name'])}"] = str(port["port"])
-        first = ports[0]
-        env[f"{name}_PORT"] = f"{fields.protocol(first).lower()}://{ip}:{first['port']}"
-        for port in ports:
-            protocol = fields.protocol(port)
-            prefix = f"{name}_PORT_{port['port']}_{protocol}"
-            env[prefix] = f"{protocol.lower()}://{ip}:{port['port']}"
-            env[f"{prefix}_PROTO"] = protocol.lower()
-            env[f"{prefix}_PORT"] = str(port["port"])
-            env[f"{prefix}_ADDR"] = ip
-    return env
-
-
-def container_environment(pod: KubeObject, container: dict[str, Any], cluster: Cluster) -> dict[str, str]:
-    """Service links first, then the container's env in order, $(VAR) expanded against what is
-    defined before it (an undefined reference stays as written; $$ escapes $)."""
-    env = service_environment(pod, cluster)
-    for item in container.get("env") or []:
-        if "value" not in item and "valueFrom" in item:
-            value = _value_from(item["valueFrom"], pod, container)
-        else:
-            value = str(item.get("value") or "")
-        env[item["name"]] = _expand(value, env)
-    env.setdefault("HOSTNAME", pod.spec.get("hostname") or pod.name)
-    return env
-
-
-def _value_from(source: dict[str, Any], pod: KubeObject, container: dict[str, Any]) -> str:
-    field = (source.get("fieldRef") or {}).get("fieldPath")
-    known = {
-        "metadata.name": pod.name, "metadata.namespace": pod.namespace,
-        "metadata.uid": pod.metadata.get("uid", ""), "spec.nodeName": pod.spec.get("nodeName", ""),
-        "spec.serviceAccountName": pod.spec.get("serviceAccountName", "default"),
-        "status.podIP": fields.pod_ip(pod), "status.hostIP": fields.host_ip(pod),
-        "status.podIPs": ",".join(fields.pod_ips(pod)),
-    }
-    if field in known:
-        return str(known[field])
-    match = re.fullmatch(r"metadata\.(labels|annotations)\['(.+)'\]", field or "")
-    if match:
-        return str((pod.metadata.get(match.group(1)) or {}).get(match.group(2), ""))
-    return ""  # secretKeyRef/configMapKeyRef/resourceFieldRef: resolved by the runtime when it has them
-
-
-def _expand(value: str, env: dict[str, str]) -> str:
-    def replace(match: re.Match) -> str:
-        if match.group(0) == "$$":
-            return "$"
-        return env.get(match.group(1), match.group(0))
-
-    return _VAR_REF.sub(replace, value)
 
 
 def service_account_name(pod: KubeObject) -> str:

@@ -9,7 +9,11 @@ restartPolicy decides what happens when a process exits, and kubelet's CrashLoop
 (podnet.crashloop) when it starts again. What runs for each image is
 podnet.images' word (podnet.kubelet.container_argv): the host's nginx and redis-server get
 their files in the pod's own state directory here; an image that cannot be pulled (images:
-strict) starts nothing and waits as kubelet's ErrImagePull, then ImagePullBackOff.
+strict) starts nothing and waits as kubelet's ErrImagePull, then ImagePullBackOff. A container
+whose environment names a ConfigMap or Secret (or a key) that is not there is not created: it
+waits as kubelet's CreateContainerConfigError (podnet.semantics.containerenv) and is tried again
+every CONFIG_RETRY seconds, as kubelet's next sync does, so it starts once the object is applied.
+What kubelet would record as events on the way is left in `Runtime.events` for the supervisor.
 """
 
 from __future__ import annotations
@@ -29,18 +33,23 @@ from podnet.api.objects import KubeObject
 from podnet.controlplane import Cluster
 from podnet.host.layout import ClusterLayout
 from podnet.host.started import STARTED_ENV
-from podnet.kubelet import container_argv, container_environment, hosts_file, redis_argv
+from podnet.kubelet import container_argv, hosts_file, redis_argv
 from podnet.linux import serviceaccount
 from podnet.linux.counted import Counted, CountedDict
 from podnet.controlplane.pods import is_sidecar
 from podnet.mesh.interception import proxy_uid
 from podnet.mesh.pilot_agent import PROXY_DIR_ENV, PROXY_UID_ENV, TRACES_ENV
+from podnet.semantics.containerenv import (CREATE_CONFIG_ERROR, INVALID_NAMES_REASON, RUN_CONTAINER_ERROR,
+                                           ContainerConfigError, resolve_environment)
 from podnet.semantics.dns import resolv_conf
 
 ETC_NETNS = Path("/etc/netns")
 STARTED_GRACE = 5.0  # seconds a podnet program may take to say it started before it is probed anyway
 TERMINATION_POLL = 0.05  # seconds between looks at a terminating container's process
 PULL_BACKOFF = 1.0  # seconds from ErrImagePull to ImagePullBackOff (kubelet's first image back-off: 10 s)
+# seconds between attempts to make a container's config that failed (kubelet: its next pod sync)
+CONFIG_RETRY = 1.0
+CONFIG_ERRORS = (CREATE_CONFIG_ERROR, RUN_CONTAINER_ERROR)  # waiting reasons of a container not created
 NGINX_PAGE = "<!DOCTYPE html>\n<html><head><title>Welcome to nginx!</title></head>\n<body><h1>Welcome to nginx!</h1>\n<p>Served by podnet's nginx behaviour.</p></body></html>\n"
 
 
@@ -52,8 +61,9 @@ class Container(Counted):  # its changes are counted: the supervisor's record (s
     log: Path
     restart_policy: str
     workdir: str | None = None
-    # an image that cannot be pulled: (reason, message) as kubelet's waiting state, and when the
-    # back-off starts (ErrImagePull turns ImagePullBackOff)
+    # not created: (reason, message) as kubelet's waiting state — an image that cannot be pulled
+    # (backoff_at: ErrImagePull turns ImagePullBackOff), a config kubelet cannot make (backoff_at:
+    # its next attempt)
     waiting: tuple[str, str] | None = None
     backoff_at: float = 0.0
     image: str = ""
@@ -116,6 +126,9 @@ class Runtime:
         self.pods: dict[str, PodSandbox] = CountedDict()
         # kubelet's token manager (serviceaccount.py), once the supervisor has the cluster's credentials
         self.tokens: serviceaccount.ServiceAccountTokens | None = None
+        # what kubelet would record as events, for the supervisor to take (take_events): (pod ref,
+        # container name or None for the pod itself, type, reason, message)
+        self.events: list[tuple[str, str | None, str, str, str]] = []
 
     # -- files the pod sees ---------------------------------------------------------------------
 
@@ -158,52 +171,83 @@ class Runtime:
         sidecars = [c for c in pod.spec.get("initContainers") or [] if is_sidecar(c)]
         for spec in [*sidecars, *(pod.spec.get("containers") or [])]:
             sidecar = any(spec is c for c in sidecars)
-            env = container_environment(pod, spec, self.cluster)
-            standins = self.cluster.config.standins
-            behaviour = images.behaviour_of(spec, standins)
-            argv = container_argv(spec, env, standins)
-            if argv and argv[1:3] in (["-m", "podnet.dns"], ["-m", "podnet.ingressnginx"]):
-                # the cluster DNS and the ingress controller watch the live state, as CoreDNS and
-                # ingress-nginx the API server; the controller keeps nginx's files in the pod's own directory
-                env = {**env, "PODNET_CONTROL_SOCKET": str(self.layout.socket_path),
-                       "PODNET_NGINX_DIR": str(self.layout.ingress_controller_dir(pod.namespace, pod.name,
-                                                                                  spec.get("name")))}
-            if argv and argv[1:3] == ["-m", "podnet.mesh.pilot_agent"]:  # its Envoy's files, kept by the supervisor
-                traces = self.layout.mesh_traces_file(pod.namespace, pod.name)
-                traces.parent.mkdir(parents=True, exist_ok=True)
-                env = {**env, PROXY_DIR_ENV: str(self.layout.mesh_proxy_dir(pod.namespace, pod.name)),
-                       TRACES_ENV: str(traces), PROXY_UID_ENV: str(proxy_uid(f"{self.layout.cluster}/{pod.ref}"))}
-            container = Container(spec.get("name"), argv or [], env,
+            container = Container(spec.get("name"), [], {},
                                   self.logs / f"{pod.namespace}_{pod.name}_{spec.get('name')}.log",
                                   "Always" if sidecar else pod.spec.get("restartPolicy", "Always"),
                                   image=str(spec.get("image") or ""), sidecar=sidecar, pod_ref=sandbox.ref)
-            if behaviour.runs == images.STANDIN:
-                container.note = behaviour.summary()
-            if behaviour.runs == images.UNPULLABLE:
+            sandbox.containers.append(container)
+            if images.behaviour_of(spec, self.cluster.config.standins).runs == images.UNPULLABLE:
                 container.waiting = ("ErrImagePull", images.pull_error(container.image))
                 container.backoff_at = time.monotonic() + PULL_BACKOFF
-                sandbox.containers.append(container)
                 continue
-            if argv is None:
-                container.argv, container.note = self._no_behaviour(pod, spec, container, env)
-            workdir = spec.get("workingDir")
-            if workdir and Path(workdir).is_dir():
-                container.workdir = workdir
-            elif workdir:  # podnet does not create directories on the host it could not remove again
-                container.note = (container.note + "; " if container.note else "") + \
-                    f"workingDir {workdir} does not exist on this host: running in /"
-            sandbox.containers.append(container)
             if not sidecar and not self._sidecars_started(sandbox):
                 container.held = True  # kubelet starts the app once its sidecars have started
                 continue
-            self._start(sandbox, container)
+            self._create(sandbox, container)
         self.pods[sandbox.ref] = sandbox
         return sandbox
+
+    def _create(self, sandbox: PodSandbox, container: Container) -> bool:
+        """kubelet's generateContainerConfig, then the start: the container's environment and
+        process, made now (a ConfigMap applied since counts). When the config cannot be made the
+        container waits, not created (CreateContainerConfigError), and reap tries again."""
+        pod = sandbox.pod
+        spec = container_spec(pod, container.name) if pod is not None else None
+        if spec is None:
+            return False
+        try:
+            resolved = resolve_environment(pod, spec, self.cluster)
+        except ContainerConfigError as error:
+            if container.waiting != (error.reason, error.message):  # kubelet's Failed, once per message
+                self.events.append((sandbox.ref, container.name, "Warning", "Failed", f"Error: {error.message}"))
+            container.waiting = (error.reason, error.message)
+            container.backoff_at = time.monotonic() + CONFIG_RETRY
+            return False
+        for skipped in resolved.skipped:
+            self.events.append((sandbox.ref, None, "Warning", INVALID_NAMES_REASON, skipped.message))
+        env = resolved.env
+        standins = self.cluster.config.standins
+        behaviour = images.behaviour_of(spec, standins)
+        argv = container_argv(spec, env, standins)
+        if argv and argv[1:3] in (["-m", "podnet.dns"], ["-m", "podnet.ingressnginx"]):
+            # the cluster DNS and the ingress controller watch the live state, as CoreDNS and
+            # ingress-nginx the API server; the controller keeps nginx's files in the pod's own directory
+            env = {**env, "PODNET_CONTROL_SOCKET": str(self.layout.socket_path),
+                   "PODNET_NGINX_DIR": str(self.layout.ingress_controller_dir(pod.namespace, pod.name,
+                                                                              spec.get("name")))}
+        if argv and argv[1:3] == ["-m", "podnet.mesh.pilot_agent"]:  # its Envoy's files, kept by the supervisor
+            traces = self.layout.mesh_traces_file(pod.namespace, pod.name)
+            traces.parent.mkdir(parents=True, exist_ok=True)
+            env = {**env, PROXY_DIR_ENV: str(self.layout.mesh_proxy_dir(pod.namespace, pod.name)),
+                   TRACES_ENV: str(traces), PROXY_UID_ENV: str(proxy_uid(f"{self.layout.cluster}/{pod.ref}"))}
+        created_late = container.waiting is not None  # it waited for its config: kubelet says it now
+        container.argv, container.env, container.waiting = argv or [], env, None
+        container.note = behaviour.summary() if behaviour.runs == images.STANDIN else ""
+        if argv is None:
+            container.argv, container.note = self._no_behaviour(pod, spec, container, env)
+        workdir = spec.get("workingDir")
+        if workdir and Path(workdir).is_dir():
+            container.workdir = workdir
+        elif workdir:  # podnet does not create directories on the host it could not remove again
+            container.note = (container.note + "; " if container.note else "") + \
+                f"workingDir {workdir} does not exist on this host: running in /"
+        self._start(sandbox, container)
+        if created_late:
+            self.events.append((sandbox.ref, container.name, "Normal", "Created", f"Created container: {container.name}"))
+            self.events.append((sandbox.ref, container.name, "Normal", "Started", f"Started container {container.name}"))
+        return True
+
+    def take_events(self) -> list[tuple[str, str | None, str, str, str]]:
+        """What kubelet would have recorded since the last call (Runtime.events), taken."""
+        taken, self.events = self.events, []
+        return taken
 
     def _sidecars_started(self, sandbox: PodSandbox) -> bool:
         """Whether every sidecar of the pod runs and, if it is a podnet program (the mesh's
         proxy), has said so: the app containers may start."""
         for container in sandbox.containers:
+            if container.sidecar and container.waiting and container.waiting[0] in CONFIG_ERRORS:
+                return False  # not created yet: it may be, once its ConfigMap or Secret is there
             if container.sidecar and not container.waiting:
                 if not container.running:
                     return False
@@ -216,7 +260,7 @@ class Runtime:
             for container in sandbox.containers:
                 if container.held:
                     container.held = False
-                    self._start(sandbox, container)
+                    self._create(sandbox, container)
 
     def _stop_sidecars_when_done(self, sandbox: PodSandbox) -> None:
         """A pod that does not restart its containers (a Job's) is done once its app containers
@@ -371,6 +415,9 @@ class Runtime:
             for container in sandbox.containers:
                 if container.waiting and container.waiting[0] == "ErrImagePull" and now >= container.backoff_at:
                     container.waiting = ("ImagePullBackOff", images.pull_backoff(container.image))
+                if container.waiting and container.waiting[0] in CONFIG_ERRORS and now >= container.backoff_at:
+                    if container.sidecar or self._sidecars_started(sandbox):
+                        self._create(sandbox, container)  # kubelet's next sync tries again
                 if container.process is None or container.process.poll() is None:
                     continue
                 if container.last_exit is None:
@@ -503,6 +550,12 @@ class Runtime:
 
     def stop_all(self) -> None:
         self.stop_pods(list(self.pods))
+
+
+def container_spec(pod: KubeObject, name: str) -> dict | None:
+    """The pod's container (or native sidecar) of that name, as its spec says it."""
+    specs = [*(pod.spec.get("containers") or []), *(c for c in pod.spec.get("initContainers") or [] if is_sidecar(c))]
+    return next((c for c in specs if c.get("name") == name), None)
 
 
 def app_containers_done(sandbox: PodSandbox) -> bool:

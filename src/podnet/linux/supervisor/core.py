@@ -38,7 +38,7 @@ from podnet.linux.netpol import NodePolicy
 from podnet.linux.meshproxies import MeshProxies
 from podnet.linux.netlink import Pyroute2Netlink
 from podnet.linux.prober import ProbeManager
-from podnet.linux.runtime import Runtime
+from podnet.linux.runtime import CONFIG_ERRORS, Runtime
 from podnet.linux.serviceaccount import ServiceAccountTokens
 from podnet.linux.supervisor import reconcile, record, termination
 from podnet.linux.supervisor.apimeta import ApiMeta
@@ -580,6 +580,7 @@ class Supervisor:
         """Restart containers that exited, by their restartPolicy (called by the loop)."""
         with self.lock:
             self.runtime.reap()
+            self._kubelet_events()
             self._backoff_events()
 
     def _backoff_events(self) -> None:
@@ -770,19 +771,35 @@ class Supervisor:
                           f"Successfully assigned {pod.ref} to {pod.spec.get('nodeName')}", "default-scheduler")
         sandbox = self.runtime.start_pod(pod, netns)
         self.meta.pod_start(pod.ref)
+        not_created = {c.name for c in sandbox.containers if c.waiting and c.waiting[0] in CONFIG_ERRORS}
         for spec in pod.spec.get("containers") or []:
-            self._say_started(pod, spec.get("name"))
+            self._say_started(pod, spec.get("name"), created=spec.get("name") not in not_created)
+        self._kubelet_events()
         if self.prober is not None:
             self.prober.add_pod(sandbox)
 
-    def _say_started(self, pod, container: str) -> None:
-        """kubelet's Pulled, Created and Started for a container it starts."""
+    def _say_started(self, pod, container: str, created: bool = True) -> None:
+        """kubelet's Pulled, Created and Started for a container it starts (Pulled alone for one
+        whose config it could not make: the runtime's Failed follows, _kubelet_events)."""
         spec = next((c for c in pod.spec.get("containers") or [] if c.get("name") == container), {})
         where = f"spec.containers{{{container}}}"
         self.record_event(pod, "Normal", "Pulled",
                           f'Container image "{spec.get("image")}" already present on machine', "kubelet", where)
-        self.record_event(pod, "Normal", "Created", f"Created container: {container}", "kubelet", where)
-        self.record_event(pod, "Normal", "Started", f"Started container {container}", "kubelet", where)
+        if created:
+            self.record_event(pod, "Normal", "Created", f"Created container: {container}", "kubelet", where)
+            self.record_event(pod, "Normal", "Started", f"Started container {container}", "kubelet", where)
+
+    def _kubelet_events(self) -> None:
+        """The events the runtime left for kubelet to record (Runtime.events): a container's
+        config it could not make (Failed), its creation once it could (Created, Started), keys
+        of an envFrom source left out (InvalidEnvironmentVariableNames, about the pod)."""
+        for ref, container, type_, reason, message in self.runtime.take_events():
+            pod = self.cluster.get("Pod", *ref.split("/", 1))
+            if pod is None:
+                continue
+            sidecar = any(c.get("name") == container for c in pod.spec.get("initContainers") or [])
+            where = f"spec.{'initContainers' if sidecar else 'containers'}{{{container}}}" if container else None
+            self.record_event(pod, type_, reason, message, "kubelet", where)
 
     def _stop_pod(self, ref: str, killing_said: bool = False) -> None:
         if self.prober is not None:
@@ -940,6 +957,7 @@ class Supervisor:
             if not unchanged:
                 self._install(cluster, change)
                 self.dataplane.cluster = cluster
+                self.runtime.cluster = cluster  # a ConfigMap or Secret a waiting container names may be here now
             # the new pods are in the policy sets before they start: never a moment unprotected
             policy_failures = self._sync_policies(set(self.policy_errors) if policies_hold else None)
             if policies_hold:  # the rules of the other nodes are those of this generation too

@@ -11,10 +11,13 @@ Who emits what (podnet's components in the role of Kubernetes'):
 - default-scheduler: Scheduled ("Successfully assigned ns/pod to node") when a pod is first
   started, FailedScheduling with the scheduler's message when a pod is left unscheduled;
 - kubelet: Pulled ("Container image … already present on machine" — podnet pulls no images,
-  the message kubelet gives an image it has), Created, Started, Unhealthy (the probe's
-  message), Killing (failed liveness), BackOff (a crashed container waits to restart).
-  kubelet's Pulling, Failed/ErrImagePull, FailedMount and SandboxChanged are never emitted:
-  podnet has no registry, no volumes, and recreates a sandbox without a new pod IP;
+  the message kubelet gives an image it has), Created, Started, Failed ("Error: configmap "x"
+  not found": a container whose config kubelet cannot make is not created, it waits as
+  CreateContainerConfigError; Created and Started follow once it can), InvalidEnvironmentVariableNames
+  (envFrom keys left out, about the pod), Unhealthy (the probe's message), Killing (failed
+  liveness), BackOff (a crashed container waits to restart), SandboxChanged (a node reboot;
+  the Node itself gets Starting and Rebooted). kubelet's Pulling, Failed/ErrImagePull and
+  FailedMount are never emitted: podnet has no registry and no volumes;
 - service-controller: EnsuringLoadBalancer / EnsuredLoadBalancer, and the IP allocator's
   IPAllocated (MetalLB's reason), when a LoadBalancer Service gets its address; the workload
   controllers' ScalingReplicaSet and SuccessfulCreate (controllers.py says what each says);

@@ -66,7 +66,7 @@ def runtime_status(body: dict[str, Any], sandbox, probed: Mapping[str, Mapping[s
         entry["started"] = False
         if container.held:  # kubelet has not started it: its pod's sidecars are starting
             entry["state"] = {"waiting": {"reason": "PodInitializing"}}
-        elif container.waiting:  # its image cannot be pulled (images: strict)
+        elif container.waiting:  # not created: its image cannot be pulled, or kubelet cannot make its config
             entry["state"] = {"waiting": {"reason": container.waiting[0], "message": container.waiting[1]}}
             entry["image"] = container.image
         elif container.next_start:  # kubelet's doBackOff message, with the window it waits
