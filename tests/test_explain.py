@@ -210,3 +210,54 @@ def test_admin_policies_selecting_nothing_or_with_a_peer_matching_nothing_are_wa
     assert ("AdminNetworkPolicy typo", "subject (all pods in namespaces {tenant=blu}) selects no pod") in about
     assert ("AdminNetworkPolicy typo", "ingress[0]") in about
     assert not [f for f in found if f.object.startswith("BaselineAdminNetworkPolicy")]  # it selects blue/web
+
+
+ENV_FROM_CONFIG = f"""
+apiVersion: v1
+kind: Service
+metadata: {{name: backend}}
+spec: {{selector: {{app: backend}}, ports: [{{port: 80}}]}}
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {{name: app}}
+data: {{BACKEND_HOST: bakend, UPSTREAM: "http://backend:80/"}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {{name: reads-config}}
+spec:
+  containers:
+  - name: c
+    image: {AGNHOST}
+    args: [pause]
+    envFrom: [{{configMapRef: {{name: app}}}}, {{prefix: "X=", configMapRef: {{name: app}}}}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {{name: misses-config}}
+spec:
+  containers:
+  - name: c
+    image: {AGNHOST}
+    args: [pause]
+    env: [{{name: LEVEL, valueFrom: {{configMapKeyRef: {{name: app, key: LOG_LEVEL}}}}}}]
+"""
+
+
+def test_a_container_whose_config_map_key_is_missing_is_not_created():
+    """The simulator says what the running cluster shows: kubelet's CreateContainerConfigError."""
+    found = Explainer(cluster_of(ENV_FROM_CONFIG)).findings()
+    [f] = [f for f in found if f.object == "Pod default/misses-config"]
+    assert f.severity == "error"
+    assert f.message == ("container c: CreateContainerConfigError: couldn't find key LOG_LEVEL in ConfigMap "
+                         "default/app: the container is not created")
+    assert "optional: true" in f.hint
+
+
+def test_names_from_a_config_map_are_checked_and_unholdable_names_warned_about():
+    found = [f for f in Explainer(cluster_of(ENV_FROM_CONFIG)).findings() if f.object == "Pod default/reads-config"]
+    [typo] = [f for f in found if "'bakend'" in f.message]
+    assert typo.severity == "warning" and "backend" in typo.hint, "a ConfigMap's value is what the process reads"
+    [skipped] = [f for f in found if "were skipped" in f.message]
+    assert skipped.severity == "warning" and "X=BACKEND_HOST, X=UPSTREAM" in skipped.message

@@ -12,6 +12,7 @@ from podnet.api import labels as selectors
 from podnet.api.objects import KubeObject
 from podnet.controlplane import Cluster
 from podnet.controlplane.pods import find_named_port, serving_containers
+from podnet.semantics.containerenv import CREATE_CONFIG_ERROR, ContainerConfigError, resolve_environment
 from podnet.semantics.corefile import CorefileError
 from podnet.semantics.dns import ClusterDNS
 from podnet.semantics.networkpolicy import EGRESS, INGRESS, PolicyEngine
@@ -249,12 +250,25 @@ class Explainer:
                                    "the pod never runs", "use an image podnet runs (README: what runs for each "
                                    "image), or images: standin for a stand-in serving its declared ports"))
                 continue
+            try:  # the environment kubelet gives it (the runtime's rule): ConfigMap and Secret values too
+                environment = resolve_environment(pod, container, self.cluster)
+            except ContainerConfigError as error:
+                hint = ("apply what its env or envFrom names (it starts once that is there), or mark the "
+                        "reference optional: true") if error.reason == CREATE_CONFIG_ERROR else ""
+                out.append(Finding("error", f"Pod {pod.ref}", f"container {container.get('name')}: {error.reason}: "
+                                   f"{error.message}: the container is not created", hint))
+                continue
+            for skipped in environment.skipped:
+                out.append(Finding("warning", f"Pod {pod.ref}", f"container {container.get('name')}: "
+                                   f"{skipped.message}", "a name that is empty or holds '=' cannot be an environment "
+                                   "variable: change the envFrom prefix"))
             for kind in ("readinessProbe", "livenessProbe", "startupProbe"):
                 out += self._probe(pod, container, kind)
-            hosts = [str(e.get("value")) + ":0" for e in container.get("env") or []
-                     if e.get("value") and re.search(r"_(HOST|HOSTNAME|ADDR|ADDRESS|SERVER|SERVICE)$", str(e.get("name")))
-                     and _HOST_TOKEN.fullmatch(str(e.get("value")).lower() + ":0")]
-            texts = hosts + [str(e.get("value")) for e in container.get("env") or [] if e.get("value")]
+            variables = environment.own.items()
+            hosts = [value + ":0" for name, value in variables
+                     if value and re.search(r"_(HOST|HOSTNAME|ADDR|ADDRESS|SERVER|SERVICE)$", name)
+                     and _HOST_TOKEN.fullmatch(value.lower() + ":0")]
+            texts = hosts + [value for _, value in variables if value]
             texts += [str(a) for a in (container.get("command") or []) + (container.get("args") or [])]
             for text in texts:
                 for match in _HOST_TOKEN.finditer(text.lower()):
