@@ -1,0 +1,124 @@
+"""Container environment from ConfigMaps and Secrets on a real one-node cluster (root only).
+
+A pod whose container reads envFrom (a ConfigMap, a prefixed Secret), configMapKeyRef,
+secretKeyRef and resourceFieldRef: its process sees the values (its own log says so) and so does
+`podnet exec … printenv`. A pod naming a ConfigMap that does not exist is not created: `get pods`
+shows CreateContainerConfigError, its status kubelet's message, `describe` kubelet's Failed
+event; once the ConfigMap is applied the container starts, with its value, as kubelet's next
+sync starts it. Nothing asserts a duration: waits poll with generous deadlines. The cluster has
+a unique name and is removed at the end, leaving no namespace behind.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import secrets
+
+import pytest
+
+from tests.livecluster import podnet, up_cluster
+from tests.test_termination_root import wait_for
+
+pytestmark = pytest.mark.root  # tests/conftest.py skips it without root and namespaces
+
+PASSWORD = "s3cret-p@ss"
+MANIFESTS = f"""
+apiVersion: v1
+kind: ConfigMap
+metadata: {{name: app-config}}
+data: {{BACKEND_HOST: backend.default.svc.cluster.local, LOG_LEVEL: debug}}
+---
+apiVersion: v1
+kind: Secret
+metadata: {{name: app-secret}}
+data: {{DB_PASSWORD: {base64.b64encode(PASSWORD.encode()).decode()}}}
+stringData: {{API_TOKEN: tok-123}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {{name: reader}}
+spec:
+  containers:
+  - name: c
+    image: busybox
+    command: [sh, -c, 'echo "process sees backend=$BACKEND_HOST password=$PASSWORD"; exec sleep 3600']
+    resources: {{limits: {{memory: 64Mi}}}}
+    envFrom:
+    - configMapRef: {{name: app-config}}
+    - prefix: SECRET_
+      secretRef: {{name: app-secret}}
+    env:
+    - {{name: LEVEL, valueFrom: {{configMapKeyRef: {{name: app-config, key: LOG_LEVEL}}}}}}
+    - {{name: PASSWORD, valueFrom: {{secretKeyRef: {{name: app-secret, key: DB_PASSWORD}}}}}}
+    - {{name: MEMORY_MI, valueFrom: {{resourceFieldRef: {{resource: limits.memory, divisor: 1Mi}}}}}}
+    - {{name: URL, value: "http://$(BACKEND_HOST)/"}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {{name: waits}}
+spec:
+  containers:
+  - name: c
+    image: busybox
+    command: [sh, -c, 'echo "process sees later=$LATER"; exec sleep 3600']
+    env:
+    - {{name: LATER, valueFrom: {{configMapKeyRef: {{name: later-config, key: value}}}}}}
+"""
+LATER_CONFIG = """apiVersion: v1
+kind: ConfigMap
+metadata: {name: later-config}
+data: {value: here-now}
+"""
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    name = f"ce{secrets.token_hex(3)}"
+    directory = tmp_path_factory.mktemp("containerenv")
+    with up_cluster(directory, name, MANIFESTS, nodes=1):
+        yield name, directory
+
+
+def pod(name: str, cluster: str) -> dict:
+    items = json.loads(podnet("get", "pods", "-o", "json", "--name", cluster).stdout)["items"]
+    return next(p for p in items if p["metadata"]["name"] == name)
+
+
+def status_column(name: str, cluster: str) -> str:
+    table = podnet("get", "pods", "--name", cluster).stdout
+    return next(line.split() for line in table.splitlines() if line.startswith(name + " "))[2]
+
+
+def test_a_pod_sees_its_config_map_and_secret_values(cluster):
+    name, _ = cluster
+    wait_for(lambda: "process sees" in podnet("logs", "reader", "--name", name).stdout, 60, "reader's first line")
+    logged = podnet("logs", "reader", "--name", name).stdout
+    assert f"process sees backend=backend.default.svc.cluster.local password={PASSWORD}" in logged
+    printed = dict(line.split("=", 1) for line in podnet("exec", "reader", "--name", name, "--", "printenv").stdout.splitlines()
+                   if "=" in line)
+    assert printed["BACKEND_HOST"] == "backend.default.svc.cluster.local" and printed["LOG_LEVEL"] == "debug"
+    assert printed["SECRET_DB_PASSWORD"] == PASSWORD and printed["SECRET_API_TOKEN"] == "tok-123"
+    assert "DB_PASSWORD" not in printed, "the Secret's keys come with their prefix"
+    assert printed["LEVEL"] == "debug" and printed["PASSWORD"] == PASSWORD
+    assert printed["MEMORY_MI"] == "64" and printed["URL"] == "http://backend.default.svc.cluster.local/"
+    assert status_column("reader", name) == "Running"
+
+
+def test_a_missing_config_map_is_create_container_config_error_until_it_is_applied(cluster):
+    name, directory = cluster
+    assert status_column("waits", name) == "CreateContainerConfigError"
+    waiting = pod("waits", name)
+    [container] = waiting["status"]["containerStatuses"]
+    assert container["state"] == {"waiting": {"reason": "CreateContainerConfigError",
+                                              "message": 'configmap "later-config" not found'}}
+    assert container["ready"] is False and waiting["status"]["phase"] == "Pending"
+    assert 'Error: configmap "later-config" not found' in podnet("describe", "pod", "waits", "--name", name).stdout
+
+    (directory / "later.yaml").write_text(LATER_CONFIG)
+    podnet("apply", "-f", str(directory / "later.yaml"), "--name", name)
+    wait_for(lambda: status_column("waits", name) == "Running", 60, "the container started once its ConfigMap is there")
+    wait_for(lambda: "process sees" in podnet("logs", "waits", "--name", name).stdout, 60, "its first line")
+    assert "process sees later=here-now" in podnet("logs", "waits", "--name", name).stdout
+    events = podnet("describe", "pod", "waits", "--name", name).stdout
+    assert "Created container: c" in events and "Started container c" in events
