@@ -5,6 +5,7 @@ and trace; podnet adds its own add-on only when the input has no controller."""
 from pathlib import Path
 
 import pytest
+import yaml
 
 from podnet.semantics import ingress_controllers
 from podnet.semantics.ingress_controllers import ControllerFlags
@@ -136,3 +137,13 @@ def test_a_controller_of_another_class_serves_only_its_own_ingresses():
     assert wear.destination["pod"].startswith("default/wear-")
     watch = tracer.trace("external", "http://wear.example.com/watch")
     assert watch.verdict == "dropped" and watch.http["status"] == 404
+
+
+def test_what_the_add_on_made_is_not_a_controller_the_input_brings():
+    """A running cluster keeps the pods and ReplicaSets controllers made beside the input: the
+    add-on's own (owned) pod must not count as the input's controller and take the add-on away."""
+    stock = cluster_of(WEAR_WATCH)
+    made = [o for o in stock.of_kind("Pod", "ingress-nginx") + stock.of_kind("ReplicaSet", "ingress-nginx")]
+    assert made and all(o.metadata.get("ownerReferences") for o in made)
+    again = cluster_of(WEAR_WATCH + "".join("\n---\n" + yaml.safe_dump(o.body) for o in made))
+    assert again.get("Deployment", "ingress-nginx", "ingress-nginx-controller") is not None

@@ -166,7 +166,11 @@ def ingress_nginx_container(pod_spec: dict[str, Any]) -> dict[str, Any] | None:
 
 def runs_ingress_nginx(obj: KubeObject) -> bool:
     """Whether a Pod, or a workload's pod template, runs an ingress-nginx controller: the input
-    brings its own (as the seed's nginx-ingress-controller Deployment, or a Helm release)."""
+    brings its own (as the seed's nginx-ingress-controller Deployment, or a Helm release). What a
+    controller made (a Deployment's ReplicaSet, its pods: a running cluster keeps them) is not the
+    input's own: the object that made it is."""
+    if fields.controller_of(obj) is not None:
+        return False
     if obj.kind == "Pod":
         return ingress_nginx_container(obj.spec) is not None
     if obj.kind in WORKLOAD_KINDS:
