@@ -29,7 +29,7 @@ from podnet.ingressnginx import balancer, certificates, nginxconf
 from podnet.semantics.ingress import IngressController
 from tests import test_ingress as cases
 from tests.conftest import cluster_of
-from tests.nginxharness import CLIENT_ADDRESS, RunningNginx
+from tests.nginxharness import CLIENT_ADDRESS, DEADLINE, RunningNginx
 from tests.test_ingress import controller_for, docs, ingress, world
 
 # ---------------------------------------------------------------- the worlds and their requests
@@ -378,7 +378,7 @@ def test_reloads_under_load_fail_no_request():
         try:
             for step in range(1, 6):
                 nginx.reload(controller(step))
-                deadline = time.monotonic() + 20
+                deadline = time.monotonic() + DEADLINE  # a reload that must take effect: the harness's bound
                 while (got := nginx.fetch(f"http://new-{step - 1}.test/")).echo is None:
                     assert time.monotonic() < deadline, f"step {step}: still {got.status}"
                     time.sleep(0.01)
