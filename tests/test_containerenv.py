@@ -8,8 +8,11 @@ import base64
 
 import pytest
 
+from podnet import images
+from podnet.api import fields
 from podnet.semantics.containerenv import (CREATE_CONFIG_ERROR, RUN_CONTAINER_ERROR, ContainerConfigError,
                                            container_environment, host_allocatable, quantity, resolve_environment)
+from podnet.sim.trace import Tracer
 from tests.conftest import cluster_of
 
 
@@ -312,3 +315,50 @@ def test_the_hosts_allocatable_is_what_a_container_without_limits_may_use():
     assert int(node["cpu"]) >= 1 and int(node["memory"]) > 0 and int(node["ephemeral-storage"]) > 0
     env = env_of("  - {name: c, image: busybox, env: [{name: V, valueFrom: {resourceFieldRef: {resource: limits.cpu}}}]}")
     assert env["V"] == node["cpu"]
+
+
+# ---------------------------------------------------------------- what the simulator believes a pod serves
+
+PORT_FROM_CONFIGMAP = """
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: ports}
+data: {PORT: "9090"}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: web, labels: {app: web}}
+spec:
+  nodeName: node1
+  containers:
+  - name: app
+    image: registry.k8s.io/e2e-test-images/agnhost:2.53
+    args: [netexec, "--http-port=$(PORT)"]
+    env: [{name: PORT, valueFrom: {configMapKeyRef: {name: ports, key: PORT}}}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: client}
+spec:
+  nodeName: node1
+  containers: [{name: c, image: busybox, command: [sleep, "3600"]}]
+"""
+
+
+def test_trace_reads_the_port_kubelet_expands_from_a_configmap():
+    cluster = cluster_of(PORT_FROM_CONFIGMAP)
+    web = cluster.get("Pod", "default", "web")
+    assert images.pod_serving(web, cluster, 9090, "TCP").serving is True  # netexec --http-port=9090
+    assert images.pod_serving(web, cluster, 8080, "TCP").serving is False  # not its default port
+    delivered = Tracer(cluster).trace("default/client", fields.pod_ip(web), 9090)
+    assert delivered.verdict == "delivered"
+
+
+def test_a_container_kubelet_does_not_create_serves_nothing():
+    cluster = cluster_of(PORT_FROM_CONFIGMAP.replace("name: ports, key: PORT", "name: absent, key: PORT"))
+    web = cluster.get("Pod", "default", "web")
+    answer = images.pod_serving(web, cluster, 9090, "TCP")
+    assert answer.serving is False and "CreateContainerConfigError" in answer.detail
+    assert 'configmap "absent" not found' in answer.detail
+    refused = Tracer(cluster).trace("default/client", fields.pod_ip(web), 9090)
+    assert refused.verdict != "delivered" and "CreateContainerConfigError" in refused.reason

@@ -4,7 +4,8 @@ import sys
 
 import pytest
 
-from podnet.kubelet import container_argv, container_environment, hosts_file, service_environment
+from podnet.kubelet import container_argv, hosts_file
+from podnet.semantics.containerenv import container_environment, service_environment
 from tests.conftest import cluster_of
 
 APP = """

@@ -19,11 +19,14 @@ kubernetes/test/images/agnhost; redis: redis-server's --port, default 6379).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Mapping
 
 from podnet.agnhost.ports import listens
 from podnet.api import fields
+from podnet.api.objects import KubeObject
+from podnet.controlplane import Cluster
 from podnet.controlplane.system import is_ingress_nginx
+from podnet.semantics.containerenv import ContainerConfigError, container_environments, expand
 
 AGNHOST = "agnhost"
 
@@ -128,13 +131,18 @@ def redis_port(words: list[str]) -> int:
     return port
 
 
-def behaviour_of(container: dict[str, Any], standins: bool = True) -> Behaviour:
+def behaviour_of(container: dict[str, Any], standins: bool = True, env: Mapping[str, str] | None = None) -> Behaviour:
     """What runs for `container`; `standins` False (the cluster config's `images: strict`): an
-    image podnet does not have cannot be pulled."""
+    image podnet does not have cannot be pulled. `env`: the environment kubelet gives the
+    container (containerenv), which $(VAR) in command and args are expanded with, as kubelet
+    does before it starts the process; without it, the container's literal values only."""
     name = fields.image_name(str(container.get("image") or ""))
     command = [str(c) for c in container.get("command") or []]
     args = [str(a) for a in container.get("args") or []]
-    env = {e.get("name"): str(e.get("value", "")) for e in container.get("env") or [] if isinstance(e, dict)}
+    if env is None:
+        env = {e.get("name"): str(e.get("value", "")) for e in container.get("env") or [] if isinstance(e, dict)}
+    else:
+        command, args = [expand(c, env) for c in command], [expand(a, env) for a in args]
     if name == AGNHOST:
         words = (command[1:] if command and command[0].endswith("agnhost") else command) + args
         return _agnhost(words, env)
@@ -163,11 +171,24 @@ class ServingAnswer:
     detail: str
 
 
-def serving(pod_spec: dict[str, Any], port: int, protocol: str, standins: bool = True) -> ServingAnswer:
-    """Is something in the pod listening on port/protocol? `standins`: as behaviour_of."""
+def pod_serving(pod: KubeObject, cluster: Cluster, port: int, protocol: str) -> ServingAnswer:
+    """`serving` for a pod of `cluster`, each container with the environment kubelet gives it (a
+    container kubelet would not create serves nothing)."""
+    return serving(pod.spec, port, protocol, cluster.config.standins, container_environments(pod, cluster))
+
+
+def serving(pod_spec: dict[str, Any], port: int, protocol: str, standins: bool = True,
+            environments: Mapping[str, Mapping[str, str] | ContainerConfigError] | None = None) -> ServingAnswer:
+    """Is something in the pod listening on port/protocol? `standins`: as behaviour_of.
+    `environments`: container name -> its environment, or why kubelet does not create it."""
     declared = []
+    not_created = []
     for container in pod_spec.get("containers") or []:
-        behaviour = behaviour_of(container, standins)
+        env = (environments or {}).get(container.get("name"))
+        if isinstance(env, ContainerConfigError):
+            not_created.append(f"container {container.get('name')} is not created ({env.reason}: {env})")
+            continue
+        behaviour = behaviour_of(container, standins, env)
         ports = [(int(p["containerPort"]), fields.protocol(p)) for p in container.get("ports") or []]
         declared += ports
         if behaviour.known:
@@ -176,7 +197,9 @@ def serving(pod_spec: dict[str, Any], port: int, protocol: str, standins: bool =
                 return ServingAnswer(True, f"{what} in container {container.get('name')} listens on {port}/{protocol}")
         elif (port, protocol) in ports:
             return ServingAnswer(True, f"container {container.get('name')} declares containerPort {port}/{protocol}")
-    behaviours = [behaviour_of(c, standins) for c in pod_spec.get("containers") or []]
+    if not_created:
+        return ServingAnswer(False, f"nothing listens on {port}/{protocol}: {'; '.join(not_created)}: connection refused")
+    behaviours = [behaviour_of(c, standins, (environments or {}).get(c.get("name"))) for c in pod_spec.get("containers") or []]
     if all(b.known for b in behaviours):
         known = ", ".join(b.image + {STANDIN: " (stand-in)", UNPULLABLE: " (cannot be pulled)"}.get(b.runs, "")
                           for b in behaviours)

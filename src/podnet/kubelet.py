@@ -1,7 +1,7 @@
 """What kubelet gives each container, as pure functions: environment, /etc/hosts, the argv.
 
-- Environment: podnet.semantics.containerenv's (container_environment, kept here under its
-  name), the one rule the simulator reads too: Service link variables, envFrom, env with
+- Environment: podnet.semantics.containerenv's container_environment, the one rule the
+  simulator reads too: Service link variables, envFrom, env with
   $(VAR) expanded, valueFrom (fieldRef, configMapKeyRef, secretKeyRef, resourceFieldRef); a
   reference to a ConfigMap or Secret that is not there is kubelet's CreateContainerConfigError.
 - /etc/hosts: kubelet's managed file with the pod's own name (and FQDN with hostname/subdomain)
@@ -23,7 +23,7 @@ from podnet.controlplane import Cluster
 from podnet.controlplane.system import is_ingress_nginx
 from podnet.images import PYTHON_IMAGES, SHELL_IMAGES, STANDIN, UNPULLABLE, behaviour_of, is_mesh_proxy
 from podnet.semantics import ingress_controllers
-from podnet.semantics.containerenv import container_environment, expand as _expand, service_environment
+from podnet.semantics.containerenv import expand as _expand
 
 # What the python image's commands name, run with the host's python (the one running podnet)
 PYTHON_COMMANDS = re.compile(r"python(3(\.\d+)?)?")

@@ -179,7 +179,7 @@ def predicted(cluster: Cluster, sim: Matrix, pods: list[str]) -> Prediction:
     for j, ref in enumerate(pods):
         namespace, name = ref.split("/", 1)
         pod = cluster.get("Pod", namespace, name)
-        answer = images.serving(pod.spec, sim.port, sim.protocol, cluster.config.standins).serving if pod is not None else None
+        answer = images.pod_serving(pod, cluster, sim.port, sim.protocol).serving if pod is not None else None
         if answer is not False:
             serving |= 1 << j
         if answer is None:

@@ -156,6 +156,17 @@ def container_environment(pod: KubeObject, container: dict[str, Any], cluster: C
     return resolve_environment(pod, container, cluster, allocatable).env
 
 
+def container_environments(pod: KubeObject, cluster: Cluster) -> dict[str, dict[str, str] | ContainerConfigError]:
+    """Each of the pod's containers' environment, or why kubelet would not create it."""
+    out: dict[str, dict[str, str] | ContainerConfigError] = {}
+    for container in pod.spec.get("containers") or []:
+        try:
+            out[container.get("name")] = container_environment(pod, container, cluster)
+        except ContainerConfigError as exc:
+            out[container.get("name")] = exc
+    return out
+
+
 def resolve_environment(pod: KubeObject, container: dict[str, Any], cluster: Cluster,
                         allocatable: Mapping[str, Any] | None = None) -> ContainerEnvironment:
     """The container's environment as kubelet makes it (module doc). `allocatable`: the node's

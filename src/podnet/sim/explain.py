@@ -109,9 +109,8 @@ class Explainer:
                            if p.name not in missing]
             else:
                 numbers = [(p, int(target)) for p in pods]
-            standins = self.cluster.config.standins
             refused = [p.name for p, number in numbers
-                       if images.serving(p.spec, number, protocol, standins).serving is False]
+                       if images.pod_serving(p, self.cluster, number, protocol).serving is False]
             if refused and len(refused) == len(numbers):
                 out.append(Finding("error", where, f"{label}: nothing in the selected pods listens on "
                                                    f"{numbers[0][1]}/{protocol}",
@@ -297,7 +296,7 @@ class Explainer:
             if port is None:
                 return [Finding("error", f"Pod {pod.ref}", f"container {container.get('name')}: {kind} names port "
                                                             f"{handler.get('port')!r}, which the container does not declare")]
-        answer = images.serving(pod.spec, int(port), "TCP", self.cluster.config.standins)
+        answer = images.pod_serving(pod, self.cluster, int(port), "TCP")
         if answer.serving is False:
             effect = "the pod never becomes Ready" if kind == "readinessProbe" else "the container keeps being restarted"
             return [Finding("warning", f"Pod {pod.ref}", f"container {container.get('name')}: {kind} on port {port}: "

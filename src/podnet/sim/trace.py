@@ -760,11 +760,11 @@ class Tracer:
 
     def _serving(self, dst: Party, port: int, protocol: str) -> images.ServingAnswer:
         if dst.kind == "pod":
-            return images.serving(dst.pod.spec, port, protocol, self.cluster.config.standins)
+            return images.pod_serving(dst.pod, self.cluster, port, protocol)
         if dst.kind == "node":
             for pod in self.cluster.of_kind("Pod"):  # hostNetwork pods listen on the node's address
                 if pod.spec.get("hostNetwork") and pod.spec.get("nodeName") == dst.node.name:
-                    answer = images.serving(pod.spec, port, protocol, self.cluster.config.standins)
+                    answer = images.pod_serving(pod, self.cluster, port, protocol)
                     if answer.serving is not False:
                         return images.ServingAnswer(answer.serving, f"{pod.ref} (hostNetwork): {answer.detail}")
             return images.ServingAnswer(False, f"nothing listens on {dst.name} {port}/{protocol}: connection refused")
