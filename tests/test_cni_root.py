@@ -147,7 +147,7 @@ def test_a_pod_recreated_with_the_same_address_is_announced_to_its_neighbours(ne
         bridge.delete(conf, "old", first, "eth0", node_netns=node, netlink=nl)
         new = bridge.add(conf, "new", second, "eth0", node_netns=node, netlink=nl)
         assert str(new.ips[0].address.ip) == address and new.interfaces[2].mac != old_mac
-        deadline = time.monotonic() + 10  # a wait for the kernel to take the frame, not a measure
+        deadline = time.monotonic() + 60  # a wait for the kernel to take the frame, not a measure
         while {neighbour_mac(node, address), neighbour_mac(other, address)} != {new.interfaces[2].mac}:
             assert time.monotonic() < deadline, (neighbour_mac(node, address), neighbour_mac(other, address))
             time.sleep(0.05)
