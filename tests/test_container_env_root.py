@@ -64,6 +64,21 @@ spec:
     command: [sh, -c, 'echo "process sees later=$LATER"; exec sleep 3600']
     env:
     - {{name: LATER, valueFrom: {{configMapKeyRef: {{name: later-config, key: value}}}}}}
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {{name: web-config}}
+data: {{PORT: "9090"}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {{name: web}}
+spec:
+  containers:
+  - name: app
+    image: registry.k8s.io/e2e-test-images/agnhost:2.53
+    args: [netexec, "--http-port=$(PORT)"]
+    env: [{{name: PORT, valueFrom: {{configMapKeyRef: {{name: web-config, key: PORT}}}}}}]
 """
 LATER_CONFIG = """apiVersion: v1
 kind: ConfigMap
@@ -122,3 +137,20 @@ def test_a_missing_config_map_is_create_container_config_error_until_it_is_appli
     assert "process sees later=here-now" in podnet("logs", "waits", "--name", name).stdout
     events = podnet("describe", "pod", "waits", "--name", name).stdout
     assert "Created container: c" in events and "Started container c" in events
+
+
+def test_trace_and_the_pod_agree_on_a_port_from_a_config_map(cluster):
+    """agnhost netexec --http-port=$(PORT), PORT from a ConfigMap: the process listens on 9090,
+    not on its default 8080, and the live trace says the same."""
+    name, _ = cluster
+    wait_for(lambda: pod("web", name)["status"].get("podIP"), 60, "web's address")
+    ip = pod("web", name)["status"]["podIP"]
+    wait_for(lambda: podnet("exec", "reader", "--name", name, "--", "curl", "-sS", "-m", "10",
+                            f"http://{ip}:9090/hostname", check=False).stdout.strip() == "web", 60, "web on 9090")
+    refused = podnet("exec", "reader", "--name", name, "--", "curl", "-sS", "-m", "10", f"http://{ip}:8080/hostname",
+                     check=False)
+    assert refused.returncode == 7, refused.stderr  # curl: could not connect (refused at once, no timeout: 28)
+    for port, verdict, why in ((9090, "delivered", "agnhost netexec"), (8080, "dropped", "connection refused")):
+        traced = json.loads(podnet("trace", "default/reader", ip, "-p", str(port), "-o", "json", "--name", name,
+                                   check=False).stdout)
+        assert traced["verdict"] == verdict and why in traced["reason"] + json.dumps(traced["hops"]), (port, traced)
