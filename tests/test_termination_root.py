@@ -71,8 +71,8 @@ while not os.path.exists(stop):
         marked = True
         print("mark", flush=True)
     try:
-        s = socket.create_connection((ip, port), timeout=5)
-        s.settimeout(10)
+        s = socket.create_connection((ip, port), timeout=5)  # the kernel's handshake: a drop, not a stall
+        s.settimeout(30)  # the answer comes from a Python server, which a loaded machine may stall
         s.sendall(f"GET /hostname HTTP/1.0\r\nHost: {host}\r\n\r\n".encode())
         data = b""
         while chunk := s.recv(4096):
