@@ -1,7 +1,7 @@
-"""Jobs: the Job controller's pods and status as computed (controlplane/workloads.py), and
-kubelet's word laid over them on a running cluster (linux/supervisor/status.py): a Job is
-Complete once its pods succeeded — a meshed pod's proxy stopped first — and fails with a pod
-that failed (podnet runs each completion once)."""
+"""Jobs: the Job controller's pods and status as computed (controlplane/workloads.py with the
+rules of controlplane/jobs.py), offline its first wave, on a running cluster the next ones as
+kubelet says earlier ones finished; and kubelet's word laid over the status a running cluster
+serves (linux/supervisor/status.py)."""
 
 from __future__ import annotations
 
@@ -11,9 +11,13 @@ import pytest
 
 from podnet.errors import InvalidInput
 
-from podnet.linux.supervisor.status import job_status
+from podnet.config import ClusterConfig
+from podnet.controlplane import compute
+from podnet.controlplane.jobs import Observed, PodOutcome
+from podnet.linux.supervisor.status import job_status, observed_jobs
 from podnet.output.columns import job_row
-from tests.conftest import cluster_of
+from podnet.semantics.containerenv import container_environment
+from tests.conftest import cluster_of, load_yaml
 from tests.supervisor_fakes import sandbox_of
 
 JOB = """
@@ -57,27 +61,63 @@ def finished(sandbox, code: int) -> None:
         container.started_at = 1_000_000.0
 
 
+def job_pods(cluster) -> list:
+    return sorted((p for p in cluster.of_kind("Pod") if p.labels.get("job-name") == "report"), key=lambda p: p.name)
+
+
 def test_kubelets_word_makes_the_job_complete_or_failed():
-    cluster = cluster_of(JOB % "completions: 1")
+    cluster = cluster_of(JOB % "completions: 1\n  backoffLimit: 0")
     job = cluster.get("Job", "default", "report")
-    [pod] = [p for p in cluster.of_kind("Pod") if p.labels.get("job-name") == "report"]
+    [pod] = job_pods(cluster)
     sandbox = sandbox_of(pod)
-    body = json.loads(json.dumps(job.body))
-    job_status(body, [sandbox])
-    assert body["status"]["active"] == 1 and "conditions" not in body["status"]
+    observed = lambda s: observed_jobs({pod.ref: s}, {}, {job.ref: 1_000_000.0}, now=1_000_100.0)  # noqa: E731
+    status = job_status(job, [pod], observed(sandbox))
+    assert status["active"] == 1 and "conditions" not in status
     finished(sandbox, 0)
-    body = json.loads(json.dumps(job.body))
-    job_status(body, [sandbox])
-    assert body["status"]["succeeded"] == 1 and body["status"]["active"] == 0
-    assert [c["type"] for c in body["status"]["conditions"]] == ["SuccessCriteriaMet", "Complete"]
-    assert body["status"]["startTime"] == "1970-01-12T13:46:40Z"
-    shown = job_row(type(job)(job.kind, job.namespace, job.name, body), False)
+    status = job_status(job, [pod], observed(sandbox))
+    assert status["succeeded"] == 1 and status["active"] == 0
+    assert [c["type"] for c in status["conditions"]] == ["SuccessCriteriaMet", "Complete"]
+    assert status["startTime"] == "1970-01-12T13:46:40Z"
+    shown = job_row(type(job)(job.kind, job.namespace, job.name, {**job.body, "status": status}), False)
     assert shown[1:3] == ["Complete", "1/1"]
     failed = sandbox_of(pod)
     finished(failed, 1)
-    body = json.loads(json.dumps(job.body))
-    job_status(body, [failed])
-    assert body["status"]["failed"] == 1 and body["status"]["conditions"][0]["type"] == "Failed"
+    status = job_status(job, [pod], observed(failed))
+    assert status["failed"] == 1 and [c["type"] for c in status["conditions"]] == ["FailureTarget", "Failed"]
+    assert status["conditions"][1]["reason"] == "BackoffLimitExceeded"
+
+
+def test_offline_a_job_shows_its_first_wave():
+    cluster = cluster_of(JOB % "completions: 5\n  parallelism: 2")
+    assert len(job_pods(cluster)) == 2
+    assert job_row(cluster.get("Job", "default", "report"), False)[1:3] == ["Running", "0/5"]
+
+
+def test_on_a_running_cluster_the_next_pods_are_made_as_earlier_ones_succeed():
+    text = JOB % "completions: 5\n  parallelism: 2"
+    first = job_pods(cluster_of(text))
+    # the first wave fed back as a running cluster carries it, kubelet saying both succeeded
+    bodies = [p.body for p in first]
+    observed = Observed(2000.0, {p.ref: PodOutcome("Succeeded", 1500.0) for p in first}, {"default/report": 1000.0})
+    cluster = compute(load_yaml(text + "".join("---\n" + json.dumps(b) + "\n" for b in bodies)), ClusterConfig(),
+                      observed=observed)
+    pods = job_pods(cluster)
+    assert len(pods) == 4 and {p.name for p in first} < {p.name for p in pods}
+    status = cluster.get("Job", "default", "report").status
+    assert status["succeeded"] == 2 and status["active"] == 2
+
+
+def test_indexed_pods_carry_their_index():
+    cluster = cluster_of(JOB % "completions: 3\n  parallelism: 2\n  completionMode: Indexed")
+    pods = job_pods(cluster)
+    assert sorted(p.annotations["batch.kubernetes.io/job-completion-index"] for p in pods) == ["0", "1"]
+    for pod in pods:
+        index = pod.annotations["batch.kubernetes.io/job-completion-index"]
+        assert pod.labels["batch.kubernetes.io/job-completion-index"] == index
+        assert pod.name.startswith(f"report-{index}-") and pod.spec["hostname"] == f"report-{index}"
+        [env] = [e for e in pod.spec["containers"][0]["env"] if e["name"] == "JOB_COMPLETION_INDEX"]
+        assert env["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.annotations['batch.kubernetes.io/job-completion-index']"
+        assert container_environment(pod, pod.spec["containers"][0], cluster)["JOB_COMPLETION_INDEX"] == index
 
 
 def test_a_job_that_would_never_end_is_refused():
@@ -91,15 +131,12 @@ def test_parallelism_alone_is_a_work_queue_done_when_one_pod_succeeded():
     cluster = cluster_of(JOB % "parallelism: 3")
     job = cluster.get("Job", "default", "report")
     assert "completions" not in job.spec or job.spec["completions"] is None
-    pods = [p for p in cluster.of_kind("Pod") if p.labels.get("job-name") == "report"]
+    pods = job_pods(cluster)
     assert len(pods) == 3
-    sandboxes = [sandbox_of(p) for p in pods]
-    finished(sandboxes[0], 0)
-    body = json.loads(json.dumps(job.body))
-    job_status(body, sandboxes)
-    assert "conditions" not in body["status"]  # two still run
-    for sandbox in sandboxes[1:]:
-        finished(sandbox, 0)
-    body = json.loads(json.dumps(job.body))
-    job_status(body, sandboxes)
-    assert body["status"]["conditions"][-1]["type"] == "Complete"
+    sandboxes = {p.ref: sandbox_of(p) for p in pods}
+    finished(sandboxes[pods[0].ref], 0)
+    status = job_status(job, pods, observed_jobs(sandboxes, {}, {}))
+    assert "conditions" not in status  # two still run
+    for pod in pods[1:]:
+        finished(sandboxes[pod.ref], 0)
+    assert job_status(job, pods, observed_jobs(sandboxes, {}, {}))["conditions"][-1]["type"] == "Complete"

@@ -21,7 +21,7 @@ from podnet.config import ClusterConfig
 from podnet.controlplane import endpoints as endpoint_controller
 from podnet.controlplane import pods as pod_status
 from podnet.controlplane import services as service_allocation
-from podnet.controlplane import injection, rbac, serviceaccounts, system, workloads
+from podnet.controlplane import injection, jobs, rbac, serviceaccounts, system, workloads
 from podnet.controlplane.clusterindex import ClusterIndex, index_of, updated
 from podnet.controlplane.nodes import NodeInfo, build_nodes
 from podnet.controlplane.scheduler import Scheduler
@@ -175,11 +175,12 @@ def _clone(obj: KubeObject) -> KubeObject:
 
 def compute(store: ObjectStore, config: ClusterConfig,
             live_readiness: Callable[[KubeObject], bool | None] | None = None,
-            created_before: Collection[Key] = ()) -> Cluster:
+            created_before: Collection[Key] = (), observed: jobs.Observed | None = None) -> Cluster:
     """The cluster for `store`. `live_readiness` is kubelet's word on a running cluster: for a
     pod, whether its containers are ready (its probes), or None to keep the offline rule.
     `created_before`: pods that exist already (running, fed in again as written): the mesh's
-    injector, which sees a pod's creation only, leaves them as they are."""
+    injector, which sees a pod's creation only, leaves them as they are. `observed`: a running
+    cluster's time and kubelet's word on the Jobs' pods (the Job controller goes on from them)."""
     cluster = Cluster(config=config, warnings=list(store.warnings), lines=store.lines)
     errors: list[str] = []
 
@@ -226,9 +227,9 @@ def compute(store: ObjectStore, config: ClusterConfig,
     for node in node_objects:
         cluster.add(node)
 
-    all_pods = _run_workloads(cluster, by_kind, node_objects, frozenset(created_before))
+    all_pods = _run_workloads(cluster, by_kind, node_objects, frozenset(created_before), observed)
     _schedule_and_address(cluster, all_pods, node_infos, node_objects, error, live_readiness)
-    _workload_status(cluster, by_kind, all_pods)
+    _workload_status(cluster, by_kind, all_pods, observed)
 
     # The cluster's own Services (generated, no source) claim their fixed addresses first.
     services = system_services + sorted(by_kind["Service"], key=lambda s: (s.source is not None, s.key))
@@ -307,7 +308,8 @@ def _namespaces(cluster: Cluster, by_kind: dict[str, list[KubeObject]]) -> None:
 
 
 def _run_workloads(cluster: Cluster, by_kind: dict[str, list[KubeObject]], nodes: list[KubeObject],
-                   created_before: frozenset[Key] = frozenset()) -> list[KubeObject]:
+                   created_before: frozenset[Key] = frozenset(),
+                   observed: jobs.Observed | None = None) -> list[KubeObject]:
     """Controllers in dependency order; returns every pod, user-written and generated."""
     pods = list(by_kind["Pod"])
     for pod in pods:
@@ -332,7 +334,7 @@ def _run_workloads(cluster: Cluster, by_kind: dict[str, list[KubeObject]], nodes
         system.stamp_uid(job)
         workloads.apply_job_defaults(job)
         cluster.add(job)
-        for pod in workloads.job_pods(job, index):
+        for pod in workloads.job_pods(job, index, observed):
             index.add(pod)
             pods.append(pod)
     scheduler = Scheduler(nodes, {n.name: 0 for n in nodes})  # feasibility only
@@ -425,7 +427,8 @@ def _priority(pod: KubeObject) -> int:
     return _BUILTIN_PRIORITIES.get(pod.spec.get("priorityClassName") or "", 0)
 
 
-def _workload_status(cluster: Cluster, by_kind: dict[str, list[KubeObject]], pods: list[KubeObject]) -> None:
+def _workload_status(cluster: Cluster, by_kind: dict[str, list[KubeObject]], pods: list[KubeObject],
+                     observed: jobs.Observed | None = None) -> None:
     owned = workloads.active_by_owner(pods)
     for rs in cluster.of_kind("ReplicaSet"):
         workloads.fill_owner_status(rs, owned[("ReplicaSet", rs.namespace, rs.name)])
@@ -438,8 +441,13 @@ def _workload_status(cluster: Cluster, by_kind: dict[str, list[KubeObject]], pod
         workloads.fill_workload_status(deployment, rs_by_deployment[(deployment.namespace, deployment.name)])
     for workload in cluster.of_kind("StatefulSet") + cluster.of_kind("DaemonSet"):
         workloads.fill_owner_status(workload, owned[(workload.kind, workload.namespace, workload.name)])
+    by_job: dict[tuple[str, str], list[KubeObject]] = defaultdict(list)  # finished pods too
+    for pod in pods:
+        ref = fields.controller_of(pod)
+        if ref and ref.get("kind") == "Job":
+            by_job[(pod.namespace, ref.get("name"))].append(pod)
     for job in cluster.of_kind("Job"):
-        workloads.fill_job_status(job, owned[("Job", job.namespace, job.name)])
+        workloads.fill_job_status(job, by_job[(job.namespace, job.name)], observed)
 
 
 def _endpoints(cluster: Cluster, services: list[KubeObject], by_kind: dict[str, list[KubeObject]],

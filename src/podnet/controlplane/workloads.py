@@ -17,6 +17,7 @@ from podnet.api import fields
 from podnet.api import labels as selectors
 from podnet.api.objects import KubeObject, deterministic_uid
 from podnet import naming
+from podnet.controlplane import jobs
 from podnet.controlplane.defaults import default
 from podnet.controlplane.pods import apply_pod_spec_defaults
 
@@ -238,28 +239,80 @@ def apply_job_defaults(job: KubeObject) -> None:
     metadata["labels"] = {**labels, **(metadata.get("labels") or {})}
 
 
-def job_pods(job: KubeObject, index: PodIndex) -> list[KubeObject]:
-    """A Job's pods: as many as run at once (parallelism, at most its completions; none while
-    suspended), after adopting what exists. Whether they finish is kubelet's word (the
-    supervisor lays it over the Job's status: linux/supervisor/status.py)."""
-    have = index.claim(job, selectors.from_label_selector(job.spec.get("selector")))
-    completions = job.spec.get("completions")
-    parallelism = int(job.spec.get("parallelism") or 0)
-    # at first, as many as run at once: podnet does not make a Job's later pods as earlier ones finish
-    wanted = 0 if job.spec.get("suspend") else min(parallelism, int(completions)) if completions is not None else parallelism
+def job_pods(job: KubeObject, index: PodIndex, observed: jobs.Observed | None = None) -> list[KubeObject]:
+    """The pods the Job controller makes now (controlplane/jobs.py decides how many and which
+    indexes), after adopting what exists: offline its first wave; on a running cluster
+    (`observed`: kubelet's word on its pods and the time) the next ones as earlier ones finish."""
+    index.claim(job, selectors.from_label_selector(job.spec.get("selector")))  # orphans adopted
+    owned = [p for p in index.by_namespace.get(job.namespace, ()) if _controlled_by(p, job)]
+    decision = job_decision(job, owned, observed)
     labels = dict(((job.spec.get("template") or {}).get("metadata") or {}).get("labels") or {})
     taken = {p.name for p in index.by_namespace.get(job.namespace, ())}
     template = template_json(job)
     names = replica_names(job, taken)
-    return [pod_from_template(job, next(names), labels, template) for _ in range(max(0, wanted - len(have)))]
+    made = []
+    for completion in decision.create:
+        if completion is None:
+            made.append(pod_from_template(job, next(names), labels, template))
+            continue
+        name = next(_free_names(f"{job.name}-{completion}-", taken))
+        pod = pod_from_template(job, name, {**labels, jobs.INDEX_KEY: str(completion)}, template)
+        pod.metadata_for_update().setdefault("annotations", {})[jobs.INDEX_KEY] = str(completion)
+        pod.spec["hostname"] = f"{job.name}-{completion}"
+        for container in [*(pod.spec.get("initContainers") or []), *(pod.spec.get("containers") or [])]:
+            env = container.setdefault("env", [])
+            if not any(e.get("name") == jobs.INDEX_ENV for e in env):
+                env.append({"name": jobs.INDEX_ENV, "valueFrom": {"fieldRef": {
+                    "fieldPath": f"metadata.annotations['{jobs.INDEX_KEY}']"}}})
+        made.append(pod)
+    return made
 
 
-def fill_job_status(job: KubeObject, pods: list[KubeObject]) -> None:
-    """A Job as its controller first reports it: its pods active (ready ones counted), none done yet."""
-    job.body["status"] = {"active": len(pods), "ready": sum(1 for p in pods if fields.is_ready(p)), "terminating": 0,
-                          "uncountedTerminatedPods": {}}
-    if job.metadata.get("creationTimestamp"):
-        job.body["status"]["startTime"] = job.metadata["creationTimestamp"]
+def _free_names(prefix: str, taken: set[str]) -> Iterator[str]:
+    for attempt in itertools.count():
+        name = naming.generate_name(prefix, str(attempt))
+        if name not in taken:
+            taken.add(name)
+            yield name
+
+
+def _controlled_by(pod: KubeObject, owner: KubeObject) -> bool:
+    ref = fields.controller_of(pod)
+    return ref is not None and ref.get("kind") == owner.kind and ref.get("name") == owner.name
+
+
+def job_members(pods: Iterable[KubeObject], observed: jobs.Observed | None) -> list[jobs.JobPod]:
+    """The Job's pods as its controller counts them: kubelet's word where there is one (a
+    running cluster), else the pod's own status (one piped in from a live cluster may be done)."""
+    members = []
+    for pod in pods:
+        outcome = observed.pods.get(pod.ref) if observed is not None else None
+        statuses = pod.status.get("containerStatuses") or []
+        if outcome is not None:
+            phase, finished, restarts, ready = outcome.phase, outcome.finished, outcome.restarts, outcome.ready
+        else:
+            phase = fields.phase(pod)
+            ended = [jobs.parse_timestamp(((s.get("state") or {}).get("terminated") or {}).get("finishedAt"))
+                     for s in statuses]
+            finished = max((t for t in ended if t is not None), default=None)
+            restarts, ready = sum(int(s.get("restartCount") or 0) for s in statuses), fields.is_ready(pod)
+        if phase not in (jobs.SUCCEEDED, jobs.FAILED):
+            phase = jobs.ACTIVE
+        members.append(jobs.JobPod(pod.name, phase, jobs.pod_index(pod.metadata), finished, restarts, ready))
+    return members
+
+
+def job_decision(job: KubeObject, pods: Iterable[KubeObject], observed: jobs.Observed | None) -> jobs.JobSync:
+    """jobs.sync for `job` with its `pods`: started when the running cluster first saw it,
+    offline at its creationTimestamp (if it has one)."""
+    start = observed.started.get(job.ref, observed.now) if observed is not None else \
+        jobs.parse_timestamp(job.metadata.get("creationTimestamp"))
+    return jobs.sync(job.spec, job_members(pods, observed), start, observed.now if observed is not None else None)
+
+
+def fill_job_status(job: KubeObject, pods: list[KubeObject], observed: jobs.Observed | None = None) -> None:
+    """The Job's status as its controller reports it (`pods`: those it controls)."""
+    job.body["status"] = job_decision(job, [p for p in pods if _controlled_by(p, job)], observed).status
 
 
 def fill_workload_status(obj: KubeObject, pods: list[KubeObject], desired: int | None = None) -> None:

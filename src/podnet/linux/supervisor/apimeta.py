@@ -289,6 +289,11 @@ class ApiMeta:
             if self.pod_started.pop(ref, None) is not None:
                 self._changed_starts.add(ref)
 
+    def created(self, key: tuple) -> str | None:
+        """The object's creationTimestamp, if it is known."""
+        record = self._records.get(key)
+        return record.created if record is not None else None
+
     def uid(self, obj) -> str | None:
         """The uid the object is served with: the computed one, or its made-again one."""
         return self._with_uid(self._records.get(obj.key), obj.body)["metadata"].get("uid")

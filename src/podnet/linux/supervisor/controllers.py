@@ -6,7 +6,7 @@ this module looks at what changed between two computed clusters (apimeta.ApiMeta
 says it as each controller would:
 
 - deployment-controller: ScalingReplicaSet "Scaled up/down replica set NAME from A to B";
-- replicaset-controller / daemonset-controller: SuccessfulCreate "Created pod: NAME",
+- replicaset-controller / daemonset-controller / job-controller: SuccessfulCreate "Created pod: NAME",
   SuccessfulDelete "Deleted pod: NAME"; statefulset-controller: SuccessfulCreate / SuccessfulDelete
   "create (delete) Pod NAME in StatefulSet STS successful";
 - default-scheduler: FailedScheduling with the scheduler's message (once per message);
@@ -79,7 +79,7 @@ class ControllerEvents:
             if parent is not None and parent.kind == "StatefulSet":
                 out.append((parent, "Normal", reason,
                             f"{verb} Pod {pod.name} in StatefulSet {parent.name} successful", "statefulset-controller"))
-            elif parent is not None and parent.kind in ("ReplicaSet", "DaemonSet"):
+            elif parent is not None and parent.kind in ("ReplicaSet", "DaemonSet", "Job"):
                 out.append((parent, "Normal", reason, f"{verb.capitalize()}d pod: {pod.name}",
                             f"{parent.kind.lower()}-controller"))
         if change not in ("deleted", "said") and not pod.spec.get("nodeName"):

@@ -14,6 +14,7 @@ scheduler and the controllers say happened) are recorded where it happens, in ev
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -24,7 +25,7 @@ from typing import Any
 
 from podnet.api import fields
 from podnet.api.objects import KubeObject
-from podnet.controlplane import Cluster, incremental
+from podnet.controlplane import Cluster, incremental, jobs, workloads
 from podnet.controlplane.cluster import ClusterChange
 from podnet.controlplane.system import apiserver_certificate_sans
 from podnet.errors import PodnetError
@@ -49,7 +50,9 @@ from podnet.linux.supervisor.events import EventStore, involved, posted_event
 from podnet.linux.supervisor.state import ClusterState
 from podnet.linux.supervisor.status import (
     finished_phase,
+    job_starts,
     live_digest,
+    observed_jobs,
     POLICY_KINDS,
     live_readiness,
     object_bodies,
@@ -144,6 +147,12 @@ class Supervisor:
         self.controllers = ControllerEvents()  # what the controllers say of each change (controllers.py)
         self._backoffs: set[tuple[str, str, int]] = set()  # (pod ref, container, restarts) BackOff emitted
         self._backoff_changes = counted.ChangedRefs()  # the pods changed since BackOff was looked for
+        # the Job controller (_sync_jobs): the pods changed since it looked, the generation it
+        # looked at, when a Job's time comes next, the Jobs whose end was said
+        self._job_changes = counted.ChangedRefs()
+        self._jobs_generation = -1
+        self._jobs_wake: float | None = None
+        self._jobs_said: set[tuple] = set()
         # the record (record.py): running.json/running.log as last written (keyed: `_written`),
         # the change count it was written at, the pods changed since (counted.py), those whose
         # processes are being stopped (looked at each time: a process ending is no assignment);
@@ -244,12 +253,19 @@ class Supervisor:
     # -- computing ------------------------------------------------------------------------------
 
     def _compute(self, inputs: list[dict[str, Any]], keep: Cluster | None,
-                 terminating: list[dict[str, Any]] | None = None) -> Cluster:
+                 terminating: list[dict[str, Any]] | None = None, observed: jobs.Observed | None = None) -> Cluster:
         """The cluster for `inputs` and the pods being deleted (`terminating`, by default those
-        the supervisor holds now: pass a copy taken under the lock when computing outside it)."""
+        the supervisor holds now: pass a copy taken under the lock when computing outside it,
+        and of `observed`, kubelet's word on the Jobs' pods)."""
         marked = list(self.terminating.values()) if terminating is None else terminating
         return reconcile.desired_cluster(reconcile.with_terminating(inputs, marked), self.config,
-                                         self._live_readiness, keep)
+                                         self._live_readiness, keep, observed or self._job_observed())
+
+    def _job_observed(self) -> jobs.Observed:
+        """The time and kubelet's word on the Jobs' pods, for the Job controller (take the lock)."""
+        sandboxes = self.runtime.pods if self.runtime is not None else {}
+        starts = job_starts(self.cluster, self.meta) if self.cluster is not None else {}
+        return observed_jobs(sandboxes, self.container_state, starts, standins=self.config.standins)
 
     def _live_readiness(self, pod) -> bool | None:
         return live_readiness(self.container_state, pod, self.config.standins)
@@ -582,6 +598,81 @@ class Supervisor:
             self.runtime.reap()
             self._kubelet_events()
             self._backoff_events()
+            self._sync_jobs()
+
+    def _sync_jobs(self) -> None:
+        """The Job controller's turn (controlplane/jobs.py decides; compute makes the pods it
+        decides, with the same rule): when a Job's pod changed, the cluster changed or a Job's
+        time came (a back-off over, a deadline, a TTL), it looks at every Job — a pod to make
+        asks for a recomputation, the pods of a Job that finished are killed, a Job whose
+        ttlSecondsAfterFinished passed is deleted, and the Job's events are said once."""
+        changed = [ref for ref in self._job_changes.take() if (sandbox := self.runtime.pods.get(ref)) is not None
+                   and sandbox.pod is not None and (fields.controller_of(sandbox.pod) or {}).get("kind") == "Job"]
+        now = time.time()
+        if not changed and self._jobs_generation == self.generation and not (self._jobs_wake and now >= self._jobs_wake):
+            return
+        self._jobs_generation = self.generation
+        if not self.cluster.of_kind("Job"):
+            self._jobs_wake = None
+            return
+        observed = self._job_observed()
+        owned: dict[tuple[str, str], list[KubeObject]] = {}
+        for pod in self.cluster.of_kind("Pod"):
+            owner = fields.controller_of(pod)
+            if owner and owner.get("kind") == "Job":
+                owned.setdefault((pod.namespace, owner.get("name")), []).append(pod)
+        wake, expired, remake = [], [], False
+        for job in self.cluster.of_kind("Job"):
+            pods = owned.get((job.namespace, job.name), [])
+            decision = workloads.job_decision(job, pods, observed)
+            remake = remake or bool(decision.create)
+            for name in decision.kill:
+                self._kill_job_pod(f"{job.namespace}/{name}")
+            if decision.verdict is not None and job.key not in self._jobs_said:
+                self._jobs_said.add(job.key)
+                verdict = decision.verdict
+                if verdict.type == "Complete":
+                    self.record_event(job, "Normal", "Completed", "Job completed", "job-controller")
+                else:
+                    self.record_event(job, "Warning", verdict.reason, verdict.message, "job-controller")
+            if decision.expired:
+                expired.append(job)
+            elif decision.wake_at is not None:
+                wake.append(decision.wake_at)
+        self._jobs_wake = min(wake) if wake else None
+        if remake:
+            self._recompute()
+        for job in expired:
+            self._delete_finished_job(job)
+
+    def _kill_job_pod(self, ref: str) -> None:
+        """A pod of a Job that finished: its containers killed and not restarted (the Job
+        controller deletes it upstream; here it stays, Failed, with its Job)."""
+        sandbox = self.runtime.pods.get(ref)
+        if sandbox is None or sandbox.terminating:
+            return
+        for container in sandbox.containers:
+            if container.restart_policy != "Never":
+                container.restart_policy = "Never"
+            if container.next_start:
+                container.next_start = 0.0
+            if container.running:
+                log.info("%s: container %s killed: its Job finished", ref, container.name)
+                self.runtime.kill_container(ref, container.name)
+
+    def _delete_finished_job(self, job) -> None:
+        """ttlSecondsAfterFinished passed (the TTL-after-finished controller): the Job is deleted,
+        its pods with it."""
+        body = self._inputs_index().get(job.key)
+        self._jobs_said.discard(job.key)
+        if body is None:
+            return
+        log.info("job %s: deleted %ss after it finished (ttlSecondsAfterFinished)", job.ref,
+                 job.spec.get("ttlSecondsAfterFinished"))
+        try:
+            self.change(json.dumps({"apiVersion": "v1", "kind": "List", "items": [body]}), delete=True)
+        except PodnetError as exc:
+            log.warning("job %s: could not be deleted after its TTL: %s", job.ref, exc)
 
     def _backoff_events(self) -> None:
         """kubelet's BackOff: once per wait of a crashed container before its restart (looked
@@ -615,8 +706,8 @@ class Supervisor:
                 self._take_recomputed(fast)
                 return
             inputs, keep, generation = list(self.inputs), self.cluster, self.generation
-            terminating = list(self.terminating.values())
-        cluster = self._compute(inputs, keep, terminating)
+            terminating, observed = list(self.terminating.values()), self._job_observed()
+        cluster = self._compute(inputs, keep, terminating, observed)
         with self.lock:
             if self.generation != generation:
                 self._recompute()

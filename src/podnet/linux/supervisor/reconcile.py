@@ -34,7 +34,7 @@ from podnet.api.loader import LoadedFiles, RawManifest, parse_texts
 from podnet.api.objects import KubeObject, Source
 from podnet.api.store import ObjectStore, admit
 from podnet.config import ClusterConfig, Networking
-from podnet.controlplane import Cluster, compute, incremental
+from podnet.controlplane import Cluster, compute, incremental, jobs
 from podnet.controlplane import injection
 from podnet.controlplane.cluster import ClusterChange
 from podnet.errors import PodnetError
@@ -92,14 +92,18 @@ def with_terminating(inputs: list[dict[str, Any]], terminating: Iterable[dict[st
 
 
 def desired_cluster(inputs: list[dict[str, Any]], config: ClusterConfig, readiness: Readiness,
-                    keep: Cluster | None = None) -> Cluster:
-    """The cluster for `inputs`; pods of `keep` that still belong are carried over as they are."""
+                    keep: Cluster | None = None, observed: jobs.Observed | None = None) -> Cluster:
+    """The cluster for `inputs`; pods of `keep` that still belong are carried over as they are:
+    those the computation makes again, and every pod of a Job it still has (the Job controller
+    made them over time, each wave as the last one finished: its next decision counts them all).
+    `observed`: the time and kubelet's word on the Jobs' pods (compute)."""
     running = [key for key, pod in keep.objects.items() if key[0] == "Pod" and fields.pod_ip(pod)] if keep else []
-    fresh = compute(admitted_bodies(inputs, "desired"), config, readiness, created_before=running)
+    fresh = compute(admitted_bodies(inputs, "desired"), config, readiness, created_before=running, observed=observed)
     if keep is None:
         return fresh
     carried = []
-    for pod in fresh.of_kind("Pod"):
+    made = {pod.key for pod in fresh.of_kind("Pod")}
+    for pod in fresh.of_kind("Pod") + [p for p in keep.of_kind("Pod") if p.key not in made and _job_still_has(fresh, p)]:
         old = keep.get("Pod", pod.namespace, pod.name)
         if old is not None and fields.pod_ip(old):
             # labels and annotations are the metadata an apply may change on a running pod (as
@@ -115,7 +119,16 @@ def desired_cluster(inputs: list[dict[str, Any]], config: ClusterConfig, readine
             carried.append(body)
     carried_keys = {object_key(c) for c in carried}
     merged = [b for b in inputs if object_key(b) not in carried_keys] + [as_input(c) for c in carried]
-    return compute(admitted_bodies(merged, "desired"), config, readiness)
+    return compute(admitted_bodies(merged, "desired"), config, readiness, observed=observed)
+
+
+def _job_still_has(cluster: Cluster, pod: KubeObject) -> bool:
+    """The pod's controller is a Job `cluster` has (the same one: its uid)."""
+    ref = fields.controller_of(pod)
+    if ref is None or ref.get("kind") != "Job":
+        return False
+    job = cluster.get("Job", pod.namespace, ref.get("name", ""))
+    return job is not None and job.metadata.get("uid") == ref.get("uid")
 
 
 def changed_cluster(keep: Cluster, inputs: list[dict[str, Any]], store: ObjectStore,

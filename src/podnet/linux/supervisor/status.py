@@ -19,7 +19,8 @@ from typing import Any
 from podnet import images
 from podnet.config import go_duration
 from podnet.api.objects import KubeObject
-from podnet.controlplane import Cluster
+from podnet.api import fields
+from podnet.controlplane import Cluster, jobs, workloads
 from podnet.controlplane.pods import serving_containers
 from podnet.linux.runtime import app_containers_done
 from podnet.linux.supervisor.events import timestamp
@@ -77,7 +78,13 @@ def runtime_status(body: dict[str, Any], sandbox, probed: Mapping[str, Mapping[s
                 f"{container.name} pod={metadata.get('name')}_{metadata.get('namespace')}({metadata.get('uid', '')})"}}
         else:
             code = container.last_exit if container.last_exit is not None else 0
-            entry["state"] = {"terminated": {"exitCode": code, "reason": "Completed" if code == 0 else "Error"}}
+            terminated: dict[str, Any] = {"exitCode": code, "reason": "Completed" if code == 0 else "Error"}
+            started = getattr(container, "started_at", None)
+            if started is not None:
+                terminated["startedAt"] = timestamp(started)
+            if getattr(container, "finished_at", 0.0):
+                terminated["finishedAt"] = timestamp(wall_time(container.finished_at))
+            entry["state"] = {"terminated": terminated}
     sidecars = {c.name for c in sandbox.containers if c.sidecar}
     if any(not (c.get("ready")) for c in (status.get("containerStatuses") or []) +
            [e for e in status.get("initContainerStatuses") or [] if e.get("name") in sidecars]):
@@ -108,38 +115,39 @@ def finished_phase(sandbox) -> str | None:
     return "Succeeded" if all(c.last_exit == 0 for c in sandbox.containers if not c.sidecar) else "Failed"
 
 
-def job_status(body: dict[str, Any], sandboxes: list) -> None:
-    """kubelet's word on a Job's pods laid over its computed status (the Job controller's
-    count): those done are succeeded or failed, the Job Complete once enough succeeded. podnet
-    runs each completion once: a pod that failed is not replaced (backoffLimit's retries are
-    not made), and the Job fails with it when nothing else runs. Changes `body` in place."""
-    spec, status = body.get("spec") or {}, body.setdefault("status", {})
-    phases = [finished_phase(s) for s in sandboxes]
-    succeeded, failed = phases.count("Succeeded"), phases.count("Failed")
-    status["active"] = phases.count(None)
-    status["ready"] = status.get("ready", 0) if status["active"] else 0
-    if succeeded:
-        status["succeeded"] = succeeded
-    if failed:
-        status["failed"] = failed
-    started = [c.started_at for s in sandboxes for c in s.containers if getattr(c, "started_at", None)]
-    if started and not status.get("startTime"):
-        status["startTime"] = timestamp(min(started))  # (its first pod's start)
-    ended = [c.finished_at for s in sandboxes for c in s.containers if not c.sidecar and c.finished_at]
-    when = timestamp(time.time() - (time.monotonic() - max(ended))) if ended else timestamp()
-    completions = spec.get("completions")
-    # a work queue (no completions): done once one pod succeeded and none runs
-    done = succeeded >= int(completions) if completions is not None else succeeded and not status["active"]
-    if done:
-        status.update(active=0, ready=0, completionTime=when, conditions=[
-            {"type": "SuccessCriteriaMet", "status": "True", "reason": "CompletionsReached",
-             "message": "Reached expected number of succeeded pods", "lastTransitionTime": when},
-            {"type": "Complete", "status": "True", "reason": "CompletionsReached",
-             "message": "Reached expected number of succeeded pods", "lastTransitionTime": when}])
-    elif failed and not status["active"]:
-        status["conditions"] = [{"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded",
-                                 "message": "Job has reached the specified backoff limit (podnet runs each pod once: "
-                                            "a failed pod is not replaced)", "lastTransitionTime": when}]
+# the system's clock since boot (the runtime's times) to the epoch, read once: a pod's end is
+# the same instant at every look (the Job controller orders its pods' ends by it)
+_WALL_OFFSET = time.time() - time.monotonic()
+
+
+def wall_time(monotonic: float) -> float:
+    return monotonic + _WALL_OFFSET
+
+
+def pod_outcome(sandbox, container_state: ContainerState, standins: bool = True) -> jobs.PodOutcome:
+    """kubelet's word on a pod for the Job controller: done or not, when, its restarts, ready."""
+    phase = finished_phase(sandbox) or "Running"
+    apps = [c for c in sandbox.containers if not c.sidecar]
+    ended = [c.finished_at for c in apps if c.finished_at]
+    finished = wall_time(max(ended)) if phase != "Running" and ended else None
+    ready = (phase == "Running" and bool(apps) and all(c.running for c in apps) and sandbox.pod is not None
+             and live_readiness(container_state, sandbox.pod, standins) is not False)
+    return jobs.PodOutcome(phase, finished, sum(c.restarts for c in apps), ready)
+
+
+def observed_jobs(sandboxes: Mapping[str, Any], container_state: ContainerState, started: Mapping[str, float],
+                  now: float | None = None, standins: bool = True) -> jobs.Observed:
+    """What the Job controller reads on a running cluster: kubelet's word on every Job's pod
+    that runs (or ran), when each Job started (`started`, by Job ref) and the time."""
+    pods = {ref: pod_outcome(s, container_state, standins) for ref, s in list(sandboxes.items())
+            if s.pod is not None and (fields.controller_of(s.pod) or {}).get("kind") == "Job"}
+    return jobs.Observed(time.time() if now is None else now, pods, started)
+
+
+def job_status(job: KubeObject, pods: list[KubeObject], observed: jobs.Observed) -> dict[str, Any]:
+    """The Job's status by kubelet's word now (the Job controller's count, controlplane/jobs.py):
+    what `get` serves between two computations of the cluster."""
+    return workloads.job_decision(job, pods, observed).status
 
 
 def live_digest(sandbox, probed: Mapping[str, Mapping[str, bool]]) -> tuple:
@@ -149,6 +157,17 @@ def live_digest(sandbox, probed: Mapping[str, Mapping[str, bool]]) -> tuple:
                   getattr(c, "held", False),
                   tuple(sorted((probed.get(c.name) or {}).items())))
                  for c in sandbox.containers)
+
+
+def job_starts(cluster: Cluster, meta) -> dict[str, float]:
+    """When each Job started: when the running cluster first had it (its creationTimestamp)."""
+    starts = {}
+    for job in cluster.of_kind("Job"):
+        created = meta.created(job.key) if meta is not None else None
+        at = jobs.parse_timestamp(created)
+        if at is not None:
+            starts[job.ref] = at
+    return starts
 
 
 def _owned_by(pod: KubeObject, owner: KubeObject) -> bool:
@@ -172,11 +191,14 @@ def object_bodies(cluster: Cluster, sandboxes: Mapping[str, Any], container_stat
     keys alone (what changed since the API server's last look)."""
     bodies = []
     chosen = cluster.objects.values() if only is None else [o for k in only if (o := cluster.objects.get(k)) is not None]
+    observed = None
     for obj in sorted(chosen, key=lambda o: o.key):
         body = obj.body
         if obj.kind == "Job":
+            if observed is None:
+                observed = observed_jobs(sandboxes, container_state, job_starts(cluster, meta), standins=cluster.config.standins)
             body = json.loads(json.dumps(body))
-            job_status(body, [s for s in sandboxes.values() if s.pod is not None and _owned_by(s.pod, obj)])
+            body["status"] = job_status(obj, [p for p in cluster.of_kind("Pod") if _owned_by(p, obj)], observed)
         elif obj.kind == "Pod" and obj.ref in sandboxes:
             body = json.loads(json.dumps(body))  # a copy, and faster than deepcopy
             runtime_status(body, sandboxes[obj.ref], container_state.get(obj.ref) or {})
