@@ -534,7 +534,7 @@ def test_endpoints_by_address():
     with pytest.raises(KeyError):
         engine.endpoint("x/nope")
     with pytest.raises(ValueError):
-        engine.evaluate(xb, xb, 80, "ICMP")
+        engine.evaluate(xb, xb, 80, "GRE")  # a packet is TCP, UDP, SCTP or ICMP
 
 
 # ---------------------------------------------------------------- the matrix object

@@ -27,6 +27,7 @@ from podnet.api.objects import KubeObject
 from podnet.controlplane import Cluster
 from podnet.controlplane.system import is_ingress_nginx
 from podnet.semantics.containerenv import ContainerConfigError, container_environments, expand
+from podnet.semantics.policymatch import ICMP
 
 AGNHOST = "agnhost"
 
@@ -171,6 +172,12 @@ class ServingAnswer:
     detail: str
 
 
+def echo_answer(where: str) -> ServingAnswer:
+    """An ICMP echo request (protocol ICMP, port 0) is answered by the kernel, whatever runs."""
+    return ServingAnswer(True, f"the kernel in {where}'s network namespace answers the echo request "
+                               "(nothing needs to listen)")
+
+
 def pod_serving(pod: KubeObject, cluster: Cluster, port: int, protocol: str) -> ServingAnswer:
     """`serving` for a pod of `cluster`, each container with the environment kubelet gives it (a
     container kubelet would not create serves nothing)."""
@@ -181,6 +188,8 @@ def serving(pod_spec: dict[str, Any], port: int, protocol: str, standins: bool =
             environments: Mapping[str, Mapping[str, str] | ContainerConfigError] | None = None) -> ServingAnswer:
     """Is something in the pod listening on port/protocol? `standins`: as behaviour_of.
     `environments`: container name -> its environment, or why kubelet does not create it."""
+    if protocol == ICMP:
+        return echo_answer("the pod")
     declared = []
     not_created = []
     for container in pod_spec.get("containers") or []:

@@ -12,8 +12,8 @@ from typing import TextIO
 from podnet.cli.load import add_source_options, cluster_from_args
 from podnet.errors import UsageError
 from podnet.semantics.networkpolicy import PolicyEngine
-from podnet.semantics.policymatch import PROTOCOLS, has_network
-from podnet.semantics.reachability import EXTERNAL, Matrix, MatrixDiff, diff, reachability
+from podnet.semantics.policymatch import ICMP, PACKET_PROTOCOLS, has_network
+from podnet.semantics.reachability import EXTERNAL, Matrix, MatrixDiff, diff, reachability, traffic_name
 
 EXAMPLES = """examples:
   # every pod × every pod (and the external client) on TCP 80, as a compact table
@@ -43,8 +43,9 @@ def add_parser(sub) -> None:
                                    "client) may open a connection to each other one under the cluster's\n"
                                    "NetworkPolicies. Rows are sources, columns destinations.",
                        epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("-p", "--port", type=int, default=80, help="destination port (default 80)")
-    p.add_argument("--protocol", default="TCP", type=str.upper, choices=PROTOCOLS, help="TCP (default), UDP or SCTP")
+    p.add_argument("-p", "--port", type=int, default=None, help="destination port (default 80; none for ICMP)")
+    p.add_argument("--protocol", default="TCP", type=str.upper, choices=PACKET_PROTOCOLS,
+                   help="TCP (default), UDP, SCTP, or ICMP (an echo request, as ping: no port)")
     p.add_argument("-n", "--namespace", action="append", metavar="NS",
                    help="only pods of this namespace (repeatable, or comma-separated); default: every namespace")
     p.add_argument("-o", "--output", choices=["table", "json", "csv", "html"], default="table",
@@ -77,7 +78,13 @@ def _matrix_of(files: list[str], args, namespaces: list[str] | None) -> Matrix:
 
 
 def run(args) -> int:
-    if not 1 <= args.port <= 65535:
+    if args.protocol == ICMP:
+        if args.port is not None:
+            raise UsageError("error: ICMP has no ports: drop -p")
+        args.port = 0
+    elif args.port is None:
+        args.port = 80
+    elif not 1 <= args.port <= 65535:
         raise UsageError(f"error: port {args.port} is out of range (1-65535)")
     namespaces = _namespaces(args.namespace)
     out = sys.stdout
@@ -119,7 +126,7 @@ def write_table(matrix: Matrix, out: TextIO) -> None:
     pods = matrix.pods
     total = len(pods)
     allowed = matrix.count()
-    out.write(f"{matrix.protocol}/{matrix.port}: rows connect to columns ('.' allowed, 'X' blocked); "
+    out.write(f"{matrix.traffic}: rows connect to columns ('.' allowed, 'X' blocked); "
               f"{allowed} of {total * total} allowed\n\n")
     groups = _groups(pods)
     named = all(len(_short_name(p)) <= 3 for p in pods)
@@ -204,7 +211,7 @@ def write_html(matrix: Matrix, out: TextIO) -> None:
     groups = _groups(pods)
     total = len(pods)
     allowed = matrix.count()
-    title = f"podnet matrix — {matrix.protocol}/{matrix.port}"
+    title = f"podnet matrix — {matrix.traffic}"
     parts = [f"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{e(title)}</title>"
              f"<style>{_CSS}</style></head><body>",
              f"<h1>{e(title)}</h1>",
@@ -253,7 +260,7 @@ def write_html(matrix: Matrix, out: TextIO) -> None:
 
 def write_diff_table(change: MatrixDiff, out: TextIO, names: list[str]) -> None:
     old, new = names
-    out.write(f"{change.protocol}/{change.port}: {old} → {new}: {len(change.opened)} connection(s) opened, "
+    out.write(f"{traffic_name(change.port, change.protocol)}: {old} → {new}: {len(change.opened)} connection(s) opened, "
               f"{len(change.closed)} closed\n")
     if change.added_pods:
         out.write(f"pods only in {new}: {', '.join(change.added_pods)}\n")

@@ -15,7 +15,7 @@ from podnet.errors import PodnetError, UsageError
 from podnet.host.control import pick_cluster
 from podnet.linux.reach import Destination, Measurement, disagreements, exec_argvs, measure, predicted, sctp_unsupported
 from podnet.semantics.networkpolicy import PolicyEngine, networked_pods
-from podnet.semantics.policymatch import PROTOCOLS
+from podnet.semantics.policymatch import ICMP, PACKET_PROTOCOLS
 from podnet.semantics.reachability import reachability
 from podnet.sim.trace import Tracer
 
@@ -40,13 +40,15 @@ TRACED_IN_TABLE = 10
 def add_parser(sub) -> None:
     p = sub.add_parser("probe", help="reachability matrix of a running cluster, by real connections (root)",
                        description="From inside every pod, attempts a connection to every pod's IP and port\n"
-                                   "(TCP: the handshake completes; UDP: a datagram gets a reply), all in parallel\n"
+                                   "(TCP: the handshake completes; UDP: a datagram gets a reply; ICMP: an echo\n"
+                                   "request gets its reply, as ping's), all in parallel\n"
                                    "with a bounded time-out, and prints the matrix as `podnet matrix` does.\n"
                                    "SCTP: this kernel cannot open SCTP sockets, so probe refuses it and says so.",
                        epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("-p", "--port", action="append", metavar="PORTS",
-                   help="destination ports, comma-separated or repeated (default 80)")
-    p.add_argument("--protocol", default="TCP", type=str.upper, choices=PROTOCOLS, help="TCP (default), UDP or SCTP")
+                   help="destination ports, comma-separated or repeated (default 80; none for ICMP)")
+    p.add_argument("--protocol", default="TCP", type=str.upper, choices=PACKET_PROTOCOLS,
+                   help="TCP (default), UDP, SCTP, or ICMP (an echo request, as ping: no port)")
     p.add_argument("-n", "--namespace", action="append", metavar="NS",
                    help="only pods of this namespace (repeatable, or comma-separated); default: every namespace")
     p.add_argument("-o", "--output", choices=["table", "json"], default="table",
@@ -75,7 +77,9 @@ def _ports(values: list[str] | None) -> list[int]:
 
 
 def run(args) -> int:
-    ports = _ports(args.port)
+    if args.protocol == ICMP and args.port:
+        raise UsageError("error: ICMP has no ports: drop -p")
+    ports = [0] if args.protocol == ICMP else _ports(args.port)
     if args.timeout <= 0 or args.attempts < 1:
         raise UsageError("error: --timeout must be positive and --attempts at least 1")
     if os.geteuid() != 0:

@@ -65,7 +65,7 @@ def add_parser(sub) -> None:
     p.add_argument("dst", metavar="DST", help="NS/POD, a Service (svc, svc.ns, FQDN), any DNS name, IP[:PORT], "
                                               "node/NAME, external, or http(s)://host/path")
     p.add_argument("-p", "--port", help="destination port, a number or a name (default: the Service's only port)")
-    p.add_argument("--protocol", default="TCP", type=str.upper, choices=["TCP", "UDP", "SCTP"])
+    p.add_argument("--protocol", default="TCP", type=str.upper, choices=["TCP", "UDP", "SCTP", "ICMP"])
     p.add_argument("-H", "--header", action="append", default=[], metavar="'NAME: VALUE'",
                    help="an HTTP header, as curl's -H (repeatable): 'Host: h' is the host nginx routes by, while "
                         "the connection still goes to the URL's host; 'Name:' removes a header curl sends itself")

@@ -2,14 +2,17 @@
 
 Run as `python -m podnet.linux.connect` in the pod's namespaces (through the supervisor's `exec`
 argv, as `podnet dig --from` runs podnet.dns.probe). Reads one JSON document on stdin,
-{"protocol": "TCP"|"UDP"|"SCTP", "timeout": seconds, "attempts": n, "targets": [[ip, port], ...]},
+{"protocol": "TCP"|"UDP"|"SCTP"|"ICMP", "timeout": seconds, "attempts": n, "targets": [[ip, port], ...]},
 and prints one JSON list, an outcome per target in the same order.
 
 What counts as a connection is the upstream e2e model's (agnhost connect, as cyclonus runs it):
 TCP and SCTP: the handshake completes; UDP: a datagram "hostname\\n" gets any reply (agnhost
-serve-hostname --udp and netexec --udp-port both answer it). Outcomes: "connected", "refused"
+serve-hostname --udp and netexec --udp-port both answer it); ICMP (the port is ignored): an echo
+request gets its echo reply, as ping's (one raw socket for every target: the prober runs as root
+in the pod's namespace). Outcomes: "connected", "refused"
 (a reset, or ICMP port unreachable: the packet reached a host that listens on nothing there),
-"timeout" (no answer: dropped), "unreachable" (no route, ICMP host/net unreachable) or
+"timeout" (no answer: dropped), "unreachable" (no route, ICMP host/net unreachable; for ICMP,
+"refused" is any other destination unreachable, as ICMP port unreachable from kube-proxy) or
 "error: <reason>". A failed attempt is tried again, up to `attempts` in all, each with its own
 timeout (a loaded machine may be slow to accept; a drop stays a drop).
 
@@ -25,6 +28,7 @@ import json
 import os
 import selectors
 import socket
+import struct
 import sys
 import time
 
@@ -105,9 +109,99 @@ def _finish_udp(sock: socket.socket) -> int | None:
         return exc.errno or errno.EIO
 
 
+ECHO_REQUEST, ECHO_REPLY, DESTINATION_UNREACHABLE = 8, 0, 3
+_ICMP_UNREACHABLE_CODES = {0, 1}  # net, host unreachable (a route's answer); the rest: refused
+
+
+def _checksum(data: bytes) -> int:
+    if len(data) % 2:
+        data += b"\0"
+    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
+    total = (total >> 16) + (total & 0xFFFF)
+    total += total >> 16
+    return ~total & 0xFFFF
+
+
+def _echo_request(ident: int, sequence: int) -> bytes:
+    header = struct.pack("!BBHHH", ECHO_REQUEST, 0, 0, ident, sequence)
+    payload = b"podnet probe"
+    return struct.pack("!BBHHH", ECHO_REQUEST, 0, _checksum(header + payload), ident, sequence) + payload
+
+
+def _icmp_answer(packet: bytes, ident: int) -> tuple[int, str] | None:
+    """(sequence, outcome) of one ICMP packet a raw socket received, if it answers our requests."""
+    start = (packet[0] & 0x0F) * 4
+    if len(packet) < start + 8:
+        return None
+    kind, code = packet[start], packet[start + 1]
+    if kind == ECHO_REPLY:
+        their_ident, sequence = struct.unpack("!HH", packet[start + 4:start + 8])
+        return (sequence, CONNECTED) if their_ident == ident else None
+    if kind == DESTINATION_UNREACHABLE:  # the request's IP header and first 8 bytes follow
+        inner = start + 8
+        if len(packet) < inner + 20:
+            return None
+        quoted = inner + (packet[inner] & 0x0F) * 4
+        if len(packet) < quoted + 8 or packet[quoted] != ECHO_REQUEST:
+            return None
+        their_ident, sequence = struct.unpack("!HH", packet[quoted + 4:quoted + 8])
+        if their_ident != ident:
+            return None
+        return sequence, UNREACHABLE if code in _ICMP_UNREACHABLE_CODES else REFUSED
+    return None
+
+
+def _probe_icmp(targets: list[tuple[str, int]], timeout: float, attempts: int) -> list[str]:
+    """Echo requests to every target's address (its port is ignored), `attempts` rounds: a target
+    without its reply is asked again in the next round, each round waiting `timeout`."""
+    if len(targets) > 0xFFFF:
+        raise ValueError("more ICMP targets than sequence numbers")
+    try:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
+    except OSError as exc:
+        return [outcome_of(exc.errno or errno.EPERM)] * len(targets)
+    ident = os.getpid() & 0xFFFF
+    results: list[str | None] = [None] * len(targets)
+    with sock:
+        sock.setblocking(False)
+        for _ in range(max(1, attempts)):
+            asked = [i for i, r in enumerate(results) if r != CONNECTED]
+            if not asked:
+                break
+            for i in asked:
+                try:
+                    sock.sendto(_echo_request(ident, i), (targets[i][0], 0))
+                    results[i] = TIMEOUT
+                except OSError as exc:
+                    results[i] = outcome_of(exc.errno or errno.EIO)
+            deadline = time.monotonic() + timeout
+            waiting = {i for i in asked if results[i] == TIMEOUT}
+            with selectors.DefaultSelector() as selector:
+                selector.register(sock, selectors.EVENT_READ)
+                while waiting and (left := deadline - time.monotonic()) > 0:
+                    if not selector.select(left):
+                        continue
+                    while True:
+                        try:
+                            packet, (source, _) = sock.recvfrom(65535)
+                        except BlockingIOError:
+                            break
+                        answer = _icmp_answer(packet, ident)
+                        if answer is None or answer[0] not in waiting:
+                            continue
+                        sequence, outcome = answer
+                        if outcome == CONNECTED and source != targets[sequence][0]:
+                            continue  # a reply from elsewhere is not the target's
+                        results[sequence] = outcome
+                        waiting.discard(sequence)
+    return [r or TIMEOUT for r in results]
+
+
 def probe(protocol: str, targets: list[tuple[str, int]], timeout: float, attempts: int = 2) -> list[str]:
     """An outcome per target, all attempted concurrently."""
     protocol = protocol.upper()
+    if protocol == "ICMP":
+        return _probe_icmp(targets, timeout, attempts)
     results: list[str | None] = [None] * len(targets)
     waiting = [_Attempt(i, ip, int(port), max(1, attempts)) for i, (ip, port) in enumerate(targets)]
     waiting.reverse()  # popped from the end: first target first

@@ -59,7 +59,7 @@ from podnet.semantics.policymatch import (
     compile_port,
     has_network,
     network_of,
-    normalize_protocol,
+    normalize_packet_protocol,
     pod_endpoint,
     selector_of,
 )
@@ -501,7 +501,7 @@ class PolicyEngine:
 
     def evaluate(self, src: Endpoint, dst: Endpoint, port: int, protocol: str = "TCP") -> Verdict:
         """May `src` open a new connection to `dst` on port/protocol? (post-DNAT: dst is the backend)"""
-        protocol = normalize_protocol(protocol)
+        protocol = normalize_packet_protocol(protocol)
         port = int(port)
         if src == dst or (src.ip is not None and src.ip == dst.ip):
             text = "self traffic: an endpoint can always reach itself"

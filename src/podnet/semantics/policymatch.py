@@ -21,7 +21,9 @@ from podnet.controlplane.pods import NamedPort, named_ports, serving_containers
 IPAddress = Union[ipaddress.IPv4Address, ipaddress.IPv6Address]
 IPNetwork = Union[ipaddress.IPv4Network, ipaddress.IPv6Network]
 
-PROTOCOLS = ("TCP", "UDP", "SCTP")
+PROTOCOLS = ("TCP", "UDP", "SCTP")  # what a policy's ports name
+ICMP = "ICMP"  # an echo request (ping): no port, so only a rule without ports takes it
+PACKET_PROTOCOLS = (*PROTOCOLS, ICMP)  # what a packet that policies judge may carry
 INGRESS, EGRESS = "ingress", "egress"
 NAMESPACE_NAME_LABEL = "kubernetes.io/metadata.name"
 _EMPTY: Mapping[str, str] = MappingProxyType({})
@@ -31,6 +33,16 @@ def normalize_protocol(protocol: str) -> str:
     value = str(protocol or "TCP").upper()
     if value not in PROTOCOLS:
         raise ValueError(f"unsupported protocol {protocol!r}: NetworkPolicy knows TCP, UDP and SCTP")
+    return value
+
+
+def normalize_packet_protocol(protocol: str) -> str:
+    """A packet's protocol: a policy port's, or ICMP (port 0), which no port entry matches: a
+    rule with `ports` never takes it, a rule without takes every protocol (the API's "all ports";
+    Calico, Cilium and podnet's nft rules alike)."""
+    value = str(protocol or "TCP").upper()
+    if value not in PACKET_PROTOCOLS:
+        raise ValueError(f"unsupported protocol {protocol!r}: a packet is TCP, UDP, SCTP or ICMP")
     return value
 
 

@@ -42,8 +42,8 @@ from podnet.semantics.networkpolicy import (
     PortMatch,
     Rule,
     networked_pods,
-    normalize_protocol,
 )
+from podnet.semantics.policymatch import ICMP, normalize_packet_protocol
 
 EXTERNAL = "external"
 
@@ -82,6 +82,10 @@ class Matrix:
     pods: list[str]
     rows: list[int]
     index: dict[str, int] = field(default_factory=dict, repr=False)
+
+    @property
+    def traffic(self) -> str:
+        return traffic_name(self.port, self.protocol)
 
     def __post_init__(self) -> None:
         if not self.index:
@@ -430,10 +434,15 @@ class _Builder:
                 rows[p] |= host_bits
 
 
+def traffic_name(port: int, protocol: str) -> str:
+    """TCP/80, or "ICMP echo" (ping: no port)."""
+    return "ICMP echo" if protocol == ICMP else f"{protocol}/{port}"
+
+
 def reachability(cluster, port: int, protocol: str = "TCP", namespaces: Iterable[str] | None = None) -> Matrix:
     """The matrix for every pod with an IP (of `namespaces`, or all) plus `external`.
 
     `cluster` is a computed Cluster or a PolicyEngine already built for it (to share the compile).
     """
     engine = cluster if isinstance(cluster, PolicyEngine) else PolicyEngine(cluster)
-    return _Builder(engine, int(port), normalize_protocol(protocol), namespaces).build()
+    return _Builder(engine, int(port), normalize_packet_protocol(protocol), namespaces).build()

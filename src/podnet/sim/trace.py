@@ -31,14 +31,14 @@ from podnet.semantics.meshcapture import (INBOUND_PASSTHROUGH_SOURCE, INBOUND_PO
                                           InterceptionError, captures_inbound, captures_outbound, interception_of)
 from podnet.semantics.corefile import CorefileError
 from podnet.semantics.loadbalancer import announced_ips, announcing_node
-from podnet.semantics.policymatch import Endpoint
+from podnet.semantics.policymatch import ICMP, Endpoint
 from podnet.semantics.nginxhost import host_header_problem
 from podnet.semantics.nodenat import IpMasq, host_port_for, node_host_ports, portmap_masquerade
 from podnet.semantics.routing import Addressing, Hop, Party
 from podnet.semantics.services import Backend, ServiceTable, Translation, affinity_choice
 from podnet.sim.curl import HttpRequest, http_request
 
-PROTOCOLS = ("TCP", "UDP", "SCTP")
+PROTOCOLS = ("TCP", "UDP", "SCTP", ICMP)  # ICMP: an echo request, as ping sends it (no port)
 # the client's proxy choosing a request's route (HTTPRoute on a Service): not "route", which is the
 # kernel's routing and, at a pod, the ingress controller's (the live trace checks that controller)
 MESH_ROUTE = "mesh-route"
@@ -279,8 +279,10 @@ class Tracer:
         """SRC → DST; for an http(s):// DST, `headers` and `resolve` are curl's -H and --resolve."""
         protocol = protocol.upper()
         if protocol not in PROTOCOLS:
-            raise UsageError(f"--protocol {protocol}: must be TCP, UDP or SCTP")
+            raise UsageError(f"--protocol {protocol}: must be TCP, UDP, SCTP or ICMP")
         port = self._port_value(port)
+        if protocol == ICMP and "://" in dst_text:
+            raise UsageError(f"--protocol ICMP sends an echo request (ping), not a request to {dst_text}")
         if "://" in dst_text:
             request = http_request(dst_text, headers, resolve)
             return self._trace_url(self.source(src_text), request)
@@ -333,7 +335,12 @@ class Tracer:
             raise UsageError(f"{text}: not an IPv4 address") from None
 
     def _numeric(self, port, text: str, pod, protocol: str, ip: str) -> int:
-        """A port number: given, or named on the Service or pod at `ip`, or the only one there."""
+        """A port number: given, or named on the Service or pod at `ip`, or the only one there
+        (ICMP: 0, it has none)."""
+        if protocol == ICMP:
+            if port not in (None, 0):
+                raise UsageError(f"DST {text}: ICMP has no ports (an echo request goes to an address)")
+            return 0
         svc = self.services.service_at(ip)
         pod = pod or self.addresses.pod_by_ip.get(ip)
         if isinstance(port, int):
@@ -400,6 +407,14 @@ class Tracer:
                 if translation.verdict != "dnat":
                     return self._dropped(hops, translation.reason, dst_ip, port, ingress)
                 return self._through_service(src, packet, translation, hops, protocol, ingress)
+            if protocol == ICMP and self.services.is_virtual_ip(dst_ip):
+                failure = self._echo_to_virtual_ip(src, packet, dst_ip, hops)
+                if failure:
+                    return self._dropped(hops, failure, dst_ip, port, ingress)
+                answering = self.addresses.node_party(packet.at)
+                hops.append(Hop(answering.name, "serve", images.echo_answer(answering.name).detail))
+                return TraceResult("delivered", f"answered by {answering.name}", hops,
+                                   {"pod": None, "ip": dst_ip, "port": 0}, [], ingress)
             if self.services.is_virtual_ip(dst_ip):
                 svc = self.services.service_at(dst_ip)
                 reason = f"{dst_ip} is Service {svc.ref}, which has no {port}/{protocol} port: rejected by kube-proxy"
@@ -758,7 +773,51 @@ class Tracer:
                                              f"{INBOUND_PASSTHROUGH_SOURCE}"))
         return None
 
+    def _echo_to_virtual_ip(self, src: Party, packet: Packet, dst_ip: str, hops: list[Hop]) -> str | None:
+        """An echo request for a Service's virtual IP: kube-proxy translates ports, and ICMP has
+        none. A LoadBalancer IP is on its announcing node's `lo` (linux/l2announce), which answers
+        it like any of its addresses; a ClusterIP is on no interface: in nftables mode kube-proxy's
+        cluster-ips check rejects what no Service port took (ICMP port unreachable), in iptables
+        and userspace mode nothing takes it and it is lost. None: answered by the node that holds
+        the address (packet.at)."""
+        svc = self.services.service_at(dst_ip)
+        node = self.announcing_node(svc, dst_ip) if dst_ip in announced_ips(svc, self.addresses.lan) else None
+        if node is not None:
+            if src.kind == "pod" and not src.host_network and not packet.egress_checked:
+                sides = self.policy(src, src, self.addresses.party_for_ip(dst_ip), 0, ICMP)
+                hops.append(sides.egress_hop)
+                packet.egress_checked = True
+                if not sides.egress_allowed:
+                    return sides.egress_reason
+            if node.name != packet.at.name:
+                if packet.source.kind == "pod" and self.ip_masq.applies(packet.source.ip, dst_ip):
+                    masq = self.addresses.node_party(packet.at)
+                    hops.append(Hop(f"node/{packet.at.name}", "snat", f"→ {masq.ip}: leaves the pod network "
+                                                                       "(flannel ip-masq)"))
+                    packet.source = masq
+                hops.append(Hop(f"node/{packet.at.name}", "route", f"{dst_ip} is on the LAN → eth0"))
+                hops.append(Hop("LAN", "arp", f"{dst_ip} is answered by node/{node.name} (L2 announcement)"))
+                packet.at, packet.origin = node, "external"
+            hops.append(Hop(f"node/{node.name}", "local", f"{dst_ip} is on node/{node.name}'s lo (the LoadBalancer "
+                                                           f"IP of Service {svc.ref}): kube-proxy translates ports "
+                                                           "only, so the node itself takes the echo request"))
+            return None
+        mode = self.cluster.config.networking.proxy_mode
+        at = f"node/{packet.at.name}"
+        if mode == "nftables":
+            reason = (f"{dst_ip} is Service {svc.ref}'s virtual IP, and an echo request has no port for kube-proxy "
+                      "to translate: its cluster-ips check rejects it (ICMP port unreachable; ping says "
+                      "'Destination Port Unreachable')")
+            hops.append(Hop(at, "reject", reason))
+        else:
+            reason = (f"{dst_ip} is Service {svc.ref}'s virtual IP, which no interface holds, and kube-proxy's "
+                      f"{mode} rules take TCP, UDP and SCTP ports only: the echo request is lost (ping: no reply)")
+            hops.append(Hop(at, "drop", reason))
+        return reason
+
     def _serving(self, dst: Party, port: int, protocol: str) -> images.ServingAnswer:
+        if protocol == ICMP:
+            return images.echo_answer(dst.name)
         if dst.kind == "pod":
             return images.pod_serving(dst.pod, self.cluster, port, protocol)
         if dst.kind == "node":
