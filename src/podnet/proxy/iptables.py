@@ -18,6 +18,11 @@ Each sync writes both tables with one `iptables-restore --noflush`: the chains i
 (`:CHAIN`) are flushed and rewritten; the others stay as they are. KUBE-SERVICES and its
 peers are always rewritten; a service port's own chains only when that port changed
 (kube-proxy's partial sync); chains of removed ports are deleted (`-X`).
+
+A full sync also writes kube-proxy's canary, KUBE-PROXY-CANARY, into the mangle, nat and filter
+tables (NewProxier's `ipt.Monitor`). Upstream's canary is an empty chain, so only `-X` takes it;
+podnet's holds one RETURN rule, so a flush (`iptables -t nat -F`) empties it too, and the node's
+kube-proxy (podnet.proxy.canary) notices either and syncs everything again.
 """
 
 from __future__ import annotations
@@ -43,6 +48,14 @@ JUMPS = {  # (table, built-in chain, kube chain, comment, match): what kube-prox
 }
 NAT_CHAINS = ("KUBE-SERVICES", "KUBE-NODEPORTS", "KUBE-POSTROUTING", "KUBE-MARK-MASQ")
 FILTER_CHAINS = ("KUBE-SERVICES", "KUBE-EXTERNAL-SERVICES", "KUBE-PROXY-FIREWALL")
+CANARY = "KUBE-PROXY-CANARY"
+CANARY_TABLES = ("mangle", "nat", "filter")  # kube-proxy's iptablesCanaryTables order
+
+
+def canary_lines() -> tuple[str, str]:
+    """The canary chain's declaration (which flushes it) and its one rule, for iptables-restore."""
+    return (f":{CANARY} - [0:0]",
+            f"-A {CANARY} {_c('kube-proxy canary: a full resync follows when this rule is gone')} -j RETURN")
 
 
 def port_proto_hash(port_ref: str, protocol: str, endpoint: str = "") -> str:
@@ -206,6 +219,8 @@ def restore_input(old: TablesState, desired: list[ServicePort], pod_subnet: str,
     nat += [f":{c} - [0:0]" for c in NAT_CHAINS]
     nat += [f":{c} - [0:0]" for rules in rewrite for c in rules.chains]
     nat += [f":{c} - [0:0]" for c in dead]  # declared (so flushed) before -X
+    canary = canary_lines() if full else ()
+    nat += canary[:1]
     nat += jumps["nat"]
     nat += [line for rules in everything for line in rules.services]
     nat.append(f"-A KUBE-SERVICES {_c('kubernetes service nodeports; NOTE: this must be the last rule in this chain')} "
@@ -217,13 +232,16 @@ def restore_input(old: TablesState, desired: list[ServicePort], pod_subnet: str,
             f"-A KUBE-POSTROUTING {_c('kubernetes service traffic requiring SNAT')} -j MASQUERADE --random-fully"]
     nat += [line for rules in rewrite for chain in rules.chains.values() for line in chain]
     nat += [f"-X {c}" for c in dead]
+    nat += canary[1:]
     nat.append("COMMIT")
-    filt = ["*filter", *(f":{c} - [0:0]" for c in FILTER_CHAINS), *jumps["filter"]]
+    filt = ["*filter", *(f":{c} - [0:0]" for c in FILTER_CHAINS), *canary[:1], *jumps["filter"]]
     filt += [line for rules in everything for line in rules.filter_services]
     filt += [line for rules in everything for line in rules.filter_external]
     filt += [line for rules in everything for line in rules.filter_firewall]
+    filt += canary[1:]
     filt.append("COMMIT")
-    return "\n".join(nat + filt) + "\n", new, len(rewrite)
+    mangle = ["*mangle", *canary, "COMMIT"] if full else []
+    return "\n".join(nat + filt + mangle) + "\n", new, len(rewrite)
 
 
 def _table(listing: str, table: str) -> str:
@@ -239,6 +257,6 @@ def _table(listing: str, table: str) -> str:
 
 def stale_chains(listing: str, state: TablesState) -> list[str]:
     """Per-service KUBE- chains in `iptables-save -t nat` output that `state` does not own."""
-    owned = {c for _, rules in state.ports.values() for c in rules.chains} | set(NAT_CHAINS)
+    owned = {c for _, rules in state.ports.values() for c in rules.chains} | set(NAT_CHAINS) | {CANARY}
     found = [line[1:].split()[0] for line in listing.splitlines() if line.startswith(":KUBE-")]
     return [c for c in found if c not in owned]

@@ -215,6 +215,17 @@ def skeleton(service_subnet: str) -> list[str]:
     ]
 
 
+def fixed_chains(service_subnet: str) -> tuple[tuple[str, int], ...]:
+    """The skeleton's chains and how many rules each holds: only a full sync writes them, so
+    they are what the canary check (podnet.proxy.canary) expects to find, whatever the Services."""
+    counts: dict[str, int] = {}
+    for line in skeleton(service_subnet):
+        verb, kind, *_ = words = line.split()
+        if verb == "add" and kind in ("chain", "rule"):
+            counts[words[4]] = counts.get(words[4], 0) + (kind == "rule")
+    return tuple(counts.items())
+
+
 @dataclass
 class TableState:
     """What is in the kernel's table now (as far as the last successful sync knows)."""

@@ -8,6 +8,15 @@ ports that changed. A refused sync changes nothing in the kernel (one transactio
 previous rules stay in force, the error is in `status` and told to `report`. Before its
 first sync a proxy removes what the other modes may have left in the node (kube-proxy's
 CleanupLeftovers), so switching modes leaves no stale rules.
+
+Rules changed behind the proxy's back are repaired as kube-proxy repairs them: `check()`
+(the supervisor calls it every round) asks the kernel whether the mode's fixed chains — the
+nftables table's base and helper chains, iptables' KUBE-PROXY-CANARY in mangle, nat and
+filter, the userspace table's chains — still hold what the last sync loaded
+(podnet.proxy.canary: one netlink round trip while nothing changed), and when not, logs why,
+tells `noticed` and syncs everything again. Every FULL_RESYNC_PERIOD it syncs everything
+again anyway, as kube-proxy's sync runner does (a change the canary cannot see: a rule
+deleted from one Service's chain).
 """
 
 from __future__ import annotations
@@ -20,6 +29,7 @@ from dataclasses import dataclass
 
 from podnet.controlplane import Cluster
 from podnet.proxy import iptables, nftables, nftnl
+from podnet.proxy.canary import FULL_RESYNC_PERIOD, Canary, NetlinkRuleCounter, RuleCounter, Watched
 from podnet.proxy.loader import LoadError, Runner, in_netns, run_command
 from podnet.proxy.model import ServicePort, service_ports
 from podnet.proxy.userspace import USERSPACE_TABLE, UserspaceProxier
@@ -41,6 +51,14 @@ class NftablesProxier:
         self.cache: dict[ServicePort, nftables.PortRules] = {}
         self.full = True
         self.loader = nftnl.Loader(netns) if (run is run_command if netlink is None else netlink) else None
+        self._watched = [Watched(nftables.FAMILY, nftables.TABLE, nftables.fixed_chains(service_subnet))]
+
+    def watched(self) -> list[Watched]:
+        """What the kernel holds after any successful sync, whatever the Services (the canary)."""
+        return self._watched
+
+    def force_full(self) -> None:
+        self.full = True
 
     def _load(self, text: str, full: bool) -> None:
         if self.loader is not None and not full:
@@ -79,6 +97,24 @@ class IptablesProxier:
         self.netns, self.pod_subnet, self.run = netns, pod_subnet, run
         self.state = iptables.TablesState()
         self.cache: dict[ServicePort, iptables.PortRules] = {}
+        self.full = True
+        self._nf_tables: bool | None = None  # whether iptables is iptables-nft (the canary's netlink sees it)
+
+    def watched(self) -> list[Watched]:
+        """kube-proxy's canary chains, one rule each (see podnet.proxy.iptables). Read over
+        nf_tables netlink, so only with iptables-nft; legacy iptables is not watched."""
+        if self._nf_tables is None:
+            try:
+                self._nf_tables = "nf_tables" in self.run(in_netns(self.netns, ["iptables", "-V"]))
+            except (LoadError, OSError):
+                self._nf_tables = False
+            if not self._nf_tables:
+                log.warning("iptables here is not iptables-nft: kube-proxy's canary chains are not watched")
+        if not self._nf_tables:
+            return []
+        return [Watched("ip", table, ((iptables.CANARY, 1),)) for table in iptables.CANARY_TABLES]
+
+    def force_full(self) -> None:
         self.full = True
 
     def sync(self, ports: list[ServicePort]) -> int:
@@ -163,7 +199,9 @@ class SyncStatus:
 class NodeProxy:
     def __init__(self, cluster_name: str, node: str, netns: str | None, mode: str, pod_subnet: str,
                  service_subnet: str = "10.96.0.0/12", run: Runner = run_command, min_sync_interval: float = 0.1,
-                 report: Callable[[str, str | None], None] | None = None):
+                 report: Callable[[str, str | None], None] | None = None,
+                 counter: RuleCounter | None = None, noticed: Callable[[str, str], None] | None = None,
+                 full_resync_period: float = FULL_RESYNC_PERIOD):
         self.cluster_name, self.node, self.netns, self.mode = cluster_name, node, netns, mode
         # told (node, why) of every refused sync and (node, None) of the first good one after:
         # the supervisor's events and log (kube-proxy reports them in its log and metrics)
@@ -172,6 +210,16 @@ class NodeProxy:
         self.proxier = make_proxier(mode, netns, pod_subnet, service_subnet, run)
         self.min_sync_interval = min_sync_interval
         self.status = SyncStatus()
+        # the canary: reads the node's kernel (netlink when the real tools run; tests give a
+        # fake), and `noticed` is told (node, what changed) when it finds the rules changed
+        if counter is None and run is run_command:
+            counter = NetlinkRuleCounter(netns)
+        self.canary = Canary(counter) if counter is not None else None
+        self._canary_lock = threading.Lock()  # check() reads with the socket that stop() closes
+        self.noticed = noticed
+        self.full_resync_period = full_resync_period
+        self._synced_ports: list[ServicePort] | None = None  # what the last good sync loaded
+        self._full_at = 0.0  # time.monotonic() of the last good full sync
         self._pending: list[ServicePort] | None = None
         self._wake = threading.Condition()
         self._stopping = False
@@ -193,17 +241,61 @@ class NodeProxy:
 
     def update_ports(self, ports: list[ServicePort]) -> None:
         with self._wake:
-            self._pending = ports
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._loop, name=f"proxy:{self.node}", daemon=True)
-                self._thread.start()
-            self._wake.notify()
+            self._queue(ports)
+
+    def _queue(self, ports: list[ServicePort]) -> None:
+        """Under self._wake: `ports` to be synced by the proxy's thread."""
+        self._pending = ports
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._loop, name=f"proxy:{self.node}", daemon=True)
+            self._thread.start()
+        self._wake.notify()
+
+    # -- the canary -----------------------------------------------------------------------------
+
+    def check(self) -> str | None:
+        """Whether the kernel still holds the mode's fixed chains as the last sync left them;
+        if not, a full sync of the same Services is queued and what changed is logged, told to
+        `noticed` and returned. Also queues the periodic full resync. Cheap while nothing
+        changed (podnet.proxy.canary); does nothing while a sync is pending, running or being
+        retried (that sync comes anyway, and a failed one rewrites everything)."""
+        if self.canary is None:
+            return None
+        with self._wake:
+            if (self._stopping or self._pending is not None or self._busy or self._synced_ports is None
+                    or self.status.last_error is not None):
+                return None
+            syncs = self.status.syncs
+        try:
+            with self._canary_lock:
+                if self._stopping:
+                    return None
+                reason = self.canary.check(self.proxier.watched())
+        except OSError as exc:  # the kernel could not be asked (the node going away): next round
+            log.debug("kube-proxy canary on node %s could not be read: %s", self.node, exc)
+            return None
+        periodic = reason is None and time.monotonic() - self._full_at >= self.full_resync_period
+        if reason is None and not periodic:
+            return None
+        with self._wake:
+            if self._stopping or self.status.syncs != syncs or self._pending is not None or self._busy:
+                return None  # a sync ran meanwhile: what was read may be its doing; look again next round
+            self.proxier.force_full()
+            self._queue(self._synced_ports)
+        if reason is None:
+            log.info("kube-proxy on node %s: periodic full resync (every %.0f s)", self.node, self.full_resync_period)
+            return None
+        log.warning("kube-proxy on node %s: %s outside kube-proxy; syncing all rules again", self.node, reason)
+        if self.noticed is not None:
+            self.noticed(self.node, reason)
+        return reason
 
     def _sync(self, ports: list[ServicePort]) -> None:
         if not self._cleaned:
             cleanup_leftovers(self.netns, keep=self.mode, run=self.run)
             self._cleaned = True
         started = time.monotonic()
+        full = getattr(self.proxier, "full", True)  # the userspace proxier always replaces its table
         try:
             rewritten = self.proxier.sync(ports)
         except Exception as exc:
@@ -220,6 +312,9 @@ class NodeProxy:
         self.status.last_rewritten = rewritten
         self.status.synced_at = time.monotonic()
         self.status.last_duration = self.status.synced_at - started
+        self._synced_ports = ports
+        if full:
+            self._full_at = self.status.synced_at
 
     def _clear_udp_conntrack(self, ports: list[ServicePort]) -> None:
         """kube-proxy's conntrack cleanup for UDP: a flow to an endpoint that stopped serving
@@ -301,3 +396,6 @@ class NodeProxy:
         if cleanup or self.mode == "userspace":  # the userspace proxy's listeners must close either way
             self.proxier.cleanup()
         self.proxier.close()
+        if self.canary is not None:
+            with self._canary_lock:
+                self.canary.close()  # its socket holds the node's namespace

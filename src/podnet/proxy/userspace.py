@@ -39,6 +39,7 @@ import time
 from dataclasses import dataclass
 
 from podnet.host.netns import socket_in_netns
+from podnet.proxy.canary import Watched
 from podnet.proxy.loader import Runner, in_netns, run_command
 from podnet.proxy.model import Endpoint, ServicePort
 from podnet.proxy.nftables import firewall
@@ -74,6 +75,10 @@ CHAINS = {
     "filter-prerouting": ["type filter hook prerouting priority -110; policy accept;", "ct state new jump firewall-check"],
     "filter-output": ["type filter hook output priority -110; policy accept;", "ct state new jump firewall-check"],
 }
+
+# the table's fixed chains and their rule counts (a chain's first line may be its hook), for
+# the canary check (podnet.proxy.canary); the per-Service firewall chains come and go
+FIXED_CHAINS = tuple((name, sum(1 for rule in rules if not rule.startswith("type "))) for name, rules in CHAINS.items())
 
 
 def endpoints_for(sp: ServicePort, kind: str) -> tuple[Endpoint, ...]:
@@ -374,6 +379,13 @@ class UserspaceProxier:
             while self._retired:
                 self._call(self._retired.pop().close())
             return changed
+
+    def watched(self) -> list[Watched]:
+        """The table's fixed chains, for the canary check (podnet.proxy.canary)."""
+        return [Watched("ip", USERSPACE_TABLE, FIXED_CHAINS)]
+
+    def force_full(self) -> None:
+        """Nothing to do: every sync replaces the table whole (the listeners stay)."""
 
     def close(self) -> None:
         """Nothing beyond what cleanup() ends (it runs on every stop of this mode)."""
