@@ -13,6 +13,13 @@ force — never an open window — and is recorded in `status` and raised; the n
 supervisor retries with back-off) rewrites the whole table, since the kernel's state is no
 longer known for sure. `loaded_shape` is what podnet believes the kernel holds, reduced for
 comparison with the kernel's own listing (podnet.linux.enforced; the live `trace` does it).
+
+`check()` is kube-proxy's canary applied to these tables (podnet.proxy.canary): whether the base
+chains — `egress`, `ingress` and the bridge table's `prerouting` — still hold the rules last
+loaded (a table deleted or flushed by hand, a rule added or removed there). The supervisor
+asks every syncPeriod and, when they do not, forgets what it loaded and syncs the node again,
+which replaces both tables whole; and it does so every FULL_RESYNC_PERIOD anyway (`resync_due`),
+for what the base chains do not show (a rule gone from one policy's chain).
 """
 
 from __future__ import annotations
@@ -23,7 +30,8 @@ from dataclasses import dataclass
 
 from podnet.controlplane import Cluster
 from podnet.linux.enforced import TableShape, ruleset_shape
-from podnet.policy import BRIDGE_FAMILY, FAMILY, TABLE, Ruleset, render, replace, transaction
+from podnet.policy import BASE_CHAINS, BRIDGE_CHAIN, BRIDGE_FAMILY, FAMILY, TABLE, Ruleset, render, replace, transaction
+from podnet.proxy.canary import FULL_RESYNC_PERIOD, Canary, NetlinkRuleCounter, RuleCounter, Watched
 from podnet.proxy.loader import LoadError, Runner, in_netns, run_command
 from podnet.semantics.networkpolicy import PolicyEngine
 
@@ -47,11 +55,17 @@ class PlannedSync:
 
 
 class NodePolicy:
-    def __init__(self, node: str, netns: str | None, run: Runner = run_command):
+    def __init__(self, node: str, netns: str | None, run: Runner = run_command, counter: RuleCounter | None = None,
+                 full_resync_period: float = FULL_RESYNC_PERIOD):
         self.node, self.netns, self.run = node, netns, run
+        self.full_resync_period = full_resync_period
+        self.full_at = 0.0  # time.monotonic() of the last load that replaced the tables whole
         self.loaded: Ruleset | None = None  # what the kernel holds, as far as known
         self.status = PolicySyncStatus()
         self._shape: tuple[Ruleset, TableShape] | None = None  # loaded_shape's, for that ruleset
+        if counter is None and run is run_command:
+            counter = NetlinkRuleCounter(netns)
+        self.canary = Canary(counter) if counter is not None else None
 
     def sync(self, cluster: Cluster, engine: PolicyEngine | None = None) -> None:
         """Make the node enforce `cluster`'s policies (raises LoadError if nft refuses);
@@ -77,6 +91,8 @@ class NodePolicy:
                 self.status.last_error = str(exc)
                 raise
             self.status.last_full = text.startswith("add table")
+            if self.status.last_full:
+                self.full_at = time.monotonic()
         self.loaded = desired
         self.status.syncs += 1
         self.status.last_error = None
@@ -96,9 +112,44 @@ class NodePolicy:
         listing = self.run(in_netns(self.netns, ["nft", "list", "counters", "table", FAMILY, TABLE]))
         return parse_counters(listing)
 
+    def watched(self) -> list[Watched]:
+        """The base chains of both tables and their rules, as last loaded ([] if not known)."""
+        loaded = self.loaded
+        if loaded is None:
+            return []
+        return [Watched(FAMILY, TABLE, tuple((name, len(loaded.chains.get(name, ()))) for name in BASE_CHAINS)),
+                Watched(BRIDGE_FAMILY, TABLE, ((BRIDGE_CHAIN[0], len(BRIDGE_CHAIN) - 2),))]
+
+    def check(self) -> str | None:
+        """None if the kernel holds the base chains as loaded (or nothing is known to compare);
+        otherwise what changed — and what was loaded is forgotten, so the next sync replaces
+        both tables whole. The caller (under the supervisor's lock, so no sync runs meanwhile)
+        syncs the node again. OSError if the kernel cannot be asked."""
+        watched = self.watched()
+        if self.canary is None or not watched:
+            return None
+        reason = self.canary.check(watched)
+        if reason is not None:
+            self.loaded = None
+        return reason
+
+    def resync_due(self) -> bool:
+        """Whether the periodic full resync is due; if so, what was loaded is forgotten, so the
+        next sync replaces both tables whole."""
+        if self.loaded is None or time.monotonic() - self.full_at < self.full_resync_period:
+            return False
+        self.loaded = None
+        return True
+
     def cleanup(self) -> None:
         self.run(in_netns(self.netns, ["nft", "-f", "-"]), replace(FAMILY) + replace(BRIDGE_FAMILY))
         self.loaded = None
+        self.close()
+
+    def close(self) -> None:
+        """Let go of the canary's netlink socket: it holds the node's namespace alive."""
+        if self.canary is not None:
+            self.canary.close()
 
 
 def parse_counters(listing: str) -> dict[str, int]:

@@ -3,6 +3,8 @@ rendered from the simulator's compiled policies. The syncer that loads it is in 
 (podnet.linux.netpol)."""
 
 from podnet.policy.nftables import (
+    BASE_CHAINS,
+    BRIDGE_CHAIN,
     BRIDGE_FAMILY,
     FAMILY,
     TABLE,
@@ -13,4 +15,5 @@ from podnet.policy.nftables import (
     transaction,
 )
 
-__all__ = ["BRIDGE_FAMILY", "FAMILY", "TABLE", "Ruleset", "counter_owner", "render", "replace", "transaction"]
+__all__ = ["BASE_CHAINS", "BRIDGE_CHAIN", "BRIDGE_FAMILY", "FAMILY", "TABLE", "Ruleset", "counter_owner", "render",
+           "replace", "transaction"]
