@@ -49,7 +49,10 @@ def cluster(tmp_path_factory):
     (tmp / "app.yaml").write_text(MANIFESTS)
     (tmp / "egress.yaml").write_text(CLIENT_EGRESS)
     (tmp / "nobody.yaml").write_text(NOBODY)
-    (tmp / "cluster.yaml").write_text(f"kind: Cluster\napiVersion: podnet.dev/v1alpha1\nname: {name}\nnodes: 2\n")
+    # syncPeriod 1h: the tables changed by hand stay changed for trace to see (podnet repairs them
+    # within a syncPeriod, 1 s by default: tests/test_rule_canary_root.py)
+    (tmp / "cluster.yaml").write_text(f"kind: Cluster\napiVersion: podnet.dev/v1alpha1\nname: {name}\nnodes: 2\n"
+                                      "kubeProxy: {syncPeriod: 1h}\n")
     started = False
     try:
         podnet("up", "-f", str(tmp / "app.yaml"), "--config", str(tmp / "cluster.yaml"), timeout=120)

@@ -28,6 +28,7 @@ DEFAULT_MAX_PODS = 110  # kubelet's default --max-pods
 # kubelet's crashLoopBackOff.maxContainerRestartPeriod: its default and the range it accepts (seconds)
 MAX_CONTAINER_RESTART_PERIOD = 300.0
 RESTART_PERIOD_RANGE = (1.0, 300.0)
+KUBE_PROXY_SYNC_PERIOD = 1.0  # seconds (kube-proxy's own default: 30s; see KubeProxyConfig)
 FIRST_NODE_HOST = 11  # nodes sit at .11, .12, .13 … of the LAN (the seeds' example)
 EXTERNAL_HOST = 100  # the "external" client namespace on the LAN
 
@@ -72,12 +73,24 @@ class KubeletConfig:
 
 
 @dataclass(frozen=True)
+class KubeProxyConfig:
+    """What podnet takes of KubeProxyConfiguration (v1alpha2's spelling; the same for every node)."""
+
+    # syncPeriod: how often each node's rules are checked for changes made behind podnet's back
+    # (kube-proxy's canary, podnet.proxy.canary; the NetworkPolicy tables' too) and resynced when
+    # changed. kube-proxy's default is 30s because each of its polls runs iptables; podnet's
+    # check is a netlink round trip per node, so it looks every second
+    sync_period: float = KUBE_PROXY_SYNC_PERIOD
+
+
+@dataclass(frozen=True)
 class ClusterConfig:
     name: str = "podnet"
     nodes: tuple[NodeConfig, ...] = field(default_factory=lambda: default_nodes(3))
     networking: Networking = field(default_factory=Networking)
     images: str = "standin"
     kubelet: KubeletConfig = field(default_factory=KubeletConfig)
+    kube_proxy: KubeProxyConfig = field(default_factory=KubeProxyConfig)
 
     @property
     def standins(self) -> bool:
@@ -109,6 +122,7 @@ class ClusterConfig:
             "images": self.images,
             "kubelet": {"crashLoopBackOff": {
                 "maxContainerRestartPeriod": go_duration(self.kubelet.max_container_restart_period)}},
+            "kubeProxy": {"syncPeriod": go_duration(self.kube_proxy.sync_period)},
         }
 
 
@@ -176,7 +190,8 @@ def parse_config(text: str, file: str = "<config>") -> ClusterConfig:
     return config
 
 
-_TOP_KEYS = {"kind", "apiVersion", "name", "nodes", "networking", "images", "kubelet"}
+_TOP_KEYS = {"kind", "apiVersion", "name", "nodes", "networking", "images", "kubelet", "kubeProxy"}
+_KUBE_PROXY_KEYS = {"syncPeriod"}
 _KUBELET_KEYS = {"crashLoopBackOff"}
 _CRASH_LOOP_KEYS = {"maxContainerRestartPeriod"}
 _NODE_KEYS = {"name", "role", "labels", "maxPods"}
@@ -214,9 +229,30 @@ def _build(data: Any, problems: _Problems) -> ClusterConfig | None:
     if networking is not None and nodes is not None:
         _check_capacity(networking, nodes, problems)
     kubelet = _kubelet(data.get("kubelet") or {}, problems)
-    if problems.items or networking is None or nodes is None or kubelet is None:
+    kube_proxy = _kube_proxy(data.get("kubeProxy") or {}, problems)
+    if problems.items or networking is None or nodes is None or kubelet is None or kube_proxy is None:
         return None
-    return ClusterConfig(name=name, nodes=nodes, networking=networking, images=images, kubelet=kubelet)
+    return ClusterConfig(name=name, nodes=nodes, networking=networking, images=images, kubelet=kubelet,
+                         kube_proxy=kube_proxy)
+
+
+def _kube_proxy(data: Any, problems: _Problems) -> KubeProxyConfig | None:
+    """kubeProxy: {syncPeriod: DURATION}, KubeProxyConfiguration's spelling; more than 0, as
+    kube-proxy validates it."""
+    if not isinstance(data, dict):
+        problems.add(("kubeProxy",), "must be a mapping")
+        return None
+    _unknown(data, _KUBE_PROXY_KEYS, ("kubeProxy",), problems)
+    raw = data.get("syncPeriod", go_duration(KUBE_PROXY_SYNC_PERIOD))
+    try:
+        seconds = parse_go_duration(raw)
+    except ValueError as exc:
+        problems.add(("kubeProxy", "syncPeriod"), str(exc))
+        return None
+    if seconds <= 0:
+        problems.add(("kubeProxy", "syncPeriod"), f"{raw!r} must be greater than 0, as kube-proxy accepts it")
+        return None
+    return KubeProxyConfig(sync_period=seconds)
 
 
 def _kubelet(data: Any, problems: _Problems) -> KubeletConfig | None:

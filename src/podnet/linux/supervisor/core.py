@@ -129,6 +129,7 @@ class Supervisor:
         # the generation it read, so a sync that leaves a node out must still stamp it if its rules hold
         self.policy_synced: dict[str, int] = {}
         self._policy_retry_at, self._policy_retry_delay = 0.0, POLICY_RETRY_FIRST
+        self._rules_check_at = 0.0  # time.monotonic() of check_rules' next look (kubeProxy.syncPeriod)
         self.tokens = None  # kubelet's ServiceAccount token manager (podnet.linux.serviceaccount), with its runtime only
         self.mesh: MeshProxies | None = None  # the meshed pods' proxies (podnet.linux.meshproxies), with kubelet's runtime only
         self.announcer = None  # LoadBalancer IPs on the LAN (podnet.linux.l2announce)
@@ -243,6 +244,64 @@ class Supervisor:
             log.info("proxy sync on node %s succeeded again", node)
             self.record_event(about, "Normal", "SyncProxyRulesRecovered",
                               "kube-proxy synced the rules again after a failure", "kube-proxy")
+
+    def _proxy_rules_changed(self, node: str, reason: str) -> None:
+        """A node's kube-proxy found its rules changed outside it (its canary) and syncs them
+        all again: a Warning event on the Node. Called from the loop's thread, lock not held."""
+        about = self.cluster.get("Node", "", node) if self.cluster is not None else None
+        if about is not None:
+            self.record_event(about, "Warning", "ProxyRulesChanged",
+                              f"kube-proxy's rules were changed outside it ({reason}); syncing all of them again",
+                              "kube-proxy")
+
+    def check_rules(self) -> None:
+        """kube-proxy's canary on every node (each proxy queues its own full resync), and the
+        same for the NetworkPolicy tables: a node whose base chains changed outside podnet has
+        both tables replaced at once, with a log line and a Warning event on the Node. Called by
+        the loop every round, it looks once per kubeProxy.syncPeriod (1 s by default); the policy
+        part waits for a round where no one else holds the lock (whoever holds it is syncing
+        anyway). A netlink round trip per node and table owner while nothing changed
+        (podnet.proxy.canary)."""
+        now = time.monotonic()
+        if now < self._rules_check_at or self.config is None:
+            return
+        self._rules_check_at = now + self.config.kube_proxy.sync_period
+        for proxy in list(self.proxies.values()):
+            try:
+                if hasattr(proxy, "check"):  # (tests stand in objects of their own)
+                    proxy.check()
+            except Exception:
+                log.exception("checking kube-proxy's rules on node %s failed", proxy.node)
+        if not self.policies or not self.lock.acquire(blocking=False):
+            return
+        try:
+            changed: dict[str, str | None] = {}  # node -> what changed (None: the periodic resync)
+            for node, policy in self.policies.items():
+                if node in self.policy_errors or not hasattr(policy, "check"):
+                    continue  # a failed node is retried, whole, anyway
+                try:
+                    reason = policy.check()
+                except OSError as exc:
+                    log.debug("NetworkPolicy canary on node %s could not be read: %s", node, exc)
+                    continue
+                if reason is not None:
+                    changed[node] = reason
+                elif policy.resync_due():
+                    log.info("NetworkPolicy on node %s: periodic full resync", node)
+                    changed[node] = None
+            for node, reason in changed.items():
+                if reason is None:
+                    continue
+                log.warning("NetworkPolicy on node %s: %s outside podnet; replacing its tables", node, reason)
+                about = self.cluster.get("Node", "", node)
+                if about is not None:
+                    self.record_event(about, "Warning", "NetworkPolicyRulesChanged",
+                                      f"the NetworkPolicy rules were changed outside podnet ({reason}); "
+                                      "loading them again", "kube-network-policies")
+            if changed:
+                self._sync_policies(set(changed))  # a failure goes to policy_errors: retry_policies
+        finally:
+            self.lock.release()
 
     def post_event(self, message: dict[str, Any]) -> dict[str, Any]:
         """An event a controller in a pod reports (the `event` op)."""
@@ -557,7 +616,7 @@ class Supervisor:
         netlink.apply(netns, reconcile.node_changes(networking))
         proxy = NodeProxy(self.layout.cluster, node, netns, networking.proxy_mode,
                           pod_subnet=str(networking.pod_subnet), service_subnet=str(networking.service_subnet),
-                          report=self._proxy_synced)
+                          report=self._proxy_synced, noticed=self._proxy_rules_changed)
         self.proxies[node] = proxy  # known before it syncs: a later update retries a sync that fails
         proxy.sync_now(self.cluster)
         policy = self.policy_factory(node, netns)
@@ -1208,6 +1267,9 @@ class Supervisor:
                     proxy.stop(cleanup=False)  # the node's namespace goes with the teardown
                 except Exception:
                     log.exception("stopping a proxy failed")
+            for policy in self.policies.values():
+                if hasattr(policy, "close"):
+                    policy.close()  # its canary's socket would keep the node's namespace
             if self.runtime is not None:
                 self.runtime.stop_all()
             if self.dataplane is not None:

@@ -22,7 +22,10 @@ Who emits what (podnet's components in the role of Kubernetes'):
   IPAllocated (MetalLB's reason), when a LoadBalancer Service gets its address; the workload
   controllers' ScalingReplicaSet and SuccessfulCreate (controllers.py says what each says);
 - kube-proxy: SyncProxyRulesFailed on a Node whose kernel refused a sync (the previous rules
-  stay in force; it retries), SyncProxyRulesRecovered once a sync holds again;
+  stay in force; it retries), SyncProxyRulesRecovered once a sync holds again, ProxyRulesChanged
+  (a Warning) when its canary finds its rules changed outside it and it syncs them all again;
+- kube-network-policies (the NetworkPolicy tables' syncer, in the role of the sigs project that
+  enforces NetworkPolicy with nftables per node): NetworkPolicyRulesChanged, likewise;
 - nginx-ingress-controller: whatever the controller posts over the control socket (`event`
   op): Sync on success, Warnings for what it could not serve.
 """

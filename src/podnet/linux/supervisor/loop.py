@@ -6,7 +6,9 @@
 
 The loop is thin on purpose: the control socket answers in its own threads (server.py),
 and every REAP_INTERVAL the main thread reaps containers (restartPolicy, back-off), retries
-a node's failed NetworkPolicy sync (with back-off) and, when the prober reported a readiness
+a node's failed NetworkPolicy sync (with back-off), checks that the nodes' kube-proxy and
+NetworkPolicy rules were not changed behind podnet's back (resyncing those that were: kube-proxy's
+canary, podnet.proxy.canary) and, when the prober reported a readiness
 change, recomputes the cluster (core.Supervisor.recompute); then it writes the record a
 restarted supervisor adopts the pods from (record.py), if it changed. With --adopt the
 supervisor takes over the pods a dead one left running instead of building the cluster; if
@@ -53,6 +55,10 @@ def step(supervisor: Supervisor, collector: Collector | None = None) -> None:
         supervisor.retry_policies()
     except Exception:
         log.exception("retrying a NetworkPolicy sync failed")
+    try:
+        supervisor.check_rules()  # kube-proxy's canary, and the NetworkPolicy tables'
+    except Exception:
+        log.exception("checking the nodes' rules failed")
     if supervisor.state_changed.is_set():
         supervisor.state_changed.clear()
         try:
