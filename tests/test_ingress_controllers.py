@@ -7,8 +7,10 @@ from pathlib import Path
 import pytest
 import yaml
 
+from podnet.semantics import ingress as ingress_semantics
 from podnet.semantics import ingress_controllers
 from podnet.semantics.ingress_controllers import ControllerFlags
+from podnet.sim.explain import Explainer
 from podnet.sim.trace import Tracer
 from tests.conftest import cluster_of
 
@@ -147,3 +149,39 @@ def test_what_the_add_on_made_is_not_a_controller_the_input_brings():
     assert made and all(o.metadata.get("ownerReferences") for o in made)
     again = cluster_of(WEAR_WATCH + "".join("\n---\n" + yaml.safe_dump(o.body) for o in made))
     assert again.get("Deployment", "ingress-nginx", "ingress-nginx-controller") is not None
+
+
+AUTHED = """
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata:
+  name: secret
+  annotations:
+    nginx.ingress.kubernetes.io/auth-type: basic
+    nginx.ingress.kubernetes.io/auth-secret: basic-auth
+    nginx.ingress.kubernetes.io/limit-rps: "1"
+    nginx.ingress.kubernetes.io/server-alias: other.example.com
+    nginx.ingress.kubernetes.io/rewrite-target: /
+    nginx.ingress.kubernetes.io/canary-weight: "10"
+spec:
+  rules:
+  - http:
+      paths: [{path: /wear, pathType: Prefix, backend: {service: {name: wear-service, port: {number: 80}}}}]
+"""
+
+
+def test_annotations_podnet_does_not_model_are_named_and_a_lost_protection_is_loud():
+    backends = "\n---\n".join(d for d in WEAR_WATCH.split("\n---\n") if "kind: Ingress\n" not in d)
+    cluster = cluster_of(backends + "\n---\n" + AUTHED)
+    ingress = cluster.get("Ingress", "default", "secret")
+    assert ingress_semantics.unmodelled_annotations(ingress) == ["auth-secret", "auth-type", "limit-rps", "server-alias"]
+    warning = ingress_semantics.unmodelled_warning(ingress)
+    assert "served WITHOUT authentication or rate and connection limits" in warning
+    controller = ingress_semantics.IngressController(cluster, watch_ingress_without_class=True)
+    assert warning in controller.warnings  # the cluster's controller posts these as Warning events
+    route = controller.route("http://x/wear")
+    assert route.status == 200 and f"warning: {warning}" in route.explanation
+    [finding] = [f for f in Explainer(cluster).findings() if f.object == "Ingress default/secret"]
+    assert finding.severity == "warning" and "WITHOUT authentication" in finding.message
+    plain = cluster_of(backends + "\n---\n" + AUTHED.replace("auth-", "x-auth-").replace("limit-rps", "ssl-redirect"))
+    assert "WITHOUT" not in ingress_semantics.unmodelled_warning(plain.get("Ingress", "default", "secret"))

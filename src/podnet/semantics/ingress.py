@@ -58,7 +58,9 @@ ngx_http_core_module.c for the matching):
 
 Not modelled (they do not change which backend is chosen, or need live state): canary Ingresses
 (they add no locations; their traffic split is not simulated), server-alias, the default-backend
-annotation, custom error pages, auth, rate limits, snippets.
+annotation, custom error pages, auth, rate limits, snippets. Every such annotation on an Ingress
+is named in a warning (`unmodelled_warning`: in `explain`, in the route `trace` shows, and in the
+controller's Warning events), which says when it is a protection the Ingress is served without.
 """
 
 from __future__ import annotations
@@ -101,6 +103,17 @@ X_FORWARDED_PREFIX = ANNOTATION_PREFIX + "x-forwarded-prefix"
 DEFAULT_PROXY_BODY_SIZE = "1m"       # ConfigMap proxy-body-size default (client_max_body_size)
 BACKEND_PROTOCOLS = ("HTTP", "HTTPS", "GRPC", "GRPCS", "AUTO_HTTP")
 CANARY = ANNOTATION_PREFIX + "canary"
+
+# the annotations above are the ones podnet reads (canary-* go with `canary`'s own warning); any
+# other of ingress-nginx's is neither simulated nor rendered into the cluster's nginx.conf, and
+# `unmodelled_annotations` says so — loudest for those that protect a backend
+MODELLED_ANNOTATIONS = frozenset({REWRITE_TARGET, USE_REGEX, APP_ROOT, SSL_REDIRECT, FORCE_SSL_REDIRECT,
+                                  PRESERVE_TRAILING_SLASH, ALLOWLIST_SOURCE_RANGE, WHITELIST_SOURCE_RANGE,
+                                  PROXY_BODY_SIZE, BACKEND_PROTOCOL, X_FORWARDED_PREFIX, CANARY})
+_PROTECTIONS = (("auth-", "authentication"), ("limit-", "rate and connection limits"),
+                ("denylist-source-range", "a source deny list"), ("blacklist-source-range", "a source deny list"),
+                ("enable-modsecurity", "the web application firewall"),
+                ("modsecurity-", "the web application firewall"), ("satisfy", "authentication"))
 
 HEALTHZ_PATH = "/healthz"            # nginx.tmpl: `location /healthz { return 200; }` in server _
 NGINX_STATUS_PATH = "/nginx_status"  # stub_status, `deny all` but 127.0.0.1: 403 from outside
@@ -422,12 +435,35 @@ def _bool(annotations: dict[str, str], key: str, default: bool) -> bool:
     return default  # unset or not a Go bool: ingress-nginx keeps the default
 
 
+def unmodelled_annotations(ingress: KubeObject) -> list[str]:
+    """ingress-nginx annotations of the Ingress that podnet neither simulates nor renders, without
+    their prefix (`auth-type`, `limit-rps` …)."""
+    return sorted(key[len(ANNOTATION_PREFIX):] for key in ingress.annotations
+                  if key.startswith(ANNOTATION_PREFIX) and key not in MODELLED_ANNOTATIONS
+                  and not key.startswith(CANARY + "-"))
+
+
+def unmodelled_warning(ingress: KubeObject) -> str | None:
+    """What a user must know of the annotations podnet leaves out: the Ingress is served without
+    them, in `trace` and by the cluster's nginx alike."""
+    names = unmodelled_annotations(ingress)
+    if not names:
+        return None
+    lost = sorted({what for name in names for prefix, what in _PROTECTIONS if name.startswith(prefix)})
+    text = (f"Ingress {ingress.ref}: annotation(s) {', '.join(names)} are not modelled by podnet: neither trace "
+            "nor the cluster's nginx applies them")
+    return text + (f"; it is served WITHOUT {' or '.join(lost)}" if lost else "")
+
+
 def _annotations_of(ingress: KubeObject, warnings: list[str] | None = None) -> _Annotations:
     """The annotations podnet models. A value ingress-nginx's validation rejects: for the source
     range the location is denied (503, as the template writes `return 503` for it), for the
-    body size and the protocol the default is kept; either way a warning says so."""
+    body size and the protocol the default is kept; either way a warning says so, as it does for
+    the annotations podnet does not model (unmodelled_warning)."""
     a = ingress.annotations
     warn = warnings.append if warnings is not None else (lambda _line: None)
+    if (unmodelled := unmodelled_warning(ingress)) is not None:
+        warn(unmodelled)
     ranges_value = a.get(ALLOWLIST_SOURCE_RANGE, a.get(WHITELIST_SOURCE_RANGE))
     allowed, denied = _source_ranges(ranges_value)
     if denied:
@@ -551,6 +587,7 @@ class IngressController:
                 self._ignored_objects.append(ingress)
         self.ingresses: list[KubeObject] = ingress_order(mine)  # ingress-nginx's order: first wins
         self.warnings: list[str] = []
+        self.unmodelled: dict[str, str] = {}  # "ns/name" → unmodelled_warning, for the route's explanation
         self._servers: dict[str, tuple[Server, list[_Compiled]]] = {}
         self._build()
 
@@ -587,6 +624,7 @@ class IngressController:
             CATCH_ALL: _ServerBuild(CATCH_ALL, [_Location(ROOT, PREFIX, ROOT, PREFIX, None, None, None, True,
                                                           replaceable=True)])}
         annotations = {i.ref: _annotations_of(i, self.warnings) for i in self.ingresses}
+        self.unmodelled = {i.ref: text for i in self.ingresses if (text := unmodelled_warning(i)) is not None}
 
         # createServers: one server per host, each with a root location on a default backend.
         for ingress in self.ingresses:
@@ -1044,6 +1082,9 @@ class _Request:
         if route.ingress in self.controller.class_reasons:
             self.why.append(f"Ingress {route.ingress} is served by this controller: "
                             f"{self.controller.class_reasons[route.ingress]}")
+        unmodelled = self.controller.unmodelled.get(route.ingress or "")
+        if unmodelled:
+            self.why.append(f"warning: {unmodelled}")
         by_rule = not route.default_backend
         common.update(matched=True, ingress=route.ingress, backend=route.backend,
                       path=route.path if by_rule else None, path_type=route.path_type if by_rule else None,

@@ -14,6 +14,7 @@ from podnet.controlplane import Cluster
 from podnet.controlplane.pods import find_named_port, serving_containers
 from podnet.semantics.containerenv import CREATE_CONFIG_ERROR, ContainerConfigError, resolve_environment
 from podnet.semantics.corefile import CorefileError
+from podnet.semantics import ingress as ingress_semantics
 from podnet.semantics.dns import ClusterDNS
 from podnet.semantics.networkpolicy import EGRESS, INGRESS, PolicyEngine
 from podnet.sim.trace import Tracer
@@ -131,13 +132,20 @@ class Explainer:
     # -- Ingress --------------------------------------------------------------------------------
 
     def _ingress(self, ingress: KubeObject) -> list[Finding]:
+        out = []
+        unmodelled = ingress_semantics.unmodelled_warning(ingress)
+        if unmodelled is not None:
+            security = "WITHOUT" in unmodelled
+            out.append(Finding("warning", f"Ingress {ingress.ref}", unmodelled.split(": ", 1)[1],
+                               "podnet's nginx serves this Ingress without that protection, and trace answers "
+                               "as if it were not asked for" if security else
+                               "trace and the cluster's nginx route as if they were absent"))
         backends = []
         if ingress.spec.get("defaultBackend"):
             backends.append(("defaultBackend", ingress.spec["defaultBackend"]))
         for rule in ingress.spec.get("rules") or []:
             for path in (rule.get("http") or {}).get("paths") or []:
                 backends.append((f"{rule.get('host') or '*'}{path.get('path', '')}", path.get("backend") or {}))
-        out = []
         for where, backend in backends:
             service = backend.get("service")
             if not service:
