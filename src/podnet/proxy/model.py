@@ -11,7 +11,9 @@ simulator's ServiceTable so the kernel and `podnet trace` agree by construction:
   - internal_local / external_local: internalTrafficPolicy / externalTrafficPolicy Local;
   - serving_ips: the endpoints still serving, whose UDP flows keep their conntrack entries;
   - firewall_sources: who may reach the load_balancer_ips (loadBalancerSourceRanges, plus the
-    LoadBalancer IPs when a range holds this node's address); empty: anyone.
+    LoadBalancer IPs when a range holds this node's address); empty: anyone;
+  - health_check: what kube-proxy's health check server answers on the Service's
+    healthCheckNodePort on this node (proxy/healthcheck.py serves it).
 Headless and ExternalName Services have no ServicePort: kube-proxy ignores them.
 Renderers (nftables, iptables, userspace) turn a list of these into rules.
 """
@@ -23,7 +25,8 @@ from ipaddress import IPv4Address
 
 from podnet.api import fields
 from podnet.controlplane import Cluster
-from podnet.semantics.services import ServiceTable, affinity_timeout, firewall_sources, usable_endpoints
+from podnet.semantics.services import (HealthCheck, ServiceTable, affinity_timeout, firewall_sources, health_checks,
+                                       usable_endpoints)
 
 MASQ_MARK = "0x4000"  # kube-proxy's --masquerade-bit 14, the same in every proxy mode
 
@@ -60,6 +63,9 @@ class ServicePort:
     # UDP flow to one of them keeps its conntrack entry, as kube-proxy clears only those of
     # endpoints that stopped serving — a terminating pod answers the flows it already has
     serving_ips: tuple[str, ...] = ()
+    # what kube-proxy answers on the Service's healthCheckNodePort on this node (the same object
+    # for each port of the Service); None: the Service has none
+    health_check: HealthCheck | None = None
 
     @property
     def service(self) -> str:
@@ -110,6 +116,7 @@ def service_ports(cluster: Cluster, node: str, services: ServiceTable | None = N
     """Every Service port the proxy on `node` programs, in a stable order."""
     services = services or ServiceTable(cluster)
     node_info = cluster.node(node)
+    checks = {(c.namespace, c.name): c for c in health_checks(cluster, node, services)}
     out = []
     for svc in cluster.of_kind("Service"):
         spec = svc.spec
@@ -134,5 +141,6 @@ def service_ports(cluster: Cluster, node: str, services: ServiceTable | None = N
                 external_local=spec.get("externalTrafficPolicy") == "Local",
                 affinity_timeout=timeout, load_balancer_ips=lb_ips, firewall_sources=sources,
                 serving_ips=tuple(sorted({b.ip for b in backends if b.serving}, key=IPv4Address)),
+                health_check=checks.get((svc.namespace, svc.name)),
             ))
     return out

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from podnet.controlplane import Cluster
 from podnet.proxy import iptables, nftables, nftnl
 from podnet.proxy.canary import FULL_RESYNC_PERIOD, Canary, NetlinkRuleCounter, RuleCounter, Watched
+from podnet.proxy.healthcheck import HealthCheckServer, listener_in
 from podnet.proxy.loader import LoadError, Runner, in_netns, run_command
 from podnet.proxy.model import ServicePort, service_ports
 from podnet.proxy.userspace import USERSPACE_TABLE, UserspaceProxier
@@ -201,7 +202,7 @@ class NodeProxy:
                  service_subnet: str = "10.96.0.0/12", run: Runner = run_command, min_sync_interval: float = 0.1,
                  report: Callable[[str, str | None], None] | None = None,
                  counter: RuleCounter | None = None, noticed: Callable[[str, str], None] | None = None,
-                 full_resync_period: float = FULL_RESYNC_PERIOD):
+                 full_resync_period: float = FULL_RESYNC_PERIOD, health: HealthCheckServer | None = None):
         self.cluster_name, self.node, self.netns, self.mode = cluster_name, node, netns, mode
         # told (node, why) of every refused sync and (node, None) of the first good one after:
         # the supervisor's events and log (kube-proxy reports them in its log and metrics)
@@ -218,6 +219,10 @@ class NodeProxy:
         self._canary_lock = threading.Lock()  # check() reads with the socket that stop() closes
         self.noticed = noticed
         self.full_resync_period = full_resync_period
+        # the healthCheckNodePorts' server (a real one when the real tools run; tests give theirs)
+        if health is None and run is run_command and netns is not None:
+            health = HealthCheckServer(node, listener_in(netns))
+        self.health = health
         self._synced_ports: list[ServicePort] | None = None  # what the last good sync loaded
         self._full_at = 0.0  # time.monotonic() of the last good full sync
         self._pending: list[ServicePort] | None = None
@@ -315,6 +320,9 @@ class NodeProxy:
         self._synced_ports = ports
         if full:
             self._full_at = self.status.synced_at
+        if self.health is not None:  # as kube-proxy's syncProxyRules ends: SyncServices, SyncEndpoints
+            self.health.sync(sorted({sp.health_check for sp in ports if sp.health_check is not None},
+                                    key=lambda c: c.port))
 
     def _clear_udp_conntrack(self, ports: list[ServicePort]) -> None:
         """kube-proxy's conntrack cleanup for UDP: a flow to an endpoint that stopped serving
@@ -396,6 +404,8 @@ class NodeProxy:
         if cleanup or self.mode == "userspace":  # the userspace proxy's listeners must close either way
             self.proxier.cleanup()
         self.proxier.close()
+        if self.health is not None:
+            self.health.close()  # its listeners hold the node's namespace
         if self.canary is not None:
             with self._canary_lock:
                 self.canary.close()  # its socket holds the node's namespace

@@ -22,6 +22,7 @@ for external traffic with policy Cluster, and for hairpin (an endpoint reaching 
 from __future__ import annotations
 
 import hashlib
+import json
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -243,6 +244,49 @@ class EndpointConditions(Protocol):
 
 
 Endpoint = TypeVar("Endpoint", bound=EndpointConditions)
+
+
+@dataclass(frozen=True)
+class HealthCheck:
+    """kube-proxy's answer on a Service's healthCheckNodePort on one node (pkg/proxy/healthcheck,
+    service_health.go): a load balancer in front of the nodes asks it, so that traffic for an
+    externalTrafficPolicy Local Service, which a node without a local endpoint drops, goes only
+    to nodes that have one. Any path, any method: 200 with at least one local endpoint, else 503,
+    and the JSON below. `local_endpoints` counts as kube-proxy's LocalReadyEndpoints does: the
+    ready endpoints on the node, once per Service port (two ports, one pod: 2)."""
+
+    namespace: str
+    name: str
+    port: int
+    local_endpoints: int
+
+    @property
+    def status(self) -> int:
+        return 200 if self.local_endpoints else 503
+
+    def body(self) -> str:
+        return ("{\n\t\"service\": {\n"
+                f"\t\t\"namespace\": {json.dumps(self.namespace)},\n\t\t\"name\": {json.dumps(self.name)}\n\t}},\n"
+                f"\t\"localEndpoints\": {self.local_endpoints},\n\t\"serviceProxyHealthy\": true\n}}")
+
+    def describe(self) -> str:
+        return (f"kube-proxy's health check for Service {self.namespace}/{self.name} answers {self.status} "
+                f"({self.local_endpoints} local ready endpoint(s) on this node)")
+
+
+def health_checks(cluster: Cluster, node: str, services: ServiceTable | None = None) -> list[HealthCheck]:
+    """The health checks kube-proxy serves on `node`: one per Service with a healthCheckNodePort
+    (type LoadBalancer with externalTrafficPolicy Local; the API server allocates the port)."""
+    services = services or ServiceTable(cluster)
+    out = []
+    for svc in cluster.of_kind("Service"):
+        port = svc.spec.get("healthCheckNodePort")
+        if not port or svc.spec.get("type") != "LoadBalancer" or svc.spec.get("externalTrafficPolicy") != "Local":
+            continue
+        count = sum(1 for service_port in svc.spec.get("ports") or []
+                    for backend in services.backends(svc, service_port) if backend.node == node and backend.ready)
+        out.append(HealthCheck(svc.namespace, svc.name, int(port), count))
+    return out
 
 
 def usable_endpoints(endpoints: Iterable[Endpoint]) -> list[Endpoint]:

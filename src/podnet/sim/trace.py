@@ -35,7 +35,7 @@ from podnet.semantics.policymatch import ICMP, Endpoint
 from podnet.semantics.nginxhost import host_header_problem
 from podnet.semantics.nodenat import IpMasq, host_port_for, node_host_ports, portmap_masquerade
 from podnet.semantics.routing import Addressing, Hop, Party
-from podnet.semantics.services import Backend, ServiceTable, Translation, affinity_choice
+from podnet.semantics.services import Backend, ServiceTable, Translation, affinity_choice, health_checks
 from podnet.sim.curl import HttpRequest, http_request
 
 PROTOCOLS = ("TCP", "UDP", "SCTP", ICMP)  # ICMP: an echo request, as ping sends it (no port)
@@ -821,6 +821,10 @@ class Tracer:
         if dst.kind == "pod":
             return images.pod_serving(dst.pod, self.cluster, port, protocol)
         if dst.kind == "node":
+            if protocol == "TCP":  # kube-proxy's health check server (semantics.services.HealthCheck)
+                for check in health_checks(self.cluster, dst.node.name, self.services):
+                    if check.port == port:
+                        return images.ServingAnswer(True, check.describe())
             for pod in self.cluster.of_kind("Pod"):  # hostNetwork pods listen on the node's address
                 if pod.spec.get("hostNetwork") and pod.spec.get("nodeName") == dst.node.name:
                     answer = images.pod_serving(pod, self.cluster, port, protocol)
