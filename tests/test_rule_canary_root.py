@@ -183,7 +183,11 @@ def kube_services_jumped(name: str, cluster_ip: str) -> bool:
 def test_iptables_flushed_in_a_node_are_synced_again_and_the_cluster_ip_answers(ipt_cluster, flush):
     name, cluster_ip, _ = ipt_cluster
     assert reach(name, cluster_ip, 80, 2, CONNECT) == {"web": 2}
-    on_node(name, "node1", "sh", "-c", flush)
+    done = on_node(name, "node1", "sh", "-c", flush, check=False)
+    # kube-proxy may notice the first command before the shell runs the last: its repair puts the
+    # jumps back, and `-X` of a chain they name again is refused (EBUSY) — the user's command
+    # raced the repair, which is the product doing its job, not a failure of the test
+    assert done.returncode == 0 or "Device or resource busy" in done.stderr, done.stderr
     wait_for(lambda: kube_services_jumped(name, cluster_ip), "kube-proxy's iptables rules on node1 back")
     assert reach(name, cluster_ip, 80, 3, CONNECT) == {"web": 3}
     saved = on_node(name, "node1", "iptables-save").stdout
