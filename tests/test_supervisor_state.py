@@ -14,7 +14,7 @@ import yaml
 from podnet.host.layout import ClusterLayout
 from podnet.linux.supervisor import durable
 from podnet.linux.supervisor import state as state_module
-from podnet.linux.supervisor.durable import atomic_write
+from podnet.linux.supervisor.durable import Journal, atomic_write
 from podnet.linux.supervisor.state import ClusterState
 
 POD = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "web", "namespace": "default"},
@@ -77,7 +77,7 @@ def test_atomic_write_goes_through_a_synced_temporary_file(tmp_path, monkeypatch
     target = tmp_path / "f.yaml"
     atomic_write(target, "a: 1\n")
     assert target.read_text() == "a: 1\n"
-    assert stat.S_IMODE(target.stat().st_mode) == 0o644
+    assert stat.S_IMODE(target.stat().st_mode) == 0o600  # the state holds Secrets: root's alone
     assert len(synced) == 2  # the file, then its directory
     [(temporary, destination)] = renamed
     assert temporary.startswith(".f.yaml.") and temporary.endswith(".tmp") and destination == target
@@ -167,3 +167,15 @@ def test_a_line_that_could_not_be_written_whole_is_cut_off_again(state, monkeypa
     state.save_manifests([a, b, _pod("c")], {("Pod", "default", "c"): _pod("c")})
     assert ClusterState(state.layout, state.directory).manifests() == [a, b, _pod("c")]  # the failed change was never answered
     assert [json.loads(line)["seq"] for line in (state.directory / "manifests.log").read_text().splitlines()] == [1, 2]
+
+
+def test_the_journal_and_its_snapshot_are_roots_alone(tmp_path):
+    """Applied Secrets and containers' environments resolved from them are in the records: no
+    other user may read them (the state directory can be traversed, its file names are known)."""
+    journal = Journal(tmp_path, "snap.json", "snap.log")
+    journal.append({"secret": "hunter2"})
+    journal.close()
+    assert stat.S_IMODE((tmp_path / "snap.log").stat().st_mode) == 0o600
+    journal.snapshot({"secret": "hunter2"})
+    journal.close()
+    assert {stat.S_IMODE((tmp_path / name).stat().st_mode) for name in ("snap.json", "snap.log")} == {0o600}

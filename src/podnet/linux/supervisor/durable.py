@@ -29,7 +29,7 @@ from podnet.errors import PodnetError
 
 VERSION = 2
 COMPACT_AT = 1 << 20  # bytes of log before a new snapshot, at least (else: once it outgrows the snapshot)
-FILE_MODE = 0o644
+FILE_MODE = 0o600  # root's alone: the records hold Secrets (applied ones, and containers' env resolved from them)
 
 
 class RecordError(PodnetError):
@@ -82,7 +82,7 @@ class Journal:
         whole (a full disk) is cut off again: the next one starts on a line of its own."""
         line = (json.dumps({"seq": self.seq + 1, **change}) + "\n").encode()
         if self._log is None:
-            self._log = open(self.log_path, "ab")
+            self._log = open(os.open(self.log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, FILE_MODE), "ab")
         at = self._log.tell()
         try:
             self._log.write(line)
