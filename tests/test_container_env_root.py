@@ -13,10 +13,16 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import secrets
+import subprocess
+import sys
+import time
 
 import pytest
 
+from podnet.host.control import request
+from podnet.host.layout import ClusterLayout
 from tests.livecluster import podnet, up_cluster
 from tests.test_termination_root import wait_for
 
@@ -154,3 +160,37 @@ def test_trace_and_the_pod_agree_on_a_port_from_a_config_map(cluster):
         traced = json.loads(podnet("trace", "default/reader", ip, "-p", str(port), "-o", "json", "--name", name,
                                    check=False).stdout)
         assert traced["verdict"] == verdict and why in traced["reason"] + json.dumps(traced["hops"]), (port, traced)
+
+
+def test_an_exec_gets_the_containers_env_without_a_secret_on_any_command_line(cluster):
+    """`podnet exec` hands the container's environment over by execve: a Secret's value never
+    shows in /proc/*/cmdline, which every user on the host can read."""
+    name, _ = cluster
+    duration = f"600.{secrets.randbelow(10**6):06d}"  # marks the exec'd sleep among the host's processes
+    running = subprocess.Popen([sys.executable, "-m", "podnet", "exec", "reader", "--name", name, "--",
+                                "sleep", duration],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                               env={**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)})
+    try:
+        deadline = time.monotonic() + 60
+        while not (sleeping := [pid for pid, line in command_lines() if line == f"sleep {duration} ".encode()]):
+            assert time.monotonic() < deadline, "the exec'd command did not start"
+            time.sleep(0.1)
+        argv = request(ClusterLayout(name), "exec", target="default/reader", container=None)["argv"]
+        assert not any(PASSWORD in word for word in argv), argv  # what every exec and probe runs
+        # the command has the container's environment, as kubectl exec gives it
+        assert f"PASSWORD={PASSWORD}".encode() in open(f"/proc/{sleeping[0]}/environ", "rb").read().split(b"\0")
+    finally:
+        running.kill()
+        running.wait(30)
+
+
+def command_lines() -> list[tuple[int, bytes]]:
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                found.append((int(entry), open(f"/proc/{entry}/cmdline", "rb").read().replace(b"\0", b" ")))
+            except OSError:
+                pass
+    return found

@@ -126,7 +126,7 @@ def live_lookup(cluster_name: str | None, pod: str, qname: str, qtype: str) -> L
     """Run podnet.dns.probe inside the pod: its resolv.conf, its libc's walk, the real server."""
     argv = request(pick_cluster(cluster_name), "exec", target=pod, container=None)["argv"]
     src = os.pathsep.join(p for p in sys.path if p)
-    result = subprocess.run(argv + [f"PYTHONPATH={src}", sys.executable, "-m", "podnet.dns.probe", qname, qtype],
+    result = subprocess.run(argv + ["env", f"PYTHONPATH={src}", sys.executable, "-m", "podnet.dns.probe", qname, qtype],
                             capture_output=True, text=True, timeout=60)
     if result.returncode != 0:
         raise UsageError(f"error: resolving from {pod} failed: {result.stderr.strip()}")

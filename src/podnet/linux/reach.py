@@ -88,10 +88,10 @@ def exec_argvs(layout: ClusterLayout, pods: Iterable[str]) -> tuple[dict[str, li
 
 
 def run_inside(argv: list[str], stdin: str, timeout: float) -> str:
-    """Run podnet.linux.connect with the argv prefix (ending in `env …`, as exec's does)."""
+    """Run podnet.linux.connect with the argv prefix exec gives (the pod's namespaces, its env)."""
     path = os.pathsep.join(p for p in sys.path if p)
     try:
-        result = subprocess.run(argv + [f"PYTHONPATH={path}", sys.executable, "-m", "podnet.linux.connect"],
+        result = subprocess.run(argv + ["env", f"PYTHONPATH={path}", sys.executable, "-m", "podnet.linux.connect"],
                                 input=stdin, capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired:
         raise ProbeFailed(f"the prober did not finish within {timeout:.0f}s") from None

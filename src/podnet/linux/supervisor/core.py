@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 import threading
 import time
 import uuid
@@ -1389,8 +1390,13 @@ class Supervisor:
             if container and container not in names:
                 raise PodnetError(f"container {container} is not valid for pod {target}, choose one of: [{' '.join(names)}]")
             chosen = next((c for c in sandbox.containers if c.name == (container or _default_container(sandbox))), None)
-            env = [f"{k}={v}" for k, v in (chosen.env.items() if chosen else ())]
-            return self.runtime.enter_argv(sandbox, ["env", *env], chosen.workdir if chosen else None)
+            entered = self.runtime.enter_argv(sandbox, [], chosen.workdir if chosen else None)
+            running = chosen.process if chosen is not None and chosen.process is not None \
+                and chosen.process.poll() is None else None
+            if running is None:  # not started (or between restarts): the pod's namespaces without its env
+                return entered
+            # the container's environment (Secrets among it) goes by execve, never on a command line
+            return [sys.executable, "-m", "podnet.linux.withenv", str(running.pid), "--", *entered]
 
     def _log_container(self, target: str, container: str | None):
         sandbox = self.runtime.pods.get(target)
