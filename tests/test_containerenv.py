@@ -10,7 +10,7 @@ import pytest
 
 from podnet import images
 from podnet.api import fields
-from podnet.semantics.containerenv import (CREATE_CONFIG_ERROR, RUN_CONTAINER_ERROR, ContainerConfigError,
+from podnet.semantics.containerenv import (CREATE_CONFIG_ERROR, RUN_CONTAINER_ERROR, ContainerConfigError, service_environment,
                                            container_environment, host_allocatable, quantity, resolve_environment)
 from podnet.sim.trace import Tracer
 from tests.conftest import cluster_of
@@ -362,3 +362,17 @@ def test_a_container_kubelet_does_not_create_serves_nothing():
     assert 'configmap "absent" not found' in answer.detail
     refused = Tracer(cluster).trace("default/client", fields.pod_ip(web), 9090)
     assert refused.verdict != "delivered" and "CreateContainerConfigError" in refused.reason
+
+
+def test_a_callers_cache_makes_the_service_links_once_per_namespace():
+    """The simulator asks for every pod of one cluster: the Service link variables depend only on
+    the pod's namespace and enableServiceLinks, so a caller's cache makes them once for each."""
+    cluster = cluster_of(SOURCES + "\n---\n" + PORT_FROM_CONFIGMAP)
+    pods = [p for p in cluster.of_kind("Pod") if p.namespace == "default"]
+    cache: dict = {}
+    for pod in pods:
+        assert service_environment(pod, cluster, cache) == service_environment(pod, cluster)
+    assert list(cache) == [("default", True)]
+    first = service_environment(pods[0], cluster, cache)
+    first["BACKEND_SERVICE_HOST"] = "changed by a caller"
+    assert service_environment(pods[0], cluster, cache)["BACKEND_SERVICE_HOST"] != "changed by a caller"

@@ -178,10 +178,13 @@ def echo_answer(where: str) -> ServingAnswer:
                                "(nothing needs to listen)")
 
 
-def pod_serving(pod: KubeObject, cluster: Cluster, port: int, protocol: str) -> ServingAnswer:
+def pod_serving(pod: KubeObject, cluster: Cluster, port: int, protocol: str, cache: dict | None = None) -> ServingAnswer:
     """`serving` for a pod of `cluster`, each container with the environment kubelet gives it (a
-    container kubelet would not create serves nothing)."""
-    return serving(pod.spec, port, protocol, cluster.config.standins, container_environments(pod, cluster))
+    container kubelet would not create serves nothing). `cache`: kept by a caller asking for many
+    pods of one unchanging cluster (containerenv.service_environment's)."""
+    if protocol == ICMP:
+        return echo_answer("the pod")
+    return serving(pod.spec, port, protocol, cluster.config.standins, container_environments(pod, cluster, cache))
 
 
 def serving(pod_spec: dict[str, Any], port: int, protocol: str, standins: bool = True,

@@ -176,10 +176,11 @@ def predicted(cluster: Cluster, sim: Matrix, pods: list[str]) -> Prediction:
     """NetworkPolicy's matrix for `pods`, where a destination that serves nothing on the port
     refuses (images.serving, as `trace` decides it)."""
     serving, unknown = 0, set()
+    links: dict = {}  # the Service link variables of each namespace, made once
     for j, ref in enumerate(pods):
         namespace, name = ref.split("/", 1)
         pod = cluster.get("Pod", namespace, name)
-        answer = images.pod_serving(pod, cluster, sim.port, sim.protocol).serving if pod is not None else None
+        answer = images.pod_serving(pod, cluster, sim.port, sim.protocol, links).serving if pod is not None else None
         if answer is not False:
             serving |= 1 << j
         if answer is None:

@@ -113,10 +113,17 @@ def _env_name(service: str) -> str:
     return service.upper().replace("-", "_")
 
 
-def service_environment(pod: KubeObject, cluster: Cluster) -> dict[str, str]:
-    """Service link variables, as kubelet's getServiceEnvVarMap builds them."""
-    by_name: dict[str, KubeObject] = {}
+def service_environment(pod: KubeObject, cluster: Cluster, cache: dict | None = None) -> dict[str, str]:
+    """Service link variables, as kubelet's getServiceEnvVarMap builds them. `cache`: a dict kept
+    by a caller that asks for many pods of one cluster that does not change meanwhile (the
+    simulator): the variables depend only on the pod's namespace and enableServiceLinks."""
     links = pod.spec.get("enableServiceLinks", True) is not False
+    if cache is not None:
+        key = (pod.namespace, links)
+        if key not in cache:
+            cache[key] = service_environment(pod, cluster)
+        return dict(cache[key])
+    by_name: dict[str, KubeObject] = {}
     for svc in cluster.of_kind("Service"):
         if not fields.cluster_ip(svc) or svc.spec.get("type") == "ExternalName":
             continue
@@ -156,23 +163,25 @@ def container_environment(pod: KubeObject, container: dict[str, Any], cluster: C
     return resolve_environment(pod, container, cluster, allocatable).env
 
 
-def container_environments(pod: KubeObject, cluster: Cluster) -> dict[str, dict[str, str] | ContainerConfigError]:
-    """Each of the pod's containers' environment, or why kubelet would not create it."""
+def container_environments(pod: KubeObject, cluster: Cluster,
+                           cache: dict | None = None) -> dict[str, dict[str, str] | ContainerConfigError]:
+    """Each of the pod's containers' environment, or why kubelet would not create it (`cache`:
+    as service_environment's)."""
     out: dict[str, dict[str, str] | ContainerConfigError] = {}
     for container in pod.spec.get("containers") or []:
         try:
-            out[container.get("name")] = container_environment(pod, container, cluster)
+            out[container.get("name")] = resolve_environment(pod, container, cluster, cache=cache).env
         except ContainerConfigError as exc:
             out[container.get("name")] = exc
     return out
 
 
 def resolve_environment(pod: KubeObject, container: dict[str, Any], cluster: Cluster,
-                        allocatable: Mapping[str, Any] | None = None) -> ContainerEnvironment:
+                        allocatable: Mapping[str, Any] | None = None, cache: dict | None = None) -> ContainerEnvironment:
     """The container's environment as kubelet makes it (module doc). `allocatable`: the node's
     (resource name -> quantity) for limits left out; the host's when None. Raises
     ContainerConfigError when kubelet would not create the container."""
-    services = service_environment(pod, cluster)
+    services = service_environment(pod, cluster, cache)
     sources = _Sources(pod.namespace, cluster)
     own: dict[str, str] = {}
     skipped: list[SkippedNames] = []

@@ -57,6 +57,7 @@ class Explainer:
             self.pods_by_ns.setdefault(pod.namespace, []).append(pod)
         self.service_names = sorted({f"{s.name}.{s.namespace}" for s in cluster.of_kind("Service")})
         self._checked_owners: set[tuple] = set()
+        self._service_links: dict = {}  # containerenv.service_environment's, for this cluster
         self._dns_broken = False  # the Corefile stops the DNS: said once, not for every name
 
     def findings(self) -> list[Finding]:
@@ -111,7 +112,7 @@ class Explainer:
             else:
                 numbers = [(p, int(target)) for p in pods]
             refused = [p.name for p, number in numbers
-                       if images.pod_serving(p, self.cluster, number, protocol).serving is False]
+                       if images.pod_serving(p, self.cluster, number, protocol, self._service_links).serving is False]
             if refused and len(refused) == len(numbers):
                 out.append(Finding("error", where, f"{label}: nothing in the selected pods listens on "
                                                    f"{numbers[0][1]}/{protocol}",
@@ -258,7 +259,7 @@ class Explainer:
                                    "image), or images: standin for a stand-in serving its declared ports"))
                 continue
             try:  # the environment kubelet gives it (the runtime's rule): ConfigMap and Secret values too
-                environment = resolve_environment(pod, container, self.cluster)
+                environment = resolve_environment(pod, container, self.cluster, cache=self._service_links)
             except ContainerConfigError as error:
                 hint = ("apply what its env or envFrom names (it starts once that is there), or mark the "
                         "reference optional: true") if error.reason == CREATE_CONFIG_ERROR else ""
@@ -304,7 +305,7 @@ class Explainer:
             if port is None:
                 return [Finding("error", f"Pod {pod.ref}", f"container {container.get('name')}: {kind} names port "
                                                             f"{handler.get('port')!r}, which the container does not declare")]
-        answer = images.pod_serving(pod, self.cluster, int(port), "TCP")
+        answer = images.pod_serving(pod, self.cluster, int(port), "TCP", self._service_links)
         if answer.serving is False:
             effect = "the pod never becomes Ready" if kind == "readinessProbe" else "the container keeps being restarted"
             return [Finding("warning", f"Pod {pod.ref}", f"container {container.get('name')}: {kind} on port {port}: "

@@ -130,6 +130,7 @@ class Tracer:
         self._dns = None
         self._policy = None
         self._ingress: dict[ControllerFlags, ingress.IngressController] = {}  # by the controller's flags
+        self._service_links: dict = {}  # containerenv.service_environment's, for this (unchanging) cluster
 
     # ---- the semantics this composes (each lives in podnet.semantics) ---------------------
 
@@ -819,7 +820,7 @@ class Tracer:
         if protocol == ICMP:
             return images.echo_answer(dst.name)
         if dst.kind == "pod":
-            return images.pod_serving(dst.pod, self.cluster, port, protocol)
+            return images.pod_serving(dst.pod, self.cluster, port, protocol, self._service_links)
         if dst.kind == "node":
             if protocol == "TCP":  # kube-proxy's health check server (semantics.services.HealthCheck)
                 for check in health_checks(self.cluster, dst.node.name, self.services):
@@ -827,7 +828,7 @@ class Tracer:
                         return images.ServingAnswer(True, check.describe())
             for pod in self.cluster.of_kind("Pod"):  # hostNetwork pods listen on the node's address
                 if pod.spec.get("hostNetwork") and pod.spec.get("nodeName") == dst.node.name:
-                    answer = images.pod_serving(pod, self.cluster, port, protocol)
+                    answer = images.pod_serving(pod, self.cluster, port, protocol, self._service_links)
                     if answer.serving is not False:
                         return images.ServingAnswer(answer.serving, f"{pod.ref} (hostNetwork): {answer.detail}")
             return images.ServingAnswer(False, f"nothing listens on {dst.name} {port}/{protocol}: connection refused")
