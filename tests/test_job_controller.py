@@ -126,8 +126,13 @@ def test_restarts_count_toward_the_backoff_limit_with_restart_policy_on_failure(
     assert sync(spec, [JobPod("a", ACTIVE, restarts=1)], 0.0, 5.0).verdict is None
     decision = sync(spec, [JobPod("a", ACTIVE, restarts=2)], 0.0, 5.0)
     assert decision.verdict.reason == "BackoffLimitExceeded" and decision.kill == ("a",)
-    # the pod it killed failed: the Job stays failed
-    assert sync(spec, [JobPod("a", FAILED, finished=6.0, restarts=2)], 0.0, 7.0).verdict.reason == "BackoffLimitExceeded"
+    # the pod it killed failed: the Job stays failed, from the time that pod ended, whenever it is asked
+    for now in (7.0, 70.0, 7000.0):
+        later = sync(spec, [JobPod("a", FAILED, finished=6.0, restarts=2)], 0.0, now)
+        assert later.verdict.reason == "BackoffLimitExceeded" and later.verdict.at == 6.0
+    with_ttl = {**spec, "ttlSecondsAfterFinished": 5}
+    assert not sync(with_ttl, [JobPod("a", FAILED, finished=6.0, restarts=2)], 0.0, 10.0).expired
+    assert sync(with_ttl, [JobPod("a", FAILED, finished=6.0, restarts=2)], 0.0, 11.0).expired
 
 
 def test_active_deadline_fails_the_job_at_start_plus_deadline():

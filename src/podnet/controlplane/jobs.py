@@ -234,7 +234,10 @@ def _verdict(pods: list[JobPod], completions: int | None, indexed: bool, limit: 
                 return Verdict("Complete", "CompletionsReached", COMPLETE_MESSAGE, pod.finished)
     restarts = sum(p.restarts for p in pods) if on_failure else 0
     if restarts and restarts >= limit:
-        return Verdict("Failed", "BackoffLimitExceeded", BACKOFF_MESSAGE, now)
+        # when: as the pods the verdict killed ended (upstream's transition time, from which the
+        # TTL counts); not `now`, which would move it at every look — unknown until they ended
+        return Verdict("Failed", "BackoffLimitExceeded", BACKOFF_MESSAGE,
+                       max((p.finished for p in pods if p.finished is not None), default=None))
     if deadline_at is not None and now is not None and now >= deadline_at:
         return Verdict("Failed", "DeadlineExceeded", DEADLINE_MESSAGE, deadline_at)
     if completions is None and successes and not active:  # a work queue: one succeeded, none runs
