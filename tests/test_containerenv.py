@@ -231,6 +231,21 @@ spec: {containers: [{name: c, image: busybox, envFrom: [{secretRef: {name: binar
     assert caught.value.reason == RUN_CONTAINER_ERROR and "setenv: invalid argument" in caught.value.message
 
 
+def test_an_env_name_no_process_can_hold_is_a_run_container_error_not_a_crash():
+    """env[].name "A=B" passes admission; execve cannot hold it (Python's Popen raises): kubelet's
+    runtime refuses the container, which waits, and nothing else is held up."""
+    c = cluster_of("""
+apiVersion: v1
+kind: Pod
+metadata: {name: p}
+spec: {containers: [{name: c, image: busybox, env: [{name: "A=B", value: x}]}]}
+""")
+    pod = c.get("Pod", "default", "p")
+    with pytest.raises(ContainerConfigError) as caught:
+        container_environment(pod, pod.spec["containers"][0], c)
+    assert caught.value.reason == RUN_CONTAINER_ERROR and "'A=B'" in caught.value.message
+
+
 def test_secret_bytes_that_are_not_utf8_reach_the_process_unchanged():
     extra = f"""---
 apiVersion: v1
@@ -376,3 +391,9 @@ def test_a_callers_cache_makes_the_service_links_once_per_namespace():
     first = service_environment(pods[0], cluster, cache)
     first["BACKEND_SERVICE_HOST"] = "changed by a caller"
     assert service_environment(pods[0], cluster, cache)["BACKEND_SERVICE_HOST"] != "changed by a caller"
+
+
+def test_a_quantity_with_a_huge_exponent_is_refused_at_once():
+    with pytest.raises(ContainerConfigError, match="out of range"):
+        quantity("1e999999999")
+    assert quantity("1e3") == 1000 and quantity("5e-3") * 1000 == 5

@@ -65,6 +65,7 @@ INVALID_NAMES_REASON = "InvalidEnvironmentVariableNames"
 MASTER_SERVICES = ("kubernetes",)  # default/<name>: its variables are in every pod of every namespace
 _VAR_REF = re.compile(r"\$\(([A-Za-z_][A-Za-z0-9_.-]*)\)|\$\$")
 # resource.Quantity's form: a decimal, then a binary or decimal suffix or an exponent
+MAX_EXPONENT = 64  # a decimal exponent past any int64 quantity (and any milli/nano of one)
 _QUANTITY = re.compile(r"([+-]?(?:\d+(?:\.\d*)?|\.\d+))(Ki|Mi|Gi|Ti|Pi|Ei|[eE][+-]?\d+|[numkMGTPE])?")
 _SUFFIXES: dict[str, Fraction] = {
     "": Fraction(1), "n": Fraction(1, 10**9), "u": Fraction(1, 10**6), "m": Fraction(1, 10**3),
@@ -198,6 +199,10 @@ def resolve_environment(pod: KubeObject, container: dict[str, Any], cluster: Clu
         else:
             own[item["name"]] = ""
     for name, value in own.items():
+        if not holdable_name(name):  # env[].name "A=B": kubelet's runtime refuses it, as execve cannot hold it
+            raise ContainerConfigError(f"failed to start container {container.get('name')!r}: setenv: invalid "
+                                       f"argument (the variable name {name!r} holds '=' or a NUL byte)",
+                                       RUN_CONTAINER_ERROR)
         if "\0" in value:
             raise ContainerConfigError(f"failed to start container {container.get('name')!r}: setenv: invalid "
                                        f"argument (the value of {name} holds a NUL byte)", RUN_CONTAINER_ERROR)
@@ -329,7 +334,11 @@ def quantity(value: Any) -> Fraction:
                                    f"'^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$' (got {text!r})")
     number, suffix = Fraction(match.group(1)), match.group(2) or ""
     if suffix[:1] in ("e", "E") and len(suffix) > 1:
-        return number * Fraction(10) ** int(suffix[1:])
+        exponent = int(suffix[1:])
+        if abs(exponent) > MAX_EXPONENT:  # 10**999999999 would take the supervisor's CPU for minutes
+            raise ContainerConfigError(f"quantity {text!r} is out of range (an exponent beyond ±{MAX_EXPONENT}; "
+                                       "the largest a resource holds is 2**63-1)")
+        return number * Fraction(10) ** exponent
     return number * _SUFFIXES[suffix]
 
 
