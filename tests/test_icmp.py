@@ -129,10 +129,27 @@ def test_an_echo_request_carries_a_valid_checksum():
 
 def test_answers_are_matched_to_requests_by_identifier_and_sequence():
     reply = ip_header() + struct.pack("!BBHHH", connect.ECHO_REPLY, 0, 0, 0x1234, 7)
-    assert connect._icmp_answer(reply, 0x1234) == (7, connect.CONNECTED)
+    assert connect._icmp_answer(reply, 0x1234) == (7, connect.CONNECTED, "10.0.0.2")
     assert connect._icmp_answer(reply, 0x9999) is None  # another prober's
     request = connect._echo_request(0x1234, 3)
     for code, outcome in ((3, connect.REFUSED), (1, connect.UNREACHABLE), (13, connect.REFUSED)):
         error = ip_header() + struct.pack("!BBHHH", connect.DESTINATION_UNREACHABLE, code, 0, 0, 0) + ip_header() + request[:8]
-        assert connect._icmp_answer(error, 0x1234) == (3, outcome)
+        assert connect._icmp_answer(error, 0x1234) == (3, outcome, "10.0.0.1")  # the request's destination
     assert connect._icmp_answer(ip_header() + request, 0x1234) is None  # our own request, seen on lo
+
+
+def test_a_virtual_ip_no_node_holds_loses_the_echo_request_in_every_mode():
+    """Only a ClusterIP is in kube-proxy's cluster-ips set: an externalIP, or a LoadBalancer IP no
+    node announces (no ready endpoint), is routed on and lost, not rejected."""
+    extra = """
+---
+apiVersion: v1
+kind: Service
+metadata: {name: nobody}
+spec: {type: LoadBalancer, selector: {app: none}, externalIPs: [203.0.113.5], ports: [{port: 80}]}
+"""
+    cluster = cluster_of(APP + extra, config("nftables"))
+    svc = cluster.get("Service", "default", "nobody")
+    for address in (svc.status["loadBalancer"]["ingress"][0]["ip"], "203.0.113.5"):
+        lost = ping(cluster, "default/client", address)
+        assert lost.verdict == "dropped" and "nothing answers" in lost.reason and "cluster-ips" not in lost.reason

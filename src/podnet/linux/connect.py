@@ -128,15 +128,16 @@ def _echo_request(ident: int, sequence: int) -> bytes:
     return struct.pack("!BBHHH", ECHO_REQUEST, 0, _checksum(header + payload), ident, sequence) + payload
 
 
-def _icmp_answer(packet: bytes, ident: int) -> tuple[int, str] | None:
-    """(sequence, outcome) of one ICMP packet a raw socket received, if it answers our requests."""
+def _icmp_answer(packet: bytes, ident: int) -> tuple[int, str, str] | None:
+    """(sequence, outcome, the address it is about) of one ICMP packet a raw socket received, if
+    it answers our requests: a reply's source, an error's quoted destination."""
     start = (packet[0] & 0x0F) * 4
     if len(packet) < start + 8:
         return None
     kind, code = packet[start], packet[start + 1]
     if kind == ECHO_REPLY:
         their_ident, sequence = struct.unpack("!HH", packet[start + 4:start + 8])
-        return (sequence, CONNECTED) if their_ident == ident else None
+        return (sequence, CONNECTED, socket.inet_ntoa(packet[12:16])) if their_ident == ident else None
     if kind == DESTINATION_UNREACHABLE:  # the request's IP header and first 8 bytes follow
         inner = start + 8
         if len(packet) < inner + 20:
@@ -147,7 +148,7 @@ def _icmp_answer(packet: bytes, ident: int) -> tuple[int, str] | None:
         their_ident, sequence = struct.unpack("!HH", packet[quoted + 4:quoted + 8])
         if their_ident != ident:
             return None
-        return sequence, UNREACHABLE if code in _ICMP_UNREACHABLE_CODES else REFUSED
+        return sequence, UNREACHABLE if code in _ICMP_UNREACHABLE_CODES else REFUSED, socket.inet_ntoa(packet[inner + 16:inner + 20])
     return None
 
 
@@ -160,7 +161,7 @@ def _probe_icmp(targets: list[tuple[str, int]], timeout: float, attempts: int) -
         sock = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
     except OSError as exc:
         return [outcome_of(exc.errno or errno.EPERM)] * len(targets)
-    ident = os.getpid() & 0xFFFF
+    ident = int.from_bytes(os.urandom(2), "big")  # probers sharing a namespace tell theirs apart
     results: list[str | None] = [None] * len(targets)
     with sock:
         sock.setblocking(False)
@@ -183,15 +184,15 @@ def _probe_icmp(targets: list[tuple[str, int]], timeout: float, attempts: int) -
                         continue
                     while True:
                         try:
-                            packet, (source, _) = sock.recvfrom(65535)
+                            packet, _ = sock.recvfrom(65535)
                         except BlockingIOError:
                             break
                         answer = _icmp_answer(packet, ident)
                         if answer is None or answer[0] not in waiting:
                             continue
-                        sequence, outcome = answer
-                        if outcome == CONNECTED and source != targets[sequence][0]:
-                            continue  # a reply from elsewhere is not the target's
+                        sequence, outcome, about = answer
+                        if about != targets[sequence][0]:
+                            continue  # another prober's (a raw socket sees the namespace's every ICMP packet)
                         results[sequence] = outcome
                         waiting.discard(sequence)
     return [r or TIMEOUT for r in results]

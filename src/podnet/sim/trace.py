@@ -805,6 +805,11 @@ class Tracer:
             return None
         mode = self.cluster.config.networking.proxy_mode
         at = f"node/{packet.at.name}"
+        if dst_ip != fields.cluster_ip(svc):  # an externalIP, or a LoadBalancer IP no node announces
+            reason = (f"{dst_ip} is a virtual IP of Service {svc.ref} that no node holds, and kube-proxy translates "
+                      "ports only: nothing answers the echo request (ping: no reply, or the route's unreachable error)")
+            hops.append(Hop(at, "drop", reason))
+            return reason
         if mode == "nftables":
             reason = (f"{dst_ip} is Service {svc.ref}'s virtual IP, and an echo request has no port for kube-proxy "
                       "to translate: its cluster-ips check rejects it (ICMP port unreachable; ping says "
