@@ -185,3 +185,15 @@ def test_annotations_podnet_does_not_model_are_named_and_a_lost_protection_is_lo
     assert finding.severity == "warning" and "WITHOUT authentication" in finding.message
     plain = cluster_of(backends + "\n---\n" + AUTHED.replace("auth-", "x-auth-").replace("limit-rps", "ssl-redirect"))
     assert "WITHOUT" not in ingress_semantics.unmodelled_warning(plain.get("Ingress", "default", "secret"))
+
+
+def test_trace_reads_the_controllers_flags_as_kubelet_starts_it():
+    """$(CLASS) in the controller's args is expanded from its environment (here a ConfigMap's
+    value), as kubelet expands it before starting the process."""
+    backends = "\n---\n".join(d for d in WEAR_WATCH.split("\n---\n") if "kind: Ingress\n" not in d)
+    from_config = INTERNAL.replace("--ingress-class=internal", "--ingress-class=$(CLASS)").replace(
+        "        args: [", "        env: [{name: CLASS, valueFrom: {configMapKeyRef: {name: edge, key: class}}}]\n        args: [")
+    config_map = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: edge, namespace: edge}\ndata: {class: internal}\n"
+    cluster = cluster_of(backends + "\n---\n" + config_map + "---\n" + from_config)
+    wear = Tracer(cluster).trace("external", "http://wear.example.com/wear")
+    assert wear.verdict == "delivered" and wear.ingress["ingress"] == "default/mine"

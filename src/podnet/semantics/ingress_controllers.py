@@ -26,7 +26,10 @@ import re
 from dataclasses import dataclass
 from typing import Any, Sequence
 
+from podnet.api.objects import KubeObject
+from podnet.controlplane import Cluster
 from podnet.controlplane.system import ingress_nginx_container
+from podnet.semantics.containerenv import ContainerConfigError, expand, resolve_environment
 from podnet.semantics.ingress import CLASS_NAME, CONTROLLER
 
 _LEGACY_TAG = re.compile(r"v?0\.\d+")  # an image tag of ingress-nginx before 1.0
@@ -76,11 +79,27 @@ def is_legacy(image: str) -> bool:
 
 
 def controller_of(pod_spec: dict[str, Any]) -> ControllerFlags | None:
-    """The flags of the pod's ingress-nginx controller; None when the pod runs none."""
+    """The flags of the pod's ingress-nginx controller as its args are written; None when the
+    pod runs none (pod_controller: as kubelet starts it)."""
     container = ingress_nginx_container(pod_spec)
     if container is None:
         return None
     return flags_of(str(container.get("image") or ""), container.get("args") or [])
+
+
+def pod_controller(pod: KubeObject, cluster: Cluster, cache: dict | None = None) -> ControllerFlags | None:
+    """The flags of a pod's controller as kubelet starts it: its args with $(VAR) expanded from
+    the container's environment (ConfigMap and Secret values too); None when the pod runs none,
+    or kubelet would not create the container. `cache`: containerenv.service_environment's."""
+    container = ingress_nginx_container(pod.spec)
+    if container is None:
+        return None
+    try:
+        environment = resolve_environment(pod, container, cluster, cache=cache).env
+    except ContainerConfigError:
+        return None
+    args = [expand(str(a), environment) for a in container.get("args") or []]
+    return flags_of(str(container.get("image") or ""), args)
 
 
 def _flag(text: str) -> bool:

@@ -904,7 +904,7 @@ class Tracer:
         """The Services in front of a running ingress controller: the add-on's first, then those
         of the input's own controllers (as the seed's NodePort Service nginx-ingress)."""
         pods = [pod for pod in self.cluster.of_kind("Pod")
-                if fields.pod_ip(pod) and ingress_controllers.controller_of(pod.spec) is not None]
+                if fields.pod_ip(pod) and ingress_controllers.pod_controller(pod, self.cluster, self._service_links) is not None]
         found = []
         for svc in self.cluster.of_kind("Service"):
             selector = svc.spec.get("selector") or {}
@@ -920,7 +920,7 @@ class Tracer:
     def _controller_pod(self, ref: str | None) -> tuple[Party, ControllerFlags] | None:
         """The pod `ref` if it runs an ingress-nginx controller, with the flags it serves by."""
         pod = self.addresses.pods.get(ref) if ref else None
-        flags = ingress_controllers.controller_of(pod.spec) if pod is not None else None
+        flags = ingress_controllers.pod_controller(pod, self.cluster, self._service_links) if pod is not None else None
         if flags is None:
             return None
         return self.addresses.pod_party(pod), flags
@@ -1008,7 +1008,7 @@ class Tracer:
 
     def _controller_party(self) -> Party | None:
         for pod in self.cluster.of_kind("Pod"):
-            if fields.pod_ip(pod) and ingress_controllers.controller_of(pod.spec) is not None:
+            if fields.pod_ip(pod) and ingress_controllers.pod_controller(pod, self.cluster, self._service_links) is not None:
                 return self.addresses.pod_party(pod)
         return None
 
