@@ -50,6 +50,8 @@ spec:
     image: busybox
     command: [sh, -c, 'echo "process sees backend=$BACKEND_HOST password=$PASSWORD"; exec sleep 3600']
     resources: {{limits: {{memory: 64Mi}}}}
+    # kubelet's exec probe runs in the container: it sees the container's env, Secret values too
+    readinessProbe: {{exec: {{command: [sh, -c, 'test "$PASSWORD" = "{PASSWORD}"']}}, periodSeconds: 1, timeoutSeconds: 30}}
     envFrom:
     - configMapRef: {{name: app-config}}
     - prefix: SECRET_
@@ -124,6 +126,8 @@ def test_a_pod_sees_its_config_map_and_secret_values(cluster):
     assert printed["LEVEL"] == "debug" and printed["PASSWORD"] == PASSWORD
     assert printed["MEMORY_MI"] == "64" and printed["URL"] == "http://backend.default.svc.cluster.local/"
     assert status_column("reader", name) == "Running"
+    wait_for(lambda: any(c["type"] == "Ready" and c["status"] == "True" for c in pod("reader", name)["status"]["conditions"]),
+             60, "reader Ready: its exec probe saw the Secret's value")
 
 
 def test_a_missing_config_map_is_create_container_config_error_until_it_is_applied(cluster):

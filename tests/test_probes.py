@@ -347,6 +347,9 @@ class FakeRuntime:
     def enter_argv(self, sandbox, argv):
         return ["enter", sandbox.ref, *argv]
 
+    def container_environment(self, sandbox, name):
+        return {"CONTAINER": name}
+
 
 class FakeExecutors:
     """Answers from `answer(call)`, where call is ("http", netns, host, port, path) or
@@ -354,6 +357,7 @@ class FakeExecutors:
 
     def __init__(self, answer=lambda call: True):
         self.answer, self.calls = answer, []
+        self.environments = []  # each exec's env: the probed container's
 
     def _ask(self, call):
         self.calls.append(call)
@@ -365,7 +369,8 @@ class FakeExecutors:
     def tcp_socket(self, netns, host, port, timeout):
         return self._ask(("tcp", netns, host, port))
 
-    def exec(self, argv, timeout):
+    def exec(self, argv, timeout, env=None):
+        self.environments.append(env)
         return self._ask(("exec", *argv))
 
 
@@ -429,6 +434,7 @@ def test_prober_probes_the_pod_ip_from_the_node_namespace():
                                               "startupProbe": {"exec": {"command": ["cat", "/ready"]}}}))
     h.at(0)  # startup runs first, alone
     assert h.executors.calls == [("exec", "enter", "default/web", "cat", "/ready")]
+    assert h.executors.environments == [{"CONTAINER": "app"}]  # it runs with the container's env, as in it
     h.at(1)  # then liveness and readiness, on their own ticks (0, 10, …): the one at 0 is overdue
     assert h.executors.calls[1:] == [("tcp", NODE_NETNS, "10.0.0.9", 80), ("http", NODE_NETNS, "10.244.1.5", 8080, "/healthz")]
     h.at(9)

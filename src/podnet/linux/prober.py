@@ -44,7 +44,7 @@ class Executors(Protocol):
 
     def tcp_socket(self, netns: str, host: str, port: int, timeout: float) -> bool: ...
 
-    def exec(self, argv: list[str], timeout: float) -> bool: ...
+    def exec(self, argv: list[str], timeout: float, env: dict[str, str] | None = None) -> bool: ...
 
 
 # ---- the real executors ---------------------------------------------------------------------
@@ -110,10 +110,11 @@ def tcp_socket(netns: str, host: str, port: int, timeout: float) -> bool:
     return True
 
 
-def run_exec(argv: list[str], timeout: float) -> bool:
+def run_exec(argv: list[str], timeout: float, env: dict[str, str] | None = None) -> bool:
     # A session of its own, so a timeout kills what the command started too (kubelet kills the exec).
+    # `env`: the container's, as kubelet's exec runs in the container (given by execve, not argv).
     process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL, start_new_session=True)
+                               stderr=subprocess.DEVNULL, start_new_session=True, env=env)
     try:
         return process.wait(timeout=timeout) == 0
     except subprocess.TimeoutExpired:
@@ -325,7 +326,7 @@ class ProbeManager:
     def _attempt(self, job: _Job, sandbox, probe: Probe) -> None:
         message = ""
         try:
-            success = self._execute(sandbox, probe)
+            success = self._execute(sandbox, probe, job.container)
             if not success:
                 message = probe.error or _failure_text(probe, sandbox)
         except Exception as exc:  # refused, unreachable, timed out, not an address: all failures
@@ -334,12 +335,13 @@ class ProbeManager:
         self._results.put((job, success, message))
         self._wake.set()
 
-    def _execute(self, sandbox, probe: Probe) -> bool:
+    def _execute(self, sandbox, probe: Probe, container: str) -> bool:
         if probe.error:
             return False
         action, timeout = probe.action, float(probe.timeout)
         if probe.handler == "exec":
-            return self.executors.exec(self.runtime.enter_argv(sandbox, list(action.command)), timeout)
+            return self.executors.exec(self.runtime.enter_argv(sandbox, list(action.command)), timeout,
+                                       self.runtime.container_environment(sandbox, container))
         netns = self.layout.node_netns(sandbox.pod.spec["nodeName"])
         host = action.host or fields.pod_ip(sandbox.pod)
         if probe.handler == "httpGet":

@@ -372,6 +372,15 @@ class Runtime:
             parent, pid = pid, int(kids[0])
         return None
 
+    def container_environment(self, sandbox: PodSandbox, name: str) -> dict[str, str] | None:
+        """The environment container `name` runs with (what kubelet's exec probes and hooks see,
+        as they run in the container); None when the sandbox has no such container."""
+        container = next((c for c in sandbox.containers if c.name == name), None)
+        if container is None:
+            return None
+        return {"PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"),
+                "PYTHONPATH": os.pathsep.join(p for p in sys.path if p), **container.env}
+
     def enter_argv(self, sandbox: PodSandbox, argv: list[str], workdir: str | None = None) -> list[str]:
         """argv run inside the pod: its network, hostname and mount (resolv.conf, hosts)."""
         pid = self.sandbox_pid(sandbox)
@@ -387,8 +396,7 @@ class Runtime:
             if container.note:
                 log.write(f"podnet: {container.note}\n".encode())
                 log.flush()
-            env = {"PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"),
-                   "PYTHONPATH": os.pathsep.join(p for p in sys.path if p), **container.env}
+            env = self.container_environment(sandbox, container.name) or {}
             if signals_start(container.argv):
                 path = started_file(self.layout, sandbox.ref, container)
                 path.parent.mkdir(parents=True, exist_ok=True)

@@ -131,8 +131,9 @@ def pre_stop_hook(container: dict[str, Any]) -> PreStop | None:
 
 
 def run_pre_stop(hook: PreStop, runtime: Runtime, sandbox: PodSandbox, node_netns: str, timeout: float,
-                 interrupted: threading.Event) -> str | None:
-    """Run the hook, for at most `timeout` seconds; why it failed, or None."""
+                 interrupted: threading.Event, container: str | None = None) -> str | None:
+    """Run the hook, for at most `timeout` seconds; why it failed, or None. An exec hook runs
+    with `container`'s environment, as kubelet's runs in the container."""
     if hook.error:
         return hook.error
     if hook.handler == "sleep":
@@ -141,8 +142,9 @@ def run_pre_stop(hook: PreStop, runtime: Runtime, sandbox: PodSandbox, node_netn
     try:
         if hook.handler == "exec":
             argv = runtime.enter_argv(sandbox, list(hook.command))
+            env = runtime.container_environment(sandbox, container) if container is not None else None
             process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                       stderr=subprocess.DEVNULL, start_new_session=True)
+                                       stderr=subprocess.DEVNULL, start_new_session=True, env=env)
             deadline = time.monotonic() + timeout
             while process.poll() is None:
                 if interrupted.is_set() or time.monotonic() >= deadline:
@@ -173,7 +175,8 @@ def kill_pod(runtime: Runtime, sandbox: PodSandbox, node_netns: str, deadline: f
     def stop(container: Container) -> None:
         hook = pre_stop_hook(specs.get(container.name) or {})
         if hook is not None and container.running:
-            why = run_pre_stop(hook, runtime, sandbox, node_netns, deadline - time.monotonic(), interrupted)
+            why = run_pre_stop(hook, runtime, sandbox, node_netns, deadline - time.monotonic(), interrupted,
+                               container.name)
             if why is not None and not interrupted.is_set():
                 hook_failed(container.name, f"PreStopHook failed: {hook.describe()}: {why}")
         # what is left of the grace period, but never less than kubelet's minimum
