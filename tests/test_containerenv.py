@@ -10,7 +10,7 @@ import pytest
 
 from podnet import images
 from podnet.api import fields
-from podnet.semantics.containerenv import (CREATE_CONFIG_ERROR, RUN_CONTAINER_ERROR, ContainerConfigError, service_environment,
+from podnet.semantics.containerenv import (CREATE_CONFIG_ERROR, RUN_CONTAINER_ERROR, ContainerConfigError, expand, service_environment,
                                            container_environment, host_allocatable, quantity, resolve_environment)
 from podnet.sim.trace import Tracer
 from tests.conftest import cluster_of
@@ -397,3 +397,8 @@ def test_a_quantity_with_a_huge_exponent_is_refused_at_once():
     with pytest.raises(ContainerConfigError, match="out of range"):
         quantity("1e999999999")
     assert quantity("1e3") == 1000 and quantity("5e-3") * 1000 == 5
+
+
+def test_any_name_up_to_the_closing_parenthesis_is_expanded_as_kubelet_does():
+    env = {"1st": "one", "my key": "two", "A": "a"}
+    assert expand("$(1st)-$(my key)-$(A)-$(missing)-$$(A)-$(unclosed", env) == "one-two-a-$(missing)-$(A)-$(unclosed"

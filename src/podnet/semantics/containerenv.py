@@ -63,7 +63,7 @@ CREATE_CONFIG_ERROR = "CreateContainerConfigError"  # kubelet's ErrCreateContain
 RUN_CONTAINER_ERROR = "RunContainerError"  # kubelet's ErrRunContainer: the runtime could not start it
 INVALID_NAMES_REASON = "InvalidEnvironmentVariableNames"
 MASTER_SERVICES = ("kubernetes",)  # default/<name>: its variables are in every pod of every namespace
-_VAR_REF = re.compile(r"\$\(([A-Za-z_][A-Za-z0-9_.-]*)\)|\$\$")
+_VAR_REF = re.compile(r"\$\(([^)]*)\)|\$\$")  # expansion.go's tryReadVariableName: a name is all up to the first )
 # resource.Quantity's form: a decimal, then a binary or decimal suffix or an exponent
 MAX_EXPONENT = 64  # a decimal exponent past any int64 quantity (and any milli/nano of one)
 _QUANTITY = re.compile(r"([+-]?(?:\d+(?:\.\d*)?|\.\d+))(Ki|Mi|Gi|Ti|Pi|Ei|[eE][+-]?\d+|[numkMGTPE])?")
