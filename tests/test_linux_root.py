@@ -26,6 +26,7 @@ import pytest
 
 from podnet.host.layout import STATE_ROOT, ClusterLayout
 from podnet.host.netns import list_netns, socket_in_netns
+from podnet.linux import connect
 from podnet.linux.build import ClusterExists, build
 from podnet.linux.netlink import Address, Change, KernelError, Link, Pyroute2Netlink, Route, VethPeer
 from podnet.linux.plan import NetworkPlan, plan_network
@@ -123,15 +124,6 @@ def add_pod(plan: NetworkPlan, node_name: str, pod: str, host: int = 10) -> tupl
 # ---- probes -------------------------------------------------------------------------------------
 
 
-def _checksum(data: bytes) -> int:
-    if len(data) % 2:
-        data += b"\0"
-    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
-    total = (total >> 16) + (total & 0xFFFF)
-    total += total >> 16
-    return ~total & 0xFFFF
-
-
 def ping(netns: str, dst: str, timeout: float = 1.0, tries: int = 3) -> bool:
     """One ICMP echo answered by dst, from inside netns (a raw socket opened there)."""
     sock = socket_in_netns(netns, socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
@@ -140,7 +132,7 @@ def ping(netns: str, dst: str, timeout: float = 1.0, tries: int = 3) -> bool:
         for seq in range(tries):
             header = struct.pack("!BBHHH", 8, 0, 0, ident, seq)
             payload = b"podnet-ping"
-            packet = struct.pack("!BBHHH", 8, 0, _checksum(header + payload), ident, seq) + payload
+            packet = struct.pack("!BBHHH", 8, 0, connect._checksum(header + payload), ident, seq) + payload
             try:
                 sock.sendto(packet, (dst, 0))
             except OSError:  # no route: ENETUNREACH

@@ -33,10 +33,8 @@ import struct
 from dataclasses import dataclass
 from typing import Protocol
 
-from podnet.host.netns import socket_in_netns
+from podnet.proxy.nftnl import NFNL_SUBSYS_NFTABLES, netfilter_socket
 
-NETLINK_NETFILTER = 12
-NFNL_SUBSYS_NFTABLES = 10
 NLMSG_ERROR, NLMSG_DONE = 2, 3
 NLM_F_REQUEST, NLM_F_MULTI, NLM_F_DUMP = 0x1, 0x2, 0x300
 GETTABLE, GETCHAIN, NEWRULE, GETRULE, NEWGEN, GETGEN = 1, 4, 6, 7, 15, 16
@@ -160,11 +158,7 @@ class NetlinkRuleCounter:
 
     def _socket(self) -> socket.socket:
         if self._sock is None:
-            if self.netns:
-                sock = socket_in_netns(self.netns, socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_NETFILTER)
-            else:
-                sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_NETFILTER)
-            sock.bind((0, 0))
+            sock = netfilter_socket(self.netns)
             sock.settimeout(ANSWER_TIMEOUT)
             self._sock = sock
         return self._sock

@@ -359,6 +359,21 @@ def batch(messages: list[tuple[int, int, bytes, str]], first_seq: int) -> bytes:
     return b"".join(out)
 
 
+def netfilter_socket(netns: str | None) -> socket.socket:
+    """A bound netfilter netlink socket in the named network namespace (this one when None);
+    it keeps that namespace alive until closed."""
+    if netns:
+        sock = socket_in_netns(netns, socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_NETFILTER)
+    else:
+        sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_NETFILTER)
+    try:
+        sock.bind((0, 0))
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
 class Loader:
     """A netfilter netlink socket in one network namespace, sending compiled transactions.
     One sync at a time uses it (the node proxy's thread); a socket that failed is closed and
@@ -371,11 +386,7 @@ class Loader:
 
     def _socket(self) -> socket.socket:
         if self._sock is None:
-            if self.netns:
-                sock = socket_in_netns(self.netns, socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_NETFILTER)
-            else:
-                sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_NETFILTER)
-            sock.bind((0, 0))
+            sock = netfilter_socket(self.netns)
             # errors carry only the refused message's header, plus the kernel's reason text
             sock.setsockopt(SOL_NETLINK, NETLINK_CAP_ACK, 1)
             sock.setsockopt(SOL_NETLINK, NETLINK_EXT_ACK, 1)
