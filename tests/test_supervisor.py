@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import os
 import stat
+import sys
 import threading
 import time
 
@@ -180,7 +181,11 @@ def test_exec_and_logs_find_the_pod_and_its_containers(supervisor, tmp_path):
     apply(supervisor, pod("two"))
     sandbox = supervisor.runtime.pods["default/two"]
     argv = supervisor.exec_argv("default/two", "d")
-    assert argv[-3:] == ["--", "env", "POD=two"]
+    # the pod's namespaces; the container's env goes by execve (podnet.linux.withenv), never in argv
+    assert argv[-1] == "--" and not any("POD=two" in word for word in argv)
+    running = sandbox.containers[1].process
+    if running is not None and running.poll() is None:
+        assert argv[:5] == [sys.executable, "-m", "podnet.linux.withenv", str(running.pid), "--"]
     assert supervisor.exec_argv("node/node1", None) == ["ip", "netns", "exec", supervisor.layout.node_netns("node1")]
     with pytest.raises(PodnetError, match="container x is not valid for pod default/two, choose one of: \\[c d\\]"):
         supervisor.exec_argv("default/two", "x")
