@@ -166,7 +166,10 @@ def start_cluster(tmp_path, manifests: str, nodes: int, overlay: str, mode: str)
     (tmp_path / "app.yaml").write_text(manifests)
     (tmp_path / "cluster.yaml").write_text(
         f"kind: Cluster\napiVersion: podnet.dev/v1alpha1\nname: {name}\nnodes: {nodes}\n"
-        f"networking: {{overlay: {overlay}, proxyMode: {mode}}}\n")
+        f"networking: {{overlay: {overlay}, proxyMode: {mode}}}\n"
+        # syncPeriod 1h: test_switching_modes_leaves_no_stale_rules hands a node's rules to proxies
+        # of its own, which the supervisor's proxy would repair within its syncPeriod (1 s by default)
+        "kubeProxy: {syncPeriod: 1h}\n")
     try:
         podnet("up", "-f", str(tmp_path / "app.yaml"), "--config", str(tmp_path / "cluster.yaml"), timeout=120)
     except BaseException:
@@ -392,9 +395,17 @@ def test_switching_modes_leaves_no_stale_rules(nft_cluster):
         return (podnet("exec", "node/node3", "--name", name, "--", "nft", "list", "tables").stdout,
                 podnet("exec", "node/node3", "--name", name, "--", "iptables-save").stdout)
 
-    NodeProxy(name, "node3", netns, "iptables", "10.244.0.0/16").sync_now(cluster)
-    tables, saved = rules()
-    assert "kube-proxy" not in tables and "KUBE-SVC-" in saved
-    NodeProxy(name, "node3", netns, "nftables", "10.244.0.0/16").sync_now(cluster)
-    tables, saved = rules()
-    assert "kube-proxy" in tables and "KUBE-" not in saved
+    iptables_proxy = NodeProxy(name, "node3", netns, "iptables", "10.244.0.0/16")
+    try:
+        iptables_proxy.sync_now(cluster)
+        tables, saved = rules()
+        assert "kube-proxy" not in tables and "KUBE-SVC-" in saved
+    finally:
+        iptables_proxy.stop(cleanup=False)  # its sockets would hold the node's namespace
+    nftables_proxy = NodeProxy(name, "node3", netns, "nftables", "10.244.0.0/16")
+    try:
+        nftables_proxy.sync_now(cluster)
+        tables, saved = rules()
+        assert "kube-proxy" in tables and "KUBE-" not in saved
+    finally:
+        nftables_proxy.stop(cleanup=False)
