@@ -48,10 +48,15 @@ def test_a_controllers_flags_with_its_images_defaults(image, args, expected):
 
 def test_a_pod_is_a_controller_when_it_runs_the_image_with_its_own_entrypoint():
     container = {"name": "c", "image": CURRENT, "args": ["--ingress-class=a"]}
-    assert ingress_controllers.controller_of({"containers": [{"name": "x", "image": "busybox"}, container]}) == \
-        ControllerFlags(ingress_class="a")
-    assert ingress_controllers.controller_of({"containers": [{**container, "command": ["sleep", "1d"]}]}) is None
-    assert ingress_controllers.controller_of({"containers": [{"name": "x", "image": "nginx"}]}) is None
+
+    def controller(*containers):
+        cluster = cluster_of(yaml.safe_dump({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"},
+                                             "spec": {"containers": list(containers)}}))
+        return ingress_controllers.pod_controller(cluster.get("Pod", "default", "p"), cluster)
+
+    assert controller({"name": "x", "image": "busybox"}, container) == ControllerFlags(ingress_class="a")
+    assert controller({**container, "command": ["sleep", "1d"]}) is None
+    assert controller({"name": "x", "image": "nginx"}) is None
 
 
 def test_the_add_on_comes_only_when_the_input_brings_no_controller():

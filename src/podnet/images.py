@@ -182,8 +182,6 @@ def pod_serving(pod: KubeObject, cluster: Cluster, port: int, protocol: str, cac
     """`serving` for a pod of `cluster`, each container with the environment kubelet gives it (a
     container kubelet would not create serves nothing). `cache`: kept by a caller asking for many
     pods of one unchanging cluster (containerenv.service_environment's)."""
-    if protocol == ICMP:
-        return echo_answer("the pod")
     return serving(pod.spec, port, protocol, cluster.config.standins, container_environments(pod, cluster, cache))
 
 

@@ -24,7 +24,7 @@ from __future__ import annotations
 import argparse
 import re
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Sequence
 
 from podnet.api.objects import KubeObject
 from podnet.controlplane import Cluster
@@ -76,15 +76,6 @@ def is_legacy(image: str) -> bool:
     """An ingress-nginx image from before 1.0 (by its tag; a digest alone says nothing)."""
     tag = image.rsplit("/", 1)[-1].partition("@")[0].partition(":")[2]
     return bool(_LEGACY_TAG.match(tag))
-
-
-def controller_of(pod_spec: dict[str, Any]) -> ControllerFlags | None:
-    """The flags of the pod's ingress-nginx controller as its args are written; None when the
-    pod runs none (pod_controller: as kubelet starts it)."""
-    container = ingress_nginx_container(pod_spec)
-    if container is None:
-        return None
-    return flags_of(str(container.get("image") or ""), container.get("args") or [])
 
 
 def pod_controller(pod: KubeObject, cluster: Cluster, cache: dict | None = None) -> ControllerFlags | None:

@@ -20,6 +20,7 @@ from typing import Any
 
 from podnet import images
 from podnet.api import fields
+from podnet.api import labels as label_selectors
 from podnet.controlplane import Cluster
 from podnet.controlplane.nodes import NodeInfo
 from podnet.controlplane.pods import find_named_port, serving_containers
@@ -465,9 +466,10 @@ class Tracer:
         return announcing_node(self.cluster, self.services, svc, ip)
 
     def _to_other_node(self, src: Party, packet: Packet, node: NodeInfo, port: int, protocol: str,
-                       hops: list[Hop]) -> str | None:
-        """A packet for another node's own address leaves over the LAN (pods: masqueraded)."""
-        target = self.addresses.node_party(node)
+                       hops: list[Hop], address: str | None = None) -> str | None:
+        """A packet for another node's own address (or `address`, one the node holds, such as a
+        LoadBalancer IP on its lo) leaves over the LAN (pods: masqueraded)."""
+        target = self.addresses.node_party(node) if address is None else self.addresses.party_for_ip(address)
         if src.kind == "pod" and not src.host_network and not packet.egress_checked:
             sides = self.policy(src, src, target, port, protocol)
             hops.append(sides.egress_hop)
@@ -791,14 +793,8 @@ class Tracer:
                 if not sides.egress_allowed:
                     return sides.egress_reason
             if node.name != packet.at.name:
-                if packet.source.kind == "pod" and self.ip_masq.applies(packet.source.ip, dst_ip):
-                    masq = self.addresses.node_party(packet.at)
-                    hops.append(Hop(f"node/{packet.at.name}", "snat", f"→ {masq.ip}: leaves the pod network "
-                                                                       "(flannel ip-masq)"))
-                    packet.source = masq
-                hops.append(Hop(f"node/{packet.at.name}", "route", f"{dst_ip} is on the LAN → eth0"))
+                self._to_other_node(src, packet, node, 0, ICMP, hops, address=dst_ip)  # egress checked above
                 hops.append(Hop("LAN", "arp", f"{dst_ip} is answered by node/{node.name} (L2 announcement)"))
-                packet.at, packet.origin = node, "external"
             hops.append(Hop(f"node/{node.name}", "local", f"{dst_ip} is on node/{node.name}'s lo (the LoadBalancer "
                                                            f"IP of Service {svc.ref}): kube-proxy translates ports "
                                                            "only, so the node itself takes the echo request"))
@@ -907,9 +903,9 @@ class Tracer:
                 if fields.pod_ip(pod) and ingress_controllers.pod_controller(pod, self.cluster, self._service_links) is not None]
         found = []
         for svc in self.cluster.of_kind("Service"):
-            selector = svc.spec.get("selector") or {}
-            if selector and any(pod.namespace == svc.namespace and all(pod.labels.get(k) == v
-                                                                       for k, v in selector.items()) for pod in pods):
+            selector = svc.spec.get("selector")
+            if selector and any(pod.namespace == svc.namespace and label_selectors.from_set(selector).matches(pod.labels)
+                                for pod in pods):
                 found.append(svc)
         found.sort(key=lambda svc: (svc.ref != f"{INGRESS_NAMESPACE}/{INGRESS_SERVICE}", svc.ref))
         return found
