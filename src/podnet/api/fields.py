@@ -8,6 +8,8 @@ Code that writes a status uses `KubeObject.status_for_update()`, not these.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -159,3 +161,25 @@ def image_name(image: str) -> str:
     registry.k8s.io/e2e-test-images/agnhost:2.53 -> agnhost."""
     name = image.rsplit("/", 1)[-1]
     return re.split(r"[:@]", name, maxsplit=1)[0]
+
+
+# ---------------------------------------------------------------- Secrets
+
+def secret_keys(secret: Mapping[str, Any]) -> list[str]:
+    """A Secret body's keys: those of `data` and of `stringData`."""
+    return list(dict.fromkeys([*(secret.get("data") or {}), *(secret.get("stringData") or {})]))
+
+
+def secret_value(secret: Mapping[str, Any], key: str) -> bytes | None:
+    """One value of a Secret body as the API server stores it: `stringData` written over `data`
+    (base64); None when the Secret has no such key. ValueError when `data`'s is not base64."""
+    plain = secret.get("stringData") or {}
+    if key in plain:
+        return b"" if plain[key] is None else str(plain[key]).encode()
+    data = secret.get("data") or {}
+    if key not in data:
+        return None
+    try:
+        return base64.b64decode(str(data[key] or ""), validate=True)
+    except (binascii.Error, ValueError):
+        raise ValueError(f"data.{key} is not base64") from None

@@ -13,14 +13,13 @@ installs), not a Python dependency: it is made once per controller and never par
 
 from __future__ import annotations
 
-import base64
-import binascii
 import ssl
 import subprocess
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from podnet.api import fields
 from podnet.semantics.ingress import IngressController
 
 FAKE_CERTIFICATE_SUBJECT = "/O=Acme Co/CN=Kubernetes Ingress Controller Fake Certificate"
@@ -78,19 +77,15 @@ def secret_certificates(controller: IngressController, directory: Path) -> Certi
 
 
 def _pem_of(body: dict) -> tuple[bytes, str | None]:
-    data = body.get("data") or {}
-    plain = body.get("stringData") or {}
     parts: list[bytes] = []
     for key in (TLS_CERT, TLS_KEY):
-        if key in plain:
-            parts.append(str(plain[key]).encode())
-        elif key in data:
-            try:
-                parts.append(base64.b64decode(str(data[key]), validate=True))
-            except (binascii.Error, ValueError):
-                return b"", f"data.{key} is not base64"
-        else:
+        try:
+            value = fields.secret_value(body, key)
+        except ValueError as exc:
+            return b"", str(exc)
+        if value is None:
             return b"", f"no {key}"
+        parts.append(value)
     crt, key = parts
     return crt.rstrip(b"\n") + b"\n" + key.rstrip(b"\n") + b"\n", None
 

@@ -43,8 +43,6 @@ size). Pod-level resources (spec.resources) are not read.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import functools
 import math
 import os
@@ -249,15 +247,13 @@ class _Sources:
                 return None
             raise ContainerConfigError(f'secret "{name}" not found')
         data = {}
-        for key, text in (obj.body.get("data") or {}).items():
+        for key in fields.secret_keys(obj.body):
             try:
-                raw = base64.b64decode(str(text or ""), validate=True)
-            except (binascii.Error, ValueError):
-                raise ContainerConfigError(f"secret {self.namespace}/{name}: data.{key} is not base64") from None
+                raw = fields.secret_value(obj.body, key) or b""
+            except ValueError as exc:
+                raise ContainerConfigError(f"secret {self.namespace}/{name}: {exc}") from None
             # bytes as they are: what is not UTF-8 reaches the process unchanged (os.fsencode)
             data[str(key)] = raw.decode("utf-8", "surrogateescape")
-        for key, value in (obj.body.get("stringData") or {}).items():
-            data[str(key)] = "" if value is None else str(value)  # the API server writes it over data
         return data
 
 
