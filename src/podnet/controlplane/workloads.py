@@ -164,8 +164,13 @@ def replicaset_pods(rs: KubeObject, index: PodIndex) -> list[KubeObject]:
 def replica_names(rs: KubeObject, taken: set[str]) -> Iterator[str]:
     """The names a ReplicaSet gives its new pods, in order: generated ones not `taken` (which
     it extends)."""
+    return free_names(f"{rs.name}-", taken)
+
+
+def free_names(prefix: str, taken: set[str]) -> Iterator[str]:
+    """Names generated from `prefix` (generateName), in order, skipping and extending `taken`."""
     for attempt in itertools.count():
-        name = naming.generate_name(f"{rs.name}-", str(attempt))
+        name = naming.generate_name(prefix, str(attempt))
         if name not in taken:
             taken.add(name)
             yield name
@@ -255,7 +260,7 @@ def job_pods(job: KubeObject, index: PodIndex, observed: jobs.Observed | None = 
         if completion is None:
             made.append(pod_from_template(job, next(names), labels, template))
             continue
-        name = next(_free_names(f"{job.name}-{completion}-", taken))
+        name = next(free_names(f"{job.name}-{completion}-", taken))
         pod = pod_from_template(job, name, {**labels, jobs.INDEX_KEY: str(completion)}, template)
         pod.metadata_for_update().setdefault("annotations", {})[jobs.INDEX_KEY] = str(completion)
         pod.spec["hostname"] = f"{job.name}-{completion}"
@@ -266,14 +271,6 @@ def job_pods(job: KubeObject, index: PodIndex, observed: jobs.Observed | None = 
                     "fieldPath": f"metadata.annotations['{jobs.INDEX_KEY}']"}}})
         made.append(pod)
     return made
-
-
-def _free_names(prefix: str, taken: set[str]) -> Iterator[str]:
-    for attempt in itertools.count():
-        name = naming.generate_name(prefix, str(attempt))
-        if name not in taken:
-            taken.add(name)
-            yield name
 
 
 def _controlled_by(pod: KubeObject, owner: KubeObject) -> bool:

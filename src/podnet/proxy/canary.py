@@ -33,11 +33,12 @@ import struct
 from dataclasses import dataclass
 from typing import Protocol
 
-from podnet.proxy.nftnl import NFNL_SUBSYS_NFTABLES, netfilter_socket
+from podnet.proxy.nftnl import (NEWRULE, NFNL_SUBSYS_NFTABLES, NLM_F_REQUEST, NLMSG_ERROR,
+                                netfilter_socket, string_attribute)
 
-NLMSG_ERROR, NLMSG_DONE = 2, 3
-NLM_F_REQUEST, NLM_F_MULTI, NLM_F_DUMP = 0x1, 0x2, 0x300
-GETTABLE, GETCHAIN, NEWRULE, GETRULE, NEWGEN, GETGEN = 1, 4, 6, 7, 15, 16
+NLMSG_DONE = 3
+NLM_F_MULTI, NLM_F_DUMP = 0x2, 0x300
+GETTABLE, GETCHAIN, GETRULE, NEWGEN, GETGEN = 1, 4, 7, 15, 16
 NFTA_TABLE_NAME, NFTA_CHAIN_TABLE, NFTA_CHAIN_NAME = 1, 1, 3
 NFTA_RULE_TABLE, NFTA_RULE_CHAIN, NFTA_GEN_ID = 1, 2, 1
 FAMILIES = {"inet": 1, "ip": 2, "bridge": 7}  # NFPROTO_*
@@ -97,10 +98,6 @@ class Canary:
         what = "flushed" if found == 0 else "changed"
         return f"chain {chain} of table {w.name} holds {found} rules, not the {count} loaded ({what})"
 
-    def forget(self) -> None:
-        """Check in full next time (after the owner replaced its table)."""
-        self._verified = None
-
     def close(self) -> None:
         self.counter.close()
 
@@ -134,17 +131,6 @@ class FakeKernel:
 
     def close(self) -> None:
         """Nothing held."""
-
-
-# --- netlink ---------------------------------------------------------------------------------
-
-def _attr(kind: int, payload: bytes) -> bytes:
-    length = 4 + len(payload)
-    return struct.pack("=HH", length, kind) + payload + b"\0" * (-length % 4)
-
-
-def _str(kind: int, text: str) -> bytes:
-    return _attr(kind, text.encode() + b"\0")
 
 
 class NetlinkRuleCounter:
@@ -213,15 +199,15 @@ class NetlinkRuleCounter:
     def rules(self, family: str, table: str, chain: str) -> int:
         """The rules of one chain (0 if it or its table does not exist: the dump is empty)."""
         answers = self._ask(GETRULE, NLM_F_DUMP, FAMILIES[family],
-                            _str(NFTA_RULE_TABLE, table) + _str(NFTA_RULE_CHAIN, chain))
+                            string_attribute(NFTA_RULE_TABLE, table) + string_attribute(NFTA_RULE_CHAIN, chain))
         return sum(1 for kind, _ in answers if kind == NEWRULE)
 
     def exists(self, family: str, table: str, chain: str | None = None) -> bool:
         try:
             if chain is None:
-                self._ask(GETTABLE, 0, FAMILIES[family], _str(NFTA_TABLE_NAME, table))
+                self._ask(GETTABLE, 0, FAMILIES[family], string_attribute(NFTA_TABLE_NAME, table))
             else:
-                self._ask(GETCHAIN, 0, FAMILIES[family], _str(NFTA_CHAIN_TABLE, table) + _str(NFTA_CHAIN_NAME, chain))
+                self._ask(GETCHAIN, 0, FAMILIES[family], string_attribute(NFTA_CHAIN_TABLE, table) + string_attribute(NFTA_CHAIN_NAME, chain))
         except OSError as exc:
             if exc.errno == errno.ENOENT:
                 return False

@@ -71,36 +71,36 @@ class Unsupported(ValueError):
 
 # --- netlink attributes ---------------------------------------------------------------------
 
-def _attr(kind: int, payload: bytes) -> bytes:
+def attribute(kind: int, payload: bytes) -> bytes:
     length = 4 + len(payload)
     return struct.pack("=HH", length, kind) + payload + b"\0" * (-length % 4)
 
 
 def _nest(kind: int, *parts: bytes) -> bytes:
-    return _attr(kind | NLA_F_NESTED, b"".join(parts))
+    return attribute(kind | NLA_F_NESTED, b"".join(parts))
 
 
-def _str(kind: int, text: str) -> bytes:
-    return _attr(kind, text.encode() + b"\0")
+def string_attribute(kind: int, text: str) -> bytes:
+    return attribute(kind, text.encode() + b"\0")
 
 
 def _u32(kind: int, value: int) -> bytes:
-    return _attr(kind, struct.pack(">I", value))
+    return attribute(kind, struct.pack(">I", value))
 
 
 def _value(kind: int, data: bytes) -> bytes:
-    return _nest(kind, _attr(1, data))  # NFTA_DATA_VALUE
+    return _nest(kind, attribute(1, data))  # NFTA_DATA_VALUE
 
 
 def _verdict(kind: int, code: int, chain: str | None = None) -> bytes:
-    inner = _attr(1, struct.pack(">i", code)) + (_str(2, chain) if chain else b"")  # NFTA_VERDICT_CODE / _CHAIN
+    inner = attribute(1, struct.pack(">i", code)) + (string_attribute(2, chain) if chain else b"")  # NFTA_VERDICT_CODE / _CHAIN
     return _nest(kind, _nest(2, inner))  # NFTA_DATA_VERDICT
 
 
 # --- expressions (one NFTA_LIST_ELEM each) -------------------------------------------------------
 
 def _expr(name: str, *data: bytes) -> bytes:
-    return _nest(1, _str(1, name), _nest(2, *data))  # NFTA_EXPR_NAME, NFTA_EXPR_DATA
+    return _nest(1, string_attribute(1, name), _nest(2, *data))  # NFTA_EXPR_NAME, NFTA_EXPR_DATA
 
 
 def _payload(base: int, offset: int, length: int) -> bytes:
@@ -129,7 +129,7 @@ def _immediate_data(register: int, data: bytes) -> bytes:
 
 
 def _lookup(set_name: str, invert: bool) -> bytes:
-    return _expr("lookup", _str(1, set_name), _u32(2, REG_1), *([_u32(5, LOOKUP_F_INV)] if invert else []))
+    return _expr("lookup", string_attribute(1, set_name), _u32(2, REG_1), *([_u32(5, LOOKUP_F_INV)] if invert else []))
 
 
 # --- values ----------------------------------------------------------------------------------
@@ -227,7 +227,7 @@ def rule_expressions(rule: str) -> bytes:
             if not target.startswith("@") or key != ["{", "ip", "saddr", "}"]:
                 raise Unsupported(f"update {target} {' '.join(key)}")
             exprs += [_payload(NETWORK_HEADER, IP_FIELDS["saddr"], 4),
-                      _expr("dynset", _str(1, target[1:]), _u32(3, DYNSET_OP_UPDATE), _u32(4, REG_1))]
+                      _expr("dynset", string_attribute(1, target[1:]), _u32(3, DYNSET_OP_UPDATE), _u32(4, REG_1))]
         elif word in ("jump", "goto"):
             _, chain = take(2)
             exprs.append(_immediate_verdict(JUMP if word == "jump" else GOTO, chain))
@@ -282,8 +282,8 @@ def _affinity_set(definition: str) -> list[bytes]:
         raise Unsupported(f"set {definition!r}")
     seconds = _int(timeout[:-1], 1 << 31)
     return [_u32(3, SET_TIMEOUT | SET_EVAL), _u32(4, TYPE_IPADDR), _u32(5, 4),
-            _attr(11, struct.pack(">Q", seconds * 1000)),  # NFTA_SET_TIMEOUT, in ms
-            _attr(13, struct.pack("=BBI", UDATA_SET_KEYBYTEORDER, 4, BYTEORDER_BIG_ENDIAN))]  # NFTA_SET_USERDATA
+            attribute(11, struct.pack(">Q", seconds * 1000)),  # NFTA_SET_TIMEOUT, in ms
+            attribute(13, struct.pack("=BBI", UDATA_SET_KEYBYTEORDER, 4, BYTEORDER_BIG_ENDIAN))]  # NFTA_SET_USERDATA
 
 
 # --- transactions ------------------------------------------------------------------------------
@@ -302,28 +302,28 @@ def compile_transaction(text: str) -> list[tuple[int, int, bytes, str]]:
         name, _, body = rest.partition(" ")
         if family not in FAMILIES or not table or not name:
             raise Unsupported(line)
-        t = _str(1, table)
+        t = string_attribute(1, table)
         if kind == "chain" and not body:
             if verb == "add":
-                messages.append((NEWCHAIN, NLM_F_CREATE, t + _str(3, name), line))
+                messages.append((NEWCHAIN, NLM_F_CREATE, t + string_attribute(3, name), line))
             elif verb == "flush":
-                messages.append((DELRULE, 0, t + _str(2, name), line))
+                messages.append((DELRULE, 0, t + string_attribute(2, name), line))
             elif verb == "delete":
-                messages.append((DELCHAIN, 0, t + _str(3, name), line))
+                messages.append((DELCHAIN, 0, t + string_attribute(3, name), line))
             else:
                 raise Unsupported(line)
         elif kind == "rule" and verb == "add" and body:
-            messages.append((NEWRULE, NLM_F_CREATE | NLM_F_APPEND, t + _str(2, name) + rule_expressions(body), line))
+            messages.append((NEWRULE, NLM_F_CREATE | NLM_F_APPEND, t + string_attribute(2, name) + rule_expressions(body), line))
         elif kind == "element" and verb in ("add", "delete") and body.startswith("{ ") and body.endswith(" }"):
             encoded = [_element(e, with_data=verb == "add" and " : " in e) for e in body[2:-2].split(" , ")]
             for chunk in _chunks(encoded, ELEMENTS_PER_MESSAGE_BYTES):  # an attribute holds < 64 KiB
                 messages.append((NEWSETELEM if verb == "add" else DELSETELEM, NLM_F_CREATE if verb == "add" else 0,
-                                 t + _str(2, name) + _nest(3, *chunk), line))
+                                 t + string_attribute(2, name) + _nest(3, *chunk), line))
         elif kind == "set" and verb == "add" and body:
             set_ids += 1
-            messages.append((NEWSET, NLM_F_CREATE, t + _str(2, name) + b"".join(_affinity_set(body)) + _u32(10, set_ids), line))
+            messages.append((NEWSET, NLM_F_CREATE, t + string_attribute(2, name) + b"".join(_affinity_set(body)) + _u32(10, set_ids), line))
         elif kind == "set" and verb == "delete" and not body:
-            messages.append((DELSET, 0, t + _str(2, name), line))
+            messages.append((DELSET, 0, t + string_attribute(2, name), line))
         else:
             raise Unsupported(line)
     return messages
